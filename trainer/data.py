@@ -1,0 +1,173 @@
+"""Datasets on disk -> arrays in memory.
+
+Two layouts are understood:
+
+* FER+ (``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/``, each with PNGs and
+  a header-less ``label.csv``: image, face_rect, then ten vote counts in the order
+  neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown,
+  NF). The label is the majority vote; images whose majority is ``unknown`` or
+  ``NF`` (or that have no votes) are dropped. Ties go to the first column.
+* Folder per class (``anger/ contempt/ ...``, aliases such as ``happy`` allowed),
+  either under ``train/ valid/ test/`` or directly under the root, in which case
+  the files are split (seeded, stratified) *before* any augmentation, so
+  augmented copies never cross splits.
+
+Every problem raises :class:`DataError` naming the file (and line).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.errors import DataError
+from shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
+
+SPLITS = ("train", "valid", "test")
+FERPLUS_DIRS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
+# label.csv vote columns (after image, face_rect) -> our label index, None = dropped class
+FERPLUS_COLUMNS = ("neutrality", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                   "contempt", "unknown", "NF")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+FOLDER_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (N, S, S) uint8 grayscale
+    votes: np.ndarray  # (N, 8) float32, a distribution over LABELS (one-hot for folder data)
+    labels: np.ndarray  # (N,) int64, index into LABELS
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=NUM_CLASSES)
+        return {name: int(c) for name, c in zip(LABELS, counts)}
+
+
+def detect_layout(root: Path) -> str:
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    if any((root / d).is_dir() for d in FERPLUS_DIRS.values()):
+        return "ferplus"
+    return "folders"
+
+
+def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0) -> Split:
+    """Load one split (``train``, ``valid`` or ``test``) of either layout."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = Path(root)
+    if detect_layout(root) == "ferplus":
+        return load_ferplus(root / FERPLUS_DIRS[split], size)
+    return load_folders(root, split, size, seed)
+
+
+def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | None:
+    """One label.csv row -> (image name, vote distribution over LABELS), or None to drop."""
+    if len(row) != 2 + len(FERPLUS_COLUMNS):
+        raise DataError(f"{where}: expected {2 + len(FERPLUS_COLUMNS)} columns, got {len(row)}")
+    name = row[0].strip()
+    if not name:
+        raise DataError(f"{where}: empty image name")
+    try:
+        counts = np.array([float(v) for v in row[2:]], dtype=np.float32)
+    except ValueError:
+        raise DataError(f"{where}: vote counts must be numbers, got {row[2:]}") from None
+    if (counts < 0).any():
+        raise DataError(f"{where}: negative vote count")
+    if counts.sum() == 0 or FERPLUS_COLUMNS[int(np.argmax(counts))] in ("unknown", "NF"):
+        return None
+    votes = np.zeros(NUM_CLASSES, dtype=np.float32)
+    for column, count in zip(FERPLUS_COLUMNS[:8], counts[:8]):
+        votes[INDEX[column]] = count
+    return name, votes / votes.sum()
+
+
+def load_ferplus(folder: Path, size: int = 48) -> Split:
+    label_file = folder / "label.csv"
+    if not label_file.is_file():
+        raise DataError(f"{label_file} not found (FER+ layout needs label.csv beside the images)")
+    names, votes = [], []
+    with label_file.open(newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row:
+                continue
+            parsed = parse_ferplus_row(row, f"{label_file}:{lineno}")
+            if parsed is not None:
+                names.append(parsed[0])
+                votes.append(parsed[1])
+    if not names:
+        raise DataError(f"{label_file}: no usable rows")
+    images = np.stack([read_gray(folder / n, size) for n in names])
+    vote_arr = np.stack(votes)
+    # argmax over our 8 in the FER+ column order, so ties go to the first column as documented
+    order = np.array([INDEX[c] for c in FERPLUS_COLUMNS[:8]])
+    labels = order[np.argmax(vote_arr[:, order], axis=1)]
+    return Split(images, vote_arr, labels.astype(np.int64), [str(folder / n) for n in names])
+
+
+def read_gray(path: Path, size: int) -> np.ndarray:
+    """Read an image as (size, size) uint8 grayscale, or raise DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if img is None:
+        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if img.dtype != np.uint8:  # 16-bit PNG
+        img = (img / 257).astype(np.uint8)
+    if img.shape != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _class_dirs(folder: Path) -> dict[int, list[Path]]:
+    found: dict[int, list[Path]] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = canonical(sub.name)
+        if label is None:
+            raise DataError(f"{sub}: unknown class folder {sub.name!r}; expected one of "
+                            f"{', '.join(LABELS)} (or aliases such as happy, sad, angry)")
+        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise DataError(f"{sub}: class folder holds no images")
+        found.setdefault(INDEX[label], []).extend(files)
+    if not found:
+        raise DataError(f"{folder}: no class folders found (expected {', '.join(LABELS)})")
+    return found
+
+
+def load_folders(root: Path, split: str, size: int = 48, seed: int = 0) -> Split:
+    if (root / split).is_dir():
+        by_class = _class_dirs(root / split)
+    elif any((root / s).is_dir() for s in SPLITS):
+        raise DataError(f"{root}: has split folders but no {split}/")
+    else:
+        by_class = {c: _take_split(files, split, seed + c) for c, files in _class_dirs(root).items()}
+    paths = [p for c in sorted(by_class) for p in by_class[c]]
+    labels = np.array([c for c in sorted(by_class) for _ in by_class[c]], dtype=np.int64)
+    if not paths:
+        raise DataError(f"{root}: split {split!r} is empty")
+    images = np.stack([read_gray(p, size) for p in paths])
+    votes = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    return Split(images, votes, labels, [str(p) for p in paths])
+
+
+def _take_split(files: list[Path], split: str, seed: int) -> list[Path]:
+    """Seeded per-class split of the *source files* (80/10/10)."""
+    shuffled = files[:]
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    n_train = int(round(n * FOLDER_SPLIT_FRACTIONS[0]))
+    n_valid = int(round(n * FOLDER_SPLIT_FRACTIONS[1]))
+    bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
+    lo, hi = bounds[split]
+    return shuffled[lo:hi]

@@ -1,0 +1,188 @@
+"""The training loop: ``load_data`` -> ``train_one_epoch`` / ``evaluate`` -> ``main``.
+
+The whole dataset lives as one uint8 tensor on the training device; batches are
+indexed, augmented and normalised there, so a GPU never waits on a loader.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from shared.models import Checkpoint, build_model, predict_proba, preprocess, save_checkpoint
+from trainer.augment import AugmentConfig, augment
+from trainer.data import Split, load_split
+from trainer.metrics import classification_report
+from trainer.presets import TrainConfig
+
+log = logging.getLogger(__name__)
+
+AUGMENTS = {"paper": AugmentConfig.paper, "full": AugmentConfig, "none": AugmentConfig.none}
+
+
+@dataclass
+class DeviceData:
+    images: torch.Tensor  # (N, 1, 48, 48) uint8 on the device
+    votes: torch.Tensor  # (N, 8) float32
+    labels: torch.Tensor  # (N,) int64
+
+    @classmethod
+    def from_split(cls, split: Split, device: torch.device, limit: int | None = None) -> DeviceData:
+        n = len(split) if limit is None else min(limit, len(split))
+        return cls(torch.from_numpy(split.images[:n]).unsqueeze(1).to(device),
+                   torch.from_numpy(split.votes[:n]).to(device),
+                   torch.from_numpy(split.labels[:n]).to(device))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_data(data_dir: str | Path, cfg: TrainConfig) -> dict[str, Split]:
+    splits = {}
+    for name in ("train", "valid", "test"):
+        splits[name] = load_split(data_dir, name, seed=cfg.seed)
+        if cfg.max_train and name == "train" and len(splits[name]) > cfg.max_train:
+            splits[name] = _subset(splits[name], cfg.max_train, cfg.seed)
+        if cfg.max_eval and name != "train" and len(splits[name]) > cfg.max_eval:
+            splits[name] = _subset(splits[name], cfg.max_eval, cfg.seed)
+        log.info("trainer: %s split %d images %s", name, len(splits[name]), splits[name].class_counts())
+    return splits
+
+
+def _subset(split: Split, n: int, seed: int) -> Split:
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return Split(split.images[idx], split.votes[idx], split.labels[idx], [split.paths[i] for i in idx])
+
+
+def train_one_epoch(ckpt: Checkpoint, data: DeviceData, cfg: TrainConfig, opt: torch.optim.Optimizer,
+                    sched: torch.optim.lr_scheduler.LRScheduler | None, gen: torch.Generator,
+                    aug: AugmentConfig, amp: bool, desc: str) -> dict:
+    model = ckpt.model
+    model.train()
+    dev = data.images.device
+    n = len(data.labels)
+    perm = torch.randperm(n, device=dev, generator=gen)
+    total_loss, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc=desc, unit="img", unit_scale=True, leave=False, dynamic_ncols=True) as bar:
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            x = data.images[idx].float() / 255  # (B, 1, 48, 48)
+            x = preprocess(augment(x, aug, gen), ckpt)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            logits = logits.float()
+            if cfg.label_mode == "soft":
+                loss = torch.sum(-data.votes[idx] * F.log_softmax(logits, 1), 1).mean()
+            else:
+                loss = F.cross_entropy(logits, data.labels[idx], label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == data.labels[idx]).sum())
+            seen += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images_per_s": seen / (time.perf_counter() - t0)}
+
+
+@torch.inference_mode()
+def evaluate(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, batch: int = 1024) -> dict:
+    """Loss (against the vote distribution) and the full classification report."""
+    ckpt.model.eval()
+    probs = []
+    for start in range(0, len(data.labels), batch):
+        x = data.images[start:start + batch].float() / 255
+        probs.append(predict_proba(ckpt, x, flip_tta=flip_tta))
+    p = torch.cat(probs)
+    loss = float(torch.sum(-data.votes * torch.log(p.clamp_min(1e-7)), 1).mean())
+    report = classification_report(data.labels.cpu().numpy(), p.argmax(1).cpu().numpy())
+    report["loss"] = loss
+    return report
+
+
+def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
+         version: str | None = None) -> dict:
+    """Train, select the epoch with the best Valid accuracy, report Test, write
+    ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    amp = dev.type == "cuda"
+
+    splits = load_data(data_dir, cfg)
+    train = DeviceData.from_split(splits["train"], dev)
+    valid = DeviceData.from_split(splits["valid"], dev)
+    test = DeviceData.from_split(splits["test"], dev)
+    pixels = train.images.float() / 255
+    mean, std = float(pixels.mean()), float(pixels.std())
+    del pixels
+
+    model = build_model(cfg.model).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    ckpt = Checkpoint(model=model, config=cfg.model, mean=mean, std=std)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * max(1, -(-len(train.labels) // cfg.batch_size))
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+             if cfg.schedule == "onecycle" else None)
+    aug = AUGMENTS[cfg.augment]()
+
+    history: list[dict] = []
+    best = {"accuracy": -1.0, "epoch": 0, "state": None}
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        tr = train_one_epoch(ckpt, train, cfg, opt, sched, gen, aug, amp, f"epoch {epoch}/{cfg.epochs}")
+        va = evaluate(ckpt, valid)
+        history.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                        "valid_loss": va["loss"], "valid_accuracy": va["accuracy"],
+                        "valid_macro_recall": va["macro_recall"], "images_per_s": tr["images_per_s"]})
+        log.info("trainer: epoch %d/%d train loss %.4f acc %.4f | valid loss %.4f acc %.4f "
+                 "macro-recall %.4f | %.0f img/s", epoch, cfg.epochs, tr["loss"], tr["accuracy"],
+                 va["loss"], va["accuracy"], va["macro_recall"], tr["images_per_s"])
+        if va["accuracy"] > best["accuracy"]:
+            best = {"accuracy": va["accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    train_s = time.perf_counter() - t_start
+
+    model.load_state_dict(best["state"])
+    model = model.to(memory_format=torch.contiguous_format)
+    metrics = {
+        "selected_epoch": best["epoch"],
+        "valid": evaluate(ckpt, valid, flip_tta=True),
+        "test": evaluate(ckpt, test, flip_tta=True),
+        "train_seconds": round(train_s, 1),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "recipe": cfg.to_dict(),
+        "n_train": len(train.labels),
+    }
+    meta = {"version": version or time.strftime("%Y%m%d-%H%M%S"), "recipe": cfg.to_dict(),
+            "selected_epoch": best["epoch"], "test_accuracy": metrics["test"]["accuracy"],
+            "test_macro_recall": metrics["test"]["macro_recall"], "flip_tta": True,
+            "device": metrics["device"]}
+    save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    from trainer.curves import plot_curves  # matplotlib only when writing the figure
+    plot_curves(history, out / "curves.png")
+    return metrics

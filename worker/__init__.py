@@ -1,0 +1,1 @@
+"""Inference: detectors, the emotion classifier, the pipeline, and the Redis worker."""

@@ -1,0 +1,1 @@
+"""Commands that run the inference pipeline: ``analyze`` (in-process) and ``worker`` (Redis)."""
