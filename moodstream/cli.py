@@ -16,8 +16,8 @@ from shared.errors import MoodstreamError
 
 # name -> "module:attribute"; each module owns its commands
 COMMANDS = {
-    "analyze": ("worker.cli:analyze", "Detect faces and classify emotions in images, folders and videos (no Redis)."),
-    "worker": ("worker.cli:worker", "Serve frame jobs from Redis: batch, detect, classify, publish results."),
+    "analyze": ("worker.analyze:analyze", "Detect faces and classify emotions in images, folders and videos (no Redis)."),
+    "worker": ("worker.serve:worker", "Serve frame jobs from Redis: batch, detect, classify, publish results."),
     "produce": ("producer.cli:produce", "Enqueue images, folders, videos or a camera as frame jobs in Redis."),
     "results": ("producer.cli:results", "Read the results stream (from the start, now, or an id)."),
     "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),
@@ -42,6 +42,11 @@ class LazyGroup(click.Group):
             return _missing_extra(name, short_help, exc)
         cmd.short_help = cmd.short_help or short_help
         return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # from the table, so `moodstream --help` imports no command module (and no torch)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
 
     def invoke(self, ctx: click.Context):
         try:

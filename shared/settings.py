@@ -37,6 +37,7 @@ class Settings:
     # --- models --------------------------------------------------------------
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
     detector: str = "mtcnn"  # "mtcnn" or "haar"
+    mtcnn_impl: str = "reference"  # "reference" (facenet-pytorch's loop) or "batched" (ours, GPU-resident)
     checkpoint: str | None = None  # None: the emotion model shipped in the package
     min_face_px: int = 20  # smallest face side the detector looks for
     face_score_min: float = 0.90  # drop detections scoring below this
@@ -80,6 +81,8 @@ class Settings:
             raise ConfigError(f"backpressure must be 'wait' or 'drop', got {self.backpressure!r}")
         if self.detector not in ("mtcnn", "haar"):
             raise ConfigError(f"detector must be 'mtcnn' or 'haar', got {self.detector!r}")
+        if self.mtcnn_impl not in ("reference", "batched"):
+            raise ConfigError(f"mtcnn_impl must be 'reference' or 'batched', got {self.mtcnn_impl!r}")
         if not 0.0 <= self.face_score_min <= 1.0:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

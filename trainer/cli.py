@@ -1,0 +1,139 @@
+"""``moodstream train``, ``moodstream eval`` and the ``moodstream bench`` group."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from shared.errors import MoodstreamError
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="FER+ root (FER2013Train/ ...) or a folder-per-class dataset.")
+@click.option("--out", "out_dir", default=Path("runs/train"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where emotion.pt, metrics.json, history.json and curves.png go.")
+@click.option("--preset", default="best", show_default=True,
+              type=click.Choice(["paper-initial", "paper-vgg", "paper-resnet", "best", "cpu"]),
+              help="Named recipe: the paper's tables (paper-*), ours (best), or ours sized for a CPU.")
+@click.option("--arch", type=click.Choice(["vgg", "resnet"]), help="Override the preset's architecture.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=2), help="Override the preset's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the learning rate.")
+@click.option("--input-size", type=click.IntRange(min=16), help="Side of the square grayscale input (48, 64, 128...).")
+@click.option("--widths", help="Comma-separated block widths, e.g. 64,128,256,512.")
+@click.option("--labels", "label_mode", type=click.Choice(["hard", "soft"]),
+              help="hard: majority label; soft: cross-entropy on the FER+ vote distribution.")
+@click.option("--augment", type=click.Choice(["paper", "full", "none"]),
+              help="paper: flip, blur, contrast; full: plus small affine and random erasing.")
+@click.option("--seed", type=int, help="Random seed (data order, augmentation, init).")
+@click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
+def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
+          seed, max_train, device, install):
+    """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
+
+    Writes the checkpoint (weights + config + labels + normalisation, loadable
+    on CPU), metrics.json (accuracy, macro precision/recall/F1, per-class table,
+    confusion matrix for Valid and Test) and the learning curves to --out.
+    Mixed precision (bf16) on CUDA; a progress bar shows images/s and ETA.
+    """
+    import shutil
+
+    from shared.models import SHIPPED_CHECKPOINT
+    from trainer.metrics import format_report
+    from trainer.presets import preset as make_preset
+    from trainer.train import main as train_main
+
+    width_tuple = None
+    if widths:
+        try:
+            width_tuple = tuple(int(w) for w in widths.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {widths!r}", param_hint="--widths")
+    cfg = make_preset(preset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
+                      widths=width_tuple, label_mode=label_mode, augment=augment, seed=seed, max_train=max_train)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    logging.getLogger("trainer").setLevel(logging.INFO)
+    metrics = train_main(cfg, data_dir, out_dir, device=device)
+    click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
+               f"{metrics['valid']['accuracy']:.4f}; Test:")
+    click.echo(format_report(metrics["test"]))
+    click.echo(f"wrote {out_dir / 'emotion.pt'}, metrics.json, history.json, curves.png")
+    if install:
+        shutil.copyfile(out_dir / "emotion.pt", SHIPPED_CHECKPOINT)
+        click.echo(f"installed as {SHIPPED_CHECKPOINT}")
+
+
+@click.command("eval")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="FER+ root or a folder-per-class dataset.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to evaluate [default: the shipped model].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
+@click.option("--tta/--no-tta", default=True, show_default=True, help="Average with the mirrored face.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, device):
+    """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
+    recall / F1, per-class table and confusion matrix."""
+    from shared.models import load_checkpoint
+    from trainer.data import load_split
+    from trainer.metrics import format_report
+    from trainer.train import DeviceData, evaluate, resolve_device
+
+    ckpt = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    ckpt.model.to(dev)
+    data = DeviceData.from_split(load_split(data_dir, split), dev)
+    report = evaluate(ckpt, data, flip_tta=tta)
+    report.update(split=split, checkpoint=str(checkpoint or "shipped"), model_version=ckpt.version, tta=tta)
+    text = json.dumps(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+    click.echo(text if as_json else format_report(report))
+
+
+BENCHES = {
+    "iou": ("trainer.bench.iou:iou_cmd", "Face-detection IoU on WIDER FACE (the paper's Table 1)."),
+    "e2e": ("trainer.bench.e2e:e2e_cmd", "Detection + classification against emotion labels."),
+    "throughput": ("trainer.bench.throughput:throughput_cmd", "Frames/s of our pipeline vs the naive baseline."),
+}
+
+
+class BenchGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(BENCHES)
+
+    def get_command(self, ctx, name):
+        if name not in BENCHES:
+            return None
+        module, attr = BENCHES[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, BENCHES[n][1]) for n in sorted(BENCHES)])
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MoodstreamError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=BenchGroup)
+def bench():
+    """Benchmarks: each writes JSON (and a readable table) and never runs in the test suite."""

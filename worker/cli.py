@@ -1,1 +1,0 @@
-"""Commands that run the inference pipeline: ``analyze`` (in-process) and ``worker`` (Redis)."""
