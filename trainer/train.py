@@ -76,7 +76,8 @@ def train_one_epoch(ckpt: Checkpoint, data: DeviceData, cfg: TrainConfig, opt: t
     perm = torch.randperm(n, device=dev, generator=gen)
     total_loss, correct, seen = 0.0, 0, 0
     t0 = time.perf_counter()
-    with tqdm(total=n, desc=desc, unit="img", unit_scale=True, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=n, desc=desc, unit="img", unit_scale=True, leave=False, dynamic_ncols=True,
+              disable=None) as bar:  # None: off when stderr is not a terminal (logs get one line per epoch)
         for start in range(0, n, cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
             if len(idx) < 2:  # batch norm needs two samples
@@ -123,14 +124,14 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
          version: str | None = None) -> dict:
     """Train, select the epoch with the best Valid accuracy, report Test, write
     ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     amp = dev.type == "cuda"
 
-    splits = load_data(data_dir, cfg)
+    splits = load_data(data_dir, cfg)  # fails on bad data before anything is written
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     train = DeviceData.from_split(splits["train"], dev)
     valid = DeviceData.from_split(splits["valid"], dev)
     test = DeviceData.from_split(splits["test"], dev)

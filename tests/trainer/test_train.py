@@ -1,0 +1,65 @@
+"""A real (tiny) training run on the FER+ fixture, and the train / eval commands."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from moodstream.cli import cli
+from shared.models import load_checkpoint
+from trainer.presets import preset
+from trainer.train import main as train_main
+
+
+def test_tiny_training_run_reduces_loss(fixtures_dir, tmp_path):
+    cfg = preset("cpu", epochs=8, batch_size=16, lr=3e-3, widths=(8, 16, 32), hidden=32, augment="none",
+                 dropout=0.0)
+    metrics = train_main(cfg, fixtures_dir / "ferplus", tmp_path, device="cpu", version="tiny")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history) == 8
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"]
+    assert 1 <= metrics["selected_epoch"] <= 8
+    for name in ("emotion.pt", "metrics.json", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    ckpt = load_checkpoint(tmp_path / "emotion.pt")
+    assert ckpt.version == "tiny" and ckpt.config.widths == (8, 16, 32)
+    assert set(metrics["test"]) >= {"accuracy", "macro_precision", "macro_recall", "macro_f1", "per_class"}
+
+
+def test_presets_follow_the_paper():
+    assert (preset("paper-initial").batch_size, preset("paper-initial").lr, preset("paper-initial").epochs) == (128, 1e-3, 10)
+    assert (preset("paper-vgg").batch_size, preset("paper-vgg").lr, preset("paper-vgg").epochs) == (64, 1e-4, 40)
+    r = preset("paper-resnet")
+    assert (r.model.arch, r.batch_size, r.lr, r.epochs) == ("resnet", 128, 1e-3, 40)
+    assert preset("paper-vgg").model.widths == (64, 128, 256, 512)
+
+
+def test_train_command_writes_outputs(fixtures_dir, tmp_path):
+    res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), "--out", str(tmp_path),
+                                   "--preset", "cpu", "--epochs", "1", "--widths", "8,16", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "selected epoch 1" in res.output
+    assert (tmp_path / "emotion.pt").is_file()
+
+
+def test_eval_contract_json(fixtures_dir):
+    res = CliRunner().invoke(cli, ["eval", "--data", str(fixtures_dir / "ferplus"), "--split", "test", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert {"accuracy", "macro_precision", "macro_recall", "macro_f1", "per_class", "n"} <= set(report)
+    assert report["n"] == 24 and len(report["per_class"]) == 8
+
+
+@pytest.mark.parametrize("make, expect", [
+    (lambda p: p / "missing", "does not exist"),
+    (lambda p: (p / "sad").mkdir(parents=True) or p, "class folder holds no images"),
+    (lambda p: (p / "bored").mkdir(parents=True) or p, "unknown class folder"),
+])
+def test_bad_data_is_one_clear_error(tmp_path, make, expect):
+    data = make(tmp_path / "data")
+    res = CliRunner().invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "o"), "--epochs", "1"])
+    assert res.exit_code != 0
+    assert expect in res.output and "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "o").exists()  # nothing written for bad data

@@ -1,0 +1,37 @@
+import pytest
+
+from shared.errors import ConfigError
+from shared.labels import LABELS, canonical
+from shared.settings import Settings
+
+
+def test_labels_fixed_order():
+    assert LABELS == ("anger", "contempt", "disgust", "fear", "happiness", "neutrality", "sadness", "surprise")
+    assert canonical("Happy") == "happiness"
+    assert canonical(" neutral ") == "neutrality"
+    assert canonical("bored") is None
+
+
+def test_env_then_overrides():
+    env = {"MOODSTREAM_BATCH_MAX": "8", "MOODSTREAM_CALIBRATE_BOXES": "yes",
+           "MOODSTREAM_REDIS_URL": "redis://h:1/0", "OTHER": "x"}
+    s = Settings.from_env(env, batch_wait_ms=5, device=None)
+    assert s.batch_max == 8 and s.calibrate_boxes is True and s.redis_url == "redis://h:1/0"
+    assert s.batch_wait_ms == 5 and s.device == "auto"
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"MOODSTREAM_BATCH_MAX": "many"}, "MOODSTREAM_BATCH_MAX"),
+    ({"MOODSTREAM_BATCH_MAX": "0"}, "batch_max"),
+    ({"MOODSTREAM_CALIBRATE_BOXES": "maybe"}, "CALIBRATE_BOXES"),
+    ({"MOODSTREAM_DETECTOR": "yolo"}, "detector"),
+    ({"MOODSTREAM_DEVICE": "tpu"}, "device"),
+])
+def test_bad_values_name_the_setting(env, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env)
+
+
+def test_unknown_override_rejected():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Settings.from_env({}, batchmax=3)

@@ -1,0 +1,120 @@
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.errors import DataError
+from shared.labels import INDEX
+from trainer.data import load_split, parse_ferplus_row
+
+
+def row(name="a.png", votes=(0,) * 10):
+    return [name, "(0, 0, 48, 48)", *map(str, votes)]
+
+
+def test_majority_vote_maps_ferplus_columns():
+    # columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    name, votes = parse_ferplus_row(row(votes=(1, 6, 0, 0, 3, 0, 0, 0, 0, 0)), "x")
+    assert name == "a.png"
+    assert votes[INDEX["happiness"]] == pytest.approx(0.6)
+    assert votes[INDEX["anger"]] == pytest.approx(0.3)
+    assert votes[INDEX["neutrality"]] == pytest.approx(0.1)
+    assert votes.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("votes", [(0, 0, 0, 0, 0, 0, 0, 0, 6, 4), (2, 0, 0, 0, 0, 0, 0, 0, 0, 8), (0,) * 10])
+def test_unknown_nf_or_no_votes_dropped(votes):
+    assert parse_ferplus_row(row(votes=votes), "x") is None
+
+
+@pytest.mark.parametrize("bad, match", [
+    (["a.png", "(0,0,48,48)", "1", "2"], "expected 12 columns"),
+    (row(votes=("x", 0, 0, 0, 0, 0, 0, 0, 0, 0)), "must be numbers"),
+    (row(votes=(-1, 3, 0, 0, 0, 0, 0, 0, 0, 0)), "negative"),
+    (row(name=" "), "empty image name"),
+])
+def test_bad_rows_name_the_line(bad, match):
+    with pytest.raises(DataError, match=f"label.csv:7: .*{match}|{match}"):
+        parse_ferplus_row(bad, "label.csv:7")
+
+
+def test_ferplus_fixture_layout(fixtures_dir):
+    test = load_split(fixtures_dir / "ferplus", "test")
+    assert test.images.shape[1:] == (48, 48) and test.images.dtype == np.uint8
+    assert len(test) == len(test.labels) == len(test.votes) == len(test.paths)
+    assert np.allclose(test.votes.sum(1), 1)
+    assert (test.labels == test.votes.argmax(1)).mean() > 0.9  # ties aside, label = argmax votes
+
+
+def test_ferplus_tie_goes_to_first_column(tmp_path, fixtures_dir):
+    split = tmp_path / "FER2013Test"
+    split.mkdir()
+    src = next((fixtures_dir / "ferplus" / "FER2013Test").glob("*.png"))
+    shutil.copy(src, split / "t.png")
+    # 4 neutral, 4 happiness: neutral comes first in label.csv
+    (split / "label.csv").write_text('t.png,"(0, 0, 48, 48)",4,4,0,0,0,0,0,0,2,0\n')
+    s = load_split(tmp_path, "test")
+    assert s.labels.tolist() == [INDEX["neutrality"]]
+
+
+def make_folder_dataset(root: Path, classes: dict[str, int], size=40) -> None:
+    rng = np.random.default_rng(0)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(root / name / f"{i}.png"), rng.integers(0, 255, (size, size), dtype=np.uint8))
+
+
+def test_folder_layout_without_splits_is_split_by_file(tmp_path):
+    make_folder_dataset(tmp_path, {"happy": 20, "Sad": 10, "anger": 10})
+    splits = {s: load_split(tmp_path, s) for s in ("train", "valid", "test")}
+    paths = [set(s.paths) for s in splits.values()]
+    assert not (paths[0] & paths[1]) and not (paths[0] & paths[2]) and not (paths[1] & paths[2])
+    assert sum(len(s) for s in splits.values()) == 40
+    assert splits["train"].images.shape[1:] == (48, 48)  # resized on load
+    assert set(splits["train"].labels.tolist()) == {INDEX["happiness"], INDEX["sadness"], INDEX["anger"]}
+    again = load_split(tmp_path, "valid")
+    assert again.paths == splits["valid"].paths  # seeded
+
+
+def test_folder_layout_with_split_folders(tmp_path):
+    make_folder_dataset(tmp_path / "train", {"fear": 3})
+    make_folder_dataset(tmp_path / "test", {"fear": 2, "surprise": 1})
+    assert len(load_split(tmp_path, "test")) == 3
+    with pytest.raises(DataError, match="no valid/"):
+        load_split(tmp_path, "valid")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_split(tmp_path / "nope", "train")
+
+
+def test_unknown_class_folder_named(tmp_path):
+    make_folder_dataset(tmp_path, {"happy": 2, "bored": 2})
+    with pytest.raises(DataError, match="bored"):
+        load_split(tmp_path, "train")
+
+
+def test_empty_class_folder_named(tmp_path):
+    make_folder_dataset(tmp_path, {"happy": 2})
+    (tmp_path / "fear").mkdir()
+    with pytest.raises(DataError, match="fear: class folder holds no images"):
+        load_split(tmp_path, "train")
+
+
+def test_corrupt_image_named(tmp_path):
+    make_folder_dataset(tmp_path / "train", {"happy": 2})
+    (tmp_path / "train" / "happy" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png: not a readable image"):
+        load_split(tmp_path, "train")
+
+
+def test_missing_image_in_label_csv_named(tmp_path):
+    split = tmp_path / "FER2013Valid"
+    split.mkdir()
+    (split / "label.csv").write_text('ghost.png,"(0, 0, 48, 48)",9,1,0,0,0,0,0,0,0,0\n')
+    with pytest.raises(DataError, match="ghost.png: image file not found"):
+        load_split(tmp_path, "valid")
