@@ -61,6 +61,7 @@ class MTCNNDetector:
 
         self.device = resolve_device(settings.device)
         self.min_score = settings.face_score_min
+        self.min_face_px = settings.min_face_px
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face_px, thresholds=list(thresholds),
                            factor=factor, post_process=False, select_largest=False, device=self.device)
         self.mtcnn.eval()
@@ -68,7 +69,9 @@ class MTCNNDetector:
     @torch.inference_mode()
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         out: list[list[Face]] = [[] for _ in frames]
-        for idx in group_by_size(frames).values():
+        for (h, w), idx in group_by_size(frames).items():
+            if min(h, w) < max(12, self.min_face_px):
+                continue  # no face fits; facenet-pytorch's detect_face fails on an empty image pyramid
             batch = np.stack([frames[i] for i in idx])  # (B, H, W, 3) uint8 RGB
             boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
             for j, i in enumerate(idx):
