@@ -115,4 +115,10 @@ class HaarDetector:
 
 
 def build_detector(settings: Settings) -> Detector:
-    return MTCNNDetector(settings) if settings.detector == "mtcnn" else HaarDetector(settings)
+    if settings.detector == "haar":
+        return HaarDetector(settings)
+    if settings.mtcnn_impl == "batched":
+        from worker.mtcnn_batched import BatchedMTCNNDetector  # it imports this module
+
+        return BatchedMTCNNDetector(settings)
+    return MTCNNDetector(settings)

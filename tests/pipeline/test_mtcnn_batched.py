@@ -1,0 +1,128 @@
+"""worker.mtcnn_batched against facenet-pytorch's MTCNN on real images and frames.
+
+Parity: at least 99 % of the reference boxes (score >= face_score_min) have
+a batched box with IoU >= 0.95, and no frame's face count differs by more
+than one. On CPU with the fixtures (fast), with a slice of ../shared/data
+when it is there, and on CUDA (marked gpu).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.media import iter_video
+from shared.settings import Settings
+from worker.detect import Face, MTCNNDetector, build_detector
+from worker.mtcnn_batched import BatchedMTCNNDetector, matched_boxes
+
+MATCH_IOU = 0.95
+MATCH_RATE = 0.99
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def video_frames(path: Path, n: int) -> list[np.ndarray]:
+    return [item.image for item in iter_video(str(path), max_frames=n)]
+
+
+def assert_parity(frames: list[np.ndarray], device: str, batch: int = 8) -> dict:
+    settings = Settings.from_env(env={}, device=device)
+    reference, ours = MTCNNDetector(settings), BatchedMTCNNDetector(settings)
+    ref_faces = [face for frame in frames for face in reference.detect([frame])]  # one frame at a time
+    our_faces = [face for i in range(0, len(frames), batch) for face in ours.detect(frames[i:i + batch])]
+    total = sum(len(f) for f in ref_faces)
+    matched = sum(matched_boxes(r, o, MATCH_IOU) for r, o in zip(ref_faces, our_faces))
+    off = [i for i, (r, o) in enumerate(zip(ref_faces, our_faces)) if abs(len(r) - len(o)) > 1]
+    assert total > 0, "the reference found no face: the parity check would be empty"
+    assert matched >= MATCH_RATE * total, f"{matched}/{total} reference boxes matched at IoU >= {MATCH_IOU}"
+    assert not off, f"face counts differ by more than one on frames {off}"
+    return {"reference_boxes": total, "matched": matched}
+
+
+@pytest.fixture(scope="module")
+def fixture_frames(fixtures_dir) -> list[np.ndarray]:
+    images = [read_rgb(p) for p in sorted((fixtures_dir / "images").glob("*.jpg"))]
+    return images + video_frames(fixtures_dir / "clip_360p.mp4", 12)
+
+
+@pytest.fixture(scope="module")
+def shared_frames(shared_data) -> list[np.ndarray]:
+    wider = sorted((shared_data / "wider_val_416" / "images").glob("*.jpg"))[:16]
+    videos = shared_data / "videos"
+    return ([read_rgb(p) for p in wider] + video_frames(videos / "hamilton_360p.mp4", 8)
+            + video_frames(videos / "street_1080p.mp4", 2))
+
+
+def test_boxes_match_facenet_on_fixtures(fixture_frames):
+    assert_parity(fixture_frames, "cpu")
+
+
+@pytest.mark.slow
+def test_boxes_match_facenet_on_shared_data(shared_frames):
+    assert_parity(shared_frames, "cpu")
+
+
+@pytest.mark.gpu
+def test_boxes_match_facenet_on_cuda(fixture_frames):
+    assert_parity(fixture_frames, "cuda")
+
+
+@pytest.mark.gpu
+def test_boxes_match_facenet_on_cuda_shared_data(shared_frames):
+    assert_parity(shared_frames, "cuda", batch=32)
+
+
+@pytest.fixture(scope="module")
+def detector() -> BatchedMTCNNDetector:
+    return BatchedMTCNNDetector(Settings.from_env(env={}, device="cpu"))
+
+
+def test_output_types(detector, fixtures_dir):
+    street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")
+    blank = np.zeros_like(street)
+    out = detector.detect([street, blank])
+    assert isinstance(out, list) and len(out) == 2 and out[1] == []
+    assert len(out[0]) >= 4
+    for face in out[0]:
+        assert isinstance(face, Face)
+        assert len(face.box) == 4 and all(isinstance(v, float) for v in face.box)
+        assert face.box[0] < face.box[2] and face.box[1] < face.box[3]
+        assert isinstance(face.score, float) and 0.9 <= face.score <= 1.0
+        assert len(face.landmarks) == 5 and all(len(p) == 2 for p in face.landmarks)
+    assert [f.score for f in out[0]] == sorted((f.score for f in out[0]), reverse=True)
+    assert detector.detect([]) == []
+
+
+def test_frames_smaller_than_a_face_get_no_faces(detector):
+    assert detector.detect([np.zeros((7, 5, 3), np.uint8), np.zeros((19, 400, 3), np.uint8)]) == [[], []]
+
+
+def test_mixed_sizes_keep_input_order(detector, fixtures_dir):
+    street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")
+    parade = read_rgb(fixtures_dir / "images" / "wider_0_Parade_Parade_0_545.jpg")
+    single = read_rgb(fixtures_dir / "images" / "wider_1_Handshaking_Handshaking_1_158.jpg")
+    frames = [parade, street, np.zeros((50, 60, 3), np.uint8), single, street]
+    mixed = detector.detect(frames)
+    alone = [detector.detect([f])[0] for f in frames]
+    assert [len(f) for f in mixed] == [len(f) for f in alone] and mixed[2] == []
+    for got, want in zip(mixed, alone):
+        assert matched_boxes(want, got, 0.999) == len(want)
+
+
+def test_build_detector_selects_the_batched_runtime():
+    det = build_detector(Settings.from_env(env={}, device="cpu", mtcnn_impl="batched"))
+    assert isinstance(det, BatchedMTCNNDetector) and det.name == "mtcnn"
+
+
+def test_matched_boxes_is_one_to_one():
+    a = Face((0.0, 0.0, 10.0, 10.0), 0.99)
+    b = Face((0.1, 0.0, 10.1, 10.0), 0.98)
+    assert matched_boxes([a, b], [a]) == 1
+    assert matched_boxes([a, b], [a, b]) == 2
+    assert matched_boxes([a], []) == 0 and matched_boxes([], [a]) == 0
