@@ -1,0 +1,73 @@
+"""Every Redis key and name moodstream uses, in one place, under one prefix.
+
+``Keys("moodstream")`` (or ``Keys.from_settings(settings)``) gives::
+
+    moodstream:frames              stream of frame jobs (producer -> workers)
+    moodstream:workers             consumer group on the frames stream
+    moodstream:results             stream of results and error records
+    moodstream:dead                dead-letter stream (poison and failed jobs)
+    moodstream:heartbeat:<worker>  hash with TTL, one per live worker
+    moodstream:reply:<name>        optional per-caller result streams (a job's ``reply_to``)
+    moodstream-coarse              rq queue for whole-file jobs (rq adds ``rq:queue:``)
+
+Two deployments can share one Redis with different prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.errors import ConfigError
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "moodstream"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ConfigError(f"prefix {self.prefix!r} must be 1-64 characters of letters, digits, '_', '.', '-', ':'")
+
+    @classmethod
+    def from_settings(cls, settings) -> Keys:
+        return cls(settings.prefix)
+
+    @property
+    def frames(self) -> str:
+        return f"{self.prefix}:frames"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}:results"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}:heartbeat:{worker_id}"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        """For ``SCAN MATCH``: every live worker's heartbeat key."""
+        return f"{self.prefix}:heartbeat:*"
+
+    def reply(self, name: str) -> str:
+        """A caller's own result stream; workers only write ``reply_to`` keys under this prefix."""
+        return f"{self.reply_prefix}{name}"
+
+    @property
+    def reply_prefix(self) -> str:
+        return f"{self.prefix}:reply:"
+
+    @property
+    def rq_queue(self) -> str:
+        """rq queue name (rq stores it as ``rq:queue:<name>``; rq names cannot hold ':')."""
+        return f"{self.prefix.replace(':', '-')}-coarse"

@@ -1,0 +1,48 @@
+"""Every Redis name comes from shared.keys, under the configured prefix."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.keys import Keys
+from shared.settings import Settings
+
+
+def test_default_names():
+    k = Keys()
+    assert (k.frames, k.group, k.results, k.dead) == (
+        "moodstream:frames", "moodstream:workers", "moodstream:results", "moodstream:dead")
+    assert k.heartbeat("w1") == "moodstream:heartbeat:w1"
+    assert k.heartbeat_pattern == "moodstream:heartbeat:*"
+    assert k.reply("me") == "moodstream:reply:me" and k.reply("me").startswith(k.reply_prefix)
+    assert k.rq_queue == "moodstream-coarse"
+
+
+def test_prefix_from_settings_separates_deployments():
+    a = Keys.from_settings(Settings.from_env(env={}, prefix="staging"))
+    b = Keys.from_settings(Settings.from_env(env={"MOODSTREAM_PREFIX": "prod:eu"}))
+    assert a.frames == "staging:frames" and b.frames == "prod:eu:frames"
+    assert ":" not in b.rq_queue  # rq queue names cannot hold ':'
+    names = [a.frames, a.results, a.dead, a.heartbeat("x"), a.reply("y")]
+    assert all(n.startswith("staging:") for n in names)
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "a" * 65, "star*"])
+def test_bad_prefix(prefix):
+    with pytest.raises(ConfigError):
+        Keys(prefix)
+
+
+def test_connect_urls():
+    """redis-py parses the URL forms we document: password, TLS, database number."""
+    import redis
+
+    from shared.transport import connect
+
+    c = connect("rediss://:s3cret@example.com:6380/2")
+    kw = c.connection_pool.connection_kwargs
+    assert c.connection_pool.connection_class is redis.SSLConnection
+    assert (kw["password"], kw["host"], kw["port"], kw["db"]) == ("s3cret", "example.com", 6380, 2)
+    with pytest.raises(ConfigError):
+        connect(None)
