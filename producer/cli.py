@@ -1,0 +1,141 @@
+"""``moodstream produce`` and ``moodstream results``: the client side of the service.
+
+Neither imports torch. Output contracts (for scripts):
+
+* ``produce`` prints one JSON line per job: ``{"job_id", "source", "frame"}``
+  (with ``--rq``, one line per rq job, ``frame`` null).
+* ``results --count N --timeout-s T`` prints N results as JSON Lines and exits 0,
+  or exits 1 when fewer arrived in time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from shared.settings import Settings
+
+FORMATS = ("jsonl", "table")
+
+
+def _settings(**flags) -> Settings:
+    return Settings.from_env(**flags)
+
+
+def _notice(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Videos: keep every Nth frame.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
+@click.option("--encode", "encoding", type=click.Choice(["jpeg", "png", "webp", "raw"]), default="jpeg",
+              show_default=True, help="How video frames travel (image files are sent as they are).")
+@click.option("--rq", "use_rq", is_flag=True,
+              help="Enqueue each PATH (video or folder) as ONE rq job that an rq worker expands into frames.")
+@click.option("--reply-to", help="Also add results to the stream <prefix>:reply:NAME.")
+@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
+@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@click.option("--lag-limit", type=click.IntRange(min=1), help="Backlog above which the producer waits or drops.")
+@click.option("--backpressure", type=click.Choice(["wait", "drop"]),
+              help="Above lag-limit: wait for workers, or drop the oldest undelivered frames (live sources).")
+def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_url, prefix, lag_limit, backpressure):
+    """Enqueue images, folders, videos, a camera (0) or a stream URL as frame jobs.
+
+    PATHS are image files, folders (searched recursively), video files, camera
+    indexes, rtsp:// or http(s):// URLs, or - for image bytes on stdin. Prints
+    one JSON line per job; progress and backpressure notices go to stderr.
+    """
+    from producer.client import Producer
+    from shared.keys import Keys
+    from shared.transport import connect
+
+    settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure)
+    client = connect(settings.redis_url)
+    if use_rq:
+        from producer.rq_jobs import enqueue_source
+
+        for spec in paths:
+            job = enqueue_source(settings, client, spec, every_n=every_n, fps=fps, max_frames=max_frames,
+                                 encoding=encoding)
+            click.echo(json.dumps({"job_id": job.id, "source": spec, "frame": None}))
+        return
+    reply = Keys.from_settings(settings).reply(reply_to) if reply_to else None
+    producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=_notice)
+    for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
+        click.echo(json.dumps(ref.to_json()))
+        sys.stdout.flush()
+    st = producer.stats
+    _notice(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
+            + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
+    if st.failed_inputs:
+        raise click.ClickException(f"{len(st.failed_inputs)} input(s) failed: "
+                                   + ", ".join(f"{src} ({reason})" for src, reason in st.failed_inputs[:5]))
+
+
+@click.command()
+@click.option("--from-start", is_flag=True, help="Every result still in the stream.")
+@click.option("--from-id", help="Results after this stream id (the 'id' of a printed result).")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new results (default when reading from now).")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N results; exit 1 if fewer arrive in time.")
+@click.option("--timeout-s", type=click.FloatRange(min=0), help="Stop waiting after T seconds.")
+@click.option("--source", help="Only results for this source (file path, camera, URL).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--reply-to", help="Read the stream <prefix>:reply:NAME instead of the shared results.")
+@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
+@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to, redis_url, prefix):
+    """Print results: from now (default, follows), --from-start, or --from-id ID.
+
+    JSON Lines (one result object per line, with id, job_id, faces, error...)
+    or --format table. Without --follow or --count, reading from the start or
+    an id stops at the end of the stream.
+    """
+    from producer.results import FROM_NOW, FROM_START, ResultReader
+    from shared.keys import Keys
+
+    if from_start and from_id:
+        raise click.UsageError("--from-start and --from-id exclude each other")
+    settings = _settings(redis_url=redis_url, prefix=prefix)
+    stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
+    reader = ResultReader(settings, stream=stream)
+    start = FROM_START if from_start else from_id or FROM_NOW
+    follow = follow or start == FROM_NOW
+    printer = TablePrinter() if fmt == "table" else None
+    n = 0
+    for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source):
+        if printer is not None:
+            printer.row(r)
+        else:
+            click.echo(json.dumps(r.to_json()))
+        sys.stdout.flush()
+        n += 1
+    if count is not None and n < count:
+        click.echo(f"results: {n} of {count} arrived within {timeout_s}s", err=True)
+        sys.exit(1)
+
+
+class TablePrinter:
+    """Fixed-width rows: entry id, source:frame, faces with their top emotion, latency."""
+
+    header = f"{'id':<17} {'source':<32} {'frame':>6} {'faces':>5}  {'ms':>7}  emotions / error"
+
+    def __init__(self):
+        self.printed_header = False
+
+    def row(self, r) -> None:
+        if not self.printed_header:
+            click.echo(self.header)
+            self.printed_header = True
+        src = r.source if len(r.source) <= 32 else "..." + r.source[-29:]
+        latency = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms else 0
+        if r.error is not None:
+            what = f"ERROR {r.error.reason}: {r.error.detail}"
+        else:
+            what = ", ".join(f"{f['emotion']} {max(f['probabilities'].values()):.2f}" for f in r.faces) or "-"
+        click.echo(f"{r.entry_id or '':<17} {src:<32} {r.frame:>6} {len(r.faces):>5}  {latency:>7}  {what}")

@@ -1,0 +1,215 @@
+"""``Producer``: turns bytes, arrays, files, folders, videos and cameras into frame
+jobs on the frames stream, with backpressure.
+
+    producer = Producer(settings)                  # settings.redis_url must be set
+    ref = producer.submit_image(jpeg_bytes, source="upload-17")
+    for ref in producer.produce(["clip.mp4"], every_n=5):
+        print(ref.job_id)
+
+Each job is one ``XADD <prefix>:frames MAXLEN ~ stream_maxlen``. Before adding,
+every few jobs the producer measures the consumer group's backlog (lag +
+pending); above ``lag_limit`` it waits for the workers (``backpressure="wait"``)
+or deletes the oldest undelivered frames (``"drop"``, for live sources where a
+late frame is worth less than a fresh one). Delivery is at-least-once: an XADD
+retried after a lost connection may add the job twice (same job id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import redis
+
+from shared.errors import BadInputError, ConfigError, MoodstreamError
+from shared.keys import Keys
+from shared.media import FrameItem, encode_jpeg, iter_frames
+from shared.settings import Settings
+from shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
+from shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
+
+log = logging.getLogger(__name__)
+
+ENCODINGS = ("jpeg", "png", "webp", "raw")
+
+
+@dataclass(frozen=True)
+class JobRef:
+    job_id: str
+    source: str
+    frame: int
+    entry_id: str  # id of the frames-stream entry
+
+    def to_json(self) -> dict:
+        return {"job_id": self.job_id, "source": self.source, "frame": self.frame}
+
+
+@dataclass
+class ProducerStats:
+    sent: int = 0
+    dropped: int = 0  # oldest undelivered frames deleted under backpressure="drop"
+    waited_s: float = 0.0  # time spent waiting under backpressure="wait"
+    max_backlog: int = 0  # largest backlog measured
+    failed_inputs: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+
+
+class Producer:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = "jpeg",
+                 jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
+                 notice: Callable[[str], None] | None = None):
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        self.settings = settings
+        self.keys = Keys.from_settings(settings)
+        self.client = client if client is not None else connect(settings.redis_url)
+        self.encoding = encoding
+        self.jpeg_quality = jpeg_quality
+        self.reply_to = reply_to
+        self.retry_for_s = retry_for_s
+        self.notice = notice or (lambda msg: log.warning("%s", msg))
+        self.stats = ProducerStats()
+        # measure the backlog every few jobs: the bound is lag_limit + check_every
+        self.check_every = max(1, min(50, settings.lag_limit // 20))
+        self._since_check = self.check_every  # check before the first job
+        if settings.lag_limit >= settings.stream_maxlen:
+            log.warning("producer: lag_limit %d >= stream_maxlen %d: MAXLEN trimming may drop unserved frames",
+                        settings.lag_limit, settings.stream_maxlen)
+
+    # --- single jobs --------------------------------------------------------------
+
+    def submit(self, job: FrameJob) -> JobRef:
+        """Add one job (after backpressure); returns its reference."""
+        if job.reply_to is None and self.reply_to is not None:
+            job.reply_to = self.reply_to
+        self._backpressure()
+        job.enqueued_at_ms = now_ms()
+        payload = encode_frame(job)
+        entry_id = self._call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload},
+                                                       maxlen=self.settings.stream_maxlen, approximate=True))
+        self.stats.sent += 1
+        return JobRef(job.job_id, job.source, job.frame, as_str(entry_id))
+
+    def submit_image(self, data: bytes, source: str = "bytes", frame: int = 0, *,
+                     timestamp_s: float | None = None, job_id: str | None = None,
+                     reply_to: str | None = None, options: dict | None = None) -> JobRef:
+        """Encoded image bytes (JPEG, PNG, WebP...) as they are; the worker decodes them."""
+        return self.submit(FrameJob(job_id or new_job_id(), source, frame, image=bytes(data),
+                                    timestamp_s=timestamp_s, reply_to=reply_to, options=options or {}))
+
+    def submit_array(self, rgb: np.ndarray, source: str = "array", frame: int = 0, *,
+                     timestamp_s: float | None = None, job_id: str | None = None,
+                     reply_to: str | None = None, options: dict | None = None) -> JobRef:
+        """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``."""
+        job = FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s,
+                       reply_to=reply_to, options=options or {})
+        if self.encoding == "raw":
+            job.array = np.ascontiguousarray(rgb, dtype=np.uint8)
+        else:
+            job.image = self._encode(rgb)
+        return self.submit(job)
+
+    def submit_item(self, item: FrameItem, job_id: str | None = None) -> JobRef | None:
+        """A FrameItem from :func:`shared.media.iter_frames`; an item carrying an
+        error is reported through ``notice`` and counted, and None is returned."""
+        if item.error is not None:
+            self.stats.failed_inputs.append((item.source, item.error.reason))
+            self.notice(f"producer: skipped {item.source}: {item.error}")
+            return None
+        if item.image is not None:
+            return self.submit_array(item.image, item.source, item.frame, timestamp_s=item.timestamp_s,
+                                     job_id=job_id)
+        return self.submit_image(item.data or b"", item.source, item.frame, timestamp_s=item.timestamp_s,
+                                 job_id=job_id)
+
+    # --- sources ------------------------------------------------------------------
+
+    def produce(self, paths: list[str], every_n: int = 1, fps: float | None = None,
+                max_frames: int | None = None, job_id_prefix: str | None = None) -> Iterator[JobRef]:
+        """Image files, folders (recursively), videos, camera indexes and stream
+        URLs; ``every_n`` / ``fps`` sample videos, ``max_frames`` caps each video."""
+        n = 0
+        for item in iter_frames(paths, every_n=every_n, fps=fps, max_frames=max_frames):
+            job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
+            ref = self.submit_item(item, job_id=job_id)
+            if ref is not None:
+                n += 1
+                yield ref
+
+    # --- backpressure -------------------------------------------------------------
+
+    def backlog(self) -> int:
+        b = self._call(lambda: group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit))
+        self.stats.max_backlog = max(self.stats.max_backlog, b.total)
+        return b.total
+
+    def _backpressure(self) -> None:
+        self._since_check += 1
+        if self._since_check < self.check_every:
+            return
+        self._since_check = 0
+        limit = self.settings.lag_limit
+        backlog = self.backlog()
+        if backlog <= limit:
+            return
+        if self.settings.backpressure == "drop":
+            dropped = self._drop_oldest(backlog - limit + self.check_every)
+            self.stats.dropped += dropped
+            if dropped:
+                self.notice(f"producer: backlog {backlog} > lag_limit {limit}: dropped the {dropped} oldest "
+                            f"undelivered frames ({self.stats.dropped} so far)")
+            return
+        self.notice(f"producer: backlog {backlog} > lag_limit {limit}: waiting for workers")
+        t0, poll_s = time.monotonic(), 0.01
+        while backlog > limit:
+            time.sleep(poll_s)
+            poll_s = min(0.5, poll_s * 1.5)
+            backlog = self.backlog()
+        waited = time.monotonic() - t0
+        self.stats.waited_s += waited
+        self.notice(f"producer: backlog {backlog}, resuming after {waited:.2f}s")
+
+    def _drop_oldest(self, n: int) -> int:
+        """Delete up to ``n`` entries no worker has read yet (the oldest first)."""
+        def drop() -> int:
+            last = "0-0"
+            try:
+                for g in self.client.xinfo_groups(self.keys.frames):
+                    if as_str(g.get("name")) == self.keys.group:
+                        last = as_str(g.get("last-delivered-id")) or "0-0"
+            except redis.ResponseError:  # no stream yet
+                return 0
+            ids = [eid for eid, _ in self.client.xrange(self.keys.frames, "(" + last, "+", count=n)]
+            return int(self.client.xdel(self.keys.frames, *ids)) if ids else 0
+        return self._call(drop)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _encode(self, rgb: np.ndarray) -> bytes:
+        if self.encoding == "jpeg":
+            return encode_jpeg(rgb, self.jpeg_quality)
+        ext, params = (".png", []) if self.encoding == "png" else (".webp", [cv2.IMWRITE_WEBP_QUALITY, 90])
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise BadInputError("unsupported", f"cannot {self.encoding}-encode this frame")
+        return buf.tobytes()
+
+    def _call(self, fn):
+        """Run a Redis call, retrying connection errors with capped backoff for ``retry_for_s``."""
+        backoff, deadline = Backoff(), time.monotonic() + self.retry_for_s
+        while True:
+            try:
+                return fn()
+            except TRANSIENT as exc:
+                if time.monotonic() > deadline:
+                    raise MoodstreamError(f"producer: Redis unreachable for {self.retry_for_s:.0f}s: {exc}") from exc
+                delay = backoff.next_delay_s()
+                log.warning("producer: Redis connection error (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)
+
+    def close(self) -> None:
+        self.client.close()
+

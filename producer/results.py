@@ -1,0 +1,105 @@
+"""Reading the results stream: ``ResultReader(settings).read(...)`` yields
+:class:`shared.wire.Result` objects.
+
+    reader = ResultReader(settings)
+    for r in reader.read(start=FROM_START, count=10, timeout_s=30):
+        print(r.job_id, r.error or [f["emotion"] for f in r.faces])
+
+``start`` is :data:`FROM_START` (``"0"``), :data:`FROM_NOW` (``"$"``: only
+results added after the call) or a stream entry id (results after that id, so
+a reader can resume from the last ``id`` it printed). Plain XREAD: any number
+of readers see every result; nothing is consumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Container, Iterator
+
+import redis
+
+from shared.errors import MessageError
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.transport import TRANSIENT, Backoff, as_str, connect
+from shared.wire import FIELD, Result, decode_result
+
+log = logging.getLogger(__name__)
+
+FROM_START = "0"
+FROM_NOW = "$"
+
+
+class ResultReader:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, stream: str | None = None,
+                 block_ms: int = 1000):
+        self.keys = Keys.from_settings(settings)
+        self.client = client if client is not None else connect(settings.redis_url)
+        self.stream = stream or self.keys.results
+        self.block_ms = block_ms
+        self.skipped = 0  # undecodable entries (logged, not yielded)
+
+    def last_id(self) -> str:
+        """Id of the newest entry in the stream, ``0-0`` when empty or absent."""
+        try:
+            info = self.client.xinfo_stream(self.stream)
+        except redis.ResponseError:  # no such key
+            return "0-0"
+        return as_str(info.get("last-generated-id")) or "0-0"
+
+    def read(self, start: str = FROM_NOW, follow: bool = False, count: int | None = None,
+             timeout_s: float | None = None, source: str | None = None,
+             job_ids: Container[str] | None = None) -> Iterator[Result]:
+        """Results after ``start``, filtered by ``source`` and ``job_ids``.
+
+        Stops after ``count`` results, or at ``timeout_s``; without ``follow``
+        and ``count`` it stops at the end of the stream, with either it waits
+        for new entries. Connection errors are retried with backoff.
+        """
+        last = self.last_id() if start == FROM_NOW else start
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        waits = follow or count is not None
+        n, backoff = 0, Backoff()
+        while count is None or n < count:
+            block = None
+            if waits:
+                block = self.block_ms
+                if deadline is not None:
+                    left_ms = int((deadline - time.monotonic()) * 1000)
+                    if left_ms <= 0:
+                        return
+                    block = max(1, min(block, left_ms))
+            try:
+                resp = self.client.xread({self.stream: last}, count=500, block=block)
+                backoff.reset()
+            except TRANSIENT as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                log.warning("results: Redis connection error (%s); retrying", exc)
+                backoff.sleep()
+                continue
+            entries = resp[0][1] if resp else []
+            if not entries and not waits:
+                return
+            for entry_id, fields in entries:
+                last = as_str(entry_id)
+                try:
+                    result = decode_result(fields.get(FIELD))
+                except MessageError as exc:
+                    self.skipped += 1
+                    log.warning("results: skipping entry %s of %s: %s", last, self.stream, exc)
+                    continue
+                if source is not None and result.source != source:
+                    continue
+                if job_ids is not None and result.job_id not in job_ids:
+                    continue
+                result.entry_id = last
+                yield result
+                n += 1
+                if count is not None and n >= count:
+                    return
+
+    def close(self) -> None:
+        self.client.close()
+
