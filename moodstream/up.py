@@ -1,0 +1,143 @@
+"""``moodstream up``: the whole service in one command, for a demo or a laptop.
+
+Without MOODSTREAM_REDIS_URL it starts an embedded redis-server (a child
+process on a free port, nothing persisted); with it, it uses that server. Then
+a worker (a thread here; run ``moodstream worker`` elsewhere to add more), a
+producer on the given paths (default: the bundled sample clip), and it prints
+the results as they come, until every frame is answered. Ctrl-C stops
+everything cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def default_sample() -> str:
+    """The sample clip: ``samples/`` of a checkout, or ``moodstream/samples`` of an install."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "samples" / "hamilton_clip.mp4", here / "samples" / "hamilton_clip.mp4"):
+        if candidate.is_file():
+            return str(candidate)
+    raise click.UsageError("no sample clip found; pass image / video paths")
+
+
+@click.command()
+@click.argument("paths", nargs=-1)
+@click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Videos: keep every Nth frame.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Videos: at most this many frames each.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), help="Face detector (default: mtcnn).")
+@click.option("--batch-max", type=click.IntRange(min=1), help="Frames per batch at most.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--timeout-s", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Give up waiting for results after this long.")
+def up(paths, every_n, fps, max_frames, device, detector, batch_max, fmt, timeout_s):
+    """Start Redis (embedded if none is set), a worker and a producer; print results.
+
+    PATHS default to the bundled sample clip. Exits 0 once every frame has a
+    result (an error record counts), 1 on timeout.
+    """
+    from producer.cli import TablePrinter
+    from producer.client import Producer
+    from producer.results import FROM_START, ResultReader
+    from shared.embedded import EmbeddedRedis
+    from shared.keys import Keys
+    from worker.pipeline import Pipeline
+    from worker.service import Worker
+
+    settings = Settings.from_env(device=device, detector=detector, batch_max=batch_max)
+    specs = list(paths) or [default_sample()]
+    with ExitStack() as stack:
+        if settings.redis_url is None:
+            server = stack.enter_context(EmbeddedRedis())
+            settings = settings.replace(redis_url=server.url)
+            click.echo(f"up: embedded redis-server at {server.url} (set MOODSTREAM_REDIS_URL to use yours)", err=True)
+        else:
+            click.echo(f"up: using Redis from MOODSTREAM_REDIS_URL, prefix {settings.prefix!r}", err=True)
+        # a reply stream of our own: other producers' results on a shared server are not ours to print
+        reply = Keys.from_settings(settings).reply(f"up-{uuid.uuid4().hex[:12]}")
+        pipeline = Pipeline(settings)
+        worker = Worker(settings, pipeline, name=f"up-{uuid.uuid4().hex[:6]}", handle_signals=False,
+                        device=str(pipeline.device))
+        worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+        feed = _Feed(Producer(settings, reply_to=reply, notice=lambda m: click.echo(m, err=True)),
+                     specs, every_n, fps, max_frames)
+        reader = ResultReader(settings, stream=reply)
+        stack.callback(_cleanup, worker, worker_thread, feed, reader)
+        worker_thread.start()
+        feed.thread.start()
+        printer = TablePrinter() if fmt == "table" else None
+        received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
+        while not (feed.done.is_set() and received >= feed.sent):
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"up: {received} of {feed.sent} results after {timeout_s:.0f}s")
+            if not worker_thread.is_alive():
+                raise click.ClickException("up: the worker stopped (see the log above)")
+            if feed.error is not None:
+                raise click.ClickException(f"up: producer failed: {feed.error}")
+            for r in reader.read(start=last, count=max(1, feed.sent - received) if feed.done.is_set() else None,
+                                 follow=True, timeout_s=0.5):
+                last = r.entry_id
+                received += 1
+                if printer is not None:
+                    printer.row(r)
+                else:
+                    click.echo(json.dumps(r.to_json()))
+        click.echo(f"up: {received} results for {feed.sent} frames; shutting down", err=True)
+    if feed.failed:
+        raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
+                                   + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
+
+
+class _Feed:
+    """The producer, in a thread so backpressure waits do not stop the printing."""
+
+    def __init__(self, producer, specs, every_n, fps, max_frames):
+        self.producer = producer
+        self.sent = 0
+        self.failed: list[tuple[str, str]] = []
+        self.error: Exception | None = None
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(specs, every_n, fps, max_frames),
+                                       name="producer", daemon=True)
+
+    def _run(self, specs, every_n, fps, max_frames) -> None:
+        try:
+            for _ in self.producer.produce(specs, every_n=every_n, fps=fps, max_frames=max_frames):
+                self.sent += 1
+                if self.stop.is_set():
+                    break
+        except Exception as exc:  # reported by the main thread
+            log.exception("up: producer failed")
+            self.error = exc
+        finally:
+            self.failed = list(self.producer.stats.failed_inputs)
+            self.done.set()
+
+
+def _cleanup(worker, worker_thread, feed, reader) -> None:
+    feed.stop.set()
+    worker.request_stop()
+    worker_thread.join(timeout=60)
+    feed.thread.join(timeout=5)
+    try:  # the reply stream was ours alone
+        reader.client.delete(reader.stream)
+    except Exception as exc:  # best effort on the way out
+        log.debug("up: could not delete %s: %s", reader.stream, exc)
+    reader.close()

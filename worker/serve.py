@@ -1,0 +1,48 @@
+"""``moodstream worker``: serve frame jobs from Redis until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--redis-url", help="Redis to serve (default: $MOODSTREAM_REDIS_URL). rediss:// and passwords work.")
+@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), help="Face detector (default: mtcnn).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Emotion checkpoint (default: the shipped one).")
+@click.option("--batch-max", type=click.IntRange(min=1), help="Frames per batch at most (default: 16).")
+@click.option("--batch-wait-ms", type=click.IntRange(min=0),
+              help="A batch goes when full or when its oldest frame has waited this long (default: 20).")
+@click.option("--reclaim-idle-ms", type=click.IntRange(min=0),
+              help="Reclaim other workers' entries pending longer than this (default: 30000).")
+@click.option("--max-deliveries", type=click.IntRange(min=1), help="Dead-letter entries delivered more often.")
+@click.option("--consumer", "consumer", help="Consumer name in the group (default: <host>-<pid>).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Exit after serving this many frames (tests, benchmarks).")
+def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wait_ms, reclaim_idle_ms,
+           max_deliveries, consumer, max_frames):
+    """Serve frame jobs from Redis: batch, detect, classify, publish results.
+
+    Joins the consumer group on the frames stream (workers scale horizontally:
+    start more with the same settings). The first SIGTERM/SIGINT finishes the
+    batch in hand and exits; a second exits at once (entries in hand are
+    reclaimed by another worker).
+    """
+    from shared.transport import connect
+    from worker.pipeline import Pipeline
+    from worker.service import Worker
+
+    settings = Settings.from_env(redis_url=redis_url, prefix=prefix, device=device, detector=detector,
+                                 checkpoint=checkpoint, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
+                                 reclaim_idle_ms=reclaim_idle_ms, max_deliveries=max_deliveries)
+    client = connect(settings.redis_url)  # fail on a missing URL before loading models
+    pipeline = Pipeline(settings)
+    w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
+    served = w.run()
+    click.echo(f"worker {w.name}: served {served} frames", err=True)

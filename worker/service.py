@@ -1,0 +1,472 @@
+"""The Redis worker: consume frame jobs, batch, run the pipeline, publish results.
+
+One loop in a fixed order (as rq's worker does)::
+
+    setup()
+    try:
+        while not (stop requested and nothing in hand):
+            maintenance()      # heartbeat (HSET + EXPIRE), XAUTOCLAIM stale entries
+            batch = collect()  # XREADGROUP until batch_max frames, or the oldest waited batch_wait_ms
+            serve(batch)       # decode (thread pool) -> pipeline -> results + dead letters + XACK in one MULTI
+    finally:
+        teardown()
+
+Delivery guarantees: an entry is acked only in the same MULTI/EXEC that adds
+its result (or its dead letter), so a worker that dies loses nothing; its
+entries are reclaimed by another worker after ``reclaim_idle_ms``, at the cost
+of a duplicate result only if the first worker's EXEC landed and its reply was
+lost. An entry delivered more than ``max_deliveries`` times, or that cannot be
+decoded, is dead-lettered with its reason and acked, never retried forever.
+Decoding runs in a thread pool: the next batch's frames decode while the
+current batch is in the pipeline.
+
+Errors by class: Redis connection errors back off (capped, exponential) and the
+loop resumes, with the batch in hand kept; a batch the pipeline rejects is
+retried frame by frame; anything else propagates (logged, teardown runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+import redis
+
+from shared.errors import BadInputError, MessageError
+from shared.keys import Keys
+from shared.labels import LABELS
+from shared.media import decode_image
+from shared.settings import Settings
+from shared.transport import TRANSIENT, Backoff, as_str, connect, ensure_group, is_nogroup
+from shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
+
+log = logging.getLogger(__name__)
+
+
+class Status(str, Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+
+
+class PipelineLike(Protocol):
+    """What the worker needs of :class:`worker.pipeline.Pipeline`."""
+
+    model_version: str
+
+    def process(self, frames: list[np.ndarray]) -> list: ...  # list[FrameResult]
+
+
+class StopNow(Exception):
+    """Raised by the second SIGTERM/SIGINT: leave at once (teardown still runs)."""
+
+
+@dataclass
+class Entry:
+    """One frames-stream entry in this worker's hands."""
+
+    entry_id: str
+    payload: bytes | None
+    deliveries: int
+    received: float  # time.monotonic() when read or claimed
+    job: FrameJob | None = None
+    error: BadInputError | None = None  # set: dead-letter it (with an error result when job is known)
+    decoded: Future | None = None  # -> (RGB uint8 (H, W, 3), decode ms)
+
+
+@dataclass
+class Outcome:
+    entry: Entry
+    result: Result | None  # published to results (and reply_to)
+    dead: tuple[str, str] | None = None  # (reason, detail) for the dead-letter stream
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, settings: Settings, pipeline: PipelineLike, *, name: str | None = None,
+                 client: redis.Redis | None = None, max_frames: int | None = None,
+                 handle_signals: bool = True, idle_block_ms: int = 500, device: str = ""):
+        self.settings = settings
+        self.pipeline = pipeline
+        self.keys = Keys.from_settings(settings)
+        self.name = name or default_worker_name()
+        self.client = client if client is not None else connect(settings.redis_url)
+        self.max_frames = max_frames
+        self.handle_signals = handle_signals
+        self.idle_block_ms = idle_block_ms
+        self.device = device
+        self.status = Status.STARTING
+        self.served = 0  # entries finished (result or dead letter) and acked
+        self.taken = 0  # entries read or claimed
+        self.batches = 0
+        self.dead_lettered = 0
+        self.reclaimed = 0
+        self._stop = threading.Event()
+        self._signals = 0
+        self._old_handlers: dict[int, object] = {}
+        self._inhand: list[Entry] = []
+        self._inhand_ids: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._claim_cursor = "0-0"
+        self._next_beat = 0.0
+        self._next_claim = 0.0
+        self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
+        self._started_ms = now_ms()
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped (signal, :meth:`request_stop`, ``max_frames``); returns entries served."""
+        backoff = Backoff(cap_s=10.0)
+        try:
+            self.setup()
+            while True:
+                if (self._stop.is_set() or self._quota_left() == 0) and not self._inhand:
+                    break
+                try:
+                    self.maintenance()
+                    batch = self.collect()
+                    if batch:
+                        self.serve(batch)
+                    backoff.reset()
+                except TRANSIENT as exc:
+                    delay = backoff.next_delay_s()
+                    log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
+                    time.sleep(delay)
+                except redis.ResponseError as exc:
+                    if not is_nogroup(exc):
+                        raise
+                    log.warning("worker %s: consumer group vanished (Redis restarted?); recreating", self.name)
+                    self._call_group()
+        except StopNow:
+            log.warning("worker %s: second signal, exiting now with %d entries in hand (they will be reclaimed)",
+                        self.name, len(self._inhand))
+        finally:
+            self.teardown()
+        return self.served
+
+    def request_stop(self) -> None:
+        """Finish the entries in hand, then leave (thread-safe)."""
+        self._stop.set()
+
+    def setup(self) -> None:
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._pool = ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix=f"decode-{self.name}")
+        self._retry(self._call_group)
+        self.status = Status.IDLE
+        self._retry(self.heartbeat)
+        log.info("worker %s: serving %s (group %s), batch_max=%d batch_wait_ms=%d, model %s",
+                 self.name, self.keys.frames, self.keys.group, self.settings.batch_max,
+                 self.settings.batch_wait_ms, self.pipeline.model_version)
+
+    def teardown(self) -> None:
+        self.status = Status.STOPPING
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.client.delete(self.keys.heartbeat(self.name))
+            mine = self.client.xpending_range(self.keys.frames, self.keys.group, "-", "+", 1, consumername=self.name)
+            if not mine:  # nothing of ours is pending: forget this consumer name
+                self.client.xgroup_delconsumer(self.keys.frames, self.keys.group, self.name)
+        except redis.RedisError as exc:
+            log.warning("worker %s: teardown could not reach Redis: %s", self.name, exc)
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        log.info("worker %s: stopped after %d entries in %d batches (%d dead-lettered, %d reclaimed)",
+                 self.name, self.served, self.batches, self.dead_lettered, self.reclaimed)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            raise StopNow()
+        log.warning("worker %s: %s received; finishing the batch in hand (send it again to exit now)",
+                    self.name, signal.Signals(signum).name)
+        self._stop.set()
+
+    # --- maintenance --------------------------------------------------------------
+
+    def maintenance(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self.heartbeat()
+        if now >= self._next_claim and not self._stop.is_set():
+            self._next_claim = now + self._claim_interval_s
+            self.reclaim()
+
+    def heartbeat(self) -> None:
+        key = self.keys.heartbeat(self.name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, mapping={
+            "worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "status": self.status.value,
+            "device": self.device, "model_version": self.pipeline.model_version, "served": self.served,
+            "batches": self.batches, "dead_lettered": self.dead_lettered, "in_hand": len(self._inhand),
+            "started_at_ms": self._started_ms, "beat_at_ms": now_ms()})
+        pipe.expire(key, self.settings.heartbeat_ttl_s)
+        pipe.execute()
+        self._next_beat = time.monotonic() + self.settings.heartbeat_ttl_s / 3
+
+    def reclaim(self) -> None:
+        """XAUTOCLAIM entries pending longer than reclaim_idle_ms (their worker died or hangs)."""
+        room = min(self.settings.batch_max, self._quota_left())
+        if room <= 0:
+            return
+        resp = self.client.xautoclaim(self.keys.frames, self.keys.group, self.name,
+                                      min_idle_time=self.settings.reclaim_idle_ms,
+                                      start_id=self._claim_cursor, count=room)
+        self._claim_cursor = as_str(resp[0]) or "0-0"
+        claimed = [(as_str(eid), fields) for eid, fields in resp[1] if eid is not None]
+        deleted = [as_str(eid) for eid in (resp[2] if len(resp) > 2 else [])]
+        if deleted:  # trimmed by MAXLEN while pending: the data is gone, Redis dropped them from the PEL
+            self._dead_letter_only(deleted, "trimmed", "entry trimmed from the stream before it was served")
+        fresh = [(eid, f) for eid, f in claimed if eid not in self._inhand_ids]
+        if not fresh:
+            return
+        ids = [eid for eid, _ in fresh]
+        counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
+            self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
+            count=len(ids) + len(self._inhand) + self.settings.batch_max, consumername=self.name)}
+        gone = []
+        for eid, fields in fresh:
+            if fields is None:  # Redis 6.2 returns deleted entries as nil
+                gone.append(eid)
+                continue
+            self._accept(eid, fields, counts.get(eid, 1))  # absent: acked meanwhile, count it as new
+        if gone:
+            self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
+        self.reclaimed += len(fresh)
+        log.info("worker %s: reclaimed %d entries idle > %d ms", self.name, len(fresh), self.settings.reclaim_idle_ms)
+
+    # --- collecting a batch -------------------------------------------------------
+
+    def collect(self) -> list[Entry]:
+        """Read until batch_max entries are in hand, or the oldest has waited batch_wait_ms."""
+        cap = self.settings.batch_max
+        while len(self._inhand) < cap and not self._stop.is_set() and self._quota_left() > 0:
+            if self._inhand:
+                left_ms = self.settings.batch_wait_ms - (time.monotonic() - self._inhand[0].received) * 1000
+                if left_ms <= 0:
+                    break
+                block_ms = max(1, int(left_ms))
+            else:
+                block_ms = self.idle_block_ms
+            if not self._read(cap - len(self._inhand), block_ms) and not self._inhand:
+                break  # idle: back to the loop (stop check, heartbeat, reclaim)
+        batch, rest = self._inhand[:cap], self._inhand[cap:]
+        self._inhand = rest
+        self._inhand_ids = {e.entry_id for e in rest}
+        return batch
+
+    def _read(self, count: int, block_ms: int | None) -> int:
+        count = min(count, self._quota_left())
+        if count <= 0:
+            return 0
+        resp = self.client.xreadgroup(self.keys.group, self.name, {self.keys.frames: ">"},
+                                      count=count, block=block_ms)
+        entries = resp[0][1] if resp else []
+        for eid, fields in entries:
+            self._accept(as_str(eid), fields, deliveries=1)
+        return len(entries)
+
+    def _accept(self, entry_id: str, fields: dict, deliveries: int) -> None:
+        e = Entry(entry_id, fields.get(FIELD), deliveries, time.monotonic())
+        try:
+            e.job = decode_frame(e.payload) if e.payload is not None else None
+            if e.job is None:
+                raise MessageError("missing_field", f"stream entry has no {FIELD.decode()!r} field")
+            if e.job.reply_to is not None and not e.job.reply_to.startswith(self.keys.reply_prefix):
+                raise MessageError("bad_field", f"reply_to {e.job.reply_to!r} is outside {self.keys.reply_prefix}*")
+        except MessageError as exc:
+            e.error = exc
+        if e.error is None and deliveries > self.settings.max_deliveries:
+            e.error = BadInputError("max_deliveries", f"delivered {deliveries} times (max_deliveries="
+                                    f"{self.settings.max_deliveries}); a worker failed on it each time")
+        if e.error is None:
+            e.decoded = self._pool.submit(self._decode, e.job)
+        self._inhand.append(e)
+        self._inhand_ids.add(entry_id)
+        self.taken += 1
+
+    def _decode(self, job: FrameJob) -> tuple[np.ndarray, float]:
+        """Runs in the decode pool. RGB uint8 (H, W, 3) and the time it took, or BadInputError."""
+        t0 = time.perf_counter()
+        if job.array is not None:
+            h, w = job.array.shape[:2]
+            if h * w > self.settings.max_pixels:
+                raise BadInputError("too_large", f"{w}x{h} pixels is over the limit of {self.settings.max_pixels}")
+            img = np.repeat(job.array[:, :, None], 3, axis=2) if job.array.ndim == 2 else job.array.copy()
+        else:
+            img = decode_image(job.image, self.settings.max_pixels)
+        return img, (time.perf_counter() - t0) * 1000
+
+    def _quota_left(self) -> int:
+        return 1 << 62 if self.max_frames is None else max(0, self.max_frames - self.taken)
+
+    # --- serving a batch ----------------------------------------------------------
+
+    def serve(self, batch: list[Entry]) -> None:
+        self.status = Status.BUSY
+        start_ms = now_ms()
+        outcomes: list[Outcome] = []
+        ready: list[tuple[Entry, np.ndarray, float]] = []
+        for e in batch:
+            if e.error is None:
+                try:
+                    img, decode_ms = e.decoded.result()
+                    ready.append((e, img, decode_ms))
+                    continue
+                except BadInputError as exc:
+                    e.error = exc
+                except Exception as exc:  # a decoder bug: this entry fails, the batch goes on
+                    log.exception("worker %s: decoding entry %s failed", self.name, e.entry_id)
+                    e.error = BadInputError("unreadable", f"{type(exc).__name__}: {exc}")
+            outcomes.append(self._failed(e, e.error.reason, e.error.detail or str(e.error)))
+        self._prefetch()  # the next batch decodes while this one is in the pipeline
+        frame_results = self._infer([img for _, img, _ in ready])
+        for (e, img, decode_ms), fr in zip(ready, frame_results):
+            if isinstance(fr, Exception):
+                outcomes.append(self._failed(e, "inference_failed", f"{type(fr).__name__}: {fr}"))
+                continue
+            timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": decode_ms,
+                       **{k: float(v) for k, v in (fr.timings_ms or {}).items()}}
+            outcomes.append(Outcome(e, self._result(e.job, faces=[_plain_face(f) for f in fr.faces],
+                                                    size=(img.shape[1], img.shape[0]), timings_ms=timings)))
+        self._retry(lambda: self.publish(outcomes))
+        self.served += len(batch)
+        self.batches += 1
+        self.status = Status.IDLE
+        log.debug("worker %s: batch %d of %d served (%d failed)", self.name, self.batches, len(batch),
+                  sum(o.dead is not None for o in outcomes))
+
+    def _prefetch(self) -> None:
+        if self._stop.is_set() or len(self._inhand) >= self.settings.batch_max:
+            return
+        try:
+            self._read(self.settings.batch_max - len(self._inhand), None)
+        except TRANSIENT as exc:  # the publish that follows will meet it and back off
+            log.debug("worker %s: prefetch skipped: %s", self.name, exc)
+
+    def _infer(self, images: list[np.ndarray]) -> list:
+        """FrameResults in order; a batch that raises is retried one frame at a time,
+        and a frame that still fails gets its exception in its place."""
+        if not images:
+            return []
+        try:
+            out = self.pipeline.process(images)
+            if len(out) != len(images):
+                raise RuntimeError(f"pipeline returned {len(out)} results for {len(images)} frames")
+            return out
+        except Exception:
+            log.exception("worker %s: batch of %d frames failed; retrying frame by frame", self.name, len(images))
+        out = []
+        for img in images:
+            try:
+                out.append(self.pipeline.process([img])[0])
+            except Exception as exc:
+                log.exception("worker %s: a frame failed on its own", self.name)
+                out.append(exc)
+        return out
+
+    def _result(self, job: FrameJob, **kw) -> Result:
+        return Result(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
+                      timestamp_s=job.timestamp_s, model_version=self.pipeline.model_version,
+                      enqueued_at_ms=job.enqueued_at_ms, **kw)
+
+    def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:
+        """Dead-letter the entry; if we know its job, the caller also gets an error result."""
+        log.warning("worker %s: dead-lettering entry %s (%s: %s)", self.name, e.entry_id, reason, detail)
+        result = None
+        if e.job is not None:
+            result = self._result(e.job, error=ErrorInfo(reason, detail),
+                                  timings_ms={"queue_wait": max(0, now_ms() - e.job.enqueued_at_ms)})
+        return Outcome(e, result, (reason, detail))
+
+    def publish(self, outcomes: list[Outcome]) -> None:
+        """Results, dead letters and the XACK of every entry in one MULTI/EXEC."""
+        s = self.settings
+        pipe = self.client.pipeline(transaction=True)
+        for o in outcomes:
+            if o.result is not None:
+                o.result.published_at_ms = now_ms()
+                payload = encode_result(o.result)
+                pipe.xadd(self.keys.results, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
+                if o.entry.job is not None and o.entry.job.reply_to is not None:
+                    pipe.xadd(o.entry.job.reply_to, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
+            if o.dead is not None:
+                e = o.entry
+                pipe.xadd(self.keys.dead, dead_letter_fields(
+                    o.dead[0], o.dead[1], e.entry_id, e.deliveries, self.name, e.payload,
+                    e.job.job_id if e.job else None), maxlen=s.stream_maxlen, approximate=True)
+        pipe.xack(self.keys.frames, self.keys.group, *[o.entry.entry_id for o in outcomes])
+        pipe.execute()
+        self.dead_lettered += sum(o.dead is not None for o in outcomes)
+
+    def _dead_letter_only(self, entry_ids: list[str], reason: str, detail: str, ack: bool = False) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for eid in entry_ids:
+            pipe.xadd(self.keys.dead, dead_letter_fields(reason, detail, eid, 0, self.name, None),
+                      maxlen=self.settings.stream_maxlen, approximate=True)
+        if ack:
+            pipe.xack(self.keys.frames, self.keys.group, *entry_ids)
+        pipe.execute()
+        self.dead_lettered += len(entry_ids)
+        log.warning("worker %s: %d entries %s: %s", self.name, len(entry_ids), reason, ", ".join(entry_ids[:5]))
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _call_group(self) -> None:
+        ensure_group(self.client, self.keys)
+
+    def _retry(self, fn) -> None:
+        """Run ``fn`` until it gets through: connection errors back off (capped);
+        a vanished group is recreated. Used where giving up would lose work."""
+        backoff = Backoff(cap_s=10.0)
+        while True:
+            try:
+                return fn()
+            except TRANSIENT as exc:
+                delay = backoff.next_delay_s()
+                log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
+                time.sleep(delay)
+            except redis.ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                ensure_group(self.client, self.keys)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _plain_face(face: dict) -> dict:
+    """A pipeline face dict with numpy scalars / tuples made plain, probabilities as {label: p}."""
+    out = {k: _plain(v) for k, v in face.items()}
+    probs = out.get("probabilities")
+    if isinstance(probs, list):
+        out["probabilities"] = {label: float(p) for label, p in zip(LABELS, probs)}
+    return out
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
