@@ -1,0 +1,106 @@
+"""Helpers for the integration tests: tiny frames, worker threads, reading streams back."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from shared.keys import Keys
+from shared.media import encode_jpeg
+from shared.settings import Settings
+from shared.wire import FIELD, Result, decode_result
+
+
+def tiny_jpeg(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A small noisy RGB JPEG, different per seed. size is (W, H)."""
+    rng = np.random.default_rng(seed)
+    return encode_jpeg(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), quality=80)
+
+
+def settings_for(url: str, **kw) -> Settings:
+    """Settings for a test, from explicit values only (the environment is ignored)."""
+    base = {"redis_url": url, "prefix": "t", "device": "cpu", "batch_max": 8, "batch_wait_ms": 10,
+            "decode_threads": 2, "heartbeat_ttl_s": 5}
+    base.update(kw)
+    return Settings.from_env(env={}, **base)
+
+
+@dataclass
+class RunningWorker:
+    worker: object  # worker.service.Worker
+    thread: threading.Thread
+    error: list
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.worker.request_stop()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), f"worker {self.worker.name} did not stop"
+        assert not self.error, self.error
+
+
+def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw) -> RunningWorker:
+    """A Worker in a thread, with the real Pipeline around ``detector`` (a test double)."""
+    from doubles import FixedFaceDetectorTestDouble
+    from worker.pipeline import Pipeline
+    from worker.service import Worker
+
+    pipeline = Pipeline(settings, detector=detector or FixedFaceDetectorTestDouble(), checkpoint=checkpoint)
+    w = Worker(settings, pipeline, name=name, handle_signals=False, **kw)
+    errors: list = []
+
+    def run():
+        try:
+            w.run()
+        except BaseException as exc:  # reported by stop()
+            errors.append(repr(exc))
+            raise
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    return RunningWorker(w, t, errors)
+
+
+def all_results(client: redis.Redis, keys: Keys) -> list[Result]:
+    return [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)]
+
+
+def dead_letters(client: redis.Redis, keys: Keys) -> list[dict]:
+    return [{k.decode(): v for k, v in f.items()} for _, f in client.xrange(keys.dead)]
+
+
+def wait_for(predicate, timeout_s: float, poll_s: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def result_counts(results: list[Result], sent_ids: list[str]) -> dict:
+    """sent / results / unique / duplicates / lost / errors, for asserting and reporting."""
+    per_job = Counter(r.job_id for r in results)
+    return {"sent": len(sent_ids), "results": len(results), "unique": len(per_job),
+            "duplicates": sum(n - 1 for n in per_job.values()),
+            "lost": len(set(sent_ids) - set(per_job)), "errors": sum(not r.ok for r in results),
+            "unexpected": len(set(per_job) - set(sent_ids))}
+
+
+def report(test: str, **counts) -> None:
+    """One greppable line per reliability test (visible with pytest -s)."""
+    print(f"\n[reliability] {test} " + json.dumps(counts, sort_keys=True))
+
+
+def pending_count(client: redis.Redis, keys: Keys) -> int:
+    """Entries delivered and not acked; -1 before any worker created the group."""
+    try:
+        return int(client.xpending(keys.frames, keys.group)["pending"])
+    except redis.ResponseError:
+        return -1

@@ -1,0 +1,88 @@
+"""A producer faster than the workers keeps the stream bounded: it waits, or drops the oldest."""
+
+from __future__ import annotations
+
+import threading
+
+from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+
+from producer.client import Producer
+from shared.transport import ensure_group, group_backlog
+
+
+class BacklogProbe:
+    """Samples the group's backlog (lag + pending) and XLEN every few ms, in a thread."""
+
+    def __init__(self, client, keys):
+        self.client, self.keys = client, keys
+        self.max_backlog = self.max_len = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.max_backlog = max(self.max_backlog, group_backlog(self.client, self.keys).total)
+            self.max_len = max(self.max_len, self.client.xlen(self.keys.frames))
+
+
+def test_wait_mode_bounds_the_backlog_and_loses_nothing(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url, lag_limit=40, stream_maxlen=400, batch_max=8, backpressure="wait")
+    frames = [tiny_jpeg(i % 20) for i in range(20)]
+    # the worker is slow (50 ms per batch of 8, about 160 frames/s); the producer is not
+    worker = start_worker(settings, checkpoint, "w-slow", detector=_slow())
+    producer = Producer(settings, notice=lambda m: None)
+    try:
+        with BacklogProbe(client, keys) as probe:
+            sent = [producer.submit_image(frames[i % 20], source="flood", frame=i).job_id for i in range(400)]
+            wait_for(lambda: client.xlen(keys.results) >= 400, 120, what="400 results")
+    finally:
+        worker.stop()
+    counts = result_counts(all_results(client, keys), sent)
+    bound = settings.lag_limit + producer.check_every
+    report("backpressure_wait", **counts, lag_limit=settings.lag_limit, max_backlog=probe.max_backlog,
+           max_backlog_seen_by_producer=producer.stats.max_backlog, waited_s=round(producer.stats.waited_s, 2),
+           max_xlen=probe.max_len, stream_maxlen=settings.stream_maxlen)
+    assert producer.stats.waited_s > 0  # it did have to wait
+    assert probe.max_backlog <= bound + 1, (probe.max_backlog, bound)
+    assert probe.max_len <= settings.stream_maxlen + 100  # MAXLEN ~ trims whole 100-entry nodes
+    assert counts["lost"] == 0 and counts["duplicates"] == 0
+
+
+def test_drop_mode_drops_the_oldest_for_live_sources(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url, lag_limit=30, backpressure="drop")
+    ensure_group(client, keys)  # workers exist but are all busy elsewhere: nothing is read meanwhile
+    notices = []
+    producer = Producer(settings, notice=notices.append)
+    with BacklogProbe(client, keys) as probe:
+        sent = [producer.submit_image(tiny_jpeg(i), source="camera", frame=i).job_id for i in range(300)]
+    bound = settings.lag_limit + producer.check_every
+    assert probe.max_backlog <= bound + 1 and group_backlog(client, keys).total <= bound
+    assert producer.stats.dropped >= 300 - bound and notices and "dropped" in notices[0]
+    worker = start_worker(settings, checkpoint, "w-late")
+    try:
+        wait_for(lambda: client.xlen(keys.results) >= 300 - producer.stats.dropped, 60, what="the survivors")
+    finally:
+        worker.stop()
+    results = all_results(client, keys)
+    counts = result_counts(results, sent)
+    report("backpressure_drop", **counts, dropped=producer.stats.dropped, lag_limit=settings.lag_limit,
+           max_backlog=probe.max_backlog)
+    assert counts["results"] == 300 - producer.stats.dropped and counts["duplicates"] == 0
+    assert counts["lost"] == producer.stats.dropped
+    # what was dropped is the oldest: the newest frame survives, frame 0 does not
+    served_frames = {r.frame for r in results}
+    assert 299 in served_frames and 0 not in served_frames
+
+
+def _slow():
+    from doubles import FixedFaceDetectorTestDouble
+
+    return FixedFaceDetectorTestDouble(delay_s=0.05)

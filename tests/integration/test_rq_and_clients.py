@@ -1,0 +1,121 @@
+"""rq coarse jobs, the results reader, and an authenticated Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import pytest
+import redis
+from rq import SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
+
+from producer.client import Producer
+from producer.results import FROM_NOW, FROM_START, ResultReader
+from producer.rq_jobs import coarse_queue
+from shared.embedded import EmbeddedRedis
+from shared.keys import Keys
+from shared.wire import FIELD, decode_frame
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
+CLI = [sys.executable, "-c", "from moodstream.cli import main; main()"]
+
+
+def test_rq_job_expands_a_video_into_frame_jobs(redis_url, client, keys):
+    env = {**os.environ, "MOODSTREAM_REDIS_URL": redis_url, "MOODSTREAM_PREFIX": keys.prefix}
+    out = subprocess.run([*CLI, "produce", "--rq", "--every", "10", str(CLIP)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()  # ONE job for the whole video
+    job_info = json.loads(line)
+    assert job_info["source"] == str(CLIP) and job_info["frame"] is None
+    assert client.xlen(keys.frames) == 0  # nothing expanded yet
+    # no pickle anywhere: the stored job is JSON
+    json.loads(zlib.decompress(client.hget(f"rq:job:{job_info['job_id']}", "data")))
+
+    settings = settings_for(redis_url)
+    SimpleWorker([coarse_queue(settings, client)], connection=client, serializer=JSONSerializer).work(burst=True)
+
+    cap = cv2.VideoCapture(str(CLIP))
+    n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    expected = (n_frames + 9) // 10
+    entries = client.xrange(keys.frames)
+    jobs = [decode_frame(f[FIELD]) for _, f in entries]
+    assert len(jobs) == expected
+    assert [j.frame for j in jobs] == [10 * i for i in range(expected)]
+    assert all(j.job_id.startswith(job_info["job_id"] + "-") and j.source == str(CLIP) for j in jobs)
+    job = Job.fetch(job_info["job_id"], connection=client, serializer=JSONSerializer)
+    assert job.return_value()["frames"] == expected
+
+
+def test_results_reader_positions_and_filters(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    w = start_worker(settings, checkpoint, "w-reader")
+    try:
+        first = [producer.submit_image(tiny_jpeg(i), source=f"cam{i % 2}", frame=i).job_id for i in range(6)]
+        wait_for(lambda: client.xlen(keys.results) >= 6, 30, what="six results")
+        reader = ResultReader(settings)
+        everything = list(reader.read(start=FROM_START))  # no follow, no count: up to the end
+        assert sorted(r.job_id for r in everything) == sorted(first)
+        assert [r.job_id for r in reader.read(start=FROM_START, source="cam1")] == \
+            [r.job_id for r in everything if r.source == "cam1"]
+        after = list(reader.read(start=everything[2].entry_id))
+        assert [r.job_id for r in after] == [r.job_id for r in everything[3:]]
+        # from now: only what arrives after the call
+        gen = reader.read(start=FROM_NOW, count=2, timeout_s=30)
+        late = [producer.submit_image(tiny_jpeg(50 + i), source="late").job_id for i in range(2)]
+        assert sorted(r.job_id for r in gen) == sorted(late)
+        # a timeout with too few results ends the read
+        assert list(reader.read(start=FROM_NOW, count=1, timeout_s=0.3)) == []
+    finally:
+        w.stop()
+
+
+def test_reply_to_stream_gets_its_own_copy(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url)
+    mine = keys.reply("caller-1")
+    producer = Producer(settings, reply_to=mine)
+    w = start_worker(settings, checkpoint, "w-reply")
+    try:
+        job = producer.submit_image(tiny_jpeg(1), source="rpc")
+        other = Producer(settings).submit_image(tiny_jpeg(2), source="other")
+        wait_for(lambda: client.xlen(keys.results) >= 2, 30, what="two results")
+    finally:
+        w.stop()
+    replies = list(ResultReader(settings, stream=mine).read(start=FROM_START))
+    assert [r.job_id for r in replies] == [job.job_id]
+    assert {r.job_id for r in all_results(client, keys)} == {job.job_id, other.job_id}
+
+
+def test_password_protected_redis(checkpoint):
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("requirepass", "s3cret pass")
+        url = f"redis://:s3cret%20pass@127.0.0.1:{server.port}/0"
+        settings = settings_for(url)
+        keys = Keys(settings.prefix)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis.from_url(server.url).ping()
+            producer = Producer(settings)
+            sent = [producer.submit_image(tiny_jpeg(i), source="auth").job_id for i in range(5)]
+            w = start_worker(settings, checkpoint, "w-auth")
+            try:
+                got = list(ResultReader(settings).read(start=FROM_START, count=5, timeout_s=30))
+            finally:
+                w.stop()
+            assert sorted(r.job_id for r in got) == sorted(sent)
+            authed = redis.Redis.from_url(url)
+            assert authed.xpending(keys.frames, keys.group)["pending"] == 0
+        finally:
+            admin.close()

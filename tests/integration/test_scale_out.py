@@ -1,0 +1,36 @@
+"""Three workers in one consumer group share a stream: every job gets exactly one result."""
+
+from __future__ import annotations
+
+from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+
+from producer.client import Producer
+
+
+def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url, batch_max=16, batch_wait_ms=20)
+    producer = Producer(settings)
+    frames = [tiny_jpeg(i % 50) for i in range(500)]
+    workers = [start_worker(settings, checkpoint, f"w{i}") for i in range(3)]
+    try:
+        sent = [producer.submit_image(data, source="scale", frame=i).job_id for i, data in enumerate(frames)]
+        wait_for(lambda: client.xlen(keys.results) >= 500, 120, what="500 results")
+    finally:
+        for w in workers:
+            w.stop()
+    results = all_results(client, keys)
+    counts = result_counts(results, sent)
+    per_worker = {w.worker.name: w.worker.served for w in workers}
+    report("three_workers", **counts, per_worker=per_worker,
+           batches=sum(w.worker.batches for w in workers))
+    assert counts["duplicates"] == 0 and counts["lost"] == 0 and counts["unexpected"] == 0
+    assert counts["errors"] == 0
+    assert sum(per_worker.values()) == 500
+    assert sum(1 for n in per_worker.values() if n > 0) >= 2, per_worker  # the work was shared
+    assert client.xpending(keys.frames, keys.group)["pending"] == 0
+    r = results[0]
+    assert r.model_version and r.worker in per_worker and len(r.faces) == 1
+    assert set(r.timings_ms) >= {"queue_wait", "decode", "detect", "classify"}
+    assert abs(sum(r.faces[0]["probabilities"].values()) - 1) < 0.01
+    # heartbeats are removed on a clean stop
+    assert not list(client.scan_iter(keys.heartbeat_pattern))
