@@ -1,0 +1,193 @@
+"""Service benchmark, measured from the client side: frames/s and end-to-end latency
+of real workers through Redis. Writes JSON and prints a table.
+
+    python -m producer.bench --video /work/shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
+
+Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
+redis-server. Unless ``--no-spawn``, it starts one ``moodstream worker``
+process (and waits for its heartbeat, so model loading is not timed);
+with ``--no-spawn`` it measures whatever workers already serve the prefix.
+
+Three phases, on the same frames (pre-encoded as JPEG, so producer-side
+encoding is not timed):
+
+1. warm-up: a few frames, not measured;
+2. throughput: all frames enqueued at once, frames/s = N / (last result read
+   - first enqueue); the latency of this phase includes queueing (backlog);
+3. latency: one frame in flight at a time; end-to-end latency = result
+   published - job enqueued (both wall clocks on this machine when the
+   worker runs here) and the round trip the client saw.
+
+No torch here: the worker is another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+import numpy as np
+
+from shared.settings import Settings
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+def _summary(values: list[float]) -> dict:
+    return {"p50": _pct(values, 50), "p90": _pct(values, 90), "p99": _pct(values, 99),
+            "mean": round(float(np.mean(values)), 1) if values else float("nan"), "n": len(values)}
+
+
+@click.command()
+@click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Frames come from this video (their native size is what is measured).")
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--latency-frames", type=click.IntRange(min=0), help="Closed-loop frames (default: --frames).")
+@click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL, else an embedded redis-server.")
+@click.option("--no-spawn", is_flag=True, help="Measure the workers already serving --prefix.")
+@click.option("--prefix", help="Key prefix (default: a fresh bench-* prefix when spawning).")
+@click.option("--device", default="cpu", show_default=True, help="Worker device.")
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True)
+@click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--timeout-s", type=float, default=600, show_default=True, help="Per phase.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
+              show_default=True)
+def main(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
+         batch_wait_ms, timeout_s, out):
+    """Frames/s and latency p50/p99 of moodstream workers through Redis."""
+    from producer.client import Producer
+    from producer.results import ResultReader
+    from shared.embedded import EmbeddedRedis
+    from shared.media import encode_jpeg, iter_video
+
+    settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else
+                                                                        f"bench-{uuid.uuid4().hex[:8]}"))
+    latency_frames = n_frames if latency_frames is None else latency_frames
+    need = max(n_frames, latency_frames, warmup)
+    frames = [encode_jpeg(item.image) for item in iter_video(video, max_frames=need) if item.image is not None]
+    if not frames:
+        raise click.ClickException(f"no frames decoded from {video}")
+    first = next(iter_video(video, max_frames=1)).image
+    height, width = first.shape[:2]
+
+    with ExitStack() as stack:
+        if settings.redis_url is None:
+            settings = settings.replace(redis_url=stack.enter_context(EmbeddedRedis()).url)
+        worker = None
+        if not no_spawn:
+            worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms)
+            stack.callback(_stop_worker, worker)
+        producer = Producer(settings, notice=lambda m: click.echo(m, err=True))
+        reader = ResultReader(settings)
+        _wait_for_worker(producer.client, settings, worker, timeout_s)
+
+        def run(batch: list[bytes], label: str, closed_loop: bool) -> dict:
+            e2e, rtt, parts = [], [], {"queue_wait": [], "decode": [], "detect": [], "classify": []}
+            start = reader.last_id()
+            t0 = time.perf_counter()
+            if closed_loop:
+                for i, data in enumerate(batch):
+                    t_sub = time.perf_counter()
+                    ref = producer.submit_image(data, source=label, frame=i)
+                    (r,) = _read(reader, start, {ref.job_id}, timeout_s)
+                    start = r.entry_id
+                    rtt.append((time.perf_counter() - t_sub) * 1000)
+                    _collect(r, e2e, parts)
+            else:
+                ids = {producer.submit_image(data, source=label, frame=i).job_id for i, data in enumerate(batch)}
+                for r in _read(reader, start, ids, timeout_s):
+                    _collect(r, e2e, parts)
+            wall = time.perf_counter() - t0
+            return {"frames": len(batch), "wall_s": round(wall, 3), "frames_per_s": round(len(batch) / wall, 2),
+                    "latency_ms": _summary(e2e), "round_trip_ms": _summary(rtt) if rtt else None,
+                    "stage_ms_mean": {k: round(float(np.mean(v)), 1) for k, v in parts.items() if v}}
+
+        if warmup:
+            run(frames[:warmup], "warmup", closed_loop=False)
+        throughput = run(frames[:n_frames], "throughput", closed_loop=False)
+        latency = run(frames[:latency_frames], "latency", closed_loop=True) if latency_frames else None
+
+    report = {"video": str(video), "frame_size": [width, height], "device": device, "detector": detector,
+              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "workers": "1 spawned" if worker else "existing",
+              "torch_threads_env": os.environ.get("OMP_NUM_THREADS"), "throughput": throughput,
+              "closed_loop": latency}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    _print_table(report)
+    click.echo(f"wrote {out}", err=True)
+
+
+def _spawn_worker(settings: Settings, device, detector, batch_max, batch_wait_ms) -> subprocess.Popen:
+    env = {**os.environ, "MOODSTREAM_REDIS_URL": settings.redis_url, "MOODSTREAM_PREFIX": settings.prefix}
+    cmd = [sys.executable, "-c", "from moodstream.cli import main; main()", "worker", "--device", device,
+           "--detector", detector, "--batch-max", str(batch_max), "--batch-wait-ms", str(batch_wait_ms),
+           "--consumer", "bench-worker"]
+    return subprocess.Popen(cmd, env=env)
+
+
+def _stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_for_worker(client, settings: Settings, proc, timeout_s: float) -> None:
+    from shared.keys import Keys
+
+    keys, deadline = Keys.from_settings(settings), time.monotonic() + timeout_s
+    while not any(True for _ in client.scan_iter(keys.heartbeat_pattern)):
+        if proc is not None and proc.poll() is not None:
+            raise click.ClickException(f"the worker exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise click.ClickException("no worker heartbeat: is a worker serving this prefix?")
+        time.sleep(0.2)
+
+
+def _read(reader, start: str, ids: set[str], timeout_s: float) -> list:
+    got = list(reader.read(start=start, count=len(ids), timeout_s=timeout_s, job_ids=ids))
+    if len(got) < len(ids):
+        raise click.ClickException(f"only {len(got)} of {len(ids)} results within {timeout_s}s")
+    return got
+
+
+def _collect(r, e2e: list[float], parts: dict) -> None:
+    if r.error is not None:
+        raise click.ClickException(f"job {r.job_id} failed: {r.error.reason}: {r.error.detail}")
+    e2e.append(float(r.published_at_ms - r.enqueued_at_ms))
+    for k, v in r.timings_ms.items():
+        parts.setdefault(k, []).append(v)
+
+
+def _print_table(rep: dict) -> None:
+    w, h = rep["frame_size"]
+    click.echo(f"\nmoodstream service bench: {Path(rep['video']).name} {w}x{h}, device {rep['device']}, "
+               f"detector {rep['detector']}, batch_max {rep['batch_max']}, {rep['workers']} worker(s)")
+    click.echo(f"{'phase':<12} {'frames':>6} {'frames/s':>9} {'e2e p50':>9} {'e2e p99':>9} {'rtt p50':>9} "
+               f"{'rtt p99':>9}  stage means (ms)")
+    for name in ("throughput", "closed_loop"):
+        p = rep[name]
+        if p is None:
+            continue
+        rtt = p["round_trip_ms"] or {"p50": float("nan"), "p99": float("nan")}
+        stages = ", ".join(f"{k} {v}" for k, v in p["stage_ms_mean"].items())
+        click.echo(f"{name:<12} {p['frames']:>6} {p['frames_per_s']:>9.2f} {p['latency_ms']['p50']:>9.1f} "
+                   f"{p['latency_ms']['p99']:>9.1f} {rtt['p50']:>9.1f} {rtt['p99']:>9.1f}  {stages}")
+
+
+if __name__ == "__main__":
+    main()
