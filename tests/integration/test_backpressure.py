@@ -86,3 +86,31 @@ def _slow():
     from doubles import FixedFaceDetectorTestDouble
 
     return FixedFaceDetectorTestDouble(delay_s=0.05)
+
+
+def test_group_backlog_without_lag(redis_url, client, keys):
+    """Redis 7 reports lag as nil once entries past the group's position were deleted;
+    Redis 6.2 has no lag field at all. Both fall back to counting entries."""
+    ids = [client.xadd(keys.frames, {"n": i}) for i in range(10)]
+    assert group_backlog(client, keys).total == 10  # no group yet: the stream length
+    ensure_group(client, keys)
+    client.xreadgroup(keys.group, "c1", {keys.frames: ">"}, count=3)
+    assert (group_backlog(client, keys).lag, group_backlog(client, keys).pending) == (7, 3)
+    client.xdel(keys.frames, ids[6])
+    assert client.xinfo_groups(keys.frames)[0]["lag"] is None
+    assert group_backlog(client, keys).lag == 6
+
+    class Redis62:  # XINFO GROUPS as Redis 6.2 answers it: no entries-read, no lag
+        def __init__(self, real):
+            self.real = real
+
+        def xinfo_groups(self, name):
+            return [{k: v for k, v in g.items() if k not in ("lag", "entries-read")}
+                    for g in self.real.xinfo_groups(name)]
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    b = group_backlog(Redis62(client), keys)
+    assert (b.lag, b.pending, b.exact) == (6, 3, True)
+    assert group_backlog(Redis62(client), keys, count_limit=4).exact is False

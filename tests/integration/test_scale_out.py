@@ -34,3 +34,30 @@ def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoi
     assert abs(sum(r.faces[0]["probabilities"].values()) - 1) < 0.01
     # heartbeats are removed on a clean stop
     assert not list(client.scan_iter(keys.heartbeat_pattern))
+
+
+def test_dynamic_batching_full_or_oldest_waited(redis_url, client, keys, checkpoint):
+    """A batch goes when it holds batch_max frames, or when its oldest frame has
+    waited batch_wait_ms: a lone frame waits about that long, a burst does not."""
+    from doubles import FixedFaceDetectorTestDouble
+
+    settings = settings_for(redis_url, batch_max=4, batch_wait_ms=400)
+    detector = FixedFaceDetectorTestDouble()
+    w = start_worker(settings, checkpoint, "w-batch", detector=detector)
+    producer = Producer(settings)
+    try:
+        wait_for(lambda: list(client.scan_iter(keys.heartbeat_pattern)), 30, what="the worker")
+        producer.submit_image(tiny_jpeg(1), source="lone")
+        wait_for(lambda: client.xlen(keys.results) >= 1, 10, what="the lone frame")
+        for i in range(8):  # a burst: two full batches, no waiting
+            producer.submit_image(tiny_jpeg(10 + i), source="burst", frame=i)
+        wait_for(lambda: client.xlen(keys.results) >= 9, 10, what="the burst")
+    finally:
+        w.stop()
+    results = all_results(client, keys)
+    lone = results[0]
+    assert lone.timings_ms["queue_wait"] >= 350  # held for company, then sent alone
+    assert detector.batches[:1] == [1]
+    assert sorted(detector.batches[1:]) == [4, 4]
+    burst_waits = [r.timings_ms["queue_wait"] for r in results[1:]]
+    assert max(burst_waits) < 350, burst_waits
