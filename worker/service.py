@@ -257,15 +257,18 @@ class Worker:
         """Read until batch_max entries are in hand, or the oldest has waited batch_wait_ms."""
         cap = self.settings.batch_max
         while len(self._inhand) < cap and not self._stop.is_set() and self._quota_left() > 0:
-            if self._inhand:
-                left_ms = self.settings.batch_wait_ms - (time.monotonic() - self._inhand[0].received) * 1000
-                if left_ms <= 0:
-                    break
-                block_ms = max(1, int(left_ms))
-            else:
-                block_ms = self.idle_block_ms
-            if not self._read(cap - len(self._inhand), block_ms) and not self._inhand:
-                break  # idle: back to the loop (stop check, heartbeat, reclaim)
+            if not self._inhand:
+                if not self._read(cap, self.idle_block_ms):
+                    break  # idle: back to the loop (stop check, heartbeat, reclaim)
+                continue
+            left_s = self.settings.batch_wait_ms / 1000 - (time.monotonic() - self._inhand[0].received)
+            if left_s <= 0:
+                break
+            # Filling a batch: poll rather than BLOCK, because Redis expires a short
+            # BLOCK only on its cron tick (every 1000/hz = 100 ms by default), which
+            # would turn batch_wait_ms=20 into 20-120 ms.
+            if not self._read(cap - len(self._inhand), None):
+                time.sleep(min(left_s, 0.002))
         batch, rest = self._inhand[:cap], self._inhand[cap:]
         self._inhand = rest
         self._inhand_ids = {e.entry_id for e in rest}
