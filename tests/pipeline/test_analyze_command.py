@@ -1,0 +1,236 @@
+"""`moodstream analyze`: records, bad inputs, video sampling, stdin, annotation, table output, batching."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shared.labels import LABELS
+from worker.analyze import analyze
+
+FRAME_KEYS = {"source", "frame", "timestamp", "width", "height", "faces", "model_version"}
+ERROR_KEYS = {"source", "frame", "error", "detail"}
+
+
+def run(args: list[str], stdin: bytes | None = None):
+    result = CliRunner().invoke(analyze, ["--device", "cpu", *args], input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result, records
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path, image_path) -> tuple[Path, dict[str, str | None]]:
+    """A folder of good, odd-but-usable and bad inputs -> (folder, {file name: expected error or None})."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    face = cv2.imread(str(image_path("single")))  # BGR, one face
+    jpeg = cv2.imencode(".jpg", face)[1].tobytes()
+    (folder / "good.jpg").write_bytes(jpeg)
+    cv2.imwrite(str(folder / "deep16.png"), face.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(face, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    (folder / "text.jpg").write_bytes(b"this is a text file with an image name\n")
+    (folder / "huge.png").write_bytes(png_header_only(20_000, 20_000))
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    expected = {"good.jpg": None, "deep16.png": None, "rgba.png": None, "gray.png": None,
+                "zero.jpg": "empty", "truncated.jpg": "truncated", "corrupt.png": "unreadable",
+                "text.jpg": "unreadable", "huge.png": "too_large", "broken.mp4": "unreadable"}
+    return folder, expected
+
+
+def check_frame_record(rec: dict) -> None:
+    assert set(rec) == FRAME_KEYS
+    assert isinstance(rec["frame"], int) and rec["width"] > 0 and rec["height"] > 0
+    assert isinstance(rec["model_version"], str)
+    for face in rec["faces"]:
+        assert set(face) == {"box", "score", "landmarks", "emotion", "probabilities"}
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= rec["width"] and 0 <= y1 < y2 <= rec["height"]
+        assert tuple(face["probabilities"]) == LABELS and face["emotion"] in LABELS
+        assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_images_and_video_records(tmp_path, image_path, fixtures_dir):
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(image_path("street"), folder / "street.jpg")
+    shutil.copy(image_path("parade"), folder / "sub" / "parade.jpg")
+    result, records = run([str(folder), str(fixtures_dir / "clip_360p.mp4"), "--every", "4"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert [(Path(r["source"]).name, r["frame"]) for r in records] == [
+        ("street.jpg", 0), ("parade.jpg", 0), ("clip_360p.mp4", 0), ("clip_360p.mp4", 4), ("clip_360p.mp4", 8)]
+    for rec in records:
+        check_frame_record(rec)
+    street, parade, *video = records
+    assert street["timestamp"] is None and (street["width"], street["height"]) == (640, 360)
+    assert len(street["faces"]) >= 3 and len(parade["faces"]) >= 2
+    assert [r["timestamp"] for r in video] == pytest.approx([0.0, 4 / 29.97, 8 / 29.97], abs=1e-3)
+    assert all((r["width"], r["height"]) == (320, 180) for r in video)
+    assert "5 frames" in result.stderr and "frames/s" in result.stderr  # the summary
+
+
+def test_bad_inputs_give_error_records_and_exit_1(mixed_inputs):
+    folder, expected = mixed_inputs
+    missing = str(folder / "missing.jpg")
+    result, records = run([str(folder), missing])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    by_name = {Path(r["source"]).name: r for r in records}
+    assert set(by_name) == set(expected) | {"missing.jpg"}
+    assert by_name["missing.jpg"]["error"] == "not_found"
+    for name, reason in expected.items():
+        rec = by_name[name]
+        if reason is None:  # 16-bit, RGBA and grayscale PNGs work, converted
+            check_frame_record(rec)
+            assert (rec["width"], rec["height"]) == (416, 416) and len(rec["faces"]) >= 1, name
+        else:
+            assert set(rec) == ERROR_KEYS and rec["error"] == reason, (name, rec)
+            assert rec["source"].endswith(name) and rec["detail"]
+    # records come in input order: sorted folder listing, then the missing file
+    assert [r["source"] for r in records] == sorted(str(folder / n) for n in expected) + [missing]
+    assert "7 errors" in result.stderr
+
+
+def test_good_inputs_only_exit_0(image_path):
+    result, records = run([str(image_path("single"))])
+    assert result.exit_code == 0 and len(records) == 1 and "error" not in records[0]
+
+
+def test_video_fps_sampling_and_max_frames(fixtures_dir):
+    clip = str(fixtures_dir / "clip_360p.mp4")
+    _, records = run([clip, "--fps", "10"])
+    assert [r["frame"] for r in records] == [0, 3, 6, 9]
+    _, records = run([clip, "--every", "2", "--max-frames", "2"])
+    assert [r["frame"] for r in records] == [0, 2]
+    result, _ = run([clip, "--every", "2", "--fps", "3"])
+    assert result.exit_code == 2 and "either --every or --fps" in result.output
+
+
+def test_stdin_image(image_path):
+    result, records = run(["-"], stdin=image_path("parade").read_bytes())
+    assert result.exit_code == 0
+    [rec] = records
+    assert rec["source"] == "-" and len(rec["faces"]) >= 2
+    result, records = run(["-"], stdin=b"")
+    assert result.exit_code == 1 and records == [{"source": "-", "frame": 0, "error": "empty", "detail": "zero bytes"}]
+
+
+def test_annotate_writes_images_and_video(tmp_path, image_path, fixtures_dir):
+    out = tmp_path / "annotated"
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(image_path("street"), src / "street.jpg")
+    cv2.imwrite(str(src / "gray.png"), cv2.imread(str(image_path("single")), cv2.IMREAD_GRAYSCALE))
+    result, records = run([str(src), str(fixtures_dir / "clip_360p.mp4"), "--every", "3", "--annotate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["clip_360p.mp4", "gray.png", "street.jpg"]
+    street = cv2.imread(str(out / "street.jpg"))
+    assert street is not None and street.shape == (360, 640, 3)
+    assert np.abs(street.astype(int) - cv2.imread(str(src / "street.jpg")).astype(int)).max() > 100  # drawn on
+    assert cv2.imread(str(out / "gray.png")).shape == (416, 416, 3)
+    cap = cv2.VideoCapture(str(out / "clip_360p.mp4"))
+    frames = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape == (180, 320, 3)
+        frames += 1
+    assert frames == len([r for r in records if r["source"].endswith(".mp4")]) == 4
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(29.97 / 3, abs=0.05)
+
+
+def test_table_format(tmp_path, image_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    result = CliRunner().invoke(analyze, ["--device", "cpu", "--format", "table", str(image_path("parade")), str(bad)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["SOURCE", "FRAME", "TIME_S", "SIZE", "FACES", "EMOTIONS"]
+    assert "416x416" in lines[1] and "%" in lines[1]
+    assert "ERROR empty" in lines[2] and "bad.jpg" in lines[2]
+    assert not any(line.startswith("{") for line in lines)
+
+
+def test_frames_are_batched_across_inputs(tmp_path, image_path, monkeypatch):
+    from worker.pipeline import Pipeline
+
+    for i in range(5):
+        shutil.copy(image_path("single"), tmp_path / f"img{i}.jpg")
+    (tmp_path / "img2_bad.jpg").write_bytes(b"")  # an error between good frames keeps its place
+    sizes = []
+    real = Pipeline.process
+    monkeypatch.setattr(Pipeline, "process", lambda self, frames: sizes.append(len(frames)) or real(self, frames))
+    result, records = run([str(tmp_path), "--batch", "2"])
+    assert sizes == [2, 2, 1]
+    assert [Path(r["source"]).name for r in records] == ["img0.jpg", "img1.jpg", "img2.jpg", "img2_bad.jpg",
+                                                         "img3.jpg", "img4.jpg"]
+    sizes.clear()
+    run([str(tmp_path)])
+    assert sizes == [5]  # default batch (16): one call for the folder
+
+
+def test_haar_and_settings_flags(image_path):
+    result, records = run([str(image_path("handshake")), "--detector", "haar", "--min-face", "30"])
+    assert result.exit_code == 0
+    assert len(records[0]["faces"]) >= 1 and all(f["landmarks"] is None for f in records[0]["faces"])
+    assert all(f["box"][2] - f["box"][0] >= 30 for f in records[0]["faces"])
+    result, records = run([str(image_path("single")), "--max-pixels", "1000"])
+    assert result.exit_code == 1 and records[0]["error"] == "too_large"
+
+
+def test_missing_checkpoint_fails_cleanly(image_path, tmp_path):
+    result, records = run([str(image_path("single")), "--checkpoint", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 1 and records == []
+    assert "nope.pt not found" in result.output and "Traceback" not in result.output
+
+
+def test_help_documents_every_option():
+    result = CliRunner().invoke(analyze, ["--help"])
+    assert result.exit_code == 0
+    for option in analyze.params:
+        if isinstance(option, click.Option):
+            assert option.help, f"{option.name} has no help text"
+    for flag in ["--every", "--fps", "--format", "--annotate", "--detector", "--device", "--batch",
+                 "--max-pixels", "--min-face", "--checkpoint"]:
+        assert flag in result.output
+
+
+def test_installed_command_end_to_end(tmp_path, image_path):
+    """The real entry point, through the lazy command table, in a fresh process."""
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    moodstream = Path(sys.executable).with_name("moodstream")
+    cmd = [str(moodstream)] if moodstream.exists() else [sys.executable, "-c",
+                                                         "from moodstream.cli import main; main()"]
+    proc = subprocess.run([*cmd, "analyze", "--device", "cpu", str(image_path("parade")), str(empty)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["error"] == "empty"
+    assert "Traceback" not in proc.stderr and "1 errors" in proc.stderr

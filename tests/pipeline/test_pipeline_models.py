@@ -1,0 +1,131 @@
+"""Pipeline: real MTCNN / Haar + the shipped emotion model on fixture images (CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.labels import LABELS
+from worker.pipeline import FrameResult
+
+
+def check_face(face: dict, width: int, height: int, landmarks: bool) -> None:
+    assert set(face) == {"box", "score", "landmarks", "emotion", "probabilities"}
+    x1, y1, x2, y2 = face["box"]
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert 0.0 <= face["score"] <= 1.0
+    if landmarks:
+        assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+    else:
+        assert face["landmarks"] is None
+    probs = face["probabilities"]
+    assert tuple(probs) == LABELS
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    assert face["emotion"] == max(probs, key=probs.get)
+
+
+def test_street_finds_several_faces(pipeline, street):
+    [result] = pipeline.process([street])
+    assert isinstance(result, FrameResult)
+    assert len(result.faces) >= 3
+    for face in result.faces:
+        check_face(face, 640, 360, landmarks=True)
+    assert set(result.timings_ms) == {"detect", "classify"}
+    assert all(v >= 0 for v in result.timings_ms.values())
+
+
+def test_batch_of_mixed_sizes_keeps_order_and_matches_single_calls(pipeline, image, street, no_face, monkeypatch):
+    frames = [image("single"), street, no_face, image("handshake"), image("parade")]
+    calls = []
+    import worker.classify
+
+    real = worker.classify.predict_proba
+    monkeypatch.setattr(worker.classify, "predict_proba", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    results = pipeline.process(frames)
+    assert len(results) == len(frames)
+    assert len(calls) == 1  # every face of every frame in one classifier call
+    assert calls[0][0] == sum(len(r.faces) for r in results)
+    assert [len(r.faces) >= 1 for r in results] == [True, True, False, True, True]
+    assert len(results[4].faces) >= 2  # multi-face: each one classified
+    assert len({r.timings_ms["detect"] for r in results}) == 1  # one batch, one set of timings
+    for frame, result in zip(frames, results):
+        for face in result.faces:
+            check_face(face, frame.shape[1], frame.shape[0], landmarks=True)
+    # the same frames one by one give the same faces and (near) the same probabilities
+    for i in (0, 4):
+        [alone] = pipeline.process([frames[i]])
+        assert len(alone.faces) == len(results[i].faces)
+        for a, b in zip(alone.faces, results[i].faces):
+            assert a["box"] == pytest.approx(b["box"], abs=0.5)
+            assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=2e-3)
+
+
+def test_no_face_gives_empty_list(pipeline, no_face):
+    [result] = pipeline.process([no_face])
+    assert result.faces == []
+    assert set(result.timings_ms) == {"detect", "classify"}
+
+
+def test_tiny_and_empty_inputs(pipeline):
+    assert pipeline.process([]) == []
+    results = pipeline.process([np.zeros((5, 7, 3), np.uint8), np.full((30, 30, 3), 128, np.uint8)])
+    assert [r.faces for r in results] == [[], []]
+
+
+def test_frames_that_are_not_rgb_uint8_are_refused(pipeline):
+    from shared.errors import BadInputError
+
+    for bad in (np.zeros((40, 40), np.uint8), np.zeros((40, 40, 4), np.uint8), np.zeros((40, 40, 3), np.float32)):
+        with pytest.raises(BadInputError) as err:
+            pipeline.process([bad])
+        assert err.value.reason == "unsupported"
+
+
+def test_haar_pipeline(haar_pipeline, image):
+    frame = image("handshake")
+    [result] = haar_pipeline.process([frame])
+    assert len(result.faces) >= 1
+    for face in result.faces:
+        check_face(face, frame.shape[1], frame.shape[0], landmarks=False)
+
+
+def test_api(pipeline):
+    assert isinstance(pipeline.model_version, str) and pipeline.model_version
+    assert pipeline.device == torch.device("cpu")
+    assert next(pipeline.classifier.checkpoint.model.parameters()).device.type == "cpu"
+
+
+def test_injected_detector_and_checkpoint(settings, no_face):
+    from shared.models import load_checkpoint
+    from worker.detect import Face
+    from worker.pipeline import Pipeline
+
+    class OneBox:
+        name = "fixed"
+
+        def detect(self, frames):
+            return [[Face((-10.0, 20.0, 60.0, 100.0), 0.5)] for _ in frames]
+
+    ckpt = load_checkpoint(settings.checkpoint)
+    pipe = Pipeline(settings, detector=OneBox(), checkpoint=ckpt)
+    assert pipe.model_version == ckpt.version
+    [result] = pipe.process([no_face])
+    [face] = result.faces
+    assert face["box"] == [0.0, 20.0, 60.0, 100.0]  # clipped to the frame
+    check_face(face, 320, 180, landmarks=False)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(settings, pipeline, street):
+    from worker.pipeline import Pipeline
+
+    cuda = Pipeline(settings.replace(device="cuda"))
+    assert cuda.device.type == "cuda"
+    [on_gpu] = cuda.process([street])
+    [on_cpu] = pipeline.process([street])
+    assert len(on_gpu.faces) == len(on_cpu.faces)
+    for a, b in zip(on_gpu.faces, on_cpu.faces):
+        assert a["box"] == pytest.approx(b["box"], abs=1.0)
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-2)

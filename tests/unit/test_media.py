@@ -1,0 +1,221 @@
+"""shared.media: safe decoding of every kind of bad input, header sizes, video sampling, path expansion."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.errors import BadInputError
+from shared.media import (FrameItem, decode_image, expand_paths, image_size, is_stream_spec, is_video,
+                          iter_frames, iter_video, to_rgb8)
+
+LIMIT = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def bgr() -> np.ndarray:
+    """A 40x64 BGR test card: distinct colours in each quadrant."""
+    img = np.zeros((40, 64, 3), np.uint8)
+    img[:20, :32] = (255, 0, 0)
+    img[:20, 32:] = (0, 255, 0)
+    img[20:, :32] = (0, 0, 255)
+    img[20:, 32:] = (40, 120, 200)
+    return img
+
+
+def encode(ext: str, img: np.ndarray, params: list[int] | None = None) -> bytes:
+    ok, buf = cv2.imencode(ext, img, params or [])
+    assert ok
+    return buf.tobytes()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width x height`` but holds no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+
+
+# --- decode_image ---------------------------------------------------------------------
+
+
+def test_decode_jpeg_gives_rgb_uint8(bgr):
+    rgb = decode_image(encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 100]), LIMIT)
+    assert rgb.shape == (40, 64, 3) and rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    assert rgb[5, 5, 2] > 200 and rgb[5, 5, 0] < 50  # BGR blue became RGB (.., .., 255)
+
+
+def test_zero_bytes_is_empty():
+    with pytest.raises(BadInputError) as err:
+        decode_image(b"", LIMIT)
+    assert err.value.reason == "empty"
+
+
+def test_truncated_jpeg(bgr):
+    data = encode(".jpg", bgr)
+    with pytest.raises(BadInputError) as err:
+        decode_image(data[: len(data) // 2], LIMIT)
+    assert err.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("data", [b"hello, not an image" * 10, bytes(range(256)) * 4,
+                                  b"\x89PNG\r\n\x1a\n" + b"garbage" * 40, b"\xff\xd8\xff" + b"\x00" * 50 + b"\xff\xd9"],
+                         ids=["text", "random", "png-signature-garbage", "jpeg-markers-garbage"])
+def test_corrupt_bytes_are_unreadable(data):
+    with pytest.raises(BadInputError) as err:
+        decode_image(data, LIMIT)
+    assert err.value.reason == "unreadable"
+
+
+def test_16bit_png_is_converted(bgr):
+    data = encode(".png", bgr.astype(np.uint16) * 257)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    rgb = decode_image(data, LIMIT)
+    assert rgb.dtype == np.uint8 and rgb.shape == (40, 64, 3)
+    np.testing.assert_array_equal(rgb, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def test_rgba_png_drops_alpha(bgr):
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    bgra[..., 3] = 7
+    rgb = decode_image(encode(".png", bgra), LIMIT)
+    assert rgb.shape == (40, 64, 3)
+    np.testing.assert_array_equal(rgb, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def test_grayscale_becomes_three_equal_channels(bgr):
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    rgb = decode_image(encode(".png", gray), LIMIT)
+    assert rgb.shape == (40, 64, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], gray)
+
+
+def test_over_pixel_limit_is_refused_from_the_header(monkeypatch):
+    # 100k x 100k: decoding would need 30 GB; the header check must refuse it first
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded despite the header saying it is too large")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    with pytest.raises(BadInputError) as err:
+        decode_image(png_header_only(100_000, 100_000), LIMIT)
+    assert err.value.reason == "too_large"
+    assert "100000x100000" in err.value.detail
+
+
+def test_pixel_limit_applies_to_real_images(bgr):
+    with pytest.raises(BadInputError) as err:
+        decode_image(encode(".jpg", bgr), max_pixels=64 * 40 - 1)
+    assert err.value.reason == "too_large"
+    assert decode_image(encode(".jpg", bgr), max_pixels=64 * 40).shape == (40, 64, 3)
+
+
+def test_to_rgb8_float_and_unsupported_channels():
+    rgb = to_rgb8(np.full((4, 5, 3), 0.5, np.float32))
+    assert rgb.dtype == np.uint8 and (rgb == 127).all()
+    with pytest.raises(BadInputError) as err:
+        to_rgb8(np.zeros((4, 5, 2), np.uint8))
+    assert err.value.reason == "unsupported"
+
+
+# --- image_size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext,params", [
+    (".png", None),
+    (".jpg", None),
+    (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+    (".bmp", None),
+    (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),   # lossy: VP8
+    (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),  # lossless: VP8L
+], ids=["png", "jpeg", "jpeg-progressive", "bmp", "webp-lossy", "webp-lossless"])
+def test_image_size_from_header(ext, params):
+    img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    assert image_size(encode(ext, img, params)) == (53, 37)
+
+
+def test_image_size_webp_extended_header():
+    # VP8X (extended) header: canvas width-1 and height-1 as 24-bit little-endian at bytes 24..30
+    data = b"RIFF" + b"\x00" * 4 + b"WEBP" + b"VP8X" + b"\x0a\x00\x00\x00" + b"\x00" * 4 \
+        + (1919).to_bytes(3, "little") + (1079).to_bytes(3, "little")
+    assert image_size(data) == (1920, 1080)
+
+
+def test_image_size_unknown_is_none():
+    assert image_size(b"") is None
+    assert image_size(b"not an image at all, just text") is None
+    assert image_size(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10) is None  # no IHDR chunk
+
+
+# --- sources ----------------------------------------------------------------------------
+
+
+def test_frame_item_decoded_raises_its_error():
+    item = FrameItem("x.jpg", 0, error=BadInputError("not_found", "x.jpg does not exist"))
+    with pytest.raises(BadInputError, match="not_found"):
+        item.decoded(LIMIT)
+    arr = np.zeros((2, 2, 3), np.uint8)
+    assert FrameItem("v.mp4", 3, 0.1, image=arr).decoded(LIMIT) is arr
+
+
+def test_expand_paths(tmp_path):
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    for name in ["a.jpg", "b/c.PNG", "b/deep/d.mp4", "b/notes.txt", "b/.hidden.jpg", "e.webp"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = list(expand_paths([str(tmp_path), "-", "0", "rtsp://cam/1", str(tmp_path / "b" / "notes.txt")]))
+    rel = [str(Path(p).relative_to(tmp_path)) if p.startswith(str(tmp_path)) else p for p in found]
+    # folders: recursive, sorted, images and videos only, no dot-files; named files, stdin, streams pass through
+    assert rel == ["a.jpg", "b/c.PNG", "b/deep/d.mp4", "e.webp", "-", "0", "rtsp://cam/1", "b/notes.txt"]
+
+
+def test_stream_and_video_specs():
+    assert is_stream_spec("0") and is_stream_spec("rtsp://host/x") and not is_stream_spec("a.mp4")
+    assert is_video("clip.MP4") and is_video("2") and not is_video("a.jpg")
+
+
+def test_iter_frames_files_errors_and_stdin(tmp_path, bgr):
+    good = tmp_path / "good.jpg"
+    good.write_bytes(encode(".jpg", bgr))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    items = list(iter_frames([str(good), str(tmp_path / "missing.jpg"), str(empty), "-"],
+                             stdin=io.BytesIO(b"stdin bytes")))
+    assert [(i.source, i.frame) for i in items] == [(str(good), 0), (str(tmp_path / "missing.jpg"), 0),
+                                                     (str(empty), 0), ("-", 0)]
+    assert items[0].data == good.read_bytes() and items[0].timestamp_s is None
+    assert items[1].error is not None and items[1].error.reason == "not_found"
+    with pytest.raises(BadInputError, match="empty"):
+        items[2].decoded(LIMIT)
+    assert items[3].data == b"stdin bytes"
+
+
+def test_video_every_n(fixtures_dir):
+    items = list(iter_video(str(fixtures_dir / "clip_360p.mp4"), every_n=4))
+    assert [i.frame for i in items] == [0, 4, 8]
+    assert all(i.image.shape == (180, 320, 3) and i.image.dtype == np.uint8 for i in items)
+    assert items[0].timestamp_s == 0.0 and items[1].timestamp_s == pytest.approx(4 / 29.97, abs=1e-3)
+
+
+def test_video_fps_and_max_frames(fixtures_dir):
+    clip = str(fixtures_dir / "clip_360p.mp4")  # 12 frames at 29.97 fps
+    assert [i.frame for i in iter_video(clip, fps=10)] == [0, 3, 6, 9]
+    assert [i.frame for i in iter_video(clip, fps=1000)] == list(range(12))  # never more than every frame
+    assert [i.frame for i in iter_video(clip, every_n=2, max_frames=3)] == [0, 2, 4]
+
+
+def test_bad_video_gives_one_error_item(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    for spec in (str(bad), str(tmp_path / "missing.mp4")):
+        items = list(iter_frames([spec]))
+        assert len(items) == 1 and items[0].error is not None and items[0].source == spec
+    assert list(iter_frames([str(tmp_path / "missing.mp4")]))[0].error.reason == "not_found"

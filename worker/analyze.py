@@ -1,0 +1,216 @@
+"""``moodstream analyze``: the pipeline in one process, no Redis.
+
+Images, folders and videos go through :func:`shared.media.iter_frames`; decoded
+frames are batched across inputs (up to ``--batch`` frames per
+:meth:`Pipeline.process` call) and every frame gives one JSON record on stdout,
+in input order. An input that cannot be used gives an error record instead and
+the run goes on; the exit code is 1 if any input failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import cv2
+import numpy as np
+
+from shared.errors import BadInputError, MoodstreamError
+from shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
+from shared.settings import Settings
+
+if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
+    from worker.pipeline import Pipeline
+
+
+PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
+
+
+@dataclass
+class Outcome:
+    """One frame's record, with the decoded image (None for an error record)."""
+
+    record: dict
+    image: np.ndarray | None
+    video: bool
+
+
+def error_record(item: FrameItem, exc: BadInputError) -> dict:
+    return {"source": item.source, "frame": item.frame, "error": exc.reason, "detail": exc.detail}
+
+
+def decode(item: FrameItem, max_pixels: int) -> np.ndarray:
+    """The item's RGB frame, or BadInputError (OpenCV's own errors included)."""
+    try:
+        return item.decoded(max_pixels)
+    except cv2.error as exc:  # a header OpenCV accepts but cannot decode
+        raise BadInputError("unreadable", f"OpenCV cannot decode it: {str(exc).strip()[:200]}") from None
+
+
+def analyze_items(items: Iterable[FrameItem], pipeline: Pipeline, batch: int,
+                  max_pixels: int) -> Iterator[Outcome]:
+    """Frame items -> outcomes, in the same order; decoded frames go to
+    ``pipeline.process`` ``batch`` at a time, across inputs."""
+    pending: list[tuple[FrameItem, np.ndarray | None, BadInputError | None]] = []
+    n_images = 0
+    for item in items:
+        try:
+            image, error = decode(item, max_pixels), None
+        except BadInputError as exc:
+            image, error = None, exc
+        if error is not None and not pending:
+            yield Outcome(error_record(item, error), None, False)
+            continue
+        pending.append((item, image, error))
+        n_images += image is not None
+        if n_images >= batch:
+            yield from _flush(pending, pipeline)
+            pending, n_images = [], 0
+    yield from _flush(pending, pipeline)
+
+
+def _flush(pending: list, pipeline: Pipeline) -> Iterator[Outcome]:
+    results = iter(pipeline.process([image for _, image, _ in pending if image is not None]))
+    for item, image, error in pending:
+        if error is not None:
+            yield Outcome(error_record(item, error), None, False)
+            continue
+        result = next(results)
+        yield Outcome({"source": item.source, "frame": item.frame, "timestamp": item.timestamp_s,
+                       "width": int(image.shape[1]), "height": int(image.shape[0]), "faces": result.faces,
+                       "model_version": pipeline.model_version},
+                      image, item.timestamp_s is not None)
+
+
+def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frames: int | None) -> int | None:
+    """About how many records the inputs give (for the progress bar); None for a live stream."""
+    total = 0
+    for spec in specs:
+        if spec == "-" or not is_video(spec):
+            total += 1
+            continue
+        if is_stream_spec(spec):
+            return None
+        cap = cv2.VideoCapture(spec)
+        count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        if count <= 0:
+            total += 1
+            continue
+        n = math.ceil(count / native * fps) if fps and native > 0 else math.ceil(count / every_n)
+        total += min(n, max_frames) if max_frames else n
+    return total
+
+
+def table_row(record: dict) -> str:
+    source = record["source"] if len(record["source"]) <= 36 else "…" + record["source"][-35:]
+    if "error" in record:
+        return f"{source:36s} {record['frame']:>6d}  ERROR {record['error']}: {record['detail']}"
+    ts = "-" if record["timestamp"] is None else f"{record['timestamp']:.2f}"
+    size = f"{record['width']}x{record['height']}"
+    faces = ", ".join(f"{f['emotion']} {f['probabilities'][f['emotion']]:.0%}" for f in record["faces"])
+    return f"{source:36s} {record['frame']:>6d} {ts:>8s} {size:>10s} {len(record['faces']):>5d}  {faces or '-'}"
+
+
+TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
+
+
+@click.command(name="analyze")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--every", "every_n", type=click.IntRange(min=1), default=None,
+              help="Videos: analyse every N-th frame (default 1: every frame).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Videos: analyse about F frames per second of video instead of --every.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Videos: stop each video after this many analysed frames.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True,
+              help="jsonl: one JSON record per frame on stdout; table: a readable line per frame.")
+@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write annotated copies to this folder: images with boxes, labels and confidences, "
+                   "and one .mp4 per video.")
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default=None,
+              help="Face detector (default: mtcnn, or MOODSTREAM_DETECTOR).")
+@click.option("--device", default=None,
+              help="auto, cpu, cuda or cuda:N (default: auto, or MOODSTREAM_DEVICE).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Frames per pipeline call, across inputs (default: 16, or MOODSTREAM_BATCH_MAX).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Reject images with more pixels than this, checked before decoding "
+                   "(default: 50000000, or MOODSTREAM_MAX_PIXELS).")
+@click.option("--min-face", type=click.IntRange(min=12), default=None,
+              help="Smallest face side in pixels the detector looks for (default: 20, or MOODSTREAM_MIN_FACE_PX).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Emotion model checkpoint (default: the model shipped with moodstream).")
+def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
+            annotate_dir: Path | None, detector: str | None, device: str | None, batch: int | None,
+            max_pixels: int | None, min_face: int | None, checkpoint: str | None) -> None:
+    """Detect faces and classify their emotions in images, folders and videos.
+
+    PATH is an image, a folder (searched recursively for images and videos), a
+    video, a camera index or stream URL, or - to read one image from stdin.
+    Prints one JSON record per frame on stdout ({"source", "frame",
+    "timestamp", "width", "height", "faces", "model_version"}), or for an input
+    that cannot be used {"source", "frame", "error", "detail"}. Exits with 1
+    if any input failed, 0 otherwise.
+    """
+    if every_n is not None and fps is not None:
+        raise click.UsageError("use either --every or --fps, not both")
+    try:
+        settings = Settings.from_env(detector=detector, device=device, batch_max=batch, max_pixels=max_pixels,
+                                     min_face_px=min_face, checkpoint=checkpoint)
+        started = time.perf_counter()
+        from worker.pipeline import Pipeline  # torch: only once the flags are known to be good
+
+        pipeline = Pipeline(settings)
+    except MoodstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    load_s = time.perf_counter() - started
+
+    specs = list(expand_paths(list(paths)))
+    expected = expected_frames(specs, every_n or 1, fps, max_frames)
+    show_progress = sys.stderr.isatty() and (expected is None or expected >= PROGRESS_MIN_FRAMES)
+    annotator = None
+    if annotate_dir is not None:
+        from worker.annotate import Annotator
+
+        annotator = Annotator(annotate_dir, every_n or 1, fps)
+    items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
+    frames = faces = errors = 0
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    progress = tqdm(total=expected, unit="frame", file=sys.stderr, disable=not show_progress, leave=False)
+    try:
+        if fmt == "table":
+            click.echo(TABLE_HEADER)
+        for out in analyze_items(items, pipeline, settings.batch_max, settings.max_pixels):
+            click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record))
+            progress.update(1)
+            if out.image is None:
+                errors += 1
+                continue
+            frames += 1
+            faces += len(out.record["faces"])
+            if annotator is not None:
+                annotator.add(out.record["source"], out.image, out.record["faces"], out.video)
+    except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        progress.close()
+        if annotator is not None:
+            annotator.close()
+    elapsed = time.perf_counter() - started
+    click.echo(f"analyze: {frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
+               f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
+               f" on {pipeline.device})"
+               + (f"; annotated files in {annotate_dir}" if annotator is not None else ""), err=True)
+    if errors:
+        click.get_current_context().exit(1)

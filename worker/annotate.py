@@ -1,0 +1,137 @@
+"""Annotated copies of analysed frames: a box per face, coloured by emotion,
+with the label and its confidence above it (like the figures in the paper).
+
+Images become annotated images in the output folder; the sampled frames of a
+video become one annotated ``.mp4`` (OpenCV's ``mp4v`` codec, at the sampled
+frame rate).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.media import is_stream_spec
+
+log = logging.getLogger(__name__)
+
+# RGB per emotion; neutral is grey so the expressive faces stand out
+COLORS: dict[str, tuple[int, int, int]] = {
+    "anger": (230, 40, 40),
+    "contempt": (160, 80, 200),
+    "disgust": (110, 160, 30),
+    "fear": (240, 120, 220),
+    "happiness": (255, 200, 0),
+    "neutrality": (200, 200, 200),
+    "sadness": (40, 110, 240),
+    "surprise": (0, 220, 220),
+}
+WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def draw(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """A copy of RGB ``image`` with each face's box and ``"label 87%"`` drawn on it."""
+    out = np.ascontiguousarray(image).copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 360))
+    max_scale = max(0.35, min(1.2, min(h, w) / 900))
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        emotion = face.get("emotion", "face")
+        color = COLORS.get(emotion, (255, 255, 255))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
+        p = face.get("probabilities", {}).get(emotion)
+        text = emotion if p is None else f"{emotion} {p:.0%}"
+        font_scale = min(max_scale, max(0.35, (x2 - x1) / 150))  # small faces, small labels
+        (tw, th), base = cv2.getTextSize(text, FONT, font_scale, max(1, thick - 1))
+        # label on a filled strip above the box, or inside it at the top of the frame
+        ty = y1 - base - 2 if y1 - th - base - 4 >= 0 else y1 + th + 2
+        tx = min(max(0, x1), max(0, w - tw - 2))
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), color, cv2.FILLED)
+        cv2.putText(out, text, (tx + 1, ty), FONT, font_scale, (0, 0, 0), max(1, thick - 1), cv2.LINE_AA)
+    return out
+
+
+def safe_stem(source: str) -> str:
+    """A file-name stem for a source: the file's stem, or a sanitised stream spec."""
+    if source == "-":
+        return "stdin"
+    if is_stream_spec(source):
+        return "camera" + source if source.isdigit() else re.sub(r"[^\w.-]+", "_", source).strip("_")
+    return Path(source).stem or "image"
+
+
+class Annotator:
+    """Writes annotated images and videos to ``out_dir``; call :meth:`close` at the end.
+
+    Records must arrive in source order (as ``analyze`` emits them): a video's
+    writer is closed when the next source starts.
+    """
+
+    def __init__(self, out_dir: str | Path, every_n: int = 1, fps: float | None = None):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.every_n = every_n
+        self.fps = fps
+        self.taken: set[str] = set()
+        self.written: list[Path] = []
+        self._video_source: str | None = None
+        self._writer: cv2.VideoWriter | None = None
+
+    def _path(self, source: str, ext: str) -> Path:
+        stem, n = safe_stem(source), 1
+        name = stem + ext
+        while name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve():
+            n += 1
+            name = f"{stem}-{n}{ext}"
+        self.taken.add(name)
+        return self.out_dir / name
+
+    def add(self, source: str, image: np.ndarray, faces: list[dict], video: bool) -> None:
+        """Annotate one frame: an image file, or the next frame of ``source``'s video."""
+        annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
+        if not video:
+            self._close_video()
+            ext = Path(source).suffix.lower()
+            path = self._path(source, ext if ext in WRITABLE_EXTS else ".png")
+            if not cv2.imwrite(str(path), annotated):
+                log.warning("annotate: cannot write %s", path)
+                return
+            self.written.append(path)
+            return
+        if source != self._video_source:
+            self._close_video()
+            path = self._path(source, ".mp4")
+            h, w = annotated.shape[:2]
+            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"),
+                                           self._frame_rate(source), (w, h))
+            if not self._writer.isOpened():
+                log.warning("annotate: cannot open a video writer for %s", path)
+            self._video_source = source
+            self.written.append(path)
+        if self._writer is not None and self._writer.isOpened():
+            self._writer.write(annotated)
+
+    def _frame_rate(self, source: str) -> float:
+        """The sampled frame rate: native / every_n, or the requested fps (at most native)."""
+        native = 0.0
+        if not is_stream_spec(source):  # a camera may not open twice; assume 30 fps there
+            cap = cv2.VideoCapture(source)
+            native = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            cap.release()
+        if native <= 0 or native > 1000:
+            native = 30.0
+        return min(self.fps, native) if self.fps else native / max(1, self.every_n)
+
+    def _close_video(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        self._writer, self._video_source = None, None
+
+    def close(self) -> None:
+        self._close_video()

@@ -1,0 +1,43 @@
+"""The emotion stage: face boxes on frames -> emotion probabilities.
+
+Crops every face of every frame (:mod:`worker.crop`) and classifies them all in
+one batched call of :func:`shared.models.predict_proba` (with flip TTA), on the
+device the model lives on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from shared.models import Checkpoint, predict_proba
+from worker.crop import Framing, crop_faces
+
+
+class EmotionClassifier:
+    """A checkpoint moved to ``device``, plus the crop framing of the detector
+    whose boxes it will receive."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device, framing: Framing, flip_tta: bool = True):
+        self.checkpoint = checkpoint
+        self.device = device
+        self.framing = framing
+        self.flip_tta = flip_tta
+        self.labels = tuple(checkpoint.labels)
+        checkpoint.model.to(device).eval()
+
+    @torch.inference_mode()
+    def predict(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(N, 8)`` float32 for the boxes of all frames, in order
+        (``boxes[i]``: ``(n_i, 4)`` x1, y1, x2, y2 on ``frames[i]``)."""
+        crops = crop_faces(frames, boxes, self.framing, self.checkpoint.config.input_size, self.device)
+        if crops.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return predict_proba(self.checkpoint, crops, flip_tta=self.flip_tta).cpu().numpy()
+
+    def describe(self, probs: np.ndarray) -> dict:
+        """One face's probabilities ``(8,)`` -> ``{"emotion", "probabilities"}``."""
+        return {"emotion": self.labels[int(probs.argmax())],
+                "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, probs)}}
