@@ -61,3 +61,18 @@ def test_dynamic_batching_full_or_oldest_waited(redis_url, client, keys, checkpo
     assert sorted(detector.batches[1:]) == [4, 4]
     burst_waits = [r.timings_ms["queue_wait"] for r in results[1:]]
     assert max(burst_waits) < 350, burst_waits
+
+
+def test_max_frames_exits_after_n(redis_url, client, keys, checkpoint):
+    from shared.transport import group_backlog
+
+    settings = settings_for(redis_url, batch_max=3)
+    producer = Producer(settings)
+    for i in range(10):
+        producer.submit_image(tiny_jpeg(i), source="quota", frame=i)
+    w = start_worker(settings, checkpoint, "w-quota", max_frames=4)
+    w.thread.join(30)
+    assert not w.thread.is_alive() and not w.error
+    assert w.worker.served == 4 and client.xlen(keys.results) == 4
+    b = group_backlog(client, keys)
+    assert (b.lag, b.pending) == (6, 0)  # the rest is left, unread, for other workers
