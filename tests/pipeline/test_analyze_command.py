@@ -234,3 +234,12 @@ def test_installed_command_end_to_end(tmp_path, image_path):
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["error"] == "empty"
     assert "Traceback" not in proc.stderr and "1 errors" in proc.stderr
+
+
+def test_unavailable_device_fails_cleanly(image_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = CliRunner().invoke(analyze, ["--device", "cuda", str(image_path("single"))])
+    assert result.exit_code == 1 and "no CUDA device" in result.output and result.stdout == ""
