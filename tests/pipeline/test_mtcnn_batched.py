@@ -126,3 +126,31 @@ def test_matched_boxes_is_one_to_one():
     assert matched_boxes([a, b], [a]) == 1
     assert matched_boxes([a, b], [a, b]) == 2
     assert matched_boxes([a], []) == 0 and matched_boxes([], [a]) == 0
+
+
+def test_throughput_frame_counts():
+    from trainer.bench.throughput import parse_frames
+
+    assert parse_frames(("3", "a.mp4=1"), ("a.mp4", "b.mp4")) == {"a.mp4": 1, "b.mp4": 3}
+    assert parse_frames((), ("a.mp4",)) == {"a.mp4": None}
+
+
+@pytest.mark.parametrize("ours_path", ["pipeline", "direct"])
+def test_throughput_bench_runs_both_paths_on_the_same_frames(fixtures_dir, tmp_path, ours_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from trainer.bench.throughput import throughput_cmd
+
+    md = tmp_path / "t.md"
+    res = CliRunner().invoke(throughput_cmd, ["--videos", str(fixtures_dir), "--video", "clip_360p.mp4",
+                                              "--device", "cpu", "--frames", "3", "--batch", "2", "--json",
+                                              "--ours-path", ours_path, "--markdown", str(md)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)["clip_360p.mp4"]  # the JSON contract: per video, these keys
+    for key in ("baseline_fps", "ours_fps", "ratio", "box_match_rate", "device"):
+        assert key in report
+    assert report["device"] == "cpu" and report["frames"] == 3 and report["ours_gpu_peak_mib"] is None
+    assert report["box_match_rate"] == 1.0 and report["ours_path"] == ours_path
+    assert "Device: **cpu**" in md.read_text()

