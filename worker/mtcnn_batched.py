@@ -224,7 +224,10 @@ class BatchedMTCNNDetector:
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
 
     def upload(self, frames: list[np.ndarray]) -> torch.Tensor:
-        """Equal-sized RGB uint8 frames -> (B, H, W, 3) uint8 on the device."""
+        """Equal-sized RGB uint8 frames -> (B, H, W, 3) uint8 on the device.
+
+        On CUDA the pinned buffer is reused: finish with one upload (e.g.
+        ``to_faces``, which waits for the device) before the next."""
         shape = (len(frames), *frames[0].shape)
         if self.device.type != "cuda":
             return torch.from_numpy(np.stack(frames))
