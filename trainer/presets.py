@@ -45,7 +45,7 @@ PRESETS: dict[str, TrainConfig] = {
                         schedule="onecycle", label_mode="soft", augment="full"),
     # Ours, sized for a 2-core CPU (half the widths, fewer epochs): what ships
     # until a GPU-trained model replaces it.
-    "cpu": TrainConfig(model=ModelConfig(widths=CPU_WIDTHS, hidden=512), epochs=14, batch_size=128,
+    "cpu": TrainConfig(model=ModelConfig(widths=CPU_WIDTHS, hidden=512), epochs=12, batch_size=128,
                        lr=3e-3, weight_decay=5e-4, optimizer="adamw", schedule="onecycle",
                        label_mode="soft", augment="full"),
 }

@@ -5,7 +5,7 @@
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
 DATA=${DATA:-../shared/data/ferplus}
-[ -d shared/data/ferplus ] && DATA=shared/data/ferplus
+[ -d .whl/shared_data/ferplus ] && DATA=.whl/shared_data/ferplus
 presets=${*:-best paper-initial paper-resnet paper-vgg}
 mkdir -p "$OUT"
 if ! python3 -c 'import torch, facenet_pytorch, cv2, click, tqdm, matplotlib' 2>/dev/null; then
