@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from shared.errors import BadInputError, ConfigError
+from shared.errors import BadInputError, ConfigError, ModelError
 from shared.models import Checkpoint, load_checkpoint
 from shared.settings import Settings
+from worker.calibration import BoxCalibration, load_calibration
 from worker.classify import EmotionClassifier
 from worker.crop import framing_for
 from worker.detect import Detector, build_detector, resolve_device
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class FrameResult:
     # each {"box": [x1, y1, x2, y2] px, "score", "landmarks" (5 [x, y] or None),
+    #       "detector_box" (the raw detector box, when boxes are calibrated),
     #       "emotion", "probabilities": {label: p}}
     faces: list[dict]
     timings_ms: dict  # {"detect": ..., "classify": ...} for the whole batch this frame was in
@@ -50,6 +52,14 @@ class Pipeline:
         checkpoint = checkpoint if checkpoint is not None else load_checkpoint(settings.checkpoint)
         self.model_version: str = checkpoint.version
         self.classifier = EmotionClassifier(checkpoint, self.device, framing_for(self.detector.name))
+        # Calibration changes only the reported box (WIDER-style); crops keep the raw
+        # detector box, which is what the crop framing was measured on.
+        self.calibration: BoxCalibration | None = None
+        if settings.calibrate_boxes:
+            try:
+                self.calibration = load_calibration(self.detector.name)
+            except ModelError as exc:
+                log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
         log.info("pipeline: detector %s, model %s on %s", self.detector.name, self.model_version, self.device)
 
     @torch.inference_mode()
@@ -76,12 +86,19 @@ class Pipeline:
         for frame, faces in zip(frames, detections):
             h, w = frame.shape[:2]
             records = []
-            for face in faces:
-                record = {**face.to_dict(), **self.classifier.describe(probs[k])}
+            reported = self.calibration.apply(faces) if self.calibration is not None else faces
+            for face, shown in zip(faces, reported):
+                record = {**shown.to_dict(), **self.classifier.describe(probs[k])}
                 # reported boxes stay inside the frame; the crop used the unclipped box
-                x1, y1, x2, y2 = record["box"]
-                record["box"] = [max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)]
+                record["box"] = _clip(record["box"], w, h)
+                if shown is not face:
+                    record["detector_box"] = _clip(face.to_dict()["box"], w, h)
                 records.append(record)
                 k += 1
             results.append(FrameResult(records, dict(timings)))
         return results
+
+
+def _clip(box: list[float], w: int, h: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)]

@@ -11,7 +11,7 @@ from worker.pipeline import FrameResult
 
 
 def check_face(face: dict, width: int, height: int, landmarks: bool) -> None:
-    assert set(face) == {"box", "score", "landmarks", "emotion", "probabilities"}
+    assert set(face) - {"detector_box"} == {"box", "score", "landmarks", "emotion", "probabilities"}
     x1, y1, x2, y2 = face["box"]
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     assert 0.0 <= face["score"] <= 1.0
@@ -129,3 +129,19 @@ def test_cuda_matches_cpu(settings, pipeline, street):
     for a, b in zip(on_gpu.faces, on_cpu.faces):
         assert a["box"] == pytest.approx(b["box"], abs=1.0)
         assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-2)
+
+
+def test_calibration_changes_reported_boxes_only(street):
+    from shared.settings import Settings
+    from worker.pipeline import Pipeline
+
+    on = Pipeline(Settings(device="cpu", calibrate_boxes=True))
+    off = Pipeline(Settings(device="cpu", calibrate_boxes=False), detector=on.detector)
+    [a], [b] = on.process([street]), off.process([street])
+    assert len(a.faces) == len(b.faces) >= 3
+    for cal, raw in zip(a.faces, b.faces):
+        assert "detector_box" in cal and "detector_box" not in raw
+        assert cal["detector_box"] == raw["box"]
+        assert cal["box"] != raw["box"]
+        # crops use the raw box either way: same emotion probabilities
+        assert cal["probabilities"] == pytest.approx(raw["probabilities"], abs=1e-5)
