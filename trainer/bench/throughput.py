@@ -120,7 +120,8 @@ def _peak_mib(device: torch.device) -> float | None:
 def _from_results(results: list[FrameResult], labels: tuple[str, ...]) -> tuple[list[list[Face]], list[np.ndarray]]:
     faces, probs = [], []
     for r in results:
-        faces.append([Face(tuple(f["box"]), f["score"], f["landmarks"]) for f in r.faces])
+        # detector parity is about the raw boxes, before any WIDER-style calibration
+        faces.append([Face(tuple(f.get("detector_box", f["box"])), f["score"], f["landmarks"]) for f in r.faces])
         probs.append(np.asarray([[f["probabilities"][label] for label in labels] for f in r.faces],
                                 dtype=np.float32).reshape(-1, len(labels)))
     return faces, probs
