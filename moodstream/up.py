@@ -43,7 +43,8 @@ def default_sample() -> str:
 @click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
 @click.option("--detector", type=click.Choice(["mtcnn", "haar"]), help="Face detector (default: mtcnn).")
 @click.option("--batch-max", type=click.IntRange(min=1), help="Frames per batch at most.")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
+              help="table: one readable line per result; jsonl: one JSON object per result.")
 @click.option("--timeout-s", type=click.FloatRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
 def up(paths, every_n, fps, max_frames, device, detector, batch_max, fmt, timeout_s):

@@ -85,7 +85,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N results; exit 1 if fewer arrive in time.")
 @click.option("--timeout-s", type=click.FloatRange(min=0), help="Stop waiting after T seconds.")
 @click.option("--source", help="Only results for this source (file path, camera, URL).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+              help="jsonl: one JSON object per result; table: a live readable table.")
 @click.option("--reply-to", help="Read the stream <prefix>:reply:NAME instead of the shared results.")
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
 @click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")

@@ -78,7 +78,8 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.command("eval")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="FER+ root or a folder-per-class dataset.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
+              help="Which split to evaluate (select models on valid, report test).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to evaluate [default: the shipped model].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")

@@ -179,10 +179,12 @@ def format_table(r: dict) -> str:
 @click.command("e2e")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="FER+ root (FER2013Test/ with label.csv) or a folder-per-class dataset.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
+              help="FER+ split whose faces are placed on canvases.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use N faces drawn without replacement (seeded).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face sample and of every canvas.")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True)
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True,
+              help="Face detector in front of the classifier.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Emotion checkpoint [default: the shipped model].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -1,0 +1,37 @@
+"""Every command and subcommand answers --help with a description and option help."""
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from moodstream.cli import COMMANDS, cli
+from trainer.cli import BENCHES
+
+ALL = [[name] for name in COMMANDS] + [["bench", name] for name in BENCHES]
+
+
+@pytest.mark.parametrize("args", ALL, ids=" ".join)
+def test_help(args):
+    res = CliRunner().invoke(cli, [*args, "--help"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("Usage: ")
+    body = res.output.split("Options:")[0]
+    assert len(body.splitlines()) >= 3  # usage line plus a description
+    ctx = cli.make_context("moodstream", list(args[:-1]) or [], resilient_parsing=True)
+    cmd = cli
+    for name in args:
+        cmd = cmd.get_command(ctx, name)
+    undocumented = [p.name for p in cmd.params if isinstance(p, click.Option) and not p.help]
+    assert not undocumented, f"options without help text: {undocumented}"
+
+
+def test_top_level_help_lists_every_command():
+    res = CliRunner().invoke(cli, ["--help"])
+    assert res.exit_code == 0
+    for name in COMMANDS:
+        assert f"  {name} " in res.output
+
+
+def test_unknown_command_is_a_usage_error():
+    res = CliRunner().invoke(cli, ["analyse"])
+    assert res.exit_code == 2 and "No such command" in res.output
