@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
               help="paper: flip, blur, contrast; full: plus small affine and random erasing.")
 @click.option("--seed", type=int, help="Random seed (data order, augmentation, init).")
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
+@click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
 def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
-          seed, max_train, device, install):
+          seed, max_train, init, device, install):
     """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
 
     Writes the checkpoint (weights + config + labels + normalisation, loadable
@@ -65,7 +67,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
-    metrics = train_main(cfg, data_dir, out_dir, device=device)
+    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))

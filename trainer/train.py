@@ -10,7 +10,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from shared.models import Checkpoint, build_model, predict_proba, preprocess, save_checkpoint
+from shared.models import Checkpoint, build_model, load_checkpoint, predict_proba, preprocess, save_checkpoint
 from trainer.augment import AugmentConfig, augment
 from trainer.data import Split, load_split
 from trainer.metrics import classification_report
@@ -121,9 +121,13 @@ def evaluate(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, batch: 
 
 
 def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
-         version: str | None = None) -> dict:
+         version: str | None = None, init: str | Path | None = None) -> dict:
     """Train, select the epoch with the best Valid accuracy, report Test, write
-    ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``."""
+    ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``.
+
+    ``init``: start from this checkpoint's weights and normalisation (its
+    architecture replaces ``cfg.model``), e.g. to continue a run with a new schedule.
+    """
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -135,11 +139,16 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     train = DeviceData.from_split(splits["train"], dev)
     valid = DeviceData.from_split(splits["valid"], dev)
     test = DeviceData.from_split(splits["test"], dev)
-    pixels = train.images.float() / 255
-    mean, std = float(pixels.mean()), float(pixels.std())
-    del pixels
-
-    model = build_model(cfg.model).to(dev)
+    if init is not None:
+        start = load_checkpoint(init)
+        cfg = replace(cfg, model=start.config)
+        model, mean, std = start.model, start.mean, start.std
+    else:
+        pixels = train.images.float() / 255
+        mean, std = float(pixels.mean()), float(pixels.std())
+        del pixels
+        model = build_model(cfg.model)
+    model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     ckpt = Checkpoint(model=model, config=cfg.model, mean=mean, std=std)
@@ -176,9 +185,12 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         "train_seconds": round(train_s, 1),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "recipe": cfg.to_dict(),
+        "init": None if init is None else str(init),
         "n_train": len(train.labels),
     }
     meta = {"version": version or time.strftime("%Y%m%d-%H%M%S"), "recipe": cfg.to_dict(),
+            "init": None if init is None else {"path": str(init), "version": start.version,
+                                                "recipe": start.meta.get("recipe")},
             "selected_epoch": best["epoch"], "test_accuracy": metrics["test"]["accuracy"],
             "test_macro_recall": metrics["test"]["macro_recall"], "flip_tta": True,
             "device": metrics["device"]}

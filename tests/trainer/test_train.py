@@ -63,3 +63,19 @@ def test_bad_data_is_one_clear_error(tmp_path, make, expect):
     assert expect in res.output and "Traceback" not in res.output
     assert isinstance(res.exception, SystemExit)
     assert not (tmp_path / "o").exists()  # nothing written for bad data
+
+
+def test_init_continues_from_a_checkpoint(fixtures_dir, tmp_path):
+    first = preset("cpu", epochs=3, batch_size=16, lr=3e-3, widths=(8, 16), hidden=16, augment="none", dropout=0.0)
+    train_main(first, fixtures_dir / "ferplus", tmp_path / "a", device="cpu", version="a")
+    start = load_checkpoint(tmp_path / "a" / "emotion.pt")
+    # a different architecture in the preset is overridden by the checkpoint's
+    second = preset("cpu", epochs=2, batch_size=16, lr=1e-3, augment="none")
+    train_main(second, fixtures_dir / "ferplus", tmp_path / "b", device="cpu", version="b",
+               init=tmp_path / "a" / "emotion.pt")
+    cont = load_checkpoint(tmp_path / "b" / "emotion.pt")
+    assert cont.config == start.config and (cont.mean, cont.std) == (start.mean, start.std)
+    assert cont.meta["init"]["version"] == "a"
+    h_a = json.loads((tmp_path / "a" / "history.json").read_text())
+    h_b = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert h_b[0]["train_loss"] < h_a[0]["train_loss"]  # it starts where the first run got to
