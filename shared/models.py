@@ -122,6 +122,13 @@ class ResNet(nn.Module):
 ARCHS = {"vgg": VGG, "resnet": ResNet}
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.arch not in ARCHS:
         raise ModelError(f"unknown architecture {cfg.arch!r}; choose one of {sorted(ARCHS)}")

@@ -91,10 +91,10 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix."""
-    from shared.models import load_checkpoint
+    from shared.models import load_checkpoint, resolve_device
     from trainer.data import load_split
     from trainer.metrics import format_report
-    from trainer.train import DeviceData, evaluate, resolve_device
+    from trainer.train import DeviceData, evaluate
 
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from shared.models import Checkpoint, build_model, load_checkpoint, predict_proba, preprocess, save_checkpoint
+from shared.models import (Checkpoint, build_model, load_checkpoint, predict_proba, preprocess, resolve_device,
+                           save_checkpoint)
 from trainer.augment import AugmentConfig, augment
 from trainer.data import Split, load_split
 from trainer.metrics import classification_report
@@ -41,12 +42,6 @@ class DeviceData:
         return cls(torch.from_numpy(split.images[:n]).unsqueeze(1).to(device),
                    torch.from_numpy(split.votes[:n]).to(device),
                    torch.from_numpy(split.labels[:n]).to(device))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_data(data_dir: str | Path, cfg: TrainConfig) -> dict[str, Split]:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from shared.models import resolve_device
 from shared.settings import Settings
 
 
@@ -33,12 +34,6 @@ class Detector(Protocol):
     name: str
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]: ...
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def group_by_size(frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from shared.errors import BadInputError, ConfigError, ModelError
-from shared.models import Checkpoint, load_checkpoint
+from shared.models import Checkpoint, load_checkpoint, resolve_device
 from shared.settings import Settings
 from worker.calibration import BoxCalibration, load_calibration
 from worker.classify import EmotionClassifier
 from worker.crop import framing_for
-from worker.detect import Detector, build_detector, resolve_device
+from worker.detect import Detector, build_detector
 
 log = logging.getLogger(__name__)
 

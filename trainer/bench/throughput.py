@@ -39,10 +39,10 @@ from torchvision.ops import roi_align
 
 from shared.errors import ConfigError, DataError
 from shared.media import iter_video
-from shared.models import Checkpoint, load_checkpoint, predict_proba
+from shared.models import Checkpoint, load_checkpoint, predict_proba, resolve_device
 from shared.settings import Settings
 from worker.crop import framing_for, square_boxes, to_gray
-from worker.detect import Face, MTCNNDetector, resolve_device
+from worker.detect import Face, MTCNNDetector
 from worker.mtcnn_batched import BatchedMTCNNDetector, matched_boxes
 from worker.pipeline import FrameResult, Pipeline
 
