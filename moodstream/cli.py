@@ -5,14 +5,13 @@ produce`` never imports torch).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 import click
 
 from moodstream import __version__
-from shared.errors import MoodstreamError
+from moodstream.lazy import LazyGroup
 
 # name -> "module:attribute"; each module owns its commands
 COMMANDS = {
@@ -27,46 +26,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        target, short_help = COMMANDS[name]
-        module, attr = target.split(":")
-        try:
-            cmd = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            return _missing_extra(name, short_help, exc)
-        cmd.short_help = cmd.short_help or short_help
-        return cmd
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # from the table, so `moodstream --help` imports no command module (and no torch)
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except MoodstreamError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
-    @click.command(name=name, short_help=short_help, context_settings={"ignore_unknown_options": True},
-                   add_help_option=False)
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def unavailable(args):
-        raise click.ClickException(
-            f"`moodstream {name}` needs a package that is not installed ({exc.name or exc}); "
-            "install the extra: pip install 'moodstream[worker]' (or [train] for train/eval/bench)")
-    return unavailable
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="moodstream")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 def cli(verbose: int) -> None:

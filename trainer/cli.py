@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from shared.errors import MoodstreamError
+from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
 
@@ -116,27 +115,6 @@ BENCHES = {
 }
 
 
-class BenchGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(BENCHES)
-
-    def get_command(self, ctx, name):
-        if name not in BENCHES:
-            return None
-        module, attr = BENCHES[name][0].split(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def format_commands(self, ctx, formatter):
-        with formatter.section("Commands"):
-            formatter.write_dl([(n, BENCHES[n][1]) for n in sorted(BENCHES)])
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except MoodstreamError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=BenchGroup)
+@click.group(cls=LazyGroup, lazy_commands=BENCHES)
 def bench():
     """Benchmarks: each writes JSON (and a readable table) and never runs in the test suite."""

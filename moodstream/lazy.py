@@ -1,0 +1,58 @@
+"""A click group whose subcommands are imported only when they run.
+
+``--help`` is written from the table, so listing commands imports none of
+them (and no torch); a command whose extra is not installed answers with the
+``pip install`` that fixes it; a :class:`MoodstreamError` becomes one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from shared.errors import MoodstreamError
+
+
+class LazyGroup(click.Group):
+    """``lazy_commands``: name -> ("module:attribute", short help)."""
+
+    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.lazy_commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy_commands:
+            return None
+        target, short_help = self.lazy_commands[name]
+        module, attr = target.split(":")
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            return _missing_extra(name, short_help, exc)
+        cmd.short_help = cmd.short_help or short_help
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self.lazy_commands[name][1]) for name in sorted(self.lazy_commands)])
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MoodstreamError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
+    @click.command(name=name, short_help=short_help, context_settings={"ignore_unknown_options": True},
+                   add_help_option=False)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args):
+        raise click.ClickException(
+            f"`moodstream {name}` needs a package that is not installed ({exc.name or exc}); "
+            "install the extra: pip install 'moodstream[worker]' (or [train] for train/eval/bench)")
+    return unavailable
