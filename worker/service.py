@@ -142,15 +142,8 @@ class Worker:
                     if batch:
                         self.serve(batch)
                     backoff.reset()
-                except TRANSIENT as exc:
-                    delay = backoff.next_delay_s()
-                    log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
-                    time.sleep(delay)
-                except redis.ResponseError as exc:
-                    if not is_nogroup(exc):
-                        raise
-                    log.warning("worker %s: consumer group vanished (Redis restarted?); recreating", self.name)
-                    self._call_group()
+                except (*TRANSIENT, redis.ResponseError) as exc:
+                    self._recover(exc, backoff)
         except StopNow:
             log.warning("worker %s: second signal, exiting now with %d entries in hand (they will be reclaimed)",
                         self.name, len(self._inhand))
@@ -441,14 +434,21 @@ class Worker:
         while True:
             try:
                 return fn()
-            except TRANSIENT as exc:
-                delay = backoff.next_delay_s()
-                log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
-                time.sleep(delay)
-            except redis.ResponseError as exc:
-                if not is_nogroup(exc):
-                    raise
-                ensure_group(self.client, self.keys)
+            except (*TRANSIENT, redis.ResponseError) as exc:
+                self._recover(exc, backoff)
+
+    def _recover(self, exc: redis.RedisError, backoff: Backoff) -> None:
+        """After a Redis error: sleep the next backoff on a connection error,
+        recreate a vanished consumer group; re-raise anything else."""
+        if isinstance(exc, TRANSIENT):
+            delay = backoff.next_delay_s()
+            log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
+            time.sleep(delay)
+        elif is_nogroup(exc):
+            log.warning("worker %s: consumer group vanished (Redis restarted?); recreating", self.name)
+            self._call_group()
+        else:
+            raise exc
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
