@@ -43,6 +43,7 @@ from shared.models import Checkpoint, load_checkpoint, predict_proba, resolve_de
 from shared.settings import Settings
 from worker.crop import framing_for, square_boxes, to_gray
 from worker.detect import Face, MTCNNDetector
+from trainer.bench.iou import box_iou
 from worker.mtcnn_batched import BatchedMTCNNDetector, matched_boxes
 from worker.pipeline import FrameResult, Pipeline
 
@@ -203,9 +204,11 @@ def compare(frames: list[np.ndarray], base: Run, ours: Run, device_name: str, ba
     # emotion agreement on the faces both found (same box to IoU >= 0.95)
     agree = total = 0
     for rf, rp, of, op in zip(base.faces, base.probs, ours.faces, ours.probs):
-        for i, face in enumerate(rf):
-            j = max(range(len(of)), key=lambda j: _iou(face.box, of[j].box), default=None)
-            if j is not None and _iou(face.box, of[j].box) >= MATCH_IOU:
+        if not rf or not of:
+            continue
+        iou = box_iou([f.box for f in rf], [f.box for f in of])  # (R, O)
+        for i, j in enumerate(iou.argmax(1)):
+            if iou[i, j] >= MATCH_IOU:
                 total += 1
                 agree += int(rp[i].argmax() == op[j].argmax())
     n = len(frames)
@@ -234,14 +237,6 @@ def compare(frames: list[np.ndarray], base: Run, ours: Run, device_name: str, ba
         "baseline_gpu_peak_mib": base.gpu_peak_mib,
         "ours_gpu_peak_mib": ours.gpu_peak_mib,
     }
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def parse_frames(specs: tuple[str, ...], names: tuple[str, ...]) -> dict[str, int | None]:
