@@ -66,6 +66,22 @@ def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw)
     return RunningWorker(w, t, errors)
 
 
+def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple[list[str], list[Result]]:
+    """Produce ``n`` tiny frames, serve them with one worker, read ``n`` results:
+    (job ids sent, results read)."""
+    from producer.client import Producer
+    from producer.results import FROM_START, ResultReader
+
+    producer = Producer(settings)
+    sent = [producer.submit_image(tiny_jpeg(i), source=source).job_id for i in range(n)]
+    w = start_worker(settings, checkpoint, f"w-{source}")
+    try:
+        got = list(ResultReader(settings).read(start=FROM_START, count=n, timeout_s=30))
+    finally:
+        w.stop()
+    return sent, got
+
+
 def all_results(client: redis.Redis, keys: Keys) -> list[Result]:
     return [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)]
 

@@ -15,7 +15,7 @@ import redis
 from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
+from streamkit import all_results, round_trip, settings_for, start_worker, tiny_jpeg, wait_for
 
 from producer.client import Producer
 from producer.results import FROM_NOW, FROM_START, ResultReader
@@ -107,13 +107,7 @@ def test_password_protected_redis(checkpoint):
         try:
             with pytest.raises(redis.AuthenticationError):
                 redis.Redis.from_url(server.url).ping()
-            producer = Producer(settings)
-            sent = [producer.submit_image(tiny_jpeg(i), source="auth").job_id for i in range(5)]
-            w = start_worker(settings, checkpoint, "w-auth")
-            try:
-                got = list(ResultReader(settings).read(start=FROM_START, count=5, timeout_s=30))
-            finally:
-                w.stop()
+            sent, got = round_trip(settings, checkpoint, "auth")
             assert sorted(r.job_id for r in got) == sorted(sent)
             authed = redis.Redis.from_url(url)
             assert authed.xpending(keys.frames, keys.group)["pending"] == 0

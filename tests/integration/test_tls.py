@@ -13,10 +13,8 @@ import time
 
 import pytest
 import redis
-from streamkit import settings_for, start_worker, tiny_jpeg
+from streamkit import round_trip, settings_for
 
-from producer.client import Producer
-from producer.results import FROM_START, ResultReader
 from shared.embedded import find_redis_server, free_port
 
 
@@ -58,13 +56,6 @@ def test_rediss_end_to_end(tls_server, checkpoint):
     url, port = tls_server
     with pytest.raises(redis.ConnectionError):  # plain text is refused on the TLS port
         redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=2).ping()
-    settings = settings_for(url)
-    producer = Producer(settings)
-    sent = [producer.submit_image(tiny_jpeg(i), source="tls").job_id for i in range(5)]
-    w = start_worker(settings, checkpoint, "w-tls")
-    try:
-        got = list(ResultReader(settings).read(start=FROM_START, count=5, timeout_s=30))
-    finally:
-        w.stop()
+    sent, got = round_trip(settings_for(url), checkpoint, "tls")
     assert sorted(r.job_id for r in got) == sorted(sent)
     assert all(r.error is None and r.faces for r in got)
