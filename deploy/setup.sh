@@ -15,10 +15,13 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.moodstream-$extras-$(cat pyproject.toml deploy/setup.sh | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  # torch and torchvision pinned together: a mismatched torchvision fails at import.
-  .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "setting up .venv (first time: a few minutes; log in .venv/setup.log)" >&2
+  {
+    .venv/bin/python -m pip install -q --upgrade pip &&
+    # torch and torchvision pinned together: a mismatched torchvision fails at import.
+    .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 &&
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+  } > .venv/setup.log 2>&1 || { tail -n 30 .venv/setup.log >&2; echo "setup failed; see .venv/setup.log" >&2; exit 1; }
   touch "$stamp"
 fi
 echo "moodstream ready: $(.venv/bin/moodstream --version)" >&2
