@@ -22,6 +22,7 @@ COMMANDS = {
     "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),
     "train": ("trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
     "eval": ("trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
+    "balance": ("trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
     "bench": ("trainer.cli:bench", "Benchmarks that write JSON: detection IoU, end-to-end, throughput."),
 }
 

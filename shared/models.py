@@ -145,6 +145,9 @@ class Checkpoint:
     std: float
     labels: tuple[str, ...] = LABELS
     meta: dict = field(default_factory=dict)  # training recipe, metrics, version
+    # Log-space bias added to the predicted log-probabilities (a class-prior
+    # adjustment fitted on Valid, see trainer.balance); None: plain softmax.
+    class_bias: tuple[float, ...] | None = None
 
     @property
     def version(self) -> str:
@@ -152,18 +155,30 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: float, std: float,
-                    meta: dict | None = None, half: bool = True) -> None:
+                    meta: dict | None = None, half: bool = True,
+                    class_bias: tuple[float, ...] | None = None) -> None:
     """Write a plain dict; weights in fp16 by default (half the size, same accuracy)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in model.state_dict().items()}
-    torch.save({
+    raw = {
         "format": CHECKPOINT_FORMAT,
         "config": cfg.to_dict(),
         "labels": list(LABELS),
         "normalization": {"mean": float(mean), "std": float(std)},
         "state_dict": state,
         "meta": meta or {},
-    }, Path(path))
+    }
+    if class_bias is not None:
+        if len(class_bias) != len(LABELS):
+            raise ModelError(f"class_bias needs {len(LABELS)} values, got {len(class_bias)}")
+        raw["class_bias"] = [float(b) for b in class_bias]
+    torch.save(raw, Path(path))
+
+
+def write_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
+    """Save a loaded :class:`Checkpoint` again (e.g. after fitting its class bias)."""
+    save_checkpoint(path, ckpt.model, ckpt.config, ckpt.mean, ckpt.std, meta=ckpt.meta,
+                    class_bias=ckpt.class_bias)
 
 
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
@@ -190,7 +205,11 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
         raise ModelError(f"{path} does not match its architecture config: {exc}") from exc
     model.eval()
     norm = raw["normalization"]
-    return Checkpoint(model=model, config=cfg, mean=norm["mean"], std=norm["std"], meta=raw.get("meta", {}))
+    bias = raw.get("class_bias")
+    if bias is not None and len(bias) != len(LABELS):
+        raise ModelError(f"{path} has {len(bias)} class_bias values for {len(LABELS)} labels")
+    return Checkpoint(model=model, config=cfg, mean=norm["mean"], std=norm["std"], meta=raw.get("meta", {}),
+                      class_bias=None if bias is None else tuple(float(b) for b in bias))
 
 
 def preprocess(x: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
@@ -203,15 +222,22 @@ def preprocess(x: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_proba(ckpt: Checkpoint, x: torch.Tensor, flip_tta: bool = True) -> torch.Tensor:
+def predict_proba(ckpt: Checkpoint, x: torch.Tensor, flip_tta: bool = True, adjust: bool = True) -> torch.Tensor:
     """Emotion probabilities ``(B, 8)`` for grayscale faces ``(B, 1, h, w)`` in [0, 1].
 
     With ``flip_tta`` the mirrored face is classified too and the two softmaxes
     are averaged (one batched call; faces are left-right symmetric in meaning).
+    With ``adjust`` the checkpoint's class bias, if it has one, reweights the
+    result: ``p * exp(bias)``, renormalised.
     """
     x = preprocess(x, ckpt)
     if flip_tta:
         logits = ckpt.model(torch.cat([x, x.flip(-1)]))
         b = x.shape[0]
-        return (logits[:b].float().softmax(1) + logits[b:].float().softmax(1)) / 2
-    return ckpt.model(x).float().softmax(1)
+        p = (logits[:b].float().softmax(1) + logits[b:].float().softmax(1)) / 2
+    else:
+        p = ckpt.model(x).float().softmax(1)
+    if adjust and ckpt.class_bias is not None:
+        p = p * torch.tensor(ckpt.class_bias, device=p.device).exp()
+        p = p / p.sum(1, keepdim=True)
+    return p

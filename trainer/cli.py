@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
               help="hard: majority label; soft: cross-entropy on the FER+ vote distribution.")
 @click.option("--augment", type=click.Choice(["paper", "full", "none"]),
               help="paper: flip, blur, contrast; full: plus small affine and random erasing.")
+@click.option("--balance/--no-balance", default=None,
+              help="Fit the class-prior adjustment on Valid after training [default: on, off for paper-* presets].")
 @click.option("--seed", type=int, help="Random seed (data order, augmentation, init).")
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
 @click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
 def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
-          seed, max_train, init, device, install):
+          balance, seed, max_train, init, device, install):
     """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
 
     Writes the checkpoint (weights + config + labels + normalisation, loadable
@@ -62,7 +64,8 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {widths!r}", param_hint="--widths")
     cfg = make_preset(preset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
-                      widths=width_tuple, label_mode=label_mode, augment=augment, seed=seed, max_train=max_train)
+                      widths=width_tuple, label_mode=label_mode, augment=augment, balance=balance, seed=seed,
+                      max_train=max_train)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
@@ -86,8 +89,10 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
 @click.option("--tta/--no-tta", default=True, show_default=True, help="Average with the mirrored face.")
+@click.option("--adjust/--no-adjust", default=True, show_default=True,
+              help="Apply the checkpoint's class-prior adjustment (as the worker does); --no-adjust: plain softmax.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, device):
+def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix."""
     from shared.models import load_checkpoint, resolve_device
@@ -99,13 +104,56 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, device):
     dev = resolve_device(device)
     ckpt.model.to(dev)
     data = DeviceData.from_split(load_split(data_dir, split), dev)
-    report = evaluate(ckpt, data, flip_tta=tta)
-    report.update(split=split, checkpoint=str(checkpoint or "shipped"), model_version=ckpt.version, tta=tta)
+    report = evaluate(ckpt, data, flip_tta=tta, adjust=adjust)
+    report.update(split=split, checkpoint=str(checkpoint or "shipped"), model_version=ckpt.version, tta=tta,
+                  class_bias=ckpt.class_bias if adjust else None)
     text = json.dumps(report)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1))
     click.echo(text if as_json else format_report(report))
+
+
+@click.command("balance")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The dataset the checkpoint was trained on (Train gives the prior, Valid picks tau).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to adjust [default: the shipped model].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the adjusted checkpoint here [default: overwrite --checkpoint].")
+@click.option("--json", "as_json", is_flag=True, help="Print the fit (tau, prior, per-tau table) as JSON.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def balance_cmd(data_dir, checkpoint, out, as_json, device):
+    """Fit the class-prior adjustment of a checkpoint on Valid.
+
+    Rare emotions (contempt, disgust, fear) are drowned by the frequent ones in
+    FER+. This divides the model's probabilities by the Train class prior to
+    the power tau, with tau chosen by macro F1 on Valid, and stores the result
+    in the checkpoint, so every user of it (worker, analyze, eval) applies it.
+    `train` does this by itself; this command is for existing checkpoints.
+    """
+    from shared.models import SHIPPED_CHECKPOINT, load_checkpoint, resolve_device, write_checkpoint
+    from trainer.data import load_split
+    from trainer.train import DeviceData, fit_balance
+
+    src = checkpoint or SHIPPED_CHECKPOINT
+    dst = out or src
+    ckpt = load_checkpoint(src)
+    dev = resolve_device(device)
+    ckpt.model.to(dev)
+    train_labels = load_split(data_dir, "train").labels
+    fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid"), dev), train_labels)
+    ckpt.model.cpu()
+    ckpt.meta = {**ckpt.meta, "balance": {"tau": fit.tau, "selected_by": "valid macro_f1"}}
+    write_checkpoint(dst, ckpt)
+    if as_json:
+        click.echo(json.dumps(fit.to_dict()))
+    else:
+        for row in fit.table:
+            mark = " <" if row["tau"] == fit.tau else ""
+            click.echo(f"tau {row['tau']:.2f}  valid accuracy {row['accuracy']:.4f}  "
+                       f"macro recall {row['macro_recall']:.4f}  macro F1 {row['macro_f1']:.4f}{mark}")
+        click.echo(f"chose tau {fit.tau:.2f} by Valid macro F1; wrote {dst}")
 
 
 BENCHES = {

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from shared.models import (Checkpoint, build_model, load_checkpoint, predict_proba, preprocess, resolve_device,
                            save_checkpoint)
 from trainer.augment import AugmentConfig, augment
+from trainer.balance import BalanceFit, class_prior, fit_tau
 from trainer.data import Split, load_split
 from trainer.metrics import classification_report
 from trainer.presets import TrainConfig
@@ -101,18 +102,32 @@ def train_one_epoch(ckpt: Checkpoint, data: DeviceData, cfg: TrainConfig, opt: t
 
 
 @torch.inference_mode()
-def evaluate(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, batch: int = 1024) -> dict:
-    """Loss (against the vote distribution) and the full classification report."""
+def predict_split(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, adjust: bool = True,
+                  batch: int = 1024) -> torch.Tensor:
+    """Probabilities ``(N, 8)`` for every image of ``data``, in batches."""
     ckpt.model.eval()
     probs = []
     for start in range(0, len(data.labels), batch):
         x = data.images[start:start + batch].float() / 255
-        probs.append(predict_proba(ckpt, x, flip_tta=flip_tta))
-    p = torch.cat(probs)
+        probs.append(predict_proba(ckpt, x, flip_tta=flip_tta, adjust=adjust))
+    return torch.cat(probs)
+
+
+def evaluate(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, adjust: bool = True) -> dict:
+    """Loss (against the vote distribution) and the full classification report."""
+    p = predict_split(ckpt, data, flip_tta=flip_tta, adjust=adjust)
     loss = float(torch.sum(-data.votes * torch.log(p.clamp_min(1e-7)), 1).mean())
     report = classification_report(data.labels.cpu().numpy(), p.argmax(1).cpu().numpy())
     report["loss"] = loss
     return report
+
+
+def fit_balance(ckpt: Checkpoint, valid: DeviceData, train_labels: np.ndarray) -> BalanceFit:
+    """Fit the class-prior adjustment on Valid (flip TTA on, as served) and set it on ``ckpt``."""
+    probs = predict_split(ckpt, valid, flip_tta=True, adjust=False).cpu().numpy()
+    fit = fit_tau(probs, valid.labels.cpu().numpy(), class_prior(train_labels))
+    ckpt.class_bias = fit.class_bias
+    return fit
 
 
 def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
@@ -143,9 +158,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         mean, std = float(pixels.mean()), float(pixels.std())
         del pixels
         model = build_model(cfg.model)
-    model = model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(dev).to(memory_format=torch.channels_last)  # faster on CUDA and on CPU (oneDNN)
     ckpt = Checkpoint(model=model, config=cfg.model, mean=mean, std=std)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -168,11 +181,17 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
                  va["loss"], va["accuracy"], va["macro_recall"], tr["images_per_s"])
         if va["accuracy"] > best["accuracy"]:
             best = {"accuracy": va["accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            # An interrupted run still leaves its best epoch behind; the final save replaces it.
+            save_checkpoint(out / "emotion.pt", model, cfg.model, mean, std,
+                            meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
+                                  "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
         (out / "history.json").write_text(json.dumps(history, indent=1))
     train_s = time.perf_counter() - t_start
 
     model.load_state_dict(best["state"])
     model = model.to(memory_format=torch.contiguous_format)
+    ckpt.model = model
+    balance = fit_balance(ckpt, valid, splits["train"].labels) if cfg.balance else None
     metrics = {
         "selected_epoch": best["epoch"],
         "valid": evaluate(ckpt, valid, flip_tta=True),
@@ -183,13 +202,18 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         "init": None if init is None else str(init),
         "n_train": len(train.labels),
     }
+    if balance is not None:  # the plain model's figures too, so the adjustment's effect is on record
+        metrics["valid_unadjusted"] = evaluate(ckpt, valid, flip_tta=True, adjust=False)
+        metrics["test_unadjusted"] = evaluate(ckpt, test, flip_tta=True, adjust=False)
+        metrics["balance"] = balance.to_dict()
     meta = {"version": version or time.strftime("%Y%m%d-%H%M%S"), "recipe": cfg.to_dict(),
             "init": None if init is None else {"path": str(init), "version": start.version,
                                                 "recipe": start.meta.get("recipe")},
             "selected_epoch": best["epoch"], "test_accuracy": metrics["test"]["accuracy"],
             "test_macro_recall": metrics["test"]["macro_recall"], "flip_tta": True,
-            "device": metrics["device"]}
-    save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta)
+            "device": metrics["device"],
+            "balance": None if balance is None else {"tau": balance.tau, "selected_by": "valid macro_f1"}}
+    save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     from trainer.curves import plot_curves  # matplotlib only when writing the figure
     plot_curves(history, out / "curves.png")

@@ -79,3 +79,35 @@ def test_init_continues_from_a_checkpoint(fixtures_dir, tmp_path):
     h_a = json.loads((tmp_path / "a" / "history.json").read_text())
     h_b = json.loads((tmp_path / "b" / "history.json").read_text())
     assert h_b[0]["train_loss"] < h_a[0]["train_loss"]  # it starts where the first run got to
+
+
+def test_training_fits_the_balance_and_keeps_the_plain_figures(fixtures_dir, tmp_path):
+    cfg = preset("cpu", epochs=1, batch_size=16, widths=(8, 16), hidden=16)
+    metrics = train_main(cfg, fixtures_dir / "ferplus", tmp_path, device="cpu", version="bal")
+    fit = metrics["balance"]
+    assert 0.0 <= fit["tau"] <= 1.0 and len(fit["class_bias"]) == 8
+    assert {"valid_unadjusted", "test_unadjusted"} <= set(metrics)
+    ckpt = load_checkpoint(tmp_path / "emotion.pt")
+    assert ckpt.class_bias == pytest.approx(tuple(fit["class_bias"]))
+    assert ckpt.meta["balance"]["tau"] == fit["tau"]
+    assert "balance" not in train_main(preset("paper-initial", epochs=1, batch_size=16, widths=(8, 16), hidden=16),
+                                       fixtures_dir / "ferplus", tmp_path / "paper", device="cpu")
+
+
+def test_balance_command_writes_an_adjusted_copy(fixtures_dir, tmp_path):
+    import shutil
+
+    from shared.models import SHIPPED_CHECKPOINT
+    src = tmp_path / "model.pt"
+    shutil.copyfile(SHIPPED_CHECKPOINT, src)
+    res = CliRunner().invoke(cli, ["balance", "--data", str(fixtures_dir / "ferplus"), "--checkpoint", str(src),
+                                   "--out", str(tmp_path / "bal.pt"), "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    fit = json.loads(res.output)
+    assert fit["selected_by"] == "valid macro_f1" and len(fit["table"]) == 21
+    ckpt = load_checkpoint(tmp_path / "bal.pt")
+    assert ckpt.class_bias == pytest.approx(tuple(fit["class_bias"]))
+    assert ckpt.version == load_checkpoint(src).version  # same model, same version
+    res = CliRunner().invoke(cli, ["eval", "--data", str(fixtures_dir / "ferplus"), "--checkpoint",
+                                   str(tmp_path / "bal.pt"), "--no-adjust", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["class_bias"] is None
