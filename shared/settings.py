@@ -40,7 +40,7 @@ class Settings:
     mtcnn_impl: str = "reference"  # "reference" (facenet-pytorch's loop) or "batched" (ours, GPU-resident)
     checkpoint: str | None = None  # None: the emotion model shipped in the package
     min_face_px: int = 20  # smallest face side the detector looks for
-    face_score_min: float = 0.90  # drop detections scoring below this
+    face_score_min: float = 0.90  # drop MTCNN detections scoring below this (Haar: min_neighbors filters)
     calibrate_boxes: bool = True  # report WIDER-style boxes (worker/data/box_calibration.json; helps on held-out folds)
     # --- input guards ----------------------------------------------------------
     max_pixels: int = 50_000_000  # decompression-bomb guard for one image
