@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def default_sample() -> str:
-    """The sample clip: ``samples/`` of a checkout, or ``moodstream/samples`` of an install."""
+    """The sample clip: ``samples/`` of a checkout, or ``moodstream/samples`` of an
+    install (in the repo a link to ``samples/``, which the wheel stores as files)."""
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "samples" / "hamilton_clip.mp4", here / "samples" / "hamilton_clip.mp4"):
         if candidate.is_file():
