@@ -148,10 +148,18 @@ class Checkpoint:
     # Log-space bias added to the predicted log-probabilities (a class-prior
     # adjustment fitted on Valid, see trainer.balance); None: plain softmax.
     class_bias: tuple[float, ...] | None = None
+    _class_weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def version(self) -> str:
         return str(self.meta.get("version", "unknown"))
+
+    def class_weights(self, device: torch.device) -> torch.Tensor:
+        """``exp(class_bias)`` on ``device``, made once per bias and device (not per batch)."""
+        key = (self.class_bias, str(device))
+        if key not in self._class_weights:
+            self._class_weights[key] = torch.tensor(self.class_bias, device=device).exp()
+        return self._class_weights[key]
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: float, std: float,
@@ -237,7 +245,13 @@ def predict_proba(ckpt: Checkpoint, x: torch.Tensor, flip_tta: bool = True, adju
         p = (logits[:b].float().softmax(1) + logits[b:].float().softmax(1)) / 2
     else:
         p = ckpt.model(x).float().softmax(1)
-    if adjust and ckpt.class_bias is not None:
-        p = p * torch.tensor(ckpt.class_bias, device=p.device).exp()
-        p = p / p.sum(1, keepdim=True)
-    return p
+    return adjust_proba(ckpt, p) if adjust else p
+
+
+def adjust_proba(ckpt: Checkpoint, p: torch.Tensor) -> torch.Tensor:
+    """Probabilities ``(B, 8)`` reweighted by the checkpoint's class bias,
+    ``p * exp(bias)`` renormalised; ``p`` itself when it has none."""
+    if ckpt.class_bias is None:
+        return p
+    p = p * ckpt.class_weights(p.device)
+    return p / p.sum(1, keepdim=True)

@@ -38,9 +38,13 @@ class BalanceFit:
     def class_bias(self) -> tuple[float, ...]:
         return tuple(float(b) for b in class_bias(self.prior, self.tau))
 
+    def summary(self) -> dict:
+        """What a checkpoint's meta records of the fit."""
+        return {"tau": self.tau, "selected_by": "valid macro_f1"}
+
     def to_dict(self) -> dict:
-        return {"tau": self.tau, "prior": [float(p) for p in self.prior], "class_bias": list(self.class_bias),
-                "selected_by": "valid macro_f1", "table": self.table}
+        return {**self.summary(), "prior": [float(p) for p in self.prior], "class_bias": list(self.class_bias),
+                "table": self.table}
 
 
 def class_prior(labels: np.ndarray, smoothing: float = 1.0) -> np.ndarray:

@@ -144,7 +144,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     train_labels = load_split(data_dir, "train").labels
     fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid"), dev), train_labels)
     ckpt.model.cpu()
-    ckpt.meta = {**ckpt.meta, "balance": {"tau": fit.tau, "selected_by": "valid macro_f1"}}
+    ckpt.meta = {**ckpt.meta, "balance": fit.summary()}
     write_checkpoint(dst, ckpt)
     if as_json:
         click.echo(json.dumps(fit.to_dict()))

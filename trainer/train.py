@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from shared.models import (Checkpoint, build_model, load_checkpoint, predict_proba, preprocess, resolve_device,
-                           save_checkpoint)
+from shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
+                           resolve_device, save_checkpoint)
 from trainer.augment import AugmentConfig, augment
 from trainer.balance import BalanceFit, class_prior, fit_tau
 from trainer.data import Split, load_split
@@ -115,17 +115,26 @@ def predict_split(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, ad
 
 def evaluate(ckpt: Checkpoint, data: DeviceData, flip_tta: bool = False, adjust: bool = True) -> dict:
     """Loss (against the vote distribution) and the full classification report."""
-    p = predict_split(ckpt, data, flip_tta=flip_tta, adjust=adjust)
+    return score(predict_split(ckpt, data, flip_tta=flip_tta, adjust=adjust), data)
+
+
+def score(p: torch.Tensor, data: DeviceData) -> dict:
+    """:func:`evaluate` for probabilities ``p`` already predicted for ``data``."""
     loss = float(torch.sum(-data.votes * torch.log(p.clamp_min(1e-7)), 1).mean())
     report = classification_report(data.labels.cpu().numpy(), p.argmax(1).cpu().numpy())
     report["loss"] = loss
     return report
 
 
-def fit_balance(ckpt: Checkpoint, valid: DeviceData, train_labels: np.ndarray) -> BalanceFit:
-    """Fit the class-prior adjustment on Valid (flip TTA on, as served) and set it on ``ckpt``."""
-    probs = predict_split(ckpt, valid, flip_tta=True, adjust=False).cpu().numpy()
-    fit = fit_tau(probs, valid.labels.cpu().numpy(), class_prior(train_labels))
+def fit_balance(ckpt: Checkpoint, valid: DeviceData, train_labels: np.ndarray,
+                raw: torch.Tensor | None = None) -> BalanceFit:
+    """Fit the class-prior adjustment on Valid (flip TTA on, as served) and set it on ``ckpt``.
+
+    ``raw``: the Valid probabilities with flip TTA and no adjustment, if already predicted.
+    """
+    if raw is None:
+        raw = predict_split(ckpt, valid, flip_tta=True, adjust=False)
+    fit = fit_tau(raw.cpu().numpy(), valid.labels.cpu().numpy(), class_prior(train_labels))
     ckpt.class_bias = fit.class_bias
     return fit
 
@@ -190,12 +199,14 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
 
     model.load_state_dict(best["state"])
     model = model.to(memory_format=torch.contiguous_format)
-    ckpt.model = model
-    balance = fit_balance(ckpt, valid, splits["train"].labels) if cfg.balance else None
+    # each split predicted once (flip TTA, as served); the adjusted figures are derived from these
+    raw = {"valid": predict_split(ckpt, valid, flip_tta=True, adjust=False),
+           "test": predict_split(ckpt, test, flip_tta=True, adjust=False)}
+    balance = fit_balance(ckpt, valid, splits["train"].labels, raw["valid"]) if cfg.balance else None
     metrics = {
         "selected_epoch": best["epoch"],
-        "valid": evaluate(ckpt, valid, flip_tta=True),
-        "test": evaluate(ckpt, test, flip_tta=True),
+        "valid": score(adjust_proba(ckpt, raw["valid"]), valid),
+        "test": score(adjust_proba(ckpt, raw["test"]), test),
         "train_seconds": round(train_s, 1),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "recipe": cfg.to_dict(),
@@ -203,8 +214,8 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         "n_train": len(train.labels),
     }
     if balance is not None:  # the plain model's figures too, so the adjustment's effect is on record
-        metrics["valid_unadjusted"] = evaluate(ckpt, valid, flip_tta=True, adjust=False)
-        metrics["test_unadjusted"] = evaluate(ckpt, test, flip_tta=True, adjust=False)
+        metrics["valid_unadjusted"] = score(raw["valid"], valid)
+        metrics["test_unadjusted"] = score(raw["test"], test)
         metrics["balance"] = balance.to_dict()
     meta = {"version": version or time.strftime("%Y%m%d-%H%M%S"), "recipe": cfg.to_dict(),
             "init": None if init is None else {"path": str(init), "version": start.version,
@@ -212,7 +223,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             "selected_epoch": best["epoch"], "test_accuracy": metrics["test"]["accuracy"],
             "test_macro_recall": metrics["test"]["macro_recall"], "flip_tta": True,
             "device": metrics["device"],
-            "balance": None if balance is None else {"tau": balance.tau, "selected_by": "valid macro_f1"}}
+            "balance": None if balance is None else balance.summary()}
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     from trainer.curves import plot_curves  # matplotlib only when writing the figure
