@@ -133,7 +133,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     `train` does this by itself; this command is for existing checkpoints.
     """
     from shared.models import SHIPPED_CHECKPOINT, load_checkpoint, resolve_device, write_checkpoint
-    from trainer.data import load_split
+    from trainer.data import load_labels, load_split
     from trainer.train import DeviceData, fit_balance
 
     src = checkpoint or SHIPPED_CHECKPOINT
@@ -141,7 +141,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     ckpt = load_checkpoint(src)
     dev = resolve_device(device)
     ckpt.model.to(dev)
-    train_labels = load_split(data_dir, "train").labels
+    train_labels = load_labels(data_dir, "train")
     fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid"), dev), train_labels)
     ckpt.model.cpu()
     ckpt.meta = {**ckpt.meta, "balance": fit.summary()}

@@ -70,6 +70,17 @@ def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0) -> S
     return load_folders(root, split, size, seed)
 
 
+def load_labels(root: str | Path, split: str, seed: int = 0) -> np.ndarray:
+    """The labels ``(N,)`` of one split, as :func:`load_split` gives them, without decoding any image
+    (e.g. to count the Train class prior)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = Path(root)
+    if detect_layout(root) == "ferplus":
+        return _ferplus_index(root / FERPLUS_DIRS[split])[2]
+    return _folders_index(root, split, seed)[1]
+
+
 def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | None:
     """One label.csv row -> (image name, vote distribution over LABELS), or None to drop."""
     if len(row) != 2 + len(FERPLUS_COLUMNS):
@@ -92,6 +103,13 @@ def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | No
 
 
 def load_ferplus(folder: Path, size: int = 48) -> Split:
+    names, vote_arr, labels = _ferplus_index(folder)
+    images = np.stack([read_gray(folder / n, size) for n in names])
+    return Split(images, vote_arr, labels, [str(folder / n) for n in names])
+
+
+def _ferplus_index(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """label.csv of one FER+ split -> (image names, vote distributions, majority labels)."""
     label_file = folder / "label.csv"
     if not label_file.is_file():
         raise DataError(f"{label_file} not found (FER+ layout needs label.csv beside the images)")
@@ -106,12 +124,11 @@ def load_ferplus(folder: Path, size: int = 48) -> Split:
                 votes.append(parsed[1])
     if not names:
         raise DataError(f"{label_file}: no usable rows")
-    images = np.stack([read_gray(folder / n, size) for n in names])
     vote_arr = np.stack(votes)
     # argmax over our 8 in the FER+ column order, so ties go to the first column as documented
     order = np.array([INDEX[c] for c in FERPLUS_COLUMNS[:8]])
     labels = order[np.argmax(vote_arr[:, order], axis=1)]
-    return Split(images, vote_arr, labels.astype(np.int64), [str(folder / n) for n in names])
+    return names, vote_arr, labels.astype(np.int64)
 
 
 def read_gray(path: Path, size: int) -> np.ndarray:
@@ -146,6 +163,14 @@ def _class_dirs(folder: Path) -> dict[int, list[Path]]:
 
 
 def load_folders(root: Path, split: str, size: int = 48, seed: int = 0) -> Split:
+    paths, labels = _folders_index(root, split, seed)
+    images = np.stack([read_gray(p, size) for p in paths])
+    votes = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    return Split(images, votes, labels, [str(p) for p in paths])
+
+
+def _folders_index(root: Path, split: str, seed: int) -> tuple[list[Path], np.ndarray]:
+    """The files of one split of the folder-per-class layout and their labels."""
     if (root / split).is_dir():
         by_class = _class_dirs(root / split)
     elif any((root / s).is_dir() for s in SPLITS):
@@ -156,9 +181,7 @@ def load_folders(root: Path, split: str, size: int = 48, seed: int = 0) -> Split
     labels = np.array([c for c in sorted(by_class) for _ in by_class[c]], dtype=np.int64)
     if not paths:
         raise DataError(f"{root}: split {split!r} is empty")
-    images = np.stack([read_gray(p, size) for p in paths])
-    votes = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
-    return Split(images, votes, labels, [str(p) for p in paths])
+    return paths, labels
 
 
 def _take_split(files: list[Path], split: str, seed: int) -> list[Path]:

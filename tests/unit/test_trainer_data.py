@@ -7,7 +7,7 @@ import pytest
 
 from shared.errors import DataError
 from shared.labels import INDEX
-from trainer.data import load_split, parse_ferplus_row
+from trainer.data import load_labels, load_split, parse_ferplus_row
 
 
 def row(name="a.png", votes=(0,) * 10):
@@ -118,3 +118,25 @@ def test_missing_image_in_label_csv_named(tmp_path):
     (split / "label.csv").write_text('ghost.png,"(0, 0, 48, 48)",9,1,0,0,0,0,0,0,0,0\n')
     with pytest.raises(DataError, match="ghost.png: image file not found"):
         load_split(tmp_path, "valid")
+
+
+@pytest.mark.parametrize("layout", ["ferplus", "folders", "split-folders"])
+def test_load_labels_matches_load_split_without_decoding(tmp_path, fixtures_dir, monkeypatch, layout):
+    if layout == "ferplus":
+        root = fixtures_dir / "ferplus"
+    elif layout == "folders":
+        root = tmp_path
+        make_folder_dataset(root, {"happy": 12, "fear": 7, "contempt": 5})
+    else:
+        root = tmp_path
+        make_folder_dataset(root / "train", {"disgust": 4, "surprise": 3})
+    want = load_split(root, "train").labels
+
+    def no_decode(*a, **k):
+        raise AssertionError("load_labels decoded an image")
+
+    monkeypatch.setattr("trainer.data.read_gray", no_decode)
+    got = load_labels(root, "train")
+    assert got.dtype == np.int64 and got.tolist() == want.tolist()
+    with pytest.raises(DataError, match="unknown split"):
+        load_labels(root, "dev")
