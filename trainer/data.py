@@ -62,23 +62,26 @@ def detect_layout(root: Path) -> str:
 
 def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0) -> Split:
     """Load one split (``train``, ``valid`` or ``test``) of either layout."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    root = Path(root)
-    if detect_layout(root) == "ferplus":
-        return load_ferplus(root / FERPLUS_DIRS[split], size)
-    return load_folders(root, split, size, seed)
+    paths, votes, labels = _index(root, split, seed)
+    images = np.stack([read_gray(p, size) for p in paths])
+    return Split(images, votes, labels, [str(p) for p in paths])
 
 
 def load_labels(root: str | Path, split: str, seed: int = 0) -> np.ndarray:
     """The labels ``(N,)`` of one split, as :func:`load_split` gives them, without decoding any image
     (e.g. to count the Train class prior)."""
+    return _index(root, split, seed)[2]
+
+
+def _index(root: str | Path, split: str, seed: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """One split of either layout -> (image paths, vote distributions, labels); no image is read."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(root)
     if detect_layout(root) == "ferplus":
-        return _ferplus_index(root / FERPLUS_DIRS[split])[2]
-    return _folders_index(root, split, seed)[1]
+        return _ferplus_index(root / FERPLUS_DIRS[split])
+    paths, labels = _folders_index(root, split, seed)
+    return paths, np.eye(NUM_CLASSES, dtype=np.float32)[labels], labels
 
 
 def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | None:
@@ -102,14 +105,8 @@ def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | No
     return name, votes / votes.sum()
 
 
-def load_ferplus(folder: Path, size: int = 48) -> Split:
-    names, vote_arr, labels = _ferplus_index(folder)
-    images = np.stack([read_gray(folder / n, size) for n in names])
-    return Split(images, vote_arr, labels, [str(folder / n) for n in names])
-
-
-def _ferplus_index(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """label.csv of one FER+ split -> (image names, vote distributions, majority labels)."""
+def _ferplus_index(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """label.csv of one FER+ split -> (image paths, vote distributions, majority labels)."""
     label_file = folder / "label.csv"
     if not label_file.is_file():
         raise DataError(f"{label_file} not found (FER+ layout needs label.csv beside the images)")
@@ -128,7 +125,7 @@ def _ferplus_index(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     # argmax over our 8 in the FER+ column order, so ties go to the first column as documented
     order = np.array([INDEX[c] for c in FERPLUS_COLUMNS[:8]])
     labels = order[np.argmax(vote_arr[:, order], axis=1)]
-    return names, vote_arr, labels.astype(np.int64)
+    return [folder / n for n in names], vote_arr, labels.astype(np.int64)
 
 
 def read_gray(path: Path, size: int) -> np.ndarray:
@@ -160,13 +157,6 @@ def _class_dirs(folder: Path) -> dict[int, list[Path]]:
     if not found:
         raise DataError(f"{folder}: no class folders found (expected {', '.join(LABELS)})")
     return found
-
-
-def load_folders(root: Path, split: str, size: int = 48, seed: int = 0) -> Split:
-    paths, labels = _folders_index(root, split, seed)
-    images = np.stack([read_gray(p, size) for p in paths])
-    votes = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
-    return Split(images, votes, labels, [str(p) for p in paths])
 
 
 def _folders_index(root: Path, split: str, seed: int) -> tuple[list[Path], np.ndarray]:
