@@ -40,15 +40,19 @@ log = logging.getLogger(__name__)
 @click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
               help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=None,
+              help="bf16 mixed precision in training [default: on for CUDA and for CPUs with native bf16 "
+                   "(AVX512-BF16, AMX), where it is about 2x faster; off elsewhere].")
 @click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
 def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
-          balance, seed, max_train, init, device, install):
+          balance, seed, max_train, init, device, amp, install):
     """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
 
     Writes the checkpoint (weights + config + labels + normalisation, loadable
     on CPU), metrics.json (accuracy, macro precision/recall/F1, per-class table,
     confusion matrix for Valid and Test) and the learning curves to --out.
-    Mixed precision (bf16) on CUDA; a progress bar shows images/s and ETA.
+    Mixed precision (bf16) on CUDA and on CPUs with native bf16; a progress
+    bar shows images/s and ETA.
     """
     import shutil
 
@@ -69,7 +73,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
-    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init)
+    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))

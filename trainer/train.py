@@ -28,6 +28,26 @@ from trainer.presets import TrainConfig
 
 log = logging.getLogger(__name__)
 
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX, read
+    from /proc/cpuinfo): there bf16 autocast trains about 2x faster on the CPU
+    (measured on a 2-core AMD EPYC: VGG 225 -> 405 img/s, ResNet 70 -> 176).
+    Elsewhere oneDNN emulates bf16, which is slower than fp32, so it stays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_amp(amp: bool | None, dev: torch.device) -> bool:
+    """Mixed precision (bf16 autocast) for training: ``None`` picks it where it
+    pays, on CUDA always and on a CPU with native bf16."""
+    if amp is not None:
+        return amp
+    return dev.type == "cuda" or (dev.type == "cpu" and cpu_has_native_bf16())
+
 AUGMENTS = {"paper": AugmentConfig.paper, "full": AugmentConfig, "none": AugmentConfig.none}
 
 
@@ -140,17 +160,20 @@ def fit_balance(ckpt: Checkpoint, valid: DeviceData, train_labels: np.ndarray,
 
 
 def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
-         version: str | None = None, init: str | Path | None = None) -> dict:
+         version: str | None = None, init: str | Path | None = None, amp: bool | None = None) -> dict:
     """Train, select the epoch with the best Valid accuracy, report Test, write
     ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``.
 
     ``init``: start from this checkpoint's weights and normalisation (its
     architecture replaces ``cfg.model``), e.g. to continue a run with a new schedule.
+    ``amp``: bf16 autocast in training (``None``: see ``resolve_amp``); Valid and
+    Test are always scored in fp32.
     """
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
-    amp = dev.type == "cuda"
+    amp = resolve_amp(amp, dev)
+    log.info("trainer: device %s, mixed precision (bf16) %s", dev, "on" if amp else "off")
 
     splits = load_data(data_dir, cfg)  # fails on bad data before anything is written
     out = Path(out_dir)
@@ -209,6 +232,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         "test": score(adjust_proba(ckpt, raw["test"]), test),
         "train_seconds": round(train_s, 1),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "amp_bf16": amp,
         "recipe": cfg.to_dict(),
         "init": None if init is None else str(init),
         "n_train": len(train.labels),
@@ -222,7 +246,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
                                                 "recipe": start.meta.get("recipe")},
             "selected_epoch": best["epoch"], "test_accuracy": metrics["test"]["accuracy"],
             "test_macro_recall": metrics["test"]["macro_recall"], "flip_tta": True,
-            "device": metrics["device"],
+            "device": metrics["device"], "amp_bf16": amp,
             "balance": None if balance is None else balance.summary()}
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

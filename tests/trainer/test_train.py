@@ -8,13 +8,16 @@ from click.testing import CliRunner
 from moodstream.cli import cli
 from shared.models import load_checkpoint
 from trainer.presets import preset
+from trainer import train as train_mod
 from trainer.train import main as train_main
 
 
-def test_tiny_training_run_reduces_loss(fixtures_dir, tmp_path):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_tiny_training_run_reduces_loss(fixtures_dir, tmp_path, amp):
     cfg = preset("cpu", epochs=8, batch_size=16, lr=3e-3, widths=(8, 16, 32), hidden=32, augment="none",
                  dropout=0.0)
-    metrics = train_main(cfg, fixtures_dir / "ferplus", tmp_path, device="cpu", version="tiny")
+    metrics = train_main(cfg, fixtures_dir / "ferplus", tmp_path, device="cpu", version="tiny", amp=amp)
+    assert metrics["amp_bf16"] is amp
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 8
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
@@ -35,12 +38,25 @@ def test_presets_follow_the_paper():
     assert preset("paper-vgg").model.widths == (64, 128, 256, 512)
 
 
+def test_mixed_precision_is_on_where_it_pays(monkeypatch):
+    import torch
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train_mod.resolve_amp(None, cuda) is True
+    assert train_mod.resolve_amp(False, cuda) is False and train_mod.resolve_amp(True, cpu) is True
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    assert train_mod.resolve_amp(None, cpu) is True
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    assert train_mod.resolve_amp(None, cpu) is False
+
+
 def test_train_command_writes_outputs(fixtures_dir, tmp_path):
     res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), "--out", str(tmp_path),
-                                   "--preset", "cpu", "--epochs", "1", "--widths", "8,16", "--device", "cpu"])
+                                   "--preset", "cpu", "--epochs", "1", "--widths", "8,16", "--device", "cpu",
+                                   "--no-amp"])
     assert res.exit_code == 0, res.output
     assert "selected epoch 1" in res.output
-    assert (tmp_path / "emotion.pt").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["amp_bf16"] is False
+    assert load_checkpoint(tmp_path / "emotion.pt").meta["amp_bf16"] is False
 
 
 def test_eval_contract_json(fixtures_dir):
