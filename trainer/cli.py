@@ -43,9 +43,11 @@ log = logging.getLogger(__name__)
 @click.option("--amp/--no-amp", default=None,
               help="bf16 mixed precision in training [default: on for CUDA and for CPUs with native bf16 "
                    "(AVX512-BF16, AMX), where it is about 2x faster; off elsewhere].")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run in --out from its last finished epoch (give the same options).")
 @click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
 def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
-          balance, seed, max_train, init, device, amp, install):
+          balance, seed, max_train, init, device, amp, resume, install):
     """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
 
     Writes the checkpoint (weights + config + labels + normalisation, loadable
@@ -73,7 +75,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
-    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp)
+    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp, resume=resume)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from trainer.augment import AugmentConfig, augment
 from trainer.balance import BalanceFit, class_prior, fit_tau
 from trainer.data import Split, load_split
 from trainer.metrics import classification_report
+from shared.errors import ConfigError
 from trainer.presets import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -159,8 +161,35 @@ def fit_balance(ckpt: Checkpoint, valid: DeviceData, train_labels: np.ndarray,
     return fit
 
 
+STATE_FILE = "train_state.pt"  # in --out: what --resume needs; written after each epoch, removed at the end
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """Write atomically, so a run killed mid-write still has the previous epoch's state."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, cfg: TrainConfig, dev: torch.device) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume: {path} not found (it is written after each finished epoch "
+                          "and removed when the run completes)")
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise ConfigError(f"cannot resume from {path}: {exc}") from exc
+    if state.get("recipe") != cfg.to_dict():
+        old, new = state.get("recipe", {}), cfg.to_dict()
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ConfigError(f"cannot resume {path}: the run used other options ({', '.join(diff)} differ); "
+                          "give the same preset and options as the interrupted run")
+    return state
+
+
 def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
-         version: str | None = None, init: str | Path | None = None, amp: bool | None = None) -> dict:
+         version: str | None = None, init: str | Path | None = None, amp: bool | None = None,
+         resume: bool = False) -> dict:
     """Train, select the epoch with the best Valid accuracy, report Test, write
     ``emotion.pt``, ``metrics.json``, ``history.json`` and ``curves.png`` to ``out_dir``.
 
@@ -168,6 +197,9 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     architecture replaces ``cfg.model``), e.g. to continue a run with a new schedule.
     ``amp``: bf16 autocast in training (``None``: see ``resolve_amp``); Valid and
     Test are always scored in fp32.
+    ``resume``: continue the interrupted run in ``out_dir`` from its last finished
+    epoch (``train_state.pt``: weights, optimiser, schedule, random states,
+    history), with the same ``cfg``; the result matches an uninterrupted run.
     """
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
@@ -201,8 +233,24 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
 
     history: list[dict] = []
     best = {"accuracy": -1.0, "epoch": 0, "state": None}
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    first_epoch, done_s = 1, 0.0
+    state_path = out / STATE_FILE
+    if resume:
+        state = _load_state(state_path, cfg, dev)
+        model.load_state_dict(state["model"])
+        ckpt.mean, ckpt.std = mean, std = state["mean"], state["std"]
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if dev.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
+        history, best = state["history"], state["best"]
+        first_epoch, done_s = state["epoch"] + 1, state["train_seconds"]
+        log.info("trainer: resuming %s after epoch %d of %d", out, state["epoch"], cfg.epochs)
+    t_start = time.perf_counter() - done_s
+    for epoch in range(first_epoch, cfg.epochs + 1):
         tr = train_one_epoch(ckpt, train, cfg, opt, sched, gen, aug, amp, f"epoch {epoch}/{cfg.epochs}")
         va = evaluate(ckpt, valid)
         history.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
@@ -218,6 +266,12 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
                             meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
                                   "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
         (out / "history.json").write_text(json.dumps(history, indent=1))
+        _save_state(state_path, {
+            "epoch": epoch, "recipe": cfg.to_dict(), "model": model.state_dict(), "mean": mean, "std": std,
+            "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "history": history, "best": best, "train_seconds": time.perf_counter() - t_start})
     train_s = time.perf_counter() - t_start
 
     model.load_state_dict(best["state"])
@@ -250,6 +304,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             "balance": None if balance is None else balance.summary()}
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    state_path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     from trainer.curves import plot_curves  # matplotlib only when writing the figure
     plot_curves(history, out / "curves.png")
     return metrics

@@ -138,3 +138,52 @@ def test_balance_command_writes_an_adjusted_copy(fixtures_dir, tmp_path):
     res = CliRunner().invoke(cli, ["eval", "--data", str(fixtures_dir / "ferplus"), "--checkpoint",
                                    str(tmp_path / "bal.pt"), "--no-adjust", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["class_bias"] is None
+
+
+def test_resume_continues_an_interrupted_run_exactly(fixtures_dir, tmp_path, monkeypatch):
+    """A run stopped after epoch 2 of 3 and resumed ends where an uninterrupted one does."""
+    cfg = preset("cpu", epochs=3, batch_size=16, widths=(8, 16), hidden=16)  # one-cycle, AdamW, full augmentation
+    data = fixtures_dir / "ferplus"
+    ref = train_main(cfg, data, tmp_path / "whole", device="cpu", amp=False)
+    assert not (tmp_path / "whole" / train_mod.STATE_FILE).exists()
+
+    real, calls = train_mod.train_one_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during epoch 3
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_main(cfg, data, tmp_path / "cut", device="cpu", amp=False)
+    assert (tmp_path / "cut" / train_mod.STATE_FILE).is_file()
+    assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 2
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    got = train_main(cfg, data, tmp_path / "cut", device="cpu", amp=False, resume=True)
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert [h["epoch"] for h in cut] == [1, 2, 3]
+    for a, b in zip(whole, cut):
+        for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["epoch"], key)
+    assert got["selected_epoch"] == ref["selected_epoch"]
+    assert got["test"]["accuracy"] == pytest.approx(ref["test"]["accuracy"])
+    assert not (tmp_path / "cut" / train_mod.STATE_FILE).exists()  # complete: nothing left to resume
+
+
+def test_resume_refuses_a_missing_state_or_other_options(fixtures_dir, tmp_path):
+    data = str(fixtures_dir / "ferplus")
+    base = ["train", "--data", data, "--out", str(tmp_path), "--preset", "cpu", "--widths", "8,16",
+            "--device", "cpu", "--no-amp", "--resume"]
+    res = CliRunner().invoke(cli, base + ["--epochs", "1"])
+    assert res.exit_code != 0 and "nothing to resume" in res.output and "Traceback" not in res.output
+    # leave a state behind as an interrupted 2-epoch run would, then resume with other options
+    cfg = preset("cpu", epochs=2, widths=(8, 16))
+    train_main(cfg, data, tmp_path, device="cpu", amp=False)
+    import torch
+    torch.save({"recipe": cfg.to_dict()}, tmp_path / train_mod.STATE_FILE)
+    res = CliRunner().invoke(cli, base + ["--epochs", "3"])
+    assert res.exit_code != 0 and "epochs differ" in res.output, res.output
