@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from shared.errors import ConfigError
 from shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
                            resolve_device, save_checkpoint)
 from trainer.augment import AugmentConfig, augment
 from trainer.balance import BalanceFit, class_prior, fit_tau
 from trainer.data import Split, load_split
 from trainer.metrics import classification_report
-from shared.errors import ConfigError
 from trainer.presets import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def resolve_amp(amp: bool | None, dev: torch.device) -> bool:
     if amp is not None:
         return amp
     return dev.type == "cuda" or (dev.type == "cpu" and cpu_has_native_bf16())
+
 
 AUGMENTS = {"paper": AugmentConfig.paper, "full": AugmentConfig, "none": AugmentConfig.none}
 
@@ -179,8 +180,8 @@ def _load_state(path: Path, cfg: TrainConfig, dev: torch.device) -> dict:
         state = torch.load(path, map_location=dev, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise ConfigError(f"cannot resume from {path}: {exc}") from exc
-    if state.get("recipe") != cfg.to_dict():
-        old, new = state.get("recipe", {}), cfg.to_dict()
+    old, new = state.get("recipe", {}), cfg.to_dict()
+    if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ConfigError(f"cannot resume {path}: the run used other options ({', '.join(diff)} differ); "
                           "give the same preset and options as the interrupted run")

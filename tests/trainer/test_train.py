@@ -3,12 +3,13 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from moodstream.cli import cli
 from shared.models import load_checkpoint
-from trainer.presets import preset
 from trainer import train as train_mod
+from trainer.presets import preset
 from trainer.train import main as train_main
 
 
@@ -39,7 +40,6 @@ def test_presets_follow_the_paper():
 
 
 def test_mixed_precision_is_on_where_it_pays(monkeypatch):
-    import torch
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert train_mod.resolve_amp(None, cuda) is True
     assert train_mod.resolve_amp(False, cuda) is False and train_mod.resolve_amp(True, cpu) is True
@@ -183,7 +183,6 @@ def test_resume_refuses_a_missing_state_or_other_options(fixtures_dir, tmp_path)
     # leave a state behind as an interrupted 2-epoch run would, then resume with other options
     cfg = preset("cpu", epochs=2, widths=(8, 16))
     train_main(cfg, data, tmp_path, device="cpu", amp=False)
-    import torch
     torch.save({"recipe": cfg.to_dict()}, tmp_path / train_mod.STATE_FILE)
     res = CliRunner().invoke(cli, base + ["--epochs", "3"])
     assert res.exit_code != 0 and "epochs differ" in res.output, res.output
