@@ -9,24 +9,78 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from shared.errors import BadInputError
+from shared.settings import Settings
+
+# OpenCV reads its own decoder limit once, when the library loads: set it before
+# cv2 is first imported. It backs up our header checks (decode_image) and covers
+# any cv2 decode elsewhere in the process; `moodstream` sets it from the
+# max_pixels setting before this module loads (moodstream.cli.main).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(Settings.max_pixels))
+import cv2  # noqa: E402
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the first bytes, or None if it is none OpenCV decodes.
+
+    Names: jpeg, png, webp, bmp, gif, tiff, pnm (the formats we accept: each has a
+    header :func:`image_size` reads), and avif, jpeg2000, openexr, hdr, sunraster,
+    pfm, bigtiff (OpenCV decodes them, we refuse them: their sizes are not checked
+    before decoding).
+    """
+    head = data[:16]
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:2] == b"\xff\xd8":
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] in (b"II+\x00", b"MM\x00+"):
+        return "bigtiff"
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n#":
+        return "pnm"
+    if head[:2] in (b"PF", b"Pf") and head[2:3] in b" \t\r\n":
+        return "pfm"
+    if head[4:12] in (b"ftypavif", b"ftypavis"):
+        return "avif"
+    if head[:4] == b"\xff\x4f\xff\x51" or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+        return "jpeg2000"
+    if head[:4] == b"\x76\x2f\x31\x01":
+        return "openexr"
+    if head[:10] in (b"#?RADIANCE", b"#?RGBE\n\x00\x00\x00"[:10]) or head[:6] == b"#?RGBE":
+        return "hdr"
+    if head[:4] == b"\x59\xa6\x6a\x95":
+        return "sunraster"
+    return None
+
+
+ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, WebP, BMP or GIF header without decoding, or None."""
+    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
+    decoding, or None. For a TIFF, the largest page (OpenCV may read any of them)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -45,44 +99,152 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             w, h = struct.unpack("<HH", data[26:30])
             return w & 0x3FFF, h & 0x3FFF
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            length = struct.unpack(">H", data[i + 2:i + 4])[0]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                return w, h
-            i += 2 + length
+        return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
+    if sniff_format(data) == "pnm":
+        return _pnm_size(data)
     return None
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes, max_pages: int = 64) -> tuple[int, int] | None:
+    """Largest ImageWidth x ImageLength over the IFD chain (bounded, loop-safe)."""
+    end = "<" if data[:2] == b"II" else ">"
+    best: tuple[int, int] | None = None
+    seen: set[int] = set()
+    offset = struct.unpack(end + "I", data[4:8])[0]
+    while offset and offset not in seen and len(seen) < max_pages and offset + 2 <= len(data):
+        seen.add(offset)
+        (count,) = struct.unpack(end + "H", data[offset:offset + 2])
+        dims: dict[int, int] = {}
+        for k in range(count):
+            at = offset + 2 + 12 * k
+            if at + 12 > len(data):
+                break
+            tag, typ = struct.unpack(end + "HH", data[at:at + 4])
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+                fmt = end + ("H" if typ == 3 else "I")
+                dims[tag] = struct.unpack(fmt, data[at + 8:at + 8 + struct.calcsize(fmt)])[0]
+        if 256 not in dims or 257 not in dims:
+            return None  # a page whose size we cannot read: refuse the file rather than guess
+        size = (dims[256], dims[257])
+        best = size if best is None or size[0] * size[1] > best[0] * best[1] else best
+        nxt = offset + 2 + 12 * count
+        if nxt + 4 > len(data):
+            break
+        offset = struct.unpack(end + "I", data[nxt:nxt + 4])[0]
+    return best
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """P1-P6: magic, then width and height as decimal tokens (comments start with #)."""
+    tokens: list[int] = []
+    i, n = 2, min(len(data), 1024)
+    while len(tokens) < 2 and i < n:
+        c = data[i:i + 1]
+        if c == b"#":
+            while i < n and data[i:i + 1] not in (b"\n", b"\r"):
+                i += 1
+        elif c.isdigit():
+            j = i
+            while j < n and data[j:j + 1].isdigit():
+                j += 1
+            tokens.append(int(data[i:j]))
+            i = j
+            continue
+        elif c not in (b" ", b"\t", b"\r", b"\n"):
+            return None
+        i += 1
+    return (tokens[0], tokens[1]) if len(tokens) == 2 else None
+
+
+class PixelBudget:
+    """Bounds the pixels being decoded at once across decode threads.
+
+    A thread asks for the pixels its image declares; it waits while the others
+    hold the budget, except that one image may always run alone (so an image up
+    to ``max_pixels`` is never starved). Peak decode memory is then about one
+    budget's worth of the largest decoded form (16-bit RGBA: 8 bytes a pixel),
+    whatever ``decode_threads`` is.
+    """
+
+    def __init__(self, total_pixels: int):
+        self.total = total_pixels
+        self.in_use = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int):
+        with self._cond:
+            self._cond.wait_for(lambda: self.in_use == 0 or self.in_use + pixels <= self.total)
+            self.in_use += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use -= pixels
+                self._cond.notify_all()
+
+
+def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> np.ndarray:
     """Encoded image bytes -> RGB uint8 ``(H, W, 3)``.
 
     Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted.
-    The pixel limit is checked from the header before decoding (a
-    decompression-bomb guard), and again after decoding for formats whose
-    header we do not parse.
+    Only the formats in :data:`ACCEPTED_FORMATS` are decoded, and only after
+    their header says the image is within ``max_pixels`` (a decompression-bomb
+    guard that holds for every format we decode: the others are refused
+    unread). ``budget`` bounds the pixels decoding at once across threads.
+    OpenCV's own errors become :class:`BadInputError`.
     """
     if not data:
         raise BadInputError("empty", "zero bytes")
+    kind = sniff_format(data)
+    if kind is None:
+        raise BadInputError("unreadable", "not an image (no known image signature in its first bytes)")
+    if kind not in ACCEPTED_FORMATS:
+        raise BadInputError("unsupported", f"{kind} images are not accepted (their size cannot be checked "
+                                           f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")
     size = image_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is None:
+        raise BadInputError("unreadable", f"{kind} header without a readable image size")
+    pixels = size[0] * size[1]
+    if pixels > max_pixels:
         raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
-    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+    if pixels == 0:
+        raise BadInputError("unreadable", f"{kind} header says {size[0]}x{size[1]} pixels")
+    if kind == "jpeg" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
         raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise BadInputError("unreadable", "not an image OpenCV can decode (corrupt or unsupported format)")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise BadInputError("too_large", f"{img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels}")
-    return to_rgb8(img)
+    with budget.hold(pixels) if budget is not None else nullcontext():
+        try:
+            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:  # OpenCV's limit or a header it accepts but cannot decode
+            text = str(exc)
+            if "MAX_IMAGE_PIXELS" in text:
+                raise BadInputError("too_large", f"over OpenCV's pixel limit ({kind})") from None
+            raise BadInputError("unreadable", f"OpenCV cannot decode it: {text.strip()[:200]}") from None
+        if img is None:
+            raise BadInputError("unreadable", "not an image OpenCV can decode (corrupt or unsupported format)")
+        if img.shape[0] * img.shape[1] > max_pixels:
+            raise BadInputError("too_large", f"{img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels}")
+        return to_rgb8(img)
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:

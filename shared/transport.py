@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -17,8 +19,35 @@ from shared.keys import Keys
 
 log = logging.getLogger(__name__)
 
-# errors after which a client should wait and try again (server restarting, network gone)
+# errors after which a client should wait and try again (server restarting, network gone);
+# but see is_fatal: redis-py makes a refused password a ConnectionError too
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# errors no waiting heals: a wrong or missing password, an ACL user without the command
+FATAL = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError, redis.exceptions.NoPermissionError,
+         redis.exceptions.AuthenticationWrongNumberOfArgsError)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, FATAL)
+
+
+def redact(url: str | None) -> str:
+    """The URL with its password (and user) replaced by ``***``: safe for logs and errors."""
+    if not url:
+        return str(url)
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and parts.username is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def describe_fatal(exc: BaseException, url: str | None) -> str:
+    return f"Redis at {redact(url)} refused us: {exc} (check the password / ACL user in the URL)"
 
 
 def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redis:
@@ -33,8 +62,38 @@ def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redi
     try:
         return redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=socket_timeout_s,
                                     health_check_interval=30, decode_responses=False)
-    except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {redis_url!r}: {exc}") from None
+    except ValueError as exc:  # the message quotes no URL; ours is redacted (it may hold a password)
+        raise ConfigError(f"bad Redis URL {redact(redis_url)}: {str(exc).replace(redis_url, '***')}") from None
+
+
+def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float = 10.0) -> None:
+    """Fail at start-up, with one line, on what no retry heals: a wrong password, an
+    unknown host, a database number the server does not have. A server that refuses
+    connections is waited for up to ``wait_s`` (it may be starting); after that, too,
+    one line. Once running, callers retry connection errors with backoff: a server
+    that was reachable and went away is expected back."""
+    kw = client.connection_pool.connection_kwargs
+    host = kw.get("host")
+    if host and not kw.get("path"):
+        try:
+            socket.getaddrinfo(host, kw.get("port") or 6379)
+        except socket.gaierror as exc:
+            raise ConfigError(f"Redis host {host!r} is unknown ({exc.strerror}); check {redact(redis_url)}") from None
+    deadline = time.monotonic() + wait_s
+    backoff = Backoff(cap_s=1.0)
+    while True:
+        try:
+            client.ping()
+            return
+        except FATAL as exc:
+            raise ConfigError(describe_fatal(exc, redis_url)) from None
+        except redis.ResponseError as exc:  # e.g. "DB index is out of range" at SELECT
+            raise ConfigError(f"Redis at {redact(redis_url)} answered: {exc}") from None
+        except TRANSIENT as exc:
+            if time.monotonic() + backoff.next_delay_s() > deadline:
+                raise ConfigError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from None
+            log.info("waiting for Redis at %s: %s", redact(redis_url), exc)
+            backoff.sleep()
 
 
 def ensure_group(client: redis.Redis, keys: Keys) -> bool:
@@ -62,20 +121,43 @@ def is_nogroup(exc: Exception) -> bool:
 class Backlog:
     lag: int  # entries not yet delivered to the group
     pending: int  # delivered, not yet acked
-    exact: bool  # False where lag was estimated (capped at the counting limit)
+    exact: bool  # False where lag was capped at the counting limit (then it is a lower bound)
 
     @property
     def total(self) -> int:
         return self.lag + self.pending
 
 
-def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 100_000) -> Backlog:
-    """How far the consumer group is behind the frames stream.
+# Entries after an id, counted inside Redis in chunks: only a number crosses the
+# network, never the frames. Bounded by ARGV[2] (+1 to tell "over the limit").
+_COUNT_AFTER = """
+local n, start = 0, ARGV[1]
+local limit, chunk = tonumber(ARGV[2]), tonumber(ARGV[3])
+while n <= limit do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', chunk)
+  local k = #batch
+  n = n + k
+  if k < chunk then break end
+  start = '(' .. batch[k][1]
+end
+return n
+"""
 
-    Redis >= 7 reports ``lag`` in XINFO GROUPS, but as nil when entries were
-    deleted or trimmed past the group's position; Redis 6.2 has no ``lag``.
-    Either way we fall back to counting entries after ``last-delivered-id``
-    (at most ``count_limit + 1`` of them, enough to compare with a limit).
+
+def count_after(client: redis.Redis, stream: str, after_id: str, limit: int, chunk: int = 64) -> int:
+    """How many entries of ``stream`` have ids after ``after_id`` (at most ``limit + 1``)."""
+    return int(client.eval(_COUNT_AFTER, 1, stream, "(" + after_id, limit, chunk))
+
+
+def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 100_000) -> Backlog:
+    """How far the consumer group is behind the frames stream: entries after the
+    group's ``last-delivered-id`` (counted, at most ``count_limit + 1``) plus pending.
+
+    Not Redis's own ``lag`` from XINFO GROUPS: it is nil on Redis 7 when entries
+    past the group's position were deleted, absent on 6.2, and plain wrong after
+    XDEL or trimming in cases Redis has not fixed everywhere (redis/redis#13337,
+    #13957): a phantom backlog that blocks ``backpressure=wait`` producers for
+    ever. Counting costs one short script per check, inside Redis.
     No stream or no group yet: the stream length counts as lag.
     """
     try:
@@ -86,14 +168,11 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 100_000) -
         if as_str(g.get("name")) != keys.group:
             continue
         pending = int(g.get("pending") or 0)
-        lag = g.get("lag")
-        if lag is not None:
-            return Backlog(int(lag), pending, True)
         last = as_str(g.get("last-delivered-id")) or "0-0"
-        n = len(client.xrange(keys.frames, "(" + last, "+", count=count_limit + 1))
-        return Backlog(n, pending, n <= count_limit)
-    return Backlog(int(client.xlen(keys.frames)), 0, True)
-
+        n = count_after(client, keys.frames, last, count_limit)
+        return Backlog(min(n, count_limit + 1), pending, n <= count_limit)
+    n = int(client.xlen(keys.frames))
+    return Backlog(n, 0, True)
 
 
 def as_str(v: object) -> str | None:

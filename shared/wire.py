@@ -35,6 +35,7 @@ Decoding validates and raises :class:`shared.errors.MessageError` whose
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ SCHEMA_VERSION = 1
 FIELD = b"msg"  # the one field of a frames / results stream entry
 REASONS = ("not_msgpack", "schema_version", "missing_field", "bad_field")
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # msgpack refuses longer containers than this
+MAX_RAW_SIDE = 1 << 16  # a raw frame side above this is refused before any arithmetic on it
+MAX_TEXT_CHARS = 4096  # job_id, source, reply_to: longer is a bad field, not a 256 MB string echoed back
+DEAD_LETTER_PAYLOAD_BYTES = 4096  # a dead letter keeps this much of the message (and its full size)
 
 
 def now_ms() -> int:
@@ -194,12 +198,15 @@ def decode_frame(raw: object) -> FrameJob:
     job_id = _get(m, "job_id", str)
     if not job_id:
         raise MessageError("bad_field", "empty job_id")
+    for name in ("job_id", "source", "reply_to"):
+        if isinstance(m.get(name), str) and len(m[name]) > MAX_TEXT_CHARS:
+            raise MessageError("bad_field", f"field {name!r} has {len(m[name])} characters (at most {MAX_TEXT_CHARS})")
     frame = _get(m, "frame", int)
     if frame < 0:
         raise MessageError("bad_field", f"negative frame index {frame}")
     job = FrameJob(
         job_id=job_id, source=_get(m, "source", str), frame=frame,
-        timestamp_s=_float_or_none(_get(m, "timestamp_s", (int, float), optional=True)),
+        timestamp_s=_finite_or_none(m, "timestamp_s"),
         enqueued_at_ms=_get(m, "enqueued_at_ms", int),
         reply_to=_get(m, "reply_to", str, optional=True) or None,
         options=_get(m, "options", dict, optional=True) or {},
@@ -221,10 +228,13 @@ def _decode_raw(r: dict) -> np.ndarray:
         raise MessageError("bad_field", f"raw dtype {r['dtype']!r}, only 'uint8' is accepted")
     data = _get(r, "data", bytes)
     if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or \
-            not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise MessageError("bad_field", f"raw shape {shape!r} is not [H, W] or [H, W, 3]")
-    if len(data) != int(np.prod(shape)):
-        raise MessageError("bad_field", f"raw data has {len(data)} bytes, shape {shape} needs {int(np.prod(shape))}")
+            not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_RAW_SIDE for s in shape):
+        raise MessageError("bad_field", f"raw shape {str(shape)[:80]} is not [H, W] or [H, W, 3] "
+                                        f"with sides in 1..{MAX_RAW_SIDE}")
+    # Python ints: np.prod would overflow int64 silently (2**32 * 2**32 == 0) and pass the check
+    needed = math.prod(shape)
+    if len(data) != needed:
+        raise MessageError("bad_field", f"raw data has {len(data)} bytes, shape {shape} needs {needed}")
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
@@ -246,7 +256,7 @@ def decode_result(raw: object) -> Result:
     return Result(
         job_id=_get(m, "job_id", str), source=_get(m, "source", str), frame=_get(m, "frame", int),
         worker=_get(m, "worker", str), faces=faces,
-        timestamp_s=_float_or_none(_get(m, "timestamp_s", (int, float), optional=True)),
+        timestamp_s=_finite_or_none(m, "timestamp_s"),
         size=tuple(size) if size is not None else None,
         model_version=_get(m, "model_version", str, optional=True),
         timings_ms={k: float(v) for k, v in timings.items()},
@@ -269,8 +279,14 @@ def _check_face(face: object) -> None:
     _get(face, "landmarks", list, optional=True)
 
 
-def _float_or_none(v: int | float | None) -> float | None:
-    return None if v is None else float(v)
+def _finite_or_none(m: dict, name: str) -> float | None:
+    """An optional number that must be finite (NaN / inf would reach JSON as invalid tokens)."""
+    v = _get(m, name, (int, float), optional=True)
+    if v is None:
+        return None
+    if not math.isfinite(v):
+        raise MessageError("bad_field", f"field {name!r} is {v}, not a finite number")
+    return float(v)
 
 
 # --- dead letters -----------------------------------------------------------------
@@ -278,11 +294,18 @@ def _float_or_none(v: int | float | None) -> float | None:
 
 def dead_letter_fields(reason: str, detail: str, entry_id: str, deliveries: int, worker: str,
                        payload: bytes | None, job_id: str | None = None) -> dict[str, bytes | str | int]:
-    """Fields of one dead-letter stream entry (plain stream fields, readable with XRANGE)."""
+    """Fields of one dead-letter stream entry (plain stream fields, readable with XRANGE).
+
+    ``msg`` keeps the first :data:`DEAD_LETTER_PAYLOAD_BYTES` of the message and
+    ``msg_bytes`` its full size: enough to see what it was, without a 50 MB poison
+    message doubling itself in the dead-letter stream.
+    """
     fields: dict[str, bytes | str | int] = {
         "reason": reason, "detail": detail[:500], "entry_id": entry_id, "deliveries": int(deliveries),
-        "worker": worker, "at_ms": now_ms(), "job_id": job_id or "",
+        "worker": worker, "at_ms": now_ms(), "job_id": (job_id or "")[:MAX_TEXT_CHARS],
     }
     if payload is not None:
-        fields["msg"] = payload
+        fields["msg"] = bytes(payload[:DEAD_LETTER_PAYLOAD_BYTES])
+        fields["msg_bytes"] = len(payload)
+        fields["msg_truncated"] = int(len(payload) > DEAD_LETTER_PAYLOAD_BYTES)
     return fields

@@ -135,3 +135,39 @@ def test_dead_letter_fields_are_plain():
     f = dead_letter_fields("too_large", "x" * 1000, "1-0", 2, "w1", b"payload", "j1")
     assert f["reason"] == "too_large" and len(f["detail"]) == 500 and f["msg"] == b"payload"
     assert "msg" not in dead_letter_fields("trimmed", "", "1-0", 0, "w1", None)
+
+
+# --- defects found by attacking the service (issue 12) ------------------------------------
+
+
+@pytest.mark.parametrize("shape", [[2**32, 2**32], [2**32, 2**32, 3], [2**62, 4], [-1, 5], [0, 5], [2**17, 1],
+                                   [5, 5, 4], [5, "5"], [5, 5.0], [True, 5], [], [1, 2, 3, 4]])
+def test_raw_shape_that_overflows_or_lies_is_a_bad_field(shape):
+    # [2**32, 2**32] with empty data: np.prod overflowed to 0, the length check passed and reshape raised
+    m = _frame_map(image=_DROP, raw={"shape": shape, "dtype": "uint8", "data": b""})
+    with pytest.raises(MessageError) as exc:
+        decode_frame(msgpack.packb(m))
+    assert exc.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_timestamp_is_a_bad_field(value):
+    with pytest.raises(MessageError) as exc:
+        decode_frame(msgpack.packb(_frame_map(timestamp_s=value)))
+    assert exc.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("field", ["job_id", "source", "reply_to"])
+def test_huge_text_fields_are_refused(field):
+    with pytest.raises(MessageError) as exc:
+        decode_frame(msgpack.packb(_frame_map(**{field: "x" * 100_000})))
+    assert exc.value.reason == "bad_field"
+
+
+def test_dead_letter_keeps_a_bounded_prefix_and_the_size():
+    payload = b"p" * 5_000_000
+    f = dead_letter_fields("too_large", "d", "1-0", 1, "w1", payload, "j1")
+    assert len(f["msg"]) == 4096 and f["msg"] == payload[:4096]
+    assert f["msg_bytes"] == 5_000_000 and f["msg_truncated"] == 1
+    small = dead_letter_fields("bad_field", "d", "1-0", 1, "w1", b"abc")
+    assert small["msg"] == b"abc" and small["msg_bytes"] == 3 and small["msg_truncated"] == 0
