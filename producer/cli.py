@@ -53,10 +53,11 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     """
     from producer.client import Producer
     from shared.keys import Keys
-    from shared.transport import connect
+    from shared.transport import check_connection, connect
 
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure)
     client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)
     if use_rq:
         from producer.rq_jobs import enqueue_source
 
@@ -79,6 +80,35 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 
 
 @click.command()
+@click.option("--media-root", type=click.Path(file_okay=False, exists=True),
+              help="Jobs may name files and folders under this directory only (default: $MOODSTREAM_MEDIA_ROOT; "
+                   "unset: no local files).")
+@click.option("--allow-url-host", "url_hosts", multiple=True,
+              help="A host whose rtsp/http(s) URLs jobs may name (repeatable; default: $MOODSTREAM_ALLOWED_URL_HOSTS).")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty (tests, batch runs).")
+@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
+@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+def expander(media_root, url_hosts, burst, redis_url, prefix):
+    """Expand `produce --rq` jobs (whole videos and folders) into frame jobs.
+
+    An rq worker on the <prefix>-coarse queue that runs moodstream's expansion
+    and nothing else: jobs naming any other function are refused, and a job may
+    open only files under --media-root and URLs on --allow-url-host, as the
+    operator of this expander decides (a job cannot widen it).
+    """
+    from producer.rq_jobs import run_expander
+    from shared.transport import check_connection, connect
+
+    settings = _settings(redis_url=redis_url, prefix=prefix, media_root=media_root,
+                         allowed_url_hosts=",".join(url_hosts) or None)
+    client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)
+    _notice(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "
+            f"URL hosts: {settings.allowed_url_hosts or '(none)'}")
+    run_expander(settings, client, burst=burst)
+
+
+@click.command()
 @click.option("--from-start", is_flag=True, help="Every result still in the stream.")
 @click.option("--from-id", help="Results after this stream id (the 'id' of a printed result).")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new results (default when reading from now).")
@@ -88,9 +118,12 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
               help="jsonl: one JSON object per result; table: a live readable table.")
 @click.option("--reply-to", help="Read the stream <prefix>:reply:NAME instead of the shared results.")
+@click.option("--keep-duplicates", is_flag=True,
+              help="Print every result, also a job's second answer (delivery is at least once); "
+                   "by default each job is printed, and counted by --count, once.")
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
 @click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
-def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to, redis_url, prefix):
+def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to, keep_duplicates, redis_url, prefix):
     """Print results: from now (default, follows), --from-start, or --from-id ID.
 
     JSON Lines (one result object per line, with id, job_id, faces, error...)
@@ -99,21 +132,25 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     """
     from producer.results import FROM_NOW, FROM_START, ResultReader
     from shared.keys import Keys
+    from shared.transport import check_connection, connect
 
     if from_start and from_id:
         raise click.UsageError("--from-start and --from-id exclude each other")
     settings = _settings(redis_url=redis_url, prefix=prefix)
     stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
-    reader = ResultReader(settings, stream=stream)
+    client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)
+    reader = ResultReader(settings, client=client, stream=stream)
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW
     printer = TablePrinter() if fmt == "table" else None
     n = 0
-    for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source):
+    for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
+                         unique=not keep_duplicates):
         if printer is not None:
             printer.row(r)
         else:
-            click.echo(json.dumps(r.to_json()))
+            click.echo(json.dumps(r.to_json(), allow_nan=False))
         sys.stdout.flush()
         n += 1
     if count is not None and n < count:
@@ -133,10 +170,17 @@ class TablePrinter:
         if not self.printed_header:
             click.echo(self.header)
             self.printed_header = True
-        src = r.source if len(r.source) <= 32 else "..." + r.source[-29:]
+        src = printable(r.source)
+        src = src if len(src) <= 32 else "..." + src[-29:]
         latency = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms else 0
         if r.error is not None:
-            what = f"ERROR {r.error.reason}: {r.error.detail}"
+            what = printable(f"ERROR {r.error.reason}: {r.error.detail}")
         else:
             what = ", ".join(f"{f['emotion']} {max(f['probabilities'].values()):.2f}" for f in r.faces) or "-"
         click.echo(f"{r.entry_id or '':<17} {src:<32} {r.frame:>6} {len(r.faces):>5}  {latency:>7}  {what}")
+
+
+def printable(text: str) -> str:
+    """One table cell on one line: control characters (CR, LF, ESC...) escaped, so a
+    source name cannot forge rows or move the cursor."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -74,10 +74,7 @@ class Producer:
         self.stats = ProducerStats()
         # measure the backlog every few jobs: the bound is lag_limit + check_every
         self.check_every = max(1, min(50, settings.lag_limit // 20))
-        self._since_check = self.check_every  # check before the first job
-        if settings.lag_limit >= settings.stream_maxlen:
-            log.warning("producer: lag_limit %d >= stream_maxlen %d: MAXLEN trimming may drop unserved frames",
-                        settings.lag_limit, settings.stream_maxlen)
+        self._since_check = self.check_every  # check before the first job (Settings keeps lag_limit < stream_maxlen)
 
     # --- single jobs --------------------------------------------------------------
 

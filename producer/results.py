@@ -19,10 +19,10 @@ from collections.abc import Container, Iterator
 
 import redis
 
-from shared.errors import MessageError
+from shared.errors import ConfigError, MessageError
 from shared.keys import Keys
 from shared.settings import Settings
-from shared.transport import TRANSIENT, Backoff, as_str, connect
+from shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, is_fatal
 from shared.wire import FIELD, Result, decode_result
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class ResultReader:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, stream: str | None = None,
                  block_ms: int = 1000):
         self.keys = Keys.from_settings(settings)
+        self.redis_url = settings.redis_url
         self.client = client if client is not None else connect(settings.redis_url)
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
@@ -50,15 +51,21 @@ class ResultReader:
 
     def read(self, start: str = FROM_NOW, follow: bool = False, count: int | None = None,
              timeout_s: float | None = None, source: str | None = None,
-             job_ids: Container[str] | None = None) -> Iterator[Result]:
+             job_ids: Container[str] | None = None, unique: bool = False) -> Iterator[Result]:
         """Results after ``start``, filtered by ``source`` and ``job_ids``.
 
         Stops after ``count`` results, or at ``timeout_s``; without ``follow``
         and ``count`` it stops at the end of the stream, with either it waits
-        for new entries. Connection errors are retried with backoff.
+        for new entries. ``unique`` yields one result per job (delivery is at
+        least once: a job can be answered twice) and counts only those.
+        Connection errors are retried with backoff; a refused password is one
+        ConfigError.
         """
-        last = self.last_id() if start == FROM_NOW else start
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last = self._call(self.last_id, deadline) if start == FROM_NOW else start
+        if last is None:
+            return
+        seen: set[str] = set()
         waits = follow or count is not None
         n, backoff = 0, Backoff()
         while count is None or n < count:
@@ -74,6 +81,8 @@ class ResultReader:
                 resp = self.client.xread({self.stream: last}, count=500, block=block)
                 backoff.reset()
             except TRANSIENT as exc:
+                if is_fatal(exc):
+                    raise ConfigError(describe_fatal(exc, self.redis_url)) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 log.warning("results: Redis connection error (%s); retrying", exc)
@@ -94,11 +103,29 @@ class ResultReader:
                     continue
                 if job_ids is not None and result.job_id not in job_ids:
                     continue
+                if unique:
+                    if result.job_id in seen:
+                        continue
+                    seen.add(result.job_id)
                 result.entry_id = last
                 yield result
                 n += 1
                 if count is not None and n >= count:
                     return
+
+    def _call(self, fn, deadline: float | None):
+        """``fn()`` with connection errors retried until ``deadline`` (then None)."""
+        backoff = Backoff()
+        while True:
+            try:
+                return fn()
+            except TRANSIENT as exc:
+                if is_fatal(exc):
+                    raise ConfigError(describe_fatal(exc, self.redis_url)) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                log.warning("results: Redis connection error (%s); retrying", exc)
+                backoff.sleep()
 
     def close(self) -> None:
         self.client.close()

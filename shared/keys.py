@@ -7,7 +7,10 @@
     moodstream:results             stream of results and error records
     moodstream:dead                dead-letter stream (poison and failed jobs)
     moodstream:heartbeat:<worker>  hash with TTL, one per live worker
+    moodstream:attempts            hash: entry id -> times a worker died serving it alone
     moodstream:reply:<name>        optional per-caller result streams (a job's ``reply_to``)
+    moodstream:tracked             stream of results with face tracks (``moodstream track``)
+    moodstream:trackers            consumer group of the track stage on the results stream
     moodstream-coarse              rq queue for whole-file jobs (rq adds ``rq:queue:``)
 
 Two deployments can share one Redis with different prefixes.
@@ -50,6 +53,21 @@ class Keys:
     @property
     def dead(self) -> str:
         return f"{self.prefix}:dead"
+
+    @property
+    def attempts(self) -> str:
+        """Hash of entry id -> solo attempts (see worker.service: poison detection)."""
+        return f"{self.prefix}:attempts"
+
+    @property
+    def tracked(self) -> str:
+        """Results in per-source frame order with ``track_id`` / ``smoothed`` (producer.track_stage)."""
+        return f"{self.prefix}:tracked"
+
+    @property
+    def track_group(self) -> str:
+        """The track stage's consumer group on the results stream."""
+        return f"{self.prefix}:trackers"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:heartbeat:{worker_id}"

@@ -34,6 +34,10 @@ class Settings:
     max_deliveries: int = 3  # then dead-letter
     heartbeat_ttl_s: int = 15
     decode_threads: int = 4
+    # --- observability -------------------------------------------------------
+    metrics_port: int | None = None  # Prometheus /metrics, /healthz, /readyz on this port (0: a free one); None: off
+    metrics_host: str = "0.0.0.0"  # all interfaces: Prometheus and kubelet probes reach a pod from outside it
+    stats_interval_s: float = 60.0  # the worker logs one line of figures (frames/s, batch, queue wait); 0: off
     # --- models --------------------------------------------------------------
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
     detector: str = "mtcnn"  # "mtcnn" or "haar"
@@ -42,8 +46,13 @@ class Settings:
     min_face_px: int = 20  # smallest face side the detector looks for
     face_score_min: float = 0.90  # drop MTCNN detections scoring below this (Haar: min_neighbors filters)
     calibrate_boxes: bool = True  # report WIDER-style boxes (worker/data/box_calibration.json; helps on held-out folds)
+    detect_every: int = 1  # videos: full face detection on every N-th analysed frame, optical flow between
     # --- input guards ----------------------------------------------------------
-    max_pixels: int = 50_000_000  # decompression-bomb guard for one image
+    max_pixels: int = 50_000_000  # decompression-bomb guard for one image (also OpenCV's own limit)
+    max_message_bytes: int = 32 * 1024 * 1024  # a frames-stream message above this is dead-lettered unread
+    # --- rq expander (`produce --rq`): what a job may name, decided by the expander's operator --
+    media_root: str | None = None  # local files and folders only under this directory; None: no local paths
+    allowed_url_hosts: str = ""  # comma-separated hosts for rtsp/http(s) sources; empty: no URLs
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -70,13 +79,24 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
-                    "max_deliveries", "heartbeat_ttl_s", "decode_threads", "max_pixels")
+                    "max_deliveries", "heartbeat_ttl_s", "decode_threads", "max_pixels", "max_message_bytes",
+                    "detect_every")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("batch_wait_ms", "reclaim_idle_ms", "min_face_px"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be in [0, 65535] (0: a free port), got {self.metrics_port}")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty (0.0.0.0: all interfaces)")
+        if self.stats_interval_s < 0:
+            raise ConfigError(f"stats_interval_s must be >= 0 (0: off), got {self.stats_interval_s}")
+        if self.lag_limit >= self.stream_maxlen:
+            # MAXLEN would trim frames no worker has read, before the producer ever waits
+            raise ConfigError(f"lag_limit ({self.lag_limit}) must be below stream_maxlen ({self.stream_maxlen}): "
+                              "otherwise the stream trims frames no worker has read, and they are lost unseen")
         if self.backpressure not in ("wait", "drop"):
             raise ConfigError(f"backpressure must be 'wait' or 'drop', got {self.backpressure!r}")
         if self.detector not in ("mtcnn", "haar"):

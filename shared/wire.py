@@ -105,7 +105,7 @@ class Result:
     def to_json(self) -> dict:
         """A JSON-ready dict: the wire map without ``v`` / ``kind``, plus ``id`` (the
         results-stream entry id, for ``--from-id``) when it was read from Redis."""
-        d = _result_map(self)
+        d = _finite(_result_map(self))
         del d["v"], d["kind"]
         if self.entry_id is not None:
             d = {"id": self.entry_id, **d}
@@ -277,6 +277,17 @@ def _check_face(face: object) -> None:
     if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in probs.items()):
         raise MessageError("bad_field", "face probabilities must map labels to numbers")
     _get(face, "landmarks", list, optional=True)
+
+
+def _finite(v):
+    """JSON has no NaN or infinity: such floats become null (json.dumps would write NaN)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
 
 
 def _finite_or_none(m: dict, name: str) -> float | None:

@@ -5,6 +5,8 @@
   flushed before and after each test.
 * ``shared_data``: ``../shared/data`` beside the checkout; tests that need it
   skip with a reason when it is absent.
+* ``checkpoint`` (the shipped emotion model, loaded once), ``client`` and
+  ``keys`` (prefix "t") for the per-test Redis.
 * GPU tests (``@pytest.mark.gpu``) skip without CUDA.
 """
 
@@ -52,6 +54,30 @@ def redis_url(redis_server) -> str:
     except redis.ConnectionError:  # a test may have stopped the server
         pass
     client.close()
+
+
+@pytest.fixture(scope="session")
+def checkpoint():
+    """The shipped emotion checkpoint, loaded once."""
+    from shared.models import load_checkpoint
+
+    return load_checkpoint()
+
+
+@pytest.fixture
+def client(redis_url):
+    import redis
+
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def keys():
+    from shared.keys import Keys
+
+    return Keys("t")  # tests/integration/streamkit.settings_for uses prefix "t"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -34,14 +34,15 @@ def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wai
     batch in hand and exits; a second exits at once (entries in hand are
     reclaimed by another worker).
     """
-    from shared.transport import connect
+    from shared.transport import check_connection, connect
     from worker.pipeline import Pipeline
     from worker.service import Worker
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix, device=device, detector=detector,
                                  checkpoint=checkpoint, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                                  reclaim_idle_ms=reclaim_idle_ms, max_deliveries=max_deliveries)
-    client = connect(settings.redis_url)  # fail on a missing URL before loading models
+    client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db, before the models load
     pipeline = Pipeline(settings)
     w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
     served = w.run()

@@ -13,16 +13,25 @@ One loop in a fixed order (as rq's worker does)::
 
 Delivery guarantees: an entry is acked only in the same MULTI/EXEC that adds
 its result (or its dead letter), so a worker that dies loses nothing; its
-entries are reclaimed by another worker after ``reclaim_idle_ms``, at the cost
-of a duplicate result only if the first worker's EXEC landed and its reply was
-lost. An entry delivered more than ``max_deliveries`` times, or that cannot be
-decoded, is dead-lettered with its reason and acked, never retried forever.
+entries are reclaimed by another worker after ``reclaim_idle_ms`` (by itself at
+once when it restarts under the same consumer name), at the cost of a duplicate
+result only if the first worker's EXEC landed and its reply was lost.
+
+Validation is total: every entry a worker reads ends as a result or a dead
+letter, and no exception raised by one message leaves the per-message path.
+Poison that kills the process itself (a native crash, the OOM killer) is found
+without blaming its batch-mates: an entry delivered again is a *suspect* and is
+served alone; each solo attempt is counted in ``<prefix>:attempts`` before it
+starts, and a suspect whose solo attempts reached ``max_deliveries`` is
+dead-lettered. Deliveries to workers that died for other reasons cost nothing.
 Decoding runs in a thread pool: the next batch's frames decode while the
 current batch is in the pipeline.
 
 Errors by class: Redis connection errors back off (capped, exponential) and the
-loop resumes, with the batch in hand kept; a batch the pipeline rejects is
-retried frame by frame; anything else propagates (logged, teardown runs).
+loop resumes, with the batch in hand kept, until a stop is requested; what no
+retry heals (a refused password or ACL) stops the worker with one line; a batch
+the pipeline rejects is retried frame by frame; anything else propagates
+(logged, teardown runs).
 """
 
 from __future__ import annotations
@@ -41,12 +50,13 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from shared.errors import BadInputError, MessageError
+from shared.errors import BadInputError, ConfigError, MessageError
 from shared.keys import Keys
 from shared.labels import LABELS
-from shared.media import decode_image
+from shared.media import PixelBudget, decode_image, to_rgb8
 from shared.settings import Settings
-from shared.transport import TRANSIENT, Backoff, as_str, connect, ensure_group, is_nogroup
+from shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
+                              is_nogroup)
 from shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
 
 log = logging.getLogger(__name__)
@@ -67,8 +77,16 @@ class PipelineLike(Protocol):
     def process(self, frames: list[np.ndarray]) -> list: ...  # list[FrameResult]
 
 
-class StopNow(Exception):
-    """Raised by the second SIGTERM/SIGINT: leave at once (teardown still runs)."""
+class StopNow(BaseException):
+    """Raised by the second SIGTERM/SIGINT: leave at once (teardown still runs).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on
+    the per-frame path (inference retries, decoding) can swallow it."""
+
+
+class RedisGone(Exception):
+    """A stop was requested while Redis was unreachable: leave without the batch in hand
+    (its entries stay pending in Redis and are reclaimed once it is back)."""
 
 
 @dataclass
@@ -82,6 +100,7 @@ class Entry:
     job: FrameJob | None = None
     error: BadInputError | None = None  # set: dead-letter it (with an error result when job is known)
     decoded: Future | None = None  # -> (RGB uint8 (H, W, 3), decode ms)
+    suspect: bool = False  # delivered before: served alone, its solo attempts counted
 
 
 @dataclass
@@ -125,6 +144,8 @@ class Worker:
         self._next_claim = 0.0
         self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
         self._started_ms = now_ms()
+        self._budget = PixelBudget(settings.max_pixels)  # pixels decoding at once, across decode threads
+        self._redis_down = False  # the last Redis call failed with a connection error
 
     # --- the loop -----------------------------------------------------------------
 
@@ -142,11 +163,17 @@ class Worker:
                     if batch:
                         self.serve(batch)
                     backoff.reset()
+                    self._redis_down = False
                 except (*TRANSIENT, redis.ResponseError) as exc:
                     self._recover(exc, backoff)
+                    if self._redis_down and self._stop.is_set():
+                        raise RedisGone() from None
         except StopNow:
             log.warning("worker %s: second signal, exiting now with %d entries in hand (they will be reclaimed)",
                         self.name, len(self._inhand))
+        except RedisGone:
+            log.warning("worker %s: stopping while Redis is unreachable; %d entries in hand stay pending there "
+                        "and will be reclaimed", self.name, len(self._inhand))
         finally:
             self.teardown()
         return self.served
@@ -163,6 +190,7 @@ class Worker:
         self._retry(self._call_group)
         self.status = Status.IDLE
         self._retry(self.heartbeat)
+        self._retry(self._take_back_own)
         log.info("worker %s: serving %s (group %s), batch_max=%d batch_wait_ms=%d, model %s",
                  self.name, self.keys.frames, self.keys.group, self.settings.batch_max,
                  self.settings.batch_wait_ms, self.pipeline.model_version)
@@ -171,6 +199,16 @@ class Worker:
         self.status = Status.STOPPING
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._redis_down:  # a goodbye to a server that is gone would only wait for timeouts
+            log.info("worker %s: Redis unreachable; its heartbeat expires by itself", self.name)
+        else:
+            self._goodbye()
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        log.info("worker %s: stopped after %d entries in %d batches (%d dead-lettered, %d reclaimed)",
+                 self.name, self.served, self.batches, self.dead_lettered, self.reclaimed)
+
+    def _goodbye(self) -> None:
         try:
             self.client.delete(self.keys.heartbeat(self.name))
             mine = self.client.xpending_range(self.keys.frames, self.keys.group, "-", "+", 1, consumername=self.name)
@@ -178,10 +216,6 @@ class Worker:
                 self.client.xgroup_delconsumer(self.keys.frames, self.keys.group, self.name)
         except redis.RedisError as exc:
             log.warning("worker %s: teardown could not reach Redis: %s", self.name, exc)
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        log.info("worker %s: stopped after %d entries in %d batches (%d dead-lettered, %d reclaimed)",
-                 self.name, self.served, self.batches, self.dead_lettered, self.reclaimed)
 
     def _on_signal(self, signum: int, frame) -> None:
         self._signals += 1
@@ -233,12 +267,14 @@ class Worker:
         counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
             self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
             count=len(ids) + len(self._inhand) + self.settings.batch_max, consumername=self.name)}
+        solo = self._solo_attempts([eid for eid, _ in fresh])
         gone = []
         for eid, fields in fresh:
             if fields is None:  # Redis 6.2 returns deleted entries as nil
                 gone.append(eid)
                 continue
-            self._accept(eid, fields, counts.get(eid, 1))  # absent: acked meanwhile, count it as new
+            # absent from XPENDING: acked meanwhile, count it as new
+            self._accept(eid, fields, counts.get(eid, 1), solo.get(eid, 0))
         if gone:
             self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
         self.reclaimed += len(fresh)
@@ -246,8 +282,47 @@ class Worker:
 
     # --- collecting a batch -------------------------------------------------------
 
+    def _take_back_own(self) -> None:
+        """Entries still pending under this consumer name (a worker that died and was
+        restarted with the same name): take them back now, as suspects, instead of
+        waiting reclaim_idle_ms for them."""
+        resp = self.client.xreadgroup(self.keys.group, self.name, {self.keys.frames: "0"},
+                                      count=max(1, self.settings.batch_max * 4))
+        entries = resp[0][1] if resp else []
+        if not entries:
+            return
+        ids = [as_str(eid) for eid, _ in entries]
+        solo = self._solo_attempts(ids)
+        counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
+            self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
+            count=len(ids), consumername=self.name)}
+        gone = []
+        for eid, fields in entries:
+            eid = as_str(eid)
+            if not fields:  # deleted or trimmed while pending
+                gone.append(eid)
+                continue
+            self._accept(eid, fields, max(2, counts.get(eid, 2)), solo.get(eid, 0))
+        if gone:
+            self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
+        log.warning("worker %s: took back %d entries left pending under this name (a previous run died)",
+                    self.name, len(entries))
+
+    def _solo_attempts(self, entry_ids: list[str]) -> dict[str, int]:
+        if not entry_ids:
+            return {}
+        values = self.client.hmget(self.keys.attempts, entry_ids)
+        return {eid: int(v) for eid, v in zip(entry_ids, values) if v is not None}
+
     def collect(self) -> list[Entry]:
-        """Read until batch_max entries are in hand, or the oldest has waited batch_wait_ms."""
+        """Read until batch_max entries are in hand, or the oldest has waited batch_wait_ms.
+
+        A suspect (an entry delivered before) is served alone, ahead of the rest."""
+        for i, e in enumerate(self._inhand):
+            if e.suspect and e.error is None:
+                del self._inhand[i]
+                self._inhand_ids.discard(e.entry_id)
+                return [e]
         cap = self.settings.batch_max
         while len(self._inhand) < cap and not self._stop.is_set() and self._quota_left() > 0:
             if not self._inhand:
@@ -278,24 +353,39 @@ class Worker:
             self._accept(as_str(eid), fields, deliveries=1)
         return len(entries)
 
-    def _accept(self, entry_id: str, fields: dict, deliveries: int) -> None:
-        e = Entry(entry_id, fields.get(FIELD), deliveries, time.monotonic())
+    def _accept(self, entry_id: str, fields: dict, deliveries: int, solo_attempts: int = 0) -> None:
+        """Take one entry into hand. Total: whatever the message holds, the entry ends
+        in hand, with its job or with the error that dead-letters it."""
+        e = Entry(entry_id, None, deliveries, time.monotonic(), suspect=deliveries > 1)
         try:
-            e.job = decode_frame(e.payload) if e.payload is not None else None
-            if e.job is None:
-                raise MessageError("missing_field", f"stream entry has no {FIELD.decode()!r} field")
-            if e.job.reply_to is not None and not e.job.reply_to.startswith(self.keys.reply_prefix):
-                raise MessageError("bad_field", f"reply_to {e.job.reply_to!r} is outside {self.keys.reply_prefix}*")
-        except MessageError as exc:
-            e.error = exc
-        if e.error is None and deliveries > self.settings.max_deliveries:
-            e.error = BadInputError("max_deliveries", f"delivered {deliveries} times (max_deliveries="
-                                    f"{self.settings.max_deliveries}); a worker failed on it each time")
-        if e.error is None:
+            e.payload = fields.get(FIELD) if isinstance(fields, dict) else None
+            e.error = self._check(e, solo_attempts)
+        except Exception as exc:  # a bug in validation must not stop the fleet: this entry is dead-lettered
+            log.exception("worker %s: validating entry %s failed", self.name, entry_id)
+            e.error = BadInputError("bad_field", f"validation failed: {type(exc).__name__}: {exc}"[:300])
+        if e.error is None and not e.suspect:  # a suspect decodes when its solo attempt has been counted
             e.decoded = self._pool.submit(self._decode, e.job)
         self._inhand.append(e)
         self._inhand_ids.add(entry_id)
         self.taken += 1
+
+    def _check(self, e: Entry, solo_attempts: int) -> BadInputError | None:
+        s = self.settings
+        if e.payload is None:
+            return MessageError("missing_field", f"stream entry has no {FIELD.decode()!r} field")
+        if isinstance(e.payload, (bytes, bytearray)) and len(e.payload) > s.max_message_bytes:
+            return BadInputError("too_large", f"message of {len(e.payload)} bytes is over max_message_bytes "
+                                              f"({s.max_message_bytes})")
+        try:
+            e.job = decode_frame(e.payload)
+        except MessageError as exc:
+            return exc
+        if e.job.reply_to is not None and not e.job.reply_to.startswith(self.keys.reply_prefix):
+            return MessageError("bad_field", f"reply_to {e.job.reply_to[:200]!r} is outside {self.keys.reply_prefix}*")
+        if solo_attempts >= s.max_deliveries:
+            return BadInputError("max_deliveries", f"a worker died {solo_attempts} times serving it alone "
+                                                   f"(max_deliveries={s.max_deliveries})")
+        return None
 
     def _decode(self, job: FrameJob) -> tuple[np.ndarray, float]:
         """Runs in the decode pool. RGB uint8 (H, W, 3) and the time it took, or BadInputError."""
@@ -304,9 +394,9 @@ class Worker:
             h, w = job.array.shape[:2]
             if h * w > self.settings.max_pixels:
                 raise BadInputError("too_large", f"{w}x{h} pixels is over the limit of {self.settings.max_pixels}")
-            img = np.repeat(job.array[:, :, None], 3, axis=2) if job.array.ndim == 2 else job.array.copy()
+            img = job.array.copy() if job.array.ndim == 3 else to_rgb8(job.array)
         else:
-            img = decode_image(job.image, self.settings.max_pixels)
+            img = decode_image(job.image, self.settings.max_pixels, self._budget)
         return img, (time.perf_counter() - t0) * 1000
 
     def _quota_left(self) -> int:
@@ -319,6 +409,11 @@ class Worker:
         start_ms = now_ms()
         outcomes: list[Outcome] = []
         ready: list[tuple[Entry, np.ndarray, float]] = []
+        suspects = [e for e in batch if e.suspect and e.error is None]
+        if suspects:  # counted before any work on them: if this process dies now, it is on their account
+            self._retry(lambda: self._count_solo_attempt([e.entry_id for e in suspects]))
+            for e in suspects:
+                e.decoded = self._pool.submit(self._decode, e.job)
         for e in batch:
             if e.error is None:
                 try:
@@ -337,10 +432,14 @@ class Worker:
             if isinstance(fr, Exception):
                 outcomes.append(self._failed(e, "inference_failed", f"{type(fr).__name__}: {fr}"))
                 continue
-            timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": decode_ms,
-                       **{k: float(v) for k, v in (fr.timings_ms or {}).items()}}
-            outcomes.append(Outcome(e, self._result(e.job, faces=[_plain_face(f) for f in fr.faces],
-                                                    size=(img.shape[1], img.shape[0]), timings_ms=timings)))
+            try:
+                timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": decode_ms,
+                           **{k: float(v) for k, v in (fr.timings_ms or {}).items()}}
+                outcomes.append(Outcome(e, self._result(e.job, faces=[_plain_face(f) for f in fr.faces],
+                                                        size=(img.shape[1], img.shape[0]), timings_ms=timings)))
+            except Exception as exc:  # a record we cannot build is this frame's failure, not the batch's
+                log.exception("worker %s: building the result of entry %s failed", self.name, e.entry_id)
+                outcomes.append(self._failed(e, "inference_failed", f"{type(exc).__name__}: {exc}"))
         self._retry(lambda: self.publish(outcomes))
         self.served += len(batch)
         self.batches += 1
@@ -391,24 +490,43 @@ class Worker:
                                   timings_ms={"queue_wait": max(0, now_ms() - e.job.enqueued_at_ms)})
         return Outcome(e, result, (reason, detail))
 
+    def _count_solo_attempt(self, entry_ids: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for eid in entry_ids:
+            pipe.hincrby(self.keys.attempts, eid, 1)
+        pipe.execute()
+
     def publish(self, outcomes: list[Outcome]) -> None:
-        """Results, dead letters and the XACK of every entry in one MULTI/EXEC."""
+        """Results, dead letters and the XACK of every entry in one MULTI/EXEC.
+
+        A ``reply_to`` that names a key of another type fails alone (Redis runs
+        the rest of the transaction): logged, the shared results stream has the result."""
         s = self.settings
         pipe = self.client.pipeline(transaction=True)
+        replies: dict[int, str] = {}  # command index -> reply_to key
         for o in outcomes:
             if o.result is not None:
                 o.result.published_at_ms = now_ms()
                 payload = encode_result(o.result)
                 pipe.xadd(self.keys.results, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
                 if o.entry.job is not None and o.entry.job.reply_to is not None:
+                    replies[len(pipe.command_stack)] = o.entry.job.reply_to
                     pipe.xadd(o.entry.job.reply_to, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
             if o.dead is not None:
                 e = o.entry
                 pipe.xadd(self.keys.dead, dead_letter_fields(
                     o.dead[0], o.dead[1], e.entry_id, e.deliveries, self.name, e.payload,
                     e.job.job_id if e.job else None), maxlen=s.stream_maxlen, approximate=True)
-        pipe.xack(self.keys.frames, self.keys.group, *[o.entry.entry_id for o in outcomes])
-        pipe.execute()
+        ids = [o.entry.entry_id for o in outcomes]
+        pipe.xack(self.keys.frames, self.keys.group, *ids)
+        pipe.hdel(self.keys.attempts, *ids)
+        answers = pipe.execute(raise_on_error=False)
+        for i, answer in enumerate(answers):
+            if isinstance(answer, Exception):
+                if i in replies:
+                    log.warning("worker %s: cannot add to reply_to %r: %s", self.name, replies[i][:200], answer)
+                else:
+                    raise answer
         self.dead_lettered += sum(o.dead is not None for o in outcomes)
 
     def _dead_letter_only(self, entry_ids: list[str], reason: str, detail: str, ack: bool = False) -> None:
@@ -418,6 +536,7 @@ class Worker:
                       maxlen=self.settings.stream_maxlen, approximate=True)
         if ack:
             pipe.xack(self.keys.frames, self.keys.group, *entry_ids)
+        pipe.hdel(self.keys.attempts, *entry_ids)
         pipe.execute()
         self.dead_lettered += len(entry_ids)
         log.warning("worker %s: %d entries %s: %s", self.name, len(entry_ids), reason, ", ".join(entry_ids[:5]))
@@ -427,23 +546,32 @@ class Worker:
     def _call_group(self) -> None:
         ensure_group(self.client, self.keys)
 
-    def _retry(self, fn) -> None:
+    def _retry(self, fn):
         """Run ``fn`` until it gets through: connection errors back off (capped);
-        a vanished group is recreated. Used where giving up would lose work."""
+        a vanished group is recreated. Used where giving up would lose work, so
+        only a stop request ends it (RedisGone: the work stays pending in Redis)."""
         backoff = Backoff(cap_s=10.0)
         while True:
             try:
-                return fn()
+                out = fn()
+                self._redis_down = False
+                return out
             except (*TRANSIENT, redis.ResponseError) as exc:
                 self._recover(exc, backoff)
+                if self._redis_down and self._stop.is_set():
+                    raise RedisGone() from None
 
     def _recover(self, exc: redis.RedisError, backoff: Backoff) -> None:
-        """After a Redis error: sleep the next backoff on a connection error,
-        recreate a vanished consumer group; re-raise anything else."""
+        """After a Redis error: sleep the next backoff on a connection error (a stop
+        request cuts the sleep short), recreate a vanished consumer group; a refused
+        password or ACL becomes one ConfigError; re-raise anything else."""
+        if is_fatal(exc):
+            raise ConfigError(describe_fatal(exc, self.settings.redis_url)) from None
         if isinstance(exc, TRANSIENT):
+            self._redis_down = True
             delay = backoff.next_delay_s()
             log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
-            time.sleep(delay)
+            self._stop.wait(delay)
         elif is_nogroup(exc):
             log.warning("worker %s: consumer group vanished (Redis restarted?); recreating", self.name)
             self._call_group()

@@ -12,14 +12,12 @@ from pathlib import Path
 import cv2
 import pytest
 import redis
-from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from streamkit import all_results, round_trip, settings_for, start_worker, tiny_jpeg, wait_for
 
 from producer.client import Producer
 from producer.results import FROM_NOW, FROM_START, ResultReader
-from producer.rq_jobs import coarse_queue
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
 from shared.wire import FIELD, decode_frame
@@ -41,8 +39,9 @@ def test_rq_job_expands_a_video_into_frame_jobs(redis_url, client, keys):
     # no pickle anywhere: the stored job is JSON
     json.loads(zlib.decompress(client.hget(f"rq:job:{job_info['job_id']}", "data")))
 
-    settings = settings_for(redis_url)
-    SimpleWorker([coarse_queue(settings, client)], connection=client, serializer=JSONSerializer).work(burst=True)
+    out = subprocess.run([*CLI, "expander", "--burst", "--media-root", str(CLIP.parent)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
 
     cap = cv2.VideoCapture(str(CLIP))
     n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -1,0 +1,100 @@
+"""The rq expander trusts no job (issue 12, item 2): only moodstream's expansion
+runs, and only on what the expander's operator allows. Real redis-server, real
+`moodstream expander` processes."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from producer.rq_jobs import enqueue_source
+from shared.keys import Keys
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
+CLI = [sys.executable, "-c", "from moodstream.cli import main; main()"]
+
+
+def _expand(redis_url: str, *flags: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX="t")
+    out = subprocess.run([*CLI, "expander", "--burst", *flags], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def _settings(url: str) -> Settings:
+    return Settings.from_env(env={}, redis_url=url, prefix="t")
+
+
+def test_a_job_naming_another_function_is_refused(redis_url, client, tmp_path):
+    target = tmp_path / "made-by-an-attacker"
+    q = Queue(Keys("t").rq_queue, connection=client, serializer=JSONSerializer)
+    job = q.enqueue("os.makedirs", str(target))
+    hooked = q.enqueue("producer.rq_jobs.expand_source", spec="0", on_failure="os.abort")  # refused: fails
+    _expand(redis_url, "--media-root", str(tmp_path))
+    assert not target.exists()
+    job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FAILED and "refused" in (job.latest_result().exc_string or "")
+    # its failure callback was not imported or run (os.abort would have killed the expander: returncode checked)
+    assert Job.fetch(hooked.id, connection=client, serializer=JSONSerializer).get_status() == JobStatus.FAILED
+
+
+def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url, client, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "clip.mp4").write_bytes(CLIP.read_bytes())
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "photo.jpg").write_bytes((REPO / "samples" / "street.jpg").read_bytes())
+    (media / "escape").symlink_to(private)
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = _settings(redis_url)
+        refused = [enqueue_source(s, client, spec) for spec in (
+            str(private), str(private / "photo.jpg"), "escape/photo.jpg", "../private", "0",
+            f"http://127.0.0.1:{server.server_port}/x.mp4")]
+        allowed = enqueue_source(s, client, "clip.mp4", every_n=6)
+        _expand(redis_url, "--media-root", str(media))
+    finally:
+        server.shutdown()
+    assert hits == []  # the URL was never fetched
+    for job in refused:
+        job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
+        assert job.get_status() == JobStatus.FAILED, job.id
+    frames = client.xrange(Keys("t").frames)
+    done = Job.fetch(allowed.id, connection=client, serializer=JSONSerializer)
+    assert done.get_status() == JobStatus.FINISHED and done.return_value()["frames"] == len(frames) == 2
+    assert all(b"photo" not in f[b"msg"][:2000] for _, f in frames)
+
+
+def test_an_allowed_url_host_is_opened(redis_url, client):
+    s = _settings(redis_url)
+    job = enqueue_source(s, client, "http://127.0.0.1:9/none.mp4")  # allowed, but nothing listens there
+    _expand(redis_url, "--allow-url-host", "127.0.0.1")
+    job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED  # opened: the failure is the stream's, reported in the result
+    assert job.return_value()["failed_inputs"]
