@@ -44,10 +44,11 @@ def free_port() -> int:
 class EmbeddedRedis:
     """``with EmbeddedRedis() as r: r.url`` -> ``redis://127.0.0.1:PORT/0``."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None):
+    def __init__(self, port: int | None = None, binary: str | None = None, extra_args: list[str] | None = None):
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
+        self.extra_args = list(extra_args or [])  # e.g. ["--appendonly", "yes"] (later options win)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -57,7 +58,7 @@ class EmbeddedRedis:
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -66,13 +67,20 @@ class EmbeddedRedis:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password: up and locked)
                         log.info("embedded redis: %s serving on port %d", self.binary, self.port)
                         return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
         raise ConfigError(f"redis-server on port {self.port} did not answer within {timeout_s}s")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown snapshot (only what AOF already has survives)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -8,3 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from procs import write_report
+
+    write_report()

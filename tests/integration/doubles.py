@@ -3,6 +3,7 @@ inference works must use the real Pipeline (see test_end_to_end.py)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,4 +44,17 @@ class ExplodingDetectorTestDouble(FixedFaceDetectorTestDouble):
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         if any(int(f.max()) == 0 for f in frames):
             raise RuntimeError("test double: refusing an all-black frame")
+        return super().detect(frames)
+
+
+class CrashingDetectorTestDouble(FixedFaceDetectorTestDouble):
+    """TEST DOUBLE. Like the fixed one, but the whole process dies (os._exit, as a
+    segfault or the OOM killer would end it) on a batch holding an all-black frame:
+    drives poison detection across worker restarts."""
+
+    name = "crashing-test-double"
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        if any(int(f.max()) == 0 for f in frames):
+            os._exit(70)
         return super().detect(frames)

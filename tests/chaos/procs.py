@@ -1,0 +1,77 @@
+"""Worker processes for the chaos suite, their memory, and the measurements report.
+
+``MOODSTREAM_CHAOS_REPORT=PATH pytest tests/chaos`` writes what the suite
+measured (peak RSS, stop times, counts) as JSON to PATH; docs/results/chaos_cpu.json
+is such a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INTEGRATION = REPO / "tests" / "integration"
+MEASURED: dict[str, dict] = {}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, **extra)
+    return env
+
+
+def spawn_double(url: str, name: str, **kw) -> subprocess.Popen:
+    """tests/integration/double_worker.py: the real Worker and classifier, a fixed-box detector."""
+    return subprocess.Popen([sys.executable, str(INTEGRATION / "double_worker.py"),
+                             json.dumps({"url": url, "name": name, **kw})],
+                            cwd=INTEGRATION, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def spawn_cli(*args: str, **env: str) -> subprocess.Popen:
+    """A real `moodstream ...` process, configured by MOODSTREAM_* variables only."""
+    return subprocess.Popen([sys.executable, "-c", "from moodstream.cli import main; main()", *args],
+                            cwd=REPO, env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the process's peak resident set so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 30) -> tuple[str, str]:
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=timeout_s)
+
+
+def measure(name: str, **values) -> None:
+    MEASURED[name] = values
+    print(f"\n[chaos] {name} " + json.dumps(values, sort_keys=True))
+
+
+def write_report() -> None:
+    path = os.environ.get("MOODSTREAM_CHAOS_REPORT")
+    if path and MEASURED:
+        Path(path).write_text(json.dumps({
+            "command": "MOODSTREAM_CHAOS_REPORT=docs/results/chaos_cpu.json .venv/bin/python -m pytest -q tests/chaos",
+            "machine": f"{os.cpu_count()} CPUs, no GPU", "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "measured": MEASURED}, indent=1) + "\n")
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
