@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -42,8 +43,8 @@ def redact(url: str | None) -> str:
         host = parts.hostname or ""
         netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "<unparseable Redis URL>"
+    except ValueError:  # e.g. a port that is not a number: mask whatever stands before the '@'
+        return re.sub(r"//[^/]*@", "//***@", url)
 
 
 def describe_fatal(exc: BaseException, url: str | None) -> str:

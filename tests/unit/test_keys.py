@@ -46,3 +46,16 @@ def test_connect_urls():
     assert (kw["password"], kw["host"], kw["port"], kw["db"]) == ("s3cret", "example.com", 6380, 2)
     with pytest.raises(ConfigError):
         connect(None)
+
+
+@pytest.mark.parametrize("url", ["redis://:s3cret@host:6379/0", "rediss://user:s3cret@host:6380/1",
+                                 "redis://:s3cret@host:notaport/0"])
+def test_passwords_never_reach_errors_or_logs(url):
+    from shared.transport import connect, redact
+
+    assert "s3cret" not in redact(url) and "***" in redact(url)
+    try:
+        connect(url)
+    except ConfigError as exc:  # the bad-port URL: the error names it without the password
+        assert "s3cret" not in str(exc)
+    assert redact("redis://localhost:6379/0") == "redis://localhost:6379/0"

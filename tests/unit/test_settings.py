@@ -35,3 +35,10 @@ def test_bad_values_name_the_setting(env, match):
 def test_unknown_override_rejected():
     with pytest.raises(ConfigError, match="unknown setting"):
         Settings.from_env({}, batchmax=3)
+
+
+def test_lag_limit_must_stay_below_stream_maxlen():
+    # issue 12 item 7: with lag_limit >= stream_maxlen, MAXLEN trimmed frames no worker had read, unseen
+    with pytest.raises(ConfigError, match="lag_limit"):
+        Settings.from_env({}, lag_limit=10_000, stream_maxlen=10_000)
+    assert Settings.from_env({}, lag_limit=9_000, stream_maxlen=10_000).lag_limit == 9_000
