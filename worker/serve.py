@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 @click.option("--max-deliveries", type=click.IntRange(min=1), help="Dead-letter entries delivered more often.")
 @click.option("--consumer", "consumer", help="Consumer name in the group (default: <host>-<pid>).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Exit after serving this many frames (tests, benchmarks).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus /metrics, /healthz and /readyz on this port (default: "
+                   "$MOODSTREAM_METRICS_PORT; off when unset).")
 def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wait_ms, reclaim_idle_ms,
-           max_deliveries, consumer, max_frames):
+           max_deliveries, consumer, max_frames, metrics_port):
     """Serve frame jobs from Redis: batch, detect, classify, publish results.
 
     Joins the consumer group on the frames stream (workers scale horizontally:
@@ -40,7 +43,10 @@ def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wai
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix, device=device, detector=detector,
                                  checkpoint=checkpoint, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                                 reclaim_idle_ms=reclaim_idle_ms, max_deliveries=max_deliveries)
+                                 reclaim_idle_ms=reclaim_idle_ms, max_deliveries=max_deliveries,
+                                 metrics_port=metrics_port)
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
+        logging.getLogger("worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db, before the models load
     pipeline = Pipeline(settings)

@@ -58,6 +58,7 @@ from shared.settings import Settings
 from shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
                               is_nogroup)
 from shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
+from worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,9 @@ class Worker:
         self._started_ms = now_ms()
         self._budget = PixelBudget(settings.max_pixels)  # pixels decoding at once, across decode threads
         self._redis_down = False  # the last Redis call failed with a connection error
+        self.metrics = WorkerMetrics()
+        self.metrics_server: MetricsServer | None = None  # serving when settings.metrics_port is set
+        self._next_stats = time.monotonic() + settings.stats_interval_s
 
     # --- the loop -----------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class Worker:
         try:
             self.setup()
             while True:
+                self.metrics.loop_tick()
                 if (self._stop.is_set() or self._quota_left() == 0) and not self._inhand:
                     break
                 try:
@@ -164,6 +169,7 @@ class Worker:
                         self.serve(batch)
                     backoff.reset()
                     self._redis_down = False
+                    self.metrics.redis_check(True)
                 except (*TRANSIENT, redis.ResponseError) as exc:
                     self._recover(exc, backoff)
                     if self._redis_down and self._stop.is_set():
@@ -186,17 +192,33 @@ class Worker:
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-        self._pool = ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix=f"decode-{self.name}")
+        s = self.settings
+        if s.metrics_port is not None:
+            # liveness allows a long batch: a CPU batch of batch_max large frames can take tens of seconds
+            self.metrics_server = MetricsServer(self.metrics, s.metrics_host, s.metrics_port,
+                                                liveness_timeout_s=max(60.0, 4 * s.heartbeat_ttl_s))
+        self.metrics.set_info(worker=self.name, device=self.device or "unknown", backend=self.backend,
+                              model_version=self.pipeline.model_version)
+        self._pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix=f"decode-{self.name}")
         self._retry(self._call_group)
         self.status = Status.IDLE
         self._retry(self.heartbeat)
         self._retry(self._take_back_own)
-        log.info("worker %s: serving %s (group %s), batch_max=%d batch_wait_ms=%d, model %s",
-                 self.name, self.keys.frames, self.keys.group, self.settings.batch_max,
-                 self.settings.batch_wait_ms, self.pipeline.model_version)
+        self.metrics.set_ready(True)
+        log.info("worker %s ready: device %s, backend %s, model %s; serving %s (group %s), batch_max=%d "
+                 "batch_wait_ms=%d%s", self.name, self.device or "unknown", self.backend,
+                 self.pipeline.model_version, self.keys.frames, self.keys.group, s.batch_max, s.batch_wait_ms,
+                 f", metrics on :{self.metrics_server.port}" if self.metrics_server else "")
+
+    @property
+    def backend(self) -> str:
+        return str(getattr(self.pipeline, "backend", "torch"))
 
     def teardown(self) -> None:
         self.status = Status.STOPPING
+        self.metrics.set_ready(False, "stopping")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._redis_down:  # a goodbye to a server that is gone would only wait for timeouts
@@ -229,6 +251,9 @@ class Worker:
 
     def maintenance(self) -> None:
         now = time.monotonic()
+        if self.settings.stats_interval_s and now >= self._next_stats:
+            self._next_stats = now + self.settings.stats_interval_s
+            log.info("worker %s: %s", self.name, format_figures(self.metrics.interval_figures()))
         if now >= self._next_beat:
             self.heartbeat()
         if now >= self._next_claim and not self._stop.is_set():
@@ -240,7 +265,8 @@ class Worker:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={
             "worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "status": self.status.value,
-            "device": self.device, "model_version": self.pipeline.model_version, "served": self.served,
+            "device": self.device, "backend": self.backend, "model_version": self.pipeline.model_version,
+            "served": self.served,
             "batches": self.batches, "dead_lettered": self.dead_lettered, "in_hand": len(self._inhand),
             "started_at_ms": self._started_ms, "beat_at_ms": now_ms()})
         pipe.expire(key, self.settings.heartbeat_ttl_s)
@@ -278,6 +304,7 @@ class Worker:
         if gone:
             self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
         self.reclaimed += len(fresh)
+        self.metrics.reclaimed(len(fresh))
         log.info("worker %s: reclaimed %d entries idle > %d ms", self.name, len(fresh), self.settings.reclaim_idle_ms)
 
     # --- collecting a batch -------------------------------------------------------
@@ -406,6 +433,7 @@ class Worker:
 
     def serve(self, batch: list[Entry]) -> None:
         self.status = Status.BUSY
+        self.metrics.batch(len(batch))
         start_ms = now_ms()
         outcomes: list[Outcome] = []
         ready: list[tuple[Entry, np.ndarray, float]] = []
@@ -443,9 +471,32 @@ class Worker:
         self._retry(lambda: self.publish(outcomes))
         self.served += len(batch)
         self.batches += 1
+        self._observe(outcomes, frame_results)
         self.status = Status.IDLE
         log.debug("worker %s: batch %d of %d served (%d failed)", self.name, self.batches, len(batch),
                   sum(o.dead is not None for o in outcomes))
+
+    def _observe(self, outcomes: list[Outcome], frame_results: list) -> None:
+        """Metrics of a published batch: one outcome per entry, stages in seconds."""
+        m = self.metrics
+        for o in outcomes:
+            r = o.result
+            m.frame_done("ok" if r is not None and r.error is None else (o.dead[0] if o.dead else r.error.reason))
+            if o.dead is not None:
+                m.dead_lettered(o.dead[0])
+            if r is None:
+                continue
+            m.faces(len(r.faces))
+            for stage in ("queue_wait", "decode"):
+                if stage in r.timings_ms:
+                    m.stage(stage, r.timings_ms[stage] / 1000)
+            if r.enqueued_at_ms:
+                m.stage("end_to_end", max(0, r.published_at_ms - r.enqueued_at_ms) / 1000)
+        timed = next((fr for fr in frame_results if not isinstance(fr, Exception)), None)
+        for stage in ("detect", "classify"):  # per batch, not per frame
+            if timed is not None and stage in (timed.timings_ms or {}):
+                m.stage(stage, float(timed.timings_ms[stage]) / 1000)
+        m.batch_done()
 
     def _prefetch(self) -> None:
         if self._stop.is_set() or len(self._inhand) >= self.settings.batch_max:
@@ -539,6 +590,10 @@ class Worker:
         pipe.hdel(self.keys.attempts, *entry_ids)
         pipe.execute()
         self.dead_lettered += len(entry_ids)
+        self.served += len(entry_ids)
+        for _ in entry_ids:
+            self.metrics.frame_done(reason)
+        self.metrics.dead_lettered(reason, len(entry_ids))
         log.warning("worker %s: %d entries %s: %s", self.name, len(entry_ids), reason, ", ".join(entry_ids[:5]))
 
     # --- helpers ------------------------------------------------------------------
@@ -569,6 +624,8 @@ class Worker:
             raise ConfigError(describe_fatal(exc, self.settings.redis_url)) from None
         if isinstance(exc, TRANSIENT):
             self._redis_down = True
+            self.metrics.redis_check(False, str(exc))
+            self.metrics.loop_tick()  # backing off is the loop turning: a restart would not bring Redis back
             delay = backoff.next_delay_s()
             log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
             self._stop.wait(delay)
