@@ -72,6 +72,13 @@ class Settings:
         settings.validate()
         return settings
 
+    def __repr__(self) -> str:  # the URL may carry a password: never print it
+        from shared.transport import redact
+
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["redis_url"] = redact(self.redis_url) if self.redis_url else None
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     def replace(self, **changes) -> Settings:
         new = dataclasses.replace(self, **changes)
         new.validate()

@@ -42,3 +42,8 @@ def test_lag_limit_must_stay_below_stream_maxlen():
     with pytest.raises(ConfigError, match="lag_limit"):
         Settings.from_env({}, lag_limit=10_000, stream_maxlen=10_000)
     assert Settings.from_env({}, lag_limit=9_000, stream_maxlen=10_000).lag_limit == 9_000
+
+
+def test_repr_hides_the_redis_password():
+    s = Settings.from_env({}, redis_url="redis://:s3cret@host:6379/0")
+    assert "s3cret" not in repr(s) and "host:6379" in repr(s)
