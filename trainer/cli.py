@@ -166,6 +166,11 @@ BENCHES = {
     "iou": ("trainer.bench.iou:iou_cmd", "Face-detection IoU on WIDER FACE (the paper's Table 1)."),
     "e2e": ("trainer.bench.e2e:e2e_cmd", "Detection + classification against emotion labels."),
     "throughput": ("trainer.bench.throughput:throughput_cmd", "Frames/s of our pipeline vs the naive baseline."),
+    "stream": ("trainer.bench.stream:stream_cmd", "Frames/s and latency of real workers through Redis (stream to stream)."),
+    "framing": ("trainer.bench.framing:framing_cmd", "Where FER+ crops lie relative to a detector's boxes (crop framing)."),
+    "tracking": ("trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),
+    "video": ("trainer.bench.tracking:video_cmd", "Detect-every-N on videos: frames/s, faces kept, flicker."),
+    "scaling": ("trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
 }
 
 

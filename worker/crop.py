@@ -6,8 +6,8 @@ is narrower than it is tall (w/h ~0.76), a Haar box is square and a little
 tight. :data:`FRAMING` maps a detector's box onto the square a FER crop of the
 same face would cover.
 
-How the constants were measured (``python -m worker.crop FERPLUS_DIR
---detector mtcnn|haar -n 600`` reproduces it, see :func:`measure_framing`):
+How the constants were measured (``moodstream bench framing --data FERPLUS_DIR
+--detector mtcnn|haar -n 600`` reproduces it, see trainer/bench/framing.py):
 the first 600 FER+ training images whose ``NF`` ("not a face") votes are under
 5 were upscaled 48 -> 160 px (bicubic), padded by 80 px on every side by
 replicating the border (so the detector sees a whole face in some context),
@@ -45,12 +45,9 @@ the square clipped to the padded frame.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -147,101 +144,3 @@ def _crop_chunk(frames: list[np.ndarray], boxes: list[np.ndarray], framing: Fram
                                         torch.as_tensor([len(b) for b in boxes], device=device))
     return roi_align(gray, torch.cat([frame_idx[:, None], sq], dim=1), output_size=(size, size),
                      spatial_scale=1.0, sampling_ratio=-1, aligned=True)  # (n, 1, S, S)
-
-
-# --- measurement ------------------------------------------------------------------
-
-SCALE_GRID = tuple(round(0.96 + 0.04 * i, 2) for i in range(10))  # 0.96 .. 1.32
-
-
-def fer_probes(ferplus_dir: str | Path, n: int, side: int = 160,
-               pad: int = 80) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The first ``n`` face images of FER2013Train (``NF`` votes < 5): as probes
-    (upscaled to ``side`` px, border-replicated by ``pad`` px, RGB uint8) and as
-    the original 48x48 grey arrays."""
-    import cv2
-
-    folder = Path(ferplus_dir) / "FER2013Train"
-    probes, originals = [], []
-    with open(folder / "label.csv", newline="") as fh:
-        for row in csv.reader(fh):
-            if len(probes) >= n:
-                break
-            if not row or int(row[-1]) >= 5:  # last column: "not a face" votes out of 10
-                continue
-            gray = cv2.imread(str(folder / row[0]), cv2.IMREAD_GRAYSCALE)
-            if gray is None:
-                continue
-            big = cv2.resize(gray, (side, side), interpolation=cv2.INTER_CUBIC)
-            big = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            probes.append(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
-            originals.append(gray)
-    return probes, originals
-
-
-def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detector, side: int = 160,
-                    pad: int = 80, batch: int = 32) -> dict:
-    """Where the FER square (``[pad, pad + side]^2`` in each probe) lies relative
-    to the detector's top box, and which crop scale reproduces the originals best
-    (see the module docstring)."""
-    centre = pad + side / 2
-    ratios, dxs, dys, boxes, kept = [], [], [], [], []
-    for start in range(0, len(probes), batch):
-        for j, faces in enumerate(detector.detect(probes[start:start + batch])):
-            inside = [f for f in faces if abs((f.box[0] + f.box[2]) / 2 - centre) < side / 2
-                      and abs((f.box[1] + f.box[3]) / 2 - centre) < side / 2]
-            if not inside:
-                continue
-            x1, y1, x2, y2 = max(inside, key=lambda f: f.score).box
-            w, h = x2 - x1, y2 - y1
-            ratios.append(side / math.sqrt(w * h))
-            dxs.append((centre - (x1 + x2) / 2) / w)
-            dys.append((centre - (y1 + y2) / 2) / h)
-            boxes.append((x1, y1, x2, y2))
-            kept.append(start + j)
-    if not ratios:
-        return {"images": len(probes), "found": 0}
-
-    def median(values) -> float:
-        return round(float(np.median(values)), 2) + 0.0  # + 0.0: no "-0.0"
-
-    def quartiles(values: list[float]) -> list[float]:
-        return [round(float(v), 3) for v in np.percentile(values, [25, 50, 75])]
-
-    dx, dy = median(dxs), median(dys)
-    frames = [probes[i] for i in kept]
-    targets = np.stack([originals[i] for i in kept]).reshape(len(kept), -1).astype(np.float32)
-    box_arrays = [np.asarray([b], np.float32) for b in boxes]
-    correlation = {}
-    for scale in SCALE_GRID:
-        crops = crop_faces(frames, box_arrays, Framing(scale, dx, dy), originals[kept[0]].shape[0],
-                           torch.device("cpu")).reshape(len(kept), -1).numpy()
-        correlation[scale] = round(float(np.median([np.corrcoef(c, t)[0, 1] for c, t in zip(crops, targets)])), 3)
-    best = max(correlation, key=correlation.get)
-    return {"images": len(probes), "found": len(ratios),
-            "box_ratio": {"scale": quartiles(ratios), "dx": quartiles(dxs), "dy": quartiles(dys)},
-            "correlation_by_scale": correlation,
-            "framing": asdict(Framing(scale=best, dx=dx, dy=dy))}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.crop FERPLUS_DIR [--detector mtcnn|haar] [-n 600]``: measure a
-    detector's FER framing and print it as JSON."""
-    import argparse
-
-    from shared.settings import Settings
-    from worker.detect import build_detector
-
-    parser = argparse.ArgumentParser(prog="python -m worker.crop", description=main.__doc__)
-    parser.add_argument("ferplus_dir", help="folder holding FER2013Train/ (images + label.csv)")
-    parser.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn", help="detector to measure")
-    parser.add_argument("-n", type=int, default=600, help="number of FER+ training images to probe")
-    parser.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
-    args = parser.parse_args(argv)
-    detector = build_detector(Settings(detector=args.detector, device=args.device))
-    probes, originals = fer_probes(args.ferplus_dir, args.n)
-    print(json.dumps({"detector": args.detector, **measure_framing(probes, originals, detector)}))
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@
 # 2. runs the batched-MTCNN tests (CUDA parity included) and every test marked gpu
 # 3. runs `moodstream bench throughput` on both videos, all frames (105 / 275),
 #    JSON + markdown into $OUT
-# 4. through Redis (python -m producer.bench: one spawned worker, frames in the
+# 4. through Redis (moodstream bench stream: one spawned worker, frames in the
 #    stream -> results in the stream), reference vs batched MTCNN, if time is left
 # 5. variants of step 3, if time is left: --ours-path direct, --batch 8, --batch 64
 #
@@ -97,7 +97,7 @@ else
 
 fi
 
-# through Redis: producer.bench spawns one `moodstream worker` (settings from the
+# through Redis: bench stream spawns one `moodstream worker` (settings from the
 # environment, so MOODSTREAM_MTCNN_IMPL picks the detector) on an embedded redis-server
 export PATH="$PWD/$WHL/bin:$PATH"  # a carried redis-server, if the machine has none
 TMP=$(mktemp -d)
@@ -108,7 +108,7 @@ elif [[ -n $VIDEOS ]]; then
         for impl in reference batched; do
             if ((SECONDS - START > 300)); then echo "skipping Redis $video $impl: out of time"; continue; fi
             step "through Redis: $video, mtcnn_impl=$impl, one worker"
-            MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -m producer.bench --video "$VIDEOS/$video" \
+            MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -c "from moodstream.cli import main; main()" bench stream --video "$VIDEOS/$video" \
                 --frames 100 --latency-frames 30 --device cuda --batch-max 32 --batch-wait-ms 20 \
                 --out "$TMP/redis_${video%.mp4}_$impl.json" || fail "Redis benchmark $video $impl"
         done

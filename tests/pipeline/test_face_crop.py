@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.crop import FRAMING, Framing, crop_faces, fer_probes, framing_for, measure_framing, square_boxes, to_gray
+from trainer.bench.framing import fer_probes, measure_framing
+from worker.crop import FRAMING, Framing, crop_faces, framing_for, square_boxes, to_gray
 
 CPU = torch.device("cpu")
 

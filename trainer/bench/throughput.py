@@ -292,7 +292,7 @@ NOTES = [
     "worker.crop (FER framing, roi_align) and classify with flip TTA.",
     "box match: share of baseline boxes (score >= face_score_min) with a batched box at IoU >= 0.95, one-to-one.",
     "Through Redis (frames in the stream to results in the stream, one worker) is measured by "
-    "`python -m producer.bench` with MOODSTREAM_MTCNN_IMPL=reference / batched (deploy/gpu/run_bench.sh runs both).",
+    "`moodstream bench stream` with MOODSTREAM_MTCNN_IMPL=reference / batched (deploy/gpu/run_bench.sh runs both).",
 ]
 
 

@@ -1,7 +1,7 @@
 """Service benchmark, measured from the client side: frames/s and end-to-end latency
 of real workers through Redis. Writes JSON and prints a table.
 
-    python -m producer.bench --video /work/shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
+    moodstream bench stream --video ../shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
 
 Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
 redis-server. Unless ``--no-spawn``, it starts one ``moodstream worker``
@@ -48,23 +48,28 @@ def _summary(values: list[float]) -> dict:
             "mean": round(float(np.mean(values)), 1) if values else float("nan"), "n": len(values)}
 
 
-@click.command()
+@click.command("stream")
 @click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Frames come from this video (their native size is what is measured).")
-@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Frames in the throughput phase (all enqueued at once).")
 @click.option("--latency-frames", type=click.IntRange(min=0), help="Closed-loop frames (default: --frames).")
-@click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Frames served first and not measured.")
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL, else an embedded redis-server.")
 @click.option("--no-spawn", is_flag=True, help="Measure the workers already serving --prefix.")
 @click.option("--prefix", help="Key prefix (default: a fresh bench-* prefix when spawning).")
 @click.option("--device", default="cpu", show_default=True, help="Worker device.")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True)
-@click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True,
+              help="Face detector of the spawned worker.")
+@click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Frames per batch at most (spawned worker).")
+@click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Batch wait of the spawned worker.")
 @click.option("--timeout-s", type=float, default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
-              show_default=True)
-def main(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
+              show_default=True, help="Where the JSON goes.")
+def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
          batch_wait_ms, timeout_s, out):
     """Frames/s and latency p50/p99 of moodstream workers through Redis."""
     from producer.client import Producer
@@ -188,6 +193,3 @@ def _print_table(rep: dict) -> None:
         click.echo(f"{name:<12} {p['frames']:>6} {p['frames_per_s']:>9.2f} {p['latency_ms']['p50']:>9.1f} "
                    f"{p['latency_ms']['p99']:>9.1f} {rtt['p50']:>9.1f} {rtt['p99']:>9.1f}  {stages}")
 
-
-if __name__ == "__main__":
-    main()
