@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from moodstream.options import setting_option
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,16 @@ def default_sample() -> str:
               help="Videos: keep every Nth frame.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos: at most this many frames each.")
-@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), help="Face detector (default: mtcnn).")
-@click.option("--batch-max", type=click.IntRange(min=1), help="Frames per batch at most.")
+@setting_option("device")
+@setting_option("detector")
+@setting_option("backend")
+@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("batch_max", type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
               help="table: one readable line per result; jsonl: one JSON object per result.")
 @click.option("--timeout-s", type=click.FloatRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
-def up(paths, every_n, fps, max_frames, device, detector, batch_max, fmt, timeout_s):
+def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
     """Start Redis (embedded if none is set), a worker and a producer; print results.
 
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
@@ -62,7 +65,7 @@ def up(paths, every_n, fps, max_frames, device, detector, batch_max, fmt, timeou
     from worker.pipeline import Pipeline
     from worker.service import Worker
 
-    settings = Settings.from_env(device=device, detector=detector, batch_max=batch_max)
+    settings = Settings.from_env(**flags)
     specs = list(paths) or [default_sample()]
     with ExitStack() as stack:
         if settings.redis_url is None:

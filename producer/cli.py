@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from moodstream.options import setting_option
 from shared.settings import Settings
 
 FORMATS = ("jsonl", "table")
@@ -39,11 +40,10 @@ def _notice(msg: str) -> None:
 @click.option("--rq", "use_rq", is_flag=True,
               help="Enqueue each PATH (video or folder) as ONE rq job that an rq worker expands into frames.")
 @click.option("--reply-to", help="Also add results to the stream <prefix>:reply:NAME.")
-@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
-@click.option("--lag-limit", type=click.IntRange(min=1), help="Backlog above which the producer waits or drops.")
-@click.option("--backpressure", type=click.Choice(["wait", "drop"]),
-              help="Above lag-limit: wait for workers, or drop the oldest undelivered frames (live sources).")
+@setting_option("redis_url")
+@setting_option("prefix")
+@setting_option("lag_limit", type=click.IntRange(min=1))
+@setting_option("backpressure")
 def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_url, prefix, lag_limit, backpressure):
     """Enqueue images, folders, videos, a camera (0) or a stream URL as frame jobs.
 
@@ -80,14 +80,12 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 
 
 @click.command()
-@click.option("--media-root", type=click.Path(file_okay=False, exists=True),
-              help="Jobs may name files and folders under this directory only (default: $MOODSTREAM_MEDIA_ROOT; "
-                   "unset: no local files).")
+@setting_option("media_root", type=click.Path(file_okay=False, exists=True))
 @click.option("--allow-url-host", "url_hosts", multiple=True,
               help="A host whose rtsp/http(s) URLs jobs may name (repeatable; default: $MOODSTREAM_ALLOWED_URL_HOSTS).")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty (tests, batch runs).")
-@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@setting_option("redis_url")
+@setting_option("prefix")
 def expander(media_root, url_hosts, burst, redis_url, prefix):
     """Expand `produce --rq` jobs (whole videos and folders) into frame jobs.
 
@@ -121,8 +119,8 @@ def expander(media_root, url_hosts, burst, redis_url, prefix):
 @click.option("--keep-duplicates", is_flag=True,
               help="Print every result, also a job's second answer (delivery is at least once); "
                    "by default each job is printed, and counted by --count, once.")
-@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@setting_option("redis_url")
+@setting_option("prefix")
 def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to, keep_duplicates, redis_url, prefix):
     """Print results: from now (default, follows), --from-start, or --from-id ID.
 

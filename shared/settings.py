@@ -11,48 +11,78 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from shared.errors import ConfigError
 
 ENV_PREFIX = "MOODSTREAM_"
 
 
+Device = str  # "auto", "cpu", "cuda" or "cuda:N" (checked in validate)
+Detector = Literal["mtcnn", "haar"]
+MtcnnImpl = Literal["reference", "batched"]
+Backend = Literal["auto", "torch", "onnx"]
+Backpressure = Literal["wait", "drop"]
+
+DETECTORS: tuple[str, ...] = typing.get_args(Detector)
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+BACKPRESSURES: tuple[str, ...] = typing.get_args(Backpressure)
+
+
+def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
+    """A setting: its default and the one help text every CLI option that mirrors it shows."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
     # --- transport -----------------------------------------------------------
-    redis_url: str | None = None  # None: in-process, or an embedded server for `up`
-    prefix: str = "moodstream"  # every Redis key starts with this
-    stream_maxlen: int = 10_000  # approximate MAXLEN of the frame stream
-    results_maxlen: int = 100_000  # approximate MAXLEN of the results stream
-    lag_limit: int = 2_000  # producer waits (or drops) above this consumer lag
-    backpressure: str = "wait"  # "wait" or "drop" (drop oldest; for live sources)
+    redis_url: str | None = _s(None, "Redis URL (redis://, rediss:// for TLS, passwords in the URL); "
+                                     "none: in-process, or an embedded server for `up`.")
+    prefix: str = _s("moodstream", "Every Redis key starts with this (two deployments can share a server).")
+    stream_maxlen: int = _s(10_000, "Approximate MAXLEN of the frames stream.")
+    results_maxlen: int = _s(100_000, "Approximate MAXLEN of the results stream.")
+    lag_limit: int = _s(2_000, "Backlog (unread + pending frames) above which producers wait or drop.")
+    backpressure: Backpressure = _s("wait", "Above lag-limit: wait for workers, or drop the oldest unread frames "
+                                            "(live sources).")
     # --- worker --------------------------------------------------------------
-    batch_max: int = 16  # frames per batch at most
-    batch_wait_ms: int = 20  # oldest frame waits at most this long for a fuller batch
-    reclaim_idle_ms: int = 30_000  # pending longer than this: another worker reclaims
-    max_deliveries: int = 3  # then dead-letter
-    heartbeat_ttl_s: int = 15
-    decode_threads: int = 4
+    batch_max: int = _s(16, "Frames per batch at most.")
+    batch_wait_ms: int = _s(20, "A batch goes when full or when its oldest frame has waited this long.")
+    reclaim_idle_ms: int = _s(30_000, "Entries pending longer than this are reclaimed from a dead worker.")
+    max_deliveries: int = _s(3, "Dead-letter an entry after it killed this many workers while served alone.")
+    heartbeat_ttl_s: int = _s(15, "A worker's heartbeat key expires this long after its last beat.")
+    decode_threads: int = _s(4, "Threads decoding images while the previous batch infers.")
+    threads: int = _s(0, "Inference threads per process (torch and ONNX Runtime); 0: auto (all cores for "
+                         "analyze, half the cores, at most 4, for a worker).")
     # --- observability -------------------------------------------------------
-    metrics_port: int | None = None  # Prometheus /metrics, /healthz, /readyz on this port (0: a free one); None: off
-    metrics_host: str = "0.0.0.0"  # all interfaces: Prometheus and kubelet probes reach a pod from outside it
-    stats_interval_s: float = 60.0  # the worker logs one line of figures (frames/s, batch, queue wait); 0: off
+    metrics_port: int | None = _s(None, "Serve Prometheus /metrics, /healthz and /readyz on this port "
+                                        "(0: a free one); unset: off.")
+    metrics_host: str = _s("0.0.0.0", "Address of the metrics server (all interfaces: Prometheus and kubelet "
+                                      "probes reach a pod from outside it).")
+    stats_interval_s: float = _s(60.0, "A worker logs one line of figures this often (0: never).")
     # --- models --------------------------------------------------------------
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
-    detector: str = "mtcnn"  # "mtcnn" or "haar"
-    mtcnn_impl: str = "reference"  # "reference" (facenet-pytorch's loop) or "batched" (ours, GPU-resident)
-    checkpoint: str | None = None  # None: the emotion model shipped in the package
-    min_face_px: int = 20  # smallest face side the detector looks for
-    face_score_min: float = 0.90  # drop MTCNN detections scoring below this (Haar: min_neighbors filters)
-    calibrate_boxes: bool = True  # report WIDER-style boxes (worker/data/box_calibration.json; helps on held-out folds)
-    detect_every: int = 1  # videos: full face detection on every N-th analysed frame, optical flow between
+    device: Device = _s("auto", "auto, cpu, cuda or cuda:N.")
+    detector: Detector = _s("mtcnn", "Face detector.")
+    backend: Backend = _s("auto", "Inference backend: onnx (ONNX Runtime, CPU), torch, or auto (onnx on CPU, "
+                                  "torch on CUDA).")
+    mtcnn_impl: MtcnnImpl = _s("reference", "torch backend's MTCNN: facenet-pytorch's loop (reference) or our "
+                                            "batched, GPU-resident one (batched; auto picks it on CUDA).")
+    checkpoint: str | None = _s(None, "Emotion checkpoint (.pt); unset: the model shipped in the package.")
+    min_face_px: int = _s(20, "Smallest face side, in pixels, the detector looks for.")
+    face_score_min: float = _s(0.90, "Drop MTCNN detections scoring below this (Haar: min_neighbors filters).")
+    calibrate_boxes: bool = _s(True, "Report WIDER-style boxes (worker/data/box_calibration.json); the crop "
+                                     "always uses the detector's box.")
+    detect_every: int = _s(1, "Videos: full face detection on every N-th analysed frame, optical flow between.")
     # --- input guards ----------------------------------------------------------
-    max_pixels: int = 50_000_000  # decompression-bomb guard for one image (also OpenCV's own limit)
-    max_message_bytes: int = 32 * 1024 * 1024  # a frames-stream message above this is dead-lettered unread
+    max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels (decompression-bomb guard; also "
+                                     "OpenCV's own limit).")
+    max_message_bytes: int = _s(32 * 1024 * 1024, "A frames-stream message above this is dead-lettered unread.")
     # --- rq expander (`produce --rq`): what a job may name, decided by the expander's operator --
-    media_root: str | None = None  # local files and folders only under this directory; None: no local paths
-    allowed_url_hosts: str = ""  # comma-separated hosts for rtsp/http(s) sources; empty: no URLs
+    media_root: str | None = _s(None, "Expander: jobs may name files and folders under this directory only; "
+                                      "unset: no local paths.")
+    allowed_url_hosts: str = _s("", "Expander: comma-separated hosts whose rtsp/http(s) URLs jobs may name; "
+                                    "empty: none.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -104,19 +134,32 @@ class Settings:
             # MAXLEN would trim frames no worker has read, before the producer ever waits
             raise ConfigError(f"lag_limit ({self.lag_limit}) must be below stream_maxlen ({self.stream_maxlen}): "
                               "otherwise the stream trims frames no worker has read, and they are lost unseen")
-        if self.backpressure not in ("wait", "drop"):
-            raise ConfigError(f"backpressure must be 'wait' or 'drop', got {self.backpressure!r}")
-        if self.detector not in ("mtcnn", "haar"):
-            raise ConfigError(f"detector must be 'mtcnn' or 'haar', got {self.detector!r}")
-        if self.mtcnn_impl not in ("reference", "batched"):
-            raise ConfigError(f"mtcnn_impl must be 'reference' or 'batched', got {self.mtcnn_impl!r}")
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # Literal-typed settings: the allowed values are in the type
+            allowed = choices(hints[f.name])
+            if allowed and getattr(self, f.name) not in allowed:
+                raise ConfigError(f"{f.name} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
         if not 0.0 <= self.face_score_min <= 1.0:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
+def choices(hint: object) -> tuple[str, ...]:
+    """The allowed values of a Literal-typed setting, () for any other type."""
+    return tuple(typing.get_args(hint)) if typing.get_origin(hint) is Literal else ()
+
+
+def help_of(name: str) -> str:
+    """The help text of setting ``name`` (for CLI options that mirror it)."""
+    return next(f.metadata["help"] for f in fields(Settings) if f.name == name)
+
+
 def _coerce(name: str, hint: object, raw: str) -> object:
+    if choices(hint):
+        return raw  # checked against the allowed values in validate()
     args = typing.get_args(hint)
     target = next((a for a in args if a is not type(None)), hint) if args else hint
     try:

@@ -6,30 +6,28 @@ import logging
 
 import click
 
+from moodstream.options import setting_option
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--redis-url", help="Redis to serve (default: $MOODSTREAM_REDIS_URL). rediss:// and passwords work.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
-@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), help="Face detector (default: mtcnn).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Emotion checkpoint (default: the shipped one).")
-@click.option("--batch-max", type=click.IntRange(min=1), help="Frames per batch at most (default: 16).")
-@click.option("--batch-wait-ms", type=click.IntRange(min=0),
-              help="A batch goes when full or when its oldest frame has waited this long (default: 20).")
-@click.option("--reclaim-idle-ms", type=click.IntRange(min=0),
-              help="Reclaim other workers' entries pending longer than this (default: 30000).")
-@click.option("--max-deliveries", type=click.IntRange(min=1), help="Dead-letter entries delivered more often.")
+@setting_option("redis_url")
+@setting_option("prefix")
+@setting_option("device")
+@setting_option("detector")
+@setting_option("backend")
+@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("checkpoint", type=click.Path(dir_okay=False))
+@setting_option("batch_max", type=click.IntRange(min=1))
+@setting_option("batch_wait_ms", type=click.IntRange(min=0))
+@setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
+@setting_option("max_deliveries", type=click.IntRange(min=1))
+@setting_option("metrics_port", type=click.IntRange(0, 65535))
 @click.option("--consumer", "consumer", help="Consumer name in the group (default: <host>-<pid>).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Exit after serving this many frames (tests, benchmarks).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535),
-              help="Serve Prometheus /metrics, /healthz and /readyz on this port (default: "
-                   "$MOODSTREAM_METRICS_PORT; off when unset).")
-def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wait_ms, reclaim_idle_ms,
-           max_deliveries, consumer, max_frames, metrics_port):
+def worker(consumer, max_frames, **flags):
     """Serve frame jobs from Redis: batch, detect, classify, publish results.
 
     Joins the consumer group on the frames stream (workers scale horizontally:
@@ -41,10 +39,7 @@ def worker(redis_url, prefix, device, detector, checkpoint, batch_max, batch_wai
     from worker.pipeline import Pipeline
     from worker.service import Worker
 
-    settings = Settings.from_env(redis_url=redis_url, prefix=prefix, device=device, detector=detector,
-                                 checkpoint=checkpoint, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                                 reclaim_idle_ms=reclaim_idle_ms, max_deliveries=max_deliveries,
-                                 metrics_port=metrics_port)
+    settings = Settings.from_env(**flags)
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
         logging.getLogger("worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)

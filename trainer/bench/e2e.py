@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
+
+from shared.settings import DETECTORS
 import cv2
 import numpy as np
 
@@ -183,7 +185,7 @@ def format_table(r: dict) -> str:
               help="FER+ split whose faces are placed on canvases.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use N faces drawn without replacement (seeded).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face sample and of every canvas.")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True,
+@click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
               help="Face detector in front of the classifier.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Emotion checkpoint [default: the shipped model].")

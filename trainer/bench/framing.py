@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+
+from shared.settings import DETECTORS
 import numpy as np
 import torch
 
@@ -96,7 +98,7 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
 @click.command("framing")
 @click.option("--data", "ferplus_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="FER+ folder holding FER2013Train/ (images + label.csv).")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True,
+@click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
               help="Detector to measure.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=600, show_default=True,
               help="Number of FER+ training images to probe.")

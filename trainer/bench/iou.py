@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from shared.settings import DETECTORS
 from trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 THRESHOLDS = (0.5, 0.75, 0.85)
 PAPER_TABLE1 = {"mtcnn": {"0.5": 0.556, "0.75": 0.423, "0.85": 0.198},
                 "haar": {"0.5": 0.073, "0.75": 0.017, "0.85": 0.001}}
-DETECTORS = ("mtcnn", "haar")
 GREEN, BLUE, ORANGE = (0, 200, 0), (30, 90, 255), (255, 150, 0)  # RGB
 
 

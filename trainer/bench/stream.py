@@ -34,6 +34,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import click
+
+from shared.settings import DETECTORS
 import numpy as np
 
 from shared.settings import Settings
@@ -60,7 +62,7 @@ def _summary(values: list[float]) -> dict:
 @click.option("--no-spawn", is_flag=True, help="Measure the workers already serving --prefix.")
 @click.option("--prefix", help="Key prefix (default: a fresh bench-* prefix when spawning).")
 @click.option("--device", default="cpu", show_default=True, help="Worker device.")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn", show_default=True,
+@click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
               help="Face detector of the spawned worker.")
 @click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames per batch at most (spawned worker).")

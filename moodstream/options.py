@@ -1,0 +1,39 @@
+"""CLI options that mirror settings, from one source: :class:`shared.settings.Settings`.
+
+``@setting_option("batch_max")`` is ``--batch-max`` with the setting's type
+(Literal settings become a choice), its help text, and the environment
+variable and default named in the help. The option's default is None, so an
+absent flag leaves the value to ``MOODSTREAM_BATCH_MAX`` or the default
+(:meth:`Settings.from_env` skips None overrides). Extra flag names are
+aliases (``setting_option("batch_max", "--batch")``).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import MISSING, fields
+
+import click
+
+from shared.settings import ENV_PREFIX, Settings, choices, help_of
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+
+
+def setting_option(name: str, *aliases: str, **kwargs):
+    """A click option for setting ``name``; ``kwargs`` go to click (e.g. ``type=click.IntRange(min=1)``)."""
+    f = _FIELDS[name]
+    hint = _HINTS[name]
+    flag = "--" + name.replace("_", "-")
+    default = f.default if f.default is not MISSING else None
+    shown = "unset" if default is None else repr(default) if isinstance(default, str) else default
+    help_text = f"{help_of(name)} [env {ENV_PREFIX}{name.upper()}; default {shown}]"
+    allowed = choices(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if base is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text, **kwargs)
+    if "type" not in kwargs:
+        kwargs["type"] = click.Choice(allowed) if allowed else {int: click.INT, float: click.FLOAT}.get(base,
+                                                                                                       click.STRING)
+    return click.option(flag, *aliases, name, default=None, help=help_text, **kwargs)
