@@ -1,0 +1,135 @@
+"""`moodstream status` and producer.status against a real redis-server and a real worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from click.testing import CliRunner
+from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
+
+import producer.status as status_mod
+from moodstream.cli import cli
+from producer.client import Producer
+from producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, snapshot
+from shared.embedded import free_port
+from shared.transport import ensure_group
+from shared.wire import FIELD
+
+MOODSTREAM = [sys.executable, "-c", "from moodstream.cli import main; main()"]
+
+
+def test_snapshot_shows_backlog_then_the_worker_that_drains_it(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url)
+    ensure_group(client, keys)  # as the first worker does
+    producer = Producer(settings)
+    n = 12
+    for i in range(n):
+        producer.submit_image(tiny_jpeg(i), source="status", frame=i)
+    before = snapshot(client, keys)
+    assert before["workers"] == []
+    assert before["backlog"]["total"] == n and before["backlog"]["exact"]
+    assert before["lag"] == before["backlog"]["lag"] == n  # XINFO GROUPS lag: what KEDA reads
+    assert before["results"]["length"] == 0 and before["frames_per_s"] == 0
+
+    w = start_worker(settings, checkpoint, "w-status")
+    try:
+        (me,) = wait_for(lambda: [x for x in live_workers(client, keys) if x["served"] == n], 60,
+                         what="the heartbeat to report every frame served")
+        snap = snapshot(client, keys, window_s=30)
+    finally:
+        w.stop()
+    assert me["worker"] == "w-status" and me["model_version"] == checkpoint.version
+    assert me["batches"] >= 2 and me["dead_lettered"] == 0 and me["pid"] > 0 and me["status"] in ("idle", "busy")
+    assert 0 <= me["age_s"] < settings.heartbeat_ttl_s
+    assert [x["worker"] for x in snap["workers"]] == ["w-status"]
+    assert snap["backlog"] == {"lag": 0, "pending": 0, "total": 0, "exact": True} and snap["lag"] == 0
+    assert snap["results"]["length"] == n and snap["results"]["last_minute"] == n
+    assert snap["frames_per_s"] == round(n / 30, 2)
+    assert snap["redis"]["version"] and "redis://" not in json.dumps(snap)
+    assert live_workers(client, keys) == []  # a stopped worker removes its heartbeat
+
+
+def test_dead_letters_counted_by_reason(redis_url, client, keys, checkpoint, monkeypatch):
+    settings = settings_for(redis_url, max_pixels=100 * 100)
+    poison = [b"not msgpack \xc1", b"", b"\xc1\xc1", None]  # None: an entry without the msg field
+    for payload in poison:
+        client.xadd(keys.frames, {FIELD: payload} if payload is not None else {b"other": b"1"})
+    Producer(settings).submit_image(tiny_jpeg(3, size=(200, 200)), source="big")  # 40,000 px: too_large
+    w = start_worker(settings, checkpoint, "w-dead")
+    try:
+        wait_for(lambda: client.xlen(keys.dead) >= len(poison) + 1, 60, what="all dead-lettered")
+    finally:
+        w.stop()
+    want = {"not_msgpack": 3, "missing_field": 1, "too_large": 1}
+    d = snapshot(client, keys)["dead_letters"]
+    assert d["by_reason"] == want and d["length"] == 5 and d["counted"] == 5 and not d["truncated"]
+    monkeypatch.setattr(status_mod, "PAGE", 2)  # the same counts when read over several pages
+    assert dead_letter_reasons(client, keys)["by_reason"] == want
+    part = dead_letter_reasons(client, keys, limit=3)  # the newest three
+    assert part["truncated"] and part["counted"] == 3 and "newest 3 of 5" in part["note"]
+    newest = [f[b"reason"].decode() for _, f in client.xrevrange(keys.dead, count=3)]
+    assert part["by_reason"] == dict(Counter(newest))
+
+
+def test_count_since_pages_and_window(redis_url, client, monkeypatch):
+    for ms in (1000, 2000, 3000, 3001, 4000):
+        client.xadd("s", {"x": 1}, id=f"{ms}-0")
+    monkeypatch.setattr(status_mod, "PAGE", 2)
+    assert count_since(client, "s", 2000) == (4, False)
+    assert count_since(client, "s", 0) == (5, False)
+    assert count_since(client, "s", 5000) == (0, False)
+    assert count_since(client, "s", 0, limit=3) == (3, True)
+    assert count_since(client, "s", 3000, limit=3) == (3, False)  # exactly the limit, nothing beyond
+
+
+def test_keda_lag_is_none_without_a_group(redis_url, client, keys):
+    assert keda_lag(client, keys) is None
+    client.xadd(keys.frames, {"x": 1})
+    assert keda_lag(client, keys) is None
+    assert snapshot(client, keys)["backlog"]["lag"] == 1  # no group yet: the stream length
+
+
+def test_status_json_and_screen_name_the_live_worker(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url)
+    Producer(settings).submit_image(tiny_jpeg(1), source="cli")
+    w = start_worker(settings, checkpoint, "w-cli")
+    try:
+        wait_for(lambda: client.xlen(keys.results) == 1 and live_workers(client, keys), 60, what="one result")
+        proc = subprocess.run([*MOODSTREAM, "status", "--json", "--redis-url", redis_url, "--prefix", "t"],
+                              capture_output=True, text=True, timeout=60)
+        screen = CliRunner().invoke(cli, ["status", "--redis-url", redis_url, "--prefix", "t"])
+    finally:
+        w.stop()
+    assert proc.returncode == 0, proc.stderr
+    snap = json.loads(proc.stdout)  # the contract: one JSON object naming the live workers, lag and backlog
+    assert [x["worker"] for x in snap["workers"]] == ["w-cli"]
+    assert snap["lag"] == 0 and snap["backlog"]["total"] == 0 and snap["results"]["length"] == 1
+    assert screen.exit_code == 0, screen.output
+    assert "workers: 1 live" in screen.output and "w-cli" in screen.output and "backlog: 0" in screen.output
+
+
+def test_status_without_redis_is_one_line_and_exit_1():
+    url = f"redis://admin:hunter2@127.0.0.1:{free_port()}/0"
+    res = CliRunner().invoke(cli, ["status", "--redis-url", url])
+    assert res.exit_code == 1
+    assert res.output.count("\n") == 1 and "cannot reach Redis" in res.output
+    assert "hunter2" not in res.output and "Traceback" not in res.output
+
+
+def test_watch_redraws_until_ctrl_c(redis_url):
+    proc = subprocess.Popen([*MOODSTREAM, "status", "--watch", "0.2", "--json", "--redis-url", redis_url,
+                             "--prefix", "t"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # interpreter start + a few redraws
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    frames = [json.loads(line) for line in out.splitlines()]
+    assert len(frames) >= 2 and all("backlog" in f and "workers" in f for f in frames)
