@@ -1,0 +1,162 @@
+"""The numpy operations of the ONNX backend (worker.onnx_mtcnn, worker.onnx_classify,
+shared.boxes), each against the torch / facenet-pytorch code it reproduces, on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from facenet_pytorch.models.utils import detect_face as fn
+from torch.nn.functional import interpolate
+from torchvision.ops import batched_nms
+from torchvision.ops import box_iou as tv_box_iou
+from torchvision.ops import nms as tv_nms
+
+from shared.boxes import box_iou, match_one_to_one
+from worker import mtcnn_ops
+from worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, pad_boxes, pyramid_scales,
+                               rerec)
+
+
+def random_boxes(rng: np.random.Generator, n: int, span: float = 200.0) -> np.ndarray:
+    xy = rng.uniform(0, span, (n, 2))
+    wh = rng.uniform(5, 45, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 300, 2000])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_is_torchvision_nms(n, threshold):
+    rng = np.random.default_rng(n)
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
+    want = tv_nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold).numpy()
+    np.testing.assert_array_equal(nms(boxes, scores, threshold), want)
+
+
+def test_nms_ties_keep_input_order_like_torchvision():
+    rng = np.random.default_rng(3)
+    boxes = random_boxes(rng, 400, span=100.0)
+    scores = rng.choice(np.float32([0.9, 0.95, 1.0]), 400)  # saturated scores tie
+    want = tv_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5).numpy()
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), want)
+
+
+@pytest.mark.parametrize("n", [5, 500, 3000])
+def test_grouped_nms_is_nms_per_group(n):
+    rng = np.random.default_rng(10 + n)
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
+    boxes[: n // 3] -= 150  # negative coordinates: groups must still not touch each other
+    groups = rng.integers(0, 9, n)
+    keep = nms(boxes, scores, 0.5, groups)
+    want = [np.nonzero(groups == g)[0][tv_nms(torch.from_numpy(boxes[groups == g]),
+                                              torch.from_numpy(scores[groups == g]), 0.5).numpy()]
+            for g in np.unique(groups)]
+    assert sorted(keep.tolist()) == sorted(np.concatenate(want).tolist())
+    assert np.all(np.diff(scores[keep]) <= 0)  # best first
+    if n <= 500:  # torchvision's coordinate-trick path: the same order, ties included
+        shifted = boxes + 150
+        want = batched_nms(torch.from_numpy(shifted), torch.from_numpy(scores), torch.from_numpy(groups), 0.5)
+        np.testing.assert_array_equal(nms(shifted, scores, 0.5, groups), want.numpy())
+
+
+@pytest.mark.parametrize("n", [1, 5, 40, 300])
+def test_min_nms_is_facenets_numpy_nms(n):
+    rng = np.random.default_rng(20 + n)
+    boxes = random_boxes(rng, n, span=80.0)
+    scores = rng.random(n).astype(np.float32)
+    scores[rng.random(n) < 0.3] = 1.0  # ONet saturates: ties decided by numpy's argsort, as in facenet
+    groups = rng.integers(0, 3, n)
+    want = fn.batched_nms_numpy(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups),
+                                0.7, "Min").numpy()
+    np.testing.assert_array_equal(nms(boxes, scores, 0.7, groups, method="min"), want)
+
+
+def test_nms_of_nothing_and_bad_method():
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).shape == (0,)
+    with pytest.raises(ValueError):
+        nms(np.zeros((1, 4)), np.ones(1), 0.5, method="max")
+
+
+def test_bbreg_and_rerec_are_facenets():
+    rng = np.random.default_rng(4)
+    boxes = np.concatenate([random_boxes(rng, 50), rng.random((50, 1), dtype=np.float32)], axis=1)
+    reg = rng.normal(0, 0.2, (50, 4)).astype(np.float32)
+    want = fn.rerec(fn.bbreg(torch.from_numpy(boxes.copy()), torch.from_numpy(reg))).numpy()
+    np.testing.assert_allclose(rerec(bbreg(boxes.copy(), reg)), want, rtol=0, atol=1e-4)
+    sq = rerec(boxes.copy())
+    np.testing.assert_allclose(sq[:, 2] - sq[:, 0], sq[:, 3] - sq[:, 1], atol=1e-4)
+
+
+def test_pad_boxes_is_facenets_pad():
+    rng = np.random.default_rng(5)
+    boxes = random_boxes(rng, 60, span=140.0) - 20  # some start left of / above the frame, some past it
+    x0, y0, x1, y1, valid = pad_boxes(boxes, 100, 60)
+    y, ey, x, ex = fn.pad(torch.from_numpy(boxes.copy()), 100, 60)
+    want_valid = (ey > y - 1) & (ex > x - 1)
+    np.testing.assert_array_equal(valid, want_valid)
+    for got, ref in ((x0, x - 1), (y0, y - 1), (x1, ex), (y1, ey)):
+        np.testing.assert_array_equal(got[valid], ref[valid])
+
+
+@pytest.mark.parametrize("h,w,minsize", [(1080, 1920, 20), (360, 640, 20), (180, 320, 40), (7, 5, 20)])
+def test_pyramid_scales_are_the_torch_paths(h, w, minsize):
+    assert pyramid_scales(h, w, minsize, 0.709) == mtcnn_ops.pyramid_scales(h, w, minsize, 0.709)
+
+
+def test_area_resize_and_crops_equal_interpolate_area():
+    frame = np.random.default_rng(6).integers(0, 256, (61, 83, 3), dtype=np.uint8)
+    table = integral_image(frame)
+    assert table.dtype == np.int32 and table.shape == (3, 62, 84)
+    img = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    for size in [(37, 50), (61, 83), (13, 9), (70, 90)]:  # down, same, tiny, up
+        np.testing.assert_allclose(area_resize(table, *size), interpolate(img, size=size, mode="area").numpy(),
+                                   rtol=0, atol=1e-4)
+    rects = [(5, 3, 60, 50), (10, 20, 17, 31), (40, 40, 41, 41), (0, 0, 83, 61), (70, 2, 83, 59)]
+    x0, y0, x1, y1 = (np.array(v) for v in zip(*rects))
+    for size in (24, 48):
+        got = area_crops(table, x0, y0, x1, y1, size)
+        for k, (a0, b0, a1, b1) in enumerate(rects):
+            want = interpolate(img[:, :, b0:b1, a0:a1], size=(size, size), mode="area")[0].numpy()
+            np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-4)
+
+
+def test_integral_image_is_exact_and_widens_for_huge_frames():
+    white = np.full((5, 4, 3), 255, np.uint8)
+    assert integral_image(white)[:, -1, -1].tolist() == [5 * 4 * 255] * 3
+    huge = integral_image(np.full((3000, 3000, 3), 255, np.uint8))  # 2.3e9 does not fit int32
+    assert huge.dtype == np.float64 and huge[0, -1, -1] == 3000 * 3000 * 255
+
+
+def test_face_crops_are_worker_crops():
+    from worker.crop import crop_faces as torch_crop_faces
+    from worker.framing import FRAMING
+    from worker.onnx_classify import crop_faces
+
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), rng.integers(0, 256, (50, 40, 3), dtype=np.uint8),
+              rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)]
+    boxes = [random_boxes(rng, 6, span=100.0),
+             np.array([[-30, -20, 25, 40], [30, 30, 70, 90], [10, 10, 11, 10.5], [-40, -50, 80, 100]], np.float32),
+             np.zeros((0, 4), np.float32)]  # overhanging, tiny, past half a frame, none
+    for framing in FRAMING.values():
+        want = torch_crop_faces(frames, boxes, framing, 48, torch.device("cpu")).numpy()
+        np.testing.assert_allclose(crop_faces(frames, boxes, framing, 48), want, rtol=0, atol=1e-4)
+
+
+def test_box_iou_is_torchvisions():
+    rng = np.random.default_rng(8)
+    a, b = random_boxes(rng, 30), random_boxes(rng, 20)
+    np.testing.assert_allclose(box_iou(a, b), tv_box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert box_iou(a[:0], b).shape == (0, 20)
+
+
+def test_match_one_to_one_takes_best_pairs_once():
+    a = np.array([[0, 0, 10, 10], [0.1, 0, 10.1, 10]], np.float32)
+    assert match_one_to_one(a, a[:1], 0.95) == [(0, 0)]
+    assert sorted(match_one_to_one(a, a, 0.95)) == [(0, 0), (1, 1)]
+    assert match_one_to_one(a, a[:0], 0.5) == [] and match_one_to_one(a[:0], a, 0.5) == []
+    # the greedy pass takes the best pair first even when another order would match more
+    ref = np.array([[0, 0, 10, 10], [0, 0, 10, 11]], np.float32)
+    cand = np.array([[0, 0, 10, 10.5]], np.float32)
+    assert match_one_to_one(ref, cand, 0.9) == [(1, 0)]

@@ -1,0 +1,174 @@
+"""The emotion stage on ONNX Runtime, torch-free: face boxes on frames ->
+emotion probabilities, the same numbers as :class:`worker.classify.EmotionClassifier`.
+
+Everything beyond the graph comes from ``emotion.onnx``'s metadata (written by
+``moodstream export onnx``): labels, mean, std, input size, class bias, flip
+TTA and the checkpoint's version, so the ``.pt`` file is never read.
+
+Crops reproduce :func:`worker.crop.crop_faces`: the FER-framed square of each
+box (:mod:`worker.framing`), on the BT.601 grey frame, sampled like
+``roi_align(aligned=True, sampling_ratio=-1)`` (every output pixel averages
+``ceil(side / S)`` x ``ceil(side / S)`` bilinear samples) with the frame
+extended by replicating its border, at most half a frame side (beyond that
+the square is clipped, as there). Bilinear sampling on a grid is separable,
+so a crop is ``Wy @ grey_region @ Wx.T`` with ``(S, rows)`` and ``(S, cols)``
+weight matrices built for all boxes at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import ModelError
+from shared.labels import LABELS
+from worker.framing import FRAMING, GRAY_WEIGHTS, Framing
+from worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_session
+
+
+def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:
+    """Detector boxes ``(N, 4)`` x1, y1, x2, y2 -> FER-framed squares ``(N, 4)`` float32."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    w = np.maximum(b[:, 2] - b[:, 0], np.float32(1.0))
+    h = np.maximum(b[:, 3] - b[:, 1], np.float32(1.0))
+    cx = (b[:, 0] + b[:, 2]) / 2 + np.float32(framing.dx) * w
+    cy = (b[:, 1] + b[:, 3]) / 2 + np.float32(framing.dy) * h
+    half = np.float32(framing.scale) * np.sqrt(w * h) / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+
+
+def sampling_weights(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray, n: int,
+                     size: int) -> tuple[np.ndarray, np.ndarray]:
+    """roi_align's bilinear sampling along one axis, for every box at once.
+
+    ``lo``/``hi``: the square's edges (N,) in frame pixels; ``pad``: the
+    replicated border (N,) around an axis of ``n`` pixels. Returns ``first``
+    (N,), the first frame pixel any sample reads, and ``weights``
+    ``(N, size, span)``: output ``i`` of box ``k`` is
+    ``weights[k, i] @ pixels[first[k]:first[k] + span]`` (averaged over the samples)."""
+    full = n + 2 * pad  # the padded axis (N,)
+    pad_f, full_f = pad.astype(np.float32), full.astype(np.float32)
+    start = np.clip(lo + pad_f, 0, full_f) - np.float32(0.5)  # aligned=True
+    length = np.clip(hi + pad_f, 0, full_f) - np.float32(0.5) - start
+    bin_size = length / np.float32(size)
+    grid = np.ceil(length / np.float32(size)).astype(np.int64)  # samples per output pixel (0: none)
+    g = max(int(grid.max(initial=0)), 1)
+    i = np.arange(size, dtype=np.float32)[None, :, None]
+    s = np.arange(g, dtype=np.float32)[None, None, :]
+    grid_f = np.maximum(grid, 1).astype(np.float32)[:, None, None]
+    pos = start[:, None, None] + i * bin_size[:, None, None] + (s + np.float32(0.5)) * bin_size[:, None, None] / grid_f
+    pos = np.maximum(pos, np.float32(0.0))  # (N, size, g), never below -1 here: squares are clipped to the padding
+    low = pos.astype(np.int64)
+    top = (low >= full[:, None, None] - 1)
+    low = np.where(top, full[:, None, None] - 1, low)
+    frac = np.where(top, np.float32(0.0), pos - low)
+    high = np.where(top, low, low + 1)
+    live = (s < grid[:, None, None]).astype(np.float32) / grid_f  # (N, 1, g): drop unused sample slots
+    # padded pixel -> frame pixel (the border is replicated)
+    last = (n - 1)[:, None, None]
+    low = np.clip(low - pad[:, None, None], 0, last)
+    high = np.clip(high - pad[:, None, None], 0, last)
+    first = low.reshape(len(lo), -1).min(axis=1)
+    span = int((high.reshape(len(lo), -1).max(axis=1) - first).max(initial=0)) + 1
+    weights = np.zeros((len(lo), size, span), dtype=np.float32)
+    rows = np.broadcast_to(np.arange(size)[None, :, None], low.shape)
+    boxes = np.broadcast_to(np.arange(len(lo))[:, None, None], low.shape)
+    for idx, w in ((low, (1 - frac) * live), (high, frac * live)):
+        np.add.at(weights, (boxes, rows, idx - first[:, None, None]), w)
+    return first, weights
+
+
+def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framing: Framing,
+               size: int) -> np.ndarray:
+    """Grayscale face crops ``(N, 1, size, size)`` float32 in [0, 1], frame by
+    frame and box by box in input order: :func:`worker.crop.crop_faces` in numpy."""
+    counts = [len(b) for b in boxes]
+    out = np.zeros((sum(counts), 1, size, size), dtype=np.float32)
+    if not out.shape[0]:
+        return out
+    frame_of = np.repeat(np.arange(len(frames)), counts)
+    sq = square_boxes(np.concatenate([np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]), framing)
+    hw = np.array([frames[i].shape[:2] for i in frame_of], dtype=np.int64)  # (N, 2) height, width
+    h, w = hw[:, 0], hw[:, 1]
+    # replicate-pad as far as the square overhangs, at most half a frame side (worker.crop, per box)
+    overhang = np.max(np.stack([-sq[:, 0], -sq[:, 1], sq[:, 2] - w, sq[:, 3] - h], axis=1), axis=1)
+    pad = np.minimum(np.maximum(0, np.ceil(overhang).astype(np.int64) + 1), np.maximum(h, w) // 2)
+    y0, wy = sampling_weights(sq[:, 1], sq[:, 3], pad, h, size)
+    x0, wx = sampling_weights(sq[:, 0], sq[:, 2], pad, w, size)
+    gray = np.array(GRAY_WEIGHTS, dtype=np.float32) / np.float32(255.0)
+    for k, i in enumerate(frame_of.tolist()):
+        region = frames[i][y0[k]:y0[k] + wy.shape[2], x0[k]:x0[k] + wx.shape[2]].astype(np.float32) @ gray
+        out[k, 0] = wy[k, :, :region.shape[0]] @ region @ wx[k, :, :region.shape[1]].T
+    return out
+
+
+class OnnxEmotionClassifier:
+    """``emotion.onnx`` in an ONNX Runtime session, plus the crop framing of
+    the detector whose boxes it will receive. Same interface as
+    :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
+    :meth:`describe`, ``labels``, and ``version`` (the checkpoint's)."""
+
+    def __init__(self, path: str | Path | None = None, framing: Framing = FRAMING["mtcnn"],
+                 flip_tta: bool | None = None, threads: int = 1):
+        path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
+        self.session = open_session(path, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != EMOTION_FORMAT:
+            raise ModelError(f"{path} is not a moodstream emotion model ({EMOTION_FORMAT}); "
+                             "write one with `moodstream export onnx`")
+        try:
+            self.labels = tuple(json.loads(meta["labels"]))
+            self.mean, self.std = np.float32(meta["mean"]), np.float32(meta["std"])
+            self.input_size = int(meta["input_size"])
+            bias = json.loads(meta["class_bias"])
+            self.version = meta["version"]
+            self.checkpoint_sha256 = meta.get("checkpoint_sha256", "")
+            meta_flip = meta.get("flip_tta", "true") == "true"
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"{path} has incomplete metadata ({exc}); export it again") from exc
+        if self.labels != LABELS:
+            raise ModelError(f"{path} was trained with labels {list(self.labels)}, this code uses {list(LABELS)}")
+        if bias is not None and len(bias) != len(LABELS):
+            raise ModelError(f"{path} has {len(bias)} class_bias values for {len(LABELS)} labels")
+        # exp(bias) in float32, as Checkpoint.class_weights
+        self.class_weights = None if bias is None else np.exp(np.asarray(bias, dtype=np.float32))
+        self.framing = framing
+        self.flip_tta = meta_flip if flip_tta is None else flip_tta
+
+    def predict(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(N, 8)`` float32 for the boxes of all frames, in order
+        (``boxes[i]``: ``(n_i, 4)`` x1, y1, x2, y2 on ``frames[i]``)."""
+        crops = crop_faces(frames, boxes, self.framing, self.input_size)
+        if crops.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.predict_crops(crops)
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Grayscale faces ``(N, 1, S, S)`` in [0, 1] -> probabilities ``(N, 8)``:
+        :func:`shared.models.predict_proba` (flip TTA, class-prior adjustment)."""
+        x = (crops.astype(np.float32) - self.mean) / self.std
+        n = x.shape[0]
+        if self.flip_tta:
+            x = np.concatenate([x, x[..., ::-1]])
+        logits = self.session.run(None, {"input": np.ascontiguousarray(x)})[0].astype(np.float32)
+        p = softmax(logits[:n])
+        if self.flip_tta:
+            p = (p + softmax(logits[n:])) / np.float32(2)
+        if self.class_weights is not None:
+            p = p * self.class_weights
+            p = p / p.sum(axis=1, keepdims=True)
+        return p
+
+    def describe(self, probs: np.ndarray) -> dict:
+        """One face's probabilities ``(8,)`` -> ``{"emotion", "probabilities"}``."""
+        return {"emotion": self.labels[int(probs.argmax())],
+                "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, probs)}}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``(N, C)`` float32."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
