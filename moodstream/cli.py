@@ -27,6 +27,7 @@ COMMANDS = {
     "eval": ("trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
     "balance": ("trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
     "bench": ("trainer.cli:bench", "Benchmarks that write JSON: detection IoU, end-to-end, throughput."),
+    "export": ("trainer.export:export", "Export the shipped models to ONNX (for the torch-free CPU backend)."),
 }
 
 

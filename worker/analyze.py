@@ -2,9 +2,12 @@
 
 Images, folders and videos go through :func:`shared.media.iter_frames`; decoded
 frames are batched across inputs (up to ``--batch`` frames per
-:meth:`Pipeline.process` call) and every frame gives one JSON record on stdout,
-in input order. An input that cannot be used gives an error record instead and
-the run goes on; the exit code is 1 if any input failed.
+:meth:`worker.video.VideoAnalyzer.analyze` call, which is one
+:meth:`Pipeline.process` call with ``--detect-every 1``) and every frame gives
+one JSON record on stdout, in input order. Faces of videos, cameras and streams
+are tracked along their source (``track_id``, ``smoothed``); a still image's
+faces get ids 0..k-1. An input that cannot be used gives an error record
+instead and the run goes on; the exit code is 1 if any input failed.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import click
 import cv2
 import numpy as np
 
+from moodstream.options import setting_option
 from shared.errors import BadInputError, MoodstreamError
 from shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
-    from worker.pipeline import Pipeline
+    from worker.video import TrackSummary, VideoAnalyzer
 
 
 PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
@@ -55,10 +59,10 @@ def decode(item: FrameItem, max_pixels: int) -> np.ndarray:
         raise BadInputError("unreadable", f"OpenCV cannot decode it: {str(exc).strip()[:200]}") from None
 
 
-def analyze_items(items: Iterable[FrameItem], pipeline: Pipeline, batch: int,
+def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, batch: int,
                   max_pixels: int) -> Iterator[Outcome]:
     """Frame items -> outcomes, in the same order; decoded frames go to
-    ``pipeline.process`` ``batch`` at a time, across inputs."""
+    ``analyzer.analyze`` ``batch`` at a time, across inputs."""
     pending: list[tuple[FrameItem, np.ndarray | None, BadInputError | None]] = []
     n_images = 0
     for item in items:
@@ -72,13 +76,21 @@ def analyze_items(items: Iterable[FrameItem], pipeline: Pipeline, batch: int,
         pending.append((item, image, error))
         n_images += image is not None
         if n_images >= batch:
-            yield from _flush(pending, pipeline)
+            yield from _flush(pending, analyzer)
             pending, n_images = [], 0
-    yield from _flush(pending, pipeline)
+    yield from _flush(pending, analyzer)
 
 
-def _flush(pending: list, pipeline: Pipeline) -> Iterator[Outcome]:
-    results = iter(pipeline.process([image for _, image, _ in pending if image is not None]))
+def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
+    from worker.video import VideoFrame
+
+    results = iter(analyzer.analyze([VideoFrame(item.source, item.frame, item.timestamp_s, image,
+                                                item.timestamp_s is not None)
+                                     for item, image, _ in pending if image is not None]))
+    if pending:  # sources come one after another: all but the last one of the batch have ended
+        for source in [s for s in analyzer.sources if s != pending[-1][0].source]:
+            analyzer.finish(source)
+    pipeline = analyzer.pipeline
     for item, image, error in pending:
         if error is not None:
             yield Outcome(error_record(item, error), None, False)
@@ -120,6 +132,30 @@ def table_row(record: dict) -> str:
     return f"{source:36s} {record['frame']:>6d} {ts:>8s} {size:>10s} {len(record['faces']):>5d}  {faces or '-'}"
 
 
+def write_summary(path: Path, summary: TrackSummary, detect_every: int, analyzer: VideoAnalyzer,
+                  model_version: str) -> None:
+    """``--summary``: the JSON object at ``path`` and one timeline PNG per video beside it
+    (``<stem>-<video stem>.png``)."""
+    from worker.annotate import safe_stem, write_timeline
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    videos, taken = [], set()
+    for source in summary.videos:
+        name, n = f"{path.stem}-{safe_stem(source)}.png", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem}-{safe_stem(source)}-{n}.png"
+        taken.add(name)
+        rows, span, step = summary.timeline(source)
+        write_timeline(path.with_name(name), source, rows, span, step)
+        videos.append({"source": source, "frames": len(summary.videos[source]), "tracks": len(rows),
+                       "timeline": str(path.with_name(name))})
+    tracker = analyzer.tracker_config
+    path.write_text(json.dumps({"tracks": summary.entries(), "videos": videos, "detect_every": detect_every,
+                                "smoothing_tau_s": tracker.smoothing_tau_s, "model_version": model_version},
+                               indent=1) + "\n")
+
+
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
@@ -149,27 +185,38 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
               help="Smallest face side in pixels the detector looks for (default: 20, or MOODSTREAM_MIN_FACE_PX).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Emotion model checkpoint (default: the model shipped with moodstream).")
+@setting_option("detect_every", type=click.IntRange(min=1))
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one JSON object with a 'tracks' list (one entry per face track per video: "
+                   "first/last time and frame, frames seen, share of each smoothed emotion, dominant "
+                   "emotion) to this file, and a timeline PNG per video beside it.")
 def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
             annotate_dir: Path | None, detector: str | None, device: str | None, batch: int | None,
-            max_pixels: int | None, min_face: int | None, checkpoint: str | None) -> None:
+            max_pixels: int | None, min_face: int | None, checkpoint: str | None, detect_every: int | None,
+            summary_path: Path | None) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image, a folder (searched recursively for images and videos), a
     video, a camera index or stream URL, or - to read one image from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp", "width", "height", "faces", "model_version"}), or for an input
-    that cannot be used {"source", "frame", "error", "detail"}. Exits with 1
-    if any input failed, 0 otherwise.
+    that cannot be used {"source", "frame", "error", "detail"}. Each face has
+    its raw "emotion" and "probabilities", a "track_id" (kept along a video,
+    camera or stream; 0..k-1 on a still image) and "smoothed" ({"emotion",
+    "probabilities"} averaged along its track). Exits with 1 if any input
+    failed, 0 otherwise.
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
     try:
         settings = Settings.from_env(detector=detector, device=device, batch_max=batch, max_pixels=max_pixels,
-                                     min_face_px=min_face, checkpoint=checkpoint)
+                                     min_face_px=min_face, checkpoint=checkpoint, detect_every=detect_every)
         started = time.perf_counter()
         from worker.pipeline import Pipeline  # torch: only once the flags are known to be good
+        from worker.video import TrackSummary, VideoAnalyzer
 
         pipeline = Pipeline(settings)
+        analyzer = VideoAnalyzer(pipeline, settings.detect_every)
     except MoodstreamError as exc:
         raise click.ClickException(str(exc)) from None
     load_s = time.perf_counter() - started
@@ -182,6 +229,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
         from worker.annotate import Annotator
 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
+    summary = TrackSummary() if summary_path is not None else None
     items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
     frames = faces = errors = 0
     started = time.perf_counter()
@@ -191,7 +239,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     try:
         if fmt == "table":
             click.echo(TABLE_HEADER)
-        for out in analyze_items(items, pipeline, settings.batch_max, settings.max_pixels):
+        for out in analyze_items(items, analyzer, settings.batch_max, settings.max_pixels):
             click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record))
             progress.update(1)
             if out.image is None:
@@ -201,16 +249,21 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
             faces += len(out.record["faces"])
             if annotator is not None:
                 annotator.add(out.record["source"], out.image, out.record["faces"], out.video)
+            if summary is not None and out.video:
+                summary.add(out.record["source"], out.record["frame"], out.record["timestamp"], out.record["faces"])
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         progress.close()
         if annotator is not None:
             annotator.close()
+        if summary is not None:
+            write_summary(summary_path, summary, settings.detect_every, analyzer, pipeline.model_version)
     elapsed = time.perf_counter() - started
     click.echo(f"analyze: {frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
-               f" on {pipeline.device})"
-               + (f"; annotated files in {annotate_dir}" if annotator is not None else ""), err=True)
+               f" on {pipeline.device}; detect every {settings.detect_every})"
+               + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
+               + (f"; summary in {summary_path}" if summary is not None else ""), err=True)
     if errors:
         click.get_current_context().exit(1)

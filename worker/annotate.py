@@ -1,14 +1,17 @@
 """Annotated copies of analysed frames: a box per face, coloured by emotion,
-with the label and its confidence above it (like the figures in the paper).
+with the label and its confidence above it (like the figures in the paper);
+a tracked face shows its ``#track_id`` and its smoothed emotion.
 
 Images become annotated images in the output folder; the sampled frames of a
 video become one annotated ``.mp4`` (OpenCV's ``mp4v`` codec, at the sampled
-frame rate).
+frame rate). :func:`draw_timeline` draws a video's tracks over time (one row
+per track, coloured by smoothed emotion) for ``analyze --summary``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -34,19 +37,29 @@ WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def face_label(face: dict) -> tuple[str, str]:
+    """(emotion shown, its text): the smoothed emotion with ``#track_id`` in front when the
+    face is tracked (``"#2 happiness 87%"``), else the raw one (``"happiness 87%"``)."""
+    shown = face.get("smoothed") or face
+    emotion = shown.get("emotion", "face")
+    p = shown.get("probabilities", {}).get(emotion)
+    text = emotion if p is None else f"{emotion} {p:.0%}"
+    if face.get("track_id") is not None:
+        text = f"#{face['track_id']} {text}"
+    return emotion, text
+
+
 def draw(image: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """A copy of RGB ``image`` with each face's box and ``"label 87%"`` drawn on it."""
+    """A copy of RGB ``image`` with each face's box and label (:func:`face_label`) drawn on it."""
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 360))
     max_scale = max(0.35, min(1.2, min(h, w) / 900))
     for face in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
-        emotion = face.get("emotion", "face")
+        emotion, text = face_label(face)
         color = COLORS.get(emotion, (255, 255, 255))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
-        p = face.get("probabilities", {}).get(emotion)
-        text = emotion if p is None else f"{emotion} {p:.0%}"
         font_scale = min(max_scale, max(0.35, (x2 - x1) / 150))  # small faces, small labels
         (tw, th), base = cv2.getTextSize(text, FONT, font_scale, max(1, thick - 1))
         # label on a filled strip above the box, or inside it at the top of the frame
@@ -135,3 +148,71 @@ class Annotator:
 
     def close(self) -> None:
         self._close_video()
+
+
+# --- timelines ---------------------------------------------------------------------------------
+
+TIMELINE_WIDTH = 1200
+ROW_PX, ROW_GAP_PX, LABEL_PX, MARGIN_PX = 18, 4, 70, 16
+
+
+def _tick_step(span_s: float) -> float:
+    """A round tick spacing giving about 5-10 ticks over ``span_s`` seconds."""
+    raw = max(span_s, 1e-3) / 8
+    base = 10 ** math.floor(math.log10(raw))
+    return next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
+
+
+def draw_timeline(title: str, rows: list[tuple[int, list[float], list[str]]], span_s: tuple[float, float],
+                  step_s: float) -> np.ndarray:
+    """An RGB image: one row per track (``(track_id, times, smoothed labels)``), each
+    analysed frame a bar of its emotion's colour from its time to the next frame's
+    (at most ``1.5 * step_s``: gaps in a track stay blank); time axis in seconds
+    over ``span_s``, and a colour legend."""
+    t0, t1 = span_s
+    t1 = max(t1, t0 + 1e-3)
+    plot_w = TIMELINE_WIDTH - LABEL_PX - MARGIN_PX
+    top = 34
+    body = max(1, len(rows)) * (ROW_PX + ROW_GAP_PX)
+    height = top + body + 34 + 26
+    img = np.full((height, TIMELINE_WIDTH, 3), 255, np.uint8)
+
+    def x_of(t: float) -> int:
+        return LABEL_PX + int(round((t - t0) / (t1 - t0) * plot_w))
+
+    cv2.putText(img, title[-110:], (MARGIN_PX, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    if not rows:
+        cv2.putText(img, "no faces", (LABEL_PX, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
+    for r, (track_id, times, labels) in enumerate(rows):
+        y = top + r * (ROW_PX + ROW_GAP_PX)
+        cv2.putText(img, f"#{track_id}", (MARGIN_PX, y + ROW_PX - 4), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (LABEL_PX, y), (LABEL_PX + plot_w, y + ROW_PX), (225, 225, 225), 1)
+        for i, (t, label) in enumerate(zip(times, labels)):
+            end = times[i + 1] if i + 1 < len(times) and times[i + 1] - t <= 1.5 * step_s else t + step_s
+            cv2.rectangle(img, (x_of(t), y), (max(x_of(end) - 1, x_of(t)), y + ROW_PX),
+                          COLORS.get(label, (0, 0, 0)), cv2.FILLED)
+    axis_y = top + body + 4
+    cv2.line(img, (LABEL_PX, axis_y), (LABEL_PX + plot_w, axis_y), (0, 0, 0), 1)
+    tick = _tick_step(t1 - t0)
+    t = math.ceil(t0 / tick) * tick
+    while t <= t1 + 1e-9:
+        x = x_of(t)
+        cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
+        cv2.putText(img, f"{t:g}", (x - 8, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        t += tick
+    cv2.putText(img, "time (s)", (MARGIN_PX - 8, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    x, legend_y = LABEL_PX, height - 10
+    for label, color in COLORS.items():
+        cv2.rectangle(img, (x, legend_y - 10), (x + 12, legend_y), color, cv2.FILLED)
+        cv2.putText(img, label, (x + 16, legend_y), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 22 + cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
+    return img
+
+
+def write_timeline(path: str | Path, title: str, rows: list[tuple[int, list[float], list[str]]],
+                   span_s: tuple[float, float], step_s: float) -> bool:
+    """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
+    ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s, step_s), cv2.COLOR_RGB2BGR))
+    if not ok:
+        log.warning("annotate: cannot write the timeline %s", path)
+    return bool(ok)

@@ -19,7 +19,7 @@ from shared.settings import Settings
 from worker.calibration import BoxCalibration, load_calibration
 from worker.classify import EmotionClassifier
 from worker.crop import framing_for
-from worker.detect import Detector, build_detector
+from worker.detect import Detector, Face, build_detector
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +67,41 @@ class Pipeline:
         """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order.
 
         Frames of equal size are detected as one batch; all faces of all frames
-        are classified in one call.
+        are classified in one call: :meth:`detect`, then :meth:`classify`.
         """
+        t0 = time.perf_counter()
+        detections = self.detect(frames)
+        detect_ms = round((time.perf_counter() - t0) * 1e3, 2)
+        return self.classify(frames, detections, timings={"detect": detect_ms})
+
+    @torch.inference_mode()
+    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        """The detector's faces per frame (raw detector boxes, before calibration)."""
         if not frames:
             return []
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
                                                    f"{tuple(frame.shape)}")
-        t0 = time.perf_counter()
-        detections = self.detector.detect(frames)
+        return self.detector.detect(frames)
+
+    @torch.inference_mode()
+    def classify(self, frames: list[np.ndarray], faces_per_frame: list[list[Face]],
+                 timings: dict | None = None) -> list[FrameResult]:
+        """Faces already found on ``frames`` (by :meth:`detect`, or followed from an
+        earlier frame: ``faces_per_frame[i]`` are :class:`Face` on ``frames[i]`` in
+        raw detector coordinates) -> one result per frame: the records
+        :meth:`process` gives for those faces. ``timings`` (ms) are merged into
+        each result's ``timings_ms`` before ``classify``."""
+        if not frames:
+            return []
         t1 = time.perf_counter()
-        boxes = [np.asarray([f.box for f in faces], dtype=np.float32).reshape(-1, 4) for faces in detections]
+        boxes = [np.asarray([f.box for f in faces], dtype=np.float32).reshape(-1, 4) for faces in faces_per_frame]
         probs = self.classifier.predict(frames, boxes)  # (N, 8), N = all faces of all frames; synced on .cpu()
         t2 = time.perf_counter()
-        timings = {"detect": round((t1 - t0) * 1e3, 2), "classify": round((t2 - t1) * 1e3, 2)}
+        timings = {**(timings or {}), "classify": round((t2 - t1) * 1e3, 2)}
         results, k = [], 0
-        for frame, faces in zip(frames, detections):
+        for frame, faces in zip(frames, faces_per_frame):
             h, w = frame.shape[:2]
             records = []
             reported = self.calibration.apply(faces) if self.calibration is not None else faces

@@ -67,7 +67,8 @@ def check_frame_record(rec: dict) -> None:
     assert isinstance(rec["frame"], int) and rec["width"] > 0 and rec["height"] > 0
     assert isinstance(rec["model_version"], str)
     for face in rec["faces"]:
-        assert set(face) - {"detector_box"} == {"box", "score", "landmarks", "emotion", "probabilities"}
+        assert set(face) - {"detector_box"} == {"box", "score", "landmarks", "emotion", "probabilities", "track_id",
+                                               "smoothed"}
         x1, y1, x2, y2 = face["box"]
         assert 0 <= x1 < x2 <= rec["width"] and 0 <= y1 < y2 <= rec["height"]
         assert tuple(face["probabilities"]) == LABELS and face["emotion"] in LABELS

@@ -1,0 +1,126 @@
+"""``moodstream track`` through a real Redis: the fixture clip's frames, sent out of order as
+PNG (bit-exact frames), served by TWO workers running the real Pipeline (MTCNN + the shipped
+emotion model), then put back in frame order and tracked by the track stage. Its ids and
+smoothed emotions must be the ones in-process ``analyze`` gives for the same frames."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from streamkit import settings_for, start_worker, wait_for
+
+from producer.client import Producer
+from producer.track_stage import TrackStage
+from shared.media import iter_video
+from shared.wire import FIELD, decode_result
+
+
+def stage_thread(stage: TrackStage) -> tuple[threading.Thread, list]:
+    errors: list = []
+
+    def run():
+        try:
+            stage.run()
+        except BaseException as exc:  # reported by the test
+            errors.append(repr(exc))
+            raise
+
+    t = threading.Thread(target=run, name="track-stage", daemon=True)
+    t.start()
+    return t, errors
+
+
+def test_two_workers_out_of_order_give_the_tracks_analyze_gives(redis_url, client, keys, checkpoint,
+                                                                 fixtures_dir):
+    from worker.analyze import analyze
+    from worker.detect import build_detector
+
+    clip = str(fixtures_dir / "clip_360p.mp4")
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", clip])
+    assert ran.exit_code == 0, ran.output
+    expected = [json.loads(line) for line in ran.stdout.splitlines()]
+
+    settings = settings_for(redis_url, batch_max=2, batch_wait_ms=5)
+    items = list(iter_video(clip))
+    order = np.random.default_rng(3).permutation(len(items)).tolist()
+    assert order != sorted(order)
+    producer = Producer(settings, encoding="png")
+    for i in order:  # frames enter the stream shuffled, so results come out of order whatever the workers do
+        producer.submit_array(items[i].image, source="clip", frame=items[i].frame, timestamp_s=items[i].timestamp_s)
+    workers = [start_worker(settings, checkpoint, f"w{k}", detector=build_detector(settings)) for k in range(2)]
+    stage = TrackStage(settings, name="tracker", reorder_wait_ms=60_000, block_ms=50)
+    thread, errors = stage_thread(stage)
+    try:
+        wait_for(lambda: client.xlen(keys.tracked) >= len(items), 240, what="tracked results")
+    finally:
+        for w in workers:
+            w.stop()
+        stage.request_stop()
+        thread.join(30)
+    assert not thread.is_alive() and not errors, errors
+
+    served = [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.results)]
+    assert sorted(served) == [it.frame for it in items] and served != sorted(served)  # out of order
+    assert all(w.worker.served > 0 for w in workers), [w.worker.served for w in workers]
+    tracked = [decode_result(f[FIELD]) for _, f in client.xrange(keys.tracked)]
+    assert [r.frame for r in tracked] == [it.frame for it in items]  # back in frame order
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0  # all acked
+    assert stage.late == 0 and stage.duplicates == 0
+
+    n_faces = 0
+    for got, want in zip(tracked, expected):
+        assert got.error is None and len(got.faces) == len(want["faces"]), (got.frame, got.faces)
+        for g, w in zip(got.faces, want["faces"]):
+            assert g["track_id"] == w["track_id"]
+            assert g["smoothed"]["emotion"] == w["smoothed"]["emotion"]
+            assert g["emotion"] == w["emotion"]
+            assert g["box"] == pytest.approx(w["box"], abs=0.05)
+            assert list(g["smoothed"]["probabilities"].values()) == pytest.approx(
+                list(w["smoothed"]["probabilities"].values()), abs=2e-3)
+            n_faces += 1
+    assert n_faces >= len(items)
+    assert {f["track_id"] for r in tracked for f in r.faces} == {0, 1}  # the clip: one face, a second briefly
+
+
+def test_stage_releases_sampled_frames_after_the_wait_and_recovers_unacked(redis_url, client, keys):
+    """No workers: results written straight to the stream (every 2nd frame, shuffled). The stage
+    waits for frames 1, 3... that never come, then learns the stride; a restarted stage first
+    re-reads the entries it had not acked."""
+    from shared.wire import Result, encode_result
+
+    settings = settings_for(redis_url)
+
+    def add(frame: int) -> None:
+        face = {"box": [10.0 + frame, 10.0, 50.0 + frame, 50.0], "score": 0.99, "landmarks": None,
+                "emotion": "happiness", "probabilities": {"happiness": 0.8, "neutrality": 0.2}}
+        client.xadd(keys.results, {FIELD: encode_result(Result(job_id=f"j{frame}", source="cam", frame=frame,
+                                                               worker="w", faces=[face], timestamp_s=frame / 30))})
+
+    for f in (4, 0, 2):
+        add(f)
+    stage = TrackStage(settings, name="tracker", reorder_wait_ms=300, block_ms=20)
+    stage._ensure_group()
+    stage.step(now_s=100.0)
+    assert client.xlen(keys.tracked) == 1  # frame 0 at once; 2 and 4 wait for frame 1 / 3
+    stage.step(now_s=100.2)
+    assert client.xlen(keys.tracked) == 1
+    stage.step(now_s=100.31)
+    assert client.xlen(keys.tracked) == 3  # waited long enough: 2, then 4
+
+    for f in (8, 6):
+        add(f)
+    restarted = TrackStage(settings, name="tracker", reorder_wait_ms=300, block_ms=20)
+    stage.step(now_s=200.0)  # reads 8 and 6 but cannot release them yet (stride not learned)
+    assert client.xlen(keys.tracked) == 3
+    del stage  # crashed: 6 and 8 stay pending for "tracker"
+    restarted.step(now_s=300.0)  # re-reads its pending entries first
+    restarted.step(now_s=300.5)
+    frames = [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)]
+    assert frames == [0, 2, 4, 6, 8]
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+    ids = [decode_result(f[FIELD]).faces[0]["track_id"] for _, f in client.xrange(keys.tracked)]
+    assert ids == [0, 0, 0, 0, 0]  # the restarted stage starts afresh: id 0 again for this source

@@ -1,0 +1,149 @@
+"""producer.live: a real MJPEG stream over HTTP on 127.0.0.1 that drops and comes back on the
+same port; giving up after max_reconnects; the frame-rate cap; KeyboardInterrupt."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+import pytest
+
+from producer.live import LiveConfig, LiveSource
+
+FRAMES_PER_CONNECTION = 12
+
+
+class MJPEGHandler(BaseHTTPRequestHandler):
+    """multipart/x-mixed-replace JPEG frames, then the connection closes (a drop)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for i in range(FRAMES_PER_CONNECTION):
+            img = np.full((48, 64, 3), 20 * i % 255, np.uint8)
+            jpg = cv2.imencode(".jpg", img)[1].tobytes()
+            try:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                                 + jpg + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            time.sleep(0.005)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), MJPEGHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_stream_that_drops_and_comes_back(caplog):
+    server = serve(0)
+    port = server.server_address[1]
+    source = LiveSource(f"http://127.0.0.1:{port}/stream.mjpg",
+                        LiveConfig(backoff_base_s=0.05, backoff_cap_s=0.2, max_reconnects=50,
+                                   open_timeout_ms=2000, read_timeout_ms=2000))
+    frames, restarted = [], []
+
+    def restart_later():  # the server goes away after the first connection, and comes back
+        time.sleep(0.5)
+        restarted.append(serve(port))
+
+    with caplog.at_level(logging.INFO, logger="producer.live"):
+        for item in source.frames():
+            frames.append(item)
+            if len(frames) == FRAMES_PER_CONNECTION:
+                server.shutdown()
+                server.server_close()
+                threading.Thread(target=restart_later, daemon=True).start()
+            if len(frames) >= 2 * FRAMES_PER_CONNECTION:
+                source.stop()
+    restarted[0].shutdown()
+    restarted[0].server_close()
+    assert len(frames) == 2 * FRAMES_PER_CONNECTION
+    assert [f.frame for f in frames] == list(range(len(frames)))  # indexes go on across the reconnect
+    times = [f.timestamp_s for f in frames]
+    assert times == sorted(times) and times[FRAMES_PER_CONNECTION] - times[FRAMES_PER_CONNECTION - 1] >= 0.3
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert source.drops == 1 and source.reconnects == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "dropped after 12 frames" in warnings[0].getMessage()
+    assert any("is back after" in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+
+
+def test_gives_up_after_max_reconnects_with_capped_backoff(caplog):
+    clock = FakeClock()
+    source = LiveSource("rtsp://127.0.0.1:1/none", LiveConfig(max_reconnects=5, backoff_base_s=0.5, backoff_cap_s=2.0),
+                        opener=lambda spec, cfg: None, sleep=clock.sleep, clock=clock)
+    with caplog.at_level(logging.INFO, logger="producer.live"):
+        assert list(source.frames()) == []
+    assert [source.backoff_s(k) for k in range(1, 6)] == [0.5, 1.0, 2.0, 2.0, 2.0]
+    assert clock.now == pytest.approx(0.5 + 1.0 + 2.0 + 2.0 + 2.0)
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert levels == [("WARNING", "live: cannot open rtsp://127.0.0.1:1/none; retrying with backoff "
+                                  "(at most 5 times)"),
+                      ("ERROR", "live: giving up on rtsp://127.0.0.1:1/none: 6 attempts to open it failed in a row")]
+
+
+def test_frame_rate_cap_keeps_frames_at_most_max_fps():
+    clock = FakeClock()
+    cap = FakeCapture(clock, n=100, step_s=0.01)  # a source sending 100 frames/s for 1 s
+    source = LiveSource("0", LiveConfig(max_fps=25, max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
+    kept = list(source.frames())
+    assert source.read == 100 and len(kept) == 25
+    assert [f.frame for f in kept] == list(range(0, 100, 4))
+
+
+def test_keyboard_interrupt_ends_the_iteration_quietly(caplog):
+    clock = FakeClock()
+    cap = FakeCapture(clock, n=5, step_s=0.01, interrupt=True)
+    source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
+    with caplog.at_level(logging.INFO, logger="producer.live"):
+        assert len(list(source.frames())) == 5
+    assert "interrupted" in caplog.text and cap.released
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+class FakeCapture:
+    """TEST DOUBLE of an opened cv2.VideoCapture: ``n`` frames ``step_s`` apart on the fake
+    clock, then end of stream (or KeyboardInterrupt). Opens once; later opens fail."""
+
+    def __init__(self, clock: FakeClock, n: int, step_s: float, interrupt: bool = False):
+        self.clock, self.n, self.step_s, self.interrupt = clock, n, step_s, interrupt
+        self.opened = self.released = False
+
+    def open(self, spec, cfg):
+        if self.opened:
+            return None
+        self.opened = True
+        return self
+
+    def read(self):
+        if self.n == 0:
+            if self.interrupt:
+                raise KeyboardInterrupt
+            return False, None
+        self.n -= 1
+        self.clock.now += self.step_s
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self):
+        self.released = True

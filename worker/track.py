@@ -1,0 +1,203 @@
+"""Face tracks within one source: a ``track_id`` per face and emotions smoothed along it.
+
+:class:`TrackState` (one per video, camera or stream) takes each analysed
+frame's faces, in frame order, and returns them with two more keys::
+
+    "track_id": int                      # small, per source, in order of appearance
+    "smoothed": {"emotion": str, "probabilities": {label: p}}
+
+The raw ``emotion`` / ``probabilities`` stay as they were. Pure numpy + scipy,
+no torch: the in-process ``analyze``, the ``moodstream track`` stage and the
+benchmarks run this same class.
+
+**Association.** Each live track predicts its box at the frame's time with a
+constant-velocity model (box corners in px/s, an exponential average of the
+measured velocities); detections are assigned to predictions by Hungarian
+matching (:func:`scipy.optimize.linear_sum_assignment`) on ``1 - IoU``, gated
+at ``iou_min``, first for the tracks seen on the previous frame, then for the
+tracks missed lately (DeepSORT's matching cascade: a track that has been
+coasting on its prediction does not take a face from one that is being
+followed). Detections and tracks left over go through a third Hungarian
+round on the centre distance in units of the track's box side, gated at
+``centre_max`` and a size ratio within ``1 / size_max .. size_max``: it
+catches a face that moved more than half its width between two sampled
+frames (low ``--fps``), where IoU is 0. Why scipy and not a tracker
+library: MTCNN reports few, high-confidence faces (score >= 0.9), so
+ByteTrack's second association of low-score boxes (``supervision``) has
+nothing to work with, and ``supervision`` depends on matplotlib, requests,
+pyyaml and ``opencv-python`` (the GUI build, which clashes with our
+``opencv-python-headless``); ``norfair`` depends on filterpy (last release
+2018) and pins rich below 13; ``lap`` is a faster solver for thousands of
+boxes, while a frame here holds a handful. scipy is a well-kept part of the
+numeric stack, and the Hungarian step is the part not worth writing by hand;
+the motion model is ten lines.
+
+**Lifetime.** A detection that matches no track starts a new one at once
+(confirmed immediately: MTCNN's detections are already filtered at score 0.9,
+and every face record must carry a ``track_id``; a spurious detection
+becomes a short track of its own). A track that matches nothing keeps being
+predicted and survives ``max_missed`` analysed frames or ``max_missed_s``
+seconds of video time, whichever is longer; after that it ends and a face in
+the same place later gets a new id. No re-identification by appearance.
+
+**Smoothing.** ``smoothed`` is an exponential moving average of the
+log-probabilities along the track with a time constant ``smoothing_tau_s``
+in video seconds (weight of the new frame ``1 - exp(-dt / tau)``, ``dt`` the
+video time since the track's last face), renormalised with a softmax: the
+same smoothing at any sampled frame rate, and after a gap the new frame
+counts more. A track's first face is smoothed to itself.
+
+Frame times come from ``timestamp_s``; a source without timestamps (still
+images, some streams) uses ``frame_index / default_fps``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from shared.boxes import box_iou
+
+LOG_FLOOR = 1e-6  # probabilities are clipped to this before the log (a 0.0 would be -inf)
+NO_MATCH = 1e6  # cost of a pair outside the gate
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    iou_min: float = 0.3  # IoU of a detection with a track's predicted box to match in the first round
+    centre_max: float = 1.5  # second round: centre distance at most this many track box sides
+    size_max: float = 1.5  # second round: box side ratio within 1/size_max .. size_max
+    max_missed: int = 5  # a track survives this many analysed frames without a face ...
+    max_missed_s: float = 1.0  # ... or this much video time, whichever is longer (ByteTrack: 30 frames)
+    velocity_gain: float = 0.5  # weight of a new velocity measurement in its moving average
+    smoothing_tau_s: float = 0.5  # time constant of the emotion smoothing, video seconds
+    default_fps: float = 30.0  # frame times when a source has no timestamps
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray  # (4,) x1, y1, x2, y2 of the last matched face
+    t_s: float  # video time of the last matched face
+    frame: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # (4,) px / s per box coordinate
+    hits: int = 1
+    missed: int = 0  # analysed frames since the last match
+    log_probs: np.ndarray | None = None  # (C,) smoothed log-probabilities
+
+    def predict(self, t_s: float, horizon_s: float) -> np.ndarray:
+        """The box expected at ``t_s`` (extrapolated at most ``horizon_s`` past the last face)."""
+        return self.box + self.velocity * min(max(t_s - self.t_s, 0.0), horizon_s)
+
+
+def _side(boxes: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 1e-6, None) * np.clip(boxes[:, 3] - boxes[:, 1], 1e-6, None))
+
+
+def _assign(cost: np.ndarray, rows: list[int], cols: list[int]) -> list[tuple[int, int]]:
+    """Hungarian matching on ``cost[rows][:, cols]``; pairs at NO_MATCH are not pairs."""
+    if not rows or not cols:
+        return []
+    sub = cost[np.ix_(rows, cols)]
+    r, c = linear_sum_assignment(sub)
+    return [(rows[i], cols[j]) for i, j in zip(r, c) if sub[i, j] < NO_MATCH]
+
+
+def match(predicted: np.ndarray, detected: np.ndarray, config: TrackerConfig,
+          missed: list[int] | None = None) -> list[tuple[int, int]]:
+    """(track row, detection row) pairs in three Hungarian rounds: IoU with the tracks seen on
+    the last frame, IoU of the rest with the tracks missed lately (``missed[i] > 0``), then the
+    centre distance for what is left."""
+    if len(predicted) == 0 or len(detected) == 0:
+        return []
+    missed = missed if missed is not None else [0] * len(predicted)
+    iou_cost = box_iou(predicted, detected)
+    iou_cost = np.where(iou_cost >= config.iou_min, 1.0 - iou_cost, NO_MATCH)
+    pairs: list[tuple[int, int]] = []
+
+    def left() -> tuple[list[int], list[int]]:
+        return ([i for i in range(len(predicted)) if i not in {p for p, _ in pairs}],
+                [j for j in range(len(detected)) if j not in {d for _, d in pairs}])
+
+    pairs += _assign(iou_cost, [i for i in range(len(predicted)) if missed[i] == 0], list(range(len(detected))))
+    rows, cols = left()
+    pairs += _assign(iou_cost, [i for i in rows if missed[i] > 0], cols)
+    rows, cols = left()
+    if rows and cols:
+        side_p, side_d = _side(predicted), _side(detected)
+        centre_p = (predicted[:, :2] + predicted[:, 2:]) / 2
+        centre_d = (detected[:, :2] + detected[:, 2:]) / 2
+        dist = np.linalg.norm(centre_p[:, None] - centre_d[None], axis=2) / side_p[:, None]  # (N, M) in sides
+        ratio = side_d[None, :] / side_p[:, None]
+        ok = (dist <= config.centre_max) & (ratio <= config.size_max) & (ratio >= 1 / config.size_max)
+        pairs += _assign(np.where(ok, dist, NO_MATCH), rows, cols)
+    return pairs
+
+
+def smoothed_record(log_probs: np.ndarray, labels: list[str]) -> dict:
+    """Smoothed log-probabilities ``(C,)`` -> ``{"emotion", "probabilities"}`` (softmax-renormalised)."""
+    p = np.exp(log_probs - log_probs.max())
+    p /= p.sum()
+    return {"emotion": labels[int(p.argmax())],
+            "probabilities": {label: round(float(v), 4) for label, v in zip(labels, p)}}
+
+
+class TrackState:
+    """Tracks and smoothed emotions for one source; feed frames in order with :meth:`update`."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self.next_id = 0
+        self.last_frame: int | None = None
+
+    def update(self, frame_index: int, timestamp_s: float | None, faces: list[dict]) -> list[dict]:
+        """One analysed frame's faces (pipeline records: ``box``, ``probabilities``...) -> copies
+        with ``track_id`` and ``smoothed`` added, in the same order."""
+        cfg = self.config
+        t = float(timestamp_s) if timestamp_s is not None else frame_index / cfg.default_fps
+        boxes = np.array([f["box"] for f in faces], dtype=np.float64).reshape(-1, 4)
+        horizon = max(cfg.max_missed_s, 1.0 / cfg.default_fps)
+        predicted = np.array([tr.predict(t, horizon) for tr in self.tracks], dtype=np.float64).reshape(-1, 4)
+        pairs = match(predicted, boxes, cfg, [tr.missed for tr in self.tracks])
+        owner: dict[int, Track] = {d: self.tracks[p] for p, d in pairs}
+        out = []
+        for j, face in enumerate(faces):
+            labels = list(face["probabilities"])
+            log_p = np.log(np.clip(np.array([face["probabilities"][k] for k in labels], np.float64), LOG_FLOOR, 1))
+            track = owner.get(j)
+            if track is None:
+                track = Track(self.next_id, boxes[j].copy(), t, frame_index, log_probs=log_p)
+                self.next_id += 1
+                self.tracks.append(track)
+                owner[j] = track
+            else:
+                dt = t - track.t_s
+                if dt > 0:
+                    measured = (boxes[j] - track.box) / dt
+                    gain = 1.0 if track.hits == 1 else cfg.velocity_gain
+                    track.velocity = gain * measured + (1 - gain) * track.velocity
+                    alpha = 1.0 - math.exp(-dt / cfg.smoothing_tau_s)
+                else:  # the same instant twice (no timestamps): treat as a fresh look
+                    alpha = 1.0
+                if track.log_probs is None or len(track.log_probs) != len(log_p):
+                    track.log_probs = log_p
+                else:
+                    track.log_probs = track.log_probs + alpha * (log_p - track.log_probs)
+                track.box, track.t_s, track.frame = boxes[j].copy(), t, frame_index
+                track.hits += 1
+                track.missed = 0
+            out.append({**face, "track_id": track.track_id, "smoothed": smoothed_record(track.log_probs, labels)})
+        matched = set(map(id, owner.values()))
+        for track in self.tracks:
+            if id(track) not in matched:
+                track.missed += 1
+        self.tracks = [tr for tr in self.tracks if id(tr) in matched or not self._expired(tr, t)]
+        self.last_frame = frame_index
+        return out
+
+    def _expired(self, track: Track, t_s: float) -> bool:
+        return track.missed > self.config.max_missed and t_s - track.t_s > self.config.max_missed_s
