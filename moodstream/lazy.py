@@ -45,6 +45,11 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
+            raise click.ClickException(
+                f"`moodstream {ctx.invoked_subcommand}` needs {exc.name}, which is not installed: "
+                "pip install 'moodstream[cpu]' (CPU, no torch) or 'moodstream[worker]' (torch, GPUs); "
+                "[train] for train/eval/bench") from None
 
 
 def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:

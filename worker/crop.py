@@ -54,30 +54,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-# ITU-R BT.601 luma, as OpenCV's RGB2GRAY (FER2013 images are 8-bit grey)
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class Framing:
-    """Square crop from a box: side = ``scale * sqrt(w * h)``, centred at the
-    box centre shifted by ``(dx * w, dy * h)``."""
-
-    scale: float
-    dx: float = 0.0
-    dy: float = 0.0
-
-
-# measured as described in the module docstring
-FRAMING: dict[str, Framing] = {
-    "mtcnn": Framing(scale=1.16, dx=0.01, dy=-0.01),
-    "haar": Framing(scale=1.04, dx=0.0, dy=0.0),
-}
-
-
-def framing_for(detector_name: str) -> Framing:
-    """The framing measured for a detector; MTCNN's for unknown detectors."""
-    return FRAMING.get(detector_name, FRAMING["mtcnn"])
+from worker.framing import FRAMING, GRAY_WEIGHTS, Framing, framing_for  # noqa: F401  (re-exported)
 
 
 def square_boxes(boxes: torch.Tensor, framing: Framing) -> torch.Tensor:

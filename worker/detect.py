@@ -1,7 +1,18 @@
-"""Face detectors behind one interface.
+"""Face detectors behind one interface: the one place that lists them.
 
 A detector takes a list of RGB ``uint8`` frames ``(H, W, 3)`` and returns, for
 each frame, a list of :class:`Face` (empty when there is none, never None).
+Each detector lives in its own module, imported only when built, so this
+module (and the ONNX backend) needs no torch:
+
+======================  ==========================  =======
+detector                module                      torch
+======================  ==========================  =======
+MTCNN, reference        worker/mtcnn_reference.py   yes (facenet-pytorch)
+MTCNN, batched          worker/mtcnn_batched.py     yes (GPU-resident)
+MTCNN, ONNX Runtime     worker/onnx_mtcnn.py        no
+Haar cascade            worker/haar.py              no
+======================  ==========================  =======
 """
 
 from __future__ import annotations
@@ -10,11 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
-import torch
 
-from shared.models import resolve_device
 from shared.settings import Settings
 
 
@@ -44,76 +52,21 @@ def group_by_size(frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
-class MTCNNDetector:
-    """facenet-pytorch's MTCNN (weights ship inside that package), run on
-    batches of equal-sized frames."""
-
-    name = "mtcnn"
-
-    def __init__(self, settings: Settings, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709):
-        from facenet_pytorch import MTCNN
-
-        self.device = resolve_device(settings.device)
-        self.min_score = settings.face_score_min
-        self.min_face_px = settings.min_face_px
-        self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face_px, thresholds=list(thresholds),
-                           factor=factor, post_process=False, select_largest=False, device=self.device)
-        self.mtcnn.eval()
-
-    @torch.inference_mode()
-    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
-        out: list[list[Face]] = [[] for _ in frames]
-        for (h, w), idx in group_by_size(frames).items():
-            if min(h, w) < max(12, self.min_face_px):
-                continue  # no face fits; facenet-pytorch's detect_face fails on an empty image pyramid
-            batch = np.stack([frames[i] for i in idx])  # (B, H, W, 3) uint8 RGB
-            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-            for j, i in enumerate(idx):
-                if boxes[j] is None:
-                    continue
-                for box, prob, pts in zip(boxes[j], probs[j], points[j]):
-                    if prob >= self.min_score:
-                        out[i].append(Face(tuple(float(v) for v in box), float(prob),
-                                           [(float(x), float(y)) for x, y in pts]))
-        return out
-
-
-class HaarDetector:
-    """OpenCV's bundled frontal-face Haar cascade (the classical baseline)."""
-
-    name = "haar"
-
-    def __init__(self, settings: Settings, scale_factor: float = 1.1, min_neighbors: int = 5):
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            from shared.errors import ModelError
-            raise ModelError(f"OpenCV's Haar cascade is missing at {path}; reinstall opencv-python-headless<5")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size = max(1, settings.min_face_px)
-
-    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
-        out = []
-        for frame in frames:
-            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-            rects, _, weights = self.cascade.detectMultiScale3(
-                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(self.min_size, self.min_size), outputRejectLevels=True)
-            faces = []
-            for (x, y, w, h), weight in zip(rects, np.ravel(weights) if len(rects) else []):
-                score = float(1.0 / (1.0 + np.exp(-float(weight))))  # level weight -> (0, 1)
-                faces.append(Face((float(x), float(y), float(x + w), float(y + h)), score))
-            out.append(faces)
-        return out
-
-
-def build_detector(settings: Settings) -> Detector:
+def build_detector(settings: Settings, backend: str = "torch", threads: int = 1) -> Detector:
+    """The detector ``settings`` name, on ``backend`` ("torch" or "onnx"; Haar is OpenCV on either)."""
     if settings.detector == "haar":
+        from worker.haar import HaarDetector
+
         return HaarDetector(settings)
+    if backend == "onnx":
+        from worker.onnx_mtcnn import OnnxMTCNNDetector
+
+        return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
+                                 threads=threads)
     if settings.mtcnn_impl == "batched":
-        from worker.mtcnn_batched import BatchedMTCNNDetector  # it imports this module
+        from worker.mtcnn_batched import BatchedMTCNNDetector
 
         return BatchedMTCNNDetector(settings)
+    from worker.mtcnn_reference import MTCNNDetector
+
     return MTCNNDetector(settings)

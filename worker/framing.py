@@ -1,7 +1,7 @@
 """How a detector's box maps onto the square a FER+ face crop covers, torch-free.
 
-The constants were measured by :func:`worker.crop.measure_framing` (its module
-docstring has the method and the numbers); the torch crops (:mod:`worker.crop`)
+The constants were measured by ``moodstream bench framing`` (trainer/bench/framing.py;
+worker/crop.py's docstring has the method and the numbers); the torch crops (:mod:`worker.crop`)
 and the numpy ones (:mod:`worker.onnx_classify`) both read them here.
 """
 

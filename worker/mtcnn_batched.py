@@ -205,7 +205,7 @@ def _pnet_out(n: int) -> int:
 
 
 class BatchedMTCNNDetector:
-    """Drop-in for :class:`worker.detect.MTCNNDetector` (same thresholds, pyramid
+    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` (same thresholds, pyramid
     factor, ``settings.min_face_px`` and ``settings.face_score_min`` filter, same
     output type), running :class:`BatchedMTCNN` on the settings' device.
 

@@ -2,7 +2,7 @@
 ``moodstream export onnx``) with the pre- and post-processing in numpy.
 
 Each step reproduces facenet-pytorch 2.5.3's ``detect_face`` (the reference,
-:class:`worker.detect.MTCNNDetector`), so the boxes come out the same:
+:class:`worker.mtcnn_reference.MTCNNDetector`), so the boxes come out the same:
 
 1. Pyramid: facenet resizes the frame to every scale with
    ``interpolate(mode="area")``, which is ``adaptive_avg_pool2d``: output pixel
@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from shared.errors import ConfigError
-from worker.faces import Face
+from worker.detect import Face
 from worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def pad_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, .
 
 
 class OnnxMTCNNDetector:
-    """Drop-in for :class:`worker.detect.MTCNNDetector` on ONNX Runtime (CPU):
+    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` on ONNX Runtime (CPU):
     same thresholds, pyramid factor, ``min_face_px`` and ``face_score_min``
     filter, same output (a list of :class:`Face` per frame, best first).
 

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
+import importlib.util
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from shared.errors import BadInputError, ConfigError, ModelError
-from shared.models import Checkpoint, load_checkpoint, resolve_device
 from shared.settings import Settings
 from worker.calibration import BoxCalibration, load_calibration
-from worker.classify import EmotionClassifier
-from worker.crop import framing_for
 from worker.detect import Detector, Face, build_detector
+from worker.framing import framing_for
+
+if TYPE_CHECKING:
+    from shared.models import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +37,102 @@ class FrameResult:
     timings_ms: dict  # {"detect": ..., "classify": ...} for the whole batch this frame was in
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked (sys.modules[name] = None) or half-imported
+        return False
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; others as given (checked)."""
+    if name == "auto":
+        # no NVIDIA driver: CPU, without importing torch (seconds and ~300 MB for nothing)
+        if _installed("torch") and Path("/proc/driver/nvidia/gpus").exists():
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cpu"
+    if name.startswith("cuda"):
+        if not _installed("torch"):
+            raise ConfigError(f"device {name!r} needs torch: pip install 'moodstream[worker]'")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: no CUDA device is available here; use cpu or auto")
+    return name
+
+
+def resolve_backend(settings: Settings, device: str, custom_model: bool) -> str:
+    """``auto``: ONNX Runtime on CPU (2.4-2.8x facenet-pytorch there, same boxes and
+    emotions, see docs/results), torch on CUDA; a checkpoint other than the shipped
+    one runs on torch (the ONNX file is the shipped model's)."""
+    backend = settings.backend
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and not custom_model and _installed("onnxruntime") else "torch"
+    if backend == "onnx":
+        if device != "cpu":
+            raise ConfigError(f"backend onnx runs on the CPU; device is {device!r} (use backend torch or auto)")
+        if custom_model:
+            raise ConfigError("backend onnx runs the shipped emotion model; for another checkpoint use backend "
+                              "torch (or export it: moodstream export onnx --checkpoint FILE)")
+        if not _installed("onnxruntime"):
+            raise ConfigError("backend onnx needs onnxruntime: pip install 'moodstream[cpu]'")
+    elif not _installed("torch") or not _installed("facenet_pytorch"):
+        raise ConfigError("backend torch needs torch: pip install 'moodstream[worker]' (on CPU, backend onnx "
+                          "with 'moodstream[cpu]' needs no torch)")
+    return backend
+
+
+def resolve_threads(settings: Settings, worker: bool) -> int:
+    """``threads`` or, at 0, all cores for one in-process run, and half the cores (at
+    most 4) for a worker: workers share a machine, and each torch / ONNX Runtime
+    process otherwise takes every core and slows the others."""
+    if settings.threads:
+        return settings.threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2)) if worker else cores
+
+
 class Pipeline:
     """Detector + emotion classifier, built once and reused for every batch.
 
-    ``detector`` defaults to :func:`worker.detect.build_detector` and
-    ``checkpoint`` to ``load_checkpoint(settings.checkpoint)`` (the shipped
-    model when that is None); the checkpoint's model is moved to
-    ``settings.device``.
+    The backend (``settings.backend``, :func:`resolve_backend`) decides what runs:
+    ONNX Runtime (torch-free: :mod:`worker.onnx_mtcnn`, :mod:`worker.onnx_classify`)
+    or torch (facenet-pytorch's or our batched MTCNN, :mod:`worker.classify`).
+    ``detector`` defaults to :func:`worker.detect.build_detector`; ``checkpoint``
+    (torch only) to ``load_checkpoint(settings.checkpoint)``. ``worker`` picks the
+    thread default of a worker process (:func:`resolve_threads`).
     """
 
     def __init__(self, settings: Settings, detector: Detector | None = None,
-                 checkpoint: Checkpoint | None = None):
+                 checkpoint: Checkpoint | None = None, *, worker: bool = False):
         self.settings = settings
-        self.device: torch.device = resolve_device(settings.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {settings.device!r}: no CUDA device is available here; use cpu or auto")
-        self.detector = detector if detector is not None else build_detector(settings)
-        checkpoint = checkpoint if checkpoint is not None else load_checkpoint(settings.checkpoint)
-        self.model_version: str = checkpoint.version
-        self.classifier = EmotionClassifier(checkpoint, self.device, framing_for(self.detector.name))
+        self.device: str = resolve_device(settings.device)
+        self.backend: str = resolve_backend(settings, self.device, custom_model=bool(settings.checkpoint or checkpoint))
+        self.threads: int = resolve_threads(settings, worker)
+        if self.backend == "torch":
+            import torch
+
+            torch.set_num_threads(self.threads)
+            if settings.backend == "auto" and self.device.startswith("cuda"):
+                settings = settings.replace(mtcnn_impl="batched")  # auto on CUDA: our GPU-resident MTCNN
+        self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads)
+        framing = framing_for(self.detector.name)
+        if self.backend == "onnx":
+            from worker.onnx_classify import OnnxEmotionClassifier
+
+            self.classifier = OnnxEmotionClassifier(framing=framing, threads=self.threads)
+            self.model_version: str = self.classifier.version
+        else:
+            import torch
+
+            from shared.models import load_checkpoint
+            from worker.classify import EmotionClassifier
+
+            checkpoint = checkpoint if checkpoint is not None else load_checkpoint(settings.checkpoint)
+            self.model_version = checkpoint.version
+            self.classifier = EmotionClassifier(checkpoint, torch.device(self.device), framing)
         # Calibration changes only the reported box (WIDER-style); crops keep the raw
         # detector box, which is what the crop framing was measured on.
         self.calibration: BoxCalibration | None = None
@@ -60,9 +141,9 @@ class Pipeline:
                 self.calibration = load_calibration(self.detector.name)
             except ModelError as exc:
                 log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
-        log.info("pipeline: detector %s, model %s on %s", self.detector.name, self.model_version, self.device)
+        log.info("pipeline: %s backend, detector %s, model %s on %s, %d threads", self.backend,
+                 self.detector.name, self.model_version, self.device, self.threads)
 
-    @torch.inference_mode()
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order.
 
@@ -74,7 +155,6 @@ class Pipeline:
         detect_ms = round((time.perf_counter() - t0) * 1e3, 2)
         return self.classify(frames, detections, timings={"detect": detect_ms})
 
-    @torch.inference_mode()
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         """The detector's faces per frame (raw detector boxes, before calibration)."""
         if not frames:
@@ -85,7 +165,6 @@ class Pipeline:
                                                    f"{tuple(frame.shape)}")
         return self.detector.detect(frames)
 
-    @torch.inference_mode()
     def classify(self, frames: list[np.ndarray], faces_per_frame: list[list[Face]],
                  timings: dict | None = None) -> list[FrameResult]:
         """Faces already found on ``frames`` (by :meth:`detect`, or followed from an

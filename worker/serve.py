@@ -44,7 +44,7 @@ def worker(consumer, max_frames, **flags):
         logging.getLogger("worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db, before the models load
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, worker=True)
     w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
     served = w.run()
     click.echo(f"worker {w.name}: served {served} frames", err=True)

@@ -16,7 +16,8 @@ import pytest
 
 from shared.media import iter_video
 from shared.settings import Settings
-from worker.detect import Face, MTCNNDetector, build_detector
+from worker.detect import Face, build_detector
+from worker.mtcnn_reference import MTCNNDetector
 from worker.mtcnn_batched import BatchedMTCNNDetector, matched_boxes
 
 MATCH_IOU = 0.95

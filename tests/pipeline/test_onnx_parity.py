@@ -26,7 +26,7 @@ from shared.boxes import match_one_to_one
 from shared.media import iter_video
 from shared.models import SHIPPED_CHECKPOINT, load_checkpoint
 from shared.settings import Settings
-from worker.faces import Face
+from worker.detect import Face
 from worker.framing import framing_for
 from worker.onnx_classify import OnnxEmotionClassifier
 from worker.onnx_mtcnn import OnnxMTCNNDetector
@@ -113,7 +113,7 @@ def reference():
 
 def load_reference():
     from worker.classify import EmotionClassifier
-    from worker.detect import MTCNNDetector
+    from worker.mtcnn_reference import MTCNNDetector
 
     settings = Settings.from_env(env={}, device="cpu")
     return MTCNNDetector(settings), EmotionClassifier(load_checkpoint(), torch.device("cpu"), framing_for("mtcnn"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from shared.labels import LABELS
 from worker.pipeline import FrameResult
@@ -39,14 +38,13 @@ def test_street_finds_several_faces(pipeline, street):
 def test_batch_of_mixed_sizes_keeps_order_and_matches_single_calls(pipeline, image, street, no_face, monkeypatch):
     frames = [image("single"), street, no_face, image("handshake"), image("parade")]
     calls = []
-    import worker.classify
-
-    real = worker.classify.predict_proba
-    monkeypatch.setattr(worker.classify, "predict_proba", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    real = pipeline.classifier.predict
+    monkeypatch.setattr(pipeline.classifier, "predict",
+                        lambda fr, bx: calls.append(sum(len(b) for b in bx)) or real(fr, bx))
     results = pipeline.process(frames)
     assert len(results) == len(frames)
     assert len(calls) == 1  # every face of every frame in one classifier call
-    assert calls[0][0] == sum(len(r.faces) for r in results)
+    assert calls[0] == sum(len(r.faces) for r in results)
     assert [len(r.faces) >= 1 for r in results] == [True, True, False, True, True]
     assert len(results[4].faces) >= 2  # multi-face: each one classified
     assert len({r.timings_ms["detect"] for r in results}) == 1  # one batch, one set of timings
@@ -91,10 +89,34 @@ def test_haar_pipeline(haar_pipeline, image):
         check_face(face, frame.shape[1], frame.shape[0], landmarks=False)
 
 
-def test_api(pipeline):
+def test_api(pipeline, settings):
+    from worker.pipeline import Pipeline
+
     assert isinstance(pipeline.model_version, str) and pipeline.model_version
-    assert pipeline.device == torch.device("cpu")
-    assert next(pipeline.classifier.checkpoint.model.parameters()).device.type == "cpu"
+    assert (pipeline.device, pipeline.backend) == ("cpu", "onnx")  # what auto ships on a CPU
+    on_torch = Pipeline(settings.replace(backend="torch"))
+    assert on_torch.backend == "torch" and on_torch.model_version == pipeline.model_version
+    assert next(on_torch.classifier.checkpoint.model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"backend": "onnx", "checkpoint": "x.pt"}, "shipped emotion model"),
+])
+def test_backend_refusals_are_config_errors(settings, changes, message):
+    from shared.errors import ConfigError
+    from worker.pipeline import Pipeline
+
+    with pytest.raises(ConfigError, match=message):
+        Pipeline(settings.replace(**changes))
+
+
+def test_auto_backend_and_threads(settings):
+    from worker.pipeline import resolve_backend, resolve_threads
+
+    assert resolve_backend(settings.replace(backend="auto"), "cpu", custom_model=False) == "onnx"
+    assert resolve_backend(settings.replace(backend="auto"), "cpu", custom_model=True) == "torch"
+    assert resolve_threads(settings.replace(threads=3), worker=True) == 3
+    assert 1 <= resolve_threads(settings.replace(threads=0), worker=True) <= 4
 
 
 def test_injected_detector_and_checkpoint(settings, no_face):
@@ -122,7 +144,7 @@ def test_cuda_matches_cpu(settings, pipeline, street):
     from worker.pipeline import Pipeline
 
     cuda = Pipeline(settings.replace(device="cuda"))
-    assert cuda.device.type == "cuda"
+    assert cuda.device == "cuda" and cuda.backend == "torch"
     [on_gpu] = cuda.process([street])
     [on_cpu] = pipeline.process([street])
     assert len(on_gpu.faces) == len(on_cpu.faces)

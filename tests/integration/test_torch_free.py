@@ -1,0 +1,61 @@
+"""The CPU path needs no torch (issue 14): `analyze` and a worker run with torch,
+torchvision and facenet-pytorch made unimportable, on the ONNX Runtime backend;
+without onnxruntime either, the command says which extra to install."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BLOCK = ("import sys\n"
+         "for name in {blocked}:\n"
+         "    sys.modules[name] = None  # import raises ImportError, as where it is not installed\n"
+         "from moodstream.cli import main\n"
+         "sys.argv = ['moodstream', *sys.argv[1:]]\n"
+         "try:\n"
+         "    main()\n"
+         "finally:\n"
+         "    leaked = [m for m in ('torch', 'torchvision', 'facenet_pytorch') if sys.modules.get(m) is not None]\n"
+         "    print('LEAKED', leaked, file=sys.stderr)\n")
+
+
+def _run(blocked: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "MOODSTREAM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", BLOCK.format(blocked=list(blocked)), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_analyze_runs_without_torch():
+    out = _run(("torch", "torchvision", "facenet_pytorch"), "analyze", "samples/street.jpg")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout.splitlines()[0])
+    assert len(record["faces"]) >= 3 and record["model_version"]
+    assert "LEAKED []" in out.stderr
+
+
+def test_without_any_backend_one_line_names_the_extra():
+    out = _run(("torch", "torchvision", "facenet_pytorch", "onnxruntime"), "analyze", "samples/street.jpg")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "moodstream[cpu]" in out.stderr and "moodstream[worker]" in out.stderr
+
+
+def test_a_worker_serves_frames_without_torch(redis_url):
+    import cv2
+
+    from producer.client import Producer
+    from producer.results import FROM_START, ResultReader
+    from shared.settings import Settings
+
+    settings = Settings.from_env({}, redis_url=redis_url, prefix="tf")
+    producer = Producer(settings)
+    data = cv2.imencode(".jpg", cv2.imread(str(REPO / "samples" / "street.jpg")))[1].tobytes()
+    ids = [producer.submit_image(data, source="street", frame=i).job_id for i in range(3)]
+    out = _run(("torch", "torchvision", "facenet_pytorch"), "worker", "--redis-url", redis_url, "--prefix", "tf",
+               "--max-frames", "3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LEAKED []" in out.stderr and "backend onnx" in out.stderr
+    got = list(ResultReader(settings).read(start=FROM_START, count=3, timeout_s=10))
+    assert sorted(r.job_id for r in got) == sorted(ids) and all(r.ok and len(r.faces) >= 3 for r in got)

@@ -1,0 +1,39 @@
+"""OpenCV's bundled frontal-face Haar cascade: the classical baseline (no torch)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from shared.errors import ModelError
+from shared.settings import Settings
+from worker.detect import Face
+
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade (the classical baseline)."""
+
+    name = "haar"
+
+    def __init__(self, settings: Settings, scale_factor: float = 1.1, min_neighbors: int = 5):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise ModelError(f"OpenCV's Haar cascade is missing at {path}; reinstall opencv-python-headless<5")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = max(1, settings.min_face_px)
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        out = []
+        for frame in frames:
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            rects, _, weights = self.cascade.detectMultiScale3(
+                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size), outputRejectLevels=True)
+            faces = []
+            for (x, y, w, h), weight in zip(rects, np.ravel(weights) if len(rects) else []):
+                score = float(1.0 / (1.0 + np.exp(-float(weight))))  # level weight -> (0, 1)
+                faces.append(Face((float(x), float(y), float(x + w), float(y + h)), score))
+            out.append(faces)
+        return out
