@@ -8,30 +8,43 @@ import numpy as np
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` ``(N, 4)`` with every box in ``b`` ``(M, 4)``
-    (x1, y1, x2, y2; areas without +1, as torchvision) -> ``(N, M)`` float64."""
+    (x1, y1, x2, y2; areas without +1, as torchvision's; an empty or inverted box
+    has area 0 and IoU 0) -> ``(N, M)`` float64."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    iw = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(min=0)
-    ih = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(min=0)
-    inter = iw * ih
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def greedy_match(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of rows to columns of an IoU matrix, taking pairs by
+    decreasing IoU (> 0). Returns ``(R,)`` the column of each row (-1: none) and
+    ``(R,)`` its IoU (0 when unmatched). Because pairs are taken in decreasing
+    order, the matching at any threshold t is this one cut at t."""
+    n_rows, n_cols = iou.shape
+    col_of = np.full(n_rows, -1, dtype=np.int64)
+    val = np.zeros(n_rows)
+    if n_rows == 0 or n_cols == 0:
+        return col_of, val
+    rows, cols = np.nonzero(iou > 0)
+    order = np.argsort(-iou[rows, cols], kind="stable")  # ties: row-major order
+    used = np.zeros(n_cols, dtype=bool)
+    for r, c in zip(rows[order], cols[order]):
+        if col_of[r] < 0 and not used[c]:
+            col_of[r], val[r] = c, iou[r, c]
+            used[c] = True
+    return col_of, val
 
 
 def match_one_to_one(ref: np.ndarray, cand: np.ndarray, iou_min: float) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching, best pairs first: ``(i, j)`` pairs of a
-    ``ref`` box and a ``cand`` box with IoU >= ``iou_min``, each box in at most
-    one pair, in descending IoU."""
-    iou = box_iou(ref, cand)
-    rows, cols = np.nonzero(iou >= iou_min)
-    order = np.argsort(-iou[rows, cols], kind="stable")  # ties: row-major order, as argmax
-    used_r, used_c, pairs = set(), set(), []
-    for r, c in zip(rows[order].tolist(), cols[order].tolist()):
-        if r not in used_r and c not in used_c:
-            used_r.add(r)
-            used_c.add(c)
-            pairs.append((r, c))
-    return pairs
+    """``(i, j)`` pairs of a ``ref`` box and a ``cand`` box with IoU >= ``iou_min``,
+    each box in at most one pair (:func:`greedy_match`), in descending IoU."""
+    col_of, val = greedy_match(box_iou(ref, cand))
+    keep = np.nonzero((col_of >= 0) & (val >= iou_min))[0]
+    keep = keep[np.argsort(-val[keep], kind="stable")]
+    return [(int(i), int(col_of[i])) for i in keep]

@@ -250,22 +250,3 @@ class BatchedMTCNNDetector:
             for j, i in enumerate(idx):
                 out[i] = faces[j]
         return out
-
-
-def matched_boxes(reference: list[Face], candidate: list[Face], iou_min: float = 0.95) -> int:
-    """How many ``reference`` faces have their own ``candidate`` face with IoU
-    >= ``iou_min`` (one-to-one, best pairs first): the parity check against
-    facenet-pytorch used by the tests and ``moodstream bench throughput``."""
-    if not reference or not candidate:
-        return 0
-    from torchvision.ops import box_iou
-
-    iou = box_iou(torch.tensor([f.box for f in reference], dtype=torch.float64),
-                  torch.tensor([f.box for f in candidate], dtype=torch.float64)).numpy()
-    matched = 0
-    while iou.size and iou.max() >= iou_min:
-        r, c = np.unravel_index(iou.argmax(), iou.shape)
-        iou[r, :] = -1.0
-        iou[:, c] = -1.0
-        matched += 1
-    return matched

@@ -10,7 +10,6 @@
 #    JSON + markdown into $OUT
 # 4. through Redis (moodstream bench stream: one spawned worker, frames in the
 #    stream -> results in the stream), reference vs batched MTCNN, if time is left
-# 5. variants of step 3, if time is left: --ours-path direct, --batch 8, --batch 64
 #
 # $OUT gets at most 5 files (run_bench.log, throughput_gpu.json/.md,
 # redis_gpu.json, throughput_gpu_sweep.json): the device tool returns 8 at most.
@@ -86,12 +85,12 @@ timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=8 \
 step "tests: every test marked gpu"
 timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests || fail "gpu-marked tests"
 
-step "benchmark: moodstream bench throughput (all frames, batch 32)"
+step "benchmark: moodstream bench throughput (all frames, the default CUDA worker pipeline)"
 if [[ -z $VIDEOS || ! -f $VIDEOS/street_1080p.mp4 || ! -f $VIDEOS/hamilton_360p.mp4 ]]; then
     fail "videos not found (VIDEOS=${VIDEOS:-unset}); carry them as $WHL/shared_data/videos"
 else
     timeout 300 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device cuda --frames 275 \
-        --frames street_1080p.mp4=105 --batch 32 --json --out "$OUT/throughput_gpu.json" \
+        --frames street_1080p.mp4=105 --json --out "$OUT/throughput_gpu.json" \
         --markdown "$OUT/throughput_gpu.md" || fail "throughput benchmark"
     [[ -f $OUT/throughput_gpu.md ]] && cat "$OUT/throughput_gpu.md"
 
@@ -108,7 +107,7 @@ elif [[ -n $VIDEOS ]]; then
         for impl in reference batched; do
             if ((SECONDS - START > 300)); then echo "skipping Redis $video $impl: out of time"; continue; fi
             step "through Redis: $video, mtcnn_impl=$impl, one worker"
-            MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -c "from moodstream.cli import main; main()" bench stream --video "$VIDEOS/$video" \
+            MOODSTREAM_BACKEND=torch MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -c "from moodstream.cli import main; main()" bench stream --video "$VIDEOS/$video" \
                 --frames 100 --latency-frames 30 --device cuda --batch-max 32 --batch-wait-ms 20 \
                 --out "$TMP/redis_${video%.mp4}_$impl.json" || fail "Redis benchmark $video $impl"
         done
@@ -123,25 +122,6 @@ print(json.dumps({k: {"frames_per_s": v["throughput"]["frames_per_s"],
 PYEOF
 fi
 
-# variants, only while the budget allows (each run repeats the ~30 s baseline):
-# the device-resident path (no second upload for the crops), then batch 8 and 64
-if [[ -n $VIDEOS && -f $VIDEOS/street_1080p.mp4 ]]; then
-    for variant in "direct:--ours-path direct" "b8:--batch 8" "b64:--batch 64"; do
-        name=${variant%%:*}
-        if ((SECONDS - START > 400)); then echo "skipping variant $name: out of time"; continue; fi
-        step "benchmark variant $name: ${variant#*:}"
-        # shellcheck disable=SC2086  # the variant's flags split on purpose
-        timeout 80 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device cuda --frames 275 \
-            --frames street_1080p.mp4=105 ${variant#*:} --json --out "$TMP/sweep_$name.json" \
-            || fail "throughput benchmark, variant $name"
-    done
-    "$PY" - "$TMP" "$OUT/throughput_gpu_sweep.json" <<'PYEOF' || fail "merging the sweep"
-import json, pathlib, sys
-runs = {p.stem.removeprefix("sweep_"): json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("sweep_*.json"))}
-pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1) + "\n")
-print(json.dumps({b: {v: {k: r[k] for k in ("baseline_fps", "ours_fps", "ratio")} for v, r in res.items()} for b, res in runs.items()}, indent=1))
-PYEOF
-fi
 rm -rf "$TMP"
 
 step "done, status $status"

@@ -144,7 +144,7 @@ def test_shipped_calibration_loads_for_both_detectors():
 
 
 def box_iou_1(a, b) -> float:
-    from trainer.bench.iou import box_iou
+    from shared.boxes import box_iou
     return float(box_iou(a[None], b[None])[0, 0])
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from shared.errors import DataError
-from trainer.bench.iou import box_iou, evaluate, greedy_match, paired_iou
+from shared.boxes import box_iou, greedy_match
+from trainer.bench.iou import evaluate, paired_iou
 from trainer.bench.wider import WiderImage, load_wider, parse_gt, read_sizes, restored_size, scale_boxes, spread
 from worker.detect import Face
 

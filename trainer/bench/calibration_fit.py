@@ -1,7 +1,7 @@
 """Fitting box calibrations (:mod:`worker.calibration`) from detections and ground truth.
 
 Training pairs are (detection, annotated face) pairs from the one-to-one greedy
-matching of :func:`trainer.bench.iou.greedy_match` with IoU >= ``min_iou``, on
+matching of :func:`shared.boxes.greedy_match` with IoU >= ``min_iou``, on
 faces not flagged invalid whose shorter side is at least ``min_side_px``. The
 fit is ridge regression on standardised features (the constant is not
 penalised), folded back into one ``(F, 4)`` matrix so applying it needs no
@@ -18,8 +18,8 @@ import datetime as dt
 
 import numpy as np
 
+from shared.boxes import box_iou, greedy_match
 from shared.errors import DataError
-from trainer.bench.iou import box_iou, greedy_match
 from trainer.bench.wider import WiderImage
 from worker.calibration import FEATURE_SETS, BoxCalibration, box_features, encode_boxes
 from worker.detect import Face

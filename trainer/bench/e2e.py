@@ -131,11 +131,11 @@ def label_metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 def match_face(faces: list[dict], true_box: np.ndarray) -> tuple[int, float]:
     """Index of the detection overlapping ``true_box`` most, and that IoU (-1, 0.0 if none)."""
-    from trainer.bench.iou import box_iou
+    from shared.boxes import box_iou
 
     if not faces:
         return -1, 0.0
-    iou = box_iou(np.array([f["box"] for f in faces]), true_box[None])[:, 0]
+    iou = box_iou(np.array([f["box"] for f in faces]), true_box[None])[:, 0]  # one truth: the best overlap
     best = int(iou.argmax())
     return best, float(iou[best])
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from shared.boxes import box_iou, greedy_match
 from shared.settings import DETECTORS
 from trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
@@ -45,39 +46,6 @@ def tkey(t: float) -> str:
 
 
 # --- metrics (pure numpy) ------------------------------------------------------
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` ``(N, 4)`` with every box in ``b`` ``(M, 4)`` (x1 y1 x2 y2) -> ``(N, M)``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def greedy_match(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matching of rows (predictions) to columns (faces), taking pairs
-    by decreasing IoU (> 0). Returns ``(P,)`` the column of each row (-1: none)
-    and ``(P,)`` its IoU (0 when unmatched). Because pairs are taken in
-    decreasing order, the matching at any threshold t is this one cut at t."""
-    n_pred, n_gt = iou.shape
-    col_of = np.full(n_pred, -1, dtype=np.int64)
-    val = np.zeros(n_pred)
-    if n_pred == 0 or n_gt == 0:
-        return col_of, val
-    rows, cols = np.nonzero(iou > 0)
-    order = np.argsort(-iou[rows, cols], kind="stable")
-    used = np.zeros(n_gt, dtype=bool)
-    for r, c in zip(rows[order], cols[order]):
-        if col_of[r] < 0 and not used[c]:
-            col_of[r], val[r] = c, iou[r, c]
-            used[c] = True
-    return col_of, val
-
 
 def pred_boxes(faces: list) -> np.ndarray:
     return np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
