@@ -34,6 +34,10 @@ def open_session(path: str | Path, threads: int = 1):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between ops: these nets are small, so spinning threads burn the
+    # cores other threads (and other workers on the machine) need. Measured on 2 cores,
+    # 2 threads: 34 instead of 14 frames/s at 360p, 5.2 instead of 3.9 at 1080p.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for a bad file

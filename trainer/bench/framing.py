@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-
-from shared.settings import DETECTORS
 import numpy as np
 import torch
+
+from shared.settings import DETECTORS
 
 from worker.crop import Framing, crop_faces
 

@@ -65,8 +65,9 @@ NOTES = [
     "cores (Redis waits, batch collection, single-threaded parts of the pipeline) and a third only competes "
     "for them. Per-worker efficiency falls accordingly; on a GPU node or one core set per pod the workers "
     "do not share compute and the curve is expected to stay closer to linear.",
-    "Threads: each worker gets OMP_NUM_THREADS = MKL_NUM_THREADS = MOODSTREAM_THREADS = max(1, cores // workers), "
-    "so one worker uses every core and three workers on two cores run one thread each (oversubscribed).",
+    "Threads: by default (--threads default) each worker runs its own default, half the cores (at most 4): one "
+    "thread each on two cores, so two workers fill the machine; --threads split gives each worker "
+    "max(1, cores // workers) through the environment instead.",
     "lag is the XINFO GROUPS lag that KEDA's redis-streams trigger compares with lagCount; backlog = lag + "
     "pending, our corrected figure (shared.transport.group_backlog). Both are sampled every --sample-s.",
     "throughput: results published per second over the steady window (from the end of the ramp until the "
@@ -88,10 +89,18 @@ def load_frames(video: Path, n: int) -> tuple[list[bytes], tuple[int, int]]:
     return frames, size
 
 
+def _default_threads() -> int:
+    from shared.settings import Settings
+    from worker.pipeline import resolve_threads
+
+    return resolve_threads(Settings.from_env(env={}), worker=True)
+
+
 def spawn_workers(url: str, prefix: str, n: int, threads: int, batch_max: int, log_dir: Path) -> list[tuple]:
     """``n`` ``moodstream worker`` processes: [(Popen, log path)]."""
-    env = {**os.environ, "MOODSTREAM_REDIS_URL": url, "MOODSTREAM_PREFIX": prefix, "MOODSTREAM_DEVICE": "cpu",
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MOODSTREAM_THREADS": str(threads)}
+    env = {**os.environ, "MOODSTREAM_REDIS_URL": url, "MOODSTREAM_PREFIX": prefix, "MOODSTREAM_DEVICE": "cpu"}
+    if threads is not None:  # None: the workers' own default
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MOODSTREAM_THREADS=str(threads))
     procs = []
     for i in range(n):
         log_path = log_dir / f"{prefix}-worker{i}.log"
@@ -222,8 +231,9 @@ def run_step(url: str, n_workers: int, threads: int, frames: list[bytes], rate: 
     in_window = sum(win_a <= t <= win_b for t in times)
     return {
         "workers": n_workers,
-        "threads_per_worker": threads,
-        "worker_env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MOODSTREAM_THREADS": threads},
+        "threads_per_worker": threads if threads is not None else _default_threads(),
+        "worker_env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MOODSTREAM_THREADS": threads}
+        if threads is not None else "defaults (no thread variables set)",
         "offered_fps": rate,
         "sent": feeder.sent,
         "served": served,
@@ -313,10 +323,14 @@ def _curve(step: dict, every_s: float = 2.0) -> str:
               help="Stop waiting for the backlog to drain this long after the producer stopped.")
 @click.option("--start-timeout-s", type=click.FloatRange(min=1), default=240.0, show_default=True,
               help="Time allowed for the workers to load their models and answer the warm-up frames.")
+@click.option("--threads", "thread_rule", type=click.Choice(["default", "split"]), default="default",
+              show_default=True, help="default: each worker's own default (what users get); split: "
+                                      "max(1, cores // workers) threads each, set through the environment.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("docs/results/scaling_cpu.json"), show_default=True,
               help="JSON report; the markdown table goes beside it (.md).")
-def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout_s, start_timeout_s, out):
+def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout_s, start_timeout_s, thread_rule,
+                out):
     """Frames/s and consumer-group lag for 1, 2, 3 worker processes against a
     producer at a fixed rate, on an embedded Redis (lag read as KEDA reads it)."""
     try:
@@ -331,9 +345,9 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
     steps = []
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory(prefix="moodstream-scaling-") as log_dir:
         for n in worker_counts:
-            threads = max(1, cores // n)
-            click.echo(f"scaling: {n} worker(s), {threads} thread(s) each, {rate:g} frames/s for {seconds:g} s",
-                       err=True)
+            threads = max(1, cores // n) if thread_rule == "split" else None
+            click.echo(f"scaling: {n} worker(s), {threads or _default_threads()} thread(s) each, {rate:g} frames/s "
+                       f"for {seconds:g} s", err=True)
             steps.append(run_step(server.url, n, threads, frames, rate, seconds, sample_s, drain_timeout_s,
                                   start_timeout_s, batch_max, Path(log_dir)))
     one = next((s["throughput_fps"] for s in steps if s["workers"] == 1), None)
@@ -347,7 +361,8 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "video": str(video), "frame_size": list(size), "rate_fps": rate, "seconds": seconds,
         "sample_s": sample_s, "batch_max": batch_max, "device": "cpu",
-        "threads_rule": "OMP_NUM_THREADS = MKL_NUM_THREADS = MOODSTREAM_THREADS = max(1, cores // workers)",
+        "threads_rule": "OMP_NUM_THREADS = MKL_NUM_THREADS = MOODSTREAM_THREADS = max(1, cores // workers)"
+        if thread_rule == "split" else "each worker's default (threads=0: half the cores, at most 4)",
         "steps": steps,
     }
     m = report["machine"]

@@ -3,6 +3,9 @@ of real workers through Redis. Writes JSON and prints a table.
 
     moodstream bench stream --video ../shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
 
+On CPU it measures a torch worker and an ONNX Runtime worker one after the
+other on the same frames (``--backend`` picks), with their peak resident memory.
+
 Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
 redis-server. Unless ``--no-spawn``, it starts one ``moodstream worker``
 process (and waits for its heartbeat, so model loading is not timed);
@@ -34,11 +37,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import click
-
-from shared.settings import DETECTORS
 import numpy as np
 
-from shared.settings import Settings
+from shared.settings import BACKENDS, DETECTORS, Settings
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -68,19 +69,17 @@ def _summary(values: list[float]) -> dict:
               help="Frames per batch at most (spawned worker).")
 @click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True,
               help="Batch wait of the spawned worker.")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
+              help="Spawned worker's backend; repeat to run several side by side [default: torch and onnx on "
+                   "cpu, auto elsewhere].")
 @click.option("--timeout-s", type=float, default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
-         batch_wait_ms, timeout_s, out):
+               batch_wait_ms, backends, timeout_s, out):
     """Frames/s and latency p50/p99 of moodstream workers through Redis."""
-    from producer.client import Producer
-    from producer.results import ResultReader
-    from shared.embedded import EmbeddedRedis
     from shared.media import encode_jpeg, iter_video
 
-    settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else
-                                                                        f"bench-{uuid.uuid4().hex[:8]}"))
     latency_frames = n_frames if latency_frames is None else latency_frames
     need = max(n_frames, latency_frames, warmup)
     frames = [encode_jpeg(item.image) for item in iter_video(video, max_frames=need) if item.image is not None]
@@ -89,12 +88,42 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     first = next(iter_video(video, max_frames=1)).image
     height, width = first.shape[:2]
 
+    if no_spawn:
+        backends = ("existing",)
+    elif not backends:
+        backends = ("torch", "onnx") if device == "cpu" else ("auto",)
+    runs = {}
+    for backend in backends:
+        settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else
+                                                                            f"bench-{uuid.uuid4().hex[:8]}"))
+        runs[backend] = _measure(settings, frames, n_frames, latency_frames, warmup, no_spawn, device, detector,
+                                 batch_max, batch_wait_ms, backend, timeout_s)
+    report = {"video": str(video), "frame_size": [width, height], "device": device, "detector": detector,
+              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "encoding": "jpeg (pre-encoded, not timed)",
+              "workers": "existing" if no_spawn else "1 spawned per backend, default threads", "runs": runs}
+    if "torch" in runs and "onnx" in runs:
+        report["onnx_vs_torch_frames_per_s"] = round(runs["onnx"]["throughput"]["frames_per_s"]
+                                                     / runs["torch"]["throughput"]["frames_per_s"], 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    _print_table(report)
+    click.echo(f"wrote {out}", err=True)
+
+
+def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_frames: int, warmup: int,
+             no_spawn: bool, device: str, detector: str, batch_max: int, batch_wait_ms: int, backend: str,
+             timeout_s: float) -> dict:
+    """Warm-up, throughput and closed-loop phases against one worker (spawned with ``backend``)."""
+    from producer.client import Producer
+    from producer.results import ResultReader
+    from shared.embedded import EmbeddedRedis
+
     with ExitStack() as stack:
         if settings.redis_url is None:
             settings = settings.replace(redis_url=stack.enter_context(EmbeddedRedis()).url)
         worker = None
         if not no_spawn:
-            worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms)
+            worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
             stack.callback(_stop_worker, worker)
         producer = Producer(settings, notice=lambda m: click.echo(m, err=True))
         reader = ResultReader(settings)
@@ -125,22 +154,25 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
             run(frames[:warmup], "warmup", closed_loop=False)
         throughput = run(frames[:n_frames], "throughput", closed_loop=False)
         latency = run(frames[:latency_frames], "latency", closed_loop=True) if latency_frames else None
-
-    report = {"video": str(video), "frame_size": [width, height], "device": device, "detector": detector,
-              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "workers": "1 spawned" if worker else "existing",
-              "torch_threads_env": os.environ.get("OMP_NUM_THREADS"), "throughput": throughput,
-              "closed_loop": latency}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    _print_table(report)
-    click.echo(f"wrote {out}", err=True)
+        rss = _peak_rss_mib(worker.pid) if worker is not None else None
+    return {"throughput": throughput, "closed_loop": latency, "worker_peak_rss_mib": rss}
 
 
-def _spawn_worker(settings: Settings, device, detector, batch_max, batch_wait_ms) -> subprocess.Popen:
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _spawn_worker(settings: Settings, device, detector, batch_max, batch_wait_ms, backend) -> subprocess.Popen:
     env = {**os.environ, "MOODSTREAM_REDIS_URL": settings.redis_url, "MOODSTREAM_PREFIX": settings.prefix}
     cmd = [sys.executable, "-c", "from moodstream.cli import main; main()", "worker", "--device", device,
            "--detector", detector, "--batch-max", str(batch_max), "--batch-wait-ms", str(batch_wait_ms),
-           "--consumer", "bench-worker"]
+           "--consumer", "bench-worker", "--backend", backend]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -183,15 +215,18 @@ def _collect(r, e2e: list[float], parts: dict) -> None:
 def _print_table(rep: dict) -> None:
     w, h = rep["frame_size"]
     click.echo(f"\nmoodstream service bench: {Path(rep['video']).name} {w}x{h}, device {rep['device']}, "
-               f"detector {rep['detector']}, batch_max {rep['batch_max']}, {rep['workers']} worker(s)")
-    click.echo(f"{'phase':<12} {'frames':>6} {'frames/s':>9} {'e2e p50':>9} {'e2e p99':>9} {'rtt p50':>9} "
-               f"{'rtt p99':>9}  stage means (ms)")
-    for name in ("throughput", "closed_loop"):
-        p = rep[name]
-        if p is None:
-            continue
-        rtt = p["round_trip_ms"] or {"p50": float("nan"), "p99": float("nan")}
-        stages = ", ".join(f"{k} {v}" for k, v in p["stage_ms_mean"].items())
-        click.echo(f"{name:<12} {p['frames']:>6} {p['frames_per_s']:>9.2f} {p['latency_ms']['p50']:>9.1f} "
-                   f"{p['latency_ms']['p99']:>9.1f} {rtt['p50']:>9.1f} {rtt['p99']:>9.1f}  {stages}")
-
+               f"detector {rep['detector']}, batch_max {rep['batch_max']}, {rep['workers']}")
+    click.echo(f"{'backend':<9} {'phase':<12} {'frames':>6} {'frames/s':>9} {'e2e p50':>9} {'e2e p99':>9} "
+               f"{'rtt p50':>9} {'rtt p99':>9} {'RSS MiB':>8}  stage means (ms)")
+    for backend, run in rep["runs"].items():
+        for name in ("throughput", "closed_loop"):
+            p = run[name]
+            if p is None:
+                continue
+            rtt = p["round_trip_ms"] or {"p50": float("nan"), "p99": float("nan")}
+            stages = ", ".join(f"{k} {v}" for k, v in p["stage_ms_mean"].items())
+            click.echo(f"{backend:<9} {name:<12} {p['frames']:>6} {p['frames_per_s']:>9.2f} "
+                       f"{p['latency_ms']['p50']:>9.1f} {p['latency_ms']['p99']:>9.1f} {rtt['p50']:>9.1f} "
+                       f"{rtt['p99']:>9.1f} {run['worker_peak_rss_mib'] or float('nan'):>8.0f}  {stages}")
+    if "onnx_vs_torch_frames_per_s" in rep:
+        click.echo(f"onnx / torch worker frames/s: {rep['onnx_vs_torch_frames_per_s']:.2f}x")
