@@ -66,7 +66,13 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                                  encoding=encoding)
             click.echo(json.dumps({"job_id": job.id, "source": spec, "frame": None}))
         return
-    reply = Keys.from_settings(settings).reply(reply_to) if reply_to else None
+    keys = Keys.from_settings(settings)
+    from producer.status import live_workers
+
+    if not live_workers(client, keys):
+        _notice(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
+                "jobs wait in the stream until one starts (`moodstream worker`, or `moodstream status`)")
+    reply = keys.reply(reply_to) if reply_to else None
     producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=_notice)
     for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
         click.echo(json.dumps(ref.to_json()))

@@ -27,7 +27,7 @@ import redis
 
 from shared.errors import BadInputError, ConfigError, MoodstreamError
 from shared.keys import Keys
-from shared.media import FrameItem, encode_jpeg, iter_frames
+from shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from shared.settings import Settings
 from shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
 from shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
@@ -72,6 +72,7 @@ class Producer:
         self.retry_for_s = retry_for_s
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
+        self._live = False  # the frames being produced come from a live source (drop-oldest backpressure)
         # measure the backlog every few jobs: the bound is lag_limit + check_every
         self.check_every = max(1, min(50, settings.lag_limit // 20))
         self._since_check = self.check_every  # check before the first job (Settings keeps lag_limit < stream_maxlen)
@@ -127,14 +128,37 @@ class Producer:
     def produce(self, paths: list[str], every_n: int = 1, fps: float | None = None,
                 max_frames: int | None = None, job_id_prefix: str | None = None) -> Iterator[JobRef]:
         """Image files, folders (recursively), videos, camera indexes and stream
-        URLs; ``every_n`` / ``fps`` sample videos, ``max_frames`` caps each video."""
+        URLs; ``every_n`` / ``fps`` sample videos, ``max_frames`` caps each video.
+
+        Live sources (camera indexes, rtsp/http URLs) are read by
+        :class:`producer.live.LiveSource`: ``fps`` caps their rate, a drop is
+        reconnected with backoff, and under backpressure their oldest unread
+        frames are dropped (a late live frame is worth less than a fresh one)."""
         n = 0
-        for item in iter_frames(paths, every_n=every_n, fps=fps, max_frames=max_frames):
+        for item, live in self._items(paths, every_n, fps, max_frames):
+            self._live = live
             job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
             ref = self.submit_item(item, job_id=job_id)
             if ref is not None:
                 n += 1
                 yield ref
+        self._live = False
+
+    def _items(self, paths: list[str], every_n: int, fps: float | None,
+               max_frames: int | None) -> Iterator[tuple[FrameItem, bool]]:
+        for spec in paths:
+            if not is_stream_spec(spec):
+                for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames):
+                    yield item, False
+                continue
+            from producer.live import LiveConfig, LiveSource
+
+            source = LiveSource(spec, LiveConfig(max_fps=fps))
+            for k, item in enumerate(source.frames()):
+                if max_frames is not None and k >= max_frames:
+                    source.stop()
+                    break
+                yield item, True
 
     # --- backpressure -------------------------------------------------------------
 
@@ -152,7 +176,7 @@ class Producer:
         backlog = self.backlog()
         if backlog <= limit:
             return
-        if self.settings.backpressure == "drop":
+        if self.settings.backpressure == "drop" or self._live:
             dropped = self._drop_oldest(backlog - limit + self.check_every)
             self.stats.dropped += dropped
             if dropped:

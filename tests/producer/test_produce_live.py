@@ -1,0 +1,41 @@
+"""`produce` on a live source (issue 15 part 6): frames come through producer.live
+(reconnecting, rate-capped), and the backlog is kept by dropping the oldest unread
+frames even when the producer's setting says wait. A real MJPEG server and Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_live import serve
+
+from producer.client import Producer
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_live_stream_is_produced_with_drop_oldest(redis_url, client, keys):
+    server = serve(0)
+    url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    try:
+        settings = Settings.from_env({}, redis_url=redis_url, prefix=keys.prefix, lag_limit=4,
+                                     backpressure="wait")  # wait would block for ever: no worker here
+        producer = Producer(settings, notice=lambda m: None)
+        refs = list(producer.produce([url], max_frames=10))
+    finally:
+        server.shutdown()
+    assert len(refs) == 10 and all(r.source == url for r in refs)
+    assert producer.stats.dropped > 0 and producer.stats.waited_s == 0
+    assert client.xlen(keys.frames) <= 4 + producer.check_every
+
+
+def test_produce_warns_when_no_worker_serves_the_stream(redis_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX="nowork")
+    out = subprocess.run([sys.executable, "-c", "from moodstream.cli import main; main()", "produce",
+                          "samples/street.jpg"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "no live worker serves nowork:frames" in out.stderr
