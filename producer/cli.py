@@ -18,6 +18,7 @@ import click
 from moodstream.options import setting_option
 from producer.client import ENCODINGS
 from shared.settings import Settings
+from shared.table import error_cell, faces_cell, source_cell
 
 FORMATS = ("jsonl", "table")
 
@@ -166,9 +167,10 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
 
 
 class TablePrinter:
-    """Fixed-width rows: entry id, source:frame, faces with their top emotion, latency."""
+    """Fixed-width rows: entry id, source, frame, faces with their top emotion (as in
+    `analyze --format table`), and the latency from enqueue to publish."""
 
-    header = f"{'id':<17} {'source':<32} {'frame':>6} {'faces':>5}  {'ms':>7}  emotions / error"
+    header = f"{'id':<17} {'source':<32} {'frame':>6} {'faces':>5}  {'latency_ms':>10}  emotions / error"
 
     def __init__(self):
         self.printed_header = False
@@ -177,17 +179,7 @@ class TablePrinter:
         if not self.printed_header:
             click.echo(self.header)
             self.printed_header = True
-        src = printable(r.source)
-        src = src if len(src) <= 32 else "..." + src[-29:]
         latency = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms else 0
-        if r.error is not None:
-            what = printable(f"ERROR {r.error.reason}: {r.error.detail}")
-        else:
-            what = ", ".join(f"{f['emotion']} {max(f['probabilities'].values()):.2f}" for f in r.faces) or "-"
-        click.echo(f"{r.entry_id or '':<17} {src:<32} {r.frame:>6} {len(r.faces):>5}  {latency:>7}  {what}")
-
-
-def printable(text: str) -> str:
-    """One table cell on one line: control characters (CR, LF, ESC...) escaped, so a
-    source name cannot forge rows or move the cursor."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        what = error_cell(r.error.reason, r.error.detail) if r.error is not None else faces_cell(r.faces)
+        click.echo(f"{r.entry_id or '':<17} {source_cell(r.source, 32):<32} {r.frame:>6} {len(r.faces):>5}  "
+                   f"{latency:>10}  {what}")

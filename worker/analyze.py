@@ -30,6 +30,7 @@ from moodstream.options import setting_option
 from shared.errors import BadInputError, MoodstreamError
 from shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from shared.settings import Settings
+from shared.table import error_cell, faces_cell, source_cell
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from worker.video import TrackSummary, VideoAnalyzer
@@ -123,13 +124,12 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
 
 
 def table_row(record: dict) -> str:
-    source = record["source"] if len(record["source"]) <= 36 else "…" + record["source"][-35:]
+    source = source_cell(record["source"], 36)
     if "error" in record:
-        return f"{source:36s} {record['frame']:>6d}  ERROR {record['error']}: {record['detail']}"
+        return f"{source:36s} {record['frame']:>6d}  {error_cell(record['error'], record['detail'])}"
     ts = "-" if record["timestamp"] is None else f"{record['timestamp']:.2f}"
     size = f"{record['width']}x{record['height']}"
-    faces = ", ".join(f"{f['emotion']} {f['probabilities'][f['emotion']]:.0%}" for f in record["faces"])
-    return f"{source:36s} {record['frame']:>6d} {ts:>8s} {size:>10s} {len(record['faces']):>5d}  {faces or '-'}"
+    return f"{source:36s} {record['frame']:>6d} {ts:>8s} {size:>10s} {len(record['faces']):>5d}  {faces_cell(record['faces'])}"
 
 
 def write_summary(path: Path, summary: TrackSummary, detect_every: int, analyzer: VideoAnalyzer,
@@ -222,6 +222,11 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     load_s = time.perf_counter() - started
 
     specs = list(expand_paths(list(paths)))
+    if not specs:
+        from shared.media import IMAGE_EXTS, VIDEO_EXTS
+
+        raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
+                                   f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
     expected = expected_frames(specs, every_n or 1, fps, max_frames)
     show_progress = sys.stderr.isatty() and (expected is None or expected >= PROGRESS_MIN_FRAMES)
     annotator = None

@@ -244,3 +244,11 @@ def test_unavailable_device_fails_cleanly(image_path):
         pytest.skip("CUDA is available here")
     result = CliRunner().invoke(analyze, ["--device", "cuda", str(image_path("single"))])
     assert result.exit_code == 1 and "no CUDA device" in result.output and result.stdout == ""
+
+
+def test_a_folder_without_images_is_an_error_not_silence(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    result = CliRunner().invoke(analyze, ["--device", "cpu", str(tmp_path / "empty"), str(tmp_path / "notes")])
+    assert result.exit_code == 1 and "no images or videos" in result.output

@@ -7,7 +7,8 @@ import json
 import click
 from click.testing import CliRunner
 
-from producer.cli import TablePrinter, printable
+from producer.cli import TablePrinter
+from shared.table import printable
 from shared.wire import ErrorInfo, Result
 
 
