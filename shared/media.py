@@ -247,6 +247,24 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
         return to_rgb8(img)
 
 
+def decode_pixels(image: bytes | None, array: np.ndarray | None, max_pixels: int,
+                 budget: PixelBudget | None = None) -> np.ndarray:
+    """The one decode step of every front end: encoded image bytes or a raw array
+    (RGB ``(H, W, 3)`` or gray ``(H, W)`` uint8) -> RGB uint8 ``(H, W, 3)``, within
+    ``max_pixels``; every failure a :class:`BadInputError`."""
+    if array is not None:
+        h, w = array.shape[:2]
+        if h * w > max_pixels:
+            raise BadInputError("too_large", f"{w}x{h} pixels is over the limit of {max_pixels}")
+        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise BadInputError("unsupported", f"a frame must be uint8 (H, W) or (H, W, 3), got {array.dtype} "
+                                               f"{tuple(array.shape)}")
+        if array.ndim == 2:
+            return to_rgb8(array)
+        return array if array.flags.writeable else array.copy()  # wire arrays are read-only views
+    return decode_image(image or b"", max_pixels, budget)
+
+
 def to_rgb8(img: np.ndarray) -> np.ndarray:
     """Any OpenCV-decoded array (BGR/BGRA/gray, 8/16-bit/float) -> contiguous RGB uint8."""
     if img.dtype == np.uint16:
@@ -288,9 +306,7 @@ class FrameItem:
         """The frame as RGB uint8, decoding bytes if needed (raises BadInputError)."""
         if self.error is not None:
             raise self.error
-        if self.image is not None:
-            return self.image
-        return decode_image(self.data or b"", max_pixels)
+        return decode_pixels(self.data, self.image, max_pixels)
 
 
 def expand_paths(paths: list[str]) -> Iterator[str]:

@@ -1,7 +1,7 @@
 """``moodstream analyze``: the pipeline in one process, no Redis.
 
 Images, folders and videos go through :func:`shared.media.iter_frames`; decoded
-frames are batched across inputs (up to ``--batch`` frames per
+frames are batched across inputs (up to ``--batch-max`` frames per
 :meth:`worker.video.VideoAnalyzer.analyze` call, which is one
 :meth:`Pipeline.process` call with ``--detect-every 1``) and every frame gives
 one JSON record on stdout, in input order. Faces of videos, cameras and streams
@@ -31,6 +31,7 @@ from shared.errors import BadInputError, MoodstreamError
 from shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from shared.settings import Settings
 from shared.table import error_cell, faces_cell, source_cell
+from worker.batching import BatchPolicy
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from worker.video import TrackSummary, VideoAnalyzer
@@ -52,23 +53,16 @@ def error_record(item: FrameItem, exc: BadInputError) -> dict:
     return {"source": item.source, "frame": item.frame, "error": exc.reason, "detail": exc.detail}
 
 
-def decode(item: FrameItem, max_pixels: int) -> np.ndarray:
-    """The item's RGB frame, or BadInputError (OpenCV's own errors included)."""
-    try:
-        return item.decoded(max_pixels)
-    except cv2.error as exc:  # a header OpenCV accepts but cannot decode
-        raise BadInputError("unreadable", f"OpenCV cannot decode it: {str(exc).strip()[:200]}") from None
-
-
-def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, batch: int,
+def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, policy: BatchPolicy,
                   max_pixels: int) -> Iterator[Outcome]:
-    """Frame items -> outcomes, in the same order; decoded frames go to
-    ``analyzer.analyze`` ``batch`` at a time, across inputs."""
+    """Frame items -> outcomes, in the same order; decoded frames (shared.media's one
+    decode step) go to ``analyzer.analyze`` in batches by ``policy``, across inputs
+    (all at hand: a batch goes when full)."""
     pending: list[tuple[FrameItem, np.ndarray | None, BadInputError | None]] = []
     n_images = 0
     for item in items:
         try:
-            image, error = decode(item, max_pixels), None
+            image, error = item.decoded(max_pixels), None
         except BadInputError as exc:
             image, error = None, exc
         if error is not None and not pending:
@@ -76,7 +70,7 @@ def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, batch: in
             continue
         pending.append((item, image, error))
         n_images += image is not None
-        if n_images >= batch:
+        if policy.full(n_images):
             yield from _flush(pending, analyzer)
             pending, n_images = [], 0
     yield from _flush(pending, analyzer)
@@ -172,28 +166,21 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video.")
-@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default=None,
-              help="Face detector (default: mtcnn, or MOODSTREAM_DETECTOR).")
-@click.option("--device", default=None,
-              help="auto, cpu, cuda or cuda:N (default: auto, or MOODSTREAM_DEVICE).")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Frames per pipeline call, across inputs (default: 16, or MOODSTREAM_BATCH_MAX).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Reject images with more pixels than this, checked before decoding "
-                   "(default: 50000000, or MOODSTREAM_MAX_PIXELS).")
-@click.option("--min-face", type=click.IntRange(min=12), default=None,
-              help="Smallest face side in pixels the detector looks for (default: 20, or MOODSTREAM_MIN_FACE_PX).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Emotion model checkpoint (default: the model shipped with moodstream).")
+@setting_option("detector")
+@setting_option("device")
+@setting_option("backend")
+@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("batch_max", "--batch", type=click.IntRange(min=1))  # --batch: the flag's older name
+@setting_option("max_pixels", type=click.IntRange(min=1))
+@setting_option("min_face_px", "--min-face", type=click.IntRange(min=12))  # --min-face: the older name
+@setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list (one entry per face track per video: "
                    "first/last time and frame, frames seen, share of each smoothed emotion, dominant "
                    "emotion) to this file, and a timeline PNG per video beside it.")
 def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
-            annotate_dir: Path | None, detector: str | None, device: str | None, batch: int | None,
-            max_pixels: int | None, min_face: int | None, checkpoint: str | None, detect_every: int | None,
-            summary_path: Path | None) -> None:
+            annotate_dir: Path | None, summary_path: Path | None, **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image, a folder (searched recursively for images and videos), a
@@ -209,8 +196,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
     try:
-        settings = Settings.from_env(detector=detector, device=device, batch_max=batch, max_pixels=max_pixels,
-                                     min_face_px=min_face, checkpoint=checkpoint, detect_every=detect_every)
+        settings = Settings.from_env(**flags)
         started = time.perf_counter()
         from worker.pipeline import Pipeline  # torch: only once the flags are known to be good
         from worker.video import TrackSummary, VideoAnalyzer
@@ -244,7 +230,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     try:
         if fmt == "table":
             click.echo(TABLE_HEADER)
-        for out in analyze_items(items, analyzer, settings.batch_max, settings.max_pixels):
+        for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record))
             progress.update(1)
             if out.image is None:

@@ -53,11 +53,12 @@ import redis
 from shared.errors import BadInputError, ConfigError, MessageError
 from shared.keys import Keys
 from shared.labels import LABELS
-from shared.media import PixelBudget, decode_image, to_rgb8
+from shared.media import PixelBudget, decode_pixels
 from shared.settings import Settings
 from shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
                               is_nogroup)
 from shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
+from worker.batching import BatchPolicy
 from worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Worker:
         self._started_ms = now_ms()
         self._budget = PixelBudget(settings.max_pixels)  # pixels decoding at once, across decode threads
         self._redis_down = False  # the last Redis call failed with a connection error
+        self.policy = BatchPolicy.from_settings(settings)
         self.metrics = WorkerMetrics()
         self.metrics_server: MetricsServer | None = None  # serving when settings.metrics_port is set
         self._next_stats = time.monotonic() + settings.stats_interval_s
@@ -350,20 +352,17 @@ class Worker:
                 del self._inhand[i]
                 self._inhand_ids.discard(e.entry_id)
                 return [e]
-        cap = self.settings.batch_max
-        while len(self._inhand) < cap and not self._stop.is_set() and self._quota_left() > 0:
+        policy, cap = self.policy, self.policy.batch_max
+        while not policy.full(len(self._inhand)) and not self._stop.is_set() and self._quota_left() > 0:
             if not self._inhand:
                 if not self._read(cap, self.idle_block_ms):
                     break  # idle: back to the loop (stop check, heartbeat, reclaim)
                 continue
-            left_s = self.settings.batch_wait_ms / 1000 - (time.monotonic() - self._inhand[0].received)
+            left_s = policy.wait_left_s(self._inhand[0].received)
             if left_s <= 0:
                 break
-            # Filling a batch: poll rather than BLOCK, because Redis expires a short
-            # BLOCK only on its cron tick (every 1000/hz = 100 ms by default), which
-            # would turn batch_wait_ms=20 into 20-120 ms.
-            if not self._read(cap - len(self._inhand), None):
-                time.sleep(min(left_s, 0.002))
+            if not self._read(cap - len(self._inhand), None):  # poll: see BatchPolicy.poll_s
+                time.sleep(min(left_s, policy.poll_s))
         batch, rest = self._inhand[:cap], self._inhand[cap:]
         self._inhand = rest
         self._inhand_ids = {e.entry_id for e in rest}
@@ -417,13 +416,7 @@ class Worker:
     def _decode(self, job: FrameJob) -> tuple[np.ndarray, float]:
         """Runs in the decode pool. RGB uint8 (H, W, 3) and the time it took, or BadInputError."""
         t0 = time.perf_counter()
-        if job.array is not None:
-            h, w = job.array.shape[:2]
-            if h * w > self.settings.max_pixels:
-                raise BadInputError("too_large", f"{w}x{h} pixels is over the limit of {self.settings.max_pixels}")
-            img = job.array.copy() if job.array.ndim == 3 else to_rgb8(job.array)
-        else:
-            img = decode_image(job.image, self.settings.max_pixels, self._budget)
+        img = decode_pixels(job.image, job.array, self.settings.max_pixels, self._budget)
         return img, (time.perf_counter() - t0) * 1000
 
     def _quota_left(self) -> int:

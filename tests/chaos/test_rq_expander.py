@@ -92,9 +92,16 @@ def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url,
 
 
 def test_an_allowed_url_host_is_opened(redis_url, client):
-    s = _settings(redis_url)
-    job = enqueue_source(s, client, "http://127.0.0.1:9/none.mp4")  # allowed, but nothing listens there
-    _expand(redis_url, "--allow-url-host", "127.0.0.1")
+    sys.path.insert(0, str(REPO / "tests" / "producer"))
+    from test_live import serve  # a real MJPEG stream on 127.0.0.1
+
+    server = serve(0)
+    try:
+        s = _settings(redis_url)
+        job = enqueue_source(s, client, f"http://127.0.0.1:{server.server_address[1]}/live.mjpg", max_frames=3)
+        _expand(redis_url, "--allow-url-host", "127.0.0.1")
+    finally:
+        server.shutdown()
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
-    assert job.get_status() == JobStatus.FINISHED  # opened: the failure is the stream's, reported in the result
-    assert job.return_value()["failed_inputs"]
+    assert job.get_status() == JobStatus.FINISHED and job.return_value()["frames"] == 3
+    assert client.xlen(Keys("t").frames) == 3
