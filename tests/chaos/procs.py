@@ -68,10 +68,7 @@ def write_report() -> None:
 
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    """streamkit.wait_for, with the argument order the chaos tests read best in."""
+    from streamkit import wait_for
+
+    return wait_for(predicate, timeout_s, poll_s=poll_s, what=what)
