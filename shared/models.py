@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shared import devices
 from shared.errors import ModelError
 from shared.labels import LABELS, NUM_CLASSES
 
@@ -124,9 +125,7 @@ ARCHS = {"vgg": VGG, "resnet": ResNet}
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(devices.resolve_device(name))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-import importlib.util
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared import devices
 from shared.errors import BadInputError, ConfigError, ModelError
 from shared.settings import Settings
 from worker.calibration import BoxCalibration, load_calibration
@@ -37,30 +36,16 @@ class FrameResult:
     timings_ms: dict  # {"detect": ..., "classify": ...} for the whole batch this frame was in
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # blocked (sys.modules[name] = None) or half-imported
-        return False
-
-
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; others as given (checked)."""
-    if name == "auto":
-        # no NVIDIA driver: CPU, without importing torch (seconds and ~300 MB for nothing)
-        if _installed("torch") and Path("/proc/driver/nvidia/gpus").exists():
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return "cpu"
-    if name.startswith("cuda"):
-        if not _installed("torch"):
+    """:func:`shared.devices.resolve_device`, and a CUDA name checked: one line where
+    there is no torch or no GPU."""
+    device = devices.resolve_device(name)
+    if device.startswith("cuda"):
+        if not devices.installed("torch"):
             raise ConfigError(f"device {name!r} needs torch: pip install 'moodstream[worker]'")
-        import torch
-
-        if not torch.cuda.is_available():
+        if not devices.cuda_available():
             raise ConfigError(f"device {name!r}: no CUDA device is available here; use cpu or auto")
-    return name
+    return device
 
 
 def resolve_backend(settings: Settings, device: str, custom_model: bool) -> str:
@@ -69,16 +54,16 @@ def resolve_backend(settings: Settings, device: str, custom_model: bool) -> str:
     one runs on torch (the ONNX file is the shipped model's)."""
     backend = settings.backend
     if backend == "auto":
-        backend = "onnx" if device == "cpu" and not custom_model and _installed("onnxruntime") else "torch"
+        backend = "onnx" if device == "cpu" and not custom_model and devices.installed("onnxruntime") else "torch"
     if backend == "onnx":
         if device != "cpu":
             raise ConfigError(f"backend onnx runs on the CPU; device is {device!r} (use backend torch or auto)")
         if custom_model:
             raise ConfigError("backend onnx runs the shipped emotion model; for another checkpoint use backend "
                               "torch (or export it: moodstream export onnx --checkpoint FILE)")
-        if not _installed("onnxruntime"):
+        if not devices.installed("onnxruntime"):
             raise ConfigError("backend onnx needs onnxruntime: pip install 'moodstream[cpu]'")
-    elif not _installed("torch") or not _installed("facenet_pytorch"):
+    elif not devices.installed("torch") or not devices.installed("facenet_pytorch"):
         raise ConfigError("backend torch needs torch: pip install 'moodstream[worker]' (on CPU, backend onnx "
                           "with 'moodstream[cpu]' needs no torch)")
     return backend
