@@ -291,20 +291,7 @@ class Worker:
         fresh = [(eid, f) for eid, f in claimed if eid not in self._inhand_ids]
         if not fresh:
             return
-        ids = [eid for eid, _ in fresh]
-        counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
-            self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
-            count=len(ids) + len(self._inhand) + self.settings.batch_max, consumername=self.name)}
-        solo = self._solo_attempts([eid for eid, _ in fresh])
-        gone = []
-        for eid, fields in fresh:
-            if fields is None:  # Redis 6.2 returns deleted entries as nil
-                gone.append(eid)
-                continue
-            # absent from XPENDING: acked meanwhile, count it as new
-            self._accept(eid, fields, counts.get(eid, 1), solo.get(eid, 0))
-        if gone:
-            self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
+        self._accept_redelivered(fresh, at_least=1)  # absent from XPENDING: acked meanwhile, count it as new
         self.reclaimed += len(fresh)
         self.metrics.reclaimed(len(fresh))
         log.info("worker %s: reclaimed %d entries idle > %d ms", self.name, len(fresh), self.settings.reclaim_idle_ms)
@@ -317,25 +304,31 @@ class Worker:
         waiting reclaim_idle_ms for them."""
         resp = self.client.xreadgroup(self.keys.group, self.name, {self.keys.frames: "0"},
                                       count=max(1, self.settings.batch_max * 4))
-        entries = resp[0][1] if resp else []
+        entries = [(as_str(eid), fields) for eid, fields in (resp[0][1] if resp else [])]
         if not entries:
             return
-        ids = [as_str(eid) for eid, _ in entries]
-        solo = self._solo_attempts(ids)
-        counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
-            self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
-            count=len(ids), consumername=self.name)}
-        gone = []
-        for eid, fields in entries:
-            eid = as_str(eid)
-            if not fields:  # deleted or trimmed while pending
-                gone.append(eid)
-                continue
-            self._accept(eid, fields, max(2, counts.get(eid, 2)), solo.get(eid, 0))
-        if gone:
-            self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
+        self._accept_redelivered(entries, at_least=2)  # ours before: delivered at least twice now
         log.warning("worker %s: took back %d entries left pending under this name (a previous run died)",
                     self.name, len(entries))
+
+    def _accept_redelivered(self, entries: list[tuple[str, dict | None]], at_least: int) -> None:
+        """Entries delivered before (reclaimed, or taken back): into hand with their
+        delivery counts (XPENDING, at least ``at_least``) and solo attempts; those whose
+        data is gone (nil or empty fields: deleted or trimmed while pending) are
+        dead-lettered as trimmed."""
+        ids = [eid for eid, _ in entries]
+        counts = {as_str(p["message_id"]): int(p["times_delivered"]) for p in self.client.xpending_range(
+            self.keys.frames, self.keys.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
+            count=len(ids) + len(self._inhand) + self.settings.batch_max, consumername=self.name)}
+        solo = self._solo_attempts(ids)
+        gone = []
+        for eid, fields in entries:
+            if not fields:
+                gone.append(eid)
+                continue
+            self._accept(eid, fields, max(at_least, counts.get(eid, at_least)), solo.get(eid, 0))
+        if gone:
+            self._dead_letter_only(gone, "trimmed", "entry trimmed from the stream before it was served", ack=True)
 
     def _solo_attempts(self, entry_ids: list[str]) -> dict[str, int]:
         if not entry_ids:
