@@ -1,3 +1,51 @@
-"""moodstream: emotion recognition on faces in image and video streams."""
+"""moodstream: emotion recognition on faces in image and video streams.
+
+The stable Python API (imported on first use, so ``import moodstream`` stays light)::
+
+    from moodstream import Settings, Pipeline, Producer, ResultReader, analyze
+
+* :class:`Settings` (``moodstream.shared.settings``): every setting, from the
+  environment (``MOODSTREAM_*``) or keyword arguments.
+* :class:`Pipeline` (``moodstream.worker.pipeline``): detect + classify a batch of
+  RGB frames in this process.
+* :func:`analyze` (``moodstream.worker.analyze``): images, folders and videos in,
+  one record per frame out, as ``moodstream analyze`` prints them.
+* :class:`Producer` / :class:`ResultReader` (``moodstream.producer``): submit frame
+  jobs to Redis, read the results stream.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+__all__ = ["Settings", "Pipeline", "Producer", "ResultReader", "analyze", "__version__"]
+
+_API = {
+    "Settings": "moodstream.shared.settings",
+    "Pipeline": "moodstream.worker.pipeline",
+    "analyze": "moodstream.worker.analyze",
+    "Producer": "moodstream.producer.client",
+    "ResultReader": "moodstream.producer.results",
+}
+
+if TYPE_CHECKING:
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import ResultReader
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.analyze import analyze
+    from moodstream.worker.pipeline import Pipeline
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'moodstream' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

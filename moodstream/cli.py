@@ -15,19 +15,19 @@ from moodstream.lazy import LazyGroup
 
 # name -> "module:attribute"; each module owns its commands
 COMMANDS = {
-    "analyze": ("worker.analyze:analyze", "Detect faces and classify emotions in images, folders and videos (no Redis)."),
-    "worker": ("worker.serve:worker", "Serve frame jobs from Redis: batch, detect, classify, publish results."),
-    "produce": ("producer.cli:produce", "Enqueue images, folders, videos or a camera as frame jobs in Redis."),
-    "results": ("producer.cli:results", "Read the results stream (from the start, now, or an id)."),
-    "expander": ("producer.cli:expander", "Expand `produce --rq` jobs (whole videos, folders) into frame jobs; nothing else."),
-    "track": ("producer.track_stage:track", "Track faces along each source in the results stream (frame order)."),
-    "status": ("producer.status:status", "One screen for operators: live workers, backlog, results and dead letters, frames/s."),
+    "analyze": ("moodstream.worker.analyze:analyze_cmd", "Detect faces and classify emotions in images, folders and videos (no Redis)."),
+    "worker": ("moodstream.worker.serve:worker", "Serve frame jobs from Redis: batch, detect, classify, publish results."),
+    "produce": ("moodstream.producer.cli:produce", "Enqueue images, folders, videos or a camera as frame jobs in Redis."),
+    "results": ("moodstream.producer.cli:results", "Read the results stream (from the start, now, or an id)."),
+    "expander": ("moodstream.producer.cli:expander", "Expand `produce --rq` jobs (whole videos, folders) into frame jobs; nothing else."),
+    "track": ("moodstream.producer.track_stage:track", "Track faces along each source in the results stream (frame order)."),
+    "status": ("moodstream.producer.status:status", "One screen for operators: live workers, backlog, results and dead letters, frames/s."),
     "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),
-    "train": ("trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
-    "eval": ("trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
-    "balance": ("trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
-    "bench": ("trainer.cli:bench", "Benchmarks that write JSON: detection IoU, end-to-end, throughput."),
-    "export": ("trainer.export:export", "Export the shipped models to ONNX (for the torch-free CPU backend)."),
+    "train": ("moodstream.trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
+    "eval": ("moodstream.trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
+    "balance": ("moodstream.trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
+    "bench": ("moodstream.trainer.cli:bench", "Benchmarks that write JSON: detection IoU, end-to-end, throughput."),
+    "export": ("moodstream.trainer.export:export", "Export the shipped models to ONNX (for the torch-free CPU backend)."),
 }
 
 
@@ -58,8 +58,8 @@ def limit_opencv_pixels() -> None:
     shared.media's header checks. A bad setting is left to the command to report."""
     import os
 
-    from shared.errors import ConfigError
-    from shared.settings import Settings
+    from moodstream.shared.errors import ConfigError
+    from moodstream.shared.settings import Settings
 
     try:
         max_pixels = Settings.from_env().max_pixels

@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-from shared.errors import MoodstreamError
+from moodstream.shared.errors import MoodstreamError
 
 
 class LazyGroup(click.Group):

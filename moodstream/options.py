@@ -15,7 +15,7 @@ from dataclasses import MISSING, fields
 
 import click
 
-from shared.settings import ENV_PREFIX, Settings, choices, help_of
+from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)

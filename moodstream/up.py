@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from moodstream.options import setting_option
-from shared.settings import Settings
+from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,13 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
     result (an error record counts), 1 on timeout.
     """
-    from producer.cli import TablePrinter
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
-    from shared.embedded import EmbeddedRedis
-    from shared.keys import Keys
-    from worker.pipeline import Pipeline
-    from worker.service import Worker
+    from moodstream.producer.cli import TablePrinter
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
+    from moodstream.shared.embedded import EmbeddedRedis
+    from moodstream.shared.keys import Keys
+    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.service import Worker
 
     settings = Settings.from_env(**flags)
     specs = list(paths) or [default_sample()]

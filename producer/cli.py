@@ -16,9 +16,9 @@ import sys
 import click
 
 from moodstream.options import setting_option
-from producer.client import ENCODINGS
-from shared.settings import Settings
-from shared.table import error_cell, faces_cell, source_cell
+from moodstream.producer.client import ENCODINGS
+from moodstream.shared.settings import Settings
+from moodstream.shared.table import error_cell, faces_cell, source_cell
 
 FORMATS = ("jsonl", "table")
 
@@ -55,15 +55,15 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     indexes, rtsp:// or http(s):// URLs, or - for image bytes on stdin. Prints
     one JSON line per job; progress and backpressure notices go to stderr.
     """
-    from producer.client import Producer
-    from shared.keys import Keys
-    from shared.transport import check_connection, connect
+    from moodstream.producer.client import Producer
+    from moodstream.shared.keys import Keys
+    from moodstream.shared.transport import check_connection, connect
 
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)
     if use_rq:
-        from producer.rq_jobs import enqueue_source
+        from moodstream.producer.rq_jobs import enqueue_source
 
         for spec in paths:
             job = enqueue_source(settings, client, spec, every_n=every_n, fps=fps, max_frames=max_frames,
@@ -71,7 +71,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
             click.echo(json.dumps({"job_id": job.id, "source": spec, "frame": None}))
         return
     keys = Keys.from_settings(settings)
-    from producer.status import live_workers
+    from moodstream.producer.status import live_workers
 
     if not live_workers(client, keys):
         _notice(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
@@ -104,8 +104,8 @@ def expander(media_root, url_hosts, burst, redis_url, prefix):
     open only files under --media-root and URLs on --allow-url-host, as the
     operator of this expander decides (a job cannot widen it).
     """
-    from producer.rq_jobs import run_expander
-    from shared.transport import check_connection, connect
+    from moodstream.producer.rq_jobs import run_expander
+    from moodstream.shared.transport import check_connection, connect
 
     settings = _settings(redis_url=redis_url, prefix=prefix, media_root=media_root,
                          allowed_url_hosts=",".join(url_hosts) or None)
@@ -138,9 +138,9 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     or --format table. Without --follow or --count, reading from the start or
     an id stops at the end of the stream.
     """
-    from producer.results import FROM_NOW, FROM_START, ResultReader
-    from shared.keys import Keys
-    from shared.transport import check_connection, connect
+    from moodstream.producer.results import FROM_NOW, FROM_START, ResultReader
+    from moodstream.shared.keys import Keys
+    from moodstream.shared.transport import check_connection, connect
 
     if from_start and from_id:
         raise click.UsageError("--from-start and --from-id exclude each other")

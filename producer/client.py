@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 import redis
 
-from shared.errors import BadInputError, ConfigError, MoodstreamError
-from shared.keys import Keys
-from shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
-from shared.settings import Settings
-from shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
-from shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
+from moodstream.shared.errors import BadInputError, ConfigError, MoodstreamError
+from moodstream.shared.keys import Keys
+from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
+from moodstream.shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Producer:
                 for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames):
                     yield item, False
                 continue
-            from producer.live import LiveConfig, LiveSource
+            from moodstream.producer.live import LiveConfig, LiveSource
 
             source = LiveSource(spec, LiveConfig(max_fps=fps))
             for k, item in enumerate(source.frames()):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import cv2
 
-from shared.media import FrameItem, to_rgb8
+from moodstream.shared.media import FrameItem, to_rgb8
 
 log = logging.getLogger(__name__)
 

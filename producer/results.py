@@ -19,11 +19,11 @@ from collections.abc import Container, Iterator
 
 import redis
 
-from shared.errors import ConfigError, MessageError
-from shared.keys import Keys
-from shared.settings import Settings
-from shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, is_fatal
-from shared.wire import FIELD, Result, decode_result
+from moodstream.shared.errors import ConfigError, MessageError
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, is_fatal
+from moodstream.shared.wire import FIELD, Result, decode_result
 
 log = logging.getLogger(__name__)
 

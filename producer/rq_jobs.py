@@ -32,17 +32,17 @@ from rq import Queue, Worker, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from producer.client import ENCODINGS
-from shared.errors import BadInputError, ConfigError
-from shared.keys import Keys
-from shared.media import is_stream_spec
-from shared.settings import Settings
+from moodstream.producer.client import ENCODINGS
+from moodstream.shared.errors import BadInputError, ConfigError
+from moodstream.shared.keys import Keys
+from moodstream.shared.media import is_stream_spec
+from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # settings the submitter states; kept in the job for the record, never obeyed (see expand_source)
 _FORWARDED = ("prefix", "stream_maxlen", "lag_limit", "backpressure")
-EXPAND = "producer.rq_jobs.expand_source"  # the one callable an expander runs
+EXPAND = "moodstream.producer.rq_jobs.expand_source"  # the one callable an expander runs
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 # the expander's own settings, set by run_expander before it forks job processes
@@ -142,7 +142,7 @@ def expand_source(spec: str, settings: dict | None = None, every_n: int = 1, fps
 
     ``settings`` (what the submitter had) is ignored: prefix, limits and what
     may be opened are the expander's own (:func:`run_expander`)."""
-    from producer.client import Producer
+    from moodstream.producer.client import Producer
 
     job = get_current_job()
     if job is None:

@@ -4,7 +4,7 @@ Live workers (from their heartbeats), the consumer group's backlog, results
 and frames/s over the last minute, dead letters by reason. The functions are
 usable on their own::
 
-    from producer.status import live_workers, snapshot
+    from moodstream.producer.status import live_workers, snapshot
     snapshot(client, Keys("moodstream"))   # -> the dict `moodstream status --json` prints
 
 Times are Redis server time (``TIME``): stream ids are minted from it, and
@@ -20,9 +20,9 @@ from collections import Counter
 import click
 import redis
 
-from shared.keys import Keys
-from shared.settings import Settings
-from shared.transport import as_str, connect, group_backlog
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import as_str, connect, group_backlog
 
 INT_FIELDS = ("pid", "served", "batches", "dead_lettered", "in_hand", "started_at_ms", "beat_at_ms")
 PAGE = 1000  # entries per XRANGE / XREVRANGE call

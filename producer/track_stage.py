@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 import click
 import redis
 
-from shared.errors import MessageError
-from shared.keys import Keys
-from shared.settings import Settings
-from shared.transport import TRANSIENT, Backoff, as_str, connect
-from shared.wire import FIELD, Result, decode_result, encode_result, now_ms
-from worker.track import TrackerConfig, TrackState
+from moodstream.shared.errors import MessageError
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect
+from moodstream.shared.wire import FIELD, Result, decode_result, encode_result, now_ms
+from moodstream.worker.track import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
 

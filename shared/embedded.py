@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.errors import ConfigError
+from moodstream.shared.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.errors import ConfigError
+from moodstream.shared.errors import ConfigError
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,64}$")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import BadInputError
-from shared.settings import Settings
+from moodstream.shared.errors import BadInputError
+from moodstream.shared.settings import Settings
 
 # OpenCV reads its own decoder limit once, when the library loads: set it before
 # cv2 is first imported. It backs up our header checks (decode_image) and covers

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import devices
-from shared.errors import ModelError
-from shared.labels import LABELS, NUM_CLASSES
+from moodstream.shared import devices
+from moodstream.shared.errors import ModelError
+from moodstream.shared.labels import LABELS, NUM_CLASSES
 
 CHECKPOINT_FORMAT = "moodstream-emotion/1"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "emotion.pt"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from shared.errors import ConfigError
+from moodstream.shared.errors import ConfigError
 
 ENV_PREFIX = "MOODSTREAM_"
 
@@ -103,7 +103,7 @@ class Settings:
         return settings
 
     def __repr__(self) -> str:  # the URL may carry a password: never print it
-        from shared.transport import redact
+        from moodstream.shared.transport import redact
 
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["redis_url"] = redact(self.redis_url) if self.redis_url else None

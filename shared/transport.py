@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from shared.errors import ConfigError
-from shared.keys import Keys
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from shared.errors import MessageError
+from moodstream.shared.errors import MessageError
 
 SCHEMA_VERSION = 1
 FIELD = b"msg"  # the one field of a frames / results stream entry

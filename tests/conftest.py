@@ -36,7 +36,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_server():
-    from shared.embedded import EmbeddedRedis
+    from moodstream.shared.embedded import EmbeddedRedis
 
     with EmbeddedRedis() as server:
         yield server
@@ -59,7 +59,7 @@ def redis_url(redis_server) -> str:
 @pytest.fixture(scope="session")
 def checkpoint():
     """The shipped emotion checkpoint, loaded once."""
-    from shared.models import load_checkpoint
+    from moodstream.shared.models import load_checkpoint
 
     return load_checkpoint()
 
@@ -75,7 +75,7 @@ def client(redis_url):
 
 @pytest.fixture
 def keys():
-    from shared.keys import Keys
+    from moodstream.shared.keys import Keys
 
     return Keys("t")  # tests/integration/streamkit.settings_for uses prefix "t"
 

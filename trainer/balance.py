@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.labels import NUM_CLASSES
-from trainer.metrics import classification_report
+from moodstream.shared.labels import NUM_CLASSES
+from moodstream.trainer.metrics import classification_report
 
 TAUS = tuple(round(t, 2) for t in np.arange(0.0, 1.0001, 0.05))
 

@@ -58,10 +58,10 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     """
     import shutil
 
-    from shared.models import SHIPPED_CHECKPOINT
-    from trainer.metrics import format_report
-    from trainer.presets import preset as make_preset
-    from trainer.train import main as train_main
+    from moodstream.shared.models import SHIPPED_CHECKPOINT
+    from moodstream.trainer.metrics import format_report
+    from moodstream.trainer.presets import preset as make_preset
+    from moodstream.trainer.train import main as train_main
 
     width_tuple = None
     if widths:
@@ -74,7 +74,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
                       max_train=max_train)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    logging.getLogger("trainer").setLevel(logging.INFO)
+    logging.getLogger("moodstream.trainer").setLevel(logging.INFO)
     metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp, resume=resume)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
@@ -101,10 +101,10 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix."""
-    from shared.models import load_checkpoint, resolve_device
-    from trainer.data import load_split
-    from trainer.metrics import format_report
-    from trainer.train import DeviceData, evaluate
+    from moodstream.shared.models import load_checkpoint, resolve_device
+    from moodstream.trainer.data import load_split
+    from moodstream.trainer.metrics import format_report
+    from moodstream.trainer.train import DeviceData, evaluate
 
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
@@ -138,9 +138,9 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     in the checkpoint, so every user of it (worker, analyze, eval) applies it.
     `train` does this by itself; this command is for existing checkpoints.
     """
-    from shared.models import SHIPPED_CHECKPOINT, load_checkpoint, resolve_device, write_checkpoint
-    from trainer.data import load_labels, load_split
-    from trainer.train import DeviceData, fit_balance
+    from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint, resolve_device, write_checkpoint
+    from moodstream.trainer.data import load_labels, load_split
+    from moodstream.trainer.train import DeviceData, fit_balance
 
     src = checkpoint or SHIPPED_CHECKPOINT
     dst = out or src
@@ -163,14 +163,14 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
 
 
 BENCHES = {
-    "iou": ("trainer.bench.iou:iou_cmd", "Face-detection IoU on WIDER FACE (the paper's Table 1)."),
-    "e2e": ("trainer.bench.e2e:e2e_cmd", "Detection + classification against emotion labels."),
-    "throughput": ("trainer.bench.throughput:throughput_cmd", "Frames/s of our pipeline vs the naive baseline."),
-    "stream": ("trainer.bench.stream:stream_cmd", "Frames/s and latency of real workers through Redis (stream to stream)."),
-    "framing": ("trainer.bench.framing:framing_cmd", "Where FER+ crops lie relative to a detector's boxes (crop framing)."),
-    "tracking": ("trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),
-    "video": ("trainer.bench.tracking:video_cmd", "Detect-every-N on videos: frames/s, faces kept, flicker."),
-    "scaling": ("trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
+    "iou": ("moodstream.trainer.bench.iou:iou_cmd", "Face-detection IoU on WIDER FACE (the paper's Table 1)."),
+    "e2e": ("moodstream.trainer.bench.e2e:e2e_cmd", "Detection + classification against emotion labels."),
+    "throughput": ("moodstream.trainer.bench.throughput:throughput_cmd", "Frames/s of our pipeline vs the naive baseline."),
+    "stream": ("moodstream.trainer.bench.stream:stream_cmd", "Frames/s and latency of real workers through Redis (stream to stream)."),
+    "framing": ("moodstream.trainer.bench.framing:framing_cmd", "Where FER+ crops lie relative to a detector's boxes (crop framing)."),
+    "tracking": ("moodstream.trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),
+    "video": ("moodstream.trainer.bench.tracking:video_cmd", "Detect-every-N on videos: frames/s, faces kept, flicker."),
+    "scaling": ("moodstream.trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
 }
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.errors import DataError
-from shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
+from moodstream.shared.errors import DataError
+from moodstream.shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
 
 SPLITS = ("train", "valid", "test")
 FERPLUS_DIRS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}

@@ -32,8 +32,8 @@ import click
 import torch
 from torch import nn
 
-from shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
-from worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, MTCNN_FILES, ONNX_DIR
+from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
+from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, MTCNN_FILES, ONNX_DIR
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.labels import LABELS, NUM_CLASSES
+from moodstream.shared.labels import LABELS, NUM_CLASSES
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from shared.errors import ConfigError
-from shared.models import ModelConfig
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.models import ModelConfig
 
 
 @dataclass

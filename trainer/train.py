@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from shared.errors import ConfigError
-from shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
                            resolve_device, save_checkpoint)
-from trainer.augment import AugmentConfig, augment
-from trainer.balance import BalanceFit, class_prior, fit_tau
-from trainer.data import Split, load_split
-from trainer.metrics import classification_report
-from trainer.presets import TrainConfig
+from moodstream.trainer.augment import AugmentConfig, augment
+from moodstream.trainer.balance import BalanceFit, class_prior, fit_tau
+from moodstream.trainer.data import Split, load_split
+from moodstream.trainer.metrics import classification_report
+from moodstream.trainer.presets import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,6 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     state_path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
-    from trainer.curves import plot_curves  # matplotlib only when writing the figure
+    from moodstream.trainer.curves import plot_curves  # matplotlib only when writing the figure
     plot_curves(history, out / "curves.png")
     return metrics

@@ -27,14 +27,15 @@ import cv2
 import numpy as np
 
 from moodstream.options import setting_option
-from shared.errors import BadInputError, MoodstreamError
-from shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
-from shared.settings import Settings
-from shared.table import error_cell, faces_cell, source_cell
-from worker.batching import BatchPolicy
+from moodstream.shared.errors import BadInputError, MoodstreamError
+from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
+from moodstream.shared.settings import Settings
+from moodstream.shared.table import error_cell, faces_cell, source_cell
+from moodstream.worker.batching import BatchPolicy
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
-    from worker.video import TrackSummary, VideoAnalyzer
+    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.video import TrackSummary, VideoAnalyzer
 
 
 PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
@@ -77,7 +78,7 @@ def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, policy: B
 
 
 def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
-    from worker.video import VideoFrame
+    from moodstream.worker.video import VideoFrame
 
     results = iter(analyzer.analyze([VideoFrame(item.source, item.frame, item.timestamp_s, image,
                                                 item.timestamp_s is not None)
@@ -95,6 +96,27 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
                        "width": int(image.shape[1]), "height": int(image.shape[0]), "faces": result.faces,
                        "model_version": pipeline.model_version},
                       image, item.timestamp_s is not None)
+
+
+def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None = None, *, every: int = 1,
+            fps: float | None = None, max_frames: int | None = None,
+            pipeline: Pipeline | None = None) -> Iterator[dict]:
+    """The Python form of ``moodstream analyze``: images, folders, videos, camera
+    indexes or stream URLs in; one record per frame out, in input order, as the
+    command prints them (an input that cannot be used gives an error record and the
+    run goes on). ``settings`` default to :meth:`Settings.from_env`; pass a built
+    ``pipeline`` to reuse its models across calls."""
+    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.video import VideoAnalyzer
+
+    specs = [str(paths)] if isinstance(paths, (str, Path)) else [str(p) for p in paths]
+    settings = settings if settings is not None else (pipeline.settings if pipeline is not None
+                                                      else Settings.from_env())
+    pipeline = pipeline if pipeline is not None else Pipeline(settings)
+    analyzer = VideoAnalyzer(pipeline, settings.detect_every)
+    items = iter_frames(list(expand_paths(specs)), every, fps, max_frames)
+    for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
+        yield out.record
 
 
 def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frames: int | None) -> int | None:
@@ -130,7 +152,7 @@ def write_summary(path: Path, summary: TrackSummary, detect_every: int, analyzer
                   model_version: str) -> None:
     """``--summary``: the JSON object at ``path`` and one timeline PNG per video beside it
     (``<stem>-<video stem>.png``)."""
-    from worker.annotate import safe_stem, write_timeline
+    from moodstream.worker.annotate import safe_stem, write_timeline
 
     path.parent.mkdir(parents=True, exist_ok=True)
     videos, taken = [], set()
@@ -179,7 +201,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
               help="Write one JSON object with a 'tracks' list (one entry per face track per video: "
                    "first/last time and frame, frames seen, share of each smoothed emotion, dominant "
                    "emotion) to this file, and a timeline PNG per video beside it.")
-def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
+def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
             annotate_dir: Path | None, summary_path: Path | None, **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
@@ -198,8 +220,8 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     try:
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
-        from worker.pipeline import Pipeline  # torch: only once the flags are known to be good
-        from worker.video import TrackSummary, VideoAnalyzer
+        from moodstream.worker.pipeline import Pipeline  # torch: only once the flags are known to be good
+        from moodstream.worker.video import TrackSummary, VideoAnalyzer
 
         pipeline = Pipeline(settings)
         analyzer = VideoAnalyzer(pipeline, settings.detect_every)
@@ -209,7 +231,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
 
     specs = list(expand_paths(list(paths)))
     if not specs:
-        from shared.media import IMAGE_EXTS, VIDEO_EXTS
+        from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS
 
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
@@ -217,7 +239,7 @@ def analyze(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_
     show_progress = sys.stderr.isatty() and (expected is None or expected >= PROGRESS_MIN_FRAMES)
     annotator = None
     if annotate_dir is not None:
-        from worker.annotate import Annotator
+        from moodstream.worker.annotate import Annotator
 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
     summary = TrackSummary() if summary_path is not None else None

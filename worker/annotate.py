@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.media import is_stream_spec
+from moodstream.shared.media import is_stream_spec
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from shared.settings import Settings
+from moodstream.shared.settings import Settings
 
 
 @dataclass(frozen=True)

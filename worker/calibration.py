@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.errors import ModelError
+from moodstream.shared.errors import ModelError
 
 if TYPE_CHECKING:
-    from worker.detect import Face
+    from moodstream.worker.detect import Face
 
 FORMAT = "moodstream-box-calibration/1"
 SHIPPED_CALIBRATION = Path(__file__).parent / "data" / "box_calibration.json"

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from shared.models import Checkpoint, predict_proba
-from worker.crop import Framing, crop_faces
+from moodstream.shared.models import Checkpoint, predict_proba
+from moodstream.worker.crop import Framing, crop_faces
 
 
 class EmotionClassifier:

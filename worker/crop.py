@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from worker.framing import FRAMING, GRAY_WEIGHTS, Framing, framing_for  # noqa: F401  (re-exported)
+from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing, framing_for  # noqa: F401  (re-exported)
 
 
 def square_boxes(boxes: torch.Tensor, framing: Framing) -> torch.Tensor:

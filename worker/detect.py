@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.settings import Settings
+from moodstream.shared.settings import Settings
 
 
 @dataclass
@@ -55,18 +55,18 @@ def group_by_size(frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
 def build_detector(settings: Settings, backend: str = "torch", threads: int = 1) -> Detector:
     """The detector ``settings`` name, on ``backend`` ("torch" or "onnx"; Haar is OpenCV on either)."""
     if settings.detector == "haar":
-        from worker.haar import HaarDetector
+        from moodstream.worker.haar import HaarDetector
 
         return HaarDetector(settings)
     if backend == "onnx":
-        from worker.onnx_mtcnn import OnnxMTCNNDetector
+        from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
 
         return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
                                  threads=threads)
     if settings.mtcnn_impl == "batched":
-        from worker.mtcnn_batched import BatchedMTCNNDetector
+        from moodstream.worker.mtcnn_batched import BatchedMTCNNDetector
 
         return BatchedMTCNNDetector(settings)
-    from worker.mtcnn_reference import MTCNNDetector
+    from moodstream.worker.mtcnn_reference import MTCNNDetector
 
     return MTCNNDetector(settings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from shared.errors import ModelError
-from shared.settings import Settings
-from worker.detect import Face
+from moodstream.shared.errors import ModelError
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face
 
 
 class HaarDetector:

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from shared.errors import ConfigError
+from moodstream.shared.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

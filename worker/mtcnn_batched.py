@@ -34,10 +34,10 @@ import torch
 from torch import nn
 from torch.nn.functional import interpolate
 
-from shared.models import resolve_device
-from shared.settings import Settings
-from worker.detect import Face, group_by_size
-from worker.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image, pad_boxes,
+from moodstream.shared.models import resolve_device
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face, group_by_size
+from moodstream.worker.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image, pad_boxes,
                               pyramid_scales, rerec)
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.models import resolve_device
-from shared.settings import Settings
-from worker.detect import Face, group_by_size
+from moodstream.shared.models import resolve_device
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face, group_by_size
 
 
 class MTCNNDetector:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import ModelError
-from shared.labels import LABELS
-from worker.framing import FRAMING, GRAY_WEIGHTS, Framing
-from worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_session
+from moodstream.shared.errors import ModelError
+from moodstream.shared.labels import LABELS
+from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing
+from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_session
 
 
 def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:

@@ -36,9 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.errors import ConfigError
-from worker.detect import Face
-from worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
+from moodstream.shared.errors import ConfigError
+from moodstream.worker.detect import Face
+from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.errors import ConfigError, ModelError
+from moodstream.shared.errors import ConfigError, ModelError
 
 ONNX_DIR = Path(__file__).parent / "data" / "onnx"
 MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mtcnn_onet.onnx"}

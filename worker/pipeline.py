@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared import devices
-from shared.errors import BadInputError, ConfigError, ModelError
-from shared.settings import Settings
-from worker.calibration import BoxCalibration, load_calibration
-from worker.detect import Detector, Face, build_detector
-from worker.framing import framing_for
+from moodstream.shared import devices
+from moodstream.shared.errors import BadInputError, ConfigError, ModelError
+from moodstream.shared.settings import Settings
+from moodstream.worker.calibration import BoxCalibration, load_calibration
+from moodstream.worker.detect import Detector, Face, build_detector
+from moodstream.worker.framing import framing_for
 
 if TYPE_CHECKING:
-    from shared.models import Checkpoint
+    from moodstream.shared.models import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +105,15 @@ class Pipeline:
         self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads)
         framing = framing_for(self.detector.name)
         if self.backend == "onnx":
-            from worker.onnx_classify import OnnxEmotionClassifier
+            from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 
             self.classifier = OnnxEmotionClassifier(framing=framing, threads=self.threads)
             self.model_version: str = self.classifier.version
         else:
             import torch
 
-            from shared.models import load_checkpoint
-            from worker.classify import EmotionClassifier
+            from moodstream.shared.models import load_checkpoint
+            from moodstream.worker.classify import EmotionClassifier
 
             checkpoint = checkpoint if checkpoint is not None else load_checkpoint(settings.checkpoint)
             self.model_version = checkpoint.version

@@ -7,7 +7,7 @@ import logging
 import click
 
 from moodstream.options import setting_option
-from shared.settings import Settings
+from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,13 @@ def worker(consumer, max_frames, **flags):
     batch in hand and exits; a second exits at once (entries in hand are
     reclaimed by another worker).
     """
-    from shared.transport import check_connection, connect
-    from worker.pipeline import Pipeline
-    from worker.service import Worker
+    from moodstream.shared.transport import check_connection, connect
+    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.service import Worker
 
     settings = Settings.from_env(**flags)
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
-        logging.getLogger("worker.service").setLevel(logging.INFO)
+        logging.getLogger("moodstream.worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db, before the models load
     pipeline = Pipeline(settings, worker=True)

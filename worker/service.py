@@ -50,16 +50,16 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from shared.errors import BadInputError, ConfigError, MessageError
-from shared.keys import Keys
-from shared.labels import LABELS
-from shared.media import PixelBudget, decode_pixels
-from shared.settings import Settings
-from shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
+from moodstream.shared.errors import BadInputError, ConfigError, MessageError
+from moodstream.shared.keys import Keys
+from moodstream.shared.labels import LABELS
+from moodstream.shared.media import PixelBudget, decode_pixels
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
                               is_nogroup)
-from shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
-from worker.batching import BatchPolicy
-from worker.metrics import MetricsServer, WorkerMetrics, format_figures
+from moodstream.shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
+from moodstream.worker.batching import BatchPolicy
+from moodstream.worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
 log = logging.getLogger(__name__)
 

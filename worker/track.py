@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from shared.boxes import box_iou
+from moodstream.shared.boxes import box_iou
 
 LOG_FLOOR = 1e-6  # probabilities are clipped to this before the log (a 0.0 would be -inf)
 NO_MATCH = 1e6  # cost of a pair outside the gate

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from worker.detect import Face
-from worker.track import TrackerConfig, TrackState
+from moodstream.worker.detect import Face
+from moodstream.worker.track import TrackerConfig, TrackState
 
 if TYPE_CHECKING:
-    from worker.pipeline import FrameResult, Pipeline
+    from moodstream.worker.pipeline import FrameResult, Pipeline
 
 log = logging.getLogger(__name__)
 

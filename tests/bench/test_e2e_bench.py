@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from trainer.bench.e2e import (CanvasSpec, canvases, feather_mask, label_metrics, make_canvas, match_face,
+from moodstream.trainer.bench.e2e import (CanvasSpec, canvases, feather_mask, label_metrics, make_canvas, match_face,
                                select_rows, summarize)
-from trainer.data import load_split
+from moodstream.trainer.data import load_split
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,8 @@ def test_summarize_hand_values():
 
 
 def test_cli_on_fixture_faces(fixtures_dir, tmp_path):
-    pytest.importorskip("worker.pipeline")
-    from trainer.cli import bench
+    pytest.importorskip("moodstream.worker.pipeline")
+    from moodstream.trainer.cli import bench
 
     out = tmp_path / "e2e.json"
     res = CliRunner().invoke(bench, ["e2e", "--data", str(fixtures_dir / "ferplus"), "--limit", "4",

@@ -11,9 +11,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from trainer.bench.iou import THRESHOLDS, evaluate, is_single_face, run_detector, tkey
-from trainer.bench.wider import load_wider
-from trainer.cli import bench
+from moodstream.trainer.bench.iou import THRESHOLDS, evaluate, is_single_face, run_detector, tkey
+from moodstream.trainer.bench.wider import load_wider
+from moodstream.trainer.cli import bench
 
 BIG_FRONTAL = ("1_Handshaking_Handshaking_1_35.jpg", "9_Press_Conference_Press_Conference_9_196.jpg")
 
@@ -24,8 +24,8 @@ def wider(shared_data):
 
 
 def test_scaled_ground_truth_lands_on_detected_faces(wider):
-    from shared.settings import Settings
-    from worker.detect import build_detector
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.detect import build_detector
 
     images = [i for i in load_wider(wider) if i.name in BIG_FRONTAL]
     assert len(images) == 2 and all(is_single_face(i) for i in images)

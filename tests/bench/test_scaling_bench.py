@@ -9,11 +9,11 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from trainer.cli import bench
+from moodstream.trainer.cli import bench
 
 
 def test_one_worker_for_three_seconds(tmp_path):
-    pytest.importorskip("worker.pipeline")  # the spawned worker needs the [worker] extra
+    pytest.importorskip("moodstream.worker.pipeline")  # the spawned worker needs the [worker] extra
     out = tmp_path / "scaling.json"
     res = CliRunner().invoke(bench, ["scaling", "--workers", "1", "--seconds", "3", "--rate", "4",
                                      "--out", str(out)])

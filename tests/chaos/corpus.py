@@ -17,7 +17,7 @@ import cv2
 import msgpack
 import numpy as np
 
-from shared.wire import SCHEMA_VERSION, FrameJob, encode_frame, now_ms
+from moodstream.shared.wire import SCHEMA_VERSION, FrameJob, encode_frame, now_ms
 
 SIDE = 30_000
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from corpus import bombs, messages
 
-from shared.errors import BadInputError, MessageError
-from shared.media import ACCEPTED_FORMATS, decode_image, image_size, sniff_format
-from shared.wire import decode_frame
+from moodstream.shared.errors import BadInputError, MessageError
+from moodstream.shared.media import ACCEPTED_FORMATS, decode_image, image_size, sniff_format
+from moodstream.shared.wire import decode_frame
 
 LIMIT = 50_000_000
 REFUSED = {"pfm": "pfm", "hdr": "hdr", "sunraster": "sunraster", "jpeg2000": "jpeg2000", "openexr": "openexr",
@@ -75,7 +75,7 @@ def test_opencv_limit_backs_up_the_header_check(env, expect):
     script = ("import os, sys, numpy as np\n"
               "from moodstream.cli import limit_opencv_pixels\n"
               "limit_opencv_pixels()\n"
-              "from shared.media import decode_image\n"
+              "from moodstream.shared.media import decode_image\n"
               "import cv2\n"
               "from corpus import bombs\n"
               "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])\n"

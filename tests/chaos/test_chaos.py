@@ -21,10 +21,10 @@ from corpus import messages
 from procs import measure, peak_rss_mib, spawn_cli, spawn_double, stop, wait_until
 from streamkit import all_results, dead_letters, result_counts, settings_for, tiny_jpeg
 
-from producer.client import Producer
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
-from shared.wire import FIELD, SCHEMA_VERSION, now_ms
+from moodstream.producer.client import Producer
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.keys import Keys
+from moodstream.shared.wire import FIELD, SCHEMA_VERSION, now_ms
 
 pytestmark = pytest.mark.slow
 RSS_CEILING_MIB = 2048

@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from producer.cli import results
-from shared.wire import FIELD, Result, encode_result
+from moodstream.producer.cli import results
+from moodstream.shared.wire import FIELD, Result, encode_result
 
 
 def _add(client, keys, job_id: str) -> None:

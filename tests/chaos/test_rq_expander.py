@@ -15,9 +15,9 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from producer.rq_jobs import enqueue_source
-from shared.keys import Keys
-from shared.settings import Settings
+from moodstream.producer.rq_jobs import enqueue_source
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
@@ -41,7 +41,7 @@ def test_a_job_naming_another_function_is_refused(redis_url, client, tmp_path):
     target = tmp_path / "made-by-an-attacker"
     q = Queue(Keys("t").rq_queue, connection=client, serializer=JSONSerializer)
     job = q.enqueue("os.makedirs", str(target))
-    hooked = q.enqueue("producer.rq_jobs.expand_source", spec="0", on_failure="os.abort")  # refused: fails
+    hooked = q.enqueue("moodstream.producer.rq_jobs.expand_source", spec="0", on_failure="os.abort")  # refused: fails
     _expand(redis_url, "--media-root", str(tmp_path))
     assert not target.exists()
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)

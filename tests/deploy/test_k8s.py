@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.keys import Keys
-from shared.settings import Settings
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"

@@ -12,8 +12,8 @@ import sys
 from doubles import CrashingDetectorTestDouble, FixedFaceDetectorTestDouble
 from streamkit import settings_for
 
-from worker.pipeline import Pipeline
-from worker.service import Worker
+from moodstream.worker.pipeline import Pipeline
+from moodstream.worker.service import Worker
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from shared.keys import Keys
-from shared.media import encode_jpeg
-from shared.settings import Settings
-from shared.wire import FIELD, Result, decode_result
+from moodstream.shared.keys import Keys
+from moodstream.shared.media import encode_jpeg
+from moodstream.shared.settings import Settings
+from moodstream.shared.wire import FIELD, Result, decode_result
 
 
 def tiny_jpeg(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
@@ -47,8 +47,8 @@ class RunningWorker:
 def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw) -> RunningWorker:
     """A Worker in a thread, with the real Pipeline around ``detector`` (a test double)."""
     from doubles import FixedFaceDetectorTestDouble
-    from worker.pipeline import Pipeline
-    from worker.service import Worker
+    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.service import Worker
 
     pipeline = Pipeline(settings, detector=detector or FixedFaceDetectorTestDouble(), checkpoint=checkpoint)
     w = Worker(settings, pipeline, name=name, handle_signals=False, **kw)
@@ -69,8 +69,8 @@ def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw)
 def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple[list[str], list[Result]]:
     """Produce ``n`` tiny frames, serve them with one worker, read ``n`` results:
     (job ids sent, results read)."""
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
 
     producer = Producer(settings)
     sent = [producer.submit_image(tiny_jpeg(i), source=source).job_id for i in range(n)]

@@ -24,8 +24,8 @@ import redis.backoff
 import redis.retry
 from streamkit import settings_for, start_worker, tiny_jpeg
 
-from shared.embedded import find_redis_server, free_port
-from shared.keys import Keys
+from moodstream.shared.embedded import find_redis_server, free_port
+from moodstream.shared.keys import Keys
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_DIR = REPO / "deploy" / "k8s" / "base" / "redis"
@@ -121,8 +121,8 @@ def test_rules_cover_each_role_and_are_documented():
 
 
 def test_producer_worker_reader_as_their_users(acl_server, checkpoint):
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
 
     port, pw = acl_server
     keys = Keys(PREFIX)
@@ -154,7 +154,7 @@ def test_producer_worker_reader_as_their_users(acl_server, checkpoint):
 
 def test_producer_drop_mode_as_its_user(acl_server):
     """backpressure=drop deletes undelivered frames (XDEL) and reads the group (XINFO GROUPS)."""
-    from producer.client import Producer
+    from moodstream.producer.client import Producer
 
     port, pw = acl_server
     keys = Keys(PREFIX)
@@ -251,8 +251,8 @@ def test_producer_scripts_keep_the_producers_rights(acl_server, script):
 
 def test_worker_command_as_its_user(acl_server, tmp_path):
     """`moodstream worker`, as the pods run it: start-up checks, serving, teardown, all as moodstream-worker."""
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
 
     command = Path(sys.executable).parent / "moodstream"
     if not command.is_file():

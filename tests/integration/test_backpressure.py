@@ -7,8 +7,8 @@ import time
 
 from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
-from shared.transport import ensure_group, group_backlog
+from moodstream.producer.client import Producer
+from moodstream.shared.transport import ensure_group, group_backlog
 
 
 class BacklogProbe:

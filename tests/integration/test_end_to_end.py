@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.labels import LABELS
+from moodstream.shared.labels import LABELS
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = [REPO / "samples" / "audience.jpg",

@@ -11,8 +11,8 @@ from collections import Counter
 from prometheus_client.parser import text_string_to_metric_families
 from streamkit import dead_letters, pending_count, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
-from shared.wire import FIELD
+from moodstream.producer.client import Producer
+from moodstream.shared.wire import FIELD
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -45,7 +45,7 @@ def test_scrape_adds_up_to_the_frames_sent(redis_url, client, keys, checkpoint):
     w = start_worker(settings, checkpoint, "w-metrics")
     try:
         server = wait_for(lambda: getattr(w.worker, "metrics_server", None), 30,
-                          what="worker.metrics_server (the Worker starts a MetricsServer when metrics_port is set)")
+                          what="moodstream.worker.metrics_server (the Worker starts a MetricsServer when metrics_port is set)")
         wait_for(lambda: pending_count(client, keys) == 0 and client.xlen(keys.results) >= good + 1
                  and client.xlen(keys.dead) >= sum(poison.values()), 60, what="every entry answered")
         wait_for(lambda: w.worker.served == sent, 10, what="the worker to count every entry")

@@ -11,8 +11,8 @@ from doubles import ExplodingDetectorTestDouble
 from streamkit import (all_results, dead_letters, pending_count, report, settings_for, start_worker, tiny_jpeg,
                        wait_for)
 
-from producer.client import Producer
-from shared.wire import FIELD, SCHEMA_VERSION, FrameJob, encode_frame, now_ms
+from moodstream.producer.client import Producer
+from moodstream.shared.wire import FIELD, SCHEMA_VERSION, FrameJob, encode_frame, now_ms
 
 
 def _job(job_id: str, **payload) -> bytes:

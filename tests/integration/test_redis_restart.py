@@ -17,9 +17,9 @@ from pathlib import Path
 import redis
 from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from moodstream.producer.client import Producer
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.keys import Keys
 
 
 def test_restart_during_a_run(checkpoint):

@@ -16,11 +16,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from streamkit import all_results, round_trip, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
-from producer.results import FROM_NOW, FROM_START, ResultReader
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
-from shared.wire import FIELD, decode_frame
+from moodstream.producer.client import Producer
+from moodstream.producer.results import FROM_NOW, FROM_START, ResultReader
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.keys import Keys
+from moodstream.shared.wire import FIELD, decode_frame
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"

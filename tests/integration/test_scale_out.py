@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
+from moodstream.producer.client import Producer
 
 
 def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoint):
@@ -64,7 +64,7 @@ def test_dynamic_batching_full_or_oldest_waited(redis_url, client, keys, checkpo
 
 
 def test_max_frames_exits_after_n(redis_url, client, keys, checkpoint):
-    from shared.transport import group_backlog
+    from moodstream.shared.transport import group_backlog
 
     settings = settings_for(redis_url, batch_max=3)
     producer = Producer(settings)

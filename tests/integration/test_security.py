@@ -14,10 +14,10 @@ import pytest
 import redis
 from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
 
-from shared.embedded import EmbeddedRedis
-from shared.errors import ConfigError
-from shared.keys import Keys
-from shared.transport import connect
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.keys import Keys
+from moodstream.shared.transport import connect
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -93,8 +93,8 @@ def password_user(redis_url):
 
 
 def test_password_stays_out_of_logs_heartbeats_and_streams(password_user, checkpoint, caplog):
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
 
     url, password = password_user
     settings = settings_for(url)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from streamkit import settings_for
 
-from producer.client import Producer
-from producer.results import FROM_START, ResultReader
-from shared.media import iter_video
-from worker.pipeline import Pipeline
-from worker.service import Worker
+from moodstream.producer.client import Producer
+from moodstream.producer.results import FROM_START, ResultReader
+from moodstream.shared.media import iter_video
+from moodstream.worker.pipeline import Pipeline
+from moodstream.worker.service import Worker
 
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"
 

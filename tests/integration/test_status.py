@@ -12,13 +12,13 @@ from collections import Counter
 from click.testing import CliRunner
 from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
 
-import producer.status as status_mod
+import moodstream.producer.status as status_mod
 from moodstream.cli import cli
-from producer.client import Producer
-from producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, snapshot
-from shared.embedded import free_port
-from shared.transport import ensure_group
-from shared.wire import FIELD
+from moodstream.producer.client import Producer
+from moodstream.producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, snapshot
+from moodstream.shared.embedded import free_port
+from moodstream.shared.transport import ensure_group
+from moodstream.shared.wire import FIELD
 
 MOODSTREAM = [sys.executable, "-c", "from moodstream.cli import main; main()"]
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from streamkit import round_trip, settings_for
 
-from shared.embedded import find_redis_server, free_port
+from moodstream.shared.embedded import find_redis_server, free_port
 
 
 @pytest.fixture

@@ -45,9 +45,9 @@ def test_without_any_backend_one_line_names_the_extra():
 def test_a_worker_serves_frames_without_torch(redis_url):
     import cv2
 
-    from producer.client import Producer
-    from producer.results import FROM_START, ResultReader
-    from shared.settings import Settings
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
+    from moodstream.shared.settings import Settings
 
     settings = Settings.from_env({}, redis_url=redis_url, prefix="tf")
     producer = Producer(settings)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from streamkit import settings_for, start_worker, wait_for
 
-from producer.client import Producer
-from producer.track_stage import TrackStage
-from shared.media import iter_video
-from shared.wire import FIELD, decode_result
+from moodstream.producer.client import Producer
+from moodstream.producer.track_stage import TrackStage
+from moodstream.shared.media import iter_video
+from moodstream.shared.wire import FIELD, decode_result
 
 
 def stage_thread(stage: TrackStage) -> tuple[threading.Thread, list]:
@@ -36,8 +36,8 @@ def stage_thread(stage: TrackStage) -> tuple[threading.Thread, list]:
 
 def test_two_workers_out_of_order_give_the_tracks_analyze_gives(redis_url, client, keys, checkpoint,
                                                                  fixtures_dir):
-    from worker.analyze import analyze
-    from worker.detect import build_detector
+    from moodstream.worker.analyze import analyze_cmd as analyze
+    from moodstream.worker.detect import build_detector
 
     clip = str(fixtures_dir / "clip_360p.mp4")
     ran = CliRunner().invoke(analyze, ["--device", "cpu", clip])
@@ -90,7 +90,7 @@ def test_stage_releases_sampled_frames_after_the_wait_and_recovers_unacked(redis
     """No workers: results written straight to the stream (every 2nd frame, shuffled). The stage
     waits for frames 1, 3... that never come, then learns the stride; a restarted stage first
     re-reads the entries it had not acked."""
-    from shared.wire import Result, encode_result
+    from moodstream.shared.wire import Result, encode_result
 
     settings = settings_for(redis_url)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import redis
 from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
-from producer.client import Producer
-from shared.wire import FIELD, decode_frame
+from moodstream.producer.client import Producer
+from moodstream.shared.wire import FIELD, decode_frame
 
 HERE = Path(__file__).resolve().parent
 

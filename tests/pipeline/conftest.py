@@ -34,21 +34,21 @@ def image(image_path):
 
 @pytest.fixture(scope="session")
 def settings():
-    from shared.settings import Settings
+    from moodstream.shared.settings import Settings
 
     return Settings.from_env(env={}, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def pipeline(settings):
-    from worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
     return Pipeline(settings)
 
 
 @pytest.fixture(scope="session")
 def haar_pipeline(settings):
-    from worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
     return Pipeline(settings.replace(detector="haar"))
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shared.labels import LABELS
-from worker.analyze import analyze
+from moodstream.shared.labels import LABELS
+from moodstream.worker.analyze import analyze_cmd as analyze
 
 FRAME_KEYS = {"source", "frame", "timestamp", "width", "height", "faces", "model_version"}
 ERROR_KEYS = {"source", "frame", "error", "detail"}
@@ -179,7 +179,7 @@ def test_table_format(tmp_path, image_path):
 
 
 def test_frames_are_batched_across_inputs(tmp_path, image_path, monkeypatch):
-    from worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
     for i in range(5):
         shutil.copy(image_path("single"), tmp_path / f"img{i}.jpg")

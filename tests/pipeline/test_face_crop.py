@@ -1,4 +1,4 @@
-"""worker.crop: FER-style framing, roi_align crops, border handling, and the measured framing itself."""
+"""moodstream.worker.crop: FER-style framing, roi_align crops, border handling, and the measured framing itself."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.bench.framing import fer_probes, measure_framing
-from worker.crop import FRAMING, Framing, crop_faces, framing_for, square_boxes, to_gray
+from moodstream.trainer.bench.framing import fer_probes, measure_framing
+from moodstream.worker.crop import FRAMING, Framing, crop_faces, framing_for, square_boxes, to_gray
 
 CPU = torch.device("cpu")
 
@@ -64,7 +64,7 @@ def test_crops_keep_frame_and_box_order_across_sizes(monkeypatch):
     assert crops.shape == (6, 1, 32, 32)
     assert crops.mean(dim=(1, 2, 3)).tolist() == pytest.approx([s / 255 for s in expected], abs=1e-3)
     assert crop_faces(frames, [np.zeros((0, 4), np.float32)] * 4, FRAMING["mtcnn"], 32, CPU).shape == (0, 1, 32, 32)
-    monkeypatch.setattr("worker.crop.CHUNK_PIXELS", 1)  # one frame per roi_align call: same crops
+    monkeypatch.setattr("moodstream.worker.crop.CHUNK_PIXELS", 1)  # one frame per roi_align call: same crops
     torch.testing.assert_close(crop_faces(frames, boxes, FRAMING["mtcnn"], 32, CPU), crops)
 
 

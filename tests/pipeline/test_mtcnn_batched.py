@@ -1,4 +1,4 @@
-"""worker.mtcnn_batched against facenet-pytorch's MTCNN on real images and frames.
+"""moodstream.worker.mtcnn_batched against facenet-pytorch's MTCNN on real images and frames.
 
 Parity: at least 99 % of the reference boxes (score >= face_score_min) have
 a batched box with IoU >= 0.95, and no frame's face count differs by more
@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.media import iter_video
-from shared.settings import Settings
-from worker.detect import Face, build_detector
-from worker.mtcnn_reference import MTCNNDetector
-from shared.boxes import match_one_to_one
-from worker.mtcnn_batched import BatchedMTCNNDetector
+from moodstream.shared.media import iter_video
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face, build_detector
+from moodstream.worker.mtcnn_reference import MTCNNDetector
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.worker.mtcnn_batched import BatchedMTCNNDetector
 
 
 def matched_boxes(ref, cand, iou_min: float = 0.95) -> int:
@@ -135,7 +135,7 @@ def test_matched_boxes_is_one_to_one():
 
 
 def test_throughput_frame_counts():
-    from trainer.bench.throughput import parse_frames
+    from moodstream.trainer.bench.throughput import parse_frames
 
     assert parse_frames(("3", "a.mp4=1"), ("a.mp4", "b.mp4")) == {"a.mp4": 1, "b.mp4": 3}
     assert parse_frames((), ("a.mp4",)) == {"a.mp4": None}
@@ -146,7 +146,7 @@ def test_throughput_bench_measures_the_shipped_pipeline(fixtures_dir, tmp_path):
 
     from click.testing import CliRunner
 
-    from trainer.bench.throughput import throughput_cmd
+    from moodstream.trainer.bench.throughput import throughput_cmd
 
     md = tmp_path / "t.md"
     res = CliRunner().invoke(throughput_cmd, ["--videos", str(fixtures_dir), "--video", "clip_360p.mp4",

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 import torch
 
-from shared.boxes import match_one_to_one
-from shared.media import iter_video
-from shared.models import SHIPPED_CHECKPOINT, load_checkpoint
-from shared.settings import Settings
-from worker.detect import Face
-from worker.framing import framing_for
-from worker.onnx_classify import OnnxEmotionClassifier
-from worker.onnx_mtcnn import OnnxMTCNNDetector
-from worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_session
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.shared.media import iter_video
+from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face
+from moodstream.worker.framing import framing_for
+from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
+from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_session
 
 REPO = Path(__file__).resolve().parents[2]
 MATCH_IOU, MATCH_RATE, EXTRA_RATE = 0.95, 0.99, 0.01
@@ -51,7 +51,7 @@ def video_frames(path: Path, n: int, every_n: int = 1) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from trainer.export import export_all
+    from moodstream.trainer.export import export_all
 
     out = tmp_path_factory.mktemp("onnx")
     export_all(out)
@@ -61,7 +61,7 @@ def exported(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("net,shape", [("pnet", (2, 3, 75, 131)), ("rnet", (9, 3, 24, 24)),
                                        ("onet", (9, 3, 48, 48))])
 def test_shipped_mtcnn_files_match_their_sources(exported, net, shape):
-    from trainer.export import mtcnn_nets
+    from moodstream.trainer.export import mtcnn_nets
 
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     with torch.inference_mode():
@@ -74,7 +74,7 @@ def test_shipped_mtcnn_files_match_their_sources(exported, net, shape):
 
 
 def test_shipped_emotion_file_matches_the_shipped_checkpoint(exported):
-    from trainer.export import sha256_of
+    from moodstream.trainer.export import sha256_of
 
     ckpt = load_checkpoint()
     x = np.random.default_rng(1).normal(0, 1, (6, 1, ckpt.config.input_size, ckpt.config.input_size))
@@ -112,8 +112,8 @@ def reference():
 
 
 def load_reference():
-    from worker.classify import EmotionClassifier
-    from worker.mtcnn_reference import MTCNNDetector
+    from moodstream.worker.classify import EmotionClassifier
+    from moodstream.worker.mtcnn_reference import MTCNNDetector
 
     settings = Settings.from_env(env={}, device="cpu")
     return MTCNNDetector(settings), EmotionClassifier(load_checkpoint(), torch.device("cpu"), framing_for("mtcnn"))
@@ -220,7 +220,7 @@ def test_classifier_interface(ours, fixtures_dir):
 
 
 def test_bad_model_files_fail_with_model_errors(tmp_path):
-    from shared.errors import ConfigError, ModelError
+    from moodstream.shared.errors import ConfigError, ModelError
 
     with pytest.raises(ModelError, match="not found"):
         OnnxMTCNNDetector(model_dir=tmp_path)
@@ -237,8 +237,8 @@ def test_backend_runs_without_torch(fixtures_dir):
     code = f"""
 import json, sys
 import cv2
-from worker.onnx_classify import OnnxEmotionClassifier
-from worker.onnx_mtcnn import OnnxMTCNNDetector
+from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
 frame = cv2.cvtColor(cv2.imread({str(fixtures_dir / "images" / "street_640x360.jpg")!r}), cv2.COLOR_BGR2RGB)
 faces = OnnxMTCNNDetector().detect([frame])[0]
 probs = OnnxEmotionClassifier().predict([frame], [[f.box for f in faces]])

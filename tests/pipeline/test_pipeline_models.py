@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.labels import LABELS
-from worker.pipeline import FrameResult
+from moodstream.shared.labels import LABELS
+from moodstream.worker.pipeline import FrameResult
 
 
 def check_face(face: dict, width: int, height: int, landmarks: bool) -> None:
@@ -73,7 +73,7 @@ def test_tiny_and_empty_inputs(pipeline):
 
 
 def test_frames_that_are_not_rgb_uint8_are_refused(pipeline):
-    from shared.errors import BadInputError
+    from moodstream.shared.errors import BadInputError
 
     for bad in (np.zeros((40, 40), np.uint8), np.zeros((40, 40, 4), np.uint8), np.zeros((40, 40, 3), np.float32)):
         with pytest.raises(BadInputError) as err:
@@ -90,7 +90,7 @@ def test_haar_pipeline(haar_pipeline, image):
 
 
 def test_api(pipeline, settings):
-    from worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
     assert isinstance(pipeline.model_version, str) and pipeline.model_version
     assert (pipeline.device, pipeline.backend) == ("cpu", "onnx")  # what auto ships on a CPU
@@ -103,15 +103,15 @@ def test_api(pipeline, settings):
     ({"backend": "onnx", "checkpoint": "x.pt"}, "shipped emotion model"),
 ])
 def test_backend_refusals_are_config_errors(settings, changes, message):
-    from shared.errors import ConfigError
-    from worker.pipeline import Pipeline
+    from moodstream.shared.errors import ConfigError
+    from moodstream.worker.pipeline import Pipeline
 
     with pytest.raises(ConfigError, match=message):
         Pipeline(settings.replace(**changes))
 
 
 def test_auto_backend_and_threads(settings):
-    from worker.pipeline import resolve_backend, resolve_threads
+    from moodstream.worker.pipeline import resolve_backend, resolve_threads
 
     assert resolve_backend(settings.replace(backend="auto"), "cpu", custom_model=False) == "onnx"
     assert resolve_backend(settings.replace(backend="auto"), "cpu", custom_model=True) == "torch"
@@ -120,9 +120,9 @@ def test_auto_backend_and_threads(settings):
 
 
 def test_injected_detector_and_checkpoint(settings, no_face):
-    from shared.models import load_checkpoint
-    from worker.detect import Face
-    from worker.pipeline import Pipeline
+    from moodstream.shared.models import load_checkpoint
+    from moodstream.worker.detect import Face
+    from moodstream.worker.pipeline import Pipeline
 
     class OneBox:
         name = "fixed"
@@ -141,7 +141,7 @@ def test_injected_detector_and_checkpoint(settings, no_face):
 
 @pytest.mark.gpu
 def test_cuda_matches_cpu(settings, pipeline, street):
-    from worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
     cuda = Pipeline(settings.replace(device="cuda"))
     assert cuda.device == "cuda" and cuda.backend == "torch"
@@ -154,8 +154,8 @@ def test_cuda_matches_cpu(settings, pipeline, street):
 
 
 def test_calibration_changes_reported_boxes_only(street):
-    from shared.settings import Settings
-    from worker.pipeline import Pipeline
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.pipeline import Pipeline
 
     on = Pipeline(Settings(device="cpu", calibrate_boxes=True))
     off = Pipeline(Settings(device="cpu", calibrate_boxes=False), detector=on.detector)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shared.boxes import match_one_to_one
-from shared.labels import LABELS
-from shared.media import iter_video
-from worker.analyze import analyze
-from worker.detect import Face
-from worker.video import VideoAnalyzer, VideoFrame, follow_face
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.shared.labels import LABELS
+from moodstream.shared.media import iter_video
+from moodstream.worker.analyze import analyze_cmd as analyze
+from moodstream.worker.detect import Face
+from moodstream.worker.video import VideoAnalyzer, VideoFrame, follow_face
 
 TRACK_KEYS = {"track_id", "smoothed"}
 
@@ -138,7 +138,7 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
 
 
 def test_annotate_label_shows_track_id_and_smoothed_emotion():
-    from worker.annotate import draw, face_label
+    from moodstream.worker.annotate import draw, face_label
 
     f = {"box": [10, 10, 60, 70], "emotion": "surprise", "probabilities": {"surprise": 0.5, "happiness": 0.4},
          "track_id": 3, "smoothed": {"emotion": "happiness", "probabilities": {"surprise": 0.3, "happiness": 0.62}}}

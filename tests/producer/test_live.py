@@ -1,4 +1,4 @@
-"""producer.live: a real MJPEG stream over HTTP on 127.0.0.1 that drops and comes back on the
+"""moodstream.producer.live: a real MJPEG stream over HTTP on 127.0.0.1 that drops and comes back on the
 same port; giving up after max_reconnects; the frame-rate cap; KeyboardInterrupt."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from producer.live import LiveConfig, LiveSource
+from moodstream.producer.live import LiveConfig, LiveSource
 
 FRAMES_PER_CONNECTION = 12
 
@@ -56,7 +56,7 @@ def test_stream_that_drops_and_comes_back(caplog):
         time.sleep(0.5)
         restarted.append(serve(port))
 
-    with caplog.at_level(logging.INFO, logger="producer.live"):
+    with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
         for item in source.frames():
             frames.append(item)
             if len(frames) == FRAMES_PER_CONNECTION:
@@ -83,7 +83,7 @@ def test_gives_up_after_max_reconnects_with_capped_backoff(caplog):
     clock = FakeClock()
     source = LiveSource("rtsp://127.0.0.1:1/none", LiveConfig(max_reconnects=5, backoff_base_s=0.5, backoff_cap_s=2.0),
                         opener=lambda spec, cfg: None, sleep=clock.sleep, clock=clock)
-    with caplog.at_level(logging.INFO, logger="producer.live"):
+    with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
         assert list(source.frames()) == []
     assert [source.backoff_s(k) for k in range(1, 6)] == [0.5, 1.0, 2.0, 2.0, 2.0]
     assert clock.now == pytest.approx(0.5 + 1.0 + 2.0 + 2.0 + 2.0)
@@ -106,7 +106,7 @@ def test_keyboard_interrupt_ends_the_iteration_quietly(caplog):
     clock = FakeClock()
     cap = FakeCapture(clock, n=5, step_s=0.01, interrupt=True)
     source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
-    with caplog.at_level(logging.INFO, logger="producer.live"):
+    with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
         assert len(list(source.frames())) == 5
     assert "interrupted" in caplog.text and cap.released
 

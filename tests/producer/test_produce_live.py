@@ -11,8 +11,8 @@ from pathlib import Path
 
 from test_live import serve
 
-from producer.client import Producer
-from shared.settings import Settings
+from moodstream.producer.client import Producer
+from moodstream.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

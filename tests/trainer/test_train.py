@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 
 from moodstream.cli import cli
-from shared.models import load_checkpoint
-from trainer import train as train_mod
-from trainer.presets import preset
-from trainer.train import main as train_main
+from moodstream.shared.models import load_checkpoint
+from moodstream.trainer import train as train_mod
+from moodstream.trainer.presets import preset
+from moodstream.trainer.train import main as train_main
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
@@ -124,7 +124,7 @@ def test_training_fits_the_balance_and_keeps_the_plain_figures(fixtures_dir, tmp
 def test_balance_command_writes_an_adjusted_copy(fixtures_dir, tmp_path):
     import shutil
 
-    from shared.models import SHIPPED_CHECKPOINT
+    from moodstream.shared.models import SHIPPED_CHECKPOINT
     src = tmp_path / "model.pt"
     shutil.copyfile(SHIPPED_CHECKPOINT, src)
     res = CliRunner().invoke(cli, ["balance", "--data", str(fixtures_dir / "ferplus"), "--checkpoint", str(src),

@@ -1,6 +1,6 @@
 import torch
 
-from trainer.augment import (AugmentConfig, affine, augment, contrast, gaussian_blur, gaussian_kernel, hflip,
+from moodstream.trainer.augment import (AugmentConfig, affine, augment, contrast, gaussian_blur, gaussian_kernel, hflip,
                              random_erasing)
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared.errors import ModelError
-from shared.models import ModelConfig, build_model, load_checkpoint, predict_proba, save_checkpoint, write_checkpoint
-from trainer.balance import adjusted_predictions, class_prior, fit_tau
+from moodstream.shared.errors import ModelError
+from moodstream.shared.models import ModelConfig, build_model, load_checkpoint, predict_proba, save_checkpoint, write_checkpoint
+from moodstream.trainer.balance import adjusted_predictions, class_prior, fit_tau
 
 
 def _skewed_probs(n_major: int, n_rare: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

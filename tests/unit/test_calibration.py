@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from shared.errors import DataError, ModelError
-from trainer.bench.calibration_fit import cross_fit, fit_calibration, fit_ridge, kfold, training_pairs
-from trainer.bench.wider import WiderImage
-from worker.calibration import (FEATURE_SETS, FORMAT, SHIPPED_CALIBRATION, BoxCalibration, box_features,
+from moodstream.shared.errors import DataError, ModelError
+from moodstream.trainer.bench.calibration_fit import cross_fit, fit_calibration, fit_ridge, kfold, training_pairs
+from moodstream.trainer.bench.wider import WiderImage
+from moodstream.worker.calibration import (FEATURE_SETS, FORMAT, SHIPPED_CALIBRATION, BoxCalibration, box_features,
                                 decode_boxes, encode_boxes, load_calibration, save_calibrations)
-from worker.detect import Face
+from moodstream.worker.detect import Face
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +144,7 @@ def test_shipped_calibration_loads_for_both_detectors():
 
 
 def box_iou_1(a, b) -> float:
-    from shared.boxes import box_iou
+    from moodstream.shared.boxes import box_iou
     return float(box_iou(a[None], b[None])[0, 0])
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from shared.errors import ModelError
-from shared.models import ModelConfig, build_model, load_checkpoint, predict_proba, save_checkpoint
+from moodstream.shared.errors import ModelError
+from moodstream.shared.models import ModelConfig, build_model, load_checkpoint, predict_proba, save_checkpoint
 
 
 @pytest.mark.parametrize("arch", ["vgg", "resnet"])

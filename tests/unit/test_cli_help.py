@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from moodstream.cli import COMMANDS, cli
-from trainer.cli import BENCHES
+from moodstream.trainer.cli import BENCHES
 
 ALL = [[name] for name in COMMANDS] + [["bench", name] for name in BENCHES]
 

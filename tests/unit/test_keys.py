@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.keys import Keys
-from shared.settings import Settings
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
 
 
 def test_default_names():
@@ -38,7 +38,7 @@ def test_connect_urls():
     """redis-py parses the URL forms we document: password, TLS, database number."""
     import redis
 
-    from shared.transport import connect
+    from moodstream.shared.transport import connect
 
     c = connect("rediss://:s3cret@example.com:6380/2")
     kw = c.connection_pool.connection_kwargs
@@ -51,7 +51,7 @@ def test_connect_urls():
 @pytest.mark.parametrize("url", ["redis://:s3cret@host:6379/0", "rediss://user:s3cret@host:6380/1",
                                  "redis://:s3cret@host:notaport/0"])
 def test_passwords_never_reach_errors_or_logs(url):
-    from shared.transport import connect, redact
+    from moodstream.shared.transport import connect, redact
 
     assert "s3cret" not in redact(url) and "***" in redact(url)
     try:

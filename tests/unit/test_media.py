@@ -1,4 +1,4 @@
-"""shared.media: safe decoding of every kind of bad input, header sizes, video sampling, path expansion."""
+"""moodstream.shared.media: safe decoding of every kind of bad input, header sizes, video sampling, path expansion."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.errors import BadInputError
-from shared.media import (FrameItem, decode_image, expand_paths, image_size, is_stream_spec, is_video,
+from moodstream.shared.errors import BadInputError
+from moodstream.shared.media import (FrameItem, decode_image, expand_paths, image_size, is_stream_spec, is_video,
                           iter_frames, iter_video, to_rgb8)
 
 LIMIT = 50_000_000

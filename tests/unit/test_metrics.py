@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import classification_report, confusion_matrix, format_report
+from moodstream.trainer.metrics import classification_report, confusion_matrix, format_report
 
 
 def test_confusion_matrix_counts():

@@ -1,4 +1,4 @@
-"""worker.metrics: the figures, their Prometheus text, and the health endpoints over real HTTP (127.0.0.1, port 0)."""
+"""moodstream.worker.metrics: the figures, their Prometheus text, and the health endpoints over real HTTP (127.0.0.1, port 0)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.errors import ConfigError
-from worker.metrics import STAGES, MetricsServer, WorkerMetrics, format_figures, scrub
+from moodstream.shared.errors import ConfigError
+from moodstream.worker.metrics import STAGES, MetricsServer, WorkerMetrics, format_figures, scrub
 
 SECRET = "hunter2"
 URL = f"redis://admin:{SECRET}@db.internal:6379/0"
@@ -130,7 +130,7 @@ def test_readyz_needs_the_model_and_redis(served):
 
 def test_a_password_never_reaches_a_label_or_a_body(served, caplog):
     m, server = served
-    caplog.set_level(logging.DEBUG, logger="worker.metrics")
+    caplog.set_level(logging.DEBUG, logger="moodstream.worker.metrics")
     m.frame_done(URL)  # a caller bug: a URL where a reason belongs
     m.dead_lettered(f"failed on {URL}")
     for bad in ({"worker": URL}, {"device": f"admin:{SECRET}@db"}, {"backend": "x\n" + SECRET}):
@@ -194,7 +194,7 @@ def test_interval_figures_are_deltas():
 
 
 def test_metrics_settings_from_env():
-    from shared.settings import Settings
+    from moodstream.shared.settings import Settings
 
     s = Settings.from_env({"MOODSTREAM_METRICS_PORT": "9100", "MOODSTREAM_STATS_INTERVAL_S": "0"})
     assert s.metrics_port == 9100 and s.stats_interval_s == 0.0 and s.metrics_host == "0.0.0.0"

@@ -12,9 +12,9 @@ from torchvision.ops import batched_nms
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
 
-from shared.boxes import box_iou, match_one_to_one
-from worker import mtcnn_ops
-from worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, pad_boxes, pyramid_scales,
+from moodstream.shared.boxes import box_iou, match_one_to_one
+from moodstream.worker import mtcnn_ops
+from moodstream.worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, pad_boxes, pyramid_scales,
                                rerec)
 
 
@@ -128,9 +128,9 @@ def test_integral_image_is_exact_and_widens_for_huge_frames():
 
 
 def test_face_crops_are_worker_crops():
-    from worker.crop import crop_faces as torch_crop_faces
-    from worker.framing import FRAMING
-    from worker.onnx_classify import crop_faces
+    from moodstream.worker.crop import crop_faces as torch_crop_faces
+    from moodstream.worker.framing import FRAMING
+    from moodstream.worker.onnx_classify import crop_faces
 
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), rng.integers(0, 256, (50, 40, 3), dtype=np.uint8),

@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("modules", [
-    "producer",
-    "producer.cli",
-    "producer.client, producer.results, producer.rq_jobs",
-    "shared.wire, shared.keys, shared.transport",
+    "moodstream.producer",
+    "moodstream.producer.cli",
+    "moodstream.producer.client, moodstream.producer.results, moodstream.producer.rq_jobs",
+    "moodstream.shared.wire, moodstream.shared.keys, moodstream.shared.transport",
 ])
 def test_import_does_not_pull_torch(modules):
     code = f"import sys, {modules}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"

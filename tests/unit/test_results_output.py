@@ -7,9 +7,9 @@ import json
 import click
 from click.testing import CliRunner
 
-from producer.cli import TablePrinter
-from shared.table import printable
-from shared.wire import ErrorInfo, Result
+from moodstream.producer.cli import TablePrinter
+from moodstream.shared.table import printable
+from moodstream.shared.wire import ErrorInfo, Result
 
 
 def _result(**kw) -> Result:

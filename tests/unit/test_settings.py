@@ -1,8 +1,8 @@
 import pytest
 
-from shared.errors import ConfigError
-from shared.labels import LABELS, canonical
-from shared.settings import Settings
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.labels import LABELS, canonical
+from moodstream.shared.settings import Settings
 
 
 def test_labels_fixed_order():

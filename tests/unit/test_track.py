@@ -1,4 +1,4 @@
-"""worker.track on synthetic boxes (ids along motion, crossings, misses, smoothing), and the
+"""moodstream.worker.track on synthetic boxes (ids along motion, crossings, misses, smoothing), and the
 track stage's per-source reorder buffer (producer.track_stage.SourceOrder) with a fake clock."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producer.track_stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
-from shared.labels import LABELS
-from shared.wire import Result
-from worker.track import TrackerConfig, TrackState
+from moodstream.producer.track_stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
+from moodstream.shared.labels import LABELS
+from moodstream.shared.wire import Result
+from moodstream.worker.track import TrackerConfig, TrackState
 
 FPS = 30.0
 

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.errors import DataError
-from shared.labels import INDEX
-from trainer.data import load_labels, load_split, parse_ferplus_row
+from moodstream.shared.errors import DataError
+from moodstream.shared.labels import INDEX
+from moodstream.trainer.data import load_labels, load_split, parse_ferplus_row
 
 
 def row(name="a.png", votes=(0,) * 10):
@@ -135,7 +135,7 @@ def test_load_labels_matches_load_split_without_decoding(tmp_path, fixtures_dir,
     def no_decode(*a, **k):
         raise AssertionError("load_labels decoded an image")
 
-    monkeypatch.setattr("trainer.data.read_gray", no_decode)
+    monkeypatch.setattr("moodstream.trainer.data.read_gray", no_decode)
     got = load_labels(root, "train")
     assert got.dtype == np.int64 and got.tolist() == want.tolist()
     with pytest.raises(DataError, match="unknown split"):

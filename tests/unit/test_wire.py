@@ -6,8 +6,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from shared.errors import MessageError
-from shared.wire import (SCHEMA_VERSION, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame,
+from moodstream.shared.errors import MessageError
+from moodstream.shared.wire import (SCHEMA_VERSION, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame,
                          decode_result, encode_frame, encode_result)
 
 

@@ -18,11 +18,11 @@ import datetime as dt
 
 import numpy as np
 
-from shared.boxes import box_iou, greedy_match
-from shared.errors import DataError
-from trainer.bench.wider import WiderImage
-from worker.calibration import FEATURE_SETS, BoxCalibration, box_features, encode_boxes
-from worker.detect import Face
+from moodstream.shared.boxes import box_iou, greedy_match
+from moodstream.shared.errors import DataError
+from moodstream.trainer.bench.wider import WiderImage
+from moodstream.worker.calibration import FEATURE_SETS, BoxCalibration, box_features, encode_boxes
+from moodstream.worker.detect import Face
 
 DEFAULT_RIDGE = 10.0  # on standardised features; 0.1-100 move held-out mean IoU by < 0.003
 FEATURE_SET_FOR = {"mtcnn": "box+landmarks", "haar": "const"}  # Haar boxes are square

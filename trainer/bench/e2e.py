@@ -38,11 +38,11 @@ from pathlib import Path
 
 import click
 
-from shared.settings import DETECTORS
+from moodstream.shared.settings import DETECTORS
 import cv2
 import numpy as np
 
-from shared.labels import LABELS, NUM_CLASSES
+from moodstream.shared.labels import LABELS, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def label_metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 def match_face(faces: list[dict], true_box: np.ndarray) -> tuple[int, float]:
     """Index of the detection overlapping ``true_box`` most, and that IoU (-1, 0.0 if none)."""
-    from shared.boxes import box_iou
+    from moodstream.shared.boxes import box_iou
 
     if not faces:
         return -1, 0.0
@@ -210,12 +210,12 @@ def e2e_cmd(data_dir, split, limit, seed, detector, checkpoint, device, batch_si
     import torch
     from tqdm import tqdm
 
-    from shared.models import load_checkpoint, predict_proba
-    from shared.settings import Settings
-    from trainer.data import load_split
-    from worker.classify import EmotionClassifier
-    from worker.crop import Framing
-    from worker.pipeline import Pipeline
+    from moodstream.shared.models import load_checkpoint, predict_proba
+    from moodstream.shared.settings import Settings
+    from moodstream.trainer.data import load_split
+    from moodstream.worker.classify import EmotionClassifier
+    from moodstream.worker.crop import Framing
+    from moodstream.worker.pipeline import Pipeline
 
     settings = Settings.from_env(detector=detector, device=device,
                                  checkpoint=str(checkpoint) if checkpoint else None)

@@ -18,9 +18,9 @@ import click
 import numpy as np
 import torch
 
-from shared.settings import DETECTORS
+from moodstream.shared.settings import DETECTORS
 
-from worker.crop import Framing, crop_faces
+from moodstream.worker.crop import Framing, crop_faces
 
 SCALE_GRID = tuple(round(0.96 + 0.04 * i, 2) for i in range(10))  # 0.96 .. 1.32
 
@@ -106,8 +106,8 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
 def framing_cmd(ferplus_dir, detector, n, device, out):
     """Measure a detector's FER framing (crop scale and offset) and print it as JSON."""
-    from shared.settings import Settings
-    from worker.detect import build_detector
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.detect import build_detector
 
     det = build_detector(Settings(detector=detector, device=device))
     probes, originals = fer_probes(ferplus_dir, n)

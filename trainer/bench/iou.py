@@ -29,9 +29,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from shared.boxes import box_iou, greedy_match
-from shared.settings import DETECTORS
-from trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
+from moodstream.shared.boxes import box_iou, greedy_match
+from moodstream.shared.settings import DETECTORS
+from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ def write_detections(path: Path, geometry: str, runs: dict) -> None:
 
 
 def read_detections(path: Path, geometry: str, images: list[WiderImage], detectors: list[str]) -> dict:
-    from shared.errors import DataError
-    from worker.detect import Face
+    from moodstream.shared.errors import DataError
+    from moodstream.worker.detect import Face
 
     doc = json.loads(path.read_text())
     if doc.get("geometry") != geometry:
@@ -288,10 +288,10 @@ def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min
     0.5 (one-to-one greedy matching), ms per image. Calibrated numbers come from
     K-fold cross-fitting: no image is scored with a calibration fitted on it.
     """
-    from shared.errors import ConfigError, DataError
-    from shared.settings import Settings
-    from trainer.bench import calibration_fit as cf
-    from worker.calibration import save_calibrations
+    from moodstream.shared.errors import ConfigError, DataError
+    from moodstream.shared.settings import Settings
+    from moodstream.trainer.bench import calibration_fit as cf
+    from moodstream.worker.calibration import save_calibrations
 
     names = [d.strip() for d in detectors.split(",") if d.strip()]
     bad = sorted(set(names) - set(DETECTORS))
@@ -305,7 +305,7 @@ def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min
         for name in names:
             settings = Settings.from_env(detector=name, device=device, min_face_px=min_face_px,
                                          face_score_min=score_min)
-            from worker.detect import build_detector
+            from moodstream.worker.detect import build_detector
 
             det = build_detector(settings)
             detections, ms = run_detector(det, images)

@@ -47,14 +47,14 @@ import click
 import redis
 
 import moodstream
-from producer.client import Producer
-from producer.status import keda_lag, live_workers, server_time_ms
-from shared.embedded import EmbeddedRedis
-from shared.errors import DataError
-from shared.keys import Keys
-from shared.media import encode_jpeg, iter_video
-from shared.settings import Settings
-from shared.transport import as_str, connect, group_backlog
+from moodstream.producer.client import Producer
+from moodstream.producer.status import keda_lag, live_workers, server_time_ms
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.errors import DataError
+from moodstream.shared.keys import Keys
+from moodstream.shared.media import encode_jpeg, iter_video
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import as_str, connect, group_backlog
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def load_frames(video: Path, n: int) -> tuple[list[bytes], tuple[int, int]]:
 
 
 def _default_threads() -> int:
-    from shared.settings import Settings
-    from worker.pipeline import resolve_threads
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.pipeline import resolve_threads
 
     return resolve_threads(Settings.from_env(env={}), worker=True)
 

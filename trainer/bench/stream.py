@@ -39,7 +39,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from shared.settings import BACKENDS, DETECTORS, Settings
+from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -78,7 +78,7 @@ def _summary(values: list[float]) -> dict:
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
                batch_wait_ms, backends, timeout_s, out):
     """Frames/s and latency p50/p99 of moodstream workers through Redis."""
-    from shared.media import encode_jpeg, iter_video
+    from moodstream.shared.media import encode_jpeg, iter_video
 
     latency_frames = n_frames if latency_frames is None else latency_frames
     need = max(n_frames, latency_frames, warmup)
@@ -114,9 +114,9 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
              no_spawn: bool, device: str, detector: str, batch_max: int, batch_wait_ms: int, backend: str,
              timeout_s: float) -> dict:
     """Warm-up, throughput and closed-loop phases against one worker (spawned with ``backend``)."""
-    from producer.client import Producer
-    from producer.results import ResultReader
-    from shared.embedded import EmbeddedRedis
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import ResultReader
+    from moodstream.shared.embedded import EmbeddedRedis
 
     with ExitStack() as stack:
         if settings.redis_url is None:
@@ -186,7 +186,7 @@ def _stop_worker(proc: subprocess.Popen) -> None:
 
 
 def _wait_for_worker(client, settings: Settings, proc, timeout_s: float) -> None:
-    from shared.keys import Keys
+    from moodstream.shared.keys import Keys
 
     keys, deadline = Keys.from_settings(settings), time.monotonic() + timeout_s
     while not any(True for _ in client.scan_iter(keys.heartbeat_pattern)):

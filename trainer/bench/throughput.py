@@ -34,13 +34,13 @@ import click
 import numpy as np
 import torch
 
-from shared.boxes import match_one_to_one
-from shared.errors import DataError
-from shared.media import iter_video
-from shared.settings import Settings
-from worker.detect import Face
-from worker.mtcnn_reference import MTCNNDetector
-from worker.pipeline import FrameResult, Pipeline, resolve_threads
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.shared.errors import DataError
+from moodstream.shared.media import iter_video
+from moodstream.shared.settings import Settings
+from moodstream.worker.detect import Face
+from moodstream.worker.mtcnn_reference import MTCNNDetector
+from moodstream.worker.pipeline import FrameResult, Pipeline, resolve_threads
 
 log = logging.getLogger(__name__)
 

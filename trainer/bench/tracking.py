@@ -45,11 +45,11 @@ import click
 import cv2
 import numpy as np
 
-from shared.boxes import match_one_to_one
-from shared.errors import DataError
-from shared.labels import LABELS
-from shared.media import iter_video
-from trainer.bench.e2e import CanvasSpec, feather_mask, noise_background
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.shared.errors import DataError
+from moodstream.shared.labels import LABELS
+from moodstream.shared.media import iter_video
+from moodstream.trainer.bench.e2e import CanvasSpec, feather_mask, noise_background
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,8 @@ def oracle_faces(truth: list[tuple[int, np.ndarray]]) -> list[dict]:
 
 
 def run_clip(clip: Clip, faces: list[np.ndarray], pipeline, seed: int) -> dict:
-    from worker.track import TrackState
-    from worker.video import VideoAnalyzer, VideoFrame
+    from moodstream.worker.track import TrackState
+    from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
     background = noise_background(np.random.default_rng([seed, len(clip.name)]), CanvasSpec(canvas_px=WIDTH))[:HEIGHT]
     rendered = [render(clip, faces, background, i / FPS) for i in range(int(DURATION_S * FPS))]
@@ -213,7 +213,7 @@ def run_clip(clip: Clip, faces: list[np.ndarray], pipeline, seed: int) -> dict:
 
 
 def load_faces(data_dir: Path | None) -> tuple[np.ndarray, str]:
-    from trainer.data import load_split
+    from moodstream.trainer.data import load_split
 
     root = data_dir or REPO / "tests" / "fixtures" / "ferplus"
     return load_split(root, "test").images, str(root)
@@ -250,8 +250,8 @@ def tracking_cmd(data_dir, seed, device, out, md_path):
     """Tracking quality on synthetic clips with known paths: ID switches, fragmentations,
     misses, false positives and MOTA per clip, for the default pipeline and for the
     tracker on the true boxes."""
-    from shared.settings import Settings
-    from worker.pipeline import Pipeline
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.pipeline import Pipeline
 
     settings = Settings.from_env(device=device)
     pipeline = Pipeline(settings)
@@ -302,7 +302,7 @@ def flicker(frames: list[tuple[float, list[dict]]]) -> dict:
 
 
 def run_video(path: Path, pipeline, every: tuple[int, ...], max_frames: int, batch: int) -> dict:
-    from worker.video import VideoAnalyzer, VideoFrame
+    from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
     frames = [VideoFrame(str(path), it.frame, it.timestamp_s, it.image, True)
               for it in iter_video(str(path), max_frames=max_frames) if it.error is None]
@@ -367,9 +367,9 @@ def video_cmd(videos_dir, max_frames, every, batch, device, threads, notes, out,
     frame, top-emotion agreement, and label flicker raw vs smoothed."""
     import torch
 
-    from shared.media import VIDEO_EXTS
-    from shared.settings import Settings
-    from worker.pipeline import Pipeline
+    from moodstream.shared.media import VIDEO_EXTS
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.pipeline import Pipeline
 
     if threads:
         torch.set_num_threads(threads)

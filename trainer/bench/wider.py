@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.errors import DataError
-from shared.media import decode_image, image_size
+from moodstream.shared.errors import DataError
+from moodstream.shared.media import decode_image, image_size
 
 GT_FILE = "wider_face_val_bbx_gt.txt"
 SIZES_FILE = "original_sizes.csv"
