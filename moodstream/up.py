@@ -97,7 +97,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
                 raise click.ClickException(f"up: producer failed: {feed.error}")
             for r in reader.read(start=last, count=max(1, feed.sent - received) if feed.done.is_set() else None,
                                  follow=True, timeout_s=0.5):
-                last = r.entry_id
+                last = r.id
                 received += 1
                 if printer is not None:
                     printer.row(r)

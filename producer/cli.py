@@ -17,6 +17,7 @@ import click
 
 from moodstream.options import setting_option
 from moodstream.producer.client import ENCODINGS
+from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
 
@@ -175,11 +176,11 @@ class TablePrinter:
     def __init__(self):
         self.printed_header = False
 
-    def row(self, r) -> None:
+    def row(self, r: FrameResult) -> None:
         if not self.printed_header:
             click.echo(self.header)
             self.printed_header = True
         latency = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms else 0
-        what = error_cell(r.error.reason, r.error.detail) if r.error is not None else faces_cell(r.faces)
-        click.echo(f"{r.entry_id or '':<17} {source_cell(r.source, 32):<32} {r.frame:>6} {len(r.faces):>5}  "
+        what = error_cell(r.error) if r.error is not None else faces_cell(r.faces)
+        click.echo(f"{r.id or '':<17} {source_cell(r.source, 32):<32} {r.frame:>6} {len(r.faces):>5}  "
                    f"{latency:>10}  {what}")

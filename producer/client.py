@@ -30,7 +30,8 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
-from moodstream.shared.wire import FIELD, FrameJob, encode_frame, new_job_id, now_ms
+from moodstream.shared.record import FrameJob, Raw
+from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,10 @@ class Producer:
                      timestamp_s: float | None = None, job_id: str | None = None,
                      reply_to: str | None = None, options: dict | None = None) -> JobRef:
         """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``."""
-        job = FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s,
-                       reply_to=reply_to, options=options or {})
-        if self.encoding == "raw":
-            job.array = np.ascontiguousarray(rgb, dtype=np.uint8)
-        else:
-            job.image = self._encode(rgb)
-        return self.submit(job)
+        pixels = {"raw": Raw.of(np.asarray(rgb, dtype=np.uint8))} if self.encoding == "raw" \
+            else {"image": self._encode(rgb)}
+        return self.submit(FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s,
+                                    reply_to=reply_to, options=options or {}, **pixels))
 
     def submit_item(self, item: FrameItem, job_id: str | None = None) -> JobRef | None:
         """A FrameItem from :func:`shared.media.iter_frames`; an item carrying an

@@ -1,9 +1,9 @@
 """Reading the results stream: ``ResultReader(settings).read(...)`` yields
-:class:`shared.wire.Result` objects.
+:class:`~moodstream.shared.record.FrameResult` objects.
 
     reader = ResultReader(settings)
     for r in reader.read(start=FROM_START, count=10, timeout_s=30):
-        print(r.job_id, r.error or [f["emotion"] for f in r.faces])
+        print(r.job_id, r.error or [f.emotion for f in r.faces])
 
 ``start`` is :data:`FROM_START` (``"0"``), :data:`FROM_NOW` (``"$"``: only
 results added after the call) or a stream entry id (results after that id, so
@@ -23,7 +23,8 @@ from moodstream.shared.errors import ConfigError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, is_fatal
-from moodstream.shared.wire import FIELD, Result, decode_result
+from moodstream.shared.record import FrameResult
+from moodstream.shared.wire import FIELD, decode_result
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ResultReader:
 
     def read(self, start: str = FROM_NOW, follow: bool = False, count: int | None = None,
              timeout_s: float | None = None, source: str | None = None,
-             job_ids: Container[str] | None = None, unique: bool = False) -> Iterator[Result]:
+             job_ids: Container[str] | None = None, unique: bool = False) -> Iterator[FrameResult]:
         """Results after ``start``, filtered by ``source`` and ``job_ids``.
 
         Stops after ``count`` results, or at ``timeout_s``; without ``follow``
@@ -107,7 +108,7 @@ class ResultReader:
                     if result.job_id in seen:
                         continue
                     seen.add(result.job_id)
-                result.entry_id = last
+                result.id = last
                 yield result
                 n += 1
                 if count is not None and n >= count:

@@ -47,13 +47,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import click
+import msgspec
 import redis
 
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
+from moodstream.shared.record import Face, FrameResult, Smoothed
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect
-from moodstream.shared.wire import FIELD, Result, decode_result, encode_result, now_ms
+from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.track import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ RECENT = 512  # released frame indexes remembered per source, to tell a redelive
 @dataclass
 class Pending:
     entry_id: str
-    result: Result
+    result: FrameResult
     arrived_s: float
 
 
@@ -121,10 +123,9 @@ class SourceOrder:
         return self.ready(float("inf"), 0.0)
 
 
-def untracked(faces: list[dict]) -> list[dict]:
-    """Faces of a late result: ``track_id`` null, ``smoothed`` = raw."""
-    return [{**f, "track_id": None, "smoothed": {"emotion": f["emotion"], "probabilities": f["probabilities"]}}
-            for f in faces]
+def untracked(faces: list[Face]) -> list[Face]:
+    """Faces of a late result: no ``track_id``, ``smoothed`` = raw."""
+    return [msgspec.structs.replace(f, track_id=None, smoothed=Smoothed(f.emotion, f.probabilities)) for f in faces]
 
 
 class TrackStage:
@@ -171,7 +172,7 @@ class TrackStage:
     def step(self, now_s: float | None = None) -> int:
         """Read what arrived (waiting up to ``block_ms``), release what is ready, publish it."""
         ack_only: list[str] = []
-        out: list[tuple[str, Result]] = []
+        out: list[tuple[str, FrameResult]] = []
         for entry_id, fields in self._read():
             try:
                 result = decode_result(fields.get(FIELD))
@@ -205,7 +206,7 @@ class TrackStage:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _release(self, now_s: float) -> list[tuple[str, Result]]:
+    def _release(self, now_s: float) -> list[tuple[str, FrameResult]]:
         out = []
         for source in list(self.orders):
             order = self.orders[source]
@@ -217,7 +218,7 @@ class TrackStage:
                          self.source_idle_s)
         return out
 
-    def _tracked(self, p: Pending) -> tuple[str, Result]:
+    def _tracked(self, p: Pending) -> tuple[str, FrameResult]:
         r = p.result
         if r.error is None:
             state = self.states.setdefault(r.source, TrackState(self.tracker_config))
@@ -240,7 +241,7 @@ class TrackStage:
         # no fields: an entry trimmed from the stream while pending; skipped and acked
         return [(as_str(eid), fields or {}) for eid, fields in (resp[0][1] if resp else [])]
 
-    def _publish(self, out: list[tuple[str, Result]], ack_only: list[str]) -> None:
+    def _publish(self, out: list[tuple[str, FrameResult]], ack_only: list[str]) -> None:
         if not out and not ack_only:
             return
         pipe = self.client.pipeline(transaction=True)

@@ -29,6 +29,7 @@ import numpy as np
 from moodstream.options import setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
+from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
 from moodstream.worker.batching import BatchPolicy
@@ -45,13 +46,14 @@ PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
 class Outcome:
     """One frame's record, with the decoded image (None for an error record)."""
 
-    record: dict
+    record: FrameResult
     image: np.ndarray | None
     video: bool
 
 
-def error_record(item: FrameItem, exc: BadInputError) -> dict:
-    return {"source": item.source, "frame": item.frame, "error": exc.reason, "detail": exc.detail}
+def error_record(item: FrameItem, exc: BadInputError) -> FrameResult:
+    return FrameResult(source=item.source, frame=item.frame, timestamp_s=item.timestamp_s,
+                       error=ErrorInfo(exc.reason, exc.detail))
 
 
 def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, policy: BatchPolicy,
@@ -86,25 +88,20 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
     if pending:  # sources come one after another: all but the last one of the batch have ended
         for source in [s for s in analyzer.sources if s != pending[-1][0].source]:
             analyzer.finish(source)
-    pipeline = analyzer.pipeline
     for item, image, error in pending:
         if error is not None:
             yield Outcome(error_record(item, error), None, False)
             continue
-        result = next(results)
-        yield Outcome({"source": item.source, "frame": item.frame, "timestamp": item.timestamp_s,
-                       "width": int(image.shape[1]), "height": int(image.shape[0]), "faces": result.faces,
-                       "model_version": pipeline.model_version},
-                      image, item.timestamp_s is not None)
+        yield Outcome(next(results), image, item.timestamp_s is not None)
 
 
 def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None = None, *, every: int = 1,
             fps: float | None = None, max_frames: int | None = None,
-            pipeline: Pipeline | None = None) -> Iterator[dict]:
+            pipeline: Pipeline | None = None) -> Iterator[FrameResult]:
     """The Python form of ``moodstream analyze``: images, folders, videos, camera
-    indexes or stream URLs in; one record per frame out, in input order, as the
-    command prints them (an input that cannot be used gives an error record and the
-    run goes on). ``settings`` default to :meth:`Settings.from_env`; pass a built
+    indexes or stream URLs in; one :class:`FrameResult` per frame out, in input
+    order, as the command prints them (an input that cannot be used gives a result
+    with ``error`` set and the run goes on). ``settings`` default to :meth:`Settings.from_env`; pass a built
     ``pipeline`` to reuse its models across calls."""
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.video import VideoAnalyzer
@@ -139,13 +136,13 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     return total
 
 
-def table_row(record: dict) -> str:
-    source = source_cell(record["source"], 36)
-    if "error" in record:
-        return f"{source:36s} {record['frame']:>6d}  {error_cell(record['error'], record['detail'])}"
-    ts = "-" if record["timestamp"] is None else f"{record['timestamp']:.2f}"
-    size = f"{record['width']}x{record['height']}"
-    return f"{source:36s} {record['frame']:>6d} {ts:>8s} {size:>10s} {len(record['faces']):>5d}  {faces_cell(record['faces'])}"
+def table_row(record: FrameResult) -> str:
+    source = source_cell(record.source, 36)
+    if record.error is not None:
+        return f"{source:36s} {record.frame:>6d}  {error_cell(record.error)}"
+    ts = "-" if record.timestamp_s is None else f"{record.timestamp_s:.2f}"
+    size = "x".join(map(str, record.size)) if record.size else "-"
+    return f"{source:36s} {record.frame:>6d} {ts:>8s} {size:>10s} {len(record.faces):>5d}  {faces_cell(record.faces)}"
 
 
 def write_summary(path: Path, summary: TrackSummary, detect_every: int, analyzer: VideoAnalyzer,
@@ -208,12 +205,13 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     PATH is an image, a folder (searched recursively for images and videos), a
     video, a camera index or stream URL, or - to read one image from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
-    "timestamp", "width", "height", "faces", "model_version"}), or for an input
-    that cannot be used {"source", "frame", "error", "detail"}. Each face has
-    its raw "emotion" and "probabilities", a "track_id" (kept along a video,
-    camera or stream; 0..k-1 on a still image) and "smoothed" ({"emotion",
-    "probabilities"} averaged along its track). Exits with 1 if any input
-    failed, 0 otherwise.
+    "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}: the
+    same record as `moodstream results`, without the service's fields), or for
+    an input that cannot be used {"source", "frame", "faces": [], "error":
+    {"reason", "detail"}}. Each face has its "box", "score", raw "emotion" and
+    "probabilities", a "track_id" (kept along a video, camera or stream;
+    0..k-1 on a still image) and "smoothed" ({"emotion", "probabilities"}
+    averaged along its track). Exits with 1 if any input failed, 0 otherwise.
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
@@ -253,17 +251,18 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         if fmt == "table":
             click.echo(TABLE_HEADER)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
-            click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record))
+            click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record.to_json(service=False)))
             progress.update(1)
             if out.image is None:
                 errors += 1
                 continue
             frames += 1
-            faces += len(out.record["faces"])
+            r = out.record
+            faces += len(r.faces)
             if annotator is not None:
-                annotator.add(out.record["source"], out.image, out.record["faces"], out.video)
+                annotator.add(r.source, out.image, r.faces, out.video)
             if summary is not None and out.video:
-                summary.add(out.record["source"], out.record["frame"], out.record["timestamp"], out.record["faces"])
+                summary.add(r.source, r.frame, r.timestamp_s, r.faces)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:

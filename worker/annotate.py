@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from moodstream.shared.media import is_stream_spec
+from moodstream.shared.record import Face
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +38,26 @@ WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def face_label(face: dict) -> tuple[str, str]:
+def face_label(face: Face) -> tuple[str, str]:
     """(emotion shown, its text): the smoothed emotion with ``#track_id`` in front when the
     face is tracked (``"#2 happiness 87%"``), else the raw one (``"happiness 87%"``)."""
-    shown = face.get("smoothed") or face
-    emotion = shown.get("emotion", "face")
-    p = shown.get("probabilities", {}).get(emotion)
+    shown = face.shown
+    emotion = shown.emotion or "face"
+    p = shown.probabilities.get(emotion)
     text = emotion if p is None else f"{emotion} {p:.0%}"
-    if face.get("track_id") is not None:
-        text = f"#{face['track_id']} {text}"
+    if face.track_id is not None:
+        text = f"#{face.track_id} {text}"
     return emotion, text
 
 
-def draw(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     """A copy of RGB ``image`` with each face's box and label (:func:`face_label`) drawn on it."""
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 360))
     max_scale = max(0.35, min(1.2, min(h, w) / 900))
     for face in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         emotion, text = face_label(face)
         color = COLORS.get(emotion, (255, 255, 255))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
@@ -105,7 +106,7 @@ class Annotator:
         self.taken.add(name)
         return self.out_dir / name
 
-    def add(self, source: str, image: np.ndarray, faces: list[dict], video: bool) -> None:
+    def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool) -> None:
         """Annotate one frame: an image file, or the next frame of ``source``'s video."""
         annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
         if not video:

@@ -20,19 +20,19 @@ the pipeline when ``Settings.calibrate_boxes`` is true. The shipped fit
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
 from moodstream.shared.errors import ModelError
 
 if TYPE_CHECKING:
-    from moodstream.worker.detect import Face
+    from moodstream.shared.record import Face
 
 FORMAT = "moodstream-box-calibration/1"
 SHIPPED_CALIBRATION = Path(__file__).parent / "data" / "box_calibration.json"
@@ -123,7 +123,7 @@ class BoxCalibration:
                                  "(calibrate only the detector it was fitted for)")
             landmarks = np.array([f.landmarks for f in faces], dtype=np.float64)
         boxes = self.apply_arrays(np.array([f.box for f in faces], dtype=np.float64), landmarks)
-        return [dataclasses.replace(f, box=tuple(float(v) for v in b)) for f, b in zip(faces, boxes)]
+        return [msgspec.structs.replace(f, box=tuple(float(v) for v in b)) for f, b in zip(faces, boxes)]
 
     def to_dict(self) -> dict:
         return {"feature_set": self.feature_set, "features": list(FEATURE_SETS[self.feature_set]),

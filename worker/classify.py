@@ -36,8 +36,3 @@ class EmotionClassifier:
         if crops.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return predict_proba(self.checkpoint, crops, flip_tta=self.flip_tta).cpu().numpy()
-
-    def describe(self, probs: np.ndarray) -> dict:
-        """One face's probabilities ``(8,)`` -> ``{"emotion", "probabilities"}``."""
-        return {"emotion": self.labels[int(probs.argmax())],
-                "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, probs)}}

@@ -18,24 +18,14 @@ Haar cascade            worker/haar.py              no
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from moodstream.shared.record import Face  # a detector fills box, score and landmarks
 from moodstream.shared.settings import Settings
 
-
-@dataclass
-class Face:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
-    score: float  # detector confidence in [0, 1]
-    landmarks: list[tuple[float, float]] | None = None  # eyes, nose, mouth corners (MTCNN only)
-
-    def to_dict(self) -> dict:
-        return {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
-                "landmarks": None if self.landmarks is None
-                else [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]}
+__all__ = ["Detector", "Face", "build_detector", "group_by_size"]
 
 
 class Detector(Protocol):

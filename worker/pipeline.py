@@ -9,31 +9,22 @@ from __future__ import annotations
 import logging
 import time
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moodstream.shared import devices
 from moodstream.shared.errors import BadInputError, ConfigError, ModelError
+from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.worker.calibration import BoxCalibration, load_calibration
-from moodstream.worker.detect import Detector, Face, build_detector
+from moodstream.worker.detect import Detector, build_detector
 from moodstream.worker.framing import framing_for
 
 if TYPE_CHECKING:
     from moodstream.shared.models import Checkpoint
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FrameResult:
-    # each {"box": [x1, y1, x2, y2] px, "score", "landmarks" (5 [x, y] or None),
-    #       "detector_box" (the raw detector box, when boxes are calibrated),
-    #       "emotion", "probabilities": {label: p}}
-    faces: list[dict]
-    timings_ms: dict  # {"detect": ..., "classify": ...} for the whole batch this frame was in
 
 
 def resolve_device(name: str) -> str:
@@ -130,7 +121,10 @@ class Pipeline:
                  self.detector.name, self.model_version, self.device, self.threads)
 
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
-        """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order.
+        """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order:
+        ``size``, ``faces``, ``model_version`` and ``timings_ms`` (``detect`` and
+        ``classify``, for the whole batch the frame was in) filled; the caller sets
+        ``source``, ``frame`` and ``timestamp_s``.
 
         Frames of equal size are detected as one batch; all faces of all frames
         are classified in one call: :meth:`detect`, then :meth:`classify`.
@@ -170,17 +164,27 @@ class Pipeline:
             records = []
             reported = self.calibration.apply(faces) if self.calibration is not None else faces
             for face, shown in zip(faces, reported):
-                record = {**shown.to_dict(), **self.classifier.describe(probs[k])}
-                # reported boxes stay inside the frame; the crop used the unclipped box
-                record["box"] = _clip(record["box"], w, h)
-                if shown is not face:
-                    record["detector_box"] = _clip(face.to_dict()["box"], w, h)
-                records.append(record)
+                records.append(self.record(face, shown, probs[k], w, h))
                 k += 1
-            results.append(FrameResult(records, dict(timings)))
+            results.append(FrameResult(size=(w, h), faces=records, model_version=self.model_version,
+                                       timings_ms=dict(timings)))
         return results
 
+    def record(self, face: Face, shown: Face, probs: np.ndarray, w: int, h: int) -> Face:
+        """The classified face: ``shown`` (calibrated) box clipped to the frame, plain rounded
+        numbers, ``emotion`` and ``probabilities``; ``detector_box`` when calibration moved it.
+        The crop used the raw, unclipped ``face.box``."""
+        labels = self.classifier.labels
+        return Face(
+            box=_clip(shown.box, w, h), score=round(float(shown.score), 4),
+            landmarks=None if shown.landmarks is None
+            else [(round(float(x), 2), round(float(y), 2)) for x, y in shown.landmarks],
+            emotion=labels[int(probs.argmax())],
+            probabilities={label: round(float(p), 4) for label, p in zip(labels, probs)},
+            detector_box=_clip(face.box, w, h) if shown is not face else None)
 
-def _clip(box: list[float], w: int, h: int) -> list[float]:
-    x1, y1, x2, y2 = box
-    return [max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)]
+
+def _clip(box, w: int, h: int) -> tuple[float, float, float, float]:
+    """A box rounded to 0.01 px and clipped to the frame: reported boxes stay inside it."""
+    x1, y1, x2, y2 = (round(float(v), 2) for v in box)
+    return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)

@@ -52,12 +52,12 @@ import redis
 
 from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
-from moodstream.shared.labels import LABELS
 from moodstream.shared.media import PixelBudget, decode_pixels
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
                               is_nogroup)
-from moodstream.shared.wire import FIELD, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame, encode_result, now_ms
+from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
+from moodstream.shared.wire import FIELD, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
@@ -108,7 +108,7 @@ class Entry:
 @dataclass
 class Outcome:
     entry: Entry
-    result: Result | None  # published to results (and reply_to)
+    result: FrameResult | None  # published to results (and reply_to)
     dead: tuple[str, str] | None = None  # (reason, detail) for the dead-letter stream
 
 
@@ -447,10 +447,11 @@ class Worker:
                 outcomes.append(self._failed(e, "inference_failed", f"{type(fr).__name__}: {fr}"))
                 continue
             try:
-                timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": decode_ms,
-                           **{k: float(v) for k, v in (fr.timings_ms or {}).items()}}
-                outcomes.append(Outcome(e, self._result(e.job, faces=[_plain_face(f) for f in fr.faces],
-                                                        size=(img.shape[1], img.shape[0]), timings_ms=timings)))
+                timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": round(decode_ms, 3),
+                           **fr.timings_ms}
+                result = self._result(e.job, faces=fr.faces, size=fr.size, timings_ms=timings)
+                encode_result(result)  # a result that cannot be encoded fails here, alone, not the publish
+                outcomes.append(Outcome(e, result))
             except Exception as exc:  # a record we cannot build is this frame's failure, not the batch's
                 log.exception("worker %s: building the result of entry %s failed", self.name, e.entry_id)
                 outcomes.append(self._failed(e, "inference_failed", f"{type(exc).__name__}: {exc}"))
@@ -513,10 +514,10 @@ class Worker:
                 out.append(exc)
         return out
 
-    def _result(self, job: FrameJob, **kw) -> Result:
-        return Result(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
-                      timestamp_s=job.timestamp_s, model_version=self.pipeline.model_version,
-                      enqueued_at_ms=job.enqueued_at_ms, **kw)
+    def _result(self, job: FrameJob, **kw) -> FrameResult:
+        return FrameResult(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
+                           timestamp_s=job.timestamp_s, model_version=self.pipeline.model_version,
+                           enqueued_at_ms=job.enqueued_at_ms, **kw)
 
     def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:
         """Dead-letter the entry; if we know its job, the caller also gets an error result."""
@@ -625,22 +626,3 @@ class Worker:
 def _id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _plain_face(face: dict) -> dict:
-    """A pipeline face dict with numpy scalars / tuples made plain, probabilities as {label: p}."""
-    out = {k: _plain(v) for k, v in face.items()}
-    probs = out.get("probabilities")
-    if isinstance(probs, list):
-        out["probabilities"] = {label: float(p) for label, p in zip(LABELS, probs)}
-    return out
-
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v

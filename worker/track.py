@@ -1,10 +1,11 @@
 """Face tracks within one source: a ``track_id`` per face and emotions smoothed along it.
 
 :class:`TrackState` (one per video, camera or stream) takes each analysed
-frame's faces, in frame order, and returns them with two more keys::
+frame's faces (:class:`~moodstream.shared.record.Face`), in frame order, and
+returns copies with two more fields::
 
-    "track_id": int                      # small, per source, in order of appearance
-    "smoothed": {"emotion": str, "probabilities": {label: p}}
+    track_id: int          # small, per source, in order of appearance
+    smoothed: Smoothed     # {"emotion": str, "probabilities": {label: p}}
 
 The raw ``emotion`` / ``probabilities`` stay as they were. Pure numpy + scipy,
 no torch: the in-process ``analyze``, the ``moodstream track`` stage and the
@@ -56,10 +57,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from moodstream.shared.boxes import box_iou
+from moodstream.shared.record import Face, Smoothed
 
 LOG_FLOOR = 1e-6  # probabilities are clipped to this before the log (a 0.0 would be -inf)
 NO_MATCH = 1e6  # cost of a pair outside the gate
@@ -137,12 +140,11 @@ def match(predicted: np.ndarray, detected: np.ndarray, config: TrackerConfig,
     return pairs
 
 
-def smoothed_record(log_probs: np.ndarray, labels: list[str]) -> dict:
-    """Smoothed log-probabilities ``(C,)`` -> ``{"emotion", "probabilities"}`` (softmax-renormalised)."""
+def smoothed_record(log_probs: np.ndarray, labels: list[str]) -> Smoothed:
+    """Smoothed log-probabilities ``(C,)`` -> emotion and probabilities (softmax-renormalised)."""
     p = np.exp(log_probs - log_probs.max())
     p /= p.sum()
-    return {"emotion": labels[int(p.argmax())],
-            "probabilities": {label: round(float(v), 4) for label, v in zip(labels, p)}}
+    return Smoothed(labels[int(p.argmax())], {label: round(float(v), 4) for label, v in zip(labels, p)})
 
 
 class TrackState:
@@ -154,20 +156,20 @@ class TrackState:
         self.next_id = 0
         self.last_frame: int | None = None
 
-    def update(self, frame_index: int, timestamp_s: float | None, faces: list[dict]) -> list[dict]:
-        """One analysed frame's faces (pipeline records: ``box``, ``probabilities``...) -> copies
-        with ``track_id`` and ``smoothed`` added, in the same order."""
+    def update(self, frame_index: int, timestamp_s: float | None, faces: list[Face]) -> list[Face]:
+        """One analysed frame's classified faces -> copies with ``track_id`` and
+        ``smoothed`` set, in the same order."""
         cfg = self.config
         t = float(timestamp_s) if timestamp_s is not None else frame_index / cfg.default_fps
-        boxes = np.array([f["box"] for f in faces], dtype=np.float64).reshape(-1, 4)
+        boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
         horizon = max(cfg.max_missed_s, 1.0 / cfg.default_fps)
         predicted = np.array([tr.predict(t, horizon) for tr in self.tracks], dtype=np.float64).reshape(-1, 4)
         pairs = match(predicted, boxes, cfg, [tr.missed for tr in self.tracks])
         owner: dict[int, Track] = {d: self.tracks[p] for p, d in pairs}
         out = []
         for j, face in enumerate(faces):
-            labels = list(face["probabilities"])
-            log_p = np.log(np.clip(np.array([face["probabilities"][k] for k in labels], np.float64), LOG_FLOOR, 1))
+            labels = list(face.probabilities)
+            log_p = np.log(np.clip(np.array([face.probabilities[k] for k in labels], np.float64), LOG_FLOOR, 1))
             track = owner.get(j)
             if track is None:
                 track = Track(self.next_id, boxes[j].copy(), t, frame_index, log_probs=log_p)
@@ -190,7 +192,8 @@ class TrackState:
                 track.box, track.t_s, track.frame = boxes[j].copy(), t, frame_index
                 track.hits += 1
                 track.missed = 0
-            out.append({**face, "track_id": track.track_id, "smoothed": smoothed_record(track.log_probs, labels)})
+            out.append(msgspec.structs.replace(face, track_id=track.track_id,
+                                               smoothed=smoothed_record(track.log_probs, labels)))
         matched = set(map(id, owner.values()))
         for track in self.tracks:
             if id(track) not in matched:

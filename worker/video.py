@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from moodstream.worker.detect import Face
+from moodstream.shared.record import Face, FrameResult
 from moodstream.worker.track import TrackerConfig, TrackState
 
 if TYPE_CHECKING:
-    from moodstream.worker.pipeline import FrameResult, Pipeline
+    from moodstream.worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,8 @@ class VideoAnalyzer:
         self.sources.pop(source, None)
 
     def analyze(self, frames: list[VideoFrame]) -> list[FrameResult]:
-        """One result per frame, in order, faces with ``track_id`` and ``smoothed``."""
+        """One result per frame, in order, with the frame's ``source``, ``frame`` and
+        ``timestamp_s`` set and faces with ``track_id`` and ``smoothed``."""
         states: list[_Source | None] = []
         key: list[bool] = []
         for f in frames:  # key frames first, so all of them are detected in one call
@@ -212,6 +213,7 @@ class VideoAnalyzer:
                results: list[FrameResult]) -> list[FrameResult]:
         for f, st, res in zip(frames, states, results):
             tracker = st.tracker if st is not None else TrackState(self.tracker_config)
+            res.source, res.frame, res.timestamp_s = f.source, f.frame, f.timestamp_s
             res.faces = tracker.update(f.frame if st is not None else 0, f.timestamp_s, res.faces)
         return results
 
@@ -235,18 +237,18 @@ class TrackSummary:
         self.tracks: dict[tuple[str, int], _TrackLog] = {}
         self.videos: dict[str, list[float]] = {}  # source -> frame times seen
 
-    def add(self, source: str, frame: int, timestamp_s: float | None, faces: list[dict],
+    def add(self, source: str, frame: int, timestamp_s: float | None, faces: list[Face],
             default_fps: float = 30.0) -> None:
         t = float(timestamp_s) if timestamp_s is not None else frame / default_fps
         self.videos.setdefault(source, []).append(t)
         for face in faces:
-            key = (source, int(face["track_id"]))
+            key = (source, int(face.track_id))
             log_ = self.tracks.get(key)
             if log_ is None:
-                log_ = self.tracks[key] = _TrackLog(source, key[1], label_set=tuple(face["probabilities"]))
+                log_ = self.tracks[key] = _TrackLog(source, key[1], label_set=tuple(face.probabilities))
             log_.times.append(t)
             log_.frames.append(frame)
-            log_.labels.append(face["smoothed"]["emotion"])
+            log_.labels.append(face.shown.emotion)
 
     def entries(self) -> list[dict]:
         """One dict per track per video, by source (first seen first) then track id."""

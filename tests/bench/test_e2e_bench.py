@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from moodstream.shared.record import Face
 from moodstream.trainer.bench.e2e import (CanvasSpec, canvases, feather_mask, label_metrics, make_canvas, match_face,
                                select_rows, summarize)
 from moodstream.trainer.data import load_split
@@ -71,7 +72,7 @@ def test_label_metrics_counts_a_miss_as_wrong():
 
 
 def test_match_face_picks_the_best_overlap():
-    faces = [{"box": [0, 0, 10, 10]}, {"box": [100, 100, 190, 190]}, {"box": [95, 95, 200, 200]}]
+    faces = [Face(box, 0.9) for box in ((0, 0, 10, 10), (100, 100, 190, 190), (95, 95, 200, 200))]
     assert match_face(faces, np.array([100.0, 100, 200, 200])) == (2, pytest.approx(10000 / 105 ** 2))
     assert match_face([], np.array([0.0, 0, 1, 1])) == (-1, 0.0)
 

@@ -17,7 +17,8 @@ import cv2
 import msgpack
 import numpy as np
 
-from moodstream.shared.wire import SCHEMA_VERSION, FrameJob, encode_frame, now_ms
+from moodstream.shared.record import FrameJob
+from moodstream.shared.wire import SCHEMA_VERSION, encode_frame, now_ms
 
 SIDE = 30_000
 

@@ -8,11 +8,12 @@ import json
 from click.testing import CliRunner
 
 from moodstream.producer.cli import results
-from moodstream.shared.wire import FIELD, Result, encode_result
+from moodstream.shared.record import FrameResult
+from moodstream.shared.wire import FIELD, encode_result
 
 
 def _add(client, keys, job_id: str) -> None:
-    client.xadd(keys.results, {FIELD: encode_result(Result(job_id=job_id, source="s", frame=0, worker="w"))})
+    client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=job_id, source="s", frame=0, worker="w"))})
 
 
 def test_duplicate_answers_are_printed_and_counted_once(redis_url, client, keys):

@@ -14,7 +14,8 @@ import redis
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg
 from moodstream.shared.settings import Settings
-from moodstream.shared.wire import FIELD, Result, decode_result
+from moodstream.shared.record import FrameResult
+from moodstream.shared.wire import FIELD, decode_result
 
 
 def tiny_jpeg(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
@@ -66,7 +67,7 @@ def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw)
     return RunningWorker(w, t, errors)
 
 
-def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple[list[str], list[Result]]:
+def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple[list[str], list[FrameResult]]:
     """Produce ``n`` tiny frames, serve them with one worker, read ``n`` results:
     (job ids sent, results read)."""
     from moodstream.producer.client import Producer
@@ -82,7 +83,7 @@ def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple
     return sent, got
 
 
-def all_results(client: redis.Redis, keys: Keys) -> list[Result]:
+def all_results(client: redis.Redis, keys: Keys) -> list[FrameResult]:
     return [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)]
 
 
@@ -100,7 +101,7 @@ def wait_for(predicate, timeout_s: float, poll_s: float = 0.05, what: str = "con
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def result_counts(results: list[Result], sent_ids: list[str]) -> dict:
+def result_counts(results: list[FrameResult], sent_ids: list[str]) -> dict:
     """sent / results / unique / duplicates / lost / errors, for asserting and reporting."""
     per_job = Counter(r.job_id for r in results)
     return {"sent": len(sent_ids), "results": len(results), "unique": len(per_job),

@@ -12,7 +12,8 @@ from streamkit import (all_results, dead_letters, pending_count, report, setting
                        wait_for)
 
 from moodstream.producer.client import Producer
-from moodstream.shared.wire import FIELD, SCHEMA_VERSION, FrameJob, encode_frame, now_ms
+from moodstream.shared.record import FrameJob, Raw
+from moodstream.shared.wire import FIELD, SCHEMA_VERSION, encode_frame, now_ms
 
 
 def _job(job_id: str, **payload) -> bytes:
@@ -41,7 +42,7 @@ def test_poison_messages_dead_lettered(redis_url, client, keys, checkpoint):
         (_job("p-corrupt", image=b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9"), "unreadable", "p-corrupt"),
         (_job("p-empty", image=b""), "empty", "p-empty"),  # zero image bytes
         (_job("p-big", image=big_png), "too_large", "p-big"),
-        (_job("p-bigraw", array=np.zeros((120, 120, 3), np.uint8)), "too_large", "p-bigraw"),
+        (_job("p-bigraw", raw=Raw.of(np.zeros((120, 120, 3), np.uint8))), "too_large", "p-bigraw"),
     ]
     producer = Producer(settings)
     good = []

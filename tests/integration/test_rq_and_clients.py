@@ -68,7 +68,7 @@ def test_results_reader_positions_and_filters(redis_url, client, keys, checkpoin
         assert sorted(r.job_id for r in everything) == sorted(first)
         assert [r.job_id for r in reader.read(start=FROM_START, source="cam1")] == \
             [r.job_id for r in everything if r.source == "cam1"]
-        after = list(reader.read(start=everything[2].entry_id))
+        after = list(reader.read(start=everything[2].id))
         assert [r.job_id for r in after] == [r.job_id for r in everything[3:]]
         # from now: only what arrives after the call
         gen = reader.read(start=FROM_NOW, count=2, timeout_s=30)

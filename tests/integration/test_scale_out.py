@@ -31,7 +31,7 @@ def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoi
     r = results[0]
     assert r.model_version and r.worker in per_worker and len(r.faces) == 1
     assert set(r.timings_ms) >= {"queue_wait", "decode", "detect", "classify"}
-    assert abs(sum(r.faces[0]["probabilities"].values()) - 1) < 0.01
+    assert abs(sum(r.faces[0].probabilities.values()) - 1) < 0.01
     # heartbeats are removed on a clean stop
     assert not list(client.scan_iter(keys.heartbeat_pattern))
 

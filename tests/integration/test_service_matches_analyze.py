@@ -36,6 +36,6 @@ def test_default_encoding_gives_the_answers_of_analyze(redis_url):
     assert len(got) == len(refs) == len(frames)
     for ref, want in zip(refs, expected):
         have = got[ref.frame]
-        assert [f["emotion"] for f in have.faces] == [f["emotion"] for f in want.faces], ref.frame
+        assert [f.emotion for f in have.faces] == [f.emotion for f in want.faces], ref.frame
         for a, b in zip(have.faces, want.faces):
-            assert a["box"] == b["box"]
+            assert a.box == b.box

@@ -75,30 +75,31 @@ def test_two_workers_out_of_order_give_the_tracks_analyze_gives(redis_url, clien
     for got, want in zip(tracked, expected):
         assert got.error is None and len(got.faces) == len(want["faces"]), (got.frame, got.faces)
         for g, w in zip(got.faces, want["faces"]):
-            assert g["track_id"] == w["track_id"]
-            assert g["smoothed"]["emotion"] == w["smoothed"]["emotion"]
-            assert g["emotion"] == w["emotion"]
-            assert g["box"] == pytest.approx(w["box"], abs=0.05)
-            assert list(g["smoothed"]["probabilities"].values()) == pytest.approx(
+            assert g.track_id == w["track_id"]
+            assert g.smoothed.emotion == w["smoothed"]["emotion"]
+            assert g.emotion == w["emotion"]
+            assert list(g.box) == pytest.approx(w["box"], abs=0.05)
+            assert list(g.smoothed.probabilities.values()) == pytest.approx(
                 list(w["smoothed"]["probabilities"].values()), abs=2e-3)
             n_faces += 1
     assert n_faces >= len(items)
-    assert {f["track_id"] for r in tracked for f in r.faces} == {0, 1}  # the clip: one face, a second briefly
+    assert {f.track_id for r in tracked for f in r.faces} == {0, 1}  # the clip: one face, a second briefly
 
 
 def test_stage_releases_sampled_frames_after_the_wait_and_recovers_unacked(redis_url, client, keys):
     """No workers: results written straight to the stream (every 2nd frame, shuffled). The stage
     waits for frames 1, 3... that never come, then learns the stride; a restarted stage first
     re-reads the entries it had not acked."""
-    from moodstream.shared.wire import Result, encode_result
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
 
     settings = settings_for(redis_url)
 
     def add(frame: int) -> None:
-        face = {"box": [10.0 + frame, 10.0, 50.0 + frame, 50.0], "score": 0.99, "landmarks": None,
-                "emotion": "happiness", "probabilities": {"happiness": 0.8, "neutrality": 0.2}}
-        client.xadd(keys.results, {FIELD: encode_result(Result(job_id=f"j{frame}", source="cam", frame=frame,
-                                                               worker="w", faces=[face], timestamp_s=frame / 30))})
+        face = Face((10.0 + frame, 10.0, 50.0 + frame, 50.0), 0.99, emotion="happiness",
+                    probabilities={"happiness": 0.8, "neutrality": 0.2})
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"j{frame}", source="cam", frame=frame,
+                                                                    worker="w", faces=[face], timestamp_s=frame / 30))})
 
     for f in (4, 0, 2):
         add(f)
@@ -122,5 +123,5 @@ def test_stage_releases_sampled_frames_after_the_wait_and_recovers_unacked(redis
     frames = [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)]
     assert frames == [0, 2, 4, 6, 8]
     assert client.xpending(keys.results, keys.track_group)["pending"] == 0
-    ids = [decode_result(f[FIELD]).faces[0]["track_id"] for _, f in client.xrange(keys.tracked)]
+    ids = [decode_result(f[FIELD]).faces[0].track_id for _, f in client.xrange(keys.tracked)]
     assert ids == [0, 0, 0, 0, 0]  # the restarted stage starts afresh: id 0 again for this source

@@ -20,8 +20,9 @@ from click.testing import CliRunner
 from moodstream.shared.labels import LABELS
 from moodstream.worker.analyze import analyze_cmd as analyze
 
-FRAME_KEYS = {"source", "frame", "timestamp", "width", "height", "faces", "model_version"}
-ERROR_KEYS = {"source", "frame", "error", "detail"}
+# the results stream's record without the service's fields (job_id, worker, enqueue / publish times)
+FRAME_KEYS = {"source", "frame", "timestamp_s", "size", "faces", "model_version", "timings_ms"}
+ERROR_KEYS = FRAME_KEYS | {"error"}
 
 
 def run(args: list[str], stdin: bytes | None = None):
@@ -64,13 +65,14 @@ def mixed_inputs(tmp_path, image_path) -> tuple[Path, dict[str, str | None]]:
 
 def check_frame_record(rec: dict) -> None:
     assert set(rec) == FRAME_KEYS
-    assert isinstance(rec["frame"], int) and rec["width"] > 0 and rec["height"] > 0
-    assert isinstance(rec["model_version"], str)
+    width, height = rec["size"]
+    assert isinstance(rec["frame"], int) and width > 0 and height > 0
+    assert isinstance(rec["model_version"], str) and set(rec["timings_ms"]) >= {"detect", "classify"}
     for face in rec["faces"]:
         assert set(face) - {"detector_box"} == {"box", "score", "landmarks", "emotion", "probabilities", "track_id",
                                                "smoothed"}
         x1, y1, x2, y2 = face["box"]
-        assert 0 <= x1 < x2 <= rec["width"] and 0 <= y1 < y2 <= rec["height"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
         assert tuple(face["probabilities"]) == LABELS and face["emotion"] in LABELS
         assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
 
@@ -88,10 +90,10 @@ def test_images_and_video_records(tmp_path, image_path, fixtures_dir):
     for rec in records:
         check_frame_record(rec)
     street, parade, *video = records
-    assert street["timestamp"] is None and (street["width"], street["height"]) == (640, 360)
+    assert street["timestamp_s"] is None and street["size"] == [640, 360]
     assert len(street["faces"]) >= 3 and len(parade["faces"]) >= 2
-    assert [r["timestamp"] for r in video] == pytest.approx([0.0, 4 / 29.97, 8 / 29.97], abs=1e-3)
-    assert all((r["width"], r["height"]) == (320, 180) for r in video)
+    assert [r["timestamp_s"] for r in video] == pytest.approx([0.0, 4 / 29.97, 8 / 29.97], abs=1e-3)
+    assert all(r["size"] == [320, 180] for r in video)
     assert "5 frames" in result.stderr and "frames/s" in result.stderr  # the summary
 
 
@@ -103,15 +105,15 @@ def test_bad_inputs_give_error_records_and_exit_1(mixed_inputs):
     assert "Traceback" not in result.output
     by_name = {Path(r["source"]).name: r for r in records}
     assert set(by_name) == set(expected) | {"missing.jpg"}
-    assert by_name["missing.jpg"]["error"] == "not_found"
+    assert by_name["missing.jpg"]["error"]["reason"] == "not_found"
     for name, reason in expected.items():
         rec = by_name[name]
         if reason is None:  # 16-bit, RGBA and grayscale PNGs work, converted
             check_frame_record(rec)
-            assert (rec["width"], rec["height"]) == (416, 416) and len(rec["faces"]) >= 1, name
+            assert rec["size"] == [416, 416] and len(rec["faces"]) >= 1, name
         else:
-            assert set(rec) == ERROR_KEYS and rec["error"] == reason, (name, rec)
-            assert rec["source"].endswith(name) and rec["detail"]
+            assert set(rec) == ERROR_KEYS and rec["error"]["reason"] == reason, (name, rec)
+            assert rec["source"].endswith(name) and rec["error"]["detail"] and rec["faces"] == []
     # records come in input order: sorted folder listing, then the missing file
     assert [r["source"] for r in records] == sorted(str(folder / n) for n in expected) + [missing]
     assert "7 errors" in result.stderr
@@ -138,7 +140,9 @@ def test_stdin_image(image_path):
     [rec] = records
     assert rec["source"] == "-" and len(rec["faces"]) >= 2
     result, records = run(["-"], stdin=b"")
-    assert result.exit_code == 1 and records == [{"source": "-", "frame": 0, "error": "empty", "detail": "zero bytes"}]
+    assert result.exit_code == 1 and len(records) == 1
+    assert records[0]["source"] == "-" and records[0]["frame"] == 0
+    assert records[0]["error"] == {"reason": "empty", "detail": "zero bytes"}
 
 
 def test_annotate_writes_images_and_video(tmp_path, image_path, fixtures_dir):
@@ -199,10 +203,10 @@ def test_frames_are_batched_across_inputs(tmp_path, image_path, monkeypatch):
 def test_haar_and_settings_flags(image_path):
     result, records = run([str(image_path("handshake")), "--detector", "haar", "--min-face", "30"])
     assert result.exit_code == 0
-    assert len(records[0]["faces"]) >= 1 and all(f["landmarks"] is None for f in records[0]["faces"])
+    assert len(records[0]["faces"]) >= 1 and all("landmarks" not in f for f in records[0]["faces"])  # Haar has none
     assert all(f["box"][2] - f["box"][0] >= 30 for f in records[0]["faces"])
     result, records = run([str(image_path("single")), "--max-pixels", "1000"])
-    assert result.exit_code == 1 and records[0]["error"] == "too_large"
+    assert result.exit_code == 1 and records[0]["error"]["reason"] == "too_large"
 
 
 def test_missing_checkpoint_fails_cleanly(image_path, tmp_path):
@@ -233,7 +237,7 @@ def test_installed_command_end_to_end(tmp_path, image_path):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 1, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["error"] == "empty"
+    assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["error"]["reason"] == "empty"
     assert "Traceback" not in proc.stderr and "1 errors" in proc.stderr
 
 
@@ -252,3 +256,19 @@ def test_a_folder_without_images_is_an_error_not_silence(tmp_path):
     (tmp_path / "notes" / "readme.txt").write_text("no images here")
     result = CliRunner().invoke(analyze, ["--device", "cpu", str(tmp_path / "empty"), str(tmp_path / "notes")])
     assert result.exit_code == 1 and "no images or videos" in result.output
+
+
+def test_python_api_analyze_gives_the_records_the_command_prints(image_path, tmp_path):
+    """`from moodstream import analyze`: the same typed records, one per frame, errors included."""
+    from moodstream import Settings, analyze as analyze_api
+
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    paths = [str(image_path("parade")), str(empty)]
+    records = list(analyze_api(paths, Settings(device="cpu")))
+    _, printed = run(paths)
+    def untimed(d: dict) -> dict:  # timings differ from run to run
+        return {k: v for k, v in d.items() if k != "timings_ms"}
+
+    assert [untimed(r.to_json(service=False)) for r in records] == [untimed(p) for p in printed]
+    assert len(records[0].faces) >= 2 and records[1].error.reason == "empty"

@@ -6,23 +6,24 @@ import numpy as np
 import pytest
 
 from moodstream.shared.labels import LABELS
-from moodstream.worker.pipeline import FrameResult
+from moodstream.shared.record import Face, FrameResult
 
 
-def check_face(face: dict, width: int, height: int, landmarks: bool) -> None:
-    assert set(face) - {"detector_box"} == {"box", "score", "landmarks", "emotion", "probabilities"}
-    x1, y1, x2, y2 = face["box"]
+def check_face(face: Face, width: int, height: int, landmarks: bool) -> None:
+    assert face.track_id is None and face.smoothed is None  # the pipeline does not track
+    assert all(type(v) is float for v in face.box) and type(face.score) is float  # plain numbers, not numpy
+    x1, y1, x2, y2 = face.box
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
-    assert 0.0 <= face["score"] <= 1.0
+    assert 0.0 <= face.score <= 1.0
     if landmarks:
-        assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+        assert len(face.landmarks) == 5 and all(len(p) == 2 for p in face.landmarks)
     else:
-        assert face["landmarks"] is None
-    probs = face["probabilities"]
+        assert face.landmarks is None
+    probs = face.probabilities
     assert tuple(probs) == LABELS
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
     assert all(0.0 <= p <= 1.0 for p in probs.values())
-    assert face["emotion"] == max(probs, key=probs.get)
+    assert face.emotion == max(probs, key=probs.get)
 
 
 def test_street_finds_several_faces(pipeline, street):
@@ -56,8 +57,8 @@ def test_batch_of_mixed_sizes_keeps_order_and_matches_single_calls(pipeline, ima
         [alone] = pipeline.process([frames[i]])
         assert len(alone.faces) == len(results[i].faces)
         for a, b in zip(alone.faces, results[i].faces):
-            assert a["box"] == pytest.approx(b["box"], abs=0.5)
-            assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=2e-3)
+            assert a.box == pytest.approx(b.box, abs=0.5)
+            assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=2e-3)
 
 
 def test_no_face_gives_empty_list(pipeline, no_face):
@@ -135,7 +136,7 @@ def test_injected_detector_and_checkpoint(settings, no_face):
     assert pipe.model_version == ckpt.version
     [result] = pipe.process([no_face])
     [face] = result.faces
-    assert face["box"] == [0.0, 20.0, 60.0, 100.0]  # clipped to the frame
+    assert face.box == (0.0, 20.0, 60.0, 100.0)  # clipped to the frame
     check_face(face, 320, 180, landmarks=False)
 
 
@@ -149,8 +150,8 @@ def test_cuda_matches_cpu(settings, pipeline, street):
     [on_cpu] = pipeline.process([street])
     assert len(on_gpu.faces) == len(on_cpu.faces)
     for a, b in zip(on_gpu.faces, on_cpu.faces):
-        assert a["box"] == pytest.approx(b["box"], abs=1.0)
-        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-2)
+        assert a.box == pytest.approx(b.box, abs=1.0)
+        assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=1e-2)
 
 
 def test_calibration_changes_reported_boxes_only(street):
@@ -162,8 +163,8 @@ def test_calibration_changes_reported_boxes_only(street):
     [a], [b] = on.process([street]), off.process([street])
     assert len(a.faces) == len(b.faces) >= 3
     for cal, raw in zip(a.faces, b.faces):
-        assert "detector_box" in cal and "detector_box" not in raw
-        assert cal["detector_box"] == raw["box"]
-        assert cal["box"] != raw["box"]
+        assert cal.detector_box is not None and raw.detector_box is None
+        assert cal.detector_box == raw.box
+        assert cal.box != raw.box
         # crops use the raw box either way: same emotion probabilities
-        assert cal["probabilities"] == pytest.approx(raw["probabilities"], abs=1e-5)
+        assert cal.probabilities == pytest.approx(raw.probabilities, abs=1e-5)

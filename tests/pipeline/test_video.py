@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import msgspec
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.worker.analyze import analyze_cmd as analyze
-from moodstream.worker.detect import Face
+from moodstream.shared.record import Face, Smoothed
 from moodstream.worker.video import VideoAnalyzer, VideoFrame, follow_face
 
 TRACK_KEYS = {"track_id", "smoothed"}
@@ -33,8 +34,10 @@ def run_analyze(args: list[str]):
     return result, [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
-def strip_tracks(faces: list[dict]) -> list[dict]:
-    return [{k: v for k, v in f.items() if k not in TRACK_KEYS} for f in faces]
+def strip_tracks(faces: list[dict] | list[Face]) -> list[dict]:
+    """Faces as JSON dicts without the track fields."""
+    as_dicts = [f if isinstance(f, dict) else json.loads(msgspec.json.encode(f)) for f in faces]
+    return [{k: v for k, v in f.items() if k not in TRACK_KEYS} for f in as_dicts]
 
 
 def test_detect_every_n_reproduces_every_frame_faces(pipeline, clip):
@@ -45,11 +48,11 @@ def test_detect_every_n_reproduces_every_frame_faces(pipeline, clip):
         tracked = analyzer.analyze(clip[:7]) + analyzer.analyze(clip[7:])  # state carries across calls
         found = total = agree = 0
         for ref, got in zip(every, tracked):
-            pairs = match_one_to_one(np.array([f["box"] for f in ref.faces]).reshape(-1, 4),
-                                     np.array([f["box"] for f in got.faces]).reshape(-1, 4), 0.5)
+            pairs = match_one_to_one(np.array([f.box for f in ref.faces]).reshape(-1, 4),
+                                     np.array([f.box for f in got.faces]).reshape(-1, 4), 0.5)
             total += len(ref.faces)
             found += len(pairs)
-            agree += sum(ref.faces[i]["emotion"] == got.faces[j]["emotion"] for i, j in pairs)
+            agree += sum(ref.faces[i].emotion == got.faces[j].emotion for i, j in pairs)
         # N=3 sees the small second face (frames 2-3 only) at frame 3; N=5 misses it on both
         assert found >= (0.9 * total if n == 3 else total - 2), (n, found, total)
         assert agree >= 0.6 * found, (n, agree, found)
@@ -58,7 +61,7 @@ def test_detect_every_n_reproduces_every_frame_faces(pipeline, clip):
                 assert strip_tracks(got.faces) == strip_tracks(ref.faces)
             else:
                 assert "flow" in got.timings_ms
-        ids = {f["track_id"] for r in tracked for f in r.faces}
+        ids = {f.track_id for r in tracked for f in r.faces}
         assert ids == set(range(len(ids))) and len(ids) <= 3  # small ints, no id churn on a 12-frame clip
 
 
@@ -68,7 +71,7 @@ def test_detect_every_1_gives_todays_records_plus_track_fields(pipeline, clip, f
     assert result.exit_code == 0, result.output
     assert [r["frame"] for r in records] == list(range(12))
     for rec, old in zip(records, today):
-        assert strip_tracks(rec["faces"]) == old.faces
+        assert strip_tracks(rec["faces"]) == strip_tracks(old.faces)
         for f in rec["faces"]:
             assert isinstance(f["track_id"], int) and f["smoothed"]["emotion"] in LABELS
             assert tuple(f["smoothed"]["probabilities"]) == LABELS
@@ -85,10 +88,10 @@ def test_still_images_get_ids_per_image(pipeline, street, clip):
     street_frame = VideoFrame("street.jpg", 0, None, street, False)
     out = analyzer.analyze([clip[0], street_frame, clip[1], street_frame])
     for res in (out[1], out[3]):
-        assert [f["track_id"] for f in res.faces] == list(range(len(res.faces))) and len(res.faces) >= 3
+        assert [f.track_id for f in res.faces] == list(range(len(res.faces))) and len(res.faces) >= 3
         for f in res.faces:
-            assert f["smoothed"]["emotion"] == f["emotion"]
-    assert out[0].faces[0]["track_id"] == out[2].faces[0]["track_id"] == 0
+            assert f.smoothed.emotion == f.emotion
+    assert out[0].faces[0].track_id == out[2].faces[0].track_id == 0
     assert "street.jpg" not in analyzer.sources
 
 
@@ -140,9 +143,9 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
 def test_annotate_label_shows_track_id_and_smoothed_emotion():
     from moodstream.worker.annotate import draw, face_label
 
-    f = {"box": [10, 10, 60, 70], "emotion": "surprise", "probabilities": {"surprise": 0.5, "happiness": 0.4},
-         "track_id": 3, "smoothed": {"emotion": "happiness", "probabilities": {"surprise": 0.3, "happiness": 0.62}}}
+    f = Face((10.0, 10.0, 60.0, 70.0), 0.9, emotion="surprise", probabilities={"surprise": 0.5, "happiness": 0.4},
+             track_id=3, smoothed=Smoothed("happiness", {"surprise": 0.3, "happiness": 0.62}))
     assert face_label(f) == ("happiness", "#3 happiness 62%")
-    assert face_label({k: v for k, v in f.items() if k not in TRACK_KEYS}) == ("surprise", "surprise 50%")
+    assert face_label(msgspec.structs.replace(f, track_id=None, smoothed=None)) == ("surprise", "surprise 50%")
     img = draw(np.zeros((100, 100, 3), np.uint8), [f])
     assert (img == (255, 200, 0)).all(axis=2).any()  # the happiness colour, not surprise's

@@ -9,18 +9,18 @@ from click.testing import CliRunner
 
 from moodstream.producer.cli import TablePrinter
 from moodstream.shared.table import printable
-from moodstream.shared.wire import ErrorInfo, Result
+from moodstream.shared.record import ErrorInfo, Face, FrameResult
 
 
-def _result(**kw) -> Result:
+def _result(**kw) -> FrameResult:
     base = dict(job_id="j", source="cam", frame=0, worker="w", published_at_ms=2, enqueued_at_ms=1)
     base.update(kw)
-    return Result(**base)
+    return FrameResult(**base)
 
 
 def test_non_finite_numbers_become_null_not_nan():
-    r = _result(faces=[{"box": [0, 0, 1, 1], "score": float("nan"), "emotion": "anger",
-                        "probabilities": {"anger": float("inf")}}], timestamp_s=float("nan"))
+    r = _result(faces=[Face((0.0, 0.0, 1.0, 1.0), float("nan"), emotion="anger",
+                            probabilities={"anger": float("inf")})], timestamp_s=float("nan"))
     text = json.dumps(r.to_json(), allow_nan=False)  # would raise on NaN
     back = json.loads(text)
     assert back["timestamp_s"] is None and back["faces"][0]["score"] is None

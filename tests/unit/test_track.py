@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from moodstream.producer.track_stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
 from moodstream.shared.labels import LABELS
-from moodstream.shared.wire import Result
+from moodstream.shared.record import Face, FrameResult
 from moodstream.worker.track import TrackerConfig, TrackState
 
 FPS = 30.0
@@ -23,14 +24,14 @@ def probs(top: str = "neutrality", p: float = 0.6) -> dict:
     return {label: (p if label == top else rest) for label in LABELS}
 
 
-def face(cx: float, cy: float, side: float = 40.0, top: str = "neutrality", p: float = 0.6) -> dict:
-    return {"box": [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], "score": 0.99, "landmarks": None,
-            "emotion": top, "probabilities": probs(top, p)}
+def face(cx: float, cy: float, side: float = 40.0, top: str = "neutrality", p: float = 0.6) -> Face:
+    return Face((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), 0.99, emotion=top,
+                probabilities=probs(top, p))
 
 
-def run(state: TrackState, frames: list[list[dict]], fps: float = FPS) -> list[list[int]]:
+def run(state: TrackState, frames: list[list[Face]], fps: float = FPS) -> list[list[int]]:
     """Feed frames in order; the track ids of each frame's faces."""
-    return [[f["track_id"] for f in state.update(i, i / fps, faces)] for i, faces in enumerate(frames)]
+    return [[f.track_id for f in state.update(i, i / fps, faces)] for i, faces in enumerate(frames)]
 
 
 def test_constant_motion_keeps_ids_in_order_of_appearance():
@@ -98,15 +99,15 @@ def test_smoothing_reduces_label_flips_and_keeps_raw_values():
         top, p = ("surprise", 0.45) if rng.random() < 0.3 else ("happiness", float(rng.uniform(0.4, 0.7)))
         f = face(200, 200, top=top, p=p)
         [out] = state.update(i, i / FPS, [f])
-        assert out["emotion"] == top and out["probabilities"] == f["probabilities"]  # raw kept as it was
-        assert {k: v for k, v in out.items() if k not in ("track_id", "smoothed")} == f
-        sm = out["smoothed"]
-        assert tuple(sm["probabilities"]) == LABELS and sum(sm["probabilities"].values()) == pytest.approx(1, abs=1e-3)
-        assert sm["emotion"] == max(sm["probabilities"], key=sm["probabilities"].get)
+        assert out.emotion == top and out.probabilities == f.probabilities  # raw kept as it was
+        assert msgspec.structs.replace(out, track_id=None, smoothed=None) == f
+        sm = out.smoothed
+        assert tuple(sm.probabilities) == LABELS and sum(sm.probabilities.values()) == pytest.approx(1, abs=1e-3)
+        assert sm.emotion == max(sm.probabilities, key=sm.probabilities.get)
         if prev is not None:
-            raw_flips += out["emotion"] != prev[0]
-            smooth_flips += sm["emotion"] != prev[1]
-        prev = (out["emotion"], sm["emotion"])
+            raw_flips += out.emotion != prev[0]
+            smooth_flips += sm.emotion != prev[1]
+        prev = (out.emotion, sm.emotion)
     assert raw_flips > 40 and smooth_flips <= raw_flips * 0.2, (raw_flips, smooth_flips)
     assert prev[1] == "happiness"
 
@@ -119,7 +120,7 @@ def test_smoothing_time_constant_is_in_video_seconds():
         for i in range(int(3 * fps)):
             t = i / fps
             [out] = state.update(i, t, [face(100, 100, top="happiness" if t >= 1.0 else "neutrality", p=0.7)])
-            if out["smoothed"]["emotion"] == "happiness":
+            if out.smoothed.emotion == "happiness":
                 return t
         raise AssertionError("never switched")
 
@@ -130,23 +131,23 @@ def test_smoothing_time_constant_is_in_video_seconds():
 def test_still_image_ids_and_smoothed_equal_raw():
     faces = [face(50, 50), face(150, 50, top="happiness", p=0.8), face(250, 50)]
     out = TrackState().update(0, None, faces)
-    assert [f["track_id"] for f in out] == [0, 1, 2]
+    assert [f.track_id for f in out] == [0, 1, 2]
     for f in out:
-        assert f["smoothed"]["emotion"] == f["emotion"]
-        assert f["smoothed"]["probabilities"] == pytest.approx(f["probabilities"], abs=1e-4)
+        assert f.smoothed.emotion == f.emotion
+        assert f.smoothed.probabilities == pytest.approx(f.probabilities, abs=1e-4)
 
 
 def test_no_faces_and_timestamps_missing():
     state = TrackState()
     assert state.update(0, None, []) == []
-    ids = [[f["track_id"] for f in state.update(i, None, [face(100 + i, 100)])] for i in range(1, 5)]
+    ids = [[f.track_id for f in state.update(i, None, [face(100 + i, 100)])] for i in range(1, 5)]
     assert ids == [[0]] * 4  # frame index / default_fps stands in for the time
 
 
 # --- the track stage's reorder buffer ----------------------------------------------------------
 
 def pending(frame: int, t: float) -> Pending:
-    return Pending(f"{frame}-0", Result(job_id=f"j{frame}", source="s", frame=frame, worker="w"), t)
+    return Pending(f"{frame}-0", FrameResult(job_id=f"j{frame}", source="s", frame=frame, worker="w"), t)
 
 
 def released(order: SourceOrder, now: float, wait: float = 1.0) -> list[int]:
@@ -188,11 +189,11 @@ def test_reorder_late_and_duplicate_results():
     order.add(pending(4, 3.0))
     assert order.add(pending(4, 3.0)) == "duplicate"
     faces = untracked([face(10, 10)])
-    assert faces[0]["track_id"] is None and faces[0]["smoothed"]["emotion"] == "neutrality"
+    assert faces[0].track_id is None and faces[0].smoothed.emotion == "neutrality"
 
 
 def test_track_stage_and_live_do_not_import_torch():
-    code = ("import sys, producer.track_stage, producer.live, worker.track; "
+    code = ("import sys, moodstream.producer.track_stage, moodstream.producer.live, moodstream.worker.track; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                           text=True, timeout=60)

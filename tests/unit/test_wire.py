@@ -1,4 +1,5 @@
-"""The message codec: round trips, and every malformed message named by its reason."""
+"""The records and their wire codec: round trips, the JSON forms, and every malformed
+message named by its reason."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 
 from moodstream.shared.errors import MessageError
-from moodstream.shared.wire import (SCHEMA_VERSION, ErrorInfo, FrameJob, Result, dead_letter_fields, decode_frame,
-                         decode_result, encode_frame, encode_result)
+from moodstream.shared.record import ErrorInfo, Face, FrameJob, FrameResult, Raw, Smoothed
+from moodstream.shared.wire import (SCHEMA_VERSION, dead_letter_fields, now_ms, decode_frame, decode_result, encode_frame,
+                                    encode_result)
 
 
 def _frame_map(**changes) -> dict:
@@ -22,9 +24,9 @@ def _frame_map(**changes) -> dict:
 _DROP = object()
 
 
-def _face() -> dict:
-    return {"box": [1.0, 2.0, 30.5, 40.0], "score": 0.99, "landmarks": [[5.0, 6.0]] * 5,
-            "emotion": "happiness", "probabilities": {"happiness": 0.9, "neutrality": 0.1}}
+def _face(**kw) -> Face:
+    return Face((1.0, 2.0, 30.5, 40.0), 0.99, [(5.0, 6.0)] * 5, emotion="happiness",
+                probabilities={"happiness": 0.9, "neutrality": 0.1}, **kw)
 
 
 def test_frame_roundtrip_image_bytes():
@@ -38,18 +40,29 @@ def test_frame_roundtrip_image_bytes():
 @pytest.mark.parametrize("shape", [(4, 5, 3), (4, 5)])
 def test_frame_roundtrip_raw_array(shape):
     arr = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
-    back = decode_frame(encode_frame(FrameJob("j", "s", 0, array=arr)))
+    back = decode_frame(encode_frame(FrameJob("j", "s", 0, raw=Raw.of(arr))))
     assert back.image is None and back.array.shape == shape and np.array_equal(back.array, arr)
-    assert back.enqueued_at_ms > 0  # stamped at encode time when unset
+    assert back.enqueued_at_ms > 0  # stamped when the job was made
 
 
-def test_encode_rejects_both_or_neither_payload_and_bad_arrays():
+def test_a_job_carries_exactly_one_payload_and_raw_arrays_are_checked():
     with pytest.raises(ValueError):
-        encode_frame(FrameJob("j", "s", 0))
+        FrameJob("j", "s", 0)
     with pytest.raises(ValueError):
-        encode_frame(FrameJob("j", "s", 0, image=b"x", array=np.zeros((2, 2), np.uint8)))
+        FrameJob("j", "s", 0, image=b"x", raw=Raw.of(np.zeros((2, 2), np.uint8)))
     with pytest.raises(ValueError):
-        encode_frame(FrameJob("j", "s", 0, array=np.zeros((2, 2, 4), np.uint8)))
+        Raw.of(np.zeros((2, 2, 4), np.uint8))
+    with pytest.raises(ValueError):
+        Raw.of(np.zeros((2, 2), np.float32))
+
+
+def test_missing_enqueue_time_counts_from_decoding():
+    job = decode_frame(msgpack.packb(_frame_map(enqueued_at_ms=_DROP)))
+    assert abs(job.enqueued_at_ms - now_ms()) < 5_000
+
+
+def test_empty_reply_to_names_no_stream():
+    assert decode_frame(msgpack.packb(_frame_map(reply_to=""))).reply_to is None
 
 
 def test_never_pickle():
@@ -67,12 +80,14 @@ def test_never_pickle():
     (msgpack.packb([1, 2]), "not_msgpack"),
     ("a str", "not_msgpack"),
     (msgpack.packb(_frame_map(v=_DROP)), "schema_version"),
-    (msgpack.packb(_frame_map(v=2)), "schema_version"),
+    (msgpack.packb(_frame_map(v=1)), "schema_version"),  # the untyped maps before records
+    (msgpack.packb(_frame_map(v=True)), "schema_version"),
     (msgpack.packb(_frame_map(kind="result")), "bad_field"),
     (msgpack.packb(_frame_map(job_id=_DROP)), "missing_field"),
     (msgpack.packb(_frame_map(source=_DROP)), "missing_field"),
-    (msgpack.packb(_frame_map(enqueued_at_ms=_DROP)), "missing_field"),
-    (msgpack.packb(_frame_map(image=_DROP)), "missing_field"),
+    (msgpack.packb(_frame_map(enqueued_at_ms=-5)), "bad_field"),
+    (msgpack.packb(_frame_map(options=[1])), "bad_field"),
+    (msgpack.packb(_frame_map(image=_DROP)), "bad_field"),  # neither image nor raw
     (msgpack.packb(_frame_map(job_id="")), "bad_field"),
     (msgpack.packb(_frame_map(frame="7")), "bad_field"),
     (msgpack.packb(_frame_map(frame=True)), "bad_field"),
@@ -84,7 +99,7 @@ def test_never_pickle():
      "bad_field"),
     (msgpack.packb(_frame_map(image=_DROP, raw={"shape": [1, 1, 4], "dtype": "uint8", "data": b"abcd"})),
      "bad_field"),
-    (msgpack.packb(_frame_map(image=_DROP, raw={"shape": [1, 3], "data": b"abc"})), "missing_field"),
+    (msgpack.packb(_frame_map(image=_DROP, raw={"shape": [1, 3], "dtype": "uint8"})), "missing_field"),
 ])
 def test_decode_frame_reasons(raw, reason):
     with pytest.raises(MessageError) as exc:
@@ -92,33 +107,64 @@ def test_decode_frame_reasons(raw, reason):
     assert exc.value.reason == reason
 
 
+def _result(**kw) -> FrameResult:
+    base = dict(job_id="j1", source="a.jpg", frame=0, worker="w1", faces=[_face()], size=(64, 48),
+                model_version="m1", timings_ms={"queue_wait": 3.0, "decode": 1.25, "detect": 10.0, "classify": 2.0},
+                enqueued_at_ms=100, published_at_ms=150)
+    return FrameResult(**{**base, **kw})
+
+
 def test_result_roundtrip_and_json():
-    r = Result("j1", "a.jpg", 0, "w1", faces=[_face()], size=(64, 48), model_version="m1",
-               timings_ms={"queue_wait": 3, "decode": 1.25, "detect": 10.0, "classify": 2.0},
-               enqueued_at_ms=100, published_at_ms=150)
+    r = _result(faces=[_face(track_id=3, smoothed=Smoothed("happiness", {"happiness": 0.8, "neutrality": 0.2})),
+                       _face(detector_box=(0.0, 1.0, 2.0, 3.0))])
     back = decode_result(encode_result(r))
     assert back == r
     d = back.to_json()
     assert d["job_id"] == "j1" and d["faces"][0]["emotion"] == "happiness" and d["error"] is None
-    assert "v" not in d and "id" not in d
-    back.entry_id = "1-0"
-    assert back.to_json()["id"] == "1-0"
+    assert d["faces"][0]["track_id"] == 3 and d["faces"][0]["smoothed"]["emotion"] == "happiness"
+    assert "detector_box" not in d["faces"][0] and d["faces"][1]["detector_box"] == [0.0, 1.0, 2.0, 3.0]
+    assert "v" not in d and "kind" not in d and "id" not in d
+    back.id = "1-0"
+    assert list(back.to_json())[0] == "id" and back.to_json()["id"] == "1-0"
+
+
+def test_analyze_form_leaves_out_the_service_fields():
+    """`analyze` prints the same record without what only the service knows; `error`
+    appears only on failure, as the analyze contract says."""
+    d = FrameResult(source="a.jpg", frame=2, size=(64, 48), faces=[_face()], model_version="m1").to_json(service=False)
+    assert set(d) == {"source", "frame", "timestamp_s", "size", "faces", "model_version", "timings_ms"}
+    failed = FrameResult(source="b.jpg", error=ErrorInfo("unreadable", "not an image")).to_json(service=False)
+    assert failed["error"] == {"reason": "unreadable", "detail": "not an image"} and failed["faces"] == []
 
 
 def test_error_result_roundtrip():
-    r = Result("j2", "b.jpg", 0, "w1", error=ErrorInfo("truncated", "ends early"), published_at_ms=5)
+    r = _result(faces=[], size=None, error=ErrorInfo("truncated", "ends early"), published_at_ms=5)
     back = decode_result(encode_result(r))
     assert not back.ok and back.error == ErrorInfo("truncated", "ends early") and back.faces == []
+
+
+def test_numpy_numbers_in_a_record_encode_as_plain_numbers():
+    r = _result(faces=[Face(tuple(np.float32([1, 2, 3, 4])), np.float32(0.5), emotion="anger",
+                            probabilities={"anger": np.float64(1.0)})], size=(np.int64(4), np.int64(3)))
+    back = decode_result(encode_result(r))
+    assert back.faces[0].box == (1.0, 2.0, 3.0, 4.0) and back.size == (4, 3)
+
+
+def test_a_result_face_must_be_classified():
+    with pytest.raises(ValueError):
+        _result(faces=[Face((1.0, 2.0, 3.0, 4.0), 0.9)])
 
 
 @pytest.mark.parametrize("face", [
     {"box": [1, 2, 3], "score": 1.0, "emotion": "x", "probabilities": {}},
     {"box": [1, 2, 3, 4], "score": "high", "emotion": "x", "probabilities": {}},
     {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "x", "probabilities": [0.5]},
+    {"box": [1, 2, 3, 4], "score": 1.0},  # a detector's face, never classified
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "x", "probabilities": {}, "track_id": "7"},
     "not a map",
 ])
 def test_decode_result_rejects_bad_faces(face):
-    m = msgpack.unpackb(encode_result(Result("j", "s", 0, "w", published_at_ms=1)))
+    m = msgpack.unpackb(encode_result(_result(faces=[])))
     m["faces"] = [face]
     with pytest.raises(MessageError) as exc:
         decode_result(msgpack.packb(m))
@@ -129,6 +175,17 @@ def test_frame_is_not_a_result():
     with pytest.raises(MessageError) as exc:
         decode_result(encode_frame(FrameJob("j", "s", 0, image=b"x")))
     assert exc.value.reason == "bad_field"
+
+
+def test_msgpack_nested_too_deep_is_not_msgpack():
+    """Arrays nested 200,000 deep in a free-form field: msgspec raises RecursionError,
+    which must become a reason, not escape."""
+    body = msgpack.packb(_frame_map())
+    deep = b"\x81" + msgpack.packb("x") + b"\x91" * 200_000 + b"\xc0"
+    raw = bytes([body[0] + 1]) + body[1:] + msgpack.packb("deep") + deep  # one more key in the top map
+    with pytest.raises(MessageError) as exc:
+        decode_frame(raw)
+    assert exc.value.reason == "not_msgpack"
 
 
 def test_dead_letter_fields_are_plain():

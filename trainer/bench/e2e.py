@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
-
-from moodstream.shared.settings import DETECTORS
 import cv2
 import numpy as np
 
 from moodstream.shared.labels import LABELS, NUM_CLASSES
+from moodstream.shared.record import Face
+from moodstream.shared.settings import DETECTORS
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +129,13 @@ def label_metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
             "recall_per_class": recalls}
 
 
-def match_face(faces: list[dict], true_box: np.ndarray) -> tuple[int, float]:
+def match_face(faces: list[Face], true_box: np.ndarray) -> tuple[int, float]:
     """Index of the detection overlapping ``true_box`` most, and that IoU (-1, 0.0 if none)."""
     from moodstream.shared.boxes import box_iou
 
     if not faces:
         return -1, 0.0
-    iou = box_iou(np.array([f["box"] for f in faces]), true_box[None])[:, 0]  # one truth: the best overlap
+    iou = box_iou(np.array([f.box for f in faces]), true_box[None])[:, 0]  # one truth: the best overlap
     best = int(iou.argmax())
     return best, float(iou[best])
 
@@ -249,7 +249,7 @@ def e2e_cmd(data_dir, split, limit, seed, detector, checkpoint, device, batch_si
             best, iou = match_face(res.faces, box)
             ious[i] = iou
             if best >= 0 and iou >= MATCH_IOU:
-                e2e_pred[i] = LABELS.index(res.faces[best]["emotion"])
+                e2e_pred[i] = LABELS.index(res.faces[best].emotion)
         probs = true_box_classifier.predict(frames, [box[None].astype(np.float32) for _, box in batch])
         true_box_pred[start:start + len(batch)] = probs.argmax(1)
         bar.update(len(batch))

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import click
+import msgspec
 import numpy as np
 
 from moodstream.shared.boxes import box_iou, greedy_match
@@ -147,15 +148,15 @@ def run_detector(det, images: list[WiderImage]) -> tuple[list[list], list[float]
 def write_detections(path: Path, geometry: str, runs: dict) -> None:
     doc = {"geometry": geometry, "detectors": {
         name: {"settings": r["settings"], "ms": [round(v, 2) for v in r["ms"]],
-               "images": {img: [f.to_dict() for f in faces] for img, faces in zip(r["names"], r["detections"])}}
+               "images": dict(zip(r["names"], r["detections"]))}
         for name, r in runs.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
+    path.write_bytes(msgspec.json.encode(doc, enc_hook=lambda o: o.item()))  # numpy scalars: .item()
 
 
 def read_detections(path: Path, geometry: str, images: list[WiderImage], detectors: list[str]) -> dict:
     from moodstream.shared.errors import DataError
-    from moodstream.worker.detect import Face
+    from moodstream.shared.record import Face
 
     doc = json.loads(path.read_text())
     if doc.get("geometry") != geometry:
@@ -168,8 +169,10 @@ def read_detections(path: Path, geometry: str, images: list[WiderImage], detecto
         missing = [img.name for img in images if img.name not in d["images"]]
         if missing:
             raise DataError(f"{path} lacks {name} detections for {len(missing)} images, e.g. {missing[0]}")
-        dets = [[Face(tuple(f["box"]), f["score"], None if f["landmarks"] is None
-                      else [tuple(p) for p in f["landmarks"]]) for f in d["images"][img.name]] for img in images]
+        try:
+            dets = [msgspec.convert(d["images"][img.name], list[Face]) for img in images]
+        except msgspec.ValidationError as exc:
+            raise DataError(f"{path}: {name} detections are malformed: {exc}") from None
         by_name = dict(zip(d["images"], d["ms"]))
         runs[name] = {"settings": d["settings"], "detections": dets, "ms": [by_name[i.name] for i in images],
                       "names": [i.name for i in images]}

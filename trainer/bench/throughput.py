@@ -38,9 +38,9 @@ from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face
+from moodstream.shared.record import Face, FrameResult
 from moodstream.worker.mtcnn_reference import MTCNNDetector
-from moodstream.worker.pipeline import FrameResult, Pipeline, resolve_threads
+from moodstream.worker.pipeline import Pipeline, resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def _from_results(results: list[FrameResult], labels: tuple[str, ...]) -> tuple[
     faces, probs = [], []
     for r in results:
         # detector parity is about the raw boxes, before any WIDER-style calibration
-        faces.append([Face(tuple(f.get("detector_box", f["box"])), f["score"], f["landmarks"]) for f in r.faces])
-        probs.append(np.asarray([[f["probabilities"][label] for label in labels] for f in r.faces],
+        faces.append([Face(f.detector_box or f.box, f.score, f.landmarks) for f in r.faces])
+        probs.append(np.asarray([[f.probabilities[label] for label in labels] for f in r.faces],
                                 dtype=np.float32).reshape(-1, len(labels)))
     return faces, probs
 

@@ -49,6 +49,7 @@ from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
+from moodstream.shared.record import Face
 from moodstream.trainer.bench.e2e import CanvasSpec, feather_mask, noise_background
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,10 @@ def mot_counts(frames: list[tuple[list[tuple[int, np.ndarray]], list[tuple[int, 
             "track_ids_per_face": {str(k): sorted(v) for k, v in sorted(ids_per_face.items())}}
 
 
-def oracle_faces(truth: list[tuple[int, np.ndarray]]) -> list[dict]:
-    """True boxes as pipeline-like records (the tracker only needs box and probabilities)."""
+def oracle_faces(truth: list[tuple[int, np.ndarray]]) -> list[Face]:
+    """True boxes as classified faces (the tracker only needs box and probabilities)."""
     p = {label: 1 / len(LABELS) for label in LABELS}
-    return [{"box": box.tolist(), "score": 1.0, "emotion": LABELS[0], "probabilities": p} for _, box in truth]
+    return [Face(tuple(box.tolist()), 1.0, emotion=LABELS[0], probabilities=p) for _, box in truth]
 
 
 def run_clip(clip: Clip, faces: list[np.ndarray], pipeline, seed: int) -> dict:
@@ -199,11 +200,11 @@ def run_clip(clip: Clip, faces: list[np.ndarray], pipeline, seed: int) -> dict:
         results += analyzer.analyze([VideoFrame(clip.name, k + i, (k + i) / FPS, img, True)
                                      for i, (img, _) in enumerate(rendered[k:k + 16])])
     elapsed = time.perf_counter() - started
-    pipe = [(truth, [(f["track_id"], np.array(f["box"])) for f in r.faces]) for (_, truth), r in zip(rendered, results)]
+    pipe = [(truth, [(f.track_id, np.array(f.box)) for f in r.faces]) for (_, truth), r in zip(rendered, results)]
     oracle_state, oracle = TrackState(), []
     for i, (_, truth) in enumerate(rendered):
         tracked = oracle_state.update(i, i / FPS, oracle_faces(truth))
-        oracle.append((truth, [(f["track_id"], np.array(f["box"])) for f in tracked]))
+        oracle.append((truth, [(f.track_id, np.array(f.box)) for f in tracked]))
     out = {"clip": clip.name, "note": clip.note, "frames": len(rendered), "faces": len(clip.paths),
            "target_max_id_switches": clip.target_switches,
            "pipeline": mot_counts(pipe), "oracle_boxes": mot_counts(oracle),
@@ -272,26 +273,26 @@ def tracking_cmd(data_dir, seed, device, out, md_path):
 
 # --- detect-every-N on real videos -------------------------------------------------------------------
 
-def reproduction(ref: list[list[dict]], got: list[list[dict]]) -> dict:
+def reproduction(ref: list[list[Face]], got: list[list[Face]]) -> dict:
     """Share of ``ref``'s faces that ``got`` has on the same frame (IoU >= 0.5, one-to-one) and
     top-emotion agreement on those pairs."""
     total = found = agree = 0
     for a, b in zip(ref, got):
-        pairs = match_one_to_one(np.array([f["box"] for f in a]).reshape(-1, 4),
-                                 np.array([f["box"] for f in b]).reshape(-1, 4), MATCH_IOU)
+        pairs = match_one_to_one(np.array([f.box for f in a]).reshape(-1, 4),
+                                 np.array([f.box for f in b]).reshape(-1, 4), MATCH_IOU)
         total += len(a)
         found += len(pairs)
-        agree += sum(a[i]["emotion"] == b[j]["emotion"] for i, j in pairs)
+        agree += sum(a[i].emotion == b[j].emotion for i, j in pairs)
     return {"reference_faces": total, "reproduced": round(found / total, 4) if total else None,
             "top_emotion_agreement": round(agree / found, 4) if found else None}
 
 
-def flicker(frames: list[tuple[float, list[dict]]]) -> dict:
+def flicker(frames: list[tuple[float, list[Face]]]) -> dict:
     """Label changes per track-second between consecutive faces of each track, raw and smoothed."""
     tracks: dict[int, list[tuple[float, str, str]]] = {}
     for t, faces in frames:
         for f in faces:
-            tracks.setdefault(f["track_id"], []).append((t, f["emotion"], f["smoothed"]["emotion"]))
+            tracks.setdefault(f.track_id, []).append((t, f.emotion, f.shown.emotion))
     seconds = sum(obs[-1][0] - obs[0][0] for obs in tracks.values())
     raw = sum(a[1] != b[1] for obs in tracks.values() for a, b in zip(obs, obs[1:]))
     smooth = sum(a[2] != b[2] for obs in tracks.values() for a, b in zip(obs, obs[1:]))
