@@ -29,7 +29,7 @@ from moodstream.shared.errors import BadInputError, ConfigError, MoodstreamError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, group_backlog
+from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, group_backlog, is_fatal
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
 
@@ -222,12 +222,15 @@ class Producer:
         return buf.tobytes()
 
     def _call(self, fn):
-        """Run a Redis call, retrying connection errors with capped backoff for ``retry_for_s``."""
+        """Run a Redis call, retrying connection errors with capped backoff for ``retry_for_s``;
+        a refused password or ACL (:func:`is_fatal`) is a ConfigError at once."""
         backoff, deadline = Backoff(), time.monotonic() + self.retry_for_s
         while True:
             try:
                 return fn()
             except TRANSIENT as exc:
+                if is_fatal(exc):  # a refused password or ACL: retrying cannot help
+                    raise ConfigError(describe_fatal(exc, self.settings.redis_url)) from None
                 if time.monotonic() > deadline:
                     raise MoodstreamError(f"producer: Redis unreachable for {self.retry_for_s:.0f}s: {exc}") from exc
                 delay = backoff.next_delay_s()

@@ -153,3 +153,26 @@ def test_cli_error_hides_the_password(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode != 0 and "notaport" in out.stderr  # it did get to the URL
     assert password not in out.stdout + out.stderr
+
+
+def test_producer_stops_at_once_when_its_password_is_revoked(password_user):
+    """A refused password is not a network blip: the producer says so in one error at once,
+    as the worker and the results reader do, instead of retrying for `retry_for_s`."""
+    import time
+
+    from moodstream.producer.client import Producer
+    from moodstream.shared.errors import ConfigError
+
+    url, password = password_user
+    producer = Producer(settings_for(url), retry_for_s=30)
+    producer.submit_image(tiny_jpeg(0), source="revoke")
+    user = url.split("://", 1)[1].split(":", 1)[0]
+    with redis.Redis.from_url(url) as conn:
+        conn.acl_setuser(user, enabled=True, passwords=[f"-{password}", "+another-one"], keys=["*"],
+                         channels=["*"], commands=["+@all"])
+        conn.client_kill_filter(_type="normal", skipme=False)  # its next call must authenticate again
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        producer.submit_image(tiny_jpeg(1), source="revoke")
+    assert time.monotonic() - started < 5
+    assert "refused" in str(err.value) and password not in str(err.value)
