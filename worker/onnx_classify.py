@@ -109,7 +109,7 @@ class OnnxEmotionClassifier:
     """``emotion.onnx`` in an ONNX Runtime session, plus the crop framing of
     the detector whose boxes it will receive. Same interface as
     :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
-    :meth:`describe`, ``labels``, and ``version`` (the checkpoint's)."""
+    ``labels``, and ``version`` (the checkpoint's)."""
 
     def __init__(self, path: str | Path | None = None, framing: Framing = FRAMING["mtcnn"],
                  flip_tta: bool | None = None, threads: int = 1):
@@ -161,11 +161,6 @@ class OnnxEmotionClassifier:
             p = p * self.class_weights
             p = p / p.sum(axis=1, keepdims=True)
         return p
-
-    def describe(self, probs: np.ndarray) -> dict:
-        """One face's probabilities ``(8,)`` -> ``{"emotion", "probabilities"}``."""
-        return {"emotion": self.labels[int(probs.argmax())],
-                "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, probs)}}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,6 +9,9 @@ Each step reproduces facenet-pytorch 2.5.3's ``detect_face`` (the reference,
    ``i`` averages input pixels ``[floor(i*L/n), ceil((i+1)*L/n))`` (windows
    overlap when ``L/n`` is not whole, so it is not OpenCV's INTER_AREA). The
    window sums are read from the frame's integer summed-area table, exact.
+   PNet runs on each scale in horizontal strips (:func:`pnet_strips`): it is
+   fully convolutional, so a strip of input rows that holds the whole 12-row
+   window of each of its output rows gives exactly those rows of the output.
 2. Candidates: PNet cells scoring >= thresholds[0], NMS (IoU 0.5) within each
    scale, then (IoU 0.7) across scales, PNet box regression, squared (``rerec``).
 3. RNet on 24x24 and ONet on 48x48 area-resized crops of all candidates (crops
@@ -20,12 +23,29 @@ Candidates keep facenet's order through every stage (NMS keeps descending
 score, ties in input order), because ONet scores often tie at exactly 1.0 and
 then the order decides which box the last NMS keeps.
 
-On a CPU, work in cache-sized pieces is faster than one big batch, so frames
-are detected one at a time and the crops go through RNet / ONet in chunks of
-:data:`RNET_CHUNK` / :data:`ONET_CHUNK` (measured on a 2-core EPYC, one thread:
-RNet 47 us a crop in runs of 64 against 66 us in runs of 1024, ONet 275-290 us
-in runs of 8-16 against 350 us in runs of 128 and more; PNet on 8 frames at
-once is no faster per frame than on one, and slower at 360p).
+Speed (measured on a 2-core EPYC with AVX-512, one thread). The nets run close
+to the core's peak, so what is left to win is memory traffic:
+
+* PNet costs ~60 ns per input pixel in runs of 20-100k pixels but ~80 ns on a
+  whole 1080p scale (650 x 1150), whose activations spill out of the caches:
+  in strips of about :data:`PNET_STRIP_PIXELS` the pyramid of a 1080p frame
+  takes ~95 instead of ~115 ms, although neighbouring strips share 10 input
+  rows. For the same reason, packing all scales into one canvas for a single
+  run is slower, not faster (a larger input costs more per pixel, and the
+  ~20 us per run it would save does not show).
+* The summed-area table keeps the three channels of a pixel side by side
+  (``(H+1, W+1, 3)``), so the three gathers of a crop corner share a cache line
+  (crops ~25% faster than from three planes); the pyramid is resized in row
+  chunks of about :data:`RESIZE_PIXELS` table pixels, whose temporaries stay in
+  cache.
+* Only single-threaded OpenCV calls (``cv2.integral``): the thread budget is
+  ONNX Runtime's, and ``cvtColor``, ``merge``, ``remap`` and ``resize`` run on
+  OpenCV's own thread pool.
+* Frames are detected one at a time and the crops go through RNet / ONet in
+  chunks of :data:`RNET_CHUNK` / :data:`ONET_CHUNK` (RNet 47 us a crop in runs
+  of 32-64 against 66 us in runs of 1024, ONet 280-300 us in runs of 4-16
+  against 350 us in runs of 128 and more; PNet on 8 frames at once is no faster
+  per frame than on one).
 """
 
 from __future__ import annotations
@@ -44,6 +64,8 @@ log = logging.getLogger(__name__)
 
 PNET_CELL = 12  # PNet's receptive field in pixels
 PNET_STRIDE = 2
+PNET_STRIP_PIXELS = 60_000  # PNet input pixels per run, about (see the module docstring)
+RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
 RNET_CHUNK = 64  # crops per RNet run (see the module docstring)
 ONET_CHUNK = 16  # crops per ONet run
 
@@ -65,15 +87,11 @@ def pyramid_scales(height: int, width: int, min_face_px: float, factor: float) -
 
 
 def integral_image(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, H+1, W+1) summed-area tables, channels first, zero
-    first row and column: int32 while the frame's total fits (up to ~8.4 Mpx),
-    else float64 (exact to 2**53)."""
-    h, w, c = frame.shape
-    depth, dtype = (cv2.CV_32S, np.int32) if h * w * 255 < 2**31 else (cv2.CV_64F, np.float64)
-    table = np.empty((c, h + 1, w + 1), dtype=dtype)
-    for k, plane in enumerate(cv2.split(frame)):
-        table[k] = cv2.integral(plane, sdepth=depth)
-    return table
+    """(H, W, 3) uint8 -> (H+1, W+1, 3) summed-area table, zero first row and
+    column, the channels of a pixel side by side: int32 while the frame's total
+    fits (up to ~8.4 Mpx), else float64 (exact to 2**53)."""
+    h, w = frame.shape[:2]
+    return cv2.integral(frame, sdepth=cv2.CV_32S if h * w * 255 < 2**31 else cv2.CV_64F)
 
 
 def window_edges(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,38 +106,79 @@ def window_edges(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.n
 
 
 def area_resize(table: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """The frame of a summed-area table ``(3, H+1, W+1)`` area-resized to
-    ``(1, 3, out_h, out_w)`` float32: ``interpolate(frame, (out_h, out_w), mode="area")``."""
-    h, w = table.shape[1] - 1, table.shape[2] - 1
-    (r0,), (r1,) = window_edges(np.zeros(1), np.array([h]), out_h)
-    (c0,), (c1,) = window_edges(np.zeros(1), np.array([w]), out_w)
-    # the indices are in range: mode="wrap" only skips numpy's bounds check
-    rows = np.take(table, r1, axis=1, mode="wrap") - np.take(table, r0, axis=1, mode="wrap")  # (3, out_h, W+1)
-    sums = (np.take(rows, c1, axis=2, mode="wrap") - np.take(rows, c0, axis=2, mode="wrap")).astype(np.float32)
-    sums /= ((r1 - r0)[:, None] * (c1 - c0)[None, :]).astype(np.float32)
-    return sums[None]
+    """The frame of a summed-area table ``(H+1, W+1, 3)`` area-resized to
+    ``(1, 3, out_h, out_w)`` float32: ``interpolate(frame, (out_h, out_w), mode="area")``.
+
+    Separable: the rows of each output row's window first (two whole table
+    rows), then each output pixel's columns from those, in chunks of rows."""
+    hp, wp, c = table.shape
+    (r0,), (r1,) = window_edges(np.zeros(1), np.array([hp - 1]), out_h)
+    (c0,), (c1,) = window_edges(np.zeros(1), np.array([wp - 1]), out_w)
+    widths = (c1 - c0).astype(np.float32)
+    out = np.empty((1, c, out_h, out_w), np.float32)
+    step = max(1, RESIZE_PIXELS // wp)
+    for i in range(0, out_h, step):
+        rows = slice(i, i + step)
+        # the indices are in range: mode="wrap" only skips numpy's bounds check
+        band = np.take(table, r1[rows], axis=0, mode="wrap")
+        band -= np.take(table, r0[rows], axis=0, mode="wrap")  # (rows, W+1, 3): window sums of each column prefix
+        band = band.reshape(len(band), -1)
+        area = np.multiply.outer((r1[rows] - r0[rows]).astype(np.float32), widths)
+        for k in range(c):
+            sums = np.take(band, c1 * c + k, axis=1, mode="wrap")
+            sums -= np.take(band, c0 * c + k, axis=1, mode="wrap")
+            np.divide(sums, area, out=out[0, k, rows], casting="unsafe", dtype=np.float32)
+    return out
+
+
+def pnet_cells(length: int) -> int:
+    """PNet's outputs along an input side of ``length`` pixels (3x3 conv, 2x2
+    stride-2 max pool with ceil_mode, two 3x3 convs): ``ceil((length - 2) / 2) - 4``."""
+    return (length - 1) // 2 - 4
+
+
+def pnet_strips(height: int, cells: int) -> list[tuple[int, int, int]]:
+    """Horizontal strips of an input ``height`` rows high that give PNet's
+    output rows in runs of at most ``cells`` (balanced): ``(start, stop,
+    first)``, input rows ``[start, stop)`` give output rows from ``first`` on.
+
+    Output row ``y`` sees input rows ``[2y, 2y + 12)``, so a strip starting on
+    an even row gives exactly the rows whose windows it holds. The last strip
+    ends with the input: there an odd height leaves a last output row whose
+    max-pool window is cut short (ceil_mode), as it is on the whole input."""
+    total = pnet_cells(height)
+    if total <= 0:
+        return []
+    per = -(-total // -(-total // cells))  # the fewest runs, as even as they divide
+    return [(PNET_STRIDE * first,
+             height if first + per >= total else PNET_STRIDE * (first + per) + PNET_CELL - PNET_STRIDE,
+             first)
+            for first in range(0, total, per)]
 
 
 def area_crops(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
                size: int) -> np.ndarray:
     """Crops ``[y0, y1) x [x0, x1)`` (0-based, non-empty, inside the frame) of
-    the frame of a summed-area table ``(3, H+1, W+1)``, area-resized to
+    the frame of a summed-area table ``(H+1, W+1, 3)``, area-resized to
     ``size`` x ``size``: (N, 3, size, size) float32, facenet's crop +
     ``interpolate(mode="area")``, for all N boxes at once."""
-    c, hp, wp = table.shape
-    flat = table.reshape(-1)
+    hp, wp, c = table.shape
     ys0, ys1 = window_edges(y0, y1 - y0, size)  # (N, size)
     xs0, xs1 = window_edges(x0, x1 - x0, size)
-    plane = np.arange(c)[None, :, None] * hp  # (1, 3, 1)
-    rows0, rows1 = [(plane + ys[:, None, :]) * wp for ys in (ys0, ys1)]  # (N, 3, size)
-
-    def corner(rows: np.ndarray, xs: np.ndarray) -> np.ndarray:  # -> (N, 3, size, size)
-        # the indices are in range: "wrap" only skips numpy's bounds check (2x faster than indexing)
-        return np.take(flat, rows[:, :, :, None] + xs[:, None, None, :], mode="wrap")
-
-    sums = (corner(rows1, xs1) - corner(rows0, xs1) - corner(rows1, xs0) + corner(rows0, xs0)).astype(np.float32)
-    sums /= ((ys1 - ys0)[:, None, :, None] * (xs1 - xs0)[:, None, None, :]).astype(np.float32)
-    return sums
+    # flat offsets of channel 0 at the four corners of every output pixel's window: (N, size, size) each
+    corners = [(ys * (wp * c))[:, :, None] + xs[:, None, :] * c for ys in (ys1, ys0) for xs in (xs1, xs0)]
+    area = (ys1 - ys0).astype(np.float32)[:, :, None] * (xs1 - xs0).astype(np.float32)[:, None, :]
+    flat = table.reshape(-1)
+    out = np.empty((len(x0), c, size, size), np.float32)
+    for k in range(c):
+        # channel k is at offset k; the indices are in range: "wrap" only skips numpy's bounds
+        # check (2x faster than indexing)
+        sums, bottom_left, top_right, top_left = (np.take(flat[k:], i, mode="wrap") for i in corners)
+        sums -= bottom_left
+        sums -= top_right
+        sums += top_left
+        np.divide(sums, area, out=out[:, k], casting="unsafe", dtype=np.float32)
+    return out
 
 
 def normalise(pixels: np.ndarray) -> np.ndarray:
@@ -260,22 +319,22 @@ class OnnxMTCNNDetector:
             return []
         boxes, points = self._stage3(table, boxes, h, w)
         keep = boxes[:, 4] >= self.face_score_min
-        return [Face(tuple(box[:4]), box[4], [tuple(p) for p in pts])
-                for box, pts in zip(boxes[keep].tolist(), points[keep].tolist())]
+        return [Face((float(x1), float(y1), float(x2), float(y2)), float(score),
+                     [(float(x), float(y)) for x, y in pts])
+                for (x1, y1, x2, y2, score), pts in zip(boxes[keep].tolist(), points[keep].tolist())]
 
     def _stage1(self, table: np.ndarray, h: int, w: int) -> np.ndarray:
         """PNet over the pyramid -> squared candidate boxes, best first."""
         cands, levels, regs = [], [], []
         for level, scale in enumerate(pyramid_scales(h, w, self.min_face_px, self.factor)):
-            pixels = normalise(area_resize(table, int(h * scale + 1), int(w * scale + 1)))
-            reg, prob = self.pnet.run(None, {"input": pixels})  # (1, 4, h', w'), (1, 2, h', w')
-            y, x = np.nonzero(prob[0, 1] >= self.thresholds[0])  # row-major, as torch's nonzero
+            reg, prob = self._pnet(table, h, w, scale)
+            y, x = np.nonzero(prob >= self.thresholds[0])  # row-major, as torch's nonzero
             cell = np.stack([x, y], axis=1).astype(np.float32)
             scale32 = np.float32(scale)
             q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
             q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
-            cands.append(np.concatenate([q1, q2, prob[0, 1, y, x][:, None]], axis=1))
-            regs.append(reg[0, :, y, x])  # (n, 4)
+            cands.append(np.concatenate([q1, q2, prob[y, x][:, None]], axis=1))
+            regs.append(reg[:, y, x].T)  # (n, 4)
             levels.append(np.full(len(y), level))
         boxes, level, reg = np.concatenate(cands), np.concatenate(levels), np.concatenate(regs)
         # NMS within each scale; facenet then lists the survivors scale by scale
@@ -287,6 +346,23 @@ class OnnxMTCNNDetector:
         regh = boxes[:, 3] - boxes[:, 1]
         boxes[:, :4] += reg * np.stack([regw, regh, regw, regh], axis=1)  # PNet regression: sides without +1
         return rerec(boxes)
+
+    def _pnet(self, table: np.ndarray, h: int, w: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """PNet on the frame area-resized by ``scale``, run strip by strip
+        (:func:`pnet_strips`): box regression ``(4, h', w')`` and face
+        probability ``(h', w')`` of the whole scale."""
+        out_h, out_w = int(h * scale + 1), int(w * scale + 1)
+        pixels = normalise(area_resize(table, out_h, out_w))
+        prob = np.empty((pnet_cells(out_h), pnet_cells(out_w)), np.float32)
+        reg = np.empty((4, *prob.shape), np.float32)
+        per_run = max(1, (PNET_STRIP_PIXELS // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
+        for start, stop, first in pnet_strips(out_h, per_run):
+            strip = np.ascontiguousarray(pixels[:, :, start:stop])
+            strip_reg, strip_prob = self.pnet.run(None, {"input": strip})  # (1, 4, rows, w'), (1, 2, rows, w')
+            rows = slice(first, first + strip_prob.shape[2])
+            prob[rows] = strip_prob[0, 1]
+            reg[:, rows] = strip_reg[0]
+        return reg, prob
 
     def _refine(self, table: np.ndarray, boxes: np.ndarray, h: int, w: int,
                 size: int) -> tuple[np.ndarray, list[np.ndarray]]:

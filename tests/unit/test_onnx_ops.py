@@ -14,8 +14,10 @@ from torchvision.ops import nms as tv_nms
 
 from moodstream.shared.boxes import box_iou, match_one_to_one
 from moodstream.worker import mtcnn_ops
-from moodstream.worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, pad_boxes, pyramid_scales,
-                               rerec)
+from moodstream.worker import onnx_mtcnn
+from moodstream.worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, normalise, pad_boxes,
+                                          pnet_cells, pnet_strips, pyramid_scales, rerec)
+from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
 
 
 def random_boxes(rng: np.random.Generator, n: int, span: float = 200.0) -> np.ndarray:
@@ -103,10 +105,12 @@ def test_pyramid_scales_are_the_torch_paths(h, w, minsize):
     assert pyramid_scales(h, w, minsize, 0.709) == mtcnn_ops.pyramid_scales(h, w, minsize, 0.709)
 
 
-def test_area_resize_and_crops_equal_interpolate_area():
+@pytest.mark.parametrize("resize_pixels", [64_000, 100, 1])  # one chunk; chunks of one or a few rows
+def test_area_resize_and_crops_equal_interpolate_area(monkeypatch, resize_pixels):
+    monkeypatch.setattr(onnx_mtcnn, "RESIZE_PIXELS", resize_pixels)
     frame = np.random.default_rng(6).integers(0, 256, (61, 83, 3), dtype=np.uint8)
     table = integral_image(frame)
-    assert table.dtype == np.int32 and table.shape == (3, 62, 84)
+    assert table.dtype == np.int32 and table.shape == (62, 84, 3)
     img = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
     for size in [(37, 50), (61, 83), (13, 9), (70, 90)]:  # down, same, tiny, up
         np.testing.assert_allclose(area_resize(table, *size), interpolate(img, size=size, mode="area").numpy(),
@@ -122,9 +126,40 @@ def test_area_resize_and_crops_equal_interpolate_area():
 
 def test_integral_image_is_exact_and_widens_for_huge_frames():
     white = np.full((5, 4, 3), 255, np.uint8)
-    assert integral_image(white)[:, -1, -1].tolist() == [5 * 4 * 255] * 3
+    assert integral_image(white)[-1, -1].tolist() == [5 * 4 * 255] * 3
     huge = integral_image(np.full((3000, 3000, 3), 255, np.uint8))  # 2.3e9 does not fit int32
-    assert huge.dtype == np.float64 and huge[0, -1, -1] == 3000 * 3000 * 255
+    assert huge.dtype == np.float64 and huge[-1, -1, 0] == 3000 * 3000 * 255
+    x = np.array([2990])
+    np.testing.assert_array_equal(area_crops(huge, x, x, x + 10, x + 10, 24), np.full((1, 3, 24, 24), 255.0))
+
+
+@pytest.mark.parametrize("height", [12, 13, 40, 97, 217])
+@pytest.mark.parametrize("cells", [1, 7, 30, 1000])
+def test_pnet_strips_cover_the_output_rows_once(height, cells):
+    strips = pnet_strips(height, cells)
+    firsts = [first for _, _, first in strips]
+    ends = [first + pnet_cells(stop - start) for start, stop, first in strips]
+    assert firsts[0] == 0 and ends == firsts[1:] + [pnet_cells(height)]  # back to back, to the last row
+    assert all(start == 2 * first and 0 < pnet_cells(stop - start) <= cells for start, stop, first in strips)
+    assert strips[-1][1] == height and len(strips) == -(-pnet_cells(height) // cells)
+    assert pnet_strips(10, cells) == []  # too small for one output
+
+
+@pytest.fixture(scope="module")
+def pnet():
+    return open_session(ONNX_DIR / MTCNN_FILES["pnet"])
+
+
+@pytest.mark.parametrize("shape", [(75, 131), (76, 130), (12, 12), (13, 40), (217, 385)])  # odd sizes: ceil_mode pools
+def test_pnet_in_strips_is_pnet_on_the_whole_image(pnet, shape):
+    pixels = normalise(np.random.default_rng(sum(shape)).uniform(0, 255, (1, 3, *shape)).astype(np.float32))
+    reg, prob = pnet.run(None, {"input": pixels})
+    assert prob.shape[2:] == (pnet_cells(shape[0]), pnet_cells(shape[1]))
+    for cells in (1, 5, 16):
+        parts = [pnet.run(None, {"input": np.ascontiguousarray(pixels[:, :, start:stop])})
+                 for start, stop, _ in pnet_strips(shape[0], cells)]
+        for whole, strips in zip((reg, prob), zip(*parts)):
+            np.testing.assert_allclose(np.concatenate(strips, axis=2), whole, rtol=0, atol=1e-6)
 
 
 def test_face_crops_are_worker_crops():
