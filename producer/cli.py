@@ -16,7 +16,7 @@ import sys
 import click
 
 from moodstream.options import setting_option
-from moodstream.producer.client import ENCODINGS
+from moodstream.producer.client import DEFAULT_ENCODING, ENCODINGS
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
@@ -38,7 +38,7 @@ def _notice(msg: str) -> None:
               help="Videos: keep every Nth frame.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
-@click.option("--encode", "encoding", type=click.Choice(ENCODINGS), default="png",
+@click.option("--encode", "encoding", type=click.Choice(ENCODINGS), default=DEFAULT_ENCODING,
               show_default=True, help="How video frames travel (image files are sent as they are): png is lossless "
                                       "(the service answers as analyze does), jpeg ~5x smaller but lossy, raw "
                                       "uncompressed.")

@@ -36,9 +36,26 @@ from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
 log = logging.getLogger(__name__)
 
 ENCODINGS = ("png", "jpeg", "webp", "raw")
+DEFAULT_ENCODING = "png"
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
-# `analyze` (62/62 top emotions on samples/hamilton_clip.mp4, against 58/62 for JPEG q95 and 53/62 for
-# WebP q90); its cost is size: ~127 KiB a 640x360 frame vs 24 KiB as JPEG q90 (7.8 vs 0.5 ms to encode).
+# `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
+# (bytes, encode time, faces and top emotions kept): `moodstream bench encoding`, docs/results/encoding_cpu.md.
+
+
+def encode_pixels(rgb: np.ndarray, encoding: str, jpeg_quality: int = 90) -> bytes:
+    """An RGB uint8 frame as the bytes ``encoding`` (png, jpeg or webp) sends; raw
+    frames travel as arrays (:class:`Raw`) and have no bytes here."""
+    if encoding == "jpeg":
+        return encode_jpeg(rgb, jpeg_quality)
+    if encoding not in ("png", "webp"):
+        raise ConfigError(f"encode_pixels: {encoding!r} has no byte encoding (png, jpeg, webp)")
+    # png level 1 with zlib's default strategy: 35% smaller than OpenCV's default RLE, as fast
+    ext, params = ((".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if encoding == "png"
+                   else (".webp", [cv2.IMWRITE_WEBP_QUALITY, 90]))
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise BadInputError("unsupported", f"cannot {encoding}-encode this frame")
+    return buf.tobytes()
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ class ProducerStats:
 
 
 class Producer:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = "png",
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = DEFAULT_ENCODING,
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
                  notice: Callable[[str], None] | None = None):
         if encoding not in ENCODINGS:
@@ -107,7 +124,7 @@ class Producer:
                      reply_to: str | None = None, options: dict | None = None) -> JobRef:
         """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``."""
         pixels = {"raw": Raw.of(np.asarray(rgb, dtype=np.uint8))} if self.encoding == "raw" \
-            else {"image": self._encode(rgb)}
+            else {"image": encode_pixels(rgb, self.encoding, self.jpeg_quality)}
         return self.submit(FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s,
                                     reply_to=reply_to, options=options or {}, **pixels))
 
@@ -209,17 +226,6 @@ class Producer:
         return self._call(drop)
 
     # --- helpers ------------------------------------------------------------------
-
-    def _encode(self, rgb: np.ndarray) -> bytes:
-        if self.encoding == "jpeg":
-            return encode_jpeg(rgb, self.jpeg_quality)
-        # png level 1 with zlib's default strategy: 35% smaller than OpenCV's default RLE, as fast
-        ext, params = ((".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if self.encoding == "png"
-                       else (".webp", [cv2.IMWRITE_WEBP_QUALITY, 90]))
-        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise BadInputError("unsupported", f"cannot {self.encoding}-encode this frame")
-        return buf.tobytes()
 
     def _call(self, fn):
         """Run a Redis call, retrying connection errors with capped backoff for ``retry_for_s``;

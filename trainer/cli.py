@@ -171,6 +171,7 @@ BENCHES = {
     "tracking": ("moodstream.trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),
     "video": ("moodstream.trainer.bench.tracking:video_cmd", "Detect-every-N on videos: frames/s, faces kept, flicker."),
     "scaling": ("moodstream.trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
+    "encoding": ("moodstream.trainer.bench.encoding:encoding_cmd", "Bytes, time and answers kept for each frame encoding of produce."),
 }
 
 

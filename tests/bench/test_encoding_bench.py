@@ -1,0 +1,44 @@
+"""``moodstream bench encoding`` on a few frames of the sample clip: lossless
+encodings give analyze's answers, and the report says what each costs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from moodstream.producer.client import ENCODINGS, encode_pixels
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.media import decode_pixels
+from moodstream.trainer.cli import bench
+
+
+def test_png_is_lossless_and_raw_has_no_bytes():
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    assert np.array_equal(decode_pixels(encode_pixels(rgb, "png"), None, 10**6), rgb)
+    assert not np.array_equal(decode_pixels(encode_pixels(rgb, "jpeg"), None, 10**6), rgb)
+    with pytest.raises(ConfigError, match="no byte encoding"):
+        encode_pixels(rgb, "raw")
+
+
+def test_report_on_the_sample_clip(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "encoding.json"
+    res = CliRunner().invoke(bench, ["encoding", "--max-frames", "6", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["default"] == "png" and report["backend"] == "onnx"
+    (video,) = report["videos"]
+    assert video["video"] == "hamilton_clip.mp4" and video["frames"] == 6 and video["frame_size"] == [640, 360]
+    rows = video["encodings"]
+    assert list(rows) == list(ENCODINGS)
+    for lossless in ("png", "raw"):  # the service answers as analyze does
+        r = rows[lossless]
+        assert r["faces_ref"] >= 6 and r["same_answer_rate"] == r["box_match_rate"] == 1.0, (lossless, r)
+    assert rows["raw"]["vs_raw"] == 1.0 and rows["raw"]["kib_per_frame"] == 675.0  # 640 x 360 x 3 bytes
+    assert rows["jpeg"]["kib_per_frame"] < rows["png"]["kib_per_frame"] < rows["raw"]["kib_per_frame"]
+    assert all(0.0 <= r["same_answer_rate"] <= 1.0 for r in rows.values())
+    md = out.with_suffix(".md").read_text()
+    assert "| **png** (default) |" in md and "| jpeg |" in md

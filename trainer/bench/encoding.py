@@ -1,0 +1,164 @@
+"""``moodstream bench encoding``: what each way of sending video frames costs.
+
+``moodstream produce`` sends video frames as png (the default: lossless),
+jpeg (quality 90), webp (quality 90) or raw arrays (``--encode``). For each
+video, the frames are run through the default worker pipeline as they are
+(what ``analyze`` sees), then encoded each way, decoded by the worker's one
+decode step (:func:`shared.media.decode_pixels`) and run again. Reported per
+encoding: bytes a frame (and against raw), encode and decode milliseconds a
+frame, and how many of ``analyze``'s faces come back (IoU >= 0.5, one-to-one:
+:func:`shared.boxes.match_one_to_one`), with their box (IoU >= 0.95) and with
+the same top emotion.
+
+Torch-free on CPU (the default pipeline there is ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+import moodstream
+from moodstream.producer.client import DEFAULT_ENCODING, ENCODINGS, encode_pixels
+from moodstream.shared.boxes import box_iou, match_one_to_one
+from moodstream.shared.errors import DataError
+from moodstream.shared.media import decode_pixels, iter_video
+from moodstream.shared.record import FrameResult
+from moodstream.shared.settings import Settings
+
+DEFAULT_VIDEO = Path(moodstream.__file__).resolve().parent / "samples" / "hamilton_clip.mp4"
+FOUND_IOU = 0.5  # the same face
+MATCH_IOU = 0.95  # the same box, as in bench throughput
+NOTES = [
+    "analyze runs the pipeline on the decoded video frames; the service runs it on what the worker decodes "
+    "from the wire. Only a lossless encoding (png, raw) gives the service analyze's answers frame for frame.",
+    "found: analyze's faces (score >= face_score_min) that come back as the same face (IoU >= 0.5, "
+    "one-to-one); box within: of analyze's faces, those whose box comes back at IoU >= 0.95; same emotion: "
+    "found faces with the same top emotion; same answer: found with the same top emotion, over analyze's faces.",
+    "encode: producer side, once a frame (cv2.imencode; png at compression level 1). decode: worker side "
+    "(cv2.imdecode and the colour conversion). raw sends the array itself (msgpack bytes, no codec).",
+]
+
+
+def run_pipeline(pipeline, frames: list[np.ndarray], batch: int) -> list[FrameResult]:
+    out: list[FrameResult] = []
+    for i in range(0, len(frames), batch):
+        out.extend(pipeline.process(frames[i:i + batch]))
+    return out
+
+
+def through(frames: list[np.ndarray], encoding: str, max_pixels: int) -> tuple[list[np.ndarray], list[int], float, float]:
+    """``frames`` sent as ``encoding`` and decoded as the worker decodes them:
+    (decoded frames, bytes per frame, encode ms per frame, decode ms per frame)."""
+    decoded, sizes, enc_s, dec_s = [], [], 0.0, 0.0
+    for rgb in frames:
+        t0 = time.perf_counter()
+        data = None if encoding == "raw" else encode_pixels(rgb, encoding)
+        t1 = time.perf_counter()
+        img = decode_pixels(data, rgb if data is None else None, max_pixels)
+        t2 = time.perf_counter()
+        enc_s, dec_s = enc_s + t1 - t0, dec_s + t2 - t1
+        sizes.append(rgb.nbytes if data is None else len(data))
+        decoded.append(img)
+    n = max(1, len(frames))
+    return decoded, sizes, 1000 * enc_s / n, 1000 * dec_s / n
+
+
+def compare(ref: list[FrameResult], got: list[FrameResult], score_min: float) -> dict:
+    """How many of ``ref``'s faces ``got`` gives back: the same face (IoU >= 0.5,
+    one-to-one), its box at IoU >= 0.95, and its top emotion."""
+    n_ref = found = tight = same = 0
+    for a, b in zip(ref, got, strict=True):
+        fa = [f for f in a.faces if f.score >= score_min]
+        fb = [f for f in b.faces if f.score >= score_min]
+        n_ref += len(fa)
+        if not fa or not fb:
+            continue
+        boxes_a = np.array([f.box for f in fa], dtype=np.float64).reshape(-1, 4)
+        boxes_b = np.array([f.box for f in fb], dtype=np.float64).reshape(-1, 4)
+        iou = box_iou(boxes_a, boxes_b)
+        pairs = match_one_to_one(boxes_a, boxes_b, FOUND_IOU)
+        found += len(pairs)
+        tight += int(sum(iou[i, j] >= MATCH_IOU for i, j in pairs))
+        same += int(sum(fa[i].emotion == fb[j].emotion for i, j in pairs))
+    rate = (lambda k, n: round(k / n, 4) if n else 1.0)
+    return {"faces_ref": n_ref, "faces_found": found, "boxes_within": tight, "same_emotion": same,
+            "found_rate": rate(found, n_ref), "box_match_rate": rate(tight, n_ref),
+            "emotion_agreement": rate(same, found), "same_answer_rate": rate(same, n_ref)}
+
+
+def measure(pipeline, settings: Settings, video: Path, max_frames: int | None, every_n: int) -> dict:
+    frames = [item.decoded(settings.max_pixels) for item in iter_video(str(video), every_n, None, max_frames)]
+    if not frames:
+        raise DataError(f"{video}: no decodable frames")
+    ref = run_pipeline(pipeline, frames, settings.batch_max)
+    raw_bytes = frames[0].nbytes
+    rows = {}
+    with click.progressbar(ENCODINGS, label=f"{video.name}: encodings", file=sys.stderr) as bar:
+        for enc in bar:
+            decoded, sizes, enc_ms, dec_ms = through(frames, enc, settings.max_pixels)
+            got = run_pipeline(pipeline, decoded, settings.batch_max)
+            kib = float(np.mean(sizes)) / 1024
+            rows[enc] = {"kib_per_frame": round(kib, 1), "vs_raw": round(kib * 1024 / raw_bytes, 4),
+                         "encode_ms": round(enc_ms, 2), "decode_ms": round(dec_ms, 2),
+                         **compare(ref, got, settings.face_score_min)}
+    return {"video": video.name, "frames": len(frames), "frame_size": [frames[0].shape[1], frames[0].shape[0]],
+            "every_n": every_n, "encodings": rows}
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Frame encodings: what each costs", "",
+             f"Command: `{report['command']}`", "",
+             f"Pipeline: the default worker pipeline, backend **{report['backend']}** on {report['device']}; "
+             f"{report['machine']}.", ""]
+    for v in report["videos"]:
+        w, h = v["frame_size"]
+        lines += [f"## {v['video']} ({w}x{h}, {v['frames']} frames)", "",
+                  "| encoding | KiB a frame | of raw | encode ms | decode ms | found | box within 0.95 "
+                  "| same emotion | same answer |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for enc, r in v["encodings"].items():
+            name = f"**{enc}** (default)" if enc == report["default"] else enc
+            lines.append(f"| {name} | {r['kib_per_frame']:.1f} | {100 * r['vs_raw']:.1f}% | {r['encode_ms']:.2f} "
+                         f"| {r['decode_ms']:.2f} | {r['faces_found']}/{r['faces_ref']} | {r['boxes_within']}/{r['faces_ref']} "
+                         f"| {r['same_emotion']}/{r['faces_found']} | {100 * r['same_answer_rate']:.1f}% |")
+        lines.append("")
+    lines += [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+@click.command("encoding")
+@click.option("--video", "videos", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A video (repeatable). Default: the bundled sample clip.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="At most this many frames of each video.")
+@click.option("--every-n", type=click.IntRange(min=1), default=1, show_default=True, help="Keep every Nth frame.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the JSON here, and the table beside it (.md).")
+def encoding_cmd(videos, max_frames, every_n, device, as_json, out):
+    """Bytes, encode/decode time and answers kept for each way `produce --encode`
+    sends video frames, against the frames as analyze sees them."""
+    from moodstream.worker.pipeline import Pipeline
+
+    settings = Settings.from_env(env={}, device=device)  # the defaults users get
+    pipeline = Pipeline(settings, worker=True)
+    report = {"command": "moodstream " + shlex.join(sys.argv[1:]),
+              "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+                         f"Python {platform.python_version()}",
+              "device": str(pipeline.device), "backend": pipeline.backend, "default": DEFAULT_ENCODING,
+              "found_iou": FOUND_IOU, "match_iou": MATCH_IOU, "notes": NOTES,
+              "videos": [measure(pipeline, settings, v, max_frames, every_n) for v in (videos or (DEFAULT_VIDEO,))]}
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(report))
+    click.echo(json.dumps(report) if as_json else markdown(report))
