@@ -138,7 +138,7 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
                     t_sub = time.perf_counter()
                     ref = producer.submit_image(data, source=label, frame=i)
                     (r,) = _read(reader, start, {ref.job_id}, timeout_s)
-                    start = r.entry_id
+                    start = r.id  # the results-stream id: the next read starts after it
                     rtt.append((time.perf_counter() - t_sub) * 1000)
                     _collect(r, e2e, parts)
             else:
