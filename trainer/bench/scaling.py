@@ -244,7 +244,7 @@ def run_step(url: str, n_workers: int, threads: int, frames: list[bytes], rate: 
         "saturated": s_stop["backlog"] > batch_max,
         "lag_at_stop": s_stop["lag"],
         "backlog_at_stop": s_stop["backlog"],
-        "max_lag": max((x["lag"] or 0) for x in series),
+        "max_lag": max((x["lag"] for x in series if x["lag"] is not None), default=None),  # None: Redis < 7
         "max_backlog": max(x["backlog"] for x in series),
         "drained": drained_ms is not None,
         "time_to_drain_s": round((drained_ms - stop_ms) / 1000, 2) if drained_ms is not None else None,
@@ -270,7 +270,7 @@ def markdown(report: dict) -> str:
         "# Scaling: workers vs throughput and consumer-group lag (CPU)",
         "",
         f"{m['cores']} cores ({m['processor'] or m['machine']}), load average before {m['loadavg_before']}, "
-        f"after {m['loadavg_after']}; video {Path(report['video']).name} {report['frame_size'][0]}x"
+        f"after {m['loadavg_after']}; Redis {m.get('redis')} (KEDA's lag needs 7.0 or later); video {Path(report['video']).name} {report['frame_size'][0]}x"
         f"{report['frame_size'][1]}, offered {report['rate_fps']} frames/s for {report['seconds']} s per step, "
         f"batch_max {report['batch_max']}.",
         "",
@@ -284,13 +284,18 @@ def markdown(report: dict) -> str:
         eff = "-" if s["efficiency"] is None else f"{s['efficiency']:.2f}"
         drain = f"{s['time_to_drain_s']:.1f}" if s["drained"] else "not drained"
         lines.append(f"| {s['workers']} | {s['threads_per_worker']} | {s['offered_fps']:g} | {s['throughput_fps']:.2f} "
-                     f"| {eff} | {'yes' if s['saturated'] else 'no'} | {s['lag_at_stop']} / {s['max_lag']} "
+                     f"| {eff} | {'yes' if s['saturated'] else 'no'} | {_lag(s['lag_at_stop'])} / {_lag(s['max_lag'])} "
                      f"| {s['max_backlog']} | {drain} | {s['served']} / {s['sent']} |")
     lines += ["", "Lag drain (backlog every ~2 s from the producer's start; `|` marks the producer's stop):", ""]
     for s in report["steps"]:
         lines.append(f"- {s['workers']} worker(s): {_curve(s)}")
     lines += [""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _lag(lag: int | None) -> str:
+    """KEDA's lag for the table; Redis before 7.0 has no lag field, nor after XDEL/trims."""
+    return "n/a" if lag is None else str(lag)
 
 
 def _curve(step: dict, every_s: float = 2.0) -> str:
@@ -344,6 +349,7 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
     load_before = [round(x, 2) for x in os.getloadavg()]
     steps = []
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory(prefix="moodstream-scaling-") as log_dir:
+        redis_version = as_str(redis.Redis.from_url(server.url).info("server").get("redis_version"))
         for n in worker_counts:
             threads = max(1, cores // n) if thread_rule == "split" else None
             click.echo(f"scaling: {n} worker(s), {threads or _default_threads()} thread(s) each, {rate:g} frames/s "
@@ -357,7 +363,7 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
         "command": "moodstream bench " + shlex.join(sys.argv[sys.argv.index("scaling"):])
         if "scaling" in sys.argv else "moodstream bench scaling",
         "machine": {"cores": cores, "machine": platform.machine(), "processor": platform.processor(),
-                    "python": platform.python_version(), "loadavg_before": load_before,
+                    "python": platform.python_version(), "redis": redis_version, "loadavg_before": load_before,
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "video": str(video), "frame_size": list(size), "rate_fps": rate, "seconds": seconds,
         "sample_s": sample_s, "batch_max": batch_max, "device": "cpu",
