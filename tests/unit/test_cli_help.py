@@ -35,3 +35,15 @@ def test_top_level_help_lists_every_command():
 def test_unknown_command_is_a_usage_error():
     res = CliRunner().invoke(cli, ["analyse"])
     assert res.exit_code == 2 and "No such command" in res.output
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m moodstream` is the command (deploy/gpu/*.sh run it that way, uninstalled)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "moodstream", "--version"], cwd=repo, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "moodstream, version" in out.stdout, out.stdout + out.stderr
