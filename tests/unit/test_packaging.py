@@ -37,6 +37,23 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def test_sdist_builds_the_same_wheel(wheel, tmp_path):
+    """pip falls back to the sdist where no wheel fits: the parts are links in the
+    tree, so the sdist must carry their files, and a wheel built from it must hold
+    exactly what the wheel built from the tree holds."""
+    src = wheel.parent / "src"
+    build = f"from setuptools import build_meta as b; b.build_sdist({str(tmp_path)!r})"
+    proc = subprocess.run([sys.executable, "-c", build], cwd=src, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sdist,) = tmp_path.glob("moodstream-*.tar.gz")
+    out = tmp_path / "from_sdist"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(sdist), "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rebuilt,) = out.glob("moodstream-*.whl")
+    assert set(zipfile.ZipFile(rebuilt).namelist()) == set(zipfile.ZipFile(wheel).namelist())
+
+
 def test_wheel_ships_weights_calibration_and_samples(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("moodstream/shared/weights/emotion.pt", "moodstream/worker/data/box_calibration.json",

@@ -55,7 +55,8 @@ def run_pipeline(pipeline, frames: list[np.ndarray], batch: int) -> list[FrameRe
     return out
 
 
-def through(frames: list[np.ndarray], encoding: str, max_pixels: int) -> tuple[list[np.ndarray], list[int], float, float]:
+def through(frames: list[np.ndarray], encoding: str,
+            max_pixels: int) -> tuple[list[np.ndarray], list[int], float, float]:
     """``frames`` sent as ``encoding`` and decoded as the worker decodes them:
     (decoded frames, bytes per frame, encode ms per frame, decode ms per frame)."""
     decoded, sizes, enc_s, dec_s = [], [], 0.0, 0.0
@@ -128,7 +129,8 @@ def markdown(report: dict) -> str:
         for enc, r in v["encodings"].items():
             name = f"**{enc}** (default)" if enc == report["default"] else enc
             lines.append(f"| {name} | {r['kib_per_frame']:.1f} | {100 * r['vs_raw']:.1f}% | {r['encode_ms']:.2f} "
-                         f"| {r['decode_ms']:.2f} | {r['faces_found']}/{r['faces_ref']} | {r['boxes_within']}/{r['faces_ref']} "
+                         f"| {r['decode_ms']:.2f} | {r['faces_found']}/{r['faces_ref']} "
+                         f"| {r['boxes_within']}/{r['faces_ref']} "
                          f"| {r['same_emotion']}/{r['faces_found']} | {100 * r['same_answer_rate']:.1f}% |")
         lines.append("")
     lines += [f"- {n}" for n in report["notes"]]

@@ -270,7 +270,8 @@ def markdown(report: dict) -> str:
         "# Scaling: workers vs throughput and consumer-group lag (CPU)",
         "",
         f"{m['cores']} cores ({m['processor'] or m['machine']}), load average before {m['loadavg_before']}, "
-        f"after {m['loadavg_after']}; Redis {m.get('redis')} (KEDA's lag needs 7.0 or later); video {Path(report['video']).name} {report['frame_size'][0]}x"
+        f"after {m['loadavg_after']}; Redis {m.get('redis')} (KEDA's lag needs 7.0 or later); "
+        f"video {Path(report['video']).name} {report['frame_size'][0]}x"
         f"{report['frame_size'][1]}, offered {report['rate_fps']} frames/s for {report['seconds']} s per step, "
         f"batch_max {report['batch_max']}.",
         "",
