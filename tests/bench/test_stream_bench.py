@@ -30,3 +30,6 @@ def test_one_onnx_worker_both_phases(tmp_path):
     assert {"decode", "detect", "classify"} <= set(run["throughput"]["stage_ms_mean"])
     assert run["worker_peak_rss_mib"] > 0
     assert "onnx" in res.output and "frames/s" in res.output
+    md = out.with_suffix(".md").read_text()
+    assert "| onnx | throughput | 6 |" in md and "| onnx | closed_loop | 3 |" in md
+    assert report["command"].startswith("moodstream ")

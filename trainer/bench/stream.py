@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -105,9 +106,11 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
         report["onnx_vs_torch_frames_per_s"] = round(runs["onnx"]["throughput"]["frames_per_s"]
                                                      / runs["torch"]["throughput"]["frames_per_s"], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["command"] = "moodstream " + shlex.join(sys.argv[1:])
     out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
     _print_table(report)
-    click.echo(f"wrote {out}", err=True)
+    click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
 
 
 def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_frames: int, warmup: int,
@@ -210,6 +213,36 @@ def _collect(r, e2e: list[float], parts: dict) -> None:
     e2e.append(float(r.published_at_ms - r.enqueued_at_ms))
     for k, v in r.timings_ms.items():
         parts.setdefault(k, []).append(v)
+
+
+def markdown(rep: dict) -> str:
+    """The report as a markdown table (written beside the JSON)."""
+    w, h = rep["frame_size"]
+    lines = ["# Through Redis: frames in the stream to results in the stream", "",
+             f"Command: `{rep['command']}`", "",
+             f"{Path(rep['video']).name} {w}x{h}, device {rep['device']}, detector {rep['detector']}, "
+             f"batch_max {rep['batch_max']}, batch_wait_ms {rep['batch_wait_ms']}; frames {rep['encoding']}; "
+             f"{rep['workers']}.", "",
+             "| backend | phase | frames | frames/s | e2e ms p50 / p99 | round trip ms p50 / p99 | worker peak RSS MiB "
+             "| stage means (ms) |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for backend, run in rep["runs"].items():
+        for name in ("throughput", "closed_loop"):
+            p = run[name]
+            if p is None:
+                continue
+            rtt = f"{p['round_trip_ms']['p50']:.1f} / {p['round_trip_ms']['p99']:.1f}" if p["round_trip_ms"] else "-"
+            rss = "-" if run["worker_peak_rss_mib"] is None else f"{run['worker_peak_rss_mib']:.0f}"
+            stages = ", ".join(f"{k} {v}" for k, v in p["stage_ms_mean"].items())
+            lines.append(f"| {backend} | {name} | {p['frames']} | {p['frames_per_s']:.2f} "
+                         f"| {p['latency_ms']['p50']:.1f} / {p['latency_ms']['p99']:.1f} | {rtt} | {rss} | {stages} |")
+    if "onnx_vs_torch_frames_per_s" in rep:
+        lines += ["", f"ONNX worker / torch worker, frames/s (throughput phase): "
+                      f"**{rep['onnx_vs_torch_frames_per_s']:.2f}x**"]
+    lines += ["", "- throughput: all frames enqueued at once; closed loop: one frame at a time, each submitted "
+                  "after the previous result arrived (round trip = submit to result read).",
+              "- e2e: enqueued_at_ms (the producer stamps it) to published_at_ms (the worker) of each result; one machine here, so one clock."]
+    return "\n".join(lines) + "\n"
 
 
 def _print_table(rep: dict) -> None:
