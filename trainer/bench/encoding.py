@@ -28,7 +28,7 @@ import numpy as np
 
 import moodstream
 from moodstream.producer.client import DEFAULT_ENCODING, ENCODINGS, encode_pixels
-from moodstream.shared.boxes import box_iou, match_one_to_one
+from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.media import decode_pixels, iter_video
 from moodstream.shared.record import FrameResult
@@ -40,7 +40,7 @@ MATCH_IOU = 0.95  # the same box, as in bench throughput
 NOTES = [
     "analyze runs the pipeline on the decoded video frames; the service runs it on what the worker decodes "
     "from the wire. Only a lossless encoding (png, raw) gives the service analyze's answers frame for frame.",
-    "found: analyze's faces (score >= face_score_min) that come back as the same face (IoU >= 0.5, "
+    "found: analyze's faces (those scoring >= face_score_min) that come back as the same face (IoU >= 0.5, "
     "one-to-one); box within: of analyze's faces, those whose box comes back at IoU >= 0.95; same emotion: "
     "found faces with the same top emotion; same answer: found with the same top emotion, over analyze's faces.",
     "encode: producer side, once a frame (cv2.imencode; png at compression level 1). decode: worker side "
@@ -73,23 +73,21 @@ def through(frames: list[np.ndarray], encoding: str,
     return decoded, sizes, 1000 * enc_s / n, 1000 * dec_s / n
 
 
-def compare(ref: list[FrameResult], got: list[FrameResult], score_min: float) -> dict:
+def compare(ref: list[FrameResult], got: list[FrameResult]) -> dict:
     """How many of ``ref``'s faces ``got`` gives back: the same face (IoU >= 0.5,
-    one-to-one), its box at IoU >= 0.95, and its top emotion."""
+    one-to-one), its box at IoU >= 0.95, and its top emotion. The detectors
+    already drop faces under ``face_score_min``; a greedy matching at 0.95 is
+    the one at 0.5 cut at 0.95 (:func:`shared.boxes.greedy_match`)."""
     n_ref = found = tight = same = 0
     for a, b in zip(ref, got, strict=True):
-        fa = [f for f in a.faces if f.score >= score_min]
-        fb = [f for f in b.faces if f.score >= score_min]
-        n_ref += len(fa)
-        if not fa or not fb:
+        n_ref += len(a.faces)
+        if not a.faces or not b.faces:
             continue
-        boxes_a = np.array([f.box for f in fa], dtype=np.float64).reshape(-1, 4)
-        boxes_b = np.array([f.box for f in fb], dtype=np.float64).reshape(-1, 4)
-        iou = box_iou(boxes_a, boxes_b)
+        boxes_a, boxes_b = [f.box for f in a.faces], [f.box for f in b.faces]
         pairs = match_one_to_one(boxes_a, boxes_b, FOUND_IOU)
         found += len(pairs)
-        tight += int(sum(iou[i, j] >= MATCH_IOU for i, j in pairs))
-        same += int(sum(fa[i].emotion == fb[j].emotion for i, j in pairs))
+        tight += len(match_one_to_one(boxes_a, boxes_b, MATCH_IOU))
+        same += sum(a.faces[i].emotion == b.faces[j].emotion for i, j in pairs)
     rate = (lambda k, n: round(k / n, 4) if n else 1.0)
     return {"faces_ref": n_ref, "faces_found": found, "boxes_within": tight, "same_emotion": same,
             "found_rate": rate(found, n_ref), "box_match_rate": rate(tight, n_ref),
@@ -110,7 +108,7 @@ def measure(pipeline, settings: Settings, video: Path, max_frames: int | None, e
             kib = float(np.mean(sizes)) / 1024
             rows[enc] = {"kib_per_frame": round(kib, 1), "vs_raw": round(kib * 1024 / raw_bytes, 4),
                          "encode_ms": round(enc_ms, 2), "decode_ms": round(dec_ms, 2),
-                         **compare(ref, got, settings.face_score_min)}
+                         **compare(ref, got)}
     return {"video": video.name, "frames": len(frames), "frame_size": [frames[0].shape[1], frames[0].shape[0]],
             "every_n": every_n, "encodings": rows}
 

@@ -350,7 +350,7 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
     load_before = [round(x, 2) for x in os.getloadavg()]
     steps = []
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory(prefix="moodstream-scaling-") as log_dir:
-        redis_version = as_str(redis.Redis.from_url(server.url).info("server").get("redis_version"))
+        redis_version = as_str(connect(server.url).info("server").get("redis_version"))
         for n in worker_counts:
             threads = max(1, cores // n) if thread_rule == "split" else None
             click.echo(f"scaling: {n} worker(s), {threads or _default_threads()} thread(s) each, {rate:g} frames/s "

@@ -108,8 +108,9 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     out.parent.mkdir(parents=True, exist_ok=True)
     report["command"] = "moodstream " + shlex.join(sys.argv[1:])
     out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    _print_table(report)
+    table = markdown(report)
+    out.with_suffix(".md").write_text(table)
+    click.echo(table)
     click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
 
 
@@ -241,25 +242,6 @@ def markdown(rep: dict) -> str:
                       f"**{rep['onnx_vs_torch_frames_per_s']:.2f}x**"]
     lines += ["", "- throughput: all frames enqueued at once; closed loop: one frame at a time, each submitted "
                   "after the previous result arrived (round trip = submit to result read).",
-              "- e2e: enqueued_at_ms (the producer stamps it) to published_at_ms (the worker) of each result; one machine here, so one clock."]
+              "- e2e: enqueued_at_ms (the producer stamps it) to published_at_ms (the worker) of each result; "
+              "one machine here, so one clock."]
     return "\n".join(lines) + "\n"
-
-
-def _print_table(rep: dict) -> None:
-    w, h = rep["frame_size"]
-    click.echo(f"\nmoodstream service bench: {Path(rep['video']).name} {w}x{h}, device {rep['device']}, "
-               f"detector {rep['detector']}, batch_max {rep['batch_max']}, {rep['workers']}")
-    click.echo(f"{'backend':<9} {'phase':<12} {'frames':>6} {'frames/s':>9} {'e2e p50':>9} {'e2e p99':>9} "
-               f"{'rtt p50':>9} {'rtt p99':>9} {'RSS MiB':>8}  stage means (ms)")
-    for backend, run in rep["runs"].items():
-        for name in ("throughput", "closed_loop"):
-            p = run[name]
-            if p is None:
-                continue
-            rtt = p["round_trip_ms"] or {"p50": float("nan"), "p99": float("nan")}
-            stages = ", ".join(f"{k} {v}" for k, v in p["stage_ms_mean"].items())
-            click.echo(f"{backend:<9} {name:<12} {p['frames']:>6} {p['frames_per_s']:>9.2f} "
-                       f"{p['latency_ms']['p50']:>9.1f} {p['latency_ms']['p99']:>9.1f} {rtt['p50']:>9.1f} "
-                       f"{rtt['p99']:>9.1f} {run['worker_peak_rss_mib'] or float('nan'):>8.0f}  {stages}")
-    if "onnx_vs_torch_frames_per_s" in rep:
-        click.echo(f"onnx / torch worker frames/s: {rep['onnx_vs_torch_frames_per_s']:.2f}x")
