@@ -26,7 +26,7 @@ COMMANDS = {
     "train": ("moodstream.trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
     "eval": ("moodstream.trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
     "balance": ("moodstream.trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
-    "bench": ("moodstream.trainer.cli:bench", "Benchmarks that write JSON: detection IoU, end-to-end, throughput."),
+    "bench": ("moodstream.trainer.cli:bench", "Benchmarks that write JSON and a table: accuracy, speed, the service, tracking (bench --help lists them)."),
     "export": ("moodstream.trainer.export:export", "Export the shipped models to ONNX (for the torch-free CPU backend)."),
 }
 

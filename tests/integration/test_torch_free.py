@@ -59,3 +59,10 @@ def test_a_worker_serves_frames_without_torch(redis_url):
     assert "LEAKED []" in out.stderr and "backend onnx" in out.stderr
     got = list(ResultReader(settings).read(start=FROM_START, count=3, timeout_s=10))
     assert sorted(r.job_id for r in got) == sorted(ids) and all(r.ok and len(r.faces) >= 3 for r in got)
+
+
+def test_trainer_commands_without_torch_name_the_train_extra(tmp_path):
+    # a [cpu] install has onnxruntime but no torch: suggesting [cpu] again would not help
+    out = _run(("torch", "torchvision", "facenet_pytorch"), "eval", "--data", str(tmp_path), "--split", "test")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "moodstream[train]" in out.stderr and "moodstream[cpu]" not in out.stderr, out.stderr[-2000:]

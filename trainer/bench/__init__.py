@@ -1,8 +1,10 @@
 """Benchmarks: commands that write JSON and a readable table, kept apart from tests.
 
-* :mod:`trainer.bench.iou`: face-detection IoU on WIDER FACE val (the paper's Table 1),
-  with and without box calibration (:mod:`trainer.bench.calibration_fit`).
-* :mod:`trainer.bench.e2e`: detection + classification against emotion labels,
-  beside the classifier alone on the same faces.
-* :mod:`trainer.bench.wider`: WIDER FACE ground-truth parsing and scaling.
+``moodstream bench --help`` lists them all; the table that registers them
+(``BENCHES`` in :mod:`moodstream.trainer.cli`) names each module. Accuracy
+(``iou``, ``e2e``, ``framing``) and tracking (``tracking``, ``video``) need the
+trainer; the service benchmarks (``stream``, ``scaling``, ``encoding``) and
+``throughput`` measure what a worker install ships. Shared parts:
+:mod:`trainer.bench.wider` (WIDER FACE ground truth and scaling),
+:mod:`trainer.bench.calibration_fit` (box calibration).
 """
