@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Set up moodstream in ./.venv (idempotent). Usage: bash deploy/setup.sh [--dev]
-#   --dev   also install the test tools (pytest) and the embedded redis-server.
+# Set up moodstream in ./.venv (idempotent).
+# Usage: bash deploy/setup.sh [--dev | --gpu | --train]
+#   (none)   what runs here: the torch-free CPU install (ONNX Runtime worker, `analyze`, the service,
+#            an embedded redis-server; about 0.5 GB), or the torch one when `nvidia-smi` finds a GPU
+#   --gpu    torch with CUDA, the trainer and benchmarks (about 6 GB), GPU or not
+#   --train  the same as --gpu (training and the benchmarks need torch)
+#   --dev    everything the test suite needs (torch, pytest, the browser-test tools, the embedded server)
 # PYTHON=python3.12 picks another interpreter (3.11 or newer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extras="train,embedded"
-[ "${1:-}" = "--dev" ] && extras="dev"
+mode=${1:-auto}
+case "$mode" in
+  auto) if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then mode=gpu; else mode=cpu; fi ;;
+  --gpu|--train) mode=gpu ;;
+  --dev) mode=dev ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown option $mode; see: bash deploy/setup.sh --help" >&2; exit 2 ;;
+esac
+case "$mode" in
+  cpu) extras="cpu,embedded"; torch=no ;;
+  gpu) extras="train,embedded"; torch=yes ;;
+  dev) extras="dev"; torch=yes ;;
+esac
 
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "moodstream needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1). Set PYTHON=..." >&2
@@ -15,13 +31,13 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.moodstream-$extras-$(cat pyproject.toml deploy/setup.sh | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  echo "setting up .venv (first time: a few minutes; log in .venv/setup.log)" >&2
+  echo "setting up .venv with moodstream[$extras] (first time: $([ $torch = yes ] && echo 'a few minutes, PyTorch is large' || echo 'about a minute')); log in .venv/setup.log" >&2
   {
     .venv/bin/python -m pip install -q --upgrade pip &&
     # torch and torchvision pinned together: a mismatched torchvision fails at import.
-    .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 &&
+    if [ $torch = yes ]; then .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1; fi &&
     .venv/bin/python -m pip install -q -e ".[$extras]"
   } > .venv/setup.log 2>&1 || { tail -n 30 .venv/setup.log >&2; echo "setup failed; see .venv/setup.log" >&2; exit 1; }
   touch "$stamp"
 fi
-echo "moodstream ready: $(.venv/bin/moodstream --version)" >&2
+echo "moodstream ready ($extras): $(.venv/bin/moodstream --version)" >&2
