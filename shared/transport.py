@@ -97,19 +97,23 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
             backoff.sleep()
 
 
-def ensure_group(client: redis.Redis, keys: Keys) -> bool:
+def ensure_group(client: redis.Redis, keys: Keys, *, stream: str | None = None, group: str | None = None,
+                 start_id: str = "0") -> bool:
     """Create the consumer group (and the stream) if absent; True if created.
 
-    The group starts at id 0 so jobs enqueued before any worker started are
-    served. Only BUSYGROUP (it exists already) is swallowed.
+    By default the workers' group on the frames stream; ``stream`` / ``group``
+    name another (the track stage's on the results stream). The group starts at
+    ``start_id`` ("0": entries added before any consumer started are served).
+    Only BUSYGROUP (it exists already) is swallowed.
     """
+    stream, group = stream or keys.frames, group or keys.group
     try:
-        client.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
+        client.xgroup_create(stream, group, id=start_id, mkstream=True)
     except redis.ResponseError as exc:
         if str(exc).startswith("BUSYGROUP"):
             return False
         raise
-    log.info("created consumer group %s on %s", keys.group, keys.frames)
+    log.info("created consumer group %s on %s", group, stream)
     return True
 
 

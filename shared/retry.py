@@ -1,0 +1,165 @@
+"""The one stop-aware retry helper every long-running Redis command goes through.
+
+Errors by class (as rq's worker loop and arq's connection module sort them):
+
+* **fatal** (a refused password, an ACL user without the command): no wait
+  heals it -> :class:`~moodstream.shared.errors.ConfigError`, one line, the URL
+  redacted, at once;
+* **transient** (connection refused or reset, timeouts, ``LOADING`` after a
+  restart, ``BUSY`` while a long script runs, ``READONLY`` during a failover,
+  ``max number of clients``): capped exponential backoff with jitter. A stop
+  request cuts the wait short and, while Redis is still unreachable, ends the
+  call with :class:`RedisGone` (the work in hand stays pending in Redis);
+  past ``deadline_s`` -> ConfigError;
+* **missing key** (``NOGROUP``; a blocked ``XREADGROUP`` answered ``UNBLOCKED the
+  stream key no longer exists`` or ``... consumer group ... no longer exists``;
+  i.e. after FLUSHALL, FLUSHDB, DEL, XGROUP DESTROY, a restart without
+  persistence): ``recreate()``, one warning line, retry;
+* anything else is re-raised: a bug or a bad command is not retried.
+
+Usage::
+
+    retry = RedisRetry("worker w1", settings.redis_url, stop_event,
+                       recreate=lambda: ensure_group(client, keys))
+    entries = retry.call(lambda: client.xreadgroup(...))
+
+Needs only redis-py (no torch, no numpy).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.transport import FATAL, TRANSIENT, Backoff, describe_fatal, redact
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# READONLY: a replica promoted or demoted under us; it heals when the client reconnects to the primary
+_TRANSIENT = (*TRANSIENT, redis.exceptions.ReadOnlyError)
+
+
+class RedisGone(Exception):
+    """A stop was requested while Redis was unreachable (work stays pending in Redis)."""
+
+
+def is_missing_key(exc: BaseException) -> bool:
+    """The stream or its consumer group vanished: ``NOGROUP``, or a blocked XREADGROUP
+    released with ``UNBLOCKED ... no longer exists`` (DEL, FLUSHALL, XGROUP DESTROY)."""
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    msg = str(exc)
+    return msg.startswith("NOGROUP") or (msg.startswith("UNBLOCKED") and "no longer exists" in msg)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """``BUSY``: a script or function is running (transient; SCRIPT KILL or its end heals it).
+    Not BUSYGROUP or BUSYKEY, which are answers about keys."""
+    return isinstance(exc, redis.ResponseError) and (str(exc) == "BUSY" or str(exc).startswith("BUSY "))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Waiting heals it (see the module docstring); a refused password never is."""
+    if isinstance(exc, FATAL):
+        return False
+    return isinstance(exc, _TRANSIENT) or is_busy(exc)
+
+
+class RedisRetry:
+    """Runs Redis calls until they get through (see the module docstring).
+
+    ``actor`` names the caller in log lines (``"worker w1"``). ``stop`` is the
+    caller's stop request; ``on_down(exc)`` / ``on_up()`` are told when Redis is
+    found unreachable and when a call gets through again (metrics, readiness).
+    """
+
+    def __init__(self, actor: str, redis_url: str | None, stop: threading.Event | None = None, *,
+                 cap_s: float = 10.0, deadline_s: float | None = None,
+                 recreate: Callable[[], None] | None = None,
+                 on_down: Callable[[BaseException], None] | None = None,
+                 on_up: Callable[[], None] | None = None):
+        self.actor = actor
+        self.redis_url = redis_url
+        self.stop = stop if stop is not None else threading.Event()
+        self.cap_s = cap_s
+        self.deadline_s = deadline_s
+        self.recreate = recreate
+        self.on_down = on_down
+        self.on_up = on_up
+        self._down = False
+        self._recreating = False  # inside recreate(): a missing key there is re-raised, not recursed on
+        self.recreated = 0  # times recreate() ran (a missing stream or group)
+
+    @property
+    def down(self) -> bool:
+        """The last call met an unreachable (or busy) Redis and has not got through since."""
+        return self._down
+
+    def call(self, fn: Callable[[], T]) -> T:
+        backoff = Backoff(cap_s=self.cap_s)
+        first_failure: float | None = None
+        missing_in_a_row = 0
+        while True:
+            try:
+                out = fn()
+            except BaseException as exc:
+                if not isinstance(exc, redis.RedisError):
+                    raise
+                if isinstance(exc, FATAL):
+                    raise ConfigError(describe_fatal(exc, self.redis_url)) from None
+                if is_transient(exc):
+                    first_failure = first_failure if first_failure is not None else time.monotonic()
+                    self._wait_out(exc, backoff, first_failure)
+                    continue
+                if is_missing_key(exc) and self.recreate is not None and not self._recreating:
+                    # the first recreate is at once; an operator deleting keys in a loop meets backoff
+                    if missing_in_a_row:
+                        self.stop.wait(backoff.next_delay_s())
+                    missing_in_a_row += 1
+                    self._recreate(exc)
+                    continue
+                raise
+            if self._down:
+                self._down = False
+                log.info("%s: Redis at %s is back", self.actor, redact(self.redis_url))
+                if self.on_up is not None:
+                    self.on_up()
+            return out
+
+    def _wait_out(self, exc: BaseException, backoff: Backoff, first_failure: float) -> None:
+        self._down = True
+        if self.on_down is not None:
+            self.on_down(exc)
+        if self.stop.is_set():
+            raise RedisGone(f"{self.actor}: stop requested while Redis is unreachable ({exc})")
+        delay = backoff.next_delay_s()
+        if self.deadline_s is not None and time.monotonic() + delay - first_failure > self.deadline_s:
+            raise ConfigError(f"{self.actor}: cannot reach Redis at {redact(self.redis_url)} for "
+                              f"{self.deadline_s:g} s: {exc}") from None
+        what = "busy (a script is running)" if is_busy(exc) else "unreachable"
+        log.warning("%s: Redis %s (%s); retrying in %.2fs", self.actor, what, _one_line(exc), delay)
+        self.stop.wait(delay)
+        if self.stop.is_set():
+            raise RedisGone(f"{self.actor}: stop requested while Redis is unreachable ({exc})")
+
+    def _recreate(self, exc: BaseException) -> None:
+        """Recreate what vanished; its own transient errors are waited out like any call's."""
+        log.warning("%s: stream or consumer group gone (%s); recreating it and carrying on",
+                    self.actor, _one_line(exc)[:120])
+        self._recreating = True
+        try:
+            self.call(self.recreate)
+        finally:
+            self._recreating = False
+        self.recreated += 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
