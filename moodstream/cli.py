@@ -22,6 +22,7 @@ COMMANDS = {
     "expander": ("moodstream.producer.cli:expander", "Expand `produce --rq` jobs (whole videos, folders) into frame jobs; nothing else."),
     "track": ("moodstream.producer.track_stage:track", "Track faces along each source in the results stream (frame order)."),
     "status": ("moodstream.producer.status:status", "One screen for operators: live workers, backlog, results and dead letters, frames/s."),
+    "dashboard": ("moodstream.producer.dashboard.server:dashboard", "Serve a live web page over the streams: sources, people, fleet."),
     "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),
     "train": ("moodstream.trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
     "eval": ("moodstream.trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),

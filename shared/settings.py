@@ -22,7 +22,8 @@ ENV_PREFIX = "MOODSTREAM_"
 Device = str  # "auto", "cpu", "cuda" or "cuda:N" (checked in validate)
 Detector = Literal["mtcnn", "haar"]
 MtcnnImpl = Literal["reference", "batched"]
-Backend = Literal["auto", "torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+Precision = Literal["auto", "fp32", "bf16"]
 Backpressure = Literal["wait", "drop"]
 
 DETECTORS: tuple[str, ...] = typing.get_args(Detector)
@@ -64,8 +65,13 @@ class Settings:
     # --- models --------------------------------------------------------------
     device: Device = _s("auto", "auto, cpu, cuda or cuda:N.")
     detector: Detector = _s("mtcnn", "Face detector.")
-    backend: Backend = _s("auto", "Inference backend: onnx (ONNX Runtime, CPU), torch, or auto (onnx on CPU, "
-                                  "torch on CUDA).")
+    backend: Backend = _s("auto", "Inference backend: onnx (ONNX Runtime, CPU), openvino (OpenVINO, CPU; extra "
+                                  "moodstream[openvino]), torch, or auto (on CPU whichever of onnx and openvino "
+                                  "is installed and measured faster on this CPU; torch on CUDA).")
+    precision: Precision = _s("auto", "Arithmetic of the onnx / openvino nets: fp32, bf16 (openvino on a CPU with "
+                                      "native bf16: AMX or AVX512-BF16), or auto (bf16 where that holds, else fp32).")
+    runtime_cache: str | None = _s(None, "File keeping auto's measured backend choice per CPU model (default: "
+                                         "~/.cache/moodstream/runtime.json); 'off': measure at every start.")
     mtcnn_impl: MtcnnImpl = _s("reference", "torch backend's MTCNN: facenet-pytorch's loop (reference) or our "
                                             "batched, GPU-resident one (batched; auto picks it on CUDA).")
     checkpoint: str | None = _s(None, "Emotion checkpoint (.pt); unset: the model shipped in the package.")
@@ -83,6 +89,12 @@ class Settings:
                                       "unset: no local paths.")
     allowed_url_hosts: str = _s("", "Expander: comma-separated hosts whose rtsp/http(s) URLs jobs may name; "
                                     "empty: none.")
+    # --- dashboard (`moodstream dashboard`, `up`) ---------------------------------
+    dashboard_host: str = _s("127.0.0.1", "Address the dashboard listens on; any other than a loopback one "
+                                          "needs dashboard_token.")
+    dashboard_port: int = _s(8765, "Port of the dashboard (0: a free one).")
+    dashboard_token: str | None = _s(None, "Token the dashboard asks for (open http://HOST:PORT/?token=...); "
+                                           "required off loopback, optional on it.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -107,6 +119,7 @@ class Settings:
 
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["redis_url"] = redact(self.redis_url) if self.redis_url else None
+        shown["dashboard_token"] = "***" if self.dashboard_token else None
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def replace(self, **changes) -> Settings:
@@ -128,6 +141,8 @@ class Settings:
             raise ConfigError(f"metrics_port must be in [0, 65535] (0: a free port), got {self.metrics_port}")
         if not self.metrics_host:
             raise ConfigError("metrics_host must not be empty (0.0.0.0: all interfaces)")
+        if not 0 <= self.dashboard_port <= 65535:
+            raise ConfigError(f"dashboard_port must be in [0, 65535] (0: a free port), got {self.dashboard_port}")
         if self.stats_interval_s < 0:
             raise ConfigError(f"stats_interval_s must be >= 0 (0: off), got {self.stats_interval_s}")
         if self.lag_limit >= self.stream_maxlen:

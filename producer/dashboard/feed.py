@@ -1,0 +1,254 @@
+"""The dashboard's reader: plain XREAD over the streams into a :class:`Model`.
+
+No consumer group: the dashboard never takes work from anyone, and every
+viewer sees every entry. One thread reads ``<prefix>:results``,
+``<prefix>:tracked`` and the summaries stream from their start (what the
+streams still hold, so a page opened mid-run shows the run from its start),
+then follows them; every ``fleet_every_s`` it takes the fleet's figures with
+:mod:`moodstream.producer.status`'s functions. Redis calls go through
+:class:`~moodstream.shared.retry.RedisRetry`: while Redis is away the model
+says so and the page shows it; when it is back, reading goes on from the
+last entry ids.
+
+**Frames.** Results carry boxes, not pixels. The picture of a source's latest
+frame is looked up in ``<prefix>:frames`` by its job id (a short script near
+the job's enqueue time, so only the matching entry leaves Redis), decoded and
+re-encoded as a small JPEG (never the stream's bytes as they are). Once the
+frames stream has trimmed that entry (``stream_maxlen``), there is no picture:
+the page draws the boxes on an empty frame and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+
+import cv2
+import msgspec
+import redis
+
+from moodstream.producer.dashboard.model import MAX_SOURCES, Model, cut, entry_ms
+from moodstream.producer.status import dead_letter_reasons, live_workers, redis_info, server_time_ms
+from moodstream.shared.errors import BadInputError, MessageError
+from moodstream.shared.keys import Keys
+from moodstream.shared.media import decode_pixels, encode_jpeg
+from moodstream.shared.retry import RedisGone, RedisRetry
+from moodstream.shared.settings import Settings
+from moodstream.shared.transport import as_str, connect, group_backlog, redact
+from moodstream.shared.wire import FIELD, decode_frame, decode_result
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 500  # entries per XREAD call
+MAX_ENTRY_BYTES = 1 << 20  # a results / summary entry above this is skipped unread
+COMMIT_EVERY_S = 0.25  # one batch of updates for the page at most this often
+RATE_WINDOW_S = 10.0  # frames/s now: results over the last this many seconds
+DEAD_SHOWN = 5  # the last dead letters listed
+DEAD_COUNTED = 1000  # dead letters counted by reason, newest first
+FRAME_SKEW_MS = 250  # a frame is looked for from its enqueue time minus this (clocks of producer and Redis)
+FRAME_SCAN = 128  # frames-stream entries looked at, at most, per lookup
+FRAME_SIDE = 960  # the picture sent to the page is at most this wide
+
+# Find the frames-stream entry of a job near its enqueue time; only that entry's message leaves Redis.
+_FIND_FRAME = """
+local start, job = ARGV[1], ARGV[2]
+local stop_ms, left = tonumber(ARGV[3]), tonumber(ARGV[4])
+while left > 0 do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 8)
+  for _, e in ipairs(batch) do
+    if tonumber(string.match(e[1], '^(%d+)')) > stop_ms then return false end
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'msg' and string.find(f[i + 1], job, 1, true) then return f[i + 1] end
+    end
+    left = left - 1
+  end
+  if #batch < 8 then return false end
+  start = '(' .. batch[#batch][1]
+end
+return false
+"""
+
+
+def summaries_key(keys: Keys) -> str:
+    """The per-source summaries stream (``Keys.summaries`` where the track stage defines it)."""
+    return getattr(keys, "summaries", f"{keys.prefix}:summaries")
+
+
+def parse_summary(fields: dict) -> tuple[str, dict] | None:
+    """(source, summary) from a summaries-stream entry: its ``msg`` (or ``summary``) field holds
+    JSON or msgpack of ``{"source"?, "tracks": [...]}``; None when it is not that."""
+    raw = fields.get(FIELD) or fields.get(b"summary")
+    if not isinstance(raw, bytes) or len(raw) > MAX_ENTRY_BYTES:
+        return None
+    for decode in (msgspec.json.decode, msgspec.msgpack.decode):
+        try:
+            obj = decode(raw)
+            break
+        except (msgspec.DecodeError, RecursionError):
+            continue
+    else:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("tracks"), list):
+        return None
+    source = obj.get("source") or as_str(fields.get(b"source"))
+    if not source and obj["tracks"] and isinstance(obj["tracks"][0], dict):
+        source = obj["tracks"][0].get("source")
+    return (str(source), obj) if source else None
+
+
+class Feed:
+    """Streams -> :class:`Model`, in a thread (:meth:`start`, :meth:`stop`)."""
+
+    def __init__(self, settings: Settings, model: Model | None = None, *, block_ms: int = 1000,
+                 fleet_every_s: float = 2.0):
+        self.settings = settings
+        self.keys = Keys.from_settings(settings)
+        self.model = model if model is not None else Model()
+        self.client = connect(settings.redis_url, socket_timeout_s=10.0)
+        self.block_ms = block_ms
+        self.fleet_every_s = fleet_every_s
+        self.streams = {self.keys.results: "results", self.keys.tracked: "tracked",
+                        summaries_key(self.keys): "summaries"}
+        self.last = dict.fromkeys(self.streams, "0-0")
+        self.arrivals: deque[int] = deque(maxlen=100_000)  # results entry times, for frames/s now
+        self.frames: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()  # source -> (job, jpeg)
+        self.skipped = 0
+        self._stop = threading.Event()
+        self.retry = RedisRetry("dashboard", settings.redis_url, self._stop, cap_s=5.0,
+                                on_down=lambda exc: self.model.set_redis(False, self._say(exc)),
+                                on_up=lambda: self.model.set_redis(True))
+        self.thread = threading.Thread(target=self.run, name="dashboard-feed", daemon=True)
+
+    def _say(self, exc: BaseException) -> str:
+        return cut("cannot reach Redis: " + " ".join(redact(str(exc)).split()), 200)
+
+    def start(self) -> Feed:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+        self.client.close()
+
+    def run(self) -> None:
+        next_fleet = 0.0
+        last_commit = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                got = self.retry.call(self.read)
+                self.model.set_redis(True)
+                now = time.monotonic()
+                if not got or now - last_commit >= COMMIT_EVERY_S:
+                    self.model.commit()
+                    last_commit = now
+                if now >= next_fleet:
+                    self.model.set_fleet(self.retry.call(self.fleet))
+                    next_fleet = now + self.fleet_every_s
+            except RedisGone:
+                break
+            except Exception as exc:  # e.g. an ACL user refused a command: say it, keep trying
+                log.warning("dashboard: %s", exc)
+                self.model.set_redis(False, cut(redact(str(exc)), 200))
+                self._stop.wait(5.0)
+        self.model.commit()
+
+    def read(self) -> int:
+        """One XREAD over the streams (blocking up to ``block_ms``); entries folded into the model."""
+        resp = self.client.xread(dict(self.last), count=READ_COUNT, block=self.block_ms)
+        n = 0
+        for stream, entries in resp or []:
+            stream = as_str(stream)
+            kind = self.streams[stream]
+            for eid, fields in entries:
+                eid = as_str(eid)
+                self.last[stream] = eid
+                n += 1
+                self._fold(kind, eid, fields or {})
+        return n
+
+    def _fold(self, kind: str, eid: str, fields: dict) -> None:
+        if kind == "summaries":
+            parsed = parse_summary(fields)
+            if parsed is None:
+                self.skipped += 1
+            else:
+                self.model.fold_summary(parsed[0], parsed[1], eid)
+            return
+        raw = fields.get(FIELD)
+        if raw is None or len(raw) > MAX_ENTRY_BYTES:
+            self.skipped += 1
+            return
+        try:
+            result = decode_result(raw)
+        except MessageError:
+            self.skipped += 1
+            return
+        if kind == "results":
+            self.arrivals.append(entry_ms(eid))
+        self.model.fold(kind, eid, result)
+
+    def fleet(self) -> dict:
+        """Workers, backlog, frames/s now, dead letters: :mod:`producer.status`'s figures."""
+        now = server_time_ms(self.client)
+        while self.arrivals and self.arrivals[0] < now - RATE_WINDOW_S * 1000:
+            self.arrivals.popleft()
+        backlog = group_backlog(self.client, self.keys)
+        workers = [{"worker": cut(w.get("worker"), 80), "status": cut(w.get("status"), 20),
+                    "device": cut(w.get("device"), 20), "served": w.get("served"), "age_s": w.get("age_s")}
+                   for w in live_workers(self.client, self.keys, now)[:64]]
+        dead = dead_letter_reasons(self.client, self.keys, limit=DEAD_COUNTED)
+        last = []
+        for eid, f in self.client.xrevrange(self.keys.dead, "+", "-", count=DEAD_SHOWN):
+            g = {as_str(k): as_str(v) for k, v in f.items() if k != b"payload"}
+            last.append({"id": as_str(eid), "reason": cut(g.get("reason"), 60), "detail": cut(g.get("detail"), 200),
+                         "job_id": cut(g.get("job_id"), 80), "worker": cut(g.get("worker"), 80)})
+        return {"time_ms": now, "prefix": self.keys.prefix, "redis": redis_info(self.client), "workers": workers,
+                "busy": sum(w["status"] == "busy" for w in workers),
+                "idle": sum(w["status"] == "idle" for w in workers),
+                "backlog": {"lag": backlog.lag, "pending": backlog.pending, "total": backlog.total,
+                            "exact": backlog.exact},
+                "frames_per_s": round(len(self.arrivals) / RATE_WINDOW_S, 1),
+                "dead": {"length": dead["length"], "by_reason": {cut(k, 60): v for k, v in
+                                                                 list(dead["by_reason"].items())[:20]},
+                         "note": dead.get("note"), "last": last}}
+
+    # --- pictures -------------------------------------------------------------------------
+
+    def frame_jpeg(self, source: str) -> tuple[bytes | None, str]:
+        """The JPEG of ``source``'s latest frame and a note; (None, why) when there is none."""
+        with self.model.lock:
+            src = self.model.sources.get(source)
+            latest = dict(src.latest) if src is not None and src.latest else None
+        if latest is None or not latest.get("job") or latest.get("enq") is None:
+            return None, "no frame known for this source"
+        job = latest["job"]
+        cached = self.frames.get(source)
+        if cached is not None and cached[0] == job:
+            return cached[1], "cached" if cached[1] else "frame no longer in the frames stream (trimmed)"
+        try:
+            jpeg = self._lookup(job, int(latest["enq"]))
+        except (redis.RedisError, BadInputError, MessageError) as exc:
+            return None, cut(redact(str(exc)), 200)
+        self.frames[source] = (job, jpeg)
+        self.frames.move_to_end(source)
+        while len(self.frames) > MAX_SOURCES:
+            self.frames.popitem(last=False)
+        return jpeg, "ok" if jpeg else "frame no longer in the frames stream (trimmed)"
+
+    def _lookup(self, job: str, enq_ms: int) -> bytes | None:
+        raw = self.client.eval(_FIND_FRAME, 1, self.keys.frames, f"{max(0, enq_ms - FRAME_SKEW_MS)}-0", job,
+                               enq_ms + 60_000, FRAME_SCAN)
+        if not raw or len(raw) > self.settings.max_message_bytes:
+            return None
+        frame = decode_frame(raw)
+        if frame.job_id != job:
+            return None
+        rgb = decode_pixels(frame.image, frame.array, self.settings.max_pixels)
+        h, w = rgb.shape[:2]
+        if w > FRAME_SIDE:
+            rgb = cv2.resize(rgb, (FRAME_SIDE, max(1, round(h * FRAME_SIDE / w))), interpolation=cv2.INTER_AREA)
+        return encode_jpeg(rgb, quality=80)

@@ -1,0 +1,262 @@
+"""What the dashboard knows of the streams: bounded, pure (no Redis, no clock).
+
+:class:`Model` folds results (from ``<prefix>:results`` and ``<prefix>:tracked``)
+and per-source summaries into per-source state, and hands the page either a
+whole picture (:meth:`Model.snapshot`) or the updates after an event id
+(:meth:`Model.since`). Everything is bounded, whatever the feed: at most
+``MAX_SOURCES`` sources (the least recently seen goes first), ``MAX_PEOPLE``
+people per source, ``MAX_POINTS`` timeline points per person (when full,
+every other point goes, so the timeline keeps its whole span at half the
+resolution) and ``RING`` batches of updates for pages that reconnect.
+
+A batch's id is the last results and tracked entry ids folded into it
+(``results=<id>;tracked=<id>``): the SSE event id, sent back by a reconnecting
+page as ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from moodstream.shared.labels import LABELS
+from moodstream.shared.record import FrameResult
+
+MAX_SOURCES = 16
+MAX_PEOPLE = 24  # per source, the most recently seen
+MAX_POINTS = 120  # per person; then every other point goes
+MAX_SUMMARY_TRACKS = 64  # per source summary
+RING = 240  # batches kept for resuming (about a minute at 4 batches/s)
+TEXT_CHARS = 300  # text fields from a stream are cut to this
+MAX_FACES = 64  # boxes kept of the latest frame
+RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
+
+
+def cut(text: object, n: int = TEXT_CHARS) -> str:
+    s = "" if text is None else str(text)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def entry_ms(entry_id: str) -> int:
+    """The Redis server time (ms) an entry id was minted at."""
+    try:
+        return int(entry_id.split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def percents(probabilities: dict[str, float] | None) -> list[int]:
+    """The 8 probabilities in label order, as integer percents (small ints cost no memory)."""
+    p = probabilities or {}
+    return [max(0, min(100, round(100 * float(p.get(k, 0.0))))) for k in LABELS]
+
+
+@dataclass
+class Person:
+    track_id: int
+    first_t: float
+    last_t: float = 0.0
+    frames: int = 0
+    emotion: str = ""  # the shown (smoothed) emotion of the last frame
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(LABELS))
+    points: list[list] = field(default_factory=list)  # [t, p0..p7] in percent
+    stride: int = 1
+    new: list[list] = field(default_factory=list)  # points since the last batch
+
+    def add(self, t: float, raw: list[int], emotion: str) -> None:
+        if self.frames % self.stride == 0:
+            point = [round(t, 2), *raw]
+            self.points.append(point)
+            self.new.append(point)
+            if len(self.points) > MAX_POINTS:
+                self.points = self.points[::2]
+                self.stride *= 2
+        self.frames += 1
+        self.last_t = t
+        self.emotion = emotion
+        for i, v in enumerate(raw):
+            self.sums[i] += v
+
+    def to_json(self, points: list[list]) -> dict:
+        mean = [round(s / self.frames) for s in self.sums] if self.frames else [0] * len(LABELS)
+        return {"track_id": self.track_id, "first_t": round(self.first_t, 2), "last_t": round(self.last_t, 2),
+                "frames": self.frames, "emotion": self.emotion, "mean": mean,
+                "dominant": LABELS[max(range(len(mean)), key=mean.__getitem__)], "points": points}
+
+
+@dataclass
+class Source:
+    name: str
+    first_ms: int
+    last_ms: int = 0
+    results: int = 0
+    errors: int = 0
+    tracked: bool = False
+    last_frame: int = 0  # of the tracked results
+    runs: int = 1  # a source name seen again from frame 0 is a new run (its people start afresh)
+    latest: dict | None = None
+    people: OrderedDict = field(default_factory=OrderedDict)  # track_id -> Person, least recent first
+    summary: dict | None = None
+
+    def to_json(self, full: bool) -> dict:
+        people = [p.to_json(p.points if full else p.new) for p in self.people.values() if full or p.new]
+        return {"name": self.name, "first_ms": self.first_ms, "last_ms": self.last_ms, "results": self.results,
+                "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "latest": self.latest, "people": people,
+                "summary": self.summary}
+
+
+def face_view(face) -> dict:
+    shown = face.shown
+    return {"box": [round(v) for v in face.box], "emotion": cut(shown.emotion, 40),
+            "p": round(100 * float(shown.probabilities.get(shown.emotion, 0.0))), "raw": cut(face.emotion, 40),
+            "track_id": face.track_id}
+
+
+def summary_view(summary: dict) -> dict:
+    """A per-source summary (issue 24's keys), cut to what the page shows."""
+    tracks = []
+    for t in list(summary.get("tracks") or [])[:MAX_SUMMARY_TRACKS]:
+        if not isinstance(t, dict):
+            continue
+        tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
+                       "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
+                       "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
+                       "mean_probabilities": {k: v for k, v in (t.get("mean_probabilities") or {}).items()
+                                              if k in LABELS},
+                       "episodes": [{k: e.get(k) for k in ("emotion", "start_s", "end_s", "peak", "peak_s")}
+                                    for e in list(t.get("episodes") or [])[:20] if isinstance(e, dict)]})
+    return {"tracks": tracks}
+
+
+class Model:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sources: OrderedDict[str, Source] = OrderedDict()  # least recently seen first
+        self.last = {"results": "0-0", "tracked": "0-0"}
+        self.ring: deque = deque(maxlen=RING)  # (seq, id, batch)
+        self.seq = 0
+        self.touched: dict[str, Source] = {}
+        self.evicted: list[str] = []
+        self.fleet: dict | None = None
+        self.fleet_seq = 0
+        self.redis: dict = {"ok": None, "error": None}
+
+    # --- folding ------------------------------------------------------------------------
+
+    def _source(self, name: str, ms: int) -> Source:
+        src = self.sources.get(name)
+        if src is None:
+            src = self.sources[name] = Source(name, ms)
+            while len(self.sources) > MAX_SOURCES:
+                old, _ = self.sources.popitem(last=False)
+                self.touched.pop(old, None)
+                self.evicted.append(old)
+        self.sources.move_to_end(name)
+        self.touched[name] = src
+        return src
+
+    def fold(self, stream: str, entry_id: str, r: FrameResult) -> None:
+        """One result from ``stream`` ("results" or "tracked")."""
+        ms = entry_ms(entry_id)
+        with self.lock:
+            self.last[stream] = entry_id
+            src = self._source(cut(r.source), ms)
+            src.last_ms = max(src.last_ms, ms)
+            tracked = stream == "tracked"
+            if not tracked:
+                src.results += 1
+                src.errors += r.error is not None
+            elif r.frame == 0 and src.last_frame > 0:  # the same source name again: a new run
+                src.people.clear()
+                src.latest = None
+                src.runs += 1
+            latest = src.latest
+            # what the frame shows: tracked results once there are any (they carry the ids), the
+            # newest frame (or any frame of a run that restarted), in arrival order
+            if (tracked or not src.tracked) and (latest is None or r.frame > latest["frame"]
+                                                 or ms > latest["ms"] + RESTART_MS):
+                src.latest = {"frame": r.frame, "ms": ms, "t": r.timestamp_s, "size": list(r.size) if r.size else None,
+                              "job": cut(r.job_id, 80), "enq": r.enqueued_at_ms,
+                              "faces": [face_view(f) for f in r.faces[:MAX_FACES]],
+                              "error": None if r.error is None else cut(f"{r.error.reason}: {r.error.detail}")}
+            if not tracked:
+                return
+            src.last_frame = r.frame
+            src.tracked = True
+            t = r.timestamp_s if r.timestamp_s is not None else r.frame
+            for face in r.faces:
+                if face.track_id is None:
+                    continue
+                person = src.people.get(face.track_id)
+                if person is None:
+                    person = src.people[face.track_id] = Person(face.track_id, t)
+                    while len(src.people) > MAX_PEOPLE:
+                        src.people.popitem(last=False)
+                src.people.move_to_end(face.track_id)
+                person.add(t, percents(face.probabilities), cut(face.shown.emotion, 40))
+
+    def fold_summary(self, source: str, summary: dict, entry_id: str) -> None:
+        with self.lock:
+            src = self._source(cut(source), entry_ms(entry_id))
+            src.summary = summary_view(summary)
+
+    def commit(self) -> bool:
+        """Close the current batch of updates; False when there was none."""
+        with self.lock:
+            if not self.touched and not self.evicted:
+                return False
+            batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": self.evicted}
+            for s in self.touched.values():
+                for p in s.people.values():
+                    p.new = []
+            self.touched, self.evicted = {}, []
+            self.seq += 1
+            self.ring.append((self.seq, self._id(), batch))
+            return True
+
+    def _id(self) -> str:
+        return f"results={self.last['results']};tracked={self.last['tracked']}"
+
+    def set_fleet(self, fleet: dict) -> None:
+        with self.lock:
+            self.fleet = fleet
+            self.fleet_seq += 1
+
+    def set_redis(self, ok: bool, error: str | None = None) -> None:
+        with self.lock:
+            if self.redis != {"ok": ok, "error": error}:
+                self.redis = {"ok": ok, "error": error}
+                self.fleet_seq += 1
+
+    # --- reading ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Everything, newest source first, with ``seq`` and ``id`` of the last batch in it."""
+        with self.lock:
+            seq, bid = (self.ring[-1][0], self.ring[-1][1]) if self.ring else (0, self._id())
+            return {"seq": seq, "id": bid, "sources": [s.to_json(full=True) for s in reversed(self.sources.values())],
+                    "fleet": self.fleet, "redis": self.redis, "limits": {"sources": MAX_SOURCES,
+                                                                          "people": MAX_PEOPLE, "points": MAX_POINTS}}
+
+    def since(self, seq: int) -> list[tuple[int, str, dict]] | None:
+        """Batches after ``seq``, or None when some of them are no longer kept (send a snapshot)."""
+        with self.lock:
+            if seq > self.seq:
+                return None  # from another server's life
+            if seq == self.seq:
+                return []
+            if not self.ring or self.ring[0][0] > seq + 1:
+                return None
+            return [b for b in self.ring if b[0] > seq]
+
+    def seq_of(self, event_id: str | None) -> int | None:
+        """The batch with this id, for a page that reconnects with ``Last-Event-ID``."""
+        if not event_id:
+            return None
+        with self.lock:
+            return next((seq for seq, bid, _ in reversed(self.ring) if bid == event_id), None)
+
+    def status(self) -> tuple[int, dict | None, dict]:
+        with self.lock:
+            return self.fleet_seq, self.fleet, self.redis

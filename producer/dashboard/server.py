@@ -1,0 +1,264 @@
+"""``moodstream dashboard``: the streams as a web page (Starlette + uvicorn, the ``dashboard`` extra).
+
+Routes: ``/`` the page, ``/static/*`` its JS and CSS (shipped in the package,
+no CDN), ``/events`` Server-Sent Events (a ``snapshot``, then ``update``
+batches whose id is the last results / tracked entry ids they hold, and
+``fleet`` figures; a page that reconnects with ``Last-Event-ID`` gets what
+came after it, or a fresh snapshot when that is older than the server keeps),
+``/api/state`` the snapshot as JSON, ``/frame?source=S`` the picture of a
+source's latest frame (JPEG, 404 once the frames stream has trimmed it),
+``/healthz``.
+
+Safe by default: it binds 127.0.0.1 and then answers only requests whose
+Host is a loopback name (no DNS rebinding); any other address needs
+``dashboard_token``, which the page takes once as ``/?token=...`` and keeps
+in an HttpOnly cookie (or an ``Authorization: Bearer`` header). It only
+reads Redis. Every text from a stream is sent as JSON data that the page
+inserts with ``textContent``; a Content-Security-Policy allows scripts from
+the package's own files only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from moodstream.options import setting_option
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+COOKIE = "moodstream_dashboard"
+TICK_S = 0.25  # how often an open page is sent what is new
+KEEPALIVE_S = 15.0
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Cache-Control": "no-store"}
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Another address than a loopback one needs a token."""
+    if not is_loopback(settings.dashboard_host) and not settings.dashboard_token:
+        raise ConfigError(f"the dashboard would listen on {settings.dashboard_host}, beyond this machine: "
+                          "set a token (MOODSTREAM_DASHBOARD_TOKEN or --dashboard-token), or keep --host 127.0.0.1")
+
+
+def sse(event: str, data: dict, event_id: str | None = None) -> str:
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head + "data: " + json.dumps(data, separators=(",", ":")) + "\n\n"
+
+
+def create_app(settings: Settings, feed):
+    """The Starlette app over a started :class:`~moodstream.producer.dashboard.feed.Feed`."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    model = feed.model
+    token = settings.dashboard_token
+    page = (STATIC / "index.html").read_bytes()
+
+    def allowed(request) -> bool:
+        if not token:
+            return True
+        given = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:]
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    async def index(request):
+        if token and request.query_params.get("token"):
+            if not allowed(request):
+                return PlainTextResponse("wrong token", status_code=401, headers=HEADERS)
+            resp = RedirectResponse("/", status_code=303, headers=HEADERS)  # the token leaves the address bar
+            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return resp
+        if not allowed(request):
+            return PlainTextResponse("this dashboard needs its token: open /?token=...", status_code=401,
+                                     headers=HEADERS)
+        return Response(page, media_type="text/html; charset=utf-8", headers=HEADERS)
+
+    async def state(request):
+        return JSONResponse(model.snapshot(), headers=HEADERS)
+
+    def frame(request):  # sync: Starlette runs it in its thread pool (one short Redis script)
+        source = request.query_params.get("source", "")
+        jpeg, note = feed.frame_jpeg(source)
+        if jpeg is None:
+            return JSONResponse({"error": note}, status_code=404, headers=HEADERS)
+        return Response(jpeg, media_type="image/jpeg", headers=HEADERS)
+
+    async def events(request):
+        seq = model.seq_of(request.headers.get("last-event-id"))
+
+        async def stream():
+            nonlocal seq
+            yield "retry: 2000\n\n"
+            fleet_seq, idle = -1, 0.0
+            while True:
+                batches = model.since(seq) if seq is not None else None
+                if batches is None:
+                    snap = model.snapshot()
+                    seq = snap["seq"]
+                    yield sse("snapshot", snap, snap["id"])
+                    fleet_seq = -1
+                else:
+                    for s, bid, batch in batches:
+                        yield sse("update", batch, bid)
+                        seq = s
+                f_seq, fleet, redis_state = model.status()
+                if f_seq != fleet_seq:
+                    yield sse("fleet", {"fleet": fleet, "redis": redis_state})
+                    fleet_seq = f_seq
+                idle = 0.0 if batches else idle + TICK_S
+                if idle >= KEEPALIVE_S:
+                    yield ": keep-alive\n\n"
+                    idle = 0.0
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(TICK_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={**HEADERS, "X-Accel-Buffering": "no"})
+
+    async def healthz(request):
+        return PlainTextResponse("ok")
+
+    class Guard:
+        """Token check on every route but /healthz; security headers on every answer."""
+
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            from starlette.requests import Request
+
+            if scope["type"] == "http" and scope["path"] not in ("/", "/healthz") and not allowed(Request(scope)):
+                await PlainTextResponse("token required", status_code=401, headers=HEADERS)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+
+    middleware = [Middleware(Guard)]
+    if is_loopback(settings.dashboard_host):  # a rebound DNS name must not reach a loopback-only page
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "[::1]",
+                                                                              "::1"]))
+    routes = [Route("/", index), Route("/api/state", state), Route("/frame", frame), Route("/events", events),
+              Route("/healthz", healthz), Mount("/static", StaticFiles(directory=STATIC), name="static")]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class Dashboard:
+    """The feed and the web server, in threads: ``Dashboard(settings).start()``; ``.url``; ``.stop()``."""
+
+    def __init__(self, settings: Settings):
+        try:
+            import uvicorn
+        except ImportError:
+            raise ConfigError("the dashboard needs the 'dashboard' extra: pip install 'moodstream[dashboard]'") from None
+        from moodstream.producer.dashboard.feed import Feed
+        from moodstream.shared.transport import check_connection
+
+        check_exposure(settings)
+        self.settings = settings
+        self.feed = Feed(settings)
+        check_connection(self.feed.client, settings.redis_url)
+        config = uvicorn.Config(create_app(settings, self.feed), host=settings.dashboard_host,
+                                port=settings.dashboard_port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # the command's own handlers (or up's) stop it
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        host = self.settings.dashboard_host
+        host = f"[{host}]" if ":" in host else host
+        port = self.settings.dashboard_port
+        if self.server.started and self.server.servers:
+            port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{host}:{port}/"
+
+    def start(self, timeout_s: float = 20.0) -> Dashboard:
+        import threading
+        import time
+
+        self.feed.start()
+        self._thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.feed.stop()
+                raise ConfigError(f"the dashboard could not listen on {self.settings.dashboard_host}:"
+                                  f"{self.settings.dashboard_port} (in use?)")
+            time.sleep(0.05)
+        return self
+
+    def wait(self) -> None:
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.feed.stop()
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (0: a free one) [env MOODSTREAM_DASHBOARD_PORT; default 8765].")
+@click.option("--host", default=None, help="Address to listen on [env MOODSTREAM_DASHBOARD_HOST; default "
+                                            "127.0.0.1]; any other than a loopback address needs a token.")
+@setting_option("dashboard_token")
+@setting_option("redis_url")
+@setting_option("prefix")
+def dashboard(port, host, **flags):
+    """Serve a live web page over the streams: sources, people, fleet.
+
+    Reads the results, tracked and summaries streams with plain XREAD (no
+    consumer group: it takes no work and changes nothing) and pushes what
+    is new to the page with Server-Sent Events. Open the printed URL; Ctrl-C
+    stops it. Needs the 'dashboard' extra.
+    """
+    import signal
+
+    from moodstream.shared.errors import MoodstreamError
+
+    try:
+        settings = Settings.from_env(dashboard_port=port, dashboard_host=host, **flags)
+        board = Dashboard(settings).start()
+    except MoodstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"dashboard: {board.url} (prefix {settings.prefix!r}; Ctrl-C stops it)", err=True)
+
+    def on_signal(signum, frame):
+        board.server.should_exit = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    board.wait()
+    board.feed.stop()
