@@ -36,7 +36,7 @@ from moodstream.worker.batching import BatchPolicy
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
-    from moodstream.worker.video import TrackSummary, VideoAnalyzer
+    from moodstream.worker.video import VideoAnalyzer
 
 
 PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
@@ -145,30 +145,6 @@ def table_row(record: FrameResult) -> str:
     return f"{source:36s} {record.frame:>6d} {ts:>8s} {size:>10s} {len(record.faces):>5d}  {faces_cell(record.faces)}"
 
 
-def write_summary(path: Path, summary: TrackSummary, detect_every: int, analyzer: VideoAnalyzer,
-                  model_version: str) -> None:
-    """``--summary``: the JSON object at ``path`` and one timeline PNG per video beside it
-    (``<stem>-<video stem>.png``)."""
-    from moodstream.worker.annotate import safe_stem, write_timeline
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    videos, taken = [], set()
-    for source in summary.videos:
-        name, n = f"{path.stem}-{safe_stem(source)}.png", 1
-        while name in taken:
-            n += 1
-            name = f"{path.stem}-{safe_stem(source)}-{n}.png"
-        taken.add(name)
-        rows, span, step = summary.timeline(source)
-        write_timeline(path.with_name(name), source, rows, span, step)
-        videos.append({"source": source, "frames": len(summary.videos[source]), "tracks": len(rows),
-                       "timeline": str(path.with_name(name))})
-    tracker = analyzer.tracker_config
-    path.write_text(json.dumps({"tracks": summary.entries(), "videos": videos, "detect_every": detect_every,
-                                "smoothing_tau_s": tracker.smoothing_tau_s, "model_version": model_version},
-                               indent=1) + "\n")
-
-
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
@@ -195,9 +171,10 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write one JSON object with a 'tracks' list (one entry per face track per video: "
-                   "first/last time and frame, frames seen, share of each smoothed emotion, dominant "
-                   "emotion) to this file, and a timeline PNG per video beside it.")
+              help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "
+                   "video: time span, whether it is a person, median box, mean probabilities, dominant "
+                   "emotion, episodes with start, end and peak, face picture), a face picture per track "
+                   "and a timeline PNG per video beside it, and print the people table on stderr.")
 def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
             annotate_dir: Path | None, summary_path: Path | None, **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
@@ -219,7 +196,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
         from moodstream.worker.pipeline import Pipeline  # torch: only once the flags are known to be good
-        from moodstream.worker.video import TrackSummary, VideoAnalyzer
+        from moodstream.worker.summary import Summarizer, SummaryConfig, people_table, write_summary
+        from moodstream.worker.video import VideoAnalyzer
 
         pipeline = Pipeline(settings)
         analyzer = VideoAnalyzer(pipeline, settings.detect_every)
@@ -240,7 +218,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.annotate import Annotator
 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
-    summary = TrackSummary() if summary_path is not None else None
+    summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
+    summary_s = 0.0  # the time the summary adds
     items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
     frames = faces = errors = 0
     started = time.perf_counter()
@@ -262,7 +241,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             if annotator is not None:
                 annotator.add(r.source, out.image, r.faces, out.video)
             if summary is not None and out.video:
-                summary.add(r.source, r.frame, r.timestamp_s, r.faces)
+                t0 = time.perf_counter()
+                summary.add(r, out.image)
+                summary_s += time.perf_counter() - t0
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
@@ -270,12 +251,18 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         if annotator is not None:
             annotator.close()
         if summary is not None:
-            write_summary(summary_path, summary, settings.detect_every, analyzer, pipeline.model_version)
+            t0 = time.perf_counter()
+            written = write_summary(summary_path, summary, {
+                "detect_every": settings.detect_every, "model_version": pipeline.model_version,
+                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s})
+            summary_s += time.perf_counter() - t0
     elapsed = time.perf_counter() - started
+    if summary is not None:
+        click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"analyze: {frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
-               + (f"; summary in {summary_path}" if summary is not None else ""), err=True)
+               + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else ""), err=True)
     if errors:
         click.get_current_context().exit(1)

@@ -5,7 +5,8 @@ a tracked face shows its ``#track_id`` and its smoothed emotion.
 Images become annotated images in the output folder; the sampled frames of a
 video become one annotated ``.mp4`` (OpenCV's ``mp4v`` codec, at the sampled
 frame rate). :func:`draw_timeline` draws a video's tracks over time (one row
-per track, coloured by smoothed emotion) for ``analyze --summary``.
+per track: its face picture, the probabilities over time, its episodes) for
+``--summary``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_stream_spec
 from moodstream.shared.record import Face
 
@@ -154,7 +156,7 @@ class Annotator:
 # --- timelines ---------------------------------------------------------------------------------
 
 TIMELINE_WIDTH = 1200
-ROW_PX, ROW_GAP_PX, LABEL_PX, MARGIN_PX = 18, 4, 70, 16
+MARGIN_PX = 16
 
 
 def _tick_step(span_s: float) -> float:
@@ -164,36 +166,64 @@ def _tick_step(span_s: float) -> float:
     return next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
 
 
-def draw_timeline(title: str, rows: list[tuple[int, list[float], list[str]]], span_s: tuple[float, float],
-                  step_s: float) -> np.ndarray:
-    """An RGB image: one row per track (``(track_id, times, smoothed labels)``), each
-    analysed frame a bar of its emotion's colour from its time to the next frame's
-    (at most ``1.5 * step_s``: gaps in a track stay blank); time axis in seconds
-    over ``span_s``, and a colour legend."""
-    t0, t1 = span_s
+THUMB_PX = 56  # the face picture at the start of each timeline row
+STACK_ORDER = sorted(range(len(LABELS)), key=lambda k: LABELS[k] == "neutrality")
+
+
+def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
+                  span_s: tuple[float, float, float]) -> np.ndarray:
+    """An RGB image: one row per track (``(summary entry, times, probabilities (C,) per frame,
+    face picture or None)``, see :mod:`worker.summary`). Each row starts with the face picture
+    and ``#id``, then the raw probabilities over time as stacked bands (each analysed frame
+    a column from its time to the next frame's, at most 1.5 steps: gaps stay blank), with the
+    episodes marked below as bars of their emotion's colour. A track that is not a person is
+    drawn faded. Time axis in seconds over ``span_s`` (first, last + step, step), and a legend."""
+    t0, t1, step_s = span_s
     t1 = max(t1, t0 + 1e-3)
-    plot_w = TIMELINE_WIDTH - LABEL_PX - MARGIN_PX
-    top = 34
-    body = max(1, len(rows)) * (ROW_PX + ROW_GAP_PX)
+    plot_x = MARGIN_PX + THUMB_PX + 8 + 40
+    plot_w = TIMELINE_WIDTH - plot_x - MARGIN_PX
+    row_h, top = THUMB_PX + 10, 34
+    body = max(1, len(rows)) * row_h
     height = top + body + 34 + 26
     img = np.full((height, TIMELINE_WIDTH, 3), 255, np.uint8)
 
     def x_of(t: float) -> int:
-        return LABEL_PX + int(round((t - t0) / (t1 - t0) * plot_w))
+        return plot_x + int(round((t - t0) / (t1 - t0) * plot_w))
 
     cv2.putText(img, title[-110:], (MARGIN_PX, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if not rows:
-        cv2.putText(img, "no faces", (LABEL_PX, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
-    for r, (track_id, times, labels) in enumerate(rows):
-        y = top + r * (ROW_PX + ROW_GAP_PX)
-        cv2.putText(img, f"#{track_id}", (MARGIN_PX, y + ROW_PX - 4), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.rectangle(img, (LABEL_PX, y), (LABEL_PX + plot_w, y + ROW_PX), (225, 225, 225), 1)
-        for i, (t, label) in enumerate(zip(times, labels)):
+        cv2.putText(img, "no faces", (plot_x, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
+    band_h = THUMB_PX - 8  # the probability bands; the episode bar below them
+    for r, (entry, times, probs, picture) in enumerate(rows):
+        y = top + r * row_h
+        if picture is not None:
+            ph, pw = picture.shape[:2]
+            k = THUMB_PX / max(ph, pw)
+            pic = cv2.resize(picture, (max(1, round(pw * k)), max(1, round(ph * k))), interpolation=cv2.INTER_AREA)
+            img[y:y + pic.shape[0], MARGIN_PX:MARGIN_PX + pic.shape[1]] = pic
+        shade = (0, 0, 0) if entry.get("person", True) else (150, 150, 150)
+        cv2.putText(img, f"#{entry['track_id']}", (MARGIN_PX + THUMB_PX + 6, y + 18), FONT, 0.45, shade, 1,
+                    cv2.LINE_AA)
+        cv2.rectangle(img, (plot_x, y), (plot_x + plot_w, y + band_h), (225, 225, 225), 1)
+        for i, (t, p) in enumerate(zip(times, probs)):
             end = times[i + 1] if i + 1 < len(times) and times[i + 1] - t <= 1.5 * step_s else t + step_s
-            cv2.rectangle(img, (x_of(t), y), (max(x_of(end) - 1, x_of(t)), y + ROW_PX),
-                          COLORS.get(label, (0, 0, 0)), cv2.FILLED)
+            xa, xb = x_of(t), max(x_of(end) - 1, x_of(t))
+            acc = 0.0
+            for k in STACK_ORDER:  # stacked from the bottom, neutrality on top
+                label, v = LABELS[k], p[k]
+                ya, acc = y + band_h - int(round(acc * band_h)), acc + float(v)
+                yb = y + band_h - int(round(acc * band_h))
+                if ya > yb:
+                    cv2.rectangle(img, (xa, yb), (xb, ya - 1), COLORS.get(label, (0, 0, 0)), cv2.FILLED)
+        for ep in entry.get("episodes", []):
+            cv2.rectangle(img, (x_of(ep["start_s"]), y + band_h + 2),
+                          (max(x_of(ep["end_s"] + step_s) - 1, x_of(ep["start_s"])), y + THUMB_PX),
+                          COLORS.get(ep["emotion"], (0, 0, 0)), cv2.FILLED)
+        if not entry.get("person", True):
+            region = img[y:y + THUMB_PX + 1, MARGIN_PX:plot_x + plot_w + 1]
+            region[:] = (region.astype(np.uint16) + 2 * 255) // 3  # faded: not a person
     axis_y = top + body + 4
-    cv2.line(img, (LABEL_PX, axis_y), (LABEL_PX + plot_w, axis_y), (0, 0, 0), 1)
+    cv2.line(img, (plot_x, axis_y), (plot_x + plot_w, axis_y), (0, 0, 0), 1)
     tick = _tick_step(t1 - t0)
     t = math.ceil(t0 / tick) * tick
     while t <= t1 + 1e-9:
@@ -201,8 +231,8 @@ def draw_timeline(title: str, rows: list[tuple[int, list[float], list[str]]], sp
         cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
         cv2.putText(img, f"{t:g}", (x - 8, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         t += tick
-    cv2.putText(img, "time (s)", (MARGIN_PX - 8, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    x, legend_y = LABEL_PX, height - 10
+    cv2.putText(img, "time (s)", (MARGIN_PX, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    x, legend_y = MARGIN_PX, height - 10
     for label, color in COLORS.items():
         cv2.rectangle(img, (x, legend_y - 10), (x + 12, legend_y), color, cv2.FILLED)
         cv2.putText(img, label, (x + 16, legend_y), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -210,10 +240,10 @@ def draw_timeline(title: str, rows: list[tuple[int, list[float], list[str]]], sp
     return img
 
 
-def write_timeline(path: str | Path, title: str, rows: list[tuple[int, list[float], list[str]]],
-                   span_s: tuple[float, float], step_s: float) -> bool:
+def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
+                   span_s: tuple[float, float, float]) -> bool:
     """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
-    ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s, step_s), cv2.COLOR_RGB2BGR))
+    ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
     if not ok:
         log.warning("annotate: cannot write the timeline %s", path)
     return bool(ok)

@@ -20,9 +20,8 @@ sources and still images in one batch):
 With ``detect_every=1`` every frame is a key frame and the records are
 exactly :meth:`Pipeline.process`'s, plus ``track_id`` and ``smoothed``.
 
-:class:`TrackSummary` folds tracked records into one entry per track (the
-``analyze --summary`` JSON) and the per-video timelines that
-:func:`worker.annotate.draw_timeline` draws.
+The per-person summary of tracked records (``--summary``) is
+:mod:`worker.summary`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -216,59 +214,3 @@ class VideoAnalyzer:
             res.source, res.frame, res.timestamp_s = f.source, f.frame, f.timestamp_s
             res.faces = tracker.update(f.frame if st is not None else 0, f.timestamp_s, res.faces)
         return results
-
-
-# --- summaries -------------------------------------------------------------------------------
-
-@dataclass
-class _TrackLog:
-    source: str
-    track_id: int
-    times: list[float] = field(default_factory=list)
-    frames: list[int] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)  # smoothed labels
-    label_set: tuple[str, ...] = ()
-
-
-class TrackSummary:
-    """Folds tracked video records, in order, into per-track summaries and timelines."""
-
-    def __init__(self):
-        self.tracks: dict[tuple[str, int], _TrackLog] = {}
-        self.videos: dict[str, list[float]] = {}  # source -> frame times seen
-
-    def add(self, source: str, frame: int, timestamp_s: float | None, faces: list[Face],
-            default_fps: float = 30.0) -> None:
-        t = float(timestamp_s) if timestamp_s is not None else frame / default_fps
-        self.videos.setdefault(source, []).append(t)
-        for face in faces:
-            key = (source, int(face.track_id))
-            log_ = self.tracks.get(key)
-            if log_ is None:
-                log_ = self.tracks[key] = _TrackLog(source, key[1], label_set=tuple(face.probabilities))
-            log_.times.append(t)
-            log_.frames.append(frame)
-            log_.labels.append(face.shown.emotion)
-
-    def entries(self) -> list[dict]:
-        """One dict per track per video, by source (first seen first) then track id."""
-        order = {s: i for i, s in enumerate(self.videos)}
-        out = []
-        for log_ in sorted(self.tracks.values(), key=lambda lg: (order[lg.source], lg.track_id)):
-            counts = Counter(log_.labels)
-            n = len(log_.labels)
-            shares = {label: round(counts.get(label, 0) / n, 4) for label in log_.label_set}
-            out.append({"source": log_.source, "track_id": log_.track_id,
-                        "first_timestamp_s": round(log_.times[0], 4), "last_timestamp_s": round(log_.times[-1], 4),
-                        "first_frame": log_.frames[0], "last_frame": log_.frames[-1], "frames": n,
-                        "emotions": shares,  # ties: the first label in label order
-                        "dominant_emotion": max(log_.label_set, key=lambda k: shares[k])})
-        return out
-
-    def timeline(self, source: str) -> tuple[list[tuple[int, list[float], list[str]]], tuple[float, float], float]:
-        """(track id, times, smoothed labels) per track of ``source``, the video's time span
-        (first, last frame time) and the typical time between its analysed frames."""
-        times = self.videos[source]
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / 30
-        rows = [(lg.track_id, lg.times, lg.labels) for (src, _), lg in sorted(self.tracks.items()) if src == source]
-        return rows, (times[0], times[-1] + step), step

@@ -125,19 +125,24 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
     assert [t["track_id"] for t in tracks] == sorted({f["track_id"] for r in video for f in r["faces"]})
     assert sum(t["frames"] for t in tracks) == sum(len(r["faces"]) for r in video)
     for t in tracks:
-        assert set(t) == {"source", "track_id", "first_timestamp_s", "last_timestamp_s", "first_frame",
-                          "last_frame", "frames", "emotions", "dominant_emotion"}
+        assert {"source", "track_id", "first_timestamp_s", "last_timestamp_s", "first_frame", "last_frame",
+                "frames", "emotions", "dominant_emotion", "person", "box", "mean_probabilities", "dominant",
+                "episodes", "thumbnail"} <= set(t)
         assert tuple(t["emotions"]) == LABELS and sum(t["emotions"].values()) == pytest.approx(1, abs=1e-3)
-        assert t["dominant_emotion"] == max(t["emotions"], key=t["emotions"].get)
+        mean = t["mean_probabilities"]
+        assert tuple(mean) == LABELS and sum(mean.values()) == pytest.approx(1, abs=1e-3)
+        assert t["dominant_emotion"] == t["dominant"] == max(mean, key=mean.get)
+        assert (tmp_path / "out" / t["thumbnail"]).is_file()
         assert t["first_frame"] <= t["last_frame"] and t["first_timestamp_s"] <= t["last_timestamp_s"]
         seen = [r for r in video if any(f["track_id"] == t["track_id"] for f in r["faces"])]
         assert (seen[0]["frame"], seen[-1]["frame"], len(seen)) == (t["first_frame"], t["last_frame"], t["frames"])
     [entry] = data["videos"]
     assert data["detect_every"] == 3 and entry["tracks"] == len(tracks) and entry["frames"] == len(video)
-    png = cv2.imread(entry["timeline"])
+    png = cv2.imread(str(tmp_path / "out" / entry["timeline"]))
     assert png is not None and png.shape[1] == 1200 and (tmp_path / "out" / "summary-clip_360p.png").is_file()
     assert (np.abs(png.astype(int) - 255).sum(axis=2) > 0).mean() > 0.02  # drawn on, not blank
     assert (tmp_path / "ann" / "clip_360p.mp4").is_file()
+    assert "DOMINANT" in result.stderr and "#0" in result.stderr  # the people table
 
 
 def test_annotate_label_shows_track_id_and_smoothed_emotion():

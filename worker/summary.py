@@ -1,0 +1,454 @@
+"""Who felt what, when: per-person summaries of tracked results.
+
+:class:`Summarizer` takes tracked :class:`~moodstream.shared.record.FrameResult`
+records (faces with ``track_id``), one by one in frame order per source, and
+gives one entry per track (:meth:`Summarizer.entries`)::
+
+    source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
+    person: bool            # spans >= min_person_s of video and is face-like (see below)
+    not_person_why: str     # why not ("" for a person)
+    box: [x1, y1, x2, y2]   # the median box, frame pixels
+    mean_score: float       # the detector's mean confidence
+    mean_probabilities      # the mean of the raw probabilities over the track's frames (sum to 1)
+    dominant, dominant_emotion   # the emotion with the highest mean (dominant_emotion: its older name)
+    emotions                # share of the track's frames inside an episode of each emotion, the rest neutrality
+    episodes: [{emotion, start_s, end_s, peak, peak_s, frames}]   # neutrality excluded
+    thumbnail: str | None   # set by write_summary: the face picture, relative to the summary's folder
+
+Nothing is dropped: a track that is not a person stays, with ``person: false``.
+Pure numpy + OpenCV (no torch, no scipy): ``analyze`` and the service's track
+stage run this same code, fed the same records, so they give the same summary.
+
+**Episodes** (:class:`EpisodeFinder`, online, O(1) memory per track). The raw
+probabilities of each frame are averaged along the track by a causal
+exponential moving average in probability space with time constant
+``episode_tau_s`` (video seconds; weight of a new frame ``1 - exp(-dt / tau)``);
+the leading emotion of that average labels the frame. A run of frames led by one
+emotion other than neutrality is an episode; runs of the same emotion less than
+``episode_gap_s`` apart are one episode; an episode shorter than
+``episode_min_s`` is flicker and is left out. ``peak`` is the highest raw
+probability of the emotion within the episode, ``peak_s`` its time. The
+defaults come from ``moodstream bench episodes`` (README, "Video").
+
+**People.** A track is a person when it spans at least ``min_person_s`` of
+video (first to last face, plus one frame interval) and its median detector
+score is at least ``person_score_min`` (chosen on WIDER and the shared
+videos, ``moodstream bench people``).
+
+**Face pictures.** :class:`ThumbnailPicker` keeps, per track, the best crop
+offered so far by :func:`thumbnail_score` (large, sharp, frontal). It takes
+either the whole frame (``analyze`` has it) or a crop cut elsewhere (the
+service), so the pixels can come from wherever the caller has them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from moodstream.shared.labels import LABELS
+from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.table import printable, source_cell
+
+if TYPE_CHECKING:
+    from moodstream.shared.settings import Settings
+
+NEUTRAL = "neutrality"
+THUMB_MARGIN = 0.25  # a face picture: the box grown by this share of its side on each side
+THUMB_MAX_PX = 128  # ... and scaled down to at most this many pixels on its longer side
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    min_person_s: float = 0.5  # a track shorter than this (video time) is not a person
+    person_score_min: float = 0.0  # ... nor one whose median detector score is below this
+    episode_tau_s: float = 0.1  # time constant of the probability average that labels frames
+    episode_min_s: float = 0.2  # an episode shorter than this is flicker
+    episode_gap_s: float = 0.2  # runs of one emotion at most this far apart are one episode
+    default_fps: float = 30.0  # frame times when a source has no timestamps
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> SummaryConfig:
+        """The summary settings of ``settings`` (those it has), then ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        values = {n: getattr(settings, n) for n in names if hasattr(settings, n)}
+        return cls(**{**values, **overrides})
+
+
+# --- episodes ------------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    emotion: int
+    start_s: float
+    end_s: float
+    peak: float
+    peak_s: float
+    frames: int = 1
+
+    def extend(self, t: float, p: float, frames: int) -> None:
+        self.end_s = t
+        self.frames += frames
+        if p > self.peak:
+            self.peak, self.peak_s = p, t
+
+
+class EpisodeFinder:
+    """Episodes of one track, online: :meth:`add` each frame's raw probabilities ``(C,)`` in
+    order, :meth:`finish` at the end. ``neutral`` is the index of neutrality in the labels."""
+
+    def __init__(self, neutral: int, tau_s: float, min_s: float, gap_s: float, default_step_s: float = 1 / 30,
+                 space: str = "linear"):
+        self.neutral, self.tau_s, self.min_s, self.gap_s, self.space = neutral, tau_s, min_s, gap_s, space
+        self.step_s = default_step_s  # the track's typical time between frames (a moving average)
+        self.avg: np.ndarray | None = None
+        self.t_s: float | None = None
+        self.open: _Run | None = None  # the episode being followed (it may be in a gap)
+        self.challenger: _Run | None = None  # another emotion leading now, not yet long enough to take over
+        self.gap_frames = 0  # frames since the open episode last led
+        self.done: list[_Run] = []
+        self.labels: list[int] = []  # the leading emotion of each frame (for flicker measurements)
+
+    def add(self, t_s: float, probs: np.ndarray) -> int:
+        """One frame; returns the emotion index that leads the average now."""
+        x = np.log(np.clip(probs, 1e-6, 1.0)) if self.space == "log" else probs
+        if self.avg is None or self.t_s is None:
+            self.avg = np.array(x, np.float64)
+        else:
+            dt = t_s - self.t_s
+            if dt > 0:
+                self.step_s += 0.2 * (dt - self.step_s)
+            alpha = 1.0 if self.tau_s <= 0 or dt <= 0 else 1.0 - math.exp(-dt / self.tau_s)
+            self.avg += alpha * (x - self.avg)
+        self.t_s = t_s
+        label = int(np.argmax(self.avg))
+        self.labels.append(label)
+        self._step(t_s, label, float(probs[label]))
+        return label
+
+    def _span(self, run: _Run) -> float:
+        return run.end_s - run.start_s + self.step_s
+
+    def _close(self, run: _Run | None) -> None:
+        if run is not None and self._span(run) >= self.min_s - 1e-9:
+            self.done.append(run)
+
+    def _step(self, t: float, label: int, p: float) -> None:
+        op = self.open
+        if op is not None and t - op.end_s > self.gap_s + self.step_s + 1e-9:
+            self._close(op)  # a gap longer than gap_s: the episode ended at its last leading frame
+            op = self.open = self.challenger  # another emotion that has led since, if any
+            self.challenger, self.gap_frames = None, 0
+        if label == self.neutral:
+            self.challenger = None
+            self.gap_frames += op is not None
+            return
+        if op is None:
+            self.open, self.challenger, self.gap_frames = _Run(label, t, t, p, t), None, 0
+        elif label == op.emotion:
+            op.extend(t, p, self.gap_frames + 1)
+            self.challenger, self.gap_frames = None, 0
+        else:
+            ch = self.challenger
+            if ch is not None and ch.emotion == label:
+                ch.extend(t, p, 1)
+            else:
+                ch = self.challenger = _Run(label, t, t, p, t)
+            self.gap_frames += 1
+            if self._span(ch) >= self.min_s - 1e-9:  # another emotion took over for good
+                self._close(op)
+                self.open, self.challenger, self.gap_frames = ch, None, 0
+
+    def finish(self) -> list[_Run]:
+        """The episodes, in time order (call once, at the end of the track)."""
+        self._close(self.open)
+        self._close(self.challenger)
+        self.open = self.challenger = None
+        return sorted(self.done, key=lambda r: r.start_s)
+
+
+# --- face pictures ---------------------------------------------------------------------------------
+
+def crop_face(image: np.ndarray, box: tuple[float, ...], margin: float = THUMB_MARGIN,
+              max_px: int = THUMB_MAX_PX) -> np.ndarray | None:
+    """The face ``box`` of RGB ``image`` grown by ``margin`` sides, clipped to the frame and
+    scaled down to at most ``max_px`` on its longer side (a copy); None when empty."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    a, b = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    c, d = min(w, math.ceil(x2 + mx)), min(h, math.ceil(y2 + my))
+    if c - a < 2 or d - b < 2:
+        return None
+    crop = image[b:d, a:c]
+    scale = max_px / max(crop.shape[:2])
+    if scale < 1:
+        return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(crop).copy()
+
+
+def frontality(face: Face) -> float:
+    """1 for a face looking at the camera, towards 0 turned or tilted (from the five
+    landmarks: the nose against the eyes' midpoint, the eye line's tilt); 0.5 without them."""
+    if not face.landmarks or len(face.landmarks) < 3:
+        return 0.5
+    (lx, ly), (rx, ry), (nx, _) = face.landmarks[:3]
+    eye = math.hypot(rx - lx, ry - ly)
+    if eye < 1e-6:
+        return 0.0
+    yaw = abs(nx - (lx + rx) / 2) / eye  # 0 frontal, about 0.5 at a three-quarter view
+    roll = abs(math.atan2(ry - ly, rx - lx))
+    return max(0.0, 1.0 - 2.0 * yaw) * max(0.0, math.cos(roll))
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the crop at 64x64 grey, mapped to [0, 1) (``v / (v + 100)``)."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
+    v = float(cv2.Laplacian(cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
+    return v / (v + 100.0)
+
+
+def thumbnail_score(face: Face, crop: np.ndarray) -> float:
+    """How good a picture of the person ``crop`` is: large (box side, saturating at 96 px),
+    sharp and frontal, multiplied; each term in [0, 1]."""
+    x1, y1, x2, y2 = face.box
+    size = min(1.0, math.sqrt(max(0.0, x2 - x1) * max(0.0, y2 - y1)) / 96.0)
+    return size * (0.2 + 0.8 * sharpness(crop)) * (0.2 + 0.8 * frontality(face))
+
+
+class ThumbnailPicker:
+    """The best face picture of each track so far. :meth:`offer` a face with the whole RGB
+    frame (``image``) or with a crop cut elsewhere (``crop``, e.g. from a worker)."""
+
+    def __init__(self):
+        self.best: dict[int, tuple[float, np.ndarray]] = {}
+
+    def offer(self, track_id: int, face: Face, image: np.ndarray | None = None, crop: np.ndarray | None = None) -> None:
+        if crop is None and image is not None:
+            crop = crop_face(image, face.box)
+        if crop is None or crop.size == 0:
+            return
+        score = thumbnail_score(face, crop)
+        if track_id not in self.best or score > self.best[track_id][0]:
+            self.best[track_id] = (score, crop)
+
+    def picture(self, track_id: int) -> np.ndarray | None:
+        got = self.best.get(track_id)
+        return None if got is None else got[1]
+
+
+# --- one source ------------------------------------------------------------------------------------
+
+@dataclass
+class _Track:
+    track_id: int
+    finder: EpisodeFinder
+    first_s: float
+    last_s: float
+    first_frame: int
+    last_frame: int
+    frames: int = 0
+    prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # the series, for timelines (when kept)
+    probs: list[np.ndarray] = field(default_factory=list)
+
+
+class SourceSummary:
+    """The per-track summary of one run of one source; :meth:`add` its results in frame order.
+    ``series=True`` also keeps every frame's probabilities (for the timeline picture)."""
+
+    def __init__(self, source: str, config: SummaryConfig | None = None, series: bool = True):
+        self.source = source
+        self.config = config or SummaryConfig()
+        self.series = series
+        self.tracks: dict[int, _Track] = {}
+        self.times: list[float] = []  # every analysed frame's time
+        self.last_frame = -1
+        self.pictures = ThumbnailPicker()
+        self._entries: list[dict] | None = None
+
+    def add(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        """One tracked result (faces without a ``track_id`` are skipped); ``image``, the RGB
+        frame, when at hand, for the face pictures."""
+        cfg = self.config
+        t = float(result.timestamp_s) if result.timestamp_s is not None else result.frame / cfg.default_fps
+        self.times.append(t)
+        self.last_frame = result.frame
+        self._entries = None
+        for face in result.faces:
+            if face.track_id is None or not face.probabilities:
+                continue
+            tr = self.tracks.get(face.track_id)
+            if tr is None:
+                finder = EpisodeFinder(LABELS.index(NEUTRAL), cfg.episode_tau_s, cfg.episode_min_s,
+                                       cfg.episode_gap_s, 1 / cfg.default_fps)
+                tr = self.tracks[face.track_id] = _Track(face.track_id, finder, t, t, result.frame, result.frame)
+            p = np.array([face.probabilities.get(k, 0.0) for k in LABELS], np.float64)
+            p /= max(p.sum(), 1e-12)
+            tr.finder.add(t, p)
+            tr.prob_sum += p
+            tr.frames += 1
+            tr.last_s, tr.last_frame = t, result.frame
+            tr.boxes.append(tuple(face.box))
+            tr.scores.append(float(face.score))
+            if self.series:
+                tr.times.append(t)
+                tr.probs.append(p.astype(np.float32))
+            if image is not None:
+                self.pictures.offer(face.track_id, face, image=image)
+
+    def offer_crop(self, face: Face, crop: np.ndarray) -> None:
+        """A face picture cut elsewhere (the service side), for ``face.track_id``."""
+        if face.track_id is not None:
+            self.pictures.offer(face.track_id, face, crop=crop)
+
+    def entries(self) -> list[dict]:
+        """One entry per track, by track id (see the module doc). Episodes of a track still
+        in progress are closed here: call once the source has ended."""
+        if self._entries is None:
+            self._entries = [self._entry(tr) for _, tr in sorted(self.tracks.items())]
+        return self._entries
+
+    def _entry(self, tr: _Track) -> dict:
+        cfg = self.config
+        mean = tr.prob_sum / max(tr.frames, 1)
+        episodes = tr.finder.finish()
+        in_episodes = {label: 0 for label in LABELS}
+        for ep in episodes:
+            in_episodes[LABELS[ep.emotion]] += ep.frames
+        in_episodes[NEUTRAL] = max(0, tr.frames - sum(in_episodes.values()))
+        span = tr.last_s - tr.first_s + tr.finder.step_s
+        score = float(np.median(tr.scores))
+        why = ""
+        if span < cfg.min_person_s - 1e-9:
+            why = f"seen {span:.2f} s < {cfg.min_person_s:g} s"
+        elif score < cfg.person_score_min:
+            why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
+        dominant = LABELS[int(np.argmax(mean))]
+        return {"source": self.source, "track_id": tr.track_id,
+                "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
+                "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
+                "person": not why, "not_person_why": why,
+                "box": [round(float(v), 1) for v in np.median(np.array(tr.boxes), axis=0)],
+                "mean_score": round(float(np.mean(tr.scores)), 4),
+                "mean_probabilities": {label: round(float(v), 4) for label, v in zip(LABELS, mean)},
+                "dominant": dominant, "dominant_emotion": dominant,
+                "emotions": {label: round(n / tr.frames, 4) for label, n in in_episodes.items()},
+                "episodes": [{"emotion": LABELS[ep.emotion], "start_s": round(ep.start_s, 4),
+                              "end_s": round(ep.end_s, 4), "peak": round(ep.peak, 4), "peak_s": round(ep.peak_s, 4),
+                              "frames": ep.frames} for ep in episodes],
+                "thumbnail": None}
+
+    def span(self) -> tuple[float, float, float]:
+        """(first frame time, last frame time + one step, typical step) of the source."""
+        times = self.times or [0.0]
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / self.config.default_fps
+        return times[0], times[-1] + step, step
+
+
+class Summarizer:
+    """Summaries of many sources, each fed in frame order (sources may interleave). A frame
+    index that does not increase starts a new run of that source (the same file again):
+    the earlier run's tracks stay, a run never merges into another."""
+
+    def __init__(self, config: SummaryConfig | None = None, series: bool = True):
+        self.config = config or SummaryConfig()
+        self.series = series
+        self.runs: list[SourceSummary] = []
+        self.current: dict[str, SourceSummary] = {}
+
+    def add(self, result: FrameResult, image: np.ndarray | None = None) -> SourceSummary:
+        """One tracked result of a video, camera or stream; returns the run it went to."""
+        run = self.current.get(result.source)
+        if run is None or result.frame <= run.last_frame:
+            run = self.current[result.source] = SourceSummary(result.source, self.config, self.series)
+            self.runs.append(run)
+        run.add(result, image)
+        return run
+
+    def finish(self, source: str) -> SourceSummary | None:
+        """The source has ended: its run is done (its entries stay in :meth:`entries`)."""
+        return self.current.pop(source, None)
+
+    def entries(self) -> list[dict]:
+        return [e for run in self.runs for e in run.entries()]
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
+                  timelines: bool = True) -> dict:
+    """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
+    picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
+    ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object."""
+    from moodstream.worker.annotate import safe_stem, write_timeline
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tracks, videos, taken = [], [], set()
+    for run in summarizer.runs:
+        base, n = f"{path.stem}-{safe_stem(run.source)}", 1
+        while base in taken:
+            n += 1
+            base = f"{path.stem}-{safe_stem(run.source)}-{n}"
+        taken.add(base)
+        entries = run.entries()
+        pictures = {}
+        for e in entries:
+            pic = run.pictures.picture(e["track_id"])
+            if pic is not None:
+                name = f"{base}-t{e['track_id']}.jpg"
+                if cv2.imwrite(str(path.with_name(name)), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
+                    e["thumbnail"] = name
+                    pictures[e["track_id"]] = pic
+        video = {"source": run.source, "frames": len(run.times), "tracks": len(entries),
+                 "people": sum(e["person"] for e in entries)}
+        if timelines:
+            rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
+                     pictures.get(e["track_id"])) for e in entries]
+            if write_timeline(path.with_name(base + ".png"), run.source, rows, run.span()):
+                video["timeline"] = base + ".png"
+        videos.append(video)
+        tracks += entries
+    out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def summary_settings(config: SummaryConfig) -> dict:
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
+    """The short table of a summary's tracks: track, time span, dominant emotion with its mean,
+    the main episodes (strongest first, at most ``max_episodes``); people first, then the rest
+    counted on one line."""
+    people = [t for t in tracks if t["person"]]
+    others = [t for t in tracks if not t["person"]]
+    lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
+    for t in people:
+        dom = f"{t['dominant']} {t['mean_probabilities'][t['dominant']]:.0%}"
+        main = sorted(t["episodes"], key=lambda e: -e["peak"])[:max_episodes]
+        eps = ", ".join(f"{e['emotion']} {e['start_s']:.1f}-{e['end_s']:.1f}s (peak {e['peak']:.0%})"
+                        for e in sorted(main, key=lambda e: e["start_s"]))
+        more = len(t["episodes"]) - len(main)
+        eps = (eps or "-") + (f" +{more} more" if more > 0 else "")
+        span = f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
+        src = source_cell(Path(t["source"]).name or t["source"], 24)
+        lines.append(f"{src:24s} {'#' + str(t['track_id']):>5s} {span:>13s}  {dom:22s} {eps}")
+    if not people:
+        lines.append("(no people)")
+    if others:
+        lines.append(printable(f"not people: {len(others)} track(s) ("
+                               + "; ".join(f"#{t['track_id']} {t['not_person_why']}" for t in others[:5])
+                               + ("; ..." if len(others) > 5 else "") + ")"))
+    return "\n".join(lines)
