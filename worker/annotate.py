@@ -82,6 +82,18 @@ def safe_stem(source: str) -> str:
     return Path(source).stem or "image"
 
 
+def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) -> float:
+    """The frame rate of a video's sampled frames: native / every_n, or the requested fps (at most native)."""
+    native = 0.0
+    if not is_stream_spec(source):  # a camera may not open twice; assume 30 fps there
+        cap = cv2.VideoCapture(source)
+        native = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        cap.release()
+    if native <= 0 or native > 1000:
+        native = 30.0
+    return min(fps, native) if fps else native / max(1, every_n)
+
+
 class Annotator:
     """Writes annotated images and videos to ``out_dir``; call :meth:`close` at the end.
 
@@ -134,15 +146,7 @@ class Annotator:
             self._writer.write(annotated)
 
     def _frame_rate(self, source: str) -> float:
-        """The sampled frame rate: native / every_n, or the requested fps (at most native)."""
-        native = 0.0
-        if not is_stream_spec(source):  # a camera may not open twice; assume 30 fps there
-            cap = cv2.VideoCapture(source)
-            native = cap.get(cv2.CAP_PROP_FPS) or 0.0
-            cap.release()
-        if native <= 0 or native > 1000:
-            native = 30.0
-        return min(self.fps, native) if self.fps else native / max(1, self.every_n)
+        return sampled_frame_rate(source, self.every_n, self.fps)
 
     def _close_video(self) -> None:
         if self._writer is not None:
