@@ -175,8 +175,12 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "
                    "emotion, episodes with start, end and peak, face picture), a face picture per track "
                    "and a timeline PNG per video beside it, and print the people table on stderr.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one HTML page (opens from disk, no network) with a section per video: the "
+                   "annotated clip (a WebM beside the page) and per person the face picture, time span, "
+                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip.")
 def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
-            annotate_dir: Path | None, summary_path: Path | None, **flags) -> None:
+            annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image, a folder (searched recursively for images and videos), a
@@ -220,6 +224,14 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
     summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
     summary_s = 0.0  # the time the summary adds
+    report = None
+    if report_path is not None:
+        from moodstream.worker.report import Report
+
+        try:
+            report = Report(report_path, every_n or 1, fps, SummaryConfig.from_settings(settings))
+        except MoodstreamError as exc:
+            raise click.ClickException(str(exc)) from None
     items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
     frames = faces = errors = 0
     started = time.perf_counter()
@@ -244,12 +256,16 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 t0 = time.perf_counter()
                 summary.add(r, out.image)
                 summary_s += time.perf_counter() - t0
+            if report is not None:
+                report.add(r, out.image, out.video)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         progress.close()
         if annotator is not None:
             annotator.close()
+        if report is not None:
+            report.close()
         if summary is not None:
             t0 = time.perf_counter()
             written = write_summary(summary_path, summary, {
@@ -263,6 +279,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
-               + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else ""), err=True)
+               + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
+               + (f"; report in {report_path}" if report is not None else ""), err=True)
     if errors:
         click.get_current_context().exit(1)

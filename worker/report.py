@@ -1,0 +1,182 @@
+"""``analyze VIDEO --report FILE.html``: one page per call that opens from disk, with no network.
+
+For each video: the annotated clip as WebM (VP8, :mod:`worker.webm`) beside the
+page (``FILE-<video>.webm``: a browser plays it, the page stays small), and per
+track of the summary (:mod:`worker.summary`, the same summary ``--summary``
+writes): its face picture, time span, dominant emotion, episodes and the raw
+probabilities over time as a chart. People (``person: true``) are listed
+first; the other tracks are collapsed below them. Clicking the chart or an
+episode seeks the video to that moment.
+
+**Several videos in one call give one page with a section each** (one file to
+open, one table of contents); each video has its own WebM. Still images are
+counted but not shown.
+
+The page is self-contained: its script and style are inlined (the chart is the
+dashboard's ``chart.js``), the face pictures are data: URIs, and a
+Content-Security-Policy allows only those inline scripts (by hash). The data
+is JSON in a ``<script type="application/json">`` block with ``<`` escaped, and
+the script puts every text (video names, emotions) into the page with
+``textContent``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodstream.shared.labels import LABELS
+from moodstream.shared.record import FrameResult
+from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
+from moodstream.worker.summary import Summarizer, SummaryConfig
+from moodstream.worker.webm import open_webm
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 800  # per track in the chart: longer series are averaged into this many buckets
+THUMB_SIDE = 112  # face pictures are inlined at most this large
+TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
+
+
+@dataclass
+class VideoPart:
+    source: str
+    file: Path  # the WebM
+    rate: float
+    writer: cv2.VideoWriter | None
+    times: list[float] = field(default_factory=list)  # each written frame's time in the source
+    series: dict[int, list[list[float]]] = field(default_factory=dict)  # track -> [[t, p0..p7]]
+    last_frame: int = -1
+    size: tuple[int, int] = (0, 0)
+
+
+def bucketed(points: list[list[float]], most: int = MAX_POINTS) -> list[list[float]]:
+    """At most ``most`` points: consecutive points averaged in equal buckets (the span stays whole)."""
+    if len(points) <= most:
+        return [[round(p[0], 3), *(round(v) for v in p[1:])] for p in points]
+    arr = np.asarray(points, np.float64)
+    edges = np.linspace(0, len(arr), most + 1).astype(int)
+    out = [arr[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [[round(float(p[0]), 3), *(int(round(v)) for v in p[1:])] for p in out]
+
+
+def data_uri(rgb: np.ndarray | None) -> str | None:
+    if rgb is None:
+        return None
+    h, w = rgb.shape[:2]
+    k = min(1.0, THUMB_SIDE / max(h, w))
+    if k < 1.0:
+        rgb = cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+class Report:
+    """Feed it ``analyze``'s outcomes in order (:meth:`add`), then :meth:`close` writes the page."""
+
+    def __init__(self, path: str | Path, every_n: int = 1, fps: float | None = None,
+                 config: SummaryConfig | None = None, codec: str = "VP80"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.every_n, self.fps, self.codec = every_n, fps, codec
+        self.summarizer = Summarizer(config, series=False)
+        self.parts: list[VideoPart] = []
+        self.current: dict[str, VideoPart] = {}
+        self.images = 0
+        self._taken: set[str] = set()
+
+    def add(self, record: FrameResult, image: np.ndarray | None, video: bool) -> None:
+        if image is None or record.error is not None:
+            return
+        if not video:
+            self.images += 1
+            return
+        part = self.current.get(record.source)
+        if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own
+            if part is not None and part.writer is not None:
+                part.writer.release()
+            part = self.current[record.source] = self._start(record.source, image)
+        part.last_frame = record.frame
+        t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.rate
+        if part.writer is not None:
+            part.writer.write(cv2.cvtColor(draw(image, record.faces), cv2.COLOR_RGB2BGR))
+        part.times.append(t)
+        for face in record.faces:
+            if face.track_id is not None and face.probabilities:
+                part.series.setdefault(face.track_id, []).append(
+                    [t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
+        self.summarizer.add(record, image)
+
+    def _start(self, source: str, image: np.ndarray) -> VideoPart:
+        stem, n = f"{self.path.stem}-{safe_stem(source)}", 1
+        name = stem + ".webm"
+        while name in self._taken:
+            n += 1
+            name = f"{stem}-{n}.webm"
+        self._taken.add(name)
+        h, w = image.shape[:2]
+        rate = sampled_frame_rate(source, self.every_n, self.fps)
+        part = VideoPart(source, self.path.with_name(name), rate, open_webm(self.path.with_name(name), rate, (w, h),
+                                                                         self.codec), size=(w, h))
+        self.parts.append(part)
+        return part
+
+    def close(self) -> Path:
+        """Finish the videos and write the page; returns its path."""
+        for part in self.parts:
+            if part.writer is not None:
+                part.writer.release()
+                part.writer = None
+        runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
+        videos = [self._video(part, next(runs, None)) for part in self.parts]
+        data = {"videos": videos, "images": self.images, "labels": list(LABELS)}
+        self.path.write_text(render(data, title=f"moodstream report: {len(videos)} video(s)"), encoding="utf-8")
+        return self.path
+
+    def _video(self, part: VideoPart, run) -> dict:
+        tracks = []
+        for e in run.entries() if run is not None else []:
+            tracks.append({**{k: e.get(k) for k in ("track_id", "person", "not_person_why", "first_timestamp_s",
+                                                    "last_timestamp_s", "frames", "dominant", "box",
+                                                    "mean_probabilities", "episodes")},
+                           "thumbnail": data_uri(run.pictures.picture(e["track_id"])),
+                           "points": bucketed(part.series.get(e["track_id"], []))})
+        return {"source": part.source, "video": part.file.name, "rate": part.rate, "size": list(part.size),
+                "times": [round(t, 3) for t in part.times], "tracks": tracks,
+                "people": sum(bool(t["person"]) for t in tracks)}
+
+
+def _inline_json(data: dict) -> str:
+    """JSON safe inside a <script> element: no '<' (so no '</script>'), no U+2028/9 surprises."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _sha256(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+
+def render(data: dict, title: str) -> str:
+    """The page: the template with the data, the chart and the page script inlined."""
+    chart = resources.files("moodstream.producer.dashboard").joinpath("static/chart.js").read_text(encoding="utf-8")
+    page_js = (TEMPLATE.parent / "report.js").read_text(encoding="utf-8")
+    css = (TEMPLATE.parent / "report.css").read_text(encoding="utf-8")
+    for script in (chart, page_js):
+        if "</script" in script.lower():
+            raise ValueError("an inlined script must not contain '</script'")
+    csp = (f"default-src 'none'; script-src {_sha256(chart)} {_sha256(page_js)}; style-src 'unsafe-inline'; "
+           "img-src data:; media-src 'self' file: blob:; base-uri 'none'; form-action 'none'")
+    parts = {"csp": html.escape(csp, quote=True), "title": html.escape(title), "css": css,
+             "data": _inline_json(data), "chart_js": chart, "page_js": page_js}
+    # one pass over the template: text inserted (the data) is never scanned for placeholders
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], TEMPLATE.read_text(encoding="utf-8"))
