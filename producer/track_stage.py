@@ -25,16 +25,35 @@ otherwise once the oldest buffered frame of the source has waited
 Error results keep their place and pass through. A result for a frame older
 than the last released one is *late* (its worker took longer than
 ``reorder_wait_ms``): it is published with ``track_id`` null and
-``smoothed`` equal to the raw values, and logged; a second result for a
-frame already seen (redelivery) is acked and dropped. So the latency a
-tracked result adds is at most ``reorder_wait_ms``, usually none.
+``smoothed`` equal to the raw values, and logged. So the latency a tracked
+result adds is at most ``reorder_wait_ms``, usually none.
+
+**Runs, not sources.** A source's results belong to a *run*: one pass of a
+producer over it, enqueued in frame order (as ``produce``, the expander and
+``up`` do; the stream order may differ). A result whose frame number is at or
+below the highest frame of the current run but which was enqueued after every
+result of that run (``enqueued_at_ms``; without it, a frame number the run has
+answered, under a new job id) starts the frame numbers again: the current run ends (its buffer is released, its tracks
+end) and a new one starts, with ids from 0 again. A second answer to a job
+(at-least-once delivery: a reclaimed frame served twice) is recognised by its
+job id, acked, dropped and logged at once.
+
+**Nothing stays pending.** A publish that fails on a connection error is kept
+and retried once Redis is back, publishing only what is still pending (the
+XADD and XACK share one MULTI, so a pending entry was not published). Entries
+pending in the group longer than ``reclaim_idle_ms`` that the stage does not
+hold (a read whose reply was lost when Redis died, a previous stage under
+another name) are taken back with XAUTOCLAIM, as workers do; at start it
+first re-reads its own pending entries. A stream or group deleted by an
+operator (FLUSHALL, DEL, XGROUP DESTROY) is recreated after the last entry
+read, with one log line (:mod:`moodstream.shared.retry`).
 
 **One stage per deployment.** Order needs one reader per source: run one
 ``moodstream track`` (a second one in the same group would split sources
-between them). Its state (tracks, buffers) is in memory: after a restart it
-first re-reads its own unacked entries, and tracks start afresh (ids from 0
-again for sources in mid-flight). A source idle for ``source_idle_s`` is
-forgotten. Needs scipy (the ``worker`` extra), not torch.
+between them). Its state (tracks, buffers) is in memory: after a restart,
+tracks start afresh (ids from 0 again for sources in mid-flight). A source
+idle for ``source_idle_s`` ends its run. Needs scipy (the ``worker`` extra),
+not torch.
 """
 
 from __future__ import annotations
@@ -43,7 +62,7 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import click
@@ -53,8 +72,10 @@ import redis
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.record import Face, FrameResult, Smoothed
+from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect
+from moodstream.shared.table import printable
+from moodstream.shared.transport import as_str, check_connection, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.track import TrackerConfig, TrackState
 
@@ -63,6 +84,8 @@ log = logging.getLogger(__name__)
 STRIDE_EVIDENCE = 3  # gaps between released frames seen before the smallest one is trusted
 MAX_BUFFERED = 10_000  # per source: beyond this the oldest frame is released without waiting
 RECENT = 512  # released frame indexes remembered per source, to tell a redelivery from a late result
+RECENT_JOBS = 20_000  # job ids remembered per run, to drop a job's second answer
+READ_COUNT = 500  # entries per read
 
 
 @dataclass
@@ -119,8 +142,50 @@ class SourceOrder:
         return out
 
     def drain(self) -> list[Pending]:
-        """Everything buffered, in frame order (at shutdown)."""
+        """Everything buffered, in frame order (at shutdown, at the end of a run)."""
         return self.ready(float("inf"), 0.0)
+
+
+@dataclass
+class SourceRun:
+    """One pass of a producer over a source: its reorder buffer, its tracks, the job ids it answered."""
+
+    source: str
+    number: int  # 1 for the first run of this source the stage saw
+    state: TrackState
+    order: SourceOrder = field(default_factory=SourceOrder)
+    jobs: OrderedDict = field(default_factory=OrderedDict)  # job id -> results entry id (bounded)
+    after_ms: int | None = None  # the previous run's last enqueue time: results up to it are stragglers
+    max_frame: int | None = None
+    max_enqueued_ms: int | None = None
+
+    def answered_by(self, job_id: str | None) -> str | None:
+        """The results entry that answered this job in this run, if any."""
+        return self.jobs.get(job_id) if job_id else None
+
+    def restarts(self, r: FrameResult) -> bool:
+        """Does ``r`` (a job not answered in this run) start the frame numbers again? A
+        producer enqueues a run in frame order, so a frame at or below the highest one,
+        enqueued after all of them, is a new pass; without enqueue times, a frame number
+        this run has already answered."""
+        if self.max_frame is None or r.frame > self.max_frame:
+            return False
+        if r.enqueued_at_ms is not None and self.max_enqueued_ms is not None:
+            return r.enqueued_at_ms > self.max_enqueued_ms
+        return r.frame in self.order.buffered or r.frame in self.order.recent
+
+    def straggler(self, r: FrameResult) -> bool:
+        """Enqueued during the previous run: it belongs there (it ended), not here."""
+        return r.enqueued_at_ms is not None and self.after_ms is not None and r.enqueued_at_ms <= self.after_ms
+
+    def note(self, entry_id: str, r: FrameResult) -> None:
+        if r.job_id:
+            self.jobs[r.job_id] = entry_id
+            if len(self.jobs) > RECENT_JOBS:
+                self.jobs.popitem(last=False)
+        self.max_frame = r.frame if self.max_frame is None else max(self.max_frame, r.frame)
+        if r.enqueued_at_ms is not None and (self.max_enqueued_ms is None or r.enqueued_at_ms > self.max_enqueued_ms):
+            self.max_enqueued_ms = r.enqueued_at_ms
 
 
 def untracked(faces: list[Face]) -> list[Face]:
@@ -138,28 +203,41 @@ class TrackStage:
         self.keys = Keys.from_settings(settings)
         self.client = client if client is not None else connect(settings.redis_url)
         self.name = name
+        self.actor = f"track {printable(name)}"
         self.wait_s = reorder_wait_ms / 1000
         self.block_ms = block_ms
         self.source_idle_s = source_idle_s
         self.tracker_config = tracker or TrackerConfig()
-        self.orders: dict[str, SourceOrder] = {}
-        self.states: dict[str, TrackState] = {}
-        self.published = self.late = self.duplicates = self.skipped = 0
+        self.runs: dict[str, SourceRun] = {}
+        self._run_numbers: dict[str, int] = {}
+        self.published = self.late = self.duplicates = self.skipped = self.taken_back = 0
         self._stop = threading.Event()
+        self.retry = RedisRetry(self.actor, settings.redis_url, self._stop, recreate=self._recreate_group)
         self._recover_from: str | None = "0"  # first re-read our own unacked entries after this id, then ">"
+        self._last_read = "0"  # the newest results entry read: a recreated group starts after it
+        self._outbox: list[tuple[str, FrameResult]] = []  # released, not yet published
+        self._ack_outbox: list[str] = []  # to ack without publishing (duplicates, undecodable)
+        self._outbox_unsure = False  # a publish failed midway: check what is still pending before retrying
+        self._claim_every_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
+        self._next_claim = 0.0
+        self._claim_cursor = "0-0"
 
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve until :meth:`request_stop`; then release what is buffered. Returns results published."""
-        self._retry(self._ensure_group)
-        log.info("track %s: reading %s as group %s, publishing to %s", self.name, self.keys.results,
-                 self.keys.track_group, self.keys.tracked)
-        while not self._stop.is_set():
-            self._retry(self.step)
-        self._retry(self.flush)
-        log.info("track %s: stopped; %d published, %d late, %d duplicates, %d skipped", self.name,
-                 self.published, self.late, self.duplicates, self.skipped)
+        try:
+            self.retry.call(self._ensure_group)
+            log.info("%s: reading %s as group %s, publishing to %s", self.actor, self.keys.results,
+                     self.keys.track_group, self.keys.tracked)
+            while not self._stop.is_set():
+                self.retry.call(self.step)
+            self.retry.call(self.flush)
+        except RedisGone:
+            log.warning("%s: stopping while Redis is unreachable; %d results not yet published stay pending "
+                        "there (re-read at the next start)", self.actor, self.held())
+        log.info("%s: stopped; %d published, %d late, %d duplicates, %d skipped, %d taken back", self.actor,
+                 self.published, self.late, self.duplicates, self.skipped, self.taken_back)
         return self.published
 
     def request_stop(self) -> None:
@@ -169,61 +247,104 @@ class TrackStage:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def held(self) -> int:
+        """Results read and not yet published (buffered or waiting to be published)."""
+        return sum(len(r.order.buffered) for r in self.runs.values()) + len(self._outbox)
+
     def step(self, now_s: float | None = None) -> int:
         """Read what arrived (waiting up to ``block_ms``), release what is ready, publish it."""
-        ack_only: list[str] = []
+        self._send()  # what a failed publish left (Redis is back, or this raises again)
+        entries = self._take_back(now_s)
+        taken_back = {eid for eid, _ in entries}
+        entries += self._read()
         out: list[tuple[str, FrameResult]] = []
-        for entry_id, fields in self._read():
+        for entry_id, fields in entries:
             try:
                 result = decode_result(fields.get(FIELD))
             except MessageError as exc:
-                log.warning("track %s: skipping undecodable results entry %s: %s", self.name, entry_id, exc)
+                log.warning("%s: skipping undecodable results entry %s: %s", self.actor, entry_id, exc)
                 self.skipped += 1
-                ack_only.append(entry_id)
+                self._ack_outbox.append(entry_id)
                 continue
             now = time.monotonic() if now_s is None else now_s
-            order = self.orders.setdefault(result.source, SourceOrder())
-            verdict = order.add(Pending(entry_id, result, now))
-            if verdict == "duplicate":
-                self.duplicates += 1
-                ack_only.append(entry_id)
-            elif verdict == "late":
-                self.late += 1
-                log.warning("track %s: result for %s frame %d came after frame %d was released "
-                            "(over reorder_wait_ms); published untracked", self.name, result.source,
-                            result.frame, order.last_released)
-                result.faces = untracked(result.faces)
-                out.append((entry_id, result))
+            out += self._accept(entry_id, result, now, entry_id in taken_back)
         out += self._release(time.monotonic() if now_s is None else now_s)
-        self._publish(out, ack_only)
+        self._publish(out)
         return len(out)
 
     def flush(self) -> int:
         """Release and publish everything buffered, in order (shutdown)."""
-        out = [self._tracked(p) for order in self.orders.values() for p in order.drain()]
-        self._publish(out, [])
+        out = [self._tracked(run, p) for run in self.runs.values() for p in run.order.drain()]
+        self._publish(out)
         return len(out)
 
-    # --- helpers ------------------------------------------------------------------------
+    # --- one result -----------------------------------------------------------------
+
+    def _accept(self, entry_id: str, r: FrameResult, now_s: float, taken_back: bool) -> list[tuple[str, FrameResult]]:
+        """Buffer ``r`` in its run; returns what must be published at once (a run's end, a late result)."""
+        out: list[tuple[str, FrameResult]] = []
+        run = self.runs.get(r.source)
+        answered = run.answered_by(r.job_id) if run is not None else None
+        if answered is not None and answered != entry_id:
+            self._drop(entry_id, r, f"a second answer to job {printable(r.job_id)} (first: entry {answered})")
+            return out
+        if run is None or (answered is None and run.restarts(r)):
+            after_ms = None
+            if run is not None:
+                out += self._end_run(run, "its frame numbers started again")
+                after_ms = run.max_enqueued_ms
+            run = self._new_run(r.source, after_ms)
+        late = run.straggler(r)
+        run.note(entry_id, r)
+        verdict = "late" if late else run.order.add(Pending(entry_id, r, now_s))
+        if verdict == "duplicate" and taken_back:  # pending, so never published (XADD and XACK are one MULTI)
+            verdict = "late"
+        if verdict == "duplicate":
+            self._drop(entry_id, r, f"frame {r.frame} was answered before (job {printable(r.job_id or '-')})")
+        elif verdict == "late":
+            self.late += 1
+            log.warning("%s: result for %s frame %d came after frame %s was released (over reorder_wait_ms)%s; "
+                        "published untracked", self.actor, printable(r.source), r.frame, run.order.last_released,
+                        " (or to the run before)" if late else "")
+            r.faces = untracked(r.faces)
+            out.append((entry_id, r))
+        return out
+
+    def _drop(self, entry_id: str, r: FrameResult, why: str) -> None:
+        self.duplicates += 1
+        self._ack_outbox.append(entry_id)
+        log.warning("%s: dropped results entry %s for %s frame %d: %s", self.actor, entry_id, printable(r.source),
+                    r.frame, why)
+
+    def _new_run(self, source: str, after_ms: int | None = None) -> SourceRun:
+        number = self._run_numbers[source] = self._run_numbers.get(source, 0) + 1
+        run = self.runs[source] = SourceRun(source, number, TrackState(self.tracker_config), after_ms=after_ms)
+        if number > 1:
+            log.info("%s: run %d of source %s starts", self.actor, number, printable(source))
+        return run
+
+    def _end_run(self, run: SourceRun, why: str) -> list[tuple[str, FrameResult]]:
+        """Release what the run still buffers (in order) and forget it."""
+        out = [self._tracked(run, p) for p in run.order.drain()]
+        del self.runs[run.source]
+        log.info("%s: run %d of source %s ended (%s)", self.actor, run.number, printable(run.source), why)
+        return out
 
     def _release(self, now_s: float) -> list[tuple[str, FrameResult]]:
         out = []
-        for source in list(self.orders):
-            order = self.orders[source]
-            out += [self._tracked(p) for p in order.ready(now_s, self.wait_s)]
-            if not order.buffered and now_s - order.last_seen_s > self.source_idle_s:
-                del self.orders[source]
-                self.states.pop(source, None)
-                log.info("track %s: source %s idle for %.0f s; its tracks ended", self.name, source,
-                         self.source_idle_s)
+        for run in list(self.runs.values()):
+            out += [self._tracked(run, p) for p in run.order.ready(now_s, self.wait_s)]
+            if not run.order.buffered and now_s - run.order.last_seen_s > self.source_idle_s:
+                out += self._end_run(run, f"idle for {self.source_idle_s:.0f} s")
         return out
 
-    def _tracked(self, p: Pending) -> tuple[str, FrameResult]:
+    def _tracked(self, run: SourceRun, p: Pending) -> tuple[str, FrameResult]:
         r = p.result
         if r.error is None:
-            state = self.states.setdefault(r.source, TrackState(self.tracker_config))
-            r.faces = state.update(r.frame, r.timestamp_s, r.faces)
+            r.faces = run.state.update(r.frame, r.timestamp_s, r.faces)
         return p.entry_id, r
+
+    # --- Redis ----------------------------------------------------------------------
 
     def _read(self) -> list[tuple[str, dict]]:
         """Entries to handle: first our own unacked ones (after a restart), then new ones."""
@@ -231,50 +352,89 @@ class TrackStage:
             entries = self._xreadgroup(self._recover_from, None)
             if entries:
                 self._recover_from = entries[-1][0]
-                return entries
+                return [e for e in entries if not self._holds(e[0])]
             self._recover_from = None  # none left: on to new entries
         return self._xreadgroup(">", self.block_ms)
 
     def _xreadgroup(self, start: str, block_ms: int | None) -> list[tuple[str, dict]]:
-        resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.keys.results: start}, count=500,
-                                      block=block_ms)
+        resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.keys.results: start},
+                                      count=READ_COUNT, block=block_ms)
         # no fields: an entry trimmed from the stream while pending; skipped and acked
-        return [(as_str(eid), fields or {}) for eid, fields in (resp[0][1] if resp else [])]
+        entries = [(as_str(eid), fields or {}) for eid, fields in (resp[0][1] if resp else [])]
+        if entries and start == ">":
+            self._last_read = entries[-1][0]
+        return entries
 
-    def _publish(self, out: list[tuple[str, FrameResult]], ack_only: list[str]) -> None:
-        if not out and not ack_only:
+    def _take_back(self, now_s: float | None) -> list[tuple[str, dict]]:
+        """Entries pending longer than reclaim_idle_ms that we do not hold (XAUTOCLAIM), every
+        ``reclaim_idle_ms / 2`` (at most 5 s)."""
+        now = time.monotonic()
+        if now < self._next_claim or self._recover_from is not None:
+            return []
+        self._next_claim = now + self._claim_every_s
+        resp = self.client.xautoclaim(self.keys.results, self.keys.track_group, self.name,
+                                      min_idle_time=self.settings.reclaim_idle_ms, start_id=self._claim_cursor,
+                                      count=READ_COUNT)
+        self._claim_cursor = as_str(resp[0]) or "0-0"
+        deleted = resp[2] if len(resp) > 2 else []
+        if deleted:  # trimmed while pending: Redis dropped them from the group's pending list
+            log.warning("%s: %d pending results entries were trimmed from %s before they were tracked",
+                        self.actor, len(deleted), self.keys.results)
+            self.skipped += len(deleted)
+        entries = [(as_str(eid), fields or {}) for eid, fields in resp[1] if eid is not None]
+        fresh = [(eid, f) for eid, f in entries if not self._holds(eid)]
+        if fresh:
+            self.taken_back += len(fresh)
+            log.warning("%s: took back %d results entries pending longer than %d ms (read, never published)",
+                        self.actor, len(fresh), self.settings.reclaim_idle_ms)
+        return fresh
+
+    def _holds(self, entry_id: str) -> bool:
+        return (any(p.entry_id == entry_id for run in self.runs.values() for p in run.order.buffered.values())
+                or any(eid == entry_id for eid, _ in self._outbox))
+
+    def _publish(self, out: list[tuple[str, FrameResult]]) -> None:
+        self._outbox += out
+        self._send()
+
+    def _send(self) -> None:
+        """XADD the outbox to the tracked stream and XACK it, in one MULTI. After a failed
+        attempt, only entries still pending are sent (the others went through)."""
+        if not self._outbox and not self._ack_outbox:
             return
+        if self._outbox_unsure and self._outbox:
+            pending = self._still_pending([eid for eid, _ in self._outbox])
+            self._outbox = [(eid, r) for eid, r in self._outbox if eid in pending]
+            if not self._outbox and not self._ack_outbox:
+                self._outbox_unsure = False
+                return
+        self._outbox_unsure = True
         pipe = self.client.pipeline(transaction=True)
-        for _, r in out:
+        for _, r in self._outbox:
             r.published_at_ms = now_ms()
             pipe.xadd(self.keys.tracked, {FIELD: encode_result(r)}, maxlen=self.settings.results_maxlen,
                       approximate=True)
-        pipe.xack(self.keys.results, self.keys.track_group, *[eid for eid, _ in out], *ack_only)
+        pipe.xack(self.keys.results, self.keys.track_group, *[eid for eid, _ in self._outbox], *self._ack_outbox)
         pipe.execute()
-        self.published += len(out)
+        self.published += len(self._outbox)
+        self._outbox, self._ack_outbox, self._outbox_unsure = [], [], False
+
+    def _still_pending(self, entry_ids: list[str]) -> set[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for eid in entry_ids:
+            pipe.xpending_range(self.keys.results, self.keys.track_group, eid, eid, 1)
+        return {eid for eid, found in zip(entry_ids, pipe.execute()) if found}
 
     def _ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(self.keys.results, self.keys.track_group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
+        ensure_group(self.client, self.keys, stream=self.keys.results, group=self.keys.track_group)
 
-    def _retry(self, fn):
-        """Connection errors back off (capped); a vanished group (Redis restarted) is recreated."""
-        backoff = Backoff(cap_s=10.0)
-        while True:
-            try:
-                return fn()
-            except TRANSIENT as exc:
-                delay = backoff.next_delay_s()
-                log.warning("track %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
-                time.sleep(delay)
-            except redis.ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
-                    raise
-                log.warning("track %s: consumer group vanished (Redis restarted?); recreating", self.name)
-                self._ensure_group()
+    def _recreate_group(self) -> None:
+        """After FLUSHALL / DEL / XGROUP DESTROY: the group again, after the last entry read
+        (what was read is in hand; what comes next is read once)."""
+        ensure_group(self.client, self.keys, stream=self.keys.results, group=self.keys.track_group,
+                     start_id=self._last_read)
+        self._claim_cursor = "0-0"
+        self._recover_from = None
 
 
 @click.command()
@@ -285,7 +445,7 @@ class TrackStage:
 @click.option("--reorder-wait-ms", type=click.IntRange(min=0), default=2000, show_default=True,
               help="A frame whose predecessors have not all arrived is released after waiting this long.")
 @click.option("--source-idle-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Forget a source's tracks after this long without results.")
+              help="End a source's run (its tracks) after this long without results.")
 def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s):
     """Track faces along each source: results stream in, <prefix>:tracked out.
 
@@ -293,10 +453,13 @@ def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s):
     results back in frame order, gives every face a track_id and a smoothed
     emotion (as `moodstream analyze` does in one process) and adds the result
     to <prefix>:tracked. Run one per deployment. The first SIGTERM/SIGINT
-    publishes what is buffered and exits; a second exits at once.
+    publishes what is buffered and exits (at once while Redis is down: the
+    results stay pending there); a second exits at once.
     """
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
-    stage = TrackStage(settings, name=consumer, reorder_wait_ms=reorder_wait_ms, source_idle_s=source_idle_s)
+    client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db
+    stage = TrackStage(settings, client, name=consumer, reorder_wait_ms=reorder_wait_ms, source_idle_s=source_idle_s)
 
     def on_signal(signum, frame):
         if stage.stopping:

@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from streamkit import settings_for, start_worker, wait_for
 
-from moodstream.producer.client import Producer
+from moodstream.producer.client import encode_pixels
 from moodstream.producer.track_stage import TrackStage
 from moodstream.shared.media import iter_video
-from moodstream.shared.wire import FIELD, decode_result
+from moodstream.shared.record import FrameJob
+from moodstream.shared.wire import FIELD, decode_result, encode_frame, new_job_id, now_ms
 
 
 def stage_thread(stage: TrackStage) -> tuple[threading.Thread, list]:
@@ -48,9 +49,13 @@ def test_two_workers_out_of_order_give_the_tracks_analyze_gives(redis_url, clien
     items = list(iter_video(clip))
     order = np.random.default_rng(3).permutation(len(items)).tolist()
     assert order != sorted(order)
-    producer = Producer(settings, encoding="png")
-    for i in order:  # frames enter the stream shuffled, so results come out of order whatever the workers do
-        producer.submit_array(items[i].image, source="clip", frame=items[i].frame, timestamp_s=items[i].timestamp_s)
+    # frames enter the stream shuffled, so results come out of order whatever the workers do; each job
+    # is stamped as a producer enqueues a run (in frame order), which is how the stage tells runs apart
+    t0 = now_ms()
+    for i in order:
+        job = FrameJob(new_job_id(), "clip", items[i].frame, image=encode_pixels(items[i].image, "png"),
+                       timestamp_s=items[i].timestamp_s, enqueued_at_ms=t0 + items[i].frame)
+        client.xadd(keys.frames, {FIELD: encode_frame(job)})
     workers = [start_worker(settings, checkpoint, f"w{k}", detector=build_detector(settings)) for k in range(2)]
     stage = TrackStage(settings, name="tracker", reorder_wait_ms=60_000, block_ms=50)
     thread, errors = stage_thread(stage)
