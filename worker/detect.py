@@ -10,7 +10,7 @@ detector                module                      torch
 ======================  ==========================  =======
 MTCNN, reference        worker/mtcnn_reference.py   yes (facenet-pytorch)
 MTCNN, batched          worker/mtcnn_batched.py     yes (GPU-resident)
-MTCNN, ONNX Runtime     worker/onnx_mtcnn.py        no
+MTCNN, ONNX / OpenVINO  worker/onnx_mtcnn.py        no
 Haar cascade            worker/haar.py              no
 ======================  ==========================  =======
 """
@@ -43,16 +43,17 @@ def group_by_size(frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
 
 
 def build_detector(settings: Settings, backend: str = "torch", threads: int = 1) -> Detector:
-    """The detector ``settings`` name, on ``backend`` ("torch" or "onnx"; Haar is OpenCV on either)."""
+    """The detector ``settings`` name, on ``backend`` ("torch", "onnx" or "openvino"; Haar is OpenCV on any)."""
     if settings.detector == "haar":
         from moodstream.worker.haar import HaarDetector
 
         return HaarDetector(settings)
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):  # the shipped ONNX files on ONNX Runtime or OpenVINO
         from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
 
         return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
-                                 threads=threads)
+                                 threads=threads, runtime=backend,
+                                 precision="fp32" if settings.precision == "auto" else settings.precision)
     if settings.mtcnn_impl == "batched":
         from moodstream.worker.mtcnn_batched import BatchedMTCNNDetector
 

@@ -26,7 +26,7 @@ import numpy as np
 from moodstream.shared.errors import ModelError
 from moodstream.shared.labels import LABELS
 from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing
-from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_session
+from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_net
 
 
 def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:
@@ -106,16 +106,17 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framin
 
 
 class OnnxEmotionClassifier:
-    """``emotion.onnx`` in an ONNX Runtime session, plus the crop framing of
+    """``emotion.onnx`` on a CPU runtime (:func:`worker.onnx_session.open_net`:
+    ``runtime`` "onnx" or "openvino", ``precision`` "fp32" or "bf16"), plus the crop framing of
     the detector whose boxes it will receive. Same interface as
     :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
     ``labels``, and ``version`` (the checkpoint's)."""
 
     def __init__(self, path: str | Path | None = None, framing: Framing = FRAMING["mtcnn"],
-                 flip_tta: bool | None = None, threads: int = 1):
+                 flip_tta: bool | None = None, threads: int = 1, runtime: str = "onnx", precision: str = "fp32"):
         path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
-        self.session = open_session(path, threads)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.net = open_net(path, threads, runtime, precision)
+        meta = self.net.metadata
         if meta.get("format") != EMOTION_FORMAT:
             raise ModelError(f"{path} is not a moodstream emotion model ({EMOTION_FORMAT}); "
                              "write one with `moodstream export onnx`")
@@ -153,7 +154,7 @@ class OnnxEmotionClassifier:
         n = x.shape[0]
         if self.flip_tta:
             x = np.concatenate([x, x[..., ::-1]])
-        logits = self.session.run(None, {"input": np.ascontiguousarray(x)})[0].astype(np.float32)
+        logits = self.net.run(np.ascontiguousarray(x))[0].astype(np.float32)
         p = softmax(logits[:n])
         if self.flip_tta:
             p = (p + softmax(logits[n:])) / np.float32(2)

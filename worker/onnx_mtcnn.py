@@ -58,7 +58,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.detect import Face
-from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
+from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_net
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,14 @@ def pad_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, .
 
 
 class OnnxMTCNNDetector:
-    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` on ONNX Runtime (CPU):
+    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` on a CPU runtime
+    (ONNX Runtime or OpenVINO, :func:`worker.onnx_session.open_net`):
     same thresholds, pyramid factor, ``min_face_px`` and ``face_score_min``
     filter, same output (a list of :class:`Face` per frame, best first).
 
-    ``threads``: intra-op threads of each ONNX Runtime session. ``model_dir``:
+    ``threads``: inference threads of each net. ``runtime``: "onnx" (ONNX
+    Runtime) or "openvino"; ``precision``: "fp32" or "bf16" (OpenVINO on a CPU
+    with native bf16, :func:`worker.runtime.resolve_precision`). ``model_dir``:
     where ``mtcnn_{pnet,rnet,onet}.onnx`` are (default: the shipped ones).
     """
 
@@ -290,7 +293,8 @@ class OnnxMTCNNDetector:
 
     def __init__(self, min_face_px: int = 20, face_score_min: float = 0.90,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 threads: int = 1, model_dir: str | Path | None = None):
+                 threads: int = 1, model_dir: str | Path | None = None, runtime: str = "onnx",
+                 precision: str = "fp32"):
         if min_face_px <= 0:
             raise ConfigError(f"min_face_px must be > 0 for MTCNN, got {min_face_px}")
         if not 0.0 < factor < 1.0:
@@ -300,7 +304,7 @@ class OnnxMTCNNDetector:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = factor
         folder = Path(model_dir) if model_dir is not None else ONNX_DIR
-        self.pnet, self.rnet, self.onet = (open_session(folder / MTCNN_FILES[k], threads)
+        self.pnet, self.rnet, self.onet = (open_net(folder / MTCNN_FILES[k], threads, runtime, precision)
                                            for k in ("pnet", "rnet", "onet"))
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
@@ -358,7 +362,7 @@ class OnnxMTCNNDetector:
         per_run = max(1, (PNET_STRIP_PIXELS // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
         for start, stop, first in pnet_strips(out_h, per_run):
             strip = np.ascontiguousarray(pixels[:, :, start:stop])
-            strip_reg, strip_prob = self.pnet.run(None, {"input": strip})  # (1, 4, rows, w'), (1, 2, rows, w')
+            strip_reg, strip_prob = self.pnet.run(strip)  # (1, 4, rows, w'), (1, 2, rows, w')
             rows = slice(first, first + strip_prob.shape[2])
             prob[rows] = strip_prob[0, 1]
             reg[:, rows] = strip_reg[0]
@@ -377,7 +381,7 @@ class OnnxMTCNNDetector:
         for i in range(0, len(ok), chunk):
             part = ok[i:i + chunk]
             pixels = normalise(area_crops(table, x0[part], y0[part], x1[part], y1[part], size))
-            outs.append(session.run(None, {"input": pixels}))
+            outs.append(session.run(pixels))
         if not outs:
             return boxes[:0], []
         *rest, prob = (np.concatenate(o) for o in zip(*outs))  # RNet: reg, prob; ONet: reg, landmarks, prob

@@ -1,13 +1,19 @@
-"""ONNX Runtime sessions for the torch-free CPU backend.
+"""The shipped ONNX files on a CPU runtime: ONNX Runtime or OpenVINO.
 
 The ONNX files ship in ``worker/data/onnx`` (written by ``moodstream export
 onnx``, see :mod:`trainer.export`); :mod:`worker.onnx_mtcnn` and
-:mod:`worker.onnx_classify` open them here, with the same session options.
+:mod:`worker.onnx_classify` open them here with :func:`open_net`, which gives
+the same small interface on either runtime (:class:`Net`): ``run(x)`` -> the
+outputs in graph order, and the file's ``metadata``. Which runtime and
+precision a pipeline uses is decided in :mod:`worker.runtime`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from moodstream.shared.errors import ConfigError, ModelError
 
@@ -15,6 +21,24 @@ ONNX_DIR = Path(__file__).parent / "data" / "onnx"
 MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mtcnn_onet.onnx"}
 EMOTION_FILE = "emotion.onnx"
 EMOTION_FORMAT = "moodstream-emotion-onnx/1"  # metadata_props["format"] of emotion.onnx (trainer.export)
+RUNTIMES = ("onnx", "openvino")  # the backends that run these files, by their `backend` setting names
+
+
+class Net(Protocol):
+    """One ONNX file compiled for the CPU by one runtime."""
+
+    runtime: str  # "onnx" or "openvino"
+    precision: str  # "fp32" or "bf16"
+    metadata: dict[str, str]  # the file's metadata_props
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """The net on its one input ``x`` (float32, contiguous): its outputs in graph order."""
+        ...
+
+
+def check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"ONNX model {path} not found: reinstall moodstream, or run `moodstream export onnx`")
 
 
 def open_session(path: str | Path, threads: int = 1):
@@ -25,8 +49,7 @@ def open_session(path: str | Path, threads: int = 1):
     except ImportError as exc:
         raise ModelError("onnxruntime is not installed: pip install 'moodstream[cpu]'") from exc
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"ONNX model {path} not found: reinstall moodstream, or run `moodstream export onnx`")
+    check_model_file(path)
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     opts = ort.SessionOptions()
@@ -42,3 +65,33 @@ def open_session(path: str | Path, threads: int = 1):
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for a bad file
         raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
+
+
+class OrtNet:
+    """:class:`Net` on ONNX Runtime (:func:`open_session`); full precision only."""
+
+    runtime = "onnx"
+    precision = "fp32"
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.session = open_session(path, threads)
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self._input: x})
+
+
+def open_net(path: str | Path, threads: int = 1, runtime: str = "onnx", precision: str = "fp32") -> Net:
+    """The ONNX file at ``path`` on ``runtime`` ("onnx": ONNX Runtime, "openvino")
+    with ``threads`` threads, computing in ``precision`` ("fp32"; "bf16" on
+    OpenVINO only, where :func:`worker.runtime.resolve_precision` allowed it)."""
+    if runtime == "openvino":
+        from moodstream.worker.openvino_net import OpenVinoNet
+
+        return OpenVinoNet(path, threads, precision)
+    if runtime != "onnx":
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if precision != "fp32":
+        raise ConfigError(f"precision {precision} runs on the openvino backend; ONNX Runtime runs fp32")
+    return OrtNet(path, threads)

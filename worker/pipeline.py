@@ -17,9 +17,11 @@ from moodstream.shared import devices
 from moodstream.shared.errors import BadInputError, ConfigError, ModelError
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.settings import Settings
+from moodstream.worker import runtime
 from moodstream.worker.calibration import BoxCalibration, load_calibration
 from moodstream.worker.detect import Detector, build_detector
 from moodstream.worker.framing import framing_for
+from moodstream.worker.onnx_session import RUNTIMES
 
 if TYPE_CHECKING:
     from moodstream.shared.models import Checkpoint
@@ -39,21 +41,24 @@ def resolve_device(name: str) -> str:
     return device
 
 
-def resolve_backend(settings: Settings, device: str, custom_model: bool) -> str:
-    """``auto``: ONNX Runtime on CPU (2.4-2.8x facenet-pytorch there, same boxes and
-    emotions, see docs/results), torch on CUDA; a checkpoint other than the shipped
-    one runs on torch (the ONNX file is the shipped model's)."""
+def resolve_backend(settings: Settings, device: str, custom_model: bool, threads: int = 1) -> str:
+    """The backend to run. ``auto``: on CPU whichever installed runtime of the
+    shipped ONNX files (ONNX Runtime, OpenVINO) measures faster on this CPU
+    (:func:`worker.runtime.choose`; 3.3x facenet-pytorch or more, same boxes and
+    emotions, see docs/results), torch on CUDA; a checkpoint other than the
+    shipped one runs on torch (the ONNX files are the shipped model's)."""
     backend = settings.backend
     if backend == "auto":
-        backend = "onnx" if device == "cpu" and not custom_model and devices.installed("onnxruntime") else "torch"
-    if backend == "onnx":
+        if device == "cpu" and not custom_model and runtime.installed_runtimes():
+            return runtime.choose(settings.precision, threads, settings.runtime_cache).backend
+        backend = "torch"
+    if backend in RUNTIMES:
         if device != "cpu":
-            raise ConfigError(f"backend onnx runs on the CPU; device is {device!r} (use backend torch or auto)")
+            raise ConfigError(f"backend {backend} runs on the CPU; device is {device!r} (use backend torch or auto)")
         if custom_model:
-            raise ConfigError("backend onnx runs the shipped emotion model; for another checkpoint use backend "
-                              "torch (or export it: moodstream export onnx --checkpoint FILE)")
-        if not devices.installed("onnxruntime"):
-            raise ConfigError("backend onnx needs onnxruntime: pip install 'moodstream[cpu]'")
+            raise ConfigError(f"backend {backend} runs the shipped emotion model; for another checkpoint use "
+                              "backend torch (or export it: moodstream export onnx --checkpoint FILE)")
+        runtime.require(backend)
     elif not devices.installed("torch") or not devices.installed("facenet_pytorch"):
         raise ConfigError("backend torch needs torch: pip install 'moodstream[worker]' (on CPU, backend onnx "
                           "with 'moodstream[cpu]' needs no torch)")
@@ -74,8 +79,9 @@ class Pipeline:
     """Detector + emotion classifier, built once and reused for every batch.
 
     The backend (``settings.backend``, :func:`resolve_backend`) decides what runs:
-    ONNX Runtime (torch-free: :mod:`worker.onnx_mtcnn`, :mod:`worker.onnx_classify`)
-    or torch (facenet-pytorch's or our batched MTCNN, :mod:`worker.classify`).
+    the shipped ONNX files on ONNX Runtime or OpenVINO (torch-free:
+    :mod:`worker.onnx_mtcnn`, :mod:`worker.onnx_classify`, :mod:`worker.runtime`) or
+    torch (facenet-pytorch's or our batched MTCNN, :mod:`worker.classify`).
     ``detector`` defaults to :func:`worker.detect.build_detector`; ``checkpoint``
     (torch only) to ``load_checkpoint(settings.checkpoint)``. ``worker`` picks the
     thread default of a worker process (:func:`resolve_threads`).
@@ -85,8 +91,12 @@ class Pipeline:
                  checkpoint: Checkpoint | None = None, *, worker: bool = False):
         self.settings = settings
         self.device: str = resolve_device(settings.device)
-        self.backend: str = resolve_backend(settings, self.device, custom_model=bool(settings.checkpoint or checkpoint))
         self.threads: int = resolve_threads(settings, worker)
+        custom_model = bool(settings.checkpoint or checkpoint)
+        self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
+        # "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
+        self.precision: str = runtime.resolve_precision(settings.precision, self.backend, runtime.cpu_info())
+        settings = settings.replace(precision=self.precision)  # what the detector builds with
         if self.backend == "torch":
             import torch
 
@@ -95,10 +105,11 @@ class Pipeline:
                 settings = settings.replace(mtcnn_impl="batched")  # auto on CUDA: our GPU-resident MTCNN
         self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads)
         framing = framing_for(self.detector.name)
-        if self.backend == "onnx":
+        if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 
-            self.classifier = OnnxEmotionClassifier(framing=framing, threads=self.threads)
+            self.classifier = OnnxEmotionClassifier(framing=framing, threads=self.threads, runtime=self.backend,
+                                                    precision=self.precision)
             self.model_version: str = self.classifier.version
         else:
             import torch
@@ -117,8 +128,8 @@ class Pipeline:
                 self.calibration = load_calibration(self.detector.name)
             except ModelError as exc:
                 log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
-        log.info("pipeline: %s backend, detector %s, model %s on %s, %d threads", self.backend,
-                 self.detector.name, self.model_version, self.device, self.threads)
+        log.info("pipeline: %s backend (%s), detector %s, model %s on %s, %d threads", self.backend,
+                 self.precision, self.detector.name, self.model_version, self.device, self.threads)
 
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order:

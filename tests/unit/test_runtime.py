@@ -1,0 +1,147 @@
+"""worker.runtime: the CPU's flags, the precision rule and ``backend=auto``'s
+choice between ONNX Runtime and OpenVINO by measurement (and its cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moodstream.shared import devices
+from moodstream.shared.errors import ConfigError
+from moodstream.worker import runtime
+from moodstream.worker.runtime import CpuInfo, cache_key, choose, cpu_info, measure, resolve_precision
+
+REPO = Path(__file__).resolve().parents[2]
+BOTH = pytest.mark.skipif(not (devices.installed("onnxruntime") and devices.installed("openvino")),
+                          reason="needs onnxruntime and openvino (pip install -e '.[dev]')")
+
+XEON = CpuInfo("Intel(R) Xeon(R) Platinum 8481C", frozenset(
+    "fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8".split()))
+EPYC = CpuInfo("AMD EPYC", frozenset("fpu sse4_2 avx avx2 fma".split()))
+
+
+def test_cpu_info_reads_model_and_flags(tmp_path):
+    text = ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R)  Platinum 8481C CPU @ 2.70GHz\n"
+            "flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
+            "processor\t: 1\nmodel name\t: something else\nflags\t\t: fpu\n")
+    (tmp_path / "cpuinfo").write_text(text)
+    cpu = cpu_info(tmp_path / "cpuinfo")
+    assert cpu.model == "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"  # the first processor, spaces squeezed
+    assert cpu.isa() == {"avx2": True, "avx512": True, "vnni": True, "avx512_bf16": True, "amx": True}
+    assert cpu.native_bf16
+    assert cpu.to_dict()["model"] == cpu.model and cpu.to_dict()["amx"] is True
+    assert cpu_info(tmp_path / "missing") == CpuInfo("unknown")
+    assert not EPYC.native_bf16 and EPYC.isa() == {"avx2": True, "avx512": False, "vnni": False,
+                                                    "avx512_bf16": False, "amx": False}
+
+
+def test_cpu_info_of_this_machine():
+    cpu = cpu_info()
+    assert cpu.model and set(cpu.isa()) == {"avx2", "avx512", "vnni", "avx512_bf16", "amx"}
+
+
+def test_precision_rule():
+    assert resolve_precision("auto", "openvino", XEON) == "bf16"  # native bf16: auto takes it
+    assert resolve_precision("auto", "openvino", EPYC) == "fp32"
+    assert resolve_precision("auto", "onnx", XEON) == "fp32"  # ONNX Runtime computes fp32
+    assert resolve_precision("auto", "torch", XEON) == "fp32"
+    assert resolve_precision("fp32", "openvino", XEON) == "fp32"  # forced full precision
+    assert resolve_precision("bf16", "openvino", XEON) == "bf16"
+    with pytest.raises(ConfigError, match="native bf16"):
+        resolve_precision("bf16", "openvino", EPYC)
+    with pytest.raises(ConfigError, match="runs on the openvino backend"):
+        resolve_precision("bf16", "onnx", XEON)
+
+
+def test_cache_key_separates_machine_kinds():
+    keys = {cache_key(XEON, 1, "auto"), cache_key(EPYC, 1, "auto"), cache_key(EPYC, 2, "auto"),
+            cache_key(EPYC, 1, "fp32")}
+    assert len(keys) == 4
+    assert XEON.model in cache_key(XEON, 1, "auto") and "amx" in cache_key(XEON, 1, "auto")
+
+
+@BOTH
+def test_measure_times_both_runtimes():
+    ms = measure(["onnx", "openvino"], {"onnx": "fp32", "openvino": "fp32"}, threads=1, budget_s=0.2)
+    assert set(ms) == {"onnx", "openvino"} and all(v > 0 for v in ms.values())
+
+
+@BOTH
+def test_auto_picks_the_faster_by_measurement_and_keeps_it(tmp_path):
+    cache = tmp_path / "sub" / "runtime.json"
+    first = choose("auto", 1, str(cache), cpu=EPYC, budget_s=0.2)
+    assert first.how == "measured" and set(first.ms) == {"onnx", "openvino"}
+    assert first.backend == min(first.ms, key=first.ms.get)  # the faster of the two as measured
+    assert first.precision == "fp32"
+    kept = json.loads(cache.read_text())
+    assert kept["format"] == runtime.CACHE_FORMAT
+    assert kept["choices"][cache_key(EPYC, 1, "auto")]["backend"] == first.backend
+    again = choose("auto", 1, str(cache), cpu=EPYC)
+    assert (again.how, again.backend, again.ms) == ("cached", first.backend, first.ms)
+    # another thread count is another machine kind: measured again, both kept
+    assert choose("auto", 2, str(cache), cpu=EPYC, budget_s=0.2).how == "measured"
+    assert len(json.loads(cache.read_text())["choices"]) == 2
+
+
+@BOTH
+@pytest.mark.parametrize("faster", ["onnx", "openvino"])
+def test_auto_follows_what_was_measured(tmp_path, faster):
+    # a measurement kept from an earlier start (here: written as that start would have written it)
+    cache = tmp_path / "runtime.json"
+    slower = {"onnx": "openvino", "openvino": "onnx"}[faster]
+    entry = {"backend": faster, "precision": "fp32", "ms": {faster: 10.0, slower: 20.0}}
+    cache.write_text(json.dumps({"format": runtime.CACHE_FORMAT, "choices": {cache_key(EPYC, 1, "auto"): entry}}))
+    choice = choose("auto", 1, str(cache), cpu=EPYC)
+    assert (choice.backend, choice.how) == (faster, "cached")
+
+
+@BOTH
+def test_auto_cache_off_and_corrupt_cache(tmp_path):
+    cache = tmp_path / "runtime.json"
+    cache.write_text("{not json")
+    assert choose("auto", 1, str(cache), cpu=EPYC, budget_s=0.1).how == "measured"
+    assert json.loads(cache.read_text())["format"] == runtime.CACHE_FORMAT  # replaced by a good one
+    assert choose("auto", 1, "off", cpu=EPYC, budget_s=0.1).how == "measured"
+
+
+def test_forced_bf16_needs_native_bf16():
+    if devices.installed("openvino"):
+        assert choose("bf16", 1, "off", cpu=XEON).backend == "openvino"  # only OpenVINO computes bf16
+    with pytest.raises(ConfigError, match="native bf16"):
+        choose("bf16", 1, "off", cpu=EPYC)
+
+
+def _run_without(module: str, code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter where ``module`` cannot be imported."""
+    return subprocess.run([sys.executable, "-c", f"import sys; sys.modules[{module!r}] = None\n{code}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_openvino_missing_is_one_line_naming_the_extra(tmp_path):
+    code = """
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.settings import Settings
+from moodstream.worker.pipeline import Pipeline
+try:
+    Pipeline(Settings.from_env(env={}, device="cpu", backend="openvino"))
+except ConfigError as exc:
+    print("ERROR", exc)
+p = Pipeline(Settings.from_env(env={}, device="cpu", runtime_cache="off"))
+print("AUTO", p.backend, p.precision)
+"""
+    res = _run_without("openvino", code)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == "ERROR backend openvino needs openvino: pip install 'moodstream[openvino]'"
+    assert lines[1] == "AUTO onnx fp32"  # auto: the one runtime installed, nothing to measure
+    # the CLI: one line on stderr, no traceback
+    cli = _run_without("openvino", "from moodstream.cli import main\nsys.argv = ['moodstream', 'analyze', "
+                                   f"'--device', 'cpu', '--backend', 'openvino', {str(REPO / 'samples/street.jpg')!r}]"
+                                   "\nmain()")
+    assert cli.returncode != 0
+    assert "pip install 'moodstream[openvino]'" in cli.stderr and "Traceback" not in cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr

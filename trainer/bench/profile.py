@@ -1,0 +1,241 @@
+"""``moodstream bench profile``: where the CPU pipeline's time goes, per stage
+and per net, at each video size, on each installed CPU runtime.
+
+It runs the :class:`worker.pipeline.Pipeline` that ``moodstream worker`` builds
+(backend ``onnx`` and/or ``openvino``, the worker's default threads), fed
+``batch_max`` frames per call as the worker feeds it, and times, without
+changing what runs:
+
+* ``decode``: reading the video alone (OpenCV, to RGB): the ceiling
+  (frames/s) that a pipeline fed from that file cannot pass;
+* ``pyramid``: the summed-area table and the pyramid's area resizes;
+* ``pnet``, ``rnet``, ``onet``, ``emotion_net``: the four nets (each net's
+  calls, input shapes and ms per call too);
+* ``nms``: every NMS of the three MTCNN stages;
+* ``mtcnn_crops``: the 24x24 / 48x48 crops for RNet / ONet;
+* ``emotion_crops``: the FER-framed grey crops for the emotion net;
+* ``other``: the rest (normalisation, box arithmetic, records).
+
+Timing wraps the module functions and the nets of one pipeline in this
+process only (the wrappers cost about a microsecond a call).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import numpy as np
+
+from moodstream.shared.errors import ConfigError, DataError
+from moodstream.shared.media import iter_video
+from moodstream.shared.settings import Settings
+from moodstream.worker import onnx_classify, onnx_mtcnn
+from moodstream.worker.onnx_session import RUNTIMES
+from moodstream.worker.pipeline import Pipeline, resolve_threads
+from moodstream.worker.runtime import cpu_info, installed_runtimes
+
+log = logging.getLogger(__name__)
+
+VIDEOS = ("street_1080p.mp4", "hamilton_360p.mp4")
+STAGES = ("pyramid", "pnet", "nms", "mtcnn_crops", "rnet", "onet", "emotion_crops", "emotion_net", "other")
+NETS = ("pnet", "rnet", "onet", "emotion_net")
+# module functions timed as a stage: (module, function name, stage)
+TIMED_FUNCTIONS = (
+    (onnx_mtcnn, "integral_image", "pyramid"),
+    (onnx_mtcnn, "area_resize", "pyramid"),
+    (onnx_mtcnn, "nms", "nms"),
+    (onnx_mtcnn, "area_crops", "mtcnn_crops"),
+    (onnx_classify, "crop_faces", "emotion_crops"),
+)
+
+
+class Clock:
+    """Seconds and calls per stage, and the input shapes each net saw."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: Counter = Counter()
+        self.shapes: dict[str, Counter] = defaultdict(Counter)
+
+    def timed(self, fn, stage: str):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t0
+                self.calls[stage] += 1
+        return wrapper
+
+
+class TimedNet:
+    """A :class:`worker.onnx_session.Net` whose runs are counted on a :class:`Clock`."""
+
+    def __init__(self, net, stage: str, clock: Clock):
+        self.net, self.stage, self.clock = net, stage, clock
+        self.runtime, self.precision, self.metadata = net.runtime, net.precision, net.metadata
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        self.clock.shapes[self.stage]["x".join(map(str, x.shape))] += 1
+        return self.clock.timed(self.net.run, self.stage)(x)
+
+
+@contextmanager
+def instrumented(pipeline: Pipeline, clock: Clock):
+    """``pipeline`` (an onnx / openvino one) with its stages timed on ``clock``, restored after."""
+    det, clf = pipeline.detector, pipeline.classifier
+    if not hasattr(det, "pnet") or not hasattr(clf, "net"):
+        raise ConfigError(f"bench profile times the onnx / openvino MTCNN pipeline, not {pipeline.backend} "
+                          f"with detector {det.name}")
+    saved_functions = [(module, name, getattr(module, name)) for module, name, _ in TIMED_FUNCTIONS]
+    saved_nets = (det.pnet, det.rnet, det.onet, clf.net)
+    try:
+        for module, name, stage in TIMED_FUNCTIONS:
+            setattr(module, name, clock.timed(getattr(module, name), stage))
+        det.pnet, det.rnet, det.onet = (TimedNet(n, s, clock) for n, s in zip(saved_nets[:3], NETS))
+        clf.net = TimedNet(clf.net, "emotion_net", clock)
+        yield
+    finally:
+        for module, name, fn in saved_functions:
+            setattr(module, name, fn)
+        det.pnet, det.rnet, det.onet, clf.net = saved_nets
+
+
+def decode_fps(path: Path, frames: int, max_pixels: int) -> float:
+    """Frames/s of reading ``path`` alone: ``frames`` frames from the start,
+    decoded to RGB as the pipeline receives them (opening the file included)."""
+    t0 = time.perf_counter()
+    n = sum(1 for item in iter_video(str(path), max_frames=frames) if item.decoded(max_pixels) is not None)
+    if not n:
+        raise DataError(f"{path}: no decodable frames")
+    return round(n / (time.perf_counter() - t0), 2)
+
+
+def load_frames(path: Path, frames: int | None, max_pixels: int) -> list[np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    out = [item.decoded(max_pixels) for item in iter_video(str(path), max_frames=frames)]
+    if not out:
+        raise DataError(f"{path}: no decodable frames")
+    return out
+
+
+def profile(frames: list[np.ndarray], pipeline: Pipeline, batch: int) -> dict:
+    """Per-stage and per-net times of ``pipeline.process`` over ``frames``, ``batch`` at a time (after a warm-up)."""
+    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    for b in {len(b): b for b in batches}.values():
+        pipeline.process(b)
+    clock = Clock()
+    with instrumented(pipeline, clock):
+        t0 = time.perf_counter()
+        for b in batches:
+            pipeline.process(b)
+        total = time.perf_counter() - t0
+    n = len(frames)
+    stages = {s: clock.seconds.get(s, 0.0) for s in STAGES if s != "other"}
+    stages["other"] = max(0.0, total - sum(stages.values()))
+    nets = {}
+    for net in NETS:
+        calls = clock.calls[net]
+        nets[net] = {"calls_per_frame": round(calls / n, 2),
+                     "ms_per_frame": round(clock.seconds[net] * 1e3 / n, 2),
+                     "ms_per_call": round(clock.seconds[net] * 1e3 / calls, 3) if calls else None,
+                     "shapes": dict(clock.shapes[net].most_common(4))}
+    return {"backend": pipeline.backend, "precision": pipeline.precision, "threads": pipeline.threads,
+            "fps": round(n / total, 3), "ms_per_frame": round(total * 1e3 / n, 2),
+            "stages_ms_per_frame": {s: round(v * 1e3 / n, 2) for s, v in stages.items()},
+            "stages_share": {s: round(v / total, 4) for s, v in stages.items()},
+            "nets": nets}
+
+
+def markdown(report: dict, command: str, notes: list[str]) -> str:
+    cpu = report["cpu"]
+    isa = ", ".join(k for k in ("avx2", "avx512", "vnni", "avx512_bf16", "amx") if cpu[k]) or "none of those"
+    lines = ["# Profile: where the CPU pipeline's time goes", "",
+             f"CPU: **{cpu['model']}** ({isa}); {report['threads']} thread(s), batch {report['batch']} frames.", "",
+             f"Command: `{command}`", "",
+             "ms per frame by stage (share of the pipeline's time); decode is reading the video alone, "
+             "outside the pipeline.", "",
+             "| video | backend | fps | decode fps (ceiling) | " + " | ".join(STAGES) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(STAGES)]
+    for name, v in report["videos"].items():
+        for b, r in v["backends"].items():
+            cells = [f"{r['stages_ms_per_frame'][s]:.1f} ({r['stages_share'][s]:.0%})" for s in STAGES]
+            lines.append(f"| {name} ({v['resolution']}) | {b} {r['precision']} | {r['fps']:.2f} "
+                         f"| {v['decode_fps']:.1f} ({r['fps'] / v['decode_fps']:.0%}) | " + " | ".join(cells) + " |")
+    lines += ["", "Per net: calls per frame, ms per frame, ms per call, commonest input shapes.", "",
+              "| video | backend | net | calls/frame | ms/frame | ms/call | shapes (count) |",
+              "|---|---|---|---:|---:|---:|---|"]
+    for name, v in report["videos"].items():
+        for b, r in v["backends"].items():
+            for net, q in r["nets"].items():
+                shapes = ", ".join(f"{s} ({c})" for s, c in q["shapes"].items())
+                per_call = "-" if q["ms_per_call"] is None else f"{q['ms_per_call']:.2f}"
+                lines.append(f"| {name} | {b} | {net} | {q['calls_per_frame']} | {q['ms_per_frame']:.2f} "
+                             f"| {per_call} | {shapes} |")
+    lines += [""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+@click.command("profile")
+@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding the videos (../shared/data/videos).")
+@click.option("--video", "names", multiple=True, default=VIDEOS, show_default=True,
+              help="Video file name(s) in --videos to profile.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu"]),
+              help="Only the CPU pipeline (onnx / openvino backends) is profiled.")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(RUNTIMES),
+              help="Backend(s) to profile, repeatable [default: every installed one of onnx, openvino].")
+@click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Frames per video from the start, profiled in batches of batch_max.")
+@click.option("--decode-frames", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Frames read to measure the decode ceiling.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Inference threads (default: a worker's default, half the cores up to 4).")
+@click.option("--note", "extra_notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the markdown tables here.")
+def profile_cmd(videos_dir, names, device, backends, frames, decode_frames, threads, extra_notes, as_json, out,
+                md_path):
+    """Where the time goes: per stage (decode, pyramid, PNet, NMS, RNet, ONet,
+    crops, emotion net) and per net, at each video size, for each CPU backend."""
+    shipped = Settings.from_env(env={}, device=device)
+    threads = threads or resolve_threads(shipped, worker=True)
+    backends = backends or tuple(installed_runtimes())
+    if not backends:
+        raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]'")
+    pipelines = {b: Pipeline(shipped.replace(backend=b, threads=threads), worker=True) for b in backends}
+    report = {"cpu": cpu_info().to_dict(), "threads": threads, "batch": shipped.batch_max, "videos": {}}
+    for name in names:
+        path = videos_dir / name
+        clip = load_frames(path, frames, shipped.max_pixels)
+        h, w = clip[0].shape[:2]
+        log.info("profile: %s, %d frames of %dx%d, %d thread(s)", name, len(clip), w, h, threads)
+        entry = {"resolution": f"{w}x{h}", "frames": len(clip),
+                 "decode_fps": decode_fps(path, decode_frames, shipped.max_pixels), "backends": {}}
+        for b, pipeline in pipelines.items():
+            r = profile(clip, pipeline, shipped.batch_max)
+            r["share_of_decode_ceiling"] = round(r["fps"] / entry["decode_fps"], 4)
+            entry["backends"][b] = r
+        report["videos"][name] = entry
+    command = "moodstream " + shlex.join(sys.argv[1:])
+    notes = ["Decode: frames/s of reading the video alone (OpenCV, to RGB, opening included); the share is "
+             "ours over it."] + list(extra_notes)
+    report["command"] = command
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    if md_path:
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(markdown(report, command, notes))
+    click.echo(json.dumps(report) if as_json else markdown(report, command, notes))

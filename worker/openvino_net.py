@@ -1,0 +1,73 @@
+"""The shipped ONNX files on OpenVINO (the ``openvino`` backend, extra
+``moodstream[openvino]``): the same files and pre- and post-processing as the
+ONNX Runtime backend, another runtime under them (:func:`worker.onnx_session.open_net`).
+
+OpenVINO reads the ONNX files directly (no conversion step, nothing written to
+disk). Each net is compiled for the CPU with ``threads`` inference threads, one
+stream and no core pinning (several workers share a machine), at the precision
+asked: ``INFERENCE_PRECISION_HINT`` is always set, because OpenVINO's own
+default on a CPU with native bf16 (AMX, AVX512-BF16) is bf16, and ``fp32``
+must mean fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from moodstream.shared.errors import ConfigError, ModelError
+from moodstream.worker.onnx_session import check_model_file
+
+MISSING = "backend openvino needs OpenVINO: pip install 'moodstream[openvino]'"
+HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision names -> INFERENCE_PRECISION_HINT
+
+
+@functools.cache
+def core():
+    """One ``openvino.Core`` per process (it holds the plugins and their caches)."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ConfigError(MISSING) from exc
+    return ov.Core()
+
+
+class OpenVinoNet:
+    """:class:`worker.onnx_session.Net` on OpenVINO's CPU plugin. ``run`` is
+    thread-safe: each calling thread gets its own infer request."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: str | Path, threads: int = 1, precision: str = "fp32"):
+        if precision not in HINTS:
+            raise ConfigError(f"precision must be one of {', '.join(HINTS)} here, got {precision!r}")
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        path = Path(path)
+        check_model_file(path)
+        ov_core = core()
+        try:
+            model = ov_core.read_model(str(path))
+            self.compiled = ov_core.compile_model(model, "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": HINTS[precision]})
+        except RuntimeError as exc:  # OpenVINO raises RuntimeError (or subclasses) for a bad file
+            raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
+        self.precision = precision
+        info = model.get_rt_info()
+        # the ONNX metadata_props arrive as the model's rt_info["framework"]
+        self.metadata: dict[str, str] = ({k: v.astype(str) for k, v in info["framework"].items()}
+                                         if "framework" in info else {})
+        self._outputs = list(self.compiled.outputs)
+        self._local = threading.local()
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        # the input is read in place; the outputs are copies (the next run reuses the buffers)
+        result = request.infer({0: x}, share_inputs=True, share_outputs=False)
+        return [result[o] for o in self._outputs]

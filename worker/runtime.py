@@ -1,0 +1,244 @@
+"""Which runtime runs the shipped ONNX files on this CPU, and in what precision:
+measured on the machine, never assumed from its vendor.
+
+The same ONNX files (``worker/data/onnx``) run on ONNX Runtime (backend
+``onnx``, extra ``[cpu]``) or OpenVINO (backend ``openvino``, extra
+``[openvino]``). Which is faster depends on the CPU: on a 2-core AMD EPYC
+(AVX2) ONNX Runtime was faster on three of the four nets; on a 2-core Intel
+Xeon with AMX, OpenVINO was 1.2-1.6x faster in fp32 and 2-7x in bf16 (issue 26).
+So ``backend=auto`` on a CPU:
+
+* one of the two installed: that one;
+* both: :func:`measure` times each on the four nets at the input shapes the
+  pipeline feeds them (:data:`PROBES`, weighted by how often a frame calls
+  them), interleaved call by call so that load from other processes falls on
+  both, for about :data:`PROBE_S` seconds, and takes the faster. The choice is
+  kept per CPU model, ISA, threads, precision and runtime versions in a JSON
+  file (setting ``runtime_cache``, default ``~/.cache/moodstream/runtime.json``),
+  so it is measured once per machine kind, not at every start.
+
+Precision (setting ``precision``): bf16 only on OpenVINO and only on a CPU
+with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``); ``auto``
+takes it there, ``fp32`` forces full precision everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from moodstream.shared import devices
+from moodstream.shared.errors import ConfigError
+from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, RUNTIMES, open_net
+
+log = logging.getLogger(__name__)
+
+MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}  # backend -> the module it needs
+DISTRIBUTIONS = {"onnx": "onnxruntime", "openvino": "openvino"}  # backend -> its pip distribution
+EXTRAS = {"onnx": "cpu", "openvino": "openvino"}  # backend -> the moodstream extra that installs it
+PROBE_S = 0.6  # seconds of timing, all runtimes together (plus compiling the nets once)
+# (file, input shape, calls per frame): what the pipeline feeds each net, weighted so that
+# each net's share of a pass is about its share of a frame in `moodstream bench profile`
+# (docs/results/profile_cpu.md: PNet in strips of about 60k pixels, worker.onnx_mtcnn.
+# PNET_STRIP_PIXELS, 10-40 a frame; RNet / ONet in chunks of 64 / 16 crops; the emotion
+# net on a few faces and their mirror images).
+PROBES = (
+    (MTCNN_FILES["pnet"], (1, 3, 84, 712), 12.0),
+    (MTCNN_FILES["rnet"], (64, 3, 24, 24), 3.0),
+    (MTCNN_FILES["onet"], (16, 3, 48, 48), 2.0),
+    (EMOTION_FILE, (8, 1, 48, 48), 1.0),
+)
+CACHE_FORMAT = "moodstream-runtime-choice/1"
+
+
+# --- the CPU ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU's model name and its ISA flags (``/proc/cpuinfo``)."""
+
+    model: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 arithmetic in hardware: AMX-BF16 or AVX512-BF16."""
+        return bool(self.flags & {"amx_bf16", "avx512_bf16"})
+
+    def isa(self) -> dict[str, bool]:
+        """The flags that decide CPU inference speed."""
+        f = self.flags
+        return {"avx2": "avx2" in f, "avx512": "avx512f" in f, "vnni": bool(f & {"avx512_vnni", "avx_vnni"}),
+                "avx512_bf16": "avx512_bf16" in f, "amx": bool(f & {"amx_tile", "amx_bf16", "amx_int8"})}
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, **self.isa()}
+
+
+def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
+    """This machine's CPU (the first processor listed); model "unknown" where
+    ``path`` cannot be read (not Linux)."""
+    model, flags = "unknown", frozenset()
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return CpuInfo(model, flags)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model == "unknown":
+            model = " ".join(value.split())
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model, flags)
+
+
+# --- precision and backend ---------------------------------------------------------------
+
+
+def resolve_precision(precision: str, backend: str, cpu: CpuInfo) -> str:
+    """The ``precision`` setting for ``backend`` on ``cpu``: "fp32" or "bf16"
+    (``auto``: bf16 on openvino where the CPU has native bf16). A forced bf16
+    that cannot run natively is one clear error."""
+    if precision == "auto":
+        return "bf16" if backend == "openvino" and cpu.native_bf16 else "fp32"
+    if precision == "bf16":
+        if backend != "openvino":
+            raise ConfigError(f"precision bf16 runs on the openvino backend, not {backend}: use backend openvino "
+                              "(pip install 'moodstream[openvino]') or precision fp32")
+        if not cpu.native_bf16:
+            raise ConfigError(f"precision bf16 needs a CPU with native bf16 (AMX or AVX512-BF16); {cpu.model} "
+                              "has neither: use precision fp32 or auto")
+    return precision
+
+
+def require(backend: str) -> None:
+    """One line naming the extra when ``backend``'s runtime is not installed."""
+    if not devices.installed(MODULES[backend]):
+        raise ConfigError(f"backend {backend} needs {DISTRIBUTIONS[backend]}: "
+                          f"pip install 'moodstream[{EXTRAS[backend]}]'")
+
+
+def installed_runtimes() -> list[str]:
+    return [b for b in RUNTIMES if devices.installed(MODULES[b])]
+
+
+@dataclass
+class Choice:
+    """What ``backend=auto`` runs on this CPU and why: ``how`` is "measured",
+    "cached" (measured before on this CPU kind) or "only one installed"."""
+
+    backend: str
+    precision: str
+    how: str
+    ms: dict[str, float] = field(default_factory=dict)  # weighted ms per probe workload, per backend
+
+
+def measure(backends: list[str], precisions: dict[str, str], threads: int, budget_s: float = PROBE_S,
+            model_dir: Path = ONNX_DIR) -> dict[str, float]:
+    """Each backend's time (ms) for one weighted pass over :data:`PROBES`: the
+    fastest of each net's calls times its weight, summed (the fastest: load from other
+    processes only ever adds time). Calls alternate
+    between backends (and their order), so background load falls on both."""
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(-1, 1, shape).astype(np.float32) for _, shape, _ in PROBES]
+    nets = {b: [open_net(model_dir / name, threads, b, precisions[b]) for name, _, _ in PROBES] for b in backends}
+    for b in backends:  # first runs: allocation, shape inference, kernel choice
+        for net, x in zip(nets[b], inputs):
+            net.run(x)
+    times: dict[str, list[list[float]]] = {b: [[] for _ in PROBES] for b in backends}
+    start, rounds = time.perf_counter(), 0
+    while rounds < 3 or time.perf_counter() - start < budget_s:
+        order = backends if rounds % 2 == 0 else backends[::-1]
+        for k, x in enumerate(inputs):
+            for b in order:
+                t0 = time.perf_counter()
+                nets[b][k].run(x)
+                times[b][k].append(time.perf_counter() - t0)
+        rounds += 1
+    return {b: round(sum(min(t) * w for t, (_, _, w) in zip(times[b], PROBES)) * 1e3, 3)
+            for b in backends}
+
+
+def default_cache_path() -> Path:
+    return Path.home() / ".cache" / "moodstream" / "runtime.json"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for b, dist in DISTRIBUTIONS.items():
+        try:
+            out[b] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[b] = "-"
+    return out
+
+
+def cache_key(cpu: CpuInfo, threads: int, precision: str) -> str:
+    """One machine kind: CPU model and ISA, threads, precision setting, runtime versions."""
+    isa = ",".join(k for k, v in cpu.isa().items() if v) or "-"
+    versions = ",".join(f"{b}={v}" for b, v in _versions().items())
+    return f"{cpu.model} [{isa}] threads={threads} precision={precision} {versions}"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("choices", {}) if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else {}
+
+
+def _write_cache(path: Path, key: str, choice: Choice) -> None:
+    """Add ``choice`` under ``key`` (atomically: workers starting together may race)."""
+    choices = _read_cache(path)
+    choices[key] = {"backend": choice.backend, "precision": choice.precision, "ms": choice.ms,
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"format": CACHE_FORMAT, "choices": choices}, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("runtime: cannot keep the measured choice in %s (%s); it will be measured again", path, exc)
+
+
+def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo | None = None,
+           budget_s: float = PROBE_S) -> Choice:
+    """``backend=auto`` on a CPU: the installed runtime that runs the shipped
+    nets faster here (see the module docstring). ``cache``: the
+    ``runtime_cache`` setting (None: :func:`default_cache_path`; "off": none)."""
+    cpu = cpu or cpu_info()
+    candidates = installed_runtimes()
+    if precision == "bf16":  # forced: only OpenVINO computes in bf16
+        candidates = [b for b in candidates if b == "openvino"] or ["openvino"]
+    if not candidates:
+        raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]' (ONNX Runtime) or "
+                          "'moodstream[openvino]'")
+    precisions = {b: resolve_precision(precision, b, cpu) for b in candidates}
+    if len(candidates) == 1:
+        require(candidates[0])
+        return Choice(candidates[0], precisions[candidates[0]], "only one installed")
+    path = None if cache == "off" else Path(cache).expanduser() if cache else default_cache_path()
+    key = cache_key(cpu, threads, precision)
+    kept = _read_cache(path).get(key) if path else None
+    if kept and kept.get("backend") in candidates:
+        return Choice(kept["backend"], precisions[kept["backend"]], "cached", kept.get("ms", {}))
+    ms = measure(candidates, precisions, threads, budget_s)
+    best = min(candidates, key=ms.__getitem__)
+    choice = Choice(best, precisions[best], "measured", ms)
+    log.info("runtime: auto measured %s on %s, %d thread(s): %s", ", ".join(f"{b} {v:.1f} ms" for b, v in ms.items()),
+             cpu.model, threads, best)
+    if path:
+        _write_cache(path, key, choice)
+    return choice
