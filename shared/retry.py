@@ -50,19 +50,30 @@ class RedisGone(Exception):
     """A stop was requested while Redis was unreachable (work stays pending in Redis)."""
 
 
+def _reply(exc: BaseException) -> str:
+    """The server's error reply: redis-py prefixes errors inside a pipeline with
+    ``Command # N (...) of pipeline caused error: ``."""
+    msg = str(exc)
+    head, sep, tail = msg.partition(" of pipeline caused error: ")
+    return tail if sep and head.startswith("Command # ") else msg
+
+
 def is_missing_key(exc: BaseException) -> bool:
     """The stream or its consumer group vanished: ``NOGROUP``, or a blocked XREADGROUP
     released with ``UNBLOCKED ... no longer exists`` (DEL, FLUSHALL, XGROUP DESTROY)."""
     if not isinstance(exc, redis.ResponseError):
         return False
-    msg = str(exc)
+    msg = _reply(exc)
     return msg.startswith("NOGROUP") or (msg.startswith("UNBLOCKED") and "no longer exists" in msg)
 
 
 def is_busy(exc: BaseException) -> bool:
     """``BUSY``: a script or function is running (transient; SCRIPT KILL or its end heals it).
     Not BUSYGROUP or BUSYKEY, which are answers about keys."""
-    return isinstance(exc, redis.ResponseError) and (str(exc) == "BUSY" or str(exc).startswith("BUSY "))
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    msg = _reply(exc)
+    return msg == "BUSY" or msg.startswith("BUSY ")
 
 
 def is_transient(exc: BaseException) -> bool:

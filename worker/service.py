@@ -23,15 +23,24 @@ Poison that kills the process itself (a native crash, the OOM killer) is found
 without blaming its batch-mates: an entry delivered again is a *suspect* and is
 served alone; each solo attempt is counted in ``<prefix>:attempts`` before it
 starts, and a suspect whose solo attempts reached ``max_deliveries`` is
-dead-lettered. Deliveries to workers that died for other reasons cost nothing.
+dead-lettered. Deliveries to workers that died for other reasons cost nothing,
+and so do stops that did not come from the frame (issue 22 item 10): the count
+is cleared as soon as the frame has come through decoding and inference (the
+steps that can kill a process), a SIGTERM during a solo attempt takes that
+attempt back at once (a supervisor's SIGKILL after its grace period is not the
+frame's doing), and suspects are tried fewest-deaths first, so unrelated kills
+spread over them instead of piling on one.
 Decoding runs in a thread pool: the next batch's frames decode while the
 current batch is in the pipeline.
 
-Errors by class: Redis connection errors back off (capped, exponential) and the
-loop resumes, with the batch in hand kept, until a stop is requested; what no
-retry heals (a refused password or ACL) stops the worker with one line; a batch
-the pipeline rejects is retried frame by frame; anything else propagates
-(logged, teardown runs).
+Errors by class, through the one retry helper (:mod:`moodstream.shared.retry`):
+Redis connection errors, LOADING and BUSY (a long script) back off (capped,
+exponential) and the loop resumes, with the batch in hand kept, until a stop is
+requested; a stream or group that vanished (FLUSHALL, FLUSHDB, DEL, XGROUP
+DESTROY: NOGROUP, or UNBLOCKED for a blocked read) is recreated with one log
+line; what no retry heals (a refused password or ACL) stops the worker with one
+line; a batch the pipeline rejects is retried frame by frame; anything else
+propagates (logged, teardown runs).
 """
 
 from __future__ import annotations
@@ -50,12 +59,12 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from moodstream.shared.errors import BadInputError, ConfigError, MessageError
+from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import PixelBudget, decode_pixels
+from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_transient
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import (TRANSIENT, Backoff, as_str, connect, describe_fatal, ensure_group, is_fatal,
-                              is_nogroup)
+from moodstream.shared.transport import as_str, connect, ensure_group
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
 from moodstream.shared.wire import FIELD, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
@@ -86,11 +95,6 @@ class StopNow(BaseException):
     the per-frame path (inference retries, decoding) can swallow it."""
 
 
-class RedisGone(Exception):
-    """A stop was requested while Redis was unreachable: leave without the batch in hand
-    (its entries stay pending in Redis and are reclaimed once it is back)."""
-
-
 @dataclass
 class Entry:
     """One frames-stream entry in this worker's hands."""
@@ -103,6 +107,7 @@ class Entry:
     error: BadInputError | None = None  # set: dead-letter it (with an error result when job is known)
     decoded: Future | None = None  # -> (RGB uint8 (H, W, 3), decode ms)
     suspect: bool = False  # delivered before: served alone, its solo attempts counted
+    solo_attempts: int = 0  # deaths while served alone so far (from <prefix>:attempts)
 
 
 @dataclass
@@ -139,6 +144,10 @@ class Worker:
         self._signals = 0
         self._old_handlers: dict[int, object] = {}
         self._inhand: list[Entry] = []
+        self._solo_in_flight: list[str] = []  # suspects in decoding / inference now (their attempt counted)
+        self._solo_started = 0.0  # time.monotonic() when that attempt began
+        # liveness allows a long batch: a CPU batch of batch_max large frames can take tens of seconds
+        self._liveness_timeout_s = max(60.0, 4 * settings.heartbeat_ttl_s)
         self._inhand_ids: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._claim_cursor = "0-0"
@@ -147,7 +156,10 @@ class Worker:
         self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
         self._started_ms = now_ms()
         self._budget = PixelBudget(settings.max_pixels)  # pixels decoding at once, across decode threads
-        self._redis_down = False  # the last Redis call failed with a connection error
+        # every Redis call that must get through: backoff, recreate a vanished group, fatal -> ConfigError
+        self.retry = RedisRetry(f"worker {self.name}", settings.redis_url, self._stop, cap_s=10.0,
+                                recreate=self._recreate, on_down=self._on_redis_down,
+                                on_up=lambda: self.metrics.redis_check(True))
         self.policy = BatchPolicy.from_settings(settings)
         self.metrics = WorkerMetrics()
         self.metrics_server: MetricsServer | None = None  # serving when settings.metrics_port is set
@@ -157,25 +169,16 @@ class Worker:
 
     def run(self) -> int:
         """Serve until stopped (signal, :meth:`request_stop`, ``max_frames``); returns entries served."""
-        backoff = Backoff(cap_s=10.0)
         try:
             self.setup()
             while True:
                 self.metrics.loop_tick()
                 if (self._stop.is_set() or self._quota_left() == 0) and not self._inhand:
                     break
-                try:
-                    self.maintenance()
-                    batch = self.collect()
-                    if batch:
-                        self.serve(batch)
-                    backoff.reset()
-                    self._redis_down = False
-                    self.metrics.redis_check(True)
-                except (*TRANSIENT, redis.ResponseError) as exc:
-                    self._recover(exc, backoff)
-                    if self._redis_down and self._stop.is_set():
-                        raise RedisGone() from None
+                batch = self.retry.call(self._maintain_and_collect)  # both may run again: idempotent
+                if batch:
+                    self.serve(batch)
+                self.metrics.redis_check(True)
         except StopNow:
             log.warning("worker %s: second signal, exiting now with %d entries in hand (they will be reclaimed)",
                         self.name, len(self._inhand))
@@ -196,13 +199,12 @@ class Worker:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         s = self.settings
         if s.metrics_port is not None:
-            # liveness allows a long batch: a CPU batch of batch_max large frames can take tens of seconds
             self.metrics_server = MetricsServer(self.metrics, s.metrics_host, s.metrics_port,
-                                                liveness_timeout_s=max(60.0, 4 * s.heartbeat_ttl_s))
+                                                liveness_timeout_s=self._liveness_timeout_s)
         self.metrics.set_info(worker=self.name, device=self.device or "unknown", backend=self.backend,
                               model_version=self.pipeline.model_version)
         self._pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix=f"decode-{self.name}")
-        self._retry(self._call_group)
+        self._retry(self._ensure_group)
         self.status = Status.IDLE
         self._retry(self.heartbeat)
         self._retry(self._take_back_own)
@@ -223,7 +225,7 @@ class Worker:
             self.metrics_server.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._redis_down:  # a goodbye to a server that is gone would only wait for timeouts
+        if self.retry.down:  # a goodbye to a server that is gone would only wait for timeouts
             log.info("worker %s: Redis unreachable; its heartbeat expires by itself", self.name)
         else:
             self._goodbye()
@@ -248,8 +250,17 @@ class Worker:
         log.warning("worker %s: %s received; finishing the batch in hand (send it again to exit now)",
                     self.name, signal.Signals(signum).name)
         self._stop.set()
+        # a supervisor's SIGKILL may follow: that death is not the frame's doing, unless the attempt hangs
+        # long enough for the liveness probe to be what stops us (a frame that hangs the worker counts)
+        if self._solo_in_flight and time.monotonic() - self._solo_started < self._liveness_timeout_s:
+            threading.Thread(target=self._take_back_attempt, args=(list(self._solo_in_flight),), daemon=True,
+                             name=f"uncount-{self.name}").start()
 
     # --- maintenance --------------------------------------------------------------
+
+    def _maintain_and_collect(self) -> list[Entry]:
+        self.maintenance()
+        return self.collect()
 
     def maintenance(self) -> None:
         now = time.monotonic()
@@ -339,12 +350,13 @@ class Worker:
     def collect(self) -> list[Entry]:
         """Read until batch_max entries are in hand, or the oldest has waited batch_wait_ms.
 
-        A suspect (an entry delivered before) is served alone, ahead of the rest."""
-        for i, e in enumerate(self._inhand):
-            if e.suspect and e.error is None:
-                del self._inhand[i]
-                self._inhand_ids.discard(e.entry_id)
-                return [e]
+        A suspect (an entry delivered before) is served alone, ahead of the rest, the
+        one with the fewest deaths first."""
+        suspects = [(e.solo_attempts, i) for i, e in enumerate(self._inhand) if e.suspect and e.error is None]
+        if suspects:
+            e = self._inhand.pop(min(suspects)[1])
+            self._inhand_ids.discard(e.entry_id)
+            return [e]
         policy, cap = self.policy, self.policy.batch_max
         while not policy.full(len(self._inhand)) and not self._stop.is_set() and self._quota_left() > 0:
             if not self._inhand:
@@ -375,7 +387,7 @@ class Worker:
     def _accept(self, entry_id: str, fields: dict, deliveries: int, solo_attempts: int = 0) -> None:
         """Take one entry into hand. Total: whatever the message holds, the entry ends
         in hand, with its job or with the error that dead-letters it."""
-        e = Entry(entry_id, None, deliveries, time.monotonic(), suspect=deliveries > 1)
+        e = Entry(entry_id, None, deliveries, time.monotonic(), suspect=deliveries > 1, solo_attempts=solo_attempts)
         try:
             e.payload = fields.get(FIELD) if isinstance(fields, dict) else None
             e.error = self._check(e, solo_attempts)
@@ -423,11 +435,13 @@ class Worker:
         start_ms = now_ms()
         outcomes: list[Outcome] = []
         ready: list[tuple[Entry, np.ndarray, float]] = []
-        suspects = [e for e in batch if e.suspect and e.error is None]
+        suspects = [e.entry_id for e in batch if e.suspect and e.error is None]
         if suspects:  # counted before any work on them: if this process dies now, it is on their account
-            self._retry(lambda: self._count_solo_attempt([e.entry_id for e in suspects]))
-            for e in suspects:
-                e.decoded = self._pool.submit(self._decode, e.job)
+            self._retry(lambda: self._count_solo_attempt(suspects))
+            self._solo_in_flight, self._solo_started = suspects, time.monotonic()
+            for e in batch:
+                if e.entry_id in suspects:
+                    e.decoded = self._pool.submit(self._decode, e.job)
         for e in batch:
             if e.error is None:
                 try:
@@ -442,6 +456,9 @@ class Worker:
             outcomes.append(self._failed(e, e.error.reason, e.error.detail or str(e.error)))
         self._prefetch()  # the next batch decodes while this one is in the pipeline
         frame_results = self._infer([img for _, img, _ in ready])
+        if suspects:  # through decoding and inference alive: no death so far was this frame's doing
+            self._solo_in_flight = []
+            self._retry(lambda: self.client.hdel(self.keys.attempts, *suspects))
         for (e, img, decode_ms), fr in zip(ready, frame_results):
             if isinstance(fr, Exception):
                 outcomes.append(self._failed(e, "inference_failed", f"{type(fr).__name__}: {fr}"))
@@ -490,7 +507,9 @@ class Worker:
             return
         try:
             self._read(self.settings.batch_max - len(self._inhand), None)
-        except TRANSIENT as exc:  # the publish that follows will meet it and back off
+        except redis.RedisError as exc:  # the publish that follows meets it, backs off or recreates
+            if not is_transient(exc) and not is_missing_key(exc):
+                raise
             log.debug("worker %s: prefetch skipped: %s", self.name, exc)
 
     def _infer(self, images: list[np.ndarray]) -> list:
@@ -527,6 +546,22 @@ class Worker:
             result = self._result(e.job, error=ErrorInfo(reason, detail),
                                   timings_ms={"queue_wait": max(0, now_ms() - e.job.enqueued_at_ms)})
         return Outcome(e, result, (reason, detail))
+
+    def _take_back_attempt(self, entry_ids: list[str]) -> None:
+        """Undo the count of a solo attempt that a stop request interrupts (in a thread:
+        the signal handler must not wait on Redis)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for eid in entry_ids:
+                pipe.hincrby(self.keys.attempts, eid, -1)
+            left = pipe.execute()
+            done = [eid for eid, n in zip(entry_ids, left) if int(n) <= 0]
+            if done:
+                self.client.hdel(self.keys.attempts, *done)
+            log.info("worker %s: stop requested during the solo attempt of %s: not counted against it",
+                     self.name, ", ".join(entry_ids))
+        except redis.RedisError as exc:
+            log.warning("worker %s: could not take back the solo attempt of %s: %s", self.name, entry_ids, exc)
 
     def _count_solo_attempt(self, entry_ids: list[str]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -585,42 +620,24 @@ class Worker:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _call_group(self) -> None:
+    def _ensure_group(self) -> None:
         ensure_group(self.client, self.keys)
 
-    def _retry(self, fn):
-        """Run ``fn`` until it gets through: connection errors back off (capped);
-        a vanished group is recreated. Used where giving up would lose work, so
-        only a stop request ends it (RedisGone: the work stays pending in Redis)."""
-        backoff = Backoff(cap_s=10.0)
-        while True:
-            try:
-                out = fn()
-                self._redis_down = False
-                return out
-            except (*TRANSIENT, redis.ResponseError) as exc:
-                self._recover(exc, backoff)
-                if self._redis_down and self._stop.is_set():
-                    raise RedisGone() from None
+    def _recreate(self) -> None:
+        """After FLUSHALL / DEL / XGROUP DESTROY: the group again, and this worker's heartbeat
+        at once (status and KEDA see it without waiting for the next beat)."""
+        self._ensure_group()
+        self.heartbeat()
 
-    def _recover(self, exc: redis.RedisError, backoff: Backoff) -> None:
-        """After a Redis error: sleep the next backoff on a connection error (a stop
-        request cuts the sleep short), recreate a vanished consumer group; a refused
-        password or ACL becomes one ConfigError; re-raise anything else."""
-        if is_fatal(exc):
-            raise ConfigError(describe_fatal(exc, self.settings.redis_url)) from None
-        if isinstance(exc, TRANSIENT):
-            self._redis_down = True
-            self.metrics.redis_check(False, str(exc))
-            self.metrics.loop_tick()  # backing off is the loop turning: a restart would not bring Redis back
-            delay = backoff.next_delay_s()
-            log.warning("worker %s: Redis connection error (%s); retrying in %.2fs", self.name, exc, delay)
-            self._stop.wait(delay)
-        elif is_nogroup(exc):
-            log.warning("worker %s: consumer group vanished (Redis restarted?); recreating", self.name)
-            self._call_group()
-        else:
-            raise exc
+    def _retry(self, fn):
+        """Run ``fn`` until it gets through (see :mod:`moodstream.shared.retry`). Used
+        where giving up would lose work, so only a stop request ends it (RedisGone:
+        the work stays pending in Redis)."""
+        return self.retry.call(fn)
+
+    def _on_redis_down(self, exc: BaseException) -> None:
+        self.metrics.redis_check(False, str(exc))
+        self.metrics.loop_tick()  # backing off is the loop turning: a restart would not bring Redis back
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -156,3 +156,14 @@ def test_busygroup_and_busykey_are_not_busy():
     assert not is_busy(redis.ResponseError("BUSYKEY Target key name already exists."))
     assert is_missing_key(redis.ResponseError("UNBLOCKED the stream key no longer exists"))
     assert not is_missing_key(redis.ResponseError("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+
+
+def test_errors_inside_a_pipeline_are_classed_too(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    pipe.xack(KEYS.frames, KEYS.group, "1-0")
+    pipe.xreadgroup(KEYS.group, "c1", {KEYS.frames: ">"})
+    with pytest.raises(redis.ResponseError) as err:
+        pipe.execute()
+    assert "of pipeline caused error" in str(err.value) and is_missing_key(err.value)
+    assert is_busy(redis.ResponseError("Command # 1 (XADD t:results) of pipeline caused error: BUSY Redis is busy"))
