@@ -8,7 +8,12 @@ producer -> ``<prefix>:frames``) or a
 ``"v"``. The maps' keys are the structs' fields; see that module for what each
 means.
 
-Decoding checks the version first (:data:`SCHEMA_VERSION`), then validates
+Decoding bounds memory before it builds anything: a first pass reads the
+schema version, the kind and where the pixels are as raw slices of the message
+(nothing is built for the other fields), and a frame job whose bytes other than
+its pixels exceed :data:`MAX_FIELDS_BYTES` is refused (``too_large``): 4 MiB of
+empty msgpack maps in ``options`` would otherwise become 300 MiB of Python
+objects. Then it checks the version (:data:`SCHEMA_VERSION`), validates
 against the struct definitions, and raises
 :class:`~moodstream.shared.errors.MessageError` whose ``reason`` is one of
 :data:`REASONS`. This module needs msgspec and numpy only.
@@ -29,7 +34,12 @@ from moodstream.shared.record import MAX_TEXT_CHARS, SCHEMA_VERSION, FrameJob, F
 __all__ = ["FIELD", "REASONS", "SCHEMA_VERSION", "dead_letter_fields", "decode_frame", "decode_result",
            "encode_frame", "encode_result", "new_job_id", "now_ms"]
 FIELD = b"msg"  # the one field of a frames / results stream entry
-REASONS = ("not_msgpack", "schema_version", "missing_field", "bad_field")
+REASONS = ("not_msgpack", "schema_version", "missing_field", "bad_field", "too_large")
+# A frame job's bytes other than its pixels (``image``, ``raw.data``): ids, source, reply_to (4 KiB
+# each at most), options. Decoded msgpack costs up to ~80x its size in Python objects: this bounds it
+# to a few MiB per message, whatever the producer sends.
+MAX_FIELDS_BYTES = 64 * 1024
+_SMALL_BYTES = 64  # a schema version or kind longer than this is not one: reported, never decoded
 DEAD_LETTER_PAYLOAD_BYTES = 4096  # a dead letter keeps this much of the message (and its full size)
 
 
@@ -50,13 +60,21 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=_plain)
 
 
 class _Header(msgspec.Struct):
-    """What is read before the body: which schema and which kind of record."""
+    """What is read before the body, as slices of the message (nothing decoded, nothing
+    built; other fields are skipped): which schema, which kind, where the pixels are."""
 
-    v: Any = msgspec.UNSET
-    kind: Any = None
+    v: msgspec.Raw = msgspec.Raw()
+    kind: msgspec.Raw = msgspec.Raw()
+    image: msgspec.Raw = msgspec.Raw()
+    raw: msgspec.Raw = msgspec.Raw()
+
+
+class _RawPixels(msgspec.Struct):
+    data: msgspec.Raw = msgspec.Raw()
 
 
 _header = msgspec.msgpack.Decoder(_Header)
+_raw_pixels = msgspec.msgpack.Decoder(_RawPixels)
 _decoders = {"frame": msgspec.msgpack.Decoder(FrameJob), "result": msgspec.msgpack.Decoder(FrameResult)}
 _MISSING = re.compile(r"missing required field `(\w+)`")
 
@@ -86,12 +104,18 @@ def _decode(raw: object, kind: str):
         raise MessageError("not_msgpack", f"top level is not a map: {exc}"[:200]) from None
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: arrays nested 100,000 deep
         raise MessageError("not_msgpack", f"{exc}"[:200]) from None
-    if head.v is msgspec.UNSET:
+    if kind == "frame":
+        fields = len(raw) - _pixel_bytes(head)
+        if fields > MAX_FIELDS_BYTES:
+            raise MessageError("too_large", f"{fields} bytes besides the pixels (image / raw.data) is over "
+                                            f"{MAX_FIELDS_BYTES}: refused before decoding")
+    v, head_kind = _small(head.v), _small(head.kind)
+    if v is msgspec.UNSET:
         raise MessageError("schema_version", "no schema version field 'v'")
-    if head.v != SCHEMA_VERSION or isinstance(head.v, bool):
-        raise MessageError("schema_version", f"schema version {str(head.v)[:40]}, this code reads {SCHEMA_VERSION}")
-    if head.kind != kind:
-        raise MessageError("bad_field", f"kind is {str(head.kind)[:40]!r}, expected {kind!r}")
+    if v != SCHEMA_VERSION or isinstance(v, bool):
+        raise MessageError("schema_version", f"schema version {str(v)[:40]}, this code reads {SCHEMA_VERSION}")
+    if head_kind != kind:
+        raise MessageError("bad_field", f"kind is {str(head_kind)[:40]!r}, expected {kind!r}")
     try:
         return _decoders[kind].decode(raw)
     except msgspec.ValidationError as exc:
@@ -101,6 +125,26 @@ def _decode(raw: object, kind: str):
         raise MessageError("bad_field", f"{exc}"[:300]) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise MessageError("not_msgpack", f"{exc}"[:200]) from None
+
+
+def _pixel_bytes(head: _Header) -> int:
+    """Bytes of the message that are pixels: the ``image`` value and ``raw``'s ``data``."""
+    n = len(head.image)
+    if len(head.raw):
+        try:
+            n += len(_raw_pixels.decode(head.raw).data)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            pass  # not a map: all of it counts as fields (and the full decode says what is wrong)
+    return n
+
+
+def _small(value: msgspec.Raw) -> Any:
+    """A header value, decoded only when it is short: UNSET when absent."""
+    if not len(value):
+        return msgspec.UNSET
+    if len(value) > _SMALL_BYTES:
+        return f"<{len(value)} bytes>"
+    return msgspec.msgpack.decode(value)
 
 
 def decode_frame(raw: object) -> FrameJob:

@@ -93,6 +93,24 @@ def _map(**changes) -> dict:
     return {k: v for k, v in m.items() if v is not None}
 
 
+def _empty_maps(n: int) -> bytes:
+    """A msgpack array of ``n`` empty maps: ``n + 5`` bytes that decode to ``n`` Python dicts."""
+    return b"\xdd" + struct.pack(">I", n) + b"\x80" * n
+
+
+def _with_field(key: bytes, value: bytes, **changes) -> bytes:
+    """A frame job map with one more entry whose key and value are given as msgpack bytes."""
+    body = msgpack.packb(_map(**changes))
+    assert 0x80 <= body[0] < 0x8F  # a fixmap: one more entry is one more in its count
+    return bytes([body[0] + 1]) + body[1:] + key + value
+
+
+def options_bomb(n: int, **changes) -> bytes:
+    """Issue 22 item 1, exactly: ``"options": {"a": [{} x n]}``, i.e. ``\\x81 \\xa1a \\xdd <n> \\x80*n``
+    (4 MiB decoded to +300 MiB of Python objects)."""
+    return _with_field(b"\xa7options", b"\x81\xa1a" + _empty_maps(n), **changes)
+
+
 def messages() -> list[tuple[str, bytes, str]]:
     """(name, message bytes, expected dead-letter reason) for every kind of bad frame job."""
     raw = lambda shape, data=b"": {"shape": shape, "dtype": "uint8", "data": data}  # noqa: E731
@@ -111,8 +129,12 @@ def messages() -> list[tuple[str, bytes, str]]:
         ("frame-bool", msgpack.packb(_map(frame=True)), "bad_field"),
         ("timestamp-nan", msgpack.packb(_map(timestamp_s=float("nan"))), "bad_field"),
         ("job-id-list", msgpack.packb(_map(job_id=[1, 2])), "bad_field"),
-        ("job-id-huge", msgpack.packb(_map(job_id="j" * 1_000_000)), "bad_field"),
-        ("source-huge", msgpack.packb(_map(source="s" * 1_000_000)), "bad_field"),
+        ("job-id-huge", msgpack.packb(_map(job_id="j" * 10_000)), "bad_field"),
+        ("source-huge", msgpack.packb(_map(source="s" * 10_000)), "bad_field"),
+        ("job-id-1mb", msgpack.packb(_map(job_id="j" * 1_000_000)), "too_large"),
+        ("options-4mi-empty-maps", options_bomb(4 * 1024 * 1024), "too_large"),
+        ("version-4mi-empty-maps", _with_field(b"\xa1v", _empty_maps(4 * 1024 * 1024), v=None), "too_large"),
+        ("shape-4mi-ints", msgpack.packb(_map(**no_image, raw=raw([1] * (4 * 1024 * 1024)))), "too_large"),
         ("options-list", msgpack.packb(_map(options=[1])), "bad_field"),
         ("image-string", msgpack.packb(_map(image="not bytes")), "bad_field"),
         ("both-payloads", msgpack.packb(_map(raw=raw([1, 1], b"\0"))), "bad_field"),

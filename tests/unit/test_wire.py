@@ -217,8 +217,19 @@ def test_non_finite_timestamp_is_a_bad_field(value):
 @pytest.mark.parametrize("field", ["job_id", "source", "reply_to"])
 def test_huge_text_fields_are_refused(field):
     with pytest.raises(MessageError) as exc:
-        decode_frame(msgpack.packb(_frame_map(**{field: "x" * 100_000})))
+        decode_frame(msgpack.packb(_frame_map(**{field: "x" * 10_000})))
     assert exc.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("field", ["job_id", "options"])
+def test_fields_over_the_cap_are_refused_before_decoding(field):
+    # over MAX_FIELDS_BYTES besides the pixels: too_large, whatever the field holds
+    value = "x" * 100_000 if field == "job_id" else {"a": [{}] * 100_000}
+    with pytest.raises(MessageError) as exc:
+        decode_frame(msgpack.packb(_frame_map(**{field: value})))
+    assert exc.value.reason == "too_large"
+    big_image = msgpack.packb(_frame_map(image=b"\xff\xd8" + b"\0" * 1_000_000, options={"k": 1}))
+    assert decode_frame(big_image).options == {"k": 1}  # pixels do not count
 
 
 def test_dead_letter_keeps_a_bounded_prefix_and_the_size():
