@@ -21,6 +21,7 @@ COMMANDS = {
     "results": ("moodstream.producer.cli:results", "Read the results stream (from the start, now, or an id)."),
     "expander": ("moodstream.producer.cli:expander", "Expand `produce --rq` jobs (whole videos, folders) into frame jobs; nothing else."),
     "track": ("moodstream.producer.track_stage:track", "Track faces along each source in the results stream (frame order)."),
+    "tracks": ("moodstream.producer.tracks:tracks", "Print who felt what, when: the per-person summary of each source run."),
     "status": ("moodstream.producer.status:status", "One screen for operators: live workers, backlog, results and dead letters, frames/s."),
     "dashboard": ("moodstream.producer.dashboard.server:dashboard", "Serve a live web page over the streams: sources, people, fleet."),
     "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),

@@ -3,9 +3,11 @@
 Without MOODSTREAM_REDIS_URL it starts an embedded redis-server (a child
 process on a free port, nothing persisted); with it, it uses that server. Then
 a worker (a thread here; run ``moodstream worker`` elsewhere to add more), a
-producer on the given paths (default: the bundled sample clip), and it prints
-the results as they come, until every frame is answered. Ctrl-C stops
-everything cleanly.
+producer on the given paths (default: the bundled sample clip) and a track
+stage, and it prints the results as they come, until every frame is answered.
+The track stage reads only this command's results (its reply stream) and, with
+``--summary FILE``, its per-person summary is written as ``analyze --summary``
+writes it. Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def default_sample() -> str:
               help="table: one readable line per result; jsonl: one JSON object per result.")
 @click.option("--timeout-s", type=click.FloatRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
-def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file, as "
+                   "`analyze --summary` does, and print the people table on stderr.")
+def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, **flags):
     """Start Redis (embedded if none is set), a worker and a producer; print results.
 
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
@@ -60,6 +65,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
     from moodstream.producer.cli import TablePrinter
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader
+    from moodstream.producer.track_stage import TrackStage
     from moodstream.shared.embedded import EmbeddedRedis
     from moodstream.shared.keys import Keys
     from moodstream.worker.pipeline import Pipeline
@@ -83,8 +89,13 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
         feed = _Feed(Producer(settings, reply_to=reply, notice=lambda m: click.echo(m, err=True)),
                      specs, every_n, fps, max_frames)
         reader = ResultReader(settings, stream=reply)
-        stack.callback(_cleanup, worker, worker_thread, feed, reader)
+        # its own track stage on the reply stream: never a deployment's sources, nor its group
+        stage = TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
+                           summaries=f"{reply}:summaries", keep_summaries=summary_path is not None)
+        stage_thread = threading.Thread(target=stage.run, name="track-stage", daemon=True)
+        stack.callback(_cleanup, worker, worker_thread, feed, reader, stage, stage_thread)
         worker_thread.start()
+        stage_thread.start()
         feed.thread.start()
         printer = TablePrinter() if fmt == "table" else None
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
@@ -104,6 +115,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, **flags):
                 else:
                     click.echo(json.dumps(r.to_json()))
         click.echo(f"up: {received} results for {feed.sent} frames; shutting down", err=True)
+        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings)
     if feed.failed:
         raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
                                    + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
@@ -136,13 +148,39 @@ class _Feed:
             self.done.set()
 
 
-def _cleanup(worker, worker_thread, feed, reader) -> None:
+def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | None, pipeline, settings) -> None:
+    """Once the stage has read every result: stop it (it publishes the runs' summaries) and
+    write the summary file."""
+    deadline = time.monotonic() + 60
+    while stage.read < received and stage_thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stage.request_stop()
+    stage_thread.join(timeout=60)
+    if summary_path is None:
+        return
+    from moodstream.worker.summary import Summarizer, people_table, write_summary
+
+    if stage_thread.is_alive() or stage.read < received:
+        raise click.ClickException(f"up: the track stage read {stage.read} of {received} results; no summary")
+    summarizer = Summarizer(stage.summary_config)
+    summarizer.runs.extend(stage.ended)
+    written = write_summary(summary_path, summarizer, {
+        "detect_every": settings.detect_every, "model_version": pipeline.model_version,
+        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s})
+    click.echo(people_table(written["tracks"]), err=True)
+    click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
+               f"{sum(t['person'] for t in written['tracks'])} people)", err=True)
+
+
+def _cleanup(worker, worker_thread, feed, reader, stage, stage_thread) -> None:
     feed.stop.set()
     worker.request_stop()
+    stage.request_stop()
     worker_thread.join(timeout=60)
+    stage_thread.join(timeout=30)
     feed.thread.join(timeout=5)
-    try:  # the reply stream was ours alone
-        reader.client.delete(reader.stream)
+    try:  # the reply stream and what the track stage made of it were ours alone
+        reader.client.delete(reader.stream, stage.tracked_key, stage.summaries_key)
     except Exception as exc:  # best effort on the way out
         log.debug("up: could not delete %s: %s", reader.stream, exc)
     reader.close()

@@ -58,6 +58,8 @@ not torch.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import signal
 import threading
@@ -69,14 +71,17 @@ import click
 import msgspec
 import redis
 
+from moodstream.producer.track_pictures import FramePictures
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
+from moodstream.shared.media import encode_jpeg
 from moodstream.shared.record import Face, FrameResult, Smoothed
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
+from moodstream.worker.summary import SourceSummary, SummaryConfig, summary_settings
 from moodstream.worker.track import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,8 @@ MAX_BUFFERED = 10_000  # per source: beyond this the oldest frame is released wi
 RECENT = 512  # released frame indexes remembered per source, to tell a redelivery from a late result
 RECENT_JOBS = 20_000  # job ids remembered per run, to drop a job's second answer
 READ_COUNT = 500  # entries per read
+SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
+THUMB_JPEG_QUALITY = 85
 
 
 @dataclass
@@ -153,7 +160,9 @@ class SourceRun:
     source: str
     number: int  # 1 for the first run of this source the stage saw
     state: TrackState
+    summary: SourceSummary
     order: SourceOrder = field(default_factory=SourceOrder)
+    picture_best: dict = field(default_factory=dict)  # track id -> (best pixel-free score read, frames read)
     jobs: OrderedDict = field(default_factory=OrderedDict)  # job id -> results entry id (bounded)
     after_ms: int | None = None  # the previous run's last enqueue time: results up to it are stragglers
     max_frame: int | None = None
@@ -188,6 +197,19 @@ class SourceRun:
             self.max_enqueued_ms = r.enqueued_at_ms
 
 
+def summary_message(run: SourceRun, why: str) -> dict:
+    """What the summaries stream holds for an ended run: ``worker.summary``'s per-track entries
+    (``thumbnail`` null) and each picture as base64 JPEG under ``thumbnails[track_id]``."""
+    tracks = run.summary.entries()
+    thumbnails = {}
+    for t in tracks:
+        picture = run.summary.pictures.picture(t["track_id"])
+        if picture is not None:
+            thumbnails[str(t["track_id"])] = base64.b64encode(encode_jpeg(picture, THUMB_JPEG_QUALITY)).decode()
+    return {"source": run.source, "run": run.number, "ended": why, "frames": len(run.summary.times),
+            "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
+
+
 def untracked(faces: list[Face]) -> list[Face]:
     """Faces of a late result: no ``track_id``, ``smoothed`` = raw."""
     return [msgspec.structs.replace(f, track_id=None, smoothed=Smoothed(f.emotion, f.probabilities)) for f in faces]
@@ -198,9 +220,16 @@ class TrackStage:
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None, *, name: str = "tracker",
                  reorder_wait_ms: int = 2000, block_ms: int = 200, source_idle_s: float = 300.0,
-                 tracker: TrackerConfig | None = None):
+                 tracker: TrackerConfig | None = None, results: str | None = None, tracked: str | None = None,
+                 summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False):
+        """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
+        own reply stream); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
+        keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended`."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
+        self.results_key = results or self.keys.results
+        self.tracked_key = tracked or self.keys.tracked
+        self.summaries_key = summaries or self.keys.summaries
         self.client = client if client is not None else connect(settings.redis_url)
         self.name = name
         self.actor = f"track {printable(name)}"
@@ -208,15 +237,22 @@ class TrackStage:
         self.block_ms = block_ms
         self.source_idle_s = source_idle_s
         self.tracker_config = tracker or TrackerConfig()
+        self.summary_config = SummaryConfig.from_settings(settings)
+        self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels) if pictures else None
+        self.keep_summaries = keep_summaries
+        self.ended: list[SourceSummary] = []  # with keep_summaries
         self.runs: dict[str, SourceRun] = {}
         self._run_numbers: dict[str, int] = {}
-        self.published = self.late = self.duplicates = self.skipped = self.taken_back = 0
+        self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
+        self.summaries_published = 0
+        self.summary_ms = 0.0  # time spent summarising (pictures included)
         self._stop = threading.Event()
         self.retry = RedisRetry(self.actor, settings.redis_url, self._stop, recreate=self._recreate_group)
         self._recover_from: str | None = "0"  # first re-read our own unacked entries after this id, then ">"
         self._last_read = "0"  # the newest results entry read: a recreated group starts after it
         self._outbox: list[tuple[str, FrameResult]] = []  # released, not yet published
         self._ack_outbox: list[str] = []  # to ack without publishing (duplicates, undecodable)
+        self._summary_outbox: list[bytes] = []  # summaries of ended runs, published after their results
         self._outbox_unsure = False  # a publish failed midway: check what is still pending before retrying
         self._claim_every_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
         self._next_claim = 0.0
@@ -228,16 +264,18 @@ class TrackStage:
         """Serve until :meth:`request_stop`; then release what is buffered. Returns results published."""
         try:
             self.retry.call(self._ensure_group)
-            log.info("%s: reading %s as group %s, publishing to %s", self.actor, self.keys.results,
-                     self.keys.track_group, self.keys.tracked)
+            log.info("%s: reading %s as group %s, publishing to %s", self.actor, self.results_key,
+                     self.keys.track_group, self.tracked_key)
             while not self._stop.is_set():
                 self.retry.call(self.step)
             self.retry.call(self.flush)
         except RedisGone:
             log.warning("%s: stopping while Redis is unreachable; %d results not yet published stay pending "
                         "there (re-read at the next start)", self.actor, self.held())
-        log.info("%s: stopped; %d published, %d late, %d duplicates, %d skipped, %d taken back", self.actor,
-                 self.published, self.late, self.duplicates, self.skipped, self.taken_back)
+        log.info("%s: stopped; %d published, %d late, %d duplicates, %d skipped, %d taken back; %d summaries "
+                 "(%.0f ms summarising, face pictures: %s)", self.actor, self.published, self.late, self.duplicates,
+                 self.skipped, self.taken_back, self.summaries_published, self.summary_ms,
+                 self.pictures.figures() if self.pictures is not None else "off")
         return self.published
 
     def request_stop(self) -> None:
@@ -267,14 +305,15 @@ class TrackStage:
                 self._ack_outbox.append(entry_id)
                 continue
             now = time.monotonic() if now_s is None else now_s
+            self.read += 1
             out += self._accept(entry_id, result, now, entry_id in taken_back)
         out += self._release(time.monotonic() if now_s is None else now_s)
         self._publish(out)
         return len(out)
 
     def flush(self) -> int:
-        """Release and publish everything buffered, in order (shutdown)."""
-        out = [self._tracked(run, p) for run in self.runs.values() for p in run.order.drain()]
+        """Release and publish everything buffered, in order, and each run's summary (shutdown)."""
+        out = [item for run in list(self.runs.values()) for item in self._end_run(run, "the track stage stopped")]
         self._publish(out)
         return len(out)
 
@@ -318,16 +357,25 @@ class TrackStage:
 
     def _new_run(self, source: str, after_ms: int | None = None) -> SourceRun:
         number = self._run_numbers[source] = self._run_numbers.get(source, 0) + 1
-        run = self.runs[source] = SourceRun(source, number, TrackState(self.tracker_config), after_ms=after_ms)
+        summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
+        run = self.runs[source] = SourceRun(source, number, TrackState(self.tracker_config), summary, after_ms=after_ms)
         if number > 1:
             log.info("%s: run %d of source %s starts", self.actor, number, printable(source))
         return run
 
     def _end_run(self, run: SourceRun, why: str) -> list[tuple[str, FrameResult]]:
-        """Release what the run still buffers (in order) and forget it."""
+        """Release what the run still buffers (in order), queue its summary after it, forget it."""
         out = [self._tracked(run, p) for p in run.order.drain()]
         del self.runs[run.source]
-        log.info("%s: run %d of source %s ended (%s)", self.actor, run.number, printable(run.source), why)
+        t0 = time.perf_counter()
+        message = summary_message(run, why)
+        self.summary_ms += (time.perf_counter() - t0) * 1000
+        self._summary_outbox.append(json.dumps(message, allow_nan=False).encode())
+        if self.keep_summaries:
+            self.ended.append(run.summary)
+        log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor, run.number,
+                 printable(run.source), why, len(message["tracks"]), sum(t["person"] for t in message["tracks"]),
+                 self.summaries_key)
         return out
 
     def _release(self, now_s: float) -> list[tuple[str, FrameResult]]:
@@ -342,6 +390,11 @@ class TrackStage:
         r = p.result
         if r.error is None:
             r.faces = run.state.update(r.frame, r.timestamp_s, r.faces)
+            t0 = time.perf_counter()
+            run.summary.add(r)
+            if self.pictures is not None:
+                self.pictures.offer(run.summary, run.picture_best, r)
+            self.summary_ms += (time.perf_counter() - t0) * 1000
         return p.entry_id, r
 
     # --- Redis ----------------------------------------------------------------------
@@ -357,7 +410,7 @@ class TrackStage:
         return self._xreadgroup(">", self.block_ms)
 
     def _xreadgroup(self, start: str, block_ms: int | None) -> list[tuple[str, dict]]:
-        resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.keys.results: start},
+        resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.results_key: start},
                                       count=READ_COUNT, block=block_ms)
         # no fields: an entry trimmed from the stream while pending; skipped and acked
         entries = [(as_str(eid), fields or {}) for eid, fields in (resp[0][1] if resp else [])]
@@ -372,14 +425,14 @@ class TrackStage:
         if now < self._next_claim or self._recover_from is not None:
             return []
         self._next_claim = now + self._claim_every_s
-        resp = self.client.xautoclaim(self.keys.results, self.keys.track_group, self.name,
+        resp = self.client.xautoclaim(self.results_key, self.keys.track_group, self.name,
                                       min_idle_time=self.settings.reclaim_idle_ms, start_id=self._claim_cursor,
                                       count=READ_COUNT)
         self._claim_cursor = as_str(resp[0]) or "0-0"
         deleted = resp[2] if len(resp) > 2 else []
         if deleted:  # trimmed while pending: Redis dropped them from the group's pending list
             log.warning("%s: %d pending results entries were trimmed from %s before they were tracked",
-                        self.actor, len(deleted), self.keys.results)
+                        self.actor, len(deleted), self.results_key)
             self.skipped += len(deleted)
         entries = [(as_str(eid), fields or {}) for eid, fields in resp[1] if eid is not None]
         fresh = [(eid, f) for eid, f in entries if not self._holds(eid)]
@@ -400,38 +453,47 @@ class TrackStage:
     def _send(self) -> None:
         """XADD the outbox to the tracked stream and XACK it, in one MULTI. After a failed
         attempt, only entries still pending are sent (the others went through)."""
-        if not self._outbox and not self._ack_outbox:
+        if not self._outbox and not self._ack_outbox and not self._summary_outbox:
             return
         if self._outbox_unsure and self._outbox:
             pending = self._still_pending([eid for eid, _ in self._outbox])
+            if not pending:  # the whole MULTI went through, summaries too
+                self.published += len(self._outbox)
+                self.summaries_published += len(self._summary_outbox)
+                self._outbox, self._summary_outbox = [], []
             self._outbox = [(eid, r) for eid, r in self._outbox if eid in pending]
-            if not self._outbox and not self._ack_outbox:
+            if not self._outbox and not self._ack_outbox and not self._summary_outbox:
                 self._outbox_unsure = False
                 return
         self._outbox_unsure = True
         pipe = self.client.pipeline(transaction=True)
         for _, r in self._outbox:
             r.published_at_ms = now_ms()
-            pipe.xadd(self.keys.tracked, {FIELD: encode_result(r)}, maxlen=self.settings.results_maxlen,
+            pipe.xadd(self.tracked_key, {FIELD: encode_result(r)}, maxlen=self.settings.results_maxlen,
                       approximate=True)
-        pipe.xack(self.keys.results, self.keys.track_group, *[eid for eid, _ in self._outbox], *self._ack_outbox)
+        for message in self._summary_outbox:
+            pipe.xadd(self.summaries_key, {FIELD: message}, maxlen=SUMMARIES_MAXLEN, approximate=True)
+        acks = [eid for eid, _ in self._outbox] + self._ack_outbox
+        if acks:
+            pipe.xack(self.results_key, self.keys.track_group, *acks)
         pipe.execute()
         self.published += len(self._outbox)
-        self._outbox, self._ack_outbox, self._outbox_unsure = [], [], False
+        self.summaries_published += len(self._summary_outbox)
+        self._outbox, self._ack_outbox, self._summary_outbox, self._outbox_unsure = [], [], [], False
 
     def _still_pending(self, entry_ids: list[str]) -> set[str]:
         pipe = self.client.pipeline(transaction=False)
         for eid in entry_ids:
-            pipe.xpending_range(self.keys.results, self.keys.track_group, eid, eid, 1)
+            pipe.xpending_range(self.results_key, self.keys.track_group, eid, eid, 1)
         return {eid for eid, found in zip(entry_ids, pipe.execute()) if found}
 
     def _ensure_group(self) -> None:
-        ensure_group(self.client, self.keys, stream=self.keys.results, group=self.keys.track_group)
+        ensure_group(self.client, self.keys, stream=self.results_key, group=self.keys.track_group)
 
     def _recreate_group(self) -> None:
         """After FLUSHALL / DEL / XGROUP DESTROY: the group again, after the last entry read
         (what was read is in hand; what comes next is read once)."""
-        ensure_group(self.client, self.keys, stream=self.keys.results, group=self.keys.track_group,
+        ensure_group(self.client, self.keys, stream=self.results_key, group=self.keys.track_group,
                      start_id=self._last_read)
         self._claim_cursor = "0-0"
         self._recover_from = None

@@ -11,6 +11,7 @@
     moodstream:reply:<name>        optional per-caller result streams (a job's ``reply_to``)
     moodstream:tracked             stream of results with face tracks (``moodstream track``)
     moodstream:trackers            consumer group of the track stage on the results stream
+    moodstream:summaries           per-person summary of each source run the track stage ended (JSON)
     moodstream-coarse              rq queue for whole-file jobs (rq adds ``rq:queue:``)
 
 Two deployments can share one Redis with different prefixes.
@@ -68,6 +69,11 @@ class Keys:
     def track_group(self) -> str:
         """The track stage's consumer group on the results stream."""
         return f"{self.prefix}:trackers"
+
+    @property
+    def summaries(self) -> str:
+        """One JSON entry per ended source run: its per-person summary (producer.track_stage)."""
+        return f"{self.prefix}:summaries"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:heartbeat:{worker_id}"

@@ -1,0 +1,130 @@
+"""Face pictures for the service's per-person summaries: frames read back from the frames stream.
+
+Results carry boxes, not pixels. The track stage gets a face picture for each
+track by reading the frame of a chosen result back from ``<prefix>:frames``,
+which keeps entries after they are served until ``stream_maxlen`` trims them
+(the stage reads a result within ``reorder_wait_ms`` of its publication, so
+the frame is normally still there). Why not pictures from the workers: that
+would put a crop in every result (bytes on every message, for every
+subscriber) to serve one picture per track.
+
+**Which frames.** Pixels cost a read and a decode, so not every face gets one:
+a track's frame is read when its pixel-free score (box size times frontality,
+the two terms of :func:`worker.summary.thumbnail_score` that need no pixels)
+beats the best read so far by ``GAIN``, at most ``READS_PER_TRACK`` times per
+track; :class:`~moodstream.worker.summary.ThumbnailPicker` then keeps the best
+of those crops, sharpness included. Faces of one frame share one read.
+
+**Finding the entry.** A result names its job, not its frames-stream entry.
+The entry was added just after the producer stamped ``enqueued_at_ms``, so it
+is looked for with XRANGE from that time (then from ``SKEW_MS`` earlier, for
+clocks that differ), a few entries at a time; an entry is decoded only when
+its bytes contain the job id. A frame already trimmed, or a result without a
+job id or enqueue time, gives no picture: the track's ``thumbnail`` stays
+null (``moodstream tracks`` and ``up --summary`` say so), nothing else changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import redis
+
+from moodstream.shared.errors import BadInputError, MessageError
+from moodstream.shared.record import Face, FrameJob, FrameResult
+from moodstream.shared.media import decode_pixels
+from moodstream.shared.wire import FIELD, decode_frame
+from moodstream.worker.summary import SourceSummary, crop_face, frontality
+
+log = logging.getLogger(__name__)
+
+GAIN = 1.1  # a frame is read when the face's pixel-free score beats the best read by this factor
+READS_PER_TRACK = 8
+SKEW_MS = 250  # how far before its enqueue time an entry is looked for (producer and Redis clocks)
+SCANS = ((0, 2), (0, 16), (SKEW_MS, 32))  # (ms before enqueue time, entries read) tried in turn
+
+
+def pixel_free_score(face: Face) -> float:
+    """The size and frontality terms of ``thumbnail_score`` (no pixels needed)."""
+    x1, y1, x2, y2 = face.box
+    size = min(1.0, math.sqrt(max(0.0, x2 - x1) * max(0.0, y2 - y1)) / 96.0)
+    return size * (0.2 + 0.8 * frontality(face))
+
+
+class FramePictures:
+    """Reads frames back for the face pictures of a run's tracks; keeps figures of what it cost."""
+
+    def __init__(self, client: redis.Redis, frames_key: str, max_pixels: int):
+        self.client = client
+        self.frames_key = frames_key
+        self.max_pixels = max_pixels
+        self.reads = self.found = self.entries_read = 0
+        self.read_ms = 0.0
+
+    def offer(self, summary: SourceSummary, best: dict[int, tuple[float, int]], r: FrameResult) -> None:
+        """Give ``summary`` crops of ``r``'s faces whose track wants a better picture.
+        ``best``: track id -> (best pixel-free score read, frames read), the run's own."""
+        wanted = []
+        for face in r.faces:
+            if face.track_id is None:
+                continue
+            score = pixel_free_score(face)
+            top, n = best.get(face.track_id, (0.0, 0))
+            if n < READS_PER_TRACK and (n == 0 or score > top * GAIN):
+                best[face.track_id] = (max(top, score), n + 1)
+                wanted.append(face)
+        if not wanted:
+            return
+        image = self.frame(r)
+        if image is None:
+            return
+        for face in wanted:
+            crop = crop_face(image, face.box)
+            if crop is not None:
+                summary.offer_crop(face, crop)
+
+    def frame(self, r: FrameResult) -> np.ndarray | None:
+        """The RGB frame of ``r``'s job, or None (trimmed, not found, undecodable)."""
+        if not r.job_id or r.enqueued_at_ms is None:
+            return None
+        t0 = time.perf_counter()
+        self.reads += 1
+        try:
+            job = self._find(r.job_id, r.enqueued_at_ms)
+            if job is None:
+                return None
+            image = decode_pixels(job.image, job.array, self.max_pixels)
+            self.found += 1
+            return image
+        except (MessageError, BadInputError) as exc:
+            log.debug("track pictures: frame of job %r unreadable: %s", r.job_id[:80], exc)
+            return None
+        finally:
+            self.read_ms += (time.perf_counter() - t0) * 1000
+
+    def _find(self, job_id: str, enqueued_at_ms: int) -> FrameJob | None:
+        needle = job_id.encode()
+        stop = f"{enqueued_at_ms + SKEW_MS}"
+        forward_done = False  # no more entries from the enqueue time on: only the skew window is left
+        for before_ms, count in SCANS:
+            if before_ms == 0 and forward_done:
+                continue
+            entries = self.client.xrange(self.frames_key, min=f"{max(0, enqueued_at_ms - before_ms)}-0", max=stop,
+                                         count=count)
+            self.entries_read += len(entries)
+            for _, fields in entries:
+                raw = fields.get(FIELD)
+                if isinstance(raw, bytes) and needle in raw:  # decode only a likely match
+                    job = decode_frame(raw)
+                    if job.job_id == job_id:
+                        return job
+            forward_done = forward_done or (before_ms == 0 and len(entries) < count)
+        return None
+
+    def figures(self) -> dict:
+        return {"frames_read": self.reads, "found": self.found, "entries_read": self.entries_read,
+                "read_ms": round(self.read_ms, 1),
+                "ms_per_read": round(self.read_ms / self.reads, 2) if self.reads else 0.0}

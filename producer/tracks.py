@@ -1,0 +1,134 @@
+"""``moodstream tracks``: the per-person answer of the service, one summary per source run.
+
+The track stage (``moodstream track``) tracks faces along each source in
+``<prefix>:tracked`` and, when a source run ends (its frame numbers start
+again, it goes idle for ``--source-idle-s``, or the stage stops), adds that
+run's per-person summary to ``<prefix>:summaries``: the entries of
+:mod:`moodstream.worker.summary` (mean raw probabilities, episodes, person
+flag, median box), the same ``analyze --summary`` writes, and each face
+picture as base64 JPEG. This command reads that stream (plain XREAD: it takes
+nothing from anyone) and prints the people table, or the summary JSON with
+``--json`` (one object per line).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from moodstream.options import setting_option
+from moodstream.shared.settings import Settings
+
+BLOCK_MS = 1000
+
+
+def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: float | None, stop: threading.Event,
+                   retry) -> Iterator[tuple[str, dict]]:
+    """(entry id, summary dict) from ``stream`` after ``start`` ("$": from now); without ``follow``,
+    until the end of the stream; with it, until ``timeout_s`` or ``stop``."""
+    from moodstream.shared.transport import as_str
+    from moodstream.shared.wire import FIELD
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = start
+    if last == "$":  # from now: the id of the newest entry, so nothing is missed between reads
+        info = retry.call(lambda: client.xrevrange(stream, count=1))
+        last = as_str(info[0][0]) if info else "0-0"
+    while not stop.is_set():
+        block = None
+        if follow:
+            left_ms = BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            block = max(1, min(BLOCK_MS, left_ms))
+        resp = retry.call(lambda: client.xread({stream: last}, count=100, block=block))
+        entries = resp[0][1] if resp else []
+        for eid, fields in entries:
+            last = as_str(eid)
+            try:
+                summary = json.loads(fields.get(FIELD) or b"")
+            except ValueError:
+                continue
+            if isinstance(summary, dict) and isinstance(summary.get("tracks"), list):
+                yield last, summary
+        if not entries and not follow:
+            return
+
+
+def save_pictures(summary: dict, folder: Path) -> None:
+    """Write the summary's face pictures into ``folder``; each track's ``thumbnail`` becomes
+    the file's name (relative to ``folder``, as in a summary file)."""
+    from moodstream.worker.annotate import safe_stem
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{safe_stem(summary['source'])}-run{summary.get('run', 1)}"
+    for t in summary["tracks"]:
+        data = summary.get("thumbnails", {}).get(str(t["track_id"]))
+        if data:
+            name = f"{base}-t{t['track_id']}.jpg"
+            (folder / name).write_bytes(base64.b64decode(data))
+            t["thumbnail"] = name
+
+
+@click.command()
+@click.option("--from-start", is_flag=True, help="Every summary the stream still holds (default: from now on).")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep waiting for new summaries (default when reading from now; Ctrl-C stops).")
+@click.option("--timeout-s", type=click.FloatRange(min=0), help="With --follow: stop after T seconds.")
+@click.option("--source", help="Only summaries of this source (file path, camera, URL).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each summary as one JSON object per line ({source, run, ended, frames, tracks: [...]}) "
+                   "instead of the people table.")
+@click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write each track's face picture into this folder (the JSON's thumbnail names the file).")
+@setting_option("redis_url")
+@setting_option("prefix")
+def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_url, prefix):
+    """Print who felt what, when: the per-person summary of each source run.
+
+    Reads <prefix>:summaries, where `moodstream track` adds a source run's
+    summary when the run ends (a new run of the source starts, it is idle for
+    --source-idle-s, or the stage stops). Each summary lists the tracks with
+    their time span, mean raw probabilities, dominant emotion, episodes and
+    whether they count as a person.
+    """
+    from moodstream.shared.keys import Keys
+    from moodstream.shared.retry import RedisGone, RedisRetry
+    from moodstream.shared.table import printable
+    from moodstream.shared.transport import check_connection, connect
+    from moodstream.worker.summary import people_table
+
+    settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
+    client = connect(settings.redis_url)
+    check_connection(client, settings.redis_url)
+    stop = threading.Event()
+    retry = RedisRetry("tracks", settings.redis_url, stop)
+    follow = follow or not from_start
+    n = 0
+    try:
+        for _, summary in read_summaries(client, Keys.from_settings(settings).summaries, "0-0" if from_start else "$",
+                                         follow, timeout_s, stop, retry):
+            if source is not None and summary.get("source") != source:
+                continue
+            if pictures_dir is not None:
+                save_pictures(summary, pictures_dir)
+            summary.pop("thumbnails", None)
+            if as_json:
+                click.echo(json.dumps(summary, allow_nan=False))
+            else:
+                click.echo(printable(f"{summary['source']} (run {summary.get('run', 1)}, {summary.get('frames', 0)} "
+                                     f"frames; ended: {summary.get('ended', '?')})"))
+                click.echo(people_table(summary["tracks"]) + "\n")
+            sys.stdout.flush()
+            n += 1
+    except (KeyboardInterrupt, RedisGone):
+        pass
+    if n == 0 and not follow:
+        click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
