@@ -10,6 +10,7 @@ the real ``moodstream track`` process.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -91,6 +92,22 @@ def test_a_second_run_of_the_same_file_is_a_new_run_not_duplicates(redis_url, cl
     assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
     measure("track_second_run", run_two_tracked=len(run2), run_two_untracked=sum(
         f.track_id is None for r in run2 for f in r.faces), duplicates_dropped=restarted.duplicates)
+
+
+def test_without_enqueue_times_a_frame_number_answered_again_starts_a_new_run(redis_url, client):
+    """Item 6 for results without ``enqueued_at_ms`` (older producers): frames 0..9 twice under
+    new job ids are two runs, each summarised, not ten duplicates."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20)
+    for run in (1, 2):
+        for f in range(10):
+            add(client, result("cam", f, f"r{run}-{f}", None))
+        run_steps(stage, 100.0 * run, n=3)
+    stage.flush()
+    out = tracked(client)
+    assert len(out) == 20 and stage.duplicates == 0 and stage.late == 0
+    assert all(f.track_id == 0 for r in out for f in r.faces)
+    assert [json.loads(f[FIELD])["run"] for _, f in client.xrange(KEYS.summaries)] == [1, 2]
 
 
 def test_a_newline_in_a_source_name_cannot_forge_a_log_line(redis_url, client, caplog):

@@ -130,3 +130,51 @@ def test_stage_releases_sampled_frames_after_the_wait_and_recovers_unacked(redis
     assert client.xpending(keys.results, keys.track_group)["pending"] == 0
     ids = [decode_result(f[FIELD]).faces[0].track_id for _, f in client.xrange(keys.tracked)]
     assert ids == [0, 0, 0, 0, 0]  # the restarted stage starts afresh: id 0 again for this source
+
+
+def test_face_pictures_come_from_the_frames_stream_and_none_once_trimmed(redis_url, client, keys):
+    """The stage reads a track's frame back from the frames stream by job id; a frame that
+    stream_maxlen has trimmed gives no picture (thumbnail null), the summary is otherwise whole."""
+    import json
+
+    from moodstream.producer.client import Producer
+    from moodstream.shared.labels import LABELS
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    settings = settings_for(redis_url)
+    producer = Producer(settings, encoding="png")
+    rng = np.random.default_rng(0)
+    probs = {label: (0.65 if label == "sadness" else 0.05) for label in LABELS}
+    for source in ("kept", "trimmed"):
+        for f in range(20):
+            ref = producer.submit_array(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), source=source, frame=f)
+            job = decode_frame_entry(client, keys, ref.entry_id)
+            face = Face((40.0, 20.0, 100.0, 90.0), 0.99, emotion="sadness", probabilities=probs)
+            client.xadd(keys.results, {FIELD: encode_result(FrameResult(
+                job_id=ref.job_id, source=source, frame=f, timestamp_s=f / 10, worker="w", faces=[face],
+                size=(160, 120), enqueued_at_ms=job.enqueued_at_ms))})
+        if source == "kept":
+            stage = TrackStage(settings, name="tracker", reorder_wait_ms=100, block_ms=20)
+            stage._ensure_group()
+            for i in range(5):
+                stage.step(now_s=float(i))
+    client.xtrim(keys.frames, maxlen=0)  # the second source's frames are gone before the stage reads its results
+    for i in range(5):
+        stage.step(now_s=10.0 + i)
+    stage.flush()
+    summaries = {s["source"]: s for s in (json.loads(f[FIELD]) for _, f in client.xrange(keys.summaries))}
+    assert set(summaries) == {"kept", "trimmed"}
+    for name, s in summaries.items():
+        [track] = s["tracks"]
+        assert track["frames"] == 20 and track["person"] and track["thumbnail"] is None
+        assert track["mean_probabilities"]["sadness"] == pytest.approx(0.65, abs=1e-3)
+        assert ("0" in s["thumbnails"]) == (name == "kept"), name
+    assert stage.pictures.found >= 1 and stage.pictures.reads > stage.pictures.found
+
+
+def decode_frame_entry(client, keys, entry_id: str):
+    from moodstream.shared.wire import decode_frame
+
+    [(_, fields)] = client.xrange(keys.frames, min=entry_id, max=entry_id)
+    return decode_frame(fields[FIELD])
