@@ -7,7 +7,9 @@ producer on the given paths (default: the bundled sample clip) and a track
 stage, and it prints the results as they come, until every frame is answered.
 The track stage reads only this command's results (its reply stream) and, with
 ``--summary FILE``, its per-person summary is written as ``analyze --summary``
-writes it. Ctrl-C stops everything cleanly.
+writes it. With the ``dashboard`` extra it also serves the live page over this
+command's streams (``moodstream dashboard``) and prints its URL; ``--stay-open``
+keeps it open once every frame is answered. Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -56,7 +58,13 @@ def default_sample() -> str:
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file, as "
                    "`analyze --summary` does, and print the people table on stderr.")
-def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, **flags):
+@click.option("--dashboard/--no-dashboard", "with_dashboard", default=None,
+              help="Serve the live page over this run's streams and print its URL (default: on when the "
+                   "'dashboard' extra is installed).")
+@setting_option("dashboard_port", type=click.IntRange(0, 65535))
+@click.option("--stay-open", is_flag=True,
+              help="Once every frame is answered, keep the dashboard open until Ctrl-C instead of exiting.")
+def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashboard, stay_open, **flags):
     """Start Redis (embedded if none is set), a worker and a producer; print results.
 
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
@@ -94,6 +102,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, **flags):
                            summaries=f"{reply}:summaries", keep_summaries=summary_path is not None)
         stage_thread = threading.Thread(target=stage.run, name="track-stage", daemon=True)
         stack.callback(_cleanup, worker, worker_thread, feed, reader, stage, stage_thread)
+        board = _dashboard(settings, with_dashboard, stay_open, {"results": reply, "tracked": f"{reply}:tracked",
+                                                                 "summaries": f"{reply}:summaries"})
+        if board is not None:
+            stack.callback(board.stop)
         worker_thread.start()
         stage_thread.start()
         feed.thread.start()
@@ -116,9 +128,40 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, **flags):
                     click.echo(json.dumps(r.to_json()))
         click.echo(f"up: {received} results for {feed.sent} frames; shutting down", err=True)
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings)
+        if board is not None and stay_open:
+            click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
+                       err=True)
+            try:
+                board.wait()
+            except KeyboardInterrupt:
+                pass
     if feed.failed:
         raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
                                    + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
+
+
+def _dashboard(settings: Settings, wanted: bool | None, stay_open: bool, streams: dict[str, str]):
+    """The dashboard over ``streams``, started, or None (not wanted, or no extra and not asked for)."""
+    if wanted is False:
+        return None
+    from moodstream.shared.errors import ConfigError
+
+    try:
+        from moodstream.producer.dashboard.server import Dashboard
+
+        try:
+            board = Dashboard(settings, streams).start()
+        except ConfigError as exc:
+            if "could not listen" not in str(exc):
+                raise
+            board = Dashboard(settings.replace(dashboard_port=0), streams).start()  # the port is taken
+    except ConfigError as exc:
+        if wanted or stay_open:
+            raise click.ClickException(f"up: no dashboard: {exc}") from None
+        click.echo(f"up: no dashboard ({exc})", err=True)
+        return None
+    click.echo(f"up: dashboard at {board.url}", err=True)
+    return board
 
 
 class _Feed:

@@ -11,11 +11,12 @@ says so and the page shows it; when it is back, reading goes on from the
 last entry ids.
 
 **Frames.** Results carry boxes, not pixels. The picture of a source's latest
-frame is looked up in ``<prefix>:frames`` by its job id (a short script near
-the job's enqueue time, so only the matching entry leaves Redis), decoded and
-re-encoded as a small JPEG (never the stream's bytes as they are). Once the
-frames stream has trimmed that entry (``stream_maxlen``), there is no picture:
-the page draws the boxes on an empty frame and says so.
+frame is read back from ``<prefix>:frames`` by its job id near the job's
+enqueue time (the track stage's :class:`~moodstream.producer.track_pictures.FramePictures`),
+decoded and re-encoded as a small JPEG (never the stream's bytes as they
+are), at most once per source and frame. Once the frames stream has trimmed
+that entry (``stream_maxlen``), there is no picture: the page draws the boxes
+on an empty frame and says so.
 """
 
 from __future__ import annotations
@@ -30,58 +31,33 @@ import msgspec
 import redis
 
 from moodstream.producer.dashboard.model import MAX_SOURCES, Model, cut, entry_ms
+from moodstream.producer.track_pictures import FramePictures
 from moodstream.producer.status import dead_letter_reasons, live_workers, redis_info, server_time_ms
 from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import decode_pixels, encode_jpeg
+from moodstream.shared.media import encode_jpeg
+from moodstream.shared.record import FrameResult
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import as_str, connect, group_backlog, redact
-from moodstream.shared.wire import FIELD, decode_frame, decode_result
+from moodstream.shared.wire import FIELD, decode_result
 
 log = logging.getLogger(__name__)
 
 READ_COUNT = 500  # entries per XREAD call
-MAX_ENTRY_BYTES = 1 << 20  # a results / summary entry above this is skipped unread
+MAX_ENTRY_BYTES = 1 << 20  # a results entry above this is skipped unread
+MAX_SUMMARY_BYTES = 8 << 20  # a summaries entry (with its face pictures) above this is skipped unread
 COMMIT_EVERY_S = 0.25  # one batch of updates for the page at most this often
 RATE_WINDOW_S = 10.0  # frames/s now: results over the last this many seconds
 DEAD_SHOWN = 5  # the last dead letters listed
 DEAD_COUNTED = 1000  # dead letters counted by reason, newest first
-FRAME_SKEW_MS = 250  # a frame is looked for from its enqueue time minus this (clocks of producer and Redis)
-FRAME_SCAN = 128  # frames-stream entries looked at, at most, per lookup
 FRAME_SIDE = 960  # the picture sent to the page is at most this wide
-
-# Find the frames-stream entry of a job near its enqueue time; only that entry's message leaves Redis.
-_FIND_FRAME = """
-local start, job = ARGV[1], ARGV[2]
-local stop_ms, left = tonumber(ARGV[3]), tonumber(ARGV[4])
-while left > 0 do
-  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 8)
-  for _, e in ipairs(batch) do
-    if tonumber(string.match(e[1], '^(%d+)')) > stop_ms then return false end
-    local f = e[2]
-    for i = 1, #f, 2 do
-      if f[i] == 'msg' and string.find(f[i + 1], job, 1, true) then return f[i + 1] end
-    end
-    left = left - 1
-  end
-  if #batch < 8 then return false end
-  start = '(' .. batch[#batch][1]
-end
-return false
-"""
-
-
-def summaries_key(keys: Keys) -> str:
-    """The per-source summaries stream (``Keys.summaries`` where the track stage defines it)."""
-    return getattr(keys, "summaries", f"{keys.prefix}:summaries")
-
 
 def parse_summary(fields: dict) -> tuple[str, dict] | None:
     """(source, summary) from a summaries-stream entry: its ``msg`` (or ``summary``) field holds
     JSON or msgpack of ``{"source"?, "tracks": [...]}``; None when it is not that."""
     raw = fields.get(FIELD) or fields.get(b"summary")
-    if not isinstance(raw, bytes) or len(raw) > MAX_ENTRY_BYTES:
+    if not isinstance(raw, bytes) or len(raw) > MAX_SUMMARY_BYTES:
         return None
     for decode in (msgspec.json.decode, msgspec.msgpack.decode):
         try:
@@ -103,18 +79,22 @@ class Feed:
     """Streams -> :class:`Model`, in a thread (:meth:`start`, :meth:`stop`)."""
 
     def __init__(self, settings: Settings, model: Model | None = None, *, block_ms: int = 1000,
-                 fleet_every_s: float = 2.0):
+                 fleet_every_s: float = 2.0, streams: dict[str, str] | None = None):
+        """``streams``: other keys to read than the prefix's, by kind (``results``, ``tracked``,
+        ``summaries``): ``up`` reads its own reply stream and its track stage's outputs."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
         self.model = model if model is not None else Model()
         self.client = connect(settings.redis_url, socket_timeout_s=10.0)
         self.block_ms = block_ms
         self.fleet_every_s = fleet_every_s
-        self.streams = {self.keys.results: "results", self.keys.tracked: "tracked",
-                        summaries_key(self.keys): "summaries"}
+        named = {"results": self.keys.results, "tracked": self.keys.tracked, "summaries": self.keys.summaries,
+                 **(streams or {})}
+        self.streams = {key: kind for kind, key in named.items()}
         self.last = dict.fromkeys(self.streams, "0-0")
         self.arrivals: deque[int] = deque(maxlen=100_000)  # results entry times, for frames/s now
         self.frames: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()  # source -> (job, jpeg)
+        self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels)  # the track stage's reader
         self.skipped = 0
         self._stop = threading.Event()
         self.retry = RedisRetry("dashboard", settings.redis_url, self._stop, cap_s=5.0,
@@ -231,7 +211,7 @@ class Feed:
             return cached[1], "cached" if cached[1] else "frame no longer in the frames stream (trimmed)"
         try:
             jpeg = self._lookup(job, int(latest["enq"]))
-        except (redis.RedisError, BadInputError, MessageError) as exc:
+        except (redis.RedisError, BadInputError) as exc:
             return None, cut(redact(str(exc)), 200)
         self.frames[source] = (job, jpeg)
         self.frames.move_to_end(source)
@@ -240,14 +220,9 @@ class Feed:
         return jpeg, "ok" if jpeg else "frame no longer in the frames stream (trimmed)"
 
     def _lookup(self, job: str, enq_ms: int) -> bytes | None:
-        raw = self.client.eval(_FIND_FRAME, 1, self.keys.frames, f"{max(0, enq_ms - FRAME_SKEW_MS)}-0", job,
-                               enq_ms + 60_000, FRAME_SCAN)
-        if not raw or len(raw) > self.settings.max_message_bytes:
+        rgb = self.pictures.frame(FrameResult(job_id=job, enqueued_at_ms=enq_ms))
+        if rgb is None:
             return None
-        frame = decode_frame(raw)
-        if frame.job_id != job:
-            return None
-        rgb = decode_pixels(frame.image, frame.array, self.settings.max_pixels)
         h, w = rgb.shape[:2]
         if w > FRAME_SIDE:
             rgb = cv2.resize(rgb, (FRAME_SIDE, max(1, round(h * FRAME_SIDE / w))), interpolation=cv2.INTER_AREA)

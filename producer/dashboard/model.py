@@ -16,6 +16,7 @@ page as ``Last-Event-ID``.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -27,10 +28,14 @@ MAX_SOURCES = 16
 MAX_PEOPLE = 24  # per source, the most recently seen
 MAX_POINTS = 120  # per person; then every other point goes
 MAX_SUMMARY_TRACKS = 64  # per source summary
+MAX_THUMB_CHARS = 64_000  # a face picture (base64) larger than this is not shown
 RING = 240  # batches kept for resuming (about a minute at 4 batches/s)
 TEXT_CHARS = 300  # text fields from a stream are cut to this
 MAX_FACES = 64  # boxes kept of the latest frame
 RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 def cut(text: object, n: int = TEXT_CHARS) -> str:
@@ -113,15 +118,25 @@ def face_view(face) -> dict:
             "track_id": face.track_id}
 
 
+def thumbnail_uri(b64: object) -> str | None:
+    """A summary's base64 JPEG as a data: URI, when it is one (and not too large)."""
+    if not isinstance(b64, str) or len(b64) > MAX_THUMB_CHARS or not _BASE64.fullmatch(b64):
+        return None
+    return "data:image/jpeg;base64," + b64
+
+
 def summary_view(summary: dict) -> dict:
-    """A per-source summary (issue 24's keys), cut to what the page shows."""
+    """A per-source summary (issue 24's keys; the track stage's ``thumbnails`` as data: URIs),
+    cut to what the page shows."""
     tracks = []
+    thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
     for t in list(summary.get("tracks") or [])[:MAX_SUMMARY_TRACKS]:
         if not isinstance(t, dict):
             continue
         tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
                        "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
                        "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
+                       "thumbnail": thumbnail_uri(thumbnails.get(str(t.get("track_id")))),
                        "mean_probabilities": {k: v for k, v in (t.get("mean_probabilities") or {}).items()
                                               if k in LABELS},
                        "episodes": [{k: e.get(k) for k in ("emotion", "start_s", "end_s", "peak", "peak_s")}
@@ -204,16 +219,19 @@ class Model:
     def commit(self) -> bool:
         """Close the current batch of updates; False when there was none."""
         with self.lock:
-            if not self.touched and not self.evicted:
-                return False
-            batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": self.evicted}
-            for s in self.touched.values():
-                for p in s.people.values():
-                    p.new = []
-            self.touched, self.evicted = {}, []
-            self.seq += 1
-            self.ring.append((self.seq, self._id(), batch))
-            return True
+            return self._commit()
+
+    def _commit(self) -> bool:
+        if not self.touched and not self.evicted:
+            return False
+        batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": self.evicted}
+        for s in self.touched.values():
+            for p in s.people.values():
+                p.new = []
+        self.touched, self.evicted = {}, []
+        self.seq += 1
+        self.ring.append((self.seq, self._id(), batch))
+        return True
 
     def _id(self) -> str:
         return f"results={self.last['results']};tracked={self.last['tracked']}"
@@ -234,6 +252,7 @@ class Model:
     def snapshot(self) -> dict:
         """Everything, newest source first, with ``seq`` and ``id`` of the last batch in it."""
         with self.lock:
+            self._commit()  # what the snapshot holds is exactly batches 1..seq
             seq, bid = (self.ring[-1][0], self.ring[-1][1]) if self.ring else (0, self._id())
             return {"seq": seq, "id": bid, "sources": [s.to_json(full=True) for s in reversed(self.sources.values())],
                     "fleet": self.fleet, "redis": self.redis, "limits": {"sources": MAX_SOURCES,

@@ -173,7 +173,7 @@ def create_app(settings: Settings, feed):
 class Dashboard:
     """The feed and the web server, in threads: ``Dashboard(settings).start()``; ``.url``; ``.stop()``."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, streams: dict[str, str] | None = None):
         try:
             import uvicorn
         except ImportError:
@@ -183,7 +183,7 @@ class Dashboard:
 
         check_exposure(settings)
         self.settings = settings
-        self.feed = Feed(settings)
+        self.feed = Feed(settings, streams=streams)
         check_connection(self.feed.client, settings.redis_url)
         config = uvicorn.Config(create_app(settings, self.feed), host=settings.dashboard_host,
                                 port=settings.dashboard_port, log_level="warning", access_log=False,

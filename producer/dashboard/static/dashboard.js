@@ -231,13 +231,22 @@
       seen.add(p.track_id);
       let row = card.rows.get(p.track_id);
       if (!row) {
-        row = {root: el("div", "person"), who: el("div", "who"), chart: el("canvas", "chart"), eps: el("div", "episodes")};
+        row = {root: el("div", "person"), face: el("img", "face"), who: el("div", "who"), chart: el("canvas", "chart"),
+          eps: el("div", "episodes")};
         row.root.dataset.trackId = String(p.track_id);
-        row.root.append(row.who, row.chart, row.eps);
+        row.face.alt = "";
+        row.face.hidden = true;
+        const text = el("div", "body");
+        text.append(row.who, row.chart, row.eps);
+        row.root.append(row.face, text);
         card.rows.set(p.track_id, row);
         card.people.appendChild(row.root);
       }
       const t = byId.get(p.track_id);
+      if (t && typeof t.thumbnail === "string" && t.thumbnail.startsWith("data:image/jpeg;base64,") && row.face.src !== t.thumbnail) {
+        row.face.src = t.thumbnail;
+        row.face.hidden = false;
+      }
       const dominant = t && t.dominant ? t.dominant : p.dominant;
       row.who.textContent = "#" + p.track_id + (p.emotion ? " now " + p.emotion : "") + " · mostly " + (dominant || "?") +
         " · " + fmtT(p.first_t) + "–" + fmtT(p.last_t) + " · " + p.frames + " frames";

@@ -1,0 +1,137 @@
+"""`moodstream dashboard` in a real browser, over a real redis-server with a real worker and track stage:
+the empty state, a `produce` run's source and people while it runs and after, a hostile source name
+shown as text, and the page through a Redis restart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from browserkit import screenshot, service, wait_js, wait_until
+
+from moodstream.producer.client import Producer
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.keys import Keys
+from moodstream.shared.settings import Settings
+from moodstream.shared.wire import FIELD, decode_result
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "samples" / "hamilton_clip.mp4"
+CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+pytestmark = pytest.mark.slow
+
+PAGE_IDS = "return [...document.querySelectorAll('[data-track-id]')].map(e => +e.dataset.trackId)"
+
+
+def settings_for(url: str) -> Settings:
+    return Settings.from_env(env={}, redis_url=url, prefix="t", device="cpu", batch_max=8, batch_wait_ms=10,
+                             decode_threads=2, heartbeat_ttl_s=5)
+
+
+def body(driver) -> str:
+    return driver.find_element("tag name", "body").text
+
+
+def produce(settings: Settings, paths: list[str], **kw) -> threading.Thread:
+    """`moodstream produce PATHS` (its Producer.produce), in a thread."""
+    t = threading.Thread(target=lambda: list(Producer(settings, retry_for_s=60).produce(paths, **kw)), daemon=True)
+    t.start()
+    return t
+
+
+def tracked_ids(client: redis.Redis, keys: Keys, source: str) -> set[int]:
+    results = [decode_result(f[FIELD]) for _, f in client.xrange(keys.tracked)]
+    return {face.track_id for r in results if r.source == source for face in r.faces if face.track_id is not None}
+
+
+def not_people(client: redis.Redis, keys: Keys, source: str) -> set[int]:
+    """Tracks the summaries stream marks ``person: false`` (none before the track stage publishes)."""
+    out = set()
+    for _, f in client.xrange(keys.summaries):
+        summary = json.loads(f[FIELD])
+        if summary.get("source") == source:
+            out |= {t["track_id"] for t in summary["tracks"] if not t["person"]}
+    return out
+
+
+def test_dashboard_shows_a_produce_run_while_it_runs_and_after(browser, redis_url, checkpoint, dashboard_for):
+    settings = settings_for(redis_url)
+    keys = Keys(settings.prefix)
+    client = redis.Redis.from_url(redis_url)
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    assert "No sources yet" in wait_js(browser, "const e = document.getElementById('empty');"
+                                                "return e.hidden ? '' : e.innerText")
+    assert "moodstream up" in body(browser)  # the empty state says what to run
+    source = str(SAMPLE)
+    with service(settings, checkpoint):
+        feeder = produce(settings, [source])
+        # while it runs: the source, a frame with boxes, its people, a busy or idle worker
+        assert wait_js(browser, PAGE_IDS, timeout_s=120), "no person appeared while the run went on"
+        assert source in body(browser)
+        assert wait_js(browser, "return document.querySelectorAll('table.workers tr').length > 1", 30)
+        feeder.join(120)
+        assert not feeder.is_alive()
+        total = client.xlen(keys.frames)
+        wait_for_all = f"return [...document.querySelectorAll('.meta')].some(e => e.innerText.startsWith('{total} results'))"
+        assert wait_js(browser, wait_for_all, timeout_s=180), "the page never counted every result"
+        with urllib.request.urlopen(board.url + "frame?" + urllib.parse.urlencode({"source": source})) as resp:
+            assert resp.headers["Content-Type"] == "image/jpeg" and resp.read(2) == b"\xff\xd8"
+        screenshot(browser, "dashboard_page.png")
+    # every track of the run, less those its summary (when the track stage published one) calls not people
+    people = tracked_ids(client, keys, source) - not_people(client, keys, source)
+    assert people
+    assert wait_until(lambda: set(browser.execute_script(PAGE_IDS)) == people, 30), \
+        (browser.execute_script(PAGE_IDS), people)
+    # opened later, after the run: the recent source is listed with its people
+    browser.get(board.url)
+    assert set(wait_js(browser, PAGE_IDS, timeout_s=30)) == people
+    assert source in body(browser)
+    assert not client.xinfo_groups(keys.results) or all(
+        g["name"].decode() == keys.track_group for g in client.xinfo_groups(keys.results))  # no group of its own
+    client.close()
+
+
+def test_a_hostile_source_name_is_text_and_runs_nothing(browser, redis_url, checkpoint, dashboard_for, tmp_path):
+    settings = settings_for(redis_url)
+    video = tmp_path / f"{HOSTILE}.mp4"
+    shutil.copy(CLIP, video)
+    board = dashboard_for(settings)
+    with service(settings, checkpoint, name="w-hostile"):
+        produce(settings, [str(video)]).join(60)
+        browser.get(board.url)
+        assert wait_js(browser, f"return document.body.innerText.includes({HOSTILE!r})", timeout_s=60)
+    assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
+    assert browser.execute_script("return [...document.images].every(i => !i.src || i.src.startsWith('data:'))")
+    assert browser.execute_script("return window.__xss === undefined")
+    assert HOSTILE in browser.execute_script("return document.querySelector('section.source h2').textContent")
+
+
+def test_the_page_recovers_after_redis_restarts(browser, checkpoint, dashboard_for):
+    with EmbeddedRedis() as server:
+        settings = settings_for(server.url)
+        board = dashboard_for(settings)
+        browser.get(board.url)
+        with service(settings, checkpoint, name="w-before"):
+            produce(settings, [str(CLIP)], max_frames=6).join(60)
+            assert wait_js(browser, f"return document.body.innerText.includes({str(CLIP)!r})", timeout_s=60)
+        server.stop()  # nothing persisted: everything in Redis is gone
+        banner = wait_js(browser, "const b = document.getElementById('banner'); return b.hidden ? '' : b.innerText",
+                         timeout_s=30)
+        assert "Redis is unreachable" in banner
+        server.start()
+        again = CLIP.parent / "again" / CLIP.name  # another source name, produced after the restart
+        with service(settings, checkpoint, name="w-after"):
+            produce(settings, [str(CLIP)], max_frames=6, every_n=2).join(60)
+            assert wait_js(browser, "const b = document.getElementById('banner'); return b.hidden", timeout_s=30)
+            # the new results reach the page: 6 + 6 results of the same source name
+            assert wait_js(browser, "return [...document.querySelectorAll('.meta')]"
+                                    ".some(e => e.innerText.startsWith('12 results'))", timeout_s=60)
+        del again
