@@ -68,8 +68,8 @@ THUMB_MAX_PX = 128  # ... and scaled down to at most this many pixels on its lon
 class SummaryConfig:
     min_person_s: float = 0.5  # a track shorter than this (video time) is not a person
     person_score_min: float = 0.0  # ... nor one whose median detector score is below this
-    episode_tau_s: float = 0.1  # time constant of the probability average that labels frames
-    episode_min_s: float = 0.2  # an episode shorter than this is flicker
+    episode_tau_s: float = 0.05  # time constant of the probability average that labels frames
+    episode_min_s: float = 0.25  # an episode shorter than this is flicker
     episode_gap_s: float = 0.2  # runs of one emotion at most this far apart are one episode
     default_fps: float = 30.0  # frame times when a source has no timestamps
 

@@ -22,6 +22,10 @@ to another track id than the last time it was matched), fragmentations (a
 true face tracked again after frames where it was visible but not tracked)
 and MOTA = 1 - (misses + false positives + switches) / true faces.
 
+``--part episodes`` and ``--part people`` measure the per-person summary's
+rules (:mod:`trainer.bench.episodes`, :mod:`trainer.bench.people`); all three
+parts run by default.
+
 **video** (detect-every-N on real videos, ``../shared/data/videos``). Per
 video, the first ``--frames`` frames (decoded once, decoding not timed) go
 through ``VideoAnalyzer`` at N = 1, 3, 5, 10, ``--batch`` frames per call,
@@ -245,30 +249,69 @@ def tracking_markdown(report: dict) -> str:
               help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face choice and the backgrounds.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--part", "parts", type=click.Choice(["tracks", "episodes", "people"]), multiple=True,
+              help="What to measure (repeatable) [default: all]: tracks (ID switches, MOTA), episodes (summary "
+                   "rules on a clip with scripted expressions: brief-expression recall, flicker), people "
+                   "(face-likeness rules on WIDER and the shared videos).")
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5),
+              help="episodes: length of the scripted clip.")
+@click.option("--wider", "wider_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=REPO.parent / "shared" / "data" / "wider_val_416", show_default=True,
+              help="people: WIDER benchmark folder.")
+@click.option("--videos", "videos_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=REPO.parent / "shared" / "data" / "videos", show_default=True,
+              help="people: folder of videos whose people are counted.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
-def tracking_cmd(data_dir, seed, device, out, md_path):
+def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, out, md_path):
     """Tracking quality on synthetic clips with known paths: ID switches, fragmentations,
     misses, false positives and MOTA per clip, for the default pipeline and for the
-    tracker on the true boxes."""
+    tracker on the true boxes; the per-person summary's episode rules (brief expressions
+    kept, flicker) and face-likeness rules (WIDER precision / recall, people counted)."""
+    from moodstream.shared.media import VIDEO_EXTS
     from moodstream.shared.settings import Settings
     from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.summary import SummaryConfig
 
+    parts = set(parts or ("tracks", "episodes", "people"))
     settings = Settings.from_env(device=device)
     pipeline = Pipeline(settings)
     images, source = load_faces(data_dir)
-    rows = select_faces(images, pipeline, 6, seed)
-    faces = [images[r] for r in rows]
-    clips = []
-    for clip in CLIPS:
-        clips.append(run_clip(clip, faces, pipeline, seed))
-        log.info("tracking: %s: %s", clip.name, clips[-1]["pipeline"])
     report = {"benchmark": "face tracking on synthetic clips", "command": "moodstream " + shlex.join(sys.argv[1:]),
-              "data": source, "face_rows": rows, "seed": seed, "width": WIDTH, "height": HEIGHT, "fps": FPS,
-              "duration_s": DURATION_S, "match_iou": MATCH_IOU, "visible_min": VISIBLE_MIN,
-              "detector": settings.detector, "device": str(pipeline.device), "model_version": pipeline.model_version,
-              "clips": clips}
-    _write(report, out, md_path, tracking_markdown(report))
+              "data": source, "seed": seed, "detector": settings.detector, "device": str(pipeline.device),
+              "model_version": pipeline.model_version}
+    markdown = []
+    if "tracks" in parts:
+        rows = select_faces(images, pipeline, 6, seed)
+        faces = [images[r] for r in rows]
+        clips = []
+        for clip in CLIPS:
+            clips.append(run_clip(clip, faces, pipeline, seed))
+            log.info("tracking: %s: %s", clip.name, clips[-1]["pipeline"])
+        report.update({"face_rows": rows, "width": WIDTH, "height": HEIGHT, "fps": FPS, "duration_s": DURATION_S,
+                       "match_iou": MATCH_IOU, "visible_min": VISIBLE_MIN, "clips": clips})
+        markdown.append(tracking_markdown(report))
+    if "episodes" in parts:
+        from moodstream.trainer.bench.episodes import episodes_markdown, run_episodes
+        from moodstream.trainer.data import load_split
+
+        split = load_split(data_dir or REPO / "tests" / "fixtures" / "ferplus", "test")
+        cfg = SummaryConfig.from_settings(settings)
+        report["episodes"] = run_episodes(pipeline, split.images, split.labels, seed, seconds)
+        report["episodes"]["chosen"] = {"tau_s": cfg.episode_tau_s, "min_s": cfg.episode_min_s,
+                                        "gap_s": cfg.episode_gap_s, "space": "linear"}
+        markdown.append(episodes_markdown(report["episodes"], (cfg.episode_tau_s, cfg.episode_min_s,
+                                                               cfg.episode_gap_s, "linear")))
+    if "people" in parts:
+        from moodstream.trainer.bench.people import people_markdown, run_people
+
+        videos = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
+            if Path(videos_dir).is_dir() else []
+        report["people"] = run_people(pipeline, Path(wider_dir), videos, settings.min_person_s)
+        markdown.append(people_markdown(report["people"]))
+    if "tracks" not in parts:
+        markdown.insert(0, f"# Per-person summaries: episode and people rules\n\nCommand: `{report['command']}`\n")
+    _write(report, out, md_path, "\n".join(markdown))
 
 
 # --- detect-every-N on real videos -------------------------------------------------------------------
