@@ -43,6 +43,7 @@ service), so the pixels can come from wherever the caller has them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -166,11 +167,11 @@ class EpisodeFinder:
                 self.open, self.challenger, self.gap_frames = ch, None, 0
 
     def finish(self) -> list[_Run]:
-        """The episodes, in time order (call once, at the end of the track)."""
-        self._close(self.open)
-        self._close(self.challenger)
-        self.open = self.challenger = None
-        return sorted(self.done, key=lambda r: r.start_s)
+        """The episodes so far, in time order, as if the track ended now (the finder goes on
+        unchanged: a source that went idle may come back)."""
+        runs = list(self.done) + [dataclasses.replace(r) for r in (self.open, self.challenger)
+                                  if r is not None and self._span(r) >= self.min_s - 1e-9]
+        return sorted(runs, key=lambda r: r.start_s)
 
 
 # --- face pictures ---------------------------------------------------------------------------------
@@ -312,8 +313,8 @@ class SourceSummary:
             self.pictures.offer(face.track_id, face, crop=crop)
 
     def entries(self) -> list[dict]:
-        """One entry per track, by track id (see the module doc). Episodes of a track still
-        in progress are closed here: call once the source has ended."""
+        """One entry per track, by track id (see the module doc); episodes still in progress
+        are reported as if the source ended now (more results may follow)."""
         if self._entries is None:
             self._entries = [self._entry(tr) for _, tr in sorted(self.tracks.items())]
         return self._entries

@@ -210,3 +210,16 @@ def test_episode_finder_reports_leading_labels():
     assert finder.add(0.0, p) == LABELS.index("anger")
     [ep] = finder.finish()
     assert (ep.start_s, ep.end_s, ep.frames) == (0.0, 0.0, 1)
+
+
+def test_entries_mid_stream_do_not_change_the_final_answer():
+    frames = script([(1.0, 1.0, "happiness", 0.8)], 3.0)
+    whole, parts = Summarizer(), Summarizer()
+    for i, (top, p) in enumerate(frames):
+        r = FrameResult(source="cam", frame=i, timestamp_s=i / FPS, faces=[face(0, top, p)])
+        whole.add(r)
+        parts.add(r)
+        if i in (40, 45, 70):  # asked while the episode is open, and after it
+            parts.entries()
+    assert parts.entries() == whole.entries()
+    assert [e["emotion"] for e in whole.entries()[0]["episodes"]] == ["happiness"]
