@@ -65,11 +65,12 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     check_connection(client, settings.redis_url)
     if use_rq:
         from moodstream.producer.rq_jobs import enqueue_source
+        from moodstream.producer.sources import source_name
 
         for spec in paths:
             job = enqueue_source(settings, client, spec, every_n=every_n, fps=fps, max_frames=max_frames,
                                  encoding=encoding)
-            click.echo(json.dumps({"job_id": job.id, "source": spec, "frame": None}))
+            click.echo(json.dumps({"job_id": job.id, "source": source_name(spec), "frame": None}))
         return
     keys = Keys.from_settings(settings)
     from moodstream.producer.status import live_workers
@@ -95,21 +96,27 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 @click.option("--allow-url-host", "url_hosts", multiple=True,
               help="A host whose rtsp/http(s) URLs jobs may name (repeatable; default: $MOODSTREAM_ALLOWED_URL_HOSTS).")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty (tests, batch runs).")
+@setting_option("job_max_frames", type=click.IntRange(min=1))
+@setting_option("job_max_bytes", type=click.IntRange(min=1))
 @setting_option("redis_url")
 @setting_option("prefix")
-def expander(media_root, url_hosts, burst, redis_url, prefix):
+def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_url, prefix):
     """Expand `produce --rq` jobs (whole videos and folders) into frame jobs.
 
     An rq worker on the <prefix>-coarse queue that runs moodstream's expansion
     and nothing else: jobs naming any other function are refused, and a job may
-    open only files under --media-root and URLs on --allow-url-host, as the
-    operator of this expander decides (a job cannot widen it).
+    open only files under --media-root (no symlink leads out) and URLs on
+    --allow-url-host (redirects and playlist entries included), as the
+    operator of this expander decides (a job cannot widen it). The first
+    SIGTERM or Ctrl-C stops the running job within seconds and puts it back in
+    the queue to resume; a second one exits at once.
     """
     from moodstream.producer.rq_jobs import run_expander
     from moodstream.shared.transport import check_connection, connect
 
     settings = _settings(redis_url=redis_url, prefix=prefix, media_root=media_root,
-                         allowed_url_hosts=",".join(url_hosts) or None)
+                         allowed_url_hosts=",".join(url_hosts) or None, job_max_frames=job_max_frames,
+                         job_max_bytes=job_max_bytes)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)
     _notice(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "

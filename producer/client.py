@@ -171,7 +171,7 @@ class Producer:
                 continue
             from moodstream.producer.live import LiveConfig, LiveSource
 
-            source = LiveSource(spec, LiveConfig(max_fps=fps))
+            source = LiveSource(spec, LiveConfig.from_settings(self.settings, max_fps=fps))
             for k, item in enumerate(source.frames()):
                 if max_frames is not None and k >= max_frames:
                     source.stop()

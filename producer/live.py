@@ -6,24 +6,34 @@ source until it is stopped:
 * **frame-rate cap** (``max_fps``): frames are read as the source sends them
   (a camera or stream must be drained, or its buffer goes stale) and only
   those at least ``1 / max_fps`` after the last kept one are yielded;
-* **reconnect**: when the source cannot be opened or stops sending, it is
-  reopened with capped exponential backoff (``backoff_base_s`` doubling up to
-  ``backoff_cap_s``); each drop is one WARNING line, the recovery one INFO
-  line, never a traceback;
-* **stop**: after ``max_reconnects`` failed attempts in a row (one ERROR
-  line), on :meth:`LiveSource.stop` (from another thread or a signal
-  handler), or on KeyboardInterrupt; the iterator then just ends.
+* **finite sources end**: a source that declares its length (an mp4 or an HLS
+  VOD over http, where FFmpeg knows the frame count) is read once, and the
+  iterator ends with it; one that gave no frame at all ends with an error item;
+* **reconnect** (live sources only): when the source cannot be opened or stops
+  sending, it is reopened after a wait that doubles from ``backoff_base_s`` up
+  to ``backoff_cap_s``, with jitter (each wait is 50-100% of that), so a flock
+  of producers does not hammer a camera in step. A connection counts as
+  healthy, and resets the count of failures, only after ``stable_s`` of frames;
+  one that opens and gives no frame, or drops sooner, counts as a failure.
+  Each outage is one WARNING line, the recovery one INFO line, never a
+  traceback;
+* **stop**: after ``max_reconnects`` failures in a row (one ERROR line, and a
+  last :class:`FrameItem` carrying the error, as ``iter_frames`` reports a
+  failed input), on :meth:`LiveSource.stop` (from another thread or a signal
+  handler), or on KeyboardInterrupt; the iterator then ends.
 
 Frame indexes count every frame read (kept or skipped) and keep increasing
 across reconnects; ``timestamp_s`` is the wall-clock time since the iterator
 started, so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
-without closing counts as a drop too. Needs only OpenCV (no torch).
+without closing counts as a drop too. Frames and log lines name the source by
+:func:`producer.sources.source_name` (no credentials). Needs only OpenCV (no torch).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +41,10 @@ from dataclasses import dataclass
 
 import cv2
 
+from moodstream.producer.sources import source_name
+from moodstream.shared.errors import BadInputError
 from moodstream.shared.media import FrameItem, to_rgb8
+from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +52,28 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LiveConfig:
     max_fps: float | None = None  # keep at most this many frames per second; None: every frame
-    max_reconnects: int | None = 10  # reopen attempts (with backoff) after a failure before giving up; None: never
-    backoff_base_s: float = 0.5  # first wait before reconnecting; doubles per failed attempt
-    backoff_cap_s: float = 30.0  # longest wait between attempts
+    max_reconnects: int | None = 10  # failures in a row (with backoff) before giving up; None: never
+    backoff_base_s: float = 0.5  # first wait before reconnecting; doubles per failure in a row
+    backoff_cap_s: float = 30.0  # longest wait between attempts (before jitter)
     open_timeout_ms: int = 10_000  # URLs: FFmpeg gives up opening after this long
     read_timeout_ms: int = 10_000  # URLs: a read that waits longer than this is a drop
+    stable_s: float = 10.0  # a connection giving frames this long is healthy (resets the failure count)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw) -> LiveConfig:
+        return cls(max_reconnects=settings.live_max_reconnects, backoff_cap_s=settings.live_backoff_cap_s, **kw)
+
+
+MAX_FINITE_FRAMES = 1e9  # FFmpeg's frame count of a live stream is 0, negative or absurd
+
+
+def is_finite(cap: object) -> bool:
+    """Whether an opened capture declares its length (a file-like source, read once)."""
+    try:
+        n = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # type: ignore[attr-defined]
+    except (AttributeError, cv2.error, TypeError, ValueError):
+        return False
+    return 0 < n < MAX_FINITE_FRAMES
 
 
 def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
@@ -66,56 +96,67 @@ def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
 class LiveSource:
     """Frames of one live source, reconnecting when it drops; iterate :meth:`frames`.
 
-    ``opener``, ``sleep`` and ``clock`` default to :func:`open_live`,
-    :func:`time.sleep` and :func:`time.monotonic` (tests pass their own).
+    ``opener``, ``sleep``, ``clock`` and ``rng`` default to :func:`open_live`,
+    :func:`time.sleep`, :func:`time.monotonic` and :mod:`random` (tests pass their own).
     """
 
     def __init__(self, spec: str, config: LiveConfig | None = None, *,
                  opener: Callable[[str, LiveConfig], object | None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None):
         self.spec = spec
+        self.name = source_name(spec)  # what frames and log lines call it (no credentials)
         self.config = config or LiveConfig()
         self.opener = opener or open_live
         self.sleep = sleep
         self.clock = clock
+        self.rng = rng or random.Random()
         self._stop = threading.Event()
-        self.read = self.kept = self.drops = self.reconnects = 0
+        self.read = self.kept = self.drops = self.reconnects = self.opens = 0
+        self.finite = False  # the last opened capture declared its length
 
     def stop(self) -> None:
         """End the iteration after the current read (thread-safe)."""
         self._stop.set()
 
     def backoff_s(self, attempt: int) -> float:
-        """Wait before reconnect attempt ``attempt`` (1, 2, ...)."""
+        """Longest wait before reconnect attempt ``attempt`` (1, 2, ...); the wait is 50-100% of it."""
         return min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
 
     def frames(self) -> Iterator[FrameItem]:
-        cfg, spec = self.config, self.spec
+        cfg, name = self.config, self.name
         min_gap_s = 1.0 / cfg.max_fps if cfg.max_fps else 0.0
         started = self.clock()
         last_kept: float | None = None
-        failed = 0  # failed attempts in a row
+        failed = 0  # failures in a row: opens that failed, connections with no frame or shorter than stable_s
         down_since: float | None = None
         try:
             while not self._stop.is_set():
-                cap = self.opener(spec, cfg)
+                if failed:
+                    if cfg.max_reconnects is not None and failed > cfg.max_reconnects:
+                        log.error("live: giving up on %s: %d attempts failed in a row", name, failed)
+                        yield FrameItem(name, self.read, error=BadInputError(
+                            "unreadable", f"gave up after {failed} failed attempts in a row"))
+                        return
+                    delay = self.backoff_s(failed) * self.rng.uniform(0.5, 1.0)
+                    log.debug("live: %s: attempt %d failed; next in %.2f s", name, failed, delay)
+                    self._wait(delay)
+                    if self._stop.is_set():
+                        break
+                cap = self.opener(self.spec, cfg)
+                self.opens += 1
                 if cap is None:
                     failed += 1
                     if down_since is None:  # never connected yet
                         down_since = self.clock()
-                        log.warning("live: cannot open %s; retrying with backoff (at most %s times)", spec,
+                        log.warning("live: cannot open %s; retrying with backoff (at most %s times)", name,
                                     cfg.max_reconnects if cfg.max_reconnects is not None else "unlimited")
-                    if cfg.max_reconnects is not None and failed > cfg.max_reconnects:
-                        log.error("live: giving up on %s: %d attempts to open it failed in a row", spec, failed)
-                        return
-                    delay = self.backoff_s(failed)
-                    log.debug("live: %s: attempt %d failed; next in %.2f s", spec, failed, delay)
-                    self._wait(delay)
                     continue
+                self.finite = is_finite(cap)
                 if down_since is not None and self.read:
                     self.reconnects += 1
-                    log.info("live: %s is back after %.1f s (%d attempts)", spec, self.clock() - down_since, failed)
-                failed, down_since = 0, None
+                    log.info("live: %s is back after %.1f s (%d attempts)", name, self.clock() - down_since, failed)
+                opened_at, got = self.clock(), 0
                 try:
                     while not self._stop.is_set():
                         ok, bgr = cap.read()
@@ -124,21 +165,31 @@ class LiveSource:
                         now = self.clock()
                         index = self.read
                         self.read += 1
+                        got += 1
                         if last_kept is not None and now - last_kept < min_gap_s - 1e-6:
                             continue
                         last_kept = now
                         self.kept += 1
-                        yield FrameItem(spec, index, round(now - started, 4), image=to_rgb8(bgr))
+                        yield FrameItem(name, index, round(now - started, 4), image=to_rgb8(bgr))
                 finally:
                     cap.release()
                 if self._stop.is_set():
                     break
+                if self.finite:  # a file over the network: read once, never re-read
+                    if got == 0:
+                        yield FrameItem(name, self.read, error=BadInputError("unreadable", "no decodable video frames"))
+                    else:
+                        log.info("live: %s ended after %d frames (a finite source: not reopened)", name, got)
+                    return
+                healthy = got > 0 and self.clock() - opened_at >= cfg.stable_s
+                failed = 0 if healthy else failed + 1
                 self.drops += 1
-                down_since = self.clock()
-                log.warning("live: %s dropped after %d frames; reconnecting with backoff", spec, self.read)
+                if down_since is None or healthy:
+                    down_since = self.clock()
+                    log.warning("live: %s dropped after %d frames; reconnecting with backoff", name, self.read)
         except KeyboardInterrupt:
-            log.info("live: %s: interrupted; stopping", spec)
-        log.info("live: %s: stopped after %d frames (%d kept, %d drops)", spec, self.read, self.kept, self.drops)
+            log.info("live: %s: interrupted; stopping", name)
+        log.info("live: %s: stopped after %d frames (%d kept, %d drops)", name, self.read, self.kept, self.drops)
 
     def _wait(self, delay_s: float) -> None:
         """Sleep ``delay_s``, in short steps so :meth:`stop` takes effect soon."""

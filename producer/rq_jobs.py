@@ -17,13 +17,31 @@ Anyone who can write to Redis can enqueue an rq job, so the expander trusts
 no job: ``moodstream expander`` runs an rq worker whose jobs can call
 :func:`expand_source` and nothing else (no other callable, no callbacks), and
 :func:`expand_source` opens only what the expander's operator allows, from the
-expander's own settings, never the job's: files under ``media_root``, and
-rtsp/http(s) URLs on ``allowed_url_hosts``.
+expander's own settings, never the job's: files under ``media_root`` (each
+checked by what was opened, so no symlink leads out: :mod:`producer.sources`),
+and rtsp/http(s) URLs on ``allowed_url_hosts`` (http(s) through the
+expander's own proxy, which checks redirects and playlist entries too:
+:mod:`producer.url_guard`). A job stops at ``job_max_frames`` frames or
+``job_max_bytes`` bytes read; a finite source (a file, an mp4 over http) is
+read once; a live one ends with an error after ``live_max_reconnects`` failures.
+
+Shutdown: the first SIGTERM/SIGINT stops the running job within about a
+second (:class:`ExpanderWorker`): it goes back to the front of its queue with
+``meta["resume_at"]``, the number of frames already sent, and the next
+expander sends the rest (files and finite URLs skip what was sent; frame job
+ids stay ``<rq job id>-<n>``). A second signal kills it at once (rq's cold
+shutdown); rq then fails the job as abandoned.
+
+Sources are named without credentials everywhere (:func:`producer.sources.source_name`):
+the description, the result, the log and, once the job has ended, its stored arguments.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +51,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from moodstream.producer.client import ENCODINGS
+from moodstream.producer.sources import ByteCount, file_items, source_name
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import is_stream_spec
@@ -44,9 +63,11 @@ log = logging.getLogger(__name__)
 _FORWARDED = ("prefix", "stream_maxlen", "lag_limit", "backpressure")
 EXPAND = "moodstream.producer.rq_jobs.expand_source"  # the one callable an expander runs
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
+STOP_SIGNAL = signal.SIGUSR1  # the expander tells its work horse to stop (rq's own horse signals: SIGALRM, SIGRTMIN)
 
 # the expander's own settings, set by run_expander before it forks job processes
 _expander_settings: Settings | None = None
+_stop_pending = False  # STOP_SIGNAL came before expand_source was ready for it (inherited handler)
 
 
 class ExpansionJob(Job):
@@ -82,13 +103,47 @@ class ExpansionJob(Job):
         return self._no_callback("stopped", getattr(self, "_stopped_callback_name", None))
 
 
+class Stopping(Exception):
+    """The expander is shutting down: the job goes back to its queue, to resume."""
+
+
+class ExpanderWorker(Worker):
+    """rq's forking worker, with a warm shutdown that does not wait for the job.
+
+    rq's first SIGTERM waits for the running job, which may be waiting on the
+    backlog for hours (a pod's grace period ends first, and SIGKILL leaves the
+    job STARTED, half sent). Here it also tells the work horse (SIGUSR1) to stop
+    now: :func:`expand_source` records how far it got and the job is requeued
+    (rq's retry, at the front), to resume on the next expander.
+    """
+
+    def handle_warm_shutdown_request(self):
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, STOP_SIGNAL)
+            except ProcessLookupError:
+                pass
+
+    def handle_exception(self, job: Job, *exc_info):
+        if exc_info and exc_info[0] is not None and issubclass(exc_info[0], (Stopping, BadInputError)):
+            log.warning("expander: job %s: %s", job.id, exc_info[1])  # expected: one line, no traceback
+            return
+        super().handle_exception(job, *exc_info)
+
+
 def run_expander(settings: Settings, client: redis.Redis, burst: bool = False) -> bool:
     """Serve the coarse queue with :class:`ExpansionJob` (what ``moodstream expander`` runs)."""
     global _expander_settings
     _expander_settings = settings
     queue = coarse_queue(settings, client)
-    worker = Worker([queue], connection=client, serializer=JSONSerializer, job_class=ExpansionJob)
+    signal.signal(STOP_SIGNAL, _note_stop)  # work horses inherit it until expand_source takes over
+    worker = ExpanderWorker([queue], connection=client, serializer=JSONSerializer, job_class=ExpansionJob)
     return worker.work(burst=burst)
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    return {h.strip().lower() for h in settings.allowed_url_hosts.split(",") if h.strip()}
 
 
 def check_source(spec: str, settings: Settings) -> str:
@@ -106,8 +161,7 @@ def check_source(spec: str, settings: Settings) -> str:
             raise BadInputError("unsupported", "camera indexes are not expanded by rq jobs; run `moodstream produce 0` "
                                                "on the machine with the camera")
         parts = urlsplit(spec)
-        hosts = {h.strip().lower() for h in settings.allowed_url_hosts.split(",") if h.strip()}
-        if parts.scheme.lower() not in URL_SCHEMES or (parts.hostname or "").lower() not in hosts:
+        if parts.scheme.lower() not in URL_SCHEMES or (parts.hostname or "").lower() not in allowed_hosts(settings):
             raise BadInputError("unsupported", f"URL {parts.scheme}://{parts.hostname}/... is not allowed here "
                                                "(allowed_url_hosts on the expander names the hosts it may open)")
         return spec
@@ -132,7 +186,7 @@ def enqueue_source(settings: Settings, client: redis.Redis, spec: str, every_n: 
     return coarse_queue(settings, client).enqueue(
         expand_source, kwargs={"spec": spec, "settings": forwarded, "every_n": every_n, "fps": fps,
                                "max_frames": max_frames, "encoding": encoding},
-        job_timeout=job_timeout_s, result_ttl=7 * 24 * 3600, description=f"moodstream expand {spec}")
+        job_timeout=job_timeout_s, result_ttl=7 * 24 * 3600, description=f"moodstream expand {source_name(spec)}")
 
 
 def expand_source(spec: str, settings: dict | None = None, every_n: int = 1, fps: float | None = None,
@@ -150,17 +204,107 @@ def expand_source(spec: str, settings: dict | None = None, every_n: int = 1, fps
     if _expander_settings is None:
         raise ConfigError("expand_source runs under `moodstream expander` only (it decides what jobs may open)")
     cfg = _expander_settings
+    name = source_name(spec)
     _check_args(every_n, fps, max_frames, encoding)
-    path = check_source(spec, cfg)
-    producer = Producer(cfg, client=job.connection, encoding=encoding)
-    first = last = None
-    for ref in producer.produce([path], every_n=every_n, fps=fps, max_frames=max_frames, job_id_prefix=job.id):
-        first = first or ref.job_id
-        last = ref.job_id
+    try:
+        path = check_source(spec, cfg)
+        producer = Producer(cfg, client=job.connection, encoding=encoding)
+        summary = _expand(job, cfg, producer, spec, path, every_n, fps, max_frames)
+    except Stopping:
+        job.retries_left = (job.retries_left or 0) + 1  # rq requeues a failed job with retries left
+        job.retry_intervals = None  # at once, at the front of the queue
+        job.enqueue_at_front_on_retry = True
+        raise
+    finally:
+        if name != spec and (job.retries_left is None or job.retries_left <= 0):  # not coming back: the
+            job.kwargs = {**job.kwargs, "spec": name}  # URL's password leaves the stored job (saved by rq)
+    log.info("rq job %s: %s expanded into %d frame jobs%s", job.id, name, summary["frames"],
+             f" ({summary['stopped']})" if summary["stopped"] else "")
+    return summary
+
+
+def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: int, fps: float | None,
+            max_frames: int | None) -> dict:
+    """Send the frames; stop at the job caps or on a shutdown request (:class:`Stopping`)."""
+    name = source_name(spec)
+    count = ByteCount(cfg.job_max_bytes)
+    resume_at = int(job.meta.get("resume_at", 0) or 0)  # frames an earlier run of this job sent
+    n, first, last, stopped = 0, None, None, None
+    signal.signal(STOP_SIGNAL, _stop_now)
+    try:
+        if _stop_pending:
+            raise Stopping()
+        with _opened(spec, path, cfg, count, every_n, fps, max_frames) as (items, live, guard):
+            for item in items:
+                if (guard is not None and guard.refused) or count.exceeded:
+                    break
+                if item.error is None:
+                    if live is not None and max_frames is not None and n >= max_frames:
+                        break
+                    if n < resume_at and (live is None or live.finite):  # sent before the restart: skip
+                        n += 1
+                        continue
+                    if n >= cfg.job_max_frames:
+                        stopped = f"job_max_frames ({cfg.job_max_frames}) reached"
+                        break
+                    n = max(n, resume_at)  # a live source goes on numbering where it stopped
+                ref = producer.submit_item(item, job_id=f"{job.id}-{n:06d}")
+                if ref is not None:
+                    if not getattr(ref, "dropped", False):  # backpressure="drop" may not send it
+                        first = first or ref.job_id
+                        last = ref.job_id
+                    n += 1
+                    if n % 50 == 0:
+                        job.meta["sent"] = n
+                        job.save_meta()
+                elif live is not None:  # a URL that failed for good fails the job
+                    raise BadInputError(item.error.reason, f"{item.source}: {item.error.detail} (after {n} frames)")
+            if guard is not None and guard.refused:  # a redirect or playlist entry off the allow-list
+                raise BadInputError("unsupported", f"{name}: refused a request to {guard.refused[0]} (not on the "
+                                                   f"expander's allowed_url_hosts) after {n} frames")
+    except Stopping:
+        job.meta.update(resume_at=n, sent=n)
+        job.save_meta()
+        raise Stopping(f"expander stopping: {n} frames of {name} sent, requeued to resume") from None
+    finally:
+        signal.signal(STOP_SIGNAL, signal.SIG_IGN)
+    if stopped is None and count.exceeded:
+        stopped = f"job_max_bytes ({cfg.job_max_bytes}) reached"
+    if stopped:
+        log.warning("rq job %s: %s: stopped early: %s", job.id, name, stopped)
     stats = producer.stats
-    log.info("rq job %s: %s expanded into %d frame jobs", job.id, spec, stats.sent)
-    return {"source": spec, "frames": stats.sent, "first_job_id": first, "last_job_id": last,
-            "dropped": stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs]}
+    if n == 0 and stats.failed_inputs:
+        src, reason = stats.failed_inputs[0]
+        raise BadInputError(reason, f"{src}: no frames sent; {len(stats.failed_inputs)} input(s) failed")
+    return {"source": name, "frames": stats.sent, "first_job_id": first, "last_job_id": last,
+            "dropped": stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs], "stopped": stopped,
+            "resumed_at": resume_at or None}
+
+
+def _note_stop(signum, frame) -> None:
+    global _stop_pending
+    _stop_pending = True
+
+
+def _stop_now(signum, frame) -> None:
+    signal.signal(STOP_SIGNAL, signal.SIG_IGN)  # once
+    raise Stopping()
+
+
+@contextmanager
+def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int, fps: float | None,
+            max_frames: int | None):
+    """(frame items, the LiveSource, the UrlGuard) for a checked source; files have neither."""
+    if not is_stream_spec(spec):
+        yield file_items(path, os.path.realpath(cfg.media_root), every_n=every_n, fps=fps, max_frames=max_frames,
+                         max_image_bytes=cfg.max_message_bytes, count=count), None, None
+        return
+    from moodstream.producer.live import LiveConfig, LiveSource
+    from moodstream.producer.url_guard import UrlGuard
+
+    source = LiveSource(spec, LiveConfig.from_settings(cfg, max_fps=fps))
+    with UrlGuard(allowed_hosts(cfg), count, on_stop=source.stop) as guard:
+        yield source.frames(), source, guard
 
 
 def _check_args(every_n, fps, max_frames, encoding) -> None:

@@ -89,6 +89,17 @@ class Settings:
                                       "unset: no local paths.")
     allowed_url_hosts: str = _s("", "Expander: comma-separated hosts whose rtsp/http(s) URLs jobs may name; "
                                     "empty: none.")
+    job_max_frames: int = _s(500_000, "Expander: a job stops after sending this many frames (its result says "
+                                      "it was cut short).")
+    job_max_bytes: int = _s(8 * 1024 ** 3, "Expander: a job stops after its files or URL gave this many bytes "
+                                           "(URLs: counted at the expander's own proxy).")
+    # --- live sources (cameras, stream URLs) -----------------------------------
+    live_max_reconnects: int = _s(10, "A live source that fails this many reconnects in a row (no frames, or a "
+                                      "short connection) ends with an error.")
+    live_backoff_cap_s: float = _s(30.0, "Longest wait between a live source's reconnects (exponential from "
+                                         "0.5 s, with jitter).")
+    reply_ttl_s: int = _s(24 * 3600, "A reply stream (--reply-to) expires this long after the last result "
+                                     "added to it.")
     # --- dashboard (`moodstream dashboard`, `up`) ---------------------------------
     dashboard_host: str = _s("127.0.0.1", "Address the dashboard listens on; any other than a loopback one "
                                           "needs dashboard_token.")
@@ -130,7 +141,7 @@ class Settings:
     def validate(self) -> None:
         positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
                     "max_deliveries", "heartbeat_ttl_s", "decode_threads", "max_pixels", "max_message_bytes",
-                    "detect_every")
+                    "detect_every", "job_max_frames", "job_max_bytes", "live_backoff_cap_s", "reply_ttl_s")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -154,6 +165,8 @@ class Settings:
             allowed = choices(hints[f.name])
             if allowed and getattr(self, f.name) not in allowed:
                 raise ConfigError(f"{f.name} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}")
+        if self.live_max_reconnects < 0:
+            raise ConfigError(f"live_max_reconnects must be >= 0, got {self.live_max_reconnects}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
         if not 0.0 <= self.face_score_min <= 1.0:

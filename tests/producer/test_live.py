@@ -84,20 +84,23 @@ def test_gives_up_after_max_reconnects_with_capped_backoff(caplog):
     source = LiveSource("rtsp://127.0.0.1:1/none", LiveConfig(max_reconnects=5, backoff_base_s=0.5, backoff_cap_s=2.0),
                         opener=lambda spec, cfg: None, sleep=clock.sleep, clock=clock)
     with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
-        assert list(source.frames()) == []
+        items = list(source.frames())
+    assert len(items) == 1 and items[0].error.reason == "unreadable"  # the failure ends the source as an error
+    assert "gave up after 6 failed attempts" in str(items[0].error)
     assert [source.backoff_s(k) for k in range(1, 6)] == [0.5, 1.0, 2.0, 2.0, 2.0]
-    assert clock.now == pytest.approx(0.5 + 1.0 + 2.0 + 2.0 + 2.0)
+    full = 0.5 + 1.0 + 2.0 + 2.0 + 2.0  # each wait is 50-100% of the capped exponential (jitter)
+    assert full / 2 <= clock.now <= full and clock.now != pytest.approx(full)
     levels = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert levels == [("WARNING", "live: cannot open rtsp://127.0.0.1:1/none; retrying with backoff "
                                   "(at most 5 times)"),
-                      ("ERROR", "live: giving up on rtsp://127.0.0.1:1/none: 6 attempts to open it failed in a row")]
+                      ("ERROR", "live: giving up on rtsp://127.0.0.1:1/none: 6 attempts failed in a row")]
 
 
 def test_frame_rate_cap_keeps_frames_at_most_max_fps():
     clock = FakeClock()
     cap = FakeCapture(clock, n=100, step_s=0.01)  # a source sending 100 frames/s for 1 s
     source = LiveSource("0", LiveConfig(max_fps=25, max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
-    kept = list(source.frames())
+    kept = [f for f in source.frames() if f.error is None]
     assert source.read == 100 and len(kept) == 25
     assert [f.frame for f in kept] == list(range(0, 100, 4))
 
@@ -107,7 +110,7 @@ def test_keyboard_interrupt_ends_the_iteration_quietly(caplog):
     cap = FakeCapture(clock, n=5, step_s=0.01, interrupt=True)
     source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
     with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
-        assert len(list(source.frames())) == 5
+        assert len([f for f in source.frames() if f.error is None]) == 5
     assert "interrupted" in caplog.text and cap.released
 
 

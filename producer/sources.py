@@ -1,0 +1,142 @@
+"""What a source is called, and the expander's files opened so they stay inside ``media_root``.
+
+* :func:`source_name`: the one name a source goes by everywhere (frame jobs,
+  results, logs, rq jobs, CLI output): a URL loses its user, password, query and
+  fragment (``rtsp://user:pass@cam/live?token=x`` -> ``rtsp://***@cam/live``);
+  a path or camera index stays as it is.
+* :func:`file_items`: the frames of a file or folder under ``media_root``. Every
+  file is opened first and then checked by what was opened (the real path of
+  the descriptor, ``/proc/self/fd/N``, and ``fstat``), so no symlink, at any depth,
+  through any number of hops, and none swapped in after the folder was listed,
+  lets a job read a file outside ``media_root``. Videos are decoded through the
+  same descriptor. Symlinked folders are followed only while they stay inside.
+  Linux only (the expander forks rq work horses anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from moodstream.shared.errors import BadInputError
+from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, is_stream_spec, is_video, iter_video
+from moodstream.shared.transport import redact
+
+
+def source_name(spec: str) -> str:
+    """``spec`` as frame jobs, results and every log line name it: without credentials."""
+    return redact(spec) if is_stream_spec(spec) else spec
+
+
+def inside(real: str, root: str) -> bool:
+    """Whether the real path ``real`` is ``root`` (a real path) or below it."""
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _outside(path: str) -> BadInputError:
+    return BadInputError("unsupported", f"{path} leads outside the expander's media_root")
+
+
+@contextmanager
+def open_inside(path: str, root: str) -> Iterator[int]:
+    """A read-only descriptor for ``path``, or BadInputError unless what it opened
+    is a regular file whose real path is inside ``root`` (checked on the
+    descriptor: a symlink swapped in after any earlier check is caught too)."""
+    if not inside(os.path.realpath(path), root):  # do not even open what leads out (devices, FIFOs)
+        raise _outside(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise BadInputError("not_found", f"{path} does not exist") from None
+    except OSError as exc:
+        raise BadInputError("unreadable", f"{path}: {exc.strerror or exc}") from None
+    try:
+        if not inside(os.readlink(f"/proc/self/fd/{fd}"), root):
+            raise _outside(path)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError("unsupported", f"{path} is not a regular file")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | None]]:
+    """``target`` (a file), or the image and video files under it (a folder;
+    recursively, sorted, hidden names skipped), as ``(path, None)``; a
+    subfolder that leads outside ``root`` as ``(path, error)``, unread."""
+    seen: set[str] = set()  # real paths of the folders walked (symlink loops)
+
+    def walk(folder: str) -> Iterator[tuple[str, BadInputError | None]]:
+        real = os.path.realpath(folder)
+        if not inside(real, root):
+            yield folder, _outside(folder)
+            return
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield folder, BadInputError("unreadable", f"{folder}: {exc.strerror or exc}")
+            return
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                yield from walk(e.path)
+            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTS | VIDEO_EXTS:
+                yield e.path, None
+
+    if os.path.isdir(target):
+        yield from walk(target)
+    else:
+        yield target, None
+
+
+class ByteCount:
+    """Bytes a job's sources gave (file sizes, or what the URL proxy relayed), against a cap."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.n = 0
+
+    def add(self, n: int) -> bool:
+        """Count ``n`` more bytes; False once the cap is passed."""
+        self.n += n
+        return self.n <= self.limit
+
+    @property
+    def exceeded(self) -> bool:
+        return self.n > self.limit
+
+
+def file_items(target: str, root: str, every_n: int = 1, fps: float | None = None,
+               max_frames: int | None = None, max_image_bytes: int | None = None,
+               count: ByteCount | None = None) -> Iterator[FrameItem]:
+    """Frames of the files :func:`media_files` lists, each opened with :func:`open_inside`;
+    a file that is refused or fails yields one FrameItem with ``error`` set.
+    ``root`` must be a real path (``os.path.realpath``); ``count`` adds up file sizes."""
+    for path, refused in media_files(target, root):
+        if refused is not None:
+            yield FrameItem(path, 0, error=refused)
+            continue
+        try:
+            with open_inside(path, root) as fd:
+                size = os.fstat(fd).st_size
+                if count is not None:
+                    count.add(size)
+                if is_video(path):
+                    for item in iter_video(f"/proc/self/fd/{fd}", every_n, fps, max_frames):
+                        item.source = path
+                        yield item
+                    continue
+                if max_image_bytes is not None and size > max_image_bytes:
+                    raise BadInputError("too_large", f"{path}: {size} bytes is over the limit of {max_image_bytes}")
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    data = f.read()
+            yield FrameItem(path, 0, data=data)
+        except BadInputError as exc:
+            yield FrameItem(path, 0, error=exc)
+

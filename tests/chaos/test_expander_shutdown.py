@@ -1,0 +1,63 @@
+"""The expander's warm shutdown while its job waits on the backlog (issue 22 item 12):
+it hung for over 30 s and left the job STARTED with 21 of 60 frames sent. Now the
+first SIGTERM stops it within seconds and the job goes back to its queue with
+``meta["resume_at"]``; the next expander sends the rest, so every frame of the
+video is sent under its own id. Real redis-server, real `moodstream expander`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+from expanderkit import LONG_CLIP, expander, job, kill_tree, run_burst, settings
+from procs import measure, wait_until
+from rq.job import JobStatus
+
+from moodstream.producer.rq_jobs import enqueue_source
+from moodstream.shared.keys import Keys
+from moodstream.shared.wire import FIELD, decode_frame
+
+BACKLOGGED = {"MOODSTREAM_LAG_LIMIT": "10"}  # no worker runs: the job waits after about a dozen frames
+
+
+def _frame_ids(client) -> list[int]:
+    return [int(decode_frame(f[FIELD]).job_id.rsplit("-", 1)[1]) for _, f in client.xrange(Keys("t").frames)]
+
+
+def test_first_sigterm_stops_a_backlogged_job_which_resumes_on_the_next_expander(redis_url, client, tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(LONG_CLIP.read_bytes())  # 60 frames
+    j = enqueue_source(settings(redis_url), client, "clip.mp4")
+    proc = expander(redis_url, "--media-root", str(tmp_path), **BACKLOGGED)
+    try:
+        wait_until(lambda: client.xlen(Keys("t").frames) >= 10, 60, "the first frames")
+        time.sleep(2.0)  # the producer now waits for workers that never come
+        assert job(client, j.id).get_status() == JobStatus.STARTED
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_s = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+        _, err = proc.communicate(timeout=30)
+    first = _frame_ids(client)
+    stopped = job(client, j.id)
+    measure("expander_warm_shutdown_backlogged", stop_s=round(stop_s, 1), status=str(stopped.get_status()),
+            frames_sent=len(first), resume_at=stopped.meta.get("resume_at"))
+    assert stop_s < 10, f"the expander took {stop_s:.0f}s to stop: {err[-1500:]}"
+    assert proc.returncode == 0, err[-1500:]
+    assert stopped.get_status() == JobStatus.QUEUED  # back in its queue, to resume
+    assert stopped.meta["resume_at"] == len(set(first)) and sorted(set(first)) == list(range(len(set(first))))
+    assert "Traceback" not in err
+
+    client.delete(Keys("t").frames)  # workers took those
+    rc, err = run_burst(redis_url, "--media-root", str(tmp_path), timeout_s=90)
+    assert rc == 0, err[-1500:]
+    second = _frame_ids(client)
+    done = job(client, j.id)
+    assert done.get_status() == JobStatus.FINISHED and done.return_value()["resumed_at"] == len(set(first))
+    assert set(first) | set(second) == set(range(60)) and min(second) >= len(set(first)) - 1

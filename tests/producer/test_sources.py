@@ -1,0 +1,45 @@
+"""producer.sources: a file swapped for a symlink out of media_root after its folder
+was listed is refused when opened; source names carry no credentials."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from moodstream.producer.sources import file_items, media_files, open_inside, source_name
+from moodstream.shared.errors import BadInputError
+
+
+def test_a_symlink_swapped_in_after_listing_is_refused_at_open(tmp_path):
+    media, outside = tmp_path / "media", tmp_path / "outside.jpg"
+    media.mkdir()
+    outside.write_bytes(b"\xff\xd8PRIVATE\xff\xd9")
+    (media / "a.jpg").write_bytes(b"\xff\xd8fine\xff\xd9")
+    root = os.path.realpath(media)
+    listed = [p for p, err in media_files(str(media), root)]
+    assert listed == [str(media / "a.jpg")]
+    (media / "a.jpg").unlink()
+    (media / "a.jpg").symlink_to(outside)  # the swap, between listing and opening
+    with pytest.raises(BadInputError, match="outside the expander's media_root"):
+        with open_inside(listed[0], root):
+            pass
+    items = list(file_items(str(media), root))
+    assert len(items) == 1 and items[0].data is None and items[0].error.reason == "unsupported"
+
+
+def test_a_fifo_inside_media_root_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    items = list(file_items(str(tmp_path), os.path.realpath(tmp_path)))
+    assert [i.error.detail for i in items] == [f"{tmp_path}/pipe.jpg is not a regular file"]
+
+
+@pytest.mark.parametrize("spec, name", [
+    ("rtsp://user:pass@cam.local:554/live", "rtsp://***@cam.local:554/live"),
+    ("http://user:p%40ss@10.0.0.2/s.mjpg?token=abc", "http://***@10.0.0.2/s.mjpg"),
+    ("rtsp://cam.local/live", "rtsp://cam.local/live"),
+    ("videos/clip.mp4", "videos/clip.mp4"),
+    ("0", "0"),
+])
+def test_source_names_carry_no_credentials(spec, name):
+    assert source_name(spec) == name
