@@ -12,6 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import redis
 
 from moodstream.producer.client import Producer
 from moodstream.producer.dashboard import model as dm
@@ -182,3 +183,33 @@ def test_state_stays_bounded_under_many_sources_and_long_runs():
     assert len(model.ring) <= dm.RING
     snap = json.dumps(model.snapshot())
     assert len(snap) < 2_000_000
+
+
+def test_it_runs_as_the_read_only_acl_user_of_deploy_k8s(client, keys, redis_url):
+    """The rules of deploy/k8s/base/redis/acl/moodstream-dashboard.rules, with the test's prefix:
+    everything the page shows, and no command refused."""
+    from pathlib import Path
+
+    rules = (Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "redis" / "acl"
+             / "moodstream-dashboard.rules").read_text()
+    tokens = " ".join(x for x in rules.splitlines() if not x.lstrip().startswith("#")).replace("moodstream:", "t:")
+    client.execute_command("ACL", "SETUSER", "dash-test", "reset", "on", ">pw-dash", *tokens.split())
+    client.execute_command("ACL", "LOG", "RESET")
+    try:
+        producer = Producer(settings_for(redis_url))
+        ref = producer.submit_image(encode_jpeg(np.zeros((32, 32, 3), np.uint8)), source="cam", frame=0)
+        add(client, keys, result("cam", 0, job_id=ref.job_id, enq=int(ref.entry_id.split("-")[0])))
+        client.xadd(keys.dead, {"reason": "not_msgpack", "detail": "x", "worker": "w"})
+        url = redis_url.replace("redis://", "redis://dash-test:pw-dash@")
+        b = Dashboard(settings_for(url)).start()
+        try:
+            state = wait_state(b.url, lambda s: s["fleet"] is not None and s["sources"])
+            assert state["redis"]["ok"] is True and state["fleet"]["dead"]["length"] == 1
+            assert get(b.url + "frame?source=cam")[0] == 200
+        finally:
+            b.stop()
+        assert client.execute_command("ACL", "LOG") == []  # nothing refused
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            redis.Redis.from_url(url).xadd(keys.results, {"x": "y"})
+    finally:
+        client.execute_command("ACL", "DELUSER", "dash-test")
