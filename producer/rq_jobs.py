@@ -303,6 +303,9 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
     from moodstream.producer.url_guard import UrlGuard
 
     source = LiveSource(spec, LiveConfig.from_settings(cfg, max_fps=fps))
+    if urlsplit(spec).scheme.lower() not in ("http", "https"):  # rtsp: FFmpeg's RTSP client takes no proxy
+        yield source.frames(), source, None
+        return
     with UrlGuard(allowed_hosts(cfg), count, on_stop=source.stop) as guard:
         yield source.frames(), source, guard
 
