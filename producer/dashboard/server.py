@@ -43,7 +43,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store"}
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+MIN_TOKEN_CHARS = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -56,10 +56,14 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Another address than a loopback one needs a token."""
-    if not is_loopback(settings.dashboard_host) and not settings.dashboard_token:
+    """Another address than a loopback one needs a token; a token is not a placeholder and not short."""
+    token = settings.dashboard_token
+    if not is_loopback(settings.dashboard_host) and not token:
         raise ConfigError(f"the dashboard would listen on {settings.dashboard_host}, beyond this machine: "
                           "set a token (MOODSTREAM_DASHBOARD_TOKEN or --dashboard-token), or keep --host 127.0.0.1")
+    if token and ("CHANGE_ME" in token or len(token) < MIN_TOKEN_CHARS):
+        raise ConfigError(f"the dashboard token must be at least {MIN_TOKEN_CHARS} characters and not a placeholder "
+                          "(e.g. openssl rand -hex 32)")
 
 
 def sse(event: str, data: dict, event_id: str | None = None) -> str:

@@ -127,8 +127,11 @@ def test_it_only_reads(board, client, keys):
 def test_off_loopback_needs_a_token_and_the_page_asks_for_it(board, redis_url):
     with pytest.raises(ConfigError, match="token"):
         check_exposure(settings_for(redis_url, dashboard_host="0.0.0.0"))
-    check_exposure(settings_for(redis_url, dashboard_host="0.0.0.0", dashboard_token="s3cret"))
-    b = board(dashboard_token="s3cret")
+    check_exposure(settings_for(redis_url, dashboard_host="0.0.0.0", dashboard_token="s3cret-s3cret-s3cret"))
+    for weak in ("short", "CHANGE_ME-dashboard-token"):  # the k8s component's placeholder is refused
+        with pytest.raises(ConfigError, match="placeholder"):
+            check_exposure(settings_for(redis_url, dashboard_host="0.0.0.0", dashboard_token=weak))
+    b = board(dashboard_token="s3cret-s3cret-s3cret")
     assert get(b.url)[0] == 401
     assert get(b.url + "api/state")[0] == 401
     assert get(b.url + "events")[0] == 401
@@ -136,11 +139,11 @@ def test_off_loopback_needs_a_token_and_the_page_asks_for_it(board, redis_url):
     opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
                                               {"redirect_request": lambda *a, **k: None}))
     with pytest.raises(urllib.error.HTTPError) as seen:
-        opener.open(b.url + "?token=s3cret", timeout=10)
+        opener.open(b.url + "?token=s3cret-s3cret-s3cret", timeout=10)
     assert seen.value.code == 303 and "HttpOnly" in seen.value.headers["set-cookie"]
-    assert get(b.url + "api/state", {"Authorization": "Bearer s3cret"})[0] == 200
-    assert get(b.url + "api/state", {"Cookie": "moodstream_dashboard=s3cret"})[0] == 200
-    assert "s3cret" not in repr(settings_for(redis_url, dashboard_token="s3cret"))
+    assert get(b.url + "api/state", {"Authorization": "Bearer s3cret-s3cret-s3cret"})[0] == 200
+    assert get(b.url + "api/state", {"Cookie": "moodstream_dashboard=s3cret-s3cret-s3cret"})[0] == 200
+    assert "s3cret-s3cret-s3cret" not in repr(settings_for(redis_url, dashboard_token="s3cret-s3cret-s3cret"))
     # a loopback server answers loopback names only (a rebound DNS name gets 400)
     assert get(b.url + "healthz", {"Host": "evil.example"})[0] == 400
 
