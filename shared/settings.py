@@ -59,8 +59,8 @@ class Settings:
     # --- observability -------------------------------------------------------
     metrics_port: int | None = _s(None, "Serve Prometheus /metrics, /healthz and /readyz on this port "
                                         "(0: a free one); unset: off.")
-    metrics_host: str = _s("0.0.0.0", "Address of the metrics server (all interfaces: Prometheus and kubelet "
-                                      "probes reach a pod from outside it).")
+    metrics_host: str = _s("127.0.0.1", "Address of the metrics server (loopback; in a container set 0.0.0.0 so "
+                                        "Prometheus and kubelet probes reach it, as the k8s manifests do).")
     stats_interval_s: float = _s(60.0, "A worker logs one line of figures this often (0: never).")
     # --- models --------------------------------------------------------------
     device: Device = _s("auto", "auto, cpu, cuda or cuda:N.")

@@ -224,14 +224,43 @@ def _token(value: str, what: str) -> str:
 # --- HTTP -------------------------------------------------------------------------------
 
 
+# Probes and scrapes are a few short requests: more connections at once than this are
+# closed unanswered, and one that sends nothing is closed after the idle timeout, so idle
+# or slow clients cannot hold a thread each (400 idle connections held 400 threads for ever).
+MAX_CONNECTIONS = 16
+IDLE_TIMEOUT_S = 5.0
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64  # the listen backlog: a burst of probes waits there instead of SYN retries
     metrics: WorkerMetrics
     liveness_timeout_s: float
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            log.debug("metrics http: %d connections already open; closing one from %s", MAX_CONNECTIONS,
+                      client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = IDLE_TIMEOUT_S  # socket timeout: a client that sends nothing is dropped (the class default)
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server API)
         path = urlsplit(self.path).path
@@ -261,18 +290,20 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """Serves ``metrics`` on ``host:port`` (port 0: a free one, see ``.port``) until ``close()``."""
 
-    def __init__(self, metrics: WorkerMetrics, host: str = "0.0.0.0", port: int = 0,
-                 liveness_timeout_s: float = 60.0):
+    def __init__(self, metrics: WorkerMetrics, host: str = "127.0.0.1", port: int = 0,
+                 liveness_timeout_s: float = 60.0, idle_timeout_s: float = IDLE_TIMEOUT_S):
+        handler = type("_TimedHandler", (_Handler,), {"timeout": idle_timeout_s})
         server_cls = _Server
         if ":" in host:  # an IPv6 address such as "::"
             server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
         try:
-            self._server = server_cls((host, port), _Handler)
+            self._server = server_cls((host, port), handler)
         except OSError as exc:
             raise ConfigError(f"metrics server: cannot listen on {host}:{port} ({exc.strerror or exc}); "
                               "set MOODSTREAM_METRICS_PORT to a free port") from None
         self._server.metrics = metrics
         self._server.liveness_timeout_s = liveness_timeout_s
+        self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},

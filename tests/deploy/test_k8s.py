@@ -239,6 +239,7 @@ def test_probes_and_scraping_use_the_metrics_port(overlay):
     template = one(docs, "Deployment", "moodstream-worker")["spec"]["template"]
     port = next(p for p in c["ports"] if p["name"] == "metrics")["containerPort"]
     assert port == 9100 == int(worker_env(docs)["MOODSTREAM_METRICS_PORT"])
+    assert worker_env(docs)["MOODSTREAM_METRICS_HOST"] == "0.0.0.0"  # the default is loopback: probes come from outside
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["startupProbe"]["httpGet"]["port"] == "metrics"

@@ -197,7 +197,7 @@ def test_metrics_settings_from_env():
     from moodstream.shared.settings import Settings
 
     s = Settings.from_env({"MOODSTREAM_METRICS_PORT": "9100", "MOODSTREAM_STATS_INTERVAL_S": "0"})
-    assert s.metrics_port == 9100 and s.stats_interval_s == 0.0 and s.metrics_host == "0.0.0.0"
+    assert s.metrics_port == 9100 and s.stats_interval_s == 0.0 and s.metrics_host == "127.0.0.1"
     assert Settings.from_env({}).metrics_port is None  # off unless set
     for env, match in [({"MOODSTREAM_METRICS_PORT": "70000"}, "metrics_port"),
                        ({"MOODSTREAM_METRICS_PORT": "nine"}, "MOODSTREAM_METRICS_PORT"),
