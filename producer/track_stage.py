@@ -71,6 +71,7 @@ import click
 import msgspec
 import redis
 
+from moodstream.options import setting_option
 from moodstream.producer.track_pictures import FramePictures
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
@@ -507,21 +508,28 @@ class TrackStage:
 @click.option("--reorder-wait-ms", type=click.IntRange(min=0), default=2000, show_default=True,
               help="A frame whose predecessors have not all arrived is released after waiting this long.")
 @click.option("--source-idle-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="End a source's run (its tracks) after this long without results.")
-def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s):
+              help="End a source's run (its tracks; its summary is published) after this long without results.")
+@click.option("--pictures/--no-pictures", default=True, show_default=True,
+              help="Read frames back from <prefix>:frames for the summaries' face pictures.")
+@setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
+def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s, pictures, reclaim_idle_ms):
     """Track faces along each source: results stream in, <prefix>:tracked out.
 
     Reads the results stream (its own consumer group), puts each source's
     results back in frame order, gives every face a track_id and a smoothed
     emotion (as `moodstream analyze` does in one process) and adds the result
-    to <prefix>:tracked. Run one per deployment. The first SIGTERM/SIGINT
-    publishes what is buffered and exits (at once while Redis is down: the
-    results stay pending there); a second exits at once.
+    to <prefix>:tracked. When a source run ends (the same source starts again
+    from its first frames, or is idle for --source-idle-s) its per-person
+    summary goes to <prefix>:summaries (`moodstream tracks` prints them). Run
+    one per deployment. The first SIGTERM/SIGINT publishes what is buffered
+    and exits (at once while Redis is down: the results stay pending there);
+    a second exits at once.
     """
-    settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
+    settings = Settings.from_env(redis_url=redis_url, prefix=prefix, reclaim_idle_ms=reclaim_idle_ms)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db
-    stage = TrackStage(settings, client, name=consumer, reorder_wait_ms=reorder_wait_ms, source_idle_s=source_idle_s)
+    stage = TrackStage(settings, client, name=consumer, reorder_wait_ms=reorder_wait_ms, source_idle_s=source_idle_s,
+                       pictures=pictures)
 
     def on_signal(signum, frame):
         if stage.stopping:
