@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 @setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
 @setting_option("max_deliveries", type=click.IntRange(min=1))
 @setting_option("metrics_port", type=click.IntRange(0, 65535))
+@setting_option("metrics_host")
 @click.option("--consumer", "consumer", help="Consumer name in the group (default: <host>-<pid>).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Exit after serving this many frames (tests, benchmarks).")
 def worker(consumer, max_frames, **flags):

@@ -153,6 +153,7 @@ class Worker:
         self._claim_cursor = "0-0"
         self._next_beat = 0.0
         self._next_claim = 0.0
+        self._next_sweep = 0.0
         self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
         self._started_ms = now_ms()
         self._budget = PixelBudget(settings.max_pixels)  # pixels decoding at once, across decode threads
@@ -272,6 +273,9 @@ class Worker:
         if now >= self._next_claim and not self._stop.is_set():
             self._next_claim = now + self._claim_interval_s
             self.reclaim()
+        if now >= self._next_sweep and not self._stop.is_set():
+            self._next_sweep = now + min(60.0, max(1.0, self.settings.reclaim_idle_ms / 1000))
+            self.forget_dead_consumers()
 
     def heartbeat(self) -> None:
         key = self.keys.heartbeat(self.name)
@@ -307,6 +311,29 @@ class Worker:
         self.metrics.reclaimed(len(fresh))
         log.info("worker %s: reclaimed %d entries idle > %d ms", self.name, len(fresh), self.settings.reclaim_idle_ms)
 
+    def forget_dead_consumers(self) -> None:
+        """XGROUP DELCONSUMER the consumers of workers that are gone (a pod name is new on
+        every restart, so they pile up): nothing pending, no heartbeat, and idle for twice
+        reclaim_idle_ms. A live worker reads at least once a batch, and a batch is sized
+        to end well inside reclaim_idle_ms, so none of them matches; a consumer that still
+        holds entries is left until they are reclaimed (deleting it would drop them)."""
+        min_idle_ms = 2 * self.settings.reclaim_idle_ms
+        gone = []
+        for c in self.client.xinfo_consumers(self.keys.frames, self.keys.group):
+            name = as_str(c.get("name")) or ""
+            if name == self.name or int(c.get("pending") or 0) or int(c.get("idle") or 0) < min_idle_ms:
+                continue
+            if self.client.exists(self.keys.heartbeat(name)):
+                continue
+            held = self.client.xgroup_delconsumer(self.keys.frames, self.keys.group, name)
+            if held:  # it read between our two calls: alive after all, and those entries are lost to the group
+                log.error("worker %s: consumer %s read %d entries while being removed; they stay in %s "
+                          "unacked (XPENDING no longer lists them)", self.name, name, held, self.keys.frames)
+            gone.append(name)
+        if gone:
+            log.info("worker %s: removed %d dead consumers (nothing pending, no heartbeat, idle > %d ms): %s",
+                     self.name, len(gone), min_idle_ms, ", ".join(gone[:10]))
+
     # --- collecting a batch -------------------------------------------------------
 
     def _take_back_own(self) -> None:
@@ -314,7 +341,7 @@ class Worker:
         restarted with the same name): take them back now, as suspects, instead of
         waiting reclaim_idle_ms for them."""
         resp = self.client.xreadgroup(self.keys.group, self.name, {self.keys.frames: "0"},
-                                      count=max(1, self.settings.batch_max * 4))
+                                      count=2 * self.settings.batch_max)  # at most what a worker holds: a batch + prefetch
         entries = [(as_str(eid), fields) for eid, fields in (resp[0][1] if resp else [])]
         if not entries:
             return

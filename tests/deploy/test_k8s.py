@@ -261,6 +261,41 @@ def test_podmonitor_component(tmp_path):
         assert ep["port"] in ports and ep["path"] == "/metrics"
 
 
+# Sizing from max_pixels (deploy/README.md, "Sizing from max_pixels"): one frame through a
+# worker costs at most this many seconds a megapixel on 2 CPU cores (measured with the ONNX
+# worker pipeline on a loaded 2-core EPYC: 49 MP in 37.4 s, 8.3 MP in 3.2 s), and proportionally
+# less with more cores.
+S_PER_MP_2_CORES = 0.8
+PUBLISH_S = 10  # publish, ack and teardown after the last frame
+
+
+def frame_s(docs: list[dict]) -> float:
+    """The slowest legal frame: MOODSTREAM_MAX_PIXELS at the pod's CPU limit."""
+    env = worker_env(docs)
+    cores = cpu_cores(worker_container(docs)["resources"]["limits"]["cpu"])
+    max_pixels = int(env.get("MOODSTREAM_MAX_PIXELS", Settings().max_pixels))
+    return S_PER_MP_2_CORES * 2 / cores * max_pixels / 1e6
+
+
+def test_grace_reclaim_and_liveness_are_sized_from_max_pixels(overlay):
+    """Issue 22 item 12: a legal 49 MP frame took ~40 s, against a grace period sized for
+    2 s frames. SIGTERM finishes every entry in hand (a batch and the next one read ahead:
+    2 x batch_max frames), so the grace period covers them at max_pixels; reclaim_idle_ms
+    is no shorter (a live or stopping worker's entries are never taken from it); one batch
+    fits between two turns of the loop that liveness watches."""
+    _, docs = overlay
+    pod = one(docs, "Deployment", "moodstream-worker")["spec"]["template"]["spec"]
+    env = worker_env(docs)
+    defaults = Settings()
+    batch_max = int(env.get("MOODSTREAM_BATCH_MAX", defaults.batch_max))
+    in_hand_s = 2 * batch_max * frame_s(docs)
+    grace_s = pod["terminationGracePeriodSeconds"]
+    assert grace_s >= in_hand_s + PUBLISH_S, f"grace {grace_s} s < {in_hand_s:.0f} s of frames in hand + {PUBLISH_S}"
+    assert int(env["MOODSTREAM_RECLAIM_IDLE_MS"]) >= grace_s * 1000
+    ttl_s = int(env.get("MOODSTREAM_HEARTBEAT_TTL_S", defaults.heartbeat_ttl_s))
+    assert max(60.0, 4 * ttl_s) >= batch_max * frame_s(docs)  # worker/service.py: _liveness_timeout_s
+
+
 def test_grace_period_and_disruption_budget(overlay):
     _, docs = overlay
     pod = one(docs, "Deployment", "moodstream-worker")["spec"]["template"]["spec"]
