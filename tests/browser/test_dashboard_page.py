@@ -5,6 +5,7 @@ shown as text, and the page through a Redis restart."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import urllib.request
@@ -84,12 +85,14 @@ def test_dashboard_shows_a_produce_run_while_it_runs_and_after(browser, redis_ur
         assert wait_js(browser, wait_for_all, timeout_s=180), "the page never counted every result"
         with urllib.request.urlopen(board.url + "frame?" + urllib.parse.urlencode({"source": source})) as resp:
             assert resp.headers["Content-Type"] == "image/jpeg" and resp.read(2) == b"\xff\xd8"
-        screenshot(browser, "dashboard_page.png")
     # every track of the run, less those its summary (when the track stage published one) calls not people
     people = tracked_ids(client, keys, source) - not_people(client, keys, source)
     assert people
     assert wait_until(lambda: set(browser.execute_script(PAGE_IDS)) == people, 30), \
         (browser.execute_script(PAGE_IDS), people)
+    if os.environ.get("MOODSTREAM_SCREENSHOTS"):  # the README's figure: with the summary's faces and episodes
+        wait_js(browser, "return document.querySelector('.person img.face:not([hidden])')", timeout_s=20)
+        screenshot(browser, "dashboard_page.png")
     # opened later, after the run: the recent source is listed with its people
     browser.get(board.url)
     assert set(wait_js(browser, PAGE_IDS, timeout_s=30)) == people

@@ -39,6 +39,7 @@
       const keep = [...cur.people.values()].sort((a, b) => b.last_t - a.last_t).slice(0, MAX_PEOPLE);
       cur.people = new Map(keep.map((p) => [p.track_id, p]));
     }
+    cur.version = (cur.version || 0) + 1;  // cards redraw only what changed
     state.sources.set(s.name, cur);
   }
 
@@ -76,7 +77,7 @@
   // --- drawing ---------------------------------------------------------------------------------
   let dirty = false;
   function changed() { dirty = true; }
-  setInterval(() => { if (dirty) { dirty = false; render(); } }, RENDER_EVERY_MS);
+  setInterval(() => { if (dirty || cards.size) { dirty = false; render(); } }, RENDER_EVERY_MS);
 
   function render() {
     renderBanner();
@@ -91,7 +92,14 @@
       let card = cards.get(s.name);
       if (!card) { card = makeCard(s.name); cards.set(s.name, card); }
       if (main.children[i] !== card.root) main.insertBefore(card.root, main.children[i] || null);
-      fillCard(card, s);
+      if (card.version !== s.version || card.imageJob !== card.drawnJob) {
+        fillCard(card, s);
+        card.version = s.version;
+        card.drawnJob = card.imageJob;
+      } else {
+        fillMeta(card, s);
+        maybeFetchFrame(card, s);  // one skipped by the 1.5 s throttle is fetched once the throttle allows
+      }
     });
   }
 
@@ -165,14 +173,18 @@
   }
 
   function fillCard(card, s) {
+    fillMeta(card, s);
+    maybeFetchFrame(card, s);
+    drawFrame(card, s);
+    fillPeople(card, s);
+  }
+
+  function fillMeta(card, s) {
     const span = s.latest && s.latest.t !== null && s.latest.t !== undefined ? " · at " + fmtT(s.latest.t) : "";
     card.meta.textContent = s.results + " results" + (s.errors ? " (" + s.errors + " errors)" : "") +
       (s.latest ? " · frame " + s.latest.frame + span : "") + " · last seen " + ago(s.last_ms) +
       (s.tracked ? " · tracked" : " · not tracked (run `moodstream track` for people)") +
       (s.summary ? " · summary published" : "");
-    maybeFetchFrame(card, s);
-    drawFrame(card, s);
-    fillPeople(card, s);
   }
 
   function maybeFetchFrame(card, s) {
