@@ -107,7 +107,8 @@ class EpisodeFinder:
     def __init__(self, neutral: int, tau_s: float, min_s: float, gap_s: float, default_step_s: float = 1 / 30,
                  space: str = "linear"):
         self.neutral, self.tau_s, self.min_s, self.gap_s, self.space = neutral, tau_s, min_s, gap_s, space
-        self.step_s = default_step_s  # the track's typical time between frames (a moving average)
+        self.step_s = default_step_s  # the time between analysed frames (the smallest seen along the track)
+        self.first_dt = True
         self.avg: np.ndarray | None = None
         self.t_s: float | None = None
         self.open: _Run | None = None  # the episode being followed (it may be in a gap)
@@ -123,8 +124,9 @@ class EpisodeFinder:
             self.avg = np.array(x, np.float64)
         else:
             dt = t_s - self.t_s
-            if dt > 0:
-                self.step_s += 0.2 * (dt - self.step_s)
+            if dt > 0:  # the sampling interval: a track's gaps (missed detections) are not frames
+                self.step_s = dt if self.first_dt else min(self.step_s, dt)
+                self.first_dt = False
             alpha = 1.0 if self.tau_s <= 0 or dt <= 0 else 1.0 - math.exp(-dt / self.tau_s)
             self.avg += alpha * (x - self.avg)
         self.t_s = t_s

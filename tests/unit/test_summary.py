@@ -223,3 +223,14 @@ def test_entries_mid_stream_do_not_change_the_final_answer():
             parts.entries()
     assert parts.entries() == whole.entries()
     assert [e["emotion"] for e in whole.entries()[0]["episodes"]] == ["happiness"]
+
+
+def test_a_lone_frame_after_a_detection_gap_is_not_an_episode():
+    """A face missed for a while (gaps in its track) and seen again for one frame: that frame
+    stands for one frame interval, not for the gap."""
+    summary = Summarizer()
+    seen = [(i, "neutrality") for i in range(30)] + [(60, "happiness"), (90, "neutrality"), (120, "surprise"),
+                                                     (150, "neutrality"), (180, "happiness"), (210, "neutrality")]
+    for i, top in seen:
+        summary.add(FrameResult(source="v", frame=i, timestamp_s=i / FPS, faces=[face(0, top, 0.8)]))
+    assert summary.entries()[0]["episodes"] == []
