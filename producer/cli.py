@@ -73,9 +73,15 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
             click.echo(json.dumps({"job_id": job.id, "source": source_name(spec), "frame": None}))
         return
     keys = Keys.from_settings(settings)
+    import redis
+
     from moodstream.producer.status import live_workers
 
-    if not live_workers(client, keys):
+    try:
+        serving = live_workers(client, keys)
+    except redis.exceptions.NoPermissionError:  # an ACL user that may not read heartbeats (moodstream-producer)
+        serving = None
+    if serving == []:
         _notice(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
                 "jobs wait in the stream until one starts (`moodstream worker`, or `moodstream status`)")
     reply = keys.reply(reply_to) if reply_to else None

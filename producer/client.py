@@ -6,12 +6,21 @@ jobs on the frames stream, with backpressure.
     for ref in producer.produce(["clip.mp4"], every_n=5):
         print(ref.job_id)
 
-Each job is one ``XADD <prefix>:frames MAXLEN ~ stream_maxlen``. Before adding,
-every few jobs the producer measures the consumer group's backlog (lag +
-pending); above ``lag_limit`` it waits for the workers (``backpressure="wait"``)
-or deletes the oldest undelivered frames (``"drop"``, for live sources where a
-late frame is worth less than a fresh one). Delivery is at-least-once: an XADD
-retried after a lost connection may add the job twice (same job id).
+Each job is one ``XADD <prefix>:frames``. Before adding, every few jobs the
+producer measures the consumer group's backlog (lag + pending); above
+``lag_limit`` it waits for the workers (``backpressure="wait"``, the default,
+for files and live sources alike), or it does not send new frames until the
+backlog falls (``"drop"``, for live cameras where a late frame is worth less
+than a fresh one): each such frame is counted in ``stats.dropped`` and its
+:class:`JobRef` says ``dropped``. A producer never deletes an entry, its own or
+another producer's.
+
+Trimming: the XADD carries ``MINID`` (:meth:`shared.transport.Backlog.trim_id`):
+once the stream holds more than ``stream_maxlen`` entries the oldest go, but
+only those the workers' group has read and acknowledged; an unread or pending
+frame is never trimmed, whatever the settings and the number of producers.
+Delivery is at-least-once: an XADD retried after a lost connection may add the
+job twice (same job id).
 """
 
 from __future__ import annotations
@@ -63,7 +72,8 @@ class JobRef:
     job_id: str
     source: str
     frame: int
-    entry_id: str  # id of the frames-stream entry
+    entry_id: str | None  # id of the frames-stream entry; None when dropped
+    dropped: bool = False  # not sent: backpressure="drop" and the backlog was over lag_limit
 
     def to_json(self) -> dict:
         return {"job_id": self.job_id, "source": self.source, "frame": self.frame}
@@ -72,7 +82,7 @@ class JobRef:
 @dataclass
 class ProducerStats:
     sent: int = 0
-    dropped: int = 0  # oldest undelivered frames deleted under backpressure="drop"
+    dropped: int = 0  # frames not sent under backpressure="drop" (the backlog was over lag_limit)
     waited_s: float = 0.0  # time spent waiting under backpressure="wait"
     max_backlog: int = 0  # largest backlog measured
     failed_inputs: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
@@ -93,22 +103,29 @@ class Producer:
         self.retry_for_s = retry_for_s
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
-        self._live = False  # the frames being produced come from a live source (drop-oldest backpressure)
-        # measure the backlog every few jobs: the bound is lag_limit + check_every
+        self._live = False  # the frames being produced come from a live source (said in the wait notice)
+        # measure the backlog every few jobs: the bound is lag_limit + check_every per producer
         self.check_every = max(1, min(50, settings.lag_limit // 20))
-        self._since_check = self.check_every  # check before the first job (Settings keeps lag_limit < stream_maxlen)
+        self._since_check = self.check_every  # check before the first job
+        self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
+        self._trim_below: str | None = None  # MINID for XADD, from the last backlog check (None: no trimming)
 
     # --- single jobs --------------------------------------------------------------
 
     def submit(self, job: FrameJob) -> JobRef:
-        """Add one job (after backpressure); returns its reference."""
+        """Add one job (after backpressure); returns its reference, which says ``dropped``
+        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``)."""
         if job.reply_to is None and self.reply_to is not None:
             job.reply_to = self.reply_to
-        self._backpressure()
+        if not self._backpressure():
+            self.stats.dropped += 1
+            self._shedding += 1
+            return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
         job.enqueued_at_ms = now_ms()
         payload = encode_frame(job)
-        entry_id = self._call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload},
-                                                       maxlen=self.settings.stream_maxlen, approximate=True))
+        trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
+        entry_id = self._call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
+                                                       approximate=True))
         self.stats.sent += 1
         return JobRef(job.job_id, job.source, job.frame, as_str(entry_id))
 
@@ -130,7 +147,8 @@ class Producer:
 
     def submit_item(self, item: FrameItem, job_id: str | None = None) -> JobRef | None:
         """A FrameItem from :func:`shared.media.iter_frames`; an item carrying an
-        error is reported through ``notice`` and counted, and None is returned."""
+        error is reported through ``notice`` and counted, and None is returned
+        (a frame dropped under backpressure gives a ref that says ``dropped``)."""
         if item.error is not None:
             self.stats.failed_inputs.append((item.source, item.error.reason))
             self.notice(f"producer: skipped {item.source}: {item.error}")
@@ -150,14 +168,17 @@ class Producer:
 
         Live sources (camera indexes, rtsp/http URLs) are read by
         :class:`producer.live.LiveSource`: ``fps`` caps their rate, a drop is
-        reconnected with backoff, and under backpressure their oldest unread
-        frames are dropped (a late live frame is worth less than a fresh one)."""
+        reconnected with backoff. Backpressure is the producer's setting for
+        them too: ``wait`` stops reading the source while the workers catch up,
+        ``drop`` (what a live camera wants) keeps reading it and does not send
+        frames while the backlog is over ``lag_limit``. Yields the jobs sent;
+        dropped frames are counted in ``stats.dropped``."""
         n = 0
         for item, live in self._items(paths, every_n, fps, max_frames):
             self._live = live
             job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
             ref = self.submit_item(item, job_id=job_id)
-            if ref is not None:
+            if ref is not None and not ref.dropped:
                 n += 1
                 yield ref
         self._live = False
@@ -181,27 +202,32 @@ class Producer:
     # --- backpressure -------------------------------------------------------------
 
     def backlog(self) -> int:
+        """The group's backlog (lag + pending); also sets where this producer's XADDs may trim."""
         b = self._call(lambda: group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit))
         self.stats.max_backlog = max(self.stats.max_backlog, b.total)
+        self._trim_below = b.trim_id(self.settings.stream_maxlen)
         return b.total
 
-    def _backpressure(self) -> None:
+    def _backpressure(self) -> bool:
+        """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""
         self._since_check += 1
-        if self._since_check < self.check_every:
-            return
+        if self._since_check < self.check_every and not self._shedding:
+            return True
         self._since_check = 0
         limit = self.settings.lag_limit
         backlog = self.backlog()
         if backlog <= limit:
-            return
-        if self.settings.backpressure == "drop" or self._live:
-            dropped = self._drop_oldest(backlog - limit + self.check_every)
-            self.stats.dropped += dropped
-            if dropped:
-                self.notice(f"producer: backlog {backlog} > lag_limit {limit}: dropped the {dropped} oldest "
-                            f"undelivered frames ({self.stats.dropped} so far)")
-            return
-        self.notice(f"producer: backlog {backlog} > lag_limit {limit}: waiting for workers")
+            if self._shedding:
+                self.notice(f"producer: backlog {backlog}, sending again after dropping {self._shedding} frames "
+                            f"({self.stats.dropped} so far)")
+                self._shedding = 0
+            return True
+        if self.settings.backpressure == "drop":
+            if not self._shedding:
+                self.notice(f"producer: backlog {backlog} > lag_limit {limit}: dropping new frames until it falls")
+            return False
+        live = " (a live source is not read meanwhile: --backpressure drop keeps it read)" if self._live else ""
+        self.notice(f"producer: backlog {backlog} > lag_limit {limit}: waiting for workers{live}")
         t0, poll_s = time.monotonic(), 0.01
         while backlog > limit:
             time.sleep(poll_s)
@@ -210,20 +236,7 @@ class Producer:
         waited = time.monotonic() - t0
         self.stats.waited_s += waited
         self.notice(f"producer: backlog {backlog}, resuming after {waited:.2f}s")
-
-    def _drop_oldest(self, n: int) -> int:
-        """Delete up to ``n`` entries no worker has read yet (the oldest first)."""
-        def drop() -> int:
-            last = "0-0"
-            try:
-                for g in self.client.xinfo_groups(self.keys.frames):
-                    if as_str(g.get("name")) == self.keys.group:
-                        last = as_str(g.get("last-delivered-id")) or "0-0"
-            except redis.ResponseError:  # no stream yet
-                return 0
-            ids = [eid for eid, _ in self.client.xrange(self.keys.frames, "(" + last, "+", count=n)]
-            return int(self.client.xdel(self.keys.frames, *ids)) if ids else 0
-        return self._call(drop)
+        return True
 
     # --- helpers ------------------------------------------------------------------
 

@@ -42,11 +42,13 @@ class Settings:
     redis_url: str | None = _s(None, "Redis URL (redis://, rediss:// for TLS, passwords in the URL); "
                                      "none: in-process, or an embedded server for `up`.")
     prefix: str = _s("moodstream", "Every Redis key starts with this (two deployments can share a server).")
-    stream_maxlen: int = _s(10_000, "Approximate MAXLEN of the frames stream.")
+    stream_maxlen: int = _s(10_000, "Frames stream: producers trim it to about this many entries, removing only "
+                                    "ones workers have acknowledged (never unread ones); also the dead letters' "
+                                    "approximate MAXLEN.")
     results_maxlen: int = _s(100_000, "Approximate MAXLEN of the results stream.")
     lag_limit: int = _s(2_000, "Backlog (unread + pending frames) above which producers wait or drop.")
-    backpressure: Backpressure = _s("wait", "Above lag-limit: wait for workers, or drop the oldest unread frames "
-                                            "(live sources).")
+    backpressure: Backpressure = _s("wait", "Above lag-limit: wait for workers, or drop (do not send, and count) "
+                                            "new frames until the backlog falls (live cameras).")
     # --- worker --------------------------------------------------------------
     batch_max: int = _s(16, "Frames per batch at most.")
     batch_wait_ms: int = _s(20, "A batch goes when full or when its oldest frame has waited this long.")
@@ -156,10 +158,6 @@ class Settings:
             raise ConfigError(f"dashboard_port must be in [0, 65535] (0: a free port), got {self.dashboard_port}")
         if self.stats_interval_s < 0:
             raise ConfigError(f"stats_interval_s must be >= 0 (0: off), got {self.stats_interval_s}")
-        if self.lag_limit >= self.stream_maxlen:
-            # MAXLEN would trim frames no worker has read, before the producer ever waits
-            raise ConfigError(f"lag_limit ({self.lag_limit}) must be below stream_maxlen ({self.stream_maxlen}): "
-                              "otherwise the stream trims frames no worker has read, and they are lost unseen")
         hints = typing.get_type_hints(type(self))
         for f in fields(self):  # Literal-typed settings: the allowed values are in the type
             allowed = choices(hints[f.name])

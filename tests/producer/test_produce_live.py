@@ -1,6 +1,8 @@
 """`produce` on a live source (issue 15 part 6): frames come through producer.live
-(reconnecting, rate-capped), and the backlog is kept by dropping the oldest unread
-frames even when the producer's setting says wait. A real MJPEG server and Redis."""
+(reconnecting, rate-capped), and with backpressure=drop the backlog is kept by not
+sending frames while it is over lag_limit, each counted (issue 22 item 8: live
+sources follow the producer's setting; under wait they wait,
+tests/chaos/test_backpressure_drop.py). A real MJPEG server and Redis."""
 
 from __future__ import annotations
 
@@ -17,19 +19,20 @@ from moodstream.shared.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_live_stream_is_produced_with_drop_oldest(redis_url, client, keys):
+def test_live_stream_is_produced_with_drop(redis_url, client, keys):
     server = serve(0)
     url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
     try:
         settings = Settings.from_env({}, redis_url=redis_url, prefix=keys.prefix, lag_limit=4,
-                                     backpressure="wait")  # wait would block for ever: no worker here
+                                     backpressure="drop")  # wait would block for ever: no worker here
         producer = Producer(settings, notice=lambda m: None)
         refs = list(producer.produce([url], max_frames=10))
     finally:
         server.shutdown()
-    assert len(refs) == 10 and all(r.source == url for r in refs)
+    assert all(r.source == url and not r.dropped for r in refs)
     assert producer.stats.dropped > 0 and producer.stats.waited_s == 0
-    assert client.xlen(keys.frames) <= 4 + producer.check_every
+    assert len(refs) + producer.stats.dropped == 10  # every frame read was sent or counted as dropped
+    assert client.xlen(keys.frames) == len(refs) <= 4 + producer.check_every  # nothing sent was deleted
 
 
 def test_produce_warns_when_no_worker_serves_the_stream(redis_url):

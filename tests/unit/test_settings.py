@@ -37,11 +37,11 @@ def test_unknown_override_rejected():
         Settings.from_env({}, batchmax=3)
 
 
-def test_lag_limit_must_stay_below_stream_maxlen():
-    # issue 12 item 7: with lag_limit >= stream_maxlen, MAXLEN trimmed frames no worker had read, unseen
-    with pytest.raises(ConfigError, match="lag_limit"):
-        Settings.from_env({}, lag_limit=10_000, stream_maxlen=10_000)
-    assert Settings.from_env({}, lag_limit=9_000, stream_maxlen=10_000).lag_limit == 9_000
+def test_lag_limit_may_exceed_stream_maxlen():
+    # issue 12 item 7 refused lag_limit >= stream_maxlen (MAXLEN trimmed unread frames); issue 22 item 9:
+    # producers now trim only acknowledged entries, so any pair is safe (tests/chaos/test_backpressure_trim.py)
+    assert Settings.from_env({}, lag_limit=10_000, stream_maxlen=10_000).lag_limit == 10_000
+    assert Settings.from_env({}, lag_limit=400, stream_maxlen=200).stream_maxlen == 200
 
 
 def test_repr_hides_the_redis_password():
