@@ -128,6 +128,22 @@ def test_smoothing_time_constant_is_in_video_seconds():
     assert 1.0 < t30 < 1.5 and abs(t30 - t10) <= 0.1 + 1e-9, (t30, t10)
 
 
+def test_smoothing_shows_a_brief_clear_expression():
+    """A 0.3 s smile at p 0.8 between neutral frames where neutrality is a steady runner-up
+    (p 0.6, the smile's frames give it 0.2 / 7): the display shows the smile within 0.1 s
+    and neutrality again after it. The former log-space 0.5 s average never showed it."""
+    def shown(i: int) -> Face:
+        t = i / FPS
+        if 1.0 <= t < 1.3:
+            return face(100, 100, top="happiness", p=0.8)
+        return face(100, 100, top="neutrality", p=0.6)
+
+    state = TrackState()
+    labels = [state.update(i, i / FPS, [shown(i)])[0].smoothed.emotion for i in range(60)]
+    first = labels.index("happiness")
+    assert 30 <= first <= 33 and labels[-1] == "neutrality", labels
+
+
 def test_still_image_ids_and_smoothed_equal_raw():
     faces = [face(50, 50), face(150, 50, top="happiness", p=0.8), face(250, 50)]
     out = TrackState().update(0, None, faces)

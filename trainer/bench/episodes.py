@@ -67,7 +67,7 @@ class Rule:
 def candidate_rules() -> list[Rule]:
     rules = [Rule("before: log EMA 0.5 s, every non-neutral run", 0.5, 0.0, 0.0, "log"),
              Rule("raw top label, every run", 0.0, 0.0, 0.0)]
-    for space, tau, min_s, gap in itertools.product(("linear", "log"), (0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
+    for space, tau, min_s, gap in itertools.product(("linear", "log"), (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5),
                                                     (0.1, 0.15, 0.2, 0.25), (0.1, 0.2, 0.3)):
         rules.append(Rule(f"{space} EMA {tau:g} s, min {min_s:g} s, gap {gap:g} s", tau, min_s, gap, space))
     return rules
@@ -265,7 +265,7 @@ def episodes_markdown(part: dict, chosen: tuple[float, float, float, str]) -> st
         keep = rows[:2]
         key = dict(zip(("tau_s", "min_s", "gap_s", "space"), chosen))
         keep += [r for r in rows if all(r[k] == v for k, v in key.items())]
-        for tau in (0.0, 0.1, 0.2, 0.3):
+        for tau in (0.0, 0.1, 0.25, 0.5):
             for space in ("linear", "log"):
                 keep += [r for r in rows if r["tau_s"] == tau and r["space"] == space and r["min_s"] == chosen[1]
                          and r["gap_s"] == chosen[2] and r not in keep]

@@ -26,7 +26,7 @@ from moodstream.shared.record import Face
 
 log = logging.getLogger(__name__)
 
-SCORES = (0.0, 0.95, 0.98, 0.99, 0.995)
+SCORES = (0.0, 0.92, 0.93, 0.94, 0.95, 0.96, 0.98, 0.99)
 
 
 def landmarks_plausible(face: Face) -> bool:
