@@ -150,7 +150,9 @@ def test_annotate_label_shows_track_id_and_smoothed_emotion():
 
     f = Face((10.0, 10.0, 60.0, 70.0), 0.9, emotion="surprise", probabilities={"surprise": 0.5, "happiness": 0.4},
              track_id=3, smoothed=Smoothed("happiness", {"surprise": 0.3, "happiness": 0.62}))
-    assert face_label(f) == ("happiness", "#3 happiness 62%")
+    assert face_label(f) == ("happiness", "#3 happiness 62% / surprise 50%")  # this frame's clear top beside it
+    assert face_label(msgspec.structs.replace(f, probabilities={"surprise": 0.45, "happiness": 0.4})) == (
+        "happiness", "#3 happiness 62%")
     assert face_label(msgspec.structs.replace(f, track_id=None, smoothed=None)) == ("surprise", "surprise 50%")
     img = draw(np.zeros((100, 100, 3), np.uint8), [f])
     assert (img == (255, 200, 0)).all(axis=2).any()  # the happiness colour, not surprise's
