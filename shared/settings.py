@@ -82,6 +82,8 @@ class Settings:
     calibrate_boxes: bool = _s(True, "Report WIDER-style boxes (worker/data/box_calibration.json); the crop "
                                      "always uses the detector's box.")
     detect_every: int = _s(1, "Videos: full face detection on every N-th analysed frame, optical flow between.")
+    min_person_s: float = _s(0.5, "Summaries: a face track shorter than this (video seconds) is not counted as a "
+                                  "person (it stays in the summary, marked).")
     # --- input guards ----------------------------------------------------------
     max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels (decompression-bomb guard; also "
                                      "OpenCV's own limit).")
@@ -167,6 +169,8 @@ class Settings:
             raise ConfigError(f"live_max_reconnects must be >= 0, got {self.live_max_reconnects}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
+        if self.min_person_s < 0:
+            raise ConfigError(f"min_person_s must be >= 0, got {self.min_person_s}")
         if not 0.0 <= self.face_score_min <= 1.0:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

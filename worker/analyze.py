@@ -170,6 +170,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @setting_option("min_face_px", "--min-face", type=click.IntRange(min=12))  # --min-face: the older name
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
+@setting_option("min_person_s", type=click.FloatRange(min=0))
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "
