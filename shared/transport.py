@@ -88,9 +88,11 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
             return
         except FATAL as exc:
             raise ConfigError(describe_fatal(exc, redis_url)) from None
-        except redis.ResponseError as exc:  # e.g. "DB index is out of range" at SELECT
-            raise ConfigError(f"Redis at {redact(redis_url)} answered: {exc}") from None
-        except TRANSIENT as exc:
+        except (*TRANSIENT, redis.ResponseError) as exc:
+            # a ResponseError is a bad setting ("DB index is out of range" at SELECT), except BUSY:
+            # a long script runs, and it ends (shared.retry.is_busy; that module builds on this one)
+            if isinstance(exc, redis.ResponseError) and not str(exc).startswith("BUSY "):
+                raise ConfigError(f"Redis at {redact(redis_url)} answered: {exc}") from None
             if time.monotonic() + backoff.next_delay_s() > deadline:
                 raise ConfigError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from None
             log.info("waiting for Redis at %s: %s", redact(redis_url), exc)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import redis
-from procs import measure, spawn_double, stop, wait_until
+from procs import measure, spawn_cli, spawn_double, stop, wait_until
 from streamkit import all_results, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
@@ -134,7 +134,7 @@ def test_a_long_lua_script_busy_is_ridden_out():
             wait_until(lambda: _served(client, first), 120, "the first frame answered")
             sent = [producer.submit_image(tiny_jpeg(i), source="busy", frame=i).job_id for i in range(1, 40)]
             t0 = time.monotonic()
-            threading.Thread(target=lambda: redis.Redis.from_url(server.url).eval(script, 0), daemon=True).start()
+            threading.Thread(target=lambda: redis.Redis.from_url(server.url, socket_timeout=30).eval(script, 0), daemon=True).start()
             time.sleep(0.5)
             with pytest.raises(redis.ResponseError, match="BUSY"):
                 client.ping()
@@ -150,3 +150,35 @@ def test_a_long_lua_script_busy_is_ridden_out():
             logs = [_wait_exit(w) for w in workers]
         assert all(w.returncode == 0 for w in workers), [log[-600:] for log in logs]
         measure("busy_script_3s", workers=2, worker_exits=0, frames=len(sent) + 1)
+
+
+def test_a_worker_starting_during_a_long_script_waits_for_it():
+    """Item 7: `moodstream worker` checks Redis at start; a BUSY answer there was taken
+    for a bad setting ("Redis at ... answered: BUSY ...", exit 1), so a worker that
+    KEDA started during a long script died. Now it waits, as for a server starting."""
+    script = ("local function now() local t = redis.call('TIME') return t[1] * 1e6 + t[2] end "
+              "local t0 = now() while now() - t0 < 6000000 do end return 1")
+    with EmbeddedRedis(extra_args=["--busy-reply-threshold", "100"]) as server:
+        client = redis.Redis.from_url(server.url)
+        threading.Thread(target=lambda: redis.Redis.from_url(server.url, socket_timeout=30).eval(script, 0), daemon=True).start()
+        time.sleep(0.3)
+        worker = spawn_cli("worker", "--consumer", "w-late", MOODSTREAM_REDIS_URL=server.url, MOODSTREAM_PREFIX="t",
+                           MOODSTREAM_DEVICE="cpu", MOODSTREAM_BATCH_MAX="4")
+        try:
+            wait_until(lambda: client.ping() if not _busy(client) else False, 30, "the script ended")
+            job = Producer(settings_for(server.url)).submit_image(tiny_jpeg(1), source="late", frame=0).job_id
+            wait_until(lambda: _served(client, job) or worker.poll() is not None, 120, "a frame answered")
+            assert worker.poll() is None, f"worker exited {worker.returncode}: {stop(worker)[1][-1500:]}"
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+            _wait_exit(worker)
+        assert worker.returncode == 0
+
+
+def _busy(client: redis.Redis) -> bool:
+    try:
+        client.ping()
+        return False
+    except redis.ResponseError as exc:
+        return "BUSY" in str(exc)
