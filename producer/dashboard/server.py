@@ -233,14 +233,12 @@ class Dashboard:
 
 
 @click.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Port to listen on (0: a free one) [env MOODSTREAM_DASHBOARD_PORT; default 8765].")
-@click.option("--host", default=None, help="Address to listen on [env MOODSTREAM_DASHBOARD_HOST; default "
-                                            "127.0.0.1]; any other than a loopback address needs a token.")
+@setting_option("dashboard_port", "--port", type=click.IntRange(0, 65535))
+@setting_option("dashboard_host", "--host")
 @setting_option("dashboard_token")
 @setting_option("redis_url")
 @setting_option("prefix")
-def dashboard(port, host, **flags):
+def dashboard(**flags):
     """Serve a live web page over the streams: sources, people, fleet.
 
     Reads the results, tracked and summaries streams with plain XREAD (no
@@ -253,7 +251,7 @@ def dashboard(port, host, **flags):
     from moodstream.shared.errors import MoodstreamError
 
     try:
-        settings = Settings.from_env(dashboard_port=port, dashboard_host=host, **flags)
+        settings = Settings.from_env(**flags)
         board = Dashboard(settings).start()
     except MoodstreamError as exc:
         raise click.ClickException(str(exc)) from None

@@ -29,6 +29,12 @@ REPO = Path(__file__).resolve().parents[2]
 MOODSTREAM = [sys.executable, "-m", "moodstream"]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -86,8 +92,8 @@ class Board:
 def fleet(args) -> None:
     """Frames/s of one `moodstream worker` over the same burst of frames, alternating no dashboard /
     dashboard with a page open, ``rounds`` times each."""
+    from moodstream.producer.client import encode_pixels
     from moodstream.shared.media import iter_frames
-    from moodstream.shared.media import encode_pixels
 
     frames = [encode_pixels(item.image, "png") for item in iter_frames([args.video], 1, None, args.frames)
               if item.image is not None]
@@ -103,6 +109,7 @@ def fleet(args) -> None:
                     try:
                         time.sleep(2 if board else 0)
                         start = client.xlen(keys.results)
+                        board_cpu0 = cpu_s(board.proc.pid) if board else 0.0
                         for i, data in enumerate(frames):
                             job = FrameJob(new_job_id(), f"{args.video}#{r}-{with_board}", i, timestamp_s=i / 30,
                                            image=data, enqueued_at_ms=now_ms())
@@ -116,6 +123,8 @@ def fleet(args) -> None:
                         print(json.dumps({"round": r, "dashboard": with_board, "browser": bool(board and board.driver),
                                           "frames": len(got), "frames_per_s": round((len(got) - 1) / (t1 - t0) * 1000, 2),
                                           "dashboard_rss_mib": round(rss_mib(board.proc.pid), 1) if board else None,
+                                          "dashboard_cpu_s": round(cpu_s(board.proc.pid) - board_cpu0, 2) if board else None,
+                                          "seconds": round((t1 - t0) / 1000, 1),
                                           **(board.page() if board else {})}), flush=True)
                     finally:
                         if board:
