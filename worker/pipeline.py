@@ -94,9 +94,11 @@ class Pipeline:
         self.threads: int = resolve_threads(settings, worker)
         custom_model = bool(settings.checkpoint or checkpoint)
         self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
-        # "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
-        self.precision: str = runtime.resolve_precision(settings.precision, self.backend, runtime.cpu_info())
-        settings = settings.replace(precision=self.precision)  # what the detector builds with
+        # per stage "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
+        self.precisions: dict[str, str] = runtime.stage_precisions(settings.precision, self.backend,
+                                                                   runtime.cpu_info())
+        self.precision: str = runtime.describe(self.precisions)  # "fp32", or e.g. "mtcnn fp32, emotion bf16"
+        settings = settings.replace(precision=self.precisions["mtcnn"])  # what the detector builds with
         if self.backend == "torch":
             import torch
 
@@ -109,7 +111,7 @@ class Pipeline:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 
             self.classifier = OnnxEmotionClassifier(framing=framing, threads=self.threads, runtime=self.backend,
-                                                    precision=self.precision)
+                                                    precision=self.precisions["emotion"])
             self.model_version: str = self.classifier.version
         else:
             import torch

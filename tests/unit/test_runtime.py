@@ -13,7 +13,8 @@ import pytest
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
-from moodstream.worker.runtime import CpuInfo, cache_key, choose, cpu_info, measure, resolve_precision
+from moodstream.worker.runtime import (AUTO_BF16, CpuInfo, cache_key, choose, cpu_info, describe, measure,
+                                       resolve_precision, stage_precisions)
 
 REPO = Path(__file__).resolve().parents[2]
 BOTH = pytest.mark.skipif(not (devices.installed("onnxruntime") and devices.installed("openvino")),
@@ -57,6 +58,17 @@ def test_precision_rule():
         resolve_precision("bf16", "onnx", XEON)
 
 
+def test_stage_precisions():
+    # auto on native bf16: bf16 only for the stages shown to stay within the parity bounds
+    auto = stage_precisions("auto", "openvino", XEON)
+    assert auto == {"mtcnn": "fp32", "emotion": "bf16"} and set(AUTO_BF16) == {"emotion"}
+    assert describe(auto) == "mtcnn fp32, emotion bf16"
+    assert stage_precisions("bf16", "openvino", XEON) == {"mtcnn": "bf16", "emotion": "bf16"}  # forced: all
+    assert describe(stage_precisions("bf16", "openvino", XEON)) == "bf16"
+    for precision, backend, cpu in (("fp32", "openvino", XEON), ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
+        assert stage_precisions(precision, backend, cpu) == {"mtcnn": "fp32", "emotion": "fp32"}
+
+
 def test_cache_key_separates_machine_kinds():
     keys = {cache_key(XEON, 1, "auto"), cache_key(EPYC, 1, "auto"), cache_key(EPYC, 2, "auto"),
             cache_key(EPYC, 1, "fp32")}
@@ -66,7 +78,8 @@ def test_cache_key_separates_machine_kinds():
 
 @BOTH
 def test_measure_times_both_runtimes():
-    ms = measure(["onnx", "openvino"], {"onnx": "fp32", "openvino": "fp32"}, threads=1, budget_s=0.2)
+    fp32 = {"mtcnn": "fp32", "emotion": "fp32"}
+    ms = measure(["onnx", "openvino"], {"onnx": fp32, "openvino": fp32}, threads=1, budget_s=0.2)
     assert set(ms) == {"onnx", "openvino"} and all(v > 0 for v in ms.values())
 
 
