@@ -340,8 +340,9 @@ class Worker:
         """Entries still pending under this consumer name (a worker that died and was
         restarted with the same name): take them back now, as suspects, instead of
         waiting reclaim_idle_ms for them."""
+        # at most what a worker holds (a batch and the next one read ahead): memory stays bounded
         resp = self.client.xreadgroup(self.keys.group, self.name, {self.keys.frames: "0"},
-                                      count=2 * self.settings.batch_max)  # at most what a worker holds: a batch + prefetch
+                                      count=2 * self.settings.batch_max)
         entries = [(as_str(eid), fields) for eid, fields in (resp[0][1] if resp else [])]
         if not entries:
             return

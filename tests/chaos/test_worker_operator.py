@@ -134,7 +134,7 @@ def test_a_long_lua_script_busy_is_ridden_out():
             wait_until(lambda: _served(client, first), 120, "the first frame answered")
             sent = [producer.submit_image(tiny_jpeg(i), source="busy", frame=i).job_id for i in range(1, 40)]
             t0 = time.monotonic()
-            threading.Thread(target=lambda: redis.Redis.from_url(server.url, socket_timeout=30).eval(script, 0), daemon=True).start()
+            _run_script(server.url, script)
             time.sleep(0.5)
             with pytest.raises(redis.ResponseError, match="BUSY"):
                 client.ping()
@@ -160,7 +160,7 @@ def test_a_worker_starting_during_a_long_script_waits_for_it():
               "local t0 = now() while now() - t0 < 6000000 do end return 1")
     with EmbeddedRedis(extra_args=["--busy-reply-threshold", "100"]) as server:
         client = redis.Redis.from_url(server.url)
-        threading.Thread(target=lambda: redis.Redis.from_url(server.url, socket_timeout=30).eval(script, 0), daemon=True).start()
+        _run_script(server.url, script)
         time.sleep(0.3)
         worker = spawn_cli("worker", "--consumer", "w-late", MOODSTREAM_REDIS_URL=server.url, MOODSTREAM_PREFIX="t",
                            MOODSTREAM_DEVICE="cpu", MOODSTREAM_BATCH_MAX="4")
@@ -174,6 +174,12 @@ def test_a_worker_starting_during_a_long_script_waits_for_it():
                 worker.send_signal(signal.SIGTERM)
             _wait_exit(worker)
         assert worker.returncode == 0
+
+
+def _run_script(url: str, script: str) -> None:
+    """Run ``script`` in the background (Redis answers BUSY to everyone else meanwhile)."""
+    client = redis.Redis.from_url(url, socket_timeout=30)
+    threading.Thread(target=lambda: client.eval(script, 0), daemon=True).start()
 
 
 def _busy(client: redis.Redis) -> bool:
