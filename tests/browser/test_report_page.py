@@ -60,12 +60,15 @@ def test_report_shows_each_person_and_its_video_plays(browser, sample_report):
     screenshot(browser, "report_page.png")
 
 
-def test_report_shows_a_hostile_file_name_as_text(browser, tmp_path):
+def test_two_videos_give_one_page_with_a_section_each_and_names_are_text(browser, tmp_path):
     video = tmp_path / f"{HOSTILE}.mp4"
     shutil.copy(CLIP, video)
-    analyze(str(video), "--report", str(tmp_path / "r.html"))
+    analyze(str(CLIP), str(video), "--report", str(tmp_path / "r.html"))
+    assert len(list(tmp_path.glob("r-*.webm"))) == 2
     browser.get((tmp_path / "r.html").as_uri())
-    wait_js(browser, "return document.querySelectorAll('section.video').length")
+    names = wait_js(browser, "return [...document.querySelectorAll('section.video h2')].map(h => h.textContent)")
+    assert names == [str(CLIP), str(video)]
     assert HOSTILE in browser.find_element("tag name", "body").text
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert browser.execute_script("return window.__xss === undefined")
+    assert wait_js(browser, "return [...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.duration > 0)")
