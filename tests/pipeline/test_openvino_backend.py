@@ -3,7 +3,8 @@ same ONNX files, so the same boxes and emotions within the parity bounds of
 issue 26 (boxes one-to-one: >= 97% at IoU 0.95 and >= 99% at IoU 0.5; the same
 top emotion for >= 98% of matched faces), on the fixture images (WIDER and a
 street scene), the sample clip and, where present, WIDER val images. fp32 runs
-everywhere; bf16 only on a CPU with native bf16 (AMX / AVX512-BF16)."""
+everywhere; what precision=auto runs on a CPU with native bf16 (AMX /
+AVX512-BF16: the emotion net in bf16, worker.runtime.AUTO_BF16) only there."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_net
-from moodstream.worker.runtime import cpu_info
+from moodstream.worker.runtime import cpu_info, stage_precisions
 
 pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
 
 REPO = Path(__file__).resolve().parents[2]
 STRICT_RATE, LOOSE_RATE, TOP_RATE = 0.97, 0.99, 0.98  # issue 26's bounds
-PRECISIONS = ["fp32", pytest.param("bf16", marks=pytest.mark.skipif(
-    not cpu_info().native_bf16, reason="bf16 runs only on a CPU with native bf16 (AMX or AVX512-BF16)"))]
+PRECISIONS = ["fp32", pytest.param("auto", marks=pytest.mark.skipif(
+    not cpu_info().native_bf16, reason="auto is fp32 here: bf16 runs only on a CPU with native bf16 (AMX or "
+                                       "AVX512-BF16)"))]
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -44,8 +46,10 @@ def ort():
 
 
 def openvino(precision: str):
-    return (OnnxMTCNNDetector(runtime="openvino", precision=precision),
-            OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=precision))
+    """The openvino backend's detector and classifier with the ``precision`` setting on this CPU."""
+    stages = stage_precisions(precision, "openvino", cpu_info())
+    return (OnnxMTCNNDetector(runtime="openvino", precision=stages["mtcnn"]),
+            OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=stages["emotion"]))
 
 
 def parity(frames: list[np.ndarray], ort, ours) -> dict:
