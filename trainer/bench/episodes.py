@@ -253,7 +253,7 @@ def episodes_markdown(part: dict, chosen: tuple[float, float, float, str]) -> st
     """The trade-off table: the 'before' rule, raw, and the best rules by recall at low false rates."""
     lines = ["## Episodes: brief expressions kept vs flicker (synthetic clip, FER+ faces)", "",
              f"{part['tracks']} tracks x {part['seconds']:g} s at {part['fps']:g} fps; windows of "
-             f"{', '.join(f'{n:g}' for n in LENGTHS_S)} s per emotion ({', '.join(EMOTIONS)}) and 1-2 frame blips; "
+             f"{', '.join(f'{n:g}' for n in LENGTHS_S)} s per emotion ({', '.join(EMOTIONS)}) and 1, 2 or 4 frame blips; "
              f"the script itself changes label {part['script_changes_per_min']} times a minute. Recall: expression "
              "windows kept as an episode of the right emotion (>= half covered); false: episodes outside every "
              "window, per minute; flicker: label changes per minute of the reported labels; display: of the "
