@@ -601,7 +601,8 @@ class Worker:
         """Results, dead letters and the XACK of every entry in one MULTI/EXEC.
 
         A ``reply_to`` that names a key of another type fails alone (Redis runs
-        the rest of the transaction): logged, the shared results stream has the result."""
+        the rest of the transaction): logged, the shared results stream has the result.
+        Each reply stream expires ``reply_ttl_s`` after its last result."""
         s = self.settings
         pipe = self.client.pipeline(transaction=True)
         replies: dict[int, str] = {}  # command index -> reply_to key
@@ -613,6 +614,8 @@ class Worker:
                 if o.entry.job is not None and o.entry.job.reply_to is not None:
                     replies[len(pipe.command_stack)] = o.entry.job.reply_to
                     pipe.xadd(o.entry.job.reply_to, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
+                    replies[len(pipe.command_stack)] = o.entry.job.reply_to
+                    pipe.expire(o.entry.job.reply_to, s.reply_ttl_s)  # one stream per caller: never kept for ever
             if o.dead is not None:
                 e = o.entry
                 pipe.xadd(self.keys.dead, dead_letter_fields(

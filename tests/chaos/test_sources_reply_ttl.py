@@ -4,15 +4,12 @@ real `produce`."""
 
 from __future__ import annotations
 
-import pytest
 from expanderkit import PREFIX, REPO
 from procs import spawn_cli, spawn_double, stop, wait_until
 
 from moodstream.shared.keys import Keys
 
 
-@pytest.mark.xfail(strict=True, reason="the worker adds results to reply streams (worker/service.py, not the "
-                                       "producer's: its ACL user may not write there) and must EXPIRE them")
 def test_a_reply_stream_expires_after_reply_ttl_s(redis_url, client):
     keys = Keys(PREFIX)
     worker = spawn_double(redis_url, "w-reply", reply_ttl_s=300)
