@@ -7,7 +7,9 @@ whole picture (:meth:`Model.snapshot`) or the updates after an event id
 ``MAX_SOURCES`` sources (the least recently seen goes first), ``MAX_PEOPLE``
 people per source, ``MAX_POINTS`` timeline points per person (when full,
 every other point goes, so the timeline keeps its whole span at half the
-resolution) and ``RING`` batches of updates for pages that reconnect.
+resolution) and ``RING`` batches of updates for pages that reconnect, holding
+at most ``RING_POINTS`` timeline points together (a batch read while catching
+up on a long stream can be large).
 
 A batch's id is the last results and tracked entry ids folded into it
 (``results=<id>;tracked=<id>``): the SSE event id, sent back by a reconnecting
@@ -30,6 +32,7 @@ MAX_POINTS = 120  # per person; then every other point goes
 MAX_SUMMARY_TRACKS = 64  # per source summary
 MAX_THUMB_CHARS = 64_000  # a face picture (base64) larger than this is not shown
 RING = 240  # batches kept for resuming (about a minute at 4 batches/s)
+RING_POINTS = 100_000  # timeline points in all kept batches together, at most
 TEXT_CHARS = 300  # text fields from a stream are cut to this
 MAX_FACES = 64  # boxes kept of the latest frame
 RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
@@ -68,6 +71,7 @@ class Person:
     points: list[list] = field(default_factory=list)  # [t, p0..p7] in percent
     stride: int = 1
     new: list[list] = field(default_factory=list)  # points since the last batch
+    replace: bool = False  # more new points than a timeline keeps: the next batch sends them all
 
     def add(self, t: float, raw: list[int], emotion: str) -> None:
         if self.frames % self.stride == 0:
@@ -77,17 +81,21 @@ class Person:
             if len(self.points) > MAX_POINTS:
                 self.points = self.points[::2]
                 self.stride *= 2
+            if len(self.new) > MAX_POINTS:  # the page replaces this timeline instead of extending it
+                self.new, self.replace = [], True
         self.frames += 1
         self.last_t = t
         self.emotion = emotion
         for i, v in enumerate(raw):
             self.sums[i] += v
 
-    def to_json(self, points: list[list]) -> dict:
+    def to_json(self, full: bool) -> dict:
+        points = self.points if full or self.replace else self.new
         mean = [round(s / self.frames) for s in self.sums] if self.frames else [0] * len(LABELS)
         return {"track_id": self.track_id, "first_t": round(self.first_t, 2), "last_t": round(self.last_t, 2),
                 "frames": self.frames, "emotion": self.emotion, "mean": mean,
-                "dominant": LABELS[max(range(len(mean)), key=mean.__getitem__)], "points": points}
+                "dominant": LABELS[max(range(len(mean)), key=mean.__getitem__)], "points": points,
+                "replace": full or self.replace}
 
 
 @dataclass
@@ -105,7 +113,7 @@ class Source:
     summary: dict | None = None
 
     def to_json(self, full: bool) -> dict:
-        people = [p.to_json(p.points if full else p.new) for p in self.people.values() if full or p.new]
+        people = [p.to_json(full) for p in self.people.values() if full or p.new or p.replace]
         return {"name": self.name, "first_ms": self.first_ms, "last_ms": self.last_ms, "results": self.results,
                 "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "latest": self.latest, "people": people,
                 "summary": self.summary}
@@ -149,7 +157,8 @@ class Model:
         self.lock = threading.Lock()
         self.sources: OrderedDict[str, Source] = OrderedDict()  # least recently seen first
         self.last = {"results": "0-0", "tracked": "0-0"}
-        self.ring: deque = deque(maxlen=RING)  # (seq, id, batch)
+        self.ring: deque = deque()  # (seq, id, batch, points)
+        self.ring_points = 0
         self.seq = 0
         self.touched: dict[str, Source] = {}
         self.evicted: list[str] = []
@@ -227,10 +236,14 @@ class Model:
         batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": self.evicted}
         for s in self.touched.values():
             for p in s.people.values():
-                p.new = []
+                p.new, p.replace = [], False
         self.touched, self.evicted = {}, []
         self.seq += 1
-        self.ring.append((self.seq, self._id(), batch))
+        points = sum(len(p["points"]) for src in batch["sources"] for p in src["people"])
+        self.ring.append((self.seq, self._id(), batch, points))
+        self.ring_points += points
+        while len(self.ring) > RING or (self.ring_points > RING_POINTS and len(self.ring) > 1):
+            self.ring_points -= self.ring.popleft()[3]
         return True
 
     def _id(self) -> str:
@@ -267,14 +280,14 @@ class Model:
                 return []
             if not self.ring or self.ring[0][0] > seq + 1:
                 return None
-            return [b for b in self.ring if b[0] > seq]
+            return [b[:3] for b in self.ring if b[0] > seq]
 
     def seq_of(self, event_id: str | None) -> int | None:
         """The batch with this id, for a page that reconnects with ``Last-Event-ID``."""
         if not event_id:
             return None
         with self.lock:
-            return next((seq for seq, bid, _ in reversed(self.ring) if bid == event_id), None)
+            return next((b[0] for b in reversed(self.ring) if b[1] == event_id), None)
 
     def status(self) -> tuple[int, dict | None, dict]:
         with self.lock:

@@ -183,7 +183,14 @@ def test_state_stays_bounded_under_many_sources_and_long_runs():
     for src in model.sources.values():
         assert len(src.people) <= dm.MAX_PEOPLE
         assert all(len(p.points) <= dm.MAX_POINTS for p in src.people.values())
-    assert len(model.ring) <= dm.RING
+    assert len(model.ring) <= dm.RING and model.ring_points <= dm.RING_POINTS
+    # catching up on a long stream in one batch: a timeline is sent whole, never more than it keeps
+    model.fold("tracked", "999999999-0", result("src-late", 0))
+    for i in range(1, 5 * dm.MAX_POINTS):
+        model.fold("tracked", f"{1_000_000_000 + i}-0", result("src-late", i))
+    model.commit()
+    late = next(s for s in model.ring[-1][2]["sources"] if s["name"] == "src-late")["people"][0]
+    assert late["replace"] and len(late["points"]) <= dm.MAX_POINTS
     snap = json.dumps(model.snapshot())
     assert len(snap) < 2_000_000
 

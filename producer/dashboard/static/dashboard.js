@@ -34,7 +34,7 @@
     for (const k of ["name", "first_ms", "last_ms", "results", "errors", "tracked", "latest", "summary", "runs"]) {
       cur[k] = s[k];
     }
-    for (const p of s.people || []) cur.people.set(p.track_id, mergePerson(full ? null : cur.people.get(p.track_id), p));
+    for (const p of s.people || []) cur.people.set(p.track_id, mergePerson(full || p.replace ? null : cur.people.get(p.track_id), p));
     if (cur.people.size > MAX_PEOPLE) {
       const keep = [...cur.people.values()].sort((a, b) => b.last_t - a.last_t).slice(0, MAX_PEOPLE);
       cur.people = new Map(keep.map((p) => [p.track_id, p]));
