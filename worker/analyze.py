@@ -223,6 +223,13 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.annotate import Annotator
 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
+    if summary_path is not None:  # found out now, not after the whole video
+        try:
+            summary_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the summary {summary_path}: {exc.strerror or exc}") from None
+        if not os.access(summary_path.parent, os.W_OK):
+            raise click.ClickException(f"cannot write the summary {summary_path}: its folder is not writable")
     summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
     summary_s = 0.0  # the time the summary adds
     report = None

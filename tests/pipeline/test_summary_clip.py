@@ -83,3 +83,20 @@ def test_the_microphone_is_not_a_person_and_the_contract_holds(run):
         assert picture is not None and min(picture.shape[:2]) >= 16
     [video] = summary["videos"]
     assert video["people"] == 1 and cv2.imread(str(out / video["timeline"])) is not None
+
+
+def test_an_unwritable_summary_path_is_one_line_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(CLIP), "--summary", str(blocker / "s.json")])
+    assert result.exit_code == 1, result.output
+    assert "cannot write the summary" in result.stderr and "Traceback" not in result.output
+    assert result.stdout == ""  # no frame was analysed
+
+
+def test_min_person_s_setting_reaches_the_summary():
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.summary import SummaryConfig
+
+    cfg = SummaryConfig.from_settings(Settings.from_env(env={"MOODSTREAM_MIN_PERSON_S": "0.05"}))
+    assert cfg.min_person_s == 0.05
