@@ -65,7 +65,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     check_connection(client, settings.redis_url)
     if use_rq:
         from moodstream.producer.rq_jobs import enqueue_source
-        from moodstream.producer.sources import source_name
+        from moodstream.shared.media import source_name
 
         for spec in paths:
             job = enqueue_source(settings, client, spec, every_n=every_n, fps=fps, max_frames=max_frames,

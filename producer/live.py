@@ -27,7 +27,7 @@ across reconnects; ``timestamp_s`` is the wall-clock time since the iterator
 started, so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
-:func:`producer.sources.source_name` (no credentials). Needs only OpenCV (no torch).
+:func:`shared.media.source_name` (no credentials). Needs only OpenCV (no torch).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import cv2
 
-from moodstream.producer.sources import source_name
+from moodstream.shared.media import source_name
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.media import FrameItem, to_rgb8
 from moodstream.shared.settings import Settings

@@ -32,7 +32,7 @@ expander sends the rest (files and finite URLs skip what was sent; frame job
 ids stay ``<rq job id>-<n>``). A second signal kills it at once (rq's cold
 shutdown); rq then fails the job as abandoned.
 
-Sources are named without credentials everywhere (:func:`producer.sources.source_name`):
+Sources are named without credentials everywhere (:func:`shared.media.source_name`):
 the description, the result, the log and, once the job has ended, its stored arguments.
 """
 
@@ -51,10 +51,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from moodstream.producer.client import ENCODINGS
-from moodstream.producer.sources import ByteCount, file_items, source_name
+from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import is_stream_spec
+from moodstream.shared.media import is_stream_spec, source_name
 from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)

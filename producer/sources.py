@@ -1,9 +1,9 @@
-"""What a source is called, and the expander's files opened so they stay inside ``media_root``.
+"""The expander's files, opened so they stay inside ``media_root``.
 
-* :func:`source_name`: the one name a source goes by everywhere (frame jobs,
-  results, logs, rq jobs, CLI output): a URL loses its user, password, query and
-  fragment (``rtsp://user:pass@cam/live?token=x`` -> ``rtsp://***@cam/live``);
-  a path or camera index stays as it is.
+(What a source is called, without credentials, is :func:`shared.media.source_name`:
+a URL loses its user and password, ``rtsp://user:pass@cam/live`` -> ``rtsp://***@cam/live``;
+a path or camera index stays as it is.)
+
 * :func:`file_items`: the frames of a file or folder under ``media_root``. Every
   file is opened first and then checked by what was opened (the real path of
   the descriptor, ``/proc/self/fd/N``, and ``fstat``), so no symlink, at any depth,
@@ -21,13 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, is_stream_spec, is_video, iter_video
-from moodstream.shared.transport import redact
-
-
-def source_name(spec: str) -> str:
-    """``spec`` as frame jobs, results and every log line name it: without credentials."""
-    return redact(spec) if is_stream_spec(spec) else spec
+from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, is_video, iter_video
 
 
 def inside(real: str, root: str) -> bool:

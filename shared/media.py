@@ -327,6 +327,15 @@ def is_stream_spec(spec: str) -> bool:
     return spec.isdigit() or "://" in spec
 
 
+def source_name(spec: str) -> str:
+    """``spec`` as records, frame jobs and every log line name it: without credentials."""
+    if not is_stream_spec(spec):
+        return spec
+    from moodstream.shared.transport import redact  # redis-py is a base dependency; loaded only for URLs
+
+    return redact(spec)
+
+
 def is_video(spec: str) -> bool:
     return is_stream_spec(spec) or Path(spec).suffix.lower() in VIDEO_EXTS
 
@@ -354,7 +363,7 @@ def open_capture(spec: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
-        raise BadInputError(reason, f"cannot open video {spec}")
+        raise BadInputError(reason, f"cannot open video {source_name(spec)}")
     return cap
 
 
@@ -362,10 +371,11 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                max_frames: int | None = None) -> Iterator[FrameItem]:
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
     frame, or about ``fps`` frames per second of video time."""
+    name = source_name(spec)
     try:
         cap = open_capture(spec)
     except BadInputError as exc:
-        yield FrameItem(spec, 0, error=exc)
+        yield FrameItem(name, 0, error=exc)
         return
     native_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     if native_fps <= 0 or native_fps > 1000:
@@ -376,14 +386,14 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
             ok, bgr = cap.read()
             if not ok:
                 if index == 0:
-                    yield FrameItem(spec, 0, error=BadInputError("unreadable", "no decodable video frames"))
+                    yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
                 break
             t = index / native_fps
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
             if keep:
                 if fps:
                     next_t += 1.0 / fps
-                yield FrameItem(spec, index, round(t, 4), image=to_rgb8(bgr))
+                yield FrameItem(name, index, round(t, 4), image=to_rgb8(bgr))
                 emitted += 1
             index += 1
     finally:

@@ -272,3 +272,16 @@ def test_python_api_analyze_gives_the_records_the_command_prints(image_path, tmp
 
     assert [untimed(r.to_json(service=False)) for r in records] == [untimed(p) for p in printed]
     assert len(records[0].faces) >= 2 and records[1].error.reason == "empty"
+
+
+def test_a_camera_url_with_credentials_is_never_printed():
+    # issue 22 item 11: sources are named without credentials everywhere, analyze too
+    import subprocess
+    import sys
+
+    url = "rtsp://user:s3cret@127.0.0.1:1/stream"
+    out = subprocess.run([sys.executable, "-m", "moodstream", "analyze", url], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert "s3cret" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
+    assert "127.0.0.1:1/stream" in out.stdout

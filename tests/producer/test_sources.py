@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from moodstream.producer.sources import file_items, media_files, open_inside, source_name
+from moodstream.producer.sources import file_items, media_files, open_inside
+from moodstream.shared.media import source_name
 from moodstream.shared.errors import BadInputError
 
 
