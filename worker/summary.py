@@ -222,8 +222,8 @@ def sharpness(crop: np.ndarray) -> float:
     return v / (v + 100.0)
 
 
-def _pose_score(face: Face) -> float:
-    """The crop-free part of :func:`thumbnail_score` (size x frontality): its upper bound."""
+def pose_score(face: Face) -> float:
+    """The pixel-free part of :func:`thumbnail_score` (size x frontality): an upper bound of it."""
     x1, y1, x2, y2 = face.box
     size = min(1.0, math.sqrt(max(0.0, x2 - x1) * max(0.0, y2 - y1)) / 96.0)
     return size * (0.2 + 0.8 * frontality(face))
@@ -232,7 +232,7 @@ def _pose_score(face: Face) -> float:
 def thumbnail_score(face: Face, crop: np.ndarray) -> float:
     """How good a picture of the person ``crop`` is: large (box side, saturating at 96 px),
     sharp and frontal, multiplied; each term in [0, 1]."""
-    return _pose_score(face) * (0.2 + 0.8 * sharpness(crop))
+    return pose_score(face) * (0.2 + 0.8 * sharpness(crop))
 
 
 class ThumbnailPicker:
@@ -244,7 +244,7 @@ class ThumbnailPicker:
 
     def offer(self, track_id: int, face: Face, image: np.ndarray | None = None, crop: np.ndarray | None = None) -> None:
         best = self.best.get(track_id)
-        if best is not None and _pose_score(face) <= best[0]:
+        if best is not None and pose_score(face) <= best[0]:
             return  # even a perfectly sharp crop would not beat the best: no pixels touched
         if crop is None and image is not None:
             crop = crop_face(image, face.box)
