@@ -234,3 +234,19 @@ def test_a_lone_frame_after_a_detection_gap_is_not_an_episode():
     for i, top in seen:
         summary.add(FrameResult(source="v", frame=i, timestamp_s=i / FPS, faces=[face(0, top, 0.8)]))
     assert summary.entries()[0]["episodes"] == []
+
+
+def test_episode_bench_scores_a_rule_against_the_script():
+    """bench tracking --part episodes: recall, false episodes and flicker of a rule on a known
+    series (one 0.5 s happiness window kept, one 1-frame blip dropped)."""
+    from moodstream.trainer.bench.episodes import Rule, Window, evaluate
+
+    times = np.arange(90) / FPS
+    frames = script([(1.0, 0.5, "happiness", 0.8), (2.5, 1 / FPS, "anger", 0.9)], 3.0)
+    series = {0: (times, np.array([list(probs(top, p).values()) for top, p in frames]))}
+    windows = [Window(0, 1.0, 1.5, "happiness", "expression"), Window(0, 2.5, 2.5 + 1 / FPS, "anger", "blip")]
+    chosen = evaluate(Rule("chosen", 0.05, 0.25, 0.2), series, windows)
+    assert chosen["recall"]["0.5s"] == 1.0 and chosen["blips_kept"] == 0.0 and chosen["false_per_min"] == 0.0
+    assert chosen["flicker_per_min"] == pytest.approx(2 / (3.0 / 60), rel=1e-3)  # into and out of the episode
+    raw = evaluate(Rule("raw", 0.0, 0.0, 0.0), series, windows)
+    assert raw["blips_kept"] == 1.0 and raw["flicker_per_min"] == pytest.approx(4 / (3.0 / 60), rel=1e-3)
