@@ -26,6 +26,7 @@ job twice (same job id).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ import cv2
 import numpy as np
 import redis
 
-from moodstream.shared.errors import BadInputError, ConfigError, MoodstreamError
+from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
+from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, group_backlog, is_fatal
+from moodstream.shared.transport import as_str, connect, group_backlog
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
 
@@ -91,7 +93,9 @@ class ProducerStats:
 class Producer:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = DEFAULT_ENCODING,
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
-                 notice: Callable[[str], None] | None = None):
+                 notice: Callable[[str], None] | None = None, stop: threading.Event | None = None):
+        """``retry_for_s``: how long an unreachable Redis is waited for (then ConfigError);
+        ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`)."""
         if encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
         self.settings = settings
@@ -101,6 +105,8 @@ class Producer:
         self.jpeg_quality = jpeg_quality
         self.reply_to = reply_to
         self.retry_for_s = retry_for_s
+        # the one retry helper: a refused password at once, connection errors for retry_for_s
+        self.retry = RedisRetry("producer", settings.redis_url, stop, deadline_s=retry_for_s)
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
         self._live = False  # the frames being produced come from a live source (said in the wait notice)
@@ -124,7 +130,7 @@ class Producer:
         job.enqueued_at_ms = now_ms()
         payload = encode_frame(job)
         trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
-        entry_id = self._call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
+        entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
                                                        approximate=True))
         self.stats.sent += 1
         return JobRef(job.job_id, job.source, job.frame, as_str(entry_id))
@@ -203,7 +209,7 @@ class Producer:
 
     def backlog(self) -> int:
         """The group's backlog (lag + pending); also sets where this producer's XADDs may trim."""
-        b = self._call(lambda: group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit))
+        b = self.retry.call(lambda: group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit))
         self.stats.max_backlog = max(self.stats.max_backlog, b.total)
         self._trim_below = b.trim_id(self.settings.stream_maxlen)
         return b.total
@@ -239,22 +245,6 @@ class Producer:
         return True
 
     # --- helpers ------------------------------------------------------------------
-
-    def _call(self, fn):
-        """Run a Redis call, retrying connection errors with capped backoff for ``retry_for_s``;
-        a refused password or ACL (:func:`is_fatal`) is a ConfigError at once."""
-        backoff, deadline = Backoff(), time.monotonic() + self.retry_for_s
-        while True:
-            try:
-                return fn()
-            except TRANSIENT as exc:
-                if is_fatal(exc):  # a refused password or ACL: retrying cannot help
-                    raise ConfigError(describe_fatal(exc, self.settings.redis_url)) from None
-                if time.monotonic() > deadline:
-                    raise MoodstreamError(f"producer: Redis unreachable for {self.retry_for_s:.0f}s: {exc}") from exc
-                delay = backoff.next_delay_s()
-                log.warning("producer: Redis connection error (%s); retrying in %.2fs", exc, delay)
-                time.sleep(delay)
 
     def close(self) -> None:
         self.client.close()

@@ -14,15 +14,17 @@ of readers see every result; nothing is consumed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Container, Iterator
 
 import redis
 
-from moodstream.shared.errors import ConfigError, MessageError
+from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
+from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import TRANSIENT, Backoff, as_str, connect, describe_fatal, is_fatal
+from moodstream.shared.transport import as_str, connect, is_fatal
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
 
@@ -46,7 +48,9 @@ class ResultReader:
         """Id of the newest entry in the stream, ``0-0`` when empty or absent."""
         try:
             info = self.client.xinfo_stream(self.stream)
-        except redis.ResponseError:  # no such key
+        except redis.ResponseError as exc:  # no such key; a refused command is raised
+            if is_fatal(exc):
+                raise
             return "0-0"
         return as_str(info.get("last-generated-id")) or "0-0"
 
@@ -59,16 +63,32 @@ class ResultReader:
         and ``count`` it stops at the end of the stream, with either it waits
         for new entries. ``unique`` yields one result per job (delivery is at
         least once: a job can be answered twice) and counts only those.
-        Connection errors are retried with backoff; a refused password is one
-        ConfigError.
+        Redis calls go through the one retry helper: connection errors are
+        retried with backoff (until ``timeout_s``, then the read ends); a
+        refused password is one ConfigError.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        last = self._call(self.last_id, deadline) if start == FROM_NOW else start
-        if last is None:
+        until = threading.Event()  # set at the deadline: a wait for Redis ends there (RedisGone)
+        timer = None
+        if timeout_s is not None:
+            timer = threading.Timer(timeout_s, until.set)
+            timer.daemon = True
+            timer.start()
+        retry = RedisRetry("results", self.redis_url, until)
+        try:
+            yield from self._read(retry, start, follow, count, deadline, source, job_ids, unique)
+        except RedisGone:
             return
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _read(self, retry: RedisRetry, start: str, follow: bool, count: int | None, deadline: float | None,
+              source: str | None, job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
+        last = retry.call(self.last_id) if start == FROM_NOW else start
         seen: set[str] = set()
         waits = follow or count is not None
-        n, backoff = 0, Backoff()
+        n = 0
         while count is None or n < count:
             block = None
             if waits:
@@ -78,17 +98,7 @@ class ResultReader:
                     if left_ms <= 0:
                         return
                     block = max(1, min(block, left_ms))
-            try:
-                resp = self.client.xread({self.stream: last}, count=500, block=block)
-                backoff.reset()
-            except TRANSIENT as exc:
-                if is_fatal(exc):
-                    raise ConfigError(describe_fatal(exc, self.redis_url)) from None
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                log.warning("results: Redis connection error (%s); retrying", exc)
-                backoff.sleep()
-                continue
+            resp = retry.call(lambda: self.client.xread({self.stream: last}, count=500, block=block))
             entries = resp[0][1] if resp else []
             if not entries and not waits:
                 return
@@ -113,20 +123,6 @@ class ResultReader:
                 n += 1
                 if count is not None and n >= count:
                     return
-
-    def _call(self, fn, deadline: float | None):
-        """``fn()`` with connection errors retried until ``deadline`` (then None)."""
-        backoff = Backoff()
-        while True:
-            try:
-                return fn()
-            except TRANSIENT as exc:
-                if is_fatal(exc):
-                    raise ConfigError(describe_fatal(exc, self.redis_url)) from None
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-                log.warning("results: Redis connection error (%s); retrying", exc)
-                backoff.sleep()
 
     def close(self) -> None:
         self.client.close()

@@ -119,9 +119,22 @@ def ensure_group(client: redis.Redis, keys: Keys, *, stream: str | None = None, 
     return True
 
 
-def is_nogroup(exc: Exception) -> bool:
-    """The stream or its group vanished (e.g. a Redis restart without persistence)."""
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
+def find_group(groups: list[dict], group: str) -> dict | None:
+    """The entry of XINFO GROUPS's answer that describes ``group`` (None: no such group).
+    The one place that scans that answer (backlog, KEDA's lag, status)."""
+    return next((g for g in groups if as_str(g.get("name")) == group), None)
+
+
+def group_info(client: redis.Redis, stream: str, group: str) -> dict | None:
+    """XINFO GROUPS of ``stream``, for ``group`` only: its ``lag``, ``pending``,
+    ``last-delivered-id``...; None when the stream or the group does not exist."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError as exc:  # no such key; a refused command is raised
+        if is_fatal(exc):
+            raise
+        return None
+    return find_group(groups, group)
 
 
 @dataclass
@@ -228,7 +241,7 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> 
         return Backlog(0, 0, True)
     length = int(info["length"])
     first, last = _entry_id(info.get("first-entry")), _entry_id(info.get("last-entry"))
-    g = next((g for g in groups if as_str(g.get("name")) == keys.group), None)
+    g = find_group(groups, keys.group)
     if g is None:
         return Backlog(length, 0, True, length, None, first, last)
     pending = int(g.get("pending") or 0)
