@@ -10,8 +10,10 @@ refused what lies outside its set.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ from aclkit import PREFIX, REPO, RULES_DIR, USERS, acl_server, start_script
 from aclkit import client as _client
 from aclkit import denials as _denials
 from aclkit import url as _url
-from streamkit import settings_for, start_worker, tiny_jpeg
+from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.shared.embedded import free_port
 from moodstream.shared.keys import Keys
@@ -39,7 +41,8 @@ def _rules(user: str) -> str:
 
 
 def test_rules_cover_each_role_and_are_documented():
-    assert {"default", "moodstream-worker", "moodstream-producer", "moodstream-reader", "keda"} <= set(USERS)
+    assert {"default", "moodstream-worker", "moodstream-producer", "moodstream-reader", "moodstream-dashboard",
+            "moodstream-track", "moodstream-tracks", "keda"} <= set(USERS)
     readme = (REPO / "deploy" / "README.md").read_text()
     for user in USERS:  # deploy/README.md, "Redis users and passwords", shows the rules in force
         assert f"user {user} on >PASSWORD {_rules(user)}\n" in readme, f"deploy/README.md: rules of {user}"
@@ -113,6 +116,15 @@ def test_producer_drop_mode_as_its_user(acl_server):
     ("moodstream-reader", ("XREAD", "STREAMS", "moodstream:frames", "0")),
     ("keda", ("XADD", "moodstream:frames", "*", "f", "1")),
     ("keda", ("XRANGE", "moodstream:frames", "-", "+")),
+    ("moodstream-track", ("XADD", "moodstream:frames", "*", "f", "1")),  # frames: read only
+    ("moodstream-track", ("XREADGROUP", "GROUP", "moodstream:workers", "x", "STREAMS", "moodstream:frames", ">")),
+    ("moodstream-track", ("XDEL", "moodstream:results", "1-1")),
+    ("moodstream-track", ("XADD", "moodstream:results", "*", "f", "1")),  # XADD only where it publishes
+    ("moodstream-track", ("XRANGE", "moodstream:results", "-", "+")),  # XRANGE only on frames
+    ("moodstream-track", ("XADD", "moodstream:dead", "*", "f", "1")),
+    ("moodstream-track", ("EVAL", "return 1", "0")),
+    ("moodstream-tracks", ("XADD", "moodstream:summaries", "*", "f", "1")),
+    ("moodstream-tracks", ("XREAD", "STREAMS", "moodstream:results", "0")),
 ])
 def test_users_are_refused_outside_their_set(acl_server, user, command):
     port, pw = acl_server
@@ -202,4 +214,48 @@ def test_worker_command_as_its_user(acl_server, tmp_path):
     read = settings_for(_url(port, pw, "moodstream-reader"), prefix=PREFIX)
     got = list(ResultReader(read).read(start=FROM_START, count=len(sent), timeout_s=10))
     assert sorted(r.job_id for r in got) == sorted(sent) and all(r.ok for r in got)
+    assert _denials(port, pw) == []
+
+
+def test_track_and_tracks_commands_as_their_users(acl_server, checkpoint):
+    """`moodstream track` as moodstream-track (its group on the results stream, tracked results,
+    run summaries with face pictures read back from the frames) and `moodstream tracks` as
+    moodstream-tracks, as real processes on the server of the repo's rules: nothing refused."""
+    from moodstream.producer.client import Producer
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
+    n = 6
+    for i in range(n):
+        producer.submit_image(tiny_jpeg(i, size=(160, 120)), source="acl-track", frame=i)
+    producer.close()
+    worker = start_worker(settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX), checkpoint, "acl-w")
+    admin = _client(port, pw, "default")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_PREFIX=PREFIX, MOODSTREAM_RECLAIM_IDLE_MS="2000", PYTHONPATH=str(REPO))
+    moodstream = [sys.executable, "-c", "from moodstream.cli import main; main()"]
+    stage = subprocess.Popen([*moodstream, "track", "--reorder-wait-ms", "200"], cwd=REPO, text=True,
+                             env={**env, "MOODSTREAM_REDIS_URL": _url(port, pw, "moodstream-track")},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: admin.xlen(keys.tracked) >= n, 120, what="every result tracked")
+        stage.send_signal(signal.SIGTERM)  # publishes the run's summary, then exits
+        _, err = stage.communicate(timeout=60)
+    finally:
+        worker.stop()
+        if stage.poll() is None:
+            stage.kill()
+            stage.communicate()
+    assert stage.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert pw["moodstream-track"] not in err
+    assert admin.xpending(keys.results, keys.track_group)["pending"] == 0  # acked as the track user
+    (summary,) = [json.loads(f[b"msg"]) for _, f in admin.xrange(keys.summaries)]
+    assert summary["source"] == "acl-track" and summary["frames"] == n
+    assert summary["thumbnails"], "no face picture: the frames were not read back"
+    out = subprocess.run([*moodstream, "tracks", "--from-start", "--json"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={**env, "MOODSTREAM_REDIS_URL": _url(port, pw, "moodstream-tracks")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [json.loads(line)["source"] for line in out.stdout.splitlines()] == ["acl-track"]
+    admin.close()
     assert _denials(port, pw) == []
