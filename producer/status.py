@@ -1,8 +1,9 @@
 """``moodstream status``: one screen for an operator (no torch, no worker code).
 
-Live workers (from their heartbeats), the consumer group's backlog, results
-and frames/s over the last minute, dead letters by reason. The functions are
-usable on their own::
+Live workers (from their heartbeats; busy while they hold entries of the
+group), the consumer group's backlog, results and frames/s now (last 5 s) and
+over the last minute, dead letters by reason. The functions are usable on
+their own::
 
     from moodstream.producer.status import live_workers, snapshot
     snapshot(client, Keys("moodstream"))   # -> the dict `moodstream status --json` prints
@@ -21,12 +22,14 @@ import click
 import redis
 
 from moodstream.shared.keys import Keys
+from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
 
 INT_FIELDS = ("pid", "served", "batches", "dead_lettered", "in_hand", "started_at_ms", "beat_at_ms")
 PAGE = 1000  # entries per XRANGE / XREVRANGE call
 COUNT_LIMIT = 100_000  # at most this many entries are read to count a window or the dead letters
+NOW_WINDOW_S = 5.0  # "frames/s now" counts the results of the last this many seconds
 
 
 def server_time_ms(client: redis.Redis) -> int:
@@ -34,11 +37,29 @@ def server_time_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+def holding(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Entries each consumer of the workers' group holds (delivered, not yet acked), from
+    XINFO CONSUMERS: what a worker has in hand now, between heartbeats too. {} without a group."""
+    try:
+        consumers = client.xinfo_consumers(keys.frames, keys.group)
+    except redis.ResponseError as exc:  # no stream or no group; a refused command is raised
+        if is_fatal(exc):
+            raise
+        return {}
+    return {as_str(c.get("name")) or "": int(c.get("pending") or 0) for c in consumers}
+
+
 def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> list[dict]:
     """One dict per live heartbeat (worker, host, pid, status, device, model_version, served,
     batches, dead_lettered, in_hand, started_at_ms, beat_at_ms, and ``age_s`` of the last beat),
-    sorted by worker name. A heartbeat expires ``heartbeat_ttl_s`` after the worker's last beat."""
+    sorted by worker name. A heartbeat expires ``heartbeat_ttl_s`` after the worker's last beat.
+
+    The heartbeat is written between batches, so it says "idle" while a worker drains a
+    backlog; ``pending`` (entries the worker holds in the group now, :func:`holding`) corrects
+    it: a worker holding entries is ``busy`` (the beat's own word stays in ``beat_status``).
+    ``served`` is as of the last beat (``age_s`` ago)."""
     now = server_time_ms(client) if now_ms is None else now_ms
+    held = holding(client, keys)
     names = sorted(set(client.scan_iter(match=keys.heartbeat_pattern, count=1000)))
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -51,6 +72,10 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
         for f in INT_FIELDS:
             w[f] = _int(w.get(f))
         w["age_s"] = round(max(0, now - w["beat_at_ms"]) / 1000, 1) if w["beat_at_ms"] is not None else None
+        w["pending"] = held.get(w.get("worker") or "", 0)
+        w["beat_status"] = w.get("status")
+        if w["pending"] and w.get("status") == "idle":
+            w["status"] = "busy"
         workers.append(w)
     return sorted(workers, key=lambda w: w.get("worker") or "")
 
@@ -61,15 +86,9 @@ def keda_lag(client: redis.Redis, keys: Keys) -> int | None:
     MAXLEN trim past the group's position, and can report it wrong around such
     deletions; ``backlog`` in :func:`snapshot` is our corrected figure
     (:func:`shared.transport.group_backlog`). None also when there is no group yet."""
-    try:
-        groups = client.xinfo_groups(keys.frames)
-    except redis.ResponseError:  # no such stream
-        return None
-    for g in groups:
-        if as_str(g.get("name")) == keys.group:
-            lag = g.get("lag")
-            return None if lag is None else int(lag)
-    return None
+    g = group_info(client, keys.frames, keys.group)
+    lag = None if g is None else g.get("lag")
+    return None if lag is None else int(lag)
 
 
 def count_since(client: redis.Redis, stream: str, since_ms: int, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
@@ -117,10 +136,14 @@ def redis_info(client: redis.Redis) -> dict:
 
 
 def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0) -> dict:
-    """Everything ``moodstream status`` shows, as one JSON-ready dict."""
+    """Everything ``moodstream status`` shows, as one JSON-ready dict. ``frames_per_s`` is
+    the average over ``window_s``; ``frames_per_s_now`` over the last :data:`NOW_WINDOW_S`
+    (both from the results stream's entry ids, which are Redis times)."""
     now = server_time_ms(client)
     backlog = group_backlog(client, keys)
     last, truncated = count_since(client, keys.results, now - int(window_s * 1000))
+    now_s = min(NOW_WINDOW_S, window_s)
+    recent, recent_truncated = count_since(client, keys.results, now - int(now_s * 1000))
     return {
         "time_ms": now,
         "prefix": keys.prefix,
@@ -130,8 +153,10 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0) -> dict:
         "backlog": {"lag": backlog.lag, "pending": backlog.pending, "total": backlog.total, "exact": backlog.exact},
         "lag": keda_lag(client, keys),
         "results": {"length": int(client.xlen(keys.results)), "last_minute": last, "window_s": window_s,
-                    "truncated": truncated},
+                    "truncated": truncated, "recent": recent, "recent_window_s": now_s,
+                    "recent_truncated": recent_truncated},
         "frames_per_s": round(last / window_s, 2),
+        "frames_per_s_now": round(recent / now_s, 2),
         "dead_letters": dead_letter_reasons(client, keys),
         "redis": redis_info(client),
     }
@@ -145,21 +170,24 @@ def render(snap: dict) -> str:
     lines.append(f"workers: {len(workers)} live" + ("" if workers else " (no heartbeat: nothing consumes "
                                                                        f"{snap['stream']})"))
     if workers:
-        lines.append(f"  {'worker':<28} {'status':<8} {'device':<8} {'model':<36} {'served':>8} {'batches':>7} "
-                     f"{'dead':>5} {'in hand':>7} {'seen':>6}")
+        # served / batches / dead: as of the worker's last beat ("beat"); in hand: entries it holds now
+        lines.append(f"  {'worker':<28} {'status':<8} {'device':<8} {'model':<36} {'served@beat':>11} "
+                     f"{'batches':>7} {'dead':>5} {'in hand':>7} {'beat':>6}")
         for w in workers:
             seen = "-" if w["age_s"] is None else f"{w['age_s']:.0f}s"
             lines.append(f"  {_cut(w.get('worker'), 28):<28} {_cut(w.get('status'), 8):<8} "
                          f"{_cut(w.get('device'), 8):<8} {_cut(w.get('model_version'), 36):<36} "
-                         f"{_num(w['served']):>8} {_num(w['batches']):>7} {_num(w['dead_lettered']):>5} "
-                         f"{_num(w['in_hand']):>7} {seen:>6}")
+                         f"{_num(w['served']):>11} {_num(w['batches']):>7} {_num(w['dead_lettered']):>5} "
+                         f"{_num(w.get('pending')):>7} {seen:>6}")
     b = snap["backlog"]
     keda = "nil (use backlog)" if snap["lag"] is None else str(snap["lag"])
     lines += ["", f"backlog: {b['total']}{'' if b['exact'] else '+'} = lag {b['lag']} undelivered + "
                   f"{b['pending']} pending   (group {snap['group']}; XINFO lag, as KEDA reads it: {keda})"]
     r = snap["results"]
-    lines.append(f"results: {r['length']} in the stream, {r['last_minute']}{'+' if r['truncated'] else ''} in the "
-                 f"last {r['window_s']:g} s = {snap['frames_per_s']:.2f} frames/s")
+    lines.append(f"results: {r['length']} in the stream; {snap['frames_per_s_now']:.2f} frames/s now "
+                 f"({r['recent']}{'+' if r['recent_truncated'] else ''} in the last {r['recent_window_s']:g} s), "
+                 f"{snap['frames_per_s']:.2f} average ({r['last_minute']}{'+' if r['truncated'] else ''} in the "
+                 f"last {r['window_s']:g} s)")
     d = snap["dead_letters"]
     reasons = ", ".join(f"{k} {v}" for k, v in d["by_reason"].items()) or "none"
     lines.append(f"dead letters: {d['length']}  ({reasons})" + (f"  [{d['note']}]" if d.get("note") else ""))
@@ -187,29 +215,40 @@ def _cut(v: str | None, n: int) -> str:
 @click.option("--watch", type=click.FloatRange(min=0.2), is_flag=False, flag_value=2.0, default=None,
               metavar="[SECONDS]", help="Redraw every SECONDS (default 2) until Ctrl-C.")
 @click.option("--window-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Frames/s is counted over results of the last this many seconds.")
+              help="The average frames/s is counted over results of the last this many seconds (beside it: "
+                   "frames/s now, over the last 5 s).")
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
 @click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
 def status(as_json, watch, window_s, redis_url, prefix):
     """One screen for operators: live workers, backlog, results and dead letters, frames/s.
 
-    Workers come from their heartbeats (device, model version, frames served,
-    last seen); backlog is the consumer group's undelivered lag plus pending
-    entries, beside the XINFO GROUPS lag that KEDA's lagCount reads. Exits 1
-    with one line when Redis cannot be reached.
+    Workers come from their heartbeats (device, model version, frames served
+    as of the last beat) and the consumer group (a worker holding entries is
+    busy; "in hand" is what it holds now); backlog is the group's undelivered
+    lag plus pending entries, beside the XINFO GROUPS lag that KEDA's lagCount
+    reads; frames/s now (last 5 s) beside the average over --window-s. A
+    refused password is one line and exit 1 at once, an unreachable Redis
+    after about 10 s; --watch keeps waiting for a Redis that went away.
     """
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     keys = Keys.from_settings(settings)
     client = connect(settings.redis_url, socket_timeout_s=10.0)
+    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db (~10 s)
     if watch is None:
-        click.echo(_one(client, keys, window_s, as_json))
+        retry = RedisRetry("status", settings.redis_url, deadline_s=10.0)
+        click.echo(_text(retry.call(lambda: snapshot(client, keys, window_s)), as_json))
         return
+
+    def down(exc: BaseException) -> None:  # say so, keep watching (the one retry helper waits)
+        text = f"cannot reach Redis at {redact(settings.redis_url)}: {' '.join(str(exc).split())}"
+        if not as_json:
+            click.clear()
+        click.echo(json.dumps({"error": text}) if as_json else text)
+
+    retry = RedisRetry("status", settings.redis_url, cap_s=max(watch, 2.0), on_down=down)
     try:
         while True:
-            try:
-                text = _one(client, keys, window_s, as_json)
-            except click.ClickException as exc:  # Redis went away: say so, keep watching
-                text = json.dumps({"error": exc.message}) if as_json else exc.message
+            text = _text(retry.call(lambda: snapshot(client, keys, window_s)), as_json)
             if not as_json:
                 click.clear()
             click.echo(text)
@@ -218,11 +257,5 @@ def status(as_json, watch, window_s, redis_url, prefix):
         pass
 
 
-def _one(client: redis.Redis, keys: Keys, window_s: float, as_json: bool) -> str:
-    try:
-        snap = snapshot(client, keys, window_s)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis ({exc})") from None
-    except redis.RedisError as exc:  # e.g. NOPERM for an ACL user without XINFO / SCAN
-        raise click.ClickException(f"Redis refused a status command ({exc})") from None
+def _text(snap: dict, as_json: bool) -> str:
     return json.dumps(snap) if as_json else render(snap)

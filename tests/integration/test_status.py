@@ -8,19 +8,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from click.testing import CliRunner
-from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
+from streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
 
 import moodstream.producer.status as status_mod
 from moodstream.cli import cli
 from moodstream.producer.client import Producer
-from moodstream.producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, snapshot
+from moodstream.producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, render, snapshot
 from moodstream.shared.embedded import free_port
 from moodstream.shared.transport import ensure_group
 from moodstream.shared.wire import FIELD
 
 MOODSTREAM = [sys.executable, "-c", "from moodstream.cli import main; main()"]
+HERE = Path(__file__).resolve().parent
 
 
 def test_snapshot_shows_backlog_then_the_worker_that_drains_it(redis_url, client, keys, checkpoint):
@@ -133,3 +135,58 @@ def test_watch_redraws_until_ctrl_c(redis_url):
     assert "Traceback" not in err
     frames = [json.loads(line) for line in out.splitlines()]
     assert len(frames) >= 2 and all("backlog" in f and "workers" in f for f in frames)
+
+
+def test_a_worker_draining_a_backlog_is_busy_the_whole_time(redis_url, client, keys):
+    """Issue 23 item 7: the heartbeat is written between batches, so `status` showed a
+    worker "idle" for the whole drain of a backlog with 16 entries in hand. A real worker
+    process (double_worker.py: the real Worker, a detector taking 0.5 s a batch) drains 64
+    frames; every time it holds entries in the group, status says busy and counts them."""
+    settings = settings_for(redis_url, batch_max=8)
+    ensure_group(client, keys)
+    producer = Producer(settings)
+    n = 64
+    for i in range(n):
+        producer.submit_image(tiny_jpeg(i), source="drain", frame=i)
+    proc = subprocess.Popen([sys.executable, str(HERE / "double_worker.py"),
+                             json.dumps({"url": redis_url, "name": "w-drain", "delay_s": 0.5, "batch_max": 8})],
+                            cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = []  # (status, pending shown, pending in XPENDING) while the backlog drains
+    try:
+        wait_for(lambda: live_workers(client, keys), 120, what="the worker's heartbeat")
+        deadline = time.monotonic() + 180
+        while client.xlen(keys.results) < n and time.monotonic() < deadline:
+            held = {c["name"].decode(): c["pending"] for c in client.xinfo_consumers(keys.frames, keys.group)}
+            for w in live_workers(client, keys):
+                samples.append((w["status"], w["pending"], held.get("w-drain", 0)))
+            time.sleep(0.1)
+        assert client.xlen(keys.results) == n, proc.stderr.read() if proc.poll() is not None else "too slow"
+        done = snapshot(client, keys)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    holding = [s for s in samples if s[2] > 0]
+    report("status_drain", samples=len(samples), holding=len(holding),
+           busy_while_holding=sum(status == "busy" for status, _, _ in holding))
+    assert len(holding) >= 10, samples  # 8 batches of 0.5 s each, sampled every 0.1 s
+    assert all(status == "busy" and shown > 0 for status, shown, _ in holding), \
+        Counter(status for status, _, _ in holding)
+    (me,) = done["workers"] or [{"pending": 0, "status": "idle"}]
+    assert me["pending"] == 0 and me["status"] == "idle"  # drained: holds nothing
+
+
+def test_frames_per_s_now_beside_the_average(redis_url, client, keys):
+    """Issue 23 item 7: frames/s was a 60 s average only (1,001 frames done in 0.9 s showed
+    16.68 frames/s). Now the last 5 s beside it, in --json (new keys) and on the screen."""
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    for i in range(40):  # 40 results 30 s ago, 50 in the last second
+        client.xadd(keys.results, {FIELD: b"x"}, id=f"{now_ms - 30_000 + i}-0")
+    for i in range(50):
+        client.xadd(keys.results, {FIELD: b"x"}, id=f"{now_ms - 1_000 + i * 10}-0")
+    snap = snapshot(client, keys, window_s=60)
+    assert snap["frames_per_s"] == round(90 / 60, 2)  # the average, as before
+    assert snap["frames_per_s_now"] == round(50 / 5, 2)
+    assert snap["results"]["recent"] == 50 and snap["results"]["recent_window_s"] == 5
+    screen = render(snap)
+    assert "10.00 frames/s now" in screen and "1.50 average" in screen, screen
