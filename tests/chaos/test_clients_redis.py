@@ -182,3 +182,23 @@ def test_produce_carries_on_after_the_frames_stream_is_deleted(redis_url, client
     assert attacks >= 3, err[-2000:]
     assert [j["frame"] for j in out.json()] == list(range(n))
     assert len(seen) == n
+
+
+def test_status_watch_says_redis_is_gone_and_resumes_when_it_is_back():
+    """--watch keeps watching through a Redis restart: an {"error"} line while it is down (the
+    one retry helper waits, stop-aware), snapshots again once it is back."""
+    server = EmbeddedRedis().start()
+    proc = spawn_cli("status", "--watch", "0.3", "--json", MOODSTREAM_REDIS_URL=server.url, MOODSTREAM_PREFIX="t")
+    out = Lines(proc)
+    try:
+        wait_until(lambda: any("backlog" in s for s in out.json()), 30, "a first snapshot")
+        server.kill()
+        wait_until(lambda: "error" in out.json()[-1], 30, "an error line while Redis is down")
+        assert "cannot reach Redis" in out.json()[-1]["error"]
+        time.sleep(1.0)
+        server.start()
+        wait_until(lambda: "backlog" in out.json()[-1], 60, "snapshots again once Redis is back")
+    finally:
+        err = _interrupt(proc) if proc.poll() is None else stop(proc)[1]
+        server.stop()
+    assert "Traceback" not in err
