@@ -27,17 +27,16 @@ null (``moodstream tracks`` and ``up --summary`` say so), nothing else changes.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
 import redis
 
 from moodstream.shared.errors import BadInputError, MessageError
-from moodstream.shared.record import Face, FrameJob, FrameResult
+from moodstream.shared.record import FrameJob, FrameResult
 from moodstream.shared.media import decode_pixels
 from moodstream.shared.wire import FIELD, decode_frame
-from moodstream.worker.summary import SourceSummary, crop_face, frontality
+from moodstream.worker.summary import SourceSummary, crop_face, pose_score
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,6 @@ GAIN = 1.1  # a frame is read when the face's pixel-free score beats the best re
 READS_PER_TRACK = 8
 SKEW_MS = 250  # how far before its enqueue time an entry is looked for (producer and Redis clocks)
 SCANS = ((0, 2), (0, 16), (SKEW_MS, 32))  # (ms before enqueue time, entries read) tried in turn
-
-
-def pixel_free_score(face: Face) -> float:
-    """The size and frontality terms of ``thumbnail_score`` (no pixels needed)."""
-    x1, y1, x2, y2 = face.box
-    size = min(1.0, math.sqrt(max(0.0, x2 - x1) * max(0.0, y2 - y1)) / 96.0)
-    return size * (0.2 + 0.8 * frontality(face))
 
 
 class FramePictures:
@@ -71,7 +63,7 @@ class FramePictures:
         for face in r.faces:
             if face.track_id is None:
                 continue
-            score = pixel_free_score(face)
+            score = pose_score(face)
             top, n = best.get(face.track_id, (0.0, 0))
             if n < READS_PER_TRACK and (n == 0 or score > top * GAIN):
                 best[face.track_id] = (max(top, score), n + 1)

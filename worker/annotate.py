@@ -22,6 +22,7 @@ import numpy as np
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_stream_spec
 from moodstream.shared.record import Face
+from moodstream.shared.table import face_label
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +39,6 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-RAW_SHOWN_MIN = 0.5  # a frame's own top emotion at least this sure is shown beside a different smoothed one
-
-
-def face_label(face: Face) -> tuple[str, str]:
-    """(emotion shown, its text): the smoothed emotion with ``#track_id`` in front when the
-    face is tracked (``"#2 happiness 87%"``), else the raw one (``"happiness 87%"``). When
-    this frame's own top emotion differs from the smoothed one and has at least
-    ``RAW_SHOWN_MIN``, it follows a slash (``"#2 neutrality 45% / happiness 77%"``): the
-    label never hides a clear expression on its frame."""
-    shown = face.shown
-    emotion = shown.emotion or "face"
-    p = shown.probabilities.get(emotion)
-    text = emotion if p is None else f"{emotion} {p:.0%}"
-    if face.track_id is not None:
-        text = f"#{face.track_id} {text}"
-    raw = (face.probabilities or {}).get(face.emotion or "", 0.0)
-    if face.emotion and face.emotion != emotion and raw >= RAW_SHOWN_MIN:
-        text = f"{text} / {face.emotion} {raw:.0%}"
-    return emotion, text
 
 
 def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:

@@ -182,6 +182,25 @@ def test_table_format(tmp_path, image_path):
     assert not any(line.startswith("{") for line in lines)
 
 
+def test_table_names_tracks_as_the_annotated_frames_do():
+    # issue 24: the table showed raw labels without track ids while --annotate showed smoothed ones
+    import msgspec
+
+    from moodstream.shared.record import Face
+    from moodstream.shared.table import face_label
+
+    clip = str(Path(__file__).resolve().parents[1] / "fixtures" / "clip_360p.mp4")
+    table = CliRunner().invoke(analyze, ["--device", "cpu", "--format", "table", "--max-frames", "8", clip])
+    records = CliRunner().invoke(analyze, ["--device", "cpu", "--max-frames", "8", clip])
+    assert table.exit_code == 0 and records.exit_code == 0, table.output[-2000:]
+    rows = table.stdout.splitlines()[1:]
+    faces = [[msgspec.convert(f, Face) for f in json.loads(line)["faces"]] for line in records.stdout.splitlines()]
+    assert len(rows) == len(faces) == 8 and any(faces)
+    for row, frame_faces in zip(rows, faces):
+        for face in frame_faces:
+            assert face.track_id is not None and face_label(face)[1] in row, row
+
+
 def test_frames_are_batched_across_inputs(tmp_path, image_path, monkeypatch):
     from moodstream.worker.pipeline import Pipeline
 
