@@ -91,16 +91,17 @@ def test_the_service_summary_equals_analyze_on_the_same_file(redis_url, client, 
     assert table.exit_code == 0 and table.stdout.count("clip_360p.mp4 (run") == 2, table.output
 
 
-def test_up_summary_equals_analyze(fixtures_dir, tmp_path, monkeypatch):
+def test_up_summary_equals_analyze(tmp_path, monkeypatch):
     from moodstream.up import up
 
-    clip = str(fixtures_dir / "clip_360p.mp4")
+    clip = str(REPO / "samples" / "hamilton_clip.mp4")  # 2 s: one person with episodes, one track that is not
     want = analyze_summary(clip, tmp_path / "analyze")
+    assert [t["person"] for t in want["tracks"]].count(True) == 1 and any(t["episodes"] for t in want["tracks"])
     monkeypatch.delenv("MOODSTREAM_REDIS_URL", raising=False)  # an embedded server
     ran = CliRunner().invoke(up, [clip, "--device", "cpu", "--format", "jsonl", "--summary",
                                   str(tmp_path / "up" / "s.json")])
     assert ran.exit_code == 0, ran.output
-    assert len(ran.stdout.splitlines()) == 12  # every frame answered, then it exited
+    assert len(ran.stdout.splitlines()) == 60  # every frame answered, then it exited
     got = json.loads((tmp_path / "up" / "s.json").read_text())
     assert_same_tracks(got["tracks"], tmp_path / "up", want["tracks"], tmp_path / "analyze")
     assert "TRACK" in ran.stderr  # the people table
