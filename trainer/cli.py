@@ -14,6 +14,19 @@ from moodstream.lazy import LazyGroup
 log = logging.getLogger(__name__)
 
 
+class OldSpellings(click.Option):
+    """An option whose first spelling is the one shown; the others are old names that
+    scripts may still use, accepted but left out of --help (one name per concept
+    across commands: ``--every`` keeps every Nth frame, ``--detect-every`` detects)."""
+
+    def get_help_record(self, ctx: click.Context):
+        opts, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="FER+ root (FER2013Train/ ...) or a folder-per-class dataset.")

@@ -66,3 +66,18 @@ def test_trainer_commands_without_torch_name_the_train_extra(tmp_path):
     out = _run(("torch", "torchvision", "facenet_pytorch"), "eval", "--data", str(tmp_path), "--split", "test")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "moodstream[train]" in out.stderr and "moodstream[cpu]" not in out.stderr, out.stderr[-2000:]
+
+
+def test_service_benchmark_runs_in_a_cpu_install(redis_url, tmp_path):
+    """`bench stream` measures what a worker install ships: in a [cpu] venv (torch unimportable
+    here and in the workers it spawns) it measures the ONNX worker; it asked for torch."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nfor name in ('torch', 'torchvision', 'facenet_pytorch'):\n"
+                                               "    sys.modules[name] = None\n")
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "MOODSTREAM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "moodstream", "bench", "stream", "--video", "samples/hamilton_clip.mp4",
+                          "--frames", "2", "--warmup", "0", "--latency-frames", "1", "--redis-url", redis_url,
+                          "--timeout-s", "240", "--out", str(tmp_path / "stream.json")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
+    report = json.loads((tmp_path / "stream.json").read_text())
+    assert list(report["runs"]) == ["onnx"] and report["runs"]["onnx"]["throughput"]["frames"] == 2, report

@@ -33,6 +33,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.media import decode_pixels, iter_video
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
+from moodstream.trainer.cli import OldSpellings
 
 DEFAULT_VIDEO = Path(moodstream.__file__).resolve().parent / "samples" / "hamilton_clip.mp4"
 FOUND_IOU = 0.5  # the same face
@@ -139,8 +140,9 @@ def markdown(report: dict) -> str:
 @click.option("--video", "videos", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A video (repeatable). Default: the bundled sample clip.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="At most this many frames of each video.")
-@click.option("--every-n", type=click.IntRange(min=1), default=1, show_default=True, help="Keep every Nth frame.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda or cuda:N.")
+@click.option("--every", "--every-n", "every_n", cls=OldSpellings, type=click.IntRange(min=1), default=1,
+              show_default=True, help="Keep every Nth frame.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON here, and the table beside it (.md).")

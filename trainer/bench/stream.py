@@ -4,7 +4,8 @@ of real workers through Redis. Writes JSON and prints a table.
     moodstream bench stream --video ../shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
 
 On CPU it measures a torch worker and an ONNX Runtime worker one after the
-other on the same frames (``--backend`` picks), with their peak resident memory.
+other on the same frames (``--backend`` picks), with their peak resident memory;
+a ``[cpu]`` install (no torch) measures the ONNX Runtime worker alone.
 
 Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
 redis-server. Unless ``--no-spawn``, it starts one ``moodstream worker``
@@ -40,6 +41,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
 
 
@@ -63,7 +65,7 @@ def _summary(values: list[float]) -> dict:
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL, else an embedded redis-server.")
 @click.option("--no-spawn", is_flag=True, help="Measure the workers already serving --prefix.")
 @click.option("--prefix", help="Key prefix (default: a fresh bench-* prefix when spawning).")
-@click.option("--device", default="cpu", show_default=True, help="Worker device.")
+@click.option("--device", default="auto", show_default=True, help="Worker device: auto, cpu, cuda or cuda:N.")
 @click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
               help="Face detector of the spawned worker.")
 @click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True,
@@ -71,8 +73,8 @@ def _summary(values: list[float]) -> dict:
 @click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True,
               help="Batch wait of the spawned worker.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
-              help="Spawned worker's backend; repeat to run several side by side [default: torch and onnx on "
-                   "cpu, auto elsewhere].")
+              help="Spawned worker's backend; repeat to run several side by side [default: on CPU onnx, and torch "
+                   "beside it where torch is installed; auto elsewhere].")
 @click.option("--timeout-s", type=float, default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
@@ -92,7 +94,9 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     if no_spawn:
         backends = ("existing",)
     elif not backends:
-        backends = ("torch", "onnx") if device == "cpu" else ("auto",)
+        # a [cpu] install (no torch) measures the worker it ships
+        backends = ("auto",) if resolve_device(device) != "cpu" else ("torch", "onnx") if installed("torch") \
+            else ("onnx",)
     runs = {}
     for backend in backends:
         settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else

@@ -55,6 +55,7 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
 from moodstream.trainer.bench.e2e import CanvasSpec, feather_mask, noise_background
+from moodstream.trainer.cli import OldSpellings
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +245,21 @@ def tracking_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _fer_root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    """--data, else the checkout's test faces; an installed package has none, so say which flag to give."""
+    fixture = REPO / "tests" / "fixtures" / "ferplus"
+    if value is None and not fixture.is_dir():
+        raise click.BadParameter("give a FER+ root (e.g. ../shared/data/ferplus): the default, "
+                                 "tests/fixtures/ferplus, is only in a source checkout", ctx, param)
+    return fixture if value is None else value
+
+
 @click.command("tracking")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus].")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), callback=_fer_root,
+              help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus of a "
+                   "source checkout].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face choice and the backgrounds.")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--part", "parts", type=click.Choice(["tracks", "episodes", "people"]), multiple=True,
               help="What to measure (repeatable) [default: all]: tracks (ID switches, MOTA), episodes (summary "
                    "rules on a clip with scripted expressions: brief-expression recall, flicker), people "
@@ -398,15 +409,15 @@ def video_markdown(report: dict) -> str:
               help="Folder of videos; every video in it is run.")
 @click.option("--frames", "max_frames", default=150, show_default=True, type=click.IntRange(min=2),
               help="Frames per video from the start.")
-@click.option("--every", "every", default="1,3,5,10", show_default=True,
+@click.option("--detect-every", "--every", "detect_every", cls=OldSpellings, default="1,3,5,10", show_default=True,
               help="Detect-every values, comma-separated; the first is the reference.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per call.")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @click.option("--note", "notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
-def video_cmd(videos_dir, max_frames, every, batch, device, threads, notes, out, md_path):
+def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, notes, out, md_path):
     """Detect-every-N on real videos: frames/s, faces reproduced against detecting every
     frame, top-emotion agreement, and label flicker raw vs smoothed."""
     import torch
@@ -417,7 +428,7 @@ def video_cmd(videos_dir, max_frames, every, batch, device, threads, notes, out,
 
     if threads:
         torch.set_num_threads(threads)
-    ns = tuple(int(v) for v in every.split(","))
+    ns = tuple(int(v) for v in detect_every.split(","))
     paths = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
         if Path(videos_dir).is_dir() else []
     if not paths:
