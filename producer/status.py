@@ -172,7 +172,7 @@ def render(snap: dict) -> str:
     if workers:
         # served / batches / dead: as of the worker's last beat ("beat"); in hand: entries it holds now
         lines.append(f"  {'worker':<28} {'status':<8} {'device':<8} {'model':<36} {'served@beat':>11} "
-                     f"{'batches':>7} {'dead':>5} {'in hand':>7} {'beat':>6}")
+                     f"{'batches':>7} {'dead':>5} {'in hand':>7} {'seen':>6}")
         for w in workers:
             seen = "-" if w["age_s"] is None else f"{w['age_s']:.0f}s"
             lines.append(f"  {_cut(w.get('worker'), 28):<28} {_cut(w.get('status'), 8):<8} "
