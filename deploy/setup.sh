@@ -2,7 +2,8 @@
 # Set up moodstream in ./.venv (idempotent).
 # Usage: bash deploy/setup.sh [--dev | --gpu | --train]
 #   (none)   what runs here: the torch-free CPU install (ONNX Runtime worker, `analyze`, the service,
-#            an embedded redis-server; about 0.5 GB), or the torch one when `nvidia-smi` finds a GPU
+#            an embedded redis-server; about 0.5 GB; OpenVINO too on CPUs with AVX-512 VNNI or AMX),
+#            or the torch one when `nvidia-smi` finds a GPU
 #   --gpu    torch with CUDA, the trainer and benchmarks (about 6 GB), GPU or not
 #   --train  the same as --gpu (training and the benchmarks need torch)
 #   --dev    everything the test suite needs (torch, pytest, the browser-test tools, the embedded server)
@@ -15,14 +16,18 @@ case "$mode" in
   auto) if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then mode=gpu; else mode=cpu; fi ;;
   --gpu|--train) mode=gpu ;;
   --dev) mode=dev ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "unknown option $mode; see: bash deploy/setup.sh --help" >&2; exit 2 ;;
 esac
 case "$mode" in
-  cpu) extras="cpu,embedded"; torch=no ;;
+  cpu) extras="cpu,embedded"; torch=no
+       # OpenVINO beside ONNX Runtime where it can win (Intel AVX-512 VNNI / AMX: issue 26's probe measured
+       # it 1.5-7x faster per net there); backend=auto still times both on the machine and keeps the faster
+       if grep -qwE 'avx512_vnni|amx_tile|avx512_bf16' "${CPUINFO:-/proc/cpuinfo}" 2>/dev/null; then extras="cpu,openvino,embedded"; fi ;;
   gpu) extras="train,embedded"; torch=yes ;;
   dev) extras="dev"; torch=yes ;;
 esac
+[ -n "${SETUP_DRY_RUN:-}" ] && { echo "$extras"; exit 0; }  # what would be installed (tests/deploy/test_setup.py)
 
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "moodstream needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1). Set PYTHON=..." >&2
