@@ -47,11 +47,45 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose >= 2:
+        native_logs_on()
 
 
 def main() -> None:
     limit_opencv_pixels()
+    quiet_native_logs()
     cli(prog_name="moodstream")
+
+
+# OpenCV's and FFmpeg's own messages ("[mov,mp4,...] moov atom not found" on a truncated
+# mp4) are off by default: the error record already names the problem. A variable the
+# user set wins; -vv turns them on.
+NATIVE_LOG_QUIET = {"OPENCV_LOG_LEVEL": "SILENT", "OPENCV_FFMPEG_LOGLEVEL": "-8"}  # -8: AV_LOG_QUIET
+
+
+def quiet_native_logs() -> None:
+    """Before cv2 loads: OpenCV reads OPENCV_LOG_LEVEL once, at load (FFmpeg's level
+    when the first video opens)."""
+    import os
+
+    for name, value in NATIVE_LOG_QUIET.items():
+        os.environ.setdefault(name, value)
+
+
+def native_logs_on() -> None:
+    """-vv: OpenCV's and FFmpeg's warnings too. Our quiet levels are unset, not raised:
+    with OPENCV_FFMPEG_LOGLEVEL set, OpenCV prints FFmpeg's messages on stdout (among
+    the records); unset, FFmpeg prints them on stderr. cv2 may be loaded by now (the
+    command's module is imported before this group's callback runs)."""
+    import os
+
+    for name, value in NATIVE_LOG_QUIET.items():
+        if os.environ.get(name) == value:
+            del os.environ[name]
+    if "cv2" in sys.modules:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
 
 
 def limit_opencv_pixels() -> None:

@@ -78,6 +78,19 @@ def sniff_format(data: bytes) -> str | None:
 ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
 
 
+def sniff_video(data: bytes) -> str | None:
+    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
+    ``.webm`` for WebM / Matroska, ``.avi``), or None (images among them)."""
+    head = data[:12]
+    if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
+        return ".mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
+        return ".webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ".avi"
+    return None
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
     decoding, or None. For a TIFF, the largest page (OpenCV may read any of them)."""
@@ -347,7 +360,12 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
     for spec in expand_paths(paths):
         if spec == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
-            yield FrameItem("-", 0, data=stream.read())
+            data = stream.read()
+            suffix = sniff_video(data)
+            if suffix is None:
+                yield FrameItem("-", 0, data=data)
+            else:
+                yield from iter_piped_video(data, suffix, every_n, fps, max_frames)
         elif is_video(spec):
             yield from iter_video(spec, every_n, fps, max_frames)
         elif not Path(spec).exists():
@@ -357,6 +375,22 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 yield FrameItem(spec, 0, data=Path(spec).read_bytes())
             except OSError as exc:
                 yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
+
+
+def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,
+                     max_frames: int | None = None) -> Iterator[FrameItem]:
+    """A video read from stdin, as :func:`iter_video` gives a file's frames, named ``-``:
+    OpenCV opens files, not bytes, so it goes through a temporary file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="moodstream-stdin-", suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        for item in iter_video(tmp.name, every_n, fps, max_frames):
+            item.source = "-"
+            if item.error is not None:  # name stdin, not the temporary file
+                item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, "stdin"))
+            yield item
 
 
 def open_capture(spec: str) -> cv2.VideoCapture:

@@ -185,7 +185,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image, a folder (searched recursively for images and videos), a
-    video, a camera index or stream URL, or - to read one image from stdin.
+    video, a camera index or stream URL, or - to read one image or video from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}: the
     same record as `moodstream results`, without the service's fields), or for
@@ -242,6 +242,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             raise click.ClickException(str(exc)) from None
     items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
     frames = faces = errors = 0
+    interrupted = False
     started = time.perf_counter()
     from tqdm import tqdm
 
@@ -268,6 +269,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 report.add(r, out.image, out.video)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:  # Ctrl-C: what was done is still written below, and said
+        interrupted = True
     finally:
         progress.close()
         if annotator is not None:
@@ -283,11 +286,14 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     elapsed = time.perf_counter() - started
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
-    click.echo(f"analyze: {frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
+    click.echo(f"analyze: {'interrupted (Ctrl-C) after ' if interrupted else ''}"
+               f"{frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
                + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
                + (f"; report in {report_path}" if report is not None else ""), err=True)
+    if interrupted:
+        click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it
     if errors:
         click.get_current_context().exit(1)

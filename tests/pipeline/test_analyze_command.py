@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -304,3 +305,61 @@ def test_a_camera_url_with_credentials_is_never_printed():
     assert out.returncode == 1
     assert "s3cret" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
     assert "127.0.0.1:1/stream" in out.stdout
+
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "samples" / "hamilton_clip.mp4"
+
+
+def test_a_video_piped_to_stdin_is_analysed_as_a_video():
+    # issue 23 item 6: `cat clip.mp4 | moodstream analyze -` said "not an image"
+    result, records = run(["-", "--max-frames", "3"], stdin=CLIP.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert [r["frame"] for r in records] == [0, 1, 2] and all(r["source"] == "-" for r in records)
+    assert all(r["timestamp_s"] is not None and "error" not in r for r in records)
+    assert sum(len(r["faces"]) for r in records) >= 3
+    result, records = run(["-"], stdin=CLIP.read_bytes()[:20_000])  # truncated: one error record, no temp path
+    assert result.exit_code == 1 and len(records) == 1 and records[0]["source"] == "-"
+    assert records[0]["error"]["reason"] == "unreadable" and "/tmp" not in json.dumps(records[0])
+
+
+def test_ffmpeg_and_opencv_messages_stay_off_stderr_unless_asked(tmp_path):
+    # issue 23 item 6: a truncated mp4 printed FFmpeg's "[mov,mp4,...] moov atom not found" twice;
+    # the error record already names the problem. -vv shows them.
+    bad = tmp_path / "truncated.mp4"
+    bad.write_bytes(CLIP.read_bytes()[:20_000])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")} | {"OMP_NUM_THREADS": "1"}
+    quiet = subprocess.run([sys.executable, "-m", "moodstream", "analyze", "--device", "cpu", str(bad)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert quiet.returncode == 1 and "cannot open video" in quiet.stdout
+    assert "moov atom" not in quiet.stderr and "[mov," not in quiet.stderr, quiet.stderr
+    loud = subprocess.run([sys.executable, "-m", "moodstream", "-vv", "analyze", "--device", "cpu", str(bad)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert loud.returncode == 1 and "moov atom not found" in loud.stderr, loud.stderr[-2000:]
+    for out in (quiet, loud):  # stdout stays records only (OpenCV can print FFmpeg's messages there)
+        assert [json.loads(line)["error"]["reason"] for line in out.stdout.splitlines()] == ["unreadable"]
+
+
+def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path):
+    # issue 23 item 6: SIGINT printed only "Aborted!"
+    import signal
+
+    summary, annotated = tmp_path / "out" / "summary.json", tmp_path / "annotated"
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "analyze", "--device", "cpu", "--batch", "1",
+                             "--annotate", str(annotated), "--summary", str(summary), str(CLIP), str(CLIP),
+                             str(CLIP)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        first = proc.stdout.readline()  # a frame is done: the run is in its loop
+        assert json.loads(first)["frame"] == 0
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = 1 + len(rest.splitlines())
+    assert proc.returncode == 130, err[-2000:]
+    assert "Aborted!" not in err and "Traceback" not in err, err[-2000:]
+    # the count is the frames done; Ctrl-C landing between a record's print and its count says one fewer
+    assert "interrupted" in err and re.search(rf"after ({done}|{done - 1}) frames", err), err[-2000:]
+    assert str(annotated) in err and str(summary) in err and summary.exists(), err[-2000:]
