@@ -69,12 +69,17 @@ def test_trainer_commands_without_torch_name_the_train_extra(tmp_path):
     assert "moodstream[train]" in out.stderr and "moodstream[cpu]" not in out.stderr, out.stderr[-2000:]
 
 
+def _cpu_install(tmp_path: Path) -> dict[str, str]:
+    """The environment of a [cpu] venv: torch unimportable in this process and every one it spawns."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nfor name in ('torch', 'torchvision', 'facenet_pytorch'):\n"
+                                               "    sys.modules[name] = None\n")
+    return {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "MOODSTREAM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+
+
 def test_service_benchmark_runs_in_a_cpu_install(redis_url, tmp_path):
     """`bench stream` measures what a worker install ships: in a [cpu] venv (torch unimportable
     here and in the workers it spawns) it measures the ONNX worker; it asked for torch."""
-    (tmp_path / "sitecustomize.py").write_text("import sys\nfor name in ('torch', 'torchvision', 'facenet_pytorch'):\n"
-                                               "    sys.modules[name] = None\n")
-    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "MOODSTREAM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    env = _cpu_install(tmp_path)
     out = subprocess.run([sys.executable, "-m", "moodstream", "bench", "stream", "--video", "samples/hamilton_clip.mp4",
                           "--frames", "2", "--warmup", "0", "--latency-frames", "1", "--redis-url", redis_url,
                           "--timeout-s", "240", "--out", str(tmp_path / "stream.json")],
@@ -82,3 +87,11 @@ def test_service_benchmark_runs_in_a_cpu_install(redis_url, tmp_path):
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
     report = json.loads((tmp_path / "stream.json").read_text())
     assert list(report["runs"]) == ["onnx"] and report["runs"]["onnx"]["throughput"]["frames"] == 2, report
+
+
+def test_bench_encoding_runs_in_a_cpu_install(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "moodstream", "bench", "encoding", "--max-frames", "2", "--json"],
+                         cwd=REPO, env=_cpu_install(tmp_path), capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["backend"] == "onnx" and report["videos"][0]["frames"] == 2, report
