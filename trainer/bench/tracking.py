@@ -254,6 +254,17 @@ def _fer_root(ctx: click.Context, param: click.Parameter, value: Path | None) ->
     return fixture if value is None else value
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        ns = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        ns = ()
+    if not ns or min(ns) < 1:
+        raise click.BadParameter(f"expected comma-separated integers >= 1, got {value!r}", ctx, param,
+                                 param_hint=f"'{param.opts[0]}'")
+    return ns
+
+
 @click.command("tracking")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), callback=_fer_root,
               help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus of a "
@@ -410,7 +421,7 @@ def video_markdown(report: dict) -> str:
 @click.option("--frames", "max_frames", default=150, show_default=True, type=click.IntRange(min=2),
               help="Frames per video from the start.")
 @click.option("--detect-every", "--every", "detect_every", cls=OldSpellings, default="1,3,5,10", show_default=True,
-              help="Detect-every values, comma-separated; the first is the reference.")
+              callback=_int_list, help="Detect-every values, comma-separated; the first is the reference.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
@@ -428,7 +439,7 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
 
     if threads:
         torch.set_num_threads(threads)
-    ns = tuple(int(v) for v in detect_every.split(","))
+    ns = detect_every
     paths = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
         if Path(videos_dir).is_dir() else []
     if not paths:
