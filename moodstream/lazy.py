@@ -32,7 +32,7 @@ class LazyGroup(click.Group):
         try:
             cmd = getattr(importlib.import_module(module), attr)
         except ImportError as exc:
-            return _missing_extra(name, short_help, exc)
+            return _missing_extra(_command_name(ctx, name), short_help, exc)
         cmd.short_help = cmd.short_help or short_help
         return cmd
 
@@ -46,7 +46,12 @@ class LazyGroup(click.Group):
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
-            raise click.ClickException(install_hint(ctx.invoked_subcommand or "", exc.name)) from None
+            raise click.ClickException(install_hint(_command_name(ctx, ctx.invoked_subcommand or ""), exc.name)) from None
+
+
+def _command_name(ctx: click.Context, name: str) -> str:
+    """The command as typed after ``moodstream``: ``analyze``, or ``bench video`` inside a group."""
+    return f"{ctx.info_name} {name}" if ctx.parent is not None else name
 
 
 def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
@@ -75,7 +80,7 @@ def install_hint(command: str, missing: str | None) -> str:
     """One line naming the extra that makes ``moodstream COMMAND`` run, for a missing module."""
     top = (missing or "").split(".")[0]
     if top in _TORCH_FAMILY:
-        if command in _TRAINER_COMMANDS or command == "bench":
+        if command.split(" ")[0] in _TRAINER_COMMANDS | {"bench"}:
             extra = "'moodstream[train]' (torch, the trainer and benchmarks)"
         else:
             extra = "'moodstream[cpu]' (CPU, no torch) or 'moodstream[worker]' (torch, GPUs)"
