@@ -207,7 +207,7 @@ def summary_message(run: SourceRun, why: str) -> dict:
         picture = run.summary.pictures.picture(t["track_id"])
         if picture is not None:
             thumbnails[str(t["track_id"])] = base64.b64encode(encode_jpeg(picture, THUMB_JPEG_QUALITY)).decode()
-    return {"source": run.source, "run": run.number, "ended": why, "frames": len(run.summary.times),
+    return {"source": run.source, "run": run.number, "ended": why, "frames": run.summary.frames,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 
 

@@ -13,6 +13,7 @@ gives one entry per track (:meth:`Summarizer.entries`)::
     dominant, dominant_emotion   # the emotion with the highest mean (dominant_emotion: its older name)
     emotions                # share of the track's frames inside an episode of each emotion, the rest neutrality
     episodes: [{emotion, start_s, end_s, peak, peak_s, frames}]   # neutrality excluded
+    episodes_dropped: int   # older episodes left out past MAX_EPISODES (their frames still count in emotions)
     thumbnail: str | None   # set by write_summary: the face picture, relative to the summary's folder
 
 Nothing is dropped: a track that is not a person stays, with ``person: false``.
@@ -43,6 +44,21 @@ points), while the landmark-geometry rule lowers both (it rejects profiles);
 on the shared videos the length rule is what removes the noise (10 -> 7 and
 13 -> 10 tracks; those left out have 1-5 frames).
 
+**Bounded memory.** A live camera's run never ends, so nothing here grows with
+the frames of a run unless asked (``series=True``, for ``analyze``'s timeline):
+means are running sums; the box and score medians come from
+:class:`StridedSample`, every frame up to ``MEDIAN_KEEP`` (4096) per track,
+then every s-th (s a power of two, 2048-4096 values evenly spaced over the
+track). So a track of up to 4096 frames gets numpy's median over all of them
+(the answer of keeping every frame, on ordinary files); a longer one the
+median of that even sample, whose rank is typically within a percentile or
+two of the true median's (a box that oscillated with exactly the stride's
+period could bias it; the mean score is then the running sum's, exact up to
+float rounding). A track keeps its newest ``MAX_EPISODES`` (1000) episodes; older ones
+are counted in ``episodes_dropped`` and their frames still count in
+``emotions``. The source keeps its first and last frame time, frame count and
+smallest step, not every time (``series=True`` keeps them for the timeline).
+
 **Face pictures.** :class:`ThumbnailPicker` keeps, per track, the best crop
 offered so far by :func:`thumbnail_score` (large, sharp, frontal). It takes
 either the whole frame (``analyze`` has it) or a crop cut elsewhere (the
@@ -54,6 +70,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +88,8 @@ if TYPE_CHECKING:
 NEUTRAL = "neutrality"
 THUMB_MARGIN = 0.25  # a face picture: the box grown by this share of its side on each side
 THUMB_MAX_PX = 128  # ... and scaled down to at most this many pixels on its longer side
+MEDIAN_KEEP = 4096  # values a track keeps for its medians: all up to this many, then an even sample
+MAX_EPISODES = 1000  # finished episodes a track keeps (the newest); older ones are counted
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,7 @@ class EpisodeFinder:
     order, :meth:`finish` at the end. ``neutral`` is the index of neutrality in the labels."""
 
     def __init__(self, neutral: int, tau_s: float, min_s: float, gap_s: float, default_step_s: float = 1 / 30,
-                 space: str = "linear"):
+                 space: str = "linear", max_episodes: int = MAX_EPISODES):
         self.neutral, self.tau_s, self.min_s, self.gap_s, self.space = neutral, tau_s, min_s, gap_s, space
         self.step_s = default_step_s  # the time between analysed frames (the smallest seen along the track)
         self.first_dt = True
@@ -122,8 +141,9 @@ class EpisodeFinder:
         self.open: _Run | None = None  # the episode being followed (it may be in a gap)
         self.challenger: _Run | None = None  # another emotion leading now, not yet long enough to take over
         self.gap_frames = 0  # frames since the open episode last led
-        self.done: list[_Run] = []
-        self.labels: list[int] = []  # the leading emotion of each frame (for flicker measurements)
+        self.done: deque[_Run] = deque(maxlen=max_episodes)  # finished episodes, the newest
+        self.dropped = 0  # finished episodes pushed out of done
+        self.dropped_frames = np.zeros(len(LABELS), np.int64)  # ... and their frames, per emotion
 
     def add(self, t_s: float, probs: np.ndarray) -> int:
         """One frame; returns the emotion index that leads the average now."""
@@ -139,7 +159,6 @@ class EpisodeFinder:
             self.avg += alpha * (x - self.avg)
         self.t_s = t_s
         label = int(np.argmax(self.avg))
-        self.labels.append(label)
         self._step(t_s, label, float(probs[label]))
         return label
 
@@ -148,6 +167,10 @@ class EpisodeFinder:
 
     def _close(self, run: _Run | None) -> None:
         if run is not None and self._span(run) >= self.min_s - 1e-9:
+            if len(self.done) == self.done.maxlen:
+                old = self.done[0]
+                self.dropped += 1
+                self.dropped_frames[old.emotion] += old.frames
             self.done.append(run)
 
     def _step(self, t: float, label: int, p: float) -> None:
@@ -177,8 +200,9 @@ class EpisodeFinder:
                 self.open, self.challenger, self.gap_frames = ch, None, 0
 
     def finish(self) -> list[_Run]:
-        """The episodes so far, in time order, as if the track ended now (the finder goes on
-        unchanged: a source that went idle may come back)."""
+        """The episodes so far (the newest ``max_episodes`` finished ones and those in progress),
+        in time order, as if the track ended now (the finder goes on unchanged: a source that
+        went idle may come back)."""
         runs = list(self.done) + [dataclasses.replace(r) for r in (self.open, self.challenger)
                                   if r is not None and self._span(r) >= self.min_s - 1e-9]
         return sorted(runs, key=lambda r: r.start_s)
@@ -265,6 +289,52 @@ class ThumbnailPicker:
 
 # --- one source ------------------------------------------------------------------------------------
 
+class StridedSample:
+    """Rows of ``width`` values kept for medians in bounded memory: every row up to ``keep``;
+    then every s-th row of the stream (s = 2, 4, 8, ...: when the buffer is full, every
+    other kept row goes and s doubles), so between ``keep / 2`` and ``keep`` rows evenly
+    spaced over all of it. Deterministic: the same rows in, the same sample."""
+
+    def __init__(self, width: int, keep: int = MEDIAN_KEEP):
+        self.keep = keep
+        self.rows = np.empty((min(keep, 64), width))  # grows by doubling up to keep
+        self.n = 0  # rows kept
+        self.seen = 0  # rows offered
+        self.stride = 1
+        self.total = np.zeros(width)  # running sum of every row (the means past keep)
+
+    def add(self, row) -> None:
+        i, self.seen = self.seen, self.seen + 1
+        self.total += row
+        if i % self.stride:
+            return
+        if self.n == len(self.rows):
+            if self.n < self.keep:
+                self.rows = np.concatenate([self.rows, np.empty((min(self.n, self.keep - self.n), self.rows.shape[1]))])
+            else:
+                self.rows[: (self.n + 1) // 2] = self.rows[: self.n : 2].copy()
+                self.n, self.stride = (self.n + 1) // 2, self.stride * 2
+                if i % self.stride:
+                    return
+        self.rows[self.n] = row
+        self.n += 1
+
+    @property
+    def exact(self) -> bool:
+        """Every row offered is kept (medians and means are over all of them)."""
+        return self.n == self.seen
+
+    def median(self) -> np.ndarray:
+        return np.median(self.rows[: self.n], axis=0)
+
+    def mean(self, column: int) -> float:
+        """The mean of one column: numpy's over all rows while all are kept (the same float as
+        ``np.mean`` of the values in a list), else from the running sum."""
+        if self.exact:
+            return float(np.mean(np.ascontiguousarray(self.rows[: self.n, column])))
+        return float(self.total[column] / max(self.seen, 1))
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -275,22 +345,25 @@ class _Track:
     last_frame: int
     frames: int = 0
     prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
     times: list[float] = field(default_factory=list)  # the series, for timelines (when kept)
     probs: list[np.ndarray] = field(default_factory=list)
 
 
 class SourceSummary:
     """The per-track summary of one run of one source; :meth:`add` its results in frame order.
-    ``series=True`` also keeps every frame's probabilities (for the timeline picture)."""
+    Its memory does not grow with the frames (see "Bounded memory" above) unless
+    ``series=True``: that keeps every frame's time and probabilities (the timeline picture)."""
 
     def __init__(self, source: str, config: SummaryConfig | None = None, series: bool = True):
         self.source = source
         self.config = config or SummaryConfig()
         self.series = series
         self.tracks: dict[int, _Track] = {}
-        self.times: list[float] = []  # every analysed frame's time
+        self.frames = 0  # frames analysed
+        self.first_s = self.last_s = 0.0  # the first and last frame's time
+        self.min_step_s: float | None = None  # the smallest time between two frames (None: under two frames)
+        self.times: list[float] = []  # every analysed frame's time, with series only
         self.last_frame = -1
         self.pictures = ThumbnailPicker()
         self._entries: list[dict] | None = None
@@ -300,7 +373,15 @@ class SourceSummary:
         frame, when at hand, for the face pictures."""
         cfg = self.config
         t = float(result.timestamp_s) if result.timestamp_s is not None else result.frame / cfg.default_fps
-        self.times.append(t)
+        if self.frames == 0:
+            self.first_s = t
+        else:
+            step = t - self.last_s
+            self.min_step_s = step if self.min_step_s is None else min(self.min_step_s, step)
+        self.frames += 1
+        self.last_s = t
+        if self.series:
+            self.times.append(t)
         self.last_frame = result.frame
         self._entries = None
         for face in result.faces:
@@ -317,8 +398,7 @@ class SourceSummary:
             tr.prob_sum += p
             tr.frames += 1
             tr.last_s, tr.last_frame = t, result.frame
-            tr.boxes.append(tuple(face.box))
-            tr.scores.append(float(face.score))
+            tr.box_score.add((*face.box, face.score))
             if self.series:
                 tr.times.append(t)
                 tr.probs.append(p.astype(np.float32))
@@ -344,9 +424,12 @@ class SourceSummary:
         in_episodes = {label: 0 for label in LABELS}
         for ep in episodes:
             in_episodes[LABELS[ep.emotion]] += ep.frames
+        for label, n in zip(LABELS, tr.finder.dropped_frames):
+            in_episodes[label] += int(n)
         in_episodes[NEUTRAL] = max(0, tr.frames - sum(in_episodes.values()))
         span = tr.last_s - tr.first_s + tr.finder.step_s
-        score = float(np.median(tr.scores))
+        medians = tr.box_score.median()
+        score = float(medians[4])
         why = ""
         if span < cfg.min_person_s - 1e-9:
             why = f"seen {span:.2f} s < {cfg.min_person_s:g} s"
@@ -357,21 +440,25 @@ class SourceSummary:
                 "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
                 "person": not why, "not_person_why": why,
-                "box": [round(float(v), 1) for v in np.median(np.array(tr.boxes), axis=0)],
-                "mean_score": round(float(np.mean(tr.scores)), 4),
+                "box": [round(float(v), 1) for v in medians[:4]],
+                "mean_score": round(tr.box_score.mean(4), 4),
                 "mean_probabilities": {label: round(float(v), 4) for label, v in zip(LABELS, mean)},
                 "dominant": dominant, "dominant_emotion": dominant,
                 "emotions": {label: round(n / tr.frames, 4) for label, n in in_episodes.items()},
                 "episodes": [{"emotion": LABELS[ep.emotion], "start_s": round(ep.start_s, 4),
                               "end_s": round(ep.end_s, 4), "peak": round(ep.peak, 4), "peak_s": round(ep.peak_s, 4),
                               "frames": ep.frames} for ep in episodes],
+                "episodes_dropped": tr.finder.dropped,
                 "thumbnail": None}
 
     def span(self) -> tuple[float, float, float]:
-        """(first frame time, last frame time + one step, typical step) of the source."""
-        times = self.times or [0.0]
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / self.config.default_fps
-        return times[0], times[-1] + step, step
+        """(first frame time, last frame time + one step, typical step) of the source: the
+        median step with the series, else the smallest."""
+        if len(self.times) > 1:
+            step = float(np.median(np.diff(self.times)))
+        else:
+            step = self.min_step_s if self.min_step_s is not None else 1 / self.config.default_fps
+        return self.first_s, self.last_s + step, step
 
 
 class Summarizer:
@@ -429,7 +516,7 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
                 if cv2.imwrite(str(path.with_name(name)), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
-        video = {"source": run.source, "frames": len(run.times), "tracks": len(entries),
+        video = {"source": run.source, "frames": run.frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
         if timelines:
             rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
