@@ -301,11 +301,9 @@ class StridedSample:
         self.n = 0  # rows kept
         self.seen = 0  # rows offered
         self.stride = 1
-        self.total = np.zeros(width)  # running sum of every row (the means past keep)
 
     def add(self, row) -> None:
         i, self.seen = self.seen, self.seen + 1
-        self.total += row
         if i % self.stride:
             return
         if self.n == len(self.rows):
@@ -327,12 +325,12 @@ class StridedSample:
     def median(self) -> np.ndarray:
         return np.median(self.rows[: self.n], axis=0)
 
-    def mean(self, column: int) -> float:
-        """The mean of one column: numpy's over all rows while all are kept (the same float as
-        ``np.mean`` of the values in a list), else from the running sum."""
+    def mean(self, column: int, total: float) -> float:
+        """The mean of one column whose running sum is ``total``: numpy's over all rows while
+        all are kept (the same float as ``np.mean`` of the values in a list), else ``total / seen``."""
         if self.exact:
             return float(np.mean(np.ascontiguousarray(self.rows[: self.n, column])))
-        return float(self.total[column] / max(self.seen, 1))
+        return total / max(self.seen, 1)
 
 
 @dataclass
@@ -346,6 +344,7 @@ class _Track:
     frames: int = 0
     prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))
     box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
+    score_sum: float = 0.0
     times: list[float] = field(default_factory=list)  # the series, for timelines (when kept)
     probs: list[np.ndarray] = field(default_factory=list)
 
@@ -399,6 +398,7 @@ class SourceSummary:
             tr.frames += 1
             tr.last_s, tr.last_frame = t, result.frame
             tr.box_score.add((*face.box, face.score))
+            tr.score_sum += face.score
             if self.series:
                 tr.times.append(t)
                 tr.probs.append(p.astype(np.float32))
@@ -441,7 +441,7 @@ class SourceSummary:
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
                 "person": not why, "not_person_why": why,
                 "box": [round(float(v), 1) for v in medians[:4]],
-                "mean_score": round(tr.box_score.mean(4), 4),
+                "mean_score": round(tr.box_score.mean(4, tr.score_sum), 4),
                 "mean_probabilities": {label: round(float(v), 4) for label, v in zip(LABELS, mean)},
                 "dominant": dominant, "dominant_emotion": dominant,
                 "emotions": {label: round(n / tr.frames, 4) for label, n in in_episodes.items()},
