@@ -1,12 +1,13 @@
-"""Which device ``auto`` means, torch-free: the one resolver for the pipeline (which
-may run without torch) and :func:`shared.models.resolve_device` (which wraps it
-in a ``torch.device``)."""
+"""Which device ``auto`` means, torch-free: the one device resolver, for the pipeline
+(which may run without torch), the trainer and the benchmarks."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
+
+from moodstream.shared.errors import ConfigError
 
 
 def installed(module: str) -> bool:
@@ -29,7 +30,14 @@ def cuda_available() -> bool:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; any other name as given."""
+    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; any other name as given,
+    a CUDA one checked (one line where there is no torch or no GPU). The one resolver:
+    callers resolve once and pass the result down (``torch.device(result)`` for torch)."""
     if name == "auto":
         return "cuda" if cuda_available() else "cpu"
+    if name.startswith("cuda"):
+        if not installed("torch"):
+            raise ConfigError(f"device {name!r} needs torch: pip install 'moodstream[worker]'")
+        if not cuda_available():
+            raise ConfigError(f"device {name!r}: no CUDA device is available here; use cpu or auto")
     return name

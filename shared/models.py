@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from moodstream.shared import devices
 from moodstream.shared.errors import ModelError
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 
@@ -121,11 +120,6 @@ class ResNet(nn.Module):
 
 
 ARCHS = {"vgg": VGG, "resnet": ResNet}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
-    return torch.device(devices.resolve_device(name))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

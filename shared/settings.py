@@ -21,7 +21,7 @@ ENV_PREFIX = "MOODSTREAM_"
 
 Device = str  # "auto", "cpu", "cuda" or "cuda:N" (checked in validate)
 Detector = Literal["mtcnn", "haar"]
-MtcnnImpl = Literal["reference", "batched"]
+MtcnnImpl = Literal["auto", "reference", "batched"]
 Backend = Literal["auto", "torch", "onnx", "openvino"]
 Precision = Literal["auto", "fp32", "bf16"]
 Backpressure = Literal["wait", "drop"]
@@ -74,8 +74,8 @@ class Settings:
                                       "native bf16: AMX or AVX512-BF16), or auto (bf16 where that holds, else fp32).")
     runtime_cache: str | None = _s(None, "File keeping auto's measured backend choice per CPU model (default: "
                                          "~/.cache/moodstream/runtime.json); 'off': measure at every start.")
-    mtcnn_impl: MtcnnImpl = _s("reference", "torch backend's MTCNN: facenet-pytorch's loop (reference) or our "
-                                            "batched, GPU-resident one (batched; auto picks it on CUDA).")
+    mtcnn_impl: MtcnnImpl = _s("auto", "torch backend's MTCNN: facenet-pytorch's loop (reference), our batched, "
+                                       "GPU-resident one (batched), or auto (batched on CUDA, reference on CPU).")
     checkpoint: str | None = _s(None, "Emotion checkpoint (.pt); unset: the model shipped in the package.")
     min_face_px: int = _s(20, "Smallest face side, in pixels, the detector looks for.")
     face_score_min: float = _s(0.90, "Drop MTCNN detections scoring below this (Haar: min_neighbors filters).")

@@ -114,13 +114,16 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix."""
-    from moodstream.shared.models import load_checkpoint, resolve_device
+    import torch
+
+    from moodstream.shared.devices import resolve_device
+    from moodstream.shared.models import load_checkpoint
     from moodstream.trainer.data import load_split
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.train import DeviceData, evaluate
 
     ckpt = load_checkpoint(checkpoint)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
     data = DeviceData.from_split(load_split(data_dir, split), dev)
     report = evaluate(ckpt, data, flip_tta=tta, adjust=adjust)
@@ -151,14 +154,17 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     in the checkpoint, so every user of it (worker, analyze, eval) applies it.
     `train` does this by itself; this command is for existing checkpoints.
     """
-    from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint, resolve_device, write_checkpoint
+    import torch
+
+    from moodstream.shared.devices import resolve_device
+    from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint, write_checkpoint
     from moodstream.trainer.data import load_labels, load_split
     from moodstream.trainer.train import DeviceData, fit_balance
 
     src = checkpoint or SHIPPED_CHECKPOINT
     dst = out or src
     ckpt = load_checkpoint(src)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
     train_labels = load_labels(data_dir, "train")
     fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid"), dev), train_labels)

@@ -1,5 +1,5 @@
 """``moodstream export onnx``: the shipped models as ONNX files for the
-torch-free CPU backend (:mod:`worker.onnx_mtcnn`, :mod:`worker.onnx_classify`).
+torch-free CPU backend (:mod:`worker.detectors.onnx_mtcnn`, :mod:`worker.onnx_classify`).
 
 Writes four files (into ``worker/data/onnx`` by default):
 

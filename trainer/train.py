@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from moodstream.shared.devices import resolve_device
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
-                           resolve_device, save_checkpoint)
+                                      save_checkpoint)
 from moodstream.trainer.augment import AugmentConfig, augment
 from moodstream.trainer.balance import BalanceFit, class_prior, fit_tau
 from moodstream.trainer.data import Split, load_split
@@ -202,7 +203,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     epoch (``train_state.pt``: weights, optimiser, schedule, random states,
     history), with the same ``cfg``; the result matches an uninterrupted run.
     """
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     amp = resolve_amp(amp, dev)

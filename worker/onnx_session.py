@@ -1,7 +1,7 @@
 """The shipped ONNX files on a CPU runtime: ONNX Runtime or OpenVINO.
 
 The ONNX files ship in ``worker/data/onnx`` (written by ``moodstream export
-onnx``, see :mod:`trainer.export`); :mod:`worker.onnx_mtcnn` and
+onnx``, see :mod:`trainer.export`); :mod:`worker.detectors.onnx_mtcnn` and
 :mod:`worker.onnx_classify` open them here with :func:`open_net`, which gives
 the same small interface on either runtime (:class:`Net`): ``run(x)`` -> the
 outputs in graph order, and the file's ``metadata``. Which runtime and
@@ -89,6 +89,7 @@ def open_net(path: str | Path, threads: int = 1, runtime: str = "onnx", precisio
     if runtime == "openvino":
         from moodstream.worker.openvino_net import OpenVinoNet
 
+        check_model_file(Path(path))  # here, so openvino_net imports nothing back from this module
         return OpenVinoNet(path, threads, precision)
     if runtime != "onnx":
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")

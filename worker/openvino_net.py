@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import ConfigError, ModelError
-from moodstream.worker.onnx_session import check_model_file
 
 MISSING = "backend openvino needs OpenVINO: pip install 'moodstream[openvino]'"
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision names -> INFERENCE_PRECISION_HINT
@@ -46,8 +45,7 @@ class OpenVinoNet:
             raise ConfigError(f"precision must be one of {', '.join(HINTS)} here, got {precision!r}")
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
-        path = Path(path)
-        check_model_file(path)
+        path = Path(path)  # checked to exist by open_net, which builds this
         ov_core = core()
         try:
             model = ov_core.read_model(str(path))

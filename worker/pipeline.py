@@ -19,7 +19,7 @@ from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.worker import runtime
 from moodstream.worker.calibration import BoxCalibration, load_calibration
-from moodstream.worker.detect import Detector, build_detector
+from moodstream.worker.detectors import Detector, build_detector
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_session import RUNTIMES
 
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
     from moodstream.shared.models import Checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> str:
-    """:func:`shared.devices.resolve_device`, and a CUDA name checked: one line where
-    there is no torch or no GPU."""
-    device = devices.resolve_device(name)
-    if device.startswith("cuda"):
-        if not devices.installed("torch"):
-            raise ConfigError(f"device {name!r} needs torch: pip install 'moodstream[worker]'")
-        if not devices.cuda_available():
-            raise ConfigError(f"device {name!r}: no CUDA device is available here; use cpu or auto")
-    return device
 
 
 def resolve_backend(settings: Settings, device: str, custom_model: bool, threads: int = 1) -> str:
@@ -80,17 +68,19 @@ class Pipeline:
 
     The backend (``settings.backend``, :func:`resolve_backend`) decides what runs:
     the shipped ONNX files on ONNX Runtime or OpenVINO (torch-free:
-    :mod:`worker.onnx_mtcnn`, :mod:`worker.onnx_classify`, :mod:`worker.runtime`) or
+    :mod:`worker.detectors.onnx_mtcnn`, :mod:`worker.onnx_classify`, :mod:`worker.runtime`) or
     torch (facenet-pytorch's or our batched MTCNN, :mod:`worker.classify`).
-    ``detector`` defaults to :func:`worker.detect.build_detector`; ``checkpoint``
+    ``detector`` defaults to :func:`worker.detectors.build_detector`; ``checkpoint``
     (torch only) to ``load_checkpoint(settings.checkpoint)``. ``worker`` picks the
-    thread default of a worker process (:func:`resolve_threads`).
+    thread default of a worker process (:func:`resolve_threads`). The device is
+    resolved here, once (:func:`shared.devices.resolve_device`), and handed to the
+    detector and the classifier.
     """
 
     def __init__(self, settings: Settings, detector: Detector | None = None,
                  checkpoint: Checkpoint | None = None, *, worker: bool = False):
         self.settings = settings
-        self.device: str = resolve_device(settings.device)
+        self.device: str = devices.resolve_device(settings.device)  # the one resolution; passed down
         self.threads: int = resolve_threads(settings, worker)
         custom_model = bool(settings.checkpoint or checkpoint)
         self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
@@ -103,9 +93,8 @@ class Pipeline:
             import torch
 
             torch.set_num_threads(self.threads)
-            if settings.backend == "auto" and self.device.startswith("cuda"):
-                settings = settings.replace(mtcnn_impl="batched")  # auto on CUDA: our GPU-resident MTCNN
-        self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads)
+        self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads,
+                                                                             self.device)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier

@@ -25,7 +25,7 @@ def wider(shared_data):
 
 def test_scaled_ground_truth_lands_on_detected_faces(wider):
     from moodstream.shared.settings import Settings
-    from moodstream.worker.detect import build_detector
+    from moodstream.worker.detectors import build_detector
 
     images = [i for i in load_wider(wider) if i.name in BIG_FRONTAL]
     assert len(images) == 2 and all(is_single_face(i) for i in images)

@@ -63,6 +63,6 @@ def test_profile_accounts_for_the_time(fixtures_dir, tmp_path):
     assert r["stages_ms_per_frame"]["pyramid"] > 0 and r["stages_ms_per_frame"]["nms"] > 0
     assert "| hamilton" not in res.output and "| clip_360p.mp4 | onnx | pnet |" in res.output
     # instrumentation is undone: the module functions are the plain ones again
-    from moodstream.worker import onnx_mtcnn
+    from moodstream.worker.detectors import onnx_mtcnn
 
-    assert onnx_mtcnn.nms.__module__ == "moodstream.worker.onnx_mtcnn" and onnx_mtcnn.nms.__name__ == "nms"
+    assert onnx_mtcnn.nms.__module__ == "moodstream.worker.detectors.onnx_mtcnn" and onnx_mtcnn.nms.__name__ == "nms"

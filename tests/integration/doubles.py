@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors import Face
 
 
 class FixedFaceDetectorTestDouble:

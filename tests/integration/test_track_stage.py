@@ -38,7 +38,7 @@ def stage_thread(stage: TrackStage) -> tuple[threading.Thread, list]:
 def test_two_workers_out_of_order_give_the_tracks_analyze_gives(redis_url, client, keys, checkpoint,
                                                                  fixtures_dir):
     from moodstream.worker.analyze import analyze_cmd as analyze
-    from moodstream.worker.detect import build_detector
+    from moodstream.worker.detectors import build_detector
 
     clip = str(fixtures_dir / "clip_360p.mp4")
     ran = CliRunner().invoke(analyze, ["--device", "cpu", clip])

@@ -1,4 +1,4 @@
-"""moodstream.worker.mtcnn_batched against facenet-pytorch's MTCNN on real images and frames.
+"""moodstream.worker.detectors.mtcnn_batched against facenet-pytorch's MTCNN on real images and frames.
 
 Parity: at least 99 % of the reference boxes (score >= face_score_min) have
 a batched box with IoU >= 0.95, and no frame's face count differs by more
@@ -16,10 +16,10 @@ import pytest
 
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face, build_detector
-from moodstream.worker.mtcnn_reference import MTCNNDetector
+from moodstream.worker.detectors import Face, build_detector
+from moodstream.worker.detectors.mtcnn_reference import MTCNNDetector
 from moodstream.shared.boxes import match_one_to_one
-from moodstream.worker.mtcnn_batched import BatchedMTCNNDetector
+from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
 
 
 def matched_boxes(ref, cand, iou_min: float = 0.95) -> int:
@@ -39,7 +39,7 @@ def video_frames(path: Path, n: int) -> list[np.ndarray]:
 
 def assert_parity(frames: list[np.ndarray], device: str, batch: int = 8) -> dict:
     settings = Settings.from_env(env={}, device=device)
-    reference, ours = MTCNNDetector(settings), BatchedMTCNNDetector(settings)
+    reference, ours = MTCNNDetector(settings, device), BatchedMTCNNDetector(settings, device)
     ref_faces = [face for frame in frames for face in reference.detect([frame])]  # one frame at a time
     our_faces = [face for i in range(0, len(frames), batch) for face in ours.detect(frames[i:i + batch])]
     total = sum(len(f) for f in ref_faces)

@@ -2,7 +2,7 @@
 
 * The shipped ONNX files match their torch sources (facenet-pytorch's nets,
   the shipped emotion checkpoint: outputs to 1e-4, version and sha256).
-* OnnxMTCNNDetector against facenet-pytorch's MTCNN (worker.detect.MTCNNDetector,
+* OnnxMTCNNDetector against facenet-pytorch's MTCNN (worker.detectors.mtcnn_reference.MTCNNDetector,
   one frame at a time): one-to-one box matches at IoU >= 0.95 for >= 99 % of
   the reference faces, at most 1 % extra faces.
 * OnnxEmotionClassifier against worker.classify.EmotionClassifier on the same
@@ -27,10 +27,10 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors import Face
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
-from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
+from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def reference():
 
 def load_reference():
     from moodstream.worker.classify import EmotionClassifier
-    from moodstream.worker.mtcnn_reference import MTCNNDetector
+    from moodstream.worker.detectors.mtcnn_reference import MTCNNDetector
 
     settings = Settings.from_env(env={}, device="cpu")
     return MTCNNDetector(settings), EmotionClassifier(load_checkpoint(), torch.device("cpu"), framing_for("mtcnn"))
@@ -238,7 +238,7 @@ def test_backend_runs_without_torch(fixtures_dir):
 import json, sys
 import cv2
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
-from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
+from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 frame = cv2.cvtColor(cv2.imread({str(fixtures_dir / "images" / "street_640x360.jpg")!r}), cv2.COLOR_BGR2RGB)
 faces = OnnxMTCNNDetector().detect([frame])[0]
 probs = OnnxEmotionClassifier().predict([frame], [[f.box for f in faces]])

@@ -19,7 +19,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import iter_video
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
-from moodstream.worker.onnx_mtcnn import OnnxMTCNNDetector
+from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_net
 from moodstream.worker.runtime import cpu_info, stage_precisions
 

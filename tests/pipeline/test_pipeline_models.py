@@ -123,7 +123,7 @@ def test_auto_backend_and_threads(settings):
 
 def test_injected_detector_and_checkpoint(settings, no_face):
     from moodstream.shared.models import load_checkpoint
-    from moodstream.worker.detect import Face
+    from moodstream.worker.detectors import Face
     from moodstream.worker.pipeline import Pipeline
 
     class OneBox:

@@ -13,7 +13,7 @@ from moodstream.trainer.bench.calibration_fit import cross_fit, fit_calibration,
 from moodstream.trainer.bench.wider import WiderImage
 from moodstream.worker.calibration import (FEATURE_SETS, FORMAT, SHIPPED_CALIBRATION, BoxCalibration, box_features,
                                 decode_boxes, encode_boxes, load_calibration, save_calibrations)
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors import Face
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.trainer.bench.iou import evaluate, paired_iou
 from moodstream.trainer.bench.wider import WiderImage, load_wider, parse_gt, read_sizes, restored_size, scale_boxes, spread
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors import Face
 
 
 def test_box_iou_hand_values():

@@ -1,4 +1,4 @@
-"""moodstream.worker.mtcnn_ops: each batched op against the facenet-pytorch step it replaces."""
+"""moodstream.worker.detectors.mtcnn_ops: each batched op against the facenet-pytorch step it replaces."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from facenet_pytorch.models.utils import detect_face as fn
 from torch.nn.functional import interpolate
 from torchvision.ops import nms
 
-from moodstream.worker.mtcnn_ops import (_group_chunks, area_crops, grouped_nms, grouped_nms_min, integral_image, pad_boxes, pyramid_scales,
+from moodstream.worker.detectors.mtcnn_ops import (_group_chunks, area_crops, grouped_nms, grouped_nms_min, integral_image, pad_boxes, pyramid_scales,
                               rerec, table_dtype)
 
 

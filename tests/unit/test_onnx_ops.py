@@ -1,4 +1,4 @@
-"""The numpy operations of the ONNX backend (worker.onnx_mtcnn, worker.onnx_classify,
+"""The numpy operations of the ONNX backend (worker.detectors.onnx_mtcnn, worker.onnx_classify,
 shared.boxes), each against the torch / facenet-pytorch code it reproduces, on random inputs."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
 
 from moodstream.shared.boxes import box_iou, match_one_to_one
-from moodstream.worker import mtcnn_ops
-from moodstream.worker import onnx_mtcnn
-from moodstream.worker.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, normalise, pad_boxes,
+from moodstream.worker.detectors import mtcnn_ops, onnx_mtcnn
+from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_resize, bbreg, integral_image, nms, normalise, pad_boxes,
                                           pnet_cells, pnet_strips, pyramid_scales, rerec)
 from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_session
 

@@ -22,7 +22,7 @@ from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.errors import DataError
 from moodstream.trainer.bench.wider import WiderImage
 from moodstream.worker.calibration import FEATURE_SETS, BoxCalibration, box_features, encode_boxes
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors import Face
 
 DEFAULT_RIDGE = 10.0  # on standardised features; 0.1-100 move held-out mean IoU by < 0.003
 FEATURE_SET_FOR = {"mtcnn": "box+landmarks", "haar": "const"}  # Haar boxes are square

@@ -89,6 +89,20 @@ def feather_mask(side: int, width: int) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
+def paste(canvas: np.ndarray, face: np.ndarray, cx: float, cy: float, side: int) -> tuple[int, int]:
+    """Paste grey ``face`` as a ``side`` px feathered square centred at (cx, cy), clipped to
+    the canvas (float ``(H, W, 3)``, in place). Returns its top-left corner."""
+    x, y = int(round(cx - side / 2)), int(round(cy - side / 2))
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)[:, :, None]
+    alpha = feather_mask(side, max(2, side // 16))[:, :, None]
+    h, w = canvas.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
+    if x1 > x0 and y1 > y0:
+        a, f = alpha[y0 - y:y1 - y, x0 - x:x1 - x], big[y0 - y:y1 - y, x0 - x:x1 - x]
+        canvas[y0:y1, x0:x1] = a * f + (1 - a) * canvas[y0:y1, x0:x1]
+    return x, y
+
+
 def make_canvas(face: np.ndarray, rng: np.random.Generator, spec: CanvasSpec = CanvasSpec()
                 ) -> tuple[np.ndarray, np.ndarray]:
     """A grey face ``(h, w)`` uint8 -> RGB canvas ``(C, C, 3)`` uint8 and its true box ``(4,)`` x1 y1 x2 y2."""

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from moodstream.shared.labels import LABELS
-from moodstream.trainer.bench.e2e import CanvasSpec, noise_background
+from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,6 @@ def probe_faces(images: np.ndarray, labels: np.ndarray, pipeline, seed: int, per
     and gives that top emotion: expressive ones at p >= 0.4; for neutrality, one clear face
     (p >= 0.6) and the rest ambiguous (p < 0.6, the ones whose label flickers)."""
     from moodstream.shared.errors import DataError
-    from moodstream.trainer.bench.tracking import paste
 
     rng = np.random.default_rng(seed)
     background = noise_background(rng, CanvasSpec(canvas_px=WIDTH))[:HEIGHT]
@@ -131,8 +130,6 @@ def probe_faces(images: np.ndarray, labels: np.ndarray, pipeline, seed: int, per
 def render_clip(images: np.ndarray, faces: dict[str, list[int]], windows: list[Window], tracks: int,
                 seconds: float, seed: int):
     """Frames (RGB uint8) of the scripted clip, lazily."""
-    from moodstream.trainer.bench.tracking import paste
-
     rng = np.random.default_rng([seed, 7])
     background = noise_background(rng, CanvasSpec(canvas_px=WIDTH))[:HEIGHT].astype(np.float32)
     lanes = [(110 + 210 * k, 180) for k in range(tracks)]

@@ -107,7 +107,7 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
 def framing_cmd(ferplus_dir, detector, n, device, out):
     """Measure a detector's FER framing (crop scale and offset) and print it as JSON."""
     from moodstream.shared.settings import Settings
-    from moodstream.worker.detect import build_detector
+    from moodstream.worker.detectors import build_detector
 
     det = build_detector(Settings(detector=detector, device=device))
     probes, originals = fer_probes(ferplus_dir, n)

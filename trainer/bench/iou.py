@@ -308,7 +308,7 @@ def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min
         for name in names:
             settings = Settings.from_env(detector=name, device=device, min_face_px=min_face_px,
                                          face_score_min=score_min)
-            from moodstream.worker.detect import build_detector
+            from moodstream.worker.detectors import build_detector
 
             det = build_detector(settings)
             detections, ms = run_detector(det, images)

@@ -37,7 +37,8 @@ import numpy as np
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
-from moodstream.worker import onnx_classify, onnx_mtcnn
+from moodstream.worker import onnx_classify
+from moodstream.worker.detectors import onnx_mtcnn
 from moodstream.worker.onnx_session import RUNTIMES
 from moodstream.worker.pipeline import Pipeline, resolve_threads
 from moodstream.worker.runtime import cpu_info, installed_runtimes

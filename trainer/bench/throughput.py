@@ -2,7 +2,7 @@
 baseline, in one process, on the same decoded frames, with the same threads.
 
 * **baseline**: facenet-pytorch's MTCNN one frame at a time
-  (:class:`worker.mtcnn_reference.MTCNNDetector`), then the torch classifier
+  (:class:`worker.detectors.mtcnn_reference.MTCNNDetector`), then the torch classifier
   on its faces: :class:`worker.pipeline.Pipeline` on the torch backend, one
   frame per call.
 * **ours**: exactly the :class:`worker.pipeline.Pipeline` that ``moodstream
@@ -41,7 +41,7 @@ from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
 from moodstream.trainer.bench.profile import decode_fps, load_frames
-from moodstream.worker.mtcnn_reference import MTCNNDetector
+from moodstream.worker.detectors.mtcnn_reference import MTCNNDetector
 from moodstream.worker.pipeline import Pipeline, resolve_threads
 from moodstream.worker.runtime import cpu_info
 
@@ -271,7 +271,7 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
     threads = threads or resolve_threads(shipped, worker=True)
     ours = Pipeline(shipped.replace(threads=threads, backend=backend, precision=precision), worker=True)
     baseline_settings = shipped.replace(backend="torch", mtcnn_impl="reference", threads=threads)
-    baseline = Pipeline(baseline_settings, detector=MTCNNDetector(baseline_settings))
+    baseline = Pipeline(baseline_settings, detector=MTCNNDetector(baseline_settings, ours.device))
     device_name = torch.cuda.get_device_name(ours.device) if _cuda(ours.device) else "cpu"
     cpu = cpu_info().to_dict()
     batch = shipped.batch_max

@@ -54,7 +54,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
-from moodstream.trainer.bench.e2e import CanvasSpec, feather_mask, noise_background
+from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 from moodstream.trainer.cli import OldSpellings
 
 log = logging.getLogger(__name__)
@@ -103,20 +103,6 @@ CLIPS = (
                            FacePath(2, 90, ((0, 300, 150), (1.5, 760, 150), (2.5, 760, 210), (4, 420, 210)))), 1,
          "a face leaves on the right for about a second and comes back (a new id is expected: no re-identification)"),
 )
-
-
-def paste(canvas: np.ndarray, face: np.ndarray, cx: float, cy: float, side: int) -> tuple[int, int]:
-    """Paste grey ``face`` as a ``side`` px feathered square centred at (cx, cy), clipped to
-    the canvas (float ``(H, W, 3)``, in place). Returns its top-left corner."""
-    x, y = int(round(cx - side / 2)), int(round(cy - side / 2))
-    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)[:, :, None]
-    alpha = feather_mask(side, max(2, side // 16))[:, :, None]
-    h, w = canvas.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
-    if x1 > x0 and y1 > y0:
-        a, f = alpha[y0 - y:y1 - y, x0 - x:x1 - x], big[y0 - y:y1 - y, x0 - x:x1 - x]
-        canvas[y0:y1, x0:x1] = a * f + (1 - a) * canvas[y0:y1, x0:x1]
-    return x, y
 
 
 def render(clip: Clip, faces: list[np.ndarray], background: np.ndarray, t: float

@@ -7,7 +7,7 @@ import numpy as np
 
 from moodstream.shared.errors import ModelError
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors.base import Face
 
 
 class HaarDetector:

@@ -6,22 +6,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from moodstream.shared.models import resolve_device
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face, group_by_size
+from moodstream.worker.detectors.base import Face, group_by_size
 
 
 class MTCNNDetector:
     """facenet-pytorch's MTCNN (weights ship inside that package), run on
-    batches of equal-sized frames."""
+    batches of equal-sized frames on ``device`` (resolved by the caller:
+    :func:`shared.devices.resolve_device`)."""
 
     name = "mtcnn"
 
-    def __init__(self, settings: Settings, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709):
+    def __init__(self, settings: Settings, device: str = "cpu",
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709):
         from facenet_pytorch import MTCNN
 
-        self.device = resolve_device(settings.device)
+        self.device = torch.device(device)
         self.min_score = settings.face_score_min
         self.min_face_px = settings.min_face_px
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face_px, thresholds=list(thresholds),

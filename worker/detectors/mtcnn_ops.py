@@ -1,4 +1,4 @@
-"""Tensor operations behind the batched MTCNN (:mod:`worker.mtcnn_batched`).
+"""Tensor operations behind the batched MTCNN (:mod:`worker.detectors.mtcnn_batched`).
 
 Pure functions on device tensors, no Python loop over frames or boxes. Each
 reproduces one step of facenet-pytorch 2.5.3's ``detect_face`` (same formulas,

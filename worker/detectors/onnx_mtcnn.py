@@ -2,7 +2,7 @@
 ``moodstream export onnx``) with the pre- and post-processing in numpy.
 
 Each step reproduces facenet-pytorch 2.5.3's ``detect_face`` (the reference,
-:class:`worker.mtcnn_reference.MTCNNDetector`), so the boxes come out the same:
+:class:`worker.detectors.mtcnn_reference.MTCNNDetector`), so the boxes come out the same:
 
 1. Pyramid: facenet resizes the frame to every scale with
    ``interpolate(mode="area")``, which is ``adaptive_avg_pool2d``: output pixel
@@ -57,7 +57,7 @@ import cv2
 import numpy as np
 
 from moodstream.shared.errors import ConfigError
-from moodstream.worker.detect import Face
+from moodstream.worker.detectors.base import Face
 from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_net
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def pad_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, .
 
 
 class OnnxMTCNNDetector:
-    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` on a CPU runtime
+    """Drop-in for :class:`worker.detectors.mtcnn_reference.MTCNNDetector` on a CPU runtime
     (ONNX Runtime or OpenVINO, :func:`worker.onnx_session.open_net`):
     same thresholds, pyramid factor, ``min_face_px`` and ``face_score_min``
     filter, same output (a list of :class:`Face` per frame, best first).

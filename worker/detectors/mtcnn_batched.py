@@ -10,9 +10,9 @@ all frames and all boxes of a batch at once, on the device:
    score and regression maps of all scales are flattened side by side so one
    threshold + ``nonzero`` finds every candidate of every scale and frame.
 2. NMS within each (frame, scale) at IoU 0.5, then within each frame at 0.7,
-   as two grouped NMS calls (:func:`worker.mtcnn_ops.grouped_nms`).
+   as two grouped NMS calls (:func:`worker.detectors.mtcnn_ops.grouped_nms`).
 3. RNet / ONet crops: all boxes in one gather from a summed-area table
-   (:func:`worker.mtcnn_ops.area_crops`), equal to facenet's crop + area resize.
+   (:func:`worker.detectors.mtcnn_ops.area_crops`), equal to facenet's crop + area resize.
 4. The final "Min"-overlap NMS runs on the device too.
 
 The host waits on the device a fixed number of times per batch (the
@@ -34,11 +34,10 @@ import torch
 from torch import nn
 from torch.nn.functional import interpolate
 
-from moodstream.shared.models import resolve_device
 from moodstream.shared.settings import Settings
-from moodstream.worker.detect import Face, group_by_size
-from moodstream.worker.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image, pad_boxes,
-                              pyramid_scales, rerec)
+from moodstream.worker.detectors.base import Face, group_by_size
+from moodstream.worker.detectors.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image,
+                                                   pad_boxes, pyramid_scales, rerec)
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +204,10 @@ def _pnet_out(n: int) -> int:
 
 
 class BatchedMTCNNDetector:
-    """Drop-in for :class:`worker.mtcnn_reference.MTCNNDetector` (same thresholds, pyramid
+    """Drop-in for :class:`worker.detectors.mtcnn_reference.MTCNNDetector` (same thresholds, pyramid
     factor, ``settings.min_face_px`` and ``settings.face_score_min`` filter, same
-    output type), running :class:`BatchedMTCNN` on the settings' device.
+    output type), running :class:`BatchedMTCNN` on ``device`` (resolved by the caller:
+    :func:`shared.devices.resolve_device`).
 
     On CUDA, frames are stacked into a reused pinned host buffer and uploaded
     asynchronously. :meth:`upload` and :meth:`detect_tensor` are public so a
@@ -216,9 +216,10 @@ class BatchedMTCNNDetector:
 
     name = "mtcnn"
 
-    def __init__(self, settings: Settings, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709, compile_nets: bool = False):
-        self.device = resolve_device(settings.device)
+    def __init__(self, settings: Settings, device: str = "cpu",
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
+                 compile_nets: bool = False):
+        self.device = torch.device(device)
         self.model = BatchedMTCNN(settings.min_face_px, thresholds, factor, min_score=settings.face_score_min,
                                   compile_nets=compile_nets)
         self.model.to(self.device)

@@ -1,0 +1,42 @@
+"""The one place that lists the detectors and builds the one the settings name.
+
+Each detector module is imported only when built (torch-free until a torch
+detector is asked for); the detectors import :mod:`.base`, never this module.
+"""
+
+from __future__ import annotations
+
+from moodstream.shared.settings import Settings
+from moodstream.worker.detectors.base import Detector
+
+__all__ = ["build_detector", "resolve_mtcnn_impl"]
+
+
+def resolve_mtcnn_impl(mtcnn_impl: str, device: str) -> str:
+    """The torch MTCNN to run: ``auto`` is the batched, GPU-resident one on CUDA and
+    facenet-pytorch's (reference) on CPU; an explicit choice as given."""
+    if mtcnn_impl == "auto":
+        return "batched" if device.startswith("cuda") else "reference"
+    return mtcnn_impl
+
+
+def build_detector(settings: Settings, backend: str = "torch", threads: int = 1, device: str = "cpu") -> Detector:
+    """The detector ``settings`` name, on ``backend`` ("torch", "onnx" or "openvino"; Haar is
+    OpenCV on any) and, for torch, on ``device`` (already resolved: "cpu", "cuda" or "cuda:N")."""
+    if settings.detector == "haar":
+        from moodstream.worker.detectors.haar import HaarDetector
+
+        return HaarDetector(settings)
+    if backend in ("onnx", "openvino"):  # the shipped ONNX files on ONNX Runtime or OpenVINO
+        from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
+
+        return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
+                                 threads=threads, runtime=backend,
+                                 precision="fp32" if settings.precision == "auto" else settings.precision)
+    if resolve_mtcnn_impl(settings.mtcnn_impl, device) == "batched":
+        from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
+
+        return BatchedMTCNNDetector(settings, device)
+    from moodstream.worker.detectors.mtcnn_reference import MTCNNDetector
+
+    return MTCNNDetector(settings, device)
