@@ -52,7 +52,6 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
-    limit_opencv_pixels()
     quiet_native_logs()
     cli(prog_name="moodstream")
 
@@ -86,19 +85,3 @@ def native_logs_on() -> None:
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
-
-
-def limit_opencv_pixels() -> None:
-    """OpenCV's decoder pixel limit from the max_pixels setting, set before cv2
-    loads (it reads the limit once, at load): a second guard behind
-    shared.media's header checks. A bad setting is left to the command to report."""
-    import os
-
-    from moodstream.shared.errors import ConfigError
-    from moodstream.shared.settings import Settings
-
-    try:
-        max_pixels = Settings.from_env().max_pixels
-    except ConfigError:
-        return
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels))

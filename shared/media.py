@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import MAX_PIXELS_CEILING
 
-# OpenCV reads its own decoder limit once, when the library loads: set it before
-# cv2 is first imported. It backs up our header checks (decode_image) and covers
-# any cv2 decode elsewhere in the process; `moodstream` sets it from the
-# max_pixels setting before this module loads (moodstream.cli.main).
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(Settings.max_pixels))
+# OpenCV reads its own decoder limit once, when the library loads, so it cannot follow
+# a Settings made later: this is the one place it is set, to the ceiling of max_pixels
+# (before cv2 is first imported). Each decode's own max_pixels is checked on the header
+# (decode_image); OpenCV's limit backs that up for any cv2 decode in the process.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS_CEILING))
 import cv2  # noqa: E402
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")

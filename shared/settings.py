@@ -29,6 +29,10 @@ Backpressure = Literal["wait", "drop"]
 DETECTORS: tuple[str, ...] = typing.get_args(Detector)
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 BACKPRESSURES: tuple[str, ...] = typing.get_args(Backpressure)
+# The largest max_pixels may be (16384 x 16384). OpenCV's own decoder limit is set to it
+# once, before cv2 loads (shared/media.py), so any valid max_pixels holds: a library
+# user's Settings(max_pixels=...) reaches decoding, checked on the image header.
+MAX_PIXELS_CEILING = 16384 * 16384
 
 
 def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
@@ -85,8 +89,8 @@ class Settings:
     min_person_s: float = _s(0.5, "Summaries: a face track shorter than this (video seconds) is not counted as a "
                                   "person (it stays in the summary, marked).")
     # --- input guards ----------------------------------------------------------
-    max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels (decompression-bomb guard; also "
-                                     "OpenCV's own limit).")
+    max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels, checked on its header before decoding "
+                                     "(decompression-bomb guard); at most 268435456 (16384 x 16384).")
     max_message_bytes: int = _s(32 * 1024 * 1024, "A frames-stream message above this is dead-lettered unread.")
     # --- rq expander (`produce --rq`): what a job may name, decided by the expander's operator --
     media_root: str | None = _s(None, "Expander: jobs may name files and folders under this directory only; "
@@ -169,6 +173,8 @@ class Settings:
             raise ConfigError(f"live_max_reconnects must be >= 0, got {self.live_max_reconnects}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
+        if self.max_pixels > MAX_PIXELS_CEILING:
+            raise ConfigError(f"max_pixels must be <= {MAX_PIXELS_CEILING} (16384 x 16384), got {self.max_pixels}")
         if self.min_person_s < 0:
             raise ConfigError(f"min_person_s must be >= 0, got {self.min_person_s}")
         if not 0.0 <= self.face_score_min <= 1.0:

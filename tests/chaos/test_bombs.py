@@ -17,6 +17,7 @@ from corpus import bombs, messages
 
 from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.media import ACCEPTED_FORMATS, decode_image, image_size, sniff_format
+from moodstream.shared.settings import MAX_PIXELS_CEILING
 from moodstream.shared.wire import decode_frame
 
 LIMIT = 50_000_000
@@ -67,14 +68,13 @@ def test_multi_page_tiff_is_judged_by_its_largest_page():
         decode_image(data.tobytes(), 300 * 200 - 1)
 
 
-@pytest.mark.parametrize("env,expect", [({}, "50000000"), ({"MOODSTREAM_MAX_PIXELS": "10000"}, "10000")])
-def test_opencv_limit_backs_up_the_header_check(env, expect):
-    # A fresh process, as `moodstream` starts: OpenCV's own limit is set from the
-    # max_pixels setting before cv2 loads, so a cv2 decode that skips our header
-    # check still refuses a bomb instead of allocating it.
+@pytest.mark.parametrize("env", [{}, {"MOODSTREAM_MAX_PIXELS": "10000"}])
+def test_opencv_limit_backs_up_the_header_check(env):
+    # A fresh process: OpenCV's own limit is set once, before cv2 loads, to the ceiling
+    # of max_pixels (shared/media.py), so a cv2 decode that skips our header check
+    # still refuses a bomb (30000 x 30000) instead of allocating it.
+    expect = str(MAX_PIXELS_CEILING)
     script = ("import os, sys, numpy as np\n"
-              "from moodstream.cli import limit_opencv_pixels\n"
-              "limit_opencv_pixels()\n"
               "from moodstream.shared.media import decode_image\n"
               "import cv2\n"
               "from corpus import bombs\n"

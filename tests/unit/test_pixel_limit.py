@@ -1,0 +1,56 @@
+"""A library user's max_pixels reaches decoding (issue 23 item 5): OpenCV's own pixel limit is
+set in one place (shared/media.py, before cv2 loads) to the setting's ceiling, so any valid
+max_pixels is the limit that holds, checked on the image header."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fresh_python(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``script`` in a new interpreter, as a library user's process starts (cv2 not loaded yet)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MOODSTREAM_", "OPENCV_IO_"))}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**clean, **(env or {})})
+
+
+def test_a_larger_max_pixels_reaches_decoding():
+    # 7500 x 7000 = 52.5 M pixels: over the default 50 M, under this user's 60 M. OpenCV's
+    # limit was the default's, set at import, so OpenCV refused what the user allowed.
+    script = ("import numpy as np\n"
+              "from moodstream.shared.media import decode_image\n"
+              "from moodstream.shared.settings import Settings\n"
+              "import cv2\n"
+              "settings = Settings(max_pixels=60_000_000)\n"
+              "data = cv2.imencode('.png', np.zeros((7000, 7500, 3), np.uint8))[1].tobytes()\n"
+              "print(decode_image(data, settings.max_pixels).shape)\n")
+    out = fresh_python(script)
+    assert out.returncode == 0 and out.stdout.split("\n")[0] == "(7000, 7500, 3)", out.stderr[-2000:]
+    assert Settings.max_pixels < 7500 * 7000 < 60_000_000
+
+
+def test_max_pixels_above_the_ceiling_is_a_config_error():
+    with pytest.raises(ConfigError, match="max_pixels must be"):
+        Settings.from_env(env={"MOODSTREAM_MAX_PIXELS": str(MAX_PIXELS_CEILING + 1)})
+    assert Settings(max_pixels=MAX_PIXELS_CEILING).max_pixels == MAX_PIXELS_CEILING
+
+
+def test_opencv_limit_is_set_in_one_place_whatever_the_environment():
+    script = ("import os\n"
+              "import moodstream.cli\n"  # the command's module sets nothing of its own any more
+              "assert 'OPENCV_IO_MAX_IMAGE_PIXELS' not in os.environ\n"
+              "import moodstream.shared.media\n"
+              "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])\n")
+    for env in ({}, {"MOODSTREAM_MAX_PIXELS": "10000"}):
+        out = fresh_python(script, env)
+        assert out.stdout.split() == [str(MAX_PIXELS_CEILING)], out.stderr[-2000:]
