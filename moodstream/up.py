@@ -49,6 +49,7 @@ def default_sample() -> str:
 @setting_option("device")
 @setting_option("detector")
 @setting_option("backend")
+@setting_option("precision")
 @setting_option("threads", type=click.IntRange(min=0))
 @setting_option("batch_max", type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,

@@ -16,7 +16,6 @@ import sys
 import click
 
 from moodstream.options import setting_option
-from moodstream.producer.client import DEFAULT_ENCODING, ENCODINGS
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
@@ -38,10 +37,7 @@ def _notice(msg: str) -> None:
               help="Videos: keep every Nth frame.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
-@click.option("--encode", "encoding", type=click.Choice(ENCODINGS), default=DEFAULT_ENCODING,
-              show_default=True, help="How video frames travel (image files are sent as they are): png is lossless "
-                                      "(the service answers as analyze does), jpeg ~5x smaller but lossy, raw "
-                                      "uncompressed.")
+@setting_option("encoding", "--encode")  # --encode: the flag's first name
 @click.option("--rq", "use_rq", is_flag=True,
               help="Enqueue each PATH (video or folder) as ONE rq job that an rq worker expands into frames.")
 @click.option("--reply-to", help="Also add results to the stream <prefix>:reply:NAME.")
@@ -60,7 +56,9 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     from moodstream.shared.keys import Keys
     from moodstream.shared.transport import check_connection, connect
 
-    settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure)
+    settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure,
+                         encoding=encoding)
+    encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)
     if use_rq:

@@ -21,6 +21,7 @@ from collections import Counter
 import click
 import redis
 
+from moodstream.options import setting_option
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
@@ -217,8 +218,8 @@ def _cut(v: str | None, n: int) -> str:
 @click.option("--window-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="The average frames/s is counted over results of the last this many seconds (beside it: "
                    "frames/s now, over the last 5 s).")
-@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@setting_option("redis_url")
+@setting_option("prefix")
 def status(as_json, watch, window_s, redis_url, prefix):
     """One screen for operators: live workers, backlog, results and dead letters, frames/s.
 

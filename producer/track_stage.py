@@ -220,12 +220,13 @@ class TrackStage:
     """Results stream -> per-source frame order -> TrackState -> ``<prefix>:tracked``."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None, *, name: str = "tracker",
-                 reorder_wait_ms: int = 2000, block_ms: int = 200, source_idle_s: float = 300.0,
+                 reorder_wait_ms: int | None = None, block_ms: int = 200, source_idle_s: float = 300.0,
                  tracker: TrackerConfig | None = None, results: str | None = None, tracked: str | None = None,
                  summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False):
         """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
         own reply stream); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
-        keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended`."""
+        keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended`;
+        ``reorder_wait_ms`` / ``tracker``: None takes them from the settings."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
         self.results_key = results or self.keys.results
@@ -234,10 +235,10 @@ class TrackStage:
         self.client = client if client is not None else connect(settings.redis_url)
         self.name = name
         self.actor = f"track {printable(name)}"
-        self.wait_s = reorder_wait_ms / 1000
+        self.wait_s = (settings.reorder_wait_ms if reorder_wait_ms is None else reorder_wait_ms) / 1000
         self.block_ms = block_ms
         self.source_idle_s = source_idle_s
-        self.tracker_config = tracker or TrackerConfig()
+        self.tracker_config = tracker or TrackerConfig.from_settings(settings)
         self.summary_config = SummaryConfig.from_settings(settings)
         self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels) if pictures else None
         self.keep_summaries = keep_summaries
@@ -501,18 +502,21 @@ class TrackStage:
 
 
 @click.command()
-@click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL.")
-@click.option("--prefix", help="Key prefix (default: $MOODSTREAM_PREFIX or 'moodstream').")
+@setting_option("redis_url")
+@setting_option("prefix")
 @click.option("--consumer", default="tracker", show_default=True,
               help="Consumer name in the track group (keep it across restarts: unacked entries are re-read).")
-@click.option("--reorder-wait-ms", type=click.IntRange(min=0), default=2000, show_default=True,
-              help="A frame whose predecessors have not all arrived is released after waiting this long.")
+@setting_option("reorder_wait_ms", type=click.IntRange(min=0))
+@setting_option("track_iou_min", type=click.FloatRange(0, 1, min_open=True))
+@setting_option("track_max_missed", type=click.IntRange(min=0))
+@setting_option("track_max_missed_s", type=click.FloatRange(min=0))
+@setting_option("track_smoothing_tau_s", type=click.FloatRange(min=0, min_open=True))
 @click.option("--source-idle-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
               help="End a source's run (its tracks; its summary is published) after this long without results.")
 @click.option("--pictures/--no-pictures", default=True, show_default=True,
               help="Read frames back from <prefix>:frames for the summaries' face pictures.")
 @setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
-def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s, pictures, reclaim_idle_ms):
+def track(consumer, source_idle_s, pictures, **flags):
     """Track faces along each source: results stream in, <prefix>:tracked out.
 
     Reads the results stream (its own consumer group), puts each source's
@@ -525,11 +529,10 @@ def track(redis_url, prefix, consumer, reorder_wait_ms, source_idle_s, pictures,
     and exits (at once while Redis is down: the results stay pending there);
     a second exits at once.
     """
-    settings = Settings.from_env(redis_url=redis_url, prefix=prefix, reclaim_idle_ms=reclaim_idle_ms)
+    settings = Settings.from_env(**flags)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db
-    stage = TrackStage(settings, client, name=consumer, reorder_wait_ms=reorder_wait_ms, source_idle_s=source_idle_s,
-                       pictures=pictures)
+    stage = TrackStage(settings, client, name=consumer, source_idle_s=source_idle_s, pictures=pictures)
 
     def on_signal(signum, frame):
         if stage.stopping:

@@ -25,10 +25,12 @@ MtcnnImpl = Literal["auto", "reference", "batched"]
 Backend = Literal["auto", "torch", "onnx", "openvino"]
 Precision = Literal["auto", "fp32", "bf16"]
 Backpressure = Literal["wait", "drop"]
+Encoding = Literal["png", "jpeg", "webp", "raw"]
 
 DETECTORS: tuple[str, ...] = typing.get_args(Detector)
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 BACKPRESSURES: tuple[str, ...] = typing.get_args(Backpressure)
+ENCODINGS: tuple[str, ...] = typing.get_args(Encoding)
 # The largest max_pixels may be (16384 x 16384). OpenCV's own decoder limit is set to it
 # once, before cv2 loads (shared/media.py), so any valid max_pixels holds: a library
 # user's Settings(max_pixels=...) reaches decoding, checked on the image header.
@@ -53,6 +55,9 @@ class Settings:
     lag_limit: int = _s(2_000, "Backlog (unread + pending frames) above which producers wait or drop.")
     backpressure: Backpressure = _s("wait", "Above lag-limit: wait for workers, or drop (do not send, and count) "
                                             "new frames until the backlog falls (live cameras).")
+    encoding: Encoding = _s("png", "How the producer sends video frames (image files are sent as they are): png is "
+                                   "lossless (the service answers as analyze does), jpeg ~5x smaller but lossy, "
+                                   "webp, or raw uncompressed.")
     # --- worker --------------------------------------------------------------
     batch_max: int = _s(16, "Frames per batch at most.")
     batch_wait_ms: int = _s(20, "A batch goes when full or when its oldest frame has waited this long.")
@@ -88,6 +93,17 @@ class Settings:
     detect_every: int = _s(1, "Videos: full face detection on every N-th analysed frame, optical flow between.")
     min_person_s: float = _s(0.5, "Summaries: a face track shorter than this (video seconds) is not counted as a "
                                   "person (it stays in the summary, marked).")
+    # --- tracking (analyze on videos, `track`, `up`) --------------------------------
+    reorder_wait_ms: int = _s(2000, "Track stage: a frame whose predecessors have not all arrived is released "
+                                    "after waiting this long (its faces untracked if it comes later still).")
+    track_iou_min: float = _s(0.3, "Tracking: a face joins a track when its box overlaps the track's predicted "
+                                   "box by at least this IoU (then, for the rest, by centre distance and size).")
+    track_max_missed: int = _s(5, "Tracking: a track is kept this many analysed frames without its face, or "
+                                  "track_max_missed_s, whichever is longer (at least detect_every frames).")
+    track_max_missed_s: float = _s(1.0, "Tracking: a track is kept this long (video seconds) without its face, "
+                                        "or track_max_missed frames, whichever is longer.")
+    track_smoothing_tau_s: float = _s(0.25, "Tracking: time constant (video seconds) of the smoothed emotion "
+                                            "along a track; larger is steadier and slower to change.")
     # --- input guards ----------------------------------------------------------
     max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels, checked on its header before decoding "
                                      "(decompression-bomb guard); at most 268435456 (16384 x 16384).")
@@ -175,6 +191,13 @@ class Settings:
             raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
         if self.max_pixels > MAX_PIXELS_CEILING:
             raise ConfigError(f"max_pixels must be <= {MAX_PIXELS_CEILING} (16384 x 16384), got {self.max_pixels}")
+        for name in ("reorder_wait_ms", "track_max_missed", "track_max_missed_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.track_iou_min <= 1.0:
+            raise ConfigError(f"track_iou_min must be in (0, 1], got {self.track_iou_min}")
+        if self.track_smoothing_tau_s <= 0:
+            raise ConfigError(f"track_smoothing_tau_s must be > 0, got {self.track_smoothing_tau_s}")
         if self.min_person_s < 0:
             raise ConfigError(f"min_person_s must be >= 0, got {self.min_person_s}")
         if not 0.0 <= self.face_score_min <= 1.0:

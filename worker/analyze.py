@@ -164,6 +164,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @setting_option("detector")
 @setting_option("device")
 @setting_option("backend")
+@setting_option("precision")
 @setting_option("threads", type=click.IntRange(min=0))
 @setting_option("batch_max", "--batch", type=click.IntRange(min=1))  # --batch: the flag's older name
 @setting_option("max_pixels", type=click.IntRange(min=1))

@@ -72,6 +72,7 @@ from scipy.optimize import linear_sum_assignment
 
 from moodstream.shared.boxes import box_iou
 from moodstream.shared.record import Face, Smoothed
+from moodstream.shared.settings import Settings
 
 NO_MATCH = 1e6  # cost of a pair outside the gate
 
@@ -86,6 +87,12 @@ class TrackerConfig:
     velocity_gain: float = 0.5  # weight of a new velocity measurement in its moving average
     smoothing_tau_s: float = 0.25  # time constant of the emotion smoothing, video seconds
     default_fps: float = 30.0  # frame times when a source has no timestamps
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrackerConfig:
+        """The tracker the ``track_*`` settings describe (the rest at their defaults)."""
+        return cls(iou_min=settings.track_iou_min, max_missed=settings.track_max_missed,
+                   max_missed_s=settings.track_max_missed_s, smoothing_tau_s=settings.track_smoothing_tau_s)
 
 
 @dataclass

@@ -156,7 +156,7 @@ class VideoAnalyzer:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.pipeline = pipeline
         self.detect_every = detect_every
-        base = tracker or TrackerConfig()
+        base = tracker or TrackerConfig.from_settings(pipeline.settings)
         self.tracker_config = TrackerConfig(**{**base.__dict__, "max_missed": max(base.max_missed, detect_every)})
         self.flow = flow or FlowConfig()
         self.sources: dict[str, _Source] = {}

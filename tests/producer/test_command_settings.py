@@ -1,0 +1,96 @@
+"""Settings that reach their commands (issue 23 item 5): every --redis-url / --prefix comes
+from the option factory (status and track declared theirs by hand), the track stage's
+reorder wait and the tracker's parameters are settings, `produce`'s frame encoding is one
+(MOODSTREAM_ENCODING), and precision has a flag on analyze / worker / up."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import redis
+from click.testing import CliRunner
+
+from moodstream.cli import COMMANDS, cli
+from moodstream.producer.client import ENCODINGS as PRODUCER_ENCODINGS
+from moodstream.producer.track_stage import TrackStage
+from moodstream.shared.errors import ConfigError
+from moodstream.shared.media import sniff_format
+from moodstream.shared.settings import ENCODINGS, Settings
+from moodstream.shared.wire import decode_frame
+from moodstream.worker.track import TrackerConfig
+
+CLIP = "tests/fixtures/clip_360p.mp4"
+
+
+def command(name: str) -> click.Command:
+    ctx = cli.make_context("moodstream", [name, "--help"], resilient_parsing=True)
+    return cli.get_command(ctx, name)
+
+
+def option(cmd: click.Command, name: str) -> click.Option | None:
+    return next((p for p in cmd.params if isinstance(p, click.Option) and p.name == name), None)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_redis_url_and_prefix_come_from_the_option_factory(name):
+    cmd = command(name)
+    for setting in ("redis_url", "prefix"):
+        opt = option(cmd, setting)
+        if opt is not None:  # the factory's help names the variable and the default; default None
+            assert f"[env MOODSTREAM_{setting.upper()}; default" in opt.help and opt.default is None, (name, opt.help)
+
+
+@pytest.mark.parametrize("name", ["analyze", "worker", "up"])
+def test_precision_has_a_flag(name):
+    opt = option(command(name), "precision")
+    assert opt is not None and "[env MOODSTREAM_PRECISION; default 'auto']" in opt.help
+    assert list(opt.type.choices) == ["auto", "fp32", "bf16"]
+
+
+def test_track_has_the_tracking_settings_as_flags():
+    cmd = command("track")
+    for setting in ("reorder_wait_ms", "track_iou_min", "track_max_missed", "track_max_missed_s",
+                    "track_smoothing_tau_s", "redis_url", "prefix"):
+        opt = option(cmd, setting)
+        assert opt is not None and f"[env MOODSTREAM_{setting.upper()};" in opt.help, setting
+
+
+def test_tracking_settings_reach_the_track_stage():
+    settings = Settings.from_env(env={"MOODSTREAM_REORDER_WAIT_MS": "300", "MOODSTREAM_TRACK_IOU_MIN": "0.5",
+                                      "MOODSTREAM_TRACK_MAX_MISSED": "9", "MOODSTREAM_TRACK_MAX_MISSED_S": "2.5",
+                                      "MOODSTREAM_TRACK_SMOOTHING_TAU_S": "0.75"})
+    stage = TrackStage(settings, redis.Redis(), pictures=False)  # builds nothing on the connection
+    assert stage.wait_s == 0.3
+    cfg = stage.tracker_config
+    assert (cfg.iou_min, cfg.max_missed, cfg.max_missed_s, cfg.smoothing_tau_s) == (0.5, 9, 2.5, 0.75)
+    assert TrackStage(settings, redis.Redis(), pictures=False, reorder_wait_ms=50).wait_s == 0.05  # an argument wins
+
+
+def test_tracking_defaults_are_the_trackers():
+    assert TrackerConfig.from_settings(Settings.from_env(env={})) == TrackerConfig()
+    assert Settings.from_env(env={}).reorder_wait_ms == 2000
+
+
+@pytest.mark.parametrize("env", [{"MOODSTREAM_TRACK_IOU_MIN": "0"}, {"MOODSTREAM_TRACK_SMOOTHING_TAU_S": "0"},
+                                 {"MOODSTREAM_REORDER_WAIT_MS": "-1"}, {"MOODSTREAM_ENCODING": "gif"}])
+def test_bad_tracking_and_encoding_settings_are_config_errors(env):
+    with pytest.raises(ConfigError):
+        Settings.from_env(env=env)
+
+
+def test_the_encodings_are_the_producers():
+    assert ENCODINGS == PRODUCER_ENCODINGS
+
+
+@pytest.mark.parametrize("env,flags,expect", [({"MOODSTREAM_ENCODING": "jpeg"}, [], "jpeg"),
+                                              ({"MOODSTREAM_ENCODING": "jpeg"}, ["--encode", "webp"], "webp"),
+                                              ({}, [], "png")])
+def test_produce_encodes_frames_as_the_setting_says(redis_url, client, keys, monkeypatch, env, flags, expect):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    res = CliRunner().invoke(cli, ["produce", CLIP, "--max-frames", "1", "--redis-url", redis_url,
+                                   "--prefix", keys.prefix, *flags])
+    assert res.exit_code == 0, res.output
+    [(_, fields)] = client.xrange(keys.frames)
+    job = decode_frame(next(iter(fields.values())))
+    assert sniff_format(job.image) == expect
