@@ -256,6 +256,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             progress.update(1)
             if out.image is None:
                 errors += 1
+                if report is not None:  # named on the page, with the reason
+                    report.add(out.record, None, out.video)
                 continue
             frames += 1
             r = out.record

@@ -10,7 +10,7 @@ episode seeks the video to that moment.
 
 **Several videos in one call give one page with a section each** (one file to
 open, one table of contents); each video has its own WebM. Still images are
-counted but not shown.
+named with why they are not shown, as are inputs that could not be read.
 
 The page is self-contained: its script and style are inlined (the chart is the
 dashboard's ``chart.js``), the face pictures are data: URIs, and a
@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import FrameResult
 from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
@@ -87,19 +88,28 @@ class Report:
     def __init__(self, path: str | Path, every_n: int = 1, fps: float | None = None,
                  config: SummaryConfig | None = None, codec: str = "VP80"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # found out now, not after the whole video (the page and its clips go in this folder)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
         self.every_n, self.fps, self.codec = every_n, fps, codec
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
         self.current: dict[str, VideoPart] = {}
         self.images = 0
+        self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
         self._taken: set[str] = set()
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool) -> None:
         if image is None or record.error is not None:
+            why = f"{record.error.reason}: {record.error.detail}" if record.error is not None else "not read"
+            self.not_shown.append({"source": record.source, "why": why})
             return
         if not video:
             self.images += 1
+            self.not_shown.append({"source": record.source, "why": "an image (the report shows videos)"})
             return
         part = self.current.get(record.source)
         if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own
@@ -126,8 +136,12 @@ class Report:
         self._taken.add(name)
         h, w = image.shape[:2]
         rate = sampled_frame_rate(source, self.every_n, self.fps)
-        part = VideoPart(source, self.path.with_name(name), rate, open_webm(self.path.with_name(name), rate, (w, h),
-                                                                         self.codec), size=(w, h))
+        try:
+            writer = open_webm(self.path.with_name(name), rate, (w, h), self.codec)
+        except ConfigError as exc:  # the page and the summary still come; only this clip is missing
+            log.warning("report: no clip for %s: %s", source, exc)
+            writer = None
+        part = VideoPart(source, self.path.with_name(name), rate, writer, size=(w, h))
         self.parts.append(part)
         return part
 
@@ -139,7 +153,7 @@ class Report:
                 part.writer = None
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
-        data = {"videos": videos, "images": self.images, "labels": list(LABELS)}
+        data = {"videos": videos, "images": self.images, "not_shown": self.not_shown, "labels": list(LABELS)}
         self.path.write_text(render(data, title=f"moodstream report: {len(videos)} video(s)"), encoding="utf-8")
         return self.path
 

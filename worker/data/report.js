@@ -67,6 +67,14 @@
   const toc = document.getElementById("toc");
   const main = document.getElementById("videos");
   if (!data.videos.length) main.appendChild(el("p", "muted", "No video in this run: the report shows videos only."));
+  if (data.not_shown && data.not_shown.length) {  /* images and unreadable inputs: named, with why */
+    const box = el("section", "not-shown");
+    box.appendChild(el("h2", null, "Not shown (" + data.not_shown.length + ")"));
+    const list = el("ul");
+    for (const n of data.not_shown) list.appendChild(el("li", null, n.source + ": " + n.why));
+    box.appendChild(list);
+    main.appendChild(box);
+  }
   data.videos.forEach((v, i) => {
     const sec = el("section", "video");
     sec.id = "video-" + i;

@@ -1,0 +1,44 @@
+"""`analyze --report` as a user meets it with inputs that are not a playable video: the page names each
+of them (an image, an unreadable file) instead of an empty "0 video(s)", and a page path that cannot be
+written is one line before any frame is analysed, never a traceback at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from browserkit import wait_js
+
+from moodstream.worker.analyze import analyze_cmd
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "samples" / "hamilton_clip.mp4"
+IMAGE = REPO / "samples" / "street.jpg"
+
+
+def test_the_report_names_images_and_unreadable_inputs(browser, tmp_path):
+    # acceptance run: `analyze street.jpg --report r.html` and `analyze truncated.mp4 --report r.html`
+    # gave a page reading only "0 video(s)": neither name, nor why nothing is shown
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(SAMPLE.read_bytes()[:150_000])
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(IMAGE), str(truncated),
+                                              "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 1, result.output  # the truncated file failed
+    browser.get((tmp_path / "r.html").as_uri())
+    text = wait_js(browser, "const t = document.body.innerText; return t.includes('street.jpg') ? t : null")
+    assert text, browser.find_element("tag name", "body").text
+    assert str(IMAGE) in text and str(truncated) in text
+    assert "cannot open video" in text  # the reason, as the error record gives it
+
+
+def test_an_unwritable_report_path_is_one_line_before_the_run(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(SAMPLE), "--report",
+                                              str(blocker / "r.html")])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "cannot write the report" in result.output and str(blocker / "r.html") in result.output
+    assert result.output.count("\n") <= 2, result.output  # one line, and no frame was analysed first
+    assert '"frame"' not in result.output
