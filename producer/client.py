@@ -39,15 +39,14 @@ from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.retry import RedisRetry
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import ENCODINGS, Settings
 from moodstream.shared.transport import as_str, connect, group_backlog
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
 
-ENCODINGS = ("png", "jpeg", "webp", "raw")
-DEFAULT_ENCODING = "png"
+DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
 # `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
 # (bytes, encode time, faces and top emotions kept): `moodstream bench encoding`, docs/results/encoding_cpu.md.
@@ -91,11 +90,13 @@ class ProducerStats:
 
 
 class Producer:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str = DEFAULT_ENCODING,
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str | None = None,
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
                  notice: Callable[[str], None] | None = None, stop: threading.Event | None = None):
         """``retry_for_s``: how long an unreachable Redis is waited for (then ConfigError);
-        ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`)."""
+        ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`);
+        ``encoding``: how video frames travel, ``settings.encoding`` unless given."""
+        encoding = encoding or settings.encoding
         if encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
         self.settings = settings

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from moodstream.producer.client import ENCODINGS, encode_pixels
+from moodstream.producer.client import encode_pixels
+from moodstream.shared.settings import ENCODINGS
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import decode_pixels
 from moodstream.trainer.cli import bench

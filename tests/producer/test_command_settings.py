@@ -11,11 +11,10 @@ import redis
 from click.testing import CliRunner
 
 from moodstream.cli import COMMANDS, cli
-from moodstream.producer.client import ENCODINGS as PRODUCER_ENCODINGS
 from moodstream.producer.track_stage import TrackStage
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import sniff_format
-from moodstream.shared.settings import ENCODINGS, Settings
+from moodstream.shared.settings import Settings
 from moodstream.shared.wire import decode_frame
 from moodstream.worker.track import TrackerConfig
 
@@ -78,10 +77,6 @@ def test_bad_tracking_and_encoding_settings_are_config_errors(env):
         Settings.from_env(env=env)
 
 
-def test_the_encodings_are_the_producers():
-    assert ENCODINGS == PRODUCER_ENCODINGS
-
-
 @pytest.mark.parametrize("env,flags,expect", [({"MOODSTREAM_ENCODING": "jpeg"}, [], "jpeg"),
                                               ({"MOODSTREAM_ENCODING": "jpeg"}, ["--encode", "webp"], "webp"),
                                               ({}, [], "png")])
@@ -94,3 +89,13 @@ def test_produce_encodes_frames_as_the_setting_says(redis_url, client, keys, mon
     [(_, fields)] = client.xrange(keys.frames)
     job = decode_frame(next(iter(fields.values())))
     assert sniff_format(job.image) == expect
+
+
+def test_a_library_producer_sends_the_settings_encoding():
+    # Producer(settings) kept its own png default: Settings(encoding=...) never reached it
+    from moodstream.producer.client import Producer
+
+    s = Settings.from_env({}, redis_url="redis://127.0.0.1:1/0", encoding="jpeg")
+    assert Producer(s).encoding == "jpeg"
+    assert Producer(s, encoding="webp").encoding == "webp"  # an explicit argument still wins
+    assert Producer(Settings.from_env({}, redis_url="redis://127.0.0.1:1/0")).encoding == "png"

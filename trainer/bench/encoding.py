@@ -27,7 +27,8 @@ import click
 import numpy as np
 
 import moodstream
-from moodstream.producer.client import DEFAULT_ENCODING, ENCODINGS, encode_pixels
+from moodstream.producer.client import DEFAULT_ENCODING, encode_pixels
+from moodstream.shared.settings import ENCODINGS
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.media import decode_pixels, iter_video
