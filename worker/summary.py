@@ -36,13 +36,14 @@ from flicker, where the former smoothed label kept 8-50% and raw runs gave 17
 false episodes a minute.
 
 **People.** A track is a person when it spans at least ``min_person_s`` of
-video (first to last face, plus one frame interval) and its median detector
+video (from its first face to its last: ``last_timestamp_s - first_timestamp_s``,
+what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) and its median detector
 score is at least ``person_score_min`` (0.92). Chosen by ``moodstream bench
 tracking --part people``: on WIDER, keeping detections scoring >= 0.92 raises
 precision 96.67 -> 96.93% for 0.5 point of recall (0.98 would cost 2.6
 points), while the landmark-geometry rule lowers both (it rejects profiles);
 on the shared videos the length rule is what removes the noise (10 -> 7 and
-13 -> 10 tracks; those left out have 1-5 frames).
+13 -> 9 tracks; those left out have 1-5 frames, and one face only the clip's last 0.48 s).
 
 **Bounded memory.** A live camera's run never ends, so nothing here grows with
 the frames of a run unless asked (``series=True``, for ``analyze``'s timeline):
@@ -427,7 +428,7 @@ class SourceSummary:
         for label, n in zip(LABELS, tr.finder.dropped_frames):
             in_episodes[label] += int(n)
         in_episodes[NEUTRAL] = max(0, tr.frames - sum(in_episodes.values()))
-        span = tr.last_s - tr.first_s + tr.finder.step_s
+        span = tr.last_s - tr.first_s  # the JSON's own times
         medians = tr.box_score.median()
         score = float(medians[4])
         why = ""
@@ -554,7 +555,12 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
     if not people:
         lines.append("(no people)")
     if others:
+        several = len({t["source"] for t in tracks}) > 1  # then each one names its video
+
+        def who(t: dict) -> str:
+            return (f"{Path(t['source']).name or t['source']} " if several else "") + f"#{t['track_id']}"
+
         lines.append(printable(f"not people: {len(others)} track(s) ("
-                               + "; ".join(f"#{t['track_id']} {t['not_person_why']}" for t in others[:5])
+                               + "; ".join(f"{who(t)} {t['not_person_why']}" for t in others[:5])
                                + ("; ..." if len(others) > 5 else "") + ")"))
     return "\n".join(lines)

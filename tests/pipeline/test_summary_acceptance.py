@@ -1,0 +1,54 @@
+"""The per-person summary as an outside check reads it (acceptance run on the shared videos):
+``person`` needs ``last_timestamp_s - first_timestamp_s >= min_person_s``, and the people table of
+several videos says which video each track that is not a person belongs to."""
+
+from __future__ import annotations
+
+import pytest
+
+from moodstream.shared.labels import LABELS
+from moodstream.shared.record import Face, FrameResult
+from moodstream.worker.summary import Summarizer, SummaryConfig, people_table
+
+
+def face(track_id: int, x: float = 100.0) -> Face:
+    probs = {label: (0.72 if label == "neutrality" else 0.04) for label in LABELS}
+    return Face((x, 50.0, x + 80.0, 130.0), 0.999, None, emotion="neutrality", probabilities=probs,
+                track_id=track_id)
+
+
+def track_of(frames: int, fps: float, source: str = "v.mp4", track_id: int = 0) -> dict:
+    summary = Summarizer(SummaryConfig(min_person_s=0.5))
+    for i in range(frames):
+        summary.add(FrameResult(source=source, frame=i, timestamp_s=i / fps, faces=[face(track_id)]))
+    [entry] = summary.entries()
+    return entry
+
+
+@pytest.mark.parametrize("frames, fps, person", [
+    (13, 25.0, False),  # street_1080p's track #12: 3.72-4.20 s, 0.48 s, was a person
+    (14, 25.0, True),   # 0.52 s
+    (1, 2.0, False),    # one face at --fps 2 was "seen 0.50 s": a person from a single frame
+    (2, 2.0, True),     # 0.0-0.5 s
+    (16, 30.0, True),   # 0.5 s exactly
+    (15, 30.0, False),  # 0.467 s
+])
+def test_a_person_spans_min_person_s_from_first_to_last_face(frames, fps, person):
+    t = track_of(frames, fps)
+    span = t["last_timestamp_s"] - t["first_timestamp_s"]
+    assert t["person"] is person, (span, t["not_person_why"])
+    assert (span >= 0.5 - 1e-6) is person  # what a reader of the JSON can check
+    if not person:
+        assert f"{span:.2f} s < 0.5 s" in t["not_person_why"]
+
+
+def test_the_not_people_line_names_the_video_when_there_are_several():
+    a = track_of(2, 30.0, source="/videos/hamilton_360p.mp4", track_id=5)
+    b = track_of(40, 30.0, source="/videos/street_1080p.mp4", track_id=5)
+    c = track_of(1, 30.0, source="/videos/street_1080p.mp4", track_id=6)
+    table = people_table([a, b, c])
+    last = table.splitlines()[-1]
+    assert last.startswith("not people: 2 track(s)")
+    assert "hamilton_360p.mp4 #5" in last and "street_1080p.mp4 #6" in last, table
+    single = people_table([b, c]).splitlines()[-1]  # one video: the table's rows already name it
+    assert "#6" in single and "street_1080p.mp4" not in single
