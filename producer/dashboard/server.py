@@ -205,19 +205,43 @@ class Dashboard:
             port = self.server.servers[0].sockets[0].getsockname()[1]
         return f"http://{host}:{port}/"
 
+    def _bind(self):
+        """The listening socket, bound here: a taken port is our one line of error (uvicorn binding
+        it itself logged its own error line first)."""
+        import errno
+        import socket
+
+        host, port = self.settings.dashboard_host, self.settings.dashboard_port
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConfigError(f"the dashboard could not listen on {host}:{port}: {exc.strerror or exc}") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            why = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ConfigError(f"the dashboard could not listen on {host}:{port}: {why}") from None
+        return sock
+
     def start(self, timeout_s: float = 20.0) -> Dashboard:
         import threading
         import time
 
+        sock = self._bind()
         self.feed.start()
-        self._thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="dashboard-http",
+                                        daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.feed.stop()
+                sock.close()
                 raise ConfigError(f"the dashboard could not listen on {self.settings.dashboard_host}:"
-                                  f"{self.settings.dashboard_port} (in use?)")
+                                  f"{self.settings.dashboard_port} (its server did not start)")
             time.sleep(0.05)
         return self
 
