@@ -264,7 +264,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             faces += len(r.faces)
             if annotator is not None:
                 annotator.add(r.source, out.image, r.faces, out.video)
-            if summary is not None and out.video:
+            if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 summary.add(r, out.image)
                 summary_s += time.perf_counter() - t0

@@ -1,0 +1,27 @@
+"""`--summary` with a still image (acceptance run): `up street.jpg --summary` listed its 5 faces as
+tracks (the track stage summarises every source), while `analyze street.jpg --summary` wrote an empty
+`tracks` list and said only "(no people)". The service's summary must equal analyze's on the same file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_service_summary import analyze_summary, assert_same_tracks
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_an_image_is_summarised_alike_by_analyze_and_up(tmp_path, monkeypatch):
+    from moodstream.up import up
+
+    image = str(REPO / "samples" / "street.jpg")
+    want = analyze_summary(image, tmp_path / "analyze")
+    assert len(want["tracks"]) >= 3 and all(t["frames"] == 1 and not t["person"] for t in want["tracks"])
+    monkeypatch.delenv("MOODSTREAM_REDIS_URL", raising=False)  # an embedded server
+    ran = CliRunner().invoke(up, [image, "--device", "cpu", "--no-dashboard", "--format", "jsonl", "--summary",
+                                  str(tmp_path / "up" / "s.json")])
+    assert ran.exit_code == 0, ran.output
+    got = json.loads((tmp_path / "up" / "s.json").read_text())
+    assert_same_tracks(got["tracks"], tmp_path / "up", want["tracks"], tmp_path / "analyze")
