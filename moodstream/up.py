@@ -112,23 +112,31 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         feed.thread.start()
         printer = TablePrinter() if fmt == "table" else None
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
-        while not (feed.done.is_set() and received >= feed.sent):
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"up: {received} of {feed.sent} results after {timeout_s:.0f}s")
-            if not worker_thread.is_alive():
-                raise click.ClickException("up: the worker stopped (see the log above)")
-            if feed.error is not None:
-                raise click.ClickException(f"up: producer failed: {feed.error}")
-            for r in reader.read(start=last, count=max(1, feed.sent - received) if feed.done.is_set() else None,
-                                 follow=True, timeout_s=0.5):
-                last = r.id
-                received += 1
-                if printer is not None:
-                    printer.row(r)
-                else:
-                    click.echo(json.dumps(r.to_json()))
-        click.echo(f"up: {received} results for {feed.sent} frames; shutting down", err=True)
+        interrupted = False
+        try:
+            while not (feed.done.is_set() and received >= feed.sent):
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"up: {received} of {feed.sent} results after {timeout_s:.0f}s")
+                if not worker_thread.is_alive():
+                    raise click.ClickException("up: the worker stopped (see the log above)")
+                if feed.error is not None:
+                    raise click.ClickException(f"up: producer failed: {feed.error}")
+                for r in reader.read(start=last, count=max(1, feed.sent - received) if feed.done.is_set() else None,
+                                     follow=True, timeout_s=0.5):
+                    last = r.id
+                    received += 1
+                    if printer is not None:
+                        printer.row(r)
+                    else:
+                        click.echo(json.dumps(r.to_json()))
+        except KeyboardInterrupt:  # Ctrl-C: the summary of what was answered is still written, and said
+            interrupted = True
+            feed.stop.set()
+        click.echo(f"up: {'interrupted (Ctrl-C) after ' if interrupted else ''}{received} results for {feed.sent} "
+                   "frames; shutting down", err=True)
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings)
+        if interrupted:
+            click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
         if board is not None and stay_open:
             click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
                        err=True)

@@ -1,0 +1,40 @@
+"""Ctrl-C in `moodstream up --summary` (acceptance run): it printed click's bare "Aborted!", exited 1 and
+wrote no summary for the frames already answered. Like `analyze`, it must say what it did, keep the
+per-person summary of what was answered, and exit 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ctrl_c_keeps_the_summary_of_what_was_answered(tmp_path):
+    clip = REPO / "samples" / "hamilton_clip.mp4"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu")
+    summary = tmp_path / "out" / "s.json"
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "up", str(clip), "--no-dashboard", "--format",
+                             "jsonl", "--summary", str(summary)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        answered = [proc.stdout.readline() for _ in range(5)]  # some frames answered, not all 60
+        assert all(answered), "up printed no results"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "Aborted!" not in err, err[-3000:]
+    assert "interrupted (Ctrl-C)" in err and str(summary) in err, err[-3000:]
+    got = json.loads(summary.read_text())
+    assert got["tracks"] and got["tracks"][0]["frames"] >= 5  # the answered frames' people, kept
+    n = len(answered) + len(out.splitlines())
+    assert n < 60 or got["tracks"][0]["frames"] <= n
