@@ -82,6 +82,14 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     settings = Settings.from_env(**flags)
     specs = list(paths) or [default_sample()]
+    if summary_path is not None:  # found out now, not after every frame
+        from moodstream.shared.errors import ConfigError
+        from moodstream.worker.summary import check_writable
+
+        try:
+            check_writable(summary_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     with ExitStack() as stack:
         if settings.redis_url is None:
             server = stack.enter_context(EmbeddedRedis())

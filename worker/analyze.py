@@ -202,7 +202,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
         from moodstream.worker.pipeline import Pipeline  # torch: only once the flags are known to be good
-        from moodstream.worker.summary import Summarizer, SummaryConfig, people_table, write_summary
+        from moodstream.worker.summary import (Summarizer, SummaryConfig, check_writable, people_table,
+                                                write_summary)
         from moodstream.worker.video import VideoAnalyzer
 
         pipeline = Pipeline(settings)
@@ -226,11 +227,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         annotator = Annotator(annotate_dir, every_n or 1, fps)
     if summary_path is not None:  # found out now, not after the whole video
         try:
-            summary_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write the summary {summary_path}: {exc.strerror or exc}") from None
-        if not os.access(summary_path.parent, os.W_OK):
-            raise click.ClickException(f"cannot write the summary {summary_path}: its folder is not writable")
+            check_writable(summary_path)
+        except MoodstreamError as exc:
+            raise click.ClickException(str(exc)) from None
     summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
     summary_s = 0.0  # the time the summary adds
     report = None

@@ -39,7 +39,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import FrameResult
 from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
-from moodstream.worker.summary import Summarizer, SummaryConfig
+from moodstream.worker.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ class Report:
     def __init__(self, path: str | Path, every_n: int = 1, fps: float | None = None,
                  config: SummaryConfig | None = None, codec: str = "VP80"):
         self.path = Path(path)
-        try:  # found out now, not after the whole video (the page and its clips go in this folder)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path, "report")  # found out now, not after the whole video
+        try:  # the page itself (its clips go beside it)
             with self.path.open("a", encoding="utf-8"):
                 pass
         except OSError as exc:

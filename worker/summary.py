@@ -71,6 +71,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -79,6 +80,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import printable, source_cell
@@ -491,6 +493,17 @@ class Summarizer:
 
 
 # --- output ----------------------------------------------------------------------------------------
+
+def check_writable(path: Path, what: str = "summary") -> None:
+    """Before a run (not after the whole video): ``path``'s folder exists (made if need be) and is
+    writable; ConfigError naming ``what`` and the path otherwise."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"cannot write the {what} {path}: its folder is not writable")
+
 
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
                   timelines: bool = True) -> dict:

@@ -25,3 +25,17 @@ def test_an_image_is_summarised_alike_by_analyze_and_up(tmp_path, monkeypatch):
     assert ran.exit_code == 0, ran.output
     got = json.loads((tmp_path / "up" / "s.json").read_text())
     assert_same_tracks(got["tracks"], tmp_path / "up", want["tracks"], tmp_path / "analyze")
+
+
+def test_up_with_a_summary_path_it_cannot_write_is_one_line_before_the_run(tmp_path, monkeypatch):
+    # acceptance run: `up clip --summary afile/s.json` served every frame, then a FileExistsError traceback
+    from moodstream.up import up
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv("MOODSTREAM_REDIS_URL", raising=False)
+    ran = CliRunner().invoke(up, [str(REPO / "samples" / "street.jpg"), "--device", "cpu", "--no-dashboard",
+                                  "--summary", str(blocker / "s.json")])
+    assert ran.exit_code == 1
+    assert ran.exception is None or isinstance(ran.exception, SystemExit), repr(ran.exception)
+    assert ran.output.strip() == f"Error: cannot write the summary {blocker / 's.json'}: File exists", ran.output
