@@ -548,10 +548,20 @@ def summary_settings(config: SummaryConfig) -> dict:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
+def _emotions(episodes: list[dict], shown: list[dict] = ()) -> str:
+    """The emotions of the episodes not in ``shown``, each named once with its count: 'anger, fear x2'
+    (at most the 8 labels, however many episodes)."""
+    counts: dict[str, int] = {}
+    for e in episodes:
+        if not any(e is s for s in shown):
+            counts[e["emotion"]] = counts.get(e["emotion"], 0) + 1
+    return ", ".join(name + (f" x{n}" if n > 1 else "") for name, n in counts.items())
+
+
 def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
     """The short table of a summary's tracks: track, time span, dominant emotion with its mean,
-    the main episodes (strongest first, at most ``max_episodes``); people first, then the rest
-    counted on one line."""
+    the main episodes (strongest first, at most ``max_episodes``, then the others' emotions: every
+    episode's emotion is named); people first, then the rest on one line (those with episodes first)."""
     people = [t for t in tracks if t["person"]]
     others = [t for t in tracks if not t["person"]]
     lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
@@ -561,7 +571,7 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
         eps = ", ".join(f"{e['emotion']} {e['start_s']:.1f}-{e['end_s']:.1f}s (peak {e['peak']:.0%})"
                         for e in sorted(main, key=lambda e: e["start_s"]))
         more = len(t["episodes"]) - len(main)
-        eps = (eps or "-") + (f" +{more} more" if more > 0 else "")
+        eps = (eps or "-") + (f" +{more} more ({_emotions(t['episodes'], main)})" if more > 0 else "")
         span = f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
         src = source_cell(Path(t["source"]).name or t["source"], 24)
         lines.append(f"{src:24s} {'#' + str(t['track_id']):>5s} {span:>13s}  {dom:22s} {eps}")
@@ -574,6 +584,8 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
             return (f"{Path(t['source']).name or t['source']} " if several else "") + f"#{t['track_id']}"
 
         lines.append(printable(f"not people: {len(others)} track(s) ("
-                               + "; ".join(f"{who(t)} {t['not_person_why']}" for t in others[:5])
+                               + "; ".join(f"{who(t)} {t['not_person_why']}"
+                                           + (f", {_emotions(t['episodes'])}" if t["episodes"] else "")
+                                           for t in sorted(others, key=lambda t: not t["episodes"])[:5])
                                + ("; ..." if len(others) > 5 else "") + ")"))
     return "\n".join(lines)

@@ -52,3 +52,25 @@ def test_the_not_people_line_names_the_video_when_there_are_several():
     assert "hamilton_360p.mp4 #5" in last and "street_1080p.mp4 #6" in last, table
     single = people_table([b, c]).splitlines()[-1]  # one video: the table's rows already name it
     assert "#6" in single and "street_1080p.mp4" not in single
+
+
+def episode(emotion: str, start_s: float, peak: float) -> dict:
+    return {"emotion": emotion, "start_s": start_s, "end_s": start_s + 0.4, "peak": peak, "peak_s": start_s + 0.2,
+            "frames": 12}
+
+
+def test_the_table_names_every_episodes_emotion():
+    # acceptance run: hamilton_360p's track 3 has 4 episodes; the table named 3 and "+1 more", so its
+    # anger (the weakest) was nowhere on stderr, though the contract names each episode's emotion
+    person = track_of(60, 30.0)
+    person["episodes"] = [episode("happiness", 0.1, 0.96), episode("anger", 0.6, 0.45),
+                          episode("surprise", 1.1, 0.62), episode("happiness", 1.5, 0.87),
+                          episode("fear", 1.9, 0.41)]
+    brief = track_of(10, 30.0, track_id=1)
+    brief["episodes"] = [episode("disgust", 0.0, 0.7)]
+    table = people_table([person, brief])
+    row = next(line for line in table.splitlines() if line.split()[1:2] == ["#0"])
+    for name in ("happiness", "anger", "surprise", "fear"):
+        assert name in row, row
+    assert "+2 more" in row
+    assert "disgust" in table.splitlines()[-1]  # a track that is not a person names its episodes too
