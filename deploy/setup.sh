@@ -27,7 +27,7 @@ case "$mode" in
   gpu) extras="train,embedded"; torch=yes ;;
   dev) extras="dev"; torch=yes ;;
 esac
-[ -n "${SETUP_DRY_RUN:-}" ] && { echo "$extras"; exit 0; }  # what would be installed (tests/deploy/test_setup.py)
+[ -n "${SETUP_DRY_RUN:-}" ] && { echo "$extras"; exit 0; }  # what would be installed (tests/install/test_setup.py)
 
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "moodstream needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1). Set PYTHON=..." >&2

@@ -77,7 +77,7 @@ def client(redis_url):
 def keys():
     from moodstream.shared.keys import Keys
 
-    return Keys("t")  # tests/integration/streamkit.settings_for uses prefix "t"
+    return Keys("t")  # tests/support/streamkit.settings_for uses prefix "t"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,7 +17,7 @@ Writes four files (into ``worker/data/onnx`` by default):
 
 The output is byte-for-byte reproducible. A new shipped checkpoint
 regenerates ``emotion.onnx`` in the same commit
-(``tests/pipeline/test_onnx_parity.py`` checks the version and the sha256).
+(``tests/integration/test_onnx_parity.py`` checks the version and the sha256).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ VIDEOS=${VIDEOS:-${DATA:+$DATA/videos}}
 
 step "tests: batched MTCNN (CUDA parity marked gpu, CPU parity, ops)"
 timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=8 \
-    tests/pipeline/test_mtcnn_batched.py tests/unit/test_mtcnn_ops.py || fail "batched MTCNN tests"
+    tests/integration/test_mtcnn_batched.py tests/unit/test_mtcnn_ops.py || fail "batched MTCNN tests"
 
 step "tests: every test marked gpu"
 timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests || fail "gpu-marked tests"

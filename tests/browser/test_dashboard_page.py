@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from browserkit import screenshot, service, wait_js, wait_until
+from tests.support.browserkit import screenshot, service, wait_js, wait_until
 
 from moodstream.producer.client import Producer
 from moodstream.shared.embedded import EmbeddedRedis

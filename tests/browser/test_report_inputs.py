@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
-from browserkit import wait_js
+from tests.support.browserkit import wait_js
 
 from moodstream.worker.analyze import analyze_cmd
 

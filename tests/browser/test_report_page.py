@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from browserkit import screenshot, wait_js
+from tests.support.browserkit import screenshot, wait_js
 
 from moodstream.worker.analyze import analyze_cmd
 

@@ -4,7 +4,7 @@ wait 4 s (BUSY). No role but the admin may run scripts or load functions now;
 the backlog is read without any (shared/transport.group_backlog).
 
 Against the real redis-server started by deploy/k8s/base/redis/start-redis.sh
-with the repo's ACL rules (tests/integration/aclkit.py)."""
+with the repo's ACL rules (tests/support/aclkit.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import time
 
 import pytest
 import redis
-from aclkit import PREFIX, USERS, acl_server, client, denials, url
-from procs import measure
-from streamkit import settings_for, tiny_jpeg
+from tests.support.aclkit import PREFIX, USERS, acl_server, client, denials, url
+from tests.support.procs import measure
+from tests.support.streamkit import settings_for, tiny_jpeg
 
 from moodstream.shared.keys import Keys
 

@@ -18,15 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
-from procs import measure, spawn_cli
-from streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
+import pytest
+from tests.support.procs import measure, spawn_cli
+from tests.support.streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.transport import ensure_group, group_backlog
 
 
 def _slow():
-    from doubles import FixedFaceDetectorTestDouble
+    from tests.support.doubles import FixedFaceDetectorTestDouble
 
     return FixedFaceDetectorTestDouble(delay_s=0.05)
 
@@ -36,6 +37,7 @@ def _drain(client, keys, timeout_s: float = 180) -> None:
     wait_for(lambda: group_backlog(client, keys).total == 0, timeout_s, poll_s=0.2, what="an empty backlog")
 
 
+@pytest.mark.slow
 def test_a_drop_mode_producer_never_deletes_another_producers_frames(redis_url, client, keys, checkpoint):
     n = 300
     settings = settings_for(redis_url, lag_limit=30, batch_max=8)
@@ -97,6 +99,7 @@ class _Camera(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_a_live_source_under_the_default_wait_drops_nothing(redis_url, client, keys, checkpoint):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Camera)
     server.daemon_threads = True

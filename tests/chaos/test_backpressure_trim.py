@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from procs import measure
-from streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.procs import measure
+from tests.support.streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.transport import group_backlog
@@ -21,8 +21,9 @@ PRODUCERS, PER_PRODUCER = 4, 400
 
 
 @pytest.mark.parametrize("stream_maxlen, lag_limit", [(1000, 990), (200, 400)])
+@pytest.mark.slow
 def test_no_unread_frame_is_trimmed_by_the_producers(redis_url, client, keys, checkpoint, stream_maxlen, lag_limit):
-    from doubles import FixedFaceDetectorTestDouble
+    from tests.support.doubles import FixedFaceDetectorTestDouble
 
     settings = settings_for(redis_url, stream_maxlen=stream_maxlen, lag_limit=lag_limit, batch_max=16)
     producers = [Producer(settings, notice=lambda m: None) for _ in range(PRODUCERS)]

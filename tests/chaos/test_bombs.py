@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from corpus import bombs, messages
+from tests.support.corpus import bombs, messages
 
 from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.media import ACCEPTED_FORMATS, decode_image, image_size, sniff_format

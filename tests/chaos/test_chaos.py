@@ -17,9 +17,9 @@ import msgpack
 import numpy as np
 import pytest
 import redis
-from corpus import messages
-from procs import measure, peak_rss_mib, spawn_cli, spawn_double, stop, wait_until
-from streamkit import all_results, dead_letters, result_counts, settings_for, tiny_jpeg
+from tests.support.corpus import messages
+from tests.support.procs import measure, peak_rss_mib, spawn_cli, spawn_double, stop, wait_until
+from tests.support.streamkit import all_results, dead_letters, result_counts, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
 from moodstream.shared.embedded import EmbeddedRedis

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import redis
-from procs import REPO, measure, spawn_cli, stop, wait_until
+from tests.support.procs import REPO, measure, spawn_cli, stop, wait_until
 
 from moodstream.shared.embedded import EmbeddedRedis
 from moodstream.shared.keys import Keys

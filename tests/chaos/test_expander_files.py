@@ -5,8 +5,8 @@ real `moodstream expander`."""
 
 from __future__ import annotations
 
-from procs import measure
-from expanderkit import CLIP, REPO, job, run_burst, settings
+from tests.support.procs import measure
+from tests.support.expanderkit import CLIP, REPO, job, run_burst, settings
 from rq.job import JobStatus
 
 from moodstream.producer.rq_jobs import enqueue_source

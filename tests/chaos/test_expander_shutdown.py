@@ -10,8 +10,8 @@ import signal
 import subprocess
 import time
 
-from expanderkit import LONG_CLIP, expander, job, kill_tree, run_burst, settings
-from procs import measure, wait_until
+from tests.support.expanderkit import LONG_CLIP, expander, job, kill_tree, run_burst, settings
+from tests.support.procs import measure, wait_until
 from rq.job import JobStatus
 
 from moodstream.producer.rq_jobs import enqueue_source

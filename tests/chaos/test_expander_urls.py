@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from expanderkit import CLIP, Site, body, job, job_error, mjpeg, no_frames_mp4, redirect, run_burst, settings
-from procs import measure
+from tests.support.expanderkit import CLIP, Site, body, job, job_error, mjpeg, no_frames_mp4, redirect, run_burst, settings
+from tests.support.procs import measure
+import pytest
 from rq.job import JobStatus
 
 from moodstream.producer.rq_jobs import enqueue_source
@@ -129,6 +130,7 @@ def test_a_redirect_to_a_video_without_frames_ends_the_job(redis_url, client):
     assert done.get_status() == JobStatus.FAILED and "no decodable video frames" in job_error(done)
 
 
+@pytest.mark.slow
 def test_a_live_source_that_keeps_failing_backs_off_and_ends_the_job(redis_url, client):
     site = Site({"/live.mjpg": mjpeg(0)})  # opens, then closes before any frame: again and again
     try:

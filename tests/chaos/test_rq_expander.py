@@ -92,8 +92,7 @@ def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url,
 
 
 def test_an_allowed_url_host_is_opened(redis_url, client):
-    sys.path.insert(0, str(REPO / "tests" / "producer"))
-    from test_live import serve  # a real MJPEG stream on 127.0.0.1
+    from tests.support.mjpeg import serve  # a real MJPEG stream on 127.0.0.1
 
     server = serve(0)
     try:

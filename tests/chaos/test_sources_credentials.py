@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import zlib
 
-from expanderkit import PREFIX, Site, job, job_error, mjpeg, run_burst, settings
-from procs import spawn_cli, spawn_double, stop, wait_until
+from tests.support.expanderkit import PREFIX, Site, job, job_error, mjpeg, run_burst, settings
+from tests.support.procs import spawn_cli, spawn_double, stop, wait_until
 from rq.job import JobStatus
 
 from moodstream.producer.rq_jobs import enqueue_source

@@ -4,8 +4,8 @@ real `produce`."""
 
 from __future__ import annotations
 
-from expanderkit import PREFIX, REPO
-from procs import spawn_cli, spawn_double, stop, wait_until
+from tests.support.expanderkit import PREFIX, REPO
+from tests.support.procs import spawn_cli, spawn_double, stop, wait_until
 
 from moodstream.shared.keys import Keys
 

@@ -18,8 +18,8 @@ import time
 
 import pytest
 import redis
-from procs import measure, spawn_cli, stop, wait_until
-from streamkit import settings_for
+from tests.support.procs import measure, spawn_cli, stop, wait_until
+from tests.support.streamkit import settings_for
 
 from moodstream.producer.track_stage import TrackStage
 from moodstream.shared.embedded import EmbeddedRedis

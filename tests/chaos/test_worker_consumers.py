@@ -9,8 +9,8 @@ import signal
 import time
 
 import pytest
-from procs import measure, spawn_double, stop, wait_until
-from streamkit import all_results, settings_for, tiny_jpeg
+from tests.support.procs import measure, spawn_double, stop, wait_until
+from tests.support.streamkit import all_results, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
 from moodstream.shared.keys import Keys

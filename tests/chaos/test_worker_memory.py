@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from corpus import options_bomb
-from procs import measure, spawn_double, stop, wait_until
-from streamkit import all_results, dead_letters, settings_for, tiny_jpeg
+from tests.support.corpus import options_bomb
+from tests.support.procs import measure, spawn_double, stop, wait_until
+from tests.support.streamkit import all_results, dead_letters, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
 from moodstream.shared.keys import Keys

@@ -11,8 +11,8 @@ import time
 
 import pytest
 import redis
-from procs import measure, spawn_cli, spawn_double, stop, wait_until
-from streamkit import all_results, settings_for, tiny_jpeg
+from tests.support.procs import measure, spawn_cli, spawn_double, stop, wait_until
+from tests.support.streamkit import all_results, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
 from moodstream.shared.embedded import EmbeddedRedis

@@ -1,2 +1,68 @@
-"""Integration tests run against a real redis-server: ``redis_url``, ``client``,
-``keys`` and ``checkpoint`` come from tests/conftest.py."""
+"""Integration tests: real redis-server (``redis_url``, ``client``, ``keys`` and ``checkpoint``
+come from tests/conftest.py) and the real detector and emotion model on CPU (below).
+
+The emotion checkpoint is whatever ships in ``shared/weights`` (a placeholder
+until the trained model lands), so the model tests check structure and behaviour,
+never that a face gets a particular emotion.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+# tests/fixtures/images, by what MTCNN finds in them (Haar finds 3 in "handshake")
+IMAGES = {
+    "street": "street_640x360.jpg",  # six faces, 10-40 px
+    "single": "wider_1_Handshaking_Handshaking_1_158.jpg",  # one face
+    "handshake": "wider_1_Handshaking_Handshaking_1_314.jpg",  # one face
+    "parade": "wider_0_Parade_Parade_0_545.jpg",  # two faces
+}
+
+
+@pytest.fixture(scope="session")
+def image_path(fixtures_dir):
+    """``image_path("street")`` -> the fixture image's path."""
+    return lambda name: fixtures_dir / "images" / IMAGES[name]
+
+
+@pytest.fixture(scope="session")
+def image(image_path):
+    """``image("street")`` -> the fixture image as RGB uint8."""
+    return lambda name: cv2.cvtColor(cv2.imread(str(image_path(name))), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from moodstream.shared.settings import Settings
+
+    return Settings.from_env(env={}, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings):
+    from moodstream.worker.pipeline import Pipeline
+
+    return Pipeline(settings)
+
+
+@pytest.fixture(scope="session")
+def haar_pipeline(settings):
+    from moodstream.worker.pipeline import Pipeline
+
+    return Pipeline(settings.replace(detector="haar"))
+
+
+@pytest.fixture(scope="session")
+def street(image) -> np.ndarray:
+    return image("street")
+
+
+@pytest.fixture(scope="session")
+def no_face() -> np.ndarray:
+    """Smooth gradients and blobs: nothing a detector should call a face."""
+    y, x = np.mgrid[0:180, 0:320]
+    img = np.stack([x * 255 // 320, y * 255 // 180, (x + y) * 255 // 500], axis=-1).astype(np.uint8)
+    cv2.circle(img, (200, 90), 40, (30, 160, 90), -1)
+    return img

@@ -22,11 +22,11 @@ import pytest
 import redis
 import redis.backoff
 import redis.retry
-from aclkit import PREFIX, REPO, RULES_DIR, USERS, acl_server, start_script
-from aclkit import client as _client
-from aclkit import denials as _denials
-from aclkit import url as _url
-from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.aclkit import PREFIX, REPO, RULES_DIR, USERS, acl_server, start_script
+from tests.support.aclkit import client as _client
+from tests.support.aclkit import denials as _denials
+from tests.support.aclkit import url as _url
+from tests.support.streamkit import settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.shared.embedded import free_port
 from moodstream.shared.keys import Keys

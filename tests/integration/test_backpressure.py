@@ -8,7 +8,7 @@ import time
 
 import pytest
 import redis
-from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.embedded import EmbeddedRedis, find_redis_server
@@ -68,6 +68,7 @@ class BacklogProbe:
             self.max_len = max(self.max_len, self.client.xlen(self.keys.frames))
 
 
+@pytest.mark.slow
 def test_wait_mode_bounds_the_backlog_and_loses_nothing(redis_url, client, keys, checkpoint):
     settings = settings_for(redis_url, lag_limit=40, stream_maxlen=400, batch_max=8, backpressure="wait")
     frames = [tiny_jpeg(i % 20) for i in range(20)]
@@ -139,7 +140,7 @@ def test_drop_mode_sends_again_once_the_backlog_falls(redis_url, client, keys):
 
 
 def _slow():
-    from doubles import FixedFaceDetectorTestDouble
+    from tests.support.doubles import FixedFaceDetectorTestDouble
 
     return FixedFaceDetectorTestDouble(delay_s=0.05)
 

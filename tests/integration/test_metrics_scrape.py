@@ -9,7 +9,7 @@ import urllib.request
 from collections import Counter
 
 from prometheus_client.parser import text_string_to_metric_families
-from streamkit import dead_letters, pending_count, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import dead_letters, pending_count, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.wire import FIELD

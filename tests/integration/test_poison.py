@@ -7,8 +7,8 @@ from collections import Counter
 import cv2
 import msgpack
 import numpy as np
-from doubles import ExplodingDetectorTestDouble
-from streamkit import (all_results, dead_letters, pending_count, report, settings_for, start_worker, tiny_jpeg,
+from tests.support.doubles import ExplodingDetectorTestDouble
+from tests.support.streamkit import (all_results, dead_letters, pending_count, report, settings_for, start_worker, tiny_jpeg,
                        wait_for)
 
 from moodstream.producer.client import Producer

@@ -14,14 +14,16 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
-from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.embedded import EmbeddedRedis
 from moodstream.shared.keys import Keys
 
 
+@pytest.mark.slow
 def test_restart_during_a_run(checkpoint):
     with EmbeddedRedis() as server:
         settings = settings_for(server.url, batch_max=8)

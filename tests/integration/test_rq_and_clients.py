@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from streamkit import all_results, round_trip, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import all_results, round_trip, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.producer.results import FROM_NOW, FROM_START, ResultReader

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+import pytest
+from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 
 
+@pytest.mark.slow
 def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoint):
     settings = settings_for(redis_url, batch_max=16, batch_wait_ms=20)
     producer = Producer(settings)
@@ -39,7 +41,7 @@ def test_three_workers_500_frames_exactly_once(redis_url, client, keys, checkpoi
 def test_dynamic_batching_full_or_oldest_waited(redis_url, client, keys, checkpoint):
     """A batch goes when it holds batch_max frames, or when its oldest frame has
     waited batch_wait_ms: a lone frame waits about that long, a burst does not."""
-    from doubles import FixedFaceDetectorTestDouble
+    from tests.support.doubles import FixedFaceDetectorTestDouble
 
     settings = settings_for(redis_url, batch_max=4, batch_wait_ms=400)
     detector = FixedFaceDetectorTestDouble()

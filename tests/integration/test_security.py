@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from streamkit import settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.shared.embedded import EmbeddedRedis
 from moodstream.shared.errors import ConfigError

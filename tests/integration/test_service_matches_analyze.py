@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamkit import settings_for
+from tests.support.streamkit import settings_for
 
 from moodstream.producer.client import Producer
 from moodstream.producer.results import FROM_START, ResultReader

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from streamkit import wait_for
+from tests.support.streamkit import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = ("source", "track_id", "first_timestamp_s", "last_timestamp_s", "frames", "person", "box",
@@ -57,6 +57,7 @@ def assert_same_tracks(got: list[dict], got_dir: Path, want: list[dict], want_di
         assert g["thumbnail"] and (got_dir / g["thumbnail"]).is_file(), g
 
 
+@pytest.mark.slow
 def test_the_service_summary_equals_analyze_on_the_same_file(redis_url, client, keys, fixtures_dir, tmp_path):
     from moodstream.producer.cli import produce
     from moodstream.producer.tracks import tracks
@@ -91,6 +92,7 @@ def test_the_service_summary_equals_analyze_on_the_same_file(redis_url, client, 
     assert table.exit_code == 0 and table.stdout.count("clip_360p.mp4 (run") == 2, table.output
 
 
+@pytest.mark.slow
 def test_up_summary_equals_analyze(tmp_path, monkeypatch):
     from moodstream.up import up
 

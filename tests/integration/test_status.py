@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
 
 import moodstream.producer.status as status_mod
 from moodstream.cli import cli
@@ -115,6 +116,7 @@ def test_status_json_and_screen_name_the_live_worker(redis_url, client, keys, ch
     assert "workers: 1 live" in screen.output and "w-cli" in screen.output and "backlog: 0" in screen.output
 
 
+@pytest.mark.slow
 def test_status_without_redis_is_one_line_and_exit_1():
     url = f"redis://admin:hunter2@127.0.0.1:{free_port()}/0"
     res = CliRunner().invoke(cli, ["status", "--redis-url", url])
@@ -137,6 +139,7 @@ def test_watch_redraws_until_ctrl_c(redis_url):
     assert len(frames) >= 2 and all("backlog" in f and "workers" in f for f in frames)
 
 
+@pytest.mark.slow
 def test_a_worker_draining_a_backlog_is_busy_the_whole_time(redis_url, client, keys):
     """Issue 23 item 7: the heartbeat is written between batches, so `status` showed a
     worker "idle" for the whole drain of a backlog with 16 entries in hand. A real worker

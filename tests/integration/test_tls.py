@@ -13,7 +13,7 @@ import time
 
 import pytest
 import redis
-from streamkit import round_trip, settings_for
+from tests.support.streamkit import round_trip, settings_for
 
 from moodstream.shared.embedded import find_redis_server, free_port
 

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from streamkit import settings_for, start_worker, wait_for
+from tests.support.streamkit import settings_for, start_worker, wait_for
 
 from moodstream.producer.client import encode_pixels
 from moodstream.producer.track_stage import TrackStage

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import redis
-from streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.wire import FIELD, decode_frame

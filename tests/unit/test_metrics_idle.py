@@ -10,6 +10,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from moodstream.shared.settings import Settings
 from moodstream.worker.metrics import MAX_CONNECTIONS, MetricsServer, WorkerMetrics
 
@@ -17,6 +19,7 @@ IDLE = 400
 
 
 
+@pytest.mark.slow
 def test_idle_connections_hold_a_bounded_number_of_threads_for_a_bounded_time():
     with MetricsServer(WorkerMetrics(), "127.0.0.1", 0, idle_timeout_s=1.0) as server:
         before = threading.active_count()

@@ -6,42 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import cv2
 import numpy as np
 import pytest
 
 from moodstream.producer.live import LiveConfig, LiveSource
-
-FRAMES_PER_CONNECTION = 12
-
-
-class MJPEGHandler(BaseHTTPRequestHandler):
-    """multipart/x-mixed-replace JPEG frames, then the connection closes (a drop)."""
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        self.end_headers()
-        for i in range(FRAMES_PER_CONNECTION):
-            img = np.full((48, 64, 3), 20 * i % 255, np.uint8)
-            jpg = cv2.imencode(".jpg", img)[1].tobytes()
-            try:
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
-                                 + jpg + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                return
-            time.sleep(0.005)
-
-    def log_message(self, *args):
-        pass
-
-
-def serve(port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", port), MJPEGHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from tests.support.mjpeg import FRAMES_PER_CONNECTION, serve
 
 
 def test_stream_that_drops_and_comes_back(caplog):

@@ -15,6 +15,7 @@ from moodstream.trainer.cli import bench
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"
 
 
+@pytest.mark.slow
 def test_one_onnx_worker_both_phases(tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "stream.json"

@@ -1,5 +1,5 @@
 """A worker process around the real Pipeline with FixedFaceDetectorTestDouble,
-for tests that signal or kill it. Usage: python double_worker.py '<json kwargs>'
+for tests that signal or kill it. Usage: python -m tests.support.double_worker '<json kwargs>'
 with keys url, name, delay_s, crash_on_black (the process dies, as from a native
 crash, on a batch holding an all-black frame) and any Settings fields."""
 
@@ -9,8 +9,8 @@ import json
 import logging
 import sys
 
-from doubles import CrashingDetectorTestDouble, FixedFaceDetectorTestDouble
-from streamkit import settings_for
+from tests.support.doubles import CrashingDetectorTestDouble, FixedFaceDetectorTestDouble
+from tests.support.streamkit import settings_for
 
 from moodstream.worker.pipeline import Pipeline
 from moodstream.worker.service import Worker

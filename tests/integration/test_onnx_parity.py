@@ -167,6 +167,7 @@ def fixture_frames(fixtures_dir) -> list[np.ndarray]:
             + video_frames(REPO / "samples" / "hamilton_clip.mp4", 12, every_n=5))
 
 
+@pytest.mark.slow
 def test_parity_on_fixtures(fixture_frames, reference, ours):
     assert_parity(fixture_frames, reference, ours)
 

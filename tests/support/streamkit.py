@@ -47,7 +47,7 @@ class RunningWorker:
 
 def start_worker(settings: Settings, checkpoint, name: str, detector=None, **kw) -> RunningWorker:
     """A Worker in a thread, with the real Pipeline around ``detector`` (a test double)."""
-    from doubles import FixedFaceDetectorTestDouble
+    from tests.support.doubles import FixedFaceDetectorTestDouble
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.service import Worker
 

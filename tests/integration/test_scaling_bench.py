@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from moodstream.trainer.cli import bench
 
 
+@pytest.mark.slow
 def test_one_worker_for_three_seconds(tmp_path):
     pytest.importorskip("moodstream.worker.pipeline")  # the spawned worker needs the [worker] extra
     out = tmp_path / "scaling.json"

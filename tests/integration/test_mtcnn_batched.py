@@ -65,6 +65,7 @@ def shared_frames(shared_data) -> list[np.ndarray]:
             + video_frames(videos / "street_1080p.mp4", 2))
 
 
+@pytest.mark.slow
 def test_boxes_match_facenet_on_fixtures(fixture_frames):
     assert_parity(fixture_frames, "cpu")
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_live import serve
+from tests.support.mjpeg import serve
 
 from moodstream.producer.client import Producer
 from moodstream.shared.settings import Settings

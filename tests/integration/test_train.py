@@ -14,6 +14,7 @@ from moodstream.trainer.train import main as train_main
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.slow
 def test_tiny_training_run_reduces_loss(fixtures_dir, tmp_path, amp):
     cfg = preset("cpu", epochs=8, batch_size=16, lr=3e-3, widths=(8, 16, 32), hidden=32, augment="none",
                  dropout=0.0)

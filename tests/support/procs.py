@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-INTEGRATION = REPO / "tests" / "integration"
 MEASURED: dict[str, dict] = {}
 
 
@@ -26,10 +25,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_double(url: str, name: str, **kw) -> subprocess.Popen:
-    """tests/integration/double_worker.py: the real Worker and classifier, a fixed-box detector."""
-    return subprocess.Popen([sys.executable, str(INTEGRATION / "double_worker.py"),
+    """tests/support/double_worker.py, run as ``python -m tests.support.double_worker``: the real Worker and classifier, a fixed-box detector."""
+    return subprocess.Popen([sys.executable, "-m", "tests.support.double_worker",
                              json.dumps({"url": url, "name": name, **kw})],
-                            cwd=INTEGRATION, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -69,6 +68,6 @@ def write_report() -> None:
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
     """streamkit.wait_for, with the argument order the chaos tests read best in."""
-    from streamkit import wait_for
+    from tests.support.streamkit import wait_for
 
     return wait_for(predicate, timeout_s, poll_s=poll_s, what=what)

@@ -37,6 +37,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_sdist_builds_the_same_wheel(wheel, tmp_path):
     """pip falls back to the sdist where no wheel fits: the parts are links in the
     tree, so the sdist must carry their files, and a wheel built from it must hold
@@ -54,6 +55,7 @@ def test_sdist_builds_the_same_wheel(wheel, tmp_path):
     assert set(zipfile.ZipFile(rebuilt).namelist()) == set(zipfile.ZipFile(wheel).namelist())
 
 
+@pytest.mark.slow
 def test_wheel_ships_weights_calibration_and_samples(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("moodstream/shared/weights/emotion.pt", "moodstream/worker/data/box_calibration.json",
@@ -64,6 +66,7 @@ def test_wheel_ships_weights_calibration_and_samples(wheel):
     assert tops == {"moodstream", wheel.name.split("-py3")[0] + ".dist-info"}, tops
 
 
+@pytest.mark.slow
 def test_fresh_venv_gets_one_top_level_name_and_everything_imports_from_it(wheel, tmp_path):
     """Install the wheel into a new venv (its dependencies come from this environment
     through a .pth line, nothing is downloaded), then import every module of it from a

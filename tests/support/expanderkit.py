@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from procs import spawn_cli
+from tests.support.procs import spawn_cli
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
