@@ -77,7 +77,7 @@ def test_opencv_limit_backs_up_the_header_check(env):
     script = ("import os, sys, numpy as np\n"
               "from moodstream.shared.media import decode_image\n"
               "import cv2\n"
-              "from corpus import bombs\n"
+              "from tests.support.corpus import bombs\n"
               "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])\n"
               "try:\n"
               "    cv2.imdecode(np.frombuffer(bombs()['png'], np.uint8), cv2.IMREAD_UNCHANGED)\n"
