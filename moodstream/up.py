@@ -74,7 +74,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     from moodstream.producer.cli import TablePrinter
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader
-    from moodstream.producer.track_stage import TrackStage
+    from moodstream.worker.tracking.stage import TrackStage
     from moodstream.shared.embedded import EmbeddedRedis
     from moodstream.shared.keys import Keys
     from moodstream.worker.pipeline import Pipeline
@@ -84,7 +84,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     specs = list(paths) or [default_sample()]
     if summary_path is not None:  # found out now, not after every frame
         from moodstream.shared.errors import ConfigError
-        from moodstream.worker.summary import check_writable
+        from moodstream.worker.tracking.summary import check_writable
 
         try:
             check_writable(summary_path)
@@ -218,7 +218,7 @@ def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | No
     stage_thread.join(timeout=60)
     if summary_path is None:
         return
-    from moodstream.worker.summary import Summarizer, people_table, write_summary
+    from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
     if stage_thread.is_alive() or stage.read < received:
         raise click.ClickException(f"up: the track stage read {stage.read} of {received} results; no summary")

@@ -62,7 +62,7 @@ class Keys:
 
     @property
     def tracked(self) -> str:
-        """Results in per-source frame order with ``track_id`` / ``smoothed`` (producer.track_stage)."""
+        """Results in per-source frame order with ``track_id`` / ``smoothed`` (worker.tracking.stage)."""
         return f"{self.prefix}:tracked"
 
     @property
@@ -72,7 +72,7 @@ class Keys:
 
     @property
     def summaries(self) -> str:
-        """One JSON entry per ended source run: its per-person summary (producer.track_stage)."""
+        """One JSON entry per ended source run: its per-person summary (worker.tracking.stage)."""
         return f"{self.prefix}:summaries"
 
     def heartbeat(self, worker_id: str) -> str:

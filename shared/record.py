@@ -46,7 +46,7 @@ Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_RAW_SIDE)]
 
 
 class Smoothed(msgspec.Struct):
-    """A face's emotion averaged along its track (see :mod:`moodstream.worker.track`)."""
+    """A face's emotion averaged along its track (see :mod:`moodstream.worker.tracking.tracker`)."""
 
     emotion: str
     probabilities: dict[str, float]

@@ -202,7 +202,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
         from moodstream.worker.pipeline import Pipeline  # torch: only once the flags are known to be good
-        from moodstream.worker.summary import (Summarizer, SummaryConfig, check_writable, people_table,
+        from moodstream.worker.tracking.summary import (Summarizer, SummaryConfig, check_writable, people_table,
                                                 write_summary)
         from moodstream.worker.video import VideoAnalyzer
 

@@ -166,7 +166,7 @@ STACK_ORDER = sorted(range(len(LABELS)), key=lambda k: LABELS[k] == "neutrality"
 def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
                   span_s: tuple[float, float, float]) -> np.ndarray:
     """An RGB image: one row per track (``(summary entry, times, probabilities (C,) per frame,
-    face picture or None)``, see :mod:`worker.summary`). Each row starts with the face picture
+    face picture or None)``, see :mod:`worker.tracking.summary`). Each row starts with the face picture
     and ``#id``, then the raw probabilities over time as stacked bands (each analysed frame
     a column from its time to the next frame's, at most 1.5 steps: gaps stay blank), with the
     episodes marked below as bars of their emotion's colour. A track that is not a person is

@@ -2,7 +2,7 @@
 
 For each video: the annotated clip as WebM (VP8, :mod:`worker.webm`) beside the
 page (``FILE-<video>.webm``: a browser plays it, the page stays small), and per
-track of the summary (:mod:`worker.summary`, the same summary ``--summary``
+track of the summary (:mod:`worker.tracking.summary`, the same summary ``--summary``
 writes): its face picture, time span, dominant emotion, episodes and the raw
 probabilities over time as a chart. People (``person: true``) are listed
 first; the other tracks are collapsed below them. Clicking the chart or an
@@ -39,7 +39,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import FrameResult
 from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
-from moodstream.worker.summary import Summarizer, SummaryConfig, check_writable
+from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
 log = logging.getLogger(__name__)

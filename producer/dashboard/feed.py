@@ -12,7 +12,7 @@ last entry ids.
 
 **Frames.** Results carry boxes, not pixels. The picture of a source's latest
 frame is read back from ``<prefix>:frames`` by its job id near the job's
-enqueue time (the track stage's :class:`~moodstream.producer.track_pictures.FramePictures`),
+enqueue time (the track stage's :class:`~moodstream.worker.tracking.pictures.FramePictures`),
 decoded and re-encoded as a small JPEG (never the stream's bytes as they
 are), at most once per source and frame. Once the frames stream has trimmed
 that entry (``stream_maxlen``), there is no picture: the page draws the boxes
@@ -31,7 +31,7 @@ import msgspec
 import redis
 
 from moodstream.producer.dashboard.model import MAX_SOURCES, Model, cut, entry_ms
-from moodstream.producer.track_pictures import FramePictures
+from moodstream.worker.tracking.pictures import FramePictures
 from moodstream.producer.status import dead_letter_reasons, live_workers, redis_info, server_time_ms
 from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.keys import Keys

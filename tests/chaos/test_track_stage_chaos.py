@@ -21,7 +21,7 @@ import redis
 from tests.support.procs import measure, spawn_cli, stop, wait_until
 from tests.support.streamkit import settings_for
 
-from moodstream.producer.track_stage import TrackStage
+from moodstream.worker.tracking.stage import TrackStage
 from moodstream.shared.embedded import EmbeddedRedis
 from moodstream.shared.keys import Keys
 from moodstream.shared.labels import LABELS

@@ -11,12 +11,12 @@ import redis
 from click.testing import CliRunner
 
 from moodstream.cli import COMMANDS, cli
-from moodstream.producer.track_stage import TrackStage
+from moodstream.worker.tracking.stage import TrackStage
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import sniff_format
 from moodstream.shared.settings import Settings
 from moodstream.shared.wire import decode_frame
-from moodstream.worker.track import TrackerConfig
+from moodstream.worker.tracking.tracker import TrackerConfig
 
 CLIP = "tests/fixtures/clip_360p.mp4"
 

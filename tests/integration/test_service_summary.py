@@ -60,7 +60,7 @@ def assert_same_tracks(got: list[dict], got_dir: Path, want: list[dict], want_di
 @pytest.mark.slow
 def test_the_service_summary_equals_analyze_on_the_same_file(redis_url, client, keys, fixtures_dir, tmp_path):
     from moodstream.producer.cli import produce
-    from moodstream.producer.tracks import tracks
+    from moodstream.worker.tracking.reader import tracks
 
     clip = str(fixtures_dir / "clip_360p.mp4")
     want = analyze_summary(clip, tmp_path / "analyze")

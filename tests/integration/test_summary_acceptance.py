@@ -8,7 +8,7 @@ import pytest
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.worker.summary import Summarizer, SummaryConfig, people_table
+from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, people_table
 
 
 def face(track_id: int, x: float = 100.0) -> Face:

@@ -96,7 +96,7 @@ def test_an_unwritable_summary_path_is_one_line_before_any_work(tmp_path):
 
 def test_min_person_s_setting_reaches_the_summary():
     from moodstream.shared.settings import Settings
-    from moodstream.worker.summary import SummaryConfig
+    from moodstream.worker.tracking.summary import SummaryConfig
 
     cfg = SummaryConfig.from_settings(Settings.from_env(env={"MOODSTREAM_MIN_PERSON_S": "0.05"}))
     assert cfg.min_person_s == 0.05

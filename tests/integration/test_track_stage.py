@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.support.streamkit import settings_for, start_worker, wait_for
 
 from moodstream.producer.client import encode_pixels
-from moodstream.producer.track_stage import TrackStage
+from moodstream.worker.tracking.stage import TrackStage
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import FrameJob
 from moodstream.shared.wire import FIELD, decode_result, encode_frame, new_job_id, now_ms

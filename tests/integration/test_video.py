@@ -16,7 +16,8 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.worker.analyze import analyze_cmd as analyze
 from moodstream.shared.record import Face, Smoothed
-from moodstream.worker.video import VideoAnalyzer, VideoFrame, follow_face
+from moodstream.worker.tracking.flow import follow_face
+from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
 TRACK_KEYS = {"track_id", "smoothed"}
 

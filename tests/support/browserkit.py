@@ -35,7 +35,7 @@ def screenshot(driver, name: str) -> None:
 @contextmanager
 def service(settings, checkpoint, name: str = "w-browser"):
     """A real worker (the shipped detector and classifier) and the track stage, each in a thread."""
-    from moodstream.producer.track_stage import TrackStage
+    from moodstream.worker.tracking.stage import TrackStage
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.service import Worker
 

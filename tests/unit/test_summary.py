@@ -1,4 +1,4 @@
-"""Per-person summaries (worker.summary) on scripted sequences: episodes kept and flicker
+"""Per-person summaries (worker.tracking.summary) on scripted sequences: episodes kept and flicker
 dropped, means and dominant emotion, people vs noise, runs, face pictures, the table."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.worker.summary import (EpisodeFinder, Summarizer, SummaryConfig, ThumbnailPicker, people_table,
+from moodstream.worker.tracking.summary import (EpisodeFinder, Summarizer, SummaryConfig, ThumbnailPicker, people_table,
                                        thumbnail_score, write_summary)
 
 FPS = 30.0

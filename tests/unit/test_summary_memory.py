@@ -17,7 +17,7 @@ import pytest
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.worker.summary import (MAX_EPISODES, MEDIAN_KEEP, EpisodeFinder, SourceSummary, StridedSample,
+from moodstream.worker.tracking.summary import (MAX_EPISODES, MEDIAN_KEEP, EpisodeFinder, SourceSummary, StridedSample,
                                        SummaryConfig)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""moodstream.worker.track on synthetic boxes (ids along motion, crossings, misses, smoothing), and the
-track stage's per-source reorder buffer (producer.track_stage.SourceOrder) with a fake clock."""
+"""moodstream.worker.tracking.tracker on synthetic boxes (ids along motion, crossings, misses, smoothing), and
+the track stage's per-source reorder buffer (worker.tracking.stage.SourceOrder) with a fake clock."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import msgspec
 import numpy as np
 import pytest
 
-from moodstream.producer.track_stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.worker.track import TrackerConfig, TrackState
+from moodstream.worker.tracking.stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
+from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
 
 FPS = 30.0
 
@@ -209,7 +209,8 @@ def test_reorder_late_and_duplicate_results():
 
 
 def test_track_stage_and_live_do_not_import_torch():
-    code = ("import sys, moodstream.producer.track_stage, moodstream.producer.live, moodstream.worker.track; "
+    code = ("import sys, moodstream.worker.tracking.stage, moodstream.producer.live, "
+            "moodstream.worker.tracking.tracker; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                           text=True, timeout=60)

@@ -165,7 +165,7 @@ def label_sequence(times: np.ndarray, episodes: list) -> np.ndarray:
 
 def evaluate(rule: Rule, series: dict[int, tuple[np.ndarray, np.ndarray]], windows: list[Window]) -> dict:
     """The figures of one rule on per-track (times, probabilities (T, C)) series."""
-    from moodstream.worker.summary import EpisodeFinder
+    from moodstream.worker.tracking.summary import EpisodeFinder
 
     found = {n: [0, 0] for n in LENGTHS_S}
     blips = [0, 0]

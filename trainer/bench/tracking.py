@@ -179,7 +179,7 @@ def oracle_faces(truth: list[tuple[int, np.ndarray]]) -> list[Face]:
 
 
 def run_clip(clip: Clip, faces: list[np.ndarray], pipeline, seed: int) -> dict:
-    from moodstream.worker.track import TrackState
+    from moodstream.worker.tracking.tracker import TrackState
     from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
     background = noise_background(np.random.default_rng([seed, len(clip.name)]), CanvasSpec(canvas_px=WIDTH))[:HEIGHT]
@@ -279,7 +279,7 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
     from moodstream.shared.media import VIDEO_EXTS
     from moodstream.shared.settings import Settings
     from moodstream.worker.pipeline import Pipeline
-    from moodstream.worker.summary import SummaryConfig
+    from moodstream.worker.tracking.summary import SummaryConfig
 
     parts = set(parts or ("tracks", "episodes", "people"))
     settings = Settings.from_env(device=device)

@@ -4,7 +4,7 @@ The track stage (``moodstream track``) tracks faces along each source in
 ``<prefix>:tracked`` and, when a source run ends (its frame numbers start
 again, it goes idle for ``--source-idle-s``, or the stage stops), adds that
 run's per-person summary to ``<prefix>:summaries``: the entries of
-:mod:`moodstream.worker.summary` (mean raw probabilities, episodes, person
+:mod:`moodstream.worker.tracking.summary` (mean raw probabilities, episodes, person
 flag, median box), the same ``analyze --summary`` writes, and each face
 picture as base64 JPEG. This command reads that stream (plain XREAD: it takes
 nothing from anyone) and prints the people table, or the summary JSON with
@@ -103,7 +103,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     from moodstream.shared.retry import RedisGone, RedisRetry
     from moodstream.shared.table import printable
     from moodstream.shared.transport import check_connection, connect
-    from moodstream.worker.summary import people_table
+    from moodstream.worker.tracking.summary import people_table
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     client = connect(settings.redis_url)

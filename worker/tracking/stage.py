@@ -3,7 +3,7 @@
 Workers serve the frames of one source in parallel, so their results reach
 ``<prefix>:results`` out of order. This stage reads the results stream with
 its own consumer group (``<prefix>:trackers``), puts each source's results
-back in frame order, runs the same :class:`worker.track.TrackState` as
+back in frame order, runs the same :class:`worker.tracking.TrackState` as
 ``moodstream analyze`` (so the ids and smoothed emotions are the ones analyze
 gives for the same frames), and adds each tracked result to
 ``<prefix>:tracked``; an entry is acked in the same MULTI as that XADD.
@@ -72,7 +72,6 @@ import msgspec
 import redis
 
 from moodstream.options import setting_option
-from moodstream.producer.track_pictures import FramePictures
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg
@@ -82,8 +81,9 @@ from moodstream.shared.settings import Settings
 from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
-from moodstream.worker.summary import SourceSummary, SummaryConfig, summary_settings
-from moodstream.worker.track import TrackerConfig, TrackState
+from moodstream.worker.tracking.pictures import FramePictures
+from moodstream.worker.tracking.summary import SourceSummary, SummaryConfig, summary_settings
+from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class SourceRun:
 
 
 def summary_message(run: SourceRun, why: str) -> dict:
-    """What the summaries stream holds for an ended run: ``worker.summary``'s per-track entries
+    """What the summaries stream holds for an ended run: ``worker.tracking.summary``'s per-track entries
     (``thumbnail`` null) and each picture as base64 JPEG under ``thumbnails[track_id]``."""
     tracks = run.summary.entries()
     thumbnails = {}

@@ -10,9 +10,9 @@ subscriber) to serve one picture per track.
 
 **Which frames.** Pixels cost a read and a decode, so not every face gets one:
 a track's frame is read when its pixel-free score (box size times frontality,
-the two terms of :func:`worker.summary.thumbnail_score` that need no pixels)
+the two terms of :func:`worker.tracking.summary.thumbnail_score` that need no pixels)
 beats the best read so far by ``GAIN``, at most ``READS_PER_TRACK`` times per
-track; :class:`~moodstream.worker.summary.ThumbnailPicker` then keeps the best
+track; :class:`~moodstream.worker.tracking.summary.ThumbnailPicker` then keeps the best
 of those crops, sharpness included. Faces of one frame share one read.
 
 **Finding the entry.** A result names its job, not its frames-stream entry.
@@ -36,7 +36,7 @@ from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.record import FrameJob, FrameResult
 from moodstream.shared.media import decode_pixels
 from moodstream.shared.wire import FIELD, decode_frame
-from moodstream.worker.summary import SourceSummary, crop_face, pose_score
+from moodstream.worker.tracking.summary import SourceSummary, crop_face, pose_score
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ seconds of video time, whichever is longer; after that it ends and a face in
 the same place later gets a new id. No re-identification by appearance.
 
 **Smoothing** (for display: what an annotated frame shows; the evidence stays in
-the raw values and the summary's episodes, :mod:`worker.summary`). ``smoothed``
+the raw values and the summary's episodes, :mod:`worker.tracking.summary`). ``smoothed``
 is an exponential moving average of the probabilities along the track with a
 time constant ``smoothing_tau_s`` in video seconds (weight of the new frame
 ``1 - exp(-dt / tau)``, ``dt`` the video time since the track's last face):
