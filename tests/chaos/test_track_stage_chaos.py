@@ -122,7 +122,7 @@ def test_a_newline_in_a_source_name_cannot_forge_a_log_line(redis_url, client, c
     add(client, result(source, 1, "j1", 1_010))  # came after frame 2 was released: late, logged
     add(client, result(source, 1, "j1", 1_010))  # and answered twice: a duplicate, logged
     run_steps(stage, 10.0, n=2)
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("moodstream.producer")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("moodstream.worker.tracking")]
     assert any("forged" in line for line in lines)  # the source was logged ...
     assert not [line for line in lines if "\n" in line or "\r" in line]  # ... on one line
 
