@@ -121,8 +121,10 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
     assert result.exit_code == 0, result.output
     data = json.loads(summary.read_text())
     video = [r for r in records if r["source"].endswith(".mp4")]
-    tracks = data["tracks"]
-    assert tracks and all(t["source"].endswith("clip_360p.mp4") for t in tracks)  # the still image has none
+    tracks = [t for t in data["tracks"] if t["source"].endswith("clip_360p.mp4")]
+    stills = [t for t in data["tracks"] if t not in tracks]  # a still image's faces: one frame each, never people
+    assert tracks and stills and all(t["source"].endswith("street_640x360.jpg") for t in stills)
+    assert all(t["frames"] == 1 and not t["person"] for t in stills)
     assert [t["track_id"] for t in tracks] == sorted({f["track_id"] for r in video for f in r["faces"]})
     assert sum(t["frames"] for t in tracks) == sum(len(r["faces"]) for r in video)
     for t in tracks:
@@ -137,7 +139,8 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
         assert t["first_frame"] <= t["last_frame"] and t["first_timestamp_s"] <= t["last_timestamp_s"]
         seen = [r for r in video if any(f["track_id"] == t["track_id"] for f in r["faces"])]
         assert (seen[0]["frame"], seen[-1]["frame"], len(seen)) == (t["first_frame"], t["last_frame"], t["frames"])
-    [entry] = data["videos"]
+    entry, still = data["videos"]
+    assert still["source"].endswith("street_640x360.jpg") and still["frames"] == 1 and still["tracks"] == len(stills)
     assert data["detect_every"] == 3 and entry["tracks"] == len(tracks) and entry["frames"] == len(video)
     png = cv2.imread(str(tmp_path / "out" / entry["timeline"]))
     assert png is not None and png.shape[1] == 1200 and (tmp_path / "out" / "summary-clip_360p.png").is_file()
