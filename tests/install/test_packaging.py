@@ -60,7 +60,9 @@ def test_wheel_ships_weights_calibration_and_samples(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("moodstream/shared/weights/emotion.pt", "moodstream/worker/data/box_calibration.json",
                    "moodstream/worker/data/onnx/mtcnn_pnet.onnx", "moodstream/trainer/bench/iou.py",
-                   "moodstream/samples/hamilton_clip.mp4", "moodstream/samples/ATTRIBUTION.md"):
+                   "moodstream/samples/hamilton_clip.mp4", "moodstream/samples/ATTRIBUTION.md",
+                   "moodstream/worker/tracking/__init__.py", "moodstream/worker/data/report.js",
+                   "moodstream/producer/dashboard/static/dashboard.js", "moodstream/producer/dashboard/static/chart.js"):
         assert needed in names, f"{needed} missing from {wheel.name}"
     tops = {n.split("/")[0] for n in names}
     assert tops == {"moodstream", wheel.name.split("-py3")[0] + ".dist-info"}, tops
