@@ -102,14 +102,15 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
               help="Detector to measure.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=600, show_default=True,
               help="Number of FER+ training images to probe.")
-@click.option("--device", default="cpu", show_default=True, help="Device for MTCNN (cpu, cuda).")
+@click.option("--device", default="auto", show_default=True, help="Device for MTCNN (auto, cpu, cuda, cuda:N).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
 def framing_cmd(ferplus_dir, detector, n, device, out):
     """Measure a detector's FER framing (crop scale and offset) and print it as JSON."""
+    from moodstream.shared.devices import resolve_device
     from moodstream.shared.settings import Settings
     from moodstream.worker.detectors import build_detector
 
-    det = build_detector(Settings(detector=detector, device=device))
+    det = build_detector(Settings(detector=detector, device=device), device=resolve_device(device))
     probes, originals = fer_probes(ferplus_dir, n)
     text = json.dumps({"command": f"moodstream bench framing --data {ferplus_dir} --detector {detector} -n {n}",
                        "detector": detector, **measure_framing(probes, originals, det)})

@@ -282,6 +282,10 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
     from moodstream.worker.tracking.summary import SummaryConfig
 
     parts = set(parts or ("tracks", "episodes", "people"))
+    if "people" in parts:  # before any model loads: the default folders exist beside a checkout, not an install
+        for flag, folder in (("--wider", wider_dir), ("--videos", videos_dir)):
+            if not Path(folder).is_dir():
+                raise click.UsageError(f"people: {folder} is not a folder; give {flag} (or leave out --part people)")
     settings = Settings.from_env(device=device)
     pipeline = Pipeline(settings)
     images, source = load_faces(data_dir)
@@ -313,8 +317,7 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
     if "people" in parts:
         from moodstream.trainer.bench.people import people_markdown, run_people
 
-        videos = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
-            if Path(videos_dir).is_dir() else []
+        videos = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS)
         report["people"] = run_people(pipeline, Path(wider_dir), videos, settings.min_person_s)
         markdown.append(people_markdown(report["people"]))
     if "tracks" not in parts:
