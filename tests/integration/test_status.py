@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.support.procs import spawn_double
 from tests.support.streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
 
 import moodstream.producer.status as status_mod
@@ -151,9 +152,7 @@ def test_a_worker_draining_a_backlog_is_busy_the_whole_time(redis_url, client, k
     n = 64
     for i in range(n):
         producer.submit_image(tiny_jpeg(i), source="drain", frame=i)
-    proc = subprocess.Popen([sys.executable, str(HERE / "double_worker.py"),
-                             json.dumps({"url": redis_url, "name": "w-drain", "delay_s": 0.5, "batch_max": 8})],
-                            cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_double(redis_url, "w-drain", delay_s=0.5, batch_max=8)
     samples = []  # (status, pending shown, pending in XPENDING) while the backlog drains
     try:
         wait_for(lambda: live_workers(client, keys), 120, what="the worker's heartbeat")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,15 +12,14 @@ import redis
 from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
+from tests.support.procs import spawn_double
 from moodstream.shared.wire import FIELD, decode_frame
 
 HERE = Path(__file__).resolve().parent
 
 
 def spawn_double_worker(url: str, name: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(HERE / "double_worker.py"), json.dumps({"url": url, "name": name, **kw})],
-                            cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return spawn_double(url, name, **kw)
 
 
 def pending_of(client, keys, consumer: str) -> list[str]:
