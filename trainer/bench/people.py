@@ -94,8 +94,8 @@ def video_tracks(pipeline, path: Path) -> list[dict]:
     out = []
     for tid, seen in sorted(tracks.items()):
         times = [t for t, _ in seen]
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / 30
-        out.append({"track_id": tid, "frames": len(seen), "span_s": round(times[-1] - times[0] + step, 3),
+        # the summary's own rule (worker/tracking/summary.py): last - first time, what the JSON shows
+        out.append({"track_id": tid, "frames": len(seen), "span_s": round(times[-1] - times[0], 3),
                     "median_score": round(float(np.median([f.score for _, f in seen])), 4),
                     "face_like": {name: float(np.mean([face_like(f, s, lm) for _, f in seen]))
                                   for name, s, lm in rules()}})
