@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import redis
 from tests.support.corpus import messages
-from tests.support.procs import measure, peak_rss_mib, spawn_cli, spawn_double, stop, wait_until
+from tests.support.procs import measure, shut_down, peak_rss_mib, spawn_cli, spawn_double, stop, wait_until
 from tests.support.streamkit import all_results, dead_letters, result_counts, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
@@ -98,12 +98,7 @@ def _supervise(url: str, name: str, until, timeout_s: float, **kw) -> int:
                 proc = spawn_double(url, name, **kw)
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=30)
-            except Exception:
-                stop(proc)
+        shut_down(proc, timeout_s=30)
     return deaths
 
 

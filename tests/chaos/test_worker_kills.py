@@ -13,7 +13,7 @@ import signal
 import time
 
 import pytest
-from tests.support.procs import measure, spawn_double, stop, wait_until
+from tests.support.procs import measure, shut_down, spawn_double, wait_until
 from tests.support.streamkit import all_results, dead_letters, pending_count, result_counts, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
@@ -61,12 +61,7 @@ def test_stops_during_solo_attempts_do_not_dead_letter_healthy_frames(redis_url,
         proc = spawn_double(redis_url, "w-stopped", **kw)
         wait_until(lambda: len({r.job_id for r in all_results(client, KEYS)}) >= len(sent), 240, "every frame answered")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=60)
-            except Exception:
-                stop(proc)
+        shut_down(proc, timeout_s=60)
     counts = result_counts(all_results(client, KEYS), sent)
     dead = [d["reason"].decode() for d in dead_letters(client, KEYS)]
     measure("supervisor_stops_during_solo_attempts", stops=STOPS + 1, stops_mid_attempt=mid_attempt,

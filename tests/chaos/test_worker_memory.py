@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from tests.support.corpus import options_bomb
-from tests.support.procs import measure, spawn_double, stop, wait_until
+from tests.support.procs import measure, shut_down, spawn_double, wait_until
 from tests.support.streamkit import all_results, dead_letters, settings_for, tiny_jpeg
 
 from moodstream.producer.client import Producer
@@ -111,12 +110,7 @@ def test_a_memory_bomb_is_dead_lettered_under_an_rss_limit(redis_url, client, na
     finally:
         if watchdog is not None:
             watchdog.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=30)
-            except Exception:
-                stop(proc)
+        shut_down(proc, timeout_s=30)
     measure(f"memory_bomb_rss_limit_{naming}", message_mib=4, limit_mib=round(baseline + HEADROOM_MIB),
             baseline_rss_mib=round(baseline), peak_rss_mib=round(peak), restarts=restarts,
             oom_kills=watchdog.kills, dead_letter_reason=reason, healthy_served=f"{served}/{len(healthy)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,17 @@ def stop(proc: subprocess.Popen, timeout_s: float = 30) -> tuple[str, str]:
     if proc.poll() is None:
         proc.kill()
     return proc.communicate(timeout=timeout_s)
+
+
+def shut_down(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """A still-running worker as a supervisor stops it: SIGTERM (it finishes what it holds),
+    then SIGKILL if it has not exited within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stop(proc)
 
 
 def measure(name: str, **values) -> None:
