@@ -19,6 +19,8 @@ from moodstream.shared.errors import ConfigError, ModelError
 
 ONNX_DIR = Path(__file__).parent / "data" / "onnx"
 MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mtcnn_onet.onnx"}
+# OpenVINO's form of the MTCNN files (plain PReLUs, which it fuses), in this subfolder of a model folder
+OPENVINO_DIR = "openvino"
 EMOTION_FILE = "emotion.onnx"
 EMOTION_FORMAT = "moodstream-emotion-onnx/1"  # metadata_props["format"] of emotion.onnx (trainer.export)
 RUNTIMES = ("onnx", "openvino")  # the backends that run these files, by their `backend` setting names
@@ -34,6 +36,17 @@ class Net(Protocol):
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """The net on its one input ``x`` (float32, contiguous): its outputs in graph order."""
         ...
+
+
+def net_file(folder: str | Path, name: str, runtime: str) -> Path:
+    """The file of net ``name`` (an ONNX file name) in ``folder`` for ``runtime``:
+    OpenVINO's form in ``folder/openvino`` where there is one (the MTCNN nets,
+    :func:`trainer.export.export_mtcnn`), else the file in ``folder``. Both
+    forms give the same outputs; each runtime is faster on its own."""
+    folder = Path(folder)
+    if runtime == "openvino" and (folder / OPENVINO_DIR / name).is_file():
+        return folder / OPENVINO_DIR / name
+    return folder / name
 
 
 def check_model_file(path: Path) -> None:

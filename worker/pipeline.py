@@ -84,17 +84,16 @@ class Pipeline:
         self.threads: int = resolve_threads(settings, worker)
         custom_model = bool(settings.checkpoint or checkpoint)
         self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
-        # per stage "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
-        self.precisions: dict[str, str] = runtime.stage_precisions(settings.precision, self.backend,
-                                                                   runtime.cpu_info())
-        self.precision: str = runtime.describe(self.precisions)  # "fp32", or e.g. "mtcnn fp32, emotion bf16"
-        settings = settings.replace(precision=self.precisions["mtcnn"])  # what the detector builds with
+        # per net "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
+        self.precisions: dict[str, str] = runtime.net_precisions(settings.precision, self.backend,
+                                                                 runtime.cpu_info())
+        self.precision: str = runtime.describe(self.precisions)  # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16"
         if self.backend == "torch":
             import torch
 
             torch.set_num_threads(self.threads)
         self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads,
-                                                                             self.device)
+                                                                             self.device, self.precisions)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier

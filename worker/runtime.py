@@ -19,7 +19,7 @@ So ``backend=auto`` on a CPU:
 
 Precision (setting ``precision``): bf16 only on OpenVINO and only on a CPU
 with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``). ``auto``
-takes it there for the stages in :data:`AUTO_BF16` only, those whose bf16
+takes it there for the nets in :data:`AUTO_BF16` only, those whose bf16
 answers stay within issue 26's parity bounds; ``bf16`` forces it on every
 net; ``fp32`` forces full precision everywhere.
 """
@@ -39,7 +39,7 @@ import numpy as np
 
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
-from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, RUNTIMES, open_net
+from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, RUNTIMES, net_file, open_net
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +53,25 @@ PROBE_S = 0.6  # seconds of timing, all runtimes together (plus compiling the ne
 # PNET_STRIP_PIXELS, 10-40 a frame; RNet / ONet in chunks of 64 / 16 crops; the emotion
 # net on a few faces and their mirror images).
 PROBES = (
-    (MTCNN_FILES["pnet"], (1, 3, 84, 712), 12.0),
-    (MTCNN_FILES["rnet"], (64, 3, 24, 24), 3.0),
-    (MTCNN_FILES["onet"], (16, 3, 48, 48), 2.0),
-    (EMOTION_FILE, (8, 1, 48, 48), 1.0),
+    ("pnet", (1, 3, 84, 712), 12.0),
+    ("rnet", (64, 3, 24, 24), 3.0),
+    ("onet", (16, 3, 48, 48), 2.0),
+    ("emotion", (8, 1, 48, 48), 1.0),
 )
-CACHE_FORMAT = "moodstream-runtime-choice/1"
-STAGES = ("mtcnn", "emotion")  # the pipeline's two groups of nets, each in one precision
-# The stages `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
-# answers stay within issue 26's bounds against fp32. Measured with bf16 emulated (torch
-# autocast on CPU: bf16 weights and activations, fp32 sums, as OpenVINO's bf16 mode), on 211
-# faces (fixtures, samples, 60 WIDER val images, both videos): MTCNN in bf16 kept 54% of the
-# boxes at IoU 0.95 (bound 97%): its scores saturate at 1.0 in bf16 and its last NMS then keeps
-# other boxes, so MTCNN stays fp32 (54-77% whichever nets are bf16); the emotion net in bf16
-# kept 99.86% of top emotions on FER+ Test (3,545 faces) and its accuracy (84.51% both;
-# bounds 98% and 0.3 points). docs/results/throughput_cpu_bf16_emulated.json.
-AUTO_BF16 = ("emotion",)
+NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
+# format 2: measured on each runtime's own form of the MTCNN files (onnx_session.net_file)
+# and per-net precision; a choice kept in format 1 was measured on other files
+CACHE_FORMAT = "moodstream-runtime-choice/2"
+NETS = ("pnet", "rnet", "onet", "emotion")  # the pipeline's nets, each in its own precision
+# The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
+# answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
+# >= 99% at 0.5, top emotion >= 98%, FER+ Test accuracy within 0.3 points). Measured with
+# OpenVINO 2026.4 on a 2-core Xeon with AMX against ONNX Runtime fp32, on 410 faces of 128
+# frames (the first 40 frames of both videos, 80 WIDER val images) and FER+ Test (3,545 faces):
+# ONet bf16 kept 99.76% of boxes at IoU 0.95 (100% at 0.5); PNet bf16 83%, RNet bf16 94% (their
+# candidates move, and with them every later crop); the emotion net bf16 kept 99.92% of top
+# emotions and its accuracy (84.51% both). docs/results/bf16_parity.json.
+AUTO_BF16 = ("onet", "emotion")
 
 
 # --- the CPU ---------------------------------------------------------------------------
@@ -133,19 +136,22 @@ def resolve_precision(precision: str, backend: str, cpu: CpuInfo) -> str:
     return precision
 
 
-def stage_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]:
-    """Per stage (:data:`STAGES`): "fp32" or "bf16". ``auto`` with native bf16 on
-    openvino: bf16 for the stages in :data:`AUTO_BF16` only; ``bf16``: every stage."""
+def net_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]:
+    """Per net (:data:`NETS`): "fp32" or "bf16". ``auto`` with native bf16 on
+    openvino: bf16 for the nets in :data:`AUTO_BF16` only; ``bf16``: every net."""
     arithmetic = resolve_precision(precision, backend, cpu)
     if precision == "auto" and arithmetic == "bf16":
-        return {stage: "bf16" if stage in AUTO_BF16 else "fp32" for stage in STAGES}
-    return {stage: arithmetic for stage in STAGES}
+        return {net: "bf16" if net in AUTO_BF16 else "fp32" for net in NETS}
+    return {net: arithmetic for net in NETS}
 
 
 def describe(precisions: dict[str, str]) -> str:
-    """``{"mtcnn": "fp32", "emotion": "bf16"}`` -> "mtcnn fp32, emotion bf16"; one value when all agree."""
-    values = set(precisions.values())
-    return values.pop() if len(values) == 1 else ", ".join(f"{s} {p}" for s, p in precisions.items())
+    """``{"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "bf16"}`` ->
+    "pnet+rnet fp32, onet+emotion bf16"; one value when all agree."""
+    values = list(dict.fromkeys(precisions.values()))
+    if len(values) == 1:
+        return values[0]
+    return ", ".join("+".join(n for n, p in precisions.items() if p == v) + f" {v}" for v in values)
 
 
 def require(backend: str) -> None:
@@ -176,11 +182,12 @@ def measure(backends: list[str], precisions: dict[str, dict[str, str]], threads:
     fastest of each net's calls times its weight, summed (the fastest: load from other
     processes only ever adds time). Calls alternate
     between backends (and their order), so background load falls on both.
-    ``precisions``: per backend, :func:`stage_precisions`."""
+    ``precisions``: per backend, :func:`net_precisions`. Each backend runs its
+    own form of the files (:func:`worker.onnx_session.net_file`)."""
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(-1, 1, shape).astype(np.float32) for _, shape, _ in PROBES]
-    nets = {b: [open_net(model_dir / name, threads, b, precisions[b]["emotion" if name == EMOTION_FILE else "mtcnn"])
-                for name, _, _ in PROBES] for b in backends}
+    nets = {b: [open_net(net_file(model_dir, NET_FILES[net], b), threads, b, precisions[b][net])
+                for net, _, _ in PROBES] for b in backends}
     for b in backends:  # first runs: allocation, shape inference, kernel choice
         for net, x in zip(nets[b], inputs):
             net.run(x)
@@ -254,7 +261,7 @@ def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo 
     if not candidates:
         raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]' (ONNX Runtime) or "
                           "'moodstream[openvino]'")
-    precisions = {b: stage_precisions(precision, b, cpu) for b in candidates}
+    precisions = {b: net_precisions(precision, b, cpu) for b in candidates}
     if len(candidates) == 1:
         require(candidates[0])
         return Choice(candidates[0], describe(precisions[candidates[0]]), "only one installed")

@@ -31,7 +31,7 @@ from moodstream.worker.detectors import Face
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
-from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_session
+from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, OPENVINO_DIR, open_session
 
 REPO = Path(__file__).resolve().parents[2]
 MATCH_IOU, MATCH_RATE, EXTRA_RATE = 0.95, 0.99, 0.01
@@ -67,11 +67,22 @@ def test_shipped_mtcnn_files_match_their_sources(exported, net, shape):
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     with torch.inference_mode():
         want = [t.numpy() for t in mtcnn_nets()[net](torch.from_numpy(x))]
-    for folder in (ONNX_DIR, exported):
+    # both forms (ONNX Runtime's; OpenVINO's in openvino/), shipped and freshly exported
+    for folder in (ONNX_DIR, exported, ONNX_DIR / OPENVINO_DIR, exported / OPENVINO_DIR):
         got = open_session(folder / MTCNN_FILES[net]).run(None, {"input": x})
+        if net == "pnet":  # one output: face logits, then the regression (merge_pnet_heads)
+            (heads,) = got
+            logits = heads[:, :2]
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            got = [heads[:, 2:], e / e.sum(axis=1, keepdims=True)]
         assert len(got) == len(want)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=0, atol=1e-4)
+
+
+def test_shipped_files_are_reproducible(exported):
+    for name in [*MTCNN_FILES.values(), *(f"{OPENVINO_DIR}/{f}" for f in MTCNN_FILES.values()), EMOTION_FILE]:
+        assert (ONNX_DIR / name).read_bytes() == (exported / name).read_bytes(), name
 
 
 def test_shipped_emotion_file_matches_the_shipped_checkpoint(exported):
@@ -97,8 +108,8 @@ def test_shipped_emotion_file_matches_the_shipped_checkpoint(exported):
 
 
 def test_shipped_files_are_small():
-    sizes = {p.name: p.stat().st_size for p in ONNX_DIR.glob("*.onnx")}
-    assert set(sizes) == {*MTCNN_FILES.values(), EMOTION_FILE}
+    sizes = {str(p.relative_to(ONNX_DIR)): p.stat().st_size for p in ONNX_DIR.rglob("*.onnx")}
+    assert set(sizes) == {*MTCNN_FILES.values(), *(f"{OPENVINO_DIR}/{f}" for f in MTCNN_FILES.values()), EMOTION_FILE}
     assert sum(sizes.values()) < 10 * 2**20, sizes
     assert (ONNX_DIR / "ATTRIBUTION.md").is_file()
 

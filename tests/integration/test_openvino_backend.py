@@ -4,7 +4,7 @@ issue 26 (boxes one-to-one: >= 97% at IoU 0.95 and >= 99% at IoU 0.5; the same
 top emotion for >= 98% of matched faces), on the fixture images (WIDER and a
 street scene), the sample clip and, where present, WIDER val images. fp32 runs
 everywhere; what precision=auto runs on a CPU with native bf16 (AMX /
-AVX512-BF16: the emotion net in bf16, worker.runtime.AUTO_BF16) only there."""
+AVX512-BF16: ONet and the emotion net in bf16, worker.runtime.AUTO_BF16) only there."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from moodstream.shared.media import iter_video
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
-from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, open_net
-from moodstream.worker.runtime import cpu_info, stage_precisions
+from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, net_file, open_net
+from moodstream.worker.runtime import cpu_info, net_precisions
 
 pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
 
@@ -47,9 +47,9 @@ def ort():
 
 def openvino(precision: str):
     """The openvino backend's detector and classifier with the ``precision`` setting on this CPU."""
-    stages = stage_precisions(precision, "openvino", cpu_info())
-    return (OnnxMTCNNDetector(runtime="openvino", precision=stages["mtcnn"]),
-            OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=stages["emotion"]))
+    nets = net_precisions(precision, "openvino", cpu_info())
+    return (OnnxMTCNNDetector(runtime="openvino", precision=nets),
+            OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=nets["emotion"]))
 
 
 def parity(frames: list[np.ndarray], ort, ours) -> dict:
@@ -102,7 +102,7 @@ def test_nets_agree_with_onnx_runtime(name):
              "mtcnn_onet.onnx": (3, 3, 48, 48), EMOTION_FILE: (4, 1, 48, 48)}[name]
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     want = open_net(ONNX_DIR / name).run(x)
-    net = open_net(ONNX_DIR / name, runtime="openvino")
+    net = open_net(net_file(ONNX_DIR, name, "openvino"), runtime="openvino")  # its own form of the file
     got = net.run(x)
     assert (net.runtime, net.precision) == ("openvino", "fp32")
     assert [g.shape for g in got] == [w.shape for w in want]

@@ -54,8 +54,9 @@ def test_a_worker_serves_frames_without_torch(redis_url):
     producer = Producer(settings)
     data = cv2.imencode(".jpg", cv2.imread(str(REPO / "samples" / "street.jpg")))[1].tobytes()
     ids = [producer.submit_image(data, source="street", frame=i).job_id for i in range(3)]
-    out = _run(("torch", "torchvision", "facenet_pytorch"), "worker", "--redis-url", redis_url, "--prefix", "tf",
-               "--max-frames", "3")
+    # a [cpu] install: ONNX Runtime without OpenVINO (with both, auto may measure OpenVINO faster here)
+    out = _run(("torch", "torchvision", "facenet_pytorch", "openvino"), "worker", "--redis-url", redis_url,
+               "--prefix", "tf", "--max-frames", "3")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LEAKED []" in out.stderr and "backend onnx" in out.stderr
     got = list(ResultReader(settings).read(start=FROM_START, count=3, timeout_s=10))
@@ -70,9 +71,10 @@ def test_trainer_commands_without_torch_name_the_train_extra(tmp_path):
 
 
 def _cpu_install(tmp_path: Path) -> dict[str, str]:
-    """The environment of a [cpu] venv: torch unimportable in this process and every one it spawns."""
-    (tmp_path / "sitecustomize.py").write_text("import sys\nfor name in ('torch', 'torchvision', 'facenet_pytorch'):\n"
-                                               "    sys.modules[name] = None\n")
+    """The environment of a [cpu] venv: torch (and OpenVINO, the [openvino] extra) unimportable in
+    this process and every one it spawns."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nfor name in ('torch', 'torchvision', 'facenet_pytorch', "
+                                               "'openvino'):\n    sys.modules[name] = None\n")
     return {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "MOODSTREAM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
 
 

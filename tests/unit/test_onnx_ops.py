@@ -112,8 +112,12 @@ def test_area_resize_and_crops_equal_interpolate_area(monkeypatch, resize_pixels
     assert table.dtype == np.int32 and table.shape == (62, 84, 3)
     img = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
     for size in [(37, 50), (61, 83), (13, 9), (70, 90)]:  # down, same, tiny, up
-        np.testing.assert_allclose(area_resize(table, *size), interpolate(img, size=size, mode="area").numpy(),
-                                   rtol=0, atol=1e-4)
+        whole = area_resize(table, *size)
+        np.testing.assert_allclose(whole, interpolate(img, size=size, mode="area").numpy(), rtol=0, atol=1e-4)
+        for rows in [(0, size[0]), (0, 1), (3, 11), (size[0] - 2, size[0])]:  # a strip is those rows, exactly
+            part = area_resize(table, *size, rows=rows)
+            assert part.flags.c_contiguous
+            np.testing.assert_array_equal(part, whole[:, :, rows[0]:rows[1]])
     rects = [(5, 3, 60, 50), (10, 20, 17, 31), (40, 40, 41, 41), (0, 0, 83, 61), (70, 2, 83, 59)]
     x0, y0, x1, y1 = (np.array(v) for v in zip(*rects))
     for size in (24, 48):
@@ -152,13 +156,31 @@ def pnet():
 @pytest.mark.parametrize("shape", [(75, 131), (76, 130), (12, 12), (13, 40), (217, 385)])  # odd sizes: ceil_mode pools
 def test_pnet_in_strips_is_pnet_on_the_whole_image(pnet, shape):
     pixels = normalise(np.random.default_rng(sum(shape)).uniform(0, 255, (1, 3, *shape)).astype(np.float32))
-    reg, prob = pnet.run(None, {"input": pixels})
-    assert prob.shape[2:] == (pnet_cells(shape[0]), pnet_cells(shape[1]))
+    (heads,) = pnet.run(None, {"input": pixels})
+    assert heads.shape == (1, 6, pnet_cells(shape[0]), pnet_cells(shape[1]))
     for cells in (1, 5, 16):
-        parts = [pnet.run(None, {"input": np.ascontiguousarray(pixels[:, :, start:stop])})
+        parts = [pnet.run(None, {"input": np.ascontiguousarray(pixels[:, :, start:stop])})[0]
                  for start, stop, _ in pnet_strips(shape[0], cells)]
-        for whole, strips in zip((reg, prob), zip(*parts)):
-            np.testing.assert_allclose(np.concatenate(strips, axis=2), whole, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.concatenate(parts, axis=2), heads, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.6, 0.95, 1.0])
+def test_pnet_outputs_are_the_softmax_cells_over_the_threshold(threshold):
+    rng = np.random.default_rng(11)
+    heads = rng.normal(0, 2, (6, 40, 57)).astype(np.float32)
+    heads[1, 3, 4] = heads[0, 3, 4] + np.log(1.5) + 1e-4  # just over p = 0.6
+    heads[1, 5, 6] = heads[0, 5, 6] + 40  # saturated: p = 1.0
+    prob = torch.softmax(torch.from_numpy(heads[:2]), dim=0)[1].numpy()  # what the net ended with
+    y, x, p = onnx_mtcnn.pnet_outputs(heads, threshold)
+    got = np.zeros(prob.shape, bool)
+    got[y, x] = True
+    # the same cells (row-major, as torch's nonzero), but where torch's exp and numpy's differ in
+    # the last bit right at the threshold (|p - t| < 1e-6, never on real frames in practice)
+    clear = np.abs(prob - np.float32(threshold)) > 1e-6
+    np.testing.assert_array_equal(got[clear], (prob >= np.float32(threshold))[clear])
+    assert np.all(np.diff(y * prob.shape[1] + x) > 0)
+    np.testing.assert_allclose(p, prob[y, x], rtol=0, atol=1e-6)
+    assert got[5, 6] == (threshold <= 1.0) and got[3, 4] == (threshold <= 0.6)
 
 
 def test_face_crops_are_worker_crops():

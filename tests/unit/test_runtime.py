@@ -14,7 +14,7 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
 from moodstream.worker.runtime import (AUTO_BF16, CpuInfo, cache_key, choose, cpu_info, describe, measure,
-                                       resolve_precision, stage_precisions)
+                                       net_precisions, resolve_precision)
 
 REPO = Path(__file__).resolve().parents[2]
 BOTH = pytest.mark.skipif(not (devices.installed("onnxruntime") and devices.installed("openvino")),
@@ -58,15 +58,16 @@ def test_precision_rule():
         resolve_precision("bf16", "onnx", XEON)
 
 
-def test_stage_precisions():
-    # auto on native bf16: bf16 only for the stages shown to stay within the parity bounds
-    auto = stage_precisions("auto", "openvino", XEON)
-    assert auto == {"mtcnn": "fp32", "emotion": "bf16"} and set(AUTO_BF16) == {"emotion"}
-    assert describe(auto) == "mtcnn fp32, emotion bf16"
-    assert stage_precisions("bf16", "openvino", XEON) == {"mtcnn": "bf16", "emotion": "bf16"}  # forced: all
-    assert describe(stage_precisions("bf16", "openvino", XEON)) == "bf16"
+def test_net_precisions():
+    # auto on native bf16: bf16 only for the nets shown to stay within the parity bounds
+    auto = net_precisions("auto", "openvino", XEON)
+    assert auto == {"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "bf16"}
+    assert set(AUTO_BF16) == {"onet", "emotion"}
+    assert describe(auto) == "pnet+rnet fp32, onet+emotion bf16"
+    assert set(net_precisions("bf16", "openvino", XEON).values()) == {"bf16"}  # forced: all
+    assert describe(net_precisions("bf16", "openvino", XEON)) == "bf16"
     for precision, backend, cpu in (("fp32", "openvino", XEON), ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
-        assert stage_precisions(precision, backend, cpu) == {"mtcnn": "fp32", "emotion": "fp32"}
+        assert net_precisions(precision, backend, cpu) == dict.fromkeys(("pnet", "rnet", "onet", "emotion"), "fp32")
 
 
 def test_cache_key_separates_machine_kinds():
@@ -78,7 +79,7 @@ def test_cache_key_separates_machine_kinds():
 
 @BOTH
 def test_measure_times_both_runtimes():
-    fp32 = {"mtcnn": "fp32", "emotion": "fp32"}
+    fp32 = dict.fromkeys(runtime.NETS, "fp32")
     ms = measure(["onnx", "openvino"], {"onnx": fp32, "openvino": fp32}, threads=1, budget_s=0.2)
     assert set(ms) == {"onnx", "openvino"} and all(v > 0 for v in ms.values())
 
@@ -119,6 +120,14 @@ def test_auto_cache_off_and_corrupt_cache(tmp_path):
     assert choose("auto", 1, str(cache), cpu=EPYC, budget_s=0.1).how == "measured"
     assert json.loads(cache.read_text())["format"] == runtime.CACHE_FORMAT  # replaced by a good one
     assert choose("auto", 1, "off", cpu=EPYC, budget_s=0.1).how == "measured"
+
+
+def test_a_choice_kept_in_the_old_format_is_measured_again(tmp_path):
+    # format 1 was measured on other files (one form for both runtimes): not trusted any more
+    cache = tmp_path / "runtime.json"
+    entry = {"backend": "onnx", "precision": "fp32", "ms": {"onnx": 1.0}}
+    cache.write_text(json.dumps({"format": "moodstream-runtime-choice/1", "choices": {cache_key(EPYC, 1, "auto"): entry}}))
+    assert runtime._read_cache(cache) == {}
 
 
 def test_forced_bf16_needs_native_bf16():

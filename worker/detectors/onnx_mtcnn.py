@@ -1,5 +1,6 @@
-"""MTCNN on ONNX Runtime, torch-free: facenet-pytorch's three nets (exported by
-``moodstream export onnx``) with the pre- and post-processing in numpy.
+"""MTCNN on a CPU runtime (ONNX Runtime or OpenVINO), torch-free: facenet-pytorch's
+three nets (exported by ``moodstream export onnx``) with the pre- and
+post-processing in numpy.
 
 Each step reproduces facenet-pytorch 2.5.3's ``detect_face`` (the reference,
 :class:`worker.detectors.mtcnn_reference.MTCNNDetector`), so the boxes come out the same:
@@ -23,29 +24,32 @@ Candidates keep facenet's order through every stage (NMS keeps descending
 score, ties in input order), because ONet scores often tie at exactly 1.0 and
 then the order decides which box the last NMS keeps.
 
-Speed (measured on a 2-core EPYC with AVX-512, one thread). The nets run close
-to the core's peak, so what is left to win is memory traffic:
+Speed (measured one thread at a time on a 2-core EPYC, AVX2, and a 2-core Xeon
+with AMX; ``moodstream bench profile`` shows where a frame's time goes). What
+is left to win besides the nets is memory traffic:
 
-* PNet costs ~60 ns per input pixel in runs of 20-100k pixels but ~80 ns on a
-  whole 1080p scale (650 x 1150), whose activations spill out of the caches:
-  in strips of about :data:`PNET_STRIP_PIXELS` the pyramid of a 1080p frame
-  takes ~95 instead of ~115 ms, although neighbouring strips share 10 input
-  rows. For the same reason, packing all scales into one canvas for a single
-  run is slower, not faster (a larger input costs more per pixel, and the
-  ~20 us per run it would save does not show).
+* Each runtime reads its own form of the files (:func:`worker.onnx_session.net_file`)
+  and gets its own run sizes (:data:`RUN_SIZES`). PNet costs ~45-55 ns per
+  input pixel on ONNX Runtime in runs of 20-100k pixels but ~60-80 ns on a
+  whole 1080p scale (650 x 1150), whose activations spill out of the caches,
+  so it runs in strips of about 60k pixels there, although neighbouring strips
+  share 10 input rows; OpenVINO (PReLUs fused) is ~25-30 ns per pixel and
+  prefers taller strips. Packing all scales into one canvas for a single
+  run is slower, not faster (a larger input costs more per pixel).
+* PNet's face probability is a softmax computed in numpy on the few cells that
+  can pass the threshold (:func:`pnet_outputs`), not in the net.
 * The summed-area table keeps the three channels of a pixel side by side
-  (``(H+1, W+1, 3)``), so the three gathers of a crop corner share a cache line
-  (crops ~25% faster than from three planes); the pyramid is resized in row
-  chunks of about :data:`RESIZE_PIXELS` table pixels, whose temporaries stay in
-  cache.
+  (``(H+1, W+1, 3)``), so a crop gathers each corner's three channels as one
+  12-byte element (:func:`area_crops`); each PNet strip is area-resized from
+  the table just before its run (in row chunks of about :data:`RESIZE_PIXELS`
+  table pixels, whose temporaries stay in cache), so the strip is still in
+  cache when PNet reads it and no whole scale is written and copied out.
 * Only single-threaded OpenCV calls (``cv2.integral``): the thread budget is
-  ONNX Runtime's, and ``cvtColor``, ``merge``, ``remap`` and ``resize`` run on
+  the runtime's, and ``cvtColor``, ``merge``, ``remap`` and ``resize`` run on
   OpenCV's own thread pool.
 * Frames are detected one at a time and the crops go through RNet / ONet in
-  chunks of :data:`RNET_CHUNK` / :data:`ONET_CHUNK` (RNet 47 us a crop in runs
-  of 32-64 against 66 us in runs of 1024, ONet 280-300 us in runs of 4-16
-  against 350 us in runs of 128 and more; PNet on 8 frames at once is no faster
-  per frame than on one).
+  chunks (ONNX Runtime: RNet 47 us a crop in runs of 32-64 against 66 us in
+  runs of 1024; PNet on 8 frames at once is no faster per frame than on one).
 """
 
 from __future__ import annotations
@@ -58,16 +62,20 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.detectors.base import Face
-from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, open_net
+from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
 
 log = logging.getLogger(__name__)
 
 PNET_CELL = 12  # PNet's receptive field in pixels
 PNET_STRIDE = 2
-PNET_STRIP_PIXELS = 60_000  # PNet input pixels per run, about (see the module docstring)
 RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
-RNET_CHUNK = 64  # crops per RNet run (see the module docstring)
-ONET_CHUNK = 16  # crops per ONet run
+# Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
+# each runs fastest (see the module docstring; measured on a 2-core Xeon, one thread:
+# OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, RNet 26 vs 28 us
+# a crop in runs of 128 instead of 64, ONet in bf16 54 vs 62 us in runs of 64 instead of 16;
+# ONNX Runtime ONet 177 vs 199 us in runs of 4 instead of 16).
+RUN_SIZES = {"onnx": (60_000, 64, 4), "openvino": (120_000, 128, 64)}
+PNET_STRIP_PIXELS, RNET_CHUNK, ONET_CHUNK = RUN_SIZES["onnx"]
 
 
 # --- pure numpy operations ---------------------------------------------------------
@@ -105,29 +113,33 @@ def window_edges(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.n
     return start + lo, start + hi
 
 
-def area_resize(table: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+def area_resize(table: np.ndarray, out_h: int, out_w: int, rows: tuple[int, int] | None = None) -> np.ndarray:
     """The frame of a summed-area table ``(H+1, W+1, 3)`` area-resized to
-    ``(1, 3, out_h, out_w)`` float32: ``interpolate(frame, (out_h, out_w), mode="area")``.
+    ``(1, 3, out_h, out_w)`` float32: ``interpolate(frame, (out_h, out_w), mode="area")``;
+    with ``rows=(start, stop)`` only those output rows, ``(1, 3, stop - start, out_w)``
+    (the same values: each output row depends on the table alone).
 
     Separable: the rows of each output row's window first (two whole table
     rows), then each output pixel's columns from those, in chunks of rows."""
     hp, wp, c = table.shape
     (r0,), (r1,) = window_edges(np.zeros(1), np.array([hp - 1]), out_h)
     (c0,), (c1,) = window_edges(np.zeros(1), np.array([wp - 1]), out_w)
+    if rows is not None:
+        r0, r1 = r0[rows[0]:rows[1]], r1[rows[0]:rows[1]]
     widths = (c1 - c0).astype(np.float32)
-    out = np.empty((1, c, out_h, out_w), np.float32)
+    out = np.empty((1, c, len(r0), out_w), np.float32)
     step = max(1, RESIZE_PIXELS // wp)
-    for i in range(0, out_h, step):
-        rows = slice(i, i + step)
+    for i in range(0, len(r0), step):
+        part = slice(i, i + step)
         # the indices are in range: mode="wrap" only skips numpy's bounds check
-        band = np.take(table, r1[rows], axis=0, mode="wrap")
-        band -= np.take(table, r0[rows], axis=0, mode="wrap")  # (rows, W+1, 3): window sums of each column prefix
+        band = np.take(table, r1[part], axis=0, mode="wrap")
+        band -= np.take(table, r0[part], axis=0, mode="wrap")  # (rows, W+1, 3): window sums of each column prefix
         band = band.reshape(len(band), -1)
-        area = np.multiply.outer((r1[rows] - r0[rows]).astype(np.float32), widths)
+        area = np.multiply.outer((r1[part] - r0[part]).astype(np.float32), widths)
         for k in range(c):
             sums = np.take(band, c1 * c + k, axis=1, mode="wrap")
             sums -= np.take(band, c0 * c + k, axis=1, mode="wrap")
-            np.divide(sums, area, out=out[0, k, rows], casting="unsafe", dtype=np.float32)
+            np.divide(sums, area, out=out[0, k, part], casting="unsafe", dtype=np.float32)
     return out
 
 
@@ -156,28 +168,59 @@ def pnet_strips(height: int, cells: int) -> list[tuple[int, int, int]]:
             for first in range(0, total, per)]
 
 
+def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PNet's output ``heads`` ``(6, h', w')`` (face logits, then the box
+    regression: :func:`trainer.export.merge_pnet_heads`) -> the cells whose face
+    probability is >= ``threshold``, in row-major order (as torch's ``nonzero``):
+    rows, columns, probabilities.
+
+    The probability is the softmax the net used to end with (``exp(x - max) /
+    sum``, float32), computed only on cells whose logit margin can reach the
+    threshold (``p >= t`` needs ``l1 - l0 >= log(t / (1 - t))``; a 0.05 margin
+    covers rounding): a few hundred of a frame's ~100k cells."""
+    l0, l1 = heads[0], heads[1]
+    if threshold <= 0.0:
+        y, x = np.nonzero(np.ones(l0.shape, dtype=bool))
+    else:
+        # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15
+        need = min(np.log(threshold / (1.0 - threshold)) - 0.05, 15.0) if threshold < 1.0 else 15.0
+        y, x = np.nonzero((l1 - l0) >= np.float32(need))
+    a, b = l0[y, x], l1[y, x]
+    m = np.maximum(a, b)
+    e0, e1 = np.exp(a - m), np.exp(b - m)
+    prob = e1 / (e0 + e1)
+    keep = prob >= np.float32(threshold)
+    return y[keep], x[keep], prob[keep]
+
+
 def area_crops(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
                size: int) -> np.ndarray:
     """Crops ``[y0, y1) x [x0, x1)`` (0-based, non-empty, inside the frame) of
     the frame of a summed-area table ``(H+1, W+1, 3)``, area-resized to
     ``size`` x ``size``: (N, 3, size, size) float32, facenet's crop +
-    ``interpolate(mode="area")``, for all N boxes at once."""
+    ``interpolate(mode="area")``, for all N boxes at once.
+
+    Each table pixel is gathered whole, its three channels as one 12-byte
+    element (a numpy void view): one gather per corner instead of three, and
+    index arrays a third as large (1.6x faster than gathering per channel)."""
     hp, wp, c = table.shape
     ys0, ys1 = window_edges(y0, y1 - y0, size)  # (N, size)
     xs0, xs1 = window_edges(x0, x1 - x0, size)
-    # flat offsets of channel 0 at the four corners of every output pixel's window: (N, size, size) each
-    corners = [(ys * (wp * c))[:, :, None] + xs[:, None, :] * c for ys in (ys1, ys0) for xs in (xs1, xs0)]
+    pixels = table.reshape(-1).view(np.dtype((np.void, table.itemsize * c)))  # one element per table pixel
+    top, bottom = (ys0 * wp)[:, :, None], (ys1 * wp)[:, :, None]
+    left, right = xs0[:, None, :], xs1[:, None, :]
+
+    def corner(index: np.ndarray) -> np.ndarray:  # (N, size, size) pixel indices -> (N, size, size, c)
+        # the indices are in range: "wrap" only skips numpy's bounds check (2x faster than indexing)
+        return np.take(pixels, index, mode="wrap").view(table.dtype).reshape(*index.shape, c)
+
+    sums = corner(bottom + right)
+    sums -= corner(top + right)
+    sums -= corner(bottom + left)
+    sums += corner(top + left)
     area = (ys1 - ys0).astype(np.float32)[:, :, None] * (xs1 - xs0).astype(np.float32)[:, None, :]
-    flat = table.reshape(-1)
     out = np.empty((len(x0), c, size, size), np.float32)
-    for k in range(c):
-        # channel k is at offset k; the indices are in range: "wrap" only skips numpy's bounds
-        # check (2x faster than indexing)
-        sums, bottom_left, top_right, top_left = (np.take(flat[k:], i, mode="wrap") for i in corners)
-        sums -= bottom_left
-        sums -= top_right
-        sums += top_left
-        np.divide(sums, area, out=out[:, k], casting="unsafe", dtype=np.float32)
+    np.divide(sums.transpose(0, 3, 1, 2), area[:, None], out=out, casting="unsafe", dtype=np.float32)
     return out
 
 
@@ -285,8 +328,11 @@ class OnnxMTCNNDetector:
 
     ``threads``: inference threads of each net. ``runtime``: "onnx" (ONNX
     Runtime) or "openvino"; ``precision``: "fp32" or "bf16" (OpenVINO on a CPU
-    with native bf16, :func:`worker.runtime.resolve_precision`). ``model_dir``:
-    where ``mtcnn_{pnet,rnet,onet}.onnx`` are (default: the shipped ones).
+    with native bf16, :func:`worker.runtime.resolve_precision`), for all three
+    nets or per net (``{"pnet": ..., "rnet": ..., "onet": ...}``, missing ones
+    fp32: :func:`worker.runtime.net_precisions`). ``model_dir``: where
+    ``mtcnn_{pnet,rnet,onet}.onnx`` are (default: the shipped ones; OpenVINO
+    takes its form from ``openvino/`` in it where there is one).
     """
 
     name = "mtcnn"
@@ -294,7 +340,7 @@ class OnnxMTCNNDetector:
     def __init__(self, min_face_px: int = 20, face_score_min: float = 0.90,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  threads: int = 1, model_dir: str | Path | None = None, runtime: str = "onnx",
-                 precision: str = "fp32"):
+                 precision: str | dict[str, str] = "fp32"):
         if min_face_px <= 0:
             raise ConfigError(f"min_face_px must be > 0 for MTCNN, got {min_face_px}")
         if not 0.0 < factor < 1.0:
@@ -304,7 +350,11 @@ class OnnxMTCNNDetector:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = factor
         folder = Path(model_dir) if model_dir is not None else ONNX_DIR
-        self.pnet, self.rnet, self.onet = (open_net(folder / MTCNN_FILES[k], threads, runtime, precision)
+        self.strip_pixels, self.rnet_chunk, self.onet_chunk = RUN_SIZES.get(runtime, RUN_SIZES["onnx"])
+        precisions = precision if isinstance(precision, dict) else dict.fromkeys(MTCNN_FILES, precision)
+        self.precisions = {k: precisions.get(k, "fp32") for k in MTCNN_FILES}
+        self.pnet, self.rnet, self.onet = (open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
+                                                    self.precisions[k])
                                            for k in ("pnet", "rnet", "onet"))
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
@@ -331,14 +381,14 @@ class OnnxMTCNNDetector:
         """PNet over the pyramid -> squared candidate boxes, best first."""
         cands, levels, regs = [], [], []
         for level, scale in enumerate(pyramid_scales(h, w, self.min_face_px, self.factor)):
-            reg, prob = self._pnet(table, h, w, scale)
-            y, x = np.nonzero(prob >= self.thresholds[0])  # row-major, as torch's nonzero
+            heads = self._pnet(table, h, w, scale)
+            y, x, prob = pnet_outputs(heads, self.thresholds[0])  # row-major, as torch's nonzero
             cell = np.stack([x, y], axis=1).astype(np.float32)
             scale32 = np.float32(scale)
             q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
             q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
-            cands.append(np.concatenate([q1, q2, prob[y, x][:, None]], axis=1))
-            regs.append(reg[:, y, x].T)  # (n, 4)
+            cands.append(np.concatenate([q1, q2, prob[:, None]], axis=1))
+            regs.append(heads[2:, y, x].T)  # (n, 4)
             levels.append(np.full(len(y), level))
         boxes, level, reg = np.concatenate(cands), np.concatenate(levels), np.concatenate(regs)
         # NMS within each scale; facenet then lists the survivors scale by scale
@@ -351,22 +401,18 @@ class OnnxMTCNNDetector:
         boxes[:, :4] += reg * np.stack([regw, regh, regw, regh], axis=1)  # PNet regression: sides without +1
         return rerec(boxes)
 
-    def _pnet(self, table: np.ndarray, h: int, w: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """PNet on the frame area-resized by ``scale``, run strip by strip
-        (:func:`pnet_strips`): box regression ``(4, h', w')`` and face
-        probability ``(h', w')`` of the whole scale."""
+    def _pnet(self, table: np.ndarray, h: int, w: int, scale: float) -> np.ndarray:
+        """PNet on the frame area-resized by ``scale``, strip by strip
+        (:func:`pnet_strips`), each strip resized just before its run (no copy,
+        and still in cache when PNet reads it): its output ``heads``
+        ``(6, h', w')`` for the whole scale (:func:`pnet_outputs`)."""
         out_h, out_w = int(h * scale + 1), int(w * scale + 1)
-        pixels = normalise(area_resize(table, out_h, out_w))
-        prob = np.empty((pnet_cells(out_h), pnet_cells(out_w)), np.float32)
-        reg = np.empty((4, *prob.shape), np.float32)
-        per_run = max(1, (PNET_STRIP_PIXELS // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
+        heads = np.empty((6, pnet_cells(out_h), pnet_cells(out_w)), np.float32)
+        per_run = max(1, (self.strip_pixels // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
         for start, stop, first in pnet_strips(out_h, per_run):
-            strip = np.ascontiguousarray(pixels[:, :, start:stop])
-            strip_reg, strip_prob = self.pnet.run(strip)  # (1, 4, rows, w'), (1, 2, rows, w')
-            rows = slice(first, first + strip_prob.shape[2])
-            prob[rows] = strip_prob[0, 1]
-            reg[:, rows] = strip_reg[0]
-        return reg, prob
+            (out,) = self.pnet.run(normalise(area_resize(table, out_h, out_w, (start, stop))))  # (1, 6, rows, w')
+            heads[:, first:first + out.shape[2]] = out[0]
+        return heads
 
     def _refine(self, table: np.ndarray, boxes: np.ndarray, h: int, w: int,
                 size: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -374,8 +420,8 @@ class OnnxMTCNNDetector:
         in chunks: the boxes that pass the stage's threshold (score in column
         4) and their other outputs (regression, ONet's landmarks)."""
         x0, y0, x1, y1, valid = pad_boxes(boxes, w, h)
-        session, chunk, threshold = ((self.rnet, RNET_CHUNK, self.thresholds[1]) if size == 24
-                                     else (self.onet, ONET_CHUNK, self.thresholds[2]))
+        session, chunk, threshold = ((self.rnet, self.rnet_chunk, self.thresholds[1]) if size == 24
+                                     else (self.onet, self.onet_chunk, self.thresholds[2]))
         ok = np.nonzero(valid)[0]
         outs = []
         for i in range(0, len(ok), chunk):

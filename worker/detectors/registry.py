@@ -20,9 +20,12 @@ def resolve_mtcnn_impl(mtcnn_impl: str, device: str) -> str:
     return mtcnn_impl
 
 
-def build_detector(settings: Settings, backend: str = "torch", threads: int = 1, device: str = "cpu") -> Detector:
+def build_detector(settings: Settings, backend: str = "torch", threads: int = 1, device: str = "cpu",
+                   precisions: dict[str, str] | None = None) -> Detector:
     """The detector ``settings`` name, on ``backend`` ("torch", "onnx" or "openvino"; Haar is
-    OpenCV on any) and, for torch, on ``device`` (already resolved: "cpu", "cuda" or "cuda:N")."""
+    OpenCV on any) and, for torch, on ``device`` (already resolved: "cpu", "cuda" or "cuda:N").
+    ``precisions``: per net, :func:`worker.runtime.net_precisions` (default: ``settings.precision``
+    for all three MTCNN nets, fp32 for auto)."""
     if settings.detector == "haar":
         from moodstream.worker.detectors.haar import HaarDetector
 
@@ -32,7 +35,8 @@ def build_detector(settings: Settings, backend: str = "torch", threads: int = 1,
 
         return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
                                  threads=threads, runtime=backend,
-                                 precision="fp32" if settings.precision == "auto" else settings.precision)
+                                 precision=precisions if precisions is not None else
+                                 "fp32" if settings.precision == "auto" else settings.precision)
     if resolve_mtcnn_impl(settings.mtcnn_impl, device) == "batched":
         from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
 
