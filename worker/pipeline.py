@@ -85,15 +85,19 @@ class Pipeline:
         custom_model = bool(settings.checkpoint or checkpoint)
         self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
         # per net "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
-        self.precisions: dict[str, str] = runtime.net_precisions(settings.precision, self.backend,
-                                                                 runtime.cpu_info())
-        self.precision: str = runtime.describe(self.precisions)  # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16"
+        cpu = runtime.cpu_info()
+        self.precisions: dict[str, str] = runtime.net_precisions(settings.precision, self.backend, cpu)
+        # nets screened in bf16 first, their answers still fp32's (worker.runtime.AUTO_SCREENED)
+        self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)
+        # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
+        self.precision: str = runtime.describe(self.precisions, self.screened)
         if self.backend == "torch":
             import torch
 
             torch.set_num_threads(self.threads)
         self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads,
-                                                                             self.device, self.precisions)
+                                                                             self.device, self.precisions,
+                                                                             self.screened)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier

@@ -21,7 +21,7 @@ from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, net_file, open_net
-from moodstream.worker.runtime import cpu_info, net_precisions
+from moodstream.worker.runtime import cpu_info, net_precisions, screened_nets
 
 pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
 
@@ -48,7 +48,8 @@ def ort():
 def openvino(precision: str):
     """The openvino backend's detector and classifier with the ``precision`` setting on this CPU."""
     nets = net_precisions(precision, "openvino", cpu_info())
-    return (OnnxMTCNNDetector(runtime="openvino", precision=nets),
+    return (OnnxMTCNNDetector(runtime="openvino", precision=nets,
+                              screened=screened_nets(precision, "openvino", cpu_info())),
             OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=nets["emotion"]))
 
 
@@ -113,6 +114,20 @@ def test_nets_agree_with_onnx_runtime(name):
     net.run(np.zeros_like(x))
     for g, k in zip(got, kept):
         np.testing.assert_array_equal(g, k)
+
+
+@pytest.mark.skipif(not cpu_info().native_bf16, reason="screening runs bf16: only on a CPU with native bf16")
+def test_screened_rnet_gives_fp32s_boxes(fixture_frames, shared_data):
+    import glob
+
+    frames = fixture_frames + [read_rgb(Path(p)) for p in
+                               sorted(glob.glob(str(shared_data / "wider_val_416" / "images" / "**" / "*.jpg"),
+                                                recursive=True))[:40]]
+    plain = OnnxMTCNNDetector(runtime="openvino")
+    screened = OnnxMTCNNDetector(runtime="openvino", screened=("rnet",))
+    want, got = plain.detect(frames), screened.detect(frames)
+    assert sum(len(f) for f in want) > 40
+    assert [[f.box for f in faces] for faces in got] == [[f.box for f in faces] for faces in want]
 
 
 def test_emotion_metadata_read_by_openvino():

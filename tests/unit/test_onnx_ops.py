@@ -216,3 +216,43 @@ def test_match_one_to_one_takes_best_pairs_once():
     ref = np.array([[0, 0, 10, 10], [0, 0, 10, 11]], np.float32)
     cand = np.array([[0, 0, 10, 10.5]], np.float32)
     assert match_one_to_one(ref, cand, 0.9) == [(1, 0)]
+
+
+class FakeNet:
+    """A Net whose face score is a crop's mean pixel (shifted), recording what it saw."""
+
+    runtime, precision, metadata = "fake", "fp32", {}
+
+    def __init__(self, shift: float = 0.0, outputs: int = 2):
+        self.shift, self.outputs, self.seen = shift, outputs, []
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        self.seen.append(x.copy())
+        score = np.clip(x.mean(axis=(1, 2, 3)) * 0.5 + 0.5 + self.shift, 0, 1).astype(np.float32)
+        reg = np.tile(score[:, None], (1, 4)).astype(np.float32)
+        prob = np.stack([1 - score, score], axis=1)
+        return [reg, prob] if self.outputs == 2 else [reg, np.zeros((len(x), 10), np.float32), prob]
+
+
+def test_a_screened_stage_gives_the_unscreened_answers(monkeypatch):
+    """Screening (worker.runtime.AUTO_SCREENED) only skips crops the screen puts below the
+    threshold minus SCREEN_MARGIN: the answers are the full net's, whatever the screen's error
+    within the margin, and the full net never sees the skipped crops."""
+    rng = np.random.default_rng(12)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    frame[:, 80:] //= 4  # a dark half: crops there score low
+    table = integral_image(frame)
+    boxes = np.concatenate([random_boxes(rng, 150, span=110.0), np.zeros((150, 1), np.float32)], axis=1)
+    det = onnx_mtcnn.OnnxMTCNNDetector.__new__(onnx_mtcnn.OnnxMTCNNDetector)
+    det.thresholds, det.rnet_chunk, det.onet_chunk = (0.6, 0.5, 0.7), 32, 16
+    det.rnet, det.screens = FakeNet(), {"rnet": None, "onet": None}
+    want_boxes, (want_reg,) = det._refine(table, boxes.copy(), 120, 160, 24)
+    seen_alone = sum(len(x) for x in det.rnet.seen)
+    for error in (-0.15, 0.0, 0.15):  # a screen off by up to 0.15 (< SCREEN_MARGIN) either way
+        det.rnet, det.screens = FakeNet(), {"rnet": FakeNet(shift=error), "onet": None}
+        got_boxes, (got_reg,) = det._refine(table, boxes.copy(), 120, 160, 24)
+        np.testing.assert_array_equal(got_boxes, want_boxes)
+        np.testing.assert_array_equal(got_reg, want_reg)
+        assert sum(len(x) for x in det.screens["rnet"].seen) == seen_alone  # the screen saw every crop
+        assert sum(len(x) for x in det.rnet.seen) < seen_alone  # the full net only those near or over
+    assert 0 < len(want_boxes) < seen_alone

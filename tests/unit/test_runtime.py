@@ -14,7 +14,7 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
 from moodstream.worker.runtime import (AUTO_BF16, CpuInfo, cache_key, choose, cpu_info, describe, measure,
-                                       net_precisions, resolve_precision)
+                                       net_precisions, resolve_precision, screened_nets)
 
 REPO = Path(__file__).resolve().parents[2]
 BOTH = pytest.mark.skipif(not (devices.installed("onnxruntime") and devices.installed("openvino")),
@@ -68,6 +68,15 @@ def test_net_precisions():
     assert describe(net_precisions("bf16", "openvino", XEON)) == "bf16"
     for precision, backend, cpu in (("fp32", "openvino", XEON), ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
         assert net_precisions(precision, backend, cpu) == dict.fromkeys(("pnet", "rnet", "onet", "emotion"), "fp32")
+
+
+def test_screened_nets_only_under_auto_with_native_bf16():
+    assert screened_nets("auto", "openvino", XEON) == ("rnet",)
+    for precision, backend, cpu in (("fp32", "openvino", XEON), ("bf16", "openvino", XEON),
+                                    ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
+        assert screened_nets(precision, backend, cpu) == ()
+    auto = net_precisions("auto", "openvino", XEON)
+    assert describe(auto, ("rnet",)) == "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
 
 
 def test_cache_key_separates_machine_kinds():

@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 PNET_CELL = 12  # PNet's receptive field in pixels
 PNET_STRIDE = 2
 RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
+# A screened net's crops run again at full precision where the bf16 score is above the
+# threshold minus this (4.5x the largest bf16 error seen on 56,265 RNet crops: worker.runtime)
+SCREEN_MARGIN = 0.2
 # Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
 # each runs fastest (see the module docstring; measured on a 2-core Xeon, one thread:
 # OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, RNet 26 vs 28 us
@@ -332,7 +335,12 @@ class OnnxMTCNNDetector:
     nets or per net (``{"pnet": ..., "rnet": ..., "onet": ...}``, missing ones
     fp32: :func:`worker.runtime.net_precisions`). ``model_dir``: where
     ``mtcnn_{pnet,rnet,onet}.onnx`` are (default: the shipped ones; OpenVINO
-    takes its form from ``openvino/`` in it where there is one).
+    takes its form from ``openvino/`` in it where there is one). ``screened``:
+    nets ("rnet", "onet") whose crops run in bf16 first, and again in their own
+    precision only where the bf16 score is within
+    :data:`SCREEN_MARGIN` of the threshold (OpenVINO on a CPU
+    with native bf16: :func:`worker.runtime.screened_nets`); the answers are the
+    second run's.
     """
 
     name = "mtcnn"
@@ -340,7 +348,7 @@ class OnnxMTCNNDetector:
     def __init__(self, min_face_px: int = 20, face_score_min: float = 0.90,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  threads: int = 1, model_dir: str | Path | None = None, runtime: str = "onnx",
-                 precision: str | dict[str, str] = "fp32"):
+                 precision: str | dict[str, str] = "fp32", screened: tuple[str, ...] = ()):
         if min_face_px <= 0:
             raise ConfigError(f"min_face_px must be > 0 for MTCNN, got {min_face_px}")
         if not 0.0 < factor < 1.0:
@@ -356,6 +364,12 @@ class OnnxMTCNNDetector:
         self.pnet, self.rnet, self.onet = (open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
                                                     self.precisions[k])
                                            for k in ("pnet", "rnet", "onet"))
+        unknown = set(screened) - {"rnet", "onet"}
+        if unknown:
+            raise ConfigError(f"only rnet and onet can be screened, not {', '.join(sorted(unknown))}")
+        # bf16 screens (worker.runtime.AUTO_SCREENED): None where the net runs alone
+        self.screens = {k: open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime, "bf16")
+                        if k in screened else None for k in ("rnet", "onet")}
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         return [self.detect_one(frame) for frame in frames]
@@ -422,17 +436,25 @@ class OnnxMTCNNDetector:
         x0, y0, x1, y1, valid = pad_boxes(boxes, w, h)
         session, chunk, threshold = ((self.rnet, self.rnet_chunk, self.thresholds[1]) if size == 24
                                      else (self.onet, self.onet_chunk, self.thresholds[2]))
+        screen = self.screens["rnet" if size == 24 else "onet"]
         ok = np.nonzero(valid)[0]
-        outs = []
+        runs, outs = [], []
         for i in range(0, len(ok), chunk):
             part = ok[i:i + chunk]
             pixels = normalise(area_crops(table, x0[part], y0[part], x1[part], y1[part], size))
+            if screen is not None:  # only crops that bf16 puts near or over the threshold run again
+                near = screen.run(pixels)[-1][:, 1] > threshold - SCREEN_MARGIN
+                part, pixels = part[near], pixels[near]
+                if not len(part):
+                    continue
+            runs.append(part)
             outs.append(session.run(pixels))
         if not outs:
             return boxes[:0], []
+        ran = np.concatenate(runs)
         *rest, prob = (np.concatenate(o) for o in zip(*outs))  # RNet: reg, prob; ONet: reg, landmarks, prob
         passed = prob[:, 1] > threshold
-        boxes = boxes[ok[passed]]
+        boxes = boxes[ran[passed]]
         boxes[:, 4] = prob[passed, 1]
         return boxes, [r[passed] for r in rest]
 
