@@ -65,19 +65,22 @@ CACHE_FORMAT = "moodstream-runtime-choice/2"
 NETS = ("pnet", "rnet", "onet", "emotion")  # the pipeline's nets, each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
-# >= 99% at 0.5, top emotion >= 98%, FER+ Test accuracy within 0.3 points). Measured with
-# OpenVINO 2026.4 on a 2-core Xeon with AMX against ONNX Runtime fp32, on 410 faces of 128
-# frames (the first 40 frames of both videos, 80 WIDER val images) and FER+ Test (3,545 faces):
-# ONet bf16 kept 99.76% of boxes at IoU 0.95 (100% at 0.5); PNet bf16 83%, RNet bf16 94% (their
+# >= 99% at 0.5, top emotion >= 98%, FER+ Test accuracy within 0.3 points). Measured by
+# `moodstream bench bf16` (docs/results/bf16_parity.json: OpenVINO 2026.4 on a 2-core Xeon with
+# AMX, against ONNX Runtime fp32, on 527 faces of 160 frames and FER+ Test's 3,545 faces):
+# ONet bf16 kept 99.81% of boxes at IoU 0.95 (100% at 0.5); PNet bf16 83%, RNet bf16 95% (their
 # candidates move, and with them every later crop); the emotion net bf16 kept 99.92% of top
-# emotions and its accuracy (84.51% both). docs/results/bf16_parity.json.
+# emotions and its accuracy (84.51% both).
 AUTO_BF16 = ("onet", "emotion")
 # The nets `precision=auto` screens in bf16 where the CPU has it natively: every crop runs in
 # bf16 first, and only those within worker.detectors.onnx_mtcnn.SCREEN_MARGIN of the threshold
-# run again in fp32, whose answer is kept, so the answers are fp32's. Over 56,265 real RNet crops (the frames above)
-# bf16 scores differed from fp32 by at most 0.044 (99.9th percentile 0.023); a 0.2 margin
-# sends 15% of the crops on to fp32, and RNet then costs ~65% of its fp32 time.
-AUTO_SCREENED = ("rnet",)
+# run again in fp32, whose answer is kept, so the answers are fp32's. Over 56,265 real RNet
+# crops (bench bf16's frames) bf16 scores differed from fp32 by at most 0.044 (99.9th
+# percentile 0.023); a 0.2 margin sends 15% of the crops on to fp32 and missed none. PNet is
+# screened cell by cell on large scales (onnx_mtcnn.PNET_SCREEN_MIN_PIXELS): over the
+# 10,957,600 cells of the 1080p frames' screened scales, bf16 face probabilities differed from
+# fp32 by at most 0.066; the margin sends 0.65% of them on to fp32 and missed none.
+AUTO_SCREENED = ("pnet", "rnet")
 
 
 # --- the CPU ---------------------------------------------------------------------------

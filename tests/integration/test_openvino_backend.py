@@ -117,14 +117,18 @@ def test_nets_agree_with_onnx_runtime(name):
 
 
 @pytest.mark.skipif(not cpu_info().native_bf16, reason="screening runs bf16: only on a CPU with native bf16")
-def test_screened_rnet_gives_fp32s_boxes(fixture_frames, shared_data):
+def test_screened_nets_give_fp32s_boxes(fixture_frames, shared_data):
     import glob
 
-    frames = fixture_frames + [read_rgb(Path(p)) for p in
-                               sorted(glob.glob(str(shared_data / "wider_val_416" / "images" / "**" / "*.jpg"),
-                                                recursive=True))[:40]]
+    from moodstream.worker.detectors.onnx_mtcnn import PNET_SCREEN_MIN_PIXELS
+
+    street = [item.image for item in iter_video(str(shared_data / "videos" / "street_1080p.mp4"), every_n=15,
+                                                max_frames=3)]
+    assert 1080 * 0.6 * 1920 * 0.6 >= PNET_SCREEN_MIN_PIXELS  # PNet is screened on these frames
+    frames = fixture_frames + street + [read_rgb(Path(p)) for p in sorted(glob.glob(
+        str(shared_data / "wider_val_416" / "images" / "**" / "*.jpg"), recursive=True))[:40]]
     plain = OnnxMTCNNDetector(runtime="openvino")
-    screened = OnnxMTCNNDetector(runtime="openvino", screened=("rnet",))
+    screened = OnnxMTCNNDetector(runtime="openvino", screened=("pnet", "rnet"))
     want, got = plain.detect(frames), screened.detect(frames)
     assert sum(len(f) for f in want) > 40
     assert [[f.box for f in faces] for faces in got] == [[f.box for f in faces] for faces in want]

@@ -164,6 +164,20 @@ def test_pnet_in_strips_is_pnet_on_the_whole_image(pnet, shape):
         np.testing.assert_allclose(np.concatenate(parts, axis=2), heads, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(30, 41), (31, 40), (12, 12), (13, 13), (33, 35)])  # odd: the pool cut short
+def test_pnet_on_a_cells_window_is_that_cell(pnet, shape):
+    pixels = normalise(np.random.default_rng(sum(shape)).uniform(0, 255, (1, 3, *shape)).astype(np.float32))
+    (heads,) = pnet.run(None, {"input": pixels})
+    y, x = (v.ravel() for v in np.indices(heads.shape[2:]))
+    seen = np.zeros(heads.shape[2:], bool)
+    for cells, windows in onnx_mtcnn.pnet_windows(pixels[0], y, x):
+        assert windows.shape[1:] == (3, *windows.shape[2:]) and max(windows.shape[2:]) <= 12
+        (got,) = pnet.run(None, {"input": windows})
+        np.testing.assert_allclose(got[:, :, 0, 0].T, heads[0][:, y[cells], x[cells]], rtol=0, atol=1e-5)
+        seen[y[cells], x[cells]] = True
+    assert seen.all()
+
+
 @pytest.mark.parametrize("threshold", [0.0, 0.3, 0.6, 0.95, 1.0])
 def test_pnet_outputs_are_the_softmax_cells_over_the_threshold(threshold):
     rng = np.random.default_rng(11)

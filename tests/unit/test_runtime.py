@@ -71,12 +71,12 @@ def test_net_precisions():
 
 
 def test_screened_nets_only_under_auto_with_native_bf16():
-    assert screened_nets("auto", "openvino", XEON) == ("rnet",)
+    assert screened_nets("auto", "openvino", XEON) == ("pnet", "rnet")
     for precision, backend, cpu in (("fp32", "openvino", XEON), ("bf16", "openvino", XEON),
                                     ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
         assert screened_nets(precision, backend, cpu) == ()
     auto = net_precisions("auto", "openvino", XEON)
-    assert describe(auto, ("rnet",)) == "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
+    assert describe(auto, ("pnet", "rnet")) == "pnet+rnet fp32, onet+emotion bf16; pnet+rnet screened in bf16"
 
 
 def test_cache_key_separates_machine_kinds():

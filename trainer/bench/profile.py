@@ -10,7 +10,8 @@ changing what runs:
   (frames/s) that a pipeline fed from that file cannot pass;
 * ``pyramid``: the summed-area table and the pyramid's area resizes;
 * ``pnet``, ``rnet``, ``onet``, ``emotion_net``: the four nets (each net's
-  calls, input shapes and ms per call too);
+  calls, input shapes and ms per call too; a net's bf16 screen,
+  :data:`worker.runtime.AUTO_SCREENED`, counts as that net);
 * ``nms``: every NMS of the three MTCNN stages;
 * ``mtcnn_crops``: the 24x24 / 48x48 crops for RNet / ONet;
 * ``emotion_crops``: the FER-framed grey crops for the emotion net;
@@ -98,16 +99,20 @@ def instrumented(pipeline: Pipeline, clock: Clock):
                           f"with detector {det.name}")
     saved_functions = [(module, name, getattr(module, name)) for module, name, _ in TIMED_FUNCTIONS]
     saved_nets = (det.pnet, det.rnet, det.onet, clf.net)
+    saved_screens = dict(det.screens)
     try:
         for module, name, stage in TIMED_FUNCTIONS:
             setattr(module, name, clock.timed(getattr(module, name), stage))
         det.pnet, det.rnet, det.onet = (TimedNet(n, s, clock) for n, s in zip(saved_nets[:3], NETS))
+        # a bf16 screen (worker.runtime.AUTO_SCREENED) is part of its net's time
+        det.screens = {k: None if n is None else TimedNet(n, k, clock) for k, n in saved_screens.items()}
         clf.net = TimedNet(clf.net, "emotion_net", clock)
         yield
     finally:
         for module, name, fn in saved_functions:
             setattr(module, name, fn)
         det.pnet, det.rnet, det.onet, clf.net = saved_nets
+        det.screens = saved_screens
 
 
 def decode_fps(path: Path, frames: int, max_pixels: int) -> float:

@@ -72,6 +72,13 @@ RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
 # A screened net's crops run again at full precision where the bf16 score is above the
 # threshold minus this (4.5x the largest bf16 error seen on 56,265 RNet crops: worker.runtime)
 SCREEN_MARGIN = 0.2
+# PNet is screened on scales of at least this many pixels: bf16 saves ~15 ns a pixel there and
+# the full-precision runs of the cells near the threshold (~1% of cells, 2.9 us each) cost
+# ~9; on smaller scales the fixed costs win (a 1080p frame's two largest scales qualify: its
+# detector 138 -> 131 ms; at 360p none does: screening every scale made it 24 -> 28 ms)
+PNET_SCREEN_MIN_PIXELS = 250_000
+PNET_CELL_CHUNK = 256  # PNet cell windows per run (screening)...
+PNET_CELL_BATCHES = (8, 32, 128, PNET_CELL_CHUNK)  # ...padded to one of these sizes
 # Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
 # each runs fastest (see the module docstring; measured on a 2-core Xeon, one thread:
 # OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, RNet 26 vs 28 us
@@ -194,6 +201,37 @@ def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     prob = e1 / (e0 + e1)
     keep = prob >= np.float32(threshold)
     return y[keep], x[keep], prob[keep]
+
+
+def logit(p: float) -> float:
+    """``log(p / (1 - p))``: the PNet logit margin of face probability ``p`` (-inf at p <= 0, inf at p >= 1)."""
+    if p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return np.inf
+    return float(np.log(p / (1.0 - p)))
+
+
+def pnet_windows(pixels: np.ndarray, y: np.ndarray, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The input windows of PNet output cells ``(y, x)`` of a strip ``pixels``
+    ``(3, rows, w)``: rows ``[2y, 2y + 12)`` and columns ``[2x, 2x + 12)``,
+    cut at the strip's edge, as ``(cells, windows)`` groups of one window
+    shape (``cells``: indices into ``y``; ``windows``: ``(n, 3, hh, ww)``).
+    PNet on a window gives exactly that one cell: a full 12 x 12 window holds
+    its receptive field, and a window cut to 11 at an odd edge is the max
+    pool's cut-short window there (ceil_mode), as on the whole input."""
+    _, rows, cols = pixels.shape
+    top, left = PNET_STRIDE * y, PNET_STRIDE * x
+    full = (top + PNET_CELL <= rows) & (left + PNET_CELL <= cols)
+    groups = []
+    idx = np.nonzero(full)[0]
+    if len(idx):
+        view = np.lib.stride_tricks.sliding_window_view(pixels, (PNET_CELL, PNET_CELL), axis=(1, 2))
+        groups.append((idx, np.ascontiguousarray(view[:, top[idx], left[idx]].transpose(1, 0, 2, 3))))
+    for i in np.nonzero(~full)[0].tolist():  # the odd last row / column: a few cells
+        t, c = int(top[i]), int(left[i])
+        groups.append((np.array([i]), np.ascontiguousarray(pixels[None, :, t:t + PNET_CELL, c:c + PNET_CELL])))
+    return groups
 
 
 def area_crops(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
@@ -364,12 +402,12 @@ class OnnxMTCNNDetector:
         self.pnet, self.rnet, self.onet = (open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
                                                     self.precisions[k])
                                            for k in ("pnet", "rnet", "onet"))
-        unknown = set(screened) - {"rnet", "onet"}
+        unknown = set(screened) - set(MTCNN_FILES)
         if unknown:
-            raise ConfigError(f"only rnet and onet can be screened, not {', '.join(sorted(unknown))}")
+            raise ConfigError(f"only pnet, rnet and onet can be screened, not {', '.join(sorted(unknown))}")
         # bf16 screens (worker.runtime.AUTO_SCREENED): None where the net runs alone
         self.screens = {k: open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime, "bf16")
-                        if k in screened else None for k in ("rnet", "onet")}
+                        if k in screened else None for k in MTCNN_FILES}
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         return [self.detect_one(frame) for frame in frames]
@@ -419,13 +457,39 @@ class OnnxMTCNNDetector:
         """PNet on the frame area-resized by ``scale``, strip by strip
         (:func:`pnet_strips`), each strip resized just before its run (no copy,
         and still in cache when PNet reads it): its output ``heads``
-        ``(6, h', w')`` for the whole scale (:func:`pnet_outputs`)."""
+        ``(6, h', w')`` for the whole scale (:func:`pnet_outputs`).
+
+        Screened (``screened`` has "pnet", on a scale of at least
+        :data:`PNET_SCREEN_MIN_PIXELS`): the strips run in bf16, and every
+        cell whose bf16 face probability is within :data:`SCREEN_MARGIN` of the
+        threshold runs again at full precision on its own input window
+        (:func:`pnet_windows`); the other cells keep bf16 values that no
+        threshold reads."""
         out_h, out_w = int(h * scale + 1), int(w * scale + 1)
         heads = np.empty((6, pnet_cells(out_h), pnet_cells(out_w)), np.float32)
         per_run = max(1, (self.strip_pixels // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
+        # screened on large scales only: on a small one the cells' runs cost what bf16 saves
+        screen = self.screens["pnet"] if out_h * out_w >= PNET_SCREEN_MIN_PIXELS else None
+        near = logit(self.thresholds[0] - SCREEN_MARGIN)
+        found: dict[tuple[int, int], list] = {}  # window shape -> [(cell rows, cell columns, windows)]
         for start, stop, first in pnet_strips(out_h, per_run):
-            (out,) = self.pnet.run(normalise(area_resize(table, out_h, out_w, (start, stop))))  # (1, 6, rows, w')
+            pixels = normalise(area_resize(table, out_h, out_w, (start, stop)))
+            (out,) = (screen or self.pnet).run(pixels)  # (1, 6, rows, w')
             heads[:, first:first + out.shape[2]] = out[0]
+            if screen is not None:  # the cells near or over the threshold, again at full precision below
+                y, x = np.nonzero(out[0, 1] - out[0, 0] > near)
+                for cells, windows in pnet_windows(pixels[0], y, x):
+                    found.setdefault(windows.shape[2:], []).append((y[cells] + first, x[cells], windows))
+        for groups in found.values():
+            y, x, windows = (np.concatenate(v) for v in zip(*groups))
+            for i in range(0, len(y), PNET_CELL_CHUNK):
+                batch = windows[i:i + PNET_CELL_CHUNK]
+                n = len(batch)
+                size = next(b for b in PNET_CELL_BATCHES if b >= n)  # a few input shapes: no new plan per count
+                if size > n:
+                    batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
+                (again,) = self.pnet.run(batch)  # (n, 6, 1, 1)
+                heads[:, y[i:i + n], x[i:i + n]] = again[:n, :, 0, 0].T
         return heads
 
     def _refine(self, table: np.ndarray, boxes: np.ndarray, h: int, w: int,
@@ -438,17 +502,19 @@ class OnnxMTCNNDetector:
                                      else (self.onet, self.onet_chunk, self.thresholds[2]))
         screen = self.screens["rnet" if size == 24 else "onet"]
         ok = np.nonzero(valid)[0]
-        runs, outs = [], []
+        runs, crops = [], []
         for i in range(0, len(ok), chunk):
             part = ok[i:i + chunk]
             pixels = normalise(area_crops(table, x0[part], y0[part], x1[part], y1[part], size))
             if screen is not None:  # only crops that bf16 puts near or over the threshold run again
                 near = screen.run(pixels)[-1][:, 1] > threshold - SCREEN_MARGIN
                 part, pixels = part[near], pixels[near]
-                if not len(part):
-                    continue
             runs.append(part)
-            outs.append(session.run(pixels))
+            crops.append(pixels)
+        if screen is not None and crops:  # the survivors of all chunks, in full chunks again
+            crops = [np.concatenate(crops)]
+            crops = [crops[0][i:i + chunk] for i in range(0, len(crops[0]), chunk)]
+        outs = [session.run(pixels) for pixels in crops if len(pixels)]
         if not outs:
             return boxes[:0], []
         ran = np.concatenate(runs)

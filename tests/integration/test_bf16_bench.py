@@ -1,0 +1,38 @@
+"""``moodstream bench bf16``: real bf16 against fp32 (issue 26); runs only where bf16 is native."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from moodstream.trainer.bench.bf16 import bf16_cmd
+from moodstream.worker import runtime
+from moodstream.worker.runtime import CpuInfo, cpu_info
+
+pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
+
+
+def test_without_native_bf16_it_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "cpu_info", lambda: CpuInfo("AMD EPYC", frozenset({"avx2"})))
+    res = CliRunner().invoke(bf16_cmd, ["--data", str(tmp_path)])
+    assert res.exit_code != 0 and "native bf16" in str(res.exception) and "AMD EPYC" in str(res.exception)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_info().native_bf16, reason="real bf16 needs a CPU with native bf16 (AMX or AVX512-BF16)")
+def test_what_auto_runs_in_bf16_is_within_the_bounds(shared_data, tmp_path):
+    out = tmp_path / "bf16.json"
+    res = CliRunner().invoke(bf16_cmd, ["--data", str(shared_data), "--frames", "4", "--wider", "12",
+                                        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["frames"]["total"] == 20 and report["frames"]["reference_faces"] > 20
+    assert report["mtcnn"]["auto"]["within_bounds"] and report["emotion"]["within_bounds"]
+    assert report["mtcnn"]["onet"]["iou95"] >= 0.97  # AUTO_BF16 holds ONet...
+    for net in ("pnet", "rnet"):  # ...and the screens drop nothing fp32 passes, well within their margin
+        screen = report["screens"][net]
+        assert screen["fp32_passes_missed"] == 0 and screen["max_score_difference"] < screen["margin"] / 2, screen
+    assert report["screens"]["pnet"]["cells"] > 10_000  # the 1080p frames' two largest scales
+    assert report["auto_bf16"] == ["onet", "emotion"] and report["auto_screened"] == ["pnet", "rnet"]

@@ -1,0 +1,207 @@
+"""``moodstream bench bf16``: which nets may run in bf16 within issue 26's
+bounds, measured in real bf16 (OpenVINO on a CPU with native bf16: AMX or
+AVX512-BF16). It is what :data:`worker.runtime.AUTO_BF16` and
+:data:`worker.runtime.AUTO_SCREENED` rest on; rerun it on a new CPU kind or a
+new OpenVINO.
+
+* MTCNN: each net in bf16 alone, and all three, against the fp32 detector
+  (ONNX Runtime where installed, else OpenVINO fp32) on real frames (the first
+  ``--frames`` frames of both videos and ``--wider`` WIDER val images): boxes
+  matched one to one at IoU 0.95 and 0.5, extra faces; and the detector as
+  ``precision=auto`` builds it (bf16 nets plus the screened RNet).
+* Screening: the largest difference between bf16 and fp32 face scores over
+  every RNet crop of those frames and every PNet cell of their screened scales
+  (:data:`worker.detectors.onnx_mtcnn.PNET_SCREEN_MIN_PIXELS`), the share the
+  screen sends on to fp32 (:data:`worker.detectors.onnx_mtcnn.SCREEN_MARGIN`)
+  and how many fp32 passes it would have dropped.
+* The emotion net: FER+ Test accuracy in fp32 and bf16 (flip TTA and the
+  class-prior adjustment, as served), top-emotion agreement, largest
+  probability difference.
+
+Bounds (issue 26): boxes >= 97% at IoU 0.95 and >= 99% at 0.5, top emotion
+>= 98%, FER+ Test accuracy within 0.3 points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from moodstream.shared import devices
+from moodstream.shared.boxes import match_one_to_one
+from moodstream.shared.errors import ConfigError, DataError
+from moodstream.shared.media import decode_image, iter_video
+
+log = logging.getLogger(__name__)
+
+STRICT, LOOSE, TOP, ACCURACY_POINTS = 0.97, 0.99, 0.98, 0.3  # issue 26's bounds
+VIDEOS = ("street_1080p.mp4", "hamilton_360p.mp4")
+SPLITS = {"pnet": ("pnet",), "rnet": ("rnet",), "onet": ("onet",), "all_mtcnn": ("pnet", "rnet", "onet")}
+
+
+def _boxes(faces) -> np.ndarray:
+    return np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4)
+
+
+def box_parity(reference: list, got: list) -> dict:
+    """Boxes of ``got`` against ``reference`` (lists of faces per frame)."""
+    total = sum(len(f) for f in reference)
+    strict = sum(len(match_one_to_one(_boxes(r), _boxes(g), 0.95)) for r, g in zip(reference, got))
+    loose = sum(len(match_one_to_one(_boxes(r), _boxes(g), 0.5)) for r, g in zip(reference, got))
+    return {"iou95": round(strict / total, 4), "iou50": round(loose / total, 4),
+            "extra_faces": sum(len(g) for g in got) - loose,
+            "within_bounds": strict >= STRICT * total and loose >= LOOSE * total}
+
+
+def load_frames(data: Path, per_video: int, wider: int) -> list[np.ndarray]:
+    frames = []
+    for name in VIDEOS:
+        path = data / "videos" / name
+        if not path.is_file():
+            raise DataError(f"{path} not found: --data is the shared data folder (videos/, wider_val_416/)")
+        frames += [item.image for item in iter_video(str(path), max_frames=per_video)]
+    images = sorted((data / "wider_val_416" / "images").rglob("*.jpg"))[:wider]
+    if wider and not images:
+        raise DataError(f"no WIDER images under {data / 'wider_val_416' / 'images'}")
+    return frames + [decode_image(p.read_bytes(), 50_000_000) for p in images]
+
+
+def _scores(net, batches) -> np.ndarray:
+    return np.concatenate([net.run(x)[-1][:, 1] for x in batches]) if batches else np.zeros(0, np.float32)
+
+
+def _screen_report(p32: np.ndarray, pbf: np.ndarray, threshold: float, unit: str) -> dict:
+    from moodstream.worker.detectors.onnx_mtcnn import SCREEN_MARGIN
+
+    sent_on = pbf > threshold - SCREEN_MARGIN
+    diff = np.abs(p32 - pbf)
+    return {unit: int(len(p32)), "max_score_difference": round(float(diff.max(initial=0.0)), 4),
+            "p999_score_difference": round(float(np.quantile(diff, 0.999)) if len(diff) else 0.0, 4),
+            "margin": SCREEN_MARGIN, "sent_on_to_fp32": round(float(sent_on.mean()) if len(p32) else 0.0, 4),
+            "fp32_passes_missed": int((~sent_on & (p32 >= threshold)).sum())}
+
+
+def screen_errors(frames: list[np.ndarray], reference_runtime: str) -> dict:
+    """bf16 against fp32 face scores where ``precision=auto`` screens: every
+    RNet crop of ``frames`` as the fp32 detector feeds them, and every PNet cell
+    of the scales PNet is screened on (:data:`PNET_SCREEN_MIN_PIXELS`)."""
+    from moodstream.worker.detectors import onnx_mtcnn as om
+    from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
+
+    crops: list[np.ndarray] = []
+    detector = om.OnnxMTCNNDetector(runtime=reference_runtime)
+    plain = detector.rnet
+
+    class Spy:  # records RNet's inputs as the fp32 detector feeds them
+        runtime, precision, metadata = plain.runtime, plain.precision, plain.metadata
+
+        def run(self, x):
+            crops.append(x.copy())
+            return plain.run(x)
+
+    detector.rnet = Spy()
+    detector.detect(frames)
+    nets = {name: [open_net(net_file(ONNX_DIR, MTCNN_FILES[name], "openvino"), 1, "openvino", p)
+                   for p in ("fp32", "bf16")] for name in ("pnet", "rnet")}
+    x = np.concatenate(crops)
+    batches = [x[i:i + 128] for i in range(0, len(x), 128)]
+    rnet = _screen_report(*(_scores(net, batches) for net in nets["rnet"]), detector.thresholds[1], "crops")
+    cells = [[], []]
+    for frame in frames:
+        h, w = frame.shape[:2]
+        table = om.integral_image(np.ascontiguousarray(frame))
+        for scale in om.pyramid_scales(h, w, detector.min_face_px, detector.factor):
+            out_h, out_w = int(h * scale + 1), int(w * scale + 1)
+            if out_h * out_w < om.PNET_SCREEN_MIN_PIXELS:
+                continue
+            pixels = om.normalise(om.area_resize(table, out_h, out_w))
+            for k, net in enumerate(nets["pnet"]):
+                (heads,) = net.run(pixels)
+                cells[k].append(1.0 / (1.0 + np.exp(heads[0, 0] - heads[0, 1])).ravel())
+    pnet = _screen_report(*(np.concatenate(c) if c else np.zeros(0, np.float32) for c in cells),
+                          detector.thresholds[0], "cells")
+    return {"pnet": pnet, "rnet": rnet}
+
+
+def emotion_parity(ferplus: Path) -> dict:
+    from moodstream.trainer.data import load_split
+    from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+
+    split = load_split(ferplus, "test")
+    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
+    probs = {}
+    for precision in ("fp32", "bf16"):
+        clf = OnnxEmotionClassifier(runtime="openvino", precision=precision)
+        probs[precision] = np.concatenate([clf.predict_crops(crops[i:i + 64]) for i in range(0, len(crops), 64)])
+    acc = {p: float((v.argmax(1) == split.labels).mean()) for p, v in probs.items()}
+    agree = float((probs["fp32"].argmax(1) == probs["bf16"].argmax(1)).mean())
+    change = (acc["bf16"] - acc["fp32"]) * 100
+    return {"faces": len(split.labels), "accuracy_fp32": round(acc["fp32"], 5), "accuracy_bf16": round(acc["bf16"], 5),
+            "accuracy_change_points": round(change, 3), "top_emotion_agreement": round(agree, 5),
+            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["bf16"]).max()), 4),
+            "within_bounds": agree >= TOP and abs(change) <= ACCURACY_POINTS}
+
+
+@click.command("bf16")
+@click.option("--data", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The shared data folder: videos/, wider_val_416/ and ferplus/ (../shared/data).")
+@click.option("--frames", "per_video", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Frames from the start of each video.")
+@click.option("--wider", type=click.IntRange(min=0), default=80, show_default=True, help="WIDER val images.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
+    """Which nets keep their answers in bf16 (OpenVINO, native bf16 only):
+    MTCNN boxes, RNet's screen, the emotion net on FER+ Test; one JSON object."""
+    from moodstream.worker import runtime
+    from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
+
+    cpu = runtime.cpu_info()
+    if not devices.installed("openvino"):
+        raise ConfigError("bench bf16 runs bf16 on OpenVINO: pip install 'moodstream[openvino]'")
+    if not cpu.native_bf16:
+        raise ConfigError(f"bench bf16 measures real bf16, which needs a CPU with native bf16 (AMX or "
+                          f"AVX512-BF16); {cpu.model} has neither")
+    reference_runtime = "onnx" if devices.installed("onnxruntime") else "openvino"
+    t0 = time.perf_counter()
+    frames = load_frames(data, per_video, wider)
+    reference = OnnxMTCNNDetector(runtime=reference_runtime).detect(frames)
+    mtcnn = {}
+    for label, nets in SPLITS.items():
+        with click.progressbar(length=1, label=f"MTCNN, {label} in bf16", file=sys.stderr) as bar:
+            detector = OnnxMTCNNDetector(runtime="openvino", precision={n: "bf16" for n in nets})
+            mtcnn[label] = box_parity(reference, detector.detect(frames))
+            bar.update(1)
+    auto = runtime.net_precisions("auto", "openvino", cpu)
+    detector = OnnxMTCNNDetector(runtime="openvino", precision=auto,
+                                 screened=runtime.screened_nets("auto", "openvino", cpu))
+    mtcnn["auto"] = {**box_parity(reference, detector.detect(frames)),
+                     "nets": runtime.describe(auto, runtime.screened_nets("auto", "openvino", cpu))}
+    report = {
+        "what": "real bf16 (OpenVINO on native bf16) against fp32, within issue 26's bounds "
+                f"(boxes >= {STRICT:.0%} at IoU 0.95 and >= {LOOSE:.0%} at 0.5, top emotion >= {TOP:.0%}, "
+                f"FER+ Test accuracy within {ACCURACY_POINTS} points)",
+        "command": "moodstream " + shlex.join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu.to_dict(),
+        "reference": f"{reference_runtime} fp32",
+        "frames": {"videos": {name: per_video for name in VIDEOS}, "wider": wider, "total": len(frames),
+                   "reference_faces": sum(len(f) for f in reference)},
+        "mtcnn": mtcnn,
+        "screens": screen_errors(frames, reference_runtime),
+        "emotion": emotion_parity(data / "ferplus"),
+        "auto_bf16": list(runtime.AUTO_BF16),
+        "auto_screened": list(runtime.AUTO_SCREENED),
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, indent=1)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    click.echo(text)
