@@ -1,12 +1,14 @@
 """Which runtime runs the shipped ONNX files on this CPU, and in what precision:
 measured on the machine, never assumed from its vendor.
 
-The same ONNX files (``worker/data/onnx``) run on ONNX Runtime (backend
+The shipped ONNX files (``worker/data/onnx``) run on ONNX Runtime (backend
 ``onnx``, extra ``[cpu]``) or OpenVINO (backend ``openvino``, extra
-``[openvino]``). Which is faster depends on the CPU: on a 2-core AMD EPYC
-(AVX2) ONNX Runtime was faster on three of the four nets; on a 2-core Intel
-Xeon with AMX, OpenVINO was 1.2-1.6x faster in fp32 and 2-7x in bf16 (issue 26).
-So ``backend=auto`` on a CPU:
+``[openvino]``), each on its own form of the MTCNN nets
+(:func:`worker.onnx_session.net_file`). Which is faster depends on the CPU: on
+a 2-core Intel Xeon with AMX OpenVINO ran PNet 1.8x and RNet 1.5x faster in
+fp32, and 2-7x faster in bf16; on a 2-core AMD EPYC (AVX2), before each
+runtime had its own form, ONNX Runtime was faster on three of the four nets
+(issue 26). So ``backend=auto`` on a CPU:
 
 * one of the two installed: that one;
 * both: :func:`measure` times each on the four nets at the input shapes the
@@ -20,8 +22,10 @@ So ``backend=auto`` on a CPU:
 Precision (setting ``precision``): bf16 only on OpenVINO and only on a CPU
 with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``). ``auto``
 takes it there for the nets in :data:`AUTO_BF16` only, those whose bf16
-answers stay within issue 26's parity bounds; ``bf16`` forces it on every
-net; ``fp32`` forces full precision everywhere.
+answers stay within issue 26's parity bounds, and screens the nets in
+:data:`AUTO_SCREENED` in bf16 (their answers stay fp32's); ``bf16`` forces
+it on every net; ``fp32`` forces full precision everywhere, screens included.
+``moodstream bench bf16`` measures both rules on a CPU with native bf16.
 """
 
 from __future__ import annotations

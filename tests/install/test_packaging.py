@@ -60,6 +60,7 @@ def test_wheel_ships_weights_calibration_and_samples(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("moodstream/shared/weights/emotion.pt", "moodstream/worker/data/box_calibration.json",
                    "moodstream/worker/data/onnx/mtcnn_pnet.onnx", "moodstream/trainer/bench/iou.py",
+                   *(f"moodstream/worker/data/onnx/openvino/mtcnn_{n}.onnx" for n in ("pnet", "rnet", "onet")),
                    "moodstream/samples/hamilton_clip.mp4", "moodstream/samples/ATTRIBUTION.md",
                    "moodstream/worker/tracking/__init__.py", "moodstream/worker/data/report.js",
                    "moodstream/producer/dashboard/static/dashboard.js", "moodstream/producer/dashboard/static/chart.js"):
