@@ -95,9 +95,8 @@ class Pipeline:
             import torch
 
             torch.set_num_threads(self.threads)
-        self.detector = detector if detector is not None else build_detector(settings, self.backend, self.threads,
-                                                                             self.device, self.precisions,
-                                                                             self.screened)
+        self.detector = detector if detector is not None else build_detector(
+            settings, self.backend, self.threads, self.device, precisions=self.precisions, screened=self.screened)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier

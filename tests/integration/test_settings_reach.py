@@ -24,7 +24,7 @@ def test_an_explicit_mtcnn_impl_is_honoured_on_cuda(monkeypatch):
     monkeypatch.setattr(devices, "cuda_available", lambda: True)  # the choice is made before any CUDA call
     built = []
 
-    def recording_build_detector(settings, backend, threads, device="cpu"):
+    def recording_build_detector(settings, backend, threads, device="cpu", **per_net):
         built.append((settings.mtcnn_impl, backend, device))
         raise Built
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from moodstream.trainer.bench.profile import NETS, STAGES, profile_cmd
 from moodstream.trainer.bench.throughput import throughput_cmd
-from moodstream.worker.runtime import cpu_info, describe, net_precisions
+from moodstream.worker.runtime import cpu_info, describe, net_precisions, screened_nets
 
 pytest.importorskip("onnxruntime")
 ISA = {"avx2", "avx512", "vnni", "avx512_bf16", "amx"}
@@ -34,7 +34,7 @@ def test_throughput_json_keys(fixtures_dir, tmp_path, backend):
                 "ratio_cpu_time"):
         assert key in r, key
     # precision auto: what this CPU runs (bf16 for some nets on openvino where it has native bf16)
-    want = describe(net_precisions("auto", backend, cpu_info()))
+    want = describe(net_precisions("auto", backend, cpu_info()), screened_nets("auto", backend, cpu_info()))
     assert r["backend"] == backend and r["precision"] == want and r["repeats"] == 2
     assert r["cpu"] == cpu_info().model and set(r["cpu_isa"]) == ISA
     assert r["cpu_isa"] == {k: v for k, v in cpu_info().to_dict().items() if k != "model"}
