@@ -20,6 +20,15 @@ def test_without_native_bf16_it_is_one_line(monkeypatch, tmp_path):
     assert res.exit_code != 0 and "native bf16" in str(res.exception) and "AMD EPYC" in str(res.exception)
 
 
+@pytest.mark.skipif(not cpu_info().native_bf16, reason="real bf16 needs a CPU with native bf16 (AMX or AVX512-BF16)")
+def test_no_frames_or_no_ferplus_is_one_line(shared_data, tmp_path):
+    res = CliRunner().invoke(bf16_cmd, ["--data", str(shared_data), "--frames", "0", "--wider", "0"])
+    assert res.exit_code != 0 and "no face found in the 0 frames" in str(res.exception)
+    (tmp_path / "videos").mkdir()
+    res = CliRunner().invoke(bf16_cmd, ["--data", str(tmp_path)])
+    assert res.exit_code != 0 and "ferplus" in str(res.exception)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu_info().native_bf16, reason="real bf16 needs a CPU with native bf16 (AMX or AVX512-BF16)")
 def test_what_auto_runs_in_bf16_is_within_the_bounds(shared_data, tmp_path):

@@ -158,7 +158,8 @@ def emotion_parity(ferplus: Path) -> dict:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
 def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
     """Which nets keep their answers in bf16 (OpenVINO, native bf16 only):
-    MTCNN boxes, RNet's screen, the emotion net on FER+ Test; one JSON object."""
+    MTCNN boxes, the PNet and RNet screens, the emotion net on FER+ Test; one
+    JSON object."""
     from moodstream.worker import runtime
     from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 
@@ -168,10 +169,15 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
     if not cpu.native_bf16:
         raise ConfigError(f"bench bf16 measures real bf16, which needs a CPU with native bf16 (AMX or "
                           f"AVX512-BF16); {cpu.model} has neither")
+    if not (data / "ferplus").is_dir():
+        raise DataError(f"{data / 'ferplus'} not found: --data is the shared data folder (ferplus/ for the "
+                        "emotion net)")
     reference_runtime = "onnx" if devices.installed("onnxruntime") else "openvino"
     t0 = time.perf_counter()
     frames = load_frames(data, per_video, wider)
     reference = OnnxMTCNNDetector(runtime=reference_runtime).detect(frames)
+    if not sum(len(f) for f in reference):
+        raise DataError(f"no face found in the {len(frames)} frames: raise --frames or --wider")
     mtcnn = {}
     for label, nets in SPLITS.items():
         with click.progressbar(length=1, label=f"MTCNN, {label} in bf16", file=sys.stderr) as bar:
