@@ -54,8 +54,8 @@ PROBE_S = 0.6  # seconds of timing, all runtimes together (plus compiling the ne
 # (file, input shape, calls per frame): what the pipeline feeds each net, weighted so that
 # each net's share of a pass is about its share of a frame in `moodstream bench profile`
 # (docs/results/profile_cpu.md: PNet in strips of about 60k pixels, worker.detectors.onnx_mtcnn.
-# PNET_STRIP_PIXELS, 10-40 a frame; RNet / ONet in chunks of 64 / 16 crops; the emotion
-# net on a few faces and their mirror images).
+# RUN_SIZES, 10-40 a frame; RNet / ONet in chunks of 64 / 16 crops; the emotion net on a few
+# faces and their mirror images).
 PROBES = (
     ("pnet", (1, 3, 84, 712), 12.0),
     ("rnet", (64, 3, 24, 24), 3.0),

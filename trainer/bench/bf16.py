@@ -88,18 +88,15 @@ def _screen_report(p32: np.ndarray, pbf: np.ndarray, threshold: float, unit: str
             "fp32_passes_missed": int((~sent_on & (p32 >= threshold)).sum())}
 
 
-def screen_errors(frames: list[np.ndarray], reference_runtime: str) -> dict:
-    """bf16 against fp32 face scores where ``precision=auto`` screens: every
-    RNet crop of ``frames`` as the fp32 detector feeds them, and every PNet cell
-    of the scales PNet is screened on (:data:`PNET_SCREEN_MIN_PIXELS`)."""
-    from moodstream.worker.detectors import onnx_mtcnn as om
-    from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
+def reference_run(frames: list[np.ndarray], runtime: str):
+    """The fp32 detector on ``frames``: its faces, every RNet input as it fed them (the crops), and the detector."""
+    from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 
     crops: list[np.ndarray] = []
-    detector = om.OnnxMTCNNDetector(runtime=reference_runtime)
+    detector = OnnxMTCNNDetector(runtime=runtime)
     plain = detector.rnet
 
-    class Spy:  # records RNet's inputs as the fp32 detector feeds them
+    class Spy:  # records RNet's inputs
         runtime, precision, metadata = plain.runtime, plain.precision, plain.metadata
 
         def run(self, x):
@@ -107,17 +104,27 @@ def screen_errors(frames: list[np.ndarray], reference_runtime: str) -> dict:
             return plain.run(x)
 
     detector.rnet = Spy()
-    detector.detect(frames)
+    faces = detector.detect(frames)
+    return faces, np.concatenate(crops) if crops else np.zeros((0, 3, 24, 24), np.float32), detector
+
+
+def screen_errors(frames: list[np.ndarray], rnet_crops: np.ndarray, detector) -> dict:
+    """bf16 against fp32 face scores where ``precision=auto`` screens: every
+    RNet crop the fp32 ``detector`` ran on ``frames`` (``rnet_crops``), and every
+    PNet cell of the scales PNet is screened on (:data:`PNET_SCREEN_MIN_PIXELS`)."""
+    from moodstream.worker.detectors import onnx_mtcnn as om
+    from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
+
+    thresholds, factor, min_face = detector.thresholds, detector.factor, detector.min_face_px
     nets = {name: [open_net(net_file(ONNX_DIR, MTCNN_FILES[name], "openvino"), 1, "openvino", p)
                    for p in ("fp32", "bf16")] for name in ("pnet", "rnet")}
-    x = np.concatenate(crops)
-    batches = [x[i:i + 128] for i in range(0, len(x), 128)]
-    rnet = _screen_report(*(_scores(net, batches) for net in nets["rnet"]), detector.thresholds[1], "crops")
+    batches = [rnet_crops[i:i + 128] for i in range(0, len(rnet_crops), 128)]
+    rnet = _screen_report(*(_scores(net, batches) for net in nets["rnet"]), thresholds[1], "crops")
     cells = [[], []]
     for frame in frames:
         h, w = frame.shape[:2]
         table = om.integral_image(np.ascontiguousarray(frame))
-        for scale in om.pyramid_scales(h, w, detector.min_face_px, detector.factor):
+        for scale in om.pyramid_scales(h, w, min_face, factor):
             out_h, out_w = int(h * scale + 1), int(w * scale + 1)
             if out_h * out_w < om.PNET_SCREEN_MIN_PIXELS:
                 continue
@@ -126,7 +133,7 @@ def screen_errors(frames: list[np.ndarray], reference_runtime: str) -> dict:
                 (heads,) = net.run(pixels)
                 cells[k].append(1.0 / (1.0 + np.exp(heads[0, 0] - heads[0, 1])).ravel())
     pnet = _screen_report(*(np.concatenate(c) if c else np.zeros(0, np.float32) for c in cells),
-                          detector.thresholds[0], "cells")
+                          thresholds[0], "cells")
     return {"pnet": pnet, "rnet": rnet}
 
 
@@ -175,7 +182,7 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
     reference_runtime = "onnx" if devices.installed("onnxruntime") else "openvino"
     t0 = time.perf_counter()
     frames = load_frames(data, per_video, wider)
-    reference = OnnxMTCNNDetector(runtime=reference_runtime).detect(frames)
+    reference, rnet_crops, reference_detector = reference_run(frames, reference_runtime)
     if not sum(len(f) for f in reference):
         raise DataError(f"no face found in the {len(frames)} frames: raise --frames or --wider")
     mtcnn = {}
@@ -200,7 +207,7 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
         "frames": {"videos": {name: per_video for name in VIDEOS}, "wider": wider, "total": len(frames),
                    "reference_faces": sum(len(f) for f in reference)},
         "mtcnn": mtcnn,
-        "screens": screen_errors(frames, reference_runtime),
+        "screens": screen_errors(frames, rnet_crops, reference_detector),
         "emotion": emotion_parity(data / "ferplus"),
         "auto_bf16": list(runtime.AUTO_BF16),
         "auto_screened": list(runtime.AUTO_SCREENED),

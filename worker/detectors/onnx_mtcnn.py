@@ -85,7 +85,6 @@ PNET_CELL_BATCHES = (8, 32, 128, PNET_CELL_CHUNK)  # ...padded to one of these s
 # a crop in runs of 128 instead of 64, ONet in bf16 54 vs 62 us in runs of 64 instead of 16;
 # ONNX Runtime ONet 177 vs 199 us in runs of 4 instead of 16).
 RUN_SIZES = {"onnx": (60_000, 64, 4), "openvino": (120_000, 128, 64)}
-PNET_STRIP_PIXELS, RNET_CHUNK, ONET_CHUNK = RUN_SIZES["onnx"]
 
 
 # --- pure numpy operations ---------------------------------------------------------
@@ -178,6 +177,15 @@ def pnet_strips(height: int, cells: int) -> list[tuple[int, int, int]]:
             for first in range(0, total, per)]
 
 
+def logit(p: float) -> float:
+    """``log(p / (1 - p))``: the PNet logit margin of face probability ``p`` (-inf at p <= 0, inf at p >= 1)."""
+    if p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return np.inf
+    return float(np.log(p / (1.0 - p)))
+
+
 def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PNet's output ``heads`` ``(6, h', w')`` (face logits, then the box
     regression: :func:`trainer.export.merge_pnet_heads`) -> the cells whose face
@@ -189,27 +197,14 @@ def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     threshold (``p >= t`` needs ``l1 - l0 >= log(t / (1 - t))``; a 0.05 margin
     covers rounding): a few hundred of a frame's ~100k cells."""
     l0, l1 = heads[0], heads[1]
-    if threshold <= 0.0:
-        y, x = np.nonzero(np.ones(l0.shape, dtype=bool))
-    else:
-        # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15
-        need = min(np.log(threshold / (1.0 - threshold)) - 0.05, 15.0) if threshold < 1.0 else 15.0
-        y, x = np.nonzero((l1 - l0) >= np.float32(need))
+    # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15 (t <= 0: all cells)
+    y, x = np.nonzero((l1 - l0) >= np.float32(min(logit(threshold) - 0.05, 15.0)))
     a, b = l0[y, x], l1[y, x]
     m = np.maximum(a, b)
     e0, e1 = np.exp(a - m), np.exp(b - m)
     prob = e1 / (e0 + e1)
     keep = prob >= np.float32(threshold)
     return y[keep], x[keep], prob[keep]
-
-
-def logit(p: float) -> float:
-    """``log(p / (1 - p))``: the PNet logit margin of face probability ``p`` (-inf at p <= 0, inf at p >= 1)."""
-    if p <= 0.0:
-        return -np.inf
-    if p >= 1.0:
-        return np.inf
-    return float(np.log(p / (1.0 - p)))
 
 
 def pnet_windows(pixels: np.ndarray, y: np.ndarray, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -512,8 +507,8 @@ class OnnxMTCNNDetector:
             runs.append(part)
             crops.append(pixels)
         if screen is not None and crops:  # the survivors of all chunks, in full chunks again
-            crops = [np.concatenate(crops)]
-            crops = [crops[0][i:i + chunk] for i in range(0, len(crops[0]), chunk)]
+            survivors = np.concatenate(crops)
+            crops = [survivors[i:i + chunk] for i in range(0, len(survivors), chunk)]
         outs = [session.run(pixels) for pixels in crops if len(pixels)]
         if not outs:
             return boxes[:0], []
