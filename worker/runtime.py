@@ -66,7 +66,7 @@ NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
 # format 2: measured on each runtime's own form of the MTCNN files (onnx_session.net_file)
 # and per-net precision; a choice kept in format 1 was measured on other files
 CACHE_FORMAT = "moodstream-runtime-choice/2"
-NETS = ("pnet", "rnet", "onet", "emotion")  # the pipeline's nets, each in its own precision
+NETS = tuple(NET_FILES)  # the pipeline's nets, pnet, rnet, onet, emotion: each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
 # >= 99% at 0.5, top emotion >= 98%, FER+ Test accuracy within 0.3 points). Measured by
