@@ -82,7 +82,7 @@ class Settings:
     precision: Precision = _s("auto", "Arithmetic of the onnx / openvino nets: fp32, bf16 (openvino on a CPU with "
                                       "native bf16: AMX or AVX512-BF16), or auto (where that holds: ONet and the "
                                       "emotion net in bf16, PNet and RNet screened in bf16 with fp32's answers; "
-                                      "else fp32).")
+                                      "elsewhere on openvino the emotion net in int8; the rest fp32).")
     runtime_cache: str | None = _s(None, "File keeping auto's measured backend choice per CPU model (default: "
                                          "~/.cache/moodstream/runtime.json); 'off': measure at every start.")
     mtcnn_impl: MtcnnImpl = _s("auto", "torch backend's MTCNN: facenet-pytorch's loop (reference), our batched, "

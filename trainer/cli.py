@@ -187,6 +187,7 @@ BENCHES = {
     "throughput": ("moodstream.trainer.bench.throughput:throughput_cmd", "Frames/s of our pipeline vs the naive baseline."),
     "profile": ("moodstream.trainer.bench.profile:profile_cmd", "Where the CPU pipeline's time goes: per stage and per net."),
     "bf16": ("moodstream.trainer.bench.bf16:bf16_cmd", "Which nets keep their answers in real bf16 (native-bf16 CPUs)."),
+    "int8": ("moodstream.trainer.bench.int8:int8_cmd", "Does the int8 emotion net keep its answers, and its speed here."),
     "stream": ("moodstream.trainer.bench.stream:stream_cmd", "Frames/s and latency of real workers through Redis (stream to stream)."),
     "framing": ("moodstream.trainer.bench.framing:framing_cmd", "Where FER+ crops lie relative to a detector's boxes (crop framing)."),
     "tracking": ("moodstream.trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),

@@ -60,9 +60,14 @@ def detect_layout(root: Path) -> str:
     return "folders"
 
 
-def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0) -> Split:
-    """Load one split (``train``, ``valid`` or ``test``) of either layout."""
+def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0, count: int | None = None,
+               pick_seed: int = 0) -> Split:
+    """Load one split (``train``, ``valid`` or ``test``) of either layout;
+    ``count``: only that many of its faces, drawn at random (``pick_seed``), in split order."""
     paths, votes, labels = _index(root, split, seed)
+    if count is not None and count < len(paths):
+        pick = np.sort(np.random.default_rng(pick_seed).choice(len(paths), count, replace=False))
+        paths, votes, labels = [paths[i] for i in pick], votes[pick], labels[pick]
     images = np.stack([read_gray(p, size) for p in paths])
     return Split(images, votes, labels, [str(p) for p in paths])
 

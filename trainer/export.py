@@ -19,6 +19,10 @@ Writes seven files (into ``worker/data/onnx`` by default):
   input size, class bias, flip TTA, the checkpoint's version and the sha256 of
   the ``.pt`` file it came from.
 
+``moodstream export int8`` writes ``openvino/emotion_int8.onnx``, the emotion
+net quantized for OpenVINO (:func:`export_int8`), from ``emotion.onnx`` and
+FER+ Train faces: run it after ``export onnx`` whenever ``emotion.onnx`` changes.
+
 The output is byte-for-byte reproducible. A new shipped checkpoint
 regenerates ``emotion.onnx`` in the same commit
 (``tests/integration/test_onnx_parity.py`` checks the version and the sha256).
@@ -37,11 +41,14 @@ import torch
 from torch import nn
 
 from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
-from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, MTCNN_FILES, ONNX_DIR, OPENVINO_DIR
+from moodstream.shared.errors import ConfigError, DataError, ModelError
+from moodstream.worker.onnx_session import (EMOTION_FILE, EMOTION_FORMAT, INT8_FILES, MTCNN_FILES, ONNX_DIR,
+                                            OPENVINO_DIR)
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
+INT8_IMAGES = 2000  # FER+ Train faces calibrating the int8 emotion net (export_int8)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -292,6 +299,87 @@ def export_emotion(out_dir: Path, checkpoint_path: Path | None = None) -> Path:
     return path
 
 
+# Which layers of the emotion net stay fp32 in its int8 file: the forms `bench int8 --candidates`
+# compares; "first+dense" ships (export_int8)
+INT8_KEEP_FP32 = ("none", "first", "dense", "first+dense")
+
+
+def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: int = 0,
+                keep_fp32: str = "first+dense", out: Path | None = None) -> Path:
+    """``out_dir/emotion.onnx`` -> ``out_dir/openvino/emotion_int8.onnx``
+    (:data:`worker.onnx_session.INT8_FILES`): ONNX Runtime's static
+    quantization to QDQ, weights int8 per output channel, activations uint8
+    with min-max ranges over ``images`` FER+ Train faces (seed ``seed``) and
+    their mirror images, normalised as the classifier feeds them. The seven
+    3x3 convolutions after the first (98% of the multiply-adds) are quantized,
+    and OpenVINO runs them in int8; the first convolution (one input channel)
+    and the three dense layers stay fp32. The metadata is emotion.onnx's plus
+    ``quantization`` (how) and ``source_sha256`` (of the emotion.onnx it came
+    from: ``tests/integration/test_openvino_backend.py`` checks it is the shipped one).
+
+    Why this form (``moodstream bench int8 --candidates``, 2-core AMD EPYC,
+    OpenVINO 2026.4: docs/results/int8_parity_amd.json): every form kept FER+
+    Valid within 0.12 points, but with every layer quantized the top emotion
+    changed on 3.3% of the 510 faces MTCNN finds in 200 WIDER images (bound: 2%),
+    with the first convolution or the dense layers alone in fp32 on 2.4% / 2.9%,
+    with both on 1.96%, at about the same speed (2.0x fp32). Percentile ranges or
+    500 images did worse on Valid (-0.17 and -0.23 points against -0.06 for
+    min-max on 2,000, all layers quantized)."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from moodstream.trainer.data import load_split
+
+    src = Path(out_dir) / EMOTION_FILE  # (``out``: write the int8 file there instead, e.g. to compare forms)
+    if not src.is_file():
+        raise ModelError(f"{src} not found: write it first with `moodstream export onnx --out {out_dir}`")
+    source = onnx.load(str(src))
+    meta = {p.key: p.value for p in source.metadata_props}
+    if meta.get("format") != EMOTION_FORMAT:
+        raise ModelError(f"{src} is not a moodstream emotion model; write it first with `moodstream export onnx`")
+    train = load_split(ferplus, "train", count=images, pick_seed=seed)
+    if len(train.labels) < images:
+        raise DataError(f"{ferplus} has {len(train.labels)} Train faces, fewer than --images {images}")
+    mean, std = np.float32(meta["mean"]), np.float32(meta["std"])
+    x = ((train.images.astype(np.float32) / np.float32(255) - mean) / std)[:, None]
+    x = np.concatenate([x, x[..., ::-1]])  # the classifier runs each face and its mirror image (flip TTA)
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": np.ascontiguousarray(x[i:i + 64])} for i in range(0, len(x), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = Path(out) if out else Path(out_dir) / OPENVINO_DIR / INT8_FILES[EMOTION_FILE]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = Path(tmp) / "folded.onnx"  # fp16 casts folded, shapes inferred: what quantization reads
+        quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
+        nodes = onnx.load(str(folded)).graph.node
+        if keep_fp32 not in INT8_KEEP_FP32:
+            raise ConfigError(f"keep_fp32 must be one of {', '.join(INT8_KEEP_FP32)}, got {keep_fp32!r}")
+        kept = ([n.name for n in nodes if n.op_type == "Conv"][:1] if "first" in keep_fp32 else []) + \
+               ([n.name for n in nodes if n.op_type == "Gemm"] if "dense" in keep_fp32 else [])
+        quantize_static(str(folded), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=kept)
+    model = onnx.load(str(out))
+    store_half(model)  # the fp32 layers' weights, fp16 values in the checkpoint: half the bytes
+    del model.metadata_props[:]
+    how = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per channel",
+           "activations": "uint8, min-max", "calibration": f"{images} FER+ Train faces and their mirror images",
+           "seed": seed, "fp32": kept}
+    for key, value in {**meta, "quantization": json.dumps(how), "source_sha256": sha256_of(src)}.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "moodstream"
+    onnx.save(model, str(out))
+    return out
+
+
 def export_all(out_dir: Path, checkpoint_path: Path | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,3 +409,23 @@ def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:
     """
     for path in export_all(out_dir, checkpoint):
         click.echo(f"{path}  {path.stat().st_size:,} bytes")
+
+
+@export.command("int8")
+@click.option("--ferplus", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="FER+ folder (../shared/data/ferplus): Train faces calibrate the activation ranges.")
+@click.option("--out", "out_dir", default=ONNX_DIR, show_default="worker/data/onnx, inside the package",
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder holding emotion.onnx; writes openvino/emotion_int8.onnx in it.")
+@click.option("--images", default=INT8_IMAGES, show_default=True, type=click.IntRange(16),
+              help="FER+ Train faces to calibrate on (each also mirrored).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which Train faces.")
+def int8_cmd(ferplus: Path, out_dir: Path, images: int, seed: int) -> None:
+    """Quantize the emotion net to int8 for OpenVINO: what precision auto runs
+    on a CPU without native bf16 (`moodstream bench int8` measures it).
+
+    Run it again whenever emotion.onnx changes (after `export onnx` with a new
+    checkpoint): the file records which emotion.onnx it came from.
+    """
+    path = export_int8(out_dir, ferplus, images, seed)
+    click.echo(f"{path}  {path.stat().st_size:,} bytes")

@@ -26,7 +26,7 @@ import numpy as np
 from moodstream.shared.errors import ModelError
 from moodstream.shared.labels import LABELS
 from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing
-from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, open_net
+from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, net_file, open_net
 
 
 def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:
@@ -107,7 +107,8 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framin
 
 class OnnxEmotionClassifier:
     """``emotion.onnx`` on a CPU runtime (:func:`worker.onnx_session.open_net`:
-    ``runtime`` "onnx" or "openvino", ``precision`` "fp32" or "bf16"), plus the crop framing of
+    ``runtime`` "onnx" or "openvino", ``precision`` "fp32", "bf16" or "int8": the quantized file
+    beside ``path``, :func:`worker.onnx_session.net_file`), plus the crop framing of
     the detector whose boxes it will receive. Same interface as
     :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
     ``labels``, and ``version`` (the checkpoint's)."""
@@ -115,6 +116,8 @@ class OnnxEmotionClassifier:
     def __init__(self, path: str | Path | None = None, framing: Framing = FRAMING["mtcnn"],
                  flip_tta: bool | None = None, threads: int = 1, runtime: str = "onnx", precision: str = "fp32"):
         path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
+        if precision == "int8":  # the quantized file of this one (onnx_session.INT8_FILES)
+            path = net_file(path.parent, path.name, runtime, precision)
         self.net = open_net(path, threads, runtime, precision)
         meta = self.net.metadata
         if meta.get("format") != EMOTION_FORMAT:

@@ -22,6 +22,9 @@ MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mt
 # OpenVINO's form of the MTCNN files (plain PReLUs, which it fuses), in this subfolder of a model folder
 OPENVINO_DIR = "openvino"
 EMOTION_FILE = "emotion.onnx"
+# The emotion net quantized to int8 (QDQ: int8 weights per channel, uint8 activations), for OpenVINO,
+# in OPENVINO_DIR: written by `moodstream export int8` (trainer.export.export_int8) from EMOTION_FILE
+INT8_FILES = {EMOTION_FILE: "emotion_int8.onnx"}
 EMOTION_FORMAT = "moodstream-emotion-onnx/1"  # metadata_props["format"] of emotion.onnx (trainer.export)
 RUNTIMES = ("onnx", "openvino")  # the backends that run these files, by their `backend` setting names
 
@@ -30,7 +33,7 @@ class Net(Protocol):
     """One ONNX file compiled for the CPU by one runtime."""
 
     runtime: str  # "onnx" or "openvino"
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", "bf16" or "int8"
     metadata: dict[str, str]  # the file's metadata_props
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
@@ -38,12 +41,17 @@ class Net(Protocol):
         ...
 
 
-def net_file(folder: str | Path, name: str, runtime: str) -> Path:
+def net_file(folder: str | Path, name: str, runtime: str, precision: str = "fp32") -> Path:
     """The file of net ``name`` (an ONNX file name) in ``folder`` for ``runtime``:
     OpenVINO's form in ``folder/openvino`` where there is one (the MTCNN nets,
     :func:`trainer.export.export_mtcnn`), else the file in ``folder``. Both
-    forms give the same outputs; each runtime is faster on its own."""
+    forms give the same outputs; each runtime is faster on its own. ``precision``
+    "int8": the quantized file (:data:`INT8_FILES`, OpenVINO's only)."""
     folder = Path(folder)
+    if precision == "int8":
+        if runtime != "openvino" or name not in INT8_FILES:
+            raise ConfigError(f"int8 runs {', '.join(INT8_FILES)} on the openvino backend only, not {name} on {runtime}")
+        return folder / OPENVINO_DIR / INT8_FILES[name]
     if runtime == "openvino" and (folder / OPENVINO_DIR / name).is_file():
         return folder / OPENVINO_DIR / name
     return folder / name
@@ -98,7 +106,8 @@ class OrtNet:
 def open_net(path: str | Path, threads: int = 1, runtime: str = "onnx", precision: str = "fp32") -> Net:
     """The ONNX file at ``path`` on ``runtime`` ("onnx": ONNX Runtime, "openvino")
     with ``threads`` threads, computing in ``precision`` ("fp32"; "bf16" on
-    OpenVINO only, where :func:`worker.runtime.resolve_precision` allowed it)."""
+    OpenVINO only, where :func:`worker.runtime.resolve_precision` allowed it;
+    "int8" on OpenVINO only, for a quantized file: :func:`net_file`)."""
     if runtime == "openvino":
         from moodstream.worker.openvino_net import OpenVinoNet
 

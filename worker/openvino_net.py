@@ -7,7 +7,8 @@ disk). Each net is compiled for the CPU with ``threads`` inference threads, one
 stream and no core pinning (several workers share a machine), at the precision
 asked: ``INFERENCE_PRECISION_HINT`` is always set, because OpenVINO's own
 default on a CPU with native bf16 (AMX, AVX512-BF16) is bf16, and ``fp32``
-must mean fp32.
+must mean fp32. An int8 file (:data:`worker.onnx_session.INT8_FILES`) runs its
+quantized layers in int8 with the hint at f32.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 from moodstream.shared.errors import ConfigError, ModelError
 
 MISSING = "backend openvino needs OpenVINO: pip install 'moodstream[openvino]'"
-HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision names -> INFERENCE_PRECISION_HINT
+# our precision names -> INFERENCE_PRECISION_HINT; int8 is a quantized file (QDQ), whose
+# quantized convolutions OpenVINO runs in int8 and everything else in f32
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 @functools.cache

@@ -7,8 +7,9 @@ The shipped ONNX files (``worker/data/onnx``) run on ONNX Runtime (backend
 (:func:`worker.onnx_session.net_file`). Which is faster depends on the CPU: on
 a 2-core Intel Xeon with AMX OpenVINO ran PNet 1.8x and RNet 1.5x faster in
 fp32, and 2-7x faster in bf16; on a 2-core AMD EPYC (AVX2), before each
-runtime had its own form, ONNX Runtime was faster on three of the four nets
-(issue 26). So ``backend=auto`` on a CPU:
+runtime had its own form, ONNX Runtime was faster on three of the four nets,
+and with its own form OpenVINO was faster there too (probe 83 against 95 ms,
+issue 26). So ``backend=auto`` on a CPU:
 
 * one of the two installed: that one;
 * both: :func:`measure` times each on the four nets at the input shapes the
@@ -26,6 +27,9 @@ answers stay within issue 26's parity bounds, and screens the nets in
 :data:`AUTO_SCREENED` in bf16 (their answers stay fp32's); ``bf16`` forces
 it on every net; ``fp32`` forces full precision everywhere, screens included.
 ``moodstream bench bf16`` measures both rules on a CPU with native bf16.
+Without native bf16, ``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8`
+(the emotion net) from their int8 file, within the same bounds (``moodstream
+bench int8``), and the rest in fp32.
 """
 
 from __future__ import annotations
@@ -64,8 +68,9 @@ PROBES = (
 )
 NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
 # format 2: measured on each runtime's own form of the MTCNN files (onnx_session.net_file)
-# and per-net precision; a choice kept in format 1 was measured on other files
-CACHE_FORMAT = "moodstream-runtime-choice/2"
+# and per-net precision; format 3: auto runs the emotion net in int8 on OpenVINO without
+# native bf16 (AUTO_INT8). A choice kept in an earlier format was measured on other files.
+CACHE_FORMAT = "moodstream-runtime-choice/3"
 NETS = tuple(NET_FILES)  # the pipeline's nets, pnet, rnet, onet, emotion: each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
@@ -85,6 +90,13 @@ AUTO_BF16 = ("onet", "emotion")
 # 10,957,600 cells of the 1080p frames' screened scales, bf16 face probabilities differed from
 # fp32 by at most 0.066; the margin sends 0.65% of them on to fp32 and missed none.
 AUTO_SCREENED = ("pnet", "rnet")
+# The nets `precision=auto` runs in int8 on OpenVINO where the CPU has no native bf16: the
+# emotion net only, quantized by `moodstream export int8` (onnx_session.INT8_FILES). Measured by
+# `moodstream bench int8` (docs/results/int8_parity_amd.json, 2-core AMD EPYC, AVX2): FER+ Test
+# accuracy within 0.3 points of fp32, top emotion the same on >= 98% of faces, 1.9x as fast.
+# The MTCNN nets quantized the same way ran slower there (PNet 0.64-0.93x, RNet and ONet 0.76x:
+# few channels, and a quantize / dequantize around every PReLU), so they stay fp32.
+AUTO_INT8 = ("emotion",)
 
 
 # --- the CPU ---------------------------------------------------------------------------
@@ -150,11 +162,14 @@ def resolve_precision(precision: str, backend: str, cpu: CpuInfo) -> str:
 
 
 def net_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]:
-    """Per net (:data:`NETS`): "fp32" or "bf16". ``auto`` with native bf16 on
-    openvino: bf16 for the nets in :data:`AUTO_BF16` only; ``bf16``: every net."""
+    """Per net (:data:`NETS`): "fp32", "bf16" or "int8". ``auto`` on openvino:
+    with native bf16, bf16 for the nets in :data:`AUTO_BF16`; without, int8
+    for those in :data:`AUTO_INT8`; the rest fp32. ``bf16``: every net."""
     arithmetic = resolve_precision(precision, backend, cpu)
     if precision == "auto" and arithmetic == "bf16":
         return {net: "bf16" if net in AUTO_BF16 else "fp32" for net in NETS}
+    if precision == "auto" and backend == "openvino":
+        return {net: "int8" if net in AUTO_INT8 else "fp32" for net in NETS}
     return {net: arithmetic for net in NETS}
 
 
@@ -211,7 +226,7 @@ def measure(backends: list[str], precisions: dict[str, dict[str, str]], threads:
     own form of the files (:func:`worker.onnx_session.net_file`)."""
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(-1, 1, shape).astype(np.float32) for _, shape, _ in PROBES]
-    nets = {b: [open_net(net_file(model_dir, NET_FILES[net], b), threads, b, precisions[b][net])
+    nets = {b: [open_net(net_file(model_dir, NET_FILES[net], b, precisions[b][net]), threads, b, precisions[b][net])
                 for net, _, _ in PROBES] for b in backends}
     for b in backends:  # first runs: allocation, shape inference, kernel choice
         for net, x in zip(nets[b], inputs):

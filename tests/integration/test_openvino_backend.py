@@ -2,9 +2,10 @@
 same ONNX files, so the same boxes and emotions within the parity bounds of
 issue 26 (boxes one-to-one: >= 97% at IoU 0.95 and >= 99% at IoU 0.5; the same
 top emotion for >= 98% of matched faces), on the fixture images (WIDER and a
-street scene), the sample clip and, where present, WIDER val images. fp32 runs
-everywhere; what precision=auto runs on a CPU with native bf16 (AMX /
-AVX512-BF16: ONet and the emotion net in bf16, worker.runtime.AUTO_BF16) only there."""
+street scene), the sample clip and, where present, WIDER val images, in fp32 and
+in what precision=auto runs on this CPU: with native bf16 (AMX / AVX512-BF16) ONet
+and the emotion net in bf16 (worker.runtime.AUTO_BF16), without it the emotion
+net from its int8 file (worker.runtime.AUTO_INT8)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e
 
 REPO = Path(__file__).resolve().parents[2]
 STRICT_RATE, LOOSE_RATE, TOP_RATE = 0.97, 0.99, 0.98  # issue 26's bounds
-PRECISIONS = ["fp32", pytest.param("auto", marks=pytest.mark.skipif(
-    not cpu_info().native_bf16, reason="auto is fp32 here: bf16 runs only on a CPU with native bf16 (AMX or "
-                                       "AVX512-BF16)"))]
+PRECISIONS = ["fp32", "auto"]
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -138,6 +137,34 @@ def test_emotion_metadata_read_by_openvino():
     ort_meta = open_net(ONNX_DIR / EMOTION_FILE).metadata
     assert open_net(ONNX_DIR / EMOTION_FILE, runtime="openvino").metadata == ort_meta
     assert OnnxEmotionClassifier(runtime="openvino").version == OnnxEmotionClassifier().version
+
+
+def test_int8_emotion_file_is_the_shipped_nets_quantized():
+    """The int8 file ships beside emotion.onnx and was quantized from exactly that file (a new
+    checkpoint without `moodstream export int8` fails here), with its metadata."""
+    import hashlib
+
+    clf = OnnxEmotionClassifier(runtime="openvino", precision="int8")
+    meta = clf.net.metadata
+    assert meta["source_sha256"] == hashlib.sha256((ONNX_DIR / EMOTION_FILE).read_bytes()).hexdigest(), \
+        "emotion_int8.onnx is stale: run `moodstream export int8 --ferplus ../shared/data/ferplus`"
+    ort_meta = open_net(ONNX_DIR / EMOTION_FILE).metadata
+    assert {k: meta[k] for k in ort_meta} == ort_meta
+    assert "QDQ" in meta["quantization"]
+    assert (clf.net.runtime, clf.net.precision, clf.version) == ("openvino", "int8", OnnxEmotionClassifier().version)
+
+
+def test_int8_emotion_net_agrees_with_fp32_on_real_faces(fixture_frames, ort):
+    """Top emotions of the int8 net against ONNX Runtime fp32 on every face the fixtures hold
+    (issue 26's bound: >= 98%; bench int8 measures FER+ Test)."""
+    det, ref = ort
+    int8 = OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision="int8")
+    boxes = [boxes_of(f) for f in det.detect(fixture_frames)]
+    want, got = ref.predict(fixture_frames, boxes), int8.predict(fixture_frames, boxes)
+    assert len(want) >= 20
+    assert (want.argmax(1) == got.argmax(1)).mean() >= TOP_RATE
+    assert np.abs(want - got).max() < 0.15  # quantization moves probabilities a little, never wholesale
+    assert not np.array_equal(want, got)  # it is another arithmetic, not the fp32 file again
 
 
 def test_forced_backends_are_honoured(settings, street):

@@ -13,7 +13,8 @@ import pytest
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
-from moodstream.worker.runtime import (AUTO_BF16, CpuInfo, cache_key, choose, cpu_info, describe, measure,
+from moodstream.worker.onnx_session import net_file
+from moodstream.worker.runtime import (AUTO_BF16, AUTO_INT8, CpuInfo, cache_key, choose, cpu_info, describe, measure,
                                        net_precisions, resolve_precision, screened_nets)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,8 +67,25 @@ def test_net_precisions():
     assert describe(auto) == "pnet+rnet fp32, onet+emotion bf16"
     assert set(net_precisions("bf16", "openvino", XEON).values()) == {"bf16"}  # forced: all
     assert describe(net_precisions("bf16", "openvino", XEON)) == "bf16"
-    for precision, backend, cpu in (("fp32", "openvino", XEON), ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
+    for precision, backend, cpu in (("fp32", "openvino", XEON), ("fp32", "openvino", EPYC), ("auto", "onnx", XEON),
+                                    ("auto", "onnx", EPYC)):
         assert net_precisions(precision, backend, cpu) == dict.fromkeys(("pnet", "rnet", "onet", "emotion"), "fp32")
+
+
+def test_auto_without_native_bf16_runs_the_emotion_net_in_int8_on_openvino_only():
+    auto = net_precisions("auto", "openvino", EPYC)
+    assert auto == {"pnet": "fp32", "rnet": "fp32", "onet": "fp32", "emotion": "int8"}
+    assert AUTO_INT8 == ("emotion",)
+    assert describe(auto) == "pnet+rnet+onet fp32, emotion int8"
+    assert net_precisions("auto", "openvino", XEON)["emotion"] == "bf16"  # native bf16 wins where there is one
+
+
+def test_int8_file_is_openvinos_only(tmp_path):
+    assert net_file(tmp_path, "emotion.onnx", "openvino", "int8") == tmp_path / "openvino" / "emotion_int8.onnx"
+    with pytest.raises(ConfigError, match="openvino backend only"):
+        net_file(tmp_path, "emotion.onnx", "onnx", "int8")
+    with pytest.raises(ConfigError, match="openvino backend only"):
+        net_file(tmp_path, "mtcnn_pnet.onnx", "openvino", "int8")
 
 
 def test_screened_nets_only_under_auto_with_native_bf16():
@@ -99,7 +117,8 @@ def test_auto_picks_the_faster_by_measurement_and_keeps_it(tmp_path):
     first = choose("auto", 1, str(cache), cpu=EPYC, budget_s=0.2)
     assert first.how == "measured" and set(first.ms) == {"onnx", "openvino"}
     assert first.backend == min(first.ms, key=first.ms.get)  # the faster of the two as measured
-    assert first.precision == "fp32"
+    # no native bf16: fp32, or on openvino the emotion net from its int8 file
+    assert first.precision == {"onnx": "fp32", "openvino": "pnet+rnet+onet fp32, emotion int8"}[first.backend]
     kept = json.loads(cache.read_text())
     assert kept["format"] == runtime.CACHE_FORMAT
     assert kept["choices"][cache_key(EPYC, 1, "auto")]["backend"] == first.backend

@@ -24,7 +24,6 @@ Bounds (issue 26): boxes >= 97% at IoU 0.95 and >= 99% at 0.5, top emotion
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import sys
@@ -35,6 +34,7 @@ import click
 import numpy as np
 
 from moodstream.shared import devices
+from moodstream.trainer.bench import emit_json
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import decode_image, iter_video
@@ -213,8 +213,4 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
         "auto_screened": list(runtime.AUTO_SCREENED),
     }
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(report, indent=1)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    click.echo(text)
+    emit_json(report, out)

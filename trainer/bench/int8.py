@@ -1,0 +1,176 @@
+"""``moodstream bench int8``: whether the int8 emotion net
+(``openvino/emotion_int8.onnx``, :func:`trainer.export.export_int8`) keeps its
+answers within issue 26's bounds and how much faster it runs on this CPU. It is
+what :data:`worker.runtime.AUTO_INT8` rests on; rerun it on a new CPU kind, a
+new OpenVINO or a new emotion checkpoint.
+
+* FER+ Test (as served: flip TTA and the class-prior adjustment), OpenVINO
+  fp32 against OpenVINO int8: accuracy of both and the change in points, top
+  emotion agreement, the largest probability difference.
+* Real detected faces: the faces MTCNN (fp32) finds in ``--wider`` WIDER val
+  images, cropped as served: top emotion agreement and the largest probability
+  difference (small, blurred, turned faces: their emotions are closer calls
+  than FER+'s, so a quantization error flips more of them).
+* Speed: the emotion net on ``--batch`` crops (a batch's faces and their
+  mirror images), fp32 and int8 alternating call by call, the fastest of
+  ``--repeats`` calls each, and their ratio.
+
+Bounds (issue 26): FER+ Test accuracy within 0.3 points, top emotion >= 98%
+(on FER+ Test and on the WIDER faces: ``within_bounds`` needs both).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import click
+import numpy as np
+
+from moodstream.shared import devices
+from moodstream.trainer.bench import emit_json
+from moodstream.shared.errors import ConfigError, DataError
+
+TOP, ACCURACY_POINTS = 0.98, 0.3  # issue 26's bounds
+CHUNK = 64  # faces per call while scoring FER+ Test
+
+
+def _probs(classifier, crops: np.ndarray, label: str) -> np.ndarray:
+    out = []
+    with click.progressbar(range(0, len(crops), CHUNK), label=label, file=sys.stderr) as bar:
+        for i in bar:
+            out.append(classifier.predict_crops(crops[i:i + CHUNK]))
+    return np.concatenate(out)
+
+
+def speed(nets: dict, batch: int, repeats: int) -> dict:
+    """Fastest ms per call of each net on the same ``(batch, 1, 48, 48)`` input, calls alternating."""
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 1, 48, 48)).astype(np.float32)
+    times = {k: [] for k in nets}
+    for net in nets.values():  # first runs: allocation, kernel choice
+        net.run(x)
+    for r in range(repeats):
+        for k in (list(nets) if r % 2 == 0 else list(nets)[::-1]):
+            t0 = time.perf_counter()
+            nets[k].run(x)
+            times[k].append(time.perf_counter() - t0)
+    ms = {k: round(min(v) * 1e3, 3) for k, v in times.items()}
+    return {"batch": batch, "repeats": repeats, "ms_per_call": ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}
+
+
+def compare_forms(data: Path, wider: int, batch: int, repeats: int) -> dict:
+    """Each form of :data:`trainer.export.INT8_KEEP_FP32`, quantized as ``export int8`` does, against
+    fp32: FER+ Valid (where the form is chosen), the WIDER faces, speed."""
+    import tempfile
+
+    from moodstream.trainer.data import load_split
+    from moodstream.trainer.export import INT8_KEEP_FP32, export_int8
+    from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+    from moodstream.worker.onnx_session import ONNX_DIR
+    from moodstream.worker.openvino_net import OpenVinoNet
+
+    split = load_split(data / "ferplus", "valid")
+    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
+    fp32 = OnnxEmotionClassifier(runtime="openvino", precision="fp32")
+    ref = _probs(fp32, crops, "FER+ Valid, fp32")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for form in INT8_KEEP_FP32:
+            path = export_int8(ONNX_DIR, data / "ferplus", keep_fp32=form, out=Path(tmp) / f"{form}.onnx")
+            int8 = OnnxEmotionClassifier(runtime="openvino", precision="int8")
+            int8.net = OpenVinoNet(path)  # this form in place of the shipped file, same metadata
+            got = _probs(int8, crops, f"FER+ Valid, int8 with {form} in fp32")
+            change = float((got.argmax(1) == split.labels).mean() - (ref.argmax(1) == split.labels).mean()) * 100
+            out[form] = {"valid_accuracy_change_points": round(change, 3),
+                         "valid_top_emotion_agreement": round(float((got.argmax(1) == ref.argmax(1)).mean()), 5),
+                         "wider": wider_faces(data, wider, {"fp32": fp32, "int8": int8}) if wider else None,
+                         "speedup": speed({"fp32": fp32.net, "int8": int8.net}, batch, repeats)["speedup"]}
+    return out
+
+
+def wider_faces(data: Path, count: int, classifiers: dict) -> dict:
+    """fp32 against int8 on the faces MTCNN (fp32, OpenVINO) finds in the first ``count`` WIDER val images."""
+    from moodstream.shared.media import decode_image
+    from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
+    from moodstream.worker.onnx_classify import crop_faces
+
+    paths = sorted((data / "wider_val_416" / "images").rglob("*.jpg"))[:count]
+    if not paths:
+        raise DataError(f"no WIDER images under {data / 'wider_val_416' / 'images'} (--wider 0 skips them)")
+    frames = [decode_image(p.read_bytes(), 50_000_000) for p in paths]
+    with click.progressbar(length=len(frames), label="WIDER faces", file=sys.stderr) as bar:
+        faces = OnnxMTCNNDetector(runtime="openvino").detect(frames)
+        bar.update(len(frames))
+    boxes = [np.array([f.box for f in fs], np.float32).reshape(-1, 4) for fs in faces]
+    crops = crop_faces(frames, boxes, classifiers["fp32"].framing, classifiers["fp32"].input_size)
+    if not len(crops):
+        raise DataError(f"no face found in {len(frames)} WIDER images: raise --wider")
+    probs = {p: c.predict_crops(crops) for p, c in classifiers.items()}
+    return {"images": len(frames), "faces": len(crops),
+            "top_emotion_agreement": round(float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean()), 5),
+            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4)}
+
+
+@click.command("int8")
+@click.option("--data", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The shared data folder, holding ferplus/ (../shared/data).")
+@click.option("--wider", type=click.IntRange(min=0), default=200, show_default=True,
+              help="WIDER val images whose detected faces are compared too (0: none).")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Crops per call in the speed test (16 faces and their mirror images).")
+@click.option("--repeats", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed calls per precision in the speed test.")
+@click.option("--candidates", is_flag=True,
+              help="Also quantize each form (which layers stay fp32: none, first, dense, first+dense) and compare "
+                   "them on FER+ Valid and the WIDER faces: how the shipped form was chosen (a few minutes).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, out: Path | None) -> None:
+    """Does the int8 emotion net keep its answers (FER+ Test against fp32, on
+    OpenVINO) and how much faster is it on this CPU; one JSON object."""
+    from moodstream.trainer.data import load_split
+    from moodstream.worker import runtime
+    from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+
+    if not devices.installed("openvino"):
+        raise ConfigError("bench int8 runs the int8 file on OpenVINO: pip install 'moodstream[openvino]'")
+    if not (data / "ferplus").is_dir():
+        raise DataError(f"{data / 'ferplus'} not found: --data is the shared data folder (ferplus/ for the "
+                        "emotion net)")
+    t0 = time.perf_counter()
+    cpu = runtime.cpu_info()
+    classifiers = {p: OnnxEmotionClassifier(runtime="openvino", precision=p) for p in ("fp32", "int8")}
+    split = load_split(data / "ferplus", "test")
+    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
+    probs = {p: _probs(c, crops, f"FER+ Test, {p}") for p, c in classifiers.items()}
+    acc = {p: float((v.argmax(1) == split.labels).mean()) for p, v in probs.items()}
+    agree = float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean())
+    change = (acc["int8"] - acc["fp32"]) * 100
+    report = {
+        "what": "the int8 emotion net (OpenVINO) against fp32 (OpenVINO) on FER+ Test, within issue 26's bounds "
+                f"(top emotion >= {TOP:.0%}, accuracy within {ACCURACY_POINTS} points), and its speed here",
+        "command": "moodstream " + shlex.join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu.to_dict(),
+        "openvino": metadata.version("openvino"),
+        "quantization": json.loads(classifiers["int8"].net.metadata.get("quantization", "null")),
+        "emotion": {"faces": len(split.labels), "accuracy_fp32": round(acc["fp32"], 5),
+                    "accuracy_int8": round(acc["int8"], 5), "accuracy_change_points": round(change, 3),
+                    "top_emotion_agreement": round(agree, 5),
+                    "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4),
+                    "within_bounds": agree >= TOP and abs(change) <= ACCURACY_POINTS},
+        "wider": wider_faces(data, wider, classifiers) if wider else None,
+        "speed": speed({p: c.net for p, c in classifiers.items()}, batch, repeats),
+        "auto_int8": list(runtime.AUTO_INT8),
+        "auto_here": runtime.describe(runtime.net_precisions("auto", "openvino", cpu),
+                                      runtime.screened_nets("auto", "openvino", cpu)),
+    }
+    if candidates:
+        report["candidates"] = compare_forms(data, wider, batch, repeats)
+    if report["wider"] is not None:
+        report["emotion"]["within_bounds"] &= report["wider"]["top_emotion_agreement"] >= TOP
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    emit_json(report, out)
