@@ -29,8 +29,9 @@ def _extras(tmp_path: Path, *args: str, gpu: bool = False, cpu_flags: str = "avx
 
 
 @pytest.mark.parametrize("args, gpu, flags, extras", [
-    ((), False, "avx2 fma", "cpu,embedded"),  # no GPU: torch-free, about 0.5 GB
+    ((), False, "avx2 fma", "cpu,openvino,embedded"),  # no GPU: torch-free; AVX2: OpenVINO too (AMD EPYC)
     ((), False, "avx2 avx512f avx512_vnni amx_tile", "cpu,openvino,embedded"),  # Intel with AMX: OpenVINO too
+    ((), False, "sse4_2 neon", "cpu,embedded"),  # no AVX2 (old x86, ARM): ONNX Runtime only, about 0.5 GB
     ((), True, "avx2", "train,embedded"),  # nvidia-smi finds a GPU: torch with CUDA
     (("--gpu",), False, "avx2", "train,embedded"),
     (("--train",), False, "avx2", "train,embedded"),
