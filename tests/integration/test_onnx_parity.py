@@ -31,7 +31,7 @@ from moodstream.worker.detectors import Face
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
-from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, OPENVINO_DIR, open_session
+from moodstream.worker.onnx_session import EMOTION_FILE, INT8_FILES, MTCNN_FILES, ONNX_DIR, OPENVINO_DIR, open_session
 
 REPO = Path(__file__).resolve().parents[2]
 MATCH_IOU, MATCH_RATE, EXTRA_RATE = 0.95, 0.99, 0.01
@@ -109,8 +109,11 @@ def test_shipped_emotion_file_matches_the_shipped_checkpoint(exported):
 
 def test_shipped_files_are_small():
     sizes = {str(p.relative_to(ONNX_DIR)): p.stat().st_size for p in ONNX_DIR.rglob("*.onnx")}
-    assert set(sizes) == {*MTCNN_FILES.values(), *(f"{OPENVINO_DIR}/{f}" for f in MTCNN_FILES.values()), EMOTION_FILE}
-    assert sum(sizes.values()) < 10 * 2**20, sizes
+    assert set(sizes) == {*MTCNN_FILES.values(), *(f"{OPENVINO_DIR}/{f}" for f in MTCNN_FILES.values()), EMOTION_FILE,
+                          *(f"{OPENVINO_DIR}/{f}" for f in INT8_FILES.values())}
+    # 12.8 MiB: fp16 weights where fp32 ones are kept (emotion.onnx 5.3 MB; the int8 file 4.1 MB, its
+    # dense layers fp16); fp32 weights anywhere would overshoot
+    assert sum(sizes.values()) < 14 * 2**20, sizes
     assert (ONNX_DIR / "ATTRIBUTION.md").is_file()
 
 
