@@ -59,7 +59,8 @@ def net_file(folder: str | Path, name: str, runtime: str, precision: str = "fp32
 
 def check_model_file(path: Path) -> None:
     if not path.is_file():
-        raise ModelError(f"ONNX model {path} not found: reinstall moodstream, or run `moodstream export onnx`")
+        export = "export int8 --ferplus DIR" if path.name in INT8_FILES.values() else "export onnx"
+        raise ModelError(f"ONNX model {path} not found: reinstall moodstream, or run `moodstream {export}`")
 
 
 def open_session(path: str | Path, threads: int = 1):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from moodstream.shared.errors import ModelError
 from moodstream.trainer.bench.int8 import int8_cmd
 from moodstream.trainer.export import export
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
@@ -54,6 +55,8 @@ def test_export_int8_errors_are_one_line(model_dir, fixtures_dir, tmp_path):
     assert res.exit_code != 0 and "fewer than --images 100000" in str(res.exception)
     empty = tmp_path / "empty"
     empty.mkdir()
+    with pytest.raises(ModelError, match="export int8 --ferplus"):  # the int8 file missing: which command writes it
+        OnnxEmotionClassifier(empty / EMOTION_FILE, runtime="openvino", precision="int8")
     res = CliRunner().invoke(export, ["int8", "--ferplus", str(fixtures_dir / "ferplus"), "--out", str(empty)])
     assert res.exit_code != 0 and "emotion.onnx not found" in str(res.exception)
 
