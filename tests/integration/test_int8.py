@@ -72,6 +72,7 @@ def test_bench_int8_reports_parity_and_speed(fixtures_dir, tmp_path):
     assert emotion["faces"] > 0 and 0 <= emotion["accuracy_int8"] <= 1 and 0 <= emotion["top_emotion_agreement"] <= 1
     assert report["wider"] is None and report["speed"]["speedup"] > 0
     assert report["auto_int8"] == ["emotion"] and report["quantization"]["format"] == "QDQ"
+    assert "candidates" not in report
     res = CliRunner().invoke(int8_cmd, ["--data", str(tmp_path / "nowhere")])
     assert res.exit_code != 0 and "does not exist" in res.output
     (tmp_path / "other").mkdir()
@@ -88,3 +89,17 @@ def test_int8_is_within_the_bounds_on_ferplus_test(shared_data, tmp_path):
     emotion = json.loads(out.read_text())["emotion"]
     assert emotion["faces"] > 3000
     assert emotion["within_bounds"], emotion  # top emotion >= 98%, accuracy within 0.3 points
+
+
+def test_bench_int8_candidates_compare_every_form(fixtures_dir, tmp_path):
+    from moodstream.trainer.export import INT8_KEEP_FP32
+
+    (tmp_path / "ferplus").symlink_to(fixtures_dir / "ferplus")
+    out = tmp_path / "int8.json"
+    res = CliRunner().invoke(int8_cmd, ["--data", str(tmp_path), "--wider", "0", "--repeats", "1", "--batch", "2",
+                                        "--candidates", "--images", "16", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    forms = json.loads(out.read_text())["candidates"]
+    assert list(forms) == list(INT8_KEEP_FP32)
+    for form in forms.values():
+        assert 0 <= form["valid_top_emotion_agreement"] <= 1 and form["speedup"] > 0 and form["wider"] is None

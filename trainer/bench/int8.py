@@ -62,7 +62,7 @@ def speed(nets: dict, batch: int, repeats: int) -> dict:
     return {"batch": batch, "repeats": repeats, "ms_per_call": ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}
 
 
-def compare_forms(data: Path, wider: int, batch: int, repeats: int) -> dict:
+def compare_forms(data: Path, wider: int, batch: int, repeats: int, images: int) -> dict:
     """Each form of :data:`trainer.export.INT8_KEEP_FP32`, quantized as ``export int8`` does, against
     fp32: FER+ Valid (where the form is chosen), the WIDER faces, speed."""
     import tempfile
@@ -80,7 +80,7 @@ def compare_forms(data: Path, wider: int, batch: int, repeats: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for form in INT8_KEEP_FP32:
-            path = export_int8(ONNX_DIR, data / "ferplus", keep_fp32=form, out=Path(tmp) / f"{form}.onnx")
+            path = export_int8(ONNX_DIR, data / "ferplus", images, keep_fp32=form, out=Path(tmp) / f"{form}.onnx")
             int8 = OnnxEmotionClassifier(runtime="openvino", precision="int8")
             int8.net = OpenVinoNet(path)  # this form in place of the shipped file, same metadata
             got = _probs(int8, crops, f"FER+ Valid, int8 with {form} in fp32")
@@ -127,8 +127,11 @@ def wider_faces(data: Path, count: int, classifiers: dict) -> dict:
 @click.option("--candidates", is_flag=True,
               help="Also quantize each form (which layers stay fp32: none, first, dense, first+dense) and compare "
                    "them on FER+ Valid and the WIDER faces: how the shipped form was chosen (a few minutes).")
+@click.option("--images", type=click.IntRange(min=16), default=2000, show_default=True,
+              help="With --candidates: FER+ Train faces each form is calibrated on (export int8's default).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
-def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, out: Path | None) -> None:
+def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, images: int,
+             out: Path | None) -> None:
     """Does the int8 emotion net keep its answers (FER+ Test against fp32, on
     OpenVINO) and how much faster is it on this CPU; one JSON object."""
     from moodstream.trainer.data import load_split
@@ -169,7 +172,7 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
                                       runtime.screened_nets("auto", "openvino", cpu)),
     }
     if candidates:
-        report["candidates"] = compare_forms(data, wider, batch, repeats)
+        report["candidates"] = compare_forms(data, wider, batch, repeats, images)
     if report["wider"] is not None:
         report["emotion"]["within_bounds"] &= report["wider"]["top_emotion_agreement"] >= TOP
     report["seconds"] = round(time.perf_counter() - t0, 1)
