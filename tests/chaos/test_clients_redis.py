@@ -165,10 +165,13 @@ def test_produce_carries_on_after_the_frames_stream_is_deleted(redis_url, client
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            entries = client.xrange(KEYS.frames)
-            if len(entries) >= 5:  # the producer is waiting: take what it sent, then delete it
+            if client.xlen(KEYS.frames) >= 5:  # the producer is waiting: take what it sent, then delete it,
+                # in one transaction: a frame it adds between the read and the delete would be lost to the count
+                pipe = client.pipeline(transaction=True)
+                pipe.xrange(KEYS.frames)
+                ATTACKS[attack](pipe, KEYS.frames)
+                entries = pipe.execute()[0]
                 seen |= {f[FIELD] for _, f in entries}
-                ATTACKS[attack](client, KEYS.frames)
                 attacks += 1
             time.sleep(0.1)
         seen |= {f[FIELD] for _, f in client.xrange(KEYS.frames)}
