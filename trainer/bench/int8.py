@@ -32,19 +32,9 @@ import click
 import numpy as np
 
 from moodstream.shared import devices
-from moodstream.trainer.bench import emit_json
 from moodstream.shared.errors import ConfigError, DataError
-
-TOP, ACCURACY_POINTS = 0.98, 0.3  # issue 26's bounds
-CHUNK = 64  # faces per call while scoring FER+ Test
-
-
-def _probs(classifier, crops: np.ndarray, label: str) -> np.ndarray:
-    out = []
-    with click.progressbar(range(0, len(crops), CHUNK), label=label, file=sys.stderr) as bar:
-        for i in bar:
-            out.append(classifier.predict_crops(crops[i:i + CHUNK]))
-    return np.concatenate(out)
+from moodstream.trainer.bench import emit_json
+from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, emotion_parity, emotion_probs
 
 
 def speed(nets: dict, batch: int, repeats: int) -> dict:
@@ -62,13 +52,15 @@ def speed(nets: dict, batch: int, repeats: int) -> dict:
     return {"batch": batch, "repeats": repeats, "ms_per_call": ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}
 
 
-def compare_forms(data: Path, wider: int, batch: int, repeats: int, images: int) -> dict:
-    """Each form of :data:`trainer.export.INT8_KEEP_FP32`, quantized as ``export int8`` does, against
-    fp32: FER+ Valid (where the form is chosen), the WIDER faces, speed."""
+def compare_forms(data: Path, faces: tuple[int, np.ndarray] | None, batch: int, repeats: int,
+                  images: int | None) -> dict:
+    """Each form of :data:`trainer.export.INT8_KEEP_FP32`, quantized as ``export int8`` does (on
+    ``images`` Train faces, default its own), against fp32: FER+ Valid (where the form is chosen),
+    the WIDER ``faces`` (:func:`wider_crops`), speed."""
     import tempfile
 
     from moodstream.trainer.data import load_split
-    from moodstream.trainer.export import INT8_KEEP_FP32, export_int8
+    from moodstream.trainer.export import INT8_IMAGES, INT8_KEEP_FP32, export_int8
     from moodstream.worker.onnx_classify import OnnxEmotionClassifier
     from moodstream.worker.onnx_session import ONNX_DIR
     from moodstream.worker.openvino_net import OpenVinoNet
@@ -76,24 +68,26 @@ def compare_forms(data: Path, wider: int, batch: int, repeats: int, images: int)
     split = load_split(data / "ferplus", "valid")
     crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
     fp32 = OnnxEmotionClassifier(runtime="openvino", precision="fp32")
-    ref = _probs(fp32, crops, "FER+ Valid, fp32")
+    ref = emotion_probs(fp32, crops, "FER+ Valid, fp32")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for form in INT8_KEEP_FP32:
-            path = export_int8(ONNX_DIR, data / "ferplus", images, keep_fp32=form, out=Path(tmp) / f"{form}.onnx")
+            path = export_int8(ONNX_DIR, data / "ferplus", images or INT8_IMAGES, keep_fp32=form,
+                               out=Path(tmp) / f"{form}.onnx")
             int8 = OnnxEmotionClassifier(runtime="openvino", precision="int8")
             int8.net = OpenVinoNet(path)  # this form in place of the shipped file, same metadata
-            got = _probs(int8, crops, f"FER+ Valid, int8 with {form} in fp32")
+            got = emotion_probs(int8, crops, f"FER+ Valid, int8 with {form} in fp32")
             change = float((got.argmax(1) == split.labels).mean() - (ref.argmax(1) == split.labels).mean()) * 100
             out[form] = {"valid_accuracy_change_points": round(change, 3),
                          "valid_top_emotion_agreement": round(float((got.argmax(1) == ref.argmax(1)).mean()), 5),
-                         "wider": wider_faces(data, wider, {"fp32": fp32, "int8": int8}) if wider else None,
+                         "wider": wider_parity(faces, {"fp32": fp32, "int8": int8}) if faces else None,
                          "speedup": speed({"fp32": fp32.net, "int8": int8.net}, batch, repeats)["speedup"]}
     return out
 
 
-def wider_faces(data: Path, count: int, classifiers: dict) -> dict:
-    """fp32 against int8 on the faces MTCNN (fp32, OpenVINO) finds in the first ``count`` WIDER val images."""
+def wider_crops(data: Path, count: int, classifier) -> tuple[int, np.ndarray]:
+    """The faces MTCNN (fp32, OpenVINO) finds in the first ``count`` WIDER val images, cropped as
+    ``classifier`` is served them: (images read, crops)."""
     from moodstream.shared.media import decode_image
     from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
     from moodstream.worker.onnx_classify import crop_faces
@@ -106,11 +100,17 @@ def wider_faces(data: Path, count: int, classifiers: dict) -> dict:
         faces = OnnxMTCNNDetector(runtime="openvino").detect(frames)
         bar.update(len(frames))
     boxes = [np.array([f.box for f in fs], np.float32).reshape(-1, 4) for fs in faces]
-    crops = crop_faces(frames, boxes, classifiers["fp32"].framing, classifiers["fp32"].input_size)
+    crops = crop_faces(frames, boxes, classifier.framing, classifier.input_size)
     if not len(crops):
         raise DataError(f"no face found in {len(frames)} WIDER images: raise --wider")
+    return len(frames), crops
+
+
+def wider_parity(faces: tuple[int, np.ndarray], classifiers: dict) -> dict:
+    """fp32 against int8 on the WIDER ``faces`` of :func:`wider_crops`."""
+    images, crops = faces
     probs = {p: c.predict_crops(crops) for p, c in classifiers.items()}
-    return {"images": len(frames), "faces": len(crops),
+    return {"images": images, "faces": len(crops),
             "top_emotion_agreement": round(float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean()), 5),
             "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4)}
 
@@ -127,14 +127,13 @@ def wider_faces(data: Path, count: int, classifiers: dict) -> dict:
 @click.option("--candidates", is_flag=True,
               help="Also quantize each form (which layers stay fp32: none, first, dense, first+dense) and compare "
                    "them on FER+ Valid and the WIDER faces: how the shipped form was chosen (a few minutes).")
-@click.option("--images", type=click.IntRange(min=16), default=2000, show_default=True,
-              help="With --candidates: FER+ Train faces each form is calibrated on (export int8's default).")
+@click.option("--images", type=click.IntRange(min=16), show_default="export int8's, 2000",
+              help="With --candidates: FER+ Train faces each form is calibrated on.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
-def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, images: int,
+def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, images: int | None,
              out: Path | None) -> None:
     """Does the int8 emotion net keep its answers (FER+ Test against fp32, on
     OpenVINO) and how much faster is it on this CPU; one JSON object."""
-    from moodstream.trainer.data import load_split
     from moodstream.worker import runtime
     from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 
@@ -146,12 +145,7 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
     t0 = time.perf_counter()
     cpu = runtime.cpu_info()
     classifiers = {p: OnnxEmotionClassifier(runtime="openvino", precision=p) for p in ("fp32", "int8")}
-    split = load_split(data / "ferplus", "test")
-    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
-    probs = {p: _probs(c, crops, f"FER+ Test, {p}") for p, c in classifiers.items()}
-    acc = {p: float((v.argmax(1) == split.labels).mean()) for p, v in probs.items()}
-    agree = float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean())
-    change = (acc["int8"] - acc["fp32"]) * 100
+    faces = wider_crops(data, wider, classifiers["fp32"]) if wider else None  # detected once, for the shipped form and the candidates
     report = {
         "what": "the int8 emotion net (OpenVINO) against fp32 (OpenVINO) on FER+ Test, within issue 26's bounds "
                 f"(top emotion >= {TOP:.0%}, accuracy within {ACCURACY_POINTS} points), and its speed here",
@@ -160,19 +154,15 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "cpu": cpu.to_dict(),
         "openvino": metadata.version("openvino"),
         "quantization": json.loads(classifiers["int8"].net.metadata.get("quantization", "null")),
-        "emotion": {"faces": len(split.labels), "accuracy_fp32": round(acc["fp32"], 5),
-                    "accuracy_int8": round(acc["int8"], 5), "accuracy_change_points": round(change, 3),
-                    "top_emotion_agreement": round(agree, 5),
-                    "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4),
-                    "within_bounds": agree >= TOP and abs(change) <= ACCURACY_POINTS},
-        "wider": wider_faces(data, wider, classifiers) if wider else None,
+        "emotion": emotion_parity(data / "ferplus", "int8", classifiers),
+        "wider": wider_parity(faces, classifiers) if faces else None,
         "speed": speed({p: c.net for p, c in classifiers.items()}, batch, repeats),
         "auto_int8": list(runtime.AUTO_INT8),
         "auto_here": runtime.describe(runtime.net_precisions("auto", "openvino", cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
     }
     if candidates:
-        report["candidates"] = compare_forms(data, wider, batch, repeats, images)
+        report["candidates"] = compare_forms(data, faces, batch, repeats, images)
     if report["wider"] is not None:
         report["emotion"]["within_bounds"] &= report["wider"]["top_emotion_agreement"] >= TOP
     report["seconds"] = round(time.perf_counter() - t0, 1)
