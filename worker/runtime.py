@@ -27,9 +27,10 @@ answers stay within issue 26's parity bounds, and screens the nets in
 :data:`AUTO_SCREENED` in bf16 (their answers stay fp32's); ``bf16`` forces
 it on every net; ``fp32`` forces full precision everywhere, screens included.
 ``moodstream bench bf16`` measures both rules on a CPU with native bf16.
-Without native bf16, ``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8`
-(the emotion net) from their int8 file, within the same bounds (``moodstream
-bench int8``), and the rest in fp32.
+``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8` (the emotion net)
+from their int8 file, within the same bounds (``moodstream bench int8``),
+except on a CPU with AMX, whose bf16 tiles run it faster; without native bf16
+the other nets run in fp32.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ PROBES = (
 NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
 # format 2: measured on each runtime's own form of the MTCNN files (onnx_session.net_file)
 # and per-net precision; format 3: auto runs the emotion net in int8 on OpenVINO without
-# native bf16 (AUTO_INT8). A choice kept in an earlier format was measured on other files.
-CACHE_FORMAT = "moodstream-runtime-choice/3"
+# native bf16 (AUTO_INT8); format 4: and with native bf16 but no AMX. A choice kept in an
+# earlier format was measured on other files.
+CACHE_FORMAT = "moodstream-runtime-choice/4"
 NETS = tuple(NET_FILES)  # the pipeline's nets, pnet, rnet, onet, emotion: each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
@@ -97,6 +99,11 @@ AUTO_SCREENED = ("pnet", "rnet")
 # faces MTCNN finds in 200 WIDER images (bound: 98%), 2.0x as fast.
 # The MTCNN nets quantized the same way ran slower there (PNet 0.64-0.93x, RNet and ONet 0.76x:
 # few channels, and a quantize / dequantize around every PReLU), so they stay fp32.
+# With native bf16 but no AMX (a 2-core AMD EPYC Zen 4, AVX512-BF16 and VNNI:
+# docs/results/int8_parity_zen4.json), int8 is also faster than bf16 there: 19.4 ms against 33.3
+# (fp32 68.9) for 32 crops, with the same answers as on the AVX2 EPYC value for value; MTCNN in int8
+# was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles run
+# the emotion net 5.9x faster than fp32 (docs/results/bf16_parity.json), so it stays bf16 there.
 AUTO_INT8 = ("emotion",)
 
 
@@ -115,11 +122,16 @@ class CpuInfo:
         """bf16 arithmetic in hardware: AMX-BF16 or AVX512-BF16."""
         return bool(self.flags & {"amx_bf16", "avx512_bf16"})
 
+    @property
+    def amx(self) -> bool:
+        """Intel's matrix tiles (AMX), where bf16 outruns everything else OpenVINO runs."""
+        return bool(self.flags & {"amx_tile", "amx_bf16", "amx_int8"})
+
     def isa(self) -> dict[str, bool]:
         """The flags that decide CPU inference speed."""
         f = self.flags
         return {"avx2": "avx2" in f, "avx512": "avx512f" in f, "vnni": bool(f & {"avx512_vnni", "avx_vnni"}),
-                "avx512_bf16": "avx512_bf16" in f, "amx": bool(f & {"amx_tile", "amx_bf16", "amx_int8"})}
+                "avx512_bf16": "avx512_bf16" in f, "amx": self.amx}
 
     def to_dict(self) -> dict:
         return {"model": self.model, **self.isa()}
@@ -164,11 +176,13 @@ def resolve_precision(precision: str, backend: str, cpu: CpuInfo) -> str:
 
 def net_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]:
     """Per net (:data:`NETS`): "fp32", "bf16" or "int8". ``auto`` on openvino:
-    with native bf16, bf16 for the nets in :data:`AUTO_BF16`; without, int8
-    for those in :data:`AUTO_INT8`; the rest fp32. ``bf16``: every net."""
+    int8 for the nets in :data:`AUTO_INT8` except on a CPU with AMX, bf16 for
+    the other nets in :data:`AUTO_BF16` where the CPU has native bf16 (and for
+    all of them with AMX); the rest fp32. ``bf16``: every net."""
     arithmetic = resolve_precision(precision, backend, cpu)
     if precision == "auto" and arithmetic == "bf16":
-        return {net: "bf16" if net in AUTO_BF16 else "fp32" for net in NETS}
+        return {net: "int8" if net in AUTO_INT8 and not cpu.amx else "bf16" if net in AUTO_BF16 else "fp32"
+                for net in NETS}
     if precision == "auto" and backend == "openvino":
         return {net: "int8" if net in AUTO_INT8 else "fp32" for net in NETS}
     return {net: arithmetic for net in NETS}
