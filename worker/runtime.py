@@ -102,8 +102,9 @@ AUTO_SCREENED = ("pnet", "rnet")
 # With native bf16 but no AMX (a 2-core AMD EPYC Zen 4, AVX512-BF16 and VNNI:
 # docs/results/int8_parity_zen4.json), int8 is also faster than bf16 there: 19.4 ms against 33.3
 # (fp32 68.9) for 32 crops, with the same answers as on the AVX2 EPYC value for value; MTCNN in int8
-# was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles run
-# the emotion net 5.9x faster than fp32 (docs/results/bf16_parity.json), so it stays bf16 there.
+# was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles ran
+# the emotion net 5.9x faster than fp32 (16 crops: 3.7 against 21.7 ms, the probe in issue 26 on a
+# 2-core Xeon), so it stays bf16 there (int8 on AMX not measured: no such host since).
 AUTO_INT8 = ("emotion",)
 
 
