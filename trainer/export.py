@@ -334,6 +334,8 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
 
     from moodstream.trainer.data import load_split
 
+    if keep_fp32 not in INT8_KEEP_FP32:  # before any file or face is read
+        raise ConfigError(f"keep_fp32 must be one of {', '.join(INT8_KEEP_FP32)}, got {keep_fp32!r}")
     src = Path(out_dir) / EMOTION_FILE  # (``out``: write the int8 file there instead, e.g. to compare forms)
     if not src.is_file():
         raise ModelError(f"{src} not found: write it first with `moodstream export onnx --out {out_dir}`")
@@ -361,8 +363,6 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
         folded = Path(tmp) / "folded.onnx"  # fp16 casts folded, shapes inferred: what quantization reads
         quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
         nodes = onnx.load(str(folded)).graph.node
-        if keep_fp32 not in INT8_KEEP_FP32:
-            raise ConfigError(f"keep_fp32 must be one of {', '.join(INT8_KEEP_FP32)}, got {keep_fp32!r}")
         kept = ([n.name for n in nodes if n.op_type == "Conv"][:1] if "first" in keep_fp32 else []) + \
                ([n.name for n in nodes if n.op_type == "Gemm"] if "dense" in keep_fp32 else [])
         quantize_static(str(folded), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,

@@ -92,7 +92,7 @@ AUTO_BF16 = ("onet", "emotion")
 # 10,957,600 cells of the 1080p frames' screened scales, bf16 face probabilities differed from
 # fp32 by at most 0.066; the margin sends 0.65% of them on to fp32 and missed none.
 AUTO_SCREENED = ("pnet", "rnet")
-# The nets `precision=auto` runs in int8 on OpenVINO where the CPU has no native bf16: the
+# The nets `precision=auto` runs in int8 on OpenVINO on every CPU without AMX: the
 # emotion net only, quantized by `moodstream export int8` (onnx_session.INT8_FILES). Measured by
 # `moodstream bench int8` (docs/results/int8_parity_amd.json, 2-core AMD EPYC, AVX2): FER+ Test
 # accuracy 84.51% as in fp32, top emotion the same on 99.63% of its faces and on 98.04% of the 510
@@ -181,12 +181,11 @@ def net_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]
     the other nets in :data:`AUTO_BF16` where the CPU has native bf16 (and for
     all of them with AMX); the rest fp32. ``bf16``: every net."""
     arithmetic = resolve_precision(precision, backend, cpu)
-    if precision == "auto" and arithmetic == "bf16":
-        return {net: "int8" if net in AUTO_INT8 and not cpu.amx else "bf16" if net in AUTO_BF16 else "fp32"
-                for net in NETS}
-    if precision == "auto" and backend == "openvino":
-        return {net: "int8" if net in AUTO_INT8 else "fp32" for net in NETS}
-    return {net: arithmetic for net in NETS}
+    if precision != "auto" or backend != "openvino":
+        return {net: arithmetic for net in NETS}
+    bf16 = arithmetic == "bf16"  # native bf16 here
+    return {net: "int8" if net in AUTO_INT8 and not (bf16 and cpu.amx)
+            else "bf16" if bf16 and net in AUTO_BF16 else "fp32" for net in NETS}
 
 
 def screened_nets(precision: str, backend: str, cpu: CpuInfo) -> tuple[str, ...]:

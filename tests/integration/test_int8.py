@@ -103,3 +103,12 @@ def test_bench_int8_candidates_compare_every_form(fixtures_dir, tmp_path):
     assert list(forms) == list(INT8_KEEP_FP32)
     for form in forms.values():
         assert 0 <= form["valid_top_emotion_agreement"] <= 1 and form["speedup"] > 0 and form["wider"] is None
+
+
+def test_an_unknown_fp32_form_is_refused_before_anything_is_read(tmp_path):
+    from moodstream.shared.errors import ConfigError
+    from moodstream.trainer.export import export_int8
+
+    # tmp_path holds no emotion.onnx and no FER+: the form is checked first
+    with pytest.raises(ConfigError, match="keep_fp32 must be one of"):
+        export_int8(tmp_path, tmp_path, keep_fp32="dense+first")
