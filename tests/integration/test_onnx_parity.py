@@ -224,6 +224,59 @@ def test_detector_output_types_and_order(ours, fixtures_dir):
     assert det.detect([np.zeros((7, 5, 3), np.uint8), np.zeros((19, 400, 3), np.uint8)]) == [[], []]
 
 
+class CountingNet:
+    """A net whose runs are counted (the crops of each run)."""
+
+    def __init__(self, net):
+        self.net, self.runs = net, []
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        self.runs.append(len(x))
+        return self.net.run(x)
+
+
+@pytest.fixture(scope="module", params=["onnx", "openvino"])
+def any_runtime_detector(request) -> OnnxMTCNNDetector:
+    if request.param == "openvino":
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    return OnnxMTCNNDetector(runtime=request.param)
+
+
+@pytest.mark.parametrize("budget_frames", [1, 2, 8])
+def test_a_batch_shares_runs_across_frames_and_each_frame_gets_its_own_answer(any_runtime_detector, fixtures_dir,
+                                                                              monkeypatch, budget_frames):
+    """detect() takes a batch's frames through each stage together (PNet scale by scale,
+    RNet / ONet crops of several frames in one run), in groups of one size within
+    GROUP_TABLE_BYTES: every frame's faces are exactly those it gets alone, whatever the
+    sizes' order and the group size, and a batch needs fewer RNet / ONet runs than its
+    frames one by one."""
+    from moodstream.worker.detectors import onnx_mtcnn
+
+    det = any_runtime_detector
+    street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")
+    parade = read_rgb(fixtures_dir / "images" / "wider_0_Parade_Parade_0_545.jpg")
+    hamilton = video_frames(REPO / "samples" / "hamilton_clip.mp4", 3, every_n=7)
+    frames = [street, parade, hamilton[0], street[:, ::-1], np.zeros((30, 30, 3), np.uint8), parade[::-1],
+              hamilton[1], street[::-1], hamilton[2]]
+    alone = [det.detect([f])[0] for f in frames]
+    assert sum(len(f) for f in alone) >= 15
+    table_bytes = (street.shape[0] + 1) * (street.shape[1] + 1) * 12
+    monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", budget_frames * table_bytes)
+    rnet, onet = det.rnet, det.onet
+    try:
+        det.rnet, det.onet = CountingNet(rnet), CountingNet(onet)
+        together = det.detect(frames)
+        runs = len(det.rnet.runs) + len(det.onet.runs)
+        det.rnet, det.onet = CountingNet(rnet), CountingNet(onet)
+        for f in frames:
+            det.detect([f])
+        runs_alone = len(det.rnet.runs) + len(det.onet.runs)
+    finally:
+        det.rnet, det.onet = rnet, onet
+    assert together == alone
+    assert runs < runs_alone if budget_frames > 1 else runs == runs_alone
+
+
 def test_classifier_interface(ours, fixtures_dir):
     _, clf = ours
     street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")

@@ -260,13 +260,30 @@ def test_a_screened_stage_gives_the_unscreened_answers(monkeypatch):
     det = onnx_mtcnn.OnnxMTCNNDetector.__new__(onnx_mtcnn.OnnxMTCNNDetector)
     det.thresholds, det.rnet_chunk, det.onet_chunk = (0.6, 0.5, 0.7), 32, 16
     det.rnet, det.screens = FakeNet(), {"rnet": None, "onet": None}
-    want_boxes, (want_reg,) = det._refine(table, boxes.copy(), 120, 160, 24)
+    [(want_boxes, (want_reg,))] = det._refine([table], [boxes.copy()], 120, 160, 24)
     seen_alone = sum(len(x) for x in det.rnet.seen)
     for error in (-0.15, 0.0, 0.15):  # a screen off by up to 0.15 (< SCREEN_MARGIN) either way
         det.rnet, det.screens = FakeNet(), {"rnet": FakeNet(shift=error), "onet": None}
-        got_boxes, (got_reg,) = det._refine(table, boxes.copy(), 120, 160, 24)
+        [(got_boxes, (got_reg,))] = det._refine([table], [boxes.copy()], 120, 160, 24)
         np.testing.assert_array_equal(got_boxes, want_boxes)
         np.testing.assert_array_equal(got_reg, want_reg)
         assert sum(len(x) for x in det.screens["rnet"].seen) == seen_alone  # the screen saw every crop
         assert sum(len(x) for x in det.rnet.seen) < seen_alone  # the full net only those near or over
     assert 0 < len(want_boxes) < seen_alone
+
+
+def test_frames_are_grouped_by_size_within_the_table_budget(monkeypatch):
+    """detect() groups a batch's frames by size, in order, each group's summed-area tables
+    within GROUP_TABLE_BYTES (at least one frame a group); frames no face fits in are left out."""
+    det = onnx_mtcnn.OnnxMTCNNDetector.__new__(onnx_mtcnn.OnnxMTCNNDetector)
+    det.min_face_px = 20
+    small, large, tiny = (np.zeros(s, np.uint8) for s in ((36, 64, 3), (99, 120, 3), (19, 400, 3)))
+    table = lambda f: (f.shape[0] + 1) * (f.shape[1] + 1) * 12  # int32, three channels
+    frames = [small, large, small, tiny, small, large, small]
+    monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", 3 * table(small))
+    assert det._groups(frames) == [[0, 2, 4], [6], [1], [5]]  # a large table is over half the budget
+    monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", 1)
+    assert det._groups(frames) == [[0], [2], [4], [6], [1], [5]]
+    monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", 10**9)
+    assert det._groups(frames) == [[0, 2, 4, 6], [1, 5]]
+    assert det._groups([tiny]) == det._groups([]) == []
