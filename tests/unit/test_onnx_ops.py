@@ -287,3 +287,57 @@ def test_frames_are_grouped_by_size_within_the_table_budget(monkeypatch):
     monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", 10**9)
     assert det._groups(frames) == [[0, 2, 4, 6], [1, 5]]
     assert det._groups([tiny]) == det._groups([]) == []
+
+
+class ShiftedScreen:
+    """A PNet screen: the full net's heads with the face logit moved by ``shift`` (an error
+    within SCREEN_MARGIN around the 0.6 threshold) and the regression scrambled."""
+
+    def __init__(self, net, shift: float):
+        self.net, self.shift, self.cells = net, shift, 0
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        (heads,) = self.net.run(x)
+        heads = heads.copy()
+        heads[:, 1] += self.shift
+        heads[:, 2:] = -heads[:, 2:]
+        self.cells += heads[0, 0].size
+        return [heads]
+
+
+class CountingNet:
+    def __init__(self, net):
+        self.net, self.windows = net, 0
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape[2] <= 12:
+            self.windows += len(x)
+        return self.net.run(x)
+
+
+def test_a_screened_pnet_gives_the_candidates_of_the_full_net(monkeypatch):
+    """PNet screening (worker.runtime.AUTO_SCREENED): the strips run on the screen, and the
+    cells it puts near or over the threshold run again at full precision, for every scale
+    and frame of a group together after the strips. The candidates are the full net's,
+    whatever the screen's error within the margin: each cell's rerun lands in its own
+    frame, scale and place."""
+    from moodstream.shared.media import iter_video
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[1] / "fixtures" / "clip_360p.mp4"
+    frames = [item.image for item in iter_video(str(clip), every_n=4, max_frames=3)]
+    h, w = frames[0].shape[:2]
+    tables = [integral_image(f) for f in frames]
+    det = onnx_mtcnn.OnnxMTCNNDetector()
+    want = det._stage1(tables, h, w)  # unscreened: the full net on whole strips
+    assert all(len(c) >= 5 for c in want)
+    monkeypatch.setattr(onnx_mtcnn, "PNET_SCREEN_MIN_PIXELS", 0)  # screen every scale
+    full = det.pnet
+    for shift in (-0.3, 0.0, 0.3):  # logit(0.6) = 0.41, logit(0.6 - SCREEN_MARGIN) = -0.41
+        det.pnet, det.screens = CountingNet(full), {"pnet": ShiftedScreen(full, shift), "rnet": None, "onet": None}
+        got = det._stage1(tables, h, w)
+        assert [len(c) for c in got] == [len(c) for c in want]
+        for g, c in zip(got, want):
+            np.testing.assert_allclose(g, c, rtol=0, atol=1e-3)  # windows against strips: float rounding
+        assert 0 < det.pnet.windows < det.screens["pnet"].cells / 10  # only the cells near or over, again
+    det.pnet, det.screens = full, {"pnet": None, "rnet": None, "onet": None}

@@ -79,11 +79,15 @@ RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
 # A screened net's crops run again at full precision where the bf16 score is above the
 # threshold minus this (4.5x the largest bf16 error seen on 56,265 RNet crops: worker.runtime)
 SCREEN_MARGIN = 0.2
-# PNet is screened on scales of at least this many pixels: bf16 saves ~15 ns a pixel there and
-# the full-precision runs of the cells near the threshold (~1% of cells, 2.9 us each) cost
-# ~9; on smaller scales the fixed costs win (a 1080p frame's two largest scales qualify: its
-# detector 138 -> 131 ms; at 360p none does: screening every scale made it 24 -> 28 ms)
-PNET_SCREEN_MIN_PIXELS = 250_000
+# PNet is screened on scales of at least this many pixels: bf16 saves ~15-20 ns a pixel there
+# and the full-precision runs of the cells near the threshold (0.4-1.3% of the cells of
+# such a scale, ~5 us each) cost less; on smaller scales near cells are denser and the fixed
+# costs win. Measured on a 2-core Zen 4, one thread, 8 frames (the reruns of a group of frames
+# run together at the end of PNet): the 360p PNet stage 13.1 -> 12.4 ms a frame (its largest
+# scale, 83,000 pixels, qualifies; 40,000 and 20,000 gave 12.8 and 13.0), 1080p flat within
+# noise from 250,000 down to 40,000 (102-107 ms). The Xeon with AMX set the first value,
+# 250,000 (1080p detector 138 -> 131 ms), when each scale's reruns ran on their own.
+PNET_SCREEN_MIN_PIXELS = 80_000
 PNET_CELL_CHUNK = 256  # PNet cell windows per run (screening)...
 PNET_CELL_BATCHES = (8, 32, 128, PNET_CELL_CHUNK)  # ...padded to one of these sizes
 # Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
@@ -463,15 +467,19 @@ class OnnxMTCNNDetector:
         cands: list[list[np.ndarray]] = [[] for _ in tables]
         regs: list[list[np.ndarray]] = [[] for _ in tables]
         levels: list[list[np.ndarray]] = [[] for _ in tables]
-        for level, scale in enumerate(pyramid_scales(h, w, self.min_face_px, self.factor)):
+        scales = pyramid_scales(h, w, self.min_face_px, self.factor)
+        reruns: dict[tuple[int, int], list] = {}  # screened cells of every scale and frame, by window shape
+        heads = [self._pnet_frames(tables, h, w, scale, reruns) for scale in scales]
+        self._rerun(reruns)
+        for level, (scale, per_frame) in enumerate(zip(scales, heads)):
             scale32 = np.float32(scale)
-            for k, heads in enumerate(self._pnet_frames(tables, h, w, scale)):
-                y, x, prob = pnet_outputs(heads, self.thresholds[0])  # row-major, as torch's nonzero
+            for k, frame_heads in enumerate(per_frame):
+                y, x, prob = pnet_outputs(frame_heads, self.thresholds[0])  # row-major, as torch's nonzero
                 cell = np.stack([x, y], axis=1).astype(np.float32)
                 q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
                 q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
                 cands[k].append(np.concatenate([q1, q2, prob[:, None]], axis=1))
-                regs[k].append(heads[2:, y, x].T)  # (n, 4)
+                regs[k].append(frame_heads[2:, y, x].T)  # (n, 4)
                 levels[k].append(np.full(len(y), level))
         return [self._candidates(np.concatenate(c), np.concatenate(r), np.concatenate(v))
                 for c, r, v in zip(cands, regs, levels)]
@@ -490,22 +498,25 @@ class OnnxMTCNNDetector:
         boxes[:, :4] += reg * np.stack([regw, regh, regw, regh], axis=1)  # PNet regression: sides without +1
         return rerec(boxes)
 
-    def _pnet_frames(self, tables: list[np.ndarray], h: int, w: int, scale: float) -> list[np.ndarray]:
+    def _pnet_frames(self, tables: list[np.ndarray], h: int, w: int, scale: float,
+                     reruns: dict[tuple[int, int], list]) -> list[np.ndarray]:
         """PNet's ``heads`` on each frame area-resized by ``scale``: several frames in
         one run where their scale together is at most a run's pixels
-        (:data:`RUN_SIZES`), the fixed cost of a run shared; else frame by frame (:meth:`_pnet`)."""
+        (:data:`RUN_SIZES`), the fixed cost of a run shared; else frame by frame
+        (:meth:`_pnet`, which adds the cells a bf16 screen leaves to ``reruns``)."""
         out_h, out_w = int(h * scale + 1), int(w * scale + 1)
         per_run = self.strip_pixels // (out_h * out_w)
         if per_run < 2 or len(tables) < 2 or (self.screens["pnet"] is not None
                                              and out_h * out_w >= PNET_SCREEN_MIN_PIXELS):
-            return [self._pnet(table, h, w, scale) for table in tables]
+            return [self._pnet(table, h, w, scale, reruns) for table in tables]
         heads = []
         for i in range(0, len(tables), per_run):
             pixels = np.concatenate([area_resize(table, out_h, out_w) for table in tables[i:i + per_run]])
             heads.extend(self.pnet.run(normalise(pixels))[0])  # (n, 6, h', w')
         return heads
 
-    def _pnet(self, table: np.ndarray, h: int, w: int, scale: float) -> np.ndarray:
+    def _pnet(self, table: np.ndarray, h: int, w: int, scale: float,
+              reruns: dict[tuple[int, int], list]) -> np.ndarray:
         """PNet on the frame area-resized by ``scale``, strip by strip
         (:func:`pnet_strips`), each strip resized just before its run (no copy,
         and still in cache when PNet reads it): its output ``heads``
@@ -514,35 +525,46 @@ class OnnxMTCNNDetector:
         Screened (``screened`` has "pnet", on a scale of at least
         :data:`PNET_SCREEN_MIN_PIXELS`): the strips run in bf16, and every
         cell whose bf16 face probability is within :data:`SCREEN_MARGIN` of the
-        threshold runs again at full precision on its own input window
-        (:func:`pnet_windows`); the other cells keep bf16 values that no
-        threshold reads."""
+        threshold goes to ``reruns`` with its own input window
+        (:func:`pnet_windows`), to run again at full precision (:meth:`_rerun`)
+        before anything reads ``heads``; the other cells keep bf16 values that
+        no threshold reads."""
         out_h, out_w = int(h * scale + 1), int(w * scale + 1)
         heads = np.empty((6, pnet_cells(out_h), pnet_cells(out_w)), np.float32)
         per_run = max(1, (self.strip_pixels // out_w - PNET_CELL + PNET_STRIDE) // PNET_STRIDE)  # output rows
         # screened on large scales only: on a small one the cells' runs cost what bf16 saves
         screen = self.screens["pnet"] if out_h * out_w >= PNET_SCREEN_MIN_PIXELS else None
         near = logit(self.thresholds[0] - SCREEN_MARGIN)
-        found: dict[tuple[int, int], list] = {}  # window shape -> [(cell rows, cell columns, windows)]
         for start, stop, first in pnet_strips(out_h, per_run):
             pixels = normalise(area_resize(table, out_h, out_w, (start, stop)))
             (out,) = (screen or self.pnet).run(pixels)  # (1, 6, rows, w')
             heads[:, first:first + out.shape[2]] = out[0]
-            if screen is not None:  # the cells near or over the threshold, again at full precision below
+            if screen is not None:  # the cells near or over the threshold, again at full precision later
                 y, x = np.nonzero(out[0, 1] - out[0, 0] > near)
                 for cells, windows in pnet_windows(pixels[0], y, x):
-                    found.setdefault(windows.shape[2:], []).append((y[cells] + first, x[cells], windows))
-        for groups in found.values():
-            y, x, windows = (np.concatenate(v) for v in zip(*groups))
-            for i in range(0, len(y), PNET_CELL_CHUNK):
+                    reruns.setdefault(windows.shape[2:], []).append((heads, y[cells] + first, x[cells], windows))
+        return heads
+
+    def _rerun(self, reruns: dict[tuple[int, int], list]) -> None:
+        """The screened PNet cells (:meth:`_pnet`) of all scales and frames, at full precision:
+        their windows in chunks of :data:`PNET_CELL_CHUNK` per window shape, each
+        cell's outputs written back into its ``heads``. All at once, the net sees
+        the same input shapes many times in a row and its runs are full."""
+        for groups in reruns.values():
+            windows = np.concatenate([g[3] for g in groups])
+            outs = []
+            for i in range(0, len(windows), PNET_CELL_CHUNK):
                 batch = windows[i:i + PNET_CELL_CHUNK]
                 n = len(batch)
                 size = next(b for b in PNET_CELL_BATCHES if b >= n)  # a few input shapes: no new plan per count
                 if size > n:
                     batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
-                (again,) = self.pnet.run(batch)  # (n, 6, 1, 1)
-                heads[:, y[i:i + n], x[i:i + n]] = again[:n, :, 0, 0].T
-        return heads
+                outs.append(self.pnet.run(batch)[0][:n, :, 0, 0])  # (n, 6)
+            again = np.concatenate(outs)
+            start = 0
+            for heads, y, x, _ in groups:
+                heads[:, y, x] = again[start:start + len(y)].T
+                start += len(y)
 
     def _refine(self, tables: list[np.ndarray], boxes: list[np.ndarray], h: int, w: int,
                 size: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
