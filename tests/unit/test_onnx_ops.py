@@ -341,3 +341,43 @@ def test_a_screened_pnet_gives_the_candidates_of_the_full_net(monkeypatch):
             np.testing.assert_allclose(g, c, rtol=0, atol=1e-3)  # windows against strips: float rounding
         assert 0 < det.pnet.windows < det.screens["pnet"].cells / 10  # only the cells near or over, again
     det.pnet, det.screens = full, {"pnet": None, "rnet": None, "onet": None}
+
+
+@pytest.mark.parametrize("gap", [0, 1, 6])
+def test_pnet_on_a_line_of_windows_gives_each_cell(pnet, gap):
+    """pnet_line: the whole windows of some cells of a strip as one 12-row line, the windows of
+    a row's nearby cells sharing their columns; PNet on the line gives each cell exactly
+    where `at` says."""
+    rng = np.random.default_rng(gap)
+    pixels = normalise(rng.uniform(0, 255, (1, 3, 41, 70)).astype(np.float32))
+    (heads,) = pnet.run(None, {"input": pixels})
+    whole = np.indices(((41 - 12) // 2 + 1, (70 - 12) // 2 + 1)).reshape(2, -1)  # cells with whole windows
+    pick = np.sort(rng.choice(whole.shape[1], 60, replace=False))
+    y, x = whole[0, pick], whole[1, pick]  # row-major, as np.nonzero gives them
+    line, at = onnx_mtcnn.pnet_line(pixels[0], y, x, gap)
+    assert line.shape[:2] == (3, 12) and (at % 2 == 0).all()
+    assert line.shape[2] == 12 * 60 if gap == 0 else line.shape[2] < 12 * 60  # neighbours share columns
+    (got,) = pnet.run(None, {"input": np.ascontiguousarray(line[None])})
+    np.testing.assert_allclose(got[0][:, 0, at // 2], heads[0][:, y, x], rtol=0, atol=1e-5)
+    empty, none = onnx_mtcnn.pnet_line(pixels[0], y[:0], x[:0], gap)
+    assert empty.shape == (3, 12, 0) and none.shape == (0,)
+
+
+def test_lines_are_cut_into_overlapping_pieces_that_keep_every_window_whole(monkeypatch):
+    """_rerun_line joins the lines of several strips and cuts them into pieces of
+    PNET_LINE_WIDTH columns overlapping by 10, run in batches padded to PNET_LINE_BATCHES:
+    every cell comes back with its own outputs, whichever piece and run holds it."""
+    det = onnx_mtcnn.OnnxMTCNNDetector()
+    rng = np.random.default_rng(5)
+    groups, want = [], []
+    for rows, cols in ((30, 64), (41, 57), (24, 100)):
+        pixels = normalise(rng.uniform(0, 255, (1, 3, rows, cols)).astype(np.float32))
+        (heads,) = det.pnet.run(pixels)
+        y, x = (v.ravel() for v in np.indices(((rows - 12) // 2 + 1, (cols - 12) // 2 + 1)))
+        line, at = onnx_mtcnn.pnet_line(pixels[0], y, x, 6)
+        groups.append((None, y, x, line, at))
+        want.append(heads[0][:, y, x].T)
+    monkeypatch.setattr(onnx_mtcnn, "PNET_LINE_WIDTH", 40)
+    monkeypatch.setattr(onnx_mtcnn, "PNET_LINE_BATCHES", (1, 2, 3))  # many pieces: several runs, one padded
+    got = det._rerun_line(groups)
+    np.testing.assert_allclose(got, np.concatenate(want), rtol=0, atol=1e-5)

@@ -80,16 +80,23 @@ RESIZE_PIXELS = 64_000  # summed-area table pixels per chunk of a pyramid resize
 # threshold minus this (4.5x the largest bf16 error seen on 56,265 RNet crops: worker.runtime)
 SCREEN_MARGIN = 0.2
 # PNet is screened on scales of at least this many pixels: bf16 saves ~15-20 ns a pixel there
-# and the full-precision runs of the cells near the threshold (0.4-1.3% of the cells of
-# such a scale, ~5 us each) cost less; on smaller scales near cells are denser and the fixed
-# costs win. Measured on a 2-core Zen 4, one thread, 8 frames (the reruns of a group of frames
-# run together at the end of PNet): the 360p PNet stage 13.1 -> 12.4 ms a frame (its largest
-# scale, 83,000 pixels, qualifies; 40,000 and 20,000 gave 12.8 and 13.0), 1080p flat within
-# noise from 250,000 down to 40,000 (102-107 ms). The Xeon with AMX set the first value,
-# 250,000 (1080p detector 138 -> 131 ms), when each scale's reruns ran on their own.
-PNET_SCREEN_MIN_PIXELS = 80_000
-PNET_CELL_CHUNK = 256  # PNet cell windows per run (screening)...
+# and the full-precision runs of the cells near the threshold (0.4-2% of the cells of such a
+# scale, ~1.5-3.3 us each in lines: pnet_line) cost less; on smaller scales near cells are
+# denser and the fixed costs win. Measured on a 2-core Zen 4, one thread, 8 frames, the PNet
+# stage with the reruns of a group of frames run together in lines: 360p 11.4 / 11.2 ms a
+# frame at 80,000 / 40,000 (two of its scales qualify at 40,000; 20,000 gave 11.6), 1080p
+# 96.6 / 96.7. The Xeon with AMX set the first value, 250,000 (1080p detector 138 -> 131 ms),
+# when each scale's cells ran on their own as 12 x 12 inputs.
+PNET_SCREEN_MIN_PIXELS = 40_000
+PNET_CELL_CHUNK = 256  # PNet cell windows per run (screening, cut-short windows)...
 PNET_CELL_BATCHES = (8, 32, 128, PNET_CELL_CHUNK)  # ...padded to one of these sizes
+# Screened cells rerun as one line of windows 12 rows high (pnet_line), cut into pieces of this
+# many columns (overlapping by 10, so each window is whole in one piece), run as a batch of
+# pieces, padded to one of these counts. Per window 3.3 us against 5.1 us as 12 x 12 inputs
+# (one thread, Zen 4), and the windows of nearby cells of a row share their columns
+PNET_LINE_WIDTH = 1536
+PNET_LINE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+PNET_LINE_GAP = 6  # cells of a row at most this far apart share one segment of the line
 # Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
 # each runs fastest (see the module docstring; measured on a 2-core Xeon, one thread:
 # OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, RNet 26 vs 28 us
@@ -242,6 +249,32 @@ def pnet_windows(pixels: np.ndarray, y: np.ndarray, x: np.ndarray) -> list[tuple
         t, c = int(top[i]), int(left[i])
         groups.append((np.array([i]), np.ascontiguousarray(pixels[None, :, t:t + PNET_CELL, c:c + PNET_CELL])))
     return groups
+
+
+def pnet_line(pixels: np.ndarray, y: np.ndarray, x: np.ndarray,
+              gap: int = PNET_LINE_GAP) -> tuple[np.ndarray, np.ndarray]:
+    """The input windows of PNet output cells ``(y, x)`` (row-major, each window whole:
+    rows ``[2y, 2y + 12)``, columns ``[2x, 2x + 12)``) of a strip ``pixels`` ``(3, rows, w)``
+    as one line ``(3, 12, width)``: segments side by side, each the columns of a run of
+    cells of one row at most ``gap`` apart, and each cell's window start in the line
+    (even). PNet on the line gives cell ``i`` at output column ``at[i] // 2``, exactly:
+    its window is whole there, and the cells across two segments are never read."""
+    if not len(y):
+        return np.zeros((pixels.shape[0], PNET_CELL, 0), pixels.dtype), np.zeros(0, np.int64)
+    new = np.ones(len(y), bool)
+    new[1:] = (y[1:] != y[:-1]) | (x[1:] - x[:-1] > gap)
+    starts = np.nonzero(new)[0]
+    seg = np.cumsum(new) - 1
+    first, last = x[starts], x[np.append(starts[1:], len(y)) - 1]
+    widths = PNET_STRIDE * (last - first) + PNET_CELL
+    begin = np.cumsum(widths) - widths  # each segment's first column in the line
+    at = begin[seg] + PNET_STRIDE * (x - first[seg])
+    owner = np.repeat(np.arange(len(starts)), widths)  # the segment of each line column
+    columns = PNET_STRIDE * first[owner] + np.arange(len(owner)) - begin[owner]
+    rows = PNET_STRIDE * y[starts][owner] + np.arange(PNET_CELL)[:, None]  # (12, width)
+    channels, _, cols = pixels.shape
+    # the indices are in range: mode="wrap" only skips numpy's bounds check
+    return np.take(pixels.reshape(channels, -1), rows * cols + columns, axis=1, mode="wrap"), at
 
 
 def area_crops(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
@@ -525,8 +558,9 @@ class OnnxMTCNNDetector:
         Screened (``screened`` has "pnet", on a scale of at least
         :data:`PNET_SCREEN_MIN_PIXELS`): the strips run in bf16, and every
         cell whose bf16 face probability is within :data:`SCREEN_MARGIN` of the
-        threshold goes to ``reruns`` with its own input window
-        (:func:`pnet_windows`), to run again at full precision (:meth:`_rerun`)
+        threshold goes to ``reruns`` with its input window (whole windows in a
+        line: :func:`pnet_line`; those cut short at an odd edge on their own:
+        :func:`pnet_windows`), to run again at full precision (:meth:`_rerun`)
         before anything reads ``heads``; the other cells keep bf16 values that
         no threshold reads."""
         out_h, out_w = int(h * scale + 1), int(w * scale + 1)
@@ -541,30 +575,61 @@ class OnnxMTCNNDetector:
             heads[:, first:first + out.shape[2]] = out[0]
             if screen is not None:  # the cells near or over the threshold, again at full precision later
                 y, x = np.nonzero(out[0, 1] - out[0, 0] > near)
-                for cells, windows in pnet_windows(pixels[0], y, x):
-                    reruns.setdefault(windows.shape[2:], []).append((heads, y[cells] + first, x[cells], windows))
+                whole = (PNET_STRIDE * y + PNET_CELL <= pixels.shape[2]) & (PNET_STRIDE * x + PNET_CELL <= pixels.shape[3])
+                line, at = pnet_line(pixels[0], y[whole], x[whole], PNET_LINE_GAP)
+                reruns.setdefault("line", []).append((heads, y[whole] + first, x[whole], line, at))
+                for cells, windows in pnet_windows(pixels[0], y[~whole], x[~whole]):  # cut short at an odd edge
+                    reruns.setdefault(windows.shape[2:], []).append(
+                        (heads, y[~whole][cells] + first, x[~whole][cells], windows))
         return heads
 
-    def _rerun(self, reruns: dict[tuple[int, int], list]) -> None:
-        """The screened PNet cells (:meth:`_pnet`) of all scales and frames, at full precision:
-        their windows in chunks of :data:`PNET_CELL_CHUNK` per window shape, each
-        cell's outputs written back into its ``heads``. All at once, the net sees
-        the same input shapes many times in a row and its runs are full."""
-        for groups in reruns.values():
-            windows = np.concatenate([g[3] for g in groups])
-            outs = []
-            for i in range(0, len(windows), PNET_CELL_CHUNK):
-                batch = windows[i:i + PNET_CELL_CHUNK]
-                n = len(batch)
-                size = next(b for b in PNET_CELL_BATCHES if b >= n)  # a few input shapes: no new plan per count
-                if size > n:
-                    batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
-                outs.append(self.pnet.run(batch)[0][:n, :, 0, 0])  # (n, 6)
-            again = np.concatenate(outs)
+    def _rerun(self, reruns: dict) -> None:
+        """The screened PNet cells (:meth:`_pnet`) of all scales and frames, at full precision,
+        each cell's outputs written back into its ``heads``: the lines of whole windows
+        (:func:`pnet_line`) joined and cut into pieces of :data:`PNET_LINE_WIDTH` columns, the
+        windows cut short at an odd edge in chunks of :data:`PNET_CELL_CHUNK` per shape. All
+        at once, the net sees the same input shapes many times in a row and its runs are full."""
+        for key, groups in reruns.items():
+            again = self._rerun_line(groups) if key == "line" else self._rerun_windows(groups)
             start = 0
-            for heads, y, x, _ in groups:
+            for heads, y, x, *_ in groups:
                 heads[:, y, x] = again[start:start + len(y)].T
                 start += len(y)
+
+    def _rerun_line(self, groups: list) -> np.ndarray:
+        """PNet on the joined lines of ``groups`` -> (n, 6) outputs of their cells, in order."""
+        line = np.concatenate([g[3] for g in groups], axis=2)
+        widths = np.array([g[3].shape[2] for g in groups])
+        at = np.concatenate([g[4] + offset for g, offset in zip(groups, np.cumsum(widths) - widths)])
+        step = PNET_LINE_WIDTH - (PNET_CELL - PNET_STRIDE)  # pieces overlap by a window less a stride
+        pieces = -(-line.shape[2] // step)
+        padded = np.zeros((*line.shape[:2], (pieces - 1) * step + PNET_LINE_WIDTH), np.float32)
+        padded[:, :, :line.shape[2]] = line
+        view = np.lib.stride_tricks.sliding_window_view(padded, PNET_LINE_WIDTH, axis=2)[:, :, ::step]
+        batch_max = PNET_LINE_BATCHES[-1]
+        outs = []
+        for i in range(0, pieces, batch_max):
+            n = min(batch_max, pieces - i)
+            size = next(b for b in PNET_LINE_BATCHES if b >= n)  # a few input shapes: no new plan per count
+            batch = np.zeros((size, line.shape[0], PNET_CELL, PNET_LINE_WIDTH), np.float32)
+            batch[:n] = view[:, :, i:i + n].transpose(2, 0, 1, 3)
+            outs.append(self.pnet.run(batch)[0][:n, :, 0])  # (n, 6, cells)
+        out = np.concatenate(outs)
+        piece = at // step
+        return out[piece, :, (at - piece * step) // PNET_STRIDE]
+
+    def _rerun_windows(self, groups: list) -> np.ndarray:
+        """PNet on the windows of ``groups`` (one shape) -> (n, 6) outputs, in order."""
+        windows = np.concatenate([g[3] for g in groups])
+        outs = []
+        for i in range(0, len(windows), PNET_CELL_CHUNK):
+            batch = windows[i:i + PNET_CELL_CHUNK]
+            n = len(batch)
+            size = next(b for b in PNET_CELL_BATCHES if b >= n)  # a few input shapes: no new plan per count
+            if size > n:
+                batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), np.float32)])
+            outs.append(self.pnet.run(batch)[0][:n, :, 0, 0])  # (n, 6)
+        return np.concatenate(outs)
 
     def _refine(self, tables: list[np.ndarray], boxes: list[np.ndarray], h: int, w: int,
                 size: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
