@@ -331,12 +331,15 @@ def test_a_screened_pnet_gives_the_candidates_of_the_full_net(monkeypatch):
     det = onnx_mtcnn.OnnxMTCNNDetector()
     want = det._stage1(tables, h, w)  # unscreened: the full net on whole strips
     assert all(len(c) >= 5 for c in want)
+    blank = [integral_image(np.zeros_like(frames[0]))]  # no cell near the threshold anywhere
+    assert [len(c) for c in det._stage1(blank, h, w)] == [0]
     monkeypatch.setattr(onnx_mtcnn, "PNET_SCREEN_MIN_PIXELS", 0)  # screen every scale
     full = det.pnet
     for shift in (-0.3, 0.0, 0.3):  # logit(0.6) = 0.41, logit(0.6 - SCREEN_MARGIN) = -0.41
         det.pnet, det.screens = CountingNet(full), {"pnet": ShiftedScreen(full, shift), "rnet": None, "onet": None}
         got = det._stage1(tables, h, w)
         assert [len(c) for c in got] == [len(c) for c in want]
+        assert [len(c) for c in det._stage1(blank, h, w)] == [0]
         for g, c in zip(got, want):
             np.testing.assert_allclose(g, c, rtol=0, atol=1e-3)  # windows against strips: float rounding
         assert 0 < det.pnet.windows < det.screens["pnet"].cells / 10  # only the cells near or over, again

@@ -501,7 +501,7 @@ class OnnxMTCNNDetector:
         regs: list[list[np.ndarray]] = [[] for _ in tables]
         levels: list[list[np.ndarray]] = [[] for _ in tables]
         scales = pyramid_scales(h, w, self.min_face_px, self.factor)
-        reruns: dict[tuple[int, int], list] = {}  # screened cells of every scale and frame, by window shape
+        reruns: dict[str | tuple[int, int], list] = {}  # screened cells of all scales and frames: "line", window shapes
         heads = [self._pnet_frames(tables, h, w, scale, reruns) for scale in scales]
         self._rerun(reruns)
         for level, (scale, per_frame) in enumerate(zip(scales, heads)):
@@ -532,7 +532,7 @@ class OnnxMTCNNDetector:
         return rerec(boxes)
 
     def _pnet_frames(self, tables: list[np.ndarray], h: int, w: int, scale: float,
-                     reruns: dict[tuple[int, int], list]) -> list[np.ndarray]:
+                     reruns: dict[str | tuple[int, int], list]) -> list[np.ndarray]:
         """PNet's ``heads`` on each frame area-resized by ``scale``: several frames in
         one run where their scale together is at most a run's pixels
         (:data:`RUN_SIZES`), the fixed cost of a run shared; else frame by frame
@@ -549,7 +549,7 @@ class OnnxMTCNNDetector:
         return heads
 
     def _pnet(self, table: np.ndarray, h: int, w: int, scale: float,
-              reruns: dict[tuple[int, int], list]) -> np.ndarray:
+              reruns: dict[str | tuple[int, int], list]) -> np.ndarray:
         """PNet on the frame area-resized by ``scale``, strip by strip
         (:func:`pnet_strips`), each strip resized just before its run (no copy,
         and still in cache when PNet reads it): its output ``heads``
@@ -575,15 +575,17 @@ class OnnxMTCNNDetector:
             heads[:, first:first + out.shape[2]] = out[0]
             if screen is not None:  # the cells near or over the threshold, again at full precision later
                 y, x = np.nonzero(out[0, 1] - out[0, 0] > near)
-                whole = (PNET_STRIDE * y + PNET_CELL <= pixels.shape[2]) & (PNET_STRIDE * x + PNET_CELL <= pixels.shape[3])
-                line, at = pnet_line(pixels[0], y[whole], x[whole], PNET_LINE_GAP)
-                reruns.setdefault("line", []).append((heads, y[whole] + first, x[whole], line, at))
+                rows, cols = pixels.shape[2:]
+                whole = (PNET_STRIDE * y + PNET_CELL <= rows) & (PNET_STRIDE * x + PNET_CELL <= cols)
+                if whole.any():
+                    line, at = pnet_line(pixels[0], y[whole], x[whole], PNET_LINE_GAP)
+                    reruns.setdefault("line", []).append((heads, y[whole] + first, x[whole], line, at))
                 for cells, windows in pnet_windows(pixels[0], y[~whole], x[~whole]):  # cut short at an odd edge
                     reruns.setdefault(windows.shape[2:], []).append(
                         (heads, y[~whole][cells] + first, x[~whole][cells], windows))
         return heads
 
-    def _rerun(self, reruns: dict) -> None:
+    def _rerun(self, reruns: dict[str | tuple[int, int], list]) -> None:
         """The screened PNet cells (:meth:`_pnet`) of all scales and frames, at full precision,
         each cell's outputs written back into its ``heads``: the lines of whole windows
         (:func:`pnet_line`) joined and cut into pieces of :data:`PNET_LINE_WIDTH` columns, the
