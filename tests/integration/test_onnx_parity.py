@@ -277,6 +277,35 @@ def test_a_batch_shares_runs_across_frames_and_each_frame_gets_its_own_answer(an
     assert runs < runs_alone if budget_frames > 1 else runs == runs_alone
 
 
+def test_table_buffers_are_kept_per_thread_and_size_within_the_budget(fixtures_dir, monkeypatch):
+    """detect() writes the summed-area tables into buffers it keeps between calls (fresh
+    memory costs its page faults each time): the same buffers for the same size, the
+    right answers from reused buffers, one size at a time, none kept for a table over
+    GROUP_TABLE_BYTES, and another thread gets its own."""
+    import threading
+
+    from moodstream.worker.detectors import onnx_mtcnn
+
+    det = OnnxMTCNNDetector()
+    street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")
+    parade = read_rgb(fixtures_dir / "images" / "wider_0_Parade_Parade_0_545.jpg")
+    flipped = np.ascontiguousarray(street[:, ::-1])
+    want = det.detect([street, flipped])
+    (shape, dtype), kept = det._local.tables
+    assert shape == (361, 641, 3) and dtype is np.int32 and len(kept) == 2
+    assert det.detect([flipped, street]) == want[::-1]  # reused buffers, each frame its own answer
+    assert all(a is b for a, b in zip(det._local.tables[1], kept))
+    det.detect([parade])
+    assert det._local.tables[0][0] == (parade.shape[0] + 1, parade.shape[1] + 1, 3)  # another size replaces them
+    others = []
+    worker = threading.Thread(target=lambda: others.append((det.detect([street])[0], det._local.tables[1])))
+    worker.start()
+    worker.join()
+    assert others[0][0] == want[0] and len(others[0][1]) == 1 and det._local.tables[0][0][0] == parade.shape[0] + 1
+    monkeypatch.setattr(onnx_mtcnn, "GROUP_TABLE_BYTES", 1)  # every table alone is over it
+    assert det.detect([street]) == want[:1] and det._local.tables[1] == []
+
+
 def test_classifier_interface(ours, fixtures_dir):
     _, clf = ours
     street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")

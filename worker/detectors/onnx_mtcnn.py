@@ -62,6 +62,7 @@ is left to win besides the nets is memory traffic:
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import cv2
@@ -104,7 +105,9 @@ PNET_LINE_GAP = 6  # cells of a row at most this far apart share one segment of 
 # ONNX Runtime ONet 177 vs 199 us in runs of 4 instead of 16).
 # Frames detected together (OnnxMTCNNDetector.detect) keep their summed-area tables
 # (12 bytes a pixel) within this: 24 frames of 360p, 6 of 720p, 2 of 1080p. Grouping
-# gains at 360p (see the module docstring); at 1080p 1, 2 and 8 frames a group timed the same
+# gains at 360p (see the module docstring); at 1080p 1, 2 and 8 frames a group timed the
+# same. The tables' buffers are kept between calls (OnnxMTCNNDetector._tables): this much
+# memory at most, per detecting thread
 GROUP_TABLE_BYTES = 64 * 2**20
 RUN_SIZES = {"onnx": (60_000, 64, 4), "openvino": (120_000, 128, 64)}
 
@@ -125,12 +128,19 @@ def pyramid_scales(height: int, width: int, min_face_px: float, factor: float) -
     return scales
 
 
-def integral_image(frame: np.ndarray) -> np.ndarray:
+def table_dtype(height: int, width: int) -> type:
+    """The summed-area table's dtype for a frame of this size: int32 while its total fits
+    (up to ~8.4 Mpx), else float64 (exact to 2**53)."""
+    return np.int32 if height * width * 255 < 2**31 else np.float64
+
+
+def integral_image(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8 -> (H+1, W+1, 3) summed-area table, zero first row and
-    column, the channels of a pixel side by side: int32 while the frame's total
-    fits (up to ~8.4 Mpx), else float64 (exact to 2**53)."""
+    column, the channels of a pixel side by side, of :func:`table_dtype`;
+    written into ``out`` (that shape and dtype) where given."""
     h, w = frame.shape[:2]
-    return cv2.integral(frame, sdepth=cv2.CV_32S if h * w * 255 < 2**31 else cv2.CV_64F)
+    depth = cv2.CV_32S if table_dtype(h, w) is np.int32 else cv2.CV_64F
+    return cv2.integral(frame, sdepth=depth) if out is None else cv2.integral(frame, sum=out, sdepth=depth)
 
 
 def window_edges(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -451,6 +461,7 @@ class OnnxMTCNNDetector:
         # bf16 screens (worker.runtime.AUTO_SCREENED): None where the net runs alone
         self.screens = {k: open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime, "bf16")
                         if k in screened else None for k in MTCNN_FILES}
+        self._local = threading.local()  # per thread: the summed-area table buffers (_tables)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         """RGB uint8 frames ``(H, W, 3)`` -> the faces of each, best first.
@@ -463,7 +474,7 @@ class OnnxMTCNNDetector:
         are full. Each frame's answer is the one it gets alone."""
         out: list[list[Face]] = [[] for _ in frames]
         for group in self._groups(frames):
-            tables = [integral_image(np.ascontiguousarray(frames[i], dtype=np.uint8)) for i in group]
+            tables = self._tables(frames, group)
             h, w = frames[group[0]].shape[:2]
             boxes = self._stage1(tables, h, w)  # per frame (N, 5) x1, y1, x2, y2, score; float32
             boxes = self._stage2(tables, boxes, h, w)
@@ -488,11 +499,36 @@ class OnnxMTCNNDetector:
             if min(h, w) < max(PNET_CELL, self.min_face_px):
                 continue  # no face fits (and facenet's pyramid would be empty)
             groups = sizes.setdefault((h, w), [[]])
-            per_frame = (h + 1) * (w + 1) * 3 * (4 if h * w * 255 < 2**31 else 8)  # integral_image's dtype
+            per_frame = (h + 1) * (w + 1) * 3 * np.dtype(table_dtype(h, w)).itemsize
             if groups[-1] and (len(groups[-1]) + 1) * per_frame > GROUP_TABLE_BYTES:
                 groups.append([])
             groups[-1].append(i)
         return [g for groups in sizes.values() for g in groups]
+
+    def _tables(self, frames: list[np.ndarray], group: list[int]) -> list[np.ndarray]:
+        """The summed-area tables of a group's frames (:func:`integral_image`), written
+        into buffers kept between calls: per thread, for one frame size, as many as
+        the largest group within :data:`GROUP_TABLE_BYTES` had (a frame whose table
+        alone is over it gets a fresh one). A fresh table each time is fresh memory,
+        whose page faults cost ~5 ms a 1080p frame (2-core Zen 4, 16 frames: detector
+        171-180 -> 161 ms a frame)."""
+        h, w = frames[group[0]].shape[:2]
+        key = ((h + 1, w + 1, 3), table_dtype(h, w))
+        pool = getattr(self._local, "tables", None)
+        if pool is None or pool[0] != key:
+            pool = self._local.tables = (key, [])
+        buffers = pool[1]
+        keep = len(group) * np.prod(key[0]) * np.dtype(key[1]).itemsize <= GROUP_TABLE_BYTES
+        tables = []
+        for k, i in enumerate(group):
+            if k < len(buffers):
+                out = buffers[k]
+            else:
+                out = np.empty(*key)
+                if keep:
+                    buffers.append(out)
+            tables.append(integral_image(np.ascontiguousarray(frames[i], dtype=np.uint8), out))
+        return tables
 
     def _stage1(self, tables: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:
         """PNet over the pyramid of frames of one size, scale by scale -> per
