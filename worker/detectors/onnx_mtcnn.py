@@ -134,6 +134,11 @@ def table_dtype(height: int, width: int) -> type:
     return np.int32 if height * width * 255 < 2**31 else np.float64
 
 
+def table_bytes(height: int, width: int) -> int:
+    """Bytes of the summed-area table of a frame of this size (:func:`integral_image`)."""
+    return (height + 1) * (width + 1) * 3 * np.dtype(table_dtype(height, width)).itemsize
+
+
 def integral_image(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8 -> (H+1, W+1, 3) summed-area table, zero first row and
     column, the channels of a pixel side by side, of :func:`table_dtype`;
@@ -499,8 +504,7 @@ class OnnxMTCNNDetector:
             if min(h, w) < max(PNET_CELL, self.min_face_px):
                 continue  # no face fits (and facenet's pyramid would be empty)
             groups = sizes.setdefault((h, w), [[]])
-            per_frame = (h + 1) * (w + 1) * 3 * np.dtype(table_dtype(h, w)).itemsize
-            if groups[-1] and (len(groups[-1]) + 1) * per_frame > GROUP_TABLE_BYTES:
+            if groups[-1] and (len(groups[-1]) + 1) * table_bytes(h, w) > GROUP_TABLE_BYTES:
                 groups.append([])
             groups[-1].append(i)
         return [g for groups in sizes.values() for g in groups]
@@ -518,7 +522,7 @@ class OnnxMTCNNDetector:
         if pool is None or pool[0] != key:
             pool = self._local.tables = (key, [])
         buffers = pool[1]
-        keep = len(group) * np.prod(key[0]) * np.dtype(key[1]).itemsize <= GROUP_TABLE_BYTES
+        keep = len(group) * table_bytes(h, w) <= GROUP_TABLE_BYTES
         tables = []
         for k, i in enumerate(group):
             if k < len(buffers):
