@@ -277,6 +277,29 @@ def test_a_batch_shares_runs_across_frames_and_each_frame_gets_its_own_answer(an
     assert runs < runs_alone if budget_frames > 1 else runs == runs_alone
 
 
+def test_rnet_and_onet_outputs_do_not_depend_on_the_run_size(any_runtime_detector):
+    """A crop's RNet / ONet outputs are the same, bit for bit, in a run of any size up to
+    the detector's chunk: otherwise a frame's faces would depend on which frames share its
+    batch (detect-every-N's key frames would not reproduce the every-frame faces, and the
+    emotion crop of a box that moved by 1e-6 px can shift by a pixel). OpenVINO on a 2-core
+    Zen 3 EPYC ran RNet runs of 81 crops or more with another kernel, 1.6e-7 off."""
+    from moodstream.worker.detectors.onnx_mtcnn import area_crops, integral_image, normalise
+
+    det = any_runtime_detector
+    frame = video_frames(REPO / "samples" / "hamilton_clip.mp4", 1)[0]
+    h, w = frame.shape[:2]
+    table = integral_image(frame)
+    rng = np.random.default_rng(0)
+    for net, chunk, size in ((det.rnet, det.rnet_chunk, 24), (det.onet, det.onet_chunk, 48)):
+        side = rng.integers(12, min(h, w) // 2, chunk)
+        x0, y0 = rng.integers(0, w - side), rng.integers(0, h - side)
+        crops = normalise(area_crops(table, x0, y0, x0 + side, y0 + side, size))
+        full = net.run(crops)
+        for n in range(1, chunk):
+            for got, want in zip(net.run(crops[:n]), full):
+                np.testing.assert_array_equal(got, want[:n], err_msg=f"{size}x{size} crops, a run of {n} of {chunk}")
+
+
 def test_table_buffers_are_kept_per_thread_and_size_within_the_budget(fixtures_dir, monkeypatch):
     """detect() writes the summed-area tables into buffers it keeps between calls (fresh
     memory costs its page faults each time): the same buffers for the same size, the

@@ -100,16 +100,20 @@ PNET_LINE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 PNET_LINE_GAP = 6  # cells of a row at most this far apart share one segment of the line
 # Per runtime: PNet input pixels per run (about), crops per RNet run, crops per ONet run: what
 # each runs fastest (see the module docstring; measured on a 2-core Xeon, one thread:
-# OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, RNet 26 vs 28 us
-# a crop in runs of 128 instead of 64, ONet in bf16 54 vs 62 us in runs of 64 instead of 16;
-# ONNX Runtime ONet 177 vs 199 us in runs of 4 instead of 16).
+# OpenVINO PNet 134 vs 139 ms a 1080p frame at 120k instead of 60k pixels, ONet in bf16 54
+# vs 62 us in runs of 64 instead of 16; ONNX Runtime ONet 177 vs 199 us in runs of 4 instead
+# of 16), within what keeps a crop's outputs the same in a run of any size up to the chunk
+# (else a frame's faces depend on which frames share its batch): OpenVINO on a 2-core Zen 3
+# EPYC ran RNet runs of 81 crops or more with another kernel, 1.6e-7 off, so its RNet runs
+# hold 64 crops (the Xeon ran 128 a little faster, 26 against 28 us a crop; the Zen 3 57
+# against 62 us the other way).
 # Frames detected together (OnnxMTCNNDetector.detect) keep their summed-area tables
 # (12 bytes a pixel) within this: 24 frames of 360p, 6 of 720p, 2 of 1080p. Grouping
 # gains at 360p (see the module docstring); at 1080p 1, 2 and 8 frames a group timed the
 # same. The tables' buffers are kept between calls (OnnxMTCNNDetector._tables): this much
 # memory at most, per detecting thread
 GROUP_TABLE_BYTES = 64 * 2**20
-RUN_SIZES = {"onnx": (60_000, 64, 4), "openvino": (120_000, 128, 64)}
+RUN_SIZES = {"onnx": (60_000, 64, 4), "openvino": (120_000, 64, 64)}
 
 
 # --- pure numpy operations ---------------------------------------------------------
