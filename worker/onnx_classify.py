@@ -75,13 +75,14 @@ def sampling_weights(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray, n: int,
     low = np.where(top, full[:, None, None] - 1, low)
     frac = np.where(top, np.float32(0.0), pos - low)
     high = np.where(top, low, low + 1)
-    live = (s < grid[:, None, None]).astype(np.float32) / grid_f  # (N, 1, g): drop unused sample slots
+    own = s < grid[:, None, None]  # (N, 1, g): the box's own sample slots (the rest: g is the batch's widest)
+    live = own.astype(np.float32) / grid_f  # drop unused sample slots
     # padded pixel -> frame pixel (the border is replicated)
     last = (n - 1)[:, None, None]
     low = np.clip(low - pad[:, None, None], 0, last)
     high = np.clip(high - pad[:, None, None], 0, last)
     first = low.reshape(len(lo), -1).min(axis=1)
-    used = np.broadcast_to(s < grid[:, None, None], high.shape)  # the box's own sample slots (the rest: g is the batch's)
+    used = np.broadcast_to(own, high.shape)
     spans = np.where(used, high, first[:, None, None]).reshape(len(lo), -1).max(axis=1) - first + 1
     span = int(spans.max(initial=1))
     weights = np.zeros((len(lo), size, span), dtype=np.float32)
