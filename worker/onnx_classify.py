@@ -35,6 +35,13 @@ from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DI
 # 80 crops a run with another kernel (outputs 1e-7 off). Per crop, runs of 32, 64 and 224
 # took the same time there (int8 1.24-1.25 ms, ONNX Runtime 2.62-2.65 ms).
 RUN_CROPS = 64
+# precision "int8" reruns in fp32 every face whose top two int8 probabilities are closer than this,
+# and keeps fp32's answer there: int8 alone flipped 2 of the 56 top emotions of bench throughput's
+# 1080p frames on a 2-core Zen 5 EPYC (near ties, 0.387 against 0.379), below issue 26's 98%.
+# A flip needs the margin below the two classes' errors together; int8 moved a probability by at
+# most 0.048 on FER+ Valid, 0.035 on Test and 0.043 on 200 WIDER images' faces (Zen 5), so 0.1
+# covers twice the largest. It reruns 10% of FER+ faces and 18% of WIDER's (more near ties).
+CONFIRM_MARGIN = 0.1
 
 
 def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:
@@ -123,16 +130,27 @@ class OnnxEmotionClassifier:
     """``emotion.onnx`` on a CPU runtime (:func:`worker.onnx_session.open_net`:
     ``runtime`` "onnx" or "openvino", ``precision`` "fp32", "bf16" or "int8": the quantized file
     beside ``path``, :func:`worker.onnx_session.net_file`), plus the crop framing of
-    the detector whose boxes it will receive. Same interface as
+    the detector whose boxes it will receive. In int8, faces whose top two probabilities
+    are within ``confirm_margin`` (default :data:`CONFIRM_MARGIN`; 0: never) run again
+    in fp32, whose answer they get; ``faces_seen`` / ``faces_confirmed`` count them. Same interface as
     :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
     ``labels``, and ``version`` (the checkpoint's)."""
 
     def __init__(self, path: str | Path | None = None, framing: Framing = FRAMING["mtcnn"],
-                 flip_tta: bool | None = None, threads: int = 1, runtime: str = "onnx", precision: str = "fp32"):
-        path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
+                 flip_tta: bool | None = None, threads: int = 1, runtime: str = "onnx", precision: str = "fp32",
+                 confirm_margin: float | None = None):
+        fp32_path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
+        path = fp32_path
         if precision == "int8":  # the quantized file of this one (onnx_session.INT8_FILES)
             path = net_file(path.parent, path.name, runtime, precision)
         self.net = open_net(path, threads, runtime, precision)
+        self.confirm_margin = 0.0
+        self.confirm = None  # the fp32 net int8's close calls run again on
+        if precision == "int8":
+            self.confirm_margin = CONFIRM_MARGIN if confirm_margin is None else float(confirm_margin)
+            if self.confirm_margin > 0:
+                self.confirm = open_net(fp32_path, threads, runtime, "fp32")
+        self.faces_seen = self.faces_confirmed = 0
         meta = self.net.metadata
         if meta.get("format") != EMOTION_FORMAT:
             raise ModelError(f"{path} is not a moodstream emotion model ({EMOTION_FORMAT}); "
@@ -166,13 +184,26 @@ class OnnxEmotionClassifier:
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Grayscale faces ``(N, 1, S, S)`` in [0, 1] -> probabilities ``(N, 8)``:
-        :func:`shared.models.predict_proba` (flip TTA, class-prior adjustment)."""
+        :func:`shared.models.predict_proba` (flip TTA, class-prior adjustment);
+        in int8 the close calls again in fp32 (:data:`CONFIRM_MARGIN`)."""
         x = (crops.astype(np.float32) - self.mean) / self.std
+        p = self._probabilities(self.net, x)
+        self.faces_seen += len(p)
+        if self.confirm is not None and len(p):
+            top2 = np.sort(p, axis=1)[:, -2:]
+            close = np.flatnonzero(top2[:, 1] - top2[:, 0] < np.float32(self.confirm_margin))
+            if len(close):
+                p[close] = self._probabilities(self.confirm, x[close])
+                self.faces_confirmed += len(close)
+        return p
+
+    def _probabilities(self, net, x: np.ndarray) -> np.ndarray:
+        """Normalised faces ``(N, 1, S, S)`` -> probabilities on ``net``, :data:`RUN_CROPS` crops a run."""
         n = x.shape[0]
         if self.flip_tta:
             x = np.concatenate([x, x[..., ::-1]])
         x = np.ascontiguousarray(x)
-        logits = np.concatenate([self.net.run(x[i:i + RUN_CROPS])[0] for i in range(0, len(x), RUN_CROPS)]
+        logits = np.concatenate([net.run(x[i:i + RUN_CROPS])[0] for i in range(0, len(x), RUN_CROPS)]
                                 ).astype(np.float32)
         p = softmax(logits[:n])
         if self.flip_tta:

@@ -28,9 +28,9 @@ answers stay within issue 26's parity bounds, and screens the nets in
 it on every net; ``fp32`` forces full precision everywhere, screens included.
 ``moodstream bench bf16`` measures both rules on a CPU with native bf16.
 ``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8` (the emotion net)
-from their int8 file, within the same bounds (``moodstream bench int8``),
-except on a CPU with AMX, whose bf16 tiles run it faster; without native bf16
-the other nets run in fp32.
+from their int8 file, its close calls again in fp32 (``onnx_classify.CONFIRM_MARGIN``),
+within the same bounds (``moodstream bench int8``), except on a CPU with AMX,
+whose bf16 tiles run it faster; without native bf16 the other nets run in fp32.
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ AUTO_SCREENED = ("pnet", "rnet")
 # was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles ran
 # the emotion net 5.9x faster than fp32 (16 crops: 3.7 against 21.7 ms, the probe in issue 26 on a
 # 2-core Xeon), so it stays bf16 there (int8 on AMX not measured: no such host since).
+# int8 alone flipped near ties: 2 of bench throughput's 56 faces at 1080p on a 2-core Zen 5 EPYC
+# (96.4%), 10 of WIDER's 510 (98.04%); so each face whose top two int8 probabilities are within
+# onnx_classify.CONFIRM_MARGIN runs again in fp32, and its answer is fp32's (on Zen 5: 100% of
+# both; 10.8 ms for 32 crops in int8 alone, bf16 16.8, fp32 34.6: int8_parity_zen5.json).
 AUTO_INT8 = ("emotion",)
 
 
@@ -201,13 +205,15 @@ def screened_nets(precision: str, backend: str, cpu: CpuInfo) -> tuple[str, ...]
 def describe(precisions: dict[str, str], screened: tuple[str, ...] = ()) -> str:
     """``{"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "bf16"}`` ->
     "pnet+rnet fp32, onet+emotion bf16"; one value when all agree. ``screened``
-    (:func:`screened_nets`) adds e.g. "; rnet screened in bf16"."""
+    (:func:`screened_nets`) adds e.g. "; rnet screened in bf16"; an int8 emotion net, whose
+    close calls run again in fp32, "; emotion's close calls in fp32"."""
     values = list(dict.fromkeys(precisions.values()))
     if len(values) == 1:
         text = values[0]
     else:
         text = ", ".join("+".join(n for n, p in precisions.items() if p == v) + f" {v}" for v in values)
-    return text + (f"; {'+'.join(screened)} screened in bf16" if screened else "")
+    text += f"; {'+'.join(screened)} screened in bf16" if screened else ""
+    return text + ("; emotion's close calls in fp32" if precisions.get("emotion") == "int8" else "")
 
 
 def require(backend: str) -> None:

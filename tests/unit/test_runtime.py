@@ -78,7 +78,7 @@ def test_auto_without_native_bf16_runs_the_emotion_net_in_int8_on_openvino_only(
     auto = net_precisions("auto", "openvino", EPYC)
     assert auto == {"pnet": "fp32", "rnet": "fp32", "onet": "fp32", "emotion": "int8"}
     assert AUTO_INT8 == ("emotion",)
-    assert describe(auto) == "pnet+rnet+onet fp32, emotion int8"
+    assert describe(auto) == "pnet+rnet+onet fp32, emotion int8; emotion's close calls in fp32"
     assert net_precisions("auto", "openvino", XEON)["emotion"] == "bf16"  # AMX's bf16 tiles win there
 
 
@@ -89,7 +89,7 @@ def test_auto_with_native_bf16_but_no_amx_runs_the_emotion_net_in_int8():
     assert auto == {"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "int8"}
     assert screened_nets("auto", "openvino", GENOA) == ("pnet", "rnet")
     assert describe(auto, screened_nets("auto", "openvino", GENOA)) == \
-        "pnet+rnet fp32, onet bf16, emotion int8; pnet+rnet screened in bf16"
+        "pnet+rnet fp32, onet bf16, emotion int8; pnet+rnet screened in bf16; emotion's close calls in fp32"
     assert net_precisions("bf16", "openvino", GENOA)["emotion"] == "bf16"  # forced: every net
     assert net_precisions("fp32", "openvino", GENOA)["emotion"] == "fp32"
     assert net_precisions("auto", "onnx", GENOA)["emotion"] == "fp32"
@@ -133,7 +133,8 @@ def test_auto_picks_the_faster_by_measurement_and_keeps_it(tmp_path):
     assert first.how == "measured" and set(first.ms) == {"onnx", "openvino"}
     assert first.backend == min(first.ms, key=first.ms.get)  # the faster of the two as measured
     # no native bf16: fp32, or on openvino the emotion net from its int8 file
-    assert first.precision == {"onnx": "fp32", "openvino": "pnet+rnet+onet fp32, emotion int8"}[first.backend]
+    int8 = "pnet+rnet+onet fp32, emotion int8; emotion's close calls in fp32"
+    assert first.precision == {"onnx": "fp32", "openvino": int8}[first.backend]
     kept = json.loads(cache.read_text())
     assert kept["format"] == runtime.CACHE_FORMAT
     assert kept["choices"][cache_key(EPYC, 1, "auto")]["backend"] == first.backend

@@ -5,8 +5,10 @@ what :data:`worker.runtime.AUTO_INT8` rests on; rerun it on a new CPU kind, a
 new OpenVINO or a new emotion checkpoint.
 
 * FER+ Test (as served: flip TTA and the class-prior adjustment), OpenVINO
-  fp32 against OpenVINO int8: accuracy of both and the change in points, top
-  emotion agreement, the largest probability difference.
+  fp32 against OpenVINO int8 as it ships (its close calls run again in fp32,
+  :data:`worker.onnx_classify.CONFIRM_MARGIN`; ``confirmed_share``: how many): accuracy of
+  both and the change in points, top emotion agreement, the largest probability
+  difference; the same for int8 alone (``emotion_int8_alone``, ``wider_int8_alone``).
 * Real detected faces: the faces MTCNN (fp32) finds in ``--wider`` WIDER val
   images, cropped as served: top emotion agreement and the largest probability
   difference (small, blurred, turned faces: their emotions are closer calls
@@ -14,7 +16,9 @@ new OpenVINO or a new emotion checkpoint.
 * Speed: the emotion net on ``--batch`` crops (a batch's faces and their
   mirror images), fp32 and int8 (and bf16 on a CPU with native bf16)
   alternating call by call, the fastest of ``--repeats`` calls each, and
-  their ratios.
+  their ratios; and ``served``: ms per face of the classifiers as served (int8
+  with its fp32 reruns) on the real faces (WIDER's, else FER+ Test's), where
+  how many faces rerun decides the cost.
 
 Bounds (issue 26): FER+ Test accuracy within 0.3 points, top emotion >= 98%
 (on FER+ Test and on the WIDER faces: ``within_bounds`` needs both).
@@ -36,20 +40,27 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
 from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, emotion_parity, emotion_probs
+from moodstream.worker.onnx_classify import CONFIRM_MARGIN
+
+
+def fastest(calls: dict, x: np.ndarray, repeats: int) -> dict[str, float]:
+    """Fastest seconds of each of ``calls`` on ``x`` over ``repeats`` passes, calls alternating
+    (after one untimed call each: allocation, kernel choice)."""
+    times = {k: [] for k in calls}
+    for call in calls.values():
+        call(x)
+    for r in range(repeats):
+        for k in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+            t0 = time.perf_counter()
+            calls[k](x)
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def speed(nets: dict, batch: int, repeats: int) -> dict:
     """Fastest ms per call of each net on the same ``(batch, 1, 48, 48)`` input, calls alternating."""
     x = np.random.default_rng(0).uniform(-1, 1, (batch, 1, 48, 48)).astype(np.float32)
-    times = {k: [] for k in nets}
-    for net in nets.values():  # first runs: allocation, kernel choice
-        net.run(x)
-    for r in range(repeats):
-        for k in (list(nets) if r % 2 == 0 else list(nets)[::-1]):
-            t0 = time.perf_counter()
-            nets[k].run(x)
-            times[k].append(time.perf_counter() - t0)
-    ms = {k: round(min(v) * 1e3, 3) for k, v in times.items()}
+    ms = {k: round(s * 1e3, 3) for k, s in fastest({k: net.run for k, net in nets.items()}, x, repeats).items()}
     out = {"batch": batch, "repeats": repeats, "ms_per_call": ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}
     if "bf16" in ms:  # a CPU with native bf16: what auto would run instead of int8 without AMX's tiles
         out["speedup_over_bf16"] = round(ms["bf16"] / ms["int8"], 3)
@@ -111,12 +122,31 @@ def wider_crops(data: Path, count: int, classifier) -> tuple[int, np.ndarray]:
 
 
 def wider_parity(faces: tuple[int, np.ndarray], classifiers: dict) -> dict:
-    """fp32 against int8 on the WIDER ``faces`` of :func:`wider_crops`."""
+    """fp32 against int8 on the WIDER ``faces`` of :func:`wider_crops` (and the share of
+    them int8 ran again in fp32)."""
     images, crops = faces
+    confirmed = classifiers["int8"].faces_confirmed
     probs = {p: c.predict_crops(crops) for p, c in classifiers.items()}
     return {"images": images, "faces": len(crops),
             "top_emotion_agreement": round(float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean()), 5),
-            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4)}
+            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4),
+            "confirmed_share": round((classifiers["int8"].faces_confirmed - confirmed) / len(crops), 4)}
+
+
+def fer_test_crops(ferplus: Path) -> np.ndarray:
+    """FER+ Test's faces ``(N, 1, 48, 48)`` in [0, 1]."""
+    from moodstream.trainer.data import load_split
+
+    return (load_split(ferplus, "test").images.astype(np.float32) / np.float32(255))[:, None]
+
+
+def served_speed(classifiers: dict, crops: np.ndarray, repeats: int) -> dict:
+    """ms per face of each classifier's ``predict_crops`` on the same real ``crops``, calls
+    alternating, the fastest of ``repeats`` passes each."""
+    calls = {k: c.predict_crops for k, c in classifiers.items()}
+    ms = {k: round(s * 1e3 / len(crops), 4) for k, s in fastest(calls, crops, repeats).items()}
+    return {"faces": len(crops), "repeats": repeats, "ms_per_face": ms,
+            "speedup": round(ms["fp32"] / ms["int8"], 3)}
 
 
 @click.command("int8")
@@ -149,6 +179,8 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
     t0 = time.perf_counter()
     cpu = runtime.cpu_info()
     classifiers = {p: OnnxEmotionClassifier(runtime="openvino", precision=p) for p in ("fp32", "int8")}
+    alone = {"fp32": classifiers["fp32"],  # int8 without its fp32 reruns: the quantization's own errors
+             "int8": OnnxEmotionClassifier(runtime="openvino", precision="int8", confirm_margin=0)}
     # timed beside the other two where the CPU computes bf16 natively (not compared: bench bf16 does that)
     bf16 = {"bf16": OnnxEmotionClassifier(runtime="openvino", precision="bf16").net} if cpu.native_bf16 else {}
     faces = wider_crops(data, wider, classifiers["fp32"]) if wider else None  # detected once, for the shipped form and the candidates
@@ -160,9 +192,15 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "cpu": cpu.to_dict(),
         "openvino": metadata.version("openvino"),
         "quantization": json.loads(classifiers["int8"].net.metadata.get("quantization", "null")),
-        "emotion": emotion_parity(data / "ferplus", "int8", classifiers),
+        "confirm_margin": CONFIRM_MARGIN,
+        "emotion": {**emotion_parity(data / "ferplus", "int8", classifiers),  # the first faces int8 sees
+                    "confirmed_share": round(classifiers["int8"].faces_confirmed / classifiers["int8"].faces_seen, 4)},
         "wider": wider_parity(faces, classifiers) if faces else None,
+        "emotion_int8_alone": emotion_parity(data / "ferplus", "int8", alone),
+        "wider_int8_alone": wider_parity(faces, alone) if faces else None,
         "speed": speed({**{p: c.net for p, c in classifiers.items()}, **bf16}, batch, repeats),
+        "served": served_speed({**classifiers, "int8 alone": alone["int8"]},
+                               faces[1] if faces else fer_test_crops(data / "ferplus"), max(3, repeats // 10)),
         "auto_int8": list(runtime.AUTO_INT8),
         "auto_here": runtime.describe(runtime.net_precisions("auto", "openvino", cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
