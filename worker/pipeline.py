@@ -12,6 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from moodstream.shared import devices
 from moodstream.shared.errors import BadInputError, ConfigError, ModelError
@@ -91,6 +92,9 @@ class Pipeline:
         self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)
         # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
         self.precision: str = runtime.describe(self.precisions, self.screened)
+        # numpy's BLAS (the emotion crops' products) would otherwise run on every core: a worker's
+        # threads bound all its arithmetic, as torch's below (process-wide, like torch's)
+        threadpool_limits(self.threads, user_api="blas")
         if self.backend == "torch":
             import torch
 

@@ -59,7 +59,8 @@ fi
 wheels=()
 # import name : wheel file prefix
 for pair in facenet_pytorch:facenet_pytorch cv2:opencv_python_headless click:click msgpack:msgpack \
-            msgspec:msgspec redis:redis rq:rq tqdm:tqdm PIL:pillow requests:requests numpy:numpy \
+            msgspec:msgspec redis:redis rq:rq tqdm:tqdm threadpoolctl:threadpoolctl PIL:pillow requests:requests \
+            numpy:numpy \
             prometheus_client:prometheus_client scipy:scipy onnxruntime:onnxruntime \
             pytest:pytest pluggy:pluggy iniconfig:iniconfig packaging:packaging; do
     mod=${pair%%:*}

@@ -191,3 +191,24 @@ def test_calibration_changes_reported_boxes_only(street):
         assert cal.box != raw.box
         # crops use the raw box either way: same emotion probabilities
         assert cal.probabilities == pytest.approx(raw.probabilities, abs=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numpys_blas_keeps_to_the_pipelines_threads(settings, street, threads):
+    """The defect (bench throughput on a 2-core Zen 5 EPYC, threads=1 on both sides): ours took
+    9% more CPU time than wall time at 1080p, because numpy's OpenBLAS ran the emotion crops'
+    matrix products on every core. A worker's ``threads`` must bound all its arithmetic, or
+    workers sharing a machine slow each other down."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from moodstream.worker.pipeline import Pipeline
+
+    def blas() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpool_limits(8, user_api="blas"):  # what numpy starts with on an 8-core machine
+        assert blas() == {8}
+        pipeline = Pipeline(settings.replace(threads=threads, backend="onnx"))
+        assert blas() == {threads}
+        assert pipeline.process([street])[0].faces
+        assert blas() == {threads}
