@@ -28,7 +28,7 @@ import numpy as np
 from moodstream.shared.errors import ModelError
 from moodstream.shared.labels import LABELS
 from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing
-from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, net_file, open_net
+from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DIR, net_file, open_net, run_crops
 
 # Crops (faces and their mirror images) per run of the net: a face's probabilities must not
 # depend on how many faces share its batch, and OpenVINO on a 2-core Zen 3 EPYC ran more than
@@ -203,7 +203,7 @@ class OnnxEmotionClassifier:
         if self.flip_tta:
             x = np.concatenate([x, x[..., ::-1]])
         x = np.ascontiguousarray(x)
-        logits = np.concatenate([net.run(x[i:i + RUN_CROPS])[0] for i in range(0, len(x), RUN_CROPS)]
+        logits = np.concatenate([run_crops(net, x[i:i + RUN_CROPS])[0] for i in range(0, len(x), RUN_CROPS)]
                                 ).astype(np.float32)
         p = softmax(logits[:n])
         if self.flip_tta:

@@ -279,11 +279,14 @@ def test_a_batch_shares_runs_across_frames_and_each_frame_gets_its_own_answer(an
 
 def test_rnet_and_onet_outputs_do_not_depend_on_the_run_size(any_runtime_detector):
     """A crop's RNet / ONet outputs are the same, bit for bit, in a run of any size up to
-    the detector's chunk: otherwise a frame's faces would depend on which frames share its
-    batch (detect-every-N's key frames would not reproduce the every-frame faces, and the
-    emotion crop of a box that moved by 1e-6 px can shift by a pixel). OpenVINO on a 2-core
-    Zen 3 EPYC ran RNet runs of 81 crops or more with another kernel, 1.6e-7 off."""
+    the detector's chunk, as the detector runs them (``run_crops``): otherwise a frame's
+    faces would depend on which frames share its batch (detect-every-N's key frames would
+    not reproduce the every-frame faces, and the emotion crop of a box that moved by 1e-6 px
+    can shift by a pixel). OpenVINO on a 2-core Zen 3 EPYC ran RNet runs of 81 crops or more
+    with another kernel, 1.6e-7 off; on a 2-core Zen 5 EPYC ONet (fp32) ran a single crop
+    with another kernel, 4e-8 off."""
     from moodstream.worker.detectors.onnx_mtcnn import area_crops, integral_image, normalise
+    from moodstream.worker.onnx_session import run_crops
 
     det = any_runtime_detector
     frame = video_frames(REPO / "samples" / "hamilton_clip.mp4", 1)[0]
@@ -294,9 +297,9 @@ def test_rnet_and_onet_outputs_do_not_depend_on_the_run_size(any_runtime_detecto
         side = rng.integers(12, min(h, w) // 2, chunk)
         x0, y0 = rng.integers(0, w - side), rng.integers(0, h - side)
         crops = normalise(area_crops(table, x0, y0, x0 + side, y0 + side, size))
-        full = net.run(crops)
+        full = run_crops(net, crops)
         for n in range(1, chunk):
-            for got, want in zip(net.run(crops[:n]), full):
+            for got, want in zip(run_crops(net, crops[:n]), full):
                 np.testing.assert_array_equal(got, want[:n], err_msg=f"{size}x{size} crops, a run of {n} of {chunk}")
 
 
@@ -323,6 +326,13 @@ def test_a_faces_emotion_does_not_depend_on_how_many_faces_share_its_batch(runti
                                        for i in range(0, len(b), 7)])
     np.testing.assert_array_equal(together, in_small_batches)
     np.testing.assert_array_equal(together[:1], clf.predict(frames[:1], [boxes[0][:1]]))
+    # without flip TTA a face alone is a run of one crop, which OpenVINO on a 2-core Zen 5 EPYC
+    # ran with another kernel (fp32 and int8, 4e-8 off)
+    clf = OnnxEmotionClassifier(runtime=runtime, precision=precision, flip_tta=False)
+    together = clf.predict(frames, boxes)
+    for k in (0, 77, 149):
+        frame = k // 50
+        np.testing.assert_array_equal(together[k:k + 1], clf.predict([frames[frame]], [boxes[frame][k % 50:][:1]]))
 
 
 def test_table_buffers_are_kept_per_thread_and_size_within_the_budget(fixtures_dir, monkeypatch):

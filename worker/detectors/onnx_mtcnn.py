@@ -70,7 +70,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.detectors.base import Face
-from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
+from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net, run_crops
 
 log = logging.getLogger(__name__)
 
@@ -704,14 +704,14 @@ class OnnxMTCNNDetector:
                                      for k, a, z in zip(frames.tolist(), starts.tolist(), stops)])
             pixels = normalise(pixels)
             if screen is not None:  # only crops that bf16 puts near or over the threshold run again
-                near = screen.run(pixels)[-1][:, 1] > threshold - SCREEN_MARGIN
+                near = run_crops(screen, pixels)[-1][:, 1] > threshold - SCREEN_MARGIN
                 part, pixels = part[near], pixels[near]
             runs.append(part)
             crops.append(pixels)
         if screen is not None and crops:  # the survivors of all chunks, in full chunks again
             survivors = np.concatenate(crops)
             crops = [survivors[i:i + chunk] for i in range(0, len(survivors), chunk)]
-        outs = [session.run(pixels) for pixels in crops if len(pixels)]
+        outs = [run_crops(session, pixels) for pixels in crops if len(pixels)]
         if not outs:
             return [(b[:0], []) for b in boxes]
         ran = np.concatenate(runs)
