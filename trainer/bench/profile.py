@@ -11,7 +11,8 @@ changing what runs:
 * ``pyramid``: the summed-area table and the pyramid's area resizes;
 * ``pnet``, ``rnet``, ``onet``, ``emotion_net``: the four nets (each net's
   calls, input shapes and ms per call too; a net's bf16 screen,
-  :data:`worker.runtime.AUTO_SCREENED`, counts as that net);
+  :data:`worker.runtime.AUTO_SCREENED`, counts as that net, and so do the int8
+  emotion net's fp32 reruns of its close calls);
 * ``nms``: every NMS of the three MTCNN stages;
 * ``mtcnn_crops``: the 24x24 / 48x48 crops for RNet / ONet;
 * ``emotion_crops``: the FER-framed grey crops for the emotion net;
@@ -98,7 +99,7 @@ def instrumented(pipeline: Pipeline, clock: Clock):
         raise ConfigError(f"bench profile times the onnx / openvino MTCNN pipeline, not {pipeline.backend} "
                           f"with detector {det.name}")
     saved_functions = [(module, name, getattr(module, name)) for module, name, _ in TIMED_FUNCTIONS]
-    saved_nets = (det.pnet, det.rnet, det.onet, clf.net)
+    saved_nets = (det.pnet, det.rnet, det.onet, clf.net, clf.confirm)
     saved_screens = dict(det.screens)
     try:
         for module, name, stage in TIMED_FUNCTIONS:
@@ -107,11 +108,13 @@ def instrumented(pipeline: Pipeline, clock: Clock):
         # a bf16 screen (worker.runtime.AUTO_SCREENED) is part of its net's time
         det.screens = {k: None if n is None else TimedNet(n, k, clock) for k, n in saved_screens.items()}
         clf.net = TimedNet(clf.net, "emotion_net", clock)
+        if clf.confirm is not None:  # int8's close calls again in fp32 (onnx_classify.CONFIRM_MARGIN)
+            clf.confirm = TimedNet(clf.confirm, "emotion_net", clock)
         yield
     finally:
         for module, name, fn in saved_functions:
             setattr(module, name, fn)
-        det.pnet, det.rnet, det.onet, clf.net = saved_nets
+        det.pnet, det.rnet, det.onet, clf.net, clf.confirm = saved_nets
         det.screens = saved_screens
 
 
