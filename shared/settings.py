@@ -65,8 +65,8 @@ class Settings:
     max_deliveries: int = _s(3, "Dead-letter an entry after it killed this many workers while served alone.")
     heartbeat_ttl_s: int = _s(15, "A worker's heartbeat key expires this long after its last beat.")
     decode_threads: int = _s(4, "Threads decoding images while the previous batch infers.")
-    threads: int = _s(0, "Inference threads per process (torch and ONNX Runtime); 0: auto (all cores for "
-                         "analyze, half the cores, at most 4, for a worker).")
+    threads: int = _s(0, "Inference threads per process (torch, ONNX Runtime, OpenVINO and numpy's BLAS); 0: "
+                         "auto (all cores for analyze, half the cores, at most 4, for a worker).")
     # --- observability -------------------------------------------------------
     metrics_port: int | None = _s(None, "Serve Prometheus /metrics, /healthz and /readyz on this port "
                                         "(0: a free one); unset: off.")
