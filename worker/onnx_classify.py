@@ -141,15 +141,13 @@ class OnnxEmotionClassifier:
                  confirm_margin: float | None = None):
         fp32_path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
         path = fp32_path
+        self.confirm_margin, self.confirm = 0.0, None  # confirm: the fp32 net int8's close calls run again on
         if precision == "int8":  # the quantized file of this one (onnx_session.INT8_FILES)
             path = net_file(path.parent, path.name, runtime, precision)
-        self.net = open_net(path, threads, runtime, precision)
-        self.confirm_margin = 0.0
-        self.confirm = None  # the fp32 net int8's close calls run again on
-        if precision == "int8":
             self.confirm_margin = CONFIRM_MARGIN if confirm_margin is None else float(confirm_margin)
-            if self.confirm_margin > 0:
-                self.confirm = open_net(fp32_path, threads, runtime, "fp32")
+        self.net = open_net(path, threads, runtime, precision)
+        if self.confirm_margin > 0:
+            self.confirm = open_net(fp32_path, threads, runtime, "fp32")
         self.faces_seen = self.faces_confirmed = 0
         meta = self.net.metadata
         if meta.get("format") != EMOTION_FORMAT:

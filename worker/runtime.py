@@ -109,7 +109,7 @@ AUTO_SCREENED = ("pnet", "rnet")
 # int8 alone flipped near ties: 2 of bench throughput's 56 faces at 1080p on a 2-core Zen 5 EPYC
 # (96.4%), 10 of WIDER's 510 (98.04%); so each face whose top two int8 probabilities are within
 # onnx_classify.CONFIRM_MARGIN runs again in fp32, and its answer is fp32's (on Zen 5: 100% of
-# both; 10.8 ms for 32 crops in int8 alone, bf16 16.8, fp32 34.6: int8_parity_zen5.json).
+# both; 10.3 ms for 32 crops in int8 alone, bf16 16.0, fp32 33.0: int8_parity_zen5.json).
 AUTO_INT8 = ("emotion",)
 
 
