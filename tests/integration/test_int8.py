@@ -119,7 +119,7 @@ def test_an_unknown_fp32_form_is_refused_before_anything_is_read(tmp_path):
 
 
 def _near_ties(fixtures_dir, fp32) -> np.ndarray:
-    """Real FER+ faces blended pairwise (faces whose fp32 top emotions differ) in 21 steps: on
+    """Real FER+ faces blended pairwise (faces whose fp32 top emotions differ) in 41 steps: on
     the way from one face's emotion to the other's, each blend path crosses a near tie."""
     import cv2
 
@@ -128,7 +128,7 @@ def _near_ties(fixtures_dir, fp32) -> np.ndarray:
     top = fp32.predict_crops(faces).argmax(1)
     pairs = [(i, j) for i in range(len(faces)) for j in range(i + 1, len(faces)) if top[i] != top[j]]
     pairs = [pairs[k] for k in np.random.default_rng(0).choice(len(pairs), 24, replace=False)]
-    a = np.linspace(0, 1, 21, dtype=np.float32)[:, None, None, None]
+    a = np.linspace(0, 1, 41, dtype=np.float32)[:, None, None, None]
     return np.concatenate([(1 - a) * faces[i] + a * faces[j] for i, j in pairs])
 
 
@@ -143,7 +143,7 @@ def test_int8_reruns_its_close_calls_in_fp32_so_its_top_emotion_is_fp32s(fixture
     crops = _near_ties(fixtures_dir, fp32)
     want = fp32.predict_crops(crops)
     raw = OnnxEmotionClassifier(runtime="openvino", precision="int8", confirm_margin=0).predict_crops(crops)
-    assert (raw.argmax(1) != want.argmax(1)).sum() >= 2  # int8 alone flips near ties: the defect reproduces
+    assert (raw.argmax(1) != want.argmax(1)).sum() >= 2  # int8 alone flips near ties (8 of 984 on a Zen 5)
 
     int8 = OnnxEmotionClassifier(runtime="openvino", precision="int8")
     got = int8.predict_crops(crops)
