@@ -147,25 +147,43 @@ def emotion_probs(classifier, crops: np.ndarray, label: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def emotion_parity(ferplus: Path, precision: str = "bf16", classifiers: dict | None = None) -> dict:
-    """The emotion net in ``precision`` against fp32, both on OpenVINO, on FER+ Test as served
-    (``classifiers``: the two :class:`OnnxEmotionClassifier` by precision, built here if not given)."""
+def ferplus_crops(ferplus: Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """A FER+ split's faces ``(N, 1, 48, 48)`` in [0, 1] and their labels."""
     from moodstream.trainer.data import load_split
+
+    data = load_split(ferplus, split)
+    return (data.images.astype(np.float32) / np.float32(255))[:, None], data.labels
+
+
+def top_agreement(ref: np.ndarray, got: np.ndarray) -> float:
+    """The share of faces whose top emotion is the same in two ``(N, 8)`` probability arrays."""
+    return float((ref.argmax(1) == got.argmax(1)).mean())
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
+    """:func:`top_agreement` of two ``(N, 8)`` probability arrays and their largest difference, rounded."""
+    return {"top_emotion_agreement": round(top_agreement(ref, got), 5),
+            "max_probability_difference": round(float(np.abs(ref - got).max()), 4)}
+
+
+def parity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str) -> dict:
+    """``got`` (the emotion net in ``precision``) against fp32's ``ref`` on labelled faces:
+    accuracy of both, the change in points, :func:`agreement`, and whether within the bounds."""
+    acc_ref, acc = float((ref.argmax(1) == labels).mean()), float((got.argmax(1) == labels).mean())
+    change = (acc - acc_ref) * 100
+    return {"faces": len(labels), "accuracy_fp32": round(acc_ref, 5), f"accuracy_{precision}": round(acc, 5),
+            "accuracy_change_points": round(change, 3), **agreement(ref, got),
+            "within_bounds": top_agreement(ref, got) >= TOP and abs(change) <= ACCURACY_POINTS}
+
+
+def emotion_parity(ferplus: Path, precision: str = "bf16") -> dict:
+    """The emotion net in ``precision`` against fp32, both on OpenVINO, on FER+ Test as served."""
     from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 
-    classifiers = classifiers or {p: OnnxEmotionClassifier(runtime="openvino", precision=p)
-                                  for p in ("fp32", precision)}
-    split = load_split(ferplus, "test")
-    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
-    probs = {p: emotion_probs(c, crops, f"FER+ Test, {p}") for p, c in classifiers.items()}
-    acc = {p: float((v.argmax(1) == split.labels).mean()) for p, v in probs.items()}
-    agree = float((probs["fp32"].argmax(1) == probs[precision].argmax(1)).mean())
-    change = (acc[precision] - acc["fp32"]) * 100
-    return {"faces": len(split.labels), "accuracy_fp32": round(acc["fp32"], 5),
-            f"accuracy_{precision}": round(acc[precision], 5),
-            "accuracy_change_points": round(change, 3), "top_emotion_agreement": round(agree, 5),
-            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs[precision]).max()), 4),
-            "within_bounds": agree >= TOP and abs(change) <= ACCURACY_POINTS}
+    crops, labels = ferplus_crops(ferplus)
+    probs = {p: emotion_probs(OnnxEmotionClassifier(runtime="openvino", precision=p), crops, f"FER+ Test, {p}")
+             for p in ("fp32", precision)}
+    return parity(probs["fp32"], probs[precision], labels, precision)
 
 
 @click.command("bf16")

@@ -39,7 +39,7 @@ import numpy as np
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
-from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, emotion_parity, emotion_probs
+from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops, parity
 from moodstream.worker.onnx_classify import CONFIRM_MARGIN
 
 
@@ -74,16 +74,15 @@ def compare_forms(data: Path, faces: tuple[int, np.ndarray] | None, batch: int, 
     the WIDER ``faces`` (:func:`wider_crops`), speed."""
     import tempfile
 
-    from moodstream.trainer.data import load_split
     from moodstream.trainer.export import INT8_IMAGES, INT8_KEEP_FP32, export_int8
     from moodstream.worker.onnx_classify import OnnxEmotionClassifier
     from moodstream.worker.onnx_session import ONNX_DIR
     from moodstream.worker.openvino_net import OpenVinoNet
 
-    split = load_split(data / "ferplus", "valid")
-    crops = (split.images.astype(np.float32) / np.float32(255))[:, None]
+    crops, labels = ferplus_crops(data / "ferplus", "valid")
     fp32 = OnnxEmotionClassifier(runtime="openvino", precision="fp32")
     ref = emotion_probs(fp32, crops, "FER+ Valid, fp32")
+    wider_ref = fp32.predict_crops(faces[1]) if faces else None
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for form in INT8_KEEP_FP32:
@@ -92,10 +91,10 @@ def compare_forms(data: Path, faces: tuple[int, np.ndarray] | None, batch: int, 
             int8 = OnnxEmotionClassifier(runtime="openvino", precision="int8")
             int8.net = OpenVinoNet(path)  # this form in place of the shipped file, same metadata
             got = emotion_probs(int8, crops, f"FER+ Valid, int8 with {form} in fp32")
-            change = float((got.argmax(1) == split.labels).mean() - (ref.argmax(1) == split.labels).mean()) * 100
-            out[form] = {"valid_accuracy_change_points": round(change, 3),
-                         "valid_top_emotion_agreement": round(float((got.argmax(1) == ref.argmax(1)).mean()), 5),
-                         "wider": wider_parity(faces, {"fp32": fp32, "int8": int8}) if faces else None,
+            valid = parity(ref, got, labels, "int8")
+            out[form] = {"valid_accuracy_change_points": valid["accuracy_change_points"],
+                         "valid_top_emotion_agreement": valid["top_emotion_agreement"],
+                         "wider": wider_parity(faces[0], wider_ref, *served_probs(int8, faces[1])) if faces else None,
                          "speedup": speed({"fp32": fp32.net, "int8": int8.net}, batch, repeats)["speedup"]}
     return out
 
@@ -121,23 +120,19 @@ def wider_crops(data: Path, count: int, classifier) -> tuple[int, np.ndarray]:
     return len(frames), crops
 
 
-def wider_parity(faces: tuple[int, np.ndarray], classifiers: dict) -> dict:
-    """fp32 against int8 on the WIDER ``faces`` of :func:`wider_crops` (and the share of
-    them int8 ran again in fp32)."""
-    images, crops = faces
-    confirmed = classifiers["int8"].faces_confirmed
-    probs = {p: c.predict_crops(crops) for p, c in classifiers.items()}
-    return {"images": images, "faces": len(crops),
-            "top_emotion_agreement": round(float((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).mean()), 5),
-            "max_probability_difference": round(float(np.abs(probs["fp32"] - probs["int8"]).max()), 4),
-            "confirmed_share": round((classifiers["int8"].faces_confirmed - confirmed) / len(crops), 4)}
+def served_probs(classifier, crops: np.ndarray, label: str | None = None) -> tuple[np.ndarray, float]:
+    """``classifier``'s probabilities for ``crops`` (with a progress bar where ``label`` is given:
+    :func:`emotion_probs`) and the share of them int8 ran again in fp32 (0 without reruns)."""
+    before = classifier.faces_confirmed
+    probs = emotion_probs(classifier, crops, label) if label else classifier.predict_crops(crops)
+    return probs, (classifier.faces_confirmed - before) / len(crops)
 
 
-def fer_test_crops(ferplus: Path) -> np.ndarray:
-    """FER+ Test's faces ``(N, 1, 48, 48)`` in [0, 1]."""
-    from moodstream.trainer.data import load_split
-
-    return (load_split(ferplus, "test").images.astype(np.float32) / np.float32(255))[:, None]
+def wider_parity(images: int, ref: np.ndarray, got: np.ndarray, confirmed_share: float) -> dict:
+    """int8's probabilities ``got`` against fp32's ``ref`` on the WIDER faces of
+    :func:`wider_crops` (and the share of them int8 ran again in fp32)."""
+    return {"images": images, "faces": len(ref), **agreement(ref, got),
+            "confirmed_share": round(confirmed_share, 4)}
 
 
 def served_speed(classifiers: dict, crops: np.ndarray, repeats: int) -> dict:
@@ -179,11 +174,23 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
     t0 = time.perf_counter()
     cpu = runtime.cpu_info()
     classifiers = {p: OnnxEmotionClassifier(runtime="openvino", precision=p) for p in ("fp32", "int8")}
-    alone = {"fp32": classifiers["fp32"],  # int8 without its fp32 reruns: the quantization's own errors
-             "int8": OnnxEmotionClassifier(runtime="openvino", precision="int8", confirm_margin=0)}
+    # int8 without its fp32 reruns: the quantization's own errors
+    alone = OnnxEmotionClassifier(runtime="openvino", precision="int8", confirm_margin=0)
     # timed beside the other two where the CPU computes bf16 natively (not compared: bench bf16 does that)
     bf16 = {"bf16": OnnxEmotionClassifier(runtime="openvino", precision="bf16").net} if cpu.native_bf16 else {}
     faces = wider_crops(data, wider, classifiers["fp32"]) if wider else None  # detected once, for the shipped form and the candidates
+    # each form's probabilities once: FER+ Test, and the WIDER faces
+    test, labels = ferplus_crops(data / "ferplus")
+    ref = emotion_probs(classifiers["fp32"], test, "FER+ Test, fp32")
+    served, served_share = served_probs(classifiers["int8"], test, "FER+ Test, int8")
+    raw = emotion_probs(alone, test, "FER+ Test, int8 alone")
+    if faces:
+        images, crops = faces
+        wider_ref = classifiers["fp32"].predict_crops(crops)
+        wider_served = wider_parity(images, wider_ref, *served_probs(classifiers["int8"], crops))
+        wider_alone = wider_parity(images, wider_ref, *served_probs(alone, crops))
+    else:
+        wider_served = wider_alone = None
     report = {
         "what": "the int8 emotion net (OpenVINO) against fp32 (OpenVINO) on FER+ Test, within issue 26's bounds "
                 f"(top emotion >= {TOP:.0%}, accuracy within {ACCURACY_POINTS} points), and its speed here",
@@ -193,14 +200,13 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "openvino": metadata.version("openvino"),
         "quantization": json.loads(classifiers["int8"].net.metadata.get("quantization", "null")),
         "confirm_margin": CONFIRM_MARGIN,
-        "emotion": {**emotion_parity(data / "ferplus", "int8", classifiers),  # the first faces int8 sees
-                    "confirmed_share": round(classifiers["int8"].faces_confirmed / classifiers["int8"].faces_seen, 4)},
-        "wider": wider_parity(faces, classifiers) if faces else None,
-        "emotion_int8_alone": emotion_parity(data / "ferplus", "int8", alone),
-        "wider_int8_alone": wider_parity(faces, alone) if faces else None,
+        "emotion": {**parity(ref, served, labels, "int8"), "confirmed_share": round(served_share, 4)},
+        "wider": wider_served,
+        "emotion_int8_alone": parity(ref, raw, labels, "int8"),
+        "wider_int8_alone": wider_alone,
         "speed": speed({**{p: c.net for p, c in classifiers.items()}, **bf16}, batch, repeats),
-        "served": served_speed({**classifiers, "int8 alone": alone["int8"]},
-                               faces[1] if faces else fer_test_crops(data / "ferplus"), max(3, repeats // 10)),
+        "served": served_speed({**classifiers, "int8 alone": alone}, faces[1] if faces else test,
+                               max(3, repeats // 10)),
         "auto_int8": list(runtime.AUTO_INT8),
         "auto_here": runtime.describe(runtime.net_precisions("auto", "openvino", cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
