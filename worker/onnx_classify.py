@@ -35,13 +35,19 @@ from moodstream.worker.onnx_session import EMOTION_FILE, EMOTION_FORMAT, ONNX_DI
 # 80 crops a run with another kernel (outputs 1e-7 off). Per crop, runs of 32, 64 and 224
 # took the same time there (int8 1.24-1.25 ms, ONNX Runtime 2.62-2.65 ms).
 RUN_CROPS = 64
-# precision "int8" reruns in fp32 every face whose top two int8 probabilities are closer than this,
-# and keeps fp32's answer there: int8 alone flipped 2 of the 56 top emotions of bench throughput's
-# 1080p frames on a 2-core Zen 5 EPYC (near ties, 0.387 against 0.379), below issue 26's 98%.
-# A flip needs the margin below the two classes' errors together; int8 moved a probability by at
-# most 0.048 on FER+ Valid, 0.035 on Test and 0.043 on 200 WIDER images' faces (Zen 5), so 0.1
-# covers twice the largest. It reruns 10% of FER+ faces and 18% of WIDER's (more near ties).
-CONFIRM_MARGIN = 0.1
+# precisions "int8" and "bf16" rerun in fp32 every face whose top two probabilities are closer
+# than CONFIRM_MARGINS[precision], and keep fp32's answer there. A flip needs the margin below the
+# two classes' errors together, so each margin is twice the largest error seen or more.
+# int8 alone flipped 2 of the 56 top emotions of bench throughput's 1080p frames on a 2-core Zen 5
+# EPYC (near ties, 0.387 against 0.379), below issue 26's 98%. It moved a probability by at most
+# 0.048 on FER+ Valid, 0.035 on Test and 0.043 on 200 WIDER images' faces (Zen 5): 0.1 reruns 10%
+# of FER+ Test's faces and 18% of WIDER's (more near ties).
+# bf16 (auto's choice with AMX) alone flipped 3 of FER+ Test's 3,545 faces and 3 of the 527 faces
+# MTCNN finds in bench bf16's frames (99.4%) on a 2-core Xeon with AMX, and 5 of those 510 WIDER
+# faces (99.0%, a probe); it moved a probability by at most 0.016 (FER+ Test, bench bf16's faces)
+# and 0.023 (WIDER): 0.05 reruns 5% of FER+ Test's faces and 11% of the detected ones
+# (docs/results/bf16_parity_xeon.json).
+CONFIRM_MARGINS = {"int8": 0.1, "bf16": 0.05}
 
 
 def square_boxes(boxes: np.ndarray, framing: Framing) -> np.ndarray:
@@ -130,9 +136,9 @@ class OnnxEmotionClassifier:
     """``emotion.onnx`` on a CPU runtime (:func:`worker.onnx_session.open_net`:
     ``runtime`` "onnx" or "openvino", ``precision`` "fp32", "bf16" or "int8": the quantized file
     beside ``path``, :func:`worker.onnx_session.net_file`), plus the crop framing of
-    the detector whose boxes it will receive. In int8, faces whose top two probabilities
-    are within ``confirm_margin`` (default :data:`CONFIRM_MARGIN`; 0: never) run again
-    in fp32, whose answer they get; ``faces_seen`` / ``faces_confirmed`` count them. Same interface as
+    the detector whose boxes it will receive. In int8 and bf16, faces whose top two
+    probabilities are within ``confirm_margin`` (default :data:`CONFIRM_MARGINS`; 0: never)
+    run again in fp32, whose answer they get; ``faces_seen`` / ``faces_confirmed`` count them. Same interface as
     :class:`worker.classify.EmotionClassifier`: :meth:`predict`,
     ``labels``, and ``version`` (the checkpoint's)."""
 
@@ -141,10 +147,12 @@ class OnnxEmotionClassifier:
                  confirm_margin: float | None = None):
         fp32_path = Path(path) if path is not None else ONNX_DIR / EMOTION_FILE
         path = fp32_path
-        self.confirm_margin, self.confirm = 0.0, None  # confirm: the fp32 net int8's close calls run again on
+        self.precision = precision
+        self.confirm_margin, self.confirm = 0.0, None  # confirm: the fp32 net the close calls run again on
         if precision == "int8":  # the quantized file of this one (onnx_session.INT8_FILES)
             path = net_file(path.parent, path.name, runtime, precision)
-            self.confirm_margin = CONFIRM_MARGIN if confirm_margin is None else float(confirm_margin)
+        if precision in CONFIRM_MARGINS:
+            self.confirm_margin = CONFIRM_MARGINS[precision] if confirm_margin is None else float(confirm_margin)
         self.net = open_net(path, threads, runtime, precision)
         if self.confirm_margin > 0:
             self.confirm = open_net(fp32_path, threads, runtime, "fp32")
@@ -183,7 +191,7 @@ class OnnxEmotionClassifier:
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Grayscale faces ``(N, 1, S, S)`` in [0, 1] -> probabilities ``(N, 8)``:
         :func:`shared.models.predict_proba` (flip TTA, class-prior adjustment);
-        in int8 the close calls again in fp32 (:data:`CONFIRM_MARGIN`)."""
+        in int8 and bf16 the close calls again in fp32 (:data:`CONFIRM_MARGINS`)."""
         x = (crops.astype(np.float32) - self.mean) / self.std
         p = self._probabilities(self.net, x)
         self.faces_seen += len(p)

@@ -28,9 +28,10 @@ answers stay within issue 26's parity bounds, and screens the nets in
 it on every net; ``fp32`` forces full precision everywhere, screens included.
 ``moodstream bench bf16`` measures both rules on a CPU with native bf16.
 ``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8` (the emotion net)
-from their int8 file, its close calls again in fp32 (``onnx_classify.CONFIRM_MARGIN``),
-within the same bounds (``moodstream bench int8``), except on a CPU with AMX,
-whose bf16 tiles run it faster; without native bf16 the other nets run in fp32.
+from their int8 file, within the same bounds (``moodstream bench int8``), except on a
+CPU with AMX, whose bf16 tiles run it faster; without native bf16 the other nets run in
+fp32. An int8 or bf16 emotion net runs its close calls again in fp32
+(``onnx_classify.CONFIRM_MARGINS``), so its top emotion is fp32's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import numpy as np
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, RUNTIMES, net_file, open_net
+from moodstream.worker.onnx_classify import CONFIRM_MARGINS
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +107,14 @@ AUTO_SCREENED = ("pnet", "rnet")
 # (fp32 68.9) for 32 crops, with the same answers as on the AVX2 EPYC value for value; MTCNN in int8
 # was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles ran
 # the emotion net 5.9x faster than fp32 (16 crops: 3.7 against 21.7 ms, the probe in issue 26 on a
-# 2-core Xeon), so it stays bf16 there (int8 on AMX not measured: no such host since).
+# 2-core Xeon), so it stays bf16 there: int8 alone is a little faster on AMX (32 crops: 5.3-7.2 ms
+# against bf16's 5.9-6.6, fp32 34.5-37.1), but as served, each with its fp32 reruns, bf16 is faster
+# (0.67 against 0.83 ms a face on WIDER's faces: docs/results/int8_parity_xeon.json).
 # int8 alone flipped near ties: 2 of bench throughput's 56 faces at 1080p on a 2-core Zen 5 EPYC
-# (96.4%), 10 of WIDER's 510 (98.04%); so each face whose top two int8 probabilities are within
-# onnx_classify.CONFIRM_MARGIN runs again in fp32, and its answer is fp32's (on Zen 5: 100% of
-# both; 10.3 ms for 32 crops in int8 alone, bf16 16.0, fp32 33.0: int8_parity_zen5.json).
+# (96.4%), 10 of WIDER's 510 (98.04%); bf16 5 of those 510 (99.0%, Xeon with AMX). So each face
+# whose top two int8 or bf16 probabilities are within onnx_classify.CONFIRM_MARGINS runs again in
+# fp32, and its answer is fp32's (100% of both on Zen 5 in int8 and on the Xeon in bf16; on Zen 5
+# 10.3 ms for 32 crops in int8 alone, bf16 16.0, fp32 33.0: int8_parity_zen5.json).
 AUTO_INT8 = ("emotion",)
 
 
@@ -205,15 +210,15 @@ def screened_nets(precision: str, backend: str, cpu: CpuInfo) -> tuple[str, ...]
 def describe(precisions: dict[str, str], screened: tuple[str, ...] = ()) -> str:
     """``{"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "bf16"}`` ->
     "pnet+rnet fp32, onet+emotion bf16"; one value when all agree. ``screened``
-    (:func:`screened_nets`) adds e.g. "; rnet screened in bf16"; an int8 emotion net, whose
-    close calls run again in fp32, "; emotion's close calls in fp32"."""
+    (:func:`screened_nets`) adds e.g. "; rnet screened in bf16"; an int8 or bf16 emotion net,
+    whose close calls run again in fp32, "; emotion's close calls in fp32"."""
     values = list(dict.fromkeys(precisions.values()))
     if len(values) == 1:
         text = values[0]
     else:
         text = ", ".join("+".join(n for n, p in precisions.items() if p == v) + f" {v}" for v in values)
     text += f"; {'+'.join(screened)} screened in bf16" if screened else ""
-    return text + ("; emotion's close calls in fp32" if precisions.get("emotion") == "int8" else "")
+    return text + ("; emotion's close calls in fp32" if precisions.get("emotion") in CONFIRM_MARGINS else "")
 
 
 def require(backend: str) -> None:

@@ -45,3 +45,8 @@ def test_what_auto_runs_in_bf16_is_within_the_bounds(shared_data, tmp_path):
         assert screen["fp32_passes_missed"] == 0 and screen["max_score_difference"] < screen["margin"] / 2, screen
     assert report["screens"]["pnet"]["cells"] > 10_000  # the 1080p frames' two largest scales
     assert report["auto_bf16"] == ["onet", "emotion"] and report["auto_screened"] == ["pnet", "rnet"]
+    # the emotion net as served (its close calls in fp32) agrees at least as well as bf16 alone
+    emotion, alone, detected = report["emotion"], report["emotion_bf16_alone"], report["emotion_detected"]
+    assert emotion["top_emotion_agreement"] >= alone["top_emotion_agreement"] and 0 < emotion["confirmed_share"] < 0.5
+    assert detected["faces"] == report["frames"]["reference_faces"]
+    assert detected["top_emotion_agreement"] >= detected["bf16_alone"]["top_emotion_agreement"] >= 0.98

@@ -66,9 +66,10 @@ def test_net_precisions():
     auto = net_precisions("auto", "openvino", XEON)
     assert auto == {"pnet": "fp32", "rnet": "fp32", "onet": "bf16", "emotion": "bf16"}
     assert set(AUTO_BF16) == {"onet", "emotion"}
-    assert describe(auto) == "pnet+rnet fp32, onet+emotion bf16"
+    assert describe(auto) == "pnet+rnet fp32, onet+emotion bf16; emotion's close calls in fp32"
+    assert describe({"onet": "bf16", "emotion": "fp32"}) == "onet bf16, emotion fp32"  # fp32: nothing to rerun
     assert set(net_precisions("bf16", "openvino", XEON).values()) == {"bf16"}  # forced: all
-    assert describe(net_precisions("bf16", "openvino", XEON)) == "bf16"
+    assert describe(net_precisions("bf16", "openvino", XEON)) == "bf16; emotion's close calls in fp32"
     for precision, backend, cpu in (("fp32", "openvino", XEON), ("fp32", "openvino", EPYC), ("auto", "onnx", XEON),
                                     ("auto", "onnx", EPYC)):
         assert net_precisions(precision, backend, cpu) == dict.fromkeys(("pnet", "rnet", "onet", "emotion"), "fp32")
@@ -109,7 +110,8 @@ def test_screened_nets_only_under_auto_with_native_bf16():
                                     ("auto", "openvino", EPYC), ("auto", "onnx", XEON)):
         assert screened_nets(precision, backend, cpu) == ()
     auto = net_precisions("auto", "openvino", XEON)
-    assert describe(auto, ("pnet", "rnet")) == "pnet+rnet fp32, onet+emotion bf16; pnet+rnet screened in bf16"
+    assert describe(auto, ("pnet", "rnet")) == \
+        "pnet+rnet fp32, onet+emotion bf16; pnet+rnet screened in bf16; emotion's close calls in fp32"
 
 
 def test_cache_key_separates_machine_kinds():

@@ -14,9 +14,11 @@ new OpenVINO.
   (:data:`worker.detectors.onnx_mtcnn.PNET_SCREEN_MIN_PIXELS`), the share the
   screen sends on to fp32 (:data:`worker.detectors.onnx_mtcnn.SCREEN_MARGIN`)
   and how many fp32 passes it would have dropped.
-* The emotion net: FER+ Test accuracy in fp32 and bf16 (flip TTA and the
-  class-prior adjustment, as served), top-emotion agreement, largest
-  probability difference.
+* The emotion net: FER+ Test accuracy in fp32 and bf16 (as served: flip TTA,
+  the class-prior adjustment, its close calls again in fp32,
+  :data:`worker.onnx_classify.CONFIRM_MARGINS`; and bf16 alone), top-emotion
+  agreement, largest probability difference; the same on the faces the fp32
+  detector finds in those frames (``emotion_detected``).
 
 Bounds (issue 26): boxes >= 97% at IoU 0.95 and >= 99% at 0.5, top emotion
 >= 98%, FER+ Test accuracy within 0.3 points.
@@ -176,14 +178,33 @@ def parity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str)
             "within_bounds": top_agreement(ref, got) >= TOP and abs(change) <= ACCURACY_POINTS}
 
 
-def emotion_parity(ferplus: Path, precision: str = "bf16") -> dict:
-    """The emotion net in ``precision`` against fp32, both on OpenVINO, on FER+ Test as served."""
-    from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+def emotion_parity(ferplus: Path, frames: list[np.ndarray], faces: list, precision: str = "bf16") -> dict:
+    """The emotion net in ``precision`` against fp32, all on OpenVINO, as served (flip TTA, the
+    class-prior adjustment, its close calls again in fp32: ``confirmed_share``) and alone (no reruns):
+    on FER+ Test (``emotion``, ``emotion_<precision>_alone``) and on ``faces``, the fp32 detector's
+    faces in ``frames`` cropped as served (``emotion_detected``)."""
+    from moodstream.worker.onnx_classify import OnnxEmotionClassifier, crop_faces
 
-    crops, labels = ferplus_crops(ferplus)
-    probs = {p: emotion_probs(OnnxEmotionClassifier(runtime="openvino", precision=p), crops, f"FER+ Test, {p}")
-             for p in ("fp32", precision)}
-    return parity(probs["fp32"], probs[precision], labels, precision)
+    fp32 = OnnxEmotionClassifier(runtime="openvino", precision="fp32")
+    served = OnnxEmotionClassifier(runtime="openvino", precision=precision)
+    alone = OnnxEmotionClassifier(runtime="openvino", precision=precision, confirm_margin=0)
+    detected = crop_faces(frames, [_boxes(f) for f in faces], fp32.framing, fp32.input_size)
+    out = {}
+    for name, crops, labels in (("test", *ferplus_crops(ferplus)), ("detected", detected, None)):
+        what = "FER+ Test" if labels is not None else "detected faces"
+        ref = emotion_probs(fp32, crops, f"{what}, fp32")
+        before = served.faces_confirmed
+        got = emotion_probs(served, crops, f"{what}, {precision}")
+        share = {"confirmed_share": round((served.faces_confirmed - before) / len(crops), 4)}
+        raw = emotion_probs(alone, crops, f"{what}, {precision} alone")
+        if labels is not None:
+            out["emotion"] = {**parity(ref, got, labels, precision), **share}
+            out[f"emotion_{precision}_alone"] = parity(ref, raw, labels, precision)
+        else:
+            out["emotion_detected"] = {"faces": len(crops), **agreement(ref, got), **share,
+                                       f"{precision}_alone": agreement(ref, raw)}
+            out["emotion"]["within_bounds"] &= out["emotion_detected"]["top_emotion_agreement"] >= TOP
+    return out
 
 
 @click.command("bf16")
@@ -195,8 +216,8 @@ def emotion_parity(ferplus: Path, precision: str = "bf16") -> dict:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
 def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
     """Which nets keep their answers in bf16 (OpenVINO, native bf16 only):
-    MTCNN boxes, the PNet and RNet screens, the emotion net on FER+ Test; one
-    JSON object."""
+    MTCNN boxes, the PNet and RNet screens, the emotion net on FER+ Test and on
+    the detected faces; one JSON object."""
     from moodstream.worker import runtime
     from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 
@@ -238,7 +259,7 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
                    "reference_faces": sum(len(f) for f in reference)},
         "mtcnn": mtcnn,
         "screens": screen_errors(frames, rnet_crops, reference_detector),
-        "emotion": emotion_parity(data / "ferplus"),
+        **emotion_parity(data / "ferplus", frames, reference),
         "auto_bf16": list(runtime.AUTO_BF16),
         "auto_screened": list(runtime.AUTO_SCREENED),
     }

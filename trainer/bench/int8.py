@@ -6,7 +6,7 @@ new OpenVINO or a new emotion checkpoint.
 
 * FER+ Test (as served: flip TTA and the class-prior adjustment), OpenVINO
   fp32 against OpenVINO int8 as it ships (its close calls run again in fp32,
-  :data:`worker.onnx_classify.CONFIRM_MARGIN`; ``confirmed_share``: how many): accuracy of
+  :data:`worker.onnx_classify.CONFIRM_MARGINS`; ``confirmed_share``: how many): accuracy of
   both and the change in points, top emotion agreement, the largest probability
   difference; the same for int8 alone (``emotion_int8_alone``, ``wider_int8_alone``).
 * Real detected faces: the faces MTCNN (fp32) finds in ``--wider`` WIDER val
@@ -16,9 +16,9 @@ new OpenVINO or a new emotion checkpoint.
 * Speed: the emotion net on ``--batch`` crops (a batch's faces and their
   mirror images), fp32 and int8 (and bf16 on a CPU with native bf16)
   alternating call by call, the fastest of ``--repeats`` calls each, and
-  their ratios; and ``served``: ms per face of the classifiers as served (int8
-  with its fp32 reruns) on the real faces (WIDER's, else FER+ Test's), where
-  how many faces rerun decides the cost.
+  their ratios; and ``served``: ms per face of the classifiers as served (int8,
+  and bf16 where native, each with its fp32 reruns) on the real faces (WIDER's,
+  else FER+ Test's), where how many faces rerun decides the cost.
 
 Bounds (issue 26): FER+ Test accuracy within 0.3 points, top emotion >= 98%
 (on FER+ Test and on the WIDER faces: ``within_bounds`` needs both).
@@ -40,7 +40,7 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
 from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops, parity
-from moodstream.worker.onnx_classify import CONFIRM_MARGIN
+from moodstream.worker.onnx_classify import CONFIRM_MARGINS
 
 
 def fastest(calls: dict, x: np.ndarray, repeats: int) -> dict[str, float]:
@@ -140,8 +140,10 @@ def served_speed(classifiers: dict, crops: np.ndarray, repeats: int) -> dict:
     alternating, the fastest of ``repeats`` passes each."""
     calls = {k: c.predict_crops for k, c in classifiers.items()}
     ms = {k: round(s * 1e3 / len(crops), 4) for k, s in fastest(calls, crops, repeats).items()}
-    return {"faces": len(crops), "repeats": repeats, "ms_per_face": ms,
-            "speedup": round(ms["fp32"] / ms["int8"], 3)}
+    out = {"faces": len(crops), "repeats": repeats, "ms_per_face": ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}
+    if "bf16" in ms:  # a CPU with native bf16: bf16 as served, with its own fp32 reruns
+        out["speedup_over_bf16"] = round(ms["bf16"] / ms["int8"], 3)
+    return out
 
 
 @click.command("int8")
@@ -177,7 +179,7 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
     # int8 without its fp32 reruns: the quantization's own errors
     alone = OnnxEmotionClassifier(runtime="openvino", precision="int8", confirm_margin=0)
     # timed beside the other two where the CPU computes bf16 natively (not compared: bench bf16 does that)
-    bf16 = {"bf16": OnnxEmotionClassifier(runtime="openvino", precision="bf16").net} if cpu.native_bf16 else {}
+    bf16 = {"bf16": OnnxEmotionClassifier(runtime="openvino", precision="bf16")} if cpu.native_bf16 else {}
     faces = wider_crops(data, wider, classifiers["fp32"]) if wider else None  # detected once, for the shipped form and the candidates
     # each form's probabilities once: FER+ Test, and the WIDER faces
     test, labels = ferplus_crops(data / "ferplus")
@@ -199,13 +201,13 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "cpu": cpu.to_dict(),
         "openvino": metadata.version("openvino"),
         "quantization": json.loads(classifiers["int8"].net.metadata.get("quantization", "null")),
-        "confirm_margin": CONFIRM_MARGIN,
+        "confirm_margin": CONFIRM_MARGINS["int8"],
         "emotion": {**parity(ref, served, labels, "int8"), "confirmed_share": round(served_share, 4)},
         "wider": wider_served,
         "emotion_int8_alone": parity(ref, raw, labels, "int8"),
         "wider_int8_alone": wider_alone,
-        "speed": speed({**{p: c.net for p, c in classifiers.items()}, **bf16}, batch, repeats),
-        "served": served_speed({**classifiers, "int8 alone": alone}, faces[1] if faces else test,
+        "speed": speed({p: c.net for p, c in {**classifiers, **bf16}.items()}, batch, repeats),
+        "served": served_speed({**classifiers, "int8 alone": alone, **bf16}, faces[1] if faces else test,
                                max(3, repeats // 10)),
         "auto_int8": list(runtime.AUTO_INT8),
         "auto_here": runtime.describe(runtime.net_precisions("auto", "openvino", cpu),

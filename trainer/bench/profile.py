@@ -108,7 +108,7 @@ def instrumented(pipeline: Pipeline, clock: Clock):
         # a bf16 screen (worker.runtime.AUTO_SCREENED) is part of its net's time
         det.screens = {k: None if n is None else TimedNet(n, k, clock) for k, n in saved_screens.items()}
         clf.net = TimedNet(clf.net, "emotion_net", clock)
-        if clf.confirm is not None:  # int8's close calls again in fp32 (onnx_classify.CONFIRM_MARGIN)
+        if clf.confirm is not None:  # int8's or bf16's close calls again in fp32 (onnx_classify.CONFIRM_MARGINS)
             clf.confirm = TimedNet(clf.confirm, "emotion_net", clock)
         yield
     finally:
