@@ -12,7 +12,7 @@ changing what runs:
 * ``pnet``, ``rnet``, ``onet``, ``emotion_net``: the four nets (each net's
   calls, input shapes and ms per call too; a net's bf16 screen,
   :data:`worker.runtime.AUTO_SCREENED`, counts as that net, and so do the int8
-  emotion net's fp32 reruns of its close calls);
+  or bf16 emotion net's fp32 reruns of its close calls);
 * ``nms``: every NMS of the three MTCNN stages;
 * ``mtcnn_crops``: the 24x24 / 48x48 crops for RNet / ONet;
 * ``emotion_crops``: the FER-framed grey crops for the emotion net;
