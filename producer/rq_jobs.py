@@ -125,6 +125,19 @@ class ExpanderWorker(Worker):
             except ProcessLookupError:
                 pass
 
+    def unsubscribe(self):
+        """rq's, with the pubsub thread told to stop *before* UNSUBSCRIBE goes out. rq stops it
+        after, and redis-py (8.x) joins it without a timeout: a thread that had already read
+        the reply waited out its 60 s get_message first, so `expander --burst` and a shutdown
+        could hang a minute after "done, quitting". Now the reply wakes a thread that is to stop."""
+        thread = self.pubsub_thread
+        if thread is not None:
+            try:
+                thread.stop(timeout=0)  # redis-py >= 8: clear the flag, no wait
+            except TypeError:
+                thread.stop()  # older redis-py: stop() only clears the flag
+        super().unsubscribe()
+
     def handle_exception(self, job: Job, *exc_info):
         if exc_info and exc_info[0] is not None and issubclass(exc_info[0], (Stopping, BadInputError)):
             log.warning("expander: job %s: %s", job.id, exc_info[1])  # expected: one line, no traceback

@@ -64,3 +64,29 @@ def test_first_sigterm_stops_a_backlogged_job_which_resumes_on_the_next_expander
     done = job(client, j.id)
     assert done.get_status() == JobStatus.FINISHED and done.return_value()["resumed_at"] == stopped.meta["resume_at"]
     assert set(first) | set(second) == set(range(60)) and min(second) == stopped.meta["resume_at"]
+
+
+def test_the_expander_leaves_its_pubsub_at_once_even_when_the_reply_outruns_the_stop(redis_url, client):
+    """The defect (a fresh clone's run under load, test_expander_urls): `expander --burst` said
+    "done, quitting" and then took 60 s to exit. rq's teardown sends UNSUBSCRIBE and then stops its
+    pubsub thread, and redis-py (8.x) joins that thread without a timeout; when the thread has read
+    the UNSUBSCRIBE reply before the stop, it waits in get_message for its full 60 s again. Here the
+    main thread is held up right after UNSUBSCRIBE (as a loaded machine does), so that order is sure."""
+    import threading
+
+    from moodstream.producer.rq_jobs import ExpanderWorker, coarse_queue
+
+    worker = ExpanderWorker([coarse_queue(settings(redis_url), client)], connection=client)
+    worker.subscribe()
+    wait_until(lambda: client.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 1, 10, "the subscription")
+    sent = worker.pubsub.unsubscribe
+
+    def unsubscribe_then_stall(*args):
+        sent(*args)
+        time.sleep(0.5)  # the reply arrives and the pubsub thread reads it meanwhile
+
+    worker.pubsub.unsubscribe = unsubscribe_then_stall
+    done = threading.Event()
+    threading.Thread(target=lambda: (worker.unsubscribe(), done.set()), daemon=True).start()
+    assert done.wait(10), "the expander's pubsub teardown waited on its thread's 60 s read"
+    assert not worker.pubsub_thread.is_alive()
