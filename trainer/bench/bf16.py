@@ -149,6 +149,14 @@ def emotion_probs(classifier, crops: np.ndarray, label: str) -> np.ndarray:
     return np.concatenate(out)
 
 
+def served_probs(classifier, crops: np.ndarray, label: str | None = None) -> tuple[np.ndarray, float]:
+    """``classifier``'s probabilities for ``crops`` (with a progress bar where ``label`` is given:
+    :func:`emotion_probs`) and the share of them it ran again in fp32 (0 without reruns)."""
+    before = classifier.faces_confirmed
+    probs = emotion_probs(classifier, crops, label) if label else classifier.predict_crops(crops)
+    return probs, (classifier.faces_confirmed - before) / len(crops)
+
+
 def ferplus_crops(ferplus: Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """A FER+ split's faces ``(N, 1, 48, 48)`` in [0, 1] and their labels."""
     from moodstream.trainer.data import load_split
@@ -188,23 +196,23 @@ def emotion_parity(ferplus: Path, frames: list[np.ndarray], faces: list, precisi
     fp32 = OnnxEmotionClassifier(runtime="openvino", precision="fp32")
     served = OnnxEmotionClassifier(runtime="openvino", precision=precision)
     alone = OnnxEmotionClassifier(runtime="openvino", precision=precision, confirm_margin=0)
-    detected = crop_faces(frames, [_boxes(f) for f in faces], fp32.framing, fp32.input_size)
-    out = {}
-    for name, crops, labels in (("test", *ferplus_crops(ferplus)), ("detected", detected, None)):
-        what = "FER+ Test" if labels is not None else "detected faces"
+
+    def three(crops: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """fp32's, ``precision``'s as served (and the share rerun) and alone probabilities of ``crops``."""
         ref = emotion_probs(fp32, crops, f"{what}, fp32")
-        before = served.faces_confirmed
-        got = emotion_probs(served, crops, f"{what}, {precision}")
-        share = {"confirmed_share": round((served.faces_confirmed - before) / len(crops), 4)}
-        raw = emotion_probs(alone, crops, f"{what}, {precision} alone")
-        if labels is not None:
-            out["emotion"] = {**parity(ref, got, labels, precision), **share}
-            out[f"emotion_{precision}_alone"] = parity(ref, raw, labels, precision)
-        else:
-            out["emotion_detected"] = {"faces": len(crops), **agreement(ref, got), **share,
-                                       f"{precision}_alone": agreement(ref, raw)}
-            out["emotion"]["within_bounds"] &= out["emotion_detected"]["top_emotion_agreement"] >= TOP
-    return out
+        got, share = served_probs(served, crops, f"{what}, {precision}")
+        return ref, got, share, emotion_probs(alone, crops, f"{what}, {precision} alone")
+
+    crops, labels = ferplus_crops(ferplus)
+    ref, got, share, raw = three(crops, "FER+ Test")
+    emotion = {**parity(ref, got, labels, precision), "confirmed_share": round(share, 4)}
+    alone_test = parity(ref, raw, labels, precision)
+    detected = crop_faces(frames, [_boxes(f) for f in faces], fp32.framing, fp32.input_size)
+    ref, got, share, raw = three(detected, "detected faces")
+    on_detected = {"faces": len(detected), **agreement(ref, got), "confirmed_share": round(share, 4),
+                   f"{precision}_alone": agreement(ref, raw)}
+    emotion["within_bounds"] &= on_detected["top_emotion_agreement"] >= TOP
+    return {"emotion": emotion, f"emotion_{precision}_alone": alone_test, "emotion_detected": on_detected}
 
 
 @click.command("bf16")

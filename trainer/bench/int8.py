@@ -39,7 +39,8 @@ import numpy as np
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
-from moodstream.trainer.bench.bf16 import ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops, parity
+from moodstream.trainer.bench.bf16 import (ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops, parity,
+                                           served_probs)
 from moodstream.worker.onnx_classify import CONFIRM_MARGINS
 
 
@@ -118,14 +119,6 @@ def wider_crops(data: Path, count: int, classifier) -> tuple[int, np.ndarray]:
     if not len(crops):
         raise DataError(f"no face found in {len(frames)} WIDER images: raise --wider")
     return len(frames), crops
-
-
-def served_probs(classifier, crops: np.ndarray, label: str | None = None) -> tuple[np.ndarray, float]:
-    """``classifier``'s probabilities for ``crops`` (with a progress bar where ``label`` is given:
-    :func:`emotion_probs`) and the share of them int8 ran again in fp32 (0 without reruns)."""
-    before = classifier.faces_confirmed
-    probs = emotion_probs(classifier, crops, label) if label else classifier.predict_crops(crops)
-    return probs, (classifier.faces_confirmed - before) / len(crops)
 
 
 def wider_parity(images: int, ref: np.ndarray, got: np.ndarray, confirmed_share: float) -> dict:
