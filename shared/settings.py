@@ -80,8 +80,9 @@ class Settings:
                                   "moodstream[openvino]), torch, or auto (on CPU whichever of onnx and openvino "
                                   "is installed and measured faster on this CPU; torch on CUDA).")
     precision: Precision = _s("auto", "Arithmetic of the onnx / openvino nets: fp32, bf16 (openvino on a CPU with "
-                                      "native bf16: AMX or AVX512-BF16), or auto (on openvino: the emotion net in int8, "
-                                      "or in bf16 with AMX, with its close calls again in fp32; with native bf16 "
+                                      "native bf16: AMX or AVX512-BF16), or auto (on openvino: the emotion net in fp32, "
+                                      "int8 or bf16, whichever serves a face fastest as measured on this CPU, an "
+                                      "int8 or bf16 one with its close calls again in fp32; with native bf16 "
                                       "ONet in bf16 and PNet and RNet screened in bf16 with fp32's answers; the rest "
                                       "fp32).")
     runtime_cache: str | None = _s(None, "File keeping auto's measured backend choice per CPU model (default: "

@@ -85,9 +85,11 @@ class Pipeline:
         self.threads: int = resolve_threads(settings, worker)
         custom_model = bool(settings.checkpoint or checkpoint)
         self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
-        # per net "fp32" or "bf16" (worker.runtime: bf16 only on openvino, on a CPU with native bf16)
+        # per net "fp32", "bf16" or "int8" (worker.runtime: bf16 only on openvino, on a CPU with native
+        # bf16; under auto the emotion net's measured on this CPU, once per CPU kind)
         cpu = runtime.cpu_info()
-        self.precisions: dict[str, str] = runtime.net_precisions(settings.precision, self.backend, cpu)
+        self.precisions: dict[str, str] = runtime.precisions_here(settings.precision, self.backend, self.threads,
+                                                                  settings.runtime_cache, cpu)
         # nets screened in bf16 first, their answers still fp32's (worker.runtime.AUTO_SCREENED)
         self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)
         # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"

@@ -27,11 +27,13 @@ answers stay within issue 26's parity bounds, and screens the nets in
 :data:`AUTO_SCREENED` in bf16 (their answers stay fp32's); ``bf16`` forces
 it on every net; ``fp32`` forces full precision everywhere, screens included.
 ``moodstream bench bf16`` measures both rules on a CPU with native bf16.
-``auto`` on OpenVINO runs the nets in :data:`AUTO_INT8` (the emotion net)
-from their int8 file, within the same bounds (``moodstream bench int8``), except on a
-CPU with AMX, whose bf16 tiles run it faster; without native bf16 the other nets run in
-fp32. An int8 or bf16 emotion net runs its close calls again in fp32
-(``onnx_classify.CONFIRM_MARGINS``), so its top emotion is fp32's.
+``auto`` on OpenVINO runs the emotion net in the precision that serves a face
+fastest on this CPU, measured like the backend (:func:`choose_emotion_precision`, kept
+in the same file): fp32, its int8 file (:data:`AUTO_INT8`, within the same bounds:
+``moodstream bench int8``) or, with native bf16, bf16. An int8 or bf16 emotion net runs
+its close calls again in fp32 (``onnx_classify.CONFIRM_MARGINS``), so its top emotion is
+fp32's, and the measurement charges each its share of those reruns
+(:data:`RERUN_SHARES`). Without native bf16 the other nets run in fp32.
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ PROBES = (
 NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
 # format 2: measured on each runtime's own form of the MTCNN files (onnx_session.net_file)
 # and per-net precision; format 3: auto runs the emotion net in int8 on OpenVINO without
-# native bf16 (AUTO_INT8); format 4: and with native bf16 but no AMX. A choice kept in an
-# earlier format was measured on other files.
-CACHE_FORMAT = "moodstream-runtime-choice/4"
+# native bf16 (AUTO_INT8); format 4: and with native bf16 but no AMX; format 5: the emotion
+# net's precision on OpenVINO is measured too (choose_emotion_precision), and the backend
+# measured with it. A choice kept in an earlier format was measured on other files.
+CACHE_FORMAT = "moodstream-runtime-choice/5"
 NETS = tuple(NET_FILES)  # the pipeline's nets, pnet, rnet, onet, emotion: each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
@@ -116,6 +119,15 @@ AUTO_SCREENED = ("pnet", "rnet")
 # fp32, and its answer is fp32's (100% of both on Zen 5 in int8 and on the Xeon in bf16; on Zen 5
 # 10.3 ms for 32 crops in int8 alone, bf16 16.0, fp32 33.0: int8_parity_zen5.json).
 AUTO_INT8 = ("emotion",)
+# The share of faces an int8 or bf16 emotion net runs again in fp32 (within
+# onnx_classify.CONFIRM_MARGINS of a tie): on the 510 faces MTCNN finds in 200 WIDER images,
+# the detected faces users send (more near ties than FER+ Test's: int8 10%, bf16 5%), int8
+# 17.6-18% on every CPU measured (docs/results/int8_parity_*.json), bf16 11% (Xeon with AMX:
+# bf16_parity_xeon.json). A face then costs its own run plus this share of an fp32 run.
+RERUN_SHARES = {"int8": 0.18, "bf16": 0.11}
+# what choose_emotion_precision times: a run of 16 crops (8 faces and their mirror images)
+EMOTION_PROBE = (16, 1, 48, 48)
+EMOTION_PROBE_S = 0.4  # seconds of timing, all precisions together (plus compiling each once)
 
 
 # --- the CPU ---------------------------------------------------------------------------
@@ -185,17 +197,41 @@ def resolve_precision(precision: str, backend: str, cpu: CpuInfo) -> str:
     return precision
 
 
-def net_precisions(precision: str, backend: str, cpu: CpuInfo) -> dict[str, str]:
+def net_precisions(precision: str, backend: str, cpu: CpuInfo, emotion: str | None = None) -> dict[str, str]:
     """Per net (:data:`NETS`): "fp32", "bf16" or "int8". ``auto`` on openvino:
-    int8 for the nets in :data:`AUTO_INT8` except on a CPU with AMX, bf16 for
-    the other nets in :data:`AUTO_BF16` where the CPU has native bf16 (and for
-    all of them with AMX); the rest fp32. ``bf16``: every net."""
+    bf16 for the MTCNN nets in :data:`AUTO_BF16` where the CPU has native bf16, the
+    rest fp32, and the emotion net in ``emotion``, the precision measured on this CPU
+    (:func:`choose_emotion_precision`; None: what that measurement gave on the CPUs
+    measured so far, bf16 with AMX, else int8, which it can overrule). ``bf16``: every net."""
     arithmetic = resolve_precision(precision, backend, cpu)
     if precision != "auto" or backend != "openvino":
         return {net: arithmetic for net in NETS}
     bf16 = arithmetic == "bf16"  # native bf16 here
-    return {net: "int8" if net in AUTO_INT8 and not (bf16 and cpu.amx)
-            else "bf16" if bf16 and net in AUTO_BF16 else "fp32" for net in NETS}
+    if emotion is None:
+        emotion = "bf16" if bf16 and cpu.amx else "int8"
+    if emotion not in emotion_candidates(cpu):
+        raise ConfigError(f"the emotion net cannot run in {emotion} on {cpu.model}: "
+                          f"one of {', '.join(emotion_candidates(cpu))}")
+    return {net: emotion if net == "emotion" else "bf16" if bf16 and net in AUTO_BF16 else "fp32" for net in NETS}
+
+
+def emotion_candidates(cpu: CpuInfo) -> tuple[str, ...]:
+    """The precisions ``auto`` may run the emotion net in on OpenVINO: fp32, int8
+    (:data:`AUTO_INT8`) and, with native bf16, bf16 (each within issue 26's bounds)."""
+    return ("fp32", "int8", "bf16") if cpu.native_bf16 else ("fp32", "int8")
+
+
+def served_ms(ms: dict[str, float]) -> dict[str, float]:
+    """Per precision, a run's time as served: its own plus its share of fp32 reruns
+    (:data:`RERUN_SHARES`) at fp32's measured time."""
+    return {p: round(t + RERUN_SHARES.get(p, 0.0) * ms["fp32"], 3) for p, t in ms.items()}
+
+
+def pick_emotion_precision(ms: dict[str, float]) -> str:
+    """The precision whose run of the emotion net serves its faces fastest
+    (:func:`served_ms`); fp32 on a tie (nothing to rerun)."""
+    served = served_ms(ms)
+    return min(served, key=lambda p: (served[p], p != "fp32"))
 
 
 def screened_nets(precision: str, backend: str, cpu: CpuInfo) -> tuple[str, ...]:
@@ -301,11 +337,10 @@ def _read_cache(path: Path) -> dict:
     return data.get("choices", {}) if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else {}
 
 
-def _write_cache(path: Path, key: str, choice: Choice) -> None:
-    """Add ``choice`` under ``key`` (atomically: workers starting together may race)."""
+def _write_cache(path: Path, key: str, entry: dict) -> None:
+    """Add ``entry`` under ``key`` (atomically: workers starting together may race)."""
     choices = _read_cache(path)
-    choices[key] = {"backend": choice.backend, "precision": choice.precision, "ms": choice.ms,
-                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    choices[key] = {**entry, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-", suffix=".json")
@@ -314,6 +349,88 @@ def _write_cache(path: Path, key: str, choice: Choice) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("runtime: cannot keep the measured choice in %s (%s); it will be measured again", path, exc)
+
+
+def _cache_path(cache: str | None) -> Path | None:
+    return None if cache == "off" else Path(cache).expanduser() if cache else default_cache_path()
+
+
+def measure_emotion(precisions: tuple[str, ...], threads: int, budget_s: float = EMOTION_PROBE_S,
+                    model_dir: Path = ONNX_DIR) -> dict[str, float]:
+    """Per precision, the emotion net's fastest run (ms) of :data:`EMOTION_PROBE`
+    crops on OpenVINO, calls interleaved as in :func:`measure`."""
+    x = np.random.default_rng(0).uniform(0, 1, EMOTION_PROBE).astype(np.float32)
+    nets = {p: open_net(net_file(model_dir, EMOTION_FILE, "openvino", p), threads, "openvino", p) for p in precisions}
+    for net in nets.values():  # first runs: allocation, shape inference, kernel choice
+        net.run(x)
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    start, rounds = time.perf_counter(), 0
+    while rounds < 3 or time.perf_counter() - start < budget_s:
+        for p in precisions if rounds % 2 == 0 else precisions[::-1]:
+            t0 = time.perf_counter()
+            nets[p].run(x)
+            times[p].append(time.perf_counter() - t0)
+        rounds += 1
+    return {p: round(min(t) * 1e3, 3) for p, t in times.items()}
+
+
+@dataclass
+class EmotionChoice:
+    """The emotion net's precision under ``precision=auto`` on OpenVINO, and why:
+    ``how`` "measured" or "cached" (measured before on this CPU kind); ``ms``: each
+    candidate's run of :data:`EMOTION_PROBE` crops alone, ``served_ms`` with its reruns."""
+
+    precision: str
+    how: str
+    ms: dict[str, float] = field(default_factory=dict)
+    served_ms: dict[str, float] = field(default_factory=dict)
+
+
+_emotion_choices: dict[tuple[str, str], EmotionChoice] = {}  # (cache file, key) -> this process's choice
+
+
+def choose_emotion_precision(threads: int, cache: str | None = None, cpu: CpuInfo | None = None,
+                             budget_s: float = EMOTION_PROBE_S) -> EmotionChoice:
+    """``precision=auto``'s emotion net on OpenVINO: of :func:`emotion_candidates`, the
+    one that serves a face fastest here (:func:`pick_emotion_precision` on
+    :func:`measure_emotion`), measured once per CPU kind and kept in ``cache``
+    (the ``runtime_cache`` setting, as :func:`choose`) and for the process.
+    On a 2-core Zen 1 EPYC (AVX2 on 128-bit units) int8 ran 32 crops in 184.6 ms
+    against fp32's 191.4 (docs/results/cpu/amd-f23-m1/int8_parity.json): with its reruns,
+    slower than fp32; on a Zen 3 it ran them 2.1x as fast as fp32, on a Zen 4 3.6x."""
+    cpu = cpu or cpu_info()
+    require("openvino")
+    path = _cache_path(cache)
+    key = "emotion " + cache_key(cpu, threads, "auto")
+    memo = (str(path), key)
+    if memo in _emotion_choices:
+        return _emotion_choices[memo]
+    candidates = emotion_candidates(cpu)
+    kept = _read_cache(path).get(key) if path else None
+    if kept and kept.get("precision") in candidates:
+        choice = EmotionChoice(kept["precision"], "cached", kept.get("ms", {}), kept.get("served_ms", {}))
+    else:
+        ms = measure_emotion(candidates, threads, budget_s)
+        choice = EmotionChoice(pick_emotion_precision(ms), "measured", ms, served_ms(ms))
+        log.info("runtime: auto measured the emotion net on %s, %d thread(s), %d crops a run: %s (with reruns): %s",
+                 cpu.model, threads, EMOTION_PROBE[0],
+                 ", ".join(f"{p} {v:.1f} ms" for p, v in choice.served_ms.items()), choice.precision)
+        if path:
+            _write_cache(path, key, {"precision": choice.precision, "ms": choice.ms, "served_ms": choice.served_ms})
+    _emotion_choices[memo] = choice
+    return choice
+
+
+def precisions_here(precision: str, backend: str, threads: int, cache: str | None = None,
+                    cpu: CpuInfo | None = None) -> dict[str, str]:
+    """:func:`net_precisions` with the emotion net's precision measured on this CPU
+    (:func:`choose_emotion_precision`) where ``precision`` is auto on openvino."""
+    cpu = cpu or cpu_info()
+    emotion = None
+    if precision == "auto" and backend == "openvino":
+        resolve_precision(precision, backend, cpu)
+        emotion = choose_emotion_precision(threads, cache, cpu).precision
+    return net_precisions(precision, backend, cpu, emotion)
 
 
 def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo | None = None,
@@ -328,20 +445,24 @@ def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo 
     if not candidates:
         raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]' (ONNX Runtime) or "
                           "'moodstream[openvino]'")
-    precisions = {b: net_precisions(precision, b, cpu) for b in candidates}
     if len(candidates) == 1:
         require(candidates[0])
-        return Choice(candidates[0], describe(precisions[candidates[0]]), "only one installed")
-    path = None if cache == "off" else Path(cache).expanduser() if cache else default_cache_path()
+        only = precisions_here(precision, candidates[0], threads, cache, cpu)
+        return Choice(candidates[0], describe(only, screened_nets(precision, candidates[0], cpu)),
+                      "only one installed")
+    precisions = {b: precisions_here(precision, b, threads, cache, cpu) for b in candidates}
+    path = _cache_path(cache)
     key = cache_key(cpu, threads, precision)
     kept = _read_cache(path).get(key) if path else None
     if kept and kept.get("backend") in candidates:
-        return Choice(kept["backend"], describe(precisions[kept["backend"]]), "cached", kept.get("ms", {}))
+        best = kept["backend"]
+        return Choice(best, describe(precisions[best], screened_nets(precision, best, cpu)), "cached",
+                      kept.get("ms", {}))
     ms = measure(candidates, precisions, threads, budget_s)
     best = min(candidates, key=ms.__getitem__)
-    choice = Choice(best, describe(precisions[best]), "measured", ms)
+    choice = Choice(best, describe(precisions[best], screened_nets(precision, best, cpu)), "measured", ms)
     log.info("runtime: auto measured %s on %s, %d thread(s): %s", ", ".join(f"{b} {v:.1f} ms" for b, v in ms.items()),
              cpu.model, threads, best)
     if path:
-        _write_cache(path, key, choice)
+        _write_cache(path, key, {"backend": choice.backend, "precision": choice.precision, "ms": choice.ms})
     return choice

@@ -79,6 +79,11 @@ def test_bench_int8_reports_parity_and_speed(fixtures_dir, tmp_path):
     assert set(report["served"]["ms_per_face"]) == {"fp32", "int8", "int8 alone"} | native
     assert ("speedup_over_bf16" in report["served"]) == bool(native)
     assert report["auto_int8"] == ["emotion"] and report["quantization"]["format"] == "QDQ"
+    # what auto measured here for the emotion net, and the choice it made from it
+    measured = report["auto_emotion"]
+    assert measured["precision"] in measured["ms"] and measured["how"] in ("measured", "cached")
+    assert set(measured["served_ms"]) == set(measured["ms"]) >= {"fp32", "int8"}
+    assert f"emotion {measured['precision']}" in report["auto_here"] or report["auto_here"].startswith("fp32")
     assert "candidates" not in report
     res = CliRunner().invoke(int8_cmd, ["--data", str(tmp_path / "nowhere")])
     assert res.exit_code != 0 and "does not exist" in res.output

@@ -4,8 +4,8 @@ issue 26 (boxes one-to-one: >= 97% at IoU 0.95 and >= 99% at IoU 0.5; the same
 top emotion for >= 98% of matched faces), on the fixture images (WIDER and a
 street scene), the sample clip and, where present, WIDER val images, in fp32 and
 in what precision=auto runs on this CPU: with native bf16 (AMX / AVX512-BF16) ONet
-and the emotion net in bf16 (worker.runtime.AUTO_BF16), without it the emotion
-net from its int8 file (worker.runtime.AUTO_INT8)."""
+in bf16 (worker.runtime.AUTO_BF16), and the emotion net in the precision measured
+here (fp32, its int8 file or bf16: worker.runtime.choose_emotion_precision)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, net_file, open_net
-from moodstream.worker.runtime import cpu_info, net_precisions, screened_nets
+from moodstream.worker.runtime import cpu_info, precisions_here, screened_nets
 
 pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
 
@@ -45,8 +45,9 @@ def ort():
 
 
 def openvino(precision: str):
-    """The openvino backend's detector and classifier with the ``precision`` setting on this CPU."""
-    nets = net_precisions(precision, "openvino", cpu_info())
+    """The openvino backend's detector and classifier with the ``precision`` setting on this CPU
+    (under auto, the emotion net in the precision measured here)."""
+    nets = precisions_here(precision, "openvino", 1)
     return (OnnxMTCNNDetector(runtime="openvino", precision=nets,
                               screened=screened_nets(precision, "openvino", cpu_info())),
             OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=nets["emotion"]))

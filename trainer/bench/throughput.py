@@ -252,8 +252,8 @@ NOTES = [
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="Ours' backend (auto: what a worker picks on this machine).")
 @click.option("--precision", type=click.Choice(choices(Precision)), default="auto", show_default=True,
-              help="Ours' precision (auto: per net; on openvino the emotion net in int8 (bf16 with AMX) with its "
-                   "close calls in fp32, ONet in "
+              help="Ours' precision (auto: per net; on openvino the emotion net in fp32, int8 or bf16 as measured "
+                   "fastest on this CPU, an int8 or bf16 one with its close calls in fp32, ONet in "
                    "bf16 and PNet / RNet screened in bf16 where the CPU has native bf16; fp32 on onnx).")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Time both sides this many times, alternating (baseline, ours, baseline, ...), and keep each "
