@@ -41,11 +41,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(Exception):
+    """Another server holds the port: our child exited on the bind error, or another answers."""
+
+
 class EmbeddedRedis:
-    """``with EmbeddedRedis() as r: r.url`` -> ``redis://127.0.0.1:PORT/0``."""
+    """``with EmbeddedRedis() as r: r.url`` -> ``redis://127.0.0.1:PORT/0``.
+
+    The server on ``r.port`` is this object's child, checked by its process id (``INFO
+    server``): where another server holds the port, a port of our own choosing is traded for
+    another free one (up to :data:`PORT_TRIES`), a port the caller gave is one clear error."""
+
+    PORT_TRIES = 5
 
     def __init__(self, port: int | None = None, binary: str | None = None, extra_args: list[str] | None = None):
         self.binary = binary or find_redis_server()
+        self._own_port = port is None  # ours to trade for another if someone else holds it
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
         self.extra_args = list(extra_args or [])  # e.g. ["--appendonly", "yes"] (later options win)
@@ -56,6 +67,19 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        tries = 1
+        while True:
+            try:
+                return self._start(timeout_s)
+            except _PortTaken:
+                self.stop()
+                if not self._own_port or tries == self.PORT_TRIES:
+                    raise ConfigError(f"port {self.port} is taken by another server: choose another port "
+                                      "(or leave it to moodstream)") from None
+                log.info("embedded redis: port %d is taken by another server; trying another", self.port)
+                self.port, tries = free_port(), tries + 1
+
+    def _start(self, timeout_s: float) -> EmbeddedRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no", *self.extra_args],
@@ -63,17 +87,45 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self._answers():  # it could not bind: another server holds the port
+                    raise _PortTaken
                 raise ConfigError(f"{self.binary} exited with code {self.proc.returncode} on port {self.port}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password: up and locked)
-                        log.info("embedded redis: %s serving on port %d", self.binary, self.port)
-                        return self
-            except OSError:
-                time.sleep(0.05)
+            if self._answers():
+                if not self._ours():
+                    raise _PortTaken
+                log.info("embedded redis: %s serving on port %d", self.binary, self.port)
+                return self
+            time.sleep(0.05)
         self.stop()
         raise ConfigError(f"redis-server on port {self.port} did not answer within {timeout_s}s")
+
+    def _answers(self) -> bool:
+        """Some Redis is up on the port (with a password: up and locked)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+    def _password(self) -> str | None:
+        args = self.extra_args
+        values = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--requirepass"]
+        return values[-1] if values else None
+
+    def _ours(self, grace_s: float = 0.3) -> bool:
+        """The server answering is our child: its process id where it tells it, else (an ACL that
+        will not) our child still running ``grace_s`` later (a child that lost the port exits
+        at once)."""
+        import redis
+
+        try:
+            client = redis.Redis(host="127.0.0.1", port=self.port, password=self._password(), socket_timeout=2)
+            with client:
+                return int(client.info("server")["process_id"]) == self.proc.pid
+        except (redis.RedisError, KeyError, ValueError):
+            time.sleep(grace_s)
+            return self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown snapshot (only what AOF already has survives)."""

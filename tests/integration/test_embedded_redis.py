@@ -1,0 +1,45 @@
+"""shared.embedded.EmbeddedRedis: the server it reports is its own child.
+
+It checked only that *a* server answered PING on its port. When another redis-server held
+that port (two `moodstream up` at once, two test sessions picking the same free port, or a
+port freed by a restart and taken meanwhile), its child exited on the bind error and it went
+on with the other's server: its users then wrote into, and flushed, someone else's Redis
+(seen as chaos tests of one session failing while another session ran)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from moodstream.shared import embedded
+from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.shared.errors import ConfigError
+
+
+def _pid(url: str, password: str | None = None) -> int:
+    return int(redis.Redis.from_url(url, password=password).info("server")["process_id"])
+
+
+@pytest.mark.parametrize("password", [None, "s3cret"])
+def test_a_port_another_server_holds_is_refused_not_borrowed(password):
+    extra = ["--requirepass", password] if password else []
+    with EmbeddedRedis(extra_args=extra) as other:
+        redis.Redis.from_url(other.url, password=password).set("theirs", "1")
+        mine = EmbeddedRedis(port=other.port, extra_args=extra)
+        with pytest.raises(ConfigError, match=f"port {other.port} is taken"):
+            mine.start()
+        assert mine.proc is None  # nothing of ours left running
+        # the other server is untouched, and still the one on its port
+        assert _pid(other.url, password) == other.proc.pid
+        assert redis.Redis.from_url(other.url, password=password).get("theirs") == b"1"
+
+
+def test_a_free_port_taken_before_the_server_binds_it_is_traded_for_another(monkeypatch):
+    with EmbeddedRedis() as other:
+        ports = iter([other.port])  # the race: the "free" port is the other server's by now
+        real = embedded.free_port
+        monkeypatch.setattr(embedded, "free_port", lambda: next(ports, None) or real())
+        with EmbeddedRedis() as mine:
+            assert mine.port != other.port
+            assert _pid(mine.url) == mine.proc.pid  # our own child answers
+        assert _pid(other.url) == other.proc.pid
