@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = Path(os.environ.get("MOODSTREAM_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# A suite started in the background by a shell without job control (`nohup bash .ci/run &`)
+# inherits SIGINT ignored, and every process it spawns too: the Ctrl-C tests then failed (the
+# process ran on, as a background job should). A handled signal is reset to the default in an
+# exec'd child, an ignored one stays ignored, so the suite handles it as an interactive one would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
