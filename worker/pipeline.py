@@ -88,7 +88,7 @@ class Pipeline:
         # per net "fp32", "bf16" or "int8" (worker.runtime: bf16 only on openvino, on a CPU with native
         # bf16; under auto the emotion net's measured on this CPU, once per CPU kind)
         cpu = runtime.cpu_info()
-        self.precisions: dict[str, str] = runtime.precisions_here(settings.precision, self.backend, self.threads,
+        self.precisions: dict[str, str] = runtime.precisions_here(settings.precision, self.backend,
                                                                   settings.runtime_cache, cpu)
         # nets screened in bf16 first, their answers still fp32's (worker.runtime.AUTO_SCREENED)
         self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)

@@ -128,6 +128,7 @@ RERUN_SHARES = {"int8": 0.18, "bf16": 0.11}
 # what choose_emotion_precision times: a run of 16 crops (8 faces and their mirror images)
 EMOTION_PROBE = (16, 1, 48, 48)
 EMOTION_PROBE_S = 0.4  # seconds of timing, all precisions together (plus compiling each once)
+EMOTION_THREADS = 1  # threads it is timed on: a worker's default on 2 cores, one machine one choice
 
 
 # --- the CPU ---------------------------------------------------------------------------
@@ -389,19 +390,29 @@ class EmotionChoice:
 _emotion_choices: dict[tuple[str, str], EmotionChoice] = {}  # (cache file, key) -> this process's choice
 
 
-def choose_emotion_precision(threads: int, cache: str | None = None, cpu: CpuInfo | None = None,
+def emotion_cache_key(cpu: CpuInfo) -> str:
+    """The emotion net's precision is one per machine kind: CPU model and ISA, runtime versions
+    (not threads: see :func:`choose_emotion_precision`)."""
+    return "emotion " + cache_key(cpu, EMOTION_THREADS, "auto").replace(f" threads={EMOTION_THREADS}", "")
+
+
+def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = None,
                              budget_s: float = EMOTION_PROBE_S) -> EmotionChoice:
     """``precision=auto``'s emotion net on OpenVINO: of :func:`emotion_candidates`, the
     one that serves a face fastest here (:func:`pick_emotion_precision` on
     :func:`measure_emotion`), measured once per CPU kind and kept in ``cache``
     (the ``runtime_cache`` setting, as :func:`choose`) and for the process.
+    Timed on :data:`EMOTION_THREADS` thread whatever a process's threads: the precision
+    decides the probabilities, so every process on a machine must run the same one (on a
+    2-core Zen 1, measured per thread count, ``analyze`` on 2 threads took int8 and a
+    worker on 1 fp32, and their summaries of one file differed by 0.002).
     On a 2-core Zen 1 EPYC (AVX2 on 128-bit units) int8 ran 32 crops in 184.6 ms
     against fp32's 191.4 (docs/results/cpu/amd-f23-m1/int8_parity.json): with its reruns,
     slower than fp32; on a Zen 3 it ran them 2.1x as fast as fp32, on a Zen 4 3.6x."""
     cpu = cpu or cpu_info()
     require("openvino")
     path = _cache_path(cache)
-    key = "emotion " + cache_key(cpu, threads, "auto")
+    key = emotion_cache_key(cpu)
     memo = (str(path), key)
     if memo in _emotion_choices:
         return _emotion_choices[memo]
@@ -410,10 +421,10 @@ def choose_emotion_precision(threads: int, cache: str | None = None, cpu: CpuInf
     if kept and kept.get("precision") in candidates:
         choice = EmotionChoice(kept["precision"], "cached", kept.get("ms", {}), kept.get("served_ms", {}))
     else:
-        ms = measure_emotion(candidates, threads, budget_s)
+        ms = measure_emotion(candidates, EMOTION_THREADS, budget_s)
         choice = EmotionChoice(pick_emotion_precision(ms), "measured", ms, served_ms(ms))
         log.info("runtime: auto measured the emotion net on %s, %d thread(s), %d crops a run: %s (with reruns): %s",
-                 cpu.model, threads, EMOTION_PROBE[0],
+                 cpu.model, EMOTION_THREADS, EMOTION_PROBE[0],
                  ", ".join(f"{p} {v:.1f} ms" for p, v in choice.served_ms.items()), choice.precision)
         if path:
             _write_cache(path, key, {"precision": choice.precision, "ms": choice.ms, "served_ms": choice.served_ms})
@@ -421,7 +432,7 @@ def choose_emotion_precision(threads: int, cache: str | None = None, cpu: CpuInf
     return choice
 
 
-def precisions_here(precision: str, backend: str, threads: int, cache: str | None = None,
+def precisions_here(precision: str, backend: str, cache: str | None = None,
                     cpu: CpuInfo | None = None) -> dict[str, str]:
     """:func:`net_precisions` with the emotion net's precision measured on this CPU
     (:func:`choose_emotion_precision`) where ``precision`` is auto on openvino."""
@@ -429,7 +440,7 @@ def precisions_here(precision: str, backend: str, threads: int, cache: str | Non
     emotion = None
     if precision == "auto" and backend == "openvino":
         resolve_precision(precision, backend, cpu)
-        emotion = choose_emotion_precision(threads, cache, cpu).precision
+        emotion = choose_emotion_precision(cache, cpu).precision
     return net_precisions(precision, backend, cpu, emotion)
 
 
@@ -447,10 +458,10 @@ def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo 
                           "'moodstream[openvino]'")
     if len(candidates) == 1:
         require(candidates[0])
-        only = precisions_here(precision, candidates[0], threads, cache, cpu)
+        only = precisions_here(precision, candidates[0], cache, cpu)
         return Choice(candidates[0], describe(only, screened_nets(precision, candidates[0], cpu)),
                       "only one installed")
-    precisions = {b: precisions_here(precision, b, threads, cache, cpu) for b in candidates}
+    precisions = {b: precisions_here(precision, b, cache, cpu) for b in candidates}
     path = _cache_path(cache)
     key = cache_key(cpu, threads, precision)
     kept = _read_cache(path).get(key) if path else None

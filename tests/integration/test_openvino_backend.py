@@ -47,7 +47,7 @@ def ort():
 def openvino(precision: str):
     """The openvino backend's detector and classifier with the ``precision`` setting on this CPU
     (under auto, the emotion net in the precision measured here)."""
-    nets = precisions_here(precision, "openvino", 1)
+    nets = precisions_here(precision, "openvino")
     return (OnnxMTCNNDetector(runtime="openvino", precision=nets,
                               screened=screened_nets(precision, "openvino", cpu_info())),
             OnnxEmotionClassifier(framing=framing_for("mtcnn"), runtime="openvino", precision=nets["emotion"]))

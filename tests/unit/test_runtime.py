@@ -15,7 +15,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
 from moodstream.worker.onnx_session import net_file
 from moodstream.worker.runtime import (AUTO_BF16, AUTO_INT8, CpuInfo, cache_key, choose, choose_emotion_precision,
-                                       cpu_info, describe, emotion_candidates, measure, net_precisions,
+                                       cpu_info, describe, emotion_cache_key, emotion_candidates, measure, net_precisions,
                                        pick_emotion_precision, resolve_precision, screened_nets, served_ms)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,15 +136,15 @@ def test_the_measured_emotion_precision_overrules_the_usual_one():
 def test_auto_measures_the_emotion_nets_precision_here_and_keeps_it(tmp_path):
     cache = tmp_path / "runtime.json"
     cpu = cpu_info()
-    first = choose_emotion_precision(1, str(cache), cpu=cpu, budget_s=0.1)
+    first = choose_emotion_precision(str(cache), cpu=cpu, budget_s=0.1)
     assert first.how == "measured" and set(first.ms) == set(emotion_candidates(cpu))
     assert all(v > 0 for v in first.ms.values()) and first.served_ms == served_ms(first.ms)
     assert first.precision == pick_emotion_precision(first.ms)
-    kept = json.loads(cache.read_text())["choices"]["emotion " + cache_key(cpu, 1, "auto")]
+    kept = json.loads(cache.read_text())["choices"][emotion_cache_key(cpu)]
     assert (kept["precision"], kept["ms"]) == (first.precision, first.ms)
-    assert choose_emotion_precision(1, str(cache), cpu=cpu) is first  # once per process
+    assert choose_emotion_precision(str(cache), cpu=cpu) is first  # once per process
     runtime._emotion_choices.clear()
-    again = choose_emotion_precision(1, str(cache), cpu=cpu)
+    again = choose_emotion_precision(str(cache), cpu=cpu)
     assert (again.how, again.precision, again.ms) == ("cached", first.precision, first.ms)  # once per CPU kind
 
 
@@ -157,16 +157,27 @@ def test_the_pipeline_runs_the_emotion_net_in_the_precision_measured_here(tmp_pa
     from moodstream.worker.pipeline import Pipeline
 
     cache = tmp_path / "runtime.json"
-    key = "emotion " + cache_key(cpu_info(), 1, "auto")
+    key = emotion_cache_key(cpu_info())
     entry = {"precision": measured, "ms": {"fp32": 10.0, "int8": 10.0}}
     cache.write_text(json.dumps({"format": runtime.CACHE_FORMAT, "choices": {key: entry}}))
     runtime._emotion_choices.clear()
-    p = Pipeline(Settings.from_env(env={}, device="cpu", backend="openvino", precision="auto", threads=1,
-                                   runtime_cache=str(cache)))
-    assert p.precisions["emotion"] == p.classifier.precision == measured
-    assert (p.classifier.confirm is None) == (measured == "fp32")  # fp32 has nothing to run again
-    assert p.precision.endswith("emotion's close calls in fp32") == (measured != "fp32")
-    runtime._emotion_choices.clear()
+    for threads in (1, 2):  # a worker (half the cores) and analyze (all of them) on one machine: one precision
+        p = Pipeline(Settings.from_env(env={}, device="cpu", backend="openvino", precision="auto", threads=threads,
+                                       runtime_cache=str(cache)))
+        assert p.precisions["emotion"] == p.classifier.precision == measured
+        assert (p.classifier.confirm is None) == (measured == "fp32")  # fp32 has nothing to run again
+        assert p.precision.endswith("emotion's close calls in fp32") == (measured != "fp32")
+        runtime._emotion_choices.clear()
+    # the emotion net's choice is one per machine, not per thread count: nothing measured again for 2 threads
+    assert [k for k in json.loads(cache.read_text())["choices"] if k.startswith("emotion")] == [key]
+
+
+def test_the_emotion_nets_choice_is_one_per_machine_kind():
+    """Measured per thread count, a Zen 1 gave int8 on 2 threads (analyze) and fp32 on 1 (a worker):
+    the service's summary of a file then differed from analyze's by 0.002."""
+    assert "threads" not in emotion_cache_key(EPYC) and EPYC.model in emotion_cache_key(EPYC)
+    assert len({emotion_cache_key(EPYC), emotion_cache_key(XEON), emotion_cache_key(GENOA)}) == 3
+    assert runtime.EMOTION_THREADS == 1
 
 
 def test_int8_file_is_openvinos_only(tmp_path):
@@ -208,8 +219,8 @@ def test_auto_picks_the_faster_by_measurement_and_keeps_it(tmp_path):
     assert first.how == "measured" and set(first.ms) == {"onnx", "openvino"}
     assert first.backend == min(first.ms, key=first.ms.get)  # the faster of the two as measured
     # no native bf16: fp32, or on openvino the emotion net in the precision measured here
-    emotion = choose_emotion_precision(1, str(cache), cpu=EPYC)  # measured by the first choose, and kept
-    assert json.loads(cache.read_text())["choices"]["emotion " + cache_key(EPYC, 1, "auto")]["ms"] == emotion.ms
+    emotion = choose_emotion_precision(str(cache), cpu=EPYC)  # measured by the first choose, and kept
+    assert json.loads(cache.read_text())["choices"][emotion_cache_key(EPYC)]["ms"] == emotion.ms
     openvino = describe(net_precisions("auto", "openvino", EPYC, emotion.precision))
     assert first.precision == {"onnx": "fp32", "openvino": openvino}[first.backend]
     kept = json.loads(cache.read_text())
@@ -219,7 +230,7 @@ def test_auto_picks_the_faster_by_measurement_and_keeps_it(tmp_path):
     assert (again.how, again.backend, again.ms) == ("cached", first.backend, first.ms)
     # another thread count is another machine kind: measured again, both kept
     assert choose("auto", 2, str(cache), cpu=EPYC, budget_s=0.2).how == "measured"
-    assert len(json.loads(cache.read_text())["choices"]) == 4  # each thread count's backend and emotion net
+    assert len(json.loads(cache.read_text())["choices"]) == 3  # each thread count's backend, one emotion net
 
 
 @BOTH

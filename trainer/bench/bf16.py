@@ -250,7 +250,7 @@ def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
             detector = OnnxMTCNNDetector(runtime="openvino", precision={n: "bf16" for n in nets})
             mtcnn[label] = box_parity(reference, detector.detect(frames))
             bar.update(1)
-    auto = runtime.precisions_here("auto", "openvino", 1, cpu=cpu)
+    auto = runtime.precisions_here("auto", "openvino", cpu=cpu)
     detector = OnnxMTCNNDetector(runtime="openvino", precision=auto,
                                  screened=runtime.screened_nets("auto", "openvino", cpu))
     mtcnn["auto"] = {**box_parity(reference, detector.detect(frames)),

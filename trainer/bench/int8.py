@@ -203,8 +203,8 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "served": served_speed({**classifiers, "int8 alone": alone, **bf16}, faces[1] if faces else test,
                                max(3, repeats // 10)),
         "auto_int8": list(runtime.AUTO_INT8),
-        "auto_emotion": vars(runtime.choose_emotion_precision(1, cpu=cpu)),  # auto's measurement, 16 crops a run
-        "auto_here": runtime.describe(runtime.precisions_here("auto", "openvino", 1, cpu=cpu),
+        "auto_emotion": vars(runtime.choose_emotion_precision(cpu=cpu)),  # auto's measurement, 16 crops a run
+        "auto_here": runtime.describe(runtime.precisions_here("auto", "openvino", cpu=cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
     }
     if candidates:
