@@ -17,7 +17,7 @@
 #   measure.log               everything printed
 #
 # Every step runs even when one before it failed; the exit status is 1 if any failed, 2 for bad
-# arguments. About 5 minutes on a 2-core Xeon or Zen 5 EPYC (the benches time 1 thread a side).
+# arguments. About 5 minutes on a 2-core Xeon or Zen 5 EPYC, 26 on a Zen 1 (the benches time 1 thread a side).
 set -uo pipefail
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -153,9 +153,12 @@ def served_speed(classifiers: dict, crops: np.ndarray, repeats: int) -> dict:
                    "them on FER+ Valid and the WIDER faces: how the shipped form was chosen (a few minutes).")
 @click.option("--images", type=click.IntRange(min=16), show_default="export int8's, 2000",
               help="With --candidates: FER+ Train faces each form is calibrated on.")
+@click.option("--served-faces", type=click.IntRange(min=1),
+              help="Time the served emotion nets on at most this many faces (default: every WIDER face, or FER+ "
+                   "Test's with --wider 0; a slow CPU takes minutes on FER+ Test's 3,545).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
 def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, images: int | None,
-             out: Path | None) -> None:
+             served_faces: int | None, out: Path | None) -> None:
     """Does the int8 emotion net keep its answers (FER+ Test against fp32, on
     OpenVINO) and how much faster is it on this CPU; one JSON object."""
     from moodstream.worker import runtime
@@ -200,8 +203,8 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "emotion_int8_alone": parity(ref, raw, labels, "int8"),
         "wider_int8_alone": wider_alone,
         "speed": speed({p: c.net for p, c in {**classifiers, **bf16}.items()}, batch, repeats),
-        "served": served_speed({**classifiers, "int8 alone": alone, **bf16}, faces[1] if faces else test,
-                               max(3, repeats // 10)),
+        "served": served_speed({**classifiers, "int8 alone": alone, **bf16},
+                               (faces[1] if faces else test)[:served_faces], max(3, repeats // 10)),
         "auto_int8": list(runtime.AUTO_INT8),
         "auto_emotion": vars(runtime.choose_emotion_precision(cpu=cpu)),  # auto's measurement, 16 crops a run
         "auto_here": runtime.describe(runtime.precisions_here("auto", "openvino", cpu=cpu),
