@@ -38,11 +38,13 @@ fp32's, and the measurement charges each its share of those reruns
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -280,33 +282,40 @@ class Choice:
     ms: dict[str, float] = field(default_factory=dict)  # weighted ms per probe workload, per backend
 
 
+def _fastest(rows: list[dict[str, Callable[[], object]]], budget_s: float) -> list[dict[str, float]]:
+    """Per row, each call's fastest time (s): every call runs once untimed (allocation, shape
+    inference, kernel choice), then row by row, the calls of a row alternating their order
+    round by round so that load from other processes falls on all of them, for at least
+    3 rounds and ``budget_s`` seconds (the fastest: that load only ever adds time)."""
+    for row in rows:
+        for call in row.values():
+            call()
+    times = [{name: [] for name in row} for row in rows]
+    start, rounds = time.perf_counter(), 0
+    while rounds < 3 or time.perf_counter() - start < budget_s:
+        for row, row_times in zip(rows, times):
+            for name in (list(row) if rounds % 2 == 0 else list(row)[::-1]):
+                t0 = time.perf_counter()
+                row[name]()
+                row_times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return [{name: min(t) for name, t in row_times.items()} for row_times in times]
+
+
 def measure(backends: list[str], precisions: dict[str, dict[str, str]], threads: int, budget_s: float = PROBE_S,
             model_dir: Path = ONNX_DIR) -> dict[str, float]:
     """Each backend's time (ms) for one weighted pass over :data:`PROBES`: the
-    fastest of each net's calls times its weight, summed (the fastest: load from other
-    processes only ever adds time). Calls alternate
-    between backends (and their order), so background load falls on both.
+    fastest of each net's calls times its weight, summed (:func:`_fastest`: calls alternate
+    between backends, and their order, so background load falls on both).
     ``precisions``: per backend, :func:`net_precisions`. Each backend runs its
     own form of the files (:func:`worker.onnx_session.net_file`)."""
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(-1, 1, shape).astype(np.float32) for _, shape, _ in PROBES]
     nets = {b: [open_net(net_file(model_dir, NET_FILES[net], b, precisions[b][net]), threads, b, precisions[b][net])
                 for net, _, _ in PROBES] for b in backends}
-    for b in backends:  # first runs: allocation, shape inference, kernel choice
-        for net, x in zip(nets[b], inputs):
-            net.run(x)
-    times: dict[str, list[list[float]]] = {b: [[] for _ in PROBES] for b in backends}
-    start, rounds = time.perf_counter(), 0
-    while rounds < 3 or time.perf_counter() - start < budget_s:
-        order = backends if rounds % 2 == 0 else backends[::-1]
-        for k, x in enumerate(inputs):
-            for b in order:
-                t0 = time.perf_counter()
-                nets[b][k].run(x)
-                times[b][k].append(time.perf_counter() - t0)
-        rounds += 1
-    return {b: round(sum(min(t) * w for t, (_, _, w) in zip(times[b], PROBES)) * 1e3, 3)
-            for b in backends}
+    fastest = _fastest([{b: functools.partial(nets[b][k].run, x) for b in backends} for k, x in enumerate(inputs)],
+                       budget_s)
+    return {b: round(sum(row[b] * w for row, (_, _, w) in zip(fastest, PROBES)) * 1e3, 3) for b in backends}
 
 
 def default_cache_path() -> Path:
@@ -323,11 +332,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def cache_key(cpu: CpuInfo, threads: int, precision: str) -> str:
-    """One machine kind: CPU model and ISA, threads, precision setting, runtime versions."""
+def cache_key(cpu: CpuInfo, threads: int | None, precision: str) -> str:
+    """One machine kind: CPU model and ISA, threads (None: any), precision setting, runtime versions."""
     isa = ",".join(k for k, v in cpu.isa().items() if v) or "-"
     versions = ",".join(f"{b}={v}" for b, v in _versions().items())
-    return f"{cpu.model} [{isa}] threads={threads} precision={precision} {versions}"
+    per_threads = "" if threads is None else f" threads={threads}"
+    return f"{cpu.model} [{isa}]{per_threads} precision={precision} {versions}"
 
 
 def _read_cache(path: Path) -> dict:
@@ -362,17 +372,8 @@ def measure_emotion(precisions: tuple[str, ...], threads: int, budget_s: float =
     crops on OpenVINO, calls interleaved as in :func:`measure`."""
     x = np.random.default_rng(0).uniform(0, 1, EMOTION_PROBE).astype(np.float32)
     nets = {p: open_net(net_file(model_dir, EMOTION_FILE, "openvino", p), threads, "openvino", p) for p in precisions}
-    for net in nets.values():  # first runs: allocation, shape inference, kernel choice
-        net.run(x)
-    times: dict[str, list[float]] = {p: [] for p in precisions}
-    start, rounds = time.perf_counter(), 0
-    while rounds < 3 or time.perf_counter() - start < budget_s:
-        for p in precisions if rounds % 2 == 0 else precisions[::-1]:
-            t0 = time.perf_counter()
-            nets[p].run(x)
-            times[p].append(time.perf_counter() - t0)
-        rounds += 1
-    return {p: round(min(t) * 1e3, 3) for p, t in times.items()}
+    fastest = _fastest([{p: functools.partial(net.run, x) for p, net in nets.items()}], budget_s)[0]
+    return {p: round(t * 1e3, 3) for p, t in fastest.items()}
 
 
 @dataclass
@@ -393,7 +394,7 @@ _emotion_choices: dict[tuple[str, str], EmotionChoice] = {}  # (cache file, key)
 def emotion_cache_key(cpu: CpuInfo) -> str:
     """The emotion net's precision is one per machine kind: CPU model and ISA, runtime versions
     (not threads: see :func:`choose_emotion_precision`)."""
-    return "emotion " + cache_key(cpu, EMOTION_THREADS, "auto").replace(f" threads={EMOTION_THREADS}", "")
+    return "emotion " + cache_key(cpu, None, "auto")
 
 
 def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = None,
@@ -437,10 +438,7 @@ def precisions_here(precision: str, backend: str, cache: str | None = None,
     """:func:`net_precisions` with the emotion net's precision measured on this CPU
     (:func:`choose_emotion_precision`) where ``precision`` is auto on openvino."""
     cpu = cpu or cpu_info()
-    emotion = None
-    if precision == "auto" and backend == "openvino":
-        resolve_precision(precision, backend, cpu)
-        emotion = choose_emotion_precision(cache, cpu).precision
+    emotion = choose_emotion_precision(cache, cpu).precision if precision == "auto" and backend == "openvino" else None
     return net_precisions(precision, backend, cpu, emotion)
 
 
@@ -456,22 +454,22 @@ def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo 
     if not candidates:
         raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]' (ONNX Runtime) or "
                           "'moodstream[openvino]'")
+    precisions = {b: precisions_here(precision, b, cache, cpu) for b in candidates}
+
+    def described(backend: str) -> str:
+        return describe(precisions[backend], screened_nets(precision, backend, cpu))
+
     if len(candidates) == 1:
         require(candidates[0])
-        only = precisions_here(precision, candidates[0], cache, cpu)
-        return Choice(candidates[0], describe(only, screened_nets(precision, candidates[0], cpu)),
-                      "only one installed")
-    precisions = {b: precisions_here(precision, b, cache, cpu) for b in candidates}
+        return Choice(candidates[0], described(candidates[0]), "only one installed")
     path = _cache_path(cache)
     key = cache_key(cpu, threads, precision)
     kept = _read_cache(path).get(key) if path else None
     if kept and kept.get("backend") in candidates:
-        best = kept["backend"]
-        return Choice(best, describe(precisions[best], screened_nets(precision, best, cpu)), "cached",
-                      kept.get("ms", {}))
+        return Choice(kept["backend"], described(kept["backend"]), "cached", kept.get("ms", {}))
     ms = measure(candidates, precisions, threads, budget_s)
     best = min(candidates, key=ms.__getitem__)
-    choice = Choice(best, describe(precisions[best], screened_nets(precision, best, cpu)), "measured", ms)
+    choice = Choice(best, described(best), "measured", ms)
     log.info("runtime: auto measured %s on %s, %d thread(s): %s", ", ".join(f"{b} {v:.1f} ms" for b, v in ms.items()),
              cpu.model, threads, best)
     if path:

@@ -80,10 +80,9 @@ def test_profile_counts_the_fp32_reruns_as_the_emotion_nets_time(settings, fixtu
     import numpy as np
 
     from moodstream.trainer.bench.profile import Clock, instrumented
-    from moodstream.worker.pipeline import Pipeline
-
     from moodstream.worker.framing import framing_for
     from moodstream.worker.onnx_classify import OnnxEmotionClassifier
+    from moodstream.worker.pipeline import Pipeline
 
     pipeline = Pipeline(settings.replace(backend="openvino", precision="auto"))
     # int8 whatever auto measured here (fp32 where int8 does not pay, as on a Zen 1: nothing to rerun)
