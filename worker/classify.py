@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from moodstream.shared import devices
 from moodstream.shared.models import Checkpoint, predict_proba
 from moodstream.worker.crop import Framing, crop_faces
 
@@ -35,4 +36,5 @@ class EmotionClassifier:
         crops = crop_faces(frames, boxes, self.framing, self.checkpoint.config.input_size, self.device)
         if crops.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return predict_proba(self.checkpoint, crops, flip_tta=self.flip_tta).cpu().numpy()
+        with devices.strict_fp32():  # the CPU's probabilities on a GPU too
+            return predict_proba(self.checkpoint, crops, flip_tta=self.flip_tta).cpu().numpy()

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn.functional import interpolate
 
+from moodstream.shared import devices
 from moodstream.shared.settings import Settings
 from moodstream.worker.detectors.base import Face, group_by_size
 from moodstream.worker.detectors.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image,
@@ -102,8 +103,9 @@ class BatchedMTCNN(nn.Module):
     def forward(self, frames: torch.Tensor) -> Detections:
         """(B, H, W, 3) uint8 RGB on the model's device -> :class:`Detections`."""
         h, w = frames.shape[1:3]
-        # float32 even inside a caller's autocast region: reduced precision moves boxes off facenet's
-        with torch.autocast(frames.device.type, enabled=False):
+        # float32 even inside a caller's autocast region, and not TF32 on a GPU: reduced precision
+        # moves boxes off facenet's
+        with torch.autocast(frames.device.type, enabled=False), devices.strict_fp32():
             imgs = frames.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels-last memory like facenet's
             det = self._stage1(imgs)
             if det.boxes.shape[0] == 0:
