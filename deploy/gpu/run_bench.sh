@@ -11,8 +11,8 @@
 # 4. through Redis (moodstream bench stream: one spawned worker, frames in the
 #    stream -> results in the stream), reference vs batched MTCNN, if time is left
 #
-# $OUT gets at most 5 files (run_bench.log, throughput_gpu.json/.md,
-# redis_gpu.json, throughput_gpu_repeats3.json): the device tool returns 8 at most.
+# $OUT gets at most 6 files (run_bench.log, throughput_gpu.json/.md,
+# redis_gpu.json, profile_gpu.txt, throughput_gpu_repeats3.json): the device tool returns 8 at most.
 #
 # Every step runs even when one before it failed; the exit status is 1 if any
 # failed. Budget: about 8 minutes (each step has its own timeout).
@@ -135,6 +135,12 @@ PYEOF
 fi
 
 rm -rf "$TMP"
+
+# if time is left: where a CUDA worker's batch goes, host or GPU (torch.profiler)
+if [[ -n $VIDEOS ]] && ((SECONDS - START < 380)); then
+    step "profile: the CUDA pipeline's batch, host and GPU time by op"
+    PROFILE_FRAMES=${FRAMES:-16} timeout 90 "$PY" deploy/gpu/profile_pipeline.py "$VIDEOS" "$OUT/profile_gpu.txt" "$DEVICE" || fail "pipeline profile"
+fi
 
 # if time is left: both sides timed three times, alternating, each keeping its fastest pass
 if [[ -n $VIDEOS ]] && ((SECONDS - START < 400)); then

@@ -1,0 +1,75 @@
+"""Where a CUDA worker's batch goes: host or GPU. For deploy/gpu/run_bench.sh.
+
+The H200 run (docs/results/gpu/h200/README.md) found ours at a quarter of the decode ceiling
+with the GPU mostly idle, so this times the Pipeline a CUDA worker builds (default settings)
+on one batch of each video under torch.profiler and writes, per video: the wall time of a
+batch, the GPU's busy time in it (the sum of its kernels' times), and the ops that take the
+most host and GPU time.
+
+    python3 deploy/gpu/profile_pipeline.py VIDEOS_DIR OUT.txt [DEVICE]
+
+DEVICE defaults to cuda; ``cpu`` dry-runs the wiring on a machine without a GPU (torch backend;
+PROFILE_FRAMES=2 keeps that short).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from moodstream.shared.settings import Settings
+from moodstream.trainer.bench.profile import load_frames
+from moodstream.worker.pipeline import Pipeline
+
+FRAMES = int(os.environ.get("PROFILE_FRAMES", "16"))  # a batch: the worker's batch_max on CUDA
+VIDEOS = {"street_1080p.mp4": FRAMES, "hamilton_360p.mp4": FRAMES}
+PASSES = 3
+
+
+def main(videos: Path, out: Path, device: str) -> None:
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    # the CUDA default is torch with the batched MTCNN; on the CPU (a dry run) torch too, not OpenVINO
+    settings = Settings.from_env(env={}, device=device, **({} if cuda else {"backend": "torch", "mtcnn_impl": "batched"}))
+    pipeline = Pipeline(settings, worker=True)
+    lines = [f"Pipeline on {device}: backend {pipeline.backend}, {pipeline.threads} thread(s), "
+             f"{torch.cuda.get_device_name() if cuda else 'no GPU'}; torch {torch.__version__}", ""]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for name, n in VIDEOS.items():
+        frames = load_frames(videos / name, n, settings.max_pixels)
+        for _ in range(2):  # warm-up: allocator, cuDNN plans, grids
+            pipeline.process(frames)
+        sync()
+        walls = []
+        for _ in range(PASSES):
+            t0 = time.perf_counter()
+            pipeline.process(frames)
+            sync()
+            walls.append(time.perf_counter() - t0)
+        with profile(activities=activities) as prof:
+            for _ in range(PASSES):
+                pipeline.process(frames)
+            sync()
+        events = prof.key_averages()
+        gpu_us = sum(e.self_device_time_total for e in events) / PASSES if cuda else 0.0
+        wall_ms = min(walls) * 1e3
+        lines += [f"## {name}: {len(frames)} frames a batch",
+                  f"wall {wall_ms:.1f} ms a batch (fastest of {PASSES}, without the profiler), "
+                  f"{wall_ms / len(frames):.2f} ms a frame; GPU kernels {gpu_us / 1e3:.1f} ms a batch "
+                  f"({gpu_us / 1e3 / wall_ms:.0%} of the wall time)", ""]
+        lines += ["### by host time (self)", events.table(sort_by="self_cpu_time_total", row_limit=20), ""]
+        if cuda:
+            lines += ["### by GPU time (self)", events.table(sort_by="self_device_time_total", row_limit=15), ""]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(line for line in lines if not line.startswith(("-", " ", "Name", "Self"))))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (3, 4):
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) == 4 else "cuda")
