@@ -97,7 +97,8 @@ def test_boxes_on_cuda_are_the_cpus(fixture_frames):
     assert [len(f) for f in gpu] == [len(f) for f in cpu]
     for g, c in zip(gpu, cpu):
         for a, b in zip(sorted(f.box for f in g), sorted(f.box for f in c)):
-            assert a == pytest.approx(b, abs=0.1)  # measured on an H200: 0.03 px (TF32), 1e-4 px (fp32)
+            # on an H200: 0.46 px with torch's default TF32 (this test failed), 1e-4 px with TF32 off (a probe)
+            assert a == pytest.approx(b, abs=0.1)
 
 
 def test_cpu_reference_rates_of_the_throughput_bench(fixture_frames):

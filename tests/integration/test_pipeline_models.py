@@ -177,8 +177,9 @@ def test_cuda_matches_cpu(settings, street):
     [on_cpu] = cpu.process([street])
     assert len(on_gpu.faces) == len(on_cpu.faces)
     for a, b in zip(on_gpu.faces, on_cpu.faces):
-        assert a.box == pytest.approx(b.box, abs=0.1)  # measured: 0.03 px
-        # measured: 2.3e-4 with torch's default TF32 convolutions, 5e-7 without
+        # on an H200 with torch's default TF32: probabilities 0.0098 apart here (this test failed); with TF32
+        # off the emotion net gave 5e-7 on the same crops and the detector 1e-4 px (a probe)
+        assert a.box == pytest.approx(b.box, abs=0.1)
         assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=2e-3)
 
 
