@@ -11,8 +11,8 @@
 # 4. through Redis (moodstream bench stream: one spawned worker, frames in the
 #    stream -> results in the stream), reference vs batched MTCNN, if time is left
 #
-# $OUT gets at most 6 files (run_bench.log, throughput_gpu.json/.md,
-# redis_gpu.json, profile_gpu.txt, throughput_gpu_repeats3.json): the device tool returns 8 at most.
+# $OUT gets at most 7 files (run_bench.log, throughput_gpu.json/.md, redis_gpu.json,
+# profile_gpu.txt, facenet_drift.json, throughput_gpu_repeats3.json): the device tool returns 8 at most.
 #
 # Every step runs even when one before it failed; the exit status is 1 if any
 # failed. Budget: about 8 minutes (each step has its own timeout).
@@ -140,6 +140,12 @@ rm -rf "$TMP"
 if [[ -n $VIDEOS ]] && ((SECONDS - START < 380)); then
     step "profile: the CUDA pipeline's batch, host and GPU time by op"
     PROFILE_FRAMES=${FRAMES:-16} timeout 90 "$PY" deploy/gpu/profile_pipeline.py "$VIDEOS" "$OUT/profile_gpu.txt" "$DEVICE" || fail "pipeline profile"
+fi
+
+# if time is left: the first step at which facenet's MTCNN on the GPU leaves its CPU answers
+if ((SECONDS - START < 420)); then
+    step "facenet-pytorch on the GPU against itself on the CPU: the first intermediate that differs"
+    timeout 60 "$PY" deploy/gpu/facenet_drift.py "$OUT/facenet_drift.json" "$DEVICE" || fail "facenet drift probe"
 fi
 
 # if time is left: both sides timed three times, alternating, each keeping its fastest pass
