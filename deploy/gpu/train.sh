@@ -10,6 +10,11 @@ OUT=${OUT:-runs/gpu}
 DATA=${DATA:-../shared/data/ferplus}
 [ -d .whl/shared_data/ferplus ] && DATA=.whl/shared_data/ferplus
 PY=${PYTHON:-python3}
+# FER+ carried in parts (deploy/gpu/ferplus_pack.py; README "Training on the GPU"): unpack them first
+if [ -n "${FER_PARTS:-}" ]; then
+  "$PY" deploy/gpu/ferplus_pack.py unpack "$FER_PARTS" /tmp/ferplus || exit 1
+  DATA=/tmp/ferplus
+fi
 DEVICE=${DEVICE:-cuda}
 read -r -a extra <<< "${EXTRA:-}"
 presets=${*:-best paper-initial paper-resnet paper-vgg}
