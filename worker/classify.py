@@ -14,7 +14,7 @@ import torch
 
 from moodstream.shared import devices
 from moodstream.shared.models import Checkpoint, predict_proba
-from moodstream.worker.crop import Framing, crop_faces
+from moodstream.worker.crop import Framing, Resident, crop_faces
 
 
 class EmotionClassifier:
@@ -30,10 +30,12 @@ class EmotionClassifier:
         checkpoint.model.to(device).eval()
 
     @torch.inference_mode()
-    def predict(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
+    def predict(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
+                resident: Resident | None = None) -> np.ndarray:
         """Probabilities ``(N, 8)`` float32 for the boxes of all frames, in order
-        (``boxes[i]``: ``(n_i, 4)`` x1, y1, x2, y2 on ``frames[i]``)."""
-        crops = crop_faces(frames, boxes, self.framing, self.checkpoint.config.input_size, self.device)
+        (``boxes[i]``: ``(n_i, 4)`` x1, y1, x2, y2 on ``frames[i]``). ``resident``: frames
+        the detector holds on the device already (:data:`worker.crop.Resident`)."""
+        crops = crop_faces(frames, boxes, self.framing, self.checkpoint.config.input_size, self.device, resident)
         if crops.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         with devices.strict_fp32():  # the CPU's probabilities on a GPU too

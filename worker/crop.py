@@ -46,7 +46,7 @@ the square clipped to the padded frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,14 +76,21 @@ def to_gray(frames: torch.Tensor) -> torch.Tensor:
 CHUNK_PIXELS = 8_000_000  # frames converted to float at once, at most (8 Mpx: ~100 MB of temporaries)
 
 
+Resident = Mapping[int, tuple[torch.Tensor, int]]
+"""Frames already on the device: ``resident[i] = (tensor, j)`` when ``tensor[j]`` (a ``(B, H, W, 3)``
+uint8 tensor) holds the pixels of ``frames[i]`` (:meth:`worker.detectors.mtcnn_batched.BatchedMTCNNDetector.detect_resident`)."""
+
+
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framing: Framing, size: int,
-               device: torch.device) -> torch.Tensor:
+               device: torch.device, resident: Resident | None = None) -> torch.Tensor:
     """Grayscale face crops ``(N, 1, size, size)`` in [0, 1], frame by frame and
     box by box in input order (N = total boxes).
 
     ``boxes[i]`` is a ``(n_i, 4)`` float array of x1, y1, x2, y2 for ``frames[i]``
     (RGB uint8 ``(H, W, 3)``, any size). Frames without boxes are not touched;
     the others are cropped one roi_align call per chunk of equal-sized frames.
+    Frames in ``resident`` are cropped from the tensor that holds them (the
+    detector's upload), the rest are stacked and uploaded; the crops are the same.
     """
     counts = [len(b) for b in boxes]
     out = torch.empty((sum(counts), 1, size, size), dtype=torch.float32, device=device)
@@ -97,16 +104,44 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framin
         for k in range(0, len(idx), step):
             chunk = idx[k:k + step]
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in chunk])
-            out[torch.as_tensor(rows, device=device)] = _crop_chunk(
-                [frames[i] for i in chunk], [boxes[i] for i in chunk], framing, size, device)
+            if resident is not None and all(i in resident for i in chunk):
+                pixels = _gather(resident, chunk, device)
+            else:
+                pixels = _upload([frames[i] for i in chunk], device)
+            out[torch.as_tensor(rows, device=device)] = _crop_chunk(pixels, [boxes[i] for i in chunk], framing,
+                                                                    size, device)
     return out
 
 
-def _crop_chunk(frames: list[np.ndarray], boxes: list[np.ndarray], framing: Framing, size: int,
+def _upload(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Equal-sized RGB uint8 frames -> ``(B, H, W, 3)`` on ``device``."""
+    return torch.from_numpy(np.stack(frames)).to(device)
+
+
+def _gather(resident: Resident, chunk: list[int], device: torch.device) -> torch.Tensor:
+    """The resident frames ``chunk`` -> ``(B, H, W, 3)`` on ``device``, in ``chunk``'s order: a view
+    where they lie in order in one tensor, else one gather per tensor."""
+    parts: list[tuple[torch.Tensor, list[int]]] = []
+    for i in chunk:
+        tensor, j = resident[i]
+        if parts and parts[-1][0] is tensor:
+            parts[-1][1].append(j)
+        else:
+            parts.append((tensor, [j]))
+    pieces = []
+    for tensor, rows in parts:
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            pieces.append(tensor[rows[0]:rows[0] + len(rows)])
+        else:
+            pieces.append(tensor[torch.as_tensor(rows, device=tensor.device)])
+    return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).to(device)
+
+
+def _crop_chunk(pixels: torch.Tensor, boxes: list[np.ndarray], framing: Framing, size: int,
                 device: torch.device) -> torch.Tensor:
-    """Equal-sized frames and their boxes -> crops ``(n, 1, S, S)``, in order."""
-    h, w = frames[0].shape[:2]
-    gray = to_gray(torch.from_numpy(np.stack(frames)).to(device))  # (B, 1, H, W)
+    """Equal-sized frames ``(B, H, W, 3)`` uint8 on ``device`` and their boxes -> crops ``(n, 1, S, S)``, in order."""
+    h, w = pixels.shape[1:3]
+    gray = to_gray(pixels)  # (B, 1, H, W)
     sq = square_boxes(torch.as_tensor(np.concatenate(boxes), dtype=torch.float32, device=device).reshape(-1, 4),
                       framing)  # (n, 4)
     # replicate-pad just as far as the squares overhang, at most half a frame side; clip beyond
@@ -117,7 +152,7 @@ def _crop_chunk(frames: list[np.ndarray], boxes: list[np.ndarray], framing: Fram
         sq = sq + pad
     sq[:, 0::2] = sq[:, 0::2].clamp(0, w + 2 * pad)
     sq[:, 1::2] = sq[:, 1::2].clamp(0, h + 2 * pad)
-    frame_idx = torch.repeat_interleave(torch.arange(len(frames), dtype=torch.float32, device=device),
+    frame_idx = torch.repeat_interleave(torch.arange(len(pixels), dtype=torch.float32, device=device),
                                         torch.as_tensor([len(b) for b in boxes], device=device))
     return roi_align(gray, torch.cat([frame_idx[:, None], sq], dim=1), output_size=(size, size),
                      spatial_scale=1.0, sampling_ratio=-1, aligned=True)  # (n, 1, S, S)

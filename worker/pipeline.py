@@ -26,6 +26,7 @@ from moodstream.worker.onnx_session import RUNTIMES
 
 if TYPE_CHECKING:
     from moodstream.shared.models import Checkpoint
+    from moodstream.worker.crop import Resident
 
 log = logging.getLogger(__name__)
 
@@ -140,32 +141,44 @@ class Pipeline:
         are classified in one call: :meth:`detect`, then :meth:`classify`.
         """
         t0 = time.perf_counter()
-        detections = self.detect(frames)
+        resident = None
+        if self.backend == "torch" and hasattr(self.detector, "detect_resident"):
+            # the batched MTCNN and the torch classifier: crop from the frames the detector uploaded
+            self._check(frames)
+            detections, resident = self.detector.detect_resident(frames) if frames else ([], None)
+        else:
+            detections = self.detect(frames)
         detect_ms = round((time.perf_counter() - t0) * 1e3, 2)
-        return self.classify(frames, detections, timings={"detect": detect_ms})
+        return self.classify(frames, detections, timings={"detect": detect_ms}, resident=resident)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         """The detector's faces per frame (raw detector boxes, before calibration)."""
         if not frames:
             return []
+        self._check(frames)
+        return self.detector.detect(frames)
+
+    @staticmethod
+    def _check(frames: list[np.ndarray]) -> None:
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
                                                    f"{tuple(frame.shape)}")
-        return self.detector.detect(frames)
 
     def classify(self, frames: list[np.ndarray], faces_per_frame: list[list[Face]],
-                 timings: dict | None = None) -> list[FrameResult]:
+                 timings: dict | None = None, resident: Resident | None = None) -> list[FrameResult]:
         """Faces already found on ``frames`` (by :meth:`detect`, or followed from an
         earlier frame: ``faces_per_frame[i]`` are :class:`Face` on ``frames[i]`` in
         raw detector coordinates) -> one result per frame: the records
         :meth:`process` gives for those faces. ``timings`` (ms) are merged into
-        each result's ``timings_ms`` before ``classify``."""
+        each result's ``timings_ms`` before ``classify``. ``resident``: frames
+        already on the torch classifier's device (:data:`worker.crop.Resident`)."""
         if not frames:
             return []
         t1 = time.perf_counter()
         boxes = [np.asarray([f.box for f in faces], dtype=np.float32).reshape(-1, 4) for faces in faces_per_frame]
-        probs = self.classifier.predict(frames, boxes)  # (N, 8), N = all faces of all frames; synced on .cpu()
+        extra = {"resident": resident} if resident is not None else {}
+        probs = self.classifier.predict(frames, boxes, **extra)  # (N, 8), N = all faces of all frames; synced on .cpu()
         t2 = time.perf_counter()
         timings = {**(timings or {}), "classify": round((t2 - t1) * 1e3, 2)}
         results, k = [], 0

@@ -14,7 +14,10 @@ PROFILE_FRAMES=2 keeps that short).
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -63,6 +66,16 @@ def main(videos: Path, out: Path, device: str) -> None:
                   f"{wall_ms / len(frames):.2f} ms a frame; GPU kernels {gpu_us / 1e3:.1f} ms a batch "
                   f"({gpu_us / 1e3 / wall_ms:.0%} of the wall time)", ""]
         lines += ["### by host time (self)", events.table(sort_by="self_cpu_time_total", row_limit=20), ""]
+        # the Python side: which of our functions hold the host (a GPU sync shows as time in the call that waits)
+        cprof = cProfile.Profile()
+        cprof.enable()
+        for _ in range(PASSES):
+            pipeline.process(frames)
+        sync()
+        cprof.disable()
+        text = io.StringIO()
+        pstats.Stats(cprof, stream=text).sort_stats("tottime").print_stats(25)
+        lines += [f"### cProfile, {PASSES} batches, by own time", text.getvalue(), ""]
         if cuda:
             lines += ["### by GPU time (self)", events.table(sort_by="self_device_time_total", row_limit=15), ""]
     out.write_text("\n".join(lines) + "\n")

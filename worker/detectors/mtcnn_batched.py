@@ -36,6 +36,7 @@ from torch.nn.functional import interpolate
 
 from moodstream.shared import devices
 from moodstream.shared.settings import Settings
+from moodstream.worker.crop import Resident
 from moodstream.worker.detectors.base import Face, group_by_size
 from moodstream.worker.detectors.mtcnn_ops import (area_crops, bbreg, grouped_nms, grouped_nms_min, integral_image,
                                                    pad_boxes, pyramid_scales, rerec)
@@ -106,8 +107,11 @@ class BatchedMTCNN(nn.Module):
         # float32 even inside a caller's autocast region, and not TF32 on a GPU: reduced precision
         # moves boxes off facenet's
         with torch.autocast(frames.device.type, enabled=False), devices.strict_fp32():
-            imgs = frames.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels-last memory like facenet's
+            # (B, 3, H, W) in NCHW memory: the pyramid's area resizes run faster on it than on the
+            # channels-last strides facenet's permute leaves, with the same bits (deploy/gpu/probe_pyramid.py)
+            imgs = frames.permute(0, 3, 1, 2).contiguous().float()
             det = self._stage1(imgs)
+            del imgs
             if det.boxes.shape[0] == 0:
                 return det
             table = integral_image(frames)  # (B, H+1, W+1, 3)
@@ -140,6 +144,8 @@ class BatchedMTCNN(nn.Module):
         probs, regs = [], []
         for scale in pyramid_scales(h, w, self.min_face_size, self.factor):
             im = interpolate(imgs, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
+            # PNet on channels-last memory, as in facenet: its convolutions' bits depend on the layout
+            im = im.contiguous(memory_format=torch.channels_last)
             reg, prob = pnet((im - 127.5) * 0.0078125)  # (B, 4, h', w'), (B, 2, h', w')
             probs.append(prob[:, 1].flatten(1))
             regs.append(reg.flatten(2))
@@ -247,9 +253,17 @@ class BatchedMTCNNDetector:
         return self.model(frames)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        return self.detect_resident(frames)[0]
+
+    def detect_resident(self, frames: list[np.ndarray]) -> tuple[list[list[Face]], Resident]:
+        """:meth:`detect`, and the uploaded frames it leaves on the device
+        (:data:`worker.crop.Resident`, keyed by position in ``frames``) for the crops."""
         out: list[list[Face]] = [[] for _ in frames]
+        resident: dict[int, tuple[torch.Tensor, int]] = {}
         for idx in group_by_size(frames).values():
-            faces = self.detect_tensor(self.upload([frames[i] for i in idx])).to_faces(len(idx))
+            tensor = self.upload([frames[i] for i in idx])
+            faces = self.detect_tensor(tensor).to_faces(len(idx))
             for j, i in enumerate(idx):
                 out[i] = faces[j]
-        return out
+                resident[i] = (tensor, j)
+        return out, resident
