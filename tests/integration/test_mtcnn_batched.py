@@ -124,7 +124,7 @@ def detector() -> BatchedMTCNNDetector:
 
 
 def test_pnet_sees_facenets_layout(fixture_frames, monkeypatch):
-    """The pyramid resizes run on NCHW memory (faster, same bits), but PNet still gets channels-last
+    """The pyramid resizes run on NCHW memory (faster; same bits on the CPU), but PNet still gets channels-last
     input as in facenet-pytorch: its convolutions give other bits on another layout (measured on the
     CPU: deploy/gpu/probe_pyramid.py), which would move boxes off facenet's answers."""
     import torch

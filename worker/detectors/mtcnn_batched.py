@@ -108,7 +108,10 @@ class BatchedMTCNN(nn.Module):
         # moves boxes off facenet's
         with torch.autocast(frames.device.type, enabled=False), devices.strict_fp32():
             # (B, 3, H, W) in NCHW memory: the pyramid's area resizes run faster on it than on the
-            # channels-last strides facenet's permute leaves, with the same bits (deploy/gpu/probe_pyramid.py)
+            # channels-last strides facenet's permute leaves (deploy/gpu/probe_pyramid.py, 16 1080p
+            # frames on an H200: 31.1 -> 5.5 ms; on the CPU 30% less). Same bits on the CPU; on CUDA
+            # the two kernels sum in another order, and the boxes stayed within 0.1 px of the CPU's
+            # (test_boxes_on_cuda_are_the_cpus) and 100% at IoU 0.95 of facenet's on the CPU
             imgs = frames.permute(0, 3, 1, 2).contiguous().float()
             det = self._stage1(imgs)
             del imgs
