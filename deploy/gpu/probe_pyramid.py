@@ -85,7 +85,7 @@ def main(videos: Path, out: Path, device: str) -> None:
         calls = []
         real = mtcnn_ops.grouped_nms
 
-        def spy(boxes, scores, groups, iou, max_boxes=16384):
+        def spy(boxes, scores, groups, iou, max_boxes=2048):
             sync()
             t0 = time.perf_counter()
             keep = real(boxes, scores, groups, iou, max_boxes)
