@@ -10,7 +10,9 @@ changing what ships:
   strides, facenet's layout) and on a contiguous NCHW copy (copy timed too), and whether the
   two give the same bits; then PNet on both (same bits or not, and the time), and PNet on the
   NCHW resize copied back to channels-last (what a change that keeps PNet's bits would run);
-* NMS: every ``grouped_nms`` call of one detect (boxes in, boxes kept, ms), by stage.
+* NMS: every ``grouped_nms`` call of one detect (boxes in, boxes kept, ms), by stage;
+* the batched detector's boxes on the device against its boxes on the CPU, on the fixture
+  images and 12 clip frames: faces found and the largest coordinate difference (px).
 
     python3 deploy/gpu/probe_pyramid.py VIDEOS_DIR OUT.json [DEVICE]
 
@@ -25,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import torch
 from torch.nn.functional import interpolate
 
@@ -35,6 +38,7 @@ from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
 from moodstream.worker.detectors.mtcnn_ops import pyramid_scales
 
 FRAMES = int(os.environ.get("PROBE_FRAMES", "16"))
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "images"
 REPEATS = 5
 
 
@@ -120,6 +124,18 @@ def main(videos: Path, out: Path, device: str) -> None:
               f"same bits: resize {all(v['resize_same_bits'] for v in levels)}, pnet nchw {all(v['pnet_nchw_same_bits'] for v in levels)}, "
               f"pnet after nchw resize {all(v['pnet_after_nchw_resize_same_bits'] for v in levels)}; "
               f"NMS {[(c['boxes_in'], c['kept'], c['ms']) for c in calls]}; detect {detect_ms:.1f} ms")
+    # how far the GPU's boxes are from the CPU's (test_boxes_on_cuda_are_the_cpus holds them within 0.1 px)
+    images = sorted(FIXTURES.glob("*.jpg"))
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
+    frames += load_frames(FIXTURES.parent / "clip_360p.mp4", 12, settings.max_pixels)  # as the test
+    here = det.detect(frames)
+    cpu = BatchedMTCNNDetector(settings.replace(device="cpu"), device="cpu").detect(frames)
+    diffs = [max((abs(a - b) for fa, fb in zip(sorted(f.box for f in g), sorted(f.box for f in c))
+                  for a, b in zip(fa, fb)), default=0.0) for g, c in zip(here, cpu)]
+    report["boxes_vs_cpu"] = {"images": [p.name for p in images] + ["clip_360p.mp4 frames 0-11"], "faces": [len(f) for f in here],
+                              "faces_cpu": [len(f) for f in cpu], "max_abs_px": [round(d, 6) for d in diffs]}
+    print(f"boxes against the CPU's on {len(frames)} fixture frames: faces {report['boxes_vs_cpu']['faces']} "
+          f"(CPU {report['boxes_vs_cpu']['faces_cpu']}), largest difference {max(diffs):.6f} px")
     out.write_text(json.dumps(report, indent=1) + "\n")
 
 
