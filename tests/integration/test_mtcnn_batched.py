@@ -233,3 +233,28 @@ def test_throughput_bench_measures_the_shipped_pipeline(fixtures_dir, tmp_path):
     assert report["backend"] in ("onnx", "openvino") and report["threads"] >= 1  # what a CPU worker runs by default
     assert report["box_match_rate"] == 1.0 and report["emotion_agreement"] == 1.0
     assert "Device: **cpu**" in md.read_text()
+
+
+def test_frames_are_stacked_on_several_threads(monkeypatch):
+    """A batch's frames are copied into the upload buffer on the worker's threads (numpy lets go of
+    the GIL: 16 1080p frames 13.2 -> 7.2 ms on 2 cores; on an H200's host the one-thread stack was
+    19 ms of a 111 ms batch), into the same bytes as ``np.stack``."""
+    import torch
+
+    from moodstream.worker.detectors import mtcnn_batched
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(7)]
+    for threads in (1, 2, 4):
+        out = np.empty((7, 37, 53, 3), np.uint8)
+        assert mtcnn_batched.stack_frames(frames, out, threads) is out
+        np.testing.assert_array_equal(out, np.stack(frames))
+    with pytest.raises(ValueError, match="frame 2 is 36x53, the batch 37x53"):
+        mtcnn_batched.stack_frames(frames[:2] + [frames[2][:36]], np.empty((3, 37, 53, 3), np.uint8), 2)
+    copies = []
+    real = np.copyto
+    monkeypatch.setattr(mtcnn_batched.np, "copyto", lambda dst, src: copies.append(dst.shape) or real(dst, src))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    det = BatchedMTCNNDetector(Settings.from_env(env={}, device="cpu"))
+    assert torch.equal(det.upload(frames), torch.from_numpy(np.stack(frames)))
+    assert copies == [(37, 53, 3)] * 7  # frame by frame, on the pool
