@@ -48,12 +48,13 @@ def main(videos: Path, out: Path, device: str) -> None:
         for _ in range(2):  # warm-up: allocator, cuDNN plans, grids
             pipeline.process(frames)
         sync()
-        walls = []
+        walls, stages = [], []
         for _ in range(PASSES):
             t0 = time.perf_counter()
-            pipeline.process(frames)
+            results = pipeline.process(frames)
             sync()
             walls.append(time.perf_counter() - t0)
+            stages.append(results[0].timings_ms)  # the batch's detect and classify, ms
         with profile(activities=activities) as prof:
             for _ in range(PASSES):
                 pipeline.process(frames)
@@ -61,10 +62,12 @@ def main(videos: Path, out: Path, device: str) -> None:
         events = prof.key_averages()
         gpu_us = sum(e.self_device_time_total for e in events) / PASSES if cuda else 0.0
         wall_ms = min(walls) * 1e3
+        split = ", ".join("{detect:.1f} / {classify:.1f}".format(**t) for t in stages)
         lines += [f"## {name}: {len(frames)} frames a batch",
                   f"wall {wall_ms:.1f} ms a batch (fastest of {PASSES}, without the profiler), "
                   f"{wall_ms / len(frames):.2f} ms a frame; GPU kernels {gpu_us / 1e3:.1f} ms a batch "
-                  f"({gpu_us / 1e3 / wall_ms:.0%} of the wall time)", ""]
+                  f"({gpu_us / 1e3 / wall_ms:.0%} of the wall time); detect / classify ms a batch: {split}; "
+                  f"{sum(len(r.faces) for r in results)} faces", ""]
         lines += ["### by host time (self)", events.table(sort_by="self_cpu_time_total", row_limit=20), ""]
         # the Python side: which of our functions hold the host (a GPU sync shows as time in the call that waits)
         cprof = cProfile.Profile()
