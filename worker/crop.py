@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from moodstream.shared.media import stack_frames
 from moodstream.worker.framing import FRAMING, GRAY_WEIGHTS, Framing, framing_for  # noqa: F401  (re-exported)
 
 
@@ -115,7 +116,7 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], framin
 
 def _upload(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """Equal-sized RGB uint8 frames -> ``(B, H, W, 3)`` on ``device``."""
-    return torch.from_numpy(np.stack(frames)).to(device)
+    return torch.from_numpy(stack_frames(frames, torch.get_num_threads())).to(device)
 
 
 def _gather(resident: Resident, chunk: list[int], device: torch.device) -> torch.Tensor:

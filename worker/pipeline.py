@@ -141,29 +141,26 @@ class Pipeline:
         are classified in one call: :meth:`detect`, then :meth:`classify`.
         """
         t0 = time.perf_counter()
-        resident = None
-        if self.backend == "torch" and hasattr(self.detector, "detect_resident"):
-            # the batched MTCNN and the torch classifier: crop from the frames the detector uploaded
-            self._check(frames)
-            detections, resident = self.detector.detect_resident(frames) if frames else ([], None)
-        else:
-            detections = self.detect(frames)
+        detections, resident = self._detect(frames)
         detect_ms = round((time.perf_counter() - t0) * 1e3, 2)
         return self.classify(frames, detections, timings={"detect": detect_ms}, resident=resident)
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         """The detector's faces per frame (raw detector boxes, before calibration)."""
-        if not frames:
-            return []
-        self._check(frames)
-        return self.detector.detect(frames)
+        return self._detect(frames)[0]
 
-    @staticmethod
-    def _check(frames: list[np.ndarray]) -> None:
+    def _detect(self, frames: list[np.ndarray]) -> tuple[list[list[Face]], Resident | None]:
+        """:meth:`detect`, and the frames the detector left on the torch classifier's device
+        (the batched MTCNN's upload, :data:`worker.crop.Resident`), else None."""
+        if not frames:
+            return [], None
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
                                                    f"{tuple(frame.shape)}")
+        if self.backend == "torch" and hasattr(self.detector, "detect_resident"):
+            return self.detector.detect_resident(frames)
+        return self.detector.detect(frames), None
 
     def classify(self, frames: list[np.ndarray], faces_per_frame: list[list[Face]],
                  timings: dict | None = None, resident: Resident | None = None) -> list[FrameResult]:

@@ -89,10 +89,10 @@ def main(videos: Path, out: Path, device: str) -> None:
         calls = []
         real = mtcnn_ops.grouped_nms
 
-        def spy(boxes, scores, groups, iou, max_boxes=2048):
+        def spy(boxes, scores, groups, iou, *cap):
             sync()
             t0 = time.perf_counter()
-            keep = real(boxes, scores, groups, iou, max_boxes)
+            keep = real(boxes, scores, groups, iou, *cap)
             sync()
             calls.append({"iou": iou, "boxes_in": int(boxes.shape[0]), "kept": int(keep.shape[0]),
                           "groups": int(groups.unique().numel()) if boxes.shape[0] else 0,

@@ -241,19 +241,20 @@ def test_frames_are_stacked_on_several_threads(monkeypatch):
     19 ms of a 111 ms batch), into the same bytes as ``np.stack``."""
     import torch
 
-    from moodstream.worker.detectors import mtcnn_batched
+    from moodstream.shared import media
 
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(7)]
     for threads in (1, 2, 4):
         out = np.empty((7, 37, 53, 3), np.uint8)
-        assert mtcnn_batched.stack_frames(frames, out, threads) is out
+        assert media.stack_frames(frames, threads, out=out) is out
         np.testing.assert_array_equal(out, np.stack(frames))
+        np.testing.assert_array_equal(media.stack_frames(frames, threads), np.stack(frames))
     with pytest.raises(ValueError, match="frame 2 is 36x53, the batch 37x53"):
-        mtcnn_batched.stack_frames(frames[:2] + [frames[2][:36]], np.empty((3, 37, 53, 3), np.uint8), 2)
+        media.stack_frames(frames[:2] + [frames[2][:36]], 2)
     copies = []
     real = np.copyto
-    monkeypatch.setattr(mtcnn_batched.np, "copyto", lambda dst, src: copies.append(dst.shape) or real(dst, src))
+    monkeypatch.setattr(media.np, "copyto", lambda dst, src: copies.append(dst.shape) or real(dst, src))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     det = BatchedMTCNNDetector(Settings.from_env(env={}, device="cpu"))
     assert torch.equal(det.upload(frames), torch.from_numpy(np.stack(frames)))

@@ -27,7 +27,6 @@ boxes would no longer match facenet's).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,7 @@ from torch import nn
 from torch.nn.functional import interpolate
 
 from moodstream.shared import devices
+from moodstream.shared.media import stack_frames
 from moodstream.shared.settings import Settings
 from moodstream.worker.crop import Resident
 from moodstream.worker.detectors.base import Face, group_by_size
@@ -248,12 +248,12 @@ class BatchedMTCNNDetector:
         shape = (len(frames), *frames[0].shape)
         threads = torch.get_num_threads()  # the worker's thread budget (Pipeline sets it)
         if self.device.type != "cuda":
-            return torch.from_numpy(stack_frames(frames, np.empty(shape, np.uint8), threads))
+            return torch.from_numpy(stack_frames(frames, threads))
         host = self._pinned.get(shape)
         if host is None:
             self._pinned.clear()  # one live buffer: a video keeps its size
             host = self._pinned[shape] = torch.empty(shape, dtype=torch.uint8).pin_memory()
-        stack_frames(frames, host.numpy(), threads)  # the previous upload from it finished: detect() synced
+        stack_frames(frames, threads, out=host.numpy())  # the previous upload from it finished: detect() synced
         return host.to(self.device, non_blocking=True)
 
     def detect_tensor(self, frames: torch.Tensor) -> Detections:
@@ -276,23 +276,3 @@ class BatchedMTCNNDetector:
                 resident[i] = (tensor, j)
         return out, resident
 
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def stack_frames(frames: list[np.ndarray], out: np.ndarray, threads: int) -> np.ndarray:
-    """``np.stack(frames, out=out)`` for equal-sized frames, the copies spread over ``threads``
-    threads (numpy lets go of the GIL while it copies: 16 1080p frames took 13.2 ms on one
-    thread and 7.2 on two, a 2-core Xeon). Returns ``out``."""
-    for i, frame in enumerate(frames):
-        if frame.shape != out.shape[1:]:
-            raise ValueError(f"frame {i} is {frame.shape[0]}x{frame.shape[1]}, the batch "
-                             f"{out.shape[1]}x{out.shape[2]}: stack frames of one size")
-    if threads <= 1 or len(frames) < 2:
-        return np.stack(frames, out=out)
-    pool = _POOLS.get(threads)
-    if pool is None:
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="stack")
-    for _ in pool.map(np.copyto, out, frames):
-        pass
-    return out
