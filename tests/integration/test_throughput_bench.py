@@ -63,8 +63,14 @@ def test_profile_accounts_for_the_time(fixtures_dir, tmp_path):
     for net in NETS:  # every net ran, and its time is the stage's
         assert r["nets"][net]["calls_per_frame"] > 0 and r["nets"][net]["shapes"]
         assert r["nets"][net]["ms_per_frame"] == pytest.approx(r["stages_ms_per_frame"][net], abs=0.02)
+        # ONNX Runtime runs each net once, in fp32: one part, the whole net
+        (part,) = r["nets"][net]["parts"].items()
+        assert part[0] == "fp32" and part[1]["calls_per_frame"] == r["nets"][net]["calls_per_frame"]
+        assert part[1]["ms_per_frame"] == pytest.approx(r["nets"][net]["ms_per_frame"], abs=0.02)
+        assert part[1]["items_per_frame"] >= part[1]["calls_per_frame"]
     assert r["stages_ms_per_frame"]["pyramid"] > 0 and r["stages_ms_per_frame"]["nms"] > 0
     assert "| hamilton" not in res.output and "| clip_360p.mp4 | onnx | pnet |" in res.output
+    assert "| clip_360p.mp4 | onnx | pnet | fp32 |" in res.output  # the per-part table
     # instrumentation is undone: the module functions are the plain ones again
     from moodstream.worker.detectors import onnx_mtcnn
 
@@ -101,4 +107,40 @@ def test_profile_counts_the_fp32_reruns_as_the_emotion_nets_time(settings, fixtu
     assert clf.faces_confirmed == before + 1
     assert clock.calls["emotion_net"] == 2  # int8 (or bf16), then fp32 on the close call
     assert clock.shapes["emotion_net"] == {"2x1x48x48": 2}  # the face and its mirror image, each time
+    # each part on its own: int8's run of the face and its mirror image, then fp32's rerun of both
+    assert set(clock.parts) == {("emotion_net", "int8"), ("emotion_net", "fp32 reruns")}
+    for part in clock.parts.values():
+        assert part.calls == 1 and part.items == 2 and part.seconds > 0
+    assert sum(p.seconds for p in clock.parts.values()) == pytest.approx(clock.seconds["emotion_net"])
     assert (clf.confirm, clf.net) == (confirm, net)  # restored
+
+
+def test_profile_splits_a_screened_net_into_its_screen_and_its_reruns(fixtures_dir):
+    """A screened net (worker.runtime.AUTO_SCREENED) runs twice: its bf16 screen on every input, its
+    own precision on what the screen leaves near the threshold. The profile times the two apart,
+    so the reruns' cost shows (on a Zen 4 at 360p they were 42% of PNet's time). The screens here
+    are fp32 nets, so that any CPU runs the test: the accounting is the same."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from moodstream.trainer.bench.profile import Clock, instrumented
+    from moodstream.shared.media import decode_image
+    from moodstream.shared.settings import Settings
+    from moodstream.worker.detectors.onnx_mtcnn import PNET_SCREEN_MIN_PIXELS, OnnxMTCNNDetector
+    from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net
+    from moodstream.worker.pipeline import Pipeline
+
+    frames = [decode_image(p.read_bytes(), 10**7) for p in sorted((fixtures_dir / "images").glob("*.jpg"))]
+    assert max(f.shape[0] * f.shape[1] for f in frames) * 0.6**2 >= PNET_SCREEN_MIN_PIXELS  # PNet screens a scale
+    pipeline = Pipeline(Settings(backend="openvino", precision="fp32", device="cpu"))
+    det = pipeline.detector = OnnxMTCNNDetector(runtime="openvino")
+    det.screens = {k: open_net(net_file(ONNX_DIR, f, "openvino"), 1, "openvino", "fp32") if k != "onet" else None
+                   for k, f in MTCNN_FILES.items()}
+    clock = Clock()
+    with instrumented(pipeline, clock):
+        det.detect(frames)
+    for net in ("pnet", "rnet"):
+        screen, own = clock.parts[(net, "fp32 screen")], clock.parts[(net, "fp32")]
+        assert screen.calls > 0 and own.calls > 0
+        assert screen.seconds + own.seconds == pytest.approx(clock.seconds[net])
+    # RNet's screen sees every crop, its own runs only those near or over the threshold
+    assert clock.parts[("rnet", "fp32")].items < clock.parts[("rnet", "fp32 screen")].items
+    assert set(clock.parts) >= {("onet", "fp32")} and ("onet", "fp32 screen") not in clock.parts

@@ -13,6 +13,11 @@ changing what runs:
   calls, input shapes and ms per call too; a net's bf16 screen,
   :data:`worker.runtime.AUTO_SCREENED`, counts as that net, and so do the int8
   or bf16 emotion net's fp32 reruns of its close calls);
+* each net's *parts* besides: a screened net's bf16 screen (``"bf16 screen"``)
+  apart from its runs at its own precision on what the screen left near the
+  threshold (``"fp32"``), the int8 or bf16 emotion net (``"int8"``) apart from
+  its close calls' fp32 reruns (``"fp32 reruns"``), each with its calls and
+  inputs (the batch dimension: crops, PNet strips or line pieces) a frame;
 * ``nms``: every NMS of the three MTCNN stages;
 * ``mtcnn_crops``: the 24x24 / 48x48 crops for RNet / ONet;
 * ``emotion_crops``: the FER-framed grey crops for the emotion net;
@@ -31,6 +36,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -60,13 +66,23 @@ TIMED_FUNCTIONS = (
 )
 
 
+@dataclass
+class Part:
+    """One part of a net's time (:attr:`Clock.parts`): seconds, runs and inputs (the batch dimension)."""
+
+    seconds: float = 0.0
+    calls: int = 0
+    items: int = 0
+
+
 class Clock:
-    """Seconds and calls per stage, and the input shapes each net saw."""
+    """Seconds and calls per stage, the input shapes each net saw, and each net's parts."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: Counter = Counter()
         self.shapes: dict[str, Counter] = defaultdict(Counter)
+        self.parts: dict[tuple[str, str], Part] = defaultdict(Part)  # (net, part) -> its share
 
     def timed(self, fn, stage: str):
         def wrapper(*args, **kwargs):
@@ -80,15 +96,27 @@ class Clock:
 
 
 class TimedNet:
-    """A :class:`worker.onnx_session.Net` whose runs are counted on a :class:`Clock`."""
+    """A :class:`worker.onnx_session.Net` whose runs are counted on a :class:`Clock`, as
+    stage ``stage`` and as that net's ``part`` (its precision, and what it runs for)."""
 
-    def __init__(self, net, stage: str, clock: Clock):
+    def __init__(self, net, stage: str, clock: Clock, part: str | None = None):
         self.net, self.stage, self.clock = net, stage, clock
+        self.part = part or net.precision
         self.runtime, self.precision, self.metadata = net.runtime, net.precision, net.metadata
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         self.clock.shapes[self.stage]["x".join(map(str, x.shape))] += 1
-        return self.clock.timed(self.net.run, self.stage)(x)
+        t0 = time.perf_counter()
+        try:
+            return self.net.run(x)
+        finally:
+            seconds = time.perf_counter() - t0
+            self.clock.seconds[self.stage] += seconds
+            self.clock.calls[self.stage] += 1
+            part = self.clock.parts[(self.stage, self.part)]
+            part.seconds += seconds
+            part.calls += 1
+            part.items += len(x)
 
 
 @contextmanager
@@ -106,10 +134,11 @@ def instrumented(pipeline: Pipeline, clock: Clock):
             setattr(module, name, clock.timed(getattr(module, name), stage))
         det.pnet, det.rnet, det.onet = (TimedNet(n, s, clock) for n, s in zip(saved_nets[:3], NETS))
         # a bf16 screen (worker.runtime.AUTO_SCREENED) is part of its net's time
-        det.screens = {k: None if n is None else TimedNet(n, k, clock) for k, n in saved_screens.items()}
+        det.screens = {k: None if n is None else TimedNet(n, k, clock, f"{n.precision} screen")
+                       for k, n in saved_screens.items()}
         clf.net = TimedNet(clf.net, "emotion_net", clock)
         if clf.confirm is not None:  # int8's or bf16's close calls again in fp32 (onnx_classify.CONFIRM_MARGINS)
-            clf.confirm = TimedNet(clf.confirm, "emotion_net", clock)
+            clf.confirm = TimedNet(clf.confirm, "emotion_net", clock, f"{clf.confirm.precision} reruns")
         yield
     finally:
         for module, name, fn in saved_functions:
@@ -157,7 +186,11 @@ def profile(frames: list[np.ndarray], pipeline: Pipeline, batch: int) -> dict:
         nets[net] = {"calls_per_frame": round(calls / n, 2),
                      "ms_per_frame": round(clock.seconds[net] * 1e3 / n, 2),
                      "ms_per_call": round(clock.seconds[net] * 1e3 / calls, 3) if calls else None,
-                     "shapes": dict(clock.shapes[net].most_common(4))}
+                     "shapes": dict(clock.shapes[net].most_common(4)),
+                     "parts": {part: {"calls_per_frame": round(q.calls / n, 2),
+                                      "ms_per_frame": round(q.seconds * 1e3 / n, 2),
+                                      "items_per_frame": round(q.items / n, 2)}
+                               for (stage, part), q in clock.parts.items() if stage == net}}
     return {"backend": pipeline.backend, "precision": pipeline.precision, "threads": pipeline.threads,
             "fps": round(n / total, 3), "ms_per_frame": round(total * 1e3 / n, 2),
             "stages_ms_per_frame": {s: round(v * 1e3 / n, 2) for s, v in stages.items()},
@@ -190,6 +223,17 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
                 per_call = "-" if q["ms_per_call"] is None else f"{q['ms_per_call']:.2f}"
                 lines.append(f"| {name} | {b} | {net} | {q['calls_per_frame']} | {q['ms_per_frame']:.2f} "
                              f"| {per_call} | {shapes} |")
+    lines += ["", "Per net and part: a screened net's bf16 screen apart from its own runs on what the screen "
+              "left near the threshold; the int8 / bf16 emotion net apart from its close calls' fp32 reruns. "
+              "Inputs: the batch dimension (crops; PNet's strips or line pieces).", "",
+              "| video | backend | net | part | calls/frame | inputs/frame | ms/frame |",
+              "|---|---|---|---|---:|---:|---:|"]
+    for name, v in report["videos"].items():
+        for b, r in v["backends"].items():
+            for net, q in r["nets"].items():
+                for part, p in q["parts"].items():
+                    lines.append(f"| {name} | {b} | {net} | {part} | {p['calls_per_frame']} "
+                                 f"| {p['items_per_frame']} | {p['ms_per_frame']:.2f} |")
     lines += [""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
 
