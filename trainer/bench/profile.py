@@ -84,14 +84,17 @@ class Clock:
         self.shapes: dict[str, Counter] = defaultdict(Counter)
         self.parts: dict[tuple[str, str], Part] = defaultdict(Part)  # (net, part) -> its share
 
+    def record(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+        self.calls[stage] += 1
+
     def timed(self, fn, stage: str):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[stage] += time.perf_counter() - t0
-                self.calls[stage] += 1
+                self.record(stage, time.perf_counter() - t0)
         return wrapper
 
 
@@ -111,8 +114,7 @@ class TimedNet:
             return self.net.run(x)
         finally:
             seconds = time.perf_counter() - t0
-            self.clock.seconds[self.stage] += seconds
-            self.clock.calls[self.stage] += 1
+            self.clock.record(self.stage, seconds)
             part = self.clock.parts[(self.stage, self.part)]
             part.seconds += seconds
             part.calls += 1

@@ -275,4 +275,3 @@ class BatchedMTCNNDetector:
                 out[i] = faces[j]
                 resident[i] = (tensor, j)
         return out, resident
-
