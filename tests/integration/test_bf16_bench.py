@@ -50,3 +50,8 @@ def test_what_auto_runs_in_bf16_is_within_the_bounds(shared_data, tmp_path):
     assert emotion["top_emotion_agreement"] >= alone["top_emotion_agreement"] and 0 < emotion["confirmed_share"] < 0.5
     assert detected["faces"] == report["frames"]["reference_faces"]
     assert detected["top_emotion_agreement"] >= detected["bf16_alone"]["top_emotion_agreement"] >= 0.98
+    # bf16's rerun margin exceeds the largest move of two emotions' difference, bf16 alone
+    margin = report["margin"]
+    assert set(margin["largest_pair_change"]) == {"ferplus_valid", "ferplus_test", "detected"}
+    assert margin["largest_pair_change"]["ferplus_test"] == alone["largest_pair_change"]
+    assert margin["holds"], margin

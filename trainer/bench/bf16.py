@@ -170,10 +170,40 @@ def top_agreement(ref: np.ndarray, got: np.ndarray) -> float:
     return float((ref.argmax(1) == got.argmax(1)).mean())
 
 
+def largest_pair_change(ref: np.ndarray, got: np.ndarray) -> float:
+    """The largest change, over faces and pairs of emotions ``i``, ``j``, of ``p_i - p_j`` between
+    two ``(N, 8)`` probability arrays: what decides whether a reduced precision's top emotion can
+    differ from fp32's where its top two are ``m`` apart (only if the change exceeds ``m``), so
+    :data:`worker.onnx_classify.CONFIRM_MARGINS` must exceed it."""
+    if not len(ref):
+        return 0.0
+    d = got.astype(np.float64) - ref.astype(np.float64)
+    return float((d.max(axis=1) - d.min(axis=1)).max())
+
+
+def margin_check(ferplus: Path, precision: str, fp32, alone, others: dict) -> dict:
+    """Whether ``precision``'s rerun margin (:data:`worker.onnx_classify.CONFIRM_MARGINS`) exceeds
+    :func:`largest_pair_change` of the net alone (``alone``) against ``fp32`` on FER+ Valid (where
+    the margins are chosen) and on ``others`` (name: fp32's and the net alone's probabilities):
+    where it does, no face far enough from a tie to keep the net's own answer had a top emotion
+    fp32 does not give."""
+    from moodstream.worker.onnx_classify import CONFIRM_MARGINS
+
+    crops, _ = ferplus_crops(ferplus, "valid")
+    changes = {"ferplus_valid": largest_pair_change(emotion_probs(fp32, crops, "FER+ Valid, fp32"),
+                                                    emotion_probs(alone, crops, f"FER+ Valid, {precision} alone")),
+               **{name: largest_pair_change(ref, got) for name, (ref, got) in others.items()}}
+    return {"confirm_margin": CONFIRM_MARGINS[precision],
+            "largest_pair_change": {k: round(v, 4) for k, v in changes.items()},
+            "holds": max(changes.values()) < CONFIRM_MARGINS[precision]}
+
+
 def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
-    """:func:`top_agreement` of two ``(N, 8)`` probability arrays and their largest difference, rounded."""
+    """:func:`top_agreement` of two ``(N, 8)`` probability arrays, their largest difference and
+    :func:`largest_pair_change`, rounded."""
     return {"top_emotion_agreement": round(top_agreement(ref, got), 5),
-            "max_probability_difference": round(float(np.abs(ref - got).max()), 4)}
+            "max_probability_difference": round(float(np.abs(ref - got).max()), 4),
+            "largest_pair_change": round(largest_pair_change(ref, got), 4)}
 
 
 def parity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, precision: str) -> dict:
@@ -207,12 +237,15 @@ def emotion_parity(ferplus: Path, frames: list[np.ndarray], faces: list, precisi
     ref, got, share, raw = three(crops, "FER+ Test")
     emotion = {**parity(ref, got, labels, precision), "confirmed_share": round(share, 4)}
     alone_test = parity(ref, raw, labels, precision)
+    test_alone = ref, raw
     detected = crop_faces(frames, [_boxes(f) for f in faces], fp32.framing, fp32.input_size)
     ref, got, share, raw = three(detected, "detected faces")
     on_detected = {"faces": len(detected), **agreement(ref, got), "confirmed_share": round(share, 4),
                    f"{precision}_alone": agreement(ref, raw)}
     emotion["within_bounds"] &= on_detected["top_emotion_agreement"] >= TOP
-    return {"emotion": emotion, f"emotion_{precision}_alone": alone_test, "emotion_detected": on_detected}
+    margin = margin_check(ferplus, precision, fp32, alone, {"ferplus_test": test_alone, "detected": (ref, raw)})
+    return {"emotion": emotion, f"emotion_{precision}_alone": alone_test, "emotion_detected": on_detected,
+            "margin": margin}
 
 
 @click.command("bf16")

@@ -8,7 +8,10 @@ new OpenVINO or a new emotion checkpoint.
   fp32 against OpenVINO int8 as it ships (its close calls run again in fp32,
   :data:`worker.onnx_classify.CONFIRM_MARGINS`; ``confirmed_share``: how many): accuracy of
   both and the change in points, top emotion agreement, the largest probability
-  difference; the same for int8 alone (``emotion_int8_alone``, ``wider_int8_alone``).
+  difference and the largest move of two emotions' difference; the same for int8 alone
+  (``emotion_int8_alone``, ``wider_int8_alone``).
+* ``margin``: whether the rerun margin exceeds that largest move of int8 alone on FER+ Valid
+  (where it is chosen), FER+ Test and the WIDER faces (:func:`trainer.bench.bf16.margin_check`).
 * Real detected faces: the faces MTCNN (fp32) finds in ``--wider`` WIDER val
   images, cropped as served: top emotion agreement and the largest probability
   difference (small, blurred, turned faces: their emotions are closer calls
@@ -39,8 +42,8 @@ import numpy as np
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
-from moodstream.trainer.bench.bf16 import (ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops, parity,
-                                           served_probs)
+from moodstream.trainer.bench.bf16 import (ACCURACY_POINTS, TOP, agreement, emotion_probs, ferplus_crops,
+                                           margin_check, parity, served_probs)
 from moodstream.worker.onnx_classify import CONFIRM_MARGINS
 
 
@@ -210,6 +213,9 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "auto_here": runtime.describe(runtime.precisions_here("auto", "openvino", cpu=cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
     }
+    report["margin"] = margin_check(data / "ferplus", "int8", classifiers["fp32"], alone,
+                                    {"ferplus_test": (ref, raw)} |
+                                    ({"wider": (wider_ref, alone.predict_crops(faces[1]))} if faces else {}))
     if candidates:
         report["candidates"] = compare_forms(data, faces, batch, repeats, images)
     if report["wider"] is not None:
