@@ -113,9 +113,11 @@ AUTO_SCREENED = ("pnet", "rnet")
 # (fp32 68.9) for 32 crops, with the same answers as on the AVX2 EPYC value for value; MTCNN in int8
 # was slower there too (PNet 0.56x of bf16, RNet 0.38x, ONet 0.43x). With AMX, bf16 tiles ran
 # the emotion net 5.9x faster than fp32 (16 crops: 3.7 against 21.7 ms, the probe in issue 26 on a
-# 2-core Xeon), so it stays bf16 there: int8 alone is a little faster on AMX (32 crops: 5.3 ms
-# against bf16's 5.9, fp32 35.1), but as served, each with its fp32 reruns, bf16 is faster (0.61
-# against 0.72 ms a face on WIDER's faces: docs/results/int8_parity_xeon.json).
+# 2-core Xeon), and int8 alone a little faster still (32 crops: 5.3 ms against bf16's 5.9, fp32 35.1).
+# As served, each with its fp32 reruns, bf16 was faster there with the margins before 2026-12-04 (0.61
+# against 0.72 ms a face on WIDER's faces: docs/results/int8_parity_xeon.json); with bf16's wider
+# margin int8 reruns fewer faces than bf16 (RERUN_SHARES), and those figures make int8 faster there too
+# (about 0.65 against 0.78 ms a face: arithmetic, not yet measured on a Xeon; auto measures it).
 # int8 alone flipped near ties: 2 of bench throughput's 56 faces at 1080p on a 2-core Zen 5 EPYC
 # (96.4%), 10 of WIDER's 510 (98.04%); bf16 5 of those 510 (99.0%, Xeon with AMX). So each face
 # whose top two int8 or bf16 probabilities are within onnx_classify.CONFIRM_MARGINS runs again in
