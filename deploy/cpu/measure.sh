@@ -13,7 +13,8 @@
 #   bf16_parity.json          moodstream bench bf16 (only on a CPU with native bf16)
 #   profile.json, profile.md  moodstream bench profile (where a frame's time goes)
 #   parity_tests.log          the tests whose outcome depends on this CPU's kernels
-#   summary.md                best of three and fastest of nine per video, against the 4x goal
+#   summary.md                best of three and fastest of nine per video, against the 4x goal;
+#                             whether the emotion net's rerun margins hold on this CPU
 #   measure.log               everything printed
 #
 # Every step runs even when one before it failed; the exit status is 1 if any failed, 2 for bad
@@ -103,6 +104,14 @@ for video in runs[0]:
     lines.append(f"| {video} | {' / '.join(f'{x:.2f}x' for x in ratios)} | **{best:.2f}x** | {fastest} | "
                  f"{worst['box_match_rate']:.0%} / {worst['box_match_rate_50']:.0%} | "
                  f"{worst['emotion_agreement']:.1%} | {'met' if best >= 4 and within else 'not met'} |")
+# the emotion net's rerun margins on this CPU's kernels (onnx_classify.CONFIRM_MARGINS must exceed each move)
+for precision in ("int8", "bf16"):
+    parity = out / f"{precision}_parity.json"
+    margin = json.loads(parity.read_text()).get("margin") if parity.is_file() else None
+    if margin:
+        moves = ", ".join(f"{k} {v}" for k, v in margin["largest_pair_change"].items())
+        lines += ["", f"{precision} rerun margin {margin['confirm_margin']}: "
+                      f"{'holds' if margin['holds'] else 'DOES NOT HOLD'} (largest move of two emotions' difference: {moves})"]
 (out / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
