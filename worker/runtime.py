@@ -127,8 +127,9 @@ AUTO_INT8 = ("emotion",)
 # The share of faces an int8 or bf16 emotion net runs again in fp32 (within
 # onnx_classify.CONFIRM_MARGINS of a tie): on the 510 faces MTCNN finds in 200 WIDER images,
 # the detected faces users send (more near ties than FER+ Test's: int8 8%, bf16 11%), int8 14%
-# and bf16 19% (a 2-core Zen 4 EPYC, docs/results/cpu/amd-f25-m17/fifth_machine/int8_parity.json; with the margins before
-# 2026-12-04, 0.1 and 0.05: int8 17.6-18% on every CPU measured, bf16 11% on the Xeon with AMX).
+# and bf16 19% (a 2-core Zen 4 EPYC, docs/results/cpu/amd-f25-m17/fifth_machine/int8_parity.json;
+# with the margins before 2026-12-04, 0.1 and 0.05: int8 17.6-18% on every CPU measured, bf16 11%
+# on the Xeon with AMX).
 # A face then costs its own run plus this share of an fp32 run.
 RERUN_SHARES = {"int8": 0.14, "bf16": 0.19}
 # what choose_emotion_precision times: a run of 16 crops (8 faces and their mirror images)

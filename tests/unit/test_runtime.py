@@ -14,9 +14,10 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
 from moodstream.worker import runtime
 from moodstream.worker.onnx_session import net_file
-from moodstream.worker.runtime import (AUTO_BF16, AUTO_INT8, CpuInfo, cache_key, choose, choose_emotion_precision,
-                                       cpu_info, describe, emotion_cache_key, emotion_candidates, measure, net_precisions,
-                                       RERUN_SHARES, pick_emotion_precision, resolve_precision, screened_nets, served_ms)
+from moodstream.worker.runtime import (AUTO_BF16, AUTO_INT8, RERUN_SHARES, CpuInfo, cache_key, choose,
+                                       choose_emotion_precision, cpu_info, describe, emotion_cache_key,
+                                       emotion_candidates, measure, net_precisions, pick_emotion_precision,
+                                       resolve_precision, screened_nets, served_ms)
 
 REPO = Path(__file__).resolve().parents[2]
 BOTH = pytest.mark.skipif(not (devices.installed("onnxruntime") and devices.installed("openvino")),
