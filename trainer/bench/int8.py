@@ -185,11 +185,14 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
     ref = emotion_probs(classifiers["fp32"], test, "FER+ Test, fp32")
     served, served_share = served_probs(classifiers["int8"], test, "FER+ Test, int8")
     raw = emotion_probs(alone, test, "FER+ Test, int8 alone")
+    pairs = {"ferplus_test": (ref, raw)}  # fp32's and int8 alone's, for the margin check
     if faces:
         images, crops = faces
         wider_ref = classifiers["fp32"].predict_crops(crops)
+        wider_raw, raw_share = served_probs(alone, crops)
         wider_served = wider_parity(images, wider_ref, *served_probs(classifiers["int8"], crops))
-        wider_alone = wider_parity(images, wider_ref, *served_probs(alone, crops))
+        wider_alone = wider_parity(images, wider_ref, wider_raw, raw_share)
+        pairs["wider"] = (wider_ref, wider_raw)
     else:
         wider_served = wider_alone = None
     report = {
@@ -213,9 +216,7 @@ def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool,
         "auto_here": runtime.describe(runtime.precisions_here("auto", "openvino", cpu=cpu),
                                       runtime.screened_nets("auto", "openvino", cpu)),
     }
-    report["margin"] = margin_check(data / "ferplus", "int8", classifiers["fp32"], alone,
-                                    {"ferplus_test": (ref, raw)} |
-                                    ({"wider": (wider_ref, alone.predict_crops(faces[1]))} if faces else {}))
+    report["margin"] = margin_check(data / "ferplus", "int8", classifiers["fp32"], alone, pairs)
     if candidates:
         report["candidates"] = compare_forms(data, faces, batch, repeats, images)
     if report["wider"] is not None:
