@@ -34,5 +34,21 @@ def test_every_linked_part_of_the_package_is_copied():
 
 def test_package_files_and_build_metadata_are_copied():
     copied = _source_stage_copies()
-    for needed in ("pyproject.toml", "README.md", "moodstream"):
+    for needed in ("pyproject.toml", "setup.py", "README.md", "moodstream"):  # setup.py: the compiled kernels
         assert needed in copied
+
+
+def _stage(name: str) -> str:
+    text = (REPO / "deploy" / "Dockerfile").read_text()
+    stage = re.search(rf"^FROM \S+ AS {name}\n(.*?)(?=^FROM |\Z)", text, re.S | re.M)
+    assert stage, f"deploy/Dockerfile has no 'AS {name}' stage"
+    return stage.group(1)
+
+
+def test_the_cpu_worker_image_compiles_the_area_resizes_and_drops_the_compiler():
+    # the slim base has no C compiler: without one pip skips worker/detectors/_area.c (optional) and the
+    # CPU worker runs its numpy pyramid and crops, 3-4x slower
+    install = next((" ".join(run.split()) for run in re.findall(r"^RUN ((?:.*\\\n)*.*)$", _stage("worker-cpu"), re.M)
+                    if "pip install" in run), "")
+    assert "apt-get install" in install and "gcc" in install, install
+    assert install.index("gcc") < install.index("pip install") < install.index("apt-get purge"), install

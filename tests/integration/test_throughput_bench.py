@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from moodstream.trainer.bench.profile import NETS, STAGES, profile_cmd
 from moodstream.trainer.bench.throughput import throughput_cmd
+from moodstream.worker.detectors.onnx_mtcnn import area_kernels
 from moodstream.worker.runtime import cpu_info, describe, precisions_here, screened_nets
 
 pytest.importorskip("onnxruntime")
@@ -40,6 +41,7 @@ def test_throughput_json_keys(fixtures_dir, tmp_path, backend):
     assert r["cpu"] == cpu_info().model and set(r["cpu_isa"]) == ISA
     assert r["cpu_isa"] == {k: v for k, v in cpu_info().to_dict().items() if k != "model"}
     assert r["box_match_rate"] == r["box_match_rate_50"] == 1.0 and r["emotion_agreement"] == 1.0
+    assert r["area_kernels"] == area_kernels()  # the pyramid and crops compiled, or numpy where not built
     assert r["decode_fps"] > 0
     assert r["ours_share_of_decode"] == pytest.approx(r["ours_fps"] / r["decode_fps"], abs=1e-4)
     text = md.read_text()
@@ -54,6 +56,8 @@ def test_profile_accounts_for_the_time(fixtures_dir, tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["cpu"]["model"] == cpu_info().model and ISA <= set(report["cpu"])
+    assert report["area_kernels"] == area_kernels()
+    assert f"pyramid and crops {area_kernels()}" in (tmp_path / "p.md").read_text()
     v = report["videos"]["clip_360p.mp4"]
     assert v["resolution"] == "320x180" and v["frames"] == 3 and v["decode_fps"] > 0
     r = v["backends"]["onnx"]

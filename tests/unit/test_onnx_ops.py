@@ -104,9 +104,12 @@ def test_pyramid_scales_are_the_torch_paths(h, w, minsize):
     assert pyramid_scales(h, w, minsize, 0.709) == mtcnn_ops.pyramid_scales(h, w, minsize, 0.709)
 
 
-@pytest.mark.parametrize("resize_pixels", [64_000, 100, 1])  # one chunk; chunks of one or a few rows
-def test_area_resize_and_crops_equal_interpolate_area(monkeypatch, resize_pixels):
+@pytest.mark.parametrize("kernels,resize_pixels", [("numpy", 64_000), ("numpy", 100), ("numpy", 1),  # one chunk;
+                                                    ("installed", 64_000)])  # chunks of one or a few rows
+def test_area_resize_and_crops_equal_interpolate_area(monkeypatch, kernels, resize_pixels):
     monkeypatch.setattr(onnx_mtcnn, "RESIZE_PIXELS", resize_pixels)
+    if kernels == "numpy":  # else the compiled ones where built (tests/unit/test_area_kernels.py)
+        monkeypatch.setattr(onnx_mtcnn, "_area", None)
     frame = np.random.default_rng(6).integers(0, 256, (61, 83, 3), dtype=np.uint8)
     table = integral_image(frame)
     assert table.dtype == np.int32 and table.shape == (62, 84, 3)

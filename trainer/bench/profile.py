@@ -204,7 +204,8 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
     cpu = report["cpu"]
     isa = ", ".join(k for k in ("avx2", "avx512", "vnni", "avx512_bf16", "amx") if cpu[k]) or "none of those"
     lines = ["# Profile: where the CPU pipeline's time goes", "",
-             f"CPU: **{cpu['model']}** ({isa}); {report['threads']} thread(s), batch {report['batch']} frames.", "",
+             f"CPU: **{cpu['model']}** ({isa}); {report['threads']} thread(s), batch {report['batch']} frames; "
+             f"pyramid and crops {report.get('area_kernels', 'numpy')}.", "",
              f"Command: `{command}`", "",
              "ms per frame by stage (share of the pipeline's time); decode is reading the video alone, "
              "outside the pipeline.", "",
@@ -270,7 +271,8 @@ def profile_cmd(videos_dir, names, device, backends, frames, decode_frames, thre
     if not backends:
         raise ConfigError("no CPU runtime is installed: pip install 'moodstream[cpu]'")
     pipelines = {b: Pipeline(shipped.replace(backend=b, threads=threads), worker=True) for b in backends}
-    report = {"cpu": cpu_info().to_dict(), "threads": threads, "batch": shipped.batch_max, "videos": {}}
+    report = {"cpu": cpu_info().to_dict(), "threads": threads, "batch": shipped.batch_max,
+              "area_kernels": onnx_mtcnn.area_kernels(), "videos": {}}
     for name in names:
         path = videos_dir / name
         clip = load_frames(path, frames, shipped.max_pixels)

@@ -42,6 +42,8 @@ from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
 from moodstream.trainer.bench.profile import decode_fps, load_frames
 from moodstream.worker.detectors.mtcnn_reference import MTCNNDetector
+from moodstream.worker.detectors.onnx_mtcnn import area_kernels
+from moodstream.worker.onnx_session import RUNTIMES as CPU_RUNTIMES
 from moodstream.worker.pipeline import Pipeline, resolve_threads
 from moodstream.worker.runtime import cpu_info
 
@@ -327,6 +329,8 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
         reference = cpu_reference(frames, baseline_settings, base, mine) if _cuda(ours.device) else None
         results[name] = compare(frames, base, mine, device_name, batch, ours.backend, threads, ours.precision, cpu,
                                 decode, repeats, reference)
+        if ours.backend in CPU_RUNTIMES:  # the pyramid and crops compiled or in numpy (setup.py)
+            results[name]["area_kernels"] = area_kernels()
 
     command = "moodstream " + shlex.join(sys.argv[1:])
     if out:

@@ -1,0 +1,13 @@
+"""The one compiled part: the CPU MTCNN's area resizes (worker/detectors/_area.c), about 3-4x
+faster than the numpy code that runs where it is not built. Optional: without a C compiler the
+install still succeeds (pip prints the build error) and moodstream runs its numpy code, the same
+values, slower; `moodstream bench profile` and `bench throughput` say which ran. Everything else
+about the package is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension(
+    "moodstream.worker.detectors._area", ["worker/detectors/_area.c"], optional=True,
+    # each float32 step rounds as numpy's does: no fast-math, no fused multiply-add
+    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"],
+)])

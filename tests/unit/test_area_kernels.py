@@ -1,0 +1,120 @@
+"""The compiled area resizes (worker/detectors/_area.c) against the numpy code they replace
+(worker/detectors/onnx_mtcnn.py): the same values bit for bit on random frames, boxes and
+scales, and bad input refused with ValueError, never read out of bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moodstream.worker.detectors import onnx_mtcnn
+from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, integral_image, normalise,
+                                                    pyramid_scales, resize_edges, window_edges)
+
+try:
+    from moodstream.worker.detectors import _area
+except ImportError:  # checked below: a developer install builds it
+    _area = None
+
+needs_compiled = pytest.mark.skipif(_area is None, reason="the compiled area resizes are not built here")
+
+
+def test_a_developer_install_builds_the_compiled_area_resizes():
+    # setup.py builds them where a C compiler is (the README's setup, CI); numpy is only the fallback
+    assert _area is not None, "worker/detectors/_area.c is not built: pip install -e . with a C compiler"
+    assert area_kernels() == "compiled"
+
+
+def numpy_only(monkeypatch) -> None:
+    monkeypatch.setattr(onnx_mtcnn, "_area", None)
+    assert area_kernels() == "numpy"
+
+
+@needs_compiled
+@pytest.mark.parametrize("h,w", [(1080, 1920), (360, 640), (61, 83), (13, 12), (500, 37)])
+def test_the_compiled_pyramid_is_the_numpy_one_bit_for_bit(monkeypatch, h, w):
+    frame = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    table = integral_image(frame)
+    sizes = [(int(h * s + 1), int(w * s + 1)) for s in pyramid_scales(h, w, 20, 0.709)]
+    sizes += [(h, w), (h + 9, w + 13), (1, 1), (max(1, h // 7), w)]  # the same, up, one pixel, rows only
+    compiled = {}
+    for size in sizes:
+        for rows in (None, (0, 1), (size[0] // 3, size[0])):
+            for normalised in (False, True):
+                compiled[size, rows, normalised] = area_resize(table, *size, rows, normalised=normalised)
+    numpy_only(monkeypatch)
+    for (size, rows, normalised), got in compiled.items():
+        want = area_resize(table, *size, rows, normalised=normalised)
+        assert got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want, err_msg=f"{size} rows {rows} normalised {normalised}")
+    assert np.array_equal(compiled[sizes[0], None, True], normalise(area_resize(table, *sizes[0])))
+
+
+@needs_compiled
+@pytest.mark.parametrize("size", [24, 48, 1, 7])
+def test_the_compiled_crops_are_the_numpy_ones_bit_for_bit(monkeypatch, size):
+    rng = np.random.default_rng(size)
+    h, w = 361, 643
+    table = integral_image(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    n = 500
+    x0, y0 = rng.integers(0, w - 1, n), rng.integers(0, h - 1, n)
+    x1 = np.minimum(w, x0 + rng.integers(1, 400, n))  # 1 px (up-sampled) to wider than the frame's rest
+    y1 = np.minimum(h, y0 + rng.integers(1, 300, n))
+    x0[:3], y0[:3], x1[:3], y1[:3] = 0, 0, w, h  # the whole frame
+    got = {norm: area_crops(table, x0, y0, x1, y1, size, normalised=norm) for norm in (False, True)}
+    empty = area_crops(table, x0[:0], y0[:0], x1[:0], y1[:0], size)
+    numpy_only(monkeypatch)
+    for norm, crops in got.items():
+        np.testing.assert_array_equal(crops, area_crops(table, x0, y0, x1, y1, size, normalised=norm))
+    assert empty.shape == (0, 3, size, size)
+
+
+def test_a_huge_frames_float64_table_takes_the_numpy_code():
+    huge = integral_image(np.full((3000, 3000, 3), 255, np.uint8))  # 2.3e9 does not fit int32
+    assert huge.dtype == np.float64 and not onnx_mtcnn.compiled_table(huge)
+    np.testing.assert_array_equal(area_resize(huge, 30, 30, (0, 2)), np.full((1, 3, 2, 30), 255.0))
+    np.testing.assert_array_equal(area_crops(huge, *[np.array([v]) for v in (5, 5, 90, 90)], 24, normalised=True),
+                                  np.full((1, 3, 24, 24), (255 - 127.5) / 128, np.float32))
+
+
+def test_a_table_that_is_not_contiguous_takes_the_numpy_code():
+    table = integral_image(np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    strided = np.asfortranarray(table)
+    assert not onnx_mtcnn.compiled_table(strided)
+    np.testing.assert_array_equal(area_resize(strided, 20, 25), area_resize(table, 20, 25))
+
+
+@needs_compiled
+def test_the_compiled_kernels_refuse_bad_input_with_value_error():
+    table = integral_image(np.zeros((10, 12, 3), np.uint8))  # (11, 13, 3)
+    r0, r1, c0, c1 = (np.array(e) for e in resize_edges(11, 13, 5, 6))
+    out = np.empty((1, 3, 5, 6), np.float32)
+    _area.resize(table, r0, r1, c0, c1, out, False)  # the good call
+    bad_calls = {
+        "a row edge past the table": (table, r0, np.append(r1[:-1], 11), c0, c1, out),
+        "a negative column edge": (table, r0, r1, np.append(-1, c0[1:]), c1, out),
+        "an empty window": (table, r0, r0, c0, c1, out),
+        "float64 edges": (table, r0.astype(float), r1, c0, c1, out),
+        "a float32 table": (table.astype(np.float32), r0, r1, c0, c1, out),
+        "a table of two channels": (np.ascontiguousarray(table[:, :, :2]), r0, r1, c0, c1, out),
+        "an output too small": (table, r0, r1, c0, c1, out[:, :, :4]),
+        "a read-only output": (table, r0, r1, c0, c1, np.frombuffer(bytes(out.nbytes), np.float32)),
+        "a strided table": (table[:, ::2], r0, r1, c0, c1, out),
+        "rows of two lengths": (table, r0, r1[:-1], c0, c1, out),
+        "not a buffer": (table, r0, r1, c0, c1, "out"),
+    }
+    for what, args in bad_calls.items():
+        with pytest.raises(ValueError):
+            _area.resize(*args, False)
+            pytest.fail(f"accepted {what}")
+    ys0, ys1 = window_edges(np.array([2]), np.array([5]), 4)
+    xs0, xs1 = window_edges(np.array([3]), np.array([6]), 4)
+    crop = np.empty((1, 3, 4, 4), np.float32)
+    _area.crops(table, ys0, ys1, xs0, xs1, 4, crop, True)
+    for what, args in {"a crop past the table": (table, ys0 + 5, ys1 + 5, xs0, xs1, 4, crop),
+                       "edges not n x size": (table, ys0, ys1, xs0, xs1, 3, crop),
+                       "a size of 0": (table, ys0, ys1, xs0, xs1, 0, crop),
+                       "an output of another size": (table, ys0, ys1, xs0, xs1, 4, out)}.items():
+        with pytest.raises(ValueError):
+            _area.crops(*args, False)
+            pytest.fail(f"accepted {what}")
