@@ -118,3 +118,19 @@ def test_the_compiled_kernels_refuse_bad_input_with_value_error():
         with pytest.raises(ValueError):
             _area.crops(*args, False)
             pytest.fail(f"accepted {what}")
+
+
+def test_a_detector_without_the_compiled_kernels_says_so_once(monkeypatch, caplog):
+    numpy_only(monkeypatch)
+    onnx_mtcnn.warn_numpy_kernels.cache_clear()
+    with caplog.at_level("WARNING", logger=onnx_mtcnn.__name__):
+        for _ in range(2):
+            onnx_mtcnn.OnnxMTCNNDetector(runtime="onnx")
+    said = [r.getMessage() for r in caplog.records if "not built" in r.getMessage()]
+    assert len(said) == 1 and "C compiler" in said[0] and "20% slower" in said[0]
+    monkeypatch.undo()
+    caplog.clear()
+    if _area is not None:  # built: nothing to say
+        onnx_mtcnn.warn_numpy_kernels.cache_clear()
+        onnx_mtcnn.OnnxMTCNNDetector(runtime="onnx")
+        assert not [r for r in caplog.records if "not built" in r.getMessage()]

@@ -181,6 +181,13 @@ def area_kernels() -> str:
     return "numpy" if _area is None else "compiled"
 
 
+@functools.lru_cache(maxsize=1)
+def warn_numpy_kernels() -> None:
+    """Say once a process that the pyramid and crops run in numpy (:func:`area_kernels`)."""
+    log.warning("the compiled pyramid and crops (worker/detectors/_area.c) are not built, so numpy runs them: "
+                "the same faces, about 20% slower a frame; reinstall moodstream where a C compiler (gcc) is")
+
+
 @functools.lru_cache(maxsize=256)
 def resize_edges(hp: int, wp: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
     """The windows of :func:`area_resize` from a table ``(hp, wp, 3)`` to ``out_h`` x ``out_w``:
@@ -517,6 +524,8 @@ class OnnxMTCNNDetector:
         self.screens = {k: open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime, "bf16")
                         if k in screened else None for k in MTCNN_FILES}
         self._local = threading.local()  # per thread: the summed-area table buffers (_tables)
+        if _area is None:
+            warn_numpy_kernels()
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
         """RGB uint8 frames ``(H, W, 3)`` -> the faces of each, best first.
