@@ -46,3 +46,11 @@ def test_the_first_command_installs_what_the_machine_runs(tmp_path, args, gpu, f
 def test_an_unknown_flag_is_refused(tmp_path):
     out = _extras(tmp_path, "--gpus")
     assert out.returncode == 2 and "unknown option --gpus" in out.stderr
+
+
+def test_the_setup_stamp_covers_every_file_the_install_builds_from():
+    # the stamp makes a second run a no-op; a change to the compiled module must reinstall (rebuild) it,
+    # or a pulled fix to worker/detectors/_area.c would not run until someone deleted .venv
+    stamp = next(line for line in (REPO / "deploy" / "setup.sh").read_text().splitlines() if line.startswith("stamp="))
+    for source in ("pyproject.toml", "setup.py", "worker/detectors/_area.c", "deploy/setup.sh"):
+        assert source in stamp, f"{source} is not in the setup stamp: {stamp}"
