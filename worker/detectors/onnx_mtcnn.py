@@ -41,8 +41,9 @@ is left to win besides the nets is memory traffic:
 * The pyramid and the crops are area-resized by compiled code where it is built
   (``_area.c``, by setup.py at install; :func:`area_kernels`), the same values bit for
   bit as the numpy code here, which runs where it is not: on a 2-core Xeon, one
-  thread, 8 frames, the shipped OpenVINO pipeline went from 143 to 114 ms a 1080p
-  frame (pyramid 29 -> 12 ms, crops 18 -> 7 ms).
+  thread, 8 frames, alternating in one process, the shipped OpenVINO pipeline took
+  131-135 ms a 1080p frame in numpy and 104-109 compiled (pyramid 31 -> 16 ms,
+  crops 19 -> 6.5), 20.2-21.3 and 16.6-17.1 ms at 360p.
 * The summed-area table keeps the three channels of a pixel side by side
   (``(H+1, W+1, 3)``), so a crop gathers each corner's three channels as one
   12-byte element (:func:`area_crops`); each PNet strip is area-resized from
