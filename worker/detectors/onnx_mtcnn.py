@@ -80,7 +80,7 @@ from moodstream.worker.detectors.base import Face
 from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net, run_crops
 
 try:  # the area resizes compiled (worker/detectors/_area.c, built by setup.py where a C compiler is)
-    from moodstream.worker.detectors import _area
+    import moodstream.worker.detectors._area as _area
 except ImportError:  # not built: the numpy code below, the same values, about 3-4x slower
     _area = None
 
