@@ -91,8 +91,12 @@ nine = json.loads(nine.read_text()) if nine.is_file() else {}
 if not runs:
     sys.exit("no throughput run to summarise")
 first = next(iter(runs[0].values()))
+kernels = first.get("area_kernels", "numpy")  # worker/detectors/_area.c, or the numpy fallback
+if kernels == "numpy":
+    kernels += " (the compiled module not built: reinstall where gcc is)"
 lines = [f"# Issue 26 on {first['cpu']} ({kind})", "",
-         f"backend {first['backend']}, precision {first['precision']}, {first['threads']} thread(s) a side.", "",
+         f"backend {first['backend']}, precision {first['precision']}, {first['threads']} thread(s) a side; "
+         f"pyramid and crops {kernels}.", "",
          "| video | ratio (runs) | best of three | fastest of nine | boxes IoU 0.95 / 0.5 | same top emotion | 4x |",
          "|---|---|---:|---:|---:|---:|---|"]
 for video in runs[0]:

@@ -47,7 +47,7 @@ def test_the_summary_says_whether_each_rerun_margin_holds_on_this_cpu(tmp_path):
     import sys
 
     video = {"cpu": "Some CPU", "backend": "openvino", "precision": "auto", "threads": 1, "ratio": 4.2,
-             "box_match_rate": 1.0, "box_match_rate_50": 1.0, "emotion_agreement": 1.0}
+             "box_match_rate": 1.0, "box_match_rate_50": 1.0, "emotion_agreement": 1.0, "area_kernels": "numpy"}
     (tmp_path / "throughput_run1.json").write_text(json.dumps({"a.mp4": video}))
     moves = {"ferplus_valid": 0.09, "ferplus_test": 0.05}
     (tmp_path / "int8_parity.json").write_text(json.dumps(
@@ -60,6 +60,7 @@ def test_the_summary_says_whether_each_rerun_margin_holds_on_this_cpu(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = (tmp_path / "summary.md").read_text()
     assert "| a.mp4 | 4.20x | **4.20x** | - | 100% / 100% | 100.0% | met |" in summary
+    assert "pyramid and crops numpy (the compiled module not built: reinstall where gcc is)" in summary
     assert "int8 rerun margin 0.08: DOES NOT HOLD (largest move of two emotions' difference: ferplus_valid 0.09, " \
            "ferplus_test 0.05)" in summary
     assert "bf16 rerun margin" not in summary
