@@ -353,9 +353,10 @@ def area_crops(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray
     ``interpolate(mode="area")``, for all N boxes at once; scaled as facenet's input
     (:func:`normalise`) when ``normalised``.
 
-    Compiled where built (:func:`area_kernels`); else numpy, where each table pixel is gathered whole, its three channels as one 12-byte
-    element (a numpy void view): one gather per corner instead of three, and
-    index arrays a third as large (1.6x faster than gathering per channel)."""
+    Compiled where built (:func:`area_kernels`); else numpy, where each table pixel
+    is gathered whole, its three channels as one 12-byte element (a numpy void view):
+    one gather per corner instead of three, and index arrays a third as large (1.6x
+    faster than gathering per channel)."""
     hp, wp, c = table.shape
     ys0, ys1 = window_edges(y0, y1 - y0, size)  # (N, size)
     xs0, xs1 = window_edges(x0, x1 - x0, size)
