@@ -96,6 +96,7 @@ def test_the_compiled_kernels_refuse_bad_input_with_value_error():
         "an empty window": (table, r0, r0, c0, c1, out),
         "float64 edges": (table, r0.astype(float), r1, c0, c1, out),
         "a float32 table": (table.astype(np.float32), r0, r1, c0, c1, out),
+        "a byte-swapped table": (table.astype(table.dtype.newbyteorder()), r0, r1, c0, c1, out),
         "a table of two channels": (np.ascontiguousarray(table[:, :, :2]), r0, r1, c0, c1, out),
         "an output too small": (table, r0, r1, c0, c1, out[:, :, :4]),
         "a read-only output": (table, r0, r1, c0, c1, np.frombuffer(bytes(out.nbytes), np.float32)),

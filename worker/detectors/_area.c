@@ -23,7 +23,7 @@
 /* The buffer's format is one native item of this kind ('i': int32, 'q': int64, 'f': float32). */
 static int is_format(const Py_buffer *b, char kind) {
     const char *f = b->format ? b->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
+    if (*f == '@' || *f == '=' || (PY_LITTLE_ENDIAN && *f == '<')) f++; /* native byte order only */
     if (f[0] == '\0' || f[1] != '\0') return 0;
     switch (kind) {
     case 'i': return (f[0] == 'i' || f[0] == 'l') && b->itemsize == 4;
