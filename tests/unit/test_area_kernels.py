@@ -135,3 +135,22 @@ def test_a_detector_without_the_compiled_kernels_says_so_once(monkeypatch, caplo
         onnx_mtcnn.warn_numpy_kernels.cache_clear()
         onnx_mtcnn.OnnxMTCNNDetector(runtime="onnx")
         assert not [r for r in caplog.records if "not built" in r.getMessage()]
+
+
+@needs_compiled
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_a_detector_finds_the_same_faces_with_either_code(monkeypatch, fixtures_dir, runtime):
+    # end to end: the numpy fallback and the compiled code give a detector the same boxes, scores and
+    # landmarks, bit for bit, on real frames (the fixture clip, and a street scene of several faces)
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    from moodstream.shared.media import decode_image, iter_video
+
+    frames = [item.decoded(10**8) for item in iter_video(str(fixtures_dir / "clip_360p.mp4"), max_frames=4)]
+    frames += [decode_image((fixtures_dir / "images" / name).read_bytes(), 10**8)
+               for name in ("street_640x360.jpg", "wider_0_Parade_Parade_0_275.jpg")]
+    detector = onnx_mtcnn.OnnxMTCNNDetector(runtime=runtime)
+    compiled = detector.detect(frames)
+    numpy_only(monkeypatch)
+    assert sum(len(f) for f in compiled) >= 5
+    assert detector.detect(frames) == compiled
