@@ -9,7 +9,7 @@ import pytest
 
 from moodstream.worker.detectors import onnx_mtcnn
 from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, integral_image, normalise,
-                                                    pyramid_scales, resize_edges, window_edges)
+                                                    pnet_line, pyramid_scales, resize_edges, window_edges)
 
 try:
     from moodstream.worker.detectors import _area
@@ -67,6 +67,44 @@ def test_the_compiled_crops_are_the_numpy_ones_bit_for_bit(monkeypatch, size):
     for norm, crops in got.items():
         np.testing.assert_array_equal(crops, area_crops(table, x0, y0, x1, y1, size, normalised=norm))
     assert empty.shape == (0, 3, size, size)
+
+
+@needs_compiled
+@pytest.mark.parametrize("gap", [0, 1, 6, 1000])
+def test_the_compiled_pnet_line_is_the_numpy_one(monkeypatch, gap):
+    # PNet's screened cells' windows as one 12-row line (onnx_mtcnn.pnet_line): copies, the same values
+    rng = np.random.default_rng(gap)
+    lines = []
+    for rows, cols in ((12, 12), (41, 70), (97, 643), (13, 200)):
+        pixels = normalise(rng.uniform(0, 255, (1, 3, rows, cols)).astype(np.float32))[0]
+        cells = np.indices(((rows - 12) // 2 + 1, (cols - 12) // 2 + 1)).reshape(2, -1)  # whole windows
+        for n in sorted({1, min(5, cells.shape[1]), cells.shape[1]}):
+            pick = np.sort(rng.choice(cells.shape[1], n, replace=False))
+            lines.append((pixels, cells[0, pick], cells[1, pick]))
+    got = [pnet_line(p, y, x, gap) for p, y, x in lines]
+    numpy_only(monkeypatch)
+    for (p, y, x), (line, at) in zip(lines, got):
+        want, want_at = pnet_line(p, y, x, gap)
+        assert line.shape == want.shape and line.flags.c_contiguous
+        np.testing.assert_array_equal(line, want)
+        np.testing.assert_array_equal(at, want_at)
+
+
+@needs_compiled
+def test_the_compiled_line_refuses_segments_outside_the_strip():
+    pixels = np.zeros((3, 20, 30), np.float32)
+    one = np.array([0])
+    out = np.empty((3, 12, 12), np.float32)
+    _area.line(pixels, one, one, np.array([12]), out)  # the good call
+    for what, args in {"rows past the strip": (pixels, one + 9, one, np.array([12]), out),
+                       "columns past the strip": (pixels, one, one + 19, np.array([12]), out),
+                       "a width of 0": (pixels, one, one, np.array([0]), out),
+                       "an output of another width": (pixels, one, one, np.array([11]), out),
+                       "two channels": (pixels[:2].copy(), one, one, np.array([12]), out),
+                       "float64 pixels": (pixels.astype(float), one, one, np.array([12]), out)}.items():
+        with pytest.raises(ValueError):
+            _area.line(*args)
+            pytest.fail(f"accepted {what}")
 
 
 def test_a_huge_frames_float64_table_takes_the_numpy_code():

@@ -223,9 +223,68 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(line_doc,
+"line(pixels, top, left, widths, out)\n\n"
+"PNet's windows of some cells of a strip as one line 12 rows high (worker/detectors/onnx_mtcnn.py:\n"
+"pnet_line): segment s is rows [top[s], top[s] + 12) and columns [left[s], left[s] + widths[s]) of\n"
+"pixels (3, rows, columns) float32, copied side by side into out (3, 12, sum(widths)) float32.\n"
+"top, left, widths: int64, one per segment.");
+
+static PyObject *line(PyObject *self, PyObject *args) {
+    PyObject *objs[5];
+    if (!PyArg_ParseTuple(args, "OOOOO:line", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4])) return NULL;
+    static const char kinds[5] = {'f', 'q', 'q', 'q', 'f'};
+    static const char *const names[5] = {"pixels", "top", "left", "widths", "out"};
+    Py_buffer b[5];
+    for (int i = 0; i < 5; i++)
+        if (get(objs[i], &b[i], kinds[i], i == 4, names[i]) < 0) {
+            release(b, i);
+            return NULL;
+        }
+    PyObject *result = NULL;
+    const Py_ssize_t n = b[1].len / 8;
+    if (b[0].ndim != 3 || b[0].shape[0] != 3 || b[2].len != b[1].len || b[3].len != b[1].len) {
+        PyErr_SetString(PyExc_ValueError, "line: pixels must be (3, rows, columns), and top / left / widths one per segment");
+        goto done;
+    }
+    const int64_t rows = b[0].shape[1], cols = b[0].shape[2];
+    const int64_t *top = b[1].buf, *left = b[2].buf, *widths = b[3].buf;
+    int64_t total = 0;
+    for (Py_ssize_t s = 0; s < n; s++) {
+        if (top[s] < 0 || top[s] + 12 > rows || left[s] < 0 || widths[s] < 1 || left[s] + widths[s] > cols) {
+            PyErr_Format(PyExc_ValueError, "line: segment %zd (rows from %lld, columns [%lld, %lld)) is outside the "
+                         "strip's %lld x %lld", s, (long long)top[s], (long long)left[s],
+                         (long long)(left[s] + widths[s]), (long long)rows, (long long)cols);
+            goto done;
+        }
+        total += widths[s];
+    }
+    if (b[4].len / 4 != 3 * 12 * total) {
+        PyErr_SetString(PyExc_ValueError, "line: out is not 3 x 12 x the segments' widths");
+        goto done;
+    }
+    const float *pixels = b[0].buf;
+    float *o = b[4].buf;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at = 0;
+    for (Py_ssize_t s = 0; s < n; s++) {
+        for (int c = 0; c < 3; c++)
+            for (int r = 0; r < 12; r++)
+                memcpy(o + (c * 12 + r) * total + at, pixels + (c * rows + top[s] + r) * cols + left[s],
+                       sizeof(float) * widths[s]);
+        at += widths[s];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(b, 5);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"resize", resize, METH_VARARGS, resize_doc},
     {"crops", crops, METH_VARARGS, crops_doc},
+    {"line", line, METH_VARARGS, line_doc},
     {NULL, NULL, 0, NULL},
 };
 

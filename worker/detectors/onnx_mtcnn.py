@@ -43,7 +43,10 @@ is left to win besides the nets is memory traffic:
   bit as the numpy code here, which runs where it is not: on a 2-core Xeon, one
   thread, 8 frames, alternating in one process, the shipped OpenVINO pipeline took
   131-135 ms a 1080p frame in numpy and 104-109 compiled (pyramid 31 -> 16 ms,
-  crops 19 -> 6.5), 20.2-21.3 and 16.6-17.1 ms at 360p.
+  crops 19 -> 6.5), 20.2-21.3 and 16.6-17.1 ms at 360p. PNet's screened cells' windows
+  are copied into their line by the same module (:func:`pnet_line`), and the lines go
+  into the padded one in one copy (:meth:`OnnxMTCNNDetector._rerun_line`): 1080p
+  101.8-108.9 -> 97.7-101.4 ms a frame, 360p within noise.
 * The summed-area table keeps the three channels of a pixel side by side
   (``(H+1, W+1, 3)``), so a crop gathers each corner's three channels as one
   12-byte element (:func:`area_crops`); each PNet strip is area-resized from
@@ -337,6 +340,10 @@ def pnet_line(pixels: np.ndarray, y: np.ndarray, x: np.ndarray,
     widths = PNET_STRIDE * (last - first) + PNET_CELL
     begin = np.cumsum(widths) - widths  # each segment's first column in the line
     at = begin[seg] + PNET_STRIDE * (x - first[seg])
+    if _area is not None and pixels.dtype == np.float32 and pixels.flags.c_contiguous:  # compiled: row copies
+        line = np.empty((pixels.shape[0], PNET_CELL, int(widths.sum())), np.float32)
+        _area.line(pixels, PNET_STRIDE * y[starts], PNET_STRIDE * first, widths, line)
+        return line, at
     owner = np.repeat(np.arange(len(starts)), widths)  # the segment of each line column
     columns = PNET_STRIDE * first[owner] + np.arange(len(owner)) - begin[owner]
     rows = PNET_STRIDE * y[starts][owner] + np.arange(PNET_CELL)[:, None]  # (12, width)
@@ -702,21 +709,26 @@ class OnnxMTCNNDetector:
 
     def _rerun_line(self, groups: list) -> np.ndarray:
         """PNet on the joined lines of ``groups`` -> (n, 6) outputs of their cells, in order."""
-        line = np.concatenate([g[3] for g in groups], axis=2)
         widths = np.array([g[3].shape[2] for g in groups])
-        at = np.concatenate([g[4] + offset for g, offset in zip(groups, np.cumsum(widths) - widths)])
+        offsets = np.cumsum(widths) - widths
+        at = np.concatenate([g[4] + offset for g, offset in zip(groups, offsets)])
         step = PNET_LINE_WIDTH - (PNET_CELL - PNET_STRIDE)  # pieces overlap by a window less a stride
-        pieces = -(-line.shape[2] // step)
-        padded = np.zeros((*line.shape[:2], (pieces - 1) * step + PNET_LINE_WIDTH), np.float32)
-        padded[:, :, :line.shape[2]] = line
+        total = int(widths.sum())
+        pieces = -(-total // step)
+        # the lines side by side, zeros after them to the last piece's end: written once, no joined copy
+        padded = np.empty((*groups[0][3].shape[:2], (pieces - 1) * step + PNET_LINE_WIDTH), np.float32)
+        for g, offset, width in zip(groups, offsets.tolist(), widths.tolist()):
+            padded[:, :, offset:offset + width] = g[3]
+        padded[:, :, total:] = 0
         view = np.lib.stride_tricks.sliding_window_view(padded, PNET_LINE_WIDTH, axis=2)[:, :, ::step]
         batch_max = PNET_LINE_BATCHES[-1]
         outs = []
         for i in range(0, pieces, batch_max):
             n = min(batch_max, pieces - i)
             size = next(b for b in PNET_LINE_BATCHES if b >= n)  # a few input shapes: no new plan per count
-            batch = np.zeros((size, line.shape[0], PNET_CELL, PNET_LINE_WIDTH), np.float32)
+            batch = np.empty((size, padded.shape[0], PNET_CELL, PNET_LINE_WIDTH), np.float32)
             batch[:n] = view[:, :, i:i + n].transpose(2, 0, 1, 3)
+            batch[n:] = 0  # padding pieces: no cell reads them
             outs.append(self.pnet.run(batch)[0][:n, :, 0])  # (n, 6, cells)
         out = np.concatenate(outs)
         piece = at // step
