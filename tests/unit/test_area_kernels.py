@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from moodstream.worker.detectors import onnx_mtcnn
-from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, integral_image, normalise,
-                                                    pnet_line, pyramid_scales, resize_edges, window_edges)
+from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, integral_image, nms,
+                                                    normalise, pnet_line, pyramid_scales, resize_edges, window_edges)
 
 try:
     from moodstream.worker.detectors import _area
@@ -104,6 +104,50 @@ def test_the_compiled_line_refuses_segments_outside_the_strip():
                        "float64 pixels": (pixels.astype(float), one, one, np.array([12]), out)}.items():
         with pytest.raises(ValueError):
             _area.line(*args)
+            pytest.fail(f"accepted {what}")
+
+
+@needs_compiled
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 300, 2000])
+def test_the_compiled_nms_keeps_what_the_numpy_one_keeps(monkeypatch, n):
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, 300, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 60, (n, 2))], axis=1).astype(np.float32)
+    boxes[: n // 10, 2:] = boxes[: n // 10, :2]  # zero-area boxes
+    boxes[n // 10: n // 5] = boxes[0] if n else boxes[n // 10: n // 5]  # duplicates
+    scores = rng.choice([0.9, 0.95, 1.0], n).astype(np.float32)  # many ties
+    odd = boxes.astype(np.float64)
+    if n >= 7:
+        odd[3, 0], odd[4, 2], odd[5, :2] = np.nan, np.inf, -np.inf
+    groups = [None, rng.integers(0, 4, n), rng.integers(0, 3, n) * 0.5]
+    # numpy's groups ride on a shift along x that a non-finite box turns into inf / NaN (torchvision's
+    # batched_nms has the same trick), so odd boxes are compared without groups there, and with groups below
+    cases = [(b, g, t, m) for b in (boxes, odd) for g in groups for t in (0.0, 0.5, 0.7) for m in ("union", "min")
+             if b is boxes or g is None]
+    got = [nms(b, scores, t, g, m) for b, g, t, m in cases]
+    for t in (0.0, 0.5, 0.7):  # the compiled code keeps groups apart whatever the coordinates
+        kept = [np.nonzero(groups[1] == v)[0][nms(odd[groups[1] == v], scores[groups[1] == v], t)] for v in range(4)]
+        assert sorted(nms(odd, scores, t, groups[1])) == sorted(np.concatenate(kept))
+    numpy_only(monkeypatch)
+    with np.errstate(invalid="ignore"):  # the odd boxes' inf - inf
+        for (b, g, t, m), kept in zip(cases, got):
+            np.testing.assert_array_equal(kept, nms(b, scores, t, g, m), err_msg=f"threshold {t} {m} groups {g}")
+
+
+@needs_compiled
+def test_the_compiled_nms_refuses_what_is_not_a_ranking():
+    boxes, keep = np.array([[0, 0, 5, 5], [2, 0, 7, 5], [9, 0, 12, 5]], float), np.empty(3, np.uint8)
+    groups, by_x = np.zeros(3, np.int64), np.array([0, 1, 2])
+    _area.nms(boxes, np.array([2, 0, 1]), by_x, groups, 0.5, 0.0, False, keep)  # the good call
+    for what, args in {"a repeated index": (boxes, np.array([2, 2, 1]), by_x, groups, 0.5),
+                       "an index past the boxes": (boxes, np.array([0, 1, 3]), by_x, groups, 0.5),
+                       "by_x not by x": (boxes, np.array([0, 1, 2]), np.array([1, 0, 2]), groups, 0.5),
+                       "by_x not by group": (boxes, np.array([0, 1, 2]), by_x, np.array([1, 0, 0]), 0.5),
+                       "boxes of 5 columns": (np.zeros((3, 5)), np.array([0, 1, 2]), by_x, groups, 0.5),
+                       "groups of another length": (boxes, np.array([0, 1, 2]), by_x, groups[:2], 0.5),
+                       "a negative threshold": (boxes, np.array([0, 1, 2]), by_x, groups, -0.1)}.items():
+        with pytest.raises(ValueError):
+            _area.nms(*args, 0.0, False, keep)
             pytest.fail(f"accepted {what}")
 
 

@@ -15,6 +15,7 @@
  * The GIL is released while the pixels are computed. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,6 +30,8 @@ static int is_format(const Py_buffer *b, char kind) {
     case 'i': return (f[0] == 'i' || f[0] == 'l') && b->itemsize == 4;
     case 'q': return (f[0] == 'l' || f[0] == 'q') && b->itemsize == 8;
     case 'f': return f[0] == 'f' && b->itemsize == 4;
+    case 'd': return f[0] == 'd' && b->itemsize == 8;
+    case 'B': return f[0] == 'B' && b->itemsize == 1;
     }
     return 0;
 }
@@ -98,19 +101,36 @@ static int table_shape(const Py_buffer *t, int64_t *hp, int64_t *wp) {
     return 0;
 }
 
+/* Two blocks of scratch memory, or neither (MemoryError set). */
+static int scratch(void **a, size_t a_bytes, void **b, size_t b_bytes) {
+    *a = PyMem_RawMalloc(a_bytes ? a_bytes : 1);
+    *b = PyMem_RawMalloc(b_bytes ? b_bytes : 1);
+    if (*a && *b) return 0;
+    PyMem_RawFree(*a);
+    PyMem_RawFree(*b);
+    *a = *b = NULL;
+    PyErr_NoMemory();
+    return -1;
+}
+
 static void release(Py_buffer *held, int n) {
     for (int i = 0; i < n; i++) PyBuffer_Release(&held[i]);
 }
 
-/* A call's six buffers, in order: the table (int32), four edge arrays (int64), out (float32,
- * writable); and the table's rows and columns. On failure none is held. */
-static int get_all(PyObject *const *objs, Py_buffer *held, const char *const *names, int64_t *hp, int64_t *wp) {
-    static const char kinds[6] = {'i', 'q', 'q', 'q', 'q', 'f'};
-    for (int i = 0; i < 6; i++)
-        if (get(objs[i], &held[i], kinds[i], i == 5, names[i]) < 0) {
+/* A call's n buffers, of these kinds, the last one writable (the output). On failure none is held. */
+static int get_buffers(PyObject *const *objs, Py_buffer *held, const char *kinds, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (get(objs[i], &held[i], kinds[i], i == n - 1, names[i]) < 0) {
             release(held, i);
             return -1;
         }
+    return 0;
+}
+
+/* An area resize's six buffers, in order: the table (int32), four edge arrays (int64), out (float32,
+ * writable); and the table's rows and columns. On failure none is held. */
+static int get_all(PyObject *const *objs, Py_buffer *held, const char *const *names, int64_t *hp, int64_t *wp) {
+    if (get_buffers(objs, held, "iqqqqf", names, 6) < 0) return -1;
     if (table_shape(&held[0], hp, wp) < 0) {
         release(held, 6);
         return -1;
@@ -144,14 +164,9 @@ static PyObject *resize(PyObject *self, PyObject *args) {
     }
     if (check_edges(r0->buf, r1->buf, nr, hp, "rows") < 0 || check_edges(c0->buf, c1->buf, nc, wp, "columns") < 0)
         goto done;
-    int32_t *sums = PyMem_RawMalloc(sizeof(int32_t) * 3 * (nc ? nc : 1));
-    float *widths = PyMem_RawMalloc(sizeof(float) * 2 * (nc ? nc : 1));
-    if (!sums || !widths) {
-        PyMem_RawFree(sums);
-        PyMem_RawFree(widths);
-        PyErr_NoMemory();
-        goto done;
-    }
+    int32_t *sums;
+    float *widths;
+    if (scratch((void **)&sums, sizeof(int32_t) * 3 * nc, (void **)&widths, sizeof(float) * 2 * nc) < 0) goto done;
     const int32_t *table = b[0].buf;
     const int64_t *R0 = r0->buf, *R1 = r1->buf, *C0 = c0->buf, *C1 = c1->buf;
     float *o = out->buf;
@@ -233,14 +248,9 @@ PyDoc_STRVAR(line_doc,
 static PyObject *line(PyObject *self, PyObject *args) {
     PyObject *objs[5];
     if (!PyArg_ParseTuple(args, "OOOOO:line", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4])) return NULL;
-    static const char kinds[5] = {'f', 'q', 'q', 'q', 'f'};
     static const char *const names[5] = {"pixels", "top", "left", "widths", "out"};
     Py_buffer b[5];
-    for (int i = 0; i < 5; i++)
-        if (get(objs[i], &b[i], kinds[i], i == 4, names[i]) < 0) {
-            release(b, i);
-            return NULL;
-        }
+    if (get_buffers(objs, b, "fqqqf", names, 5) < 0) return NULL;
     PyObject *result = NULL;
     const Py_ssize_t n = b[1].len / 8;
     if (b[0].ndim != 3 || b[0].shape[0] != 3 || b[2].len != b[1].len || b[3].len != b[1].len) {
@@ -281,10 +291,132 @@ done:
     return result;
 }
 
+/* numpy's minimum, maximum and clip(min=0): a NaN comes through, as there */
+static inline double mn(double a, double b) { return a != a ? a : b != b ? b : a < b ? a : b; }
+static inline double mx(double a, double b) { return a != a ? a : b != b ? b : a > b ? a : b; }
+static inline double clip0(double v) { return v < 0 ? 0 : v; }
+
+PyDoc_STRVAR(nms_doc,
+"nms(boxes, order, by_x, groups, threshold, plus, by_min, keep)\n\n"
+"Greedy NMS (worker/detectors/onnx_mtcnn.py: nms): boxes (n, 4) float64 x1 y1 x2 y2, visited in order\n"
+"(int64, best first); a box is kept unless a kept box before it in order, of the same group (int64),\n"
+"overlaps it by more than threshold (>= 0): inter / union, or inter / the smaller area when by_min,\n"
+"areas and intersections with plus added to each side. by_x: the boxes sorted by group, then x1 (NaN\n"
+"last), which bounds the boxes a kept one can overlap. keep: n uint8, written 1 for a kept box, else 0.");
+
+/* The first position in by_x[lo, hi) whose box's x1 is not below v (x1 ascending there). */
+static Py_ssize_t lower_bound(const int64_t *by_x, const double *box, Py_ssize_t lo, Py_ssize_t hi, double v) {
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (box[4 * by_x[mid]] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static PyObject *nms(PyObject *self, PyObject *args) {
+    PyObject *objs[5];
+    double threshold, plus;
+    int by_min;
+    if (!PyArg_ParseTuple(args, "OOOOddpO:nms", &objs[0], &objs[1], &objs[2], &objs[3], &threshold, &plus, &by_min,
+                          &objs[4]))
+        return NULL;
+    if (!(threshold >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "nms: the threshold must be >= 0");
+        return NULL;
+    }
+    static const char *const names[5] = {"boxes", "order", "by_x", "groups", "keep"};
+    Py_buffer b[5];
+    if (get_buffers(objs, b, "dqqqB", names, 5) < 0) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t n = b[1].len / 8;
+    if (b[0].len != 4 * 8 * n || b[2].len != b[1].len || b[3].len != b[1].len || b[4].len != n) {
+        PyErr_SetString(PyExc_ValueError, "nms: boxes must be (n, 4), and order, by_x, groups and keep n each");
+        goto done;
+    }
+    const int64_t *order = b[1].buf, *by_x = b[2].buf, *group = b[3].buf;
+    const double *box = b[0].buf;
+    unsigned char *keep = b[4].buf;
+    for (int pass = 0; pass < 2; pass++) { /* order and by_x: permutations of the boxes */
+        const int64_t *perm = pass ? by_x : order;
+        memset(keep, 0, n);
+        for (Py_ssize_t a = 0; a < n; a++) {
+            if (perm[a] < 0 || perm[a] >= n || keep[perm[a]]) {
+                PyErr_Format(PyExc_ValueError, "nms: %s is not a permutation of the boxes", names[1 + pass]);
+                goto done;
+            }
+            keep[perm[a]] = 1;
+        }
+    }
+    for (Py_ssize_t c = 1; c < n; c++) { /* by_x: by group, then x1 ascending with NaN last */
+        const int64_t i = by_x[c - 1], j = by_x[c];
+        const double xi = box[4 * i], xj = box[4 * j];
+        if (group[j] < group[i] || (group[j] == group[i] && (xi != xi ? xj == xj : xj < xi))) {
+            PyErr_SetString(PyExc_ValueError, "nms: by_x is not sorted by group, then x1");
+            goto done;
+        }
+    }
+    /* per box: its rank in order, and the part of by_x that holds its group's boxes with an x1 (seg_lo, seg_hi) */
+    int64_t *rank;
+    double *area;
+    if (scratch((void **)&rank, sizeof(int64_t) * 3 * n, (void **)&area, sizeof(double) * 2 * n) < 0) goto done;
+    int64_t *seg_lo = rank + n, *seg_hi = rank + 2 * n;
+    double *widest = area + n; /* per box: the widest box of its group */
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t a = 0; a < n; a++) rank[order[a]] = a;
+    for (Py_ssize_t i = 0; i < n; i++)
+        area[i] = (box[4 * i + 2] - box[4 * i] + plus) * (box[4 * i + 3] - box[4 * i + 1] + plus);
+    for (Py_ssize_t start = 0; start < n;) {
+        Py_ssize_t stop = start, with_x = start;
+        double w = -INFINITY;
+        while (stop < n && group[by_x[stop]] == group[by_x[start]]) {
+            const double *p = box + 4 * by_x[stop];
+            if (p[0] == p[0]) with_x = stop + 1; /* NaN x1 sorts last: they overlap nothing */
+            if (p[2] - p[0] > w) w = p[2] - p[0];
+            stop++;
+        }
+        for (Py_ssize_t c = start; c < stop; c++) {
+            seg_lo[by_x[c]] = start;
+            seg_hi[by_x[c]] = with_x;
+            widest[by_x[c]] = w;
+        }
+        start = stop;
+    }
+    memset(keep, 1, n); /* kept unless suppressed below */
+    for (Py_ssize_t a = 0; a < n; a++) {
+        const int64_t i = order[a];
+        const double *p = box + 4 * i;
+        if (!keep[i] || p[0] != p[0]) continue;
+        /* a box j overlaps i in x only if x1_j > x1_i - widest - plus and x1_j < x2_i + plus: those bounds
+         * widened by one (pixel coordinates), so rounding here never leaves out a box the test below keeps */
+        Py_ssize_t lo = lower_bound(by_x, box, seg_lo[i], seg_hi[i], p[0] - widest[i] - plus - 1.0);
+        const Py_ssize_t hi = p[2] == p[2] ? lower_bound(by_x, box, lo, seg_hi[i], p[2] + plus + 1.0) : lo;
+        for (Py_ssize_t c = lo; c < hi; c++) {
+            const int64_t j = by_x[c];
+            if (rank[j] <= a || !keep[j]) continue;
+            const double *q = box + 4 * j;
+            /* the same float64 steps as the numpy code: IEEE, no contraction (setup.py) */
+            double iw = mn(p[2], q[2]) - mx(p[0], q[0]) + plus;
+            double ih = mn(p[3], q[3]) - mx(p[1], q[1]) + plus;
+            double inter = clip0(iw) * clip0(ih);
+            double overlap = inter / (by_min ? mn(area[i], area[j]) : area[i] + area[j] - inter);
+            if (overlap > threshold) keep[j] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(rank);
+    PyMem_RawFree(area);
+    result = Py_NewRef(Py_None);
+done:
+    release(b, 5);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"resize", resize, METH_VARARGS, resize_doc},
     {"crops", crops, METH_VARARGS, crops_doc},
     {"line", line, METH_VARARGS, line_doc},
+    {"nms", nms, METH_VARARGS, nms_doc},
     {NULL, NULL, 0, NULL},
 };
 

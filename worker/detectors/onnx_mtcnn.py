@@ -406,7 +406,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndar
     ``inter / min(area_i, area_j)`` with +1 pixel sides, order from numpy's
     default ``argsort`` taken from the end, as facenet does.
 
-    No loop over boxes: the pairs that overlap in x come from one sort (groups
+    Compiled where built (:func:`area_kernels`) and ``threshold >= 0``: the greedy loop
+    over boxes in that order, each kept box tested against the boxes of its group whose
+    x1 lies within the group's widest box of it (a sort by x). Else numpy, with no loop over boxes: the pairs that overlap in x come from one sort (groups
     shifted apart along x), and greedy NMS is the unique fixed point of
     ``keep[j] = no kept, better box suppresses j``, which a few vectorised
     rounds over those pairs reach (each round settles at least one more box).
@@ -418,6 +420,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndar
         return np.zeros(0, dtype=np.int64)
     plus = 1.0 if method == "min" else 0.0
     order = np.argsort(scores)[::-1] if method == "min" else np.argsort(-np.asarray(scores), kind="stable")
+    if _area is not None and threshold >= 0:  # compiled: the greedy loop itself, the same float64 steps
+        b = np.ascontiguousarray(np.asarray(boxes, dtype=np.float64)[:, :4])
+        if groups is None:
+            labels = np.zeros(n, np.int64)
+        else:
+            labels = np.asarray(groups)
+            if labels.dtype.kind not in "iu":  # any group values: labels that keep them apart
+                labels = np.unique(labels, return_inverse=True)[1].reshape(-1)
+            labels = np.ascontiguousarray(labels, dtype=np.int64)
+        keep = np.empty(n, np.uint8)
+        _area.nms(b, np.ascontiguousarray(order, dtype=np.int64), np.lexsort((b[:, 0], labels)), labels,
+                  float(threshold), plus, method == "min", keep)
+        return order[keep.view(bool)[order]]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     b = np.asarray(boxes, dtype=np.float64)[:, :4]
