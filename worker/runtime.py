@@ -117,7 +117,8 @@ AUTO_SCREENED = ("pnet", "rnet")
 # As served, each with its fp32 reruns, bf16 was faster there with the margins before 2026-12-04 (0.61
 # against 0.72 ms a face on WIDER's faces: docs/results/int8_parity_xeon.json); with bf16's wider
 # margin int8 reruns fewer faces than bf16 (RERUN_SHARES), and those figures make int8 faster there too
-# (about 0.65 against 0.78 ms a face: arithmetic, not yet measured on a Xeon; auto measures it).
+# (about 0.65 against 0.78 ms a face by arithmetic; measured on a third Xeon, 2026-12-05: 0.74 against
+# 0.90, docs/results/cpu/intel-f6-m167/third_machine/int8_parity.json, and auto chose int8 there).
 # int8 alone flipped near ties: 2 of bench throughput's 56 faces at 1080p on a 2-core Zen 5 EPYC
 # (96.4%), 10 of WIDER's 510 (98.04%); bf16 5 of those 510 (99.0%, Xeon with AMX). So each face
 # whose top two int8 or bf16 probabilities are within onnx_classify.CONFIRM_MARGINS runs again in

@@ -114,8 +114,9 @@ for precision in ("int8", "bf16"):
     margin = json.loads(parity.read_text()).get("margin") if parity.is_file() else None
     if margin:
         moves = ", ".join(f"{k} {v}" for k, v in margin["largest_pair_change"].items())
+        verdict = "holds" if margin["holds"] else "DOES NOT HOLD"
         lines += ["", f"{precision} rerun margin {margin['confirm_margin']}: "
-                      f"{'holds' if margin['holds'] else 'DOES NOT HOLD'} (largest move of two emotions' difference: {moves})"]
+                      f"{verdict} (largest move of two emotions' difference: {moves})"]
 (out / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

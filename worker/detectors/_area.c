@@ -1,8 +1,11 @@
-/* The CPU MTCNN's two area resizes from a frame's summed-area table, compiled: the same
- * values, bit for bit, as the numpy code they replace (worker/detectors/onnx_mtcnn.py:
- * area_resize, area_crops), about 3-4x faster on one core. Optional: where this module
- * is not built (no C compiler at install), onnx_mtcnn runs its numpy code.
+/* The CPU MTCNN's numpy stages that profiled slowest, compiled: the same values, bit for
+ * bit, as the numpy code they replace (worker/detectors/onnx_mtcnn.py): the two area
+ * resizes from a frame's summed-area table (area_resize, area_crops, about 3-4x faster on
+ * one core), the copy of PNet's rerun windows into their line (pnet_line) and greedy NMS
+ * (nms). Optional: where this module is not built (no C compiler at install), onnx_mtcnn
+ * runs its numpy code.
  *
+ * The resizes:
  * An output pixel is the sum of its window [r0, r1) x [c0, c1) from four table pixels,
  * exact in int32, converted to float32 (exact: a sum is below 2^24 for any window a
  * table in int32 can hold) and divided by the window's area in float32 (correctly
@@ -90,6 +93,17 @@ static void row(const int32_t *a, const int32_t *b, float height, const int64_t 
     }
 }
 
+/* A block of output pixels, rows of windows [r0[i], r1[i]) by columns [c0[j], c1[j]) of the table
+ * (wp columns), planar (nr x nc a channel) at o; scratch: sums 3 x nc, floats 2 x nc. */
+static void block(const int32_t *table, int64_t wp, const int64_t *r0, const int64_t *r1, Py_ssize_t nr,
+                  const int64_t *c0, const int64_t *c1, Py_ssize_t nc, float *o, int32_t *sums, float *floats,
+                  int normalised) {
+    for (Py_ssize_t j = 0; j < nc; j++) floats[j] = (float)(c1[j] - c0[j]);
+    for (Py_ssize_t i = 0; i < nr; i++)
+        row(table + r0[i] * wp * 3, table + r1[i] * wp * 3, (float)(r1[i] - r0[i]), c0, c1, floats, nc, nr * nc,
+            o + i * nc, sums, floats + nc, normalised);
+}
+
 /* The table (H+1, W+1, 3) int32: its rows and columns, from its shape. */
 static int table_shape(const Py_buffer *t, int64_t *hp, int64_t *wp) {
     if (t->ndim != 3 || t->shape[2] != 3 || t->shape[0] < 1 || t->shape[1] < 1) {
@@ -159,25 +173,21 @@ static PyObject *resize(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     const Py_ssize_t nr = r0->len / 8, nc = c0->len / 8;
     if (r1->len != r0->len || c1->len != c0->len || out->len / 4 != 3 * nr * nc) {
-        PyErr_SetString(PyExc_ValueError, "resize: r0 / r1, c0 / c1 differ in length, or out is not 3 x rows x columns");
+        PyErr_SetString(PyExc_ValueError,
+                        "resize: r0 / r1, c0 / c1 differ in length, or out is not 3 x rows x columns");
         goto done;
     }
     if (check_edges(r0->buf, r1->buf, nr, hp, "rows") < 0 || check_edges(c0->buf, c1->buf, nc, wp, "columns") < 0)
         goto done;
     int32_t *sums;
-    float *widths;
-    if (scratch((void **)&sums, sizeof(int32_t) * 3 * nc, (void **)&widths, sizeof(float) * 2 * nc) < 0) goto done;
+    float *floats;
+    if (scratch((void **)&sums, sizeof(int32_t) * 3 * nc, (void **)&floats, sizeof(float) * 2 * nc) < 0) goto done;
     const int32_t *table = b[0].buf;
-    const int64_t *R0 = r0->buf, *R1 = r1->buf, *C0 = c0->buf, *C1 = c1->buf;
-    float *o = out->buf;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < nc; j++) widths[j] = (float)(C1[j] - C0[j]);
-    for (Py_ssize_t i = 0; i < nr; i++)
-        row(table + R0[i] * wp * 3, table + R1[i] * wp * 3, (float)(R1[i] - R0[i]), C0, C1, widths, nc, nr * nc,
-            o + i * nc, sums, widths + nc, normalised);
+    block(table, wp, r0->buf, r1->buf, nr, c0->buf, c1->buf, nc, out->buf, sums, floats, normalised);
     Py_END_ALLOW_THREADS
     PyMem_RawFree(sums);
-    PyMem_RawFree(widths);
+    PyMem_RawFree(floats);
     result = Py_NewRef(Py_None);
 done:
     release(b, 6);
@@ -215,22 +225,18 @@ static PyObject *crops(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "crops: the edges are not n x size each, or out is not n x 3 x size x size");
         goto done;
     }
-    if (check_edges(ys0->buf, ys1->buf, edges, hp, "rows") < 0 || check_edges(xs0->buf, xs1->buf, edges, wp, "columns") < 0)
+    if (check_edges(ys0->buf, ys1->buf, edges, hp, "rows") < 0 ||
+        check_edges(xs0->buf, xs1->buf, edges, wp, "columns") < 0)
         goto done;
     const int32_t *table = b[0].buf;
     const int64_t *Y0 = ys0->buf, *Y1 = ys1->buf, *X0 = xs0->buf, *X1 = xs1->buf;
     float *o = out->buf;
-    const Py_ssize_t plane = size * size;
     Py_BEGIN_ALLOW_THREADS
     int32_t sums[3 * MAX_SIZE];
-    float widths[MAX_SIZE], area[MAX_SIZE];
-    for (Py_ssize_t q = 0; q < n; q++) {
-        const int64_t *r0 = Y0 + q * size, *r1 = Y1 + q * size, *c0 = X0 + q * size, *c1 = X1 + q * size;
-        for (Py_ssize_t j = 0; j < size; j++) widths[j] = (float)(c1[j] - c0[j]);
-        for (Py_ssize_t i = 0; i < size; i++)
-            row(table + r0[i] * wp * 3, table + r1[i] * wp * 3, (float)(r1[i] - r0[i]), c0, c1, widths, size, plane,
-                o + q * 3 * plane + i * size, sums, area, normalised);
-    }
+    float floats[2 * MAX_SIZE];
+    for (Py_ssize_t q = 0; q < n; q++)
+        block(table, wp, Y0 + q * size, Y1 + q * size, size, X0 + q * size, X1 + q * size, size,
+              o + q * 3 * size * size, sums, floats, normalised);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -254,7 +260,8 @@ static PyObject *line(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     const Py_ssize_t n = b[1].len / 8;
     if (b[0].ndim != 3 || b[0].shape[0] != 3 || b[2].len != b[1].len || b[3].len != b[1].len) {
-        PyErr_SetString(PyExc_ValueError, "line: pixels must be (3, rows, columns), and top / left / widths one per segment");
+        PyErr_SetString(PyExc_ValueError,
+                        "line: pixels must be (3, rows, columns), and top / left / widths one per segment");
         goto done;
     }
     const int64_t rows = b[0].shape[1], cols = b[0].shape[2];

@@ -180,15 +180,15 @@ def window_edges(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.n
 
 
 def area_kernels() -> str:
-    """Which code area-resizes the pyramid and the crops (:func:`area_resize`,
-    :func:`area_crops`): "compiled" (``_area``, built at install where a C compiler is)
-    or "numpy" (the same values, slower)."""
+    """Which code runs the pyramid and the crops (:func:`area_resize`, :func:`area_crops`),
+    PNet's rerun windows (:func:`pnet_line`) and NMS (:func:`nms`): "compiled" (``_area``,
+    built at install where a C compiler is) or "numpy" (the same values, slower)."""
     return "numpy" if _area is None else "compiled"
 
 
 @functools.lru_cache(maxsize=1)
 def warn_numpy_kernels() -> None:
-    """Say once a process that the pyramid and crops run in numpy (:func:`area_kernels`)."""
+    """Say once a process that the compiled module is not built (:func:`area_kernels`)."""
     log.warning("the compiled pyramid and crops (worker/detectors/_area.c) are not built, so numpy runs them: "
                 "the same faces, about 20% slower a frame; reinstall moodstream where a C compiler (gcc) is")
 
@@ -409,7 +409,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndar
 
     Compiled where built (:func:`area_kernels`) and ``threshold >= 0``: the greedy loop
     over boxes in that order, each kept box tested against the boxes of its group whose
-    x1 lies within the group's widest box of it (a sort by x). Else numpy, with no loop over boxes: the pairs that overlap in x come from one sort (groups
+    x1 lies within the group's widest box of it (a sort by x). Else numpy, with no loop
+    over boxes: the pairs that overlap in x come from one sort (groups
     shifted apart along x), and greedy NMS is the unique fixed point of
     ``keep[j] = no kept, better box suppresses j``, which a few vectorised
     rounds over those pairs reach (each round settles at least one more box).

@@ -54,5 +54,6 @@ for name in ("street_1080p.mp4", "hamilton_360p.mp4"):
             assert faces == ref
             res = profile(clip, p, s.batch_max)
             st = res["stages_ms_per_frame"]
-            print(f"{name} round {r+1} {variant:6s} frame {res['ms_per_frame']:6.1f} ms  pnet {st['pnet']:5.1f}  other {st['other']:5.1f}", flush=True)
+            print(f"{name} round {r+1} {variant:6s} frame {res['ms_per_frame']:6.1f} ms  pnet {st['pnet']:5.1f}  "
+                  f"other {st['other']:5.1f}", flush=True)
 om.pnet_line = new_line
