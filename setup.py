@@ -1,5 +1,6 @@
-"""The one compiled part: the CPU MTCNN's area resizes (worker/detectors/_area.c), about 3-4x
-faster than the numpy code that runs where it is not built. Optional: without a C compiler the
+"""The one compiled part: the CPU MTCNN's area resizes, PNet's rerun windows and threshold
+scans, and NMS (worker/detectors/_area.c), several times faster than the numpy code that runs
+where it is not built. Optional: without a C compiler the
 install still succeeds (pip prints the build error) and moodstream runs its numpy code, the same
 values, slower; `moodstream bench profile` and `bench throughput` say which ran. Everything else
 about the package is in pyproject.toml."""

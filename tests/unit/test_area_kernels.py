@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from moodstream.worker.detectors import onnx_mtcnn
-from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, integral_image, nms,
-                                                    normalise, pnet_line, pyramid_scales, resize_edges, window_edges)
+from moodstream.worker.detectors.onnx_mtcnn import (area_crops, area_kernels, area_resize, cells_above, integral_image,
+                                                    nms, normalise, pnet_line, pnet_outputs, pyramid_scales,
+                                                    resize_edges, window_edges)
 
 try:
     from moodstream.worker.detectors import _area
@@ -149,6 +150,81 @@ def test_the_compiled_nms_refuses_what_is_not_a_ranking():
         with pytest.raises(ValueError):
             _area.nms(*args, 0.0, False, keep)
             pytest.fail(f"accepted {what}")
+
+
+def planes(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """PNet-like logit planes: most cells far below any threshold, some near and over it, some at it
+    exactly, and a few NaN and infinite ones."""
+    heads = rng.normal(0.0, 1.0, (2, rows, cols)).astype(np.float32)
+    heads[0] += 3
+    heads[1] -= 3
+    if heads[0].size:
+        near = rng.random((rows, cols)) < 0.02
+        heads[1][near] = heads[0][near] + rng.normal(-0.4, 0.5, near.sum()).astype(np.float32)
+        at = rng.random((rows, cols)) < 0.005
+        heads[0][at], heads[1][at] = 1.0, np.float32(1.1)  # l1 - l0 is float32(1.1) - 1, exactly
+        for plane, value in ((0, np.nan), (1, np.nan), (1, np.inf), (0, np.inf), (0, -np.inf)):
+            heads[plane][rng.integers(0, rows), rng.integers(0, cols)] = value
+    return heads[0], heads[1]
+
+
+@needs_compiled
+@pytest.mark.parametrize("rows,cols", [(47, 572), (320, 573), (1, 1), (3, 17), (16, 16), (0, 5)])
+def test_the_compiled_threshold_scan_finds_the_numpy_cells(monkeypatch, rows, cols):
+    # PNet's screen (cells near the threshold, strict) and pnet_outputs (cells that can pass, >=)
+    rng = np.random.default_rng(rows * 1000 + cols)
+    l0, l1 = planes(rng, rows, cols)
+    exact = float(np.float32(1.1) - np.float32(1.0))  # the margin of the cells set "at" it
+    thresholds = [exact, 0.1, -0.4054651081081644, 15.0, -np.inf, np.inf, 0.0]
+    compiled = {(t, strict): cells_above(l0, l1, t, strict) for t in thresholds for strict in (True, False)}
+    heads = np.concatenate([np.stack([l0, l1]), rng.normal(size=(4, rows, cols)).astype(np.float32)])
+    with np.errstate(invalid="ignore"):  # the softmax of an infinite logit is NaN, in either code
+        outputs = [pnet_outputs(heads, t) for t in (0.6, 0.5, 0.0, 1.0)]
+    numpy_only(monkeypatch)
+    for (t, strict), got in compiled.items():
+        want = np.nonzero((l1 - l0 > t) if strict else (l1 - l0 >= t))  # the expressions it replaced
+        assert all(np.array_equal(g, w) for g, w in zip(got, want)), f"threshold {t} strict {strict}"
+        assert all(np.array_equal(g, w) for g, w in zip(cells_above(l0, l1, t, strict), want))
+    for got, t in zip(outputs, (0.6, 0.5, 0.0, 1.0)):
+        with np.errstate(invalid="ignore"):
+            want = pnet_outputs(heads, t)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    if rows * cols > 100:  # the scan finds some cells and skips others, at and beside the exact margin
+        assert 0 < len(compiled[0.1, True][0]) < rows * cols
+        assert len(compiled[exact, True][0]) < len(compiled[exact, False][0])
+
+
+@needs_compiled
+def test_the_compiled_scan_compares_in_float32():
+    # l1 - l0 is float32(1.1) - 1 = 0.10000002384, above 0.1 in float64 but equal to float32(0.1) + ...:
+    # numpy compares a float32 array with a Python float in float32, and so must the scan
+    l0, l1 = np.ones((1, 1), np.float32), np.full((1, 1), 1.1, np.float32)
+    margin = float(l1[0, 0] - l0[0, 0])
+    below = float(np.nextafter(np.float32(margin), np.float32(0)))
+    between = (margin + below) / 2  # rounds to one of the two in float32, not between them in float64
+    for t in (margin, below, between):
+        for strict in (True, False):
+            want = len(np.nonzero((l1 - l0 > t) if strict else (l1 - l0 >= t))[0])
+            assert len(cells_above(l0, l1, t, strict)[0]) == want, f"{t!r} strict {strict}"
+
+
+@needs_compiled
+def test_the_compiled_scan_refuses_bad_input_with_value_error():
+    l0, l1 = np.zeros((4, 5), np.float32), np.ones((4, 5), np.float32)
+    out = np.empty((2, 20), np.int64)
+    assert _area.above(l0, l1, 0.5, True, out) == 20  # the good call
+    for what, args in {"planes of two shapes": (l0, l1[:3].copy(), 0.5, True, out),
+                       "three-dimensional planes": (l0[None], l1[None], 0.5, True, out),
+                       "float64 planes": (l0.astype(float), l1, 0.5, True, out),
+                       "an output too small": (l0, l1, 0.5, True, out[:, :19].copy()),
+                       "int32 output": (l0, l1, 0.5, True, out.astype(np.int32)),
+                       "strided planes": (np.zeros((4, 10), np.float32)[:, ::2], l1, 0.5, True, out)}.items():
+        with pytest.raises(ValueError):
+            _area.above(*args)
+            pytest.fail(f"accepted {what}")
+    strided = np.zeros((4, 10), np.float32)[:, ::2]  # the Python side takes numpy for it instead
+    assert [len(v) for v in cells_above(strided, l1, 0.5, True)] == [20, 20]
 
 
 def test_a_huge_frames_float64_table_takes_the_numpy_code():
