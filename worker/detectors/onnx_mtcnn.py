@@ -742,28 +742,36 @@ class OnnxMTCNNDetector:
                 start += len(y)
 
     def _rerun_line(self, groups: list) -> np.ndarray:
-        """PNet on the joined lines of ``groups`` -> (n, 6) outputs of their cells, in order."""
-        widths = np.array([g[3].shape[2] for g in groups])
+        """PNet on the joined lines of ``groups`` -> (n, 6) outputs of their cells, in order.
+
+        The joined line is cut into pieces :data:`PNET_LINE_WIDTH` columns wide that overlap by a
+        window less a stride: line column ``c`` is column ``c % step`` of piece ``c // step`` (and
+        also column ``c % step + step`` of the piece before, where ``c % step`` is in the overlap).
+        Each line is written straight into the pieces' batches, then each piece's overlap is copied
+        from the next piece's first columns: no joined line, no copy of it into the batches."""
+        widths = [g[3].shape[2] for g in groups]
         offsets = np.cumsum(widths) - widths
         at = np.concatenate([g[4] + offset for g, offset in zip(groups, offsets)])
-        step = PNET_LINE_WIDTH - (PNET_CELL - PNET_STRIDE)  # pieces overlap by a window less a stride
-        total = int(widths.sum())
+        overlap = PNET_CELL - PNET_STRIDE  # a window less a stride
+        step = PNET_LINE_WIDTH - overlap
+        total = int(sum(widths))
         pieces = -(-total // step)
-        # the lines side by side, zeros after them to the last piece's end: written once, no joined copy
-        padded = np.empty((*groups[0][3].shape[:2], (pieces - 1) * step + PNET_LINE_WIDTH), np.float32)
-        for g, offset, width in zip(groups, offsets.tolist(), widths.tolist()):
-            padded[:, :, offset:offset + width] = g[3]
-        padded[:, :, total:] = 0
-        view = np.lib.stride_tricks.sliding_window_view(padded, PNET_LINE_WIDTH, axis=2)[:, :, ::step]
         batch_max = PNET_LINE_BATCHES[-1]
-        outs = []
-        for i in range(0, pieces, batch_max):
-            n = min(batch_max, pieces - i)
-            size = next(b for b in PNET_LINE_BATCHES if b >= n)  # a few input shapes: no new plan per count
-            batch = np.empty((size, padded.shape[0], PNET_CELL, PNET_LINE_WIDTH), np.float32)
-            batch[:n] = view[:, :, i:i + n].transpose(2, 0, 1, 3)
-            batch[n:] = 0  # padding pieces: no cell reads them
-            outs.append(self.pnet.run(batch)[0][:n, :, 0])  # (n, 6, cells)
+        last = pieces - (pieces - 1) // batch_max * batch_max  # pieces in the last run, padded to a batch size
+        size = next(b for b in PNET_LINE_BATCHES if b >= last)  # a few input shapes: no new plan per count
+        batches = np.empty((pieces - last + size, *groups[0][3].shape[:2], PNET_LINE_WIDTH), np.float32)
+        for g, offset in zip(groups, offsets.tolist()):
+            line, done = g[3], 0
+            while done < line.shape[2]:
+                piece, column = divmod(offset + done, step)
+                n = min(line.shape[2] - done, step - column)
+                batches[piece, :, :, column:column + n] = line[:, :, done:done + n]
+                done += n
+        batches[pieces - 1, :, :, total - (pieces - 1) * step:] = 0  # past the line's end: no cell reads it
+        batches[pieces:] = 0  # padding pieces: no cell reads them
+        batches[:pieces - 1, :, :, step:] = batches[1:pieces, :, :, :overlap]
+        outs = [self.pnet.run(batches[i:i + batch_max])[0][:min(batch_max, pieces - i), :, 0]  # (n, 6, cells)
+                for i in range(0, pieces, batch_max)]
         out = np.concatenate(outs)
         piece = at // step
         return out[piece, :, (at - piece * step) // PNET_STRIDE]
