@@ -45,11 +45,12 @@ is left to win besides the nets is memory traffic:
   131-135 ms a 1080p frame in numpy and 104-109 compiled (pyramid 31 -> 16 ms,
   crops 19 -> 6.5), 20.2-21.3 and 16.6-17.1 ms at 360p. PNet's screened cells' windows
   are copied into their line by the same module (:func:`pnet_line`), and the lines go
-  into the padded one in one copy (:meth:`OnnxMTCNNDetector._rerun_line`): 1080p
+  straight into the runs' pieces (:meth:`OnnxMTCNNDetector._rerun_line`): 1080p
   101.8-108.9 -> 97.7-101.4 ms a frame, 360p within noise. NMS too (:func:`nms`):
   0.52-0.55 -> 0.17-0.18 ms a 360p frame; and PNet's threshold scans (:func:`cells_above`,
   one pass instead of a subtraction, a comparison and ``nonzero``): on a 2-core Xeon
-  (family 6 model 207) the rest of a 1080p frame 12.1-13.3 -> 9.9-12.2 ms.
+  (family 6 model 207) the rest of a 1080p frame 12.1-13.3 -> 9.9-12.2 ms. The resizes
+  prefetch the next output row's table rows (the table is out of the caches by then).
 * The summed-area table keeps the three channels of a pixel side by side
   (``(H+1, W+1, 3)``), so a crop gathers each corner's three channels as one
   12-byte element (:func:`area_crops`); each PNet strip is area-resized from
