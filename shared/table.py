@@ -42,6 +42,13 @@ def face_label(face: Face) -> tuple[str, str]:
     return emotion, text
 
 
+def legend(smoothing_tau_s: float) -> str:
+    """One line that says what a table's EMOTIONS cell shows (:func:`face_label`)."""
+    return (f"EMOTIONS: #N is the face's track; the emotion after it is smoothed along the track "
+            f"({smoothing_tau_s:g} s of video, as --annotate draws it); '/ EMOTION P%' follows where this "
+            f"frame's own top emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure.")
+
+
 def faces_cell(faces: list[Face]) -> str:
     """Each face as the annotated frame labels it (:func:`face_label`): ``#0 neutrality 58%, sadness 44%``."""
     return ", ".join(face_label(f)[1] for f in faces) or "-"

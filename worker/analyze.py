@@ -31,7 +31,7 @@ from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.settings import Settings
-from moodstream.shared.table import error_cell, faces_cell, source_cell
+from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
@@ -157,7 +157,9 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Videos: stop each video after this many analysed frames.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True,
-              help="jsonl: one JSON record per frame on stdout; table: a readable line per frame.")
+              help="jsonl: one JSON record per frame on stdout; table: a readable line per frame, each face as "
+                   "'#track emotion P%' (smoothed along the track) and '/ emotion P%' where this frame's own top "
+                   f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end).")
 @click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video.")
@@ -286,6 +288,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s})
             summary_s += time.perf_counter() - t0
     elapsed = time.perf_counter() - started
+    if fmt == "table" and faces:
+        click.echo(legend(analyzer.tracker_config.smoothing_tau_s), err=True)
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"analyze: {'interrupted (Ctrl-C) after ' if interrupted else ''}"

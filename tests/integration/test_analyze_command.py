@@ -183,6 +183,20 @@ def test_table_format(tmp_path, image_path):
     assert not any(line.startswith("{") for line in lines)
 
 
+def test_the_table_says_what_its_emotions_cell_means(image_path):
+    # the quick start's table shows "#0 happiness 51% / neutrality 53%": the smoothed emotion, then this frame's
+    # own where they differ; a newcomer is told so once, on stderr (stdout stays the table), and in --help
+    result = CliRunner().invoke(analyze, ["--device", "cpu", "--format", "table", str(image_path("parade"))])
+    assert result.exit_code == 0, result.output[-2000:]
+    legend = [line for line in result.stderr.splitlines() if line.startswith("EMOTIONS:")]
+    assert len(legend) == 1 and "#N" in legend[0] and "smoothed" in legend[0] and "0.25 s" in legend[0]
+    assert "this frame's own" in legend[0] and "50%" in legend[0]
+    assert not any("EMOTIONS:" in line for line in result.stdout.splitlines())
+    jsonl = CliRunner().invoke(analyze, ["--device", "cpu", str(image_path("parade"))])
+    assert "EMOTIONS:" not in jsonl.stderr
+    assert "this frame's own" in " ".join(CliRunner().invoke(analyze, ["--help"]).output.split())
+
+
 def test_table_names_tracks_as_the_annotated_frames_do():
     # issue 24: the table showed raw labels without track ids while --annotate showed smoothed ones
     import msgspec
