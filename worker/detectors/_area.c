@@ -3,8 +3,8 @@
  * resizes from a frame's summed-area table (area_resize, area_crops, about 3-4x faster on
  * one core), the copy of PNet's rerun windows into their line (pnet_line), PNet's threshold
  * scans (cells_above: the cells whose logit margin is above a threshold, compared in float32 as
- * numpy compares) and greedy NMS (nms). Optional: where this module is not built (no C compiler at install), onnx_mtcnn
- * runs its numpy code.
+ * numpy compares) and greedy NMS (nms). Optional: where this module is not built (no C
+ * compiler at install), onnx_mtcnn runs its numpy code.
  *
  * The resizes:
  * An output pixel is the sum of its window [r0, r1) x [c0, c1) from four table pixels,

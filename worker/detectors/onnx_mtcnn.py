@@ -310,7 +310,7 @@ def cells_above(l0: np.ndarray, l1: np.ndarray, threshold: float, strict: bool) 
     (float32) is above ``threshold`` (as float32; ``>`` when ``strict``, else ``>=``), row-major
     (as numpy's ``nonzero``): rows, columns. Compiled where built (:func:`area_kernels`: one
     pass, no temporaries), else numpy; the same cells."""
-    if (_area is not None and l0.dtype == l1.dtype == np.float32 and l0.ndim == 2
+    if (_area is not None and l0.dtype == l1.dtype == np.float32 and l0.ndim == 2 and l0.shape == l1.shape
             and l0.flags.c_contiguous and l1.flags.c_contiguous):
         out = np.empty((2, l0.size), np.int64)
         n = _area.above(l0, l1, float(threshold), strict, out)
