@@ -437,6 +437,9 @@ PyDoc_STRVAR(above_doc,
 "nonzero): their rows in out[0, :n] and columns in out[1, :n]. out: (2, rows * columns) int64.\n"
 "A NaN difference is never above.");
 
+/* d above t: d > t when strict, else d >= t (a NaN d never) */
+static inline int is_above(float d, float t, int strict) { return strict ? d > t : d >= t; }
+
 static PyObject *above(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     double threshold;
@@ -464,10 +467,10 @@ static PyObject *above(PyObject *self, PyObject *args) {
         for (Py_ssize_t x0 = 0; x0 < cols; x0 += 16) {
             const Py_ssize_t x1 = x0 + 16 < cols ? x0 + 16 : cols;
             int any = 0; /* a branch-free pass over 16 cells first (vectorised): few cells are ever above */
-            for (Py_ssize_t x = x0; x < x1; x++) any |= strict ? c[x] - a[x] > t : c[x] - a[x] >= t;
+            for (Py_ssize_t x = x0; x < x1; x++) any |= is_above(c[x] - a[x], t, strict);
             if (!any) continue;
             for (Py_ssize_t x = x0; x < x1; x++)
-                if (strict ? c[x] - a[x] > t : c[x] - a[x] >= t) {
+                if (is_above(c[x] - a[x], t, strict)) {
                     ys[n] = y;
                     xs[n++] = x;
                 }
