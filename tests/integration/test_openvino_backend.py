@@ -116,6 +116,18 @@ def test_nets_agree_with_onnx_runtime(name):
         np.testing.assert_array_equal(g, k)
 
 
+def test_run_reads_strided_inputs_and_new_shapes():
+    """run sets its input by hand (shared memory): a strided view or another batch size
+    in the next call gives what a contiguous copy gives."""
+    net = open_net(net_file(ONNX_DIR, MTCNN_FILES["rnet"], "openvino"), runtime="openvino")
+    big = np.random.default_rng(1).uniform(-1, 1, (8, 3, 24, 48)).astype(np.float32)
+    for x in (big[::2, :, :, ::2], big[:3, :, :, 24:], big[:1, :, :, :24]):
+        assert not x.flags.c_contiguous or len(x) == 1
+        got, want = net.run(x), net.run(np.ascontiguousarray(x))
+        assert [g.shape[0] for g in got] == [len(x)] * len(got)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
 @pytest.mark.skipif(not cpu_info().native_bf16, reason="screening runs bf16: only on a CPU with native bf16")
 def test_screened_nets_give_fp32s_boxes(fixture_frames, shared_data):
     import glob
