@@ -294,15 +294,25 @@ def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     sum``, float32), computed only on cells whose logit margin can reach the
     threshold (``p >= t`` needs ``l1 - l0 >= log(t / (1 - t))``; a 0.05 margin
     covers rounding): a few hundred of a frame's ~100k cells."""
-    l0, l1 = heads[0], heads[1]
-    # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15 (t <= 0: all cells)
-    y, x = cells_above(l0, l1, min(logit(threshold) - 0.05, 15.0), strict=False)
-    a, b = l0[y, x], l1[y, x]
-    m = np.maximum(a, b)
-    e0, e1 = np.exp(a - m), np.exp(b - m)
-    prob = e1 / (e0 + e1)
+    y, x = pnet_reachable(heads, threshold)
+    prob = face_probability(heads[0, y, x], heads[1, y, x])
     keep = prob >= np.float32(threshold)
     return y[keep], x[keep], prob[keep]
+
+
+def pnet_reachable(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of PNet's ``heads`` whose logit margin can reach face probability
+    ``threshold`` (:func:`pnet_outputs`), row-major: rows, columns."""
+    # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15 (t <= 0: all cells)
+    return cells_above(heads[0], heads[1], min(logit(threshold) - 0.05, 15.0), strict=False)
+
+
+def face_probability(l0: np.ndarray, l1: np.ndarray) -> np.ndarray:
+    """The softmax PNet used to end with, on the two face logits of some cells (float32):
+    ``exp(l1 - max) / (exp(l0 - max) + exp(l1 - max))``."""
+    m = np.maximum(l0, l1)
+    e0, e1 = np.exp(l0 - m), np.exp(l1 - m)
+    return e1 / (e0 + e1)
 
 
 def cells_above(l0: np.ndarray, l1: np.ndarray, threshold: float, strict: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -640,25 +650,28 @@ class OnnxMTCNNDetector:
     def _stage1(self, tables: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:
         """PNet over the pyramid of frames of one size, scale by scale -> per
         frame squared candidate boxes, best first."""
-        cands: list[list[np.ndarray]] = [[] for _ in tables]
-        regs: list[list[np.ndarray]] = [[] for _ in tables]
-        levels: list[list[np.ndarray]] = [[] for _ in tables]
         scales = pyramid_scales(h, w, self.min_face_px, self.factor)
         reruns: dict[str | tuple[int, int], list] = {}  # screened cells of all scales and frames: "line", window shapes
         heads = [self._pnet_frames(tables, h, w, scale, reruns) for scale in scales]
         self._rerun(reruns)
-        for level, (scale, per_frame) in enumerate(zip(scales, heads)):
-            scale32 = np.float32(scale)
-            for k, frame_heads in enumerate(per_frame):
-                y, x, prob = pnet_outputs(frame_heads, self.thresholds[0])  # row-major, as torch's nonzero
-                cell = np.stack([x, y], axis=1).astype(np.float32)
-                q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
-                q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
-                cands[k].append(np.concatenate([q1, q2, prob[:, None]], axis=1))
-                regs[k].append(frame_heads[2:, y, x].T)  # (n, 4)
-                levels[k].append(np.full(len(y), level))
-        return [self._candidates(np.concatenate(c), np.concatenate(r), np.concatenate(v))
-                for c, r, v in zip(cands, regs, levels)]
+        scales32 = np.array(scales, np.float32)
+        out = []
+        for k in range(len(tables)):
+            # the cells that can pass of each scale, row-major (as torch's nonzero), scale after scale;
+            # then what pnet_outputs gives each scale, for all of the frame's scales at once
+            cells = [pnet_reachable(per_frame[k], self.thresholds[0]) for per_frame in heads]
+            y, x = (np.concatenate(c) for c in zip(*cells))
+            values = np.concatenate([per_frame[k][:, yy, xx] for per_frame, (yy, xx) in zip(heads, cells)], axis=1)
+            level = np.repeat(np.arange(len(scales)), [len(yy) for yy, _ in cells])
+            prob = face_probability(values[0], values[1])
+            keep = prob >= np.float32(self.thresholds[0])
+            cell = np.stack([x[keep], y[keep]], axis=1).astype(np.float32)
+            scale32 = scales32[level[keep]][:, None]
+            q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
+            q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
+            boxes = np.concatenate([q1, q2, prob[keep, None]], axis=1)
+            out.append(self._candidates(boxes, values[2:, keep].T, level[keep]))  # regression (n, 4)
+        return out
 
     @staticmethod
     def _candidates(boxes: np.ndarray, reg: np.ndarray, level: np.ndarray) -> np.ndarray:
