@@ -6,10 +6,9 @@ From the repository root:
     .venv/bin/python docs/results/cpu/intel-f6-m167/fourth_machine/call_ab.py \
         > docs/results/cpu/intel-f6-m167/fourth_machine/call_ab.txt
 """
-import statistics
-import time
 from pathlib import Path
 
+from alternate import alternate  # beside this script
 from moodstream.shared.settings import Settings
 from moodstream.trainer.bench.profile import load_frames
 from moodstream.worker.openvino_net import OpenVinoNet
@@ -34,21 +33,6 @@ p = Pipeline(s.replace(backend="openvino", threads=1), worker=True)
 print(p.backend, p.precision)
 for name, passes in (("street_1080p.mp4", 2), ("hamilton_360p.mp4", 10)):
     clip = load_frames(Path("../shared/data/videos") / name, 8, s.max_pixels)
-    ref, times = None, {"dispatched": [], "by hand": []}
-    for r in range(7):
-        for variant, run in (("dispatched", dispatched), ("by hand", by_hand)):
-            OpenVinoNet.run = run
-            faces = p.detector.detect(clip)
-            ref = ref or faces
-            assert faces == ref
-            t0 = time.perf_counter()
-            for _ in range(passes):
-                p.process(clip)
-            ms = (time.perf_counter() - t0) * 1e3 / (passes * len(clip))
-            times[variant].append(ms)
-            print(f"{name} round {r + 1} {variant:10s} {ms:6.2f} ms a frame", flush=True)
-    diffs = [a - b for a, b in zip(times["dispatched"], times["by hand"])]
-    print(f"{name}: median dispatched {statistics.median(times['dispatched']):.2f}, by hand "
-          f"{statistics.median(times['by hand']):.2f} ms a frame; by hand faster in {sum(d > 0 for d in diffs)} "
-          f"of 7 rounds, by {statistics.median(diffs):.2f} ms (median of the rounds' differences)", flush=True)
+    alternate(p, name, clip, passes, {"dispatched": lambda: setattr(OpenVinoNet, "run", dispatched),
+                                      "by hand": lambda: setattr(OpenVinoNet, "run", by_hand)})
 OpenVinoNet.run = by_hand

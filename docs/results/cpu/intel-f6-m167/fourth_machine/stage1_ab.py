@@ -7,12 +7,11 @@ From the repository root:
     .venv/bin/python docs/results/cpu/intel-f6-m167/fourth_machine/stage1_ab.py \
         > docs/results/cpu/intel-f6-m167/fourth_machine/stage1_ab.txt
 """
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
+from alternate import alternate  # beside this script
 from moodstream.shared.settings import Settings
 from moodstream.trainer.bench.profile import load_frames
 from moodstream.worker.detectors import onnx_mtcnn as om
@@ -57,21 +56,6 @@ for name, passes in (("street_1080p.mp4", 2), ("hamilton_360p.mp4", 10)):
     old, new = per_scale(det, tables, h, w), per_frame(det, tables, h, w)
     assert len(old) == len(new) and all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(old, new))
     print(f"{name}: candidates of {len(clip)} frames bit-identical ({sum(len(a) for a in old)} boxes)")
-    ref, times = None, {"per scale": [], "per frame": []}
-    for r in range(7):
-        for variant, fn in (("per scale", per_scale), ("per frame", per_frame)):
-            om.OnnxMTCNNDetector._stage1 = fn
-            faces = det.detect(clip)
-            ref = ref or faces
-            assert faces == ref
-            t0 = time.perf_counter()
-            for _ in range(passes):
-                p.process(clip)
-            ms = (time.perf_counter() - t0) * 1e3 / (passes * len(clip))
-            times[variant].append(ms)
-            print(f"{name} round {r + 1} {variant:10s} {ms:6.2f} ms a frame", flush=True)
-    diffs = [a - b for a, b in zip(times["per scale"], times["per frame"])]
-    print(f"{name}: median per scale {statistics.median(times['per scale']):.2f}, per frame "
-          f"{statistics.median(times['per frame']):.2f} ms a frame; per frame faster in {sum(d > 0 for d in diffs)} "
-          f"of 7 rounds, by {statistics.median(diffs):.2f} ms (median of the rounds' differences)", flush=True)
+    alternate(p, name, clip, passes, {"per scale": lambda: setattr(om.OnnxMTCNNDetector, "_stage1", per_scale),
+                                      "per frame": lambda: setattr(om.OnnxMTCNNDetector, "_stage1", per_frame)})
 om.OnnxMTCNNDetector._stage1 = per_frame
