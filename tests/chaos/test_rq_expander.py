@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from rq import Queue
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -41,7 +41,8 @@ def test_a_job_naming_another_function_is_refused(redis_url, client, tmp_path):
     target = tmp_path / "made-by-an-attacker"
     q = Queue(Keys("t").rq_queue, connection=client, serializer=JSONSerializer)
     job = q.enqueue("os.makedirs", str(target))
-    hooked = q.enqueue("moodstream.producer.rq_jobs.expand_source", spec="0", on_failure="os.abort")  # refused: fails
+    hooked = q.enqueue("moodstream.producer.rq_jobs.expand_source", spec="0",
+                       on_failure=Callback("os.abort"))  # refused: fails
     _expand(redis_url, "--media-root", str(tmp_path))
     assert not target.exists()
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
