@@ -128,6 +128,7 @@ def test_run_reads_strided_inputs_and_new_shapes():
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
 
+
 @pytest.mark.skipif(not cpu_info().native_bf16, reason="screening runs bf16: only on a CPU with native bf16")
 def test_screened_nets_give_fp32s_boxes(fixture_frames, shared_data):
     import glob

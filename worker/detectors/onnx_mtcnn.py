@@ -294,25 +294,27 @@ def pnet_outputs(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     sum``, float32), computed only on cells whose logit margin can reach the
     threshold (``p >= t`` needs ``l1 - l0 >= log(t / (1 - t))``; a 0.05 margin
     covers rounding): a few hundred of a frame's ~100k cells."""
-    y, x = pnet_reachable(heads, threshold)
-    prob = face_probability(heads[0, y, x], heads[1, y, x])
-    keep = prob >= np.float32(threshold)
-    return y[keep], x[keep], prob[keep]
+    _, y, x, out = pnet_passing([heads], threshold)
+    return y, x, out[0]
 
 
-def pnet_reachable(heads: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The cells of PNet's ``heads`` whose logit margin can reach face probability
-    ``threshold`` (:func:`pnet_outputs`), row-major: rows, columns."""
+def pnet_passing(scales: list[np.ndarray], threshold: float) -> tuple[np.ndarray, ...]:
+    """:func:`pnet_outputs` for the ``heads`` of each of a frame's pyramid scales at once: the
+    cells over ``threshold``, scale after scale, row-major within one -> their scale's index,
+    rows, columns, and ``(5, n)`` outputs: the face probability, then the box regression.
+    The cells that can pass are found scale by scale; the softmax and the threshold run once."""
     # p rounds to 1.0 in float32 from a margin of about 16.6 on: t >= 1 needs at least 15 (t <= 0: all cells)
-    return cells_above(heads[0], heads[1], min(logit(threshold) - 0.05, 15.0), strict=False)
-
-
-def face_probability(l0: np.ndarray, l1: np.ndarray) -> np.ndarray:
-    """The softmax PNet used to end with, on the two face logits of some cells (float32):
-    ``exp(l1 - max) / (exp(l0 - max) + exp(l1 - max))``."""
+    floor = min(logit(threshold) - 0.05, 15.0)
+    cells = [cells_above(heads[0], heads[1], floor, strict=False) for heads in scales]
+    y, x = (np.concatenate(c) for c in zip(*cells))
+    values = np.concatenate([heads[:, yy, xx] for heads, (yy, xx) in zip(scales, cells)], axis=1)
+    level = np.repeat(np.arange(len(scales)), [len(yy) for yy, _ in cells])
+    l0, l1 = values[0], values[1]
     m = np.maximum(l0, l1)
     e0, e1 = np.exp(l0 - m), np.exp(l1 - m)
-    return e1 / (e0 + e1)
+    values[1] = e1 / (e0 + e1)  # the softmax the net used to end with, float32
+    keep = values[1] >= np.float32(threshold)
+    return level[keep], y[keep], x[keep], values[1:, keep]
 
 
 def cells_above(l0: np.ndarray, l1: np.ndarray, threshold: float, strict: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -657,20 +659,14 @@ class OnnxMTCNNDetector:
         scales32 = np.array(scales, np.float32)
         out = []
         for k in range(len(tables)):
-            # the cells that can pass of each scale, row-major (as torch's nonzero), scale after scale;
-            # then what pnet_outputs gives each scale, for all of the frame's scales at once
-            cells = [pnet_reachable(per_frame[k], self.thresholds[0]) for per_frame in heads]
-            y, x = (np.concatenate(c) for c in zip(*cells))
-            values = np.concatenate([per_frame[k][:, yy, xx] for per_frame, (yy, xx) in zip(heads, cells)], axis=1)
-            level = np.repeat(np.arange(len(scales)), [len(yy) for yy, _ in cells])
-            prob = face_probability(values[0], values[1])
-            keep = prob >= np.float32(self.thresholds[0])
-            cell = np.stack([x[keep], y[keep]], axis=1).astype(np.float32)
-            scale32 = scales32[level[keep]][:, None]
+            # row-major within a scale, as torch's nonzero
+            level, y, x, values = pnet_passing([per_frame[k] for per_frame in heads], self.thresholds[0])
+            cell = np.stack([x, y], axis=1).astype(np.float32)
+            scale32 = scales32[level][:, None]
             q1 = np.floor((PNET_STRIDE * cell + 1) / scale32)
             q2 = np.floor((PNET_STRIDE * cell + PNET_CELL - 1 + 1) / scale32)
-            boxes = np.concatenate([q1, q2, prob[keep, None]], axis=1)
-            out.append(self._candidates(boxes, values[2:, keep].T, level[keep]))  # regression (n, 4)
+            boxes = np.concatenate([q1, q2, values[0, :, None]], axis=1)
+            out.append(self._candidates(boxes, values[1:].T, level))  # regression (n, 4)
         return out
 
     @staticmethod
