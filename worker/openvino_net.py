@@ -43,7 +43,9 @@ class OpenVinoNet:
 
     runtime = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 1, precision: str = "fp32"):
+    def __init__(self, path: str | Path, threads: int = 1, precision: str = "fp32", model=None):
+        """``model``: an ``openvino.Model`` to compile instead of reading ``path`` (which then only
+        names it in errors), e.g. a net cut short (:mod:`worker.detectors.pnet_head`)."""
         if precision not in HINTS:
             raise ConfigError(f"precision must be one of {', '.join(HINTS)} here, got {precision!r}")
         if threads < 1:
@@ -51,7 +53,8 @@ class OpenVinoNet:
         path = Path(path)  # checked to exist by open_net, which builds this
         ov_core = core()
         try:
-            model = ov_core.read_model(str(path))
+            if model is None:
+                model = ov_core.read_model(str(path))
             self.compiled = ov_core.compile_model(model, "CPU", {
                 "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": HINTS[precision]})

@@ -95,6 +95,11 @@ class Pipeline:
         self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)
         # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
         self.precision: str = runtime.describe(self.precisions, self.screened)
+        # "compiled" where PNet's first layers run in C before OpenVINO (measured once per CPU kind)
+        self.pnet_head: str | None = (runtime.pnet_head_here(self.backend, self.precisions, self.screened,
+                                                             settings.runtime_cache, cpu)
+                                      if self.backend in RUNTIMES and detector is None and settings.detector == "mtcnn"
+                                      else None)
         # numpy's BLAS (the emotion crops' products) would otherwise run on every core: a worker's
         # threads bound all its arithmetic, as torch's below (process-wide, like torch's)
         threadpool_limits(self.threads, user_api="blas")
@@ -103,7 +108,8 @@ class Pipeline:
 
             torch.set_num_threads(self.threads)
         self.detector = detector if detector is not None else build_detector(
-            settings, self.backend, self.threads, self.device, precisions=self.precisions, screened=self.screened)
+            settings, self.backend, self.threads, self.device, precisions=self.precisions, screened=self.screened,
+            pnet_head=self.pnet_head)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier
@@ -128,8 +134,9 @@ class Pipeline:
                 self.calibration = load_calibration(self.detector.name)
             except ModelError as exc:
                 log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
-        log.info("pipeline: %s backend (%s), detector %s, model %s on %s, %d threads", self.backend,
-                 self.precision, self.detector.name, self.model_version, self.device, self.threads)
+        log.info("pipeline: %s backend (%s%s), detector %s, model %s on %s, %d threads", self.backend,
+                 self.precision, "; PNet's first layers compiled" if self.pnet_head == "compiled" else "",
+                 self.detector.name, self.model_version, self.device, self.threads)
 
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order:

@@ -34,6 +34,12 @@ in the same file): fp32, its int8 file (:data:`AUTO_INT8`, within the same bound
 its close calls again in fp32 (``onnx_classify.CONFIRM_MARGINS``), so its top emotion is
 fp32's, and the measurement charges each its share of those reruns
 (:data:`RERUN_SHARES`). Without native bf16 the other nets run in fp32.
+
+Where PNet runs on OpenVINO in fp32, unscreened (CPUs without native bf16, or
+``precision=fp32``), its first convolution, PReLU and pool may run compiled
+before the rest of the net on OpenVINO (:mod:`worker.detectors.pnet_head`):
+:func:`choose_pnet_head` times both forms here, once per CPU kind, kept in the
+same file.
 """
 
 from __future__ import annotations
@@ -373,6 +379,24 @@ def _cache_path(cache: str | None) -> Path | None:
     return None if cache == "off" else Path(cache).expanduser() if cache else default_cache_path()
 
 
+def _once_per_kind(choices: dict, cache: str | None, key: str, from_kept: Callable[[dict], object | None],
+                   measured: Callable[[], tuple[object, dict]]):
+    """A choice made once per CPU kind (``key``): this process's (``choices``), else the one kept in
+    ``cache`` (``from_kept``: the choice, or None where the entry no longer applies), else
+    ``measured()`` (the choice and the entry to keep)."""
+    path = _cache_path(cache)
+    memo = (str(path), key)
+    if memo not in choices:
+        kept = _read_cache(path).get(key) if path else None
+        choice = from_kept(kept) if kept else None
+        if choice is None:
+            choice, entry = measured()
+            if path:
+                _write_cache(path, key, entry)
+        choices[memo] = choice
+    return choices[memo]
+
+
 def measure_emotion(precisions: tuple[str, ...], threads: int, budget_s: float = EMOTION_PROBE_S,
                     model_dir: Path = ONNX_DIR) -> dict[str, float]:
     """Per precision, the emotion net's fastest run (ms) of :data:`EMOTION_PROBE`
@@ -419,25 +443,102 @@ def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = Non
     slower than fp32; on a Zen 3 it ran them 2.1x as fast as fp32, on a Zen 4 3.6x."""
     cpu = cpu or cpu_info()
     require("openvino")
-    path = _cache_path(cache)
-    key = emotion_cache_key(cpu)
-    memo = (str(path), key)
-    if memo in _emotion_choices:
-        return _emotion_choices[memo]
     candidates = emotion_candidates(cpu)
-    kept = _read_cache(path).get(key) if path else None
-    if kept and kept.get("precision") in candidates:
-        choice = EmotionChoice(kept["precision"], "cached", kept.get("ms", {}), kept.get("served_ms", {}))
-    else:
+
+    def from_kept(kept: dict) -> EmotionChoice | None:
+        return (EmotionChoice(kept["precision"], "cached", kept.get("ms", {}), kept.get("served_ms", {}))
+                if kept.get("precision") in candidates else None)
+
+    def measured() -> tuple[EmotionChoice, dict]:
         ms = measure_emotion(candidates, EMOTION_THREADS, budget_s)
         choice = EmotionChoice(pick_emotion_precision(ms), "measured", ms, served_ms(ms))
         log.info("runtime: auto measured the emotion net on %s, %d thread(s), %d crops a run: %s (with reruns): %s",
                  cpu.model, EMOTION_THREADS, EMOTION_PROBE[0],
                  ", ".join(f"{p} {v:.1f} ms" for p, v in choice.served_ms.items()), choice.precision)
-        if path:
-            _write_cache(path, key, {"precision": choice.precision, "ms": choice.ms, "served_ms": choice.served_ms})
-    _emotion_choices[memo] = choice
-    return choice
+        return choice, {"precision": choice.precision, "ms": choice.ms, "served_ms": choice.served_ms}
+
+    return _once_per_kind(_emotion_choices, cache, emotion_cache_key(cpu), from_kept, measured)
+
+
+# --- PNet's first layers ---------------------------------------------------------------
+
+# what choose_pnet_head times: the largest scale of a 360p frame (0.6 of it), the strip PNet runs
+# most there; one thread, as the emotion net's probe (one machine, one choice)
+PNET_PROBE = (1, 3, 217, 385)
+PNET_PROBE_S = 0.3  # seconds of timing, both forms together (plus compiling each once)
+# the compiled first layers are taken where they make PNet at least 3% faster; within that,
+# noise could flip the choice between machines of one kind for no gain (on a Zen 4 EPYC capped
+# to AVX2 they took 0.84-0.88 of the whole net's time, natively there 0.87-0.92)
+PNET_HEAD_GAIN = 0.97
+PNET_HEADS = ("compiled", "openvino")
+
+
+@dataclass
+class PnetChoice:
+    """Which PNet runs where PNet runs on OpenVINO in fp32, unscreened: ``head`` "compiled" (its
+    first layers in C, :mod:`worker.detectors.pnet_head`) or "openvino" (the whole net there),
+    and why: ``how`` "measured", "cached" or "unavailable" (no AVX2 / FMA, or the module not
+    built); ``ms``: each form's fastest run of :data:`PNET_PROBE`."""
+
+    head: str
+    how: str
+    ms: dict[str, float] = field(default_factory=dict)
+
+
+_pnet_choices: dict[tuple[str, str], PnetChoice] = {}  # (cache file, key) -> this process's choice
+
+
+def pnet_head_cache_key(cpu: CpuInfo) -> str:
+    """One per machine kind, as the emotion net's precision (its answers differ by a few 1e-6)."""
+    return "pnet head " + cache_key(cpu, None, "fp32")
+
+
+def measure_pnet_head(threads: int = EMOTION_THREADS, budget_s: float = PNET_PROBE_S,
+                      model_dir: Path = ONNX_DIR) -> dict[str, float]:
+    """PNet's fastest run (ms) of :data:`PNET_PROBE` on OpenVINO in fp32, whole ("openvino")
+    and with its first layers compiled ("compiled"), calls interleaved as in :func:`measure`."""
+    from moodstream.worker.detectors.pnet_head import SplitPNet
+
+    path = net_file(model_dir, MTCNN_FILES["pnet"], "openvino")
+    x = np.random.default_rng(0).uniform(-1, 1, PNET_PROBE).astype(np.float32)
+    nets = {"openvino": open_net(path, threads, "openvino", "fp32"), "compiled": SplitPNet(path, threads)}
+    fastest = _fastest([{k: functools.partial(net.run, x) for k, net in nets.items()}], budget_s)[0]
+    return {k: round(v * 1e3, 3) for k, v in fastest.items()}
+
+
+def choose_pnet_head(cache: str | None = None, cpu: CpuInfo | None = None,
+                     budget_s: float = PNET_PROBE_S) -> PnetChoice:
+    """The PNet that runs faster here (:func:`measure_pnet_head`; the compiled one where it takes
+    at most :data:`PNET_HEAD_GAIN` of the whole net's time), measured once per CPU kind and kept
+    in ``cache`` (the ``runtime_cache`` setting, as :func:`choose`) and for the process."""
+    from moodstream.worker.detectors import pnet_head
+
+    if not pnet_head.available():
+        return PnetChoice("openvino", "unavailable")
+    cpu = cpu or cpu_info()
+    require("openvino")
+
+    def from_kept(kept: dict) -> PnetChoice | None:
+        return PnetChoice(kept["head"], "cached", kept.get("ms", {})) if kept.get("head") in PNET_HEADS else None
+
+    def measured() -> tuple[PnetChoice, dict]:
+        ms = measure_pnet_head(budget_s=budget_s)
+        head = "compiled" if ms["compiled"] <= PNET_HEAD_GAIN * ms["openvino"] else "openvino"
+        log.info("runtime: measured PNet on %s, 1 thread: whole on OpenVINO %.2f ms, first layers compiled %.2f ms: %s",
+                 cpu.model, ms["openvino"], ms["compiled"], head)
+        return PnetChoice(head, "measured", ms), {"head": head, "ms": ms}
+
+    return _once_per_kind(_pnet_choices, cache, pnet_head_cache_key(cpu), from_kept, measured)
+
+
+def pnet_head_here(backend: str, precisions: dict[str, str], screened: tuple[str, ...],
+                   cache: str | None = None, cpu: CpuInfo | None = None) -> str:
+    """The ``pnet_head`` a detector on ``backend`` takes: "compiled" where PNet runs on OpenVINO
+    in fp32, unscreened (CPUs without native bf16, or ``precision=fp32``), and
+    :func:`choose_pnet_head` measured it faster; else "openvino" (or "onnx": the backend's own)."""
+    if backend != "openvino" or precisions.get("pnet", "fp32") != "fp32" or "pnet" in screened:
+        return backend
+    return choose_pnet_head(cache, cpu).head
 
 
 def precisions_here(precision: str, backend: str, cache: str | None = None,

@@ -18,6 +18,7 @@ import pytest
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import iter_video
+from moodstream.worker.detectors import pnet_head
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
@@ -145,6 +146,22 @@ def test_screened_nets_give_fp32s_boxes(fixture_frames, shared_data):
     want, got = plain.detect(frames), screened.detect(frames)
     assert sum(len(f) for f in want) > 40
     assert [[f.box for f in faces] for faces in got] == [[f.box for f in faces] for faces in want]
+
+
+@pytest.mark.skipif(not pnet_head.available(), reason="the compiled PNet layers need the built module and "
+                                                           "a CPU with AVX2 and FMA")
+def test_the_detector_finds_the_same_faces_with_pnets_first_layers_compiled(fixture_frames):
+    """worker/detectors/pnet_head.py: PNet's outputs move by a few 1e-6, the faces by nothing that shows."""
+    whole = OnnxMTCNNDetector(runtime="openvino")
+    compiled = OnnxMTCNNDetector(runtime="openvino", pnet_head="compiled")
+    assert isinstance(compiled.pnet, pnet_head.SplitPNet) and compiled.pnet_head == "compiled"
+    want, got = whole.detect(fixture_frames), compiled.detect(fixture_frames)
+    assert sum(map(len, want)) >= 5
+    for w_faces, g_faces in zip(want, got):
+        assert len(w_faces) == len(g_faces)
+        for a, b in zip(w_faces, g_faces):
+            np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+            assert abs(a.score - b.score) < 1e-4
 
 
 def test_emotion_metadata_read_by_openvino():

@@ -194,6 +194,7 @@ def profile(frames: list[np.ndarray], pipeline: Pipeline, batch: int) -> dict:
                                       "items_per_frame": round(q.items / n, 2)}
                                for (stage, part), q in clock.parts.items() if stage == net}}
     return {"backend": pipeline.backend, "precision": pipeline.precision, "threads": pipeline.threads,
+            "pnet_head": pipeline.pnet_head or pipeline.backend,
             "fps": round(n / total, 3), "ms_per_frame": round(total * 1e3 / n, 2),
             "stages_ms_per_frame": {s: round(v * 1e3 / n, 2) for s, v in stages.items()},
             "stages_share": {s: round(v / total, 4) for s, v in stages.items()},

@@ -21,11 +21,13 @@ def resolve_mtcnn_impl(mtcnn_impl: str, device: str) -> str:
 
 
 def build_detector(settings: Settings, backend: str = "torch", threads: int = 1, device: str = "cpu",
-                   precisions: dict[str, str] | None = None, screened: tuple[str, ...] = ()) -> Detector:
+                   precisions: dict[str, str] | None = None, screened: tuple[str, ...] = (),
+                   pnet_head: str | None = None) -> Detector:
     """The detector ``settings`` name, on ``backend`` ("torch", "onnx" or "openvino"; Haar is
     OpenCV on any) and, for torch, on ``device`` (already resolved: "cpu", "cuda" or "cuda:N").
     ``precisions``: per net, :func:`worker.runtime.net_precisions` (default: ``settings.precision``
-    for all three MTCNN nets, fp32 for auto); ``screened``: :func:`worker.runtime.screened_nets`."""
+    for all three MTCNN nets, fp32 for auto); ``screened``: :func:`worker.runtime.screened_nets`;
+    ``pnet_head``: :func:`worker.runtime.pnet_head_here` (default: the whole PNet on ``backend``)."""
     if settings.detector == "haar":
         from moodstream.worker.detectors.haar import HaarDetector
 
@@ -36,7 +38,8 @@ def build_detector(settings: Settings, backend: str = "torch", threads: int = 1,
         return OnnxMTCNNDetector(min_face_px=settings.min_face_px, face_score_min=settings.face_score_min,
                                  threads=threads, runtime=backend,
                                  precision=precisions if precisions is not None else
-                                 "fp32" if settings.precision == "auto" else settings.precision, screened=screened)
+                                 "fp32" if settings.precision == "auto" else settings.precision, screened=screened,
+                                 pnet_head=pnet_head)
     if resolve_mtcnn_impl(settings.mtcnn_impl, device) == "batched":
         from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
 
