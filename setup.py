@@ -13,10 +13,10 @@ setup(ext_modules=[
         # each float32 step rounds as numpy's does: no fast-math, no fused multiply-add
         extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"],
     ),
-    # PNet's first convolution, PReLU and pool for AVX2 + FMA CPUs (chosen at run time, in the
+    # the MTCNN nets' first convolution, PReLU and pool for AVX2 + FMA CPUs (chosen at run time, in the
     # code: the module builds on any compiler, and says whether this CPU can run it)
     Extension(
-        "moodstream.worker.detectors._pnet", ["worker/detectors/_pnet.c"], optional=True,
+        "moodstream.worker.detectors._first", ["worker/detectors/_first.c"], optional=True,
         extra_compile_args=["-O3", "-fno-fast-math"],
     ),
 ])

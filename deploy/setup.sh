@@ -35,7 +35,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.moodstream-$extras-$(cat pyproject.toml setup.py worker/detectors/_area.c worker/detectors/_pnet.c deploy/setup.sh | sha1sum | cut -c1-12)
+stamp=.venv/.moodstream-$extras-$(cat pyproject.toml setup.py worker/detectors/_area.c worker/detectors/_first.c deploy/setup.sh | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "setting up .venv with moodstream[$extras] (first time: $([ $torch = yes ] && echo 'a few minutes, PyTorch is large' || echo 'about a minute')); log in .venv/setup.log" >&2
   {

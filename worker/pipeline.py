@@ -95,11 +95,10 @@ class Pipeline:
         self.screened: tuple[str, ...] = runtime.screened_nets(settings.precision, self.backend, cpu)
         # "fp32", or e.g. "pnet+rnet fp32, onet+emotion bf16; rnet screened in bf16"
         self.precision: str = runtime.describe(self.precisions, self.screened)
-        # "compiled" where PNet's first layers run in C before OpenVINO (measured once per CPU kind)
-        self.pnet_head: str | None = (runtime.pnet_head_here(self.backend, self.precisions, self.screened,
-                                                             settings.runtime_cache, cpu)
-                                      if self.backend in RUNTIMES and detector is None and settings.detector == "mtcnn"
-                                      else None)
+        # the MTCNN nets whose first layers run in C before OpenVINO (measured once per CPU kind)
+        self.compiled_first: tuple[str, ...] = (
+            runtime.first_layers_here(self.backend, self.precisions, self.screened, settings.runtime_cache, cpu)
+            if self.backend in RUNTIMES and detector is None and settings.detector == "mtcnn" else ())
         # numpy's BLAS (the emotion crops' products) would otherwise run on every core: a worker's
         # threads bound all its arithmetic, as torch's below (process-wide, like torch's)
         threadpool_limits(self.threads, user_api="blas")
@@ -109,7 +108,7 @@ class Pipeline:
             torch.set_num_threads(self.threads)
         self.detector = detector if detector is not None else build_detector(
             settings, self.backend, self.threads, self.device, precisions=self.precisions, screened=self.screened,
-            pnet_head=self.pnet_head)
+            compiled_first=self.compiled_first)
         framing = framing_for(self.detector.name)
         if self.backend in RUNTIMES:
             from moodstream.worker.onnx_classify import OnnxEmotionClassifier
@@ -135,7 +134,7 @@ class Pipeline:
             except ModelError as exc:
                 log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
         log.info("pipeline: %s backend (%s%s), detector %s, model %s on %s, %d threads", self.backend,
-                 self.precision, "; PNet's first layers compiled" if self.pnet_head == "compiled" else "",
+                 self.precision, f"; {'+'.join(self.compiled_first)} first layers compiled" if self.compiled_first else "",
                  self.detector.name, self.model_version, self.device, self.threads)
 
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:

@@ -35,11 +35,11 @@ its close calls again in fp32 (``onnx_classify.CONFIRM_MARGINS``), so its top em
 fp32's, and the measurement charges each its share of those reruns
 (:data:`RERUN_SHARES`). Without native bf16 the other nets run in fp32.
 
-Where PNet runs on OpenVINO in fp32, unscreened (CPUs without native bf16, or
-``precision=fp32``), its first convolution, PReLU and pool may run compiled
-before the rest of the net on OpenVINO (:mod:`worker.detectors.pnet_head`):
-:func:`choose_pnet_head` times both forms here, once per CPU kind, kept in the
-same file.
+Where an MTCNN net runs on OpenVINO in fp32, unscreened (CPUs without native
+bf16, or ``precision=fp32``), its first convolution, PReLU and pool may run
+compiled before the rest of the net on OpenVINO
+(:mod:`worker.detectors.first_layers`): :func:`choose_first_layers` times both
+forms of each net here, once per CPU kind, kept in the same file.
 """
 
 from __future__ import annotations
@@ -460,85 +460,97 @@ def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = Non
     return _once_per_kind(_emotion_choices, cache, emotion_cache_key(cpu), from_kept, measured)
 
 
-# --- PNet's first layers ---------------------------------------------------------------
+# --- the MTCNN nets' first layers ------------------------------------------------------------
 
-# what choose_pnet_head times: the largest scale of a 360p frame (0.6 of it), the strip PNet runs
-# most there; one thread, as the emotion net's probe (one machine, one choice)
-PNET_PROBE = (1, 3, 217, 385)
-PNET_PROBE_S = 0.3  # seconds of timing, both forms together (plus compiling each once)
-# the compiled first layers are taken where they make PNet at least 3% faster; within that,
-# noise could flip the choice between machines of one kind for no gain (on a Zen 4 EPYC capped
-# to AVX2 they took 0.84-0.88 of the whole net's time, natively there 0.87-0.92)
-PNET_HEAD_GAIN = 0.97
-PNET_HEADS = ("compiled", "openvino")
+# what choose_first_layers times, per net: the input PNet runs most at 360p (the largest scale,
+# 0.6 of the frame), a full RNet run, half an ONet run; one thread, as the emotion net's probe
+# (one machine, one choice)
+FIRST_PROBES = {"pnet": (1, 3, 217, 385), "rnet": (64, 3, 24, 24), "onet": (32, 3, 48, 48)}
+FIRST_PROBE_S = 0.3  # seconds of timing, all nets and both forms together (plus compiling each once)
+# a net's compiled first layers are taken where they make it at least 3% faster; within that,
+# noise could flip the choice between machines of one kind for no gain
+FIRST_GAIN = 0.97
 
 
 @dataclass
-class PnetChoice:
-    """Which PNet runs where PNet runs on OpenVINO in fp32, unscreened: ``head`` "compiled" (its
-    first layers in C, :mod:`worker.detectors.pnet_head`) or "openvino" (the whole net there),
-    and why: ``how`` "measured", "cached" or "unavailable" (no AVX2 / FMA, or the module not
-    built); ``ms``: each form's fastest run of :data:`PNET_PROBE`."""
+class FirstLayersChoice:
+    """The MTCNN nets whose first layers run compiled (:mod:`worker.detectors.first_layers`)
+    where they run on OpenVINO in fp32, unscreened, and why: ``how`` "measured", "cached" or
+    "unavailable" (no AVX2 / FMA, or the module not built); ``ms``: per net, each form's fastest
+    run of its :data:`FIRST_PROBES` input ("openvino": the whole net there, "compiled")."""
 
-    head: str
+    nets: tuple[str, ...]
     how: str
-    ms: dict[str, float] = field(default_factory=dict)
+    ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-_pnet_choices: dict[tuple[str, str], PnetChoice] = {}  # (cache file, key) -> this process's choice
+_first_choices: dict[tuple[str, str], FirstLayersChoice] = {}  # (cache file, key) -> this process's choice
 
 
-def pnet_head_cache_key(cpu: CpuInfo) -> str:
-    """One per machine kind, as the emotion net's precision (its answers differ by a few 1e-6)."""
-    return "pnet head " + cache_key(cpu, None, "fp32")
+def first_layers_cache_key(cpu: CpuInfo) -> str:
+    """One per machine kind, as the emotion net's precision (the nets' outputs differ by a few 1e-6),
+    and per build of the compiled module (a faster kernel is measured again)."""
+    from moodstream.worker.detectors import first_layers
+
+    return f"first layers {cache_key(cpu, None, 'fp32')} kernels={first_layers.build()}"
 
 
-def measure_pnet_head(threads: int = EMOTION_THREADS, budget_s: float = PNET_PROBE_S,
-                      model_dir: Path = ONNX_DIR) -> dict[str, float]:
-    """PNet's fastest run (ms) of :data:`PNET_PROBE` on OpenVINO in fp32, whole ("openvino")
-    and with its first layers compiled ("compiled"), calls interleaved as in :func:`measure`."""
-    from moodstream.worker.detectors.pnet_head import SplitPNet
+def measure_first_layers(threads: int = EMOTION_THREADS, budget_s: float = FIRST_PROBE_S,
+                         model_dir: Path = ONNX_DIR) -> dict[str, dict[str, float]]:
+    """Per MTCNN net, its fastest run (ms) of its :data:`FIRST_PROBES` input on OpenVINO in fp32,
+    whole ("openvino") and with its first layers compiled ("compiled"), calls interleaved as in
+    :func:`measure`."""
+    from moodstream.worker.detectors.first_layers import SplitNet
 
-    path = net_file(model_dir, MTCNN_FILES["pnet"], "openvino")
-    x = np.random.default_rng(0).uniform(-1, 1, PNET_PROBE).astype(np.float32)
-    nets = {"openvino": open_net(path, threads, "openvino", "fp32"), "compiled": SplitPNet(path, threads)}
-    fastest = _fastest([{k: functools.partial(net.run, x) for k, net in nets.items()}], budget_s)[0]
-    return {k: round(v * 1e3, 3) for k, v in fastest.items()}
+    rng = np.random.default_rng(0)
+    rows = []
+    for net, shape in FIRST_PROBES.items():
+        path = net_file(model_dir, MTCNN_FILES[net], "openvino")
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        forms = {"openvino": open_net(path, threads, "openvino", "fp32"), "compiled": SplitNet(path, net, threads)}
+        rows.append({k: functools.partial(f.run, x) for k, f in forms.items()})
+    fastest = _fastest(rows, budget_s)
+    return {net: {k: round(v * 1e3, 3) for k, v in row.items()} for net, row in zip(FIRST_PROBES, fastest)}
 
 
-def choose_pnet_head(cache: str | None = None, cpu: CpuInfo | None = None,
-                     budget_s: float = PNET_PROBE_S) -> PnetChoice:
-    """The PNet that runs faster here (:func:`measure_pnet_head`; the compiled one where it takes
-    at most :data:`PNET_HEAD_GAIN` of the whole net's time), measured once per CPU kind and kept
-    in ``cache`` (the ``runtime_cache`` setting, as :func:`choose`) and for the process."""
-    from moodstream.worker.detectors import pnet_head
+def choose_first_layers(cache: str | None = None, cpu: CpuInfo | None = None,
+                        budget_s: float = FIRST_PROBE_S) -> FirstLayersChoice:
+    """The MTCNN nets that run faster here with their first layers compiled
+    (:func:`measure_first_layers`: those taking at most :data:`FIRST_GAIN` of the whole net's
+    time), measured once per CPU kind and kept in ``cache`` (the ``runtime_cache`` setting, as
+    :func:`choose`) and for the process."""
+    from moodstream.worker.detectors import first_layers
 
-    if not pnet_head.available():
-        return PnetChoice("openvino", "unavailable")
+    if not first_layers.available():
+        return FirstLayersChoice((), "unavailable")
     cpu = cpu or cpu_info()
     require("openvino")
 
-    def from_kept(kept: dict) -> PnetChoice | None:
-        return PnetChoice(kept["head"], "cached", kept.get("ms", {})) if kept.get("head") in PNET_HEADS else None
+    def from_kept(kept: dict) -> FirstLayersChoice | None:
+        nets = kept.get("nets")
+        return (FirstLayersChoice(tuple(nets), "cached", kept.get("ms", {}))
+                if isinstance(nets, list) and set(nets) <= set(first_layers.NETS) else None)
 
-    def measured() -> tuple[PnetChoice, dict]:
-        ms = measure_pnet_head(budget_s=budget_s)
-        head = "compiled" if ms["compiled"] <= PNET_HEAD_GAIN * ms["openvino"] else "openvino"
-        log.info("runtime: measured PNet on %s, 1 thread: whole on OpenVINO %.2f ms, first layers compiled %.2f ms: %s",
-                 cpu.model, ms["openvino"], ms["compiled"], head)
-        return PnetChoice(head, "measured", ms), {"head": head, "ms": ms}
+    def measured() -> tuple[FirstLayersChoice, dict]:
+        ms = measure_first_layers(budget_s=budget_s)
+        nets = tuple(n for n, m in ms.items() if m["compiled"] <= FIRST_GAIN * m["openvino"])
+        log.info("runtime: measured the MTCNN nets on %s, 1 thread, whole on OpenVINO / first layers compiled: %s; "
+                 "compiled: %s", cpu.model, ", ".join(f"{n} {m['openvino']:.2f} / {m['compiled']:.2f} ms"
+                                                     for n, m in ms.items()), ", ".join(nets) or "none")
+        return FirstLayersChoice(nets, "measured", ms), {"nets": list(nets), "ms": ms}
 
-    return _once_per_kind(_pnet_choices, cache, pnet_head_cache_key(cpu), from_kept, measured)
+    return _once_per_kind(_first_choices, cache, first_layers_cache_key(cpu), from_kept, measured)
 
 
-def pnet_head_here(backend: str, precisions: dict[str, str], screened: tuple[str, ...],
-                   cache: str | None = None, cpu: CpuInfo | None = None) -> str:
-    """The ``pnet_head`` a detector on ``backend`` takes: "compiled" where PNet runs on OpenVINO
-    in fp32, unscreened (CPUs without native bf16, or ``precision=fp32``), and
-    :func:`choose_pnet_head` measured it faster; else "openvino" (or "onnx": the backend's own)."""
-    if backend != "openvino" or precisions.get("pnet", "fp32") != "fp32" or "pnet" in screened:
-        return backend
-    return choose_pnet_head(cache, cpu).head
+def first_layers_here(backend: str, precisions: dict[str, str], screened: tuple[str, ...],
+                      cache: str | None = None, cpu: CpuInfo | None = None) -> tuple[str, ...]:
+    """The MTCNN nets a detector on ``backend`` runs with their first layers compiled: of those
+    that run on OpenVINO in fp32, unscreened (all three on CPUs without native bf16, or with
+    ``precision=fp32``), the ones :func:`choose_first_layers` measured faster so."""
+    fp32 = [n for n in MTCNN_FILES if precisions.get(n, "fp32") == "fp32" and n not in screened]
+    if backend != "openvino" or not fp32:
+        return ()
+    return tuple(n for n in choose_first_layers(cache, cpu).nets if n in fp32)
 
 
 def precisions_here(precision: str, backend: str, cache: str | None = None,

@@ -94,9 +94,10 @@ first = next(iter(runs[0].values()))
 kernels = first.get("area_kernels", "numpy")  # worker/detectors/_area.c, or the numpy fallback
 if kernels == "numpy":
     kernels += " (the compiled module not built: reinstall where gcc is)"
+compiled_first = "+".join(first.get("first_layers_compiled", [])) or "none"  # worker/detectors/first_layers.py
 lines = [f"# Issue 26 on {first['cpu']} ({kind})", "",
          f"backend {first['backend']}, precision {first['precision']}, {first['threads']} thread(s) a side; "
-         f"pyramid and crops {kernels}.", "",
+         f"pyramid and crops {kernels}; first layers compiled: {compiled_first}.", "",
          "| video | ratio (runs) | best of three | fastest of nine | boxes IoU 0.95 / 0.5 | same top emotion | 4x |",
          "|---|---|---:|---:|---:|---:|---|"]
 for video in runs[0]:

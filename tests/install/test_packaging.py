@@ -67,7 +67,7 @@ def test_wheel_ships_weights_calibration_and_samples(wheel):
                    "moodstream/producer/dashboard/static/dashboard.js", "moodstream/producer/dashboard/static/chart.js"):
         assert needed in names, f"{needed} missing from {wheel.name}"
     # the compiled pyramid and crops (setup.py): the wheel is built where a C compiler is, as here
-    for module in ("_area", "_pnet"):  # and PNet's first layers
+    for module in ("_area", "_first"):  # and the MTCNN nets' first layers
         assert any(n.startswith(f"moodstream/worker/detectors/{module}.") and n.endswith((".so", ".pyd"))
                    for n in names), f"the compiled module {module} is missing from {wheel.name}"
     tops = {n.split("/")[0] for n in names}

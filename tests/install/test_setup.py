@@ -52,6 +52,6 @@ def test_the_setup_stamp_covers_every_file_the_install_builds_from():
     # the stamp makes a second run a no-op; a change to the compiled module must reinstall (rebuild) it,
     # or a pulled fix to worker/detectors/_area.c would not run until someone deleted .venv
     stamp = next(line for line in (REPO / "deploy" / "setup.sh").read_text().splitlines() if line.startswith("stamp="))
-    for source in ("pyproject.toml", "setup.py", "worker/detectors/_area.c", "worker/detectors/_pnet.c",
+    for source in ("pyproject.toml", "setup.py", "worker/detectors/_area.c", "worker/detectors/_first.c",
                    "deploy/setup.sh"):
         assert source in stamp, f"{source} is not in the setup stamp: {stamp}"

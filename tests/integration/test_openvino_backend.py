@@ -18,7 +18,7 @@ import pytest
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.media import iter_video
-from moodstream.worker.detectors import pnet_head
+from moodstream.worker.detectors import first_layers
 from moodstream.worker.framing import framing_for
 from moodstream.worker.onnx_classify import OnnxEmotionClassifier
 from moodstream.worker.detectors.onnx_mtcnn import OnnxMTCNNDetector
@@ -148,13 +148,13 @@ def test_screened_nets_give_fp32s_boxes(fixture_frames, shared_data):
     assert [[f.box for f in faces] for faces in got] == [[f.box for f in faces] for faces in want]
 
 
-@pytest.mark.skipif(not pnet_head.available(), reason="the compiled PNet layers need the built module and "
-                                                           "a CPU with AVX2 and FMA")
-def test_the_detector_finds_the_same_faces_with_pnets_first_layers_compiled(fixture_frames):
-    """worker/detectors/pnet_head.py: PNet's outputs move by a few 1e-6, the faces by nothing that shows."""
+@pytest.mark.skipif(not first_layers.available(), reason="the compiled first layers need the built module and "
+                                                              "a CPU with AVX2 and FMA")
+def test_the_detector_finds_the_same_faces_with_the_nets_first_layers_compiled(fixture_frames):
+    """worker/detectors/first_layers.py: the nets' outputs move by a few 1e-6, the faces by nothing that shows."""
     whole = OnnxMTCNNDetector(runtime="openvino")
-    compiled = OnnxMTCNNDetector(runtime="openvino", pnet_head="compiled")
-    assert isinstance(compiled.pnet, pnet_head.SplitPNet) and compiled.pnet_head == "compiled"
+    compiled = OnnxMTCNNDetector(runtime="openvino", compiled_first=("pnet", "rnet", "onet"))
+    assert all(isinstance(getattr(compiled, n), first_layers.SplitNet) for n in ("pnet", "rnet", "onet"))
     want, got = whole.detect(fixture_frames), compiled.detect(fixture_frames)
     assert sum(map(len, want)) >= 5
     for w_faces, g_faces in zip(want, got):

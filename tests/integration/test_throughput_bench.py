@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from moodstream.trainer.bench.profile import NETS, STAGES, profile_cmd
 from moodstream.trainer.bench.throughput import throughput_cmd
 from moodstream.worker.detectors.onnx_mtcnn import area_kernels
-from moodstream.worker.runtime import cpu_info, describe, precisions_here, screened_nets
+from moodstream.worker.runtime import cpu_info, describe, first_layers_here, precisions_here, screened_nets
 
 pytest.importorskip("onnxruntime")
 ISA = {"avx2", "avx512", "vnni", "avx512_bf16", "amx"}
@@ -42,6 +42,10 @@ def test_throughput_json_keys(fixtures_dir, tmp_path, backend):
     assert r["cpu_isa"] == {k: v for k, v in cpu_info().to_dict().items() if k != "model"}
     assert r["box_match_rate"] == r["box_match_rate_50"] == 1.0 and r["emotion_agreement"] == 1.0
     assert r["area_kernels"] == area_kernels()  # the pyramid and crops compiled, or numpy where not built
+    # the nets whose first layers ran compiled: none on ONNX Runtime, on OpenVINO what was measured here
+    want_first = [] if backend == "onnx" else list(first_layers_here(
+        backend, precisions_here("auto", backend), screened_nets("auto", backend, cpu_info())))
+    assert r["first_layers_compiled"] == want_first
     assert r["decode_fps"] > 0
     assert r["ours_share_of_decode"] == pytest.approx(r["ours_fps"] / r["decode_fps"], abs=1e-4)
     text = md.read_text()
@@ -57,7 +61,8 @@ def test_profile_accounts_for_the_time(fixtures_dir, tmp_path):
     report = json.loads(out.read_text())
     assert report["cpu"]["model"] == cpu_info().model and ISA <= set(report["cpu"])
     assert report["area_kernels"] == area_kernels()
-    assert f"pyramid and crops {area_kernels()}" in (tmp_path / "p.md").read_text()
+    assert f"pyramid and crops {area_kernels()}; first layers compiled: none" in (tmp_path / "p.md").read_text()
+    assert report["videos"]["clip_360p.mp4"]["backends"]["onnx"]["first_layers_compiled"] == []
     v = report["videos"]["clip_360p.mp4"]
     assert v["resolution"] == "320x180" and v["frames"] == 3 and v["decode_fps"] > 0
     r = v["backends"]["onnx"]

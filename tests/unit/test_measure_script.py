@@ -60,7 +60,8 @@ def test_the_summary_says_whether_each_rerun_margin_holds_on_this_cpu(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = (tmp_path / "summary.md").read_text()
     assert "| a.mp4 | 4.20x | **4.20x** | - | 100% / 100% | 100.0% | met |" in summary
-    assert "pyramid and crops numpy (the compiled module not built: reinstall where gcc is)" in summary
+    assert "pyramid and crops numpy (the compiled module not built: reinstall where gcc is); " \
+           "first layers compiled: none." in summary
     assert "int8 rerun margin 0.08: DOES NOT HOLD (largest move of two emotions' difference: ferplus_valid 0.09, " \
            "ferplus_test 0.05)" in summary
     assert "bf16 rerun margin" not in summary

@@ -194,11 +194,19 @@ def profile(frames: list[np.ndarray], pipeline: Pipeline, batch: int) -> dict:
                                       "items_per_frame": round(q.items / n, 2)}
                                for (stage, part), q in clock.parts.items() if stage == net}}
     return {"backend": pipeline.backend, "precision": pipeline.precision, "threads": pipeline.threads,
-            "pnet_head": pipeline.pnet_head or pipeline.backend,
+            "first_layers_compiled": list(pipeline.compiled_first),
             "fps": round(n / total, 3), "ms_per_frame": round(total * 1e3 / n, 2),
             "stages_ms_per_frame": {s: round(v * 1e3 / n, 2) for s, v in stages.items()},
             "stages_share": {s: round(v / total, 4) for s, v in stages.items()},
             "nets": nets}
+
+
+def first_layers_compiled(report: dict) -> str:
+    """The nets whose first layers ran compiled (worker/detectors/first_layers.py), per backend where they differ."""
+    seen = {b: "+".join(r.get("first_layers_compiled", [])) or "none"
+            for v in report["videos"].values() for b, r in v["backends"].items()}
+    return next(iter(seen.values())) if len(set(seen.values())) == 1 else \
+        ", ".join(f"{v} ({b})" for b, v in seen.items()) if seen else "none"
 
 
 def markdown(report: dict, command: str, notes: list[str]) -> str:
@@ -206,7 +214,8 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
     isa = ", ".join(k for k in ("avx2", "avx512", "vnni", "avx512_bf16", "amx") if cpu[k]) or "none of those"
     lines = ["# Profile: where the CPU pipeline's time goes", "",
              f"CPU: **{cpu['model']}** ({isa}); {report['threads']} thread(s), batch {report['batch']} frames; "
-             f"pyramid and crops {report.get('area_kernels', 'numpy')}.", "",
+             f"pyramid and crops {report.get('area_kernels', 'numpy')}; first layers compiled: "
+             f"{first_layers_compiled(report)}.", "",
              f"Command: `{command}`", "",
              "ms per frame by stage (share of the pipeline's time); decode is reading the video alone, "
              "outside the pipeline.", "",

@@ -331,8 +331,8 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
                                 decode, repeats, reference)
         if ours.backend in CPU_RUNTIMES:  # the pyramid and crops compiled or in numpy (setup.py)
             results[name]["area_kernels"] = area_kernels()
-            # PNet's first layers compiled before OpenVINO ("compiled") or the whole net on the runtime
-            results[name]["pnet_head"] = ours.pnet_head or ours.backend
+            # the MTCNN nets whose first layers ran compiled before OpenVINO (worker/detectors/first_layers.py)
+            results[name]["first_layers_compiled"] = list(ours.compiled_first)
 
     command = "moodstream " + shlex.join(sys.argv[1:])
     if out:

@@ -549,10 +549,9 @@ class OnnxMTCNNDetector:
     precision only where the bf16 score is within
     :data:`SCREEN_MARGIN` of the threshold (OpenVINO on a CPU
     with native bf16: :func:`worker.runtime.screened_nets`); the answers are the
-    second run's. ``pnet_head``: "compiled" runs PNet's first convolution, PReLU and pool in C
-    and the rest on OpenVINO (fp32, unscreened: :mod:`worker.detectors.pnet_head`, where
-    :func:`worker.runtime.pnet_head_here` measured it faster); None or ``runtime``: the whole
-    net on the runtime.
+    second run's. ``compiled_first``: nets whose first convolution, PReLU and pool run in C
+    before the rest on OpenVINO (fp32, unscreened: :mod:`worker.detectors.first_layers`, where
+    :func:`worker.runtime.first_layers_here` measured them faster).
     """
 
     name = "mtcnn"
@@ -561,7 +560,7 @@ class OnnxMTCNNDetector:
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  threads: int = 1, model_dir: str | Path | None = None, runtime: str = "onnx",
                  precision: str | dict[str, str] = "fp32", screened: tuple[str, ...] = (),
-                 pnet_head: str | None = None):
+                 compiled_first: tuple[str, ...] = ()):
         if min_face_px <= 0:
             raise ConfigError(f"min_face_px must be > 0 for MTCNN, got {min_face_px}")
         if not 0.0 < factor < 1.0:
@@ -577,15 +576,15 @@ class OnnxMTCNNDetector:
         self.pnet, self.rnet, self.onet = (open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
                                                     self.precisions[k])
                                            for k in ("pnet", "rnet", "onet"))
-        self.pnet_head = pnet_head or runtime
-        if self.pnet_head == "compiled":  # PNet's first layers in C, the rest on OpenVINO (pnet_head.py)
-            if runtime != "openvino" or self.precisions["pnet"] != "fp32" or "pnet" in screened:
-                raise ConfigError("pnet_head='compiled' runs PNet in fp32 on OpenVINO, unscreened")
-            from moodstream.worker.detectors.pnet_head import SplitPNet
+        self.compiled_first = tuple(compiled_first)
+        for k in self.compiled_first:  # the net's first layers in C, the rest on OpenVINO (first_layers.py)
+            if k not in MTCNN_FILES:
+                raise ConfigError(f"only pnet, rnet and onet have first layers to compile, not {k!r}")
+            if runtime != "openvino" or self.precisions[k] != "fp32" or k in screened:
+                raise ConfigError(f"compiled first layers run {k} in fp32 on OpenVINO, unscreened")
+            from moodstream.worker.detectors.first_layers import SplitNet
 
-            self.pnet = SplitPNet(net_file(folder, MTCNN_FILES["pnet"], runtime), threads)
-        elif self.pnet_head != runtime:
-            raise ConfigError(f"pnet_head must be 'compiled' or {runtime!r}, got {pnet_head!r}")
+            setattr(self, k, SplitNet(net_file(folder, MTCNN_FILES[k], runtime), k, threads))
         unknown = set(screened) - set(MTCNN_FILES)
         if unknown:
             raise ConfigError(f"only pnet, rnet and onet can be screened, not {', '.join(sorted(unknown))}")

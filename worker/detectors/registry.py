@@ -22,12 +22,12 @@ def resolve_mtcnn_impl(mtcnn_impl: str, device: str) -> str:
 
 def build_detector(settings: Settings, backend: str = "torch", threads: int = 1, device: str = "cpu",
                    precisions: dict[str, str] | None = None, screened: tuple[str, ...] = (),
-                   pnet_head: str | None = None) -> Detector:
+                   compiled_first: tuple[str, ...] = ()) -> Detector:
     """The detector ``settings`` name, on ``backend`` ("torch", "onnx" or "openvino"; Haar is
     OpenCV on any) and, for torch, on ``device`` (already resolved: "cpu", "cuda" or "cuda:N").
     ``precisions``: per net, :func:`worker.runtime.net_precisions` (default: ``settings.precision``
     for all three MTCNN nets, fp32 for auto); ``screened``: :func:`worker.runtime.screened_nets`;
-    ``pnet_head``: :func:`worker.runtime.pnet_head_here` (default: the whole PNet on ``backend``)."""
+    ``compiled_first``: :func:`worker.runtime.first_layers_here` (default: none, the whole nets on ``backend``)."""
     if settings.detector == "haar":
         from moodstream.worker.detectors.haar import HaarDetector
 
@@ -39,7 +39,7 @@ def build_detector(settings: Settings, backend: str = "torch", threads: int = 1,
                                  threads=threads, runtime=backend,
                                  precision=precisions if precisions is not None else
                                  "fp32" if settings.precision == "auto" else settings.precision, screened=screened,
-                                 pnet_head=pnet_head)
+                                 compiled_first=compiled_first)
     if resolve_mtcnn_impl(settings.mtcnn_impl, device) == "batched":
         from moodstream.worker.detectors.mtcnn_batched import BatchedMTCNNDetector
 
