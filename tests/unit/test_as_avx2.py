@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_cpu_reads_as_avx2_only_and_onednn_is_capped():
-    probe = ("import json, os, sys; sys.path.insert(0, 'deploy/cpu'); import as_avx2; as_avx2.patch(); "
+    probe = ("import importlib.util, json, os; spec = importlib.util.spec_from_file_location('as_avx2', "
+             "'deploy/cpu/as_avx2.py'); as_avx2 = importlib.util.module_from_spec(spec); "
+             "spec.loader.exec_module(as_avx2); as_avx2.patch(); "
              "from moodstream.worker import runtime; from moodstream.trainer.bench import throughput; "
              "cpu = runtime.cpu_info(); print(json.dumps({'model': cpu.model, 'isa': cpu.isa(), "
              "'same': throughput.cpu_info is runtime.cpu_info, 'onednn': os.environ['ONEDNN_MAX_CPU_ISA'], "
