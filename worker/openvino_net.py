@@ -45,7 +45,7 @@ class OpenVinoNet:
 
     def __init__(self, path: str | Path, threads: int = 1, precision: str = "fp32", model=None):
         """``model``: an ``openvino.Model`` to compile instead of reading ``path`` (which then only
-        names it in errors), e.g. a net cut short (:mod:`worker.detectors.pnet_head`)."""
+        names it in errors), e.g. a net cut short (:mod:`worker.detectors.first_layers`)."""
         if precision not in HINTS:
             raise ConfigError(f"precision must be one of {', '.join(HINTS)} here, got {precision!r}")
         if threads < 1:

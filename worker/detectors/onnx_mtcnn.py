@@ -84,6 +84,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.detectors.base import Face
+from moodstream.worker.detectors.first_layers import SplitNet
 from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net, run_crops
 
 try:  # the area resizes and more compiled (worker/detectors/_area.c, built by setup.py where a C compiler is)
@@ -573,18 +574,18 @@ class OnnxMTCNNDetector:
         self.strip_pixels, self.rnet_chunk, self.onet_chunk = RUN_SIZES.get(runtime, RUN_SIZES["onnx"])
         precisions = precision if isinstance(precision, dict) else dict.fromkeys(MTCNN_FILES, precision)
         self.precisions = {k: precisions.get(k, "fp32") for k in MTCNN_FILES}
-        self.pnet, self.rnet, self.onet = (open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
-                                                    self.precisions[k])
-                                           for k in ("pnet", "rnet", "onet"))
         self.compiled_first = tuple(compiled_first)
-        for k in self.compiled_first:  # the net's first layers in C, the rest on OpenVINO (first_layers.py)
+        for k in self.compiled_first:  # checked before any net is compiled
             if k not in MTCNN_FILES:
                 raise ConfigError(f"only pnet, rnet and onet have first layers to compile, not {k!r}")
             if runtime != "openvino" or self.precisions[k] != "fp32" or k in screened:
                 raise ConfigError(f"compiled first layers run {k} in fp32 on OpenVINO, unscreened")
-            from moodstream.worker.detectors.first_layers import SplitNet
-
-            setattr(self, k, SplitNet(net_file(folder, MTCNN_FILES[k], runtime), k, threads))
+        # a net in compiled_first: its first layers in C, the rest on OpenVINO (first_layers.py)
+        self.pnet, self.rnet, self.onet = (SplitNet(net_file(folder, MTCNN_FILES[k], runtime), k, threads)
+                                           if k in self.compiled_first else
+                                           open_net(net_file(folder, MTCNN_FILES[k], runtime), threads, runtime,
+                                                    self.precisions[k])
+                                           for k in ("pnet", "rnet", "onet"))
         unknown = set(screened) - set(MTCNN_FILES)
         if unknown:
             raise ConfigError(f"only pnet, rnet and onet can be screened, not {', '.join(sorted(unknown))}")
