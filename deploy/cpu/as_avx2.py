@@ -29,8 +29,8 @@ DROPPED = {"avx_vnni", "amx_bf16", "amx_tile", "amx_int8"}
 
 
 def patch() -> None:
-    """Make :func:`worker.runtime.cpu_info` (and the benches' copies of it) read AVX2 and FMA only."""
-    from moodstream.trainer.bench import profile, throughput
+    """Make :func:`worker.runtime.cpu_info` (and the benches' copies of it, where the benches are
+    installed: they need torch) read AVX2 and FMA only."""
     from moodstream.worker import runtime
 
     if getattr(runtime.cpu_info, "as_avx2", False):
@@ -43,7 +43,12 @@ def patch() -> None:
                                frozenset(f for f in cpu.flags if not f.startswith("avx512") and f not in DROPPED))
 
     cpu_info.as_avx2 = True
-    runtime.cpu_info = throughput.cpu_info = profile.cpu_info = cpu_info
+    runtime.cpu_info = cpu_info
+    try:
+        from moodstream.trainer.bench import profile, throughput
+    except ImportError:  # the lean install (no torch): no benches to patch
+        return
+    throughput.cpu_info = profile.cpu_info = cpu_info
 
 
 if __name__ == "__main__":
