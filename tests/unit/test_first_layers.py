@@ -1,9 +1,10 @@
 """The MTCNN nets' first layers compiled (worker/detectors/_first.c, worker/detectors/first_layers.py):
 the convolution, PReLU and ceil-mode pool (2x2 in PNet, 3x3 in RNet and ONet) against numpy on
-every path of the kernel (blocks of 16 and 8 columns, the overlapping last block, narrow rows
-computed one column at a time, channel groups of 5, 4, 2 and 1, windows cut short at the last row
-or column, the 3x3 pool's shared rows), bad input refused with ValueError, and each net cut in
-two on OpenVINO against the whole net."""
+every path of the kernel (blocks of eight columns in pairs of rows, the overlapping last block, a
+last row computed twice, narrow rows one column at a time, channel groups of 1 to 6, pooled rows in
+blocks of eight with the last overlapping, windows cut short at the last row or column, the 3x3
+pool's shared rows), bad input refused with ValueError, and each net cut in two on OpenVINO against
+the whole net."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ CASES = [  # channels, pool, input shape
     (10, 2, (1, 3, 12, 25)), (10, 2, (1, 3, 4, 10)), (10, 2, (2, 3, 5, 9)), (10, 2, (1, 3, 19, 18)),
     (10, 2, (1, 3, 102, 1153)), (28, 3, (64, 3, 24, 24)), (32, 3, (16, 3, 48, 48)), (28, 3, (1, 3, 5, 5)),
     (32, 3, (2, 3, 7, 30)), (7, 3, (1, 3, 9, 11)), (6, 2, (1, 3, 20, 33)), (64, 3, (1, 3, 6, 19)),
+    # pooled rows of 8 or more whose last eight overlap, with a last window cut short (2x2 and 3x3)
+    (10, 2, (1, 3, 40, 41)), (28, 3, (1, 3, 40, 42)), (28, 3, (2, 3, 41, 41)), (10, 2, (1, 3, 13, 20)),
 ]
 
 

@@ -19,10 +19,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define MAX_CHANNELS 64 /* output channels (PNet 10, RNet 28, ONet 32) */
 #define TAPS 27         /* 3 input channels x 3 x 3 */
+#define PAD 8           /* floats after each channel's row of sums, -inf: a pool window cut short reads them */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_X86 1
@@ -46,12 +48,12 @@ static int cpu_ok(void) {
 #define KEEP(k) __asm__("" : "+x"(k))
 
 /* Eight output columns of channels [o0, o0 + G) in each of two neighbouring rows, PReLU applied,
- * into dst0 / dst1 (+ o * wo): 2 x G registers of sums. src: the top row's window's top left
+ * into dst0 / dst1 (+ o * ws): 2 x G registers of sums. src: the top row's window's top left
  * input, the other row's w further; off: the 27 taps' offsets from it; wb: the weights tap by tap,
  * wb[t * channels + o]. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 conv8x2(const float *src, int64_t w, const int64_t *off, int channels, int o0, const float *wb, const float *bias,
-        const float *slope, float *dst0, float *dst1, int64_t wo, const int G) {
+        const float *slope, float *dst0, float *dst1, int64_t ws, const int G) {
     __m256 acc[2][6];
     for (int o = 0; o < G; o++) acc[0][o] = acc[1][o] = _mm256_set1_ps(bias[o0 + o]);
     for (int t = 0; t < TAPS; t++) {
@@ -68,7 +70,7 @@ conv8x2(const float *src, int64_t w, const int64_t *off, int channels, int o0, c
     for (int o = 0; o < G; o++)
         for (int r = 0; r < 2; r++) {
             const __m256 a = acc[r][o], neg = _mm256_mul_ps(a, _mm256_set1_ps(slope[o0 + o]));
-            _mm256_storeu_ps((r ? dst1 : dst0) + (int64_t)(o0 + o) * wo,
+            _mm256_storeu_ps((r ? dst1 : dst0) + (int64_t)(o0 + o) * ws,
                              _mm256_blendv_ps(a, neg, _mm256_cmp_ps(a, zero, _CMP_LT_OQ)));
         }
 }
@@ -78,8 +80,8 @@ conv8x2(const float *src, int64_t w, const int64_t *off, int channels, int o0, c
     __attribute__((target("avx2,fma"))) static void pair_##G(const float *src, int64_t w, const int64_t *off,      \
                                                               int channels, int o0, const float *wb,               \
                                                               const float *bias, const float *slope, float *dst0,  \
-                                                              float *dst1, int64_t wo) {                           \
-        conv8x2(src, w, off, channels, o0, wb, bias, slope, dst0, dst1, wo, G);                                    \
+                                                              float *dst1, int64_t ws) {                           \
+        conv8x2(src, w, off, channels, o0, wb, bias, slope, dst0, dst1, ws, G);                                    \
     }
 PAIR(1) PAIR(2) PAIR(3) PAIR(4) PAIR(5) PAIR(6)
 
@@ -91,26 +93,29 @@ typedef void (*pair_fn)(const float *, int64_t, const int64_t *, int, int, const
 static const pair_fn pairs[GROUP + 1] = {NULL, pair_1, pair_2, pair_3, pair_4, pair_5, pair_6};
 
 /* Output rows y and y + 1 (before the pool; y + 1 < h - 2) of every channel, PReLU applied, into
- * dst0 / dst1 [o * wo + x]: blocks of eight columns, the last eight again where the columns do not
+ * dst0 / dst1 [o * ws + x]: blocks of eight columns, the last eight again where the columns do not
  * divide by eight (the same values where they overlap); rows narrower than eight one column at a
  * time, the same sums in the same order. */
 __attribute__((target("avx2,fma"))) static void conv_rows(const float *in, int64_t h, int64_t w, int64_t y,
                                                            int channels, const float *wb, const float *weight,
                                                            const float *bias, const float *slope, float *dst0,
-                                                           float *dst1) {
+                                                           float *dst1, int64_t ws) {
     const int64_t wo = w - 2, plane = h * w;
     int64_t off[TAPS];
     for (int c = 0, t = 0; c < 3; c++)
         for (int ky = 0; ky < 3; ky++)
             for (int kx = 0; kx < 3; kx++) off[t++] = c * plane + ky * w + kx;
     const float *top = in + y * w;
+    /* the channels in as few groups of at most GROUP as they fill, of sizes that differ by one at most
+     * (32: 6, 6, 5, 5, 5, 5 rather than five of 6 and one of 2, whose loads would serve few sums) */
+    const int groups = (channels + GROUP - 1) / GROUP;
+    int size[(64 + GROUP - 1) / GROUP];
+    for (int i = 0; i < groups; i++) size[i] = channels / groups + (i < channels % groups);
     if (wo >= 8) {
         for (int64_t x = 0; x < wo; x += 8) {
             const int64_t at = x + 8 <= wo ? x : wo - 8;
-            for (int o0 = 0; o0 < channels; o0 += GROUP) {
-                const int g = channels - o0 < GROUP ? channels - o0 : GROUP;
-                pairs[g](top + at, w, off, channels, o0, wb, bias, slope, dst0 + at, dst1 + at, wo);
-            }
+            for (int i = 0, o0 = 0; i < groups; o0 += size[i++])
+                pairs[size[i]](top + at, w, off, channels, o0, wb, bias, slope, dst0 + at, dst1 + at, ws);
         }
         return;
     }
@@ -120,7 +125,7 @@ __attribute__((target("avx2,fma"))) static void conv_rows(const float *in, int64
                 float s = bias[o];
                 const float *k = weight + o * TAPS;
                 for (int t = 0; t < TAPS; t++) s = fmaf(top[r * w + x + off[t]], k[t], s);
-                (r ? dst1 : dst0)[o * wo + x] = s < 0.0f ? s * slope[o] : s;
+                (r ? dst1 : dst0)[o * ws + x] = s < 0.0f ? s * slope[o] : s;
             }
 }
 
@@ -142,17 +147,21 @@ __attribute__((target("avx2,fma"))) static inline __m256 odds(const float *p) {
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
 }
 
-/* One pooled row of one channel: dst[px] = max(row[2px .. 2px + k)) cut at wo; row is read up to
- * 2 items past its end (padding the caller provides), never used. */
+/* One pooled row of one channel: dst[px] = max(row[2px .. 2px + k)) cut at wo; row holds -inf in
+ * the PAD floats after wo, which a window cut short reads and never takes. At least eight outputs:
+ * in blocks of eight, the last eight again where they do not divide by eight (the same values). */
 __attribute__((target("avx2,fma"))) static void pool_row(const float *row, int64_t wo, int k, float *dst,
                                                           int64_t wp) {
-    int64_t px = 0;
-    for (; px + 8 <= wp && 2 * px + 14 + k <= wo; px += 8) { /* eight whole windows */
-        __m256 m = _mm256_max_ps(evens(row + 2 * px), odds(row + 2 * px));
-        if (k == 3) m = _mm256_max_ps(m, evens(row + 2 * px + 2));
-        _mm256_storeu_ps(dst + px, m);
+    if (wp >= 8) {
+        for (int64_t px = 0; px < wp; px += 8) {
+            const int64_t at = px + 8 <= wp ? px : wp - 8;
+            __m256 m = _mm256_max_ps(evens(row + 2 * at), odds(row + 2 * at));
+            if (k == 3) m = _mm256_max_ps(m, evens(row + 2 * at + 2));
+            _mm256_storeu_ps(dst + at, m);
+        }
+        return;
     }
-    for (; px < wp; px++) {
+    for (int64_t px = 0; px < wp; px++) {
         const int64_t x0 = 2 * px, x1 = x0 + k < wo ? x0 + k : wo;
         float best = row[x0];
         for (int64_t x = x0 + 1; x < x1; x++) best = row[x] > best ? row[x] : best;
@@ -163,16 +172,18 @@ __attribute__((target("avx2,fma"))) static void pool_row(const float *row, int64
 /* One image: in (3, h, w) -> out (channels, hp, wp), the pool k x k of stride 2 in ceil mode (a
  * window cut short at the last row or column takes what it covers). Rows are computed in pairs
  * (2py, 2py + 1); with k = 3 a pool row's third row is the next pair's first, computed once.
- * rows: 5 x channels x (w - 2) floats and 16 more. */
+ * rows: 5 x channels x (w - 2 + PAD) floats. */
 __attribute__((target("avx2,fma"))) static void image(const float *in, int64_t h, int64_t w, int channels, int k,
                                                        const float *wb, const float *weight, const float *bias,
                                                        const float *slope, float *out, float *rows) {
     const int64_t ho = h - 2, wo = w - 2, hp = (ho - k + 1) / 2 + 1, wp = (wo - k + 1) / 2 + 1;
-    const int64_t n = (int64_t)channels * wo;
+    const int64_t ws = wo + PAD, n = (int64_t)channels * ws; /* each channel's row of sums, then PAD of -inf */
     float *a0 = rows, *a1 = rows + n, *b0 = rows + 2 * n, *b1 = rows + 3 * n, *m = rows + 4 * n;
+    for (int64_t i = 0; i < 5 * channels; i++)
+        for (int j = 0; j < PAD; j++) rows[i * ws + wo + j] = -INFINITY; /* never written by the convolution */
     /* a pair whose second row is past the last computes the last row twice (one row: it pools alone) */
 #define PAIR_AT(y, d0, d1) conv_rows(in, h, w, (y) + 1 < ho ? (y) : (y) - 1, channels, wb, weight, bias, slope, \
-                                     (y) + 1 < ho ? (d0) : (d1), (y) + 1 < ho ? (d1) : (d0))
+                                     (y) + 1 < ho ? (d0) : (d1), (y) + 1 < ho ? (d1) : (d0), ws)
     PAIR_AT(0, a0, a1);
     for (int64_t py = 0; py < hp; py++) {
         const int64_t y = 2 * py;
@@ -180,7 +191,7 @@ __attribute__((target("avx2,fma"))) static void image(const float *in, int64_t h
         if (third) PAIR_AT(y + 2, b0, b1);
         if (second) max_into(m, a0, a1, n); else memcpy(m, a0, sizeof(float) * n);
         if (third) max_into(m, m, b0, n);
-        for (int o = 0; o < channels; o++) pool_row(m + o * wo, wo, k, out + ((size_t)o * hp + py) * wp, wp);
+        for (int o = 0; o < channels; o++) pool_row(m + o * ws, wo, k, out + ((size_t)o * hp + py) * wp, wp);
         if (py + 1 < hp) {
             if (k == 3) { /* the next pair is computed: swap */
                 float *t0 = a0, *t1 = a1;
@@ -262,7 +273,7 @@ static PyObject *head(PyObject *self, PyObject *args) {
     }
 #if HAVE_X86
     float *wb = PyMem_RawMalloc(sizeof(float) * TAPS * channels);
-    float *rows = PyMem_RawMalloc(sizeof(float) * (5 * (size_t)channels * wo + 16));
+    float *rows = PyMem_RawMalloc(sizeof(float) * 5 * (size_t)channels * (wo + PAD));
     if (!wb || !rows) {
         PyMem_RawFree(wb);
         PyMem_RawFree(rows);
