@@ -37,6 +37,14 @@ def core():
     return ov.Core()
 
 
+def read_model(path: str | Path):
+    """The ONNX file at ``path`` as an ``openvino.Model``; one OpenVINO cannot read raises ModelError."""
+    try:
+        return core().read_model(str(path))
+    except RuntimeError as exc:  # OpenVINO raises RuntimeError (or subclasses) for a bad file
+        raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
+
+
 class OpenVinoNet:
     """:class:`worker.onnx_session.Net` on OpenVINO's CPU plugin. ``run`` is
     thread-safe: each calling thread gets its own infer request."""
@@ -51,14 +59,13 @@ class OpenVinoNet:
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         path = Path(path)  # checked to exist by open_net, which builds this
-        ov_core = core()
+        if model is None:
+            model = read_model(path)
         try:
-            if model is None:
-                model = ov_core.read_model(str(path))
-            self.compiled = ov_core.compile_model(model, "CPU", {
+            self.compiled = core().compile_model(model, "CPU", {
                 "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": HINTS[precision]})
-        except RuntimeError as exc:  # OpenVINO raises RuntimeError (or subclasses) for a bad file
+        except RuntimeError as exc:  # a net OpenVINO reads but cannot compile
             raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
         self.precision = precision
         info = model.get_rt_info()

@@ -98,7 +98,7 @@ class Pipeline:
         # the MTCNN nets whose first layers run in C before OpenVINO (measured once per CPU kind)
         self.compiled_first: tuple[str, ...] = (
             runtime.first_layers_here(self.backend, self.precisions, self.screened, settings.runtime_cache, cpu)
-            if self.backend in RUNTIMES and detector is None and settings.detector == "mtcnn" else ())
+            if detector is None and settings.detector == "mtcnn" else ())
         # numpy's BLAS (the emotion crops' products) would otherwise run on every core: a worker's
         # threads bound all its arithmetic, as torch's below (process-wide, like torch's)
         threadpool_limits(self.threads, user_api="blas")

@@ -547,10 +547,10 @@ def first_layers_here(backend: str, precisions: dict[str, str], screened: tuple[
     """The MTCNN nets a detector on ``backend`` runs with their first layers compiled: of those
     that run on OpenVINO in fp32, unscreened (all three on CPUs without native bf16, or with
     ``precision=fp32``), the ones :func:`choose_first_layers` measured faster so."""
-    fp32 = [n for n in MTCNN_FILES if precisions.get(n, "fp32") == "fp32" and n not in screened]
-    if backend != "openvino" or not fp32:
-        return ()
-    return tuple(n for n in choose_first_layers(cache, cpu).nets if n in fp32)
+    from moodstream.worker.detectors.first_layers import eligible
+
+    may = eligible(backend, precisions, screened)
+    return tuple(n for n in choose_first_layers(cache, cpu).nets if n in may) if may else ()
 
 
 def precisions_here(precision: str, backend: str, cache: str | None = None,

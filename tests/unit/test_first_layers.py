@@ -17,7 +17,7 @@ from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, ModelError
 from moodstream.worker import runtime
 from moodstream.worker.detectors import first_layers
-from moodstream.worker.detectors.first_layers import POOLS, head_reference, head_shape
+from moodstream.worker.detectors.first_layers import POOLS, head_shape
 
 OPENVINO = pytest.mark.skipif(not devices.installed("openvino"),
                               reason="needs openvino (pip install -e '.[dev]' or '.[openvino]')")
@@ -28,6 +28,26 @@ RUNS = pytest.mark.skipif(not first_layers.available(),
 def test_a_developer_install_builds_the_compiled_first_layers():
     # setup.py builds them where a C compiler is (the README's setup, CI)
     assert first_layers._first is not None, "worker/detectors/_first.c is not built: pip install -e . with a C compiler"
+
+
+def head_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, slope: np.ndarray, pool: int) -> np.ndarray:
+    """The first layers in numpy (float64 sums, then float32): what ``_first.head`` computes."""
+    n, c, h, w = x.shape
+    ho, wo = h - 2, w - 2
+    xd = x.astype(np.float64)
+    conv = np.zeros((n, weight.shape[0], ho, wo))
+    for ci in range(c):
+        for ky in range(3):
+            for kx in range(3):
+                conv += weight[None, :, ci, ky, kx, None, None] * xd[:, None, ci, ky:ky + ho, kx:kx + wo]
+    conv += bias[None, :, None, None]
+    conv = np.where(conv < 0, conv * slope[None, :, None, None], conv).astype(np.float32)
+    _, _, hp, wp = head_shape(x.shape, weight.shape[0], pool)
+    out = np.empty((n, weight.shape[0], hp, wp), np.float32)
+    for py in range(hp):  # a window cut short at the last row or column takes what it covers
+        for px in range(wp):
+            out[:, :, py, px] = conv[:, :, 2 * py:2 * py + pool, 2 * px:2 * px + pool].max(axis=(2, 3))
+    return out
 
 
 def weights(channels: int, seed: int = 0):

@@ -205,8 +205,9 @@ def first_layers_compiled(report: dict) -> str:
     """The nets whose first layers ran compiled (worker/detectors/first_layers.py), per backend where they differ."""
     seen = {b: "+".join(r.get("first_layers_compiled", [])) or "none"
             for v in report["videos"].values() for b, r in v["backends"].items()}
-    return next(iter(seen.values())) if len(set(seen.values())) == 1 else \
-        ", ".join(f"{v} ({b})" for b, v in seen.items()) if seen else "none"
+    if len(set(seen.values())) <= 1:
+        return next(iter(seen.values()), "none")
+    return ", ".join(f"{v} ({b})" for b, v in seen.items())
 
 
 def markdown(report: dict, command: str, notes: list[str]) -> str:

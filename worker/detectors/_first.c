@@ -97,8 +97,8 @@ static const pair_fn pairs[GROUP + 1] = {NULL, pair_1, pair_2, pair_3, pair_4, p
  * divide by eight (the same values where they overlap); rows narrower than eight one column at a
  * time, the same sums in the same order. */
 __attribute__((target("avx2,fma"))) static void conv_rows(const float *in, int64_t h, int64_t w, int64_t y,
-                                                           int channels, const float *wb, const float *weight,
-                                                           const float *bias, const float *slope, float *dst0,
+                                                           int channels, const float *wb, const float *bias,
+                                                           const float *slope, float *dst0,
                                                            float *dst1, int64_t ws) {
     const int64_t wo = w - 2, plane = h * w;
     int64_t off[TAPS];
@@ -109,7 +109,7 @@ __attribute__((target("avx2,fma"))) static void conv_rows(const float *in, int64
     /* the channels in as few groups of at most GROUP as they fill, of sizes that differ by one at most
      * (32: 6, 6, 5, 5, 5, 5 rather than five of 6 and one of 2, whose loads would serve few sums) */
     const int groups = (channels + GROUP - 1) / GROUP;
-    int size[(64 + GROUP - 1) / GROUP];
+    int size[(MAX_CHANNELS + GROUP - 1) / GROUP];
     for (int i = 0; i < groups; i++) size[i] = channels / groups + (i < channels % groups);
     if (wo >= 8) {
         for (int64_t x = 0; x < wo; x += 8) {
@@ -123,8 +123,7 @@ __attribute__((target("avx2,fma"))) static void conv_rows(const float *in, int64
         for (int64_t x = 0; x < wo; x++)
             for (int o = 0; o < channels; o++) {
                 float s = bias[o];
-                const float *k = weight + o * TAPS;
-                for (int t = 0; t < TAPS; t++) s = fmaf(top[r * w + x + off[t]], k[t], s);
+                for (int t = 0; t < TAPS; t++) s = fmaf(top[r * w + x + off[t]], wb[t * channels + o], s);
                 (r ? dst1 : dst0)[o * ws + x] = s < 0.0f ? s * slope[o] : s;
             }
 }
@@ -172,17 +171,15 @@ __attribute__((target("avx2,fma"))) static void pool_row(const float *row, int64
 /* One image: in (3, h, w) -> out (channels, hp, wp), the pool k x k of stride 2 in ceil mode (a
  * window cut short at the last row or column takes what it covers). Rows are computed in pairs
  * (2py, 2py + 1); with k = 3 a pool row's third row is the next pair's first, computed once.
- * rows: 5 x channels x (w - 2 + PAD) floats. */
+ * rows: 5 x channels x (w - 2 + PAD) floats, each row's PAD already -inf. */
 __attribute__((target("avx2,fma"))) static void image(const float *in, int64_t h, int64_t w, int channels, int k,
-                                                       const float *wb, const float *weight, const float *bias,
-                                                       const float *slope, float *out, float *rows) {
+                                                       const float *wb, const float *bias, const float *slope,
+                                                       float *out, float *rows) {
     const int64_t ho = h - 2, wo = w - 2, hp = (ho - k + 1) / 2 + 1, wp = (wo - k + 1) / 2 + 1;
     const int64_t ws = wo + PAD, n = (int64_t)channels * ws; /* each channel's row of sums, then PAD of -inf */
     float *a0 = rows, *a1 = rows + n, *b0 = rows + 2 * n, *b1 = rows + 3 * n, *m = rows + 4 * n;
-    for (int64_t i = 0; i < 5 * channels; i++)
-        for (int j = 0; j < PAD; j++) rows[i * ws + wo + j] = -INFINITY; /* never written by the convolution */
     /* a pair whose second row is past the last computes the last row twice (one row: it pools alone) */
-#define PAIR_AT(y, d0, d1) conv_rows(in, h, w, (y) + 1 < ho ? (y) : (y) - 1, channels, wb, weight, bias, slope, \
+#define PAIR_AT(y, d0, d1) conv_rows(in, h, w, (y) + 1 < ho ? (y) : (y) - 1, channels, wb, bias, slope,         \
                                      (y) + 1 < ho ? (d0) : (d1), (y) + 1 < ho ? (d1) : (d0), ws)
     PAIR_AT(0, a0, a1);
     for (int64_t py = 0; py < hp; py++) {
@@ -280,15 +277,16 @@ static PyObject *head(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    float *wa = wb;
     const float *weight = wt->buf;
     for (int t = 0; t < TAPS; t++)
-        for (int o = 0; o < channels; o++) wa[t * channels + o] = weight[o * TAPS + t];
+        for (int o = 0; o < channels; o++) wb[t * channels + o] = weight[o * TAPS + t];
+    for (int64_t i = 0; i < 5 * (int64_t)channels; i++) /* the pads, never written by the convolution */
+        for (int j = 0; j < PAD; j++) rows[i * (wo + PAD) + wo + j] = -INFINITY;
     const float *in = x->buf, *bias = b[2].buf, *slope = b[3].buf;
     float *dst = out->buf;
     Py_BEGIN_ALLOW_THREADS
     for (int64_t i = 0; i < n; i++)
-        image(in + i * 3 * h * w, h, w, channels, k, wa, weight, bias, slope, dst + i * channels * hp * wp, rows);
+        image(in + i * 3 * h * w, h, w, channels, k, wb, bias, slope, dst + i * channels * hp * wp, rows);
     Py_END_ALLOW_THREADS
     PyMem_RawFree(wb);
     PyMem_RawFree(rows);

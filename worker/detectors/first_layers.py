@@ -18,6 +18,8 @@ kind, as the emotion net's precision is: every process on a machine runs the sam
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +35,22 @@ NETS = ("pnet", "rnet", "onet")
 POOLS = {"pnet": 2, "rnet": 3, "onet": 3}  # each net's first max pool, stride 2 in ceil mode
 
 
+@functools.cache
 def build() -> str:
     """The compiled module's build: a digest of its file, so that a choice measured on another
-    build of it (:func:`worker.runtime.choose_first_layers`) is measured again ("-": not built)."""
+    build of it (:func:`worker.runtime.choose_first_layers`) is measured again ("-": not built).
+    Read once a process (the key is asked at every pipeline's start)."""
     if _first is None:
         return "-"
-    import hashlib
-
     return hashlib.sha1(Path(_first.__file__).read_bytes()).hexdigest()[:10]
+
+
+def eligible(runtime: str, precisions: dict[str, str], screened: tuple[str, ...]) -> tuple[str, ...]:
+    """The nets whose first layers may run compiled on ``runtime``: on OpenVINO, those in fp32
+    (``precisions``, per net; fp32 where missing) that no bf16 screen runs first (``screened``)."""
+    if runtime != "openvino":
+        return ()
+    return tuple(n for n in NETS if precisions.get(n, "fp32") == "fp32" and n not in screened)
 
 
 def available() -> bool:
@@ -53,27 +63,6 @@ def head_shape(shape: tuple[int, ...], channels: int, pool: int) -> tuple[int, i
     convolution to ``channels``, then the ``pool`` x ``pool`` max pool of stride 2 in ceil mode."""
     n, _, h, w = shape
     return n, channels, (h - 2 - pool + 1) // 2 + 1, (w - 2 - pool + 1) // 2 + 1
-
-
-def head_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, slope: np.ndarray, pool: int) -> np.ndarray:
-    """The first layers in numpy (float64 sums, then float32): what ``_first.head`` computes, to
-    test it against."""
-    n, c, h, w = x.shape
-    ho, wo = h - 2, w - 2
-    xd = x.astype(np.float64)
-    conv = np.zeros((n, weight.shape[0], ho, wo))
-    for ci in range(c):
-        for ky in range(3):
-            for kx in range(3):
-                conv += weight[None, :, ci, ky, kx, None, None] * xd[:, None, ci, ky:ky + ho, kx:kx + wo]
-    conv += bias[None, :, None, None]
-    conv = np.where(conv < 0, conv * slope[None, :, None, None], conv).astype(np.float32)
-    _, _, hp, wp = head_shape(x.shape, weight.shape[0], pool)
-    out = np.empty((n, weight.shape[0], hp, wp), np.float32)
-    for py in range(hp):  # a window cut short at the last row or column takes what it covers
-        for px in range(wp):
-            out[:, :, py, px] = conv[:, :, 2 * py:2 * py + pool, 2 * px:2 * px + pool].max(axis=(2, 3))
-    return out
 
 
 def _const(node) -> np.ndarray:
@@ -138,18 +127,14 @@ class SplitNet:
     precision = "fp32"
 
     def __init__(self, path: str | Path, net: str, threads: int = 1):
-        from moodstream.worker.openvino_net import OpenVinoNet, core
+        from moodstream.worker.openvino_net import OpenVinoNet, read_model
 
         if net not in POOLS:
             raise ModelError(f"only {', '.join(NETS)} have first layers to compile, not {net!r}")
         if not available():
             raise ModelError("the compiled first layers need the _first module and a CPU with AVX2 and FMA")
-        try:
-            model = core().read_model(str(path))
-        except RuntimeError as exc:
-            raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
         self.pool = POOLS[net]
-        tail, self.weight, self.bias, self.slope = split(model, self.pool)
+        tail, self.weight, self.bias, self.slope = split(read_model(path), self.pool)
         self.tail = OpenVinoNet(path, threads, "fp32", model=tail)
         self.metadata = self.tail.metadata
 

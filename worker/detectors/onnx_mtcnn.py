@@ -84,7 +84,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.worker.detectors.base import Face
-from moodstream.worker.detectors.first_layers import SplitNet
+from moodstream.worker.detectors.first_layers import SplitNet, eligible
 from moodstream.worker.onnx_session import MTCNN_FILES, ONNX_DIR, net_file, open_net, run_crops
 
 try:  # the area resizes and more compiled (worker/detectors/_area.c, built by setup.py where a C compiler is)
@@ -578,7 +578,7 @@ class OnnxMTCNNDetector:
         for k in self.compiled_first:  # checked before any net is compiled
             if k not in MTCNN_FILES:
                 raise ConfigError(f"only pnet, rnet and onet have first layers to compile, not {k!r}")
-            if runtime != "openvino" or self.precisions[k] != "fp32" or k in screened:
+            if k not in eligible(runtime, self.precisions, screened):
                 raise ConfigError(f"compiled first layers run {k} in fp32 on OpenVINO, unscreened")
         # a net in compiled_first: its first layers in C, the rest on OpenVINO (first_layers.py)
         self.pnet, self.rnet, self.onet = (SplitNet(net_file(folder, MTCNN_FILES[k], runtime), k, threads)
