@@ -31,16 +31,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def resolve_backend(settings: Settings, device: str, custom_model: bool, threads: int = 1) -> str:
+def resolve_backend(settings: Settings, device: str, custom_model: bool) -> str:
     """The backend to run. ``auto``: on CPU whichever installed runtime of the
     shipped ONNX files (ONNX Runtime, OpenVINO) measures faster on this CPU
-    (:func:`worker.runtime.choose`; 3.3x facenet-pytorch or more, same boxes and
-    emotions, see docs/results), torch on CUDA; a checkpoint other than the
-    shipped one runs on torch (the ONNX files are the shipped model's)."""
+    (:func:`worker.runtime.choose`, once per CPU kind whatever the threads; 3.3x
+    facenet-pytorch or more, same boxes and emotions, see docs/results), torch on
+    CUDA; a checkpoint other than the shipped one runs on torch (the ONNX files
+    are the shipped model's)."""
     backend = settings.backend
     if backend == "auto":
         if device == "cpu" and not custom_model and runtime.installed_runtimes():
-            return runtime.choose(settings.precision, threads, settings.runtime_cache).backend
+            return runtime.choose(settings.precision, settings.runtime_cache).backend
         backend = "torch"
     if backend in RUNTIMES:
         if device != "cpu":
@@ -85,7 +86,7 @@ class Pipeline:
         self.device: str = devices.resolve_device(settings.device)  # the one resolution; passed down
         self.threads: int = resolve_threads(settings, worker)
         custom_model = bool(settings.checkpoint or checkpoint)
-        self.backend: str = resolve_backend(settings, self.device, custom_model, self.threads)
+        self.backend: str = resolve_backend(settings, self.device, custom_model)
         # per net "fp32", "bf16" or "int8" (worker.runtime: bf16 only on openvino, on a CPU with native
         # bf16; under auto the emotion net's measured on this CPU, once per CPU kind)
         cpu = runtime.cpu_info()

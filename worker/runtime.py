@@ -15,10 +15,14 @@ issue 26). So ``backend=auto`` on a CPU:
 * both: :func:`measure` times each on the four nets at the input shapes the
   pipeline feeds them (:data:`PROBES`, weighted by how often a frame calls
   them), interleaved call by call so that load from other processes falls on
-  both, for about :data:`PROBE_S` seconds, and takes the faster. The choice is
-  kept per CPU model, ISA, threads, precision and runtime versions in a JSON
-  file (setting ``runtime_cache``, default ``~/.cache/moodstream/runtime.json``),
-  so it is measured once per machine kind, not at every start.
+  both, for about :data:`PROBE_S` seconds, and takes the faster. OpenVINO is
+  timed as it would run: with the nets' first layers compiled where
+  :func:`choose_first_layers` took them. The choice is kept per CPU model, ISA,
+  precision and runtime versions in a JSON file (setting ``runtime_cache``,
+  default ``~/.cache/moodstream/runtime.json``), so it is measured once per
+  machine kind, not at every start; timed on :data:`PROBE_THREADS` thread
+  whatever a process's threads, so that ``analyze`` and the workers on one
+  machine run one backend and give one answer.
 
 Precision (setting ``precision``): bf16 only on OpenVINO and only on a CPU
 with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``). ``auto``
@@ -85,8 +89,10 @@ NET_FILES = {**MTCNN_FILES, "emotion": EMOTION_FILE}
 # native bf16 (AUTO_INT8); format 4: and with native bf16 but no AMX; format 5: the emotion
 # net's precision on OpenVINO is measured too (choose_emotion_precision), and the backend
 # measured with it; format 6: the emotion net's rerun margins and shares of 2026-12-04
-# (RERUN_SHARES). A choice kept in an earlier format was measured on other files or margins.
-CACHE_FORMAT = "moodstream-runtime-choice/6"
+# (RERUN_SHARES); format 7: the backend once per machine kind (not per thread count), OpenVINO
+# timed with its compiled first layers. A choice kept in an earlier format was measured on other
+# files or margins, or is keyed otherwise.
+CACHE_FORMAT = "moodstream-runtime-choice/7"
 NETS = tuple(NET_FILES)  # the pipeline's nets, pnet, rnet, onet, emotion: each in its own precision
 # The nets `precision=auto` runs in bf16 where the CPU has it natively: those whose bf16
 # answers stay within issue 26's bounds against fp32 (boxes one-to-one >= 97% at IoU 0.95 and
@@ -142,7 +148,9 @@ RERUN_SHARES = {"int8": 0.14, "bf16": 0.19}
 # what choose_emotion_precision times: a run of 16 crops (8 faces and their mirror images)
 EMOTION_PROBE = (16, 1, 48, 48)
 EMOTION_PROBE_S = 0.4  # seconds of timing, all precisions together (plus compiling each once)
-EMOTION_THREADS = 1  # threads it is timed on: a worker's default on 2 cores, one machine one choice
+# threads every once-per-machine-kind choice (backend, emotion precision, first layers) is timed
+# on: a worker's default on 2 cores; one machine, one choice, whatever a process's threads
+PROBE_THREADS = 1
 
 
 # --- the CPU ---------------------------------------------------------------------------
@@ -316,16 +324,25 @@ def _fastest(rows: list[dict[str, Callable[[], object]]], budget_s: float) -> li
 
 
 def measure(backends: list[str], precisions: dict[str, dict[str, str]], threads: int, budget_s: float = PROBE_S,
-            model_dir: Path = ONNX_DIR) -> dict[str, float]:
+            model_dir: Path = ONNX_DIR, first: dict[str, tuple[str, ...]] | None = None) -> dict[str, float]:
     """Each backend's time (ms) for one weighted pass over :data:`PROBES`: the
     fastest of each net's calls times its weight, summed (:func:`_fastest`: calls alternate
     between backends, and their order, so background load falls on both).
     ``precisions``: per backend, :func:`net_precisions`. Each backend runs its
-    own form of the files (:func:`worker.onnx_session.net_file`)."""
+    own form of the files (:func:`worker.onnx_session.net_file`); ``first``: per backend, the
+    MTCNN nets run with their first layers compiled (:func:`first_layers_here`)."""
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(-1, 1, shape).astype(np.float32) for _, shape, _ in PROBES]
-    nets = {b: [open_net(net_file(model_dir, NET_FILES[net], b, precisions[b][net]), threads, b, precisions[b][net])
-                for net, _, _ in PROBES] for b in backends}
+
+    def net(b: str, name: str):
+        path = net_file(model_dir, NET_FILES[name], b, precisions[b][name])
+        if name in (first or {}).get(b, ()):
+            from moodstream.worker.detectors.first_layers import SplitNet
+
+            return SplitNet(path, name, threads)
+        return open_net(path, threads, b, precisions[b][name])
+
+    nets = {b: [net(b, name) for name, _, _ in PROBES] for b in backends}
     fastest = _fastest([{b: functools.partial(nets[b][k].run, x) for b in backends} for k, x in enumerate(inputs)],
                        budget_s)
     return {b: round(sum(row[b] * w for row, (_, _, w) in zip(fastest, PROBES)) * 1e3, 3) for b in backends}
@@ -345,12 +362,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def cache_key(cpu: CpuInfo, threads: int | None, precision: str) -> str:
-    """One machine kind: CPU model and ISA, threads (None: any), precision setting, runtime versions."""
+def cache_key(cpu: CpuInfo, precision: str) -> str:
+    """One machine kind: CPU model and ISA, precision setting, runtime versions (not threads:
+    every choice is timed on :data:`PROBE_THREADS`)."""
     isa = ",".join(k for k, v in cpu.isa().items() if v) or "-"
     versions = ",".join(f"{b}={v}" for b, v in _versions().items())
-    per_threads = "" if threads is None else f" threads={threads}"
-    return f"{cpu.model} [{isa}]{per_threads} precision={precision} {versions}"
+    return f"{cpu.model} [{isa}] precision={precision} {versions}"
 
 
 def _read_cache(path: Path) -> dict:
@@ -425,7 +442,7 @@ _emotion_choices: dict[tuple[str, str], EmotionChoice] = {}  # (cache file, key)
 def emotion_cache_key(cpu: CpuInfo) -> str:
     """The emotion net's precision is one per machine kind: CPU model and ISA, runtime versions
     (not threads: see :func:`choose_emotion_precision`)."""
-    return "emotion " + cache_key(cpu, None, "auto")
+    return "emotion " + cache_key(cpu, "auto")
 
 
 def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = None,
@@ -434,7 +451,7 @@ def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = Non
     one that serves a face fastest here (:func:`pick_emotion_precision` on
     :func:`measure_emotion`), measured once per CPU kind and kept in ``cache``
     (the ``runtime_cache`` setting, as :func:`choose`) and for the process.
-    Timed on :data:`EMOTION_THREADS` thread whatever a process's threads: the precision
+    Timed on :data:`PROBE_THREADS` thread whatever a process's threads: the precision
     decides the probabilities, so every process on a machine must run the same one (on a
     2-core Zen 1, measured per thread count, ``analyze`` on 2 threads took int8 and a
     worker on 1 fp32, and their summaries of one file differed by 0.002).
@@ -450,10 +467,10 @@ def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = Non
                 if kept.get("precision") in candidates else None)
 
     def measured() -> tuple[EmotionChoice, dict]:
-        ms = measure_emotion(candidates, EMOTION_THREADS, budget_s)
+        ms = measure_emotion(candidates, PROBE_THREADS, budget_s)
         choice = EmotionChoice(pick_emotion_precision(ms), "measured", ms, served_ms(ms))
         log.info("runtime: auto measured the emotion net on %s, %d thread(s), %d crops a run: %s (with reruns): %s",
-                 cpu.model, EMOTION_THREADS, EMOTION_PROBE[0],
+                 cpu.model, PROBE_THREADS, EMOTION_PROBE[0],
                  ", ".join(f"{p} {v:.1f} ms" for p, v in choice.served_ms.items()), choice.precision)
         return choice, {"precision": choice.precision, "ms": choice.ms, "served_ms": choice.served_ms}
 
@@ -492,10 +509,10 @@ def first_layers_cache_key(cpu: CpuInfo) -> str:
     and per build of the compiled module (a faster kernel is measured again)."""
     from moodstream.worker.detectors import first_layers
 
-    return f"first layers {cache_key(cpu, None, 'fp32')} kernels={first_layers.build()}"
+    return f"first layers {cache_key(cpu, 'fp32')} kernels={first_layers.build()}"
 
 
-def measure_first_layers(threads: int = EMOTION_THREADS, budget_s: float = FIRST_PROBE_S,
+def measure_first_layers(threads: int = PROBE_THREADS, budget_s: float = FIRST_PROBE_S,
                          model_dir: Path = ONNX_DIR) -> dict[str, dict[str, float]]:
     """Per MTCNN net, its fastest run (ms) of its :data:`FIRST_PROBES` input on OpenVINO in fp32,
     whole ("openvino") and with its first layers compiled ("compiled"), calls interleaved as in
@@ -562,10 +579,14 @@ def precisions_here(precision: str, backend: str, cache: str | None = None,
     return net_precisions(precision, backend, cpu, emotion)
 
 
-def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo | None = None,
+_backend_choices: dict[tuple[str, str], Choice] = {}  # (cache file, key) -> this process's choice
+
+
+def choose(precision: str, cache: str | None = None, cpu: CpuInfo | None = None,
            budget_s: float = PROBE_S) -> Choice:
     """``backend=auto`` on a CPU: the installed runtime that runs the shipped
-    nets faster here (see the module docstring). ``cache``: the
+    nets faster here (see the module docstring), measured once per CPU kind on
+    :data:`PROBE_THREADS` thread and kept for the process. ``cache``: the
     ``runtime_cache`` setting (None: :func:`default_cache_path`; "off": none)."""
     cpu = cpu or cpu_info()
     candidates = installed_runtimes()
@@ -582,16 +603,19 @@ def choose(precision: str, threads: int, cache: str | None = None, cpu: CpuInfo 
     if len(candidates) == 1:
         require(candidates[0])
         return Choice(candidates[0], described(candidates[0]), "only one installed")
-    path = _cache_path(cache)
-    key = cache_key(cpu, threads, precision)
-    kept = _read_cache(path).get(key) if path else None
-    if kept and kept.get("backend") in candidates:
-        return Choice(kept["backend"], described(kept["backend"]), "cached", kept.get("ms", {}))
-    ms = measure(candidates, precisions, threads, budget_s)
-    best = min(candidates, key=ms.__getitem__)
-    choice = Choice(best, described(best), "measured", ms)
-    log.info("runtime: auto measured %s on %s, %d thread(s): %s", ", ".join(f"{b} {v:.1f} ms" for b, v in ms.items()),
-             cpu.model, threads, best)
-    if path:
-        _write_cache(path, key, {"backend": choice.backend, "precision": choice.precision, "ms": choice.ms})
-    return choice
+
+    def from_kept(kept: dict) -> Choice | None:
+        return (Choice(kept["backend"], described(kept["backend"]), "cached", kept.get("ms", {}))
+                if kept.get("backend") in candidates else None)
+
+    def measured() -> tuple[Choice, dict]:
+        first = {b: first_layers_here(b, precisions[b], screened_nets(precision, b, cpu), cache, cpu)
+                 for b in candidates}
+        ms = measure(candidates, precisions, PROBE_THREADS, budget_s, first=first)
+        best = min(candidates, key=ms.__getitem__)
+        choice = Choice(best, described(best), "measured", ms)
+        log.info("runtime: auto measured %s on %s, %d thread(s): %s", ", ".join(f"{b} {v:.1f} ms" for b, v in ms.items()),
+                 cpu.model, PROBE_THREADS, best)
+        return choice, {"backend": choice.backend, "precision": choice.precision, "ms": choice.ms}
+
+    return _once_per_kind(_backend_choices, cache, cache_key(cpu, precision), from_kept, measured)

@@ -10,9 +10,8 @@ the measured choices (backend, emotion precision, compiled first layers) are mad
 CPU; the model name gains " (as AVX2)", so they are kept apart from the CPU's own in the runtime
 cache. The compiled modules use AVX2 and FMA whatever the CPU has. ONNX Runtime is not capped (its
 MLAS picks its kernels by the CPU's own flags), so where ``backend=auto`` weighs it against OpenVINO
-the stand-in favours it: at 2 threads it chose ONNX Runtime (55.5 against 57.6 ms on its probe)
-where at 1 thread it chose OpenVINO; compare with ``--backend openvino`` or at 1 thread (the
-benches' default).
+the stand-in favours it (at 2 threads ONNX Runtime measured faster, 55.5 against 57.6 ms on its
+probe, at 1 thread OpenVINO; the choice is timed on 1 thread, whatever a process's threads).
 
 What it stands in for, measured (issue 26): on a Zen 4 capped so, the code of 2026-12-03 (d2a59c5)
 gave 2.99x / 3.00x facenet-pytorch at 1080p / 360p; a real AVX2-only Zen 3 gave 3.41x / 3.08x

@@ -245,3 +245,29 @@ def test_the_pipeline_runs_the_nets_measured_here(tmp_path, kept):
     for net in ("pnet", "rnet", "onet"):
         assert isinstance(getattr(p.detector, net), first_layers.SplitNet) == (net in kept)
     runtime._first_choices.clear()
+
+
+@OPENVINO
+@RUNS
+def test_backend_auto_times_openvino_as_it_would_run(tmp_path, monkeypatch):
+    """backend=auto's measurement runs OpenVINO's nets with the first layers compiled where they
+    would be (an AVX2-only CPU: all nets fp32, unscreened), ONNX Runtime's whole."""
+    if not devices.installed("onnxruntime"):
+        pytest.skip("needs onnxruntime beside openvino (pip install -e '.[dev]')")
+    epyc = runtime.CpuInfo("AMD EPYC", frozenset("fpu sse4_2 avx avx2 fma".split()))
+    cache = tmp_path / "runtime.json"
+    key = runtime.first_layers_cache_key(epyc)
+    cache.write_text(json.dumps({"format": runtime.CACHE_FORMAT, "choices": {key: {"nets": ["pnet", "rnet"], "ms": {}}}}))
+    monkeypatch.setattr(runtime, "_first_choices", {})
+    monkeypatch.setattr(runtime, "_backend_choices", {})
+    built = []
+
+    class Counted(first_layers.SplitNet):
+        def __init__(self, path, net, threads):
+            built.append(net)
+            super().__init__(path, net, threads)
+
+    monkeypatch.setattr(first_layers, "SplitNet", Counted)
+    choice = runtime.choose("auto", str(cache), cpu=epyc, budget_s=0.05)
+    assert choice.how == "measured" and set(choice.ms) == {"onnx", "openvino"}
+    assert built == ["pnet", "rnet"]  # OpenVINO's PNet and RNet split, its ONet and ONNX Runtime's nets whole
