@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from moodstream.shared.errors import ConfigError, ModelError
+from moodstream.worker import net_input
 
 ONNX_DIR = Path(__file__).parent / "data" / "onnx"
 MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mtcnn_onet.onnx"}
@@ -96,11 +97,29 @@ class OrtNet:
     precision = "fp32"
 
     def __init__(self, path: str | Path, threads: int = 1):
+        import onnxruntime as ort  # open_session has checked it is installed
+
         self.session = open_session(path, threads)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self._input = self.session.get_inputs()[0].name
+        self.name = Path(path).name
+        self.dims = net_input.dims(self.session.get_inputs()[0].shape)
+        self._quiet = ort.RunOptions()
+        self._quiet.log_severity_level = 4  # a probe below that does not fit raises; it need not log
+
+        def fits(h: int, w: int) -> bool:
+            try:
+                self.session.run(None, {self._input: np.zeros((1, self.dims[1] or 1, h, w), np.float32)}, self._quiet)
+            except Exception:  # onnxruntime raises its own types for an input a layer cannot take
+                return False
+            return True
+
+        self.smallest = net_input.smallest(self.dims, fits)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        net_input.check(x, self.dims, self.name, self.smallest)
+        if len(x) == 0:
+            return net_input.empty_outputs(self.run, x)
         return self.session.run(None, {self._input: x})
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import ConfigError, ModelError
+from moodstream.worker import net_input
 
 MISSING = "backend openvino needs OpenVINO: pip install 'moodstream[openvino]'"
 # our precision names -> INFERENCE_PRECISION_HINT; int8 is a quantized file (QDQ), whose
@@ -43,6 +44,16 @@ def read_model(path: str | Path):
         return core().read_model(str(path))
     except RuntimeError as exc:  # OpenVINO raises RuntimeError (or subclasses) for a bad file
         raise ModelError(f"ONNX model {path} cannot be loaded: {exc}") from exc
+
+
+def fits(model, expected: net_input.Dims, h: int, w: int) -> bool:
+    """Whether ``model`` takes a (1, c, h, w) input, by OpenVINO's shape inference on a copy."""
+    copy = model.clone()
+    try:
+        copy.reshape([1, expected[1] or 1, h, w])
+    except RuntimeError:  # a layer's window larger than its input
+        return False
+    return all(d > 0 for out in copy.outputs for d in out.get_shape())
 
 
 class OpenVinoNet:
@@ -73,6 +84,12 @@ class OpenVinoNet:
         self.metadata: dict[str, str] = ({k: v.astype(str) for k, v in info["framework"].items()}
                                          if "framework" in info else {})
         self._n_outputs = len(self.compiled.outputs)
+        self.name = path.name
+        self.dims = net_input.dims([d.get_length() if d.is_static else None
+                                    for d in self.compiled.input(0).get_partial_shape()])
+        # OpenVINO runs an input too small for the net without a word (the outputs are the last
+        # call's, and a later run can crash): its shape inference says what fits instead
+        self.smallest = net_input.smallest(self.dims, functools.partial(fits, model, self.dims))
         from openvino import Tensor  # core() has imported it
 
         self._tensor = Tensor
@@ -87,6 +104,9 @@ class OpenVinoNet:
         # dispatch (a dict of inputs, a dict of results) took 15-30 us a call more on a Xeon,
         # about 1% of a frame at 35 runs a 1080p frame.
         data = np.ascontiguousarray(x, np.float32)  # shared memory needs a C-contiguous array
+        net_input.check(data, self.dims, self.name, self.smallest)
+        if len(data) == 0:  # OpenVINO answers an empty batch with the last call's outputs
+            return net_input.empty_outputs(self.run, data)
         request.set_input_tensor(self._tensor(data, shared_memory=True))
         request.infer()
         return [request.get_output_tensor(i).data.copy() for i in range(self._n_outputs)]

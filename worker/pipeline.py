@@ -134,9 +134,9 @@ class Pipeline:
                 self.calibration = load_calibration(self.detector.name)
             except ModelError as exc:
                 log.warning("pipeline: reporting uncalibrated boxes: %s", exc)
-        log.info("pipeline: %s backend (%s%s), detector %s, model %s on %s, %d threads", self.backend,
+        log.info("pipeline: %s backend (%s%s), detector %s, model %s on %s, %d thread%s", self.backend,
                  self.precision, f"; {'+'.join(self.compiled_first)} first layers compiled" if self.compiled_first else "",
-                 self.detector.name, self.model_version, self.device, self.threads)
+                 self.detector.name, self.model_version, self.device, self.threads, "" if self.threads == 1 else "s")
 
     def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """RGB uint8 frames ``(H, W, 3)``, any sizes -> one result per frame, in order:

@@ -9,6 +9,8 @@ the whole net."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,6 +120,35 @@ def test_bad_input_is_refused():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         first_layers._first.head(x, w, b, s, 2, frozen)
+
+
+@RUNS
+def test_a_pool_size_beyond_a_c_int_is_refused_as_any_other():
+    x = np.zeros((1, 3, 12, 12), np.float32)
+    w, b, s = weights(10)
+    for pool in (2**40, -(2**70), 2.0, "2"):
+        with pytest.raises((ValueError, TypeError), match="pool"):
+            first_layers._first.head(x, w, b, s, pool, np.empty(head_shape(x.shape, 10, 2), np.float32))
+
+
+@RUNS
+def test_an_empty_batch_of_any_width_computes_nothing():
+    """An empty batch once sized its scratch rows by its width: 5 * 64 * (w - 2 + 8) floats wrapped
+    around size_t at this width, and the -inf pads were written far past the 1 KiB allocated
+    (a segfault). Run apart, so that a crash fails this test and not the run."""
+    code = """
+import numpy as np
+from moodstream.worker.detectors import first_layers as fl
+from moodstream.worker.detectors.first_layers import head_shape
+w = (2**56 + 4) // 5 - 6
+for width in (w, 2**40, 10**9, 12):
+    x = np.empty((0, 3, 5, width), np.float32)
+    out = np.empty(head_shape(x.shape, 64, 2), np.float32)
+    fl._first.head(x, np.ones((64, 3, 3, 3), np.float32), np.zeros(64, np.float32), np.ones(64, np.float32), 2, out)
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout.strip()) == (0, "ok"), res.stderr[-2000:]
 
 
 @RUNS

@@ -228,9 +228,11 @@ PyDoc_STRVAR(head_doc,
 "RuntimeError without them.");
 
 static PyObject *head(PyObject *self, PyObject *args) {
-    PyObject *objs[5];
-    int k;
-    if (!PyArg_ParseTuple(args, "OOOOiO:head", &objs[0], &objs[1], &objs[2], &objs[3], &k, &objs[4])) return NULL;
+    PyObject *objs[5], *pool;
+    if (!PyArg_ParseTuple(args, "OOOOOO:head", &objs[0], &objs[1], &objs[2], &objs[3], &pool, &objs[4])) return NULL;
+    int overflow = 0;
+    const long k = PyLong_Check(pool) ? PyLong_AsLongAndOverflow(pool, &overflow) : -1;
+    if (k == -1 && PyErr_Occurred()) return NULL;
     static const char *const names[5] = {"x", "weight", "bias", "slope", "out"};
     Py_buffer b[5];
     int held = 0;
@@ -242,12 +244,12 @@ static PyObject *head(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_buffer *x = &b[0], *wt = &b[1], *out = &b[4];
-    if (k != 2 && k != 3) {
-        PyErr_Format(PyExc_ValueError, "head: the pool must be 2 or 3, not %d", k);
+    if (overflow || (k != 2 && k != 3)) {
+        PyErr_Format(PyExc_ValueError, "head: the pool must be 2 or 3, not %R", pool);
         goto done;
     }
     if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] < k + 2 || x->shape[3] < k + 2) {
-        PyErr_Format(PyExc_ValueError, "head: x must be (n, 3, h, w) with h, w >= %d", k + 2);
+        PyErr_Format(PyExc_ValueError, "head: x must be (n, 3, h, w) with h, w >= %ld", k + 2);
         goto done;
     }
     if (wt->ndim != 4 || wt->shape[0] < 1 || wt->shape[0] > MAX_CHANNELS || wt->shape[1] != 3 || wt->shape[2] != 3 ||
@@ -266,6 +268,14 @@ static PyObject *head(PyObject *self, PyObject *args) {
         out->shape[3] != wp) {
         PyErr_Format(PyExc_ValueError, "head: out must be (%lld, %d, %lld, %lld)", (long long)n, channels,
                      (long long)hp, (long long)wp);
+        goto done;
+    }
+    if (n == 0) { /* nothing to compute: no scratch rows (sized by w, which an empty x does not bound) */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if ((uint64_t)wo + PAD > SIZE_MAX / (sizeof(float) * 5 * (size_t)channels)) {
+        PyErr_SetString(PyExc_ValueError, "head: x is too wide");
         goto done;
     }
 #if HAVE_X86

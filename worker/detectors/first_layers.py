@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import ModelError
+from moodstream.worker import net_input
 
 try:  # built by setup.py where a C compiler is (optional, like _area)
     import moodstream.worker.detectors._first as _first
@@ -127,19 +128,25 @@ class SplitNet:
     precision = "fp32"
 
     def __init__(self, path: str | Path, net: str, threads: int = 1):
-        from moodstream.worker.openvino_net import OpenVinoNet, read_model
+        from moodstream.worker.openvino_net import OpenVinoNet, fits, read_model
 
         if net not in POOLS:
             raise ModelError(f"only {', '.join(NETS)} have first layers to compile, not {net!r}")
         if not available():
             raise ModelError("the compiled first layers need the _first module and a CPU with AVX2 and FMA")
         self.pool = POOLS[net]
-        tail, self.weight, self.bias, self.slope = split(read_model(path), self.pool)
+        model = read_model(path)
+        # what the whole net takes (worker.net_input), read before the net is cut
+        self.name = Path(path).name
+        self.dims = net_input.dims([d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape()])
+        self.smallest = net_input.smallest(self.dims, functools.partial(fits, model, self.dims))
+        tail, self.weight, self.bias, self.slope = split(model, self.pool)
         self.tail = OpenVinoNet(path, threads, "fp32", model=tail)
         self.metadata = self.tail.metadata
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, np.float32)
+        net_input.check(x, self.dims, self.name, self.smallest)
         pooled = np.empty(head_shape(x.shape, len(self.weight), self.pool), np.float32)
         _first.head(x, self.weight, self.bias, self.slope, self.pool, pooled)
         return self.tail.run(pooled)
