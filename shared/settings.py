@@ -35,6 +35,7 @@ ENCODINGS: tuple[str, ...] = typing.get_args(Encoding)
 # once, before cv2 loads (shared/media.py), so any valid max_pixels holds: a library
 # user's Settings(max_pixels=...) reaches decoding, checked on the image header.
 MAX_PIXELS_CEILING = 16384 * 16384
+MAX_THREADS = 1024  # threads and decode_threads: more than any machine's cores (OpenVINO takes an int32)
 
 
 def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
@@ -85,8 +86,9 @@ class Settings:
                                       "int8 or bf16 one with its close calls again in fp32; with native bf16 "
                                       "ONet in bf16 and PNet and RNet screened in bf16 with fp32's answers; the rest "
                                       "fp32).")
-    runtime_cache: str | None = _s(None, "File keeping auto's measured backend choice per CPU model (default: "
-                                         "~/.cache/moodstream/runtime.json); 'off': measure at every start.")
+    runtime_cache: str | None = _s(None, "File keeping auto's measured choices (backend, precisions) per CPU model "
+                                         "(default: ~/.cache/moodstream/runtime.json; a file that is not one is "
+                                         "left as it is); 'off': measure at every start.")
     mtcnn_impl: MtcnnImpl = _s("auto", "torch backend's MTCNN: facenet-pytorch's loop (reference), our batched, "
                                        "GPU-resident one (batched), or auto (batched on CUDA, reference on CPU).")
     checkpoint: str | None = _s(None, "Emotion checkpoint (.pt); unset: the model shipped in the package.")
@@ -168,7 +170,7 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
-                    "max_deliveries", "heartbeat_ttl_s", "decode_threads", "max_pixels", "max_message_bytes",
+                    "max_deliveries", "heartbeat_ttl_s", "max_pixels", "max_message_bytes",
                     "detect_every", "job_max_frames", "job_max_bytes", "live_backoff_cap_s", "reply_ttl_s")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -191,8 +193,10 @@ class Settings:
                 raise ConfigError(f"{f.name} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}")
         if self.live_max_reconnects < 0:
             raise ConfigError(f"live_max_reconnects must be >= 0, got {self.live_max_reconnects}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: auto), got {self.threads}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be in [0, {MAX_THREADS}] (0: auto), got {self.threads}")
+        if not 1 <= self.decode_threads <= MAX_THREADS:
+            raise ConfigError(f"decode_threads must be in [1, {MAX_THREADS}], got {self.decode_threads}")
         if self.max_pixels > MAX_PIXELS_CEILING:
             raise ConfigError(f"max_pixels must be <= {MAX_PIXELS_CEILING} (16384 x 16384), got {self.max_pixels}")
         for name in ("reorder_wait_ms", "track_max_missed", "track_max_missed_s"):

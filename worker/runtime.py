@@ -48,6 +48,8 @@ forms of each net here, once per CPU kind, kept in the same file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
@@ -370,26 +372,105 @@ def cache_key(cpu: CpuInfo, precision: str) -> str:
     return f"{cpu.model} [{isa}] precision={precision} {versions}"
 
 
-def _read_cache(path: Path) -> dict:
+CACHE_FORMATS = "moodstream-runtime-choice/"  # what every format's name starts with
+
+
+NOT_OURS = "not a moodstream runtime cache: left as it is"
+
+
+def _load(path: Path) -> tuple[str | None, dict]:
+    """The runtime cache at ``path``: why moodstream may not write it (None where it may: absent,
+    empty, or a moodstream runtime cache of any format), and its choices of this format that are
+    objects. Anything else (a user's own file, a directory, a FIFO, JSON of another shape) is
+    read as no choices, and never written."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data.get("choices", {}) if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else {}
+        if not path.exists():
+            return None, {}
+        if not path.is_file():  # a directory; a FIFO would block the read
+            return "not a file", {}
+        text = path.read_bytes()
+    except OSError as exc:
+        return str(exc), {}
+    if not text.strip():
+        return None, {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
+        return NOT_OURS, {}
+    if not (isinstance(data, dict) and isinstance(data.get("format"), str) and data["format"].startswith(CACHE_FORMATS)):
+        return NOT_OURS, {}
+    choices = data.get("choices") if data["format"] == CACHE_FORMAT else None
+    return None, {k: v for k, v in choices.items() if isinstance(v, dict)} if isinstance(choices, dict) else {}
+
+
+def _read_cache(path: Path) -> dict:
+    return _load(path)[1]
+
+
+_warned: set[str] = set()  # the cache files this process has warned of, once each
+
+
+def _warn(path: Path, why: str) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("runtime: cannot keep the measured choices in %s (%s); they will be measured at every start "
+                    "(set runtime_cache to another file, or off)", path, why)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """The cache's folder locked against other processes' writes (flock on the folder itself,
+    so no lock file is left): each write reads, merges and replaces the file under it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> None:
-    """Add ``entry`` under ``key`` (atomically: workers starting together may race)."""
-    choices = _read_cache(path)
-    choices[key] = {**entry, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    """Add ``entry`` under ``key``: read, merged and replaced atomically under a lock (workers
+    starting together write at once), keeping the file's mode (a new one: 0666 less the umask).
+    Only a file moodstream may write (:func:`_load`) is written; else a warning, once."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"format": CACHE_FORMAT, "choices": choices}, f, indent=1)
-        os.replace(tmp, path)
+        with _locked(path.parent):
+            refused, choices = _load(path)
+            if refused:
+                _warn(path, refused)
+                return
+            choices[key] = {**entry, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"format": CACHE_FORMAT, "choices": choices}, f, indent=1)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+            tmp = None
     except OSError as exc:
-        log.warning("runtime: cannot keep the measured choice in %s (%s); it will be measured again", path, exc)
+        _warn(path, str(exc))
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _floats(ms: object) -> dict[str, float]:
+    """A kept entry's timings, where they are what was written (a name to a number), else none."""
+    return {k: v for k, v in ms.items() if isinstance(v, (int, float))} if isinstance(ms, dict) else {}
 
 
 def _cache_path(cache: str | None) -> Path | None:
@@ -463,7 +544,7 @@ def choose_emotion_precision(cache: str | None = None, cpu: CpuInfo | None = Non
     candidates = emotion_candidates(cpu)
 
     def from_kept(kept: dict) -> EmotionChoice | None:
-        return (EmotionChoice(kept["precision"], "cached", kept.get("ms", {}), kept.get("served_ms", {}))
+        return (EmotionChoice(kept["precision"], "cached", _floats(kept.get("ms")), _floats(kept.get("served_ms")))
                 if kept.get("precision") in candidates else None)
 
     def measured() -> tuple[EmotionChoice, dict]:
@@ -545,8 +626,9 @@ def choose_first_layers(cache: str | None = None, cpu: CpuInfo | None = None,
 
     def from_kept(kept: dict) -> FirstLayersChoice | None:
         nets = kept.get("nets")
-        return (FirstLayersChoice(tuple(nets), "cached", kept.get("ms", {}))
-                if isinstance(nets, list) and set(nets) <= set(first_layers.NETS) else None)
+        ok = isinstance(nets, list) and all(isinstance(n, str) and n in first_layers.NETS for n in nets)
+        ms = kept.get("ms")
+        return FirstLayersChoice(tuple(nets), "cached", ms if isinstance(ms, dict) else {}) if ok else None
 
     def measured() -> tuple[FirstLayersChoice, dict]:
         ms = measure_first_layers(budget_s=budget_s)
@@ -605,7 +687,7 @@ def choose(precision: str, cache: str | None = None, cpu: CpuInfo | None = None,
         return Choice(candidates[0], described(candidates[0]), "only one installed")
 
     def from_kept(kept: dict) -> Choice | None:
-        return (Choice(kept["backend"], described(kept["backend"]), "cached", kept.get("ms", {}))
+        return (Choice(kept["backend"], described(kept["backend"]), "cached", _floats(kept.get("ms")))
                 if kept.get("backend") in candidates else None)
 
     def measured() -> tuple[Choice, dict]:

@@ -4,8 +4,10 @@ choice between ONNX Runtime and OpenVINO by measurement (and its cache)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -284,13 +286,131 @@ def test_auto_follows_what_was_measured(tmp_path, faster):
 
 
 @BOTH
-def test_auto_cache_off_and_corrupt_cache(tmp_path):
-    cache = tmp_path / "runtime.json"
-    cache.write_text("{not json")
+def test_auto_cache_off(tmp_path):
     runtime._backend_choices.clear()
-    assert choose("auto", str(cache), cpu=EPYC, budget_s=0.1).how == "measured"
-    assert json.loads(cache.read_text())["format"] == runtime.CACHE_FORMAT  # replaced by a good one
     assert choose("auto", "off", cpu=EPYC, budget_s=0.1).how == "measured"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _fresh(monkeypatch):
+    for memo in ("_backend_choices", "_emotion_choices", "_first_choices", "_warned"):
+        monkeypatch.setattr(runtime, memo, type(getattr(runtime, memo))())
+
+
+def _choose_all(cache: Path) -> None:
+    """Every once-per-kind choice, as a pipeline's start makes them."""
+    choose("auto", str(cache), cpu=EPYC, budget_s=0.05)
+    choose("fp32", str(cache), cpu=EPYC, budget_s=0.05)
+
+
+FOREIGN = {"notes.txt": b"my notes\nline 2\n", "list.json": b"[1, 2]", "latin1.txt": "caf\xe9".encode("latin-1"),
+           "corrupt.json": b"{not json", "deep.json": b"[" * 100_000 + b"]" * 100_000,
+           "other.json": b'{"format": "something else", "choices": {}}'}
+
+
+@BOTH
+@pytest.mark.parametrize("name", sorted(FOREIGN))
+def test_a_file_that_is_not_a_runtime_cache_is_left_as_it_is(tmp_path, monkeypatch, caplog, name):
+    """runtime_cache pointed at a user's own file once replaced it with a cache, silently."""
+    _fresh(monkeypatch)
+    cache = tmp_path / name
+    cache.write_bytes(FOREIGN[name])
+    cache.chmod(0o644)
+    with caplog.at_level("WARNING", logger="moodstream.worker.runtime"):
+        _choose_all(cache)
+    assert cache.read_bytes() == FOREIGN[name] and cache.stat().st_mode & 0o777 == 0o644
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "not a moodstream runtime cache" in warnings[0] and str(cache) in warnings[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left
+
+
+WRONG_SHAPES = [{"format": "moodstream-runtime-choice/7", "choices": []},
+                {"format": "moodstream-runtime-choice/7", "choices": "x"},
+                {"format": "moodstream-runtime-choice/7", "choices": None}]
+
+
+@BOTH
+@pytest.mark.parametrize("data", WRONG_SHAPES + ["entries"])
+def test_a_cache_of_the_wrong_shape_is_measured_again_and_mended(tmp_path, monkeypatch, data):
+    """Valid JSON of the wrong shape raised AttributeError, TypeError or RecursionError at start."""
+    _fresh(monkeypatch)
+    cache = tmp_path / "runtime.json"
+    if data == "entries":  # each entry of the wrong shape
+        keys = [cache_key(EPYC, "auto"), cache_key(EPYC, "fp32"), emotion_cache_key(EPYC),
+                runtime.first_layers_cache_key(EPYC)]
+        bad = [[1], "openvino", {"backend": "onnx", "ms": "fast"}, {"nets": [["pnet"]], "ms": 3}]
+        data = {"format": runtime.CACHE_FORMAT, "choices": dict(zip(keys, bad))}
+    cache.write_text(json.dumps(data))
+    _choose_all(cache)
+    choices = json.loads(cache.read_text())["choices"]
+    assert {k for k in choices if not k.startswith(("emotion ", "first layers "))} == \
+        {cache_key(EPYC, "auto"), cache_key(EPYC, "fp32")}
+    assert all(isinstance(v, dict) for v in choices.values())
+    for precision in ("auto", "fp32"):
+        _fresh(monkeypatch)
+        again = choose(precision, str(cache), cpu=EPYC)
+        assert again.how == "cached" and isinstance(again.ms, dict)
+
+
+@BOTH
+def test_a_cache_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path, monkeypatch):
+    """The cache was written through a private temporary file and so became 0600: a cache shared
+    by a machine's users was then unreadable to all but the last writer."""
+    _fresh(monkeypatch)
+    shared = tmp_path / "shared.json"
+    shared.write_text(json.dumps({"format": runtime.CACHE_FORMAT, "choices": {}}))
+    shared.chmod(0o664)
+    _choose_all(shared)
+    assert shared.stat().st_mode & 0o777 == 0o664 and len(json.loads(shared.read_text())["choices"]) >= 2
+    _fresh(monkeypatch)
+    old = os.umask(0o027)
+    try:
+        _choose_all(tmp_path / "new" / "runtime.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new" / "runtime.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_processes_writing_at_once_keep_every_choice(tmp_path):
+    """Each write read the file, added its entry and replaced the file, unlocked: of two processes'
+    300 entries each, 413 of 600 were kept. Workers starting together measure and write at once."""
+    cache = tmp_path / "runtime.json"
+    code = """
+import sys
+from pathlib import Path
+from moodstream.worker import runtime
+path, who = Path(sys.argv[1]), sys.argv[2]
+ready = Path(sys.argv[1] + ".go")
+while not ready.exists():
+    pass
+for i in range(150):
+    runtime._write_cache(path, f"{who} {i}", {"backend": "onnx"})
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(cache), who]) for who in "ab"]
+    time.sleep(3)  # both started and waiting
+    Path(str(cache) + ".go").touch()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert len(json.loads(cache.read_text())["choices"]) == 300
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_cache_path_that_is_no_file_is_a_warning(tmp_path, kind):
+    """A directory: the failed write left a temporary file beside it at every start, and warned
+    twice a start. A FIFO: the start hung, reading it."""
+    cache = tmp_path / "cache"
+    cache.mkdir() if kind == "directory" else os.mkfifo(cache)
+    code = """
+import logging, sys
+from moodstream.worker import runtime
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+runtime._write_cache(runtime.Path(sys.argv[1]), "a", {"backend": "onnx"})
+runtime._write_cache(runtime.Path(sys.argv[1]), "b", {"backend": "onnx"})
+print(runtime._read_cache(runtime.Path(sys.argv[1])))
+"""
+    res = subprocess.run([sys.executable, "-c", code, str(cache)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "{}", res.stderr
+    assert res.stderr.count("WARNING") == 1 and str(cache) in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
 
 def test_a_choice_kept_in_the_old_format_is_measured_again(tmp_path):
