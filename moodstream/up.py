@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 
 from moodstream.options import setting_option
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def default_sample() -> str:
 @setting_option("detector")
 @setting_option("backend")
 @setting_option("precision")
-@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
               help="table: one readable line per result; jsonl: one JSON object per result.")

@@ -30,7 +30,7 @@ from moodstream.options import setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from moodstream.shared.record import ErrorInfo, FrameResult
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
 
@@ -167,7 +167,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @setting_option("device")
 @setting_option("backend")
 @setting_option("precision")
-@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", "--batch", type=click.IntRange(min=1))  # --batch: the flag's older name
 @setting_option("max_pixels", type=click.IntRange(min=1))
 @setting_option("min_face_px", "--min-face", type=click.IntRange(min=12))  # --min-face: the older name

@@ -7,7 +7,7 @@ import logging
 import click
 
 from moodstream.options import setting_option
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 @setting_option("detector")
 @setting_option("backend")
 @setting_option("precision")
-@setting_option("threads", type=click.IntRange(min=0))
+@setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("batch_max", type=click.IntRange(min=1))
 @setting_option("batch_wait_ms", type=click.IntRange(min=0))

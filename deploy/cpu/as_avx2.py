@@ -50,7 +50,18 @@ def patch() -> None:
     throughput.cpu_info = profile.cpu_info = cpu_info
 
 
+USAGE = """usage: as_avx2.py COMMAND [ARGS]...: any moodstream command, run as if the CPU had AVX2 and FMA only
+(oneDNN capped by ONEDNN_MAX_CPU_ISA=AVX2, torch by ATEN_CPU_CAPABILITY=avx2, moodstream reading no
+AVX-512, VNNI, bf16 or AMX; its measured choices kept under the CPU's name with " (as AVX2)";
+ONNX Runtime not capped). E.g.
+  .venv/bin/python deploy/cpu/as_avx2.py bench throughput --videos ../shared/data/videos --device cpu --frames 8 --json
+"""
+
+
 if __name__ == "__main__":
+    bare = len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help")
+    if bare:  # what this wrapper does, then moodstream's own help
+        print(USAGE, file=sys.stdout if len(sys.argv) >= 2 else sys.stderr)
     patch()
     from moodstream.cli import main
 

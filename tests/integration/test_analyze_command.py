@@ -377,3 +377,10 @@ def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path):
     # the count is the frames done; Ctrl-C landing between a record's print and its count says one fewer
     assert "interrupted" in err and re.search(rf"after ({done}|{done - 1}) frames", err), err[-2000:]
     assert str(annotated) in err and str(summary) in err and summary.exists(), err[-2000:]
+
+
+@pytest.mark.parametrize("threads", ["100000000000000000000", "2147483648", "1025"])
+def test_threads_beyond_any_machine_are_a_usage_error(threads, image_path):
+    result = CliRunner().invoke(analyze, ["--device", "cpu", "--threads", threads, str(image_path("parade"))])
+    assert result.exit_code == 2 and "--threads" in result.output and "1024" in result.output
+    assert "Traceback" not in result.output

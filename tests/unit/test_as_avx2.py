@@ -33,3 +33,13 @@ def test_it_runs_the_cli():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Usage: moodstream bench throughput" in out.stdout
+
+
+def test_its_own_help_says_what_it_does():
+    for args in (["--help"], ["-h"], []):
+        out = subprocess.run([sys.executable, "deploy/cpu/as_avx2.py", *args], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == (0 if args else 2), out.stderr
+        text = out.stdout + out.stderr
+        assert "as if the CPU had AVX2 and FMA only" in text and "ONEDNN_MAX_CPU_ISA" in text, text
+        assert "(as AVX2)" in text and "Usage: moodstream" in text  # then moodstream's own commands

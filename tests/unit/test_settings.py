@@ -26,6 +26,11 @@ def test_env_then_overrides():
     ({"MOODSTREAM_CALIBRATE_BOXES": "maybe"}, "CALIBRATE_BOXES"),
     ({"MOODSTREAM_DETECTOR": "yolo"}, "detector"),
     ({"MOODSTREAM_DEVICE": "tpu"}, "device"),
+    # no upper bound once: OpenVINO refused 2**31 threads in a multi-line error, threadpoolctl
+    # overflowed on 10**20 with a traceback
+    ({"MOODSTREAM_THREADS": "100000000000000000000"}, r"threads must be in \[0, 1024\]"),
+    ({"MOODSTREAM_THREADS": "2147483648"}, r"threads must be in \[0, 1024\]"),
+    ({"MOODSTREAM_DECODE_THREADS": "100000"}, r"decode_threads must be in \[1, 1024\]"),
 ])
 def test_bad_values_name_the_setting(env, match):
     with pytest.raises(ConfigError, match=match):
