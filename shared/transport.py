@@ -114,9 +114,25 @@ def ensure_group(client: redis.Redis, keys: Keys, *, stream: str | None = None, 
     except redis.ResponseError as exc:
         if str(exc).startswith("BUSYGROUP"):
             return False
+        if str(exc).startswith("WRONGTYPE"):
+            raise ConfigError(not_a_stream(stream)) from None
         raise
     log.info("created consumer group %s on %s", group, stream)
     return True
+
+
+def not_a_stream(key: str, kind: str | None = None) -> str:
+    held = f" (it holds a {kind})" if kind else ""
+    return (f"Redis key {key!r} is not a stream{held}: another program's key, or a moodstream key changed by hand; "
+            "delete or rename it, or use another prefix")
+
+
+def check_streams(client: redis.Redis, *keys: str) -> None:
+    """ConfigError, one line, where a key moodstream keeps a stream in holds another type."""
+    for key in keys:
+        kind = as_str(client.type(key))
+        if kind not in ("stream", "none"):
+            raise ConfigError(not_a_stream(key, kind))
 
 
 def find_group(groups: list[dict], group: str) -> dict | None:

@@ -59,12 +59,12 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from moodstream.shared.errors import BadInputError, MessageError
+from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import PixelBudget, decode_pixels
 from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_transient
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import as_str, connect, ensure_group
+from moodstream.shared.transport import as_str, check_streams, connect, ensure_group
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
 from moodstream.shared.wire import FIELD, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
@@ -205,6 +205,9 @@ class Worker:
         self.metrics.set_info(worker=self.name, device=self.device or "unknown", backend=self.backend,
                               model_version=self.pipeline.model_version)
         self._pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix=f"decode-{self.name}")
+        # keys of another type under the prefix: one line before any frame is taken (a results
+        # stream that is not one would have its batches acked without their results)
+        self._retry(lambda: check_streams(self.client, self.keys.frames, self.keys.results, self.keys.dead))
         self._retry(self._ensure_group)
         self.status = Status.IDLE
         self._retry(self.heartbeat)
@@ -606,18 +609,22 @@ class Worker:
         s = self.settings
         pipe = self.client.pipeline(transaction=True)
         replies: dict[int, str] = {}  # command index -> reply_to key
+        written: dict[int, tuple[str, Outcome]] = {}  # command index -> the shared stream and whose entry
         for o in outcomes:
             if o.result is not None:
                 o.result.published_at_ms = now_ms()
                 payload = encode_result(o.result)
+                written[len(pipe.command_stack)] = (self.keys.results, o)
                 pipe.xadd(self.keys.results, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
-                if o.entry.job is not None and o.entry.job.reply_to is not None:
-                    replies[len(pipe.command_stack)] = o.entry.job.reply_to
-                    pipe.xadd(o.entry.job.reply_to, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
-                    replies[len(pipe.command_stack)] = o.entry.job.reply_to
-                    pipe.expire(o.entry.job.reply_to, s.reply_ttl_s)  # one stream per caller: never kept for ever
+                reply_to = self._reply_to(o.entry)
+                if reply_to is not None:
+                    replies[len(pipe.command_stack)] = reply_to
+                    pipe.xadd(reply_to, {FIELD: payload}, maxlen=s.results_maxlen, approximate=True)
+                    replies[len(pipe.command_stack)] = reply_to
+                    pipe.expire(reply_to, s.reply_ttl_s)  # one stream per caller: never kept for ever
             if o.dead is not None:
                 e = o.entry
+                written[len(pipe.command_stack)] = (self.keys.dead, o)
                 pipe.xadd(self.keys.dead, dead_letter_fields(
                     o.dead[0], o.dead[1], e.entry_id, e.deliveries, self.name, e.payload,
                     e.job.job_id if e.job else None), maxlen=s.stream_maxlen, approximate=True)
@@ -625,6 +632,9 @@ class Worker:
         pipe.xack(self.keys.frames, self.keys.group, *ids)
         pipe.hdel(self.keys.attempts, *ids)
         answers = pipe.execute(raise_on_error=False)
+        lost = {i: written[i] for i, answer in enumerate(answers) if i in written and isinstance(answer, Exception)}
+        if lost:  # acked in the same EXEC without their result or dead letter: their frames go back
+            self._put_back(lost, answers)
         for i, answer in enumerate(answers):
             if isinstance(answer, Exception):
                 if i in replies:
@@ -632,6 +642,31 @@ class Worker:
                 else:
                     raise answer
         self.dead_lettered += sum(o.dead is not None for o in outcomes)
+
+    def _reply_to(self, e: Entry) -> str | None:
+        """The job's ``reply_to`` where :meth:`_check` accepted it (under the reply prefix); a
+        rejected one gets nothing (its job's error result goes to the shared stream only)."""
+        reply_to = e.job.reply_to if e.job is not None else None
+        return reply_to if reply_to is not None and reply_to.startswith(self.keys.reply_prefix) else None
+
+    def _put_back(self, lost: dict[int, tuple[str, Outcome]], answers: list) -> None:
+        """Entries acked in a batch's EXEC whose result or dead letter failed (a key of another
+        type: Redis runs the rest of a MULTI): their messages are added to the frames stream
+        again, so that no frame is lost, and the worker stops with one line."""
+        entries = {o.entry.entry_id: o.entry for _, o in lost.values()}
+        back = [e.payload for e in entries.values() if e.payload is not None]
+        try:
+            for payload in back:
+                self.client.xadd(self.keys.frames, {FIELD: payload}, maxlen=self.settings.stream_maxlen,
+                                 approximate=True)
+            done = f"their {len(back)} messages put back on {self.keys.frames}"
+        except redis.RedisError as exc:
+            log.error("worker %s: could not put back entries %s: %s", self.name, ", ".join(entries), exc)
+            done = f"their messages NOT put back ({exc}): see the log for the entry ids"
+        i, (key, _) = next(iter(lost.items()))
+        why = f"{key!r} is not a stream" if str(answers[i]).startswith("WRONGTYPE") else str(answers[i])
+        raise ConfigError(f"worker {self.name}: cannot add to {key!r}: {why}; {len(entries)} entries were acked "
+                          f"without it, {done}. Delete or rename that key, or use another prefix")
 
     def _dead_letter_only(self, entry_ids: list[str], reason: str, detail: str, ack: bool = False) -> None:
         pipe = self.client.pipeline(transaction=True)

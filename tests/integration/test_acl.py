@@ -259,3 +259,35 @@ def test_track_and_tracks_commands_as_their_users(acl_server, checkpoint):
     assert [json.loads(line)["source"] for line in out.stdout.splitlines()] == ["acl-track"]
     admin.close()
     assert _denials(port, pw) == []
+
+
+def test_a_reply_to_outside_the_prefix_is_dead_lettered_under_the_acl(acl_server, checkpoint):
+    """A producer's job naming a reply_to outside <prefix>:reply: once made the worker XADD there:
+    refused by its ACL (NOPERM), the whole MULTI failed, the entry stayed pending and every worker
+    that took it back stopped. Now: dead-lettered, the frames around it served, nothing refused."""
+    from moodstream.producer.client import Producer
+    from moodstream.producer.results import FROM_START, ResultReader
+    from moodstream.shared.record import FrameJob
+    from moodstream.shared.wire import FIELD, encode_frame
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
+    before = producer.submit_image(tiny_jpeg(1), source="acl").job_id
+    with _client(port, pw, "moodstream-producer") as as_producer:
+        as_producer.xadd(keys.frames, {FIELD: encode_frame(FrameJob("hostile", "acl", 0, image=tiny_jpeg(2),
+                                                                    reply_to="other:stream"))})
+    after = producer.submit_image(tiny_jpeg(3), source="acl").job_id
+    producer.close()
+    worker = start_worker(settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX), checkpoint, "acl-w")
+    try:
+        got = list(ResultReader(settings_for(_url(port, pw, "moodstream-reader"), prefix=PREFIX))
+                   .read(start=FROM_START, count=3, timeout_s=60))
+    finally:
+        worker.stop()
+    assert {r.job_id: r.ok for r in got} == {before: True, "hostile": False, after: True}
+    with _client(port, pw, "default") as admin:
+        assert admin.xpending(keys.frames, keys.group)["pending"] == 0
+        assert [d[b"reason"] for _, d in admin.xrange(keys.dead)] == [b"bad_field"]
+        assert not admin.exists("other:stream")
+    assert _denials(port, pw) == []

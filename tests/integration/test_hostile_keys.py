@@ -1,0 +1,114 @@
+"""The worker against hostile producer messages and keys of the wrong type, on a real redis-server
+(found by an audit): a job's rejected ``reply_to`` must touch no key (it once got the error result
+and an EXPIRE: one message put a 24-hour TTL on the results or frames stream, or on any key of the
+database); a results stream that is not a stream must lose no frame (they were acked without a
+result, then the worker died with a traceback, batch after batch at each restart); a frames key that
+is not a stream is one line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.streamkit import (all_results, dead_letters, pending_count, settings_for, start_worker, tiny_jpeg,
+                                     wait_for)
+
+from moodstream.producer.client import Producer
+from moodstream.shared.record import FrameJob
+from moodstream.shared.wire import FIELD, encode_frame
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_rejected_reply_to_touches_no_key(redis_url, client, keys, checkpoint):
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    first = producer.submit_image(tiny_jpeg(1), source="good").job_id  # the results stream exists
+    client.set("victim:key", "kept")
+    targets = [keys.results, keys.frames, "victim:key", keys.dead]
+    for i, target in enumerate(targets):
+        client.xadd(keys.frames, {FIELD: encode_frame(FrameJob(f"bad-{i}", "hostile", 0, image=tiny_jpeg(2),
+                                                               reply_to=target))})
+    last = producer.submit_image(tiny_jpeg(3), source="good").job_id
+    w = start_worker(settings, checkpoint, "w-reply")
+    try:
+        wait_for(lambda: pending_count(client, keys) == 0 and client.xlen(keys.dead) >= len(targets), 60,
+                 what="all entries served")
+    finally:
+        w.stop()
+    for key in (keys.results, keys.frames, keys.dead, "victim:key"):
+        assert client.ttl(key) == -1, key  # no EXPIRE on a key the reply did not write
+    assert client.get("victim:key") == b"kept"
+    results = all_results(client, keys)
+    by_job: dict[str, list] = {}
+    for r in results:
+        by_job.setdefault(r.job_id, []).append(r)
+    for i in range(len(targets)):  # one error result each, on the shared results stream only
+        assert [r.error.reason for r in by_job[f"bad-{i}"]] == ["bad_field"]
+    assert by_job[first][0].ok and by_job[last][0].ok
+    assert sorted(d["reason"] for d in dead_letters(client, keys)) == [b"bad_field"] * len(targets)
+    assert client.xlen(keys.frames) == len(targets) + 2  # nothing added to the frames stream
+
+
+def _cli(env: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moodstream", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _env(redis_url: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX="t", MOODSTREAM_DEVICE="cpu", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(REPO))
+    return env
+
+
+def _mend_and_serve(settings, checkpoint, client, keys, sent: list[str], name: str) -> None:
+    """The results key deleted (mended): every frame sent is still there to serve."""
+    client.delete(keys.results)
+    w = start_worker(settings, checkpoint, name)
+    try:
+        wait_for(lambda: client.exists(keys.results) and client.xlen(keys.results) >= len(sent), 60, what="results")
+    finally:
+        w.stop()
+    assert sorted(r.job_id for r in all_results(client, keys)) == sorted(sent)
+
+
+def test_a_results_key_of_another_type_stops_the_worker_before_it_takes_a_frame(redis_url, client, keys,
+                                                                                  checkpoint):
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    sent = [producer.submit_image(tiny_jpeg(i), source="held").job_id for i in range(3)]
+    client.set(keys.results, "blocker")
+    out = _cli(_env(redis_url), "worker", "--detector", "haar", "--threads", "1")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and f"{keys.results!r} is not a stream" in out.stderr, out.stderr[-2000:]
+    assert client.xlen(keys.frames) == 3
+    assert all(g["pending"] == 0 and not g["entries-read"] for g in client.xinfo_groups(keys.frames))  # none taken
+    _mend_and_serve(settings, checkpoint, client, keys, sent, "w-after")
+
+
+def test_a_results_key_turned_to_another_type_under_a_worker_loses_no_frame(redis_url, client, keys, checkpoint):
+    """The batch's XADD to results fails inside the MULTI while its XACK runs: the frames are put
+    back on the frames stream, and the worker stops with one line."""
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    producer.submit_image(tiny_jpeg(0), source="before")
+    w = start_worker(settings, checkpoint, "w-turned")
+    wait_for(lambda: client.exists(keys.results) and client.xlen(keys.results) == 1, 60, what="the first result")
+    client.delete(keys.results)
+    client.set(keys.results, "blocker")
+    sent = [producer.submit_image(tiny_jpeg(i), source="held").job_id for i in range(1, 4)]
+    w.thread.join(60)
+    assert not w.thread.is_alive() and len(w.error) == 1 and "is not a stream" in w.error[0], w.error
+    assert "put back" in w.error[0]
+    _mend_and_serve(settings, checkpoint, client, keys, sent, "w-mended")
+
+
+def test_a_frames_key_of_another_type_is_one_line(redis_url, client, keys):
+    client.set(keys.frames, "notastream")
+    out = _cli(_env(redis_url), "worker", "--detector", "haar", "--threads", "1")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"{keys.frames!r} is not a stream" in out.stderr
+    assert client.get(keys.frames) == b"notastream"  # left as it is
