@@ -21,6 +21,7 @@ against the struct definitions, and raises
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Any
@@ -153,8 +154,26 @@ def decode_frame(raw: object) -> FrameJob:
 
 
 def decode_result(raw: object) -> FrameResult:
-    """Bytes from a results-stream entry -> FrameResult, or MessageError with a reason."""
-    return _decode(raw, "result")
+    """Bytes from a results-stream entry -> FrameResult, or MessageError with a reason. A face
+    with no probabilities, or a number that is not finite (box, score, landmarks, probabilities),
+    is ``bad_field``: no worker writes one, and every reader (the track stage, ``results``, the
+    dashboard) skips it rather than crash on it."""
+    result = _decode(raw, "result")
+    for i, face in enumerate(result.faces):
+        why = _unusable(face)
+        if why:
+            raise MessageError("bad_field", f"face {i}: {why}")
+    return result
+
+
+def _unusable(face) -> str | None:
+    if not face.probabilities:
+        return "no probabilities"
+    numbers = [*face.box, face.score, *face.probabilities.values()]
+    numbers += [v for point in face.landmarks or () for v in point]
+    numbers += [*face.detector_box] if face.detector_box else []
+    numbers += [*face.smoothed.probabilities.values()] if face.smoothed else []
+    return None if all(math.isfinite(v) for v in numbers) else "a number that is not finite"
 
 
 # --- dead letters -----------------------------------------------------------------

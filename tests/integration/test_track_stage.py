@@ -179,3 +179,56 @@ def decode_frame_entry(client, keys, entry_id: str):
 
     [(_, fields)] = client.xrange(keys.frames, min=entry_id, max=entry_id)
     return decode_frame(fields[FIELD])
+
+
+def test_stage_skips_results_it_cannot_track_and_carries_on(redis_url, client, keys):
+    """A face with no probabilities (argmax of nothing: the stage crashed, again at each restart)
+    or with numbers not finite (the run's summary was lost: NaN is not JSON) is skipped, one line."""
+    import msgpack
+
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    settings = settings_for(redis_url)
+
+    def add(frame: int, **face_changes) -> None:
+        face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness",
+                    probabilities={"happiness": 0.8, "neutrality": 0.2})
+        m = msgpack.unpackb(encode_result(FrameResult(job_id=f"j{frame}", source="cam", frame=frame, worker="w",
+                                                      faces=[face], timestamp_s=frame / 30)))
+        m["faces"][0].update(face_changes)
+        client.xadd(keys.results, {FIELD: msgpack.packb(m)})
+
+    add(0)
+    add(1, probabilities={})
+    add(2, score=float("nan"), probabilities={"happiness": float("inf")})
+    add(3)
+    stage = TrackStage(settings, name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
+    stage._ensure_group()
+    for t in (100.0, 100.1, 101.0, 102.0):
+        stage.step(now_s=t)
+    stage.flush()
+    assert stage.skipped == 2
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+    summaries = [json.loads(f[FIELD]) for _, f in client.xrange(keys.summaries)]
+    assert len(summaries) == 1 and summaries[0]["source"] == "cam"
+    assert [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)] == [0, 3]
+
+
+@pytest.mark.parametrize("entry", [b'{"tracks": []}', b'{"source": "x", "tracks": [1]}',
+                                   b'{"source": "x", "tracks": [{"track_id": 0}]}', b'{"source": 5, "tracks": []}'])
+def test_tracks_skips_a_summary_it_cannot_show(redis_url, client, keys, entry, tmp_path):
+    """A malformed summaries entry stopped `moodstream tracks` with a traceback (KeyError, TypeError)
+    at every --from-start until it was trimmed; --pictures wrote a 0-byte JPEG for a picture that
+    is not base64."""
+    from moodstream.worker.tracking.reader import tracks
+
+    good = {"source": "cam", "run": 1, "frames": 3, "ended": "idle", "tracks": [], "thumbnails": {"0": "!!!"}}
+    client.xadd(keys.summaries, {FIELD: entry})
+    client.xadd(keys.summaries, {FIELD: json.dumps(good)})
+    ran = CliRunner().invoke(tracks, ["--from-start", "--json", "--pictures", str(tmp_path / "p"),
+                                      "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 0, ran.output
+    assert [json.loads(line)["source"] for line in ran.stdout.splitlines()] == ["cam"]
+    assert "skipping" in ran.stderr
+    assert not list((tmp_path / "p").glob("*.jpg"))  # no 0-byte picture

@@ -171,6 +171,26 @@ def test_decode_result_rejects_bad_faces(face):
     assert exc.value.reason == "bad_field"
 
 
+@pytest.mark.parametrize("face", [
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {}},  # no probabilities
+    {"box": [1, 2, 3, 4], "score": float("nan"), "emotion": "anger", "probabilities": {"anger": 1.0}},
+    {"box": [1, 2, float("inf"), 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0}},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": float("inf")}},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0},
+     "landmarks": [[1.0, float("nan")]]},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0},
+     "smoothed": {"emotion": "anger", "probabilities": {"anger": float("nan")}}},
+])
+def test_a_result_face_with_no_probabilities_or_a_number_not_finite_is_refused(face):
+    """Such a result crashed the track stage at every restart (argmax of no probabilities) or lost
+    its run's summary (NaN is not JSON); every reader of results now skips it as bad_field."""
+    m = msgpack.unpackb(encode_result(_result(faces=[])))
+    m["faces"] = [face]
+    with pytest.raises(MessageError) as exc:
+        decode_result(msgpack.packb(m))
+    assert exc.value.reason == "bad_field"
+
+
 def test_frame_is_not_a_result():
     with pytest.raises(MessageError) as exc:
         decode_result(encode_frame(FrameJob("j", "s", 0, image=b"x")))

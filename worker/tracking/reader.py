@@ -14,6 +14,7 @@ nothing from anyone) and prints the people table, or the summary JSON with
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import sys
 import threading
@@ -69,11 +70,19 @@ def save_pictures(summary: dict, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     base = f"{safe_stem(summary['source'])}-run{summary.get('run', 1)}"
+    thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
     for t in summary["tracks"]:
-        data = summary.get("thumbnails", {}).get(str(t["track_id"]))
-        if data:
+        data = thumbnails.get(str(t["track_id"]))
+        try:
+            jpeg = base64.b64decode(data, validate=True) if isinstance(data, str) else b""
+        except binascii.Error:
+            jpeg = b""
+        if data and not jpeg:
+            click.echo(f"tracks: {summary['source']}: the picture of track {t['track_id']} is not base64; left out",
+                       err=True)
+        if jpeg:
             name = f"{base}-t{t['track_id']}.jpg"
-            (folder / name).write_bytes(base64.b64decode(data))
+            (folder / name).write_bytes(jpeg)
             t["thumbnail"] = name
 
 
@@ -113,19 +122,28 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     follow = follow or not from_start
     n = 0
     try:
-        for _, summary in read_summaries(client, Keys.from_settings(settings).summaries, "0-0" if from_start else "$",
-                                         follow, timeout_s, stop, retry):
+        for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
+                                                "0-0" if from_start else "$", follow, timeout_s, stop, retry):
             if source is not None and summary.get("source") != source:
+                continue
+            try:  # another program's entry, or one edited by hand: skipped, not a traceback
+                if not isinstance(summary.get("source"), str):
+                    raise ValueError("no source")
+                table = people_table(summary["tracks"])
+                text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                click.echo(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
+                           f"{str(exc)[:100]})", err=True)
                 continue
             if pictures_dir is not None:
                 save_pictures(summary, pictures_dir)
-            summary.pop("thumbnails", None)
+                text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
             if as_json:
-                click.echo(json.dumps(summary, allow_nan=False))
+                click.echo(text)
             else:
                 click.echo(printable(f"{summary['source']} (run {summary.get('run', 1)}, {summary.get('frames', 0)} "
                                      f"frames; ended: {summary.get('ended', '?')})"))
-                click.echo(people_table(summary["tracks"]) + "\n")
+                click.echo(table + "\n")
             sys.stdout.flush()
             n += 1
     except (KeyboardInterrupt, RedisGone):
