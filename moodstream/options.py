@@ -10,12 +10,28 @@ aliases (``setting_option("batch_max", "--batch")``).
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import MISSING, fields
 
 import click
 
 from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of
+
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange for finite numbers only: its bounds compare false with NaN, so it took
+    "nan" and "inf", which then ended in tracebacks or silently changed the work."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+FINITE = FiniteRange()  # any finite float
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)
@@ -34,6 +50,6 @@ def setting_option(name: str, *aliases: str, **kwargs):
     if base is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text, **kwargs)
     if "type" not in kwargs:
-        kwargs["type"] = click.Choice(allowed) if allowed else {int: click.INT, float: click.FLOAT}.get(base,
+        kwargs["type"] = click.Choice(allowed) if allowed else {int: click.INT, float: FINITE}.get(base,
                                                                                                        click.STRING)
     return click.option(flag, *aliases, name, default=None, help=help_text, **kwargs)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def default_sample() -> str:
 @click.argument("paths", nargs=-1)
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Videos: keep every Nth frame.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
+@click.option("--fps", type=FiniteRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos: at most this many frames each.")
 @setting_option("device")
 @setting_option("detector")
@@ -54,7 +54,7 @@ def default_sample() -> str:
 @setting_option("batch_max", type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
               help="table: one readable line per result; jsonl: one JSON object per result.")
-@click.option("--timeout-s", type=click.FloatRange(min=1), default=3600, show_default=True,
+@click.option("--timeout-s", type=FiniteRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file, as "

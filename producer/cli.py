@@ -11,11 +11,12 @@ Neither imports torch. Output contracts (for scripts):
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
@@ -35,7 +36,7 @@ def _notice(msg: str) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Videos: keep every Nth frame.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
+@click.option("--fps", type=FiniteRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
 @setting_option("encoding", "--encode")  # --encode: the flag's first name
 @click.option("--rq", "use_rq", is_flag=True,
@@ -128,12 +129,20 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
     run_expander(settings, client, burst=burst)
 
 
+# a Redis stream id: milliseconds, optionally "-" and a sequence number, each a 64-bit unsigned integer
+STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})(-(0|[1-9][0-9]{0,19}))?")
+
+
+def is_stream_id(text: str) -> bool:
+    return bool(STREAM_ID.fullmatch(text)) and all(int(part) < 2**64 for part in text.split("-"))
+
+
 @click.command()
 @click.option("--from-start", is_flag=True, help="Every result still in the stream.")
 @click.option("--from-id", help="Results after this stream id (the 'id' of a printed result).")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new results (default when reading from now).")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N results; exit 1 if fewer arrive in time.")
-@click.option("--timeout-s", type=click.FloatRange(min=0), help="Stop waiting after T seconds.")
+@click.option("--timeout-s", type=FiniteRange(min=0), help="Stop waiting after T seconds.")
 @click.option("--source", help="Only results for this source (file path, camera, URL).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
               help="jsonl: one JSON object per result; table: a live readable table.")
@@ -154,8 +163,11 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     from moodstream.shared.keys import Keys
     from moodstream.shared.transport import check_connection, connect
 
-    if from_start and from_id:
+    if from_start and from_id is not None:
         raise click.UsageError("--from-start and --from-id exclude each other")
+    if from_id is not None and not is_stream_id(from_id):
+        raise click.BadParameter(f"{from_id[:60]!r} is not a stream id (MS or MS-SEQ, e.g. 1733390000000-0: the "
+                                 "'id' of a printed result)", param_hint="'--from-id'")
     settings = _settings(redis_url=redis_url, prefix=prefix)
     stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
     client = connect(settings.redis_url)
@@ -191,7 +203,9 @@ class TablePrinter:
         if not self.printed_header:
             click.echo(self.header)
             self.printed_header = True
-        latency = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms else 0
+        latency: int | str = (r.published_at_ms - r.enqueued_at_ms) if r.enqueued_at_ms and r.published_at_ms else 0
+        if not 0 <= latency < 10**10:  # a producer's clock far off, or a field set by hand
+            latency = "?"
         what = error_cell(r.error) if r.error is not None else faces_cell(r.faces)
         click.echo(f"{r.id or '':<17} {source_cell(r.source, 32):<32} {r.frame:>6} {len(r.faces):>5}  "
                    f"{latency:>10}  {what}")

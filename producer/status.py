@@ -15,17 +15,20 @@ workers on other hosts may have clocks of their own.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 
 import click
 import redis
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
+
+log = logging.getLogger(__name__)
 
 INT_FIELDS = ("pid", "served", "batches", "dead_lettered", "in_hand", "started_at_ms", "beat_at_ms")
 PAGE = 1000  # entries per XRANGE / XREVRANGE call
@@ -66,7 +69,10 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
     for name in names:
         pipe.hgetall(name)
     workers = []
-    for raw in pipe.execute() if names else []:
+    for name, raw in zip(names, pipe.execute(raise_on_error=False) if names else []):
+        if isinstance(raw, redis.ResponseError):  # a key of another type under the heartbeat pattern
+            log.warning("status: %s is not a worker's heartbeat (%s); left out", as_str(name), raw)
+            continue
         if not raw:  # expired between SCAN and HGETALL
             continue
         w: dict = {as_str(k): as_str(v) for k, v in raw.items()}
@@ -213,9 +219,9 @@ def _cut(v: str | None, n: int) -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch: one per line).")
-@click.option("--watch", type=click.FloatRange(min=0.2), is_flag=False, flag_value=2.0, default=None,
+@click.option("--watch", type=FiniteRange(min=0.2), is_flag=False, flag_value=2.0, default=None,
               metavar="[SECONDS]", help="Redraw every SECONDS (default 2) until Ctrl-C.")
-@click.option("--window-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--window-s", type=FiniteRange(min=1), default=60.0, show_default=True,
               help="The average frames/s is counted over results of the last this many seconds (beside it: "
                    "frames/s now, over the last 5 s).")
 @setting_option("redis_url")

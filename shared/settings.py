@@ -8,6 +8,7 @@ environment. Nothing outside :func:`Settings.from_env` reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -186,6 +187,10 @@ class Settings:
             raise ConfigError(f"dashboard_port must be in [0, 65535] (0: a free port), got {self.dashboard_port}")
         if self.stats_interval_s < 0:
             raise ConfigError(f"stats_interval_s must be >= 0 (0: off), got {self.stats_interval_s}")
+        for f in fields(self):  # an env value "nan" or "inf" parses as a float; no setting means one
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         hints = typing.get_type_hints(type(self))
         for f in fields(self):  # Literal-typed settings: the allowed values are in the type
             allowed = choices(hints[f.name])

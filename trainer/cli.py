@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from moodstream.options import FiniteRange
 from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class OldSpellings(click.Option):
 @click.option("--arch", type=click.Choice(["vgg", "resnet"]), help="Override the preset's architecture.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=2), help="Override the preset's batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the learning rate.")
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), help="Override the learning rate.")
 @click.option("--input-size", type=click.IntRange(min=16), help="Side of the square grayscale input (48, 64, 128...).")
 @click.option("--widths", help="Comma-separated block widths, e.g. 64,128,256,512.")
 @click.option("--labels", "label_mode", type=click.Choice(["hard", "soft"]),

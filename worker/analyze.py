@@ -26,7 +26,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
 from moodstream.shared.record import ErrorInfo, FrameResult
@@ -152,7 +152,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=None,
               help="Videos: analyse every N-th frame (default 1: every frame).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fps", type=FiniteRange(min=0, min_open=True), default=None,
               help="Videos: analyse about F frames per second of video instead of --every.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Videos: stop each video after this many analysed frames.")
@@ -173,7 +173,7 @@ TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FAC
 @setting_option("min_face_px", "--min-face", type=click.IntRange(min=12))  # --min-face: the older name
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
-@setting_option("min_person_s", type=click.FloatRange(min=0))
+@setting_option("min_person_s", type=FiniteRange(min=0))
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "

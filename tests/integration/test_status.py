@@ -198,3 +198,19 @@ def test_frames_per_s_now_beside_the_average(redis_url, client, keys):
     assert snap["results"]["recent"] == 50 and snap["results"]["recent_window_s"] == 5
     screen = render(snap)
     assert "10.00 frames/s now" in screen and "1.50 average" in screen, screen
+
+
+def test_a_heartbeat_key_of_another_type_is_skipped(redis_url, client, keys):
+    """`status` once died on HGETALL of a heartbeat key that is not a hash (WRONGTYPE traceback)."""
+    client.set(keys.heartbeat("evil"), "x")
+    client.hset(keys.heartbeat("w1"), mapping={"worker": "w1", "status": "idle", "beat_at_ms": 1, "served": 3})
+    assert [w["worker"] for w in live_workers(client, keys)] == ["w1"]
+    ran = CliRunner().invoke(cli, ["status", "--redis-url", redis_url, "--prefix", "t", "--json"])
+    assert ran.exit_code == 0 and "Traceback" not in ran.output, (ran.output, ran.exception)
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "-1", "99999999999999999999999-0", "1-2-3", ""])
+def test_results_from_an_id_that_is_no_stream_id_is_a_usage_error(redis_url, bad):
+    """`results --from-id nonsense` was Redis's ResponseError as a traceback; '' read from now, silently."""
+    ran = CliRunner().invoke(cli, ["results", "--from-id", bad, "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 2 and "--from-id" in ran.output and "Traceback" not in ran.output, ran.output

@@ -37,3 +37,16 @@ def test_control_characters_cannot_forge_table_rows():
 
     out = CliRunner().invoke(show).output
     assert len(out.splitlines()) == 3  # header + two rows
+
+
+def test_a_latency_no_clock_could_give_is_shown_as_unknown():
+    """A job enqueued "at" 2**64 - 1 ms showed a latency of -18446742277249391055 ms."""
+
+    @click.command()
+    def show():
+        p = TablePrinter()
+        p.row(_result(enqueued_at_ms=2**64 - 1, published_at_ms=1_733_390_000_000))
+        p.row(_result(enqueued_at_ms=1_733_390_000_000, published_at_ms=1_733_390_000_250))
+
+    rows = CliRunner().invoke(show).output.splitlines()[1:]
+    assert rows[0].split()[3] == "?" and rows[1].split()[3] == "250"  # source, frame, faces, latency

@@ -30,6 +30,7 @@ import click
 import msgspec
 import numpy as np
 
+from moodstream.options import FiniteRange
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.settings import DETECTORS
 from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
@@ -262,10 +263,10 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
                    "original aspect ratio (shorter side 416), faces in their natural shape.")
 @click.option("--min-face-px", default=20, show_default=True, type=click.IntRange(min=1),
               help="Smallest face the detectors look for (Settings.min_face_px; MTCNN min_face_size).")
-@click.option("--score-min", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--score-min", default=0.0, show_default=True, type=FiniteRange(0, 1),
               help="Settings.face_score_min for MTCNN: 0 keeps every box MTCNN's own stage thresholds "
                    "(0.6, 0.7, 0.7) pass, as facenet-pytorch does by default.")
-@click.option("--size-cut", "size_cut_px", default=20.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--size-cut", "size_cut_px", default=20.0, show_default=True, type=FiniteRange(min=0),
               help="Recall counts faces whose shorter side is at least this many px after scaling.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Also score boxes calibrated by K-fold cross-fitting.")

@@ -47,6 +47,7 @@ import click
 import redis
 
 import moodstream
+from moodstream.options import FiniteRange
 from moodstream.producer.client import Producer
 from moodstream.producer.status import keda_lag, live_workers, server_time_ms
 from moodstream.shared.embedded import EmbeddedRedis
@@ -315,19 +316,19 @@ def _curve(step: dict, every_s: float = 2.0) -> str:
 @click.command("scaling")
 @click.option("--workers", "counts", default="1,2,3", show_default=True,
               help="Comma-separated worker counts to measure, one step each.")
-@click.option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True,
+@click.option("--seconds", type=FiniteRange(min=1), default=20.0, show_default=True,
               help="How long the producer submits frames in each step.")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--rate", type=FiniteRange(min=0.1), default=30.0, show_default=True,
               help="Frames per second the producer offers (keep it above what the most workers can serve).")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEFAULT_VIDEO,
               show_default="samples/hamilton_clip.mp4", help="Frames come from this video, looped.")
 @click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True,
               help="The workers' batch_max (the shipped default is 16).")
-@click.option("--sample-s", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+@click.option("--sample-s", type=FiniteRange(min=0.05), default=0.5, show_default=True,
               help="How often the lag is sampled.")
-@click.option("--drain-timeout-s", type=click.FloatRange(min=1), default=90.0, show_default=True,
+@click.option("--drain-timeout-s", type=FiniteRange(min=1), default=90.0, show_default=True,
               help="Stop waiting for the backlog to drain this long after the producer stopped.")
-@click.option("--start-timeout-s", type=click.FloatRange(min=1), default=240.0, show_default=True,
+@click.option("--start-timeout-s", type=FiniteRange(min=1), default=240.0, show_default=True,
               help="Time allowed for the workers to load their models and answer the warm-up frames.")
 @click.option("--threads", "thread_rule", type=click.Choice(["default", "split"]), default="default",
               show_default=True, help="default: each worker's own default (what users get); split: "

@@ -41,6 +41,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from moodstream.options import FINITE
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
 
@@ -75,7 +76,7 @@ def _summary(values: list[float]) -> dict:
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
               help="Spawned worker's backend; repeat to run several side by side [default: on CPU onnx, and torch "
                    "beside it where torch is installed; auto elsewhere].")
-@click.option("--timeout-s", type=float, default=600, show_default=True, help="Per phase.")
+@click.option("--timeout-s", type=FINITE, default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,

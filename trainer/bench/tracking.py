@@ -49,6 +49,7 @@ import click
 import cv2
 import numpy as np
 
+from moodstream.options import FiniteRange
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
@@ -261,7 +262,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               help="What to measure (repeatable) [default: all]: tracks (ID switches, MOTA), episodes (summary "
                    "rules on a clip with scripted expressions: brief-expression recall, flicker), people "
                    "(face-likeness rules on WIDER and the shared videos).")
-@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5),
+@click.option("--seconds", default=60.0, show_default=True, type=FiniteRange(min=5),
               help="episodes: length of the scripted clip.")
 @click.option("--wider", "wider_dir", type=click.Path(file_okay=False, path_type=Path),
               default=REPO.parent / "shared" / "data" / "wider_val_416", show_default=True,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -90,7 +90,7 @@ def save_pictures(summary: dict, folder: Path) -> None:
 @click.option("--from-start", is_flag=True, help="Every summary the stream still holds (default: from now on).")
 @click.option("--follow", "-f", is_flag=True,
               help="Keep waiting for new summaries (default when reading from now; Ctrl-C stops).")
-@click.option("--timeout-s", type=click.FloatRange(min=0), help="With --follow: stop after T seconds.")
+@click.option("--timeout-s", type=FiniteRange(min=0), help="With --follow: stop after T seconds.")
 @click.option("--source", help="Only summaries of this source (file path, camera, URL).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print each summary as one JSON object per line ({source, run, ended, frames, tracks: [...]}) "

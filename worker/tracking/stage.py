@@ -71,7 +71,7 @@ import click
 import msgspec
 import redis
 
-from moodstream.options import setting_option
+from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg
@@ -507,11 +507,11 @@ class TrackStage:
 @click.option("--consumer", default="tracker", show_default=True,
               help="Consumer name in the track group (keep it across restarts: unacked entries are re-read).")
 @setting_option("reorder_wait_ms", type=click.IntRange(min=0))
-@setting_option("track_iou_min", type=click.FloatRange(0, 1, min_open=True))
+@setting_option("track_iou_min", type=FiniteRange(0, 1, min_open=True))
 @setting_option("track_max_missed", type=click.IntRange(min=0))
-@setting_option("track_max_missed_s", type=click.FloatRange(min=0))
-@setting_option("track_smoothing_tau_s", type=click.FloatRange(min=0, min_open=True))
-@click.option("--source-idle-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
+@setting_option("track_max_missed_s", type=FiniteRange(min=0))
+@setting_option("track_smoothing_tau_s", type=FiniteRange(min=0, min_open=True))
+@click.option("--source-idle-s", type=FiniteRange(min=0), default=300.0, show_default=True,
               help="End a source's run (its tracks; its summary is published) after this long without results.")
 @click.option("--pictures/--no-pictures", default=True, show_default=True,
               help="Read frames back from <prefix>:frames for the summaries' face pictures.")
