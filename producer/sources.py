@@ -122,8 +122,11 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                 if count is not None:
                     count.add(size)
                 if is_video(path):
-                    for item in iter_video(f"/proc/self/fd/{fd}", every_n, fps, max_frames):
+                    by_fd = f"/proc/self/fd/{fd}"
+                    for item in iter_video(by_fd, every_n, fps, max_frames):
                         item.source = path
+                        if isinstance(item.error, BadInputError):  # named by the file, not its descriptor
+                            item.error = BadInputError(item.error.reason, item.error.detail.replace(by_fd, path))
                         yield item
                     continue
                 if max_image_bytes is not None and size > max_image_bytes:

@@ -44,3 +44,12 @@ def test_a_fifo_inside_media_root_is_refused_without_blocking(tmp_path):
 ])
 def test_source_names_carry_no_credentials(spec, name):
     assert source_name(spec) == name
+
+
+def test_a_video_that_fails_is_named_by_its_path_not_its_descriptor(tmp_path):
+    """The expander opens each file by descriptor (/proc/self/fd/N); its errors named that, not the file."""
+    bad = tmp_path / "broken clip.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    [item] = list(file_items(str(tmp_path), os.path.realpath(tmp_path)))
+    assert item.error is not None and item.source == str(bad)
+    assert "/proc/self/fd" not in str(item.error) and "broken clip.mp4" in str(item.error)
