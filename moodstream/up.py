@@ -82,12 +82,15 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     settings = Settings.from_env(**flags)
     specs = list(paths) or [default_sample()]
+    from moodstream.shared.media import expand_paths, input_files
+
+    inputs = input_files(list(expand_paths(specs)))  # never written over by the summary
     if summary_path is not None:  # found out now, not after every frame
         from moodstream.shared.errors import ConfigError
         from moodstream.worker.tracking.summary import check_writable
 
         try:
-            check_writable(summary_path)
+            check_writable(summary_path, "summary", inputs)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
     with ExitStack() as stack:
@@ -142,7 +145,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             feed.stop.set()
         click.echo(f"up: {'interrupted (Ctrl-C) after ' if interrupted else ''}{received} results for {feed.sent} "
                    "frames; shutting down", err=True)
-        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings)
+        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs)
         if interrupted:
             click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
         if board is not None and stay_open:
@@ -208,7 +211,8 @@ class _Feed:
             self.done.set()
 
 
-def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | None, pipeline, settings) -> None:
+def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | None, pipeline, settings,
+                     inputs: frozenset[str] = frozenset()) -> None:
     """Once the stage has read every result: stop it (it publishes the runs' summaries) and
     write the summary file."""
     deadline = time.monotonic() + 60
@@ -226,7 +230,7 @@ def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | No
     summarizer.runs.extend(stage.ended)
     written = write_summary(summary_path, summarizer, {
         "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s})
+        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s}, inputs=inputs)
     click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
                f"{sum(t['person'] for t in written['tracks'])} people)", err=True)

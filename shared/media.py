@@ -323,6 +323,12 @@ class FrameItem:
         return decode_pixels(self.data, self.image, max_pixels)
 
 
+def input_files(specs: list[str]) -> frozenset[str]:
+    """The real paths of the files among ``specs`` (not "-", cameras or URLs): what a command
+    reads, and so must never write over (its --summary, --report, --annotate outputs)."""
+    return frozenset(os.path.realpath(s) for s in specs if not is_stream_spec(s) and s != "-" and os.path.isfile(s))
+
+
 def expand_paths(paths: list[str]) -> Iterator[str]:
     """Files named directly, and image / video files under folders (recursively, sorted).
     ``-`` (stdin) and camera / URL specs pass through unchanged."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import FrameItem, expand_paths, is_stream_spec, is_video, iter_frames
+from moodstream.shared.media import FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
@@ -220,16 +220,17 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+    inputs = input_files(specs)  # never written over by an output
     expected = expected_frames(specs, every_n or 1, fps, max_frames)
     show_progress = sys.stderr.isatty() and (expected is None or expected >= PROGRESS_MIN_FRAMES)
     annotator = None
     if annotate_dir is not None:
         from moodstream.worker.annotate import Annotator
 
-        annotator = Annotator(annotate_dir, every_n or 1, fps)
+        annotator = Annotator(annotate_dir, every_n or 1, fps, inputs)
     if summary_path is not None:  # found out now, not after the whole video
         try:
-            check_writable(summary_path)
+            check_writable(summary_path, "summary", inputs)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
@@ -239,7 +240,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.report import Report
 
         try:
-            report = Report(report_path, every_n or 1, fps, SummaryConfig.from_settings(settings))
+            report = Report(report_path, every_n or 1, fps, SummaryConfig.from_settings(settings), inputs=inputs)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
@@ -285,7 +286,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             t0 = time.perf_counter()
             written = write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s})
+                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s}, inputs=inputs)
             summary_s += time.perf_counter() - t0
     elapsed = time.perf_counter() - started
     if fmt == "table" and faces:

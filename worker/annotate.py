@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from pathlib import Path
 
@@ -90,8 +91,12 @@ class Annotator:
     writer is closed when the next source starts.
     """
 
-    def __init__(self, out_dir: str | Path, every_n: int = 1, fps: float | None = None):
+    def __init__(self, out_dir: str | Path, every_n: int = 1, fps: float | None = None,
+                 inputs: frozenset[str] = frozenset()):
+        """``inputs``: the real paths of what the run reads (:func:`shared.media.input_files`), never
+        written over: an annotated file whose name is taken by one gets another name."""
         self.out_dir = Path(out_dir)
+        self.inputs = inputs
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.every_n = every_n
         self.fps = fps
@@ -103,7 +108,8 @@ class Annotator:
     def _path(self, source: str, ext: str) -> Path:
         stem, n = safe_stem(source), 1
         name = stem + ext
-        while name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve():
+        while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
+               or os.path.realpath(self.out_dir / name) in self.inputs):
             n += 1
             name = f"{stem}-{n}{ext}"
         self.taken.add(name)

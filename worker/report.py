@@ -27,6 +27,7 @@ import hashlib
 import html
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -86,9 +87,12 @@ class Report:
     """Feed it ``analyze``'s outcomes in order (:meth:`add`), then :meth:`close` writes the page."""
 
     def __init__(self, path: str | Path, every_n: int = 1, fps: float | None = None,
-                 config: SummaryConfig | None = None, codec: str = "VP80"):
+                 config: SummaryConfig | None = None, codec: str = "VP80", inputs: frozenset[str] = frozenset()):
+        """``inputs``: the real paths of what the run reads, never written over (the page refused,
+        a clip given another name)."""
         self.path = Path(path)
-        check_writable(self.path, "report")  # found out now, not after the whole video
+        self.inputs = inputs
+        check_writable(self.path, "report", inputs)  # found out now, not after the whole video
         try:  # the page itself (its clips go beside it)
             with self.path.open("a", encoding="utf-8"):
                 pass
@@ -130,7 +134,7 @@ class Report:
     def _start(self, source: str, image: np.ndarray) -> VideoPart:
         stem, n = f"{self.path.stem}-{safe_stem(source)}", 1
         name = stem + ".webm"
-        while name in self._taken:
+        while name in self._taken or os.path.realpath(self.path.with_name(name)) in self.inputs:
             n += 1
             name = f"{stem}-{n}.webm"
         self._taken.add(name)

@@ -494,9 +494,12 @@ class Summarizer:
 
 # --- output ----------------------------------------------------------------------------------------
 
-def check_writable(path: Path, what: str = "summary") -> None:
-    """Before a run (not after the whole video): ``path``'s folder exists (made if need be) and is
-    writable; ConfigError naming ``what`` and the path otherwise."""
+def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = frozenset()) -> None:
+    """Before a run (not after the whole video): ``path`` is none of the ``inputs`` (real paths:
+    :func:`shared.media.input_files`), and its folder exists (made if need be) and is writable;
+    ConfigError naming ``what`` and the path otherwise."""
+    if os.path.realpath(path) in inputs:
+        raise ConfigError(f"cannot write the {what} {path}: it is one of the inputs")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -506,7 +509,7 @@ def check_writable(path: Path, what: str = "summary") -> None:
 
 
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
-                  timelines: bool = True) -> dict:
+                  timelines: bool = True, inputs: frozenset[str] = frozenset()) -> dict:
     """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
     picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
     ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object."""
@@ -516,12 +519,17 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     tracks, videos, taken = [], [], set()
     for run in summarizer.runs:
+        entries = run.entries()
+
+        def spares_inputs(base: str) -> bool:  # none of its picture and timeline files is an input
+            names = [base + ".png", *(f"{base}-t{e['track_id']}.jpg" for e in entries)]
+            return not any(os.path.realpath(path.with_name(name)) in inputs for name in names)
+
         base, n = f"{path.stem}-{safe_stem(run.source)}", 1
-        while base in taken:
+        while base in taken or not spares_inputs(base):
             n += 1
             base = f"{path.stem}-{safe_stem(run.source)}-{n}"
         taken.add(base)
-        entries = run.entries()
         pictures = {}
         for e in entries:
             pic = run.pictures.picture(e["track_id"])

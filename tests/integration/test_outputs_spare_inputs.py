@@ -1,0 +1,73 @@
+"""`analyze` / `up` never write over what they read (found by an audit): --summary and --report
+named the file being analysed replaced it (a video became an HTML page); --annotate into the
+inputs' folder replaced other inputs (a-2.jpg by a.jpg's annotated copy); and a second run of the
+same command read the first run's clips while writing over them."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from moodstream.worker.analyze import analyze_cmd as analyze
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples"
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(analyze, ["--device", "cpu", "--detector", "haar", "--max-frames", "3", *args])
+
+
+@pytest.mark.parametrize("flag", ["--summary", "--report"])
+def test_an_output_that_is_an_input_is_refused_before_the_run(tmp_path, flag):
+    shutil.copy(SAMPLES / "street.jpg", tmp_path / "street.jpg")
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
+    before = digest(tmp_path)
+    for target in ("street.jpg", "clip.mp4"):
+        result = invoke(str(tmp_path), flag, str(tmp_path / target))
+        assert result.exit_code != 0 and "one of the inputs" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert digest(tmp_path) == before
+
+
+def test_annotating_into_the_inputs_folder_writes_over_no_input(tmp_path):
+    shutil.copy(SAMPLES / "street.jpg", tmp_path / "a.jpg")
+    shutil.copy(SAMPLES / "audience.jpg", tmp_path / "a-2.jpg")
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.avi")
+    before = digest(tmp_path)
+    result = invoke(str(tmp_path), "--annotate", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    after = digest(tmp_path)
+    assert {k: after[k] for k in before} == before  # every input as it was
+    assert len(after) == len(before) + 4  # and one annotated file each beside them
+
+
+def test_running_a_command_twice_reads_its_first_outputs_without_writing_over_them(tmp_path):
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
+    first = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
+    assert first.exit_code == 0, first.output
+    made = digest(tmp_path)
+    second = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
+    assert second.exit_code == 0 and "ERROR" not in second.output, second.output
+    after = digest(tmp_path)
+    assert all(after[k] == v for k, v in made.items() if k != "r.html")  # the first run's clip read, kept
+
+
+def test_up_refuses_a_summary_that_is_an_input(tmp_path):
+    from moodstream.up import up
+
+    shutil.copy(SAMPLES / "audience.jpg", tmp_path / "audience.jpg")
+    before = digest(tmp_path)
+    result = CliRunner().invoke(up, [str(tmp_path / "audience.jpg"), "--no-dashboard", "--device", "cpu",
+                                     "--summary", str(tmp_path / "audience.jpg")])
+    assert result.exit_code != 0 and "one of the inputs" in result.output, result.output
+    assert digest(tmp_path) == before
