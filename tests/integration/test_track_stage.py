@@ -232,3 +232,29 @@ def test_tracks_skips_a_summary_it_cannot_show(redis_url, client, keys, entry, t
     assert [json.loads(line)["source"] for line in ran.stdout.splitlines()] == ["cam"]
     assert "skipping" in ran.stderr
     assert not list((tmp_path / "p").glob("*.jpg"))  # no 0-byte picture
+
+
+@pytest.mark.parametrize("changes", [{"run": "1/../../escaped"}, {"track": "0/../../escaped2"}, {"run": 7.5}])
+def test_tracks_pictures_stay_in_their_folder(redis_url, client, keys, tmp_path, changes):
+    """File names built from a summaries entry's run and track id wrote an attacker's bytes outside
+    --pictures (with a matching subfolder there), or crashed on a '/' in them (FileNotFoundError)."""
+    import base64
+
+    from moodstream.worker.tracking.reader import tracks
+
+    track_id = changes.get("track", 0)
+    summary = {"source": "cam", "run": changes.get("run", 1), "frames": 3, "ended": "idle",
+               "tracks": [{"track_id": track_id, "source": "cam", "first_timestamp_s": 0.0, "last_timestamp_s": 1.0,
+                           "person": True, "dominant": "happiness", "mean_probabilities": {"happiness": 1.0},
+                           "episodes": []}],
+               "thumbnails": {str(track_id): base64.b64encode(b"\xff\xd8 attacker bytes").decode()}}
+    pics = tmp_path / "deep" / "pics"
+    (pics / "cam-run1").mkdir(parents=True)
+    (pics / "cam-t0").mkdir(parents=True)
+    client.xadd(keys.summaries, {FIELD: json.dumps(summary)})
+    ran = CliRunner().invoke(tracks, ["--from-start", "--json", "--pictures", str(pics),
+                                      "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 0 and "Traceback" not in ran.output, (ran.output, ran.exception)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.parent == pics for p in written), written
+    assert json.loads(ran.stdout.splitlines()[0])["source"] == "cam"  # the summary itself is shown

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import sys
 import threading
 import time
@@ -63,13 +64,19 @@ def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: flo
             return
 
 
+def _name_part(value: object) -> str:
+    """A summary's run or track id as part of a file name: no path separator (an entry's values
+    are another program's: "1/../../x" once wrote outside the pictures folder)."""
+    return re.sub(r"[^\w.-]+", "_", str(value)) or "_"
+
+
 def save_pictures(summary: dict, folder: Path) -> None:
     """Write the summary's face pictures into ``folder``; each track's ``thumbnail`` becomes
     the file's name (relative to ``folder``, as in a summary file)."""
     from moodstream.worker.annotate import safe_stem
 
     folder.mkdir(parents=True, exist_ok=True)
-    base = f"{safe_stem(summary['source'])}-run{summary.get('run', 1)}"
+    base = f"{safe_stem(summary['source'])}-run{_name_part(summary.get('run', 1))}"
     thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
     for t in summary["tracks"]:
         data = thumbnails.get(str(t["track_id"]))
@@ -81,8 +88,12 @@ def save_pictures(summary: dict, folder: Path) -> None:
             click.echo(f"tracks: {summary['source']}: the picture of track {t['track_id']} is not base64; left out",
                        err=True)
         if jpeg:
-            name = f"{base}-t{t['track_id']}.jpg"
-            (folder / name).write_bytes(jpeg)
+            name = f"{base}-t{_name_part(t['track_id'])}.jpg"
+            try:
+                (folder / name).write_bytes(jpeg)
+            except OSError as exc:
+                click.echo(f"tracks: cannot write {folder / name}: {exc.strerror or exc}", err=True)
+                continue
             t["thumbnail"] = name
 
 
