@@ -194,7 +194,9 @@ class Producer:
                max_frames: int | None) -> Iterator[tuple[FrameItem, bool]]:
         for spec in paths:
             if not is_stream_spec(spec):
-                for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames):
+                for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames,
+                                        max_pixels=self.settings.max_pixels,
+                                        max_image_bytes=self.settings.max_message_bytes):
                     yield item, False
                 continue
             from moodstream.producer.live import LiveConfig, LiveSource

@@ -310,7 +310,7 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
     """(frame items, the LiveSource, the UrlGuard) for a checked source; files have neither."""
     if not is_stream_spec(spec):
         yield file_items(path, os.path.realpath(cfg.media_root), every_n=every_n, fps=fps, max_frames=max_frames,
-                         max_image_bytes=cfg.max_message_bytes, count=count), None, None
+                         max_image_bytes=cfg.max_message_bytes, count=count, max_pixels=cfg.max_pixels), None, None
         return
     from moodstream.producer.live import LiveConfig, LiveSource
     from moodstream.producer.url_guard import UrlGuard

@@ -108,7 +108,7 @@ class ByteCount:
 
 def file_items(target: str, root: str, every_n: int = 1, fps: float | None = None,
                max_frames: int | None = None, max_image_bytes: int | None = None,
-               count: ByteCount | None = None) -> Iterator[FrameItem]:
+               count: ByteCount | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
     """Frames of the files :func:`media_files` lists, each opened with :func:`open_inside`;
     a file that is refused or fails yields one FrameItem with ``error`` set.
     ``root`` must be a real path (``os.path.realpath``); ``count`` adds up file sizes."""
@@ -123,7 +123,7 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                     count.add(size)
                 if is_video(path):
                     by_fd = f"/proc/self/fd/{fd}"
-                    for item in iter_video(by_fd, every_n, fps, max_frames):
+                    for item in iter_video(by_fd, every_n, fps, max_frames, max_pixels):
                         item.source = path
                         if isinstance(item.error, BadInputError):  # named by the file, not its descriptor
                             item.error = BadInputError(item.error.reason, item.error.detail.replace(by_fd, path))

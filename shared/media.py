@@ -10,6 +10,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import sys
 import threading
@@ -338,7 +339,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
     ``-`` (stdin) and camera / URL specs pass through unchanged."""
     for spec in paths:
         p = Path(spec)
-        if spec == "-" or is_stream_spec(spec) or not p.is_dir():
+        if not spec or spec == "-" or is_stream_spec(spec) or not p.is_dir():  # "" is no folder (not ".")
             yield spec
             continue
         for f in sorted(p.rglob("*")):
@@ -364,40 +365,67 @@ def is_video(spec: str) -> bool:
     return is_stream_spec(spec) or Path(spec).suffix.lower() in VIDEO_EXTS
 
 
+PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
+
+
+def read_capped(stream, limit: int | None, head: bytes = b"") -> bytes:
+    """``head`` and the rest of ``stream``, at most ``limit`` bytes in all (None: no limit);
+    BadInputError ``too_large`` beyond it (``/dev/zero`` or an endless pipe once read until memory ran out)."""
+    data = head + (stream.read() if limit is None else stream.read(max(0, limit + 1 - len(head))))
+    if limit is not None and len(data) > limit:
+        raise BadInputError("too_large", f"more than {limit} bytes: over the limit for one image")
+    return data
+
+
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
-                max_frames: int | None = None, stdin: object = None) -> Iterator[FrameItem]:
+                max_frames: int | None = None, stdin: object = None, max_pixels: int | None = None,
+                max_image_bytes: int | None = None) -> Iterator[FrameItem]:
     """Every frame of every input, in order; an input that fails yields one
-    FrameItem with ``error`` set and iteration goes on."""
+    FrameItem with ``error`` set and iteration goes on. ``max_pixels``: a video whose frames
+    are larger fails before one is decoded; ``max_image_bytes``: an image (file or stdin) is
+    read no further."""
     for spec in expand_paths(paths):
-        if spec == "-":
+        if not spec:
+            yield FrameItem(spec, 0, error=BadInputError("not_found", "an empty path names no file"))
+        elif spec == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
-            data = stream.read()
-            suffix = sniff_video(data)
+            head = stream.read(PIPE_HEAD_BYTES)
+            suffix = sniff_video(head)
             if suffix is None:
-                yield FrameItem("-", 0, data=data)
+                try:
+                    yield FrameItem("-", 0, data=read_capped(stream, max_image_bytes, head))
+                except BadInputError as exc:
+                    yield FrameItem("-", 0, error=exc)
             else:
-                yield from iter_piped_video(data, suffix, every_n, fps, max_frames)
+                yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
         elif is_video(spec):
-            yield from iter_video(spec, every_n, fps, max_frames)
+            yield from iter_video(spec, every_n, fps, max_frames, max_pixels)
         elif not Path(spec).exists():
             yield FrameItem(spec, 0, error=BadInputError("not_found", f"{spec} does not exist"))
         else:
             try:
-                yield FrameItem(spec, 0, data=Path(spec).read_bytes())
+                with open(spec, "rb") as f:
+                    data = read_capped(f, max_image_bytes)
+                yield FrameItem(spec, 0, data=data)
             except OSError as exc:
                 yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
+            except BadInputError as exc:
+                yield FrameItem(spec, 0, error=exc)
 
 
 def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,
-                     max_frames: int | None = None) -> Iterator[FrameItem]:
+                     max_frames: int | None = None, rest: object = None,
+                     max_pixels: int | None = None) -> Iterator[FrameItem]:
     """A video read from stdin, as :func:`iter_video` gives a file's frames, named ``-``:
     OpenCV opens files, not bytes, so it goes through a temporary file."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(prefix="moodstream-stdin-", suffix=suffix) as tmp:
         tmp.write(data)
+        if rest is not None:  # the rest of the pipe, copied in chunks (never all of it in memory)
+            shutil.copyfileobj(rest, tmp, 1 << 20)
         tmp.flush()
-        for item in iter_video(tmp.name, every_n, fps, max_frames):
+        for item in iter_video(tmp.name, every_n, fps, max_frames, max_pixels):
             item.source = "-"
             if item.error is not None:  # name stdin, not the temporary file
                 item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, "stdin"))
@@ -413,14 +441,21 @@ def open_capture(spec: str) -> cv2.VideoCapture:
 
 
 def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
-               max_frames: int | None = None) -> Iterator[FrameItem]:
+               max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
-    frame, or about ``fps`` frames per second of video time."""
+    frame, or about ``fps`` frames per second of video time. A video whose frames are over
+    ``max_pixels`` (by its header) fails before one is decoded."""
     name = source_name(spec)
     try:
         cap = open_capture(spec)
     except BadInputError as exc:
         yield FrameItem(name, 0, error=exc)
+        return
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if max_pixels is not None and w * h > max_pixels:
+        cap.release()
+        yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
+                                                                  f"{max_pixels}"))
         return
     native_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     if native_fps <= 0 or native_fps > 1000:

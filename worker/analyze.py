@@ -111,7 +111,8 @@ def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None 
                                                       else Settings.from_env())
     pipeline = pipeline if pipeline is not None else Pipeline(settings)
     analyzer = VideoAnalyzer(pipeline, settings.detect_every)
-    items = iter_frames(list(expand_paths(specs)), every, fps, max_frames)
+    items = iter_frames(list(expand_paths(specs)), every, fps, max_frames, max_pixels=settings.max_pixels,
+                        max_image_bytes=settings.max_message_bytes)
     for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
         yield out.record
 
@@ -243,7 +244,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             report = Report(report_path, every_n or 1, fps, SummaryConfig.from_settings(settings), inputs=inputs)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
-    items = iter_frames(specs, every_n or 1, fps, max_frames)  # "-" reads sys.stdin.buffer
+    # "-" reads sys.stdin.buffer; an image read no further than the service would take it
+    items = iter_frames(specs, every_n or 1, fps, max_frames, max_pixels=settings.max_pixels,
+                        max_image_bytes=settings.max_message_bytes)
     frames = faces = errors = 0
     interrupted = False
     started = time.perf_counter()

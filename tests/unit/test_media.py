@@ -238,3 +238,39 @@ def test_bad_video_gives_one_error_item(tmp_path):
         items = list(iter_frames([spec]))
         assert len(items) == 1 and items[0].error is not None and items[0].source == spec
     assert list(iter_frames([str(tmp_path / "missing.mp4")]))[0].error.reason == "not_found"
+
+
+def test_a_video_over_the_pixel_limit_is_refused_before_a_frame_is_decoded(tmp_path, monkeypatch):
+    """--max-pixels once let a 1.3 MB 8000x8000 MJPG video decode every frame in full (1.08 GB)."""
+    path = tmp_path / "big.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (400, 300))
+    for _ in range(3):
+        writer.write(np.zeros((300, 400, 3), np.uint8))
+    writer.release()
+    reads = []
+    real = cv2.VideoCapture.read
+    monkeypatch.setattr(cv2.VideoCapture, "read", lambda self: reads.append(1) or real(self))
+    items = list(iter_frames([str(path)], max_pixels=400 * 300 - 1))
+    assert [(i.error.reason if i.error else None) for i in items] == ["too_large"] and reads == []
+    assert "400x300" in items[0].error.detail
+    assert len([i for i in iter_frames([str(path)], max_pixels=400 * 300) if i.error is None]) == 3
+
+
+def test_an_input_is_read_no_further_than_the_byte_limit(tmp_path):
+    """`analyze /dev/zero` (and endless stdin) read without a cap until memory ran out."""
+    items = list(iter_frames(["/dev/zero"], max_image_bytes=1 << 20))
+    assert [i.error.reason for i in items] == ["too_large"]
+    endless = io.BufferedReader(io.FileIO("/dev/zero"))
+    items = list(iter_frames(["-"], stdin=endless, max_image_bytes=1 << 20))
+    assert [i.error.reason for i in items] == ["too_large"]
+    small = tmp_path / "x.png"
+    small.write_bytes(b"\x89PNG" + b"\0" * 100)
+    assert [i.error for i in iter_frames([str(small)], max_image_bytes=1 << 20)] == [None]
+
+
+def test_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
+    """`analyze ""` (an unset variable in a script) walked the whole current folder."""
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    items = list(iter_frames([""]))
+    assert len(items) == 1 and items[0].error is not None and items[0].error.reason == "not_found"
