@@ -9,6 +9,8 @@ order.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,20 @@ class ModelConfig:
         d = asdict(self)
         d["widths"] = list(self.widths)
         return d
+
+    # what a checkpoint's config may hold, each bound well past any model of ours (the shipped VGG:
+    # widths 32-256, hidden 1024): a foreign file once asked for 360 GB of weights
+    LIMITS = {"widths": (1, 4096), "convs_per_block": (1, 16), "hidden": (1, 65536), "fc_layers": (0, 8),
+              "input_size": (8, 512), "num_classes": (NUM_CLASSES, NUM_CLASSES)}
+
+    def check(self, path: object = "config") -> None:
+        """ModelError where a field is out of :data:`LIMITS` (or not an int), or dropout not in [0, 1)."""
+        for name, (lo, hi) in self.LIMITS.items():
+            values = self.widths if name == "widths" else (getattr(self, name),)
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in values):
+                raise ModelError(f"{path}: config {name} {getattr(self, name)!r} is not in [{lo}, {hi}]")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ModelError(f"{path}: config dropout {self.dropout!r} is not in [0, 1)")
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -192,25 +208,36 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"checkpoint {path} cannot be read: {exc}") from exc
+        lines = str(exc).strip().splitlines()
+        said = lines[0][:120] if lines and "weights_only" not in lines[0] else ""
+        raise ModelError(f"checkpoint {path} cannot be read: not a checkpoint torch can load "
+                         f"({type(exc).__name__}{': ' + said if said else ''})") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a moodstream emotion checkpoint (format {CHECKPOINT_FORMAT})")
-    if tuple(raw["labels"]) != LABELS:
-        raise ModelError(f"{path} was trained with labels {raw['labels']}, this code uses {list(LABELS)}")
-    cfg = ModelConfig.from_dict(raw["config"])
-    model = build_model(cfg)
+    try:  # its fields, each of the type written by save_checkpoint
+        labels = tuple(raw["labels"])
+        cfg = ModelConfig.from_dict(raw["config"])
+        norm = raw["normalization"]
+        mean, std = float(norm["mean"]), float(norm["std"])
+        bias = raw.get("class_bias")
+        bias = None if bias is None else tuple(float(b) for b in bias)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in raw["state_dict"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path} is not a moodstream emotion checkpoint: {type(exc).__name__} {exc}"[:300]) from None
+    if labels != LABELS:
+        raise ModelError(f"{path} was trained with labels {list(labels)}, this code uses {list(LABELS)}")
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise ModelError(f"{path}: normalization mean {mean}, std {std}: finite numbers, std above 0, are needed")
+    if bias is not None and (len(bias) != len(LABELS) or not all(math.isfinite(b) for b in bias)):
+        raise ModelError(f"{path} has {len(bias)} class_bias values ({list(bias)[:10]}): {len(LABELS)} finite values are needed")
+    cfg.check(path)
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in raw["state_dict"].items()})
-    except RuntimeError as exc:
-        raise ModelError(f"{path} does not match its architecture config: {exc}") from exc
+        model = build_model(cfg)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ModelError(f"{path} does not match its architecture config: {str(exc).splitlines()[0][:200]}") from None
     model.eval()
-    norm = raw["normalization"]
-    bias = raw.get("class_bias")
-    if bias is not None and len(bias) != len(LABELS):
-        raise ModelError(f"{path} has {len(bias)} class_bias values for {len(LABELS)} labels")
-    return Checkpoint(model=model, config=cfg, mean=norm["mean"], std=norm["std"], meta=raw.get("meta", {}),
-                      class_bias=None if bias is None else tuple(float(b) for b in bias))
+    return Checkpoint(model=model, config=cfg, mean=mean, std=std, meta=raw.get("meta", {}), class_bias=bias)
 
 
 def preprocess(x: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:

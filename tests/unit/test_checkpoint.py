@@ -47,3 +47,40 @@ def test_shipped_checkpoint_loads():
     ckpt = load_checkpoint()
     assert ckpt.config.num_classes == 8
     assert 0 < ckpt.std < 1
+
+
+def _raw(tmp_path, **changes) -> dict:
+    cfg = ModelConfig(widths=(8, 16))
+    save_checkpoint(tmp_path / "good.pt", build_model(cfg), cfg, 0.5, 0.25, class_bias=(0.0,) * 8)
+    raw = torch.load(tmp_path / "good.pt", weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del raw[key]
+        else:
+            raw[key] = value
+    return raw
+
+
+@pytest.mark.parametrize("changes", [
+    {"labels": None}, {"normalization": None}, {"labels": 5}, {"normalization": [1, 2]},
+    {"normalization": {"mean": 0.5, "std": 0.0}}, {"normalization": {"mean": float("nan"), "std": 0.25}},
+    {"normalization": {"mean": "a", "std": 0.25}}, {"class_bias": [float("nan")] * 8}, {"class_bias": 3},
+    {"config": {"arch": "vgg", "widths": [10**9, 10**9]}}, {"config": {"arch": "vgg", "widths": [0, 0]}},
+    {"config": "vgg"}, {"state_dict": None}, {"state_dict": [1]},
+])
+def test_a_checkpoint_of_the_wrong_shape_is_one_model_error(tmp_path, changes):
+    """Each was a KeyError / TypeError / RuntimeError traceback (one asked for 360 GB), or loaded
+    and made every face "anger" with NaN probabilities (std 0, a NaN class bias)."""
+    torch.save(_raw(tmp_path, **changes), tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"", bytes(range(256)) * 8])
+def test_a_file_torch_cannot_read_is_named_without_torchs_advice(tmp_path, content):
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(ModelError) as exc:
+        load_checkpoint(tmp_path / "x.pt")
+    text = str(exc.value)
+    assert "x.pt" in text and "weights_only=False" not in text and "\n" not in text and len(text) < 400
+    assert text.rstrip().endswith(")") or "not a checkpoint" in text
