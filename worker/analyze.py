@@ -149,6 +149,16 @@ def table_row(record: FrameResult) -> str:
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
+def _closing(close, what: str, path, unwritten: list[str]):
+    """``close()`` (an output written at the end of the run); an OSError (a full disk, a folder
+    removed meanwhile) is one line in ``unwritten``, not a traceback after the whole run."""
+    try:
+        return close()
+    except OSError as exc:
+        unwritten.append(f"cannot write {what} {path}: {exc.strerror or exc}")
+        return None
+
+
 @click.command(name="analyze")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=None,
@@ -281,15 +291,17 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         interrupted = True
     finally:
         progress.close()
+        unwritten: list[str] = []  # outputs the disk refused at the end: one line each, then exit 1
         if annotator is not None:
-            annotator.close()
+            _closing(annotator.close, "the annotated files", annotate_dir, unwritten)
         if report is not None:
-            report.close()
+            _closing(report.close, "the report", report_path, unwritten)
         if summary is not None:
             t0 = time.perf_counter()
-            written = write_summary(summary_path, summary, {
+            written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s}, inputs=inputs)
+                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s}, inputs=inputs),
+                "the summary", summary_path, unwritten) or {"tracks": []}
             summary_s += time.perf_counter() - t0
     elapsed = time.perf_counter() - started
     if fmt == "table" and faces:
@@ -303,6 +315,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
                + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
                + (f"; report in {report_path}" if report is not None else ""), err=True)
+    if unwritten:
+        raise click.ClickException("; ".join(unwritten))
     if interrupted:
         click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it
     if errors:

@@ -71,3 +71,29 @@ def test_up_refuses_a_summary_that_is_an_input(tmp_path):
                                      "--summary", str(tmp_path / "audience.jpg")])
     assert result.exit_code != 0 and "one of the inputs" in result.output, result.output
     assert digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("flag", ["--summary", "--report"])
+@pytest.mark.parametrize("target", ["", "/dev/full", "/dev/null"])
+def test_an_output_that_is_no_file_is_refused_before_the_run(flag, target):
+    """--summary '' was a traceback after the whole run; --summary /dev/full wrote its pictures
+    into /dev, then a traceback (no space left on device)."""
+    result = invoke(str(SAMPLES / "street.jpg"), flag, target)
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "cannot write" in result.output or "Invalid value" in result.output
+
+
+def test_a_summary_the_disk_refuses_at_the_end_is_one_line(tmp_path, monkeypatch):
+    """A full disk when the summary is written: one line and exit 1, not a traceback."""
+    import errno
+
+    import moodstream.worker.tracking.summary as summary
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(summary, "write_summary", full)
+    result = invoke(str(SAMPLES / "street.jpg"), "--summary", str(tmp_path / "s.json"))
+    assert result.exit_code == 1 and "cannot write the summary" in result.output, result.output
+    assert "No space left on device" in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit)

@@ -498,8 +498,12 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
     """Before a run (not after the whole video): ``path`` is none of the ``inputs`` (real paths:
     :func:`shared.media.input_files`), and its folder exists (made if need be) and is writable;
     ConfigError naming ``what`` and the path otherwise."""
+    if Path(path).name in ("", ".", ".."):
+        raise ConfigError(f"cannot write the {what} {str(path)!r}: a file name is needed")
     if os.path.realpath(path) in inputs:
         raise ConfigError(f"cannot write the {what} {path}: it is one of the inputs")
+    if os.path.lexists(path) and not os.path.isfile(path):  # /dev/full, a FIFO: its pictures would land beside
+        raise ConfigError(f"cannot write the {what} {path}: not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
