@@ -36,6 +36,7 @@ ENCODINGS: tuple[str, ...] = typing.get_args(Encoding)
 # once, before cv2 loads (shared/media.py), so any valid max_pixels holds: a library
 # user's Settings(max_pixels=...) reaches decoding, checked on the image header.
 MAX_PIXELS_CEILING = 16384 * 16384
+MIN_FACE_PX = 12  # min_face_px: MTCNN's smallest window (1 took 16.6 s and 1.18 GB on one street photo)
 MAX_THREADS = 1024  # threads and decode_threads: more than any machine's cores (OpenVINO takes an int32)
 
 
@@ -176,7 +177,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("batch_wait_ms", "reclaim_idle_ms", "min_face_px"):
+        if self.min_face_px < MIN_FACE_PX:  # the CLI's bound, for the environment too
+            raise ConfigError(f"min_face_px must be >= {MIN_FACE_PX} (MTCNN's smallest window), got {self.min_face_px}")
+        for name in ("batch_wait_ms", "reclaim_idle_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:

@@ -30,7 +30,7 @@ from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames
 from moodstream.shared.record import ErrorInfo, FrameResult
-from moodstream.shared.settings import MAX_THREADS, Settings
+from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
 
@@ -181,7 +181,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", "--batch", type=click.IntRange(min=1))  # --batch: the flag's older name
 @setting_option("max_pixels", type=click.IntRange(min=1))
-@setting_option("min_face_px", "--min-face", type=click.IntRange(min=12))  # --min-face: the older name
+@setting_option("min_face_px", "--min-face", type=click.IntRange(min=MIN_FACE_PX))  # --min-face: the older name
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
 @setting_option("min_person_s", type=FiniteRange(min=0))
