@@ -277,12 +277,13 @@ def emotion_metadata(ckpt: Checkpoint, checkpoint_path: Path) -> dict[str, str]:
     }
 
 
-def export_emotion(out_dir: Path, checkpoint_path: Path | None = None) -> Path:
-    """The emotion checkpoint -> ``out_dir/emotion.onnx`` with its metadata."""
+def export_emotion(out_dir: Path, checkpoint_path: Path | None = None, ckpt: Checkpoint | None = None) -> Path:
+    """The emotion checkpoint -> ``out_dir/emotion.onnx`` with its metadata (``ckpt``: that
+    checkpoint, loaded already)."""
     import onnx
 
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else SHIPPED_CHECKPOINT
-    ckpt = load_checkpoint(checkpoint_path)
+    ckpt = ckpt if ckpt is not None else load_checkpoint(checkpoint_path)
     size = ckpt.config.input_size
     path = out_dir / EMOTION_FILE
     with torch.no_grad():
@@ -382,8 +383,9 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
 
 def export_all(out_dir: Path, checkpoint_path: Path | None = None) -> list[Path]:
     out_dir = Path(out_dir)
+    ckpt = load_checkpoint(checkpoint_path)  # a bad one fails before any file is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = export_mtcnn(out_dir) + [export_emotion(out_dir, checkpoint_path)]
+    paths = export_mtcnn(out_dir) + [export_emotion(out_dir, checkpoint_path, ckpt)]
     for path in paths:
         log.info("export: wrote %s (%d bytes)", path, path.stat().st_size)
     return paths

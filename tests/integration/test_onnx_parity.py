@@ -406,3 +406,17 @@ print(json.dumps({{"faces": len(faces), "probs": list(probs.shape),
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["faces"] >= 4 and out["probs"] == [out["faces"], 8]
     assert out["torch"] == []
+
+
+def test_export_with_a_bad_checkpoint_writes_nothing(tmp_path):
+    """`export onnx --checkpoint bad` wrote the three MTCNN files before failing: with the default
+    --out, over the package's own files."""
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "onnx", "--out", str(out), "--checkpoint", str(tmp_path / "bad.pt")])
+    assert result.exit_code != 0 and "bad.pt" in result.output, result.output
+    assert not out.exists() or not any(out.rglob("*"))
