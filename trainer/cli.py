@@ -76,13 +76,18 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.presets import preset as make_preset
     from moodstream.trainer.train import main as train_main
+    from moodstream.shared.models import ModelConfig
 
     width_tuple = None
-    if widths:
+    if widths is not None:
+        lo, hi = ModelConfig.LIMITS["widths"]  # what a checkpoint may hold, so that it loads again
         try:
             width_tuple = tuple(int(w) for w in widths.split(","))
         except ValueError:
-            raise click.BadParameter(f"expected comma-separated integers, got {widths!r}", param_hint="--widths")
+            width_tuple = ()
+        if not width_tuple or not all(lo <= w <= hi for w in width_tuple):
+            raise click.BadParameter(f"expected comma-separated integers in [{lo}, {hi}], got {widths!r}",
+                                     param_hint="--widths")
     cfg = make_preset(preset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
                       widths=width_tuple, label_mode=label_mode, augment=augment, balance=balance, seed=seed,
                       max_train=max_train)

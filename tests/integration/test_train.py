@@ -187,3 +187,12 @@ def test_resume_refuses_a_missing_state_or_other_options(fixtures_dir, tmp_path)
     torch.save({"recipe": cfg.to_dict()}, tmp_path / train_mod.STATE_FILE)
     res = CliRunner().invoke(cli, base + ["--epochs", "3"])
     assert res.exit_code != 0 and "epochs differ" in res.output, res.output
+
+
+@pytest.mark.parametrize("widths", ["0,0", "-3,4", "", "8,99999"])
+def test_widths_out_of_range_are_a_usage_error_before_training(fixtures_dir, tmp_path, widths):
+    """--widths 0,0 and -3,4 crashed mid-run with tracebacks; '' was silently ignored."""
+    res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), "--out", str(tmp_path),
+                                   "--preset", "cpu", "--epochs", "1", "--widths", widths, "--device", "cpu"])
+    assert res.exit_code == 2 and "--widths" in res.output and "Traceback" not in res.output, res.output
+    assert not any(tmp_path.iterdir())
