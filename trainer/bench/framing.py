@@ -33,6 +33,10 @@ def fer_probes(ferplus_dir: str | Path, n: int, side: int = 160,
     import cv2
 
     folder = Path(ferplus_dir) / "FER2013Train"
+    if not (folder / "label.csv").is_file():
+        from moodstream.shared.errors import DataError
+
+        raise DataError(f"{ferplus_dir} is not a FER+ folder: no FER2013Train/label.csv in it")
     probes, originals = [], []
     with open(folder / "label.csv", newline="") as fh:
         for row in csv.reader(fh):

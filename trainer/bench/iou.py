@@ -32,7 +32,7 @@ import numpy as np
 
 from moodstream.options import FiniteRange
 from moodstream.shared.boxes import box_iou, greedy_match
-from moodstream.shared.settings import DETECTORS
+from moodstream.shared.settings import DETECTORS, MIN_FACE_PX
 from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,13 @@ def read_detections(path: Path, geometry: str, images: list[WiderImage], detecto
     from moodstream.shared.errors import DataError
     from moodstream.shared.record import Face
 
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # not JSON (an image given by mistake), unreadable
+        raise DataError(f"{path} is not a detections file written by `bench iou --save-detections`: "
+                        f"{type(exc).__name__}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("detectors"), dict) or "geometry" not in doc:
+        raise DataError(f"{path} is not a detections file written by `bench iou --save-detections`")
     if doc.get("geometry") != geometry:
         raise DataError(f"{path} holds {doc.get('geometry')} detections; this run is {geometry}")
     runs = {}
@@ -261,7 +267,7 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
 @click.option("--geometry", type=click.Choice(GEOMETRIES), default="stretched", show_default=True,
               help="stretched: the 416x416 files as the paper used them; restored: resized back to the "
                    "original aspect ratio (shorter side 416), faces in their natural shape.")
-@click.option("--min-face-px", default=20, show_default=True, type=click.IntRange(min=1),
+@click.option("--min-face-px", default=20, show_default=True, type=click.IntRange(min=MIN_FACE_PX),
               help="Smallest face the detectors look for (Settings.min_face_px; MTCNN min_face_size).")
 @click.option("--score-min", default=0.0, show_default=True, type=FiniteRange(0, 1),
               help="Settings.face_score_min for MTCNN: 0 keeps every box MTCNN's own stage thresholds "

@@ -41,7 +41,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from moodstream.options import FINITE
+from moodstream.options import FiniteRange
+from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
 
@@ -76,7 +77,7 @@ def _summary(values: list[float]) -> dict:
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
               help="Spawned worker's backend; repeat to run several side by side [default: on CPU onnx, and torch "
                    "beside it where torch is installed; auto elsewhere].")
-@click.option("--timeout-s", type=FINITE, default=600, show_default=True, help="Per phase.")
+@click.option("--timeout-s", type=FiniteRange(min=0, min_open=True), default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
@@ -130,6 +131,13 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
     with ExitStack() as stack:
         if settings.redis_url is None:
             settings = settings.replace(redis_url=stack.enter_context(EmbeddedRedis()).url)
+        else:  # one line, not a ConnectionError traceback, where the given server is not there
+            from moodstream.shared.transport import check_connection, connect
+
+            try:
+                check_connection(connect(settings.redis_url), settings.redis_url, wait_s=5.0)
+            except MoodstreamError as exc:
+                raise click.ClickException(str(exc)) from None
         worker = None
         if not no_spawn:
             worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
