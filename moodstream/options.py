@@ -11,7 +11,9 @@ aliases (``setting_option("batch_max", "--batch")``).
 from __future__ import annotations
 
 import math
+import os
 import typing
+from pathlib import Path
 from dataclasses import MISSING, fields
 
 import click
@@ -32,6 +34,33 @@ class FiniteRange(click.FloatRange):
 
 
 FINITE = FiniteRange()  # any finite float
+
+
+class OutputFile(click.Path):
+    """A file a command writes at the end of its work, checked when the flag is read: a file name
+    (not ''), not something other than a regular file (/dev/full, a FIFO), in a folder that exists
+    or can be made and is writable. Found out after a benchmark ran, each was a traceback and the
+    results were lost. ``table_beside``: the command also writes a markdown table beside it
+    (``.md``), so an ``.md`` name would lose the JSON under the table."""
+
+    def __init__(self, table_beside: bool = False):
+        super().__init__(dir_okay=False, path_type=Path)
+        self.table_beside = table_beside
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if path.name in ("", ".", ".."):
+            self.fail(f"{str(value)!r} names no file.", param, ctx)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            self.fail(f"{str(path)!r} is not a regular file.", param, ctx)
+        if self.table_beside and path.suffix.lower() == ".md":
+            self.fail(f"{str(path)!r}: this is the JSON; its table is written beside it as .md.", param, ctx)
+        folder = path.absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{str(path)!r}: its folder cannot be written ({folder}).", param, ctx)
+        return path
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)

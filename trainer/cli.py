@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange
+from moodstream.options import FiniteRange, OutputFile
 from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to evaluate [default: the shipped model].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON report here.")
 @click.option("--tta/--no-tta", default=True, show_default=True, help="Average with the mirrored face.")
 @click.option("--adjust/--no-adjust", default=True, show_default=True,
               help="Apply the checkpoint's class-prior adjustment (as the worker does); --no-adjust: plain softmax.")
@@ -128,6 +128,8 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.train import DeviceData, evaluate
 
+    if out is not None and checkpoint is not None and Path(out).resolve() == Path(checkpoint).resolve():
+        raise click.BadParameter("is the checkpoint itself: the report would replace it", param_hint="'--out'")
     ckpt = load_checkpoint(checkpoint)
     dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
@@ -147,7 +149,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
               help="The dataset the checkpoint was trained on (Train gives the prior, Valid picks tau).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to adjust [default: the shipped model].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=OutputFile(),
               help="Write the adjusted checkpoint here [default: overwrite --checkpoint].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit (tau, prior, per-tau table) as JSON.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

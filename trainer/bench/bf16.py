@@ -35,6 +35,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from moodstream.options import OutputFile
 from moodstream.shared import devices
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import ConfigError, DataError
@@ -254,7 +255,7 @@ def emotion_parity(ferplus: Path, frames: list[np.ndarray], faces: list, precisi
 @click.option("--frames", "per_video", type=click.IntRange(min=0), default=40, show_default=True,
               help="Frames from the start of each video.")
 @click.option("--wider", type=click.IntRange(min=0), default=80, show_default=True, help="WIDER val images.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON here.")
 def bf16_cmd(data: Path, per_video: int, wider: int, out: Path | None) -> None:
     """Which nets keep their answers in bf16 (OpenVINO, native bf16 only):
     MTCNN boxes, the PNet and RNet screens, the emotion net on FER+ Test and on

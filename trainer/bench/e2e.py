@@ -40,6 +40,7 @@ import click
 import cv2
 import numpy as np
 
+from moodstream.options import OutputFile
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 from moodstream.shared.record import Face
 from moodstream.shared.settings import DETECTORS
@@ -207,7 +208,7 @@ def format_table(r: dict) -> str:
 @click.option("--batch", "batch_size", default=16, show_default=True, type=click.IntRange(min=1),
               help="Canvases per pipeline call.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON report here.")
 def e2e_cmd(data_dir, split, limit, seed, detector, checkpoint, device, batch_size, as_json, out):
     """Detection + classification against emotion labels, beside the classifier alone.
 

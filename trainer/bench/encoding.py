@@ -27,6 +27,7 @@ import click
 import numpy as np
 
 import moodstream
+from moodstream.options import OutputFile
 from moodstream.producer.client import DEFAULT_ENCODING, encode_pixels
 from moodstream.shared.settings import ENCODINGS
 from moodstream.shared.boxes import match_one_to_one
@@ -145,7 +146,7 @@ def markdown(report: dict) -> str:
               show_default=True, help="Keep every Nth frame.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=OutputFile(table_beside=True),
               help="Also write the JSON here, and the table beside it (.md).")
 def encoding_cmd(videos, max_frames, every_n, device, as_json, out):
     """Bytes, encode/decode time and answers kept for each way `produce --encode`

@@ -39,6 +39,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from moodstream.options import OutputFile
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.trainer.bench import emit_json
@@ -159,7 +160,7 @@ def served_speed(classifiers: dict, crops: np.ndarray, repeats: int) -> dict:
 @click.option("--served-faces", type=click.IntRange(min=1),
               help="Time the served emotion nets on at most this many faces (default: every WIDER face, or FER+ "
                    "Test's with --wider 0; a slow CPU takes minutes on FER+ Test's 3,545).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON here.")
 def int8_cmd(data: Path, wider: int, batch: int, repeats: int, candidates: bool, images: int | None,
              served_faces: int | None, out: Path | None) -> None:
     """Does the int8 emotion net keep its answers (FER+ Test against fp32, on

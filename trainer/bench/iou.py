@@ -30,7 +30,7 @@ import click
 import msgspec
 import numpy as np
 
-from moodstream.options import FiniteRange
+from moodstream.options import FiniteRange, OutputFile
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.settings import DETECTORS, MIN_FACE_PX
 from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
@@ -286,7 +286,7 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
 @click.option("--detections", "detections_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Score detections saved by --save-detections instead of running the detectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON report here.")
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path),
               help="Write a few JPEGs here: GT green, detections blue, calibrated orange.")
 def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min, size_cut_px, calibrate, folds,

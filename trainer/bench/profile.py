@@ -42,6 +42,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from moodstream.options import OutputFile
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
@@ -269,8 +270,8 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
               help="Inference threads (default: a worker's default, half the cores up to 4).")
 @click.option("--note", "extra_notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
-@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=OutputFile(), help="Also write the JSON here.")
+@click.option("--markdown", "md_path", type=OutputFile(),
               help="Also write the markdown tables here.")
 def profile_cmd(videos_dir, names, device, backends, frames, decode_frames, threads, extra_notes, as_json, out,
                 md_path):

@@ -47,7 +47,7 @@ import click
 import redis
 
 import moodstream
-from moodstream.options import FiniteRange
+from moodstream.options import FiniteRange, OutputFile
 from moodstream.producer.client import Producer
 from moodstream.producer.status import keda_lag, live_workers, server_time_ms
 from moodstream.shared.embedded import EmbeddedRedis
@@ -333,7 +333,7 @@ def _curve(step: dict, every_s: float = 2.0) -> str:
 @click.option("--threads", "thread_rule", type=click.Choice(["default", "split"]), default="default",
               show_default=True, help="default: each worker's own default (what users get); split: "
                                       "max(1, cores // workers) threads each, set through the environment.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=OutputFile(table_beside=True),
               default=Path("docs/results/scaling_cpu.json"), show_default=True,
               help="JSON report; the markdown table goes beside it (.md).")
 def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout_s, start_timeout_s, thread_rule,

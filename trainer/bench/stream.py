@@ -41,7 +41,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from moodstream.options import FiniteRange
+from moodstream.options import FiniteRange, OutputFile
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
@@ -78,7 +78,7 @@ def _summary(values: list[float]) -> dict:
               help="Spawned worker's backend; repeat to run several side by side [default: on CPU onnx, and torch "
                    "beside it where torch is installed; auto elsewhere].")
 @click.option("--timeout-s", type=FiniteRange(min=0, min_open=True), default=600, show_default=True, help="Per phase.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/stream_bench.json"),
+@click.option("--out", type=OutputFile(table_beside=True), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
                batch_wait_ms, backends, timeout_s, out):

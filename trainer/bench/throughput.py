@@ -37,6 +37,7 @@ import click
 import numpy as np
 import torch
 
+from moodstream.options import OutputFile
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
@@ -300,7 +301,7 @@ NOTES = [
               help="Frames read per video to measure the decode ceiling (0: skip).")
 @click.option("--note", "extra_notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@click.option("--out", type=OutputFile(), help="Also write the JSON here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a markdown table (it names the device) here.")
 def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, precision, repeats, decode_frames,

@@ -49,7 +49,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange
+from moodstream.options import FiniteRange, OutputFile
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
@@ -270,7 +270,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--videos", "videos_dir", type=click.Path(file_okay=False, path_type=Path),
               default=REPO.parent / "shared" / "data" / "videos", show_default=True,
               help="people: folder of videos whose people are counted.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
+@click.option("--out", type=OutputFile(), help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
 def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, out, md_path):
     """Tracking quality on synthetic clips with known paths: ID switches, fragmentations,
@@ -416,7 +416,7 @@ def video_markdown(report: dict) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @click.option("--note", "notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
+@click.option("--out", type=OutputFile(), help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
 def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, notes, out, md_path):
     """Detect-every-N on real videos: frames/s, faces reproduced against detecting every
