@@ -48,8 +48,9 @@ def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
 @dataclass(frozen=True)
 class Settings:
     # --- transport -----------------------------------------------------------
-    redis_url: str | None = _s(None, "Redis URL (redis://, rediss:// for TLS, passwords in the URL); "
-                                     "none: in-process, or an embedded server for `up`.")
+    redis_url: str | None = _s(None, "Redis URL (redis://, rediss:// for TLS, passwords in the URL); unset: "
+                                     "`up` starts an embedded server, the service commands (worker, produce, "
+                                     "results, status...) need one.")
     prefix: str = _s("moodstream", "Every Redis key starts with this (two deployments can share a server).")
     stream_maxlen: int = _s(10_000, "Frames stream: producers trim it to about this many entries, removing only "
                                     "ones workers have acknowledged (never unread ones); also the dead letters' "

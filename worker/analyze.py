@@ -238,7 +238,10 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if annotate_dir is not None:
         from moodstream.worker.annotate import Annotator
 
-        annotator = Annotator(annotate_dir, every_n or 1, fps, inputs)
+        try:
+            annotator = Annotator(annotate_dir, every_n or 1, fps, inputs)
+        except MoodstreamError as exc:
+            raise click.ClickException(str(exc)) from None
     if summary_path is not None:  # found out now, not after the whole video
         try:
             check_writable(summary_path, "summary", inputs)

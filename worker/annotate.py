@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_stream_spec
 from moodstream.shared.record import Face
@@ -97,7 +98,12 @@ class Annotator:
         written over: an annotated file whose name is taken by one gets another name."""
         self.out_dir = Path(out_dir)
         self.inputs = inputs
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:  # found out now, not after the whole video
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the annotated files in {out_dir}: {exc.strerror or exc}") from None
+        if not os.access(self.out_dir, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write the annotated files in {out_dir}: the folder is not writable")
         self.every_n = every_n
         self.fps = fps
         self.taken: set[str] = set()

@@ -97,3 +97,23 @@ def test_a_summary_the_disk_refuses_at_the_end_is_one_line(tmp_path, monkeypatch
     assert result.exit_code == 1 and "cannot write the summary" in result.output, result.output
     assert "No space left on device" in result.output and result.exception is None or \
         isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_an_annotate_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, where):
+    """--annotate under a file was a NotADirectoryError traceback; into a read-only folder the run
+    went on, wrote nothing and still said "annotated files in" it."""
+    import os
+
+    if where == "under-a-file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "ann"
+    else:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o555)
+        if os.access(target, os.W_OK):  # root writes anywhere: nothing to refuse here
+            pytest.skip("running as root: a read-only folder is writable")
+    result = invoke(str(SAMPLES / "street.jpg"), "--annotate", str(target))
+    assert result.exit_code != 0 and "cannot write the annotated files" in result.output, result.output
+    assert "Traceback" not in result.output
