@@ -180,7 +180,9 @@ def _load_state(path: Path, cfg: TrainConfig, dev: torch.device) -> dict:
     try:
         state = torch.load(path, map_location=dev, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"cannot resume from {path}: {exc}") from exc
+        raise ConfigError(f"cannot resume from {path}: not a state torch can load ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"cannot resume from {path}: not a state this trainer wrote")
     old, new = state.get("recipe", {}), cfg.to_dict()
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -239,17 +241,21 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     state_path = out / STATE_FILE
     if resume:
         state = _load_state(state_path, cfg, dev)
-        model.load_state_dict(state["model"])
-        ckpt.mean, ckpt.std = mean, std = state["mean"], state["std"]
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if dev.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
-        history, best = state["history"], state["best"]
-        first_epoch, done_s = state["epoch"] + 1, state["train_seconds"]
+        try:  # a state of another shape (a foreign file named so): one line, not a traceback
+            model.load_state_dict(state["model"])
+            ckpt.mean, ckpt.std = mean, std = float(state["mean"]), float(state["std"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"].cpu())
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if dev.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
+            history, best = list(state["history"]), dict(state["best"])
+            first_epoch, done_s = int(state["epoch"]) + 1, float(state["train_seconds"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise ConfigError(f"cannot resume from {state_path}: not a state this trainer wrote "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
         log.info("trainer: resuming %s after epoch %d of %d", out, state["epoch"], cfg.epochs)
     t_start = time.perf_counter() - done_s
     for epoch in range(first_epoch, cfg.epochs + 1):

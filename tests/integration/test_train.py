@@ -196,3 +196,17 @@ def test_widths_out_of_range_are_a_usage_error_before_training(fixtures_dir, tmp
                                    "--preset", "cpu", "--epochs", "1", "--widths", widths, "--device", "cpu"])
     assert res.exit_code == 2 and "--widths" in res.output and "Traceback" not in res.output, res.output
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("state", ["list", "no-model", "wrong-model"])
+def test_resume_from_a_foreign_state_is_one_line(fixtures_dir, tmp_path, state):
+    """A train_state.pt of another shape was an AttributeError / TypeError / KeyError traceback."""
+    cfg = preset("cpu", epochs=2, widths=(8, 16))
+    recipe = {"recipe": cfg.to_dict()}
+    content = {"list": [1, 2], "no-model": recipe, "wrong-model": {**recipe, "model": {"x": torch.zeros(1)}}}[state]
+    torch.save(content, tmp_path / train_mod.STATE_FILE)
+    res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), "--out", str(tmp_path),
+                                   "--preset", "cpu", "--widths", "8,16", "--epochs", "2", "--device", "cpu",
+                                   "--no-amp", "--resume"])
+    assert res.exit_code != 0 and "cannot resume" in res.output and "Traceback" not in res.output, \
+        (res.output, res.exception)
