@@ -432,6 +432,12 @@ def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | No
             yield item
 
 
+def plausible_fps(native: float | None) -> float:
+    """A video's frame rate as its header gives it, or 30 where that is no rate a video has
+    (0, NaN, 0.001 or 1e9 frames/s: its frames were 1000 s apart, its annotated copy unwritable)."""
+    return native if native is not None and 1.0 <= native <= 1000.0 else 30.0
+
+
 def open_capture(spec: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
     if not cap.isOpened():
@@ -457,9 +463,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
                                                                   f"{max_pixels}"))
         return
-    native_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if native_fps <= 0 or native_fps > 1000:
-        native_fps = 30.0
+    native_fps = plausible_fps(cap.get(cv2.CAP_PROP_FPS))
     emitted, index, next_t = 0, 0, 0.0
     try:
         while max_frames is None or emitted < max_frames:

@@ -28,7 +28,8 @@ import numpy as np
 
 from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames
+from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
+                                     plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
@@ -132,7 +133,7 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
         if count <= 0:
             total += 1
             continue
-        n = math.ceil(count / native * fps) if fps and native > 0 else math.ceil(count / every_n)
+        n = math.ceil(count / plausible_fps(native) * fps) if fps else math.ceil(count / every_n)
         total += min(n, max_frames) if max_frames else n
     return total
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import is_stream_spec
+from moodstream.shared.media import is_stream_spec, plausible_fps
 from moodstream.shared.record import Face
 from moodstream.shared.table import face_label
 
@@ -80,8 +80,7 @@ def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) 
         cap = cv2.VideoCapture(source)
         native = cap.get(cv2.CAP_PROP_FPS) or 0.0
         cap.release()
-    if native <= 0 or native > 1000:
-        native = 30.0
+    native = plausible_fps(native)
     return min(fps, native) if fps else native / max(1, every_n)
 
 

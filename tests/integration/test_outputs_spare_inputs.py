@@ -6,6 +6,7 @@ same command read the first run's clips while writing over them."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -117,3 +118,30 @@ def test_an_annotate_folder_that_cannot_be_written_is_refused_before_the_run(tmp
     result = invoke(str(SAMPLES / "street.jpg"), "--annotate", str(target))
     assert result.exit_code != 0 and "cannot write the annotated files" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_video_whose_frame_rate_is_no_rate_is_read_and_annotated_at_30(tmp_path):
+    """An AVI claiming 0.001 frames/s: frame 1 came 1000 s after frame 0, the annotated video was not
+    written (one warning) while the run said it was, and --report blamed the OpenCV build."""
+    import struct
+
+    import cv2
+    import numpy as np
+
+    base = tmp_path / "base.avi"
+    writer = cv2.VideoWriter(str(base), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(4):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    data = bytearray(base.read_bytes())
+    at = data.find(b"strh") + 8 + 20
+    struct.pack_into("<II", data, at, 1000, 1)  # scale 1000, rate 1: 0.001 frames/s
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "slow.avi").write_bytes(bytes(data))
+    result = invoke(str(tmp_path / "in" / "slow.avi"), "--annotate", str(tmp_path / "ann"))
+    assert result.exit_code == 0, result.output
+    times = [json.loads(line)["timestamp_s"] for line in result.stdout.splitlines() if line.startswith("{")]
+    assert times == pytest.approx([0.0, 1 / 30, 2 / 30], abs=1e-4), times  # --max-frames 3; rounded to 4 places
+    [clip] = list((tmp_path / "ann").iterdir())
+    cap = cv2.VideoCapture(str(clip))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
