@@ -69,8 +69,11 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     """Start Redis (embedded if none is set), a worker and a producer; print results.
 
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
-    result (an error record counts), 1 on timeout.
+    result (an error record counts); 1 when one never comes (timeout, the worker
+    stopped) or an input cannot be sent at all (not found); 130 on Ctrl-C.
     """
+    if stay_open and with_dashboard is False:
+        raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
     from moodstream.producer.cli import TablePrinter
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader

@@ -208,7 +208,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     {"reason", "detail"}}. Each face has its "box", "score", raw "emotion" and
     "probabilities", a "track_id" (kept along a video, camera or stream;
     0..k-1 on a still image) and "smoothed" ({"emotion", "probabilities"}
-    averaged along its track). Exits with 1 if any input failed, 0 otherwise.
+    averaged along its track). Exits with 1 if any input failed or an output could not
+    be written, 130 on Ctrl-C, 0 otherwise.
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")

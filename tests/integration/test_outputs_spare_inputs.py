@@ -145,3 +145,11 @@ def test_a_video_whose_frame_rate_is_no_rate_is_read_and_annotated_at_30(tmp_pat
     [clip] = list((tmp_path / "ann").iterdir())
     cap = cv2.VideoCapture(str(clip))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+
+
+def test_up_stay_open_without_the_dashboard_is_a_usage_error():
+    """--stay-open --no-dashboard was silently ignored."""
+    from moodstream.up import up
+
+    result = CliRunner().invoke(up, [str(SAMPLES / "street.jpg"), "--stay-open", "--no-dashboard"])
+    assert result.exit_code == 2 and "--stay-open" in result.output, result.output
