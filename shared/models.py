@@ -189,6 +189,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: 
         if len(class_bias) != len(LABELS):
             raise ModelError(f"class_bias needs {len(LABELS)} values, got {len(class_bias)}")
         raw["class_bias"] = [float(b) for b in class_bias]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # its folder may not exist yet (--out checked it can be made)
     torch.save(raw, Path(path))
 
 

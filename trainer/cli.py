@@ -140,6 +140,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     text = json.dumps(report)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1))
     click.echo(text if as_json else format_report(report))
 

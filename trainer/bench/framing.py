@@ -120,5 +120,6 @@ def framing_cmd(ferplus_dir, detector, n, device, out):
     text = json.dumps({"command": f"moodstream bench framing --data {ferplus_dir} --detector {detector} -n {n}",
                        "detector": detector, **measure_framing(probes, originals, det)})
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     click.echo(text)
