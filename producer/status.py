@@ -26,6 +26,7 @@ from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
+from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def render(snap: dict) -> str:
                  f"{snap['frames_per_s']:.2f} average ({r['last_minute']}{'+' if r['truncated'] else ''} in the "
                  f"last {r['window_s']:g} s)")
     d = snap["dead_letters"]
-    reasons = ", ".join(f"{k} {v}" for k, v in d["by_reason"].items()) or "none"
+    reasons = ", ".join(f"{_cut(k, 60)} {v}" for k, v in d["by_reason"].items()) or "none"
     lines.append(f"dead letters: {d['length']}  ({reasons})" + (f"  [{d['note']}]" if d.get("note") else ""))
     return "\n".join(lines)
 
@@ -213,7 +214,7 @@ def _num(v: int | None) -> str:
 
 
 def _cut(v: str | None, n: int) -> str:
-    v = v or "-"
+    v = printable(v or "-")  # a heartbeat's fields are written by whoever may: no escape reaches the terminal
     return v if len(v) <= n else v[: n - 1] + "~"
 
 

@@ -274,8 +274,10 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> 
 
 
 def as_str(v: object) -> str | None:
-    """A reply field as str (clients here do not decode responses)."""
-    return v.decode() if isinstance(v, bytes) else (None if v is None else str(v))
+    """A reply field as str (clients here do not decode responses); bytes that are not UTF-8
+    (anyone with write access may put them in a heartbeat or dead letter) as U+FFFD, not a
+    UnicodeDecodeError (it crashed `status` and showed the dashboard's Redis as down)."""
+    return v.decode(errors="replace") if isinstance(v, bytes) else (None if v is None else str(v))
 
 
 class Backoff:

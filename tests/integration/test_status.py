@@ -214,3 +214,15 @@ def test_results_from_an_id_that_is_no_stream_id_is_a_usage_error(redis_url, bad
     """`results --from-id nonsense` was Redis's ResponseError as a traceback; '' read from now, silently."""
     ran = CliRunner().invoke(cli, ["results", "--from-id", bad, "--redis-url", redis_url, "--prefix", "t"])
     assert ran.exit_code == 2 and "--from-id" in ran.output and "Traceback" not in ran.output, ran.output
+
+
+def test_bytes_that_are_not_utf8_and_terminal_escapes_in_redis_are_shown_safely(redis_url, client, keys):
+    """A heartbeat or dead letter holding b'\\xff' crashed `status` (UnicodeDecodeError) and made the
+    dashboard report Redis down; escape sequences in them reached the terminal raw."""
+    client.hset(keys.heartbeat("x"), mapping={"worker": "w\x1b[2J\x1b[31mRED", "status": "idle", "device": b"\xff",
+                                              "beat_at_ms": 1, "served": 1})
+    client.xadd(keys.dead, {"reason": b"\xff\xfe bad", "detail": "\x1b]0;PWNED\x07evil"})
+    ran = CliRunner().invoke(cli, ["status", "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 0 and "Traceback" not in ran.output, (ran.output, ran.exception)
+    assert "\x1b" not in ran.output and "\x07" not in ran.output
+    assert [w["worker"] for w in live_workers(client, keys)] == ["w\x1b[2J\x1b[31mRED"]  # the data itself kept
