@@ -258,9 +258,53 @@ class _Server(ThreadingHTTPServer):
             self.slots.release()
 
 
+class _Deadline:
+    """The request's reader, every read given only the time left until ``deadline``
+    (TimeoutError past it: http.server then closes the connection)."""
+
+    def __init__(self, raw, sock: socket.socket, deadline: float):
+        self._raw, self._sock, self._deadline = raw, sock, deadline
+
+    def _left(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than the timeout in all")
+        self._sock.settimeout(left)
+
+    def readline(self, size: int = -1) -> bytes:
+        self._left()
+        return self._raw.readline(size)
+
+    def read(self, size: int = -1) -> bytes:
+        self._left()
+        return self._raw.read(size)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = IDLE_TIMEOUT_S  # socket timeout: a client that sends nothing is dropped (the class default)
+    ALLOWED = "GET, HEAD"
+
+    def setup(self) -> None:
+        super().setup()
+        # the timeout bounds each read; the deadline bounds the whole request: a client dripping a
+        # header line every few seconds held its slot for minutes, and 16 of them every liveness probe
+        self.rfile = _Deadline(self.rfile, self.connection, time.monotonic() + self.timeout)
+
+    def do_HEAD(self) -> None:  # noqa: N802: uptime checkers ask HEAD (it was 501)
+        self._head_only = True
+        self.do_GET()
+
+    def _not_allowed(self) -> None:
+        self.send_response(405)
+        self.send_header("Allow", self.ALLOWED)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815 (405, not 501)
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server API)
         path = urlsplit(self.path).path
@@ -281,7 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "_head_only", False):
+            self.wfile.write(body)
 
     def log_message(self, fmt: str, *args) -> None:  # scrapes every few seconds: debug, not stderr
         log.debug("metrics http %s: " + fmt, self.client_address[0], *args)

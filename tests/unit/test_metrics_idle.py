@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -43,3 +44,45 @@ def test_idle_connections_hold_a_bounded_number_of_threads_for_a_bounded_time():
 def test_metrics_listen_on_loopback_by_default():
     assert Settings.from_env(env={}).metrics_host == "127.0.0.1"
     assert Settings.from_env(env={"MOODSTREAM_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
+
+
+def test_clients_that_drip_headers_lose_their_slot_after_the_timeout_in_all():
+    """The timeout bounded each read, not the request: 16 clients sending a header line every 3 s
+    held every slot for minutes, and every liveness probe was closed unanswered."""
+    stop = threading.Event()
+    with MetricsServer(WorkerMetrics(), "127.0.0.1", 0, idle_timeout_s=1.0) as server:
+
+        def drip() -> None:
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /healthz HTTP/1.0\r\n")
+                try:
+                    while not stop.wait(0.5):  # well within the per-read timeout
+                        s.sendall(b"X-Slow: 1\r\n")
+                except OSError:  # the server cut the connection: what is wanted
+                    pass
+
+        threads = [threading.Thread(target=drip, daemon=True) for _ in range(MAX_CONNECTIONS)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            deadline, answered = time.monotonic() + 6, False
+            while time.monotonic() < deadline and not answered:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=2) as r:
+                        answered = r.status in (200, 503)
+                except OSError:
+                    time.sleep(0.2)
+            assert answered, "no probe answered while slow clients held the slots"
+        finally:
+            stop.set()
+
+
+def test_head_is_answered_and_other_methods_are_not_allowed():
+    with MetricsServer(WorkerMetrics(), "127.0.0.1", 0) as server:
+        url = f"http://127.0.0.1:{server.port}/healthz"
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as r:
+            assert r.status in (200, 503) and r.read() == b""
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"x", method="POST"), timeout=5)
+        assert exc.value.code == 405 and "GET" in exc.value.headers.get("Allow", "")
