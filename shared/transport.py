@@ -32,15 +32,31 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, FATAL)
 
 
+# query parameters whose values are secrets (IP cameras take ?user=admin&pwd=...; Redis ?password=)
+SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key|auth|sig|cred", re.IGNORECASE)
+
+
 def redact(url: str | None) -> str:
-    """The URL with its password (and user) replaced by ``***``: safe for logs and errors."""
+    """The URL with its password (and user) replaced by ``***``, and the values of secret-looking
+    query parameters (:data:`SECRET_PARAM`): safe for logs, errors and the records that name a
+    source. A password holding '#', '?' or '/' (which end a URL's host part) is masked too, up
+    to the last '@'."""
     if not url:
         return str(url)
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if sep and at >= 0 and (":" in rest[:at] or "/" not in rest[:at]):
+        host_and_path = rest[at + 1:]
+        if any(c in rest[:at] for c in "#?/"):  # parsing would cut the password short: mask by hand
+            return f"{scheme}://***@{host_and_path.split('?', 1)[0].split('#', 1)[0]}"
     try:
         parts = urlsplit(url)
         if parts.password is None and parts.username is None:
-            return url
+            query = "&".join(f"{k}=***" if v and SECRET_PARAM.search(k) else f"{k}{eq}{v}"
+                             for k, eq, v in (item.partition("=") for item in parts.query.split("&")))
+            return urlunsplit(parts._replace(query=query)) if parts.query else url
         host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
         netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     except ValueError:  # e.g. a port that is not a number: mask whatever stands before the '@'
