@@ -91,6 +91,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     st = producer.stats
     _notice(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
             + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
+    if st.interrupted:
+        click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
     if st.failed_inputs:
         raise click.ClickException(f"{len(st.failed_inputs)} input(s) failed: "
                                    + ", ".join(f"{src} ({reason})" for src, reason in st.failed_inputs[:5]))

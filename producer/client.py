@@ -87,6 +87,7 @@ class ProducerStats:
     waited_s: float = 0.0  # time spent waiting under backpressure="wait"
     max_backlog: int = 0  # largest backlog measured
     failed_inputs: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    interrupted: bool = False  # Ctrl-C ended a live source (it ends quietly, as a finished one)
 
 
 class Producer:
@@ -207,6 +208,9 @@ class Producer:
                     source.stop()
                     break
                 yield item, True
+            if source.interrupted:
+                self.stats.interrupted = True
+                return
 
     # --- backpressure -------------------------------------------------------------
 

@@ -114,6 +114,7 @@ class LiveSource:
         self._stop = threading.Event()
         self.read = self.kept = self.drops = self.reconnects = self.opens = 0
         self.finite = False  # the last opened capture declared its length
+        self.interrupted = False  # Ctrl-C (KeyboardInterrupt) ended the iteration
 
     def stop(self) -> None:
         """End the iteration after the current read (thread-safe)."""
@@ -188,6 +189,7 @@ class LiveSource:
                     down_since = self.clock()
                     log.warning("live: %s dropped after %d frames; reconnecting with backoff", name, self.read)
         except KeyboardInterrupt:
+            self.interrupted = True  # the caller says so (produce exits 130, not 0)
             log.info("live: %s: interrupted; stopping", name)
         log.info("live: %s: stopped after %d frames (%d kept, %d drops)", name, self.read, self.kept, self.drops)
 

@@ -82,6 +82,7 @@ def test_keyboard_interrupt_ends_the_iteration_quietly(caplog):
     with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
         assert len([f for f in source.frames() if f.error is None]) == 5
     assert "interrupted" in caplog.text and cap.released
+    assert source.interrupted  # so that produce exits 130, not 0 as a finished run (found by an audit)
 
 
 class FakeClock:
