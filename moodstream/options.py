@@ -11,7 +11,6 @@ aliases (``setting_option("batch_max", "--batch")``).
 from __future__ import annotations
 
 import math
-import os
 import typing
 from pathlib import Path
 from dataclasses import MISSING, fields
@@ -48,18 +47,14 @@ class OutputFile(click.Path):
         self.table_beside = table_beside
 
     def convert(self, value, param, ctx):
+        from moodstream.shared.media import unwritable  # OpenCV: only once an output flag is read
+
         path = super().convert(value, param, ctx)
-        if path.name in ("", ".", ".."):
-            self.fail(f"{str(value)!r} names no file.", param, ctx)
-        if os.path.lexists(path) and not os.path.isfile(path):
-            self.fail(f"{str(path)!r} is not a regular file.", param, ctx)
+        why = unwritable(path)
+        if why:
+            self.fail(f"{str(value)!r} {why}.", param, ctx)
         if self.table_beside and path.suffix.lower() == ".md":
             self.fail(f"{str(path)!r}: this is the JSON; its table is written beside it as .md.", param, ctx)
-        folder = path.absolute().parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            self.fail(f"{str(path)!r}: its folder cannot be written ({folder}).", param, ctx)
         return path
 
 _FIELDS = {f.name: f for f in fields(Settings)}

@@ -328,6 +328,26 @@ class FrameItem:
         return decode_pixels(self.data, self.image, max_pixels)
 
 
+def unwritable(path: str | Path, check_folder: bool = True) -> str | None:
+    """Why a command cannot write the file ``path``, worded to follow it (None: it can, its
+    folder made if need be): it names no file, something that is not a regular file stands there
+    (/dev/full, a FIFO: a summary's pictures would land beside it, in /dev), or (``check_folder``) the
+    nearest folder above it that exists cannot be written."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        return "names no file"
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return "is not a regular file"
+    if not check_folder:
+        return None
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return f"is in a folder that cannot be written ({folder})"
+    return None
+
+
 def input_files(specs: list[str]) -> frozenset[str]:
     """The real paths of the files among ``specs`` (not "-", cameras or URLs): what a command
     reads, and so must never write over (its --summary, --report, --annotate outputs)."""

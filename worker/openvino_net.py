@@ -56,6 +56,15 @@ def fits(model, expected: net_input.Dims, h: int, w: int) -> bool:
     return all(d > 0 for out in copy.outputs for d in out.get_shape())
 
 
+def input_limits(model) -> tuple[net_input.Dims, tuple[int, int] | None]:
+    """What ``model`` takes (:mod:`worker.net_input`): its input's dims, and the least height and
+    width where they are free, found by OpenVINO's shape inference (:func:`fits`). OpenVINO runs
+    an input too small for a net without a word: the outputs are the last call's, and a later
+    run can crash."""
+    dims = net_input.dims([d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape()])
+    return dims, net_input.smallest(dims, functools.partial(fits, model, dims))
+
+
 class OpenVinoNet:
     """:class:`worker.onnx_session.Net` on OpenVINO's CPU plugin. ``run`` is
     thread-safe: each calling thread gets its own infer request."""
@@ -85,11 +94,7 @@ class OpenVinoNet:
                                          if "framework" in info else {})
         self._n_outputs = len(self.compiled.outputs)
         self.name = path.name
-        self.dims = net_input.dims([d.get_length() if d.is_static else None
-                                    for d in self.compiled.input(0).get_partial_shape()])
-        # OpenVINO runs an input too small for the net without a word (the outputs are the last
-        # call's, and a later run can crash): its shape inference says what fits instead
-        self.smallest = net_input.smallest(self.dims, functools.partial(fits, model, self.dims))
+        self.dims, self.smallest = input_limits(model)
         from openvino import Tensor  # core() has imported it
 
         self._tensor = Tensor

@@ -128,7 +128,7 @@ class SplitNet:
     precision = "fp32"
 
     def __init__(self, path: str | Path, net: str, threads: int = 1):
-        from moodstream.worker.openvino_net import OpenVinoNet, fits, read_model
+        from moodstream.worker.openvino_net import OpenVinoNet, input_limits, read_model
 
         if net not in POOLS:
             raise ModelError(f"only {', '.join(NETS)} have first layers to compile, not {net!r}")
@@ -136,10 +136,8 @@ class SplitNet:
             raise ModelError("the compiled first layers need the _first module and a CPU with AVX2 and FMA")
         self.pool = POOLS[net]
         model = read_model(path)
-        # what the whole net takes (worker.net_input), read before the net is cut
         self.name = Path(path).name
-        self.dims = net_input.dims([d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape()])
-        self.smallest = net_input.smallest(self.dims, functools.partial(fits, model, self.dims))
+        self.dims, self.smallest = input_limits(model)  # what the whole net takes, read before it is cut
         tail, self.weight, self.bias, self.slope = split(model, self.pool)
         self.tail = OpenVinoNet(path, threads, "fp32", model=tail)
         self.metadata = self.tail.metadata

@@ -82,6 +82,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
+from moodstream.shared.media import unwritable
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import printable, source_cell
 
@@ -498,12 +499,11 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
     """Before a run (not after the whole video): ``path`` is none of the ``inputs`` (real paths:
     :func:`shared.media.input_files`), and its folder exists (made if need be) and is writable;
     ConfigError naming ``what`` and the path otherwise."""
-    if Path(path).name in ("", ".", ".."):
-        raise ConfigError(f"cannot write the {what} {str(path)!r}: a file name is needed")
+    why = unwritable(path, check_folder=False)  # the folder: made below, its own error named
+    if why:
+        raise ConfigError(f"cannot write the {what} {str(path)!r}: it {why}")
     if os.path.realpath(path) in inputs:
         raise ConfigError(f"cannot write the {what} {path}: it is one of the inputs")
-    if os.path.lexists(path) and not os.path.isfile(path):  # /dev/full, a FIFO: its pictures would land beside
-        raise ConfigError(f"cannot write the {what} {path}: not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
