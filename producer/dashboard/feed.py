@@ -44,7 +44,8 @@ from moodstream.shared.wire import FIELD, decode_result
 
 log = logging.getLogger(__name__)
 
-READ_COUNT = 500  # entries per XREAD call
+READ_COUNT = 500  # results and tracked entries per XREAD call
+SUMMARY_READ_COUNT = 4  # summaries entries per XREAD call: each can be megabytes (its face pictures)
 MAX_ENTRY_BYTES = 1 << 20  # a results entry above this is skipped unread
 MAX_SUMMARY_BYTES = 8 << 20  # a summaries entry (with its face pictures) above this is skipped unread
 COMMIT_EVERY_S = 0.25  # one batch of updates for the page at most this often
@@ -111,7 +112,8 @@ class Feed:
 
     def stop(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=10)
+        if self.thread.ident is not None:  # started
+            self.thread.join(timeout=10)
         self.client.close()
 
     def run(self) -> None:
@@ -137,8 +139,15 @@ class Feed:
         self.model.commit()
 
     def read(self) -> int:
-        """One XREAD over the streams (blocking up to ``block_ms``); entries folded into the model."""
-        resp = self.client.xread(dict(self.last), count=READ_COUNT, block=self.block_ms)
+        """A few summaries entries, then one XREAD over the results streams (blocking up to
+        ``block_ms`` when there was no summary to read); entries folded into the model. Summaries
+        are read apart, ``SUMMARY_READ_COUNT`` at a time: 500 of them in one reply was gigabytes."""
+        summaries = {k: v for k, v in self.last.items() if self.streams[k] == "summaries"}
+        n = self._take(self.client.xread(summaries, count=SUMMARY_READ_COUNT)) if summaries else 0
+        others = {k: v for k, v in self.last.items() if k not in summaries}
+        return n + self._take(self.client.xread(others, count=READ_COUNT, block=None if n else self.block_ms))
+
+    def _take(self, resp) -> int:
         n = 0
         for stream, entries in resp or []:
             stream = as_str(stream)

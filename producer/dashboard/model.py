@@ -7,17 +7,23 @@ whole picture (:meth:`Model.snapshot`) or the updates after an event id
 ``MAX_SOURCES`` sources (the least recently seen goes first), ``MAX_PEOPLE``
 people per source, ``MAX_POINTS`` timeline points per person (when full,
 every other point goes, so the timeline keeps its whole span at half the
-resolution) and ``RING`` batches of updates for pages that reconnect, holding
-at most ``RING_POINTS`` timeline points together (a batch read while catching
-up on a long stream can be large).
+resolution), ``MAX_SUMMARY_THUMB_CHARS`` of face pictures per source summary
+and ``RING`` batches of updates for pages that reconnect, kept as the JSON text
+the page reads and at most ``RING_BYTES`` of it together (a batch read while
+catching up on a long stream can be large). A batch names the sources that went
+only when a page could have had them: a name seen and evicted between two
+batches (a feed of many distinct sources) leaves no trace.
 
-A batch's id is the last results and tracked entry ids folded into it
+An update batch carries a source's summary only when a new one came (with its
+pictures it can be a megabyte). A batch's id is the last results and tracked
+entry ids folded into it
 (``results=<id>;tracked=<id>``): the SSE event id, sent back by a reconnecting
 page as ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict, deque
@@ -31,8 +37,9 @@ MAX_PEOPLE = 24  # per source, the most recently seen
 MAX_POINTS = 120  # per person; then every other point goes
 MAX_SUMMARY_TRACKS = 64  # per source summary
 MAX_THUMB_CHARS = 64_000  # a face picture (base64) larger than this is not shown
+MAX_SUMMARY_THUMB_CHARS = 1 << 20  # a summary's pictures together; the tracks after that show none
 RING = 240  # batches kept for resuming (about a minute at 4 batches/s)
-RING_POINTS = 100_000  # timeline points in all kept batches together, at most
+RING_BYTES = 24 << 20  # the kept batches' JSON text together, at most (the newest batch is always kept)
 TEXT_CHARS = 300  # text fields from a stream are cut to this
 MAX_FACES = 64  # boxes kept of the latest frame
 RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
@@ -111,12 +118,15 @@ class Source:
     latest: dict | None = None
     people: OrderedDict = field(default_factory=OrderedDict)  # track_id -> Person, least recent first
     summary: dict | None = None
+    summary_new: bool = False  # since the last batch: an update carries the summary only then
 
     def to_json(self, full: bool) -> dict:
         people = [p.to_json(full) for p in self.people.values() if full or p.new or p.replace]
-        return {"name": self.name, "first_ms": self.first_ms, "last_ms": self.last_ms, "results": self.results,
-                "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "latest": self.latest, "people": people,
-                "summary": self.summary}
+        out = {"name": self.name, "first_ms": self.first_ms, "last_ms": self.last_ms, "results": self.results,
+               "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "latest": self.latest, "people": people}
+        if full or self.summary_new:
+            out["summary"] = self.summary
+        return out
 
 
 def face_view(face) -> dict:
@@ -138,13 +148,18 @@ def summary_view(summary: dict) -> dict:
     cut to what the page shows."""
     tracks = []
     thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
+    room = MAX_SUMMARY_THUMB_CHARS
     for t in list(summary.get("tracks") or [])[:MAX_SUMMARY_TRACKS]:
         if not isinstance(t, dict):
             continue
+        thumbnail = thumbnail_uri(thumbnails.get(str(t.get("track_id"))))
+        if thumbnail is not None and len(thumbnail) > room:
+            thumbnail = None
+        room -= len(thumbnail or "")
         tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
                        "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
                        "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
-                       "thumbnail": thumbnail_uri(thumbnails.get(str(t.get("track_id")))),
+                       "thumbnail": thumbnail,
                        "mean_probabilities": {k: v for k, v in (t.get("mean_probabilities") or {}).items()
                                               if k in LABELS},
                        "episodes": [{k: e.get(k) for k in ("emotion", "start_s", "end_s", "peak", "peak_s")}
@@ -157,11 +172,12 @@ class Model:
         self.lock = threading.Lock()
         self.sources: OrderedDict[str, Source] = OrderedDict()  # least recently seen first
         self.last = {"results": "0-0", "tracked": "0-0"}
-        self.ring: deque = deque()  # (seq, id, batch, points)
-        self.ring_points = 0
+        self.ring: deque = deque()  # (seq, id, batch as JSON text)
+        self.ring_bytes = 0
         self.seq = 0
         self.touched: dict[str, Source] = {}
-        self.evicted: list[str] = []
+        self.fresh: set[str] = set()  # sources new since the last batch: no page has them yet
+        self.evicted: dict[str, None] = {}  # sources gone since the last batch that a page may have
         self.fleet: dict | None = None
         self.fleet_seq = 0
         self.redis: dict = {"ok": None, "error": None}
@@ -172,10 +188,14 @@ class Model:
         src = self.sources.get(name)
         if src is None:
             src = self.sources[name] = Source(name, ms)
+            self.fresh.add(name)
             while len(self.sources) > MAX_SOURCES:
                 old, _ = self.sources.popitem(last=False)
                 self.touched.pop(old, None)
-                self.evicted.append(old)
+                if old in self.fresh:
+                    self.fresh.discard(old)
+                else:
+                    self.evicted[old] = None
         self.sources.move_to_end(name)
         self.touched[name] = src
         return src
@@ -224,6 +244,7 @@ class Model:
         with self.lock:
             src = self._source(cut(source), entry_ms(entry_id))
             src.summary = summary_view(summary)
+            src.summary_new = True
 
     def commit(self) -> bool:
         """Close the current batch of updates; False when there was none."""
@@ -233,17 +254,18 @@ class Model:
     def _commit(self) -> bool:
         if not self.touched and not self.evicted:
             return False
-        batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": self.evicted}
+        batch = {"sources": [s.to_json(full=False) for s in self.touched.values()], "evicted": list(self.evicted)}
         for s in self.touched.values():
+            s.summary_new = False
             for p in s.people.values():
                 p.new, p.replace = [], False
-        self.touched, self.evicted = {}, []
+        self.touched, self.evicted, self.fresh = {}, {}, set()
         self.seq += 1
-        points = sum(len(p["points"]) for src in batch["sources"] for p in src["people"])
-        self.ring.append((self.seq, self._id(), batch, points))
-        self.ring_points += points
-        while len(self.ring) > RING or (self.ring_points > RING_POINTS and len(self.ring) > 1):
-            self.ring_points -= self.ring.popleft()[3]
+        text = json.dumps(batch, separators=(",", ":"))
+        self.ring.append((self.seq, self._id(), text))
+        self.ring_bytes += len(text)
+        while len(self.ring) > RING or (self.ring_bytes > RING_BYTES and len(self.ring) > 1):
+            self.ring_bytes -= len(self.ring.popleft()[2])
         return True
 
     def _id(self) -> str:
@@ -272,7 +294,8 @@ class Model:
                                                                           "people": MAX_PEOPLE, "points": MAX_POINTS}}
 
     def since(self, seq: int) -> list[tuple[int, str, dict]] | None:
-        """Batches after ``seq``, or None when some of them are no longer kept (send a snapshot)."""
+        """Batches after ``seq`` as (seq, id, JSON text), or None when some of them are no longer kept
+        (send a snapshot)."""
         with self.lock:
             if seq > self.seq:
                 return None  # from another server's life

@@ -66,9 +66,11 @@ def check_exposure(settings: Settings) -> None:
                           "(e.g. openssl rand -hex 32)")
 
 
-def sse(event: str, data: dict, event_id: str | None = None) -> str:
+def sse(event: str, data: dict | str, event_id: str | None = None) -> str:
+    """One event; ``data`` a dict or JSON text already (the model keeps batches as text: one line)."""
     head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
-    return head + "data: " + json.dumps(data, separators=(",", ":")) + "\n\n"
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return head + "data: " + text + "\n\n"
 
 
 def create_app(settings: Settings, feed):

@@ -2,6 +2,8 @@
 
     python tests/browser/measure.py fleet  [--video V] [--rounds 3]      # worker frames/s without / with an open page
     python tests/browser/measure.py memory [--minutes 10] [--rate 300]  # the server's RSS under a sustained feed
+        [--sources 10] [--faces 3] [--summary-every-s 0]                # ... of this many sources and faces,
+                                                                        # each source's summary (64 tracks, pictures)
 
 Both start their own redis-server, the dashboard as ``moodstream dashboard`` in a child process,
 and (unless --no-browser) a headless chromium page on it. One JSON object per line on stdout.
@@ -35,11 +37,25 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmHWM``: its peak so far), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def summary_of(source: str, tracks: int = 64, picture_chars: int = 12_000) -> bytes:
+    """A summaries-stream entry as the track stage writes one: ``tracks`` people with a face
+    picture each (128 px JPEGs are 6-12 KB of base64), random bytes so no two are alike."""
+    import base64
+    probs = {k: 1 / len(LABELS) for k in LABELS}
+    return json.dumps({"source": source, "tracks": [
+        {"track_id": t, "person": True, "first_timestamp_s": 0.0, "last_timestamp_s": 20.0, "frames": 600,
+         "dominant": "happiness", "mean_probabilities": probs,
+         "episodes": [{"emotion": "happiness", "start_s": 1.0, "end_s": 3.0, "peak": 0.9, "peak_s": 2.0}]}
+        for t in range(tracks)], "thumbnails": {str(t): base64.b64encode(os.urandom(picture_chars * 3 // 4)).decode()
+                                                for t in range(tracks)}}).encode()
 
 
 class Board:
@@ -135,8 +151,9 @@ def fleet(args) -> None:
 
 
 def memory(args) -> None:
-    """``rate`` results/s over ``sources`` sources (results and tracked streams) for ``minutes``;
-    the dashboard's RSS (and the page's JS heap) every ``every_s``."""
+    """``rate`` results/s over ``sources`` sources (results and tracked streams) for ``minutes``,
+    ``faces`` faces a frame, and every ``summary_every_s`` (0: never) a new summary of each source;
+    the dashboard's RSS and its peak (and the page's JS heap) every ``every_s``."""
     probs = {k: 1 / len(LABELS) for k in LABELS}
     with EmbeddedRedis() as server:
         client = redis.Redis.from_url(server.url)
@@ -144,7 +161,7 @@ def memory(args) -> None:
         board = Board(server.url, browser=not args.no_browser)
         try:
             start = time.monotonic()
-            sent, frame, tick, next_report = 0, 0, 0.1, 0.0
+            sent, frame, tick, next_report, next_summary = 0, 0, 0.1, 0.0, 0.0
             per_tick = max(1, round(args.rate * tick))
             while (elapsed := time.monotonic() - start) < args.minutes * 60:
                 pipe = client.pipeline(transaction=False)
@@ -153,23 +170,30 @@ def memory(args) -> None:
                     f = frame + (sent + k) // args.sources
                     faces = [Face(box=(10.0 + 40 * j, 20.0, 40.0 + 40 * j, 60.0), score=0.99, emotion="happiness",
                                   probabilities=probs, track_id=(f // 600) * 3 + j,  # a new person every 20 s
-                                  smoothed=Smoothed("happiness", probs)) for j in range(3)]
+                                  smoothed=Smoothed("happiness", probs)) for j in range(args.faces)]
                     r = FrameResult(source=f"source-{s:02d}", frame=f, timestamp_s=f / 30, size=(640, 360),
                                     faces=faces, job_id=new_job_id(), enqueued_at_ms=now_ms())
                     payload = encode_result(r)
                     pipe.xadd(keys.results, {FIELD: payload}, maxlen=100_000, approximate=True)
                     pipe.xadd(keys.tracked, {FIELD: payload}, maxlen=100_000, approximate=True)
+                if args.summary_every_s and elapsed >= next_summary:
+                    for s in range(args.sources):
+                        pipe.xadd(keys.summaries, {FIELD: summary_of(f"source-{s:02d}")}, maxlen=1000, approximate=True)
+                    next_summary += args.summary_every_s
                 pipe.execute()
                 sent += per_tick
                 if elapsed >= next_report:
                     print(json.dumps({"elapsed_s": round(elapsed), "results_sent": sent,
                                       "rate_per_s": round(sent / max(elapsed, 1e-3), 1),
-                                      "dashboard_rss_mib": round(rss_mib(board.proc.pid), 1), **board.page()}),
+                                      "dashboard_rss_mib": round(rss_mib(board.proc.pid), 1),
+                                      "dashboard_peak_mib": round(rss_mib(board.proc.pid, "VmHWM"), 1), **board.page()}),
                           flush=True)
                     next_report += args.every_s
                 time.sleep(max(0.0, start + (sent / per_tick) * tick - time.monotonic()))
             print(json.dumps({"elapsed_s": round(time.monotonic() - start), "results_sent": sent, "final": True,
-                              "dashboard_rss_mib": round(rss_mib(board.proc.pid), 1), **board.page()}), flush=True)
+                              "dashboard_rss_mib": round(rss_mib(board.proc.pid), 1),
+                              "dashboard_peak_mib": round(rss_mib(board.proc.pid, "VmHWM"), 1), **board.page()}),
+                  flush=True)
         finally:
             board.close()
 
@@ -186,6 +210,8 @@ def main() -> None:
     m.add_argument("--minutes", type=float, default=10)
     m.add_argument("--rate", type=float, default=300)
     m.add_argument("--sources", type=int, default=10)
+    m.add_argument("--faces", type=int, default=3)
+    m.add_argument("--summary-every-s", type=float, default=0)
     m.add_argument("--every-s", type=float, default=30)
     m.add_argument("--no-browser", action="store_true")
     args = ap.parse_args()

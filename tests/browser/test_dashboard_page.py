@@ -138,3 +138,46 @@ def test_the_page_recovers_after_redis_restarts(browser, checkpoint, dashboard_f
             assert wait_js(browser, "return [...document.querySelectorAll('.meta')]"
                                     ".some(e => e.innerText.startsWith('12 results'))", timeout_s=60)
         del again
+
+
+def test_a_published_summary_stays_shown_through_later_updates(browser, redis_url, dashboard_for):
+    """Update batches carry a source's summary only when a new one came (with its pictures it can be
+    a megabyte, sent to every page four times a second before): the page keeps the one it has
+    through later results and a new run of the same source."""
+    from moodstream.shared.labels import LABELS
+    from moodstream.shared.record import Face, FrameResult, Smoothed
+    from moodstream.shared.wire import encode_result
+
+    settings = settings_for(redis_url)
+    keys = Keys(settings.prefix)
+    client = redis.Redis.from_url(redis_url)
+    probs = {k: 0.3 if k == "happiness" else 0.1 for k in LABELS}
+
+    def frames(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            face = Face(box=(10.0, 10.0, 50.0, 60.0), score=0.99, emotion="happiness", probabilities=probs,
+                        track_id=1, smoothed=Smoothed("happiness", probs))
+            r = FrameResult(source="cam", frame=i, timestamp_s=i / 30, size=(64, 64), faces=[face], job_id=f"cam-{i}")
+            client.xadd(keys.results, {FIELD: encode_result(r)})
+            client.xadd(keys.tracked, {FIELD: encode_result(r)})
+
+    def meta() -> str:
+        return browser.execute_script("const m = document.querySelector('.meta'); return m ? m.innerText : ''")
+
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    frames(0, 5)
+    summary = {"source": "cam", "tracks": [{"track_id": 1, "person": True, "first_timestamp_s": 0.0,
+                                            "last_timestamp_s": 0.13, "frames": 5, "dominant": "happiness",
+                                            "mean_probabilities": probs, "episodes": []}]}
+    client.xadd(keys.summaries, {FIELD: json.dumps(summary).encode()})
+    assert wait_until(lambda: "summary published" in meta(), 30), meta()
+    frames(5, 5)  # updates without the summary
+    assert wait_until(lambda: meta().startswith("10 results"), 30), meta()
+    assert "summary published" in meta()
+    frames(0, 3)  # the same source from frame 0: a new run
+    assert wait_until(lambda: meta().startswith("13 results"), 30), meta()
+    assert "summary published" in meta()
+    browser.get(board.url)  # a page opened now gets it in its snapshot
+    assert wait_until(lambda: "summary published" in meta(), 30), meta()
+    client.close()

@@ -4,8 +4,11 @@ while the frames stream holds them and after it trimmed them, and bounded state 
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
+import tracemalloc
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -185,16 +188,44 @@ def test_state_stays_bounded_under_many_sources_and_long_runs():
     for src in model.sources.values():
         assert len(src.people) <= dm.MAX_PEOPLE
         assert all(len(p.points) <= dm.MAX_POINTS for p in src.people.values())
-    assert len(model.ring) <= dm.RING and model.ring_points <= dm.RING_POINTS
+    assert len(model.ring) <= dm.RING and model.ring_bytes <= dm.RING_BYTES
     # catching up on a long stream in one batch: a timeline is sent whole, never more than it keeps
     model.fold("tracked", "999999999-0", result("src-late", 0))
     for i in range(1, 5 * dm.MAX_POINTS):
         model.fold("tracked", f"{1_000_000_000 + i}-0", result("src-late", i))
     model.commit()
-    late = next(s for s in model.ring[-1][2]["sources"] if s["name"] == "src-late")["people"][0]
+    late = next(s for s in json.loads(model.ring[-1][2])["sources"] if s["name"] == "src-late")["people"][0]
     assert late["replace"] and len(late["points"]) <= dm.MAX_POINTS
     snap = json.dumps(model.snapshot())
     assert len(snap) < 2_000_000
+
+
+def test_summaries_are_read_a_few_at_a_time(client, keys, redis_url):
+    """A summaries entry carries its face pictures (megabytes for many people): one XREAD of 500 of
+    them held them all at once (a 200-source feed peaked at 440 MiB against the 256Mi limit)."""
+    from moodstream.producer.dashboard.feed import SUMMARY_READ_COUNT, Feed
+
+    n = 24
+    for i in range(n):
+        pictures = {str(t): base64.b64encode(os.urandom(48_000)).decode() for t in range(16)}  # 1 MiB
+        client.xadd(keys.summaries, {FIELD: json.dumps({"source": f"src-{i}", "tracks": [
+            {"track_id": t, "person": True} for t in range(16)], "thumbnails": pictures}).encode()})
+    feed = Feed(settings_for(redis_url), block_ms=100)
+    try:
+        tracemalloc.start()
+        assert feed.read() == SUMMARY_READ_COUNT
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < (3 * SUMMARY_READ_COUNT) << 20, f"{peak / 2**20:.1f} MiB"
+        start = time.monotonic()  # the rest without waiting on the (idle) results streams
+        while feed.read():
+            pass
+        assert time.monotonic() - start < 5
+        assert feed.last[keys.summaries] == client.xrevrange(keys.summaries, count=1)[0][0].decode()
+        newest = feed.model.snapshot()["sources"][0]
+        assert newest["name"] == f"src-{n - 1}" and len(newest["summary"]["tracks"]) == 16
+    finally:
+        feed.stop()
 
 
 def test_it_runs_as_the_read_only_acl_user_of_deploy_k8s(client, keys, redis_url):

@@ -29,10 +29,12 @@
   }
 
   function applySource(s, full) {
-    let cur = state.sources.get(s.name);
-    if (!cur || full || (cur.runs !== undefined && s.runs !== cur.runs)) cur = {people: new Map()};
+    const prev = state.sources.get(s.name);
+    let cur = prev;
+    // an update carries "summary" only when it changed: a new run keeps the one shown until then
+    if (!cur || full || (cur.runs !== undefined && s.runs !== cur.runs)) cur = {people: new Map(), summary: full || !prev ? null : prev.summary};
     for (const k of ["name", "first_ms", "last_ms", "results", "errors", "tracked", "latest", "summary", "runs"]) {
-      cur[k] = s[k];
+      if (k in s) cur[k] = s[k];
     }
     for (const p of s.people || []) cur.people.set(p.track_id, mergePerson(full || p.replace ? null : cur.people.get(p.track_id), p));
     if (cur.people.size > MAX_PEOPLE) {
