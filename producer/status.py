@@ -77,9 +77,12 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
         if not raw:  # expired between SCAN and HGETALL
             continue
         w: dict = {as_str(k): as_str(v) for k, v in raw.items()}
+        if not w.get("worker"):  # a beat without its name: the key names the worker
+            w["worker"] = as_str(name)[len(keys.heartbeat("")):]
         for f in INT_FIELDS:
             w[f] = _int(w.get(f))
-        w["age_s"] = round(max(0, now - w["beat_at_ms"]) / 1000, 1) if w["beat_at_ms"] is not None else None
+        beat = w["beat_at_ms"]  # none or not a time (<= 0): its age is unknown, not 56 years
+        w["age_s"] = round(max(0, now - beat) / 1000, 1) if beat is not None and beat > 0 else None
         w["pending"] = held.get(w.get("worker") or "", 0)
         w["beat_status"] = w.get("status")
         if w["pending"] and w.get("status") == "idle":

@@ -226,3 +226,15 @@ def test_bytes_that_are_not_utf8_and_terminal_escapes_in_redis_are_shown_safely(
     assert ran.exit_code == 0 and "Traceback" not in ran.output, (ran.output, ran.exception)
     assert "\x1b" not in ran.output and "\x07" not in ran.output
     assert [w["worker"] for w in live_workers(client, keys)] == ["w\x1b[2J\x1b[31mRED"]  # the data itself kept
+
+
+def test_a_heartbeat_with_no_time_or_name_reads_as_unknown_not_decades_old(redis_url, client, keys):
+    """A heartbeat with beat_at_ms=-5 showed as seen 1796464589 s ago; one with no fields at all as
+    worker "-", though its key names the worker."""
+    client.hset(keys.heartbeat("w-neg"), mapping={"worker": "w-neg", "status": "idle", "beat_at_ms": -5})
+    client.hset(keys.heartbeat("w-bare"), mapping={"status": "idle"})
+    workers = {w["worker"]: w for w in live_workers(client, keys)}
+    assert set(workers) == {"w-neg", "w-bare"}
+    assert workers["w-neg"]["age_s"] is None and workers["w-bare"]["age_s"] is None
+    ran = CliRunner().invoke(cli, ["status", "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 0 and "w-bare" in ran.output and "1796" not in ran.output, ran.output
