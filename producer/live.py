@@ -41,9 +41,8 @@ from dataclasses import dataclass
 
 import cv2
 
-from moodstream.shared.media import source_name
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import FrameItem, to_rgb8
+from moodstream.shared.media import FrameItem, source_name, to_rgb8
 from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,27 @@ def is_finite(cap: object) -> bool:
 
 
 def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
-    """An opened capture for a camera index or URL, or None (never raises)."""
+    """An opened capture for a camera index or URL, or None (never raises but KeyboardInterrupt).
+
+    FFmpeg's open blocks in C for up to ``open_timeout_ms``, where Ctrl-C cannot reach it: it runs
+    in a helper thread, and this one waits for it in short steps, so Ctrl-C ends the wait at once
+    (the helper is a daemon thread: it does not hold up the exit)."""
+    opened: list = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            opened.append(_open(spec, config))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"open {source_name(spec)}"[:60], daemon=True).start()
+    while not done.wait(0.1):
+        pass
+    return opened[0] if opened else None
+
+
+def _open(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
     try:
         if spec.isdigit():
             cap = cv2.VideoCapture(int(spec))

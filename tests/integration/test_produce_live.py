@@ -42,3 +42,37 @@ def test_produce_warns_when_no_worker_serves_the_stream(redis_url):
                           "samples/street.jpg"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "no live worker serves nowork:frames" in out.stderr
+
+
+def test_ctrl_c_while_a_live_url_never_answers_exits_at_once(redis_url):
+    """Opening a URL blocks in FFmpeg up to its 10 s open timeout, and Ctrl-C waited it out."""
+    import signal
+    import socket
+    import threading
+    import time
+
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        held = []
+        threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(8)], daemon=True).start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+        proc = subprocess.Popen([sys.executable, "-m", "moodstream", "produce",
+                                 f"http://127.0.0.1:{silent.getsockname()[1]}/cam.mjpg", "--redis-url", redis_url],
+                                cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 30
+            while not held and time.monotonic() < deadline:  # FFmpeg is opening it
+                time.sleep(0.05)
+            assert held, "produce never connected"
+            time.sleep(0.5)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert took < 3, f"exited {took:.1f} s after Ctrl-C"
