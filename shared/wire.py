@@ -155,9 +155,10 @@ def decode_frame(raw: object) -> FrameJob:
 
 def decode_result(raw: object) -> FrameResult:
     """Bytes from a results-stream entry -> FrameResult, or MessageError with a reason. A face
-    with no probabilities, or a number that is not finite (box, score, landmarks, probabilities),
-    is ``bad_field``: no worker writes one, and every reader (the track stage, ``results``, the
-    dashboard) skips it rather than crash on it."""
+    with no probabilities, a number that is not finite (box, score, landmarks, probabilities), a
+    score or probability outside [0, 1] or a coordinate beyond ``MAX_COORD`` is ``bad_field``: no
+    worker writes one, and every reader (the track stage, ``results``, the dashboard) skips it
+    rather than crash on it."""
     result = _decode(raw, "result")
     for i, face in enumerate(result.faces):
         why = _unusable(face)
@@ -166,14 +167,24 @@ def decode_result(raw: object) -> FrameResult:
     return result
 
 
+MAX_COORD = 1e6  # a box or landmark coordinate beyond this (pixels) is no detector's
+UNIT_SLACK = 1e-3  # a score or probability may pass [0, 1] by rounding, not more
+
+
 def _unusable(face) -> str | None:
+    """Why no worker wrote this face, or None. Finite is not enough: a score of 1e308 or
+    probabilities of +-1e300 overflow a reader's sums to inf, a box of +-1e308 its crop arithmetic."""
     if not face.probabilities:
         return "no probabilities"
-    numbers = [*face.box, face.score, *face.probabilities.values()]
-    numbers += [v for point in face.landmarks or () for v in point]
-    numbers += [*face.detector_box] if face.detector_box else []
-    numbers += [*face.smoothed.probabilities.values()] if face.smoothed else []
-    return None if all(math.isfinite(v) for v in numbers) else "a number that is not finite"
+    coords = [*face.box, *(v for point in face.landmarks or () for v in point), *(face.detector_box or ())]
+    units = [face.score, *face.probabilities.values(), *(face.smoothed.probabilities.values() if face.smoothed else ())]
+    if not all(math.isfinite(v) for v in (*coords, *units)):
+        return "a number that is not finite"
+    if not all(abs(v) <= MAX_COORD for v in coords):
+        return f"a coordinate beyond +-{MAX_COORD:.0e}"
+    if not all(-UNIT_SLACK <= v <= 1 + UNIT_SLACK for v in units):
+        return "a score or probability outside [0, 1]"
+    return None
 
 
 # --- dead letters -----------------------------------------------------------------

@@ -203,16 +203,22 @@ def test_stage_skips_results_it_cannot_track_and_carries_on(redis_url, client, k
     add(1, probabilities={})
     add(2, score=float("nan"), probabilities={"happiness": float("inf")})
     add(3)
+    # finite but no worker's: the summary overflowed to inf (ValueError at every restart), the
+    # face-picture crop hit int(-inf) (OverflowError), smoothed probabilities went to +-inf
+    add(4, score=1e308)
+    add(5, probabilities={"happiness": 1e300, "neutrality": -1e300})
+    add(6, box=[-1e308, -1e308, 1e308, 1e308])
+    add(7)
     stage = TrackStage(settings, name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
     stage._ensure_group()
     for t in (100.0, 100.1, 101.0, 102.0):
         stage.step(now_s=t)
     stage.flush()
-    assert stage.skipped == 2
+    assert stage.skipped == 5
     assert client.xpending(keys.results, keys.track_group)["pending"] == 0
     summaries = [json.loads(f[FIELD]) for _, f in client.xrange(keys.summaries)]
     assert len(summaries) == 1 and summaries[0]["source"] == "cam"
-    assert [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)] == [0, 3]
+    assert [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)] == [0, 3, 7]
 
 
 @pytest.mark.parametrize("entry", [b'{"tracks": []}', b'{"source": "x", "tracks": [1]}',
@@ -258,3 +264,79 @@ def test_tracks_pictures_stay_in_their_folder(redis_url, client, keys, tmp_path,
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.parent == pics for p in written), written
     assert json.loads(ran.stdout.splitlines()[0])["source"] == "cam"  # the summary itself is shown
+
+
+@pytest.mark.parametrize("key", ["tracked", "summaries"])
+def test_a_stage_output_key_of_another_type_loses_no_result(redis_url, client, keys, key):
+    """Redis runs the rest of a MULTI when one command fails: with the tracked stream turned into a
+    string the stage acked its results without publishing them (lost), then died with a traceback;
+    with the summaries stream turned, the same. At start: one line; under a running stage: the acked
+    results go back on the results stream, then one line."""
+    from moodstream.shared.errors import ConfigError
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    settings = settings_for(redis_url)
+    target = {"tracked": keys.tracked, "summaries": keys.summaries}[key]
+
+    def add(frame: int) -> None:
+        face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"j{frame}", source="cam", frame=frame,
+                                                                    worker="w", faces=[face], timestamp_s=frame))})
+
+    client.set(target, "not a stream")
+    first, errors = TrackStage(settings, name="tracker", block_ms=20), []
+
+    def run() -> None:
+        try:
+            first.run()
+        except ConfigError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=run, daemon=True)  # it read on, never publishing, before
+    thread.start()
+    thread.join(20)
+    first.request_stop()
+    assert not thread.is_alive() and errors and "not a stream" in errors[0], errors
+    client.delete(target)
+
+    stage = TrackStage(settings, name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
+    stage._ensure_group()
+    for f in range(3):
+        add(f)
+    client.set(target, "not a stream")  # under the running stage
+    with pytest.raises(ConfigError, match="not a stream") as exc:
+        for t in (100.0, 100.1, 101.0, 102.0):
+            stage.step(now_s=t)
+        stage.flush()
+    if key == "tracked":
+        assert "put back" in str(exc.value)  # every result is either published or back on the results stream, unacked
+        back = [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)][3:]
+        assert sorted(r.frame for r in back) == [0, 1, 2]
+    else:  # the results went out; the lost summary is named
+        assert client.xlen(keys.tracked) == 3 and "summary lost" in str(exc.value)
+
+
+def test_a_summary_that_cannot_be_made_costs_the_summary_not_the_stage(redis_url, client, keys, monkeypatch):
+    """json.dumps of a summary holding inf raised in the stage, before anything was acked: it died
+    at every restart over the same entries, other sources' results held with it."""
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+    from moodstream.worker.tracking import stage as stage_module
+
+    def broken(run, why):
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    monkeypatch.setattr(stage_module, "summary_message", broken)
+    for source in ("cam", "other"):
+        for f in range(2):
+            face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+            client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"{source}{f}", source=source, frame=f,
+                                                                        worker="w", faces=[face], timestamp_s=f))})
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
+    stage._ensure_group()
+    for t in (100.0, 100.1, 101.0, 102.0):
+        stage.step(now_s=t)
+    stage.flush()
+    assert client.xlen(keys.tracked) == 4 and client.xlen(keys.summaries) == 0
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0

@@ -191,6 +191,36 @@ def test_a_result_face_with_no_probabilities_or_a_number_not_finite_is_refused(f
     assert exc.value.reason == "bad_field"
 
 
+@pytest.mark.parametrize("face", [
+    {"box": [1, 2, 3, 4], "score": 1e308, "emotion": "anger", "probabilities": {"anger": 1.0}},
+    {"box": [1, 2, 3, 4], "score": -0.5, "emotion": "anger", "probabilities": {"anger": 1.0}},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1e300, "fear": -1e300}},
+    {"box": [-1e308, -1e308, 1e308, 1e308], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0}},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0},
+     "landmarks": [[1.0, 1e300]]},
+    {"box": [1, 2, 3, 4], "score": 1.0, "emotion": "anger", "probabilities": {"anger": 1.0},
+     "smoothed": {"emotion": "anger", "probabilities": {"anger": 7.0}}},
+])
+def test_a_result_face_with_numbers_no_worker_writes_is_refused(face):
+    """Finite but absurd numbers passed: a score of 1e308 or probabilities of +-1e300 made the track
+    stage's summary overflow to inf and crash on it at every restart; a box of +-1e308 crashed its
+    face-picture crop (int(-inf)). Scores and probabilities are in [0, 1], coordinates within
+    +-MAX_COORD."""
+    m = msgpack.unpackb(encode_result(_result(faces=[])))
+    m["faces"] = [face]
+    with pytest.raises(MessageError) as exc:
+        decode_result(msgpack.packb(m))
+    assert exc.value.reason == "bad_field"
+
+
+def test_a_result_face_as_workers_write_it_passes():
+    probs = {k: 1 / 8 for k in ("anger", "contempt", "disgust", "fear", "happiness", "neutrality", "sadness", "surprise")}
+    m = msgpack.unpackb(encode_result(_result(faces=[])))
+    m["faces"] = [{"box": [-12.5, -3.0, 2000.0, 1100.0], "score": 1.0, "emotion": "anger", "probabilities": probs,
+                   "smoothed": {"emotion": "anger", "probabilities": probs}}]
+    assert decode_result(msgpack.packb(m)).faces[0].box == (-12.5, -3.0, 2000.0, 1100.0)
+
+
 def test_frame_is_not_a_result():
     with pytest.raises(MessageError) as exc:
         decode_result(encode_frame(FrameJob("j", "s", 0, image=b"x")))

@@ -72,14 +72,14 @@ import msgspec
 import redis
 
 from moodstream.options import FiniteRange, setting_option
-from moodstream.shared.errors import MessageError
+from moodstream.shared.errors import ConfigError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg
 from moodstream.shared.record import Face, FrameResult, Smoothed
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import printable
-from moodstream.shared.transport import as_str, check_connection, connect, ensure_group
+from moodstream.shared.transport import as_str, check_connection, check_streams, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.tracking.pictures import FramePictures
 from moodstream.worker.tracking.summary import SourceSummary, SummaryConfig, summary_settings
@@ -265,6 +265,7 @@ class TrackStage:
     def run(self) -> int:
         """Serve until :meth:`request_stop`; then release what is buffered. Returns results published."""
         try:
+            self.retry.call(lambda: check_streams(self.client, self.results_key, self.tracked_key, self.summaries_key))
             self.retry.call(self._ensure_group)
             log.info("%s: reading %s as group %s, publishing to %s", self.actor, self.results_key,
                      self.keys.track_group, self.tracked_key)
@@ -370,9 +371,16 @@ class TrackStage:
         out = [self._tracked(run, p) for p in run.order.drain()]
         del self.runs[run.source]
         t0 = time.perf_counter()
-        message = summary_message(run, why)
-        self.summary_ms += (time.perf_counter() - t0) * 1000
-        self._summary_outbox.append(json.dumps(message, allow_nan=False).encode())
+        try:
+            message = summary_message(run, why)
+            text = json.dumps(message, allow_nan=False).encode()
+        except (ValueError, OverflowError, TypeError) as exc:  # never a crash at every restart over one summary
+            log.error("%s: the summary of run %d of source %s could not be made (%s): not published; its results "
+                      "are", self.actor, run.number, printable(run.source), exc)
+            return out
+        finally:
+            self.summary_ms += (time.perf_counter() - t0) * 1000
+        self._summary_outbox.append(text)
         if self.keep_summaries:
             self.ended.append(run.summary)
         log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor, run.number,
@@ -395,7 +403,11 @@ class TrackStage:
             t0 = time.perf_counter()
             run.summary.add(r)
             if self.pictures is not None:
-                self.pictures.offer(run.summary, run.picture_best, r)
+                try:
+                    self.pictures.offer(run.summary, run.picture_best, r)
+                except (ValueError, OverflowError, ArithmeticError) as exc:  # a picture is never worth a crash
+                    log.warning("%s: no face picture from frame %d of %s: %s", self.actor, r.frame,
+                                printable(r.source), exc)
             self.summary_ms += (time.perf_counter() - t0) * 1000
         return p.entry_id, r
 
@@ -478,10 +490,42 @@ class TrackStage:
         acks = [eid for eid, _ in self._outbox] + self._ack_outbox
         if acks:
             pipe.xack(self.results_key, self.keys.track_group, *acks)
-        pipe.execute()
+        answers = pipe.execute(raise_on_error=False)
+        failed = [i for i, answer in enumerate(answers) if isinstance(answer, Exception)]
+        if failed:
+            self._put_back(failed, answers)
         self.published += len(self._outbox)
         self.summaries_published += len(self._summary_outbox)
         self._outbox, self._ack_outbox, self._summary_outbox, self._outbox_unsure = [], [], [], False
+
+    def _put_back(self, failed: list[int], answers: list) -> None:
+        """A command of the publishing MULTI failed (a key of another type: Redis runs the rest,
+        the XACK too). Results acked without being published go back on the results stream (re-read
+        at the next start), a summary that could not be added is named; then the stage stops, one line."""
+        n_tracked, n_summaries = len(self._outbox), len(self._summary_outbox)
+        lost = [self._outbox[i][1] for i in failed if i < n_tracked]
+        lost_summaries = [i for i in failed if n_tracked <= i < n_tracked + n_summaries]
+        done = ""
+        if lost:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for r in lost:
+                    pipe.xadd(self.results_key, {FIELD: encode_result(r)}, maxlen=self.settings.results_maxlen,
+                              approximate=True)
+                pipe.execute()
+                done = f"; {len(lost)} results acked without it were put back on {self.results_key}"
+            except redis.RedisError as exc:
+                done = f"; {len(lost)} results acked without it could NOT be put back ({exc})"
+        if lost_summaries:
+            n = len(lost_summaries)
+            done += f"; {n} run summar{'y' if n == 1 else 'ies'} lost"
+        key = (self.tracked_key if failed[0] < n_tracked else
+               self.summaries_key if failed[0] < n_tracked + n_summaries else self.results_key)
+        answer = answers[failed[0]]
+        why = "not a stream" if str(answer).startswith("WRONGTYPE") else str(answer)
+        self._outbox, self._ack_outbox, self._summary_outbox, self._outbox_unsure = [], [], [], False
+        raise ConfigError(f"{self.actor}: cannot add to {key!r}: {why}{done}. Delete or rename that key, or use "
+                          "another prefix")
 
     def _still_pending(self, entry_ids: list[str]) -> set[str]:
         pipe = self.client.pipeline(transaction=False)
