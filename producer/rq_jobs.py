@@ -56,6 +56,7 @@ from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import is_stream_spec, source_name
 from moodstream.shared.settings import Settings
+from moodstream.shared.transport import redact
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ class ExpansionJob(Job):
     rq resolves ``func_name`` with ``import_attribute``, which would import any
     module and call any function a Redis writer names (``os.makedirs``...):
     here a job naming anything else fails before anything is imported, and
-    callbacks (also imported by name) are ignored.
+    callbacks (also imported by name) are ignored, as are webhooks (rq 3: a job
+    names URLs the worker sends GET / POST requests to, with chosen headers).
     """
 
     @property
@@ -101,6 +103,12 @@ class ExpansionJob(Job):
     @property
     def stopped_callback(self):
         return self._no_callback("stopped", getattr(self, "_stopped_callback_name", None))
+
+    def send_webhooks(self, status, *, exc_string=None) -> None:
+        hooks = getattr(self, "webhooks", None) or []
+        if hooks:
+            log.warning("expander: job %s names %d webhook(s) (%s); none is sent", self.id, len(hooks),
+                        ", ".join(redact(str(getattr(h, "url", "?")))[:200] for h in hooks[:3]))
 
 
 class Stopping(Exception):

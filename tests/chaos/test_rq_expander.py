@@ -51,6 +51,46 @@ def test_a_job_naming_another_function_is_refused(redis_url, client, tmp_path):
     assert Job.fetch(hooked.id, connection=client, serializer=JSONSerializer).get_status() == JobStatus.FAILED
 
 
+def test_a_job_naming_webhooks_makes_no_request(redis_url, client, tmp_path):
+    """rq 3's job webhooks: any Redis writer could make the expander send GET / POST requests with
+    chosen headers to any URL (cloud metadata, internal admin APIs), and post its traceback there,
+    even for a job it refused."""
+    try:
+        from rq import Webhook
+    except ImportError:  # rq before 3 has no webhooks
+        import pytest
+        pytest.skip("this rq has no job webhooks")
+    seen: list[str] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    (tmp_path / "a.jpg").write_bytes(b"not a picture")
+    q = Queue(Keys("t").rq_queue, connection=client, serializer=JSONSerializer)
+    fn = "moodstream.producer.rq_jobs.expand_source"
+    try:
+        q.enqueue_call(fn, kwargs={"spec": "a.jpg"}, webhooks=[Webhook(url + "/finished", "finished"),
+                                                               Webhook(url + "/failed", "failed", method="POST")])
+        q.enqueue_call(fn, kwargs={"spec": "../outside.mp4"}, webhooks=[Webhook(url + "/refused", "failed")])
+        q.enqueue_call("os.system", args=["true"], webhooks=[Webhook(url + "/other", "failed")])
+        out = _expand(redis_url, "--media-root", str(tmp_path))
+    finally:
+        server.shutdown()
+    assert seen == [], seen
+    assert "webhook" in out.stderr
+
+
 def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url, client, tmp_path):
     media = tmp_path / "media"
     media.mkdir()
