@@ -458,7 +458,19 @@ def plausible_fps(native: float | None) -> float:
     return native if native is not None and 1.0 <= native <= 1000.0 else 30.0
 
 
+def opencv_can_name(path: str) -> bool:
+    """False for a path holding a lone surrogate (how Python spells a file name's bytes that are
+    not UTF-8): OpenCV's Python binding crashes the process (segfault) on one."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def open_capture(spec: str) -> cv2.VideoCapture:
+    if not opencv_can_name(spec):
+        raise BadInputError("unsupported", "the file name is not valid UTF-8, which OpenCV cannot open: rename it")
     cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"

@@ -29,7 +29,7 @@ import numpy as np
 from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
-                                     plausible_fps)
+                                     opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
@@ -127,6 +127,9 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
             continue
         if is_stream_spec(spec):
             return None
+        if not opencv_can_name(spec):  # one error record (iter_video says why)
+            total += 1
+            continue
         cap = cv2.VideoCapture(spec)
         count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
         cap.release()

@@ -70,7 +70,8 @@ def safe_stem(source: str) -> str:
         return "stdin"
     if is_stream_spec(source):
         return "camera" + source if source.isdigit() else re.sub(r"[^\w.-]+", "_", source).strip("_")
-    return Path(source).stem or "image"
+    stem = Path(source).stem or "image"
+    return stem.encode("utf-8", "replace").decode("utf-8")  # bytes that are not UTF-8: '?' (OpenCV writes it)
 
 
 def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) -> float:
@@ -114,7 +115,8 @@ class Annotator:
         stem, n = safe_stem(source), 1
         name = stem + ext
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
-               or os.path.realpath(self.out_dir / name) in self.inputs):
+               or os.path.realpath(self.out_dir / name) in self.inputs
+               or (n > 1 and os.path.lexists(self.out_dir / name))):  # a name moved off an input takes no file's
             n += 1
             name = f"{stem}-{n}{ext}"
         self.taken.add(name)
@@ -194,7 +196,8 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
     def x_of(t: float) -> int:
         return plot_x + int(round((t - t0) / (t1 - t0) * plot_w))
 
-    cv2.putText(img, title[-110:], (MARGIN_PX, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    shown = title[-110:].encode("ascii", "replace").decode()  # OpenCV's fonts draw ASCII; a lone surrogate segfaults it
+    cv2.putText(img, shown, (MARGIN_PX, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if not rows:
         cv2.putText(img, "no faces", (plot_x, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
     band_h = THUMB_PX - 8  # the probability bands; the episode bar below them

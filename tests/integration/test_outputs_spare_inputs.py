@@ -52,6 +52,43 @@ def test_annotating_into_the_inputs_folder_writes_over_no_input(tmp_path):
     assert len(after) == len(before) + 4  # and one annotated file each beside them
 
 
+def test_an_annotated_file_renamed_away_from_its_input_writes_over_no_other_file(tmp_path):
+    """`analyze photo.jpg --annotate .` named its output photo-2.jpg to spare the input, and wrote
+    over the user's own photo-2.jpg there (not an input of this run)."""
+    shutil.copy(SAMPLES / "street.jpg", tmp_path / "photo.jpg")
+    shutil.copy(SAMPLES / "audience.jpg", tmp_path / "photo-2.jpg")
+    before = digest(tmp_path)
+    result = invoke(str(tmp_path / "photo.jpg"), "--annotate", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    after = digest(tmp_path)
+    assert {k: after[k] for k in before} == before
+    assert set(after) == {"photo.jpg", "photo-2.jpg", "photo-3.jpg"}
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_record_not_a_crash(tmp_path):
+    """OpenCV's Python binding segfaults on a path holding a lone surrogate (how Python spells a
+    file name's bytes that are not UTF-8): `analyze` of such a video, or annotating such an image,
+    killed the whole run (exit 139, nothing written)."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.symlink(SAMPLES / "hamilton_clip.mp4", os.fsdecode(bytes(folder) + b"/vid\xfe.mp4"))
+    shutil.copy(SAMPLES / "street.jpg", os.fsdecode(bytes(folder) + b"/bad\xff.jpg"))
+    shutil.copy(SAMPLES / "street.jpg", folder / "good.jpg")
+    out = tmp_path / "ann"
+    import subprocess
+    import sys
+    ran = subprocess.run([sys.executable, "-m", "moodstream", "analyze", str(folder), "--device", "cpu", "--detector",
+                          "haar", "--max-frames", "3", "--annotate", str(out), "--summary", str(tmp_path / "s.json")],
+                         capture_output=True, text=True, errors="replace", timeout=300, cwd=REPO)
+    assert ran.returncode == 1, (ran.returncode, ran.stderr[-2000:])  # one input failed
+    assert "Traceback" not in ran.stderr and "not valid UTF-8" in ran.stdout + ran.stderr, ran.stderr[-2000:]
+    records = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    assert sum(1 for r in records if r.get("error")) == 1
+    assert len(list(out.iterdir())) == 2  # bad?.jpg and good.jpg annotated
+
+
 def test_running_a_command_twice_reads_its_first_outputs_without_writing_over_them(tmp_path):
     shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
     first = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
