@@ -140,6 +140,29 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """An end-of-image marker after the image's first scan. Not only at the end: phones append a
+    video (Motion Photos) or a trailer (Samsung) after it. The scan is found by walking the marker
+    segments, so an EXIF thumbnail's own scan and end (inside APP1) do not count."""
+    if data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
+        return True
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return False  # not a marker where one must be: leave it to the decoder's checks
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, where 0xFF is stuffed (FF 00)
+            return data.find(b"\xff\xd9", i + 2) >= 0
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return False
+
+
 def _tiff_size(data: bytes, max_pages: int = 64) -> tuple[int, int] | None:
     """Largest ImageWidth x ImageLength over the IFD chain (bounded, loop-safe)."""
     end = "<" if data[:2] == b"II" else ">"
@@ -245,7 +268,7 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
         raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
     if pixels == 0:
         raise BadInputError("unreadable", f"{kind} header says {size[0]}x{size[1]} pixels")
-    if kind == "jpeg" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+    if kind == "jpeg" and not _jpeg_complete(data):
         raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
     with budget.hold(pixels) if budget is not None else nullcontext():
         try:

@@ -86,6 +86,22 @@ def test_truncated_jpeg(bgr):
     assert err.value.reason == "truncated"
 
 
+@pytest.mark.parametrize("trailer", [b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40,  # a Motion Photo's video
+                                     b"SEFH" + b"\x01" * 300 + b"SEFT"])  # a Samsung trailer
+def test_a_jpeg_with_data_after_its_end_is_read(bgr, trailer):
+    """Phones store Motion Photos as a JPEG with an MP4 after it (Samsung: a trailer): OpenCV reads
+    them, but they were refused as truncated (the file did not end with the end-of-image marker)."""
+    data = encode(".jpg", bgr)
+    assert decode_image(data + trailer, LIMIT).shape == decode_image(data, LIMIT).shape
+
+
+def test_a_truncated_jpeg_with_a_video_after_it_is_still_truncated(bgr):
+    data = encode(".jpg", bgr)
+    with pytest.raises(BadInputError) as err:
+        decode_image(data[: len(data) // 2] + b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, LIMIT)
+    assert err.value.reason == "truncated"
+
+
 @pytest.mark.parametrize("data", [b"hello, not an image" * 10, bytes(range(256)) * 4,
                                   b"\x89PNG\r\n\x1a\n" + b"garbage" * 40, b"\xff\xd8\xff" + b"\x00" * 50 + b"\xff\xd9"],
                          ids=["text", "random", "png-signature-garbage", "jpeg-markers-garbage"])
