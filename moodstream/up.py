@@ -19,12 +19,13 @@ import logging
 import threading
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import click
 
 from moodstream.options import FiniteRange, setting_option
+from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     from moodstream.worker.tracking.stage import TrackStage
     from moodstream.shared.embedded import EmbeddedRedis
     from moodstream.shared.keys import Keys
+    from moodstream.shared.transport import check_connection, connect
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.service import Worker
 
@@ -89,7 +91,6 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     inputs = input_files(list(expand_paths(specs)))  # never written over by the summary
     if summary_path is not None:  # found out now, not after every frame
-        from moodstream.shared.errors import ConfigError
         from moodstream.worker.tracking.summary import check_writable
 
         try:
@@ -103,6 +104,11 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             click.echo(f"up: embedded redis-server at {server.url} (set MOODSTREAM_REDIS_URL to use yours)", err=True)
         else:
             click.echo(f"up: using Redis from MOODSTREAM_REDIS_URL, prefix {settings.prefix!r}", err=True)
+            try:  # one line now, not a minute of retries and a producer's traceback
+                with closing(connect(settings.redis_url)) as probe:
+                    check_connection(probe, settings.redis_url)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
         # a reply stream of our own: other producers' results on a shared server are not ours to print
         reply = Keys.from_settings(settings).reply(f"up-{uuid.uuid4().hex[:12]}")
         pipeline = Pipeline(settings)
@@ -146,6 +152,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         except KeyboardInterrupt:  # Ctrl-C: the summary of what was answered is still written, and said
             interrupted = True
             feed.stop.set()
+        if feed.error is not None and not interrupted:  # the loop ends too when it failed before sending
+            raise click.ClickException(f"up: producer failed: {feed.error}")
         click.echo(f"up: {'interrupted (Ctrl-C) after ' if interrupted else ''}{received} results for {feed.sent} "
                    "frames; shutting down", err=True)
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs)
@@ -206,6 +214,8 @@ class _Feed:
                 self.sent += 1
                 if self.stop.is_set():
                     break
+        except MoodstreamError as exc:  # reported by the main thread, one line
+            self.error = exc
         except Exception as exc:  # reported by the main thread
             log.exception("up: producer failed")
             self.error = exc
@@ -243,9 +253,9 @@ def _cleanup(worker, worker_thread, feed, reader, stage, stage_thread) -> None:
     feed.stop.set()
     worker.request_stop()
     stage.request_stop()
-    worker_thread.join(timeout=60)
-    stage_thread.join(timeout=30)
-    feed.thread.join(timeout=5)
+    for thread, wait_s in ((worker_thread, 60), (stage_thread, 30), (feed.thread, 5)):
+        if thread.ident is not None:  # started (a failure or Ctrl-C before the start reaches here too)
+            thread.join(timeout=wait_s)
     try:  # the reply stream and what the track stage made of it were ours alone
         reader.client.delete(reader.stream, stage.tracked_key, stage.summaries_key)
     except Exception as exc:  # best effort on the way out

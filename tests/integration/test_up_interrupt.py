@@ -38,3 +38,33 @@ def test_ctrl_c_keeps_the_summary_of_what_was_answered(tmp_path):
     assert got["tracks"] and got["tracks"][0]["frames"] >= 5  # the answered frames' people, kept
     n = len(answered) + len(out.splitlines())
     assert n < 60 or got["tracks"][0]["frames"] <= n
+
+
+def test_up_with_a_redis_it_cannot_reach_fails_in_one_line():
+    """With MOODSTREAM_REDIS_URL naming a port nothing listens on, `up` retried for a minute, printed
+    the producer's traceback and exited 0 ("0 results for 0 frames": the loop's end condition held)."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu", MOODSTREAM_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    start = time.monotonic()
+    ran = subprocess.run([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "street.jpg"),
+                          "--no-dashboard"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1, (ran.returncode, ran.stderr[-3000:])
+    assert "Traceback" not in ran.stderr and "Redis" in ran.stderr, ran.stderr[-3000:]
+    assert time.monotonic() - start < 40
+
+
+def test_a_dashboard_that_cannot_start_is_one_line():
+    """Its reason was buried under "RuntimeError: cannot join thread before it is started": the
+    clean-up joined threads that a failure before their start had left unstarted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu", MOODSTREAM_DASHBOARD_HOST="0.0.0.0")
+    ran = subprocess.run([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "street.jpg"), "--dashboard"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1 and "set a token" in ran.stderr, ran.stderr[-3000:]
+    assert "Traceback" not in ran.stderr and "cannot join" not in ran.stderr, ran.stderr[-3000:]
