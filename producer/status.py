@@ -72,7 +72,7 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
     workers = []
     for name, raw in zip(names, pipe.execute(raise_on_error=False) if names else []):
         if isinstance(raw, redis.ResponseError):  # a key of another type under the heartbeat pattern
-            log.warning("status: %s is not a worker's heartbeat (%s); left out", as_str(name), raw)
+            log.warning("status: %s is not a worker's heartbeat (%s); left out", printable(as_str(name)), raw)
             continue
         if not raw:  # expired between SCAN and HGETALL
             continue

@@ -39,7 +39,7 @@ def face_label(face: Face) -> tuple[str, str]:
     raw = (face.probabilities or {}).get(face.emotion or "", 0.0)
     if face.emotion and face.emotion != emotion and raw >= RAW_SHOWN_MIN:
         text = f"{text} / {face.emotion} {raw:.0%}"
-    return emotion, text
+    return emotion, printable(text)  # emotion strings come from a stream: no escape reaches a terminal
 
 
 def legend(smoothing_tau_s: float) -> str:

@@ -221,7 +221,8 @@ def test_stage_skips_results_it_cannot_track_and_carries_on(redis_url, client, k
     assert [decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)] == [0, 3, 7]
 
 
-@pytest.mark.parametrize("entry", [b'{"tracks": []}', b'{"source": "x", "tracks": [1]}',
+@pytest.mark.parametrize("entry", [b"[" * 100_000, b'{"source": "x", "tracks": [' + b"[" * 100_000,
+                                   b'{"tracks": []}', b'{"source": "x", "tracks": [1]}',
                                    b'{"source": "x", "tracks": [{"track_id": 0}]}', b'{"source": 5, "tracks": []}'])
 def test_tracks_skips_a_summary_it_cannot_show(redis_url, client, keys, entry, tmp_path):
     """A malformed summaries entry stopped `moodstream tracks` with a traceback (KeyError, TypeError)

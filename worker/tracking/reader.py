@@ -56,10 +56,13 @@ def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: flo
             last = as_str(eid)
             try:
                 summary = json.loads(fields.get(FIELD) or b"")
-            except ValueError:
+            except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
+                click.echo(f"tracks: skipping summaries entry {last}: not JSON ({type(exc).__name__})", err=True)
                 continue
             if isinstance(summary, dict) and isinstance(summary.get("tracks"), list):
                 yield last, summary
+            else:
+                click.echo(f"tracks: skipping summaries entry {last}: not a run summary", err=True)
         if not entries and not follow:
             return
 

@@ -586,7 +586,8 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
         eps = (eps or "-") + (f" +{more} more ({_emotions(t['episodes'], main)})" if more > 0 else "")
         span = f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
         src = source_cell(Path(t["source"]).name or t["source"], 24)
-        lines.append(f"{src:24s} {'#' + str(t['track_id']):>5s} {span:>13s}  {dom:22s} {eps}")
+        lines.append(f"{src:24s} {'#' + printable(str(t['track_id'])):>5s} {span:>13s}  {printable(dom):22s} "
+                     f"{printable(eps)}")  # a summary's strings may come from a stream
     if not people:
         lines.append("(no people)")
     if others:
