@@ -351,6 +351,36 @@ class FrameItem:
         return decode_pixels(self.data, self.image, max_pixels)
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``text`` (UTF-8) as the whole of ``path``, or ``path`` as it was: written to a temporary file
+    beside it, then renamed over it, so a full disk or a kill midway never leaves half a file where
+    the last good one was. A new file gets the mode open() would give it; a replaced one keeps its mode.
+    OSError as open() raises it; the temporary file is removed."""
+    import tempfile
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def unwritable(path: str | Path, check_folder: bool = True) -> str | None:
     """Why a command cannot write the file ``path``, worded to follow it (None: it can, its
     folder made if need be): it names no file, something that is not a regular file stands there

@@ -38,6 +38,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
+from moodstream.shared.media import write_text_atomic
 from moodstream.shared.record import FrameResult
 from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
@@ -93,11 +94,9 @@ class Report:
         self.path = Path(path)
         self.inputs = inputs
         check_writable(self.path, "report", inputs)  # found out now, not after the whole video
-        try:  # the page itself (its clips go beside it)
-            with self.path.open("a", encoding="utf-8"):
-                pass
-        except OSError as exc:
-            raise ConfigError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
+        # the page itself (its clips go beside it): not created now, so a killed run leaves no empty page
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise ConfigError(f"cannot write the report {self.path}: Permission denied")
         self.every_n, self.fps, self.codec = every_n, fps, codec
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
@@ -158,7 +157,7 @@ class Report:
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "images": self.images, "not_shown": self.not_shown, "labels": list(LABELS)}
-        self.path.write_text(render(data, title=f"moodstream report: {len(videos)} video(s)"), encoding="utf-8")
+        write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s)"))
         return self.path
 
     def _video(self, part: VideoPart, run) -> dict:

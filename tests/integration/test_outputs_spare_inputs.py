@@ -137,6 +137,33 @@ def test_a_summary_the_disk_refuses_at_the_end_is_one_line(tmp_path, monkeypatch
         isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("flag", ["--summary", "--report"])
+def test_a_write_that_fails_midway_leaves_the_previous_file_whole(tmp_path, flag):
+    """The summary and the page were written in place: a full disk midway left the last run's good
+    file as 4096 bytes of broken JSON / HTML. Now a temporary file, then a rename. (A file-size limit
+    stands in for the full disk: writes past it fail with EFBIG.)"""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / ("s.json" if flag == "--summary" else "r.html")
+    target.write_text('{"previous": "run"}\n')
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MOODSTREAM_")}
+    env["MOODSTREAM_RUNTIME_CACHE"] = str(tmp_path / "cache.json")
+    ran = subprocess.run([sys.executable, "-m", "moodstream", "analyze", str(SAMPLES / "street.jpg"), "--device", "cpu",
+                          "--detector", "haar", flag, str(target)], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300, preexec_fn=small_files)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr[-2000:]
+    assert target.read_text() == '{"previous": "run"}\n'
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
 def test_an_annotate_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, where):
     """--annotate under a file was a NotADirectoryError traceback; into a read-only folder the run

@@ -82,7 +82,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import unwritable
+from moodstream.shared.media import unwritable, write_text_atomic
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import printable, source_cell
 
@@ -552,7 +552,7 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
         videos.append(video)
         tracks += entries
     out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
     return out
 
 
