@@ -237,6 +237,11 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
     inputs = input_files(specs)  # never written over by an output
+    if summary_path is not None and report_path is not None and \
+            os.path.realpath(summary_path) == os.path.realpath(report_path):
+        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
+    # the annotated files take no name an input has, nor the summary's or the page's
+    taken = inputs | {os.path.realpath(p) for p in (summary_path, report_path) if p is not None}
     expected = expected_frames(specs, every_n or 1, fps, max_frames)
     show_progress = sys.stderr.isatty() and (expected is None or expected >= PROGRESS_MIN_FRAMES)
     annotator = None
@@ -244,7 +249,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.annotate import Annotator
 
         try:
-            annotator = Annotator(annotate_dir, every_n or 1, fps, inputs)
+            annotator = Annotator(annotate_dir, every_n or 1, fps, taken)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     if summary_path is not None:  # found out now, not after the whole video

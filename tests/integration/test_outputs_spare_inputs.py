@@ -89,6 +89,21 @@ def test_a_file_name_that_is_not_utf8_is_one_error_record_not_a_crash(tmp_path):
     assert len(list(out.iterdir())) == 2  # bad?.jpg and good.jpg annotated
 
 
+def test_one_output_never_takes_another_s_name(tmp_path):
+    """`--summary same.html --report same.html` left JSON in the page; `--annotate ann --summary
+    ann/clip.mp4` wrote the summary over the annotated video."""
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
+    same = invoke(str(tmp_path / "clip.mp4"), "--summary", str(tmp_path / "same.html"), "--report",
+                  str(tmp_path / "same.html"))
+    assert same.exit_code == 2 and "--summary" in same.output and "--report" in same.output, same.output
+    ann = tmp_path / "ann"
+    both = invoke(str(tmp_path / "clip.mp4"), "--annotate", str(ann), "--summary", str(ann / "clip.mp4"))
+    assert both.exit_code == 0, both.output
+    assert json.loads((ann / "clip.mp4").read_text())["tracks"] is not None  # the summary, where it was asked
+    videos = [p for p in ann.iterdir() if p.suffix == ".mp4" and p.name != "clip.mp4"]
+    assert len(videos) == 1 and videos[0].stat().st_size > 10_000  # the annotated video, under another name
+
+
 def test_running_a_command_twice_reads_its_first_outputs_without_writing_over_them(tmp_path):
     shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
     first = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
