@@ -108,7 +108,9 @@ class Annotator:
         self.fps = fps
         self.taken: set[str] = set()
         self.written: list[Path] = []
+        self.failed: list[Path] = []  # could not be written: the run fails at close()
         self._video_source: str | None = None
+        self._video_path: Path | None = None
         self._writer: cv2.VideoWriter | None = None
 
     def _path(self, source: str, ext: str) -> Path:
@@ -131,6 +133,7 @@ class Annotator:
             path = self._path(source, ext if ext in WRITABLE_EXTS else ".png")
             if not cv2.imwrite(str(path), annotated):
                 log.warning("annotate: cannot write %s", path)
+                self.failed.append(path)
                 return
             self.written.append(path)
             return
@@ -142,7 +145,8 @@ class Annotator:
                                            self._frame_rate(source), (w, h))
             if not self._writer.isOpened():
                 log.warning("annotate: cannot open a video writer for %s", path)
-            self._video_source = source
+                self.failed.append(path)
+            self._video_source, self._video_path = source, path
             self.written.append(path)
         if self._writer is not None and self._writer.isOpened():
             self._writer.write(annotated)
@@ -151,12 +155,23 @@ class Annotator:
         return sampled_frame_rate(source, self.every_n, self.fps)
 
     def _close_video(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None and self._writer.isOpened():
             self._writer.release()
-        self._writer, self._video_source = None, None
+            # the writer says nothing when the disk refuses its bytes: the file must open and give a frame
+            check = cv2.VideoCapture(str(self._video_path))
+            readable = check.isOpened() and check.read()[0]
+            check.release()
+            if not readable:
+                log.warning("annotate: %s was not written whole (a full disk?)", self._video_path)
+                self.failed.append(self._video_path)
+        self._writer, self._video_source, self._video_path = None, None, None
 
     def close(self) -> None:
+        """Finish the last video; OSError naming what could not be written, if anything."""
         self._close_video()
+        if self.failed:
+            names = ", ".join(p.name for p in self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
+            raise OSError(f"{len(self.failed)} file(s) not written ({names})")
 
 
 # --- timelines ---------------------------------------------------------------------------------

@@ -179,6 +179,30 @@ def test_a_write_that_fails_midway_leaves_the_previous_file_whole(tmp_path, flag
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
+def test_annotated_files_the_disk_refuses_make_the_run_fail(tmp_path):
+    """A full disk while writing annotated files was a warning for an image and nothing at all for a
+    video (its writer writes silently: the file left would not open), then exit 0 and "annotated
+    files in ..."; the help promises exit 1 when an output could not be written."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MOODSTREAM_")}
+    env["MOODSTREAM_RUNTIME_CACHE"] = str(tmp_path / "cache.json")
+    for source in ("street.jpg", "hamilton_clip.mp4"):
+        out = tmp_path / ("ann-" + source)
+        ran = subprocess.run([sys.executable, "-m", "moodstream", "analyze", str(SAMPLES / source), "--device", "cpu",
+                              "--detector", "haar", "--max-frames", "20", "--annotate", str(out)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+        assert ran.returncode == 1 and "Traceback" not in ran.stderr, (source, ran.stderr[-2000:])
+        assert "cannot write the annotated files" in ran.stderr, (source, ran.stderr[-2000:])
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
 def test_an_annotate_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, where):
     """--annotate under a file was a NotADirectoryError traceback; into a read-only folder the run
