@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Container, Iterator
 
 import redis
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FROM_START = "0"
 FROM_NOW = "$"
+SEEN_JOBS = 100_000  # job ids kept to drop a second answer (one comes within the reclaim window): ~10 MB
 
 
 class ResultReader:
@@ -43,6 +45,7 @@ class ResultReader:
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
         self.skipped = 0  # undecodable entries (logged, not yielded)
+        self.seen: OrderedDict[str, None] = OrderedDict()  # job ids of the last SEEN_JOBS results (read())
 
     def last_id(self) -> str:
         """Id of the newest entry in the stream, ``0-0`` when empty or absent."""
@@ -86,7 +89,7 @@ class ResultReader:
     def _read(self, retry: RedisRetry, start: str, follow: bool, count: int | None, deadline: float | None,
               source: str | None, job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
         last = retry.call(self.last_id) if start == FROM_NOW else start
-        seen: set[str] = set()
+        seen = self.seen = OrderedDict()  # the job ids of the last SEEN_JOBS results, oldest first
         waits = follow or count is not None
         n = 0
         while count is None or n < count:
@@ -117,7 +120,9 @@ class ResultReader:
                 if unique:
                     if result.job_id in seen:
                         continue
-                    seen.add(result.job_id)
+                    seen[result.job_id] = None
+                    if len(seen) > SEEN_JOBS:
+                        seen.popitem(last=False)
                 result.id = last
                 yield result
                 n += 1
