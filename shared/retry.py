@@ -76,11 +76,23 @@ def is_busy(exc: BaseException) -> bool:
     return msg == "BUSY" or msg.startswith("BUSY ")
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis at its ``maxmemory`` refusing a write (``OOM command not allowed``; in a MULTI, the
+    EXEC's ``EXECABORT``): transient, as memory is freed (trimming, an operator)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):  # redis-py's class for "OOM ..." (prefix dropped)
+        return True
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    msg = _reply(exc)
+    return msg.startswith("OOM ") or ("EXECABORT" in msg and "OOM " in msg) or (
+        isinstance(exc, redis.exceptions.ExecAbortError) and "maxmemory" in msg)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Waiting heals it (see the module docstring); a refused password never is."""
     if isinstance(exc, FATAL):
         return False
-    return isinstance(exc, _TRANSIENT) or is_busy(exc)
+    return isinstance(exc, _TRANSIENT) or is_busy(exc) or is_out_of_memory(exc)
 
 
 class RedisRetry:
@@ -125,6 +137,10 @@ class RedisRetry:
                     raise
                 if isinstance(exc, FATAL):
                     raise ConfigError(describe_fatal(exc, self.redis_url)) from None
+                if isinstance(exc, redis.ResponseError) and _reply(exc).startswith("WRONGTYPE"):
+                    raise ConfigError(f"{self.actor}: a key moodstream keeps a stream in is not a stream "
+                                      "(another program's key, or one changed by hand): delete or rename it, or use "
+                                      f"another prefix ({_one_line(exc)[:120]})") from None
                 if is_transient(exc):
                     first_failure = first_failure if first_failure is not None else time.monotonic()
                     self._wait_out(exc, backoff, first_failure)
@@ -154,7 +170,8 @@ class RedisRetry:
         if self.deadline_s is not None and time.monotonic() + delay - first_failure > self.deadline_s:
             raise ConfigError(f"{self.actor}: cannot reach Redis at {redact(self.redis_url)} for "
                               f"{self.deadline_s:g} s: {exc}") from None
-        what = "busy (a script is running)" if is_busy(exc) else "unreachable"
+        what = ("busy (a script is running)" if is_busy(exc) else
+                "out of memory (maxmemory: writes refused)" if is_out_of_memory(exc) else "unreachable")
         log.warning("%s: Redis %s (%s); retrying in %.2fs", self.actor, what, _one_line(exc), delay)
         self.stop.wait(delay)
         if self.stop.is_set():

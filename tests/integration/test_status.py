@@ -238,3 +238,19 @@ def test_a_heartbeat_with_no_time_or_name_reads_as_unknown_not_decades_old(redis
     assert workers["w-neg"]["age_s"] is None and workers["w-bare"]["age_s"] is None
     ran = CliRunner().invoke(cli, ["status", "--redis-url", redis_url, "--prefix", "t"])
     assert ran.exit_code == 0 and "w-bare" in ran.output and "1796" not in ran.output, ran.output
+
+
+@pytest.mark.parametrize("key,command", [("results", ["results"]), ("results", ["status"]), ("dead", ["status"]),
+                                         ("frames", ["produce", "samples/street.jpg"])])
+def test_a_stream_key_of_another_type_is_one_line(redis_url, client, keys, key, command):
+    """A results, dead-letter or frames key turned into a string made `results`, `status` and `produce`
+    end with redis's WRONGTYPE traceback (and ended a running `results --follow` / `status --watch`)."""
+    from pathlib import Path
+
+    client.set(getattr(keys, key), "not a stream")
+    repo = Path(__file__).resolve().parents[2]
+    args = [a if not a.startswith("samples/") else str(repo / a) for a in command]
+    ran = CliRunner().invoke(cli, [*args, "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 1 and "Traceback" not in ran.output, (ran.output, ran.exception)
+    assert "not a stream" in ran.output or "WRONGTYPE" in ran.output, ran.output
+    assert isinstance(ran.exception, SystemExit), repr(ran.exception)

@@ -167,3 +167,30 @@ def test_errors_inside_a_pipeline_are_classed_too(redis_url):
         pipe.execute()
     assert "of pipeline caused error" in str(err.value) and is_missing_key(err.value)
     assert is_busy(redis.ResponseError("Command # 1 (XADD t:results) of pipeline caused error: BUSY Redis is busy"))
+
+
+def test_redis_out_of_memory_is_ridden_out():
+    """Redis at its maxmemory refuses writes ("OOM command not allowed", or EXECABORT for a MULTI):
+    the track stage died with a traceback. Freeing memory heals it: waited out like BUSY."""
+    from moodstream.shared.retry import is_transient
+
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        for i in range(40):  # in small writes: no large query buffer counted in used_memory below
+            admin.set(f"ballast{i}", "x" * 100_000)
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", used - 100_000)  # every write refused until the ballast goes
+        client = redis.Redis.from_url(server.url)
+        with pytest.raises(redis.ResponseError) as oom:
+            client.xadd("k", {"a": "y"})
+        assert is_transient(oom.value)
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd("k", {"a": "y"})
+        with pytest.raises(redis.ResponseError) as aborted:
+            pipe.execute()
+        assert is_transient(aborted.value), aborted.value
+        threading.Timer(0.5, lambda: admin.delete(*(f"ballast{i}" for i in range(40)))).start()
+        seen: list[BaseException] = []
+        retry = RedisRetry("track t", server.url, cap_s=0.3, on_down=seen.append)
+        assert retry.call(lambda: client.xadd("k", {"a": "y"})) is not None
+        assert seen
