@@ -57,6 +57,9 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     from moodstream.shared.keys import Keys
     from moodstream.shared.transport import check_connection, connect
 
+    if use_rq and reply_to is not None:
+        raise click.UsageError("--reply-to does not go with --rq: the expander's frame jobs carry no reply stream "
+                               "(read the shared results stream, e.g. `moodstream results --source ...`)")
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure,
                          encoding=encoding)
     encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png

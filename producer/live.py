@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import cv2
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import FrameItem, source_name, to_rgb8
+from moodstream.shared.media import FrameItem, is_camera_index, source_name, to_rgb8
 from moodstream.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
 
 def _open(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
     try:
-        if spec.isdigit():
+        if is_camera_index(spec):
             cap = cv2.VideoCapture(int(spec))
         else:
             cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, config.open_timeout_ms,

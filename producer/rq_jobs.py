@@ -54,7 +54,7 @@ from moodstream.producer.client import ENCODINGS
 from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import is_stream_spec, source_name
+from moodstream.shared.media import is_camera_index, is_stream_spec, source_name
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import redact
 
@@ -178,7 +178,7 @@ def check_source(spec: str, settings: Settings) -> str:
     if not isinstance(spec, str) or not spec or len(spec) > 4096:
         raise BadInputError("bad_field", "the source must be a non-empty path or URL")
     if is_stream_spec(spec):
-        if spec.isdigit():
+        if is_camera_index(spec):
             raise BadInputError("unsupported", "camera indexes are not expanded by rq jobs; run `moodstream produce 0` "
                                                "on the machine with the camera")
         parts = urlsplit(spec)

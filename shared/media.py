@@ -420,9 +420,15 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
                 yield str(f)
 
 
+def is_camera_index(spec: str) -> bool:
+    """``0``, ``1``...: a camera, unless a file or folder of that name is here (``./0`` names one
+    either way). ASCII digits only: ``²`` is a digit to str.isdigit, not to int()."""
+    return spec.isascii() and spec.isdigit() and not os.path.exists(spec)
+
+
 def is_stream_spec(spec: str) -> bool:
-    """A camera index (``0``) or a stream URL (rtsp://, http(s)://...)."""
-    return spec.isdigit() or "://" in spec
+    """A camera index (``0``, :func:`is_camera_index`) or a stream URL (rtsp://, http(s)://...)."""
+    return is_camera_index(spec) or "://" in spec
 
 
 def source_name(spec: str) -> str:
@@ -524,7 +530,7 @@ def opencv_can_name(path: str) -> bool:
 def open_capture(spec: str) -> cv2.VideoCapture:
     if not opencv_can_name(spec):
         raise BadInputError("unsupported", "the file name is not valid UTF-8, which OpenCV cannot open: rename it")
-    cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
+    cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
         raise BadInputError(reason, f"cannot open video {source_name(spec)}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import is_stream_spec, plausible_fps
+from moodstream.shared.media import is_camera_index, is_stream_spec, plausible_fps
 from moodstream.shared.record import Face
 from moodstream.shared.table import face_label
 
@@ -69,7 +69,7 @@ def safe_stem(source: str) -> str:
     if source == "-":
         return "stdin"
     if is_stream_spec(source):
-        return "camera" + source if source.isdigit() else re.sub(r"[^\w.-]+", "_", source).strip("_")
+        return "camera" + source if is_camera_index(source) else re.sub(r"[^\w.-]+", "_", source).strip("_")
     stem = Path(source).stem or "image"
     return stem.encode("utf-8", "replace").decode("utf-8")  # bytes that are not UTF-8: '?' (OpenCV writes it)
 

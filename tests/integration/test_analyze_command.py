@@ -384,3 +384,17 @@ def test_threads_beyond_any_machine_are_a_usage_error(threads, image_path):
     result = CliRunner().invoke(analyze, ["--device", "cpu", "--threads", threads, str(image_path("parade"))])
     assert result.exit_code == 2 and "--threads" in result.output and "1024" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_folder_or_file_named_with_digits_is_read_not_opened_as_a_camera(tmp_path, image_path, monkeypatch):
+    """`analyze 2024` (a folder of photos) and `analyze 7` (an image named 7) tried cameras 2024 and 7;
+    `²` (a digit to str.isdigit, not to int) was a ValueError."""
+    (tmp_path / "2024").mkdir()
+    shutil.copy(image_path("street"), tmp_path / "2024" / "a.jpg")
+    shutil.copy(image_path("street"), tmp_path / "7")
+    monkeypatch.chdir(tmp_path)
+    result, records = run(["2024", "7", "--detector", "haar"])
+    assert result.exit_code == 0, result.output
+    assert [r["source"] for r in records] == [os.path.join("2024", "a.jpg"), "7"]
+    result, records = run(["²"])
+    assert result.exit_code == 1 and records[0]["error"]["reason"] == "not_found", result.output

@@ -131,3 +131,15 @@ def test_results_drops_duplicates_with_bounded_memory(redis_url, client, keys, m
     assert got == [f"j{i}" for i in range(50)]  # the recent duplicate dropped
     assert len(reader.seen) <= 10
     reader.close()
+
+
+def test_produce_rq_with_reply_to_is_a_usage_error(redis_url):
+    """`produce --rq --reply-to mine` dropped --reply-to (exit 0), so `results --reply-to mine` waited
+    for ever: the expander's jobs carry no reply stream."""
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    ran = CliRunner().invoke(cli, ["produce", "--rq", "--reply-to", "mine", "samples/street.jpg", "--redis-url",
+                                   redis_url, "--prefix", "t"])
+    assert ran.exit_code == 2 and "--reply-to" in ran.output and "--rq" in ran.output, ran.output
