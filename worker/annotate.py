@@ -188,6 +188,7 @@ def _tick_step(span_s: float) -> float:
 
 
 THUMB_PX = 56  # the face picture at the start of each timeline row
+MAX_TIMELINE_ROWS = 64  # tracks drawn, people first then the longest; every one stays in the summary JSON
 STACK_ORDER = sorted(range(len(LABELS)), key=lambda k: LABELS[k] == "neutrality")
 
 
@@ -201,6 +202,10 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
     drawn faded. Time axis in seconds over ``span_s`` (first, last + step, step), and a legend."""
     t0, t1, step_s = span_s
     t1 = max(t1, t0 + 1e-3)
+    if len(rows) > MAX_TIMELINE_ROWS:  # a crowd, or noise: 5,754 rows were a 1.4 GB image
+        kept = sorted(range(len(rows)), key=lambda i: (not rows[i][0].get("person"), -(rows[i][0].get("frames") or 0)))
+        title = f"{title} ({MAX_TIMELINE_ROWS} of {len(rows)} tracks: people first, then the longest)"
+        rows = [rows[i] for i in sorted(kept[:MAX_TIMELINE_ROWS])]
     plot_x = MARGIN_PX + THUMB_PX + 8 + 40
     plot_w = TIMELINE_WIDTH - plot_x - MARGIN_PX
     row_h, top = THUMB_PX + 10, 34
@@ -211,7 +216,7 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
     def x_of(t: float) -> int:
         return plot_x + int(round((t - t0) / (t1 - t0) * plot_w))
 
-    shown = title[-110:].encode("ascii", "replace").decode()  # OpenCV's fonts draw ASCII; a lone surrogate segfaults it
+    shown = title[-140:].encode("ascii", "replace").decode()  # OpenCV's fonts draw ASCII; a lone surrogate segfaults it
     cv2.putText(img, shown, (MARGIN_PX, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if not rows:
         cv2.putText(img, "no faces", (plot_x, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
