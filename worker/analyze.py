@@ -272,6 +272,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                         max_image_bytes=settings.max_message_bytes)
     frames = faces = errors = 0
     interrupted = False
+    stdout_error = None
     started = time.perf_counter()
     from tqdm import tqdm
 
@@ -299,6 +300,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             if report is not None:
                 report.add(r, out.image, out.video)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:  # standard output refused (a full disk, /dev/full): what was done is still written
+        stdout_error = f"cannot write to standard output: {exc.strerror or exc}"
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except KeyboardInterrupt:  # Ctrl-C: what was done is still written below, and said
         interrupted = True
@@ -328,6 +332,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
                + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
                + (f"; report in {report_path}" if report is not None else ""), err=True)
+    if stdout_error is not None:
+        unwritten.insert(0, stdout_error)
     if unwritten:
         raise click.ClickException("; ".join(unwritten))
     if interrupted:

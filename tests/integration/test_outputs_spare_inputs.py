@@ -256,3 +256,16 @@ def test_up_stay_open_without_the_dashboard_is_a_usage_error():
 
     result = CliRunner().invoke(up, [str(SAMPLES / "street.jpg"), "--stay-open", "--no-dashboard"])
     assert result.exit_code == 2 and "--stay-open" in result.output, result.output
+
+
+def test_a_full_stdout_is_one_line_and_the_files_are_still_written(tmp_path):
+    """`analyze clip > /dev/full` ended in an OSError traceback (ENOSPC from click.echo)."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        ran = subprocess.run([sys.executable, "-m", "moodstream", "analyze", str(SAMPLES / "street.jpg"), "--device",
+                              "cpu", "--detector", "haar", "--summary", str(tmp_path / "s.json")], cwd=REPO,
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr[-2000:]
+    assert "standard output" in ran.stderr and (tmp_path / "s.json").exists(), ran.stderr[-2000:]
