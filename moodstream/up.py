@@ -156,7 +156,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             raise click.ClickException(f"up: producer failed: {feed.error}")
         click.echo(f"up: {'interrupted (Ctrl-C) after ' if interrupted else ''}{received} results for {feed.sent} "
                    "frames; shutting down", err=True)
-        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs)
+        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs, interrupted)
         if interrupted:
             click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
         if board is not None and stay_open:
@@ -225,7 +225,7 @@ class _Feed:
 
 
 def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | None, pipeline, settings,
-                     inputs: frozenset[str] = frozenset()) -> None:
+                     inputs: frozenset[str] = frozenset(), interrupted: bool = False) -> None:
     """Once the stage has read every result: stop it (it publishes the runs' summaries) and
     write the summary file."""
     deadline = time.monotonic() + 60
@@ -243,7 +243,7 @@ def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | No
     summarizer.runs.extend(stage.ended)
     written = write_summary(summary_path, summarizer, {
         "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s}, inputs=inputs)
+        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs)
     click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
                f"{sum(t['person'] for t in written['tracks'])} people)", err=True)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -153,6 +155,21 @@ def table_row(record: FrameResult) -> str:
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, `docker stop`, a closed terminal), taken as Ctrl-C is."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, frame) -> None:
+    raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+
 def _closing(close, what: str, path, unwritten: list[str]):
     """``close()`` (an output written at the end of the run); an OSError (a full disk, a folder
     removed meanwhile) is one line in ``unwritten``, not a traceback after the whole run."""
@@ -212,7 +229,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     "probabilities", a "track_id" (kept along a video, camera or stream;
     0..k-1 on a still image) and "smoothed" ({"emotion", "probabilities"}
     averaged along its track). Exits with 1 if any input failed or an output could not
-    be written, 130 on Ctrl-C, 0 otherwise.
+    be written, 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the
+    outputs written for what was done, the summary marked "interrupted"), 0 otherwise.
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
@@ -272,7 +290,10 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                         max_image_bytes=settings.max_message_bytes)
     frames = faces = errors = 0
     interrupted = False
+    stop_signal = signal.SIGINT
     stdout_error = None
+    previous = ({signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}  # SIGTERM as Ctrl-C
+                if threading.current_thread() is threading.main_thread() else {})
     started = time.perf_counter()
     from tqdm import tqdm
 
@@ -304,9 +325,12 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     except OSError as exc:  # standard output refused (a full disk, /dev/full): what was done is still written
         stdout_error = f"cannot write to standard output: {exc.strerror or exc}"
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except KeyboardInterrupt:  # Ctrl-C: what was done is still written below, and said
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: what was done is still written below, and said
         interrupted = True
+        stop_signal = getattr(exc, "signum", signal.SIGINT)
     finally:
+        for signum in previous:  # a second signal does not cut the outputs short
+            signal.signal(signum, signal.SIG_IGN)
         progress.close()
         unwritten: list[str] = []  # outputs the disk refused at the end: one line each, then exit 1
         if annotator is not None:
@@ -317,15 +341,19 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             t0 = time.perf_counter()
             written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s}, inputs=inputs),
+                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted},
+                inputs=inputs),
                 "the summary", summary_path, unwritten) or {"tracks": []}
             summary_s += time.perf_counter() - t0
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     elapsed = time.perf_counter() - started
     if fmt == "table" and faces:
         click.echo(legend(analyzer.tracker_config.smoothing_tau_s), err=True)
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
-    click.echo(f"analyze: {'interrupted (Ctrl-C) after ' if interrupted else ''}"
+    why = {signal.SIGINT: "Ctrl-C"}.get(stop_signal, signal.Signals(stop_signal).name) if interrupted else ""
+    click.echo(f"analyze: {f'interrupted ({why}) after ' if interrupted else ''}"
                f"{frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"
@@ -337,6 +365,6 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if unwritten:
         raise click.ClickException("; ".join(unwritten))
     if interrupted:
-        click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it
+        click.get_current_context().exit(128 + stop_signal)  # as a shell reports it: 130 for Ctrl-C, 143 SIGTERM
     if errors:
         click.get_current_context().exit(1)

@@ -269,3 +269,35 @@ def test_a_full_stdout_is_one_line_and_the_files_are_still_written(tmp_path):
                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr[-2000:]
     assert "standard output" in ran.stderr and (tmp_path / "s.json").exists(), ran.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stopped_run_writes_what_it_did_and_says_so(tmp_path, sig, code):
+    """SIGTERM (`timeout`, `docker stop`) killed analyze outright: no summary, a 0-byte page, an
+    annotated video that would not open. Now it stops as Ctrl-C does, and the summary says it is
+    partial ("interrupted": true)."""
+    import signal
+    import subprocess
+    import sys
+
+    summary = tmp_path / "s.json"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MOODSTREAM_")}
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "analyze", str(SAMPLES / "hamilton_clip.mp4"),
+                             "--device", "cpu", "--summary", str(summary), "--annotate", str(tmp_path / "ann")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert all(proc.stdout.readline() for _ in range(3)), "no records"
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code and "Traceback" not in err and "Aborted" not in err, err[-2000:]
+    written = json.loads(summary.read_text())
+    assert written["interrupted"] is True and written["videos"][0]["frames"] < 60
+    import cv2
+    video = next((tmp_path / "ann").iterdir())
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened() and cap.read()[0]
+    cap.release()
