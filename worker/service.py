@@ -121,6 +121,16 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def bare(exc: BaseException | None) -> BaseException | None:
+    """``exc`` without its traceback, cause and context, to be kept on an entry: a kept traceback
+    holds the frames it went through (serve() of the batch that read the entry, with its decoded
+    frames), and ``raise ... from None`` still keeps the hidden exception's (its ``__context__``).
+    One malformed message a batch chained batch to batch: 149 -> 2,523 MiB in 80 s."""
+    if exc is not None:
+        exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
+
+
 class Worker:
     def __init__(self, settings: Settings, pipeline: PipelineLike, *, name: str | None = None,
                  client: redis.Redis | None = None, max_frames: int | None = None,
@@ -421,7 +431,7 @@ class Worker:
         e = Entry(entry_id, None, deliveries, time.monotonic(), suspect=deliveries > 1, solo_attempts=solo_attempts)
         try:
             e.payload = fields.get(FIELD) if isinstance(fields, dict) else None
-            e.error = self._check(e, solo_attempts)
+            e.error = bare(self._check(e, solo_attempts))
         except Exception as exc:  # a bug in validation must not stop the fleet: this entry is dead-lettered
             log.exception("worker %s: validating entry %s failed", self.name, entry_id)
             e.error = BadInputError("bad_field", f"validation failed: {type(exc).__name__}: {exc}"[:300])
@@ -480,7 +490,7 @@ class Worker:
                     ready.append((e, img, decode_ms))
                     continue
                 except BadInputError as exc:
-                    e.error = exc
+                    e.error = bare(exc)
                 except Exception as exc:  # a decoder bug: this entry fails, the batch goes on
                     log.exception("worker %s: decoding entry %s failed", self.name, e.entry_id)
                     e.error = BadInputError("unreadable", f"{type(exc).__name__}: {exc}")

@@ -115,3 +115,29 @@ def test_a_frames_key_of_another_type_is_one_line(redis_url, client, keys):
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert f"{keys.frames!r} is not a stream" in out.stderr
     assert client.get(keys.frames) == b"notastream"  # left as it is
+
+
+def test_malformed_messages_among_good_ones_hold_no_old_batch(redis_url, client, keys, checkpoint):
+    """One malformed message a batch made the worker's memory grow for as long as they came (149 ->
+    2,523 MiB in 80 s): the MessageError stored on its entry kept, through the __context__ that
+    `raise ... from None` leaves, a traceback reaching the serve() frame of the batch that read it,
+    with its decoded frames; the entry was served in the next batch, whose own bad entry held that
+    one, and so on. After the batches: no serve() frame is left."""
+    import gc
+    import types
+
+    settings = settings_for(redis_url, batch_max=4, batch_wait_ms=50)
+    producer = Producer(settings)
+    w = start_worker(settings, checkpoint, "w-chain")
+    try:
+        for i in range(40):
+            if i % 4 == 0:
+                client.xadd(keys.frames, {FIELD: b"\xc1"})  # not msgpack
+            else:
+                producer.submit_image(tiny_jpeg(i, (320, 240)), source="good")
+        wait_for(lambda: pending_count(client, keys) == 0 and w.worker.served >= 40, 120, what="all served")
+        gc.collect()
+        serving = [f for f in gc.get_objects() if isinstance(f, types.FrameType) and f.f_code.co_name == "serve"]
+        assert len(serving) <= 1, f"{len(serving)} serve() frames still reachable"
+    finally:
+        w.stop()
