@@ -140,27 +140,30 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _jpeg_complete(data: bytes) -> bool:
-    """An end-of-image marker after the image's first scan. Not only at the end: phones append a
-    video (Motion Photos) or a trailer (Samsung) after it. The scan is found by walking the marker
-    segments, so an EXIF thumbnail's own scan and end (inside APP1) do not count."""
-    if data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
-        return True
+MAX_JPEG_SCANS = 256  # start-of-scan markers (FF DA cannot occur inside entropy-coded data: FF is stuffed)
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Where the image's end-of-image marker ends (-1: none, a truncated file): after its first
+    scan, not only at the end of the data, as phones append a video (Motion Photos) or a trailer
+    (Samsung). The scan is found by walking the marker segments, so an EXIF thumbnail's own scan
+    and end (inside APP1) do not count."""
     i = 2
     while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return False  # not a marker where one must be: leave it to the decoder's checks
+        if data[i] != 0xFF:  # not a marker where one must be: ends as the data does, or truncated
+            return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
         marker = data[i + 1]
         if marker == 0xFF:
             i += 1
             continue
         if marker == 0xDA:  # start of scan: entropy-coded data follows, where 0xFF is stuffed (FF 00)
-            return data.find(b"\xff\xd9", i + 2) >= 0
+            at = data.find(b"\xff\xd9", i + 2)
+            return at + 2 if at >= 0 else -1
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
         i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-    return False
+    return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
 
 
 def _tiff_size(data: bytes, max_pages: int = 64) -> tuple[int, int] | None:
@@ -179,6 +182,8 @@ def _tiff_size(data: bytes, max_pages: int = 64) -> tuple[int, int] | None:
                 break
             tag, typ = struct.unpack(end + "HH", data[at:at + 4])
             if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+                if tag in dims or typ not in (3, 4):
+                    return None  # named twice (libtiff reads the first, a check the last) or oddly: refused
                 fmt = end + ("H" if typ == 3 else "I")
                 dims[tag] = struct.unpack(fmt, data[at + 8:at + 8 + struct.calcsize(fmt)])[0]
         if 256 not in dims or 257 not in dims:
@@ -268,7 +273,11 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
         raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
     if pixels == 0:
         raise BadInputError("unreadable", f"{kind} header says {size[0]}x{size[1]} pixels")
-    if kind == "jpeg" and not _jpeg_complete(data):
+    end = _jpeg_end(data) if kind == "jpeg" else len(data)
+    if kind == "jpeg" and data.count(b"\xff\xda", 0, end if end >= 0 else len(data)) > MAX_JPEG_SCANS:
+        # each scan is a pass over the image; counted up to the image's end (a Motion Photo's video follows)
+        raise BadInputError("unsupported", f"a JPEG of more than {MAX_JPEG_SCANS} scans (progressive JPEGs have ~10)")
+    if kind == "jpeg" and end < 0:
         raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
     with budget.hold(pixels) if budget is not None else nullcontext():
         try:

@@ -31,6 +31,7 @@ import numpy as np
 
 SCHEMA_VERSION = 2  # 2: typed records (faces carry track_id / smoothed; error {reason, detail})
 MAX_TEXT_CHARS = 4096  # job_id, source, reply_to: longer is a bad field, not a 256 MB string echoed back
+MAX_TIME_MS = (1 << 53) - 1  # a time in ms beyond this is no clock's (and + a skew would pass a stream id's 2**64)
 MAX_RAW_SIDE = 1 << 16  # a raw frame side above this is refused before any arithmetic on it
 TIME_LIMIT_S = 1e12  # a timestamp beyond this (or NaN / infinity) is a bad field: JSON has no NaN
 
@@ -154,7 +155,7 @@ class FrameJob(msgspec.Struct, tag_field="kind", tag="frame"):
     timestamp_s: Seconds | None = None  # position in the video; None for still images
     # producer wall clock, Unix epoch ms (the producer stamps it as it sends; a message
     # without it counts from when the worker read it)
-    enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0)] = msgspec.field(default_factory=now_ms)
+    enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] = msgspec.field(default_factory=now_ms)
     reply_to: Text | None = None  # another stream the result is also added to
     options: dict[str, Any] = msgspec.field(default_factory=dict)  # free-form, echoed nowhere, for future use
     image: bytes | None = None

@@ -30,7 +30,7 @@ import msgspec
 import numpy as np
 
 from moodstream.shared.errors import MessageError
-from moodstream.shared.record import MAX_TEXT_CHARS, SCHEMA_VERSION, FrameJob, FrameResult, now_ms
+from moodstream.shared.record import MAX_TEXT_CHARS, MAX_TIME_MS, SCHEMA_VERSION, FrameJob, FrameResult, now_ms
 
 __all__ = ["FIELD", "REASONS", "SCHEMA_VERSION", "dead_letter_fields", "decode_frame", "decode_result",
            "encode_frame", "encode_result", "new_job_id", "now_ms"]
@@ -160,6 +160,10 @@ def decode_result(raw: object) -> FrameResult:
     worker writes one, and every reader (the track stage, ``results``, the dashboard) skips it
     rather than crash on it."""
     result = _decode(raw, "result")
+    for name in ("enqueued_at_ms", "published_at_ms"):
+        value = getattr(result, name)
+        if value is not None and not 0 <= value <= MAX_TIME_MS:
+            raise MessageError("bad_field", f"{name} {value} is no time in ms")
     for i, face in enumerate(result.faces):
         why = _unusable(face)
         if why:

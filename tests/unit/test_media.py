@@ -290,3 +290,45 @@ def test_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     items = list(iter_frames([""]))
     assert len(items) == 1 and items[0].error is not None and items[0].error.reason == "not_found"
+
+
+def _tiff(entries: list[tuple[int, int, int]]) -> bytes:
+    """A little-endian TIFF whose one directory holds ``entries`` (tag, type, value) in that order."""
+    import struct as st
+    ifd = st.pack("<H", len(entries)) + b"".join(
+        st.pack("<HHI", tag, typ, 1) + (st.pack("<HH", value, 0) if typ == 3 else st.pack("<I", value))
+        for tag, typ, value in entries) + st.pack("<I", 0)
+    return b"II*\x00" + st.pack("<I", 8) + ifd + b"\x00" * 64
+
+
+def test_a_tiff_naming_its_size_twice_is_refused_before_decoding(monkeypatch):
+    """The size check read the last ImageWidth / ImageLength, libtiff the first: a 6 KB TIFF saying
+    10000x10000 then 64x64 passed as 64x64 and decoded to 1.5 GB before the limit refused it."""
+    import moodstream.shared.media as media
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(media.cv2, "imdecode", never)
+    data = _tiff([(256, 4, 10000), (257, 4, 10000), (256, 3, 64), (257, 3, 64), (258, 3, 16), (277, 3, 4)])
+    with pytest.raises(BadInputError) as err:
+        decode_image(data, LIMIT)
+    assert err.value.reason in ("unreadable", "too_large")
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(bgr, monkeypatch):
+    """A progressive JPEG repeating one 20-byte scan costs ~0.5 ms a scan to decode: 150,000 of them
+    (3 MB) held a worker 74 s (its health check failed at 60 s); 32 MiB would be ~13 minutes."""
+    import moodstream.shared.media as media
+
+    data = encode(".jpg", bgr)
+    scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x00" * 10
+    bomb = data[:-2] + scan * (media.MAX_JPEG_SCANS + 1) + b"\xff\xd9"
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(media.cv2, "imdecode", never)
+    with pytest.raises(BadInputError) as err:
+        decode_image(bomb, LIMIT)
+    assert err.value.reason == "unsupported" and "scans" in err.value.detail

@@ -289,3 +289,18 @@ def test_dead_letter_keeps_a_bounded_prefix_and_the_size():
     assert f["msg_bytes"] == 5_000_000 and f["msg_truncated"] == 1
     small = dead_letter_fields("bad_field", "d", "1-0", 1, "w1", b"abc")
     assert small["msg"] == b"abc" and small["msg_bytes"] == 3 and small["msg_truncated"] == 0
+
+
+@pytest.mark.parametrize("kind", ["frame", "result"])
+def test_an_enqueue_time_past_any_clock_is_refused(kind):
+    """A job's enqueued_at_ms of 2**64-1 was copied into its result; the track stage read face pictures
+    back with it as a stream id (its + the skew: past 2**64) and died, at every restart."""
+    from moodstream.shared.record import FrameJob, FrameResult
+
+    raw = (encode_frame(FrameJob("j", "s", 0, image=b"\xff\xd8x")) if kind == "frame"
+           else encode_result(FrameResult(job_id="j", source="s", frame=0, faces=[])))
+    m = msgpack.unpackb(raw)
+    m["enqueued_at_ms"] = 2**64 - 1
+    with pytest.raises(MessageError) as exc:
+        (decode_frame if kind == "frame" else decode_result)(msgpack.packb(m))
+    assert exc.value.reason == "bad_field"

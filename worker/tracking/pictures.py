@@ -33,7 +33,7 @@ import numpy as np
 import redis
 
 from moodstream.shared.errors import BadInputError, MessageError
-from moodstream.shared.record import FrameJob, FrameResult
+from moodstream.shared.record import MAX_TIME_MS, FrameJob, FrameResult
 from moodstream.shared.media import decode_pixels
 from moodstream.shared.wire import FIELD, decode_frame
 from moodstream.worker.tracking.summary import SourceSummary, crop_face, pose_score
@@ -99,7 +99,7 @@ class FramePictures:
 
     def _find(self, job_id: str, enqueued_at_ms: int) -> FrameJob | None:
         needle = job_id.encode()
-        stop = f"{enqueued_at_ms + SKEW_MS}"
+        stop = f"{min(enqueued_at_ms + SKEW_MS, MAX_TIME_MS)}"  # never past a stream id's range
         forward_done = False  # no more entries from the enqueue time on: only the skew window is left
         for before_ms, count in SCANS:
             if before_ms == 0 and forward_done:
