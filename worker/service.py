@@ -154,6 +154,7 @@ class Worker:
         self._signals = 0
         self._old_handlers: dict[int, object] = {}
         self._inhand: list[Entry] = []
+        self._last_read_id: str | None = None  # the newest entry this worker read (a recreated group starts after it)
         self._solo_in_flight: list[str] = []  # suspects in decoding / inference now (their attempt counted)
         self._solo_started = 0.0  # time.monotonic() when that attempt began
         # liveness allows a long batch: a CPU batch of batch_max large frames can take tens of seconds
@@ -423,6 +424,8 @@ class Worker:
         entries = resp[0][1] if resp else []
         for eid, fields in entries:
             self._accept(as_str(eid), fields, deliveries=1)
+        if entries:
+            self._last_read_id = as_str(entries[-1][0])
         return len(entries)
 
     def _accept(self, entry_id: str, fields: dict, deliveries: int, solo_attempts: int = 0) -> None:
@@ -701,8 +704,16 @@ class Worker:
 
     def _recreate(self) -> None:
         """After FLUSHALL / DEL / XGROUP DESTROY: the group again, and this worker's heartbeat
-        at once (status and KEDA see it without waiting for the next beat)."""
-        self._ensure_group()
+        at once (status and KEDA see it without waiting for the next beat). Where the stream is
+        still there (XGROUP DESTROY), the group starts after the last entry this worker read, not
+        at 0: the entries before it were served (re-serving them all gave up to stream_maxlen
+        duplicates); at most what other workers read past it comes again."""
+        start = "0"
+        if self._last_read_id is not None and self.client.exists(self.keys.frames):
+            start = self._last_read_id
+        if ensure_group(self.client, self.keys, start_id=start) and start != "0":
+            log.warning("worker %s: consumer group recreated after entry %s (the last this worker read)",
+                        self.name, start)
         self.heartbeat()
 
     def _retry(self, fn):

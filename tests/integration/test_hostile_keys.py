@@ -141,3 +141,28 @@ def test_malformed_messages_among_good_ones_hold_no_old_batch(redis_url, client,
         assert len(serving) <= 1, f"{len(serving)} serve() frames still reachable"
     finally:
         w.stop()
+
+
+def test_a_destroyed_group_is_recreated_where_the_worker_was(redis_url, client, keys, checkpoint):
+    """After XGROUP DESTROY the group came back at id 0: every entry still in the frames stream was
+    served again (30 answered frames, 30 more results; up to stream_maxlen of them)."""
+    import time
+
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    w = start_worker(settings, checkpoint, "w-destroy")
+    try:
+        for i in range(6):
+            producer.submit_image(tiny_jpeg(i), source="before")
+        wait_for(lambda: client.xlen(keys.results) >= 6 and pending_count(client, keys) == 0, 60, what="6 served")
+        client.xgroup_destroy(keys.frames, keys.group)
+        wait_for(lambda: any(g["name"].decode() == keys.group for g in client.xinfo_groups(keys.frames)), 30,
+                 what="the group recreated")
+        for i in range(2):
+            producer.submit_image(tiny_jpeg(10 + i), source="after")
+        wait_for(lambda: client.xlen(keys.results) >= 8, 60, what="the 2 new frames served")
+        time.sleep(1.0)  # any re-served old entry would land now
+        sources = sorted(r.source for r in all_results(client, keys))
+        assert sources == ["after"] * 2 + ["before"] * 6, sources
+    finally:
+        w.stop()
