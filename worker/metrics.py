@@ -293,6 +293,21 @@ class _Handler(BaseHTTPRequestHandler):
         # the timeout bounds each read; the deadline bounds the whole request: a client dripping a
         # header line every few seconds held its slot for minutes, and 16 of them every liveness probe
         self.rfile = _Deadline(self.rfile, self.connection, time.monotonic() + self.timeout)
+        # ... and within a line, where the deadline is not looked at between the socket's reads (a
+        # byte every 2 s kept each read short): at the deadline the connection is shut, whatever it does
+        self._cutoff = threading.Timer(self.timeout, self._cut)
+        self._cutoff.daemon = True
+        self._cutoff.start()
+
+    def _cut(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
+
+    def finish(self) -> None:
+        self._cutoff.cancel()
+        super().finish()
 
     def do_HEAD(self) -> None:  # noqa: N802: uptime checkers ask HEAD (it was 501)
         self._head_only = True

@@ -46,18 +46,20 @@ def test_metrics_listen_on_loopback_by_default():
     assert Settings.from_env(env={"MOODSTREAM_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
 
 
-def test_clients_that_drip_headers_lose_their_slot_after_the_timeout_in_all():
+@pytest.mark.parametrize("piece", [b"X-Slow: 1\r\n", b"x"], ids=["a-line-at-a-time", "a-byte-at-a-time"])
+def test_clients_that_drip_headers_lose_their_slot_after_the_timeout_in_all(piece):
     """The timeout bounded each read, not the request: 16 clients sending a header line every 3 s
-    held every slot for minutes, and every liveness probe was closed unanswered."""
+    held every slot for minutes, and every liveness probe was closed unanswered. Then the deadline
+    was checked as each line began: one byte at a time inside a line still held them all."""
     stop = threading.Event()
     with MetricsServer(WorkerMetrics(), "127.0.0.1", 0, idle_timeout_s=1.0) as server:
 
         def drip() -> None:
             with socket.create_connection(("127.0.0.1", server.port)) as s:
-                s.sendall(b"GET /healthz HTTP/1.0\r\n")
+                s.sendall(b"GET /healthz HTTP/1.0\r\nX-Long: ")
                 try:
                     while not stop.wait(0.5):  # well within the per-read timeout
-                        s.sendall(b"X-Slow: 1\r\n")
+                        s.sendall(piece)
                 except OSError:  # the server cut the connection: what is wanted
                     pass
 
