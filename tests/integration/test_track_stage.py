@@ -341,3 +341,33 @@ def test_a_summary_that_cannot_be_made_costs_the_summary_not_the_stage(redis_url
     stage.flush()
     assert client.xlen(keys.tracked) == 4 and client.xlen(keys.summaries) == 0
     assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+
+
+def test_a_picture_read_that_fails_costs_the_picture_not_the_tracks(redis_url, client, keys, monkeypatch):
+    """A connection error while reading a face picture back unwound the stage's step after the
+    frames had left the reorder buffer: they came back 30 s later by XAUTOCLAIM, published untracked."""
+    import redis as redis_module
+
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+    from moodstream.worker.tracking.pictures import FramePictures
+
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        raise redis_module.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(FramePictures, "offer", flaky)
+    for f in range(3):
+        face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"j{f}", source="cam", frame=f, worker="w",
+                                                                    faces=[face], timestamp_s=f, enqueued_at_ms=1))})
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
+    stage._ensure_group()
+    for t in (100.0, 100.1):
+        stage.step(now_s=t)
+    stage.flush()
+    tracked = [decode_result(f[FIELD]) for _, f in client.xrange(keys.tracked)]
+    assert calls and [r.frame for r in tracked] == [0, 1, 2]
+    assert all(face.track_id is not None for r in tracked for face in r.faces)

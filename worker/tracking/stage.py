@@ -405,7 +405,9 @@ class TrackStage:
             if self.pictures is not None:
                 try:
                     self.pictures.offer(run.summary, run.picture_best, r)
-                except (ValueError, OverflowError, ArithmeticError) as exc:  # a picture is never worth a crash
+                except (ValueError, OverflowError, ArithmeticError, redis.RedisError) as exc:
+                    # a picture is never worth a crash, nor a lost track: a connection error here unwound
+                    # the step after the frames had left the reorder buffer (published untracked later)
                     log.warning("%s: no face picture from frame %d of %s: %s", self.actor, r.frame,
                                 printable(r.source), exc)
             self.summary_ms += (time.perf_counter() - t0) * 1000
