@@ -74,12 +74,17 @@ def _name_part(value: object) -> str:
 
 
 def save_pictures(summary: dict, folder: Path) -> None:
-    """Write the summary's face pictures into ``folder``; each track's ``thumbnail`` becomes
-    the file's name (relative to ``folder``, as in a summary file)."""
+    """Write the summary's face pictures into ``folder`` as ``<stem>-<hash of the source>-run<N>-t<id>.jpg``;
+    each track's ``thumbnail`` becomes the file's name (relative to ``folder``, as in a summary file)."""
     from moodstream.worker.annotate import safe_stem
 
+    import hashlib
+
     folder.mkdir(parents=True, exist_ok=True)
-    base = f"{safe_stem(summary['source'])}-run{_name_part(summary.get('run', 1))}"
+    # the file name's stem and a short hash of the whole source: cam1/video.mp4 and cam2/video.mp4 both
+    # wrote video-run1-t0.jpg (the second replaced the first); the same source always gets the same names
+    tag = hashlib.sha256(summary["source"].encode("utf-8", "replace")).hexdigest()[:8]
+    base = f"{safe_stem(summary['source'])}-{tag}-run{_name_part(summary.get('run', 1))}"
     thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
     for t in summary["tracks"]:
         data = thumbnails.get(str(t["track_id"]))
