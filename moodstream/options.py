@@ -21,11 +21,33 @@ from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of
 
 
 
+FINITE_MAX = 1e9  # no number a command takes means more (seconds: 31 years; a timer takes at most ~9.2e9)
+
+
 class FiniteRange(click.FloatRange):
     """click's FloatRange for finite numbers only: its bounds compare false with NaN, so it took
-    "nan" and "inf", which then ended in tracebacks or silently changed the work."""
+    "nan" and "inf", which then ended in tracebacks or silently changed the work. Without a ``max``,
+    at most ``FINITE_MAX``: 1e308 is finite and overflowed timers and millisecond counts."""
+
+    def __init__(self, min=None, max=None, min_open=False, max_open=False, clamp=False):  # noqa: A002 (click's names)
+        super().__init__(min=min, max=FINITE_MAX if max is None else max, min_open=min_open, max_open=max_open,
+                         clamp=clamp)
+        self._implied_max = max is None
+
+    def _describe_range(self) -> str:  # help shows the bounds given, not the implied ceiling
+        if not self._implied_max:
+            return super()._describe_range()
+        if self.min is None:
+            return f"x<={FINITE_MAX:g}"
+        return f"x{'>' if self.min_open else '>='}{self.min}"
 
     def convert(self, value, param, ctx):
+        try:
+            parsed = float(value)
+        except (TypeError, ValueError):
+            parsed = None  # click's own message below
+        if parsed is not None and self._implied_max and math.isfinite(parsed) and parsed > FINITE_MAX:
+            self.fail(f"{value!r} is past any use here (at most {FINITE_MAX:g}).", param, ctx)
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)

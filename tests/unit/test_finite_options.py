@@ -31,6 +31,16 @@ def test_a_number_that_is_not_finite_is_a_usage_error(args, case):
     assert "not a finite number" in result.output or "is not in the range" in result.output
 
 
+@pytest.mark.parametrize("args", [["status", "--window-s", "1e308"], ["status", "--watch", "1e308"],
+                                  ["results", "--timeout-s", "1e308", "--count", "1"],
+                                  ["tracks", "--timeout-s", "1e308", "--follow"]])
+def test_a_finite_number_past_any_use_is_a_usage_error(args):
+    """1e308 is finite: `status --window-s 1e308`, `--watch 1e308` and `results --timeout-s 1e308`
+    ended in OverflowError tracebacks (a timer or a millisecond count past what they take)."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "at most 1e+09" in result.output, (result.output, result.exception)
+
+
 @pytest.mark.parametrize("name", ["MOODSTREAM_STATS_INTERVAL_S", "MOODSTREAM_MIN_PERSON_S",
                                   "MOODSTREAM_TRACK_MAX_MISSED_S", "MOODSTREAM_LIVE_BACKOFF_CAP_S"])
 def test_a_float_setting_that_is_not_finite_is_refused(name):
