@@ -129,8 +129,8 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
             continue
         if is_stream_spec(spec):
             return None
-        if not opencv_can_name(spec):  # one error record (iter_video says why)
-            total += 1
+        if not opencv_can_name(spec) or not os.path.isfile(spec):  # one error record (iter_video says why); a
+            total += 1  # FIFO is opened once, by the read itself (this count consumed it, and the read then hung)
             continue
         cap = cv2.VideoCapture(spec)
         count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)

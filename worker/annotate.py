@@ -77,7 +77,7 @@ def safe_stem(source: str) -> str:
 def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) -> float:
     """The frame rate of a video's sampled frames: native / every_n, or the requested fps (at most native)."""
     native = 0.0
-    if not is_stream_spec(source):  # a camera may not open twice; assume 30 fps there
+    if not is_stream_spec(source) and os.path.isfile(source):  # a camera or FIFO may not open twice: 30 fps
         cap = cv2.VideoCapture(source)
         native = cap.get(cv2.CAP_PROP_FPS) or 0.0
         cap.release()

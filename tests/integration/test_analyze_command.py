@@ -398,3 +398,25 @@ def test_a_folder_or_file_named_with_digits_is_read_not_opened_as_a_camera(tmp_p
     assert [r["source"] for r in records] == [os.path.join("2024", "a.jpg"), "7"]
     result, records = run(["²"])
     assert result.exit_code == 1 and records[0]["error"]["reason"] == "not_found", result.output
+
+
+def test_a_video_fifo_is_read_once_not_hung_on(tmp_path):
+    """`analyze fifo.mp4` hung for ever: the progress bar's frame count opened the FIFO first and
+    consumed what was written into it, and the real read then waited on an empty pipe."""
+    import threading
+
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    clip = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(clip.read_bytes())
+
+    threading.Thread(target=feed, daemon=True).start()
+    ran = subprocess.run([sys.executable, "-m", "moodstream", "analyze", str(fifo), "--device", "cpu", "--detector",
+                          "haar", "--max-frames", "5"], capture_output=True, text=True, timeout=60)
+    # an mp4 whose index is at its end cannot be read from a pipe: one error record then, never a hang
+    records = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    assert ran.returncode in (0, 1) and "Traceback" not in ran.stderr, ran.stderr[-2000:]
+    assert len(records) == 5 or (len(records) == 1 and records[0]["error"]), records
