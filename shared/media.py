@@ -424,8 +424,18 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         if not spec or spec == "-" or is_stream_spec(spec) or not p.is_dir():  # "" is no folder (not ".")
             yield spec
             continue
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+        found = []
+        seen: set[str] = set()  # real folders walked: a symlinked subfolder is entered (rglob skipped
+        for root, dirs, files in os.walk(p, followlinks=True):  # it silently), a link loop ends
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            found += [Path(root) / name for name in files
+                      if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
+        for f in sorted(found):
+            if f.is_file():
                 yield str(f)
 
 

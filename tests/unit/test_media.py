@@ -332,3 +332,21 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(bgr, monkeypatc
     with pytest.raises(BadInputError) as err:
         decode_image(bomb, LIMIT)
     assert err.value.reason == "unsupported" and "scans" in err.value.detail
+
+
+def test_a_folder_s_symlinked_subfolders_are_searched_once(tmp_path, bgr):
+    """rglob does not enter symlinked folders: their images were skipped without a word (produce
+    reported 1 of 3 jobs, exit 0). Followed now, each real folder once (a link loop ends)."""
+    from moodstream.shared.media import expand_paths
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.jpg").write_bytes(encode(".jpg", bgr))
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "a.jpg").write_bytes(encode(".jpg", bgr))
+    (top / "linked").symlink_to(elsewhere)
+    (top / "twice").symlink_to(elsewhere)
+    (elsewhere / "loop").symlink_to(top)
+    found = sorted(Path(p).name for p in expand_paths([str(top)]))
+    assert found == ["a.jpg", "b.jpg"], found
