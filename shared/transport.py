@@ -34,6 +34,10 @@ def is_fatal(exc: BaseException) -> bool:
 
 # query parameters whose values are secrets (IP cameras take ?user=admin&pwd=...; Redis ?password=)
 SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key|auth|sig|cred", re.IGNORECASE)
+# key=value pairs in a URL's path, ;params or #fragment (cameras that take credentials there, XMEye's
+# /user=admin&password=...): the value of a secret-looking key is masked as in the query
+_SECRET_IN_PATH = re.compile(r"([/;&#?](?:[^/;&#?=]*(?:pass|pwd|token|secret|key|auth|sig|cred)[^/;&#?=]*)=)"
+                             r"(?!\*\*\*(?:[&;#/]|$))[^/;&#?]*", re.IGNORECASE)
 
 
 def redact(url: str | None) -> str:
@@ -54,7 +58,8 @@ def redact(url: str | None) -> str:
         if parts.password is None and parts.username is None:
             query = "&".join(f"{k}=***" if v and SECRET_PARAM.search(k) else f"{k}{eq}{v}"
                              for k, eq, v in (item.partition("=") for item in parts.query.split("&")))
-            return urlunsplit(parts._replace(query=query)) if parts.query else url
+            out = urlunsplit(parts._replace(query=query)) if parts.query else url
+            return _SECRET_IN_PATH.sub(lambda m: m.group(1) + "***", out)
         host = parts.hostname or ""
         host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
         netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
