@@ -11,6 +11,7 @@ aliases (``setting_option("batch_max", "--batch")``).
 from __future__ import annotations
 
 import math
+import os
 import typing
 from pathlib import Path
 from dataclasses import MISSING, fields
@@ -55,6 +56,19 @@ class FiniteRange(click.FloatRange):
 
 
 FINITE = FiniteRange()  # any finite float
+
+
+class NamedPath(click.Path):
+    """click's Path, refusing what names nothing: '' (``--annotate=`` wrote into the current folder)
+    and, for a file, a name ending in '/' (``--summary=newdir/`` wrote a file called newdir)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            if not value:
+                self.fail("an empty name names no file or folder.", param, ctx)
+            if not self.dir_okay and value.endswith(("/", os.sep)):
+                self.fail(f"{value!r} names a folder; give a file name.", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class OutputFile(click.Path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, setting_option
+from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.settings import MAX_THREADS, Settings
 
@@ -57,7 +57,7 @@ def default_sample() -> str:
               help="table: one readable line per result; jsonl: one JSON object per result.")
 @click.option("--timeout-s", type=FiniteRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file, as "
                    "`analyze --summary` does, and print the people table on stderr.")
 @click.option("--dashboard/--no-dashboard", "with_dashboard", default=None,

@@ -28,7 +28,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, setting_option
+from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
                                      opencv_can_name, plausible_fps)
@@ -192,7 +192,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="jsonl: one JSON record per frame on stdout; table: a readable line per frame, each face as "
                    "'#track emotion P%' (smoothed along the track) and '/ emotion P%' where this frame's own top "
                    f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end).")
-@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video.")
 @setting_option("detector")
@@ -206,12 +206,12 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
 @setting_option("min_person_s", type=FiniteRange(min=0))
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "
                    "emotion, episodes with start, end and peak, face picture), a face picture per track "
                    "and a timeline PNG per video beside it, and print the people table on stderr.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "
                    "dominant emotion, episodes and a chart of the probabilities that seeks the clip.")

@@ -301,3 +301,13 @@ def test_a_stopped_run_writes_what_it_did_and_says_so(tmp_path, sig, code):
     cap = cv2.VideoCapture(str(video))
     assert cap.isOpened() and cap.read()[0]
     cap.release()
+
+
+@pytest.mark.parametrize("args", [["--annotate="], ["--summary=newdir/"], ["--report=pages/"]])
+def test_an_output_name_that_names_nothing_is_a_usage_error(tmp_path, monkeypatch, args):
+    """`--annotate=` wrote the annotated files into the current folder; `--summary=newdir/` wrote a
+    file called newdir (and newdir-street-t0.jpg beside it)."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(str(SAMPLES / "street.jpg"), *args)
+    assert result.exit_code == 2, result.output
+    assert list(tmp_path.iterdir()) == []
