@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ import click
 
 from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import ConfigError, MoodstreamError
+from moodstream.shared.stop_signals import exit_code, hold_stop_signals, restore_stop_signals, take_stop_signals
 from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
     with ExitStack() as stack:
+        previous = take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C: the embedded server is stopped too
+        stack.callback(restore_stop_signals, previous)
         if settings.redis_url is None:
             server = stack.enter_context(EmbeddedRedis())
             settings = settings.replace(redis_url=server.url)
@@ -132,7 +136,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         feed.thread.start()
         printer = TablePrinter() if fmt == "table" else None
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
-        interrupted = False
+        interrupted, stop_code = False, 130
         try:
             while not (feed.done.is_set() and received >= feed.sent):
                 if time.monotonic() > deadline:
@@ -149,16 +153,19 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                         printer.row(r)
                     else:
                         click.echo(json.dumps(r.to_json()))
-        except KeyboardInterrupt:  # Ctrl-C: the summary of what was answered is still written, and said
-            interrupted = True
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the summary of what was answered is still written
+            interrupted, stop_code = True, exit_code(exc)
             feed.stop.set()
         if feed.error is not None and not interrupted:  # the loop ends too when it failed before sending
             raise click.ClickException(f"up: producer failed: {feed.error}")
-        click.echo(f"up: {'interrupted (Ctrl-C) after ' if interrupted else ''}{received} results for {feed.sent} "
+        why = ("Ctrl-C" if stop_code == 130 else signal.Signals(stop_code - 128).name) if interrupted else ""
+        click.echo(f"up: {f'interrupted ({why}) after ' if interrupted else ''}{received} results for {feed.sent} "
                    "frames; shutting down", err=True)
+        hold_stop_signals(previous)  # a second signal does not cut the summary short
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs, interrupted)
+        restore_stop_signals(previous)
         if interrupted:
-            click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
+            click.get_current_context().exit(stop_code)  # 128 + the signal, as a shell reports it (analyze's too)
         if board is not None and stay_open:
             click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
                        err=True)

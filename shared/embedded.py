@@ -71,6 +71,9 @@ class EmbeddedRedis:
         while True:
             try:
                 return self._start(timeout_s)
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM while it starts: no server left behind
+                self.stop()
+                raise
             except _PortTaken:
                 self.stop()
                 if not self._own_port or tries == self.PORT_TRIES:
@@ -151,7 +154,11 @@ class EmbeddedRedis:
         self.start()
 
     def __enter__(self) -> EmbeddedRedis:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # __exit__ will not run: its folder goes now (start stopped the server)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()

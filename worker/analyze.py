@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
                                      opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
+from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
+                                            take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
@@ -155,21 +156,6 @@ def table_row(record: FrameResult) -> str:
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (`timeout`, `docker stop`, a closed terminal), taken as Ctrl-C is."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _stop(signum, frame) -> None:
-    raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
-
-
 def _closing(close, what: str, path, unwritten: list[str]):
     """``close()`` (an output written at the end of the run); an OSError (a full disk, a folder
     removed meanwhile) is one line in ``unwritten``, not a traceback after the whole run."""
@@ -290,10 +276,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                         max_image_bytes=settings.max_message_bytes)
     frames = faces = errors = 0
     interrupted = False
-    stop_signal = signal.SIGINT
+    stop_code = 130
     stdout_error = None
-    previous = ({signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}  # SIGTERM as Ctrl-C
-                if threading.current_thread() is threading.main_thread() else {})
+    previous = take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C
     started = time.perf_counter()
     from tqdm import tqdm
 
@@ -327,10 +312,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: what was done is still written below, and said
         interrupted = True
-        stop_signal = getattr(exc, "signum", signal.SIGINT)
+        stop_code = exit_code(exc)
     finally:
-        for signum in previous:  # a second signal does not cut the outputs short
-            signal.signal(signum, signal.SIG_IGN)
+        hold_stop_signals(previous)  # a second signal does not cut the outputs short
         progress.close()
         unwritten: list[str] = []  # outputs the disk refused at the end: one line each, then exit 1
         if annotator is not None:
@@ -345,14 +329,13 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 inputs=inputs),
                 "the summary", summary_path, unwritten) or {"tracks": []}
             summary_s += time.perf_counter() - t0
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore_stop_signals(previous)
     elapsed = time.perf_counter() - started
     if fmt == "table" and faces:
         click.echo(legend(analyzer.tracker_config.smoothing_tau_s), err=True)
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
-    why = {signal.SIGINT: "Ctrl-C"}.get(stop_signal, signal.Signals(stop_signal).name) if interrupted else ""
+    why = {130: "Ctrl-C"}.get(stop_code, signal.Signals(stop_code - 128).name) if interrupted else ""
     click.echo(f"analyze: {f'interrupted ({why}) after ' if interrupted else ''}"
                f"{frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
@@ -365,6 +348,6 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if unwritten:
         raise click.ClickException("; ".join(unwritten))
     if interrupted:
-        click.get_current_context().exit(128 + stop_signal)  # as a shell reports it: 130 for Ctrl-C, 143 SIGTERM
+        click.get_current_context().exit(stop_code)  # as a shell reports it: 130 for Ctrl-C, 143 SIGTERM
     if errors:
         click.get_current_context().exit(1)

@@ -68,3 +68,28 @@ def test_a_dashboard_that_cannot_start_is_one_line():
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 1 and "set a token" in ran.stderr, ran.stderr[-3000:]
     assert "Traceback" not in ran.stderr and "cannot join" not in ran.stderr, ran.stderr[-3000:]
+
+
+def test_sigterm_stops_up_as_ctrl_c_does_and_leaves_no_redis_behind(tmp_path):
+    """SIGTERM (`kill`, supervisord, `docker stop`) ended `up` at once (exit 143 from the signal) and
+    left its embedded redis-server running, re-parented to init, with its temporary folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu")
+    summary = tmp_path / "s.json"
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "hamilton_clip.mp4"),
+                             "--no-dashboard", "--format", "jsonl", "--summary", str(summary)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert all(proc.stdout.readline() for _ in range(3)), "up printed no results"
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert json.loads(summary.read_text())["interrupted"] is True
+    left = [pid for pid in children if os.path.exists(f"/proc/{pid}") and
+            "redis" in open(f"/proc/{pid}/cmdline").read()]
+    assert not left, f"redis-server left running: {left}"

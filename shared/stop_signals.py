@@ -1,0 +1,45 @@
+"""SIGTERM and SIGHUP taken as Ctrl-C is, by the commands that finish their outputs when stopped
+(`analyze`, `up`): `kill`, supervisord, `docker stop` and a closed terminal send them, and they ended
+the process at once (no summary, a broken annotated video, `up`'s embedded redis-server left running)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise(signum, frame) -> None:
+    raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+
+def take_stop_signals() -> dict:
+    """Install the handlers (main thread only; elsewhere nothing); returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
+
+
+def hold_stop_signals(previous: dict) -> None:
+    """While outputs are finished: a second signal does not cut them short."""
+    for signum in previous:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def restore_stop_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def exit_code(exc: BaseException) -> int:
+    """128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
