@@ -73,7 +73,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     PATHS default to the bundled sample clip. Exits 0 once every frame has a
     result (an error record counts); 1 when one never comes (timeout, the worker
-    stopped) or an input cannot be sent at all (not found); 130 on Ctrl-C.
+    stopped) or an input cannot be sent at all (not found); 130 on Ctrl-C (143 on SIGTERM).
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
