@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -27,7 +26,8 @@ import click
 
 from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import ConfigError, MoodstreamError
-from moodstream.shared.stop_signals import exit_code, hold_stop_signals, restore_stop_signals, take_stop_signals
+from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
+                                            take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             feed.stop.set()
         if feed.error is not None and not interrupted:  # the loop ends too when it failed before sending
             raise click.ClickException(f"up: producer failed: {feed.error}")
-        why = ("Ctrl-C" if stop_code == 130 else signal.Signals(stop_code - 128).name) if interrupted else ""
-        click.echo(f"up: {f'interrupted ({why}) after ' if interrupted else ''}{received} results for {feed.sent} "
-                   "frames; shutting down", err=True)
+        stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
+        click.echo(f"up: {stopped}{received} results for {feed.sent} frames; shutting down", err=True)
         hold_stop_signals(previous)  # a second signal does not cut the summary short
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs, interrupted)
         restore_stop_signals(previous)

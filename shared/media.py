@@ -273,12 +273,14 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
         raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
     if pixels == 0:
         raise BadInputError("unreadable", f"{kind} header says {size[0]}x{size[1]} pixels")
-    end = _jpeg_end(data) if kind == "jpeg" else len(data)
-    if kind == "jpeg" and data.count(b"\xff\xda", 0, end if end >= 0 else len(data)) > MAX_JPEG_SCANS:
+    if kind == "jpeg":
+        end = _jpeg_end(data)
         # each scan is a pass over the image; counted up to the image's end (a Motion Photo's video follows)
-        raise BadInputError("unsupported", f"a JPEG of more than {MAX_JPEG_SCANS} scans (progressive JPEGs have ~10)")
-    if kind == "jpeg" and end < 0:
-        raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
+        if data.count(b"\xff\xda", 0, end if end >= 0 else len(data)) > MAX_JPEG_SCANS:
+            raise BadInputError("unsupported", f"a JPEG of more than {MAX_JPEG_SCANS} scans (progressive JPEGs "
+                                               "have ~10)")
+        if end < 0:
+            raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
     with budget.hold(pixels) if budget is not None else nullcontext():
         try:
             # a JPEG (8-bit, no alpha) is read turned as its EXIF orientation says, as viewers show it:
@@ -358,36 +360,6 @@ class FrameItem:
         if self.error is not None:
             raise self.error
         return decode_pixels(self.data, self.image, max_pixels)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """``text`` (UTF-8) as the whole of ``path``, or ``path`` as it was: written to a temporary file
-    beside it, then renamed over it, so a full disk or a kill midway never leaves half a file where
-    the last good one was. A new file gets the mode open() would give it; a replaced one keeps its mode.
-    OSError as open() raises it; the temporary file is removed."""
-    import tempfile
-
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def unwritable(path: str | Path, check_folder: bool = True) -> str | None:

@@ -43,3 +43,8 @@ def restore_stop_signals(previous: dict) -> None:
 def exit_code(exc: BaseException) -> int:
     """128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
     return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def stopped_by(code: int) -> str:
+    """What an :func:`exit_code` says a person did: "Ctrl-C", "SIGTERM", "SIGHUP"."""
+    return "Ctrl-C" if code == 130 else signal.Signals(code - 128).name

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -32,7 +31,7 @@ from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
                                      opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
-from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
+from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
@@ -335,8 +334,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         click.echo(legend(analyzer.tracker_config.smoothing_tau_s), err=True)
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
-    why = {130: "Ctrl-C"}.get(stop_code, signal.Signals(stop_code - 128).name) if interrupted else ""
-    click.echo(f"analyze: {f'interrupted ({why}) after ' if interrupted else ''}"
+    click.echo(f"analyze: {f'interrupted ({stopped_by(stop_code)}) after ' if interrupted else ''}"
                f"{frames} frames, {faces} faces, {errors} errors in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"

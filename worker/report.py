@@ -38,7 +38,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import write_text_atomic
+from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import FrameResult
 from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable

@@ -54,7 +54,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ import numpy as np
 
 from moodstream.shared import devices
 from moodstream.shared.errors import ConfigError
+from moodstream.shared.files import write_text_atomic
 from moodstream.worker.onnx_session import EMOTION_FILE, MTCNN_FILES, ONNX_DIR, RUNTIMES, net_file, open_net
 from moodstream.worker.onnx_classify import CONFIRM_MARGINS
 
@@ -429,22 +429,10 @@ def _locked(folder: Path):
         os.close(fd)  # releases the lock
 
 
-def _umask() -> int:
-    """This process's umask, read without setting it (os.umask would, for every thread)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
 def _write_cache(path: Path, key: str, entry: dict) -> None:
     """Add ``entry`` under ``key``: read, merged and replaced atomically under a lock (workers
     starting together write at once), keeping the file's mode (a new one: 0666 less the umask).
     Only a file moodstream may write (:func:`_load`) is written; else a warning, once."""
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.parent):
@@ -453,19 +441,9 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
                 _warn(path, refused)
                 return
             choices[key] = {**entry, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"format": CACHE_FORMAT, "choices": choices}, f, indent=1)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-            tmp = None
+            write_text_atomic(path, json.dumps({"format": CACHE_FORMAT, "choices": choices}, indent=1))
     except OSError as exc:
         _warn(path, str(exc))
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def _floats(ms: object) -> dict[str, float]:

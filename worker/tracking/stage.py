@@ -375,8 +375,8 @@ class TrackStage:
             message = summary_message(run, why)
             text = json.dumps(message, allow_nan=False).encode()
         except (ValueError, OverflowError, TypeError) as exc:  # never a crash at every restart over one summary
-            log.error("%s: the summary of run %d of source %s could not be made (%s): not published; its results "
-                      "are", self.actor, run.number, printable(run.source), exc)
+            log.error("%s: the summary of run %d of source %s could not be made (%s): not published (its results "
+                      "are)", self.actor, run.number, printable(run.source), exc)
             return out
         finally:
             self.summary_ms += (time.perf_counter() - t0) * 1000

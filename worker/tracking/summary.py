@@ -82,7 +82,8 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import unwritable, write_text_atomic
+from moodstream.shared.files import write_text_atomic
+from moodstream.shared.media import unwritable
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import printable, source_cell
 

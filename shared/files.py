@@ -1,0 +1,42 @@
+"""Files written whole or not at all: the summary, the report page, the runtime cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def umask() -> int:
+    """This process's umask, read without setting it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``text`` (UTF-8) as the whole of ``path``, or ``path`` as it was: written to a temporary file
+    beside it, then renamed over it, so a full disk or a kill midway never leaves half a file where
+    the last good one was. A replaced file keeps its mode; a new one gets 0666 less the umask (a
+    private temporary file would leave it 0600). OSError as open() raises it; the temporary file is
+    removed."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
