@@ -8,7 +8,9 @@ run's per-person summary to ``<prefix>:summaries``: the entries of
 flag, median box), the same ``analyze --summary`` writes, and each face
 picture as base64 JPEG. This command reads that stream (plain XREAD: it takes
 nothing from anyone) and prints the people table, or the summary JSON with
-``--json`` (one object per line).
+``--json`` (one object per line). A run that goes on (a live camera) has its
+ended tracks published in parts as it goes (``part`` 1, 2, ...; ``last_part``
+true on the one published when it ends): each track is in one part.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def save_pictures(summary: dict, folder: Path) -> None:
 @click.option("--timeout-s", type=FiniteRange(min=0), help="With --follow: stop after T seconds.")
 @click.option("--source", help="Only summaries of this source (file path, camera, URL).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print each summary as one JSON object per line ({source, run, ended, frames, tracks: [...]}) "
+              help="Print each summary as one JSON object per line ({source, run, ended, frames, part, last_part, "
+                   "tracks: [...]}; a run that goes on comes in parts) "
                    "instead of the people table.")
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each track's face picture into this folder (the JSON's thumbnail names the file).")
@@ -160,8 +163,10 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
             if as_json:
                 click.echo(text)
             else:
-                click.echo(printable(f"{summary['source']} (run {summary.get('run', 1)}, {summary.get('frames', 0)} "
-                                     f"frames; ended: {summary.get('ended', '?')})"))
+                part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
+                    f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
+                click.echo(printable(f"{summary['source']} (run {summary.get('run', 1)}, {part}"
+                                     f"{summary.get('frames', 0)} frames; ended: {summary.get('ended', '?')})"))
                 click.echo(table + "\n")
             sys.stdout.flush()
             n += 1

@@ -54,6 +54,16 @@ between them). Its state (tracks, buffers) is in memory: after a restart,
 tracks start afresh (ids from 0 again for sources in mid-flight). A source
 idle for ``source_idle_s`` ends its run. Needs scipy (the ``worker`` extra),
 not torch.
+
+**Bounded, however long a run.** A live camera's run never ends: a track the
+tracker lets go is made final at once (its entry and its picture as JPEG are
+kept, its running state freed) and every ``PART_TRACKS`` (1000) such tracks
+go out as a part of the run's summary (``part`` 1, 2, ..., ``last_part``
+false; the one published when the run ends has the rest). At most ``MAX_RUNS``
+(10,000) runs are held: a producer naming a new source in every message ends
+the least recently seen one (its summary goes out). Run numbers are
+remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources that started one most
+recently.
 """
 
 from __future__ import annotations
@@ -93,6 +103,9 @@ RECENT = 512  # released frame indexes remembered per source, to tell a redelive
 RECENT_JOBS = 20_000  # job ids remembered per run, to drop a job's second answer
 READ_COUNT = 500  # entries per read
 SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
+PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a part of its summary
+MAX_RUNS = 10_000  # runs held at once: past it, the least recently seen ends (its summary goes out)
+RUN_NUMBERS_KEPT = 100_000  # source names whose run count is remembered (the least recently started forgotten)
 THUMB_JPEG_QUALITY = 85
 
 
@@ -164,6 +177,8 @@ class SourceRun:
     summary: SourceSummary
     order: SourceOrder = field(default_factory=SourceOrder)
     picture_best: dict = field(default_factory=dict)  # track id -> (best pixel-free score read, frames read)
+    thumbnails: dict = field(default_factory=dict)  # ended track id -> its picture, base64 JPEG
+    parts: int = 0  # parts of its summary published
     jobs: OrderedDict = field(default_factory=OrderedDict)  # job id -> results entry id (bounded)
     after_ms: int | None = None  # the previous run's last enqueue time: results up to it are stragglers
     max_frame: int | None = None
@@ -198,16 +213,29 @@ class SourceRun:
             self.max_enqueued_ms = r.enqueued_at_ms
 
 
-def summary_message(run: SourceRun, why: str) -> dict:
-    """What the summaries stream holds for an ended run: ``worker.tracking.summary``'s per-track entries
-    (``thumbnail`` null) and each picture as base64 JPEG under ``thumbnails[track_id]``."""
-    tracks = run.summary.entries()
+def thumbnail_b64(picture) -> str:
+    return base64.b64encode(encode_jpeg(picture, THUMB_JPEG_QUALITY)).decode()
+
+
+def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
+    """What the summaries stream holds for a run: ``worker.tracking.summary``'s per-track entries
+    (``thumbnail`` null) and each picture as base64 JPEG under ``thumbnails[track_id]``. A run
+    that ended is one message (``part`` 1, ``last_part`` true) unless it published parts while it
+    went on: each part has the tracks that ended since the one before (``last_part`` false), the
+    last one the rest; every track is in exactly one part. ``frames``: the run's frames so far."""
+    tracks = run.summary.entries() if last else run.summary.take_retired()
     thumbnails = {}
     for t in tracks:
-        picture = run.summary.pictures.picture(t["track_id"])
+        tid = t["track_id"]
+        b64 = run.thumbnails.pop(tid, None)
+        picture = run.summary.pictures.picture(tid) if b64 is None else None
         if picture is not None:
-            thumbnails[str(t["track_id"])] = base64.b64encode(encode_jpeg(picture, THUMB_JPEG_QUALITY)).decode()
+            b64 = thumbnail_b64(picture)
+        if b64 is not None:
+            thumbnails[str(tid)] = b64
+    run.parts += 1
     return {"source": run.source, "run": run.number, "ended": why, "frames": run.summary.frames,
+            "part": run.parts, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 
 
@@ -243,8 +271,8 @@ class TrackStage:
         self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels) if pictures else None
         self.keep_summaries = keep_summaries
         self.ended: list[SourceSummary] = []  # with keep_summaries
-        self.runs: dict[str, SourceRun] = {}
-        self._run_numbers: dict[str, int] = {}
+        self.runs: OrderedDict[str, SourceRun] = OrderedDict()  # least recently seen first
+        self._run_numbers: OrderedDict[str, int] = OrderedDict()  # least recently started first
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
@@ -335,7 +363,11 @@ class TrackStage:
             if run is not None:
                 out += self._end_run(run, "its frame numbers started again")
                 after_ms = run.max_enqueued_ms
+            while len(self.runs) >= MAX_RUNS:  # bounded, whatever names a producer sends
+                out += self._end_run(next(iter(self.runs.values())),
+                                     f"over {MAX_RUNS} sources at once: the least recently seen ends")
             run = self._new_run(r.source, after_ms)
+        self.runs.move_to_end(r.source)
         late = run.straggler(r)
         run.note(entry_id, r)
         verdict = "late" if late else run.order.add(Pending(entry_id, r, now_s))
@@ -359,7 +391,10 @@ class TrackStage:
                     r.frame, why)
 
     def _new_run(self, source: str, after_ms: int | None = None) -> SourceRun:
-        number = self._run_numbers[source] = self._run_numbers.get(source, 0) + 1
+        number = self._run_numbers.pop(source, 0) + 1
+        self._run_numbers[source] = number
+        while len(self._run_numbers) > RUN_NUMBERS_KEPT:
+            self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
         run = self.runs[source] = SourceRun(source, number, TrackState(self.tracker_config), summary, after_ms=after_ms)
         if number > 1:
@@ -370,23 +405,49 @@ class TrackStage:
         """Release what the run still buffers (in order), queue its summary after it, forget it."""
         out = [self._tracked(run, p) for p in run.order.drain()]
         del self.runs[run.source]
+        message = self._queue_summary(run, why, last=True)
+        if message is not None and self.keep_summaries:
+            self.ended.append(run.summary)
+        if message is not None:
+            log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor,
+                     run.number, printable(run.source), why, len(message["tracks"]),
+                     sum(t["person"] for t in message["tracks"]), self.summaries_key)
+        return out
+
+    def _queue_summary(self, run: SourceRun, why: str, last: bool) -> dict | None:
+        """The run's summary (or a part of it) made and queued to publish after its results; None
+        when it could not be made (logged: never a crash at every restart over one summary)."""
         t0 = time.perf_counter()
         try:
-            message = summary_message(run, why)
+            message = summary_message(run, why, last)
             text = json.dumps(message, allow_nan=False).encode()
-        except (ValueError, OverflowError, TypeError) as exc:  # never a crash at every restart over one summary
+        except (ValueError, OverflowError, TypeError) as exc:
             log.error("%s: the summary of run %d of source %s could not be made (%s): not published (its results "
                       "are)", self.actor, run.number, printable(run.source), exc)
-            return out
+            return None
         finally:
             self.summary_ms += (time.perf_counter() - t0) * 1000
         self._summary_outbox.append(text)
-        if self.keep_summaries:
-            self.ended.append(run.summary)
-        log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor, run.number,
-                 printable(run.source), why, len(message["tracks"]), sum(t["person"] for t in message["tracks"]),
-                 self.summaries_key)
-        return out
+        return message
+
+    def _retire(self, run: SourceRun) -> None:
+        """Tracks the tracker let go: final entries, their pictures as JPEG, their read counts gone;
+        every PART_TRACKS of them published as a part of the run's summary."""
+        for tid in run.summary.retire({tr.track_id for tr in run.state.tracks}):
+            picture = run.summary.pictures.best.pop(tid, None)
+            if picture is not None:
+                run.thumbnails[tid] = thumbnail_b64(picture[1])
+            run.picture_best.pop(tid, None)
+        if len(run.summary.retired) >= PART_TRACKS:
+            message = self._queue_summary(run, f"part {run.parts + 1}: {len(run.summary.retired)} tracks that "
+                                               "ended (the run goes on)", last=False)
+            if message is None:  # not made: what it held is not kept either
+                run.summary.take_retired()
+                run.thumbnails.clear()
+            else:
+                log.info("%s: run %d of source %s goes on: part %d of its summary (%d tracks) to %s", self.actor,
+                         run.number, printable(run.source), message["part"], len(message["tracks"]),
+                         self.summaries_key)
 
     def _release(self, now_s: float) -> list[tuple[str, FrameResult]]:
         out = []
@@ -411,6 +472,7 @@ class TrackStage:
                     log.warning("%s: no face picture from frame %d of %s: %s", self.actor, r.frame,
                                 printable(r.source), exc)
             self.summary_ms += (time.perf_counter() - t0) * 1000
+            self._retire(run)
         return p.entry_id, r
 
     # --- Redis ----------------------------------------------------------------------
@@ -570,8 +632,9 @@ def track(consumer, source_idle_s, pictures, **flags):
     emotion (as `moodstream analyze` does in one process) and adds the result
     to <prefix>:tracked. When a source run ends (the same source starts again
     from its first frames, or is idle for --source-idle-s) its per-person
-    summary goes to <prefix>:summaries (`moodstream tracks` prints them). Run
-    one per deployment. The first SIGTERM/SIGINT publishes what is buffered
+    summary goes to <prefix>:summaries (`moodstream tracks` prints them); a
+    run that goes on (a live camera) publishes its ended tracks there in
+    parts, 1000 at a time. Run one per deployment. The first SIGTERM/SIGINT publishes what is buffered
     and exits (at once while Redis is down: the results stay pending there);
     a second exits at once.
     """

@@ -59,6 +59,9 @@ float rounding). A track keeps its newest ``MAX_EPISODES`` (1000) episodes; olde
 are counted in ``episodes_dropped`` and their frames still count in
 ``emotions``. The source keeps its first and last frame time, frame count and
 smallest step, not every time (``series=True`` keeps them for the timeline).
+Nor with the tracks, in the service: its track stage makes a track's entry
+final once the tracker lets it go (:meth:`SourceSummary.retire`) and publishes
+a run's ended tracks in parts (``moodstream.worker.tracking.stage``).
 
 **Face pictures.** :class:`ThumbnailPicker` keeps, per track, the best crop
 offered so far by :func:`thumbnail_score` (large, sharp, frontal). It takes
@@ -370,6 +373,7 @@ class SourceSummary:
         self.times: list[float] = []  # every analysed frame's time, with series only
         self.last_frame = -1
         self.pictures = ThumbnailPicker()
+        self.retired: dict[int, dict] = {}  # track id -> final entry, of tracks :meth:`retire` let go
         self._entries: list[dict] | None = None
 
     def add(self, result: FrameResult, image: np.ndarray | None = None) -> None:
@@ -419,8 +423,30 @@ class SourceSummary:
         """One entry per track, by track id (see the module doc); episodes still in progress
         are reported as if the source ended now (more results may follow)."""
         if self._entries is None:
-            self._entries = [self._entry(tr) for _, tr in sorted(self.tracks.items())]
+            made = [self._entry(tr) for tr in self.tracks.values()]
+            self._entries = sorted([*self.retired.values(), *made], key=lambda e: e["track_id"])
         return self._entries
+
+    def retire(self, live) -> list[int]:
+        """Tracks whose id is not in ``live`` (the tracker's: it let them go, no face of theirs comes
+        again) are made final now: their entry is kept in :attr:`retired`, their running state
+        freed. Returns their ids. A never-ending run (a live camera in the service) so holds only
+        the tracks on screen; without ``series`` only (the timeline needs every track's frames)."""
+        if self.series:
+            return []
+        gone = [tid for tid in self.tracks if tid not in live]
+        for tid in gone:
+            self.retired[tid] = self._entry(self.tracks.pop(tid))
+        if gone:
+            self._entries = None
+        return gone
+
+    def take_retired(self) -> list[dict]:
+        """The retired tracks' entries, by track id; forgotten here."""
+        out = sorted(self.retired.values(), key=lambda e: e["track_id"])
+        self.retired = {}
+        self._entries = None
+        return out
 
     def _entry(self, tr: _Track) -> dict:
         cfg = self.config
