@@ -145,26 +145,50 @@ def thumbnail_uri(b64: object) -> str | None:
 
 def summary_view(summary: dict) -> dict:
     """A per-source summary (issue 24's keys; the track stage's ``thumbnails`` as data: URIs),
-    cut to what the page shows."""
-    tracks = []
+    cut to what the page shows: its first ``MAX_SUMMARY_TRACKS`` tracks, or the last of a part of
+    a run that goes on (the newest)."""
     thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
-    room = MAX_SUMMARY_THUMB_CHARS
-    for t in list(summary.get("tracks") or [])[:MAX_SUMMARY_TRACKS]:
+    run = summary.get("run")
+    parts = _part(summary) > 1 or summary.get("last_part") is False
+    listed = list(summary.get("tracks") or [])
+    tracks = []
+    for t in listed[-MAX_SUMMARY_TRACKS:] if parts else listed[:MAX_SUMMARY_TRACKS]:
         if not isinstance(t, dict):
             continue
-        thumbnail = thumbnail_uri(thumbnails.get(str(t.get("track_id"))))
-        if thumbnail is not None and len(thumbnail) > room:
-            thumbnail = None
-        room -= len(thumbnail or "")
         tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
                        "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
                        "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
-                       "thumbnail": thumbnail,
+                       "thumbnail": thumbnail_uri(thumbnails.get(str(t.get("track_id")))),
                        "mean_probabilities": {k: v for k, v in (t.get("mean_probabilities") or {}).items()
                                               if k in LABELS},
                        "episodes": [{k: e.get(k) for k in ("emotion", "start_s", "end_s", "peak", "peak_s")}
                                     for e in list(t.get("episodes") or [])[:20] if isinstance(e, dict)]})
-    return {"tracks": tracks}
+    return {"run": run if type(run) is int else None, "tracks": fit_pictures(tracks, newest_first=parts)}
+
+
+def _part(summary: dict) -> int:
+    part = summary.get("part")
+    return part if type(part) is int else 1
+
+
+def fit_pictures(tracks: list[dict], newest_first: bool = False) -> list[dict]:
+    """Pictures within ``MAX_SUMMARY_THUMB_CHARS`` together: the first tracks' (or the newest's)
+    kept, the others' left out."""
+    room = MAX_SUMMARY_THUMB_CHARS
+    for t in reversed(tracks) if newest_first else tracks:
+        if t["thumbnail"] is not None and len(t["thumbnail"]) > room:
+            t["thumbnail"] = None
+        room -= len(t["thumbnail"] or "")
+    return tracks
+
+
+def add_part(shown: dict | None, view: dict, summary: dict) -> dict:
+    """``view`` of a later part of the run ``shown`` is of: the two together (the newest
+    ``MAX_SUMMARY_TRACKS`` tracks, the newest pictures); otherwise ``view`` alone."""
+    if shown is None or _part(summary) < 2 or view["run"] is None or shown.get("run") != view["run"]:
+        return view
+    tracks = [dict(t) for t in (shown["tracks"] + view["tracks"])[-MAX_SUMMARY_TRACKS:]]
+    return {"run": view["run"], "tracks": fit_pictures(tracks, newest_first=True)}
 
 
 class Model:
@@ -241,9 +265,10 @@ class Model:
                 person.add(t, percents(face.probabilities), cut(face.shown.emotion, 40))
 
     def fold_summary(self, source: str, summary: dict, entry_id: str) -> None:
+        view = summary_view(summary)
         with self.lock:
             src = self._source(cut(source), entry_ms(entry_id))
-            src.summary = summary_view(summary)
+            src.summary = add_part(src.summary, view, summary)
             src.summary_new = True
 
     def commit(self) -> bool:

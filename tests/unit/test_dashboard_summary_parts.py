@@ -1,0 +1,52 @@
+"""A live run's summary comes in parts (the track stage publishes its ended tracks 1000 at a time):
+the dashboard adds a part to the run's summary it shows, where it replaced it before (the tracks
+an earlier part called "not a person" came back as people)."""
+
+from __future__ import annotations
+
+from moodstream.producer.dashboard import model as dm
+from moodstream.shared.labels import LABELS
+
+
+def part(run: int, number: int, ids: range, not_people=(), last: bool = False, thumb: str = "QUJD") -> dict:
+    return {"source": "cam", "run": run, "part": number, "last_part": last,
+            "tracks": [{"track_id": t, "person": t not in not_people, "first_timestamp_s": 0.0,
+                        "last_timestamp_s": 1.0, "frames": 10, "dominant": "happiness",
+                        "mean_probabilities": {k: 0.125 for k in LABELS}, "episodes": []} for t in ids],
+            "thumbnails": {str(t): thumb for t in ids}}
+
+
+def shown(model: dm.Model) -> list[tuple[int, bool]]:
+    return [(t["track_id"], t["person"]) for t in model.sources["cam"].summary["tracks"]]
+
+
+def test_parts_of_one_run_add_up_newest_kept():
+    model = dm.Model()
+    model.fold_summary("cam", part(1, 1, range(0, 40), not_people={3, 39}), "1-0")
+    model.fold_summary("cam", part(1, 2, range(40, 80), not_people={41}), "2-0")
+    got = shown(model)
+    assert [t for t, _ in got] == list(range(80 - dm.MAX_SUMMARY_TRACKS, 80))  # the newest MAX_SUMMARY_TRACKS
+    assert (39, False) in got and (41, False) in got
+    # the last part of the run adds up too; a new run's first part starts afresh
+    model.fold_summary("cam", part(1, 3, range(80, 90), last=True), "3-0")
+    assert shown(model)[-1] == (89, True) and len(shown(model)) == dm.MAX_SUMMARY_TRACKS
+    model.fold_summary("cam", part(2, 1, range(0, 5), last=True), "4-0")
+    assert [t for t, _ in shown(model)] == [0, 1, 2, 3, 4]
+
+
+def test_a_summary_without_parts_replaces_as_before():
+    model = dm.Model()
+    model.fold_summary("cam", {"run": 1, "tracks": part(1, 1, range(3))["tracks"]}, "1-0")
+    model.fold_summary("cam", {"run": 2, "tracks": part(2, 1, range(2))["tracks"]}, "2-0")
+    assert [t for t, _ in shown(model)] == [0, 1]
+
+
+def test_merged_pictures_stay_within_the_summary_budget():
+    big = "A" * 60_000  # a picture under MAX_THUMB_CHARS; 17 of them fill the budget
+    model = dm.Model()
+    for n in range(1, 6):
+        model.fold_summary("cam", part(1, n, range(10 * (n - 1), 10 * n), thumb=big), f"{n}-0")
+    tracks = model.sources["cam"].summary["tracks"]
+    pictures = [t["thumbnail"] for t in tracks]
+    assert sum(len(p or "") for p in pictures) <= dm.MAX_SUMMARY_THUMB_CHARS
+    assert pictures[-1] is not None and pictures[0] is None  # the newest tracks keep theirs
