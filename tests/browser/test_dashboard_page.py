@@ -62,6 +62,27 @@ def not_people(client: redis.Redis, keys: Keys, source: str) -> set[int]:
     return out
 
 
+def summaries_of(client: redis.Redis, keys: Keys, source: str) -> list:
+    """For a failure's message: each summary of ``source`` as (entry id, [(track id, person)])."""
+    out = []
+    for eid, f in client.xrange(keys.summaries):
+        summary = json.loads(f[FIELD])
+        if summary.get("source") == source:
+            out.append((eid.decode(), [(t["track_id"], t["person"]) for t in summary["tracks"]]))
+    return out
+
+
+def page_state(board, source: str) -> dict:
+    """For a failure's message: what the server would send a new page about ``source``."""
+    with urllib.request.urlopen(board.url + "api/state") as resp:
+        state = json.loads(resp.read())
+    for s in state["sources"]:
+        if s["name"] == source:
+            return {"people": [p["track_id"] for p in s["people"]], "runs": s["runs"],
+                    "summary": s["summary"] and [(t["track_id"], t["person"]) for t in s["summary"]["tracks"]]}
+    return {}
+
+
 def test_dashboard_shows_a_produce_run_while_it_runs_and_after(browser, redis_url, checkpoint, dashboard_for):
     settings = settings_for(redis_url)
     keys = Keys(settings.prefix)
@@ -89,13 +110,14 @@ def test_dashboard_shows_a_produce_run_while_it_runs_and_after(browser, redis_ur
     people = tracked_ids(client, keys, source) - not_people(client, keys, source)
     assert people
     assert wait_until(lambda: set(browser.execute_script(PAGE_IDS)) == people, 30), \
-        (browser.execute_script(PAGE_IDS), people)
+        (browser.execute_script(PAGE_IDS), people, page_state(board, source), summaries_of(client, keys, source))
     if os.environ.get("MOODSTREAM_SCREENSHOTS"):  # the README's figure: with the summary's faces and episodes
         wait_js(browser, "return document.querySelector('.person img.face:not([hidden])')", timeout_s=20)
         screenshot(browser, "dashboard_page.png")
     # opened later, after the run: the recent source is listed with its people
     browser.get(board.url)
-    assert set(wait_js(browser, PAGE_IDS, timeout_s=30)) == people
+    shown = set(wait_js(browser, PAGE_IDS, timeout_s=30))
+    assert shown == people, (shown, people, page_state(board, source), summaries_of(client, keys, source))
     assert source in body(browser)
     assert not client.xinfo_groups(keys.results) or all(
         g["name"].decode() == keys.track_group for g in client.xinfo_groups(keys.results))  # no group of its own

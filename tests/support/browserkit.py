@@ -52,3 +52,5 @@ def service(settings, checkpoint, name: str = "w-browser"):
         stage.request_stop()
         for t in threads:
             t.join(60)
+    # (when the body passed) a stage still flushing would publish its summary after the test read the streams
+    assert not any(t.is_alive() for t in threads), [t.name for t in threads if t.is_alive()]
