@@ -15,9 +15,8 @@ only when a page could have had them: a name seen and evicted between two
 batches (a feed of many distinct sources) leaves no trace.
 
 An update batch carries a source's summary only when a new one came (with its
-pictures it can be a megabyte). A batch's id is the last results and tracked
-entry ids folded into it
-(``results=<id>;tracked=<id>``): the SSE event id, sent back by a reconnecting
+pictures it can be a megabyte). A batch's id is the last results, tracked and
+summaries entry ids folded into it (``results=<id>;tracked=<id>;summaries=<id>``): the SSE event id, sent back by a reconnecting
 page as ``Last-Event-ID``.
 """
 
@@ -195,7 +194,7 @@ class Model:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sources: OrderedDict[str, Source] = OrderedDict()  # least recently seen first
-        self.last = {"results": "0-0", "tracked": "0-0"}
+        self.last = {"results": "0-0", "tracked": "0-0", "summaries": "0-0"}
         self.ring: deque = deque()  # (seq, id, batch as JSON text)
         self.ring_bytes = 0
         self.seq = 0
@@ -267,6 +266,7 @@ class Model:
     def fold_summary(self, source: str, summary: dict, entry_id: str) -> None:
         view = summary_view(summary)
         with self.lock:
+            self.last["summaries"] = entry_id
             src = self._source(cut(source), entry_ms(entry_id))
             src.summary = add_part(src.summary, view, summary)
             src.summary_new = True
@@ -294,7 +294,8 @@ class Model:
         return True
 
     def _id(self) -> str:
-        return f"results={self.last['results']};tracked={self.last['tracked']}"
+        # every stream a batch can come from: a batch of one summary has an id of its own
+        return f"results={self.last['results']};tracked={self.last['tracked']};summaries={self.last['summaries']}"
 
     def set_fleet(self, fleet: dict) -> None:
         with self.lock:

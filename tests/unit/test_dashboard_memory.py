@@ -102,6 +102,6 @@ def test_a_reconnecting_page_gets_the_batches_it_missed_as_sent(traced):
     model.commit()
     (s, bid, text), = model.since(seq)
     batch = json.loads(text)
-    assert s == seq + 1 and bid == "results=0-0;tracked=3-0"
+    assert s == seq + 1 and bid == "results=0-0;tracked=3-0;summaries=0-0"
     assert [x["name"] for x in batch["sources"]] == ["a", "b"]
     assert batch["sources"][0]["latest"]["frame"] == 2

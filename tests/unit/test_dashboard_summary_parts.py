@@ -4,6 +4,8 @@ an earlier part called "not a person" came back as people)."""
 
 from __future__ import annotations
 
+import json
+
 from moodstream.producer.dashboard import model as dm
 from moodstream.shared.labels import LABELS
 
@@ -50,3 +52,19 @@ def test_merged_pictures_stay_within_the_summary_budget():
     pictures = [t["thumbnail"] for t in tracks]
     assert sum(len(p or "") for p in pictures) <= dm.MAX_SUMMARY_THUMB_CHARS
     assert pictures[-1] is not None and pictures[0] is None  # the newest tracks keep theirs
+
+
+def test_a_page_that_reconnects_after_a_results_batch_still_gets_the_summary_after_it():
+    """A batch's id (the page's Last-Event-ID) named the results and tracked streams only: a batch
+    that brought only a summary had the id of the one before, so a page that had that one and
+    reconnected was taken to have the summary too, and kept showing tracks it calls not people."""
+    model = dm.Model()
+    model.fold_summary("cam", part(1, 1, range(2), last=True), "1-0")
+    model.commit()
+    had = model.snapshot()["id"]  # what the page had when its connection dropped
+    model.fold_summary("cam", part(2, 1, range(3), not_people={2}, last=True), "2-0")
+    model.commit()
+    seq = model.seq_of(had)
+    assert seq is not None
+    [(_, _, text)] = model.since(seq)
+    assert [t["person"] for t in json.loads(text)["sources"][0]["summary"]["tracks"]] == [True, True, False]
