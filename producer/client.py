@@ -159,7 +159,8 @@ class Producer:
         (a frame dropped under backpressure gives a ref that says ``dropped``)."""
         if item.error is not None:
             self.stats.failed_inputs.append((item.source, item.error.reason))
-            self.notice(f"producer: skipped {item.source}: {item.error}")
+            # a video cut short fails after its frames were sent: not skipped
+            self.notice(f"producer: {'skipped ' if item.frame == 0 else ''}{item.source}: {item.error}")
             return None
         if item.image is not None:
             return self.submit_array(item.image, item.source, item.frame, timestamp_s=item.timestamp_s,

@@ -9,6 +9,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import struct
@@ -546,14 +547,20 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                                                                   f"{max_pixels}"))
         return
     native_fps = plausible_fps(cap.get(cv2.CAP_PROP_FPS))
-    emitted, index, next_t = 0, 0, 0.0
+    announced = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    emitted, index, next_t, last_pos_s = 0, 0, 0.0, 0.0
     try:
         while max_frames is None or emitted < max_frames:
             ok, bgr = cap.read()
             if not ok:
                 if index == 0:
                     yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
+                else:
+                    short = cut_short(index, last_pos_s, announced, native_fps)
+                    if short:
+                        yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break
+            last_pos_s = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
             t = index / native_fps
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
             if keep:
@@ -564,6 +571,22 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
             index += 1
     finally:
         cap.release()
+
+
+def cut_short(frames: int, last_pos_s: float, announced: float, fps: float) -> str | None:
+    """Why a video that ended after ``frames`` frames (the last at ``last_pos_s`` by its
+    timestamp) ended well before the ``announced`` frames of its header, or None. Compared in
+    time, the later of frames / fps and the last timestamp, so that a variable frame rate (fewer
+    frames than duration x fps) or a reader without timestamps is not taken for a cut; "well
+    before": more than a second and 5% short. A stream announces nothing (0)."""
+    if not announced or announced <= 0 or not math.isfinite(announced):
+        return None
+    expected_s = announced / fps
+    got_s = max(frames / fps, last_pos_s + 1 / fps)
+    if expected_s - got_s <= max(1.0, 0.05 * expected_s):
+        return None
+    return (f"the video ended after {frames} frames ({got_s:.1f} s) of the {expected_s:.1f} s ({announced:.0f} "
+            "frames) its header announces: truncated or damaged (the frames before were read)")
 
 
 _STACK_POOLS: dict[int, ThreadPoolExecutor] = {}

@@ -72,7 +72,7 @@ class Face(msgspec.Struct, omit_defaults=True):
 
 
 class ErrorInfo(msgspec.Struct):
-    reason: str  # a code: unreadable, too_large, unsupported, schema_version, inference_failed, ...
+    reason: str  # a code: unreadable, truncated, too_large, unsupported, schema_version, inference_failed, ...
     detail: str = ""
 
 
