@@ -546,9 +546,15 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
                                                                   f"{max_pixels}"))
         return
-    native_fps = plausible_fps(cap.get(cv2.CAP_PROP_FPS))
+    reported_fps = cap.get(cv2.CAP_PROP_FPS)
+    native_fps = plausible_fps(reported_fps)
     announced = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    emitted, index, next_t, last_pos_s = 0, 0, 0.0, 0.0
+    # a file's frames carry their times (a phone's variable frame rate); a camera's or a live
+    # stream's reader gives none worth having (0, or its clock): there, in a file whose times stop
+    # increasing and in one whose header gives no rate a video has, a frame's time is its index
+    # over the nominal rate
+    timed = announced > 0 and native_fps == reported_fps
+    emitted, index, next_t, t = 0, 0, 0.0, -1.0
     try:
         while max_frames is None or emitted < max_frames:
             ok, bgr = cap.read()
@@ -556,16 +562,18 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 if index == 0:
                     yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
                 else:
-                    short = cut_short(index, last_pos_s, announced, native_fps)
+                    short = cut_short(index, t, announced, native_fps)
                     if short:
                         yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break
-            last_pos_s = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
-            t = index / native_fps
+            if timed:
+                pos = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
+                timed = math.isfinite(pos) and pos >= 0 and (index == 0 or pos > t)
+            t = pos if timed else max(index / native_fps, t + 1 / native_fps)
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
             if keep:
                 if fps:
-                    next_t += 1.0 / fps
+                    next_t = max(next_t + 1.0 / fps, t)  # after a long gap, not a burst of every frame
                 yield FrameItem(name, index, round(t, 4), image=to_rgb8(bgr))
                 emitted += 1
             index += 1
@@ -573,16 +581,16 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         cap.release()
 
 
-def cut_short(frames: int, last_pos_s: float, announced: float, fps: float) -> str | None:
-    """Why a video that ended after ``frames`` frames (the last at ``last_pos_s`` by its
-    timestamp) ended well before the ``announced`` frames of its header, or None. Compared in
-    time, the later of frames / fps and the last timestamp, so that a variable frame rate (fewer
-    frames than duration x fps) or a reader without timestamps is not taken for a cut; "well
-    before": more than a second and 5% short. A stream announces nothing (0)."""
+def cut_short(frames: int, last_s: float, announced: float, fps: float) -> str | None:
+    """Why a video that ended after ``frames`` frames (the last at ``last_s``) ended well before
+    the ``announced`` frames of its header, or None. Compared in time, the later of frames / fps
+    and the last frame's, so that a variable frame rate (fewer frames than duration x fps) or a
+    reader without timestamps is not taken for a cut; "well before": more than a second and 5%
+    short. A stream announces nothing (0)."""
     if not announced or announced <= 0 or not math.isfinite(announced):
         return None
     expected_s = announced / fps
-    got_s = max(frames / fps, last_pos_s + 1 / fps)
+    got_s = max(frames / fps, last_s + 1 / fps)
     if expected_s - got_s <= max(1.0, 0.05 * expected_s):
         return None
     return (f"the video ended after {frames} frames ({got_s:.1f} s) of the {expected_s:.1f} s ({announced:.0f} "
