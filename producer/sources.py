@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, is_video, iter_video
+from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, is_video, iter_video
 
 
 def inside(real: str, root: str) -> bool:
@@ -121,8 +121,8 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                 size = os.fstat(fd).st_size
                 if count is not None:
                     count.add(size)
-                if is_video(path):
-                    by_fd = f"/proc/self/fd/{fd}"
+                by_fd = f"/proc/self/fd/{fd}"
+                if is_video(path) if not path.lower().endswith(".gif") else animated_gif(by_fd):
                     for item in iter_video(by_fd, every_n, fps, max_frames, max_pixels):
                         item.source = path
                         if isinstance(item.error, BadInputError):  # named by the file, not its descriptor

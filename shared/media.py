@@ -433,7 +433,49 @@ def source_name(spec: str) -> str:
 
 
 def is_video(spec: str) -> bool:
-    return is_stream_spec(spec) or Path(spec).suffix.lower() in VIDEO_EXTS
+    suffix = Path(spec).suffix.lower()
+    return is_stream_spec(spec) or suffix in VIDEO_EXTS or (suffix == ".gif" and animated_gif(spec))
+
+
+def animated_gif(path: str) -> bool:
+    """A GIF file of more than one frame (read as a video: every frame, at the times its delays
+    give). Its blocks are walked, not decoded, up to the second image; False for anything that is
+    not a regular file holding a well-formed GIF up to there (the image path then says why)."""
+    try:
+        if not os.path.isfile(path):  # a FIFO is opened once, by the read itself
+            return False
+        with open(path, "rb") as f:
+            head = f.read(13)
+            if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+                return False
+            if head[10] & 0x80:
+                f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)  # the global colour table
+            images = 0
+            while True:
+                kind = f.read(1)
+                if kind == b"\x2c":  # an image: descriptor, local colour table, LZW size, data
+                    images += 1
+                    if images > 1:
+                        return True
+                    desc = f.read(9)
+                    if len(desc) < 9:
+                        return False
+                    if desc[8] & 0x80:
+                        f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
+                    f.read(1)
+                elif kind == b"\x21":  # an extension: its label, then its data
+                    f.read(1)
+                else:  # the trailer (0x3b), the end of the file, or not a GIF past here
+                    return False
+                while True:  # data sub-blocks, up to an empty one
+                    size = f.read(1)
+                    if not size:
+                        return False
+                    if size == b"\x00":
+                        break
+                    f.seek(size[0], os.SEEK_CUR)
+    except (OSError, ValueError):
+        return False
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image

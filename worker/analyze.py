@@ -205,7 +205,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image, a folder (searched recursively for images and videos), a
-    video, a camera index or stream URL, or - to read one image or video from stdin.
+    video (an animated GIF is one), a camera index or stream URL, or - to read
+    one image or video from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}: the
     same record as `moodstream results`, without the service's fields), or for

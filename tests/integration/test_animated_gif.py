@@ -1,0 +1,40 @@
+"""An animated GIF (a reaction clip) was read as a still image: its first frame only, one record.
+It is a video now: every frame, at the times its delays give; a GIF of one frame stays an image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from moodstream.shared.media import animated_gif, is_video
+
+STREET = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
+
+
+def gif(path: Path, frames: int, delays_ms=(100, 200, 100)) -> Path:
+    base = Image.open(STREET).convert("RGB").resize((480, 270))
+    images = [base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else base for i in range(frames)]
+    images[0].save(path, save_all=frames > 1, append_images=images[1:], duration=list(delays_ms[:frames]) if frames > 1 else delays_ms[0], loop=0)
+    return path
+
+
+def test_an_animated_gif_is_a_video_and_a_still_one_an_image(tmp_path):
+    assert animated_gif(str(gif(tmp_path / "clip.gif", 3))) and is_video(str(tmp_path / "clip.gif"))
+    assert not animated_gif(str(gif(tmp_path / "still.gif", 1))) and not is_video(str(tmp_path / "still.gif"))
+    (tmp_path / "fake.gif").write_bytes(b"GIF89a" + b"\x00" * 5)  # cut short: not a video (the image path says why)
+    assert not is_video(str(tmp_path / "fake.gif")) and not is_video(str(tmp_path / "missing.gif"))
+
+
+def test_analyze_reads_every_frame_at_its_time(tmp_path):
+    from moodstream.worker.analyze import analyze_cmd as analyze
+
+    clip, still = gif(tmp_path / "clip.gif", 3), gif(tmp_path / "still.gif", 1)
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", str(clip), str(still)])
+    assert ran.exit_code == 0, ran.output
+    records = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert [(Path(r["source"]).name, r["frame"], r["timestamp_s"]) for r in records] == \
+        [("clip.gif", 0, 0.0), ("clip.gif", 1, 0.1), ("clip.gif", 2, 0.3), ("still.gif", 0, None)]
+    assert all(r["faces"] for r in records)
