@@ -530,19 +530,50 @@ def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | No
                      max_frames: int | None = None, rest: object = None,
                      max_pixels: int | None = None) -> Iterator[FrameItem]:
     """A video read from stdin, as :func:`iter_video` gives a file's frames, named ``-``:
-    OpenCV opens files, not bytes, so it goes through a temporary file."""
+    OpenCV opens files, not bytes, so it goes through a temporary file, of at most
+    ``MAX_PIPED_VIDEO_BYTES`` and leaving ``MIN_FREE_BYTES`` on its disk (an endless pipe filled
+    the disk): past that, one ``too_large`` error."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(prefix="moodstream-stdin-", suffix=suffix) as tmp:
-        tmp.write(data)
-        if rest is not None:  # the rest of the pipe, copied in chunks (never all of it in memory)
-            shutil.copyfileobj(rest, tmp, 1 << 20)
-        tmp.flush()
+        try:
+            spool(data, rest, tmp)
+        except BadInputError as exc:
+            yield FrameItem("-", 0, error=exc)
+            return
         for item in iter_video(tmp.name, every_n, fps, max_frames, max_pixels):
             item.source = "-"
             if item.error is not None:  # name stdin, not the temporary file
                 item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, "stdin"))
             yield item
+
+
+MAX_PIPED_VIDEO_BYTES = 64 << 30  # a video on stdin is copied to a temporary file up to this size ...
+MIN_FREE_BYTES = 1 << 30  # ... and while its disk keeps this much free
+
+
+def spool(head: bytes, rest, tmp) -> None:
+    """``head`` and the rest of a pipe into the file ``tmp``, in chunks (never all of it in
+    memory); BadInputError ``too_large`` past the limits above, or when the disk refuses."""
+    written = 0
+    chunk = head
+    try:
+        while chunk:
+            tmp.write(chunk)
+            written += len(chunk)
+            if written > MAX_PIPED_VIDEO_BYTES:
+                raise BadInputError("too_large", f"stdin: over {MAX_PIPED_VIDEO_BYTES >> 20} MiB of video, copied to a "
+                                                 "temporary file first: pass the file itself, or the stream's URL")
+            free = shutil.disk_usage(os.path.dirname(tmp.name)).free
+            if free < MIN_FREE_BYTES:
+                raise BadInputError("too_large", f"stdin: {written >> 20} MiB of video copied and {free >> 20} MiB free "
+                                                 f"left in {os.path.dirname(tmp.name)} (TMPDIR): pass the file itself, "
+                                                 "or the stream's URL")
+            chunk = rest.read(1 << 20) if rest is not None else b""
+        tmp.flush()
+    except OSError as exc:  # the disk filled anyway (another writer), or the pipe broke
+        raise BadInputError("unreadable", f"stdin: could not copy the video to a temporary file after "
+                                          f"{written >> 20} MiB: {exc.strerror or exc}") from None
 
 
 def plausible_fps(native: float | None) -> float:

@@ -420,3 +420,26 @@ def test_a_video_fifo_is_read_once_not_hung_on(tmp_path):
     records = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
     assert ran.returncode in (0, 1) and "Traceback" not in ran.stderr, ran.stderr[-2000:]
     assert len(records) == 5 or (len(records) == 1 and records[0]["error"]), records
+
+
+def test_a_video_piped_without_end_stops_at_the_spool_limit(monkeypatch):
+    """A video on stdin is copied to a temporary file before OpenCV opens it: an endless pipe
+    (`ffmpeg ... -f mp4 - | analyze -`) filled the disk, then a traceback. Now the copy stops at
+    MAX_PIPED_VIDEO_BYTES, or when the temporary folder's disk has under MIN_FREE_BYTES left:
+    one error record, the file removed."""
+    import io
+    import tempfile
+
+    from moodstream.shared import media
+
+    endless = CLIP.read_bytes() + b"\0" * (3 << 20)
+    monkeypatch.setattr(media, "MAX_PIPED_VIDEO_BYTES", 2 << 20)
+    before = set(Path(tempfile.gettempdir()).glob("moodstream-stdin-*"))
+    items = list(media.iter_frames(["-"], stdin=io.BytesIO(endless)))
+    assert [(i.source, i.error.reason) for i in items] == [("-", "too_large")], items
+    assert "pass the file" in items[0].error.detail
+    assert set(Path(tempfile.gettempdir()).glob("moodstream-stdin-*")) == before
+    monkeypatch.setattr(media, "MAX_PIPED_VIDEO_BYTES", 1 << 40)
+    monkeypatch.setattr(media, "MIN_FREE_BYTES", 1 << 60)  # the disk is "full" from the start
+    items = list(media.iter_frames(["-"], stdin=io.BytesIO(endless)))
+    assert [i.error.reason for i in items] == ["too_large"] and "free" in items[0].error.detail
