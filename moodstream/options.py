@@ -85,6 +85,8 @@ class OutputFile(click.Path):
     def convert(self, value, param, ctx):
         from moodstream.shared.media import unwritable  # OpenCV: only once an output flag is read
 
+        if isinstance(value, str) and value.endswith(("/", os.sep)):  # Path("newdir/") is newdir: a file
+            self.fail(f"{value!r} names a folder; give a file name.", param, ctx)
         path = super().convert(value, param, ctx)
         why = unwritable(path)
         if why:

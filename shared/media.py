@@ -378,9 +378,26 @@ def unwritable(path: str | Path, check_folder: bool = True) -> str | None:
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         return f"is in a folder that cannot be written ({folder})"
     return None
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``, by making one and removing it: os.access passes
+    everything for root (/proc, /sys) and knows nothing of read-only mounts."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".moodstream-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return True
 
 
 def input_files(specs: list[str]) -> frozenset[str]:

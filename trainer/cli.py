@@ -206,6 +206,30 @@ BENCHES = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=BENCHES)
+class BenchGroup(LazyGroup):
+    """SIGTERM and SIGHUP are taken as Ctrl-C is while a benchmark runs (`kill`, a CI job's timeout,
+    `docker stop`): the benchmark unwinds, so the workers and the embedded redis-server that `stream`
+    and `scaling` start are stopped (they were left running), and it ends with one line and the
+    shell's code (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), not click's "Aborted!" and 1. A report is only
+    written when a benchmark completes, whole (:func:`trainer.bench.write_output`)."""
+
+    def invoke(self, ctx: click.Context):
+        from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
+                                                    stopped_by, take_stop_signals)
+
+        previous = take_stop_signals()
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            hold_stop_signals(previous)  # the message and exit are not cut short by a second signal
+            code = exit_code(exc)
+            click.echo(f"moodstream bench {ctx.invoked_subcommand or ''}: stopped ({stopped_by(code)}); "
+                       "no report written", err=True)
+            ctx.exit(code)
+        finally:
+            restore_stop_signals(previous)
+
+
+@click.group(cls=BenchGroup, lazy_commands=BENCHES)
 def bench():
     """Benchmarks: each writes JSON (and a readable table) and never runs in the test suite."""

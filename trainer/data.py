@@ -116,14 +116,17 @@ def _ferplus_index(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
     if not label_file.is_file():
         raise DataError(f"{label_file} not found (FER+ layout needs label.csv beside the images)")
     names, votes = [], []
-    with label_file.open(newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            if not row:
-                continue
-            parsed = parse_ferplus_row(row, f"{label_file}:{lineno}")
-            if parsed is not None:
-                names.append(parsed[0])
-                votes.append(parsed[1])
+    try:
+        with label_file.open(newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), 1):
+                if not row:
+                    continue
+                parsed = parse_ferplus_row(row, f"{label_file}:{lineno}")
+                if parsed is not None:
+                    names.append(parsed[0])
+                    votes.append(parsed[1])
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{label_file}: not UTF-8 text (byte {exc.start}); expected FER+ label rows") from None
     if not names:
         raise DataError(f"{label_file}: no usable rows")
     vote_arr = np.stack(votes)

@@ -15,12 +15,26 @@ import json
 from pathlib import Path
 
 
+def write_output(path: Path, text: str) -> None:
+    """``text`` as the whole of ``path`` (its folder made), written atomically: a kill, a full disk
+    or a file-size limit midway leaves the file as it was, never half a JSON that a script would
+    read (:func:`shared.files.write_text_atomic`). A failure is one line, not a traceback."""
+    import click
+
+    from moodstream.shared.files import write_text_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def emit_json(report: dict, out: Path | None) -> None:
     """A benchmark's JSON report on stdout (indented), and also in ``out`` where given."""
     import click
 
     text = json.dumps(report, indent=1)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        write_output(out, text + "\n")
     click.echo(text)

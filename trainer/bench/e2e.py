@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from moodstream.options import OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 from moodstream.shared.record import Face
 from moodstream.shared.settings import DETECTORS
@@ -290,7 +291,6 @@ def e2e_cmd(data_dir, split, limit, seed, detector, checkpoint, device, batch_si
     }
     text = json.dumps(report)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        write_output(out, json.dumps(report, indent=1) + "\n")
     click.echo(text if as_json else format_table(report))
 

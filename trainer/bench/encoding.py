@@ -28,6 +28,7 @@ import numpy as np
 
 import moodstream
 from moodstream.options import OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.producer.client import DEFAULT_ENCODING, encode_pixels
 from moodstream.shared.settings import ENCODINGS
 from moodstream.shared.boxes import match_one_to_one
@@ -162,7 +163,6 @@ def encoding_cmd(videos, max_frames, every_n, device, as_json, out):
               "found_iou": FOUND_IOU, "match_iou": MATCH_IOU, "notes": NOTES,
               "videos": [measure(pipeline, settings, v, max_frames, every_n) for v in (videos or (DEFAULT_VIDEO,))]}
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
-        out.with_suffix(".md").write_text(markdown(report))
+        write_output(out, json.dumps(report, indent=1) + "\n")
+        write_output(out.with_suffix(".md"), markdown(report))
     click.echo(json.dumps(report) if as_json else markdown(report))

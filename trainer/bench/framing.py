@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from moodstream.options import OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.shared.settings import DETECTORS
 
 from moodstream.worker.crop import Framing, crop_faces
@@ -120,6 +121,5 @@ def framing_cmd(ferplus_dir, detector, n, device, out):
     text = json.dumps({"command": f"moodstream bench framing --data {ferplus_dir} --detector {detector} -n {n}",
                        "detector": detector, **measure_framing(probes, originals, det)})
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        write_output(out, text + "\n")
     click.echo(text)

@@ -33,6 +33,7 @@ import numpy as np
 from moodstream.options import FiniteRange, OutputFile
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.settings import DETECTORS, MIN_FACE_PX
+from moodstream.trainer.bench import write_output
 from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,7 @@ def write_detections(path: Path, geometry: str, runs: dict) -> None:
         name: {"settings": r["settings"], "ms": [round(v, 2) for v in r["ms"]],
                "images": dict(zip(r["names"], r["detections"]))}
         for name, r in runs.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.encode(doc, enc_hook=lambda o: o.item()))  # numpy scalars: .item()
+    write_output(path, msgspec.json.encode(doc, enc_hook=lambda o: o.item()).decode())  # numpy scalars: .item()
 
 
 def read_detections(path: Path, geometry: str, images: list[WiderImage], detectors: list[str]) -> dict:
@@ -278,10 +278,10 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
               help="Also score boxes calibrated by K-fold cross-fitting.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2), help="K for cross-fitting.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment.")
-@click.option("--save-calibration", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--save-calibration", type=OutputFile(),
               help="Fit a calibration on all images (per detector) and write it here "
                    "(the shipped one is worker/data/box_calibration.json).")
-@click.option("--save-detections", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--save-detections", type=OutputFile(),
               help="Write the raw detections (and timings) as JSON.")
 @click.option("--detections", "detections_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Score detections saved by --save-detections instead of running the detectors.")
@@ -375,8 +375,7 @@ def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min
         report["figures"] = write_figures(figures, images, runs, calibrated)
     text = json.dumps(report)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        write_output(out, json.dumps(report, indent=1) + "\n")
     click.echo(text if as_json else format_table(report))
 
 

@@ -43,6 +43,7 @@ import click
 import numpy as np
 
 from moodstream.options import OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
@@ -302,9 +303,7 @@ def profile_cmd(videos_dir, names, device, backends, frames, decode_frames, thre
              "ours over it."] + list(extra_notes)
     report["command"] = command
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        write_output(out, json.dumps(report, indent=1) + "\n")
     if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(markdown(report, command, notes))
+        write_output(md_path, markdown(report, command, notes))
     click.echo(json.dumps(report) if as_json else markdown(report, command, notes))

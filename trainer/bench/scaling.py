@@ -48,6 +48,7 @@ import redis
 
 import moodstream
 from moodstream.options import FiniteRange, OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.producer.client import Producer
 from moodstream.producer.status import keda_lag, live_workers, server_time_ms
 from moodstream.shared.embedded import EmbeddedRedis
@@ -375,9 +376,8 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
     }
     m = report["machine"]
     report["notes"] = NOTES + load_notes(cores, m["loadavg_before"], m["loadavg_after"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
     md = markdown(report)
-    out.with_suffix(".md").write_text(md)
+    write_output(out, json.dumps(report, indent=1) + "\n")
+    write_output(out.with_suffix(".md"), md)
     click.echo(md)
     click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)

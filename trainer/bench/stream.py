@@ -42,6 +42,7 @@ import click
 import numpy as np
 
 from moodstream.options import FiniteRange, OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
@@ -111,11 +112,10 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     if "torch" in runs and "onnx" in runs:
         report["onnx_vs_torch_frames_per_s"] = round(runs["onnx"]["throughput"]["frames_per_s"]
                                                      / runs["torch"]["throughput"]["frames_per_s"], 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report["command"] = "moodstream " + shlex.join(sys.argv[1:])
-    out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    out.with_suffix(".md").write_text(table)
+    write_output(out, json.dumps(report, indent=2) + "\n")
+    write_output(out.with_suffix(".md"), table)
     click.echo(table)
     click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from moodstream.options import OutputFile
+from moodstream.trainer.bench import write_output
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
@@ -302,7 +303,7 @@ NOTES = [
 @click.option("--note", "extra_notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
 @click.option("--out", type=OutputFile(), help="Also write the JSON here.")
-@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--markdown", "md_path", type=OutputFile(),
               help="Also write a markdown table (it names the device) here.")
 def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, precision, repeats, decode_frames,
                    extra_notes, as_json, out, md_path):
@@ -337,11 +338,9 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
 
     command = "moodstream " + shlex.join(sys.argv[1:])
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        write_output(out, json.dumps(results, indent=1) + "\n")
     if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(markdown(results, command, NOTES + list(extra_notes)))
+        write_output(md_path, markdown(results, command, NOTES + list(extra_notes)))
     if as_json:
         click.echo(json.dumps(results))
     else:

@@ -55,6 +55,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
+from moodstream.trainer.bench import write_output
 from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 from moodstream.trainer.cli import OldSpellings
 
@@ -271,7 +272,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               default=REPO.parent / "shared" / "data" / "videos", show_default=True,
               help="people: folder of videos whose people are counted.")
 @click.option("--out", type=OutputFile(), help="Write the JSON report here.")
-@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
+@click.option("--markdown", "md_path", type=OutputFile(), help="Write a table here.")
 def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, out, md_path):
     """Tracking quality on synthetic clips with known paths: ID switches, fragmentations,
     misses, false positives and MOTA per clip, for the default pipeline and for the
@@ -398,10 +399,16 @@ def video_markdown(report: dict) -> str:
         for n, r in v["runs"].items():
             fl = r["flicker"]
             lines.append(f"| {v['video']} ({v['size']}) | {v['frames']} | {n} | {r['fps']:.2f} | {r['speedup']:.2f}x "
-                         f"| {r['reproduced']:.2%} | {r['top_emotion_agreement']:.2%} | {fl['raw_per_track_s']} "
-                         f"| {fl['smoothed_per_track_s']} | {fl['removed']:.0%} |")
+                         f"| {_share(r['reproduced'], '.2%')} | {_share(r['top_emotion_agreement'], '.2%')} "
+                         f"| {_share(fl['raw_per_track_s'], '')} | {_share(fl['smoothed_per_track_s'], '')} "
+                         f"| {_share(fl['removed'], '.0%')} |")
     lines += [""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _share(value: float | None, spec: str) -> str:
+    """A table cell: a ratio with nothing to divide (no faces, no label change) is null in the JSON, '-' here."""
+    return "-" if value is None else format(value, spec)
 
 
 @click.command("video")
@@ -417,7 +424,7 @@ def video_markdown(report: dict) -> str:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @click.option("--note", "notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--out", type=OutputFile(), help="Write the JSON report here.")
-@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a table here.")
+@click.option("--markdown", "md_path", type=OutputFile(), help="Write a table here.")
 def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, notes, out, md_path):
     """Detect-every-N on real videos: frames/s, faces reproduced against detecting every
     frame, top-emotion agreement, and label flicker raw vs smoothed."""
@@ -445,9 +452,7 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
 
 def _write(report: dict, out: Path | None, md_path: Path | None, markdown: str) -> None:
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        write_output(out, json.dumps(report, indent=1) + "\n")
     if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(markdown)
+        write_output(md_path, markdown)
     click.echo(markdown)

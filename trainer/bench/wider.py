@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodstream.shared.errors import DataError
+from moodstream.shared.errors import BadInputError, DataError
 from moodstream.shared.media import decode_image, image_size
 
 GT_FILE = "wider_face_val_bbx_gt.txt"
@@ -65,7 +65,10 @@ class WiderImage:
 
     def read(self, max_pixels: int = 50_000_000) -> np.ndarray:
         """The image as RGB uint8 (H, W, 3), resized to ``size`` when that differs from the file."""
-        rgb = decode_image(self.path.read_bytes(), max_pixels)
+        try:
+            rgb = decode_image(self.path.read_bytes(), max_pixels)
+        except BadInputError as exc:  # name the file: "truncated: ..." alone did not say which
+            raise DataError(f"{self.path}: {exc}") from None
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_LINEAR)
         return rgb
@@ -76,7 +79,11 @@ def parse_gt(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} not found (the official WIDER FACE ground truth)")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); expected the official WIDER FACE "
+                        "ground truth") from None
     out: dict[str, np.ndarray] = {}
     i = 0
     while i < len(lines):
@@ -118,18 +125,22 @@ def read_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
     if not path.is_file():
         raise DataError(f"{path} not found (wider_path,width,height per image)")
     out = {}
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"wider_path", "width", "height"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected the header wider_path,width,height")
-        for lineno, row in enumerate(reader, 2):
-            try:
-                w, h = int(row["width"]), int(row["height"])
-            except (TypeError, ValueError):
-                raise DataError(f"{path}:{lineno}: width and height must be integers") from None
-            if w <= 0 or h <= 0:
-                raise DataError(f"{path}:{lineno}: width and height must be > 0")
-            out[row["wider_path"]] = (w, h)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"wider_path", "width", "height"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: expected the header wider_path,width,height")
+            for lineno, row in enumerate(reader, 2):
+                try:
+                    w, h = int(row["width"]), int(row["height"])
+                except (TypeError, ValueError):
+                    raise DataError(f"{path}:{lineno}: width and height must be integers") from None
+                if w <= 0 or h <= 0:
+                    raise DataError(f"{path}:{lineno}: width and height must be > 0")
+                out[row["wider_path"]] = (w, h)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); expected wider_path,width,height "
+                        "per image") from None
     return out
 
 
