@@ -95,6 +95,26 @@ class OutputFile(click.Path):
             self.fail(f"{str(path)!r}: this is the JSON; its table is written beside it as .md.", param, ctx)
         return path
 
+
+class OutputFolder(NamedPath):
+    """A folder a command writes into, checked when the flag is read: a name (not '', which wrote
+    into the current folder), not an existing file, and the nearest existing folder above it is
+    a writable folder. `train --out /etc/passwd/x` and `export onnx --out /proc/x` were a
+    NotADirectoryError traceback (train's only after it had read the whole dataset)."""
+
+    def __init__(self):
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        folder = path.absolute()
+        while not os.path.lexists(folder) and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{str(value)!r} cannot be made or written ({folder} is not a writable folder).", param, ctx)
+        return path
+
+
 _FIELDS = {f.name: f for f in fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)
 

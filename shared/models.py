@@ -10,6 +10,7 @@ order.
 from __future__ import annotations
 
 import math
+import os
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,8 +190,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: 
         if len(class_bias) != len(LABELS):
             raise ModelError(f"class_bias needs {len(LABELS)} values, got {len(class_bias)}")
         raw["class_bias"] = [float(b) for b in class_bias]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)  # its folder may not exist yet (--out checked it can be made)
-    torch.save(raw, Path(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # its folder may not exist yet (--out checked it can be made)
+    # beside it, then renamed over it: a run killed (or a disk filled) mid-write keeps the previous
+    # file (train's best epoch so far; the checkpoint `balance` adjusts in place) whole
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(raw, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -210,7 +220,9 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         lines = str(exc).strip().splitlines()
-        said = lines[0][:120] if lines and "weights_only" not in lines[0] else ""
+        said = lines[0][:120] if lines else ""
+        if "weights_only" in said or "weights only" in said.lower():  # torch's advice (with terminal escapes)
+            said = "a pickled Python object, not a plain checkpoint"
         raise ModelError(f"checkpoint {path} cannot be read: not a checkpoint torch can load "
                          f"({type(exc).__name__}{': ' + said if said else ''})") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, OutputFile
+from moodstream.options import FiniteRange, OutputFile, OutputFolder
 from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,17 @@ class OldSpellings(click.Option):
             self.opts = opts
 
 
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--device as the help says: anything else ('', foo, mps) was a RuntimeError traceback from torch."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
+    return value
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="FER+ root (FER2013Train/ ...) or a folder-per-class dataset.")
-@click.option("--out", "out_dir", default=Path("runs/train"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", default=Path("runs/train"), show_default=True, type=OutputFolder(),
               help="Where emotion.pt, metrics.json, history.json and curves.png go.")
 @click.option("--preset", default="best", show_default=True,
               type=click.Choice(["paper-initial", "paper-vgg", "paper-resnet", "best", "cpu"]),
@@ -53,7 +60,7 @@ class OldSpellings(click.Option):
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
 @click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
               help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None,
               help="bf16 mixed precision in training [default: on for CUDA and for CPUs with native bf16 "
                    "(AVX512-BF16, AMX), where it is about 2x faster; off elsewhere].")
@@ -70,6 +77,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     Mixed precision (bf16) on CUDA and on CPUs with native bf16; a progress
     bar shows images/s and ETA.
     """
+    import os
     import shutil
 
     from moodstream.shared.models import SHIPPED_CHECKPOINT
@@ -88,19 +96,39 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         if not width_tuple or not all(lo <= w <= hi for w in width_tuple):
             raise click.BadParameter(f"expected comma-separated integers in [{lo}, {hi}], got {widths!r}",
                                      param_hint="--widths")
+    dst = (out_dir / "emotion.pt").resolve()
+    if dst == SHIPPED_CHECKPOINT.resolve():  # each better epoch is saved there as it goes
+        raise click.BadParameter("is the shipped model's folder: training would write over the shipped "
+                                 "weights; train into another folder and add --install", param_hint="'--out'")
+    if init is not None and init.resolve() == dst:
+        raise click.BadParameter(f"is {init}, which this run would replace after its first epoch; "
+                                 "give another --out (or continue an interrupted run with --resume)",
+                                 param_hint="'--init'")
     cfg = make_preset(preset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
                       widths=width_tuple, label_mode=label_mode, augment=augment, balance=balance, seed=seed,
                       max_train=max_train)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("moodstream.trainer").setLevel(logging.INFO)
-    metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp, resume=resume)
+    try:
+        metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp, resume=resume)
+    except KeyboardInterrupt:  # Ctrl-C: say what was kept and how to go on (click said only "Aborted!")
+        from moodstream.trainer.train import STATE_FILE
+
+        if (out_dir / STATE_FILE).is_file():  # written after each finished epoch, with emotion.pt's best
+            click.echo(f"interrupted: the best epoch so far is in {out_dir / 'emotion.pt'}; run the same "
+                       "command with --resume to continue", err=True)
+        else:
+            click.echo("interrupted before the first epoch ended: nothing to resume", err=True)
+        sys.exit(130)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))
     click.echo(f"wrote {out_dir / 'emotion.pt'}, metrics.json, history.json, curves.png")
     if install:
-        shutil.copyfile(out_dir / "emotion.pt", SHIPPED_CHECKPOINT)
+        tmp = SHIPPED_CHECKPOINT.with_name(SHIPPED_CHECKPOINT.name + ".tmp")
+        shutil.copyfile(out_dir / "emotion.pt", tmp)
+        os.replace(tmp, SHIPPED_CHECKPOINT)  # never a half-copied shipped model
         click.echo(f"installed as {SHIPPED_CHECKPOINT}")
 
 
@@ -116,7 +144,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.option("--tta/--no-tta", default=True, show_default=True, help="Average with the mirrored face.")
 @click.option("--adjust/--no-adjust", default=True, show_default=True,
               help="Apply the checkpoint's class-prior adjustment (as the worker does); --no-adjust: plain softmax.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix."""
@@ -153,7 +181,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
 @click.option("--out", type=OutputFile(),
               help="Write the adjusted checkpoint here [default: overwrite --checkpoint].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit (tau, prior, per-tau table) as JSON.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 def balance_cmd(data_dir, checkpoint, out, as_json, device):
     """Fit the class-prior adjustment of a checkpoint on Valid.
 
@@ -172,6 +200,9 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
 
     src = checkpoint or SHIPPED_CHECKPOINT
     dst = out or src
+    if out is None and src.resolve() == SHIPPED_CHECKPOINT.resolve():  # a fit on any data replaced it silently
+        raise click.UsageError(f"this would write over the shipped model ({SHIPPED_CHECKPOINT}); give --out "
+                               "(that path itself to replace it on purpose)")
     ckpt = load_checkpoint(src)
     dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)

@@ -18,6 +18,7 @@ Every problem raises :class:`DataError` naming the file (and line).
 from __future__ import annotations
 
 import csv
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,10 @@ def read_gray(path: Path, size: int) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    except cv2.error as exc:  # e.g. over OpenCV's pixel limit: its assertion, not None
+        raise DataError(f"{path}: not a readable image ({str(exc).strip().splitlines()[-1][:160]})") from None
     if img is None:
         raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
     if img.dtype != np.uint8:  # 16-bit PNG
@@ -158,13 +162,30 @@ def _class_dirs(folder: Path) -> dict[int, list[Path]]:
         if label is None:
             raise DataError(f"{sub}: unknown class folder {sub.name!r}; expected one of "
                             f"{', '.join(LABELS)} (or aliases such as happy, sad, angry)")
-        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        files = _image_files(sub)
         if not files:
             raise DataError(f"{sub}: class folder holds no images")
         found.setdefault(INDEX[label], []).extend(files)
     if not found:
         raise DataError(f"{folder}: no class folders found (expected {', '.join(LABELS)})")
     return found
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, sorted. A symlinked subfolder is entered (rglob skipped it,
+    and its images, silently); a link back to this folder or above it, or to a folder seen already,
+    is not (a loop, or the same images twice)."""
+    top = os.path.realpath(folder)
+    seen: set[str] = set()
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or (real != top and (top + os.sep).startswith(real + os.sep)):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTS]
+    return sorted(found)
 
 
 def _folders_index(root: Path, split: str, seed: int) -> tuple[list[Path], np.ndarray]:

@@ -40,6 +40,7 @@ import click
 import torch
 from torch import nn
 
+from moodstream.options import OutputFolder
 from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
 from moodstream.shared.errors import ConfigError, DataError, ModelError
 from moodstream.worker.onnx_session import (EMOTION_FILE, EMOTION_FORMAT, INT8_FILES, MTCNN_FILES, ONNX_DIR,
@@ -384,7 +385,10 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
 def export_all(out_dir: Path, checkpoint_path: Path | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(checkpoint_path)  # a bad one fails before any file is written
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # what --out's check cannot see (/proc, a full or read-only file system)
+        raise ConfigError(f"cannot make the output folder {out_dir}: {exc.strerror or exc}") from None
     paths = export_mtcnn(out_dir) + [export_emotion(out_dir, checkpoint_path, ckpt)]
     for path in paths:
         log.info("export: wrote %s (%d bytes)", path, path.stat().st_size)
@@ -398,8 +402,7 @@ def export() -> None:
 
 @export.command("onnx")
 @click.option("--out", "out_dir", default=ONNX_DIR, show_default="worker/data/onnx, inside the package",
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for mtcnn_{pnet,rnet,onet}.onnx and emotion.onnx.")
+              type=OutputFolder(), help="Folder for mtcnn_{pnet,rnet,onet}.onnx and emotion.onnx.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Emotion checkpoint to export [default: the shipped one].")
 def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:

@@ -211,14 +211,17 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     amp = resolve_amp(amp, dev)
     log.info("trainer: device %s, mixed precision (bf16) %s", dev, "on" if amp else "off")
 
+    start = None if init is None else load_checkpoint(init)  # a bad one fails before the data is read
     splits = load_data(data_dir, cfg)  # fails on bad data before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # what --out's check cannot see (/proc, a full or read-only file system)
+        raise ConfigError(f"cannot make the output folder {out}: {exc.strerror or exc}") from None
     train = DeviceData.from_split(splits["train"], dev)
     valid = DeviceData.from_split(splits["valid"], dev)
     test = DeviceData.from_split(splits["test"], dev)
-    if init is not None:
-        start = load_checkpoint(init)
+    if start is not None:
         cfg = replace(cfg, model=start.config)
         model, mean, std = start.model, start.mean, start.std
     else:
