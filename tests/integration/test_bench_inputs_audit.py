@@ -200,3 +200,16 @@ def test_sigterm_stops_bench_stream_with_its_worker_and_redis(tmp_path):
         for c in children:
             if _alive(c):
                 os.kill(c, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("bench", ["throughput", "video", "tracking", "profile"])
+def test_markdown_and_json_on_one_path_are_refused(tmp_path, bench):
+    """--out r.json --markdown r.json: the table was written over the JSON, after the run."""
+    videos = [] if bench == "tracking" else ["--videos", str(tmp_path)]
+    usage_error([bench, *videos, "--out", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.json")],
+                "--markdown", "--out")
+
+
+def test_throughput_frames_for_a_video_not_benchmarked_is_refused(tmp_path):
+    """--frames street.mp4=8 with a name not among the videos was silently ignored (all frames ran)."""
+    usage_error(["throughput", "--videos", str(tmp_path), "--video", "a.mp4", "--frames", "b.mp4=8"], "b.mp4")

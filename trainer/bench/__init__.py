@@ -30,6 +30,15 @@ def write_output(path: Path, text: str) -> None:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def distinct_outputs(out: Path | None, md_path: Path | None) -> None:
+    """--out and --markdown naming one file: the table was written over the JSON (after the run)."""
+    import click
+
+    if out is not None and md_path is not None and Path(out).resolve() == Path(md_path).resolve():
+        raise click.BadParameter(f"{md_path} is the --out file too: give the table a name of its own",
+                                 param_hint="'--markdown'")
+
+
 def emit_json(report: dict, out: Path | None) -> None:
     """A benchmark's JSON report on stdout (indented), and also in ``out`` where given."""
     import click

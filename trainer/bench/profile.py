@@ -43,7 +43,7 @@ import click
 import numpy as np
 
 from moodstream.options import OutputFile
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import distinct_outputs, write_output
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
@@ -278,6 +278,7 @@ def profile_cmd(videos_dir, names, device, backends, frames, decode_frames, thre
                 md_path):
     """Where the time goes: per stage (decode, pyramid, PNet, NMS, RNet, ONet,
     crops, emotion net) and per net, at each video size, for each CPU backend."""
+    distinct_outputs(out, md_path)
     shipped = Settings.from_env(env={}, device=device)
     threads = threads or resolve_threads(shipped, worker=True)
     backends = backends or tuple(installed_runtimes())

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from moodstream.options import OutputFile
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import distinct_outputs, write_output
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
@@ -219,6 +219,10 @@ def parse_frames(specs: tuple[str, ...], names: tuple[str, ...]) -> dict[str, in
             per[name] = n
         else:
             default = n
+    unknown = sorted(set(per) - set(names))
+    if unknown:  # silently ignored before: every frame of the video ran
+        raise click.BadParameter(f"{', '.join(unknown)} is not among the videos run ({', '.join(names)})",
+                                 param_hint="--frames")
     return {v: per.get(v, default) for v in names}
 
 
@@ -309,6 +313,8 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
                    extra_notes, as_json, out, md_path):
     """Frames/s of the default worker pipeline against facenet-pytorch one frame
     at a time, both in this process on the same frames and threads, per video."""
+    distinct_outputs(out, md_path)
+    counts = parse_frames(frame_specs, names)  # before the models load
     shipped = Settings.from_env(env={}, device=device)  # the defaults users get, on this device
     threads = threads or resolve_threads(shipped, worker=True)
     ours = Pipeline(shipped.replace(threads=threads, backend=backend, precision=precision), worker=True)
@@ -317,7 +323,6 @@ def throughput_cmd(videos_dir, names, device, frame_specs, threads, backend, pre
     device_name = torch.cuda.get_device_name(ours.device) if _cuda(ours.device) else "cpu"
     cpu = cpu_info().to_dict()
     batch = shipped.batch_max
-    counts = parse_frames(frame_specs, names)
     results = {}
     for name in names:
         path = videos_dir / name

@@ -55,7 +55,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import distinct_outputs, write_output
 from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 from moodstream.trainer.cli import OldSpellings
 
@@ -278,6 +278,7 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
     misses, false positives and MOTA per clip, for the default pipeline and for the
     tracker on the true boxes; the per-person summary's episode rules (brief expressions
     kept, flicker) and face-likeness rules (WIDER precision / recall, people counted)."""
+    distinct_outputs(out, md_path)
     from moodstream.shared.media import VIDEO_EXTS
     from moodstream.shared.settings import Settings
     from moodstream.worker.pipeline import Pipeline
@@ -428,6 +429,7 @@ def _share(value: float | None, spec: str) -> str:
 def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, notes, out, md_path):
     """Detect-every-N on real videos: frames/s, faces reproduced against detecting every
     frame, top-emotion agreement, and label flicker raw vs smoothed."""
+    distinct_outputs(out, md_path)
     import torch
 
     from moodstream.shared.media import VIDEO_EXTS
