@@ -167,9 +167,10 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
                   class_bias=ckpt.class_bias if adjust else None)
     text = json.dumps(report)
     if out:
+        from moodstream.shared.files import write_text_atomic
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
+        write_text_atomic(out, json.dumps(report, indent=1))
     click.echo(text if as_json else format_report(report))
 
 

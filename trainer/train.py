@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from moodstream.shared.devices import resolve_device
 from moodstream.shared.errors import ConfigError
+from moodstream.shared.files import write_text_atomic
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
                                       save_checkpoint)
 from moodstream.trainer.augment import AugmentConfig, augment
@@ -276,7 +277,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             save_checkpoint(out / "emotion.pt", model, cfg.model, mean, std,
                             meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
                                   "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        write_text_atomic(out / "history.json", json.dumps(history, indent=1))
         _save_state(state_path, {
             "epoch": epoch, "recipe": cfg.to_dict(), "model": model.state_dict(), "mean": mean, "std": std,
             "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
@@ -314,7 +315,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             "device": metrics["device"], "amp_bf16": amp,
             "balance": None if balance is None else balance.summary()}
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))
     state_path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     from moodstream.trainer.curves import plot_curves  # matplotlib only when writing the figure
     plot_curves(history, out / "curves.png")

@@ -30,6 +30,7 @@ import msgspec
 import numpy as np
 
 from moodstream.shared.errors import ModelError
+from moodstream.shared.files import write_text_atomic
 
 if TYPE_CHECKING:
     from moodstream.shared.record import Face
@@ -147,7 +148,7 @@ def save_calibrations(path: str | Path, calibrations: list[BoxCalibration], info
     text = json.dumps(doc, indent=1)
     # one line per coefficient row instead of one per number
     text = re.sub(r"\[([-0-9.eE+,\s]+)\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    path.write_text(text + "\n")
+    write_text_atomic(path, text + "\n")
 
 
 def load_calibration(detector: str, path: str | Path | None = None) -> BoxCalibration:
