@@ -7,6 +7,7 @@ indexed, augmented and normalised there, so a GPU never waits on a loader.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -174,7 +175,18 @@ def _save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_state(path: Path, cfg: TrainConfig, dev: torch.device) -> dict:
+def data_fingerprint(splits: dict[str, Split]) -> str:
+    """What the run trains and selects on, by content: each split's pixels and votes (a dataset
+    moved elsewhere is the same data; one with other images or labels is not)."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
+        digest.update(np.ascontiguousarray(splits[name].votes).tobytes())
+    return digest.hexdigest()
+
+
+def _load_state(path: Path, cfg: TrainConfig, dev: torch.device, data: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"nothing to resume: {path} not found (it is written after each finished epoch "
                           "and removed when the run completes)")
@@ -189,6 +201,9 @@ def _load_state(path: Path, cfg: TrainConfig, dev: torch.device) -> dict:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ConfigError(f"cannot resume {path}: the run used other options ({', '.join(diff)} differ); "
                           "give the same preset and options as the interrupted run")
+    if state.get("data", data) != data:  # (a state from before the check has none: taken as is)
+        raise ConfigError(f"cannot resume {path}: the interrupted run trained on other data (other images or "
+                          "labels in its splits); give the same --data")
     return state
 
 
@@ -214,6 +229,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
 
     start = None if init is None else load_checkpoint(init)  # a bad one fails before the data is read
     splits = load_data(data_dir, cfg)  # fails on bad data before anything is written
+    fingerprint = data_fingerprint(splits)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +260,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     first_epoch, done_s = 1, 0.0
     state_path = out / STATE_FILE
     if resume:
-        state = _load_state(state_path, cfg, dev)
+        state = _load_state(state_path, cfg, dev, fingerprint)
         try:  # a state of another shape (a foreign file named so): one line, not a traceback
             model.load_state_dict(state["model"])
             ckpt.mean, ckpt.std = mean, std = float(state["mean"]), float(state["std"])
@@ -279,7 +295,8 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
                                   "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
         write_text_atomic(out / "history.json", json.dumps(history, indent=1))
         _save_state(state_path, {
-            "epoch": epoch, "recipe": cfg.to_dict(), "model": model.state_dict(), "mean": mean, "std": std,
+            "epoch": epoch, "recipe": cfg.to_dict(), "data": fingerprint, "model": model.state_dict(), "mean": mean,
+            "std": std,
             "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,

@@ -215,3 +215,32 @@ def test_a_device_that_is_not_one_of_the_documented_forms_is_a_usage_error(fixtu
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and "--device" in res.output and "Traceback" not in res.output, (res.output, res.exception)
     assert not any(tmp_path.iterdir())
+
+
+def test_resume_with_other_data_is_refused(fixtures_dir, tmp_path, monkeypatch):
+    """--resume checked the options, not the data: an interrupted run continued on another
+    dataset, its epochs and its best-so-far mixed over two sets of images."""
+    import shutil
+
+    real, calls = train_mod.train_one_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    args = ["--out", str(tmp_path / "run"), "--preset", "cpu", "--epochs", "3", "--widths", "8,16", "--device", "cpu",
+            "--no-amp"]
+    res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), *args])
+    assert res.exit_code == 130, (res.output, res.exception)
+    other = tmp_path / "other"
+    shutil.copytree(fixtures_dir / "ferplus", other)
+    labels = other / "FER2013Train" / "label.csv"  # a dataset of other images: three fewer
+    labels.write_text("".join(labels.read_text().splitlines(keepends=True)[3:]))
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    res = CliRunner().invoke(cli, ["train", "--data", str(other), *args, "--resume"])
+    assert res.exit_code == 1 and "other data" in res.output, (res.output, res.exception)
+    res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), *args, "--resume"])
+    assert res.exit_code == 0, (res.output, res.exception)
