@@ -126,9 +126,8 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_file(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["emotion.pt"]  # no temporary left behind
 
 
-def test_ctrl_c_in_training_says_what_was_kept_and_how_to_resume(fixtures_dir, tmp_path, monkeypatch):
-    """Ctrl-C printed click's bare "Aborted!" (exit 1): not that the best epoch was kept, nor
-    that --resume continues."""
+def interrupt_the_second_epoch(monkeypatch):
+    """Training raises KeyboardInterrupt (Ctrl-C) as its second epoch starts; returns the real epoch."""
     real, calls = train_mod.train_one_epoch, []
 
     def interrupted(*args, **kwargs):
@@ -138,6 +137,13 @@ def test_ctrl_c_in_training_says_what_was_kept_and_how_to_resume(fixtures_dir, t
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    return real
+
+
+def test_ctrl_c_in_training_says_what_was_kept_and_how_to_resume(fixtures_dir, tmp_path, monkeypatch):
+    """Ctrl-C printed click's bare "Aborted!" (exit 1): not that the best epoch was kept, nor
+    that --resume continues."""
+    interrupt_the_second_epoch(monkeypatch)
     res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), "--out", str(tmp_path),
                                    "--preset", "cpu", "--epochs", "3", "--widths", "8,16", "--device", "cpu",
                                    "--no-amp"])
@@ -222,15 +228,7 @@ def test_resume_with_other_data_is_refused(fixtures_dir, tmp_path, monkeypatch):
     dataset, its epochs and its best-so-far mixed over two sets of images."""
     import shutil
 
-    real, calls = train_mod.train_one_epoch, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    real = interrupt_the_second_epoch(monkeypatch)
     args = ["--out", str(tmp_path / "run"), "--preset", "cpu", "--epochs", "3", "--widths", "8,16", "--device", "cpu",
             "--no-amp"]
     res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), *args])
