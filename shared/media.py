@@ -643,7 +643,9 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     # stream's reader gives none worth having (0, or its clock): there, in a file whose times stop
     # increasing and in one whose header gives no rate a video has, a frame's time is its index
     # over the nominal rate
-    timed = announced > 0 and native_fps == reported_fps
+    # (a regular file with or without a length: a browser's MediaRecorder WebM announces none;
+    # not a device such as /dev/video0, whose reader's times are its clock)
+    timed = native_fps == reported_fps and not is_stream_spec(spec) and (announced > 0 or os.path.isfile(spec))
     emitted, index, next_t, t = 0, 0, 0.0, -1.0
     try:
         while max_frames is None or emitted < max_frames:
@@ -653,6 +655,8 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                     yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
                 else:
                     short = cut_short(index, t, announced, native_fps)
+                    if short and not is_stream_spec(spec) and matroska_whole(spec):
+                        short = None  # its length is the container's (all tracks, from its first time)
                     if short:
                         yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break
@@ -685,6 +689,59 @@ def cut_short(frames: int, last_s: float, announced: float, fps: float) -> str |
         return None
     return (f"the video ended after {frames} frames ({got_s:.1f} s) of the {expected_s:.1f} s ({announced:.0f} "
             "frames) its header announces: truncated or damaged (the frames before were read)")
+
+
+def _vint(f, marker: bool) -> int | None:
+    """An EBML variable-size integer read from ``f`` (an element id with its marker bit, or a
+    size without; -1 for the "unknown" size), or None where there is none."""
+    first = f.read(1)
+    if not first or not first[0]:
+        return None
+    n = 8 - first[0].bit_length() + 1
+    rest = f.read(n - 1)
+    if len(rest) < n - 1:
+        return None
+    value = first[0] if marker else first[0] & (0xFF >> n)
+    for b in rest:
+        value = (value << 8) | b
+    if not marker and value == (1 << (7 * n)) - 1:
+        return -1
+    return value
+
+
+def matroska_whole(path: str, max_elements: int = 100_000) -> bool:
+    """Whether ``path`` is a Matroska / WebM file that holds the whole of its Segment: of known size,
+    every top-level element of it in place up to its end. OpenCV takes the length such a file
+    announces from its container's duration (every track's, from its first timestamp, not 0): a
+    video that starts at 10 s, or whose sound goes on after its last frame, is shorter than that and
+    still whole. False where it cannot tell (a live recording's unknown sizes, a cut, zeros)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(4) != b"\x1a\x45\xdf\xa3":
+                return False
+            header = _vint(f, False)
+            if header is None or header < 0:
+                return False
+            f.seek(header, os.SEEK_CUR)
+            if _vint(f, True) != 0x18538067:  # the Segment
+                return False
+            length = _vint(f, False)
+            if length is None or length < 0:
+                return False
+            end = f.tell() + length
+            if end > size:
+                return False
+            for _ in range(max_elements):
+                if f.tell() == end:
+                    return True
+                eid, length = _vint(f, True), _vint(f, False)
+                if eid is None or length is None or length < 0 or f.tell() + length > end:
+                    return False
+                f.seek(length, os.SEEK_CUR)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 _STACK_POOLS: dict[int, ThreadPoolExecutor] = {}
