@@ -593,6 +593,9 @@ def spool(head: bytes, rest, tmp) -> None:
                                           f"{written >> 20} MiB: {exc.strerror or exc}") from None
 
 
+MIN_TIMED_FPS = 0.05  # a file's own frame times are taken down to this nominal rate
+
+
 def plausible_fps(native: float | None) -> float:
     """A video's frame rate as its header gives it, or 30 where that is no rate a video has
     (0, NaN, 0.001 or 1e9 frames/s: its frames were 1000 s apart, its annotated copy unwritable)."""
@@ -644,8 +647,10 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     # increasing and in one whose header gives no rate a video has, a frame's time is its index
     # over the nominal rate
     # (a regular file with or without a length: a browser's MediaRecorder WebM announces none;
-    # not a device such as /dev/video0, whose reader's times are its clock)
-    timed = native_fps == reported_fps and not is_stream_spec(spec) and (announced > 0 or os.path.isfile(spec))
+    # not a device such as /dev/video0, whose reader's times are its clock; a rate down to a frame
+    # every 20 s is a slide show's, 0.001 frames/s is no video's)
+    timed = MIN_TIMED_FPS <= reported_fps <= 1000 and not is_stream_spec(spec) and \
+        (announced > 0 or os.path.isfile(spec))
     emitted, index, next_t, t = 0, 0, 0.0, -1.0
     try:
         while max_frames is None or emitted < max_frames:

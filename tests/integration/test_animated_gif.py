@@ -38,3 +38,12 @@ def test_analyze_reads_every_frame_at_its_time(tmp_path):
     assert [(Path(r["source"]).name, r["frame"], r["timestamp_s"]) for r in records] == \
         [("clip.gif", 0, 0.0), ("clip.gif", 1, 0.1), ("clip.gif", 2, 0.3), ("still.gif", 0, None)]
     assert all(r["faces"] for r in records)
+
+
+def test_a_slide_show_gif_keeps_its_seconds(tmp_path):
+    """A frame every 3 s (a rate under 1 frame/s, which the nominal rate does not take): the frames'
+    own times, 0, 3, 6 s, where they came out at index / 30 (0, 0.033, 0.067)."""
+    from moodstream.shared.media import iter_video
+
+    clip = gif(tmp_path / "slides.gif", 3, delays_ms=(3000, 3000, 3000))
+    assert [it.timestamp_s for it in iter_video(str(clip))] == [0.0, 3.0, 6.0]
