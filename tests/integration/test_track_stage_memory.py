@@ -161,3 +161,20 @@ def test_the_runs_held_at_once_are_bounded(redis_url, client, keys, monkeypatch)
     assert len(ended) == 20 and all("sources at once" in s["ended"] for s in ended)
     assert {s["source"] for s in ended} == {f"src-{s}" for s in range(30)} - set(stage.runs)
     assert client.xlen(keys.tracked) == 31  # every result published
+
+
+def test_a_part_that_cannot_be_made_takes_no_number(redis_url, client, keys, monkeypatch):
+    """Parts were numbered before they were made: one that failed left a gap (2, 3 and no 1)."""
+    monkeypatch.setattr(stage_mod, "PART_TRACKS", 50)
+    real, calls = stage_mod.summary_message, []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        message = real(*args, **kwargs)
+        if len(calls) == 1:
+            message["frames"] = float("nan")  # json.dumps(allow_nan=False) refuses it: not made
+        return message
+
+    monkeypatch.setattr(stage_mod, "summary_message", first_fails)
+    started(redis_url, client, keys, tracks=152)
+    assert [p["part"] for p in summaries(client, keys)] == [1, 2]

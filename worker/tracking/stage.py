@@ -252,9 +252,8 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
             b64 = thumbnail_b64(picture)
         if b64 is not None:
             thumbnails[str(tid)] = b64
-    run.parts += 1
     return {"source": run.source, "run": run.number, "ended": why, "frames": run.summary.frames,
-            "part": run.parts, "last_part": last,
+            "part": run.parts + 1, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 
 
@@ -447,6 +446,7 @@ class TrackStage:
         finally:
             self.summary_ms += (time.perf_counter() - t0) * 1000
         self._summary_outbox.append(text)
+        run.parts = message["part"]  # (one that could not be made takes no number: parts go 1, 2, 3)
         return message
 
     def _retire(self, run: SourceRun) -> None:
