@@ -9,6 +9,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import shutil
@@ -83,7 +84,8 @@ ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
 
 def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
-    ``.webm`` for WebM / Matroska, ``.avi``), or None (images among them)."""
+    ``.webm`` for WebM / Matroska, ``.avi``), or None (images among them; an animated GIF:
+    :func:`read_gif_head`)."""
     head = data[:12]
     if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
         return ".mp4"
@@ -462,37 +464,71 @@ def animated_gif(path: str) -> bool:
         if not os.path.isfile(path):  # a FIFO is opened once, by the read itself
             return False
         with open(path, "rb") as f:
-            head = f.read(13)
-            if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
-                return False
-            if head[10] & 0x80:
-                f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)  # the global colour table
-            images = 0
-            while True:
-                kind = f.read(1)
-                if kind == b"\x2c":  # an image: descriptor, local colour table, LZW size, data
-                    images += 1
-                    if images > 1:
-                        return True
-                    desc = f.read(9)
-                    if len(desc) < 9:
-                        return False
-                    if desc[8] & 0x80:
-                        f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
-                    f.read(1)
-                elif kind == b"\x21":  # an extension: its label, then its data
-                    f.read(1)
-                else:  # the trailer (0x3b), the end of the file, or not a GIF past here
-                    return False
-                while True:  # data sub-blocks, up to an empty one
-                    size = f.read(1)
-                    if not size:
-                        return False
-                    if size == b"\x00":
-                        break
-                    f.seek(size[0], os.SEEK_CUR)
+            return gif_frames_beyond_one(f)
     except (OSError, ValueError):
         return False
+
+
+class _Taken:
+    """A stream read (and seeked forward) through, keeping what was read, up to ``limit`` bytes."""
+
+    def __init__(self, head: bytes, rest, limit: int | None):
+        self.parts, self.rest, self.limit, self.n = [head], rest, limit, len(head)
+        self.head = io.BytesIO(head)
+
+    def read(self, n: int) -> bytes:
+        got = self.head.read(n)
+        if len(got) < n and self.rest is not None and (self.limit is None or self.n < self.limit):
+            more = self.rest.read(n - len(got))
+            self.parts.append(more)
+            self.n += len(more)
+            got += more
+        return got
+
+    def seek(self, n: int, whence: int) -> None:
+        self.read(n)
+
+
+def read_gif_head(head: bytes, rest, limit: int | None) -> tuple[bytes, bool]:
+    """A GIF on stdin: as much of it as shows whether it has a second frame (at most ``limit``
+    bytes past which it is no image anyway), and whether it has one."""
+    taken = _Taken(head, rest, limit)
+    animated = gif_frames_beyond_one(taken)
+    return b"".join(taken.parts), animated
+
+
+def gif_frames_beyond_one(f) -> bool:
+    """Whether the GIF read from ``f`` (a file or bytes) has a second image; False where the data
+    stops before one or is no GIF."""
+    head = f.read(13)
+    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+        return False
+    if head[10] & 0x80:
+        f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)  # the global colour table
+    images = 0
+    while True:
+        kind = f.read(1)
+        if kind == b"\x2c":  # an image: descriptor, local colour table, LZW size, data
+            images += 1
+            if images > 1:
+                return True
+            desc = f.read(9)
+            if len(desc) < 9:
+                return False
+            if desc[8] & 0x80:
+                f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
+            f.read(1)
+        elif kind == b"\x21":  # an extension: its label, then its data
+            f.read(1)
+        else:  # the trailer (0x3b), the end of the data, or not a GIF past here
+            return False
+        while True:  # data sub-blocks, up to an empty one
+            size = f.read(1)
+            if not size:
+                return False
+            if size == b"\x00":
+                break
+            f.seek(size[0], os.SEEK_CUR)
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
@@ -521,6 +557,9 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
             stream = stdin if stdin is not None else sys.stdin.buffer
             head = stream.read(PIPE_HEAD_BYTES)
             suffix = sniff_video(head)
+            if head[:6] in (b"GIF87a", b"GIF89a"):
+                head, animated = read_gif_head(head, stream, max_image_bytes)
+                suffix = ".gif" if animated else None
             if suffix is None:
                 try:
                     yield FrameItem("-", 0, data=read_capped(stream, max_image_bytes, head))

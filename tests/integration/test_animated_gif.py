@@ -47,3 +47,17 @@ def test_a_slide_show_gif_keeps_its_seconds(tmp_path):
 
     clip = gif(tmp_path / "slides.gif", 3, delays_ms=(3000, 3000, 3000))
     assert [it.timestamp_s for it in iter_video(str(clip))] == [0.0, 3.0, 6.0]
+
+
+def test_an_animated_gif_on_stdin_is_a_video(tmp_path):
+    """`analyze - < clip.gif` read the first frame only (stdin's first bytes named no video)."""
+    import io
+
+    from moodstream.shared.media import iter_frames
+
+    clip = gif(tmp_path / "clip.gif", 3)
+    assert [(i.source, i.frame, i.timestamp_s) for i in iter_frames(["-"], stdin=io.BytesIO(clip.read_bytes()))] \
+        == [("-", 0, 0.0), ("-", 1, 0.1), ("-", 2, 0.3)]
+    still = gif(tmp_path / "still.gif", 1)
+    [item] = iter_frames(["-"], stdin=io.BytesIO(still.read_bytes()))
+    assert item.data == still.read_bytes()  # an image, read whole
