@@ -29,7 +29,7 @@ COMMANDS = {
     "eval": ("moodstream.trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
     "balance": ("moodstream.trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),
     "bench": ("moodstream.trainer.cli:bench", "Benchmarks that write JSON and a table: accuracy, speed, the service, tracking (bench --help lists them)."),
-    "export": ("moodstream.trainer.export:export", "Export the shipped models to ONNX (for the torch-free CPU backend)."),
+    "export": ("moodstream.trainer.export:export", "Export the shipped models to ONNX (the torch-free CPU backend) and the int8 emotion net (OpenVINO)."),
 }
 
 

@@ -40,7 +40,8 @@ def _notice(msg: str) -> None:
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
 @setting_option("encoding", "--encode")  # --encode: the flag's first name
 @click.option("--rq", "use_rq", is_flag=True,
-              help="Enqueue each PATH (video or folder) as ONE rq job that an rq worker expands into frames.")
+              help="Enqueue each PATH (video or folder) as ONE rq job that `moodstream expander` expands into frames (a relative "
+                   "PATH is taken under the expander's --media-root).")
 @click.option("--reply-to", help="Also add results to the stream <prefix>:reply:NAME.")
 @setting_option("redis_url")
 @setting_option("prefix")

@@ -38,7 +38,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
-        pytest.skip(f"needs the shared dataset at {SHARED_DATA} (absent on this checkout)")
+        pytest.skip(f"needs the shared dataset at {SHARED_DATA} (absent on this checkout; set MOODSTREAM_TEST_SHARED_DATA)")
     return SHARED_DATA
 
 

@@ -180,7 +180,8 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to adjust [default: the shipped model].")
 @click.option("--out", type=OutputFile(),
-              help="Write the adjusted checkpoint here [default: overwrite --checkpoint].")
+              help="Write the adjusted checkpoint here [default: overwrite --checkpoint; refused for the "
+                   "shipped model unless --out names it].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit (tau, prior, per-tau table) as JSON.")
 @click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 def balance_cmd(data_dir, checkpoint, out, as_json, device):
@@ -264,4 +265,4 @@ class BenchGroup(LazyGroup):
 
 @click.group(cls=BenchGroup, lazy_commands=BENCHES)
 def bench():
-    """Benchmarks: each writes JSON (and a readable table) and never runs in the test suite."""
+    """Benchmarks: each writes JSON (and a readable table); the test suite runs them only on small inputs."""

@@ -427,7 +427,7 @@ def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Which Train faces.")
 def int8_cmd(ferplus: Path, out_dir: Path, images: int, seed: int) -> None:
     """Quantize the emotion net to int8 for OpenVINO: what precision auto runs
-    on a CPU without AMX (`moodstream bench int8` measures it).
+    on most CPUs (`moodstream bench int8` measures it).
 
     Run it again whenever emotion.onnx changes (after `export onnx` with a new
     checkpoint): the file records which emotion.onnx it came from.

@@ -272,7 +272,7 @@ def test_installed_command_end_to_end(tmp_path, image_path):
     assert proc.returncode == 1, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["error"]["reason"] == "empty"
-    assert "Traceback" not in proc.stderr and "1 errors" in proc.stderr
+    assert "Traceback" not in proc.stderr and "1 error in" in proc.stderr
 
 
 def test_unavailable_device_fails_cleanly(image_path):

@@ -335,7 +335,7 @@ def _curve(step: dict, every_s: float = 2.0) -> str:
               show_default=True, help="default: each worker's own default (what users get); split: "
                                       "max(1, cores // workers) threads each, set through the environment.")
 @click.option("--out", type=OutputFile(table_beside=True),
-              default=Path("docs/results/scaling_cpu.json"), show_default=True,
+              default=Path("runs/scaling.json"), show_default=True,
               help="JSON report; the markdown table goes beside it (.md).")
 def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout_s, start_timeout_s, thread_rule,
                 out):
