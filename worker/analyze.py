@@ -143,6 +143,10 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     return total
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def table_row(record: FrameResult) -> str:
     source = source_cell(record.source, 36)
     if record.error is not None:
@@ -336,7 +340,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"analyze: {f'interrupted ({stopped_by(stop_code)}) after ' if interrupted else ''}"
-               f"{frames} frames, {faces} faces, {errors} error{'' if errors == 1 else 's'} in {elapsed:.1f} s "
+               f"{plural(frames, 'frame')}, {plural(faces, 'face')}, {plural(errors, 'error')} in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
                f" on {pipeline.device}; detect every {settings.detect_every})"
                + (f"; annotated files in {annotate_dir}" if annotator is not None else "")

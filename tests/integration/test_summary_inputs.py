@@ -18,7 +18,11 @@ def test_an_image_is_summarised_alike_by_analyze_and_up(tmp_path, monkeypatch):
 
     image = str(REPO / "samples" / "street.jpg")
     want = analyze_summary(image, tmp_path / "analyze")
-    assert len(want["tracks"]) >= 3 and all(t["frames"] == 1 and not t["person"] for t in want["tracks"])
+    assert len(want["tracks"]) >= 3 and all(t["frames"] == 1 for t in want["tracks"])
+    # a still's faces are not held to the 0.5 s a video's track must span (every one of a group
+    # photo was "not a person": seen 0.00 s): the detector's score decides alone
+    assert [t["person"] for t in want["tracks"]] == [t["mean_score"] >= 0.92 for t in want["tracks"]]
+    assert sum(t["person"] for t in want["tracks"]) >= 3
     monkeypatch.delenv("MOODSTREAM_REDIS_URL", raising=False)  # an embedded server
     ran = CliRunner().invoke(up, [image, "--device", "cpu", "--no-dashboard", "--format", "jsonl", "--summary",
                                   str(tmp_path / "up" / "s.json")])

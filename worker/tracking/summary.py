@@ -38,7 +38,8 @@ false episodes a minute.
 **People.** A track is a person when it spans at least ``min_person_s`` of
 video (from its first face to its last: ``last_timestamp_s - first_timestamp_s``,
 what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) and its median detector
-score is at least ``person_score_min`` (0.92). Chosen by ``moodstream bench
+score is at least ``person_score_min`` (0.92). In a still image (one result, without a timestamp)
+the score decides alone: every face of a group photo was "not a person" (seen 0.00 s). Chosen by ``moodstream bench
 tracking --part people``: on WIDER, keeping detections scoring >= 0.92 raises
 precision 96.67 -> 96.93% for 0.5 point of recall (0.98 would cost 2.6
 points), while the landmark-geometry rule lowers both (it rejects profiles);
@@ -372,6 +373,7 @@ class SourceSummary:
         self.min_step_s: float | None = None  # the smallest time between two frames (None: under two frames)
         self.times: list[float] = []  # every analysed frame's time, with series only
         self.last_frame = -1
+        self.timed = False  # a result had a timestamp: a video's frames, not a still image
         self.pictures = ThumbnailPicker()
         self.retired: dict[int, dict] = {}  # track id -> final entry, of tracks :meth:`retire` let go
         self._entries: list[dict] | None = None
@@ -381,6 +383,7 @@ class SourceSummary:
         frame, when at hand, for the face pictures."""
         cfg = self.config
         t = float(result.timestamp_s) if result.timestamp_s is not None else result.frame / cfg.default_fps
+        self.timed = self.timed or result.timestamp_s is not None
         if self.frames == 0:
             self.first_s = t
         else:
@@ -462,7 +465,7 @@ class SourceSummary:
         medians = tr.box_score.median()
         score = float(medians[4])
         why = ""
-        if span < cfg.min_person_s - 1e-9:
+        if (self.timed or self.frames > 1) and span < cfg.min_person_s - 1e-9:  # a still: the score alone
             why = f"seen {span:.2f} s < {cfg.min_person_s:g} s"
         elif score < cfg.person_score_min:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
