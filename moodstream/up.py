@@ -159,7 +159,9 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         if feed.error is not None and not interrupted:  # the loop ends too when it failed before sending
             raise click.ClickException(f"up: producer failed: {feed.error}")
         stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
-        click.echo(f"up: {stopped}{received} results for {feed.sent} frames; shutting down", err=True)
+        staying = board is not None and stay_open and not interrupted  # then the page goes on: not "shutting down"
+        click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
+                   f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
         hold_stop_signals(previous)  # a second signal does not cut the summary short
         _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs, interrupted)
         restore_stop_signals(previous)

@@ -390,7 +390,8 @@ def run_video(path: Path, pipeline, every: tuple[int, ...], max_frames: int, bat
 
 def video_markdown(report: dict) -> str:
     lines = ["# Detect every N frames, optical flow in between (CPU)", "", f"Command: `{report['command']}`", "",
-             f"Device {report['device']}, torch threads {report['torch_threads']}, batch {report['batch']}; "
+             f"Device {report['device']}, backend {report.get('backend', 'torch')}, threads "
+             f"{report.get('threads', report['torch_threads'])}, batch {report['batch']}; "
              "decoding not timed. reproduced: share of the N = 1 faces found on the same frame (IoU >= 0.5, "
              "one-to-one); agreement: same top emotion on those pairs; flicker: label changes per track-second.", "",
              "| video | frames | N | frames/s | speed-up | reproduced | top-emotion agreement | flicker raw "
@@ -422,7 +423,8 @@ def _share(value: float | None, spec: str) -> str:
               callback=_int_list, help="Detect-every values, comma-separated; the first is the reference.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Inference threads of the pipeline (its backend's; default: every core, as analyze).")
 @click.option("--note", "notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")
 @click.option("--out", type=OutputFile(), help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=OutputFile(), help="Write a table here.")
@@ -434,20 +436,19 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
 
     from moodstream.shared.media import VIDEO_EXTS
     from moodstream.shared.settings import Settings
-    from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.pipeline import Pipeline, resolve_threads
 
-    if threads:
-        torch.set_num_threads(threads)
     ns = detect_every
     paths = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
         if Path(videos_dir).is_dir() else []
     if not paths:
         raise DataError(f"no videos in {videos_dir}")
-    settings = Settings.from_env(device=device)
+    # --threads reaches the pipeline that runs (ONNX Runtime / OpenVINO / torch), not torch alone
+    settings = Settings.from_env(device=device, **({"threads": threads} if threads else {}))
     pipeline = Pipeline(settings)
     report = {"benchmark": "detect every N frames + optical flow", "command": "moodstream " + shlex.join(sys.argv[1:]),
-              "device": str(pipeline.device), "torch_threads": torch.get_num_threads(), "batch": batch,
-              "detector": settings.detector, "model_version": pipeline.model_version, "max_frames": max_frames,
+              "device": str(pipeline.device), "backend": pipeline.backend, "threads": resolve_threads(settings, False),
+              "torch_threads": torch.get_num_threads(), "batch": batch, "detector": settings.detector, "model_version": pipeline.model_version, "max_frames": max_frames,
               "videos": [run_video(p, pipeline, ns, max_frames, batch) for p in paths], "notes": list(notes)}
     _write(report, out, md_path, video_markdown(report))
 
