@@ -75,17 +75,23 @@ def test_iou_names_a_truncated_image(tmp_path):
                    "truncated")
 
 
-@pytest.mark.slow
-def test_video_bench_on_a_video_without_faces_writes_its_report(tmp_path):
-    """A ratio with nothing to divide (no faces, no label change: also the first frames of a real
-    video) is null in the JSON; the table formatted it with :.2% and the run ended in a TypeError
-    traceback with no JSON written."""
+def grey_videos(tmp_path: Path) -> Path:
+    """A folder holding grey.mp4: four faceless frames."""
     videos = tmp_path / "videos"
     videos.mkdir()
     writer = cv2.VideoWriter(str(videos / "grey.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
     for i in range(4):
         writer.write(np.full((120, 160, 3), 100 + i, np.uint8))
     writer.release()
+    return videos
+
+
+@pytest.mark.slow
+def test_video_bench_on_a_video_without_faces_writes_its_report(tmp_path):
+    """A ratio with nothing to divide (no faces, no label change: also the first frames of a real
+    video) is null in the JSON; the table formatted it with :.2% and the run ended in a TypeError
+    traceback with no JSON written."""
+    videos = grey_videos(tmp_path)
     out = tmp_path / "video.json"
     result = CliRunner().invoke(cli, ["bench", "video", "--videos", str(videos), "--frames", "2",
                                       "--detect-every", "1,2", "--device", "cpu", "--out", str(out)])
@@ -213,3 +219,17 @@ def test_markdown_and_json_on_one_path_are_refused(tmp_path, bench):
 def test_throughput_frames_for_a_video_not_benchmarked_is_refused(tmp_path):
     """--frames street.mp4=8 with a name not among the videos was silently ignored (all frames ran)."""
     usage_error(["throughput", "--videos", str(tmp_path), "--video", "a.mp4", "--frames", "b.mp4=8"], "b.mp4")
+
+
+@pytest.mark.slow
+def test_video_bench_skips_an_unreadable_video_and_says_so(tmp_path):
+    """One undecodable file in the folder stopped the whole bench (no report)."""
+    videos = grey_videos(tmp_path)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "video.json"
+    result = CliRunner().invoke(cli, ["bench", "video", "--videos", str(videos), "--frames", "2",
+                                      "--detect-every", "1,2", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(out.read_text())
+    assert [v["video"] for v in report["videos"]] == ["grey.mp4"]
+    assert [v["video"] for v in report["skipped"]] == ["broken.mp4"] and "skipped broken.mp4" in result.output

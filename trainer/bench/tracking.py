@@ -404,7 +404,8 @@ def video_markdown(report: dict) -> str:
                          f"| {_share(r['reproduced'], '.2%')} | {_share(r['top_emotion_agreement'], '.2%')} "
                          f"| {_share(fl['raw_per_track_s'], '')} | {_share(fl['smoothed_per_track_s'], '')} "
                          f"| {_share(fl['removed'], '.0%')} |")
-    lines += [""] + [f"- {n}" for n in report["notes"]] + [""]
+    lines += [""] + [f"- {n}" for n in report["notes"]]
+    lines += [f"- skipped {v['video']}: {v['error']}" for v in report.get("skipped", [])] + [""]
     return "\n".join(lines)
 
 
@@ -449,7 +450,15 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
     report = {"benchmark": "detect every N frames + optical flow", "command": "moodstream " + shlex.join(sys.argv[1:]),
               "device": str(pipeline.device), "backend": pipeline.backend, "threads": resolve_threads(settings, False),
               "torch_threads": torch.get_num_threads(), "batch": batch, "detector": settings.detector, "model_version": pipeline.model_version, "max_frames": max_frames,
-              "videos": [run_video(p, pipeline, ns, max_frames, batch) for p in paths], "notes": list(notes)}
+              "videos": [], "skipped": [], "notes": list(notes)}
+    for p in paths:  # one unreadable file costs its row, not the bench
+        try:
+            report["videos"].append(run_video(p, pipeline, ns, max_frames, batch))
+        except DataError as exc:
+            report["skipped"].append({"video": p.name, "error": str(exc)})
+            click.echo(f"bench video: skipped {p.name}: {exc}", err=True)
+    if not report["videos"]:
+        raise DataError(f"no video in {videos_dir} could be read ({len(paths)} skipped)")
     _write(report, out, md_path, video_markdown(report))
 
 
