@@ -10,6 +10,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import shutil
@@ -26,6 +27,8 @@ import numpy as np
 
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.settings import MAX_PIXELS_CEILING
+
+log = logging.getLogger(__name__)
 
 # OpenCV reads its own decoder limit once, when the library loads, so it cannot follow
 # a Settings made later: this is the one place it is set, to the ceiling of max_pixels
@@ -416,7 +419,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         if not spec or spec == "-" or is_stream_spec(spec) or not p.is_dir():  # "" is no folder (not ".")
             yield spec
             continue
-        found = []
+        found, left_out = [], []
         seen: set[str] = set()  # real folders walked: a symlinked subfolder is entered (rglob skipped
         for root, dirs, files in os.walk(p, followlinks=True):  # it silently), a link loop ends
             real = os.path.realpath(root)
@@ -424,8 +427,14 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
                 dirs[:] = []
                 continue
             seen.add(real)
-            found += [Path(root) / name for name in files
-                      if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
+            for name in files:
+                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+                    found.append(Path(root) / name)
+                elif not name.startswith("."):
+                    left_out.append(name)
+        if left_out:  # -v says so: a notes.txt (or a .heic the formats leave out) vanished without a word
+            log.info("%s: %d file(s) left out, not images or videos by their names (%s%s)", spec, len(left_out),
+                     ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
         for f in sorted(found):
             if f.is_file():
                 yield str(f)

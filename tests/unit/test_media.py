@@ -350,3 +350,17 @@ def test_a_folder_s_symlinked_subfolders_are_searched_once(tmp_path, bgr):
     (elsewhere / "loop").symlink_to(top)
     found = sorted(Path(p).name for p in expand_paths([str(top)]))
     assert found == ["a.jpg", "b.jpg"], found
+
+
+def test_a_folders_files_that_are_not_media_are_named_at_info(tmp_path, caplog):
+    """A folder's notes.txt was left out without a word, even with -v (INFO)."""
+    import logging
+
+    from moodstream.shared.media import expand_paths
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / ".hidden").write_text("")
+    with caplog.at_level(logging.INFO, logger="moodstream.shared.media"):
+        assert list(expand_paths([str(tmp_path)])) == [str(tmp_path / "a.jpg")]
+    assert "1 file(s) left out" in caplog.text and "notes.txt" in caplog.text and ".hidden" not in caplog.text
