@@ -1,9 +1,10 @@
-"""The one compiled part: the CPU MTCNN's area resizes, PNet's rerun windows and threshold
+"""The two compiled parts: the CPU MTCNN's area resizes, PNet's rerun windows and threshold
 scans, and NMS (worker/detectors/_area.c), several times faster than the numpy code that runs
-where it is not built. Optional: without a C compiler the
-install still succeeds (pip prints the build error) and moodstream runs its numpy code, the same
-values, slower; `moodstream bench profile` and `bench throughput` say which ran. Everything else
-about the package is in pyproject.toml."""
+where it is not built; and the MTCNN nets' first layers for AVX2 CPUs (worker/detectors/_first.c).
+Optional: without a C compiler the install still succeeds (pip prints the build error) and
+moodstream runs its numpy code (OpenVINO the first layers), the same values, slower;
+`moodstream bench profile` and `bench throughput` say which ran. Everything else about the
+package is in pyproject.toml."""
 
 from setuptools import Extension, setup
 

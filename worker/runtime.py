@@ -115,8 +115,8 @@ AUTO_BF16 = ("onet", "emotion")
 # face probabilities differed from fp32 by at most 0.086 (2-core Zen 4: bf16_parity_zen4.json);
 # the margin sends 1.1% of them on to fp32 and missed none.
 AUTO_SCREENED = ("pnet", "rnet")
-# The nets `precision=auto` runs in int8 on OpenVINO on every CPU without AMX: the
-# emotion net only, quantized by `moodstream export int8` (onnx_session.INT8_FILES). Measured by
+# The nets `precision=auto` runs in int8 on OpenVINO (every CPU without AMX, and the AMX Xeons too
+# since 2026-12-05: below): the emotion net only, quantized by `moodstream export int8` (onnx_session.INT8_FILES). Measured by
 # `moodstream bench int8` (docs/results/int8_parity_amd.json, 2-core AMD EPYC, AVX2): FER+ Test
 # accuracy 84.51% as in fp32, top emotion the same on 99.63% of its faces and on 98.04% of the 510
 # faces MTCNN finds in 200 WIDER images (bound: 98%), 2.0x as fast.
