@@ -122,9 +122,9 @@ def test_summary_json_and_timeline_png(tmp_path, fixtures_dir):
     data = json.loads(summary.read_text())
     video = [r for r in records if r["source"].endswith(".mp4")]
     tracks = [t for t in data["tracks"] if t["source"].endswith("clip_360p.mp4")]
-    stills = [t for t in data["tracks"] if t not in tracks]  # a still image's faces: one frame each, never people
+    stills = [t for t in data["tracks"] if t not in tracks]  # a still image's faces: one frame each,
     assert tracks and stills and all(t["source"].endswith("street_640x360.jpg") for t in stills)
-    assert all(t["frames"] == 1 and not t["person"] for t in stills)
+    assert all(t["frames"] == 1 and t["person"] == (t["mean_score"] >= 0.92) for t in stills)  # people by score
     assert [t["track_id"] for t in tracks] == sorted({f["track_id"] for r in video for f in r["faces"]})
     assert sum(t["frames"] for t in tracks) == sum(len(r["faces"]) for r in video)
     for t in tracks:
