@@ -120,9 +120,10 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
     --allow-url-host (redirects and playlist entries included), as the
     operator of this expander decides (a job cannot widen it). The first
     SIGTERM or Ctrl-C stops the running job within seconds and puts it back in
-    the queue to resume; a second one exits at once.
+    the queue to resume; a second one exits at once. With --burst it exits 1
+    when a job it ran failed (each named, with why).
     """
-    from moodstream.producer.rq_jobs import run_expander
+    from moodstream.producer.rq_jobs import burst_failures, run_expander
     from moodstream.shared.transport import check_connection, connect
 
     settings = _settings(redis_url=redis_url, prefix=prefix, media_root=media_root,
@@ -132,7 +133,12 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
     check_connection(client, settings.redis_url)
     _notice(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "
             f"URL hosts: {settings.allowed_url_hosts or '(none)'}")
-    run_expander(settings, client, burst=burst)
+    if not burst:
+        run_expander(settings, client)
+        return
+    failed = burst_failures(settings, client, lambda: run_expander(settings, client, burst=True))
+    if failed:  # a batch run that failed says so (it exited 0, a WARNING in its log the only trace)
+        raise click.ClickException(f"{len(failed)} job(s) failed: " + "; ".join(failed[:5]))
 
 
 # a Redis stream id: milliseconds, optionally "-" and a sequence number, each a 64-bit unsigned integer

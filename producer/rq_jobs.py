@@ -163,6 +163,29 @@ def run_expander(settings: Settings, client: redis.Redis, burst: bool = False) -
     return worker.work(burst=burst)
 
 
+def burst_failures(settings: Settings, client: redis.Redis, run) -> list[str]:
+    """``run()`` (a burst of the expander), then each job it failed as "JOB: why" (the failed
+    registry's new entries; the last line of what the job raised)."""
+    from rq.registry import FailedJobRegistry
+
+    registry = FailedJobRegistry(queue=coarse_queue(settings, client))
+    before = set(registry.get_job_ids())
+    run()
+    out = []
+    for job_id in registry.get_job_ids():
+        if job_id in before:
+            continue
+        try:
+            job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+            result = job.latest_result()
+            lines = ((result.exc_string if result is not None else None) or job.exc_info or "").strip().splitlines()
+            why = lines[-1] if lines else "failed"
+        except Exception as exc:  # gone meanwhile, or not ours to read
+            why = f"failed ({type(exc).__name__})"
+        out.append(f"{job_id}: {why[:300]}")
+    return out
+
+
 def allowed_hosts(settings: Settings) -> set[str]:
     return {h.strip().lower() for h in settings.allowed_url_hosts.split(",") if h.strip()}
 

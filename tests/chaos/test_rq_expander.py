@@ -24,12 +24,14 @@ CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
 CLI = [sys.executable, "-c", "from moodstream.cli import main; main()"]
 
 
-def _expand(redis_url: str, *flags: str) -> subprocess.CompletedProcess:
+def _expand(redis_url: str, *flags: str, failed: int = 0) -> subprocess.CompletedProcess:
+    """`expander --burst`: exit 0, or 1 naming the ``failed`` jobs it ran and failed (refused ones too)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
     env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX="t")
     out = subprocess.run([*CLI, "expander", "--burst", *flags], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == (1 if failed else 0), out.stderr
+    assert not failed or f"{failed} job(s) failed" in out.stderr, out.stderr[-2000:]
     return out
 
 
@@ -43,7 +45,7 @@ def test_a_job_naming_another_function_is_refused(redis_url, client, tmp_path):
     job = q.enqueue("os.makedirs", str(target))
     hooked = q.enqueue("moodstream.producer.rq_jobs.expand_source", spec="0",
                        on_failure=Callback("os.abort"))  # refused: fails
-    _expand(redis_url, "--media-root", str(tmp_path))
+    _expand(redis_url, "--media-root", str(tmp_path), failed=2)
     assert not target.exists()
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FAILED and "refused" in (job.latest_result().exc_string or "")
@@ -84,7 +86,7 @@ def test_a_job_naming_webhooks_makes_no_request(redis_url, client, tmp_path):
                                                                Webhook(url + "/failed", "failed", method="POST")])
         q.enqueue_call(fn, kwargs={"spec": "../outside.mp4"}, webhooks=[Webhook(url + "/refused", "failed")])
         q.enqueue_call("os.system", args=["true"], webhooks=[Webhook(url + "/other", "failed")])
-        out = _expand(redis_url, "--media-root", str(tmp_path))
+        out = _expand(redis_url, "--media-root", str(tmp_path), failed=2)  # a.jpg goes out as a frame job
     finally:
         server.shutdown()
     assert seen == [], seen
@@ -119,7 +121,7 @@ def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url,
             str(private), str(private / "photo.jpg"), "escape/photo.jpg", "../private", "0",
             f"http://127.0.0.1:{server.server_port}/x.mp4")]
         allowed = enqueue_source(s, client, "clip.mp4", every_n=6)
-        _expand(redis_url, "--media-root", str(media))
+        _expand(redis_url, "--media-root", str(media), failed=6)
     finally:
         server.shutdown()
     assert hits == []  # the URL was never fetched

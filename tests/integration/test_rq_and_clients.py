@@ -143,3 +143,18 @@ def test_produce_rq_with_reply_to_is_a_usage_error(redis_url):
     ran = CliRunner().invoke(cli, ["produce", "--rq", "--reply-to", "mine", "samples/street.jpg", "--redis-url",
                                    redis_url, "--prefix", "t"])
     assert ran.exit_code == 2 and "--reply-to" in ran.output and "--rq" in ran.output, ran.output
+
+
+def test_expander_burst_exits_1_naming_the_jobs_that_failed(redis_url, client, keys, tmp_path):
+    """`produce --rq missing.mp4` then `expander --burst`: both exited 0, the failure only a
+    WARNING in the expander's log (a batch run could not tell it went wrong)."""
+    env = {**os.environ, "MOODSTREAM_REDIS_URL": redis_url, "MOODSTREAM_PREFIX": keys.prefix}
+    out = subprocess.run([*CLI, "produce", "--rq", "missing.mp4"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job_id = json.loads(out.stdout)["job_id"]
+    out = subprocess.run([*CLI, "expander", "--burst", "--media-root", str(tmp_path)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert f"1 job(s) failed: {job_id}" in out.stderr and "missing.mp4" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
