@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from moodstream.shared.devices import resolve_device
 from moodstream.shared.errors import ConfigError
+from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
                                       save_checkpoint)
@@ -229,6 +230,10 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
 
     start = None if init is None else load_checkpoint(init)  # a bad one fails before the data is read
     splits = load_data(data_dir, cfg)  # fails on bad data before anything is written
+    classes = np.unique(splits["train"].labels)
+    if len(classes) < 2:  # it trained without a word, a "classifier" of one answer
+        raise ConfigError(f"{data_dir}: the training images are of one class only ({LABELS[int(classes[0])]}): "
+                          "a classifier needs at least two (a folder per emotion)")
     fingerprint = data_fingerprint(splits)
     out = Path(out_dir)
     try:

@@ -242,3 +242,17 @@ def test_resume_with_other_data_is_refused(fixtures_dir, tmp_path, monkeypatch):
     assert res.exit_code == 1 and "other data" in res.output, (res.output, res.exception)
     res = CliRunner().invoke(cli, ["train", "--data", str(fixtures_dir / "ferplus"), *args, "--resume"])
     assert res.exit_code == 0, (res.output, res.exception)
+
+
+def test_a_folder_dataset_of_one_class_is_refused_for_training(fixtures_dir, tmp_path):
+    """A folder dataset with one class trained without a word (a "classifier" that answers one emotion);
+    eval of one class stays allowed (a held-out set of smiles, say)."""
+    import shutil
+
+    happy = tmp_path / "data" / "happy"
+    happy.mkdir(parents=True)
+    for i, png in enumerate(sorted((fixtures_dir / "ferplus" / "FER2013Train").glob("*.png"))[:40]):
+        shutil.copy(png, happy / f"{i}.png")
+    res = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY])
+    assert res.exit_code == 1 and "one class" in res.output and "happiness" in res.output, (res.output, res.exception)
+    assert not (tmp_path / "run").exists()
