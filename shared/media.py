@@ -420,13 +420,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
             yield spec
             continue
         found, left_out = [], []
-        seen: set[str] = set()  # real folders walked: a symlinked subfolder is entered (rglob skipped
-        for root, dirs, files in os.walk(p, followlinks=True):  # it silently), a link loop ends
-            real = os.path.realpath(root)
-            if real in seen:
-                dirs[:] = []
-                continue
-            seen.add(real)
+        for root, files in walk_once(p):
             for name in files:
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
                     found.append(Path(root) / name)
@@ -438,6 +432,21 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         for f in sorted(found):
             if f.is_file():
                 yield str(f)
+
+
+def walk_once(folder: str | Path, inside: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """(folder, its file names) for ``folder`` and every folder under it, symlinked ones entered
+    (rglob skipped them, and their files, silently), each real folder once: a link loop ends, nothing
+    is listed twice. ``inside``: nor is a link to a folder above ``folder`` followed."""
+    top = os.path.realpath(folder)
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or (inside and real != top and (top + os.sep).startswith(real + os.sep)):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield root, files
 
 
 def is_camera_index(spec: str) -> bool:

@@ -192,11 +192,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: 
         raw["class_bias"] = [float(b) for b in class_bias]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # its folder may not exist yet (--out checked it can be made)
-    # beside it, then renamed over it: a run killed (or a disk filled) mid-write keeps the previous
-    # file (train's best epoch so far; the checkpoint `balance` adjusts in place) whole
+    torch_save_atomic(raw, path)
+
+
+def torch_save_atomic(obj, path: str | Path) -> None:
+    """``torch.save`` beside ``path``, then renamed over it: a run killed (or a disk filled) mid-write
+    keeps the previous file (train's best epoch so far and its resume state; the checkpoint
+    `balance` adjusts in place) whole. The temporary file is removed on failure."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(raw, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

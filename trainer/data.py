@@ -18,7 +18,6 @@ Every problem raises :class:`DataError` naming the file (and line).
 from __future__ import annotations
 
 import csv
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
+from moodstream.shared.media import walk_once
 
 SPLITS = ("train", "valid", "test")
 FERPLUS_DIRS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -175,17 +175,8 @@ def _image_files(folder: Path) -> list[Path]:
     """The image files under ``folder``, sorted. A symlinked subfolder is entered (rglob skipped it,
     and its images, silently); a link back to this folder or above it, or to a folder seen already,
     is not (a loop, or the same images twice)."""
-    top = os.path.realpath(folder)
-    seen: set[str] = set()
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen or (real != top and (top + os.sep).startswith(real + os.sep)):
-            dirs[:] = []
-            continue
-        seen.add(real)
-        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTS]
-    return sorted(found)
+    return sorted(Path(root) / f for root, files in walk_once(folder, inside=True)
+                  for f in files if Path(f).suffix.lower() in IMAGE_EXTS)
 
 
 def _folders_index(root: Path, split: str, seed: int) -> tuple[list[Path], np.ndarray]:

@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
-                                      save_checkpoint)
+                                      save_checkpoint, torch_save_atomic)
 from moodstream.trainer.augment import AugmentConfig, augment
 from moodstream.trainer.balance import BalanceFit, class_prior, fit_tau
 from moodstream.trainer.data import Split, load_split
@@ -171,9 +170,7 @@ STATE_FILE = "train_state.pt"  # in --out: what --resume needs; written after ea
 
 def _save_state(path: Path, state: dict) -> None:
     """Write atomically, so a run killed mid-write still has the previous epoch's state."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(state, path)
 
 
 def data_fingerprint(splits: dict[str, Split]) -> str:
