@@ -295,3 +295,58 @@ def test_operators_deleting_its_keys_do_not_kill_the_stage(redis_url, client):
     assert "Traceback" not in err, err[-2000:]
     # one line per attack (DEL tracked needs none: XADD recreates it)
     assert 2 <= len(warnings) <= len(attacks), err
+
+
+def test_a_job_answered_again_after_its_run_ended_is_published_once(redis_url, client):
+    """A worker's second answer to a job (a reclaimed frame served twice) that came after the
+    job's run had ended was not recognised (job ids were remembered per run): it was published a
+    second time, untracked, as a late frame of the next run. Now it is dropped as a duplicate."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20)
+    for f in range(10):
+        add(client, result("clip.mp4", f, f"r1-{f}", 1_000 + f))
+    run_steps(stage, 100.0, n=3)
+    for f in range(10):
+        add(client, result("clip.mp4", f, f"r2-{f}", 5_000 + f))
+    run_steps(stage, 110.0, n=3)
+    add(client, result("clip.mp4", 3, "r1-3", 1_003))  # job r1-3 answered again, its run over
+    run_steps(stage, 120.0, n=3)
+    stage.flush()
+    jobs = [r.job_id for r in tracked(client)]
+    assert sorted(jobs) == sorted([f"r1-{f}" for f in range(10)] + [f"r2-{f}" for f in range(10)]), jobs
+    assert stage.duplicates == 1 and stage.late == 0
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+@pytest.mark.parametrize("ended_by", ["idle", "eviction"])
+def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monkeypatch, ended_by):
+    """A run ended (its source idle past source_idle_s, or evicted past MAX_RUNS sources at once)
+    and then a slow worker's result for it came: it started run 2 of the source, a run of one
+    frame whose summary counted its face as a person. Now it is published untracked, as a late
+    result of the run it belongs to, and no run starts."""
+    from moodstream.worker.tracking import stage as stage_mod
+
+    if ended_by == "eviction":
+        monkeypatch.setattr(stage_mod, "MAX_RUNS", 2)
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20,
+                       source_idle_s=5.0 if ended_by == "idle" else 1e9)
+    for f in [*range(4), *range(5, 10)]:  # frame 4's worker is slow
+        add(client, result("clip.mp4", f, f"r1-{f}", 1_000 + f))
+    run_steps(stage, 100.0, n=3)
+    if ended_by == "idle":
+        run_steps(stage, 110.0, n=2)  # idle 10 s: the run ends
+    else:
+        for other in ("a", "b"):
+            add(client, result(other, 0, f"{other}-0", 2_000))
+        run_steps(stage, 101.5, n=2)
+    assert "clip.mp4" not in stage.runs
+    add(client, result("clip.mp4", 4, "r1-4", 1_004))  # the slow worker's answer
+    run_steps(stage, 120.0, n=3)
+    stage.flush()
+    late = [r for r in tracked(client) if r.job_id == "r1-4"]
+    assert len(late) == 1 and all(f.track_id is None for f in late[0].faces), late
+    assert stage.late == 1
+    runs = [(s["source"], s["run"]) for s in map(lambda e: json.loads(e[1][FIELD]), client.xrange(KEYS.summaries))]
+    assert ("clip.mp4", 2) not in runs and ("clip.mp4", 1) in runs, runs
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0

@@ -296,3 +296,42 @@ def test_a_reply_to_outside_the_prefix_is_dead_lettered_under_the_acl(acl_server
         assert [d[b"reason"] for _, d in admin.xrange(keys.dead)] == [b"bad_field"]
         assert not admin.exists("other:stream")
     assert _denials(port, pw) == []
+
+
+def test_track_stage_puts_back_what_it_could_not_publish_as_its_user(acl_server):
+    """The tracked stream turned into another type under a running stage: Redis runs the rest of
+    the MULTI, the XACK too, so the stage puts the acked results back before it stops. It did so
+    with XADD to the results stream, which its user may not (NOPERM): reported lost. Now XCLAIM
+    ... FORCE makes the same entries pending again, and the next start publishes them."""
+    from moodstream.shared.errors import ConfigError
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import FIELD, decode_result, encode_result
+    from moodstream.worker.tracking.stage import TrackStage
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    admin = _client(port, pw, "default")
+    stage = TrackStage(settings_for(_url(port, pw, "moodstream-track"), prefix=PREFIX), name="tracker",
+                       reorder_wait_ms=0, block_ms=20, source_idle_s=0.5, pictures=False)
+    stage._ensure_group()
+    for frame in range(3):
+        face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+        admin.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"j{frame}", source="cam", frame=frame,
+                                                                   worker="w", faces=[face], timestamp_s=frame))})
+    admin.set(keys.tracked, "not a stream")
+    with pytest.raises(ConfigError, match="not a stream") as exc:
+        for t in (100.0, 100.1, 101.0, 102.0):
+            stage.step(now_s=t)
+        stage.flush()
+    assert "3 results acked without it were put back" in str(exc.value), str(exc.value)
+    assert admin.xpending(keys.results, keys.track_group)["pending"] == 3  # pending again, not lost
+    admin.delete(keys.tracked)
+    again = TrackStage(settings_for(_url(port, pw, "moodstream-track"), prefix=PREFIX), name="tracker",
+                       reorder_wait_ms=0, block_ms=20, source_idle_s=0.5, pictures=False)
+    for t in (200.0, 200.1, 201.0, 202.0):
+        again.step(now_s=t)
+    again.flush()
+    assert sorted(decode_result(f[FIELD]).frame for _, f in admin.xrange(keys.tracked)) == [0, 1, 2]
+    assert admin.xpending(keys.results, keys.track_group)["pending"] == 0
+    admin.close()
+    assert _denials(port, pw) == []

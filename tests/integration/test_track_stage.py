@@ -272,7 +272,7 @@ def test_a_stage_output_key_of_another_type_loses_no_result(redis_url, client, k
     """Redis runs the rest of a MULTI when one command fails: with the tracked stream turned into a
     string the stage acked its results without publishing them (lost), then died with a traceback;
     with the summaries stream turned, the same. At start: one line; under a running stage: the acked
-    results go back on the results stream, then one line."""
+    results are made pending again (the same entries, published at the next start), then one line."""
     from moodstream.shared.errors import ConfigError
     from moodstream.shared.record import Face, FrameResult
     from moodstream.shared.wire import encode_result
@@ -311,9 +311,17 @@ def test_a_stage_output_key_of_another_type_loses_no_result(redis_url, client, k
             stage.step(now_s=t)
         stage.flush()
     if key == "tracked":
-        assert "put back" in str(exc.value)  # every result is either published or back on the results stream, unacked
-        back = [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)][3:]
-        assert sorted(r.frame for r in back) == [0, 1, 2]
+        assert "3 results acked without it were put back" in str(exc.value)
+        # every result is either published or pending again: the same entries, read at the next start
+        assert client.xlen(keys.results) == 3
+        assert client.xpending(keys.results, keys.track_group)["pending"] == 3
+        client.delete(target)
+        again = TrackStage(settings, name="tracker", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5)
+        for t in (200.0, 200.1, 201.0, 202.0):
+            again.step(now_s=t)
+        again.flush()
+        assert sorted(decode_result(f[FIELD]).frame for _, f in client.xrange(keys.tracked)) == [0, 1, 2]
+        assert client.xpending(keys.results, keys.track_group)["pending"] == 0
     else:  # the results went out; the lost summary is named
         assert client.xlen(keys.tracked) == 3 and "summary lost" in str(exc.value)
 

@@ -36,7 +36,10 @@ result of that run (``enqueued_at_ms``; without it, a frame number the run has
 answered, under a new job id) starts the frame numbers again: the current run ends (its buffer is released, its tracks
 end) and a new one starts, with ids from 0 again. A second answer to a job
 (at-least-once delivery: a reclaimed frame served twice) is recognised by its
-job id, acked, dropped and logged at once.
+job id, acked, dropped and logged at once, also after its run ended (the last
+``ENDED_JOBS`` job ids of ended runs are kept). A result enqueued before the
+source's last run ended, which arrives after it ended (idle, or evicted), is
+late for that run: published untracked, it starts no run of its own.
 
 **Nothing stays pending.** A publish that fails on a connection error is kept
 and retried once Redis is back, publishing only what is still pending (the
@@ -102,6 +105,7 @@ STRIDE_EVIDENCE = 3  # gaps between released frames seen before the smallest one
 MAX_BUFFERED = 10_000  # per source: beyond this the oldest frame is released without waiting
 RECENT = 512  # released frame indexes remembered per source, to tell a redelivery from a late result
 RECENT_JOBS = 20_000  # job ids remembered per run, to drop a job's second answer
+ENDED_JOBS = 50_000  # job ids of runs that ended, remembered (all sources together) for the same
 READ_COUNT = 500  # entries per read
 SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
 PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a part of its summary
@@ -290,7 +294,10 @@ class TrackStage:
         self.keep_summaries = keep_summaries
         self.ended: list[SourceSummary] = []  # with keep_summaries
         self.runs: OrderedDict[str, SourceRun] = OrderedDict()  # least recently seen first
-        self._run_numbers: OrderedDict[str, int] = OrderedDict()  # least recently started first
+        # source -> [its last run's number, that run's last enqueue time once it ended], least recently
+        # started first: a result enqueued by then, after the run ended, is a straggler of it
+        self._run_numbers: OrderedDict[str, list] = OrderedDict()
+        self._ended_jobs: OrderedDict[str, str] = OrderedDict()  # job id -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
@@ -373,9 +380,17 @@ class TrackStage:
         out: list[tuple[str, FrameResult]] = []
         run = self.runs.get(r.source)
         answered = run.answered_by(r.job_id) if run is not None else None
+        if answered is None and r.job_id:  # answered in a run that ended (the next run's, or none, now)
+            answered = self._ended_jobs.get(r.job_id)
         if answered is not None and answered != entry_id:
             self._drop(entry_id, r, f"a second answer to job {printable(r.job_id)} (first: entry {answered})")
             return out
+        if run is None and self._straggler(r):  # its run ended (idle, evicted): no run of one late frame
+            self.late += 1
+            log.warning("%s: result for %s frame %d came after its run ended (over reorder_wait_ms); published "
+                        "untracked", self.actor, printable(r.source), r.frame)
+            r.faces = untracked(r.faces)
+            return [(entry_id, r)]
         if run is None or (answered is None and run.restarts(r)):
             after_ms = None
             if run is not None:
@@ -402,6 +417,12 @@ class TrackStage:
             out.append((entry_id, r))
         return out
 
+    def _straggler(self, r: FrameResult) -> bool:
+        """Enqueued before the source's last run ended (that run is gone: idle, or evicted)."""
+        last = self._run_numbers.get(r.source)
+        return (r.enqueued_at_ms is not None and last is not None and last[1] is not None
+                and r.enqueued_at_ms <= last[1])
+
     def _drop(self, entry_id: str, r: FrameResult, why: str) -> None:
         self.duplicates += 1
         self._ack_outbox.append(entry_id)
@@ -409,8 +430,8 @@ class TrackStage:
                     r.frame, why)
 
     def _new_run(self, source: str, after_ms: int | None = None) -> SourceRun:
-        number = self._run_numbers.pop(source, 0) + 1
-        self._run_numbers[source] = number
+        number = self._run_numbers.pop(source, [0])[0] + 1
+        self._run_numbers[source] = [number, None]
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
@@ -423,6 +444,12 @@ class TrackStage:
         """Release what the run still buffers (in order), queue its summary after it, forget it."""
         out = [self._tracked(run, p) for p in run.order.drain()]
         del self.runs[run.source]
+        last = self._run_numbers.get(run.source)
+        if last is not None and last[0] == run.number:
+            last[1] = run.max_enqueued_ms
+        self._ended_jobs.update(run.jobs)
+        while len(self._ended_jobs) > ENDED_JOBS:
+            self._ended_jobs.popitem(last=False)
         message = self._queue_summary(run, why, last=True)
         if message is not None and self.keep_summaries:
             self.ended.append(run.summary)
@@ -586,20 +613,21 @@ class TrackStage:
 
     def _put_back(self, failed: list[int], answers: list) -> None:
         """A command of the publishing MULTI failed (a key of another type: Redis runs the rest,
-        the XACK too). Results acked without being published go back on the results stream (re-read
-        at the next start), a summary that could not be added is named; then the stage stops, one line."""
+        the XACK too). Results acked without being published are made pending again under this
+        stage's name (XCLAIM ... FORCE: the same entries, re-read at the next start; no XADD to the
+        results stream, which its ACL user may not write), a summary that could not be added is
+        named; then the stage stops, one line."""
         n_tracked, n_summaries = len(self._outbox), len(self._summary_outbox)
-        lost = [self._outbox[i][1] for i in failed if i < n_tracked]
+        lost = [self._outbox[i][0] for i in failed if i < n_tracked]
         lost_summaries = [i for i in failed if n_tracked <= i < n_tracked + n_summaries]
         done = ""
         if lost:
             try:
-                pipe = self.client.pipeline(transaction=False)
-                for r in lost:
-                    pipe.xadd(self.results_key, {FIELD: encode_result(r)}, maxlen=self.settings.results_maxlen,
-                              approximate=True)
-                pipe.execute()
-                done = f"; {len(lost)} results acked without it were put back on {self.results_key}"
+                back = self.client.xclaim(self.results_key, self.keys.track_group, self.name, 0, lost,
+                                          force=True, justid=True)
+                gone = len(lost) - len(back)  # trimmed from the stream meanwhile: nothing to claim
+                done = (f"; {len(back)} results acked without it were put back (pending again on "
+                        f"{self.results_key}, read at the next start)" + (f", {gone} trimmed meanwhile" if gone else ""))
             except redis.RedisError as exc:
                 done = f"; {len(lost)} results acked without it could NOT be put back ({exc})"
         if lost_summaries:
