@@ -700,9 +700,10 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     native_fps = plausible_fps(reported_fps)
     announced = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     # a file's frames carry their times (a phone's variable frame rate); a camera's or a live
-    # stream's reader gives none worth having (0, or its clock): there, in a file whose times stop
-    # increasing and in one whose header gives no rate a video has, a frame's time is its index
-    # over the nominal rate
+    # stream's reader gives none worth having (0, or its clock): there, in a file whose reader gives
+    # a time that is no time (NaN, negative) and in one whose header gives no rate a video has, a
+    # frame's time is its index over the nominal rate; a frame whose time does not increase is put
+    # 1 / rate after the one before (all of them, where a reader gives 0 for every frame)
     # (a regular file with or without a length: a browser's MediaRecorder WebM announces none;
     # not a device such as /dev/video0, whose reader's times are its clock; a rate down to a frame
     # every 20 s is a slide show's, 0.001 frames/s is no video's)
@@ -724,8 +725,11 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 break
             if timed:
                 pos = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
-                timed = math.isfinite(pos) and pos >= 0 and (index == 0 or pos > t)
-            t = pos if timed else max(index / native_fps, t + 1 / native_fps)
+                timed = math.isfinite(pos) and pos >= 0  # a reader that gives none worth having: never again
+            if timed:  # a time that does not increase (a muxer's glitch) costs that frame only: just after the last
+                t = pos if index == 0 or pos > t else t + 1 / native_fps
+            else:
+                t = max(index / native_fps, t + 1 / native_fps)
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
             if keep:
                 if fps:
