@@ -124,7 +124,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         reader = ResultReader(settings, stream=reply)
         # its own track stage on the reply stream: never a deployment's sources, nor its group
         stage = TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
-                           summaries=f"{reply}:summaries", keep_summaries=summary_path is not None)
+                           summaries=f"{reply}:summaries", keep_summaries=summary_path is not None,
+                           expire_s=settings.reply_ttl_s)  # as its reply stream: a SIGKILLed `up` leaves none
         stage_thread = threading.Thread(target=stage.run, name="track-stage", daemon=True)
         stack.callback(_cleanup, worker, worker_thread, feed, reader, stage, stage_thread)
         board = _dashboard(settings, with_dashboard, stay_open, {"results": reply, "tracked": f"{reply}:tracked",

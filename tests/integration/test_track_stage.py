@@ -401,3 +401,28 @@ def test_tracks_pictures_of_two_sources_with_one_file_name_are_both_kept(redis_u
     names = [json.loads(line)["tracks"][0]["thumbnail"] for line in ran.stdout.splitlines()]
     assert len(set(names)) == 2 and sorted((tmp_path / n).read_bytes() for n in names) == \
         [b"\xff\xd8 picture 0", b"\xff\xd8 picture 1"]
+
+
+def test_streams_of_its_own_expire_after_their_last_entry(redis_url, client, keys):
+    """`up`'s stage writes derived streams beside its private reply stream; the worker gives that
+    reply stream a TTL, the stage gave its own streams none: an `up` killed with SIGKILL left them
+    on the user's Redis for ever. With ``expire_s`` they expire that long after their last entry."""
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    reply = keys.reply("up-test")
+    stage = TrackStage(settings_for(redis_url), name="up", results=reply, tracked=f"{reply}:tracked",
+                       summaries=f"{reply}:summaries", reorder_wait_ms=0, block_ms=20, source_idle_s=0.5,
+                       expire_s=600)
+    stage._ensure_group()
+    for frame in range(3):
+        face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+        client.xadd(reply, {FIELD: encode_result(FrameResult(job_id=f"j{frame}", source="cam", frame=frame,
+                                                             worker="w", faces=[face], timestamp_s=frame))})
+    for t in (100.0, 100.1, 101.0, 102.0):
+        stage.step(now_s=t)
+    stage.flush()
+    assert client.xlen(f"{reply}:tracked") == 3 and client.xlen(f"{reply}:summaries") == 1
+    assert 0 < client.ttl(f"{reply}:tracked") <= 600 and 0 < client.ttl(f"{reply}:summaries") <= 600
+    deployment = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=0, block_ms=20)
+    assert deployment.expire_s is None  # a deployment's streams are trimmed, never expired

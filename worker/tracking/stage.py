@@ -272,9 +272,11 @@ class TrackStage:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, *, name: str = "tracker",
                  reorder_wait_ms: int | None = None, block_ms: int = 200, source_idle_s: float = 300.0,
                  tracker: TrackerConfig | None = None, results: str | None = None, tracked: str | None = None,
-                 summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False):
+                 summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False,
+                 expire_s: int | None = None):
         """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
-        own reply stream); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
+        own reply stream); ``expire_s``: the tracked and summaries streams expire this long after their
+        last entry (``up``'s, as the worker expires its reply stream; a deployment's are trimmed); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
         keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended`;
         ``reorder_wait_ms`` / ``tracker``: None takes them from the settings."""
         self.settings = settings
@@ -282,6 +284,7 @@ class TrackStage:
         self.results_key = results or self.keys.results
         self.tracked_key = tracked or self.keys.tracked
         self.summaries_key = summaries or self.keys.summaries
+        self.expire_s = expire_s
         self.client = client if client is not None else connect(settings.redis_url)
         self.name = name
         self.actor = f"track {printable(name)}"
@@ -603,7 +606,16 @@ class TrackStage:
         acks = [eid for eid, _ in self._outbox] + self._ack_outbox
         if acks:
             pipe.xack(self.results_key, self.keys.track_group, *acks)
+        n_sent = len(self._outbox) + len(self._summary_outbox) + bool(acks)
+        if self.expire_s is not None:  # after the XACK: a failed EXPIRE loses nothing (it is only logged)
+            for key, added in ((self.tracked_key, self._outbox), (self.summaries_key, self._summary_outbox)):
+                if added:
+                    pipe.expire(key, self.expire_s)
         answers = pipe.execute(raise_on_error=False)
+        for answer in answers[n_sent:]:
+            if isinstance(answer, Exception):
+                log.warning("%s: could not set the expiry of its streams: %s", self.actor, answer)
+        answers = answers[:n_sent]
         failed = [i for i, answer in enumerate(answers) if isinstance(answer, Exception)]
         if failed:
             self._put_back(failed, answers)
