@@ -360,6 +360,7 @@ class FrameItem:
     data: bytes | None = None
     image: np.ndarray | None = None
     error: BadInputError | None = None
+    rate: float | None = None  # video only: its sampled frames' rate (what an annotated copy plays at)
 
     def decoded(self, max_pixels: int) -> np.ndarray:
         """The frame as RGB uint8, decoding bytes if needed (raises BadInputError)."""
@@ -710,6 +711,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     timed = MIN_TIMED_FPS <= reported_fps <= 1000 and not is_stream_spec(spec) and \
         (announced > 0 or os.path.isfile(spec))
     emitted, index, next_t, t = 0, 0, 0.0, -1.0
+    rate = min(fps, native_fps) if fps else native_fps / max(1, every_n)  # from this reader: stdin and URLs too
     try:
         while max_frames is None or emitted < max_frames:
             ok, bgr = cap.read()
@@ -734,7 +736,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
             if keep:
                 if fps:
                     next_t = max(next_t + 1.0 / fps, t)  # after a long gap, not a burst of every frame
-                yield FrameItem(name, index, round(t, 4), image=to_rgb8(bgr))
+                yield FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
             index += 1
     finally:

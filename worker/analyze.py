@@ -52,6 +52,7 @@ class Outcome:
     record: FrameResult
     image: np.ndarray | None
     video: bool
+    rate: float | None = None  # a video frame's: its sampled frames' rate, from its reader
 
 
 def error_record(item: FrameItem, exc: BadInputError) -> FrameResult:
@@ -95,7 +96,7 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
         if error is not None:
             yield Outcome(error_record(item, error), None, False)
             continue
-        yield Outcome(next(results), image, item.timestamp_s is not None)
+        yield Outcome(next(results), image, item.timestamp_s is not None, item.rate)
 
 
 def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None = None, *, every: int = 1,
@@ -157,6 +158,13 @@ def table_row(record: FrameResult) -> str:
 
 
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
+
+
+def not_written(names: list[str], summary_path) -> str:
+    """One line for the summary's pictures and timelines that could not be written."""
+    shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+    return (f"{len(names)} picture(s) of the summary not written beside {summary_path} ({shown}): a full disk, "
+            "or a folder of that name; the summary was written without them")
 
 
 def _closing(close, what: str, path, unwritten: list[str]):
@@ -302,13 +310,13 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             r = out.record
             faces += len(r.faces)
             if annotator is not None:
-                annotator.add(r.source, out.image, r.faces, out.video)
+                annotator.add(r.source, out.image, r.faces, out.video, out.rate)
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 summary.add(r, out.image)
                 summary_s += time.perf_counter() - t0
             if report is not None:
-                report.add(r, out.image, out.video)
+                report.add(r, out.image, out.video, out.rate)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:  # standard output refused (a full disk, /dev/full): what was done is still written
@@ -327,11 +335,14 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             _closing(report.close, "the report", report_path, unwritten)
         if summary is not None:
             t0 = time.perf_counter()
+            pictures_failed: list[str] = []
             written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
                 "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted},
-                inputs=inputs),
+                inputs=inputs, failed=pictures_failed),
                 "the summary", summary_path, unwritten) or {"tracks": []}
+            if pictures_failed:
+                unwritten.append(not_written(pictures_failed, summary_path))
             summary_s += time.perf_counter() - t0
         restore_stop_signals(previous)
     elapsed = time.perf_counter() - started

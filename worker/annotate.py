@@ -85,6 +85,16 @@ def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) 
     return min(fps, native) if fps else native / max(1, every_n)
 
 
+def readable_video(path: str | Path) -> bool:
+    """Whether a video just written opens and gives a frame (a writer says nothing when the disk
+    refuses its bytes)."""
+    check = cv2.VideoCapture(str(path))
+    try:
+        return bool(check.isOpened() and check.read()[0])
+    finally:
+        check.release()
+
+
 class Annotator:
     """Writes annotated images and videos to ``out_dir``; call :meth:`close` at the end.
 
@@ -124,8 +134,9 @@ class Annotator:
         self.taken.add(name)
         return self.out_dir / name
 
-    def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool) -> None:
-        """Annotate one frame: an image file, or the next frame of ``source``'s video."""
+    def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None) -> None:
+        """Annotate one frame: an image file, or the next frame of ``source``'s video, written at
+        ``rate`` frames/s (its reader's, :attr:`shared.media.FrameItem.rate`; None: read from the file)."""
         annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
         if not video:
             self._close_video()
@@ -142,7 +153,7 @@ class Annotator:
             path = self._path(source, ".mp4")
             h, w = annotated.shape[:2]
             self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self._frame_rate(source), (w, h))
+                                           rate or self._frame_rate(source), (w, h))
             if not self._writer.isOpened():
                 log.warning("annotate: cannot open a video writer for %s", path)
                 self.failed.append(path)
@@ -158,10 +169,7 @@ class Annotator:
         if self._writer is not None and self._writer.isOpened():
             self._writer.release()
             # the writer says nothing when the disk refuses its bytes: the file must open and give a frame
-            check = cv2.VideoCapture(str(self._video_path))
-            readable = check.isOpened() and check.read()[0]
-            check.release()
-            if not readable:
+            if not readable_video(self._video_path):
                 log.warning("annotate: %s was not written whole (a full disk?)", self._video_path)
                 self.failed.append(self._video_path)
         self._writer, self._video_source, self._video_path = None, None, None
@@ -270,7 +278,10 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
                    span_s: tuple[float, float, float]) -> bool:
     """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
-    ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
+    try:
+        ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
+    except cv2.error:  # OpenCV raises for some paths where it returns False for others
+        ok = False
     if not ok:
         log.warning("annotate: cannot write the timeline %s", path)
     return bool(ok)

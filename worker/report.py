@@ -40,7 +40,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import FrameResult
-from moodstream.worker.annotate import draw, safe_stem, sampled_frame_rate
+from moodstream.worker.annotate import draw, readable_video, safe_stem, sampled_frame_rate
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -103,9 +103,11 @@ class Report:
         self.current: dict[str, VideoPart] = {}
         self.images = 0
         self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
+        self.failed: list[str] = []  # clips not written, and why: close() writes the page, then raises OSError
         self._taken: set[str] = set()
 
-    def add(self, record: FrameResult, image: np.ndarray | None, video: bool) -> None:
+    def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
+        """One frame (``rate``: its video's sampled frame rate, from its reader; None: read from the file)."""
         if image is None or record.error is not None:
             why = f"{record.error.reason}: {record.error.detail}" if record.error is not None else "not read"
             self.not_shown.append({"source": record.source, "why": why})
@@ -118,7 +120,7 @@ class Report:
         if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own
             if part is not None and part.writer is not None:
                 part.writer.release()
-            part = self.current[record.source] = self._start(record.source, image)
+            part = self.current[record.source] = self._start(record.source, image, rate)
         part.last_frame = record.frame
         t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.rate
         if part.writer is not None:
@@ -130,7 +132,7 @@ class Report:
                     [t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
         self.summarizer.add(record, image)
 
-    def _start(self, source: str, image: np.ndarray) -> VideoPart:
+    def _start(self, source: str, image: np.ndarray, rate: float | None = None) -> VideoPart:
         stem, n = f"{self.path.stem}-{safe_stem(source)}", 1
         name = stem + ".webm"
         while name in self._taken or os.path.realpath(self.path.with_name(name)) in self.inputs:
@@ -138,26 +140,34 @@ class Report:
             name = f"{stem}-{n}.webm"
         self._taken.add(name)
         h, w = image.shape[:2]
-        rate = sampled_frame_rate(source, self.every_n, self.fps)
+        rate = rate or sampled_frame_rate(source, self.every_n, self.fps)
         try:
             writer = open_webm(self.path.with_name(name), rate, (w, h), self.codec)
         except ConfigError as exc:  # the page and the summary still come; only this clip is missing
             log.warning("report: no clip for %s: %s", source, exc)
+            self.failed.append(f"{name}: {str(exc).replace(str(self.path.with_name(name)), 'it')}")
             writer = None
         part = VideoPart(source, self.path.with_name(name), rate, writer, size=(w, h))
         self.parts.append(part)
         return part
 
     def close(self) -> Path:
-        """Finish the videos and write the page; returns its path."""
+        """Finish the videos and write the page; returns its path. OSError naming the clips that could
+        not be written (the page is written first: its charts and pictures still stand)."""
         for part in self.parts:
             if part.writer is not None:
                 part.writer.release()
                 part.writer = None
+                if not readable_video(part.file):  # the writer says nothing when the disk refuses its bytes
+                    log.warning("report: %s was not written whole (a full disk?)", part.file)
+                    self.failed.append(f"{part.file.name}: not written whole (a full disk?)")
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "images": self.images, "not_shown": self.not_shown, "labels": list(LABELS)}
         write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s)"))
+        if self.failed:
+            named = "; ".join(self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
+            raise OSError(f"{len(self.failed)} clip(s) not written ({named}); the page was written without them")
         return self.path
 
     def _video(self, part: VideoPart, run) -> dict:

@@ -54,6 +54,11 @@ def open_webm(path: str | Path, fps: float, size: tuple[int, int], codec: str = 
         writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), float(fps),
                                  (int(size[0]), int(size[1])))
     if not writer.isOpened():
+        folder = Path(path).parent
+        if Path(path).is_dir():
+            raise ConfigError(f"cannot write {path}: a folder has that name")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write {path}: its folder is missing or not writable")
         raise ConfigError(f"this OpenCV cannot write {codec} WebM to {path} (needs its FFmpeg backend with "
                           "libvpx; opencv-python-headless from PyPI has it)")
     return writer

@@ -443,3 +443,66 @@ def test_a_video_piped_without_end_stops_at_the_spool_limit(monkeypatch):
     monkeypatch.setattr(media, "MIN_FREE_BYTES", 1 << 60)  # the disk is "full" from the start
     items = list(media.iter_frames(["-"], stdin=io.BytesIO(endless)))
     assert [i.error.reason for i in items] == ["too_large"] and "free" in items[0].error.detail
+
+
+def test_a_piped_video_is_annotated_and_reported_at_its_own_rate(tmp_path):
+    """The annotated copy and the report's clip of a video took their rate from the file, opened a
+    second time by name: a video piped on stdin (or a stream URL) has none to open, so a 10 fps
+    clip was written at 30 fps (it played three times too fast, its report clip out of step with
+    its chart). The rate now comes with the frames, from the reader that decoded them."""
+    import cv2
+    from moodstream.worker.webm import open_webm
+
+    clip = tmp_path / "ten.webm"
+    writer = open_webm(clip, 10.0, (160, 120))
+    for i in range(12):
+        writer.write(np.full((120, 160, 3), 20 * i, np.uint8))
+    writer.release()
+    out, report = tmp_path / "annotated", tmp_path / "report.html"
+    result, records = run(["-", "--annotate", str(out), "--report", str(report)], stdin=clip.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert len(records) == 12
+    (annotated,) = out.iterdir()
+    cap = cv2.VideoCapture(str(annotated))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01)
+    cap.release()
+    (report_clip,) = tmp_path.glob("report-*.webm")
+    cap = cv2.VideoCapture(str(report_clip))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01)
+    cap.release()
+    result, records = run(["-", "--every", "2", "--annotate", str(tmp_path / "every2")], stdin=clip.read_bytes())
+    cap = cv2.VideoCapture(str(next((tmp_path / "every2").iterdir())))
+    assert len(records) == 6 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0, abs=0.01)
+    cap.release()
+
+
+def test_a_report_clip_that_cannot_be_written_fails_the_run(tmp_path):
+    """The report's clip of a video that could not be written (here its name is taken by a folder;
+    a full disk does the same) was a log line: the run said "report in ..." and exit 0, and the page
+    showed a video that does not play. Now the page is still written and the run ends with one line
+    naming the clip, exit 1, as the annotated files do."""
+    report = tmp_path / "report.html"
+    (tmp_path / "report-hamilton_clip.webm").mkdir()  # the name the clip takes
+    result, records = run([str(CLIP), "--max-frames", "3", "--report", str(report)])
+    assert len(records) == 3
+    assert result.exit_code == 1, result.output
+    assert "report-hamilton_clip" in result.output and "Traceback" not in result.output
+    assert "a folder has that name" in result.output  # not "this OpenCV cannot write VP80"
+    assert report.is_file()  # the page and its charts are still there
+
+
+def test_a_summary_picture_that_cannot_be_written_fails_the_run(tmp_path):
+    """A face picture or timeline of the summary that could not be written (its name taken by a
+    folder here; a full disk does the same) was dropped without a word: exit 0, a track without its
+    picture. Now the summary JSON and the other files are still written and the run ends with one
+    line naming the file, exit 1."""
+    summary = tmp_path / "people.json"
+    (tmp_path / "people-hamilton_clip-t0.jpg").mkdir()
+    (tmp_path / "people-hamilton_clip.png").mkdir()
+    result, records = run([str(CLIP), "--max-frames", "20", "--summary", str(summary)])
+    assert len(records) == 20
+    assert result.exit_code == 1, result.output
+    assert "people-hamilton_clip-t0.jpg" in result.output and "people-hamilton_clip.png" in result.output
+    assert "Traceback" not in result.output
+    written = json.loads(summary.read_text())
+    assert written["tracks"] and written["tracks"][0]["thumbnail"] is None

@@ -543,10 +543,13 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
 
 
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
-                  timelines: bool = True, inputs: frozenset[str] = frozenset()) -> dict:
+                  timelines: bool = True, inputs: frozenset[str] = frozenset(),
+                  failed: list[str] | None = None) -> dict:
     """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
     picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
-    ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object."""
+    ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object;
+    the names of pictures and timelines that could not be written are added to ``failed`` (the JSON
+    is written without them: the caller says so and fails the run)."""
     from moodstream.worker.annotate import safe_stem, write_timeline
 
     path = Path(path)
@@ -569,9 +572,11 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
             pic = run.pictures.picture(e["track_id"])
             if pic is not None:
                 name = f"{base}-t{e['track_id']}.jpg"
-                if cv2.imwrite(str(path.with_name(name)), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
+                if _imwrite(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
+                elif failed is not None:
+                    failed.append(name)
         video = {"source": run.source, "frames": run.frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
         if timelines:
@@ -579,11 +584,20 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
                      pictures.get(e["track_id"])) for e in entries]
             if write_timeline(path.with_name(base + ".png"), run.source, rows, run.span()):
                 video["timeline"] = base + ".png"
+            elif failed is not None:
+                failed.append(base + ".png")
         videos.append(video)
         tracks += entries
     out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
     write_text_atomic(path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
     return out
+
+
+def _imwrite(path: Path, image: np.ndarray) -> bool:
+    try:
+        return bool(cv2.imwrite(str(path), image))
+    except cv2.error:  # OpenCV raises for some paths where it returns False for others
+        return False
 
 
 def summary_settings(config: SummaryConfig) -> dict:
