@@ -519,9 +519,15 @@ def read_gif_head(head: bytes, rest, limit: int | None) -> tuple[bytes, bool]:
 def gif_frames_beyond_one(f) -> bool:
     """Whether the GIF read from ``f`` (a file or bytes) has a second image; False where the data
     stops before one or is no GIF."""
+    return gif_blocks(f, stop_at=2)[0] > 1
+
+
+def gif_blocks(f, stop_at: int | None = None) -> tuple[int, bool]:
+    """(images, whole) of the GIF read from ``f``: its images counted (up to ``stop_at``), and
+    whether its blocks end with the trailer (0x3b) inside the data; (0, False) for no GIF."""
     head = f.read(13)
     if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
-        return False
+        return 0, False
     if head[10] & 0x80:
         f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)  # the global colour table
     images = 0
@@ -529,25 +535,44 @@ def gif_frames_beyond_one(f) -> bool:
         kind = f.read(1)
         if kind == b"\x2c":  # an image: descriptor, local colour table, LZW size, data
             images += 1
-            if images > 1:
-                return True
+            if stop_at is not None and images >= stop_at:
+                return images, False
             desc = f.read(9)
             if len(desc) < 9:
-                return False
+                return images, False
             if desc[8] & 0x80:
                 f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
             f.read(1)
         elif kind == b"\x21":  # an extension: its label, then its data
             f.read(1)
-        else:  # the trailer (0x3b), the end of the data, or not a GIF past here
-            return False
+        else:  # the trailer, the end of the data, or not a GIF past here
+            return images, kind == b"\x3b"
         while True:  # data sub-blocks, up to an empty one
             size = f.read(1)
             if not size:
-                return False
+                return images, False
             if size == b"\x00":
                 break
-            f.seek(size[0], os.SEEK_CUR)
+            f.seek(size[0], os.SEEK_CUR)  # past the end: the next read is empty
+
+
+def is_gif_file(spec: str) -> bool:
+    if is_stream_spec(spec) or not os.path.isfile(spec):
+        return False
+    try:
+        with open(spec, "rb") as f:
+            return f.read(6) in (b"GIF87a", b"GIF89a")
+    except OSError:
+        return False
+
+
+def gif_whole(path: str) -> bool:
+    """Whether the GIF file at ``path`` holds all its blocks up to its trailer (one cut short does not)."""
+    try:
+        with open(path, "rb") as f:
+            return gif_blocks(f)[1]
+    except OSError:
+        return True  # cannot tell: not called cut
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
@@ -722,6 +747,9 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                     short = cut_short(index, t, announced, native_fps)
                     if short and not is_stream_spec(spec) and matroska_whole(spec):
                         short = None  # its length is the container's (all tracks, from its first time)
+                    if not short and is_gif_file(spec) and not gif_whole(spec):  # a GIF announces no length
+                        short = (f"the GIF ended after {index} frames before its last block (its trailer): "
+                                 "truncated or damaged (the frames before were read)")
                     if short:
                         yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break

@@ -61,3 +61,25 @@ def test_an_animated_gif_on_stdin_is_a_video(tmp_path):
     still = gif(tmp_path / "still.gif", 1)
     [item] = iter_frames(["-"], stdin=io.BytesIO(still.read_bytes()))
     assert item.data == still.read_bytes()  # an image, read whole
+
+
+def test_a_gif_cut_short_says_so(tmp_path):
+    """A GIF cut short after its second frame (a download that stopped) gave the frames OpenCV could
+    decode and ended quietly, exit 0: a GIF announces no length to compare with. Its blocks do: a
+    whole GIF ends with its trailer. Now: the frames it had, then a ``truncated`` error."""
+    from moodstream.shared.media import iter_frames, iter_video
+
+    clip = gif(tmp_path / "clip.gif", 3, delays_ms=(100, 100, 100))
+    data = clip.read_bytes()
+    whole = [it for it in iter_video(str(clip))]
+    assert len(whole) == 3 and all(it.error is None for it in whole)
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: len(data) * 5 // 6])  # inside its third frame
+    items = list(iter_video(str(cut)))
+    assert items and items[-1].error is not None and items[-1].error.reason == "truncated", items[-1]
+    assert all(it.error is None for it in items[:-1]) and len(items) >= 2
+    import io
+
+    piped = list(iter_frames(["-"], stdin=io.BytesIO(cut.read_bytes())))  # on stdin too
+    assert piped[-1].error is not None and piped[-1].error.reason == "truncated"
+    assert "/tmp" not in piped[-1].error.detail
