@@ -178,3 +178,27 @@ def test_a_part_that_cannot_be_made_takes_no_number(redis_url, client, keys, mon
     monkeypatch.setattr(stage_mod, "summary_message", first_fails)
     started(redis_url, client, keys, tracks=152)
     assert [p["part"] for p in summaries(client, keys)] == [1, 2]
+
+
+def test_a_source_still_sending_keeps_its_run_number(redis_url, client, keys, monkeypatch):
+    """Run numbers were remembered for the RUN_NUMBERS_KEPT sources that started a run most
+    recently: a camera that started long ago and never stopped was forgotten behind sources that
+    came and went, and its next run was numbered 1 again. Now a result keeps its source's number."""
+    monkeypatch.setattr(stage_mod, "RUN_NUMBERS_KEPT", 3)
+    stage = TrackStage(settings_for(redis_url), name="tracker", block_ms=1, pictures=False)
+    stage._ensure_group()
+    face = Face((40.0, 20.0, 100.0, 90.0), 0.99, emotion="sadness", probabilities=PROBS)
+
+    def send(source: str, frame: int) -> None:
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(
+            job_id=new_job_id(), source=source, frame=frame, timestamp_s=frame / 10, worker="w", faces=[face]))})
+
+    send("cam", 0)
+    for s in range(6):  # passers-by, each one run, while the camera goes on
+        send(f"other-{s}", 0)
+        send("cam", s + 1)
+    send("cam", 0)  # the camera's frame numbers start again: its run 2
+    drain(stage, client, keys)
+    stage.flush()
+    cam = [s["run"] for s in summaries(client, keys) if s["source"] == "cam"]
+    assert cam == [1, 2], cam

@@ -65,8 +65,7 @@ go out as a part of the run's summary (``part`` 1, 2, ..., ``last_part``
 false; the one published when the run ends has the rest). At most ``MAX_RUNS``
 (10,000) runs are held: a producer naming a new source in every message ends
 the least recently seen one (its summary goes out). Run numbers are
-remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources that started one most
-recently.
+remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources seen most recently.
 """
 
 from __future__ import annotations
@@ -110,7 +109,7 @@ READ_COUNT = 500  # entries per read
 SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
 PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a part of its summary
 MAX_RUNS = 10_000  # runs held at once: past it, the least recently seen ends (its summary goes out)
-RUN_NUMBERS_KEPT = 100_000  # source names whose run count is remembered (the least recently started forgotten)
+RUN_NUMBERS_KEPT = 100_000  # source names whose run count is remembered (the least recently seen forgotten)
 THUMB_JPEG_QUALITY = 85
 
 
@@ -298,7 +297,7 @@ class TrackStage:
         self.ended: list[SourceSummary] = []  # with keep_summaries
         self.runs: OrderedDict[str, SourceRun] = OrderedDict()  # least recently seen first
         # source -> [its last run's number, that run's last enqueue time once it ended], least recently
-        # started first: a result enqueued by then, after the run ended, is a straggler of it
+        # seen first: a result enqueued by then, after the run ended, is a straggler of it
         self._run_numbers: OrderedDict[str, list] = OrderedDict()
         self._ended_jobs: OrderedDict[str, str] = OrderedDict()  # job id -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
@@ -404,6 +403,7 @@ class TrackStage:
                                      f"over {MAX_RUNS} sources at once: the least recently seen ends")
             run = self._new_run(r.source, after_ms)
         self.runs.move_to_end(r.source)
+        self._run_numbers.move_to_end(r.source)  # forgotten last by the sources still sending
         late = run.straggler(r)
         run.note(entry_id, r)
         verdict = "late" if late else run.order.add(Pending(entry_id, r, now_s))
