@@ -24,7 +24,7 @@ COMMANDS = {
     "tracks": ("moodstream.worker.tracking.reader:tracks", "Print who felt what, when: the per-person summary of each source run."),
     "status": ("moodstream.producer.status:status", "One screen for operators: live workers, backlog, results and dead letters, frames/s."),
     "dashboard": ("moodstream.producer.dashboard.server:dashboard", "Serve a live web page over the streams: sources, people, fleet."),
-    "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker and a producer, and show results."),
+    "up": ("moodstream.up:up", "Start Redis (embedded if none is set), a worker, a producer and a track stage; show tracked results."),
     "train": ("moodstream.trainer.cli:train", "Train an emotion classifier on FER+ or a folder-per-class dataset."),
     "eval": ("moodstream.trainer.cli:eval_cmd", "Evaluate an emotion checkpoint on a dataset split."),
     "balance": ("moodstream.trainer.cli:balance_cmd", "Fit a checkpoint's class-prior adjustment on Valid (rare emotions)."),

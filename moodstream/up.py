@@ -4,12 +4,20 @@ Without MOODSTREAM_REDIS_URL it starts an embedded redis-server (a child
 process on a free port, nothing persisted); with it, it uses that server. Then
 a worker (a thread here; run ``moodstream worker`` elsewhere to add more), a
 producer on the given paths (default: the bundled sample clip) and a track
-stage, and it prints the results as they come, until every frame is answered.
-The track stage reads only this command's results (its reply stream) and, with
-``--summary FILE``, its per-person summary is written as ``analyze --summary``
-writes it. With the ``dashboard`` extra it also serves the live page over this
-command's streams (``moodstream dashboard``) and prints its URL; ``--stay-open``
-keeps it open once every frame is answered. Ctrl-C stops everything cleanly.
+stage, until every frame is answered. The track stage reads only this
+command's results (its reply stream) and publishes them tracked beside it
+(``<reply>:tracked``); those are what ``up`` prints, as the stage publishes
+them, each once: faces with ``track_id`` and ``smoothed``, in the table as
+``#0 happiness 87%`` with ``analyze --format table``'s legend on stderr.
+Completion is counted on the reply stream (a result the stage drops as a
+second answer cannot make it wait); once every frame is answered the stage is
+stopped, and the rows it publishes then are printed too. Should the stage
+die, that is one line and the worker's results it did not publish are printed
+untracked. With ``--summary FILE``, its per-person summary is written as
+``analyze --summary`` writes it. With the ``dashboard`` extra it also serves
+the live page over this command's streams (``moodstream dashboard``) and
+prints its URL; ``--stay-open`` keeps it open once every frame is answered.
+Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from contextlib import ExitStack, closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,8 +39,16 @@ from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
+from moodstream.shared.table import legend, printable
+
+if TYPE_CHECKING:
+    from moodstream.producer.results import ResultReader
+    from moodstream.shared.record import FrameResult
 
 log = logging.getLogger(__name__)
+
+PRINTED_KEPT = 100_000  # job ids remembered to print each job once; results held for the stage, at most
+GONE_S = 5.0  # reading what the stage published without waiting: how long an unreachable Redis is retried
 
 
 def default_sample() -> str:
@@ -56,7 +74,9 @@ def default_sample() -> str:
 @setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
-              help="table: one readable line per result; jsonl: one JSON object per result.")
+              help="table: one readable line per tracked result, each face as `analyze --format table` shows it "
+                   "(#track smoothed emotion; a legend on stderr); jsonl: one JSON object per tracked result "
+                   "(faces with track_id and smoothed).")
 @click.option("--timeout-s", type=FiniteRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
@@ -69,11 +89,15 @@ def default_sample() -> str:
 @click.option("--stay-open", is_flag=True,
               help="Once every frame is answered, keep the dashboard open until Ctrl-C instead of exiting.")
 def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashboard, stay_open, **flags):
-    """Start Redis (embedded if none is set), a worker and a producer; print results.
+    """Start Redis (embedded if none is set), a worker, a producer and a track stage; print tracked results.
 
-    PATHS default to the bundled sample clip. Exits 0 once every frame has a
-    result (an error record counts); 1 when one never comes (timeout, the worker
-    stopped) or an input cannot be sent at all (not found); 130 on Ctrl-C (143 on SIGTERM).
+    PATHS default to the bundled sample clip. Each frame's result is printed
+    once, as the track stage publishes it: its faces with their track ids and
+    smoothed emotions, as `analyze` gives them (should the stage stop, one
+    line says so and the rest are printed untracked). Exits 0 once every
+    frame has a result (an error record counts); 1 when one never comes
+    (timeout, the worker stopped) or an input cannot be sent at all (not
+    found); 130 on Ctrl-C (143 on SIGTERM).
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
@@ -123,21 +147,23 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                      specs, every_n, fps, max_frames)
         reader = ResultReader(settings, stream=reply)
         # its own track stage on the reply stream: never a deployment's sources, nor its group
-        stage = TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
-                           summaries=f"{reply}:summaries", keep_summaries=summary_path is not None,
-                           expire_s=settings.reply_ttl_s)  # as its reply stream: a SIGKILLed `up` leaves none
-        stage_thread = threading.Thread(target=stage.run, name="track-stage", daemon=True)
-        stack.callback(_cleanup, worker, worker_thread, feed, reader, stage, stage_thread)
+        # its streams expire as its reply stream does: a SIGKILLed `up` leaves none
+        tracking = _Tracking(TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
+                                        summaries=f"{reply}:summaries", keep_summaries=summary_path is not None,
+                                        expire_s=settings.reply_ttl_s))
+        stack.callback(_cleanup, worker, worker_thread, feed, reader, tracking.stage, tracking.thread)
         board = _dashboard(settings, with_dashboard, stay_open, {"results": reply, "tracked": f"{reply}:tracked",
                                                                  "summaries": f"{reply}:summaries"})
         if board is not None:
             stack.callback(board.stop)
         worker_thread.start()
-        stage_thread.start()
+        tracking.thread.start()
         feed.thread.start()
-        printer = TablePrinter() if fmt == "table" else None
+        # printed: the stage's tracked results; counted: the worker's, on the reply stream
+        rows = _Rows(TablePrinter() if fmt == "table" else None,
+                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
-        interrupted, stop_code = False, 130
+        interrupted, stop_code, failure = False, 130, None
         try:
             while not (feed.done.is_set() and received >= feed.sent):
                 if time.monotonic() > deadline:
@@ -146,26 +172,40 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                     raise click.ClickException("up: the worker stopped (see the log above)")
                 if feed.error is not None:
                     raise click.ClickException(f"up: producer failed: {feed.error}")
-                for r in reader.read(start=last, count=max(1, feed.sent - received) if feed.done.is_set() else None,
-                                     follow=True, timeout_s=0.5):
+                if not rows.raw and (why := tracking.failed()) is not None:
+                    rows.fall_back(why)
+                if rows.raw:  # the stage stopped: wait on the reply stream, its results printed as they come
+                    answers = reader.read(start=last, follow=True, timeout_s=0.5,
+                                          count=max(1, feed.sent - received) if feed.done.is_set() else None)
+                else:  # wait on the tracked stream, printed as the stage publishes it; then count the answers
+                    rows.follow(wait_s=0.25)
+                    answers = reader.read(start=last, timeout_s=0.5)  # no wait: the timeout bounds retries
+                for r in answers:
                     last = r.id
                     received += 1
-                    if printer is not None:
-                        printer.row(r)
-                    else:
-                        click.echo(json.dumps(r.to_json()))
+                    rows.answered(r)
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the summary of what was answered is still written
             interrupted, stop_code = True, exit_code(exc)
             feed.stop.set()
-        if feed.error is not None and not interrupted:  # the loop ends too when it failed before sending
-            raise click.ClickException(f"up: producer failed: {feed.error}")
-        stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
-        staying = board is not None and stay_open and not interrupted  # then the page goes on: not "shutting down"
-        click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
-                   f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
-        hold_stop_signals(previous)  # a second signal does not cut the summary short
-        _finish_tracking(stage, stage_thread, received, summary_path, pipeline, settings, inputs, interrupted)
+        except click.ClickException as exc:  # said after the rows the stage still holds are printed
+            failure = exc
+            feed.stop.set()
+        if feed.error is not None and not interrupted and failure is None:  # it failed before sending: loop ended
+            failure = click.ClickException(f"up: producer failed: {feed.error}")
+        if failure is None:
+            stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
+            staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
+            click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
+                       f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
+        hold_stop_signals(previous)  # a second signal does not cut the rows or the summary short
+        rows.finish(tracking.stop(received))  # what the stage published as it stopped; raw what it did not
+        if rows.printer is not None and rows.faces:
+            click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
+        if failure is None:
+            _write_summary(tracking, received, summary_path, pipeline, settings, inputs, interrupted)
         restore_stop_signals(previous)
+        if failure is not None:
+            raise failure
         if interrupted:
             click.get_current_context().exit(stop_code)  # 128 + the signal, as a shell reports it (analyze's too)
         if board is not None and stay_open:
@@ -233,29 +273,144 @@ class _Feed:
             self.done.set()
 
 
-def _finish_tracking(stage, stage_thread, received: int, summary_path: Path | None, pipeline, settings,
-                     inputs: frozenset[str] = frozenset(), interrupted: bool = False) -> None:
-    """Once the stage has read every result: stop it (it publishes the runs' summaries) and
-    write the summary file."""
-    deadline = time.monotonic() + 60
-    while stage.read < received and stage_thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stage.request_stop()
-    stage_thread.join(timeout=60)
+class _Tracking:
+    """The track stage, in a thread; a failure is kept for the main thread to say in one line."""
+
+    def __init__(self, stage):
+        self.stage = stage
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name="track-stage", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.stage.run()
+        except MoodstreamError as exc:  # a key of another type, a refused password: its own words
+            self.error = exc
+        except Exception as exc:
+            log.exception("up: the track stage failed")
+            self.error = exc
+
+    def failed(self) -> str | None:
+        """Why the stage stopped before it was asked to; None while it runs."""
+        if self.error is not None:
+            return f"the track stage stopped: {self.error}"
+        if self.thread.ident is not None and not self.thread.is_alive() and not self.stage.stopping:
+            return "the track stage stopped (see the log above)"
+        return None
+
+    def stop(self, received: int) -> str | None:
+        """Once the stage has read every result: stop it (it publishes what it holds and the
+        runs' summaries). Returns why it may not have published all of them, None when it did."""
+        stage = self.stage
+        deadline = time.monotonic() + 60
+        while stage.read < received and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stage.request_stop()
+        self.thread.join(timeout=60)
+        if self.thread.is_alive():
+            return "the track stage did not stop within 60 s"
+        if self.error is not None:
+            return f"the track stage stopped: {self.error}"
+        if stage.read < received:
+            return f"the track stage read {stage.read} of {received} results"
+        return None
+
+
+class _Rows:
+    """What ``up`` prints: the stage's tracked results, in the order it publishes them, one per
+    job (a job answered twice is printed once), and the worker's raw result only where the
+    stage did not publish it (it stopped). Jobs on the reply stream always carry a job id (a
+    message without one has no reply stream either)."""
+
+    def __init__(self, printer, tracked: ResultReader):
+        from moodstream.producer.results import FROM_START
+
+        self.printer = printer  # a TablePrinter, or None for JSON Lines
+        self.tracked = tracked
+        self.tracked_last = FROM_START
+        self.waiting: OrderedDict[str, FrameResult] = OrderedDict()  # job id -> answered, not yet printed
+        self.printed: OrderedDict[str, None] = OrderedDict()  # the last PRINTED_KEPT job ids printed
+        self.raw = False  # the stage stopped: the worker's results are printed as they come
+        self.faces = 0
+
+    def answered(self, r: FrameResult) -> None:
+        """A result on the reply stream: printed now once the stage stopped, else held until
+        the stage publishes it."""
+        if self.raw:
+            self._print(r)
+        elif r.job_id not in self.printed:
+            self.waiting.setdefault(r.job_id, r)
+            if len(self.waiting) > PRINTED_KEPT:  # bounded: a stage that holds this many is stuck
+                job_id, oldest = self.waiting.popitem(last=False)
+                log.warning("up: the track stage has not published job %s of %s frame %d among the last %d "
+                            "results: printed untracked", job_id, printable(oldest.source), oldest.frame, PRINTED_KEPT)
+                self._print(oldest)
+
+    def follow(self, wait_s: float = 0.0) -> None:
+        """Print what the stage published, waiting up to ``wait_s`` for more (0: none; then a
+        Redis gone for ``GONE_S`` ends it, as the wait does)."""
+        for r in self.tracked.read(start=self.tracked_last, follow=wait_s > 0, timeout_s=wait_s or GONE_S):
+            self.tracked_last = r.id
+            self.waiting.pop(r.job_id, None)
+            self._print(r)
+
+    def fall_back(self, why: str) -> None:
+        """The stage stopped: what it published first, then the rest of the worker's results raw."""
+        self.follow()
+        self.raw = True
+        click.echo(f"up: {why}; the results it did not publish are printed untracked", err=True)
+        for r in self.waiting.values():
+            self._print(r)
+        self.waiting.clear()
+
+    def finish(self, why: str | None) -> None:
+        """After the stage stopped: the rows it published as it stopped; raw, what it did not."""
+        if self.raw:
+            return
+        self.follow()  # what it published as it stopped (its last runs' frames) comes first
+        if why is None and self.waiting:
+            why = f"the track stage did not publish {len(self.waiting)} of the results"
+        if why is not None:
+            self.fall_back(why)
+
+    def _print(self, r: FrameResult) -> None:
+        if r.job_id in self.printed:  # a job's second answer
+            return
+        self.printed[r.job_id] = None
+        if len(self.printed) > PRINTED_KEPT:
+            self.printed.popitem(last=False)
+        self.faces += len(r.faces)
+        if self.printer is not None:
+            self.printer.row(r)
+        else:
+            click.echo(json.dumps(r.to_json()))
+
+
+def _write_summary(tracking: _Tracking, received: int, summary_path: Path | None, pipeline, settings,
+                   inputs: frozenset[str] = frozenset(), interrupted: bool = False) -> None:
+    """The summary file, from the runs the stopped stage ended."""
     if summary_path is None:
         return
     from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
-    if stage_thread.is_alive() or stage.read < received:
-        raise click.ClickException(f"up: the track stage read {stage.read} of {received} results; no summary")
+    stage = tracking.stage
+    if tracking.thread.is_alive() or tracking.error is not None or stage.read < received:
+        raise click.ClickException(f"up: the track stage read {stage.read} of {received} results"
+                                   f"{' and failed' if tracking.error is not None else ''}; no summary")
     summarizer = Summarizer(stage.summary_config)
     summarizer.runs.extend(stage.ended)
+    failed: list[str] = []
     written = write_summary(summary_path, summarizer, {
         "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs)
+        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs,
+        failed=failed)
     click.echo(people_table(written["tracks"]), err=True)
     click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
                f"{sum(t['person'] for t in written['tracks'])} people)", err=True)
+    if failed:
+        from moodstream.worker.analyze import not_written
+
+        raise click.ClickException(f"up: {not_written(failed, summary_path)}")
 
 
 def _cleanup(worker, worker_thread, feed, reader, stage, stage_thread) -> None:

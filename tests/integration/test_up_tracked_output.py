@@ -1,0 +1,83 @@
+"""`moodstream up` printed the worker's raw results (its reply stream): per-frame emotions, no track
+ids ("happiness 87%"), while `analyze --format table` shows each face as `#0 happiness 87%` and says
+what that means on stderr. The track stage `up` starts publishes the tracked results beside the reply
+stream; those are the rows `up` prints, in the stage's order, each once, and the worker's raw ones
+only where the stage could not publish them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from moodstream.shared.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = str(REPO / "samples" / "hamilton_clip.mp4")
+FRAMES = 6
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """`up` starts its own redis-server (on a free port) without a configured one."""
+    for name in list(os.environ):
+        if name.startswith("MOODSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+def run_up(fmt: str):
+    from moodstream.up import up
+
+    return CliRunner().invoke(up, [CLIP, "--max-frames", str(FRAMES), "--device", "cpu", "--no-dashboard",
+                                   "--format", fmt, "--timeout-s", "300"])
+
+
+def test_up_jsonl_prints_each_frame_once_tracked(embedded):
+    ran = run_up("jsonl")
+    assert ran.exit_code == 0, ran.output
+    results = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert [r["frame"] for r in results] == list(range(FRAMES))  # the stage's order (frame order), each once
+    assert len({r["job_id"] for r in results}) == FRAMES
+    faces = [f for r in results for f in r["faces"]]
+    assert faces and all(f.get("track_id") is not None and f.get("smoothed") for f in faces), results[0]
+    assert f"up: {FRAMES} results for {FRAMES} frames" in ran.stderr
+    assert "EMOTIONS:" not in ran.stderr  # the legend explains a table
+    assert "untracked" not in ran.stderr  # the stage published every one (nothing fell back)
+
+
+def test_up_table_shows_track_ids_and_the_legend_after_it(embedded):
+    ran = run_up("table")
+    assert ran.exit_code == 0, ran.output
+    lines = ran.stdout.splitlines()
+    assert "emotions" in lines[0] and len(lines) == FRAMES + 1, ran.stdout
+    assert any("#0 " in row for row in lines[1:]), ran.stdout
+    legend = [line for line in ran.stderr.splitlines() if line.startswith("EMOTIONS:")]
+    assert len(legend) == 1 and "#N" in legend[0] and "smoothed" in legend[0], ran.stderr
+    shown = ran.output.splitlines()  # stdout and stderr as the terminal shows them
+    assert shown.index(legend[0]) > shown.index(lines[-1])
+
+
+def test_a_track_stage_that_dies_loses_no_row(embedded, monkeypatch):
+    """Its failure is one line; what it had not published is printed raw (untracked), each frame once."""
+    from moodstream.worker.tracking.stage import TrackStage
+
+    publish = TrackStage._publish
+
+    def refused(self, out):
+        if any(r.frame >= 3 for _, r in out):  # as _put_back raises on a key of another type
+            raise ConfigError(f"{self.actor}: cannot add to 'x:tracked': not a stream")
+        publish(self, out)
+
+    monkeypatch.setattr(TrackStage, "_publish", refused)
+    ran = run_up("jsonl")
+    assert ran.exit_code == 0, ran.output
+    assert "Traceback" not in ran.output, ran.output
+    results = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert sorted(r["frame"] for r in results) == list(range(FRAMES)), ran.stdout
+    assert len({r["job_id"] for r in results}) == FRAMES
+    assert all(f.get("track_id") is None for r in results if r["frame"] >= 3 for f in r["faces"])
+    said = [line for line in ran.stderr.splitlines() if "not a stream" in line]
+    assert len(said) == 1 and "untracked" in said[0], ran.stderr
