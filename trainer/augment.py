@@ -103,7 +103,7 @@ def random_erasing(x: torch.Tensor, p: float, max_frac: float, gen: torch.Genera
 class AugmentConfig:
     flip_p: float = 0.5
     blur_p: float = 0.2
-    blur_sigma_max: float = 1.2
+    blur_sigma_max: float = 1.2  # pixels of a 48 px face (scaled with the face's size)
     contrast_p: float = 0.5
     contrast_low: float = 0.7
     contrast_high: float = 1.5
@@ -132,8 +132,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
         x = affine(x, cfg.affine_p, cfg.affine_degrees, cfg.affine_scale, cfg.affine_translate, gen)
     if cfg.contrast_p > 0:
         x = contrast(x, cfg.contrast_p, cfg.contrast_low, cfg.contrast_high, gen)
-    if cfg.blur_p > 0:
-        x = gaussian_blur(x, cfg.blur_p, cfg.blur_sigma_max, gen)
+    if cfg.blur_p > 0:  # sigma in pixels of a 48 px face: the same blur of the face at any size
+        x = gaussian_blur(x, cfg.blur_p, cfg.blur_sigma_max * x.shape[-1] / 48, gen)
     if cfg.erase_p > 0:
         x = random_erasing(x, cfg.erase_p, cfg.erase_max_frac, gen)
     return x

@@ -152,7 +152,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
 
     from moodstream.shared.devices import resolve_device
     from moodstream.shared.models import load_checkpoint
-    from moodstream.trainer.data import load_split
+    from moodstream.trainer.data import data_size, load_split
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.train import DeviceData, evaluate
 
@@ -161,7 +161,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     ckpt = load_checkpoint(checkpoint)
     dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
-    data = DeviceData.from_split(load_split(data_dir, split), dev)
+    data = DeviceData.from_split(load_split(data_dir, split, size=data_size(ckpt.config.input_size)), dev)
     report = evaluate(ckpt, data, flip_tta=tta, adjust=adjust)
     report.update(split=split, checkpoint=str(checkpoint or "shipped"), model_version=ckpt.version, tta=tta,
                   class_bias=ckpt.class_bias if adjust else None)
@@ -197,7 +197,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
 
     from moodstream.shared.devices import resolve_device
     from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint, write_checkpoint
-    from moodstream.trainer.data import load_labels, load_split
+    from moodstream.trainer.data import data_size, load_labels, load_split
     from moodstream.trainer.train import DeviceData, fit_balance
 
     src = checkpoint or SHIPPED_CHECKPOINT
@@ -209,7 +209,8 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
     train_labels = load_labels(data_dir, "train")
-    fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid"), dev), train_labels)
+    fit = fit_balance(ckpt, DeviceData.from_split(load_split(data_dir, "valid", size=data_size(ckpt.config.input_size)),
+                                                  dev), train_labels)
     ckpt.model.cpu()
     ckpt.meta = {**ckpt.meta, "balance": fit.summary()}
     write_checkpoint(dst, ckpt)

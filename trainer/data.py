@@ -61,6 +61,13 @@ def detect_layout(root: Path) -> str:
     return "folders"
 
 
+def data_size(input_size: int) -> int:
+    """The side faces are loaded at for a model of ``input_size``: its own where larger than 48 (a
+    folder of larger faces keeps its detail; FER+'s 48 px faces are upsampled once, on load), else
+    48 (downsampled to the model's with antialiasing by :func:`shared.models.preprocess`)."""
+    return max(48, int(input_size))
+
+
 def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0, count: int | None = None,
                pick_seed: int = 0) -> Split:
     """Load one split (``train``, ``valid`` or ``test``) of either layout;

@@ -27,7 +27,7 @@ from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, loa
                                       save_checkpoint, torch_save_atomic)
 from moodstream.trainer.augment import AugmentConfig, augment
 from moodstream.trainer.balance import BalanceFit, class_prior, fit_tau
-from moodstream.trainer.data import Split, load_split
+from moodstream.trainer.data import Split, data_size, load_split
 from moodstream.trainer.metrics import classification_report
 from moodstream.trainer.presets import TrainConfig
 
@@ -59,7 +59,7 @@ AUGMENTS = {"paper": AugmentConfig.paper, "full": AugmentConfig, "none": Augment
 
 @dataclass
 class DeviceData:
-    images: torch.Tensor  # (N, 1, 48, 48) uint8 on the device
+    images: torch.Tensor  # (N, 1, S, S) uint8 on the device (S: trainer.data.data_size)
     votes: torch.Tensor  # (N, 8) float32
     labels: torch.Tensor  # (N,) int64
 
@@ -74,7 +74,7 @@ class DeviceData:
 def load_data(data_dir: str | Path, cfg: TrainConfig) -> dict[str, Split]:
     splits = {}
     for name in ("train", "valid", "test"):
-        splits[name] = load_split(data_dir, name, seed=cfg.seed)
+        splits[name] = load_split(data_dir, name, size=data_size(cfg.model.input_size), seed=cfg.seed)
         if cfg.max_train and name == "train" and len(splits[name]) > cfg.max_train:
             splits[name] = _subset(splits[name], cfg.max_train, cfg.seed)
         if cfg.max_eval and name != "train" and len(splits[name]) > cfg.max_eval:
@@ -104,7 +104,7 @@ def train_one_epoch(ckpt: Checkpoint, data: DeviceData, cfg: TrainConfig, opt: t
             idx = perm[start:start + cfg.batch_size]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            x = data.images[idx].float() / 255  # (B, 1, 48, 48)
+            x = data.images[idx].float() / 255  # (B, 1, S, S)
             x = preprocess(augment(x, aug, gen), ckpt)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)

@@ -140,3 +140,28 @@ def test_load_labels_matches_load_split_without_decoding(tmp_path, fixtures_dir,
     assert got.dtype == np.int64 and got.tolist() == want.tolist()
     with pytest.raises(DataError, match="unknown split"):
         load_labels(root, "dev")
+
+
+def test_a_model_larger_than_48_px_trains_and_evaluates_on_the_images_at_its_size(tmp_path):
+    """Every split was loaded at 48 px, whatever the model's input: `train --input-size 128` on a
+    folder of 128 px faces trained (and `eval` / `balance` judged it) on 48 px copies blown back up
+    to 128, blurred, while the worker crops its faces at 128. Now the data is loaded at the model's
+    size where that is larger than 48 (a smaller one still takes 48 px, downsampled with antialiasing)."""
+    from moodstream.shared.models import ModelConfig
+    from moodstream.trainer.data import data_size
+    from moodstream.trainer.presets import TrainConfig
+    from moodstream.trainer.train import load_data
+
+    stripes = np.zeros((128, 128), np.uint8)
+    stripes[:, ::2] = 255  # detail that 48 px cannot hold
+    for split in ("train", "valid", "test"):
+        for name in ("happy", "sad"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(tmp_path / split / name / f"{i}.png"), stripes)
+    splits = load_data(tmp_path, TrainConfig(model=ModelConfig(input_size=128)))
+    for split in splits.values():
+        assert split.images.shape[1:] == (128, 128)
+        assert np.array_equal(split.images[0], stripes)
+    assert data_size(32) == 48 and data_size(48) == 48 and data_size(96) == 96
+    assert load_data(tmp_path, TrainConfig())["train"].images.shape[1:] == (48, 48)
