@@ -123,6 +123,7 @@ def test_an_out_in_a_folder_nothing_can_be_written_to_is_refused_before_the_run(
     ["tracking", "--part", "tracks", "--markdown", "{tmp}/a-file/t.md"],
     ["iou", "--data", "{tmp}", "--save-detections", "{tmp}/a-file/d.json"],
     ["iou", "--data", "{tmp}", "--save-calibration", "{tmp}/a-file/c.json"],
+    ["iou", "--data", "{tmp}", "--figures", "{tmp}/a-file/figures"],
 ])
 def test_side_outputs_that_cannot_be_written_are_refused_before_the_run(tmp_path, args):
     """--markdown, --save-detections and --save-calibration were plain paths: a place that cannot

@@ -30,7 +30,7 @@ import click
 import msgspec
 import numpy as np
 
-from moodstream.options import FiniteRange, OutputFile
+from moodstream.options import FiniteRange, OutputFile, OutputFolder
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.settings import DETECTORS, MIN_FACE_PX
 from moodstream.trainer.bench import write_output
@@ -287,7 +287,7 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
               help="Score detections saved by --save-detections instead of running the detectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
 @click.option("--out", type=OutputFile(), help="Also write the JSON report here.")
-@click.option("--figures", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--figures", type=OutputFolder(),
               help="Write a few JPEGs here: GT green, detections blue, calibrated orange.")
 def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min, size_cut_px, calibrate, folds,
             seed, save_calibration, save_detections, detections_file, as_json, out, figures):
