@@ -129,7 +129,7 @@ def test_side_outputs_that_cannot_be_written_are_refused_before_the_run(tmp_path
     """--markdown, --save-detections and --save-calibration were plain paths: a place that cannot
     be written was a traceback after the benchmark had run."""
     (tmp_path / "a-file").write_text("x")
-    usage_error([a.format(tmp=tmp_path) for a in args], "cannot be written")
+    usage_error([a.format(tmp=tmp_path) for a in args], "cannot be", "written", "a-file")
 
 
 def _limit_file_size() -> None:
