@@ -65,7 +65,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                          encoding=encoding)
     encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url)
+    check_connection(client, settings.redis_url, notice=_notice)
     if use_rq:
         from moodstream.producer.rq_jobs import enqueue_source
         from moodstream.shared.media import source_name
@@ -183,7 +183,7 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     settings = _settings(redis_url=redis_url, prefix=prefix)
     stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url)
+    check_connection(client, settings.redis_url, notice=_notice)
     reader = ResultReader(settings, client=client, stream=stream)
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW

@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 INT_FIELDS = ("pid", "served", "batches", "dead_lettered", "in_hand", "started_at_ms", "beat_at_ms")
 PAGE = 1000  # entries per XRANGE / XREVRANGE call
-COUNT_LIMIT = 100_000  # at most this many entries are read to count a window or the dead letters
+COUNT_LIMIT = 100_000  # at most this many entries are read to count a results window
+# dead letters counted by reason, newest first. Each carries up to 4 KiB of its message: reading
+# 100,000 sent 451 MB and took 6 s a redraw of `status --watch`, 10,000 (the default MAXLEN) 45 MB;
+# 1,000 send 4.5 MB (docs/results/status_dead_letters.json). The dashboard counts the same.
+DEAD_COUNT_LIMIT = 1_000
 NOW_WINDOW_S = 5.0  # "frames/s now" counts the results of the last this many seconds
 
 
@@ -115,9 +119,10 @@ def count_since(client: redis.Redis, stream: str, since_ms: int, limit: int = CO
     return n, bool(client.xrange(stream, start, "+", count=1))
 
 
-def dead_letter_reasons(client: redis.Redis, keys: Keys, limit: int = COUNT_LIMIT) -> dict:
+def dead_letter_reasons(client: redis.Redis, keys: Keys, limit: int = DEAD_COUNT_LIMIT) -> dict:
     """{"length", "by_reason": {reason: n}, "counted", "truncated", "note"?} over the
-    dead-letter stream, newest first, at most ``limit`` entries."""
+    dead-letter stream, newest first, at most ``limit`` entries (Redis cannot send one field
+    of an entry: each costs its whole message excerpt; "note" says when not all were counted)."""
     length = int(client.xlen(keys.dead))
     reasons: Counter = Counter()
     counted, end = 0, "+"
@@ -238,13 +243,16 @@ def status(as_json, watch, window_s, redis_url, prefix):
     busy; "in hand" is what it holds now); backlog is the group's undelivered
     lag plus pending entries, beside the XINFO GROUPS lag that KEDA's lagCount
     reads; frames/s now (last 5 s) beside the average over --window-s. A
-    refused password is one line and exit 1 at once, an unreachable Redis
-    after about 10 s; --watch keeps waiting for a Redis that went away.
+    refused password is one line and exit 1 at once; a Redis that refuses
+    connections is waited for up to 10 s (said at once on stderr), then one
+    line and exit 1; --watch keeps waiting for a Redis that went away.
     """
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     keys = Keys.from_settings(settings)
     client = connect(settings.redis_url, socket_timeout_s=10.0)
-    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db (~10 s)
+    # one line for a bad URL, password, host or db; a Redis that refuses connections is waited for (10 s),
+    # and said so at once
+    check_connection(client, settings.redis_url, notice=lambda line: click.echo(line, err=True))
     if watch is None:
         retry = RedisRetry("status", settings.redis_url, deadline_s=10.0)
         click.echo(_text(retry.call(lambda: snapshot(client, keys, window_s)), as_json))

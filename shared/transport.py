@@ -10,6 +10,7 @@ import random
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,12 +89,17 @@ def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redi
         raise ConfigError(f"bad Redis URL {redact(redis_url)}: {str(exc).replace(redis_url, '***')}") from None
 
 
-def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float = 10.0) -> None:
+def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float = 10.0,
+                     notice: Callable[[str], None] | None = None) -> None:
     """Fail at start-up, with one line, on what no retry heals: a wrong password, an
     unknown host, a database number the server does not have. A server that refuses
     connections is waited for up to ``wait_s`` (it may be starting); after that, too,
     one line. Once running, callers retry connection errors with backoff: a server
-    that was reachable and went away is expected back."""
+    that was reachable and went away is expected back.
+
+    ``notice`` (interactive commands: a line on stderr) is told once, when the wait
+    begins, what is waited for and why: silent, the wait looked like a hang. Without
+    it each retry is only logged (INFO), as services do."""
     kw = client.connection_pool.connection_kwargs
     host = kw.get("host")
     if host and not kw.get("path"):
@@ -103,6 +109,7 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
             raise ConfigError(f"Redis host {host!r} is unknown ({exc.strerror}); check {redact(redis_url)}") from None
     deadline = time.monotonic() + wait_s
     backoff = Backoff(cap_s=1.0)
+    told = False  # the notice is given once
     while True:
         try:
             client.ping()
@@ -114,10 +121,23 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
             # a long script runs, and it ends (shared.retry.is_busy; that module builds on this one)
             if isinstance(exc, redis.ResponseError) and not str(exc).startswith("BUSY "):
                 raise ConfigError(f"Redis at {redact(redis_url)} answered: {exc}") from None
-            if time.monotonic() + backoff.next_delay_s() > deadline:
+            delay = backoff.next_delay_s()  # once a retry (twice skipped every other step)
+            if time.monotonic() + delay > deadline:
                 raise ConfigError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from None
+            if notice is not None and not told:
+                told = True
+                notice(f"waiting up to {wait_s:g} s for Redis at {redact(redis_url)} ({_why(exc)})")
             log.info("waiting for Redis at %s: %s", redact(redis_url), exc)
-            backoff.sleep()
+            time.sleep(delay)
+
+
+def _why(exc: BaseException) -> str:
+    """Why a connection failed, in a few words: the OS's reason redis-py wraps ("connection
+    refused", "no such file or directory" for a unix socket), else its own message."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
 
 
 def ensure_group(client: redis.Redis, keys: Keys, *, stream: str | None = None, group: str | None = None,

@@ -37,7 +37,7 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="FER+ root (FER2013Train/ ...) or a folder-per-class dataset.")
 @click.option("--out", "out_dir", default=Path("runs/train"), show_default=True, type=OutputFolder(),
               help="Where emotion.pt, metrics.json, history.json and curves.png go.")
@@ -133,7 +133,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 
 
 @click.command("eval")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="FER+ root or a folder-per-class dataset.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
               help="Which split to evaluate (select models on valid, report test).")
@@ -175,7 +175,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
 
 
 @click.command("balance")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The dataset the checkpoint was trained on (Train gives the prior, Valid picks tau).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to adjust [default: the shipped model].")

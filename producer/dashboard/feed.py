@@ -51,7 +51,6 @@ MAX_SUMMARY_BYTES = 8 << 20  # a summaries entry (with its face pictures) above 
 COMMIT_EVERY_S = 0.25  # one batch of updates for the page at most this often
 RATE_WINDOW_S = 10.0  # frames/s now: results over the last this many seconds
 DEAD_SHOWN = 5  # the last dead letters listed
-DEAD_COUNTED = 1000  # dead letters counted by reason, newest first
 FRAME_SIDE = 960  # the picture sent to the page is at most this wide
 
 def parse_summary(fields: dict) -> tuple[str, dict] | None:
@@ -189,7 +188,7 @@ class Feed:
         workers = [{"worker": cut(w.get("worker"), 80), "status": cut(w.get("status"), 20),
                     "device": cut(w.get("device"), 20), "served": w.get("served"), "age_s": w.get("age_s")}
                    for w in live_workers(self.client, self.keys, now)[:64]]
-        dead = dead_letter_reasons(self.client, self.keys, limit=DEAD_COUNTED)
+        dead = dead_letter_reasons(self.client, self.keys)  # the newest status.DEAD_COUNT_LIMIT
         last = []
         for eid, f in self.client.xrevrange(self.keys.dead, "+", "-", count=DEAD_SHOWN):
             g = {as_str(k): as_str(v) for k, v in f.items() if k != b"payload"}

@@ -25,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -179,7 +180,10 @@ def create_app(settings: Settings, feed):
 class Dashboard:
     """The feed and the web server, in threads: ``Dashboard(settings).start()``; ``.url``; ``.stop()``."""
 
-    def __init__(self, settings: Settings, streams: dict[str, str] | None = None):
+    def __init__(self, settings: Settings, streams: dict[str, str] | None = None,
+                 notice: Callable[[str], None] | None = None):
+        """``notice``: told once where Redis refuses connections and is waited for (the command's
+        stderr line; see :func:`shared.transport.check_connection`)."""
         try:
             import uvicorn
         except ImportError:
@@ -190,7 +194,7 @@ class Dashboard:
         check_exposure(settings)
         self.settings = settings
         self.feed = Feed(settings, streams=streams)
-        check_connection(self.feed.client, settings.redis_url)
+        check_connection(self.feed.client, settings.redis_url, notice=notice)
         config = uvicorn.Config(create_app(settings, self.feed), host=settings.dashboard_host,
                                 port=settings.dashboard_port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=1)
@@ -278,7 +282,7 @@ def dashboard(**flags):
 
     try:
         settings = Settings.from_env(**flags)
-        board = Dashboard(settings).start()
+        board = Dashboard(settings, notice=lambda line: click.echo(line, err=True)).start()
     except MoodstreamError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"dashboard: {board.url} (prefix {settings.prefix!r}; Ctrl-C stops it)", err=True)

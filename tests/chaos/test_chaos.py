@@ -267,7 +267,10 @@ def test_what_cannot_heal_fails_at_start_with_one_line(case):
             proc = spawn_cli(*cmd, MOODSTREAM_REDIS_URL=url, MOODSTREAM_DEVICE="cpu")
             out, err = proc.communicate(timeout=60)
             elapsed = time.monotonic() - t0
-            lines = [ln for ln in err.splitlines() if ln.strip()]
+            # interactive commands say first that they wait for a Redis refusing connections (services log it)
+            waits = [ln for ln in err.splitlines() if ln.startswith("waiting up to 10 s for Redis")]
+            assert len(waits) == (case == "refused" and cmd[0] in ("results", "produce")), (cmd, err[-2000:])
+            lines = [ln for ln in err.splitlines() if ln.strip() and ln not in waits]
             assert proc.returncode == 1, (cmd, err[-2000:])
             assert len(lines) == 1 and "Traceback" not in err and "s3cret" not in err, (cmd, err[-2000:])
             assert elapsed < 20, (cmd, elapsed)
@@ -278,4 +281,6 @@ def test_results_and_status_with_redis_down_are_one_line():
         url = server.url
     proc = spawn_cli("results", "--count", "1", "--timeout-s", "1", MOODSTREAM_REDIS_URL=url)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    wait, error = err.strip().splitlines()  # the wait said at once, then the one error line
+    assert proc.returncode == 1 and "Traceback" not in err and wait.startswith("waiting up to 10 s"), err
+    assert error.startswith("Error: cannot reach Redis"), err

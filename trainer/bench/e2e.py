@@ -195,7 +195,7 @@ def format_table(r: dict) -> str:
 
 
 @click.command("e2e")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="FER+ root (FER2013Test/ with label.csv) or a folder-per-class dataset.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
               help="FER+ split whose faces are placed on canvases.")

@@ -259,7 +259,7 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
 # --- command -----------------------------------------------------------------------------------
 
 @click.command("iou")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Benchmark folder: images/, original_sizes.csv, wider_face_val_bbx_gt.txt.")
 @click.option("--detectors", default="mtcnn,haar", show_default=True, help="Comma-separated: mtcnn, haar.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (MTCNN).")

@@ -255,7 +255,7 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
 
 
 @click.command("profile")
-@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder holding the videos (../shared/data/videos).")
 @click.option("--video", "names", multiple=True, default=VIDEOS, show_default=True,
               help="Video file name(s) in --videos to profile.")

@@ -284,7 +284,7 @@ NOTES = [
 
 
 @click.command("throughput")
-@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--videos", "videos_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder holding street_1080p.mp4 and hamilton_360p.mp4 (../shared/data/videos).")
 @click.option("--video", "names", multiple=True, default=VIDEOS, show_default=True,
               help="Video file name(s) in --videos to run.")

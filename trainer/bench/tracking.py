@@ -254,7 +254,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 
 
 @click.command("tracking")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), callback=_fer_root,
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_fer_root,
               help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus of a "
                    "source checkout].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face choice and the backgrounds.")
@@ -415,7 +415,7 @@ def _share(value: float | None, spec: str) -> str:
 
 
 @click.command("video")
-@click.option("--videos", "videos_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--videos", "videos_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default=REPO.parent / "shared" / "data" / "videos", show_default=True,
               help="Folder of videos; every video in it is run.")
 @click.option("--frames", "max_frames", default=150, show_default=True, type=click.IntRange(min=2),
@@ -440,8 +440,7 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
     from moodstream.worker.pipeline import Pipeline, resolve_threads
 
     ns = detect_every
-    paths = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS) \
-        if Path(videos_dir).is_dir() else []
+    paths = sorted(p for p in Path(videos_dir).iterdir() if p.suffix.lower() in VIDEO_EXTS)
     if not paths:
         raise DataError(f"no videos in {videos_dir}")
     # --threads reaches the pipeline that runs (ONNX Runtime / OpenVINO / torch), not torch alone

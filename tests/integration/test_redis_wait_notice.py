@@ -1,0 +1,61 @@
+"""A command started against a Redis that refuses connections waits up to 10 s for it (it may be
+starting). It was silent all that time (the wait was logged at INFO, which the CLI does not show),
+then printed its one-line error: a user thought it hung. Interactive commands now say at once, on
+stderr, that they wait and for what; the error line follows as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.support.procs import spawn_cli, stop
+
+from moodstream.shared.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = str(REPO / "samples" / "hamilton_clip.mp4")
+
+# command -> its arguments, how long it waits for Redis (s)
+INTERACTIVE = {
+    "status": (["status"], 10),
+    "status --watch": (["status", "--watch", "1"], 10),
+    "produce": (["produce", str(REPO / "samples" / "street.jpg")], 10),
+    "results": (["results", "--count", "1", "--timeout-s", "1"], 10),
+    "tracks": (["tracks"], 10),
+    "dashboard": (["dashboard"], 10),
+    "up": (["up", str(REPO / "samples" / "street.jpg"), "--no-dashboard"], 10),  # MOODSTREAM_REDIS_URL names it
+    "bench stream": (["bench", "stream", "--video", CLIP, "--no-spawn"], 5),
+}
+
+
+@pytest.mark.parametrize("command", list(INTERACTIVE))
+def test_a_command_waiting_for_redis_says_so_before_it_waits(command):
+    """The first line about Redis is the wait (naming the URL without its password, and why), before
+    any error: read up to it, then the process is stopped (no 10 s wait). The whole run, the wait
+    and then the error: test_status.py::test_status_without_redis_is_one_line_and_exit_1."""
+    port = free_port()  # nothing listens there
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    args, wait_s = INTERACTIVE[command]
+    args = args + (["--redis-url", url] if command != "up" else [])
+    proc = spawn_cli(*args, MOODSTREAM_REDIS_URL=url, MOODSTREAM_DEVICE="cpu")
+    seen = []
+    try:
+        for line in proc.stderr:  # up names the Redis it uses first; then the wait
+            seen.append(line.rstrip("\n"))
+            if line.startswith(("waiting", "Error")):
+                break
+    finally:
+        out, err = stop(proc)
+    assert seen and f"waiting up to {wait_s} s for Redis at redis://***@127.0.0.1:{port}/0 (connection refused)" \
+        in seen[-1], (seen, err[-2000:])
+    assert "s3cret" not in "\n".join(seen) + out + err
+
+
+def test_a_wrong_password_says_no_wait():
+    """What no wait heals is one line at once, as before: no "waiting" line first."""
+    from moodstream.shared.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(extra_args=["--requirepass", "right-one"]) as server:
+        proc = spawn_cli("status", MOODSTREAM_REDIS_URL=f"redis://:wrong-one@127.0.0.1:{server.port}/0")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and len(err.splitlines()) == 1 and "waiting" not in err, err
