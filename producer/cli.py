@@ -50,9 +50,10 @@ def _notice(msg: str) -> None:
 def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_url, prefix, lag_limit, backpressure):
     """Enqueue images, folders, videos, a camera (0) or a stream URL as frame jobs.
 
-    PATHS are image files, folders (searched recursively), video files, camera
-    indexes, rtsp:// or http(s):// URLs, or - for image bytes on stdin. Prints
-    one JSON line per job; progress and backpressure notices go to stderr.
+    PATHS are image files (a multi-page TIFF: a job per page), folders (searched
+    recursively), video files, camera indexes, rtsp:// or http(s):// URLs, or -
+    for image bytes on stdin. Prints one JSON line per job; progress and
+    backpressure notices go to stderr.
     """
     from moodstream.producer.client import Producer
     from moodstream.shared.keys import Keys

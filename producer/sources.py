@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, is_video, iter_video
+from moodstream.shared.media import (IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, image_items, is_video,
+                                     iter_video)
 
 
 def inside(real: str, root: str) -> bool:
@@ -133,7 +134,8 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                     raise BadInputError("too_large", f"{path}: {size} bytes is over the limit of {max_image_bytes}")
                 with os.fdopen(os.dup(fd), "rb") as f:
                     data = f.read()
-            yield FrameItem(path, 0, data=data)
         except BadInputError as exc:
             yield FrameItem(path, 0, error=exc)
+            continue
+        yield from image_items(path, data, max_pixels)  # a multi-page TIFF: a frame a page
 

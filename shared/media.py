@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import BadInputError
+from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,17 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}  # HEIC: an iPhone's photos
+
+
 def sniff_format(data: bytes) -> str | None:
     """The image format named by the first bytes, or None if it is none OpenCV decodes.
 
     Names: jpeg, png, webp, bmp, gif, tiff, pnm (the formats we accept: each has a
     header :func:`image_size` reads), and avif, jpeg2000, openexr, hdr, sunraster,
     pfm, bigtiff (OpenCV decodes them, we refuse them: their sizes are not checked
-    before decoding).
+    before decoding), and heif (HEIC: OpenCV has no decoder for it; named so that
+    it is refused as what it is, not taken for a video).
     """
     head = data[:16]
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -69,8 +74,13 @@ def sniff_format(data: bytes) -> str | None:
         return "pnm"
     if head[:2] in (b"PF", b"Pf") and head[2:3] in b" \t\r\n":
         return "pfm"
-    if head[4:12] in (b"ftypavif", b"ftypavis"):
-        return "avif"
+    if head[4:8] == b"ftyp":  # ISO media: an AVIF or HEIF image by its brands (a video's are others)
+        major, end = head[8:12], min(int.from_bytes(head[:4], "big"), 64)
+        compatible = {data[i:i + 4] for i in range(16, end - 3, 4)}  # after the major brand and its version
+        if major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and compatible & {b"avif", b"avis"}):
+            return "avif"
+        if major in HEIF_BRANDS:
+            return "heif"
     if head[:4] == b"\xff\x4f\xff\x51" or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
         return "jpeg2000"
     if head[:4] == b"\x76\x2f\x31\x01":
@@ -101,7 +111,7 @@ def sniff_video(data: bytes) -> str | None:
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
-    decoding, or None. For a TIFF, the largest page (OpenCV may read any of them)."""
+    decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -122,7 +132,8 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_size(data)
+        pages = tiff_pages(data)
+        return max(pages[0], key=lambda wh: wh[0] * wh[1]) if pages and pages[0] else None
     if sniff_format(data) == "pnm":
         return _pnm_size(data)
     return None
@@ -172,35 +183,69 @@ def _jpeg_end(data: bytes) -> int:
     return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
 
 
-def _tiff_size(data: bytes, max_pages: int = 64) -> tuple[int, int] | None:
-    """Largest ImageWidth x ImageLength over the IFD chain (bounded, loop-safe)."""
+MAX_TIFF_PAGES = 64  # pages of a TIFF sized (and read as frames); a longer one gives an error after them
+# entries in one TIFF directory (a camera's have ~20-60; its EXIF is a directory of its own): libtiff's
+# time to read one grows with the square of its unknown entries (4,000: 0.2 s), once per page read
+MAX_TIFF_ENTRIES = 1024
+_IFD_ENTRY = {end: np.dtype([("tag", end + "u2"), ("type", end + "u2"), ("count", end + "u4"), ("value", "V4")])
+              for end in "<>"}
+
+
+def tiff_pages(data: bytes) -> tuple[list[tuple[int, int]], bool] | None:
+    """(width, height) of each page along a TIFF's directory chain (bounded, loop-safe), at most
+    :data:`MAX_TIFF_PAGES` of them, and whether more follow; None where a page's size cannot be read
+    or its directory holds over :data:`MAX_TIFF_ENTRIES` entries (the file is refused rather than
+    guessed at, or read at length)."""
+    found = _tiff_directories(data)
+    return None if found is None else ([size for _, size in found[0]], found[1])
+
+
+def _tiff_directories(data: bytes) -> tuple[list[tuple[int, tuple[int, int]]], bool] | None:
+    """:func:`tiff_pages` with each page's directory offset. A directory's entries are scanned by
+    numpy: each page decoded walks the chain again, and a directory may hold 65,535 entries."""
     end = "<" if data[:2] == b"II" else ">"
-    best: tuple[int, int] | None = None
+    found: list[tuple[int, tuple[int, int]]] = []
     seen: set[int] = set()
     offset = struct.unpack(end + "I", data[4:8])[0]
-    while offset and offset not in seen and len(seen) < max_pages and offset + 2 <= len(data):
+    while offset and offset not in seen and offset + 2 <= len(data):
+        if len(seen) == MAX_TIFF_PAGES:
+            return found, True
         seen.add(offset)
         (count,) = struct.unpack(end + "H", data[offset:offset + 2])
+        if count > MAX_TIFF_ENTRIES:
+            return None
+        entries = np.frombuffer(data, _IFD_ENTRY[end], min(count, (len(data) - offset - 2) // 12), offset + 2)
         dims: dict[int, int] = {}
-        for k in range(count):
-            at = offset + 2 + 12 * k
-            if at + 12 > len(data):
-                break
-            tag, typ = struct.unpack(end + "HH", data[at:at + 4])
-            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-                if tag in dims or typ not in (3, 4):
-                    return None  # named twice (libtiff reads the first, a check the last) or oddly: refused
-                fmt = end + ("H" if typ == 3 else "I")
-                dims[tag] = struct.unpack(fmt, data[at + 8:at + 8 + struct.calcsize(fmt)])[0]
+        for k in np.flatnonzero((entries["tag"] == 256) | (entries["tag"] == 257)):  # ImageWidth, ImageLength
+            tag, typ = int(entries["tag"][k]), int(entries["type"][k])
+            if tag in dims or typ not in (3, 4):  # SHORT or LONG
+                return None  # named twice (libtiff reads the first, a check the last) or oddly: refused
+            at = offset + 2 + 12 * int(k) + 8
+            fmt = end + ("H" if typ == 3 else "I")
+            dims[tag] = struct.unpack(fmt, data[at:at + struct.calcsize(fmt)])[0]
         if 256 not in dims or 257 not in dims:
             return None  # a page whose size we cannot read: refuse the file rather than guess
-        size = (dims[256], dims[257])
-        best = size if best is None or size[0] * size[1] > best[0] * best[1] else best
+        found.append((offset, (dims[256], dims[257])))
         nxt = offset + 2 + 12 * count
         if nxt + 4 > len(data):
             break
         offset = struct.unpack(end + "I", data[nxt:nxt + 4])[0]
-    return best
+    return found, False
+
+
+def _tiff_page_alone(data: bytes, offset: int) -> bytearray:
+    """The TIFF made a one-page TIFF of its page whose directory is at ``offset``: the header points
+    at that directory, and it at none after it (offsets are from the file's start: the rest stays).
+    libtiff then reads that one directory, where asking OpenCV for page k (imdecodemulti) read the k
+    before it again for every page (64 pages of 2,000-entry directories: 108 s, now 3.4 s)."""
+    end = "<" if data[:2] == b"II" else ">"
+    (count,) = struct.unpack(end + "H", data[offset:offset + 2])
+    alone = bytearray(data)
+    alone[4:8] = struct.pack(end + "I", offset)
+    nxt = offset + 2 + 12 * count
+    if nxt + 4 <= len(alone):
+        alone[nxt:nxt + 4] = bytes(4)
+    return alone
 
 
 def _pnm_size(data: bytes) -> tuple[int, int] | None:
@@ -223,6 +268,26 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
             return None
         i += 1
     return (tokens[0], tokens[1]) if len(tokens) == 2 else None
+
+
+# --- orientation: the pixels turned as a viewer shows them ------------------------------------
+
+# what a viewer does to the stored pixels for each orientation (EXIF 2.3, 4.6.4 A)
+_TURNS = {
+    2: lambda a: cv2.flip(a, 1),  # mirrored left-right
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),  # mirrored top-bottom
+    5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),  # a phone held upright: its sensor reads landscape
+    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),  # transverse
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def turned(img: np.ndarray, orientation: int) -> np.ndarray:
+    """``img`` as a viewer shows it for ``orientation`` (1-8; anything else: unchanged)."""
+    turn = _TURNS.get(orientation)
+    return img if turn is None else turn(img)
 
 
 class PixelBudget:
@@ -253,32 +318,61 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> np.ndarray:
-    """Encoded image bytes -> RGB uint8 ``(H, W, 3)``.
+def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
+                 page: int | None = None) -> np.ndarray:
+    """Encoded image bytes -> RGB uint8 ``(H, W, 3)``, as a viewer shows it.
 
-    Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted.
-    Only the formats in :data:`ACCEPTED_FORMATS` are decoded, and only after
-    their header says the image is within ``max_pixels`` (a decompression-bomb
-    guard that holds for every format we decode: the others are refused
-    unread). ``budget`` bounds the pixels decoding at once across threads.
-    OpenCV's own errors become :class:`BadInputError`.
+    Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted,
+    and turned as their orientation says (a JPEG's, PNG's or WebP's EXIF:
+    :func:`shared.orientation.exif_orientation`; a TIFF page's own tag: its
+    decoder). Only the formats in :data:`ACCEPTED_FORMATS` are decoded, and
+    only after their header says the image is within ``max_pixels`` (a
+    decompression-bomb guard that holds for every format we decode: the others
+    are refused unread). ``budget`` bounds the pixels decoding at once across
+    threads. OpenCV's own errors become :class:`BadInputError`.
+
+    ``page``: that page of a multi-page TIFF (0 the first), judged by its own
+    size. None: the first page, the file judged by its largest (a job's bytes
+    are one image; :func:`image_items` gives every page of a file as a frame),
+    and a warning says the other pages were not read.
     """
     if not data:
         raise BadInputError("empty", "zero bytes")
     kind = sniff_format(data)
     if kind is None:
         raise BadInputError("unreadable", "not an image (no known image signature in its first bytes)")
+    if kind == "heif":
+        raise BadInputError("unsupported", "HEIF / HEIC images (an iPhone's photos) cannot be decoded here: OpenCV "
+                                           "has no HEIF decoder; convert them to JPEG or PNG")
     if kind not in ACCEPTED_FORMATS:
         raise BadInputError("unsupported", f"{kind} images are not accepted (their size cannot be checked "
                                            f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")
-    size = image_size(data)
+    where, pages_left = "", 0  # "page N: " in the errors of a page asked for; pages not read
+    if kind == "tiff":
+        found, size = _tiff_directories(data), None
+        if found is not None and page is None:  # the first page, judged by the largest
+            size = max((wh for _, wh in found[0]), key=lambda wh: wh[0] * wh[1])
+            pages_left = len(found[0]) - 1 + found[1]
+        elif found is not None:
+            if page >= len(found[0]):
+                raise BadInputError("unreadable", f"page {page + 1}: the TIFF has {len(found[0])} pages")
+            offset, size = found[0][page]
+            where = f"page {page + 1}: "
+            if page > 0:
+                data = _tiff_page_alone(data, offset)
+    elif page:
+        raise BadInputError("unreadable", f"page {page + 1}: only a TIFF has pages, this is a {kind}")
+    else:
+        size = image_size(data)
     if size is None:
-        raise BadInputError("unreadable", f"{kind} header without a readable image size")
+        raise BadInputError("unreadable", f"{kind} header without a readable image size" + (
+            f" (a page's size missing or given twice, or a directory of over {MAX_TIFF_ENTRIES} entries)"
+            if kind == "tiff" else ""))
     pixels = size[0] * size[1]
     if pixels > max_pixels:
-        raise BadInputError("too_large", f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
+        raise BadInputError("too_large", f"{where}{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
     if pixels == 0:
-        raise BadInputError("unreadable", f"{kind} header says {size[0]}x{size[1]} pixels")
+        raise BadInputError("unreadable", f"{where}{kind} header says {size[0]}x{size[1]} pixels")
     if kind == "jpeg":
         end = _jpeg_end(data)
         # each scan is a pass over the image; counted up to the image's end (a Motion Photo's video follows)
@@ -287,23 +381,30 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
                                                "have ~10)")
         if end < 0:
             raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
+    if pages_left:
+        log.warning("a TIFF of %s pages: only its first is read (one image a job; moodstream analyze and produce "
+                    "read a file's pages as its frames)", f"over {MAX_TIFF_PAGES}" if found[1] else len(found[0]))
     with budget.hold(pixels) if budget is not None else nullcontext():
         try:
-            # a JPEG (8-bit, no alpha) is read turned as its EXIF orientation says, as viewers show it:
-            # a phone's photo stores its pixels on their side (read as stored, MTCNN found 0 of 5 faces);
-            # other formats unchanged (alpha, 16-bit: to_rgb8)
-            flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if kind == "jpeg" else cv2.IMREAD_UNCHANGED
+            # JPEG: 8-bit, no alpha; the others unchanged (alpha, 16-bit: to_rgb8). OpenCV is told not to
+            # turn the pixels (its versions differ on which formats it turns: 4.10 left a WebP as stored,
+            # 4.14 turns it), exif_orientation says how; a TIFF's decoder turns it whatever the flags
+            flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION if kind == "jpeg" \
+                else cv2.IMREAD_UNCHANGED
             img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
         except cv2.error as exc:  # OpenCV's limit or a header it accepts but cannot decode
             text = str(exc)
             if "MAX_IMAGE_PIXELS" in text:
-                raise BadInputError("too_large", f"over OpenCV's pixel limit ({kind})") from None
-            raise BadInputError("unreadable", f"OpenCV cannot decode it: {text.strip()[:200]}") from None
+                raise BadInputError("too_large", f"{where}over OpenCV's pixel limit ({kind})") from None
+            raise BadInputError("unreadable", f"{where}OpenCV cannot decode it: {text.strip()[:200]}") from None
         if img is None:
-            raise BadInputError("unreadable", "not an image OpenCV can decode (corrupt or unsupported format)")
+            raise BadInputError("unreadable", f"{where}not an image OpenCV can decode (corrupt or unsupported "
+                                              "format)")
         if img.shape[0] * img.shape[1] > max_pixels:
-            raise BadInputError("too_large", f"{img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels}")
-        return to_rgb8(img)
+            raise BadInputError("too_large", f"{where}{img.shape[1]}x{img.shape[0]} pixels is over the limit of "
+                                             f"{max_pixels}")
+        # a phone's photo stores its pixels on their side: read as stored, MTCNN found 0 of its 5 faces
+        return turned(to_rgb8(img), exif_orientation(data, kind))
 
 
 def decode_pixels(image: bytes | None, array: np.ndarray | None, max_pixels: int,
@@ -587,13 +688,34 @@ def read_capped(stream, limit: int | None, head: bytes = b"") -> bytes:
     return data
 
 
+def image_items(source: str, data: bytes, max_pixels: int | None = None) -> Iterator[FrameItem]:
+    """The frames of an image file's (or stdin's) bytes: the image as its bytes, or each page of a
+    multi-page TIFF decoded (:func:`decode_image`, within ``max_pixels``, each judged by its own size)
+    as frames 0, 1, ... of ``source``, still images without a time; a page that fails is its frame's
+    error, pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them."""
+    pages = tiff_pages(data) if sniff_format(data) == "tiff" else None
+    if pages is None or (len(pages[0]) < 2 and not pages[1]):
+        yield FrameItem(source, 0, data=data)
+        return
+    sizes, more = pages
+    for k in range(len(sizes)):
+        try:
+            item = FrameItem(source, k, image=decode_image(data, max_pixels or MAX_PIXELS_CEILING, page=k))
+        except BadInputError as exc:
+            item = FrameItem(source, k, error=exc)
+        yield item
+    if more:
+        yield FrameItem(source, len(sizes), error=BadInputError(
+            "too_large", f"a TIFF of more than {MAX_TIFF_PAGES} pages: its first {MAX_TIFF_PAGES} were read"))
+
+
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 max_frames: int | None = None, stdin: object = None, max_pixels: int | None = None,
                 max_image_bytes: int | None = None) -> Iterator[FrameItem]:
-    """Every frame of every input, in order; an input that fails yields one
-    FrameItem with ``error`` set and iteration goes on. ``max_pixels``: a video whose frames
-    are larger fails before one is decoded; ``max_image_bytes``: an image (file or stdin) is
-    read no further."""
+    """Every frame of every input, in order (an image's: :func:`image_items`, each page of a
+    multi-page TIFF); an input that fails yields one FrameItem with ``error`` set and iteration
+    goes on. ``max_pixels``: a video whose frames are larger fails before one is decoded, a TIFF's
+    page is judged by it; ``max_image_bytes``: an image (file or stdin) is read no further."""
     for spec in expand_paths(paths):
         if not spec:
             yield FrameItem(spec, 0, error=BadInputError("not_found", "an empty path names no file"))
@@ -606,9 +728,11 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 suffix = ".gif" if animated else None
             if suffix is None:
                 try:
-                    yield FrameItem("-", 0, data=read_capped(stream, max_image_bytes, head))
+                    data = read_capped(stream, max_image_bytes, head)
                 except BadInputError as exc:
                     yield FrameItem("-", 0, error=exc)
+                else:
+                    yield from image_items("-", data, max_pixels)
             else:
                 yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
         elif is_video(spec):
@@ -619,11 +743,12 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
             try:
                 with open(spec, "rb") as f:
                     data = read_capped(f, max_image_bytes)
-                yield FrameItem(spec, 0, data=data)
             except OSError as exc:
                 yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
             except BadInputError as exc:
                 yield FrameItem(spec, 0, error=exc)
+            else:
+                yield from image_items(spec, data, max_pixels)
 
 
 def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,

@@ -216,9 +216,10 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
-    PATH is an image, a folder (searched recursively for images and videos), a
-    video (an animated GIF is one), a camera index or stream URL, or - to read
-    one image or video from stdin.
+    PATH is an image (read upright as its EXIF or TIFF orientation says; each
+    page of a multi-page TIFF is a frame), a folder (searched recursively for
+    images and videos), a video (an animated GIF is one), a camera index or
+    stream URL, or - to read one image or video from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}: the
     same record as `moodstream results`, without the service's fields), or for
@@ -314,6 +315,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 summary.add(r, out.image)
+                if not out.video:  # tracked alone (ids 0..k-1), so a run of its own: a multi-page TIFF's pages
+                    summary.finish(r.source)  # are frames of one source, and their #0s are not one person
                 summary_s += time.perf_counter() - t0
             if report is not None:
                 report.add(r, out.image, out.video, out.rate)

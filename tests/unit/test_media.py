@@ -111,6 +111,33 @@ def test_corrupt_bytes_are_unreadable(data):
     assert err.value.reason == "unreadable"
 
 
+def heif(major: bytes, compatible: bytes = b"mif1heic") -> bytes:
+    """The start of a HEIF file: its ftyp box (major brand, version, compatible brands), then junk."""
+    box = b"ftyp" + major + b"\x00\x00\x00\x00" + compatible
+    return struct.pack(">I", 4 + len(box)) + box + b"\x00\x00\x00\x08meta" + bytes(range(256)) * 8
+
+
+@pytest.mark.parametrize("major", [b"heic", b"heix", b"mif1", b"msf1", b"hevc"])
+def test_a_heic_photo_is_refused_by_name_from_a_file_and_from_stdin(tmp_path, major):
+    """An iPhone's photo (HEIC): OpenCV here has no HEIF decoder. A file was "not an image (no known
+    image signature)"; on stdin its ftyp box made it a video ("cannot open video stdin")."""
+    data = heif(major)
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(data)
+    for item in iter_frames([str(path), "-"], stdin=io.BytesIO(data)):
+        with pytest.raises(BadInputError) as err:
+            item.decoded(LIMIT)
+        assert err.value.reason == "unsupported" and "HEIF" in err.value.detail and "convert" in err.value.detail
+
+
+def test_an_avif_is_still_refused_as_avif():
+    """AVIF shares HEIF's boxes (and a "mif1" major brand with "avif" among the compatible ones)."""
+    for data in (heif(b"avif", b"mif1avif"), heif(b"mif1", b"avifmiaf")):
+        with pytest.raises(BadInputError) as err:
+            decode_image(data, LIMIT)
+        assert err.value.reason == "unsupported" and err.value.detail.startswith("avif images")
+
+
 def test_16bit_png_is_converted(bgr):
     data = encode(".png", bgr.astype(np.uint16) * 257)
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
