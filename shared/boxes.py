@@ -12,12 +12,26 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     has area 0 and IoU 0) -> ``(N, M)`` float64."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    return _iou(a[:, None], b[None])
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each box in ``a`` ``(K, 4)`` with the box in the same row of ``b`` -> ``(K,)``
+    float64: the values :func:`box_iou` gives for those pairs, to the last bit (one formula), for
+    a caller that knows which few pairs of two large sets can overlap (the tracker)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    return _iou(a, b)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``(..., 4)`` that broadcast against each other."""
+    lt = np.maximum(a[..., :2], b[..., :2])  # (N, M, 2) for box_iou
+    rb = np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=-1)
+    area_a = np.clip(a[..., 2:] - a[..., :2], 0, None).prod(axis=-1)
+    area_b = np.clip(b[..., 2:] - b[..., :2], 0, None).prod(axis=-1)
+    union = area_a + area_b - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 

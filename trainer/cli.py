@@ -235,6 +235,7 @@ BENCHES = {
     "framing": ("moodstream.trainer.bench.framing:framing_cmd", "Where FER+ crops lie relative to a detector's boxes (crop framing)."),
     "tracking": ("moodstream.trainer.bench.tracking:tracking_cmd", "Face tracking on synthetic clips: ID switches, MOTA."),
     "video": ("moodstream.trainer.bench.tracking:video_cmd", "Detect-every-N on videos: frames/s, faces kept, flicker."),
+    "crowd": ("moodstream.trainer.bench.crowd:crowd_cmd", "Tracker time a frame with 10 to 10,000 faces, against the former matching."),
     "scaling": ("moodstream.trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
     "encoding": ("moodstream.trainer.bench.encoding:encoding_cmd", "Bytes, time and answers kept for each frame encoding of produce."),
 }

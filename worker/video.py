@@ -90,7 +90,7 @@ class VideoAnalyzer:
     def _source(self, f: VideoFrame) -> _Source:
         st = self.sources.get(f.source)
         if st is None or f.frame <= st.last_frame:
-            st = self.sources[f.source] = _Source(TrackState(self.tracker_config))
+            st = self.sources[f.source] = _Source(TrackState(self.tracker_config, name=f"tracker of {f.source}"))
         return st
 
     def finish(self, source: str) -> None:

@@ -3,8 +3,9 @@
 ``moodstream bench --help`` lists them all; the table that registers them
 (``BENCHES`` in :mod:`moodstream.trainer.cli`) names each module. Accuracy
 (``iou``, ``e2e``, ``framing``) and tracking (``tracking``, ``video``) need the
-trainer; the service benchmarks (``stream``, ``scaling``, ``encoding``) and
-``throughput`` measure what a worker install ships. Shared parts:
+trainer; ``crowd`` times the tracker alone (numpy and scipy); the service
+benchmarks (``stream``, ``scaling``, ``encoding``) and ``throughput`` measure
+what a worker install ships. Shared parts:
 :mod:`trainer.bench.wider` (WIDER FACE ground truth and scaling),
 :mod:`trainer.bench.calibration_fit` (box calibration), :func:`emit_json`.
 """

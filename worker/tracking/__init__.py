@@ -6,6 +6,8 @@ reading and drawing:
 
 * :mod:`.tracker`: :class:`TrackState` (ids by Hungarian matching of predicted
   and detected boxes, the smoothed emotion along a track), :class:`TrackerConfig`;
+* :mod:`.assign`: its Hungarian step on the pairs that can match, one connected
+  component at a time (thousands of faces a frame);
 * :mod:`.flow`: following faces between key frames by optical flow
   (:func:`follow_faces`, :class:`FlowConfig`);
 * :mod:`.summary`: the per-person summary of tracked records (episodes, person

@@ -438,7 +438,8 @@ class TrackStage:
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
-        run = self.runs[source] = SourceRun(source, number, TrackState(self.tracker_config), summary, after_ms=after_ms)
+        state = TrackState(self.tracker_config, name=f"{self.actor}: run {number} of source {printable(source)}")
+        run = self.runs[source] = SourceRun(source, number, state, summary, after_ms=after_ms)
         if number > 1:
             log.info("%s: run %d of source %s starts", self.actor, number, printable(source))
         return run
