@@ -16,7 +16,8 @@ import pytest
 from tests.support.corpus import bombs, messages
 
 from moodstream.shared.errors import BadInputError, MessageError
-from moodstream.shared.media import ACCEPTED_FORMATS, decode_image, image_size, sniff_format
+from moodstream.shared.formats import ACCEPTED_FORMATS, image_size, sniff_format
+from moodstream.shared.media import decode_image
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 from moodstream.shared.wire import decode_frame
 

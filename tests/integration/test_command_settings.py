@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from moodstream.cli import COMMANDS, cli
 from moodstream.worker.tracking.stage import TrackStage
 from moodstream.shared.errors import ConfigError
-from moodstream.shared.media import sniff_format
+from moodstream.shared.formats import sniff_format
 from moodstream.shared.settings import Settings
 from moodstream.shared.wire import decode_frame
 from moodstream.worker.tracking.tracker import TrackerConfig

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from tests.support.vfr import DURATION, elements, retime_webm
 
-from moodstream.shared.media import iter_video, matroska_whole
+from moodstream.shared.formats import matroska_whole
+from moodstream.shared.media import iter_video
 from moodstream.worker.webm import open_webm
 
 FPS = 30

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (FrameItem, decode_image, expand_paths, image_size, is_stream_spec, is_video,
-                          iter_frames, iter_video, to_rgb8)
+from moodstream.shared.formats import MAX_JPEG_SCANS, image_size
+from moodstream.shared.media import (FrameItem, decode_image, expand_paths, is_stream_spec, is_video, iter_frames,
+                                     iter_video, to_rgb8)
 
 LIMIT = 50_000_000
 
@@ -350,7 +351,7 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(bgr, monkeypatc
 
     data = encode(".jpg", bgr)
     scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x00" * 10
-    bomb = data[:-2] + scan * (media.MAX_JPEG_SCANS + 1) + b"\xff\xd9"
+    bomb = data[:-2] + scan * (MAX_JPEG_SCANS + 1) + b"\xff\xd9"
 
     def never(*args, **kwargs):
         raise AssertionError("decoded")

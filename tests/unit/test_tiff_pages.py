@@ -16,7 +16,8 @@ import pytest
 from tests.support.orientation import stored, tiff_with
 
 from moodstream.producer.sources import file_items
-from moodstream.shared.media import MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, decode_image, iter_frames
+from moodstream.shared.formats import MAX_TIFF_ENTRIES, MAX_TIFF_PAGES
+from moodstream.shared.media import decode_image, iter_frames
 
 LIMIT = 50_000_000
 

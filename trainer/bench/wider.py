@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 
 from moodstream.shared.errors import BadInputError, DataError
-from moodstream.shared.media import decode_image, image_size
+from moodstream.shared.formats import image_size
+from moodstream.shared.media import decode_image
 
 GT_FILE = "wider_face_val_bbx_gt.txt"
 SIZES_FILE = "original_sizes.csv"

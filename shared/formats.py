@@ -1,0 +1,330 @@
+"""What an image's or a video's bytes say before anything is decoded: the format by its
+signature, an image's size by its header (every page of a TIFF), whether a JPEG, a GIF or a
+Matroska file holds the whole of itself. Pure byte readers (numpy for a TIFF's directories),
+used by :mod:`shared.media` to judge an input before OpenCV decodes it."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}  # HEIC: an iPhone's photos
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the first bytes, or None if it is none OpenCV decodes.
+
+    Names: jpeg, png, webp, bmp, gif, tiff, pnm (the formats we accept: each has a
+    header :func:`image_size` reads), and avif, jpeg2000, openexr, hdr, sunraster,
+    pfm, bigtiff (OpenCV decodes them, we refuse them: their sizes are not checked
+    before decoding), and heif (HEIC: OpenCV has no decoder for it; named so that
+    it is refused as what it is, not taken for a video).
+    """
+    head = data[:16]
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:2] == b"\xff\xd8":
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] in (b"II+\x00", b"MM\x00+"):
+        return "bigtiff"
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n#":
+        return "pnm"
+    if head[:2] in (b"PF", b"Pf") and head[2:3] in b" \t\r\n":
+        return "pfm"
+    if head[4:8] == b"ftyp":  # ISO media: an AVIF or HEIF image by its brands (a video's are others)
+        major, end = head[8:12], min(int.from_bytes(head[:4], "big"), 64)
+        compatible = {data[i:i + 4] for i in range(16, end - 3, 4)}  # after the major brand and its version
+        if major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and compatible & {b"avif", b"avis"}):
+            return "avif"
+        if major in HEIF_BRANDS:
+            return "heif"
+    if head[:4] == b"\xff\x4f\xff\x51" or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+        return "jpeg2000"
+    if head[:4] == b"\x76\x2f\x31\x01":
+        return "openexr"
+    if head[:10] in (b"#?RADIANCE", b"#?RGBE\n\x00\x00\x00"[:10]) or head[:6] == b"#?RGBE":
+        return "hdr"
+    if head[:4] == b"\x59\xa6\x6a\x95":
+        return "sunraster"
+    return None
+
+
+ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
+
+
+def sniff_video(data: bytes) -> str | None:
+    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
+    ``.webm`` for WebM / Matroska, ``.avi``), or None (images among them; an animated GIF:
+    :func:`read_gif_head`)."""
+    head = data[:12]
+    if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
+        return ".mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
+        return ".webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ".avi"
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
+    decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        pages = tiff_pages(data)
+        return max(pages[0], key=lambda wh: wh[0] * wh[1]) if pages and pages[0] else None
+    if sniff_format(data) == "pnm":
+        return _pnm_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+MAX_JPEG_SCANS = 256  # start-of-scan markers (FF DA cannot occur inside entropy-coded data: FF is stuffed)
+
+
+def jpeg_end(data: bytes) -> int:
+    """Where the image's end-of-image marker ends (-1: none, a truncated file): after its first
+    scan, not only at the end of the data, as phones append a video (Motion Photos) or a trailer
+    (Samsung). The scan is found by walking the marker segments, so an EXIF thumbnail's own scan
+    and end (inside APP1) do not count."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:  # not a marker where one must be: ends as the data does, or truncated
+            return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, where 0xFF is stuffed (FF 00)
+            at = data.find(b"\xff\xd9", i + 2)
+            return at + 2 if at >= 0 else -1
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
+
+
+MAX_TIFF_PAGES = 64  # pages of a TIFF sized (and read as frames); a longer one gives an error after them
+# entries in one TIFF directory (a camera's have ~20-60; its EXIF is a directory of its own): libtiff's
+# time to read one grows with the square of its unknown entries (4,000: 0.2 s), once per page read
+MAX_TIFF_ENTRIES = 1024
+_IFD_ENTRY = {end: np.dtype([("tag", end + "u2"), ("type", end + "u2"), ("count", end + "u4"), ("value", "V4")])
+              for end in "<>"}
+
+
+def tiff_pages(data: bytes) -> tuple[list[tuple[int, int]], bool] | None:
+    """(width, height) of each page along a TIFF's directory chain (bounded, loop-safe), at most
+    :data:`MAX_TIFF_PAGES` of them, and whether more follow; None where a page's size cannot be read
+    or its directory holds over :data:`MAX_TIFF_ENTRIES` entries (the file is refused rather than
+    guessed at, or read at length)."""
+    found = tiff_directories(data)
+    return None if found is None else ([size for _, size in found[0]], found[1])
+
+
+def tiff_directories(data: bytes) -> tuple[list[tuple[int, tuple[int, int]]], bool] | None:
+    """:func:`tiff_pages` with each page's directory offset. A directory's entries are scanned by
+    numpy: each page decoded walks the chain again, and a directory may hold 65,535 entries."""
+    end = "<" if data[:2] == b"II" else ">"
+    found: list[tuple[int, tuple[int, int]]] = []
+    seen: set[int] = set()
+    offset = struct.unpack(end + "I", data[4:8])[0]
+    while offset and offset not in seen and offset + 2 <= len(data):
+        if len(seen) == MAX_TIFF_PAGES:
+            return found, True
+        seen.add(offset)
+        (count,) = struct.unpack(end + "H", data[offset:offset + 2])
+        if count > MAX_TIFF_ENTRIES:
+            return None
+        entries = np.frombuffer(data, _IFD_ENTRY[end], min(count, (len(data) - offset - 2) // 12), offset + 2)
+        dims: dict[int, int] = {}
+        for k in np.flatnonzero((entries["tag"] == 256) | (entries["tag"] == 257)):  # ImageWidth, ImageLength
+            tag, typ = int(entries["tag"][k]), int(entries["type"][k])
+            if tag in dims or typ not in (3, 4):  # SHORT or LONG
+                return None  # named twice (libtiff reads the first, a check the last) or oddly: refused
+            at = offset + 2 + 12 * int(k) + 8
+            fmt = end + ("H" if typ == 3 else "I")
+            dims[tag] = struct.unpack(fmt, data[at:at + struct.calcsize(fmt)])[0]
+        if 256 not in dims or 257 not in dims:
+            return None  # a page whose size we cannot read: refuse the file rather than guess
+        found.append((offset, (dims[256], dims[257])))
+        nxt = offset + 2 + 12 * count
+        if nxt + 4 > len(data):
+            break
+        offset = struct.unpack(end + "I", data[nxt:nxt + 4])[0]
+    return found, False
+
+
+def tiff_page_alone(data: bytes, offset: int) -> bytearray:
+    """The TIFF made a one-page TIFF of its page whose directory is at ``offset``: the header points
+    at that directory, and it at none after it (offsets are from the file's start: the rest stays).
+    libtiff then reads that one directory, where asking OpenCV for page k (imdecodemulti) read the k
+    before it again for every page (64 pages of 2,000-entry directories: 108 s, now 3.4 s)."""
+    end = "<" if data[:2] == b"II" else ">"
+    (count,) = struct.unpack(end + "H", data[offset:offset + 2])
+    alone = bytearray(data)
+    alone[4:8] = struct.pack(end + "I", offset)
+    nxt = offset + 2 + 12 * count
+    if nxt + 4 <= len(alone):
+        alone[nxt:nxt + 4] = bytes(4)
+    return alone
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """P1-P6: magic, then width and height as decimal tokens (comments start with #)."""
+    tokens: list[int] = []
+    i, n = 2, min(len(data), 1024)
+    while len(tokens) < 2 and i < n:
+        c = data[i:i + 1]
+        if c == b"#":
+            while i < n and data[i:i + 1] not in (b"\n", b"\r"):
+                i += 1
+        elif c.isdigit():
+            j = i
+            while j < n and data[j:j + 1].isdigit():
+                j += 1
+            tokens.append(int(data[i:j]))
+            i = j
+            continue
+        elif c not in (b" ", b"\t", b"\r", b"\n"):
+            return None
+        i += 1
+    return (tokens[0], tokens[1]) if len(tokens) == 2 else None
+
+
+def gif_frames_beyond_one(f) -> bool:
+    """Whether the GIF read from ``f`` (a file or bytes) has a second image; False where the data
+    stops before one or is no GIF."""
+    return gif_blocks(f, stop_at=2)[0] > 1
+
+
+def gif_blocks(f, stop_at: int | None = None) -> tuple[int, bool]:
+    """(images, whole) of the GIF read from ``f``: its images counted (up to ``stop_at``), and
+    whether its blocks end with the trailer (0x3b) inside the data; (0, False) for no GIF."""
+    head = f.read(13)
+    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+        return 0, False
+    if head[10] & 0x80:
+        f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)  # the global colour table
+    images = 0
+    while True:
+        kind = f.read(1)
+        if kind == b"\x2c":  # an image: descriptor, local colour table, LZW size, data
+            images += 1
+            if stop_at is not None and images >= stop_at:
+                return images, False
+            desc = f.read(9)
+            if len(desc) < 9:
+                return images, False
+            if desc[8] & 0x80:
+                f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
+            f.read(1)
+        elif kind == b"\x21":  # an extension: its label, then its data
+            f.read(1)
+        else:  # the trailer, the end of the data, or not a GIF past here
+            return images, kind == b"\x3b"
+        while True:  # data sub-blocks, up to an empty one
+            size = f.read(1)
+            if not size:
+                return images, False
+            if size == b"\x00":
+                break
+            f.seek(size[0], os.SEEK_CUR)  # past the end: the next read is empty
+
+
+def _vint(f, marker: bool) -> int | None:
+    """An EBML variable-size integer read from ``f`` (an element id with its marker bit, or a
+    size without; -1 for the "unknown" size), or None where there is none."""
+    first = f.read(1)
+    if not first or not first[0]:
+        return None
+    n = 8 - first[0].bit_length() + 1
+    rest = f.read(n - 1)
+    if len(rest) < n - 1:
+        return None
+    value = first[0] if marker else first[0] & (0xFF >> n)
+    for b in rest:
+        value = (value << 8) | b
+    if not marker and value == (1 << (7 * n)) - 1:
+        return -1
+    return value
+
+
+def matroska_whole(path: str, max_elements: int = 100_000) -> bool:
+    """Whether ``path`` is a Matroska / WebM file that holds the whole of its Segment: of known size,
+    every top-level element of it in place up to its end. OpenCV takes the length such a file
+    announces from its container's duration (every track's, from its first timestamp, not 0): a
+    video that starts at 10 s, or whose sound goes on after its last frame, is shorter than that and
+    still whole. False where it cannot tell (a live recording's unknown sizes, a cut, zeros)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(4) != b"\x1a\x45\xdf\xa3":
+                return False
+            header = _vint(f, False)
+            if header is None or header < 0:
+                return False
+            f.seek(header, os.SEEK_CUR)
+            if _vint(f, True) != 0x18538067:  # the Segment
+                return False
+            length = _vint(f, False)
+            if length is None or length < 0:
+                return False
+            end = f.tell() + length
+            if end > size:
+                return False
+            for _ in range(max_elements):
+                if f.tell() == end:
+                    return True
+                eid, length = _vint(f, True), _vint(f, False)
+                if eid is None or length is None or length < 0 or f.tell() + length > end:
+                    return False
+                f.seek(length, os.SEEK_CUR)
+    except (OSError, ValueError):
+        pass
+    return False
