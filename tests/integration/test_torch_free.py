@@ -101,6 +101,7 @@ def test_bench_encoding_runs_in_a_cpu_install(tmp_path):
 
 def test_a_benchmark_without_torch_names_the_train_extra():
     # bench video needs torch: the hint must say [train] for `bench video`, not [cpu] for `video`
-    out = _run(("torch", "torchvision", "facenet_pytorch"), "bench", "video", "--frames", "2")
+    out = _run(("torch", "torchvision", "facenet_pytorch"), "bench", "video", "--frames", "2",
+               "--videos", str(REPO / "samples"))  # an existing folder: its default lies in ../shared
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "moodstream bench video" in out.stderr and "moodstream[train]" in out.stderr, out.stderr[-2000:]

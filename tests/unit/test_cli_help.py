@@ -1,6 +1,7 @@
 """Every command and subcommand answers --help with a description and option help."""
 
 import re
+from pathlib import Path
 
 import click
 import pytest
@@ -90,11 +91,12 @@ def test_one_name_and_one_default_per_concept(args):
 def test_old_spellings_still_parse_but_are_not_shown():
     video, encoding = _command("bench", "video"), _command("bench", "encoding")
     assert "--detect-every" in video.get_help(click.Context(video))
-    assert video.make_context("video", ["--every", "1,2"]).params["detect_every"] == (1, 2)
-    assert video.make_context("video", ["--detect-every", "1,4"]).params["detect_every"] == (1, 4)
+    videos = ["--videos", str(Path(__file__).parent)]  # an existing folder (the default lies in ../shared)
+    assert video.make_context("video", ["--every", "1,2", *videos]).params["detect_every"] == (1, 2)
+    assert video.make_context("video", ["--detect-every", "1,4", *videos]).params["detect_every"] == (1, 4)
     for bad in ("1,x", "0,2", ""):  # a usage error naming the flag, not a traceback
         with pytest.raises(click.BadParameter, match="comma-separated"):
-            video.make_context("video", ["--detect-every", bad])
+            video.make_context("video", ["--detect-every", bad, *videos])
     help_text = encoding.get_help(click.Context(encoding))
     assert "--every " in help_text and "--every-n" not in help_text
     assert encoding.make_context("encoding", ["--every-n", "3"]).params["every_n"] == 3
