@@ -6,9 +6,14 @@ used by :mod:`shared.media` to judge an input before OpenCV decodes it."""
 from __future__ import annotations
 
 import os
+import re
 import struct
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
+
+from moodstream.shared.errors import BadInputError
 
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}  # HEIC: an iPhone's photos
 
@@ -78,7 +83,9 @@ def sniff_video(data: bytes) -> str | None:
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
-    decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`)."""
+    decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`; None
+    where one's size cannot be read). BadInputError for a JPEG of over :data:`MAX_JPEG_SEGMENTS`
+    header segments (:func:`jpeg_segments`)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -99,29 +106,69 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
-        pages = tiff_pages(data)
-        return max(pages[0], key=lambda wh: wh[0] * wh[1]) if pages and pages[0] else None
+        chain = tiff_directories(data)
+        if chain is None or any(size is None for _, size in chain.pages):
+            return None
+        return max((size for _, size in chain.pages), key=lambda wh: wh[0] * wh[1])
     if sniff_format(data) == "pnm":
         return _pnm_size(data)
     return None
 
 
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+    """From the frame header (SOF), which comes before the first scan; bytes that are no marker
+    where one must be are skipped, as libjpeg skips them."""
+    for marker, at, _ in jpeg_segments(data, resync=True):
+        if marker in _SOF_MARKERS and at + 9 <= len(data):
+            h, w = struct.unpack(">HH", data[at + 5:at + 9])
             return w, h
-        i += 2 + length
     return None
+
+
+# marker segments walked before a JPEG's first scan, each a step in Python: a camera's JPEG has
+# 10-30 (APPn, DQT, SOF, DHT; an ICC profile or XMP in a few more); 30 MiB of empty segments held
+# a decode 10 s, where libjpeg takes 0.06 s
+MAX_JPEG_SEGMENTS = 4096
+# from a 0xFF: fill bytes (0xFF runs) and markers without a length (TEM, RSTn, SOI) up to the next
+# marker byte, skipped by the regex engine (one character class: a run of them is no step each); a
+# lone 0x01 or 0xD0-0xD8 among them is passed over as libjpeg passes over stray bytes
+_JPEG_SKIP = re.compile(rb"\xff[\xff\x01\xd0-\xd8]*")
+
+
+def jpeg_segments(data: bytes, resync: bool = False) -> Iterator[tuple[int, int, int]]:
+    """(marker, at, length) of each marker segment of a JPEG's header after its SOI, up to and
+    including its first start of scan (0xDA) or end of image (0xD9, length 0): ``at`` where its
+    0xFF is, ``length`` its length field. Ends where the data does, or where a marker must be and
+    none is (``resync``: at the next 0xFF, as libjpeg skips such bytes). BadInputError
+    ``unsupported`` past :data:`MAX_JPEG_SEGMENTS` steps (one a segment, or a run of bytes
+    skipped)."""
+    i = 2
+    for _ in range(MAX_JPEG_SEGMENTS):
+        skip = _JPEG_SKIP.match(data, i)
+        i = skip.end() if skip else i
+        if i >= len(data):
+            return
+        if skip is None or data[i - 1] != 0xFF:  # no marker where one must be
+            i = data.find(b"\xff", i) if resync else -1
+            if i < 0:
+                return
+            continue
+        marker, at = data[i], i - 1
+        if marker == 0xD9:
+            yield marker, at, 0
+            return
+        if at + 4 > len(data):
+            return
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        yield marker, at, length
+        if marker == 0xDA:
+            return
+        i = at + 2 + length
+    raise BadInputError("unsupported", f"a JPEG of over {MAX_JPEG_SEGMENTS} marker segments before its image "
+                                       "data (a camera's has tens)")
 
 
 MAX_JPEG_SCANS = 256  # start-of-scan markers (FF DA cannot occur inside entropy-coded data: FF is stuffed)
@@ -132,21 +179,13 @@ def jpeg_end(data: bytes) -> int:
     scan, not only at the end of the data, as phones append a video (Motion Photos) or a trailer
     (Samsung). The scan is found by walking the marker segments, so an EXIF thumbnail's own scan
     and end (inside APP1) do not count."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:  # not a marker where one must be: ends as the data does, or truncated
-            return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
+    for marker, at, _ in jpeg_segments(data):
         if marker == 0xDA:  # start of scan: entropy-coded data follows, where 0xFF is stuffed (FF 00)
-            at = data.find(b"\xff\xd9", i + 2)
-            return at + 2 if at >= 0 else -1
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+            found = data.find(b"\xff\xd9", at + 2)
+            return found + 2 if found >= 0 else -1
+        if marker == 0xD9:  # an end before any scan: no image (OpenCV then says so)
+            return at + 2
+    # not a marker where one must be: ends as the data does, or truncated
     return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
 
 
@@ -158,46 +197,59 @@ _IFD_ENTRY = {end: np.dtype([("tag", end + "u2"), ("type", end + "u2"), ("count"
               for end in "<>"}
 
 
-def tiff_pages(data: bytes) -> tuple[list[tuple[int, int]], bool] | None:
-    """(width, height) of each page along a TIFF's directory chain (bounded, loop-safe), at most
-    :data:`MAX_TIFF_PAGES` of them, and whether more follow; None where a page's size cannot be read
-    or its directory holds over :data:`MAX_TIFF_ENTRIES` entries (the file is refused rather than
-    guessed at, or read at length)."""
-    found = tiff_directories(data)
-    return None if found is None else ([size for _, size in found[0]], found[1])
+class TiffChain(NamedTuple):
+    """A TIFF's directory chain as :func:`tiff_directories` walks it."""
+
+    pages: list[tuple[int, tuple[int, int] | None]]  # (directory offset, (width, height); None: unreadable)
+    more: bool  # pages follow the first MAX_TIFF_PAGES
+    cut: bool  # the chain names a next directory past the end of the data: a file cut short
 
 
-def tiff_directories(data: bytes) -> tuple[list[tuple[int, tuple[int, int]]], bool] | None:
-    """:func:`tiff_pages` with each page's directory offset. A directory's entries are scanned by
-    numpy: each page decoded walks the chain again, and a directory may hold 65,535 entries."""
+def tiff_directories(data: bytes) -> TiffChain | None:
+    """Each page along a TIFF's directory chain (bounded, loop-safe), at most :data:`MAX_TIFF_PAGES`
+    of them: its directory's offset and its (width, height), None where that page's size cannot be
+    read or its directory holds over :data:`MAX_TIFF_ENTRIES` entries (that page is refused rather
+    than guessed at, or read at length; the chain goes on past it). None where there is no first
+    directory in the data (a header cut short, an offset of 0 or past the end). A directory's
+    entries are scanned by numpy: each page decoded walks the chain again, and a directory may
+    hold 65,535 entries."""
+    if len(data) < 8:
+        return None
     end = "<" if data[:2] == b"II" else ">"
-    found: list[tuple[int, tuple[int, int]]] = []
+    found: list[tuple[int, tuple[int, int] | None]] = []
     seen: set[int] = set()
     offset = struct.unpack(end + "I", data[4:8])[0]
-    while offset and offset not in seen and offset + 2 <= len(data):
+    while offset and offset not in seen:
+        if offset + 2 > len(data):
+            if not found:
+                return None
+            return TiffChain(found, False, True)
         if len(seen) == MAX_TIFF_PAGES:
-            return found, True
+            return TiffChain(found, True, False)
         seen.add(offset)
         (count,) = struct.unpack(end + "H", data[offset:offset + 2])
-        if count > MAX_TIFF_ENTRIES:
-            return None
-        entries = np.frombuffer(data, _IFD_ENTRY[end], min(count, (len(data) - offset - 2) // 12), offset + 2)
-        dims: dict[int, int] = {}
-        for k in np.flatnonzero((entries["tag"] == 256) | (entries["tag"] == 257)):  # ImageWidth, ImageLength
-            tag, typ = int(entries["tag"][k]), int(entries["type"][k])
-            if tag in dims or typ not in (3, 4):  # SHORT or LONG
-                return None  # named twice (libtiff reads the first, a check the last) or oddly: refused
-            at = offset + 2 + 12 * int(k) + 8
-            fmt = end + ("H" if typ == 3 else "I")
-            dims[tag] = struct.unpack(fmt, data[at:at + struct.calcsize(fmt)])[0]
-        if 256 not in dims or 257 not in dims:
-            return None  # a page whose size we cannot read: refuse the file rather than guess
-        found.append((offset, (dims[256], dims[257])))
+        found.append((offset, None if count > MAX_TIFF_ENTRIES else _tiff_size(data, end, offset, count)))
         nxt = offset + 2 + 12 * count
         if nxt + 4 > len(data):
-            break
+            break  # a directory cut short: libtiff refuses that page
         offset = struct.unpack(end + "I", data[nxt:nxt + 4])[0]
-    return found, False
+    return TiffChain(found, False, False) if found else None
+
+
+def _tiff_size(data: bytes, end: str, offset: int, count: int) -> tuple[int, int] | None:
+    """(ImageWidth, ImageLength) of the directory at ``offset`` of ``count`` entries, read from the
+    entries that lie in the data; None where either is missing, named twice (libtiff reads the first,
+    a check the last) or of a type other than SHORT or LONG."""
+    entries = np.frombuffer(data, _IFD_ENTRY[end], min(count, (len(data) - offset - 2) // 12), offset + 2)
+    dims: dict[int, int] = {}
+    for k in np.flatnonzero((entries["tag"] == 256) | (entries["tag"] == 257)):
+        tag, typ = int(entries["tag"][k]), int(entries["type"][k])
+        if tag in dims or typ not in (3, 4):
+            return None
+        at = offset + 2 + 12 * int(k) + 8
+        fmt = end + ("H" if typ == 3 else "I")
+        dims[tag] = struct.unpack(fmt, data[at:at + struct.calcsize(fmt)])[0]
+    return (dims[256], dims[257]) if 256 in dims and 257 in dims else None
 
 
 def tiff_page_alone(data: bytes, offset: int) -> bytearray:

@@ -27,7 +27,7 @@ import numpy as np
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES,
                                        gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, matroska_whole,
-                                       sniff_format, sniff_video, tiff_directories, tiff_page_alone, tiff_pages)
+                                       sniff_format, sniff_video, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -124,24 +124,24 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
                                            f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")
     where, pages_left = "", 0  # "page N: " in the errors of a page asked for; pages not read
     if kind == "tiff":
-        found, size = tiff_directories(data), None
-        if found is not None and page is None:  # the first page, judged by the largest
-            size = max((wh for _, wh in found[0]), key=lambda wh: wh[0] * wh[1])
-            pages_left = len(found[0]) - 1 + found[1]
-        elif found is not None:
-            if page >= len(found[0]):
-                raise BadInputError("unreadable", f"page {page + 1}: the TIFF has {len(found[0])} pages")
-            offset, size = found[0][page]
-            where = f"page {page + 1}: "
-            if page > 0:
+        chain, size = tiff_directories(data), None
+        if chain is not None:  # page None: the first, a job's one image; each page judged by its own size
+            k = page or 0
+            if k >= len(chain.pages):
+                raise BadInputError("unreadable", f"page {k + 1}: the TIFF has {len(chain.pages)} pages")
+            offset, size = chain.pages[k]
+            where = f"page {k + 1}: " if page is not None else ""
+            if page is None:
+                pages_left = len(chain.pages) - 1 + chain.more
+            elif size is not None and k > 0:
                 data = tiff_page_alone(data, offset)
     elif page:
         raise BadInputError("unreadable", f"page {page + 1}: only a TIFF has pages, this is a {kind}")
     else:
         size = image_size(data)
     if size is None:
-        raise BadInputError("unreadable", f"{kind} header without a readable image size" + (
-            f" (a page's size missing or given twice, or a directory of over {MAX_TIFF_ENTRIES} entries)"
+        raise BadInputError("unreadable", f"{where}{kind} header without a readable image size" + (
+            f" (its size missing or given twice, or a directory of over {MAX_TIFF_ENTRIES} entries)"
             if kind == "tiff" else ""))
     pixels = size[0] * size[1]
     if pixels > max_pixels:
@@ -158,7 +158,7 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
             raise BadInputError("truncated", "JPEG data ends before its end-of-image marker")
     if pages_left:
         log.warning("a TIFF of %s pages: only its first is read (one image a job; moodstream analyze and produce "
-                    "read a file's pages as its frames)", f"over {MAX_TIFF_PAGES}" if found[1] else len(found[0]))
+                    "read a file's pages as its frames)", f"over {MAX_TIFF_PAGES}" if chain.more else len(chain.pages))
     with budget.hold(pixels) if budget is not None else nullcontext():
         try:
             # JPEG: 8-bit, no alpha; the others unchanged (alpha, 16-bit: to_rgb8). OpenCV is told not to
@@ -427,21 +427,26 @@ def image_items(source: str, data: bytes, max_pixels: int | None = None) -> Iter
     """The frames of an image file's (or stdin's) bytes: the image as its bytes, or each page of a
     multi-page TIFF decoded (:func:`decode_image`, within ``max_pixels``, each judged by its own size)
     as frames 0, 1, ... of ``source``, still images without a time; a page that fails is its frame's
-    error, pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them."""
-    pages = tiff_pages(data) if sniff_format(data) == "tiff" else None
-    if pages is None or (len(pages[0]) < 2 and not pages[1]):
+    error, pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them, and a file that
+    ends before its next page's directory (cut short) one ``truncated`` error after its pages."""
+    chain = tiff_directories(data) if sniff_format(data) == "tiff" else None
+    if chain is None or (len(chain.pages) < 2 and not chain.more and not chain.cut):
         yield FrameItem(source, 0, data=data)
         return
-    sizes, more = pages
-    for k in range(len(sizes)):
+    n = len(chain.pages)
+    for k in range(n):
         try:
             item = FrameItem(source, k, image=decode_image(data, max_pixels or MAX_PIXELS_CEILING, page=k))
         except BadInputError as exc:
             item = FrameItem(source, k, error=exc)
         yield item
-    if more:
-        yield FrameItem(source, len(sizes), error=BadInputError(
+    if chain.more:
+        yield FrameItem(source, n, error=BadInputError(
             "too_large", f"a TIFF of more than {MAX_TIFF_PAGES} pages: its first {MAX_TIFF_PAGES} were read"))
+    elif chain.cut:
+        yield FrameItem(source, n, error=BadInputError(
+            "truncated", f"the TIFF ends before page {n + 1}'s directory, which its page {n} names: truncated "
+                         f"or damaged (the pages before were read)"))
 
 
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,

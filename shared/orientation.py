@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import struct
 
+from moodstream.shared.formats import jpeg_segments
+
 ORIENTATION_TAG = 0x0112
 
 
@@ -25,21 +27,11 @@ def exif_orientation(data: bytes, kind: str) -> int:
 
 def _jpeg_exif(data: bytes) -> bytes | None:
     """The TIFF-structured block of the first APP1 segment that starts ``Exif\\0\\0``, before the first scan."""
-    i = 2
-    while i + 4 <= len(data) and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
-            i += 2
-            continue
+    for marker, at, length in jpeg_segments(data):
         if marker in (0xDA, 0xD9):  # start of scan, end of image: the headers are over
             return None
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
-            return data[i + 10:i + 2 + length]
-        i += 2 + length
+        if marker == 0xE1 and data[at + 4:at + 10] == b"Exif\x00\x00":
+            return data[at + 10:at + 2 + length]
     return None
 
 

@@ -62,9 +62,15 @@ def test_accepted_formats_still_decode_and_report_their_size(ext):
     assert decode_image(data, LIMIT).shape == (37, 53, 3)
 
 
-def test_multi_page_tiff_is_judged_by_its_largest_page():
+def test_multi_page_tiff_is_judged_by_the_page_decoded(monkeypatch):
+    """A job's TIFF bytes decode their first page: that page's size is checked, a larger later page
+    is never decoded (it was judged by its largest page, refusing a first page analyze reads), and a
+    first page over the limit is refused unread. image_size still gives the largest."""
     ok, data = cv2.imencodemulti(".tiff", [np.zeros((8, 8, 3), np.uint8), np.zeros((300, 200, 3), np.uint8)])
     assert ok and image_size(data.tobytes()) == (200, 300)
+    assert decode_image(data.tobytes(), 300 * 200 - 1).shape == (8, 8, 3)
+    ok, data = cv2.imencodemulti(".tiff", [np.zeros((300, 200, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)])
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded"))
     with pytest.raises(BadInputError, match="too_large"):
         decode_image(data.tobytes(), 300 * 200 - 1)
 

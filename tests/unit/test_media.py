@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.formats import MAX_JPEG_SCANS, image_size
+from moodstream.shared.formats import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, image_size
 from moodstream.shared.media import (FrameItem, decode_image, expand_paths, is_stream_spec, is_video, iter_frames,
                                      iter_video, to_rgb8)
 
@@ -360,6 +360,37 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(bgr, monkeypatc
     with pytest.raises(BadInputError) as err:
         decode_image(bomb, LIMIT)
     assert err.value.reason == "unsupported" and "scans" in err.value.detail
+
+
+@pytest.mark.parametrize("where", ["before its size", "after its size"])
+def test_a_jpeg_of_thousands_of_header_segments_is_refused_before_decoding(bgr, monkeypatch, where):
+    """Three walks of a JPEG's header (its size, its end, its EXIF orientation) took its marker
+    segments one Python step each: 30 MiB of empty COM segments (a message under
+    max_message_bytes) held a decode 10 s, the GIL with it, where libjpeg takes 0.06 s. A
+    camera's JPEG has tens of segments before its image data."""
+    import moodstream.shared.media as media
+
+    data = encode(".jpg", bgr)
+    at = 2 if where == "before its size" else data.index(b"\xff\xda")  # after SOI, or just before the scan
+    bomb = data[:at] + b"\xff\xfe\x00\x02" * (MAX_JPEG_SEGMENTS + 1) + data[at:]
+    monkeypatch.setattr(media.cv2, "imdecode", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(BadInputError) as err:
+        decode_image(bomb, LIMIT)
+    assert err.value.reason == "unsupported" and f"over {MAX_JPEG_SEGMENTS} marker segments" in err.value.detail
+
+
+def test_a_jpeg_s_fill_bytes_and_lone_markers_are_not_steps(bgr, monkeypatch):
+    """Fill bytes (0xFF runs) and markers without a length (TEM) between segments are allowed and
+    skipped by libjpeg: they cost the header walks no step (a byte each was 3 s for 30 MiB of them),
+    so a JPEG of many is still read, its EXIF orientation found after them."""
+    from moodstream.shared import formats
+
+    monkeypatch.setattr(formats, "MAX_JPEG_SEGMENTS", 32)
+    data = with_exif_orientation(encode(".jpg", np.ascontiguousarray(np.rot90(bgr, 1)), [cv2.IMWRITE_JPEG_QUALITY, 100]),
+                                 6)
+    padded = data[:2] + b"\xff" * 100_000 + b"\xff\x01" * 1_000 + data[2:]
+    rgb = decode_image(padded, LIMIT)
+    assert rgb.shape == (40, 64, 3) and rgb[5, 5, 2] > 200 and rgb[35, 5, 0] > 200
 
 
 def test_a_folder_s_symlinked_subfolders_are_searched_once(tmp_path, bgr):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 
 import cv2
 import numpy as np
@@ -16,8 +17,9 @@ import pytest
 from tests.support.orientation import stored, tiff_with
 
 from moodstream.producer.sources import file_items
-from moodstream.shared.formats import MAX_TIFF_ENTRIES, MAX_TIFF_PAGES
-from moodstream.shared.media import decode_image, iter_frames
+from moodstream.shared.errors import BadInputError
+from moodstream.shared.formats import MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, tiff_directories
+from moodstream.shared.media import decode_image, decode_pixels, iter_frames
 
 LIMIT = 50_000_000
 
@@ -100,17 +102,22 @@ def test_pages_past_the_bound_give_one_error_after_the_others(tmp_path):
 
 def test_a_tiff_directory_of_too_many_entries_is_refused_unread(tmp_path, pages, monkeypatch):
     """libtiff reads a directory in time growing with the square of its unknown entries, once for
-    every page read: 64 pages of 4,000 entries each held a run 13 s. Real ones hold tens."""
+    every page read: 64 pages of 4,000 entries each held a run 13 s. Real ones hold tens. That page
+    is refused unread, the others read (the whole file was refused for one such page)."""
     import moodstream.shared.media as media
 
     data = multi_tiff(tmp_path / "two.tiff", pages[:2])
     private = tuple((60000 + k, 3, 0) for k in range(MAX_TIFF_ENTRIES))  # unknown to libtiff
     data = tiff_with(data, 59999, 3, 0, page=1, more=private)
-    monkeypatch.setattr(media.cv2, "imdecode", lambda *a, **k: pytest.fail("decoded"))
-    [item] = iter_frames(["-"], stdin=io.BytesIO(data), max_pixels=LIMIT)
+    decoded = []
+    real = media.cv2.imdecode
+    monkeypatch.setattr(media.cv2, "imdecode", lambda buf, flags: decoded.append(len(buf)) or real(buf, flags))
+    first, second = iter_frames(["-"], stdin=io.BytesIO(data), max_pixels=LIMIT)
+    np.testing.assert_array_equal(first.decoded(LIMIT), rgb(pages[0]))
     with pytest.raises(media.BadInputError) as err:
-        item.decoded(LIMIT)
+        second.decoded(LIMIT)
     assert err.value.reason == "unreadable" and f"over {MAX_TIFF_ENTRIES} entries" in err.value.detail
+    assert err.value.detail.startswith("page 2: ") and len(decoded) == 1  # page 1 only
 
 
 def test_a_job_s_multi_page_tiff_gives_its_first_page_and_says_so(document, pages, caplog):
@@ -118,3 +125,89 @@ def test_a_job_s_multi_page_tiff_gives_its_first_page_and_says_so(document, page
     with caplog.at_level(logging.WARNING, logger="moodstream.shared.media"):
         np.testing.assert_array_equal(decode_image(document.read_bytes(), LIMIT), rgb(pages[0]))
     assert "a TIFF of 3 pages: only its first is read" in caplog.text
+
+
+# --- malformed files and pages (an audit: each a traceback or a wrong answer before) -------------
+
+
+def without_tag(tiff: bytes, tag: int, page: int) -> bytes:
+    """The TIFF with ``tag`` renamed to a private one (65000) in its ``page``-th directory: the
+    directory keeps its size and place, the tag is gone for libtiff and for us."""
+    end = "<" if tiff[:2] == b"II" else ">"
+    offset = struct.unpack(end + "I", tiff[4:8])[0]
+    for _ in range(page):
+        (n,) = struct.unpack(end + "H", tiff[offset:offset + 2])
+        offset = struct.unpack(end + "I", tiff[offset + 2 + 12 * n:offset + 6 + 12 * n])[0]
+    (n,) = struct.unpack(end + "H", tiff[offset:offset + 2])
+    out = bytearray(tiff)
+    for k in range(n):
+        at = offset + 2 + 12 * k
+        if struct.unpack(end + "H", out[at:at + 2])[0] == tag:
+            out[at:at + 2] = struct.pack(end + "H", 65000)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("data", [b"II*\x00", b"II*\x00\x08\x00", b"MM\x00*\x00\x00\x00"])
+def test_a_tiff_cut_inside_its_header_is_unreadable(data):
+    """Under 8 bytes the directory walk unpacked a missing offset: struct.error out of decode_image,
+    and out of iter_frames (analyze stopped with a traceback, the other inputs unread)."""
+    with pytest.raises(BadInputError) as err:
+        decode_image(data, LIMIT)
+    assert err.value.reason == "unreadable"
+    [item] = iter_frames(["-"], stdin=io.BytesIO(data), max_pixels=LIMIT)
+    with pytest.raises(BadInputError):
+        item.decoded(LIMIT)
+
+
+@pytest.mark.parametrize("first", [0, 4096, 0xFFFFFFFF])
+def test_a_tiff_whose_first_directory_is_not_in_it_is_unreadable(tmp_path, pages, first):
+    """A first directory at 0 or past the end gave no page: max() of nothing, a ValueError out of
+    decode_image and analyze (the size check before today's pages said 'unreadable')."""
+    data = bytearray(multi_tiff(tmp_path / "one.tiff", pages[:1]))[:1024]
+    data[4:8] = struct.pack("<I", first)
+    path = tmp_path / "nowhere.tiff"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadInputError) as err:
+        decode_image(bytes(data), LIMIT)
+    assert err.value.reason == "unreadable"
+    [item] = iter_frames([str(path)], max_pixels=LIMIT)
+    with pytest.raises(BadInputError):
+        item.decoded(LIMIT)
+
+
+@pytest.mark.parametrize("tag", [256, 257])
+def test_a_page_whose_size_cannot_be_read_fails_alone(tmp_path, pages, tag):
+    """A page without its width (or length) refused the whole file: a scan of many pages lost every
+    one of them for one bad directory. That page is its frame's error, read no further."""
+    data = without_tag(multi_tiff(tmp_path / "three.tiff", pages), tag, page=1)
+    items = list(iter_frames(["-"], stdin=io.BytesIO(data), max_pixels=LIMIT))
+    assert [i.frame for i in items] == [0, 1, 2]
+    assert items[1].error is not None and items[1].error.reason == "unreadable"
+    assert items[1].error.detail.startswith("page 2: ")
+    for k in (0, 2):
+        np.testing.assert_array_equal(items[k].decoded(LIMIT), rgb(pages[k]))
+
+
+def test_a_job_s_tiff_is_judged_by_the_page_it_decodes(tmp_path, pages):
+    """The worker decodes a job's first page but judged it by the file's largest: a document whose
+    page 2 is over max_pixels was refused whole (too_large) where analyze and produce read page 1."""
+    big = np.zeros((200, 300, 3), np.uint8)
+    data = multi_tiff(tmp_path / "mixed.tiff", [pages[0], big, pages[1]])
+    [first, *_] = iter_frames(["-"], stdin=io.BytesIO(data), max_pixels=10_000)
+    job = decode_pixels(data, None, 10_000)
+    np.testing.assert_array_equal(job, first.decoded(10_000))
+    np.testing.assert_array_equal(job, rgb(pages[0]))
+
+
+def test_a_tiff_cut_before_a_page_ends_with_a_truncated_error(tmp_path, pages):
+    """A download that stopped inside a multi-page TIFF lost its last pages without a word (the
+    chain's next directory lay past the end, taken for its end): the pages before are read, then
+    a truncated error, as a GIF or a video cut short ends."""
+    data = multi_tiff(tmp_path / "three.tiff", pages)
+    third = tiff_directories(data).pages[2][0]  # where the third page's directory starts
+    cut = data[:third]
+    items = list(iter_frames(["-"], stdin=io.BytesIO(cut), max_pixels=LIMIT))
+    assert [(i.frame, i.error is None) for i in items] == [(0, True), (1, True), (2, False)]
+    assert items[2].error.reason == "truncated" and "page 3" in items[2].error.detail
+    for k in (0, 1):
+        np.testing.assert_array_equal(items[k].decoded(LIMIT), rgb(pages[k]))

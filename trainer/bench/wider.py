@@ -177,7 +177,10 @@ def load_wider(root: str | Path, geometry: str = "stretched") -> list[WiderImage
             raise DataError(f"{path.name} is not listed in {root / SIZES_FILE}")
         if wider_path not in gt:
             raise DataError(f"{wider_path} has no ground truth in {root / GT_FILE}")
-        size = image_size(path.read_bytes())
+        try:
+            size = image_size(path.read_bytes())
+        except BadInputError as exc:  # a JPEG of thousands of header segments
+            raise DataError(f"{path}: {exc.detail}") from None
         if size is None:
             raise DataError(f"{path}: cannot read the image size from its header")
         if geometry == "restored":
