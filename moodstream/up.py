@@ -9,8 +9,9 @@ command's results (its reply stream) and publishes them tracked beside it
 (``<reply>:tracked``); those are what ``up`` prints, as the stage publishes
 them, each once: faces with ``track_id`` and ``smoothed``, in the table as
 ``#0 happiness 87%`` with ``analyze --format table``'s legend on stderr.
-Completion is counted on the reply stream (a result the stage drops as a
-second answer cannot make it wait); once every frame is answered the stage is
+Completion is counted on the reply stream, one per job (a result the stage
+drops as a second answer cannot make it wait, nor end it before every frame is
+answered); once every frame is answered the stage is
 stopped, and the rows it publishes then are printed too. Should the stage
 die, that is one line and the worker's results it did not publish are printed
 untracked. With ``--summary FILE``, its per-person summary is written as
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRINTED_KEPT = 100_000  # job ids remembered to print each job once; results held for the stage, at most
+PRINTED_KEPT = 100_000  # job ids remembered to count and print each job once; results held for the stage, at most
 GONE_S = 5.0  # reading what the stage published without waiting: how long an unreachable Redis is retried
 
 
@@ -162,7 +163,9 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         # printed: the stage's tracked results; counted: the worker's, on the reply stream
         rows = _Rows(TablePrinter() if fmt == "table" else None,
                      ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
-        received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s
+        received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
+        answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
+        jobs: OrderedDict[str, None] = OrderedDict()  # the last PRINTED_KEPT job ids answered
         interrupted, stop_code, failure = False, 130, None
         try:
             while not (feed.done.is_set() and received >= feed.sent):
@@ -182,12 +185,23 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                     answers = reader.read(start=last, timeout_s=0.5)  # no wait: the timeout bounds retries
                 for r in answers:
                     last = r.id
+                    answers_read += 1
+                    if r.job_id in jobs:  # a second answer (a frame served twice) answers no other frame
+                        continue
+                    jobs[r.job_id] = None
+                    if len(jobs) > PRINTED_KEPT:
+                        jobs.popitem(last=False)
                     received += 1
                     rows.answered(r)
+            # held from here, inside the try: a signal as the loop ends is an interrupt (outputs finished, 130),
+            # never one that escapes before the hold (it stopped Redis, 'Aborted!', the held rows unprinted)
+            hold_stop_signals(previous)  # a signal from here on does not cut the rows or the summary short
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the summary of what was answered is still written
+            hold_stop_signals(previous)
             interrupted, stop_code = True, exit_code(exc)
             feed.stop.set()
         except click.ClickException as exc:  # said after the rows the stage still holds are printed
+            hold_stop_signals(previous)
             failure = exc
             feed.stop.set()
         if feed.error is not None and not interrupted and failure is None:  # it failed before sending: loop ended
@@ -197,12 +211,11 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
             click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
-        hold_stop_signals(previous)  # a second signal does not cut the rows or the summary short
-        rows.finish(tracking.stop(received))  # what the stage published as it stopped; raw what it did not
+        rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
         if rows.printer is not None and rows.faces:
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
         if failure is None:
-            _write_summary(tracking, received, summary_path, pipeline, settings, inputs, interrupted)
+            _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
         restore_stop_signals(previous)
         if failure is not None:
             raise failure
@@ -298,12 +311,13 @@ class _Tracking:
             return "the track stage stopped (see the log above)"
         return None
 
-    def stop(self, received: int) -> str | None:
-        """Once the stage has read every result: stop it (it publishes what it holds and the
-        runs' summaries). Returns why it may not have published all of them, None when it did."""
+    def stop(self, answers: int) -> str | None:
+        """Once the stage has read the reply stream's ``answers`` entries (second answers too):
+        stop it (it publishes what it holds and the runs' summaries). Returns why it may not have
+        published all of them, None when it did."""
         stage = self.stage
         deadline = time.monotonic() + 60
-        while stage.read < received and self.thread.is_alive() and time.monotonic() < deadline:
+        while stage.read < answers and self.thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         stage.request_stop()
         self.thread.join(timeout=60)
@@ -311,8 +325,8 @@ class _Tracking:
             return "the track stage did not stop within 60 s"
         if self.error is not None:
             return f"the track stage stopped: {self.error}"
-        if stage.read < received:
-            return f"the track stage read {stage.read} of {received} results"
+        if stage.read < answers:
+            return f"the track stage read {stage.read} of {answers} results"
         return None
 
 
@@ -348,15 +362,23 @@ class _Rows:
 
     def follow(self, wait_s: float = 0.0) -> None:
         """Print what the stage published, waiting up to ``wait_s`` for more (0: none; then a
-        Redis gone for ``GONE_S`` ends it, as the wait does)."""
-        for r in self.tracked.read(start=self.tracked_last, follow=wait_s > 0, timeout_s=wait_s or GONE_S):
-            self.tracked_last = r.id
-            self.waiting.pop(r.job_id, None)
-            self._print(r)
+        Redis gone for ``GONE_S`` ends it, as the wait does). A tracked stream that cannot be read
+        (a key of another type there: the stage cannot publish to it either) is the fall-back."""
+        try:
+            for r in self.tracked.read(start=self.tracked_last, follow=wait_s > 0, timeout_s=wait_s or GONE_S):
+                self.tracked_last = r.id
+                self.waiting.pop(r.job_id, None)
+                self._print(r)
+        except ConfigError as exc:  # a refused password fails the reply stream's reads next, in one line
+            self._raw(f"cannot read what the track stage published: {exc}")
 
     def fall_back(self, why: str) -> None:
         """The stage stopped: what it published first, then the rest of the worker's results raw."""
         self.follow()
+        if not self.raw:
+            self._raw(why)
+
+    def _raw(self, why: str) -> None:
         self.raw = True
         click.echo(f"up: {why}; the results it did not publish are printed untracked", err=True)
         for r in self.waiting.values():
@@ -368,6 +390,8 @@ class _Rows:
         if self.raw:
             return
         self.follow()  # what it published as it stopped (its last runs' frames) comes first
+        if self.raw:
+            return
         if why is None and self.waiting:
             why = f"the track stage did not publish {len(self.waiting)} of the results"
         if why is not None:
@@ -386,7 +410,7 @@ class _Rows:
             click.echo(json.dumps(r.to_json()))
 
 
-def _write_summary(tracking: _Tracking, received: int, summary_path: Path | None, pipeline, settings,
+def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None, pipeline, settings,
                    inputs: frozenset[str] = frozenset(), interrupted: bool = False) -> None:
     """The summary file, from the runs the stopped stage ended."""
     if summary_path is None:
@@ -394,8 +418,8 @@ def _write_summary(tracking: _Tracking, received: int, summary_path: Path | None
     from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
     stage = tracking.stage
-    if tracking.thread.is_alive() or tracking.error is not None or stage.read < received:
-        raise click.ClickException(f"up: the track stage read {stage.read} of {received} results"
+    if tracking.thread.is_alive() or tracking.error is not None or stage.read < answers:
+        raise click.ClickException(f"up: the track stage read {stage.read} of {answers} results"
                                    f"{' and failed' if tracking.error is not None else ''}; no summary")
     summarizer = Summarizer(stage.summary_config)
     summarizer.runs.extend(stage.ended)

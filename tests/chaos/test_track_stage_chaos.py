@@ -318,12 +318,9 @@ def test_a_job_answered_again_after_its_run_ended_is_published_once(redis_url, c
     assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
 
 
-@pytest.mark.parametrize("ended_by", ["idle", "eviction"])
-def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monkeypatch, ended_by):
-    """A run ended (its source idle past source_idle_s, or evicted past MAX_RUNS sources at once)
-    and then a slow worker's result for it came: it started run 2 of the source, a run of one
-    frame whose summary counted its face as a person. Now it is published untracked, as a late
-    result of the run it belongs to, and no run starts."""
+def run_ended_without_frame_4(redis_url, client, monkeypatch, ended_by: str) -> TrackStage:
+    """A stage whose run of clip.mp4 (frames 0..9, frame 4's worker slow) has ended: ``idle`` (10 s
+    without a result) or ``eviction`` (two other sources past MAX_RUNS = 2)."""
     from moodstream.worker.tracking import stage as stage_mod
 
     if ended_by == "eviction":
@@ -331,7 +328,7 @@ def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monk
     make_group(client)
     stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20,
                        source_idle_s=5.0 if ended_by == "idle" else 1e9)
-    for f in [*range(4), *range(5, 10)]:  # frame 4's worker is slow
+    for f in [*range(4), *range(5, 10)]:
         add(client, result("clip.mp4", f, f"r1-{f}", 1_000 + f))
     run_steps(stage, 100.0, n=3)
     if ended_by == "idle":
@@ -341,6 +338,16 @@ def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monk
             add(client, result(other, 0, f"{other}-0", 2_000))
         run_steps(stage, 101.5, n=2)
     assert "clip.mp4" not in stage.runs
+    return stage
+
+
+@pytest.mark.parametrize("ended_by", ["idle", "eviction"])
+def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monkeypatch, ended_by):
+    """A run ended (its source idle past source_idle_s, or evicted past MAX_RUNS sources at once)
+    and then a slow worker's result for it came: it started run 2 of the source, a run of one
+    frame whose summary counted its face as a person. Now it is published untracked, as a late
+    result of the run it belongs to, and no run starts."""
+    stage = run_ended_without_frame_4(redis_url, client, monkeypatch, ended_by)
     add(client, result("clip.mp4", 4, "r1-4", 1_004))  # the slow worker's answer
     run_steps(stage, 120.0, n=3)
     stage.flush()
@@ -349,4 +356,118 @@ def test_a_late_result_of_a_run_that_ended_starts_no_run(redis_url, client, monk
     assert stage.late == 1
     runs = [(s["source"], s["run"]) for s in map(lambda e: json.loads(e[1][FIELD]), client.xrange(KEYS.summaries))]
     assert ("clip.mp4", 2) not in runs and ("clip.mp4", 1) in runs, runs
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+def summaries(client: redis.Redis) -> list[tuple[str, int, int]]:
+    """(source, run, frames) of each summary published."""
+    entries = (json.loads(f[FIELD]) for _, f in client.xrange(KEYS.summaries))
+    return [(s["source"], s["run"], s["frames"]) for s in entries]
+
+
+def test_a_job_id_of_another_source_drops_none_of_its_results(redis_url, client):
+    """Job ids are the producer's to choose (``produce(job_id_prefix=...)``, ``<rq job id>-<n>``): two
+    sources with the same ids are two jobs each. The ended runs' job ids were kept for all sources
+    together, so source B's every result was dropped as 'a second answer' to source A's jobs, acked
+    and never published."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20, source_idle_s=5.0)
+    for f in range(5):
+        add(client, result("hall", f, f"batch-{f:06d}", 1_000 + f))
+    run_steps(stage, 100.0, n=3)
+    run_steps(stage, 110.0, n=2)  # idle: the run of 'hall' ends, its job ids kept
+    for f in range(5):
+        add(client, result("gate", f, f"batch-{f:06d}", 2_000 + f))
+    run_steps(stage, 120.0, n=3)
+    stage.flush()
+    gate = [r for r in tracked(client) if r.source == "gate"]
+    assert [r.frame for r in gate] == list(range(5)) and stage.duplicates == 0, (gate, stage.duplicates)
+    assert all(f.track_id == 0 for r in gate for f in r.faces)
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+def test_a_frame_sent_again_under_its_job_id_is_published_once(redis_url, client):
+    """An rq expand job stopped just after adding frame n adds it again when it resumes, under its
+    job id (``<rq job id>-<n>``) and stamped later: one frame, answered twice. The key of a second
+    answer leaves the enqueue time out for this: taken for a new pass, the run would end there."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20)
+    for f in range(5):
+        add(client, result("clip.mp4", f, f"rq1-{f:06d}", 1_000 + f))
+    run_steps(stage, 100.0, n=3)
+    for f in range(4, 10):  # resumed at frame 4, sent again
+        add(client, result("clip.mp4", f, f"rq1-{f:06d}", 2_000 + f))
+    run_steps(stage, 101.5, n=3)
+    stage.flush()
+    out = tracked(client)
+    assert [r.frame for r in out] == list(range(10)) and stage.duplicates == 1, [r.frame for r in out]
+    assert all(f.track_id == 0 for r in out for f in r.faces) and stage.late == 0
+    assert summaries(client) == [("clip.mp4", 1, 10)]
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+@pytest.mark.parametrize("clock", ["went back", "skewed into the run before", "forged in the run before"])
+def test_a_new_run_is_not_taken_for_stragglers_of_the_one_before(redis_url, client, clock):
+    """A result enqueued before the source's ended run's last enqueue was taken for a straggler of
+    that run: published untracked, no run started. A producer whose clock went back, a second
+    producer on the source name with a clock behind the first, or one forged result stamped at the
+    end of time in the run before (every later result of the source, for ever) then had a whole
+    run published untracked and never summarised. A straggler belongs to the run before by its place
+    there: enqueued between frames answered below and above its own number."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20, source_idle_s=5.0)
+    second = {"went back": 1_000, "skewed into the run before": 15_000, "forged in the run before": 50_000}[clock]
+    for f in range(100):
+        add(client, result("cam", f, f"r1-{f}", 10_000 + 100 * f))
+    if clock == "forged in the run before":
+        add(client, result("cam", 100, "forged", (1 << 53) - 1))
+    run_steps(stage, 100.0, n=3)
+    run_steps(stage, 110.0, n=2)  # idle: run 1 ends
+    for f in range(10):
+        add(client, result("cam", f, f"r2-{f}", second + f))
+    run_steps(stage, 120.0, n=3)
+    stage.flush()
+    run2 = [r for r in tracked(client) if r.job_id.startswith("r2-")]
+    assert [r.frame for r in run2] == list(range(10)), [r.frame for r in run2]
+    assert all(f.track_id == 0 for r in run2 for f in r.faces), [f.track_id for r in run2 for f in r.faces]
+    assert stage.late == 0 and ("cam", 2, 10) in summaries(client), summaries(client)
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+@pytest.mark.parametrize("second_ms", [1_000, 10_050], ids=["before the first", "inside the first"])
+def test_a_second_pass_stamped_by_a_clock_behind_is_not_dropped(redis_url, client, second_ms):
+    """While the first run of a source goes on, a second pass from a producer whose clock is behind
+    (enqueued 'before' the first pass's last frame): its frame numbers were answered already, under
+    other job ids, so each of its results was dropped as a duplicate frame, acked, never published.
+    A frame answered again under another job is a new pass, as without enqueue times; the frames
+    after it are no stragglers of the first pass, which answered them."""
+    make_group(client)
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=300, block_ms=20)
+    for f in range(10):
+        add(client, result("cam", f, f"r1-{f}", 10_000 + 100 * f))
+    run_steps(stage, 100.0, n=3)
+    for f in range(10):
+        add(client, result("cam", f, f"r2-{f}", second_ms + f))
+    run_steps(stage, 101.5, n=3)
+    stage.flush()
+    out = tracked(client)
+    assert sorted(r.job_id for r in out) == sorted([f"r1-{f}" for f in range(10)] + [f"r2-{f}" for f in range(10)])
+    assert stage.duplicates == 0 and stage.late == 0
+    assert summaries(client) == [("cam", 1, 10), ("cam", 2, 10)]
+    assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0
+
+
+@pytest.mark.parametrize("ended_by", ["idle", "eviction"])
+def test_a_straggler_answered_twice_after_its_run_ended_is_published_once(redis_url, client, monkeypatch,
+                                                                         ended_by):
+    """A straggler of a run that had ended went out untracked without its job being remembered, so
+    the job's second answer (the frame served twice) went out again: published twice."""
+    stage = run_ended_without_frame_4(redis_url, client, monkeypatch, ended_by)
+    add(client, result("clip.mp4", 4, "r1-4", 1_004))  # the slow worker's answer ...
+    run_steps(stage, 120.0, n=2)
+    add(client, result("clip.mp4", 4, "r1-4", 1_004))  # ... and the same frame served again
+    run_steps(stage, 130.0, n=2)
+    stage.flush()
+    assert [r.job_id for r in tracked(client)].count("r1-4") == 1
+    assert stage.late == 1 and stage.duplicates == 1
     assert client.xpending(KEYS.results, KEYS.track_group)["pending"] == 0

@@ -31,15 +31,23 @@ result adds is at most ``reorder_wait_ms``, usually none.
 **Runs, not sources.** A source's results belong to a *run*: one pass of a
 producer over it, enqueued in frame order (as ``produce``, the expander and
 ``up`` do; the stream order may differ). A result whose frame number is at or
-below the highest frame of the current run but which was enqueued after every
-result of that run (``enqueued_at_ms``; without it, a frame number the run has
-answered, under a new job id) starts the frame numbers again: the current run ends (its buffer is released, its tracks
+below the highest frame of the current run which was enqueued after every
+result of that run (``enqueued_at_ms``), or which the run has answered under
+another job (a producer whose clock is behind; a result without enqueue time)
+starts the frame numbers again: the current run ends (its buffer is released, its tracks
 end) and a new one starts, with ids from 0 again. A second answer to a job
-(at-least-once delivery: a reclaimed frame served twice) is recognised by its
-job id, acked, dropped and logged at once, also after its run ended (the last
-``ENDED_JOBS`` job ids of ended runs are kept). A result enqueued before the
-source's last run ended, which arrives after it ended (idle, or evicted), is
-late for that run: published untracked, it starts no run of its own.
+(at-least-once delivery: a reclaimed frame served twice) is recognised by what
+the worker copies from the message (:func:`answer_key`: source, job id and
+frame; a job id alone is the producer's to choose and comes again in another
+source), acked, dropped and logged at once,
+also after its run ended (the last ``ENDED_JOBS`` answers of ended runs are kept). A *straggler*
+of a run that ended (idle, evicted, or followed by the next pass) is late for
+that run: published untracked, it starts no run of its own. A straggler is told
+by its place in that run (:class:`EnqueueSpan`): enqueued between its earliest
+and latest answered results, its frame number between theirs, and not a frame
+the run answered; an enqueue time alone is not enough (a producer whose clock
+went back, a second producer on the source name, one forged time at the end of
+time would have a whole new run published untracked).
 
 **Nothing stays pending.** A publish that fails on a connection error is kept
 and retried once Redis is back, publishing only what is still pending (the
@@ -104,7 +112,7 @@ STRIDE_EVIDENCE = 3  # gaps between released frames seen before the smallest one
 MAX_BUFFERED = 10_000  # per source: beyond this the oldest frame is released without waiting
 RECENT = 512  # released frame indexes remembered per source, to tell a redelivery from a late result
 RECENT_JOBS = 20_000  # job ids remembered per run, to drop a job's second answer
-ENDED_JOBS = 50_000  # job ids of runs that ended, remembered (all sources together) for the same
+ENDED_JOBS = 50_000  # answers of runs that ended, remembered (all sources together) for the same
 READ_COUNT = 500  # entries per read
 SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
 PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a part of its summary
@@ -189,6 +197,28 @@ class SourceOrder:
         return self.ready(float("inf"), 0.0)
 
 
+@dataclass(frozen=True, slots=True)  # one per source remembered (RUN_NUMBERS_KEPT): small
+class EnqueueSpan:
+    """Where a run's answered results were enqueued, to tell its stragglers (results of its jobs
+    that come after it ended) from the next pass: the earliest ``(first_ms, first_frame)`` and the
+    latest ``(last_ms, last_frame)``, and the frames it answered where they are kept."""
+
+    first_ms: int
+    first_frame: int
+    last_ms: int
+    last_frame: int
+    answered: frozenset = frozenset()  # kept for a run ended by the next pass (bounded: RECENT)
+
+    def holds(self, r: FrameResult) -> bool:
+        """Was ``r`` enqueued during this run? A producer enqueues a pass in frame order, so a frame
+        the run did not answer was enqueued after the earliest answered one and numbered above it,
+        and before the latest and below it. A new pass starts at a frame the run answered, or at
+        its first or below, whatever its producer's clock says."""
+        t = r.enqueued_at_ms
+        return (t is not None and self.first_ms <= t <= self.last_ms and self.first_frame < r.frame < self.last_frame
+                and r.frame not in self.answered)
+
+
 @dataclass
 class SourceRun:
     """One pass of a producer over a source: its reorder buffer, its tracks, the job ids it answered."""
@@ -201,38 +231,65 @@ class SourceRun:
     picture_best: dict = field(default_factory=dict)  # track id -> (best pixel-free score read, frames read)
     thumbnails: dict = field(default_factory=dict)  # ended track id -> its picture, base64 JPEG
     parts: int = 0  # parts of its summary published
-    jobs: OrderedDict = field(default_factory=OrderedDict)  # job id -> results entry id (bounded)
-    after_ms: int | None = None  # the previous run's last enqueue time: results up to it are stragglers
+    jobs: OrderedDict = field(default_factory=OrderedDict)  # answer_key without the source -> entry id (bounded)
+    after: EnqueueSpan | None = None  # the run before, ended by this one: its stragglers are late
     max_frame: int | None = None
-    max_enqueued_ms: int | None = None
+    first: tuple[int, int] | None = None  # (enqueue time, frame) of the earliest answered result, lowest frame
+    last: tuple[int, int] | None = None  # (enqueue time, frame) of the latest, highest frame
 
-    def answered_by(self, job_id: str | None) -> str | None:
-        """The results entry that answered this job in this run, if any."""
-        return self.jobs.get(job_id) if job_id else None
+    @property
+    def max_enqueued_ms(self) -> int | None:
+        return self.last[0] if self.last is not None else None
+
+    def answered_by(self, r: FrameResult) -> str | None:
+        """The results entry that answered ``r``'s job in this run, if any."""
+        key = answer_key(r)
+        return self.jobs.get(key[1:]) if key is not None else None
 
     def restarts(self, r: FrameResult) -> bool:
-        """Does ``r`` (a job not answered in this run) start the frame numbers again? A
-        producer enqueues a run in frame order, so a frame at or below the highest one,
-        enqueued after all of them, is a new pass; without enqueue times, a frame number
-        this run has already answered."""
+        """Does ``r`` (a job not answered in this run, no straggler of the run before) start the
+        frame numbers again? A producer enqueues a run in frame order, so a frame at or below the
+        highest one, enqueued after all of them, is a new pass; so is a frame number this run has
+        answered, under another job (without enqueue times, or stamped by a clock behind the
+        first pass's: it was dropped as a duplicate, never published)."""
         if self.max_frame is None or r.frame > self.max_frame:
             return False
-        if r.enqueued_at_ms is not None and self.max_enqueued_ms is not None:
-            return r.enqueued_at_ms > self.max_enqueued_ms
+        at, latest = r.enqueued_at_ms, self.max_enqueued_ms
+        if at is not None and latest is not None and at > latest:
+            return True
         return r.frame in self.order.buffered or r.frame in self.order.recent
 
     def straggler(self, r: FrameResult) -> bool:
         """Enqueued during the previous run: it belongs there (it ended), not here."""
-        return r.enqueued_at_ms is not None and self.after_ms is not None and r.enqueued_at_ms <= self.after_ms
+        return self.after is not None and self.after.holds(r)
+
+    def span(self, answered: bool = False) -> EnqueueSpan | None:
+        """Where this run's results were enqueued (None: none had an enqueue time); ``answered``:
+        with the frames it answered (the last ``RECENT``)."""
+        if self.first is None or self.last is None:
+            return None
+        return EnqueueSpan(*self.first, *self.last, frozenset(self.order.recent) if answered else frozenset())
 
     def note(self, entry_id: str, r: FrameResult) -> None:
-        if r.job_id:
-            self.jobs[r.job_id] = entry_id
+        key = answer_key(r)
+        if key is not None:
+            self.jobs[key[1:]] = entry_id
             if len(self.jobs) > RECENT_JOBS:
                 self.jobs.popitem(last=False)
         self.max_frame = r.frame if self.max_frame is None else max(self.max_frame, r.frame)
-        if r.enqueued_at_ms is not None and (self.max_enqueued_ms is None or r.enqueued_at_ms > self.max_enqueued_ms):
-            self.max_enqueued_ms = r.enqueued_at_ms
+        if r.enqueued_at_ms is not None:
+            at = (r.enqueued_at_ms, r.frame)
+            self.first = at if self.first is None else min(self.first, at)
+            self.last = at if self.last is None else max(self.last, at)
+
+
+def answer_key(r: FrameResult) -> tuple | None:
+    """What two answers to one job share: the source, job id and frame the worker copies from the
+    message. A job id alone is not enough: the producer chooses it (``produce(job_id_prefix=...)``,
+    ``<rq job id>-<n>``), so it comes again in another source. Not the enqueue time: an rq expand
+    job stopped just after adding frame n adds it again on resuming, under its job id, stamped
+    later (the same frame, to publish once). None without a job id (no second answer can be told)."""
+    return (r.source, r.job_id, r.frame) if r.job_id else None
 
 
 def thumbnail_b64(picture) -> str:
@@ -296,10 +353,10 @@ class TrackStage:
         self.keep_summaries = keep_summaries
         self.ended: list[SourceSummary] = []  # with keep_summaries
         self.runs: OrderedDict[str, SourceRun] = OrderedDict()  # least recently seen first
-        # source -> [its last run's number, that run's last enqueue time once it ended], least recently
-        # seen first: a result enqueued by then, after the run ended, is a straggler of it
+        # source -> [its last run's number, that run's EnqueueSpan once it ended], least recently
+        # seen first: a result enqueued during that run, after it ended, is a straggler of it
         self._run_numbers: OrderedDict[str, list] = OrderedDict()
-        self._ended_jobs: OrderedDict[str, str] = OrderedDict()  # job id -> results entry, of ended runs
+        self._ended_jobs: OrderedDict[tuple, str] = OrderedDict()  # answer_key -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
@@ -381,27 +438,28 @@ class TrackStage:
         """Buffer ``r`` in its run; returns what must be published at once (a run's end, a late result)."""
         out: list[tuple[str, FrameResult]] = []
         run = self.runs.get(r.source)
-        answered = run.answered_by(r.job_id) if run is not None else None
+        answered = run.answered_by(r) if run is not None else None
         if answered is None and r.job_id:  # answered in a run that ended (the next run's, or none, now)
-            answered = self._ended_jobs.get(r.job_id)
+            answered = self._ended_jobs.get(answer_key(r))
         if answered is not None and answered != entry_id:
             self._drop(entry_id, r, f"a second answer to job {printable(r.job_id)} (first: entry {answered})")
             return out
         if run is None and self._straggler(r):  # its run ended (idle, evicted): no run of one late frame
+            self._remember_ended([(answer_key(r), entry_id)])  # its job's second answer is dropped too
             self.late += 1
             log.warning("%s: result for %s frame %d came after its run ended (over reorder_wait_ms); published "
                         "untracked", self.actor, printable(r.source), r.frame)
             r.faces = untracked(r.faces)
             return [(entry_id, r)]
-        if run is None or (answered is None and run.restarts(r)):
-            after_ms = None
+        if run is None or (answered is None and not run.straggler(r) and run.restarts(r)):
+            after = None
             if run is not None:
                 out += self._end_run(run, "its frame numbers started again")
-                after_ms = run.max_enqueued_ms
+                after = run.span(answered=True)
             while len(self.runs) >= MAX_RUNS:  # bounded, whatever names a producer sends
                 out += self._end_run(next(iter(self.runs.values())),
                                      f"over {MAX_RUNS} sources at once: the least recently seen ends")
-            run = self._new_run(r.source, after_ms)
+            run = self._new_run(r.source, after)
         self.runs.move_to_end(r.source)
         self._run_numbers.move_to_end(r.source)  # forgotten last by the sources still sending
         late = run.straggler(r)
@@ -421,10 +479,15 @@ class TrackStage:
         return out
 
     def _straggler(self, r: FrameResult) -> bool:
-        """Enqueued before the source's last run ended (that run is gone: idle, or evicted)."""
+        """Enqueued during the source's last run, which ended (idle, or evicted)."""
         last = self._run_numbers.get(r.source)
-        return (r.enqueued_at_ms is not None and last is not None and last[1] is not None
-                and r.enqueued_at_ms <= last[1])
+        return last is not None and last[1] is not None and last[1].holds(r)
+
+    def _remember_ended(self, answers) -> None:
+        """(answer_key, entry id) of runs that ended, the last ``ENDED_JOBS`` kept."""
+        self._ended_jobs.update((key, eid) for key, eid in answers if key is not None)
+        while len(self._ended_jobs) > ENDED_JOBS:
+            self._ended_jobs.popitem(last=False)
 
     def _drop(self, entry_id: str, r: FrameResult, why: str) -> None:
         self.duplicates += 1
@@ -432,14 +495,14 @@ class TrackStage:
         log.warning("%s: dropped results entry %s for %s frame %d: %s", self.actor, entry_id, printable(r.source),
                     r.frame, why)
 
-    def _new_run(self, source: str, after_ms: int | None = None) -> SourceRun:
+    def _new_run(self, source: str, after: EnqueueSpan | None = None) -> SourceRun:
         number = self._run_numbers.pop(source, [0])[0] + 1
         self._run_numbers[source] = [number, None]
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
         state = TrackState(self.tracker_config, name=f"{self.actor}: run {number} of source {printable(source)}")
-        run = self.runs[source] = SourceRun(source, number, state, summary, after_ms=after_ms)
+        run = self.runs[source] = SourceRun(source, number, state, summary, after=after)
         if number > 1:
             log.info("%s: run %d of source %s starts", self.actor, number, printable(source))
         return run
@@ -450,10 +513,8 @@ class TrackStage:
         del self.runs[run.source]
         last = self._run_numbers.get(run.source)
         if last is not None and last[0] == run.number:
-            last[1] = run.max_enqueued_ms
-        self._ended_jobs.update(run.jobs)
-        while len(self._ended_jobs) > ENDED_JOBS:
-            self._ended_jobs.popitem(last=False)
+            last[1] = run.span()
+        self._remember_ended(((run.source, *key), eid) for key, eid in run.jobs.items())  # one source str
         message = self._queue_summary(run, why, last=True)
         if message is not None and self.keep_summaries:
             self.ended.append(run.summary)
