@@ -21,6 +21,7 @@ from moodstream.producer.client import Producer
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.wire import FIELD, decode_frame, encode_result, new_job_id
+from moodstream.worker.tracking import runs as runs_mod
 from moodstream.worker.tracking import stage as stage_mod
 from moodstream.worker.tracking.stage import TrackStage
 from moodstream.worker.tracking.summary import SourceSummary
@@ -92,7 +93,7 @@ def summaries(client, keys) -> list[dict]:
 def test_a_live_run_holds_its_ended_tracks_compactly_and_publishes_them_in_parts(redis_url, client, keys,
                                                                                monkeypatch):
     monkeypatch.setattr(stage_mod, "PART_TRACKS", 50)
-    monkeypatch.setattr(stage_mod, "RECENT_JOBS", 100)  # bounded apart (20,000 job ids a run): not measured here
+    monkeypatch.setattr(runs_mod, "RECENT_JOBS", 100)  # bounded apart (20,000 job ids a run): not measured here
     stage, live = started(redis_url, client, keys, tracks=100)
     gc.collect()
     tracemalloc.start()

@@ -13,7 +13,7 @@ import pytest
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.worker.tracking.stage import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
+from moodstream.worker.tracking.runs import STRIDE_EVIDENCE, Pending, SourceOrder, untracked
 from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
 
 FPS = 30.0
@@ -222,7 +222,7 @@ class NaiveOrder(SourceOrder):
     released): the oracle for the heaps that replaced it."""
 
     def ready(self, now_s: float, wait_s: float) -> list[Pending]:
-        from moodstream.worker.tracking.stage import MAX_BUFFERED
+        from moodstream.worker.tracking.runs import MAX_BUFFERED
 
         out = []
         while self.buffered:

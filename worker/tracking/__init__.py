@@ -15,6 +15,8 @@ reading and drawing:
   and the service;
 * :mod:`.stage`: the service's track stage, ``moodstream track`` (results back
   in frame order per source, tracked, summaries when a source run ends);
+* :mod:`.runs`: a source's run as the stage holds it (its reorder buffer, the
+  answers it has seen, its summary message);
 * :mod:`.pictures`: face pictures read back from the frames stream for it;
 * :mod:`.reader`: ``moodstream tracks``, which reads those summaries.
 
