@@ -297,7 +297,8 @@ def gif_frames_beyond_one(f) -> bool:
 
 def gif_blocks(f, stop_at: int | None = None) -> tuple[int, bool]:
     """(images, whole) of the GIF read from ``f``: its images counted (up to ``stop_at``), and
-    whether its blocks end with the trailer (0x3b) inside the data; (0, False) for no GIF."""
+    whether its blocks end with the trailer (0x3b) or with the data, between blocks (a cut inside
+    a block is not whole); (0, False) for no GIF."""
     head = f.read(13)
     if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
         return 0, False
@@ -318,8 +319,8 @@ def gif_blocks(f, stop_at: int | None = None) -> tuple[int, bool]:
             f.read(1)
         elif kind == b"\x21":  # an extension: its label, then its data
             f.read(1)
-        else:  # the trailer, the end of the data, or not a GIF past here
-            return images, kind == b"\x3b"
+        else:  # the trailer; the data ending between blocks (every image whole: some encoders leave out
+            return images, kind in (b"\x3b", b"")  # the trailer, browsers show it whole); not a GIF past here
         while True:  # data sub-blocks, up to an empty one
             size = f.read(1)
             if not size:

@@ -83,3 +83,18 @@ def test_a_gif_cut_short_says_so(tmp_path):
     piped = list(iter_frames(["-"], stdin=io.BytesIO(cut.read_bytes())))  # on stdin too
     assert piped[-1].error is not None and piped[-1].error.reason == "truncated"
     assert "/tmp" not in piped[-1].error.detail
+
+
+def test_a_gif_without_its_trailer_byte_is_whole(tmp_path):
+    """Some encoders leave out the last byte (the trailer): every image is there, browsers show it
+    whole, and it was called truncated (exit 1). The data ending between blocks is whole; a cut
+    inside a block is not."""
+    from moodstream.shared.media import iter_video
+
+    clip = gif(tmp_path / "clip.gif", 3)
+    data = clip.read_bytes()
+    assert data[-1:] == b"\x3b"
+    bare = tmp_path / "bare.gif"
+    bare.write_bytes(data[:-1])
+    items = list(iter_video(str(bare)))
+    assert len(items) == 3 and all(it.error is None for it in items), items[-1]
