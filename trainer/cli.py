@@ -58,7 +58,7 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Fit the class-prior adjustment on Valid after training [default: on, off for paper-* presets].")
 @click.option("--seed", type=int, help="Random seed (data order, augmentation, init).")
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
-@click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--init", "init", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
 @click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None,
@@ -137,7 +137,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
               help="FER+ root or a folder-per-class dataset.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
               help="Which split to evaluate (select models on valid, report test).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Checkpoint to evaluate [default: the shipped model].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
 @click.option("--out", type=OutputFile(), help="Also write the JSON report here.")
@@ -177,7 +177,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
 @click.command("balance")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The dataset the checkpoint was trained on (Train gives the prior, Valid picks tau).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Checkpoint to adjust [default: the shipped model].")
 @click.option("--out", type=OutputFile(),
               help="Write the adjusted checkpoint here [default: overwrite --checkpoint; refused for the "

@@ -42,3 +42,23 @@ def test_a_missing_data_folder_is_a_usage_error_naming_it(tmp_path, command):
     assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
     assert len(errors) == 1 and str(missing) in errors[0] and command.split()[-1] in errors[0], res.output
     assert "Traceback" not in res.output
+
+
+FILES = {
+    "eval --checkpoint": ["eval", "--data", "TMP", "--checkpoint", "MISSING", "--device", "cpu"],
+    "balance --checkpoint": ["balance", "--data", "TMP", "--checkpoint", "MISSING", "--out", "OUT", "--device", "cpu"],
+    "train --init": ["train", "--data", "TMP", "--init", "MISSING", "--device", "cpu", "--out", "TMP/run"],
+}
+
+
+@pytest.mark.parametrize("command", list(FILES))
+def test_a_missing_checkpoint_file_is_a_usage_error_naming_it(tmp_path, command):
+    """A checkpoint named that does not exist was found after the data had been read (eval,
+    balance) or the model built (train --init): exit 1, or a traceback. A usage error now."""
+    missing = tmp_path / "no-such.pt"
+    args = [{"MISSING": str(missing), "OUT": str(tmp_path / "out.pt"), "TMP": str(tmp_path),
+             "TMP/run": str(tmp_path / "run")}.get(a, a) for a in FILES[command]]
+    res = CliRunner().invoke(cli, args)
+    errors = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
+    assert len(errors) == 1 and str(missing) in errors[0] and command.split()[-1] in errors[0], res.output
