@@ -97,8 +97,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     smoothed emotions, as `analyze` gives them (should the stage stop, one
     line says so and the rest are printed untracked). Exits 0 once every
     frame has a result (an error record counts); 1 when one never comes
-    (timeout, the worker stopped) or an input cannot be sent at all (not
-    found); 130 on Ctrl-C (143 on SIGTERM).
+    (timeout, the worker stopped), an input cannot be sent at all (not
+    found) or a --summary file or picture cannot be written; 130 on Ctrl-C
+    (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the summary of
+    what was answered written and marked "interrupted").
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")

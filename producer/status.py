@@ -242,7 +242,9 @@ def status(as_json, watch, window_s, redis_url, prefix):
     as of the last beat) and the consumer group (a worker holding entries is
     busy; "in hand" is what it holds now); backlog is the group's undelivered
     lag plus pending entries, beside the XINFO GROUPS lag that KEDA's lagCount
-    reads; frames/s now (last 5 s) beside the average over --window-s. A
+    reads; frames/s now (last 5 s) beside the average over --window-s; dead
+    letters by reason, counted over the newest 1,000 (a note says so when
+    the stream holds more). A
     refused password is one line and exit 1 at once; a Redis that refuses
     connections is waited for up to 10 s (said at once on stderr), then one
     line and exit 1; --watch keeps waiting for a Redis that went away.

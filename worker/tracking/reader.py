@@ -126,9 +126,10 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
 
     Reads <prefix>:summaries, where `moodstream track` adds a source run's
     summary when the run ends (a new run of the source starts, it is idle for
-    --source-idle-s, or the stage stops). Each summary lists the tracks with
-    their time span, mean raw probabilities, dominant emotion, episodes and
-    whether they count as a person.
+    the stage's --source-idle-s, or the stage stops); a run that goes on (a
+    live camera) comes in parts, 1000 ended tracks each. Each summary lists
+    the tracks with their time span, mean raw probabilities, dominant emotion,
+    episodes and whether they count as a person.
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
