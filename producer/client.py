@@ -131,6 +131,10 @@ class Producer:
             return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
         job.enqueued_at_ms = now_ms()
         payload = encode_frame(job)
+        if len(payload) > self.settings.max_message_bytes:  # the worker would dead-letter it unread
+            raise BadInputError("too_large", f"frame {job.frame}: a message of {len(payload)} bytes once encoded "
+                                             f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
+                                             f"({self.settings.max_message_bytes}): not sent")
         trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
         entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
                                                        approximate=True))
@@ -157,16 +161,20 @@ class Producer:
         """A FrameItem from :func:`shared.media.iter_frames`; an item carrying an
         error is reported through ``notice`` and counted, and None is returned
         (a frame dropped under backpressure gives a ref that says ``dropped``)."""
+        if item.error is None:
+            try:
+                if item.image is not None:
+                    return self.submit_array(item.image, item.source, item.frame, timestamp_s=item.timestamp_s,
+                                             job_id=job_id)
+                return self.submit_image(item.data or b"", item.source, item.frame, timestamp_s=item.timestamp_s,
+                                         job_id=job_id)
+            except BadInputError as exc:  # not encodable, or over max_message_bytes once encoded: this frame's
+                item.error = exc  # error, said and counted as a reader's (the expander reads it there too)
         if item.error is not None:
             self.stats.failed_inputs.append((item.source, item.error.reason))
             # a video cut short fails after its frames were sent: not skipped
             self.notice(f"producer: {'skipped ' if item.frame == 0 else ''}{item.source}: {item.error}")
-            return None
-        if item.image is not None:
-            return self.submit_array(item.image, item.source, item.frame, timestamp_s=item.timestamp_s,
-                                     job_id=job_id)
-        return self.submit_image(item.data or b"", item.source, item.frame, timestamp_s=item.timestamp_s,
-                                 job_id=job_id)
+        return None
 
     # --- sources ------------------------------------------------------------------
 

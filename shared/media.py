@@ -27,7 +27,7 @@ import numpy as np
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES,
                                        gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, matroska_whole,
-                                       sniff_format, sniff_video, tiff_directories, tiff_page_alone)
+                                       TiffChain, sniff_format, sniff_video, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -429,8 +429,8 @@ def image_items(source: str, data: bytes, max_pixels: int | None = None) -> Iter
     as frames 0, 1, ... of ``source``, still images without a time; a page that fails is its frame's
     error, pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them, and a file that
     ends before its next page's directory (cut short) one ``truncated`` error after its pages."""
-    chain = tiff_directories(data) if sniff_format(data) == "tiff" else None
-    if chain is None or (len(chain.pages) < 2 and not chain.more and not chain.cut):
+    chain = _tiff_pages(data)
+    if chain is None:
         yield FrameItem(source, 0, data=data)
         return
     n = len(chain.pages)
@@ -447,6 +447,31 @@ def image_items(source: str, data: bytes, max_pixels: int | None = None) -> Iter
         yield FrameItem(source, n, error=BadInputError(
             "truncated", f"the TIFF ends before page {n + 1}'s directory, which its page {n} names: truncated "
                          f"or damaged (the pages before were read)"))
+
+
+def _tiff_pages(data) -> TiffChain | None:
+    """A multi-page TIFF's chain of pages (read as frames), or None: one image."""
+    chain = tiff_directories(data) if sniff_format(data) == "tiff" else None
+    if chain is None or (len(chain.pages) < 2 and not chain.more and not chain.cut):
+        return None
+    return chain
+
+
+def image_records(path: str) -> int:
+    """How many records :func:`image_items` gives for the image file at ``path``: a page each
+    of a multi-page TIFF (and one error past its last), else 1. Its directories are read through
+    a map of the file, not the file itself (a progress bar's count)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) not in (b"II*\0", b"MM\0*"):
+                return 1
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                chain = _tiff_pages(data)
+    except (OSError, ValueError):  # unreadable, empty: one error record
+        return 1
+    return 1 if chain is None else len(chain.pages) + (chain.more or chain.cut)
 
 
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,

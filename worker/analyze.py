@@ -28,8 +28,8 @@ import numpy as np
 
 from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import (FrameItem, expand_paths, input_files, is_stream_spec, is_video, iter_frames,
-                                     opencv_can_name, plausible_fps)
+from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
+                                     iter_frames, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
@@ -126,7 +126,7 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     total = 0
     for spec in specs:
         if spec == "-" or not is_video(spec):
-            total += 1
+            total += 1 if spec == "-" or not os.path.isfile(spec) else image_records(spec)  # a TIFF's pages
             continue
         if is_stream_spec(spec):
             return None
@@ -139,7 +139,8 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
         if count <= 0:
             total += 1
             continue
-        n = math.ceil(count / plausible_fps(native) * fps) if fps else math.ceil(count / every_n)
+        native = plausible_fps(native)  # --fps above it samples every frame (iter_video's rate)
+        n = math.ceil(count / native * min(fps, native)) if fps else math.ceil(count / every_n)
         total += min(n, max_frames) if max_frames else n
     return total
 
@@ -311,7 +312,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             r = out.record
             faces += len(r.faces)
             if annotator is not None:
-                annotator.add(r.source, out.image, r.faces, out.video, out.rate)
+                annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame)
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 summary.add(r, out.image)

@@ -123,8 +123,10 @@ class Annotator:
         self._video_path: Path | None = None
         self._writer: cv2.VideoWriter | None = None
 
-    def _path(self, source: str, ext: str) -> Path:
-        stem, n = safe_stem(source), 1
+    def _path(self, source: str, ext: str, page: int = 0) -> Path:
+        """A free name for ``source``'s annotated file; a multi-page TIFF's page after the first is
+        named by its page (``doc-page2.png``: its own name, so a rerun writes the same files)."""
+        stem, n = safe_stem(source) + (f"-page{page + 1}" if page else ""), 1
         name = stem + ext
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
                or os.path.realpath(self.out_dir / name) in self.inputs
@@ -134,14 +136,16 @@ class Annotator:
         self.taken.add(name)
         return self.out_dir / name
 
-    def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None) -> None:
-        """Annotate one frame: an image file, or the next frame of ``source``'s video, written at
-        ``rate`` frames/s (its reader's, :attr:`shared.media.FrameItem.rate`; None: read from the file)."""
+    def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None,
+            frame: int = 0) -> None:
+        """Annotate one frame: an image file (``frame``: its page, a multi-page TIFF's), or the next
+        frame of ``source``'s video, written at ``rate`` frames/s (its reader's,
+        :attr:`shared.media.FrameItem.rate`; None: read from the file)."""
         annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
         if not video:
             self._close_video()
             ext = Path(source).suffix.lower()
-            path = self._path(source, ext if ext in WRITABLE_EXTS else ".png")
+            path = self._path(source, ext if ext in WRITABLE_EXTS else ".png", frame)
             if not cv2.imwrite(str(path), annotated):
                 log.warning("annotate: cannot write %s", path)
                 self.failed.append(path)

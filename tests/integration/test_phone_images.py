@@ -102,3 +102,23 @@ def test_produce_sends_each_page_of_a_tiff_as_a_frame(tmp_path, redis_url, clien
         job = decode_frame(fields[FIELD])
         rgb = decode_pixels(job.image, job.array, settings.max_pixels)  # the worker's decode step
         np.testing.assert_array_equal(rgb, cv2.cvtColor(page, cv2.COLOR_BGR2RGB))
+
+
+def test_a_page_over_max_message_bytes_once_encoded_is_refused_not_sent(tmp_path, redis_url, client, keys):
+    """A TIFF of flat pages is small, its pages sent as frames are not (raw here: 120x120x3 bytes
+    each): a message over max_message_bytes was sent all the same, for the worker to dead-letter
+    unread, and produce exited 0. It is refused at the producer, named, and the run fails."""
+    from moodstream.producer.client import Producer
+
+    small = np.full((30, 30, 3), 90, np.uint8)
+    flat = np.full((120, 120, 3), 90, np.uint8)
+    scan = tmp_path / "scan.tiff"
+    multi_tiff(scan, [small, flat])
+    assert scan.stat().st_size < 20_000
+    notices: list[str] = []
+    producer = Producer(settings_for(redis_url, max_message_bytes=20_000), encoding="raw", notice=notices.append)
+    refs = list(producer.produce([str(scan)]))
+    assert [(r.source, r.frame) for r in refs] == [(str(scan), 0)]
+    assert client.xlen(keys.frames) == 1
+    assert producer.stats.failed_inputs == [(str(scan), "too_large")]
+    assert any("max_message_bytes" in n and "frame 1" in n for n in notices), notices
