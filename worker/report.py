@@ -114,7 +114,13 @@ class Report:
             return
         if not video:
             self.images += 1
-            self.not_shown.append({"source": record.source, "why": "an image (the report shows videos)"})
+            last = self.not_shown[-1] if self.not_shown else None
+            if last is not None and last["source"] == record.source and last.get("pages") == record.frame > 0:
+                last["pages"] += 1  # the next page of a multi-page TIFF: one line for the file
+                last["why"] = f"an image of {last['pages']} pages (the report shows videos)"
+            else:
+                self.not_shown.append({"source": record.source, "why": "an image (the report shows videos)",
+                                       "pages": 1})
             return
         part = self.current.get(record.source)
         if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own

@@ -31,3 +31,21 @@ def test_annotated_pages_are_named_by_page_and_a_rerun_writes_the_same_files(tmp
         result = run("--annotate", str(out), str(src))
         assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["doc-2.png", "doc-page2.png", "doc-page3.png", "doc.png"]
+
+
+def test_a_report_names_a_multi_page_tiff_once(tmp_path):
+    """The report's list of inputs it does not show had one identical line a page ("scan.tif: an
+    image", 64 times for a 64-page TIFF); now one line for the file, with its pages counted."""
+    import json
+    import re
+
+    rng = np.random.default_rng(6)
+    scan = tmp_path / "scan.tif"
+    assert cv2.imwritemulti(str(scan), [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(3)])
+    report = tmp_path / "report.html"
+    result = run("--report", str(report), str(scan))
+    assert result.exit_code == 0, result.output
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', report.read_text(),
+                                re.S).group(1))
+    assert [(n["source"], n["why"]) for n in data["not_shown"]] == \
+        [(str(scan), "an image of 3 pages (the report shows videos)")], data["not_shown"]
