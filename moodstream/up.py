@@ -396,8 +396,8 @@ class _Rows:
             return
         if why is None and self.waiting:
             why = f"the track stage did not publish {len(self.waiting)} of the results"
-        if why is not None:
-            self.fall_back(why)
+        if why is not None:  # read above: what is left is printed raw
+            self._raw(why)
 
     def _print(self, r: FrameResult) -> None:
         if r.job_id in self.printed:  # a job's second answer
