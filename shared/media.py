@@ -392,23 +392,19 @@ def read_gif_head(head: bytes, rest, limit: int | None) -> tuple[bytes, bool]:
     return b"".join(taken.parts), animated
 
 
-def is_gif_file(spec: str) -> bool:
+def gif_cut_short(spec: str) -> bool:
+    """Whether ``spec`` is a GIF file whose data stops inside a block (a download cut short); False
+    for any other file, a stream, or one it cannot read (not called cut)."""
     if is_stream_spec(spec) or not os.path.isfile(spec):
         return False
     try:
         with open(spec, "rb") as f:
-            return f.read(6) in (b"GIF87a", b"GIF89a")
+            if f.read(6) not in (b"GIF87a", b"GIF89a"):
+                return False
+            f.seek(0)
+            return not gif_blocks(f)[1]
     except OSError:
         return False
-
-
-def gif_whole(path: str) -> bool:
-    """Whether the GIF file at ``path`` holds all its blocks up to its trailer (one cut short does not)."""
-    try:
-        with open(path, "rb") as f:
-            return gif_blocks(f)[1]
-    except OSError:
-        return True  # cannot tell: not called cut
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
@@ -637,7 +633,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                     short = cut_short(index, t, announced, native_fps)
                     if short and not is_stream_spec(spec) and matroska_whole(spec):
                         short = None  # its length is the container's (all tracks, from its first time)
-                    if not short and is_gif_file(spec) and not gif_whole(spec):  # a GIF announces no length
+                    if not short and gif_cut_short(spec):  # a GIF announces no length
                         short = (f"the GIF ended after {index} frames before its last block (its trailer): "
                                  "truncated or damaged (the frames before were read)")
                     if short:
