@@ -267,7 +267,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.annotate import Annotator
 
         try:
-            annotator = Annotator(annotate_dir, every_n or 1, fps, taken)
+            annotator = Annotator(annotate_dir, taken)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     if summary_path is not None:  # found out now, not after the whole video
@@ -282,7 +282,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.report import Report
 
         try:
-            report = Report(report_path, every_n or 1, fps, SummaryConfig.from_settings(settings), inputs=inputs)
+            report = Report(report_path, SummaryConfig.from_settings(settings), inputs=inputs)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     # "-" reads sys.stdin.buffer; an image read no further than the service would take it

@@ -22,7 +22,7 @@ import numpy as np
 
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.media import is_camera_index, is_stream_spec, plausible_fps
+from moodstream.shared.media import is_camera_index, is_stream_spec
 from moodstream.shared.record import Face
 from moodstream.shared.table import face_label
 
@@ -74,15 +74,21 @@ def safe_stem(source: str) -> str:
     return stem.encode("utf-8", "replace").decode("utf-8")  # bytes that are not UTF-8: '?' (OpenCV writes it)
 
 
-def sampled_frame_rate(source: str, every_n: int = 1, fps: float | None = None) -> float:
-    """The frame rate of a video's sampled frames: native / every_n, or the requested fps (at most native)."""
-    native = 0.0
-    if not is_stream_spec(source) and os.path.isfile(source):  # a camera or FIFO may not open twice: 30 fps
-        cap = cv2.VideoCapture(source)
-        native = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        cap.release()
-    native = plausible_fps(native)
-    return min(fps, native) if fps else native / max(1, every_n)
+def video_rate(rate: float | None) -> float:
+    """The rate a video frame's reader gave (:attr:`shared.media.FrameItem.rate`: its sampled frames'
+    frames/s, ``--every`` and ``--fps`` applied), which its annotated copy and report clip play at."""
+    if rate is None:
+        raise ValueError("a video frame comes with its reader's rate (FrameItem.rate)")
+    return rate
+
+
+def write_image(path: str | Path, image: np.ndarray) -> bool:
+    """``cv2.imwrite``, True where it wrote the file: OpenCV raises for some paths it cannot write
+    where it returns False for others."""
+    try:
+        return bool(cv2.imwrite(str(path), image))
+    except cv2.error:
+        return False
 
 
 def readable_video(path: str | Path) -> bool:
@@ -102,8 +108,7 @@ class Annotator:
     writer is closed when the next source starts.
     """
 
-    def __init__(self, out_dir: str | Path, every_n: int = 1, fps: float | None = None,
-                 inputs: frozenset[str] = frozenset()):
+    def __init__(self, out_dir: str | Path, inputs: frozenset[str] = frozenset()):
         """``inputs``: the real paths of what the run reads (:func:`shared.media.input_files`), never
         written over: an annotated file whose name is taken by one gets another name."""
         self.out_dir = Path(out_dir)
@@ -114,8 +119,6 @@ class Annotator:
             raise ConfigError(f"cannot write the annotated files in {out_dir}: {exc.strerror or exc}") from None
         if not os.access(self.out_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"cannot write the annotated files in {out_dir}: the folder is not writable")
-        self.every_n = every_n
-        self.fps = fps
         self.taken: set[str] = set()
         self.written: list[Path] = []
         self.failed: list[Path] = []  # could not be written: the run fails at close()
@@ -140,13 +143,13 @@ class Annotator:
             frame: int = 0) -> None:
         """Annotate one frame: an image file (``frame``: its page, a multi-page TIFF's), or the next
         frame of ``source``'s video, written at ``rate`` frames/s (its reader's,
-        :attr:`shared.media.FrameItem.rate`; None: read from the file)."""
+        :attr:`shared.media.FrameItem.rate`)."""
         annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
         if not video:
             self._close_video()
             ext = Path(source).suffix.lower()
             path = self._path(source, ext if ext in WRITABLE_EXTS else ".png", frame)
-            if not cv2.imwrite(str(path), annotated):
+            if not write_image(path, annotated):
                 log.warning("annotate: cannot write %s", path)
                 self.failed.append(path)
                 return
@@ -157,7 +160,7 @@ class Annotator:
             path = self._path(source, ".mp4")
             h, w = annotated.shape[:2]
             self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           rate or self._frame_rate(source), (w, h))
+                                           video_rate(rate), (w, h))
             if not self._writer.isOpened():
                 log.warning("annotate: cannot open a video writer for %s", path)
                 self.failed.append(path)
@@ -165,9 +168,6 @@ class Annotator:
             self.written.append(path)
         if self._writer is not None and self._writer.isOpened():
             self._writer.write(annotated)
-
-    def _frame_rate(self, source: str) -> float:
-        return sampled_frame_rate(source, self.every_n, self.fps)
 
     def _close_video(self) -> None:
         if self._writer is not None and self._writer.isOpened():
@@ -282,10 +282,7 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
                    span_s: tuple[float, float, float]) -> bool:
     """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
-    try:
-        ok = cv2.imwrite(str(path), cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
-    except cv2.error:  # OpenCV raises for some paths where it returns False for others
-        ok = False
+    ok = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
     if not ok:
         log.warning("annotate: cannot write the timeline %s", path)
     return bool(ok)

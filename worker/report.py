@@ -40,7 +40,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import FrameResult
-from moodstream.worker.annotate import draw, readable_video, safe_stem, sampled_frame_rate
+from moodstream.worker.annotate import draw, readable_video, safe_stem, video_rate
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -87,8 +87,8 @@ def data_uri(rgb: np.ndarray | None) -> str | None:
 class Report:
     """Feed it ``analyze``'s outcomes in order (:meth:`add`), then :meth:`close` writes the page."""
 
-    def __init__(self, path: str | Path, every_n: int = 1, fps: float | None = None,
-                 config: SummaryConfig | None = None, codec: str = "VP80", inputs: frozenset[str] = frozenset()):
+    def __init__(self, path: str | Path, config: SummaryConfig | None = None, codec: str = "VP80",
+                 inputs: frozenset[str] = frozenset()):
         """``inputs``: the real paths of what the run reads, never written over (the page refused,
         a clip given another name)."""
         self.path = Path(path)
@@ -97,7 +97,7 @@ class Report:
         # the page itself (its clips go beside it): not created now, so a killed run leaves no empty page
         if self.path.exists() and not os.access(self.path, os.W_OK):
             raise ConfigError(f"cannot write the report {self.path}: Permission denied")
-        self.every_n, self.fps, self.codec = every_n, fps, codec
+        self.codec = codec
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
         self.current: dict[str, VideoPart] = {}
@@ -107,7 +107,7 @@ class Report:
         self._taken: set[str] = set()
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
-        """One frame (``rate``: its video's sampled frame rate, from its reader; None: read from the file)."""
+        """One frame (``rate``: a video frame's sampled frame rate, from its reader)."""
         if image is None or record.error is not None:
             why = f"{record.error.reason}: {record.error.detail}" if record.error is not None else "not read"
             self.not_shown.append({"source": record.source, "why": why})
@@ -146,7 +146,7 @@ class Report:
             name = f"{stem}-{n}.webm"
         self._taken.add(name)
         h, w = image.shape[:2]
-        rate = rate or sampled_frame_rate(source, self.every_n, self.fps)
+        rate = video_rate(rate)
         try:
             writer = open_webm(self.path.with_name(name), rate, (w, h), self.codec)
         except ConfigError as exc:  # the page and the summary still come; only this clip is missing

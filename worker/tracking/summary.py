@@ -550,7 +550,7 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
     ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object;
     the names of pictures and timelines that could not be written are added to ``failed`` (the JSON
     is written without them: the caller says so and fails the run)."""
-    from moodstream.worker.annotate import safe_stem, write_timeline
+    from moodstream.worker.annotate import safe_stem, write_image, write_timeline
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -572,7 +572,7 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
             pic = run.pictures.picture(e["track_id"])
             if pic is not None:
                 name = f"{base}-t{e['track_id']}.jpg"
-                if _imwrite(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
+                if write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
                 elif failed is not None:
@@ -591,13 +591,6 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
     out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
     write_text_atomic(path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
     return out
-
-
-def _imwrite(path: Path, image: np.ndarray) -> bool:
-    try:
-        return bool(cv2.imwrite(str(path), image))
-    except cv2.error:  # OpenCV raises for some paths where it returns False for others
-        return False
 
 
 def summary_settings(config: SummaryConfig) -> dict:
