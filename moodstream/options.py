@@ -22,6 +22,11 @@ from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of
 
 
 
+def to_stderr(line: str) -> None:
+    """A command's notice for its user (a wait, a skipped input): one line on stderr, off its output."""
+    click.echo(line, err=True)
+
+
 FINITE_MAX = 1e9  # no number a command takes means more (seconds: 31 years; a timer takes at most ~9.2e9)
 
 

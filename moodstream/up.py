@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from moodstream.options import FiniteRange, NamedPath, setting_option
+from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
@@ -137,7 +137,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             click.echo(f"up: using Redis from MOODSTREAM_REDIS_URL, prefix {settings.prefix!r}", err=True)
             try:  # one line now, not a minute of retries and a producer's traceback
                 with closing(connect(settings.redis_url)) as probe:
-                    check_connection(probe, settings.redis_url, notice=lambda line: click.echo(line, err=True))
+                    check_connection(probe, settings.redis_url, notice=to_stderr)
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
         # a reply stream of our own: other producers' results on a shared server are not ours to print
@@ -146,7 +146,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         worker = Worker(settings, pipeline, name=f"up-{uuid.uuid4().hex[:6]}", handle_signals=False,
                         device=str(pipeline.device))
         worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-        feed = _Feed(Producer(settings, reply_to=reply, notice=lambda m: click.echo(m, err=True)),
+        feed = _Feed(Producer(settings, reply_to=reply, notice=to_stderr),
                      specs, every_n, fps, max_frames)
         reader = ResultReader(settings, stream=reply)
         # its own track stage on the reply stream: never a deployment's sources, nor its group

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from moodstream.options import FiniteRange, setting_option
+from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import error_cell, faces_cell, source_cell
@@ -26,10 +26,6 @@ FORMATS = ("jsonl", "table")
 
 def _settings(**flags) -> Settings:
     return Settings.from_env(**flags)
-
-
-def _notice(msg: str) -> None:
-    click.echo(msg, err=True)
 
 
 @click.command()
@@ -66,7 +62,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                          encoding=encoding)
     encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=_notice)
+    check_connection(client, settings.redis_url, notice=to_stderr)
     if use_rq:
         from moodstream.producer.rq_jobs import enqueue_source
         from moodstream.shared.media import source_name
@@ -86,15 +82,15 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     except redis.exceptions.NoPermissionError:  # an ACL user that may not read heartbeats (moodstream-producer)
         serving = None
     if serving == []:
-        _notice(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
+        to_stderr(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
                 "jobs wait in the stream until one starts (`moodstream worker`, or `moodstream status`)")
     reply = keys.reply(reply_to) if reply_to else None
-    producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=_notice)
+    producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr)
     for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
         click.echo(json.dumps(ref.to_json()))
         sys.stdout.flush()
     st = producer.stats
-    _notice(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
+    to_stderr(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
             + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
     if st.interrupted:
         click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
@@ -132,7 +128,7 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
                          job_max_bytes=job_max_bytes)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url)
-    _notice(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "
+    to_stderr(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "
             f"URL hosts: {settings.allowed_url_hosts or '(none)'}")
     if not burst:
         run_expander(settings, client)
@@ -184,7 +180,7 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     settings = _settings(redis_url=redis_url, prefix=prefix)
     stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=_notice)
+    check_connection(client, settings.redis_url, notice=to_stderr)
     reader = ResultReader(settings, client=client, stream=stream)
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW

@@ -22,7 +22,7 @@ from collections import Counter
 import click
 import redis
 
-from moodstream.options import FiniteRange, setting_option
+from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
@@ -254,7 +254,7 @@ def status(as_json, watch, window_s, redis_url, prefix):
     client = connect(settings.redis_url, socket_timeout_s=10.0)
     # one line for a bad URL, password, host or db; a Redis that refuses connections is waited for (10 s),
     # and said so at once
-    check_connection(client, settings.redis_url, notice=lambda line: click.echo(line, err=True))
+    check_connection(client, settings.redis_url, notice=to_stderr)
     if watch is None:
         retry = RedisRetry("status", settings.redis_url, deadline_s=10.0)
         click.echo(_text(retry.call(lambda: snapshot(client, keys, window_s)), as_json))

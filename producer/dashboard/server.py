@@ -30,7 +30,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import setting_option
+from moodstream.options import setting_option, to_stderr
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.settings import Settings
 
@@ -282,7 +282,7 @@ def dashboard(**flags):
 
     try:
         settings = Settings.from_env(**flags)
-        board = Dashboard(settings, notice=lambda line: click.echo(line, err=True)).start()
+        board = Dashboard(settings, notice=to_stderr).start()
     except MoodstreamError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"dashboard: {board.url} (prefix {settings.prefix!r}; Ctrl-C stops it)", err=True)

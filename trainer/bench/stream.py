@@ -41,7 +41,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from moodstream.options import FiniteRange, OutputFile
+from moodstream.options import FiniteRange, OutputFile, to_stderr
 from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
@@ -136,14 +136,14 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
 
             try:
                 check_connection(connect(settings.redis_url), settings.redis_url, wait_s=5.0,
-                                 notice=lambda line: click.echo(line, err=True))
+                                 notice=to_stderr)
             except MoodstreamError as exc:
                 raise click.ClickException(str(exc)) from None
         worker = None
         if not no_spawn:
             worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
             stack.callback(_stop_worker, worker)
-        producer = Producer(settings, notice=lambda m: click.echo(m, err=True))
+        producer = Producer(settings, notice=to_stderr)
         reader = ResultReader(settings)
         _wait_for_worker(producer.client, settings, worker, timeout_s)
 

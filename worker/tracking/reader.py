@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, setting_option
+from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -139,7 +139,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=lambda line: click.echo(line, err=True))
+    check_connection(client, settings.redis_url, notice=to_stderr)
     stop = threading.Event()
     retry = RedisRetry("tracks", settings.redis_url, stop)
     follow = follow or not from_start
