@@ -37,6 +37,7 @@ import click
 
 from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
+from moodstream.shared.recent import Recent
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
@@ -167,7 +168,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                      ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
-        jobs: OrderedDict[str, None] = OrderedDict()  # the last PRINTED_KEPT job ids answered
+        jobs = Recent(PRINTED_KEPT)  # the job ids answered
         interrupted, stop_code, failure = False, 130, None
         try:
             while not (feed.done.is_set() and received >= feed.sent):
@@ -188,11 +189,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                 for r in answers:
                     last = r.id
                     answers_read += 1
-                    if r.job_id in jobs:  # a second answer (a frame served twice) answers no other frame
+                    if not jobs.first_time(r.job_id):  # a second answer (a frame served twice) answers no other frame
                         continue
-                    jobs[r.job_id] = None
-                    if len(jobs) > PRINTED_KEPT:
-                        jobs.popitem(last=False)
                     received += 1
                     rows.answered(r)
             # held from here, inside the try: a signal as the loop ends is an interrupt (outputs finished, 130),
@@ -345,7 +343,7 @@ class _Rows:
         self.tracked = tracked
         self.tracked_last = FROM_START
         self.waiting: OrderedDict[str, FrameResult] = OrderedDict()  # job id -> answered, not yet printed
-        self.printed: OrderedDict[str, None] = OrderedDict()  # the last PRINTED_KEPT job ids printed
+        self.printed = Recent(PRINTED_KEPT)  # the job ids printed
         self.raw = False  # the stage stopped: the worker's results are printed as they come
         self.faces = 0
 
@@ -400,11 +398,8 @@ class _Rows:
             self._raw(why)
 
     def _print(self, r: FrameResult) -> None:
-        if r.job_id in self.printed:  # a job's second answer
+        if not self.printed.first_time(r.job_id):  # a job's second answer
             return
-        self.printed[r.job_id] = None
-        if len(self.printed) > PRINTED_KEPT:
-            self.printed.popitem(last=False)
         self.faces += len(r.faces)
         if self.printer is not None:
             self.printer.row(r)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Container, Iterator
 
 import redis
 
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
+from moodstream.shared.recent import Recent
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import as_str, connect, is_fatal
@@ -45,7 +45,7 @@ class ResultReader:
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
         self.skipped = 0  # undecodable entries (logged, not yielded)
-        self.seen: OrderedDict[str, None] = OrderedDict()  # job ids of the last SEEN_JOBS results (read())
+        self.seen = Recent(SEEN_JOBS)  # job ids of the last SEEN_JOBS results (read())
 
     def last_id(self) -> str:
         """Id of the newest entry in the stream, ``0-0`` when empty or absent."""
@@ -89,7 +89,7 @@ class ResultReader:
     def _read(self, retry: RedisRetry, start: str, follow: bool, count: int | None, deadline: float | None,
               source: str | None, job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
         last = retry.call(self.last_id) if start == FROM_NOW else start
-        seen = self.seen = OrderedDict()  # the job ids of the last SEEN_JOBS results, oldest first
+        seen = self.seen = Recent(SEEN_JOBS)  # the job ids of the last SEEN_JOBS results, oldest first
         waits = follow or count is not None
         n = 0
         while count is None or n < count:
@@ -118,11 +118,8 @@ class ResultReader:
                 if job_ids is not None and result.job_id not in job_ids:
                     continue
                 if unique:
-                    if result.job_id in seen:
+                    if not seen.first_time(result.job_id):
                         continue
-                    seen[result.job_id] = None
-                    if len(seen) > SEEN_JOBS:
-                        seen.popitem(last=False)
                 result.id = last
                 yield result
                 n += 1

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 import msgspec
 
 from moodstream.shared.media import encode_jpeg
+from moodstream.shared.recent import Recent
 from moodstream.shared.record import Face, FrameResult, Smoothed
 from moodstream.worker.tracking.summary import SourceSummary, summary_settings
 from moodstream.worker.tracking.tracker import TrackState
@@ -134,7 +135,7 @@ class SourceRun:
     picture_best: dict = field(default_factory=dict)  # track id -> (best pixel-free score read, frames read)
     thumbnails: dict = field(default_factory=dict)  # ended track id -> its picture, base64 JPEG
     parts: int = 0  # parts of its summary published
-    jobs: OrderedDict = field(default_factory=OrderedDict)  # answer_key without the source -> entry id (bounded)
+    jobs: Recent = field(default_factory=lambda: Recent(RECENT_JOBS))  # answer_key without the source -> entry id
     after: EnqueueSpan | None = None  # the run before, ended by this one: its stragglers are late
     max_frame: int | None = None
     first: tuple[int, int] | None = None  # (enqueue time, frame) of the earliest answered result, lowest frame
@@ -176,9 +177,7 @@ class SourceRun:
     def note(self, entry_id: str, r: FrameResult) -> None:
         key = answer_key(r)
         if key is not None:
-            self.jobs[key[1:]] = entry_id
-            if len(self.jobs) > RECENT_JOBS:
-                self.jobs.popitem(last=False)
+            self.jobs.put(key[1:], entry_id)
         self.max_frame = r.frame if self.max_frame is None else max(self.max_frame, r.frame)
         if r.enqueued_at_ms is not None:
             at = (r.enqueued_at_ms, r.frame)

@@ -91,6 +91,7 @@ import redis
 from moodstream.options import FiniteRange, setting_option
 from moodstream.shared.errors import ConfigError, MessageError
 from moodstream.shared.keys import Keys
+from moodstream.shared.recent import Recent
 from moodstream.shared.record import FrameResult
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
@@ -147,7 +148,7 @@ class TrackStage:
         # source -> [its last run's number, that run's EnqueueSpan once it ended], least recently
         # seen first: a result enqueued during that run, after it ended, is a straggler of it
         self._run_numbers: OrderedDict[str, list] = OrderedDict()
-        self._ended_jobs: OrderedDict[tuple, str] = OrderedDict()  # answer_key -> results entry, of ended runs
+        self._ended_jobs = Recent(ENDED_JOBS)  # answer_key -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
@@ -276,9 +277,7 @@ class TrackStage:
 
     def _remember_ended(self, answers) -> None:
         """(answer_key, entry id) of runs that ended, the last ``ENDED_JOBS`` kept."""
-        self._ended_jobs.update((key, eid) for key, eid in answers if key is not None)
-        while len(self._ended_jobs) > ENDED_JOBS:
-            self._ended_jobs.popitem(last=False)
+        self._ended_jobs.put_all((key, eid) for key, eid in answers if key is not None)
 
     def _drop(self, entry_id: str, r: FrameResult, why: str) -> None:
         self.duplicates += 1
