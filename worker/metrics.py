@@ -227,6 +227,8 @@ def _token(value: str, what: str) -> str:
 # Probes and scrapes are a few short requests: more connections at once than this are
 # closed unanswered, and one that sends nothing is closed after the idle timeout, so idle
 # or slow clients cannot hold a thread each (400 idle connections held 400 threads for ever).
+# Clients that keep reconnecting can still take the slots: in Kubernetes the worker's
+# NetworkPolicy (deploy/k8s/base/worker.yaml) lets only Prometheus's namespace in.
 MAX_CONNECTIONS = 16
 IDLE_TIMEOUT_S = 5.0
 

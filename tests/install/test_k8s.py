@@ -398,3 +398,19 @@ def test_redis_keeps_its_data(overlay):
     assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
     netpol = one(docs, "NetworkPolicy", "moodstream-redis")
     assert netpol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(docs, "StatefulSet").items()
+
+
+def test_only_the_monitoring_namespace_reaches_the_workers_metrics(overlay):
+    """The metrics server holds MAX_CONNECTIONS (16) slots: any pod of the cluster that could open
+    16 idle connections would take every probe's and scrape's (worker/metrics.py). A policy lets in
+    Prometheus's namespace on the metrics port, nothing else (the kubelet's probes come from the
+    node, which a NetworkPolicy never blocks)."""
+    _, docs = overlay
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"
+                and d["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(docs, "Deployment").items()]
+    assert len(policies) == 1, "no NetworkPolicy selects the worker pods"
+    spec = policies[0]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
