@@ -207,7 +207,8 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "
-                   "emotion, episodes with start, end and peak, face picture), a face picture per track "
+                   "emotion, episodes with start, end and peak, face picture; a still image's faces one "
+                   "each, with its 'page', at 0 s: it has no time), a face picture per track "
                    "and a timeline PNG per video beside it, and print the people table on stderr.")
 @click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
@@ -315,9 +316,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame)
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
-                summary.add(r, out.image)
-                if not out.video:  # tracked alone (ids 0..k-1), so a run of its own: a multi-page TIFF's pages
-                    summary.finish(r.source)  # are frames of one source, and their #0s are not one person
+                # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own
+                summary.add(r, out.image, page=None if out.video else r.frame + 1)
                 summary_s += time.perf_counter() - t0
             if report is not None:
                 report.add(r, out.image, out.video, out.rate)

@@ -64,14 +64,17 @@ def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     return out
 
 
-def safe_stem(source: str) -> str:
-    """A file-name stem for a source: the file's stem, or a sanitised stream spec."""
+def safe_stem(source: str, page: int | None = None) -> str:
+    """A file-name stem for a source: the file's stem, or a sanitised stream spec; a multi-page
+    TIFF's ``page`` (1-based) after the first named by its page (``doc-page2``: its own name, so a
+    rerun writes the same files, never doc-2's)."""
     if source == "-":
-        return "stdin"
-    if is_stream_spec(source):
-        return "camera" + source if is_camera_index(source) else re.sub(r"[^\w.-]+", "_", source).strip("_")
-    stem = Path(source).stem or "image"
-    return stem.encode("utf-8", "replace").decode("utf-8")  # bytes that are not UTF-8: '?' (OpenCV writes it)
+        stem = "stdin"
+    elif is_stream_spec(source):
+        stem = "camera" + source if is_camera_index(source) else re.sub(r"[^\w.-]+", "_", source).strip("_")
+    else:  # bytes that are not UTF-8: '?' (OpenCV writes it)
+        stem = (Path(source).stem or "image").encode("utf-8", "replace").decode("utf-8")
+    return stem + (f"-page{page}" if page is not None and page > 1 else "")
 
 
 def video_rate(rate: float | None) -> float:
@@ -127,9 +130,9 @@ class Annotator:
         self._writer: cv2.VideoWriter | None = None
 
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
-        """A free name for ``source``'s annotated file; a multi-page TIFF's page after the first is
-        named by its page (``doc-page2.png``: its own name, so a rerun writes the same files)."""
-        stem, n = safe_stem(source) + (f"-page{page + 1}" if page else ""), 1
+        """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
+        after the first is named by its page (``doc-page2.png``)."""
+        stem, n = safe_stem(source, page + 1), 1
         name = stem + ext
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
                or os.path.realpath(self.out_dir / name) in self.inputs

@@ -101,7 +101,7 @@ class Report:
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
         self.current: dict[str, VideoPart] = {}
-        self.images = 0
+        self.images = 0  # image files (a multi-page TIFF one), not shown: the page's header counts them
         self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
         self.failed: list[str] = []  # clips not written, and why: close() writes the page, then raises OSError
         self._taken: set[str] = set()
@@ -113,12 +113,12 @@ class Report:
             self.not_shown.append({"source": record.source, "why": why})
             return
         if not video:
-            self.images += 1
             last = self.not_shown[-1] if self.not_shown else None
             if last is not None and last["source"] == record.source and last.get("pages") == record.frame > 0:
                 last["pages"] += 1  # the next page of a multi-page TIFF: one line for the file
                 last["why"] = f"an image of {last['pages']} pages (the report shows videos)"
             else:
+                self.images += 1  # image files, as the list names them: a TIFF of 3 pages is one
                 self.not_shown.append({"source": record.source, "why": "an image (the report shows videos)",
                                        "pages": 1})
             return

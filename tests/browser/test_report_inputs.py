@@ -31,6 +31,24 @@ def test_the_report_names_images_and_unreadable_inputs(browser, tmp_path):
     assert "cannot open video" in text  # the reason, as the error record gives it
 
 
+def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
+    # the header said "3 image(s) not shown" above a list naming the file once ("an image of 3 pages")
+    import cv2
+    import numpy as np
+
+    scan = tmp_path / "scan.tif"
+    rng = np.random.default_rng(8)
+    assert cv2.imwritemulti(str(scan), [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(3)])
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(scan), str(IMAGE),
+                                              "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    browser.get((tmp_path / "r.html").as_uri())
+    intro = wait_js(browser, "const t = document.getElementById('intro').textContent; return t ? t : null")
+    assert intro.startswith("0 video(s), 2 image(s) not shown;"), intro
+    text = browser.find_element("tag name", "body").text
+    assert "an image of 3 pages" in text and "street.jpg: an image (the report shows videos)" in text
+
+
 def test_an_unwritable_report_path_is_one_line_before_the_run(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

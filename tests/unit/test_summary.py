@@ -153,6 +153,22 @@ def test_timestamps_missing_use_frame_index():
     assert summary.entries()[0]["last_timestamp_s"] == pytest.approx(29 / 30, abs=1e-4)
 
 
+def test_still_pages_have_no_time_and_are_named_by_page():
+    """analyze's still images (a TIFF's pages) are runs of their own with their page, at 0 s (page 3
+    was at 0.0667 s, a frame of a 30 fps video); the table names each track's page, people or not."""
+    summary = Summarizer()
+    for k in range(3):
+        summary.add(FrameResult(source="in/scan.tif", frame=k, faces=[face(0, score=0.5 if k == 2 else 0.999)]),
+                    page=k + 1)
+    entries = summary.entries()
+    assert [(e["page"], e["first_timestamp_s"], e["last_timestamp_s"], e["person"]) for e in entries] == \
+        [(1, 0.0, 0.0, True), (2, 0.0, 0.0, True), (3, 0.0, 0.0, False)]
+    table = people_table(entries)
+    assert [line.split("#0")[0].strip() for line in table.splitlines()[1:3]] == ["scan.tif page 1", "scan.tif page 2"]
+    assert table.count("still image") == 2 and "0.0-0.0" not in table
+    assert "not people: 1 track(s) (scan.tif page 3 #0 detector score 0.500 < 0.92)" in table
+
+
 def textured(side: int, blur: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)

@@ -5,6 +5,7 @@ records (faces with ``track_id``), one by one in frame order per source, and
 gives one entry per track (:meth:`Summarizer.entries`)::
 
     source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
+    page: int               # only a still image's (analyze's): its page, 1-based (1 for a one-page image)
     person: bool            # spans >= min_person_s of video and is face-like (see below)
     not_person_why: str     # why not ("" for a person)
     box: [x1, y1, x2, y2]   # the median box, frame pixels
@@ -39,7 +40,11 @@ false episodes a minute.
 video (from its first face to its last: ``last_timestamp_s - first_timestamp_s``,
 what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) and its median detector
 score is at least ``person_score_min`` (0.92). In a still image (one result, without a timestamp)
-the score decides alone: every face of a group photo was "not a person" (seen 0.00 s). Chosen by ``moodstream bench
+the score decides alone: every face of a group photo was "not a person" (seen 0.00 s).
+``analyze`` makes each still image (an image file, a page of a multi-page TIFF) a run of its
+own with its ``page`` (:meth:`Summarizer.add`): its faces are at 0 s, as it has no time (a
+page's were at page / 30 s, frames of a video that is not there). The track stage's runs have no
+``page``: its untimed results of one source are frames ``default_fps`` apart. Chosen by ``moodstream bench
 tracking --part people``: on WIDER, keeping detections scoring >= 0.92 raises
 precision 96.67 -> 96.93% for 0.5 point of recall (0.98 would cost 2.6
 points), while the landmark-geometry rule lowers both (it rejects profiles);
@@ -363,8 +368,10 @@ class SourceSummary:
     Its memory does not grow with the frames (see "Bounded memory" above) unless
     ``series=True``: that keeps every frame's time and probabilities (the timeline picture)."""
 
-    def __init__(self, source: str, config: SummaryConfig | None = None, series: bool = True):
+    def __init__(self, source: str, config: SummaryConfig | None = None, series: bool = True,
+                 page: int | None = None):
         self.source = source
+        self.page = page  # a still image's run (one result): its page, 1-based
         self.config = config or SummaryConfig()
         self.series = series
         self.tracks: dict[int, _Track] = {}
@@ -382,7 +389,10 @@ class SourceSummary:
         """One tracked result (faces without a ``track_id`` are skipped); ``image``, the RGB
         frame, when at hand, for the face pictures."""
         cfg = self.config
-        t = float(result.timestamp_s) if result.timestamp_s is not None else result.frame / cfg.default_fps
+        if result.timestamp_s is not None:
+            t = float(result.timestamp_s)
+        else:  # a still image has no time; an untimed sequence's frames are default_fps apart
+            t = 0.0 if self.page is not None else result.frame / cfg.default_fps
         self.timed = self.timed or result.timestamp_s is not None
         if self.frames == 0:
             self.first_s = t
@@ -470,7 +480,8 @@ class SourceSummary:
         elif score < cfg.person_score_min:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
         dominant = LABELS[int(np.argmax(mean))]
-        return {"source": self.source, "track_id": tr.track_id,
+        return {"source": self.source, **({"page": self.page} if self.page is not None else {}),
+                "track_id": tr.track_id,
                 "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
                 "person": not why, "not_person_why": why,
@@ -506,18 +517,19 @@ class Summarizer:
         self.runs: list[SourceSummary] = []
         self.current: dict[str, SourceSummary] = {}
 
-    def add(self, result: FrameResult, image: np.ndarray | None = None) -> SourceSummary:
-        """One tracked result of a video, camera or stream; returns the run it went to."""
+    def add(self, result: FrameResult, image: np.ndarray | None = None, page: int | None = None) -> SourceSummary:
+        """One tracked result of a video, camera or stream; returns the run it went to. With ``page``
+        (1-based) the result is a still image, that page of its file: a run of its own (its track ids
+        0..k-1 are not another page's), at no time."""
         run = self.current.get(result.source)
-        if run is None or result.frame <= run.last_frame:
+        if page is not None:  # not current: no result follows it
+            run = SourceSummary(result.source, self.config, self.series, page)
+            self.runs.append(run)
+        elif run is None or result.frame <= run.last_frame:
             run = self.current[result.source] = SourceSummary(result.source, self.config, self.series)
             self.runs.append(run)
         run.add(result, image)
         return run
-
-    def finish(self, source: str) -> SourceSummary | None:
-        """The source has ended: its run is done (its entries stay in :meth:`entries`)."""
-        return self.current.pop(source, None)
 
     def entries(self) -> list[dict]:
         return [e for run in self.runs for e in run.entries()]
@@ -562,10 +574,11 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
             names = [base + ".png", *(f"{base}-t{e['track_id']}.jpg" for e in entries)]
             return not any(os.path.realpath(path.with_name(name)) in inputs for name in names)
 
-        base, n = f"{path.stem}-{safe_stem(run.source)}", 1
+        stem = f"{path.stem}-{safe_stem(run.source, run.page)}"  # a page by its page: s-scan-page2
+        base, n = stem, 1
         while base in taken or not spares_inputs(base):
             n += 1
-            base = f"{path.stem}-{safe_stem(run.source)}-{n}"
+            base = f"{stem}-{n}"
         taken.add(base)
         pictures = {}
         for e in entries:
@@ -577,7 +590,8 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
                     pictures[e["track_id"]] = pic
                 elif failed is not None:
                     failed.append(name)
-        video = {"source": run.source, "frames": run.frames, "tracks": len(entries),
+        video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
+                 "frames": run.frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
         if timelines:
             rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
@@ -610,9 +624,16 @@ def _emotions(episodes: list[dict], shown: list[dict] = ()) -> str:
 def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
     """The short table of a summary's tracks: track, time span, dominant emotion with its mean,
     the main episodes (strongest first, at most ``max_episodes``, then the others' emotions: every
-    episode's emotion is named); people first, then the rest on one line (those with episodes first)."""
+    episode's emotion is named); people first, then the rest on one line (those with episodes first).
+    A still image's track (with ``page``) has no span: "still image"; the tracks of a file with tracks
+    on a page after the first are named by file and page ("scan.tif page 2")."""
     people = [t for t in tracks if t["person"]]
     others = [t for t in tracks if not t["person"]]
+    paged = {t["source"] for t in tracks if t.get("page", 1) != 1}  # files of several pages
+
+    def name(t: dict) -> str:
+        return (Path(t["source"]).name or t["source"]) + (f" page {t['page']}" if t["source"] in paged else "")
+
     lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
     for t in people:
         dom = f"{t['dominant']} {t['mean_probabilities'][t['dominant']]:.0%}"
@@ -621,17 +642,17 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
                         for e in sorted(main, key=lambda e: e["start_s"]))
         more = len(t["episodes"]) - len(main)
         eps = (eps or "-") + (f" +{more} more ({_emotions(t['episodes'], main)})" if more > 0 else "")
-        span = f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
-        src = source_cell(Path(t["source"]).name or t["source"], 24)
+        span = "still image" if "page" in t else f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
+        src = source_cell(name(t), 24)
         lines.append(f"{src:24s} {'#' + printable(str(t['track_id'])):>5s} {span:>13s}  {printable(dom):22s} "
                      f"{printable(eps)}")  # a summary's strings may come from a stream
     if not people:
         lines.append("(no people)")
     if others:
-        several = len({t["source"] for t in tracks}) > 1  # then each one names its video
+        several = len({t["source"] for t in tracks}) > 1 or paged  # then each one names its video or page
 
         def who(t: dict) -> str:
-            return (f"{Path(t['source']).name or t['source']} " if several else "") + f"#{t['track_id']}"
+            return (f"{name(t)} " if several else "") + f"#{t['track_id']}"
 
         lines.append(printable(f"not people: {len(others)} track(s) ("
                                + "; ".join(f"{who(t)} {t['not_person_why']}"
