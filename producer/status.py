@@ -32,8 +32,17 @@ from moodstream.shared.transport import as_str, check_connection, connect, group
 log = logging.getLogger(__name__)
 
 INT_FIELDS = ("pid", "served", "batches", "dead_lettered", "in_hand", "started_at_ms", "beat_at_ms")
-PAGE = 1000  # entries per XRANGE / XREVRANGE call
-COUNT_LIMIT = 100_000  # at most this many entries are read to count a results window
+PAGE = 1000  # entries per XRANGE / XREVRANGE call, and per call of COUNT_PAGE_SCRIPT
+COUNT_LIMIT = 100_000  # at most this many entries are counted in a results window
+# One page of a results window counted in Redis: how many entries from ARGV[1] (at most ARGV[2]) and
+# the last one's id, never the entries. XRANGE sends each whole, every face of its frame: 100,000
+# results in the window were about 170 MB sent per snapshot, each redraw of `status --watch`, now
+# 6 KB (docs/results/status_results_window.json). A page a call: no script holds the server long.
+COUNT_PAGE_SCRIPT = """
+local page = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+if #page == 0 then return {0} end
+return {#page, page[#page][1]}
+"""
 # dead letters counted by reason, newest first. Each carries up to 4 KiB of its message: reading
 # 100,000 sent 451 MB and took 6 s a redraw of `status --watch`, 10,000 (the default MAXLEN) 45 MB;
 # 1,000 send 4.5 MB (docs/results/status_dead_letters.json). The dashboard counts the same.
@@ -107,16 +116,41 @@ def keda_lag(client: redis.Redis, keys: Keys) -> int | None:
 
 
 def count_since(client: redis.Redis, stream: str, since_ms: int, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
-    """(entries with an id time >= since_ms, whether counting stopped at ``limit``)."""
+    """(entries with an id time >= since_ms, whether counting stopped at ``limit``).
+
+    Counted in Redis, a page at a time (:data:`COUNT_PAGE_SCRIPT`): only counts and ids are
+    sent. Where Redis refuses the script (an ACL user without EVAL, scripting disabled), by
+    XRANGE, which sends every entry whole."""
+    page = _count_page
     n, start = 0, f"{max(0, since_ms)}-0"
-    while n < limit:
-        want = min(PAGE, limit - n)
-        page = client.xrange(stream, start, "+", count=want)
-        n += len(page)
-        if len(page) < want:
+    while True:
+        want = min(PAGE, limit - n) if n < limit else 1  # past the limit: is there one more?
+        try:
+            got, last = page(client, stream, start, want)
+        except redis.ResponseError as exc:
+            if page is _xrange_page:  # the command's own error (WRONGTYPE, NOPERM): as it was
+                raise
+            log.debug("status: counting %s by XRANGE, the script was refused: %s", printable(stream), exc)
+            page = _xrange_page
+            continue
+        if n >= limit:
+            return n, got > 0
+        n += got
+        if got < want:
             return n, False
-        start = "(" + as_str(page[-1][0])
-    return n, bool(client.xrange(stream, start, "+", count=1))
+        start = "(" + last
+
+
+def _count_page(client: redis.Redis, stream: str, start: str, count: int) -> tuple[int, str]:
+    """(entries from ``start``, at most ``count``, the last one's id), counted in Redis."""
+    reply = client.eval(COUNT_PAGE_SCRIPT, 1, stream, start, count)
+    return int(reply[0]), as_str(reply[1]) if len(reply) > 1 else ""
+
+
+def _xrange_page(client: redis.Redis, stream: str, start: str, count: int) -> tuple[int, str]:
+    """As :func:`_count_page`, from the entries themselves."""
+    page = client.xrange(stream, start, "+", count=count)
+    return len(page), as_str(page[-1][0]) if page else ""
 
 
 def dead_letter_reasons(client: redis.Redis, keys: Keys, limit: int = DEAD_COUNT_LIMIT) -> dict:

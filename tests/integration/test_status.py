@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from tests.support.procs import spawn_double
 from tests.support.streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
@@ -18,10 +19,13 @@ from tests.support.streamkit import report, settings_for, start_worker, tiny_jpe
 import moodstream.producer.status as status_mod
 from moodstream.cli import cli
 from moodstream.producer.client import Producer
-from moodstream.producer.status import count_since, dead_letter_reasons, keda_lag, live_workers, render, snapshot
+from moodstream.producer.status import (count_since, dead_letter_reasons, keda_lag, live_workers, render,
+                                        server_time_ms, snapshot)
 from moodstream.shared.embedded import free_port
+from moodstream.shared.labels import LABELS
+from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.transport import ensure_group
-from moodstream.shared.wire import FIELD
+from moodstream.shared.wire import FIELD, encode_result
 
 MOODSTREAM = [sys.executable, "-c", "from moodstream.cli import main; main()"]
 HERE = Path(__file__).resolve().parent
@@ -80,7 +84,24 @@ def test_dead_letters_counted_by_reason(redis_url, client, keys, checkpoint, mon
     assert part["by_reason"] == dict(Counter(newest))
 
 
-def test_count_since_pages_and_window(redis_url, client, monkeypatch):
+@pytest.fixture(params=["admin", "no_scripts"])
+def counting_client(request, any_client):
+    """A client of the Redis 7 and of the 6.2 server (``any_client``), as an admin and as a user
+    refused scripts (``-@scripting``: an ACL like the dashboard's), where XRANGE counts."""
+    if request.param == "admin":
+        yield any_client
+        return
+    any_client.acl_setuser("noscripts", enabled=True, passwords=["+noscripts"], keys=["*"],
+                           commands=["+@all", "-@scripting"])
+    kw = any_client.connection_pool.connection_kwargs
+    c = redis.Redis(host=kw["host"], port=kw["port"], username="noscripts", password="noscripts")
+    yield c
+    c.close()
+    any_client.acl_deluser("noscripts")
+
+
+def test_count_since_pages_and_window(counting_client, monkeypatch):
+    client = counting_client
     for ms in (1000, 2000, 3000, 3001, 4000):
         client.xadd("s", {"x": 1}, id=f"{ms}-0")
     monkeypatch.setattr(status_mod, "PAGE", 2)
@@ -203,6 +224,36 @@ def test_frames_per_s_now_beside_the_average(redis_url, client, keys):
     assert snap["results"]["recent"] == 50 and snap["results"]["recent_window_s"] == 5
     screen = render(snap)
     assert "10.00 frames/s now" in screen and "1.50 average" in screen, screen
+
+
+def _result(i: int) -> bytes:
+    """A worker's result of three faces (box, score, landmarks, emotion, probabilities): ~1.2 KB."""
+    probs = dict(zip(LABELS, (0.4, 0.2, 0.1, 0.1, 0.08, 0.06, 0.04, 0.02)))
+    faces = [Face(box=(10.5 + f, 20.25, 90.75, 120.125), score=0.998, landmarks=[(30.5 + k, 50.25) for k in range(5)],
+                  emotion="neutral", probabilities=probs) for f in range(3)]
+    return encode_result(FrameResult(job_id=f"{i:032x}", source="rtsp://camera-1.example/stream1", frame=i,
+                                     size=(1280, 720), faces=faces, model_version="emotion-v1",
+                                     timings_ms={"detect": 31.5, "classify": 4.2}, worker="w-1",
+                                     enqueued_at_ms=1733390000000 + i))
+
+
+def test_a_snapshot_over_a_full_window_sends_counts_not_results(redis_url, client, keys):
+    """Counting the frames/s windows read every result in them by XRANGE, each whole (every face
+    of its frame): 20,000 results in the last minute were 36 MB sent to `status` per snapshot (the
+    window, and its last 5 s again), each redraw of --watch (docs/results/status_results_window.json).
+    The counts are the same now, and Redis sends counts and ids, not the results."""
+    now = server_time_ms(client)
+    pipe = client.pipeline(transaction=False)
+    for i in range(20_000):  # 40 s of results, ending 10 s ahead: thousands in the last 5 s when counted
+        pipe.xadd(keys.results, {FIELD: _result(i)}, id=f"{now - 30_000 + i * 2}-0")
+    pipe.execute()
+    before = int(client.info("stats")["total_net_output_bytes"])
+    snap = snapshot(client, keys, window_s=60)
+    sent = int(client.info("stats")["total_net_output_bytes"]) - before
+    r = snap["results"]
+    assert r["length"] == r["last_minute"] == 20_000 and not r["truncated"]
+    assert r["recent"] >= 1000 and not r["recent_truncated"]
+    assert sent < 64 * 1024, f"{sent} bytes sent for one snapshot"
 
 
 def test_a_heartbeat_key_of_another_type_is_skipped(redis_url, client, keys):
