@@ -1,7 +1,8 @@
 """What an image's or a video's bytes say before anything is decoded: the format by its
-signature, an image's size by its header (every page of a TIFF), whether a JPEG, a GIF or a
-Matroska file holds the whole of itself. Pure byte readers (numpy for a TIFF's directories),
-used by :mod:`shared.media` to judge an input before OpenCV decodes it."""
+signature, an image's size by its header (every page of a TIFF), whether a JPEG, a GIF, a
+Matroska, AVI, MPEG program stream or ASF (WMV) file holds the whole of itself. Pure byte
+readers (numpy for a TIFF's directories), used by :mod:`shared.media` to judge an input before
+OpenCV decodes it."""
 
 from __future__ import annotations
 
@@ -348,36 +349,161 @@ def _vint(f, marker: bool) -> int | None:
     return value
 
 
-def matroska_whole(path: str, max_elements: int = 100_000) -> bool:
-    """Whether ``path`` is a Matroska / WebM file that holds the whole of its Segment: of known size,
-    every top-level element of it in place up to its end. OpenCV takes the length such a file
-    announces from its container's duration (every track's, from its first timestamp, not 0): a
-    video that starts at 10 s, or whose sound goes on after its last frame, is shorter than that and
-    still whole. False where it cannot tell (a live recording's unknown sizes, a cut, zeros)."""
+def container_whole(path: str) -> bool:
+    """Whether ``path`` is a Matroska / WebM or an AVI file that holds the whole of itself, so that
+    the length its header announces is no measure of a cut: a Matroska file's is its container's
+    duration (every track's, from its first timestamp, not 0: a video that starts at 10 s, or whose
+    sound goes on after its last frame, is shorter and still whole); an AVI's counts its dropped
+    frames (empty chunks: a screen recording's unchanged end decodes to fewer frames). False where
+    it cannot tell (a live recording's unknown sizes, a cut, zeros, any other file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if f.read(4) != b"\x1a\x45\xdf\xa3":
-                return False
-            header = _vint(f, False)
-            if header is None or header < 0:
-                return False
-            f.seek(header, os.SEEK_CUR)
-            if _vint(f, True) != 0x18538067:  # the Segment
-                return False
-            length = _vint(f, False)
-            if length is None or length < 0:
-                return False
-            end = f.tell() + length
-            if end > size:
-                return False
-            for _ in range(max_elements):
-                if f.tell() == end:
-                    return True
-                eid, length = _vint(f, True), _vint(f, False)
-                if eid is None or length is None or length < 0 or f.tell() + length > end:
-                    return False
-                f.seek(length, os.SEEK_CUR)
+            head = f.read(12)
+            f.seek(0)
+            if head[:4] == b"\x1a\x45\xdf\xa3":
+                return _matroska_whole(f, size)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _riff_whole(f, size)
     except (OSError, ValueError):
         pass
     return False
+
+
+def _matroska_whole(f, size: int, max_elements: int = 100_000) -> bool:
+    """Whether the Matroska file ``f`` holds its Segment, of known size, every top-level element
+    of it in place up to its end."""
+    f.read(4)
+    header = _vint(f, False)
+    if header is None or header < 0:
+        return False
+    f.seek(header, os.SEEK_CUR)
+    if _vint(f, True) != 0x18538067:  # the Segment
+        return False
+    length = _vint(f, False)
+    if length is None or length < 0:
+        return False
+    end = f.tell() + length
+    if end > size:
+        return False
+    for _ in range(max_elements):
+        if f.tell() == end:
+            return True
+        eid, length = _vint(f, True), _vint(f, False)
+        if eid is None or length is None or length < 0 or f.tell() + length > end:
+            return False
+        f.seek(length, os.SEEK_CUR)
+    return False
+
+
+_FOURCC = re.compile(rb"[ -~]{4}")
+
+
+def _riff_whole(f, size: int, max_chunks: int = 10_000) -> bool:
+    """Whether the AVI file ``f`` is its RIFF chunks (the first, and OpenDML's ``AVIX`` after it
+    past 1 GiB) up to its end, each of them its chunks up to its own (``hdrl``, ``movi``, ``idx1``:
+    a download stopped with the file at full size, the rest zeros, ends in no chunk)."""
+    pos, end = 0, 0
+    for _ in range(max_chunks):
+        if pos >= end:  # the next RIFF
+            if pos > end + 1:  # a chunk past its RIFF's end (its pad byte may be left out)
+                return False
+            pos = end + (end & 1)
+            if pos >= size:
+                return pos - size in (0, 1)
+        f.seek(pos)
+        head = f.read(12)
+        if len(head) < 8 or not _FOURCC.fullmatch(head[:4]) or (pos >= end and head[:4] != b"RIFF"):
+            return False
+        n = struct.unpack_from("<I", head, 4)[0]
+        if head[:4] == b"RIFF":
+            end = pos + 8 + n
+            if end > size:
+                return False
+            pos += 12
+        else:
+            pos += 8 + n + (n & 1)
+    return False
+
+
+MPEG_TAIL_BYTES = 256 * 1024  # the end of an MPEG program stream read for its last packs (one is 2 KiB on a DVD)
+_MPEG_PACK = b"\x00\x00\x01\xba"
+
+
+def mpeg_ps_cut(f, size: int) -> bool:
+    """Whether the MPEG program stream ``f`` (``size`` bytes) stops inside a pack header or a
+    packet: its last ``MPEG_TAIL_BYTES`` walked from a pack start, by the packets' own lengths.
+    A stream announces no length: one cut exactly between packets ends as a whole one does (FFmpeg
+    writes no program end code), and is not called cut; nor is one whose end is no packets."""
+    start = max(0, size - MPEG_TAIL_BYTES)
+    f.seek(start)
+    tail = f.read(size - start)
+    at = tail.find(_MPEG_PACK)
+    for _ in range(16):  # a start code inside a packet's data walks out of step: the next one
+        if at < 0:
+            return False
+        cut = _mpeg_walk(tail, at)
+        if cut is not None:
+            return cut
+        at = tail.find(_MPEG_PACK, at + 4)
+    return False
+
+
+def _mpeg_walk(data: bytes, i: int) -> bool | None:
+    """From the pack at ``data[i]``: True where a pack header or a packet runs past the end of
+    ``data``, False where the last ends with it, None where the bytes are no packs (out of step)."""
+    n = len(data)
+    while i < n:
+        if n - i < 4:
+            return True if data[i:] == b"\x00\x00\x01"[:n - i] else None
+        if data[i:i + 3] != b"\x00\x00\x01":
+            return None
+        code = data[i + 3]
+        if code == 0xB9:  # the program end code
+            i += 4
+        elif code == 0xBA:  # a pack header: MPEG-1's 12 bytes, or MPEG-2's 14 and its stuffing
+            if n - i < 5:
+                return True
+            if data[i + 4] >> 6 == 1:
+                i += 14 if n - i < 14 else 14 + (data[i + 13] & 7)
+            elif data[i + 4] >> 4 == 2:
+                i += 12
+            else:
+                return None
+        elif code >= 0xBB:  # the system header, a PES packet: its length follows
+            if n - i < 6:
+                return True
+            i += 6 + int.from_bytes(data[i + 4:i + 6], "big")
+        else:
+            return None
+    return i > n
+
+
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+_ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
+
+
+def asf_cut(f, size: int, max_objects: int = 1024) -> int | None:
+    """The bytes an ASF (WMV) file ``f`` of ``size`` bytes announces to the end of its Data Object,
+    where it is cut before there; None where it is not, or cannot tell: a broadcast's (live) sizes
+    are no sizes, an unfinished recording's Data Object announces only its own header."""
+    head = f.read(30)
+    if len(head) < 30 or head[:16] != ASF_HEADER:
+        return None
+    header_size, count = struct.unpack_from("<QI", head, 16)
+    pos, broadcast = 30, True
+    for _ in range(min(count, max_objects)):
+        f.seek(pos)
+        obj = f.read(92)
+        if len(obj) < 24 or pos >= header_size:
+            break
+        if obj[:16] == _ASF_FILE_PROPERTIES and len(obj) == 92:
+            broadcast = bool(struct.unpack_from("<I", obj, 88)[0] & 1)
+        pos += max(24, struct.unpack_from("<Q", obj, 16)[0])
+    f.seek(header_size)
+    data = f.read(50)
+    if len(data) < 50 or data[:16] != _ASF_DATA or broadcast:
+        return None
+    end = header_size + struct.unpack_from("<Q", data, 16)[0]
+    return end if end > size else None

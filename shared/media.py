@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES,
-                                       gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, matroska_whole,
-                                       TiffChain, sniff_format, sniff_video, tiff_directories, tiff_page_alone)
+from moodstream.shared.formats import (ACCEPTED_FORMATS, ASF_HEADER, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES,
+                                       TiffChain, asf_cut, container_whole, gif_blocks, gif_frames_beyond_one,
+                                       image_size, jpeg_end, mpeg_ps_cut, sniff_format, sniff_video,
+                                       tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -392,19 +393,31 @@ def read_gif_head(head: bytes, rest, limit: int | None) -> tuple[bytes, bool]:
     return b"".join(taken.parts), animated
 
 
-def gif_cut_short(spec: str) -> bool:
-    """Whether ``spec`` is a GIF file whose data stops inside a block (a download cut short); False
-    for any other file, a stream, or one it cannot read (not called cut)."""
+def container_cut(spec: str, frames: int) -> str | None:
+    """Why a video file whose reader takes no length from a header ended after ``frames`` frames
+    where its container shows a cut, or None: a GIF whose data stops inside a block, an MPEG
+    program stream inside a packet (its reader's length is the data left), an ASF (WMV) file before
+    the end its Data Object announces (its reader announces none once cut). None for any other
+    file, a stream, or one it cannot read (not called cut)."""
     if is_stream_spec(spec) or not os.path.isfile(spec):
-        return False
+        return None
+    where = None
     try:
         with open(spec, "rb") as f:
-            if f.read(6) not in (b"GIF87a", b"GIF89a"):
-                return False
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
             f.seek(0)
-            return not gif_blocks(f)[1]
+            if head[:6] in (b"GIF87a", b"GIF89a") and not gif_blocks(f)[1]:
+                where = "GIF", "before its last block (its trailer)"
+            elif head[:4] == b"\x00\x00\x01\xba" and mpeg_ps_cut(f, size):
+                where = "MPEG program stream", "inside a packet"
+            elif head == ASF_HEADER and (end := asf_cut(f, size)) is not None:
+                where = "ASF (WMV) file", f"at byte {size} of the {end} its data announces"
     except OSError:
-        return False
+        return None
+    if where is None:
+        return None
+    return f"the {where[0]} ended after {frames} frames {where[1]}: truncated or damaged (the frames before were read)"
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
@@ -631,11 +644,10 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                     yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
                 else:
                     short = cut_short(index, t, announced, native_fps)
-                    if short and not is_stream_spec(spec) and matroska_whole(spec):
-                        short = None  # its length is the container's (all tracks, from its first time)
-                    if not short and gif_cut_short(spec):  # a GIF announces no length
-                        short = (f"the GIF ended after {index} frames before its last block (its trailer): "
-                                 "truncated or damaged (the frames before were read)")
+                    if short and not is_stream_spec(spec) and container_whole(spec):
+                        short = None  # its length is the container's (all tracks), or counts dropped frames
+                    if not short:  # a GIF, an MPEG-PS, a cut WMV announce no length
+                        short = container_cut(spec, index)
                     if short:
                         yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break

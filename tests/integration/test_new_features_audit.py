@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tests.support.vfr import DURATION, elements, retime_webm
 
-from moodstream.shared.formats import matroska_whole
+from moodstream.shared.formats import container_whole
 from moodstream.shared.media import iter_video
 from moodstream.worker.webm import open_webm
 
@@ -65,13 +65,13 @@ def test_a_whole_webm_that_lasts_longer_than_its_video_is_not_truncated(tmp_path
     """Its sound (or its last frame, shown for long) goes on 3 s after the last frame's time."""
     clip = webm(tmp_path / "sound.webm", 60)
     set_duration(clip, 5000.0)
-    assert matroska_whole(str(clip)) and errors(clip) == []
+    assert container_whole(str(clip)) and errors(clip) == []
     # a download that stopped with its file already at full size (the rest zeros) is still cut
     zeros = tmp_path / "zeros.webm"
     data = bytearray(webm(tmp_path / "long.webm", 150).read_bytes())
     data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
     zeros.write_bytes(bytes(data))
-    assert not matroska_whole(str(zeros)) and errors(zeros) == ["truncated"]
+    assert not container_whole(str(zeros)) and errors(zeros) == ["truncated"]
 
 
 def test_a_webm_without_a_duration_keeps_its_frames_times(tmp_path):

@@ -6,6 +6,7 @@ well. Its header still announces the whole length: a video that ends well before
 from __future__ import annotations
 
 import json
+import struct
 
 import cv2
 import numpy as np
@@ -18,11 +19,12 @@ from moodstream.worker.webm import open_webm
 FRAMES = 90  # 3 s at 30 fps
 
 
-def write(path, kind: str) -> None:
+def write(path, kind: str, fourcc: str = "MJPG") -> None:
     if kind == "webm":
         writer = open_webm(path, 30.0, (160, 120))
     else:
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30.0, (160, 120))
+        assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path}"
     for i in range(FRAMES):
         img = np.full((120, 160, 3), (i * 2) % 255, np.uint8)
         cv2.putText(img, str(i), (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 2)
@@ -67,3 +69,90 @@ def test_analyze_keeps_the_frames_and_exits_1(videos):
 @pytest.mark.parametrize("name", ["tests/fixtures/clip_360p.mp4", "samples/hamilton_clip.mp4"])
 def test_whole_videos_are_not_called_truncated(name):
     assert all(it.error is None for it in iter_video(name))
+
+
+# MPEG-1 / MPEG-2 program streams and ASF (WMV) as OpenCV's FFmpeg writes them. Their reader takes a
+# file's length from the data it holds (an MPEG-PS) or announces none once the file is cut (a WMV:
+# a negative count): a cut file was a whole one as far as the frame count went. MJPG and XVID AVIs
+# are the header-checked case beside them.
+CUT_CONTAINERS = [("mpg", "PIM1"), ("mpeg", "MPG2"), ("wmv", "WMV2"), ("wmv", "WMV1"), ("avi", "XVID")]
+
+
+@pytest.mark.parametrize("ext, fourcc", CUT_CONTAINERS)
+def test_every_container_cut_short_is_truncated_and_whole_is_not(tmp_path, ext, fourcc):
+    whole = tmp_path / f"whole.{ext}"
+    write(whole, ext, fourcc)
+    items = list(iter_video(str(whole)))
+    assert len(items) == FRAMES and all(it.error is None for it in items), [it.error for it in items if it.error]
+    assert all(it.error is None for it in iter_video(str(whole), every_n=7))
+    data = whole.read_bytes()
+    # a cut inside a packet; an MPEG-PS cut exactly between two packs looks whole: FFmpeg writes no
+    # program end code, and nothing else in the stream tells its length
+    for offset in [len(data) * k // 10 + 1 for k in ((2, 5) if ext == "avi" else (1, 2, 5, 8, 9))]:
+        assert offset % 2048, offset  # FFmpeg's MPEG-PS packs are 2048 bytes
+        cut = tmp_path / f"cut{offset}.{ext}"
+        cut.write_bytes(data[:offset])
+        *frames, last = iter_video(str(cut))
+        assert frames and all(it.error is None for it in frames), (offset, [it.error for it in frames if it.error])
+        assert last.error is not None and last.error.reason == "truncated", (offset, last)
+        assert last.frame == len(frames) < FRAMES
+
+
+@pytest.mark.parametrize("ext, fourcc", [("mpg", "PIM1"), ("wmv", "WMV2")])
+def test_analyze_keeps_the_frames_of_a_cut_mpeg_or_wmv_and_exits_1(tmp_path, ext, fourcc):
+    from moodstream.worker.analyze import analyze_cmd as analyze
+
+    whole, cut = tmp_path / f"whole.{ext}", tmp_path / f"cut.{ext}"
+    write(whole, ext, fourcc)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 8 // 10 + 1])
+    for path, code, errors in ((whole, 0, []), (cut, 1, ["truncated"])):
+        ran = CliRunner().invoke(analyze, ["--device", "cpu", "--detector", "haar", "--every", "10", str(path)])
+        assert ran.exit_code == code, ran.output
+        records = [json.loads(line) for line in ran.stdout.splitlines()]
+        assert [r["error"]["reason"] for r in records if r.get("error")] == errors
+        assert sum(1 for r in records if not r.get("error")) >= 5
+
+
+def drop_frames(data: bytes, dropped: set[int]) -> bytes:
+    """The AVI ``data`` (one RIFF, an ``idx1`` index) with the video chunks numbered in ``dropped``
+    made empty, as a capture program writes a dropped frame (FFmpeg too, for a gap in the frames'
+    times): a 0-byte chunk in ``movi`` and in the index, counted in the header's frames."""
+    movi = data.index(b"movi") - 8
+    movi_end = movi + 8 + struct.unpack_from("<I", data, movi + 4)[0]
+    idx1 = data.index(b"idx1", movi_end)
+    body, pos, n, moved = bytearray(), movi + 12, 0, {}
+    while pos < movi_end:
+        size = struct.unpack_from("<I", data, pos + 4)[0]
+        keep = 0 if n in dropped else size
+        moved[pos - movi - 8] = (len(body) + 4, keep)  # idx1 offsets count from the "movi" fourcc
+        body += data[pos:pos + 4] + struct.pack("<I", keep) + data[pos + 8:pos + 8 + keep] + b"\0" * (keep & 1)
+        pos, n = pos + 8 + size + (size & 1), n + 1
+    count = struct.unpack_from("<I", data, idx1 + 4)[0] // 16
+    entries = bytearray()
+    for k in range(count):
+        ckid, flags, offset, _ = struct.unpack_from("<4sIII", data, idx1 + 8 + 16 * k)
+        offset, size = moved[offset]
+        entries += struct.pack("<4sIII", ckid, flags if size else 0, offset, size)
+    out = bytearray(data[:movi]) + b"LIST" + struct.pack("<I", len(body) + 4) + b"movi" + body
+    out += b"idx1" + struct.pack("<I", len(entries)) + entries + data[idx1 + 8 + 16 * count:]
+    struct.pack_into("<I", out, 4, len(out) - 8)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("fourcc", ["MJPG", "XVID"])
+def test_an_avi_ending_on_dropped_frames_is_whole(tmp_path, fourcc):
+    """A screen recording whose last 40 frames did not change (each an empty chunk: a dropped frame)
+    decoded 50 frames (1.7 s) of the 3.0 s its header announces and was called ``truncated``, exit 1."""
+    written = tmp_path / "written.avi"
+    write(written, "avi", fourcc)
+    whole = tmp_path / "dropped.avi"
+    whole.write_bytes(drop_frames(written.read_bytes(), set(range(30, 35)) | set(range(50, FRAMES))))
+    items = list(iter_video(str(whole)))
+    assert len(items) == 45 and all(it.error is None for it in items), items[-1]
+    data = whole.read_bytes()
+    cut, zeros = tmp_path / "cut.avi", tmp_path / "zeros.avi"  # cut short, or at full size the rest zeros
+    cut.write_bytes(data[: len(data) // 2])
+    zeros.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    for path in (cut, zeros):
+        *frames, last = iter_video(str(path))
+        assert frames and last.error is not None and last.error.reason == "truncated", (path, last)
