@@ -192,7 +192,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end).")
 @click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
-                   "and one .mp4 per video.")
+                   "and one .mp4 per video, playing in the video's own time.")
 @setting_option("detector")
 @setting_option("device")
 @setting_option("backend")
@@ -313,7 +313,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             r = out.record
             faces += len(r.faces)
             if annotator is not None:
-                annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame)
+                annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame, r.timestamp_s)
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own

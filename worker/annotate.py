@@ -3,8 +3,8 @@ with the label and its confidence above it (like the figures in the paper);
 a tracked face shows its ``#track_id`` and its smoothed emotion.
 
 Images become annotated images in the output folder; the sampled frames of a
-video become one annotated ``.mp4`` (OpenCV's ``mp4v`` codec, at the sampled
-frame rate). :func:`draw_timeline` draws a video's tracks over time (one row
+video become one annotated ``.mp4`` (OpenCV's ``mp4v`` codec) that plays in the
+video's own time (:class:`TimedClip`: each frame held until the next one's time). :func:`draw_timeline` draws a video's tracks over time (one row
 per track: its face picture, the probabilities over time, its episodes) for
 ``--summary``.
 """
@@ -16,6 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -79,10 +80,83 @@ def safe_stem(source: str, page: int | None = None) -> str:
 
 def video_rate(rate: float | None) -> float:
     """The rate a video frame's reader gave (:attr:`shared.media.FrameItem.rate`: its sampled frames'
-    frames/s, ``--every`` and ``--fps`` applied), which its annotated copy and report clip play at."""
+    frames/s, ``--every`` and ``--fps`` applied), the rate of its annotated copy and report clip
+    (:class:`TimedClip`)."""
     if rate is None:
         raise ValueError("a video frame comes with its reader's rate (FrameItem.rate)")
     return rate
+
+
+MAX_CLIP_FPS = 120.0  # a copy's frames/s at most: frames closer together share one of its frames
+MAX_HOLD_S = 10.0  # a frame is held this long at most (a GIF may ask 655 s: 19,660 copies of it at 30 frames/s)
+
+
+class TimedClip:
+    """One video's annotated frames written so that the copy plays in the source's time: each frame
+    is written again, at the copy's rate, until the next frame's time (the last one once), so the
+    copy's time t shows the source frame at t (a GIF's delays, a phone's variable frame rate, a gap).
+
+    The copy's rate is the reader's (:func:`video_rate`: a constant-rate video's copy has its frames,
+    one each, at its rate), or where the first two frames come faster than that (a GIF's rate is its
+    frames' average) the rate they come at; at most :data:`MAX_CLIP_FPS`. The writer is opened at
+    the second frame (or :meth:`close`), once that rate is known: ``open_writer(fps)``, None where it
+    cannot be. A frame is held :data:`MAX_HOLD_S` at most: past a longer gap the copy's time runs
+    behind the source's by the rest (``first_frames`` says where each frame went). A frame's time
+    that goes back (the same file again) continues the copy one frame later.
+    """
+
+    def __init__(self, rate: float | None, open_writer: Callable[[float], cv2.VideoWriter | None]):
+        self.rate = video_rate(rate)
+        self.fps: float | None = None  # the copy's, known at the second frame
+        self.writer: cv2.VideoWriter | None = None
+        self.first_frames: list[int] = []  # per frame added: the copy's first frame showing it (the next one's if none)
+        self._open = open_writer
+        self._pending: tuple[np.ndarray, float] | None = None  # the last frame: written once its hold is known
+        self._t0 = self._shift_s = 0.0
+        self._written = self._cut = 0  # the copy's frames written; left out by capped holds
+
+    def add(self, bgr: np.ndarray, t_s: float | None) -> None:
+        """The next frame (BGR) and its time in the source (None: one frame at the rate after the last)."""
+        if self._pending is None:
+            t = self._t0 = 0.0 if t_s is None else t_s
+        else:
+            last = self._pending[1]
+            t = last + 1 / self.rate if t_s is None else t_s + self._shift_s
+            if t <= last:  # back in time: a second pass of the file
+                self._shift_s += last + 1 / (self.fps or self.rate) - t
+                t = last + 1 / (self.fps or self.rate)
+            self._flush(t)
+        self._pending = (bgr, t)
+
+    def _flush(self, t_next: float | None) -> None:
+        bgr, t = self._pending
+        if self.fps is None:
+            gap = None if t_next is None else t_next - t
+            self.fps = min(MAX_CLIP_FPS, 1 / gap if gap is not None and 0 < gap < 0.9 / self.rate else self.rate)
+            self.writer = self._open(self.fps)
+        self.first_frames.append(self._written)
+        if t_next is None:  # the last frame: one of the copy's
+            n = 1
+        else:
+            n = max(0, math.floor((t_next - self._t0) * self.fps + 0.5) - self._cut - self._written)
+            most = max(1, round(MAX_HOLD_S * self.fps))
+            self._cut += max(0, n - most)
+            n = min(n, most)
+        if self.writer is not None and self.writer.isOpened():
+            for _ in range(n):
+                self.writer.write(bgr)
+        self._written += n
+
+    def close(self) -> bool:
+        """Write the last frame and release the writer; whether one was open (its file is to check)."""
+        if self._pending is not None:
+            self._flush(None)
+            self._pending = None
+        opened = self.writer is not None and self.writer.isOpened()
+        if opened:
+            self.writer.release()
+        self.writer = None
+        return opened
 
 
 def write_image(path: str | Path, image: np.ndarray) -> bool:
@@ -127,7 +201,7 @@ class Annotator:
         self.failed: list[Path] = []  # could not be written: the run fails at close()
         self._video_source: str | None = None
         self._video_path: Path | None = None
-        self._writer: cv2.VideoWriter | None = None
+        self._clip: TimedClip | None = None
 
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
         """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
@@ -143,10 +217,10 @@ class Annotator:
         return self.out_dir / name
 
     def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None,
-            frame: int = 0) -> None:
+            frame: int = 0, timestamp_s: float | None = None) -> None:
         """Annotate one frame: an image file (``frame``: its page, a multi-page TIFF's), or the next
-        frame of ``source``'s video, written at ``rate`` frames/s (its reader's,
-        :attr:`shared.media.FrameItem.rate`)."""
+        frame of ``source``'s video, at its time ``timestamp_s`` (:class:`TimedClip`, ``rate``: its
+        reader's, :attr:`shared.media.FrameItem.rate`)."""
         annotated = cv2.cvtColor(draw(image, faces), cv2.COLOR_RGB2BGR)
         if not video:
             self._close_video()
@@ -162,24 +236,24 @@ class Annotator:
             self._close_video()
             path = self._path(source, ".mp4")
             h, w = annotated.shape[:2]
-            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           video_rate(rate), (w, h))
-            if not self._writer.isOpened():
-                log.warning("annotate: cannot open a video writer for %s", path)
-                self.failed.append(path)
+            self._clip = TimedClip(rate, lambda fps: self._open_mp4(path, fps, (w, h)))
             self._video_source, self._video_path = source, path
             self.written.append(path)
-        if self._writer is not None and self._writer.isOpened():
-            self._writer.write(annotated)
+        self._clip.add(annotated, timestamp_s)
+
+    def _open_mp4(self, path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            log.warning("annotate: cannot open a video writer for %s", path)
+            self.failed.append(path)
+        return writer
 
     def _close_video(self) -> None:
-        if self._writer is not None and self._writer.isOpened():
-            self._writer.release()
-            # the writer says nothing when the disk refuses its bytes: the file must open and give a frame
-            if not readable_video(self._video_path):
-                log.warning("annotate: %s was not written whole (a full disk?)", self._video_path)
-                self.failed.append(self._video_path)
-        self._writer, self._video_source, self._video_path = None, None, None
+        # the writer says nothing when the disk refuses its bytes: the file must open and give a frame
+        if self._clip is not None and self._clip.close() and not readable_video(self._video_path):
+            log.warning("annotate: %s was not written whole (a full disk?)", self._video_path)
+            self.failed.append(self._video_path)
+        self._clip, self._video_source, self._video_path = None, None, None
 
     def close(self) -> None:
         """Finish the last video; OSError naming what could not be written, if anything."""

@@ -1,7 +1,9 @@
 """``analyze VIDEO --report FILE.html``: one page per call that opens from disk, with no network.
 
 For each video: the annotated clip as WebM (VP8, :mod:`worker.webm`) beside the
-page (``FILE-<video>.webm``: a browser plays it, the page stays small), and per
+page (``FILE-<video>.webm``: a browser plays it, the page stays small), in the
+video's own time (:class:`worker.annotate.TimedClip`; the page maps the clip's
+frames to the analysed ones with ``clip_frames``), and per
 track of the summary (:mod:`worker.tracking.summary`, the same summary ``--summary``
 writes): its face picture, time span, dominant emotion, episodes and the raw
 probabilities over time as a chart. People (``person: true``) are listed
@@ -40,7 +42,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import FrameResult
-from moodstream.worker.annotate import draw, readable_video, safe_stem, video_rate
+from moodstream.worker.annotate import TimedClip, draw, readable_video, safe_stem
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -55,9 +57,8 @@ TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
 class VideoPart:
     source: str
     file: Path  # the WebM
-    rate: float
-    writer: cv2.VideoWriter | None
-    times: list[float] = field(default_factory=list)  # each written frame's time in the source
+    clip: TimedClip  # its frames in the source's time
+    times: list[float] = field(default_factory=list)  # each analysed frame's time in the source
     series: dict[int, list[list[float]]] = field(default_factory=dict)  # track -> [[t, p0..p7]]
     last_frame: int = -1
     size: tuple[int, int] = (0, 0)
@@ -107,7 +108,8 @@ class Report:
         self._taken: set[str] = set()
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
-        """One frame (``rate``: a video frame's sampled frame rate, from its reader)."""
+        """One frame (``rate``: a video frame's sampled frame rate, from its reader; its clip holds it
+        until the next frame's time, :class:`worker.annotate.TimedClip`)."""
         if image is None or record.error is not None:
             why = f"{record.error.reason}: {record.error.detail}" if record.error is not None else "not read"
             self.not_shown.append({"source": record.source, "why": why})
@@ -124,13 +126,13 @@ class Report:
             return
         part = self.current.get(record.source)
         if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own
-            if part is not None and part.writer is not None:
-                part.writer.release()
-            part = self.current[record.source] = self._start(record.source, image, rate)
+            for done in self.current.values():  # analyze reads one video after another: one clip open at
+                self._finish(done)  # a time (its writer and its last frame), not one per video of the run
+            self.current = {record.source: self._start(record.source, image, rate)}
+            part = self.current[record.source]
         part.last_frame = record.frame
-        t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.rate
-        if part.writer is not None:
-            part.writer.write(cv2.cvtColor(draw(image, record.faces), cv2.COLOR_RGB2BGR))
+        t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.clip.rate
+        part.clip.add(cv2.cvtColor(draw(image, record.faces), cv2.COLOR_RGB2BGR), t)
         part.times.append(t)
         for face in record.faces:
             if face.track_id is not None and face.probabilities:
@@ -146,27 +148,30 @@ class Report:
             name = f"{stem}-{n}.webm"
         self._taken.add(name)
         h, w = image.shape[:2]
-        rate = video_rate(rate)
-        try:
-            writer = open_webm(self.path.with_name(name), rate, (w, h), self.codec)
-        except ConfigError as exc:  # the page and the summary still come; only this clip is missing
-            log.warning("report: no clip for %s: %s", source, exc)
-            self.failed.append(f"{name}: {str(exc).replace(str(self.path.with_name(name)), 'it')}")
-            writer = None
-        part = VideoPart(source, self.path.with_name(name), rate, writer, size=(w, h))
+
+        def open_writer(fps: float) -> cv2.VideoWriter | None:
+            try:
+                return open_webm(self.path.with_name(name), fps, (w, h), self.codec)
+            except ConfigError as exc:  # the page and the summary still come; only this clip is missing
+                log.warning("report: no clip for %s: %s", source, exc)
+                self.failed.append(f"{name}: {str(exc).replace(str(self.path.with_name(name)), 'it')}")
+                return None
+
+        part = VideoPart(source, self.path.with_name(name), TimedClip(rate, open_writer), size=(w, h))
         self.parts.append(part)
         return part
+
+    def _finish(self, part: VideoPart) -> None:
+        """Write the clip's last frame and close it (once: a closed clip has nothing left)."""
+        if part.clip.close() and not readable_video(part.file):  # the writer says nothing when the disk refuses
+            log.warning("report: %s was not written whole (a full disk?)", part.file)
+            self.failed.append(f"{part.file.name}: not written whole (a full disk?)")
 
     def close(self) -> Path:
         """Finish the videos and write the page; returns its path. OSError naming the clips that could
         not be written (the page is written first: its charts and pictures still stand)."""
         for part in self.parts:
-            if part.writer is not None:
-                part.writer.release()
-                part.writer = None
-                if not readable_video(part.file):  # the writer says nothing when the disk refuses its bytes
-                    log.warning("report: %s was not written whole (a full disk?)", part.file)
-                    self.failed.append(f"{part.file.name}: not written whole (a full disk?)")
+            self._finish(part)
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "images": self.images, "not_shown": self.not_shown, "labels": list(LABELS)}
@@ -184,8 +189,8 @@ class Report:
                                                     "mean_probabilities", "episodes")},
                            "thumbnail": data_uri(run.pictures.picture(e["track_id"])),
                            "points": bucketed(part.series.get(e["track_id"], []))})
-        return {"source": part.source, "video": part.file.name, "rate": part.rate, "size": list(part.size),
-                "times": [round(t, 3) for t in part.times], "tracks": tracks,
+        return {"source": part.source, "video": part.file.name, "rate": part.clip.fps, "size": list(part.size),
+                "times": [round(t, 3) for t in part.times], "clip_frames": part.clip.first_frames, "tracks": tracks,
                 "people": sum(bool(t["person"]) for t in tracks)}
 
 

@@ -16,17 +16,20 @@
     (data.images ? ", " + data.images + " image(s) not shown" : "") + "; click a chart or an episode to see that moment";
   document.getElementById("legend").appendChild(window.moodChart.legend());
 
-  /* the video frame nearest to source time t: frames were written one per analysed frame, at `rate` */
-  function seekTime(v, t) {
+  /* the clip plays in the source's time: analysed frame i is first shown at the clip's frame
+     clip_frames[i] (held until the next one's; `rate`: the clip's frames/s) */
+  function seekTime(v, t) {  /* the clip's time showing the analysed frame nearest to source time t */
     const times = v.times;
     let lo = 0, hi = times.length - 1;
     while (lo < hi) { const mid = (lo + hi) >> 1; if (times[mid] < t) lo = mid + 1; else hi = mid; }
     if (lo > 0 && Math.abs(times[lo - 1] - t) <= Math.abs(times[lo] - t)) lo -= 1;
-    return (lo + 0.5) / v.rate;
+    return (v.clip_frames[lo] + 0.5) / v.rate;
   }
-  function sourceTime(v, videoT) {
-    const i = Math.min(v.times.length - 1, Math.max(0, Math.floor(videoT * v.rate)));
-    return v.times.length ? v.times[i] : 0;
+  function sourceTime(v, videoT) {  /* the source time of the analysed frame the clip shows at videoT */
+    const shown = Math.floor(videoT * v.rate), starts = v.clip_frames;
+    let lo = 0, hi = starts.length - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= shown) lo = mid; else hi = mid - 1; }
+    return v.times.length ? v.times[lo] : 0;
   }
 
   function trackRow(v, t, player, charts, cls) {
