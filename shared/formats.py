@@ -70,15 +70,19 @@ ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
 
 def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
-    ``.webm`` for WebM / Matroska, ``.avi``), or None (images among them; an animated GIF:
-    :func:`read_gif_head`)."""
-    head = data[:12]
+    ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
+    ASF), or None (images among them; an animated GIF: :func:`read_gif_head`)."""
+    head = data[:16]
     if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
         return ".mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
         return ".webm"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return ".avi"
+    if head[:4] == b"\x00\x00\x01\xba":  # an MPEG pack header
+        return ".mpg"
+    if head == ASF_HEADER:
+        return ".wmv"
     return None
 
 

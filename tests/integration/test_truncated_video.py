@@ -156,3 +156,19 @@ def test_an_avi_ending_on_dropped_frames_is_whole(tmp_path, fourcc):
     for path in (cut, zeros):
         *frames, last = iter_video(str(path))
         assert frames and last.error is not None and last.error.reason == "truncated", (path, last)
+
+
+@pytest.mark.parametrize("ext, fourcc", [("mpg", "PIM1"), ("wmv", "WMV2")])
+def test_a_piped_mpeg_or_wmv_is_read_as_a_video(tmp_path, ext, fourcc):
+    """`analyze -` told a video from an image by its first bytes for MP4, WebM and AVI only: an
+    MPEG program stream or a WMV on stdin was taken for an image ("not an image")."""
+    from moodstream.worker.analyze import analyze_cmd
+
+    path = tmp_path / f"v.{ext}"
+    write(path, ext, fourcc)
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", "-", "--max-frames", "5"], input=path.read_bytes())
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["frame"] for r in records] == [0, 1, 2, 3, 4] and all(r.get("error") is None for r in records), \
+        result.stdout
+    assert records[4]["timestamp_s"] == pytest.approx(4 / 30, abs=0.01)
