@@ -136,8 +136,15 @@ class Producer:
                                              f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
                                              f"({self.settings.max_message_bytes}): not sent")
         trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
-        entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
-                                                       approximate=True))
+        try:
+            entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
+                                                           approximate=True))
+        except redis.ResponseError as exc:  # an entry with the largest id, added with an explicit one: no XADD *
+            if "exhausted the last possible ID" not in str(exc):  # gets past it, however often it is retried
+                raise
+            raise ConfigError(f"producer: {self.keys.frames} holds the largest possible entry id (added by hand or "
+                              "with a producer's credential), so no frame can be added: an admin must move the "
+                              "stream aside (RENAME; its frames stay readable there) for a new one to start") from None
         self.stats.sent += 1
         return JobRef(job.job_id, job.source, job.frame, as_str(entry_id))
 

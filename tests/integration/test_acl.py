@@ -105,6 +105,72 @@ def test_producer_drop_mode_as_its_user(acl_server):
     assert _denials(port, pw) == []
 
 
+# What one XADD can do to the frames stream as moodstream-producer: its ACL may grant XADD but no
+# XADD options, so MAXLEN / MINID / an explicit id come with it (shared by every producer).
+WIPE_QUEUE = {
+    "maxlen-0": ("XADD", "moodstream:frames", "MAXLEN", "0", "*", "msg", "x"),
+    "minid-far-future": ("XADD", "moodstream:frames", "MINID", "99999999999999", "*", "msg", "x"),
+}
+MAX_ID = "18446744073709551615-18446744073709551615"  # the largest stream id: no `*` comes after it
+# Known, not fixed (deploy/README.md, "What a producer's credential can still do"). Not by a Redis
+# Function behind +fcall either: a function's commands are checked against its caller's ACL (7.0.15:
+# "The user executing the script can't run this command"), so the producer keeps +xadd. strict: a fix
+# that makes these pass fails them until the marker goes.
+CREDENTIAL_HOLE = pytest.mark.xfail(strict=True, reason="a producer's ACL cannot grant XADD without its "
+                                                        "MAXLEN / MINID / explicit-id forms")
+
+
+def _attack(port, pw, command) -> None:
+    """One command as moodstream-producer; a refusal or an error is what a fix may answer."""
+    with _client(port, pw, "moodstream-producer") as attacker:
+        try:
+            attacker.execute_command(*command)
+        except redis.ResponseError:  # NOPERM included
+            pass
+
+
+@CREDENTIAL_HOLE
+@pytest.mark.parametrize("attack", list(WIPE_QUEUE))
+def test_a_producer_credential_cannot_delete_other_producers_frames(acl_server, attack):
+    """Frames another producer queued and no worker has read survive whatever one producer
+    credential sends (today: one XADD with MAXLEN 0 or a far MINID deletes all of them)."""
+    from moodstream.producer.client import Producer
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    with _client(port, pw, "default") as admin:
+        admin.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
+    queued = [producer.submit_image(tiny_jpeg(i), source="victim").entry_id for i in range(5)]
+    producer.close()
+    _attack(port, pw, WIPE_QUEUE[attack])
+    with _client(port, pw, "default") as admin:
+        left = [eid.decode() for eid, _ in admin.xrange(keys.frames)]
+    assert set(queued) <= set(left), f"{attack}: {len(set(queued) - set(left))} of 5 unread frames deleted"
+
+
+@CREDENTIAL_HOLE
+def test_a_producer_credential_cannot_stop_every_later_frame(acl_server):
+    """An XADD with the largest id, as moodstream-producer, must not stop the intake: another
+    producer's next frame is still queued (today every later XADD * fails: 'exhausted the last
+    possible ID')."""
+    from moodstream.producer.client import Producer
+    from moodstream.shared.errors import ConfigError
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    _attack(port, pw, ("XADD", "moodstream:frames", MAX_ID, "msg", "x"))
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
+    try:
+        ref = producer.submit_image(tiny_jpeg(1), source="after")
+    except (redis.ResponseError, ConfigError) as exc:
+        pytest.fail(f"a producer cannot queue a frame after the attack: {exc}")
+    finally:
+        producer.close()
+    with _client(port, pw, "default") as admin:
+        assert ref.entry_id in [eid.decode() for eid, _ in admin.xrange(keys.frames)]
+
+
 @pytest.mark.parametrize("user, command", [
     ("moodstream-worker", ("FLUSHALL",)),
     ("moodstream-worker", ("CONFIG", "GET", "requirepass")),

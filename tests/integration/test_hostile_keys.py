@@ -117,6 +117,16 @@ def test_a_frames_key_of_another_type_is_one_line(redis_url, client, keys):
     assert client.get(keys.frames) == b"notastream"  # left as it is
 
 
+def test_a_frames_stream_at_the_largest_id_is_one_line_for_produce(redis_url, client, keys):
+    """An entry with the largest id (one XADD with an explicit id, e.g. by anyone holding a producer's
+    credential) makes every later XADD * fail: `produce` said so with a traceback."""
+    client.xadd(keys.frames, {"msg": "x"}, id="18446744073709551615-18446744073709551615")
+    out = _cli(_env(redis_url), "produce", "samples/street.jpg")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"{keys.frames} holds the largest possible entry id" in out.stderr, out.stderr[-2000:]
+    assert client.xlen(keys.frames) == 1  # left as it is: only an admin may decide what to do with it
+
+
 def test_malformed_messages_among_good_ones_hold_no_old_batch(redis_url, client, keys, checkpoint):
     """One malformed message a batch made the worker's memory grow for as long as they came (149 ->
     2,523 MiB in 80 s): the MessageError stored on its entry kept, through the __context__ that
