@@ -75,10 +75,16 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
     The heartbeat is written between batches, so it says "idle" while a worker drains a
     backlog; ``pending`` (entries the worker holds in the group now, :func:`holding`) corrects
     it: a worker holding entries is ``busy`` (the beat's own word stays in ``beat_status``).
-    ``served`` is as of the last beat (``age_s`` ago)."""
+    ``served`` is as of the last beat (``age_s`` ago).
+
+    The heartbeats are found in the workers' index (``Keys.heartbeats``, one ZRANGE), then read
+    in one pipeline: a few commands however many other keys the database holds. Where the index
+    does not exist (workers of a release that did not write it: a rolling upgrade), by SCAN MATCH
+    of the heartbeat keys, which walks the whole keyspace; where it exists it is trusted, and a
+    worker that does not write it is not listed."""
     now = server_time_ms(client) if now_ms is None else now_ms
     held = holding(client, keys)
-    names = sorted(set(client.scan_iter(match=keys.heartbeat_pattern, count=1000)))
+    names = _heartbeat_keys(client, keys)
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(name)
@@ -87,7 +93,7 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
         if isinstance(raw, redis.ResponseError):  # a key of another type under the heartbeat pattern
             log.warning("status: %s is not a worker's heartbeat (%s); left out", printable(as_str(name)), raw)
             continue
-        if not raw:  # expired between SCAN and HGETALL
+        if not raw:  # expired or removed (a worker that left) since its last beat in the index, or since SCAN
             continue
         w: dict = {as_str(k): as_str(v) for k, v in raw.items()}
         if not w.get("worker"):  # a beat without its name: the key names the worker
@@ -102,6 +108,21 @@ def live_workers(client: redis.Redis, keys: Keys, now_ms: int | None = None) -> 
             w["status"] = "busy"
         workers.append(w)
     return sorted(workers, key=lambda w: w.get("worker") or "")
+
+
+def _heartbeat_keys(client: redis.Redis, keys: Keys) -> list:
+    """The heartbeat keys to read, sorted: from the index, or by SCAN where there is none (a
+    sorted set is never empty: no members is no key). An index of another type: SCAN, one line."""
+    try:
+        indexed = client.zrange(keys.heartbeats, 0, -1)
+    except redis.ResponseError as exc:  # WRONGTYPE; a refused command (NOPERM) is raised
+        if is_fatal(exc):
+            raise
+        log.warning("status: %s is not the workers' index (%s); heartbeats found by SCAN", keys.heartbeats, exc)
+        indexed = []
+    if indexed:
+        return sorted({keys.heartbeat(as_str(name)) for name in indexed})
+    return sorted(set(client.scan_iter(match=keys.heartbeat_pattern, count=1000)))
 
 
 def keda_lag(client: redis.Redis, keys: Keys) -> int | None:

@@ -7,6 +7,7 @@
     moodstream:results             stream of results and error records
     moodstream:dead                dead-letter stream (poison and failed jobs)
     moodstream:heartbeat:<worker>  hash with TTL, one per live worker
+    moodstream:heartbeats          sorted set: worker name -> its last beat (ms), the index of the hashes
     moodstream:attempts            hash: entry id -> times a worker died serving it alone
     moodstream:reply:<name>        optional per-caller result streams (a job's ``reply_to``)
     moodstream:tracked             stream of results with face tracks (``moodstream track``)
@@ -82,6 +83,12 @@ class Keys:
     def heartbeat_pattern(self) -> str:
         """For ``SCAN MATCH``: every live worker's heartbeat key."""
         return f"{self.prefix}:heartbeat:*"
+
+    @property
+    def heartbeats(self) -> str:
+        """Sorted set of the workers that beat lately (name -> beat time in ms), written with each
+        heartbeat: ``status`` finds the heartbeats here instead of by SCAN of the whole database."""
+        return f"{self.prefix}:heartbeats"
 
     def reply(self, name: str) -> str:
         """A caller's own result stream; workers only write ``reply_to`` keys under this prefix."""

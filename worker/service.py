@@ -5,7 +5,7 @@ One loop in a fixed order (as rq's worker does)::
     setup()
     try:
         while not (stop requested and nothing in hand):
-            maintenance()      # heartbeat (HSET + EXPIRE), XAUTOCLAIM stale entries
+            maintenance()      # heartbeat (HSET + EXPIRE, its index entry), XAUTOCLAIM stale entries
             batch = collect()  # XREADGROUP until batch_max frames, or the oldest waited batch_wait_ms
             serve(batch)       # decode (thread pool) -> pipeline -> results + dead letters + XACK in one MULTI
     finally:
@@ -71,6 +71,9 @@ from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
 log = logging.getLogger(__name__)
+# the workers' index (Keys.heartbeats) keeps an entry this many heartbeat TTLs after its last beat
+# (60 s at the default 15 s): a margin for the clocks of the workers that prune it
+INDEX_KEPT_TTLS = 4
 
 
 class Status(str, Enum):
@@ -251,6 +254,8 @@ class Worker:
 
     def _goodbye(self) -> None:
         try:
+            # the index entry stays (the next beat of another worker drops it): removing the last
+            # one would remove the index, and status would walk the keyspace until a worker beats
             self.client.delete(self.keys.heartbeat(self.name))
             mine = self.client.xpending_range(self.keys.frames, self.keys.group, "-", "+", 1, consumername=self.name)
             if not mine:  # nothing of ours is pending: forget this consumer name
@@ -292,15 +297,25 @@ class Worker:
             self.forget_dead_consumers()
 
     def heartbeat(self) -> None:
-        key = self.keys.heartbeat(self.name)
+        """The heartbeat hash (expires heartbeat_ttl_s after this beat) and this worker's entry in
+        the index of heartbeats (``Keys.heartbeats``), in one MULTI. The index drops the entries
+        that beat longer than INDEX_KEPT_TTLS heartbeat TTLs ago (by this worker's clock, as the
+        scores are: a margin, so a worker whose clock is behind by less than that is never dropped
+        while it beats; an entry whose hash expired costs ``status`` one empty read), so it holds
+        about the fleet of the last minute; it is never emptied (nor expired), so a fleet scaled
+        to zero keeps it and ``status`` does not fall back to SCAN."""
+        key, beat_ms = self.keys.heartbeat(self.name), now_ms()
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={
             "worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "status": self.status.value,
             "device": self.device, "backend": self.backend, "model_version": self.pipeline.model_version,
             "served": self.served,
             "batches": self.batches, "dead_lettered": self.dead_lettered, "in_hand": len(self._inhand),
-            "started_at_ms": self._started_ms, "beat_at_ms": now_ms()})
+            "started_at_ms": self._started_ms, "beat_at_ms": beat_ms})
         pipe.expire(key, self.settings.heartbeat_ttl_s)
+        gone_ms = beat_ms - INDEX_KEPT_TTLS * self.settings.heartbeat_ttl_s * 1000
+        pipe.zremrangebyscore(self.keys.heartbeats, "-inf", f"({gone_ms}")
+        pipe.zadd(self.keys.heartbeats, {self.name: beat_ms})
         pipe.execute()
         self._next_beat = time.monotonic() + self.settings.heartbeat_ttl_s / 3
 

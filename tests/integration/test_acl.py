@@ -217,6 +217,26 @@ def test_keda_reads_what_its_scaler_needs(acl_server):
     assert _denials(port, pw) == []
 
 
+def test_the_dashboard_finds_workers_in_their_index_as_its_user(acl_server):
+    """The worker's beat writes the heartbeats' index (ZADD, ZREMRANGEBYSCORE in its MULTI) and the
+    dashboard's user reads it (ZRANGE, then HGETALL): refused by the rules of before, which granted
+    only SCAN + HGETALL of the heartbeats. The beat failed as a whole, the fleet panel with it."""
+    from types import SimpleNamespace
+
+    from moodstream.producer.status import live_workers
+    from moodstream.worker.service import Worker
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    serve = settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX)
+    worker = Worker(serve, SimpleNamespace(model_version="none"), name="acl-beat", handle_signals=False)
+    worker.heartbeat()
+    with _client(port, pw, "moodstream-dashboard") as dashboard:
+        assert [w["worker"] for w in live_workers(dashboard, keys)] == ["acl-beat"]
+    worker.client.close()
+    assert _denials(port, pw) == []
+
+
 def test_default_user_needs_its_password(acl_server):
     port, _ = acl_server
     no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)  # a refusal is final

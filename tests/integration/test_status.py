@@ -265,6 +265,61 @@ def test_a_heartbeat_key_of_another_type_is_skipped(redis_url, client, keys):
     assert ran.exit_code == 0 and "Traceback" not in ran.output, (ran.output, ran.exception)
 
 
+class _NoPipeline:
+    model_version = "none"  # only its name goes into the heartbeat
+
+
+def _calls(client) -> Counter:
+    return Counter({k[len("cmdstat_"):]: int(v["calls"]) for k, v in client.info("commandstats").items()})
+
+
+def test_live_workers_among_many_unrelated_keys_reads_no_keyspace(redis_url, client, keys):
+    """On a Redis shared with other applications, live_workers() walked the whole keyspace (SCAN
+    MATCH <prefix>:heartbeat:* COUNT 1000): 200 SCAN calls for 200,000 unrelated keys, each redraw
+    of `status --watch` and every 2 s with the dashboard open. Now a handful of commands whatever
+    the database holds; by SCAN as before where no worker writes the index (a rolling upgrade)."""
+    from moodstream.worker.service import Worker
+
+    settings = settings_for(redis_url)
+    names = [f"w-{i}" for i in range(4)]
+    for name in names:
+        Worker(settings, _NoPipeline(), name=name, client=client, handle_signals=False).heartbeat()
+    pipe = client.pipeline(transaction=False)
+    for i in range(200):
+        pipe.mset({f"other:app:{i}:{j}": "x" for j in range(1000)})
+    pipe.execute()
+    before = _calls(client)
+    workers = live_workers(client, keys)
+    spent = _calls(client) - before - Counter(info=1)
+    assert [w["worker"] for w in workers] == names
+    # TIME, XINFO CONSUMERS, the index, and a HGETALL a worker (one pipeline): nothing that grows with the database
+    assert spent["scan"] == 0 and spent["hgetall"] == len(names) and sum(spent.values()) <= len(names) + 3, dict(spent)
+    assert all(w["model_version"] == "none" and w["age_s"] is not None for w in workers)
+    client.delete(keys.heartbeats)  # workers of the release before: no index, found by SCAN
+    assert [{**w, "age_s": 0} for w in live_workers(client, keys)] == [{**w, "age_s": 0} for w in workers]
+
+
+def test_the_workers_index_stays_small_and_lists_only_live_heartbeats(redis_url, client, keys):
+    """Each beat drops the index entries older than INDEX_KEPT_TTLS heartbeat TTLs (workers killed
+    long ago; the margin is for clocks); a worker killed since (its hash expired) or that left (hash
+    removed) is not listed, and the last one to leave keeps the index, so `status` on a fleet scaled
+    to zero does not walk the keyspace."""
+    from moodstream.worker.service import INDEX_KEPT_TTLS, Worker
+
+    settings = settings_for(redis_url)  # heartbeat_ttl_s=5
+    now = server_time_ms(client)
+    kept_ms = INDEX_KEPT_TTLS * settings.heartbeat_ttl_s * 1000
+    client.zadd(keys.heartbeats, {"killed-long-ago": now - kept_ms - 5000, "killed-just-now": now - 6000})
+    worker = Worker(settings, _NoPipeline(), name="w-a", client=client, handle_signals=False)
+    worker.heartbeat()
+    assert client.zrange(keys.heartbeats, 0, -1) == [b"killed-just-now", b"w-a"]
+    assert [w["worker"] for w in live_workers(client, keys)] == ["w-a"]
+    worker.teardown()
+    before = _calls(client)
+    assert live_workers(client, keys) == []
+    assert (_calls(client) - before)["scan"] == 0 and client.exists(keys.heartbeats)
+
+
 @pytest.mark.parametrize("bad", ["nonsense", "-1", "99999999999999999999999-0", "1-2-3", ""])
 def test_results_from_an_id_that_is_no_stream_id_is_a_usage_error(redis_url, bad):
     """`results --from-id nonsense` was Redis's ResponseError as a traceback; '' read from now, silently."""

@@ -15,6 +15,7 @@ def test_default_names():
         "moodstream:frames", "moodstream:workers", "moodstream:results", "moodstream:dead")
     assert k.heartbeat("w1") == "moodstream:heartbeat:w1"
     assert k.heartbeat_pattern == "moodstream:heartbeat:*"
+    assert k.heartbeats == "moodstream:heartbeats"  # their index: not a key SCAN of the pattern finds
     assert k.reply("me") == "moodstream:reply:me" and k.reply("me").startswith(k.reply_prefix)
     assert k.rq_queue == "moodstream-coarse"
 
