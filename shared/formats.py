@@ -403,27 +403,31 @@ def _matroska_whole(f, size: int, max_elements: int = 100_000) -> bool:
 _FOURCC = re.compile(rb"[ -~]{4}")
 
 
-def _riff_whole(f, size: int, max_chunks: int = 10_000) -> bool:
+def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
     """Whether the AVI file ``f`` is its RIFF chunks (the first, and OpenDML's ``AVIX`` after it
-    past 1 GiB) up to its end, each of them its chunks up to its own (``hdrl``, ``movi``, ``idx1``:
-    a download stopped with the file at full size, the rest zeros, ends in no chunk)."""
-    pos, end = 0, 0
+    past 1 GiB) up to its end, each of them its chunks up to its own, and each list among them
+    (``hdrl``, ``movi``: the frames, a dropped one an empty chunk) its chunks up to its own: a
+    download stopped with the file at full size, the rest zeros, or a copy that wrote zeros over a
+    stretch of the frames (FFmpeg stops there), ends in no chunk. Chunks are 8 bytes at least, so
+    ``max_chunks`` (12 bytes read each) bounds the walk of a file of a few GB."""
+    pos, ends = 0, []  # ends: of the RIFF and the lists pos is in, innermost last
     for _ in range(max_chunks):
-        if pos >= end:  # the next RIFF
-            if pos > end + 1:  # a chunk past its RIFF's end (its pad byte may be left out)
+        while ends and pos >= ends[-1]:  # the end of a list: on in the one around it
+            if pos > ends[-1] + 1:  # a chunk past its list's end (its pad byte may be left out)
                 return False
+            end = ends.pop()
             pos = end + (end & 1)
-            if pos >= size:
-                return pos - size in (0, 1)
+        if not ends and pos >= size:  # after the last RIFF
+            return pos - size in (0, 1)
         f.seek(pos)
         head = f.read(12)
-        if len(head) < 8 or not _FOURCC.fullmatch(head[:4]) or (pos >= end and head[:4] != b"RIFF"):
+        if len(head) < 8 or not _FOURCC.fullmatch(head[:4]) or (not ends and head[:4] != b"RIFF"):
             return False
         n = struct.unpack_from("<I", head, 4)[0]
-        if head[:4] == b"RIFF":
-            end = pos + 8 + n
-            if end > size:
+        if head[:4] in (b"RIFF", b"LIST"):
+            if n < 4 or pos + 8 + n > (ends[-1] + 1 if ends else size):
                 return False
+            ends.append(pos + 8 + n)
             pos += 12
         else:
             pos += 8 + n + (n & 1)
@@ -496,11 +500,15 @@ def asf_cut(f, size: int, max_objects: int = 1024) -> int | None:
     if len(head) < 30 or head[:16] != ASF_HEADER:
         return None
     header_size, count = struct.unpack_from("<QI", head, 16)
+    if header_size > size:  # no Data Object to read (a size past any file's: no offset to seek to)
+        return None
     pos, broadcast = 30, True
     for _ in range(min(count, max_objects)):
+        if pos >= header_size:
+            break
         f.seek(pos)
         obj = f.read(92)
-        if len(obj) < 24 or pos >= header_size:
+        if len(obj) < 24:
             break
         if obj[:16] == _ASF_FILE_PROPERTIES and len(obj) == 92:
             broadcast = bool(struct.unpack_from("<I", obj, 88)[0] & 1)

@@ -98,7 +98,8 @@ class TimedClip:
 
     The copy's rate is the reader's (:func:`video_rate`: a constant-rate video's copy has its frames,
     one each, at its rate), or where the first two frames come faster than that (a GIF's rate is its
-    frames' average) the rate they come at; at most :data:`MAX_CLIP_FPS`. The writer is opened at
+    frames' average) the rate they come at, in whole frames/s (rounded up: MPEG-4 refuses 66.667);
+    at most :data:`MAX_CLIP_FPS`. The writer is opened at
     the second frame (or :meth:`close`), once that rate is known: ``open_writer(fps)``, None where it
     cannot be. A frame is held :data:`MAX_HOLD_S` at most: past a longer gap the copy's time runs
     behind the source's by the rest (``first_frames`` says where each frame went). A frame's time
@@ -132,7 +133,10 @@ class TimedClip:
         bgr, t = self._pending
         if self.fps is None:
             gap = None if t_next is None else t_next - t
-            self.fps = min(MAX_CLIP_FPS, 1 / gap if gap is not None and 0 < gap < 0.9 / self.rate else self.rate)
+            # faster: whole frames/s, as fast as they come at least. MPEG-4's time base counts at most
+            # 65535 ticks a second and OpenCV gives it 1 / gap to 1/1000 frame/s (66.667: 66667/1000)
+            fast = gap is not None and 0 < gap < 0.9 / self.rate
+            self.fps = min(MAX_CLIP_FPS, float(math.ceil(1 / gap - 1e-6)) if fast else self.rate)
             self.writer = self._open(self.fps)
         self.first_frames.append(self._written)
         if t_next is None:  # the last frame: one of the copy's

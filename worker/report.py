@@ -106,6 +106,7 @@ class Report:
         self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
         self.failed: list[str] = []  # clips not written, and why: close() writes the page, then raises OSError
         self._taken: set[str] = set()
+        self._still: tuple[str, int, dict] | None = None  # the image read last: (source, its page's frame, its line)
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
         """One frame (``rate``: a video frame's sampled frame rate, from its reader; its clip holds it
@@ -115,14 +116,16 @@ class Report:
             self.not_shown.append({"source": record.source, "why": why})
             return
         if not video:
-            last = self.not_shown[-1] if self.not_shown else None
-            if last is not None and last["source"] == record.source and last.get("pages") == record.frame > 0:
-                last["pages"] += 1  # the next page of a multi-page TIFF: one line for the file
-                last["why"] = f"an image of {last['pages']} pages (the report shows videos)"
+            held = self._still
+            if held is not None and held[0] == record.source and record.frame > held[1]:
+                line = held[2]  # the next page of a multi-page TIFF (a page that failed between): one line
+                line["pages"] += 1
+                line["why"] = f"an image of {line['pages']} pages (the report shows videos)"
             else:
                 self.images += 1  # image files, as the list names them: a TIFF of 3 pages is one
-                self.not_shown.append({"source": record.source, "why": "an image (the report shows videos)",
-                                       "pages": 1})
+                line = {"source": record.source, "why": "an image (the report shows videos)", "pages": 1}
+                self.not_shown.append(line)
+            self._still = (record.source, record.frame, line)
             return
         part = self.current.get(record.source)
         if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own

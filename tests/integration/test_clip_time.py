@@ -104,16 +104,20 @@ def test_a_gif_copy_shows_each_frame_for_its_delay(tmp_path):
 TIMES_MS = [round(i * 1000 / 30) for i in range(45)] + [1500 + 100 * i for i in range(45)]  # 30 fps, then 10
 
 
+def retimed(path: Path, times_ms: list[int]) -> Path:
+    """A WebM whose frame i is :func:`numbered` and comes at ``times_ms[i]``."""
+    writer = open_webm(path, 30.0, (96, 64))
+    for i in range(len(times_ms)):
+        writer.write(numbered(i))
+    writer.release()
+    retime_webm(path, times_ms)
+    return path
+
+
 @pytest.fixture
 def vfr(tmp_path) -> Path:
     """A phone's clip: 1.5 s at 30 fps, then 4.5 s at 10; frame i :func:`numbered`."""
-    path = tmp_path / "vfr.webm"
-    writer = open_webm(path, 30.0, (96, 64))
-    for i in range(len(TIMES_MS)):
-        writer.write(numbered(i))
-    writer.release()
-    retime_webm(path, TIMES_MS)
-    return path
+    return retimed(tmp_path / "vfr.webm", TIMES_MS)
 
 
 def test_a_variable_frame_rate_copy_keeps_the_source_time(tmp_path, vfr):
@@ -158,3 +162,22 @@ def test_a_hostile_delay_is_held_for_a_bounded_time(tmp_path):
         fps, frames = read_back(written)
         assert len(frames) / fps == pytest.approx(4.0 + MAX_HOLD_S, abs=1.01 / fps), written  # held, no longer
         assert [number(frames[first]) for first in video["clip_frames"]] == list(range(len(delays)))
+
+
+def test_a_copy_whose_first_frames_come_15_ms_apart_is_written(tmp_path):
+    """A browser's or a phone's clip whose first two frames are 15 ms apart, then 33: the copy's rate
+    was 1 / 15 ms, 66.667 frames/s, which OpenCV gives MPEG-4 as 66667/1000 (its time base takes
+    at most 65535): the annotated copy could not be opened and the run failed."""
+    times_ms = [0, 15] + [15 + 33 * i for i in range(1, 30)]
+    src = retimed(tmp_path / "jitter.webm", times_ms)
+    out, page = tmp_path / "annotated", tmp_path / "report.html"
+    analyze(str(src), "--annotate", str(out), "--report", str(page))
+    (video,) = page_data(page)["videos"]
+    for written in (out / "jitter.mp4", tmp_path / "report-jitter.webm"):
+        fps, frames = read_back(written)
+        assert fps >= 1000 / 15 - 0.01 and len(frames) / fps == pytest.approx(0.972, abs=1.01 / fps), written
+        for t in (0.01, 0.02, 0.5, 0.97):  # the source frame shown at t
+            assert number(shown_at(fps, frames, t)) == (0 if t < 0.015 else 1 + int((t - 0.015) / 0.033)), (written, t)
+    fps, frames = read_back(tmp_path / "report-jitter.webm")
+    assert video["rate"] == pytest.approx(fps, abs=0.01)
+    assert [number(frames[first]) for first in video["clip_frames"]] == list(range(len(times_ms)))

@@ -60,6 +60,22 @@ def test_a_report_names_a_multi_page_tiff_once(tmp_path):
     assert data["images"] == 1  # the header's "N image(s) not shown"
 
 
+def test_a_report_names_a_tiff_once_past_a_page_that_failed(tmp_path):
+    """A 4-page TIFF whose page 3 is over --max-pixels: its page 4 was counted as another image file
+    ("2 image(s) not shown", "an image of 2 pages" and "an image" for one file)."""
+    rng = np.random.default_rng(8)
+    pages = [rng.integers(0, 256, (40 if k != 2 else 400, 60, 3), dtype=np.uint8) for k in range(4)]
+    scan = tmp_path / "scan.tif"
+    assert cv2.imwritemulti(str(scan), pages)
+    report = tmp_path / "report.html"
+    result = run("--detector", "haar", "--max-pixels", "10000", "--report", str(report), str(scan))
+    assert result.exit_code == 1, result.output  # the page over the limit is an error
+    data = report_data(report)
+    assert [(n["source"], n["why"].split(":")[0]) for n in data["not_shown"]] == \
+        [(str(scan), "an image of 3 pages (the report shows videos)"), (str(scan), "too_large")], data["not_shown"]
+    assert data["images"] == 1
+
+
 # every key a track's entry had before pages were named: none goes
 ENTRY_KEYS = {"source", "track_id", "first_timestamp_s", "last_timestamp_s", "first_frame", "last_frame", "frames",
               "person", "not_person_why", "box", "mean_score", "mean_probabilities", "dominant", "dominant_emotion",

@@ -172,3 +172,40 @@ def test_a_piped_mpeg_or_wmv_is_read_as_a_video(tmp_path, ext, fourcc):
     assert [r["frame"] for r in records] == [0, 1, 2, 3, 4] and all(r.get("error") is None for r in records), \
         result.stdout
     assert records[4]["timestamp_s"] == pytest.approx(4 / 30, abs=0.01)
+
+
+def test_a_wmv_announcing_a_header_past_any_file_is_read_whole(tmp_path):
+    """An ASF header object whose size is 2**64 - 1 (FFmpeg reads the frames all the same): the
+    truncation check seeked there and raised ValueError out of the reader, and ``analyze`` ended in
+    a traceback, none of the frames it had read written."""
+    from moodstream.worker.analyze import analyze_cmd as analyze
+
+    path = tmp_path / "sizes.wmv"
+    write(path, "wmv", "WMV2")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<Q", data, 16, 2**64 - 1)
+    path.write_bytes(data)
+    items = list(iter_video(str(path)))
+    assert len(items) == FRAMES and all(it.error is None for it in items), items[-1]
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", "--detector", "haar", "--every", "10", str(path)])
+    assert ran.exit_code == 0, ran.output
+    assert len(ran.stdout.splitlines()) == FRAMES // 10
+
+
+@pytest.mark.parametrize("fourcc", ["MJPG", "XVID"])
+def test_an_avi_with_a_stretch_of_its_frames_zeroed_is_still_an_error(tmp_path, fourcc):
+    """A copy that wrote zeros over 40% of the frames (a bad sector), the file whole in size: FFmpeg
+    stops at them (about half the frames, none after). It was 'truncated or damaged'; the check for
+    dropped frames found the AVI's top-level chunks whole and called it whole: exit 0, the rest of
+    the video never read and never said."""
+    written = tmp_path / "written.avi"
+    write(written, "avi", fourcc)
+    data = bytearray(written.read_bytes())
+    movi, idx1 = data.index(b"movi"), data.rindex(b"idx1")
+    start, stop = movi + (idx1 - movi) * 3 // 10, movi + (idx1 - movi) * 7 // 10
+    data[start:stop] = bytes(stop - start)
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(data)
+    *frames, last = iter_video(str(damaged))
+    assert frames and all(it.error is None for it in frames) and len(frames) < FRAMES * 2 // 3
+    assert last.error is not None and last.error.reason == "truncated", last
