@@ -166,6 +166,7 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
         self._claim_cursor = "0-0"
         self._next_beat = 0.0
+        self._indexed = True  # the heartbeat also writes the workers' index (off where the ACL refuses it)
         self._next_claim = 0.0
         self._next_sweep = 0.0
         self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
@@ -313,10 +314,23 @@ class Worker:
             "batches": self.batches, "dead_lettered": self.dead_lettered, "in_hand": len(self._inhand),
             "started_at_ms": self._started_ms, "beat_at_ms": beat_ms})
         pipe.expire(key, self.settings.heartbeat_ttl_s)
-        gone_ms = beat_ms - INDEX_KEPT_TTLS * self.settings.heartbeat_ttl_s * 1000
-        pipe.zremrangebyscore(self.keys.heartbeats, "-inf", f"({gone_ms}")
-        pipe.zadd(self.keys.heartbeats, {self.name: beat_ms})
-        pipe.execute()
+        if self._indexed:
+            gone_ms = beat_ms - INDEX_KEPT_TTLS * self.settings.heartbeat_ttl_s * 1000
+            pipe.zremrangebyscore(self.keys.heartbeats, "-inf", f"({gone_ms}")
+            pipe.zadd(self.keys.heartbeats, {self.name: beat_ms})
+        try:
+            pipe.execute()
+        except redis.exceptions.NoPermissionError as exc:
+            # the ACL rules of the release before (deployed beside this image): beat without the
+            # index rather than stop; status finds this worker by SCAN while no worker writes it
+            if not self._indexed or self.keys.heartbeats not in str(exc):
+                raise
+            self._indexed = False
+            log.warning("worker %s: this Redis user may not write the workers' index %s (%s): beating without "
+                        "it; grant +zadd +zremrangebyscore on it (deploy/k8s/base/redis/acl/moodstream-worker.rules), "
+                        "or status lists only the workers that write it once one does",
+                        self.name, self.keys.heartbeats, exc)
+            return self.heartbeat()
         self._next_beat = time.monotonic() + self.settings.heartbeat_ttl_s / 3
 
     def reclaim(self) -> None:

@@ -383,3 +383,30 @@ def test_dead_letters_are_counted_over_the_newest_thousand(redis_url, client, ke
                  "note": "reasons counted over the newest 1000 of 1500 dead letters"}
     assert read < 1100 * 4200, read  # the newest 1,000 entries (and the rest of the snapshot), not all 1,500
     assert "[reasons counted over the newest 1000 of 1500 dead letters]" in render(snapshot(client, keys))
+
+
+def test_a_worker_whose_user_may_not_write_the_index_still_beats(redis_url, client, keys, caplog):
+    """A worker image deployed beside the ACL rules of the release before (no ZADD /
+    ZREMRANGEBYSCORE on the index) stopped at its first heartbeat, NOPERM: an upgrade of the image
+    alone took the whole fleet down. Now it beats without the index, says so once, and is found by
+    SCAN while no worker writes the index."""
+    import logging
+
+    from moodstream.worker.service import Worker
+
+    user = f"old-rules-{free_port()}"
+    client.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["~t:*"],
+                       commands=["+@all", "-zadd", "-zremrangebyscore"])
+    try:
+        old = redis.Redis.from_url(redis_url, username=user, password="pw")
+        worker = Worker(settings_for(redis_url), _NoPipeline(), name="w-old", client=old, handle_signals=False)
+        with caplog.at_level(logging.WARNING, logger="moodstream.worker.service"):
+            worker.heartbeat()
+            worker.heartbeat()
+        assert client.exists(keys.heartbeat("w-old")) and not client.exists(keys.heartbeats)
+        assert [w["worker"] for w in live_workers(client, keys)] == ["w-old"]
+        said = [r.getMessage() for r in caplog.records if keys.heartbeats in r.getMessage()]
+        assert len(said) == 1 and "zadd" in said[0].lower(), said
+        old.close()
+    finally:
+        client.acl_deluser(user)
