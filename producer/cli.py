@@ -48,7 +48,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 
     PATHS are image files (a multi-page TIFF: a job per page), folders (searched
     recursively), video files, camera indexes, rtsp:// or http(s):// URLs, or -
-    for image bytes on stdin. Prints one JSON line per job; progress and
+    for an image or a video on stdin. Prints one JSON line per job; progress and
     backpressure notices go to stderr.
     """
     from moodstream.producer.client import Producer

@@ -184,7 +184,7 @@ def test_table_format(tmp_path, image_path):
 
 
 def test_the_table_says_what_its_emotions_cell_means(image_path):
-    # the quick start's table shows "#0 happiness 51% / neutrality 53%": the smoothed emotion, then this frame's
+    # the quick start's table shows "#0 happiness 51% / neutrality 52%": the smoothed emotion, then this frame's
     # own where they differ; a newcomer is told so once, on stderr (stdout stays the table), and in --help
     result = CliRunner().invoke(analyze, ["--device", "cpu", "--format", "table", str(image_path("parade"))])
     assert result.exit_code == 0, result.output[-2000:]
@@ -195,6 +195,23 @@ def test_the_table_says_what_its_emotions_cell_means(image_path):
     jsonl = CliRunner().invoke(analyze, ["--device", "cpu", str(image_path("parade"))])
     assert "EMOTIONS:" not in jsonl.stderr
     assert "this frame's own" in " ".join(CliRunner().invoke(analyze, ["--help"]).output.split())
+
+
+def test_the_readme_quick_start_example_is_a_row_the_table_prints():
+    # the README's quick start quotes one face of the table it prints: that face, on ONNX Runtime (the backend
+    # whose figures the README quotes), is frame 46 of the sample clip
+    root = Path(__file__).resolve().parents[2]
+    quoted = re.search(r"a face reads `(#0 [^`]+)`", (root / "README.md").read_text()).group(1)
+    clip = str(root / "samples" / "hamilton_clip.mp4")
+    result = CliRunner().invoke(analyze, ["--device", "cpu", "--backend", "onnx", "--format", "table",
+                                          "--max-frames", "47", clip])
+    assert result.exit_code == 0, result.output[-2000:]
+    row = result.stdout.splitlines()[-1]
+    assert row.split()[1] == "46", row
+    # the same face and labels; each percentage within a point (CPUs' kernels round differently)
+    pattern = re.sub(r"(\d+)%", r"(\\d+)%", re.escape(quoted))
+    got, want = re.search(pattern + "$", row), re.findall(r"(\d+)%", quoted)
+    assert got is not None and all(abs(int(g) - int(w)) <= 1 for g, w in zip(got.groups(), want)), (row, quoted)
 
 
 def test_table_names_tracks_as_the_annotated_frames_do():

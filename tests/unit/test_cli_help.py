@@ -119,3 +119,11 @@ def test_bench_tracking_people_without_its_folders_names_the_flag(tmp_path):
 
     res = CliRunner().invoke(cli, ["bench", "tracking", "--part", "people", "--wider", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "--wider" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_produce_help_says_a_video_may_come_on_stdin():
+    # `produce -` reads a video piped on stdin as `analyze -` does (shared.media sniffs its first bytes, mp4 to
+    # wmv); its help said "image bytes on stdin" only
+    res = CliRunner().invoke(cli, ["produce", "--help"])
+    assert res.exit_code == 0
+    assert "- for an image or a video on stdin" in " ".join(res.output.split())
