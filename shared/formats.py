@@ -335,22 +335,32 @@ def gif_blocks(f, stop_at: int | None = None) -> tuple[int, bool]:
             f.seek(size[0], os.SEEK_CUR)  # past the end: the next read is empty
 
 
-def _vint(f, marker: bool) -> int | None:
-    """An EBML variable-size integer read from ``f`` (an element id with its marker bit, or a
-    size without; -1 for the "unknown" size), or None where there is none."""
-    first = f.read(1)
-    if not first or not first[0]:
+def _vint(data: bytes, i: int, marker: bool) -> tuple[int, int] | None:
+    """An EBML variable-size integer at ``data[i]`` (an element id with its marker bit, or a size
+    without; -1 for the "unknown" size) and where it ends, or None where there is none."""
+    if i >= len(data) or not data[i]:
         return None
-    n = 8 - first[0].bit_length() + 1
-    rest = f.read(n - 1)
-    if len(rest) < n - 1:
+    n = 9 - data[i].bit_length()
+    if i + n > len(data):
         return None
-    value = first[0] if marker else first[0] & (0xFF >> n)
-    for b in rest:
-        value = (value << 8) | b
-    if not marker and value == (1 << (7 * n)) - 1:
-        return -1
-    return value
+    value = int.from_bytes(data[i:i + n], "big")
+    if not marker:
+        value &= (1 << (7 * n)) - 1
+        if value == (1 << (7 * n)) - 1:
+            return -1, i + n
+    return value, i + n
+
+
+def _ebml_element(f, pos: int) -> tuple[int, int, int] | None:
+    """(id, where its data starts, its size; -1 unknown) of the EBML element at ``pos`` of ``f``
+    (its header only read: 12 bytes at most), or None where there is none."""
+    f.seek(pos)
+    head = f.read(12)
+    eid = _vint(head, 0, True)
+    length = _vint(head, eid[1], False) if eid else None
+    if length is None:
+        return None
+    return eid[0], pos + length[1], length[0]
 
 
 def container_whole(path: str) -> bool:
@@ -359,7 +369,8 @@ def container_whole(path: str) -> bool:
     duration (every track's, from its first timestamp, not 0: a video that starts at 10 s, or whose
     sound goes on after its last frame, is shorter and still whole); an AVI's counts its dropped
     frames (empty chunks: a screen recording's unchanged end decodes to fewer frames). False where
-    it cannot tell (a live recording's unknown sizes, a cut, zeros, any other file)."""
+    it cannot tell (a live recording's unknown sizes, a cut, zeros at the end or over a stretch of
+    the frames, any other file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -374,30 +385,40 @@ def container_whole(path: str) -> bool:
     return False
 
 
-def _matroska_whole(f, size: int, max_elements: int = 100_000) -> bool:
+_SEGMENT, _CLUSTER = 0x18538067, 0x1F43B675
+
+
+def _matroska_whole(f, size: int, max_elements: int = 1_000_000) -> bool:
     """Whether the Matroska file ``f`` holds its Segment, of known size, every top-level element
-    of it in place up to its end."""
-    f.read(4)
-    header = _vint(f, False)
-    if header is None or header < 0:
+    of it in place up to its end, and each Cluster its elements (Timecode, SimpleBlock,
+    BlockGroup...) up to its own: a download stopped with the file at full size, the rest zeros, or
+    a copy that wrote zeros over a stretch of the frames (FFmpeg stops there, at the Cues where the
+    stretch is in the last Cluster), ends in no element. An element of unknown size (a live
+    recording's Segment and Clusters) cannot tell. Headers alone are read (12 bytes each, the data
+    seeked past). Past ``max_elements`` the walk goes on over the top-level elements only, Clusters
+    taken whole (a long file with sound, which ends after its last frame, is not called cut for its
+    length), and past twice that it stops and says whole: nothing walked was out of place."""
+    ebml = _ebml_element(f, 0)
+    if ebml is None or ebml[2] < 0 or ebml[1] + ebml[2] > size:
         return False
-    f.seek(header, os.SEEK_CUR)
-    if _vint(f, True) != 0x18538067:  # the Segment
+    segment = _ebml_element(f, ebml[1] + ebml[2])
+    if segment is None or segment[0] != _SEGMENT or segment[2] < 0 or segment[1] + segment[2] > size:
         return False
-    length = _vint(f, False)
-    if length is None or length < 0:
-        return False
-    end = f.tell() + length
-    if end > size:
-        return False
-    for _ in range(max_elements):
-        if f.tell() == end:
-            return True
-        eid, length = _vint(f, True), _vint(f, False)
-        if eid is None or length is None or length < 0 or f.tell() + length > end:
+    pos, ends = segment[1], [segment[1] + segment[2]]  # ends: of the Segment and the Cluster pos is in
+    for walked in range(2 * max_elements):
+        while pos == ends[-1]:  # the end of a Cluster: on in the Segment; of the Segment: whole
+            ends.pop()
+            if not ends:
+                return True
+        element = _ebml_element(f, pos)
+        if element is None or element[2] < 0 or element[1] + element[2] > ends[-1]:
             return False
-        f.seek(length, os.SEEK_CUR)
-    return False
+        eid, pos, length = element
+        if eid == _CLUSTER and len(ends) == 1 and walked < max_elements:
+            ends.append(pos + length)  # into it
+        else:
+            pos += length
+    return True  # a doubt is no cut: a false alarm on a whole file is worse than a miss
 
 
 _FOURCC = re.compile(rb"[ -~]{4}")
@@ -409,7 +430,7 @@ def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
     (``hdrl``, ``movi``: the frames, a dropped one an empty chunk) its chunks up to its own: a
     download stopped with the file at full size, the rest zeros, or a copy that wrote zeros over a
     stretch of the frames (FFmpeg stops there), ends in no chunk. Chunks are 8 bytes at least, so
-    ``max_chunks`` (12 bytes read each) bounds the walk of a file of a few GB."""
+    ``max_chunks`` (12 bytes read each) bounds the walk of a file of a few GB; past it, whole."""
     pos, ends = 0, []  # ends: of the RIFF and the lists pos is in, innermost last
     for _ in range(max_chunks):
         while ends and pos >= ends[-1]:  # the end of a list: on in the one around it
@@ -431,7 +452,7 @@ def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
             pos += 12
         else:
             pos += 8 + n + (n & 1)
-    return False
+    return True  # a walk this long found nothing out of place: a doubt is no cut (a false alarm is worse)
 
 
 MPEG_TAIL_BYTES = 256 * 1024  # the end of an MPEG program stream read for its last packs (one is 2 KiB on a DVD)

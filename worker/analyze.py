@@ -209,7 +209,8 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    "video: time span, whether it is a person, median box, mean probabilities, dominant "
                    "emotion, episodes with start, end and peak, face picture; a still image's faces one "
                    "each, with its 'page', at 0 s: it has no time), a face picture per track "
-                   "and a timeline PNG per video beside it, and print the people table on stderr.")
+                   "and a timeline PNG per video (and per still image with faces) beside it, and print the "
+                   "people table on stderr.")
 @click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "

@@ -121,3 +121,26 @@ def test_a_still_image_s_summary_gives_no_time_span(tmp_path, image_path):
     assert row.startswith("photo.jpg ") and "still image" in row and "0.0-0.0" not in row, row
     [track] = json.loads((tmp_path / "s.json").read_text())["tracks"]
     assert ENTRY_KEYS <= set(track) and (track["page"], track["first_timestamp_s"]) == (1, 0.0)
+
+
+def test_a_page_or_image_without_faces_gets_no_timeline(tmp_path, image_path):
+    """A timeline PNG was written for every page and image, one without faces too: "no faces" over a
+    time axis a still image does not have (a 64-page scan of documents: 64 such pictures). Now a
+    page or an image without tracks has none (its ``videos`` item's ``timeline`` null, its other
+    keys kept); a video without faces keeps its own, its span analysed with no face in it."""
+    face = cv2.imread(str(image_path("single")))  # one face, a person
+    noise = np.random.default_rng(7).integers(0, 256, face.shape, dtype=np.uint8)
+    scan, blank, clip = tmp_path / "scan.tif", tmp_path / "blank.png", tmp_path / "clip.avi"
+    assert cv2.imwritemulti(str(scan), [face, noise, noise]) and cv2.imwrite(str(blank), noise[:, :, 0])
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
+    for i in range(30):
+        writer.write(np.full((120, 160, 3), i * 8, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    result = run(str(scan), str(blank), str(clip), "--summary", str(out / "s.json"))
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "s.json").read_text())
+    assert [(v.get("page"), v["tracks"], v.get("timeline")) for v in data["videos"]] == \
+        [(1, 1, "s-scan.png"), (2, 0, None), (3, 0, None), (1, 0, None), (None, 0, "s-clip.png")], data["videos"]
+    assert all({"source", "frames", "tracks", "people", "timeline"} <= set(v) for v in data["videos"])
+    assert sorted(p.name for p in out.iterdir()) == ["s-clip.png", "s-scan-t0.jpg", "s-scan.png", "s.json"]

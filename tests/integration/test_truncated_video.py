@@ -13,21 +13,27 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.support.vfr import CLUSTER, elements
+
+from moodstream.shared.formats import _matroska_whole, container_whole
 from moodstream.shared.media import iter_video
 from moodstream.worker.webm import open_webm
 
 FRAMES = 90  # 3 s at 30 fps
 
 
-def write(path, kind: str, fourcc: str = "MJPG") -> None:
+def write(path, kind: str, fourcc: str = "MJPG", numbered: bool = True, frames: int = FRAMES) -> None:
+    """``frames`` frames at 30 a second, each its number on a grey that changes with it
+    (``numbered=False``: the grey alone, a still scene of a few hundred bytes a frame)."""
     if kind == "webm":
         writer = open_webm(path, 30.0, (160, 120))
     else:
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30.0, (160, 120))
         assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path}"
-    for i in range(FRAMES):
+    for i in range(frames):
         img = np.full((120, 160, 3), (i * 2) % 255, np.uint8)
-        cv2.putText(img, str(i), (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 2)
+        if numbered:
+            cv2.putText(img, str(i), (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 2)
         writer.write(img)
     writer.release()
 
@@ -192,20 +198,109 @@ def test_a_wmv_announcing_a_header_past_any_file_is_read_whole(tmp_path):
     assert len(ran.stdout.splitlines()) == FRAMES // 10
 
 
-@pytest.mark.parametrize("fourcc", ["MJPG", "XVID"])
-def test_an_avi_with_a_stretch_of_its_frames_zeroed_is_still_an_error(tmp_path, fourcc):
+@pytest.mark.parametrize("kind, fourcc", [("avi", "MJPG"), ("avi", "XVID"), ("webm", "VP80")])
+def test_a_video_with_a_stretch_of_its_frames_zeroed_is_still_an_error(tmp_path, kind, fourcc):
     """A copy that wrote zeros over 40% of the frames (a bad sector), the file whole in size: FFmpeg
     stops at them (about half the frames, none after). It was 'truncated or damaged'; the check for
-    dropped frames found the AVI's top-level chunks whole and called it whole: exit 0, the rest of
-    the video never read and never said."""
-    written = tmp_path / "written.avi"
-    write(written, "avi", fourcc)
+    dropped frames (an AVI's) or for a container's own length (a WebM's) found the top-level chunks
+    or elements whole and called it whole: exit 0, the rest of the video never read and never said.
+    The WebM is a still scene (a slide, a camera on a wall), whose 3 s FFmpeg's muxer keeps in one
+    Cluster (a new one comes at a keyframe after 4 KiB, or after 5 s): past the zeros it finds the
+    Cues, and stops."""
+    from moodstream.worker.analyze import analyze_cmd as analyze
+
+    written = tmp_path / f"written.{kind}"
+    write(written, kind, fourcc, numbered=kind == "avi")
     data = bytearray(written.read_bytes())
-    movi, idx1 = data.index(b"movi"), data.rindex(b"idx1")
-    start, stop = movi + (idx1 - movi) * 3 // 10, movi + (idx1 - movi) * 7 // 10
+    if kind == "avi":
+        begin, end = data.index(b"movi"), data.rindex(b"idx1")
+    else:
+        ((begin, end),) = [(d, s) for e, d, s in elements(bytes(data)) if e == CLUSTER]
+    start, stop = begin + (end - begin) * 3 // 10, begin + (end - begin) * 7 // 10
     data[start:stop] = bytes(stop - start)
-    damaged = tmp_path / "damaged.avi"
+    damaged = tmp_path / f"damaged.{kind}"
     damaged.write_bytes(data)
     *frames, last = iter_video(str(damaged))
     assert frames and all(it.error is None for it in frames) and len(frames) < FRAMES * 2 // 3
     assert last.error is not None and last.error.reason == "truncated", last
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", "--detector", "haar", "--every", "10", str(damaged)])
+    assert ran.exit_code == 1, ran.output
+    records = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert [r["error"]["reason"] for r in records if r.get("error")] == ["truncated"]
+    assert [r["frame"] for r in records if not r.get("error")] == list(range(0, len(frames), 10))
+
+
+SEGMENT = 0x18538067
+
+
+def unknown_sizes(data: bytes) -> bytes:
+    """The WebM ``data`` with its Segment's and Clusters' sizes made unknown (all ones, as wide as
+    they were), as a browser's MediaRecorder writes them: a live recording's headers are written
+    before their sizes are known."""
+    out = bytearray(data)
+    for e, d, _ in elements(data):
+        if e in (SEGMENT, CLUSTER):
+            n = next(n for n in range(1, 9) if data[d - n - 4:d - n] == e.to_bytes(4, "big")
+                     and 9 - data[d - n].bit_length() == n)
+            out[d - n:d] = ((1 << (7 * n + 1)) - 1).to_bytes(n, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("frames, numbered", [(1, True), (30, True), (FRAMES, True), (FRAMES, False),
+                                              (600, True), (600, False)])
+def test_whole_webms_are_whole_and_with_unknown_sizes_are_not_truncated(tmp_path, frames, numbered):
+    """Whole files of one Cluster or of 50, walked to the end of each; the same with a live
+    recording's unknown sizes cannot be told whole, and are read whole, no error."""
+    whole = tmp_path / "whole.webm"
+    write(whole, "webm", numbered=numbered, frames=frames)
+    live = tmp_path / "live.webm"
+    live.write_bytes(unknown_sizes(whole.read_bytes()))
+    assert container_whole(str(whole)) and not container_whole(str(live))
+    for path in (whole, live):
+        items = list(iter_video(str(path)))
+        assert len(items) == frames and all(it.error is None for it in items), (path, items[-1])
+
+
+def ebml_noise(rng) -> bytes:
+    """Up to 8 elements nearly right, or random bytes: a Cluster's, a block's, a Void's or any id, a
+    size 1 to 8 bytes wide (small, unknown or past any file), then data of a small size, or none."""
+    out = b""
+    for _ in range(int(rng.integers(0, 9))):
+        if rng.random() < 0.2:
+            out += rng.integers(0, 256, int(rng.integers(0, 16)), np.uint8).tobytes()
+            continue
+        eid = [CLUSTER, 0xA3, 0xE7, 0xEC, int(rng.integers(1, 1 << 32))][int(rng.integers(0, 5))]
+        width = int(rng.integers(1, 9))
+        small = int(rng.integers(0, min(24, (1 << (7 * width)) - 1)))  # 0x7F in one byte is unknown
+        size = [small, (1 << (7 * width)) - 1, (1 << (7 * width)) - 2][int(rng.choice(3, p=[0.8, 0.1, 0.1]))]
+        out += eid.to_bytes((eid.bit_length() + 7) // 8, "big") + ((1 << (7 * width)) | size).to_bytes(width, "big")
+        out += rng.integers(0, 256, small, np.uint8).tobytes()
+    return out
+
+
+def test_the_matroska_walk_answers_any_bytes(tmp_path):
+    """A small WebM cut at every byte, and its head followed by random bytes (its Segment's size
+    theirs, so that they are walked): not whole, or by chance whole, never an exception other than
+    the OSError and ValueError that container_whole takes for 'cannot tell'. The walk is bounded."""
+    written = tmp_path / "small.webm"
+    write(written, "webm", frames=5)
+    data = written.read_bytes()
+    probe = tmp_path / "probe.webm"
+    for n in range(len(data)):
+        probe.write_bytes(data[:n])
+        assert container_whole(str(probe)) is False, n
+    segment, cluster = (next(d for e, d, _ in elements(data) if e == eid) for eid in (SEGMENT, CLUSTER))
+    rng = np.random.default_rng(7)
+    for trial in range(3000):
+        head = data[:cluster - 6] if trial % 2 else data[:int(rng.integers(segment, len(data)))]
+        body = bytearray(head + ebml_noise(rng))
+        body[segment - 8:segment] = ((1 << 56) | (len(body) - segment)).to_bytes(8, "big")
+        probe.write_bytes(body)
+        assert container_whole(str(probe)) in (True, False), (trial, bytes(body).hex())
+    with written.open("rb") as f:  # its 5 blocks, a Cluster's time and the top-level elements: over 2
+        assert _matroska_whole(f, len(data)) and _matroska_whole(f, len(data), max_elements=2)
+    zeroed = bytearray(data)  # a Cluster's inside zeroed: found while the budget lasts, not past it
+    zeroed[cluster:cluster + 4] = bytes(4)  # its first element's header
+    probe.write_bytes(zeroed)
+    with probe.open("rb") as f:
+        assert not _matroska_whole(f, len(zeroed)) and _matroska_whole(f, len(zeroed), max_elements=1)

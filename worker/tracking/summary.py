@@ -559,7 +559,8 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
                   failed: list[str] | None = None) -> dict:
     """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
     picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
-    ``path``'s folder) and, with ``timelines``, a timeline PNG per run beside it. Returns the object;
+    ``path``'s folder) and, with ``timelines``, a timeline PNG beside it per run, but a still image's
+    without tracks (its ``timeline`` None: a picture of no faces over no time). Returns the object;
     the names of pictures and timelines that could not be written are added to ``failed`` (the JSON
     is written without them: the caller says so and fails the run)."""
     from moodstream.worker.annotate import safe_stem, write_image, write_timeline
@@ -593,7 +594,9 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
                  "frames": run.frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
-        if timelines:
+        if timelines and run.page is not None and not entries:
+            video["timeline"] = None  # a still image without faces: nothing to draw, and no time to draw it over
+        elif timelines:
             rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
                      pictures.get(e["track_id"])) for e in entries]
             if write_timeline(path.with_name(base + ".png"), run.source, rows, run.span()):
