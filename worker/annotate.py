@@ -89,6 +89,7 @@ def video_rate(rate: float | None) -> float:
 
 MAX_CLIP_FPS = 120.0  # a copy's frames/s at most: frames closer together share one of its frames
 MAX_HOLD_S = 10.0  # a frame is held this long at most (a GIF may ask 655 s: 19,660 copies of it at 30 frames/s)
+RATE_GAPS = 3  # the copy's rate is judged on the median of the first this many gaps (their frames held)
 
 
 class TimedClip:
@@ -97,65 +98,74 @@ class TimedClip:
     copy's time t shows the source frame at t (a GIF's delays, a phone's variable frame rate, a gap).
 
     The copy's rate is the reader's (:func:`video_rate`: a constant-rate video's copy has its frames,
-    one each, at its rate), or where the first two frames come faster than that (a GIF's rate is its
-    frames' average) the rate they come at, in whole frames/s (rounded up: MPEG-4 refuses 66.667);
-    at most :data:`MAX_CLIP_FPS`. The writer is opened at
-    the second frame (or :meth:`close`), once that rate is known: ``open_writer(fps)``, None where it
-    cannot be. A frame is held :data:`MAX_HOLD_S` at most: past a longer gap the copy's time runs
-    behind the source's by the rest (``first_frames`` says where each frame went). A frame's time
-    that goes back (the same file again) continues the copy one frame later.
+    one each, at its rate), or where the first frames come faster than that (a GIF's rate is its
+    frames' average) the rate they come at: the median of the first :data:`RATE_GAPS` gaps (one
+    gap of a millisecond, a phone's first two frames, set 120 frames/s for a whole 30 fps copy), in
+    whole frames/s (rounded up: MPEG-4 refuses 66.667), at most :data:`MAX_CLIP_FPS`. The first
+    frames are held until then (or :meth:`close`), and the writer opened: ``open_writer(fps)``, None
+    where it cannot be. A frame is held :data:`MAX_HOLD_S` at most: past a longer gap the copy's
+    time runs behind the source's by the rest (``first_frames`` says where each frame went). A
+    frame's time that goes back (the same file again) continues the copy one frame later.
     """
 
     def __init__(self, rate: float | None, open_writer: Callable[[float], cv2.VideoWriter | None]):
         self.rate = video_rate(rate)
-        self.fps: float | None = None  # the copy's, known at the second frame
+        self.fps: float | None = None  # the copy's, known after the first RATE_GAPS gaps
         self.writer: cv2.VideoWriter | None = None
         self.first_frames: list[int] = []  # per frame added: the copy's first frame showing it (the next one's if none)
         self._open = open_writer
-        self._pending: tuple[np.ndarray, float] | None = None  # the last frame: written once its hold is known
+        self._held: list[tuple[np.ndarray, float]] = []  # frames not written yet: the last, and the first few
         self._t0 = self._shift_s = 0.0
         self._written = self._cut = 0  # the copy's frames written; left out by capped holds
 
     def add(self, bgr: np.ndarray, t_s: float | None) -> None:
         """The next frame (BGR) and its time in the source (None: one frame at the rate after the last)."""
-        if self._pending is None:
+        if not self._held and not self.first_frames:
             t = self._t0 = 0.0 if t_s is None else t_s
         else:
-            last = self._pending[1]
+            last = self._held[-1][1]
             t = last + 1 / self.rate if t_s is None else t_s + self._shift_s
             if t <= last:  # back in time: a second pass of the file
                 self._shift_s += last + 1 / (self.fps or self.rate) - t
                 t = last + 1 / (self.fps or self.rate)
-            self._flush(t)
-        self._pending = (bgr, t)
+        self._held.append((bgr, t))
+        if self.fps is None and len(self._held) <= RATE_GAPS:
+            return
+        self._write(len(self._held) - 1)
 
-    def _flush(self, t_next: float | None) -> None:
-        bgr, t = self._pending
+    def _write(self, n_frames: int) -> None:
+        """Write the first ``n_frames`` held frames (each held until the next one's time; the
+        last frame of the clip once), opening the writer first."""
         if self.fps is None:
-            gap = None if t_next is None else t_next - t
+            times = [t for _, t in self._held]
+            gaps = sorted(b - a for a, b in zip(times, times[1:]))
+            gap = gaps[(len(gaps) - 1) // 2] if gaps else None  # the median (the lower of two)
             # faster: whole frames/s, as fast as they come at least. MPEG-4's time base counts at most
             # 65535 ticks a second and OpenCV gives it 1 / gap to 1/1000 frame/s (66.667: 66667/1000)
             fast = gap is not None and 0 < gap < 0.9 / self.rate
             self.fps = min(MAX_CLIP_FPS, float(math.ceil(1 / gap - 1e-6)) if fast else self.rate)
             self.writer = self._open(self.fps)
-        self.first_frames.append(self._written)
-        if t_next is None:  # the last frame: one of the copy's
-            n = 1
-        else:
-            n = max(0, math.floor((t_next - self._t0) * self.fps + 0.5) - self._cut - self._written)
-            most = max(1, round(MAX_HOLD_S * self.fps))
-            self._cut += max(0, n - most)
-            n = min(n, most)
-        if self.writer is not None and self.writer.isOpened():
-            for _ in range(n):
-                self.writer.write(bgr)
-        self._written += n
+        for k in range(n_frames):
+            bgr, t = self._held[k]
+            t_next = self._held[k + 1][1] if k + 1 < len(self._held) else None
+            self.first_frames.append(self._written)
+            if t_next is None:  # the last frame: one of the copy's
+                n = 1
+            else:
+                n = max(0, math.floor((t_next - self._t0) * self.fps + 0.5) - self._cut - self._written)
+                most = max(1, round(MAX_HOLD_S * self.fps))
+                self._cut += max(0, n - most)
+                n = min(n, most)
+            if self.writer is not None and self.writer.isOpened():
+                for _ in range(n):
+                    self.writer.write(bgr)
+            self._written += n
+        del self._held[:n_frames]
 
     def close(self) -> bool:
-        """Write the last frame and release the writer; whether one was open (its file is to check)."""
-        if self._pending is not None:
-            self._flush(None)
-            self._pending = None
+        """Write the frames held and release the writer; whether one was open (its file is to check)."""
+        if self._held:
+            self._write(len(self._held))
         opened = self.writer is not None and self.writer.isOpened()
         if opened:
             self.writer.release()

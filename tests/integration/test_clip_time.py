@@ -164,20 +164,35 @@ def test_a_hostile_delay_is_held_for_a_bounded_time(tmp_path):
         assert [number(frames[first]) for first in video["clip_frames"]] == list(range(len(delays)))
 
 
-def test_a_copy_whose_first_frames_come_15_ms_apart_is_written(tmp_path):
-    """A browser's or a phone's clip whose first two frames are 15 ms apart, then 33: the copy's rate
-    was 1 / 15 ms, 66.667 frames/s, which OpenCV gives MPEG-4 as 66667/1000 (its time base takes
-    at most 65535): the annotated copy could not be opened and the run failed."""
-    times_ms = [0, 15] + [15 + 33 * i for i in range(1, 30)]
+def test_a_copy_of_frames_15_ms_apart_is_written(tmp_path):
+    """A clip whose frames come 15 ms apart (its header says 30 frames/s): the copy's rate was
+    1 / 15 ms, 66.667 frames/s, which OpenCV gives MPEG-4 as 66667/1000 (its time base takes at
+    most 65535): the annotated copy could not be opened and the run failed."""
+    times_ms = [15 * i for i in range(31)]
     src = retimed(tmp_path / "jitter.webm", times_ms)
     out, page = tmp_path / "annotated", tmp_path / "report.html"
     analyze(str(src), "--annotate", str(out), "--report", str(page))
     (video,) = page_data(page)["videos"]
     for written in (out / "jitter.mp4", tmp_path / "report-jitter.webm"):
         fps, frames = read_back(written)
-        assert fps >= 1000 / 15 - 0.01 and len(frames) / fps == pytest.approx(0.972, abs=1.01 / fps), written
-        for t in (0.01, 0.02, 0.5, 0.97):  # the source frame shown at t
-            assert number(shown_at(fps, frames, t)) == (0 if t < 0.015 else 1 + int((t - 0.015) / 0.033)), (written, t)
+        assert fps >= 1000 / 15 - 0.01 and len(frames) / fps == pytest.approx(0.465, abs=1.01 / fps), written
+        for t in (0.01, 0.02, 0.25, 0.46):  # the source frame shown at t
+            assert number(shown_at(fps, frames, t)) == int(t / 0.015 + 1e-6), (written, t)
     fps, frames = read_back(tmp_path / "report-jitter.webm")
     assert video["rate"] == pytest.approx(fps, abs=0.01)
     assert [number(frames[first]) for first in video["clip_frames"]] == list(range(len(times_ms)))
+
+
+def test_a_first_gap_of_a_millisecond_does_not_set_the_copy_s_rate(tmp_path):
+    """A phone's clip whose first two frames are 1 ms apart, then 30 frames/s: the copy's rate was
+    taken from the first gap alone, 120 frames/s (the cap) for the whole copy, every frame written
+    four times (four times the file and the encoding). Now the median of the first gaps: 30."""
+    times_ms = [0, 1] + [1 + round(1000 * i / 30) for i in range(1, 45)]
+    src = retimed(tmp_path / "dup.webm", times_ms)
+    out, page = tmp_path / "annotated", tmp_path / "report.html"
+    analyze(str(src), "--annotate", str(out), "--report", str(page))
+    for written in (out / "dup.mp4", tmp_path / "report-dup.webm"):
+        fps, frames = read_back(written)
+        assert fps == pytest.approx(30, abs=0.01) and len(frames) == pytest.approx(46, abs=1), (written, fps)
+        for t in (0.085, 0.518, 1.018, 1.45):  # the source frame shown at t (mid-frame: a copy frame rounds)
+            assert number(shown_at(fps, frames, t)) == 1 + int((t - 0.001) * 30 + 1e-6), (written, t)
