@@ -48,8 +48,9 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
 
     PATHS are image files (a multi-page TIFF: a job per page), folders (searched
     recursively), video files, camera indexes, rtsp:// or http(s):// URLs, or -
-    for an image or a video on stdin. Prints one JSON line per job; progress and
-    backpressure notices go to stderr.
+    for an image or a video on stdin. An image's job carries its page (1-based):
+    the track stage makes each a run of its own, as analyze does. Prints one
+    JSON line per job; progress and backpressure notices go to stderr.
     """
     from moodstream.producer.client import Producer
     from moodstream.shared.keys import Keys

@@ -238,6 +238,7 @@ class FrameItem:
     image: np.ndarray | None = None
     error: BadInputError | None = None
     rate: float | None = None  # video only: its sampled frames' rate (what an annotated copy plays at)
+    page: int | None = None  # a still image only (image_items): its page, 1-based; 1 for a one-page image
 
     def decoded(self, max_pixels: int) -> np.ndarray:
         """The frame as RGB uint8, decoding bytes if needed (raises BadInputError)."""
@@ -435,19 +436,21 @@ def read_capped(stream, limit: int | None, head: bytes = b"") -> bytes:
 def image_items(source: str, data: bytes, max_pixels: int | None = None) -> Iterator[FrameItem]:
     """The frames of an image file's (or stdin's) bytes: the image as its bytes, or each page of a
     multi-page TIFF decoded (:func:`decode_image`, within ``max_pixels``, each judged by its own size)
-    as frames 0, 1, ... of ``source``, still images without a time; a page that fails is its frame's
-    error, pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them, and a file that
-    ends before its next page's directory (cut short) one ``truncated`` error after its pages."""
+    as frames 0, 1, ... of ``source``, still images without a time, each with its ``page`` (1-based;
+    analyze and the track stage make each a run of its own); a page that fails is its frame's error,
+    pages past :data:`MAX_TIFF_PAGES` one ``too_large`` error after them, and a file that ends before
+    its next page's directory (cut short) one ``truncated`` error after its pages."""
     chain = _tiff_pages(data)
     if chain is None:
-        yield FrameItem(source, 0, data=data)
+        yield FrameItem(source, 0, data=data, page=1)
         return
     n = len(chain.pages)
     for k in range(n):
         try:
-            item = FrameItem(source, k, image=decode_image(data, max_pixels or MAX_PIXELS_CEILING, page=k))
+            pixels = decode_image(data, max_pixels or MAX_PIXELS_CEILING, page=k)
+            item = FrameItem(source, k, image=pixels, page=k + 1)
         except BadInputError as exc:
-            item = FrameItem(source, k, error=exc)
+            item = FrameItem(source, k, error=exc, page=k + 1)
         yield item
     if chain.more:
         yield FrameItem(source, n, error=BadInputError(

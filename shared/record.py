@@ -16,8 +16,12 @@ with msgpack and JSON codecs):
 
 Adding a field to a face is one line here. The wire codec
 (:mod:`moodstream.shared.wire`) validates against these definitions; the
-constraints below (text lengths, frame >= 0, finite times, raw sizes) are the
-whole of the validation. This module needs msgspec and numpy only.
+constraints below (text lengths, frame >= 0, page >= 1, finite times, raw sizes)
+are the whole of the validation. A field added with a default needs no new
+:data:`SCHEMA_VERSION`: the structs skip fields they do not know (no
+``forbid_unknown_fields``), so the release before reads a message that has it
+(``page`` came so), and a message without it decodes with the default. This
+module needs msgspec and numpy only.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 Seconds = Annotated[float, msgspec.Meta(ge=-TIME_LIMIT_S, le=TIME_LIMIT_S)]  # NaN fails both bounds
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
 Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_RAW_SIDE)]
+# a still image's page, 1-based (1 for a one-page image; each page of a multi-page TIFF its own);
+# None for a frame of a video, a camera, or a sequence sent without it
+Page = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class Smoothed(msgspec.Struct):
@@ -80,9 +87,9 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     """One frame's answer: its faces, or an error (then ``faces`` is empty).
 
     ``analyze`` fills what it knows (``source``, ``frame``, ``timestamp_s``,
-    ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker adds the
-    service fields (``job_id``, ``worker``, ``enqueued_at_ms``,
-    ``published_at_ms``). ``id`` is the results-stream entry id, set when a
+    ``page``, ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker
+    copies ``page`` from its job and adds the service fields (``job_id``,
+    ``worker``, ``enqueued_at_ms``, ``published_at_ms``). ``id`` is the results-stream entry id, set when a
     result is read back from Redis (nil on the wire)."""
 
     v: int = SCHEMA_VERSION
@@ -91,6 +98,7 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     source: Text = ""
     frame: Annotated[int, msgspec.Meta(ge=0)] = 0
     timestamp_s: Seconds | None = None  # position in the video; None for still images
+    page: Page | None = None  # a still image's page, copied from the job (in JSON only when set)
     size: tuple[int, int] | None = None  # (W, H) pixels; None on error
     faces: list[Face] = msgspec.field(default_factory=list)
     model_version: str | None = None
@@ -111,10 +119,12 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
 
     def to_json(self, *, service: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (no NaN: such floats become null). ``service=False`` is
-        ``analyze``'s form: the service fields and a null ``error`` are left out."""
+        ``analyze``'s form: the service fields and a null ``error`` are left out. ``page``
+        is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id",) if service else ("id", "job_id", "worker", "enqueued_at_ms", "published_at_ms", "error")
+        drop = ("id", "page") if service else ("id", "page", "job_id", "worker", "enqueued_at_ms",
+                                               "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:
                 del d[name]
@@ -153,6 +163,8 @@ class FrameJob(msgspec.Struct, tag_field="kind", tag="frame"):
     source: Text
     frame: Annotated[int, msgspec.Meta(ge=0)]
     timestamp_s: Seconds | None = None  # position in the video; None for still images
+    # a still image's page: the track stage makes it a run of its own; None: a frame of a sequence
+    page: Page | None = None
     # producer wall clock, Unix epoch ms (the producer stamps it as it sends; a message
     # without it counts from when the worker read it)
     enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] = msgspec.field(default_factory=now_ms)

@@ -56,7 +56,7 @@ class Outcome:
 
 
 def error_record(item: FrameItem, exc: BadInputError) -> FrameResult:
-    return FrameResult(source=item.source, frame=item.frame, timestamp_s=item.timestamp_s,
+    return FrameResult(source=item.source, frame=item.frame, timestamp_s=item.timestamp_s, page=item.page,
                        error=ErrorInfo(exc.reason, exc.detail))
 
 
@@ -96,7 +96,9 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
         if error is not None:
             yield Outcome(error_record(item, error), None, False)
             continue
-        yield Outcome(next(results), image, item.timestamp_s is not None, item.rate)
+        record = next(results)
+        record.page = item.page  # a still image's, as a worker copies it from the job
+        yield Outcome(record, image, item.timestamp_s is not None, item.rate)
 
 
 def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None = None, *, every: int = 1,
@@ -318,7 +320,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             if summary is not None:  # a still image too, as the service's track stage summarises it
                 t0 = time.perf_counter()
                 # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own
-                summary.add(r, out.image, page=None if out.video else r.frame + 1)
+                summary.add(r, out.image, page=r.page)
                 summary_s += time.perf_counter() - t0
             if report is not None:
                 report.add(r, out.image, out.video, out.rate)

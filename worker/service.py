@@ -608,7 +608,7 @@ class Worker:
 
     def _result(self, job: FrameJob, **kw) -> FrameResult:
         return FrameResult(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
-                           timestamp_s=job.timestamp_s, model_version=self.pipeline.model_version,
+                           timestamp_s=job.timestamp_s, page=job.page, model_version=self.pipeline.model_version,
                            enqueued_at_ms=job.enqueued_at_ms, **kw)
 
     def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:

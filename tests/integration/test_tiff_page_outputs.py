@@ -144,3 +144,17 @@ def test_a_page_or_image_without_faces_gets_no_timeline(tmp_path, image_path):
         [(1, 1, "s-scan.png"), (2, 0, None), (3, 0, None), (1, 0, None), (None, 0, "s-clip.png")], data["videos"]
     assert all({"source", "frames", "tracks", "people", "timeline"} <= set(v) for v in data["videos"])
     assert sorted(p.name for p in out.iterdir()) == ["s-clip.png", "s-scan-t0.jpg", "s-scan.png", "s.json"]
+
+
+def test_records_name_a_still_image_s_page_as_the_service_does(tmp_path, image_path, fixtures_dir):
+    """analyze's records say which page a still image is, as a worker's results do (``page``,
+    1-based; 1 for a one-page image); a video frame's record has no page."""
+    scan = tmp_path / "scan.tif"
+    rng = np.random.default_rng(9)
+    assert cv2.imwritemulti(str(scan), [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(2)])
+    result = run(str(scan), str(image_path("single")), str(fixtures_dir / "clip_360p.mp4"), "--max-frames", "2")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(r["source"]).name, r["frame"], r.get("page")) for r in records] == \
+        [("scan.tif", 0, 1), ("scan.tif", 1, 2), (image_path("single").name, 0, 1), ("clip_360p.mp4", 0, None),
+         ("clip_360p.mp4", 1, None)]

@@ -304,3 +304,36 @@ def test_an_enqueue_time_past_any_clock_is_refused(kind):
     with pytest.raises(MessageError) as exc:
         (decode_frame if kind == "frame" else decode_result)(msgpack.packb(m))
     assert exc.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("kind", ["frame", "result"])
+def test_page_is_optional_on_the_wire_without_a_version_bump(kind):
+    """A still image's ``page`` (1-based) came without a schema version bump: a message of the
+    release before (no page) decodes with page None, one with a page decodes with it, and the
+    decoders skip a field they do not know (so the release before reads a page as nothing)."""
+    if kind == "frame":
+        encode, decode = encode_frame, decode_frame
+        message = encode_frame(FrameJob("j", "scan.tif", 1, image=b"\xff\xd8x", page=2))
+    else:
+        encode, decode = encode_result, decode_result
+        message = encode_result(FrameResult(job_id="j", source="scan.tif", frame=1, page=2))
+    m = msgpack.unpackb(message)
+    assert m["v"] == SCHEMA_VERSION == 2 and m["page"] == 2
+    assert decode(message).page == 2
+    old = {k: v for k, v in m.items() if k != "page"}
+    assert decode(msgpack.packb(old)).page is None
+    assert decode(msgpack.packb({**old, "a_later_field": {"x": [1, 2]}})) == decode(msgpack.packb(old))
+    assert decode(encode(decode(msgpack.packb(old)))).page is None
+    for bad in (0, -1, "2", 1.5):
+        with pytest.raises(MessageError) as exc:
+            decode(msgpack.packb({**m, "page": bad}))
+        assert exc.value.reason == "bad_field", bad
+
+
+def test_a_page_is_in_the_json_forms_only_where_there_is_one():
+    """A still image's result names its page in both JSON forms; a video frame's has no page key
+    (the keys it printed before are the keys it prints)."""
+    still = FrameResult(source="scan.tif", frame=1, size=(64, 48), faces=[_face()], page=2)
+    assert still.to_json(service=False)["page"] == 2 and still.to_json()["page"] == 2
+    frame = FrameResult(source="v.mp4", frame=1, timestamp_s=0.04, faces=[_face()])
+    assert "page" not in frame.to_json(service=False) and "page" not in frame.to_json()

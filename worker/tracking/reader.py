@@ -10,7 +10,11 @@ picture as base64 JPEG. This command reads that stream (plain XREAD: it takes
 nothing from anyone) and prints the people table, or the summary JSON with
 ``--json`` (one object per line). A run that goes on (a live camera) has its
 ended tracks published in parts as it goes (``part`` 1, 2, ...; ``last_part``
-true on the one published when it ends): each track is in one part.
+true on the one published when it ends): each track is in one part. A still
+image (an image file, a page of a multi-page TIFF) is a run of its own,
+published as soon as it is tracked: its summary and entries have ``page``
+(1-based), the table says ``still image`` for the span, and the run is named by
+file and page after the first (``scan.tif page 2``), as ``analyze`` names it.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ def save_pictures(summary: dict, folder: Path) -> None:
 @click.option("--source", help="Only summaries of this source (file path, camera, URL).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print each summary as one JSON object per line ({source, run, ended, frames, part, last_part, "
-                   "tracks: [...]}; a run that goes on comes in parts) "
+                   "tracks: [...]}, and page for a still image's run; a run that goes on comes in parts) "
                    "instead of the people table.")
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each track's face picture into this folder (the JSON's thumbnail names the file).")
@@ -126,10 +130,12 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
 
     Reads <prefix>:summaries, where `moodstream track` adds a source run's
     summary when the run ends (a new run of the source starts, it is idle for
-    the stage's --source-idle-s, or the stage stops); a run that goes on (a
-    live camera) comes in parts, 1000 ended tracks each. Each summary lists
-    the tracks with their time span, mean raw probabilities, dominant emotion,
-    episodes and whether they count as a person.
+    the stage's --source-idle-s, or the stage stops; a still image, each page
+    of a TIFF, is a run of its own, out as soon as it is tracked); a run that
+    goes on (a live camera) comes in parts, 1000 ended tracks each. Each
+    summary lists the tracks with their time span ("still image" for a
+    photo's or a page's), mean raw probabilities, dominant emotion, episodes
+    and whether they count as a person.
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
@@ -166,8 +172,11 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
             else:
                 part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
                     f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
-                click.echo(printable(f"{summary['source']} (run {summary.get('run', 1)}, {part}"
-                                     f"{summary.get('frames', 0)} frames; ended: {summary.get('ended', '?')})"))
+                page = summary.get("page")  # a still image's run: named by its page after the first, as analyze's
+                name = summary["source"] + (f" page {page}" if page not in (None, 1) else "")
+                frames = "a still image" if page is not None else f"{summary.get('frames', 0)} frames"
+                click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
+                                     f"ended: {summary.get('ended', '?')})"))
                 click.echo(table + "\n")
             sys.stdout.flush()
             n += 1

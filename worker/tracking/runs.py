@@ -203,7 +203,8 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
     (``thumbnail`` null) and each picture as base64 JPEG under ``thumbnails[track_id]``. A run
     that ended is one message (``part`` 1, ``last_part`` true) unless it published parts while it
     went on: each part has the tracks that ended since the one before (``last_part`` false), the
-    last one the rest; every track is in exactly one part. ``frames``: the run's frames so far."""
+    last one the rest; every track is in exactly one part. ``frames``: the run's frames so far;
+    ``page``: only a still image's run has it (its page, 1-based), as its tracks do."""
     tracks = run.summary.entries() if last else run.summary.take_retired()
     thumbnails = {}
     for t in tracks:
@@ -214,7 +215,8 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
             b64 = thumbnail_b64(picture)
         if b64 is not None:
             thumbnails[str(tid)] = b64
-    return {"source": run.source, "run": run.number, "ended": why, "frames": run.summary.frames,
+    page = {"page": run.summary.page} if run.summary.page is not None else {}  # a still image's run
+    return {"source": run.source, **page, "run": run.number, "ended": why, "frames": run.summary.frames,
             "part": run.parts + 1, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 

@@ -49,6 +49,16 @@ the run answered; an enqueue time alone is not enough (a producer whose clock
 went back, a second producer on the source name, one forged time at the end of
 time would have a whole new run published untracked).
 
+**A still image is a run of its own.** A result with a ``page`` (an image file,
+each page of a multi-page TIFF: ``produce`` and the expander set it, 1-based)
+ends the source's run before it (its previous page, or a sequence of that name),
+is tracked alone (ids from 0) and its run ends at once, its summary queued
+after it, with ``page`` on the summary and on each entry, as ``analyze
+--summary`` gives them: one photo waits for nothing (not ``source_idle_s``),
+and a TIFF's pages are no frames 1/30 s apart with faces linked across them.
+Results without a page (video frames, frames sent without one, untimed ones
+too) keep the rules above.
+
 **Nothing stays pending.** A publish that fails on a connection error is kept
 and retried once Redis is back, publishing only what is still pending (the
 XADD and XACK share one MULTI, so a pending entry was not published). Entries
@@ -236,6 +246,8 @@ class TrackStage:
         if answered is not None and answered != entry_id:
             self._drop(entry_id, r, f"a second answer to job {printable(r.job_id)} (first: entry {answered})")
             return out
+        if r.page is not None:  # a still image: a run of its own, nothing follows it
+            return self._still(entry_id, r, now_s)
         if run is None and self._straggler(r):  # its run ended (idle, evicted): no run of one late frame
             self._remember_ended([(answer_key(r), entry_id)])  # its job's second answer is dropped too
             self.late += 1
@@ -270,6 +282,18 @@ class TrackStage:
             out.append((entry_id, r))
         return out
 
+    def _still(self, entry_id: str, r: FrameResult, now_s: float) -> list[tuple[str, FrameResult]]:
+        """A still image (a result with a ``page``): the source's run before ends first (a TIFF's
+        previous page, a sequence of that name), then the still is a run of its own, tracked and
+        ended at once, its summary queued: its one frame has nothing to wait for, and a TIFF's
+        pages are not frames 1/30 s apart (their faces are no one track)."""
+        run = self.runs.get(r.source)
+        out = self._end_run(run, f"a still image of it followed (page {r.page})") if run is not None else []
+        run = self._new_run(r.source, page=r.page)
+        run.note(entry_id, r)
+        run.order.add(Pending(entry_id, r, now_s))
+        return out + self._end_run(run, "its one frame was tracked")
+
     def _straggler(self, r: FrameResult) -> bool:
         """Enqueued during the source's last run, which ended (idle, or evicted)."""
         last = self._run_numbers.get(r.source)
@@ -285,12 +309,12 @@ class TrackStage:
         log.warning("%s: dropped results entry %s for %s frame %d: %s", self.actor, entry_id, printable(r.source),
                     r.frame, why)
 
-    def _new_run(self, source: str, after: EnqueueSpan | None = None) -> SourceRun:
+    def _new_run(self, source: str, after: EnqueueSpan | None = None, page: int | None = None) -> SourceRun:
         number = self._run_numbers.pop(source, [0])[0] + 1
         self._run_numbers[source] = [number, None]
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
-        summary = SourceSummary(source, self.summary_config, series=self.keep_summaries)
+        summary = SourceSummary(source, self.summary_config, series=self.keep_summaries, page=page)
         state = TrackState(self.tracker_config, name=f"{self.actor}: run {number} of source {printable(source)}")
         run = self.runs[source] = SourceRun(source, number, state, summary, after=after)
         if number > 1:
@@ -534,7 +558,8 @@ class TrackStage:
 @setting_option("track_max_missed_s", type=FiniteRange(min=0))
 @setting_option("track_smoothing_tau_s", type=FiniteRange(min=0, min_open=True))
 @click.option("--source-idle-s", type=FiniteRange(min=0), default=300.0, show_default=True,
-              help="End a source's run (its tracks; its summary is published) after this long without results.")
+              help="End a source's run (its tracks; its summary is published) after this long without results "
+                   "(a still image's run ends as soon as it is tracked).")
 @click.option("--pictures/--no-pictures", default=True, show_default=True,
               help="Read frames back from <prefix>:frames for the summaries' face pictures.")
 @setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
@@ -547,6 +572,8 @@ def track(consumer, source_idle_s, pictures, **flags):
     to <prefix>:tracked. When a source run ends (the same source starts again
     from its first frames, or is idle for --source-idle-s) its per-person
     summary goes to <prefix>:summaries (`moodstream tracks` prints them); a
+    still image (a result with a page: an image file, a TIFF's page) is a run
+    of its own, its summary published as soon as it is tracked; a
     run that goes on (a live camera) publishes its ended tracks there in
     parts, 1000 at a time. Run one per deployment. The first SIGTERM/SIGINT publishes what is buffered
     and exits (at once while Redis is down: the results stay pending there);

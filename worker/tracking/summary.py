@@ -5,7 +5,7 @@ records (faces with ``track_id``), one by one in frame order per source, and
 gives one entry per track (:meth:`Summarizer.entries`)::
 
     source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
-    page: int               # only a still image's (analyze's): its page, 1-based (1 for a one-page image)
+    page: int               # only a still image's: its page, 1-based (1 for a one-page image)
     person: bool            # spans >= min_person_s of video and is face-like (see below)
     not_person_why: str     # why not ("" for a person)
     box: [x1, y1, x2, y2]   # the median box, frame pixels
@@ -43,8 +43,8 @@ score is at least ``person_score_min`` (0.92). In a still image (one result, wit
 the score decides alone: every face of a group photo was "not a person" (seen 0.00 s).
 ``analyze`` makes each still image (an image file, a page of a multi-page TIFF) a run of its
 own with its ``page`` (:meth:`Summarizer.add`): its faces are at 0 s, as it has no time (a
-page's were at page / 30 s, frames of a video that is not there). The track stage's runs have no
-``page``: its untimed results of one source are frames ``default_fps`` apart. Chosen by ``moodstream bench
+page's were at page / 30 s, frames of a video that is not there); so does the track stage for a
+result with a ``page``. Untimed results without one are frames ``default_fps`` apart. Chosen by ``moodstream bench
 tracking --part people``: on WIDER, keeping detections scoring >= 0.92 raises
 precision 96.67 -> 96.93% for 0.5 point of recall (0.98 would cost 2.6
 points), while the landmark-geometry rule lowers both (it rejects profiles);
