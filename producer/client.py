@@ -122,7 +122,11 @@ class Producer:
 
     def submit(self, job: FrameJob) -> JobRef:
         """Add one job (after backpressure); returns its reference, which says ``dropped``
-        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``)."""
+        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``). A ``page`` that
+        is not a whole number from 1 raises ValueError, nothing sent (every worker would refuse it)."""
+        if job.page is not None and (type(job.page) is not int or job.page < 1):  # (a bool is no page)
+            raise ValueError(f"page must be a whole number from 1 (a still image's, 1-based) or None, got "
+                             f"{job.page!r}: not sent")
         if job.reply_to is None and self.reply_to is not None:
             job.reply_to = self.reply_to
         if not self._backpressure():

@@ -114,6 +114,7 @@ class Source:
     tracked: bool = False
     last_frame: int = 0  # of the tracked results
     runs: int = 1  # a source name seen again from frame 0 is a new run (its people start afresh)
+    still: bool = False  # the last tracked result was a still image's (a run of its own, ids from 0)
     latest: dict | None = None
     people: OrderedDict = field(default_factory=OrderedDict)  # track_id -> Person, least recent first
     summary: dict | None = None
@@ -234,7 +235,9 @@ class Model:
             if not tracked:
                 src.results += 1
                 src.errors += r.error is not None
-            elif r.frame == 0 and src.last_frame > 0:  # the same source name again: a new run
+            # the same source name again, or a still image (each a run of its own: a TIFF's pages all
+            # have #0) or what follows one: a new run
+            elif (r.frame == 0 and src.last_frame > 0) or (src.tracked and (r.page is not None or src.still)):
                 src.people.clear()
                 src.latest = None
                 src.runs += 1
@@ -250,7 +253,7 @@ class Model:
             if not tracked:
                 return
             src.last_frame = r.frame
-            src.tracked = True
+            src.tracked, src.still = True, r.page is not None
             t = r.timestamp_s if r.timestamp_s is not None else r.frame
             for face in r.faces:
                 if face.track_id is None:

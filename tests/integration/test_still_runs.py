@@ -155,23 +155,95 @@ def test_up_summary_of_still_images_is_analyze_s(tmp_path, monkeypatch, image_pa
     assert all((tmp_path / "up" / t["thumbnail"]).is_file() for t in written["up"]["tracks"])
 
 
-def test_a_still_ends_its_source_s_run_first_and_its_second_answer_is_dropped(redis_url, client, keys):
+def test_a_still_s_second_answer_is_dropped_and_its_source_s_sequence_goes_on(redis_url, client, keys):
     """No worker: results written straight to the stream. A sequence of the source's name (no page)
-    ends before the still's run starts; the still's job answered twice (a reclaimed frame served
-    again) is one run, one summary: the second answer is dropped, as for a video's."""
+    goes on beside the still's run; the still's job answered twice (a reclaimed frame served again)
+    and a third time by a worker of the release before (no page) is one run, one summary: the
+    other answers are dropped, as for a video's."""
     from moodstream.shared.record import Face, FrameResult
     from moodstream.shared.wire import encode_result
 
     face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 0.8, "neutrality": 0.2})
-    for job, frame, page in (("s0", 0, None), ("s1", 1, None), ("p1", 0, 1), ("p1", 0, 1)):
+    for job, frame, page in (("s0", 0, None), ("s1", 1, None), ("p1", 0, 1), ("p1", 0, 1), ("p1", 0, None)):
         client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=job, source="doc", frame=frame, page=page,
                                                                     worker="w", faces=[face]))})
     stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=60_000, block_ms=20,
                        source_idle_s=IDLE_S, pictures=False)
     stage._ensure_group()
     stage.step(now_s=100.0)
+    assert [(s["run"], s.get("page"), s["frames"], s["ended"]) for s in summaries(client, keys)] == [
+        (2, 1, 1, "its one frame was tracked")]
+    assert (stage.published, stage.duplicates, list(stage.runs)) == (3, 2, ["doc"])
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+    stage.flush()
+    assert [(s["run"], s.get("page"), s["frames"]) for s in summaries(client, keys)] == [(2, 1, 1), (1, None, 2)]
+
+
+def test_a_still_of_a_camera_s_name_leaves_its_sequence_running(redis_url, client, keys):
+    """An API user sends a live camera's frames as ``cam`` and a snapshot of it (``page`` 1) under
+    the same name; workers answer out of order (frame 2 after the snapshot). The snapshot ended the
+    camera's run: its summary out early, frames 2-5 a run of their own (ids from 0 again, the
+    person two), and frame 2, enqueued before the snapshot, no straggler of the run it belongs to.
+    As analyze's Summarizer does, a still is a run beside the sequence: the camera's goes on."""
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 0.8, "neutrality": 0.2})
+    enqueued = {0: 1000, 1: 1001, 2: 1002, "snap": 1003, 3: 1004, 4: 1005, 5: 1006}
+    for frame in (0, 1, 3, "snap", 2, 4, 5):
+        still = frame == "snap"
+        r = FrameResult(job_id=f"j{frame}", source="cam", frame=0 if still else frame, page=1 if still else None,
+                        timestamp_s=None if still else frame / 10, enqueued_at_ms=enqueued[frame], worker="w",
+                        faces=[face])
+        client.xadd(keys.results, {FIELD: encode_result(r)})
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=60_000, block_ms=20,
+                       source_idle_s=IDLE_S, pictures=False)
+    stage._ensure_group()
+    stage.step(now_s=100.0)
+    assert [(s["run"], s.get("page"), s["frames"]) for s in summaries(client, keys)] == [(2, 1, 1)]
+    assert list(stage.runs) == ["cam"] and stage.late == 0
+    stage.flush()
     got = summaries(client, keys)
     assert [(s["run"], s.get("page"), s["frames"], s["ended"]) for s in got] == [
-        (1, None, 2, "a still image of it followed (page 1)"), (2, 1, 1, "its one frame was tracked")], got
-    assert (stage.published, stage.duplicates, stage.runs) == (3, 1, {})
+        (2, 1, 1, "its one frame was tracked"), (1, None, 6, "the track stage stopped")], got
+    [t] = got[1]["tracks"]
+    assert (t["first_frame"], t["last_frame"], t["frames"]) == (0, 5, 6), t
+    video = [r for r in tracked(client, keys) if r.page is None]
+    assert sorted((r.frame, r.faces[0].track_id) for r in video) == [(k, 0) for k in range(6)]
     assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+
+
+def test_a_still_that_failed_is_published_without_a_run(redis_url, client, keys):
+    """A still image the worker could not read (an error result with its page): the stage made it a
+    run of its own and published an empty summary "ended: its one frame was tracked" (0 frames, no
+    tracks; ``tracks`` printed an empty table for it), where analyze makes no run of an error. Now
+    it passes through, as a video's error does, and its second answer is still dropped."""
+    from moodstream.shared.record import ErrorInfo, FrameResult
+    from moodstream.shared.wire import encode_result
+
+    for _ in range(2):  # the job answered twice
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id="e1", source="bad.jpg", frame=0, page=1,
+                                                                    worker="w", error=ErrorInfo("bad_image", "x")))})
+    stage = TrackStage(settings_for(redis_url), name="tracker", reorder_wait_ms=60_000, block_ms=20,
+                       source_idle_s=IDLE_S, pictures=False)
+    stage._ensure_group()
+    stage.step(now_s=100.0)
+    stage.flush()
+    assert summaries(client, keys) == []
+    [r] = tracked(client, keys)
+    assert (r.page, r.error.reason, stage.published, stage.duplicates, dict(stage.runs)) == (1, "bad_image", 1, 1, {})
+    assert client.xpending(keys.results, keys.track_group)["pending"] == 0
+
+
+@pytest.mark.parametrize("page", [0, -1, True, "2", 1.5])
+def test_a_page_no_worker_takes_is_refused_before_it_is_sent(redis_url, client, keys, image_path, page):
+    """``Producer.submit_image(..., page=0)`` (or -1, True, "2", 1.5) was sent: every worker refuses
+    the message (bad_field) and dead-letters it, the photo lost to the caller who was told nothing.
+    Now one clear error at the call, nothing sent."""
+    producer = Producer(settings_for(redis_url))
+    with pytest.raises(ValueError, match="page"):
+        producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=page)
+    with pytest.raises(ValueError, match="page"):
+        producer.submit_array(cv2.imread(str(image_path("single")))[:, :, ::-1], source="photo.jpg", page=page)
+    assert not client.exists(keys.frames) or client.xlen(keys.frames) == 0
+    assert producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=2**63).entry_id

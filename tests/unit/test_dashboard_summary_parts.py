@@ -68,3 +68,20 @@ def test_a_page_that_reconnects_after_a_results_batch_still_gets_the_summary_aft
     assert seq is not None
     [(_, _, text)] = model.since(seq)
     assert [t["person"] for t in json.loads(text)["sources"][0]["summary"]["tracks"]] == [True, True, False]
+
+
+def test_a_tiff_s_pages_are_runs_of_their_own_on_the_dashboard():
+    """The track stage makes each page of a TIFF a run of its own (ids from 0 on every page): the
+    dashboard folded the faces of pages 1-3, each #0, into one person of 3 frames over 0-2 s (the
+    frame index for a time), the face tracked across pages the stage no longer claims. Now a page
+    starts a run, as a source's frame 0 again does: the people shown are the newest page's."""
+    from moodstream.shared.record import Face, FrameResult, Smoothed
+
+    model = dm.Model()
+    probs = {k: 0.3 if k == "happiness" else 0.1 for k in LABELS}
+    for k in range(3):
+        face = Face(box=(10.0, 10.0, 50.0, 60.0), score=0.99, emotion="happiness", probabilities=probs, track_id=0,
+                    smoothed=Smoothed("happiness", probs))
+        model.fold("tracked", f"{k + 1}-0", FrameResult(source="scan.tif", frame=k, page=k + 1, faces=[face]))
+    src = model.sources["scan.tif"]
+    assert src.runs == 3 and [(p.track_id, p.frames) for p in src.people.values()] == [(0, 1)]

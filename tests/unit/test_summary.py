@@ -169,6 +169,16 @@ def test_still_pages_have_no_time_and_are_named_by_page():
     assert "not people: 1 track(s) (scan.tif page 3 #0 detector score 0.500 < 0.92)" in table
 
 
+
+def test_a_still_with_a_time_is_a_person_by_its_score():
+    """A snapshot an API user sends with its ``page`` and the time it was taken (``timestamp_s``):
+    one frame, so its face spans 0 s, and was "not a person (seen 0.00 s)" as a video's face seen
+    once, where a still image's faces are people by the detector's score alone. Its time is kept."""
+    summary = Summarizer()
+    summary.add(FrameResult(source="cam", frame=0, timestamp_s=12.5, faces=[face(0)]), page=1)
+    [entry] = summary.entries()
+    assert (entry["page"], entry["first_timestamp_s"], entry["person"], entry["not_person_why"]) == (1, 12.5, True, "")
+
 def textured(side: int, blur: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)

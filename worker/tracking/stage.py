@@ -51,10 +51,10 @@ time would have a whole new run published untracked).
 
 **A still image is a run of its own.** A result with a ``page`` (an image file,
 each page of a multi-page TIFF: ``produce`` and the expander set it, 1-based)
-ends the source's run before it (its previous page, or a sequence of that name),
-is tracked alone (ids from 0) and its run ends at once, its summary queued
-after it, with ``page`` on the summary and on each entry, as ``analyze
---summary`` gives them: one photo waits for nothing (not ``source_idle_s``),
+is tracked alone (ids from 0) beside the source's sequence, if any (a camera's
+run of that name goes on, as in ``analyze``; one that failed is no run), and
+its run ends at once, its summary queued after it, with ``page`` on the summary
+and on each entry, as ``analyze --summary`` gives them: one photo waits for nothing (not ``source_idle_s``),
 and a TIFF's pages are no frames 1/30 s apart with faces linked across them.
 Results without a page (video frames, frames sent without one, untimed ones
 too) keep the rules above.
@@ -283,16 +283,19 @@ class TrackStage:
         return out
 
     def _still(self, entry_id: str, r: FrameResult, now_s: float) -> list[tuple[str, FrameResult]]:
-        """A still image (a result with a ``page``): the source's run before ends first (a TIFF's
-        previous page, a sequence of that name), then the still is a run of its own, tracked and
-        ended at once, its summary queued: its one frame has nothing to wait for, and a TIFF's
-        pages are not frames 1/30 s apart (their faces are no one track)."""
-        run = self.runs.get(r.source)
-        out = self._end_run(run, f"a still image of it followed (page {r.page})") if run is not None else []
+        """A still image (a result with a ``page``): a run of its own beside the source's sequence,
+        tracked and ended at once, its summary queued: its one frame has nothing to wait for, and a
+        TIFF's pages are not frames 1/30 s apart (their faces are no one track). A sequence of that
+        name goes on, as in analyze's Summarizer (ending it made a camera's person two at each
+        snapshot, the frames enqueued before the snapshot a run of their own). A still that failed (an
+        error result) is no run, as in analyze: it passes through (its second answer still dropped)."""
+        if r.error is not None:
+            self._remember_ended([(answer_key(r), entry_id)])
+            return [(entry_id, r)]
         run = self._new_run(r.source, page=r.page)
         run.note(entry_id, r)
         run.order.add(Pending(entry_id, r, now_s))
-        return out + self._end_run(run, "its one frame was tracked")
+        return self._end_run(run, "its one frame was tracked")
 
     def _straggler(self, r: FrameResult) -> bool:
         """Enqueued during the source's last run, which ended (idle, or evicted)."""
@@ -310,13 +313,16 @@ class TrackStage:
                     r.frame, why)
 
     def _new_run(self, source: str, after: EnqueueSpan | None = None, page: int | None = None) -> SourceRun:
-        number = self._run_numbers.pop(source, [0])[0] + 1
-        self._run_numbers[source] = [number, None]
+        last = self._run_numbers.pop(source, [0, None])
+        number = last[0] + 1  # a still's run keeps the span of the sequence's last run (its stragglers)
+        self._run_numbers[source] = [number, None if page is None else last[1]]
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries, page=page)
         state = TrackState(self.tracker_config, name=f"{self.actor}: run {number} of source {printable(source)}")
-        run = self.runs[source] = SourceRun(source, number, state, summary, after=after)
+        run = SourceRun(source, number, state, summary, after=after)
+        if page is None:  # a still's run is not held: it ends at once
+            self.runs[source] = run
         if number > 1:
             log.info("%s: run %d of source %s starts", self.actor, number, printable(source))
         return run
@@ -324,10 +330,11 @@ class TrackStage:
     def _end_run(self, run: SourceRun, why: str) -> list[tuple[str, FrameResult]]:
         """Release what the run still buffers (in order), queue its summary after it, forget it."""
         out = [self._tracked(run, p) for p in run.order.drain()]
-        del self.runs[run.source]
-        last = self._run_numbers.get(run.source)
-        if last is not None and last[0] == run.number:
-            last[1] = run.span()
+        if run.summary.page is None:  # the source's sequence (a still's run beside it takes a number)
+            del self.runs[run.source]
+            last = self._run_numbers.get(run.source)
+            if last is not None:
+                last[1] = run.span()
         self._remember_ended(((run.source, *key), eid) for key, eid in run.jobs.items())  # one source str
         message = self._queue_summary(run, why, last=True)
         if message is not None and self.keep_summaries:

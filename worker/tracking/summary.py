@@ -39,8 +39,8 @@ false episodes a minute.
 **People.** A track is a person when it spans at least ``min_person_s`` of
 video (from its first face to its last: ``last_timestamp_s - first_timestamp_s``,
 what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) and its median detector
-score is at least ``person_score_min`` (0.92). In a still image (one result, without a timestamp)
-the score decides alone: every face of a group photo was "not a person" (seen 0.00 s).
+score is at least ``person_score_min`` (0.92). In a still image (one result with a ``page``, or
+without a timestamp) the score decides alone: every face of a group photo was "not a person" (seen 0.00 s).
 ``analyze`` makes each still image (an image file, a page of a multi-page TIFF) a run of its
 own with its ``page`` (:meth:`Summarizer.add`): its faces are at 0 s, as it has no time (a
 page's were at page / 30 s, frames of a video that is not there); so does the track stage for a
@@ -475,7 +475,8 @@ class SourceSummary:
         medians = tr.box_score.median()
         score = float(medians[4])
         why = ""
-        if (self.timed or self.frames > 1) and span < cfg.min_person_s - 1e-9:  # a still: the score alone
+        # a still image (a page, timed or not; one untimed result): the score alone
+        if self.page is None and (self.timed or self.frames > 1) and span < cfg.min_person_s - 1e-9:
             why = f"seen {span:.2f} s < {cfg.min_person_s:g} s"
         elif score < cfg.person_score_min:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
