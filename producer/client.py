@@ -35,14 +35,15 @@ import cv2
 import numpy as np
 import redis
 
-from moodstream.shared.errors import BadInputError, ConfigError
+from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
 from moodstream.shared.transport import as_str, connect, group_backlog
 from moodstream.shared.record import FrameJob, Raw
-from moodstream.shared.wire import FIELD, encode_frame, new_job_id, now_ms
+from moodstream.shared.table import printable
+from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,11 @@ class Producer:
 
     def submit(self, job: FrameJob) -> JobRef:
         """Add one job (after backpressure); returns its reference, which says ``dropped``
-        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``). A ``page`` that
-        is not a whole number from 1 raises ValueError, nothing sent (every worker would refuse it)."""
+        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``). A job every
+        worker would refuse (:func:`~moodstream.shared.wire.decode_frame`: a ``page`` that is not a
+        whole number from 1, a negative frame, a time that is no number, a source of over 4,096
+        characters...) raises ValueError naming the field, nothing sent: sent, it was dead-lettered
+        and the caller told nothing."""
         if job.page is not None and (type(job.page) is not int or job.page < 1):  # (a bool is no page)
             raise ValueError(f"page must be a whole number from 1 (a still image's, 1-based) or None, got "
                              f"{job.page!r}: not sent")
@@ -139,6 +143,11 @@ class Producer:
             raise BadInputError("too_large", f"frame {job.frame}: a message of {len(payload)} bytes once encoded "
                                              f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
                                              f"({self.settings.max_message_bytes}): not sent")
+        try:  # as a worker reads it (a copy of the pixels' bytes: well under a millisecond a frame)
+            decode_frame(payload)
+        except MessageError as exc:
+            raise ValueError(f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: not sent "
+                             f"(every worker would refuse it)") from None
         trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
         try:
             entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
