@@ -47,6 +47,11 @@ from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id
 
 log = logging.getLogger(__name__)
 
+
+class RefusedJob(BadInputError, ValueError):
+    """A frame job every worker would refuse (``bad_field``), not sent: a ValueError to an API
+    caller; :meth:`Producer.submit_item` counts it as its input's error, as a reader's."""
+
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
 # `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
@@ -126,11 +131,11 @@ class Producer:
         when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``). A job every
         worker would refuse (:func:`~moodstream.shared.wire.decode_frame`: a ``page`` that is not a
         whole number from 1, a negative frame, a time that is no number, a source of over 4,096
-        characters...) raises ValueError naming the field, nothing sent: sent, it was dead-lettered
-        and the caller told nothing."""
+        characters...) raises :class:`RefusedJob` (a ValueError) naming the field, nothing sent: sent, it
+        was dead-lettered and the caller told nothing."""
         if job.page is not None and (type(job.page) is not int or job.page < 1):  # (a bool is no page)
-            raise ValueError(f"page must be a whole number from 1 (a still image's, 1-based) or None, got "
-                             f"{job.page!r}: not sent")
+            raise RefusedJob("bad_field", f"page must be a whole number from 1 (a still image's, 1-based) or "
+                                          f"None, got {job.page!r}: not sent")
         if job.reply_to is None and self.reply_to is not None:
             job.reply_to = self.reply_to
         if not self._backpressure():
@@ -146,8 +151,8 @@ class Producer:
         try:  # as a worker reads it (a copy of the pixels' bytes: well under a millisecond a frame)
             decode_frame(payload)
         except MessageError as exc:
-            raise ValueError(f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: not sent "
-                             f"(every worker would refuse it)") from None
+            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: "
+                                          f"not sent (every worker would refuse it)") from None
         trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
         try:
             entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
