@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from moodstream.shared.containers import ASF_HEADER, asf_cut, container_whole, mpeg_ps_cut
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.formats import (ACCEPTED_FORMATS, ASF_HEADER, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES,
-                                       TiffChain, asf_cut, container_whole, gif_blocks, gif_frames_beyond_one,
-                                       image_size, jpeg_end, mpeg_ps_cut, sniff_format, sniff_video,
-                                       tiff_directories, tiff_page_alone)
+from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, TiffChain,
+                                       gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, sniff_format,
+                                       sniff_video, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tests.support.vfr import DURATION, elements, retime_webm
 
-from moodstream.shared.formats import container_whole
+from moodstream.shared.containers import container_whole
 from moodstream.shared.media import iter_video
 from moodstream.worker.webm import open_webm
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from tests.support.vfr import CLUSTER, elements
 
-from moodstream.shared.formats import _matroska_whole, container_whole
+from moodstream.shared.containers import _matroska_whole, container_whole
 from moodstream.shared.media import iter_video
 from moodstream.worker.webm import open_webm
 

@@ -1,0 +1,218 @@
+"""Whether a video file's container holds the whole of itself, where OpenCV's reader ended early:
+a Matroska / WebM or AVI file whose structure is in place to its end (its header's length is then
+no measure of a cut), an MPEG program stream that stops inside a packet, an ASF (WMV) file that
+stops before the end its Data Object announces. Headers alone are read, each walk bounded; a
+doubt is no cut (a false alarm on a whole file is worse than a miss). Pure byte readers, used by
+:mod:`shared.media` once a video's frames have ended."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+
+def _vint(data: bytes, i: int, marker: bool) -> tuple[int, int] | None:
+    """An EBML variable-size integer at ``data[i]`` (an element id with its marker bit, or a size
+    without; -1 for the "unknown" size) and where it ends, or None where there is none."""
+    if i >= len(data) or not data[i]:
+        return None
+    n = 9 - data[i].bit_length()
+    if i + n > len(data):
+        return None
+    value = int.from_bytes(data[i:i + n], "big")
+    if not marker:
+        value &= (1 << (7 * n)) - 1
+        if value == (1 << (7 * n)) - 1:
+            return -1, i + n
+    return value, i + n
+
+
+def _ebml_element(f, pos: int) -> tuple[int, int, int] | None:
+    """(id, where its data starts, its size; -1 unknown) of the EBML element at ``pos`` of ``f``
+    (its header only read: 12 bytes at most), or None where there is none."""
+    f.seek(pos)
+    head = f.read(12)
+    eid = _vint(head, 0, True)
+    length = _vint(head, eid[1], False) if eid else None
+    if length is None:
+        return None
+    return eid[0], pos + length[1], length[0]
+
+
+def container_whole(path: str) -> bool:
+    """Whether ``path`` is a Matroska / WebM or an AVI file that holds the whole of itself, so that
+    the length its header announces is no measure of a cut: a Matroska file's is its container's
+    duration (every track's, from its first timestamp, not 0: a video that starts at 10 s, or whose
+    sound goes on after its last frame, is shorter and still whole); an AVI's counts its dropped
+    frames (empty chunks: a screen recording's unchanged end decodes to fewer frames). False where
+    it cannot tell (a live recording's unknown sizes, a cut, zeros at the end or over a stretch of
+    the frames, any other file)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            f.seek(0)
+            if head[:4] == b"\x1a\x45\xdf\xa3":
+                return _matroska_whole(f, size)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _riff_whole(f, size)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+_SEGMENT, _CLUSTER = 0x18538067, 0x1F43B675
+
+
+def _matroska_whole(f, size: int, max_elements: int = 1_000_000) -> bool:
+    """Whether the Matroska file ``f`` holds its Segment, of known size, every top-level element
+    of it in place up to its end, and each Cluster its elements (Timecode, SimpleBlock,
+    BlockGroup...) up to its own: a download stopped with the file at full size, the rest zeros, or
+    a copy that wrote zeros over a stretch of the frames (FFmpeg stops there, at the Cues where the
+    stretch is in the last Cluster), ends in no element. An element of unknown size (a live
+    recording's Segment and Clusters) cannot tell. Headers alone are read (12 bytes each, the data
+    seeked past). Past ``max_elements`` the walk goes on over the top-level elements only, Clusters
+    taken whole (a long file with sound, which ends after its last frame, is not called cut for its
+    length), and past twice that it stops and says whole: nothing walked was out of place."""
+    ebml = _ebml_element(f, 0)
+    if ebml is None or ebml[2] < 0 or ebml[1] + ebml[2] > size:
+        return False
+    segment = _ebml_element(f, ebml[1] + ebml[2])
+    if segment is None or segment[0] != _SEGMENT or segment[2] < 0 or segment[1] + segment[2] > size:
+        return False
+    pos, ends = segment[1], [segment[1] + segment[2]]  # ends: of the Segment and the Cluster pos is in
+    for walked in range(2 * max_elements):
+        while pos == ends[-1]:  # the end of a Cluster: on in the Segment; of the Segment: whole
+            ends.pop()
+            if not ends:
+                return True
+        element = _ebml_element(f, pos)
+        if element is None or element[2] < 0 or element[1] + element[2] > ends[-1]:
+            return False
+        eid, pos, length = element
+        if eid == _CLUSTER and len(ends) == 1 and walked < max_elements:
+            ends.append(pos + length)  # into it
+        else:
+            pos += length
+    return True  # a doubt is no cut: a false alarm on a whole file is worse than a miss
+
+
+_FOURCC = re.compile(rb"[ -~]{4}")
+
+
+def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
+    """Whether the AVI file ``f`` is its RIFF chunks (the first, and OpenDML's ``AVIX`` after it
+    past 1 GiB) up to its end, each of them its chunks up to its own, and each list among them
+    (``hdrl``, ``movi``: the frames, a dropped one an empty chunk) its chunks up to its own: a
+    download stopped with the file at full size, the rest zeros, or a copy that wrote zeros over a
+    stretch of the frames (FFmpeg stops there), ends in no chunk. Chunks are 8 bytes at least, so
+    ``max_chunks`` (12 bytes read each) bounds the walk of a file of a few GB; past it, whole."""
+    pos, ends = 0, []  # ends: of the RIFF and the lists pos is in, innermost last
+    for _ in range(max_chunks):
+        while ends and pos >= ends[-1]:  # the end of a list: on in the one around it
+            if pos > ends[-1] + 1:  # a chunk past its list's end (its pad byte may be left out)
+                return False
+            end = ends.pop()
+            pos = end + (end & 1)
+        if not ends and pos >= size:  # after the last RIFF
+            return pos - size in (0, 1)
+        f.seek(pos)
+        head = f.read(12)
+        if len(head) < 8 or not _FOURCC.fullmatch(head[:4]) or (not ends and head[:4] != b"RIFF"):
+            return False
+        n = struct.unpack_from("<I", head, 4)[0]
+        if head[:4] in (b"RIFF", b"LIST"):
+            if n < 4 or pos + 8 + n > (ends[-1] + 1 if ends else size):
+                return False
+            ends.append(pos + 8 + n)
+            pos += 12
+        else:
+            pos += 8 + n + (n & 1)
+    return True  # a walk this long found nothing out of place: a doubt is no cut (a false alarm is worse)
+
+
+MPEG_TAIL_BYTES = 256 * 1024  # the end of an MPEG program stream read for its last packs (one is 2 KiB on a DVD)
+_MPEG_PACK = b"\x00\x00\x01\xba"
+
+
+def mpeg_ps_cut(f, size: int) -> bool:
+    """Whether the MPEG program stream ``f`` (``size`` bytes) stops inside a pack header or a
+    packet: its last ``MPEG_TAIL_BYTES`` walked from a pack start, by the packets' own lengths.
+    A stream announces no length: one cut exactly between packets ends as a whole one does (FFmpeg
+    writes no program end code), and is not called cut; nor is one whose end is no packets."""
+    start = max(0, size - MPEG_TAIL_BYTES)
+    f.seek(start)
+    tail = f.read(size - start)
+    at = tail.find(_MPEG_PACK)
+    for _ in range(16):  # a start code inside a packet's data walks out of step: the next one
+        if at < 0:
+            return False
+        cut = _mpeg_walk(tail, at)
+        if cut is not None:
+            return cut
+        at = tail.find(_MPEG_PACK, at + 4)
+    return False
+
+
+def _mpeg_walk(data: bytes, i: int) -> bool | None:
+    """From the pack at ``data[i]``: True where a pack header or a packet runs past the end of
+    ``data``, False where the last ends with it, None where the bytes are no packs (out of step)."""
+    n = len(data)
+    while i < n:
+        if n - i < 4:
+            return True if data[i:] == b"\x00\x00\x01"[:n - i] else None
+        if data[i:i + 3] != b"\x00\x00\x01":
+            return None
+        code = data[i + 3]
+        if code == 0xB9:  # the program end code
+            i += 4
+        elif code == 0xBA:  # a pack header: MPEG-1's 12 bytes, or MPEG-2's 14 and its stuffing
+            if n - i < 5:
+                return True
+            if data[i + 4] >> 6 == 1:
+                i += 14 if n - i < 14 else 14 + (data[i + 13] & 7)
+            elif data[i + 4] >> 4 == 2:
+                i += 12
+            else:
+                return None
+        elif code >= 0xBB:  # the system header, a PES packet: its length follows
+            if n - i < 6:
+                return True
+            i += 6 + int.from_bytes(data[i + 4:i + 6], "big")
+        else:
+            return None
+    return i > n
+
+
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+_ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
+
+
+def asf_cut(f, size: int, max_objects: int = 1024) -> int | None:
+    """The bytes an ASF (WMV) file ``f`` of ``size`` bytes announces to the end of its Data Object,
+    where it is cut before there; None where it is not, or cannot tell: a broadcast's (live) sizes
+    are no sizes, an unfinished recording's Data Object announces only its own header."""
+    head = f.read(30)
+    if len(head) < 30 or head[:16] != ASF_HEADER:
+        return None
+    header_size, count = struct.unpack_from("<QI", head, 16)
+    if header_size > size:  # no Data Object to read (a size past any file's: no offset to seek to)
+        return None
+    pos, broadcast = 30, True
+    for _ in range(min(count, max_objects)):
+        if pos >= header_size:
+            break
+        f.seek(pos)
+        obj = f.read(92)
+        if len(obj) < 24:
+            break
+        if obj[:16] == _ASF_FILE_PROPERTIES and len(obj) == 92:
+            broadcast = bool(struct.unpack_from("<I", obj, 88)[0] & 1)
+        pos += max(24, struct.unpack_from("<Q", obj, 16)[0])
+    f.seek(header_size)
+    data = f.read(50)
+    if len(data) < 50 or data[:16] != _ASF_DATA or broadcast:
+        return None
+    end = header_size + struct.unpack_from("<Q", data, 16)[0]
+    return end if end > size else None
