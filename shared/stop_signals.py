@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -18,14 +19,45 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+class _Deferral(threading.local):
+    depth = 0  # deferred_stop sections entered
+    pending: int | None = None  # a stop signal that came inside one
+
+
+_deferral = _Deferral()
+
+
 def _raise(signum, frame) -> None:
+    if _deferral.depth:  # inside an output being written: raised as it ends (deferred_stop)
+        _deferral.pending = _deferral.pending or signum
+        return
     raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+
+@contextmanager
+def deferred_stop():
+    """A stop signal that comes inside is raised as the section ends, not where the main thread
+    happens to be: an output being written (an annotated video's writer opened but not yet kept
+    left a file of a header alone, that no player opens) is written whole first."""
+    _deferral.depth += 1
+    try:
+        yield
+    except BaseException:  # the section's own error ends the run: a stop that came with it is spent
+        _deferral.depth -= 1
+        if not _deferral.depth:
+            _deferral.pending = None
+        raise
+    _deferral.depth -= 1
+    if not _deferral.depth and _deferral.pending is not None:  # the section ended well: the stop now
+        signum, _deferral.pending = _deferral.pending, None
+        _raise(signum, None)
 
 
 def take_stop_signals() -> dict:
     """Install the handlers (main thread only; elsewhere nothing); returns what to restore."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    _deferral.pending = None
     return {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
 
 

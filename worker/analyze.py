@@ -31,8 +31,8 @@ from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
                                      iter_frames, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
-from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
-                                            take_stop_signals)
+from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
+                                            stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
@@ -305,25 +305,26 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         if fmt == "table":
             click.echo(TABLE_HEADER)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
-            click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record.to_json(service=False)))
-            progress.update(1)
-            if out.image is None:
-                errors += 1
-                if report is not None:  # named on the page, with the reason
-                    report.add(out.record, None, out.video)
-                continue
-            frames += 1
-            r = out.record
-            faces += len(r.faces)
-            if annotator is not None:
-                annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame, r.timestamp_s)
-            if summary is not None:  # a still image too, as the service's track stage summarises it
-                t0 = time.perf_counter()
-                # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own
-                summary.add(r, out.image, page=r.page)
-                summary_s += time.perf_counter() - t0
-            if report is not None:
-                report.add(r, out.image, out.video, out.rate)
+            with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
+                click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record.to_json(service=False)))
+                progress.update(1)
+                if out.image is None:
+                    errors += 1
+                    if report is not None:  # named on the page, with the reason
+                        report.add(out.record, None, out.video)
+                    continue
+                frames += 1
+                r = out.record
+                faces += len(r.faces)
+                if annotator is not None:
+                    annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame, r.timestamp_s)
+                if summary is not None:  # a still image too, as the service's track stage summarises it
+                    t0 = time.perf_counter()
+                    # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own
+                    summary.add(r, out.image, page=r.page)
+                    summary_s += time.perf_counter() - t0
+                if report is not None:
+                    report.add(r, out.image, out.video, out.rate)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:  # standard output refused (a full disk, /dev/full): what was done is still written
