@@ -11,6 +11,34 @@ import os
 import re
 import struct
 
+from moodstream.shared.formats import sniff_format
+
+SNIFF_BYTES = 16  # what sniff_video reads
+_EBML = b"\x1a\x45\xdf\xa3"  # Matroska / WebM
+_MPEG_PACK = b"\x00\x00\x01\xba"  # an MPEG program stream's pack header
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF (WMV): its Header Object's GUID
+
+
+def sniff_video(data: bytes) -> str | None:
+    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
+    ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
+    ASF), or None (images among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
+    place a video container's signature is read: :func:`container_whole` and
+    :func:`shared.media.container_cut` go by it."""
+    head = data[:SNIFF_BYTES]
+    if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
+        return ".mp4"
+    if head[:4] == _EBML:
+        return ".webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ".avi"
+    if head[:4] == _MPEG_PACK:
+        return ".mpg"
+    if head == ASF_HEADER:
+        return ".wmv"
+    return None
+
+
 def _vint(data: bytes, i: int, marker: bool) -> tuple[int, int] | None:
     """An EBML variable-size integer at ``data[i]`` (an element id with its marker bit, or a size
     without; -1 for the "unknown" size) and where it ends, or None where there is none."""
@@ -50,11 +78,11 @@ def container_whole(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(12)
+            kind = sniff_video(f.read(SNIFF_BYTES))
             f.seek(0)
-            if head[:4] == b"\x1a\x45\xdf\xa3":
+            if kind == ".webm":
                 return _matroska_whole(f, size)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+            if kind == ".avi":
                 return _riff_whole(f, size)
     except (OSError, ValueError):
         pass
@@ -132,7 +160,6 @@ def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
 
 
 MPEG_TAIL_BYTES = 256 * 1024  # the end of an MPEG program stream read for its last packs (one is 2 KiB on a DVD)
-_MPEG_PACK = b"\x00\x00\x01\xba"
 
 
 def mpeg_ps_cut(f, size: int) -> bool:
@@ -184,7 +211,6 @@ def _mpeg_walk(data: bytes, i: int) -> bool | None:
     return i > n
 
 
-ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
 _ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
 

@@ -1,6 +1,6 @@
 """What an image's or a video's bytes say before anything is decoded: the format by its
 signature, an image's size by its header (every page of a TIFF), whether a JPEG or a GIF holds
-the whole of itself (a video container's structure: :mod:`shared.containers`). Pure byte
+the whole of itself (a video container's signature and structure: :mod:`shared.containers`). Pure byte
 readers (numpy for a TIFF's directories), used by :mod:`shared.media` to judge an input before
 OpenCV decodes it."""
 
@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from moodstream.shared.containers import ASF_HEADER
 from moodstream.shared.errors import BadInputError
 
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}  # HEIC: an iPhone's photos
@@ -67,24 +66,6 @@ def sniff_format(data: bytes) -> str | None:
 
 
 ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
-
-
-def sniff_video(data: bytes) -> str | None:
-    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
-    ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
-    ASF), or None (images among them; an animated GIF: :func:`read_gif_head`)."""
-    head = data[:16]
-    if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
-        return ".mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
-        return ".webm"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return ".avi"
-    if head[:4] == b"\x00\x00\x01\xba":  # an MPEG pack header
-        return ".mpg"
-    if head == ASF_HEADER:
-        return ".wmv"
-    return None
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from moodstream.shared.containers import ASF_HEADER, asf_cut, container_whole, mpeg_ps_cut
+from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mpeg_ps_cut, sniff_video
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, TiffChain,
                                        gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, sniff_format,
-                                       sniff_video, tiff_directories, tiff_page_alone)
+                                       tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -406,13 +406,14 @@ def container_cut(spec: str, frames: int) -> str | None:
     try:
         with open(spec, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(16)
+            head = f.read(SNIFF_BYTES)
+            kind = sniff_video(head)
             f.seek(0)
             if head[:6] in (b"GIF87a", b"GIF89a") and not gif_blocks(f)[1]:
                 where = "GIF", "before its last block (its trailer)"
-            elif head[:4] == b"\x00\x00\x01\xba" and mpeg_ps_cut(f, size):
+            elif kind == ".mpg" and mpeg_ps_cut(f, size):
                 where = "MPEG program stream", "inside a packet"
-            elif head == ASF_HEADER and (end := asf_cut(f, size)) is not None:
+            elif kind == ".wmv" and (end := asf_cut(f, size)) is not None:
                 where = "ASF (WMV) file", f"at byte {size} of the {end} its data announces"
     except OSError:
         return None
