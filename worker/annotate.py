@@ -78,15 +78,6 @@ def safe_stem(source: str, page: int | None = None) -> str:
     return stem + (f"-page{page}" if page is not None and page > 1 else "")
 
 
-def video_rate(rate: float | None) -> float:
-    """The rate a video frame's reader gave (:attr:`shared.media.FrameItem.rate`: its sampled frames'
-    frames/s, ``--every`` and ``--fps`` applied), the rate of its annotated copy and report clip
-    (:class:`TimedClip`)."""
-    if rate is None:
-        raise ValueError("a video frame comes with its reader's rate (FrameItem.rate)")
-    return rate
-
-
 MAX_CLIP_FPS = 120.0  # a copy's frames/s at most: frames closer together share one of its frames
 MAX_HOLD_S = 10.0  # a frame is held this long at most (a GIF may ask 655 s: 19,660 copies of it at 30 frames/s)
 RATE_GAPS = 3  # the copy's rate is judged on the median of the first this many gaps (their frames held)
@@ -97,7 +88,8 @@ class TimedClip:
     is written again, at the copy's rate, until the next frame's time (the last one once), so the
     copy's time t shows the source frame at t (a GIF's delays, a phone's variable frame rate, a gap).
 
-    The copy's rate is the reader's (:func:`video_rate`: a constant-rate video's copy has its frames,
+    The copy's rate is the reader's (``rate``, :attr:`shared.media.FrameItem.rate`: its sampled
+    frames' frames/s, ``--every`` and ``--fps`` applied; a constant-rate video's copy has its frames,
     one each, at its rate), or where the first frames come faster than that (a GIF's rate is its
     frames' average) the rate they come at: the median of the first :data:`RATE_GAPS` gaps (one
     gap of a millisecond, a phone's first two frames, set 120 frames/s for a whole 30 fps copy), in
@@ -109,7 +101,9 @@ class TimedClip:
     """
 
     def __init__(self, rate: float | None, open_writer: Callable[[float], cv2.VideoWriter | None]):
-        self.rate = video_rate(rate)
+        if rate is None:
+            raise ValueError("a video frame comes with its reader's rate (FrameItem.rate)")
+        self.rate = rate
         self.fps: float | None = None  # the copy's, known after the first RATE_GAPS gaps
         self.writer: cv2.VideoWriter | None = None
         self.first_frames: list[int] = []  # per frame added: the copy's first frame showing it (the next one's if none)

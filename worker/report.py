@@ -101,7 +101,7 @@ class Report:
         self.codec = codec
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
-        self.current: dict[str, VideoPart] = {}
+        self.current: VideoPart | None = None  # the video read now (analyze reads one after another)
         self.images = 0  # image files (a multi-page TIFF one), not shown: the page's header counts them
         self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
         self.failed: list[str] = []  # clips not written, and why: close() writes the page, then raises OSError
@@ -127,12 +127,11 @@ class Report:
                 self.not_shown.append(line)
             self._still = (record.source, record.frame, line)
             return
-        part = self.current.get(record.source)
-        if part is None or record.frame <= part.last_frame:  # the same file again: a run of its own
-            for done in self.current.values():  # analyze reads one video after another: one clip open at
-                self._finish(done)  # a time (its writer and its last frame), not one per video of the run
-            self.current = {record.source: self._start(record.source, image, rate)}
-            part = self.current[record.source]
+        part = self.current
+        if part is None or part.source != record.source or record.frame <= part.last_frame:  # the same file
+            if part is not None:  # again: a run of its own. One clip open at a time (its writer and frames)
+                self._finish(part)
+            part = self.current = self._start(record.source, image, rate)
         part.last_frame = record.frame
         t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.clip.rate
         part.clip.add(cv2.cvtColor(draw(image, record.faces), cv2.COLOR_RGB2BGR), t)
