@@ -410,3 +410,20 @@ def test_a_worker_whose_user_may_not_write_the_index_still_beats(redis_url, clie
         old.close()
     finally:
         client.acl_deluser(user)
+
+
+def test_bench_stream_waits_for_a_worker_by_the_index_not_by_scan(redis_url, client, keys):
+    """`bench stream --no-spawn` against a running deployment waited for a heartbeat by SCAN MATCH
+    over the whole keyspace (200 SCAN calls a 0.2 s poll among 200,000 unrelated keys)."""
+    from moodstream.trainer.bench.stream import _wait_for_worker
+    from moodstream.worker.service import Worker
+
+    settings = settings_for(redis_url)
+    Worker(settings, _NoPipeline(), name="w-live", client=client, handle_signals=False).heartbeat()
+    pipe = client.pipeline(transaction=False)
+    for i in range(20):
+        pipe.mset({f"other:app:{i}:{j}": "x" for j in range(1000)})
+    pipe.execute()
+    before = _calls(client)
+    _wait_for_worker(client, settings, None, timeout_s=5)
+    assert (_calls(client) - before)["scan"] == 0

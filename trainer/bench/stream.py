@@ -204,10 +204,12 @@ def _stop_worker(proc: subprocess.Popen) -> None:
 
 
 def _wait_for_worker(client, settings: Settings, proc, timeout_s: float) -> None:
+    from moodstream.producer.status import live_workers
     from moodstream.shared.keys import Keys
 
+    # the workers' index (a few commands), not a SCAN of the whole keyspace of a running deployment
     keys, deadline = Keys.from_settings(settings), time.monotonic() + timeout_s
-    while not any(True for _ in client.scan_iter(keys.heartbeat_pattern)):
+    while not live_workers(client, keys):
         if proc is not None and proc.poll() is not None:
             raise click.ClickException(f"the worker exited with code {proc.returncode}")
         if time.monotonic() > deadline:
