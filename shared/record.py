@@ -51,6 +51,7 @@ Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_RAW_SIDE)]
 # a still image's page, 1-based (1 for a one-page image; each page of a multi-page TIFF its own);
 # None for a frame of a video, a camera, or a sequence sent without it
 Page = Annotated[int, msgspec.Meta(ge=1)]
+StreamId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]  # a Redis stream entry id, ms-seq
 
 
 class Smoothed(msgspec.Struct):
@@ -89,8 +90,9 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     ``analyze`` fills what it knows (``source``, ``frame``, ``timestamp_s``,
     ``page``, ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker
     copies ``page`` from its job and adds the service fields (``job_id``,
-    ``worker``, ``enqueued_at_ms``, ``published_at_ms``). ``id`` is the results-stream entry id, set when a
-    result is read back from Redis (nil on the wire)."""
+    ``worker``, ``enqueued_at_ms``, ``published_at_ms``, ``frame_entry``). ``id`` is the results-stream entry
+    id, set when a result is read back from Redis (nil on the wire); ``frame_entry`` the frames-stream entry
+    its worker answered (where the track stage and the dashboard read its frame back)."""
 
     v: int = SCHEMA_VERSION
     id: str | None = None
@@ -107,6 +109,7 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     enqueued_at_ms: int | None = None
     published_at_ms: int | None = None
     error: ErrorInfo | None = None
+    frame_entry: StreamId | None = None  # the frames-stream entry of its job (a worker's answer; in JSON when set)
 
     def __post_init__(self) -> None:
         for face in self.faces:
@@ -123,8 +126,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id", "page") if service else ("id", "page", "job_id", "worker", "enqueued_at_ms",
-                                               "published_at_ms", "error")
+        drop = ("id", "page", "frame_entry") if service else ("id", "page", "frame_entry", "job_id", "worker",
+                                                              "enqueued_at_ms", "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:
                 del d[name]

@@ -539,7 +539,7 @@ class Worker:
             try:
                 timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": round(decode_ms, 3),
                            **fr.timings_ms}
-                result = self._result(e.job, faces=fr.faces, size=fr.size, timings_ms=timings)
+                result = self._result(e, faces=fr.faces, size=fr.size, timings_ms=timings)
                 encode_result(result)  # a result that cannot be encoded fails here, alone, not the publish
                 outcomes.append(Outcome(e, result))
             except Exception as exc:  # a record we cannot build is this frame's failure, not the batch's
@@ -606,17 +606,19 @@ class Worker:
                 out.append(exc)
         return out
 
-    def _result(self, job: FrameJob, **kw) -> FrameResult:
+    def _result(self, e: Entry, **kw) -> FrameResult:
+        job = e.job
+        assert job is not None
         return FrameResult(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
                            timestamp_s=job.timestamp_s, page=job.page, model_version=self.pipeline.model_version,
-                           enqueued_at_ms=job.enqueued_at_ms, **kw)
+                           enqueued_at_ms=job.enqueued_at_ms, frame_entry=e.entry_id, **kw)
 
     def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:
         """Dead-letter the entry; if we know its job, the caller also gets an error result."""
         log.warning("worker %s: dead-lettering entry %s (%s: %s)", self.name, e.entry_id, reason, detail)
         result = None
         if e.job is not None:
-            result = self._result(e.job, error=ErrorInfo(reason, detail),
+            result = self._result(e, error=ErrorInfo(reason, detail),
                                   timings_ms={"queue_wait": max(0, now_ms() - e.job.enqueued_at_ms)})
         return Outcome(e, result, (reason, detail))
 

@@ -248,3 +248,22 @@ def test_a_page_no_worker_takes_is_refused_before_it_is_sent(redis_url, client, 
     assert not client.exists(keys.frames) or client.xlen(keys.frames) == 0
     assert producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=2**63).entry_id
 
+
+
+def test_a_frame_added_long_after_its_enqueue_time_still_gets_its_picture(redis_url, client, keys, checkpoint,
+                                                                          image_path):
+    """The stage looked for a result's frame by its enqueue time (within 250 ms). A job that reached
+    the frames stream minutes after the producer stamped it (moved there after an outage, or queued
+    behind a stopped fleet) got no face picture; the worker now names the frames entry it answered."""
+    from moodstream.shared.record import FrameJob
+    from moodstream.shared.wire import encode_frame, new_job_id, now_ms
+
+    settings = settings_for(redis_url)
+    job = FrameJob(new_job_id(), "late.jpg", 0, image=image_path("single").read_bytes(), page=1)
+    job.enqueued_at_ms = now_ms() - 600_000  # stamped ten minutes before it reached the stream
+    entry_id = client.xadd(keys.frames, {FIELD: encode_frame(job)}).decode()
+    serve_and_track(settings, checkpoint, client, keys, 1)
+    [r] = tracked(client, keys)
+    assert r.frame_entry == entry_id
+    [s] = summaries(client, keys)
+    assert s["tracks"] and s["thumbnails"].keys() == {"0"}, s["tracks"]

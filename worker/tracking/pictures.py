@@ -15,13 +15,16 @@ beats the best read so far by ``GAIN``, at most ``READS_PER_TRACK`` times per
 track; :class:`~moodstream.worker.tracking.summary.ThumbnailPicker` then keeps the best
 of those crops, sharpness included. Faces of one frame share one read.
 
-**Finding the entry.** A result names its job, not its frames-stream entry.
-The entry was added just after the producer stamped ``enqueued_at_ms``, so it
-is looked for with XRANGE from that time (then from ``SKEW_MS`` earlier, for
-clocks that differ), a few entries at a time; an entry is decoded only when
-its bytes contain the job id. A frame already trimmed, or a result without a
-job id or enqueue time, gives no picture: the track's ``thumbnail`` stays
-null (``moodstream tracks`` and ``up --summary`` say so), nothing else changes.
+**Finding the entry.** A worker's result names the frames-stream entry it
+answered (``frame_entry``): one XRANGE of that id, the job id checked. A result
+without it (a worker of an earlier release) is looked for by its enqueue time:
+the entry was added just after the producer stamped ``enqueued_at_ms``, so
+XRANGE from that time (then from ``SKEW_MS`` earlier, for clocks that differ),
+a few entries at a time, an entry decoded only when its bytes contain the job
+id; a job that reached the stream long after its stamp is not found that way.
+A frame already trimmed, or a result without a job id, gives no picture: the
+track's ``thumbnail`` stays null (``moodstream tracks`` and ``up --summary``
+say so), nothing else changes.
 """
 
 from __future__ import annotations
@@ -80,12 +83,13 @@ class FramePictures:
 
     def frame(self, r: FrameResult) -> np.ndarray | None:
         """The RGB frame of ``r``'s job, or None (trimmed, not found, undecodable)."""
-        if not r.job_id or r.enqueued_at_ms is None:
+        if not r.job_id or (r.frame_entry is None and r.enqueued_at_ms is None):
             return None
         t0 = time.perf_counter()
         self.reads += 1
         try:
-            job = self._find(r.job_id, r.enqueued_at_ms)
+            job = (self._entry(r.job_id, r.frame_entry) if r.frame_entry is not None
+                   else self._find(r.job_id, r.enqueued_at_ms))
             if job is None:
                 return None
             image = decode_pixels(job.image, job.array, self.max_pixels)
@@ -96,6 +100,18 @@ class FramePictures:
             return None
         finally:
             self.read_ms += (time.perf_counter() - t0) * 1000
+
+    def _entry(self, job_id: str, entry_id: str) -> FrameJob | None:
+        """The job of entry ``entry_id`` if it is still there and is ``job_id``'s."""
+        entries = self.client.xrange(self.frames_key, min=entry_id, max=entry_id, count=1)
+        self.entries_read += len(entries)
+        for _, fields in entries:
+            raw = fields.get(FIELD)
+            if isinstance(raw, bytes):
+                job = decode_frame(raw)
+                if job.job_id == job_id:
+                    return job
+        return None
 
     def _find(self, job_id: str, enqueued_at_ms: int) -> FrameJob | None:
         needle = job_id.encode()
