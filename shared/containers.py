@@ -242,3 +242,38 @@ def asf_cut(f, size: int, max_objects: int = 1024) -> int | None:
         return None
     end = header_size + struct.unpack_from("<Q", data, 16)[0]
     return end if end > size else None
+
+
+def mp4_missing_index(path: str, max_boxes: int = 4096) -> bool:
+    """Whether ``path`` is an MP4 / QuickTime file with its frames (an ``mdat`` box) and no whole
+    index (no ``moov`` box, or one that runs past the end): a recording stopped before it was
+    finished, which most writers leave so (the index is written last). Top-level box headers alone
+    are read, at most ``max_boxes``; bytes that are no boxes, or a file with its index, are False."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if sniff_video(f.read(SNIFF_BYTES)) != ".mp4":
+                return False
+            pos, frames, index = 0, False, False
+            for _ in range(max_boxes):
+                if pos + 8 > size:
+                    break
+                f.seek(pos)
+                head = f.read(16)
+                length, kind = struct.unpack(">I4s", head[:8])
+                if length == 1:  # a 64-bit size follows the type
+                    if len(head) < 16:
+                        break
+                    length = struct.unpack(">Q", head[8:16])[0]
+                elif length == 0:  # the box runs to the end of the file
+                    length = size - pos
+                if length < 8 or not re.fullmatch(rb"[\x20-\x7e]{4}", kind):
+                    return False  # no box: not a file this reader can judge
+                if kind == b"mdat":
+                    frames = True
+                elif kind == b"moov":
+                    index = pos + length <= size
+                pos += length
+            return frames and not index
+    except (OSError, ValueError, struct.error):
+        return False

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mpeg_ps_cut, sniff_video
+from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mp4_missing_index, mpeg_ps_cut, sniff_video
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, TiffChain,
                                        gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, sniff_format,
@@ -604,6 +604,12 @@ def open_capture(spec: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
+        if reason == "unreadable" and not is_stream_spec(spec) and mp4_missing_index(spec):
+            raise BadInputError("truncated", f"cannot open video {source_name(spec)}: its index (the moov box, "
+                                             "which is written last) is missing or cut, as when a recording stops "
+                                             "before it is finished (a crash, a full disk, a card pulled out); no "
+                                             "frame can be read without it (a repair tool such as untrunc rebuilds "
+                                             "it from a whole recording of the same camera)")
         raise BadInputError(reason, f"cannot open video {source_name(spec)}")
     return cap
 

@@ -304,3 +304,54 @@ def test_the_matroska_walk_answers_any_bytes(tmp_path):
     probe.write_bytes(zeroed)
     with probe.open("rb") as f:
         assert not _matroska_whole(f, len(zeroed)) and _matroska_whole(f, len(zeroed), max_elements=1)
+
+
+def _boxes(*boxes: tuple[bytes, bytes]) -> bytes:
+    return b"".join(struct.pack(">I4s", 8 + len(body), kind) + body for kind, body in boxes)
+
+
+@pytest.mark.parametrize("cut_at", [0.3, 0.6, 0.99])
+def test_an_mp4_cut_before_its_index_says_so(tmp_path, cut_at):
+    """A recording stopped before its end (a crash, a full disk, a pulled card) leaves an MP4 with
+    its frames (mdat) and no index (moov, which most writers put last): no frame can be read. It was
+    'unreadable: cannot open video', as for bytes that are no video at all; now `truncated`, naming
+    the missing index, and `analyze` exits 1 with that line."""
+    from moodstream.worker.analyze import analyze_cmd
+
+    whole = tmp_path / "whole.mp4"
+    write(whole, "mp4", "mp4v")
+    data = whole.read_bytes()
+    assert data.index(b"moov") > data.index(b"mdat")  # OpenCV writes the index last
+    cut = tmp_path / "recording.mp4"
+    cut.write_bytes(data[: int(len(data) * cut_at)])
+    [item] = list(iter_video(str(cut)))
+    assert item.error is not None and item.error.reason == "truncated" and "moov" in str(item.error), item.error
+    run = CliRunner().invoke(analyze_cmd, [str(cut)])
+    assert run.exit_code == 1
+    [record] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert record["error"]["reason"] == "truncated" and "index" in record["error"]["detail"]
+
+
+def test_an_mp4_with_its_index_or_that_is_no_video_is_not_called_cut(tmp_path):
+    """Only an MP4 with frames and no index anywhere is `truncated`: bytes after an ftyp that are no
+    boxes, or an index present (the reader failed for another reason), stay `unreadable`."""
+    from moodstream.shared.containers import mp4_missing_index
+
+    ftyp = (b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
+    cases = {
+        "index first, frames cut": (_boxes(ftyp, (b"moov", b"\x00" * 64), (b"mdat", b"\x00" * 4096))[:-1000], False),
+        "frames cut, no index": (_boxes(ftyp, (b"free", b""), (b"mdat", b"\x00" * 4096))[:-1000], True),
+        "frames whole, no index": (_boxes(ftyp, (b"mdat", b"\x00" * 4096)), True),
+        "no frames": (_boxes(ftyp, (b"free", b"\x00" * 16)), False),
+        "junk after ftyp": (_boxes(ftyp) + b"\xff" * 64, False),
+        "a box past 2**32 (largesize), cut": (_boxes(ftyp) + struct.pack(">I4sQ", 1, b"mdat", 1 << 33) + b"\x00" * 64,
+                                              True),
+        "a box of size 0 (to the end)": (_boxes(ftyp) + struct.pack(">I4s", 0, b"mdat") + b"\x00" * 64, True),
+    }
+    for name, (data, missing) in cases.items():
+        path = tmp_path / "v.mp4"
+        path.write_bytes(data)
+        assert mp4_missing_index(str(path)) is missing, name
+    for n in range(0, 80):  # any prefix of a file answers, never raises
+        path.write_bytes(_boxes(ftyp, (b"mdat", b"\x00" * 32))[:n])
+        assert mp4_missing_index(str(path)) in (True, False)
