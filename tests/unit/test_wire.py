@@ -337,3 +337,21 @@ def test_a_page_is_in_the_json_forms_only_where_there_is_one():
     assert still.to_json(service=False)["page"] == 2 and still.to_json()["page"] == 2
     frame = FrameResult(source="v.mp4", frame=1, timestamp_s=0.04, faces=[_face()])
     assert "page" not in frame.to_json(service=False) and "page" not in frame.to_json()
+
+
+def test_frame_entry_is_optional_on_the_wire_and_only_in_the_service_s_json():
+    """A worker names the frames-stream entry it answered (``frame_entry``) without a schema bump: a
+    result of the release before decodes with None; a bad id is a bad field; a JSON form has the key
+    only where it is set (``analyze`` never sets it)."""
+    message = encode_result(FrameResult(job_id="j", source="v.mp4", frame=1, frame_entry="1733400000000-3"))
+    m = msgpack.unpackb(message)
+    assert m["v"] == SCHEMA_VERSION and decode_result(message).frame_entry == "1733400000000-3"
+    assert decode_result(msgpack.packb({k: v for k, v in m.items() if k != "frame_entry"})).frame_entry is None
+    for bad in ("", "12", "a-1", "1-2-3", 17):
+        with pytest.raises(MessageError) as exc:
+            decode_result(msgpack.packb({**m, "frame_entry": bad}))
+        assert exc.value.reason == "bad_field", bad
+    served = FrameResult(job_id="j", source="v.mp4", frame=1, faces=[_face()], frame_entry="5-0")
+    assert served.to_json()["frame_entry"] == "5-0"
+    unserved = FrameResult(source="v.mp4", frame=1, faces=[_face()])
+    assert "frame_entry" not in unserved.to_json() and "frame_entry" not in unserved.to_json(service=False)
