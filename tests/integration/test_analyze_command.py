@@ -353,7 +353,7 @@ def test_a_video_piped_to_stdin_is_analysed_as_a_video():
     assert sum(len(r["faces"]) for r in records) >= 3
     result, records = run(["-"], stdin=CLIP.read_bytes()[:20_000])  # truncated: one error record, no temp path
     assert result.exit_code == 1 and len(records) == 1 and records[0]["source"] == "-"
-    assert records[0]["error"]["reason"] == "unreadable" and "/tmp" not in json.dumps(records[0])
+    assert records[0]["error"]["reason"] == "truncated" and "/tmp" not in json.dumps(records[0])  # no moov yet
 
 
 def test_ffmpeg_and_opencv_messages_stay_off_stderr_unless_asked(tmp_path):
@@ -370,7 +370,7 @@ def test_ffmpeg_and_opencv_messages_stay_off_stderr_unless_asked(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert loud.returncode == 1 and "moov atom not found" in loud.stderr, loud.stderr[-2000:]
     for out in (quiet, loud):  # stdout stays records only (OpenCV can print FFmpeg's messages there)
-        assert [json.loads(line)["error"]["reason"] for line in out.stdout.splitlines()] == ["unreadable"]
+        assert [json.loads(line)["error"]["reason"] for line in out.stdout.splitlines()] == ["truncated"]
 
 
 def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path):
