@@ -84,7 +84,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         serving = None
     if serving == []:
         to_stderr(f"produce: no live worker serves {keys.frames} (no heartbeat under {settings.prefix!r}); "
-                "jobs wait in the stream until one starts (`moodstream worker`, or `moodstream status`)")
+                f"jobs wait in {keys.intake} until one starts and moves them (`moodstream worker`, or "
+                "`moodstream status`)")
     reply = keys.reply(reply_to) if reply_to else None
     producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr)
     for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):

@@ -1,26 +1,29 @@
 """``Producer``: turns bytes, arrays, files, folders, videos and cameras into frame
-jobs on the frames stream, with backpressure.
+jobs on the intake list, with backpressure.
 
     producer = Producer(settings)                  # settings.redis_url must be set
     ref = producer.submit_image(jpeg_bytes, source="upload-17")
     for ref in producer.produce(["clip.mp4"], every_n=5):
         print(ref.job_id)
 
-Each job is one ``XADD <prefix>:frames``. Before adding, every few jobs the
-producer measures the consumer group's backlog (lag + pending); above
+Each job is one ``RPUSH <prefix>:intake`` of its encoded message; a mover in
+every worker (:mod:`worker.intake`) moves the intake's messages, in order, to
+the frames stream the workers' consumer group reads. RPUSH can only append:
+a producer's credential deletes nothing (its own frames or another
+producer's) and picks no stream id (an XADD it may send could carry MAXLEN 0,
+a far MINID or the largest id, which no ACL can refuse apart from XADD itself).
+
+Before pushing, every few jobs the producer measures the backlog (the intake's
+length plus the consumer group's lag and pending, one round trip); above
 ``lag_limit`` it waits for the workers (``backpressure="wait"``, the default,
 for files and live sources alike), or it does not send new frames until the
 backlog falls (``"drop"``, for live cameras where a late frame is worth less
 than a fresh one): each such frame is counted in ``stats.dropped`` and its
-:class:`JobRef` says ``dropped``. A producer never deletes an entry, its own or
-another producer's.
+:class:`JobRef` says ``dropped``.
 
-Trimming: the XADD carries ``MINID`` (:meth:`shared.transport.Backlog.trim_id`):
-once the stream holds more than ``stream_maxlen`` entries the oldest go, but
-only those the workers' group has read and acknowledged; an unread or pending
-frame is never trimmed, whatever the settings and the number of producers.
-Delivery is at-least-once: an XADD retried after a lost connection may add the
-job twice (same job id).
+Trimming is the movers' (``MINID`` below what the group has acknowledged), not
+the producer's. Delivery is at-least-once: an RPUSH retried after a lost
+connection may add the job twice (same job id).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
-from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.transport import connect, group_backlog
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
@@ -76,10 +79,15 @@ def encode_pixels(rgb: np.ndarray, encoding: str, jpeg_quality: int = 90) -> byt
 
 @dataclass(frozen=True)
 class JobRef:
+    """A job sent (or dropped). ``entry_id`` is None: a job is pushed to the intake list and
+    gets its frames-stream id only when a worker's mover moves it (before the intake list it
+    was the id of the producer's XADD); ``dropped`` says whether it was sent. A result names
+    its job by ``job_id``."""
+
     job_id: str
     source: str
     frame: int
-    entry_id: str | None  # id of the frames-stream entry; None when dropped
+    entry_id: str | None  # None: the stream id is the mover's, not known to the producer
     dropped: bool = False  # not sent: backpressure="drop" and the backlog was over lag_limit
 
     def to_json(self) -> dict:
@@ -122,7 +130,6 @@ class Producer:
         self.check_every = max(1, min(50, settings.lag_limit // 20))
         self._since_check = self.check_every  # check before the first job
         self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
-        self._trim_below: str | None = None  # MINID for XADD, from the last backlog check (None: no trimming)
 
     # --- single jobs --------------------------------------------------------------
 
@@ -153,18 +160,20 @@ class Producer:
         except MessageError as exc:
             raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: "
                                           f"not sent (every worker would refuse it)") from None
-        trim = self._trim_below  # None: no trimming; else only entries the group has acknowledged go
-        try:
-            entry_id = self.retry.call(lambda: self.client.xadd(self.keys.frames, {FIELD: payload}, minid=trim,
-                                                           approximate=True))
-        except redis.ResponseError as exc:  # an entry with the largest id, added with an explicit one: no XADD *
-            if "exhausted the last possible ID" not in str(exc):  # gets past it, however often it is retried
-                raise
-            raise ConfigError(f"producer: {self.keys.frames} holds the largest possible entry id (added by hand or "
-                              "with a producer's credential), so no frame can be added: an admin must move the "
-                              "stream aside (RENAME; its frames stay readable there) for a new one to start") from None
+        self.retry.call(lambda: self._push(payload))
         self.stats.sent += 1
-        return JobRef(job.job_id, job.source, job.frame, as_str(entry_id))
+        return JobRef(job.job_id, job.source, job.frame, None)
+
+    def _push(self, payload: bytes) -> None:
+        """RPUSH the message to the intake list; a user that may not (the ACL rules of the release
+        before the intake, which granted XADD on the frames stream) is one line that says what to grant."""
+        try:
+            self.client.rpush(self.keys.intake, payload)
+        except redis.exceptions.NoPermissionError as exc:
+            raise ConfigError(f"producer: this Redis user may not push frame jobs to {self.keys.intake} "
+                              f"({' '.join(str(exc).split())}): grant +rpush +llen on it, as "
+                              "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
+                              "push to the intake list; upgrade the workers and Redis's users first)") from None
 
     def submit_image(self, data: bytes, source: str = "bytes", frame: int = 0, *,
                      timestamp_s: float | None = None, job_id: str | None = None,
@@ -253,11 +262,19 @@ class Producer:
     # --- backpressure -------------------------------------------------------------
 
     def backlog(self) -> int:
-        """The group's backlog (lag + pending); also sets where this producer's XADDs may trim."""
-        b = self.retry.call(lambda: group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit))
+        """Frames waiting: the intake list's length plus the group's lag and pending (one round trip)."""
+        b = self.retry.call(lambda: self._measure())
         self.stats.max_backlog = max(self.stats.max_backlog, b.total)
-        self._trim_below = b.trim_id(self.settings.stream_maxlen)
         return b.total
+
+    def _measure(self):
+        try:
+            return group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit)
+        except redis.exceptions.NoPermissionError as exc:  # LLEN of the intake: the rules of before lack it
+            raise ConfigError(f"producer: this Redis user may not measure the backlog ({' '.join(str(exc).split())}):"
+                              f" grant +llen and +rpush on {self.keys.intake} besides the stream's reads, as "
+                              "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
+                              "push to the intake list; upgrade the workers and Redis's users first)") from None
 
     def _backpressure(self) -> bool:
         """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""

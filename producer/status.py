@@ -221,7 +221,9 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0) -> dict:
         "stream": keys.frames,
         "group": keys.group,
         "workers": live_workers(client, keys, now),
-        "backlog": {"lag": backlog.lag, "pending": backlog.pending, "total": backlog.total, "exact": backlog.exact},
+        "intake": backlog.intake,  # frames producers pushed to <prefix>:intake that no worker has moved yet
+        "backlog": {"intake": backlog.intake, "lag": backlog.lag, "pending": backlog.pending, "total": backlog.total,
+                    "exact": backlog.exact},
         "lag": keda_lag(client, keys),
         "results": {"length": int(client.xlen(keys.results)), "last_minute": last, "window_s": window_s,
                     "truncated": truncated, "recent": recent, "recent_window_s": now_s,
@@ -252,8 +254,9 @@ def render(snap: dict) -> str:
                          f"{_num(w.get('pending')):>7} {seen:>6}")
     b = snap["backlog"]
     keda = "nil (use backlog)" if snap["lag"] is None else str(snap["lag"])
-    lines += ["", f"backlog: {b['total']}{'' if b['exact'] else '+'} = lag {b['lag']} undelivered + "
-                  f"{b['pending']} pending   (group {snap['group']}; XINFO lag, as KEDA reads it: {keda})"]
+    lines += ["", f"backlog: {b['total']}{'' if b['exact'] else '+'} = {b.get('intake', 0)} in the intake (not yet "
+                  f"moved) + lag {b['lag']} undelivered + {b['pending']} pending   (group {snap['group']}; XINFO lag, "
+                  f"as KEDA reads it: {keda})"]
     r = snap["results"]
     lines.append(f"results: {r['length']} in the stream; {snap['frames_per_s_now']:.2f} frames/s now "
                  f"({r['recent']}{'+' if r['recent_truncated'] else ''} in the last {r['recent_window_s']:g} s), "
@@ -295,9 +298,10 @@ def status(as_json, watch, window_s, redis_url, prefix):
 
     Workers come from their heartbeats (device, model version, frames served
     as of the last beat) and the consumer group (a worker holding entries is
-    busy; "in hand" is what it holds now); backlog is the group's undelivered
-    lag plus pending entries, beside the XINFO GROUPS lag that KEDA's lagCount
-    reads; frames/s now (last 5 s) beside the average over --window-s; dead
+    busy; "in hand" is what it holds now); backlog is the frames waiting in the
+    intake list (pushed by producers, not yet moved to the stream by a worker)
+    plus the group's undelivered lag plus pending entries, beside the XINFO
+    GROUPS lag that KEDA's lagCount reads; frames/s now (last 5 s) beside the average over --window-s; dead
     letters by reason, counted over the newest 1,000 (a note says so when
     the stream holds more). A
     refused password is one line and exit 1 at once; a Redis that refuses

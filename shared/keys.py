@@ -2,7 +2,8 @@
 
 ``Keys("moodstream")`` (or ``Keys.from_settings(settings)``) gives::
 
-    moodstream:frames              stream of frame jobs (producer -> workers)
+    moodstream:intake              list of frame jobs producers push (RPUSH) and workers' movers empty
+    moodstream:frames              stream of frame jobs (movers -> workers)
     moodstream:workers             consumer group on the frames stream
     moodstream:results             stream of results and error records
     moodstream:dead                dead-letter stream (poison and failed jobs)
@@ -39,6 +40,12 @@ class Keys:
     @classmethod
     def from_settings(cls, settings) -> Keys:
         return cls(settings.prefix)
+
+    @property
+    def intake(self) -> str:
+        """The list producers RPUSH frame jobs to; only the workers' movers take from it, each
+        message XADDed to :attr:`frames` with an id Redis picks (worker.intake)."""
+        return f"{self.prefix}:intake"
 
     @property
     def frames(self) -> str:

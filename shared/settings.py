@@ -52,11 +52,12 @@ class Settings:
                                      "`up` starts an embedded server, the service commands (worker, produce, "
                                      "results, status...) need one.")
     prefix: str = _s("moodstream", "Every Redis key starts with this (two deployments can share a server).")
-    stream_maxlen: int = _s(10_000, "Frames stream: producers trim it to about this many entries, removing only "
+    stream_maxlen: int = _s(10_000, "Frames stream: the workers' movers trim it to about this many entries, removing only "
                                     "ones workers have acknowledged (never unread ones); also the dead letters' "
                                     "approximate MAXLEN.")
     results_maxlen: int = _s(100_000, "Approximate MAXLEN of the results stream.")
-    lag_limit: int = _s(2_000, "Backlog (unread + pending frames) above which producers wait or drop.")
+    lag_limit: int = _s(2_000, "Backlog (frames in the intake list + unread + pending) above which producers "
+                                "wait or drop.")
     backpressure: Backpressure = _s("wait", "Above lag-limit: wait for workers, or drop (do not send, and count) "
                                             "new frames until the backlog falls (live cameras).")
     encoding: Encoding = _s("png", "How the producer sends video frames (image files are sent as they are): png is "

@@ -205,10 +205,12 @@ class Backlog:
     acked_below: str | None = None
     first_id: str | None = None  # oldest and newest entry ids (None: empty stream)
     last_id: str | None = None
+    intake: int = 0  # messages producers pushed that no mover has moved to the stream yet (LLEN)
 
     @property
     def total(self) -> int:
-        return self.lag + self.pending
+        """Every frame waiting: in the intake list, unread in the stream, or in a worker's hands."""
+        return self.intake + self.lag + self.pending
 
     def trim_id(self, keep: int) -> str | None:
         """The MINID for XADD that trims the stream to about its newest ``keep``
@@ -259,7 +261,7 @@ def _trusted_lag(info: dict, group: dict, length: int, last_delivered: str) -> i
     position (all of it is unread: ``length``). Otherwise Redis's ``lag`` (7.0+) is
     trusted only while nothing was ever deleted from the stream (XDEL leaves it nil or
     wrong for good, redis/redis#13337) and it fits in the stream (a trim past the
-    group's position leaves it too high, #13957); producers never XDEL and trim only
+    group's position leaves it too high, #13957); movers never XDEL and trim only
     acknowledged entries, so this is the usual path. Redis 6.2 has no lag."""
     if length == 0:
         return 0
@@ -277,30 +279,36 @@ def _entry_id(entry: object) -> str | None:
 
 
 def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> Backlog:
-    """How far the consumer group is behind the frames stream: entries after the
-    group's ``last-delivered-id`` plus pending, and what trimming may remove.
+    """How many frames wait: the intake list's length (LLEN), and how far the consumer
+    group is behind the frames stream (entries after the group's ``last-delivered-id``
+    plus pending), and what trimming may remove.
 
-    One round trip (XINFO GROUPS, XINFO STREAM, XPENDING) and no script: Redis's
+    One round trip (LLEN, XINFO GROUPS, XINFO STREAM, XPENDING) and no script: Redis's
     lag where :func:`_trusted_lag` finds it exact; otherwise (Redis 6.2, or after
     an XDEL) the entries after the group's position are counted from the client,
     at most ``count_limit + 1`` (then ``exact`` is False: a lower bound).
-    No stream: all zero. No group yet: the stream length counts as lag.
+    No stream: all zero but the intake. No group yet: the stream length counts as lag.
     """
     pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.intake)
     pipe.xinfo_groups(keys.frames)
     pipe.xinfo_stream(keys.frames)
     pipe.xpending(keys.frames, keys.group)
-    groups, info, pend = pipe.execute(raise_on_error=False)
+    intake, groups, info, pend = pipe.execute(raise_on_error=False)
+    if isinstance(intake, Exception):  # a missing list is 0: an error here (WRONGTYPE, NOPERM) is raised
+        raise intake
+    intake = int(intake)
     for answer in (groups, info, pend):  # a missing stream or group is an answer; anything else is raised
-        if isinstance(answer, Exception) and not (isinstance(answer, redis.ResponseError) and not is_fatal(answer)):
+        if isinstance(answer, Exception) and not (isinstance(answer, redis.ResponseError) and not is_fatal(answer)
+                                                  and not str(answer).startswith("WRONGTYPE")):
             raise answer
     if isinstance(groups, Exception) or isinstance(info, Exception):  # no such key
-        return Backlog(0, 0, True)
+        return Backlog(0, 0, True, intake=intake)
     length = int(info["length"])
     first, last = _entry_id(info.get("first-entry")), _entry_id(info.get("last-entry"))
     g = find_group(groups, keys.group)
     if g is None:
-        return Backlog(length, 0, True, length, None, first, last)
+        return Backlog(length, 0, True, length, None, first, last, intake)
     pending = int(g.get("pending") or 0)
     delivered = as_str(g.get("last-delivered-id")) or "0-0"
     ms, seq = parse_id(delivered)
@@ -311,7 +319,7 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> 
     if lag is None:
         n = count_after(client, keys.frames, delivered, count_limit)
         lag, exact = min(n, count_limit + 1), n <= count_limit
-    return Backlog(lag, pending, exact, length, format_id(acked_below), first, last)
+    return Backlog(lag, pending, exact, length, format_id(acked_below), first, last, intake)
 
 
 def as_str(v: object) -> str | None:

@@ -11,6 +11,10 @@ One loop in a fixed order (as rq's worker does)::
     finally:
         teardown()
 
+Beside the loop, from setup to teardown, the worker's mover (:mod:`worker.intake`, a
+thread with its own connection) moves frame jobs from the intake list producers push
+to into the frames stream; a worker whose ACL user may not move serves the stream alone.
+
 Delivery guarantees: an entry is acked only in the same MULTI/EXEC that adds
 its result (or its dead letter), so a worker that dies loses nothing; its
 entries are reclaimed by another worker after ``reclaim_idle_ms`` (by itself at
@@ -68,6 +72,7 @@ from moodstream.shared.transport import as_str, check_streams, connect, ensure_g
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
 from moodstream.shared.wire import FIELD, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
+from moodstream.worker.intake import Mover
 from moodstream.worker.metrics import MetricsServer, WorkerMetrics, format_figures
 
 log = logging.getLogger(__name__)
@@ -180,6 +185,7 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.metrics_server: MetricsServer | None = None  # serving when settings.metrics_port is set
         self._next_stats = time.monotonic() + settings.stats_interval_s
+        self._mover: Mover | None = None  # moves the intake list to the frames stream (worker.intake); from setup
 
     # --- the loop -----------------------------------------------------------------
 
@@ -189,6 +195,8 @@ class Worker:
             self.setup()
             while True:
                 self.metrics.loop_tick()
+                if self._mover is not None and self._mover.error is not None:  # what no retry heals: stop
+                    raise self._mover.error
                 if (self._stop.is_set() or self._quota_left() == 0) and not self._inhand:
                     break
                 batch = self.retry.call(self._maintain_and_collect)  # both may run again: idempotent
@@ -227,11 +235,13 @@ class Worker:
         self.status = Status.IDLE
         self._retry(self.heartbeat)
         self._retry(self._take_back_own)
+        self._mover = Mover(s, name=self.name, client=self.client)
+        self._mover.start()
         self.metrics.set_ready(True)
-        log.info("worker %s ready: device %s, backend %s, model %s; serving %s (group %s), batch_max=%d "
-                 "batch_wait_ms=%d%s", self.name, self.device or "unknown", self.backend,
-                 self.pipeline.model_version, self.keys.frames, self.keys.group, s.batch_max, s.batch_wait_ms,
-                 f", metrics on :{self.metrics_server.port}" if self.metrics_server else "")
+        log.info("worker %s ready: device %s, backend %s, model %s; serving %s (group %s), moving %s there, "
+                 "batch_max=%d batch_wait_ms=%d%s", self.name, self.device or "unknown", self.backend,
+                 self.pipeline.model_version, self.keys.frames, self.keys.group, self.keys.intake, s.batch_max,
+                 s.batch_wait_ms, f", metrics on :{self.metrics_server.port}" if self.metrics_server else "")
 
     @property
     def backend(self) -> str:
@@ -242,6 +252,8 @@ class Worker:
         self.metrics.set_ready(False, "stopping")
         if self.metrics_server is not None:
             self.metrics_server.close()
+        if self._mover is not None:  # what it has not moved stays in the intake for other workers
+            self._mover.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.retry.down:  # a goodbye to a server that is gone would only wait for timeouts
@@ -362,7 +374,13 @@ class Worker:
         holds entries is left until they are reclaimed (deleting it would drop them)."""
         min_idle_ms = 2 * self.settings.reclaim_idle_ms
         gone = []
-        for c in self.client.xinfo_consumers(self.keys.frames, self.keys.group):
+        try:
+            consumers = self.client.xinfo_consumers(self.keys.frames, self.keys.group)
+        except redis.ResponseError as exc:  # the stream deleted (FLUSHALL, DEL) since the last read: nobody
+            if "no such key" not in str(exc).lower():  # to forget; the next read recreates it (NOGROUP)
+                raise
+            return
+        for c in consumers:
             name = as_str(c.get("name")) or ""
             if name == self.name or int(c.get("pending") or 0) or int(c.get("idle") or 0) < min_idle_ms:
                 continue

@@ -197,8 +197,8 @@ class Feed:
         return {"time_ms": now, "prefix": self.keys.prefix, "redis": redis_info(self.client), "workers": workers,
                 "busy": sum(w["status"] == "busy" for w in workers),
                 "idle": sum(w["status"] == "idle" for w in workers),
-                "backlog": {"lag": backlog.lag, "pending": backlog.pending, "total": backlog.total,
-                            "exact": backlog.exact},
+                "backlog": {"intake": backlog.intake, "lag": backlog.lag, "pending": backlog.pending,
+                            "total": backlog.total, "exact": backlog.exact},
                 "frames_per_s": round(len(self.arrivals) / RATE_WINDOW_S, 1),
                 "dead": {"length": dead["length"], "by_reason": {cut(k, 60): v for k, v in
                                                                  list(dead["by_reason"].items())[:20]},

@@ -138,7 +138,7 @@ def test_produce_counts_every_drop_in_its_summary_line(redis_url, client, keys, 
     summary = re.search(r"produced (\d+) jobs(?:, dropped (\d+))?", err)
     assert summary, err[-2000:]
     produced, dropped = int(summary[1]), int(summary[2] or 0)
-    in_stream = client.xlen(keys.frames)
+    in_stream = client.llen(keys.intake)  # pushed, waiting for a worker's mover
     measure("produce_drop_summary", images=n, produced=produced, dropped=dropped, printed=len(jobs),
             in_stream=in_stream)
     assert produced == len(jobs) == in_stream  # what it says it sent is there, unread

@@ -155,7 +155,7 @@ def test_status_watch_carries_on_after_its_streams_are_deleted(redis_url, client
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_produce_carries_on_after_the_frames_stream_is_deleted(redis_url, client, attack):
     """A producer waiting for workers (lag_limit 5, no worker) while an operator empties
-    the frames stream: it sends every frame and exits 0."""
+    what it waits on, the intake list it pushes to: it sends every frame and exits 0."""
     n = 24
     proc = spawn_cli("produce", str(CLIP), "--max-frames", str(n), "--encode", "jpeg", "--lag-limit", "5",
                      MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX="t")
@@ -165,16 +165,15 @@ def test_produce_carries_on_after_the_frames_stream_is_deleted(redis_url, client
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if client.xlen(KEYS.frames) >= 5:  # the producer is waiting: take what it sent, then delete it,
+            if client.llen(KEYS.intake) >= 5:  # the producer is waiting: take what it sent, then delete it,
                 # in one transaction: a frame it adds between the read and the delete would be lost to the count
                 pipe = client.pipeline(transaction=True)
-                pipe.xrange(KEYS.frames)
-                ATTACKS[attack](pipe, KEYS.frames)
-                entries = pipe.execute()[0]
-                seen |= {f[FIELD] for _, f in entries}
+                pipe.lrange(KEYS.intake, 0, -1)
+                ATTACKS[attack](pipe, KEYS.intake)
+                seen |= set(pipe.execute()[0])
                 attacks += 1
             time.sleep(0.1)
-        seen |= {f[FIELD] for _, f in client.xrange(KEYS.frames)}
+        seen |= set(client.lrange(KEYS.intake, 0, -1))
         proc.wait(timeout=10)
     finally:
         _, err = stop(proc)

@@ -6,6 +6,7 @@ real `moodstream expander`."""
 from __future__ import annotations
 
 from tests.support.procs import measure
+from tests.support.streamkit import pushed
 from tests.support.expanderkit import CLIP, REPO, job, run_burst, settings
 from rq.job import JobStatus
 
@@ -44,7 +45,7 @@ def test_inner_symlinks_out_of_media_root_are_not_read(redis_url, client, tmp_pa
     j = enqueue_source(settings(redis_url), client, "dir")
     rc, err = run_burst(redis_url, "--media-root", str(media))
     assert rc == 0, err
-    frames = client.xrange(Keys("t").frames)
+    frames = pushed(client, Keys("t"))
     jobs = [decode_frame(f[FIELD]) for _, f in frames]
     measure("expander_symlinks_out", frames=len(frames), private_frames=sum(b"PRIVATE" in f[FIELD] for _, f in frames)
             + sum(s.source.endswith("movie.mp4") for s in jobs))

@@ -12,6 +12,7 @@ import time
 
 from tests.support.expanderkit import LONG_CLIP, expander, job, kill_tree, run_burst, settings
 from tests.support.procs import measure, wait_until
+from tests.support.streamkit import pushed
 from rq.job import JobStatus
 
 from moodstream.producer.rq_jobs import enqueue_source
@@ -22,7 +23,7 @@ BACKLOGGED = {"MOODSTREAM_LAG_LIMIT": "10"}  # no worker runs: the job waits aft
 
 
 def _frame_ids(client) -> list[int]:
-    return [int(decode_frame(f[FIELD]).job_id.rsplit("-", 1)[1]) for _, f in client.xrange(Keys("t").frames)]
+    return [int(decode_frame(f[FIELD]).job_id.rsplit("-", 1)[1]) for _, f in pushed(client, Keys("t"))]
 
 
 def test_first_sigterm_stops_a_backlogged_job_which_resumes_on_the_next_expander(redis_url, client, tmp_path):
@@ -30,7 +31,7 @@ def test_first_sigterm_stops_a_backlogged_job_which_resumes_on_the_next_expander
     j = enqueue_source(settings(redis_url), client, "clip.mp4")
     proc = expander(redis_url, "--media-root", str(tmp_path), **BACKLOGGED)
     try:
-        wait_until(lambda: client.xlen(Keys("t").frames) >= 10, 60, "the first frames")
+        wait_until(lambda: client.llen(Keys("t").intake) >= 10, 60, "the first frames")
         time.sleep(2.0)  # the producer now waits for workers that never come
         assert job(client, j.id).get_status() == JobStatus.STARTED
         t0 = time.monotonic()
@@ -57,7 +58,7 @@ def test_first_sigterm_stops_a_backlogged_job_which_resumes_on_the_next_expander
     assert sent - 1 <= stopped.meta["resume_at"] <= sent
     assert "Traceback" not in err
 
-    client.delete(Keys("t").frames)  # workers took those
+    client.delete(Keys("t").intake)  # workers took those
     rc, err = run_burst(redis_url, "--media-root", str(tmp_path), timeout_s=90)
     assert rc == 0, err[-1500:]
     second = _frame_ids(client)

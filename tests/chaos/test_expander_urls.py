@@ -10,6 +10,7 @@ import time
 
 from tests.support.expanderkit import CLIP, Site, body, job, job_error, mjpeg, no_frames_mp4, redirect, run_burst, settings
 from tests.support.procs import measure
+from tests.support.streamkit import pushed
 import pytest
 from rq.job import JobStatus
 
@@ -30,7 +31,7 @@ def test_a_redirect_to_another_host_is_refused(redis_url, client):
     finally:
         other.close()
         allowed.close()
-    frames = client.xlen(Keys("t").frames)
+    frames = client.llen(Keys("t").intake)
     measure("expander_redirect_other_host", other_host_requests=other.total, frames=frames,
             allowed_requests=allowed.total, seconds=round(took, 1))
     assert other.total == 0 and frames == 0
@@ -108,7 +109,7 @@ def test_a_finite_http_video_is_read_once(redis_url, client):
         took = time.monotonic() - t0
     finally:
         site.close()
-    frames = client.xrange(Keys("t").frames)
+    frames = pushed(client, Keys("t"))
     measure("expander_finite_http", requests=site.total, frames=len(frames), seconds=round(took, 1),
             finished=rc == 0)
     assert rc == 0, err[-2000:]

@@ -14,6 +14,7 @@ from pathlib import Path
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from tests.support.streamkit import pushed
 
 from moodstream.producer.rq_jobs import enqueue_source
 from moodstream.shared.keys import Keys
@@ -128,7 +129,7 @@ def test_sources_outside_the_media_root_or_on_other_hosts_are_refused(redis_url,
     for job in refused:
         job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
         assert job.get_status() == JobStatus.FAILED, job.id
-    frames = client.xrange(Keys("t").frames)
+    frames = pushed(client, Keys("t"))
     done = Job.fetch(allowed.id, connection=client, serializer=JSONSerializer)
     assert done.get_status() == JobStatus.FINISHED and done.return_value()["frames"] == len(frames) == 2
     assert all(b"photo" not in f[b"msg"][:2000] for _, f in frames)
@@ -146,4 +147,4 @@ def test_an_allowed_url_host_is_opened(redis_url, client):
         server.shutdown()
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FINISHED and job.return_value()["frames"] == 3
-    assert client.xlen(Keys("t").frames) == 3
+    assert client.llen(Keys("t").intake) == 3

@@ -37,6 +37,10 @@ KEDA_REDIS_STREAMS_KEYS = {
     "address", "host", "port", "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv",
     "passwordFromEnv", "stream", "consumerGroup", "pendingEntriesCount", "streamLength", "lagCount",
     "activationLagCount", "enableTLS", "unsafeSsl", "databaseIndex"}
+# every metadata key KEDA's redis (list) scaler reads (keda.sh/docs/latest/scalers/redis-lists)
+KEDA_REDIS_LIST_KEYS = {
+    "address", "host", "port", "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv",
+    "passwordFromEnv", "listName", "listLength", "activationListLength", "enableTLS", "unsafeSsl", "databaseIndex"}
 
 
 @functools.cache
@@ -155,12 +159,16 @@ def test_scaledobject_targets_the_worker_group(overlay):
     keys = Keys(env["MOODSTREAM_PREFIX"])
     assert keys == Keys("moodstream")  # the ACL rules name the default prefix's keys
     triggers = spec["triggers"]
-    assert triggers and all(t["type"] == "redis-streams" for t in triggers)
+    assert [t["type"] for t in triggers] == ["redis-streams", "redis-streams", "redis"]
     for t in triggers:
         meta = t["metadata"]
-        assert set(meta) <= KEDA_REDIS_STREAMS_KEYS, set(meta) - KEDA_REDIS_STREAMS_KEYS
-        assert meta["stream"] == keys.frames == "moodstream:frames"
-        assert meta["consumerGroup"] == keys.group == "moodstream:workers"
+        if t["type"] == "redis":  # frames producers pushed that no mover has moved to the stream yet
+            assert set(meta) <= KEDA_REDIS_LIST_KEYS, set(meta) - KEDA_REDIS_LIST_KEYS
+            assert meta["listName"] == keys.intake == "moodstream:intake"
+        else:
+            assert set(meta) <= KEDA_REDIS_STREAMS_KEYS, set(meta) - KEDA_REDIS_STREAMS_KEYS
+            assert meta["stream"] == keys.frames == "moodstream:frames"
+            assert meta["consumerGroup"] == keys.group == "moodstream:workers"
         assert meta["addressFromEnv"] in env  # resolved from the worker container by KEDA
         assert all(isinstance(v, str) for v in meta.values())  # KEDA's metadata is a map of strings
         assert "password" not in meta and "passwordFromEnv" not in meta  # TriggerAuthentication instead
@@ -176,6 +184,8 @@ def test_scaledobject_targets_the_worker_group(overlay):
     lag, pending = by_mode[(True, False)]["metadata"], by_mode[(False, True)]["metadata"]
     assert int(lag["lagCount"]) > 0 and int(lag["activationLagCount"]) >= 0
     assert int(pending["pendingEntriesCount"]) == int(env["MOODSTREAM_BATCH_MAX"])  # one batch per worker
+    (intake,) = [t["metadata"] for t in triggers if t["type"] == "redis"]
+    assert intake["listLength"] == lag["lagCount"] and int(intake["activationListLength"]) >= 0
 
 
 def test_keda_reaches_redis_through_the_service(overlay):
@@ -190,7 +200,7 @@ def test_keda_reaches_redis_through_the_service(overlay):
 def test_pending_only_component_drops_the_lag_trigger(tmp_path):
     docs = _with_component(tmp_path, "pending-only")
     triggers = one(docs, "ScaledObject")["spec"]["triggers"]
-    assert [t["name"] for t in triggers] == ["in-flight"]
+    assert [t["name"] for t in triggers] == ["in-flight", "intake"]  # the intake's length is exact whatever was deleted
     assert "lagCount" not in triggers[0]["metadata"] and "pendingEntriesCount" in triggers[0]["metadata"]
 
 

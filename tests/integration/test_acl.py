@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from tests.support.streamkit import settings_for, start_worker, tiny_jpeg, wait_
 
 from moodstream.shared.embedded import free_port
 from moodstream.shared.keys import Keys
+from moodstream.shared.wire import FIELD, decode_frame
 
 __all__ = ["acl_server"]  # a fixture, used by name
 
@@ -101,61 +103,69 @@ def test_producer_drop_mode_as_its_user(acl_server):
     producer.close()
     assert producer.stats.dropped > 0
     with _client(port, pw, "default") as admin:
-        assert admin.xlen(keys.frames) == 60 - producer.stats.dropped
+        assert admin.llen(keys.intake) == 60 - producer.stats.dropped and admin.xlen(keys.frames) == 0
     assert _denials(port, pw) == []
 
 
-# What one XADD can do to the frames stream as moodstream-producer: its ACL may grant XADD but no
-# XADD options, so MAXLEN / MINID / an explicit id come with it (shared by every producer).
+# What one XADD could do to the frames stream as moodstream-producer while its ACL granted XADD (no ACL
+# binds XADD's options, so MAXLEN / MINID / an explicit id came with it): now refused, the producer
+# only RPUSHes to the intake list, and these are what a fix must answer.
 WIPE_QUEUE = {
     "maxlen-0": ("XADD", "moodstream:frames", "MAXLEN", "0", "*", "msg", "x"),
     "minid-far-future": ("XADD", "moodstream:frames", "MINID", "99999999999999", "*", "msg", "x"),
+    "xtrim": ("XTRIM", "moodstream:frames", "MAXLEN", "0"),
+    "ltrim-intake": ("LTRIM", "moodstream:intake", "1", "0"),
+    "lpop-intake": ("LPOP", "moodstream:intake", "100"),
+    "rpop-intake": ("RPOP", "moodstream:intake", "100"),
+    "del-intake": ("DEL", "moodstream:intake"),
+    "unlink-intake": ("UNLINK", "moodstream:intake"),
+    "lset-intake": ("LSET", "moodstream:intake", "0", "x"),
+    "lrem-intake": ("LREM", "moodstream:intake", "0", "x"),
+    "rename-intake": ("RENAME", "moodstream:intake", "moodstream:other"),
+    "lmove-intake": ("LMOVE", "moodstream:intake", "moodstream:intake", "LEFT", "RIGHT"),
+    "xadd-intake": ("XADD", "moodstream:intake", "*", "msg", "x"),
+    "del-frames": ("DEL", "moodstream:frames"),
+    "expire-intake": ("EXPIRE", "moodstream:intake", "1"),
 }
 MAX_ID = "18446744073709551615-18446744073709551615"  # the largest stream id: no `*` comes after it
-# Known, not fixed (deploy/README.md, "What a producer's credential can still do"). Not by a Redis
-# Function behind +fcall either: a function's commands are checked against its caller's ACL (7.0.15:
-# "The user executing the script can't run this command"), so the producer keeps +xadd. strict: a fix
-# that makes these pass fails them until the marker goes.
-CREDENTIAL_HOLE = pytest.mark.xfail(strict=True, reason="a producer's ACL cannot grant XADD without its "
-                                                        "MAXLEN / MINID / explicit-id forms")
 
 
 def _attack(port, pw, command) -> None:
-    """One command as moodstream-producer; a refusal or an error is what a fix may answer."""
+    """One command as moodstream-producer: refused (NOPERM), as every one here must be."""
     with _client(port, pw, "moodstream-producer") as attacker:
-        try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
             attacker.execute_command(*command)
-        except redis.ResponseError:  # NOPERM included
-            pass
 
 
-@CREDENTIAL_HOLE
 @pytest.mark.parametrize("attack", list(WIPE_QUEUE))
 def test_a_producer_credential_cannot_delete_other_producers_frames(acl_server, attack):
     """Frames another producer queued and no worker has read survive whatever one producer
-    credential sends (today: one XADD with MAXLEN 0 or a far MINID deletes all of them)."""
+    credential sends (while producers XADDed, one XADD with MAXLEN 0 or a far MINID deleted
+    all of them): they wait in the intake list, which the producer user may only append to."""
     from moodstream.producer.client import Producer
 
     port, pw = acl_server
     keys = Keys(PREFIX)
     with _client(port, pw, "default") as admin:
         admin.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
+        admin.xadd(keys.frames, {"msg": "moved before"})  # the stream's own entries stay too
     producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
-    queued = [producer.submit_image(tiny_jpeg(i), source="victim").entry_id for i in range(5)]
+    queued = [producer.submit_image(tiny_jpeg(i), source="victim").job_id for i in range(5)]
     producer.close()
     _attack(port, pw, WIPE_QUEUE[attack])
     with _client(port, pw, "default") as admin:
-        left = [eid.decode() for eid, _ in admin.xrange(keys.frames)]
-    assert set(queued) <= set(left), f"{attack}: {len(set(queued) - set(left))} of 5 unread frames deleted"
+        left = [decode_frame(m).job_id for m in admin.lrange(keys.intake, 0, -1)]
+        assert admin.xlen(keys.frames) == 1
+    assert left == queued, f"{attack}: the victim's queue changed"
 
 
-@CREDENTIAL_HOLE
 def test_a_producer_credential_cannot_stop_every_later_frame(acl_server):
-    """An XADD with the largest id, as moodstream-producer, must not stop the intake: another
-    producer's next frame is still queued (today every later XADD * fails: 'exhausted the last
-    possible ID')."""
+    """An XADD with the largest id, as moodstream-producer, must not stop the intake: it is
+    refused, and another producer's next frame reaches the frames stream (moved by a worker's
+    mover; while producers XADDed, every later XADD * failed: 'exhausted the last possible ID')."""
     from moodstream.producer.client import Producer
     from moodstream.shared.errors import ConfigError
+    from moodstream.worker.intake import Mover
 
     port, pw = acl_server
     keys = Keys(PREFIX)
@@ -167,8 +177,17 @@ def test_a_producer_credential_cannot_stop_every_later_frame(acl_server):
         pytest.fail(f"a producer cannot queue a frame after the attack: {exc}")
     finally:
         producer.close()
+    mover = Mover(settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX), name="acl-mover")
+    mover.start()
     with _client(port, pw, "default") as admin:
-        assert ref.entry_id in [eid.decode() for eid, _ in admin.xrange(keys.frames)]
+        try:
+            wait_for(lambda: admin.xlen(keys.frames) >= 1, 30, what="the frame moved")
+        finally:
+            mover.stop()
+        assert [decode_frame(f[FIELD]).job_id for _, f in admin.xrange(keys.frames)] == [ref.job_id]
+        assert admin.llen(keys.intake) == 0
+    assert mover.error is None
+    assert _denials(port, pw) == ["moodstream-producer: xadd (command)"]
 
 
 @pytest.mark.parametrize("user, command", [
@@ -178,11 +197,17 @@ def test_a_producer_credential_cannot_stop_every_later_frame(acl_server):
     ("moodstream-worker", ("ACL", "LIST")),
     ("moodstream-worker", ("XADD", "other:frames", "*", "f", "1")),  # a key outside the prefix
     ("moodstream-worker", ("GET", "moodstream:frames")),  # a command outside the set
-    ("moodstream-worker", ("EVAL", "return 1", "0")),
+    ("moodstream-worker", ("SCRIPT", "LOAD", "return 1")),  # EVAL / EVALSHA only: the mover's script
+    ("moodstream-worker", ("FUNCTION", "LOAD", "#!lua name=x\nredis.register_function('x', function() end)")),
+    ("moodstream-worker", ("RPUSH", "moodstream:intake", "x")),  # producers push, workers take
     ("moodstream-producer", ("XREADGROUP", "GROUP", "moodstream:workers", "x", "STREAMS", "moodstream:frames", ">")),
     ("moodstream-producer", ("XADD", "moodstream:results", "*", "f", "1")),
     ("moodstream-producer", ("XDEL", "moodstream:frames", "1-1")),  # it never deletes a frame
     ("moodstream-producer", ("EVAL", "return 1", "0")),  # no scripts (issue 22 item 7; tests/chaos/test_acl_scripts)
+    ("moodstream-producer", ("XADD", "moodstream:frames", "*", "f", "1")),  # the intake list only
+    ("moodstream-producer", ("BLMOVE", "moodstream:intake", "moodstream:intake", "LEFT", "LEFT", "0.01")),
+    ("keda", ("LPOP", "moodstream:intake")),
+    ("moodstream-dashboard", ("RPUSH", "moodstream:intake", "x")),
     ("moodstream-reader", ("XADD", "moodstream:results", "*", "f", "1")),
     ("moodstream-reader", ("XREAD", "STREAMS", "moodstream:frames", "0")),
     ("keda", ("XADD", "moodstream:frames", "*", "f", "1")),
@@ -210,10 +235,12 @@ def test_keda_reads_what_its_scaler_needs(acl_server):
     with _client(port, pw, "default") as admin:
         admin.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
         admin.xadd(keys.frames, {"f": "1"})
+        admin.rpush(keys.intake, "a", "b")
     with _client(port, pw, "keda") as c:
         assert c.xinfo_groups(keys.frames)[0]["lag"] == 1  # lagCount
         assert c.xpending(keys.frames, keys.group)["pending"] == 0  # pendingEntriesCount
         assert c.xlen(keys.frames) == 1  # streamLength
+        assert c.llen(keys.intake) == 2  # the redis (list) scaler's listLength
     assert _denials(port, pw) == []
 
 
@@ -265,19 +292,24 @@ def test_start_script_needs_every_password(tmp_path):
     assert proc.returncode == 1 and "keda" in out
 
 
+def _produce_as_producer(port, pw, path) -> subprocess.CompletedProcess:
+    """`moodstream produce PATH` in a process of its own, as moodstream-producer."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=_url(port, pw, "moodstream-producer"), MOODSTREAM_PREFIX=PREFIX)
+    return subprocess.run([sys.executable, "-m", "moodstream", "produce", str(path)], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
 def test_produce_command_as_its_user(acl_server, tmp_path):
     """`moodstream produce` as moodstream-producer: the user may not read heartbeats, so the
     'no live worker' notice is skipped (it crashed with a traceback), and the job goes."""
     port, pw = acl_server
     (tmp_path / "a.jpg").write_bytes(tiny_jpeg(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
-    env.update(MOODSTREAM_REDIS_URL=_url(port, pw, "moodstream-producer"), MOODSTREAM_PREFIX=PREFIX)
-    out = subprocess.run([sys.executable, "-m", "moodstream", "produce", str(tmp_path / "a.jpg")], env=env,
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = _produce_as_producer(port, pw, tmp_path / "a.jpg")
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "produced 1 jobs" in out.stderr and len(out.stdout.splitlines()) == 1
     with _client(port, pw, "default") as admin:
-        assert admin.xlen(Keys(PREFIX).frames) == 1
+        assert admin.llen(Keys(PREFIX).intake) == 1
     # only the heartbeat check was refused (TIME / SCAN / HGETALL), nothing the producer needs
     assert all(d.split(": ")[1].split(" ")[0] in ("time", "scan", "hgetall") for d in _denials(port, pw))
 
@@ -366,8 +398,8 @@ def test_a_reply_to_outside_the_prefix_is_dead_lettered_under_the_acl(acl_server
     producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
     before = producer.submit_image(tiny_jpeg(1), source="acl").job_id
     with _client(port, pw, "moodstream-producer") as as_producer:
-        as_producer.xadd(keys.frames, {FIELD: encode_frame(FrameJob("hostile", "acl", 0, image=tiny_jpeg(2),
-                                                                    reply_to="other:stream"))})
+        as_producer.rpush(keys.intake, encode_frame(FrameJob("hostile", "acl", 0, image=tiny_jpeg(2),
+                                                             reply_to="other:stream")))
     after = producer.submit_image(tiny_jpeg(3), source="acl").job_id
     producer.close()
     worker = start_worker(settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX), checkpoint, "acl-w")
@@ -421,3 +453,70 @@ def test_track_stage_puts_back_what_it_could_not_publish_as_its_user(acl_server)
     assert admin.xpending(keys.results, keys.track_group)["pending"] == 0
     admin.close()
     assert _denials(port, pw) == []
+
+
+# The rules of the release before the intake list (a rolling upgrade: Redis's users not yet changed)
+RULES_BEFORE = {
+    "moodstream-worker": "resetkeys ~moodstream:* resetchannels -@all +ping +xgroup|create +xreadgroup +xautoclaim "
+                         "+xpending +xgroup|delconsumer +xinfo|consumers +exists +xadd +xack +multi +exec +type "
+                         "+hset +expire +del +zadd +zremrangebyscore +hmget +hincrby +hdel",
+    "moodstream-producer": "resetkeys ~moodstream:frames resetchannels -@all +ping +xadd +xinfo|groups "
+                           "+xinfo|stream +xpending +xrange",
+}
+
+
+def _rules_before(port, pw, user: str) -> None:
+    with _client(port, pw, "default") as admin:
+        admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{pw[user]}", *RULES_BEFORE[user].split())
+
+
+def test_a_worker_on_the_rules_of_before_serves_the_stream_and_says_once(acl_server, checkpoint, caplog):
+    """A new worker whose user may not run the mover (the rules of before): it serves what old
+    producers XADD to the frames stream, as before, and says once which rules to grant."""
+    import logging
+
+    from moodstream.producer.results import FROM_START, ResultReader
+    from moodstream.shared.record import FrameJob
+    from moodstream.shared.wire import encode_frame
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    _rules_before(port, pw, "moodstream-worker")
+    with _client(port, pw, "default") as admin:  # an old producer's frame, and a new one's
+        admin.xadd(keys.frames, {FIELD: encode_frame(FrameJob("old", "acl", 0, image=tiny_jpeg(1)))})
+        admin.rpush(keys.intake, encode_frame(FrameJob("new", "acl", 1, image=tiny_jpeg(2))))
+    with caplog.at_level(logging.WARNING, logger="moodstream.worker.intake"):
+        worker = start_worker(settings_for(_url(port, pw, "moodstream-worker"), prefix=PREFIX), checkpoint,
+                              "acl-old")
+        try:
+            got = list(ResultReader(settings_for(_url(port, pw, "moodstream-reader"), prefix=PREFIX))
+                       .read(start=FROM_START, count=1, timeout_s=60))
+            time.sleep(1.0)  # the mover had its tries
+        finally:
+            worker.stop()
+    assert [r.job_id for r in got] == ["old"] and got[0].ok
+    said = [r.getMessage() for r in caplog.records if r.name == "moodstream.worker.intake"]
+    assert len(said) == 1 and "moodstream-worker.rules" in said[0] and "+evalsha" in said[0], said
+    with _client(port, pw, "default") as admin:
+        assert admin.llen(keys.intake) == 1  # left for a worker that may move it
+
+
+def test_a_producer_on_the_rules_of_before_fails_in_one_line(acl_server, tmp_path):
+    """A new producer whose user may not RPUSH to the intake (the rules of before): one line that
+    names the rules, from the API (ConfigError) and from `moodstream produce` (exit 1)."""
+    from moodstream.producer.client import Producer
+    from moodstream.shared.errors import ConfigError
+
+    port, pw = acl_server
+    _rules_before(port, pw, "moodstream-producer")
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX))
+    with pytest.raises(ConfigError, match="moodstream-producer.rules") as exc:
+        producer.submit_image(tiny_jpeg(1), source="old-rules")
+    producer.close()
+    assert "+rpush" in str(exc.value) and "\n" not in str(exc.value)
+    (tmp_path / "a.jpg").write_bytes(tiny_jpeg(1))
+    out = _produce_as_producer(port, pw, tmp_path / "a.jpg")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "moodstream-producer.rules" in lines[0], out.stderr
+    assert pw["moodstream-producer"] not in out.stderr

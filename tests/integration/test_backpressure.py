@@ -8,7 +8,8 @@ import time
 
 import pytest
 import redis
-from tests.support.streamkit import all_results, report, result_counts, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import (all_results, move_intake, report, result_counts, settings_for, start_worker,
+                                     tiny_jpeg, wait_for)
 
 from moodstream.producer.client import Producer
 from moodstream.shared.keys import Keys
@@ -76,7 +77,7 @@ def test_drop_mode_sheds_new_frames_and_counts_each(redis_url, client, keys, che
     bound = settings.lag_limit + producer.check_every
     assert probe.max_backlog <= bound + 1 and group_backlog(client, keys).total <= bound
     assert producer.stats.dropped == sum(r.dropped for r in refs) == 300 - len(sent) >= 300 - bound
-    assert producer.stats.sent == len(sent) == client.xlen(keys.frames)  # nothing sent was deleted
+    assert producer.stats.sent == len(sent) == client.llen(keys.intake)  # nothing sent was deleted
     assert notices and "dropping new frames" in notices[0]
     worker = start_worker(settings, checkpoint, "w-late")
     try:
@@ -101,11 +102,12 @@ def test_drop_mode_sends_again_once_the_backlog_falls(redis_url, client, keys):
     producer = Producer(settings, notice=notices.append)
     first = [producer.submit_image(tiny_jpeg(i), source="cam", frame=i) for i in range(40)]
     assert first[-1].dropped
-    client.xreadgroup(keys.group, "c1", {keys.frames: ">"})  # a worker takes everything ...
+    assert move_intake(settings) == 40 - producer.stats.dropped  # a worker's mover ...
+    client.xreadgroup(keys.group, "c1", {keys.frames: ">"})  # ... takes everything ...
     pending = client.xpending_range(keys.frames, keys.group, "-", "+", 1000)
     client.xack(keys.frames, keys.group, *[p["message_id"] for p in pending])  # ... and serves it
     again = producer.submit_image(tiny_jpeg(99), source="cam", frame=40)
-    assert not again.dropped and again.entry_id
+    assert not again.dropped and again.entry_id is None and client.llen(keys.intake) == 1
     assert any("sending again after dropping" in n for n in notices)
 
 
@@ -161,7 +163,8 @@ def test_drop_mode_does_not_leave_a_phantom_backlog(redis_url, client, keys):
     for i in range(100):
         drop.submit_image(tiny_jpeg(i), source="drop", frame=i)
     assert drop.stats.dropped > 0
-    client.xreadgroup(keys.group, "c1", {keys.frames: ">"})  # a worker takes everything left ...
+    move_intake(drop.settings)  # a worker's mover ...
+    client.xreadgroup(keys.group, "c1", {keys.frames: ">"})  # ... takes everything left ...
     pending = client.xpending_range(keys.frames, keys.group, "-", "+", 1000)
     client.xack(keys.frames, keys.group, *[p["message_id"] for p in pending])  # ... and serves it
     assert group_backlog(client, keys).total == 0
@@ -220,7 +223,8 @@ def test_trimming_never_reaches_an_unacknowledged_entry(any_client):
 
 def test_many_producers_never_trim_unread_frames(any_server):
     """No worker reads; four producers, each far over stream_maxlen in drop mode: not one
-    frame sent is trimmed (before: MAXLEN cut every frame beyond stream_maxlen)."""
+    frame sent is trimmed (before: MAXLEN cut every frame beyond stream_maxlen), nor by the
+    mover that moves them to the stream."""
     c = redis.Redis.from_url(any_server.url)
     c.flushall()
     keys = Keys("t")
@@ -234,6 +238,7 @@ def test_many_producers_never_trim_unread_frames(any_server):
     for t in threads:
         t.join(60)
     sent = sum(p.stats.sent for p in producers)
-    assert sent > settings.stream_maxlen and c.xlen(keys.frames) == sent
+    assert sent > settings.stream_maxlen and c.llen(keys.intake) == sent
+    assert move_intake(settings) == sent and c.xlen(keys.frames) == sent  # the mover trims none of them
     assert sum(p.stats.dropped for p in producers) == 400 - sent
     c.close()

@@ -86,8 +86,8 @@ def test_produce_encodes_frames_as_the_setting_says(redis_url, client, keys, mon
     res = CliRunner().invoke(cli, ["produce", CLIP, "--max-frames", "1", "--redis-url", redis_url,
                                    "--prefix", keys.prefix, *flags])
     assert res.exit_code == 0, res.output
-    [(_, fields)] = client.xrange(keys.frames)
-    job = decode_frame(next(iter(fields.values())))
+    [message] = client.lrange(keys.intake, 0, -1)  # pushed to the intake list, for a worker's mover
+    job = decode_frame(message)
     assert sniff_format(job.image) == expect
 
 

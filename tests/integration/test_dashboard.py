@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import redis
 
+from tests.support.streamkit import move_intake, stream_job
+
 from moodstream.producer.client import Producer
 from moodstream.producer.dashboard import model as dm
 from moodstream.shared.errors import ConfigError
@@ -158,7 +160,8 @@ def test_the_frame_picture_while_the_stream_holds_it_and_after_trimming(board, c
     rgb = np.zeros((48, 64, 3), np.uint8)
     rgb[:, :32] = 255
     ref = producer.submit_image(encode_jpeg(rgb), source="cam", frame=0)
-    enq = int(ref.entry_id.split("-")[0])
+    move_intake(producer.settings)  # a worker's mover puts it in the stream
+    enq = stream_job(client, keys, ref.job_id)[1].enqueued_at_ms  # as the worker's result carries it
     add(client, keys, result("cam", 0, job_id=ref.job_id, enq=enq))
     b = board()
     wait_state(b.url, lambda s: s["sources"])
@@ -166,8 +169,10 @@ def test_the_frame_picture_while_the_stream_holds_it_and_after_trimming(board, c
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
     client.xtrim(keys.frames, maxlen=0)  # MAXLEN trimmed it (as stream_maxlen does on a long run)
     ref = producer.submit_image(encode_jpeg(rgb), source="other", frame=0)
+    move_intake(producer.settings)
+    enq = stream_job(client, keys, ref.job_id)[1].enqueued_at_ms
     client.xtrim(keys.frames, maxlen=0)
-    add(client, keys, result("cam", 1, job_id="gone", enq=int(ref.entry_id.split("-")[0])))
+    add(client, keys, result("cam", 1, job_id="gone", enq=enq))
     wait_state(b.url, lambda s: s["sources"][0]["latest"]["job"] == "gone")
     status, _, body = get(b.url + "frame?source=cam")
     assert status == 404 and "trimmed" in json.loads(body)["error"]
@@ -241,7 +246,9 @@ def test_it_runs_as_the_read_only_acl_user_of_deploy_k8s(client, keys, redis_url
     try:
         producer = Producer(settings_for(redis_url))
         ref = producer.submit_image(encode_jpeg(np.zeros((32, 32, 3), np.uint8)), source="cam", frame=0)
-        add(client, keys, result("cam", 0, job_id=ref.job_id, enq=int(ref.entry_id.split("-")[0])))
+        move_intake(producer.settings)
+        enq = stream_job(client, keys, ref.job_id)[1].enqueued_at_ms
+        add(client, keys, result("cam", 0, job_id=ref.job_id, enq=enq))
         client.xadd(keys.dead, {"reason": "not_msgpack", "detail": "x", "worker": "w"})
         url = redis_url.replace("redis://", "redis://dash-test:pw-dash@")
         b = Dashboard(settings_for(url)).start()

@@ -86,7 +86,7 @@ def test_each_page_of_a_multi_page_tiff_is_analysed(tmp_path, image_path):
 def test_produce_sends_each_page_of_a_tiff_as_a_frame(tmp_path, redis_url, client, keys):
     from moodstream.producer.client import Producer
     from moodstream.shared.media import decode_pixels
-    from moodstream.shared.wire import FIELD, decode_frame
+    from moodstream.shared.wire import decode_frame
 
     rng = np.random.default_rng(5)
     pages = [rng.integers(0, 256, (24 + 8 * k, 40, 3), dtype=np.uint8) for k in range(3)]
@@ -96,10 +96,10 @@ def test_produce_sends_each_page_of_a_tiff_as_a_frame(tmp_path, redis_url, clien
     settings = settings_for(redis_url)
     refs = list(Producer(settings).produce([str(scan)]))
     assert [(r.source, r.frame) for r in refs] == [(str(scan), k) for k in range(3)]
-    entries = client.xrange(keys.frames)
-    assert len(entries) == 3
-    for (_, fields), page in zip(entries, pages):
-        job = decode_frame(fields[FIELD])
+    messages = client.lrange(keys.intake, 0, -1)  # in order, for a worker's mover
+    assert len(messages) == 3
+    for message, page in zip(messages, pages):
+        job = decode_frame(message)
         rgb = decode_pixels(job.image, job.array, settings.max_pixels)  # the worker's decode step
         np.testing.assert_array_equal(rgb, cv2.cvtColor(page, cv2.COLOR_BGR2RGB))
 
@@ -119,6 +119,6 @@ def test_a_page_over_max_message_bytes_once_encoded_is_refused_not_sent(tmp_path
     producer = Producer(settings_for(redis_url, max_message_bytes=20_000), encoding="raw", notice=notices.append)
     refs = list(producer.produce([str(scan)]))
     assert [(r.source, r.frame) for r in refs] == [(str(scan), 0)]
-    assert client.xlen(keys.frames) == 1
+    assert client.llen(keys.intake) == 1
     assert producer.stats.failed_inputs == [(str(scan), "too_large")]
     assert any("max_message_bytes" in n and "frame 1" in n for n in notices), notices

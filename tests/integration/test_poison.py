@@ -8,8 +8,8 @@ import cv2
 import msgpack
 import numpy as np
 from tests.support.doubles import ExplodingDetectorTestDouble
-from tests.support.streamkit import (all_results, dead_letters, pending_count, report, settings_for, start_worker, tiny_jpeg,
-                       wait_for)
+from tests.support.streamkit import (all_results, dead_letters, move_intake, pending_count, report, settings_for,
+                                     start_worker, stream_job, tiny_jpeg, wait_for)
 
 from moodstream.producer.client import Producer
 from moodstream.shared.record import FrameJob, Raw
@@ -82,11 +82,13 @@ def test_deliveries_to_workers_that_died_elsewhere_cost_nothing(redis_url, clien
     producer = Producer(settings)
     ref = producer.submit_image(tiny_jpeg(5), source="unlucky")
     poison = producer.submit_image(tiny_jpeg(7), source="killer")
+    assert move_intake(settings) == 2  # a worker's mover put them in the stream
+    ref_id, poison_id = (stream_job(client, keys, r.job_id)[0] for r in (ref, poison))
     # ghosts that died holding both entries: delivered once, then claimed three more times
     client.xreadgroup(keys.group, "ghost", {keys.frames: ">"}, count=2)
     for _ in range(3):
-        client.xclaim(keys.frames, keys.group, "ghost", 0, [ref.entry_id, poison.entry_id])
-    client.hset(keys.attempts, poison.entry_id, 3)  # three workers died serving it alone
+        client.xclaim(keys.frames, keys.group, "ghost", 0, [ref_id, poison_id])
+    client.hset(keys.attempts, poison_id, 3)  # three workers died serving it alone
     ok = producer.submit_image(tiny_jpeg(6), source="fine")
     w = start_worker(settings, checkpoint, "w-deliveries")
     try:

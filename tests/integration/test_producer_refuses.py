@@ -19,7 +19,7 @@ def test_any_field_no_worker_takes_is_refused_before_it_is_sent(redis_url, clien
     setattr(job, field, value)
     with pytest.raises(ValueError, match=field):
         producer.submit(job)
-    assert not client.exists(keys.frames) or client.xlen(keys.frames) == 0
+    assert not client.exists(keys.intake) and not client.exists(keys.frames)  # nothing sent
 
 
 def test_a_source_no_worker_takes_is_one_input_s_error_for_produce(redis_url, client, keys, image_path):
@@ -31,6 +31,6 @@ def test_a_source_no_worker_takes_is_one_input_s_error_for_produce(redis_url, cl
     producer = Producer(settings_for(redis_url), notice=said.append)
     data = image_path("single").read_bytes()
     assert producer.submit_item(FrameItem("s" * 5000, 0, data=data, page=1)) is None
-    assert producer.submit_item(FrameItem("photo.jpg", 0, data=data, page=1)).entry_id
-    assert producer.stats.failed_inputs == [("s" * 5000, "bad_field")] and client.xlen(keys.frames) == 1
+    assert not producer.submit_item(FrameItem("photo.jpg", 0, data=data, page=1)).dropped
+    assert producer.stats.failed_inputs == [("s" * 5000, "bad_field")] and client.llen(keys.intake) == 1
     assert len(said) == 1 and "not sent" in said[0], said

@@ -35,7 +35,7 @@ def test_rq_job_expands_a_video_into_frame_jobs(redis_url, client, keys):
     (line,) = out.stdout.splitlines()  # ONE job for the whole video
     job_info = json.loads(line)
     assert job_info["source"] == str(CLIP) and job_info["frame"] is None
-    assert client.xlen(keys.frames) == 0  # nothing expanded yet
+    assert client.llen(keys.intake) == 0 and client.xlen(keys.frames) == 0  # nothing expanded yet
     # no pickle anywhere: the stored job is JSON
     json.loads(zlib.decompress(client.hget(f"rq:job:{job_info['job_id']}", "data")))
 
@@ -47,8 +47,7 @@ def test_rq_job_expands_a_video_into_frame_jobs(redis_url, client, keys):
     n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     expected = (n_frames + 9) // 10
-    entries = client.xrange(keys.frames)
-    jobs = [decode_frame(f[FIELD]) for _, f in entries]
+    jobs = [decode_frame(m) for m in client.lrange(keys.intake, 0, -1)]  # in order, for a worker's mover
     assert len(jobs) == expected
     assert [j.frame for j in jobs] == [10 * i for i in range(expected)]
     assert all(j.job_id.startswith(job_info["job_id"] + "-") and j.source == str(CLIP) for j in jobs)

@@ -41,7 +41,9 @@ def test_snapshot_shows_backlog_then_the_worker_that_drains_it(redis_url, client
     before = snapshot(client, keys)
     assert before["workers"] == []
     assert before["backlog"]["total"] == n and before["backlog"]["exact"]
-    assert before["lag"] == before["backlog"]["lag"] == n  # XINFO GROUPS lag: what KEDA reads
+    assert before["intake"] == before["backlog"]["intake"] == n  # pushed, no worker's mover to move them
+    assert before["lag"] == before["backlog"]["lag"] == 0  # XINFO GROUPS lag: what KEDA reads
+    assert f"backlog: {n} = {n} in the intake" in render(before)
     assert before["results"]["length"] == 0 and before["frames_per_s"] == 0
 
     w = start_worker(settings, checkpoint, "w-status")
@@ -55,7 +57,8 @@ def test_snapshot_shows_backlog_then_the_worker_that_drains_it(redis_url, client
     assert me["batches"] >= 2 and me["dead_lettered"] == 0 and me["pid"] > 0 and me["status"] in ("idle", "busy")
     assert 0 <= me["age_s"] < settings.heartbeat_ttl_s
     assert [x["worker"] for x in snap["workers"]] == ["w-status"]
-    assert snap["backlog"] == {"lag": 0, "pending": 0, "total": 0, "exact": True} and snap["lag"] == 0
+    assert snap["backlog"] == {"intake": 0, "lag": 0, "pending": 0, "total": 0, "exact": True} and snap["lag"] == 0
+    assert snap["intake"] == 0
     assert snap["results"]["length"] == n and snap["results"]["last_minute"] == n
     assert snap["frames_per_s"] == round(n / 30, 2)
     assert snap["redis"]["version"] and "redis://" not in json.dumps(snap)
@@ -352,7 +355,8 @@ def test_a_heartbeat_with_no_time_or_name_reads_as_unknown_not_decades_old(redis
 
 
 @pytest.mark.parametrize("key,command", [("results", ["results"]), ("results", ["status"]), ("dead", ["status"]),
-                                         ("frames", ["produce", "samples/street.jpg"])])
+                                         ("frames", ["produce", "samples/street.jpg"]),
+                                         ("intake", ["produce", "samples/street.jpg"]), ("intake", ["status"])])
 def test_a_stream_key_of_another_type_is_one_line(redis_url, client, keys, key, command):
     """A results, dead-letter or frames key turned into a string made `results`, `status` and `produce`
     end with redis's WRONGTYPE traceback (and ended a running `results --follow` / `status --watch`)."""

@@ -245,8 +245,9 @@ def test_a_page_no_worker_takes_is_refused_before_it_is_sent(redis_url, client, 
         producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=page)
     with pytest.raises(ValueError, match="page"):
         producer.submit_array(cv2.imread(str(image_path("single")))[:, :, ::-1], source="photo.jpg", page=page)
-    assert not client.exists(keys.frames) or client.xlen(keys.frames) == 0
-    assert producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=2**63).entry_id
+    assert not client.exists(keys.intake) and not client.exists(keys.frames)  # nothing sent
+    assert not producer.submit_image(image_path("single").read_bytes(), source="photo.jpg", page=2**63).dropped
+    assert client.llen(keys.intake) == 1
 
 
 

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.support.streamkit import settings_for, start_worker, wait_for
+from tests.support.streamkit import move_intake, settings_for, start_worker, stream_job, wait_for
 
 from moodstream.producer.client import encode_pixels
 from moodstream.worker.tracking.stage import TrackStage
@@ -150,7 +150,8 @@ def test_face_pictures_come_from_the_frames_stream_and_none_once_trimmed(redis_u
     for source in ("kept", "trimmed"):
         for f in range(20):
             ref = producer.submit_array(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), source=source, frame=f)
-            job = decode_frame_entry(client, keys, ref.entry_id)
+            move_intake(settings)  # a worker's mover puts it in the stream
+            _, job = stream_job(client, keys, ref.job_id)
             face = Face((40.0, 20.0, 100.0, 90.0), 0.99, emotion="sadness", probabilities=probs)
             client.xadd(keys.results, {FIELD: encode_result(FrameResult(
                 job_id=ref.job_id, source=source, frame=f, timestamp_s=f / 10, worker="w", faces=[face],
@@ -172,13 +173,6 @@ def test_face_pictures_come_from_the_frames_stream_and_none_once_trimmed(redis_u
         assert track["mean_probabilities"]["sadness"] == pytest.approx(0.65, abs=1e-3)
         assert ("0" in s["thumbnails"]) == (name == "kept"), name
     assert stage.pictures.found >= 1 and stage.pictures.reads > stage.pictures.found
-
-
-def decode_frame_entry(client, keys, entry_id: str):
-    from moodstream.shared.wire import decode_frame
-
-    [(_, fields)] = client.xrange(keys.frames, min=entry_id, max=entry_id)
-    return decode_frame(fields[FIELD])
 
 
 def test_stage_skips_results_it_cannot_track_and_carries_on(redis_url, client, keys):

@@ -15,12 +15,12 @@ import json
 import tracemalloc
 
 import numpy as np
-from tests.support.streamkit import settings_for
+from tests.support.streamkit import move_intake, settings_for, stream_job
 
 from moodstream.producer.client import Producer
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
-from moodstream.shared.wire import FIELD, decode_frame, encode_result, new_job_id
+from moodstream.shared.wire import FIELD, encode_result, new_job_id
 from moodstream.worker.tracking import runs as runs_mod
 from moodstream.worker.tracking import stage as stage_mod
 from moodstream.worker.tracking.stage import TrackStage
@@ -58,8 +58,8 @@ class LiveSource:
             if f % PERIOD == 0:
                 ref = self.producer.submit_array(self.rng.integers(0, 255, (120, 160, 3), dtype=np.uint8),
                                                  source=self.name, frame=f)
-                [(_, fields)] = self.client.xrange(self.keys.frames, min=ref.entry_id, max=ref.entry_id)
-                job_id, enqueued = ref.job_id, decode_frame(fields[FIELD]).enqueued_at_ms
+                move_intake(self.producer.settings)  # a worker's mover puts it in the stream
+                job_id, enqueued = ref.job_id, stream_job(self.client, self.keys, ref.job_id)[1].enqueued_at_ms
             pipe.xadd(self.keys.results, {FIELD: encode_result(FrameResult(
                 job_id=job_id, source=self.name, frame=f, timestamp_s=f / 10, worker="w", faces=faces_of(f),
                 size=(160, 120), enqueued_at_ms=enqueued))})

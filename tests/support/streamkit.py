@@ -83,6 +83,46 @@ def round_trip(settings: Settings, checkpoint, source: str, n: int = 5) -> tuple
     return sent, got
 
 
+def move_intake(settings: Settings) -> int:
+    """What a worker's mover does, once through: every frame job producers pushed to the intake
+    list moved to the frames stream (worker.intake.Mover, the same script), for tests that read
+    the stream, or play a worker by hand, without a worker running. Returns how many moved."""
+    from moodstream.worker.intake import Mover
+
+    mover = Mover(settings, name="test-mover")
+    moved = 0
+    try:
+        while n := mover.move_once():
+            moved += n
+    finally:
+        mover.client.close()
+    return moved
+
+
+def stream_job(client: redis.Redis, keys: Keys, job_id: str) -> tuple[str, object]:
+    """(entry id, FrameJob) of ``job_id``'s entry in the frames stream (moved there by a mover)."""
+    from moodstream.shared.wire import decode_frame
+
+    for eid, fields in client.xrange(keys.frames):
+        job = decode_frame(fields[FIELD])
+        if job.job_id == job_id:
+            return eid.decode(), job
+    raise AssertionError(f"job {job_id} is not in {keys.frames}")
+
+
+def pushed(client: redis.Redis, keys: Keys) -> list[tuple[int, dict]]:
+    """The messages producers pushed to the intake list (not yet moved), oldest first, shaped as
+    the frames-stream entries a mover makes of them: (position, {FIELD: message})."""
+    return [(i, {FIELD: m}) for i, m in enumerate(client.lrange(keys.intake, 0, -1))]
+
+
+def queued_jobs(client: redis.Redis, keys: Keys) -> list:
+    """The frame jobs waiting in the intake list (pushed by producers, not yet moved), oldest first."""
+    from moodstream.shared.wire import decode_frame
+
+    return [decode_frame(m) for m in client.lrange(keys.intake, 0, -1)]
+
+
 def all_results(client: redis.Redis, keys: Keys) -> list[FrameResult]:
     return [decode_result(f[FIELD]) for _, f in client.xrange(keys.results)]
 

@@ -18,10 +18,12 @@ of those crops, sharpness included. Faces of one frame share one read.
 **Finding the entry.** A worker's result names the frames-stream entry it
 answered (``frame_entry``): one XRANGE of that id, the job id checked. A result
 without it (a worker of an earlier release) is looked for by its enqueue time:
-the entry was added just after the producer stamped ``enqueued_at_ms``, so
-XRANGE from that time (then from ``SKEW_MS`` earlier, for clocks that differ),
-a few entries at a time, an entry decoded only when its bytes contain the job
-id; a job that reached the stream long after its stamp is not found that way.
+the entry was added by a worker's mover (:mod:`worker.intake`) after the
+producer stamped ``enqueued_at_ms`` and pushed it to the intake list (at once
+while a mover waits; later, in the list's order, where the intake held a
+queue), so XRANGE from that time on (2, 16, then 64 entries; then from
+``SKEW_MS`` earlier, for clocks that differ), an entry decoded only when its
+bytes contain the job id; a job queued behind more than that is not found so.
 A frame already trimmed, or a result without a job id, gives no picture: the
 track's ``thumbnail`` stays null (``moodstream tracks`` and ``up --summary``
 say so), nothing else changes.
@@ -46,7 +48,10 @@ log = logging.getLogger(__name__)
 GAIN = 1.1  # a frame is read when the face's pixel-free score beats the best read by this factor
 READS_PER_TRACK = 8
 SKEW_MS = 250  # how far before its enqueue time an entry is looked for (producer and Redis clocks)
-SCANS = ((0, 2), (0, 16), (SKEW_MS, 32))  # (ms before enqueue time, entries read) tried in turn
+# (ms before enqueue time, entries read) tried in turn; the scans from the enqueue time on read to the stream's
+# end, not to SKEW_MS after it: a job waits in the intake list until a mover moves it (seconds while the
+# workers start), behind the jobs pushed before it (64: two batches of a run moved together)
+SCANS = ((0, 2), (0, 16), (0, 64), (SKEW_MS, 32))
 
 
 class FramePictures:
@@ -115,13 +120,13 @@ class FramePictures:
 
     def _find(self, job_id: str, enqueued_at_ms: int) -> FrameJob | None:
         needle = job_id.encode()
-        stop = f"{min(enqueued_at_ms + SKEW_MS, MAX_TIME_MS)}"  # never past a stream id's range
+        skew_stop = f"{min(enqueued_at_ms + SKEW_MS, MAX_TIME_MS)}"  # never past a stream id's range
         forward_done = False  # no more entries from the enqueue time on: only the skew window is left
         for before_ms, count in SCANS:
             if before_ms == 0 and forward_done:
                 continue
-            entries = self.client.xrange(self.frames_key, min=f"{max(0, enqueued_at_ms - before_ms)}-0", max=stop,
-                                         count=count)
+            entries = self.client.xrange(self.frames_key, min=f"{max(0, enqueued_at_ms - before_ms)}-0",
+                                         max="+" if before_ms == 0 else skew_stop, count=count)
             self.entries_read += len(entries)
             for _, fields in entries:
                 raw = fields.get(FIELD)
