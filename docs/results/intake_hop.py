@@ -6,8 +6,9 @@ alternating between the two. Also the rate of a burst: ``--burst`` messages sent
 time until the last is readable in the stream.
 
 Starts its own redis-server (shared.embedded). Messages are frame jobs as a producer encodes them
-(shared.wire.encode_frame): the bundled 640x360 clip's frames as PNG (what `produce` sends by
-default, about 0.4 MB each), and a small JPEG photo. One sender, one reader, one mover::
+(shared.wire.encode_frame): a JPEG photo (the bundled street.jpg), the bundled 640x360 clip's frames
+as PNG (what `produce` sends by default), and where ../shared/data is there its 1080p street video's
+frames as PNG. One sender, one reader, one mover::
 
     .venv/bin/python docs/results/intake_hop.py --out docs/results/intake_hop.json
 """
@@ -34,11 +35,13 @@ from moodstream.shared.wire import FIELD, encode_frame, new_job_id
 from moodstream.worker.intake import Mover
 
 REPO = Path(__file__).resolve().parents[2]
+STREET_1080P = REPO.parent / "shared" / "data" / "videos" / "street_1080p.mp4"  # measured where it is there
 
 
 def messages(kind: str, n: int) -> list[bytes]:
-    if kind == "png_360p":
-        frames = [item.image for item in iter_video(str(REPO / "samples" / "hamilton_clip.mp4"), max_frames=n)]
+    if kind.startswith("png_"):
+        video = REPO / "samples" / "hamilton_clip.mp4" if kind == "png_360p" else STREET_1080P
+        frames = [item.image for item in iter_video(str(video), max_frames=n)]
         return [encode_frame(FrameJob(new_job_id(), "clip", i, image=encode_pixels(img, "png")))
                 for i, img in enumerate(frames)]
     data = (REPO / "samples" / "street.jpg").read_bytes()
@@ -113,8 +116,10 @@ def main() -> None:
         mover = Mover(settings, name="hop", client=client)
         mover.start()
         try:
-            for kind in ("jpeg_photo", "png_360p"):
-                pool = messages(kind, 60)
+            for kind in ("jpeg_photo", "png_360p", "png_1080p"):
+                if kind == "png_1080p" and not STREET_1080P.exists():
+                    continue
+                pool = messages(kind, 60 if kind != "png_1080p" else 20)
                 sizes = [len(p) for p in pool]
                 times: dict[str, list[float]] = {"direct": [], "intake": []}
                 for i in range(args.hops):
