@@ -43,7 +43,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
-from moodstream.shared.transport import connect, group_backlog
+from moodstream.shared.transport import as_str, connect, group_backlog
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
@@ -174,6 +174,15 @@ class Producer:
                               f"({' '.join(str(exc).split())}): grant +rpush +llen on it, as "
                               "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
                               "push to the intake list; upgrade the workers and Redis's users first)") from None
+        except redis.ResponseError as exc:
+            self._not_a_list(exc)
+            raise
+
+    def _not_a_list(self, exc: redis.ResponseError) -> None:
+        """A WRONGTYPE from the intake key: one line that names it (the retry helper's names a stream)."""
+        if str(exc).startswith("WRONGTYPE") and as_str(self.client.type(self.keys.intake)) not in ("list", "none"):
+            raise ConfigError(f"producer: {self.keys.intake} is not a list (a key set by hand?): nothing can be "
+                              "pushed to it; delete or rename it, or use another prefix") from None
 
     def submit_image(self, data: bytes, source: str = "bytes", frame: int = 0, *,
                      timestamp_s: float | None = None, job_id: str | None = None,
@@ -275,6 +284,9 @@ class Producer:
                               f" grant +llen and +rpush on {self.keys.intake} besides the stream's reads, as "
                               "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
                               "push to the intake list; upgrade the workers and Redis's users first)") from None
+        except redis.ResponseError as exc:
+            self._not_a_list(exc)
+            raise
 
     def _backpressure(self) -> bool:
         """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""

@@ -3,6 +3,7 @@
 ``Keys("moodstream")`` (or ``Keys.from_settings(settings)``) gives::
 
     moodstream:intake              list of frame jobs producers push (RPUSH) and workers' movers empty
+    moodstream:intake:waiter       hash: the one mover that waits on the intake (BLMOVE), with a TTL
     moodstream:frames              stream of frame jobs (movers -> workers)
     moodstream:workers             consumer group on the frames stream
     moodstream:results             stream of results and error records
@@ -46,6 +47,12 @@ class Keys:
         """The list producers RPUSH frame jobs to; only the workers' movers take from it, each
         message XADDed to :attr:`frames` with an id Redis picks (worker.intake)."""
         return f"{self.prefix}:intake"
+
+    @property
+    def intake_waiter(self) -> str:
+        """A hash naming the one mover that blocks on :attr:`intake` (BLMOVE returns the message: each
+        mover blocked there read every push whole); it expires when that mover stops renewing it."""
+        return f"{self.prefix}:intake:waiter"
 
     @property
     def frames(self) -> str:

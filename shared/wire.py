@@ -32,9 +32,14 @@ import numpy as np
 from moodstream.shared.errors import MessageError
 from moodstream.shared.record import MAX_TEXT_CHARS, MAX_TIME_MS, SCHEMA_VERSION, FrameJob, FrameResult, now_ms
 
-__all__ = ["FIELD", "REASONS", "SCHEMA_VERSION", "dead_letter_fields", "decode_frame", "decode_result",
-           "encode_frame", "encode_result", "new_job_id", "now_ms"]
+__all__ = ["FIELD", "HEAD", "REASONS", "SCHEMA_VERSION", "TOO_LARGE", "dead_letter_fields", "decode_frame",
+           "decode_result", "encode_frame", "encode_result", "new_job_id", "now_ms"]
 FIELD = b"msg"  # the one field of a frames / results stream entry
+# ... but for a mover's stand-in (worker/intake.py) for a message over max_message_bytes that a producer pushed
+# to the intake list: its size in bytes (TOO_LARGE) and its first DEAD_LETTER_PAYLOAD_BYTES (HEAD), no FIELD.
+# A worker dead-letters it as too_large without ever reading the message whole.
+TOO_LARGE = b"too_large"
+HEAD = b"head"
 REASONS = ("not_msgpack", "schema_version", "missing_field", "bad_field", "too_large")
 # A frame job's bytes other than its pixels (``image``, ``raw.data``): ids, source, reply_to (4 KiB
 # each at most), options. Decoded msgpack costs up to ~80x its size in Python objects: this bounds it
@@ -195,19 +200,22 @@ def _unusable(face) -> str | None:
 
 
 def dead_letter_fields(reason: str, detail: str, entry_id: str, deliveries: int, worker: str,
-                       payload: bytes | None, job_id: str | None = None) -> dict[str, bytes | str | int]:
+                       payload: bytes | None, job_id: str | None = None,
+                       payload_bytes: int | None = None) -> dict[str, bytes | str | int]:
     """Fields of one dead-letter stream entry (plain stream fields, readable with XRANGE).
 
     ``msg`` keeps the first :data:`DEAD_LETTER_PAYLOAD_BYTES` of the message and
     ``msg_bytes`` its full size: enough to see what it was, without a 50 MB poison
-    message doubling itself in the dead-letter stream.
+    message doubling itself in the dead-letter stream. ``payload_bytes``: that size
+    where ``payload`` is only the message's head (a mover's stand-in, :data:`TOO_LARGE`).
     """
     fields: dict[str, bytes | str | int] = {
         "reason": reason, "detail": detail[:500], "entry_id": entry_id, "deliveries": int(deliveries),
         "worker": worker, "at_ms": now_ms(), "job_id": (job_id or "")[:MAX_TEXT_CHARS],
     }
     if payload is not None:
+        size = len(payload) if payload_bytes is None else payload_bytes
         fields["msg"] = bytes(payload[:DEAD_LETTER_PAYLOAD_BYTES])
-        fields["msg_bytes"] = len(payload)
-        fields["msg_truncated"] = int(len(payload) > DEAD_LETTER_PAYLOAD_BYTES)
+        fields["msg_bytes"] = size
+        fields["msg_truncated"] = int(size > len(fields["msg"]))
     return fields

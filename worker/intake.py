@@ -28,13 +28,19 @@ EVALSHA, LINDEX, BLMOVE...) says once which rules to grant and serves the stream
 without a mover (producers of that release still XADD there). Redis errors
 otherwise go through the one retry helper (:mod:`shared.retry`): an unreachable
 Redis is waited for, a stop ends the wait; what no retry heals is kept in
-:attr:`Mover.error`, which the worker raises (it stops with one line).
+:attr:`Mover.error`, which the worker raises (it stops with one line). An intake
+key of another type (set by hand) is not one of those: the mover says so once and
+tries again every few seconds, while the worker serves the stream (stopping, every
+restarted worker met it again). A message over ``max_message_bytes`` goes to the
+stream as a stand-in (its size and first bytes) that a worker dead-letters as
+``too_large``: no worker reads it whole.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 
@@ -43,35 +49,52 @@ import redis
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import connect, group_backlog
-from moodstream.shared.wire import FIELD
+from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.wire import DEAD_LETTER_PAYLOAD_BYTES, FIELD, HEAD, TOO_LARGE
 
 log = logging.getLogger(__name__)
 
 # KEYS: intake list, frames stream. ARGV: most messages, most bytes (the first is always taken), MINID ('' for
-# none), the stream field. Reads with LINDEX and removes with one LTRIM after the XADDs: an XADD the stream
-# refuses (pcall) leaves that message and the rest in the list, nothing added twice. Returns {moved} or
+# none), the stream field, max_message_bytes, the stand-in's fields (size, head) and how much of the head it keeps.
+# Reads with LINDEX and removes with one LTRIM after the XADDs: an XADD the stream refuses (pcall) leaves that
+# message and the rest in the list, nothing added twice. A message over max_message_bytes (a producer credential
+# RPUSHes what it likes, up to Redis's 512 MB) goes as a stand-in: its size and first bytes, which a worker
+# dead-letters as too_large; whole, XREADGROUP handed batch_max of them to one worker. Returns {moved} or
 # {moved, the refusal}.
 MOVE_SCRIPT = """
 local most, most_bytes, minid, field = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local max_message, size_field, head_field, head_bytes = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local n, bytes, refused = 0, 0, nil
 while n < most do
   local msg = redis.call('LINDEX', KEYS[1], n)
   if not msg then break end
-  if n > 0 and bytes + #msg > most_bytes then break end
+  local fields = {field, msg}
+  if #msg > max_message then fields = {size_field, tostring(#msg), head_field, string.sub(msg, 1, head_bytes)} end
+  local cost = #fields[2] + #(fields[4] or '')
+  if n > 0 and bytes + cost > most_bytes then break end
   local added
   if minid ~= '' then
-    added = redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', field, msg)
+    added = redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', unpack(fields))
   else
-    added = redis.pcall('XADD', KEYS[2], '*', field, msg)
+    added = redis.pcall('XADD', KEYS[2], '*', unpack(fields))
   end
   if type(added) == 'table' and added.err then refused = added.err break end
   n = n + 1
-  bytes = bytes + #msg
+  bytes = bytes + cost
 end
 if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
 if refused then return {n, refused} end
 return {n}
+"""
+
+# KEYS: the waiter hash. ARGV: this mover's name, the hash's TTL in seconds. 1: this mover is the fleet's waiter
+# (it was, or there was none): it may block in BLMOVE; 0: another is.
+WAITER_SCRIPT = """
+local who = redis.call('HMGET', KEYS[1], 'mover')[1]
+if who and who ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'mover', ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
 """
 
 ERROR_EVERY_S = 60.0  # a refused XADD is said again this often while it lasts
@@ -80,6 +103,12 @@ RULES = "deploy/k8s/base/redis/acl/moodstream-worker.rules"
 
 class _Refused(Exception):
     """The ACL user may not run the mover (NOPERM): not a Redis error, so the retry helper passes it."""
+
+
+class _NotAList(Exception):
+    """The intake key holds another type (set by hand): the mover waits for it to be a list again,
+    while the worker serves the stream; as a WRONGTYPE, the retry helper stopped the worker, and a
+    restarted one again (every worker of the fleet, in a loop)."""
 
 
 class Mover:
@@ -99,15 +128,17 @@ class Mover:
         self.batch = batch
         self.batch_bytes = max(batch_bytes, 1)
         self.trim_every_s = trim_every_s
+        self._waiter_ttl_s = max(2, math.ceil(4 * block_s))  # the waiter renews it every block_s or so
         self.moved = 0  # messages moved to the frames stream
         self.error: BaseException | None = None  # what stopped the mover (None: running, stopped, or refused)
         self.refused = False  # the ACL user may not move: the worker serves the stream alone
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sha: str | None = None
+        self._sha: dict[str, str] = {}  # script -> its SHA1, once the server has it
         self._trim: str | None = None  # MINID for the XADDs (None: trim nothing)
         self._next_trim = 0.0
         self._next_error = 0.0
+        self._not_a_list: str | None = None  # the type the intake key held when last tried (None: a list, or none)
         self.retry = RedisRetry(f"worker {name} mover", settings.redis_url, self._stop, cap_s=10.0)
 
     def start(self) -> None:
@@ -127,10 +158,15 @@ class Mover:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                if self.retry.call(self.move_once):
-                    continue
-                while not self._stop.is_set() and self.retry.call(self._wait_for_push) is None:
-                    pass  # an idle fleet only blocks here: no script, no backlog read
+                try:
+                    if self.retry.call(self.move_once):
+                        self._a_list_again()
+                        continue
+                    self._a_list_again()
+                    while not self._stop.is_set() and self.retry.call(self._wait_for_push) is None:
+                        pass  # an idle fleet only blocks here: no script, no backlog read
+                except _NotAList as exc:
+                    self._not_a_list_yet(str(exc))
         except RedisGone:
             pass
         except _Refused as exc:
@@ -145,6 +181,40 @@ class Mover:
             if not isinstance(exc, Exception):
                 raise
             log.debug("worker %s: the intake mover stopped: %s", self.name, exc)
+        finally:
+            self._leave_waiting()
+
+    def _leave_waiting(self) -> None:
+        """The waiter's hash removed where it is this mover's: another mover waits at once, not after its
+        TTL (a race with one that takes it meanwhile only makes that one renew it)."""
+        try:
+            if self.client.hmget(self.keys.intake_waiter, "mover")[0] == self.name.encode():
+                self.client.delete(self.keys.intake_waiter)
+        except redis.RedisError:  # it expires by itself
+            pass
+
+    def _not_a_list_yet(self, kind: str) -> None:
+        """Said once while it lasts (each worker): the frames producers push are refused meanwhile,
+        and the producers say so; what is in the stream is served."""
+        if self._not_a_list is None:
+            log.error("worker %s: %s is not a list (it holds a %s: set by hand?): no frame job is moved from it and "
+                      "producers cannot push; serving what is in %s. Delete or rename that key: this worker moves "
+                      "again once it is a list", self.name, self.keys.intake, kind, self.keys.frames)
+        self._not_a_list = kind
+        self._stop.wait(min(5.0, self.block_s * 4))
+
+    def _a_list_again(self) -> None:
+        if self._not_a_list is not None:
+            self._not_a_list = None
+            log.info("worker %s: %s is a list again: moving frame jobs from it", self.name, self.keys.intake)
+
+    def _wrong_type(self, exc: redis.ResponseError) -> None:
+        """A WRONGTYPE that the intake key caused: :class:`_NotAList` (the frames key's goes on: the
+        worker's own reads stop it with one line)."""
+        if "WRONGTYPE" in str(exc):  # Redis 6.2 wraps a script's: "ERR Error running script ... WRONGTYPE ..."
+            kind = as_str(self.client.type(self.keys.intake))
+            if kind not in ("list", "none"):
+                raise _NotAList(kind) from None
 
     def move_once(self) -> int:
         """One script call: the messages moved (0: the intake is empty, or the stream refused)."""
@@ -153,26 +223,30 @@ class Mover:
                 b = group_backlog(self.client, self.keys, count_limit=0)  # for its ids, not its lag
                 self._trim = b.trim_id(self.settings.stream_maxlen)
                 self._next_trim = time.monotonic() + self.trim_every_s
-            reply = self._script(self.keys.intake, self.keys.frames, self.batch, self.batch_bytes,
-                                 self._trim or "", FIELD)
+            reply = self._script(MOVE_SCRIPT, self.keys.intake, self.keys.frames, self.batch, self.batch_bytes,
+                                 self._trim or "", FIELD, self.settings.max_message_bytes, TOO_LARGE, HEAD,
+                                 DEAD_LETTER_PAYLOAD_BYTES)
         except redis.exceptions.NoPermissionError as exc:
             raise _Refused(" ".join(str(exc).split())) from None
+        except redis.ResponseError as exc:
+            self._wrong_type(exc)
+            raise
         moved = int(reply[0])
         self.moved += moved
         if len(reply) > 1:
             self._refused_by_stream(reply[1], moved)
         return moved
 
-    def _script(self, *args) -> list:
+    def _script(self, script: str, *args):
         """EVALSHA, and EVAL where the server does not have the script (a restart, SCRIPT FLUSH)."""
-        keys, argv = args[:2], args[2:]
-        if self._sha is not None:
+        nkeys = 2 if script is MOVE_SCRIPT else 1
+        if script in self._sha:
             try:
-                return self.client.evalsha(self._sha, 2, *keys, *argv)
+                return self.client.evalsha(self._sha[script], nkeys, *args)
             except redis.exceptions.NoScriptError:
                 pass
-        reply = self.client.eval(MOVE_SCRIPT, 2, *keys, *argv)  # caches it: EVALSHA from now on
-        self._sha = _sha1(MOVE_SCRIPT)
+        reply = self.client.eval(script, nkeys, *args)  # caches it: EVALSHA from now on
+        self._sha[script] = _sha1(script)
         return reply
 
     def _refused_by_stream(self, why: bytes | str, moved: int) -> None:
@@ -187,12 +261,23 @@ class Mover:
                       self.keys.frames, moved, why, self.keys.intake, f". {hint}" if hint else "")
         self._stop.wait(min(5.0, self.block_s * 4))  # no spinning on a refusal; a stop ends the wait
 
-    def _wait_for_push(self) -> bytes | None:
-        """Until a producer pushes (or block_s: None): BLMOVE the head onto itself, the list unchanged."""
+    def _wait_for_push(self) -> bytes | int | None:
+        """Until a producer pushes (or block_s: None). One mover of the fleet, the waiter (a hash
+        with a TTL, renewed here), BLMOVEs the head onto itself, the list unchanged, and is woken
+        by the push; the others look at the list's length every block_s (at most that late, while
+        the waiter that stopped or died has its hash expire). BLMOVE's reply is the message: each
+        mover blocked there read every push whole, and woke the others again with its own move
+        (4 movers: 8 copies of it left Redis)."""
         try:
-            return self.client.blmove(self.keys.intake, self.keys.intake, self.block_s, "LEFT", "LEFT")
+            if self._script(WAITER_SCRIPT, self.keys.intake_waiter, self.name, self._waiter_ttl_s):
+                return self.client.blmove(self.keys.intake, self.keys.intake, self.block_s, "LEFT", "LEFT")
+            self._stop.wait(self.block_s)
+            return self.client.llen(self.keys.intake) or None
         except redis.exceptions.NoPermissionError as exc:
             raise _Refused(" ".join(str(exc).split())) from None
+        except redis.ResponseError as exc:
+            self._wrong_type(exc)
+            raise
 
 
 def _sha1(text: str) -> str:

@@ -70,7 +70,7 @@ from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_tr
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import as_str, check_streams, connect, ensure_group
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
-from moodstream.shared.wire import FIELD, dead_letter_fields, decode_frame, encode_result, now_ms
+from moodstream.shared.wire import FIELD, HEAD, TOO_LARGE, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.intake import Mover
 from moodstream.worker.metrics import MetricsServer, WorkerMetrics, format_figures
@@ -116,6 +116,9 @@ class Entry:
     decoded: Future | None = None  # -> (RGB uint8 (H, W, 3), decode ms)
     suspect: bool = False  # delivered before: served alone, its solo attempts counted
     solo_attempts: int = 0  # deaths while served alone so far (from <prefix>:attempts)
+    # set: payload is only the head of a message of this many bytes, over max_message_bytes (a mover's
+    # stand-in, shared.wire.TOO_LARGE): dead-lettered as too_large, never decoded
+    payload_bytes: int | None = None
 
 
 @dataclass
@@ -481,6 +484,8 @@ class Worker:
         e = Entry(entry_id, None, deliveries, time.monotonic(), suspect=deliveries > 1, solo_attempts=solo_attempts)
         try:
             e.payload = fields.get(FIELD) if isinstance(fields, dict) else None
+            if e.payload is None and isinstance(fields, dict) and TOO_LARGE in fields:  # a mover's stand-in
+                e.payload, e.payload_bytes = fields.get(HEAD) or b"", int(fields[TOO_LARGE])
             e.error = bare(self._check(e, solo_attempts))
         except Exception as exc:  # a bug in validation must not stop the fleet: this entry is dead-lettered
             log.exception("worker %s: validating entry %s failed", self.name, entry_id)
@@ -493,6 +498,10 @@ class Worker:
 
     def _check(self, e: Entry, solo_attempts: int) -> BadInputError | None:
         s = self.settings
+        if e.payload_bytes is not None:
+            return BadInputError("too_large", f"message of {e.payload_bytes} bytes is over max_message_bytes: the "
+                                              f"mover that took it from the intake passed on only its first "
+                                              f"{len(e.payload or b'')} bytes")
         if e.payload is None:
             return MessageError("missing_field", f"stream entry has no {FIELD.decode()!r} field")
         if isinstance(e.payload, (bytes, bytearray)) and len(e.payload) > s.max_message_bytes:
@@ -689,7 +698,7 @@ class Worker:
                 written[len(pipe.command_stack)] = (self.keys.dead, o)
                 pipe.xadd(self.keys.dead, dead_letter_fields(
                     o.dead[0], o.dead[1], e.entry_id, e.deliveries, self.name, e.payload,
-                    e.job.job_id if e.job else None), maxlen=s.stream_maxlen, approximate=True)
+                    e.job.job_id if e.job else None, e.payload_bytes), maxlen=s.stream_maxlen, approximate=True)
         ids = [o.entry.entry_id for o in outcomes]
         pipe.xack(self.keys.frames, self.keys.group, *ids)
         pipe.hdel(self.keys.attempts, *ids)
@@ -716,7 +725,7 @@ class Worker:
         type: Redis runs the rest of a MULTI): their messages are added to the frames stream
         again, so that no frame is lost, and the worker stops with one line."""
         entries = {o.entry.entry_id: o.entry for _, o in lost.values()}
-        back = [e.payload for e in entries.values() if e.payload is not None]
+        back = [e.payload for e in entries.values() if e.payload is not None and e.payload_bytes is None]
         try:
             for payload in back:
                 self.client.xadd(self.keys.frames, {FIELD: payload}, maxlen=self.settings.stream_maxlen,
