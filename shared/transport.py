@@ -278,6 +278,13 @@ def _entry_id(entry: object) -> str | None:
     return as_str(entry[0]) if entry else None
 
 
+def acked_below(last_delivered: str, oldest_pending: str | None) -> str:
+    """The id below which every entry was delivered to the group and acknowledged: past its
+    ``last-delivered-id``, or its oldest pending entry where one is pending."""
+    ms, seq = parse_id(last_delivered)
+    return format_id(min((ms, seq + 1), parse_id(oldest_pending)) if oldest_pending else (ms, seq + 1))
+
+
 def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> Backlog:
     """How many frames wait: the intake list's length (LLEN), and how far the consumer
     group is behind the frames stream (entries after the group's ``last-delivered-id``
@@ -311,15 +318,12 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> 
         return Backlog(length, 0, True, length, None, first, last, intake)
     pending = int(g.get("pending") or 0)
     delivered = as_str(g.get("last-delivered-id")) or "0-0"
-    ms, seq = parse_id(delivered)
-    acked_below = (ms, seq + 1)
-    if pending and not isinstance(pend, Exception) and pend.get("min"):
-        acked_below = min(acked_below, parse_id(as_str(pend["min"])))
+    oldest = as_str(pend["min"]) if pending and not isinstance(pend, Exception) and pend.get("min") else None
     lag, exact = _trusted_lag(info, g, length, delivered), True
     if lag is None:
         n = count_after(client, keys.frames, delivered, count_limit)
         lag, exact = min(n, count_limit + 1), n <= count_limit
-    return Backlog(lag, pending, exact, length, format_id(acked_below), first, last, intake)
+    return Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake)
 
 
 def as_str(v: object) -> str | None:

@@ -15,8 +15,8 @@ that list into ``<prefix>:frames``, the stream the consumer group reads::
 and ``batch_bytes`` in all (the first always: one message is at most
 ``max_message_bytes``), so no call holds the server long; XADDs each with ``*``
 in order, with ``MINID ~`` below what the group has read and acknowledged
-(:meth:`shared.transport.Backlog.trim_id`, measured here every ``trim_every_s``:
-an unread or pending frame is never trimmed), and only then removes them from
+(:meth:`shared.transport.Backlog.trim_id`, from ids a script reads inside Redis every
+``trim_every_s``: an unread or pending frame is never trimmed), and only then removes them from
 the list (LTRIM). A worker killed at any point loses or duplicates nothing;
 movers of several workers racing keep the list's order (FIFO), since a script
 runs alone. An XADD the stream refuses (an entry with the largest id, added by
@@ -49,7 +49,7 @@ import redis
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.transport import Backlog, acked_below, as_str, connect
 from moodstream.shared.wire import DEAD_LETTER_PAYLOAD_BYTES, FIELD, HEAD, TOO_LARGE
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,26 @@ end
 if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
 if refused then return {n, refused} end
 return {n}
+"""
+
+# KEYS: the frames stream. ARGV: the workers' group. What the trim point needs, ids only: {length, first id, last
+# id, the group's last-delivered-id or false, its oldest pending id or false} ({0}: no stream). Read here, not by
+# XINFO STREAM from the client, whose reply holds the first and last entries whole (two frames a read).
+TRIM_SCRIPT = """
+local length = redis.call('XLEN', KEYS[1])
+if length == 0 then return {0} end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1][1]
+local delivered, oldest = false, false
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  if f['name'] == ARGV[1] then
+    delivered = f['last-delivered-id']
+    if tonumber(f['pending']) > 0 then oldest = redis.call('XPENDING', KEYS[1], ARGV[1])[2] end
+  end
+end
+return {length, first, last, delivered, oldest}
 """
 
 # KEYS: the waiter hash. ARGV: this mover's name, the hash's TTL in seconds. 1: this mover is the fleet's waiter
@@ -220,8 +240,7 @@ class Mover:
         """One script call: the messages moved (0: the intake is empty, or the stream refused)."""
         try:
             if self.trim_every_s == 0 or time.monotonic() >= self._next_trim:
-                b = group_backlog(self.client, self.keys, count_limit=0)  # for its ids, not its lag
-                self._trim = b.trim_id(self.settings.stream_maxlen)
+                self._trim = self._trim_point()
                 self._next_trim = time.monotonic() + self.trim_every_s
             reply = self._script(MOVE_SCRIPT, self.keys.intake, self.keys.frames, self.batch, self.batch_bytes,
                                  self._trim or "", FIELD, self.settings.max_message_bytes, TOO_LARGE, HEAD,
@@ -237,9 +256,18 @@ class Mover:
             self._refused_by_stream(reply[1], moved)
         return moved
 
+    def _trim_point(self) -> str | None:
+        """The MINID for the moves' XADDs (:meth:`~shared.transport.Backlog.trim_id`), from ids read in Redis."""
+        reply = self._script(TRIM_SCRIPT, self.keys.frames, self.keys.group)
+        if int(reply[0]) == 0:
+            return None
+        length, first, last, delivered, oldest = int(reply[0]), *(as_str(v) if v else None for v in reply[1:5])
+        below = acked_below(delivered, oldest) if delivered is not None else None  # no group: nothing read
+        return Backlog(0, 0, True, length, below, first, last).trim_id(self.settings.stream_maxlen)
+
     def _script(self, script: str, *args):
         """EVALSHA, and EVAL where the server does not have the script (a restart, SCRIPT FLUSH)."""
-        nkeys = 2 if script is MOVE_SCRIPT else 1
+        nkeys = 2 if script is MOVE_SCRIPT else 1  # TRIM_SCRIPT: the stream; WAITER_SCRIPT: the hash
         if script in self._sha:
             try:
                 return self.client.evalsha(self._sha[script], nkeys, *args)

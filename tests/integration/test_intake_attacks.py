@@ -148,3 +148,29 @@ def test_a_push_to_an_idle_fleet_is_sent_to_one_mover_not_each(any_client):
     assert sent < 2 * (4 << 20), f"{sent / 2 ** 20:.1f} MiB left Redis for one 4 MiB push"
     assert took < 0.4, f"{took:.2f} s: not woken by the push"
     assert sum(m.moved for m in movers) == 1
+
+
+def test_the_mover_s_trim_point_costs_ids_not_frames(any_client):
+    """The mover read its trim point (every second while it moves) with XINFO STREAM, whose reply
+    holds the stream's first and last entries whole: two frames out of Redis a read (3.3 MB for 1080p
+    PNG frames, a second, per moving worker). Now ids only, read inside Redis."""
+    from moodstream.worker.intake import Mover
+
+    kw = any_client.connection_pool.connection_kwargs
+    settings = settings_for(f"redis://{kw['host']}:{kw['port']}/0", stream_maxlen=2)
+    big = encode_frame(FrameJob("big", "s", 0, image=b"\xff\xd8" + b"x" * (1 << 20)))
+    any_client.xgroup_create(KEYS.frames, KEYS.group, id="0", mkstream=True)
+    for _ in range(4):  # read and acknowledged: what trimming may remove
+        any_client.xadd(KEYS.frames, {FIELD: big})
+    for eid, _ in any_client.xreadgroup(KEYS.group, "w", {KEYS.frames: ">"})[0][1]:
+        any_client.xack(KEYS.frames, KEYS.group, eid)
+    any_client.rpush(KEYS.intake, *[big] * 6)
+    mover = Mover(settings, name="m", batch=1, trim_every_s=0)  # a trim read before each move
+    try:
+        before = int(any_client.info("stats")["total_net_output_bytes"])
+        assert sum(mover.move_once() for _ in range(6)) == 6
+        sent = int(any_client.info("stats")["total_net_output_bytes"]) - before
+    finally:
+        mover.stop()
+    assert sent < (1 << 20), f"{sent / 2 ** 20:.1f} MiB left Redis for 6 moves"
+    assert any_client.xlen(KEYS.frames) < 10  # and it trims: the acknowledged ones went
