@@ -424,3 +424,25 @@ def test_only_the_monitoring_namespace_reaches_the_workers_metrics(overlay):
     (rule,) = spec["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_the_shipped_redis_refuses_a_push_far_over_max_message_bytes(overlay):
+    """A producer credential may RPUSH to the intake; Redis takes an element of up to 512 MB by
+    default (proto-max-bulk-len), so one credential could put a 500 MB message in Redis's memory
+    (the movers pass on a stand-in, but Redis holds it until then). The shipped server's bound is
+    a little over max_message_bytes: a push past it is refused, one of max_message_bytes goes."""
+    import redis
+
+    from moodstream.shared.embedded import EmbeddedRedis
+
+    _, docs = overlay
+    args = one(docs, "StatefulSet", "moodstream-redis")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--proto-max-bulk-len" in args, args
+    bound = args[args.index("--proto-max-bulk-len") + 1]
+    limit = Settings().max_message_bytes
+    with EmbeddedRedis(extra_args=["--proto-max-bulk-len", bound]) as server:
+        client = redis.Redis.from_url(server.url)
+        client.rpush("moodstream:intake", b"x" * limit)  # the largest message a worker serves
+        with pytest.raises(redis.RedisError):
+            client.rpush("moodstream:intake", b"x" * (4 * limit))
+        client.close()
