@@ -215,3 +215,18 @@ def test_a_published_summary_stays_shown_through_later_updates(browser, redis_ur
     browser.get(board.url)  # a page opened now gets it in its snapshot
     assert wait_until(lambda: "summary published" in meta(), 30), meta()
     client.close()
+
+
+def test_frames_waiting_in_the_intake_are_in_the_backlog_figure(browser, redis_url, dashboard_for):
+    """With no worker, pushed frames wait in the intake list: the backlog figure read "3 = 0 + 0"
+    (its total counts the intake, its parts did not name it)."""
+    settings = settings_for(redis_url)
+    producer = Producer(settings)
+    for i in range(3):
+        producer.submit_image(SAMPLE.parent.joinpath("street.jpg").read_bytes(), source="waiting", frame=i)
+    producer.close()
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    assert wait_js(browser, "return document.body.innerText.includes('backlog (intake + lag + pending)')", 30), \
+        body(browser)
+    assert "3 = 3 + 0 + 0" in body(browser), body(browser)

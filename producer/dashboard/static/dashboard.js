@@ -124,7 +124,8 @@
     const head = el("div", "fleet-figures");
     const fig = (label, value) => { const d = el("div", "figure"); d.appendChild(el("b", null, value)); d.appendChild(el("span", null, label)); head.appendChild(d); };
     fig("workers busy / idle", f.busy + " / " + f.idle + (f.workers.length > f.busy + f.idle ? " (+" + (f.workers.length - f.busy - f.idle) + ")" : ""));
-    fig("backlog (lag + pending)", f.backlog.total + (f.backlog.exact ? "" : "+") + " = " + f.backlog.lag + " + " + f.backlog.pending);
+    fig("backlog (intake + lag + pending)", f.backlog.total + (f.backlog.exact ? "" : "+") + " = " +
+        (f.backlog.intake || 0) + " + " + f.backlog.lag + " + " + f.backlog.pending);
     fig("frames/s now", f.frames_per_s);
     fig("dead letters", f.dead.length);
     fig("prefix · redis", f.prefix + " · " + ((f.redis && f.redis.version) || "?"));
