@@ -1,7 +1,8 @@
 """``moodstream status``: one screen for an operator (no torch, no worker code).
 
 Live workers (from their heartbeats; busy while they hold entries of the
-group), the consumer group's backlog, results and frames/s now (last 5 s) and
+group), the backlog (the intake list's length plus the consumer group's lag
+and pending), results and frames/s now (last 5 s) and
 over the last minute, dead letters by reason. The functions are usable on
 their own::
 

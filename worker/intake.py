@@ -9,7 +9,10 @@ that list into ``<prefix>:frames``, the stream the consumer group reads::
     while not stopped:
         moved = MOVE(intake, frames)       # one Lua script: atomic
         if not moved:
-            BLMOVE intake intake LEFT LEFT  # sleeps until a producer pushes (the list is unchanged)
+            if WAITER(intake:waiter):       # one mover of the fleet (a hash with a TTL it renews)
+                BLMOVE intake intake LEFT LEFT  # sleeps until a producer pushes (the list is unchanged)
+            else:
+                sleep(block_s); LLEN intake    # the others look, and take over once the waiter stops
 
 ``MOVE`` takes the messages at the head of the list, at most ``batch`` of them
 and ``batch_bytes`` in all (the first always: one message is at most
@@ -193,8 +196,8 @@ class Mover:
             self.refused = True
             log.warning("worker %s: this Redis user may not move frame jobs from %s to %s (%s): serving only what "
                         "reaches the stream itself (producers of the release before XADD there); grant +evalsha "
-                        "+eval +lindex +ltrim +blmove +llen and the backlog reads +xinfo|groups +xinfo|stream "
-                        "+xrange, as %s does, or frames that producers of this release push wait in %s",
+                        "+eval +lindex +ltrim +blmove +llen, the trim point's reads +xlen +xrange +xrevrange "
+                        "+xinfo|groups and the waiter's +hmget +hset +expire +del, as %s does, or frames that producers of this release push wait in %s",
                         self.name, self.keys.intake, self.keys.frames, exc, RULES, self.keys.intake)
         except BaseException as exc:  # the worker raises it from its loop: one line, teardown
             self.error = exc

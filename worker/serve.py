@@ -33,7 +33,8 @@ def worker(consumer, max_frames, **flags):
     """Serve frame jobs from Redis: batch, detect, classify, publish results.
 
     Joins the consumer group on the frames stream (workers scale horizontally:
-    start more with the same settings). The first SIGTERM/SIGINT finishes the
+    start more with the same settings); a thread moves the frame jobs producers
+    push to the intake list into that stream, in order. The first SIGTERM/SIGINT finishes the
     batch in hand and exits; a second exits at once (entries in hand are
     reclaimed by another worker).
     """

@@ -11,8 +11,9 @@ says so and the page shows it; when it is back, reading goes on from the
 last entry ids.
 
 **Frames.** Results carry boxes, not pixels. The picture of a source's latest
-frame is read back from ``<prefix>:frames`` by its job id near the job's
-enqueue time (the track stage's :class:`~moodstream.worker.tracking.pictures.FramePictures`),
+frame is read back from ``<prefix>:frames`` at the entry its result names
+(``frame_entry``; by its job id near the job's enqueue time for a result of a
+worker of an earlier release: the track stage's :class:`~moodstream.worker.tracking.pictures.FramePictures`),
 decoded and re-encoded as a small JPEG (never the stream's bytes as they
 are), at most once per source and frame. Once the frames stream has trimmed
 that entry (``stream_maxlen``), there is no picture: the page draws the boxes
@@ -211,14 +212,14 @@ class Feed:
         with self.model.lock:
             src = self.model.sources.get(source)
             latest = dict(src.latest) if src is not None and src.latest else None
-        if latest is None or not latest.get("job") or latest.get("enq") is None:
+        if latest is None or not latest.get("job") or (latest.get("entry") is None and latest.get("enq") is None):
             return None, "no frame known for this source"
         job = latest["job"]
         cached = self.frames.get(source)
         if cached is not None and cached[0] == job:
             return cached[1], "cached" if cached[1] else "frame no longer in the frames stream (trimmed)"
         try:
-            jpeg = self._lookup(job, int(latest["enq"]))
+            jpeg = self._lookup(job, latest.get("enq"), latest.get("entry"))
         except (redis.RedisError, BadInputError) as exc:
             return None, cut(redact(str(exc)), 200)
         self.frames[source] = (job, jpeg)
@@ -227,8 +228,11 @@ class Feed:
             self.frames.popitem(last=False)
         return jpeg, "ok" if jpeg else "frame no longer in the frames stream (trimmed)"
 
-    def _lookup(self, job: str, enq_ms: int) -> bytes | None:
-        rgb = self.pictures.frame(FrameResult(job_id=job, enqueued_at_ms=enq_ms))
+    def _lookup(self, job: str, enq_ms: int | None, entry: str | None) -> bytes | None:
+        """The frame at the entry the result names (its worker's ``frame_entry``), else by job id near
+        its enqueue time (a worker of an earlier release): a job that waited in the intake behind more
+        than a few dozen others lies past what that search reads."""
+        rgb = self.pictures.frame(FrameResult(job_id=job, enqueued_at_ms=enq_ms, frame_entry=entry))
         if rgb is None:
             return None
         h, w = rgb.shape[:2]

@@ -247,7 +247,7 @@ class Model:
             if (tracked or not src.tracked) and (latest is None or r.frame > latest["frame"]
                                                  or ms > latest["ms"] + RESTART_MS):
                 src.latest = {"frame": r.frame, "ms": ms, "t": r.timestamp_s, "size": list(r.size) if r.size else None,
-                              "job": cut(r.job_id, 80), "enq": r.enqueued_at_ms,
+                              "job": cut(r.job_id, 80), "enq": r.enqueued_at_ms, "entry": r.frame_entry,
                               "faces": [face_view(f) for f in r.faces[:MAX_FACES]],
                               "error": None if r.error is None else cut(f"{r.error.reason}: {r.error.detail}")}
             if not tracked:

@@ -1,7 +1,8 @@
 """Issue 22 item 9: lag_limit just below stream_maxlen still lost frames (maxlen 1000,
-lag_limit 990, 4 producers: 164 of 1,600 trimmed unread). Producers now trim only
-entries the workers' group has read and acknowledged (XADD MINID), so no setting and
-no number of producers makes our own XADD trim an unread or pending entry.
+lag_limit 990, 4 producers: 164 of 1,600 trimmed unread). Producers then trimmed only
+entries the workers' group had read and acknowledged (XADD MINID); now they only push to
+the intake and the workers' movers trim so, so no setting and no number of producers
+makes our own XADD trim an unread or pending entry.
 
 Real redis-server; the real Worker and classifier in a thread behind a slow
 fixed-box detector; four real producers in threads."""

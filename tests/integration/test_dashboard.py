@@ -179,6 +179,25 @@ def test_the_frame_picture_while_the_stream_holds_it_and_after_trimming(board, c
     assert get(b.url + "frame?source=nobody")[0] == 404
 
 
+def test_the_frame_picture_of_a_job_that_waited_in_the_intake_behind_others(board, client, keys, redis_url):
+    # a job pushed behind 100 others reaches the stream after them all: its entry id lies more than the
+    # 64 entries past its enqueue time that a lookup by job id reads; the result names the entry itself
+    producer = Producer(settings_for(redis_url))
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    for i in range(100):
+        producer.submit_image(encode_jpeg(rgb), source="busy", frame=i)
+    ref = producer.submit_image(encode_jpeg(rgb), source="cam", frame=0)
+    move_intake(producer.settings)
+    entry, job = stream_job(client, keys, ref.job_id)
+    r = result("cam", 0, job_id=ref.job_id, enq=job.enqueued_at_ms)
+    r.frame_entry = entry  # as the worker that answered it names it
+    add(client, keys, r)
+    b = board()
+    wait_state(b.url, lambda s: s["sources"])
+    status, _, body = get(b.url + "frame?source=cam")
+    assert status == 200 and body[:2] == b"\xff\xd8", body[:200]
+
+
 def test_state_stays_bounded_under_many_sources_and_long_runs():
     model = dm.Model()
     for s in range(3 * dm.MAX_SOURCES):

@@ -46,7 +46,7 @@ def test_unknown_override_rejected():
 
 def test_lag_limit_may_exceed_stream_maxlen():
     # issue 12 item 7 refused lag_limit >= stream_maxlen (MAXLEN trimmed unread frames); issue 22 item 9:
-    # producers now trim only acknowledged entries, so any pair is safe (tests/chaos/test_backpressure_trim.py)
+    # the workers' movers trim only acknowledged entries (producers only push), so any pair is safe (tests/chaos/test_backpressure_trim.py)
     assert Settings.from_env({}, lag_limit=10_000, stream_maxlen=10_000).lag_limit == 10_000
     assert Settings.from_env({}, lag_limit=400, stream_maxlen=200).stream_maxlen == 200
 

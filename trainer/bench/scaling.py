@@ -70,8 +70,8 @@ NOTES = [
     "Threads: by default (--threads default) each worker runs its own default, half the cores (at most 4): one "
     "thread each on two cores, so two workers fill the machine; --threads split gives each worker "
     "max(1, cores // workers) through the environment instead.",
-    "lag is the XINFO GROUPS lag that KEDA's redis-streams trigger compares with lagCount; backlog = lag + "
-    "pending, our corrected figure (shared.transport.group_backlog). Both are sampled every --sample-s.",
+    "lag is the XINFO GROUPS lag that KEDA's redis-streams trigger compares with lagCount; backlog = intake + "
+    "lag + pending, our corrected figure (shared.transport.group_backlog). Both are sampled every --sample-s.",
     "throughput: results published per second over the steady window (from the end of the ramp until the "
     "backlog drained, or the last sample); saturated: the backlog at the producer's stop was above one batch, "
     "so throughput is the workers' capacity rather than the offered rate.",
