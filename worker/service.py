@@ -359,7 +359,7 @@ class Worker:
         self._claim_cursor = as_str(resp[0]) or "0-0"
         claimed = [(as_str(eid), fields) for eid, fields in resp[1] if eid is not None]
         deleted = [as_str(eid) for eid in (resp[2] if len(resp) > 2 else [])]
-        if deleted:  # trimmed by MAXLEN while pending: the data is gone, Redis dropped them from the PEL
+        if deleted:  # trimmed or deleted while pending (by hand: the movers trim only acked ones): Redis dropped them
             self._dead_letter_only(deleted, "trimmed", "entry trimmed from the stream before it was served")
         fresh = [(eid, f) for eid, f in claimed if eid not in self._inhand_ids]
         if not fresh:
@@ -727,9 +727,8 @@ class Worker:
         entries = {o.entry.entry_id: o.entry for _, o in lost.values()}
         back = [e.payload for e in entries.values() if e.payload is not None and e.payload_bytes is None]
         try:
-            for payload in back:
-                self.client.xadd(self.keys.frames, {FIELD: payload}, maxlen=self.settings.stream_maxlen,
-                                 approximate=True)
+            for payload in back:  # no MAXLEN: it trimmed unread frames too; the movers trim below the acked
+                self.client.xadd(self.keys.frames, {FIELD: payload})
             done = f"their {len(back)} messages put back on {self.keys.frames}"
         except redis.RedisError as exc:
             log.error("worker %s: could not put back entries %s: %s", self.name, ", ".join(entries), exc)

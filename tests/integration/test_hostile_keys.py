@@ -177,3 +177,29 @@ def test_a_destroyed_group_is_recreated_where_the_worker_was(redis_url, client, 
         assert sources == ["after"] * 2 + ["before"] * 6, sources
     finally:
         w.stop()
+
+
+def test_frames_put_back_trim_no_unread_frame(redis_url, client, keys):
+    """The frames a worker puts back (its batch's results could not be added) went with XADD
+    MAXLEN ~ stream_maxlen, which trims the stream's oldest entries whether read or not: 300 unread
+    frames over a stream_maxlen of 2 lost 200 of them. Only the movers trim, below what the group
+    acknowledged."""
+    import time
+
+    import redis
+
+    from moodstream.shared.errors import ConfigError
+    from moodstream.worker.service import Entry, Outcome, Worker
+
+    class NoPipeline:
+        model_version = "none"
+
+    settings = settings_for(redis_url, stream_maxlen=2)
+    client.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
+    for i in range(300):
+        client.xadd(keys.frames, {FIELD: b"unread %d" % i})
+    worker = Worker(settings, NoPipeline(), name="w-back", client=client, handle_signals=False)
+    held = Outcome(Entry("1-1", b"held", 1, time.monotonic()), None)
+    with pytest.raises(ConfigError, match="put back"):
+        worker._put_back({0: (keys.results, held)}, [redis.ResponseError("WRONGTYPE Operation against a key")])
+    assert client.xlen(keys.frames) == 301
