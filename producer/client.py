@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -167,22 +168,27 @@ class Producer:
     def _push(self, payload: bytes) -> None:
         """RPUSH the message to the intake list; a user that may not (the ACL rules of the release
         before the intake, which granted XADD on the frames stream) is one line that says what to grant."""
-        try:
+        with self._intake_refusals(f"push frame jobs to {self.keys.intake}"):
             self.client.rpush(self.keys.intake, payload)
+
+    @contextmanager
+    def _intake_refusals(self, doing: str) -> Iterator[None]:
+        """Redis's refusals that no retry heals, each one line: a user that may not ``doing`` (the
+        ACL rules of the release before the intake, which granted XADD on the frames stream and no
+        list command) says what to grant; a WRONGTYPE from the intake key names it (the retry
+        helper's names a stream)."""
+        try:
+            yield
         except redis.exceptions.NoPermissionError as exc:
-            raise ConfigError(f"producer: this Redis user may not push frame jobs to {self.keys.intake} "
-                              f"({' '.join(str(exc).split())}): grant +rpush +llen on it, as "
+            raise ConfigError(f"producer: this Redis user may not {doing} ({' '.join(str(exc).split())}): grant "
+                              f"+rpush +llen on {self.keys.intake} besides the stream's reads, as "
                               "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
                               "push to the intake list; upgrade the workers and Redis's users first)") from None
         except redis.ResponseError as exc:
-            self._not_a_list(exc)
+            if str(exc).startswith("WRONGTYPE") and as_str(self.client.type(self.keys.intake)) not in ("list", "none"):
+                raise ConfigError(f"producer: {self.keys.intake} is not a list (a key set by hand?): nothing can be "
+                                  "pushed to it; delete or rename it, or use another prefix") from None
             raise
-
-    def _not_a_list(self, exc: redis.ResponseError) -> None:
-        """A WRONGTYPE from the intake key: one line that names it (the retry helper's names a stream)."""
-        if str(exc).startswith("WRONGTYPE") and as_str(self.client.type(self.keys.intake)) not in ("list", "none"):
-            raise ConfigError(f"producer: {self.keys.intake} is not a list (a key set by hand?): nothing can be "
-                              "pushed to it; delete or rename it, or use another prefix") from None
 
     def submit_image(self, data: bytes, source: str = "bytes", frame: int = 0, *,
                      timestamp_s: float | None = None, job_id: str | None = None,
@@ -277,16 +283,8 @@ class Producer:
         return b.total
 
     def _measure(self):
-        try:
+        with self._intake_refusals("measure the backlog"):  # LLEN of the intake: the rules of before lack it
             return group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit)
-        except redis.exceptions.NoPermissionError as exc:  # LLEN of the intake: the rules of before lack it
-            raise ConfigError(f"producer: this Redis user may not measure the backlog ({' '.join(str(exc).split())}):"
-                              f" grant +llen and +rpush on {self.keys.intake} besides the stream's reads, as "
-                              "deploy/k8s/base/redis/acl/moodstream-producer.rules does (producers of this release "
-                              "push to the intake list; upgrade the workers and Redis's users first)") from None
-        except redis.ResponseError as exc:
-            self._not_a_list(exc)
-            raise
 
     def _backpressure(self) -> bool:
         """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""

@@ -46,6 +46,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
@@ -231,28 +233,31 @@ class Mover:
             self._not_a_list = None
             log.info("worker %s: %s is a list again: moving frame jobs from it", self.name, self.keys.intake)
 
-    def _wrong_type(self, exc: redis.ResponseError) -> None:
-        """A WRONGTYPE that the intake key caused: :class:`_NotAList` (the frames key's goes on: the
-        worker's own reads stop it with one line)."""
-        if "WRONGTYPE" in str(exc):  # Redis 6.2 wraps a script's: "ERR Error running script ... WRONGTYPE ..."
-            kind = as_str(self.client.type(self.keys.intake))
-            if kind not in ("list", "none"):
-                raise _NotAList(kind) from None
-
-    def move_once(self) -> int:
-        """One script call: the messages moved (0: the intake is empty, or the stream refused)."""
+    @contextmanager
+    def _refusals(self) -> Iterator[None]:
+        """What no retry heals, as the mover's own: NOPERM is :class:`_Refused` (the rules of the
+        release before), a WRONGTYPE that the intake key caused :class:`_NotAList` (the frames
+        key's goes on: the worker's own reads stop it with one line)."""
         try:
-            if self.trim_every_s == 0 or time.monotonic() >= self._next_trim:
-                self._trim = self._trim_point()
-                self._next_trim = time.monotonic() + self.trim_every_s
-            reply = self._script(MOVE_SCRIPT, self.keys.intake, self.keys.frames, self.batch, self.batch_bytes,
-                                 self._trim or "", FIELD, self.settings.max_message_bytes, TOO_LARGE, HEAD,
-                                 DEAD_LETTER_PAYLOAD_BYTES)
+            yield
         except redis.exceptions.NoPermissionError as exc:
             raise _Refused(" ".join(str(exc).split())) from None
         except redis.ResponseError as exc:
-            self._wrong_type(exc)
+            if "WRONGTYPE" in str(exc):  # Redis 6.2 wraps a script's: "ERR Error running script ... WRONGTYPE ..."
+                kind = as_str(self.client.type(self.keys.intake))
+                if kind not in ("list", "none"):
+                    raise _NotAList(kind) from None
             raise
+
+    def move_once(self) -> int:
+        """One script call: the messages moved (0: the intake is empty, or the stream refused)."""
+        with self._refusals():
+            if self.trim_every_s == 0 or time.monotonic() >= self._next_trim:
+                self._trim = self._trim_point()
+                self._next_trim = time.monotonic() + self.trim_every_s
+            reply = self._script(MOVE_SCRIPT, (self.keys.intake, self.keys.frames), self.batch, self.batch_bytes,
+                                 self._trim or "", FIELD, self.settings.max_message_bytes, TOO_LARGE, HEAD,
+                                 DEAD_LETTER_PAYLOAD_BYTES)
         moved = int(reply[0])
         self.moved += moved
         if len(reply) > 1:
@@ -261,22 +266,22 @@ class Mover:
 
     def _trim_point(self) -> str | None:
         """The MINID for the moves' XADDs (:meth:`~shared.transport.Backlog.trim_id`), from ids read in Redis."""
-        reply = self._script(TRIM_SCRIPT, self.keys.frames, self.keys.group)
+        reply = self._script(TRIM_SCRIPT, (self.keys.frames,), self.keys.group)
         if int(reply[0]) == 0:
             return None
         length, first, last, delivered, oldest = int(reply[0]), *(as_str(v) if v else None for v in reply[1:5])
         below = acked_below(delivered, oldest) if delivered is not None else None  # no group: nothing read
         return Backlog(0, 0, True, length, below, first, last).trim_id(self.settings.stream_maxlen)
 
-    def _script(self, script: str, *args):
-        """EVALSHA, and EVAL where the server does not have the script (a restart, SCRIPT FLUSH)."""
-        nkeys = 2 if script is MOVE_SCRIPT else 1  # TRIM_SCRIPT: the stream; WAITER_SCRIPT: the hash
+    def _script(self, script: str, keys: tuple[str, ...], *args):
+        """EVALSHA, and EVAL where the server does not have the script (a restart, SCRIPT FLUSH); not
+        redis-py's Script, which loads it with SCRIPT LOAD, a command the worker's ACL does not grant."""
         if script in self._sha:
             try:
-                return self.client.evalsha(self._sha[script], nkeys, *args)
+                return self.client.evalsha(self._sha[script], len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
                 pass
-        reply = self.client.eval(script, nkeys, *args)  # caches it: EVALSHA from now on
+        reply = self.client.eval(script, len(keys), *keys, *args)  # caches it: EVALSHA from now on
         self._sha[script] = _sha1(script)
         return reply
 
@@ -299,16 +304,11 @@ class Mover:
         the waiter that stopped or died has its hash expire). BLMOVE's reply is the message: each
         mover blocked there read every push whole, and woke the others again with its own move
         (4 movers: 8 copies of it left Redis)."""
-        try:
-            if self._script(WAITER_SCRIPT, self.keys.intake_waiter, self.name, self._waiter_ttl_s):
+        with self._refusals():
+            if self._script(WAITER_SCRIPT, (self.keys.intake_waiter,), self.name, self._waiter_ttl_s):
                 return self.client.blmove(self.keys.intake, self.keys.intake, self.block_s, "LEFT", "LEFT")
             self._stop.wait(self.block_s)
             return self.client.llen(self.keys.intake) or None
-        except redis.exceptions.NoPermissionError as exc:
-            raise _Refused(" ".join(str(exc).split())) from None
-        except redis.ResponseError as exc:
-            self._wrong_type(exc)
-            raise
 
 
 def _sha1(text: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import threading
 import time
@@ -33,6 +32,7 @@ from moodstream.shared.record import FrameJob
 from moodstream.shared.settings import Settings
 from moodstream.shared.wire import FIELD, encode_frame, new_job_id
 from moodstream.worker.intake import Mover
+from moodstream.worker.runtime import cpu_info
 
 REPO = Path(__file__).resolve().parents[2]
 STREET_1080P = REPO.parent / "shared" / "data" / "videos" / "street_1080p.mp4"  # measured where it is there
@@ -46,13 +46,6 @@ def messages(kind: str, n: int) -> list[bytes]:
                 for i, img in enumerate(frames)]
     data = (REPO / "samples" / "street.jpg").read_bytes()
     return [encode_frame(FrameJob(new_job_id(), "photo", i, image=data, page=1)) for i in range(n)]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def quantiles(ms: list[float]) -> dict:
@@ -105,7 +98,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=2000)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    report: dict = {"cpu": cpu_name(), "command": "python docs/results/intake_hop.py " + " ".join(
+    report: dict = {"cpu": cpu_info().model, "command": "python docs/results/intake_hop.py " + " ".join(
         f"--{k} {v}" for k, v in (("hops", args.hops), ("burst", args.burst)))}
     with EmbeddedRedis() as server:
         settings = Settings(redis_url=server.url, prefix="hop")

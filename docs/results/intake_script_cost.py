@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from moodstream.shared.embedded import EmbeddedRedis
+from moodstream.worker.runtime import cpu_info
 
 SIZES = {"png_1080p": 1_650_000, "jpeg_photo": 100_000}
 
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    report: dict = {"command": f"python docs/results/intake_script_cost.py --n {args.n}"}
+    report: dict = {"cpu": cpu_info().model, "command": f"python docs/results/intake_script_cost.py --n {args.n}"}
     with EmbeddedRedis() as server:
         c = redis.Redis.from_url(server.url)
         report["redis"] = c.info("server")["redis_version"]

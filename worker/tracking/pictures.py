@@ -108,34 +108,34 @@ class FramePictures:
 
     def _entry(self, job_id: str, entry_id: str) -> FrameJob | None:
         """The job of entry ``entry_id`` if it is still there and is ``job_id``'s."""
-        entries = self.client.xrange(self.frames_key, min=entry_id, max=entry_id, count=1)
-        self.entries_read += len(entries)
-        for _, fields in entries:
-            raw = fields.get(FIELD)
-            if isinstance(raw, bytes):
-                job = decode_frame(raw)
-                if job.job_id == job_id:
-                    return job
-        return None
+        return self._read(job_id, entry_id, entry_id, 1)[0]
 
     def _find(self, job_id: str, enqueued_at_ms: int) -> FrameJob | None:
-        needle = job_id.encode()
         skew_stop = f"{min(enqueued_at_ms + SKEW_MS, MAX_TIME_MS)}"  # never past a stream id's range
         forward_done = False  # no more entries from the enqueue time on: only the skew window is left
         for before_ms, count in SCANS:
             if before_ms == 0 and forward_done:
                 continue
-            entries = self.client.xrange(self.frames_key, min=f"{max(0, enqueued_at_ms - before_ms)}-0",
-                                         max="+" if before_ms == 0 else skew_stop, count=count)
-            self.entries_read += len(entries)
-            for _, fields in entries:
-                raw = fields.get(FIELD)
-                if isinstance(raw, bytes) and needle in raw:  # decode only a likely match
-                    job = decode_frame(raw)
-                    if job.job_id == job_id:
-                        return job
-            forward_done = forward_done or (before_ms == 0 and len(entries) < count)
+            job, read = self._read(job_id, f"{max(0, enqueued_at_ms - before_ms)}-0",
+                                   "+" if before_ms == 0 else skew_stop, count)
+            if job is not None:
+                return job
+            forward_done = forward_done or (before_ms == 0 and read < count)
         return None
+
+    def _read(self, job_id: str, first: str, last: str, count: int) -> tuple[FrameJob | None, int]:
+        """(``job_id``'s job among the entries ``first``..``last``, at most ``count`` of them, or None;
+        the entries read). An entry is decoded only when its bytes contain the job id."""
+        needle = job_id.encode()
+        entries = self.client.xrange(self.frames_key, min=first, max=last, count=count)
+        self.entries_read += len(entries)
+        for _, fields in entries:
+            raw = fields.get(FIELD)
+            if isinstance(raw, bytes) and needle in raw:  # decode only a likely match
+                job = decode_frame(raw)
+                if job.job_id == job_id:
+                    return job, len(entries)
+        return None, len(entries)
 
     def figures(self) -> dict:
         return {"frames_read": self.reads, "found": self.found, "entries_read": self.entries_read,
