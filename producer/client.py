@@ -44,7 +44,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
-from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.transport import as_str, connect, group_backlog, refuse_cluster
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
@@ -131,6 +131,7 @@ class Producer:
         self.check_every = max(1, min(50, settings.lag_limit // 20))
         self._since_check = self.check_every  # check before the first job
         self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
+        self._server_checked = False  # a Redis in cluster mode is refused before the first push
 
     # --- single jobs --------------------------------------------------------------
 
@@ -161,6 +162,9 @@ class Producer:
         except MessageError as exc:
             raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: "
                                           f"not sent (every worker would refuse it)") from None
+        if not self._server_checked:  # a job pushed to a cluster no worker could move (the CLI checks at start)
+            self.retry.call(lambda: refuse_cluster(self.client, self.settings.redis_url))
+            self._server_checked = True
         self.retry.call(lambda: self._push(payload))
         self.stats.sent += 1
         return JobRef(job.job_id, job.source, job.frame, None)

@@ -2,7 +2,8 @@
 
 Errors by class (as rq's worker loop and arq's connection module sort them):
 
-* **fatal** (a refused password, an ACL user without the command): no wait
+* **fatal** (a refused password, an ACL user without the command, a Redis
+  Cluster's CROSSSLOT / MOVED / CLUSTERDOWN): no wait
   heals it -> :class:`~moodstream.shared.errors.ConfigError`, one line, the URL
   redacted, at once;
 * **transient** (connection refused or reset, timeouts, ``LOADING`` after a
@@ -37,7 +38,7 @@ from typing import TypeVar
 import redis
 
 from moodstream.shared.errors import ConfigError
-from moodstream.shared.transport import FATAL, TRANSIENT, Backoff, describe_fatal, redact
+from moodstream.shared.transport import CLUSTER, FATAL, TRANSIENT, Backoff, describe_cluster, describe_fatal, redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,6 +138,8 @@ class RedisRetry:
                     raise
                 if isinstance(exc, FATAL):
                     raise ConfigError(describe_fatal(exc, self.redis_url)) from None
+                if isinstance(exc, CLUSTER):
+                    raise ConfigError(f"{self.actor}: {describe_cluster(self.redis_url)}") from None
                 if isinstance(exc, redis.ResponseError) and _reply(exc).startswith("WRONGTYPE"):
                     raise ConfigError(f"{self.actor}: a key moodstream keeps a stream in is not a stream "
                                       "(another program's key, or one changed by hand): delete or rename it, or use "

@@ -29,6 +29,12 @@ FATAL = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationErr
          redis.exceptions.AuthenticationWrongNumberOfArgsError)
 
 
+# a Redis Cluster's refusals (keys in another slot, on another node, the cluster down): moodstream
+# needs a standalone server, as its keys go together into scripts and transactions (refuse_cluster)
+CLUSTER = (redis.exceptions.ClusterCrossSlotError, redis.exceptions.AskError, redis.exceptions.ClusterDownError,
+           redis.exceptions.TryAgainError)
+
+
 def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, FATAL)
 
@@ -73,6 +79,28 @@ def describe_fatal(exc: BaseException, url: str | None) -> str:
     return f"Redis at {redact(url)} refused us: {exc} (check the password / ACL user in the URL)"
 
 
+def describe_cluster(url: str | None) -> str:
+    return (f"Redis at {redact(url)} runs in cluster mode, which moodstream cannot use (its keys go together "
+            "into scripts and transactions, which a cluster refuses across hash slots): use a standalone Redis "
+            "(a managed service's 'cluster mode disabled'; a primary with replicas is fine)")
+
+
+def refuse_cluster(client: redis.Redis, redis_url: str | None) -> None:
+    """One line at start-up for a Redis in cluster mode (``INFO cluster``; managed services often
+    start one): a worker died in a traceback at its first transaction, a producer pushed frames no
+    worker could move. Asked as the default user only: the shipped ACL users may not read INFO, and
+    each refusal would be an entry in the operator's ACL LOG. Where it is not asked, or may not
+    answer, the first command the cluster refuses says it (:data:`CLUSTER`, shared.retry)."""
+    if (client.connection_pool.connection_kwargs.get("username") or "default") != "default":
+        return
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:  # NOPERM and the like: not ours to require
+        return
+    if info.get("cluster_enabled"):
+        raise ConfigError(describe_cluster(redis_url))
+
+
 def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redis:
     """A client for ``redis_url`` (redis://, rediss:// for TLS, unix://; passwords in the URL).
 
@@ -92,7 +120,7 @@ def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redi
 def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float = 10.0,
                      notice: Callable[[str], None] | None = None) -> None:
     """Fail at start-up, with one line, on what no retry heals: a wrong password, an
-    unknown host, a database number the server does not have. A server that refuses
+    unknown host, a database number the server does not have, a cluster (:func:`refuse_cluster`). A server that refuses
     connections is waited for up to ``wait_s`` (it may be starting); after that, too,
     one line. Once running, callers retry connection errors with backoff: a server
     that was reachable and went away is expected back.
@@ -113,6 +141,7 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
     while True:
         try:
             client.ping()
+            refuse_cluster(client, redis_url)
             return
         except FATAL as exc:
             raise ConfigError(describe_fatal(exc, redis_url)) from None
