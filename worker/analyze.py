@@ -242,8 +242,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
         from moodstream.worker.pipeline import Pipeline  # torch: only once the flags are known to be good
-        from moodstream.worker.tracking.summary import (Summarizer, SummaryConfig, check_writable, people_table,
-                                                write_summary)
+        from moodstream.worker.tracking.summary import (Summarizer, SummaryConfig, SummaryWriter, check_writable,
+                                                        people_table, write_summary)
         from moodstream.worker.video import VideoAnalyzer
 
         pipeline = Pipeline(settings)
@@ -280,6 +280,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     summary = Summarizer(SummaryConfig.from_settings(settings)) if summary_path is not None else None
+    # a run's pictures and timeline are written once it has ended (a photo at once), not held to the end
+    summary_files = SummaryWriter(summary_path, inputs=inputs) if summary_path is not None else None
     summary_s = 0.0  # the time the summary adds
     report = None
     if report_path is not None:
@@ -322,6 +324,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                     t0 = time.perf_counter()
                     # a still image (a TIFF's page: its frame) is tracked alone (ids 0..k-1): a run of its own
                     summary.add(r, out.image, page=r.page)
+                    summary_files.write_ended(summary)
                     summary_s += time.perf_counter() - t0
                 if report is not None:
                     report.add(r, out.image, out.video, out.rate)
@@ -347,7 +350,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
                 "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted},
-                inputs=inputs, failed=pictures_failed),
+                inputs=inputs, failed=pictures_failed, writer=summary_files),
                 "the summary", summary_path, unwritten) or {"tracks": []}
             if pictures_failed:
                 unwritten.append(not_written(pictures_failed, summary_path))

@@ -205,6 +205,7 @@ class Annotator:
         if not os.access(self.out_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"cannot write the annotated files in {out_dir}: the folder is not writable")
         self.taken: set[str] = set()
+        self._next: dict[tuple[str, str], int] = {}  # (stem, ext) -> the n its last name took
         self.written: list[Path] = []
         self.failed: list[Path] = []  # could not be written: the run fails at close()
         self._video_source: str | None = None
@@ -214,14 +215,18 @@ class Annotator:
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
         """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
         after the first is named by its page (``doc-page2.png``)."""
-        stem, n = safe_stem(source, page + 1), 1
-        name = stem + ext
+        stem = safe_stem(source, page + 1)
+        # where the last search for this name ended: every name below it is taken (a folder of
+        # thousands of 0.jpg tried 1, 2, ... k again for the k-th: quadratic in the photos)
+        n = self._next.get((stem, ext), 1)
+        name = stem + ext if n == 1 else f"{stem}-{n}{ext}"
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
                or os.path.realpath(self.out_dir / name) in self.inputs
                or (n > 1 and os.path.lexists(self.out_dir / name))):  # a name moved off an input takes no file's
             n += 1
             name = f"{stem}-{n}{ext}"
         self.taken.add(name)
+        self._next[stem, ext] = n
         return self.out_dir / name
 
     def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None,

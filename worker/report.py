@@ -123,7 +123,8 @@ class Report:
                 line["why"] = f"an image of {line['pages']} pages (the report shows videos)"
             else:
                 self.images += 1  # image files, as the list names them: a TIFF of 3 pages is one
-                line = {"source": record.source, "why": "an image (the report shows videos)", "pages": 1}
+                line = {"source": record.source, "why": "an image (the report shows videos)", "pages": 1,
+                        "image": True}  # the page folds a folder's photos, never an input that failed
                 self.not_shown.append(line)
             self._still = (record.source, record.frame, line)
             return

@@ -59,3 +59,31 @@ def test_an_unwritable_report_path_is_one_line_before_the_run(tmp_path):
     assert "cannot write the report" in result.output and str(blocker / "r.html") in result.output
     assert result.output.count("\n") <= 2, result.output  # one line, and no frame was analysed first
     assert '"frame"' not in result.output
+
+
+def test_a_folder_of_photos_keeps_the_failure_and_the_video_on_the_first_screen(browser, tmp_path):
+    # `analyze FOLDER --report` on 2,000 photos, a clip and a broken file: the one input that failed
+    # (why the run exits 1) was line 1,001 of a list of 2,001, the video below all of them
+    import cv2
+
+    folder = tmp_path / "event"
+    photo = cv2.resize(cv2.imread(str(IMAGE)), (64, 36))
+    for i in range(300):
+        (folder / f"p{i:03d}").mkdir(parents=True)
+        assert cv2.imwrite(str(folder / f"p{i:03d}" / "0.jpg"), photo)
+    (folder / "p150" / "broken.mp4").write_bytes(SAMPLE.read_bytes()[:150_000])
+    (folder / "p299" / "clip.mp4").write_bytes(SAMPLE.read_bytes())
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", "--detector", "haar", "--max-frames", "3",
+                                              str(folder), "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 1, result.output  # the broken file failed
+    browser.get((tmp_path / "r.html").as_uri())
+    tops = wait_js(browser, """
+        const video = document.querySelector('section.video');
+        const broken = [...document.querySelectorAll('li')].find((li) => li.textContent.includes('broken.mp4'));
+        return video && broken ? [broken.getBoundingClientRect().top, video.getBoundingClientRect().top,
+                                  window.innerHeight] : null""")
+    assert tops, browser.find_element("tag name", "body").text[:500]
+    broken_top, video_top, screen = tops
+    assert broken_top < screen and video_top < screen, tops
+    text = browser.find_element("tag name", "body").text
+    assert "cannot open video" in text and "300 images" in text  # the photos: counted, listed when opened

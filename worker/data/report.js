@@ -71,11 +71,25 @@
   const main = document.getElementById("videos");
   if (!data.videos.length) main.appendChild(el("p", "muted", "No video in this run: the report shows videos only."));
   if (data.not_shown && data.not_shown.length) {  /* images and unreadable inputs: named, with why */
+    /* the inputs that failed first; a folder's photos (2,000 lines put the one failure at line 1,001 and
+       the videos below them all) folded into one line past IMAGES_LISTED */
+    const IMAGES_LISTED = 20;
+    const failed = data.not_shown.filter((n) => !n.image), images = data.not_shown.filter((n) => n.image);
     const box = el("section", "not-shown");
     box.appendChild(el("h2", null, "Not shown (" + data.not_shown.length + ")"));
     const list = el("ul");
-    for (const n of data.not_shown) list.appendChild(el("li", null, n.source + ": " + n.why));
+    const line = (n) => el("li", null, n.source + ": " + n.why);
+    for (const n of failed) list.appendChild(line(n));
+    if (images.length <= IMAGES_LISTED) for (const n of images) list.appendChild(line(n));
     box.appendChild(list);
+    if (images.length > IMAGES_LISTED) {
+      const fold = el("details", "images");
+      fold.appendChild(el("summary", null, images.length + " images (the report shows videos)"));
+      const names = el("ul");
+      for (const n of images) names.appendChild(line(n));
+      fold.appendChild(names);
+      box.appendChild(fold);
+    }
     main.appendChild(box);
   }
   data.videos.forEach((v, i) => {

@@ -384,6 +384,7 @@ class SourceSummary:
         self.pictures = ThumbnailPicker()
         self.retired: dict[int, dict] = {}  # track id -> final entry, of tracks :meth:`retire` let go
         self._entries: list[dict] | None = None
+        self.written: tuple[list[dict], dict] | None = None  # its entries and videos item, once written
 
     def add(self, result: FrameResult, image: np.ndarray | None = None) -> None:
         """One tracked result (faces without a ``track_id`` are skipped); ``image``, the RGB
@@ -435,6 +436,8 @@ class SourceSummary:
     def entries(self) -> list[dict]:
         """One entry per track, by track id (see the module doc); episodes still in progress
         are reported as if the source ended now (more results may follow)."""
+        if self.written is not None:  # its files are written, its running state freed
+            return self.written[0]
         if self._entries is None:
             made = [self._entry(tr) for tr in self.tracks.values()]
             self._entries = sorted([*self.retired.values(), *made], key=lambda e: e["track_id"])
@@ -557,31 +560,79 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
 
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
                   timelines: bool = True, inputs: frozenset[str] = frozenset(),
-                  failed: list[str] | None = None) -> dict:
+                  failed: list[str] | None = None, writer: SummaryWriter | None = None) -> dict:
     """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
     picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
     ``path``'s folder) and, with ``timelines``, a timeline PNG beside it per run, but a still image's
     without tracks (its ``timeline`` None: a picture of no faces over no time). Returns the object;
     the names of pictures and timelines that could not be written are added to ``failed`` (the JSON
-    is written without them: the caller says so and fails the run)."""
-    from moodstream.worker.annotate import safe_stem, write_image, write_timeline
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tracks, videos, taken = [], [], set()
+    is written without them: the caller says so and fails the run). ``writer``: the one that wrote
+    the runs that ended during the run (:meth:`SummaryWriter.write_ended`); it writes the rest."""
+    writer = writer if writer is not None else SummaryWriter(path, timelines, inputs)
+    tracks, videos = [], []
     for run in summarizer.runs:
+        entries, video = writer.write_run(run)
+        videos.append(video)
+        tracks += entries
+    if failed is not None:
+        failed += writer.failed
+    out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
+    write_text_atomic(writer.path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
+    return out
+
+
+class SummaryWriter:
+    """The files beside a summary, run by run, in the order of the runs (so the names are the same
+    whenever a run is written): :meth:`write_ended` writes the runs no result can reach any more as
+    a long ``analyze`` goes (a photo is one; a folder of 20,000 photos held every face picture until
+    the end, 164 kB a photo), keeping only their entries; :func:`write_summary` the others and the JSON."""
+
+    def __init__(self, path: str | Path, timelines: bool = True, inputs: frozenset[str] = frozenset()):
+        self.path = Path(path)
+        self.timelines, self.inputs = timelines, inputs
+        self.taken: set[str] = set()
+        self.next_n: dict[str, int] = {}  # stem -> the n its last base took (every base below it is taken)
+        self.failed: list[str] = []  # pictures and timelines not written
+        self.done = 0  # summarizer.runs[:done] are written
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_ended(self, summarizer: Summarizer) -> None:
+        """Write the runs that have ended: every run but the last, and the last when it is a still
+        image's (nothing follows it). Only for a caller that feeds one source after another
+        (``analyze``): a run written is forgotten by the summarizer, so a later result of its source
+        would start a new run."""
+        runs = summarizer.runs
+        upto = len(runs) if runs and runs[-1].page is not None else len(runs) - 1
+        while self.done < upto:
+            run = runs[self.done]
+            run.written = self.write_run(run)
+            run.pictures, run.tracks, run.times = ThumbnailPicker(), {}, []  # only its entries stay
+            if summarizer.current.get(run.source) is run:
+                del summarizer.current[run.source]
+            self.done += 1
+
+    def write_run(self, run: SourceSummary) -> tuple[list[dict], dict]:
+        """Its pictures and timeline; returns its entries (with their ``thumbnail``) and its
+        ``videos`` item. A run :meth:`write_ended` wrote gives what it gave then."""
+        if run.written is not None:
+            return run.written
+        from moodstream.worker.annotate import safe_stem, write_image, write_timeline
+
+        path = self.path
         entries = run.entries()
 
         def spares_inputs(base: str) -> bool:  # none of its picture and timeline files is an input
             names = [base + ".png", *(f"{base}-t{e['track_id']}.jpg" for e in entries)]
-            return not any(os.path.realpath(path.with_name(name)) in inputs for name in names)
+            return not any(os.path.realpath(path.with_name(name)) in self.inputs for name in names)
 
         stem = f"{path.stem}-{safe_stem(run.source, run.page)}"  # a page by its page: s-scan-page2
-        base, n = stem, 1
-        while base in taken or not spares_inputs(base):
+        n = self.next_n.get(stem, 1)  # not 1 again: thousands of photos named 0.jpg were quadratic
+        base = stem if n == 1 else f"{stem}-{n}"
+        while base in self.taken or not spares_inputs(base):
             n += 1
             base = f"{stem}-{n}"
-        taken.add(base)
+        self.taken.add(base)
+        self.next_n[stem] = n
         pictures = {}
         for e in entries:
             pic = run.pictures.picture(e["track_id"])
@@ -590,25 +641,21 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
                 if write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
-                elif failed is not None:
-                    failed.append(name)
+                else:
+                    self.failed.append(name)
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
                  "frames": run.frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
-        if timelines and run.page is not None and not entries:
+        if self.timelines and run.page is not None and not entries:
             video["timeline"] = None  # a still image without faces: nothing to draw, and no time to draw it over
-        elif timelines:
+        elif self.timelines:
             rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
                      pictures.get(e["track_id"])) for e in entries]
             if write_timeline(path.with_name(base + ".png"), run.source, rows, run.span()):
                 video["timeline"] = base + ".png"
-            elif failed is not None:
-                failed.append(base + ".png")
-        videos.append(video)
-        tracks += entries
-    out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
-    write_text_atomic(path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
-    return out
+            else:
+                self.failed.append(base + ".png")
+        return entries, video
 
 
 def summary_settings(config: SummaryConfig) -> dict:
