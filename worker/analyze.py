@@ -36,6 +36,7 @@ from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
+from moodstream.worker.report import CLIP_MAX_PX
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
@@ -217,8 +218,13 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "
                    "dominant emotion, episodes and a chart of the probabilities that seeks the clip.")
+@click.option("--report-clip-px", type=click.IntRange(min=0), default=CLIP_MAX_PX, show_default=True,
+              help="The report's clip: its longer side at most this many pixels (a larger video's clip is "
+                   "scaled down, its boxes and labels drawn at that size; the page shows it at most 640 "
+                   "wide); 0: the video's own size.")
 def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
-            annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, **flags) -> None:
+            annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, report_clip_px: int,
+            **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
     PATH is an image (read upright as its EXIF or TIFF orientation says; each
@@ -288,7 +294,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.report import Report
 
         try:
-            report = Report(report_path, SummaryConfig.from_settings(settings), inputs=inputs)
+            report = Report(report_path, SummaryConfig.from_settings(settings), inputs=inputs,
+                            clip_max_px=report_clip_px)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     # "-" reads sys.stdin.buffer; an image read no further than the service would take it

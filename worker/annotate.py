@@ -44,14 +44,15 @@ WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """A copy of RGB ``image`` with each face's box and label (:func:`face_label`) drawn on it."""
+def draw(image: np.ndarray, faces: list[Face], scale: float = 1.0) -> np.ndarray:
+    """A copy of RGB ``image`` with each face's box and label (:func:`face_label`) drawn on it;
+    ``scale``: the image's size over the frame's the boxes are in (a scaled-down copy)."""
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 360))
     max_scale = max(0.35, min(1.2, min(h, w) / 900))
     for face in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in face.box)
         emotion, text = face_label(face)
         color = COLORS.get(emotion, (255, 255, 255))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
@@ -294,12 +295,15 @@ MAX_TIMELINE_ROWS = 64  # tracks drawn, people first then the longest; every one
 STACK_ORDER = sorted(range(len(LABELS)), key=lambda k: LABELS[k] == "neutrality")
 
 
-def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
+Columns = list[tuple[float, float, np.ndarray]]  # (start s, end s, probabilities (C,)), in time order
+
+
+def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
                   span_s: tuple[float, float, float]) -> np.ndarray:
-    """An RGB image: one row per track (``(summary entry, times, probabilities (C,) per frame,
-    face picture or None)``, see :mod:`worker.tracking.summary`). Each row starts with the face picture
-    and ``#id``, then the raw probabilities over time as stacked bands (each analysed frame
-    a column from its time to the next frame's, at most 1.5 steps: gaps stay blank), with the
+    """An RGB image: one row per track (``(summary entry, columns, face picture or None)``, see
+    :class:`worker.tracking.summary.TimelineSeries`). Each row starts with the face picture
+    and ``#id``, then the raw probabilities over time as stacked bands (each column, an analysed
+    frame or on a long video a bucket of them, from its start to its end: gaps stay blank), with the
     episodes marked below as bars of their emotion's colour. A track that is not a person is
     drawn faded. Time axis in seconds over ``span_s`` (first, last + step, step), and a legend."""
     t0, t1, step_s = span_s
@@ -323,7 +327,7 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
     if not rows:
         cv2.putText(img, "no faces", (plot_x, top + 14), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
     band_h = THUMB_PX - 8  # the probability bands; the episode bar below them
-    for r, (entry, times, probs, picture) in enumerate(rows):
+    for r, (entry, columns, picture) in enumerate(rows):
         y = top + r * row_h
         if picture is not None:
             ph, pw = picture.shape[:2]
@@ -334,8 +338,7 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
         cv2.putText(img, f"#{entry['track_id']}", (MARGIN_PX + THUMB_PX + 6, y + 18), FONT, 0.45, shade, 1,
                     cv2.LINE_AA)
         cv2.rectangle(img, (plot_x, y), (plot_x + plot_w, y + band_h), (225, 225, 225), 1)
-        for i, (t, p) in enumerate(zip(times, probs)):
-            end = times[i + 1] if i + 1 < len(times) and times[i + 1] - t <= 1.5 * step_s else t + step_s
+        for t, end, p in columns:
             xa, xb = x_of(t), max(x_of(end) - 1, x_of(t))
             acc = 0.0
             for k in STACK_ORDER:  # stacked from the bottom, neutrality on top
@@ -369,7 +372,7 @@ def draw_timeline(title: str, rows: list[tuple[dict, list[float], list[np.ndarra
     return img
 
 
-def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, list[float], list[np.ndarray], np.ndarray | None]],
+def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
                    span_s: tuple[float, float, float]) -> bool:
     """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
     ok = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 800  # per track in the chart: longer series are averaged into this many buckets
 THUMB_SIDE = 112  # face pictures are inlined at most this large
+CLIP_MAX_PX = 960  # the clip's longer side at most (the page shows it at most 640 pixels wide); 0: the video's
 TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
 
 
@@ -59,19 +60,49 @@ class VideoPart:
     file: Path  # the WebM
     clip: TimedClip  # its frames in the source's time
     times: list[float] = field(default_factory=list)  # each analysed frame's time in the source
-    series: dict[int, list[list[float]]] = field(default_factory=dict)  # track -> [[t, p0..p7]]
+    series: dict[int, ChartSeries] = field(default_factory=dict)  # track -> its chart's points
     last_frame: int = -1
-    size: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (0, 0)  # the video's (W, H)
+    clip_size: tuple[int, int] = (0, 0)  # the clip's: scaled to CLIP_MAX_PX on its longer side
 
 
-def bucketed(points: list[list[float]], most: int = MAX_POINTS) -> list[list[float]]:
-    """At most ``most`` points: consecutive points averaged in equal buckets (the span stays whole)."""
-    if len(points) <= most:
-        return [[round(p[0], 3), *(round(v) for v in p[1:])] for p in points]
-    arr = np.asarray(points, np.float64)
-    edges = np.linspace(0, len(arr), most + 1).astype(int)
-    out = [arr[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    return [[round(float(p[0]), 3), *(int(round(v)) for v in p[1:])] for p in out]
+class ChartSeries:
+    """A track's chart points ``[t, p0..p7]`` (percent) in bounded memory: consecutive points are
+    summed in buckets of ``width`` points, at most ``2 * most`` buckets (when full, neighbours are
+    merged in pairs and ``width`` doubles), so a track of an hour at 30 frames/s holds what one of
+    a minute does. :meth:`points` gives at most ``most``, each the mean of consecutive points (the
+    span stays whole); a series of ``most`` or fewer comes back point for point."""
+
+    def __init__(self, most: int = MAX_POINTS):
+        self.most = most
+        self.rows = np.zeros((min(16, 2 * most), 2 + len(LABELS)))  # a bucket: its points, time and values summed
+        self.n = 0  # buckets used; all but the last hold ``width`` points
+        self.width = 1
+
+    def add(self, point: list[float]) -> None:
+        if self.n and self.rows[self.n - 1, 0] < self.width:  # the last bucket has room
+            self.rows[self.n - 1, 0] += 1.0
+            self.rows[self.n - 1, 1:] += point
+            return
+        if self.n == len(self.rows):
+            if self.n >= 2 * self.most:  # full (every bucket whole): two neighbours one bucket
+                self.rows[:self.most] = self.rows[0:2 * self.most:2] + self.rows[1:2 * self.most:2]
+                self.n, self.width = self.most, 2 * self.width
+            else:
+                grown = np.zeros((min(2 * len(self.rows), 2 * self.most), self.rows.shape[1]))
+                grown[:self.n] = self.rows[:self.n]
+                self.rows = grown
+        self.rows[self.n, 0] = 1.0
+        self.rows[self.n, 1:] = point
+        self.n += 1
+
+    def points(self) -> list[list[float]]:
+        rows = self.rows[:self.n]
+        if self.n > self.most:  # equal runs of buckets, their sums added
+            edges = np.linspace(0, self.n, self.most + 1).astype(int)
+            rows = np.array([rows[a:b].sum(axis=0) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+        means = rows[:, 1:] / rows[:, :1]
+        return [[round(float(m[0]), 3), *(int(round(v)) for v in m[1:])] for m in means]
 
 
 def data_uri(rgb: np.ndarray | None) -> str | None:
@@ -89,10 +120,14 @@ class Report:
     """Feed it ``analyze``'s outcomes in order (:meth:`add`), then :meth:`close` writes the page."""
 
     def __init__(self, path: str | Path, config: SummaryConfig | None = None, codec: str = "VP80",
-                 inputs: frozenset[str] = frozenset()):
+                 inputs: frozenset[str] = frozenset(), clip_max_px: int = CLIP_MAX_PX):
         """``inputs``: the real paths of what the run reads, never written over (the page refused,
-        a clip given another name)."""
+        a clip given another name). ``clip_max_px``: a clip's longer side at most (a larger video's
+        clip is scaled down, its boxes and labels drawn at that size); 0: the video's own size."""
+        if clip_max_px < 0:
+            raise ConfigError(f"the report's clip size must be 0 (the video's) or more pixels, got {clip_max_px}")
         self.path = Path(path)
+        self.clip_max_px = clip_max_px
         self.inputs = inputs
         check_writable(self.path, "report", inputs)  # found out now, not after the whole video
         # the page itself (its clips go beside it): not created now, so a killed run leaves no empty page
@@ -135,12 +170,18 @@ class Report:
             part = self.current = self._start(record.source, image, rate)
         part.last_frame = record.frame
         t = float(record.timestamp_s) if record.timestamp_s is not None else len(part.times) / part.clip.rate
-        part.clip.add(cv2.cvtColor(draw(image, record.faces), cv2.COLOR_RGB2BGR), t)
+        shown, scale = image, 1.0
+        if part.clip_size != part.size and image.shape[1::-1] == part.size:  # drawn at the clip's size
+            shown = cv2.resize(image, part.clip_size, interpolation=cv2.INTER_AREA)
+            scale = part.clip_size[0] / part.size[0]
+        part.clip.add(cv2.cvtColor(draw(shown, record.faces, scale), cv2.COLOR_RGB2BGR), t)
         part.times.append(t)
         for face in record.faces:
             if face.track_id is not None and face.probabilities:
-                part.series.setdefault(face.track_id, []).append(
-                    [t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
+                series = part.series.get(face.track_id)
+                if series is None:
+                    series = part.series[face.track_id] = ChartSeries()
+                series.add([t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
         self.summarizer.add(record, image)
 
     def _start(self, source: str, image: np.ndarray, rate: float | None = None) -> VideoPart:
@@ -151,16 +192,19 @@ class Report:
             name = f"{stem}-{n}.webm"
         self._taken.add(name)
         h, w = image.shape[:2]
+        k = min(1.0, self.clip_max_px / max(w, h)) if self.clip_max_px else 1.0
+        clip_size = (w, h) if k == 1.0 else (max(2, round(w * k)), max(2, round(h * k)))
 
         def open_writer(fps: float) -> cv2.VideoWriter | None:
             try:
-                return open_webm(self.path.with_name(name), fps, (w, h), self.codec)
+                return open_webm(self.path.with_name(name), fps, clip_size, self.codec)
             except ConfigError as exc:  # the page and the summary still come; only this clip is missing
                 log.warning("report: no clip for %s: %s", source, exc)
                 self.failed.append(f"{name}: {str(exc).replace(str(self.path.with_name(name)), 'it')}")
                 return None
 
-        part = VideoPart(source, self.path.with_name(name), TimedClip(rate, open_writer), size=(w, h))
+        part = VideoPart(source, self.path.with_name(name), TimedClip(rate, open_writer), size=(w, h),
+                         clip_size=clip_size)
         self.parts.append(part)
         return part
 
@@ -191,7 +235,7 @@ class Report:
                                                     "last_timestamp_s", "frames", "dominant", "box",
                                                     "mean_probabilities", "episodes")},
                            "thumbnail": data_uri(run.pictures.picture(e["track_id"])),
-                           "points": bucketed(part.series.get(e["track_id"], []))})
+                           "points": part.series[e["track_id"]].points() if e["track_id"] in part.series else []})
         return {"source": part.source, "video": part.file.name, "rate": part.clip.fps, "size": list(part.size),
                 "times": [round(t, 3) for t in part.times], "clip_frames": part.clip.first_frames, "tracks": tracks,
                 "people": sum(bool(t["person"]) for t in tracks)}

@@ -13,8 +13,8 @@ def test_the_timeline_shows_people_first_and_at_most_its_rows():
     rows = []
     for i in range(5 * MAX_TIMELINE_ROWS):
         entry = {"track_id": i, "person": i % 7 == 0, "frames": i, "episodes": []}
-        probs = [np.full(len(LABELS), 1 / len(LABELS), np.float32)] * 3
-        rows.append((entry, [0.0, 0.5, 1.0], probs, None))
+        p = np.full(len(LABELS), 1 / len(LABELS), np.float32)
+        rows.append((entry, [(0.0, 0.5, p), (0.5, 1.0, p), (1.0, 1.5, p)], None))
     img = draw_timeline("crowd.mp4", rows, (0.0, 1.5, 0.5))
     few = draw_timeline("crowd.mp4", rows[:MAX_TIMELINE_ROWS], (0.0, 1.5, 0.5))
     assert img.shape == few.shape  # the cap, not one row a track

@@ -52,8 +52,7 @@ on the shared videos the length rule is what removes the noise (10 -> 7 and
 13 -> 9 tracks; those left out have 1-5 frames, and one face only the clip's last 0.48 s).
 
 **Bounded memory.** A live camera's run never ends, so nothing here grows with
-the frames of a run unless asked (``series=True``, for ``analyze``'s timeline):
-means are running sums; the box and score medians come from
+the frames of a run: means are running sums; the box and score medians come from
 :class:`StridedSample`, every frame up to ``MEDIAN_KEEP`` (4096) per track,
 then every s-th (s a power of two, 2048-4096 values evenly spaced over the
 track). So a track of up to 4096 frames gets numpy's median over all of them
@@ -64,7 +63,10 @@ period could bias it; the mean score is then the running sum's, exact up to
 float rounding). A track keeps its newest ``MAX_EPISODES`` (1000) episodes; older ones
 are counted in ``episodes_dropped`` and their frames still count in
 ``emotions``. The source keeps its first and last frame time, frame count and
-smallest step, not every time (``series=True`` keeps them for the timeline).
+smallest step, not every time. ``series=True`` (``analyze``'s timeline picture) keeps
+each track's probabilities over time in at most ``TIMELINE_BUCKETS`` buckets of time
+(:class:`TimelineSeries`: a short video's bucket is a frame) and the frame steps'
+median as the medians above.
 Nor with the tracks, in the service: its track stage makes a track's entry
 final once the tracker lets it go (:meth:`SourceSummary.retire`) and publishes
 a run's ended tracks in parts (``moodstream.worker.tracking.stage``).
@@ -104,6 +106,7 @@ THUMB_MARGIN = 0.25  # a face picture: the box grown by this share of its side o
 THUMB_MAX_PX = 128  # ... and scaled down to at most this many pixels on its longer side
 MEDIAN_KEEP = 4096  # values a track keeps for its medians: all up to this many, then an even sample
 MAX_EPISODES = 1000  # finished episodes a track keeps (the newest); older ones are counted
+TIMELINE_BUCKETS = 2400  # a track's timeline keeps at most this many buckets of time: two a pixel of its picture
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,67 @@ class StridedSample:
         return total / max(self.seen, 1)
 
 
+class TimelineSeries:
+    """A track's probabilities over time for the timeline picture, in bounded memory: its frames
+    summed in buckets of ``width_s`` seconds of video from its first frame, at most ``most``
+    buckets; a frame past them doubles ``width_s`` (neighbours merged). ``width_s`` starts at a
+    millisecond, so a short video's bucket is one frame (30 frames/s: up to 77 s a track); a
+    longer track's spans at most 1/``most`` of it twice over, under a pixel of the picture."""
+
+    def __init__(self, most: int = TIMELINE_BUCKETS, width_s: float = 1e-3):
+        self.most, self.width_s = most, width_s
+        self.t0: float | None = None
+        cap = min(16, most)
+        self.index = np.zeros(cap, np.int64)  # per bucket: its place, in widths from t0
+        self.rows = np.zeros((cap, 3 + len(LABELS)))  # per bucket: frames, first and last time, summed probabilities
+        self.n = 0
+
+    def add(self, t: float, p: np.ndarray) -> None:
+        if self.t0 is None:
+            self.t0 = t
+        k = max(0, int((t - self.t0) // self.width_s))
+        while k >= self.most:
+            self._merge()
+            k = max(0, int((t - self.t0) // self.width_s))
+        if self.n and k <= self.index[self.n - 1]:  # the last bucket's (a time that went back: it too)
+            row = self.rows[self.n - 1]
+            row[0] += 1.0
+            row[2] = max(row[2], t)
+            row[3:] += p
+            return
+        if self.n == len(self.rows):  # places are distinct and below most: n stays below most
+            cap = min(2 * len(self.rows), self.most)
+            self.index = np.concatenate([self.index, np.zeros(cap - len(self.index), np.int64)])
+            self.rows = np.concatenate([self.rows, np.zeros((cap - len(self.rows), self.rows.shape[1]))])
+        self.index[self.n] = k
+        self.rows[self.n, :3] = (1.0, t, t)
+        self.rows[self.n, 3:] = p
+        self.n += 1
+
+    def _merge(self) -> None:
+        """Twice the width: buckets whose places halve to the same one are summed."""
+        self.width_s *= 2
+        index, rows = self.index[:self.n] // 2, self.rows[:self.n]
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        merged = np.add.reduceat(rows, starts, axis=0)
+        merged[:, 1] = rows[starts, 1]
+        merged[:, 2] = np.maximum.reduceat(rows[:, 2], starts)
+        self.n = len(starts)
+        self.index[:self.n], self.rows[:self.n] = index[starts], merged
+
+    def columns(self, step_s: float) -> list[tuple[float, float, np.ndarray]]:
+        """(start, end, mean probabilities) per bucket: from its first frame's time to the next
+        bucket's where that comes within 1.5 steps of its last frame, else to its last frame's
+        time + one step (a gap in the track stays blank)."""
+        rows = self.rows[:self.n]
+        out = []
+        for i, row in enumerate(rows):
+            nxt = rows[i + 1, 1] if i + 1 < self.n else None
+            end = nxt if nxt is not None and nxt - row[2] <= 1.5 * step_s else row[2] + step_s
+            out.append((float(row[1]), float(end), (row[3:] / row[0]).astype(np.float32)))
+        return out
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -359,8 +423,7 @@ class _Track:
     prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))
     box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
     score_sum: float = 0.0
-    times: list[float] = field(default_factory=list)  # the series, for timelines (when kept)
-    probs: list[np.ndarray] = field(default_factory=list)
+    timeline: TimelineSeries | None = None  # the series, for timelines (when kept)
 
 
 class SourceSummary:
@@ -378,7 +441,7 @@ class SourceSummary:
         self.frames = 0  # frames analysed
         self.first_s = self.last_s = 0.0  # the first and last frame's time
         self.min_step_s: float | None = None  # the smallest time between two frames (None: under two frames)
-        self.times: list[float] = []  # every analysed frame's time, with series only
+        self.steps = StridedSample(1) if series else None  # the frames' steps, for the timeline's median step
         self.last_frame = -1
         self.timed = False  # a result had a timestamp: a video's frames, not a still image
         self.pictures = ThumbnailPicker()
@@ -400,10 +463,10 @@ class SourceSummary:
         else:
             step = t - self.last_s
             self.min_step_s = step if self.min_step_s is None else min(self.min_step_s, step)
+            if self.steps is not None:
+                self.steps.add((step,))
         self.frames += 1
         self.last_s = t
-        if self.series:
-            self.times.append(t)
         self.last_frame = result.frame
         self._entries = None
         for face in result.faces:
@@ -423,8 +486,9 @@ class SourceSummary:
             tr.box_score.add((*face.box, face.score))
             tr.score_sum += face.score
             if self.series:
-                tr.times.append(t)
-                tr.probs.append(p.astype(np.float32))
+                if tr.timeline is None:
+                    tr.timeline = TimelineSeries()
+                tr.timeline.add(t, p)
             if image is not None:
                 self.pictures.offer(face.track_id, face, image=image)
 
@@ -503,8 +567,8 @@ class SourceSummary:
     def span(self) -> tuple[float, float, float]:
         """(first frame time, last frame time + one step, typical step) of the source: the
         median step with the series, else the smallest."""
-        if len(self.times) > 1:
-            step = float(np.median(np.diff(self.times)))
+        if self.steps is not None and self.steps.n:
+            step = float(self.steps.median()[0])
         else:
             step = self.min_step_s if self.min_step_s is not None else 1 / self.config.default_fps
         return self.first_s, self.last_s + step, step
@@ -606,7 +670,7 @@ class SummaryWriter:
         while self.done < upto:
             run = runs[self.done]
             run.written = self.write_run(run)
-            run.pictures, run.tracks, run.times = ThumbnailPicker(), {}, []  # only its entries stay
+            run.pictures, run.tracks = ThumbnailPicker(), {}  # only its entries stay
             if summarizer.current.get(run.source) is run:
                 del summarizer.current[run.source]
             self.done += 1
@@ -649,9 +713,11 @@ class SummaryWriter:
         if self.timelines and run.page is not None and not entries:
             video["timeline"] = None  # a still image without faces: nothing to draw, and no time to draw it over
         elif self.timelines:
-            rows = [(e, run.tracks[e["track_id"]].times, run.tracks[e["track_id"]].probs,
+            span = run.span()
+            timelines_of = {tid: tr.timeline for tid, tr in run.tracks.items() if tr.timeline is not None}
+            rows = [(e, timelines_of[e["track_id"]].columns(span[2]) if e["track_id"] in timelines_of else [],
                      pictures.get(e["track_id"])) for e in entries]
-            if write_timeline(path.with_name(base + ".png"), run.source, rows, run.span()):
+            if write_timeline(path.with_name(base + ".png"), run.source, rows, span):
                 video["timeline"] = base + ".png"
             else:
                 self.failed.append(base + ".png")
