@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tests.support.clips import read_clip
 from tests.support.vfr import retime_webm
 
 from moodstream.worker.analyze import analyze_cmd
@@ -41,14 +42,7 @@ def flat_gif(path: Path, delays_ms: list[int], numbers: bool = False) -> Path:
 
 def read_back(path: Path) -> tuple[float, list[np.ndarray]]:
     """A written clip's rate and its frames, read with OpenCV."""
-    cap = cv2.VideoCapture(str(path))
-    fps, frames = cap.get(cv2.CAP_PROP_FPS), []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr)
-    cap.release()
+    fps, _, frames = read_clip(path)
     assert frames, path
     return fps, frames
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tests.support.clips import read_clip
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
@@ -39,15 +40,7 @@ def _page_data(page: Path) -> dict:
 
 def _clip(page: Path) -> tuple[tuple[int, int], list[np.ndarray]]:
     (webm,) = page.parent.glob(f"{page.stem}-*.webm")
-    cap = cv2.VideoCapture(str(webm))
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr)
-    cap.release()
+    _, size, frames = read_clip(webm)
     return size, frames
 
 
