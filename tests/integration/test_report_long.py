@@ -17,7 +17,6 @@ import re
 import tracemalloc
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tests.support.clips import read_clip
 
