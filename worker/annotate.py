@@ -299,13 +299,15 @@ Columns = list[tuple[float, float, np.ndarray]]  # (start s, end s, probabilitie
 
 
 def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
-                  span_s: tuple[float, float, float]) -> np.ndarray:
+                  span_s: tuple[float, float, float], still: bool = False) -> np.ndarray:
     """An RGB image: one row per track (``(summary entry, columns, face picture or None)``, see
     :class:`worker.tracking.summary.TimelineSeries`). Each row starts with the face picture
     and ``#id``, then the raw probabilities over time as stacked bands (each column, an analysed
     frame or on a long video a bucket of them, from its start to its end: gaps stay blank), with the
     episodes marked below as bars of their emotion's colour. A track that is not a person is
-    drawn faded. Time axis in seconds over ``span_s`` (first, last + step, step), and a legend."""
+    drawn faded. Time axis in seconds over ``span_s`` (first, last + step, step), and a legend.
+    ``still``: a still image's faces (at no time: a time axis of one frame's step said nothing),
+    each drawn as one bar of its probabilities side by side, on a 0-100% axis."""
     t0, t1, step_s = span_s
     t1 = max(t1, t0 + 1e-3)
     if len(rows) > MAX_TIMELINE_ROWS:  # a crowd, or noise: 5,754 rows were a 1.4 GB image
@@ -338,7 +340,14 @@ def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]
         cv2.putText(img, f"#{entry['track_id']}", (MARGIN_PX + THUMB_PX + 6, y + 18), FONT, 0.45, shade, 1,
                     cv2.LINE_AA)
         cv2.rectangle(img, (plot_x, y), (plot_x + plot_w, y + band_h), (225, 225, 225), 1)
-        for t, end, p in columns:
+        if still and columns:  # one bar: each emotion's width its probability, neutrality last
+            acc = 0.0
+            for k in STACK_ORDER:
+                xa, acc = plot_x + int(round(acc * plot_w)), acc + float(columns[0][2][k])
+                xb = plot_x + int(round(acc * plot_w))
+                if xb > xa:
+                    cv2.rectangle(img, (xa, y), (xb - 1, y + band_h), COLORS.get(LABELS[k], (0, 0, 0)), cv2.FILLED)
+        for t, end, p in columns if not still else ():
             xa, xb = x_of(t), max(x_of(end) - 1, x_of(t))
             acc = 0.0
             for k in STACK_ORDER:  # stacked from the bottom, neutrality on top
@@ -356,14 +365,20 @@ def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]
             region[:] = (region.astype(np.uint16) + 2 * 255) // 3  # faded: not a person
     axis_y = top + body + 4
     cv2.line(img, (plot_x, axis_y), (plot_x + plot_w, axis_y), (0, 0, 0), 1)
-    tick = _tick_step(t1 - t0)
-    t = math.ceil(t0 / tick) * tick
-    while t <= t1 + 1e-9:
-        x = x_of(t)
+    if still:
+        ticks = [(plot_x + round(q / 100 * plot_w), f"{q}%") for q in range(0, 101, 25)]
+    else:
+        tick = _tick_step(t1 - t0)
+        ticks, t = [], math.ceil(t0 / tick) * tick
+        while t <= t1 + 1e-9:
+            ticks.append((x_of(t), f"{t:g}"))
+            t += tick
+    for x, text in ticks:
         cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
-        cv2.putText(img, f"{t:g}", (x - 8, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        t += tick
-    cv2.putText(img, "time (s)", (MARGIN_PX, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        tx = min(x - 8, TIMELINE_WIDTH - 2 - cv2.getTextSize(text, FONT, 0.4, 1)[0][0])  # "100%" inside the image
+        cv2.putText(img, text, (tx, axis_y + 18), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "probability" if still else "time (s)", (MARGIN_PX, axis_y + 18), FONT, 0.4, (0, 0, 0), 1,
+                cv2.LINE_AA)
     x, legend_y = MARGIN_PX, height - 10
     for label, color in COLORS.items():
         cv2.rectangle(img, (x, legend_y - 10), (x + 12, legend_y), color, cv2.FILLED)
@@ -373,9 +388,9 @@ def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]
 
 
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
-                   span_s: tuple[float, float, float]) -> bool:
+                   span_s: tuple[float, float, float], still: bool = False) -> bool:
     """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
-    ok = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s), cv2.COLOR_RGB2BGR))
+    ok = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s, still), cv2.COLOR_RGB2BGR))
     if not ok:
         log.warning("annotate: cannot write the timeline %s", path)
     return bool(ok)

@@ -717,7 +717,7 @@ class SummaryWriter:
             timelines_of = {tid: tr.timeline for tid, tr in run.tracks.items() if tr.timeline is not None}
             rows = [(e, timelines_of[e["track_id"]].columns(span[2]) if e["track_id"] in timelines_of else [],
                      pictures.get(e["track_id"])) for e in entries]
-            if write_timeline(path.with_name(base + ".png"), run.source, rows, span):
+            if write_timeline(path.with_name(base + ".png"), run.source, rows, span, still=run.page is not None):
                 video["timeline"] = base + ".png"
             else:
                 self.failed.append(base + ".png")
