@@ -195,7 +195,8 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end).")
 @click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
-                   "and one .mp4 per video, playing in the video's own time.")
+                   "and one .mp4 per video, playing in the video's own time; a folder's files under "
+                   "their sub-folders, as in it.")
 @setting_option("detector")
 @setting_option("device")
 @setting_option("backend")
@@ -277,7 +278,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         from moodstream.worker.annotate import Annotator
 
         try:
-            annotator = Annotator(annotate_dir, taken)
+            annotator = Annotator(annotate_dir, taken, folders=[p for p in paths if p != "-" and os.path.isdir(p)])
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     if summary_path is not None:  # found out now, not after the whole video

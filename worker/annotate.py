@@ -16,6 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Callable
 
 import cv2
@@ -194,10 +195,14 @@ class Annotator:
     writer is closed when the next source starts.
     """
 
-    def __init__(self, out_dir: str | Path, inputs: frozenset[str] = frozenset()):
+    def __init__(self, out_dir: str | Path, inputs: frozenset[str] = frozenset(), folders: Iterable[str] = ()):
         """``inputs``: the real paths of what the run reads (:func:`shared.media.input_files`), never
-        written over: an annotated file whose name is taken by one gets another name."""
+        written over: an annotated file whose name is taken by one gets another name. ``folders``: the
+        folders named as inputs, whose files' copies keep their sub-folders (``event/p1/0.jpg`` ->
+        ``OUT/p1/0.jpg``; written flat, a dataset of per-person folders became ``0.jpg``, ``0-2.jpg``,
+        ... with nothing to say which was which)."""
         self.out_dir = Path(out_dir)
+        self.folders = sorted((Path(f) for f in folders), key=lambda f: -len(f.parts))  # the deepest first
         self.inputs = inputs
         try:  # found out now, not after the whole video
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,19 +221,35 @@ class Annotator:
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
         """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
         after the first is named by its page (``doc-page2.png``)."""
-        stem = safe_stem(source, page + 1)
+        stem, sub = safe_stem(source, page + 1), self._sub_folder(source)
         # where the last search for this name ended: every name below it is taken (a folder of
         # thousands of 0.jpg tried 1, 2, ... k again for the k-th: quadratic in the photos)
-        n = self._next.get((stem, ext), 1)
-        name = stem + ext if n == 1 else f"{stem}-{n}{ext}"
+        n = self._next.get((sub, stem, ext), 1)
+        name = os.path.join(sub, stem + ext if n == 1 else f"{stem}-{n}{ext}")
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
                or os.path.realpath(self.out_dir / name) in self.inputs
                or (n > 1 and os.path.lexists(self.out_dir / name))):  # a name moved off an input takes no file's
             n += 1
-            name = f"{stem}-{n}{ext}"
+            name = os.path.join(sub, f"{stem}-{n}{ext}")
         self.taken.add(name)
-        self._next[stem, ext] = n
+        self._next[sub, stem, ext] = n
+        if sub:
+            try:
+                (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+            except OSError:  # the write fails, is said and fails the run (close)
+                pass
         return self.out_dir / name
+
+    def _sub_folder(self, source: str) -> str:
+        """Where ``source`` lies under the input folder it was found in ('' at its top, or not in one)."""
+        parent = Path(source).parent
+        for folder in self.folders:
+            try:
+                sub = parent.relative_to(folder)
+            except ValueError:
+                continue
+            return "" if sub == Path(".") else str(sub)
+        return ""
 
     def add(self, source: str, image: np.ndarray, faces: list[Face], video: bool, rate: float | None = None,
             frame: int = 0, timestamp_s: float | None = None) -> None:

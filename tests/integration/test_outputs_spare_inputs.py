@@ -311,3 +311,20 @@ def test_an_output_name_that_names_nothing_is_a_usage_error(tmp_path, monkeypatc
     result = invoke(str(SAMPLES / "street.jpg"), *args)
     assert result.exit_code == 2, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_annotated_copies_of_a_folder_keep_its_sub_folders(tmp_path):
+    """A dataset of per-person folders (`event/p1/0.jpg`, `event/p2/0.jpg`, ...): the copies were
+    all written flat, `0.jpg`, `0-2.jpg`, ... `0-k.jpg`, with nothing to say which came from which.
+    Now each keeps its place under the folder named (a file named directly goes at the top)."""
+    event = tmp_path / "event"
+    for person, sample in (("p1", "street.jpg"), ("p2", "audience.jpg"), ("p2/day2", "street.jpg")):
+        (event / person).mkdir(parents=True)
+        shutil.copy(SAMPLES / sample, event / person / "0.jpg")
+    shutil.copy(SAMPLES / "hamilton_clip.mp4", event / "p1" / "clip.mp4")
+    shutil.copy(SAMPLES / "street.jpg", tmp_path / "0.jpg")
+    ann = tmp_path / "ann"
+    result = invoke(str(event), str(tmp_path / "0.jpg"), "--annotate", str(ann))
+    assert result.exit_code == 0, result.output
+    written = sorted(str(p.relative_to(ann)) for p in ann.rglob("*") if p.is_file())
+    assert written == ["0.jpg", "p1/0.jpg", "p1/clip.mp4", "p2/0.jpg", "p2/day2/0.jpg"], written
