@@ -19,9 +19,9 @@ import click
 from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
-from moodstream.shared.table import error_cell, faces_cell, source_cell
+from moodstream.shared.table import CSV_COLUMNS, csv_rows, csv_text, error_cell, faces_cell, source_cell
 
-FORMATS = ("jsonl", "table")
+FORMATS = ("jsonl", "table", "csv")
 
 
 def _settings(**flags) -> Settings:
@@ -156,7 +156,9 @@ def is_stream_id(text: str) -> bool:
 @click.option("--timeout-s", type=FiniteRange(min=0), help="Stop waiting after T seconds.")
 @click.option("--source", help="Only results for this source (file path, camera, URL).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
-              help="jsonl: one JSON object per result; table: a live readable table.")
+              help="jsonl: one JSON object per result; table: a live readable table; csv: a header, then a "
+                   "row per face (the columns of `analyze --format csv`, with job_id), a result without faces "
+                   "a row of its own.")
 @click.option("--reply-to", help="Read the stream <prefix>:reply:NAME instead of the shared results.")
 @click.option("--keep-duplicates", is_flag=True,
               help="Print every result, also a job's second answer (delivery is at least once); "
@@ -187,11 +189,15 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW
     printer = TablePrinter() if fmt == "table" else None
+    if fmt == "csv":
+        click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
     n = 0
     for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
                          unique=not keep_duplicates):
         if printer is not None:
             printer.row(r)
+        elif fmt == "csv":
+            click.echo(csv_text(csv_rows(r)), nl=False)
         else:
             click.echo(json.dumps(r.to_json(), allow_nan=False))
         sys.stdout.flush()

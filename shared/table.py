@@ -1,12 +1,17 @@
 """The cells both readable tables share (`analyze --format table`, `results --format
-table`): one way to show a source, a frame's faces and an error."""
+table`): one way to show a source, a frame's faces and an error; and their rows as CSV
+(`--format csv`)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import TYPE_CHECKING
 
+from moodstream.shared.labels import LABELS
+
 if TYPE_CHECKING:
-    from moodstream.shared.record import ErrorInfo, Face
+    from moodstream.shared.record import ErrorInfo, Face, FrameResult
 
 
 def printable(text: str) -> str:
@@ -56,3 +61,41 @@ def faces_cell(faces: list[Face]) -> str:
 
 def error_cell(error: ErrorInfo) -> str:
     return printable(f"ERROR {error.reason}: {error.detail}")
+
+
+# `--format csv`: a row per face; a frame without faces, or an input that failed, a row of its own
+# (its face cells empty), so no frame vanishes from the table. Probabilities by label; page 1-based
+# (a still image's), timestamp_s empty for one.
+CSV_COLUMNS = ("source", "page", "frame", "timestamp_s", "width", "height", "job_id", "face", "track_id",
+               "x1", "y1", "x2", "y2", "score", "emotion", "smoothed_emotion", *LABELS, "error", "error_detail")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (CSV injection)
+
+
+def text_cell(text: str | None) -> str:
+    """A text cell a spreadsheet shows as text: a leading ``'`` where it would run a formula (a file
+    named ``=HYPERLINK(...).jpg``)."""
+    text = text or ""
+    return "'" + text if len(text) > 1 and text.startswith(FORMULA_START) else text  # "-" is stdin
+
+
+def csv_rows(record: FrameResult) -> list[list]:
+    """``record``'s rows, in :data:`CSV_COLUMNS` order."""
+    w, h = record.size if record.size else ("", "")
+    head = [text_cell(record.source), record.page or "", record.frame,
+            "" if record.timestamp_s is None else round(record.timestamp_s, 4), w, h, text_cell(record.job_id)]
+    error = [text_cell(record.error.reason), text_cell(record.error.detail)] if record.error else ["", ""]
+    if not record.faces:
+        return [head + [""] * (len(CSV_COLUMNS) - len(head) - 2) + error]
+    rows = []
+    for i, f in enumerate(record.faces):
+        p = f.probabilities or {}
+        rows.append(head + [i, "" if f.track_id is None else f.track_id, *(round(v, 2) for v in f.box),
+                            round(f.score, 4), text_cell(f.emotion), text_cell(f.smoothed.emotion if f.smoothed else ""),
+                            *(round(p.get(label, 0.0), 4) for label in LABELS)] + error)
+    return rows
+
+
+def csv_text(rows: list[list]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()

@@ -34,7 +34,8 @@ from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
-from moodstream.shared.table import RAW_SHOWN_MIN, error_cell, faces_cell, legend, source_cell
+from moodstream.shared.table import (CSV_COLUMNS, RAW_SHOWN_MIN, csv_rows, csv_text, error_cell, faces_cell, legend,
+                                     source_cell)
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.report import CLIP_MAX_PX
 
@@ -189,10 +190,14 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="Videos: analyse about F frames per second of video instead of --every.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Videos: stop each video after this many analysed frames.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "table", "csv"]), default="jsonl", show_default=True,
               help="jsonl: one JSON record per frame on stdout; table: a readable line per frame, each face as "
                    "'#track emotion P%' (smoothed along the track) and '/ emotion P%' where this frame's own top "
-                   f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end).")
+                   f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end); "
+                   "csv: a header, then a row per face (source, page, frame, timestamp_s, width, height, job_id, "
+                   "face, track_id, x1, y1, x2, y2, score, emotion, smoothed_emotion, a column per emotion's "
+                   "probability, error, error_detail), a frame without faces or an input that failed a row of "
+                   "its own.")
 @click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video, playing in the video's own time; a folder's files under "
@@ -314,9 +319,12 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     try:
         if fmt == "table":
             click.echo(TABLE_HEADER)
+        elif fmt == "csv":
+            click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
-                click.echo(table_row(out.record) if fmt == "table" else json.dumps(out.record.to_json(service=False)))
+                click.echo(table_row(out.record) if fmt == "table" else csv_text(csv_rows(out.record)).rstrip("\n")
+                           if fmt == "csv" else json.dumps(out.record.to_json(service=False)))
                 progress.update(1)
                 if out.image is None:
                     errors += 1
