@@ -75,10 +75,10 @@ def default_sample() -> str:
 @setting_option("precision")
 @setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", type=click.IntRange(min=1))
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="table: one readable line per tracked result, each face as `analyze --format table` shows it "
                    "(#track smoothed emotion; a legend on stderr); jsonl: one JSON object per tracked result "
-                   "(faces with track_id and smoothed).")
+                   "(faces with track_id and smoothed); csv: a row per face, as `analyze --format csv`.")
 @click.option("--timeout-s", type=FiniteRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
@@ -105,7 +105,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
-    from moodstream.producer.cli import TablePrinter
+    from moodstream.producer.cli import printer_for
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader
     from moodstream.worker.tracking.stage import TrackStage
@@ -164,7 +164,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         tracking.thread.start()
         feed.thread.start()
         # printed: the stage's tracked results; counted: the worker's, on the reply stream
-        rows = _Rows(TablePrinter() if fmt == "table" else None,
+        rows = _Rows(printer_for(fmt),
                      ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
@@ -212,7 +212,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
         rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
-        if rows.printer is not None and rows.faces:
+        if fmt == "table" and rows.faces:
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
         if failure is None:
             _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
@@ -339,7 +339,7 @@ class _Rows:
     def __init__(self, printer, tracked: ResultReader):
         from moodstream.producer.results import FROM_START
 
-        self.printer = printer  # a TablePrinter, or None for JSON Lines
+        self.printer = printer  # a TablePrinter or CsvPrinter, or None for JSON Lines
         self.tracked = tracked
         self.tracked_last = FROM_START
         self.waiting: OrderedDict[str, FrameResult] = OrderedDict()  # job id -> answered, not yet printed

@@ -188,16 +188,12 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     reader = ResultReader(settings, client=client, stream=stream)
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW
-    printer = TablePrinter() if fmt == "table" else None
-    if fmt == "csv":
-        click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
+    printer = printer_for(fmt)
     n = 0
     for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
                          unique=not keep_duplicates):
         if printer is not None:
             printer.row(r)
-        elif fmt == "csv":
-            click.echo(csv_text(csv_rows(r)), nl=False)
         else:
             click.echo(json.dumps(r.to_json(), allow_nan=False))
         sys.stdout.flush()
@@ -205,6 +201,22 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     if count is not None and n < count:
         click.echo(f"results: {n} of {count} arrived within {timeout_s}s", err=True)
         sys.exit(1)
+
+
+def printer_for(fmt: str) -> TablePrinter | CsvPrinter | None:
+    """The printer of ``--format`` (None: JSON Lines, printed by the caller)."""
+    return TablePrinter() if fmt == "table" else CsvPrinter() if fmt == "csv" else None
+
+
+class CsvPrinter:
+    """``--format csv``: the header at once (an empty run is still a table), then a row per face
+    (:func:`shared.table.csv_rows`)."""
+
+    def __init__(self):
+        click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
+
+    def row(self, r: FrameResult) -> None:
+        click.echo(csv_text(csv_rows(r)), nl=False)
 
 
 class TablePrinter:

@@ -13,6 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from moodstream.producer.cli import results
+from moodstream.up import up
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult, Smoothed
 from moodstream.shared.table import CSV_COLUMNS
@@ -78,3 +79,13 @@ def test_results_writes_the_same_columns_and_a_formula_is_text(redis_url, client
     assert rows[0]["source"] == "'" + hostile  # text, not a formula
     assert rows[0]["track_id"] == "3" and rows[0]["emotion"] == "happiness" and float(rows[0]["happiness"]) == 0.65
     assert rows[1]["face"] == "" and rows[1]["timestamp_s"] == "0.2"
+
+
+def test_up_prints_its_tracked_rows_as_csv(tmp_path):
+    """`up --format csv`: the same columns, each face tracked (its track_id and smoothed emotion)."""
+    result = CliRunner().invoke(up, [str(SAMPLES / "hamilton_clip.mp4"), "--max-frames", "4", "--device", "cpu",
+                                     "--no-dashboard", "--format", "csv"])
+    assert result.exit_code == 0, result.stderr
+    rows = rows_of(result.stdout)
+    assert {r["frame"] for r in rows} == {"0", "1", "2", "3"}
+    assert all(r["track_id"] != "" and r["smoothed_emotion"] and r["job_id"] for r in rows if r["face"] != "")
