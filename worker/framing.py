@@ -27,6 +27,7 @@ class Framing:
 FRAMING: dict[str, Framing] = {
     "mtcnn": Framing(scale=1.16, dx=0.01, dy=-0.01),
     "haar": Framing(scale=1.04, dx=0.0, dy=0.0),
+    "none": Framing(scale=1.0),  # the image is the face crop (worker.detectors.whole)
 }
 
 

@@ -129,7 +129,7 @@ class Pipeline:
         # Calibration changes only the reported box (WIDER-style); crops keep the raw
         # detector box, which is what the crop framing was measured on.
         self.calibration: BoxCalibration | None = None
-        if settings.calibrate_boxes:
+        if settings.calibrate_boxes and self.detector.name != "none":  # the whole image: nothing to calibrate
             try:
                 self.calibration = load_calibration(self.detector.name)
             except ModelError as exc:

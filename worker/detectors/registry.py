@@ -28,6 +28,10 @@ def build_detector(settings: Settings, backend: str = "torch", threads: int = 1,
     ``precisions``: per net, :func:`worker.runtime.net_precisions` (default: ``settings.precision``
     for all three MTCNN nets, fp32 for auto); ``screened``: :func:`worker.runtime.screened_nets`;
     ``compiled_first``: :func:`worker.runtime.first_layers_here` (default: none, the whole nets on ``backend``)."""
+    if settings.detector == "none":  # the whole image is the face (face crops)
+        from moodstream.worker.detectors.whole import WholeImageDetector
+
+        return WholeImageDetector()
     if settings.detector == "haar":
         from moodstream.worker.detectors.haar import HaarDetector
 
