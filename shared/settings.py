@@ -80,7 +80,8 @@ class Settings:
     stats_interval_s: float = _s(60.0, "A worker logs one line of figures this often (0: never).")
     # --- models --------------------------------------------------------------
     device: Device = _s("auto", "auto, cpu, cuda or cuda:N.")
-    detector: Detector = _s("mtcnn", "Face detector: mtcnn, haar (OpenCV's cascade), or none (each image is one face, the whole of it: a folder of face crops).")
+    detector: Detector = _s("mtcnn", "Face detector: mtcnn, haar (OpenCV's cascade), or none (each image is one "
+                                     "face, the whole of it: a folder of face crops).")
     backend: Backend = _s("auto", "Inference backend: onnx (ONNX Runtime, CPU), openvino (OpenVINO, CPU; extra "
                                   "moodstream[openvino]), torch, or auto (on CPU whichever of onnx and openvino "
                                   "is installed and measured faster on this CPU; torch on CUDA).")

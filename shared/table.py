@@ -89,8 +89,9 @@ def csv_rows(record: FrameResult) -> list[list]:
     rows = []
     for i, f in enumerate(record.faces):
         p = f.probabilities or {}
+        smoothed = f.smoothed.emotion if f.smoothed else ""
         rows.append(head + [i, "" if f.track_id is None else f.track_id, *(round(v, 2) for v in f.box),
-                            round(f.score, 4), text_cell(f.emotion), text_cell(f.smoothed.emotion if f.smoothed else ""),
+                            round(f.score, 4), text_cell(f.emotion), text_cell(smoothed),
                             *(round(p.get(label, 0.0), 4) for label in LABELS)] + error)
     return rows
 
