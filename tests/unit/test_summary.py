@@ -276,3 +276,17 @@ def test_episode_bench_scores_a_rule_against_the_script():
     assert chosen["flicker_per_min"] == pytest.approx(2 / (3.0 / 60), rel=1e-3)  # into and out of the episode
     raw = evaluate(Rule("raw", 0.0, 0.0, 0.0), series, windows)
     assert raw["blips_kept"] == 1.0 and raw["flicker_per_min"] == pytest.approx(4 / (3.0 / 60), rel=1e-3)
+
+
+def test_the_people_table_shows_at_most_its_rows_and_says_how_many_more():
+    """`analyze FOLDER --summary` on 2,000 photos printed 5,429 table lines on stderr; the JSON has
+    every track. Now PEOPLE_SHOWN rows, then one line with how many more and where they are."""
+    from moodstream.worker.tracking.summary import PEOPLE_SHOWN
+
+    summary = Summarizer()
+    for k in range(PEOPLE_SHOWN + 40):
+        summary.add(FrameResult(source=f"in/{k:04d}.jpg", frame=0, faces=[face(0, score=0.999)]), page=1)
+    table = people_table(summary.entries()).splitlines()
+    assert len(table) == 1 + PEOPLE_SHOWN + 1, len(table)  # header, the rows, one line for the rest
+    assert "0000.jpg" in table[1] and f"{PEOPLE_SHOWN - 1:04d}.jpg" in table[PEOPLE_SHOWN]
+    assert table[-1] == "... and 40 more people (every one is in the summary's JSON)"

@@ -738,12 +738,16 @@ def _emotions(episodes: list[dict], shown: list[dict] = ()) -> str:
     return ", ".join(name + (f" x{n}" if n > 1 else "") for name, n in counts.items())
 
 
-def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
+PEOPLE_SHOWN = 100  # rows of the people table at most (a folder of 2,000 photos printed 5,429); the JSON has all
+
+
+def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_SHOWN) -> str:
     """The short table of a summary's tracks: track, time span, dominant emotion with its mean,
     the main episodes (strongest first, at most ``max_episodes``, then the others' emotions: every
     episode's emotion is named); people first, then the rest on one line (those with episodes first).
     A still image's track (with ``page``) has no span: "still image"; the tracks of a file with tracks
-    on a page after the first are named by file and page ("scan.tif page 2")."""
+    on a page after the first are named by file and page ("scan.tif page 2"). At most ``most`` people
+    are rows; one line says how many more."""
     people = [t for t in tracks if t["person"]]
     others = [t for t in tracks if not t["person"]]
     paged = {t["source"] for t in tracks if t.get("page", 1) != 1}  # files of several pages
@@ -752,7 +756,7 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
         return (Path(t["source"]).name or t["source"]) + (f" page {t['page']}" if t["source"] in paged else "")
 
     lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
-    for t in people:
+    for t in people[:most]:
         dom = f"{t['dominant']} {t['mean_probabilities'][t['dominant']]:.0%}"
         main = sorted(t["episodes"], key=lambda e: -e["peak"])[:max_episodes]
         eps = ", ".join(f"{e['emotion']} {e['start_s']:.1f}-{e['end_s']:.1f}s (peak {e['peak']:.0%})"
@@ -765,6 +769,8 @@ def people_table(tracks: list[dict], max_episodes: int = 3) -> str:
                      f"{printable(eps)}")  # a summary's strings may come from a stream
     if not people:
         lines.append("(no people)")
+    elif len(people) > most:
+        lines.append(f"... and {len(people) - most} more people (every one is in the summary's JSON)")
     if others:
         several = len({t["source"] for t in tracks}) > 1 or paged  # then each one names its video or page
 
