@@ -222,12 +222,17 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         if interrupted:
             click.get_current_context().exit(stop_code)  # 128 + the signal, as a shell reports it (analyze's too)
         if board is not None and stay_open:
+            # the line above said the worker stops: it beat on until the page closed, and a Ctrl-C that also
+            # reached the embedded redis-server left it warning "Redis unreachable"
+            worker.request_stop()
+            worker_thread.join(timeout=60)
             click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
                        err=True)
+            take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C here too: by default they left Redis running
             try:
                 board.wait()
-            except KeyboardInterrupt:
-                pass
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the page closes, the stack stops Redis
+                hold_stop_signals(previous)
     if feed.failed:
         raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
                                    + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))

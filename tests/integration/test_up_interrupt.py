@@ -93,3 +93,81 @@ def test_sigterm_stops_up_as_ctrl_c_does_and_leaves_no_redis_behind(tmp_path):
     left = [pid for pid in children if os.path.exists(f"/proc/{pid}") and
             "redis" in open(f"/proc/{pid}/cmdline").read()]
     assert not left, f"redis-server left running: {left}"
+
+
+def test_stay_open_stops_the_worker_as_it_says_and_ctrl_c_is_quiet():
+    """`up --stay-open` said "the worker and track stage stop" once every frame was answered, but its
+    worker went on serving (its heartbeat beating) until the page closed; a terminal's Ctrl-C, which
+    reaches the embedded redis-server too, then printed the worker's "Redis unreachable" warnings."""
+    import re
+    import time
+
+    import redis
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "street.jpg"),
+                             "--stay-open", "--dashboard-port", "0"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    try:
+        while not any("stays open" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)[-3000:]
+            lines.append(line)
+        url = re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while client.keys("moodstream:heartbeat:*") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        beating = client.keys("moodstream:heartbeat:*")
+        client.close()
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole group, the embedded redis-server included
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = "".join(lines) + err
+    assert not beating, f"the worker still serves while the page stays open: {beating}"
+    assert proc.returncode == 0, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err and "unreachable" not in err, err[-3000:]
+
+
+def test_sigterm_while_the_page_stays_open_leaves_no_redis_behind():
+    """`up --stay-open` put the default handlers back before waiting on the page: SIGTERM (`kill`,
+    `docker stop`) then ended it at once and left its embedded redis-server running, re-parented to init."""
+    import re
+
+    import redis
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "street.jpg"),
+                             "--stay-open", "--dashboard-port", "0"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        while not any("stays open" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)[-3000:]
+            lines.append(line)
+        url = re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        left = client.ping()
+    except redis.ConnectionError:
+        left = False
+    if left:
+        try:
+            client.shutdown(nosave=True)  # the test's own leftover, not the next test's
+        except redis.RedisError:
+            pass
+    assert not left, f"its redis-server still answers at {url}"
+    assert "Traceback" not in err, err[-3000:]
