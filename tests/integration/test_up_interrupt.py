@@ -99,7 +99,6 @@ def test_stay_open_stops_the_worker_as_it_says_and_ctrl_c_is_quiet():
     """`up --stay-open` said "the worker and track stage stop" once every frame was answered, but its
     worker went on serving (its heartbeat beating) until the page closed; a terminal's Ctrl-C, which
     reaches the embedded redis-server too, then printed the worker's "Redis unreachable" warnings."""
-    import re
     import time
 
     import redis
@@ -113,11 +112,7 @@ def test_stay_open_stops_the_worker_as_it_says_and_ctrl_c_is_quiet():
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
-        while not any("stays open" in line for line in lines):
-            line = proc.stderr.readline()
-            assert line, "".join(lines)[-3000:]
-            lines.append(line)
-        url = re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
+        url = _until_it_stays_open(proc, lines)
         client = redis.Redis.from_url(url)
         deadline = time.monotonic() + 10
         while client.keys("moodstream:heartbeat:*") and time.monotonic() < deadline:
@@ -138,7 +133,6 @@ def test_stay_open_stops_the_worker_as_it_says_and_ctrl_c_is_quiet():
 def test_sigterm_while_the_page_stays_open_leaves_no_redis_behind():
     """`up --stay-open` put the default handlers back before waiting on the page: SIGTERM (`kill`,
     `docker stop`) then ended it at once and left its embedded redis-server running, re-parented to init."""
-    import re
 
     import redis
 
@@ -149,11 +143,7 @@ def test_sigterm_while_the_page_stays_open_leaves_no_redis_behind():
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = []
     try:
-        while not any("stays open" in line for line in lines):
-            line = proc.stderr.readline()
-            assert line, "".join(lines)[-3000:]
-            lines.append(line)
-        url = re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
+        url = _until_it_stays_open(proc, lines)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -171,3 +161,14 @@ def test_sigterm_while_the_page_stays_open_leaves_no_redis_behind():
             pass
     assert not left, f"its redis-server still answers at {url}"
     assert "Traceback" not in err, err[-3000:]
+
+
+def _until_it_stays_open(proc: subprocess.Popen, lines: list[str]) -> str:
+    """``up --stay-open``'s stderr read into ``lines`` until it says the page stays open; its Redis URL."""
+    import re
+
+    while not any("stays open" in line for line in lines):
+        line = proc.stderr.readline()
+        assert line, "".join(lines)[-3000:]
+        lines.append(line)
+    return re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
