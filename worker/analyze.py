@@ -224,12 +224,12 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "
                    "dominant emotion, episodes and a chart of the probabilities that seeks the clip.")
-@click.option("--report-clip-px", type=click.IntRange(min=0), default=CLIP_MAX_PX, show_default=True,
+@click.option("--report-clip-px", type=click.IntRange(min=0), default=None,
               help="The report's clip: its longer side at most this many pixels (a larger video's clip is "
                    "scaled down, its boxes and labels drawn at that size; the page shows it at most 640 "
-                   "wide); 0: the video's own size.")
+                   f"wide); 0: the video's own size. With --report.  [default: {CLIP_MAX_PX}]")
 def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
-            annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, report_clip_px: int,
+            annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, report_clip_px: int | None,
             **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
@@ -271,6 +271,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
     inputs = input_files(specs)  # never written over by an output
+    if report_clip_px is not None and report_path is None:
+        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):
         raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
@@ -301,7 +303,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
         try:
             report = Report(report_path, SummaryConfig.from_settings(settings), inputs=inputs,
-                            clip_max_px=report_clip_px)
+                            clip_max_px=CLIP_MAX_PX if report_clip_px is None else report_clip_px)
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     # "-" reads sys.stdin.buffer; an image read no further than the service would take it

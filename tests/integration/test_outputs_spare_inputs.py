@@ -328,3 +328,9 @@ def test_annotated_copies_of_a_folder_keep_its_sub_folders(tmp_path):
     assert result.exit_code == 0, result.output
     written = sorted(str(p.relative_to(ann)) for p in ann.rglob("*") if p.is_file())
     assert written == ["0.jpg", "p1/0.jpg", "p1/clip.mp4", "p2/0.jpg", "p2/day2/0.jpg"], written
+
+
+def test_a_report_clip_size_without_a_report_is_a_usage_error():
+    """`--report-clip-px 480` without `--report` was ignored without a word (a forgotten --report)."""
+    result = invoke(str(SAMPLES / "street.jpg"), "--report-clip-px", "480")
+    assert result.exit_code == 2 and "--report" in result.output, result.output
