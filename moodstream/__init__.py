@@ -2,7 +2,7 @@
 
 The stable Python API (imported on first use, so ``import moodstream`` stays light)::
 
-    from moodstream import Settings, Pipeline, Producer, ResultReader, analyze
+    from moodstream import Settings, Pipeline, Producer, ResultReader, analyze, VideoAnalyzer, VideoFrame
 
 * :class:`Settings` (``moodstream.shared.settings``): every setting, from the
   environment (``MOODSTREAM_*``) or keyword arguments.
@@ -10,6 +10,9 @@ The stable Python API (imported on first use, so ``import moodstream`` stays lig
   RGB frames in this process.
 * :func:`analyze` (``moodstream.worker.analyze``): images, folders and videos in,
   one record per frame out, as ``moodstream analyze`` prints them.
+* :class:`VideoAnalyzer` / :class:`VideoFrame` (``moodstream.worker.video``): frames a
+  program already holds (its own camera loop), tracked and smoothed along their source as
+  ``analyze`` does a video's.
 * :class:`Producer` / :class:`ResultReader` (``moodstream.producer``): submit frame
   jobs to Redis, read the results stream.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Settings", "Pipeline", "Producer", "ResultReader", "analyze", "__version__"]
+__all__ = ["Settings", "Pipeline", "Producer", "ResultReader", "analyze", "VideoAnalyzer", "VideoFrame", "__version__"]
 
 _API = {
     "Settings": "moodstream.shared.settings",
@@ -27,6 +30,8 @@ _API = {
     "analyze": "moodstream.worker.analyze",
     "Producer": "moodstream.producer.client",
     "ResultReader": "moodstream.producer.results",
+    "VideoAnalyzer": "moodstream.worker.video",
+    "VideoFrame": "moodstream.worker.video",
 }
 
 if TYPE_CHECKING:
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from moodstream.shared.settings import Settings
     from moodstream.worker.analyze import analyze
     from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
 
 def __getattr__(name: str):

@@ -50,11 +50,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VideoFrame:
-    source: str
+    """One frame for :meth:`VideoAnalyzer.analyze` (part of the stable API: a program's own frames,
+    tracked as ``analyze`` tracks a video's)."""
+
+    source: str  # what the frames are of: tracks are per source
     frame: int  # frame index in the source (native numbering; sampled videos skip indexes)
-    timestamp_s: float | None
+    timestamp_s: float | None  # its time in the source (smoothing and episodes are in seconds)
     image: np.ndarray  # RGB uint8 (H, W, 3)
-    video: bool  # True: a frame of a video / camera / stream, tracked along its source
+    video: bool = True  # True: a frame of a video / camera / stream, tracked along its source; False: a still
 
 
 @dataclass
