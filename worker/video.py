@@ -30,6 +30,8 @@ The per-person summary of tracked records (``--summary``) is
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -58,6 +60,15 @@ class VideoFrame:
     timestamp_s: float | None  # its time in the source (smoothing and episodes are in seconds)
     image: np.ndarray  # RGB uint8 (H, W, 3)
     video: bool = True  # True: a frame of a video / camera / stream, tracked along its source; False: a still
+
+    def __post_init__(self) -> None:  # a program's mistake named where it is made, not deep in the pipeline
+        if not isinstance(self.image, np.ndarray):
+            raise TypeError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(self.image).__name__}")
+        if self.timestamp_s is not None and (isinstance(self.timestamp_s, bool) or not isinstance(
+                self.timestamp_s, numbers.Real) or not math.isfinite(self.timestamp_s)):
+            raise ValueError(f"timestamp_s must be a finite number of seconds or None, got {self.timestamp_s!r}")
+        if isinstance(self.frame, bool) or not isinstance(self.frame, numbers.Integral) or self.frame < 0:
+            raise ValueError(f"frame must be a whole number from 0, got {self.frame!r}")
 
 
 @dataclass

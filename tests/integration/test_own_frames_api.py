@@ -31,3 +31,25 @@ def test_frames_held_by_a_program_are_tracked_as_analyze_tracks_a_video():
     cap.release()
     assert got == expected
     assert {tid for _, faces in got for tid, *_ in faces} == {0}  # one face, one track along the clip
+
+
+def test_a_frame_the_analyzer_cannot_use_is_refused_by_name():
+    """A program's mistakes said where they are made: a list for an image was an AttributeError deep
+    inside ('list' object has no attribute 'dtype'); a NaN time was taken and came back as the
+    record's time."""
+    import math
+
+    import numpy as np
+    import pytest
+
+    from moodstream import VideoFrame
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(TypeError, match="image must be a numpy array"):
+        VideoFrame("cam", 0, 0.0, rgb.tolist())
+    for t in (math.nan, math.inf, "0.5"):
+        with pytest.raises(ValueError, match="timestamp_s"):
+            VideoFrame("cam", 0, t, rgb)
+    with pytest.raises(ValueError, match="frame"):
+        VideoFrame("cam", -1, 0.0, rgb)
+    VideoFrame("cam", 0, None, rgb)  # a frame without a time is fine
