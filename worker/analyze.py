@@ -13,6 +13,7 @@ instead and the run goes on; the exit code is 1 if any input failed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.video import VideoAnalyzer
 
-
+log = logging.getLogger(__name__)
 PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
 
 
@@ -165,6 +166,21 @@ def table_row(record: FrameResult) -> str:
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
+def own_copies_left_out(specs: list[str], paths: tuple[str, ...], annotate_dir: Path | None) -> list[str]:
+    """``specs`` without the files under ``annotate_dir`` found inside a folder named as an input: a rerun of
+    ``analyze photos --annotate photos/ann`` analysed its first run's copies (boxes on boxes) and wrote them
+    one folder deeper each run. Named directly (the folder or a file in it), they are read."""
+    if annotate_dir is None:
+        return specs
+    own = os.path.realpath(annotate_dir)
+    if any(os.path.realpath(p) == own or os.path.realpath(p).startswith(own + os.sep) for p in paths):
+        return specs
+    left = [s for s in specs if os.path.realpath(s).startswith(own + os.sep)]
+    if left:
+        log.info("analyze: left out %d file(s) of the --annotate folder %s (this command's copies)", len(left), own)
+    return [s for s in specs if not os.path.realpath(s).startswith(own + os.sep)]
+
+
 def not_written(names: list[str], summary_path) -> str:
     """One line for the summary's pictures and timelines that could not be written."""
     shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
@@ -201,7 +217,8 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video, playing in the video's own time; a folder's files under "
-                   "their sub-folders, as in it.")
+                   "their sub-folders, as in it. Inside a folder named as an input, this folder is not read "
+                   "(a rerun does not analyse its copies).")
 @setting_option("detector")
 @setting_option("device")
 @setting_option("backend")
@@ -264,7 +281,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.ClickException(str(exc)) from None
     load_s = time.perf_counter() - started
 
-    specs = list(expand_paths(list(paths)))
+    specs = own_copies_left_out(list(expand_paths(list(paths))), paths, annotate_dir)
     if not specs:
         from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS
 

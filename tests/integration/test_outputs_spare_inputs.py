@@ -334,3 +334,22 @@ def test_a_report_clip_size_without_a_report_is_a_usage_error():
     """`--report-clip-px 480` without `--report` was ignored without a word (a forgotten --report)."""
     result = invoke(str(SAMPLES / "street.jpg"), "--report-clip-px", "480")
     assert result.exit_code == 2 and "--report" in result.output, result.output
+
+
+def test_a_rerun_does_not_analyse_its_own_annotated_copies(tmp_path):
+    """`analyze photos --annotate photos/ann`, run twice: the second run found the first run's copies
+    inside the folder it was given, analysed them as photos (boxes drawn on boxes) and wrote them to
+    photos/ann/ann/..., one level deeper each run. The --annotate folder is moodstream's own: left out
+    of a folder it lies in (named directly, it is read)."""
+    photos = tmp_path / "photos"
+    (photos / "p1").mkdir(parents=True)
+    shutil.copy(SAMPLES / "street.jpg", photos / "p1" / "0.jpg")
+    ann = photos / "ann"
+    for _ in range(2):
+        result = invoke(str(photos), "--annotate", str(ann))
+        assert result.exit_code == 0, result.output
+        sources = [json.loads(line)["source"] for line in result.stdout.splitlines() if line.startswith("{")]
+        assert sources == [str(photos / "p1" / "0.jpg")], sources
+    assert sorted(str(p.relative_to(ann)) for p in ann.rglob("*") if p.is_file()) == ["p1/0.jpg"]
+    named = invoke(str(ann), "--annotate", str(tmp_path / "again"))  # asked for by name: read
+    assert named.exit_code == 0 and str(ann / "p1" / "0.jpg") in named.stdout, named.output
