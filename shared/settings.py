@@ -29,6 +29,7 @@ Backpressure = Literal["wait", "drop"]
 Encoding = Literal["png", "jpeg", "webp", "raw"]
 
 DETECTORS: tuple[str, ...] = typing.get_args(Detector)
+FACE_DETECTORS = ("mtcnn", "haar")  # the ones that find faces (none takes the whole image): what the benches measure
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 BACKPRESSURES: tuple[str, ...] = typing.get_args(Backpressure)
 ENCODINGS: tuple[str, ...] = typing.get_args(Encoding)

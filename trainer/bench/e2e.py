@@ -44,7 +44,7 @@ from moodstream.options import OutputFile
 from moodstream.trainer.bench import write_output
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 from moodstream.shared.record import Face
-from moodstream.shared.settings import DETECTORS
+from moodstream.shared.settings import FACE_DETECTORS
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def format_table(r: dict) -> str:
               help="FER+ split whose faces are placed on canvases.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use N faces drawn without replacement (seeded).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face sample and of every canvas.")
-@click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
+@click.option("--detector", type=click.Choice(FACE_DETECTORS), default="mtcnn", show_default=True,
               help="Face detector in front of the classifier.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Emotion checkpoint [default: the shipped model].")

@@ -20,7 +20,7 @@ import torch
 
 from moodstream.options import OutputFile
 from moodstream.trainer.bench import write_output
-from moodstream.shared.settings import DETECTORS
+from moodstream.shared.settings import FACE_DETECTORS
 
 from moodstream.worker.crop import Framing, crop_faces
 
@@ -104,7 +104,7 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
 @click.command("framing")
 @click.option("--data", "ferplus_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="FER+ folder holding FER2013Train/ (images + label.csv).")
-@click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
+@click.option("--detector", type=click.Choice(FACE_DETECTORS), default="mtcnn", show_default=True,
               help="Detector to measure.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=600, show_default=True,
               help="Number of FER+ training images to probe.")

@@ -32,7 +32,7 @@ import numpy as np
 
 from moodstream.options import FiniteRange, OutputFile, OutputFolder
 from moodstream.shared.boxes import box_iou, greedy_match
-from moodstream.shared.settings import DETECTORS, MIN_FACE_PX
+from moodstream.shared.settings import FACE_DETECTORS, MIN_FACE_PX
 from moodstream.trainer.bench import write_output
 from moodstream.trainer.bench.wider import GEOMETRIES, WiderImage, load_wider, spread
 
@@ -195,7 +195,7 @@ def format_table(report: dict) -> str:
     lines = [f"WIDER FACE val, {report['n_images']} images, geometry {report['geometry']}; "
              f"recall: faces not invalid with shorter side >= {report['size_cut_px']} px "
              f"(all@0.5: no size cut)", head]
-    for name in DETECTORS:
+    for name in FACE_DETECTORS:
         if name not in report:
             continue
         r = report[name]
@@ -207,17 +207,17 @@ def format_table(report: dict) -> str:
                          + "".join(f"{m['recall'][t]:>9.3f}" for t in ts) + " |"
                          + f"{m['recall_uncut']['0.5']:>9.3f}{m['precision']:>10.3f}" + ms)
         lines.append(f"{name:<9}{'paper':<12}" + "".join(f"{PAPER_TABLE1[name][t]:>9.3f}" for t in ts))
-    first = next((report[n] for n in DETECTORS if n in report), None)
+    first = next((report[n] for n in FACE_DETECTORS if n in report), None)
     if first:
         lines.append(f"single-face images: {first['n_single_face_images']}; faces counted: {first['n_faces']} "
                      f"(uncut {first['n_faces_uncut']})")
-    for name in DETECTORS:
+    for name in FACE_DETECTORS:
         if name in report and "calibrated" in report[name]:
             p = report[name]["calibrated"]["paired"]
             lines.append(f"{name} held-out calibration, same detections: mean IoU {p['mean_iou_raw']:.4f} -> "
                          f"{p['mean_iou_calibrated']:.4f} over {p['n_faces']} matched faces "
                          f"({p['fraction_improved']:.0%} improved)")
-    for name in DETECTORS:
+    for name in FACE_DETECTORS:
         if name in report:
             lines.append(f"{name} settings: {json.dumps(report[name]['detector'])}")
     return "\n".join(lines)
@@ -304,7 +304,7 @@ def iou_cmd(data_dir, detectors, device, limit, geometry, min_face_px, score_min
     from moodstream.worker.calibration import save_calibrations
 
     names = [d.strip() for d in detectors.split(",") if d.strip()]
-    bad = sorted(set(names) - set(DETECTORS))
+    bad = sorted(set(names) - set(FACE_DETECTORS))
     if bad or not names:
         raise ConfigError(f"--detectors takes mtcnn and/or haar, got {detectors!r}")
     images = spread(load_wider(data_dir, geometry), limit)
