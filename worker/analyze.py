@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_FRAMES = 8  # fewer expected frames than this: no progress bar
+SMALL_IMAGE_PX = 128  # a still image no larger than this without a face: perhaps a face crop (FER+'s are 48 px)
 
 
 @dataclass
@@ -327,6 +328,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     items = iter_frames(specs, every_n or 1, fps, max_frames, max_pixels=settings.max_pixels,
                         max_image_bytes=settings.max_message_bytes)
     frames = faces = errors = 0
+    small_faceless = 0  # still images of at most SMALL_IMAGE_PX without a face: face crops, maybe (a hint at the end)
     interrupted = False
     stop_code = 130
     stdout_error = None
@@ -353,6 +355,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 frames += 1
                 r = out.record
                 faces += len(r.faces)
+                small_faceless += not r.faces and not out.video and max(out.image.shape[:2]) <= SMALL_IMAGE_PX
                 if annotator is not None:
                     annotator.add(r.source, out.image, r.faces, out.video, out.rate, r.frame, r.timestamp_s)
                 if summary is not None:  # a still image too, as the service's track stage summarises it
@@ -396,6 +399,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         click.echo(legend(analyzer.tracker_config.smoothing_tau_s), err=True)
     if summary is not None:
         click.echo(people_table(written["tracks"]), err=True)
+    if small_faceless and settings.detector != "none":
+        click.echo(f"analyze: no face found in {plural(small_faceless, 'small image')} (at most {SMALL_IMAGE_PX} px): "
+                   "if they are face crops, --detector none takes each whole image as the face", err=True)
     click.echo(f"analyze: {f'interrupted ({stopped_by(stop_code)}) after ' if interrupted else ''}"
                f"{plural(frames, 'frame')}, {plural(faces, 'face')}, {plural(errors, 'error')} in {elapsed:.1f} s "
                f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
