@@ -19,7 +19,7 @@ import click
 from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.record import FrameResult
 from moodstream.shared.settings import Settings
-from moodstream.shared.table import CSV_COLUMNS, csv_rows, csv_text, error_cell, faces_cell, source_cell
+from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, source_cell
 
 FORMATS = ("jsonl", "table", "csv")
 
@@ -206,17 +206,6 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
 def printer_for(fmt: str) -> TablePrinter | CsvPrinter | None:
     """The printer of ``--format`` (None: JSON Lines, printed by the caller)."""
     return TablePrinter() if fmt == "table" else CsvPrinter() if fmt == "csv" else None
-
-
-class CsvPrinter:
-    """``--format csv``: the header at once (an empty run is still a table), then a row per face
-    (:func:`shared.table.csv_rows`)."""
-
-    def __init__(self):
-        click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
-
-    def row(self, r: FrameResult) -> None:
-        click.echo(csv_text(csv_rows(r)), nl=False)
 
 
 class TablePrinter:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, TextIO
 
 from moodstream.shared.labels import LABELS
 
@@ -100,3 +101,20 @@ def csv_text(rows: list[list]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
+
+
+class CsvPrinter:
+    """``--format csv`` (analyze, results, up): the header at once (an empty run is still a table),
+    then :func:`csv_rows` of each record, each flushed as it comes (a pipe sees rows live)."""
+
+    def __init__(self, out: TextIO | None = None):
+        self.out = out
+        self._write([list(CSV_COLUMNS)])
+
+    def row(self, record: FrameResult) -> None:
+        self._write(csv_rows(record))
+
+    def _write(self, rows: list[list]) -> None:
+        out = self.out or sys.stdout  # at call time: click's test runner swaps sys.stdout
+        out.write(csv_text(rows))
+        out.flush()

@@ -35,8 +35,7 @@ from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
-from moodstream.shared.table import (CSV_COLUMNS, RAW_SHOWN_MIN, csv_rows, csv_text, error_cell, faces_cell, legend,
-                                     source_cell)
+from moodstream.shared.table import RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.report import CLIP_MAX_PX
 
@@ -340,12 +339,14 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     try:
         if fmt == "table":
             click.echo(TABLE_HEADER)
-        elif fmt == "csv":
-            click.echo(csv_text([list(CSV_COLUMNS)]), nl=False)
+        csv_printer = CsvPrinter() if fmt == "csv" else None
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
-                click.echo(table_row(out.record) if fmt == "table" else csv_text(csv_rows(out.record)).rstrip("\n")
-                           if fmt == "csv" else json.dumps(out.record.to_json(service=False)))
+                if csv_printer is not None:
+                    csv_printer.row(out.record)
+                else:
+                    click.echo(table_row(out.record) if fmt == "table" else
+                               json.dumps(out.record.to_json(service=False)))
                 progress.update(1)
                 if out.image is None:
                     errors += 1
