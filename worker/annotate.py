@@ -361,22 +361,14 @@ def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]
         cv2.putText(img, f"#{entry['track_id']}", (MARGIN_PX + THUMB_PX + 6, y + 18), FONT, 0.45, shade, 1,
                     cv2.LINE_AA)
         cv2.rectangle(img, (plot_x, y), (plot_x + plot_w, y + band_h), (225, 225, 225), 1)
-        if still and columns:  # one bar: each emotion's width its probability, neutrality last
-            acc = 0.0
-            for k in STACK_ORDER:
-                xa, acc = plot_x + int(round(acc * plot_w)), acc + float(columns[0][2][k])
-                xb = plot_x + int(round(acc * plot_w))
-                if xb > xa:
-                    cv2.rectangle(img, (xa, y), (xb - 1, y + band_h), COLORS.get(LABELS[k], (0, 0, 0)), cv2.FILLED)
-        for t, end, p in columns if not still else ():
-            xa, xb = x_of(t), max(x_of(end) - 1, x_of(t))
-            acc = 0.0
-            for k in STACK_ORDER:  # stacked from the bottom, neutrality on top
-                label, v = LABELS[k], p[k]
-                ya, acc = y + band_h - int(round(acc * band_h)), acc + float(v)
-                yb = y + band_h - int(round(acc * band_h))
-                if ya > yb:
-                    cv2.rectangle(img, (xa, yb), (xb, ya - 1), COLORS.get(label, (0, 0, 0)), cv2.FILLED)
+        if still:  # one bar: each emotion's width its probability, neutrality last
+            for color, a, b in _stacked(columns[0][2] if columns else None, plot_w):
+                cv2.rectangle(img, (plot_x + a, y), (plot_x + b - 1, y + band_h), color, cv2.FILLED)
+        else:
+            for t, end, p in columns:
+                xa, xb = x_of(t), max(x_of(end) - 1, x_of(t))
+                for color, a, b in _stacked(p, band_h):  # stacked from the bottom, neutrality on top
+                    cv2.rectangle(img, (xa, y + band_h - b), (xb, y + band_h - a - 1), color, cv2.FILLED)
         for ep in entry.get("episodes", []):
             cv2.rectangle(img, (x_of(ep["start_s"]), y + band_h + 2),
                           (max(x_of(ep["end_s"] + step_s) - 1, x_of(ep["start_s"])), y + THUMB_PX),
@@ -406,6 +398,18 @@ def draw_timeline(title: str, rows: list[tuple[dict, Columns, np.ndarray | None]
         cv2.putText(img, label, (x + 16, legend_y), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         x += 22 + cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
     return img
+
+
+def _stacked(p: np.ndarray | None, length: int) -> list[tuple[tuple[int, int, int], int, int]]:
+    """(colour, start, end) in pixels along ``length`` for each emotion of ``p`` with a share of at least
+    a pixel, in :data:`STACK_ORDER` (neutrality last): one column of a timeline, or a still's bar."""
+    spans, acc = [], 0.0
+    for k in STACK_ORDER if p is not None else ():
+        a, acc = int(round(acc * length)), acc + float(p[k])
+        b = int(round(acc * length))
+        if b > a:
+            spans.append((COLORS.get(LABELS[k], (0, 0, 0)), a, b))
+    return spans
 
 
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
