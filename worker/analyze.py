@@ -173,12 +173,18 @@ def own_copies_left_out(specs: list[str], paths: tuple[str, ...], annotate_dir: 
     if annotate_dir is None:
         return specs
     own = os.path.realpath(annotate_dir)
-    if any(os.path.realpath(p) == own or os.path.realpath(p).startswith(own + os.sep) for p in paths):
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == own or real.startswith(own + os.sep)
+
+    if any(inside(p) for p in paths):
         return specs
-    left = [s for s in specs if os.path.realpath(s).startswith(own + os.sep)]
-    if left:
-        log.info("analyze: left out %d file(s) of the --annotate folder %s (this command's copies)", len(left), own)
-    return [s for s in specs if not os.path.realpath(s).startswith(own + os.sep)]
+    kept = [s for s in specs if not inside(s)]  # each path resolved once (a folder of 20,000 photos)
+    if len(kept) < len(specs):
+        log.info("analyze: left out %d file(s) of the --annotate folder %s (this command's copies)",
+                 len(specs) - len(kept), own)
+    return kept
 
 
 def not_written(names: list[str], summary_path) -> str:
@@ -267,6 +273,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
+    if report_clip_px is not None and report_path is None:  # said before the models load
+        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
     try:
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
@@ -288,8 +296,6 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
     inputs = input_files(specs)  # never written over by an output
-    if report_clip_px is not None and report_path is None:
-        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):
         raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")

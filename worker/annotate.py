@@ -15,8 +15,8 @@ import logging
 import math
 import os
 import re
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -211,7 +211,7 @@ class Annotator:
         if not os.access(self.out_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"cannot write the annotated files in {out_dir}: the folder is not writable")
         self.taken: set[str] = set()
-        self._next: dict[tuple[str, str], int] = {}  # (stem, ext) -> the n its last name took
+        self._next: dict[tuple[str, str, str], int] = {}  # (sub-folder, stem, ext) -> the n its last name took
         self.written: list[Path] = []
         self.failed: list[Path] = []  # could not be written: the run fails at close()
         self._video_source: str | None = None
