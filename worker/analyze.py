@@ -395,7 +395,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
                 "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted},
-                inputs=inputs, failed=pictures_failed, writer=summary_files),
+                failed=pictures_failed, writer=summary_files),
                 "the summary", summary_path, unwritten) or {"tracks": []}
             if pictures_failed:
                 unwritten.append(not_written(pictures_failed, summary_path))

@@ -631,7 +631,8 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
     without tracks (its ``timeline`` None: a picture of no faces over no time). Returns the object;
     the names of pictures and timelines that could not be written are added to ``failed`` (the JSON
     is written without them: the caller says so and fails the run). ``writer``: the one that wrote
-    the runs that ended during the run (:meth:`SummaryWriter.write_ended`); it writes the rest."""
+    the runs that ended during the run (:meth:`SummaryWriter.write_ended`); it writes the rest, with its
+    own ``timelines`` and ``inputs`` (those given here make the writer when there is none)."""
     writer = writer if writer is not None else SummaryWriter(path, timelines, inputs)
     tracks, videos = [], []
     for run in summarizer.runs:
