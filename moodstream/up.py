@@ -216,20 +216,23 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
         if failure is None:
             _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
-        restore_stop_signals(previous)
+        staying_open = board is not None and stay_open and failure is None and not interrupted
+        if staying_open:  # SIGTERM and SIGHUP as Ctrl-C while the page stays open, taken straight from held:
+            take_stop_signals()  # restored first, a SIGTERM in between ended `up` and left its Redis running
+        else:
+            restore_stop_signals(previous)
         if failure is not None:
             raise failure
         if interrupted:
             click.get_current_context().exit(stop_code)  # 128 + the signal, as a shell reports it (analyze's too)
-        if board is not None and stay_open:
-            # the line above said the worker stops: it beat on until the page closed, and a Ctrl-C that also
-            # reached the embedded redis-server left it warning "Redis unreachable"
-            worker.request_stop()
-            worker_thread.join(timeout=60)
-            click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
-                       err=True)
-            take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C here too: by default they left Redis running
+        if staying_open:
             try:
+                # the line above said the worker stops: it beat on until the page closed, and a Ctrl-C that
+                # also reached the embedded redis-server left it warning "Redis unreachable"
+                worker.request_stop()
+                worker_thread.join(timeout=60)
+                click.echo(f"up: every frame answered; the dashboard stays open at {board.url} (Ctrl-C stops it)",
+                           err=True)
                 board.wait()
             except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the page closes, the stack stops Redis
                 hold_stop_signals(previous)
