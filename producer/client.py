@@ -196,33 +196,37 @@ class Producer:
 
     def submit_image(self, data: bytes, source: str = "bytes", frame: int = 0, *,
                      timestamp_s: float | None = None, job_id: str | None = None,
-                     reply_to: str | None = None, options: dict | None = None, page: int | None = None) -> JobRef:
+                     reply_to: str | None = None, options: dict | None = None, page: int | None = None,
+                     shot: int | None = None) -> JobRef:
         """Encoded image bytes (JPEG, PNG, WebP...) as they are; the worker decodes them.
         ``page`` (1-based): a still image, that page of its file (1 for a one-page image): the
         track stage makes it a run of its own and publishes its summary at once. Without it the
-        frames of ``source`` are one sequence (untimed ones ``default_fps`` apart)."""
-        return self.submit(FrameJob(job_id or new_job_id(), source, frame, image=bytes(data), page=page,
+        frames of ``source`` are one sequence (untimed ones ``default_fps`` apart). ``shot``: a video
+        frame's camera shot (:mod:`moodstream.shared.shots`): the track stage ends the source's tracks
+        where it changes."""
+        return self.submit(FrameJob(job_id or new_job_id(), source, frame, image=bytes(data), page=page, shot=shot,
                                     timestamp_s=timestamp_s, reply_to=reply_to, options=options or {}))
 
     def submit_array(self, rgb: np.ndarray, source: str = "array", frame: int = 0, *,
                      timestamp_s: float | None = None, job_id: str | None = None,
-                     reply_to: str | None = None, options: dict | None = None, page: int | None = None) -> JobRef:
+                     reply_to: str | None = None, options: dict | None = None, page: int | None = None,
+                     shot: int | None = None) -> JobRef:
         """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``; ``page``
-        as for :meth:`submit_image` (a multi-page TIFF's pages come here)."""
+        and ``shot`` as for :meth:`submit_image` (a multi-page TIFF's pages come here)."""
         pixels = {"raw": Raw.of(np.asarray(rgb, dtype=np.uint8))} if self.encoding == "raw" \
             else {"image": encode_pixels(rgb, self.encoding, self.jpeg_quality)}
         return self.submit(FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s, page=page,
-                                    reply_to=reply_to, options=options or {}, **pixels))
+                                    shot=shot, reply_to=reply_to, options=options or {}, **pixels))
 
     def submit_item(self, item: FrameItem, job_id: str | None = None) -> JobRef | None:
         """A FrameItem from :func:`shared.media.iter_frames`, sent with its ``page`` where it
-        is a still image; an item carrying an error is reported through ``notice`` and counted,
+        is a still image, its ``shot`` where it is a video frame; an item carrying an error is reported through ``notice`` and counted,
         and None is returned (a frame dropped under backpressure gives a ref that says ``dropped``)."""
         if item.error is None:
             try:
                 if item.image is not None:
                     return self.submit_array(item.image, item.source, item.frame, timestamp_s=item.timestamp_s,
-                                             job_id=job_id, page=item.page)
+                                             job_id=job_id, page=item.page, shot=item.shot)
                 return self.submit_image(item.data or b"", item.source, item.frame, timestamp_s=item.timestamp_s,
                                          job_id=job_id, page=item.page)
             except BadInputError as exc:  # not encodable, or over max_message_bytes once encoded: this frame's

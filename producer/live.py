@@ -23,7 +23,8 @@ source until it is stopped:
   handler), or on KeyboardInterrupt; the iterator then ends.
 
 Frame indexes count every frame read (kept or skipped) and keep increasing
-across reconnects; ``timestamp_s`` is the wall-clock time since the iterator
+across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`: each kept
+frame is held until the next is read, which decides its shot, one frame of latency); ``timestamp_s`` is the wall-clock time since the iterator
 started, so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
@@ -44,6 +45,7 @@ import cv2
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.media import FrameItem, is_camera_index, source_name, to_rgb8
 from moodstream.shared.settings import Settings
+from moodstream.shared.shots import ShotCounter
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ class LiveSource:
         last_kept: float | None = None
         failed = 0  # failures in a row: opens that failed, connections with no frame or shorter than stable_s
         down_since: float | None = None
+        shots = ShotCounter()
+        held: FrameItem | None = None  # the last kept frame, until the next read decides its shot
         try:
             while not self._stop.is_set():
                 if failed:
@@ -186,13 +190,22 @@ class LiveSource:
                         index = self.read
                         self.read += 1
                         got += 1
+                        shot = shots.see(bgr)
+                        if held is not None:
+                            held.shot, kept = shot, held
+                            held = None
+                            yield kept
                         if last_kept is not None and now - last_kept < min_gap_s - 1e-6:
                             continue
                         last_kept = now
                         self.kept += 1
-                        yield FrameItem(name, index, round(now - started, 4), image=to_rgb8(bgr))
+                        held = FrameItem(name, index, round(now - started, 4), image=to_rgb8(bgr))
                 finally:
                     cap.release()
+                if held is not None:  # the connection ended (or a stop): its last frame judged on its own
+                    held.shot, kept = shots.last(), held
+                    held = None
+                    yield kept
                 if self._stop.is_set():
                     break
                 if self.finite:  # a file over the network: read once, never re-read
@@ -210,6 +223,9 @@ class LiveSource:
         except KeyboardInterrupt:
             self.interrupted = True  # the caller says so (produce exits 130, not 0)
             log.info("live: %s: interrupted; stopping", name)
+            if held is not None:  # read before the interrupt: not lost
+                held.shot = shots.last()
+                yield held
         log.info("live: %s: stopped after %d frames (%d kept, %d drops)", name, self.read, self.kept, self.drops)
 
     def _wait(self, delay_s: float) -> None:

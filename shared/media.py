@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS_CEILING))
 import cv2  # noqa: E402
 
+from moodstream.shared.shots import ShotCounter  # noqa: E402 (imports cv2: after the limit is set)
+
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -239,6 +241,7 @@ class FrameItem:
     error: BadInputError | None = None
     rate: float | None = None  # video only: its sampled frames' rate (what an annotated copy plays at)
     page: int | None = None  # a still image only (image_items): its page, 1-based; 1 for a one-page image
+    shot: int | None = None  # a video frame only: its camera shot, 0, 1, ... (shared.shots): tracks end at a change
 
     def decoded(self, max_pixels: int) -> np.ndarray:
         """The frame as RGB uint8, decoding bytes if needed (raises BadInputError)."""
@@ -646,9 +649,18 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         (announced > 0 or os.path.isfile(spec))
     emitted, index, next_t, t = 0, 0, 0.0, -1.0
     rate = min(fps, native_fps) if fps else native_fps / max(1, every_n)  # from this reader: stdin and URLs too
+    # every decoded frame is counted into shots; a kept frame is held until the next one is decoded,
+    # which decides its shot (a flash is no cut): one frame of latency
+    shots, held = ShotCounter(), None
     try:
-        while max_frames is None or emitted < max_frames:
+        while max_frames is None or emitted < max_frames or held is not None:
             ok, bgr = cap.read()
+            if held is not None:
+                held.shot = shots.see(bgr) if ok else shots.last()
+                yield held
+                held = None
+            elif ok:
+                shots.see(bgr)
             if not ok:
                 if index == 0:
                     yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
@@ -669,10 +681,10 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
             else:
                 t = max(index / native_fps, t + 1 / native_fps)
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
-            if keep:
+            if keep and (max_frames is None or emitted < max_frames):
                 if fps:
                     next_t = max(next_t + 1.0 / fps, t)  # after a long gap, not a burst of every frame
-                yield FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
+                held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
             index += 1
     finally:

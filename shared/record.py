@@ -51,6 +51,8 @@ Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_RAW_SIDE)]
 # a still image's page, 1-based (1 for a one-page image; each page of a multi-page TIFF its own);
 # None for a frame of a video, a camera, or a sequence sent without it
 Page = Annotated[int, msgspec.Meta(ge=1)]
+# a video frame's shot: consecutive frames of one camera shot share it (shared.shots); tracks end where it changes
+Shot = Annotated[int, msgspec.Meta(ge=0)]
 StreamId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]  # a Redis stream entry id, ms-seq
 
 
@@ -88,8 +90,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     """One frame's answer: its faces, or an error (then ``faces`` is empty).
 
     ``analyze`` fills what it knows (``source``, ``frame``, ``timestamp_s``,
-    ``page``, ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker
-    copies ``page`` from its job and adds the service fields (``job_id``,
+    ``page``, ``shot``, ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker
+    copies ``page`` and ``shot`` from its job and adds the service fields (``job_id``,
     ``worker``, ``enqueued_at_ms``, ``published_at_ms``, ``frame_entry``). ``id`` is the results-stream entry
     id, set when a result is read back from Redis (nil on the wire); ``frame_entry`` the frames-stream entry
     its worker answered (where the track stage and the dashboard read its frame back)."""
@@ -101,6 +103,7 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     frame: Annotated[int, msgspec.Meta(ge=0)] = 0
     timestamp_s: Seconds | None = None  # position in the video; None for still images
     page: Page | None = None  # a still image's page, copied from the job (in JSON only when set)
+    shot: Shot | None = None  # a video frame's camera shot, copied from the job (in JSON only when set)
     size: tuple[int, int] | None = None  # (W, H) pixels; None on error
     faces: list[Face] = msgspec.field(default_factory=list)
     model_version: str | None = None
@@ -126,8 +129,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id", "page", "frame_entry") if service else ("id", "page", "frame_entry", "job_id", "worker",
-                                                              "enqueued_at_ms", "published_at_ms", "error")
+        drop = ("id", "page", "shot", "frame_entry") if service else (
+            "id", "page", "shot", "frame_entry", "job_id", "worker", "enqueued_at_ms", "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:
                 del d[name]
@@ -168,6 +171,9 @@ class FrameJob(msgspec.Struct, tag_field="kind", tag="frame"):
     timestamp_s: Seconds | None = None  # position in the video; None for still images
     # a still image's page: the track stage makes it a run of its own; None: a frame of a sequence
     page: Page | None = None
+    # a video frame's camera shot (0, 1, ...: shared.shots, numbered by the reader on every decoded
+    # frame); the track stage ends a source's tracks where it changes. None: not known (no cut seen)
+    shot: Shot | None = None
     # producer wall clock, Unix epoch ms (the producer stamps it as it sends; a message
     # without it counts from when the worker read it)
     enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] = msgspec.field(default_factory=now_ms)

@@ -90,7 +90,7 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
     from moodstream.worker.video import VideoFrame
 
     results = iter(analyzer.analyze([VideoFrame(item.source, item.frame, item.timestamp_s, image,
-                                                item.timestamp_s is not None)
+                                                item.timestamp_s is not None, item.shot)
                                      for item, image, _ in pending if image is not None]))
     if pending:  # sources come one after another: all but the last one of the batch have ended
         for source in [s for s in analyzer.sources if s != pending[-1][0].source]:

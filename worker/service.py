@@ -637,7 +637,7 @@ class Worker:
         job = e.job
         assert job is not None
         return FrameResult(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
-                           timestamp_s=job.timestamp_s, page=job.page, model_version=self.pipeline.model_version,
+                           timestamp_s=job.timestamp_s, page=job.page, shot=job.shot, model_version=self.pipeline.model_version,
                            enqueued_at_ms=job.enqueued_at_ms, frame_entry=e.entry_id, **kw)
 
     def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:

@@ -9,7 +9,8 @@ sources and still images in one batch):
 
 * every ``detect_every``-th analysed frame of a source is a key frame: the full
   detector runs on it (:meth:`Pipeline.detect`, all key frames of a batch in
-  one call);
+  one call); so is the first frame of a new camera shot (``shot``,
+  :mod:`moodstream.shared.shots`): no face is followed across a cut;
 * on the frames in between, each face of the previous frame is followed by
   pyramidal Lucas-Kanade optical flow (:func:`worker.tracking.flow.follow_faces`),
   with no image pyramid of the detector; a face whose flow fails is dropped
@@ -60,6 +61,7 @@ class VideoFrame:
     timestamp_s: float | None  # its time in the source (smoothing and episodes are in seconds)
     image: np.ndarray  # RGB uint8 (H, W, 3)
     video: bool = True  # True: a frame of a video / camera / stream, tracked along its source; False: a still
+    shot: int | None = None  # its camera shot (shared.shots, as the reader numbers them): tracks end at a change
 
     def __post_init__(self) -> None:  # a program's mistake named where it is made, not deep in the pipeline
         if not isinstance(self.image, np.ndarray):
@@ -69,6 +71,9 @@ class VideoFrame:
             raise ValueError(f"timestamp_s must be a finite number of seconds or None, got {self.timestamp_s!r}")
         if isinstance(self.frame, bool) or not isinstance(self.frame, numbers.Integral) or self.frame < 0:
             raise ValueError(f"frame must be a whole number from 0, got {self.frame!r}")
+        if self.shot is not None and (isinstance(self.shot, bool) or not isinstance(self.shot, numbers.Integral)
+                                      or self.shot < 0):
+            raise ValueError(f"shot must be a whole number from 0 or None, got {self.shot!r}")
 
 
 @dataclass
@@ -76,6 +81,7 @@ class _Source:
     tracker: TrackState
     count: int = 0  # analysed frames so far
     last_frame: int = -1
+    shot: int | None = None  # of the last frame
     prev_image: np.ndarray | None = None
     prev_faces: list[Face] = field(default_factory=list)
 
@@ -118,10 +124,14 @@ class VideoAnalyzer:
         key: list[bool] = []
         for f in frames:  # key frames first, so all of them are detected in one call
             st = self._source(f) if f.video else None
+            cut = st is not None and f.shot is not None and st.shot is not None and f.shot != st.shot
+            if cut:  # a new shot is detected afresh, its count from 0: nothing is followed across a cut
+                st.count = 0
             key.append(st is None or st.count % self.detect_every == 0)
             if st is not None:
                 st.count += 1
                 st.last_frame = f.frame
+                st.shot = f.shot if f.shot is not None else st.shot
             states.append(st)
         if self.detect_every == 1:  # no flow, so no raw faces to keep: today's one call
             results = self.pipeline.process([f.image for f in frames])
@@ -150,6 +160,6 @@ class VideoAnalyzer:
                results: list[FrameResult]) -> list[FrameResult]:
         for f, st, res in zip(frames, states, results):
             tracker = st.tracker if st is not None else TrackState(self.tracker_config)
-            res.source, res.frame, res.timestamp_s = f.source, f.frame, f.timestamp_s
-            res.faces = tracker.update(f.frame if st is not None else 0, f.timestamp_s, res.faces)
+            res.source, res.frame, res.timestamp_s, res.shot = f.source, f.frame, f.timestamp_s, f.shot
+            res.faces = tracker.update(f.frame if st is not None else 0, f.timestamp_s, res.faces, f.shot)
         return results

@@ -65,8 +65,8 @@ def mixed_inputs(tmp_path, image_path) -> tuple[Path, dict[str, str | None]]:
 
 
 def check_frame_record(rec: dict) -> None:
-    # a still image's record names its page (1 for a one-page image), as the service's does; a video frame's has none
-    assert set(rec) == FRAME_KEYS | ({"page"} if rec["timestamp_s"] is None else set())
+    # a still image's record names its page (1 for a one-page image), as the service's does; a video frame its shot
+    assert set(rec) == FRAME_KEYS | ({"page"} if rec["timestamp_s"] is None else {"shot"})
     assert rec.get("page", 1) == 1
     width, height = rec["size"]
     assert isinstance(rec["frame"], int) and width > 0 and height > 0

@@ -87,7 +87,7 @@ def video_tracks(pipeline, path: Path) -> list[dict]:
 
     for it in iter_video(str(path)):
         if it.error is None:
-            batch.append(VideoFrame(str(path), it.frame, it.timestamp_s, it.image, True))
+            batch.append(VideoFrame(str(path), it.frame, it.timestamp_s, it.image, True, it.shot))
         if len(batch) == 16:
             flush()
     flush()

@@ -362,7 +362,7 @@ def flicker(frames: list[tuple[float, list[Face]]]) -> dict:
 def run_video(path: Path, pipeline, every: tuple[int, ...], max_frames: int, batch: int) -> dict:
     from moodstream.worker.video import VideoAnalyzer, VideoFrame
 
-    frames = [VideoFrame(str(path), it.frame, it.timestamp_s, it.image, True)
+    frames = [VideoFrame(str(path), it.frame, it.timestamp_s, it.image, True, it.shot)
               for it in iter_video(str(path), max_frames=max_frames) if it.error is None]
     if not frames:
         raise DataError(f"{path}: no decodable frames")

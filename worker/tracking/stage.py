@@ -392,7 +392,7 @@ class TrackStage:
     def _tracked(self, run: SourceRun, p: Pending) -> tuple[str, FrameResult]:
         r = p.result
         if r.error is None:
-            r.faces = run.state.update(r.frame, r.timestamp_s, r.faces)
+            r.faces = run.state.update(r.frame, r.timestamp_s, r.faces, r.shot)
             t0 = time.perf_counter()
             run.summary.add(r)
             if self.pictures is not None:

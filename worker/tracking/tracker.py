@@ -51,6 +51,10 @@ becomes a short track of its own). A track that matches nothing keeps being
 predicted and survives ``max_missed`` analysed frames or ``max_missed_s``
 seconds of video time, whichever is longer; after that it ends and a face in
 the same place later gets a new id. No re-identification by appearance.
+Every track ends at a shot cut of an edited video (a frame whose ``shot``
+differs from the last one's, :mod:`moodstream.shared.shots`): a face of the
+next shot near where one of the last was is another person, or the same seen
+by another camera, and either way no motion links them.
 
 **Smoothing** (for display: what an annotated frame shows; the evidence stays in
 the raw values and the summary's episodes, :mod:`worker.tracking.summary`). ``smoothed``
@@ -206,11 +210,21 @@ class TrackState:
         self.next_id = 0
         self.last_frame: int | None = None
         self.approximate_frames = 0  # frames past a budget (max_pairs, max_cells): logged the first time
+        self.shot: int | None = None  # the camera shot of the last frame that had one
+        self.cuts = 0  # shot changes that ended tracks
 
-    def update(self, frame_index: int, timestamp_s: float | None, faces: list[Face]) -> list[Face]:
+    def update(self, frame_index: int, timestamp_s: float | None, faces: list[Face],
+               shot: int | None = None) -> list[Face]:
         """One analysed frame's classified faces -> copies with ``track_id`` and
-        ``smoothed`` set, in the same order."""
+        ``smoothed`` set, in the same order. ``shot``: the frame's camera shot
+        (:mod:`moodstream.shared.shots`); where it differs from the last frame's, every track
+        ends first (a face of the next shot is another person); None knows of no cut."""
         cfg = self.config
+        if shot is not None:
+            if self.shot is not None and shot != self.shot and self.tracks:
+                self.tracks = []
+                self.cuts += 1
+            self.shot = shot
         t = float(timestamp_s) if timestamp_s is not None else frame_index / cfg.default_fps
         boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
         horizon = max(cfg.max_missed_s, 1.0 / cfg.default_fps)
