@@ -66,8 +66,8 @@ def error_cell(error: ErrorInfo) -> str:
 
 # `--format csv`: a row per face; a frame without faces, or an input that failed, a row of its own
 # (its face cells empty), so no frame vanishes from the table. Probabilities by label; page 1-based
-# (a still image's), timestamp_s empty for one.
-CSV_COLUMNS = ("source", "page", "frame", "timestamp_s", "width", "height", "job_id", "face", "track_id",
+# (a still image's), timestamp_s and shot empty for one.
+CSV_COLUMNS = ("source", "page", "frame", "timestamp_s", "shot", "width", "height", "job_id", "face", "track_id",
                "x1", "y1", "x2", "y2", "score", "emotion", "smoothed_emotion", *LABELS, "error", "error_detail")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (CSV injection)
 
@@ -83,7 +83,8 @@ def csv_rows(record: FrameResult) -> list[list]:
     """``record``'s rows, in :data:`CSV_COLUMNS` order."""
     w, h = record.size if record.size else ("", "")
     head = [text_cell(record.source), record.page or "", record.frame,
-            "" if record.timestamp_s is None else round(record.timestamp_s, 4), w, h, text_cell(record.job_id)]
+            "" if record.timestamp_s is None else round(record.timestamp_s, 4), "" if record.shot is None else record.shot,
+            w, h, text_cell(record.job_id)]
     error = [text_cell(record.error.reason), text_cell(record.error.detail)] if record.error else ["", ""]
     if not record.faces:
         return [head + [""] * (len(CSV_COLUMNS) - len(head) - 2) + error]

@@ -47,13 +47,14 @@ def test_analyze_writes_a_row_per_face_and_keeps_empty_frames_and_failures(tmp_p
     for r in street:
         probs = [float(r[label]) for label in LABELS]
         assert abs(sum(probs) - 1) < 1e-3 and r["emotion"] == LABELS[max(range(len(LABELS)), key=probs.__getitem__)]
-        assert float(r["x2"]) > float(r["x1"]) and r["page"] == "1" and r["timestamp_s"] == ""
+        assert float(r["x2"]) > float(r["x1"]) and r["page"] == "1" and r["timestamp_s"] == r["shot"] == ""
     (blank,) = by_source["blank.png"]
     assert blank["face"] == "" and blank["emotion"] == "" and blank["width"] != ""
     (broken,) = by_source["broken.jpg"]
     assert broken["error"] == "unreadable" and broken["face"] == ""
     clip = by_source["clip.mp4"]
     assert {r["frame"] for r in clip} == {"0", "1"} and all(r["track_id"] != "" and r["smoothed_emotion"] for r in clip)
+    assert {r["shot"] for r in clip} == {"0"}  # the camera shot: tracks end where it changes
 
 
 def _blank_png() -> bytes:
