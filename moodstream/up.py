@@ -116,10 +116,13 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     from moodstream.worker.service import Worker
 
     settings = Settings.from_env(**flags)
-    specs = list(paths) or [default_sample()]
-    from moodstream.shared.media import expand_paths, input_files
+    from moodstream.shared.media import input_files
+    from moodstream.worker.own_outputs import Output, expand_inputs
 
-    inputs = input_files(list(expand_paths(specs)))  # never written over by the summary
+    # a folder's files, without the summary's pictures of a run before (a rerun sent them as photos)
+    specs = expand_inputs(list(paths) or [default_sample()],
+                          [Output("--summary", summary_path)] if summary_path is not None else [], "up")
+    inputs = input_files(specs)  # never written over by the summary
     if summary_path is not None:  # found out now, not after every frame
         from moodstream.worker.tracking.summary import check_writable
 

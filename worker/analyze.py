@@ -37,6 +37,7 @@ from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
+from moodstream.worker.own_outputs import Output, expand_inputs
 from moodstream.worker.report import CLIP_MAX_PX
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
@@ -166,25 +167,19 @@ def table_row(record: FrameResult) -> str:
 TABLE_HEADER = f"{'SOURCE':36s} {'FRAME':>6s} {'TIME_S':>8s} {'SIZE':>10s} {'FACES':>5s}  EMOTIONS"
 
 
-def own_copies_left_out(specs: list[str], paths: tuple[str, ...], annotate_dir: Path | None) -> list[str]:
-    """``specs`` without the files under ``annotate_dir`` found inside a folder named as an input: a rerun of
-    ``analyze photos --annotate photos/ann`` analysed its first run's copies (boxes on boxes) and wrote them
-    one folder deeper each run. Named directly (the folder or a file in it), they are read."""
-    if annotate_dir is None:
-        return specs
-    own = os.path.realpath(annotate_dir)
-
-    def inside(path: str) -> bool:
-        real = os.path.realpath(path)
-        return real == own or real.startswith(own + os.sep)
-
-    if any(inside(p) for p in paths):
-        return specs
-    kept = [s for s in specs if not inside(s)]  # each path resolved once (a folder of 20,000 photos)
-    if len(kept) < len(specs):
-        log.info("analyze: left out %d file(s) of the --annotate folder %s (this command's copies)",
-                 len(specs) - len(kept), own)
-    return kept
+def this_run_writes(annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None) -> list[Output]:
+    """What this run writes, left out of a folder named as an input (:func:`worker.own_outputs.expand_inputs`):
+    the --annotate folder, the --summary file and its pictures, the --report page, its clips and the
+    folder of annotated photos beside it (``<page stem>-photos``)."""
+    outputs = []
+    if annotate_dir is not None:
+        outputs.append(Output("--annotate", annotate_dir, folder=True))
+    if summary_path is not None:
+        outputs.append(Output("--summary", summary_path))
+    if report_path is not None:
+        outputs += [Output("--report", report_path),
+                    Output("--report", report_path.with_name(report_path.stem + "-photos"), folder=True)]
+    return outputs
 
 
 def not_written(names: list[str], summary_path) -> str:
@@ -242,11 +237,13 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    "emotion, episodes with start, end and peak, face picture; a still image's faces one "
                    "each, with its 'page', at 0 s: it has no time), a face picture per track "
                    "and a timeline PNG per video (and per still image with faces) beside it, and print the "
-                   "people table on stderr.")
+                   "people table on stderr. Inside a folder named as an input, those pictures are not read "
+                   "(a rerun does not analyse them).")
 @click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "
-                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip.")
+                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip. Inside a "
+                   "folder named as an input, those clips are not read (a rerun does not analyse them).")
 @click.option("--report-clip-px", type=click.IntRange(min=0), default=None,
               help="The report's clip: its longer side at most this many pixels (a larger video's clip is "
                    "scaled down, its boxes and labels drawn at that size; the page shows it at most 640 "
@@ -289,10 +286,15 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.ClickException(str(exc)) from None
     load_s = time.perf_counter() - started
 
-    specs = own_copies_left_out(list(expand_paths(list(paths))), paths, annotate_dir)
+    specs = expand_inputs(paths, this_run_writes(annotate_dir, summary_path, report_path), "analyze")
     if not specs:
         from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS
 
+        own = sum(1 for _ in expand_paths(list(paths)))  # all of them this command's outputs of a run before?
+        if own:
+            raise click.ClickException(f"no images or videos in {', '.join(paths)} but the {own} file(s) this "
+                                       "command writes (--annotate, --summary, --report of a run before), left "
+                                       "out: name them directly to analyse them")
         raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
                                    f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
     inputs = input_files(specs)  # never written over by an output

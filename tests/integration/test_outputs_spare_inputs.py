@@ -104,15 +104,19 @@ def test_one_output_never_takes_another_s_name(tmp_path):
     assert len(videos) == 1 and videos[0].stat().st_size > 10_000  # the annotated video, under another name
 
 
-def test_running_a_command_twice_reads_its_first_outputs_without_writing_over_them(tmp_path):
+def test_a_first_run_s_output_named_as_an_input_is_read_without_being_written_over(tmp_path):
+    """In a folder named as an input a run's own outputs are left out (test_rerun_own_outputs.py); named
+    directly they are read, and so spared."""
     shutil.copy(SAMPLES / "hamilton_clip.mp4", tmp_path / "clip.mp4")
     first = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
     assert first.exit_code == 0, first.output
     made = digest(tmp_path)
-    second = invoke(str(tmp_path), "--report", str(tmp_path / "r.html"))
+    second = invoke(str(tmp_path), str(tmp_path / "r-clip.webm"), "--report", str(tmp_path / "r.html"))
     assert second.exit_code == 0 and "ERROR" not in second.output, second.output
+    assert str(tmp_path / "r-clip.webm") in second.stdout
     after = digest(tmp_path)
-    assert all(after[k] == v for k, v in made.items() if k != "r.html")  # the first run's clip read, kept
+    assert all(after[k] == v for k, v in made.items() if k != "r.html")  # the clip kept
+    assert "r-clip-2.webm" in after  # the clip of clip.mp4, under another name
 
 
 def test_up_refuses_a_summary_that_is_an_input(tmp_path):
