@@ -44,8 +44,9 @@ def test_analyze_summary_says_who_was_in_which_shot(fixtures_dir, tmp_path):
     tracks = json.loads(out.read_text())["tracks"]
     assert tracks
     cut_s = CUT_AT / 29.97
-    for t in tracks:  # each track's span lies on one side of the cut
+    for t in tracks:  # each track's span lies on one side of the cut, the shot it is in named
         assert t["last_timestamp_s"] < cut_s or t["first_timestamp_s"] >= cut_s - 1e-3, t
+        assert t["shot"] == int(t["first_timestamp_s"] >= cut_s - 1e-3), t
 
 
 def test_up_tracks_end_at_the_cut(fixtures_dir, monkeypatch):

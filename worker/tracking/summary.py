@@ -6,6 +6,7 @@ gives one entry per track (:meth:`Summarizer.entries`)::
 
     source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
     page: int               # only a still image's: its page, 1-based (1 for a one-page image)
+    shot: int               # only a video's: the camera shot the track is in (tracks end at a cut)
     person: bool            # spans >= min_person_s of video and is face-like (see below)
     not_person_why: str     # why not ("" for a person)
     box: [x1, y1, x2, y2]   # the median box, frame pixels
@@ -424,6 +425,7 @@ class _Track:
     box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
     score_sum: float = 0.0
     timeline: TimelineSeries | None = None  # the series, for timelines (when kept)
+    shot: int | None = None  # the camera shot it is in (a video's; every track ends at a cut)
 
 
 class SourceSummary:
@@ -476,7 +478,8 @@ class SourceSummary:
             if tr is None:
                 finder = EpisodeFinder(LABELS.index(NEUTRAL), cfg.episode_tau_s, cfg.episode_min_s,
                                        cfg.episode_gap_s, 1 / cfg.default_fps)
-                tr = self.tracks[face.track_id] = _Track(face.track_id, finder, t, t, result.frame, result.frame)
+                tr = self.tracks[face.track_id] = _Track(face.track_id, finder, t, t, result.frame, result.frame,
+                                                         shot=result.shot)
             p = np.array([face.probabilities.get(k, 0.0) for k in LABELS], np.float64)
             p /= max(p.sum(), 1e-12)
             tr.finder.add(t, p)
@@ -549,7 +552,7 @@ class SourceSummary:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
         dominant = LABELS[int(np.argmax(mean))]
         return {"source": self.source, **({"page": self.page} if self.page is not None else {}),
-                "track_id": tr.track_id,
+                "track_id": tr.track_id, **({"shot": tr.shot} if tr.shot is not None else {}),
                 "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
                 "person": not why, "not_person_why": why,
