@@ -47,6 +47,10 @@ def test_analyze_summary_says_who_was_in_which_shot(fixtures_dir, tmp_path):
     for t in tracks:  # each track's span lies on one side of the cut, the shot it is in named
         assert t["last_timestamp_s"] < cut_s or t["first_timestamp_s"] >= cut_s - 1e-3, t
         assert t["shot"] == int(t["first_timestamp_s"] >= cut_s - 1e-3), t
+    header, *rows = [line.split() for line in ran.stderr.splitlines() if line.startswith(("SOURCE", "cut_360p"))]
+    assert header[:3] == ["SOURCE", "TRACK", "SHOT"]
+    people = {int(t["track_id"]): t["shot"] for t in tracks if t["person"]}
+    assert {int(row[1][1:]): int(row[2]) for row in rows} == people and set(people.values()) == {0, 1}
 
 
 def test_up_tracks_end_at_the_cut(fixtures_dir, monkeypatch):

@@ -746,7 +746,7 @@ PEOPLE_SHOWN = 100  # rows of the people table at most (a folder of 2,000 photos
 
 
 def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_SHOWN) -> str:
-    """The short table of a summary's tracks: track, time span, dominant emotion with its mean,
+    """The short table of a summary's tracks: track, camera shot, time span, dominant emotion with its mean,
     the main episodes (strongest first, at most ``max_episodes``, then the others' emotions: every
     episode's emotion is named); people first, then the rest on one line (those with episodes first).
     A still image's track (with ``page``) has no span: "still image"; the tracks of a file with tracks
@@ -759,7 +759,7 @@ def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_S
     def name(t: dict) -> str:
         return (Path(t["source"]).name or t["source"]) + (f" page {t['page']}" if t["source"] in paged else "")
 
-    lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
+    lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SHOT':>4s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
     for t in people[:most]:
         dom = f"{t['dominant']} {t['mean_probabilities'][t['dominant']]:.0%}"
         main = sorted(t["episodes"], key=lambda e: -e["peak"])[:max_episodes]
@@ -769,8 +769,9 @@ def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_S
         eps = (eps or "-") + (f" +{more} more ({_emotions(t['episodes'], main)})" if more > 0 else "")
         span = "still image" if "page" in t else f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
         src = source_cell(name(t), 24)
-        lines.append(f"{src:24s} {'#' + printable(str(t['track_id'])):>5s} {span:>13s}  {printable(dom):22s} "
-                     f"{printable(eps)}")  # a summary's strings may come from a stream
+        shot = printable(str(t.get("shot", "-")))  # the camera shot (a video's): tracks end at a cut
+        lines.append(f"{src:24s} {'#' + printable(str(t['track_id'])):>5s} {shot:>4s} {span:>13s}  "
+                     f"{printable(dom):22s} {printable(eps)}")  # a summary's strings may come from a stream
     if not people:
         lines.append("(no people)")
     elif len(people) > most:
