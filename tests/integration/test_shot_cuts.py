@@ -53,17 +53,21 @@ def test_analyze_summary_says_who_was_in_which_shot(fixtures_dir, tmp_path):
     assert {int(row[1][1:]): int(row[2]) for row in rows} == people and set(people.values()) == {0, 1}
 
 
-def test_up_tracks_end_at_the_cut(fixtures_dir, monkeypatch):
+def test_up_tracks_end_at_the_cut(fixtures_dir, monkeypatch, tmp_path):
     from moodstream.up import up
 
     for name in list(os.environ):
         if name.startswith("MOODSTREAM_"):
             monkeypatch.delenv(name)
     ran = CliRunner().invoke(up, [str(fixtures_dir / "cut_360p.mp4"), "--every", "3", "--device", "cpu",
-                                  "--no-dashboard", "--format", "jsonl", "--timeout-s", "300"])
+                                  "--no-dashboard", "--format", "jsonl", "--timeout-s", "300",
+                                  "--summary", str(tmp_path / "s.json")])
     assert ran.exit_code == 0, ran.output
     results = [json.loads(line) for line in ran.stdout.splitlines()]
     assert [r["frame"] for r in results] == list(range(0, 46, 3))
     assert [r["shot"] for r in results] == [int(r["frame"] >= CUT_AT) for r in results]
     assert all(f.get("track_id") is not None for r in results for f in r["faces"])
     assert not across(results), "a track went on across the cut"
+    shots = {f["track_id"]: r["shot"] for r in results for f in r["faces"]}
+    tracks = json.loads((tmp_path / "s.json").read_text())["tracks"]  # the track stage's summary
+    assert {t["track_id"]: t["shot"] for t in tracks} == shots and set(shots.values()) == {0, 1}
