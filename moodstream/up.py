@@ -75,6 +75,7 @@ def default_sample() -> str:
 @setting_option("precision")
 @setting_option("threads", type=click.IntRange(min=0, max=MAX_THREADS))
 @setting_option("batch_max", type=click.IntRange(min=1))
+@setting_option("track_shot_cuts")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="table: one readable line per tracked result, each face as `analyze --format table` shows it "
                    "(#track smoothed emotion; a legend on stderr); jsonl: one JSON object per tracked result "

@@ -230,6 +230,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @setting_option("min_face_px", "--min-face", type=click.IntRange(min=MIN_FACE_PX))  # --min-face: the older name
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("detect_every", type=click.IntRange(min=1))
+@setting_option("track_shot_cuts")
 @setting_option("min_person_s", type=FiniteRange(min=0))
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON object with a 'tracks' list to this file (one entry per face track per "

@@ -124,7 +124,8 @@ class VideoAnalyzer:
         key: list[bool] = []
         for f in frames:  # key frames first, so all of them are detected in one call
             st = self._source(f) if f.video else None
-            cut = st is not None and f.shot is not None and st.shot is not None and f.shot != st.shot
+            cut = st is not None and f.shot is not None and st.shot is not None and f.shot != st.shot \
+                and self.tracker_config.shot_cuts
             if cut:  # a new shot is detected afresh, its count from 0: nothing is followed across a cut
                 st.count = 0
             key.append(st is None or st.count % self.detect_every == 0)

@@ -564,6 +564,7 @@ class TrackStage:
 @setting_option("track_max_missed", type=click.IntRange(min=0))
 @setting_option("track_max_missed_s", type=FiniteRange(min=0))
 @setting_option("track_smoothing_tau_s", type=FiniteRange(min=0, min_open=True))
+@setting_option("track_shot_cuts")
 @click.option("--source-idle-s", type=FiniteRange(min=0), default=300.0, show_default=True,
               help="End a source's run (its tracks; its summary is published) after this long without results "
                    "(a still image's run ends as soon as it is tracked).")

@@ -106,12 +106,14 @@ class TrackerConfig:
     default_fps: float = 30.0  # frame times when a source has no timestamps
     max_pairs: int = 1_000_000  # candidate pairs a round; past it (a pile-up of boxes) a frame is matched approximately
     max_cells: int = 1_000_000  # cells of dense Hungarian blocks a round (1000 x 1000: ~0.1 s); past it, greedy
+    shot_cuts: bool = True  # every track ends where a frame's shot differs from the last one's
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrackerConfig:
         """The tracker the ``track_*`` settings describe (the rest at their defaults)."""
         return cls(iou_min=settings.track_iou_min, max_missed=settings.track_max_missed,
-                   max_missed_s=settings.track_max_missed_s, smoothing_tau_s=settings.track_smoothing_tau_s)
+                   max_missed_s=settings.track_max_missed_s, smoothing_tau_s=settings.track_smoothing_tau_s,
+                   shot_cuts=settings.track_shot_cuts)
 
 
 @dataclass
@@ -218,9 +220,10 @@ class TrackState:
         """One analysed frame's classified faces -> copies with ``track_id`` and
         ``smoothed`` set, in the same order. ``shot``: the frame's camera shot
         (:mod:`moodstream.shared.shots`); where it differs from the last frame's, every track
-        ends first (a face of the next shot is another person); None knows of no cut."""
+        ends first (a face of the next shot is another person), unless ``config.shot_cuts`` is off;
+        None knows of no cut."""
         cfg = self.config
-        if shot is not None:
+        if shot is not None and cfg.shot_cuts:
             if self.shot is not None and shot != self.shot and self.tracks:
                 self.tracks = []
                 self.cuts += 1
