@@ -38,7 +38,7 @@ from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, source_cell
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.own_outputs import Output, expand_inputs
-from moodstream.worker.report import CLIP_MAX_PX
+from moodstream.worker.report import CLIP_MAX_PX, photo_folder
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
@@ -177,8 +177,7 @@ def this_run_writes(annotate_dir: Path | None, summary_path: Path | None, report
     if summary_path is not None:
         outputs.append(Output("--summary", summary_path))
     if report_path is not None:
-        outputs += [Output("--report", report_path),
-                    Output("--report", report_path.with_name(report_path.stem + "-photos"), folder=True)]
+        outputs += [Output("--report", report_path), Output("--report", photo_folder(report_path), folder=True)]
     return outputs
 
 
@@ -243,8 +242,10 @@ def _closing(close, what: str, path, unwritten: list[str]):
 @click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "
                    "annotated clip (a WebM beside the page) and per person the face picture, time span, "
-                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip. Inside a "
-                   "folder named as an input, those clips are not read (a rerun does not analyse them).")
+                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip; and "
+                   "the photos in a grid, each annotated (a JPEG in FILE-photos/ beside the page) with a "
+                   "line per face. Inside a folder named as an input, those clips and photos are not read "
+                   "(a rerun does not analyse them).")
 @click.option("--report-clip-px", type=click.IntRange(min=0), default=None,
               help="The report's clip: its longer side at most this many pixels (a larger video's clip is "
                    "scaled down, its boxes and labels drawn at that size; the page shows it at most 640 "

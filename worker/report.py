@@ -11,12 +11,18 @@ first; the other tracks are collapsed below them. Clicking the chart or an
 episode seeks the video to that moment.
 
 **Several videos in one call give one page with a section each** (one file to
-open, one table of contents); each video has its own WebM. Still images are
-named with why they are not shown, as are inputs that could not be read.
+open, one table of contents); each video has its own WebM. **Photos** (still
+images; each page of a multi-page TIFF) are shown in a grid below the videos:
+each annotated as ``--annotate`` draws it, scaled to at most ``PHOTO_MAX_PX`` on
+its longer side and written as a JPEG in a folder beside the page
+(``FILE-photos/<n>-<photo>.jpg``) when it is added, so a folder of thousands of
+photos holds no image in memory and the page only their faces (box, emotion,
+probabilities). Inputs that could not be read are named with why.
 
-The page is self-contained: its script and style are inlined (the chart is the
-dashboard's ``chart.js``), the face pictures are data: URIs, and a
-Content-Security-Policy allows only those inline scripts (by hash). The data
+The page opens from disk with no network: its script and style are inlined (the
+chart is the dashboard's ``chart.js``), the face pictures are data: URIs, the
+clips and photos files beside it, and a Content-Security-Policy allows only those
+inline scripts (by hash) and media and images from the page's own place. The data
 is JSON in a ``<script type="application/json">`` block with ``<`` escaped, and
 the script puts every text (video names, emotions) into the page with
 ``textContent``.
@@ -25,6 +31,7 @@ the script puts every text (video names, emotions) into the page with
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -41,7 +48,8 @@ import numpy as np
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
-from moodstream.shared.record import FrameResult
+from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.table import face_label
 from moodstream.worker.annotate import TimedClip, draw, readable_video, safe_stem
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
@@ -50,6 +58,8 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 800  # per track in the chart: longer series are averaged into this many buckets
 THUMB_SIDE = 112  # face pictures are inlined at most this large
+PHOTO_MAX_PX = 640  # a photo's longer side at most in its JPEG beside the page (the grid shows it smaller)
+PHOTO_QUALITY = 85  # JPEG quality of those
 CLIP_MAX_PX = 960  # the clip's longer side at most (the page shows it at most 640 pixels wide); 0: the video's
 TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
 
@@ -137,11 +147,14 @@ class Report:
         self.summarizer = Summarizer(config, series=False)
         self.parts: list[VideoPart] = []
         self.current: VideoPart | None = None  # the video read now (analyze reads one after another)
-        self.images = 0  # image files (a multi-page TIFF one), not shown: the page's header counts them
-        self.not_shown: list[dict[str, str]] = []  # inputs without a section: [{source, why}]
-        self.failed: list[str] = []  # clips not written, and why: close() writes the page, then raises OSError
+        self.photo_dir = photo_folder(self.path)  # made with the first photo
+        self._photo_dir_ok: bool | None = None  # made (True), could not be (False), not tried yet (None)
+        self.photos: list[dict] = []  # per photo (a TIFF's page): its file, sizes and faces, never its pixels
+        self.images = 0  # image files (a multi-page TIFF one): the page's header counts them
+        self.not_shown: list[dict[str, str]] = []  # inputs that could not be read: [{source, why}]
+        self.failed: list[str] = []  # clips and photos not written, and why: close() writes the page, then raises
         self._taken: set[str] = set()
-        self._still: tuple[str, int, dict] | None = None  # the image read last: (source, its page's frame, its line)
+        self._still: tuple[str, int, dict] | None = None  # the image read last: (source, its frame, its first page's)
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
         """One frame (``rate``: a video frame's sampled frame rate, from its reader; its clip holds it
@@ -151,17 +164,7 @@ class Report:
             self.not_shown.append({"source": record.source, "why": why})
             return
         if not video:
-            held = self._still
-            if held is not None and held[0] == record.source and record.frame > held[1]:
-                line = held[2]  # the next page of a multi-page TIFF (a page that failed between): one line
-                line["pages"] += 1
-                line["why"] = f"an image of {line['pages']} pages (the report shows videos)"
-            else:
-                self.images += 1  # image files, as the list names them: a TIFF of 3 pages is one
-                line = {"source": record.source, "why": "an image (the report shows videos)", "pages": 1,
-                        "image": True}  # the page folds a folder's photos, never an input that failed
-                self.not_shown.append(line)
-            self._still = (record.source, record.frame, line)
+            self._add_photo(record, image)
             return
         part = self.current
         if part is None or part.source != record.source or record.frame <= part.last_frame:  # the same file
@@ -183,6 +186,74 @@ class Report:
                     series = part.series[face.track_id] = ChartSeries()
                 series.add([t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
         self.summarizer.add(record, image)
+
+    def _add_photo(self, record: FrameResult, image: np.ndarray) -> None:
+        """A still image (a TIFF's page): its annotated JPEG written now, its faces kept for the page."""
+        held = self._still
+        if held is not None and held[0] == record.source and record.frame > held[1]:
+            first = held[2]  # the next page of a multi-page TIFF (a page that failed between): the same file
+            first["pages"] += 1
+        else:
+            self.images += 1  # image files: a TIFF of 3 pages is one
+            first = None
+        page = record.page or record.frame + 1
+        entry = {"source": record.source, "page": page, "size": list(record.size or image.shape[1::-1]),
+                 "image": None, "shown": None, "faces": [_face_data(f) for f in record.faces]}
+        if first is None:  # a file's first page: it counts the file's pages
+            entry["pages"], first = 1, entry
+        self._still = (record.source, record.frame, first)
+        self.photos.append(entry)
+        written = self._write_photo(record, image, page)
+        if written is not None:
+            entry["image"], entry["shown"] = written
+
+    def _write_photo(self, record: FrameResult, image: np.ndarray, page: int) -> tuple[str, list[int]] | None:
+        """The photo with its faces drawn (:func:`worker.annotate.draw`, at the scaled size: labels stay
+        readable), its longer side at most :data:`PHOTO_MAX_PX`, as a JPEG in :attr:`photo_dir`: its URL
+        relative to the page and its (W, H); None where it cannot be written (named in :attr:`failed`)."""
+        if self._photo_dir_ok is None:
+            try:
+                self.photo_dir.mkdir(exist_ok=True)
+                self._photo_dir_ok = True
+            except OSError as exc:  # the page lists the photos and their faces without their pictures
+                why = ("a file has that name" if self.photo_dir.exists() and not self.photo_dir.is_dir()
+                       else exc.strerror or str(exc))
+                log.warning("report: no photos in %s: %s", self.photo_dir, why)
+                self.failed.append(f"{self.photo_dir.name}/: {why}")
+                self._photo_dir_ok = False
+        if not self._photo_dir_ok:
+            return None
+        name = self._photo_name(record.source, page)
+        h, w = image.shape[:2]
+        k = min(1.0, PHOTO_MAX_PX / max(h, w))
+        shown = image if k == 1.0 else cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))),
+                                                  interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw(shown, record.faces, k), cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY])
+        path = self.photo_dir / name
+        try:
+            if not ok:
+                raise OSError("the JPEG encoder refused it")
+            path.write_bytes(buf.tobytes())
+        except OSError as exc:  # a full disk, a folder of that name: this photo is missing, the run goes on
+            log.warning("report: cannot write the photo %s: %s", path, exc.strerror or exc)
+            self.failed.append(f"{self.photo_dir.name}/{name}: {exc.strerror or exc}")
+            with contextlib.suppress(OSError):  # half a JPEG (a full disk): not left in the page's folder
+                if path.is_file():
+                    path.unlink()
+            return None
+        return f"{self.photo_dir.name}/{name}", [shown.shape[1], shown.shape[0]]
+
+    def _photo_name(self, source: str, page: int) -> str:
+        """``<n>-<stem>.jpg``: numbered in input order (a folder of per-person 0.jpg files: one name each,
+        the same ones when the run is repeated), never an input's (the folder named as an input)."""
+        stem = re.sub(r"[^\w.-]+", "_", safe_stem(source, page))[:80].strip("._") or "photo"
+        base, n = f"{len(self.photos):04d}-{stem}", 1  # its number: the photos so far, itself included
+        name = base + ".jpg"
+        while os.path.realpath(self.photo_dir / name) in self.inputs:
+            n += 1
+            name = f"{base}-{n}.jpg"
+        return name
 
     def _start(self, source: str, image: np.ndarray, rate: float | None = None) -> VideoPart:
         stem, n = f"{self.path.stem}-{safe_stem(source)}", 1
@@ -215,17 +286,19 @@ class Report:
             self.failed.append(f"{part.file.name}: not written whole (a full disk?)")
 
     def close(self) -> Path:
-        """Finish the videos and write the page; returns its path. OSError naming the clips that could
-        not be written (the page is written first: its charts and pictures still stand)."""
+        """Finish the videos and write the page; returns its path. OSError naming the clips and photos
+        that could not be written (the page is written first: its charts and other pictures still stand)."""
         for part in self.parts:
             self._finish(part)
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
-        data = {"videos": videos, "images": self.images, "not_shown": self.not_shown, "labels": list(LABELS)}
-        write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s)"))
+        data = {"videos": videos, "photos": self.photos, "images": self.images, "not_shown": self.not_shown,
+                "labels": list(LABELS)}
+        write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s), "
+                                                        f"{self.images} photo(s)"))
         if self.failed:
             named = "; ".join(self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
-            raise OSError(f"{len(self.failed)} clip(s) not written ({named}); the page was written without them")
+            raise OSError(f"{len(self.failed)} file(s) not written ({named}); the page was written without them")
         return self.path
 
     def _video(self, part: VideoPart, run) -> dict:
@@ -239,6 +312,21 @@ class Report:
         return {"source": part.source, "video": part.file.name, "rate": part.clip.fps, "size": list(part.size),
                 "times": [round(t, 3) for t in part.times], "clip_frames": part.clip.first_frames, "tracks": tracks,
                 "people": sum(bool(t["person"]) for t in tracks)}
+
+
+def photo_folder(page: str | Path) -> Path:
+    """Where the report ``page`` writes its photos: ``<page's stem>-photos`` beside it."""
+    page = Path(page)
+    return page.with_name(f"{page.stem}-photos")
+
+
+def _face_data(face: Face) -> dict:
+    """A photo's face for the page: its box, top emotion and probabilities (in LABELS order), rounded, and
+    the label drawn on the photo (:func:`shared.table.face_label`: the page's line says the same, its
+    percent not rounded again from the rounded probabilities)."""
+    p = face.probabilities or {}
+    return {"track_id": face.track_id, "box": [round(v, 1) for v in face.box], "emotion": face.emotion,
+            "probabilities": [round(p.get(k, 0.0), 3) for k in LABELS], "label": face_label(face)[1]}
 
 
 def _inline_json(data: dict) -> str:
@@ -260,7 +348,7 @@ def render(data: dict, title: str) -> str:
         if "</script" in script.lower():
             raise ValueError("an inlined script must not contain '</script'")
     csp = (f"default-src 'none'; script-src {_sha256(chart)} {_sha256(page_js)}; style-src 'unsafe-inline'; "
-           "img-src data:; media-src 'self' file: blob:; base-uri 'none'; form-action 'none'")
+           "img-src data: 'self' file:; media-src 'self' file: blob:; base-uri 'none'; form-action 'none'")
     parts = {"csp": html.escape(csp, quote=True), "title": html.escape(title), "css": css,
              "data": _inline_json(data), "chart_js": chart, "page_js": page_js}
     # one pass over the template: text inserted (the data) is never scanned for placeholders

@@ -1,19 +1,45 @@
-"""`analyze --report` as a user meets it with inputs that are not a playable video: the page names each
-of them (an image, an unreadable file) instead of an empty "0 video(s)", and a page path that cannot be
-written is one line before any frame is analysed, never a traceback at the end."""
+"""`analyze --report` as a user meets it with inputs that are not a playable video: photos are shown
+(each annotated, with a line per face), an unreadable file is named with why, instead of an empty
+"0 video(s)", and a page path that cannot be written is one line before any frame is analysed, never a
+traceback at the end."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import msgspec
 from click.testing import CliRunner
-from tests.support.browserkit import wait_js
+from tests.support.browserkit import screenshot, wait_js
 
+from moodstream.shared.record import Face
+from moodstream.shared.table import face_label
 from moodstream.worker.analyze import analyze_cmd
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "hamilton_clip.mp4"
 IMAGE = REPO / "samples" / "street.jpg"
+FIXTURE_IMAGES = REPO / "tests" / "fixtures" / "images"
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+# each photo card's state: its name, whether its picture is in view and loaded, its face lines
+CARDS = """return [...document.querySelectorAll('figure.photo')].map((f) => {
+  const img = f.querySelector('img'), r = img ? img.getBoundingClientRect() : null;
+  return {name: f.querySelector('.name').textContent, meta: f.querySelector('.meta').textContent,
+          faces: [...f.querySelectorAll('li.face')].map((li) => li.textContent),
+          bars: f.querySelectorAll('li.face .bar i').length,
+          src: img ? img.getAttribute('src') : null, lazy: img ? img.loading : null,
+          visible: !!r && r.bottom > 0 && r.top < window.innerHeight,
+          loaded: !!img && img.complete && img.naturalWidth > 0};
+})"""
+
+
+def loaded_in_view(browser) -> list[dict]:
+    """The cards, once each picture in view has loaded (lazily: those below have not been asked for)."""
+    cards = wait_js(browser, f"const cards = (() => {{ {CARDS} }})();"
+                             "return cards.every((c) => !c.visible || c.loaded) ? cards : null")
+    assert cards, [c for c in browser.execute_script(CARDS) if c["visible"] and not c["loaded"]]
+    return cards
 
 
 def test_the_report_names_images_and_unreadable_inputs(browser, tmp_path):
@@ -32,7 +58,8 @@ def test_the_report_names_images_and_unreadable_inputs(browser, tmp_path):
 
 
 def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
-    # the header said "3 image(s) not shown" above a list naming the file once ("an image of 3 pages")
+    # the header said "3 image(s) not shown" above a list naming the file once ("an image of 3 pages");
+    # its pages are now shown, each its own picture, the file counted once
     import cv2
     import numpy as np
 
@@ -44,9 +71,9 @@ def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
     assert result.exit_code == 0, result.output
     browser.get((tmp_path / "r.html").as_uri())
     intro = wait_js(browser, "const t = document.getElementById('intro').textContent; return t ? t : null")
-    assert intro.startswith("0 video(s), 2 image(s) not shown;"), intro
+    assert intro == "0 video(s), 2 photo(s) (4 pictures: a TIFF's pages each)", intro
     text = browser.find_element("tag name", "body").text
-    assert "an image of 3 pages" in text and "street.jpg: an image (the report shows videos)" in text
+    assert "page 3 of 3" in text and "an image" not in text
 
 
 def test_an_unwritable_report_path_is_one_line_before_the_run(tmp_path):
@@ -86,4 +113,50 @@ def test_a_folder_of_photos_keeps_the_failure_and_the_video_on_the_first_screen(
     broken_top, video_top, screen = tops
     assert broken_top < screen and video_top < screen, tops
     text = browser.find_element("tag name", "body").text
-    assert "cannot open video" in text and "300 images" in text  # the photos: counted, listed when opened
+    assert "cannot open video" in text
+    # the photos below the video: the first 60 shown, the rest built when asked
+    cards = loaded_in_view(browser)
+    assert len(cards) == 60 and all(c["lazy"] == "lazy" for c in cards), len(cards)
+    button = browser.find_element("css selector", "button.show-all")
+    assert button.text == "Show all 300 photos (60 shown)"
+    browser.execute_script("arguments[0].scrollIntoView()", button)
+    button.click()
+    assert wait_js(browser, "return document.querySelectorAll('figure.photo').length === 300")
+    assert not browser.find_elements("css selector", "button.show-all")
+    browser.execute_script("[...document.querySelectorAll('figure.photo')].pop().scrollIntoView()")
+    cards = loaded_in_view(browser)
+    assert cards[-1]["visible"] and cards[-1]["loaded"], cards[-1]
+    assert cards[-1]["name"] == str(folder / "p299" / "0.jpg")
+
+
+def test_photos_show_annotated_with_a_line_per_face(browser, tmp_path):
+    """`analyze PHOTOS --report`: each photo is shown as --annotate draws it (a JPEG beside the page,
+    loaded from disk under the page's Content-Security-Policy), its name as text, and per face its
+    number, top emotion and percent, with a bar of every emotion's share."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for src in [IMAGE, REPO / "samples" / "audience.jpg", *sorted(FIXTURE_IMAGES.glob("*.jpg"))]:
+        shutil.copy(src, photos / src.name)
+    shutil.copy(FIXTURE_IMAGES / "wider_0_Parade_Parade_0_545.jpg", photos / f"{HOSTILE}.jpg")
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(photos), "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    browser.get((tmp_path / "r.html").as_uri())
+    cards = loaded_in_view(browser)
+    assert [c["name"] for c in cards] == [r["source"] for r in records]
+    assert sum(c["visible"] for c in cards) >= 2
+    for card, record in zip(cards, records):
+        assert len(card["faces"]) == min(6, len(record["faces"])) and card["bars"] >= len(card["faces"])
+        for line, face in zip(card["faces"], record["faces"]):  # as the label drawn on the photo says it
+            assert line == face_label(msgspec.convert(face, Face))[1]
+            assert line.startswith(f"#{face['track_id']} {face['emotion']} ")
+        assert card["src"].startswith("r-photos/") and card["lazy"] == "lazy"
+    screenshot(browser, "report_photos.png")
+    for i in range(len(cards)):  # every picture loads once scrolled to
+        browser.execute_script(f"document.querySelectorAll('figure.photo')[{i}].scrollIntoView()")
+        assert loaded_in_view(browser)[i]["loaded"], cards[i]
+    assert HOSTILE in browser.find_element("tag name", "body").text
+    assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
+    assert browser.execute_script("return window.__xss === undefined")

@@ -46,8 +46,9 @@ def report_data(page: Path) -> dict:
 
 def test_a_report_names_a_multi_page_tiff_once(tmp_path):
     """The report's list of inputs it does not show had one identical line a page ("scan.tif: an
-    image", 64 times for a 64-page TIFF); now one line for the file, with its pages counted. Its
-    header counts files too: it said "3 image(s) not shown" above that one line."""
+    image", 64 times for a 64-page TIFF), then one line for the file with its pages counted. Now each
+    page is shown (its own picture), the file counted once with its pages: the header said "3
+    image(s)" for one file."""
     rng = np.random.default_rng(6)
     scan = tmp_path / "scan.tif"
     assert cv2.imwritemulti(str(scan), [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(3)])
@@ -55,9 +56,9 @@ def test_a_report_names_a_multi_page_tiff_once(tmp_path):
     result = run("--report", str(report), str(scan))
     assert result.exit_code == 0, result.output
     data = report_data(report)
-    assert [(n["source"], n["why"]) for n in data["not_shown"]] == \
-        [(str(scan), "an image of 3 pages (the report shows videos)")], data["not_shown"]
-    assert data["images"] == 1  # the header's "N image(s) not shown"
+    assert [(p["source"], p["page"]) for p in data["photos"]] == [(str(scan), 1), (str(scan), 2), (str(scan), 3)]
+    assert data["photos"][0]["pages"] == 3 and data["not_shown"] == []
+    assert data["images"] == 1  # the header's "N photo(s)"
 
 
 def test_a_report_names_a_tiff_once_past_a_page_that_failed(tmp_path):
@@ -71,8 +72,8 @@ def test_a_report_names_a_tiff_once_past_a_page_that_failed(tmp_path):
     result = run("--detector", "haar", "--max-pixels", "10000", "--report", str(report), str(scan))
     assert result.exit_code == 1, result.output  # the page over the limit is an error
     data = report_data(report)
-    assert [(n["source"], n["why"].split(":")[0]) for n in data["not_shown"]] == \
-        [(str(scan), "an image of 3 pages (the report shows videos)"), (str(scan), "too_large")], data["not_shown"]
+    assert [(n["source"], n["why"].split(":")[0]) for n in data["not_shown"]] == [(str(scan), "too_large")]
+    assert [p["page"] for p in data["photos"]] == [1, 2, 4] and data["photos"][0]["pages"] == 3
     assert data["images"] == 1
 
 

@@ -1,5 +1,5 @@
-/* moodstream report page: builds everything from the JSON block with textContent (video names and all
-   other texts are data, never HTML); the chart is window.moodChart (the dashboard's chart.js). */
+/* moodstream report page: builds everything from the JSON block with textContent (video and photo names and
+   all other texts are data, never HTML); the chart is window.moodChart (the dashboard's chart.js). */
 "use strict";
 (() => {
   const data = JSON.parse(document.getElementById("report-data").textContent);
@@ -11,9 +11,13 @@
   };
   const fmt = (t) => (Math.round(t * 100) / 100).toFixed(2) + " s";
   const pct = (p) => Math.round(100 * p) + "%";
+  /* a file beside the page, as a relative URL ('#' and '?' in a name are not its fragment or query) */
+  const fileUrl = (name) => encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
 
-  document.getElementById("intro").textContent = data.videos.length + " video(s)" +
-    (data.images ? ", " + data.images + " image(s) not shown" : "") + "; click a chart or an episode to see that moment";
+  const photos = data.photos || [];
+  document.getElementById("intro").textContent = data.videos.length + " video(s), " + data.images + " photo(s)" +
+    (photos.length > data.images ? " (" + photos.length + " pictures: a TIFF's pages each)" : "") +
+    (data.videos.length ? "; click a chart or an episode to see that moment" : "");
   document.getElementById("legend").appendChild(window.moodChart.legend());
 
   /* the clip plays in the source's time: analysed frame i is first shown at the clip's frame
@@ -69,27 +73,13 @@
 
   const toc = document.getElementById("toc");
   const main = document.getElementById("videos");
-  if (!data.videos.length) main.appendChild(el("p", "muted", "No video in this run: the report shows videos only."));
-  if (data.not_shown && data.not_shown.length) {  /* images and unreadable inputs: named, with why */
-    /* the inputs that failed first; a folder's photos (2,000 lines put the one failure at line 1,001 and
-       the videos below them all) folded into one line past IMAGES_LISTED */
-    const IMAGES_LISTED = 20;
-    const failed = data.not_shown.filter((n) => !n.image), images = data.not_shown.filter((n) => n.image);
+  if (!data.videos.length && !photos.length) main.appendChild(el("p", "muted", "Nothing in this run could be shown."));
+  if (data.not_shown && data.not_shown.length) {  /* the inputs that failed, first: why the run exits 1 */
     const box = el("section", "not-shown");
     box.appendChild(el("h2", null, "Not shown (" + data.not_shown.length + ")"));
     const list = el("ul");
-    const line = (n) => el("li", null, n.source + ": " + n.why);
-    for (const n of failed) list.appendChild(line(n));
-    if (images.length <= IMAGES_LISTED) for (const n of images) list.appendChild(line(n));
+    for (const n of data.not_shown) list.appendChild(el("li", null, n.source + ": " + n.why));
     box.appendChild(list);
-    if (images.length > IMAGES_LISTED) {
-      const fold = el("details", "images");
-      fold.appendChild(el("summary", null, images.length + " images (the report shows videos)"));
-      const names = el("ul");
-      for (const n of images) names.appendChild(line(n));
-      fold.appendChild(names);
-      box.appendChild(fold);
-    }
     main.appendChild(box);
   }
   data.videos.forEach((v, i) => {
@@ -107,7 +97,7 @@
     player.controls = true;
     player.preload = "auto";
     player.muted = true;
-    player.src = encodeURI(v.video).replace(/#/g, "%23").replace(/\?/g, "%3F");
+    player.src = fileUrl(v.video);
     playerBox.appendChild(player);
     playerBox.appendChild(el("div", "muted", "clip: " + v.video));
     const list = el("div", "tracks");
@@ -139,4 +129,93 @@
     window.addEventListener("resize", later);
     redraw();
   });
+
+  /* photos: a grid of the annotated JPEGs beside the page (loaded as they scroll into view), each with
+     its name and a line per face; past PHOTOS_SHOWN the rest are built when asked (20,000 photos are
+     20,000 cards: none made until then) */
+  const PHOTOS_SHOWN = 60, FACES_LISTED = 6;
+  const STACK = data.labels.filter((l) => l !== "neutrality").concat(data.labels.filter((l) => l === "neutrality"));
+  function faceLine(f) {
+    const li = el("li", "face");
+    const p = f.probabilities || [];
+    li.appendChild(el("span", "label", f.label));  /* as drawn on the photo: "#0 happiness 87%" */
+    const bar = el("span", "bar");  /* every emotion's share, side by side (neutrality last) */
+    bar.title = data.labels.map((l, k) => l + " " + pct(p[k] || 0)).join(", ");
+    for (const label of STACK) {
+      const share = p[data.labels.indexOf(label)] || 0;
+      if (share < 0.005) continue;
+      const part = el("i");
+      part.style.width = (100 * share).toFixed(1) + "%";
+      part.style.background = window.moodChart.COLORS[label] || "#999";
+      bar.appendChild(part);
+    }
+    li.appendChild(bar);
+    return li;
+  }
+  function photoCard(ph, pages) {
+    const card = el("figure", "photo");
+    if (typeof ph.image === "string") {
+      const a = el("a");
+      a.href = fileUrl(ph.image);
+      a.target = "_blank";
+      a.rel = "noopener";
+      const img = el("img");
+      img.loading = "lazy";
+      img.alt = ph.source;
+      if (ph.shown) { img.width = ph.shown[0]; img.height = ph.shown[1]; }
+      img.src = fileUrl(ph.image);
+      a.appendChild(img);
+      card.appendChild(a);
+    } else {
+      card.appendChild(el("div", "missing", "picture not written (see the run's last line)"));
+    }
+    const cap = el("figcaption");
+    const name = el("div", "name");  /* the folder muted, the file's name first to the eye */
+    const cut = Math.max(ph.source.lastIndexOf("/"), ph.source.lastIndexOf("\\")) + 1;
+    if (cut > 0) name.appendChild(el("span", "dir", ph.source.slice(0, cut)));
+    name.appendChild(el("b", null, ph.source.slice(cut)));
+    name.title = ph.source;
+    cap.appendChild(name);
+    cap.appendChild(el("div", "meta", (pages > 1 ? "page " + ph.page + " of " + pages + " · " : "") +
+      ph.size.join("x") + " · " + (ph.faces.length ? ph.faces.length + " face(s)" : "no face found")));
+    const list = el("ol", "faces");
+    for (const f of ph.faces.slice(0, FACES_LISTED)) list.appendChild(faceLine(f));
+    cap.appendChild(list);
+    if (ph.faces.length > FACES_LISTED) {
+      const more = el("details", "more-faces");
+      more.appendChild(el("summary", null, (ph.faces.length - FACES_LISTED) + " more face(s)"));
+      const rest = el("ol", "faces");
+      for (const f of ph.faces.slice(FACES_LISTED)) rest.appendChild(faceLine(f));
+      more.appendChild(rest);
+      cap.appendChild(more);
+    }
+    card.appendChild(cap);
+    return card;
+  }
+  if (photos.length) {
+    const sec = el("section", "photos");
+    sec.id = "photos";
+    const a = el("a", null, "Photos (" + photos.length + ")");
+    a.href = "#photos";
+    toc.appendChild(a);
+    sec.appendChild(el("h2", null, "Photos (" + photos.length + ")"));
+    const nFaces = photos.reduce((n, ph) => n + ph.faces.length, 0);
+    sec.appendChild(el("div", "meta", nFaces + " face(s) in " + photos.length + " picture(s) of " + data.images +
+      " file(s); click a photo to open it larger"));
+    const pages = [];  /* each picture's file's page count (a TIFF's first page counts them) */
+    let count = 1;
+    for (const ph of photos) { if (ph.pages !== undefined) count = ph.pages; pages.push(count); }
+    const grid = el("div", "grid");
+    const add = (from, to) => {
+      for (let i = from; i < to; i++) grid.appendChild(photoCard(photos[i], pages[i]));
+    };
+    add(0, Math.min(PHOTOS_SHOWN, photos.length));
+    sec.appendChild(grid);
+    if (photos.length > PHOTOS_SHOWN) {
+      const all = el("button", "show-all", "Show all " + photos.length + " photos (" + PHOTOS_SHOWN + " shown)");
+      all.addEventListener("click", () => { add(PHOTOS_SHOWN, photos.length); all.remove(); });
+      sec.appendChild(all);
+    }
+    main.appendChild(sec);
+  }
 })();
