@@ -304,7 +304,7 @@ class Report:
     def _video(self, part: VideoPart, run) -> dict:
         tracks = []
         for e in run.entries() if run is not None else []:
-            tracks.append({**{k: e.get(k) for k in ("track_id", "person", "not_person_why", "first_timestamp_s",
+            tracks.append({**{k: e.get(k) for k in ("track_id", "shot", "person", "not_person_why", "first_timestamp_s",
                                                     "last_timestamp_s", "frames", "dominant", "box",
                                                     "mean_probabilities", "episodes")},
                            "thumbnail": data_uri(run.pictures.picture(e["track_id"])),

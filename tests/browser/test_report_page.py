@@ -72,3 +72,21 @@ def test_two_videos_give_one_page_with_a_section_each_and_names_are_text(browser
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert browser.execute_script("return window.__xss === undefined")
     assert wait_js(browser, "return [...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.duration > 0)")
+
+
+def test_each_person_names_the_shot_it_was_seen_in(browser, tmp_path):
+    cut = REPO / "tests" / "fixtures" / "cut_360p.mp4"  # the performer, then the audience from frame 21
+    analyze(str(cut), "--report", str(tmp_path / "cut.html"), "--summary", str(tmp_path / "cut.json"))
+    tracks = json.loads((tmp_path / "cut.json").read_text())["tracks"]
+    browser.get((tmp_path / "cut.html").as_uri())
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('[data-track-id]')].map(e => [+e.dataset.trackId,"
+        " e.querySelector('.who').textContent])")
+    want = {t["track_id"]: t["shot"] for t in tracks if t["person"]}
+    assert {tid: f" · shot {want[tid]} · " in text for tid, text in rows} == {tid: True for tid in want}
+    assert set(want.values()) == {0, 1}
+    quiet = [t for t in tracks if t["person"] and not t["episodes"] and t["dominant"] != "neutrality"]
+    for t in quiet:  # a dominant emotion without an episode is not called neutral throughout
+        text = browser.find_element("css selector", f"[data-track-id='{t['track_id']}'] .episodes").text
+        assert "neutral throughout" not in text and t["dominant"] in text, text
+    screenshot(browser, "report_shots.png")

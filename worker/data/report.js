@@ -47,11 +47,15 @@
     who.appendChild(el("b", null, "#" + t.track_id + " " + (t.dominant || "?")));
     const mean = t.mean_probabilities && t.dominant ? t.mean_probabilities[t.dominant] : null;
     who.appendChild(document.createTextNode((mean !== null && mean !== undefined ? " (mean " + pct(mean) + ")" : "") +
+      (Number.isInteger(t.shot) ? " · shot " + t.shot : "") +
       " · " + fmt(t.first_timestamp_s) + " – " + fmt(t.last_timestamp_s) + " · " + t.frames + " frames" +
       (t.person ? "" : " · not a person: " + (t.not_person_why || "?"))));
     const chart = el("canvas", "chart");
     const eps = el("div", "episodes");
-    if (!t.episodes.length) eps.appendChild(el("span", "muted", "no episode: neutral throughout"));
+    if (!t.episodes.length) {  // "neutral throughout" read wrong under a dominant surprise: no emotion led long enough
+      eps.appendChild(el("span", "muted", t.dominant === "neutrality" || !t.dominant ? "no episode: neutral throughout"
+        : "no episode: no emotion but neutrality led 0.25 s in a row (" + t.dominant + " leads on average)"));
+    }
     for (const e of t.episodes) {
       const b = el("button", null, e.emotion + " " + fmt(e.start_s) + "–" + fmt(e.end_s) + ", peak " + pct(e.peak) + " at " + fmt(e.peak_s));
       b.addEventListener("click", () => { player.currentTime = seekTime(v, e.start_s); player.pause(); });
