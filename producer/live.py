@@ -23,9 +23,10 @@ source until it is stopped:
   handler), or on KeyboardInterrupt; the iterator then ends.
 
 Frame indexes count every frame read (kept or skipped) and keep increasing
-across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`: each kept
-frame is held until the next is read, which decides its shot, one frame of latency); ``timestamp_s`` is the wall-clock time since the iterator
-started, so tracks and smoothing downstream see one continuous timeline.
+across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`:
+each kept frame is held until the next is read, which decides its shot, one frame
+of latency); ``timestamp_s`` is the wall-clock time since the iterator started,
+so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
 :func:`shared.media.source_name` (no credentials). Needs only OpenCV (no torch).
