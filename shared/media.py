@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS_CEILING))
 import cv2  # noqa: E402
 
-from moodstream.shared.shots import ShotCounter  # noqa: E402 (imports cv2: after the limit is set)
+from moodstream.shared.pixels import to_rgb8  # noqa: E402 (imports cv2: after the limit is set; and callers' name)
+from moodstream.shared.shots import ShotCounter  # noqa: E402
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -201,24 +202,6 @@ def decode_pixels(image: bytes | None, array: np.ndarray | None, max_pixels: int
             return to_rgb8(array)
         return array if array.flags.writeable else array.copy()  # wire arrays are read-only views
     return decode_image(image or b"", max_pixels, budget)
-
-
-def to_rgb8(img: np.ndarray) -> np.ndarray:
-    """Any OpenCV-decoded array (BGR/BGRA/gray, 8/16-bit/float) -> contiguous RGB uint8."""
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img.astype(np.float32) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    channels = img.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if channels == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    raise BadInputError("unsupported", f"{channels}-channel image")
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

@@ -117,8 +117,9 @@ class Settings:
     track_smoothing_tau_s: float = _s(0.25, "Tracking: time constant (video seconds) of the smoothed emotion "
                                             "along a track; larger is steadier and slower to change.")
     track_shot_cuts: bool = _s(True, "Tracking: end every track at a camera shot cut of an edited video (a face "
-                                     "of the next shot is another person); off for a fixed camera whose picture "
-                                     "changes at once (lights switched on and off).")
+                                     "of the next shot is another person; a light switched on is no cut); off for a "
+                                     "fixed camera whose whole picture may change at once (something passing just "
+                                     "before its lens).")
     # --- input guards ----------------------------------------------------------
     max_pixels: int = _s(50_000_000, "Largest image accepted, in pixels, checked on its header before decoding "
                                      "(decompression-bomb guard); at most 268435456 (16384 x 16384).")

@@ -10,23 +10,34 @@ track where the number changes. In the service the producer numbers them as it r
 number travels with the frame job to the result (the track stage sees only the sampled frames, whose
 differences 0.5 s apart are as large within a shot, when the camera pans, as across a cut).
 
-**The measure.** Each decoded frame is reduced to two histograms of a 64x36 thumbnail in HSV
-(hue x saturation, 12 x 4 bins; value, 16 bins); two frames differ by the larger of the two
-histograms' total variation distance (half the L1 distance of the normalised histograms, 0..1).
-Histograms do not move when the camera or a face moves; the value histogram sees cuts in a
-black-and-white film, where hue and saturation say nothing. On the shared videos
-(``../shared/data/videos``: 275 + 105 frames, ``samples/hamilton_clip.mp4``), consecutive frames
-within a shot differ by at most 0.085, the three cuts of ``hamilton_360p.mp4`` by 0.38-0.49 (0.19-0.33
-in a black-and-white copy): :data:`CUT_DISTANCE` 0.15 sits between them. It costs about 25 us a
-decoded frame at any size (a 360p frame takes about 500 us to decode, a 1080p one 6 ms).
+**The measure.** Each decoded frame is reduced to a 64x36 thumbnail, and that to two histograms in
+HSV (hue x saturation, 12 x 4 bins; value, 16 bins) and a 16x9 grey picture. Two frames differ in
+colour by the larger of the two histograms' total variation distance (half the L1 distance of the
+normalised histograms, 0..1), in picture by one minus the correlation of the two grey pictures (0 the
+same, 1 unrelated; a brighter or darker copy is the same picture). A cut is a change of colours that
+comes with a change of picture (:data:`CUT_DISTANCE`, :data:`PICTURE_CHANGE`), or a change of picture
+alone that large (:data:`PICTURE_CUT`): histograms do not move when the camera or a face moves, but
+two cameras in one room (an interview's shot and reverse shot, a closer framing of the same stage)
+show the same colours, and a light switched on, a flash or a strobe changes every colour of the
+picture and leaves the picture itself. A picture without contrast (:data:`BLANK_STD`: black, a fade's
+end) is unlike any other, so a fade through black ends a shot at the black and the next one begins
+after it. ``moodstream bench shots`` (``docs/results/shots_audit.md``) measures the rule on edited
+copies of the shared videos (``../shared/data/videos``, MIT): hard cuts between their shots, cuts
+between shots of one colour (mirrored, closer, shifted, two parts of one shot), shots of 1-10
+frames, fades and dissolves, flashes, strobes, lights switched on, zooms and pans, as MP4 and WebM.
+Within the footage's shots consecutive frames differ by at most 0.19 in colour (VP8's artefacts;
+0.085 in the files as shot) and 0.31 in picture (people moving; a flash, a strobe or a light by at
+most 0.25); cuts that change colour by 0.15 or more change the picture by 0.42 or more, cuts of one
+colour by 0.47 or more, all but two missed (a punch-in to the middle of the street, 0.36, and a jump
+cut of its fixed camera, 0.12). It costs about 0.07 ms a decoded frame at any size (a 360p frame
+takes about 0.35 ms to decode, a 1080p one 4.9 ms).
 
-**Not a flash.** A photographer's flash or a strobe light changes one frame as much as a cut does,
-and the next is as before. A cut at frame k is therefore called only once frame k+1 is seen and
-differs from frame k-1 as much (the reader holds a kept frame until the next is decoded: one
-frame of latency); a frame after the video's last is none, so a cut at the last frame is judged on
-its own. Cuts closer than :data:`MIN_SHOT_FRAMES` decoded frames to the one before are not
-called (a strobe at every other frame, a glitch). A gradual transition (a dissolve, a fade) changes
-each frame a little and is not a cut: its tracks may run across it.
+**Not a flash.** A photographer's flash or a frame dropped to black changes one frame as much as a
+cut does, and the next is as before. A cut at frame k is therefore called only once frame k+1 is seen
+and is a cut from frame k-1 too (the reader holds a kept frame until the next is decoded: one frame
+of latency); a frame after the video's last is none, so a cut at the last frame is judged on its own.
+A shot may be one frame long (a music video's). A dissolve changes each frame a little and is not a
+cut: its tracks may run across it.
 """
 
 from __future__ import annotations
@@ -34,30 +45,48 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CUT_DISTANCE = 0.15  # two frames this far apart (histogram total variation, 0..1) are in two shots
-MIN_SHOT_FRAMES = 8  # decoded frames at least between two cuts
+from moodstream.shared.pixels import to_rgb8
+
+CUT_DISTANCE = 0.15  # two frames this far apart in colour (histogram total variation, 0..1) ...
+PICTURE_CHANGE = 0.3  # ... are in two shots if their pictures differ this much too (1 - correlation, 0..2)
+PICTURE_CUT = 0.4  # two pictures this different are two shots whatever their colours (two cameras, one room)
+BLANK_STD = 2.0  # a grey picture of less contrast than this (std, grey levels) shows nothing: black, a fade's end
 THUMB = (64, 36)  # the thumbnail the histograms count, (W, H)
+PICTURE = (16, 9)  # the grey picture compared, (W, H): the thumbnail averaged over 4 x 4 pixels
 
 
 class Signature:
-    """A frame's two normalised histograms (hue x saturation, value) of its thumbnail."""
+    """A frame's two normalised histograms (hue x saturation, value) of its thumbnail, and its grey
+    picture standardised (zero mean, unit variance; None for a picture without contrast)."""
 
-    __slots__ = ("hs", "v")
+    __slots__ = ("hs", "v", "picture")
 
     def __init__(self, bgr: np.ndarray):
         # bilinear: 2 x 2 pixels read per thumbnail pixel, 23 us at any size (averaging every pixel, INTER_AREA,
         # took 0.2 ms at 360p and 1.8 ms at 1080p, for the same distances); histograms need no more
         small = cv2.resize(bgr, THUMB, interpolation=cv2.INTER_LINEAR)
-        if small.ndim == 2:
-            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        if small.dtype != np.uint8 or small.ndim != 3 or small.shape[2] != 3:  # 16-bit, float, grey, alpha
+            small = cv2.cvtColor(to_rgb8(small), cv2.COLOR_RGB2BGR)
         hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
         n = float(THUMB[0] * THUMB[1])
         self.hs = cv2.calcHist([hsv], [0, 1], None, [12, 4], [0, 180, 0, 256]).ravel() / n
         self.v = cv2.calcHist([hsv], [2], None, [16], [0, 256]).ravel() / n
+        grey = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), PICTURE, interpolation=cv2.INTER_AREA)
+        mean, std = cv2.meanStdDev(grey)  # 1 us; numpy's mean and std of 144 values took 20
+        contrast = float(std[0, 0])
+        self.picture = (grey.ravel().astype(np.float32) - float(mean[0, 0])) / contrast if contrast >= BLANK_STD \
+            else None
 
     def distance(self, other: Signature) -> float:
-        """0 for the same histograms, 1 for no overlap."""
+        """Colours: 0 for the same histograms, 1 for no overlap."""
         return 0.5 * max(float(np.abs(self.hs - other.hs).sum()), float(np.abs(self.v - other.v).sum()))
+
+    def picture_distance(self, other: Signature) -> float:
+        """Picture: 1 - the correlation of the grey pictures (0 the same picture, brighter or not; 1 unrelated,
+        up to 2 for a negative); two pictures without contrast are the same, one and a picture are unrelated."""
+        if self.picture is None or other.picture is None:
+            return 0.0 if self.picture is None and other.picture is None else 1.0
+        return 1.0 - float(np.dot(self.picture, other.picture)) / self.picture.size
 
 
 class ShotCounter:
@@ -67,13 +96,14 @@ class ShotCounter:
     which the new frame decides (a flash is no cut); :meth:`last` gives the shot of the last frame
     seen, once no frame follows it."""
 
-    def __init__(self, cut_distance: float = CUT_DISTANCE, min_shot_frames: int = MIN_SHOT_FRAMES):
+    def __init__(self, cut_distance: float = CUT_DISTANCE, picture_change: float = PICTURE_CHANGE,
+                 picture_cut: float = PICTURE_CUT):
         self.cut_distance = cut_distance
-        self.min_shot_frames = min_shot_frames
+        self.picture_change = picture_change
+        self.picture_cut = picture_cut
         self.shot = 0  # of the last frame decided
         self.before: Signature | None = None  # frame k-1 (decided)
         self.pending: Signature | None = None  # frame k (its shot not decided yet)
-        self.since = 0  # frames decided since the last cut
         self.cuts = 0
 
     def see(self, bgr: np.ndarray) -> int | None:
@@ -90,17 +120,20 @@ class ShotCounter:
         self.pending = None
         return decided
 
+    def is_cut(self, a: Signature, b: Signature) -> bool:
+        """Whether frames ``a`` and ``b`` are in two shots: their colours and their picture changed, or
+        their picture so much that their colours do not matter."""
+        picture = a.picture_distance(b)
+        return picture >= self.picture_cut or (picture >= self.picture_change and a.distance(b) >= self.cut_distance)
+
     def _decide(self, nxt: Signature | None) -> int:
         frame, before = self.pending, self.before
         assert frame is not None
-        jump = before is not None and before.distance(frame) >= self.cut_distance
-        if jump and nxt is not None and before.distance(nxt) < self.cut_distance:
-            self.since += 1  # a flash: the next frame is as the one before; compared with that one still
-            return self.shot
-        if jump and self.since >= self.min_shot_frames:
+        jump = before is not None and self.is_cut(before, frame)
+        if jump and nxt is not None and not self.is_cut(before, nxt):
+            return self.shot  # a flash: the next frame is as the one before; compared with that one still
+        if jump:
             self.shot += 1
             self.cuts += 1
-            self.since = 0
-        self.since += 1
         self.before = frame
         return self.shot

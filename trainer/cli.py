@@ -238,6 +238,7 @@ BENCHES = {
     "crowd": ("moodstream.trainer.bench.crowd:crowd_cmd", "Tracker time a frame with 10 to 10,000 faces, against the former matching."),
     "scaling": ("moodstream.trainer.bench.scaling:scaling_cmd", "Frames/s and consumer-group lag with 1, 2, 3 worker processes."),
     "encoding": ("moodstream.trainer.bench.encoding:encoding_cmd", "Bytes, time and answers kept for each frame encoding of produce."),
+    "shots": ("moodstream.trainer.bench.shots:shots_cmd", "Shot cuts on edited videos: cuts found, tracks across them, cost a frame."),
 }
 
 

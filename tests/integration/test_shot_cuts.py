@@ -86,3 +86,58 @@ def test_up_tracks_end_at_the_cut(fixtures_dir, monkeypatch, tmp_path):
     shots = {f["track_id"]: r["shot"] for r in results for f in r["faces"]}
     tracks = json.loads((tmp_path / "s.json").read_text())["tracks"]  # the track stage's summary
     assert {t["track_id"]: t["shot"] for t in tracks} == shots and set(shots.values()) == {0, 1}
+
+
+def edited(fixtures_dir, tmp_path, name: str, change) -> str:
+    """cut_360p.mp4 edited (``change``: its frames -> the edit's), written as mp4v as a user's file."""
+    import cv2
+
+    cap, images = cv2.VideoCapture(str(fixtures_dir / "cut_360p.mp4")), []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        images.append(bgr)
+    images = change(images)
+    path = tmp_path / name
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 29.97, images[0].shape[1::-1])
+    for bgr in images:
+        writer.write(bgr)
+    writer.release()
+    return str(path)
+
+
+def analyzed(path: str, *flags: str) -> list[dict]:
+    from moodstream.worker.analyze import analyze_cmd as analyze
+
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", path, *flags])
+    assert ran.exit_code == 0, ran.output
+    return [json.loads(line) for line in ran.stdout.splitlines()]
+
+
+def test_a_cut_to_the_same_scene_mirrored_ends_the_tracks(fixtures_dir, tmp_path):
+    """The audience, then the audience mirrored (as a second camera across the room would see it, in
+    the same colours): the histograms saw no cut and three tracks went on with other people's faces."""
+    import cv2
+
+    path = edited(fixtures_dir, tmp_path, "mirrored.mp4",
+                  lambda images: images[CUT_AT:] + [cv2.flip(f, 1) for f in images[CUT_AT:]])
+    results = analyzed(path)
+    n = 46 - CUT_AT
+    assert [r["shot"] for r in results] == [0] * n + [1] * n
+    before = {f["track_id"] for r in results[:n] for f in r["faces"]}
+    after = {f["track_id"] for r in results[n:] for f in r["faces"]}
+    assert before and after and not before & after, "a track went on across the cut"
+
+
+def test_a_light_switched_on_keeps_the_performers_track(fixtures_dir, tmp_path):
+    """The stage lit x1.6 from frame 8 on: the performer is one track until the cut (it was two, the
+    light taken for a cut), and the cut is still found."""
+    import numpy as np
+
+    path = edited(fixtures_dir, tmp_path, "light.mp4", lambda images: images[:8] + [
+        np.clip(f.astype(np.float32) * 1.6, 0, 255).astype(np.uint8) for f in images[8:]])
+    results = analyzed(path)
+    assert [r["shot"] for r in results] == [int(r["frame"] >= CUT_AT) for r in results]
+    performer = {f["track_id"] for r in results if r["frame"] < CUT_AT for f in r["faces"]}
+    assert len(performer) == 1 and not across(results)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
@@ -97,3 +98,84 @@ def test_a_live_source_numbers_its_shots_too():
 
     source = LiveSource(str(CUT), LiveConfig(max_reconnects=0), opener=opener)
     assert [(f.frame, f.shot) for f in source.frames()] == [(k, int(k >= CUT_AT)) for k in range(46)]
+
+
+# --- the audit's classes of edits (docs/results/shots_audit.md), on the fixture's two shots ---------------------
+
+def performer_and_audience() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    images = frames(CUT)
+    return images[:CUT_AT], images[CUT_AT:]
+
+
+def brighter(bgr: np.ndarray, gain: float, offset: float = 0.0) -> np.ndarray:
+    return np.clip(bgr.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+
+
+def closer(bgr: np.ndarray) -> np.ndarray:
+    """A second camera nearer the same scene: its right part (0.6 of the frame), at the frame's size (a
+    punch-in on the middle, 1.4x or less, is not found: its picture changes as little as people moving)."""
+    h, w = bgr.shape[:2]
+    return cv2.resize(bgr[int(0.2 * h):int(0.8 * h), int(0.4 * w):], (w, h))
+
+
+@pytest.mark.parametrize("second", [lambda f: cv2.flip(f, 1), closer, lambda f: np.roll(f, f.shape[1] // 4, axis=1)],
+                         ids=["mirrored", "closer", "shifted"])
+def test_a_cut_between_two_shots_of_one_colour_is_a_cut(second):
+    """Two cameras in one room (an interview's shot and reverse shot) show the same colours: the
+    histograms alone (0.03-0.14 apart) did not see the cut; the picture changes."""
+    _, audience = performer_and_audience()
+    images = audience + [second(f) for f in audience]
+    assert shots_of(images) == [0] * len(audience) + [1] * len(audience)
+
+
+def test_a_light_switched_on_is_no_cut():
+    """The colours change at once (x1.6 from frame 10: the histograms 0.37 apart), the picture does not."""
+    images = frames(CUT)
+    images[10:] = [brighter(f, 1.6) for f in images[10:]]
+    assert shots_of(images) == [0] * CUT_AT + [1] * (46 - CUT_AT)
+
+
+def test_a_flash_of_two_frames_and_a_strobe_are_no_cut():
+    images = frames(CUT)
+    for k in (5, 6, 30, 31):  # two flashes of two frames
+        images[k] = brighter(images[k], 2.0, 40.0)
+    for k in range(34, 46):  # a strobe: two frames lit, two not
+        if (k // 2) % 2 == 0:
+            images[k] = brighter(images[k], 2.0, 40.0)
+    assert shots_of(images) == [0] * CUT_AT + [1] * (46 - CUT_AT)
+
+
+def test_short_shots_are_shots():
+    """A music video's cuts come fast: shots of 3, 5 and 1 frames (a cut within 8 frames of the
+    last one was not called: the 3-frame shot and the next were one)."""
+    performer, audience = performer_and_audience()
+    images = performer[:12] + audience[:3] + [cv2.flip(f, 1) for f in performer[12:17]] + audience[10:11] \
+        + performer[17:]
+    assert shots_of(images) == [0] * 12 + [1] * 3 + [2] * 5 + [3] + [4] * 4
+
+
+def test_a_fade_through_black_ends_the_shot_at_the_black_and_the_next_begins_after_it():
+    """The faces fading out stay in their shot and those fading in are in the next (the histograms
+    of a fade change frame after frame: it was cut into pieces 8 frames apart)."""
+    performer, audience = performer_and_audience()
+    out = performer[:13] + [brighter(f, 1 - (i + 1) / 9) for i, f in enumerate(performer[13:21])]
+    black = [np.zeros_like(performer[0])] * 3
+    into = [brighter(f, (i + 1) / 9) for i, f in enumerate(audience[:8])] + audience[8:]
+    assert shots_of(out + black + into) == [0] * 21 + [1] * 3 + [2] * 25
+
+
+@pytest.mark.parametrize("form", ["uint16", "float32", "grey", "bgra", "one channel"])
+def test_frames_of_any_form_a_reader_may_give(form):
+    """A frame as to_rgb8 takes it (16-bit, float 0-1, grey, with alpha) is numbered as its 8-bit BGR
+    copy is (16-bit and float64 ones raised cv2.error)."""
+    images = frames(CUT)
+    convert = {"uint16": lambda f: f.astype(np.uint16) * 257, "float32": lambda f: f.astype(np.float32) / 255,
+               "grey": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),
+               "bgra": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),
+               "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[:, :, None]}[form]
+    assert shots_of([convert(f) for f in images]) == [0] * CUT_AT + [1] * (46 - CUT_AT)
+
+
+def test_a_frame_of_one_pixel_and_a_uniform_frame():
+    assert shots_of([np.full((1, 1, 3), v, np.uint8) for v in (0, 0, 255, 255)]) == [0, 0, 0, 0]
+    assert ShotCounter().see(np.zeros((1, 1), np.uint16)) is None
