@@ -1,9 +1,13 @@
-"""The before / after tables of ``docs/results/shots_audit.md`` from two runs of ``moodstream bench
-shots`` (:mod:`trainer.bench.shots`): the shipped rule's (``shots_audit.json``) and the first rule's,
-histograms only with no cut within 8 frames of the last (``shots_audit_before.json``: the same bench run
-from a worktree of commit 98004a1, see shots_audit.md)::
+"""The before / after tables of ``docs/results/shots_audit.md`` from runs of ``moodstream bench shots``
+(:mod:`trainer.bench.shots`): the shipped rule's (``shots_audit.json``), the first rule's, histograms only
+with no cut within 8 frames of the last (``shots_audit_before.json``: the same bench run from a worktree of
+commit 98004a1, see shots_audit.md), and optionally the audit's first rule, the pictures compared unshifted
+(``--unshifted shots_audit_unshifted.json``, from a worktree of f367a09, cuts only)::
 
-    .venv/bin/python docs/results/shots_audit.py docs/results/shots_audit_before.json docs/results/shots_audit.json
+    .venv/bin/python docs/results/shots_audit.py docs/results/shots_audit_before.json docs/results/shots_audit.json \
+        --unshifted docs/results/shots_audit_unshifted.json
+
+An edit the before run did not have (the bench grew) shows "-" there.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ CLASSES = {  # edit -> its class in the tables
     "flash 1 frame": "flash, strobe, light", "flash 2 frames": "flash, strobe, light", "strobe": "flash, strobe, light",
     "light on": "flash, strobe, light", "light on street": "flash, strobe, light",
     "slow zoom": "zoom, pan", "pan": "zoom, pan",
+    "hand-held": "hand-held, whip pan", "hand-held street": "hand-held, whip pan", "whip pan": "hand-held, whip pan",
 }
 
 
@@ -44,27 +49,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
+    ap.add_argument("--unshifted", type=Path, help="the audit's first rule's run (pictures compared unshifted)")
     args = ap.parse_args()
     before, after = (json.loads(p.read_text()) for p in (args.before, args.after))
-    lines = ["| class | transitions | found before | false before | found now | false now |",
-             "|---|---:|---:|---:|---:|---:|"]
-    b, a = by_class(before), by_class(after)
+    runs = [("first", before)] + ([("unshifted", json.loads(args.unshifted.read_text()))] if args.unshifted else []) \
+        + [("now", after)]
+    classes = [by_class(r) for _, r in runs]
+    seen = [{r["edit"] for r in run["detection"]} for _, run in runs]
+    lines = ["| class | transitions | " + " | ".join(f"found {n} | false {n}" for n, _ in runs) + " |",
+             "|---|---:|" + "---:|---:|" * len(runs)]
     for name in dict.fromkeys(CLASSES.values()):
-        lines.append(f"| {name} | {a[name][0]} | {b[name][1]} | {b[name][2]} | {a[name][1]} | {a[name][2]} |")
-    tb, ta = before["totals"], after["totals"]
-    lines.append(f"| **all** (MP4 + WebM + GIF) | {ta['transitions']} | {tb['found']} | {tb['false']} | {ta['found']} "
-                 f"| {ta['false']} |")
-    lines += ["", f"Precision {tb['precision']:.3f} -> {ta['precision']:.3f}, recall {tb['recall']:.3f} -> "
-              f"{ta['recall']:.3f}; false cuts on the unedited footage ({ta['unedited_minutes'] * 60:.1f} s): "
-              f"{tb['unedited_false_per_min']:.2f} -> {ta['unedited_false_per_min']:.2f} a minute.", "",
+        had = [any(CLASSES.get(e) == name for e in s) for s in seen]
+        cells = " | ".join(f"{c[name][1]} | {c[name][2]}" if h else "- | -" for c, h in zip(classes, had))
+        lines.append(f"| {name} | {classes[-1][name][0]} | {cells} |")
+    cells = " | ".join(f"{r['totals']['found']} | {r['totals']['false']}" for _, r in runs)
+    lines.append(f"| **all** (MP4 + WebM + GIF) | {after['totals']['transitions']} | {cells} |")
+    lines += ["", "Precision " + " -> ".join(f"{r['totals']['precision']:.3f}" for _, r in runs) + ", recall "
+              + " -> ".join(f"{r['totals']['recall']:.3f}" for _, r in runs) + " (" + " -> ".join(n for n, _ in runs)
+              + f"); false cuts on the unedited footage ({after['totals']['unedited_minutes'] * 60:.1f} s): "
+              + " -> ".join(f"{r['totals']['unedited_false_per_min']:.2f}" for _, r in runs) + " a minute.", "",
               "| edit (MP4) | via | flags | shots | tracks | tracks across a cut | broken at a flash / light "
               "| people (per shot) |", "|---|---|---|---|---|---|---|---|"]
 
     def people(r: dict) -> str:
         return f"{r['people']} (" + ", ".join(f"{s}: {n}" for s, n in r["people_per_shot"].items()) + ")"
 
-    for x, y in zip(before["tracks"], after["tracks"]):
-        assert (x["file"], x["via"], x["flags"]) == (y["file"], y["via"], y["flags"])
+    first = {(x["file"], x["via"], x["flags"]): x for x in before["tracks"]}
+    for y in after["tracks"]:
+        x = first.get((y["file"], y["via"], y["flags"]))
+        if x is None:  # an edit the first run did not have
+            lines.append(f"| {y['edit']} | {y['via']} | {y['flags'] or '-'} | - -> {y['shots']} | - -> {y['tracks']} "
+                         f"| - -> {y['across']} | - -> {y['broken_at_events']} | - -> {people(y)} |")
+            continue
         mark = "**" if (x["across"], x["broken_at_events"]) != (y["across"], y["broken_at_events"]) else ""
         lines.append(f"| {mark}{y['edit']}{mark} | {y['via']} | {y['flags'] or '-'} | {x['shots']} -> {y['shots']} "
                      f"| {x['tracks']} -> {y['tracks']} | {x['across']} -> {y['across']} "

@@ -179,3 +179,40 @@ def test_frames_of_any_form_a_reader_may_give(form):
 def test_a_frame_of_one_pixel_and_a_uniform_frame():
     assert shots_of([np.full((1, 1, 3), v, np.uint8) for v in (0, 0, 255, 255)]) == [0, 0, 0, 0]
     assert ShotCounter().see(np.zeros((1, 1), np.uint16)) is None
+
+
+def window(bgr: np.ndarray, x: float, y: float, scale: float = 0.8) -> np.ndarray:
+    """The window of ``scale`` x the frame at (x, y) (fractions of the room left), at the frame's size."""
+    h, w = bgr.shape[:2]
+    cw, ch = int(w * scale), int(h * scale)
+    x0, y0 = int((w - cw) * x), int((h - ch) * y)
+    return cv2.resize(bgr[y0:y0 + ch, x0:x0 + cw], (w, h))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_hand_held_camera_shaking_is_no_cut(seed):
+    """A phone in the hand: the picture moves by 2% of its width a frame (a random walk). The grey pictures
+    compared as they lie decorrelated (2, 2, 0 and 3 false cuts on these 60 frames, each ending every track);
+    compared at the best of their shifts by one of their pixels each way, none."""
+    clip = frames(FIXTURES.parent.parent / "samples" / "hamilton_clip.mp4")
+    walk = np.clip(0.5 + np.cumsum(np.random.default_rng(seed).normal(0.0, 0.1, (len(clip), 2)), axis=0), 0, 1)
+    assert set(shots_of([window(f, x, y) for f, (x, y) in zip(clip, walk)])) == {0}
+
+
+def test_a_fast_pan_is_no_cut():
+    """A pan across the audience at 6% of the width a frame (a whip pan's speed)."""
+    _, audience = performer_and_audience()
+    assert set(shots_of([window(f, min(1.0, k * 0.06 / 0.4), 0.5, 0.6) for k, f in enumerate(audience[:8])])) == {0}
+
+
+def test_a_picture_whose_middle_is_plain_matches_no_other():
+    """A title card: a plain middle, lines only at its edges. OpenCV's normalised correlation of a plain
+    template is 1 at every place, so it would have matched any picture (no cut to or from it); it is a
+    picture without contrast, as black is."""
+    from moodstream.shared.shots import Signature
+
+    card = np.full((360, 640, 3), 30, np.uint8)
+    card[:30] = card[-30:] = 220
+    audience = frames(CUT)[CUT_AT]
+    assert Signature(card).picture_distance(Signature(audience)) == 1.0
+    assert Signature(card).picture_distance(Signature(card.copy())) == 0.0

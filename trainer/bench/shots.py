@@ -192,6 +192,14 @@ def edits(videos: Path, sample: Path) -> list[Edit]:
                     note="street, zooming in to 0.6 of the frame over 4 s", edited=True))
     out.append(Edit("pan", [_crop(f, k / (len(h2) - 1), 0.5, 0.7) for k, f in enumerate(h2)],
                     note="hamilton's audience, a window of 0.7 panning left to right over 4.3 s", edited=True))
+    rng = np.random.default_rng(7)  # a camera in the hand: a window of 0.8 on a random walk, 2% of the width a frame
+    for name, shot, what in (("hand-held", h2, "hamilton's performer"), ("hand-held street", street, "the street")):
+        walk = np.clip(0.5 + np.cumsum(rng.normal(0.0, 0.1, (len(shot), 2)), axis=0), 0.0, 1.0)
+        out.append(Edit(name, [_crop(f, x, y, 0.8) for f, (x, y) in zip(shot, walk)], edited=True,
+                        note=f"{what}, a window of 0.8 shaking (a random walk, 2% of the width a frame)"))
+    out.append(Edit("whip pan", [_crop(f, min(1.0, k * 0.06 / 0.4), 0.5, 0.6) for k, f in enumerate(h3[:20])],
+                    note="hamilton's audience, a window of 0.6 panning across at 6% of the width a frame",
+                    edited=True))
     return out
 
 
