@@ -19,7 +19,17 @@ The stable Python API (imported on first use, so ``import moodstream`` stays lig
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
+
+from moodstream.shared.settings import MAX_PIXELS_CEILING
+
+# OpenCV reads its own decoder limit once, when the library loads, so it cannot follow a Settings made
+# later: this is the one place it is set, to the ceiling of max_pixels, before any module of the package
+# imports cv2 (shared/media.py set it, after worker/analyze.py, producer/live.py and others had loaded cv2:
+# OpenCV kept its default, 2**30 pixels). Each decode's own max_pixels is checked on the header
+# (shared.media.decode_image); OpenCV's limit backs that up for any cv2 decode in the process.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS_CEILING))
 
 __version__ = "0.1.0"
 __all__ = ["Settings", "Pipeline", "Producer", "ResultReader", "analyze", "VideoAnalyzer", "VideoFrame", "__version__"]

@@ -34,15 +34,10 @@ from moodstream.shared.settings import MAX_PIXELS_CEILING
 
 log = logging.getLogger(__name__)
 
-# OpenCV reads its own decoder limit once, when the library loads, so it cannot follow
-# a Settings made later: this is the one place it is set, to the ceiling of max_pixels
-# (before cv2 is first imported). Each decode's own max_pixels is checked on the header
-# (decode_image); OpenCV's limit backs that up for any cv2 decode in the process.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS_CEILING))
-import cv2  # noqa: E402
+import cv2  # OpenCV's own pixel limit is set by the package (moodstream/__init__.py) before cv2 loads
 
-from moodstream.shared.pixels import to_rgb8  # noqa: E402 (imports cv2: after the limit is set; and callers' name)
-from moodstream.shared.shots import ShotCounter  # noqa: E402
+from moodstream.shared.pixels import to_rgb8  # callers import it from here too
+from moodstream.shared.shots import ShotCounter
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}

@@ -1,5 +1,5 @@
 """A library user's max_pixels reaches decoding (issue 23 item 5): OpenCV's own pixel limit is
-set in one place (shared/media.py, before cv2 loads) to the setting's ceiling, so any valid
+set in one place (the package's __init__, before any of its modules loads cv2) to the setting's ceiling, so any valid
 max_pixels is the limit that holds, checked on the image header."""
 
 from __future__ import annotations
@@ -47,10 +47,26 @@ def test_max_pixels_above_the_ceiling_is_a_config_error():
 
 def test_opencv_limit_is_set_in_one_place_whatever_the_environment():
     script = ("import os\n"
-              "import moodstream.cli\n"  # the command's module sets nothing of its own any more
               "assert 'OPENCV_IO_MAX_IMAGE_PIXELS' not in os.environ\n"
-              "import moodstream.shared.media\n"
+              "import moodstream\n"  # the package itself: before any of its modules imports cv2
               "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])\n")
     for env in ({}, {"MOODSTREAM_MAX_PIXELS": "10000"}):
         out = fresh_python(script, env)
         assert out.stdout.split() == [str(MAX_PIXELS_CEILING)], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["moodstream.worker.analyze", "moodstream.producer.live",
+                                    "moodstream.worker.annotate", "moodstream.shared.shots"])
+def test_opencv_limit_holds_whichever_module_loads_cv2_first(module):
+    """`moodstream analyze` imports worker.analyze, which imported cv2 before shared.media set the
+    limit: OpenCV loaded with its own default (2**30 pixels) and decoded a 30000 x 30000 PNG bomb."""
+    script = (f"import {module}\n"
+              "import cv2, numpy as np\n"
+              "from tests.support.corpus import bombs\n"
+              "try:\n"
+              "    cv2.imdecode(np.frombuffer(bombs()['png'], np.uint8), cv2.IMREAD_UNCHANGED)\n"
+              "    print('decoded')\n"
+              "except cv2.error as e:\n"
+              "    print('refused' if 'MAX_IMAGE_PIXELS' in str(e) else 'other')\n")
+    out = fresh_python(script)
+    assert out.stdout.split() == ["refused"], out.stderr[-2000:]
