@@ -35,14 +35,18 @@ def test_analyze_ends_tracks_at_the_cut(fixtures_dir, flags):
     assert not across(results), "a track went on across the cut"
 
 
-def test_a_fixed_camera_can_keep_its_tracks_through_a_change_of_picture(fixtures_dir, monkeypatch):
+def test_a_fixed_camera_can_keep_its_tracks_through_a_change_of_picture(fixtures_dir, monkeypatch, tmp_path):
     from moodstream.worker.analyze import analyze_cmd as analyze
 
     clip = str(fixtures_dir / "cut_360p.mp4")
-    ran = CliRunner().invoke(analyze, ["--device", "cpu", clip, "--no-track-shot-cuts"])
+    ran = CliRunner().invoke(analyze, ["--device", "cpu", clip, "--no-track-shot-cuts",
+                                       "--summary", str(tmp_path / "s.json")])
     assert ran.exit_code == 0, ran.output
     results = [json.loads(line) for line in ran.stdout.splitlines()]
     assert across(results)  # the tracks of before: the performer's went on with an audience member
+    tracks = {t["track_id"]: t for t in json.loads((tmp_path / "s.json").read_text())["tracks"]}
+    for tid in across(results):  # a track in two shots names none (it named its first)
+        assert "shot" not in tracks[tid], tracks[tid]
     assert [r["shot"] for r in results] == [int(r["frame"] >= CUT_AT) for r in results]  # still numbered
     monkeypatch.setenv("MOODSTREAM_TRACK_SHOT_CUTS", "0")  # the setting, as every one, from the environment
     again = CliRunner().invoke(analyze, ["--device", "cpu", clip])

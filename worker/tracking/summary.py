@@ -6,7 +6,8 @@ gives one entry per track (:meth:`Summarizer.entries`)::
 
     source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
     page: int               # only a still image's: its page, 1-based (1 for a one-page image)
-    shot: int               # only a video's: the camera shot the track is in (tracks end at a cut)
+    shot: int               # only a video's: the camera shot the track is in (tracks end at a cut; a track
+                            # across shots, with track_shot_cuts off, has none)
     person: bool            # spans >= min_person_s of video and is face-like (see below)
     not_person_why: str     # why not ("" for a person)
     box: [x1, y1, x2, y2]   # the median box, frame pixels
@@ -425,7 +426,7 @@ class _Track:
     box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
     score_sum: float = 0.0
     timeline: TimelineSeries | None = None  # the series, for timelines (when kept)
-    shot: int | None = None  # the camera shot it is in (a video's; every track ends at a cut)
+    shot: int | None = None  # the camera shot it is in (a video's; None once a face of another shot joins it)
 
 
 class SourceSummary:
@@ -480,6 +481,8 @@ class SourceSummary:
                                        cfg.episode_gap_s, 1 / cfg.default_fps)
                 tr = self.tracks[face.track_id] = _Track(face.track_id, finder, t, t, result.frame, result.frame,
                                                          shot=result.shot)
+            elif tr.shot != result.shot:  # a track across shots (track_shot_cuts off): in no one shot
+                tr.shot = None
             p = np.array([face.probabilities.get(k, 0.0) for k in LABELS], np.float64)
             p /= max(p.sum(), 1e-12)
             tr.finder.add(t, p)
