@@ -8,8 +8,9 @@ shared videos, where a person cuts, and what the tracks and the people table mak
 file is): hard cuts between the videos' shots, cuts between shots of one colour (two parts of one
 shot, the same shot mirrored, a closer framing of it), short shots (3-10 frames) and a shot of one
 frame; gradual transitions (a fade through black, dissolves of 10 and 20 frames); and what is no
-cut: photo flashes of one and two frames, strobes, a light switched on (x1.6, kept), a slow zoom
-and a pan; an animated GIF of four scenes. Each edit knows its truth: the frames where a person
+cut: photo flashes of one and two frames, strobes, a light switched on (x1.6, kept), a slow zoom,
+a pan, a camera in the hand (a random walk of 2% of the width a frame) and a whip pan (6% a frame);
+an animated GIF of four scenes. Each edit knows its truth: the frames where a person
 cuts (a hard cut: that frame; a gradual one: any frame of its span) and the spans of events that
 are no cut.
 
