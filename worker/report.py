@@ -293,7 +293,7 @@ class Report:
         runs = iter(self.summarizer.runs)  # one run per part, in the same order (same rule for a new run)
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "photos": self.photos, "images": self.images, "not_shown": self.not_shown,
-                "labels": list(LABELS)}
+                "labels": list(LABELS), "episode_min_s": self.summarizer.config.episode_min_s}
         write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s), "
                                                         f"{self.images} photo(s)"))
         if self.failed:

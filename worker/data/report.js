@@ -54,7 +54,8 @@
     const eps = el("div", "episodes");
     if (!t.episodes.length) {  // "neutral throughout" read wrong under a dominant surprise: no emotion led long enough
       eps.appendChild(el("span", "muted", t.dominant === "neutrality" || !t.dominant ? "no episode: neutral throughout"
-        : "no episode: no emotion but neutrality led 0.25 s in a row (" + t.dominant + " leads on average)"));
+        : "no episode: no emotion but neutrality led " + data.episode_min_s + " s in a row (" + t.dominant +
+          " leads on average)"));
     }
     for (const e of t.episodes) {
       const b = el("button", null, e.emotion + " " + fmt(e.start_s) + "–" + fmt(e.end_s) + ", peak " + pct(e.peak) + " at " + fmt(e.peak_s));
