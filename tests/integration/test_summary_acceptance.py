@@ -1,6 +1,7 @@
 """The per-person summary as an outside check reads it (acceptance run on the shared videos):
-``person`` needs ``last_timestamp_s - first_timestamp_s >= min_person_s``, and the people table of
-several videos says which video each track that is not a person belongs to."""
+``person`` needs ``last_timestamp_s - first_timestamp_s >= min_person_s`` (and, with gaps, the
+``seen_s`` that span gives times ``frames / frames_spanned``), and the people table of several
+videos says which video each track that is not a person belongs to."""
 
 from __future__ import annotations
 
@@ -38,8 +39,27 @@ def test_a_person_spans_min_person_s_from_first_to_last_face(frames, fps, person
     span = t["last_timestamp_s"] - t["first_timestamp_s"]
     assert t["person"] is person, (span, t["not_person_why"])
     assert (span >= 0.5 - 1e-6) is person  # what a reader of the JSON can check
+    assert t["seen_s"] == pytest.approx(span, abs=1e-4) and t["frames_spanned"] == frames  # seen in every frame
     if not person:
         assert f"{span:.2f} s < 0.5 s" in t["not_person_why"]
+
+
+def test_seen_s_is_what_a_reader_of_the_json_can_check():
+    """A track with gaps: ``seen_s`` is the span times ``frames / frames_spanned``, and ``person``
+    follows it (hamilton_360p's second shot had a "person" of two faces 20 frames apart)."""
+    summary = Summarizer(SummaryConfig(min_person_s=0.5))
+    for i in range(90):
+        faces = [face(0)] if i % 3 == 0 or i in (40, 41) else []
+        faces += [face(1, x=400.0)] if i in (10, 30) else []
+        summary.add(FrameResult(source="v.mp4", frame=i, timestamp_s=i / 30.0, faces=faces))
+    for t in summary.entries():
+        span = t["last_timestamp_s"] - t["first_timestamp_s"]
+        assert t["seen_s"] == pytest.approx(span * t["frames"] / t["frames_spanned"], abs=1e-3)
+        assert t["person"] is (t["seen_s"] >= 0.5 - 1e-6), t
+    a, b = summary.entries()
+    assert (a["frames"], a["frames_spanned"], a["person"]) == (32, 88, True)  # 2.9 s, a face every third frame
+    assert (b["frames"], b["frames_spanned"], b["person"]) == (2, 21, False)
+    assert b["not_person_why"] == "seen 0.06 s (2 of 21 frames over 0.67 s) < 0.5 s"
 
 
 def test_the_not_people_line_names_the_video_when_there_are_several():

@@ -134,6 +134,31 @@ def test_people_and_noise_are_kept_apart():
     assert low.entries()[0]["person"] is False
 
 
+def test_two_faces_far_apart_are_not_a_person():
+    """The tracker keeps a track a second without its face, so two detections 20 frames apart (on the
+    shared hamilton video: frames 45 and 65 of its second shot) made one track spanning 0.67 s: a
+    "person" seen in 2 of 21 frames. A person is *seen* min_person_s: the span times the share of
+    the run's frames over it that show the face; a face missed now and then (a small face whose
+    detections flicker: street video's #7, 45 of 102 frames over 4 s) stays a person."""
+    summary = Summarizer(SummaryConfig(min_person_s=0.5))
+    for i in range(120):
+        faces = []
+        if i in (45, 65):
+            faces.append(face(0, x=430))
+        if i % 9 < 4:  # 4 frames in 9 over 4 s
+            faces.append(face(1, x=100))
+        summary.add(FrameResult(source="v", frame=i, timestamp_s=i / FPS, faces=faces))
+    sparse, flicker = summary.entries()
+    assert (sparse["frames"], sparse["frames_spanned"]) == (2, 21)
+    assert sparse["seen_s"] == pytest.approx(20 / FPS * 2 / 21, abs=1e-3)
+    assert sparse["person"] is False
+    assert sparse["not_person_why"] == "seen 0.06 s (2 of 21 frames over 0.67 s) < 0.5 s"
+    assert flicker["person"] is True and flicker["frames"] < flicker["frames_spanned"] / 2
+    full = summarise(script([(0.0, 1.0, "happiness", 0.9)], 1.0))  # seen in every frame: seen = span
+    assert full["frames"] == full["frames_spanned"] and full["seen_s"] == pytest.approx(
+        full["last_timestamp_s"] - full["first_timestamp_s"])
+
+
 def test_runs_sources_and_untracked_faces():
     summary = Summarizer()
     for i in range(20):  # two sources interleaved

@@ -5,10 +5,12 @@ records (faces with ``track_id``), one by one in frame order per source, and
 gives one entry per track (:meth:`Summarizer.entries`)::
 
     source, track_id, first_timestamp_s, last_timestamp_s, first_frame, last_frame, frames,
+    frames_spanned: int     # the run's analysed frames from the track's first face to its last (frames of them show it)
+    seen_s: float           # last - first timestamp, times frames / frames_spanned: the time its face was seen
     page: int               # only a still image's: its page, 1-based (1 for a one-page image)
     shot: int               # only a video's: the camera shot the track is in (tracks end at a cut; a track
                             # across shots, with track_shot_cuts off, has none)
-    person: bool            # spans >= min_person_s of video and is face-like (see below)
+    person: bool            # seen >= min_person_s of video and is face-like (see below)
     not_person_why: str     # why not ("" for a person)
     box: [x1, y1, x2, y2]   # the median box, frame pixels
     mean_score: float       # the detector's mean confidence
@@ -38,9 +40,13 @@ episodes`` (README, "Video"): on FER+ faces with scripted expressions they keep
 from flicker, where the former smoothed label kept 8-50% and raw runs gave 17
 false episodes a minute.
 
-**People.** A track is a person when it spans at least ``min_person_s`` of
-video (from its first face to its last: ``last_timestamp_s - first_timestamp_s``,
-what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) and its median detector
+**People.** A track is a person when its face is seen at least ``min_person_s`` of
+video: ``seen_s``, its span from its first face to its last (``last_timestamp_s - first_timestamp_s``,
+what a reader of the JSON can check; one face at ``--fps 2`` is not half a second) times the share
+of the run's analysed frames over that span that show it (``frames / frames_spanned``: the tracker
+keeps a track a second without its face, so two stray detections 20 frames apart spanned 0.67 s
+and were a "person" seen in 2 of 21 frames; a small face whose detections come and go, in 45 of
+102 frames over 4 s, is seen 1.8 s and stays one). And its median detector
 score is at least ``person_score_min`` (0.92). In a still image (one result with a ``page``, or
 without a timestamp) the score decides alone: every face of a group photo was "not a person" (seen 0.00 s).
 ``analyze`` makes each still image (an image file, a page of a multi-page TIFF) a run of its
@@ -50,8 +56,9 @@ result with a ``page``. Untimed results without one are frames ``default_fps`` a
 tracking --part people``: on WIDER, keeping detections scoring >= 0.92 raises
 precision 96.67 -> 96.93% for 0.5 point of recall (0.98 would cost 2.6
 points), while the landmark-geometry rule lowers both (it rejects profiles);
-on the shared videos the length rule is what removes the noise (10 -> 7 and
-13 -> 9 tracks; those left out have 1-5 frames, and one face only the clip's last 0.48 s).
+on the shared videos the length rule is what removes the noise (hamilton 12 -> 8 tracks, its
+three cuts ending tracks; street 13 -> 9; those left out have 1-5 frames, one face only the
+clip's last 0.48 s, and one was two faces 20 frames apart, seen 0.06 s of its 0.67 s).
 
 **Bounded memory.** A live camera's run never ends, so nothing here grows with
 the frames of a run: means are running sums; the box and score medians come from
@@ -421,6 +428,8 @@ class _Track:
     last_s: float
     first_frame: int
     last_frame: int
+    first_index: int  # the run's analysed frames counted at its first face, and at its last
+    last_index: int
     frames: int = 0
     prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))
     box_score: StridedSample = field(default_factory=lambda: StridedSample(5))  # (x1, y1, x2, y2, score) rows
@@ -480,7 +489,7 @@ class SourceSummary:
                 finder = EpisodeFinder(LABELS.index(NEUTRAL), cfg.episode_tau_s, cfg.episode_min_s,
                                        cfg.episode_gap_s, 1 / cfg.default_fps)
                 tr = self.tracks[face.track_id] = _Track(face.track_id, finder, t, t, result.frame, result.frame,
-                                                         shot=result.shot)
+                                                         self.frames, self.frames, shot=result.shot)
             elif tr.shot != result.shot:  # a track across shots (track_shot_cuts off): in no one shot
                 tr.shot = None
             p = np.array([face.probabilities.get(k, 0.0) for k in LABELS], np.float64)
@@ -488,7 +497,7 @@ class SourceSummary:
             tr.finder.add(t, p)
             tr.prob_sum += p
             tr.frames += 1
-            tr.last_s, tr.last_frame = t, result.frame
+            tr.last_s, tr.last_frame, tr.last_index = t, result.frame, self.frames
             tr.box_score.add((*face.box, face.score))
             tr.score_sum += face.score
             if self.series:
@@ -545,12 +554,15 @@ class SourceSummary:
             in_episodes[label] += int(n)
         in_episodes[NEUTRAL] = max(0, tr.frames - sum(in_episodes.values()))
         span = tr.last_s - tr.first_s  # the JSON's own times
+        spanned = tr.last_index - tr.first_index + 1  # the run's frames from its first face to its last
+        seen = span * tr.frames / spanned
         medians = tr.box_score.median()
         score = float(medians[4])
         why = ""
         # a still image (a page, timed or not; one untimed result): the score alone
-        if self.page is None and (self.timed or self.frames > 1) and span < cfg.min_person_s - 1e-9:
-            why = f"seen {span:.2f} s < {cfg.min_person_s:g} s"
+        if self.page is None and (self.timed or self.frames > 1) and seen < cfg.min_person_s - 1e-9:
+            gaps = f" ({tr.frames} of {spanned} frames over {span:.2f} s)" if tr.frames < spanned else ""
+            why = f"seen {seen:.2f} s{gaps} < {cfg.min_person_s:g} s"
         elif score < cfg.person_score_min:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
         dominant = LABELS[int(np.argmax(mean))]
@@ -558,6 +570,7 @@ class SourceSummary:
                 "track_id": tr.track_id, **({"shot": tr.shot} if tr.shot is not None else {}),
                 "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
+                "frames_spanned": spanned, "seen_s": round(seen, 4),
                 "person": not why, "not_person_why": why,
                 "box": [round(float(v), 1) for v in medians[:4]],
                 "mean_score": round(tr.box_score.mean(4, tr.score_sum), 4),
