@@ -25,7 +25,8 @@ source until it is stopped:
 Frame indexes count every frame read (kept or skipped) and keep increasing
 across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`:
 each kept frame is held until the next is read, which decides its shot, one frame
-of latency); ``timestamp_s`` is the wall-clock time since the iterator started,
+of latency; a read that takes longer than ``hold_s``, or three times the usual read, a
+stall, lets it go on its own, judged without a next frame); ``timestamp_s`` is the wall-clock time since the iterator started,
 so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
@@ -39,6 +40,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as ReadTimeout
 from dataclasses import dataclass
 
 import cv2
@@ -60,6 +63,7 @@ class LiveConfig:
     open_timeout_ms: int = 10_000  # URLs: FFmpeg gives up opening after this long
     read_timeout_ms: int = 10_000  # URLs: a read that waits longer than this is a drop
     stable_s: float = 10.0  # a connection giving frames this long is healthy (resets the failure count)
+    hold_s: float = 0.25  # a kept frame waits this long (or 3 usual reads) for the next read to decide its shot
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw) -> LiveConfig:
@@ -155,6 +159,8 @@ class LiveSource:
         down_since: float | None = None
         shots = ShotCounter()
         held: FrameItem | None = None  # the last kept frame, until the next read decides its shot
+        reader = ThreadPoolExecutor(1, thread_name_prefix="live-read")  # reads while a held frame waits
+        usual_s = 0.0  # a read's usual time (moving average): three times it is a stall
         try:
             while not self._stop.is_set():
                 if failed:
@@ -184,7 +190,24 @@ class LiveSource:
                 opened_at, got = self.clock(), 0
                 try:
                     while not self._stop.is_set():
-                        ok, bgr = cap.read()
+                        began = time.monotonic()
+                        if held is None:
+                            ok, bgr = cap.read()
+                        else:  # a stall must not hold the frame back: it goes on its own after a wait
+                            reading = reader.submit(cap.read)
+                            try:
+                                ok, bgr = reading.result(timeout=max(cfg.hold_s, 3 * usual_s))
+                            except ReadTimeout:
+                                held.shot, kept = shots.last(), held
+                                held = None
+                                try:
+                                    yield kept
+                                finally:  # also when the iteration is closed: never release inside a read
+                                    ok, bgr = reading.result()
+                            except BaseException:  # an interrupt while waiting: the read ends first
+                                wait([reading])
+                                raise
+                        usual_s += 0.1 * (time.monotonic() - began - usual_s)
                         if not ok or bgr is None:
                             break
                         now = self.clock()
@@ -227,6 +250,8 @@ class LiveSource:
             if held is not None:  # read before the interrupt: not lost
                 held.shot = shots.last()
                 yield held
+        finally:
+            reader.shutdown(wait=False)  # no read runs now: each was waited for
         log.info("live: %s: stopped after %d frames (%d kept, %d drops)", name, self.read, self.kept, self.drops)
 
     def _wait(self, delay_s: float) -> None:

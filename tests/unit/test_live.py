@@ -121,3 +121,54 @@ class FakeCapture:
 
     def release(self):
         self.released = True
+
+
+class StallingCapture:
+    """TEST DOUBLE of an opened capture whose stream stalls: ``before`` frames at once, then a read
+    that blocks ``stall_s`` (a network hiccup, a camera that sends only on motion), then one more."""
+
+    def __init__(self, before: int, stall_s: float):
+        self.before, self.stall_s, self.reads, self.released = before, stall_s, 0, False
+        self.reading = threading.Lock()  # held while a read runs: release must never come inside one
+
+    def open(self, spec, cfg):
+        return None if self.reads else self
+
+    def read(self):
+        with self.reading:
+            self.reads += 1
+            if self.reads == self.before + 1:
+                time.sleep(self.stall_s)
+            if self.reads > self.before + 1:
+                return False, None
+            return True, np.full((36, 64, 3), 40 * self.reads % 255, np.uint8)
+
+    def release(self):
+        assert self.reading.acquire(blocking=False), "released during a read"
+        self.reading.release()
+        self.released = True
+
+
+def test_a_stall_does_not_hold_back_the_last_frame():
+    """Each kept frame waits for the next read, which decides its camera shot (a flash is no cut). A
+    stream that stalls held its last frame (and the answer to it) for as long as the stall, up to
+    read_timeout_ms: now it goes on its own after a short wait, its shot judged without a next frame."""
+    cap = StallingCapture(before=5, stall_s=2.0)
+    source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open)
+    started, got = time.monotonic(), []
+    for item in source.frames():
+        if item.error is None:  # then the end of the stream (max_reconnects=0: an error item)
+            got.append((item.frame, item.shot, time.monotonic() - started))
+    assert [f for f, _, _ in got] == [0, 1, 2, 3, 4, 5]
+    assert got[4][2] < 1.0, got  # frame 4 out before the stall ends (2 s)
+    assert got[5][2] >= 2.0 and all(s is not None for _, s, _ in got)
+    assert cap.released
+
+
+def test_a_closed_iteration_waits_for_the_read_before_releasing():
+    cap = StallingCapture(before=2, stall_s=0.5)
+    source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open)
+    frames = source.frames()
+    assert [next(frames).frame for _ in range(2)] == [0, 1]  # frame 1 given during the stalled read
+    frames.close()
+    assert cap.released
