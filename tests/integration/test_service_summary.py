@@ -107,3 +107,44 @@ def test_up_summary_equals_analyze(tmp_path, monkeypatch):
     got = json.loads((tmp_path / "up" / "s.json").read_text())
     assert_same_tracks(got["tracks"], tmp_path / "up", want["tracks"], tmp_path / "analyze")
     assert "TRACK" in ran.stderr  # the people table
+
+
+@pytest.fixture
+def no_settings(monkeypatch):
+    """No MOODSTREAM_* from the caller's environment: `up` starts its own redis-server."""
+    for name in list(os.environ):
+        if name.startswith("MOODSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+def test_up_summary_lists_runs_in_analyze_s_order(no_settings, fixtures_dir, tmp_path):
+    """A video, then a photo: analyze lists the video's run first (the order of the inputs); `up` listed
+    the photo's first, in the order its stage ended the runs (a photo's at once, the video's when the
+    stage stopped), so its tracks, videos and people table were in another order than analyze's."""
+    from moodstream.up import up
+    from moodstream.worker.analyze import analyze_cmd
+
+    inputs = [str(fixtures_dir / "clip_360p.mp4"), str(fixtures_dir / "images" / "wider_1_Handshaking_Handshaking_1_158.jpg")]
+    written = {}
+    for name, command, extra in (("analyze", analyze_cmd, []), ("up", up, ["--no-dashboard"])):
+        ran = CliRunner().invoke(command, [*inputs, "--device", "cpu", "--format", "jsonl", *extra,
+                                           "--summary", str(tmp_path / name / "s.json")])
+        assert ran.exit_code == 0, ran.output
+        written[name] = json.loads((tmp_path / name / "s.json").read_text())
+    assert [v["source"] for v in written["analyze"]["videos"]] == inputs
+    assert [v["source"] for v in written["up"]["videos"]] == inputs
+    assert [(t["source"], t["track_id"], t["thumbnail"]) for t in written["up"]["tracks"]] == \
+        [(t["source"], t["track_id"], t["thumbnail"]) for t in written["analyze"]["tracks"]]
+
+
+def test_up_summary_says_faces_were_detected_on_every_frame(no_settings, fixtures_dir, tmp_path, monkeypatch):
+    """MOODSTREAM_DETECT_EVERY=3 (set for analyze) reaches `up`, whose worker detects faces on every frame
+    (detect-every-N stays in-process): its summary said "detect_every": 3 all the same."""
+    from moodstream.up import up
+
+    monkeypatch.setenv("MOODSTREAM_DETECT_EVERY", "3")
+    ran = CliRunner().invoke(up, [str(fixtures_dir / "clip_360p.mp4"), "--max-frames", "4", "--device", "cpu",
+                                  "--no-dashboard", "--format", "jsonl", "--summary", str(tmp_path / "s.json")])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((tmp_path / "s.json").read_text())["detect_every"] == 1
+    assert "detect_every 3 is analyze's alone" in ran.stderr, ran.stderr

@@ -88,8 +88,10 @@ remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources seen most recently.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -135,7 +137,8 @@ class TrackStage:
         """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
         own reply stream); ``expire_s``: the tracked and summaries streams expire this long after their
         last entry (``up``'s, as the worker expires its reply stream; a deployment's are trimmed); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
-        keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended`;
+        keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended` (in the
+        order the runs were enqueued, as ``analyze`` lists them);
         ``reorder_wait_ms`` / ``tracker``: None takes them from the settings."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
@@ -153,7 +156,8 @@ class TrackStage:
         self.summary_config = SummaryConfig.from_settings(settings)
         self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels) if pictures else None
         self.keep_summaries = keep_summaries
-        self.ended: list[SourceSummary] = []  # with keep_summaries
+        self.ended: list[SourceSummary] = []  # with keep_summaries: in the order the runs were enqueued
+        self._ended_at: list[float] = []  # ... each one's first enqueue time (ms), to keep that order
         self.runs: OrderedDict[str, SourceRun] = OrderedDict()  # least recently seen first
         # source -> [its last run's number, that run's EnqueueSpan once it ended], least recently
         # seen first: a result enqueued during that run, after it ended, is a straggler of it
@@ -338,12 +342,22 @@ class TrackStage:
         self._remember_ended(((run.source, *key), eid) for key, eid in run.jobs.items())  # one source str
         message = self._queue_summary(run, why, last=True)
         if message is not None and self.keep_summaries:
-            self.ended.append(run.summary)
+            self._keep_ended(run)
         if message is not None:
             log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor,
                      run.number, printable(run.source), why, len(message["tracks"]),
                      sum(t["person"] for t in message["tracks"]), self.summaries_key)
         return out
+
+    def _keep_ended(self, run: SourceRun) -> None:
+        """Keep the run's summary in :attr:`ended` in the order the runs were enqueued (by their first
+        result's enqueue time; ties, and runs without one, last, in the order they ended), as ``analyze``
+        lists its inputs' runs: a photo's run ends as soon as it is tracked, the video's sent before it only
+        when the stage stops (``up --summary`` listed the photo first)."""
+        at_ms = float(run.first[0]) if run.first is not None else math.inf
+        k = bisect.bisect_right(self._ended_at, at_ms)
+        self._ended_at.insert(k, at_ms)
+        self.ended.insert(k, run.summary)
 
     def _queue_summary(self, run: SourceRun, why: str, last: bool) -> dict | None:
         """The run's summary (or a part of it) made and queued to publish after its results; None
