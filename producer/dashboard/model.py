@@ -156,6 +156,7 @@ def summary_view(summary: dict) -> dict:
         if not isinstance(t, dict):
             continue
         tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
+                       "not_person_why": cut(t.get("not_person_why") or ""),
                        "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
                        "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
                        "thumbnail": thumbnail_uri(thumbnails.get(str(t.get("track_id")))),

@@ -85,3 +85,14 @@ def test_a_tiff_s_pages_are_runs_of_their_own_on_the_dashboard():
         model.fold("tracked", f"{k + 1}-0", FrameResult(source="scan.tif", frame=k, page=k + 1, faces=[face]))
     src = model.sources["scan.tif"]
     assert src.runs == 3 and [(p.track_id, p.frames) for p in src.people.values()] == [(0, 1)]
+
+
+def test_a_track_that_is_not_a_person_says_why():
+    """The report page says why a track is not a person; the dashboard listed it with its span and frames
+    only, so a 0.67 s track "not counted as people" looked like a mistake (seen 0.06 s of it)."""
+    summary = part(1, 1, range(2), not_people={1}, last=True)
+    summary["tracks"][1]["not_person_why"] = "seen 0.06 s (2 of 21 frames over 0.67 s) < 0.5 s"
+    summary["tracks"][0]["not_person_why"] = "x" * 5000  # text from a stream: cut
+    view = dm.summary_view(summary)
+    assert view["tracks"][1]["not_person_why"] == "seen 0.06 s (2 of 21 frames over 0.67 s) < 0.5 s"
+    assert len(view["tracks"][0]["not_person_why"]) <= dm.TEXT_CHARS

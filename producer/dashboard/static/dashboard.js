@@ -274,7 +274,8 @@
     card.others.hidden = !others.length;
     card.others.firstChild.textContent = others.length + " other track(s), not counted as people";
     card.othersList.replaceChildren(...others.map((t) => {
-      const d = el("div", "other", "#" + t.track_id + " · " + fmtT(t.first_timestamp_s) + "–" + fmtT(t.last_timestamp_s) + " · " + t.frames + " frames · " + (t.dominant || ""));
+      const d = el("div", "other", "#" + t.track_id + " · " + fmtT(t.first_timestamp_s) + "–" + fmtT(t.last_timestamp_s) + " · " + t.frames + " frames · " + (t.dominant || "") +
+        (t.not_person_why ? " · not a person: " + t.not_person_why : ""));
       d.dataset.otherTrackId = String(t.track_id);
       return d;
     }));
