@@ -281,7 +281,7 @@ class _Feed:
         self.sent = 0
         self.failed: list[tuple[str, str]] = []
         self.error: Exception | None = None
-        self.stop = threading.Event()
+        self.stop = producer.stop  # the producer's: set, a live source ends too, its stalled read or not (held `up` 5 s)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(specs, every_n, fps, max_frames),
                                        name="producer", daemon=True)

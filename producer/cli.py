@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
+import threading
 
 import click
 
 from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.record import FrameResult
+from moodstream.shared.stop_signals import Stopped, exit_code, stopped_by
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, source_cell
 
@@ -50,10 +53,13 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     recursively), video files, camera indexes, rtsp:// or http(s):// URLs, or -
     for an image or a video on stdin. An image's job carries its page (1-based):
     the track stage makes each a run of its own, as analyze does. Prints one
-    JSON line per job; progress and backpressure notices go to stderr.
+    JSON line per job; progress and backpressure notices go to stderr. Ctrl-C or
+    SIGTERM: what was read is sent (without waiting for workers) and nothing more
+    read, the count said, exit 130 / 143; a second one stops at once.
     """
     from moodstream.producer.client import Producer
     from moodstream.shared.keys import Keys
+    from moodstream.shared.retry import RedisGone
     from moodstream.shared.transport import check_connection, connect
 
     if use_rq and reply_to is not None:
@@ -88,17 +94,64 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                 "`moodstream status`)")
     reply = keys.reply(reply_to) if reply_to else None
     producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr)
-    for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
-        click.echo(json.dumps(ref.to_json()))
-        sys.stdout.flush()
+    stopping, interrupted_by = _StopOnSignal(producer.stop), None
+    try:
+        for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
+            click.echo(json.dumps(ref.to_json()))
+            sys.stdout.flush()
+    except KeyboardInterrupt as exc:  # a second signal (or the first, where no handler could be installed)
+        interrupted_by = exit_code(exc)
+    except RedisGone:  # stopped while Redis was unreachable
+        pass
+    finally:
+        stopping.hold()
     st = producer.stats
-    to_stderr(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
-            + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
-    if st.interrupted:
-        click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it (analyze's too)
+    try:
+        to_stderr(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
+                  + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
+    finally:
+        stopping.restore()
+    if stopping.signum is not None:  # 128 + the first signal, as a shell reports it (analyze's too)
+        click.get_current_context().exit(128 + stopping.signum)
+    if interrupted_by is not None or st.interrupted:
+        click.get_current_context().exit(interrupted_by or 130)
     if st.failed_inputs:
         raise click.ClickException(f"{len(st.failed_inputs)} input(s) failed: "
                                    + ", ".join(f"{src} ({reason})" for src, reason in st.failed_inputs[:5]))
+
+
+class _StopOnSignal:
+    """`produce`'s Ctrl-C and SIGTERM, as the worker takes them: the first stops the producer, which
+    sends what it read (a live source's frame held for its shot, the frame in hand, without waiting
+    for workers) and reads nothing more; the second stops at once. Either way the count is said and
+    the exit is 128 + the first signal. (Ctrl-C raised wherever the main thread was: in a push or a
+    wait for workers, most of the time with 720p frames, it was click's 'Aborted!', exit 1, the count
+    unsaid and the frames read unsent.) Main thread only; elsewhere nothing is installed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.signum: int | None = None
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+        self.signum = signum
+        self.stop.set()
+        to_stderr(f"produce: {stopped_by(128 + signum)}: sending what was read, then stopping (again: at once)")
+
+    def hold(self) -> None:
+        """While the count is said: a signal then does not cut it short."""
+        for sig in self.previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command()

@@ -110,7 +110,8 @@ class Producer:
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
                  notice: Callable[[str], None] | None = None, stop: threading.Event | None = None):
         """``retry_for_s``: how long an unreachable Redis is waited for (then ConfigError);
-        ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`);
+        ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`)
+        and a live source within 0.1 s, its stalled read or not (what it read is still sent);
         ``encoding``: how video frames travel, ``settings.encoding`` unless given."""
         encoding = encoding or settings.encoding
         if encoding not in ENCODINGS:
@@ -123,7 +124,8 @@ class Producer:
         self.reply_to = reply_to
         self.retry_for_s = retry_for_s
         # the one retry helper: a refused password at once, connection errors for retry_for_s
-        self.retry = RedisRetry("producer", settings.redis_url, stop, deadline_s=retry_for_s)
+        self.stop = stop if stop is not None else threading.Event()  # set: waits for Redis and live sources end
+        self.retry = RedisRetry("producer", settings.redis_url, self.stop, deadline_s=retry_for_s)
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
         self._live = False  # the frames being produced come from a live source (said in the wait notice)
@@ -264,15 +266,19 @@ class Producer:
     def _items(self, paths: list[str], every_n: int, fps: float | None,
                max_frames: int | None) -> Iterator[tuple[FrameItem, bool]]:
         for spec in paths:
+            if self.stop.is_set():  # stopped (produce's first Ctrl-C): what was read is sent, nothing more read
+                return
             if not is_stream_spec(spec):
                 for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames,
                                         max_pixels=self.settings.max_pixels,
                                         max_image_bytes=self.settings.max_message_bytes):
                     yield item, False
+                    if self.stop.is_set():
+                        return
                 continue
             from moodstream.producer.live import LiveConfig, LiveSource
 
-            source = LiveSource(spec, LiveConfig.from_settings(self.settings, max_fps=fps))
+            source = LiveSource(spec, LiveConfig.from_settings(self.settings, max_fps=fps), stop=self.stop)
             for k, item in enumerate(source.frames()):
                 if max_frames is not None and k >= max_frames:
                     source.stop()
@@ -296,6 +302,8 @@ class Producer:
 
     def _backpressure(self) -> bool:
         """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""
+        if self.stop.is_set():  # stopping: the frames read go, unwaited (a frame in hand, a live source's held one)
+            return True
         self._since_check += 1
         if self._since_check < self.check_every and not self._shedding:
             return True
@@ -315,13 +323,14 @@ class Producer:
         live = " (a live source is not read meanwhile: --backpressure drop keeps it read)" if self._live else ""
         self.notice(f"producer: backlog {backlog} > lag_limit {limit}: waiting for workers{live}")
         t0, poll_s = time.monotonic(), 0.01
-        while backlog > limit:
-            time.sleep(poll_s)
+        while backlog > limit and not self.stop.is_set():  # stopped: what was read goes now, unwaited
+            self.stop.wait(poll_s)
             poll_s = min(0.5, poll_s * 1.5)
             backlog = self.backlog()
         waited = time.monotonic() - t0
         self.stats.waited_s += waited
-        self.notice(f"producer: backlog {backlog}, resuming after {waited:.2f}s")
+        self.notice(f"producer: stopped waiting for workers after {waited:.2f}s (backlog {backlog}): what was read "
+                    "is sent" if backlog > limit else f"producer: backlog {backlog}, resuming after {waited:.2f}s")
         return True
 
     # --- helpers ------------------------------------------------------------------

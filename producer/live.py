@@ -19,8 +19,14 @@ source until it is stopped:
   traceback;
 * **stop**: after ``max_reconnects`` failures in a row (one ERROR line, and a
   last :class:`FrameItem` carrying the error, as ``iter_frames`` reports a
-  failed input), on :meth:`LiveSource.stop` (from another thread or a signal
-  handler), or on KeyboardInterrupt; the iterator then ends.
+  failed input), on :meth:`LiveSource.stop` or the caller's ``stop`` event (from
+  another thread or a signal handler), or on KeyboardInterrupt; the iterator then
+  ends at once (within 0.1 s), an open or read in flight or not: they run on a
+  thread of their own (:class:`shared.capture.Reader`), which releases the capture after them,
+  never inside one. Every frame read is given (the one held for its shot judged alone);
+* **Motion-JPEG** streams are read part by part (:mod:`shared.capture`): each at
+  its own size (a camera reconfigured mid-stream), a part that is no picture
+  skipped and counted, not a drop.
 
 Frame indexes count every frame read (kept or skipped) and keep increasing
 across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`:
@@ -40,15 +46,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as ReadTimeout
 from dataclasses import dataclass
 
 import cv2
 
+from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, until, why_unopened
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import FrameItem, is_camera_index, source_name, to_rgb8
-from moodstream.shared.settings import Settings
+from moodstream.shared.media import FrameItem, decode_stored, is_camera_index, source_name, to_rgb8
+from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
 from moodstream.shared.shots import ShotCounter
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,13 @@ class LiveConfig:
     open_timeout_ms: int = 10_000  # URLs: FFmpeg gives up opening after this long
     read_timeout_ms: int = 10_000  # URLs: a read that waits longer than this is a drop
     stable_s: float = 10.0  # a connection giving frames this long is healthy (resets the failure count)
-    hold_s: float = 0.25  # a kept frame waits this long (or 3 usual reads) for the next read to decide its shot
+    hold_s: float = HOLD_S  # a kept frame waits this long (or 3 usual reads) for the next read to decide its shot
+    max_pixels: int = MAX_PIXELS_CEILING  # a Motion-JPEG part over this is skipped (shared.capture)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw) -> LiveConfig:
-        return cls(max_reconnects=settings.live_max_reconnects, backoff_cap_s=settings.live_backoff_cap_s, **kw)
+        return cls(max_reconnects=settings.live_max_reconnects, backoff_cap_s=settings.live_backoff_cap_s,
+                   max_pixels=settings.max_pixels, **kw)
 
 
 MAX_FINITE_FRAMES = 1e9  # FFmpeg's frame count of a live stream is 0, negative or absurd
@@ -83,27 +90,8 @@ def is_finite(cap: object) -> bool:
 
 
 def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
-    """An opened capture for a camera index or URL, or None (never raises but KeyboardInterrupt).
-
-    FFmpeg's open blocks in C for up to ``open_timeout_ms``, where Ctrl-C cannot reach it: it runs
-    in a helper thread, and this one waits for it in short steps, so Ctrl-C ends the wait at once
-    (the helper is a daemon thread: it does not hold up the exit)."""
-    opened: list = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            opened.append(_open(spec, config))
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"open {source_name(spec)}"[:60], daemon=True).start()
-    while not done.wait(0.1):
-        pass
-    return opened[0] if opened else None
-
-
-def _open(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
+    """An opened capture for a camera index or URL, or None (never raises). FFmpeg's open blocks in C
+    for up to ``open_timeout_ms``: :class:`LiveSource` runs it on its :class:`Reader`'s thread."""
     try:
         if is_camera_index(spec):
             cap = cv2.VideoCapture(int(spec))
@@ -111,7 +99,7 @@ def _open(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
             cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, config.open_timeout_ms,
                                                           cv2.CAP_PROP_READ_TIMEOUT_MSEC, config.read_timeout_ms])
     except cv2.error as exc:
-        log.debug("live: opening %s failed: %s", spec, exc)
+        log.debug("live: opening %s failed: %s", source_name(spec), exc)
         return None
     if not cap.isOpened():
         cap.release()
@@ -124,12 +112,14 @@ class LiveSource:
 
     ``opener``, ``sleep``, ``clock`` and ``rng`` default to :func:`open_live`,
     :func:`time.sleep`, :func:`time.monotonic` and :mod:`random` (tests pass their own).
+    ``stop``: an event of the caller's (a producer's, set when it stops): set, the iteration ends
+    as on :meth:`stop`, within 0.1 s, a read in flight or not.
     """
 
     def __init__(self, spec: str, config: LiveConfig | None = None, *,
                  opener: Callable[[str, LiveConfig], object | None] | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, stop: threading.Event | None = None):
         self.spec = spec
         self.name = source_name(spec)  # what frames and log lines call it (no credentials)
         self.config = config or LiveConfig()
@@ -138,13 +128,17 @@ class LiveSource:
         self.clock = clock
         self.rng = rng or random.Random()
         self._stop = threading.Event()
+        self._outer_stop = stop
         self.read = self.kept = self.drops = self.reconnects = self.opens = 0
         self.finite = False  # the last opened capture declared its length
         self.interrupted = False  # Ctrl-C (KeyboardInterrupt) ended the iteration
 
     def stop(self) -> None:
-        """End the iteration after the current read (thread-safe)."""
+        """End the iteration within 0.1 s, a read in flight or not (thread-safe; from a signal handler too)."""
         self._stop.set()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set() or (self._outer_stop is not None and self._outer_stop.is_set())
 
     def backoff_s(self, attempt: int) -> float:
         """Longest wait before reconnect attempt ``attempt`` (1, 2, ...); the wait is 50-100% of it."""
@@ -159,55 +153,66 @@ class LiveSource:
         down_since: float | None = None
         shots = ShotCounter()
         held: FrameItem | None = None  # the last kept frame, until the next read decides its shot
-        reader = ThreadPoolExecutor(1, thread_name_prefix="live-read")  # reads while a held frame waits
-        usual_s = 0.0  # a read's usual time (moving average): three times it is a stall
+        why: str | None = None  # why the opens of this outage fail, as far as can be told (None: not asked yet)
+        reader = Reader(f"live-read {name}"[:60])  # opens, reads, releases: none blocks this thread
         try:
-            while not self._stop.is_set():
+            while not self.stopping():
                 if failed:
                     if cfg.max_reconnects is not None and failed > cfg.max_reconnects:
-                        log.error("live: giving up on %s: %d attempts failed in a row", name, failed)
+                        because = f" ({why})" if why else ""
+                        log.error("live: giving up on %s: %d attempts failed in a row%s", name, failed, because)
                         yield FrameItem(name, self.read, error=BadInputError(
-                            "unreadable", f"gave up after {failed} failed attempts in a row"))
+                            "unreadable", f"gave up after {failed} failed attempts in a row{because}"))
                         return
                     delay = self.backoff_s(failed) * self.rng.uniform(0.5, 1.0)
                     log.debug("live: %s: attempt %d failed; next in %.2f s", name, failed, delay)
                     self._wait(delay)
-                    if self._stop.is_set():
+                    if self.stopping():
                         break
-                cap = self.opener(self.spec, cfg)
+                began = time.monotonic()
+                cap = open_on(reader, lambda: self.opener(self.spec, cfg), self.stopping)
+                if self.stopping():  # (stopped during the open: what it opens is released after it)
+                    if cap is not None:
+                        cap.release()
+                    break
                 self.opens += 1
                 if cap is None:
                     failed += 1
+                    if why is None:  # the first failed open of an outage: asked why (on the reader's thread)
+                        took_s = time.monotonic() - began
+                        asking = reader.submit(lambda: why_unopened(self.spec, name, cfg.open_timeout_ms / 1000,
+                                                                    took_s))
+                        why = asking.result() if until(asking, self.stopping) else ""
+                        if down_since is not None and why:
+                            log.info("live: cannot reopen %s (%s)", name, why)
                     if down_since is None:  # never connected yet
                         down_since = self.clock()
-                        log.warning("live: cannot open %s; retrying with backoff (at most %s times)", name,
+                        log.warning("live: cannot open %s%s; retrying with backoff (at most %s times)", name,
+                                    f" ({why})" if why else "",
                                     cfg.max_reconnects if cfg.max_reconnects is not None else "unlimited")
                     continue
+                why = None
                 self.finite = is_finite(cap)
                 if down_since is not None and self.read:
                     self.reconnects += 1
                     log.info("live: %s is back after %.1f s (%d attempts)", name, self.clock() - down_since, failed)
                 opened_at, got = self.clock(), 0
+                frames_of = FrameReader(cap, self.spec, f"live: {name}",
+                                        lambda data: decode_stored(data, cfg.max_pixels))
+                reads = Reads(reader, cap, frames_of.read, f"live: {name}", self.stopping)
                 try:
-                    while not self._stop.is_set():
-                        began = time.monotonic()
-                        if held is None:
-                            ok, bgr = cap.read()
-                        else:  # a stall must not hold the frame back: it goes on its own after a wait
-                            reading = reader.submit(cap.read)
-                            try:
-                                ok, bgr = reading.result(timeout=max(cfg.hold_s, 3 * usual_s))
-                            except ReadTimeout:
-                                held.shot, kept = shots.last(), held
-                                held = None
-                                try:
-                                    yield kept
-                                finally:  # also when the iteration is closed: never release inside a read
-                                    ok, bgr = reading.result()
-                            except BaseException:  # an interrupt while waiting: the read ends first
-                                wait([reading])
-                                raise
-                        usual_s += 0.1 * (time.monotonic() - began - usual_s)
+                    while not self.stopping():
+                        reads.start()
+                        if held is not None and not reads.wait(max(cfg.hold_s, 3 * reads.usual_s)):
+                            if self.stopping():
+                                break
+                            # a stall must not hold the frame back: it goes on its own, judged without a next
+                            held.shot, kept = shots.last(), held
+                            held = None
+                            yield kept
+                        if not reads.wait():  # stopped while the read goes on
+                            break
+                        ok, bgr = reads.result()
                         if not ok or bgr is None:
                             break
                         now = self.clock()
@@ -224,13 +229,14 @@ class LiveSource:
                         last_kept = now
                         self.kept += 1
                         held = FrameItem(name, index, round(now - started, 4), image=to_rgb8(bgr))
-                finally:
-                    cap.release()
+                finally:  # also on Ctrl-C and when the iteration is closed: never released inside a read
+                    frames_of.close()
+                    reads.release()
                 if held is not None:  # the connection ended (or a stop): its last frame judged on its own
                     held.shot, kept = shots.last(), held
                     held = None
                     yield kept
-                if self._stop.is_set():
+                if self.stopping():
                     break
                 if self.finite:  # a file over the network: read once, never re-read
                     if got == 0:
@@ -243,7 +249,9 @@ class LiveSource:
                 self.drops += 1
                 if down_since is None or healthy:
                     down_since = self.clock()
-                    log.warning("live: %s dropped after %d frames; reconnecting with backoff", name, self.read)
+                    timeout_s = cfg.read_timeout_ms / 1000  # the camera stopped sending, or closed the stream
+                    how = f"no frame for {timeout_s:g} s" if reads.last_s >= 0.9 * timeout_s else "the stream ended"
+                    log.warning("live: %s dropped after %d frames (%s); reconnecting with backoff", name, self.read, how)
         except KeyboardInterrupt:
             self.interrupted = True  # the caller says so (produce exits 130, not 0)
             log.info("live: %s: interrupted; stopping", name)
@@ -251,13 +259,13 @@ class LiveSource:
                 held.shot = shots.last()
                 yield held
         finally:
-            reader.shutdown(wait=False)  # no read runs now: each was waited for
+            reader.close()  # its thread ends after what it was given (a read in flight, the release behind it)
         log.info("live: %s: stopped after %d frames (%d kept, %d drops)", name, self.read, self.kept, self.drops)
 
     def _wait(self, delay_s: float) -> None:
         """Sleep ``delay_s``, in short steps so :meth:`stop` takes effect soon."""
         end = self.clock() + delay_s
-        while not self._stop.is_set():
+        while not self.stopping():
             left = end - self.clock()
             if left <= 0:
                 return

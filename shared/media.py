@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -110,6 +111,20 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
     are one image; :func:`image_items` gives every page of a file as a frame),
     and a warning says the other pages were not read.
     """
+    img, kind = _decode_stored(data, max_pixels, budget, page)
+    # a phone's photo stores its pixels on their side: read as stored, MTCNN found 0 of its 5 faces
+    return turned(to_rgb8(img), exif_orientation(data, kind))
+
+
+def decode_stored(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded image bytes -> the array OpenCV decodes, as stored: BGR or grey, 8 or 16-bit, never
+    turned (a video's frames, a Motion-JPEG stream's parts, are read as a video reader gives them);
+    :func:`decode_image`'s checks (accepted formats, the size before decoding, ``max_pixels``) and errors."""
+    return _decode_stored(data, max_pixels)[0]
+
+
+def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
+                   page: int | None = None) -> tuple[np.ndarray, str]:
     if not data:
         raise BadInputError("empty", "zero bytes")
     kind = sniff_format(data)
@@ -177,8 +192,7 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
         if img.shape[0] * img.shape[1] > max_pixels:
             raise BadInputError("too_large", f"{where}{img.shape[1]}x{img.shape[0]} pixels is over the limit of "
                                              f"{max_pixels}")
-        # a phone's photo stores its pixels on their side: read as stored, MTCNN found 0 of its 5 faces
-        return turned(to_rgb8(img), exif_orientation(data, kind))
+        return img, kind
 
 
 def decode_pixels(image: bytes | None, array: np.ndarray | None, max_pixels: int,
@@ -560,6 +574,7 @@ def spool(head: bytes, rest, tmp) -> None:
                                           f"{written >> 20} MiB: {exc.strerror or exc}") from None
 
 
+OPENCV_OPEN_TIMEOUT_S = 30.0  # OpenCV's own open timeout for FFmpeg (LIBAVFORMAT_INTERRUPT_OPEN_DEFAULT_TIMEOUT_MS)
 MIN_TIMED_FPS = 0.05  # a file's own frame times are taken down to this nominal rate
 
 
@@ -600,17 +615,29 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
     frame, or about ``fps`` frames per second of video time. A video whose frames are over
     ``max_pixels`` (by its header) fails before one is decoded."""
+    from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, why_unopened
+
     name = source_name(spec)
+    # a camera's or a stream's open and reads on a thread of their own (shared.capture): Ctrl-C comes at
+    # once, not after FFmpeg's 30 s timeout, and a stall holds no frame back
+    reader = Reader(f"read {name}"[:60]) if is_stream_spec(spec) else None
+    cap, error, began = None, None, time.monotonic()
     try:
-        cap = open_capture(spec)
+        cap = open_capture(spec) if reader is None else open_on(reader, lambda: open_capture(spec))
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if max_pixels is not None and w * h > max_pixels:
+            cap.release()
+            cap, error = None, BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of {max_pixels}")
     except BadInputError as exc:
-        yield FrameItem(name, 0, error=exc)
-        return
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-    if max_pixels is not None and w * h > max_pixels:
-        cap.release()
-        yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
-                                                                  f"{max_pixels}"))
+        error = exc
+        if reader is not None and exc.reason == "unreadable":  # a URL: why, as far as can be told
+            why = why_unopened(spec, name, OPENCV_OPEN_TIMEOUT_S, time.monotonic() - began)
+            error = BadInputError(exc.reason, f"{exc.detail} ({why})") if why else exc
+    finally:
+        if cap is None and reader is not None:  # (also on Ctrl-C during the open)
+            reader.close()
+    if cap is None:
+        yield FrameItem(name, 0, error=error)
         return
     reported_fps = cap.get(cv2.CAP_PROP_FPS)
     native_fps = plausible_fps(reported_fps)
@@ -630,9 +657,23 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     # every decoded frame is counted into shots; a kept frame is held until the next one is decoded,
     # which decides its shot (a flash is no cut): one frame of latency
     shots, held = ShotCounter(), None
+    frames_of = FrameReader(cap, spec, name, lambda data: decode_stored(data, max_pixels or MAX_PIXELS_CEILING))
+    reads = None if reader is None else Reads(reader, cap, frames_of.read, name)
+    # a live stream's frames are timed by the clock (its reader gives no time, FFmpeg calls every MJPEG
+    # stream 25 fps); a file over a URL, which announces its length, by its rate
+    clock_from = None if reads is None or 0 < announced < 1e9 else time.monotonic()
     try:
         while max_frames is None or emitted < max_frames or held is not None:
-            ok, bgr = cap.read()
+            if reads is None:
+                ok, bgr = frames_of.read()
+            else:
+                reads.start()
+                if held is not None and not reads.wait(max(HOLD_S, 3 * reads.usual_s)):  # a stall: it goes alone
+                    held.shot = shots.last()
+                    yield held
+                    held = None
+                reads.wait()
+                ok, bgr = reads.result()
             if held is not None:
                 held.shot = shots.see(bgr) if ok else shots.last()
                 yield held
@@ -656,6 +697,9 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 timed = math.isfinite(pos) and pos >= 0  # a reader that gives none worth having: never again
             if timed:  # a time that does not increase (a muxer's glitch) costs that frame only: just after the last
                 t = pos if index == 0 or pos > t else t + 1 / native_fps
+            elif clock_from is not None:
+                clock_from = clock_from if index else time.monotonic()
+                t = time.monotonic() - clock_from
             else:
                 t = max(index / native_fps, t + 1 / native_fps)
             keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
@@ -665,8 +709,18 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
             index += 1
+    except KeyboardInterrupt:  # Ctrl-C: the frame held for its shot was read, so it is given first
+        if held is not None:
+            held.shot = shots.last()
+            yield held
+        raise
     finally:
-        cap.release()
+        frames_of.close()
+        if reads is None:
+            cap.release()
+        else:  # after the read in flight, if one is: never inside it
+            reads.release()
+            reader.close()
 
 
 def cut_short(frames: int, last_s: float, announced: float, fps: float) -> str | None:

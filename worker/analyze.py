@@ -68,7 +68,9 @@ def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, policy: B
                   max_pixels: int) -> Iterator[Outcome]:
     """Frame items -> outcomes, in the same order; decoded frames (shared.media's one
     decode step) go to ``analyzer.analyze`` in batches by ``policy``, across inputs
-    (all at hand: a batch goes when full)."""
+    (all at hand: a batch goes when full). A camera's or a stream's frames are not at hand:
+    each goes as it is read (a batch waited for the camera: a frame a second, or a stall, held
+    up to 15 read frames unanalysed, and Ctrl-C lost them)."""
     pending: list[tuple[FrameItem, np.ndarray | None, BadInputError | None]] = []
     n_images = 0
     for item in items:
@@ -81,7 +83,7 @@ def analyze_items(items: Iterable[FrameItem], analyzer: VideoAnalyzer, policy: B
             continue
         pending.append((item, image, error))
         n_images += image is not None
-        if policy.full(n_images):
+        if policy.full(n_images) or (item.page is None and is_stream_spec(item.source)):
             yield from _flush(pending, analyzer)
             pending, n_images = [], 0
     yield from _flush(pending, analyzer)

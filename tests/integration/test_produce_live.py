@@ -6,12 +6,13 @@ tests/chaos/test_backpressure_drop.py). A real MJPEG server and Redis."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.mjpeg import serve
+from tests.support.mjpeg import ctrl_c_in_a_stall, jpeg, part, picture, serve, url
 
 from moodstream.producer.client import Producer
 from moodstream.shared.settings import Settings
@@ -76,3 +77,67 @@ def test_ctrl_c_while_a_live_url_never_answers_exits_at_once(redis_url):
                 proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert took < 3, f"exited {took:.1f} s after Ctrl-C"
+
+
+def _produce(redis_url: str, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    return subprocess.Popen([sys.executable, "-m", "moodstream", "produce", *args, "--redis-url", redis_url], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class _Lines:
+    """A stream of a process, line by line, read in a thread."""
+
+    def __init__(self, stream):
+        import threading
+
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: [self.lines.append(line.rstrip("\n")) for line in stream], daemon=True).start()
+
+    def wait_for(self, what, timeout_s: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not what(self.lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert what(self.lines), self.lines[-20:]
+
+
+def test_ctrl_c_while_a_live_stream_stalls_exits_at_once(redis_url, client, keys):
+    """Ctrl-C while a camera's stream stalled (a read blocked in FFmpeg, up to its 10 s read timeout):
+    `produce` went on for the rest of the read, then died of a segfault (exit -11, about 9 s after
+    Ctrl-C): the capture was released under the read still running. Now: exit 130 at once, every frame
+    read sent and printed, no traceback."""
+    code, took, lines, err = ctrl_c_in_a_stall(["produce", "--redis-url", redis_url, "--prefix", keys.prefix])
+    assert code == 130 and "Traceback" not in err, (code, err[-2000:])
+    assert took < 2, f"exited {took:.1f} s after Ctrl-C"
+    assert [json.loads(line)["frame"] for line in lines] == list(range(10))
+    assert client.llen(keys.intake) == 10 and "produced 10 jobs" in err
+
+
+def test_ctrl_c_while_produce_waits_for_workers(redis_url, client, keys):
+    """Ctrl-C lands where the main thread is: waiting for workers (`--backpressure wait`, none running)
+    or pushing a frame, most of the time with 720p frames. It was click's 'Aborted!' and exit 1, the count
+    unsaid, the frame in hand and the one held for its shot unsent. Now the first Ctrl-C sends what was
+    read, unwaited, says the count and exits 130."""
+    import signal
+    import time
+
+    server = serve(0, lambda connection: [x for _ in range(500) for x in (part(jpeg(picture(48, 64))), 0.02)])
+    proc = _produce(redis_url, url(server), "--prefix", keys.prefix, "--backpressure", "wait", "--lag-limit", "3")
+    try:
+        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        err.wait_for(lambda lines: any("waiting for workers" in line for line in lines))
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        time.sleep(0.2)  # the last lines read
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.shutdown()
+    text = "\n".join(err.lines)
+    assert proc.returncode == 130 and "Aborted" not in text and "Traceback" not in text, (proc.returncode, text)
+    frames = [json.loads(line)["frame"] for line in out.lines]
+    assert frames == list(range(len(frames))) and len(frames) >= 5  # 4 sent, the one in hand, the held one
+    assert client.llen(keys.intake) == len(frames) and f"produced {len(frames)} jobs" in text

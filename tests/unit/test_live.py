@@ -7,11 +7,12 @@ import logging
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from moodstream.producer.live import LiveConfig, LiveSource
-from tests.support.mjpeg import FRAMES_PER_CONNECTION, serve
+from tests.support.mjpeg import FRAMES_PER_CONNECTION, Answer, jpeg, part, picture, serve, silent, url
 
 
 def test_stream_that_drops_and_comes_back(caplog):
@@ -129,6 +130,7 @@ class StallingCapture:
 
     def __init__(self, before: int, stall_s: float):
         self.before, self.stall_s, self.reads, self.released = before, stall_s, 0, False
+        self.released_inside_read = False
         self.reading = threading.Lock()  # held while a read runs: release must never come inside one
 
     def open(self, spec, cfg):
@@ -144,7 +146,9 @@ class StallingCapture:
             return True, np.full((36, 64, 3), 40 * self.reads % 255, np.uint8)
 
     def release(self):
-        assert self.reading.acquire(blocking=False), "released during a read"
+        if not self.reading.acquire(blocking=False):  # on whichever thread releases it: said, not raised there
+            self.released_inside_read = True
+            return
         self.reading.release()
         self.released = True
 
@@ -162,13 +166,257 @@ def test_a_stall_does_not_hold_back_the_last_frame():
     assert [f for f, _, _ in got] == [0, 1, 2, 3, 4, 5]
     assert got[4][2] < 1.0, got  # frame 4 out before the stall ends (2 s)
     assert got[5][2] >= 2.0 and all(s is not None for _, s, _ in got)
-    assert cap.released
+    assert cap.released and not cap.released_inside_read
 
 
-def test_a_closed_iteration_waits_for_the_read_before_releasing():
-    cap = StallingCapture(before=2, stall_s=0.5)
+def test_a_closed_iteration_leaves_a_stalled_read_and_releases_after_it():
+    """Closing the iteration (the consumer stopped) during a stalled read waited for the read: up to
+    read_timeout_ms (10 s) for a stream that stalls. It returns at once now; the capture is released
+    once the read ends, on the thread that read, never inside the read."""
+    cap = StallingCapture(before=2, stall_s=1.5)
     source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open)
     frames = source.frames()
     assert [next(frames).frame for _ in range(2)] == [0, 1]  # frame 1 given during the stalled read
+    began = time.monotonic()
     frames.close()
-    assert cap.released
+    assert time.monotonic() - began < 0.3 and not cap.released
+    deadline = time.monotonic() + 5
+    while not cap.released and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cap.released and not cap.released_inside_read
+
+
+def interrupt_after(delay_s: float) -> threading.Thread:
+    """SIGINT to this process after ``delay_s``, as Ctrl-C sends it (the main thread takes it)."""
+    import os
+    import signal
+
+    thread = threading.Thread(target=lambda: (time.sleep(delay_s), os.kill(os.getpid(), signal.SIGINT)), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_while_a_read_stalls_after_a_kept_frame():
+    """Ctrl-C during the read after a kept frame (the frame let go after 0.25 s, its read still stalled):
+    the interrupt left the read running and released the capture under it (a real capture: a segfault
+    when the read came back, `produce` exiting -11 some 10 s after Ctrl-C). Now the iteration ends at
+    once, every frame read given, and the capture is released when the read ends."""
+    cap = StallingCapture(before=3, stall_s=2.0)
+    source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open)
+    got, signalled = [], None
+    try:
+        for item in source.frames():
+            got.append(item.frame)
+            if len(got) == 3:  # frame 2, let go after 0.25 s of the stalled read
+                signalled = time.monotonic() + 0.2
+                interrupt_after(0.2)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the iteration")
+    ended = time.monotonic()
+    assert got == [0, 1, 2] and source.interrupted
+    assert ended - signalled < 0.5, f"ended {ended - signalled:.2f} s after Ctrl-C"
+    deadline = time.monotonic() + 5
+    while not cap.released and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cap.released and not cap.released_inside_read
+
+
+def test_ctrl_c_while_a_real_stream_stalls_ends_at_once():
+    """A real capture whose read blocks in FFmpeg (C: no Ctrl-C reaches it) after a frame the rate cap
+    skipped: the interrupt waited for the read, here the 3 s stall (up to read_timeout_ms, 10 s; a
+    stream trickling bytes kept it longer). Now the read runs on a thread of its own and Ctrl-C ends
+    the iteration at once."""
+    frames = [part(jpeg(picture(48, 64))), 0.01] * 5 + [3.0, part(jpeg(picture(48, 64)))]  # FFmpeg's open reads 2
+    server = serve(0, lambda connection: frames)
+    source = LiveSource(url(server), LiveConfig(max_fps=1, max_reconnects=0))
+    got, signalled, ended = [], None, None
+    try:
+        try:
+            for item in source.frames():
+                got.append(item.frame)
+                if len(got) == 1:  # frame 0; frames 1-4 are skipped (--fps 1) and the read after them stalls
+                    signalled = time.monotonic() + 0.3
+                    interrupt_after(0.3)
+            ended = time.monotonic()
+        finally:
+            server.shutdown()
+            server.server_close()
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the iteration")
+    assert got[:1] == [0] and source.interrupted
+    assert ended - signalled < 0.6, f"ended {ended - signalled:.2f} s after Ctrl-C"
+
+
+# --- a camera's stream as an unlucky operator meets it (tests/support/mjpeg.py serves each) --------------
+
+def live_items(script, **config) -> tuple[LiveSource, list]:
+    """Every item of one connection to a real MJPEG server that plays ``script`` (then gives up)."""
+    server = serve(0, script)
+    try:
+        source = LiveSource(url(server), LiveConfig(max_reconnects=0, **config))
+        return source, list(source.frames())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def red_box(rgb: np.ndarray) -> tuple[float, float, float, float]:
+    """Where the red box of tests.support.mjpeg.picture is, as fractions of the frame (x0, y0, x1, y1)."""
+    ys, xs = np.nonzero((rgb[..., 0] > 150) & (rgb[..., 2] < 110))
+    h, w = rgb.shape[:2]
+    return xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h
+
+
+def test_a_camera_reconfigured_mid_stream_keeps_its_picture():
+    """A camera switched from 64x48 (4:3) to 160x90 (16:9) without closing the stream: OpenCV's FFmpeg
+    reader scaled every later frame to the first size, 64x48, the picture squashed (a face 0.75 as
+    wide, at a third of its pixels) and no one told. The same scene at another size is no new shot."""
+    frames = [part(jpeg(picture(48, 64))), 0.01] * 3 + [part(jpeg(picture(90, 160))), 0.01] * 3
+    _, items = live_items(lambda connection: frames)
+    got = [f for f in items if f.error is None]
+    assert [f.image.shape for f in got] == [(48, 64, 3)] * 3 + [(90, 160, 3)] * 3
+    for f in got:  # the box where the camera put it: a quarter of the frame from its left and top edges
+        assert red_box(f.image) == pytest.approx((0.25, 0.25, 0.5, 0.5), abs=0.04), (f.frame, red_box(f.image))
+    assert [f.frame for f in got] == list(range(6))
+    assert [f.shot for f in got] == [0] * 6
+
+
+def test_a_corrupt_part_is_skipped_not_a_drop(caplog):
+    """A part cut short or garbled on the way (a lossy Wi-Fi link) ended the connection: OpenCV's read
+    failed at FFmpeg's decode error, a drop, a reconnect with backoff, and every such part again, so a
+    camera with one bad part every few seconds failed ten times in a row and was given up. Now the part
+    is skipped and counted (a WARNING line for the first of a connection, and their number as it ends),
+    and the frames after it come on the same connection."""
+    good = part(jpeg(picture(48, 64)))
+    whole = jpeg(picture(48, 64))
+    script = [good, 0.01, good, 0.01, part(whole[: len(whole) // 2]), 0.01, part(b"not a picture " * 40),
+              0.01, good, 0.01, good]
+    with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
+        source, items = live_items(lambda connection: script)
+    assert len([f for f in items if f.error is None]) == 4 and source.opens == 1
+    assert [f.frame for f in items if f.error is None] == [0, 1, 2, 3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "skipped" in r.getMessage()]
+    assert len(warnings) == 2, warnings  # the first part, why; then how many in all, once the connection ends
+    assert "not a decodable picture" in warnings[0] and "truncated" in warnings[0], warnings
+    assert "skipped 2 parts in all" in warnings[1], warnings
+    assert "Traceback" not in caplog.text
+
+
+def test_odd_parts_come_as_rgb_frames():
+    """Grey, progressive and CMYK JPEGs and a 16-bit PNG in a camera's stream each arrive as an RGB
+    uint8 frame of its size (the PNG ended the connection: FFmpeg's JPEG decoder refused it)."""
+    import io
+
+    from PIL import Image
+
+    base = picture(48, 64)
+    cmyk = io.BytesIO()
+    Image.fromarray(base[..., ::-1]).convert("CMYK").save(cmyk, "JPEG")
+    bodies = [jpeg(base), jpeg(cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)), jpeg(base, cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+              cmyk.getvalue(), cv2.imencode(".png", base.astype(np.uint16) * 257)[1].tobytes(), jpeg(base)]
+    source, items = live_items(lambda connection: [x for body in bodies for x in (part(body), 0.01)])
+    got = [f for f in items if f.error is None]
+    assert len(got) == len(bodies) and source.opens == 1
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in got)
+    colour = got[0].image.astype(int)
+    for f in (got[2], got[3], got[4]):  # the colour ones: the same picture
+        assert np.abs(f.image.astype(int) - colour).mean() < 8, f.frame
+
+
+def test_analyze_reads_a_camera_stream_part_by_part_too():
+    """`analyze URL` reads a stream through shared.media.iter_video: it ended at the first corrupt part,
+    the rest of the stream unread and the run "0 errors", exit 0, and squashed a reconfigured camera's
+    frames into the first size."""
+    from moodstream.shared.media import iter_video
+
+    good, wide = part(jpeg(picture(48, 64))), part(jpeg(picture(90, 160)))
+    script = [good, 0.01, good, 0.01, part(b"not a picture " * 40), 0.01, wide, 0.01, wide]
+    server = serve(0, lambda connection: script)
+    try:
+        items = list(iter_video(url(server)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [f.image.shape for f in items if f.error is None] == [(48, 64, 3)] * 2 + [(90, 160, 3)] * 2
+    assert all(f.error is None for f in items) and [f.frame for f in items] == [0, 1, 2, 3]
+
+
+def test_analyze_times_a_live_stream_by_the_clock():
+    """A camera's stream has no frame times worth having, and FFmpeg calls every MJPEG stream 25 fps:
+    `analyze URL` put its frames index / 25 apart, 0.04 s for a camera sending one every 0.1 s, so
+    smoothing (0.25 s) and a track's patience (1 s) spanned 2.5 times the real time (5 times for a
+    5 fps camera). A live stream's frames are timed by the clock, as `produce` times them."""
+    from moodstream.shared.media import iter_video
+
+    server = serve(0, lambda connection: [x for _ in range(6) for x in (part(jpeg(picture(48, 64))), 0.1)])
+    try:
+        items = [f for f in iter_video(url(server)) if f.error is None]
+    finally:
+        server.shutdown()
+        server.server_close()
+    gaps = np.diff([f.timestamp_s for f in items[2:]])  # FFmpeg's open reads the first ones at once
+    assert len(items) == 6 and all(0.07 <= g <= 0.2 for g in gaps), [f.timestamp_s for f in items]
+
+
+@pytest.mark.parametrize("answer, said", [
+    (Answer(404), "HTTP 404 Not Found"),
+    (Answer(500), "HTTP 500 Internal Server Error"),
+    (Answer(302, {"Location": "/stream.mjpg"}), "HTTP 302 Found, to http://127.0.0.1:{port}/stream.mjpg"),
+])
+def test_a_url_that_cannot_be_opened_says_why(caplog, answer, said):
+    """A camera URL answering 404 (a wrong path), 500 or a redirect to itself (a loop FFmpeg follows until
+    it gives up): 'cannot open URL', then two minutes of retries and 'gave up after 11 failed attempts',
+    never why. The first failure of an outage and the error at the end now say what the server answered."""
+    server = serve(0, lambda connection: answer)
+    port = server.server_address[1]
+    source = LiveSource(url(server), LiveConfig(max_reconnects=1, backoff_base_s=0.05, backoff_cap_s=0.1))
+    try:
+        with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
+            items = list(source.frames())
+    finally:
+        server.shutdown()
+        server.server_close()
+    said = said.format(port=port)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(items) == 1 and said in str(items[0].error), items
+    assert len(warnings) == 1 and f"cannot open {url(server)} ({said})" in warnings[0], warnings
+
+
+def test_a_server_that_never_answers_says_so():
+    sock, _ = silent()
+    with sock:
+        source = LiveSource(f"http://127.0.0.1:{sock.getsockname()[1]}/cam.mjpg",
+                            LiveConfig(max_reconnects=0, open_timeout_ms=1000))
+        items = list(source.frames())
+    assert len(items) == 1 and "no answer within 1 s" in str(items[0].error), items
+
+
+def test_analyze_says_why_a_url_cannot_be_opened():
+    from moodstream.shared.media import iter_video
+
+    server = serve(0, lambda connection: Answer(404))
+    try:
+        items = list(iter_video(url(server)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(items) == 1 and str(items[0].error) == f"unreadable: cannot open video {url(server)} (HTTP 404 Not Found)"
+
+
+def test_a_drop_says_whether_the_stream_stalled_or_ended(caplog):
+    """'dropped after N frames' said neither whether the camera closed the stream or stopped sending
+    (a read that ran into read_timeout_ms): the two want different fixes."""
+    good = part(jpeg(picture(48, 64)))
+    scripts = {1: [good, 0.01] * 6 + [3.0], 2: [good, 0.1] * 10}  # a stall past the read timeout; then an end
+    server = serve(0, lambda connection: scripts.get(connection, []))  # the third connection: nothing, given up
+    source = LiveSource(url(server), LiveConfig(max_reconnects=0, read_timeout_ms=1000, stable_s=0.5,
+                                                backoff_base_s=0.05))
+    try:
+        with caplog.at_level(logging.INFO, logger="moodstream.producer.live"):
+            assert len([f for f in source.frames() if f.error is None]) == 16
+    finally:
+        server.shutdown()
+        server.server_close()
+    drops = [r.getMessage() for r in caplog.records if "dropped after" in r.getMessage()]
+    assert drops == [f"live: {url(server)} dropped after 6 frames (no frame for 1 s); reconnecting with backoff",
+                     f"live: {url(server)} dropped after 16 frames (the stream ended); reconnecting with backoff"], drops
