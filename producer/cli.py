@@ -20,7 +20,8 @@ import click
 
 from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.record import FrameResult
-from moodstream.shared.stop_signals import Stopped, exit_code, stopped_by
+from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
+                                             stopped_by)
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, source_cell
 
@@ -146,12 +147,10 @@ class _StopOnSignal:
 
     def hold(self) -> None:
         """While the count is said: a signal then does not cut it short."""
-        for sig in self.previous:
-            signal.signal(sig, signal.SIG_IGN)
+        hold_stop_signals(self.previous)
 
     def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+        restore_stop_signals(self.previous)
 
 
 @click.command()
