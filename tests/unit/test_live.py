@@ -186,17 +186,28 @@ def test_a_closed_iteration_leaves_a_stalled_read_and_releases_after_it():
     assert cap.released and not cap.released_inside_read
 
 
-def interrupt_after(delay_s: float) -> threading.Thread:
-    """SIGINT to this process after ``delay_s``, as Ctrl-C sends it (the main thread takes it)."""
+@pytest.fixture
+def interrupt_after():
+    """``interrupt_after(delay_s)``: SIGINT to this process after ``delay_s``, as Ctrl-C sends it (the main
+    thread takes it), raised as KeyboardInterrupt by Python's own handler: a command run in-process by an
+    earlier test of this pytest process (a `track` stage, the dashboard) may have left its own handler,
+    which only sets a stop flag (the test then passed alone and failed in the suite)."""
     import os
     import signal
 
-    thread = threading.Thread(target=lambda: (time.sleep(delay_s), os.kill(os.getpid(), signal.SIGINT)), daemon=True)
-    thread.start()
-    return thread
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def send(delay_s: float) -> threading.Thread:
+        thread = threading.Thread(target=lambda: (time.sleep(delay_s), os.kill(os.getpid(), signal.SIGINT)),
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    yield send
+    signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_while_a_read_stalls_after_a_kept_frame():
+def test_ctrl_c_while_a_read_stalls_after_a_kept_frame(interrupt_after):
     """Ctrl-C during the read after a kept frame (the frame let go after 0.25 s, its read still stalled):
     the interrupt left the read running and released the capture under it (a real capture: a segfault
     when the read came back, `produce` exiting -11 some 10 s after Ctrl-C). Now the iteration ends at
@@ -221,7 +232,7 @@ def test_ctrl_c_while_a_read_stalls_after_a_kept_frame():
     assert cap.released and not cap.released_inside_read
 
 
-def test_ctrl_c_while_a_real_stream_stalls_ends_at_once():
+def test_ctrl_c_while_a_real_stream_stalls_ends_at_once(interrupt_after):
     """A real capture whose read blocks in FFmpeg (C: no Ctrl-C reaches it) after a frame the rate cap
     skipped: the interrupt waited for the read, here the 3 s stall (up to read_timeout_ms, 10 s; a
     stream trickling bytes kept it longer). Now the read runs on a thread of its own and Ctrl-C ends
