@@ -203,7 +203,7 @@ class LiveSource:
                 try:
                     while not self.stopping():
                         reads.start()
-                        if held is not None and not reads.wait(max(cfg.hold_s, 3 * reads.usual_s)):
+                        if held is not None and reads.stalled(cfg.hold_s):
                             if self.stopping():
                                 break
                             # a stall must not hold the frame back: it goes on its own, judged without a next

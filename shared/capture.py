@@ -153,6 +153,11 @@ class Reads:
     def wait(self, timeout_s: float | None = None) -> bool:
         return until(self._reading, self.stopping, timeout_s)
 
+    def stalled(self, hold_s: float = HOLD_S) -> bool:
+        """Whether the read in flight is a stall: not done within ``hold_s`` or three usual reads (or a stop
+        came first), so a frame held for its shot goes on its own (the read goes on)."""
+        return not self.wait(max(hold_s, 3 * self.usual_s))
+
     def result(self) -> tuple[bool, object]:
         """The read's ``(ok, frame)``, waiting for it; an OpenCV error in it is a failed read."""
         reading, self._reading = self._reading, None

@@ -615,7 +615,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
     frame, or about ``fps`` frames per second of video time. A video whose frames are over
     ``max_pixels`` (by its header) fails before one is decoded."""
-    from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, why_unopened
+    from moodstream.shared.capture import FrameReader, Reader, Reads, open_on, why_unopened
 
     name = source_name(spec)
     # a camera's or a stream's open and reads on a thread of their own (shared.capture): Ctrl-C comes at
@@ -668,7 +668,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 ok, bgr = frames_of.read()
             else:
                 reads.start()
-                if held is not None and not reads.wait(max(HOLD_S, 3 * reads.usual_s)):  # a stall: it goes alone
+                if held is not None and reads.stalled():  # a stall: it goes alone
                     held.shot = shots.last()
                     yield held
                     held = None
