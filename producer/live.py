@@ -8,7 +8,9 @@ source until it is stopped:
   those at least ``1 / max_fps`` after the last kept one are yielded;
 * **finite sources end**: a source that declares its length (an mp4 or an HLS
   VOD over http, where FFmpeg knows the frame count) is read once, and the
-  iterator ends with it; one that gave no frame at all ends with an error item;
+  iterator ends with it; one that gave no frame at all ends with an error item.
+  Its frames are timed (index / its rate) and rate-capped by the video's time, as
+  ``analyze`` reads the same file: read as fast as it decodes, the clock squashed it;
 * **reconnect** (live sources only): when the source cannot be opened or stops
   sending, it is reopened after a wait that doubles from ``backoff_base_s`` up
   to ``backoff_cap_s``, with jitter (each wait is 50-100% of that), so a flock
@@ -32,8 +34,8 @@ Frame indexes count every frame read (kept or skipped) and keep increasing
 across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shots`:
 each kept frame is held until the next is read, which decides its shot, one frame
 of latency; a read that takes longer than ``hold_s``, or three times the usual read, a
-stall, lets it go on its own, judged without a next frame); ``timestamp_s`` is the wall-clock time since the iterator started,
-so tracks and smoothing downstream see one continuous timeline.
+stall, lets it go on its own, judged without a next frame); a live stream's ``timestamp_s`` is the wall-clock time
+since the iterator started, so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
 :func:`shared.media.source_name` (no credentials). Needs only OpenCV (no torch).
@@ -52,7 +54,8 @@ import cv2
 
 from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, until, why_unopened
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import FrameItem, decode_stored, is_camera_index, source_name, to_rgb8
+from moodstream.shared.media import (FrameItem, RateCap, decode_stored, is_camera_index, plausible_fps, source_name,
+                                     to_rgb8)
 from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
 from moodstream.shared.shots import ShotCounter
 
@@ -193,6 +196,10 @@ class LiveSource:
                     continue
                 why = None
                 self.finite = is_finite(cap)
+                # a file's frames are timed and kept by the video's time (read as fast as they decode,
+                # the clock would squash it), as `analyze` reads the file; a live stream's by the clock
+                file_fps = plausible_fps(cap.get(cv2.CAP_PROP_FPS)) if self.finite else 0.0
+                file_rate = RateCap(cfg.max_fps) if self.finite and cfg.max_fps else None
                 if down_since is not None and self.read:
                     self.reconnects += 1
                     log.info("live: %s is back after %.1f s (%d attempts)", name, self.clock() - down_since, failed)
@@ -215,7 +222,7 @@ class LiveSource:
                         ok, bgr = reads.result()
                         if not ok or bgr is None:
                             break
-                        now = self.clock()
+                        now = got / file_fps if self.finite else self.clock() - started
                         index = self.read
                         self.read += 1
                         got += 1
@@ -224,11 +231,13 @@ class LiveSource:
                             held.shot, kept = shot, held
                             held = None
                             yield kept
-                        if last_kept is not None and now - last_kept < min_gap_s - 1e-6:
+                        if file_rate is not None and not file_rate.keep(now):
+                            continue
+                        if not self.finite and last_kept is not None and now - last_kept < min_gap_s - 1e-6:
                             continue
                         last_kept = now
                         self.kept += 1
-                        held = FrameItem(name, index, round(now - started, 4), image=to_rgb8(bgr))
+                        held = FrameItem(name, index, round(now, 4), image=to_rgb8(bgr))
                 finally:  # also on Ctrl-C and when the iteration is closed: never released inside a read
                     frames_of.close()
                     reads.release()

@@ -584,6 +584,21 @@ def plausible_fps(native: float | None) -> float:
     return native if native is not None and 1.0 <= native <= 1000.0 else 30.0
 
 
+class RateCap:
+    """Keeps about ``fps`` frames a second of video time: a frame is kept when its time reaches the
+    next slot, and the slot after is 1 / fps later (or at the frame, after a long gap: no burst).
+    What ``--fps`` keeps of a file, and of a file over a URL (:class:`producer.live.LiveSource`)."""
+
+    def __init__(self, fps: float):
+        self.step_s, self.next_s = 1.0 / fps, 0.0
+
+    def keep(self, t: float) -> bool:
+        if t + 1e-9 < self.next_s:
+            return False
+        self.next_s = max(self.next_s + self.step_s, t)
+        return True
+
+
 def opencv_can_name(path: str) -> bool:
     """False for a path holding a lone surrogate (how Python spells a file name's bytes that are
     not UTF-8): OpenCV's Python binding crashes the process (segfault) on one."""
@@ -652,7 +667,8 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     # every 20 s is a slide show's, 0.001 frames/s is no video's)
     timed = MIN_TIMED_FPS <= reported_fps <= 1000 and not is_stream_spec(spec) and \
         (announced > 0 or os.path.isfile(spec))
-    emitted, index, next_t, t = 0, 0, 0.0, -1.0
+    emitted, index, t = 0, 0, -1.0
+    cap_rate = RateCap(fps) if fps else None
     rate = min(fps, native_fps) if fps else native_fps / max(1, every_n)  # from this reader: stdin and URLs too
     # every decoded frame is counted into shots; a kept frame is held until the next one is decoded,
     # which decides its shot (a flash is no cut): one frame of latency
@@ -702,10 +718,8 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 t = time.monotonic() - clock_from
             else:
                 t = max(index / native_fps, t + 1 / native_fps)
-            keep = (t + 1e-9 >= next_t) if fps else (index % max(1, every_n) == 0)
-            if keep and (max_frames is None or emitted < max_frames):
-                if fps:
-                    next_t = max(next_t + 1.0 / fps, t)  # after a long gap, not a burst of every frame
+            if (max_frames is None or emitted < max_frames) and \
+                    (cap_rate.keep(t) if cap_rate else index % max(1, every_n) == 0):
                 held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
             index += 1

@@ -431,3 +431,28 @@ def test_a_drop_says_whether_the_stream_stalled_or_ended(caplog):
     drops = [r.getMessage() for r in caplog.records if "dropped after" in r.getMessage()]
     assert drops == [f"live: {url(server)} dropped after 6 frames (no frame for 1 s); reconnecting with backoff",
                      f"live: {url(server)} dropped after 16 frames (the stream ended); reconnecting with backoff"], drops
+
+
+@pytest.mark.parametrize("max_fps", [None, 10.0])
+def test_a_video_file_over_http_keeps_its_own_time(max_fps):
+    """A file over http (it announces its length) is read as fast as it decodes: `produce URL` (and
+    the expander's video job) timed its frames by the clock, so a 2 s clip read in a fraction of
+    that came as a fraction of a second of video (12 frames at 30 fps, 0.37 s, came as 0.015 s:
+    every track too short to be a person, every expression shorter than it was), and a rate cap
+    kept frames by the reading's pace, not the video's. Its frames carry the video's own times,
+    and are kept by them, as `analyze` reads the same file."""
+    from tests.support.expanderkit import CLIP, Site, body
+
+    from moodstream.shared.media import iter_video
+
+    site = Site({"/clip.mp4": body(CLIP.read_bytes())})
+    try:
+        source = LiveSource(f"http://127.0.0.1:{site.port}/clip.mp4", LiveConfig(max_fps=max_fps, max_reconnects=0))
+        items = list(source.frames())
+    finally:
+        site.close()
+    local = [f for f in iter_video(str(CLIP), fps=max_fps) if f.error is None]
+    assert source.finite and all(f.error is None for f in items)
+    assert [f.frame for f in items] == [f.frame for f in local]
+    assert [f.timestamp_s for f in items] == pytest.approx([f.timestamp_s for f in local], abs=1e-3)
+    assert len(local) == (12 if max_fps is None else 4) and items[-1].timestamp_s > 0.3
