@@ -114,13 +114,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     from moodstream.shared.keys import Keys
     from moodstream.shared.transport import check_connection, connect
     from moodstream.worker.pipeline import Pipeline
+    from moodstream.worker.serve import detect_every_frame
     from moodstream.worker.service import Worker
 
-    settings = Settings.from_env(**flags)
-    if settings.detect_every != 1:  # MOODSTREAM_DETECT_EVERY, set for analyze: the summary says what ran
-        click.echo(f"up: detect_every {settings.detect_every} is analyze's alone (`analyze --detect-every`): the "
-                   "service detects faces on every frame", err=True)
-        settings = settings.replace(detect_every=1)
+    settings = detect_every_frame(Settings.from_env(**flags), "up")  # the summary says what ran
     from moodstream.shared.media import input_files
     from moodstream.worker.own_outputs import Output, expand_inputs
 

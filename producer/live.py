@@ -202,7 +202,8 @@ class LiveSource:
                 file_rate = RateCap(cfg.max_fps) if self.finite and cfg.max_fps else None
                 if down_since is not None and self.read:
                     self.reconnects += 1
-                    log.info("live: %s is back after %.1f s (%d attempts)", name, self.clock() - down_since, failed)
+                    log.info("live: %s is back after %.1f s (%d attempt%s)", name, self.clock() - down_since, failed,
+                             "" if failed == 1 else "s")
                 opened_at, got = self.clock(), 0
                 frames_of = FrameReader(cap, self.spec, f"live: {name}",
                                         lambda data: decode_stored(data, cfg.max_pixels))

@@ -72,6 +72,21 @@ def restore_stop_signals(previous: dict) -> None:
         signal.signal(signum, handler)
 
 
+@contextmanager
+def handling(handler, signals=(signal.SIGINT, signal.SIGTERM)):
+    """``handler`` for ``signals`` inside, the handlers found given back after (main thread only;
+    elsewhere nothing): a long-running command run in-process (`track`, `dashboard`) left its own,
+    which only set a stop flag, and Ctrl-C no longer interrupted its caller."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield
+    finally:
+        restore_stop_signals(previous)
+
+
 def exit_code(exc: BaseException) -> int:
     """128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
     return 128 + getattr(exc, "signum", signal.SIGINT)

@@ -12,6 +12,17 @@ from moodstream.shared.settings import MAX_THREADS, Settings
 log = logging.getLogger(__name__)
 
 
+def detect_every_frame(settings: Settings, command: str) -> Settings:
+    """``settings`` with ``detect_every`` 1, said on stderr when it was not: detect-every-N is
+    `analyze`'s alone (the service detects faces on every frame), and MOODSTREAM_DETECT_EVERY set
+    for analyze reached `up` (whose summary said it) and `worker` (taken without a word)."""
+    if settings.detect_every == 1:
+        return settings
+    click.echo(f"{command}: detect_every {settings.detect_every} is analyze's alone (`analyze --detect-every`): "
+               "the service detects faces on every frame", err=True)
+    return settings.replace(detect_every=1)
+
+
 @click.command()
 @setting_option("redis_url")
 @setting_option("prefix")
@@ -42,7 +53,7 @@ def worker(consumer, max_frames, **flags):
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.service import Worker
 
-    settings = Settings.from_env(**flags)
+    settings = detect_every_frame(Settings.from_env(**flags), "worker")
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
         logging.getLogger("moodstream.worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
@@ -50,4 +61,4 @@ def worker(consumer, max_frames, **flags):
     pipeline = Pipeline(settings, worker=True)
     w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
     served = w.run()
-    click.echo(f"worker {w.name}: served {served} frames", err=True)
+    click.echo(f"worker {w.name}: served {served} frame{'s' if served != 1 else ''}", err=True)

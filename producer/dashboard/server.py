@@ -276,9 +276,8 @@ def dashboard(**flags):
     is new to the page with Server-Sent Events. Open the printed URL; Ctrl-C
     stops it. Needs the 'dashboard' extra.
     """
-    import signal
-
     from moodstream.shared.errors import MoodstreamError
+    from moodstream.shared.stop_signals import handling
 
     try:
         settings = Settings.from_env(**flags)
@@ -290,7 +289,6 @@ def dashboard(**flags):
     def on_signal(signum, frame):
         board.server.should_exit = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    board.wait()
+    with handling(on_signal):
+        board.wait()
     board.feed.stop()

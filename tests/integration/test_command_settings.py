@@ -99,3 +99,14 @@ def test_a_library_producer_sends_the_settings_encoding():
     assert Producer(s).encoding == "jpeg"
     assert Producer(s, encoding="webp").encoding == "webp"  # an explicit argument still wins
     assert Producer(Settings.from_env({}, redis_url="redis://127.0.0.1:1/0")).encoding == "png"
+
+
+def test_a_worker_says_detect_every_is_not_its_setting(redis_url, client, keys, monkeypatch):
+    """MOODSTREAM_DETECT_EVERY=5 in a worker's environment (set for analyze, or in the hope of a
+    faster fleet) was taken without a word: the service detects faces on every frame, as `up` says."""
+    monkeypatch.setenv("MOODSTREAM_DETECT_EVERY", "5")
+    common = ["--redis-url", redis_url, "--prefix", keys.prefix]
+    assert CliRunner().invoke(cli, ["produce", CLIP, "--max-frames", "1", *common]).exit_code == 0
+    ran = CliRunner().invoke(cli, ["worker", "--max-frames", "1", "--device", "cpu", "--threads", "1", *common])
+    assert ran.exit_code == 0, ran.output
+    assert "detect_every 5 is analyze's alone" in ran.stderr and "served 1 frame\n" in ran.stderr, ran.stderr

@@ -107,6 +107,7 @@ from moodstream.shared.recent import Recent
 from moodstream.shared.record import FrameResult
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
+from moodstream.shared.stop_signals import handling
 from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, check_streams, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
@@ -613,8 +614,7 @@ def track(consumer, source_idle_s, pictures, **flags):
                    "(again to exit now)", err=True)
         stage.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    published = stage.run()
+    with handling(on_signal):
+        published = stage.run()
     click.echo(f"track: published {published} tracked results ({stage.late} late, "
                f"{stage.duplicates} duplicates dropped)", err=True)
