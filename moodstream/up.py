@@ -143,7 +143,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             click.echo(f"up: using Redis from MOODSTREAM_REDIS_URL, prefix {settings.prefix!r}", err=True)
             try:  # one line now, not a minute of retries and a producer's traceback
                 with closing(connect(settings.redis_url)) as probe:
-                    check_connection(probe, settings.redis_url, notice=to_stderr)
+                    check_connection(probe, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
         # a reply stream of our own: other producers' results on a shared server are not ours to print

@@ -70,7 +70,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                          encoding=encoding)
     encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=to_stderr)
+    check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
     if use_rq:
         from moodstream.producer.rq_jobs import enqueue_source
         from moodstream.shared.media import source_name
@@ -181,7 +181,7 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
                          allowed_url_hosts=",".join(url_hosts) or None, job_max_frames=job_max_frames,
                          job_max_bytes=job_max_bytes)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url)
+    check_connection(client, settings.redis_url, settings.redis_wait_s)
     to_stderr(f"expander: serving {settings.prefix} jobs; files under {settings.media_root or '(none)'}, "
             f"URL hosts: {settings.allowed_url_hosts or '(none)'}")
     if not burst:
@@ -236,7 +236,7 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     settings = _settings(redis_url=redis_url, prefix=prefix)
     stream = Keys.from_settings(settings).reply(reply_to) if reply_to else None
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=to_stderr)
+    check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
     reader = ResultReader(settings, client=client, stream=stream)
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW

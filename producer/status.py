@@ -314,7 +314,7 @@ def status(as_json, watch, window_s, redis_url, prefix):
     client = connect(settings.redis_url, socket_timeout_s=10.0)
     # one line for a bad URL, password, host or db; a Redis that refuses connections is waited for (10 s),
     # and said so at once
-    check_connection(client, settings.redis_url, notice=to_stderr)
+    check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
     if watch is None:
         retry = RedisRetry("status", settings.redis_url, deadline_s=10.0)
         click.echo(_text(retry.call(lambda: snapshot(client, keys, window_s)), as_json))

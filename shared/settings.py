@@ -53,6 +53,8 @@ class Settings:
                                      "`up` starts an embedded server, the service commands (worker, produce, "
                                      "results, status...) need one.")
     prefix: str = _s("moodstream", "Every Redis key starts with this (two deployments can share a server).")
+    redis_wait_s: float = _s(10.0, "At start, wait this long for a Redis that refuses connections (it may be "
+                                   "starting) before exiting with one line (0: do not wait).")
     stream_maxlen: int = _s(10_000, "Frames stream: the workers' movers trim it to about this many entries, removing only "
                                     "ones workers have acknowledged (never unread ones); also the dead letters' "
                                     "approximate MAXLEN.")
@@ -187,7 +189,7 @@ class Settings:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.min_face_px < MIN_FACE_PX:  # the CLI's bound, for the environment too
             raise ConfigError(f"min_face_px must be >= {MIN_FACE_PX} (MTCNN's smallest window), got {self.min_face_px}")
-        for name in ("batch_wait_ms", "reclaim_idle_ms"):
+        for name in ("batch_wait_ms", "reclaim_idle_ms", "redis_wait_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:

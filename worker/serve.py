@@ -57,7 +57,7 @@ def worker(consumer, max_frames, **flags):
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
         logging.getLogger("moodstream.worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db, before the models load
+    check_connection(client, settings.redis_url, settings.redis_wait_s)  # one line for a bad URL, password, host or db, before the models load
     pipeline = Pipeline(settings, worker=True)
     w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
     served = w.run()

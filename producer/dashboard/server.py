@@ -194,7 +194,7 @@ class Dashboard:
         check_exposure(settings)
         self.settings = settings
         self.feed = Feed(settings, streams=streams)
-        check_connection(self.feed.client, settings.redis_url, notice=notice)
+        check_connection(self.feed.client, settings.redis_url, settings.redis_wait_s, notice=notice)
         config = uvicorn.Config(create_app(settings, self.feed), host=settings.dashboard_host,
                                 port=settings.dashboard_port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=1)

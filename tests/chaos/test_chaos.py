@@ -267,17 +267,17 @@ def test_what_cannot_heal_fails_at_start_with_one_line(case):
 
         def run(cmd: list[str]) -> tuple[list[str], subprocess.Popen, str, float]:
             t0 = time.monotonic()
-            proc = spawn_cli(*cmd, MOODSTREAM_REDIS_URL=url, MOODSTREAM_DEVICE="cpu")
+            proc = spawn_cli(*cmd, MOODSTREAM_REDIS_URL=url, MOODSTREAM_DEVICE="cpu", MOODSTREAM_REDIS_WAIT_S="2")
             _, err = proc.communicate(timeout=60)
             return cmd, proc, err, time.monotonic() - t0
 
-        # the four at once: refused, each waits its 10 s for Redis (40 s one after another)
+        # the four at once: refused, each waits its 2 s for Redis (redis_wait_s; 10 s by default)
         cmds = (["worker"], ["results"], ["produce", "samples/street.jpg"], ["expander", "--burst"])
         with ThreadPoolExecutor(len(cmds)) as pool:
             runs = list(pool.map(run, cmds))
         for cmd, proc, err, elapsed in runs:
             # interactive commands say first that they wait for a Redis refusing connections (services log it)
-            waits = [ln for ln in err.splitlines() if ln.startswith("waiting up to 10 s for Redis")]
+            waits = [ln for ln in err.splitlines() if ln.startswith("waiting up to 2 s for Redis")]
             assert len(waits) == (case == "refused" and cmd[0] in ("results", "produce")), (cmd, err[-2000:])
             lines = [ln for ln in err.splitlines() if ln.strip() and ln not in waits]
             assert proc.returncode == 1, (cmd, err[-2000:])
@@ -288,8 +288,8 @@ def test_what_cannot_heal_fails_at_start_with_one_line(case):
 def test_results_and_status_with_redis_down_are_one_line():
     with EmbeddedRedis() as server:
         url = server.url
-    proc = spawn_cli("results", "--count", "1", "--timeout-s", "1", MOODSTREAM_REDIS_URL=url)
+    proc = spawn_cli("results", "--count", "1", "--timeout-s", "1", MOODSTREAM_REDIS_URL=url, MOODSTREAM_REDIS_WAIT_S="1")
     _, err = proc.communicate(timeout=60)
     wait, error = err.strip().splitlines()  # the wait said at once, then the one error line
-    assert proc.returncode == 1 and "Traceback" not in err and wait.startswith("waiting up to 10 s"), err
+    assert proc.returncode == 1 and "Traceback" not in err and wait.startswith("waiting up to 1 s"), err
     assert error.startswith("Error: cannot reach Redis"), err

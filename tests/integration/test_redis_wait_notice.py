@@ -59,3 +59,25 @@ def test_a_wrong_password_says_no_wait():
         proc = spawn_cli("status", MOODSTREAM_REDIS_URL=f"redis://:wrong-one@127.0.0.1:{server.port}/0")
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and len(err.splitlines()) == 1 and "waiting" not in err, err
+
+
+@pytest.mark.parametrize("command", [["status"], ["worker", "--device", "cpu"], ["track"]])
+def test_how_long_a_command_waits_for_redis_is_a_setting(command, monkeypatch):
+    """The wait was 10 s, whatever the deployment: a pod whose Redis starts later exited and was
+    restarted in a loop, a script that wants to fail fast waited 10 s. MOODSTREAM_REDIS_WAIT_S sets it,
+    for the service's commands (worker, track) as for the interactive ones."""
+    import time
+
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    monkeypatch.setenv("MOODSTREAM_REDIS_WAIT_S", "0.5")
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    began = time.monotonic()
+    res = CliRunner().invoke(cli, [*command, "--redis-url", url])
+    took = time.monotonic() - began
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert f"Error: cannot reach Redis at {url}: " in res.stderr and took < 5, (took, res.stderr)
+    if command == ["status"]:
+        assert f"waiting up to 0.5 s for Redis at {url}" in res.stderr

@@ -144,13 +144,13 @@ def test_status_json_and_screen_name_the_live_worker(redis_url, client, keys, ch
 @pytest.mark.slow
 def test_status_without_redis_is_one_line_and_exit_1():
     """One error line, exit 1; before it, at once, the line that says what it waits for (the wait
-    was silent: ~10 s that looked like a hang). Both on stderr, nothing on stdout."""
+    was silent: ~10 s, the default redis_wait_s, that looked like a hang). Both on stderr, nothing on stdout."""
     port = free_port()
     url = f"redis://admin:hunter2@127.0.0.1:{port}/0"
-    res = CliRunner().invoke(cli, ["status", "--redis-url", url])
+    res = CliRunner().invoke(cli, ["status", "--redis-url", url], env={"MOODSTREAM_REDIS_WAIT_S": "1"})
     assert res.exit_code == 1 and res.stdout == "", res.output
     wait, error = res.stderr.splitlines()
-    assert wait == f"waiting up to 10 s for Redis at redis://***@127.0.0.1:{port}/0 (connection refused)"
+    assert wait == f"waiting up to 1 s for Redis at redis://***@127.0.0.1:{port}/0 (connection refused)"
     assert error.startswith(f"Error: cannot reach Redis at redis://***@127.0.0.1:{port}/0: ")
     assert "hunter2" not in res.output and "Traceback" not in res.output
 

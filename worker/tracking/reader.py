@@ -145,7 +145,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, notice=to_stderr)
+    check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
     stop = threading.Event()
     retry = RedisRetry("tracks", settings.redis_url, stop)
     follow = follow or not from_start

@@ -604,7 +604,7 @@ def track(consumer, source_idle_s, pictures, **flags):
     """
     settings = Settings.from_env(**flags)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url)  # one line for a bad URL, password, host or db
+    check_connection(client, settings.redis_url, settings.redis_wait_s)  # one line for a bad URL, password, host or db
     stage = TrackStage(settings, client, name=consumer, source_idle_s=source_idle_s, pictures=pictures)
 
     def on_signal(signum, frame):
