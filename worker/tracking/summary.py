@@ -35,7 +35,7 @@ emotion other than neutrality is an episode; runs of the same emotion less than
 ``episode_min_s`` is flicker and is left out. ``peak`` is the highest raw
 probability of the emotion within the episode, ``peak_s`` its time. The
 defaults (0.05 s, 0.25 s, 0.2 s) come from ``moodstream bench tracking --part
-episodes`` (README, "Video"): on FER+ faces with scripted expressions they keep
+episodes`` (docs/RESULTS.md, "Video"): on FER+ faces with scripted expressions they keep
 92-100% of the 0.3 / 0.5 / 1 s expressions at 30 and 10 fps with no episode
 from flicker, where the former smoothed label kept 8-50% and raw runs gave 17
 false episodes a minute.

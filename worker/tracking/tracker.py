@@ -63,7 +63,7 @@ time constant ``smoothing_tau_s`` in video seconds (weight of the new frame
 ``1 - exp(-dt / tau)``, ``dt`` the video time since the track's last face):
 the same smoothing at any sampled frame rate, and after a gap the new frame
 counts more. A track's first face is smoothed to itself. Chosen by
-``moodstream bench tracking --part episodes`` (README, "Video"): the former
+``moodstream bench tracking --part episodes`` (docs/RESULTS.md, "Video"): the former
 log-space average over 0.5 s (a geometric mean) held a steady runner-up such
 as neutrality on top through a 0.3-0.5 s smile at p 0.8 and showed 8% of the
 0.3 s expressions (25% of all; on ``samples/hamilton_clip.mp4`` the smile of
