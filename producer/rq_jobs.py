@@ -30,7 +30,9 @@ second (:class:`ExpanderWorker`): it goes back to the front of its queue with
 ``meta["resume_at"]``, the number of frames already sent, and the next
 expander sends the rest (files and finite URLs skip what was sent; frame job
 ids stay ``<rq job id>-<n>``). A second signal kills it at once (rq's cold
-shutdown); rq then fails the job as abandoned.
+shutdown); rq then fails the job as abandoned, as it does a job whose expander
+was killed; requeued (``rq requeue``), it resumes from the count it saves every
+50 frames (``meta["sent"]``), the frames after it sent again under their ids.
 
 Sources are named without credentials everywhere (:func:`shared.media.source_name`):
 the description, the result, the log and, once the job has ended, its stored arguments.
@@ -272,7 +274,10 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     """Send the frames; stop at the job caps or on a shutdown request (:class:`Stopping`)."""
     name = source_name(spec)
     count = ByteCount(cfg.job_max_bytes)
-    resume_at = int(job.meta.get("resume_at", 0) or 0)  # frames an earlier run of this job sent
+    # frames an earlier run of this job sent: its count at a SIGTERM, or the last it saved (every 50 frames)
+    # where it was killed and the abandoned job requeued; frames from there on go again under their ids
+    # (the track stage takes a second answer to a job for one)
+    resume_at = max(int(job.meta.get("resume_at", 0) or 0), int(job.meta.get("sent", 0) or 0))
     n, first, last, stopped = 0, None, None, None
     signal.signal(STOP_SIGNAL, _stop_now)
     try:

@@ -91,3 +91,37 @@ def test_the_expander_leaves_its_pubsub_at_once_even_when_the_reply_outruns_the_
     threading.Thread(target=lambda: (worker.unsubscribe(), done.set()), daemon=True).start()
     assert done.wait(10), "the expander's pubsub teardown waited on its thread's 60 s read"
     assert not worker.pubsub_thread.is_alive()
+
+
+def test_a_killed_expanders_job_requeued_resumes_where_its_count_was(redis_url, client, tmp_path):
+    """An expander killed mid-job (SIGKILL, the OOM killer, a lost node) leaves its job STARTED; rq
+    fails it as abandoned and an operator requeues it (`rq requeue`). It was sent again from frame 0
+    under the same frame job ids, which the workers served twice and the track stage dropped as
+    second answers: the job resumes from the count it saved (every 50 frames), as after a SIGTERM."""
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from moodstream.producer.rq_jobs import coarse_queue
+
+    (tmp_path / "clip.mp4").write_bytes(LONG_CLIP.read_bytes())  # 60 frames
+    s = settings(redis_url)
+    j = enqueue_source(s, client, "clip.mp4")
+    proc = expander(redis_url, "--media-root", str(tmp_path), MOODSTREAM_LAG_LIMIT="55")
+    try:
+        wait_until(lambda: job(client, j.id).meta.get("sent") == 50 and client.llen(Keys("t").intake) >= 55, 60,
+                   "50 frames counted, the job waiting for workers")
+    finally:
+        kill_tree(proc)
+        proc.communicate(timeout=30)
+    first = _frame_ids(client)
+    queue = coarse_queue(s, client)
+    StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 10**6)  # what rq does once it expires
+    assert job(client, j.id).get_status() == JobStatus.FAILED
+    FailedJobRegistry(queue=queue).requeue(j.id)
+    client.delete(Keys("t").intake)  # workers took those
+    rc, err = run_burst(redis_url, "--media-root", str(tmp_path), timeout_s=90)
+    assert rc == 0, err[-1500:]
+    second = _frame_ids(client)
+    done = job(client, j.id)
+    measure("expander_killed_requeued", first=len(first), second=len(second))
+    assert done.get_status() == JobStatus.FINISHED and done.return_value()["resumed_at"] == 50
+    assert min(second) == 50 and set(first) | set(second) == set(range(60)), (min(second), len(second))
