@@ -15,7 +15,9 @@ answered); once every frame is answered the stage is
 stopped, and the rows it publishes then are printed too. Should the stage
 die, that is one line and the worker's results it did not publish are printed
 untracked. With ``--summary FILE``, its per-person summary is written as
-``analyze --summary`` writes it. With the ``dashboard`` extra it also serves
+``analyze --summary`` writes it (each run's ``late_frames``: its results that
+came after ``--reorder-wait-ms``, published untracked, in no track; said on
+stderr when any). With the ``dashboard`` extra it also serves
 the live page over this command's streams (``moodstream dashboard``) and
 prints its URL; ``--stay-open`` keeps it open once every frame is answered.
 Ctrl-C stops everything cleanly.
@@ -159,7 +161,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         # its streams expire as its reply stream does: a SIGKILLed `up` leaves none
         tracking = _Tracking(TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
                                         summaries=f"{reply}:summaries", keep_summaries=summary_path is not None,
-                                        expire_s=settings.reply_ttl_s))
+                                        expire_s=settings.reply_ttl_s, stats=False))
         stack.callback(_cleanup, worker, worker_thread, feed, reader, tracking.stage, tracking.thread)
         board = _dashboard(settings, with_dashboard, stay_open, {"results": reply, "tracked": f"{reply}:tracked",
                                                                  "summaries": f"{reply}:summaries"})
@@ -425,6 +427,7 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     """The summary file, from the runs the stopped stage ended."""
     if summary_path is None:
         return
+    from moodstream.shared.table import late_frames_note
     from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
     stage = tracking.stage
@@ -439,8 +442,10 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
         "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs,
         failed=failed)
     click.echo(people_table(written["tracks"]), err=True)
+    # frames the runs are missing: their results came after --reorder-wait-ms (a slow worker), published untracked
+    late = late_frames_note(sum(v["late_frames"] for v in written["videos"]) + stage.late_after_run_ended)
     click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
-               f"{sum(t['person'] for t in written['tracks'])} people)", err=True)
+               f"{sum(t['person'] for t in written['tracks'])} people{'; ' + late if late else ''})", err=True)
     if failed:
         from moodstream.worker.analyze import not_written
 

@@ -3,7 +3,8 @@
 Live workers (from their heartbeats; busy while they hold entries of the
 group), the backlog (the intake list's length plus the consumer group's lag
 and pending), results and frames/s now (last 5 s) and
-over the last minute, dead letters by reason. The functions are usable on
+over the last minute, dead letters by reason, and the track stage's late
+results (:func:`track_stats`) when it counted any. The functions are usable on
 their own::
 
     from moodstream.producer.status import live_workers, snapshot
@@ -198,6 +199,26 @@ def dead_letter_reasons(client: redis.Redis, keys: Keys, limit: int = DEAD_COUNT
     return out
 
 
+def track_stats(client: redis.Redis, keys: Keys) -> dict | None:
+    """{"late", "late_after_run_ended", "since_ms"} from ``<prefix>:track:stats``: the results every track
+    stage of the deployment published untracked because they came late, and of them those whose run's
+    summary was already out (in no summary; the others are in their run's ``late_frames``); None while
+    there is none (or the key cannot be read: another type, a user without HGETALL there)."""
+    try:
+        raw = client.hgetall(keys.track_stats)
+    except redis.ResponseError as exc:
+        if is_fatal(exc):
+            raise
+        log.debug("status: cannot read %s: %s", keys.track_stats, exc)
+        return None
+    stats = {as_str(k): _int(as_str(v)) for k, v in raw.items()}
+    late = stats.get("late") or 0
+    if late <= 0:
+        return None
+    return {"late": late, "late_after_run_ended": max(0, stats.get("late_after_run_ended") or 0),
+            "since_ms": stats.get("since_ms")}
+
+
 def redis_info(client: redis.Redis) -> dict:
     """Server version and mode; never the URL or credentials."""
     try:
@@ -232,6 +253,7 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0) -> dict:
         "frames_per_s": round(last / window_s, 2),
         "frames_per_s_now": round(recent / now_s, 2),
         "dead_letters": dead_letter_reasons(client, keys),
+        "track": track_stats(client, keys),
         "redis": redis_info(client),
     }
 
@@ -266,6 +288,20 @@ def render(snap: dict) -> str:
     d = snap["dead_letters"]
     reasons = ", ".join(f"{_cut(k, 60)} {v}" for k, v in d["by_reason"].items()) or "none"
     lines.append(f"dead letters: {d['length']}  ({reasons})" + (f"  [{d['note']}]" if d.get("note") else ""))
+    track = snap.get("track")
+    if track:  # quiet while the track stage counted none
+        late, after = track["late"], track["late_after_run_ended"]
+        since = "" if track.get("since_ms") is None else \
+            " since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(track["since_ms"] / 1000))
+        where = []
+        if after:
+            where.append(f"{after} of them after {'its' if after == 1 else 'their'} run's summary was out (in no "
+                         "summary)")
+        if late > after:
+            where.append("the rest in their runs' summaries (late_frames)" if after else
+                         "each in its run's summary (late_frames)")
+        lines.append(f"track stage: {late} late result{'' if late == 1 else 's'} published untracked{since} (over "
+                     f"reorder_wait_ms): {', '.join(where)}")
     return "\n".join(lines)
 
 
@@ -304,7 +340,9 @@ def status(as_json, watch, window_s, redis_url, prefix):
     plus the group's undelivered lag plus pending entries, beside the XINFO
     GROUPS lag that KEDA's lagCount reads; frames/s now (last 5 s) beside the average over --window-s; dead
     letters by reason, counted over the newest 1,000 (a note says so when
-    the stream holds more). A
+    the stream holds more); the results the track stage published untracked
+    because they came late, and of them those whose run's summary was out
+    (in no summary), once it counted any (<prefix>:track:stats). A
     refused password is one line and exit 1 at once; a Redis that refuses
     connections is waited for up to 10 s (said at once on stderr), then one
     line and exit 1; --watch keeps waiting for a Redis that went away.

@@ -15,6 +15,7 @@
     moodstream:tracked             stream of results with face tracks (``moodstream track``)
     moodstream:trackers            consumer group of the track stage on the results stream
     moodstream:summaries           per-person summary of each source run the track stage ended (JSON)
+    moodstream:track:stats         hash: the track stage's late results, counted (``status`` shows them)
     moodstream-coarse              rq queue for whole-file jobs (rq adds ``rq:queue:``)
 
 Two deployments can share one Redis with different prefixes.
@@ -89,6 +90,13 @@ class Keys:
     def summaries(self) -> str:
         """One JSON entry per ended source run: its per-person summary (worker.tracking.stage)."""
         return f"{self.prefix}:summaries"
+
+    @property
+    def track_stats(self) -> str:
+        """Hash of the track stage's counts, added to by every stage of the deployment (HINCRBY):
+        ``late`` (results published untracked because late), ``late_after_run_ended`` (of them, those
+        whose run's summary was out: in no summary), ``since_ms`` (the first count)."""
+        return f"{self.prefix}:track:stats"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:heartbeat:{worker_id}"

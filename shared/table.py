@@ -1,6 +1,6 @@
 """The cells both readable tables share (`analyze --format table`, `results --format
 table`): one way to show a source, a frame's faces and an error; and their rows as CSV
-(`--format csv`)."""
+(`--format csv`). And the one wording of a run's late frames (:func:`late_frames_note`)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,16 @@ def legend(smoothing_tau_s: float) -> str:
 def faces_cell(faces: list[Face]) -> str:
     """Each face as the annotated frame labels it (:func:`face_label`): ``#0 neutrality 58%, sadness 44%``."""
     return ", ".join(face_label(f)[1] for f in faces) or "-"
+
+
+def late_frames_note(late_frames: object) -> str:
+    """What a run summary's ``late_frames`` (the track stage's results that came after a later frame of the
+    run was released: published untracked, in no track) says to a reader: ``"2 late frames not tracked
+    (over reorder_wait_ms)"``; "" for none, a summary of before the key, or a value that is no count
+    (a summary is another program's JSON). `tracks`, `up --summary` and the dashboard say the same."""
+    if type(late_frames) is not int or late_frames <= 0:
+        return ""
+    return f"{late_frames} late frame{'' if late_frames == 1 else 's'} not tracked (over reorder_wait_ms)"
 
 
 def error_cell(error: ErrorInfo) -> str:

@@ -206,6 +206,9 @@ def test_a_published_summary_stays_shown_through_later_updates(browser, redis_ur
                                             "mean_probabilities": probs, "episodes": []}]}
     client.xadd(keys.summaries, {FIELD: json.dumps(summary).encode()})
     assert wait_until(lambda: "summary published" in meta(), 30), meta()
+    assert "late" not in meta()  # none: nothing said
+    client.xadd(keys.summaries, {FIELD: json.dumps({**summary, "late_frames": 2}).encode()})
+    assert wait_until(lambda: "2 late frames not tracked (over reorder_wait_ms)" in meta(), 30), meta()
     frames(5, 5)  # updates without the summary
     assert wait_until(lambda: meta().startswith("10 results"), 30), meta()
     assert "summary published" in meta()

@@ -462,12 +462,55 @@ RULES_BEFORE = {
                          "+hset +expire +del +zadd +zremrangebyscore +hmget +hincrby +hdel",
     "moodstream-producer": "resetkeys ~moodstream:frames resetchannels -@all +ping +xadd +xinfo|groups "
                            "+xinfo|stream +xpending +xrange",
+    # before <prefix>:track:stats
+    "moodstream-track": "resetkeys %R~moodstream:frames resetchannels -@all +ping +xrange (~moodstream:results "
+                        "+xgroup|create +xreadgroup +xautoclaim +xclaim +xpending +xack +type) "
+                        "(~moodstream:tracked ~moodstream:summaries +xadd +type) +multi +exec",
 }
 
 
 def _rules_before(port, pw, user: str) -> None:
     with _client(port, pw, "default") as admin:
         admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{pw[user]}", *RULES_BEFORE[user].split())
+
+
+def test_track_stage_counts_late_results_as_its_user_and_on_the_rules_of_before(acl_server, caplog):
+    """A late result counted in <prefix>:track:stats (for `moodstream status`) as moodstream-track: nothing
+    refused. A user on the rules of before (no HINCRBY there) costs the count, said once, not the results."""
+    import logging
+
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+    from moodstream.worker.tracking.stage import TrackStage
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    admin = _client(port, pw, "default")
+
+    def late_run(source: str) -> TrackStage:  # frames 0, 2, then 1: late
+        stage = TrackStage(settings_for(_url(port, pw, "moodstream-track"), prefix=PREFIX), name="tracker",
+                           reorder_wait_ms=300, block_ms=1, pictures=False)
+        stage._ensure_group()
+        for frames, t in (((0, 2), 100.0), ((), 100.31), ((1,), 100.4)):
+            for frame in frames:
+                face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+                admin.xadd(keys.results, {FIELD: encode_result(FrameResult(
+                    job_id=f"{source}{frame}", source=source, frame=frame, worker="w", faces=[face], timestamp_s=frame))})
+            stage.step(now_s=t)
+        stage.flush()
+        return stage
+
+    assert late_run("cam").late == 1
+    assert admin.hget(keys.track_stats, "late") == b"1"
+    assert _denials(port, pw) == []
+    admin.execute_command("ACL", "SETUSER", "moodstream-track", "reset", "on", f">{pw['moodstream-track']}",
+                          *RULES_BEFORE["moodstream-track"].split())
+    with caplog.at_level(logging.WARNING, logger="moodstream.worker.tracking.stage"):
+        assert late_run("door").late == 1
+    assert admin.xlen(keys.tracked) == 6 and admin.hget(keys.track_stats, "late") == b"1"
+    said = [r.getMessage() for r in caplog.records if "moodstream-track.rules" in r.getMessage()]
+    assert len(said) == 1, said
+    admin.close()
 
 
 def test_a_worker_on_the_rules_of_before_serves_the_stream_and_says_once(acl_server, checkpoint, caplog):

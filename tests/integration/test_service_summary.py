@@ -133,6 +133,10 @@ def test_up_summary_lists_runs_in_analyze_s_order(no_settings, fixtures_dir, tmp
         written[name] = json.loads((tmp_path / name / "s.json").read_text())
     assert [v["source"] for v in written["analyze"]["videos"]] == inputs
     assert [v["source"] for v in written["up"]["videos"]] == inputs
+    # each run's figures, key for key: analyze has no late frames, and up had none here
+    assert [sorted(v) for v in written["up"]["videos"]] == [sorted(v) for v in written["analyze"]["videos"]]
+    late = {name: [v["late_frames"] for v in w["videos"]] for name, w in written.items()}
+    assert late == {"analyze": [0, 0], "up": [0, 0]}
     assert [(t["source"], t["track_id"], t["thumbnail"]) for t in written["up"]["tracks"]] == \
         [(t["source"], t["track_id"], t["thumbnail"]) for t in written["analyze"]["tracks"]]
 

@@ -96,3 +96,25 @@ def test_a_track_that_is_not_a_person_says_why():
     view = dm.summary_view(summary)
     assert view["tracks"][1]["not_person_why"] == "seen 0.06 s (2 of 21 frames over 0.67 s) < 0.5 s"
     assert len(view["tracks"][0]["not_person_why"]) <= dm.TEXT_CHARS
+
+
+def test_a_run_s_late_frames_are_said_on_its_source_and_quiet_when_none():
+    """The track stage publishes a result that came after reorder_wait_ms untracked, in no track:
+    the summary's ``late_frames`` says how many, and the page says it beside the source."""
+    model = dm.Model()
+    model.fold_summary("cam", {**part(1, 1, range(2), last=True), "late_frames": 2}, "1-0")
+    page = {s["name"]: s for s in model.snapshot()["sources"]}  # what the page gets
+    assert page["cam"]["summary"]["late"] == "2 late frames not tracked (over reorder_wait_ms)"
+    model.fold_summary("cam", {**part(2, 1, range(2), last=True), "late_frames": 1}, "2-0")
+    assert model.sources["cam"].summary["late"] == "1 late frame not tracked (over reorder_wait_ms)"
+    # a live run's parts: each has the run's count so far, the newest is shown
+    model.fold_summary("cam", {**part(3, 1, range(2)), "late_frames": 1}, "3-0")
+    model.fold_summary("cam", {**part(3, 2, range(2, 4)), "late_frames": 4}, "4-0")
+    assert model.sources["cam"].summary["late"].startswith("4 late frames")
+    # none, a summary of before the key, or a value that is no count: nothing said
+    for n, value in enumerate((0, None, True, "2", -1, 2.5)):
+        summary = part(4 + n, 1, range(1), last=True)
+        if value is not None:
+            summary["late_frames"] = value
+        model.fold_summary("cam", summary, f"{5 + n}-0")
+        assert model.sources["cam"].summary["late"] == "", value

@@ -204,7 +204,9 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
     that ended is one message (``part`` 1, ``last_part`` true) unless it published parts while it
     went on: each part has the tracks that ended since the one before (``last_part`` false), the
     last one the rest; every track is in exactly one part. ``frames``: the run's frames so far;
-    ``page``: only a still image's run has it (its page, 1-based), as its tracks do."""
+    ``late_frames``: its results published untracked so far because they came late (each part has the
+    count so far, as ``frames``: it never goes down, the last part has them all); ``page``: only a
+    still image's run has it (its page, 1-based), as its tracks do."""
     tracks = run.summary.entries() if last else run.summary.take_retired()
     thumbnails = {}
     for t in tracks:
@@ -217,7 +219,7 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
             thumbnails[str(tid)] = b64
     page = {"page": run.summary.page} if run.summary.page is not None else {}  # a still image's run
     return {"source": run.source, **page, "run": run.number, "ended": why, "frames": run.summary.frames,
-            "part": run.parts + 1, "last_part": last,
+            "late_frames": run.summary.late_frames, "part": run.parts + 1, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 
 

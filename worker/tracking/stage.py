@@ -25,8 +25,10 @@ otherwise once the oldest buffered frame of the source has waited
 Error results keep their place and pass through. A result for a frame older
 than the last released one is *late* (its worker took longer than
 ``reorder_wait_ms``): it is published with ``track_id`` null and
-``smoothed`` equal to the raw values, and logged. So the latency a tracked
-result adds is at most ``reorder_wait_ms``, usually none.
+``smoothed`` equal to the raw values, and logged; it is in no track, and its
+run's summary counts it in ``late_frames`` (each part the count so far: it
+never goes down). So the latency a tracked result adds is at most
+``reorder_wait_ms``, usually none.
 
 **Runs, not sources.** A source's results belong to a *run*: one pass of a
 producer over it, enqueued in frame order (as ``produce``, the expander and
@@ -42,7 +44,11 @@ frame; a job id alone is the producer's to choose and comes again in another
 source), acked, dropped and logged at once,
 also after its run ended (the last ``ENDED_JOBS`` answers of ended runs are kept). A *straggler*
 of a run that ended (idle, evicted, or followed by the next pass) is late for
-that run: published untracked, it starts no run of its own. A straggler is told
+that run: published untracked, it starts no run of its own. That run's summary
+is out, so it is counted in ``<prefix>:track:stats`` instead
+(``late_after_run_ended``, beside ``late``, every late result: HINCRBY, so every
+stage of the deployment adds to them and a restart loses none; ``moodstream
+status`` shows them). A straggler is told
 by its place in that run (:class:`EnqueueSpan`): enqueued between its earliest
 and latest answered results, its frame number between theirs, and not a frame
 the run answered; an enqueue time alone is not enough (a producer whose clock
@@ -95,7 +101,7 @@ import math
 import signal
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import click
 import redis
@@ -125,6 +131,7 @@ SUMMARIES_MAXLEN = 10_000  # approximate MAXLEN of the summaries stream
 PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a part of its summary
 MAX_RUNS = 10_000  # runs held at once: past it, the least recently seen ends (its summary goes out)
 RUN_NUMBERS_KEPT = 100_000  # source names whose run count is remembered (the least recently seen forgotten)
+STATS_RULES = "deploy/k8s/base/redis/acl/moodstream-track.rules"  # what lets its user add to <prefix>:track:stats
 
 
 class TrackStage:
@@ -134,18 +141,20 @@ class TrackStage:
                  reorder_wait_ms: int | None = None, block_ms: int = 200, source_idle_s: float = 300.0,
                  tracker: TrackerConfig | None = None, results: str | None = None, tracked: str | None = None,
                  summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False,
-                 expire_s: int | None = None):
+                 expire_s: int | None = None, stats: bool = True):
         """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
         own reply stream); ``expire_s``: the tracked and summaries streams expire this long after their
         last entry (``up``'s, as the worker expires its reply stream; a deployment's are trimmed); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
         keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended` (in the
-        order the runs were enqueued, as ``analyze`` lists them);
+        order the runs were enqueued, as ``analyze`` lists them); ``stats``: add the late results counted
+        to ``<prefix>:track:stats`` (``up``'s own stage does not: it says them itself);
         ``reorder_wait_ms`` / ``tracker``: None takes them from the settings."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
         self.results_key = results or self.keys.results
         self.tracked_key = tracked or self.keys.tracked
         self.summaries_key = summaries or self.keys.summaries
+        self.stats_key: str | None = self.keys.track_stats if stats else None
         self.expire_s = expire_s
         self.client = client if client is not None else connect(settings.redis_url)
         self.name = name
@@ -165,6 +174,8 @@ class TrackStage:
         self._run_numbers: OrderedDict[str, list] = OrderedDict()
         self._ended_jobs = Recent(ENDED_JOBS)  # answer_key -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
+        self.late_after_run_ended = 0  # of the late results, those whose run's summary was out: in no summary
+        self._stats_unsent: Counter = Counter()  # late counts not yet added to stats_key
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
         self._stop = threading.Event()
@@ -194,9 +205,10 @@ class TrackStage:
         except RedisGone:
             log.warning("%s: stopping while Redis is unreachable; %d results not yet published stay pending "
                         "there (re-read at the next start)", self.actor, self.held())
-        log.info("%s: stopped; %d published, %d late, %d duplicates, %d skipped, %d taken back; %d summaries "
-                 "(%.0f ms summarising, face pictures: %s)", self.actor, self.published, self.late, self.duplicates,
-                 self.skipped, self.taken_back, self.summaries_published, self.summary_ms,
+        log.info("%s: stopped; %d published, %d late (%d after their run's summary was out), %d duplicates, "
+                 "%d skipped, %d taken back; %d summaries (%.0f ms summarising, face pictures: %s)", self.actor,
+                 self.published, self.late, self.late_after_run_ended, self.duplicates, self.skipped,
+                 self.taken_back, self.summaries_published, self.summary_ms,
                  self.pictures.figures() if self.pictures is not None else "off")
         return self.published
 
@@ -231,12 +243,14 @@ class TrackStage:
             out += self._accept(entry_id, result, now, entry_id in taken_back)
         out += self._release(time.monotonic() if now_s is None else now_s)
         self._publish(out)
+        self._send_stats()
         return len(out)
 
     def flush(self) -> int:
         """Release and publish everything buffered, in order, and each run's summary (shutdown)."""
         out = [item for run in list(self.runs.values()) for item in self._end_run(run, "the track stage stopped")]
         self._publish(out)
+        self._send_stats()
         return len(out)
 
     # --- one result -----------------------------------------------------------------
@@ -255,9 +269,9 @@ class TrackStage:
             return self._still(entry_id, r, now_s)
         if run is None and self._straggler(r):  # its run ended (idle, evicted): no run of one late frame
             self._remember_ended([(answer_key(r), entry_id)])  # its job's second answer is dropped too
-            self.late += 1
+            self._count_late(None)
             log.warning("%s: result for %s frame %d came after its run ended (over reorder_wait_ms); published "
-                        "untracked", self.actor, printable(r.source), r.frame)
+                        "untracked, in no summary", self.actor, printable(r.source), r.frame)
             r.faces = untracked(r.faces)
             return [(entry_id, r)]
         if run is None or (answered is None and not run.straggler(r) and run.restarts(r)):
@@ -279,13 +293,25 @@ class TrackStage:
         if verdict == "duplicate":
             self._drop(entry_id, r, f"frame {r.frame} was answered before (job {printable(r.job_id or '-')})")
         elif verdict == "late":
-            self.late += 1
+            self._count_late(None if late else run)  # a straggler of the run before: that one's summary is out
             log.warning("%s: result for %s frame %d came after frame %s was released (over reorder_wait_ms)%s; "
                         "published untracked", self.actor, printable(r.source), r.frame, run.order.last_released,
-                        " (or to the run before)" if late else "")
+                        " (or to the run before, in no summary)" if late else "")
             r.faces = untracked(r.faces)
             out.append((entry_id, r))
         return out
+
+    def _count_late(self, run: SourceRun | None) -> None:
+        """A result published untracked because it came late: counted in its ``run``'s summary
+        (``late_frames``) while the run goes on; with None (its run ended, its summary out) only in
+        the stage's figures (:meth:`_send_stats`)."""
+        self.late += 1
+        self._stats_unsent["late"] += 1
+        if run is None:
+            self.late_after_run_ended += 1
+            self._stats_unsent["late_after_run_ended"] += 1
+        else:
+            run.summary.late_frames += 1
 
     def _still(self, entry_id: str, r: FrameResult, now_s: float) -> list[tuple[str, FrameResult]]:
         """A still image (a result with a ``page``): a run of its own beside the source's sequence,
@@ -521,6 +547,27 @@ class TrackStage:
         self.summaries_published += len(self._summary_outbox)
         self._outbox, self._ack_outbox, self._summary_outbox, self._outbox_unsure = [], [], [], False
 
+    def _send_stats(self) -> None:
+        """Add the late results counted since the last call to ``<prefix>:track:stats`` (HINCRBY: every
+        stage of the deployment adds to the same figures, a restart loses none), after the results are
+        published. A connection error keeps them for the next call (a reply lost after Redis ran it
+        counts them twice: figures for an operator, not data). A key of another type, or a user on the
+        rules of before, is said once; the counts stay in the log lines."""
+        if not self._stats_unsent or self.stats_key is None:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for name, n in self._stats_unsent.items():
+            pipe.hincrby(self.stats_key, name, n)
+        pipe.hsetnx(self.stats_key, "since_ms", now_ms())
+        answers = pipe.execute(raise_on_error=False)
+        self._stats_unsent.clear()
+        refused = next((a for a in answers if isinstance(a, Exception)), None)
+        if refused is not None:
+            log.warning("%s: cannot count late results in %s (%s): no more tried; they are in this log only. A key "
+                        "of another type: delete it; a user without HINCRBY there: grant what %s grants",
+                        self.actor, self.stats_key, refused, STATS_RULES)
+            self.stats_key = None
+
     def _put_back(self, failed: list[int], answers: list) -> None:
         """A command of the publishing MULTI failed (a key of another type: Redis runs the rest,
         the XACK too). Results acked without being published are made pending again under this
@@ -594,7 +641,10 @@ def track(consumer, source_idle_s, pictures, **flags):
     emotion (as `moodstream analyze` does in one process) and adds the result
     to <prefix>:tracked. When a source run ends (the same source starts again
     from its first frames, or is idle for --source-idle-s) its per-person
-    summary goes to <prefix>:summaries (`moodstream tracks` prints them); a
+    summary goes to <prefix>:summaries (`moodstream tracks` prints them), with
+    late_frames: its results that came after --reorder-wait-ms, published
+    untracked (those of a run already summarised are counted in
+    <prefix>:track:stats, which `moodstream status` shows); a
     still image (a result with a page: an image file, a TIFF's page) is a run
     of its own, its summary published as soon as it is tracked; a
     run that goes on (a live camera) publishes its ended tracks there in
@@ -616,5 +666,6 @@ def track(consumer, source_idle_s, pictures, **flags):
 
     with handling(on_signal):
         published = stage.run()
-    click.echo(f"track: published {published} tracked results ({stage.late} late, "
+    click.echo(f"track: published {published} tracked results ({stage.late} late: untracked, "
+               f"{stage.late_after_run_ended} of them after their run's summary was out; "
                f"{stage.duplicates} duplicates dropped)", err=True)

@@ -21,6 +21,18 @@ gives one entry per track (:meth:`Summarizer.entries`)::
     episodes_dropped: int   # older episodes left out past MAX_EPISODES (their frames still count in emotions)
     thumbnail: str | None   # set by write_summary: the face picture, relative to the summary's folder
 
+and one item per run (:func:`write_summary`'s ``videos``; the service's run summary,
+``moodstream.worker.tracking.runs.summary_message``, has ``frames`` and ``late_frames`` too)::
+
+    source; page            # a still image's: its page, 1-based
+    frames: int             # the run's frames summarised (tracked)
+    late_frames: int        # the service's: results of the run published untracked because they came late (after
+                            # a later frame of it was released, over reorder_wait_ms): in no track, not in frames;
+                            # analyze has none (0). Late results of a run whose summary is out are in none:
+                            # <prefix>:track:stats counts them (``moodstream status``)
+    tracks, people: int     # its tracks, and those that are people
+    timeline: str | None    # with timelines: its picture beside the summary
+
 Nothing is dropped: a track that is not a person stays, with ``person: false``.
 Pure numpy + OpenCV (no torch, no scipy): ``analyze`` and the service's track
 stage run this same code, fed the same records, so they give the same summary.
@@ -451,6 +463,7 @@ class SourceSummary:
         self.series = series
         self.tracks: dict[int, _Track] = {}
         self.frames = 0  # frames analysed
+        self.late_frames = 0  # results of the run not added, because they came late (the track stage's)
         self.first_s = self.last_s = 0.0  # the first and last frame's time
         self.min_step_s: float | None = None  # the smallest time between two frames (None: under two frames)
         self.steps = StridedSample(1) if series else None  # the frames' steps, for the timeline's median step
@@ -728,7 +741,7 @@ class SummaryWriter:
                 else:
                     self.failed.append(name)
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
-                 "frames": run.frames, "tracks": len(entries),
+                 "frames": run.frames, "late_frames": run.late_frames, "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
         if self.timelines and run.page is not None and not entries:
             video["timeline"] = None  # a still image without faces: nothing to draw, and no time to draw it over
