@@ -50,7 +50,8 @@ def test_up_with_a_redis_it_cannot_reach_fails_in_one_line():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
-    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu", MOODSTREAM_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu", MOODSTREAM_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+               MOODSTREAM_REDIS_WAIT_S="1")  # not the default 10 s: the wait is not what is tested here
     start = time.monotonic()
     ran = subprocess.run([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "street.jpg"),
                           "--no-dashboard"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
