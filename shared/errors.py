@@ -30,5 +30,10 @@ class ModelError(MoodstreamError):
     """A model checkpoint is missing or does not fit the code that loads it."""
 
 
+class OutputError(MoodstreamError):
+    """An output file cannot be written (a full disk, a read-only file system, a size limit): the
+    message names it; the file it would have replaced is left as it was."""
+
+
 class MessageError(BadInputError):
     """A message on the wire cannot be decoded (bad msgpack, schema, fields)."""

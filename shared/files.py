@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+from moodstream.shared.errors import OutputError
 
 
 def umask() -> int:
@@ -16,6 +19,16 @@ def umask() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0o022
+
+
+@contextmanager
+def writing(path: str | Path):
+    """An OSError raised inside (writing ``path``: a full disk, a read-only file system, a file-size
+    limit) as one :class:`OutputError` line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from moodstream.shared.errors import ModelError
+from moodstream.shared.files import writing
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 
 CHECKPOINT_FORMAT = "moodstream-emotion/1"
@@ -175,9 +176,10 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: float, std: float,
                     meta: dict | None = None, half: bool = True,
                     class_bias: tuple[float, ...] | None = None) -> None:
-    """Write a plain dict; weights in fp16 by default (half the size, same accuracy)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous().clone()
-             for k, v in model.state_dict().items()}
+    """Write a plain dict; weights in fp16 by default (half the size, same accuracy), except a
+    tensor that fp16 cannot hold (a value past 65504, e.g. a batch-norm scale grown without weight
+    decay, became inf and the loaded model answered NaN): that one stays fp32."""
+    state = {k: _stored(v.detach().cpu(), half).contiguous().clone() for k, v in model.state_dict().items()}
     raw = {
         "format": CHECKPOINT_FORMAT,
         "config": cfg.to_dict(),
@@ -195,15 +197,28 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: ModelConfig, mean: 
     torch_save_atomic(raw, path)
 
 
+def _stored(v: torch.Tensor, half: bool) -> torch.Tensor:
+    if not (half and v.is_floating_point()):
+        return v
+    h = v.half()
+    return h if torch.isfinite(h).all() or not torch.isfinite(v).all() else v
+
+
 def torch_save_atomic(obj, path: str | Path) -> None:
     """``torch.save`` beside ``path``, then renamed over it: a run killed (or a disk filled) mid-write
     keeps the previous file (train's best epoch so far and its resume state; the checkpoint
-    `balance` adjusts in place) whole. The temporary file is removed on failure."""
+    `balance` adjusts in place) whole. The temporary file is removed on failure; a write that fails
+    (a full disk) is one :class:`OutputError` line (torch's own message for it, writing to a path,
+    was "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with writing(path):
+            with open(tmp, "wb") as fh:  # a file object: a failed write is an OSError with its errno
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -233,6 +248,9 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
                          f"({type(exc).__name__}{': ' + said if said else ''})") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a moodstream emotion checkpoint (format {CHECKPOINT_FORMAT})")
+    if not isinstance(raw.get("meta", {}), dict):  # every reader of it calls .get (a traceback)
+        raise ModelError(f"{path} is not a moodstream emotion checkpoint: its meta is a "
+                         f"{type(raw['meta']).__name__}, not a dict")
     try:  # its fields, each of the type written by save_checkpoint
         labels = tuple(raw["labels"])
         cfg = ModelConfig.from_dict(raw["config"])
@@ -250,6 +268,10 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     if bias is not None and (len(bias) != len(LABELS) or not all(math.isfinite(b) for b in bias)):
         raise ModelError(f"{path} has {len(bias)} class_bias values ({list(bias)[:10]}): {len(LABELS)} finite values are needed")
     cfg.check(path)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # a diverged run's weights: NaN for every face, wherever the model is served
+        raise ModelError(f"{path} holds weights that are not finite (NaN or inf) in {', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}: a training run that diverged?")
     try:
         model = build_model(cfg)
         model.load_state_dict(state)

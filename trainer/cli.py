@@ -15,6 +15,9 @@ from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
 
+INPUT_SIZE_MAX = 512  # shared.models.ModelConfig.LIMITS: the largest input a checkpoint may hold (and load with)
+SEED_MAX = 2 ** 64 - 1  # torch's manual_seed takes no more; numpy takes no negative seed
+
 
 class OldSpellings(click.Option):
     """An option whose first spelling is the one shown; the others are old names that
@@ -48,7 +51,8 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=2), help="Override the preset's batch size.")
 @click.option("--lr", type=FiniteRange(min=0, min_open=True), help="Override the learning rate.")
-@click.option("--input-size", type=click.IntRange(min=16), help="Side of the square grayscale input (48, 64, 128...).")
+@click.option("--input-size", type=click.IntRange(min=16, max=INPUT_SIZE_MAX),
+              help="Side of the square grayscale input (48, 64, 128...).")
 @click.option("--widths", help="Comma-separated block widths, e.g. 64,128,256,512.")
 @click.option("--labels", "label_mode", type=click.Choice(["hard", "soft"]),
               help="hard: majority label; soft: cross-entropy on the FER+ vote distribution.")
@@ -56,7 +60,8 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="paper: flip, blur, contrast; full: plus small affine and random erasing.")
 @click.option("--balance/--no-balance", default=None,
               help="Fit the class-prior adjustment on Valid after training [default: on, off for paper-* presets].")
-@click.option("--seed", type=int, help="Random seed (data order, augmentation, init).")
+@click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX),
+              help="Random seed (data order, augmentation, init; a folder dataset's split is the same for every seed).")
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
 @click.option("--init", "init", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
@@ -66,23 +71,32 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "(AVX512-BF16, AMX), where it is about 2x faster; off elsewhere].")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run in --out from its last finished epoch (give the same options).")
+@click.option("--overwrite", is_flag=True,
+              help="Start over in an --out that holds a trained model or an interrupted run (refused without it).")
 @click.option("--install", is_flag=True, help="Also copy the result over the shipped model (shared/weights/emotion.pt).")
 def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, widths, label_mode, augment,
-          balance, seed, max_train, init, device, amp, resume, install):
+          balance, seed, max_train, init, device, amp, resume, overwrite, install):
     """Train an emotion classifier, select the epoch by Valid accuracy, report Test.
 
     Writes the checkpoint (weights + config + labels + normalisation, loadable
     on CPU), metrics.json (accuracy, macro precision/recall/F1, per-class table,
     confusion matrix for Valid and Test) and the learning curves to --out.
     Mixed precision (bf16) on CUDA and on CPUs with native bf16; a progress
-    bar shows images/s and ETA.
+    bar shows images/s and the epoch's ETA, and each epoch's log line the
+    time the run has left. A run that diverges (loss not finite) stops with
+    one line. Ctrl-C, SIGTERM and SIGHUP keep the best epoch so far and say
+    how to --resume.
     """
     import os
     import shutil
 
+    from moodstream.shared.files import writing
     from moodstream.shared.models import SHIPPED_CHECKPOINT
+    from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
+                                                take_stop_signals)
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.presets import preset as make_preset
+    from moodstream.trainer.train import STATE_FILE
     from moodstream.trainer.train import main as train_main
     from moodstream.shared.models import ModelConfig
 
@@ -104,31 +118,47 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         raise click.BadParameter(f"is {init}, which this run would replace after its first epoch; "
                                  "give another --out (or continue an interrupted run with --resume)",
                                  param_hint="'--init'")
+    if resume and overwrite:
+        raise click.UsageError("--resume continues the run in --out and --overwrite starts it over: give one")
+    if not resume and not overwrite:  # the new run's first epoch replaced them without a word
+        if (out_dir / STATE_FILE).is_file():
+            raise click.BadParameter(f"holds an interrupted run ({out_dir / STATE_FILE}): continue it with "
+                                     "--resume, or start over with --overwrite", param_hint="'--out'")
+        if (out_dir / "emotion.pt").is_file():
+            raise click.BadParameter(f"holds a trained model ({out_dir / 'emotion.pt'}) that this run would "
+                                     "replace: give another --out, or --overwrite", param_hint="'--out'")
     cfg = make_preset(preset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
                       widths=width_tuple, label_mode=label_mode, augment=augment, balance=balance, seed=seed,
                       max_train=max_train)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("moodstream.trainer").setLevel(logging.INFO)
-    try:
+    previous = take_stop_signals()  # SIGTERM and SIGHUP (kill, docker stop, a scheduler) as Ctrl-C: they ended
+    try:                            # the run at once, without a word
         metrics = train_main(cfg, data_dir, out_dir, device=device, init=init, amp=amp, resume=resume)
-    except KeyboardInterrupt:  # Ctrl-C: say what was kept and how to go on (click said only "Aborted!")
-        from moodstream.trainer.train import STATE_FILE
-
+    except KeyboardInterrupt as exc:  # Ctrl-C: say what was kept and how to go on (click said only "Aborted!")
+        hold_stop_signals(previous)
+        code = exit_code(exc)
         if (out_dir / STATE_FILE).is_file():  # written after each finished epoch, with emotion.pt's best
-            click.echo(f"interrupted: the best epoch so far is in {out_dir / 'emotion.pt'}; run the same "
-                       "command with --resume to continue", err=True)
+            click.echo(f"interrupted ({stopped_by(code)}): the best epoch so far is in {out_dir / 'emotion.pt'}; "
+                       "run the same command with --resume to continue", err=True)
         else:
-            click.echo("interrupted before the first epoch ended: nothing to resume", err=True)
-        sys.exit(130)
+            click.echo(f"interrupted ({stopped_by(code)}) before the first epoch ended: nothing to resume", err=True)
+        sys.exit(code)
+    finally:
+        restore_stop_signals(previous)
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))
     click.echo(f"wrote {out_dir / 'emotion.pt'}, metrics.json, history.json, curves.png")
     if install:
         tmp = SHIPPED_CHECKPOINT.with_name(SHIPPED_CHECKPOINT.name + ".tmp")
-        shutil.copyfile(out_dir / "emotion.pt", tmp)
-        os.replace(tmp, SHIPPED_CHECKPOINT)  # never a half-copied shipped model
+        try:
+            with writing(SHIPPED_CHECKPOINT):
+                shutil.copyfile(out_dir / "emotion.pt", tmp)
+                os.replace(tmp, SHIPPED_CHECKPOINT)  # never a half-copied shipped model
+        finally:
+            tmp.unlink(missing_ok=True)
         click.echo(f"installed as {SHIPPED_CHECKPOINT}")
 
 
@@ -167,10 +197,11 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
                   class_bias=ckpt.class_bias if adjust else None)
     text = json.dumps(report)
     if out:
-        from moodstream.shared.files import write_text_atomic
+        from moodstream.shared.files import write_text_atomic, writing
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, json.dumps(report, indent=1))
+        with writing(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out, json.dumps(report, indent=1))
     click.echo(text if as_json else format_report(report))
 
 
@@ -242,12 +273,13 @@ BENCHES = {
 }
 
 
-class BenchGroup(LazyGroup):
-    """SIGTERM and SIGHUP are taken as Ctrl-C is while a benchmark runs (`kill`, a CI job's timeout,
-    `docker stop`): the benchmark unwinds, so the workers and the embedded redis-server that `stream`
-    and `scaling` start are stopped (they were left running), and it ends with one line and the
-    shell's code (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), not click's "Aborted!" and 1. A report is only
-    written when a benchmark completes, whole (:func:`trainer.bench.write_output`)."""
+class StopSignalsGroup(click.Group):
+    """SIGTERM and SIGHUP are taken as Ctrl-C is while a subcommand runs (`kill`, a CI job's timeout,
+    `docker stop`): it unwinds (its ``finally`` blocks run), and it ends with one line and the shell's
+    code (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), not click's "Aborted!" and 1. ``stopped_note`` says
+    what that leaves."""
+
+    stopped_note = "nothing written"
 
     def invoke(self, ctx: click.Context):
         from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
@@ -259,11 +291,19 @@ class BenchGroup(LazyGroup):
         except KeyboardInterrupt as exc:
             hold_stop_signals(previous)  # the message and exit are not cut short by a second signal
             code = exit_code(exc)
-            click.echo(f"moodstream bench {ctx.invoked_subcommand or ''}: stopped ({stopped_by(code)}); "
-                       "no report written", err=True)
+            click.echo(f"moodstream {ctx.info_name} {ctx.invoked_subcommand or ''}: stopped ({stopped_by(code)}); "
+                       f"{self.stopped_note}", err=True)
             ctx.exit(code)
         finally:
             restore_stop_signals(previous)
+
+
+class BenchGroup(StopSignalsGroup, LazyGroup):
+    """A benchmark stopped so unwinds: the workers and the embedded redis-server that `stream` and
+    `scaling` start are stopped (they were left running). A report is only written when a benchmark
+    completes, whole (:func:`trainer.bench.write_output`)."""
+
+    stopped_note = "no report written"
 
 
 @click.group(cls=BenchGroup, lazy_commands=BENCHES)

@@ -10,7 +10,10 @@ Two layouts are understood:
 * Folder per class (``anger/ contempt/ ...``, aliases such as ``happy`` allowed),
   either under ``train/ valid/ test/`` or directly under the root, in which case
   the files are split (seeded, stratified) *before* any augmentation, so
-  augmented copies never cross splits.
+  augmented copies never cross splits. The split's seed is fixed
+  (:data:`FOLDER_SPLIT_SEED`), not the training run's: every run, ``eval`` and
+  ``balance`` hold out the same files. Hidden names (``.ipynb_checkpoints/``,
+  macOS ``._x.png``) are left out, as ``analyze`` leaves them out.
 
 Every problem raises :class:`DataError` naming the file (and line).
 """
@@ -18,6 +21,7 @@ Every problem raises :class:`DataError` naming the file (and line).
 from __future__ import annotations
 
 import csv
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,9 @@ FERPLUS_COLUMNS = ("neutrality", "happiness", "surprise", "sadness", "anger", "d
                    "contempt", "unknown", "NF")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 FOLDER_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+# The folder layout's split: one for every command. It followed `train --seed`, so after `--seed 1`
+# the Test and Valid that `eval` and `balance` read (seed 0) held that run's training images.
+FOLDER_SPLIT_SEED = 0
 
 
 @dataclass
@@ -68,11 +75,11 @@ def data_size(input_size: int) -> int:
     return max(48, int(input_size))
 
 
-def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0, count: int | None = None,
+def load_split(root: str | Path, split: str, size: int = 48, count: int | None = None,
                pick_seed: int = 0) -> Split:
     """Load one split (``train``, ``valid`` or ``test``) of either layout;
     ``count``: only that many of its faces, drawn at random (``pick_seed``), in split order."""
-    paths, votes, labels = _index(root, split, seed)
+    paths, votes, labels = _index(root, split)
     if count is not None and count < len(paths):
         pick = np.sort(np.random.default_rng(pick_seed).choice(len(paths), count, replace=False))
         paths, votes, labels = [paths[i] for i in pick], votes[pick], labels[pick]
@@ -80,20 +87,20 @@ def load_split(root: str | Path, split: str, size: int = 48, seed: int = 0, coun
     return Split(images, votes, labels, [str(p) for p in paths])
 
 
-def load_labels(root: str | Path, split: str, seed: int = 0) -> np.ndarray:
+def load_labels(root: str | Path, split: str) -> np.ndarray:
     """The labels ``(N,)`` of one split, as :func:`load_split` gives them, without decoding any image
     (e.g. to count the Train class prior)."""
-    return _index(root, split, seed)[2]
+    return _index(root, split)[2]
 
 
-def _index(root: str | Path, split: str, seed: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
+def _index(root: str | Path, split: str) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """One split of either layout -> (image paths, vote distributions, labels); no image is read."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(root)
     if detect_layout(root) == "ferplus":
         return _ferplus_index(root / FERPLUS_DIRS[split])
-    paths, labels = _folders_index(root, split, seed)
+    paths, labels = _folders_index(root, split)
     return paths, np.eye(NUM_CLASSES, dtype=np.float32)[labels], labels
 
 
@@ -105,17 +112,19 @@ def parse_ferplus_row(row: list[str], where: str) -> tuple[str, np.ndarray] | No
     if not name:
         raise DataError(f"{where}: empty image name")
     try:
-        counts = np.array([float(v) for v in row[2:]], dtype=np.float32)
+        counts = np.array([float(v) for v in row[2:]], dtype=np.float64)
     except ValueError:
         raise DataError(f"{where}: vote counts must be numbers, got {row[2:]}") from None
+    if not np.isfinite(counts).all() or counts.max() > np.finfo(np.float32).max:  # NaN soft labels: a NaN model
+        raise DataError(f"{where}: vote counts must be finite numbers, got {row[2:]}")
     if (counts < 0).any():
         raise DataError(f"{where}: negative vote count")
     if counts.sum() == 0 or FERPLUS_COLUMNS[int(np.argmax(counts))] in ("unknown", "NF"):
         return None
-    votes = np.zeros(NUM_CLASSES, dtype=np.float32)
+    votes = np.zeros(NUM_CLASSES, dtype=np.float64)
     for column, count in zip(FERPLUS_COLUMNS[:8], counts[:8]):
         votes[INDEX[column]] = count
-    return name, votes / votes.sum()
+    return name, (votes / votes.sum()).astype(np.float32)
 
 
 def _ferplus_index(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -125,7 +134,7 @@ def _ferplus_index(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
         raise DataError(f"{label_file} not found (FER+ layout needs label.csv beside the images)")
     names, votes = [], []
     try:
-        with label_file.open(newline="", encoding="utf-8") as fh:
+        with label_file.open(newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             for lineno, row in enumerate(csv.reader(fh), 1):
                 if not row:
                     continue
@@ -164,7 +173,10 @@ def read_gray(path: Path, size: int) -> np.ndarray:
 
 def _class_dirs(folder: Path) -> dict[int, list[Path]]:
     found: dict[int, list[Path]] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists() and canonical(p.name)):
+        # a dangling link is no folder: the class was left out without a word
+        raise DataError(f"{link}: a link to {os.readlink(link)}, which does not exist")
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = canonical(sub.name)
         if label is None:
             raise DataError(f"{sub}: unknown class folder {sub.name!r}; expected one of "
@@ -181,19 +193,20 @@ def _class_dirs(folder: Path) -> dict[int, list[Path]]:
 def _image_files(folder: Path) -> list[Path]:
     """The image files under ``folder``, sorted. A symlinked subfolder is entered (rglob skipped it,
     and its images, silently); a link back to this folder or above it, or to a folder seen already,
-    is not (a loop, or the same images twice)."""
+    is not (a loop, or the same images twice). Hidden files and folders are left out."""
     return sorted(Path(root) / f for root, files in walk_once(folder, inside=True)
-                  for f in files if Path(f).suffix.lower() in IMAGE_EXTS)
+                  if not any(part.startswith(".") for part in Path(root).relative_to(folder).parts)
+                  for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTS)
 
 
-def _folders_index(root: Path, split: str, seed: int) -> tuple[list[Path], np.ndarray]:
+def _folders_index(root: Path, split: str) -> tuple[list[Path], np.ndarray]:
     """The files of one split of the folder-per-class layout and their labels."""
     if (root / split).is_dir():
         by_class = _class_dirs(root / split)
     elif any((root / s).is_dir() for s in SPLITS):
         raise DataError(f"{root}: has split folders but no {split}/")
     else:
-        by_class = {c: _take_split(files, split, seed + c) for c, files in _class_dirs(root).items()}
+        by_class = {c: _take_split(files, split, FOLDER_SPLIT_SEED + c) for c, files in _class_dirs(root).items()}
     paths = [p for c in sorted(by_class) for p in by_class[c]]
     labels = np.array([c for c in sorted(by_class) for _ in by_class[c]], dtype=np.int64)
     if not paths:

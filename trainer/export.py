@@ -33,6 +33,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,7 +44,10 @@ import torch
 from torch import nn
 
 from moodstream.options import OutputFolder
+from moodstream.trainer.cli import StopSignalsGroup
+from moodstream.shared.files import writing
 from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
+from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.errors import ConfigError, DataError, ModelError
 from moodstream.worker.onnx_session import (EMOTION_FILE, EMOTION_FORMAT, INT8_FILES, MTCNN_FILES, ONNX_DIR,
                                             OPENVINO_DIR)
@@ -327,8 +333,6 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
     with both on 1.96%, at about the same speed (2.0x fp32). Percentile ranges or
     500 images did worse on Valid (-0.17 and -0.23 points against -0.06 for
     min-max on 2,000, all layers quantized)."""
-    import tempfile
-
     import numpy as np
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -360,16 +364,18 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
             return next(self.batches, None)
 
     out = Path(out) if out else Path(out_dir) / OPENVINO_DIR / INT8_FILES[EMOTION_FILE]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with writing(out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folded = Path(tmp) / "folded.onnx"  # fp16 casts folded, shapes inferred: what quantization reads
         quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
         nodes = onnx.load(str(folded)).graph.node
         kept = ([n.name for n in nodes if n.op_type == "Conv"][:1] if "first" in keep_fp32 else []) + \
                ([n.name for n in nodes if n.op_type == "Gemm"] if "dense" in keep_fp32 else [])
-        quantize_static(str(folded), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantized = Path(tmp) / "quantized.onnx"
+        quantize_static(str(folded), str(quantized), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=kept)
-    model = onnx.load(str(out))
+        model = onnx.load(str(quantized))
     store_half(model)  # the fp32 layers' weights, fp16 values in the checkpoint: half the bytes
     del model.metadata_props[:]
     how = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per channel",
@@ -378,24 +384,52 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
     for key, value in {**meta, "quantization": json.dumps(how), "source_sha256": sha256_of(src)}.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "moodstream"
-    onnx.save(model, str(out))
+    staged = out.with_name(f".{out.name}.tmp")  # beside it, then renamed: never half a file where the last was
+    try:
+        with writing(out):
+            onnx.save(model, str(staged))
+            os.replace(staged, out)
+    finally:
+        staged.unlink(missing_ok=True)
     return out
 
 
 def export_all(out_dir: Path, checkpoint_path: Path | None = None) -> list[Path]:
+    """Every file is written into a hidden folder inside ``out_dir`` and moved into place once all
+    are whole: they were written in place, and a full disk midway left the folder (by default the
+    package's own) with a truncated file among the others."""
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(checkpoint_path)  # a bad one fails before any file is written
+    staging = None
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # what --out's check cannot see (/proc, a full or read-only file system)
-        raise ConfigError(f"cannot make the output folder {out_dir}: {exc.strerror or exc}") from None
-    paths = export_mtcnn(out_dir) + [export_emotion(out_dir, checkpoint_path, ckpt)]
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with deferred_stop():  # a stop signal inside mkdtemp: raised once ``staging`` names the folder
+                staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+        except OSError as exc:  # what --out's check cannot see (/proc, a full or read-only file system)
+            raise ConfigError(f"cannot make the output folder {out_dir}: {exc.strerror or exc}") from None
+        with writing(out_dir):
+            staged = export_mtcnn(staging) + [export_emotion(staging, checkpoint_path, ckpt)]
+            paths = []
+            for path in staged:
+                dst = out_dir / path.relative_to(staging)
+                dst.parent.mkdir(exist_ok=True)
+                os.replace(path, dst)
+                paths.append(dst)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     for path in paths:
         log.info("export: wrote %s (%d bytes)", path, path.stat().st_size)
     return paths
 
 
-@click.group()
+class ExportGroup(StopSignalsGroup):
+    # SIGTERM left export onnx's hidden staging folder in --out (the package's folder by default)
+    stopped_note = "the files in --out left as they were"
+
+
+@click.group(cls=ExportGroup)
 def export() -> None:
     """Export the shipped models to other formats."""
 
@@ -410,8 +444,16 @@ def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:
     to ONNX, for the torch-free CPU backend (onnxruntime).
 
     The emotion file records the checkpoint's version and sha256; run this
-    again whenever the shipped checkpoint changes.
+    again whenever the shipped checkpoint changes. Another --checkpoint than
+    the shipped one needs --out (naming the package's folder replaces the
+    shipped files on purpose).
     """
+    ctx = click.get_current_context()
+    if (checkpoint is not None and checkpoint.resolve() != SHIPPED_CHECKPOINT.resolve()
+            and ctx.get_parameter_source("out_dir") is click.core.ParameterSource.DEFAULT):
+        # the torch-free backend then served another model than the shipped emotion.pt (and its int8 file)
+        raise click.UsageError(f"--checkpoint {checkpoint} is not the shipped model: give --out (the default, "
+                               f"{ONNX_DIR}, holds the shipped ONNX files; name it to replace them on purpose)")
     for path in export_all(out_dir, checkpoint):
         click.echo(f"{path}  {path.stat().st_size:,} bytes")
 

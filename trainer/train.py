@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from tqdm import tqdm
 from moodstream.shared.devices import resolve_device
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
-from moodstream.shared.files import write_text_atomic
+from moodstream.shared.files import write_text_atomic, writing
+from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
                                       save_checkpoint, torch_save_atomic)
 from moodstream.trainer.augment import AugmentConfig, augment
@@ -57,6 +59,10 @@ def resolve_amp(amp: bool | None, dev: torch.device) -> bool:
 AUGMENTS = {"paper": AugmentConfig.paper, "full": AugmentConfig, "none": AugmentConfig.none}
 
 
+class Diverged(ConfigError):
+    """The training loss, or the model's answers on Valid, stopped being finite numbers."""
+
+
 @dataclass
 class DeviceData:
     images: torch.Tensor  # (N, 1, S, S) uint8 on the device (S: trainer.data.data_size)
@@ -74,7 +80,7 @@ class DeviceData:
 def load_data(data_dir: str | Path, cfg: TrainConfig) -> dict[str, Split]:
     splits = {}
     for name in ("train", "valid", "test"):
-        splits[name] = load_split(data_dir, name, size=data_size(cfg.model.input_size), seed=cfg.seed)
+        splits[name] = load_split(data_dir, name, size=data_size(cfg.model.input_size))
         if cfg.max_train and name == "train" and len(splits[name]) > cfg.max_train:
             splits[name] = _subset(splits[name], cfg.max_train, cfg.seed)
         if cfg.max_eval and name != "train" and len(splits[name]) > cfg.max_eval:
@@ -113,12 +119,15 @@ def train_one_epoch(ckpt: Checkpoint, data: DeviceData, cfg: TrainConfig, opt: t
                 loss = torch.sum(-data.votes[idx] * F.log_softmax(logits, 1), 1).mean()
             else:
                 loss = F.cross_entropy(logits, data.labels[idx], label_smoothing=cfg.label_smoothing)
+            value = loss.item()
+            if not math.isfinite(value):  # every step after it is NaN: stop here, not at the end of the run
+                raise Diverged(f"the training loss is {value} at image {start} of {n}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            total_loss += loss.item() * len(idx)
+            total_loss += value * len(idx)
             correct += int((logits.argmax(1) == data.labels[idx]).sum())
             seen += len(idx)
             bar.update(len(idx))
@@ -237,6 +246,8 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # what --out's check cannot see (/proc, a full or read-only file system)
         raise ConfigError(f"cannot make the output folder {out}: {exc.strerror or exc}") from None
+    if not resume:  # a fresh run (the command's --overwrite): an earlier run's state is no longer to resume
+        (out / STATE_FILE).unlink(missing_ok=True)
     train = DeviceData.from_split(splits["train"], dev)
     valid = DeviceData.from_split(splits["valid"], dev)
     test = DeviceData.from_split(splits["test"], dev)
@@ -281,28 +292,42 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
         log.info("trainer: resuming %s after epoch %d of %d", out, state["epoch"], cfg.epochs)
     t_start = time.perf_counter() - done_s
     for epoch in range(first_epoch, cfg.epochs + 1):
-        tr = train_one_epoch(ckpt, train, cfg, opt, sched, gen, aug, amp, f"epoch {epoch}/{cfg.epochs}")
-        va = evaluate(ckpt, valid)
+        t_epoch = time.perf_counter()
+        try:
+            tr = train_one_epoch(ckpt, train, cfg, opt, sched, gen, aug, amp, f"epoch {epoch}/{cfg.epochs}")
+            va = evaluate(ckpt, valid)
+            if not math.isfinite(va["loss"]):  # the last step made the weights overflow
+                raise Diverged(f"the Valid loss is {va['loss']} after it")
+        except Diverged as exc:  # it went on to its end, exit 0, and kept a model of inf weights
+            kept = (f"the best epoch so far ({best['epoch']}) is in {out / 'emotion.pt'}" if best["epoch"]
+                    else "no epoch was kept")
+            again = " (with --overwrite, or into another --out)" if best["epoch"] else ""
+            raise Diverged(f"training diverged in epoch {epoch} ({exc}); {kept}. Train again with a lower --lr "
+                           f"than {cfg.lr:g}{again}") from None
+        epoch_s = time.perf_counter() - t_epoch
         history.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
                         "valid_loss": va["loss"], "valid_accuracy": va["accuracy"],
                         "valid_macro_recall": va["macro_recall"], "images_per_s": tr["images_per_s"]})
         log.info("trainer: epoch %d/%d train loss %.4f acc %.4f | valid loss %.4f acc %.4f "
-                 "macro-recall %.4f | %.0f img/s", epoch, cfg.epochs, tr["loss"], tr["accuracy"],
-                 va["loss"], va["accuracy"], va["macro_recall"], tr["images_per_s"])
-        if va["accuracy"] > best["accuracy"]:
-            best = {"accuracy": va["accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            # An interrupted run still leaves its best epoch behind; the final save replaces it.
-            save_checkpoint(out / "emotion.pt", model, cfg.model, mean, std,
-                            meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
-                                  "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
-        write_text_atomic(out / "history.json", json.dumps(history, indent=1))
-        _save_state(state_path, {
-            "epoch": epoch, "recipe": cfg.to_dict(), "data": fingerprint, "model": model.state_dict(), "mean": mean,
-            "std": std,
-            "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
-            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "history": history, "best": best, "train_seconds": time.perf_counter() - t_start})
+                 "macro-recall %.4f | %.0f img/s%s", epoch, cfg.epochs, tr["loss"], tr["accuracy"],
+                 va["loss"], va["accuracy"], va["macro_recall"], tr["images_per_s"],
+                 time_left(epoch_s, cfg.epochs - epoch))
+        with deferred_stop():  # a stop signal waits for the epoch's files: emotion.pt and its state agree
+            if va["accuracy"] > best["accuracy"]:
+                best = {"accuracy": va["accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+                # An interrupted run still leaves its best epoch behind; the final save replaces it.
+                save_checkpoint(out / "emotion.pt", model, cfg.model, mean, std,
+                                meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
+                                      "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
+            with writing(out / "history.json"):
+                write_text_atomic(out / "history.json", json.dumps(history, indent=1))
+            _save_state(state_path, {
+                "epoch": epoch, "recipe": cfg.to_dict(), "data": fingerprint, "model": model.state_dict(), "mean": mean,
+                "std": std,
+                "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                "history": history, "best": best, "train_seconds": time.perf_counter() - t_start})
     train_s = time.perf_counter() - t_start
 
     model.load_state_dict(best["state"])
@@ -334,8 +359,19 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             "device": metrics["device"], "amp_bf16": amp,
             "balance": None if balance is None else balance.summary()}
     save_checkpoint(out / "emotion.pt", model.cpu(), cfg.model, mean, std, meta=meta, class_bias=ckpt.class_bias)
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))
+    with writing(out / "metrics.json"):
+        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))
     state_path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     from moodstream.trainer.curves import plot_curves  # matplotlib only when writing the figure
-    plot_curves(history, out / "curves.png")
+    with writing(out / "curves.png"):
+        plot_curves(history, out / "curves.png")
     return metrics
+
+
+def time_left(epoch_s: float, epochs_left: int) -> str:
+    """`` | 0:04:10 left`` at the last epoch's pace (what a log away from a terminal has for an ETA; the
+    progress bar's is the epoch's), or nothing after the last epoch."""
+    if epochs_left <= 0:
+        return ""
+    s = round(epoch_s * epochs_left)
+    return f" | {s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left"

@@ -165,3 +165,57 @@ def test_a_model_larger_than_48_px_trains_and_evaluates_on_the_images_at_its_siz
         assert np.array_equal(split.images[0], stripes)
     assert data_size(32) == 48 and data_size(48) == 48 and data_size(96) == 96
     assert load_data(tmp_path, TrainConfig())["train"].images.shape[1:] == (48, 48)
+
+
+@pytest.mark.parametrize("vote", ["nan", "inf", "-inf", "1e39"])
+def test_a_vote_count_that_is_not_a_finite_number_names_the_line(vote):
+    """`nan`, `inf` or a count past float32 (1e39) in label.csv passed the checks: the soft labels
+    were NaN, and `train` wrote a model whose weights were all NaN, exit 0."""
+    with pytest.raises(DataError, match="label.csv:7: .*finite"):
+        parse_ferplus_row(row(votes=(vote, 3, 0, 0, 0, 0, 0, 0, 0, 0)), "label.csv:7")
+
+
+def test_a_label_csv_saved_with_a_byte_order_mark_is_read(tmp_path, fixtures_dir):
+    """Excel's "CSV UTF-8" starts the file with U+FEFF: the first image was "not found" under a name
+    holding an invisible character."""
+    split = tmp_path / "FER2013Test"
+    split.mkdir()
+    shutil.copy(next((fixtures_dir / "ferplus" / "FER2013Test").glob("*.png")), split / "t.png")
+    (split / "label.csv").write_bytes('\ufefft.png,"(0, 0, 48, 48)",0,9,0,0,0,0,0,0,1,0\n'.encode())
+    assert load_split(tmp_path, "test").labels.tolist() == [INDEX["happiness"]]
+
+
+def test_hidden_files_and_folders_are_left_out_as_analyze_leaves_them_out(tmp_path):
+    """A Jupyter `.ipynb_checkpoints/` beside the class folders was an "unknown class folder", and a
+    macOS `._0.png` (AppleDouble metadata, copied with the dataset) "not a readable image": the run
+    refused. `analyze` and the expander skip hidden names; the trainer now does too."""
+    make_folder_dataset(tmp_path, {"happy": 10, "sad": 10})
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "happy" / "._0.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (tmp_path / "sad" / ".thumbs").mkdir()
+    (tmp_path / "sad" / ".thumbs" / "0.png").write_bytes(b"not an image")
+    splits = {s: load_split(tmp_path, s) for s in ("train", "valid", "test")}
+    assert sum(len(s) for s in splits.values()) == 20
+    assert not any("/." in p for s in splits.values() for p in s.paths)
+
+
+def test_the_folder_split_is_the_same_whatever_the_training_seed(tmp_path):
+    """The folder layout's 80/10/10 split followed `train --seed`, while `eval` and `balance` split
+    with seed 0: after `train --seed 1`, all 4 of Valid and all 4 of Test here were training images."""
+    from moodstream.trainer.presets import TrainConfig
+    from moodstream.trainer.train import load_data
+
+    make_folder_dataset(tmp_path, {"happy": 20, "sad": 20})
+    trained = set(load_data(tmp_path, TrainConfig(seed=1))["train"].paths)
+    for split in ("valid", "test"):
+        held_out = set(load_split(tmp_path, split).paths)
+        assert held_out and not held_out & trained, split
+
+
+def test_a_class_folder_that_is_a_broken_link_is_named(tmp_path):
+    """`fear -> /mnt/old-disk/fear` after the disk was unmounted: the class was left out without a
+    word (a dangling link is no folder), and the model trained on the other emotions."""
+    make_folder_dataset(tmp_path, {"happy": 10, "sad": 10})
+    (tmp_path / "fear").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(DataError, match="fear: a link to .*gone.*which does not exist"):
+        load_split(tmp_path, "train")
