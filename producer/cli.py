@@ -35,7 +35,7 @@ def _settings(**flags) -> Settings:
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Videos: keep every Nth frame.")
+              help="Videos, cameras and stream URLs: keep every Nth frame (--fps, where given, decides instead).")
 @click.option("--fps", type=FiniteRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
 @setting_option("encoding", "--encode")  # --encode: the flag's first name

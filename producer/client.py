@@ -278,7 +278,8 @@ class Producer:
                 continue
             from moodstream.producer.live import LiveConfig, LiveSource
 
-            source = LiveSource(spec, LiveConfig.from_settings(self.settings, max_fps=fps), stop=self.stop)
+            source = LiveSource(spec, LiveConfig.from_settings(self.settings, max_fps=fps, every_n=every_n),
+                                stop=self.stop)
             for k, item in enumerate(source.frames()):
                 if max_frames is not None and k >= max_frames:
                     source.stop()

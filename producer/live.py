@@ -5,12 +5,17 @@ source until it is stopped:
 
 * **frame-rate cap** (``max_fps``): frames are read as the source sends them
   (a camera or stream must be drained, or its buffer goes stale) and only
-  those at least ``1 / max_fps`` after the last kept one are yielded;
+  those at least ``1 / max_fps`` after the last kept one are yielded; without it, ``every_n``
+  keeps every n-th frame read (its index a multiple of n), as ``analyze`` samples a video;
 * **finite sources end**: a source that declares its length (an mp4 or an HLS
   VOD over http, where FFmpeg knows the frame count) is read once, and the
-  iterator ends with it; one that gave no frame at all ends with an error item.
-  Its frames are timed (index / its rate) and rate-capped by the video's time, as
-  ``analyze`` reads the same file: read as fast as it decodes, the clock squashed it;
+  iterator ends with it; one that gave no frame at all ends with an error item, and so
+  does one cut short (the download ended or stalled well before the length it announced:
+  ``analyze``'s "truncated"), after its frames. Its frames are timed by their own times (a
+  phone's variable frame rate; else index / its rate) and rate-capped by them, as ``analyze``
+  reads the same file (:class:`shared.media.FrameTimes`): read as fast as it decodes, the clock
+  squashed it. One that follows a live stream's frames (a URL that came back as a file) starts
+  at the clock's time of its opening, so the source's time never goes back;
 * **reconnect** (live sources only): when the source cannot be opened or stops
   sending, it is reopened after a wait that doubles from ``backoff_base_s`` up
   to ``backoff_cap_s``, with jitter (each wait is 50-100% of that), so a flock
@@ -54,8 +59,8 @@ import cv2
 
 from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, until, why_unopened
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (FrameItem, RateCap, decode_stored, is_camera_index, plausible_fps, source_name,
-                                     to_rgb8)
+from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, cut_short, decode_stored, is_camera_index,
+                                     is_finite_stream, source_name, to_rgb8)
 from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
 from moodstream.shared.shots import ShotCounter
 
@@ -65,6 +70,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LiveConfig:
     max_fps: float | None = None  # keep at most this many frames per second; None: every frame
+    every_n: int = 1  # without max_fps: keep the frames whose index is a multiple of this (`--every`)
     max_reconnects: int | None = 10  # failures in a row (with backoff) before giving up; None: never
     backoff_base_s: float = 0.5  # first wait before reconnecting; doubles per failure in a row
     backoff_cap_s: float = 30.0  # longest wait between attempts (before jitter)
@@ -80,16 +86,13 @@ class LiveConfig:
                    max_pixels=settings.max_pixels, **kw)
 
 
-MAX_FINITE_FRAMES = 1e9  # FFmpeg's frame count of a live stream is 0, negative or absurd
-
-
 def is_finite(cap: object) -> bool:
     """Whether an opened capture declares its length (a file-like source, read once)."""
     try:
         n = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # type: ignore[attr-defined]
     except (AttributeError, cv2.error, TypeError, ValueError):
         return False
-    return 0 < n < MAX_FINITE_FRAMES
+    return is_finite_stream(n)
 
 
 def open_live(spec: str, config: LiveConfig) -> cv2.VideoCapture | None:
@@ -196,10 +199,13 @@ class LiveSource:
                     continue
                 why = None
                 self.finite = is_finite(cap)
-                # a file's frames are timed and kept by the video's time (read as fast as they decode,
+                # a file's frames are timed and kept by the video's own times (read as fast as they decode,
                 # the clock would squash it), as `analyze` reads the file; a live stream's by the clock
-                file_fps = plausible_fps(cap.get(cv2.CAP_PROP_FPS)) if self.finite else 0.0
+                times = FrameTimes(cap.get(cv2.CAP_PROP_FPS), timed=True) if self.finite else None
+                announced = float(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.finite else 0.0
                 file_rate = RateCap(cfg.max_fps) if self.finite and cfg.max_fps else None
+                # after a live stream's frames (the URL came back as a file): on from the clock, never back
+                file_from = self.clock() - started if self.finite and self.read else 0.0
                 if down_since is not None and self.read:
                     self.reconnects += 1
                     log.info("live: %s is back after %.1f s (%d attempt%s)", name, self.clock() - down_since, failed,
@@ -223,7 +229,9 @@ class LiveSource:
                         ok, bgr = reads.result()
                         if not ok or bgr is None:
                             break
-                        now = got / file_fps if self.finite else self.clock() - started
+                        # (no read in flight: the next starts at the loop's top)
+                        file_t = times.next(cap) if times is not None else 0.0
+                        now = file_from + file_t if times is not None else self.clock() - started
                         index = self.read
                         self.read += 1
                         got += 1
@@ -232,9 +240,11 @@ class LiveSource:
                             held.shot, kept = shot, held
                             held = None
                             yield kept
-                        if file_rate is not None and not file_rate.keep(now):
+                        if file_rate is not None and not file_rate.keep(file_t):
                             continue
                         if not self.finite and last_kept is not None and now - last_kept < min_gap_s - 1e-6:
+                            continue
+                        if not cfg.max_fps and index % cfg.every_n:  # analyze's rule: --fps, else --every
                             continue
                         last_kept = now
                         self.kept += 1
@@ -249,8 +259,12 @@ class LiveSource:
                 if self.stopping():
                     break
                 if self.finite:  # a file over the network: read once, never re-read
+                    short = cut_short(got, times.t, announced, times.rate) if got else None
                     if got == 0:
                         yield FrameItem(name, self.read, error=BadInputError("unreadable", "no decodable video frames"))
+                    elif short:  # the download ended or stalled: what was read was given, the cut is said
+                        log.warning("live: %s: %s", name, short)
+                        yield FrameItem(name, self.read, error=BadInputError("truncated", short))
                     else:
                         log.info("live: %s ended after %d frames (a finite source: not reopened)", name, got)
                     return

@@ -31,8 +31,13 @@ second (:class:`ExpanderWorker`): it goes back to the front of its queue with
 expander sends the rest (files and finite URLs skip what was sent; frame job
 ids stay ``<rq job id>-<n>``). A second signal kills it at once (rq's cold
 shutdown); rq then fails the job as abandoned, as it does a job whose expander
-was killed; requeued (``rq requeue``), it resumes from the count it saves every
-50 frames (``meta["sent"]``), the frames after it sent again under their ids.
+was killed; requeued (``rq requeue``), it resumes from the count it saves as it
+starts and every 50 frames (``meta["sent"]``): a file's or finite URL's frames after
+it sent again under their ids, a live source's new frames numbered past the 50
+(never under an id the killed run can have used). A job that failed (a stream
+gone for good, a refused redirect) saves the count it failed at, to resume there
+once requeued. A saved count that is no count (meta is any Redis writer's) fails
+the job in one line.
 
 Sources are named without credentials everywhere (:func:`shared.media.source_name`):
 the description, the result, the log and, once the job has ended, its stored arguments.
@@ -66,6 +71,7 @@ log = logging.getLogger(__name__)
 _FORWARDED = ("prefix", "stream_maxlen", "lag_limit", "backpressure")
 EXPAND = "moodstream.producer.rq_jobs.expand_source"  # the one callable an expander runs
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
+SAVE_EVERY = 50  # frames between two saves of a job's count (meta["sent"]), where a killed job resumes
 STOP_SIGNAL = signal.SIGUSR1  # the expander tells its work horse to stop (rq's own horse signals: SIGALRM, SIGRTMIN)
 
 # the expander's own settings, set by run_expander before it forks job processes
@@ -274,11 +280,9 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     """Send the frames; stop at the job caps or on a shutdown request (:class:`Stopping`)."""
     name = source_name(spec)
     count = ByteCount(cfg.job_max_bytes)
-    # frames an earlier run of this job sent: its count at a SIGTERM, or the last it saved (every 50 frames)
-    # where it was killed and the abandoned job requeued; frames from there on go again under their ids
-    # (the track stage takes a second answer to a job for one)
-    resume_at = max(int(job.meta.get("resume_at", 0) or 0), int(job.meta.get("sent", 0) or 0))
+    resume_at, live_from = _resume_points(job.meta)
     n, first, last, stopped = 0, None, None, None
+    start: int | None = None  # the count this run starts from, saved with its first item
     signal.signal(STOP_SIGNAL, _stop_now)
     try:
         if _stop_pending:
@@ -287,6 +291,8 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
             for item in items:
                 if (guard is not None and guard.refused) or count.exceeded:
                     break
+                if start is None:  # this run's start is a save (a URL is open now: finite or not is known)
+                    start = _start_count(job, resume_at if live is None or live.finite else live_from)
                 if item.error is None:
                     if live is not None and max_frames is not None and n >= max_frames:
                         break
@@ -296,14 +302,15 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                     if n >= cfg.job_max_frames:
                         stopped = f"job_max_frames ({cfg.job_max_frames}) reached"
                         break
-                    n = max(n, resume_at)  # a live source goes on numbering where it stopped
+                    if live is not None and not live.finite:  # goes on numbering, never under an id it used
+                        n = max(n, live_from)
                 ref = producer.submit_item(item, job_id=f"{job.id}-{n:06d}")
                 if ref is not None:
                     if not getattr(ref, "dropped", False):  # backpressure="drop" may not send it
                         first = first or ref.job_id
                         last = ref.job_id
                     n += 1
-                    if n % 50 == 0:
+                    if n % SAVE_EVERY == 0:
                         job.meta["sent"] = n
                         job.save_meta()
                 elif live is not None:  # a URL that failed for good fails the job
@@ -311,10 +318,16 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
             if guard is not None and guard.refused:  # a redirect or playlist entry off the allow-list
                 raise BadInputError("unsupported", f"{name}: refused a request to {guard.refused[0]} (not on the "
                                                    f"expander's allowed_url_hosts) after {n} frames")
-    except Stopping:
-        job.meta.update(resume_at=n, sent=n)
-        job.save_meta()
+    except Stopping:  # (before its first frame, what earlier runs saved stays as it is)
+        n = _save_count(job, max(n, start)) if start is not None else resume_at
         raise Stopping(f"expander stopping: {n} frames of {name} sent, requeued to resume") from None
+    except Exception:  # a failed job keeps its count too: requeued (`rq requeue`), it resumes there
+        try:
+            if start is not None:
+                _save_count(job, max(n, start))
+        except redis.RedisError as exc:  # (Redis gone: the count of the last save stays)
+            log.warning("rq job %s: cannot save its count (%d frames sent): %s", job.id, n, exc)
+        raise
     finally:
         signal.signal(STOP_SIGNAL, signal.SIG_IGN)
     if stopped is None and count.exceeded:
@@ -328,6 +341,40 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     return {"source": name, "frames": stats.sent, "first_job_id": first, "last_job_id": last,
             "dropped": stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs], "stopped": stopped,
             "resumed_at": resume_at or None}
+
+
+def _resume_points(meta: dict) -> tuple[int, int]:
+    """(frames a file or finite URL skips, the first frame job number of a live source) for a job
+    whose earlier runs left ``meta``: ``resume_at``, the exact count a run stopped (SIGTERM) or failed
+    at; else ``sent``, saved at a run's start and every ``SAVE_EVERY`` frames, from where a killed
+    run's frames go again under their ids (the track stage takes a second answer for one), and past
+    which a live source numbers its new frames (the killed run's own ids are not reused for other
+    pictures). ``meta`` is any Redis writer's: a count that is no count is BadInputError."""
+    def count(key: str) -> int | None:
+        value = meta.get(key)
+        if value is not None and (type(value) is not int or value < 0):
+            raise BadInputError("bad_field", f"the job's meta {key} must be a count of frames (an integer >= 0), "
+                                             f"got {str(value)[:60]!r}: fix or delete it, and requeue the job")
+        return value
+    exact, saved = count("resume_at"), count("sent")
+    if exact is not None:
+        return max(exact, saved or 0), max(exact, saved or 0)
+    return saved or 0, 0 if saved is None else saved + SAVE_EVERY
+
+
+def _start_count(job: Job, n: int) -> int:
+    """A run's first save: killed before its next one, the job resumes past what it can have sent."""
+    job.meta.pop("resume_at", None)
+    job.meta["sent"] = n
+    job.save_meta()
+    return n
+
+
+def _save_count(job: Job, n: int) -> int:
+    """The exact count a run ends with (stopped or failed): where the job resumes."""
+    job.meta.update(resume_at=n, sent=n)
+    job.save_meta()
+    return n
 
 
 def _note_stop(signum, frame) -> None:
@@ -351,7 +398,7 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
     from moodstream.producer.live import LiveConfig, LiveSource
     from moodstream.producer.url_guard import UrlGuard
 
-    source = LiveSource(spec, LiveConfig.from_settings(cfg, max_fps=fps))
+    source = LiveSource(spec, LiveConfig.from_settings(cfg, max_fps=fps, every_n=every_n))
     if urlsplit(spec).scheme.lower() not in ("http", "https"):  # rtsp: FFmpeg's RTSP client takes no proxy
         yield source.frames(), source, None
         return

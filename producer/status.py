@@ -199,6 +199,9 @@ def dead_letter_reasons(client: redis.Redis, keys: Keys, limit: int = DEAD_COUNT
     return out
 
 
+MAX_TIME_MS = 253402300800000  # 10000-01-01: a since_ms past it is no time (time_t overflows further on)
+
+
 def track_stats(client: redis.Redis, keys: Keys) -> dict | None:
     """{"late", "late_after_run_ended", "since_ms"} from ``<prefix>:track:stats``: the results every track
     stage of the deployment published untracked because they came late, and of them those whose run's
@@ -206,17 +209,18 @@ def track_stats(client: redis.Redis, keys: Keys) -> dict | None:
     there is none (or the key cannot be read: another type, a user without HGETALL there)."""
     try:
         raw = client.hgetall(keys.track_stats)
-    except redis.ResponseError as exc:
-        if is_fatal(exc):
+    except redis.ResponseError as exc:  # a user whose keys it is not (the dashboard's) reads all the rest
+        if is_fatal(exc) and not isinstance(exc, redis.exceptions.NoPermissionError):
             raise
         log.debug("status: cannot read %s: %s", keys.track_stats, exc)
         return None
-    stats = {as_str(k): _int(as_str(v)) for k, v in raw.items()}
+    stats = {as_str(k): _int(as_str(v)) for k, v in raw.items()}  # any writer's: none is trusted to be a count
     late = stats.get("late") or 0
     if late <= 0:
         return None
-    return {"late": late, "late_after_run_ended": max(0, stats.get("late_after_run_ended") or 0),
-            "since_ms": stats.get("since_ms")}
+    since = stats.get("since_ms")
+    return {"late": late, "late_after_run_ended": min(late, max(0, stats.get("late_after_run_ended") or 0)),
+            "since_ms": since if since is not None and 0 < since < MAX_TIME_MS else None}
 
 
 def redis_info(client: redis.Redis) -> dict:
@@ -344,7 +348,7 @@ def status(as_json, watch, window_s, redis_url, prefix):
     because they came late, and of them those whose run's summary was out
     (in no summary), once it counted any (<prefix>:track:stats). A
     refused password is one line and exit 1 at once; a Redis that refuses
-    connections is waited for up to 10 s (said at once on stderr), then one
+    connections is waited for up to MOODSTREAM_REDIS_WAIT_S (10 s; said at once on stderr), then one
     line and exit 1; --watch keeps waiting for a Redis that went away.
     """
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)

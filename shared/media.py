@@ -576,12 +576,45 @@ def spool(head: bytes, rest, tmp) -> None:
 
 OPENCV_OPEN_TIMEOUT_S = 30.0  # OpenCV's own open timeout for FFmpeg (LIBAVFORMAT_INTERRUPT_OPEN_DEFAULT_TIMEOUT_MS)
 MIN_TIMED_FPS = 0.05  # a file's own frame times are taken down to this nominal rate
+MAX_FINITE_FRAMES = 1e9  # FFmpeg's frame count of a live stream is 0, negative or absurd
 
 
 def plausible_fps(native: float | None) -> float:
     """A video's frame rate as its header gives it, or 30 where that is no rate a video has
     (0, NaN, 0.001 or 1e9 frames/s: its frames were 1000 s apart, its annotated copy unwritable)."""
     return native if native is not None and 1.0 <= native <= 1000.0 else 30.0
+
+
+class FrameTimes:
+    """A video's frame times, one frame after the other, as ``analyze`` gives a file's: its frames' own
+    (a phone's variable frame rate) where ``timed`` and its reader gives them, else index / its rate
+    (:func:`plausible_fps`); a frame whose time does not increase (a muxer's glitch) is put 1 / rate
+    after the one before, the frames after it keep theirs. What :func:`iter_video` and a finite source
+    over a URL (:class:`producer.live.LiveSource`) time frames by."""
+
+    def __init__(self, reported_fps: float, timed: bool):
+        self.rate = plausible_fps(reported_fps)
+        # a rate down to a frame every 20 s is a slide show's; NaN, 0.001 or 1e9 frames/s: no times worth having
+        self.timed = timed and MIN_TIMED_FPS <= reported_fps <= 1000
+        self.index, self.t = 0, -1.0
+
+    def next(self, cap: cv2.VideoCapture) -> float:
+        """The time of the frame ``cap`` has just read (asked between reads, never during one)."""
+        if self.timed:
+            pos = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
+            self.timed = math.isfinite(pos) and pos >= 0  # a reader that gives none worth having: never again
+        if self.timed:
+            self.t = pos if self.index == 0 or pos > self.t else self.t + 1 / self.rate
+        else:
+            self.t = max(self.index / self.rate, self.t + 1 / self.rate)
+        self.index += 1
+        return self.t
+
+
+def is_finite_stream(announced: float) -> bool:
+    """Whether a URL's capture announcing ``announced`` frames is a file over the network (an mp4 or an
+    HLS VOD: read once, timed by its own times); a live stream's count is 0, negative or absurd."""
+    return 0 < announced < MAX_FINITE_FRAMES
 
 
 class RateCap:
@@ -657,16 +690,15 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     reported_fps = cap.get(cv2.CAP_PROP_FPS)
     native_fps = plausible_fps(reported_fps)
     announced = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    # a file's frames carry their times (a phone's variable frame rate); a camera's or a live
-    # stream's reader gives none worth having (0, or its clock): there, in a file whose reader gives
-    # a time that is no time (NaN, negative) and in one whose header gives no rate a video has, a
-    # frame's time is its index over the nominal rate; a frame whose time does not increase is put
-    # 1 / rate after the one before (all of them, where a reader gives 0 for every frame)
+    # a file's frames carry their times (a phone's variable frame rate), also over a URL (it announces
+    # its length); a camera's or a live stream's reader gives none worth having (0, or its clock): there,
+    # in a file whose reader gives a time that is no time (NaN, negative) and in one whose header gives
+    # no rate a video has, a frame's time is its index over the nominal rate (FrameTimes)
     # (a regular file with or without a length: a browser's MediaRecorder WebM announces none;
-    # not a device such as /dev/video0, whose reader's times are its clock; a rate down to a frame
-    # every 20 s is a slide show's, 0.001 frames/s is no video's)
-    timed = MIN_TIMED_FPS <= reported_fps <= 1000 and not is_stream_spec(spec) and \
-        (announced > 0 or os.path.isfile(spec))
+    # not a device such as /dev/video0, whose reader's times are its clock)
+    finite_stream = is_stream_spec(spec) and is_finite_stream(announced)
+    times = FrameTimes(reported_fps, timed=finite_stream or (not is_stream_spec(spec) and (
+        announced > 0 or os.path.isfile(spec))))
     emitted, index, t = 0, 0, -1.0
     cap_rate = RateCap(fps) if fps else None
     rate = min(fps, native_fps) if fps else native_fps / max(1, every_n)  # from this reader: stdin and URLs too
@@ -676,8 +708,8 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     frames_of = FrameReader(cap, spec, name, lambda data: decode_stored(data, max_pixels or MAX_PIXELS_CEILING))
     reads = None if reader is None else Reads(reader, cap, frames_of.read, name)
     # a live stream's frames are timed by the clock (its reader gives no time, FFmpeg calls every MJPEG
-    # stream 25 fps); a file over a URL, which announces its length, by its rate
-    clock_from = None if reads is None or 0 < announced < 1e9 else time.monotonic()
+    # stream 25 fps); a file over a URL, which announces its length, by its own times, as the file's
+    clock_from = None if reads is None or finite_stream else time.monotonic()
     try:
         while max_frames is None or emitted < max_frames or held is not None:
             if reads is None:
@@ -708,16 +740,11 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                     if short:
                         yield FrameItem(name, index, error=BadInputError("truncated", short))
                 break
-            if timed:
-                pos = (cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
-                timed = math.isfinite(pos) and pos >= 0  # a reader that gives none worth having: never again
-            if timed:  # a time that does not increase (a muxer's glitch) costs that frame only: just after the last
-                t = pos if index == 0 or pos > t else t + 1 / native_fps
-            elif clock_from is not None:
+            if clock_from is not None:
                 clock_from = clock_from if index else time.monotonic()
                 t = time.monotonic() - clock_from
-            else:
-                t = max(index / native_fps, t + 1 / native_fps)
+            else:  # (no read in flight: the next starts at the loop's top)
+                t = times.next(cap)
             if (max_frames is None or emitted < max_frames) and \
                     (cap_rate.keep(t) if cap_rate else index % max(1, every_n) == 0):
                 held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)

@@ -150,14 +150,16 @@ def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float =
             # a long script runs, and it ends (shared.retry.is_busy; that module builds on this one)
             if isinstance(exc, redis.ResponseError) and not str(exc).startswith("BUSY "):
                 raise ConfigError(f"Redis at {redact(redis_url)} answered: {exc}") from None
-            delay = backoff.next_delay_s()  # once a retry (twice skipped every other step)
-            if time.monotonic() + delay > deadline:
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:  # (wait_s 0: the one try)
                 raise ConfigError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from None
             if notice is not None and not told:
                 told = True
                 notice(f"waiting up to {wait_s:g} s for Redis at {redact(redis_url)} ({_why(exc)})")
             log.info("waiting for Redis at %s: %s", redact(redis_url), exc)
-            time.sleep(delay)
+            # the last try at the deadline: a backoff that would end past it is cut to it (it gave up a
+            # second early, and a Redis up in that second was never asked)
+            time.sleep(min(backoff.next_delay_s(), left_s))
 
 
 def _why(exc: BaseException) -> str:

@@ -125,3 +125,61 @@ def test_a_killed_expanders_job_requeued_resumes_where_its_count_was(redis_url, 
     measure("expander_killed_requeued", first=len(first), second=len(second))
     assert done.get_status() == JobStatus.FINISHED and done.return_value()["resumed_at"] == 50
     assert min(second) == 50 and set(first) | set(second) == set(range(60)), (min(second), len(second))
+
+
+def test_a_live_job_resumed_from_its_saved_count_numbers_no_frame_twice(redis_url, client):
+    """A live URL job killed between two saves (``meta["sent"]`` 50: it had sent 50 to 99 frames)
+    and requeued went on numbering from 50: frame job ids up to 49 of them had carried went to new
+    frames (other pictures, other frame numbers), which `moodstream results` took for second answers
+    and did not print. It numbers from past any id the killed run can have used (50 + the 50
+    between saves); a stopped job's exact count (``resume_at``) is taken as before."""
+    from tests.support.expanderkit import Site, mjpeg
+
+    site = Site({"/live.mjpg": mjpeg(None, gap_s=0.005)})
+    try:
+        j = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{site.port}/live.mjpg", max_frames=110)
+        j.meta["sent"] = 50  # what a job killed after its 50th frame, before its 100th, leaves
+        j.save_meta()
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60)
+    finally:
+        site.close()
+    ids = _frame_ids(client)
+    assert rc == 0, err[-1500:]
+    assert ids == list(range(100, 110)), ids
+
+
+def test_a_live_job_that_failed_saves_its_count_for_a_requeue(redis_url, client):
+    """A live URL job that fails (its stream gone for good after 60 frames) saved its count every 50
+    frames only: requeued, it resumed at 50. It saves the count it failed at, as a stopped job does."""
+    from tests.support.expanderkit import Site, mjpeg
+
+    site = Site({"/live.mjpg": mjpeg(60, gap_s=0.002)})
+    try:
+        j = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{site.port}/live.mjpg")
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60,
+                            MOODSTREAM_LIVE_MAX_RECONNECTS="0")
+    finally:
+        site.close()
+    failed = job(client, j.id)
+    assert rc == 1 and failed.get_status() == JobStatus.FAILED, err[-1500:]
+    assert len(_frame_ids(client)) == 60
+    assert (failed.meta.get("resume_at"), failed.meta.get("sent")) == (60, 60), failed.meta
+
+
+def test_a_job_whose_saved_count_is_no_count_fails_in_one_line(redis_url, client, tmp_path):
+    """``meta`` is any Redis writer's: a count of "abc" or [1] failed the job with a ValueError /
+    TypeError traceback in the expander's log; True was taken for 1. It fails with one line that
+    says what is wrong, and sends nothing."""
+    (tmp_path / "clip.mp4").write_bytes(LONG_CLIP.read_bytes())
+    jobs = []
+    for bad in ("abc", [1], True, -3):
+        j = enqueue_source(settings(redis_url), client, "clip.mp4")
+        j.meta["sent"] = bad
+        j.save_meta()
+        jobs.append(j)
+    rc, err = run_burst(redis_url, "--media-root", str(tmp_path), timeout_s=60)
+    assert rc == 1 and "4 job(s) failed" in err, err[-1500:]
+    assert "Traceback" not in err and client.llen(Keys("t").intake) == 0, err[-1500:]
+    for j in jobs:
+        assert job(client, j.id).get_status() == JobStatus.FAILED
+    assert err.count("meta sent must be a count of frames") >= 4, err[-1500:]

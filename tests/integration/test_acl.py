@@ -563,3 +563,25 @@ def test_a_producer_on_the_rules_of_before_fails_in_one_line(acl_server, tmp_pat
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "moodstream-producer.rules" in lines[0], out.stderr
     assert pw["moodstream-producer"] not in out.stderr
+
+
+def test_status_as_the_dashboard_user_leaves_out_only_the_track_stats(acl_server):
+    """moodstream-dashboard reads the fleet's figures as `moodstream status` takes them, and status
+    ran as it. <prefix>:track:stats, which status reads since, is not among its keys: status
+    ended at once with "refused us: this user has no permissions ...", exit 1, nothing shown.
+    It shows the rest now, without the track stage's line (as for a key of another type)."""
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    with _client(port, pw, "default") as admin:
+        admin.hset(keys.track_stats, mapping={"late": 2, "late_after_run_ended": 1})
+    ran = CliRunner().invoke(cli, ["status", "--redis-url", _url(port, pw, "moodstream-dashboard"),
+                                   "--prefix", PREFIX])
+    assert ran.exit_code == 0, ran.output
+    assert "workers: " in ran.output and "dead letters: 0" in ran.output and "track stage" not in ran.output
+    # (its EVAL of the frames/s count is refused too, as before: status counts without it)
+    assert {d.split(" (")[0] for d in _denials(port, pw)} <= {f"moodstream-dashboard: {keys.track_stats}",
+                                                              "moodstream-dashboard: eval"}

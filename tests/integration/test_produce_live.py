@@ -141,3 +141,27 @@ def test_ctrl_c_while_produce_waits_for_workers(redis_url, client, keys):
     frames = [json.loads(line)["frame"] for line in out.lines]
     assert frames == list(range(len(frames))) and len(frames) >= 5  # 4 sent, the one in hand, the held one
     assert client.llen(keys.intake) == len(frames) and f"produced {len(frames)} jobs" in text
+
+
+def test_every_nth_frame_of_a_url_is_what_analyze_keeps(redis_url, client, keys):
+    """`produce URL --every 3` (and an expander's URL job with every_n 3) sent every frame, of a
+    file on a web server as of a camera's stream: `--every` reached files only, where `analyze
+    URL --every 3` keeps frames 0, 3, 6, 9 of either."""
+    from tests.support.expanderkit import CLIP, Site, body
+
+    from moodstream.shared.media import iter_video
+
+    site = Site({"/clip.mp4": body(CLIP.read_bytes())})
+    server = serve(0)
+    clip, stream = f"http://127.0.0.1:{site.port}/clip.mp4", url(server)
+    try:
+        want = [f.frame for f in iter_video(clip, every_n=3)]
+        settings = Settings.from_env({}, redis_url=redis_url, prefix=keys.prefix)
+        sent = [r.frame for r in Producer(settings, notice=lambda m: None).produce([clip], every_n=3)]
+        live = [r.frame for r in Producer(settings, notice=lambda m: None).produce([stream], every_n=3,
+                                                                                   max_frames=4)]
+    finally:
+        site.close()
+        server.shutdown()
+    assert want == [0, 3, 6, 9]
+    assert sent == want and live == want, (sent, live)

@@ -24,7 +24,7 @@ INTERACTIVE = {
     "tracks": (["tracks"], 10),
     "dashboard": (["dashboard"], 10),
     "up": (["up", str(REPO / "samples" / "street.jpg"), "--no-dashboard"], 10),  # MOODSTREAM_REDIS_URL names it
-    "bench stream": (["bench", "stream", "--video", CLIP, "--no-spawn"], 5),
+    "bench stream": (["bench", "stream", "--video", CLIP, "--no-spawn"], 10),
 }
 
 
@@ -61,7 +61,8 @@ def test_a_wrong_password_says_no_wait():
     assert proc.returncode == 1 and len(err.splitlines()) == 1 and "waiting" not in err, err
 
 
-@pytest.mark.parametrize("command", [["status"], ["worker", "--device", "cpu"], ["track"]])
+@pytest.mark.parametrize("command", [["status"], ["worker", "--device", "cpu"], ["track"],
+                                     ["bench", "stream", "--video", CLIP, "--no-spawn"]])
 def test_how_long_a_command_waits_for_redis_is_a_setting(command, monkeypatch):
     """The wait was 10 s, whatever the deployment: a pod whose Redis starts later exited and was
     restarted in a loop, a script that wants to fail fast waited 10 s. MOODSTREAM_REDIS_WAIT_S sets it,
@@ -79,5 +80,22 @@ def test_how_long_a_command_waits_for_redis_is_a_setting(command, monkeypatch):
     took = time.monotonic() - began
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert f"Error: cannot reach Redis at {url}: " in res.stderr and took < 5, (took, res.stderr)
-    if command == ["status"]:
+    if command[0] in ("status", "bench"):  # bench stream waited 5 s whatever the setting
         assert f"waiting up to 0.5 s for Redis at {url}" in res.stderr
+
+
+def test_a_command_waits_the_whole_wait_for_redis():
+    """A wait of 2 s gave up after 1.2-1.5 s: the last retry's backoff would have ended past the
+    deadline, so none was made, and a Redis up at 1.8 s was never asked. The last try is now at the
+    deadline (the wait's sleep cut to it)."""
+    import time
+
+    from moodstream.shared.errors import ConfigError
+    from moodstream.shared.transport import check_connection, connect
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    began = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot reach Redis"):
+        check_connection(connect(url), url, wait_s=2.0)
+    took = time.monotonic() - began
+    assert 2.0 <= took < 3.0, took

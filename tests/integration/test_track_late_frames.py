@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from tests.support.streamkit import settings_for
 
+from moodstream.cli import cli
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.wire import FIELD, decode_result, encode_result
@@ -185,3 +186,21 @@ def test_up_summary_has_each_run_s_late_frames_and_says_them(redis_url, client, 
     assert [(v["source"], v["frames"], v["late_frames"]) for v in videos] == [("cam", 2, 1)]
     assert "1 late frame not tracked (over reorder_wait_ms)" in capsys.readouterr().err
     assert not client.exists(keys.track_stats)
+
+
+@pytest.mark.parametrize("since_ms", ["99999999999999999999", "-5", "abc"])
+def test_status_shows_a_stats_hash_written_by_anyone(redis_url, client, keys, since_ms):
+    """<prefix>:track:stats is any Redis writer's (a stage whose clock is far off, a hand's HSET):
+    a ``since_ms`` past what the platform's time_t holds ended `moodstream status` (and --watch)
+    in an OverflowError traceback; a negative one said 'since 1969-12-31'; more late results
+    after their run's summary than late results in all were said as such. The count is shown,
+    without a time that is none, and its part never over the whole."""
+    client.hset(keys.track_stats, mapping={"late": 3, "late_after_run_ended": 7, "since_ms": since_ms})
+    env = {"MOODSTREAM_REDIS_URL": redis_url, "MOODSTREAM_PREFIX": keys.prefix}
+    text = CliRunner().invoke(cli, ["status"], env=env)
+    as_json = CliRunner().invoke(cli, ["status", "--json"], env=env)
+    assert text.exit_code == 0 and as_json.exit_code == 0, (text.output, as_json.output)
+    line = next(x for x in text.output.splitlines() if x.startswith("track stage:"))
+    assert line.startswith("track stage: 3 late results published untracked (over") and "since" not in line, line
+    assert "3 of them after their run's summary was out" in line, line
+    assert json.loads(as_json.output)["track"] == {"late": 3, "late_after_run_ended": 3, "since_ms": None}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -128,6 +129,27 @@ def body(data: bytes, content_type: str = "video/mp4") -> Route:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
+    return send
+
+
+def ranged(data: bytes, content_type: str = "video/mp4", cut_at: int | None = None) -> Route:
+    """``data`` as a web server serves a file, byte ranges too (FFmpeg asks for an mp4's index at its
+    end, then its media data); ``cut_at``: an answer that holds the byte at ``cut_at`` ends there,
+    the connection closed mid-body (a download cut short). The index, past it, still comes whole."""
+    def send(h):
+        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", h.headers.get("Range", "") or "")
+        start = int(asked.group(1)) if asked else 0
+        end = int(asked.group(2)) + 1 if asked and asked.group(2) else len(data)
+        h.send_response(206 if asked else 200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Accept-Ranges", "bytes")
+        if asked:
+            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        h.send_header("Content-Length", str(end - start))
+        h.end_headers()
+        stop = end if cut_at is None or not start <= cut_at < end else cut_at
+        h.wfile.write(data[start:stop])
+        h.close_connection = True
     return send
 
 

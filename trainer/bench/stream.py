@@ -135,7 +135,7 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
             from moodstream.shared.transport import check_connection, connect
 
             try:
-                check_connection(connect(settings.redis_url), settings.redis_url, wait_s=5.0,
+                check_connection(connect(settings.redis_url), settings.redis_url, settings.redis_wait_s,
                                  notice=to_stderr)
             except MoodstreamError as exc:
                 raise click.ClickException(str(exc)) from None
