@@ -69,7 +69,8 @@ def hold_stop_signals(previous: dict) -> None:
 
 def restore_stop_signals(previous: dict) -> None:
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        if handler is not None:  # installed from C: Python cannot name it to give it back (TypeError)
+            signal.signal(signum, handler)
 
 
 @contextmanager

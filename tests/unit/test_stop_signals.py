@@ -44,3 +44,16 @@ def test_a_section_that_fails_spends_the_stop_that_came_with_it():
             pass  # nothing raised here
     finally:
         restore_stop_signals(previous)
+
+
+def test_a_handler_python_cannot_name_is_left_in_place():
+    """signal.signal() answers None for a handler installed from C (an embedding program, a C
+    library): giving None back raised TypeError, after the command had run, in place of its exit."""
+    from moodstream.shared.stop_signals import handling
+
+    before = signal.getsignal(signal.SIGINT)
+    restore_stop_signals({signal.SIGINT: None})
+    assert signal.getsignal(signal.SIGINT) is before
+    with handling(lambda *a: None, signals=(signal.SIGINT,)):
+        pass
+    assert signal.getsignal(signal.SIGINT) is before
