@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import zipfile
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -240,12 +242,7 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        lines = str(exc).strip().splitlines()
-        said = lines[0][:120] if lines else ""
-        if "weights_only" in said or "weights only" in said.lower():  # torch's advice (with terminal escapes)
-            said = "a pickled Python object, not a plain checkpoint"
-        raise ModelError(f"checkpoint {path} cannot be read: not a checkpoint torch can load "
-                         f"({type(exc).__name__}{': ' + said if said else ''})") from None
+        raise ModelError(f"{path} is not a moodstream emotion checkpoint ({_why_not_loaded(path, exc)})") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a moodstream emotion checkpoint (format {CHECKPOINT_FORMAT})")
     if not isinstance(raw.get("meta", {}), dict):  # every reader of it calls .get (a traceback)
@@ -279,6 +276,41 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
         raise ModelError(f"{path} does not match its architecture config: {str(exc).splitlines()[0][:200]}") from None
     model.eval()
     return Checkpoint(model=model, config=cfg, mean=mean, std=std, meta=raw.get("meta", {}), class_bias=bias)
+
+
+def _why_not_loaded(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` refused ``path``, in a few words. Its own words were no answer: "KeyError:
+    101" for a text file, and for a truncated one a paragraph on miniz, cut at 120 characters
+    mid-word."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as err:  # unreadable, not a wrong file (permissions)
+        raise ModelError(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
+    if not head:
+        return "the file is empty"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip archive nor its older pickle
+        text = head.decode("utf-8", errors="replace")
+        whole = text[:-4] if len(head) == 64 else text  # the 64th byte may cut a character in two
+        if "\ufffd" not in whole and all(c.isprintable() or c in "\t\r\n" for c in whole):
+            return f"a text file, beginning {' '.join(text.split())[:40]!r}"
+        return f"not a file torch writes: it begins with bytes {head[:8].hex(' ')}"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+        return (f"a torch file cut short or damaged: its zip index is missing, {path.stat().st_size:,} bytes; "
+                "a copy or download that did not finish?")
+    if isinstance(exc, EOFError):  # the older format, a pickle, cut short
+        return f"a torch file cut short: it ends early, {path.stat().st_size:,} bytes"
+    said = _first_sentence(str(exc))
+    if "weights_only" in said or "weights only" in said.lower():  # torch's advice (with terminal escapes)
+        return "a pickled Python object, not a plain checkpoint"
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+
+
+def _first_sentence(text: str, limit: int = 120) -> str:
+    """The first sentence of the first line of ``text``, cut at a word (with "...") past ``limit``."""
+    lines = text.strip().splitlines()
+    first = re.split(r"(?<=\.)\s", lines[0], maxsplit=1)[0] if lines else ""
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + "..."
 
 
 def preprocess(x: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:

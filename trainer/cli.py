@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 INPUT_SIZE_MAX = 512  # shared.models.ModelConfig.LIMITS: the largest input a checkpoint may hold (and load with)
 SEED_MAX = 2 ** 64 - 1  # torch's manual_seed takes no more; numpy takes no negative seed
+# A batch is a slice of the images on the device: 10**9 was one batch of all of FER+ Train, about 150 GB
+# (5.3 MB a 48 px face for the best preset's VGG in training, measured on the CPU). 1024, 8x the presets'
+# 128, is about 6 GB there (3.5 GB for the cpu preset): it fits a 2-core machine's memory and a GPU's,
+# and FER+ Train still gives 28 steps an epoch (a larger batch leaves the one-cycle schedule few steps).
+BATCH_SIZE_MAX = 1024
 
 
 class OldSpellings(click.Option):
@@ -39,17 +44,61 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+STOPPED_NOTE = "moodstream.stopped_note"  # ctx.meta key: what a stop leaves, where a command changes it as it goes
+
+
+class StopSignals:
+    """SIGTERM and SIGHUP are taken as Ctrl-C is while the command runs (`kill`, a CI job's timeout,
+    `docker stop`): it unwinds (its ``finally`` blocks run), and it ends with one line and the shell's
+    code (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), not click's "Aborted!" and 1. ``stopped_note`` says
+    what that leaves; a command whose outputs change as it runs says so with :func:`stopped_note`."""
+
+    stopped_note = "nothing written"
+
+    def invoke(self, ctx: click.Context):
+        from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
+                                                    stopped_by, take_stop_signals)
+
+        previous = take_stop_signals()
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            hold_stop_signals(previous)  # the message and exit are not cut short by a second signal
+            code = exit_code(exc)
+            name = " ".join(n for n in (ctx.info_name, ctx.invoked_subcommand) if n)
+            click.echo(f"moodstream {name}: stopped ({stopped_by(code)}); "
+                       f"{ctx.meta.get(STOPPED_NOTE, self.stopped_note)}", err=True)
+            ctx.exit(code)
+        finally:
+            restore_stop_signals(previous)
+
+
+class StopSignalsGroup(StopSignals, click.Group):
+    """A group whose subcommands stop so (`bench`, `export`)."""
+
+
+class StopSignalsCommand(StopSignals, click.Command):
+    """A command that stops so (`eval`, `balance`: they said "Aborted!", and SIGTERM ended them
+    without a word)."""
+
+
+def stopped_note(note: str) -> None:
+    """What a stop of the running command leaves from now on (``StopSignals``)."""
+    click.get_current_context().meta[STOPPED_NOTE] = note
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="FER+ root (FER2013Train/ ...) or a folder-per-class dataset.")
 @click.option("--out", "out_dir", default=Path("runs/train"), show_default=True, type=OutputFolder(),
-              help="Where emotion.pt, metrics.json, history.json and curves.png go.")
+              help="Where emotion.pt, metrics.json, history.json and curves.png go (not inside --data).")
 @click.option("--preset", default="best", show_default=True,
               type=click.Choice(["paper-initial", "paper-vgg", "paper-resnet", "best", "cpu"]),
               help="Named recipe: the paper's tables (paper-*), ours (best), or ours sized for a CPU.")
 @click.option("--arch", type=click.Choice(["vgg", "resnet"]), help="Override the preset's architecture.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
-@click.option("--batch-size", type=click.IntRange(min=2), help="Override the preset's batch size.")
+@click.option("--batch-size", type=click.IntRange(min=2, max=BATCH_SIZE_MAX),
+              help="Override the preset's batch size.")
 @click.option("--lr", type=FiniteRange(min=0, min_open=True), help="Override the learning rate.")
 @click.option("--input-size", type=click.IntRange(min=16, max=INPUT_SIZE_MAX),
               help="Side of the square grayscale input (48, 64, 128...).")
@@ -110,6 +159,12 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         if not width_tuple or not all(lo <= w <= hi for w in width_tuple):
             raise click.BadParameter(f"expected comma-separated integers in [{lo}, {hi}], got {widths!r}",
                                      param_hint="--widths")
+    if out_dir.resolve().is_relative_to(data_dir.resolve()):
+        # Refused, not skipped by the reader: the next run read the run's curves.png as a face of its class
+        # folder (--out ds/happy/run) or refused runs/ as an unknown class (ds/runs/a), and a reader that skipped
+        # "folders that look like runs" would still have to guess which ones they are (a run named fear/).
+        raise click.BadParameter(f"is inside --data ({data_dir}): the run's files would become part of the "
+                                 "dataset the next run reads; give an --out outside it", param_hint="'--out'")
     dst = (out_dir / "emotion.pt").resolve()
     if dst == SHIPPED_CHECKPOINT.resolve():  # each better epoch is saved there as it goes
         raise click.BadParameter("is the shipped model's folder: training would write over the shipped "
@@ -162,7 +217,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         click.echo(f"installed as {SHIPPED_CHECKPOINT}")
 
 
-@click.command("eval")
+@click.command("eval", cls=StopSignalsCommand)
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="FER+ root or a folder-per-class dataset.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]),
@@ -177,7 +232,11 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
-    recall / F1, per-class table and confusion matrix."""
+    recall / F1, per-class table and confusion matrix.
+
+    A bar counts the images as they are read (on a terminal). Ctrl-C, SIGTERM
+    and SIGHUP stop it with one line (exit 130, 143, 129).
+    """
     import torch
 
     from moodstream.shared.devices import resolve_device
@@ -198,14 +257,16 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     text = json.dumps(report)
     if out:
         from moodstream.shared.files import write_text_atomic, writing
+        from moodstream.shared.stop_signals import deferred_stop
 
-        with writing(out):
+        with writing(out), deferred_stop():  # a stop while the report is written: once it is whole
             out.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(out, json.dumps(report, indent=1))
+            stopped_note(f"wrote {out}")
     click.echo(text if as_json else format_report(report))
 
 
-@click.command("balance")
+@click.command("balance", cls=StopSignalsCommand)
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The dataset the checkpoint was trained on (Train gives the prior, Valid picks tau).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -223,11 +284,15 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     the power tau, with tau chosen by macro F1 on Valid, and stores the result
     in the checkpoint, so every user of it (worker, analyze, eval) applies it.
     `train` does this by itself; this command is for existing checkpoints.
+    Ctrl-C, SIGTERM and SIGHUP stop it with one line (exit 130, 143, 129):
+    the checkpoint is left as it was, or, once its write has begun, written
+    whole.
     """
     import torch
 
     from moodstream.shared.devices import resolve_device
     from moodstream.shared.models import SHIPPED_CHECKPOINT, load_checkpoint, write_checkpoint
+    from moodstream.shared.stop_signals import deferred_stop
     from moodstream.trainer.data import data_size, load_labels, load_split
     from moodstream.trainer.train import DeviceData, fit_balance
 
@@ -236,6 +301,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
     if out is None and src.resolve() == SHIPPED_CHECKPOINT.resolve():  # a fit on any data replaced it silently
         raise click.UsageError(f"this would write over the shipped model ({SHIPPED_CHECKPOINT}); give --out "
                                "(that path itself to replace it on purpose)")
+    stopped_note(f"{dst} left as it was" if dst.exists() else "nothing written")
     ckpt = load_checkpoint(src)
     dev = torch.device(resolve_device(device))
     ckpt.model.to(dev)
@@ -244,7 +310,9 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
                                                   dev), train_labels)
     ckpt.model.cpu()
     ckpt.meta = {**ckpt.meta, "balance": fit.summary()}
-    write_checkpoint(dst, ckpt)
+    with deferred_stop():  # a stop while it is written: once it is whole (the write is atomic either way)
+        write_checkpoint(dst, ckpt)
+        stopped_note(f"wrote {dst}")
     if as_json:
         click.echo(json.dumps(fit.to_dict()))
     else:
@@ -271,31 +339,6 @@ BENCHES = {
     "encoding": ("moodstream.trainer.bench.encoding:encoding_cmd", "Bytes, time and answers kept for each frame encoding of produce."),
     "shots": ("moodstream.trainer.bench.shots:shots_cmd", "Shot cuts on edited videos: cuts found, tracks across them, cost a frame."),
 }
-
-
-class StopSignalsGroup(click.Group):
-    """SIGTERM and SIGHUP are taken as Ctrl-C is while a subcommand runs (`kill`, a CI job's timeout,
-    `docker stop`): it unwinds (its ``finally`` blocks run), and it ends with one line and the shell's
-    code (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), not click's "Aborted!" and 1. ``stopped_note`` says
-    what that leaves."""
-
-    stopped_note = "nothing written"
-
-    def invoke(self, ctx: click.Context):
-        from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals,
-                                                    stopped_by, take_stop_signals)
-
-        previous = take_stop_signals()
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt as exc:
-            hold_stop_signals(previous)  # the message and exit are not cut short by a second signal
-            code = exit_code(exc)
-            click.echo(f"moodstream {ctx.info_name} {ctx.invoked_subcommand or ''}: stopped ({stopped_by(code)}); "
-                       f"{self.stopped_note}", err=True)
-            ctx.exit(code)
-        finally:
-            restore_stop_signals(previous)
 
 
 class BenchGroup(StopSignalsGroup, LazyGroup):

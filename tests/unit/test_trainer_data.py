@@ -34,6 +34,8 @@ def test_unknown_nf_or_no_votes_dropped(votes):
     (row(votes=("x", 0, 0, 0, 0, 0, 0, 0, 0, 0)), "must be numbers"),
     (row(votes=(-1, 3, 0, 0, 0, 0, 0, 0, 0, 0)), "negative"),
     (row(name=" "), "empty image name"),
+    (row(name="../FER2013Train/a.png"), "leaves the split's folder"),
+    (row(name="/etc/passwd"), "leaves the split's folder"),
 ])
 def test_bad_rows_name_the_line(bad, match):
     with pytest.raises(DataError, match=f"label.csv:7: .*{match}|{match}"):
