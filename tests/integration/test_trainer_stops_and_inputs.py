@@ -6,7 +6,6 @@ failed before its fix."""
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import pty
 import re
@@ -24,40 +23,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.support.trainkit import TINY, digest, folder_dataset, one_line, tiny_checkpoint
+
 from moodstream.cli import cli
-from moodstream.shared.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from moodstream.shared.models import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--preset", "cpu", "--epochs", "1", "--widths", "8,16", "--device", "cpu", "--no-amp"]
-
-
-def folder_dataset(root: Path, per_class: int = 12) -> Path:
-    """Three emotions of ``per_class`` 48x48 faces each (noise at three brightness levels)."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("happiness", "sadness", "anger")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            cv2.imwrite(str(root / name / f"{i}.png"), (rng.random((48, 48)) * 60 + c * 60).astype(np.uint8))
-    return root
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    cfg = ModelConfig(widths=(8, 16), hidden=16)
-    save_checkpoint(path, build_model(cfg), cfg, 0.5, 0.25, meta={"version": "mine"})
-    return path
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def one_line(res, code: int, *words: str) -> None:
-    assert res.exit_code == code and isinstance(res.exception, SystemExit), (res.exit_code, res.output, res.exception)
-    assert "Traceback" not in res.output and "Aborted!" not in res.output, res.output
-    assert all(w in res.output for w in words), res.output
 
 
 @pytest.fixture

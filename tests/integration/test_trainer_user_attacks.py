@@ -4,7 +4,6 @@ before its fix: one clear line and a non-zero exit, never a traceback, nothing t
 
 from __future__ import annotations
 
-import hashlib
 import re
 import resource
 import signal
@@ -13,43 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
+from tests.support.trainkit import TINY, digest, folder_dataset, one_line, tiny_checkpoint
 
 from moodstream.cli import cli
 from moodstream.shared.errors import ModelError
 from moodstream.shared.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--preset", "cpu", "--epochs", "1", "--widths", "8,16", "--device", "cpu", "--no-amp"]
-
-
-def folder_dataset(root: Path, per_class: int = 12) -> Path:
-    """Three emotions of ``per_class`` 48x48 faces each (noise at three brightness levels)."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("happiness", "sadness", "anger")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            cv2.imwrite(str(root / name / f"{i}.png"), (rng.random((48, 48)) * 60 + c * 60).astype(np.uint8))
-    return root
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tiny_checkpoint(path: Path, **meta) -> Path:
-    cfg = ModelConfig(widths=(8, 16), hidden=16)
-    save_checkpoint(path, build_model(cfg), cfg, 0.5, 0.25, meta={"version": "mine", **meta})
-    return path
-
-
-def one_line(res, code: int, *words: str) -> None:
-    assert res.exit_code == code and isinstance(res.exception, SystemExit), (res.output, res.exception)
-    assert "Traceback" not in res.output and all(w in res.output for w in words), res.output
 
 
 # -- a run that diverges ------------------------------------------------------------------------
