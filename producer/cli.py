@@ -11,7 +11,6 @@ Neither imports torch. Output contracts (for scripts):
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ import threading
 import click
 
 from moodstream.options import FiniteRange, setting_option, to_stderr
+from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
                                              stopped_by)
@@ -190,14 +190,6 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
     failed = burst_failures(settings, client, lambda: run_expander(settings, client, burst=True))
     if failed:  # a batch run that failed says so (it exited 0, a WARNING in its log the only trace)
         raise click.ClickException(f"{len(failed)} job(s) failed: " + "; ".join(failed[:5]))
-
-
-# a Redis stream id: milliseconds, optionally "-" and a sequence number, each a 64-bit unsigned integer
-STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})(-(0|[1-9][0-9]{0,19}))?")
-
-
-def is_stream_id(text: str) -> bool:
-    return bool(STREAM_ID.fullmatch(text)) and all(int(part) < 2**64 for part in text.split("-"))
 
 
 @click.command()

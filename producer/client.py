@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
+import msgspec
 import numpy as np
 import redis
 
@@ -76,6 +77,31 @@ def encode_pixels(rgb: np.ndarray, encoding: str, jpeg_quality: int = 90) -> byt
     if not ok:
         raise BadInputError("unsupported", f"cannot {encoding}-encode this frame")
     return buf.tobytes()
+
+
+def _not_image_bytes(data: object) -> str:
+    """What :meth:`Producer.submit_image` says of ``data`` that is not bytes."""
+    head = f"submit_image takes an encoded image's bytes (JPEG, PNG, WebP...), got {type(data).__name__}"
+    if isinstance(data, np.ndarray):
+        return f"{head} ({data.dtype} {data.shape}): an RGB array goes to submit_array"
+    if isinstance(data, str):
+        return f"{head}: for a file, open(path, 'rb').read(), or Producer.produce([path])"
+    if hasattr(data, "read"):
+        return f"{head}: pass its bytes, f.read()"
+    return head
+
+
+def _check_rgb(rgb: object) -> None:
+    """An RGB uint8 (H, W, 3) frame with pixels, or the error that says what it is instead."""
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"submit_array takes an RGB uint8 frame (a numpy array, H x W x 3), got {type(rgb).__name__}"
+                        + (": encoded image bytes go to submit_image" if isinstance(rgb, (bytes, bytearray)) else ""))
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {rgb.dtype} {tuple(rgb.shape)} "
+                                           "(gray or RGBA: cv2.cvtColor to RGB; float in 0..1: "
+                                           "(frame * 255).round().astype(np.uint8)): not sent")
+    if rgb.size == 0:
+        raise BadInputError("empty", f"a frame of {rgb.shape[1]} x {rgb.shape[0]} pixels: no picture: not sent")
 
 
 @dataclass(frozen=True)
@@ -154,7 +180,12 @@ class Producer:
             self._shedding += 1
             return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
         job.enqueued_at_ms = now_ms()
-        payload = encode_frame(job)
+        try:
+            payload = encode_frame(job)
+        except (NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]} cannot be encoded "
+                                          f"({exc}): options hold plain values (str, numbers up to 64 bits, lists, "
+                                          "dicts with str keys): not sent") from None
         if len(payload) > self.settings.max_message_bytes:  # the worker would dead-letter it unread
             raise BadInputError("too_large", f"frame {job.frame}: a message of {len(payload)} bytes once encoded "
                                              f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
@@ -205,7 +236,10 @@ class Producer:
         track stage makes it a run of its own and publishes its summary at once. Without it the
         frames of ``source`` are one sequence (untimed ones ``default_fps`` apart). ``shot``: a video
         frame's camera shot (:mod:`moodstream.shared.shots`): the track stage ends the source's tracks
-        where it changes."""
+        where it changes. ``data`` is bytes (or a bytearray, a memoryview); anything else is a TypeError
+        that says what to pass. Bytes that are no image are sent: the worker's result names the reason."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(_not_image_bytes(data))
         return self.submit(FrameJob(job_id or new_job_id(), source, frame, image=bytes(data), page=page, shot=shot,
                                     timestamp_s=timestamp_s, reply_to=reply_to, options=options or {}))
 
@@ -214,7 +248,11 @@ class Producer:
                      reply_to: str | None = None, options: dict | None = None, page: int | None = None,
                      shot: int | None = None) -> JobRef:
         """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``; ``page``
-        and ``shot`` as for :meth:`submit_image` (a multi-page TIFF's pages come here)."""
+        and ``shot`` as for :meth:`submit_image` (a multi-page TIFF's pages come here). A frame of
+        another kind is refused before it is encoded (:func:`worker.pipeline.check_frames`'s rule, without
+        importing the worker): a TypeError for what is no array, :class:`BadInputError` ``unsupported``
+        (gray, RGBA, float...) or ``empty``."""
+        _check_rgb(rgb)
         pixels = {"raw": Raw.of(np.asarray(rgb, dtype=np.uint8))} if self.encoding == "raw" \
             else {"image": encode_pixels(rgb, self.encoding, self.jpeg_quality)}
         return self.submit(FrameJob(job_id or new_job_id(), source, frame, timestamp_s=timestamp_s, page=page,

@@ -14,9 +14,12 @@ of readers see every result; nothing is consumed.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
+import re
 import threading
 import time
-from collections.abc import Container, Iterator
+from collections.abc import Collection, Container, Iterator
 
 import redis
 
@@ -34,6 +37,12 @@ log = logging.getLogger(__name__)
 FROM_START = "0"
 FROM_NOW = "$"
 SEEN_JOBS = 100_000  # job ids kept to drop a second answer (one comes within the reclaim window): ~10 MB
+# a Redis stream id: milliseconds, optionally "-" and a sequence number, each a 64-bit unsigned integer
+STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})(-(0|[1-9][0-9]{0,19}))?")
+
+
+def is_stream_id(text: str) -> bool:
+    return bool(STREAM_ID.fullmatch(text)) and all(int(part) < 2**64 for part in text.split("-"))
 
 
 class ResultReader:
@@ -41,6 +50,7 @@ class ResultReader:
                  block_ms: int = 1000):
         self.keys = Keys.from_settings(settings)
         self.redis_url = settings.redis_url
+        self.redis_wait_s = settings.redis_wait_s  # how long a read that does not wait waits for Redis
         self.client = client if client is not None else connect(settings.redis_url)
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
@@ -67,9 +77,30 @@ class ResultReader:
         for new entries. ``unique`` yields one result per job (delivery is at
         least once: a job can be answered twice) and counts only those.
         Redis calls go through the one retry helper: connection errors are
-        retried with backoff (until ``timeout_s``, then the read ends); a
-        refused password is one ConfigError.
+        retried with backoff (until ``timeout_s``, then the read ends; a read
+        that does not wait and has no ``timeout_s`` gives up after the settings'
+        ``redis_wait_s`` with a ConfigError); a refused password is one ConfigError.
+
+        The arguments are checked at the call (a TypeError or ValueError that
+        says what to pass): ``start`` a stream id, ``count`` a whole number from
+        0, ``timeout_s`` finite seconds from 0, ``job_ids`` a collection of job
+        id strings (a set; a list is made one), never a str or a generator.
         """
+        start = _start(start)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+            raise TypeError(f"count must be a whole number of results or None, got {count!r}")
+        if count is not None and count < 0:
+            raise ValueError(f"count must be a whole number from 0 (results to read) or None, got {count!r}")
+        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real)):
+            raise TypeError(f"timeout_s must be a finite number of seconds or None (no limit), got {timeout_s!r}")
+        if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s < 0):
+            raise ValueError(f"timeout_s must be a finite number of seconds >= 0, or None: no limit; got {timeout_s!r}")
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"source must be a string (a result's source) or None, got {type(source).__name__}")
+        return self._results(start, follow, count, timeout_s, source, _job_ids(job_ids), unique)
+
+    def _results(self, start: str, follow: bool, count: int | None, timeout_s: float | None, source: str | None,
+                 job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         until = threading.Event()  # set at the deadline: a wait for Redis ends there (RedisGone)
         timer = None
@@ -77,7 +108,11 @@ class ResultReader:
             timer = threading.Timer(timeout_s, until.set)
             timer.daemon = True
             timer.start()
-        retry = RedisRetry("results", self.redis_url, until)
+        waits = follow or count is not None
+        # a read that stops at the end of the stream, with no timeout of its own, does not wait for ever on a Redis
+        # that is gone (it retried with a backoff growing to 10 s, the caller told nothing)
+        retry = RedisRetry("results", self.redis_url, until,
+                           deadline_s=self.redis_wait_s if not waits and timeout_s is None else None)
         try:
             yield from self._read(retry, start, follow, count, deadline, source, job_ids, unique)
         except RedisGone:
@@ -128,4 +163,40 @@ class ResultReader:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _start(start: object) -> str:
+    """``read``'s start as XREAD takes it, or the error that says what to pass."""
+    if isinstance(start, numbers.Integral) and not isinstance(start, bool) and start >= 0:
+        start = str(start)  # 0 read as "0" did
+    if not isinstance(start, str):
+        raise TypeError(f"start must be FROM_START, FROM_NOW or a stream id (the 'id' of a result), got "
+                        f"{type(start).__name__}")
+    if start not in (FROM_START, FROM_NOW) and not is_stream_id(start):
+        raise ValueError(f"start must be FROM_START, FROM_NOW or a stream id (MS or MS-SEQ, the 'id' of a result), "
+                         f"got {start[:60]!r}")
+    return start
+
+
+def _job_ids(job_ids: object) -> Container[str] | None:
+    """``read``'s job ids: a set or another collection of str (a list or tuple is made a set: a lookup per
+    result), or the error that says what to pass."""
+    if job_ids is None:
+        return None
+    if isinstance(job_ids, (str, bytes)):
+        raise TypeError(f"job_ids must be a set of job ids, got one {type(job_ids).__name__}: for one job, "
+                        "{job_id} (a string is a container of its letters)")
+    if isinstance(job_ids, Iterator):
+        raise TypeError("job_ids must be a set of job ids, got a generator or iterator (used up by the first "
+                        "lookup): pass set(...)")
+    if not isinstance(job_ids, Container):
+        raise TypeError(f"job_ids must be a set of job ids, got {type(job_ids).__name__}")
+    if isinstance(job_ids, Collection):  # a set that grows as jobs are submitted stays the caller's
+        for job_id in job_ids:
+            if not isinstance(job_id, str):
+                hint = ": for a JobRef, ref.job_id" if hasattr(job_id, "job_id") else ""
+                raise TypeError(f"job_ids must hold job id strings, got a {type(job_id).__name__}{hint}")
+        if isinstance(job_ids, (list, tuple)):
+            return frozenset(job_ids)
+    return job_ids
 

@@ -8,7 +8,9 @@ environment. Nothing outside :func:`Settings.from_env` reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 import os
 import typing
 from collections.abc import Mapping
@@ -153,6 +155,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Defaults, then ``MOODSTREAM_*`` variables, then non-None ``overrides``."""
         env = os.environ if env is None else env
+        if not isinstance(env, Mapping):
+            raise TypeError(f"env must be a mapping of environment variables (os.environ when None), got "
+                            f"{type(env).__name__}: settings go as keywords, from_env(redis_url=...)")
         values: dict[str, object] = {}
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
@@ -163,9 +168,7 @@ class Settings:
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return cls(**values)  # checked by __post_init__
 
     def __repr__(self) -> str:  # the URL may carry a password: never print it
         from moodstream.shared.transport import redact
@@ -175,12 +178,26 @@ class Settings:
         shown["dashboard_token"] = "***" if self.dashboard_token else None
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
+    def __post_init__(self) -> None:
+        # Settings(...) is the Python API's too: checked as from_env's are (batch_max=0, a string "false"
+        # for calibrate_boxes were taken); a numpy number becomes the plain one (JSON writes those)
+        hints = _hints()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _kind(hints[f.name])
+            if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, int(value))
+            elif kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+        self.validate()
+
     def replace(self, **changes) -> Settings:
-        new = dataclasses.replace(self, **changes)
-        new.validate()
-        return new
+        return dataclasses.replace(self, **changes)  # checked by __post_init__
 
     def validate(self) -> None:
+        hints = _hints()
+        for f in fields(self):  # the type first: every check below compares numbers
+            _check_type(f.name, hints[f.name], getattr(self, f.name))
         positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
                     "max_deliveries", "heartbeat_ttl_s", "max_pixels", "max_message_bytes",
                     "detect_every", "job_max_frames", "job_max_bytes", "live_backoff_cap_s", "reply_ttl_s")
@@ -204,7 +221,6 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, got {value}")
-        hints = typing.get_type_hints(type(self))
         for f in fields(self):  # Literal-typed settings: the allowed values are in the type
             allowed = choices(hints[f.name])
             if allowed and getattr(self, f.name) not in allowed:
@@ -230,6 +246,36 @@ class Settings:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@functools.cache
+def _hints() -> dict[str, object]:
+    return typing.get_type_hints(Settings)
+
+
+def _kind(hint: object) -> type | None:
+    """The plain type a setting holds (int, float, bool, str), its None left out; None for a Literal."""
+    if choices(hint):
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint  # type: ignore[return-value]
+
+
+_KIND_WORDS = {int: "a whole number", float: "a number", bool: "True or False", str: "a string"}
+
+
+def _check_type(name: str, hint: object, value: object) -> None:
+    """ConfigError unless ``value`` is of the setting's type (an int for a float; never a bool for a
+    number, nor 2.5 frames): said here, not as a TypeError from a comparison or a wrong answer later."""
+    kind = _kind(hint)
+    if kind is None or (value is None and type(None) in typing.get_args(hint)):
+        return
+    ok = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
+          float: isinstance(value, numbers.Real) and not isinstance(value, bool),
+          bool: isinstance(value, bool), str: isinstance(value, str)}.get(kind, True)
+    if not ok:
+        optional = " or None" if type(None) in typing.get_args(hint) else ""
+        raise ConfigError(f"{name} must be {_KIND_WORDS[kind]}{optional}, got {value!r} ({type(value).__name__})")
 
 
 def choices(hint: object) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import sys
 import time
@@ -35,7 +36,8 @@ from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
-from moodstream.shared.table import RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, source_cell
+from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, printable,
+                                    source_cell)
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.own_outputs import Output, expand_inputs
 from moodstream.worker.report import CLIP_MAX_PX, photo_folder
@@ -107,18 +109,77 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
         yield Outcome(record, image, item.timestamp_s is not None, item.rate)
 
 
-def analyze(paths: str | Path | Iterable[str | Path], settings: Settings | None = None, *, every: int = 1,
-            fps: float | None = None, max_frames: int | None = None,
+def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], settings: Settings | None = None, *,
+            every: int = 1, fps: float | None = None, max_frames: int | None = None,
             pipeline: Pipeline | None = None) -> Iterator[FrameResult]:
     """The Python form of ``moodstream analyze``: images, folders, videos, camera
-    indexes or stream URLs in; one :class:`FrameResult` per frame out, in input
-    order, as the command prints them (an input that cannot be used gives a result
-    with ``error`` set and the run goes on). ``settings`` default to :meth:`Settings.from_env`; pass a built
-    ``pipeline`` to reuse its models across calls."""
+    indexes or stream URLs in (a path, a camera index, or an iterable of them); one
+    :class:`FrameResult` per frame out, in input order, as the command prints them (an
+    input that cannot be used gives a result with ``error`` set and the run goes on).
+    ``every`` / ``fps`` sample videos (one or the other), ``max_frames`` caps each video.
+    ``settings`` default to :meth:`Settings.from_env`; pass a built ``pipeline`` to reuse
+    its models across calls.
+
+    The arguments are checked here, at the call (a TypeError or ValueError that says what
+    to pass); the records come lazily, as the iterator is read: the models load at the
+    first, and a video stays open until it is read to its end or the iterator is closed.
+    Frames already in memory go to :meth:`Pipeline.process` or :class:`VideoAnalyzer`."""
+    from moodstream.worker.pipeline import Pipeline
+
+    specs = _specs(paths)
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(f"every must be a whole number from 1 (every N-th frame of a video), got {every!r}")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps)
+                            or fps <= 0):
+        raise ValueError(f"fps must be a finite number above 0 (frames per second of video) or None, got {fps!r}")
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
+                                   or max_frames < 1):
+        raise ValueError(f"max_frames must be a whole number from 1 (frames of each video) or None, got "
+                         f"{max_frames!r}")
+    if every != 1 and fps is not None:
+        raise ValueError("use either every or fps, not both")
+    if settings is not None and not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a moodstream Settings (Settings.from_env(...)), got "
+                        f"{type(settings).__name__}")
+    if pipeline is not None and not isinstance(pipeline, Pipeline):
+        raise TypeError(f"pipeline must be a moodstream Pipeline (Pipeline(settings)), got {type(pipeline).__name__}")
+    return _analyze(specs, settings, int(every), fps, max_frames, pipeline)
+
+
+def _specs(paths) -> list[str]:
+    """``analyze``'s paths as the command's arguments; a TypeError for what names no input (image bytes
+    were iterated, each byte a camera index; a frame's rows, an open file's lines were taken for paths)."""
+    if isinstance(paths, (bytes, bytearray, memoryview)):
+        raise TypeError(f"analyze takes paths (a file, folder, video, camera index or URL, or a list of them), not "
+                        f"the image's bytes ({len(paths)} bytes): decode them (cv2.imdecode, then BGR to RGB) and "
+                        "pass the frame to Pipeline.process([frame]) or VideoAnalyzer, or write them to a file")
+    if isinstance(paths, np.ndarray):
+        raise TypeError(f"analyze takes paths, not a frame ({paths.dtype} {paths.shape}): frames in memory go to "
+                        "Pipeline.process([frame]) or VideoAnalyzer")
+    if hasattr(paths, "read"):
+        raise TypeError(f"analyze takes paths, not an open file ({type(paths).__name__}): pass its path")
+    if isinstance(paths, (str, os.PathLike)) or _camera_index(paths):
+        paths = [paths]
+    elif not isinstance(paths, Iterable):
+        raise TypeError(f"analyze takes a path (str or Path), a camera index, or an iterable of them, got {paths!r}")
+    specs = []
+    for k, p in enumerate(paths):
+        if not (isinstance(p, (str, os.PathLike)) or _camera_index(p)):
+            raise TypeError(f"analyze takes paths (str or Path) or camera indexes: paths[{k}] is "
+                            f"{type(p).__name__} ({printable(repr(p))[:60]})")
+        specs.append(str(p) if isinstance(p, int) else os.fspath(p))
+    return specs
+
+
+def _camera_index(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _analyze(specs: list[str], settings: Settings | None, every: int, fps: float | None, max_frames: int | None,
+             pipeline: Pipeline | None) -> Iterator[FrameResult]:
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.video import VideoAnalyzer
 
-    specs = [str(paths)] if isinstance(paths, (str, Path)) else [str(p) for p in paths]
     settings = settings if settings is not None else (pipeline.settings if pipeline is not None
                                                       else Settings.from_env())
     pipeline = pipeline if pipeline is not None else Pipeline(settings)

@@ -159,12 +159,9 @@ class Pipeline:
     def _detect(self, frames: list[np.ndarray]) -> tuple[list[list[Face]], Resident | None]:
         """:meth:`detect`, and the frames the detector left on the torch classifier's device
         (the batched MTCNN's upload, :data:`worker.crop.Resident`), else None."""
+        check_frames(frames)
         if not frames:
             return [], None
-        for frame in frames:
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
-                                                   f"{tuple(frame.shape)}")
         if self.backend == "torch" and hasattr(self.detector, "detect_resident"):
             return self.detector.detect_resident(frames)
         return self.detector.detect(frames), None
@@ -177,6 +174,7 @@ class Pipeline:
         :meth:`process` gives for those faces. ``timings`` (ms) are merged into
         each result's ``timings_ms`` before ``classify``. ``resident``: frames
         already on the torch classifier's device (:data:`worker.crop.Resident`)."""
+        check_frames(frames)
         if not frames:
             return []
         t1 = time.perf_counter()
@@ -209,6 +207,28 @@ class Pipeline:
             emotion=labels[int(probs.argmax())],
             probabilities={label: round(float(p), 4) for label, p in zip(labels, probs)},
             detector_box=_clip(face.box, w, h) if shown is not face else None)
+
+
+def check_frames(frames: list[np.ndarray]) -> None:
+    """What :class:`Pipeline` takes: a list of RGB uint8 ``(H, W, 3)`` arrays with pixels (any layout in
+    memory: a slice or a transposed view is fine). A TypeError for a program's mistake (one frame where a
+    list is wanted, something that is no array), :class:`BadInputError` for a frame it cannot use
+    (``unsupported``: gray, RGBA, float, uint16...; ``empty``: no pixels), said before any of them runs."""
+    if not isinstance(frames, (list, tuple)):
+        if isinstance(frames, np.ndarray):
+            raise TypeError(f"a Pipeline takes a list of frames, got one array ({frames.dtype} {frames.shape}): for "
+                            "one frame, [frame]; for a stacked batch, list(batch)")
+        raise TypeError(f"a Pipeline takes a list of frames (RGB uint8 arrays, H x W x 3): for one frame, [frame]; "
+                        f"got {type(frames).__name__}")
+    for k, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray):
+            raise TypeError(f"frames[{k}] must be a numpy array (RGB uint8, H x W x 3), got {type(frame).__name__}")
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
+                                               f"{tuple(frame.shape)} (frames[{k}]; gray or RGBA: cv2.cvtColor to RGB; "
+                                               "float in 0..1: (frame * 255).round().astype(np.uint8))")
+        if frame.size == 0:
+            raise BadInputError("empty", f"frames[{k}] is {frame.shape[1]} x {frame.shape[0]} pixels: no picture")
 
 
 def _clip(box, w: int, h: int) -> tuple[float, float, float, float]:

@@ -30,23 +30,29 @@ The per-person summary of tracked records (``--summary``) is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.table import printable
 from moodstream.worker.tracking.flow import FlowConfig, follow_faces
 from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
+
+from moodstream.worker.pipeline import check_frames
 
 if TYPE_CHECKING:
     from moodstream.worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+MAX_SOURCES = 1024  # sources held at once (tracker, last frame): past it the least recently seen is forgotten
 
 
 # --- the analyzer ----------------------------------------------------------------------------
@@ -64,6 +70,9 @@ class VideoFrame:
     shot: int | None = None  # its camera shot (shared.shots, as the reader numbers them): tracks end at a change
 
     def __post_init__(self) -> None:  # a program's mistake named where it is made, not deep in the pipeline
+        if not isinstance(self.source, str):
+            raise TypeError(f"source must be a string naming what the frames are of (\"camera-1\"), got "
+                            f"{type(self.source).__name__}")
         if not isinstance(self.image, np.ndarray):
             raise TypeError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(self.image).__name__}")
         if self.timestamp_s is not None and (isinstance(self.timestamp_s, bool) or not isinstance(
@@ -93,25 +102,51 @@ class VideoAnalyzer:
     flow lost keeps its track until the next key frame can find it again.
     Frames of a source must come in order; a frame index that does not
     increase starts the source afresh (the same file analysed twice).
+
+    Each source is held (its tracks and, with ``detect_every`` > 1, its last
+    frame) until :meth:`finish` forgets it; at most ``max_sources`` at once,
+    past which the least recently seen is forgotten (logged once, counted in
+    ``evicted``; a frame of it later starts it afresh), so a program that names
+    every request's frames apart does not grow without bound.
+
+    Several threads may share one analyzer (and its pipeline), each sending its
+    own sources; the frames of one source come from one thread, in order.
+    A call that raises (a frame it cannot use: :class:`BadInputError`, or a
+    TypeError for what is no :class:`VideoFrame`) leaves every source as it was.
     """
 
     def __init__(self, pipeline: Pipeline, detect_every: int = 1, tracker: TrackerConfig | None = None,
-                 flow: FlowConfig | None = None):
+                 flow: FlowConfig | None = None, *, max_sources: int = MAX_SOURCES):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if isinstance(max_sources, bool) or not isinstance(max_sources, numbers.Integral) or max_sources < 1:
+            raise ValueError(f"max_sources must be a whole number from 1, got {max_sources!r}")
         self.pipeline = pipeline
         self.detect_every = detect_every
         base = tracker or TrackerConfig.from_settings(pipeline.settings)
         self.tracker_config = TrackerConfig(**{**base.__dict__, "max_missed": max(base.max_missed, detect_every)})
         self.flow = flow or FlowConfig()
-        self.sources: dict[str, _Source] = {}
+        self.max_sources = int(max_sources)
+        self.sources: OrderedDict[str, _Source] = OrderedDict()  # least recently seen first
         self.lost = 0  # faces the flow could not follow
+        self.evicted = 0  # sources forgotten past max_sources
 
     def _source(self, f: VideoFrame) -> _Source:
         st = self.sources.get(f.source)
         if st is None or f.frame <= st.last_frame:
             st = self.sources[f.source] = _Source(TrackState(self.tracker_config, name=f"tracker of {f.source}"))
+        self.sources.move_to_end(f.source)
         return st
+
+    def _bound(self) -> None:
+        while len(self.sources) > self.max_sources:
+            source, _ = self.sources.popitem(last=False)
+            self.evicted += 1
+            if self.evicted == 1:
+                log.warning("video analyzer: over %d sources held at once: the least recently seen (%s) is "
+                            "forgotten, its tracks ended (call finish(source) when a source ends; max_sources "
+                            "raises the bound); later ones are counted in .evicted, not logged", self.max_sources,
+                            printable(str(source))[:80])
 
     def finish(self, source: str) -> None:
         """Forget a source's tracks and previous frame (it has ended)."""
@@ -120,6 +155,28 @@ class VideoAnalyzer:
     def analyze(self, frames: list[VideoFrame]) -> list[FrameResult]:
         """One result per frame, in order, with the frame's ``source``, ``frame`` and
         ``timestamp_s`` set and faces with ``track_id`` and ``smoothed``."""
+        if not isinstance(frames, (list, tuple)):
+            raise TypeError(f"analyze takes a list of VideoFrame: for one frame, [frame]; got {type(frames).__name__}")
+        for k, f in enumerate(frames):
+            if not isinstance(f, VideoFrame):
+                raise TypeError(f"frames[{k}] must be a VideoFrame(source, frame, timestamp_s, image), got "
+                                f"{type(f).__name__}")
+        check_frames([f.image for f in frames])  # all of them, before any source moves on
+        # a call that raises all the same (a detector's error) leaves the sources as they were
+        saved = [(name, st, dataclasses.replace(st)) for name, st in self.sources.items()]  # the fields, not the tracker
+        try:
+            results = self._analyze(frames)
+        except BaseException:
+            self.sources = OrderedDict()
+            for name, st, fields in saved:
+                st.count, st.last_frame, st.shot = fields.count, fields.last_frame, fields.shot
+                st.prev_image, st.prev_faces = fields.prev_image, fields.prev_faces
+                self.sources[name] = st
+            raise
+        self._bound()
+        return results
+
+    def _analyze(self, frames: list[VideoFrame]) -> list[FrameResult]:
         states: list[_Source | None] = []
         key: list[bool] = []
         for f in frames:  # key frames first, so all of them are detected in one call

@@ -1,9 +1,13 @@
 """The producer refuses a frame job that every worker would refuse (bad_field), before sending it:
 sent, it was dead-lettered and the caller told nothing."""
+import io
+
+import numpy as np
 import pytest
 from tests.support.streamkit import settings_for
 
 from moodstream.producer.client import Producer
+from moodstream.shared.errors import BadInputError
 
 
 @pytest.mark.parametrize("field, value", [("frame", -1), ("timestamp_s", float("nan")), ("source", "s" * 5000),
@@ -34,3 +38,50 @@ def test_a_source_no_worker_takes_is_one_input_s_error_for_produce(redis_url, cl
     assert not producer.submit_item(FrameItem("photo.jpg", 0, data=data, page=1)).dropped
     assert producer.stats.failed_inputs == [("s" * 5000, "bad_field")] and client.llen(keys.intake) == 1
     assert len(said) == 1 and "not sent" in said[0], said
+
+
+@pytest.mark.parametrize("data, error, match", [
+    # each was sent: a frame's bytes (or 5 zero bytes for the int 5, [1, 2, 3] as 3 bytes) as an image;
+    # every worker answered 'unreadable: not an image', the mistake never named
+    (np.zeros((48, 48, 3), np.uint8), TypeError, "an RGB array goes to submit_array"),
+    (5, TypeError, "got int"),
+    ([1, 2, 3], TypeError, "got list"),
+    # Python's own words, not what to pass: 'string argument without an encoding', "cannot convert
+    # 'NoneType' object to bytes", "'bytes' object cannot be interpreted as an integer"
+    ("photo.jpg", TypeError, r"produce\(\[path\]\)"),
+    (None, TypeError, "got NoneType"),
+    (io.BytesIO(b"\xff\xd8"), TypeError, r"\.read\(\)"),
+])
+def test_submit_image_takes_only_the_bytes_of_an_image(redis_url, client, keys, data, error, match):
+    producer = Producer(settings_for(redis_url))
+    with pytest.raises(error, match=match):
+        producer.submit_image(data, source="upload")
+    assert not client.exists(keys.intake)  # nothing sent
+
+
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+@pytest.mark.parametrize("rgb, error, match", [
+    # png: OpenCV's cv2.error from cvtColor; raw: float 0..1 cast to uint8 (a black frame) and sent
+    ([[1, 2, 3]], TypeError, "got list"),
+    (None, TypeError, "got NoneType"),
+    (np.zeros((0, 0, 3), np.uint8), BadInputError, "empty"),
+    (np.full((48, 48, 3), 0.5, np.float32), BadInputError, "RGB uint8"),
+    (np.zeros((48, 48, 4), np.uint8), BadInputError, "RGB uint8"),
+])
+def test_submit_array_refuses_what_is_no_rgb_frame(redis_url, client, keys, encoding, rgb, error, match):
+    producer = Producer(settings_for(redis_url), encoding=encoding)
+    with pytest.raises(error, match=match):
+        producer.submit_array(rgb, source="camera")
+    assert not client.exists(keys.intake)  # nothing sent
+    view = np.zeros((64, 48, 3), np.uint8).transpose(1, 0, 2)  # a view is a frame like any other
+    assert not producer.submit_array(view, source="camera").dropped and client.llen(keys.intake) == 1
+
+
+@pytest.mark.parametrize("options", [{"x": object()}, {"n": 2 ** 70}])
+def test_options_that_cannot_be_encoded_are_refused_by_name(redis_url, client, keys, image_path, options):
+    """msgspec's NotImplementedError ('cannot encode object') or OverflowError came out of submit."""
+    producer = Producer(settings_for(redis_url))
+    with pytest.raises(ValueError, match="options") as info:
+        producer.submit_image(image_path("single").read_bytes(), options=options)
+    assert isinstance(info.value, BadInputError) and info.value.reason == "bad_field"
+    assert not client.exists(keys.intake)

@@ -54,3 +54,52 @@ def test_lag_limit_may_exceed_stream_maxlen():
 def test_repr_hides_the_redis_password():
     s = Settings.from_env({}, redis_url="redis://:s3cret@host:6379/0")
     assert "s3cret" not in repr(s) and "host:6379" in repr(s)
+
+
+@pytest.mark.parametrize("name, value, match", [
+    # a string for a number: a TypeError from inside validate ("'<=' not supported between 'str' and 'int'")
+    ("batch_max", "16", r"batch_max must be a whole number, got '16' \(str\)"),
+    ("threads", "4", "threads must be a whole number"),
+    ("face_score_min", "0.9", r"face_score_min must be a number, got '0.9' \(str\)"),
+    ("redis_wait_s", "10", "redis_wait_s must be a number"),
+    # taken, and wrong later: a string "false" is true, 2.5 frames between detections, True threads
+    ("calibrate_boxes", "false", r"calibrate_boxes must be True or False, got 'false' \(str\)"),
+    ("track_shot_cuts", 0, "track_shot_cuts must be True or False"),
+    ("detect_every", 2.5, "detect_every must be a whole number, got 2.5"),
+    ("batch_max", True, "batch_max must be a whole number, got True"),
+    ("max_pixels", 1e7, "max_pixels must be a whole number"),
+    ("face_score_min", True, "face_score_min must be a number"),
+    ("redis_url", 123, r"redis_url must be a string or None, got 123 \(int\)"),
+    ("prefix", 5, "prefix must be a string"),
+    ("device", 0, "device must be a string"),  # an AttributeError ('int' object has no attribute 'startswith')
+])
+def test_an_override_of_the_wrong_type_names_the_setting(name, value, match):
+    """Settings.from_env(**overrides) and Settings(...) are the Python API's: a value of the wrong
+    type was a TypeError or AttributeError from inside validate, or taken as it was (a string "false"
+    for True, 2.5 for detect_every) and wrong later."""
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env({}, **{name: value})
+    with pytest.raises(ConfigError, match=match):
+        Settings(**{name: value})
+
+
+def test_settings_made_directly_are_checked_as_from_env_checks_them():
+    """Settings(batch_max=0) was taken (only from_env and replace checked); the API's examples make
+    Settings(device="cpu") directly."""
+    with pytest.raises(ConfigError, match="batch_max must be > 0"):
+        Settings(batch_max=0)
+    with pytest.raises(ConfigError, match="device must be"):
+        Settings(device="tpu")
+    import numpy as np
+
+    s = Settings(batch_max=np.int64(8), redis_wait_s=2, face_score_min=np.float32(0.5), metrics_port=None)
+    assert s.batch_max == 8 and s.redis_wait_s == 2
+
+
+def test_an_env_that_is_no_mapping_says_settings_go_as_keywords():
+    """Settings.from_env("redis://host:6379/0") (the URL where the environment goes) was an AttributeError:
+    'str' object has no attribute 'get'."""
+    with pytest.raises(TypeError, match=r"from_env\(redis_url=\.\.\.\)"):
+        Settings.from_env("redis://host:6379/0")
+    with pytest.raises(TypeError, match="env must be a mapping"):
+        Settings.from_env([("MOODSTREAM_BATCH_MAX", "8")])
