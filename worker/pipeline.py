@@ -159,7 +159,7 @@ class Pipeline:
     def _detect(self, frames: list[np.ndarray]) -> tuple[list[list[Face]], Resident | None]:
         """:meth:`detect`, and the frames the detector left on the torch classifier's device
         (the batched MTCNN's upload, :data:`worker.crop.Resident`), else None."""
-        check_frames(frames)
+        check_frames(frames, self.settings.max_pixels)
         if not frames:
             return [], None
         if self.backend == "torch" and hasattr(self.detector, "detect_resident"):
@@ -174,7 +174,7 @@ class Pipeline:
         :meth:`process` gives for those faces. ``timings`` (ms) are merged into
         each result's ``timings_ms`` before ``classify``. ``resident``: frames
         already on the torch classifier's device (:data:`worker.crop.Resident`)."""
-        check_frames(frames)
+        check_frames(frames, self.settings.max_pixels)
         if not frames:
             return []
         t1 = time.perf_counter()
@@ -209,11 +209,13 @@ class Pipeline:
             detector_box=_clip(face.box, w, h) if shown is not face else None)
 
 
-def check_frames(frames: list[np.ndarray]) -> None:
+def check_frames(frames: list[np.ndarray], max_pixels: int | None = None) -> None:
     """What :class:`Pipeline` takes: a list of RGB uint8 ``(H, W, 3)`` arrays with pixels (any layout in
-    memory: a slice or a transposed view is fine). A TypeError for a program's mistake (one frame where a
-    list is wanted, something that is no array), :class:`BadInputError` for a frame it cannot use
-    (``unsupported``: gray, RGBA, float, uint16...; ``empty``: no pixels), said before any of them runs."""
+    memory: a slice or a transposed view is fine), each of at most ``max_pixels`` (the bound on every image
+    the service and ``analyze`` decode; an array a program passed in was never held to it: 64 MP took 9 s
+    and 2 GB in the detector). A TypeError for a program's mistake (one frame where a list is wanted,
+    something that is no array), :class:`BadInputError` for a frame it cannot use (``unsupported``: gray,
+    RGBA, float, uint16...; ``empty``: no pixels; ``too_large``), said before any of them runs."""
     if not isinstance(frames, (list, tuple)):
         if isinstance(frames, np.ndarray):
             raise TypeError(f"a Pipeline takes a list of frames, got one array ({frames.dtype} {frames.shape}): for "
@@ -229,6 +231,9 @@ def check_frames(frames: list[np.ndarray]) -> None:
                                                "float in 0..1: (frame * 255).round().astype(np.uint8))")
         if frame.size == 0:
             raise BadInputError("empty", f"frames[{k}] is {frame.shape[1]} x {frame.shape[0]} pixels: no picture")
+        if max_pixels is not None and frame.shape[0] * frame.shape[1] > max_pixels:
+            raise BadInputError("too_large", f"frames[{k}] is {frame.shape[1]} x {frame.shape[0]} pixels, over "
+                                             f"max_pixels ({max_pixels:,}): scale it down, or raise max_pixels")
 
 
 def _clip(box, w: int, h: int) -> tuple[float, float, float, float]:

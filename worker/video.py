@@ -161,7 +161,7 @@ class VideoAnalyzer:
             if not isinstance(f, VideoFrame):
                 raise TypeError(f"frames[{k}] must be a VideoFrame(source, frame, timestamp_s, image), got "
                                 f"{type(f).__name__}")
-        check_frames([f.image for f in frames])  # all of them, before any source moves on
+        check_frames([f.image for f in frames], self.pipeline.settings.max_pixels)  # all, before any source moves on
         # a call that raises all the same (a detector's error) leaves the sources as they were
         saved = [(name, st, dataclasses.replace(st)) for name, st in self.sources.items()]  # the fields, not the tracker
         try:

@@ -191,3 +191,23 @@ def test_threads_sharing_a_haar_pipeline_get_their_own_answers(haar_pipeline, st
     for t in threads:
         t.join()
     assert not errors and not wrong, (errors[:2], len(wrong))
+
+
+def test_a_frame_over_max_pixels_is_refused_as_a_decoded_image_is(settings):
+    """An array a program passes in was never held to max_pixels, which bounds every image the
+    service and analyze decode: a 64 MP frame took 9 s and 2 GB in the detector. Refused before
+    anything runs, as too_large, naming the setting."""
+    import numpy as np
+    import pytest
+
+    from moodstream import Pipeline, VideoAnalyzer, VideoFrame
+    from moodstream.shared.errors import BadInputError
+
+    small = Pipeline(settings.replace(max_pixels=100 * 100))
+    frame = np.zeros((101, 100, 3), np.uint8)
+    with pytest.raises(BadInputError, match="max_pixels") as info:
+        small.process([np.zeros((10, 10, 3), np.uint8), frame])
+    assert info.value.reason == "too_large"
+    with pytest.raises(BadInputError, match="max_pixels"):
+        VideoAnalyzer(small).analyze([VideoFrame("cam", 0, 0.0, frame)])
+    assert len(small.process([np.zeros((100, 100, 3), np.uint8)])) == 1  # at the limit: served
