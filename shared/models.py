@@ -242,7 +242,7 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"{path} is not a moodstream emotion checkpoint ({_why_not_loaded(path, exc)})") from None
+        raise ModelError(f"{path} is not a moodstream emotion checkpoint ({why_not_loaded(path, exc)})") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a moodstream emotion checkpoint (format {CHECKPOINT_FORMAT})")
     if not isinstance(raw.get("meta", {}), dict):  # every reader of it calls .get (a traceback)
@@ -278,8 +278,8 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     return Checkpoint(model=model, config=cfg, mean=mean, std=std, meta=raw.get("meta", {}), class_bias=bias)
 
 
-def _why_not_loaded(path: Path, exc: Exception) -> str:
-    """Why ``torch.load`` refused ``path``, in a few words. Its own words were no answer: "KeyError:
+def why_not_loaded(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` refused ``path`` (a checkpoint, train's resume state), in a few words. Its own words were no answer: "KeyError:
     101" for a text file, and for a truncated one a paragraph on miniz, cut at 120 characters
     mid-word."""
     try:

@@ -26,7 +26,7 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic, writing
 from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.models import (Checkpoint, adjust_proba, build_model, load_checkpoint, predict_proba, preprocess,
-                                      save_checkpoint, torch_save_atomic)
+                                      save_checkpoint, torch_save_atomic, why_not_loaded)
 from moodstream.trainer.augment import AugmentConfig, augment
 from moodstream.trainer.balance import BalanceFit, class_prior, fit_tau
 from moodstream.trainer.data import Split, data_size, load_split
@@ -200,7 +200,7 @@ def _load_state(path: Path, cfg: TrainConfig, dev: torch.device, data: str) -> d
     try:
         state = torch.load(path, map_location=dev, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"cannot resume from {path}: not a state torch can load ({type(exc).__name__})") from None
+        raise ConfigError(f"cannot resume from {path}: not a state torch can load ({why_not_loaded(path, exc)})") from None
     if not isinstance(state, dict):
         raise ConfigError(f"cannot resume from {path}: not a state this trainer wrote")
     old, new = state.get("recipe", {}), cfg.to_dict()

@@ -209,3 +209,19 @@ def test_resume_from_a_foreign_state_is_one_line(fixtures_dir, tmp_path, state):
                                    "--no-amp", "--resume"])
     assert res.exit_code != 0 and "cannot resume" in res.output and "Traceback" not in res.output, \
         (res.output, res.exception)
+
+
+def test_resume_from_a_damaged_state_says_what_the_file_is(tmp_path):
+    """A train_state.pt cut short (a copy that did not finish, a full disk in an older release) said
+    only "not a state torch can load (RuntimeError)"; a text file there, "(UnpicklingError)"."""
+    from moodstream.shared.errors import MoodstreamError
+
+    cfg = preset("cpu", epochs=2, widths=(8, 16))
+    path = tmp_path / train_mod.STATE_FILE
+    torch.save({"recipe": cfg.to_dict(), "model": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(MoodstreamError, match="cut short"):
+        train_mod._load_state(path, cfg, torch.device("cpu"), "data")
+    path.write_text("hello, this is not a state\n")
+    with pytest.raises(MoodstreamError, match="a text file"):
+        train_mod._load_state(path, cfg, torch.device("cpu"), "data")
