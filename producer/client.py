@@ -43,6 +43,7 @@ import redis
 from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
+from moodstream.shared.pixels import check_rgb
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
 from moodstream.shared.transport import as_str, connect, group_backlog, refuse_cluster
@@ -96,12 +97,7 @@ def _check_rgb(rgb: object) -> None:
     if not isinstance(rgb, np.ndarray):
         raise TypeError(f"submit_array takes an RGB uint8 frame (a numpy array, H x W x 3), got {type(rgb).__name__}"
                         + (": encoded image bytes go to submit_image" if isinstance(rgb, (bytes, bytearray)) else ""))
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {rgb.dtype} {tuple(rgb.shape)} "
-                                           "(gray or RGBA: cv2.cvtColor to RGB; float in 0..1: "
-                                           "(frame * 255).round().astype(np.uint8)): not sent")
-    if rgb.size == 0:
-        raise BadInputError("empty", f"a frame of {rgb.shape[1]} x {rgb.shape[0]} pixels: no picture: not sent")
+    check_rgb(rgb, said=": not sent")
 
 
 @dataclass(frozen=True)
@@ -249,8 +245,8 @@ class Producer:
                      shot: int | None = None) -> JobRef:
         """An RGB uint8 ``(H, W, 3)`` frame, encoded as this producer's ``encoding``; ``page``
         and ``shot`` as for :meth:`submit_image` (a multi-page TIFF's pages come here). A frame of
-        another kind is refused before it is encoded (:func:`worker.pipeline.check_frames`'s rule, without
-        importing the worker): a TypeError for what is no array, :class:`BadInputError` ``unsupported``
+        another kind is refused before it is encoded (:func:`shared.pixels.check_rgb`, as a pipeline
+        refuses it): a TypeError for what is no array, :class:`BadInputError` ``unsupported``
         (gray, RGBA, float...) or ``empty``."""
         _check_rgb(rgb)
         pixels = {"raw": Raw.of(np.asarray(rgb, dtype=np.uint8))} if self.encoding == "raw" \

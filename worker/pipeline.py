@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from moodstream.shared import devices
 from moodstream.shared.errors import BadInputError, ConfigError, ModelError
 from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.pixels import check_rgb
 from moodstream.shared.settings import Settings
 from moodstream.worker import runtime
 from moodstream.worker.calibration import BoxCalibration, load_calibration
@@ -225,12 +226,7 @@ def check_frames(frames: list[np.ndarray], max_pixels: int | None = None) -> Non
     for k, frame in enumerate(frames):
         if not isinstance(frame, np.ndarray):
             raise TypeError(f"frames[{k}] must be a numpy array (RGB uint8, H x W x 3), got {type(frame).__name__}")
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise BadInputError("unsupported", f"a frame must be RGB uint8 (H, W, 3), got {frame.dtype} "
-                                               f"{tuple(frame.shape)} (frames[{k}]; gray or RGBA: cv2.cvtColor to RGB; "
-                                               "float in 0..1: (frame * 255).round().astype(np.uint8))")
-        if frame.size == 0:
-            raise BadInputError("empty", f"frames[{k}] is {frame.shape[1]} x {frame.shape[0]} pixels: no picture")
+        check_rgb(frame, f"frames[{k}]")
         if max_pixels is not None and frame.shape[0] * frame.shape[1] > max_pixels:
             raise BadInputError("too_large", f"frames[{k}] is {frame.shape[1]} x {frame.shape[0]} pixels, over "
                                              f"max_pixels ({max_pixels:,}): scale it down, or raise max_pixels")
