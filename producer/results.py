@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import re
 import threading
 import time
@@ -27,7 +26,7 @@ from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.recent import Recent
 from moodstream.shared.retry import RedisGone, RedisRetry
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.transport import as_str, connect, is_fatal
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
@@ -87,11 +86,11 @@ class ResultReader:
         id strings (a set; a list is made one), never a str or a generator.
         """
         start = _start(start)
-        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+        if count is not None and not is_whole(count):
             raise TypeError(f"count must be a whole number of results or None, got {count!r}")
         if count is not None and count < 0:
             raise ValueError(f"count must be a whole number from 0 (results to read) or None, got {count!r}")
-        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real)):
+        if timeout_s is not None and not is_number(timeout_s):
             raise TypeError(f"timeout_s must be a finite number of seconds or None (no limit), got {timeout_s!r}")
         if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s < 0):
             raise ValueError(f"timeout_s must be a finite number of seconds >= 0, or None: no limit; got {timeout_s!r}")
@@ -167,7 +166,7 @@ class ResultReader:
 
 def _start(start: object) -> str:
     """``read``'s start as XREAD takes it, or the error that says what to pass."""
-    if isinstance(start, numbers.Integral) and not isinstance(start, bool) and start >= 0:
+    if is_whole(start) and start >= 0:
         start = str(start)  # 0 read as "0" did
     if not isinstance(start, str):
         raise TypeError(f"start must be FROM_START, FROM_NOW or a stream id (the 'id' of a result), got "

@@ -185,9 +185,9 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             kind = _kind(hints[f.name])
-            if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            if kind is int and is_whole(value):
                 object.__setattr__(self, f.name, int(value))
-            elif kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            elif kind is float and is_number(value):
                 object.__setattr__(self, f.name, float(value))
         self.validate()
 
@@ -248,6 +248,16 @@ class Settings:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
+def is_whole(value: object) -> bool:
+    """An integer (numpy's too), not a bool: what a count, an index or an int setting takes."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """A real number (an int, a float, numpy's), not a bool: what seconds, a rate or a float setting takes."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @functools.cache
 def _hints() -> dict[str, object]:
     return typing.get_type_hints(Settings)
@@ -270,8 +280,7 @@ def _check_type(name: str, hint: object, value: object) -> None:
     kind = _kind(hint)
     if kind is None or (value is None and type(None) in typing.get_args(hint)):
         return
-    ok = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
-          float: isinstance(value, numbers.Real) and not isinstance(value, bool),
+    ok = {int: is_whole(value), float: is_number(value),
           bool: isinstance(value, bool), str: isinstance(value, str)}.get(kind, True)
     if not ok:
         optional = " or None" if type(None) in typing.get_args(hint) else ""

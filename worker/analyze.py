@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ from moodstream.shared.media import (FrameItem, expand_paths, image_records, inp
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
-from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
+from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings, is_number, is_whole
 from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, printable,
                                     source_cell)
 from moodstream.worker.batching import BatchPolicy
@@ -127,13 +126,11 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
     from moodstream.worker.pipeline import Pipeline
 
     specs = _specs(paths)
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+    if not is_whole(every) or every < 1:
         raise ValueError(f"every must be a whole number from 1 (every N-th frame of a video), got {every!r}")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps)
-                            or fps <= 0):
+    if fps is not None and (not is_number(fps) or not math.isfinite(fps) or fps <= 0):
         raise ValueError(f"fps must be a finite number above 0 (frames per second of video) or None, got {fps!r}")
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
-                                   or max_frames < 1):
+    if max_frames is not None and (not is_whole(max_frames) or max_frames < 1):
         raise ValueError(f"max_frames must be a whole number from 1 (frames of each video) or None, got "
                          f"{max_frames!r}")
     if every != 1 and fps is not None:
@@ -172,7 +169,7 @@ def _specs(paths) -> list[str]:
 
 
 def _camera_index(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    return is_whole(value) and value >= 0
 
 
 def _analyze(specs: list[str], settings: Settings | None, every: int, fps: float | None, max_frames: int | None,

@@ -33,23 +33,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import numbers
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.settings import is_number, is_whole
 from moodstream.shared.table import printable
+from moodstream.worker.pipeline import Pipeline, check_frames
 from moodstream.worker.tracking.flow import FlowConfig, follow_faces
 from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
-
-from moodstream.worker.pipeline import check_frames
-
-if TYPE_CHECKING:
-    from moodstream.worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MAX_SOURCES = 1024  # sources held at once (tracker, last frame): past it the least recently seen is forgotten
@@ -75,13 +70,11 @@ class VideoFrame:
                             f"{type(self.source).__name__}")
         if not isinstance(self.image, np.ndarray):
             raise TypeError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(self.image).__name__}")
-        if self.timestamp_s is not None and (isinstance(self.timestamp_s, bool) or not isinstance(
-                self.timestamp_s, numbers.Real) or not math.isfinite(self.timestamp_s)):
+        if self.timestamp_s is not None and (not is_number(self.timestamp_s) or not math.isfinite(self.timestamp_s)):
             raise ValueError(f"timestamp_s must be a finite number of seconds or None, got {self.timestamp_s!r}")
-        if isinstance(self.frame, bool) or not isinstance(self.frame, numbers.Integral) or self.frame < 0:
+        if not is_whole(self.frame) or self.frame < 0:
             raise ValueError(f"frame must be a whole number from 0, got {self.frame!r}")
-        if self.shot is not None and (isinstance(self.shot, bool) or not isinstance(self.shot, numbers.Integral)
-                                      or self.shot < 0):
+        if self.shot is not None and (not is_whole(self.shot) or self.shot < 0):
             raise ValueError(f"shot must be a whole number from 0 or None, got {self.shot!r}")
 
 
@@ -119,7 +112,7 @@ class VideoAnalyzer:
                  flow: FlowConfig | None = None, *, max_sources: int = MAX_SOURCES):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-        if isinstance(max_sources, bool) or not isinstance(max_sources, numbers.Integral) or max_sources < 1:
+        if not is_whole(max_sources) or max_sources < 1:
             raise ValueError(f"max_sources must be a whole number from 1, got {max_sources!r}")
         self.pipeline = pipeline
         self.detect_every = detect_every
