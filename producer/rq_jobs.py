@@ -62,7 +62,7 @@ from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import is_camera_index, is_stream_spec, source_name
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.transport import redact
 
 log = logging.getLogger(__name__)
@@ -407,13 +407,11 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
 
 
 def _check_args(every_n, fps, max_frames, encoding) -> None:
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-    if not whole(every_n) or every_n < 1:
+    if not is_whole(every_n) or every_n < 1:
         raise BadInputError("bad_field", f"every_n must be an integer >= 1, got {every_n!r}")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
+    if fps is not None and (not is_number(fps) or not 0 < fps <= 1000):
         raise BadInputError("bad_field", f"fps must be in (0, 1000], got {fps!r}")
-    if max_frames is not None and (not whole(max_frames) or max_frames < 1):
+    if max_frames is not None and (not is_whole(max_frames) or max_frames < 1):
         raise BadInputError("bad_field", f"max_frames must be an integer >= 1, got {max_frames!r}")
     if encoding not in ENCODINGS:
         raise BadInputError("bad_field", f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
