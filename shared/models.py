@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from moodstream.shared.errors import ModelError
-from moodstream.shared.files import writing
+from moodstream.shared.files import replacing, writing
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 
 CHECKPOINT_FORMAT = "moodstream-emotion/1"
@@ -212,18 +212,11 @@ def torch_save_atomic(obj, path: str | Path) -> None:
     `balance` adjusts in place) whole. The temporary file is removed on failure; a write that fails
     (a full disk) is one :class:`OutputError` line (torch's own message for it, writing to a path,
     was "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with writing(path):
-            with open(tmp, "wb") as fh:  # a file object: a failed write is an OSError with its errno
-                torch.save(obj, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path), replacing(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: a failed write is an OSError with its errno
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:

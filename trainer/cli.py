@@ -136,10 +136,9 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     one line. Ctrl-C, SIGTERM and SIGHUP keep the best epoch so far and say
     how to --resume.
     """
-    import os
     import shutil
 
-    from moodstream.shared.files import writing
+    from moodstream.shared.files import replacing, writing
     from moodstream.shared.models import SHIPPED_CHECKPOINT
     from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                                 take_stop_signals)
@@ -207,13 +206,8 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     click.echo(format_report(metrics["test"]))
     click.echo(f"wrote {out_dir / 'emotion.pt'}, metrics.json, history.json, curves.png")
     if install:
-        tmp = SHIPPED_CHECKPOINT.with_name(SHIPPED_CHECKPOINT.name + ".tmp")
-        try:
-            with writing(SHIPPED_CHECKPOINT):
-                shutil.copyfile(out_dir / "emotion.pt", tmp)
-                os.replace(tmp, SHIPPED_CHECKPOINT)  # never a half-copied shipped model
-        finally:
-            tmp.unlink(missing_ok=True)
+        with writing(SHIPPED_CHECKPOINT), replacing(SHIPPED_CHECKPOINT) as tmp:  # never a half-copied shipped model
+            shutil.copyfile(out_dir / "emotion.pt", tmp)
         click.echo(f"installed as {SHIPPED_CHECKPOINT}")
 
 

@@ -45,7 +45,7 @@ from torch import nn
 
 from moodstream.options import OutputFolder
 from moodstream.trainer.cli import StopSignalsGroup
-from moodstream.shared.files import writing
+from moodstream.shared.files import replacing, writing
 from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
 from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.errors import ConfigError, DataError, ModelError
@@ -384,13 +384,8 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
     for key, value in {**meta, "quantization": json.dumps(how), "source_sha256": sha256_of(src)}.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "moodstream"
-    staged = out.with_name(f".{out.name}.tmp")  # beside it, then renamed: never half a file where the last was
-    try:
-        with writing(out):
-            onnx.save(model, str(staged))
-            os.replace(staged, out)
-    finally:
-        staged.unlink(missing_ok=True)
+    with writing(out), replacing(out) as staged:  # never half a file where the last was
+        onnx.save(model, str(staged))
     return out
 
 
