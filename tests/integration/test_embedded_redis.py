@@ -43,3 +43,37 @@ def test_a_free_port_taken_before_the_server_binds_it_is_traded_for_another(monk
             assert mine.port != other.port
             assert _pid(mine.url) == mine.proc.pid  # our own child answers
         assert _pid(other.url) == other.proc.pid
+
+
+def test_a_terminals_ctrl_c_reaches_the_owner_not_its_server(tmp_path):
+    """A terminal's Ctrl-C signals its whole foreground process group. The embedded redis-server
+    was in its owner's group, so it shut down at once, before `up` had handled the interrupt:
+    `up --stay-open`'s dashboard then warned "Redis unreachable" (seen in CI), and an interrupted
+    run's track stage could not publish what it held. The owner stops its server itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner outlives the Ctrl-C here\n"
+        "from moodstream.shared.embedded import EmbeddedRedis\n"
+        "with EmbeddedRedis() as server:\n"
+        "    print(server.url, server.proc.pid, flush=True)\n"
+        "    sys.stdin.readline()\n")
+    owner = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)  # its own group, as a terminal's foreground job
+    try:
+        url, pid = owner.stdout.readline().split()
+        os.killpg(owner.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert redis.Redis.from_url(url, socket_timeout=2).ping(), "the server went down on the group's Ctrl-C"
+        owner.stdin.close()  # the owner stops it
+        assert owner.wait(30) == 0
+        assert not os.path.exists(f"/proc/{pid}") or "redis" not in open(f"/proc/{pid}/cmdline").read()
+    finally:
+        if owner.poll() is None:
+            os.killpg(owner.pid, signal.SIGKILL)
