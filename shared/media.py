@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -283,6 +283,12 @@ def input_files(specs: list[str]) -> frozenset[str]:
     """The real paths of the files among ``specs`` (not "-", cameras or URLs): what a command
     reads, and so must never write over (its --summary, --report, --annotate outputs)."""
     return frozenset(os.path.realpath(s) for s in specs if not is_stream_spec(s) and s != "-" and os.path.isfile(s))
+
+
+def no_media(paths: Iterable[str]) -> str:
+    """What a command or a call says of inputs that hold no image or video (an empty folder, notes only)."""
+    return (f"no images or videos in {', '.join(map(str, paths))} (looked for "
+            f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 
 def expand_paths(paths: list[str]) -> Iterator[str]:

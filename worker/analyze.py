@@ -30,7 +30,7 @@ import numpy as np
 from moodstream.options import FiniteRange, NamedPath, setting_option
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
-                                     iter_frames, opencv_can_name, plausible_fps)
+                                     iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
@@ -120,7 +120,8 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
     its models across calls.
 
     The arguments are checked here, at the call (a TypeError or ValueError that says what
-    to pass); the records come lazily, as the iterator is read: the models load at the
+    to pass; folders are listed then: inputs with no image or video are a ValueError, as the
+    command refuses them); the records come lazily, as the iterator is read: the models load at the
     first, and a video stays open until it is read to its end or the iterator is closed.
     Frames already in memory go to :meth:`Pipeline.process` or :class:`VideoAnalyzer`."""
     from moodstream.worker.pipeline import Pipeline
@@ -140,7 +141,10 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
                         f"{type(settings).__name__}")
     if pipeline is not None and not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a moodstream Pipeline (Pipeline(settings)), got {type(pipeline).__name__}")
-    return _analyze(specs, settings, int(every), fps, max_frames, pipeline)
+    files = list(expand_paths(specs))  # a folder's files, listed now: one with none is said at the call
+    if specs and not files:
+        raise ValueError(no_media(specs))
+    return _analyze(files, settings, int(every), fps, max_frames, pipeline)
 
 
 def _specs(paths) -> list[str]:
@@ -172,7 +176,7 @@ def _camera_index(value) -> bool:
     return is_whole(value) and value >= 0
 
 
-def _analyze(specs: list[str], settings: Settings | None, every: int, fps: float | None, max_frames: int | None,
+def _analyze(files: list[str], settings: Settings | None, every: int, fps: float | None, max_frames: int | None,
              pipeline: Pipeline | None) -> Iterator[FrameResult]:
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.video import VideoAnalyzer
@@ -181,7 +185,7 @@ def _analyze(specs: list[str], settings: Settings | None, every: int, fps: float
                                                       else Settings.from_env())
     pipeline = pipeline if pipeline is not None else Pipeline(settings)
     analyzer = VideoAnalyzer(pipeline, settings.detect_every)
-    items = iter_frames(list(expand_paths(specs)), every, fps, max_frames, max_pixels=settings.max_pixels,
+    items = iter_frames(files, every, fps, max_frames, max_pixels=settings.max_pixels,
                         max_image_bytes=settings.max_message_bytes)
     for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
         yield out.record
@@ -350,15 +354,12 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
     specs = expand_inputs(paths, this_run_writes(annotate_dir, summary_path, report_path), "analyze")
     if not specs:
-        from moodstream.shared.media import IMAGE_EXTS, VIDEO_EXTS
-
         own = sum(1 for _ in expand_paths(list(paths)))  # all of them this command's outputs of a run before?
         if own:
             raise click.ClickException(f"no images or videos in {', '.join(paths)} but the {own} file(s) this "
                                        "command writes (--annotate, --summary, --report of a run before), left "
                                        "out: name them directly to analyse them")
-        raise click.ClickException(f"no images or videos in {', '.join(paths)} (looked for "
-                                   f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+        raise click.ClickException(no_media(paths))
     inputs = input_files(specs)  # never written over by an output
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):

@@ -57,3 +57,16 @@ def test_settings_and_pipeline_of_another_type_are_refused():
     with pytest.raises(TypeError, match="pipeline must be a moodstream Pipeline"):
         analyze("photo.jpg", pipeline="cpu")
 
+
+
+def test_a_folder_with_no_images_or_videos_is_refused_as_the_command_refuses_it(tmp_path):
+    """`analyze(folder)` of a folder with nothing to analyse (a typo'd subfolder, notes only) gave an
+    empty iterator: a program's loop ran zero times and it reported "0 faces". `moodstream analyze`
+    says "no images or videos in ..."; the call now says it too, before any model loads."""
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match=f"no images or videos in {tmp_path}"):
+        analyze(tmp_path, SETTINGS)
+    with pytest.raises(ValueError, match="no images or videos in"):
+        analyze([tmp_path, tmp_path / "sub"], SETTINGS)
+    assert list(analyze([], SETTINGS)) == []  # nothing asked for: nothing given
