@@ -427,7 +427,7 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     """The summary file, from the runs the stopped stage ended."""
     if summary_path is None:
         return
-    from moodstream.shared.table import late_frames_note
+    from moodstream.shared.table import missing_frames_note
     from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
     stage = tracking.stage
@@ -442,8 +442,10 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
         "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs,
         failed=failed)
     click.echo(people_table(written["tracks"]), err=True)
-    # frames the runs are missing: their results came after --reorder-wait-ms (a slow worker), published untracked
-    late = late_frames_note(sum(v["late_frames"] for v in written["videos"]) + stage.late_after_run_ended)
+    # frames the runs are missing: results that came after --reorder-wait-ms (a slow worker), published untracked
+    late = missing_frames_note({"late_frames": sum(v["late_frames"] for v in written["videos"])
+                                + stage.late_after_run_ended,
+                                "dropped_frames": sum(v["dropped_frames"] for v in written["videos"])})
     click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
                f"{sum(t['person'] for t in written['tracks'])} people{'; ' + late if late else ''})", err=True)
     if failed:

@@ -19,7 +19,9 @@ length plus the consumer group's lag and pending, one round trip); above
 for files and live sources alike), or it does not send new frames until the
 backlog falls (``"drop"``, for live cameras where a late frame is worth less
 than a fresh one): each such frame is counted in ``stats.dropped`` and its
-:class:`JobRef` says ``dropped``.
+:class:`JobRef` says ``dropped``. The next frame of that source that is sent
+carries how many were dropped before it (``FrameJob.dropped_before``): the track
+stage counts them in the run's summary (``dropped_frames``).
 
 Trimming is the movers' (``MINID`` below what the group has acknowledged), not
 the producer's. Delivery is at-least-once: an RPUSH retried after a lost
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +61,7 @@ class RefusedJob(BadInputError, ValueError):
     """A frame job every worker would refuse (``bad_field``), not sent: a ValueError to an API
     caller; :meth:`Producer.submit_item` counts it as its input's error, as a reader's."""
 
+DROPS_KEPT = 1_024  # sources whose drop counts wait for their next frame (the newest drops')
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
 # `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
@@ -155,6 +159,10 @@ class Producer:
         self.check_every = max(1, min(50, settings.lag_limit // 20))
         self._since_check = self.check_every  # check before the first job
         self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
+        # per source, frames dropped since the one sent before: the next one sent carries the count
+        # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
+        # DROPS_KEPT drops are kept (a count of a source never sent again goes with it)
+        self._dropped_since: OrderedDict[str, int] = OrderedDict()
         self._server_checked = False  # a Redis in cluster mode is refused before the first push
 
     # --- single jobs --------------------------------------------------------------
@@ -174,7 +182,13 @@ class Producer:
         if not self._backpressure():
             self.stats.dropped += 1
             self._shedding += 1
+            if job.page is None:  # a frame of a sequence (a still image is a run of its own: no later frame)
+                self._dropped_since[job.source] = self._dropped_since.pop(job.source, 0) + 1
+                while len(self._dropped_since) > DROPS_KEPT:
+                    self._dropped_since.popitem(last=False)
             return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
+        if job.page is None and self._dropped_since.get(job.source):
+            job.dropped_before = self._dropped_since[job.source]
         job.enqueued_at_ms = now_ms()
         try:
             payload = encode_frame(job)
@@ -196,6 +210,8 @@ class Producer:
             self._server_checked = True
         self.retry.call(lambda: self._push(payload))
         self.stats.sent += 1
+        if job.page is None:  # said once, by the frame sent
+            self._dropped_since.pop(job.source, None)
         return JobRef(job.job_id, job.source, job.frame, None)
 
     def _push(self, payload: bytes) -> None:

@@ -53,6 +53,8 @@ Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_RAW_SIDE)]
 Page = Annotated[int, msgspec.Meta(ge=1)]
 # a video frame's shot: consecutive frames of one camera shot share it (shared.shots); tracks end where it changes
 Shot = Annotated[int, msgspec.Meta(ge=0)]
+# frames of a source a producer did not send (backpressure "drop") since the one it sent before
+Dropped = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 StreamId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]  # a Redis stream entry id, ms-seq
 
 
@@ -91,7 +93,7 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
 
     ``analyze`` fills what it knows (``source``, ``frame``, ``timestamp_s``,
     ``page``, ``shot``, ``size``, ``faces``, ``model_version``, ``timings_ms``); a worker
-    copies ``page`` and ``shot`` from its job and adds the service fields (``job_id``,
+    copies ``page``, ``shot`` and ``dropped_before`` from its job and adds the service fields (``job_id``,
     ``worker``, ``enqueued_at_ms``, ``published_at_ms``, ``frame_entry``). ``id`` is the results-stream entry
     id, set when a result is read back from Redis (nil on the wire); ``frame_entry`` the frames-stream entry
     its worker answered (where the track stage and the dashboard read its frame back)."""
@@ -113,6 +115,7 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     published_at_ms: int | None = None
     error: ErrorInfo | None = None
     frame_entry: StreamId | None = None  # the frames-stream entry of its job (a worker's answer; in JSON when set)
+    dropped_before: Dropped | None = None  # copied from the job where it dropped some (in JSON only when set)
 
     def __post_init__(self) -> None:
         for face in self.faces:
@@ -129,8 +132,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id", "page", "shot", "frame_entry") if service else (
-            "id", "page", "shot", "frame_entry", "job_id", "worker", "enqueued_at_ms", "published_at_ms", "error")
+        drop = ("id", "page", "shot", "frame_entry", "dropped_before") if service else (
+            "id", "page", "shot", "frame_entry", "dropped_before", "job_id", "worker", "enqueued_at_ms", "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:
                 del d[name]
@@ -178,6 +181,10 @@ class FrameJob(msgspec.Struct, tag_field="kind", tag="frame"):
     # without it counts from when the worker read it)
     enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] = msgspec.field(default_factory=now_ms)
     reply_to: Text | None = None  # another stream the result is also added to
+    # frames of this source the producer dropped (backpressure "drop", the backlog over lag_limit) since
+    # the one it sent before: the track stage adds them to the run's ``dropped_frames``. A message of an
+    # older producer has none (0)
+    dropped_before: Dropped = 0
     options: dict[str, Any] = msgspec.field(default_factory=dict)  # free-form, echoed nowhere, for future use
     image: bytes | None = None
     raw: Raw | None = None

@@ -1,6 +1,6 @@
 """The cells both readable tables share (`analyze --format table`, `results --format
 table`): one way to show a source, a frame's faces and an error; and their rows as CSV
-(`--format csv`). And the one wording of a run's late frames (:func:`late_frames_note`)."""
+(`--format csv`). And the one wording of the frames a run is missing (:func:`missing_frames_note`)."""
 
 from __future__ import annotations
 
@@ -60,14 +60,22 @@ def faces_cell(faces: list[Face]) -> str:
     return ", ".join(face_label(f)[1] for f in faces) or "-"
 
 
-def late_frames_note(late_frames: object) -> str:
+def missing_frames_note(summary: dict) -> str:
     """What a run summary's ``late_frames`` (the track stage's results that came after a later frame of the
-    run was released: published untracked, in no track) says to a reader: ``"2 late frames not tracked
-    (over reorder_wait_ms)"``; "" for none, a summary of before the key, or a value that is no count
-    (a summary is another program's JSON). `tracks`, `up --summary` and the dashboard say the same."""
-    if type(late_frames) is not int or late_frames <= 0:
-        return ""
-    return f"{late_frames} late frame{'' if late_frames == 1 else 's'} not tracked (over reorder_wait_ms)"
+    run was released: published untracked, in no track) and ``dropped_frames`` (frames its producer did not
+    send, the backlog over lag_limit under backpressure "drop") say to a reader: ``"2 late frames not
+    tracked (over reorder_wait_ms); 40 frames dropped by the producer (backlog over lag_limit)"``; "" for
+    none, a summary of before the keys, or a value that is no count (a summary is another program's
+    JSON). `tracks`, `up --summary` and the dashboard say the same."""
+    def count(key: str) -> int:
+        n = summary.get(key)
+        return n if type(n) is int and n > 0 else 0
+
+    late, dropped = count("late_frames"), count("dropped_frames")
+    notes = [f"{late} late frame{'' if late == 1 else 's'} not tracked (over reorder_wait_ms)"] if late else []
+    if dropped:
+        notes.append(f"{dropped} frame{'' if dropped == 1 else 's'} dropped by the producer (backlog over lag_limit)")
+    return "; ".join(notes)
 
 
 def error_cell(error: ErrorInfo) -> str:

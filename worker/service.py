@@ -638,7 +638,8 @@ class Worker:
         assert job is not None
         return FrameResult(job_id=job.job_id, source=job.source, frame=job.frame, worker=self.name,
                            timestamp_s=job.timestamp_s, page=job.page, shot=job.shot, model_version=self.pipeline.model_version,
-                           enqueued_at_ms=job.enqueued_at_ms, frame_entry=e.entry_id, **kw)
+                           enqueued_at_ms=job.enqueued_at_ms, frame_entry=e.entry_id,
+                           dropped_before=job.dropped_before or None, **kw)
 
     def _failed(self, e: Entry, reason: str, detail: str) -> Outcome:
         """Dead-letter the entry; if we know its job, the caller also gets an error result."""

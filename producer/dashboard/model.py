@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import FrameResult
-from moodstream.shared.table import late_frames_note
+from moodstream.shared.table import missing_frames_note
 
 MAX_SOURCES = 16
 MAX_PEOPLE = 24  # per source, the most recently seen
@@ -147,8 +147,8 @@ def thumbnail_uri(b64: object) -> str | None:
 def summary_view(summary: dict) -> dict:
     """A per-source summary (issue 24's keys; the track stage's ``thumbnails`` as data: URIs),
     cut to what the page shows: its first ``MAX_SUMMARY_TRACKS`` tracks, or the last of a part of
-    a run that goes on (the newest); ``late``: what its ``late_frames`` says (the run's results
-    published untracked because they came late; "" for none), the page shows it by the source."""
+    a run that goes on (the newest); ``missing``: what its ``late_frames`` and ``dropped_frames`` say
+    (:func:`shared.table.missing_frames_note`; "" for none), the page shows it by the source."""
     thumbnails = summary.get("thumbnails") if isinstance(summary.get("thumbnails"), dict) else {}
     run = summary.get("run")
     parts = _part(summary) > 1 or summary.get("last_part") is False
@@ -167,7 +167,7 @@ def summary_view(summary: dict) -> dict:
                        "episodes": [{k: e.get(k) for k in ("emotion", "start_s", "end_s", "peak", "peak_s")}
                                     for e in list(t.get("episodes") or [])[:20] if isinstance(e, dict)]})
     return {"run": run if type(run) is int else None, "tracks": fit_pictures(tracks, newest_first=parts),
-            "late": late_frames_note(summary.get("late_frames"))}
+            "missing": missing_frames_note(summary)}
 
 
 def _part(summary: dict) -> int:
@@ -188,12 +188,12 @@ def fit_pictures(tracks: list[dict], newest_first: bool = False) -> list[dict]:
 
 def add_part(shown: dict | None, view: dict, summary: dict) -> dict:
     """``view`` of a later part of the run ``shown`` is of: the two together (the newest
-    ``MAX_SUMMARY_TRACKS`` tracks, the newest pictures, the newest part's late frames: each part
+    ``MAX_SUMMARY_TRACKS`` tracks, the newest pictures, the newest part's missing frames: each part
     counts the run's so far); otherwise ``view`` alone."""
     if shown is None or _part(summary) < 2 or view["run"] is None or shown.get("run") != view["run"]:
         return view
     tracks = [dict(t) for t in (shown["tracks"] + view["tracks"])[-MAX_SUMMARY_TRACKS:]]
-    return {"run": view["run"], "tracks": fit_pictures(tracks, newest_first=True), "late": view["late"]}
+    return {"run": view["run"], "tracks": fit_pictures(tracks, newest_first=True), "missing": view["missing"]}
 
 
 class Model:

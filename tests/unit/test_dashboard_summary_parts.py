@@ -104,17 +104,27 @@ def test_a_run_s_late_frames_are_said_on_its_source_and_quiet_when_none():
     model = dm.Model()
     model.fold_summary("cam", {**part(1, 1, range(2), last=True), "late_frames": 2}, "1-0")
     page = {s["name"]: s for s in model.snapshot()["sources"]}  # what the page gets
-    assert page["cam"]["summary"]["late"] == "2 late frames not tracked (over reorder_wait_ms)"
+    assert page["cam"]["summary"]["missing"] == "2 late frames not tracked (over reorder_wait_ms)"
     model.fold_summary("cam", {**part(2, 1, range(2), last=True), "late_frames": 1}, "2-0")
-    assert model.sources["cam"].summary["late"] == "1 late frame not tracked (over reorder_wait_ms)"
+    assert model.sources["cam"].summary["missing"] == "1 late frame not tracked (over reorder_wait_ms)"
     # a live run's parts: each has the run's count so far, the newest is shown
     model.fold_summary("cam", {**part(3, 1, range(2)), "late_frames": 1}, "3-0")
     model.fold_summary("cam", {**part(3, 2, range(2, 4)), "late_frames": 4}, "4-0")
-    assert model.sources["cam"].summary["late"].startswith("4 late frames")
+    assert model.sources["cam"].summary["missing"].startswith("4 late frames")
     # none, a summary of before the key, or a value that is no count: nothing said
     for n, value in enumerate((0, None, True, "2", -1, 2.5)):
         summary = part(4 + n, 1, range(1), last=True)
         if value is not None:
             summary["late_frames"] = value
         model.fold_summary("cam", summary, f"{5 + n}-0")
-        assert model.sources["cam"].summary["late"] == "", value
+        assert model.sources["cam"].summary["missing"] == "", value
+
+
+def test_a_run_s_dropped_frames_are_said_beside_its_late_ones():
+    """Frames its producer did not send (backpressure "drop") are missing from a run too: the page says
+    them with the late ones, in the words `tracks` and `up --summary` use."""
+    model = dm.Model()
+    model.fold_summary("cam", {**part(1, 1, range(2), last=True), "late_frames": 1, "dropped_frames": 40}, "1-0")
+    page = {s["name"]: s for s in model.snapshot()["sources"]}
+    assert page["cam"]["summary"]["missing"] == ("1 late frame not tracked (over reorder_wait_ms); "
+                                                 "40 frames dropped by the producer (backlog over lag_limit)")

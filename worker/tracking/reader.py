@@ -16,7 +16,9 @@ published as soon as it is tracked: its summary and entries have ``page``
 (1-based), the table says ``still image`` for the span, and the run is named by
 file and page after the first (``scan.tif page 2``), as ``analyze`` names it.
 A run's ``late_frames`` (its results that came after ``reorder_wait_ms``: published
-untracked, in no track) is said under its heading when there are any.
+untracked, in no track) and ``dropped_frames`` (frames its producer did not send, the
+backlog over ``lag_limit`` under ``--backpressure drop``) are said under its heading
+when there are any.
 """
 
 from __future__ import annotations
@@ -120,9 +122,9 @@ def save_pictures(summary: dict, folder: Path) -> None:
 @click.option("--timeout-s", type=FiniteRange(min=0), help="With --follow: stop after T seconds.")
 @click.option("--source", help="Only summaries of this source (file path, camera, URL).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print each summary as one JSON object per line ({source, run, ended, frames, late_frames, part, "
-                   "last_part, tracks: [...]}, and page for a still image's run; a run that goes on comes in parts) "
-                   "instead of the people table.")
+              help="Print each summary as one JSON object per line ({source, run, ended, frames, late_frames, "
+                   "dropped_frames, part, last_part, tracks: [...]}, and page for a still image's run; a run that "
+                   "goes on comes in parts) instead of the people table.")
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each track's face picture into this folder (the JSON's thumbnail names the file).")
 @setting_option("redis_url")
@@ -143,7 +145,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
-    from moodstream.shared.table import late_frames_note, printable
+    from moodstream.shared.table import missing_frames_note, printable
     from moodstream.shared.transport import check_connection, connect
     from moodstream.worker.tracking.summary import people_table
 
@@ -181,9 +183,9 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
                 frames = "a still image" if page is not None else f"{summary.get('frames', 0)} frames"
                 click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
                                      f"ended: {summary.get('ended', '?')})"))
-                late = late_frames_note(summary.get("late_frames"))  # frames the run is missing: said, when any
-                if late:
-                    click.echo(late)
+                missing = missing_frames_note(summary)  # frames the run is missing: said, when any
+                if missing:
+                    click.echo(missing)
                 click.echo(table + "\n")
             sys.stdout.flush()
             n += 1

@@ -205,7 +205,8 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
     went on: each part has the tracks that ended since the one before (``last_part`` false), the
     last one the rest; every track is in exactly one part. ``frames``: the run's frames so far;
     ``late_frames``: its results published untracked so far because they came late (each part has the
-    count so far, as ``frames``: it never goes down, the last part has them all); ``page``: only a
+    count so far, as ``frames``: it never goes down, the last part has them all); ``dropped_frames``:
+    the frames its producer did not send (backpressure "drop"), so far, the same way; ``page``: only a
     still image's run has it (its page, 1-based), as its tracks do."""
     tracks = run.summary.entries() if last else run.summary.take_retired()
     thumbnails = {}
@@ -219,7 +220,8 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
             thumbnails[str(tid)] = b64
     page = {"page": run.summary.page} if run.summary.page is not None else {}  # a still image's run
     return {"source": run.source, **page, "run": run.number, "ended": why, "frames": run.summary.frames,
-            "late_frames": run.summary.late_frames, "part": run.parts + 1, "last_part": last,
+            "late_frames": run.summary.late_frames, "dropped_frames": run.summary.dropped_frames,
+            "part": run.parts + 1, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
 
 

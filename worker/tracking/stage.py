@@ -28,7 +28,10 @@ than the last released one is *late* (its worker took longer than
 ``smoothed`` equal to the raw values, and logged; it is in no track, and its
 run's summary counts it in ``late_frames`` (each part the count so far: it
 never goes down). So the latency a tracked result adds is at most
-``reorder_wait_ms``, usually none.
+``reorder_wait_ms``, usually none. Frames its producer never sent (``--backpressure
+drop``, the backlog over ``lag_limit``) are counted in ``dropped_frames`` the same way,
+from the next frame it sent of the source (its ``dropped_before``); frames dropped
+after a source's last sent frame have no frame to say them.
 
 **Runs, not sources.** A source's results belong to a *run*: one pass of a
 producer over it, enqueued in frame order (as ``produce``, the expander and
@@ -290,6 +293,8 @@ class TrackStage:
         verdict = "late" if late else run.order.add(Pending(entry_id, r, now_s))
         if verdict == "duplicate" and taken_back:  # pending, so never published (XADD and XACK are one MULTI)
             verdict = "late"
+        if verdict != "duplicate" and not late and r.dropped_before:  # its producer's drops before it: the run's
+            run.summary.dropped_frames += r.dropped_before
         if verdict == "duplicate":
             self._drop(entry_id, r, f"frame {r.frame} was answered before (job {printable(r.job_id or '-')})")
         elif verdict == "late":
@@ -644,7 +649,8 @@ def track(consumer, source_idle_s, pictures, **flags):
     summary goes to <prefix>:summaries (`moodstream tracks` prints them), with
     late_frames: its results that came after --reorder-wait-ms, published
     untracked (those of a run already summarised are counted in
-    <prefix>:track:stats, which `moodstream status` shows); a
+    <prefix>:track:stats, which `moodstream status` shows), and
+    dropped_frames: those its producer did not send (--backpressure drop); a
     still image (a result with a page: an image file, a TIFF's page) is a run
     of its own, its summary published as soon as it is tracked; a
     run that goes on (a live camera) publishes its ended tracks there in

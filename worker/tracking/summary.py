@@ -22,7 +22,7 @@ gives one entry per track (:meth:`Summarizer.entries`)::
     thumbnail: str | None   # set by write_summary: the face picture, relative to the summary's folder
 
 and one item per run (:func:`write_summary`'s ``videos``; the service's run summary,
-``moodstream.worker.tracking.runs.summary_message``, has ``frames`` and ``late_frames`` too)::
+``moodstream.worker.tracking.runs.summary_message``, has ``frames``, ``late_frames`` and ``dropped_frames`` too)::
 
     source; page            # a still image's: its page, 1-based
     frames: int             # the run's frames summarised (tracked)
@@ -30,6 +30,8 @@ and one item per run (:func:`write_summary`'s ``videos``; the service's run summ
                             # a later frame of it was released, over reorder_wait_ms): in no track, not in frames;
                             # analyze has none (0). Late results of a run whose summary is out are in none:
                             # <prefix>:track:stats counts them (``moodstream status``)
+    dropped_frames: int     # the service's: frames of the run its producer did not send (backpressure "drop", the
+                            # backlog over lag_limit), said by the next frame it sent; analyze drops none (0)
     tracks, people: int     # its tracks, and those that are people
     timeline: str | None    # with timelines: its picture beside the summary
 
@@ -464,6 +466,7 @@ class SourceSummary:
         self.tracks: dict[int, _Track] = {}
         self.frames = 0  # frames analysed
         self.late_frames = 0  # results of the run not added, because they came late (the track stage's)
+        self.dropped_frames = 0  # frames of the run its producer did not send (backpressure "drop")
         self.first_s = self.last_s = 0.0  # the first and last frame's time
         self.min_step_s: float | None = None  # the smallest time between two frames (None: under two frames)
         self.steps = StridedSample(1) if series else None  # the frames' steps, for the timeline's median step
@@ -741,7 +744,8 @@ class SummaryWriter:
                 else:
                     self.failed.append(name)
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
-                 "frames": run.frames, "late_frames": run.late_frames, "tracks": len(entries),
+                 "frames": run.frames, "late_frames": run.late_frames, "dropped_frames": run.dropped_frames,
+                 "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
         if self.timelines and run.page is not None and not entries:
             video["timeline"] = None  # a still image without faces: nothing to draw, and no time to draw it over

@@ -187,7 +187,7 @@
     card.meta.textContent = s.results + " results" + (s.errors ? " (" + s.errors + " errors)" : "") +
       (s.latest ? " · frame " + s.latest.frame + span : "") + " · last seen " + ago(s.last_ms) +
       (s.tracked ? " · tracked" : " · not tracked (run `moodstream track` for people)") +
-      (s.summary ? " · summary published" + (s.summary.late ? " · " + s.summary.late : "") : "");
+      (s.summary ? " · summary published" + (s.summary.missing ? " · " + s.summary.missing : "") : "");
   }
 
   function maybeFetchFrame(card, s) {
