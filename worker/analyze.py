@@ -12,6 +12,7 @@ instead and the run goes on; the exit code is 1 if any input failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -117,7 +118,7 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
     input that cannot be used gives a result with ``error`` set and the run goes on).
     ``every`` / ``fps`` sample videos (one or the other), ``max_frames`` caps each video.
     ``settings`` default to :meth:`Settings.from_env`; pass a built ``pipeline`` to reuse
-    its models across calls.
+    its models across calls (its settings are then the run's: other ``settings`` are a ValueError).
 
     The arguments are checked here, at the call (a TypeError or ValueError that says what
     to pass; folders are listed then: inputs with no image or video are a ValueError, as the
@@ -141,6 +142,12 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
                         f"{type(settings).__name__}")
     if pipeline is not None and not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a moodstream Pipeline (Pipeline(settings)), got {type(pipeline).__name__}")
+    if settings is not None and pipeline is not None and settings != pipeline.settings:
+        differ = [f.name for f in dataclasses.fields(settings)
+                  if getattr(settings, f.name) != getattr(pipeline.settings, f.name)]
+        raise ValueError(f"settings differ from the pipeline's: {', '.join(differ[:6])}"
+                         f"{', ...' if len(differ) > 6 else ''}: pass the pipeline alone (its settings are used) or "
+                         "settings alone, not a mix of the two")
     files = list(expand_paths(specs))  # a folder's files, listed now: one with none is said at the call
     if specs and not files:
         raise ValueError(no_media(specs))

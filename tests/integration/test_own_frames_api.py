@@ -211,3 +211,18 @@ def test_a_frame_over_max_pixels_is_refused_as_a_decoded_image_is(settings):
     with pytest.raises(BadInputError, match="max_pixels"):
         VideoAnalyzer(small).analyze([VideoFrame("cam", 0, 0.0, frame)])
     assert len(small.process([np.zeros((100, 100, 3), np.uint8)])) == 1  # at the limit: served
+
+
+def test_settings_that_are_not_the_pipeline_s_are_refused(pipeline, settings):
+    """`analyze(paths, settings=S, pipeline=P)` ran P's models with P's settings but S's detect_every,
+    max_pixels and batching: `analyze(clip, Settings(detect_every=5), pipeline=P)` detected every 5th
+    frame with P's other settings, a mix neither names. Now: one or the other, or the same settings."""
+    import pytest
+
+    from moodstream import analyze
+
+    other = settings.replace(detect_every=5)
+    with pytest.raises(ValueError, match="settings differ from the pipeline's: detect_every"):
+        analyze(CLIP, other, pipeline=pipeline)
+    assert next(iter(analyze(CLIP, settings, pipeline=pipeline, max_frames=1))).frame == 0  # the same: taken
+    assert next(iter(analyze(CLIP, pipeline=pipeline, max_frames=1))).frame == 0  # the pipeline's
