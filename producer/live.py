@@ -57,7 +57,8 @@ from dataclasses import dataclass
 
 import cv2
 
-from moodstream.shared.capture import HOLD_S, FrameReader, Reader, Reads, open_on, until, why_unopened
+from moodstream.shared.capture import (HOLD_S, FrameReader, Reader, Reads, open_on, until, why_no_frames,
+                                       why_unopened)
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, cut_short, decode_stored, is_camera_index,
                                      is_finite_stream, source_name, to_rgb8)
@@ -260,8 +261,11 @@ class LiveSource:
                     break
                 if self.finite:  # a file over the network: read once, never re-read
                     short = cut_short(got, times.t, announced, times.rate) if got else None
-                    if got == 0:
-                        yield FrameItem(name, self.read, error=BadInputError("unreadable", "no decodable video frames"))
+                    if got == 0:  # why, where it can be told (an mp4's index at its end, no byte ranges)
+                        asking = reader.submit(lambda: why_no_frames(self.spec))  # a stop comes at once
+                        why = asking.result() if until(asking, self.stopping) else ""
+                        yield FrameItem(name, self.read, error=BadInputError(
+                            "unreadable", "no decodable video frames" + (f" ({why})" if why else "")))
                     elif short:  # the download ended or stalled: what was read was given, the cut is said
                         log.warning("live: %s: %s", name, short)
                         yield FrameItem(name, self.read, error=BadInputError("truncated", short))

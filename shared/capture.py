@@ -199,43 +199,55 @@ def open_on(reader: Reader, opener: Callable[[], cv2.VideoCapture | None],
     return opening.result() if opened else None
 
 
+def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, read_bytes: int = 0):
+    """One GET of an http(s) URL, redirects not followed, the URL's user and password sent only where
+    the server asks for basic auth (as FFmpeg): (answer, the first ``read_bytes`` of its body); None for
+    a URL that is no http(s) one. Raises what the connection raises (OSError, http.client.HTTPException,
+    ValueError for a port that is no number)."""
+    import base64
+    import http.client
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(spec)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"User-Agent": "moodstream", **(headers or {})}
+    for _ in range(2):
+        conn = kind(parts.hostname, parts.port, timeout=wait_s)
+        try:
+            conn.request("GET", path, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read(read_bytes) if read_bytes and answer.status < 300 else b""
+        finally:
+            conn.close()
+        challenge = (answer.getheader("WWW-Authenticate") or "").lower()
+        if answer.status != 401 or parts.username is None or "Authorization" in headers \
+                or not challenge.startswith("basic"):
+            break
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    return answer, data
+
+
 def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> str:
     """Why FFmpeg could not open ``spec``, in a few words, or "" where nothing can be told: OpenCV says
     only that it failed. An open that ran into ``open_timeout_s`` says so; an http(s) URL is asked once
-    more, for its status line only (a GET that reads no body, redirects not followed, the URL's user and
-    password sent only where the server asks for basic auth): 'HTTP 404 Not Found', 'HTTP 302 Found, to
-    URL', 'connection refused'.
+    more, for its status line only (:func:`_http_get`, no body read): 'HTTP 404 Not Found', 'HTTP 302
+    Found, to URL', 'connection refused'.
     ``name``: the URL as log lines call it (no credentials)."""
-    import base64
     import http.client
     import socket
-    from urllib.parse import unquote, urljoin, urlsplit
+    from urllib.parse import urljoin
 
     from moodstream.shared.transport import redact
 
     timed_out = took_s >= 0.9 * open_timeout_s
     slow = f"no answer within {open_timeout_s:g} s" if timed_out else ""
-    parts = urlsplit(spec)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return slow
-    kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
     wait_s = min(2.0 if timed_out else 5.0, open_timeout_s)  # silent through FFmpeg's whole open: 2 s more tell
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = {"User-Agent": "moodstream"}
     try:
-        for _ in range(2):  # the URL's user and password only where the server asks for them (basic), as FFmpeg
-            conn = kind(parts.hostname, parts.port, timeout=wait_s)
-            try:
-                conn.request("GET", path, headers=headers)
-                answer = conn.getresponse()
-            finally:
-                conn.close()
-            challenge = (answer.getheader("WWW-Authenticate") or "").lower()
-            if answer.status != 401 or parts.username is None or "Authorization" in headers \
-                    or not challenge.startswith("basic"):
-                break
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        got = _http_get(spec, wait_s)
     except ValueError:  # a port that is no number
         return slow
     except (socket.timeout, TimeoutError):
@@ -244,6 +256,9 @@ def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> 
         return "connection refused"
     except (OSError, http.client.HTTPException) as exc:
         return getattr(exc, "strerror", None) or type(exc).__name__
+    if got is None:
+        return slow
+    answer = got[0]
     said = f"HTTP {answer.status} {answer.reason}".strip()
     if 300 <= answer.status < 400 and answer.getheader("Location"):
         return f"{said}, to {redact(urljoin(name, answer.getheader('Location')))}"
@@ -253,3 +268,40 @@ def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> 
     if timed_out:  # it answers, but what follows came too slowly for FFmpeg to see a frame in time
         return f"{said} ({content}), but no frame within {open_timeout_s:g} s"
     return f"{said} ({content}), not a video FFmpeg can read"
+
+
+HEAD_BYTES = 1 << 16  # of a video over http, read to find its top-level boxes (why_no_frames)
+FASTSTART = ("its index (the mp4's moov box) comes after its media and the server does not serve byte "
+             "ranges, so FFmpeg cannot go back to the media once it has read the index: download the file "
+             "and analyse it there, serve it from a server that answers Range requests, or move its index "
+             "to the front (ffmpeg -i IN -c copy -movflags +faststart OUT)")
+
+
+def why_no_frames(spec: str, wait_s: float = 5.0) -> str:
+    """Why a video over http(s) that FFmpeg opened gave no frame, where it can be told, else "": an
+    MP4 / MOV whose index (its ``moov`` box) follows its media (``mdat``: OpenCV's writer and many
+    cameras write it so) on a server that ignores Range requests (Python's http.server): read front to
+    back, FFmpeg finds the index only past the media it indexes (:data:`FASTSTART`). One GET for the
+    file's first :data:`HEAD_BYTES` (asked as a range: a server that answers 206 serves ranges)."""
+    import http.client
+    import struct
+
+    try:
+        got = _http_get(spec, wait_s, {"Range": f"bytes=0-{HEAD_BYTES - 1}"}, HEAD_BYTES)
+    except (OSError, http.client.HTTPException, ValueError):
+        return ""
+    if got is None or got[0].status != 200:  # 206: ranges served; an error status: not this
+        return ""
+    head, at = got[1], 0
+    while at + 8 <= len(head):  # the top-level boxes the head holds: size (32 bits, 1: 64 after the type), type
+        size, kind = struct.unpack(">I4s", head[at:at + 8])
+        if size == 1 and at + 16 <= len(head):
+            size = struct.unpack(">Q", head[at + 8:at + 16])[0]
+        if kind == b"moov":
+            return ""
+        if kind == b"mdat":
+            return FASTSTART
+        if size < 8:  # 0: to the end of the file (the media, or no box at all)
+            return ""
+        at += size
+    return ""

@@ -669,7 +669,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
     frame, or about ``fps`` frames per second of video time. A video whose frames are over
     ``max_pixels`` (by its header) fails before one is decoded."""
-    from moodstream.shared.capture import FrameReader, Reader, Reads, open_on, why_unopened
+    from moodstream.shared.capture import FrameReader, Reader, Reads, open_on, why_no_frames, why_unopened
 
     name = source_name(spec)
     # a camera's or a stream's open and reads on a thread of their own (shared.capture): Ctrl-C comes at
@@ -735,8 +735,10 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
             elif ok:
                 shots.see(bgr)
             if not ok:
-                if index == 0:
-                    yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"))
+                if index == 0:  # a URL: why, where it can be told (an mp4's index at its end, no byte ranges)
+                    why = why_no_frames(spec) if is_stream_spec(spec) else ""
+                    yield FrameItem(name, 0, error=BadInputError("unreadable", "no decodable video frames"
+                                                                 + (f" ({why})" if why else "")))
                 else:
                     short = cut_short(index, t, announced, native_fps)
                     if short and not is_stream_spec(spec) and container_whole(spec):

@@ -109,3 +109,31 @@ def test_a_download_cut_short_is_said_as_analyze_says_it(tmp_path):
     assert all(f.error is None for f in items[:-1]) and items[-1].error is not None
     assert items[-1].error.reason == "truncated" and str(items[-1].error) == str(analyzed[-1].error)
     assert items[-1].frame == analyzed[-1].frame == len(items) - 1
+
+
+def test_an_mp4_with_its_index_at_the_end_on_a_server_without_byte_ranges_says_why_it_gives_no_frame():
+    """An mp4 written with its index (the moov box) after its media data (OpenCV's writer, many cameras)
+    on a server that does not answer Range requests (Python's http.server): FFmpeg reads to the index
+    and cannot go back to the media, so no frame comes. `analyze URL`, `produce URL` and the expander
+    said only 'no decodable video frames' of the bundled sample, which plays from disk: now they say
+    why and what to do. Served with byte ranges it reads, and an mp4 whose media is missing is not
+    blamed on the server."""
+    from tests.support.expanderkit import LONG_CLIP, no_frames_mp4
+
+    data = LONG_CLIP.read_bytes()
+    site = Site({"/plain.mp4": body(data), "/ranged.mp4": ranged(data), "/empty.mp4": ranged(no_frames_mp4())})
+    try:
+        analyzed = list(iter_video(served(site, "/plain.mp4")))
+        source, items = live_items(served(site, "/plain.mp4"))
+        fine = [f for f in iter_video(served(site, "/ranged.mp4")) if f.error is None]
+        empty = list(iter_video(served(site, "/empty.mp4")))
+    finally:
+        site.close()
+    for got in (analyzed, items):
+        assert len(got) == 1 and got[0].error is not None, got
+        detail = got[0].error.detail
+        assert detail.startswith("no decodable video frames (its index (the mp4's moov box) comes after its "
+                                 "media and the server does not serve byte ranges"), detail
+        assert "-movflags +faststart" in detail
+    assert len(fine) == 60
+    assert [f.error.detail for f in empty] == ["no decodable video frames"]
