@@ -625,7 +625,8 @@ def is_finite_stream(announced: float) -> bool:
 
 class RateCap:
     """Keeps about ``fps`` frames a second of video time: a frame is kept when its time reaches the
-    next slot, and the slot after is 1 / fps later (or at the frame, after a long gap: no burst).
+    next slot, and the slot after is 1 / fps later; after a gap of a step or more in the frames' times,
+    1 / fps after the frame kept (no burst, and no second frame right after it).
     What ``--fps`` keeps of a file, and of a file over a URL (:class:`producer.live.LiveSource`)."""
 
     def __init__(self, fps: float):
@@ -634,7 +635,9 @@ class RateCap:
     def keep(self, t: float) -> bool:
         if t + 1e-9 < self.next_s:
             return False
-        self.next_s = max(self.next_s + self.step_s, t)
+        self.next_s += self.step_s
+        if t + 1e-9 >= self.next_s:  # a gap: the grid starts again at this frame
+            self.next_s = t + self.step_s
         return True
 
 

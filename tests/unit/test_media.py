@@ -423,3 +423,20 @@ def test_a_folders_files_that_are_not_media_are_named_at_info(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="moodstream.shared.media"):
         assert list(expand_paths([str(tmp_path)])) == [str(tmp_path / "a.jpg")]
     assert "1 file(s) left out" in caplog.text and "notes.txt" in caplog.text and ".hidden" not in caplog.text
+
+
+def test_fps_keeps_no_two_frames_closer_than_its_step_after_a_gap():
+    """`--fps 10` on a video with a gap in its frames' times (a phone that paused, a cut-out stretch of a
+    variable frame rate file): after the gap, the frame at the gap's end and the very next one were
+    both kept, 33 ms apart (the next slot was put at the frame itself). Now the slot after a gap is one
+    step after the frame kept; frames without gaps keep the grid (about fps a second, no drift)."""
+    from moodstream.shared.media import RateCap
+
+    cap = RateCap(10)
+    times = [round(i / 30, 4) for i in range(10)] + [round(5 + i / 30, 4) for i in range(10)]
+    kept = [t for t in times if cap.keep(t)]
+    assert kept == [0.0, 0.1, 0.2, 0.3, 5.0, 5.1, 5.2, 5.3]
+    steady = RateCap(10)  # 30 fps for 10 s: 100 kept, every third frame
+    assert sum(steady.keep(i / 30) for i in range(300)) == 100
+    odd = RateCap(7)  # a step that is no multiple of the frames': the grid, not the frames, sets the rate
+    assert sum(odd.keep(i / 30) for i in range(300)) == 70
