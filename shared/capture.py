@@ -219,7 +219,7 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
         try:
             conn.request("GET", path, headers=headers)
             answer = conn.getresponse()
-            data = answer.read(read_bytes) if read_bytes and answer.status < 300 else b""
+            data = _read_for(answer, read_bytes, wait_s) if read_bytes and answer.status < 300 else b""
         finally:
             conn.close()
         challenge = (answer.getheader("WWW-Authenticate") or "").lower()
@@ -229,6 +229,18 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     return answer, data
+
+
+def _read_for(answer, limit: int, wait_s: float) -> bytes:
+    """Up to ``limit`` bytes of ``answer``'s body, read for at most about ``wait_s`` seconds in all (a
+    server trickling a byte a second held a plain read(limit) for hours): what came by then."""
+    data, deadline = bytearray(), time.monotonic() + wait_s
+    while len(data) < limit and time.monotonic() < deadline:
+        chunk = answer.read1(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> str:

@@ -137,3 +137,32 @@ def test_an_mp4_with_its_index_at_the_end_on_a_server_without_byte_ranges_says_w
         assert "-movflags +faststart" in detail
     assert len(fine) == 60
     assert [f.error.detail for f in empty] == ["no decodable video frames"]
+
+
+def test_asking_why_no_frame_came_is_bounded_in_time_on_a_server_that_trickles():
+    """The question why_no_frames asks (the file's first 64 KB) stops after its wait, whatever the server
+    sends: a byte a tenth of a second would have held `analyze URL` for almost two hours."""
+    import time
+
+    from moodstream.shared.capture import why_no_frames
+
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "video/mp4")
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        try:
+            for _ in range(100):
+                h.wfile.write(b"\0")
+                h.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the asker hung up
+            pass
+
+    site = Site({"/slow.mp4": trickle})
+    try:
+        began = time.monotonic()
+        assert why_no_frames(served(site, "/slow.mp4"), wait_s=1.0) == ""
+        assert time.monotonic() - began < 3
+    finally:
+        site.close()
