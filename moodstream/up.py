@@ -216,7 +216,9 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         if failure is None:
             stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
-            click.echo(f"up: {stopped}{received} results for {feed.sent} frames; "
+            dropped = feed.producer.stats.dropped  # --backpressure drop: not sent, said by the run's summary too
+            shed = f" ({dropped} more dropped: backlog over lag_limit)" if dropped else ""
+            click.echo(f"up: {stopped}{received} results for {feed.sent} frames{shed}; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
         rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
         if fmt == "table" and rows.faces:

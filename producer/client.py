@@ -21,7 +21,8 @@ backlog falls (``"drop"``, for live cameras where a late frame is worth less
 than a fresh one): each such frame is counted in ``stats.dropped`` and its
 :class:`JobRef` says ``dropped``. The next frame of that source that is sent
 carries how many were dropped before it (``FrameJob.dropped_before``): the track
-stage counts them in the run's summary (``dropped_frames``).
+stage counts them in the run's summary (``dropped_frames``); a source's last frame,
+where it was dropped, is sent when the source ends (:meth:`Producer.end_source`).
 
 Trimming is the movers' (``MINID`` below what the group has acknowledged), not
 the producer's. Delivery is at-least-once: an RPUSH retried after a lost
@@ -163,13 +164,17 @@ class Producer:
         # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
         # DROPS_KEPT drops are kept (a count of a source never sent again goes with it)
         self._dropped_since: OrderedDict[str, int] = OrderedDict()
+        # the last frame dropped of a sequence, held for :meth:`end_source`: frames dropped after the
+        # last one sent of a source had no frame to say them (one frame held, whatever the sources)
+        self._held_drop: FrameJob | None = None
         self._server_checked = False  # a Redis in cluster mode is refused before the first push
 
     # --- single jobs --------------------------------------------------------------
 
-    def submit(self, job: FrameJob) -> JobRef:
-        """Add one job (after backpressure); returns its reference, which says ``dropped``
-        when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``). A job every
+    def submit(self, job: FrameJob, *, always: bool = False) -> JobRef:
+        """Add one job (after backpressure; ``always``: whatever the backlog); returns its reference,
+        which says ``dropped`` when ``backpressure="drop"`` did not send it (counted in ``stats.dropped``;
+        the next frame sent of its source says how many, ``FrameJob.dropped_before``). A job every
         worker would refuse (:func:`~moodstream.shared.wire.decode_frame`: a ``page`` that is not a
         whole number from 1, a negative frame, a time that is no number, a source of over 4,096
         characters...) raises :class:`RefusedJob` (a ValueError) naming the field, nothing sent: sent, it
@@ -179,13 +184,14 @@ class Producer:
                                           f"None, got {job.page!r}: not sent")
         if job.reply_to is None and self.reply_to is not None:
             job.reply_to = self.reply_to
-        if not self._backpressure():
+        if not always and not self._backpressure():
             self.stats.dropped += 1
             self._shedding += 1
             if job.page is None:  # a frame of a sequence (a still image is a run of its own: no later frame)
                 self._dropped_since[job.source] = self._dropped_since.pop(job.source, 0) + 1
                 while len(self._dropped_since) > DROPS_KEPT:
                     self._dropped_since.popitem(last=False)
+                self._held_drop = job
             return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
         if job.page is None and self._dropped_since.get(job.source):
             job.dropped_before = self._dropped_since[job.source]
@@ -212,7 +218,30 @@ class Producer:
         self.stats.sent += 1
         if job.page is None:  # said once, by the frame sent
             self._dropped_since.pop(job.source, None)
+            if self._held_drop is not None and self._held_drop.source == job.source:
+                self._held_drop = None
         return JobRef(job.job_id, job.source, job.frame, None)
+
+    def end_source(self, source: str, job_id: str | None = None) -> JobRef | None:
+        """``source`` has given its last frame (its file ended, its stream stopped): if its last frame
+        was dropped (``backpressure="drop"``), it is sent now, whatever the backlog, saying the frames
+        dropped before it, so that the run's summary counts every frame dropped (none said them after
+        the last frame sent) and its span ends where the source did. ``job_id``: another id for it
+        (:meth:`produce` numbers the jobs it sends). None where nothing was held. :meth:`produce` and
+        the expander call it at the end of each source; a program submitting frames may too."""
+        job = self._held_drop
+        if job is None or job.source != source:
+            return None
+        self._held_drop = None
+        self.stats.dropped -= 1
+        left = self._dropped_since.get(source, 1) - 1
+        if left > 0:
+            self._dropped_since[source] = left
+        else:
+            self._dropped_since.pop(source, None)
+        if job_id is not None:
+            job.job_id = job_id
+        return self.submit(job, always=True)
 
     def _push(self, payload: bytes) -> None:
         """RPUSH the message to the intake list; a user that may not (the ACL rules of the release
@@ -303,13 +332,22 @@ class Producer:
         ``drop`` (what a live camera wants) keeps reading it and does not send
         frames while the backlog is over ``lag_limit``. Yields the jobs sent;
         dropped frames are counted in ``stats.dropped``."""
-        n = 0
+        n, source = 0, None
         for item, live in self._items(paths, every_n, fps, max_frames):
-            self._live = live
+            if source is not None and item.source != source:  # the source before ended: its last drop goes
+                ref = self.end_source(source, f"{job_id_prefix}-{n:06d}" if job_id_prefix else None)
+                if ref is not None:
+                    n += 1
+                    yield ref
+            self._live, source = live, item.source
             job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
             ref = self.submit_item(item, job_id=job_id)
             if ref is not None and not ref.dropped:
                 n += 1
+                yield ref
+        if source is not None:
+            ref = self.end_source(source, f"{job_id_prefix}-{n:06d}" if job_id_prefix else None)
+            if ref is not None:
                 yield ref
         self._live = False
 

@@ -283,6 +283,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     resume_at, live_from = _resume_points(job.meta)
     n, first, last, stopped = 0, None, None, None
     start: int | None = None  # the count this run starts from, saved with its first item
+    source: str | None = None  # the source name of the items sent
     signal.signal(STOP_SIGNAL, _stop_now)
     try:
         if _stop_pending:
@@ -305,6 +306,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                     if live is not None and not live.finite:  # goes on numbering, never under an id it used
                         n = max(n, live_from)
                 ref = producer.submit_item(item, job_id=f"{job.id}-{n:06d}")
+                source = item.source
                 if ref is not None:
                     if not getattr(ref, "dropped", False):  # backpressure="drop" may not send it
                         first = first or ref.job_id
@@ -315,6 +317,9 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                         job.save_meta()
                 elif live is not None:  # a URL that failed for good fails the job
                     raise BadInputError(item.error.reason, f"{item.source}: {item.error.detail} (after {n} frames)")
+            held = producer.end_source(source) if source is not None else None  # its last frame, if dropped,
+            if held is not None:  # goes now: it says the frames dropped before it (the run's summary counts them)
+                first, last = first or held.job_id, held.job_id
             if guard is not None and guard.refused:  # a redirect or playlist entry off the allow-list
                 raise BadInputError("unsupported", f"{name}: refused a request to {guard.refused[0]} (not on the "
                                                    f"expander's allowed_url_hosts) after {n} frames")

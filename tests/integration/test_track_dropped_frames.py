@@ -11,6 +11,7 @@ dashboard say (quiet at 0). A real producer, worker and track stage on a real re
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 from tests.support.streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
@@ -21,6 +22,8 @@ from moodstream.shared.table import missing_frames_note
 from moodstream.shared.transport import ensure_group
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame
 from moodstream.worker.tracking.stage import TrackStage
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _summaries(client, keys) -> dict[str, dict]:
@@ -109,3 +112,59 @@ def test_the_note_a_reader_sees():
     assert missing_frames_note({"late_frames": 2, "dropped_frames": 1}) == \
         "2 late frames not tracked (over reorder_wait_ms); 1 frame dropped by the producer (backlog over lag_limit)"
     assert missing_frames_note({"late_frames": "x", "dropped_frames": True}) == ""  # another program's JSON
+
+
+def test_a_video_s_last_frame_is_sent_to_say_the_drops_before_it(redis_url, client, keys, checkpoint):
+    """Frames dropped after the last frame sent of a source had no frame to say them: `up` of the
+    bundled clip with lag_limit 5 said 33 dropped where 41 were (60 frames, 19 answered). A producer
+    reading a source (produce, up, the expander) now sends the last frame of a source it dropped frames
+    at the end of, whatever the backlog: its run's dropped_frames are all of them, and its span ends
+    where the video ends."""
+    settings = settings_for(redis_url, lag_limit=5, backpressure="drop")
+    ensure_group(client, keys)
+    producer = Producer(settings, notice=lambda m: None)
+    clip = str(REPO / "samples" / "hamilton_clip.mp4")
+    refs = list(producer.produce([clip]))  # no worker yet: the backlog passes lag_limit at once
+    assert refs[-1].frame == 59 and producer.stats.dropped == 60 - len(refs) > 40
+    worker = start_worker(settings, checkpoint, "w1")
+    try:
+        wait_for(lambda: client.xlen(keys.results) >= len(refs), 60, what="the frames' results")
+    finally:
+        worker.stop()
+    last = max(all_results(client, keys), key=lambda r: r.frame)
+    assert (last.frame, last.dropped_before) == (59, 59 - refs[-2].frame - 1)
+    stage = TrackStage(settings, name="tracker", reorder_wait_ms=300, block_ms=1, pictures=False)
+    stage._ensure_group()
+    for k in range(5):
+        stage.step(now_s=100.0 + k)
+    stage.flush()
+    run = _summaries(client, keys)[clip]
+    assert (run["frames"], run["dropped_frames"]) == (len(refs), producer.stats.dropped)
+    assert run["frames"] + run["dropped_frames"] == 60
+
+
+def test_the_expander_sends_a_video_s_last_frame_to_say_the_drops_before_it(redis_url, client, keys):
+    """The rq expander reads a whole video through the same producer: under --backpressure drop the
+    video's last frame goes whatever the backlog, saying the frames dropped before it."""
+    import os
+    import subprocess
+    import sys
+
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+    from tests.support.streamkit import queued_jobs
+
+    from moodstream.producer.rq_jobs import enqueue_source
+
+    job = enqueue_source(settings_for(redis_url), client, "hamilton_clip.mp4")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX=keys.prefix, MOODSTREAM_BACKPRESSURE="drop",
+               MOODSTREAM_LAG_LIMIT="5")
+    out = subprocess.run([sys.executable, "-m", "moodstream", "expander", "--burst", "--media-root",
+                          str(REPO / "samples")], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = queued_jobs(client, keys)
+    done = Job.fetch(job.id, connection=client, serializer=JSONSerializer).return_value()
+    assert (done["frames"], done["dropped"]) == (len(jobs), 60 - len(jobs)) and done["dropped"] > 40
+    assert (jobs[-1].frame, jobs[-1].dropped_before) == (59, 59 - jobs[-2].frame - 1)
+    assert done["last_job_id"] == jobs[-1].job_id

@@ -30,8 +30,8 @@ run's summary counts it in ``late_frames`` (each part the count so far: it
 never goes down). So the latency a tracked result adds is at most
 ``reorder_wait_ms``, usually none. Frames its producer never sent (``--backpressure
 drop``, the backlog over ``lag_limit``) are counted in ``dropped_frames`` the same way,
-from the next frame it sent of the source (its ``dropped_before``); frames dropped
-after a source's last sent frame have no frame to say them.
+from the next frame it sent of the source (its ``dropped_before``; a producer reading
+a source sends its last frame, where dropped, when it ends: ``Producer.end_source``).
 
 **Runs, not sources.** A source's results belong to a *run*: one pass of a
 producer over it, enqueued in frame order (as ``produce``, the expander and
