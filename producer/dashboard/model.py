@@ -43,6 +43,7 @@ RING_BYTES = 24 << 20  # the kept batches' JSON text together, at most (the newe
 TEXT_CHARS = 300  # text fields from a stream are cut to this
 MAX_FACES = 64  # boxes kept of the latest frame
 RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
+UNTIMED_FPS = 30.0  # untimed frames are this far apart, as the tracker and the summary count them (default_fps)
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -79,6 +80,7 @@ class Person:
     stride: int = 1
     new: list[list] = field(default_factory=list)  # points since the last batch
     replace: bool = False  # more new points than a timeline keeps: the next batch sends them all
+    still: bool = False  # a still image's face (a result with a page): no time, no timeline
 
     def add(self, t: float, raw: list[int], emotion: str) -> None:
         if self.frames % self.stride == 0:
@@ -100,7 +102,7 @@ class Person:
         points = self.points if full or self.replace else self.new
         mean = [round(s / self.frames) for s in self.sums] if self.frames else [0] * len(LABELS)
         return {"track_id": self.track_id, "first_t": round(self.first_t, 2), "last_t": round(self.last_t, 2),
-                "frames": self.frames, "emotion": self.emotion, "mean": mean,
+                "frames": self.frames, "emotion": self.emotion, "mean": mean, "still": self.still,
                 "dominant": LABELS[max(range(len(mean)), key=mean.__getitem__)], "points": points,
                 "replace": full or self.replace}
 
@@ -157,7 +159,9 @@ def summary_view(summary: dict) -> dict:
     for t in listed[-MAX_SUMMARY_TRACKS:] if parts else listed[:MAX_SUMMARY_TRACKS]:
         if not isinstance(t, dict):
             continue
+        page = t.get("page")
         tracks.append({"track_id": t.get("track_id"), "person": bool(t.get("person")),
+                       **({"page": page} if type(page) is int else {}),  # a still image's: "still image", no span
                        "not_person_why": cut(t.get("not_person_why") or ""),
                        "first_timestamp_s": t.get("first_timestamp_s"), "last_timestamp_s": t.get("last_timestamp_s"),
                        "frames": t.get("frames"), "dominant": cut(t.get("dominant") or t.get("dominant_emotion"), 40),
@@ -259,13 +263,18 @@ class Model:
                 return
             src.last_frame = r.frame
             src.tracked, src.still = True, r.page is not None
-            t = r.timestamp_s if r.timestamp_s is not None else r.frame
+            # the summary's times: a still image's faces at 0 s, untimed frames UNTIMED_FPS apart (the frame
+            # index was taken for seconds: 20 untimed frames, a person of 0.63 s, were "0.0 s-19.0 s")
+            if r.timestamp_s is not None:
+                t = r.timestamp_s
+            else:
+                t = 0.0 if r.page is not None else r.frame / UNTIMED_FPS
             for face in r.faces:
                 if face.track_id is None:
                     continue
                 person = src.people.get(face.track_id)
                 if person is None:
-                    person = src.people[face.track_id] = Person(face.track_id, t)
+                    person = src.people[face.track_id] = Person(face.track_id, t, still=r.page is not None)
                     while len(src.people) > MAX_PEOPLE:
                         src.people.popitem(last=False)
                 src.people.move_to_end(face.track_id)

@@ -776,6 +776,25 @@ def _emotions(episodes: list[dict], shown: list[dict] = ()) -> str:
 
 
 PEOPLE_SHOWN = 100  # rows of the people table at most (a folder of 2,000 photos printed 5,429); the JSON has all
+SOURCE_COLUMN = 24  # the people table's source column, at least ...
+SOURCE_COLUMN_MOST = 48  # ... and at most: wider only where names must be told apart
+
+
+def short_names(sources) -> dict[str, str]:
+    """Each source named by its file name, or by as many of its last path parts as tell it apart from the
+    other sources (``cams/north/clip.mp4``, ``cams/south/clip.mp4`` -> ``north/clip.mp4``, ``south/clip.mp4``:
+    both were ``clip.mp4``, rows no reader could tell apart)."""
+    parts = {s: [p for p in s.split("/") if p] or [s] for s in set(sources)}
+    depth = {s: 1 for s in parts}
+    while True:
+        named: dict[str, list[str]] = {}
+        for s, ps in parts.items():
+            named.setdefault("/".join(ps[-depth[s]:]), []).append(s)
+        grow = [s for same in named.values() if len(same) > 1 for s in same if depth[s] < len(parts[s])]
+        if not grow:
+            return {s: "/".join(ps[-depth[s]:]) for s, ps in parts.items()}
+        for s in grow:
+            depth[s] += 1
 
 
 def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_SHOWN) -> str:
@@ -783,16 +802,20 @@ def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_S
     the main episodes (strongest first, at most ``max_episodes``, then the others' emotions: every
     episode's emotion is named); people first, then the rest on one line (those with episodes first).
     A still image's track (with ``page``) has no span: "still image"; the tracks of a file with tracks
-    on a page after the first are named by file and page ("scan.tif page 2"). At most ``most`` people
+    on a page after the first are named by file and page ("scan.tif page 2"). A source is named by its
+    file name, with as many of its folders as tell it apart from another of that name (:func:`short_names`;
+    the column widens to at most ``SOURCE_COLUMN_MOST``). At most ``most`` people
     are rows; one line says how many more."""
     people = [t for t in tracks if t["person"]]
     others = [t for t in tracks if not t["person"]]
     paged = {t["source"] for t in tracks if t.get("page", 1) != 1}  # files of several pages
+    short = short_names(t["source"] for t in tracks)
 
     def name(t: dict) -> str:
-        return (Path(t["source"]).name or t["source"]) + (f" page {t['page']}" if t["source"] in paged else "")
+        return short[t["source"]] + (f" page {t['page']}" if t["source"] in paged else "")
 
-    lines = [f"{'SOURCE':24s} {'TRACK':>5s} {'SHOT':>4s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
+    width = min(SOURCE_COLUMN_MOST, max([SOURCE_COLUMN, *(len(printable(name(t))) for t in people[:most])]))
+    lines = [f"{'SOURCE':{width}s} {'TRACK':>5s} {'SHOT':>4s} {'SPAN_S':>13s}  {'DOMINANT (MEAN)':22s} EPISODES"]
     for t in people[:most]:
         dom = f"{t['dominant']} {t['mean_probabilities'][t['dominant']]:.0%}"
         main = sorted(t["episodes"], key=lambda e: -e["peak"])[:max_episodes]
@@ -801,9 +824,9 @@ def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_S
         more = len(t["episodes"]) - len(main)
         eps = (eps or "-") + (f" +{more} more ({_emotions(t['episodes'], main)})" if more > 0 else "")
         span = "still image" if "page" in t else f"{t['first_timestamp_s']:.1f}-{t['last_timestamp_s']:.1f}"
-        src = source_cell(name(t), 24)
+        src = source_cell(name(t), width)
         shot = printable(str(t.get("shot", "-")))  # the camera shot (a video's): tracks end at a cut
-        lines.append(f"{src:24s} {'#' + printable(str(t['track_id'])):>5s} {shot:>4s} {span:>13s}  "
+        lines.append(f"{src:{width}s} {'#' + printable(str(t['track_id'])):>5s} {shot:>4s} {span:>13s}  "
                      f"{printable(dom):22s} {printable(eps)}")  # a summary's strings may come from a stream
     if not people:
         lines.append("(no people)")

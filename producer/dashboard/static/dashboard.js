@@ -15,6 +15,9 @@
     return e;
   }
   const fmtT = (t) => (t === null || t === undefined) ? "-" : (Math.round(t * 10) / 10).toFixed(1) + " s";
+  const nFrames = (n) => n + (n === 1 ? " frame" : " frames");
+  /* a track's time: a still image's (a summary track with a page, a face of a result with one) has none */
+  const when = (still, first, last) => still ? "still image" : fmtT(first) + "–" + fmtT(last);
   const ago = (ms) => {
     const fleetNow = state.fleet ? state.fleet.time_ms : Date.now();
     const s = Math.max(0, Math.round((fleetNow - ms) / 1000));
@@ -234,7 +237,7 @@
     const byId = new Map(summaryTracks.map((t) => [t.track_id, t]));
     const people = [...s.people.values()].filter((p) => !byId.has(p.track_id) || byId.get(p.track_id).person);
     for (const t of summaryTracks) {
-      if (t.person && !s.people.has(t.track_id)) people.push({track_id: t.track_id, first_t: t.first_timestamp_s, last_t: t.last_timestamp_s, frames: t.frames, points: [], dominant: t.dominant});
+      if (t.person && !s.people.has(t.track_id)) people.push({track_id: t.track_id, first_t: t.first_timestamp_s, last_t: t.last_timestamp_s, frames: t.frames, points: [], dominant: t.dominant, still: Number.isInteger(t.page)});
     }
     people.sort((a, b) => a.track_id - b.track_id);
     const seen = new Set();
@@ -263,18 +266,24 @@
         row.face.hidden = false;
       }
       const dominant = t && t.dominant ? t.dominant : p.dominant;
-      row.who.textContent = "#" + p.track_id + (p.emotion ? " now " + p.emotion : "") + " · mostly " + (dominant || "?") +
-        " · " + fmtT(p.first_t) + "–" + fmtT(p.last_t) + " · " + p.frames + " frames";
+      const still = Boolean(p.still || (t && Number.isInteger(t.page)));
+      /* its mean, as the people table and the report give it: "mostly neutrality" read wrong at 31% */
+      const summed = t && t.mean_probabilities ? t.mean_probabilities[dominant] : undefined;
+      const mean = typeof summed === "number" ? Math.round(100 * summed)
+        : (p.mean ? p.mean[window.moodChart.LABELS.indexOf(dominant)] : undefined);
+      row.who.textContent = "#" + p.track_id + (p.emotion ? " now " + p.emotion : "") + " · " + (dominant || "?") +
+        (typeof mean === "number" ? " (mean " + mean + "%)" : "") + " · " + when(still, p.first_t, p.last_t) + " · " + nFrames(p.frames);
       const episodes = t ? t.episodes : [];
       row.eps.textContent = episodes.length ? "episodes: " + episodes.map((e) => e.emotion + " " + fmtT(e.start_s) + "–" + fmtT(e.end_s) + " (peak " + Math.round(100 * e.peak) + "%)").join(", ") : "";
-      window.moodChart.draw(row.chart, p.points, {episodes});
+      row.chart.hidden = still;  // one frame at no time: a time axis would show an empty second
+      if (!still) window.moodChart.draw(row.chart, p.points, {episodes});
     }
     for (const [id, row] of card.rows) if (!seen.has(id)) { row.root.remove(); card.rows.delete(id); }
     const others = summaryTracks.filter((t) => !t.person);
     card.others.hidden = !others.length;
     card.others.firstChild.textContent = others.length + " other track(s), not counted as people";
     card.othersList.replaceChildren(...others.map((t) => {
-      const d = el("div", "other", "#" + t.track_id + " · " + fmtT(t.first_timestamp_s) + "–" + fmtT(t.last_timestamp_s) + " · " + t.frames + " frames · " + (t.dominant || "") +
+      const d = el("div", "other", "#" + t.track_id + " · " + when(Number.isInteger(t.page), t.first_timestamp_s, t.last_timestamp_s) + " · " + nFrames(t.frames) + " · " + (t.dominant || "") +
         (t.not_person_why ? " · not a person: " + t.not_person_why : ""));
       d.dataset.otherTrackId = String(t.track_id);
       return d;
