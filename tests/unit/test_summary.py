@@ -315,3 +315,15 @@ def test_the_people_table_shows_at_most_its_rows_and_says_how_many_more():
     assert len(table) == 1 + PEOPLE_SHOWN + 1, len(table)  # header, the rows, one line for the rest
     assert "0000.jpg" in table[1] and f"{PEOPLE_SHOWN - 1:04d}.jpg" in table[PEOPLE_SHOWN]
     assert table[-1] == "... and 40 more people (every one is in the summary's JSON)"
+
+
+def test_a_track_of_one_frame_says_so_not_seen_0_00_s():
+    """A face in one frame of a video was 'not a person: seen 0.00 s < 0.5 s', right by the rule but read
+    as a bug (a face that was seen, for no time); it says it was seen in one frame only."""
+    summary = Summarizer()
+    for i in range(30):
+        faces = [face(0, "happiness", 0.9)] + ([face(1, "anger", 0.8)] if i == 12 else [])
+        summary.add(FrameResult(source="v", frame=i, timestamp_s=i / FPS, faces=faces))
+    _, once = summary.entries()
+    assert (once["frames"], once["person"]) == (1, False)
+    assert once["not_person_why"] == "seen in one frame only (< 0.5 s)"

@@ -11,6 +11,7 @@
   };
   const fmt = (t) => (Math.round(t * 100) / 100).toFixed(2) + " s";
   const pct = (p) => Math.round(100 * p) + "%";
+  const count = (n, one, many) => n + " " + (n === 1 ? one : many);  /* "1 person", "2 people" */
   /* a file beside the page, as a relative URL ('#' and '?' in a name are not its fragment or query) */
   const fileUrl = (name) => encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
 
@@ -48,7 +49,7 @@
     const mean = t.mean_probabilities && t.dominant ? t.mean_probabilities[t.dominant] : null;
     who.appendChild(document.createTextNode((mean !== null && mean !== undefined ? " (mean " + pct(mean) + ")" : "") +
       (Number.isInteger(t.shot) ? " · shot " + t.shot : "") +
-      " · " + fmt(t.first_timestamp_s) + " – " + fmt(t.last_timestamp_s) + " · " + t.frames + " frames" +
+      " · " + fmt(t.first_timestamp_s) + " – " + fmt(t.last_timestamp_s) + " · " + count(t.frames, "frame", "frames") +
       (t.person ? "" : " · not a person: " + (t.not_person_why || "?"))));
     const chart = el("canvas", "chart");
     const eps = el("div", "episodes");
@@ -95,7 +96,8 @@
     toc.appendChild(a);
     sec.appendChild(el("h2", "name", v.source));
     const people = v.tracks.filter((t) => t.person), others = v.tracks.filter((t) => !t.person);
-    sec.appendChild(el("div", "meta", v.times.length + " frames analysed · " + people.length + " people · " + others.length + " other track(s) · " + v.size.join("x")));
+    sec.appendChild(el("div", "meta", count(v.times.length, "frame", "frames") + " analysed · " + count(people.length, "person", "people") + " · " +
+      count(others.length, "other track", "other tracks") + " · " + v.size.join("x")));
     const row = el("div", "row");
     const playerBox = el("div", "player");
     const player = el("video");

@@ -578,7 +578,8 @@ class SourceSummary:
         # a still image (a page, timed or not; one untimed result): the score alone
         if self.page is None and (self.timed or self.frames > 1) and seen < cfg.min_person_s - 1e-9:
             gaps = f" ({tr.frames} of {spanned} frames over {span:.2f} s)" if tr.frames < spanned else ""
-            why = f"seen {seen:.2f} s{gaps} < {cfg.min_person_s:g} s"
+            why = f"seen {seen:.2f} s{gaps} < {cfg.min_person_s:g} s" if tr.frames > 1 else \
+                f"seen in one frame only (< {cfg.min_person_s:g} s)"  # not "seen 0.00 s": read as a bug
         elif score < cfg.person_score_min:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
         dominant = LABELS[int(np.argmax(mean))]

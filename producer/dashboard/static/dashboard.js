@@ -15,7 +15,8 @@
     return e;
   }
   const fmtT = (t) => (t === null || t === undefined) ? "-" : (Math.round(t * 10) / 10).toFixed(1) + " s";
-  const nFrames = (n) => n + (n === 1 ? " frame" : " frames");
+  const count = (n, one, many) => n + " " + (n === 1 ? one : many);  /* "1 result", "2 results" */
+  const nFrames = (n) => count(n, "frame", "frames");
   /* a track's time: a still image's (a summary track with a page, a face of a result with one) has none */
   const when = (still, first, last) => still ? "still image" : fmtT(first) + "–" + fmtT(last);
   const ago = (ms) => {
@@ -187,7 +188,7 @@
 
   function fillMeta(card, s) {
     const span = s.latest && s.latest.t !== null && s.latest.t !== undefined ? " · at " + fmtT(s.latest.t) : "";
-    card.meta.textContent = s.results + " results" + (s.errors ? " (" + s.errors + " errors)" : "") +
+    card.meta.textContent = count(s.results, "result", "results") + (s.errors ? " (" + count(s.errors, "error", "errors") + ")" : "") +
       (s.latest ? " · frame " + s.latest.frame + span : "") + " · last seen " + ago(s.last_ms) +
       (s.tracked ? " · tracked" : " · not tracked (run `moodstream track` for people)") +
       (s.summary ? " · summary published" + (s.summary.missing ? " · " + s.summary.missing : "") : "");
