@@ -156,7 +156,8 @@ class Producer:
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
         self._live = False  # the frames being produced come from a live source (said in the wait notice)
-        # measure the backlog every few jobs: the bound is lag_limit + check_every per producer
+        # measure the backlog every few jobs: the bound is lag_limit + check_every per producer (and in
+        # drop mode the last frame of each source it ends, sent whatever the backlog: end_source)
         self.check_every = max(1, min(50, settings.lag_limit // 20))
         self._since_check = self.check_every  # check before the first job
         self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
