@@ -242,15 +242,20 @@ class Producer:
         if job is None or job.source != source:
             return None
         self._held_drop = None
+        before = self._dropped_since.get(source, 1)
         self.stats.dropped -= 1
-        left = self._dropped_since.get(source, 1) - 1
-        if left > 0:
-            self._dropped_since[source] = left
+        if before > 1:
+            self._dropped_since[source] = before - 1
         else:
             self._dropped_since.pop(source, None)
         if job_id is not None:
             job.job_id = job_id
-        return self.submit(job, always=True)
+        try:
+            return self.submit(job, always=True)
+        except BaseException:  # not sent after all (refused, Redis gone): still counted as dropped
+            self.stats.dropped += 1
+            self._dropped_since[source] = before
+            raise
 
     def _push(self, payload: bytes) -> None:
         """RPUSH the message to the intake list; a user that may not (the ACL rules of the release
