@@ -43,7 +43,7 @@ from moodstream.shared.recent import Recent
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
-from moodstream.shared.table import legend, printable
+from moodstream.shared.table import legend, plural, printable
 
 if TYPE_CHECKING:
     from moodstream.producer.results import ResultReader
@@ -218,7 +218,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
             dropped = feed.producer.stats.dropped  # --backpressure drop: not sent, said by the run's summary too
             shed = f" ({dropped} more dropped: backlog over lag_limit)" if dropped else ""
-            click.echo(f"up: {stopped}{received} results for {feed.sent} frames{shed}; "
+            click.echo(f"up: {stopped}{plural(received, 'result')} for {plural(feed.sent, 'frame')}{shed}; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
         rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
         if fmt == "table" and rows.faces:
@@ -448,8 +448,9 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     late = missing_frames_note({"late_frames": sum(v["late_frames"] for v in written["videos"])
                                 + stage.late_after_run_ended,
                                 "dropped_frames": sum(v["dropped_frames"] for v in written["videos"])})
-    click.echo(f"up: summary in {summary_path} ({len(written['tracks'])} tracks, "
-               f"{sum(t['person'] for t in written['tracks'])} people{'; ' + late if late else ''})", err=True)
+    click.echo(f"up: summary in {summary_path} ({plural(len(written['tracks']), 'track')}, "
+               f"{plural(sum(t['person'] for t in written['tracks']), 'person', 'people')}"
+               f"{'; ' + late if late else ''})", err=True)
     if failed:
         from moodstream.worker.analyze import not_written
 

@@ -21,7 +21,7 @@ from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
-                                             stopped_by)
+                                             stopped_by, take_stop_signals)
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, source_cell
 
@@ -212,9 +212,10 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
 def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to, keep_duplicates, redis_url, prefix):
     """Print results: from now (default, follows), --from-start, or --from-id ID.
 
-    JSON Lines (one result object per line, with id, job_id, faces, error...)
-    or --format table. Without --follow or --count, reading from the start or
-    an id stops at the end of the stream.
+    JSON Lines (one result object per line, with id, job_id, faces, error...),
+    --format table or csv. Without --follow or --count, reading from the start or
+    an id stops at the end of the stream. Ctrl-C (SIGTERM, SIGHUP) stops it, exit
+    130 (143, 129).
     """
     from moodstream.producer.results import FROM_NOW, FROM_START, ResultReader
     from moodstream.shared.keys import Keys
@@ -234,14 +235,20 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     follow = follow or start == FROM_NOW
     printer = printer_for(fmt)
     n = 0
-    for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
-                         unique=not keep_duplicates):
-        if printer is not None:
-            printer.row(r)
-        else:
-            click.echo(json.dumps(r.to_json(), allow_nan=False))
-        sys.stdout.flush()
-        n += 1
+    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does
+    try:
+        for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
+                             unique=not keep_duplicates):
+            if printer is not None:
+                printer.row(r)
+            else:
+                click.echo(json.dumps(r.to_json(), allow_nan=False))
+            sys.stdout.flush()
+            n += 1
+    except KeyboardInterrupt as exc:  # how a subscriber is stopped: what it printed stays, no 'Aborted!'
+        click.get_current_context().exit(exit_code(exc))
+    finally:
+        restore_stop_signals(previous)
     if count is not None and n < count:
         click.echo(f"results: {n} of {count} arrived within {timeout_s}s", err=True)
         sys.exit(1)

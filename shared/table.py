@@ -21,6 +21,11 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 frame``, ``2 frames``; ``nouns`` where the plural is not noun + s (person, people)."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def source_cell(source: str, width: int) -> str:
     """The source, escaped, cut from the left to ``width`` characters (the file name stays)."""
     text = printable(source)

@@ -36,8 +36,8 @@ from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings, is_number, is_whole
-from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, printable,
-                                    source_cell)
+from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, plural,
+                                    printable, source_cell)
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.own_outputs import Output, expand_inputs
 from moodstream.worker.report import CLIP_MAX_PX, photo_folder
@@ -222,10 +222,6 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     return total
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def table_row(record: FrameResult) -> str:
     source = source_cell(record.source, 36)
     if record.error is not None:
@@ -281,7 +277,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="jsonl: one JSON record per frame on stdout; table: a readable line per frame, each face as "
                    "'#track emotion P%' (smoothed along the track) and '/ emotion P%' where this frame's own top "
                    f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end); "
-                   "csv: a header, then a row per face (source, page, frame, timestamp_s, width, height, job_id, "
+                   "csv: a header, then a row per face (source, page, frame, timestamp_s, shot, width, height, job_id, "
                    "face, track_id, x1, y1, x2, y2, score, emotion, smoothed_emotion, a column per emotion's "
                    "probability, error, error_detail), a frame without faces or an input that failed a row of "
                    "its own.")
@@ -331,8 +327,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     images and videos), a video (an animated GIF is one), a camera index or
     stream URL, or - to read one image or video from stdin.
     Prints one JSON record per frame on stdout ({"source", "frame",
-    "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}: the
-    same record as `moodstream results`, without the service's fields), or for
+    "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}, and
+    "page" for a still image, "shot" for a video frame: the same record as
+    `moodstream results`, without the service's fields), or for
     an input that cannot be used {"source", "frame", "faces": [], "error":
     {"reason", "detail"}}. Each face has its "box", "score", raw "emotion" and
     "probabilities", a "track_id" (kept along a video, camera or stream;

@@ -90,3 +90,13 @@ def test_up_prints_its_tracked_rows_as_csv(tmp_path):
     rows = rows_of(result.stdout)
     assert {r["frame"] for r in rows} == {"0", "1", "2", "3"}
     assert all(r["track_id"] != "" and r["smoothed_emotion"] and r["job_id"] for r in rows if r["face"] != "")
+
+
+def test_the_help_names_the_columns_the_csv_has_and_the_record_its_keys():
+    """`analyze --help` listed the CSV columns without `shot` (written after timestamp_s since shot
+    cuts) and the JSON record without `page` and `shot`: a newcomer reading the help for the columns
+    got the wrong ones from the fifth on. The help's list is the header's, in its order."""
+    text = " ".join(CliRunner().invoke(analyze, ["--help"]).output.split())  # the wrapping undone
+    named = ", ".join(CSV_COLUMNS[:CSV_COLUMNS.index("smoothed_emotion") + 1])
+    assert f"({named}, a column per emotion's probability, error, error_detail)" in text, text
+    assert '"page"' in text and '"shot"' in text, text

@@ -159,14 +159,34 @@ def test_watch_redraws_until_ctrl_c(redis_url):
     proc = subprocess.Popen([*MOODSTREAM, "status", "--watch", "0.2", "--json", "--redis-url", redis_url,
                              "--prefix", "t"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)  # interpreter start + a few redraws
+        drawn = [proc.stdout.readline() for _ in range(2)]  # two redraws (a fixed 3 s: a slow start saw one)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    frames = [json.loads(line) for line in out.splitlines()]
+    frames = [json.loads(line) for line in ("".join(drawn) + out).splitlines()]
     assert len(frames) >= 2 and all("backlog" in f and "workers" in f for f in frames)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_results_follow_stops_on_ctrl_c_with_what_it_printed(redis_url, client, keys, sig, code):
+    """`results --follow` is stopped with Ctrl-C: it said click's 'Aborted!' and exited 1, the code
+    of 'fewer than --count arrived' (SIGTERM: no line, 143 only by the default handler). Now it stops
+    quietly, what it printed kept, 128 + the signal, as `produce` and `analyze` do."""
+    client.xadd(keys.results, {FIELD: _result(0)})
+    proc = subprocess.Popen([*MOODSTREAM, "results", "--from-start", "--follow", "--redis-url", redis_url,
+                             "--prefix", "t"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # the result printed (its handlers are in place by then) ...
+        wait_for(lambda: any(c.get("cmd") in ("xread", "xreadgroup") for c in client.client_list()), 60,
+                 what="results --follow blocked in XREAD")  # ... then it waits for more
+    finally:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Aborted" not in err and "Traceback" not in err, err
+    assert [json.loads(line)["job_id"] for line in (first + out).splitlines()] == [f"{0:032x}"]
 
 
 @pytest.mark.slow

@@ -153,3 +153,16 @@ def test_a_signal_as_up_says_every_frame_is_answered_costs_no_row(embedded, monk
     ran = run_up("jsonl")
     assert ran.exit_code == 0, (ran.output, ran.exception)
     assert [json.loads(line)["frame"] for line in ran.stdout.splitlines()] == list(range(FRAMES)), ran.stdout
+
+
+def test_up_says_one_of_one_photo_in_the_singular(embedded, tmp_path):
+    """A newcomer's `up photo.jpg --summary F` of one face said "1 results for 1 frames" and
+    "(1 tracks, 1 people)", where `analyze` says "1 frame, 1 face" and the report and dashboard
+    "1 person" (one is one)."""
+    from moodstream.up import up
+
+    ran = CliRunner().invoke(up, [str(REPO / "samples" / "audience.jpg"), "--device", "cpu", "--no-dashboard",
+                                  "--summary", str(tmp_path / "people.json"), "--timeout-s", "300"])
+    assert ran.exit_code == 0, ran.output
+    assert "up: 1 result for 1 frame;" in ran.stderr, ran.stderr
+    assert f"up: summary in {tmp_path / 'people.json'} (1 track, 1 person)" in ran.stderr, ran.stderr
