@@ -24,6 +24,7 @@ def test_one_onnx_worker_both_phases(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["frame_size"] == [640, 360] and list(report["runs"]) == ["onnx"]
+    assert report["encoding"] == "png (pre-encoded, not timed)"  # as the producer sends them: what a worker decodes
     run = report["runs"]["onnx"]
     assert run["throughput"]["frames"] == 6 and run["throughput"]["frames_per_s"] > 0
     loop = run["closed_loop"]

@@ -3,17 +3,19 @@ of real workers through Redis. Writes JSON and prints a table.
 
     moodstream bench stream --video ../shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
 
-On CPU it measures a torch worker and an ONNX Runtime worker one after the
-other on the same frames (``--backend`` picks), with their peak resident memory;
-a ``[cpu]`` install (no torch) measures the ONNX Runtime worker alone.
+On CPU it measures the worker the default settings run (``auto``: the runtime
+this CPU runs best, by measurement), then an ONNX Runtime worker and a torch one
+(where torch is installed) one after the other on the same frames (``--backend``
+picks), with their peak resident memory.
 
 Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
 redis-server. Unless ``--no-spawn``, it starts one ``moodstream worker``
 process (and waits for its heartbeat, so model loading is not timed);
 with ``--no-spawn`` it measures whatever workers already serve the prefix.
 
-Three phases, on the same frames (pre-encoded as JPEG, so producer-side
-encoding is not timed):
+Three phases, on the same frames (pre-encoded as the producer sends them,
+``encoding``: png by default, so the worker decodes what it would; the
+producer's encoding is not timed):
 
 1. warm-up: a few frames, not measured;
 2. throughput: all frames enqueued at once, frames/s = N / (last result read
@@ -76,19 +78,24 @@ def _summary(values: list[float]) -> dict:
 @click.option("--batch-wait-ms", type=click.IntRange(min=0), default=20, show_default=True,
               help="Batch wait of the spawned worker.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
-              help="Spawned worker's backend; repeat to run several side by side [default: on CPU onnx, and torch "
-                   "beside it where torch is installed; auto elsewhere].")
+              help="Spawned worker's backend; repeat to run several side by side [default: on CPU auto (what the "
+                   "default settings run), then onnx, and torch where it is installed; auto elsewhere].")
 @click.option("--timeout-s", type=FiniteRange(min=0, min_open=True), default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=OutputFile(table_beside=True), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
 def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, prefix, device, detector, batch_max,
                batch_wait_ms, backends, timeout_s, out):
     """Frames/s and latency p50/p99 of moodstream workers through Redis."""
-    from moodstream.shared.media import encode_jpeg, iter_video
+    from moodstream.producer.client import encode_pixels
+    from moodstream.shared.media import iter_video
 
     latency_frames = n_frames if latency_frames is None else latency_frames
     need = max(n_frames, latency_frames, warmup)
-    frames = [encode_jpeg(item.image) for item in iter_video(video, max_frames=need) if item.image is not None]
+    encoding = Settings.from_env().encoding  # as the producer sends them (png by default): what the worker decodes
+    if encoding == "raw":
+        raise click.ClickException("bench stream sends encoded frames: set MOODSTREAM_ENCODING to png, jpeg or webp")
+    frames = [encode_pixels(item.image, encoding) for item in iter_video(video, max_frames=need)
+              if item.image is not None]
     if not frames:
         raise click.ClickException(f"no frames decoded from {video}")
     first = next(iter_video(video, max_frames=1)).image
@@ -97,9 +104,9 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     if no_spawn:
         backends = ("existing",)
     elif not backends:
-        # a [cpu] install (no torch) measures the worker it ships
-        backends = ("auto",) if resolve_device(device) != "cpu" else ("torch", "onnx") if installed("torch") \
-            else ("onnx",)
+        # the worker the default settings run first (auto: by measurement on this CPU), then the runtimes beside it
+        backends = ("auto",) if resolve_device(device) != "cpu" else ("auto", "onnx", "torch") \
+            if installed("torch") else ("auto", "onnx")
     runs = {}
     for backend in backends:
         settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else
@@ -107,7 +114,7 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
         runs[backend] = _measure(settings, frames, n_frames, latency_frames, warmup, no_spawn, device, detector,
                                  batch_max, batch_wait_ms, backend, timeout_s)
     report = {"video": str(video), "frame_size": [width, height], "device": device, "detector": detector,
-              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "encoding": "jpeg (pre-encoded, not timed)",
+              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "encoding": f"{encoding} (pre-encoded, not timed)",
               "workers": "existing" if no_spawn else "1 spawned per backend, default threads", "runs": runs}
     if "torch" in runs and "onnx" in runs:
         report["onnx_vs_torch_frames_per_s"] = round(runs["onnx"]["throughput"]["frames_per_s"]
