@@ -50,6 +50,7 @@ import moodstream
 from moodstream.options import FiniteRange, OutputFile
 from moodstream.trainer.bench import write_output
 from moodstream.producer.client import Producer
+from moodstream.worker.runtime import cpu_info
 from moodstream.producer.status import keda_lag, live_workers, server_time_ms
 from moodstream.shared.embedded import EmbeddedRedis
 from moodstream.shared.errors import DataError
@@ -271,7 +272,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# Scaling: workers vs throughput and consumer-group lag (CPU)",
         "",
-        f"{m['cores']} cores ({m['processor'] or m['machine']}), load average before {m['loadavg_before']}, "
+        f"{m['cores']} cores ({m.get('cpu') or m['processor'] or m['machine']}), load average before {m['loadavg_before']}, "
         f"after {m['loadavg_after']}; Redis {m.get('redis')} (KEDA's lag needs 7.0 or later); "
         f"video {Path(report['video']).name} {report['frame_size'][0]}x"
         f"{report['frame_size'][1]}, offered {report['rate_fps']} frames/s for {report['seconds']} s per step, "
@@ -366,6 +367,7 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
         "command": "moodstream bench " + shlex.join(sys.argv[sys.argv.index("scaling"):])
         if "scaling" in sys.argv else "moodstream bench scaling",
         "machine": {"cores": cores, "machine": platform.machine(), "processor": platform.processor(),
+                    "cpu": cpu_info().model,  # platform.processor() is "" on Linux: the CPU went unnamed
                     "python": platform.python_version(), "redis": redis_version, "loadavg_before": load_before,
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "video": str(video), "frame_size": list(size), "rate_fps": rate, "seconds": seconds,
