@@ -71,7 +71,7 @@ def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
     assert result.exit_code == 0, result.output
     browser.get((tmp_path / "r.html").as_uri())
     intro = wait_js(browser, "const t = document.getElementById('intro').textContent; return t ? t : null")
-    assert intro == "0 video(s), 2 photo(s) (4 pictures: a TIFF's pages each)", intro
+    assert intro == "0 videos, 2 photos (4 pictures: a TIFF's pages each)", intro
     text = browser.find_element("tag name", "body").text
     assert "page 3 of 3" in text and "an image" not in text
 

@@ -16,7 +16,8 @@
   const fileUrl = (name) => encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
 
   const photos = data.photos || [];
-  document.getElementById("intro").textContent = data.videos.length + " video(s), " + data.images + " photo(s)" +
+  document.getElementById("intro").textContent = count(data.videos.length, "video", "videos") + ", " +
+    count(data.images, "photo", "photos") +
     (photos.length > data.images ? " (" + photos.length + " pictures: a TIFF's pages each)" : "") +
     (data.videos.length ? "; click a chart or an episode to see that moment" : "");
   document.getElementById("legend").appendChild(window.moodChart.legend());
@@ -113,7 +114,7 @@
     for (const t of people) list.appendChild(trackRow(v, t, player, charts, "person"));
     if (others.length) {
       const det = el("details", "others");
-      det.appendChild(el("summary", null, others.length + " other track(s), not counted as people (too short or not face-like)"));
+      det.appendChild(el("summary", null, count(others.length, "other track", "other tracks") + ", not counted as people (too short or not face-like)"));
       for (const t of others) det.appendChild(trackRow(v, t, player, charts, "other"));
       det.addEventListener("toggle", () => redraw());
       list.appendChild(det);

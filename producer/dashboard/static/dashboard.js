@@ -282,7 +282,7 @@
     for (const [id, row] of card.rows) if (!seen.has(id)) { row.root.remove(); card.rows.delete(id); }
     const others = summaryTracks.filter((t) => !t.person);
     card.others.hidden = !others.length;
-    card.others.firstChild.textContent = others.length + " other track(s), not counted as people";
+    card.others.firstChild.textContent = count(others.length, "other track", "other tracks") + ", not counted as people";
     card.othersList.replaceChildren(...others.map((t) => {
       const d = el("div", "other", "#" + t.track_id + " · " + when(Number.isInteger(t.page), t.first_timestamp_s, t.last_timestamp_s) + " · " + nFrames(t.frames) + " · " + (t.dominant || "") +
         (t.not_person_why ? " · not a person: " + t.not_person_why : ""));
