@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,7 +134,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             check_writable(summary_path, "summary", inputs)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-    with ExitStack() as stack:
+    with _start_interrupted(), ExitStack() as stack:
         previous = take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C: the embedded server is stopped too
         stack.callback(restore_stop_signals, previous)
         if settings.redis_url is None:
@@ -248,6 +248,19 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     if feed.failed:
         raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
                                    + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
+
+
+@contextmanager
+def _start_interrupted():
+    """A stop signal before the run's loop handles them (Redis starting, the models loading): what was
+    started is stopped (the stack inside), then exit 130 / 143 / 129 as the help says, not click's
+    'Aborted!' and 1, the code of a failed run."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        code = exit_code(exc)
+        click.echo(f"up: interrupted ({stopped_by(code)}) while starting", err=True)
+        raise click.exceptions.Exit(code) from None
 
 
 def _dashboard(settings: Settings, wanted: bool | None, stay_open: bool, streams: dict[str, str]):

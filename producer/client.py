@@ -63,6 +63,7 @@ class RefusedJob(BadInputError, ValueError):
     caller; :meth:`Producer.submit_item` counts it as its input's error, as a reader's."""
 
 DROPS_KEPT = 1_024  # sources whose drop counts wait for their next frame (the newest drops')
+HELD_KEPT = 16  # sources whose last dropped frame is held for end_source (the newest drops')
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
 # `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
@@ -173,9 +174,10 @@ class Producer:
         # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
         # DROPS_KEPT drops are kept (a count of a source never sent again goes with it)
         self._dropped_since: OrderedDict[str, int] = OrderedDict()
-        # the last frame dropped of a sequence, held for :meth:`end_source`: frames dropped after the
-        # last one sent of a source had no frame to say them (one frame held, whatever the sources)
-        self._held_drop: FrameJob | None = None
+        # per source, the last frame dropped of a sequence, held for :meth:`end_source`: frames dropped
+        # after the last one sent of a source had no frame to say them (those of the newest HELD_KEPT
+        # sources to drop one: a program interleaving cameras ends each with its own)
+        self._held: OrderedDict[str, FrameJob] = OrderedDict()
         self._server_checked = False  # a Redis in cluster mode is refused before the first push
 
     # --- single jobs --------------------------------------------------------------
@@ -200,7 +202,10 @@ class Producer:
                 self._dropped_since[job.source] = self._dropped_since.pop(job.source, 0) + 1
                 while len(self._dropped_since) > DROPS_KEPT:
                     self._dropped_since.popitem(last=False)
-                self._held_drop = job
+                self._held.pop(job.source, None)
+                self._held[job.source] = job
+                while len(self._held) > HELD_KEPT:
+                    self._held.popitem(last=False)
             return JobRef(job.job_id, job.source, job.frame, None, dropped=True)
         if job.page is None and self._dropped_since.get(job.source):
             job.dropped_before = self._dropped_since[job.source]
@@ -227,8 +232,7 @@ class Producer:
         self.stats.sent += 1
         if job.page is None:  # said once, by the frame sent
             self._dropped_since.pop(job.source, None)
-            if self._held_drop is not None and self._held_drop.source == job.source:
-                self._held_drop = None
+            self._held.pop(job.source, None)
         return JobRef(job.job_id, job.source, job.frame, None)
 
     def end_source(self, source: str, job_id: str | None = None) -> JobRef | None:
@@ -236,12 +240,21 @@ class Producer:
         was dropped (``backpressure="drop"``), it is sent now, whatever the backlog, saying the frames
         dropped before it, so that the run's summary counts every frame dropped (none said them after
         the last frame sent) and its span ends where the source did. ``job_id``: another id for it
-        (:meth:`produce` numbers the jobs it sends). None where nothing was held. :meth:`produce` and
-        the expander call it at the end of each source; a program submitting frames may too."""
-        job = self._held_drop
-        if job is None or job.source != source:
+        (:meth:`produce` numbers the jobs it sends). None where nothing was sent: nothing held (the
+        frames of the newest ``HELD_KEPT`` sources to drop one are held; a count left without its frame
+        is said in a notice and forgotten, not given to a later run of that name), or the held frame is
+        one every worker would refuse (too large once encoded...: said and counted in
+        ``stats.failed_inputs`` as :meth:`submit_item` does). :meth:`produce` and the expander call it
+        at the end of each source; a program submitting frames may too. Redis gone: raises, the frame
+        still held and its drops counted."""
+        job = self._held.pop(source, None)
+        if job is None:
+            lost = self._dropped_since.pop(source, 0)
+            if lost:
+                self.notice(f"producer: {printable(str(source))}: {lost} frame(s) dropped after its last frame "
+                            "sent are not said in its run's summary (no frame of it held to say them: more than "
+                            f"{HELD_KEPT} sources dropping at once)")
             return None
-        self._held_drop = None
         before = self._dropped_since.get(source, 1)
         self.stats.dropped -= 1
         if before > 1:
@@ -252,9 +265,17 @@ class Producer:
             job.job_id = job_id
         try:
             return self.submit(job, always=True)
-        except BaseException:  # not sent after all (refused, Redis gone): still counted as dropped
+        except BadInputError as exc:  # never sendable (dropped before it was encoded): its input's error
+            self.stats.dropped += 1
+            self._dropped_since.pop(source, None)
+            self.stats.failed_inputs.append((job.source, exc.reason))
+            self.notice(f"producer: {printable(str(source))}: the last of its {before} dropped frame(s), held to say "
+                        f"them, was not sent: {exc}")
+            return None
+        except BaseException:  # not sent after all (Redis gone): still counted as dropped, still held
             self.stats.dropped += 1
             self._dropped_since[source] = before
+            self._held[source] = job
             raise
 
     def _push(self, payload: bytes) -> None:
@@ -346,14 +367,16 @@ class Producer:
         ``drop`` (what a live camera wants) keeps reading it and does not send
         frames while the backlog is over ``lag_limit``. Yields the jobs sent;
         dropped frames are counted in ``stats.dropped``."""
-        n, source = 0, None
+        n, source, last_frame = 0, None, 0
         for item, live in self._items(paths, every_n, fps, max_frames):
-            if source is not None and item.source != source:  # the source before ended: its last drop goes
+            # the source before ended (another name, or its frames from the start again: a file named
+            # twice): its last drop goes
+            if source is not None and (item.source != source or item.frame < last_frame):
                 ref = self.end_source(source, f"{job_id_prefix}-{n:06d}" if job_id_prefix else None)
                 if ref is not None:
                     n += 1
                     yield ref
-            self._live, source = live, item.source
+            self._live, source, last_frame = live, item.source, item.frame
             job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
             ref = self.submit_item(item, job_id=job_id)
             if ref is not None and not ref.dropped:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -203,7 +204,8 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
     """One GET of an http(s) URL, redirects not followed, the URL's user and password sent only where
     the server asks for basic auth (as FFmpeg): (answer, the first ``read_bytes`` of its body); None for
     a URL that is no http(s) one. Raises what the connection raises (OSError, http.client.HTTPException,
-    ValueError for a port that is no number)."""
+    ValueError for a port that is no number), TimeoutError where the exchange took over ``2 * wait_s``
+    in all (each read has ``wait_s``; a server may send a byte a read)."""
     import base64
     import http.client
     from urllib.parse import unquote, urlsplit
@@ -216,12 +218,24 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
     headers = {"User-Agent": "moodstream", **(headers or {})}
     for _ in range(2):
         conn = kind(parts.hostname, parts.port, timeout=wait_s)
+        # the whole exchange within 2 x wait_s: the socket's timeout bounds each read only, and a
+        # server sending its headers a byte at a time held http.client's header reads for hours
+        cut = threading.Timer(2 * wait_s, _hang_up, (conn,))
+        cut.daemon = True
+        cut.start()
         try:
             conn.request("GET", path, headers=headers)
             answer = conn.getresponse()
             data = _read_for(answer, read_bytes, wait_s) if read_bytes and answer.status < 300 else b""
+        except (OSError, http.client.HTTPException):
+            if getattr(conn, "hung_up", False):  # what the cut made of it (the peer closed, no status line)
+                raise TimeoutError(f"no whole answer within {2 * wait_s:g} s") from None
+            raise
         finally:
+            cut.cancel()
             conn.close()
+        if getattr(conn, "hung_up", False):  # headers cut short read as ended: not an answer
+            raise TimeoutError(f"no whole answer within {2 * wait_s:g} s")
         challenge = (answer.getheader("WWW-Authenticate") or "").lower()
         if answer.status != 401 or parts.username is None or "Authorization" in headers \
                 or not challenge.startswith("basic"):
@@ -229,6 +243,17 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     return answer, data
+
+
+def _hang_up(conn) -> None:
+    """Cut ``conn`` short (:func:`_http_get`'s time bound): its blocked read returns at once."""
+    conn.hung_up = True
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
 
 
 def _read_for(answer, limit: int, wait_s: float) -> bytes:
@@ -311,8 +336,8 @@ def why_no_frames(spec: str, wait_s: float = 5.0) -> str:
             size = struct.unpack(">Q", head[at + 8:at + 16])[0]
         if kind == b"moov":
             return ""
-        if kind == b"mdat":
-            return FASTSTART
+        if kind == b"mdat":  # sized 0, it runs to the file's end: no index after it (a recording cut off)
+            return FASTSTART if size else ""
         if size < 8:  # 0: to the end of the file (the media, or no box at all)
             return ""
         at += size

@@ -173,3 +173,45 @@ def _until_it_stays_open(proc: subprocess.Popen, lines: list[str]) -> str:
         assert line, "".join(lines)[-3000:]
         lines.append(line)
     return re.search(r"embedded redis-server at (\S+)", "".join(lines)).group(1)
+
+
+def test_a_signal_while_up_starts_exits_as_its_help_says_and_leaves_no_redis(tmp_path):
+    """SIGTERM while `up` starts (its embedded redis-server up, the models loading): its help says 143
+    on SIGTERM, and it was click's 'Aborted!' and exit 1, the code of a run that failed. The server goes
+    with it (a process group of its own: only `up` can stop it)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(OMP_NUM_THREADS="1", MOODSTREAM_DEVICE="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "up", str(REPO / "samples" / "hamilton_clip.mp4"),
+                             "--no-dashboard"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # said once the server answers, before the models load
+        assert "embedded redis-server at" in line, line
+        server = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, (proc.returncode, err[-3000:])
+    assert "Aborted!" not in err and "Traceback" not in err and "interrupted (SIGTERM)" in err, err[-3000:]
+    time.sleep(0.2)
+    assert server and not any(_running_redis(pid) for pid in server)  # (re-parented to init where left)
+
+
+def _running_redis(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"redis-server" in f.read()
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

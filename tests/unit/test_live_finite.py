@@ -166,3 +166,59 @@ def test_asking_why_no_frame_came_is_bounded_in_time_on_a_server_that_trickles()
         assert time.monotonic() - began < 3
     finally:
         site.close()
+
+
+@pytest.mark.parametrize("ask", ["why_no_frames", "why_unopened"])
+def test_asking_why_is_bounded_in_time_on_a_server_that_trickles_its_headers(ask):
+    """A server that sends its status line and then a header a byte at a time (each byte well within
+    the socket's timeout): the body's read had a bound, the headers' none; http.client reads up to 100
+    lines of 64 KB each, so `analyze URL` waited for hours. Now the whole question has one."""
+    import threading
+    import time
+
+    from moodstream.shared import capture
+
+    def trickle(h):
+        h.send_response_only(200)
+        h.flush_headers()
+        try:
+            for _ in range(60):
+                h.wfile.write(b"X")
+                h.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the asker hung up
+            pass
+
+    site = Site({"/slow.mp4": trickle})
+    url = served(site, "/slow.mp4")
+    call = {"why_no_frames": lambda: capture.why_no_frames(url, wait_s=1.0),
+            "why_unopened": lambda: capture.why_unopened(url, url, 1.0, 0.1)}[ask]
+    got: list[str] = []
+    try:
+        began = time.monotonic()
+        asking = threading.Thread(target=lambda: got.append(call()), daemon=True)
+        asking.start()
+        asking.join(10)
+        took = time.monotonic() - began
+    finally:
+        site.close()
+    assert got and took < 4, f"still asking after {took:.1f} s"
+    assert got[0] == ("" if ask == "why_no_frames" else "no answer within 1 s"), got
+
+
+def test_an_mp4_whose_media_runs_to_its_end_is_not_said_to_have_its_index_there():
+    """A recording cut off while written (a camera's power lost) leaves its media box sized 0, 'to the
+    end of the file', and no index at all: moving the index to the front cannot help, yet why_no_frames
+    said FFmpeg could not reach the index after the media and advised `-movflags +faststart`."""
+    import struct
+
+    from moodstream.shared.capture import FASTSTART, why_no_frames
+
+    ftyp = struct.pack(">I4s4sI", 16, b"ftyp", b"isom", 0)
+    site = Site({"/cut.mp4": body(ftyp + struct.pack(">I4s", 0, b"mdat") + bytes(4096)),
+                 "/late_index.mp4": body(ftyp + struct.pack(">I4s", 4104, b"mdat") + bytes(4096))})
+    try:
+        assert why_no_frames(served(site, "/cut.mp4"), wait_s=2.0) == ""
+        assert why_no_frames(served(site, "/late_index.mp4"), wait_s=2.0) == FASTSTART
+    finally:
+        site.close()
