@@ -139,6 +139,19 @@ def test_an_mp4_with_its_index_at_the_end_on_a_server_without_byte_ranges_says_w
     assert [f.error.detail for f in empty] == ["no decodable video frames"]
 
 
+def _drip(h, byte: bytes, times: int, gap_s: float = 0.1) -> None:
+    """A server's answer a byte at a time, ``gap_s`` apart, until the asker hangs up."""
+    import time
+
+    try:
+        for _ in range(times):
+            h.wfile.write(byte)
+            h.wfile.flush()
+            time.sleep(gap_s)
+    except OSError:  # the asker hung up
+        pass
+
+
 def test_asking_why_no_frame_came_is_bounded_in_time_on_a_server_that_trickles():
     """The question why_no_frames asks (the file's first 64 KB) stops after its wait, whatever the server
     sends: a byte a tenth of a second would have held `analyze URL` for almost two hours."""
@@ -151,13 +164,7 @@ def test_asking_why_no_frame_came_is_bounded_in_time_on_a_server_that_trickles()
         h.send_header("Content-Type", "video/mp4")
         h.send_header("Content-Length", "100000")
         h.end_headers()
-        try:
-            for _ in range(100):
-                h.wfile.write(b"\0")
-                h.wfile.flush()
-                time.sleep(0.1)
-        except OSError:  # the asker hung up
-            pass
+        _drip(h, b"\0", 100)
 
     site = Site({"/slow.mp4": trickle})
     try:
@@ -181,13 +188,7 @@ def test_asking_why_is_bounded_in_time_on_a_server_that_trickles_its_headers(ask
     def trickle(h):
         h.send_response_only(200)
         h.flush_headers()
-        try:
-            for _ in range(60):
-                h.wfile.write(b"X")
-                h.wfile.flush()
-                time.sleep(0.1)
-        except OSError:  # the asker hung up
-            pass
+        _drip(h, b"X", 60)
 
     site = Site({"/slow.mp4": trickle})
     url = served(site, "/slow.mp4")
