@@ -80,7 +80,7 @@ def _cpu_install(tmp_path: Path) -> dict[str, str]:
 
 def test_service_benchmark_runs_in_a_cpu_install(redis_url, tmp_path):
     """`bench stream` measures what a worker install ships: in a [cpu] venv (torch unimportable
-    here and in the workers it spawns) it measures the ONNX worker; it asked for torch."""
+    here and in the workers it spawns) it measures the worker the default settings run; it asked for torch."""
     env = _cpu_install(tmp_path)
     out = subprocess.run([sys.executable, "-m", "moodstream", "bench", "stream", "--video", "samples/hamilton_clip.mp4",
                           "--frames", "2", "--warmup", "0", "--latency-frames", "1", "--redis-url", redis_url,
@@ -88,7 +88,7 @@ def test_service_benchmark_runs_in_a_cpu_install(redis_url, tmp_path):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
     report = json.loads((tmp_path / "stream.json").read_text())
-    assert list(report["runs"]) == ["onnx"] and report["runs"]["onnx"]["throughput"]["frames"] == 2, report
+    assert list(report["runs"]) == ["auto"] and report["runs"]["auto"]["throughput"]["frames"] == 2, report
 
 
 def test_bench_encoding_runs_in_a_cpu_install(tmp_path):

@@ -3,9 +3,9 @@ of real workers through Redis. Writes JSON and prints a table.
 
     moodstream bench stream --video ../shared/data/videos/hamilton_360p.mp4 --frames 50 --device cpu
 
-On CPU it measures the worker the default settings run (``auto``: the runtime
-this CPU runs best, by measurement), then an ONNX Runtime worker and a torch one
-(where torch is installed) one after the other on the same frames (``--backend``
+It measures the worker the default settings run (``auto``: on CPU the runtime
+this CPU runs best, by measurement); on CPU where torch is installed, an ONNX
+Runtime worker and a torch one after it on the same frames (``--backend``
 picks), with their peak resident memory.
 
 Without ``--redis-url`` / MOODSTREAM_REDIS_URL it starts an embedded
@@ -79,7 +79,7 @@ def _summary(values: list[float]) -> dict:
               help="Batch wait of the spawned worker.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS),
               help="Spawned worker's backend; repeat to run several side by side [default: on CPU auto (what the "
-                   "default settings run), then onnx, and torch where it is installed; auto elsewhere].")
+                   "default settings run), then onnx and torch where torch is installed; auto alone elsewhere].")
 @click.option("--timeout-s", type=FiniteRange(min=0, min_open=True), default=600, show_default=True, help="Per phase.")
 @click.option("--out", type=OutputFile(table_beside=True), default=Path("runs/stream_bench.json"),
               show_default=True, help="Where the JSON goes.")
@@ -105,8 +105,8 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
         backends = ("existing",)
     elif not backends:
         # the worker the default settings run first (auto: by measurement on this CPU), then the runtimes beside it
-        backends = ("auto",) if resolve_device(device) != "cpu" else ("auto", "onnx", "torch") \
-            if installed("torch") else ("auto", "onnx")
+        # (a [cpu] install, no torch: the worker it ships alone)
+        backends = ("auto", "onnx", "torch") if resolve_device(device) == "cpu" and installed("torch") else ("auto",)
     runs = {}
     for backend in backends:
         settings = Settings.from_env(redis_url=redis_url, prefix=prefix or (None if no_spawn else
