@@ -291,10 +291,10 @@ class TrackStage:
         late = run.straggler(r)
         run.note(entry_id, r)
         verdict = "late" if late else run.order.add(Pending(entry_id, r, now_s))
+        if verdict != "duplicate" and not late and r.dropped_before:  # its producer's drops before it: the run's
+            run.summary.dropped_frames += r.dropped_before  # (once: a result taken back is a duplicate here)
         if verdict == "duplicate" and taken_back:  # pending, so never published (XADD and XACK are one MULTI)
             verdict = "late"
-        if verdict != "duplicate" and not late and r.dropped_before:  # its producer's drops before it: the run's
-            run.summary.dropped_frames += r.dropped_before
         if verdict == "duplicate":
             self._drop(entry_id, r, f"frame {r.frame} was answered before (job {printable(r.job_id or '-')})")
         elif verdict == "late":
