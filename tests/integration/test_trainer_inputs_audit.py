@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from tests.support.trainkit import interrupt_the_second_epoch
 
 from moodstream.cli import cli
 from moodstream.shared import models
@@ -128,20 +129,6 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_file(tmp_path, monkeypa
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(path).version == "best-so-far"
     assert [p.name for p in tmp_path.iterdir()] == ["emotion.pt"]  # no temporary left behind
-
-
-def interrupt_the_second_epoch(monkeypatch):
-    """Training raises KeyboardInterrupt (Ctrl-C) as its second epoch starts; returns the real epoch."""
-    real, calls = train_mod.train_one_epoch, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
-    return real
 
 
 def test_ctrl_c_in_training_says_what_was_kept_and_how_to_resume(fixtures_dir, tmp_path, monkeypatch):

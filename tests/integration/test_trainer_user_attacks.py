@@ -16,7 +16,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.support.trainkit import TINY, digest, folder_dataset, one_line, tiny_checkpoint
+from tests.support.trainkit import (TINY, digest, folder_dataset, interrupt_the_second_epoch, one_line,
+                                    tiny_checkpoint)
 
 from moodstream.cli import cli
 from moodstream.shared.errors import ModelError
@@ -86,15 +87,7 @@ def test_a_fresh_run_into_an_interrupted_one_is_refused(tmp_path, monkeypatch):
     from moodstream.trainer import train as train_mod
 
     data = folder_dataset(tmp_path / "data")
-    real, calls = train_mod.train_one_epoch, []
-
-    def ctrl_c_in_the_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", ctrl_c_in_the_second_epoch)
+    real = interrupt_the_second_epoch(monkeypatch)
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY[:2], "--epochs", "3", *TINY[4:]]
     assert CliRunner().invoke(cli, args).exit_code == 130
     state = tmp_path / "run" / "train_state.pt"

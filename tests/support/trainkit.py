@@ -40,3 +40,19 @@ def one_line(res, code: int, *words: str) -> None:
     assert res.exit_code == code and isinstance(res.exception, SystemExit), (res.exit_code, res.output, res.exception)
     assert "Traceback" not in res.output and "Aborted!" not in res.output, res.output
     assert all(w in res.output for w in words), res.output
+
+
+def interrupt_the_second_epoch(monkeypatch):
+    """Training raises KeyboardInterrupt (Ctrl-C) as its second epoch starts; returns the real epoch."""
+    from moodstream.trainer import train as train_mod
+
+    real, calls = train_mod.train_one_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    return real
