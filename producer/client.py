@@ -368,22 +368,25 @@ class Producer:
         frames while the backlog is over ``lag_limit``. Yields the jobs sent;
         dropped frames are counted in ``stats.dropped``."""
         n, source, last_frame = 0, None, 0
+
+        def job_id() -> str | None:  # the n-th job sent
+            return f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
+
         for item, live in self._items(paths, every_n, fps, max_frames):
             # the source before ended (another name, or its frames from the start again: a file named
             # twice): its last drop goes
             if source is not None and (item.source != source or item.frame < last_frame):
-                ref = self.end_source(source, f"{job_id_prefix}-{n:06d}" if job_id_prefix else None)
+                ref = self.end_source(source, job_id())
                 if ref is not None:
                     n += 1
                     yield ref
             self._live, source, last_frame = live, item.source, item.frame
-            job_id = f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
-            ref = self.submit_item(item, job_id=job_id)
+            ref = self.submit_item(item, job_id=job_id())
             if ref is not None and not ref.dropped:
                 n += 1
                 yield ref
         if source is not None:
-            ref = self.end_source(source, f"{job_id_prefix}-{n:06d}" if job_id_prefix else None)
+            ref = self.end_source(source, job_id())
             if ref is not None:
                 yield ref
         self._live = False
