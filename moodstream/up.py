@@ -100,7 +100,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     once, as the track stage publishes it: its faces with their track ids and
     smoothed emotions, as `analyze` gives them (should the stage stop, one
     line says so and the rest are printed untracked). Exits 0 once every
-    frame has a result (an error record counts); 1 when one never comes
+    frame has a result; 1 when a result is an error record (an unreadable
+    input: printed, summarised, counted in the last line), one never comes
     (timeout, the worker stopped), an input cannot be sent at all (not
     found) or a --summary file or picture cannot be written; 130 on Ctrl-C
     (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the summary of
@@ -175,6 +176,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                      ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
+        errors = 0  # jobs answered with an error record (an unreadable input): exit 1 at the end, as analyze's
         jobs = Recent(PRINTED_KEPT)  # the job ids answered
         interrupted, stop_code, failure = False, 130, None
         try:
@@ -199,6 +201,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                     if not jobs.first_time(r.job_id):  # a second answer (a frame served twice) answers no other frame
                         continue
                     received += 1
+                    errors += r.error is not None
                     rows.answered(r)
             # held from here, inside the try: a signal as the loop ends is an interrupt (outputs finished, 130),
             # never one that escapes before the hold (it stopped Redis, 'Aborted!', the held rows unprinted)
@@ -218,7 +221,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
             dropped = feed.producer.stats.dropped  # --backpressure drop: not sent, said by the run's summary too
             shed = f" ({dropped} more dropped: backlog over lag_limit)" if dropped else ""
-            click.echo(f"up: {stopped}{plural(received, 'result')} for {plural(feed.sent, 'frame')}{shed}; "
+            erred = f" ({plural(errors, 'error')})" if errors else ""
+            click.echo(f"up: {stopped}{plural(received, 'result')} for {plural(feed.sent, 'frame')}{erred}{shed}; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
         rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
         if fmt == "table" and rows.faces:
@@ -248,6 +252,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     if feed.failed:
         raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
                                    + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
+    if errors:  # every row and the summary are out: the code says the run had failed inputs, as analyze's
+        click.get_current_context().exit(1)
 
 
 @contextmanager

@@ -166,3 +166,26 @@ def test_up_says_one_of_one_photo_in_the_singular(embedded, tmp_path):
     assert ran.exit_code == 0, ran.output
     assert "up: 1 result for 1 frame;" in ran.stderr, ran.stderr
     assert f"up: summary in {tmp_path / 'people.json'} (1 track, 1 person)" in ran.stderr, ran.stderr
+
+
+
+def test_an_unreadable_input_is_printed_summarised_and_exits_1(embedded, tmp_path):
+    """`up` on an input the worker cannot read (a .jpg that is not an image) printed the error row and
+    exited 0, where `analyze` on the same file exits 1: a script (`up x.jpg && ...`) took a run with
+    failed inputs as a good one. Every row and the summary still come first; the closing line counts
+    the errors and the exit code is 1, as `analyze`'s."""
+    from moodstream.up import up
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    summary = tmp_path / "s.json"
+    ran = CliRunner().invoke(up, [CLIP, str(bad), "--max-frames", "2", "--device", "cpu", "--no-dashboard",
+                                  "--format", "jsonl", "--summary", str(summary), "--timeout-s", "300"])
+    assert ran.exit_code == 1, ran.output
+    assert "Traceback" not in ran.output, ran.output
+    results = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert len(results) == 3, ran.stdout  # the clip's two frames and the error, each printed
+    errors = [r for r in results if r.get("error")]
+    assert len(errors) == 1 and errors[0]["error"]["reason"] == "unreadable", errors
+    assert "up: 3 results for 3 frames (1 error)" in ran.stderr, ran.stderr
+    assert summary.is_file()  # written before the exit code says the run had an error
