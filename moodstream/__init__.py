@@ -20,9 +20,27 @@ The stable Python API (imported on first use, so ``import moodstream`` stays lig
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import signal
+import sys
 
-from moodstream.shared.settings import MAX_PIXELS_CEILING
+
+def _stopped_while_loading(signum, frame) -> None:
+    """Ctrl-C while the ``moodstream`` command loads (this package, click, before the command runs):
+    nothing has started, so nothing is left to stop or say; the code a shell gives an interrupted
+    command. Was a KeyboardInterrupt traceback."""
+    os._exit(128 + signum)
+
+
+# first, before the imports below, and only as the `moodstream` command (or `python -m moodstream`):
+# a program importing the package keeps its KeyboardInterrupt. moodstream.cli gives it back once it is
+# loaded. A SIGINT the process was started without (nohup, a script's background job) stays ignored.
+if (os.path.basename(sys.argv[0] if sys.argv else "") == "moodstream" or sys.argv[:1] == ["-m"]) \
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _stopped_while_loading)
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+from moodstream.shared.settings import MAX_PIXELS_CEILING  # noqa: E402
 
 # OpenCV reads its own decoder limit once, when the library loads, so it cannot follow a Settings made
 # later: this is the one place it is set, to the ceiling of max_pixels, before any module of the package

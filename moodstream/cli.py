@@ -6,11 +6,12 @@ produce`` never imports torch).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
 
-from moodstream import __version__
+from moodstream import __version__, _stopped_while_loading
 from moodstream.lazy import LazyGroup
 
 # name -> "module:attribute"; each module owns its commands
@@ -85,3 +86,9 @@ def native_logs_on() -> None:
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+
+
+# the command's imports are done (moodstream/__init__.py quieted a Ctrl-C in them): a Ctrl-C is a
+# KeyboardInterrupt again, which each command handles (LazyGroup.invoke one as a command loads)
+if signal.getsignal(signal.SIGINT) is _stopped_while_loading:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

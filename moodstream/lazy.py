@@ -8,6 +8,7 @@ them (and no torch); a command whose extra is not installed answers with the
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -47,6 +48,8 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
             raise click.ClickException(install_hint(_command_name(ctx, ctx.invoked_subcommand or ""), exc.name)) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C as the command loads, before its own handling: was click's
+            raise click.exceptions.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None  # "Aborted!", 1
 
 
 def _command_name(ctx: click.Context, name: str) -> str:
