@@ -52,22 +52,11 @@ def test_a_terminals_ctrl_c_reaches_the_owner_not_its_server(tmp_path):
     run's track stage could not publish what it held. The owner stops its server itself."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    script = tmp_path / "owner.py"
-    script.write_text(
-        "import signal, sys\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner outlives the Ctrl-C here\n"
-        "from moodstream.shared.embedded import EmbeddedRedis\n"
-        "with EmbeddedRedis() as server:\n"
-        "    print(server.url, server.proc.pid, flush=True)\n"
-        "    sys.stdin.readline()\n")
-    owner = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, start_new_session=True)  # its own group, as a terminal's foreground job
+    owner = _owner(tmp_path, "signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner outlives the Ctrl-C here")
     try:
-        url, pid = owner.stdout.readline().split()
+        url, pid, _ = owner.stdout.readline().split()
         os.killpg(owner.pid, signal.SIGINT)
         time.sleep(0.5)
         assert redis.Redis.from_url(url, socket_timeout=2).ping(), "the server went down on the group's Ctrl-C"
@@ -86,19 +75,9 @@ def test_an_owner_killed_outright_takes_its_server_with_it(tmp_path):
     its owner is gone, whatever the owner died of."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    script = tmp_path / "owner.py"
-    script.write_text(
-        "import sys\n"
-        "from moodstream.shared.embedded import EmbeddedRedis\n"
-        "with EmbeddedRedis() as server:\n"
-        "    print(server.url, server.proc.pid, server.dir, flush=True)\n"
-        "    sys.stdin.readline()\n")
-    owner = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, start_new_session=True)  # its own group, as a terminal's foreground job
+    owner = _owner(tmp_path)
     url, pid, folder = owner.stdout.readline().split()
     try:
         os.killpg(owner.pid, signal.SIGKILL)  # the owner's whole group: the server is not in it
@@ -111,6 +90,24 @@ def test_an_owner_killed_outright_takes_its_server_with_it(tmp_path):
     finally:
         if _alive(int(pid)):
             os.kill(int(pid), signal.SIGKILL)
+
+
+def _owner(tmp_path, first: str = ""):
+    """A Python process owning an EmbeddedRedis, in a process group of its own (as a terminal's
+    foreground job), that prints its url, the server's process id and its folder, then waits on
+    its stdin; ``first``: a line it runs before."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        f"import signal, sys\n{first}\n"
+        "from moodstream.shared.embedded import EmbeddedRedis\n"
+        "with EmbeddedRedis() as server:\n"
+        "    print(server.url, server.proc.pid, server.dir, flush=True)\n"
+        "    sys.stdin.readline()\n")
+    return subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 def _alive(pid: int) -> bool:
