@@ -220,7 +220,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
             dropped = feed.producer.stats.dropped  # --backpressure drop: not sent, said by the run's summary too
-            shed = f" ({dropped} more dropped: backlog over lag_limit)" if dropped else ""
+            shed = f" ({dropped} more dropped: backlog over lag_limit or stream_max_mb)" if dropped else ""
             erred = f" ({plural(errors, 'error')})" if errors else ""
             click.echo(f"up: {stopped}{plural(received, 'result')} for {plural(feed.sent, 'frame')}{erred}{shed}; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)

@@ -15,7 +15,9 @@ a far MINID or the largest id, which no ACL can refuse apart from XADD itself).
 
 Before pushing, every few jobs the producer measures the backlog (the intake's
 length plus the consumer group's lag and pending, one round trip); above
-``lag_limit`` it waits for the workers (``backpressure="wait"``, the default,
+``lag_limit`` (or fewer frames where that many of its own, at their size so far,
+would hold over ``stream_max_mb``: :attr:`Producer.limit`) it waits for the
+workers (``backpressure="wait"``, the default,
 for files and live sources alike), or it does not send new frames until the
 backlog falls (``"drop"``, for live cameras where a late frame is worth less
 than a fresh one): each such frame is counted in ``stats.dropped`` and its
@@ -50,7 +52,7 @@ from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter
 from moodstream.shared.pixels import check_rgb
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
-from moodstream.shared.transport import as_str, connect, group_backlog, refuse_cluster
+from moodstream.shared.transport import MB, as_str, connect, frames_within, group_backlog, refuse_cluster
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
@@ -125,7 +127,7 @@ class JobRef:
     source: str
     frame: int
     entry_id: str | None  # None: the stream id is the mover's, not known to the producer
-    dropped: bool = False  # not sent: backpressure="drop" and the backlog was over lag_limit
+    dropped: bool = False  # not sent: backpressure="drop" and the backlog was over the limit (Producer.limit)
 
     def to_json(self) -> dict:
         return {"job_id": self.job_id, "source": self.source, "frame": self.frame}
@@ -134,7 +136,7 @@ class JobRef:
 @dataclass
 class ProducerStats:
     sent: int = 0
-    dropped: int = 0  # frames not sent under backpressure="drop" (the backlog was over lag_limit)
+    dropped: int = 0  # frames not sent under backpressure="drop" (the backlog was over Producer.limit)
     waited_s: float = 0.0  # time spent waiting under backpressure="wait"
     max_backlog: int = 0  # largest backlog measured
     failed_inputs: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
@@ -165,11 +167,11 @@ class Producer:
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
         self._live = False  # the frames being produced come from a live source (said in the wait notice)
-        # measure the backlog every few jobs: the bound is lag_limit + check_every per producer (and in
-        # drop mode the last frame of each source it ends, sent whatever the backlog: end_source)
-        self.check_every = max(1, min(50, settings.lag_limit // 20))
-        self._since_check = self.check_every  # check before the first job
-        self._shedding = 0  # frames dropped since the backlog went over lag_limit (drop mode); checked each job
+        # measure the backlog every few jobs (check_every): the bound is limit + check_every per producer (and
+        # in drop mode the last frame of each source it ends, sent whatever the backlog: end_source)
+        self._frame_bytes: float | None = None  # the jobs' size so far (a moving mean): the limit in frames
+        self._since_check = 1 << 30  # check before the first job
+        self._shedding = 0  # frames dropped since the backlog went over the limit (drop mode); checked each job
         # per source, frames dropped since the one sent before: the next one sent carries the count
         # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
         # DROPS_KEPT drops are kept (a count of a source never sent again goes with it)
@@ -230,6 +232,8 @@ class Producer:
             self._server_checked = True
         self.retry.call(lambda: self._push(payload))
         self.stats.sent += 1
+        n = len(payload)  # the mean of the last ~20 jobs' sizes: the limit follows what this producer sends
+        self._frame_bytes = n if self._frame_bytes is None else self._frame_bytes + (n - self._frame_bytes) / 20
         if job.page is None:  # said once, by the frame sent
             self._dropped_since.pop(job.source, None)
             self._held.pop(job.source, None)
@@ -427,17 +431,35 @@ class Producer:
 
     def _measure(self):
         with self._intake_refusals("measure the backlog"):  # LLEN of the intake: the rules of before lack it
-            return group_backlog(self.client, self.keys, count_limit=self.settings.lag_limit)
+            return group_backlog(self.client, self.keys, count_limit=self.limit)  # counted past it: no need
+
+    @property
+    def limit(self) -> int:
+        """The backlog in frames above which this producer waits or drops: ``lag_limit``, or fewer where
+        that many of its frames (their size so far) would hold over ``stream_max_mb`` in Redis."""
+        return frames_within(self.settings.lag_limit, self.settings.stream_max_mb, self._frame_bytes)
+
+    @property
+    def check_every(self) -> int:
+        """The backlog is measured every this many jobs (and each job while dropping)."""
+        return max(1, min(50, self.limit // 20))
+
+    def _limit_said(self, limit: int) -> str:
+        """The limit, as the notices say it: which setting holds the backlog."""
+        if limit >= self.settings.lag_limit:
+            return f"lag_limit {limit}"
+        return (f"{limit} frames (stream_max_mb {self.settings.stream_max_mb} at "
+                f"{self._frame_bytes / MB:.2f} MB a frame; lag_limit {self.settings.lag_limit})")
 
     def _backpressure(self) -> bool:
-        """True: send the job. False: drop it (``drop`` mode, backlog over ``lag_limit``)."""
+        """True: send the job. False: drop it (``drop`` mode, backlog over :attr:`limit`)."""
         if self.stop.is_set():  # stopping: the frames read go, unwaited (a frame in hand, a live source's held one)
             return True
         self._since_check += 1
         if self._since_check < self.check_every and not self._shedding:
             return True
         self._since_check = 0
-        limit = self.settings.lag_limit
+        limit = self.limit
         backlog = self.backlog()
         if backlog <= limit:
             if self._shedding:
@@ -447,10 +469,11 @@ class Producer:
             return True
         if self.settings.backpressure == "drop":
             if not self._shedding:
-                self.notice(f"producer: backlog {backlog} > lag_limit {limit}: dropping new frames until it falls")
+                self.notice(f"producer: backlog {backlog} > {self._limit_said(limit)}: dropping new frames until "
+                            "it falls")
             return False
         live = " (a live source is not read meanwhile: --backpressure drop keeps it read)" if self._live else ""
-        self.notice(f"producer: backlog {backlog} > lag_limit {limit}: waiting for workers{live}")
+        self.notice(f"producer: backlog {backlog} > {self._limit_said(limit)}: waiting for workers{live}")
         t0, poll_s = time.monotonic(), 0.01
         while backlog > limit and not self.stop.is_set():  # stopped: what was read goes now, unwaited
             self.stop.wait(poll_s)

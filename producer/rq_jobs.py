@@ -68,7 +68,7 @@ from moodstream.shared.transport import redact
 log = logging.getLogger(__name__)
 
 # settings the submitter states; kept in the job for the record, never obeyed (see expand_source)
-_FORWARDED = ("prefix", "stream_maxlen", "lag_limit", "backpressure")
+_FORWARDED = ("prefix", "stream_maxlen", "stream_max_mb", "lag_limit", "backpressure")
 EXPAND = "moodstream.producer.rq_jobs.expand_source"  # the one callable an expander runs
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 SAVE_EVERY = 50  # frames between two saves of a job's count (meta["sent"]), where a killed job resumes

@@ -181,7 +181,7 @@ class FrameJob(msgspec.Struct, tag_field="kind", tag="frame"):
     # without it counts from when the worker read it)
     enqueued_at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] = msgspec.field(default_factory=now_ms)
     reply_to: Text | None = None  # another stream the result is also added to
-    # frames of this source the producer dropped (backpressure "drop", the backlog over lag_limit) since
+    # frames of this source the producer dropped (backpressure "drop", the backlog over its limit) since
     # the one it sent before: the track stage adds them to the run's ``dropped_frames``. A message of an
     # older producer has none (0)
     dropped_before: Dropped = 0

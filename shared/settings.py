@@ -60,6 +60,10 @@ class Settings:
     stream_maxlen: int = _s(10_000, "Frames stream: the workers' movers trim it to about this many entries, removing only "
                                     "ones workers have acknowledged (never unread ones); also the dead letters' "
                                     "approximate MAXLEN.")
+    stream_max_mb: int = _s(1_024, "Frames stream, in MB (2^20 bytes): the movers trim acknowledged frames to about "
+                                   "this size too, and producers wait or drop above a backlog of about this size "
+                                   "of their own frames: whichever of it and stream_maxlen / lag_limit is fewer "
+                                   "frames (a 1080p PNG frame is about 1.6 MB in Redis).")
     results_maxlen: int = _s(100_000, "Approximate MAXLEN of the results stream.")
     lag_limit: int = _s(2_000, "Backlog (frames in the intake list + unread + pending) above which producers "
                                 "wait or drop.")
@@ -198,7 +202,7 @@ class Settings:
         hints = _hints()
         for f in fields(self):  # the type first: every check below compares numbers
             _check_type(f.name, hints[f.name], getattr(self, f.name))
-        positive = ("stream_maxlen", "results_maxlen", "lag_limit", "batch_max",
+        positive = ("stream_maxlen", "stream_max_mb", "results_maxlen", "lag_limit", "batch_max",
                     "max_deliveries", "heartbeat_ttl_s", "max_pixels", "max_message_bytes",
                     "detect_every", "job_max_frames", "job_max_bytes", "live_backoff_cap_s", "reply_ttl_s")
         for name in positive:

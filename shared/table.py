@@ -68,8 +68,9 @@ def faces_cell(faces: list[Face]) -> str:
 def missing_frames_note(summary: dict) -> str:
     """What a run summary's ``late_frames`` (the track stage's results that came after a later frame of the
     run was released: published untracked, in no track) and ``dropped_frames`` (frames its producer did not
-    send, the backlog over lag_limit under backpressure "drop") say to a reader: ``"2 late frames not
-    tracked (over reorder_wait_ms); 40 frames dropped by the producer (backlog over lag_limit)"``; "" for
+    send, the backlog over lag_limit or stream_max_mb under backpressure "drop") say to a reader: ``"2 late
+    frames not tracked (over reorder_wait_ms); 40 frames dropped by the producer (backlog over lag_limit or
+    stream_max_mb)"``; "" for
     none, a summary of before the keys, or a value that is no count (a summary is another program's
     JSON). `tracks`, `up --summary` and the dashboard say the same."""
     def count(key: str) -> int:
@@ -79,7 +80,8 @@ def missing_frames_note(summary: dict) -> str:
     late, dropped = count("late_frames"), count("dropped_frames")
     notes = [f"{late} late frame{'' if late == 1 else 's'} not tracked (over reorder_wait_ms)"] if late else []
     if dropped:
-        notes.append(f"{dropped} frame{'' if dropped == 1 else 's'} dropped by the producer (backlog over lag_limit)")
+        notes.append(f"{dropped} frame{'' if dropped == 1 else 's'} dropped by the producer "
+                     "(backlog over lag_limit or stream_max_mb)")
     return "; ".join(notes)
 
 

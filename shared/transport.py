@@ -260,6 +260,17 @@ class Backlog:
         return format_id(min(cut, parse_id(self.acked_below)))
 
 
+MB = 1 << 20  # stream_max_mb's unit
+
+
+def frames_within(count: int, budget_mb: int, frame_bytes: float | None) -> int:
+    """Frames that fit in both ``count`` and ``budget_mb`` MB at ``frame_bytes`` a frame (at least
+    one); ``count`` where the frames' size is not known yet."""
+    if not frame_bytes or frame_bytes <= 0:
+        return count
+    return max(1, min(count, int(budget_mb * MB // frame_bytes)))
+
+
 def parse_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)

@@ -54,7 +54,7 @@ import redis
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import Backlog, acked_below, as_str, connect
+from moodstream.shared.transport import Backlog, acked_below, as_str, connect, frames_within
 from moodstream.shared.wire import DEAD_LETTER_PAYLOAD_BYTES, FIELD, HEAD, TOO_LARGE
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,19 @@ return {n}
 """
 
 # KEYS: the frames stream. ARGV: the workers' group. What the trim point needs, ids only: {length, first id, last
-# id, the group's last-delivered-id or false, its oldest pending id or false} ({0}: no stream). Read here, not by
+# id, the group's last-delivered-id or false, its oldest pending id or false, the mean bytes of the first and
+# last entries} ({0}: no stream). Read here, not by
 # XINFO STREAM from the client, whose reply holds the first and last entries whole (two frames a read).
 TRIM_SCRIPT = """
 local length = redis.call('XLEN', KEYS[1])
 if length == 0 then return {0} end
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1][1]
+local oldest_entry = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+local newest_entry = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local first, last = oldest_entry[1], newest_entry[1]
+local bytes = 0  -- the two entries' size: the frames' size, for stream_max_mb
+for _, e in ipairs({oldest_entry, newest_entry}) do
+  for i = 1, #e[2] do bytes = bytes + #e[2][i] end
+end
 local delivered, oldest = false, false
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local f = {}
@@ -109,7 +115,7 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     if tonumber(f['pending']) > 0 then oldest = redis.call('XPENDING', KEYS[1], ARGV[1])[2] end
   end
 end
-return {length, first, last, delivered, oldest}
+return {length, first, last, delivered, oldest, math.floor(bytes / 2)}
 """
 
 # KEYS: the waiter hash. ARGV: this mover's name, the hash's TTL in seconds. 1: this mover is the fleet's waiter
@@ -271,7 +277,12 @@ class Mover:
             return None
         length, first, last, delivered, oldest = int(reply[0]), *(as_str(v) if v else None for v in reply[1:5])
         below = acked_below(delivered, oldest) if delivered is not None else None  # no group: nothing read
-        return Backlog(0, 0, True, length, below, first, last).trim_id(self.settings.stream_maxlen)
+        # stream_maxlen entries, or fewer where they would hold over stream_max_mb (a long 1080p video kept
+        # 10,000 PNG frames of 1.6 MB); the frames' size: the oldest and newest entries' (before a worker of
+        # this release: none)
+        frame_bytes = int(reply[5]) if len(reply) > 5 else None
+        keep = frames_within(self.settings.stream_maxlen, self.settings.stream_max_mb, frame_bytes)
+        return Backlog(0, 0, True, length, below, first, last).trim_id(keep)
 
     def _script(self, script: str, keys: tuple[str, ...], *args):
         """EVALSHA, and EVAL where the server does not have the script (a restart, SCRIPT FLUSH); not

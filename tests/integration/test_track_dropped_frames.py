@@ -75,7 +75,8 @@ def test_a_run_s_summary_says_the_frames_its_producer_dropped(redis_url, client,
 
     out = CliRunner().invoke(tracks, ["--from-start"], env=env)
     assert out.exit_code == 0, out.output
-    assert f"{len(dropped)} frames dropped by the producer (backlog over lag_limit)" in out.stdout, out.stdout
+    said = f"{len(dropped)} frames dropped by the producer (backlog over lag_limit or stream_max_mb)"
+    assert said in out.stdout, out.stdout
     as_json = CliRunner().invoke(tracks, ["--from-start", "--json"], env=env)
     assert json.loads(as_json.stdout.splitlines()[0])["dropped_frames"] == len(dropped)
 
@@ -109,8 +110,9 @@ def test_an_older_worker_s_message_without_the_field_reads_as_none_dropped():
 def test_the_note_a_reader_sees():
     assert missing_frames_note({"late_frames": 0, "dropped_frames": 0}) == ""
     assert missing_frames_note({}) == ""  # a summary of before the keys
-    assert missing_frames_note({"late_frames": 2, "dropped_frames": 1}) == \
-        "2 late frames not tracked (over reorder_wait_ms); 1 frame dropped by the producer (backlog over lag_limit)"
+    assert missing_frames_note({"late_frames": 2, "dropped_frames": 1}) == (
+        "2 late frames not tracked (over reorder_wait_ms); "
+        "1 frame dropped by the producer (backlog over lag_limit or stream_max_mb)")
     assert missing_frames_note({"late_frames": "x", "dropped_frames": True}) == ""  # another program's JSON
 
 

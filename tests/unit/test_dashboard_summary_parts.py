@@ -127,4 +127,5 @@ def test_a_run_s_dropped_frames_are_said_beside_its_late_ones():
     model.fold_summary("cam", {**part(1, 1, range(2), last=True), "late_frames": 1, "dropped_frames": 40}, "1-0")
     page = {s["name"]: s for s in model.snapshot()["sources"]}
     assert page["cam"]["summary"]["missing"] == ("1 late frame not tracked (over reorder_wait_ms); "
-                                                 "40 frames dropped by the producer (backlog over lag_limit)")
+                                                 "40 frames dropped by the producer "
+                                                 "(backlog over lag_limit or stream_max_mb)")

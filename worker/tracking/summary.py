@@ -31,7 +31,7 @@ and one item per run (:func:`write_summary`'s ``videos``; the service's run summ
                             # analyze has none (0). Late results of a run whose summary is out are in none:
                             # <prefix>:track:stats counts them (``moodstream status``)
     dropped_frames: int     # the service's: frames of the run its producer did not send (backpressure "drop", the
-                            # backlog over lag_limit), said by the next frame it sent; analyze drops none (0)
+                            # backlog over its limit), said by the next frame it sent; analyze drops none (0)
     tracks, people: int     # its tracks, and those that are people
     timeline: str | None    # with timelines: its picture beside the summary
 
