@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +54,7 @@ from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
 from moodstream.shared.transport import MB, as_str, connect, frames_within, group_backlog, refuse_cluster
 from moodstream.shared.record import FrameJob, Raw
-from moodstream.shared.table import printable
+from moodstream.shared.table import plural, printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class RefusedJob(BadInputError, ValueError):
 
 DROPS_KEPT = 1_024  # sources whose drop counts wait for their next frame (the newest drops')
 HELD_KEPT = 16  # sources whose last dropped frame is held for end_source (the newest drops')
+WINDOW_MAX = 100_000  # job sizes a producer keeps for its limit (lag_limit + 1 at most): beyond, their mean stands
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
 # `analyze`; the lossy ones are smaller and change some answers. What each costs on the sample clip
@@ -169,7 +170,11 @@ class Producer:
         self._live = False  # the frames being produced come from a live source (said in the wait notice)
         # measure the backlog every few jobs (check_every): the bound is limit + check_every per producer (and
         # in drop mode the last frame of each source it ends, sent whatever the backlog: end_source)
-        self._frame_bytes: float | None = None  # the jobs' size so far (a moving mean): the limit in frames
+        # the sizes of the newest jobs sent, as many as stream_max_mb holds and one more (at most lag_limit + 1,
+        # WINDOW_MAX): the limit in frames counts them (a moving mean of them followed 1 MB frames after
+        # thumbnails 20 frames late: 2.5 times a 4 MB budget went before the first drop)
+        self._sizes: deque[int] = deque()
+        self._sizes_sum = 0
         self._since_check = 1 << 30  # check before the first job
         self._shedding = 0  # frames dropped since the backlog went over the limit (drop mode); checked each job
         # per source, frames dropped since the one sent before: the next one sent carries the count
@@ -232,8 +237,7 @@ class Producer:
             self._server_checked = True
         self.retry.call(lambda: self._push(payload))
         self.stats.sent += 1
-        n = len(payload)  # the mean of the last ~20 jobs' sizes: the limit follows what this producer sends
-        self._frame_bytes = n if self._frame_bytes is None else self._frame_bytes + (n - self._frame_bytes) / 20
+        self._sent_bytes(len(payload))
         if job.page is None:  # said once, by the frame sent
             self._dropped_since.pop(job.source, None)
             self._held.pop(job.source, None)
@@ -433,11 +437,28 @@ class Producer:
         with self._intake_refusals("measure the backlog"):  # LLEN of the intake: the rules of before lack it
             return group_backlog(self.client, self.keys, count_limit=self.limit)  # counted past it: no need
 
+    def _sent_bytes(self, n: int) -> None:
+        """A job of ``n`` bytes went: kept in the newest sizes, the oldest beyond the budget forgotten."""
+        self._sizes.append(n)
+        self._sizes_sum += n
+        budget, most = self.settings.stream_max_mb * MB, min(self.settings.lag_limit, WINDOW_MAX) + 1
+        while len(self._sizes) > most or self._sizes_sum - self._sizes[0] > budget:
+            self._sizes_sum -= self._sizes.popleft()
+
     @property
     def limit(self) -> int:
         """The backlog in frames above which this producer waits or drops: ``lag_limit``, or fewer where
-        that many of its frames (their size so far) would hold over ``stream_max_mb`` in Redis."""
-        return frames_within(self.settings.lag_limit, self.settings.stream_max_mb, self._frame_bytes)
+        that many of its newest frames would hold over ``stream_max_mb`` in Redis (at their mean size
+        beyond the ones it knows)."""
+        lag_limit = self.settings.lag_limit
+        if self._sizes_sum > self.settings.stream_max_mb * MB:  # all the sizes kept but the oldest fit
+            return max(1, min(lag_limit, len(self._sizes) - 1))
+        return frames_within(lag_limit, self.settings.stream_max_mb, self._frame_bytes)
+
+    @property
+    def _frame_bytes(self) -> float | None:
+        """The newest jobs' mean size (None before the first)."""
+        return self._sizes_sum / len(self._sizes) if self._sizes else None
 
     @property
     def check_every(self) -> int:
@@ -448,8 +469,9 @@ class Producer:
         """The limit, as the notices say it: which setting holds the backlog."""
         if limit >= self.settings.lag_limit:
             return f"lag_limit {limit}"
-        return (f"{limit} frames (stream_max_mb {self.settings.stream_max_mb} at "
-                f"{self._frame_bytes / MB:.2f} MB a frame; lag_limit {self.settings.lag_limit})")
+        # three figures: 4 KB frames were "0.00 MB a frame"
+        return (f"{plural(limit, 'frame')} (stream_max_mb {self.settings.stream_max_mb} at "
+                f"{self._frame_bytes / MB:.3g} MB a frame; lag_limit {self.settings.lag_limit})")
 
     def _backpressure(self) -> bool:
         """True: send the job. False: drop it (``drop`` mode, backlog over :attr:`limit`)."""

@@ -6,6 +6,7 @@ Needs only redis-py (no torch, no numpy).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import socket
@@ -265,10 +266,11 @@ MB = 1 << 20  # stream_max_mb's unit
 
 def frames_within(count: int, budget_mb: int, frame_bytes: float | None) -> int:
     """Frames that fit in both ``count`` and ``budget_mb`` MB at ``frame_bytes`` a frame (at least
-    one); ``count`` where the frames' size is not known yet."""
+    one); ``count`` where the frames' size is not known yet. In whole numbers: a budget of any size
+    (a float overflowed at 309 digits)."""
     if not frame_bytes or frame_bytes <= 0:
         return count
-    return max(1, min(count, int(budget_mb * MB // frame_bytes)))
+    return max(1, min(count, budget_mb * MB // math.ceil(frame_bytes)))
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:

@@ -82,3 +82,44 @@ def test_producers_hold_a_backlog_of_about_stream_max_mb(any_client):
     assert 3 <= len(sent) <= 8, len(sent)
     assert queued < 2 * 2**20, queued
     assert any("stream_max_mb" in line for line in said), said  # which limit held it says so
+
+
+def _queued(client: redis.Redis) -> int:
+    return sum(len(m) for m in client.lrange(KEYS.intake, 0, -1))
+
+
+def test_a_producer_s_frames_growing_from_thumbnails_stay_within_stream_max_mb(any_client):
+    """100 thumbnails (1 KB) then 1 MB frames, no worker, 4 MB: the limit came from a moving mean of
+    the frames' size, which followed the new size about 20 frames late: 10 MB went before the first
+    drop. Now it counts the producer's newest frames themselves: the budget and one frame."""
+    settings = settings_for(_url(any_client), stream_max_mb=4, lag_limit=2000, backpressure="drop")
+    producer = Producer(settings, notice=lambda m: None)
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(100):
+            producer.submit_image(rng.bytes(1000), source="cam", frame=i)
+        any_client.delete(KEYS.intake)  # the workers served them
+        refs = [producer.submit_image(rng.bytes(1 << 20), source="cam", frame=100 + i) for i in range(60)]
+    finally:
+        producer.close()
+    assert any(r.dropped for r in refs)
+    assert _queued(any_client) <= 4.2 * 2**20 + 2**20 + 1000, _queued(any_client) / 2**20  # + one frame
+
+
+def test_the_notice_says_the_frames_size_whatever_it_is(any_client):
+    """stream_max_mb 1 binds small JPEG frames too (4 KB: about 250 of them, under lag_limit 2,000):
+    the notice said "at 0.00 MB a frame"; one frame over the budget was "1 frames"."""
+    settings = settings_for(_url(any_client), stream_max_mb=1, lag_limit=2000, backpressure="drop")
+    rng = np.random.default_rng(1)
+    for size, count, said_size, said_limit in ((4000, 300, "at 0.0039", " frames (stream_max_mb 1 "),
+                                               (3 << 20, 3, "at 3 MB a frame", "> 1 frame (")):
+        any_client.delete(KEYS.intake)
+        said: list[str] = []
+        producer = Producer(settings, notice=said.append)
+        try:
+            for i in range(count):
+                producer.submit_image(rng.bytes(size), source="cam", frame=i)
+        finally:
+            producer.close()
+        notice = next(line for line in said if "dropping" in line)
+        assert said_size in notice and said_limit in notice, notice
