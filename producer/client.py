@@ -66,6 +66,7 @@ class RefusedJob(BadInputError, ValueError):
 
 DROPS_KEPT = 1_024  # sources whose drop counts wait for their next frame (the newest drops')
 HELD_KEPT = 16  # sources whose last dropped frame is held for end_source (the newest drops')
+EPISODES_SAID_EVERY_S = 60.0  # a producer's waits (or runs of drops) after its first are said this often at most
 WINDOW_MAX = 100_000  # job sizes a producer keeps for its limit (lag_limit + 1 at most): beyond, their mean stands
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
@@ -176,6 +177,10 @@ class Producer:
         self._sizes: deque[int] = deque()
         self._sizes_sum = 0
         self._since_check = 1 << 30  # check before the first job
+        # waits and runs of drops: said the first time, then at most once a minute (_say_episode)
+        self._episode_said_at: float | None = None
+        self._episodes_unsaid = 0
+        self._episode_said = False  # the current run of drops was said: its end is said too
         self._shedding = 0  # frames dropped since the backlog went over the limit (drop mode); checked each job
         # per source, frames dropped since the one sent before: the next one sent carries the count
         # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
@@ -485,17 +490,18 @@ class Producer:
         backlog = self.backlog()
         if backlog <= limit:
             if self._shedding:
-                self.notice(f"producer: backlog {backlog}, sending again after dropping {self._shedding} frames "
-                            f"({self.stats.dropped} so far)")
+                if self._episode_said:
+                    self.notice(f"producer: backlog {backlog}, sending again after dropping {self._shedding} frames "
+                                f"({self.stats.dropped} so far)")
                 self._shedding = 0
             return True
         if self.settings.backpressure == "drop":
             if not self._shedding:
-                self.notice(f"producer: backlog {backlog} > {self._limit_said(limit)}: dropping new frames until "
-                            "it falls")
+                self._episode_said = self._say_episode(f"producer: backlog {backlog} > {self._limit_said(limit)}: "
+                                                       "dropping new frames until it falls")
             return False
         live = " (a live source is not read meanwhile: --backpressure drop keeps it read)" if self._live else ""
-        self.notice(f"producer: backlog {backlog} > {self._limit_said(limit)}: waiting for workers{live}")
+        said = self._say_episode(f"producer: backlog {backlog} > {self._limit_said(limit)}: waiting for workers{live}")
         t0, poll_s = time.monotonic(), 0.01
         while backlog > limit and not self.stop.is_set():  # stopped: what was read goes now, unwaited
             self.stop.wait(poll_s)
@@ -503,8 +509,27 @@ class Producer:
             backlog = self.backlog()
         waited = time.monotonic() - t0
         self.stats.waited_s += waited
-        self.notice(f"producer: stopped waiting for workers after {waited:.2f}s (backlog {backlog}): what was read "
-                    "is sent" if backlog > limit else f"producer: backlog {backlog}, resuming after {waited:.2f}s")
+        if backlog > limit:  # stopped while waiting: said whatever was said before
+            self.notice(f"producer: stopped waiting for workers after {waited:.2f}s (backlog {backlog}): what was "
+                        "read is sent")
+        elif said:
+            self.notice(f"producer: backlog {backlog}, resuming after {waited:.2f}s")
+        return True
+
+    def _say_episode(self, line: str) -> bool:
+        """Say a wait or a run of drops when it is this producer's first, or the first
+        :data:`EPISODES_SAID_EVERY_S` after the last one said (with how many went unsaid since): a
+        producer faster than its workers waits every few dozen frames (``up`` on a long 1080p video said
+        50 lines for 420 frames). Returns whether it was said (its end is said only then)."""
+        now = time.monotonic()
+        if self._episode_said_at is not None and now - self._episode_said_at < EPISODES_SAID_EVERY_S:
+            self._episodes_unsaid += 1
+            return False
+        if self._episodes_unsaid:
+            line += (f" (again: {self._episodes_unsaid} more since the last said; waited {self.stats.waited_s:.1f}s, "
+                     f"dropped {self.stats.dropped} in all)")
+        self.notice(line)
+        self._episode_said_at, self._episodes_unsaid = now, 0
         return True
 
     # --- helpers ------------------------------------------------------------------

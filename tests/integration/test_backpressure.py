@@ -242,3 +242,31 @@ def test_many_producers_never_trim_unread_frames(any_server):
     assert move_intake(settings) == sent and c.xlen(keys.frames) == sent  # the mover trims none of them
     assert sum(p.stats.dropped for p in producers) == 400 - sent
     c.close()
+
+
+def test_a_producer_says_its_waits_once_not_each_time(redis_url, client, keys):
+    """`up` on a long 1080p video said two lines per wait, every few dozen frames once the backlog reached
+    its limit (50 lines for 420 frames at stream_max_mb 64, measured): the rows drowned in them. A wait is
+    flow control, not news: the first is said with its end, later ones only a minute after the last said,
+    with their count; every wait is still timed in stats.waited_s."""
+    settings = settings_for(redis_url, lag_limit=10, backpressure="wait")
+    said: list[str] = []
+    producer = Producer(settings, notice=said.append)
+    stop = threading.Event()
+
+    def drain():  # a worker that takes what waits, now and then
+        while not stop.wait(0.02):
+            client.ltrim(keys.intake, 5, -1)
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    try:
+        for i in range(120):
+            producer.submit_image(tiny_jpeg(i % 5), source="long", frame=i)
+    finally:
+        stop.set()
+        drainer.join()
+        producer.close()
+    waits = [line for line in said if "waiting for workers" in line]
+    assert producer.stats.waited_s > 0 and len(waits) == 1, said  # many waits, one said
+    assert len(said) <= 2, said  # the first wait and its end
