@@ -18,13 +18,16 @@ from dataclasses import MISSING, fields
 
 import click
 
-from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of
+from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of, is_device_name
+from moodstream.shared.table import printable
 
 
 
 def to_stderr(line: str) -> None:
-    """A command's notice for its user (a wait, a skipped input): one line on stderr, off its output."""
-    click.echo(line, err=True)
+    """A command's notice for its user (a wait, a skipped input): one line on stderr, off its output,
+    its control characters escaped (a file name with an escape or a newline cannot clear the screen
+    or forge a line)."""
+    click.echo(printable(line), err=True)
 
 
 FINITE_MAX = 1e9  # no number a command takes means more (seconds: 31 years; a timer takes at most ~9.2e9)
@@ -61,6 +64,21 @@ class FiniteRange(click.FloatRange):
 
 
 FINITE = FiniteRange()  # any finite float
+
+
+class DeviceName(click.ParamType):
+    """--device: auto, cpu, cuda or cuda:N, refused as it is parsed (exit 2, the flag named) by every
+    command alike: analyze, up, worker and the benchmarks took 'bogus' and failed later with exit 1."""
+
+    name = "text"  # the help keeps saying TEXT
+
+    def convert(self, value, param, ctx):
+        if not is_device_name(value):
+            self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+        return value
+
+
+DEVICE = DeviceName()
 
 
 class NamedPath(click.Path):
@@ -136,6 +154,8 @@ def setting_option(name: str, *aliases: str, **kwargs):
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     if base is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text, **kwargs)
+    if name == "device" and "type" not in kwargs:
+        kwargs["type"] = DEVICE
     if "type" not in kwargs:
         kwargs["type"] = click.Choice(allowed) if allowed else {int: click.INT, float: FINITE}.get(base,
                                                                                                        click.STRING)

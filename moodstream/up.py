@@ -122,11 +122,13 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     settings = detect_every_frame(Settings.from_env(**flags), "up")  # the summary says what ran
     from moodstream.shared.media import input_files
-    from moodstream.worker.own_outputs import Output, expand_inputs
+    from moodstream.worker.own_outputs import Output, expand_inputs, no_inputs
 
     # a folder's files, without the summary's pictures of a run before (a rerun sent them as photos)
-    specs = expand_inputs(list(paths) or [default_sample()],
-                          [Output("--summary", summary_path)] if summary_path is not None else [], "up")
+    named = list(paths) or [default_sample()]
+    specs = expand_inputs(named, [Output("--summary", summary_path)] if summary_path is not None else [], "up")
+    if not specs:  # an empty folder: said before Redis starts, exit 1 as analyze's (was "0 results", 0)
+        raise click.ClickException(no_inputs(named, "--summary"))
     inputs = input_files(specs)  # never written over by the summary
     if summary_path is not None:  # found out now, not after every frame
         from moodstream.worker.tracking.summary import check_writable
@@ -250,8 +252,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
             except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the page closes, the stack stops Redis
                 hold_stop_signals(previous)
     if feed.failed:
-        raise click.ClickException(f"up: {len(feed.failed)} input(s) could not be read: "
-                                   + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
+        raise click.ClickException(f"up: {plural(len(feed.failed), 'input')} could not be read: "
+                                   + ", ".join(f"{printable(s)} ({r})" for s, r in feed.failed[:5]))
     if errors:  # every row and the summary are out: the code says the run had failed inputs, as analyze's
         click.get_current_context().exit(1)
 

@@ -23,7 +23,7 @@ from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
                                              stopped_by, take_stop_signals)
 from moodstream.shared.settings import Settings
-from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, source_cell
+from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, plural, printable, source_cell
 
 FORMATS = ("jsonl", "table", "csv")
 
@@ -66,6 +66,11 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     if use_rq and reply_to is not None:
         raise click.UsageError("--reply-to does not go with --rq: the expander's frame jobs carry no reply stream "
                                "(read the shared results stream, e.g. `moodstream results --source ...`)")
+    if not use_rq:  # --rq's paths are the expander's, under its --media-root
+        from moodstream.shared.media import expand_paths, no_media
+
+        if next(expand_paths(list(paths)), None) is None:  # folders without media: as analyze, not "0 jobs", 0
+            raise click.ClickException(no_media(paths))
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure,
                          encoding=encoding)
     encoding = settings.encoding  # the flag, else MOODSTREAM_ENCODING, else png
@@ -108,7 +113,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         stopping.hold()
     st = producer.stats
     try:
-        to_stderr(f"produced {st.sent} jobs" + (f", dropped {st.dropped}" if st.dropped else "")
+        to_stderr(f"produced {plural(st.sent, 'job')}" + (f", dropped {st.dropped}" if st.dropped else "")
                   + (f", waited {st.waited_s:.1f}s for workers" if st.waited_s else ""))
     finally:
         stopping.restore()
@@ -117,8 +122,9 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     if interrupted_by is not None or st.interrupted:
         click.get_current_context().exit(interrupted_by or 130)
     if st.failed_inputs:
-        raise click.ClickException(f"{len(st.failed_inputs)} input(s) failed: "
-                                   + ", ".join(f"{src} ({reason})" for src, reason in st.failed_inputs[:5]))
+        raise click.ClickException(f"{plural(len(st.failed_inputs), 'input')} failed: "  # names from a folder:
+                                   + ", ".join(f"{printable(src)} ({reason})"  # no escape reaches the terminal
+                                               for src, reason in st.failed_inputs[:5]))
 
 
 class _StopOnSignal:

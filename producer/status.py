@@ -28,6 +28,7 @@ from moodstream.options import FiniteRange, setting_option, to_stderr
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
+from moodstream.shared.stop_signals import deferred_stop, exit_code, restore_stop_signals, take_stop_signals
 from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
 
@@ -349,7 +350,8 @@ def status(as_json, watch, window_s, redis_url, prefix):
     (in no summary), once it counted any (<prefix>:track:stats). A
     refused password is one line and exit 1 at once; a Redis that refuses
     connections is waited for up to MOODSTREAM_REDIS_WAIT_S (10 s; said at once on stderr), then one
-    line and exit 1; --watch keeps waiting for a Redis that went away.
+    line and exit 1; --watch keeps waiting for a Redis that went away, and
+    Ctrl-C (SIGTERM, SIGHUP) stops it, exit 130 (143, 129).
     """
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     keys = Keys.from_settings(settings)
@@ -369,15 +371,19 @@ def status(as_json, watch, window_s, redis_url, prefix):
         click.echo(json.dumps({"error": text}) if as_json else text)
 
     retry = RedisRetry("status", settings.redis_url, cap_s=max(watch, 2.0), on_down=down)
+    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does (it was killed mid-screen)
     try:
         while True:
             text = _text(retry.call(lambda: snapshot(client, keys, window_s)), as_json)
-            if not as_json:
-                click.clear()
-            click.echo(text)
+            with deferred_stop():  # a screen, a JSON line, is drawn whole
+                if not as_json:
+                    click.clear()
+                click.echo(text)
             time.sleep(watch)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:  # how a watch is stopped: 128 + the signal, as `results --follow` (was 0)
+        click.get_current_context().exit(exit_code(exc))
+    finally:
+        restore_stop_signals(previous)
 
 
 def _text(snap: dict, as_json: bool) -> str:

@@ -39,6 +39,7 @@ import cv2  # OpenCV's own pixel limit is set by the package (moodstream/__init_
 
 from moodstream.shared.pixels import to_rgb8  # callers import it from here too
 from moodstream.shared.shots import ShotCounter
+from moodstream.shared.table import printable
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -287,7 +288,7 @@ def input_files(specs: list[str]) -> frozenset[str]:
 
 def no_media(paths: Iterable[str]) -> str:
     """What a command or a call says of inputs that hold no image or video (an empty folder, notes only)."""
-    return (f"no images or videos in {', '.join(map(str, paths))} (looked for "
+    return (f"no images or videos in {printable(', '.join(map(str, paths)))} (looked for "
             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 

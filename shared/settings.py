@@ -12,6 +12,7 @@ import functools
 import math
 import numbers
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -248,8 +249,17 @@ class Settings:
             raise ConfigError(f"min_person_s must be >= 0, got {self.min_person_s}")
         if not 0.0 <= self.face_score_min <= 1.0:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not is_device_name(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # ASCII digits: \d takes any script's
+
+
+def is_device_name(name: object) -> bool:
+    """auto, cpu, cuda or cuda:N: the one rule, for the setting and every --device flag ("cuda:x" passed
+    a check of "cuda:..." and failed later)."""
+    return isinstance(name, str) and _DEVICE_NAME.fullmatch(name) is not None
 
 
 def is_whole(value: object) -> bool:

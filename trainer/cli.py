@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, OutputFile, OutputFolder
+from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder
 from moodstream.lazy import LazyGroup
 
 log = logging.getLogger(__name__)
@@ -35,13 +34,6 @@ class OldSpellings(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts = opts
-
-
-def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """--device as the help says: anything else ('', foo, mps) was a RuntimeError traceback from torch."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-        raise click.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
-    return value
 
 
 STOPPED_NOTE = "moodstream.stopped_note"  # ctx.meta key: what a stop leaves, where a command changes it as it goes
@@ -114,7 +106,7 @@ def stopped_note(note: str) -> None:
 @click.option("--max-train", type=click.IntRange(min=2), help="Use at most this many training images.")
 @click.option("--init", "init", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Start from this checkpoint's weights (its architecture wins), e.g. to continue a run.")
-@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None,
               help="bf16 mixed precision in training [default: on for CUDA and for CPUs with native bf16 "
                    "(AVX512-BF16, AMX), where it is about 2x faster; off elsewhere].")
@@ -223,7 +215,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
 @click.option("--tta/--no-tta", default=True, show_default=True, help="Average with the mirrored face.")
 @click.option("--adjust/--no-adjust", default=True, show_default=True,
               help="Apply the checkpoint's class-prior adjustment (as the worker does); --no-adjust: plain softmax.")
-@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     """Evaluate an emotion checkpoint on one split: accuracy, macro precision /
     recall / F1, per-class table and confusion matrix.
@@ -269,7 +261,7 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
               help="Write the adjusted checkpoint here [default: overwrite --checkpoint; refused for the "
                    "shipped model unless --out names it].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit (tau, prior, per-tau table) as JSON.")
-@click.option("--device", default="auto", show_default=True, callback=_device, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 def balance_cmd(data_dir, checkpoint, out, as_json, device):
     """Fit the class-prior adjustment of a checkpoint on Valid.
 

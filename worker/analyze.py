@@ -39,7 +39,7 @@ from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings, is_nu
 from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, plural,
                                     printable, source_cell)
 from moodstream.worker.batching import BatchPolicy
-from moodstream.worker.own_outputs import Output, expand_inputs
+from moodstream.worker.own_outputs import Output, expand_inputs, no_inputs
 from moodstream.worker.report import CLIP_MAX_PX, photo_folder
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
@@ -358,12 +358,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
     specs = expand_inputs(paths, this_run_writes(annotate_dir, summary_path, report_path), "analyze")
     if not specs:
-        own = sum(1 for _ in expand_paths(list(paths)))  # all of them this command's outputs of a run before?
-        if own:
-            raise click.ClickException(f"no images or videos in {', '.join(paths)} but the {own} file(s) this "
-                                       "command writes (--annotate, --summary, --report of a run before), left "
-                                       "out: name them directly to analyse them")
-        raise click.ClickException(no_media(paths))
+        raise click.ClickException(no_inputs(paths, "--annotate, --summary, --report"))
     inputs = input_files(specs)  # never written over by an output
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):

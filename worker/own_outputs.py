@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moodstream.shared.media import expand_paths, is_stream_spec
+from moodstream.shared.media import expand_paths, is_stream_spec, no_media
+from moodstream.shared.table import plural, printable
 from moodstream.worker.annotate import safe_stem
 
 log = logging.getLogger(__name__)
@@ -106,3 +107,14 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
                  "they are read", command, sum(left_out.values()),
                  ", ".join(f"{option} {n}" for option, n in sorted(left_out.items())))
     return kept
+
+
+def no_inputs(paths: Sequence[str], options: str) -> str:
+    """What `analyze` and `up` say where :func:`expand_inputs` found nothing to read: no media at all,
+    or only the files ``options`` (``--summary`` ...) wrote in a run before."""
+    own = sum(1 for _ in expand_paths(list(paths)))
+    if own:
+        return (f"no images or videos in {printable(', '.join(paths))} but the {plural(own, 'file')} "
+                "this command writes "
+                f"({options} of a run before), left out: name them directly to analyse them")
+    return no_media(paths)

@@ -110,3 +110,50 @@ def test_a_worker_says_detect_every_is_not_its_setting(redis_url, client, keys, 
     ran = CliRunner().invoke(cli, ["worker", "--max-frames", "1", "--device", "cpu", "--threads", "1", *common])
     assert ran.exit_code == 0, ran.output
     assert "detect_every 5 is analyze's alone" in ran.stderr and "served 1 frame\n" in ran.stderr, ran.stderr
+
+
+def _device_commands() -> list[list[str]]:
+    """Every command and subcommand with a --device option, as typed after `moodstream`."""
+    found = []
+    for name in COMMANDS:
+        cmd = command(name)
+        subs = [[name, s] for s in cmd.list_commands(click.Context(cmd))] if isinstance(cmd, click.Group) else [[name]]
+        for path in subs:
+            target = cmd if len(path) == 1 else cmd.get_command(click.Context(cmd), path[1])
+            if option(target, "device") is not None:
+                found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("value", ["bogus", "cuda:x", "cuda:", "gpu"])
+def test_a_bad_device_is_a_usage_error_in_every_command(value):
+    """`--device bogus` was click's usage error (exit 2) for train, eval and balance, and a ConfigError,
+    exit 1, for analyze, up, worker and every bench (`bench stream` after spawning its worker: two
+    error lines); `cuda:x` passed the setting's check (any "cuda:..."), then failed later. Now each
+    --device is checked as it is parsed, by one rule: exit 2 with click's line naming the flag."""
+    paths = _device_commands()
+    assert {"analyze", "up", "worker", "eval", "train"} <= {p[0] for p in paths} and ["bench", "stream"] in paths
+    for path in paths:  # each one's option refuses it as click's usage error
+        cmd = command(path[0])
+        if len(path) > 1:
+            cmd = cmd.get_command(click.Context(cmd), path[1])
+        with pytest.raises(click.BadParameter):
+            option(cmd, "device").process_value(click.Context(cmd), value)
+    for args in (["analyze", "samples/street.jpg"], ["worker"], ["up"], ["bench", "stream", "--video", CLIP]):
+        ran = CliRunner().invoke(cli, [*args, "--device", value])
+        assert ran.exit_code == 2, (args, ran.output)
+        assert "Invalid value for '--device'" in ran.output and "Traceback" not in ran.output, (args, ran.output)
+    with pytest.raises(ConfigError, match="device must be"):
+        Settings(device=value)
+
+
+@pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_every_device_the_help_names_is_taken(value):
+    for path in _device_commands():
+        cmd = command(path[0])
+        if len(path) > 1:
+            cmd = cmd.get_command(click.Context(cmd), path[1])
+        if isinstance(option(cmd, "device").type, click.Choice):  # bench profile: cpu only, said in its help
+            continue
+        assert option(cmd, "device").process_value(click.Context(cmd), value) == value, path
+    assert Settings(device=value).device == value

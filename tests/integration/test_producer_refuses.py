@@ -1,6 +1,7 @@
 """The producer refuses a frame job that every worker would refuse (bad_field), before sending it:
 sent, it was dead-lettered and the caller told nothing."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from tests.support.streamkit import settings_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.errors import BadInputError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("field, value", [("frame", -1), ("timestamp_s", float("nan")), ("source", "s" * 5000),
@@ -85,3 +88,30 @@ def test_options_that_cannot_be_encoded_are_refused_by_name(redis_url, client, k
         producer.submit_image(image_path("single").read_bytes(), options=options)
     assert isinstance(info.value, BadInputError) and info.value.reason == "bad_field"
     assert not client.exists(keys.intake)
+
+
+def test_produce_counts_in_the_singular_and_escapes_names_from_a_folder(redis_url, client, keys, tmp_path):
+    """`produce one.jpg` said "produced 1 jobs"; a file in a folder named with a terminal escape
+    (``bad\\x1b[2J.jpg``, over max_message_bytes) had the escape written raw to stderr twice (the skipped line
+    and the closing error), clearing the user's screen; an empty folder's name too ("no images or
+    videos in ..."). Now "1 job", "1 input failed", and control characters escaped, as table rows are."""
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "one.jpg").write_bytes((REPO / "samples" / "street.jpg").read_bytes())
+    (photos / "bad\x1b[2J.jpg").write_bytes(b"\xff\xd8" + b"\x00" * 300_000)
+    empty = tmp_path / "e\x1b[31mmpty"
+    empty.mkdir()
+    flags = ["--redis-url", redis_url, "--prefix", "t"]
+    env = {"MOODSTREAM_MAX_MESSAGE_BYTES": "250000"}  # street.jpg (100 kB) is sent, the other is too large
+    ran = CliRunner(env=env).invoke(cli, ["produce", str(photos / "one.jpg"), *flags])
+    assert ran.exit_code == 0 and "produced 1 job\n" in ran.stderr, ran.output
+    ran = CliRunner(env=env).invoke(cli, ["produce", str(photos), *flags])
+    assert ran.exit_code == 1 and "produced 1 job\n" in ran.stderr, ran.output
+    assert "\x1b" not in ran.stderr and "bad\\x1b[2J.jpg" in ran.stderr, ran.stderr
+    assert "Error: 1 input failed: " in ran.stderr, ran.stderr
+    ran = CliRunner().invoke(cli, ["produce", str(empty), *flags])
+    assert ran.exit_code == 1 and "\x1b" not in ran.stderr and "e\\x1b[31mmpty" in ran.stderr, ran.stderr

@@ -123,5 +123,5 @@ def test_a_folder_of_nothing_but_its_outputs_says_so(tmp_path):
     shutil.copy(SAMPLES / "street.jpg", tmp_path / "ann" / "street.jpg")  # a first run's annotated copy
     ran = invoke(str(tmp_path), "--annotate", str(tmp_path / "ann"))
     assert ran.exit_code == 1
-    assert "but the 1 file(s) this command writes" in ran.stderr and "name them directly" in ran.stderr
+    assert "but the 1 file this command writes" in ran.stderr and "name them directly" in ran.stderr
     assert "Traceback" not in ran.output

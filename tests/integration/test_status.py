@@ -163,7 +163,7 @@ def test_watch_redraws_until_ctrl_c(redis_url):
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # stopped, as `results --follow` is (was 0)
     assert "Traceback" not in err
     frames = [json.loads(line) for line in ("".join(drawn) + out).splitlines()]
     assert len(frames) >= 2 and all("backlog" in f and "workers" in f for f in frames)
@@ -452,3 +452,28 @@ def test_bench_stream_waits_for_a_worker_by_the_index_not_by_scan(redis_url, cli
     before = _calls(client)
     _wait_for_worker(client, settings, None, timeout_s=5)
     assert (_calls(client) - before)["scan"] == 0
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_status_watch_and_tracks_follow_stop_as_results_does(redis_url, client, keys, sig, code):
+    """`status --watch` and `tracks --follow` are stopped with Ctrl-C as `results --follow` is, yet
+    exited 0 on Ctrl-C (a script could not tell a stop from a run that ended) and were killed outright
+    by SIGTERM (no handler: what was printed could end mid-screen). Now 128 + the signal, quietly,
+    every printed line whole."""
+    common = ["--redis-url", redis_url, "--prefix", "t"]
+    watch = subprocess.Popen([*MOODSTREAM, "status", "--watch", "0.2", "--json", *common],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tracks = subprocess.Popen([*MOODSTREAM, "tracks", "--follow", *common],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = watch.stdout.readline()  # a screen drawn: its handlers are in place
+        wait_for(lambda: any(c.get("cmd") in ("xread", "xreadgroup") for c in client.client_list()), 60,
+                 what="tracks --follow blocked in XREAD")
+    finally:
+        for proc in (watch, tracks):
+            proc.send_signal(sig)
+        (out, err), (t_out, t_err) = watch.communicate(timeout=30), tracks.communicate(timeout=30)
+    assert (watch.returncode, tracks.returncode) == (code, code), err + t_err
+    assert "Traceback" not in err + t_err and "Aborted" not in err + t_err, err + t_err
+    assert all("backlog" in json.loads(line) for line in (first + out).splitlines())
+    assert t_out == ""

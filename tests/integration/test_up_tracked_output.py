@@ -189,3 +189,25 @@ def test_an_unreadable_input_is_printed_summarised_and_exits_1(embedded, tmp_pat
     assert len(errors) == 1 and errors[0]["error"]["reason"] == "unreadable", errors
     assert "up: 3 results for 3 frames (1 error)" in ran.stderr, ran.stderr
     assert summary.is_file()  # written before the exit code says the run had an error
+
+
+@pytest.mark.parametrize("files", [[], ["notes.txt"]])
+def test_a_folder_without_images_fails_as_analyze_does(embedded, tmp_path, redis_url, client, keys, files):
+    """`up empty/` and `produce empty/` (or a folder of notes) started the service, said "0 results for 0
+    frames" / "produced 0 jobs" and exited 0, where `analyze empty/` says "no images or videos in empty/
+    (looked for ...)" and exits 1: `up photos/ && next-step` went on with nothing analysed. Now the same
+    line and exit 1, before any Redis starts or a job is pushed."""
+    from moodstream.cli import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("not media")
+    ran = CliRunner().invoke(cli, ["up", str(folder), "--device", "cpu", "--no-dashboard"])
+    assert ran.exit_code == 1, ran.output
+    assert f"Error: no images or videos in {folder} (looked for " in ran.stderr, ran.stderr
+    assert "embedded redis-server" not in ran.stderr and "Traceback" not in ran.output, ran.output
+    produced = CliRunner().invoke(cli, ["produce", str(folder), "--redis-url", redis_url, "--prefix", "t"])
+    assert produced.exit_code == 1, produced.output
+    assert f"Error: no images or videos in {folder} (looked for " in produced.stderr, produced.stderr
+    assert not client.exists(keys.intake) and not client.exists(keys.frames)

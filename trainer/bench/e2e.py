@@ -40,7 +40,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import OutputFile
+from moodstream.options import DEVICE, OutputFile
 from moodstream.trainer.bench import write_output
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 from moodstream.shared.record import Face
@@ -205,7 +205,7 @@ def format_table(r: dict) -> str:
               help="Face detector in front of the classifier.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Emotion checkpoint [default: the shipped model].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch", "batch_size", default=16, show_default=True, type=click.IntRange(min=1),
               help="Canvases per pipeline call.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")

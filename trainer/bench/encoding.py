@@ -27,7 +27,7 @@ import click
 import numpy as np
 
 import moodstream
-from moodstream.options import OutputFile
+from moodstream.options import DEVICE, OutputFile
 from moodstream.trainer.bench import write_output
 from moodstream.producer.client import DEFAULT_ENCODING, PNG_ADAPTIVE, PNG_PARAMS, encode_pixels
 from moodstream.shared.settings import ENCODINGS
@@ -183,7 +183,7 @@ def markdown(report: dict) -> str:
 @click.option("--max-frames", type=click.IntRange(min=1), help="At most this many frames of each video.")
 @click.option("--every", "--every-n", "every_n", cls=OldSpellings, type=click.IntRange(min=1), default=1,
               show_default=True, help="Keep every Nth frame.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
 @click.option("--out", type=OutputFile(table_beside=True),
               help="Also write the JSON here, and the table beside it (.md).")

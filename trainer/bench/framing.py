@@ -18,7 +18,7 @@ import click
 import numpy as np
 import torch
 
-from moodstream.options import OutputFile
+from moodstream.options import DEVICE, OutputFile
 from moodstream.trainer.bench import write_output
 from moodstream.shared.settings import FACE_DETECTORS
 
@@ -108,7 +108,8 @@ def measure_framing(probes: list[np.ndarray], originals: list[np.ndarray], detec
               help="Detector to measure.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=600, show_default=True,
               help="Number of FER+ training images to probe.")
-@click.option("--device", default="auto", show_default=True, help="Device for MTCNN (auto, cpu, cuda, cuda:N).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE,
+              help="Device for MTCNN (auto, cpu, cuda, cuda:N).")
 @click.option("--out", type=OutputFile(), help="Also write the JSON here.")
 def framing_cmd(ferplus_dir, detector, n, device, out):
     """Measure a detector's FER framing (crop scale and offset) and print it as JSON."""

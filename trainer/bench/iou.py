@@ -30,7 +30,7 @@ import click
 import msgspec
 import numpy as np
 
-from moodstream.options import FiniteRange, OutputFile, OutputFolder
+from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder
 from moodstream.shared.boxes import box_iou, greedy_match
 from moodstream.shared.settings import FACE_DETECTORS, MIN_FACE_PX
 from moodstream.trainer.bench import write_output
@@ -262,7 +262,7 @@ def write_figures(out_dir: Path, images: list[WiderImage], runs: dict, calibrate
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Benchmark folder: images/, original_sizes.csv, wider_face_val_bbx_gt.txt.")
 @click.option("--detectors", default="mtcnn,haar", show_default=True, help="Comma-separated: mtcnn, haar.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (MTCNN).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N (MTCNN).")
 @click.option("--limit", type=click.IntRange(min=1), help="Use N images spread evenly over the sorted list.")
 @click.option("--geometry", type=click.Choice(GEOMETRIES), default="stretched", show_default=True,
               help="stretched: the 416x416 files as the paper used them; restored: resized back to the "

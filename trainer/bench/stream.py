@@ -43,7 +43,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from moodstream.options import FiniteRange, OutputFile, to_stderr
+from moodstream.options import DEVICE, FiniteRange, OutputFile, to_stderr
 from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
@@ -70,7 +70,8 @@ def _summary(values: list[float]) -> dict:
 @click.option("--redis-url", help="Default: $MOODSTREAM_REDIS_URL, else an embedded redis-server.")
 @click.option("--no-spawn", is_flag=True, help="Measure the workers already serving --prefix.")
 @click.option("--prefix", help="Key prefix (default: a fresh bench-* prefix when spawning).")
-@click.option("--device", default="auto", show_default=True, help="Worker device: auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE,
+              help="Worker device: auto, cpu, cuda or cuda:N.")
 @click.option("--detector", type=click.Choice(DETECTORS), default="mtcnn", show_default=True,
               help="Face detector of the spawned worker.")
 @click.option("--batch-max", type=click.IntRange(min=1), default=16, show_default=True,

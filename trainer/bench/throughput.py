@@ -37,7 +37,7 @@ import click
 import numpy as np
 import torch
 
-from moodstream.options import OutputFile
+from moodstream.options import DEVICE, OutputFile
 from moodstream.trainer.bench import distinct_outputs, write_output
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
@@ -288,7 +288,7 @@ NOTES = [
               help="Folder holding street_1080p.mp4 and hamilton_360p.mp4 (../shared/data/videos).")
 @click.option("--video", "names", multiple=True, default=VIDEOS, show_default=True,
               help="Video file name(s) in --videos to run.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--frames", "frame_specs", multiple=True,
               help="Frames per video from the start: N for all, or NAME=N (repeatable) [default: all].")
 @click.option("--threads", type=click.IntRange(min=1),

@@ -49,7 +49,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, OutputFile
+from moodstream.options import DEVICE, FiniteRange, OutputFile
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
@@ -258,7 +258,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               help="FER+ root (its Test faces are used) [default: the faces in tests/fixtures/ferplus of a "
                    "source checkout].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the face choice and the backgrounds.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--part", "parts", type=click.Choice(["tracks", "episodes", "people"]), multiple=True,
               help="What to measure (repeatable) [default: all]: tracks (ID switches, MOTA), episodes (summary "
                    "rules on a clip with scripted expressions: brief-expression recall, flicker), people "
@@ -423,7 +423,7 @@ def _share(value: float | None, spec: str) -> str:
 @click.option("--detect-every", "--every", "detect_every", cls=OldSpellings, default="1,3,5,10", show_default=True,
               callback=_int_list, help="Detect-every values, comma-separated; the first is the reference.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per call.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Inference threads of the pipeline (its backend's; default: every core, as analyze).")
 @click.option("--note", "notes", multiple=True, help="A line for the markdown's notes (e.g. machine load).")

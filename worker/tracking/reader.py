@@ -141,11 +141,13 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     photo's or a page's), mean raw probabilities, dominant emotion, episodes
     and whether they count as a person, and says how many of the run's
     frames came late (after the stage's --reorder-wait-ms: published
-    untracked, in no track) when any did.
+    untracked, in no track) when any did. Ctrl-C (SIGTERM, SIGHUP) stops it,
+    each summary printed whole, exit 130 (143, 129).
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
-    from moodstream.shared.table import missing_frames_note, printable
+    from moodstream.shared.stop_signals import deferred_stop, exit_code, restore_stop_signals, take_stop_signals
+    from moodstream.shared.table import missing_frames_note, plural, printable
     from moodstream.shared.transport import check_connection, connect
     from moodstream.worker.tracking.summary import people_table
 
@@ -156,6 +158,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     retry = RedisRetry("tracks", settings.redis_url, stop)
     follow = follow or not from_start
     n = 0
+    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does (it was killed outright)
     try:
         for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
                                                 "0-0" if from_start else "$", follow, timeout_s, stop, retry):
@@ -170,26 +173,31 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
                 click.echo(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
                            f"{str(exc)[:100]})", err=True)
                 continue
-            if pictures_dir is not None:
-                save_pictures(summary, pictures_dir)
-                text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-            if as_json:
-                click.echo(text)
-            else:
-                part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
-                    f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
-                page = summary.get("page")  # a still image's run: named by its page after the first, as analyze's
-                name = summary["source"] + (f" page {page}" if page not in (None, 1) else "")
-                frames = "a still image" if page is not None else f"{summary.get('frames', 0)} frames"
-                click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
-                                     f"ended: {summary.get('ended', '?')})"))
-                missing = missing_frames_note(summary)  # frames the run is missing: said, when any
-                if missing:
-                    click.echo(missing)
-                click.echo(table + "\n")
-            sys.stdout.flush()
+            with deferred_stop():  # a summary is printed whole (its pictures written) before a stop
+                if pictures_dir is not None:
+                    save_pictures(summary, pictures_dir)
+                    text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+                if as_json:
+                    click.echo(text)
+                else:
+                    part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
+                        f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
+                    page = summary.get("page")  # a still image's run: named by its page after the first, as analyze's
+                    name = summary["source"] + (f" page {page}" if page not in (None, 1) else "")
+                    frames = "a still image" if page is not None else plural(summary.get("frames", 0), "frame")
+                    click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
+                                         f"ended: {summary.get('ended', '?')})"))
+                    missing = missing_frames_note(summary)  # frames the run is missing: said, when any
+                    if missing:
+                        click.echo(missing)
+                    click.echo(table + "\n")
+                sys.stdout.flush()
             n += 1
-    except (KeyboardInterrupt, RedisGone):
+    except RedisGone:
         pass
+    except KeyboardInterrupt as exc:  # how a follower is stopped: 128 + the signal, as `results --follow` (was 0)
+        click.get_current_context().exit(exit_code(exc))
+    finally:
+        restore_stop_signals(previous)
     if n == 0 and not follow:
         click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
