@@ -34,6 +34,9 @@ class LazyGroup(click.Group):
             cmd = getattr(importlib.import_module(module), attr)
         except ImportError as exc:
             return _missing_extra(_command_name(ctx, name), short_help, exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C as the command loads, before its own handling (only then: a
+            # running command says its stop itself, bench's group too): was click's "Aborted!" and 1
+            raise click.exceptions.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
         cmd.short_help = cmd.short_help or short_help
         return cmd
 
@@ -48,8 +51,6 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
             raise click.ClickException(install_hint(_command_name(ctx, ctx.invoked_subcommand or ""), exc.name)) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C as the command loads, before its own handling: was click's
-            raise click.exceptions.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None  # "Aborted!", 1
 
 
 def _command_name(ctx: click.Context, name: str) -> str:

@@ -42,8 +42,9 @@ class Lines:
         return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
 
 
-def _interrupt(proc: subprocess.Popen, codes: tuple[int, ...] = (0,)) -> str:
-    """SIGINT (Ctrl-C), then what the process wrote to stderr; it must exit with one of ``codes``."""
+def _interrupt(proc: subprocess.Popen, codes: tuple[int, ...] = (130,)) -> str:
+    """SIGINT (Ctrl-C), then what the process wrote to stderr; it must exit with one of ``codes`` (130: how a
+    follower or a watch is stopped, as a shell reports a Ctrl-C)."""
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
@@ -105,7 +106,7 @@ def _add_summary(client: redis.Redis, source: str) -> None:
 # command, its stream, how to add an entry named NAME, the name of what it printed, Ctrl-C's exit codes
 FOLLOWERS = {
     "results --follow": (["results", "--follow"], KEYS.results, _add_result, "job_id", (130,)),
-    "tracks --follow": (["tracks", "--follow", "--json"], KEYS.summaries, _add_summary, "source", (0,)),
+    "tracks --follow": (["tracks", "--follow", "--json"], KEYS.summaries, _add_summary, "source", (130,)),
 }
 
 

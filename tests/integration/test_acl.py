@@ -307,7 +307,7 @@ def test_produce_command_as_its_user(acl_server, tmp_path):
     (tmp_path / "a.jpg").write_bytes(tiny_jpeg(1))
     out = _produce_as_producer(port, pw, tmp_path / "a.jpg")
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "produced 1 jobs" in out.stderr and len(out.stdout.splitlines()) == 1
+    assert "produced 1 job\n" in out.stderr and len(out.stdout.splitlines()) == 1
     with _client(port, pw, "default") as admin:
         assert admin.llen(Keys(PREFIX).intake) == 1
     # only the heartbeat check was refused (TIME / SCAN / HGETALL), nothing the producer needs
