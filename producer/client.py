@@ -491,7 +491,8 @@ class Producer:
         if backlog <= limit:
             if self._shedding:
                 if self._episode_said:
-                    self.notice(f"producer: backlog {backlog}, sending again after dropping {self._shedding} frames "
+                    self.notice(f"producer: backlog {backlog}, sending again after dropping "
+                                f"{plural(self._shedding, 'frame')} "
                                 f"({self.stats.dropped} so far)")
                 self._shedding = 0
             return True

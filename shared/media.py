@@ -39,7 +39,7 @@ import cv2  # OpenCV's own pixel limit is set by the package (moodstream/__init_
 
 from moodstream.shared.pixels import to_rgb8  # callers import it from here too
 from moodstream.shared.shots import ShotCounter
-from moodstream.shared.table import printable
+from moodstream.shared.table import plural, printable
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -421,7 +421,8 @@ def container_cut(spec: str, frames: int) -> str | None:
         return None
     if where is None:
         return None
-    return f"the {where[0]} ended after {frames} frames {where[1]}: truncated or damaged (the frames before were read)"
+    return (f"the {where[0]} ended after {plural(frames, 'frame')} {where[1]}: truncated or damaged (the frames "
+            "before were read)")
 
 
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
@@ -788,8 +789,8 @@ def cut_short(frames: int, last_s: float, announced: float, fps: float) -> str |
     got_s = max(frames / fps, last_s + 1 / fps)
     if expected_s - got_s <= max(1.0, 0.05 * expected_s):
         return None
-    return (f"the video ended after {frames} frames ({got_s:.1f} s) of the {expected_s:.1f} s ({announced:.0f} "
-            "frames) its header announces: truncated or damaged (the frames before were read)")
+    return (f"the video ended after {plural(frames, 'frame')} ({got_s:.1f} s) of the {expected_s:.1f} s "
+            f"({announced:.0f} frames) its header announces: truncated or damaged (the frames before were read)")
 
 
 _STACK_POOLS: dict[int, ThreadPoolExecutor] = {}

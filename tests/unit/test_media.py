@@ -440,3 +440,11 @@ def test_fps_keeps_no_two_frames_closer_than_its_step_after_a_gap():
     assert sum(steady.keep(i / 30) for i in range(300)) == 100
     odd = RateCap(7)  # a step that is no multiple of the frames': the grid, not the frames, sets the rate
     assert sum(odd.keep(i / 30) for i in range(300)) == 70
+
+
+def test_a_video_cut_after_its_first_frame_is_said_in_the_singular():
+    from moodstream.shared.media import cut_short
+
+    said = cut_short(1, 0.0, 300, 30.0)
+    assert said is not None and said.startswith("the video ended after 1 frame (0.0 s) of the 10.0 s"), said
+    assert cut_short(2, 0.03, 300, 30.0).startswith("the video ended after 2 frames ")
