@@ -51,6 +51,10 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
             raise click.ClickException(install_hint(_command_name(ctx, ctx.invoked_subcommand or ""), exc.name)) from None
+        except KeyboardInterrupt as exc:  # a stop no command handled (its imports, its settings, before its own
+            if ctx.parent is not None:  # handling): 128 + the signal at the top, not click's "Aborted!" and 1;
+                raise  # a group under it that says its stop (`bench`) has said it by now
+            raise click.exceptions.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
 
 
 def _command_name(ctx: click.Context, name: str) -> str:

@@ -72,3 +72,19 @@ def test_a_program_importing_moodstream_keeps_python_s_own_ctrl_c(tmp_path):
                  "import moodstream.cli\n"
                  "print(seen == [signal.default_int_handler] and signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     assert ran.stdout.strip() == "True", (ran.stdout, ran.stderr[-2000:])
+
+
+def test_ctrl_c_before_a_command_handles_it_exits_130_quietly(monkeypatch):
+    """`up` stopped 0.2-1.0 s after its start (a loaded machine: its own imports, its settings, before its
+    handling of a stop begins) said click's "Aborted!" and exited 1. Anything a command does not handle
+    itself ends with 130 at the top; a group that says its stop (`bench`) still says it."""
+    from moodstream.cli import cli
+    from moodstream.shared.settings import Settings
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Settings, "from_env", classmethod(lambda cls, *a, **k: interrupted()))
+    ran = CliRunner().invoke(cli, ["up", "--no-dashboard"])
+    assert ran.exit_code == 130, (ran.exit_code, ran.output)
+    assert "Aborted" not in ran.output and "Traceback" not in ran.output, ran.output
