@@ -109,8 +109,10 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         interrupted_by = exit_code(exc)
     except RedisGone:  # stopped while Redis was unreachable
         pass
-    finally:
-        stopping.hold()
+    except BaseException:  # a failure, said by click (a key of another type...): the signals given back first
+        stopping.restore()  # (held and never given back, Ctrl-C stayed ignored in a program running produce)
+        raise
+    stopping.hold()
     st = producer.stats
     try:
         to_stderr(f"produced {plural(st.sent, 'job')}" + (f", dropped {st.dropped}" if st.dropped else "")
