@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 import os
 import typing
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import MISSING, fields
 
 import click
 
 from moodstream.shared.settings import ENV_PREFIX, Settings, choices, help_of, is_device_name
+from moodstream.shared.stop_signals import exit_code, restore_stop_signals, take_stop_signals
 from moodstream.shared.table import printable
 
 
@@ -28,6 +30,20 @@ def to_stderr(line: str) -> None:
     its control characters escaped (a file name with an escape or a newline cannot clear the screen
     or forge a line)."""
     click.echo(printable(line), err=True)
+
+
+@contextmanager
+def stop_ends_command():
+    """How a follower or a watch is stopped (`results --follow`, `tracks --follow`, `status --watch`):
+    SIGTERM and SIGHUP taken as Ctrl-C inside; a stop ends the command with 128 + the signal (130, 143,
+    129), what it printed kept, no 'Aborted!'; the handlers found given back after."""
+    previous = take_stop_signals()
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise click.exceptions.Exit(exit_code(exc)) from None
+    finally:
+        restore_stop_signals(previous)
 
 
 FINITE_MAX = 1e9  # no number a command takes means more (seconds: 31 years; a timer takes at most ~9.2e9)

@@ -17,11 +17,10 @@ import threading
 
 import click
 
-from moodstream.options import FiniteRange, setting_option, to_stderr
+from moodstream.options import FiniteRange, setting_option, stop_ends_command, to_stderr
 from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
-from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
-                                             stopped_by, take_stop_signals)
+from moodstream.shared.stop_signals import Stopped, exit_code, hold_stop_signals, restore_stop_signals, stopped_by
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, plural, printable, source_cell
 
@@ -243,8 +242,7 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     follow = follow or start == FROM_NOW
     printer = printer_for(fmt)
     n = 0
-    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does
-    try:
+    with stop_ends_command():
         for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,
                              unique=not keep_duplicates):
             if printer is not None:
@@ -253,10 +251,6 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
                 click.echo(json.dumps(r.to_json(), allow_nan=False))
             sys.stdout.flush()
             n += 1
-    except KeyboardInterrupt as exc:  # how a subscriber is stopped: what it printed stays, no 'Aborted!'
-        click.get_current_context().exit(exit_code(exc))
-    finally:
-        restore_stop_signals(previous)
     if count is not None and n < count:
         click.echo(f"results: {n} of {count} arrived within {timeout_s}s", err=True)
         sys.exit(1)

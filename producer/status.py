@@ -24,11 +24,11 @@ from collections import Counter
 import click
 import redis
 
-from moodstream.options import FiniteRange, setting_option, to_stderr
+from moodstream.options import FiniteRange, setting_option, stop_ends_command, to_stderr
 from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.stop_signals import deferred_stop, exit_code, restore_stop_signals, take_stop_signals
+from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
 
@@ -371,8 +371,7 @@ def status(as_json, watch, window_s, redis_url, prefix):
         click.echo(json.dumps({"error": text}) if as_json else text)
 
     retry = RedisRetry("status", settings.redis_url, cap_s=max(watch, 2.0), on_down=down)
-    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does (it was killed mid-screen)
-    try:
+    with stop_ends_command():  # it was killed mid-screen by SIGTERM, and exited 0 on Ctrl-C
         while True:
             text = _text(retry.call(lambda: snapshot(client, keys, window_s)), as_json)
             with deferred_stop():  # a screen, a JSON line, is drawn whole
@@ -380,10 +379,6 @@ def status(as_json, watch, window_s, redis_url, prefix):
                     click.clear()
                 click.echo(text)
             time.sleep(watch)
-    except KeyboardInterrupt as exc:  # how a watch is stopped: 128 + the signal, as `results --follow` (was 0)
-        click.get_current_context().exit(exit_code(exc))
-    finally:
-        restore_stop_signals(previous)
 
 
 def _text(snap: dict, as_json: bool) -> str:

@@ -78,10 +78,9 @@ def missing_frames_note(summary: dict) -> str:
         return n if type(n) is int and n > 0 else 0
 
     late, dropped = count("late_frames"), count("dropped_frames")
-    notes = [f"{late} late frame{'' if late == 1 else 's'} not tracked (over reorder_wait_ms)"] if late else []
+    notes = [f"{plural(late, 'late frame')} not tracked (over reorder_wait_ms)"] if late else []
     if dropped:
-        notes.append(f"{dropped} frame{'' if dropped == 1 else 's'} dropped by the producer "
-                     "(backlog over lag_limit or stream_max_mb)")
+        notes.append(f"{plural(dropped, 'frame')} dropped by the producer (backlog over lag_limit or stream_max_mb)")
     return "; ".join(notes)
 
 

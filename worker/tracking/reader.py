@@ -35,7 +35,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, setting_option, to_stderr
+from moodstream.options import FiniteRange, setting_option, stop_ends_command, to_stderr
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -146,10 +146,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
-    from moodstream.shared.stop_signals import deferred_stop, exit_code, restore_stop_signals, take_stop_signals
-    from moodstream.shared.table import missing_frames_note, plural, printable
     from moodstream.shared.transport import check_connection, connect
-    from moodstream.worker.tracking.summary import people_table
 
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     client = connect(settings.redis_url)
@@ -158,46 +155,52 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     retry = RedisRetry("tracks", settings.redis_url, stop)
     follow = follow or not from_start
     n = 0
-    previous = take_stop_signals()  # SIGTERM and SIGHUP end it as Ctrl-C does (it was killed outright)
-    try:
-        for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
-                                                "0-0" if from_start else "$", follow, timeout_s, stop, retry):
-            if source is not None and summary.get("source") != source:
-                continue
-            try:  # another program's entry, or one edited by hand: skipped, not a traceback
-                if not isinstance(summary.get("source"), str):
-                    raise ValueError("no source")
-                table = people_table(summary["tracks"])
-                text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                click.echo(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
-                           f"{str(exc)[:100]})", err=True)
-                continue
-            with deferred_stop():  # a summary is printed whole (its pictures written) before a stop
-                if pictures_dir is not None:
-                    save_pictures(summary, pictures_dir)
-                    text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-                if as_json:
-                    click.echo(text)
-                else:
-                    part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
-                        f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
-                    page = summary.get("page")  # a still image's run: named by its page after the first, as analyze's
-                    name = summary["source"] + (f" page {page}" if page not in (None, 1) else "")
-                    frames = "a still image" if page is not None else plural(summary.get("frames", 0), "frame")
-                    click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
-                                         f"ended: {summary.get('ended', '?')})"))
-                    missing = missing_frames_note(summary)  # frames the run is missing: said, when any
-                    if missing:
-                        click.echo(missing)
-                    click.echo(table + "\n")
-                sys.stdout.flush()
-            n += 1
-    except RedisGone:
-        pass
-    except KeyboardInterrupt as exc:  # how a follower is stopped: 128 + the signal, as `results --follow` (was 0)
-        click.get_current_context().exit(exit_code(exc))
-    finally:
-        restore_stop_signals(previous)
+    # it was killed outright by SIGTERM, and exited 0 on Ctrl-C
+    with stop_ends_command():
+        try:
+            for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
+                                                    "0-0" if from_start else "$", follow, timeout_s, stop, retry):
+                if source is None or summary.get("source") == source:
+                    n += _print_summary(entry_id, summary, as_json, pictures_dir)
+        except RedisGone:
+            pass
     if n == 0 and not follow:
         click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
+
+
+def _print_summary(entry_id: str, summary: dict, as_json: bool, pictures_dir: Path | None) -> bool:
+    """One run's summary as `tracks` prints it (its pictures written first), whole before a stop;
+    False (said on stderr) for an entry that is no run summary (another program's, or edited)."""
+    from moodstream.shared.stop_signals import deferred_stop
+    from moodstream.shared.table import missing_frames_note, plural, printable
+    from moodstream.worker.tracking.summary import people_table
+
+    try:  # another program's entry, or one edited by hand: skipped, not a traceback
+        if not isinstance(summary.get("source"), str):
+            raise ValueError("no source")
+        table = people_table(summary["tracks"])
+        text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        click.echo(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
+                   f"{str(exc)[:100]})", err=True)
+        return False
+    with deferred_stop():  # a summary is printed whole (its pictures written) before a stop
+        if pictures_dir is not None:
+            save_pictures(summary, pictures_dir)
+            text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+        if as_json:
+            click.echo(text)
+        else:
+            part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
+                f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "
+            page = summary.get("page")  # a still image's run: named by its page after the first, as analyze's
+            name = summary["source"] + (f" page {page}" if page not in (None, 1) else "")
+            frames = "a still image" if page is not None else plural(summary.get("frames", 0), "frame")
+            click.echo(printable(f"{name} (run {summary.get('run', 1)}, {part}{frames}; "
+                                 f"ended: {summary.get('ended', '?')})"))
+            missing = missing_frames_note(summary)  # frames the run is missing: said, when any
+            if missing:
+                click.echo(missing)
+            click.echo(table + "\n")
+        sys.stdout.flush()
+    return True
