@@ -114,7 +114,6 @@ def no_inputs(paths: Sequence[str], options: str) -> str:
     or only the files ``options`` (``--summary`` ...) wrote in a run before."""
     own = sum(1 for _ in expand_paths(list(paths)))
     if own:
-        return (f"no images or videos in {printable(', '.join(paths))} but the {plural(own, 'file')} "
-                "this command writes "
-                f"({options} of a run before), left out: name them directly to analyse them")
+        return (f"no images or videos in {printable(', '.join(paths))} but the {plural(own, 'file')} this "
+                f"command writes ({options} of a run before), left out: name them directly to analyse them")
     return no_media(paths)
