@@ -79,6 +79,9 @@ log = logging.getLogger(__name__)
 # the workers' index (Keys.heartbeats) keeps an entry this many heartbeat TTLs after its last beat
 # (60 s at the default 15 s): a margin for the clocks of the workers that prune it
 INDEX_KEPT_TTLS = 4
+# a worker that served frames since its last beat beats again this long after it, not a third of the TTL
+# later: `status` and the dashboard showed "served 58" beside 60 results for 5 s after the work ended
+SERVED_BEAT_GAP_S = 0.5
 
 
 class Status(str, Enum):
@@ -174,6 +177,8 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
         self._claim_cursor = "0-0"
         self._next_beat = 0.0
+        self._beat_at = 0.0  # time.monotonic() of the last beat
+        self._beat_served = 0  # self.served as the last beat said it
         self._indexed = True  # the heartbeat also writes the workers' index (off where the ACL refuses it)
         self._next_claim = 0.0
         self._next_sweep = 0.0
@@ -303,7 +308,7 @@ class Worker:
         if self.settings.stats_interval_s and now >= self._next_stats:
             self._next_stats = now + self.settings.stats_interval_s
             log.info("worker %s: %s", self.name, format_figures(self.metrics.interval_figures()))
-        if now >= self._next_beat:
+        if now >= self._next_beat or (self.served != self._beat_served and now >= self._beat_at + SERVED_BEAT_GAP_S):
             self.heartbeat()
         if now >= self._next_claim and not self._stop.is_set():
             self._next_claim = now + self._claim_interval_s
@@ -346,7 +351,8 @@ class Worker:
                         "or status lists only the workers that write it once one does",
                         self.name, self.keys.heartbeats, exc)
             return self.heartbeat()
-        self._next_beat = time.monotonic() + self.settings.heartbeat_ttl_s / 3
+        self._beat_at, self._beat_served = time.monotonic(), self.served
+        self._next_beat = self._beat_at + self.settings.heartbeat_ttl_s / 3
 
     def reclaim(self) -> None:
         """XAUTOCLAIM entries pending longer than reclaim_idle_ms (their worker died or hangs)."""

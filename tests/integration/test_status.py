@@ -65,6 +65,28 @@ def test_snapshot_shows_backlog_then_the_worker_that_drains_it(redis_url, client
     assert live_workers(client, keys) == []  # a stopped worker removes its heartbeat
 
 
+def test_an_idle_worker_says_every_frame_it_served_within_a_second(redis_url, client, keys, checkpoint):
+    """The dashboard showed `served 58` beside 60 results for up to a third of heartbeat_ttl_s after the
+    work ended: the count went out only with the next scheduled beat. A worker that served frames since
+    its last beat beats again once it is half a second past it."""
+    settings = settings_for(redis_url, heartbeat_ttl_s=90)  # scheduled beats every 30 s: never in this test
+    ensure_group(client, keys)
+    w = start_worker(settings, checkpoint, "w-fresh")
+    try:
+        wait_for(lambda: live_workers(client, keys), 60, what="the worker's first beat")
+        producer = Producer(settings)
+        n = 5
+        for i in range(n):
+            producer.submit_image(tiny_jpeg(i), source="fresh", frame=i)
+        wait_for(lambda: client.xlen(keys.results) == n, 60, what="every result")
+        done = time.monotonic()
+        (me,) = wait_for(lambda: [x for x in live_workers(client, keys) if x["served"] == n], 5,
+                         what="the heartbeat to say every frame served")
+        assert time.monotonic() - done < 2.5 and me["status"] == "idle"
+    finally:
+        w.stop()
+
+
 def test_dead_letters_counted_by_reason(redis_url, client, keys, checkpoint, monkeypatch):
     settings = settings_for(redis_url, max_pixels=100 * 100)
     poison = [b"not msgpack \xc1", b"", b"\xc1\xc1", None]  # None: an entry without the msg field
