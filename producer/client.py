@@ -14,15 +14,17 @@ producer's) and picks no stream id (an XADD it may send could carry MAXLEN 0,
 a far MINID or the largest id, which no ACL can refuse apart from XADD itself).
 
 Before pushing, every few jobs the producer measures the backlog (the intake's
-length plus the consumer group's lag and pending, one round trip); above
+length plus the consumer group's lag and pending, one round trip that reads no
+frame back: :class:`~moodstream.shared.transport.BacklogGauge`); above
 ``lag_limit`` (or fewer frames where that many of its own, at their size so far,
 would hold over ``stream_max_mb``: :attr:`Producer.limit`) it waits for the
 workers (``backpressure="wait"``, the default,
 for files and live sources alike), or it does not send new frames until the
 backlog falls (``"drop"``, for live cameras where a late frame is worth less
-than a fresh one): each such frame is counted in ``stats.dropped`` and its
-:class:`JobRef` says ``dropped``. The next frame of that source that is sent
-carries how many were dropped before it (``FrameJob.dropped_before``): the track
+than a fresh one; measured at most every ``SHED_CHECK_S`` meanwhile): each such
+frame is counted in ``stats.dropped`` and its :class:`JobRef` says ``dropped``.
+The next frame of that source that is sent carries how many were dropped before
+it (``FrameJob.dropped_before``): the track
 stage counts them in the run's summary (``dropped_frames``); a source's last frame,
 where it was dropped, is sent when the source ends (:meth:`Producer.end_source`).
 
@@ -52,7 +54,7 @@ from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter
 from moodstream.shared.pixels import check_rgb
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
-from moodstream.shared.transport import MB, as_str, connect, frames_within, group_backlog, refuse_cluster
+from moodstream.shared.transport import MB, BacklogGauge, as_str, connect, frames_within, refuse_cluster
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import plural, printable
 from moodstream.shared.wire import FIELD, decode_frame, encode_frame, new_job_id, now_ms
@@ -67,6 +69,9 @@ class RefusedJob(BadInputError, ValueError):
 DROPS_KEPT = 1_024  # sources whose drop counts wait for their next frame (the newest drops')
 HELD_KEPT = 16  # sources whose last dropped frame is held for end_source (the newest drops')
 EPISODES_SAID_EVERY_S = 60.0  # a producer's waits (or runs of drops) after its first are said this often at most
+# while dropping (drop mode), the backlog is measured at most this often, not each frame read: a file's
+# frames come hundreds a second, and each measure is a round trip to the Redis found overloaded
+SHED_CHECK_S = 0.1
 WINDOW_MAX = 100_000  # job sizes a producer keeps for its limit (lag_limit + 1 at most): beyond, their mean stands
 DEFAULT_ENCODING = Settings.__dataclass_fields__["encoding"].default  # png: the answers of analyze, frame for frame
 # How video frames travel. png is lossless, so a frame gives the same answer through the service as in
@@ -159,6 +164,7 @@ class Producer:
         self.settings = settings
         self.keys = Keys.from_settings(settings)
         self.client = client if client is not None else connect(settings.redis_url)
+        self.gauge = BacklogGauge(self.client, self.keys)  # the backlog, without reading frames back
         self.encoding = encoding
         self.jpeg_quality = jpeg_quality
         self.reply_to = reply_to
@@ -181,7 +187,8 @@ class Producer:
         self._episode_said_at: float | None = None
         self._episodes_unsaid = 0
         self._episode_said = False  # the current run of drops was said: its end is said too
-        self._shedding = 0  # frames dropped since the backlog went over the limit (drop mode); checked each job
+        self._shedding = 0  # frames dropped since the backlog went over the limit (drop mode)
+        self._measured_at = 0.0  # when the backlog was last measured (monotonic): SHED_CHECK_S apart while dropping
         # per source, frames dropped since the one sent before: the next one sent carries the count
         # (FrameJob.dropped_before), so the run's summary can say them; the sources of the newest
         # DROPS_KEPT drops are kept (a count of a source never sent again goes with it)
@@ -435,12 +442,13 @@ class Producer:
     def backlog(self) -> int:
         """Frames waiting: the intake list's length plus the group's lag and pending (one round trip)."""
         b = self.retry.call(lambda: self._measure())
+        self._measured_at = time.monotonic()
         self.stats.max_backlog = max(self.stats.max_backlog, b.total)
         return b.total
 
     def _measure(self):
         with self._intake_refusals("measure the backlog"):  # LLEN of the intake: the rules of before lack it
-            return group_backlog(self.client, self.keys, count_limit=self.limit)  # counted past it: no need
+            return self.gauge.read(count_limit=self.limit)  # counted past it: no need
 
     def _sent_bytes(self, n: int) -> None:
         """A job of ``n`` bytes went: kept in the newest sizes, the oldest beyond the budget forgotten."""
@@ -467,7 +475,7 @@ class Producer:
 
     @property
     def check_every(self) -> int:
-        """The backlog is measured every this many jobs (and each job while dropping)."""
+        """The backlog is measured every this many jobs (while dropping: every SHED_CHECK_S)."""
         return max(1, min(50, self.limit // 20))
 
     def _limit_said(self, limit: int) -> str:
@@ -485,6 +493,8 @@ class Producer:
         self._since_check += 1
         if self._since_check < self.check_every and not self._shedding:
             return True
+        if self._shedding and time.monotonic() - self._measured_at < SHED_CHECK_S:
+            return False  # dropping: still over the limit as last measured, under SHED_CHECK_S ago
         self._since_check = 0
         limit = self.limit
         backlog = self.backlog()

@@ -30,7 +30,8 @@ from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.table import printable
-from moodstream.shared.transport import as_str, check_connection, connect, group_backlog, group_info, is_fatal, redact
+from moodstream.shared.transport import (BacklogGauge, as_str, check_connection, connect, group_backlog, group_info,
+                                         is_fatal, redact)
 
 log = logging.getLogger(__name__)
 
@@ -233,12 +234,13 @@ def redis_info(client: redis.Redis) -> dict:
     return {"version": as_str(info.get("redis_version")), "mode": as_str(info.get("redis_mode"))}
 
 
-def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0) -> dict:
+def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0, gauge: BacklogGauge | None = None) -> dict:
     """Everything ``moodstream status`` shows, as one JSON-ready dict. ``frames_per_s`` is
     the average over ``window_s``; ``frames_per_s_now`` over the last :data:`NOW_WINDOW_S`
-    (both from the results stream's entry ids, which are Redis times)."""
+    (both from the results stream's entry ids, which are Redis times). ``gauge``: the backlog
+    of a caller that redraws (``--watch``), which reads no frame back between its full reads."""
     now = server_time_ms(client)
-    backlog = group_backlog(client, keys)
+    backlog = gauge.read() if gauge is not None else group_backlog(client, keys)
     last, truncated = count_since(client, keys.results, now - int(window_s * 1000))
     now_s = min(NOW_WINDOW_S, window_s)
     recent, recent_truncated = count_since(client, keys.results, now - int(now_s * 1000))
@@ -371,9 +373,10 @@ def status(as_json, watch, window_s, redis_url, prefix):
         click.echo(json.dumps({"error": text}) if as_json else text)
 
     retry = RedisRetry("status", settings.redis_url, cap_s=max(watch, 2.0), on_down=down)
+    gauge = BacklogGauge(client, keys)  # a redraw read the stream's first and last frames whole
     with stop_ends_command():  # it was killed mid-screen by SIGTERM, and exited 0 on Ctrl-C
         while True:
-            text = _text(retry.call(lambda: snapshot(client, keys, window_s)), as_json)
+            text = _text(retry.call(lambda: snapshot(client, keys, window_s, gauge)), as_json)
             with deferred_stop():  # a screen, a JSON line, is drawn whole
                 if not as_json:
                     click.clear()

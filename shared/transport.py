@@ -235,7 +235,9 @@ class Backlog:
     # every entry with a smaller id has been delivered to the group and acknowledged: what
     # trimming may remove (None: no group, so nothing has been read)
     acked_below: str | None = None
-    first_id: str | None = None  # oldest and newest entry ids (None: empty stream)
+    # oldest and newest entry ids (None: empty stream, or a light read of BacklogGauge: only XINFO
+    # STREAM says them, and its reply holds both entries whole)
+    first_id: str | None = None
     last_id: str | None = None
     intake: int = 0  # messages producers pushed that no mover has moved to the stream yet (LLEN)
 
@@ -302,20 +304,23 @@ def _trusted_lag(info: dict, group: dict, length: int, last_delivered: str) -> i
     """Redis's own lag where it is exact, else None (then the entries are counted).
 
     Exact: an empty stream (0), or one whose oldest entry comes after the group's
-    position (all of it is unread: ``length``). Otherwise Redis's ``lag`` (7.0+) is
-    trusted only while nothing was ever deleted from the stream (XDEL leaves it nil or
-    wrong for good, redis/redis#13337) and it fits in the stream (a trim past the
-    group's position leaves it too high, #13957); movers never XDEL and trim only
-    acknowledged entries, so this is the usual path. Redis 6.2 has no lag."""
+    position (all of it is unread: ``length``). Otherwise Redis's lag where
+    :func:`_lag_exact` trusts it; movers never XDEL and trim only acknowledged
+    entries, so this is the usual path. Redis 6.2 has no lag."""
     if length == 0:
         return 0
     first = as_str(info.get("recorded-first-entry-id")) or _entry_id(info.get("first-entry"))
     if first and parse_id(first) > parse_id(last_delivered):
         return length
-    lag, deleted = group.get("lag"), as_str(info.get("max-deleted-entry-id"))
-    if lag is None or deleted != "0-0" or int(lag) > length:
-        return None
-    return int(lag)
+    return int(group["lag"]) if _lag_exact(info, group, length) else None
+
+
+def _lag_exact(info: dict, group: dict, length: int) -> bool:
+    """Redis's ``lag`` (7.0+) is trusted only while nothing was ever deleted from the stream (XDEL
+    leaves it nil or wrong for good, redis/redis#13337) and it fits in the stream (a trim past the
+    group's position leaves it too high, #13957)."""
+    lag = group.get("lag")
+    return lag is not None and as_str(info.get("max-deleted-entry-id")) == "0-0" and int(lag) <= length
 
 
 def _entry_id(entry: object) -> str | None:
@@ -329,6 +334,59 @@ def acked_below(last_delivered: str, oldest_pending: str | None) -> str:
     return format_id(min((ms, seq + 1), parse_id(oldest_pending)) if oldest_pending else (ms, seq + 1))
 
 
+def _backlog_answers(client: redis.Redis, keys: Keys, light: bool) -> tuple[int, object, object, object]:
+    """One round trip, no script: LLEN of the intake, XINFO GROUPS, XINFO STREAM (``light``: XLEN)
+    of the frames stream, and XPENDING's summary. A missing list is 0 and a missing stream or group
+    an answer (the exception object); anything else (WRONGTYPE, NOPERM) is raised, but for a refused
+    XLEN, returned (:class:`BacklogGauge` falls back to XINFO STREAM)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.intake)
+    pipe.xinfo_groups(keys.frames)
+    if light:
+        pipe.xlen(keys.frames)
+    else:
+        pipe.xinfo_stream(keys.frames)
+    pipe.xpending(keys.frames, keys.group)
+    intake, groups, info, pend = pipe.execute(raise_on_error=False)
+    if isinstance(intake, Exception):
+        raise intake
+    for answer in (groups, info, pend):
+        if light and answer is info and isinstance(answer, redis.exceptions.NoPermissionError):
+            continue
+        if isinstance(answer, Exception) and not (isinstance(answer, redis.ResponseError) and not is_fatal(answer)
+                                                  and not str(answer).startswith("WRONGTYPE")):
+            raise answer
+    return int(intake), groups, info, pend
+
+
+def _position(group: dict, pend: object) -> tuple[int, str, str | None]:
+    """The group's pending count, ``last-delivered-id`` and oldest pending id."""
+    pending = int(group.get("pending") or 0)
+    delivered = as_str(group.get("last-delivered-id")) or "0-0"
+    oldest = as_str(pend["min"]) if pending and not isinstance(pend, Exception) and pend.get("min") else None
+    return pending, delivered, oldest
+
+
+def _full_read(client: redis.Redis, keys: Keys, count_limit: int) -> tuple[Backlog, bool | None]:
+    """:func:`group_backlog`'s answer, and whether Redis's lag was exact there (:func:`_lag_exact`;
+    None: no stream or no group, so no lag to judge)."""
+    intake, groups, info, pend = _backlog_answers(client, keys, light=False)
+    if isinstance(groups, Exception) or isinstance(info, Exception):  # no such key
+        return Backlog(0, 0, True, intake=intake), None
+    length = int(info["length"])
+    first, last = _entry_id(info.get("first-entry")), _entry_id(info.get("last-entry"))
+    g = find_group(groups, keys.group)
+    if g is None:
+        return Backlog(length, 0, True, length, None, first, last, intake), None
+    pending, delivered, oldest = _position(g, pend)
+    lag, exact = _trusted_lag(info, g, length, delivered), True
+    if lag is None:
+        n = count_after(client, keys.frames, delivered, count_limit)
+        lag, exact = min(n, count_limit + 1), n <= count_limit
+    backlog = Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake)
+    return backlog, _lag_exact(info, g, length)
+
+
 def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> Backlog:
     """How many frames wait: the intake list's length (LLEN), and how far the consumer
     group is behind the frames stream (entries after the group's ``last-delivered-id``
@@ -339,35 +397,75 @@ def group_backlog(client: redis.Redis, keys: Keys, count_limit: int = 2_000) -> 
     an XDEL) the entries after the group's position are counted from the client,
     at most ``count_limit + 1`` (then ``exact`` is False: a lower bound).
     No stream: all zero but the intake. No group yet: the stream length counts as lag.
+    XINFO STREAM's reply holds the stream's first and last entries whole (two frames):
+    a caller that measures often holds a :class:`BacklogGauge`.
     """
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(keys.intake)
-    pipe.xinfo_groups(keys.frames)
-    pipe.xinfo_stream(keys.frames)
-    pipe.xpending(keys.frames, keys.group)
-    intake, groups, info, pend = pipe.execute(raise_on_error=False)
-    if isinstance(intake, Exception):  # a missing list is 0: an error here (WRONGTYPE, NOPERM) is raised
-        raise intake
-    intake = int(intake)
-    for answer in (groups, info, pend):  # a missing stream or group is an answer; anything else is raised
-        if isinstance(answer, Exception) and not (isinstance(answer, redis.ResponseError) and not is_fatal(answer)
-                                                  and not str(answer).startswith("WRONGTYPE")):
-            raise answer
-    if isinstance(groups, Exception) or isinstance(info, Exception):  # no such key
-        return Backlog(0, 0, True, intake=intake)
-    length = int(info["length"])
-    first, last = _entry_id(info.get("first-entry")), _entry_id(info.get("last-entry"))
-    g = find_group(groups, keys.group)
-    if g is None:
-        return Backlog(length, 0, True, length, None, first, last, intake)
-    pending = int(g.get("pending") or 0)
-    delivered = as_str(g.get("last-delivered-id")) or "0-0"
-    oldest = as_str(pend["min"]) if pending and not isinstance(pend, Exception) and pend.get("min") else None
-    lag, exact = _trusted_lag(info, g, length, delivered), True
-    if lag is None:
-        n = count_after(client, keys.frames, delivered, count_limit)
-        lag, exact = min(n, count_limit + 1), n <= count_limit
-    return Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake)
+    return _full_read(client, keys, count_limit)[0]
+
+
+FULL_READ_S = 5.0  # BacklogGauge: a full read at most this long after the one before
+
+
+class BacklogGauge:
+    """:func:`group_backlog` for a caller that measures often (a producer every few jobs and each
+    poll while it waits, `status --watch`, the dashboard), without reading frames back: the full
+    read's XINFO STREAM answers the stream's first and last entries whole (two frames, 3 MB each at
+    1080p PNG), and a dropping producer that measured each frame of a 30 fps camera pulled about
+    180 MB/s from the Redis it found overloaded.
+
+    The full read is made at the first :meth:`read` and then at most every ``full_every_s``
+    (``clock``'s seconds); between, a light one: LLEN, XINFO GROUPS (Redis's lag), XLEN, XPENDING
+    (a few hundred bytes). Its lag is taken where the last full read found Redis's lag exact (nothing
+    ever XDELed, the lag within the stream) and it still fits in the stream (a trim past the
+    group leaves it too high); an XDEL since leaves it nil where it matters (an unread entry
+    deleted: the full read follows at once, and counts) and is found by the next full read
+    otherwise. Elsewhere every read is the full one: Redis 6.2 (no lag: counted from the client,
+    as before), a stream with an XDEL in its past, a user that may not XLEN (the rules of before:
+    said once). The answers are the full read's, but for the entry ids a light read has not
+    (``first_id``, ``last_id``: None)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, full_every_s: float = FULL_READ_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.client = client
+        self.keys = keys
+        self.full_every_s = full_every_s
+        self.clock = clock
+        self._full_at: float | None = None  # the last full read (clock), None before the first
+        self._exact: bool | None = None  # that read's judgement of Redis's lag (None: no group to judge)
+        self._xlen_refused = False
+
+    def read(self, count_limit: int = 2_000) -> Backlog:
+        now = self.clock()
+        if (self._full_at is not None and now - self._full_at < self.full_every_s and self._exact is not False
+                and not self._xlen_refused):
+            backlog = self._light()
+            if backlog is not None:
+                return backlog
+        backlog, self._exact = _full_read(self.client, self.keys, count_limit)
+        self._full_at = now
+        return backlog
+
+    def _light(self) -> Backlog | None:
+        """The backlog without XINFO STREAM; None where it needs the full read."""
+        intake, groups, length, pend = _backlog_answers(self.client, self.keys, light=True)
+        if isinstance(length, redis.exceptions.NoPermissionError):
+            self._xlen_refused = True
+            log.warning("backlog: this Redis user may not XLEN %s (%s): measuring with XINFO STREAM, whose reply "
+                        "holds the stream's first and last frames whole; grant +xlen as "
+                        "deploy/k8s/base/redis/acl/moodstream-producer.rules does", self.keys.frames,
+                        " ".join(str(length).split()))
+            return None
+        if isinstance(groups, Exception):  # no such key
+            return Backlog(0, 0, True, intake=intake)
+        length = int(length)
+        g = find_group(groups, self.keys.group)
+        if g is None:
+            return Backlog(length, 0, True, length, intake=intake)
+        pending, delivered, oldest = _position(g, pend)
+        lag = 0 if length == 0 else g.get("lag")
+        if lag is None or int(lag) > length or (length and self._exact is not True):
+            return None
+        return Backlog(int(lag), pending, True, length, acked_below(delivered, oldest), intake=intake)
 
 
 def as_str(v: object) -> str | None:

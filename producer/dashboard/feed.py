@@ -40,7 +40,7 @@ from moodstream.shared.media import encode_jpeg
 from moodstream.shared.record import FrameResult
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import as_str, connect, group_backlog, redact
+from moodstream.shared.transport import BacklogGauge, as_str, connect, redact
 from moodstream.shared.wire import FIELD, decode_result
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class Feed:
         self.arrivals: deque[int] = deque(maxlen=100_000)  # results entry times, for frames/s now
         self.frames: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()  # source -> (job, jpeg)
         self.pictures = FramePictures(self.client, self.keys.frames, settings.max_pixels)  # the track stage's reader
+        self.gauge = BacklogGauge(self.client, self.keys)  # the backlog each refresh, without reading frames back
         self.skipped = 0
         self._stop = threading.Event()
         self.retry = RedisRetry("dashboard", settings.redis_url, self._stop, cap_s=5.0,
@@ -185,7 +186,7 @@ class Feed:
         now = server_time_ms(self.client)
         while self.arrivals and self.arrivals[0] < now - RATE_WINDOW_S * 1000:
             self.arrivals.popleft()
-        backlog = group_backlog(self.client, self.keys)
+        backlog = self.gauge.read()
         workers = [{"worker": cut(w.get("worker"), 80), "status": cut(w.get("status"), 20),
                     "device": cut(w.get("device"), 20), "served": w.get("served"), "age_s": w.get("age_s")}
                    for w in live_workers(self.client, self.keys, now)[:64]]

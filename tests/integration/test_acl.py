@@ -469,9 +469,16 @@ RULES_BEFORE = {
 }
 
 
-def _rules_before(port, pw, user: str) -> None:
+# The producer's rules of the release before the light backlog read (no XLEN)
+RULES_BEFORE_XLEN = {
+    "moodstream-producer": "resetkeys ~moodstream:intake %R~moodstream:frames resetchannels -@all +ping +rpush +llen "
+                           "+xinfo|groups +xinfo|stream +xpending +xrange",
+}
+
+
+def _rules_before(port, pw, user: str, rules: dict[str, str] = RULES_BEFORE) -> None:
     with _client(port, pw, "default") as admin:
-        admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{pw[user]}", *RULES_BEFORE[user].split())
+        admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{pw[user]}", *rules[user].split())
 
 
 def test_track_stage_counts_late_results_as_its_user_and_on_the_rules_of_before(acl_server, caplog):
@@ -563,6 +570,36 @@ def test_a_producer_on_the_rules_of_before_fails_in_one_line(acl_server, tmp_pat
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "moodstream-producer.rules" in lines[0], out.stderr
     assert pw["moodstream-producer"] not in out.stderr
+
+
+def test_a_producer_on_the_rules_before_xlen_measures_by_full_reads_and_says_once(acl_server, caplog):
+    """The backlog's light read sends XLEN, which the producer's rules of the release before lack (Redis's
+    users upgraded after the producers): the producer still measures and drops as before, by full reads
+    (XINFO STREAM), and says once what to grant; XLEN is refused once, nothing else."""
+    import logging
+
+    from moodstream.producer.client import SHED_CHECK_S, Producer
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    with _client(port, pw, "default") as admin:
+        admin.xgroup_create(keys.frames, keys.group, id="0", mkstream=True)
+    _rules_before(port, pw, "moodstream-producer", RULES_BEFORE_XLEN)
+    producer = Producer(settings_for(_url(port, pw, "moodstream-producer"), prefix=PREFIX, lag_limit=5,
+                                     backpressure="drop"), notice=lambda m: None)
+    with caplog.at_level(logging.WARNING, logger="moodstream.shared.transport"):
+        refs = []
+        for i in range(12):
+            refs.append(producer.submit_image(tiny_jpeg(i), source="old-rules", frame=i))
+            time.sleep(SHED_CHECK_S)  # each a measure (a full read)
+    producer.close()
+    assert [r.dropped for r in refs] == [False] * 6 + [True] * 6  # over lag_limit 5 from the 7th
+    said = [r.getMessage() for r in caplog.records if "+xlen" in r.getMessage()]
+    assert len(said) == 1 and "moodstream-producer.rules" in said[0] and "XINFO STREAM" in said[0], said
+    assert _denials(port, pw) == ["moodstream-producer: xlen (command)"]
+    with _client(port, pw, "default") as admin:
+        xlen = [int(e["count"]) for e in admin.acl_log() if e["object"] in (b"xlen", "xlen")]
+        assert xlen == [1]  # refused once: not tried again
 
 
 def test_status_as_the_dashboard_user_leaves_out_only_the_track_stats(acl_server):

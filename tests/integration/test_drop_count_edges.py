@@ -6,11 +6,12 @@ jobs are read as a worker reads them (the wire's decode of what was pushed)."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from tests.support.streamkit import settings_for, tiny_jpeg
 
-from moodstream.producer.client import HELD_KEPT, Producer
+from moodstream.producer.client import HELD_KEPT, SHED_CHECK_S, Producer
 from moodstream.shared.transport import ensure_group
 from moodstream.shared.wire import decode_frame
 
@@ -56,6 +57,7 @@ def test_a_count_that_cannot_be_said_is_not_given_to_the_source_s_next_run(redis
     assert producer.end_source("cam0") is None  # the oldest held frame was let go for the newest sources
     assert any("cam0" in n and "not said" in n for n in notices), notices
     client.delete(keys.intake)  # the backlog is down
+    time.sleep(SHED_CHECK_S)  # while dropping, the backlog is checked SHED_CHECK_S apart: the next check is due
     jobs = _recording(producer)
     producer.submit_image(tiny_jpeg(1), source="cam0", frame=0)  # cam0 again, from its start
     assert jobs[0].dropped_before == 0

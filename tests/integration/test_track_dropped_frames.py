@@ -11,12 +11,13 @@ dashboard say (quiet at 0). A real producer, worker and track stage on a real re
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
 from tests.support.streamkit import all_results, settings_for, start_worker, tiny_jpeg, wait_for
 
-from moodstream.producer.client import Producer
+from moodstream.producer.client import SHED_CHECK_S, Producer
 from moodstream.shared.record import FrameJob
 from moodstream.shared.table import missing_frames_note
 from moodstream.shared.transport import ensure_group
@@ -91,6 +92,7 @@ def test_drops_are_counted_per_source_and_said_once(redis_url, client, keys):
         producer.submit_image(tiny_jpeg(i), source=("a", "b")[i % 2], frame=i // 2)
     assert producer.stats.dropped > 10
     client.delete(keys.intake)  # a worker took everything: the backlog is down
+    time.sleep(SHED_CHECK_S)  # while dropping, the backlog is checked SHED_CHECK_S apart: the next check is due
     jobs = []
     real_push = producer._push
     producer._push = lambda payload: (jobs.append(decode_frame(payload)), real_push(payload))

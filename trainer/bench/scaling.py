@@ -57,7 +57,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg, iter_video
 from moodstream.shared.settings import Settings
-from moodstream.shared.transport import as_str, connect, group_backlog
+from moodstream.shared.transport import BacklogGauge, as_str, connect
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ class RateProducer(threading.Thread):
             self.error = exc
 
 
-def sample(client: redis.Redis, keys: Keys, t0_ms: int, results_base: int) -> dict:
-    b = group_backlog(client, keys)
+def sample(client: redis.Redis, keys: Keys, gauge: BacklogGauge, t0_ms: int, results_base: int) -> dict:
+    b = gauge.read()  # group_backlog's figure, without reading the stream's first and last frames each sample
     return {"t_s": round((server_time_ms(client) - t0_ms) / 1000, 2), "lag": keda_lag(client, keys),
             "pending": b.pending, "backlog": b.total, "results": int(client.xlen(keys.results)) - results_base}
 
@@ -210,9 +210,10 @@ def run_step(url: str, n_workers: int, threads: int, frames: list[bytes], rate: 
         t0_ms = server_time_ms(client)
         feeder.start()
         series = []
+        gauge = BacklogGauge(client, keys)
         stop_ms = drained_ms = None
         while True:
-            s = sample(client, keys, t0_ms, results_base)
+            s = sample(client, keys, gauge, t0_ms, results_base)
             series.append(s)
             if stop_ms is None and not feeder.is_alive():
                 if feeder.error is not None:
