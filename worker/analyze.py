@@ -251,7 +251,7 @@ def this_run_writes(annotate_dir: Path | None, summary_path: Path | None, report
 def not_written(names: list[str], summary_path) -> str:
     """One line for the summary's pictures and timelines that could not be written."""
     shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
-    return (f"{len(names)} picture(s) of the summary not written beside {summary_path} ({shown}): a full disk, "
+    return (f"{plural(len(names), 'picture')} of the summary not written beside {summary_path} ({shown}): a full disk, "
             "or a folder of that name; the summary was written without them")
 
 

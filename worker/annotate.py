@@ -26,7 +26,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_camera_index, is_stream_spec
 from moodstream.shared.record import Face
-from moodstream.shared.table import face_label
+from moodstream.shared.table import face_label, plural
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Annotator:
         self._close_video()
         if self.failed:
             names = ", ".join(p.name for p in self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
-            raise OSError(f"{len(self.failed)} file(s) not written ({names})")
+            raise OSError(f"{plural(len(self.failed), 'file')} not written ({names})")
 
 
 # --- timelines ---------------------------------------------------------------------------------

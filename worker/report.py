@@ -49,7 +49,7 @@ from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import Face, FrameResult
-from moodstream.shared.table import face_label
+from moodstream.shared.table import face_label, plural
 from moodstream.worker.annotate import TimedClip, draw, readable_video, safe_stem
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
@@ -294,11 +294,11 @@ class Report:
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "photos": self.photos, "images": self.images, "not_shown": self.not_shown,
                 "labels": list(LABELS), "episode_min_s": self.summarizer.config.episode_min_s}
-        write_text_atomic(self.path, render(data, title=f"moodstream report: {len(videos)} video(s), "
-                                                        f"{self.images} photo(s)"))
+        write_text_atomic(self.path, render(data, title=f"moodstream report: {plural(len(videos), 'video')}, "
+                                                        f"{plural(self.images, 'photo')}"))
         if self.failed:
             named = "; ".join(self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
-            raise OSError(f"{len(self.failed)} file(s) not written ({named}); the page was written without them")
+            raise OSError(f"{plural(len(self.failed), 'file')} not written ({named}); the page was written without them")
         return self.path
 
     def _video(self, part: VideoPart, run) -> dict:

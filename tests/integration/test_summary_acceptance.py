@@ -69,7 +69,7 @@ def test_the_not_people_line_names_the_video_when_there_are_several():
     c = track_of(1, 30.0, source="/videos/street_1080p.mp4", track_id=6)
     table = people_table([a, b, c])
     last = table.splitlines()[-1]
-    assert last.startswith("not people: 2 track(s)")
+    assert last.startswith("not people: 2 tracks")
     assert "hamilton_360p.mp4 #5" in last and "street_1080p.mp4 #6" in last, table
     single = people_table([b, c]).splitlines()[-1]  # one video: the table's rows already name it
     assert "#6" in single and "street_1080p.mp4" not in single

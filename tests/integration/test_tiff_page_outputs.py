@@ -58,7 +58,7 @@ def test_a_report_names_a_multi_page_tiff_once(tmp_path):
     data = report_data(report)
     assert [(p["source"], p["page"]) for p in data["photos"]] == [(str(scan), 1), (str(scan), 2), (str(scan), 3)]
     assert data["photos"][0]["pages"] == 3 and data["not_shown"] == []
-    assert data["images"] == 1  # the header's "N photo(s)"
+    assert data["images"] == 1  # the header's "N photos"
 
 
 def test_a_report_names_a_tiff_once_past_a_page_that_failed(tmp_path):

@@ -54,5 +54,5 @@ def test_people_table_names_a_lone_file_by_its_name_only():
 def test_people_table_not_people_line_tells_the_folders_apart_too():
     entries = _entries([("cams/north/clip.mp4", "happiness"), ("cams/south/clip.mp4", "sadness")], frames=3)
     line = people_table(entries).splitlines()[-1]
-    assert line.startswith("not people: 2 track(s) (north/clip.mp4 #0 seen"), line
+    assert line.startswith("not people: 2 tracks (north/clip.mp4 #0 seen"), line
     assert "; south/clip.mp4 #0 seen" in line, line

@@ -191,7 +191,7 @@ def test_still_pages_have_no_time_and_are_named_by_page():
     table = people_table(entries)
     assert [line.split("#0")[0].strip() for line in table.splitlines()[1:3]] == ["scan.tif page 1", "scan.tif page 2"]
     assert table.count("still image") == 2 and "0.0-0.0" not in table
-    assert "not people: 1 track(s) (scan.tif page 3 #0 detector score 0.500 < 0.92)" in table
+    assert "not people: 1 track (scan.tif page 3 #0 detector score 0.500 < 0.92)" in table
 
 
 

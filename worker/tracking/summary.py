@@ -119,7 +119,7 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.media import unwritable
 from moodstream.shared.record import Face, FrameResult
-from moodstream.shared.table import printable, source_cell
+from moodstream.shared.table import plural, printable, source_cell
 
 if TYPE_CHECKING:
     from moodstream.shared.settings import Settings
@@ -839,7 +839,7 @@ def people_table(tracks: list[dict], max_episodes: int = 3, most: int = PEOPLE_S
         def who(t: dict) -> str:
             return (f"{name(t)} " if several else "") + f"#{t['track_id']}"
 
-        lines.append(printable(f"not people: {len(others)} track(s) ("
+        lines.append(printable(f"not people: {plural(len(others), 'track')} ("
                                + "; ".join(f"{who(t)} {t['not_person_why']}"
                                            + (f", {_emotions(t['episodes'])}" if t["episodes"] else "")
                                            for t in sorted(others, key=lambda t: not t["episodes"])[:5])
