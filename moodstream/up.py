@@ -157,7 +157,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         worker = Worker(settings, pipeline, name=f"up-{uuid.uuid4().hex[:6]}", handle_signals=False,
                         device=str(pipeline.device))
         worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-        feed = _Feed(Producer(settings, reply_to=reply, notice=to_stderr),
+        feed = _Feed(Producer(settings, reply_to=reply, notice=to_stderr, reached=True),  # started or checked
                      specs, every_n, fps, max_frames)
         reader = ResultReader(settings, stream=reply)
         # its own track stage on the reply stream: never a deployment's sources, nor its group
@@ -469,13 +469,13 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     late = missing_frames_note({"late_frames": sum(v["late_frames"] for v in written["videos"])
                                 + stage.late_after_run_ended,
                                 "dropped_frames": sum(v["dropped_frames"] for v in written["videos"])})
-    click.echo(f"up: summary in {summary_path} ({plural(len(written['tracks']), 'track')}, "
-               f"{plural(sum(t['person'] for t in written['tracks']), 'person', 'people')}"
-               f"{'; ' + late if late else ''})", err=True)
+    to_stderr(f"up: summary in {summary_path} ({plural(len(written['tracks']), 'track')}, "
+              f"{plural(sum(t['person'] for t in written['tracks']), 'person', 'people')}"
+              f"{'; ' + late if late else ''})")
     if failed:
         from moodstream.worker.analyze import not_written
 
-        raise click.ClickException(f"up: {not_written(failed, summary_path)}")
+        raise click.ClickException(printable(f"up: {not_written(failed, summary_path)}"))
 
 
 def _cleanup(worker, worker_thread, feed, reader, stage, stage_thread) -> None:

@@ -98,7 +98,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
                 f"jobs wait in {keys.intake} until one starts and moves them (`moodstream worker`, or "
                 "`moodstream status`)")
     reply = keys.reply(reply_to) if reply_to else None
-    producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr)
+    producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr,
+                        reached=True)  # checked above: an outage from here on is waited out (retry_for_s)
     stopping, interrupted_by = _StopOnSignal(producer.stop), None
     try:
         for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
@@ -196,7 +197,7 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
         return
     failed = burst_failures(settings, client, lambda: run_expander(settings, client, burst=True))
     if failed:  # a batch run that failed says so (it exited 0, a WARNING in its log the only trace)
-        raise click.ClickException(f"{len(failed)} job(s) failed: " + "; ".join(failed[:5]))
+        raise click.ClickException(printable(f"{len(failed)} job(s) failed: " + "; ".join(failed[:5])))  # a job's words
 
 
 @click.command()

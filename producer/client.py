@@ -153,8 +153,13 @@ class ProducerStats:
 class Producer:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, *, encoding: str | None = None,
                  jpeg_quality: int = 90, reply_to: str | None = None, retry_for_s: float = 60.0,
-                 notice: Callable[[str], None] | None = None, stop: threading.Event | None = None):
-        """``retry_for_s``: how long an unreachable Redis is waited for (then ConfigError);
+                 notice: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+                 reached: bool = False):
+        """``retry_for_s``: how long an unreachable Redis is waited for (then ConfigError), once it
+        has answered; until then, ``settings.redis_wait_s`` (10 s), as the commands wait at start: a
+        Redis never reached is more likely a mistyped URL than an outage (it waited a minute);
+        ``reached``: the caller has reached this Redis already (the CLI checks it at start, an rq job's
+        connection fetched the job): ``retry_for_s`` from the first push;
         ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`)
         and a live source within 0.1 s, its stalled read or not (what it read is still sent);
         ``encoding``: how video frames travel, ``settings.encoding`` unless given."""
@@ -169,9 +174,12 @@ class Producer:
         self.jpeg_quality = jpeg_quality
         self.reply_to = reply_to
         self.retry_for_s = retry_for_s
-        # the one retry helper: a refused password at once, connection errors for retry_for_s
+        # the one retry helper: a refused password at once, connection errors for retry_for_s (redis_wait_s
+        # while Redis has never answered)
         self.stop = stop if stop is not None else threading.Event()  # set: waits for Redis and live sources end
-        self.retry = RedisRetry("producer", settings.redis_url, self.stop, deadline_s=retry_for_s)
+        self.retry = RedisRetry("producer", settings.redis_url, self.stop, deadline_s=retry_for_s,
+                                first_deadline_s=settings.redis_wait_s)
+        self.retry.reached = reached
         self.notice = notice or (lambda msg: log.warning("%s", msg))
         self.stats = ProducerStats()
         self._live = False  # the frames being produced come from a live source (said in the wait notice)

@@ -260,7 +260,7 @@ def expand_source(spec: str, settings: dict | None = None, every_n: int = 1, fps
     _check_args(every_n, fps, max_frames, encoding)
     try:
         path = check_source(spec, cfg)
-        producer = Producer(cfg, client=job.connection, encoding=encoding)
+        producer = Producer(cfg, client=job.connection, encoding=encoding, reached=True)  # it fetched the job
         summary = _expand(job, cfg, producer, spec, path, every_n, fps, max_frames)
     except Stopping:
         job.retries_left = (job.retries_left or 0) + 1  # rq requeues a failed job with retries left

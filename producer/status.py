@@ -370,7 +370,8 @@ def status(as_json, watch, window_s, redis_url, prefix):
         text = f"cannot reach Redis at {redact(settings.redis_url)}: {' '.join(str(exc).split())}"
         if not as_json:
             click.clear()
-        click.echo(json.dumps({"error": text}) if as_json else text)
+        # the URL as typed and redis-py's words that repeat a socket's path: no escape reaches the terminal
+        click.echo(json.dumps({"error": text}) if as_json else printable(text))
 
     retry = RedisRetry("status", settings.redis_url, cap_s=max(watch, 2.0), on_down=down)
     gauge = BacklogGauge(client, keys)  # a redraw read the stream's first and last frames whole

@@ -1,8 +1,18 @@
 """Error classes. Each names what went wrong and, where it can, what to do."""
 
+from moodstream.shared.table import printable
+
 
 class MoodstreamError(Exception):
-    """Base class: the CLI prints these as one line, never as a traceback."""
+    """Base class: the CLI prints these as one line, never as a traceback.
+
+    The message comes escaped (:func:`~moodstream.shared.table.printable`): it names what a user
+    typed or a stream held (a path, a URL, a source), and a newline or an ESC in that forged a line
+    or cleared the screen wherever it was printed (the CLI's "Error:", a log, a program's own print).
+    Escaped here, once, for every message: ``args`` keep the text as it was."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class ConfigError(MoodstreamError):

@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -294,14 +294,17 @@ def no_media(paths: Iterable[str]) -> str:
 
 def expand_paths(paths: list[str]) -> Iterator[str]:
     """Files named directly, and image / video files under folders (recursively, sorted).
-    ``-`` (stdin) and camera / URL specs pass through unchanged."""
+    ``-`` (stdin) and camera / URL specs pass through unchanged, and so does a folder that cannot be
+    listed (permission denied), in its place among its folder's files: reading it is the error, as
+    reading a missing file is (:func:`iter_frames`: :func:`unreadable_folder`), where it was listed
+    as empty ("no images or videos in X", or its files left out without a word)."""
     for spec in paths:
         p = Path(spec)
         if not spec or spec == "-" or is_stream_spec(spec) or not p.is_dir():  # "" is no folder (not ".")
             yield spec
             continue
-        found, left_out = [], []
-        for root, files in walk_once(p):
+        found, left_out, unlisted = [], [], []
+        for root, files in walk_once(p, onerror=lambda exc: unlisted.append(Path(exc.filename))):
             for name in files:
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
                     found.append(Path(root) / name)
@@ -310,18 +313,34 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         if left_out:  # -v says so: a notes.txt (or a .heic the formats leave out) vanished without a word
             log.info("%s: %d file(s) left out, not images or videos by their names (%s%s)", spec, len(left_out),
                      ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
-        for f in sorted(found):
-            if f.is_file():
+        unlisted_set = set(unlisted)
+        for f in sorted(found + unlisted):
+            if f in unlisted_set or f.is_file():
                 yield str(f)
 
 
-def walk_once(folder: str | Path, inside: bool = False) -> Iterator[tuple[str, list[str]]]:
+def unreadable_folder(folder: str) -> BadInputError:
+    """Why a folder :func:`expand_paths` could not list gives no frames: ``cannot read folder X:
+    permission denied`` (the OS's reason, asked again)."""
+    try:
+        os.scandir(folder).close()
+    except OSError as exc:
+        why = (exc.strerror or type(exc).__name__).lower()
+    else:  # readable by now (its mode changed since): named, not read in part
+        why = "it could not be listed when the inputs were"
+    return BadInputError("unreadable", f"cannot read folder {folder}: {why}")
+
+
+def walk_once(folder: str | Path, inside: bool = False,
+              onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str]]]:
     """(folder, its file names) for ``folder`` and every folder under it, symlinked ones entered
     (rglob skipped them, and their files, silently), each real folder once: a link loop ends, nothing
-    is listed twice. ``inside``: nor is a link to a folder above ``folder`` followed."""
+    is listed twice. ``inside``: nor is a link to a folder above ``folder`` followed. ``onerror``
+    is told of each folder that cannot be listed (``os.walk``'s: ``filename`` names it); without
+    it such a folder is left out."""
     top = os.path.realpath(folder)
     seen: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=onerror):
         real = os.path.realpath(root)
         if real in seen or (inside and real != top and (top + os.sep).startswith(real + os.sep)):
             dirs[:] = []
@@ -516,6 +535,8 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                     yield from image_items("-", data, max_pixels)
             else:
                 yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
+        elif os.path.isdir(spec):  # one expand_paths could not list
+            yield FrameItem(spec, 0, error=unreadable_folder(spec))
         elif is_video(spec):
             yield from iter_video(spec, every_n, fps, max_frames, max_pixels)
         elif not Path(spec).exists():

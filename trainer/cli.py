@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder
+from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder, to_stderr
 from moodstream.lazy import LazyGroup
+from moodstream.shared.table import printable
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class StopSignals:
             hold_stop_signals(previous)  # the message and exit are not cut short by a second signal
             code = exit_code(exc)
             name = " ".join(n for n in (ctx.info_name, ctx.invoked_subcommand) if n)
-            click.echo(f"moodstream {name}: stopped ({stopped_by(code)}); "
-                       f"{ctx.meta.get(STOPPED_NOTE, self.stopped_note)}", err=True)
+            to_stderr(f"moodstream {name}: stopped ({stopped_by(code)}); "  # its note may name a path
+                      f"{ctx.meta.get(STOPPED_NOTE, self.stopped_note)}")
             ctx.exit(code)
         finally:
             restore_stop_signals(previous)
@@ -186,8 +187,8 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         hold_stop_signals(previous)
         code = exit_code(exc)
         if (out_dir / STATE_FILE).is_file():  # written after each finished epoch, with emotion.pt's best
-            click.echo(f"interrupted ({stopped_by(code)}): the best epoch so far is in {out_dir / 'emotion.pt'}; "
-                       "run the same command with --resume to continue", err=True)
+            to_stderr(f"interrupted ({stopped_by(code)}): the best epoch so far is in {out_dir / 'emotion.pt'}; "
+                      "run the same command with --resume to continue")
         else:
             click.echo(f"interrupted ({stopped_by(code)}) before the first epoch ended: nothing to resume", err=True)
         sys.exit(code)
@@ -196,7 +197,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
     click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
                f"{metrics['valid']['accuracy']:.4f}; Test:")
     click.echo(format_report(metrics["test"]))
-    click.echo(f"wrote {out_dir / 'emotion.pt'}, metrics.json, history.json, curves.png")
+    click.echo(f"wrote {printable(str(out_dir / 'emotion.pt'))}, metrics.json, history.json, curves.png")
     if install:
         with writing(SHIPPED_CHECKPOINT), replacing(SHIPPED_CHECKPOINT) as tmp:  # never a half-copied shipped model
             shutil.copyfile(out_dir / "emotion.pt", tmp)
@@ -306,7 +307,7 @@ def balance_cmd(data_dir, checkpoint, out, as_json, device):
             mark = " <" if row["tau"] == fit.tau else ""
             click.echo(f"tau {row['tau']:.2f}  valid accuracy {row['accuracy']:.4f}  "
                        f"macro recall {row['macro_recall']:.4f}  macro F1 {row['macro_f1']:.4f}{mark}")
-        click.echo(f"chose tau {fit.tau:.2f} by Valid macro F1; wrote {dst}")
+        click.echo(f"chose tau {fit.tau:.2f} by Valid macro F1; wrote {printable(str(dst))}")
 
 
 BENCHES = {

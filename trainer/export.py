@@ -49,6 +49,7 @@ from moodstream.shared.files import replacing, writing
 from moodstream.shared.models import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
 from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.errors import ConfigError, DataError, ModelError
+from moodstream.shared.table import printable
 from moodstream.worker.onnx_session import (EMOTION_FILE, EMOTION_FORMAT, INT8_FILES, MTCNN_FILES, ONNX_DIR,
                                             OPENVINO_DIR)
 
@@ -447,10 +448,11 @@ def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:
     if (checkpoint is not None and checkpoint.resolve() != SHIPPED_CHECKPOINT.resolve()
             and ctx.get_parameter_source("out_dir") is click.core.ParameterSource.DEFAULT):
         # the torch-free backend then served another model than the shipped emotion.pt (and its int8 file)
-        raise click.UsageError(f"--checkpoint {checkpoint} is not the shipped model: give --out (the default, "
-                               f"{ONNX_DIR}, holds the shipped ONNX files; name it to replace them on purpose)")
+        raise click.UsageError(f"--checkpoint {printable(str(checkpoint))} is not the shipped model: give --out "
+                               f"(the default, {ONNX_DIR}, holds the shipped ONNX files; name it to replace them on "
+                               "purpose)")
     for path in export_all(out_dir, checkpoint):
-        click.echo(f"{path}  {path.stat().st_size:,} bytes")
+        click.echo(f"{printable(str(path))}  {path.stat().st_size:,} bytes")
 
 
 @export.command("int8")
@@ -470,4 +472,4 @@ def int8_cmd(ferplus: Path, out_dir: Path, images: int, seed: int) -> None:
     checkpoint): the file records which emotion.onnx it came from.
     """
     path = export_int8(out_dir, ferplus, images, seed)
-    click.echo(f"{path}  {path.stat().st_size:,} bytes")
+    click.echo(f"{printable(str(path))}  {path.stat().st_size:,} bytes")

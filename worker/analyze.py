@@ -28,7 +28,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, NamedPath, setting_option
+from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
                                      iter_frames, no_media, opencv_can_name, plausible_fps)
@@ -362,7 +362,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     inputs = input_files(specs)  # never written over by an output
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):
-        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
+        raise click.UsageError(f"--summary and --report both name {printable(str(summary_path))}: one would replace "
+                               "the other")
     # the annotated files take no name an input has, nor the summary's or the page's
     taken = inputs | {os.path.realpath(p) for p in (summary_path, report_path) if p is not None}
     expected = expected_frames(specs, every_n or 1, fps, max_frames)
@@ -473,17 +474,17 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if small_faceless and settings.detector != "none":
         click.echo(f"analyze: no face found in {plural(small_faceless, 'small image')} (at most {SMALL_IMAGE_PX} px): "
                    "if they are face crops, --detector none takes each whole image as the face", err=True)
-    click.echo(f"analyze: {f'interrupted ({stopped_by(stop_code)}) after ' if interrupted else ''}"
-               f"{plural(frames, 'frame')}, {plural(faces, 'face')}, {plural(errors, 'error')} in {elapsed:.1f} s "
-               f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
-               f" on {pipeline.device}; detect every {settings.detect_every})"
-               + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
-               + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
-               + (f"; report in {report_path}" if report is not None else ""), err=True)
+    to_stderr(f"analyze: {f'interrupted ({stopped_by(stop_code)}) after ' if interrupted else ''}"
+              f"{plural(frames, 'frame')}, {plural(faces, 'face')}, {plural(errors, 'error')} in {elapsed:.1f} s "
+              f"({frames / elapsed if elapsed > 0 else 0.0:.1f} frames/s; startup {load_s:.1f} s"
+              f" on {pipeline.device}; detect every {settings.detect_every})"
+              + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
+              + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
+              + (f"; report in {report_path}" if report is not None else ""))
     if stdout_error is not None:
         unwritten.insert(0, stdout_error)
     if unwritten:
-        raise click.ClickException("; ".join(unwritten))
+        raise click.ClickException(printable("; ".join(unwritten)))  # paths as typed: no escape reaches the terminal
     if interrupted:
         click.get_current_context().exit(stop_code)  # as a shell reports it: 130 for Ctrl-C, 143 SIGTERM
     if errors:

@@ -42,3 +42,19 @@ def test_a_schema_version_is_named_escaped():
     with pytest.raises(MessageError) as exc:
         decode_result(msgpack.packb(m))
     assert "\x1b" not in str(exc.value) and "\x07" not in str(exc.value)
+
+
+def test_an_error_naming_a_typed_path_is_one_line_from_python_too(tmp_path):
+    """Every MoodstreamError's message comes escaped (the CLI's "Error:" line, a log, a program's own print):
+    a path as typed put a newline in `checkpoint ... not found` (and ESC [2J cleared the screen)."""
+    from moodstream.shared.errors import BadInputError, ModelError
+    from moodstream.shared.models import load_checkpoint
+
+    path = tmp_path / "a\n\x1b[2Jforged" / "emotion.pt"
+    with pytest.raises(ModelError) as exc:
+        load_checkpoint(path)
+    assert str(exc.value) == f"checkpoint {tmp_path}/a\\n\\x1b[2Jforged/emotion.pt not found: pass an existing file " \
+                             "to --checkpoint"
+    assert exc.value.args[0].count("\n") == 1  # the text itself is kept
+    bad = BadInputError("not_found", f"{path} does not exist")
+    assert "\n" not in str(bad) and bad.detail == f"{path} does not exist"  # a record's detail: JSON escapes it

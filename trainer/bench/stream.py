@@ -48,6 +48,7 @@ from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
+from moodstream.shared.table import printable
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -98,7 +99,7 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     frames = [encode_pixels(item.image, encoding) for item in iter_video(video, max_frames=need)
               if item.image is not None]
     if not frames:
-        raise click.ClickException(f"no frames decoded from {video}")
+        raise click.ClickException(f"no frames decoded from {printable(str(video))}")
     first = next(iter_video(video, max_frames=1)).image
     height, width = first.shape[:2]
 
@@ -151,7 +152,7 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
         if not no_spawn:
             worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
             stack.callback(_stop_worker, worker)
-        producer = Producer(settings, notice=to_stderr)
+        producer = Producer(settings, notice=to_stderr, reached=True)  # started or checked above
         reader = ResultReader(settings)
         _wait_for_worker(producer.client, settings, worker, timeout_s)
 

@@ -103,14 +103,13 @@ def save_pictures(summary: dict, folder: Path) -> None:
         except binascii.Error:
             jpeg = b""
         if data and not jpeg:
-            click.echo(f"tracks: {summary['source']}: the picture of track {t['track_id']} is not base64; left out",
-                       err=True)
+            to_stderr(f"tracks: {summary['source']}: the picture of track {t['track_id']} is not base64; left out")
         if jpeg:
             name = f"{base}-t{_name_part(t['track_id'])}.jpg"
             try:
                 (folder / name).write_bytes(jpeg)
             except OSError as exc:
-                click.echo(f"tracks: cannot write {folder / name}: {exc.strerror or exc}", err=True)
+                to_stderr(f"tracks: cannot write {folder / name}: {exc.strerror or exc}")
                 continue
             t["thumbnail"] = name
 
