@@ -208,8 +208,16 @@ def _class_dirs(folder: Path) -> dict[int, list[Path]]:
 def _image_files(folder: Path) -> list[Path]:
     """The image files under ``folder``, sorted. A symlinked subfolder is entered (rglob skipped it,
     and its images, silently); a link back to this folder or above it, or to a folder seen already,
-    is not (a loop, or the same images twice). Hidden files and folders are left out."""
-    return sorted(Path(root) / f for root, files in walk_once(folder, inside=True)
+    is not (a loop, or the same images twice). Hidden files and folders are left out. A folder that
+    cannot be listed is a DataError naming it: it was taken as empty ("class folder holds no images",
+    or the rest of the class trained on without a word), and a dataset with a hole is another model."""
+    def refuse(exc: OSError) -> None:
+        if any(part.startswith(".") for part in Path(exc.filename).relative_to(folder).parts):
+            return  # a hidden one (.Trash-1000) is left out, readable or not
+        why = (exc.strerror or type(exc).__name__).lower()
+        raise DataError(f"cannot read folder {exc.filename}: {why}")
+
+    return sorted(Path(root) / f for root, files in walk_once(folder, inside=True, onerror=refuse)
                   if not any(part.startswith(".") for part in Path(root).relative_to(folder).parts)
                   for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTS)
 

@@ -76,3 +76,25 @@ def test_produce_says_a_folder_it_cannot_read_and_sends_the_rest(folders, redis_
             in ran.stderr, ran.stderr
     assert ran.stderr.splitlines()[-1] == (f"Error: 2 inputs failed: {photos / 'locked'} (unreadable), "
                                            f"{shut} (unreadable)"), ran.stderr
+
+
+@pytest.mark.parametrize("lock", ["class", "inside"])
+def test_train_refuses_a_dataset_with_a_folder_it_cannot_read(tmp_path, lock):
+    """A class folder (or a folder inside one) that could not be listed was taken as holding nothing:
+    `train` said "class folder holds no images", or trained on the rest of the class without a word.
+    A dataset with a hole is refused, naming the folder (training on part of it is a different model)."""
+    data = tmp_path / "data"
+    for name in ("happy", "sad"):
+        (data / name / "more").mkdir(parents=True)
+        for i in range(2):
+            shutil.copy(STREET, data / name / f"{i}.jpg")
+            shutil.copy(STREET, data / name / "more" / f"{i}.jpg")
+    locked = data / "sad" if lock == "class" else data / "sad" / "more"
+    os.chmod(locked, 0)
+    try:
+        ran = _run("train", "--data", str(data), "--out", str(tmp_path / "o"), "--epochs", "1")
+    finally:
+        os.chmod(locked, 0o755)
+    assert ran.returncode != 0 and "Traceback" not in ran.stderr, ran.stderr[-2000:]
+    assert f"cannot read folder {locked}: permission denied" in ran.stderr, ran.stderr[-2000:]
+    assert not (tmp_path / "o").exists()
