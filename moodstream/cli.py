@@ -47,7 +47,9 @@ def cli(verbose: int) -> None:
     MOODSTREAM_* environment variable (e.g. MOODSTREAM_REDIS_URL).
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from moodstream.options import log_to_stderr
+
+    log_to_stderr(level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose >= 2:
         native_logs_on()
 

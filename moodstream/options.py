@@ -10,8 +10,10 @@ aliases (``setting_option("batch_max", "--batch")``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 import typing
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,24 @@ def to_stderr(line: str) -> None:
     its control characters escaped (a file name with an escape or a newline cannot clear the screen
     or forge a line)."""
     click.echo(printable(line), err=True)
+
+
+class _EscapedFormatter(logging.Formatter):
+    """Log lines as ``to_stderr``'s: the message's control characters escaped (``-v`` logs the folders
+    and sources a user named: a newline in one forged a line, ESC [2J cleared the screen); a traceback
+    after it keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+def log_to_stderr(level: int, fmt: str) -> None:
+    """``logging.basicConfig`` on stderr, with :class:`_EscapedFormatter` (no-op where the root
+    logger has a handler already, as basicConfig is)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_EscapedFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 @contextmanager

@@ -311,8 +311,8 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
                 elif not name.startswith("."):
                     left_out.append(name)
         if left_out:  # -v says so: a notes.txt (or a .heic the formats leave out) vanished without a word
-            log.info("%s: %d file(s) left out, not images or videos by their names (%s%s)", spec, len(left_out),
-                     ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
+            log.info("%s: %s left out, not images or videos by their names (%s%s)", spec,
+                     plural(len(left_out), "file"), ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
         unlisted_set = set(unlisted)
         for f in sorted(found + unlisted):
             if f in unlisted_set or f.is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder, to_stderr
+from moodstream.options import DEVICE, FiniteRange, OutputFile, OutputFolder, log_to_stderr, to_stderr
 from moodstream.lazy import LazyGroup
 from moodstream.shared.table import printable
 
@@ -178,7 +178,7 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
                       widths=width_tuple, label_mode=label_mode, augment=augment, balance=balance, seed=seed,
                       max_train=max_train)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+        log_to_stderr(logging.INFO, "%(asctime)s %(message)s")
     logging.getLogger("moodstream.trainer").setLevel(logging.INFO)
     previous = take_stop_signals()  # SIGTERM and SIGHUP (kill, docker stop, a scheduler) as Ctrl-C: they ended
     try:                            # the run at once, without a word

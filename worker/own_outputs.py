@@ -103,8 +103,8 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
             else:
                 left_out[option] += 1
     if left_out:
-        log.info("%s: left out %d file(s) of the input folders (this command's outputs: %s); named directly, "
-                 "they are read", command, sum(left_out.values()),
+        log.info("%s: left out %s of the input folders (this command's outputs: %s); named directly, "
+                 "they are read", command, plural(sum(left_out.values()), "file"),
                  ", ".join(f"{option} {n}" for option, n in sorted(left_out.items())))
     return kept
 

@@ -52,7 +52,7 @@ def test_a_rerun_does_not_analyse_the_summary_s_pictures_and_timelines(tmp_path,
     assert files(photos) == written  # the same files again, none of a picture's picture
     n_pictures = len(written) - 3  # all but the two photos and the JSON
     said = [r.getMessage() for r in caplog.records if "this command's outputs" in r.getMessage()]
-    assert len(said) == 1 and f"left out {n_pictures} file(s)" in said[0] and "--summary" in said[0], said
+    assert len(said) == 1 and f"left out {n_pictures} files" in said[0] and "--summary" in said[0], said
     people = json.loads((photos / "people.json").read_text())["tracks"]
     assert {Path(t["source"]).name for t in people} == {"street.jpg", "people-mine.jpg"}
 

@@ -102,3 +102,18 @@ def test_analyze_names_its_summary_in_one_line(evil_dir):
     assert closing.startswith("analyze: 1 frame") and ESCAPED in closing, res.stderr[-2000:]
     _said_escaped(closing)
     assert "\x1b" not in res.stderr and os.path.isfile(evil_dir / "people.json")
+
+
+def test_a_log_line_naming_a_typed_folder_is_one_line(evil_dir):
+    """`-v`'s log lines went to stderr as logging formatted them: a folder named with a newline and
+    ESC [2J (its notes left out, said at INFO) forged a line and cleared the screen, as an error did."""
+    shutil.copy(STREET, evil_dir / "street.jpg")
+    (evil_dir / "notes.txt").write_text("not a picture")
+    proc = spawn_cli("-v", "analyze", str(evil_dir), MOODSTREAM_DEVICE="cpu")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    (said,) = [line for line in err.splitlines() if "left out" in line]
+    assert "1 file left out" in said, said
+    _said_escaped(said)
+    assert "\x1b" not in err and not any(line.startswith("[2J") or line.startswith("forged")
+                                         for line in err.splitlines()), err[-2000:]

@@ -422,7 +422,7 @@ def test_a_folders_files_that_are_not_media_are_named_at_info(tmp_path, caplog):
     (tmp_path / ".hidden").write_text("")
     with caplog.at_level(logging.INFO, logger="moodstream.shared.media"):
         assert list(expand_paths([str(tmp_path)])) == [str(tmp_path / "a.jpg")]
-    assert "1 file(s) left out" in caplog.text and "notes.txt" in caplog.text and ".hidden" not in caplog.text
+    assert "1 file left out" in caplog.text and "notes.txt" in caplog.text and ".hidden" not in caplog.text
 
 
 def test_fps_keeps_no_two_frames_closer_than_its_step_after_a_gap():
