@@ -197,7 +197,7 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
         return
     failed = burst_failures(settings, client, lambda: run_expander(settings, client, burst=True))
     if failed:  # a batch run that failed says so (it exited 0, a WARNING in its log the only trace)
-        raise click.ClickException(printable(f"{len(failed)} job(s) failed: " + "; ".join(failed[:5])))  # a job's words
+        raise click.ClickException(printable(f"{plural(len(failed), 'job')} failed: " + "; ".join(failed[:5])))  # a job's words
 
 
 @click.command()

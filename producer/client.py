@@ -279,7 +279,7 @@ class Producer:
         if job is None:
             lost = self._dropped_since.pop(source, 0)
             if lost:
-                self.notice(f"producer: {printable(str(source))}: {lost} frame(s) dropped after its last frame "
+                self.notice(f"producer: {printable(str(source))}: {plural(lost, 'frame')} dropped after its last frame "
                             "sent are not said in its run's summary (no frame of it held to say them: more than "
                             f"{HELD_KEPT} sources dropping at once)")
             return None
@@ -297,7 +297,7 @@ class Producer:
             self.stats.dropped += 1
             self._dropped_since.pop(source, None)
             self.stats.failed_inputs.append((job.source, exc.reason))
-            self.notice(f"producer: {printable(str(source))}: the last of its {before} dropped frame(s), held to say "
+            self.notice(f"producer: {printable(str(source))}: the last of its {plural(before, 'dropped frame')}, held to say "
                         f"them, was not sent: {exc}")
             return None
         except BaseException:  # not sent after all (Redis gone): still counted as dropped, still held

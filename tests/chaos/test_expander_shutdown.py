@@ -178,7 +178,7 @@ def test_a_job_whose_saved_count_is_no_count_fails_in_one_line(redis_url, client
         j.save_meta()
         jobs.append(j)
     rc, err = run_burst(redis_url, "--media-root", str(tmp_path), timeout_s=60)
-    assert rc == 1 and "4 job(s) failed" in err, err[-1500:]
+    assert rc == 1 and "4 jobs failed" in err, err[-1500:]
     assert "Traceback" not in err and client.llen(Keys("t").intake) == 0, err[-1500:]
     for j in jobs:
         assert job(client, j.id).get_status() == JobStatus.FAILED

@@ -19,6 +19,7 @@ from tests.support.streamkit import pushed
 from moodstream.producer.rq_jobs import enqueue_source
 from moodstream.shared.keys import Keys
 from moodstream.shared.settings import Settings
+from moodstream.shared.table import plural
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "tests" / "fixtures" / "clip_360p.mp4"
@@ -32,7 +33,7 @@ def _expand(redis_url: str, *flags: str, failed: int = 0) -> subprocess.Complete
     out = subprocess.run([*CLI, "expander", "--burst", *flags], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == (1 if failed else 0), out.stderr
-    assert not failed or f"{failed} job(s) failed" in out.stderr, out.stderr[-2000:]
+    assert not failed or f"{plural(failed, 'job')} failed" in out.stderr, out.stderr[-2000:]
     return out
 
 

@@ -74,7 +74,7 @@ def test_the_expander_keeps_camera_passwords_out_of_jobs_and_logs(redis_url, cli
     direct = enqueue_source(settings(redis_url), client, f"http://admin:{SECRET}@127.0.0.1:1/cam.mjpg")
     rc, exp_err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=90,
                             MOODSTREAM_LIVE_MAX_RECONNECTS="2", MOODSTREAM_LIVE_BACKOFF_CAP_S="0.5")
-    assert rc == 1 and "2 job(s) failed" in exp_err, exp_err[-2000:]  # each named, its password masked (below)
+    assert rc == 1 and "2 jobs failed" in exp_err, exp_err[-2000:]  # each named, its password masked (below)
     for jid in (job_id, direct.id):
         j = job(client, jid)
         assert j.get_status() == JobStatus.FAILED, jid

@@ -148,7 +148,7 @@ def test_malformed_messages_among_good_ones_hold_no_old_batch(redis_url, client,
                 producer.submit_image(tiny_jpeg(i, (320, 240)), source="good")
         wait_for(lambda: pending_count(client, keys) == 0 and w.worker.served >= 40, 120, what="all served")
         gc.collect()
-        serving = [f for f in gc.get_objects() if isinstance(f, types.FrameType) and f.f_code.co_name == "serve"]
+        serving = [f for f in gc.get_objects() if type(f) is types.FrameType and f.f_code.co_name == "serve"]
         assert len(serving) <= 1, f"{len(serving)} serve() frames still reachable"
     finally:
         w.stop()

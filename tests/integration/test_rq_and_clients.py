@@ -155,5 +155,5 @@ def test_expander_burst_exits_1_naming_the_jobs_that_failed(redis_url, client, k
     out = subprocess.run([*CLI, "expander", "--burst", "--media-root", str(tmp_path)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stderr
-    assert f"1 job(s) failed: {job_id}" in out.stderr and "missing.mp4" in out.stderr, out.stderr[-2000:]
+    assert f"1 job failed: {job_id}" in out.stderr and "missing.mp4" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
