@@ -52,19 +52,25 @@ def test_a_producer_that_never_reached_redis_gives_up_after_redis_wait_s():
     assert producer.stats.sent == 0
 
 
+def _waits_out_an_outage(server: EmbeddedRedis, producer: Producer, frame: int) -> None:
+    """``server`` down for 2.5 s (5 times the tests' redis_wait_s) while ``producer`` sends ``frame``:
+    the send waits it out and succeeds."""
+    server.stop()
+    restart = threading.Timer(2.5, server.start)
+    restart.start()
+    thread, outcome = _submit_in_thread(producer, frame)
+    thread.join(30)
+    restart.join()
+    assert not thread.is_alive() and not isinstance(outcome[0], Exception), outcome
+
+
 @pytest.mark.slow
 def test_a_producer_that_reached_redis_still_waits_retry_for_s_for_it():
     """An outage after the first push is waited out (retry_for_s), as before, though longer than redis_wait_s."""
     with EmbeddedRedis() as server:
         producer = Producer(settings_for(server.url, redis_wait_s=0.5), retry_for_s=30)
         producer.submit_image(tiny_jpeg(0), source="first-connect", frame=0)
-        server.stop()
-        restart = threading.Timer(2.5, server.start)  # down for 5 times redis_wait_s
-        restart.start()
-        thread, outcome = _submit_in_thread(producer, 1)
-        thread.join(30)
-        restart.join()
-        assert not thread.is_alive() and not isinstance(outcome[0], Exception), outcome
+        _waits_out_an_outage(server, producer, 1)
         assert producer.stats.sent == 2
 
 
@@ -74,11 +80,5 @@ def test_a_producer_whose_caller_reached_redis_waits_retry_for_s_from_its_first_
     job over the client it hands over: Redis gone before the first push is an outage, not a wrong URL."""
     with EmbeddedRedis() as server:
         producer = Producer(settings_for(server.url, redis_wait_s=0.5), retry_for_s=30, reached=True)
-        server.stop()
-        restart = threading.Timer(2.5, server.start)
-        restart.start()
-        thread, outcome = _submit_in_thread(producer, 0)
-        thread.join(30)
-        restart.join()
-        assert not thread.is_alive() and not isinstance(outcome[0], Exception), outcome
+        _waits_out_an_outage(server, producer, 0)
         assert producer.stats.sent == 1
