@@ -69,7 +69,7 @@ def test_what_was_left_out_is_said_once(tmp_path, caplog):
     expand_inputs([str(tmp_path), str(tmp_path / "sub")],
                   this_run_writes(tmp_path / "ann", tmp_path / "people.json", None), "analyze")
     said = [r.getMessage() for r in caplog.records if "outputs" in r.getMessage()]
-    assert said == ["analyze: left out 3 file(s) of the input folders (this command's outputs: --annotate 1, "
+    assert said == ["analyze: left out 3 files of the input folders (this command's outputs: --annotate 1, "
                     "--summary 2); named directly, they are read"], said
 
 
