@@ -417,9 +417,9 @@ class BacklogGauge:
     (``clock``'s seconds); between, a light one: LLEN, XINFO GROUPS (Redis's lag), XLEN, XPENDING
     (a few hundred bytes). Its lag is taken where the last full read found Redis's lag exact (nothing
     ever XDELed, the lag within the stream) and it still fits in the stream (a trim past the
-    group leaves it too high); an XDEL since leaves it nil where it matters (an unread entry
-    deleted: the full read follows at once, and counts) and is found by the next full read
-    otherwise. Elsewhere every read is the full one: Redis 6.2 (no lag: counted from the client,
+    group leaves it too high); an XDEL since is found by the next full read, at most
+    ``full_every_s`` later (on Redis 7.0 one of an unread entry leaves the lag nil: the full read
+    follows at once, and counts; later releases may estimate it instead, so that period bounds it). Elsewhere every read is the full one: Redis 6.2 (no lag: counted from the client,
     as before), a stream with an XDEL in its past, a user that may not XLEN (the rules of before:
     said once). The answers are the full read's, but for the entry ids a light read has not
     (``first_id``, ``last_id``: None)."""
