@@ -57,6 +57,7 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg, iter_video
 from moodstream.shared.settings import Settings
+from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.transport import BacklogGauge, as_str, connect
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,9 @@ def run_step(url: str, n_workers: int, threads: int, frames: list[bytes], rate: 
     client = connect(url)
     producer = Producer(settings)
     with ExitStack() as stack:
-        procs = spawn_workers(url, prefix, n_workers, threads, batch_max, log_dir)
-        stack.callback(stop_workers, procs)
+        with deferred_stop():  # a stop while they are spawned is taken once they are noted to stop
+            procs = spawn_workers(url, prefix, n_workers, threads, batch_max, log_dir)
+            stack.callback(stop_workers, procs)
         deadline = time.monotonic() + start_timeout_s
         while len(live_workers(client, keys)) < n_workers:
             _check_alive(procs)

@@ -48,6 +48,7 @@ from moodstream.trainer.bench import write_output
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
+from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.table import printable
 
 
@@ -150,8 +151,9 @@ def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_fra
                 raise click.ClickException(str(exc)) from None
         worker = None
         if not no_spawn:
-            worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
-            stack.callback(_stop_worker, worker)
+            with deferred_stop():  # a stop between the spawn and the note left the worker running: taken after
+                worker = _spawn_worker(settings, device, detector, batch_max, batch_wait_ms, backend)
+                stack.callback(_stop_worker, worker)
         producer = Producer(settings, notice=to_stderr, reached=True)  # started or checked above
         reader = ResultReader(settings)
         _wait_for_worker(producer.client, settings, worker, timeout_s)
