@@ -319,16 +319,21 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
                 yield str(f)
 
 
+def cannot_read_folder(folder: str, exc: OSError | None) -> str:
+    """``cannot read folder X: permission denied``: the OS's reason for ``exc`` (None: the folder
+    reads by now, its mode changed since it could not be listed)."""
+    why = (exc.strerror or type(exc).__name__).lower() if exc is not None else \
+        "it could not be listed when the inputs were"
+    return f"cannot read folder {folder}: {why}"
+
+
 def unreadable_folder(folder: str) -> BadInputError:
-    """Why a folder :func:`expand_paths` could not list gives no frames: ``cannot read folder X:
-    permission denied`` (the OS's reason, asked again)."""
+    """Why a folder :func:`expand_paths` could not list gives no frames (the OS's reason, asked again)."""
     try:
         os.scandir(folder).close()
     except OSError as exc:
-        why = (exc.strerror or type(exc).__name__).lower()
-    else:  # readable by now (its mode changed since): named, not read in part
-        why = "it could not be listed when the inputs were"
-    return BadInputError("unreadable", f"cannot read folder {folder}: {why}")
+        return BadInputError("unreadable", cannot_read_folder(folder, exc))
+    return BadInputError("unreadable", cannot_read_folder(folder, None))  # readable now: named, not read in part
 
 
 def walk_once(folder: str | Path, inside: bool = False,

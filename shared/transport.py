@@ -388,12 +388,12 @@ def _full_read(client: redis.Redis, keys: Keys, count_limit: int,
     pending, delivered, oldest = _position(g, pend)
     lag, exact = _trusted_lag(info, g, length, delivered), True
     if lag is None:
-        ids: list[tuple[int, int]] = []
+        ids = None if count is None else count.ids  # kept only by a gauge (group_backlog parses none)
         n = count_after(client, keys.frames, delivered, count_limit, ids=ids)
         lag, exact = min(n, count_limit + 1), n <= count_limit
         if count is not None:
-            count.ids, count.position = ids, parse_id(delivered)
-            count.looked_to = ids[-1] if ids else count.position
+            count.position = parse_id(delivered)
+            count.looked_to = count.ids[-1] if count.ids else count.position
     backlog = Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake)
     return backlog, _lag_exact(info, g, length)
 

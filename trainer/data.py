@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
-from moodstream.shared.media import walk_once
+from moodstream.shared.media import cannot_read_folder, walk_once
 
 SPLITS = ("train", "valid", "test")
 FERPLUS_DIRS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -214,8 +214,7 @@ def _image_files(folder: Path) -> list[Path]:
     def refuse(exc: OSError) -> None:
         if any(part.startswith(".") for part in Path(exc.filename).relative_to(folder).parts):
             return  # a hidden one (.Trash-1000) is left out, readable or not
-        why = (exc.strerror or type(exc).__name__).lower()
-        raise DataError(f"cannot read folder {exc.filename}: {why}")
+        raise DataError(cannot_read_folder(exc.filename, exc))
 
     return sorted(Path(root) / f for root, files in walk_once(folder, inside=True, onerror=refuse)
                   if not any(part.startswith(".") for part in Path(root).relative_to(folder).parts)
