@@ -153,6 +153,11 @@ def test_photos_show_annotated_with_a_line_per_face(browser, tmp_path):
             assert line == face_label(msgspec.convert(face, Face))[1]
             assert line.startswith(f"#{face['track_id']} {face['emotion']} ")
         assert card["src"].startswith("r-photos/") and card["lazy"] == "lazy"
+        n = len(record["faces"])  # counted as the people table counts: "1 face", "2 faces", not "face(s)"
+        assert card["meta"].endswith(" · " + (f"{n} face{'' if n == 1 else 's'}" if n else "no face found")), card
+    n_faces = sum(len(r["faces"]) for r in records)
+    section = browser.execute_script("return document.querySelector('section.photos .meta').textContent")
+    assert section.startswith(f"{n_faces} faces in {len(records)} pictures of {len(records)} files;"), section
     screenshot(browser, "report_photos.png")
     for i in range(len(cards)):  # every picture loads once scrolled to
         browser.execute_script(f"document.querySelectorAll('figure.photo')[{i}].scrollIntoView()")

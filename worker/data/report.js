@@ -185,13 +185,13 @@
     name.title = ph.source;
     cap.appendChild(name);
     cap.appendChild(el("div", "meta", (pages > 1 ? "page " + ph.page + " of " + pages + " · " : "") +
-      ph.size.join("x") + " · " + (ph.faces.length ? ph.faces.length + " face(s)" : "no face found")));
+      ph.size.join("x") + " · " + (ph.faces.length ? count(ph.faces.length, "face", "faces") : "no face found")));
     const list = el("ol", "faces");
     for (const f of ph.faces.slice(0, FACES_LISTED)) list.appendChild(faceLine(f));
     cap.appendChild(list);
     if (ph.faces.length > FACES_LISTED) {
       const more = el("details", "more-faces");
-      more.appendChild(el("summary", null, (ph.faces.length - FACES_LISTED) + " more face(s)"));
+      more.appendChild(el("summary", null, count(ph.faces.length - FACES_LISTED, "more face", "more faces")));
       const rest = el("ol", "faces");
       for (const f of ph.faces.slice(FACES_LISTED)) rest.appendChild(faceLine(f));
       more.appendChild(rest);
@@ -208,11 +208,12 @@
     toc.appendChild(a);
     sec.appendChild(el("h2", null, "Photos (" + photos.length + ")"));
     const nFaces = photos.reduce((n, ph) => n + ph.faces.length, 0);
-    sec.appendChild(el("div", "meta", nFaces + " face(s) in " + photos.length + " picture(s) of " + data.images +
-      " file(s); click a photo to open it larger"));
+    sec.appendChild(el("div", "meta", count(nFaces, "face", "faces") + " in " +
+      count(photos.length, "picture", "pictures") + " of " + count(data.images, "file", "files") +
+      "; click a photo to open it larger"));
     const pages = [];  /* each picture's file's page count (a TIFF's first page counts them) */
-    let count = 1;
-    for (const ph of photos) { if (ph.pages !== undefined) count = ph.pages; pages.push(count); }
+    let filePages = 1;  /* not `count`: that is the helper above, used in this block */
+    for (const ph of photos) { if (ph.pages !== undefined) filePages = ph.pages; pages.push(filePages); }
     const grid = el("div", "grid");
     const add = (from, to) => {
       for (let i = from; i < to; i++) grid.appendChild(photoCard(photos[i], pages[i]));
