@@ -294,8 +294,9 @@ class Report:
         videos = [self._video(part, next(runs, None)) for part in self.parts]
         data = {"videos": videos, "photos": self.photos, "images": self.images, "not_shown": self.not_shown,
                 "labels": list(LABELS), "episode_min_s": self.summarizer.config.episode_min_s}
-        write_text_atomic(self.path, render(data, title=f"moodstream report: {plural(len(videos), 'video')}, "
-                                                        f"{plural(self.images, 'photo')}"))
+        holds = [plural(n, what) for n, what in ((len(videos), "video"), (self.images, "photo")) if n]
+        write_text_atomic(self.path, render(data, title="moodstream report: "
+                                                        + (", ".join(holds) or "no video or photo")))
         if self.failed:
             named = "; ".join(self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
             raise OSError(f"{plural(len(self.failed), 'file')} not written ({named}); the page was written without them")

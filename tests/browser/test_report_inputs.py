@@ -57,6 +57,19 @@ def test_the_report_names_images_and_unreadable_inputs(browser, tmp_path):
     assert "cannot open video" in text  # the reason, as the error record gives it
 
 
+def test_a_run_that_shows_nothing_says_so_in_its_header_and_title(browser, tmp_path):
+    # the header and the title counted "0 videos, 0 photos"
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(SAMPLE.read_bytes()[:150_000])
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(truncated), "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 1, result.output
+    browser.get((tmp_path / "r.html").as_uri())
+    intro = wait_js(browser, "const t = document.getElementById('intro').textContent; return t ? t : null")
+    assert intro == "no video or photo", intro
+    assert browser.title == "moodstream report: no video or photo", browser.title
+    assert "Nothing in this run could be shown." in browser.find_element("tag name", "body").text
+
+
 def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
     # the header said "3 image(s) not shown" above a list naming the file once ("an image of 3 pages");
     # its pages are now shown, each its own picture, the file counted once
@@ -71,7 +84,9 @@ def test_the_header_counts_a_multi_page_tiff_as_one_image(browser, tmp_path):
     assert result.exit_code == 0, result.output
     browser.get((tmp_path / "r.html").as_uri())
     intro = wait_js(browser, "const t = document.getElementById('intro').textContent; return t ? t : null")
-    assert intro == "0 videos, 2 photos (4 pictures: a TIFF's pages each)", intro
+    # a count of nothing ("0 videos, 2 photos") is left out, in the header and the title alike
+    assert intro == "2 photos (4 pictures: a TIFF's pages each)", intro
+    assert browser.title == "moodstream report: 2 photos", browser.title
     text = browser.find_element("tag name", "body").text
     assert "page 3 of 3" in text and "an image" not in text
 

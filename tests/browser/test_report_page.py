@@ -68,6 +68,10 @@ def test_two_videos_give_one_page_with_a_section_each_and_names_are_text(browser
     browser.get((tmp_path / "r.html").as_uri())
     names = wait_js(browser, "return [...document.querySelectorAll('section.video h2')].map(h => h.textContent)")
     assert names == [str(CLIP), str(video)]
+    # no count of nothing: the page had said "2 videos, 0 photos" in its title and header
+    assert browser.title == "moodstream report: 2 videos", browser.title
+    intro = browser.find_element("id", "intro").text
+    assert intro == "2 videos; click a chart or an episode to see that moment", intro
     assert HOSTILE in browser.find_element("tag name", "body").text
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert browser.execute_script("return window.__xss === undefined")

@@ -16,9 +16,12 @@
   const fileUrl = (name) => encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
 
   const photos = data.photos || [];
-  document.getElementById("intro").textContent = count(data.videos.length, "video", "videos") + ", " +
-    count(data.images, "photo", "photos") +
-    (photos.length > data.images ? " (" + photos.length + " pictures: a TIFF's pages each)" : "") +
+  /* what the run holds, no count of nothing ("2 videos", "1 video, 2 photos"), as the page's title says it */
+  const holds = [];
+  if (data.videos.length) holds.push(count(data.videos.length, "video", "videos"));
+  if (data.images) holds.push(count(data.images, "photo", "photos") +
+    (photos.length > data.images ? " (" + photos.length + " pictures: a TIFF's pages each)" : ""));
+  document.getElementById("intro").textContent = (holds.join(", ") || "no video or photo") +
     (data.videos.length ? "; click a chart or an episode to see that moment" : "");
   document.getElementById("legend").appendChild(window.moodChart.legend());
 
