@@ -3,6 +3,8 @@
 ``--help`` is written from the table, so listing commands imports none of
 them (and no torch); a command whose extra is not installed answers with the
 ``pip install`` that fixes it; a :class:`MoodstreamError` becomes one line.
+The root ``moodstream`` group is one, so every error click prints, whichever
+command raised it, passes :func:`escape_shown` on its way out.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import click
 
 from moodstream.shared.errors import MoodstreamError
+from moodstream.shared.table import printable
 
 
 class LazyGroup(click.Group):
@@ -44,17 +47,55 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, self.lazy_commands[name][1]) for name in sorted(self.lazy_commands)])
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:  # the group's own options: `moodstream --bogus`
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            escape_shown(exc)
+            raise
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:  # click's own words (a command's options) and any command's
+            escape_shown(exc)
+            raise
         except MoodstreamError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise escape_shown(click.ClickException(str(exc))) from None
         except ModuleNotFoundError as exc:  # a package of an extra, imported when the command ran
             raise click.ClickException(install_hint(_command_name(ctx, ctx.invoked_subcommand or ""), exc.name)) from None
         except KeyboardInterrupt as exc:  # a stop no command handled (its imports, its settings, before its own
             if ctx.parent is not None:  # handling): 128 + the signal at the top, not click's "Aborted!" and 1;
                 raise  # a group under it that says its stop (`bench`) has said it by now
             raise click.exceptions.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
+
+
+class ErrorLines(click.ClickException):
+    """An error of several lines on purpose (bench scaling's "a worker exited" and the last lines of its
+    log): each line escaped on its own, the newlines between them kept. Any other message is one line,
+    a newline in it a name's (:func:`escape_shown`)."""
+
+    def __init__(self, *lines: str):
+        super().__init__("\n".join(printable(line) for line in lines))
+
+
+_HELP_AS_ERROR = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2: `moodstream` alone (8.1: an exit)
+
+
+def escape_shown(exc: click.ClickException) -> click.ClickException:
+    """What click prints of ``exc`` ("Error: ..." after the usage lines) made one line, its control
+    characters escaped (:func:`printable`): a message names what a user typed, a file held or a stream
+    sent (click's "Path ... does not exist", a BadParameter naming --data, a job's failure from Redis),
+    and a newline in that forged a line, ESC [2J cleared the terminal. Here, at the root, every error
+    is covered, raised by click or by any command, without escaping at each ``raise``; escaping twice
+    changes nothing (printable's output is printable), so the words a MoodstreamError escaped already
+    and a backslash are shown as they were. The usage and "Try ... --help" lines hold only command
+    names from the table and are left as click writes them; help shown for no arguments is no message."""
+    if isinstance(exc, (ErrorLines, _HELP_AS_ERROR)) or "format_message" in vars(exc):
+        return exc  # lines escaped each; help; escaped by a group below
+    message = exc.format_message  # a subclass's own (BadParameter adds the option, FileError the file)
+    exc.format_message = lambda: printable(message())
+    return exc
 
 
 def _command_name(ctx: click.Context, name: str) -> str:

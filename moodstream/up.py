@@ -253,7 +253,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
                 hold_stop_signals(previous)
     if feed.failed:
         raise click.ClickException(f"up: {plural(len(feed.failed), 'input')} could not be read: "
-                                   + ", ".join(f"{printable(s)} ({r})" for s, r in feed.failed[:5]))
+                                   + ", ".join(f"{s} ({r})" for s, r in feed.failed[:5]))
     if errors:  # every row and the summary are out: the code says the run had failed inputs, as analyze's
         click.get_current_context().exit(1)
 
@@ -475,7 +475,7 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     if failed:
         from moodstream.worker.analyze import not_written
 
-        raise click.ClickException(printable(f"up: {not_written(failed, summary_path)}"))
+        raise click.ClickException(f"up: {not_written(failed, summary_path)}")
 
 
 def _cleanup(worker, worker_thread, feed, reader, stage, stage_thread) -> None:

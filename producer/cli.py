@@ -22,7 +22,7 @@ from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import Stopped, exit_code, hold_stop_signals, restore_stop_signals, stopped_by
 from moodstream.shared.settings import Settings
-from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, plural, printable, source_cell
+from moodstream.shared.table import CsvPrinter, error_cell, faces_cell, plural, source_cell
 
 FORMATS = ("jsonl", "table", "csv")
 
@@ -125,7 +125,7 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         click.get_current_context().exit(interrupted_by or 130)
     if st.failed_inputs:
         raise click.ClickException(f"{plural(len(st.failed_inputs), 'input')} failed: "  # names from a folder:
-                                   + ", ".join(f"{printable(src)} ({reason})"  # no escape reaches the terminal
+                                   + ", ".join(f"{src} ({reason})"  # escaped by the root (lazy.escape_shown)
                                                for src, reason in st.failed_inputs[:5]))
 
 
@@ -197,7 +197,7 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
         return
     failed = burst_failures(settings, client, lambda: run_expander(settings, client, burst=True))
     if failed:  # a batch run that failed says so (it exited 0, a WARNING in its log the only trace)
-        raise click.ClickException(printable(f"{plural(len(failed), 'job')} failed: " + "; ".join(failed[:5])))  # a job's words
+        raise click.ClickException(f"{plural(len(failed), 'job')} failed: " + "; ".join(failed[:5]))  # a job's words
 
 
 @click.command()

@@ -448,7 +448,7 @@ def onnx_cmd(out_dir: Path, checkpoint: Path | None) -> None:
     if (checkpoint is not None and checkpoint.resolve() != SHIPPED_CHECKPOINT.resolve()
             and ctx.get_parameter_source("out_dir") is click.core.ParameterSource.DEFAULT):
         # the torch-free backend then served another model than the shipped emotion.pt (and its int8 file)
-        raise click.UsageError(f"--checkpoint {printable(str(checkpoint))} is not the shipped model: give --out "
+        raise click.UsageError(f"--checkpoint {checkpoint} is not the shipped model: give --out "
                                f"(the default, {ONNX_DIR}, holds the shipped ONNX files; name it to replace them on "
                                "purpose)")
     for path in export_all(out_dir, checkpoint):

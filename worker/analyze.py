@@ -362,7 +362,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     inputs = input_files(specs)  # never written over by an output
     if summary_path is not None and report_path is not None and \
             os.path.realpath(summary_path) == os.path.realpath(report_path):
-        raise click.UsageError(f"--summary and --report both name {printable(str(summary_path))}: one would replace "
+        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace "
                                "the other")
     # the annotated files take no name an input has, nor the summary's or the page's
     taken = inputs | {os.path.realpath(p) for p in (summary_path, report_path) if p is not None}
@@ -484,7 +484,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if stdout_error is not None:
         unwritten.insert(0, stdout_error)
     if unwritten:
-        raise click.ClickException(printable("; ".join(unwritten)))  # paths as typed: no escape reaches the terminal
+        raise click.ClickException("; ".join(unwritten))  # paths as typed: escaped by the root (lazy.escape_shown)
     if interrupted:
         click.get_current_context().exit(stop_code)  # as a shell reports it: 130 for Ctrl-C, 143 SIGTERM
     if errors:

@@ -23,13 +23,12 @@ def write_output(path: Path, text: str) -> None:
     import click
 
     from moodstream.shared.files import write_text_atomic
-    from moodstream.shared.table import printable
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
     except OSError as exc:
-        raise click.ClickException(f"cannot write {printable(str(path))}: {exc.strerror or exc}") from None
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def distinct_outputs(out: Path | None, md_path: Path | None) -> None:

@@ -48,6 +48,7 @@ import redis
 
 import moodstream
 from moodstream.options import FiniteRange, OutputFile
+from moodstream.lazy import ErrorLines
 from moodstream.trainer.bench import write_output
 from moodstream.producer.client import Producer
 from moodstream.worker.runtime import cpu_info
@@ -131,7 +132,7 @@ def _check_alive(procs: list[tuple]) -> None:
     for p, log_path in procs:
         if p.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise click.ClickException(f"a worker exited with code {p.returncode}; its log ends:\n{tail}")
+            raise ErrorLines(f"a worker exited with code {p.returncode}; its log ends:", *tail.split("\n"))
 
 
 class RateProducer(threading.Thread):

@@ -49,7 +49,6 @@ from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
 from moodstream.shared.stop_signals import deferred_stop
-from moodstream.shared.table import printable
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -100,7 +99,7 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
     frames = [encode_pixels(item.image, encoding) for item in iter_video(video, max_frames=need)
               if item.image is not None]
     if not frames:
-        raise click.ClickException(f"no frames decoded from {printable(str(video))}")
+        raise click.ClickException(f"no frames decoded from {video}")
     first = next(iter_video(video, max_frames=1)).image
     height, width = first.shape[:2]
 

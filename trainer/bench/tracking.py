@@ -55,7 +55,6 @@ from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
-from moodstream.shared.table import printable
 from moodstream.trainer.bench import distinct_outputs, write_output
 from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 from moodstream.trainer.cli import OldSpellings
@@ -289,7 +288,7 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
     if "people" in parts:  # before any model loads: the default folders exist beside a checkout, not an install
         for flag, folder in (("--wider", wider_dir), ("--videos", videos_dir)):
             if not Path(folder).is_dir():
-                raise click.UsageError(f"people: {printable(str(folder))} is not a folder; give {flag} (or leave out "
+                raise click.UsageError(f"people: {folder} is not a folder; give {flag} (or leave out "
                                        "--part people)")
     settings = Settings.from_env(device=device)
     pipeline = Pipeline(settings)

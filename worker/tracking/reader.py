@@ -67,12 +67,12 @@ def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: flo
             try:
                 summary = json.loads(fields.get(FIELD) or b"")
             except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
-                click.echo(f"tracks: skipping summaries entry {last}: not JSON ({type(exc).__name__})", err=True)
+                to_stderr(f"tracks: skipping summaries entry {last}: not JSON ({type(exc).__name__})")
                 continue
             if isinstance(summary, dict) and isinstance(summary.get("tracks"), list):
                 yield last, summary
             else:
-                click.echo(f"tracks: skipping summaries entry {last}: not a run summary", err=True)
+                to_stderr(f"tracks: skipping summaries entry {last}: not a run summary")
         if not entries and not follow:
             return
 
@@ -180,8 +180,9 @@ def _print_summary(entry_id: str, summary: dict, as_json: bool, pictures_dir: Pa
         table = people_table(summary["tracks"])
         text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        click.echo(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
-                   f"{str(exc)[:100]})", err=True)
+        # the exception's words name the entry's values (another program's data): escaped, as every notice
+        to_stderr(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
+                  f"{str(exc)[:100]})")
         return False
     with deferred_stop():  # a summary is printed whole (its pictures written) before a stop
         if pictures_dir is not None:
