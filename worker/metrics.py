@@ -62,6 +62,21 @@ def scrub(text: str) -> str:
     return _CREDENTIALS.sub("<credentials>@", _URL.sub("<url>", text))
 
 
+
+INFO_MAX_CHARS = 128
+
+
+def info_refusal(value: str) -> str | None:
+    """Why an info label's value is refused (None: it is not): the labels are scraped by anyone who can
+    reach the metrics port, so no URL or credentials, and only short printable text."""
+    if "://" in value or "@" in value:
+        return "it looks like a URL or credentials"
+    if not value.isprintable():
+        return "it holds a control character"
+    if len(value) > INFO_MAX_CHARS:
+        return f"it is over {INFO_MAX_CHARS} characters"
+    return None
+
 class WorkerMetrics:
     """The figures of one worker, in their own registry (``.registry``)."""
 
@@ -155,9 +170,8 @@ class WorkerMetrics:
             value = str(value)
             if not _INFO_KEY.match(key):
                 raise ValueError(f"info label name {key!r} must be a short lower-case token")
-            if "://" in value or "@" in value or not value.isprintable() or len(value) > 128:
-                raise ValueError(f"info label {key!r} refused: it looks like a URL or credentials, "
-                                 "or is not short printable text")
+            if info_refusal(value):
+                raise ValueError(f"info label {key!r} refused: {info_refusal(value)}")
             clean[key] = value
         self._info.info(clean)
 

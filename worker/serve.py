@@ -12,6 +12,17 @@ from moodstream.shared.settings import MAX_THREADS, Settings
 log = logging.getLogger(__name__)
 
 
+def consumer_name(ctx, param, value: str | None) -> str | None:
+    """--consumer as the worker's metrics take it (:func:`worker.metrics.info_refusal`): refused here, a
+    usage error before the models load, not a traceback from the metrics once they have."""
+    from moodstream.worker.metrics import info_refusal
+
+    if value is not None and info_refusal(value):
+        raise click.BadParameter(f"{value!r} refused: {info_refusal(value)} (it names the worker in its "
+                                 "metrics, heartbeat and consumer group)", ctx=ctx, param=param)
+    return value
+
+
 def detect_every_frame(settings: Settings, command: str) -> Settings:
     """``settings`` with ``detect_every`` 1, said on stderr when it was not: detect-every-N is
     `analyze`'s alone (the service detects faces on every frame), and MOODSTREAM_DETECT_EVERY set
@@ -38,7 +49,9 @@ def detect_every_frame(settings: Settings, command: str) -> Settings:
 @setting_option("max_deliveries", type=click.IntRange(min=1))
 @setting_option("metrics_port", type=click.IntRange(0, 65535))
 @setting_option("metrics_host")
-@click.option("--consumer", "consumer", help="Consumer name in the group (default: <host>-<pid>).")
+@click.option("--consumer", "consumer", callback=consumer_name,
+              help="Consumer name in the group (default: <host>-<pid>): printable, at most 128 characters, "
+                   "no '@' or '://' (it is a label of the worker's metrics).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Exit after serving this many frames (tests, benchmarks).")
 def worker(consumer, max_frames, **flags):
     """Serve frame jobs from Redis: batch, detect, classify, publish results.
