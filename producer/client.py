@@ -306,6 +306,11 @@ class Producer:
             self._held[source] = job
             raise
 
+    def unsaid(self, source: str) -> int:
+        """Frames of ``source`` dropped since its last frame sent: the next one sent (or
+        :meth:`end_source`) says them."""
+        return self._dropped_since.get(source, 0)
+
     def _push(self, payload: bytes) -> None:
         """RPUSH the message to the intake list; a user that may not (the ACL rules of the release
         before the intake, which granted XADD on the frames stream) is one line that says what to grant."""

@@ -39,6 +39,21 @@ gone for good, a refused redirect) saves the count it failed at, to resume there
 once requeued. A saved count that is no count (meta is any Redis writer's) fails
 the job in one line.
 
+Drops (``backpressure="drop"``): a frame sent says how many of its source were
+dropped before it, and each source's last frame, where dropped, is held and sent at
+the source's end (:meth:`Producer.end_source`: at the end of each file of a folder
+too) to say the drops after the last frame sent; the run's summary counts drops
+only from the frames that say them. A run that is stopped or fails ends its
+source the same way before it saves its count: the held frame goes (its number is
+below the count, so the resumed run never sends it again), and the resumed run has
+nothing of it to carry, so nothing is said twice. Redis may be why the run
+failed, so that send gets one try and no backoff (a stopping expander does not
+wait out ``retry_for_s``); where it fails, the log names the drops left unsaid in
+the run's summary. Either way the saves count them: with each count the job's meta
+keeps ``frames`` and ``dropped``, what its runs sent and dropped of the frames
+before it, and the summary a job returns counts all its runs (``frames`` and
+``dropped``; ``first_job_id`` is the last run's first).
+
 Sources are named without credentials everywhere (:func:`shared.media.source_name`):
 the description, the result, the log and, once the job has ended, its stored arguments.
 """
@@ -62,7 +77,9 @@ from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import is_camera_index, is_stream_spec, source_name
+from moodstream.shared.retry import RedisGone
 from moodstream.shared.settings import Settings, is_number, is_whole
+from moodstream.shared.table import plural
 from moodstream.shared.transport import redact
 
 log = logging.getLogger(__name__)
@@ -281,9 +298,17 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     name = source_name(spec)
     count = ByteCount(cfg.job_max_bytes)
     resume_at, live_from = _resume_points(job.meta)
+    earlier = _earlier_counts(job.meta)  # (frames sent, frames dropped) by the job's runs before this one
     n, first, last, stopped = 0, None, None, None
     start: int | None = None  # the count this run starts from, saved with its first item
     source: str | None = None  # the source name of the items sent
+
+    def end(src: str) -> None:  # a source's end: its last frame, where dropped, goes saying the drops before it
+        nonlocal first, last
+        held = producer.end_source(src)
+        if held is not None:
+            first, last = first or held.job_id, held.job_id
+
     signal.signal(STOP_SIGNAL, _stop_now)
     try:
         if _stop_pending:
@@ -293,7 +318,8 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                 if (guard is not None and guard.refused) or count.exceeded:
                     break
                 if start is None:  # this run's start is a save (a URL is open now: finite or not is known)
-                    start = _start_count(job, resume_at if live is None or live.finite else live_from)
+                    start = _save_count(job, resume_at if live is None or live.finite else live_from, earlier,
+                                        producer.stats)
                 if item.error is None:
                     if live is not None and max_frames is not None and n >= max_frames:
                         break
@@ -305,6 +331,8 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                         break
                     if live is not None and not live.finite:  # goes on numbering, never under an id it used
                         n = max(n, live_from)
+                if source is not None and item.source != source:  # a folder's file before this one ended
+                    end(source)
                 ref = producer.submit_item(item, job_id=f"{job.id}-{n:06d}")
                 source = item.source
                 if ref is not None:
@@ -313,23 +341,24 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                         last = ref.job_id
                     n += 1
                     if n % SAVE_EVERY == 0:
-                        job.meta["sent"] = n
-                        job.save_meta()
+                        _save_count(job, n, earlier, producer.stats)
                 elif live is not None:  # a URL that failed for good fails the job
                     raise BadInputError(item.error.reason, f"{item.source}: {item.error.detail} (after {n} frames)")
-            held = producer.end_source(source) if source is not None else None  # its last frame, if dropped,
-            if held is not None:  # goes now: it says the frames dropped before it (the run's summary counts them)
-                first, last = first or held.job_id, held.job_id
+            if source is not None:
+                end(source)
             if guard is not None and guard.refused:  # a redirect or playlist entry off the allow-list
                 raise BadInputError("unsupported", f"{name}: refused a request to {guard.refused[0]} (not on the "
                                                    f"expander's allowed_url_hosts) after {n} frames")
     except Stopping:  # (before its first frame, what earlier runs saved stays as it is)
-        n = _save_count(job, max(n, start)) if start is not None else resume_at
+        _end_early(job, producer, source)
+        n = _save_count(job, max(n, start), earlier, producer.stats, exact=True) if start is not None else resume_at
         raise Stopping(f"expander stopping: {n} frames of {name} sent, requeued to resume") from None
     except Exception:  # a failed job keeps its count too: requeued (`rq requeue`), it resumes there
+        signal.signal(STOP_SIGNAL, signal.SIG_IGN)  # a stop now would cut the ending short: the job fails as it is
+        _end_early(job, producer, source)
         try:
             if start is not None:
-                _save_count(job, max(n, start))
+                _save_count(job, max(n, start), earlier, producer.stats, exact=True)
         except redis.RedisError as exc:  # (Redis gone: the count of the last save stays)
             log.warning("rq job %s: cannot save its count (%d frames sent): %s", job.id, n, exc)
         raise
@@ -343,9 +372,26 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     if n == 0 and stats.failed_inputs:
         src, reason = stats.failed_inputs[0]
         raise BadInputError(reason, f"{src}: no frames sent; {len(stats.failed_inputs)} input(s) failed")
-    return {"source": name, "frames": stats.sent, "first_job_id": first, "last_job_id": last,
-            "dropped": stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs], "stopped": stopped,
-            "resumed_at": resume_at or None}
+    sent_before, dropped_before = earlier
+    return {"source": name, "frames": sent_before + stats.sent, "first_job_id": first, "last_job_id": last,
+            "dropped": dropped_before + stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs],
+            "stopped": stopped, "resumed_at": resume_at or None}
+
+
+def _end_early(job: Job, producer, source: str | None) -> None:
+    """A run stopped or failed ends its source as the normal end does: the held last dropped frame goes,
+    saying the frames dropped since the last one sent (else said nowhere: the run's summary counts drops
+    from the frames that say them). One try, no wait: a stopping expander does not wait for Redis, which
+    may be why the run failed; then the log says how many are unsaid (the job's meta counts them)."""
+    if source is None:
+        return
+    producer.stop.set()  # a Redis unreachable ends the call at once (RedisGone), no backoff
+    try:
+        producer.end_source(source)
+    except (RedisGone, ConfigError, redis.RedisError) as exc:
+        log.warning("rq job %s: %s: the last %s are not said in its run's summary (its held frame was not sent: "
+                    "%s); the job's meta counts them (dropped)", job.id, source_name(source),
+                    plural(producer.unsaid(source), "dropped frame"), exc)
 
 
 def _resume_points(meta: dict) -> tuple[int, int]:
@@ -355,29 +401,37 @@ def _resume_points(meta: dict) -> tuple[int, int]:
     run's frames go again under their ids (the track stage takes a second answer for one), and past
     which a live source numbers its new frames (the killed run's own ids are not reused for other
     pictures). ``meta`` is any Redis writer's: a count that is no count is BadInputError."""
-    def count(key: str) -> int | None:
-        value = meta.get(key)
-        if value is not None and (type(value) is not int or value < 0):
-            raise BadInputError("bad_field", f"the job's meta {key} must be a count of frames (an integer >= 0), "
-                                             f"got {str(value)[:60]!r}: fix or delete it, and requeue the job")
-        return value
-    exact, saved = count("resume_at"), count("sent")
+    exact, saved = _meta_count(meta, "resume_at"), _meta_count(meta, "sent")
     if exact is not None:
         return max(exact, saved or 0), max(exact, saved or 0)
     return saved or 0, 0 if saved is None else saved + SAVE_EVERY
 
 
-def _start_count(job: Job, n: int) -> int:
-    """A run's first save: killed before its next one, the job resumes past what it can have sent."""
+def _earlier_counts(meta: dict) -> tuple[int, int]:
+    """(frames sent, frames dropped) by the job's earlier runs, saved with their count (``frames``,
+    ``dropped``: the run that resumes there adds its own, each frame counted once); 0 for a job
+    whose runs saved none (of a release before)."""
+    return _meta_count(meta, "frames") or 0, _meta_count(meta, "dropped") or 0
+
+
+def _meta_count(meta: dict, key: str) -> int | None:
+    value = meta.get(key)
+    if value is not None and (type(value) is not int or value < 0):
+        raise BadInputError("bad_field", f"the job's meta {key} must be a count of frames (an integer >= 0), "
+                                         f"got {str(value)[:60]!r}: fix or delete it, and requeue the job")
+    return value
+
+
+def _save_count(job: Job, n: int, earlier: tuple[int, int], stats, exact: bool = False) -> int:
+    """Where the job resumes, and what its runs sent and dropped so far: ``sent``, the frames read
+    (sent or dropped: a killed run's job resumes there), with ``frames`` and ``dropped`` (the earlier
+    runs' and this one's); ``exact``: the count a run ends with (stopped or failed), ``resume_at`` too.
+    A run's first save (``exact`` False) drops the ``resume_at`` it resumed from: killed before its next
+    save, the job resumes past what it can have sent."""
     job.meta.pop("resume_at", None)
-    job.meta["sent"] = n
-    job.save_meta()
-    return n
-
-
-def _save_count(job: Job, n: int) -> int:
-    """The exact count a run ends with (stopped or failed): where the job resumes."""
-    job.meta.update(resume_at=n, sent=n)
+    if exact:
+        job.meta["resume_at"] = n
+    job.meta.update(sent=n, frames=earlier[0] + stats.sent, dropped=earlier[1] + stats.dropped)
     job.save_meta()
     return n
 

@@ -31,7 +31,7 @@ from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import deferred_stop
 from moodstream.shared.table import printable
 from moodstream.shared.transport import (BacklogGauge, as_str, check_connection, connect, group_backlog, group_info,
-                                         is_fatal, redact)
+                                         is_fatal, redact, reported_lag)
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,9 @@ def keda_lag(client: redis.Redis, keys: Keys) -> int | None:
     compares with ``lagCount``. Redis reports it as nil (None here) after XDEL or a
     MAXLEN trim past the group's position, and can report it wrong around such
     deletions; ``backlog`` in :func:`snapshot` is our corrected figure
-    (:func:`shared.transport.group_backlog`). None also when there is no group yet."""
-    g = group_info(client, keys.frames, keys.group)
-    lag = None if g is None else g.get("lag")
-    return None if lag is None else int(lag)
+    (:func:`shared.transport.group_backlog`). None also when there is no group yet. A caller that
+    measures the backlog has it in that reply (``Backlog.reported_lag``: :func:`snapshot`)."""
+    return reported_lag(group_info(client, keys.frames, keys.group))
 
 
 def count_since(client: redis.Redis, stream: str, since_ms: int, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
@@ -253,7 +252,7 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0, gauge: Bac
         "intake": backlog.intake,  # frames producers pushed to <prefix>:intake that no worker has moved yet
         "backlog": {"intake": backlog.intake, "lag": backlog.lag, "pending": backlog.pending, "total": backlog.total,
                     "exact": backlog.exact},
-        "lag": keda_lag(client, keys),
+        "lag": backlog.reported_lag,  # keda_lag's, from the backlog's XINFO GROUPS
         "results": {"length": int(client.xlen(keys.results)), "last_minute": last, "window_s": window_s,
                     "truncated": truncated, "recent": recent, "recent_window_s": now_s,
                     "recent_truncated": recent_truncated},

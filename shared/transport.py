@@ -215,6 +215,14 @@ def find_group(groups: list[dict], group: str) -> dict | None:
     return next((g for g in groups if as_str(g.get("name")) == group), None)
 
 
+def reported_lag(group: dict | None) -> int | None:
+    """A group's ``lag`` as XINFO GROUPS reports it (``group``: its entry, :func:`find_group`): None
+    where there is no group, or Redis says nil (6.2 has none; 7.0 after an XDEL or a trim past the
+    group's position)."""
+    lag = None if group is None else group.get("lag")
+    return None if lag is None else int(lag)
+
+
 def group_info(client: redis.Redis, stream: str, group: str) -> dict | None:
     """XINFO GROUPS of ``stream``, for ``group`` only: its ``lag``, ``pending``,
     ``last-delivered-id``...; None when the stream or the group does not exist."""
@@ -241,6 +249,9 @@ class Backlog:
     first_id: str | None = None
     last_id: str | None = None
     intake: int = 0  # messages producers pushed that no mover has moved to the stream yet (LLEN)
+    # the group's lag as XINFO GROUPS says it, what KEDA's redis-streams trigger compares with lagCount
+    # (:func:`reported_lag`): None where Redis says nil, or there is no group; ``lag`` above is ours
+    reported_lag: int | None = None
 
     @property
     def total(self) -> int:
@@ -394,7 +405,8 @@ def _full_read(client: redis.Redis, keys: Keys, count_limit: int,
         if count is not None:
             count.position = parse_id(delivered)
             count.looked_to = count.ids[-1] if count.ids else count.position
-    backlog = Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake)
+    backlog = Backlog(lag, pending, exact, length, acked_below(delivered, oldest), first, last, intake,
+                      reported_lag(g))
     return backlog, _lag_exact(info, g, length)
 
 
@@ -499,7 +511,8 @@ class BacklogGauge:
         lag = 0 if length == 0 else g.get("lag")
         if lag is None or int(lag) > length or (length and self._exact is not True):
             return None
-        return Backlog(int(lag), pending, True, length, acked_below(delivered, oldest), intake=intake)
+        return Backlog(int(lag), pending, True, length, acked_below(delivered, oldest), intake=intake,
+                       reported_lag=reported_lag(g))
 
     def _light_count(self, count_limit: int) -> Backlog | None:
         """The backlog without XINFO STREAM where it is counted: the ids kept after the group's
@@ -530,7 +543,7 @@ class BacklogGauge:
         if want > 0:  # with nothing new, looked to the end: the next count starts after `start`
             count.looked_to = new[-1] if new else start
         return Backlog(min(n, count_limit + 1), pending, n <= count_limit, length, acked_below(delivered, oldest),
-                       intake=intake)
+                       intake=intake, reported_lag=reported_lag(g))
 
 
 @dataclass

@@ -183,3 +183,86 @@ def test_a_job_whose_saved_count_is_no_count_fails_in_one_line(redis_url, client
     for j in jobs:
         assert job(client, j.id).get_status() == JobStatus.FAILED
     assert err.count("meta sent must be a count of frames") >= 4, err[-1500:]
+
+
+DROPPING = {"MOODSTREAM_BACKPRESSURE": "drop", "MOODSTREAM_LAG_LIMIT": "5"}  # no worker: all but a few dropped
+
+
+def _said(jobs) -> int:
+    """The drops the frame jobs say (``dropped_before``): what the track stage counts in the run's summary."""
+    return sum(j.dropped_before for j in jobs)
+
+
+def test_a_job_stopped_while_dropping_says_its_tail_drops_and_the_resumed_run_counts_them_once(redis_url, client):
+    """Under --backpressure drop, a job's frames dropped after the last one it sent are said by its last
+    dropped frame, held and sent at the source's end. A job stopped (SIGTERM) skipped that end: the
+    frames it dropped at its tail were said nowhere (not by a frame job, so not in the run's summary;
+    not in the job's meta; not by the run that resumed it: 6 sent, 0 said, resume_at 54). Now the stop
+    sends the held frame as the end does, the job's meta counts the drops, and the resumed run's summary
+    counts the job's drops once, its own tail said by its own end."""
+    from tests.support.expanderkit import Site, mjpeg
+
+    from moodstream.shared.transport import ensure_group
+
+    keys = Keys("t")
+    ensure_group(client, keys)  # a fleet that exists and reads nothing meanwhile
+    site = Site({"/live.mjpg": mjpeg(None, gap_s=0.01)})
+    try:
+        j = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{site.port}/live.mjpg", max_frames=200)
+        proc = expander(redis_url, "--allow-url-host", "127.0.0.1", **DROPPING)
+        try:
+            wait_until(lambda: job(client, j.id).meta.get("sent", 0) >= 50, 60, "50 frames read, most dropped")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc)
+            _, err = proc.communicate(timeout=30)
+        stopped = job(client, j.id)
+        first = [decode_frame(m) for m in client.lrange(keys.intake, 0, -1)]
+        resume_at = stopped.meta["resume_at"]
+        measure("expander_stopped_while_dropping", sent=len(first), said=_said(first), resume_at=resume_at,
+                meta_dropped=stopped.meta.get("dropped"))
+        assert proc.returncode == 0 and stopped.get_status() == JobStatus.QUEUED, err[-1500:]
+        assert len(first) < 20 < resume_at  # it did drop most of what it read
+        assert len(first) + _said(first) == resume_at, "frames the stopped run read are neither sent nor said dropped"
+        assert stopped.meta.get("dropped") == _said(first) == resume_at - len(first)
+
+        client.delete(keys.intake)  # workers took those
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=90, **DROPPING)
+    finally:
+        site.close()
+    assert rc == 0, err[-1500:]
+    second = [decode_frame(m) for m in client.lrange(keys.intake, 0, -1)]
+    done = job(client, j.id)
+    summary = done.return_value()
+    measure("expander_resumed_after_dropping", sent=len(second), said=_said(second), summary=summary)
+    assert done.get_status() == JobStatus.FINISHED and summary["resumed_at"] == resume_at
+    assert len(second) + _said(second) == 200 - resume_at  # its own drops said by its own frames, once
+    # the job's summary: every frame of the 200 sent or dropped, over both runs, each counted once
+    assert (summary["frames"], summary["dropped"]) == (len(first) + len(second), _said(first) + _said(second))
+
+
+def test_a_job_that_failed_while_dropping_says_its_tail_drops(redis_url, client):
+    """A live URL job that fails (its stream gone for good after 60 frames) while dropping: its end was
+    skipped as a stopped job's was, and the 54 frames it dropped after its 6th were said nowhere."""
+    from tests.support.expanderkit import Site, mjpeg
+
+    from moodstream.shared.transport import ensure_group
+
+    keys = Keys("t")
+    ensure_group(client, keys)
+    site = Site({"/live.mjpg": mjpeg(60, gap_s=0.002)})
+    try:
+        j = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{site.port}/live.mjpg")
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60,
+                            MOODSTREAM_LIVE_MAX_RECONNECTS="0", **DROPPING)
+    finally:
+        site.close()
+    failed = job(client, j.id)
+    jobs = [decode_frame(m) for m in client.lrange(keys.intake, 0, -1)]
+    measure("expander_failed_while_dropping", sent=len(jobs), said=_said(jobs), meta=failed.meta)
+    assert rc == 1 and failed.get_status() == JobStatus.FAILED, err[-1500:]
+    assert len(jobs) < 20 and failed.meta.get("resume_at") == 60
+    assert len(jobs) + _said(jobs) == 60 and jobs[-1].frame == 59  # its last frame says the drops before it
+    assert failed.meta.get("dropped") == _said(jobs)

@@ -96,3 +96,32 @@ def test_a_file_named_twice_is_two_runs_each_saying_its_own_drops(redis_url, cli
     assert sum(j.dropped_before for j in first) == 12 - len(first)
     assert sum(j.dropped_before for j in second) == 12 - len(second)
     assert producer.stats.dropped == 24 - len(jobs)
+
+
+def test_an_expander_run_ending_early_with_redis_gone_tries_its_held_frame_once(redis_url, client, keys, caplog):
+    """A stopped or failed expander run sends its source's held frame, as the normal end does. Redis may
+    be why it failed: one try, no backoff (without it, the producer waits out `retry_for_s`, a minute,
+    in a shutdown), the unsaid drops named in the log and still counted (the job's meta saves them)."""
+    import logging
+    from types import SimpleNamespace
+
+    from moodstream.producer.rq_jobs import _end_early
+    from moodstream.shared.transport import connect
+
+    settings = settings_for(redis_url, lag_limit=5, backpressure="drop")
+    ensure_group(client, keys)
+    producer = Producer(settings, notice=lambda m: None, reached=True)
+    for i in range(30):
+        producer.submit_image(tiny_jpeg(i), source="cam", frame=i)
+    dropped = producer.stats.dropped
+    assert dropped > 20 and producer.unsaid("cam") == dropped
+    producer.client = connect("redis://127.0.0.1:1/0")  # nothing listens there: Redis gone
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="moodstream.producer.rq_jobs"):
+        _end_early(SimpleNamespace(id="j1"), producer, "cam")
+    assert time.monotonic() - t0 < 10
+    assert producer.stats.dropped == dropped and producer.unsaid("cam") == dropped  # still held, still counted
+    said = [r.getMessage() for r in caplog.records if r.name == "moodstream.producer.rq_jobs"]
+    assert any(f"the last {dropped} dropped frames are not said" in m for m in said), said
+    producer.client = client  # Redis back: the next try sends it, saying the others
+    assert producer.end_source("cam").frame == 29 and producer.unsaid("cam") == 0

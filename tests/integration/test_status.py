@@ -144,6 +144,34 @@ def test_keda_lag_is_none_without_a_group(redis_url, client, keys):
     assert snapshot(client, keys)["backlog"]["lag"] == 1  # no group yet: the stream length
 
 
+def test_a_snapshot_asks_xinfo_groups_once_and_says_keda_s_lag_from_that_reply(redis_url, client, keys):
+    """`status` sent XINFO GROUPS twice a snapshot (each `--watch` redraw, each dashboard refresh): once for
+    the backlog, again for the lag KEDA reads. The backlog's reply says it; the same lag as
+    :func:`keda_lag` asks for: none without a stream or group, Redis's figure, nil after an XDEL."""
+    from moodstream.shared.transport import BacklogGauge
+
+    gauge = BacklogGauge(client, keys)
+
+    def xinfo_groups() -> int:
+        return _calls(client)["xinfo|groups"]
+
+    states = []
+    for step in ("no stream", "no group", "lag", "xdel"):
+        if step == "no group":
+            ids = [client.xadd(keys.frames, {"x": i}) for i in range(3)]
+        elif step == "lag":
+            ensure_group(client, keys)
+        elif step == "xdel":
+            client.xdel(keys.frames, ids[1])  # an unread entry: Redis 7.0's lag is nil from here on
+        before = xinfo_groups()
+        snap = snapshot(client, keys)
+        assert xinfo_groups() - before == 1, step  # the backlog's round trip
+        states.append((step, snap["lag"], keda_lag(client, keys)))
+        states.append((step, snapshot(client, keys, gauge=gauge)["lag"], keda_lag(client, keys)))  # `--watch`'s
+    assert all(lag == keda for _, lag, keda in states), states
+    assert [lag for _, lag, _ in states[::2]][:3] == [None, None, 3], states
+
+
 def test_status_json_and_screen_name_the_live_worker(redis_url, client, keys, checkpoint):
     settings = settings_for(redis_url)
     Producer(settings).submit_image(tiny_jpeg(1), source="cli")

@@ -150,10 +150,6 @@ def test_a_video_s_last_frame_is_sent_to_say_the_drops_before_it(redis_url, clie
 def test_the_expander_sends_a_video_s_last_frame_to_say_the_drops_before_it(redis_url, client, keys):
     """The rq expander reads a whole video through the same producer: under --backpressure drop the
     video's last frame goes whatever the backlog, saying the frames dropped before it."""
-    import os
-    import subprocess
-    import sys
-
     from rq.job import Job
     from rq.serializers import JSONSerializer
     from tests.support.streamkit import queued_jobs
@@ -161,14 +157,45 @@ def test_the_expander_sends_a_video_s_last_frame_to_say_the_drops_before_it(redi
     from moodstream.producer.rq_jobs import enqueue_source
 
     job = enqueue_source(settings_for(redis_url), client, "hamilton_clip.mp4")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
-    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX=keys.prefix, MOODSTREAM_BACKPRESSURE="drop",
-               MOODSTREAM_LAG_LIMIT="5")
-    out = subprocess.run([sys.executable, "-m", "moodstream", "expander", "--burst", "--media-root",
-                          str(REPO / "samples")], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    _expand_dropping(redis_url, keys, REPO / "samples")
     jobs = queued_jobs(client, keys)
     done = Job.fetch(job.id, connection=client, serializer=JSONSerializer).return_value()
     assert (done["frames"], done["dropped"]) == (len(jobs), 60 - len(jobs)) and done["dropped"] > 40
     assert (jobs[-1].frame, jobs[-1].dropped_before) == (59, 59 - jobs[-2].frame - 1)
     assert done["last_job_id"] == jobs[-1].job_id
+
+
+def test_the_expander_ends_each_video_of_a_folder_saying_its_drops(redis_url, client, keys, tmp_path):
+    """A folder of two videos as one rq job: only the last video's held frame was sent at the job's end,
+    so the frames the first one dropped after its last frame sent were said nowhere (a.mp4: 6 sent, 0
+    said of 54 dropped). Each video's end sends its held frame, as `produce` does for each input."""
+    import shutil
+
+    from tests.support.streamkit import queued_jobs
+
+    from moodstream.producer.rq_jobs import enqueue_source
+
+    (tmp_path / "dir").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(REPO / "samples" / "hamilton_clip.mp4", tmp_path / "dir" / name)
+    enqueue_source(settings_for(redis_url), client, "dir")
+    _expand_dropping(redis_url, keys, tmp_path)
+    jobs = queued_jobs(client, keys)
+    for name in ("a.mp4", "b.mp4"):
+        mine = [j for j in jobs if j.source.endswith(name)]
+        said = sum(j.dropped_before for j in mine)
+        assert (len(mine) + said, mine[-1].frame) == (60, 59), (name, len(mine), said)
+
+
+def _expand_dropping(redis_url: str, keys, media_root: Path) -> None:
+    """`moodstream expander --burst` under --backpressure drop, lag_limit 5 (no worker: most frames dropped)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
+    env.update(MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX=keys.prefix, MOODSTREAM_BACKPRESSURE="drop",
+               MOODSTREAM_LAG_LIMIT="5")
+    out = subprocess.run([sys.executable, "-m", "moodstream", "expander", "--burst", "--media-root",
+                          str(media_root)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -188,7 +188,7 @@ def run_step(url: str, n_workers: int, threads: int, frames: list[bytes], rate: 
     settings = Settings.from_env(redis_url=url, prefix=prefix)
     keys = Keys.from_settings(settings)
     client = connect(url)
-    producer = Producer(settings)
+    producer = Producer(settings, reached=True)  # the bench's own server, started and asked (INFO) by scaling_cmd
     with ExitStack() as stack:
         with deferred_stop():  # a stop while they are spawned is taken once they are noted to stop
             procs = spawn_workers(url, prefix, n_workers, threads, batch_max, log_dir)
