@@ -289,7 +289,7 @@ def _dashboard(settings: Settings, wanted: bool | None, stay_open: bool, streams
     except ConfigError as exc:
         if wanted or stay_open:
             raise click.ClickException(f"up: no dashboard: {exc}") from None
-        click.echo(f"up: no dashboard ({exc})", err=True)
+        to_stderr(f"up: no dashboard ({exc})")
         return None
     click.echo(f"up: dashboard at {board.url}", err=True)
     return board
@@ -418,7 +418,7 @@ class _Rows:
 
     def _raw(self, why: str) -> None:
         self.raw = True
-        click.echo(f"up: {why}; the results it did not publish are printed untracked", err=True)
+        to_stderr(f"up: {why}; the results it did not publish are printed untracked")  # why: an exception's words
         for r in self.waiting.values():
             self._print(r)
         self.waiting.clear()

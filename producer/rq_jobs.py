@@ -27,13 +27,15 @@ read once; a live one ends with an error after ``live_max_reconnects`` failures.
 
 Shutdown: the first SIGTERM/SIGINT stops the running job within about a
 second (:class:`ExpanderWorker`): it goes back to the front of its queue with
-``meta["resume_at"]``, the number of frames already sent, and the next
-expander sends the rest (files and finite URLs skip what was sent; frame job
-ids stay ``<rq job id>-<n>``). A second signal kills it at once (rq's cold
-shutdown); rq then fails the job as abandoned, as it does a job whose expander
-was killed; requeued (``rq requeue``), it resumes from the count it saves as it
-starts and every 50 frames (``meta["sent"]``): a file's or finite URL's frames after
-it sent again under their ids, a live source's new frames numbered past the 50
+``meta["resume_at"]``, the number of frames already read (sent, or dropped
+under ``backpressure="drop"``), and the next expander sends the rest (files
+and finite URLs skip what was read; frame job ids stay ``<rq job id>-<n>``).
+A second signal kills it at once (rq's cold shutdown); rq then fails the job
+as abandoned, as it does a job whose expander was killed; requeued (``rq
+requeue``), it resumes from the count it saves as it starts and every 50
+frames (``meta["sent"]``: despite its name, the frames read, sent or dropped;
+the key is kept, jobs already queued hold it): a file's or finite URL's
+frames after it sent again under their ids, a live source's new frames numbered past the 50
 (never under an id the killed run can have used). A job that failed (a stream
 gone for good, a refused redirect) saves the count it failed at, to resume there
 once requeued. A saved count that is no count (meta is any Redis writer's) fails
@@ -88,7 +90,7 @@ log = logging.getLogger(__name__)
 _FORWARDED = ("prefix", "stream_maxlen", "stream_max_mb", "lag_limit", "backpressure")
 EXPAND = "moodstream.producer.rq_jobs.expand_source"  # the one callable an expander runs
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
-SAVE_EVERY = 50  # frames between two saves of a job's count (meta["sent"]), where a killed job resumes
+SAVE_EVERY = 50  # frames read between two saves of a job's count (meta["sent"]), where a killed job resumes
 STOP_SIGNAL = signal.SIGUSR1  # the expander tells its work horse to stop (rq's own horse signals: SIGALRM, SIGRTMIN)
 
 # the expander's own settings, set by run_expander before it forks job processes
@@ -352,7 +354,10 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     except Stopping:  # (before its first frame, what earlier runs saved stays as it is)
         _end_early(job, producer, source)
         n = _save_count(job, max(n, start), earlier, producer.stats, exact=True) if start is not None else resume_at
-        raise Stopping(f"expander stopping: {n} frames of {name} sent, requeued to resume") from None
+        # n: the frames read (where it resumes); of them sent and dropped, by this run and the earlier ones
+        sent, dropped = earlier[0] + producer.stats.sent, earlier[1] + producer.stats.dropped
+        raise Stopping(f"expander stopping: {n} frames of {name} read ({sent} sent, {dropped} dropped), "
+                       "requeued to resume") from None
     except Exception:  # a failed job keeps its count too: requeued (`rq requeue`), it resumes there
         signal.signal(STOP_SIGNAL, signal.SIG_IGN)  # a stop now would cut the ending short: the job fails as it is
         _end_early(job, producer, source)
@@ -360,7 +365,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
             if start is not None:
                 _save_count(job, max(n, start), earlier, producer.stats, exact=True)
         except redis.RedisError as exc:  # (Redis gone: the count of the last save stays)
-            log.warning("rq job %s: cannot save its count (%d frames sent): %s", job.id, n, exc)
+            log.warning("rq job %s: cannot save its count (%d frames read): %s", job.id, n, exc)
         raise
     finally:
         signal.signal(STOP_SIGNAL, signal.SIG_IGN)
@@ -424,8 +429,9 @@ def _meta_count(meta: dict, key: str) -> int | None:
 
 def _save_count(job: Job, n: int, earlier: tuple[int, int], stats, exact: bool = False) -> int:
     """Where the job resumes, and what its runs sent and dropped so far: ``sent``, the frames read
-    (sent or dropped: a killed run's job resumes there), with ``frames`` and ``dropped`` (the earlier
-    runs' and this one's); ``exact``: the count a run ends with (stopped or failed), ``resume_at`` too.
+    (sent or dropped, despite the key's name, kept for the jobs already queued: a killed run's job
+    resumes there), with ``frames`` and ``dropped``, of them those sent and those dropped (the
+    earlier runs' and this one's); ``exact``: the count a run ends with (stopped or failed), ``resume_at`` too.
     A run's first save (``exact`` False) drops the ``resume_at`` it resumed from: killed before its next
     save, the job resumes past what it can have sent."""
     job.meta.pop("resume_at", None)

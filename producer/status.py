@@ -267,7 +267,9 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0, gauge: Bac
 def render(snap: dict) -> str:
     """The snapshot as a readable screen."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap["time_ms"] / 1000))
-    lines = [f"moodstream status  {when}  prefix {snap['prefix']}  redis {snap['redis']['version'] or '?'}", ""]
+    # the prefix is checked (Keys); the version is the server's own words
+    lines = [f"moodstream status  {when}  prefix {snap['prefix']}  redis {printable(snap['redis']['version'] or '?')}",
+             ""]
     workers = snap["workers"]
     lines.append(f"workers: {len(workers)} live" + ("" if workers else " (no heartbeat: nothing consumes "
                                                                        f"{snap['stream']})"))

@@ -199,7 +199,8 @@ def test_a_job_stopped_while_dropping_says_its_tail_drops_and_the_resumed_run_co
     frames it dropped at its tail were said nowhere (not by a frame job, so not in the run's summary;
     not in the job's meta; not by the run that resumed it: 6 sent, 0 said, resume_at 54). Now the stop
     sends the held frame as the end does, the job's meta counts the drops, and the resumed run's summary
-    counts the job's drops once, its own tail said by its own end."""
+    counts the job's drops once, its own tail said by its own end. The stop's log line says the frames
+    read as read, of them those sent and those dropped (it said all 54 were sent)."""
     from tests.support.expanderkit import Site, mjpeg
 
     from moodstream.shared.transport import ensure_group
@@ -227,6 +228,9 @@ def test_a_job_stopped_while_dropping_says_its_tail_drops_and_the_resumed_run_co
         assert len(first) < 20 < resume_at  # it did drop most of what it read
         assert len(first) + _said(first) == resume_at, "frames the stopped run read are neither sent nor said dropped"
         assert stopped.meta.get("dropped") == _said(first) == resume_at - len(first)
+        # its stop line said "54 frames ... sent" of the 6 sent: it counts what was read, sent or dropped
+        assert (f"expander stopping: {resume_at} frames of http://127.0.0.1:{site.port}/live.mjpg read "
+                f"({len(first)} sent, {resume_at - len(first)} dropped), requeued to resume") in err, err[-1500:]
 
         client.delete(keys.intake)  # workers took those
         rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=90, **DROPPING)

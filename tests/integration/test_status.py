@@ -412,6 +412,15 @@ def test_bytes_that_are_not_utf8_and_terminal_escapes_in_redis_are_shown_safely(
     assert [w["worker"] for w in live_workers(client, keys)] == ["w\x1b[2J\x1b[31mRED"]  # the data itself kept
 
 
+def test_the_redis_version_a_server_reports_is_shown_escaped(redis_url, client, keys):
+    """The screen's first line shows INFO's redis_version, a server's words (a proxy, or a server that
+    is not Redis, says what it likes): it was the one field of the screen shown raw."""
+    snap = snapshot(client, keys)
+    snap["redis"]["version"] = "7.2\x1b[2J\x1b]0;PWNED\x07"
+    first = render(snap).splitlines()[0]
+    assert first.endswith("redis 7.2\\x1b[2J\\x1b]0;PWNED\\x07"), first
+
+
 def test_a_heartbeat_with_no_time_or_name_reads_as_unknown_not_decades_old(redis_url, client, keys):
     """A heartbeat with beat_at_ms=-5 showed as seen 1796464589 s ago; one with no fields at all as
     worker "-", though its key names the worker."""

@@ -40,6 +40,29 @@ def distinct_outputs(out: Path | None, md_path: Path | None) -> None:
                                  param_hint="'--markdown'")
 
 
+def table_text(lines: list[str]) -> str:
+    """A benchmark's readable table (its markdown), one item of ``lines`` a line: each escaped on its
+    own (:func:`~moodstream.shared.table.printable`), the newlines between them kept. A line names
+    what was typed or found (the command as run, a video's file name, a --note): a newline in one
+    forged a row and ESC [2J cleared the screen the table is printed on."""
+    from moodstream.shared.table import printable
+
+    return "\n".join(printable(line) for line in lines)
+
+
+def write_beside(out: Path, text: str, table: str) -> None:
+    """``text`` (the JSON report) as ``out``, ``table`` beside it (``.md``) and on stdout, and where
+    both went on stderr, in one line (the path as typed, escaped)."""
+    import click
+
+    from moodstream.options import to_stderr
+
+    write_output(out, text)
+    write_output(out.with_suffix(".md"), table)
+    click.echo(table)
+    to_stderr(f"wrote {out} and {out.with_suffix('.md')}")
+
+
 def emit_json(report: dict, out: Path | None) -> None:
     """A benchmark's JSON report on stdout (indented), and also in ``out`` where given."""
     import click

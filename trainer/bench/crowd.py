@@ -33,7 +33,7 @@ from moodstream.options import OutputFile
 from moodstream.shared.boxes import box_iou
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face
-from moodstream.trainer.bench import distinct_outputs, write_output
+from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 from moodstream.worker.tracking.assign import NO_MATCH
 from moodstream.worker.tracking.tracker import Matching, TrackerConfig, TrackState, _side
 
@@ -161,7 +161,7 @@ def crowd_markdown(report: dict) -> str:
         speed = "-" if r["speedup"] is None else f"{r['speedup']:g}x"
         same = "-" if r["same_answers"] is None else ("yes" if r["same_answers"] else "**no**")
         lines.append(f"| {r['faces']:,} | {r['ms_median']:.1f} / {r['ms_max']:.1f} | {before} | {speed} | {same} |")
-    return "\n".join(lines + [""])
+    return table_text(lines + [""])
 
 
 def _int_list(ctx, param, value: str) -> list[int]:

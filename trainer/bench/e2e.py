@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from moodstream.options import DEVICE, OutputFile
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import table_text, write_output
 from moodstream.shared.labels import LABELS, NUM_CLASSES
 from moodstream.shared.record import Face
 from moodstream.shared.settings import FACE_DETECTORS
@@ -191,7 +191,7 @@ def format_table(r: dict) -> str:
         if key in r:
             lines.append(f"{label:<28}{r[key]['accuracy']:>10.4f}{r[key]['macro_recall']:>14.4f}")
     lines.append(f"model {r['model_version']}; {r['ms_per_image']:.1f} ms per canvas")
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 @click.command("e2e")

@@ -28,7 +28,7 @@ import numpy as np
 
 import moodstream
 from moodstream.options import DEVICE, OutputFile
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import table_text, write_output
 from moodstream.producer.client import DEFAULT_ENCODING, PNG_ADAPTIVE, PNG_PARAMS, encode_pixels
 from moodstream.shared.settings import ENCODINGS
 from moodstream.shared.boxes import match_one_to_one
@@ -174,7 +174,7 @@ def markdown(report: dict) -> str:
                       f"{p['adaptive']['kib_per_frame']:.1f} -> {p['shipped']['kib_per_frame']:.1f} KiB "
                       f"({p['size_ratio']:.3f})", ""]
     lines += [f"- {n}" for n in report["notes"]]
-    return "\n".join(lines) + "\n"
+    return table_text(lines) + "\n"
 
 
 @click.command("encoding")

@@ -25,6 +25,7 @@ import numpy as np
 
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.record import Face
+from moodstream.trainer.bench import table_text
 
 log = logging.getLogger(__name__)
 
@@ -154,4 +155,4 @@ def people_markdown(part: dict) -> str:
                          f"| {t['seen_s']:.2f} | {t['median_score']:.3f} "
                          f"| {'yes' if like and t['seen_s'] >= m - 1e-9 else 'no'} "
                          f"| {'yes' if like and t['span_s'] >= m - 1e-9 else 'no'} |")
-    return "\n".join(lines) + "\n"
+    return table_text(lines) + "\n"

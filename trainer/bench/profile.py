@@ -43,7 +43,7 @@ import click
 import numpy as np
 
 from moodstream.options import OutputFile
-from moodstream.trainer.bench import distinct_outputs, write_output
+from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 from moodstream.shared.errors import ConfigError, DataError
 from moodstream.shared.media import iter_video
 from moodstream.shared.settings import Settings
@@ -251,7 +251,7 @@ def markdown(report: dict, command: str, notes: list[str]) -> str:
                     lines.append(f"| {name} | {b} | {net} | {part} | {p['calls_per_frame']} "
                                  f"| {p['items_per_frame']} | {p['ms_per_frame']:.2f} |")
     lines += [""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 @click.command("profile")

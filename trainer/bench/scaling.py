@@ -49,7 +49,7 @@ import redis
 import moodstream
 from moodstream.options import FiniteRange, OutputFile
 from moodstream.lazy import ErrorLines
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import table_text, write_beside
 from moodstream.producer.client import Producer
 from moodstream.worker.runtime import cpu_info
 from moodstream.producer.status import keda_lag, live_workers, server_time_ms
@@ -298,7 +298,7 @@ def markdown(report: dict) -> str:
     for s in report["steps"]:
         lines.append(f"- {s['workers']} worker(s): {_curve(s)}")
     lines += [""] + [f"- {n}" for n in report["notes"]] + [""]
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 def _lag(lag: int | None) -> str:
@@ -382,8 +382,4 @@ def scaling_cmd(counts, seconds, rate, video, batch_max, sample_s, drain_timeout
     }
     m = report["machine"]
     report["notes"] = NOTES + load_notes(cores, m["loadavg_before"], m["loadavg_after"])
-    md = markdown(report)
-    write_output(out, json.dumps(report, indent=1) + "\n")
-    write_output(out.with_suffix(".md"), md)
-    click.echo(md)
-    click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
+    write_beside(out, json.dumps(report, indent=1) + "\n", markdown(report))

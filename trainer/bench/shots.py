@@ -46,9 +46,9 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import OutputFile
+from moodstream.options import OutputFile, to_stderr
 from moodstream.shared.errors import DataError
-from moodstream.trainer.bench import distinct_outputs, write_output
+from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (640, 360)  # (W, H) of every edit
@@ -528,7 +528,7 @@ def shots_cmd(videos_dir, sample, work_dir, only, tracks, with_sweep, repeat, no
     with tempfile.TemporaryDirectory(prefix="moodstream-shots-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        click.echo(f"bench shots: writing the edits to {work}", err=True)
+        to_stderr(f"bench shots: writing the edits to {work}")
         cases = build(videos_dir, sample, work, only)
         rows = detection_rows(cases)
         report = {"benchmark": "shot cuts on edited videos", "command": "moodstream " + shlex.join(sys.argv[1:]),
@@ -541,14 +541,14 @@ def shots_cmd(videos_dir, sample, work_dir, only, tracks, with_sweep, repeat, no
         if tracks:
             for edit, path in cases:
                 if path.suffix in (".mp4", ".gif") and (edit.edited or edit.cuts):
-                    click.echo(f"bench shots: analyze {path.name}", err=True)
+                    to_stderr(f"bench shots: analyze {path.name}")
                     report["tracks"].append(run_tracks(edit, path, work, []))
             for edit, path in cases:
                 if edit.name in SAMPLED_EDITS and path.suffix == ".mp4":
                     for flags in SAMPLED:
                         report["tracks"].append(run_tracks(edit, path, work, flags))
                     report["tracks"].append(run_tracks(edit, path, work, [], via="stdin"))
-                    click.echo(f"bench shots: up {path.name}", err=True)
+                    to_stderr(f"bench shots: up {path.name}")
                     report["tracks"].append(run_tracks(edit, path, work, ["--every", "3"], via="up"))
         for name in ("street_1080p.mp4", "hamilton_360p.mp4") if repeat else ():
             report["cost"].append(iter_cost(videos_dir / name, repeat))
@@ -604,4 +604,4 @@ def markdown(report: dict) -> str:
             lines.append(f"| {c['video']} | {c['size']} | {c['frames']} | {c['ms_per_frame_with_shots']:.3f} "
                          f"| {c['ms_per_frame_without']:.3f} | {c['shot_counter_ms_per_frame']:.4f} |")
     lines += [""] + [f"- {n}" for n in report["notes"]] + [""]
-    return "\n".join(lines)
+    return table_text(lines)

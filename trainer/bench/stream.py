@@ -44,7 +44,7 @@ import click
 import numpy as np
 
 from moodstream.options import DEVICE, FiniteRange, OutputFile, to_stderr
-from moodstream.trainer.bench import write_output
+from moodstream.trainer.bench import table_text, write_beside
 from moodstream.shared.errors import MoodstreamError
 from moodstream.shared.devices import installed, resolve_device
 from moodstream.shared.settings import BACKENDS, DETECTORS, Settings
@@ -122,11 +122,7 @@ def stream_cmd(video, n_frames, latency_frames, warmup, redis_url, no_spawn, pre
         report["onnx_vs_torch_frames_per_s"] = round(runs["onnx"]["throughput"]["frames_per_s"]
                                                      / runs["torch"]["throughput"]["frames_per_s"], 2)
     report["command"] = "moodstream " + shlex.join(sys.argv[1:])
-    table = markdown(report)
-    write_output(out, json.dumps(report, indent=2) + "\n")
-    write_output(out.with_suffix(".md"), table)
-    click.echo(table)
-    click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
+    write_beside(out, json.dumps(report, indent=2) + "\n", markdown(report))
 
 
 def _measure(settings: Settings, frames: list[bytes], n_frames: int, latency_frames: int, warmup: int,
@@ -270,4 +266,4 @@ def markdown(rep: dict) -> str:
                   "after the previous result arrived (round trip = submit to result read).",
               "- e2e: enqueued_at_ms (the producer stamps it) to published_at_ms (the worker) of each result; "
               "one machine here, so one clock."]
-    return "\n".join(lines) + "\n"
+    return table_text(lines) + "\n"

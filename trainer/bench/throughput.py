@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from moodstream.options import DEVICE, OutputFile
-from moodstream.trainer.bench import distinct_outputs, write_output
+from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.settings import BACKENDS, Precision, Settings, choices
 from moodstream.shared.record import Face, FrameResult
@@ -262,7 +262,7 @@ def markdown(results: dict, command: str, notes: list[str]) -> str:
                   f"{r['baseline_box_match_rate_cpu_reference']:.2%}, of {r['cpu_reference_boxes']} boxes in "
                   f"{r['cpu_reference_frames']} frames" for name, r in cpu_ref.items()]
     lines += [""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 NOTES = [

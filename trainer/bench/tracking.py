@@ -49,13 +49,13 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import DEVICE, FiniteRange, OutputFile
+from moodstream.options import DEVICE, FiniteRange, OutputFile, to_stderr
 from moodstream.shared.boxes import match_one_to_one
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import iter_video
 from moodstream.shared.record import Face
-from moodstream.trainer.bench import distinct_outputs, write_output
+from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 from moodstream.trainer.bench.e2e import CanvasSpec, noise_background, paste
 from moodstream.trainer.cli import OldSpellings
 
@@ -230,7 +230,7 @@ def tracking_markdown(report: dict) -> str:
                      f"| {p['mota']:.3f} | {o['id_switches']} / {o['fragmentations']} / {o['mota']:.3f} "
                      f"| {c['ms_per_frame']:.0f} |")
     lines += [""] + [f"- {c['clip']}: {c['note']}" for c in report["clips"]] + [""]
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 def _fer_root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
@@ -325,7 +325,8 @@ def tracking_cmd(data_dir, seed, device, parts, seconds, wider_dir, videos_dir, 
         report["people"] = run_people(pipeline, Path(wider_dir), videos, settings.min_person_s)
         markdown.append(people_markdown(report["people"]))
     if "tracks" not in parts:
-        markdown.insert(0, f"# Per-person summaries: episode and people rules\n\nCommand: `{report['command']}`\n")
+        markdown.insert(0, table_text(["# Per-person summaries: episode and people rules", "",
+                                       f"Command: `{report['command']}`", ""]))
     _write(report, out, md_path, "\n".join(markdown))
 
 
@@ -407,7 +408,7 @@ def video_markdown(report: dict) -> str:
                          f"| {_share(fl['removed'], '.0%')} |")
     lines += [""] + [f"- {n}" for n in report["notes"]]
     lines += [f"- skipped {v['video']}: {v['error']}" for v in report.get("skipped", [])] + [""]
-    return "\n".join(lines)
+    return table_text(lines)
 
 
 def _share(value: float | None, spec: str) -> str:
@@ -456,7 +457,7 @@ def video_cmd(videos_dir, max_frames, detect_every, batch, device, threads, note
             report["videos"].append(run_video(p, pipeline, ns, max_frames, batch))
         except DataError as exc:
             report["skipped"].append({"video": p.name, "error": str(exc)})
-            click.echo(f"bench video: skipped {p.name}: {exc}", err=True)
+            to_stderr(f"bench video: skipped {p.name}: {exc}")
     if not report["videos"]:
         raise DataError(f"no video in {videos_dir} could be read ({len(paths)} skipped)")
     _write(report, out, md_path, video_markdown(report))
