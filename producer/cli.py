@@ -35,7 +35,8 @@ def _settings(**flags) -> Settings:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--every", "every_n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Videos, cameras and stream URLs: keep every Nth frame (--fps, where given, decides instead).")
-@click.option("--fps", type=FiniteRange(min=0, min_open=True), help="Videos: keep about F frames per second.")
+@click.option("--fps", type=FiniteRange(min=0, min_open=True),
+              help="Videos, cameras and stream URLs: keep about F frames per second (a live source: at most F).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Videos and cameras: at most this many frames each.")
 @setting_option("encoding", "--encode")  # --encode: the flag's first name
 @click.option("--rq", "use_rq", is_flag=True,

@@ -81,7 +81,7 @@ class Settings:
     heartbeat_ttl_s: int = _s(15, "A worker's heartbeat key expires this long after its last beat.")
     decode_threads: int = _s(4, "Threads decoding images while the previous batch infers.")
     threads: int = _s(0, "Inference threads per process (torch, ONNX Runtime, OpenVINO and numpy's BLAS); 0: "
-                         "auto (all cores for analyze, half the cores, at most 4, for a worker).")
+                         "auto (all cores for analyze and up, half the cores, at most 4, for a worker).")
     # --- observability -------------------------------------------------------
     metrics_port: int | None = _s(None, "Serve Prometheus /metrics, /healthz and /readyz on this port "
                                         "(0: a free one); unset: off.")

@@ -411,6 +411,22 @@ def test_a_folder_s_symlinked_subfolders_are_searched_once(tmp_path, bgr):
     assert found == ["a.jpg", "b.jpg"], found
 
 
+def test_a_folder_s_pnm_images_are_found_as_they_are_read_when_named(tmp_path, bgr):
+    """PNM is an accepted format (a .ppm named directly is analysed), but a folder's .ppm, .pgm, .pbm
+    and .pnm files were left out as 'not images or videos by their names': `analyze frames/` said
+    'no images or videos in frames' and exit 1. Found now, by analyze's and the expander's walks."""
+    from moodstream.producer.sources import media_files
+
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    files = {"a.ppm": encode(".ppm", bgr), "b.pgm": encode(".pgm", gray),
+             "c.pbm": encode(".pbm", gray), "d.pnm": encode(".ppm", bgr)}
+    for name, data in files.items():
+        assert decode_image(data, LIMIT).shape == (40, 64, 3), name  # each is read when named
+        (tmp_path / name).write_bytes(data)
+    assert sorted(Path(p).name for p in expand_paths([str(tmp_path)])) == sorted(files)
+    assert sorted(Path(p).name for p, _ in media_files(str(tmp_path), str(tmp_path))) == sorted(files)
+
+
 def test_a_folders_files_that_are_not_media_are_named_at_info(tmp_path, caplog):
     """A folder's notes.txt was left out without a word, even with -v (INFO)."""
     import logging
