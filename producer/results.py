@@ -194,7 +194,7 @@ def _job_ids(job_ids: object) -> Container[str] | None:
         for job_id in job_ids:
             if not isinstance(job_id, str):
                 hint = ": for a JobRef, ref.job_id" if hasattr(job_id, "job_id") else ""
-                raise TypeError(f"job_ids must hold job id strings, got a {type(job_id).__name__}{hint}")
+                raise TypeError(f"job_ids must hold job id strings, got {type(job_id).__name__}{hint}")
         if isinstance(job_ids, (list, tuple)):
             return frozenset(job_ids)
     return job_ids

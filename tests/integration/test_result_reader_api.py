@@ -48,6 +48,7 @@ def reader(redis_url, client, keys):
     ({"job_ids": (j for j in ["job-1"])}, TypeError, "a generator"),
     # JobRefs never equal a result's job id: a count=1 read waited its whole timeout and gave nothing
     ({"job_ids": [JobRef("job-1", "s", 1, None)]}, TypeError, r"ref\.job_id"),
+    ({"job_ids": [7]}, TypeError, "must hold job id strings, got int$"),  # said 'got a int'
     ({"source": 5}, TypeError, "source must be a string"),
 ])
 def test_what_read_cannot_use_is_refused_at_the_call(reader, kwargs, error, match):

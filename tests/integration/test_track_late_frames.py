@@ -204,3 +204,19 @@ def test_status_shows_a_stats_hash_written_by_anyone(redis_url, client, keys, si
     assert line.startswith("track stage: 3 late results published untracked (over") and "since" not in line, line
     assert "3 of them after their run's summary was out" in line, line
     assert json.loads(as_json.output)["track"] == {"late": 3, "late_after_run_ended": 3, "since_ms": None}
+
+
+def test_a_run_s_end_is_logged_in_counts_said_right(redis_url, client, keys, caplog):
+    """The stage's line for an ended run said '1 tracks, 1 people' (a log line a user reads)."""
+    import re
+
+    stage = stage_for(redis_url)
+    with caplog.at_level(logging.INFO, logger="moodstream.worker.tracking.stage"):
+        late_run(stage, client, keys, "cam", 100.0)
+        stage.flush()
+    ended = [r.getMessage() for r in caplog.records if "of source cam ended" in r.getMessage()]
+    assert len(ended) == 1, [r.getMessage() for r in caplog.records]
+    counts = re.search(r"\): (\d+) (tracks?), (\d+) (person|people);", ended[0])
+    assert counts, ended[0]
+    tracks, people = int(counts[1]), int(counts[3])
+    assert counts[2] == ("track" if tracks == 1 else "tracks") and counts[4] == ("person" if people == 1 else "people")

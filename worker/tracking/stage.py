@@ -117,7 +117,7 @@ from moodstream.shared.record import FrameResult
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import handling
-from moodstream.shared.table import printable
+from moodstream.shared.table import plural, printable
 from moodstream.shared.transport import as_str, check_connection, check_streams, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.tracking.pictures import FramePictures
@@ -376,9 +376,9 @@ class TrackStage:
         if message is not None and self.keep_summaries:
             self._keep_ended(run)
         if message is not None:
-            log.info("%s: run %d of source %s ended (%s): %d tracks, %d people; summary to %s", self.actor,
-                     run.number, printable(run.source), why, len(message["tracks"]),
-                     sum(t["person"] for t in message["tracks"]), self.summaries_key)
+            log.info("%s: run %d of source %s ended (%s): %s, %s; summary to %s", self.actor,
+                     run.number, printable(run.source), why, plural(len(message["tracks"]), "track"),
+                     plural(sum(t["person"] for t in message["tracks"]), "person", "people"), self.summaries_key)
         return out
 
     def _keep_ended(self, run: SourceRun) -> None:
