@@ -692,6 +692,10 @@ def open_capture(spec: str) -> cv2.VideoCapture:
                                              "before it is finished (a crash, a full disk, a card pulled out); no "
                                              "frame can be read without it (a repair tool such as untrunc rebuilds "
                                              "it from a whole recording of the same camera)")
+        if is_camera_index(spec):  # a camera, not a file: say so, and where Linux has no node for it, that
+            node = Path(f"/dev/video{int(spec)}")
+            missing = f" (no {node} on this machine)" if Path("/dev").is_dir() and not node.exists() else ""
+            raise BadInputError(reason, f"cannot open camera {int(spec)}{missing}")
         raise BadInputError(reason, f"cannot open video {source_name(spec)}")
     return cap
 

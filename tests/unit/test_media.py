@@ -464,3 +464,14 @@ def test_a_video_cut_after_its_first_frame_is_said_in_the_singular():
     said = cut_short(1, 0.0, 300, 30.0)
     assert said is not None and said.startswith("the video ended after 1 frame (0.0 s) of the 10.0 s"), said
     assert cut_short(2, 0.03, 300, 30.0).startswith("the video ended after 2 frames ")
+
+
+def test_a_camera_that_cannot_be_opened_is_named_a_camera():
+    """`analyze 0` on a machine without a camera said 'cannot open video 0': now the camera, and
+    where Linux has no device node for it, that."""
+    from moodstream.shared.media import open_capture
+
+    index = next(i for i in range(57, 99) if not Path(f"/dev/video{i}").exists())
+    with pytest.raises(BadInputError) as caught:
+        open_capture(str(index))
+    assert str(caught.value) == f"unreadable: cannot open camera {index} (no /dev/video{index} on this machine)"
