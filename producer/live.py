@@ -60,10 +60,11 @@ import cv2
 from moodstream.shared.capture import (HOLD_S, FrameReader, Reader, Reads, open_on, until, why_no_frames,
                                        why_unopened)
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, cut_short, decode_stored, is_camera_index,
-                                     is_finite_stream, source_name, to_rgb8)
+from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, camera_missing, cut_short, decode_stored,
+                                     is_camera_index, is_finite_stream, source_name, to_rgb8)
 from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
 from moodstream.shared.shots import ShotCounter
+from moodstream.shared.table import plural
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class LiveSource:
                         because = f" ({why})" if why else ""
                         log.error("live: giving up on %s: %d attempts failed in a row%s", name, failed, because)
                         yield FrameItem(name, self.read, error=BadInputError(
-                            "unreadable", f"gave up after {failed} failed attempts in a row{because}"))
+                            "unreadable", f"gave up after {plural(failed, 'failed attempt')} in a row{because}"))
                         return
                     delay = self.backoff_s(failed) * self.rng.uniform(0.5, 1.0)
                     log.debug("live: %s: attempt %d failed; next in %.2f s", name, failed, delay)
@@ -187,8 +188,8 @@ class LiveSource:
                     failed += 1
                     if why is None:  # the first failed open of an outage: asked why (on the reader's thread)
                         took_s = time.monotonic() - began
-                        asking = reader.submit(lambda: why_unopened(self.spec, name, cfg.open_timeout_ms / 1000,
-                                                                    took_s))
+                        asking = reader.submit(lambda: camera_missing(self.spec) if is_camera_index(self.spec)
+                                               else why_unopened(self.spec, name, cfg.open_timeout_ms / 1000, took_s))
                         why = asking.result() if until(asking, self.stopping) else ""
                         if down_since is not None and why:
                             log.info("live: cannot reopen %s (%s)", name, why)

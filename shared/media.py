@@ -361,6 +361,13 @@ def is_camera_index(spec: str) -> bool:
     return spec.isascii() and spec.isdigit() and not os.path.exists(spec)
 
 
+def camera_missing(spec: str) -> str:
+    """For a camera index whose device node Linux does not have (``/dev/video0``), "no /dev/video0 on this
+    machine"; else "" (it exists, or this is no Linux: nothing can be told)."""
+    node = Path(f"/dev/video{int(spec)}")
+    return f"no {node} on this machine" if Path("/dev").is_dir() and not node.exists() else ""
+
+
 def is_stream_spec(spec: str) -> bool:
     """A camera index (``0``, :func:`is_camera_index`) or a stream URL (rtsp://, http(s)://...)."""
     return is_camera_index(spec) or "://" in spec
@@ -693,9 +700,8 @@ def open_capture(spec: str) -> cv2.VideoCapture:
                                              "frame can be read without it (a repair tool such as untrunc rebuilds "
                                              "it from a whole recording of the same camera)")
         if is_camera_index(spec):  # a camera, not a file: say so, and where Linux has no node for it, that
-            node = Path(f"/dev/video{int(spec)}")
-            missing = f" (no {node} on this machine)" if Path("/dev").is_dir() and not node.exists() else ""
-            raise BadInputError(reason, f"cannot open camera {int(spec)}{missing}")
+            missing = camera_missing(spec)
+            raise BadInputError(reason, f"cannot open camera {int(spec)}" + (f" ({missing})" if missing else ""))
         raise BadInputError(reason, f"cannot open video {source_name(spec)}")
     return cap
 

@@ -456,3 +456,15 @@ def test_a_video_file_over_http_keeps_its_own_time(max_fps):
     assert [f.frame for f in items] == [f.frame for f in local]
     assert [f.timestamp_s for f in items] == pytest.approx([f.timestamp_s for f in local], abs=1e-3)
     assert len(local) == (12 if max_fps is None else 4) and items[-1].timestamp_s > 0.3
+
+
+def test_a_camera_that_cannot_be_opened_says_why_where_it_can():
+    """`produce 0` on a machine without a camera retried for 1 min 45 s saying only 'cannot open 0';
+    the outage's line (and the last error) now say there is no such device, as `analyze 0` does."""
+    from pathlib import Path
+
+    index = next(i for i in range(57, 99) if not Path(f"/dev/video{i}").exists())
+    source = LiveSource(str(index), LiveConfig(max_reconnects=0), sleep=lambda s: None)
+    items = list(source.frames())
+    assert len(items) == 1 and str(items[0].error) == \
+        f"unreadable: gave up after 1 failed attempt in a row (no /dev/video{index} on this machine)", items
