@@ -50,7 +50,7 @@ import redis
 
 from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames
+from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames, url_image_items
 from moodstream.shared.pixels import check_rgb
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import ENCODINGS, Settings
@@ -429,10 +429,14 @@ class Producer:
         for spec in paths:
             if self.stop.is_set():  # stopped (produce's first Ctrl-C): what was read is sent, nothing more read
                 return
-            if not is_stream_spec(spec):
-                for item in iter_frames([spec], every_n=every_n, fps=fps, max_frames=max_frames,
-                                        max_pixels=self.settings.max_pixels,
-                                        max_image_bytes=self.settings.max_message_bytes):
+            # a photo by URL goes as a photo (page 1, no time), not as a live source's frame
+            still = url_image_items(spec, self.settings.max_message_bytes, self.settings.max_pixels,
+                                    stopping=self.stop.is_set)
+            if still is not None or not is_stream_spec(spec):
+                items = still if still is not None else iter_frames(
+                    [spec], every_n=every_n, fps=fps, max_frames=max_frames, max_pixels=self.settings.max_pixels,
+                    max_image_bytes=self.settings.max_message_bytes)
+                for item in items:
                     yield item, False
                     if self.stop.is_set():
                         return

@@ -78,7 +78,7 @@ from moodstream.producer.client import ENCODINGS
 from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import is_camera_index, is_stream_spec, source_name
+from moodstream.shared.media import is_camera_index, is_stream_spec, source_name, url_image_items
 from moodstream.shared.retry import RedisGone
 from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.table import plural
@@ -468,7 +468,9 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
         yield source.frames(), source, None
         return
     with UrlGuard(allowed_hosts(cfg), count, on_stop=source.stop) as guard:
-        yield source.frames(), source, guard
+        # a photo goes as a photo (page 1, no time), as one under media_root does; asked through the guard
+        still = url_image_items(spec, cfg.max_message_bytes, cfg.max_pixels, proxy=guard.proxy_url)
+        yield (source.frames(), source, guard) if still is None else (still, None, guard)
 
 
 def _check_args(every_n, fps, max_frames, encoding) -> None:

@@ -200,12 +200,18 @@ def open_on(reader: Reader, opener: Callable[[], cv2.VideoCapture | None],
     return opening.result() if opened else None
 
 
-def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, read_bytes: int = 0):
+def http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, read_bytes: int = 0, *,
+             body: Callable[[object], object] | None = None, total_s: float | None = None,
+             proxy: str | None = None):
     """One GET of an http(s) URL, redirects not followed, the URL's user and password sent only where
-    the server asks for basic auth (as FFmpeg): (answer, the first ``read_bytes`` of its body); None for
-    a URL that is no http(s) one. Raises what the connection raises (OSError, http.client.HTTPException,
-    ValueError for a port that is no number), TimeoutError where the exchange took over ``2 * wait_s``
-    in all (each read has ``wait_s``; a server may send a byte a read)."""
+    the server asks for basic auth (as FFmpeg): (answer, the first ``read_bytes`` of its body, or what
+    ``body(answer)`` returns, read while the connection is open; for a 2xx answer only, else b"");
+    None for a URL that is no http(s) one. ``proxy``: an http proxy's URL (the expander's
+    :class:`producer.url_guard.UrlGuard`), asked for the URL (an https one through CONNECT), so that
+    its checks and byte count hold for this request as for FFmpeg's. Raises what the connection
+    raises (OSError, http.client.HTTPException, ValueError for a port that is no number), and what
+    ``body`` raises; TimeoutError where the exchange took over ``total_s`` in all (default
+    ``2 * wait_s``; each read has ``wait_s``: a server may send a byte a read)."""
     import base64
     import http.client
     from urllib.parse import unquote, urlsplit
@@ -213,29 +219,42 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
     parts = urlsplit(spec)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
+    https = parts.scheme.lower() == "https"
+    kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    via = urlsplit(proxy) if proxy is not None else None
+    if via is not None and not https:  # a proxy is asked for the whole URL (without its user and password)
+        path = f"http://{parts.netloc.rpartition('@')[2]}{path}"
     headers = {"User-Agent": "moodstream", **(headers or {})}
+    total_s = 2 * wait_s if total_s is None else total_s
     for _ in range(2):
-        conn = kind(parts.hostname, parts.port, timeout=wait_s)
-        # the whole exchange within 2 x wait_s: the socket's timeout bounds each read only, and a
+        if via is None:
+            conn = kind(parts.hostname, parts.port, timeout=wait_s)
+        else:
+            conn = kind(via.hostname, via.port, timeout=wait_s)
+            if https:
+                conn.set_tunnel(parts.hostname, parts.port)
+        # the whole exchange within total_s: the socket's timeout bounds each read only, and a
         # server sending its headers a byte at a time held http.client's header reads for hours
-        cut = threading.Timer(2 * wait_s, _hang_up, (conn,))
+        cut = threading.Timer(total_s, _hang_up, (conn,))
         cut.daemon = True
         cut.start()
         try:
             conn.request("GET", path, headers=headers)
             answer = conn.getresponse()
-            data = _read_for(answer, read_bytes, wait_s) if read_bytes and answer.status < 300 else b""
+            data = b""
+            if answer.status < 300:
+                data = body(answer) if body is not None else _read_for(answer, read_bytes, wait_s) if read_bytes \
+                    else b""
         except (OSError, http.client.HTTPException):
             if getattr(conn, "hung_up", False):  # what the cut made of it (the peer closed, no status line)
-                raise TimeoutError(f"no whole answer within {2 * wait_s:g} s") from None
+                raise TimeoutError(f"no whole answer within {total_s:g} s") from None
             raise
         finally:
             cut.cancel()
             conn.close()
         if getattr(conn, "hung_up", False):  # headers cut short read as ended: not an answer
-            raise TimeoutError(f"no whole answer within {2 * wait_s:g} s")
+            raise TimeoutError(f"no whole answer within {total_s:g} s")
         challenge = (answer.getheader("WWW-Authenticate") or "").lower()
         if answer.status != 401 or parts.username is None or "Authorization" in headers \
                 or not challenge.startswith("basic"):
@@ -246,7 +265,7 @@ def _http_get(spec: str, wait_s: float, headers: dict[str, str] | None = None, r
 
 
 def _hang_up(conn) -> None:
-    """Cut ``conn`` short (:func:`_http_get`'s time bound): its blocked read returns at once."""
+    """Cut ``conn`` short (:func:`http_get`'s time bound): its blocked read returns at once."""
     conn.hung_up = True
     sock = conn.sock
     if sock is not None:
@@ -271,7 +290,7 @@ def _read_for(answer, limit: int, wait_s: float) -> bytes:
 def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> str:
     """Why FFmpeg could not open ``spec``, in a few words, or "" where nothing can be told: OpenCV says
     only that it failed. An open that ran into ``open_timeout_s`` says so; an http(s) URL is asked once
-    more, for its status line only (:func:`_http_get`, no body read): 'HTTP 404 Not Found', 'HTTP 302
+    more, for its status line only (:func:`http_get`, no body read): 'HTTP 404 Not Found', 'HTTP 302
     Found, to URL', 'connection refused'.
     ``name``: the URL as log lines call it (no credentials)."""
     import http.client
@@ -284,7 +303,7 @@ def why_unopened(spec: str, name: str, open_timeout_s: float, took_s: float) -> 
     slow = f"no answer within {open_timeout_s:g} s" if timed_out else ""
     wait_s = min(2.0 if timed_out else 5.0, open_timeout_s)  # silent through FFmpeg's whole open: 2 s more tell
     try:
-        got = _http_get(spec, wait_s)
+        got = http_get(spec, wait_s)
     except ValueError:  # a port that is no number
         return slow
     except (socket.timeout, TimeoutError):
@@ -324,7 +343,7 @@ def why_no_frames(spec: str, wait_s: float = 5.0) -> str:
     import struct
 
     try:
-        got = _http_get(spec, wait_s, {"Range": f"bytes=0-{HEAD_BYTES - 1}"}, HEAD_BYTES)
+        got = http_get(spec, wait_s, {"Range": f"bytes=0-{HEAD_BYTES - 1}"}, HEAD_BYTES)
     except (OSError, http.client.HTTPException, ValueError):
         return ""
     if got is None or got[0].status != 200:  # 206: ranges served; an error status: not this

@@ -460,6 +460,19 @@ def container_cut(spec: str, frames: int) -> str | None:
 PIPE_HEAD_BYTES = 64 * 1024  # stdin's first bytes, enough to tell a video from an image
 
 
+def sniff_head(stream, max_image_bytes: int | None) -> tuple[bytes, str | None]:
+    """A stream's first bytes (stdin's, an http(s) answer's body), as many as tell an image from a
+    video (an animated GIF's up to its second frame, within ``max_image_bytes``), and the suffix of the
+    video they begin (a container :func:`shared.containers.sniff_video` knows, ``.gif`` for an
+    animated GIF), or None: no video it knows."""
+    head = stream.read(PIPE_HEAD_BYTES)
+    suffix = sniff_video(head)
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        head, animated = read_gif_head(head, stream, max_image_bytes)
+        suffix = ".gif" if animated else None
+    return head, suffix
+
+
 def read_capped(stream, limit: int | None, head: bytes = b"") -> bytes:
     """``head`` and the rest of ``stream``, at most ``limit`` bytes in all (None: no limit);
     BadInputError ``too_large`` beyond it (``/dev/zero`` or an endless pipe once read until memory ran out)."""
@@ -534,11 +547,7 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
             yield FrameItem(spec, 0, error=BadInputError("not_found", "an empty path names no file"))
         elif spec == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
-            head = stream.read(PIPE_HEAD_BYTES)
-            suffix = sniff_video(head)
-            if head[:6] in (b"GIF87a", b"GIF89a"):
-                head, animated = read_gif_head(head, stream, max_image_bytes)
-                suffix = ".gif" if animated else None
+            head, suffix = sniff_head(stream, max_image_bytes)
             if suffix is None:
                 try:
                     data = read_capped(stream, max_image_bytes, head)
@@ -550,6 +559,8 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
         elif os.path.isdir(spec):  # one expand_paths could not list
             yield FrameItem(spec, 0, error=unreadable_folder(spec))
+        elif (still := url_image_items(spec, max_image_bytes, max_pixels)) is not None:  # a photo by URL
+            yield from still
         elif is_video(spec):
             yield from iter_video(spec, every_n, fps, max_frames, max_pixels)
         elif not Path(spec).exists():
@@ -564,6 +575,88 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 yield FrameItem(spec, 0, error=exc)
             else:
                 yield from image_items(spec, data, max_pixels)
+
+
+# a URL whose path ends so is read as a video, not asked first whether it is a photo
+STREAM_URL_EXTS = VIDEO_EXTS | {".mjpg", ".mjpeg", ".m3u8", ".mpd"}
+# an answer of these types is a video or a stream: its body is not read to tell
+STREAM_TYPES = ("video/", "multipart/", "application/vnd.apple.mpegurl", "application/x-mpegurl",
+                "application/dash+xml")
+URL_WAIT_S = 10.0  # a photo's URL: each read within this (FFmpeg's open timeout for a live source) ...
+URL_IMAGE_S = 60.0  # ... and its whole answer within this
+MAX_URL_REDIRECTS = 5
+
+
+def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: int | None = None,
+                    proxy: str | None = None, stopping: Callable[[], bool] | None = None) -> Iterator[FrameItem] | None:
+    """The frames of an http(s) URL that serves a still image, as :func:`image_items` gives a file's
+    (page 1 and no time; a multi-page TIFF's pages), named by :func:`source_name`; None for any other
+    spec or answer (a video, a live stream, an error status): FFmpeg reads it as a video, as before,
+    and says why where it cannot. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its
+    faces "seen in one frame only".)
+
+    One GET (:func:`shared.capture.http_get`: bounded in time) tells, unless the URL's path ends as a
+    video's or a stream's (:data:`STREAM_URL_EXTS`): an answer whose type is a video's or a stream's
+    (:data:`STREAM_TYPES`) is left unread; else its first bytes tell, as stdin's do
+    (:func:`sniff_head`), and only an image's body is read on, within ``max_image_bytes`` (of a video,
+    64 KiB are read before FFmpeg opens it). Up to :data:`MAX_URL_REDIRECTS` redirects to http(s) URLs
+    are followed, each its own GET, through ``proxy`` where given (which checks each). The GET runs on
+    a thread of its own: Ctrl-C comes at once, and so does ``stopping()`` (then: no frame)."""
+    import http.client
+    from urllib.parse import urljoin, urlsplit
+
+    from moodstream.shared.capture import Reader, http_get, never, until
+
+    parts = urlsplit(spec)
+    if not is_stream_spec(spec) or parts.scheme.lower() not in ("http", "https"):
+        return None
+    name, url = source_name(spec), spec
+    image = [False]  # whether the answer's first bytes were an image's
+
+    def still(answer) -> bytes | None:  # an image's bytes, or None: no image
+        if (answer.getheader("Content-Type") or "").lower().startswith(STREAM_TYPES):
+            return None
+        head, suffix = sniff_head(answer, max_image_bytes)
+        if suffix is not None or sniff_format(head) is None:
+            return None
+        image[0] = True
+        data = read_capped(answer, max_image_bytes, head)
+        if answer.length:  # fewer bytes than its Content-Length: the connection closed early
+            raise http.client.IncompleteRead(data, answer.length)
+        return data
+
+    reader = Reader(f"ask {name}"[:60])
+    try:
+        for _ in range(MAX_URL_REDIRECTS + 1):
+            if parts.scheme.lower() not in ("http", "https") or Path(parts.path).suffix.lower() in STREAM_URL_EXTS:
+                return None
+            image[0] = False
+            asking = reader.submit(lambda u=url: http_get(u, URL_WAIT_S, body=still, total_s=URL_IMAGE_S,
+                                                          proxy=proxy))
+            if not until(asking, stopping or never):
+                return iter(())
+            try:
+                got = asking.result()
+            except BadInputError as exc:  # over max_image_bytes
+                return iter([FrameItem(name, 0, error=exc, page=1)])
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if not image[0]:  # not known to be an image: FFmpeg opens it and says why it cannot
+                    return None
+                why = "the connection closed early" if isinstance(exc, http.client.IncompleteRead) else \
+                    str(exc) or type(exc).__name__
+                return iter([FrameItem(name, 0, page=1, error=BadInputError(
+                    "truncated", f"the image was not downloaded whole ({why[:200]}): try again"))])
+            if got is None:  # no host
+                return None
+            answer, data = got
+            location = answer.getheader("Location")
+            if not (300 <= answer.status < 400 and location):
+                return image_items(name, data, max_pixels) if data else None
+            url = urljoin(url, location)
+            parts = urlsplit(url)
+        return None
+    finally:
+        reader.close()
 
 
 def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,

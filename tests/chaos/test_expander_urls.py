@@ -10,7 +10,7 @@ import time
 
 from tests.support.expanderkit import CLIP, Site, body, job, job_error, mjpeg, no_frames_mp4, redirect, run_burst, settings
 from tests.support.procs import measure
-from tests.support.streamkit import pushed
+from tests.support.streamkit import pushed, queued_jobs
 import pytest
 from rq.job import JobStatus
 
@@ -18,6 +18,7 @@ from moodstream.producer.rq_jobs import enqueue_source
 from moodstream.shared.keys import Keys
 
 FAST_RETRIES = {"MOODSTREAM_LIVE_MAX_RECONNECTS": "4", "MOODSTREAM_LIVE_BACKOFF_CAP_S": "1"}
+PHOTO = (CLIP.parents[2] / "samples" / "street.jpg").read_bytes()
 
 
 def test_a_redirect_to_another_host_is_refused(redis_url, client):
@@ -147,3 +148,44 @@ def test_a_live_source_that_keeps_failing_backs_off_and_ends_the_job(redis_url, 
     assert sum(gaps) >= (0.5 + 1 + 2 + 4) / 2  # waits of 50-100% of 0.5, 1, 2, 4 s
     done = job(client, j.id)
     assert done.get_status() == JobStatus.FAILED and "gave up after 5 failed attempts" in job_error(done)
+
+
+def test_a_photo_s_url_is_sent_as_a_photo(redis_url, client):
+    """One job with the photo's bytes, page 1 and no time, as a photo under media_root goes (the track
+    stage summarises it as a still image): FFmpeg read it as a video, its one frame timed 0.0 (a URL
+    without an image extension: a live source, read again after each end, 11 frames, then failed)."""
+    site = Site({"/photo": body(PHOTO, "image/jpeg")})
+    try:
+        j = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{site.port}/photo?id=3")
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60, **FAST_RETRIES)
+    finally:
+        site.close()
+    assert rc == 0, err[-2000:]
+    jobs = queued_jobs(client, Keys("t"))
+    assert [(f.source, f.frame, f.page, f.timestamp_s, f.shot) for f in jobs] == \
+        [(f"http://127.0.0.1:{site.port}/photo?id=3", 0, 1, None, None)]
+    assert jobs[0].image == PHOTO and site.total == 1  # read once, through the proxy
+    done = job(client, j.id)
+    assert done.get_status() == JobStatus.FINISHED and done.return_value()["frames"] == 1
+
+
+def test_a_photo_s_url_goes_through_the_allow_list_and_the_byte_cap(redis_url, client):
+    """The GET that tells a photo goes through the expander's proxy: a redirect to another host is
+    refused unconnected, and the bytes it relays count against job_max_bytes."""
+    other = Site({"/p.jpg": body(PHOTO, "image/jpeg")})  # not on the allow-list: reached as localhost
+    allowed = Site({"/photo": redirect(f"http://localhost:{other.port}/p.jpg"), "/big": body(PHOTO, "image/jpeg")})
+    try:
+        refused = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{allowed.port}/photo")
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60, **FAST_RETRIES)
+        assert rc == 1 and f"refused GET localhost:{other.port}" in err, err[-2000:]
+        capped = enqueue_source(settings(redis_url), client, f"http://127.0.0.1:{allowed.port}/big")
+        rc, err = run_burst(redis_url, "--allow-url-host", "127.0.0.1", timeout_s=60,
+                            MOODSTREAM_JOB_MAX_BYTES="20000", **FAST_RETRIES)
+        assert rc == 0, err[-2000:]
+    finally:
+        other.close()
+        allowed.close()
+    assert other.total == 0 and client.llen(Keys("t").intake) == 0
+    assert job(client, refused.id).get_status() == JobStatus.FAILED
+    done = job(client, capped.id)
+    assert done.return_value()["frames"] == 0 and "job_max_bytes" in done.return_value()["stopped"]
