@@ -160,11 +160,11 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         feed = _Feed(Producer(settings, reply_to=reply, notice=to_stderr, reached=True),  # started or checked
                      specs, every_n, fps, max_frames)
         reader = ResultReader(settings, stream=reply)
-        # its own track stage on the reply stream: never a deployment's sources, nor its group
+        # its own track stage on the reply stream: never a deployment's sources, nor its group, nor its run numbers
         # its streams expire as its reply stream does: a SIGKILLed `up` leaves none
         tracking = _Tracking(TrackStage(settings, name="up", results=reply, tracked=f"{reply}:tracked",
                                         summaries=f"{reply}:summaries", keep_summaries=summary_path is not None,
-                                        expire_s=settings.reply_ttl_s, stats=False))
+                                        expire_s=settings.reply_ttl_s, stats=False, run_numbers=False))
         stack.callback(_cleanup, worker, worker_thread, feed, reader, tracking.stage, tracking.thread)
         board = _dashboard(settings, with_dashboard, stay_open, {"results": reply, "tracked": f"{reply}:tracked",
                                                                  "summaries": f"{reply}:summaries"})

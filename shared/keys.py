@@ -16,6 +16,8 @@
     moodstream:trackers            consumer group of the track stage on the results stream
     moodstream:summaries           per-person summary of each source run the track stage ended (JSON)
     moodstream:track:stats         hash: the track stage's late results, counted (``status`` shows them)
+    moodstream:track:runs          hash: source -> its last run's number (and span), so a restarted stage goes on
+    moodstream:track:runs:old      ... the generation before (two, each at most half the sources kept)
     moodstream-coarse              rq queue for whole-file jobs (rq adds ``rq:queue:``)
 
 Two deployments can share one Redis with different prefixes.
@@ -97,6 +99,17 @@ class Keys:
         ``late`` (results published untracked because late), ``late_after_run_ended`` (of them, those
         whose run's summary was out: in no summary), ``since_ms`` (the first count)."""
         return f"{self.prefix}:track:stats"
+
+    @property
+    def track_runs(self) -> str:
+        """Hash of source -> its last run's number, with that run's span once it ended (JSON), so a
+        restarted track stage numbers the next run after it (worker.tracking.stage); when full it
+        becomes :attr:`track_runs_old` (RENAME), the generation before, read too."""
+        return f"{self.prefix}:track:runs"
+
+    @property
+    def track_runs_old(self) -> str:
+        return f"{self.prefix}:track:runs:old"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:heartbeat:{worker_id}"

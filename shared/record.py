@@ -96,7 +96,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     copies ``page``, ``shot`` and ``dropped_before`` from its job and adds the service fields (``job_id``,
     ``worker``, ``enqueued_at_ms``, ``published_at_ms``, ``frame_entry``). ``id`` is the results-stream entry
     id, set when a result is read back from Redis (nil on the wire); ``frame_entry`` the frames-stream entry
-    its worker answered (where the track stage and the dashboard read its frame back)."""
+    its worker answered (where the track stage and the dashboard read its frame back); ``run`` the track stage's
+    run it was tracked in."""
 
     v: int = SCHEMA_VERSION
     id: str | None = None
@@ -116,6 +117,9 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     error: ErrorInfo | None = None
     frame_entry: StreamId | None = None  # the frames-stream entry of its job (a worker's answer; in JSON when set)
     dropped_before: Dropped | None = None  # copied from the job where it dropped some (in JSON only when set)
+    # the track stage's run of the source it was tracked in (a tracked result; in JSON only when set): the
+    # ``run`` of that run's summary. None on a late result of a run that had ended (in no run)
+    run: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         for face in self.faces:
@@ -132,8 +136,9 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id", "page", "shot", "frame_entry", "dropped_before") if service else (
-            "id", "page", "shot", "frame_entry", "dropped_before", "job_id", "worker", "enqueued_at_ms", "published_at_ms", "error")
+        drop = ("id", "page", "shot", "frame_entry", "dropped_before", "run") if service else (
+            "id", "page", "shot", "frame_entry", "dropped_before", "run", "job_id", "worker", "enqueued_at_ms",
+            "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:
                 del d[name]

@@ -116,7 +116,8 @@ class Source:
     errors: int = 0
     tracked: bool = False
     last_frame: int = 0  # of the tracked results
-    runs: int = 1  # a source name seen again from frame 0 is a new run (its people start afresh)
+    runs: int = 1  # a new run of the source (its people start afresh): its tracked results' run changed, ...
+    run: int | None = None  # ... from this one (the track stage's number; None from a stage of before)
     still: bool = False  # the last tracked result was a still image's (a run of its own, ids from 0)
     latest: dict | None = None
     people: OrderedDict = field(default_factory=OrderedDict)  # track_id -> Person, least recent first
@@ -144,6 +145,17 @@ def thumbnail_uri(b64: object) -> str | None:
     if not isinstance(b64, str) or len(b64) > MAX_THUMB_CHARS or not _BASE64.fullmatch(b64):
         return None
     return "data:image/jpeg;base64," + b64
+
+
+def starts_run(src: Source, r: FrameResult) -> bool:
+    """Does the tracked result ``r`` start a new run of ``src`` (its people afresh)? Its run, as the track
+    stage numbered it, is not the one before (a camera's frames go on across a restart of the stage, its
+    ids from 0 again); a late result of a run that had ended has none (it is in no run). Without numbers
+    (a stage of before): the source from frame 0 again, or a still image (each a run of its own: a
+    TIFF's pages all have #0) or what follows one."""
+    if src.run is not None:
+        return r.run is not None and r.run != src.run
+    return (r.frame == 0 and src.last_frame > 0) or (src.tracked and (r.page is not None or src.still))
 
 
 def summary_view(summary: dict) -> dict:
@@ -244,9 +256,7 @@ class Model:
             if not tracked:
                 src.results += 1
                 src.errors += r.error is not None
-            # the same source name again, or a still image (each a run of its own: a TIFF's pages all
-            # have #0) or what follows one: a new run
-            elif (r.frame == 0 and src.last_frame > 0) or (src.tracked and (r.page is not None or src.still)):
+            elif starts_run(src, r):
                 src.people.clear()
                 src.latest = None
                 src.runs += 1
@@ -263,6 +273,7 @@ class Model:
                 return
             src.last_frame = r.frame
             src.tracked, src.still = True, r.page is not None
+            src.run = r.run if r.run is not None else src.run
             # the summary's times: a still image's faces at 0 s, untimed frames UNTIMED_FPS apart (the frame
             # index was taken for seconds: 20 untimed frames, a person of 0.63 s, were "0.0 s-19.0 s")
             if r.timestamp_s is not None:

@@ -219,6 +219,9 @@ def test_a_producer_credential_cannot_stop_every_later_frame(acl_server):
     ("moodstream-track", ("XRANGE", "moodstream:results", "-", "+")),  # XRANGE only on frames
     ("moodstream-track", ("XADD", "moodstream:dead", "*", "f", "1")),
     ("moodstream-track", ("EVAL", "return 1", "0")),
+    ("moodstream-track", ("RENAME", "moodstream:track:runs", "moodstream:frames")),  # only to the generation before
+    ("moodstream-track", ("DEL", "moodstream:track:runs")),
+    ("moodstream-track", ("HSET", "moodstream:track:stats", "late", "0")),  # counts are added to, never set
     ("moodstream-tracks", ("XADD", "moodstream:summaries", "*", "f", "1")),
     ("moodstream-tracks", ("XREAD", "STREAMS", "moodstream:results", "0")),
 ])
@@ -376,6 +379,7 @@ def test_track_and_tracks_commands_as_their_users(acl_server, checkpoint):
     (summary,) = [json.loads(f[b"msg"]) for _, f in admin.xrange(keys.summaries)]
     assert summary["source"] == "acl-track" and summary["frames"] == n
     assert summary["thumbnails"], "no face picture: the frames were not read back"
+    assert json.loads(admin.hget(keys.track_runs, "acl-track"))[0] == 1  # kept for a restarted stage
     out = subprocess.run([*moodstream, "tracks", "--from-start", "--json"], cwd=REPO, capture_output=True, text=True,
                          timeout=120, env={**env, "MOODSTREAM_REDIS_URL": _url(port, pw, "moodstream-tracks")})
     assert out.returncode == 0, out.stderr[-2000:]
@@ -515,8 +519,56 @@ def test_track_stage_counts_late_results_as_its_user_and_on_the_rules_of_before(
     with caplog.at_level(logging.WARNING, logger="moodstream.worker.tracking.stage"):
         assert late_run("door").late == 1
     assert admin.xlen(keys.tracked) == 6 and admin.hget(keys.track_stats, "late") == b"1"
-    said = [r.getMessage() for r in caplog.records if "moodstream-track.rules" in r.getMessage()]
-    assert len(said) == 1, said
+    said = [r.getMessage() for r in caplog.records if keys.track_stats in r.getMessage()]
+    assert len(said) == 1 and "moodstream-track.rules" in said[0], said
+    admin.close()
+
+
+# The track stage's rules of the release before its run numbers were kept in Redis
+RULES_BEFORE_RUNS = {
+    "moodstream-track": RULES_BEFORE["moodstream-track"].replace(
+        " +multi +exec", " (~moodstream:track:stats +hincrby +hsetnx) +multi +exec"),
+}
+
+
+def test_track_stage_keeps_run_numbers_as_its_user_and_on_the_rules_of_before(acl_server, caplog):
+    """Run numbers in <prefix>:track:runs as moodstream-track: a restarted stage numbers the source's
+    next run 2, nothing refused. A user on the rules of before (no HMGET, HSET there) costs the numbers
+    (runs from 1 again after a restart, as before), said once, not the results nor their summaries."""
+    import logging
+
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.shared.wire import encode_result
+    from moodstream.worker.tracking.stage import TrackStage
+
+    port, pw = acl_server
+    keys = Keys(PREFIX)
+    admin = _client(port, pw, "default")
+
+    def one_run() -> None:  # a stage started, two frames of "cam", stopped (its summary out)
+        stage = TrackStage(settings_for(_url(port, pw, "moodstream-track"), prefix=PREFIX), name="tracker",
+                           reorder_wait_ms=0, block_ms=1, pictures=False)
+        stage._ensure_group()
+        for frame in (0, 1):
+            face = Face((10.0, 10.0, 50.0, 50.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0})
+            admin.xadd(keys.results, {FIELD: encode_result(FrameResult(
+                job_id=f"j{admin.xlen(keys.results)}", source="cam", frame=frame, worker="w", faces=[face],
+                timestamp_s=frame))})
+        stage.step(now_s=100.0)
+        stage.flush()
+
+    def runs() -> list[int]:
+        return [json.loads(f[FIELD])["run"] for _, f in admin.xrange(keys.summaries)]
+
+    one_run()
+    one_run()
+    assert runs() == [1, 2] and _denials(port, pw) == []
+    _rules_before(port, pw, "moodstream-track", RULES_BEFORE_RUNS)
+    with caplog.at_level(logging.WARNING, logger="moodstream.worker.tracking.stage"):
+        one_run()
+    assert runs() == [1, 2, 1] and admin.xlen(keys.tracked) == 6
+    said = [r.getMessage() for r in caplog.records if keys.track_runs in r.getMessage()]
+    assert len(said) == 1 and "moodstream-track.rules" in said[0], said
     admin.close()
 
 

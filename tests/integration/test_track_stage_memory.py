@@ -203,3 +203,40 @@ def test_a_source_still_sending_keeps_its_run_number(redis_url, client, keys, mo
     stage.flush()
     cam = [s["run"] for s in summaries(client, keys) if s["source"] == "cam"]
     assert cam == [1, 2], cam
+
+
+def test_run_numbers_kept_in_redis_are_bounded_and_a_live_source_keeps_its_own(redis_url, client, keys,
+                                                                               monkeypatch):
+    """<prefix>:track:runs, the run numbers a restarted stage goes on from, must not grow with every
+    source name a producer sends (a folder of photos: each one a run): past RUN_NUMBERS_KEPT / 2
+    sources it becomes the generation before, the one before that dropped. A camera whose one run
+    goes on all that time is written again at each turn: a stage restarted then (the one before
+    killed, its memory gone) numbers the camera's next run 2, not 1 again."""
+    monkeypatch.setattr(stage_mod, "RUN_NUMBERS_KEPT", 10)
+    settings = settings_for(redis_url)
+    stage = TrackStage(settings, name="tracker", block_ms=1, pictures=False)
+    stage._ensure_group()
+    face = Face((40.0, 20.0, 100.0, 90.0), 0.99, emotion="sadness", probabilities=PROBS)
+
+    def send(source: str, frame: int, page: int | None = None) -> None:
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(
+            job_id=new_job_id(), source=source, frame=frame, timestamp_s=frame / 10, worker="w", faces=[face],
+            page=page))})
+
+    send("cam", 0)
+    for s in range(40):  # photos, each a run of its own, while the camera goes on
+        send(f"photo-{s}.jpg", 0, page=1)
+        send("cam", s + 1)
+        drain(stage, client, keys)
+        assert client.hlen(keys.track_runs) <= 5 and client.hlen(keys.track_runs_old) <= 5
+    restarted = TrackStage(settings, name="tracker", block_ms=1, pictures=False)
+    send("cam", 0)  # the camera's next pass, after the restart
+    for _ in range(10):
+        if restarted.read:
+            break
+        restarted.step(now_s=1e9)
+    restarted.flush()
+    cam = [s["run"] for s in summaries(client, keys) if s["source"] == "cam"]
+    assert cam == [2], cam
+    photos = {s["source"]: s["run"] for s in summaries(client, keys) if s["source"] != "cam"}
+    assert len(photos) == 40 and set(photos.values()) == {1}

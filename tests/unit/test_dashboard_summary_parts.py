@@ -129,3 +129,27 @@ def test_a_run_s_dropped_frames_are_said_beside_its_late_ones():
     assert page["cam"]["summary"]["missing"] == ("1 late frame not tracked (over reorder_wait_ms); "
                                                  "40 frames dropped by the producer "
                                                  "(backlog over lag_limit or stream_max_mb)")
+
+
+def test_a_run_the_track_stage_numbered_anew_starts_its_people_afresh():
+    """A camera's frames go on across a restart of the track stage (ids from 0 again): its person of
+    the run before and the one after were one on the dashboard, which saw a new run only where the
+    frames started again from 0. A tracked result says its run: a new number starts the people
+    afresh; a late result of a run that had ended (no run) changes nothing."""
+    from moodstream.shared.record import Face, FrameResult, Smoothed
+
+    model = dm.Model()
+    probs = {k: 0.3 if k == "happiness" else 0.1 for k in LABELS}
+
+    def fold(frame: int, run: int | None, track_id: int | None = 0) -> None:
+        face = Face(box=(10.0, 10.0, 50.0, 60.0), score=0.99, emotion="happiness", probabilities=probs,
+                    track_id=track_id, smoothed=Smoothed("happiness", probs))
+        model.fold("tracked", f"{frame + 1}-0", FrameResult(source="cam", frame=frame, faces=[face], run=run))
+
+    for f in range(5):
+        fold(f, run=1)
+    fold(5, run=2)  # the restarted stage's run
+    fold(3, run=None, track_id=None)  # a straggler of run 1
+    fold(6, run=2)
+    src = model.sources["cam"]
+    assert src.runs == 2 and [(p.track_id, p.frames) for p in src.people.values()] == [(0, 2)]

@@ -15,7 +15,10 @@ image (an image file, a page of a multi-page TIFF) is a run of its own,
 published as soon as it is tracked: its summary and entries have ``page``
 (1-based), the table says ``still image`` for the span, and the run is named by
 file and page after the first (``scan.tif page 2``), as ``analyze`` names it.
-A run's ``late_frames`` (its results that came after ``reorder_wait_ms``: published
+A run is its ``source`` and ``run``: the stage does not number two runs of a source
+alike, across its restarts either (``<prefix>:track:runs``), so the pictures
+``--pictures`` writes, named by both, are each run's own. A run's ``late_frames``
+(its results that came after ``reorder_wait_ms``: published
 untracked, in no track) and ``dropped_frames`` (frames its producer did not send, the
 backlog over ``lag_limit`` under ``--backpressure drop``) are said under its heading
 when there are any.

@@ -5,8 +5,9 @@ Workers serve the frames of one source in parallel, so their results reach
 its own consumer group (``<prefix>:trackers``), puts each source's results
 back in frame order, runs the same :class:`worker.tracking.TrackState` as
 ``moodstream analyze`` (so the ids and smoothed emotions are the ones analyze
-gives for the same frames), and adds each tracked result to
-``<prefix>:tracked``; an entry is acked in the same MULTI as that XADD.
+gives for the same frames), and adds each tracked result, with the ``run`` of
+its source it was tracked in (below), to ``<prefix>:tracked``; an entry is
+acked in the same MULTI as that XADD.
 
 **When a frame is released.** Frame indexes of a sampled video are not
 contiguous (``--every 3``: 0, 3, 6...; ``--fps``: gaps of 2 or 3), and a frame
@@ -81,9 +82,22 @@ read, with one log line (:mod:`moodstream.shared.retry`).
 **One stage per deployment.** Order needs one reader per source: run one
 ``moodstream track`` (a second one in the same group would split sources
 between them). Its state (tracks, buffers) is in memory: after a restart,
-tracks start afresh (ids from 0 again for sources in mid-flight). A source
-idle for ``source_idle_s`` ends its run. Needs scipy (the ``worker`` extra),
-not torch.
+tracks start afresh (ids from 0 again for sources in mid-flight), in a new run.
+A source idle for ``source_idle_s`` ends its run. Needs scipy (the ``worker``
+extra), not torch.
+
+**Runs are never numbered twice across restarts.** Each source's last run
+number, and once that run ended where its results were enqueued, are kept in
+``<prefix>:track:runs`` (:mod:`worker.tracking.run_numbers`), written before
+anything that shows them is published and read for a source the stage does not
+know. A stage restarted (a deploy, a crash, an OOM kill) while a source is live
+numbers its next run after the one before: it numbered it 1 again, as the
+first, so ``moodstream tracks --pictures`` wrote both runs' faces to one file,
+the dashboard showed their people as one, and any reader keying runs by
+(source, run) mixed the two. A result of a run the stage summarised as it
+stopped (SIGTERM) is that run's straggler after the restart (it became a run
+of one frame); one of a run it held when killed (SIGKILL) starts the next run.
+``up``'s own stage keeps none: its runs are its inputs', numbered from 1.
 
 **Bounded, however long a run.** A live camera's run never ends: a track the
 tracker lets go is made final at once (its entry and its picture as JPEG are
@@ -92,7 +106,10 @@ go out as a part of the run's summary (``part`` 1, 2, ..., ``last_part``
 false; the one published when the run ends has the rest). At most ``MAX_RUNS``
 (10,000) runs are held: a producer naming a new source in every message ends
 the least recently seen one (its summary goes out). Run numbers are
-remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources seen most recently.
+remembered for the ``RUN_NUMBERS_KEPT`` (100,000) sources seen most recently, and in
+Redis for the runs going on and the last 50,000 to 100,000 sources whose runs started
+or ended (two generations of a hash: by the time a source is forgotten there, its
+summaries have long left the summaries stream, ``SUMMARIES_MAXLEN``).
 """
 
 from __future__ import annotations
@@ -121,6 +138,7 @@ from moodstream.shared.table import plural, printable
 from moodstream.shared.transport import as_str, check_connection, check_streams, connect, ensure_group
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.tracking.pictures import FramePictures
+from moodstream.worker.tracking.run_numbers import RunNumbers
 from moodstream.worker.tracking.runs import (EnqueueSpan, Pending, SourceRun, answer_key, summary_message,
                                             thumbnail_b64, untracked)
 from moodstream.worker.tracking.summary import SourceSummary, SummaryConfig
@@ -135,6 +153,7 @@ PART_TRACKS = 1000  # ended tracks of a run that still goes on, published as a p
 MAX_RUNS = 10_000  # runs held at once: past it, the least recently seen ends (its summary goes out)
 RUN_NUMBERS_KEPT = 100_000  # source names whose run count is remembered (the least recently seen forgotten)
 STATS_RULES = "deploy/k8s/base/redis/acl/moodstream-track.rules"  # what lets its user add to <prefix>:track:stats
+# (and keep run numbers in <prefix>:track:runs)
 
 
 class TrackStage:
@@ -144,13 +163,15 @@ class TrackStage:
                  reorder_wait_ms: int | None = None, block_ms: int = 200, source_idle_s: float = 300.0,
                  tracker: TrackerConfig | None = None, results: str | None = None, tracked: str | None = None,
                  summaries: str | None = None, pictures: bool = True, keep_summaries: bool = False,
-                 expire_s: int | None = None, stats: bool = True):
+                 expire_s: int | None = None, stats: bool = True, run_numbers: bool = True):
         """``results`` / ``tracked`` / ``summaries``: other streams than the prefix's (``up`` reads its
         own reply stream); ``expire_s``: the tracked and summaries streams expire this long after their
         last entry (``up``'s, as the worker expires its reply stream; a deployment's are trimmed); ``pictures``: read frames back for the face pictures; ``keep_summaries``:
         keep each ended run's :class:`SourceSummary`, with its series for timelines, in :attr:`ended` (in the
         order the runs were enqueued, as ``analyze`` lists them); ``stats``: add the late results counted
-        to ``<prefix>:track:stats`` (``up``'s own stage does not: it says them itself);
+        to ``<prefix>:track:stats`` (``up``'s own stage does not: it says them itself); ``run_numbers``: keep
+        each source's last run number in ``<prefix>:track:runs``, so a restarted stage goes on from it (``up``'s
+        own stage does not: its runs are its inputs', numbered from 1);
         ``reorder_wait_ms`` / ``tracker``: None takes them from the settings."""
         self.settings = settings
         self.keys = Keys.from_settings(settings)
@@ -183,6 +204,8 @@ class TrackStage:
         self.summary_ms = 0.0  # time spent summarising (pictures included)
         self._stop = threading.Event()
         self.retry = RedisRetry(self.actor, settings.redis_url, self._stop, recreate=self._recreate_group)
+        self.run_numbers = RunNumbers(self.client, self.keys, self.actor, self.retry, RUN_NUMBERS_KEPT // 2,
+                                      STATS_RULES) if run_numbers else None
         self._recover_from: str | None = "0"  # first re-read our own unacked entries after this id, then ">"
         self._last_read = "0"  # the newest results entry read: a recreated group starts after it
         self._outbox: list[tuple[str, FrameResult]] = []  # released, not yet published
@@ -233,14 +256,16 @@ class TrackStage:
         taken_back = {eid for eid, _ in entries}
         entries += self._read()
         out: list[tuple[str, FrameResult]] = []
+        decoded = []
         for entry_id, fields in entries:
             try:
-                result = decode_result(fields.get(FIELD))
+                decoded.append((entry_id, decode_result(fields.get(FIELD))))
             except MessageError as exc:
                 log.warning("%s: skipping undecodable results entry %s: %s", self.actor, entry_id, exc)
                 self.skipped += 1
                 self._ack_outbox.append(entry_id)
-                continue
+        self._recall_runs({r.source for _, r in decoded})
+        for entry_id, result in decoded:
             now = time.monotonic() if now_s is None else now_s
             self.read += 1
             out += self._accept(entry_id, result, now, entry_id in taken_back)
@@ -275,7 +300,7 @@ class TrackStage:
             self._count_late(None)
             log.warning("%s: result for %s frame %d came after its run ended (over reorder_wait_ms); published "
                         "untracked, in no summary", self.actor, printable(r.source), r.frame)
-            r.faces = untracked(r.faces)
+            r.faces, r.run = untracked(r.faces), None
             return [(entry_id, r)]
         if run is None or (answered is None and not run.straggler(r) and run.restarts(r)):
             after = None
@@ -302,7 +327,7 @@ class TrackStage:
             log.warning("%s: result for %s frame %d came after frame %s was released (over reorder_wait_ms)%s; "
                         "published untracked", self.actor, printable(r.source), r.frame, run.order.last_released,
                         " (or to the run before, in no summary)" if late else "")
-            r.faces = untracked(r.faces)
+            r.faces, r.run = untracked(r.faces), None if late else run.number
             out.append((entry_id, r))
         return out
 
@@ -327,6 +352,7 @@ class TrackStage:
         error result) is no run, as in analyze: it passes through (its second answer still dropped)."""
         if r.error is not None:
             self._remember_ended([(answer_key(r), entry_id)])
+            r.run = None
             return [(entry_id, r)]
         run = self._new_run(r.source, page=r.page)
         run.note(entry_id, r)
@@ -352,6 +378,7 @@ class TrackStage:
         last = self._run_numbers.pop(source, [0, None])
         number = last[0] + 1  # a still's run keeps the span of the sequence's last run (its stragglers)
         self._run_numbers[source] = [number, None if page is None else last[1]]
+        self._keep_run_number(source)
         while len(self._run_numbers) > RUN_NUMBERS_KEPT:
             self._run_numbers.popitem(last=False)
         summary = SourceSummary(source, self.summary_config, series=self.keep_summaries, page=page)
@@ -371,6 +398,7 @@ class TrackStage:
             last = self._run_numbers.get(run.source)
             if last is not None:
                 last[1] = run.span()
+                self._keep_run_number(run.source)  # with its span: its stragglers after a restart
         self._remember_ended(((run.source, *key), eid) for key, eid in run.jobs.items())  # one source str
         message = self._queue_summary(run, why, last=True)
         if message is not None and self.keep_summaries:
@@ -437,6 +465,7 @@ class TrackStage:
 
     def _tracked(self, run: SourceRun, p: Pending) -> tuple[str, FrameResult]:
         r = p.result
+        r.run = run.number
         if r.error is None:
             r.faces = run.state.update(r.frame, r.timestamp_s, r.faces, r.shot)
             t0 = time.perf_counter()
@@ -453,7 +482,30 @@ class TrackStage:
             self._retire(run)
         return p.entry_id, r
 
+    def _keep_run_number(self, source: str) -> None:
+        """The source's last run number (and span) for ``<prefix>:track:runs``, written at the next publish."""
+        if self.run_numbers is not None:
+            self.run_numbers.keep(source, *self._run_numbers[source])
+
     # --- Redis ----------------------------------------------------------------------
+
+    def _recall_runs(self, sources: set[str]) -> None:
+        """The last run number (and span, if that run ended) of each of ``sources`` this stage does not
+        know, from ``<prefix>:track:runs``: a restarted stage numbers their next run after it."""
+        if self.run_numbers is not None:
+            for source, record in self.run_numbers.recall([s for s in sources if s not in self._run_numbers]).items():
+                self._run_numbers[source] = list(record)
+            while len(self._run_numbers) > RUN_NUMBERS_KEPT:
+                self._run_numbers.popitem(last=False)
+
+    def _send_runs(self) -> None:
+        """The run numbers given, and the spans of runs ended, since the last call, to ``<prefix>:track:runs``
+        before what is published shows them; when that hash turned into the one before, the runs going on
+        (at most MAX_RUNS) again: a camera whose one run outlives two generations is not forgotten."""
+        if self.run_numbers is not None and self.run_numbers.send():
+            for source in self.runs:
+                if source in self._run_numbers:
+                    self._keep_run_number(source)
 
     def _read(self) -> list[tuple[str, dict]]:
         """Entries to handle: first our own unacked ones (after a restart), then new ones."""
@@ -511,7 +563,9 @@ class TrackStage:
 
     def _send(self) -> None:
         """XADD the outbox to the tracked stream and XACK it, in one MULTI. After a failed
-        attempt, only entries still pending are sent (the others went through)."""
+        attempt, only entries still pending are sent (the others went through). The run numbers
+        given since the last call are written first (:meth:`_send_runs`)."""
+        self._send_runs()
         if not self._outbox and not self._ack_outbox and not self._summary_outbox:
             return
         if self._outbox_unsure and self._outbox:
@@ -654,7 +708,9 @@ def track(consumer, source_idle_s, pictures, **flags):
     still image (a result with a page: an image file, a TIFF's page) is a run
     of its own, its summary published as soon as it is tracked; a
     run that goes on (a live camera) publishes its ended tracks there in
-    parts, 1000 at a time. Run one per deployment. The first SIGTERM/SIGINT publishes what is buffered
+    parts, 1000 at a time. Run one per deployment; restarted, it numbers
+    each source's next run after the one before (kept in
+    <prefix>:track:runs). The first SIGTERM/SIGINT publishes what is buffered
     and exits (at once while Redis is down: the results stay pending there);
     a second exits at once.
     """
