@@ -15,7 +15,8 @@ answered); once every frame is answered the stage is
 stopped, and the rows it publishes then are printed too. Should the stage
 die, that is one line and the worker's results it did not publish are printed
 untracked. With ``--summary FILE``, its per-person summary is written as
-``analyze --summary`` writes it (each run's ``late_frames``: its results that
+``analyze --summary`` writes it (a CSV of its tracks for a name ending in
+``.csv``; each run's ``late_frames``: its results that
 came after ``--reorder-wait-ms``, published untracked, in no track; said on
 stderr when any). With the ``dashboard`` extra it also serves
 the live page over this command's streams (``moodstream dashboard``) and
@@ -85,8 +86,8 @@ def default_sample() -> str:
 @click.option("--timeout-s", type=FiniteRange(min=1), default=3600, show_default=True,
               help="Give up waiting for results after this long.")
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
-              help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file, as "
-                   "`analyze --summary` does, and print the people table on stderr.")
+              help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file (as CSV "
+                   "where its name ends in .csv), as `analyze --summary` does, and print the people table on stderr.")
 @click.option("--dashboard/--no-dashboard", "with_dashboard", default=None,
               help="Serve the live page over this run's streams and print its URL (default: on when the "
                    "'dashboard' extra is installed).")

@@ -304,7 +304,10 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    "emotion, episodes with start, end and peak, face picture; a still image's faces one "
                    "each, with its 'page', at 0 s: it has no time), a face picture per track "
                    "and a timeline PNG per video (and per still image with faces) beside it, and print the "
-                   "people table on stderr. Inside a folder named as an input, those pictures are not read "
+                   "people table on stderr. A FILE whose name ends in .csv gets a CSV instead: a row per "
+                   "track (people and not), the mean probabilities a column each, the episodes one cell, the "
+                   "face picture's file name; a cell that starts with = + - @ gets a leading ' (read as text). "
+                   "Inside a folder named as an input, those pictures are not read "
                    "(a rerun does not analyse them).")
 @click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write one HTML page (opens from disk, no network) with a section per video: the "

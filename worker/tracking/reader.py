@@ -7,8 +7,10 @@ run's per-person summary to ``<prefix>:summaries``: the entries of
 :mod:`moodstream.worker.tracking.summary` (mean raw probabilities, episodes, person
 flag, median box), the same ``analyze --summary`` writes, and each face
 picture as base64 JPEG. This command reads that stream (plain XREAD: it takes
-nothing from anyone) and prints the people table, or the summary JSON with
-``--json`` (one object per line). A run that goes on (a live camera) has its
+nothing from anyone) and prints the people table, the summary JSON with
+``--json`` (one object per line), or a CSV with ``--csv`` (a row per track, the columns of
+``analyze --summary FILE.csv`` with ``run`` and ``part`` after the source:
+:mod:`moodstream.worker.tracking.summary_csv`). A run that goes on (a live camera) has its
 ended tracks published in parts as it goes (``part`` 1, 2, ...; ``last_part``
 true on the one published when it ends): each track is in one part. A still
 image (an image file, a page of a multi-page TIFF) is a run of its own,
@@ -127,11 +129,15 @@ def save_pictures(summary: dict, folder: Path) -> None:
               help="Print each summary as one JSON object per line ({source, run, ended, frames, late_frames, "
                    "dropped_frames, part, last_part, tracks: [...]}, and page for a still image's run; a run that "
                    "goes on comes in parts) instead of the people table.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print a CSV instead: a header, then a row per track of each summary (people and not), the "
+                   "columns of `analyze --summary FILE.csv` with run and part after the source.")
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write each track's face picture into this folder (the JSON's thumbnail names the file).")
+              help="Write each track's face picture into this folder (the thumbnail of the JSON or CSV names "
+                   "the file).")
 @setting_option("redis_url")
 @setting_option("prefix")
-def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_url, prefix):
+def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir, redis_url, prefix):
     """Print who felt what, when: the per-person summary of each source run.
 
     Reads <prefix>:summaries, where `moodstream track` adds a source run's
@@ -143,13 +149,16 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     photo's or a page's), mean raw probabilities, dominant emotion, episodes
     and whether they count as a person, and says how many of the run's
     frames came late (after the stage's --reorder-wait-ms: published
-    untracked, in no track) when any did. Ctrl-C (SIGTERM, SIGHUP) stops it,
+    untracked, in no track) when any did. --json prints each summary as
+    JSON, --csv a row per track for a spreadsheet. Ctrl-C (SIGTERM, SIGHUP) stops it,
     each summary printed whole, exit 130 (143, 129).
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
     from moodstream.shared.transport import check_connection, connect
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: give one of them")
     settings = Settings.from_env(redis_url=redis_url, prefix=prefix)
     client = connect(settings.redis_url)
     check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
@@ -157,31 +166,41 @@ def tracks(from_start, follow, timeout_s, source, as_json, pictures_dir, redis_u
     retry = RedisRetry("tracks", settings.redis_url, stop)
     follow = follow or not from_start
     n = 0
+    if as_csv:  # the header at once: no summary is still a table, and a pipe sees it while --follow waits
+        from moodstream.shared.table import csv_text
+        from moodstream.worker.tracking.summary_csv import service_header
+
+        click.echo(csv_text([service_header()]), nl=False)
+        sys.stdout.flush()
+    fmt = "csv" if as_csv else "json" if as_json else "table"
     # it was killed outright by SIGTERM, and exited 0 on Ctrl-C
     with stop_ends_command():
         try:
             for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
                                                     "0-0" if from_start else "$", follow, timeout_s, stop, retry):
                 if source is None or summary.get("source") == source:
-                    n += _print_summary(entry_id, summary, as_json, pictures_dir)
+                    n += _print_summary(entry_id, summary, fmt, pictures_dir)
         except RedisGone:
             pass
     if n == 0 and not follow:
         click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
 
 
-def _print_summary(entry_id: str, summary: dict, as_json: bool, pictures_dir: Path | None) -> bool:
-    """One run's summary as `tracks` prints it (its pictures written first), whole before a stop;
+def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None) -> bool:
+    """One run's summary as `tracks` prints it in ``fmt`` (table, json, csv; its pictures written first), whole
+    before a stop;
     False (said on stderr) for an entry that is no run summary (another program's, or edited)."""
     from moodstream.shared.stop_signals import deferred_stop
-    from moodstream.shared.table import missing_frames_note, plural, printable
+    from moodstream.shared.table import csv_text, missing_frames_note, plural, printable
     from moodstream.worker.tracking.summary import people_table
+    from moodstream.worker.tracking.summary_csv import service_rows
 
     try:  # another program's entry, or one edited by hand: skipped, not a traceback
         if not isinstance(summary.get("source"), str):
             raise ValueError("no source")
         table = people_table(summary["tracks"])
         text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+        service_rows(summary)  # a track the CSV cannot show is found out here, as the table's
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # the exception's words name the entry's values (another program's data): escaped, as every notice
         to_stderr(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
@@ -191,8 +210,10 @@ def _print_summary(entry_id: str, summary: dict, as_json: bool, pictures_dir: Pa
         if pictures_dir is not None:
             save_pictures(summary, pictures_dir)
             text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-        if as_json:
+        if fmt == "json":
             click.echo(text)
+        elif fmt == "csv":  # the rows after --pictures: their thumbnail names the file written
+            click.echo(csv_text(service_rows(summary)), nl=False)
         else:
             part = "" if summary.get("part", 1) == 1 and summary.get("last_part", True) is True else \
                 f"part {summary.get('part')}{'' if summary.get('last_part') else ' (the run goes on)'}, "

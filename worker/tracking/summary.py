@@ -120,6 +120,7 @@ from moodstream.shared.files import write_text_atomic
 from moodstream.shared.media import unwritable
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import plural, printable, source_cell
+from moodstream.worker.tracking.summary_csv import is_csv, summary_csv
 
 if TYPE_CHECKING:
     from moodstream.shared.settings import Settings
@@ -661,7 +662,8 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
                   timelines: bool = True, inputs: frozenset[str] = frozenset(),
                   failed: list[str] | None = None, writer: SummaryWriter | None = None) -> dict:
-    """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``), a face
+    """The summary JSON at ``path`` (``{"tracks": [...], "videos": [...], **extra}``; where its name ends in
+    ``.csv``, its tracks as CSV instead: :mod:`moodstream.worker.tracking.summary_csv`), a face
     picture per track that has one (``<stem>-<video>-t<id>.jpg``, its ``thumbnail`` relative to
     ``path``'s folder) and, with ``timelines``, a timeline PNG beside it per run, but a still image's
     without tracks (its ``timeline`` None: a picture of no faces over no time). Returns the object;
@@ -678,7 +680,8 @@ def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None =
     if failed is not None:
         failed += writer.failed
     out = {"tracks": tracks, "videos": videos, "summary": summary_settings(summarizer.config), **(extra or {})}
-    write_text_atomic(writer.path, json.dumps(out, indent=1) + "\n")  # a failure midway keeps the last good file
+    text = summary_csv(tracks) if is_csv(writer.path) else json.dumps(out, indent=1) + "\n"
+    write_text_atomic(writer.path, text)  # a failure midway keeps the last good file
     return out
 
 
