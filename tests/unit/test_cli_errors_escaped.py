@@ -190,7 +190,7 @@ def test_tracks_says_a_skipped_summary_in_one_escaped_line(monkeypatch, capsys):
         raise ValueError(f"bad emotion {EVIL}")
 
     monkeypatch.setattr(summary, "people_table", people_table)
-    assert reader._print_summary("1-0", {"source": "cam", "tracks": []}, as_json=False, pictures_dir=None) is False
+    assert reader._print_summary("1-0", {"source": "cam", "tracks": []}, "table", pictures_dir=None) is False
     err = capsys.readouterr().err
     assert not RAW.findall(err) and err.count("\n") == 1, repr(err)
     assert err.startswith("tracks: skipping summaries entry 1-0: not a run summary (ValueError: bad emotion a\\n"), err
