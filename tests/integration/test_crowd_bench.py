@@ -30,3 +30,11 @@ def test_report_times_both_and_compares_their_answers(tmp_path):
 def test_a_bad_face_list_is_one_line():
     res = CliRunner().invoke(bench, ["crowd", "--faces", "10,x"])
     assert res.exit_code == 2 and "Traceback" not in res.output and "comma-separated" in res.output
+
+
+def test_a_small_speedup_is_not_rounded_to_none():
+    """A CI run under load timed our tracker's frame at 287 ms against the former's 0.58: 'speedup' 0.0
+    (rounded to one decimal), which read as no speedup and failed the check above."""
+    from moodstream.trainer.bench.crowd import ratio
+
+    assert ratio(0.58 / 144.15) == 0.004 and ratio(1.4999) == 1.5 and ratio(12.34) == 12.0 and ratio(0.75) == 0.75

@@ -134,6 +134,12 @@ def time_updates(state: TrackState, frames: list[list[Face]]) -> tuple[list[floa
     return ms, out
 
 
+def ratio(x: float) -> float:
+    """``x`` to two significant digits (12.0, 2.0, 0.7, 0.0041): rounded to a decimal place, a ratio
+    under 0.05 (a timed frame slowed by load) read 0.0, no speedup at all."""
+    return float(f"{x:.2g}")
+
+
 def run_size(n: int, frames: int, seed: int, spacing_px: float, baseline: bool) -> dict:
     scene = crowd_scene(n, frames + 1, seed, spacing_px)
     state = TrackState()
@@ -144,7 +150,7 @@ def run_size(n: int, frames: int, seed: int, spacing_px: float, baseline: bool) 
     if baseline:
         base_ms, theirs = time_updates(DenseTrackState(), scene)
         row.update(baseline_ms_median=round(float(np.median(base_ms)), 2), baseline_ms_max=round(max(base_ms), 2),
-                   speedup=round(float(np.median(base_ms) / max(np.median(ms), 1e-9)), 1), same_answers=ours == theirs)
+                   speedup=ratio(float(np.median(base_ms) / max(np.median(ms), 1e-9))), same_answers=ours == theirs)
     return row
 
 
