@@ -67,14 +67,15 @@ def _ebml_element(f, pos: int) -> tuple[int, int, int] | None:
     return eid[0], pos + length[1], length[0]
 
 
-def container_whole(path: str) -> bool:
+def container_whole(path: str, frames: int | None = None) -> bool:
     """Whether ``path`` is a Matroska / WebM or an AVI file that holds the whole of itself, so that
     the length its header announces is no measure of a cut: a Matroska file's is its container's
     duration (every track's, from its first timestamp, not 0: a video that starts at 10 s, or whose
     sound goes on after its last frame, is shorter and still whole); an AVI's counts its dropped
-    frames (empty chunks: a screen recording's unchanged end decodes to fewer frames). False where
-    it cannot tell (a live recording's unknown sizes, a cut, zeros at the end or over a stretch of
-    the frames, any other file)."""
+    frames (empty chunks: a screen recording's unchanged end decodes to fewer frames), and where
+    ``frames`` were decoded, its chunks that hold a frame's bytes are not many more (its last frames'
+    bytes damaged, their chunks in place). False where it cannot tell (a live recording's unknown
+    sizes, a cut, zeros at the end or over a stretch of the frames, any other file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -83,7 +84,7 @@ def container_whole(path: str) -> bool:
             if kind == ".webm":
                 return _matroska_whole(f, size)
             if kind == ".avi":
-                return _riff_whole(f, size)
+                return _riff_whole(f, size, frames=frames)
     except (OSError, ValueError):
         pass
     return False
@@ -128,14 +129,17 @@ def _matroska_whole(f, size: int, max_elements: int = 1_000_000) -> bool:
 _FOURCC = re.compile(rb"[ -~]{4}")
 
 
-def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
+def _riff_whole(f, size: int, max_chunks: int = 1_000_000, frames: int | None = None) -> bool:
     """Whether the AVI file ``f`` is its RIFF chunks (the first, and OpenDML's ``AVIX`` after it
     past 1 GiB) up to its end, each of them its chunks up to its own, and each list among them
     (``hdrl``, ``movi``: the frames, a dropped one an empty chunk) its chunks up to its own: a
     download stopped with the file at full size, the rest zeros, or a copy that wrote zeros over a
-    stretch of the frames (FFmpeg stops there), ends in no chunk. Chunks are 8 bytes at least, so
-    ``max_chunks`` (12 bytes read each) bounds the walk of a file of a few GB; past it, whole."""
+    stretch of the frames (FFmpeg stops there), ends in no chunk. Where ``frames`` were decoded, its
+    video chunks that hold bytes (``##dc``, ``##db``) are at most :func:`few_more` than them.
+    Chunks are 8 bytes at least, so ``max_chunks`` (12 bytes read each) bounds the walk of a file
+    of a few GB; past it, whole."""
     pos, ends = 0, []  # ends: of the RIFF and the lists pos is in, innermost last
+    coded = 0  # video chunks holding bytes: frames the file has
     for _ in range(max_chunks):
         while ends and pos >= ends[-1]:  # the end of a list: on in the one around it
             if pos > ends[-1] + 1:  # a chunk past its list's end (its pad byte may be left out)
@@ -143,7 +147,7 @@ def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
             end = ends.pop()
             pos = end + (end & 1)
         if not ends and pos >= size:  # after the last RIFF
-            return pos - size in (0, 1)
+            return pos - size in (0, 1) and (frames is None or not few_more(coded, frames))
         f.seek(pos)
         head = f.read(12)
         if len(head) < 8 or not _FOURCC.fullmatch(head[:4]) or (not ends and head[:4] != b"RIFF"):
@@ -155,8 +159,15 @@ def _riff_whole(f, size: int, max_chunks: int = 1_000_000) -> bool:
             ends.append(pos + 8 + n)
             pos += 12
         else:
+            coded += n > 0 and head[2:4] in (b"dc", b"db")
             pos += 8 + n + (n & 1)
     return True  # a walk this long found nothing out of place: a doubt is no cut (a false alarm is worse)
+
+
+def few_more(coded: int, frames: int) -> bool:
+    """Whether ``coded`` frames in a file are more than the ``frames`` decoded by more than 2 and
+    5% (a codec's frames that decode to none: a packed B-frame's placeholder)."""
+    return coded - frames > max(2, 0.05 * coded)
 
 
 MPEG_TAIL_BYTES = 256 * 1024  # the end of an MPEG program stream read for its last packs (one is 2 KiB on a DVD)

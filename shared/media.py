@@ -711,6 +711,7 @@ def spool(head: bytes, rest, tmp) -> None:
 
 OPENCV_OPEN_TIMEOUT_S = 30.0  # OpenCV's own open timeout for FFmpeg (LIBAVFORMAT_INTERRUPT_OPEN_DEFAULT_TIMEOUT_MS)
 MIN_TIMED_FPS = 0.05  # a file's own frame times are taken down to this nominal rate
+MAX_DAMAGED_FRAMES = 10_000  # a file's undecodable frames in a row read past (at its end too: 0.2 s of failed reads)
 MAX_FINITE_FRAMES = 1e9  # FFmpeg's frame count of a live stream is 0, negative or absurd
 
 
@@ -744,6 +745,10 @@ class FrameTimes:
             self.t = max(self.index / self.rate, self.t + 1 / self.rate)
         self.index += 1
         return self.t
+
+    def skip(self, frames: int) -> None:
+        """``frames`` frames read that gave no picture (damaged): the untimed frames after them keep their index's time."""
+        self.index += frames
 
 
 def is_finite_stream(announced: float) -> bool:
@@ -853,8 +858,15 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     clock_from = None if reads is None or finite_stream else time.monotonic()
     try:
         while max_frames is None or emitted < max_frames or held is not None:
+            lost = 0
             if reads is None:
                 ok, bgr = frames_of.read()
+                # a file's frame FFmpeg cannot decode (damaged bytes) fails its read, and the reads after it
+                # go on: read on while its header announces more, the frames failed counted and said
+                while not ok and index + lost + 1 < announced and lost < MAX_DAMAGED_FRAMES:
+                    lost += 1
+                    ok, bgr = frames_of.read()
+                lost = lost if ok else 0
             else:
                 reads.start()
                 if held is not None and reads.stalled():  # a stall: it goes alone
@@ -869,6 +881,11 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 held = None
             elif ok:
                 shots.see(bgr)
+            if lost:
+                if max_frames is None or emitted < max_frames:
+                    yield FrameItem(name, index, error=BadInputError("unreadable", damaged(index, lost, t)))
+                index += lost
+                times.skip(lost)
             if not ok:
                 if index == 0:  # a URL: why, where it can be told (an mp4's index at its end, no byte ranges)
                     why = why_no_frames(spec) if is_stream_spec(spec) else ""
@@ -876,7 +893,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                                                                  + (f" ({why})" if why else "")))
                 else:
                     short = cut_short(index, t, announced, native_fps)
-                    if short and not is_stream_spec(spec) and container_whole(spec):
+                    if short and not is_stream_spec(spec) and container_whole(spec, index):
                         short = None  # its length is the container's (all tracks), or counts dropped frames
                     if not short:  # a GIF, an MPEG-PS, a cut WMV announce no length
                         short = container_cut(spec, index)
@@ -905,6 +922,13 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         else:  # after the read in flight, if one is: never inside it
             reads.release()
             reader.close()
+
+
+def damaged(first: int, frames: int, last_s: float) -> str:
+    """What a stretch of ``frames`` undecodable frames from frame ``first`` (the one before at ``last_s``) was."""
+    after = f" (after {last_s:.2f} s)" if last_s >= 0 else ""
+    return (f"{plural(frames, 'frame')} from frame {first}{after} could not be decoded (damaged bytes in the "
+            "file): skipped, the frames after them were read")
 
 
 def cut_short(frames: int, last_s: float, announced: float, fps: float) -> str | None:

@@ -82,6 +82,7 @@ def safe_stem(source: str, page: int | None = None) -> str:
 
 MAX_CLIP_FPS = 120.0  # a copy's frames/s at most: frames closer together share one of its frames
 MAX_HOLD_S = 10.0  # a frame is held this long at most (a GIF may ask 655 s: 19,660 copies of it at 30 frames/s)
+MIN_VIDEO_SIDE_PX = 8  # a side of 1 pixel FFmpeg's MPEG-4 encoder refuses, a 4x3 frame VP8's WebM: a copy is drawn at least this
 RATE_GAPS = 3  # the copy's rate is judged on the median of the first this many gaps (their frames held)
 
 
@@ -267,6 +268,10 @@ class Annotator:
                 return
             self.written.append(path)
             return
+        if min(annotated.shape[:2]) < MIN_VIDEO_SIDE_PX:  # a line of pixels: FFmpeg's encoders refuse it
+            h, w = annotated.shape[:2]
+            annotated = cv2.resize(annotated, (max(w, MIN_VIDEO_SIDE_PX), max(h, MIN_VIDEO_SIDE_PX)),
+                                   interpolation=cv2.INTER_NEAREST)
         if source != self._video_source:
             self._close_video()
             path = self._path(source, ".mp4")

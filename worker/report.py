@@ -50,7 +50,7 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import face_label, plural
-from moodstream.worker.annotate import TimedClip, draw, readable_video, safe_stem
+from moodstream.worker.annotate import MIN_VIDEO_SIDE_PX, TimedClip, draw, readable_video, safe_stem
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -264,7 +264,8 @@ class Report:
         self._taken.add(name)
         h, w = image.shape[:2]
         k = min(1.0, self.clip_max_px / max(w, h)) if self.clip_max_px else 1.0
-        clip_size = (w, h) if k == 1.0 else (max(2, round(w * k)), max(2, round(h * k)))
+        # (at least MIN_VIDEO_SIDE_PX a side: a video one pixel wide is drawn 8 wide)
+        clip_size = (max(MIN_VIDEO_SIDE_PX, round(w * k)), max(MIN_VIDEO_SIDE_PX, round(h * k)))
 
         def open_writer(fps: float) -> cv2.VideoWriter | None:
             try:

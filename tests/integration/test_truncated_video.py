@@ -221,12 +221,15 @@ def test_a_video_with_a_stretch_of_its_frames_zeroed_is_still_an_error(tmp_path,
     damaged = tmp_path / f"damaged.{kind}"
     damaged.write_bytes(data)
     *frames, last = iter_video(str(damaged))
-    assert frames and all(it.error is None for it in frames) and len(frames) < FRAMES * 2 // 3
+    # the MJPG frame the zeros begin in fails its read, and FFmpeg reads on: said where it is
+    assert all(it.error.reason == "unreadable" for it in frames if it.error is not None)
+    frames = [it for it in frames if it.error is None]
+    assert frames and len(frames) < FRAMES * 2 // 3
     assert last.error is not None and last.error.reason == "truncated", last
     ran = CliRunner().invoke(analyze, ["--device", "cpu", "--detector", "haar", "--every", "10", str(damaged)])
     assert ran.exit_code == 1, ran.output
     records = [json.loads(line) for line in ran.stdout.splitlines()]
-    assert [r["error"]["reason"] for r in records if r.get("error")] == ["truncated"]
+    assert [r["error"]["reason"] for r in records if r.get("error")][-1:] == ["truncated"]
     assert [r["frame"] for r in records if not r.get("error")] == list(range(0, len(frames), 10))
 
 
