@@ -355,7 +355,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
         _end_early(job, producer, source)
         n = _save_count(job, max(n, start), earlier, producer.stats, exact=True) if start is not None else resume_at
         # n: the frames read (where it resumes); of them sent and dropped, by this run and the earlier ones
-        sent, dropped = earlier[0] + producer.stats.sent, earlier[1] + producer.stats.dropped
+        sent, dropped = _all_runs(earlier, producer.stats)
         raise Stopping(f"expander stopping: {n} frames of {name} read ({sent} sent, {dropped} dropped), "
                        "requeued to resume") from None
     except Exception:  # a failed job keeps its count too: requeued (`rq requeue`), it resumes there
@@ -377,9 +377,9 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     if n == 0 and stats.failed_inputs:
         src, reason = stats.failed_inputs[0]
         raise BadInputError(reason, f"{src}: no frames sent; {len(stats.failed_inputs)} input(s) failed")
-    sent_before, dropped_before = earlier
-    return {"source": name, "frames": sent_before + stats.sent, "first_job_id": first, "last_job_id": last,
-            "dropped": dropped_before + stats.dropped, "failed_inputs": [list(f) for f in stats.failed_inputs],
+    sent, dropped = _all_runs(earlier, stats)
+    return {"source": name, "frames": sent, "first_job_id": first, "last_job_id": last,
+            "dropped": dropped, "failed_inputs": [list(f) for f in stats.failed_inputs],
             "stopped": stopped, "resumed_at": resume_at or None}
 
 
@@ -419,6 +419,12 @@ def _earlier_counts(meta: dict) -> tuple[int, int]:
     return _meta_count(meta, "frames") or 0, _meta_count(meta, "dropped") or 0
 
 
+def _all_runs(earlier: tuple[int, int], stats) -> tuple[int, int]:
+    """(frames sent, frames dropped) by the job's runs so far: the earlier runs' (:func:`_earlier_counts`)
+    and this one's (its producer's ``stats``)."""
+    return earlier[0] + stats.sent, earlier[1] + stats.dropped
+
+
 def _meta_count(meta: dict, key: str) -> int | None:
     value = meta.get(key)
     if value is not None and (type(value) is not int or value < 0):
@@ -437,7 +443,8 @@ def _save_count(job: Job, n: int, earlier: tuple[int, int], stats, exact: bool =
     job.meta.pop("resume_at", None)
     if exact:
         job.meta["resume_at"] = n
-    job.meta.update(sent=n, frames=earlier[0] + stats.sent, dropped=earlier[1] + stats.dropped)
+    frames, dropped = _all_runs(earlier, stats)
+    job.meta.update(sent=n, frames=frames, dropped=dropped)
     job.save_meta()
     return n
 

@@ -62,7 +62,6 @@ def scrub(text: str) -> str:
     return _CREDENTIALS.sub("<credentials>@", _URL.sub("<url>", text))
 
 
-
 INFO_MAX_CHARS = 128
 
 
@@ -76,6 +75,7 @@ def info_refusal(value: str) -> str | None:
     if len(value) > INFO_MAX_CHARS:
         return f"it is over {INFO_MAX_CHARS} characters"
     return None
+
 
 class WorkerMetrics:
     """The figures of one worker, in their own registry (``.registry``)."""
@@ -170,8 +170,8 @@ class WorkerMetrics:
             value = str(value)
             if not _INFO_KEY.match(key):
                 raise ValueError(f"info label name {key!r} must be a short lower-case token")
-            if info_refusal(value):
-                raise ValueError(f"info label {key!r} refused: {info_refusal(value)}")
+            if why := info_refusal(value):
+                raise ValueError(f"info label {key!r} refused: {why}")
             clean[key] = value
         self._info.info(clean)
 

@@ -17,8 +17,8 @@ def consumer_name(ctx, param, value: str | None) -> str | None:
     usage error before the models load, not a traceback from the metrics once they have."""
     from moodstream.worker.metrics import info_refusal
 
-    if value is not None and info_refusal(value):
-        raise click.BadParameter(f"{value!r} refused: {info_refusal(value)} (it names the worker in its "
+    if value is not None and (why := info_refusal(value)):
+        raise click.BadParameter(f"{value!r} refused: {why} (it names the worker in its "
                                  "metrics, heartbeat and consumer group)", ctx=ctx, param=param)
     return value
 

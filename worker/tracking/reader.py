@@ -200,7 +200,8 @@ def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | 
             raise ValueError("no source")
         table = people_table(summary["tracks"])
         text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-        service_rows(summary)  # a track the CSV cannot show is found out here, as the table's
+        if fmt == "csv":  # a track the CSV cannot show is found out here, as the table's
+            service_rows(summary)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # the exception's words name the entry's values (another program's data): escaped, as every notice
         to_stderr(f"tracks: skipping summaries entry {entry_id}: not a run summary ({type(exc).__name__}: "
