@@ -592,7 +592,8 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
     """The frames of an http(s) URL that serves a still image, as :func:`image_items` gives a file's
     (page 1 and no time; a multi-page TIFF's pages), named by :func:`source_name`; None for any other
     spec or answer (a video, a live stream, an error status): FFmpeg reads it as a video, as before,
-    and says why where it cannot. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its
+    and says why where it cannot; but an error status (4xx, 5xx) for a URL whose path ends as a
+    photo's (:data:`IMAGE_EXTS`) is that photo's error (``not_found`` for 404 and 410), not a video's. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its
     faces "seen in one frame only".)
 
     One GET (:func:`shared.capture.http_get`: bounded in time) tells, unless the URL's path ends as a
@@ -650,6 +651,10 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
                 return None
             answer, data = got
             location = answer.getheader("Location")
+            if answer.status >= 400 and Path(parts.path).suffix.lower() in IMAGE_EXTS:  # a photo that is not there
+                said = f"HTTP {answer.status} {answer.reason}".strip()
+                return iter([FrameItem(name, 0, page=1, error=BadInputError(
+                    "not_found" if answer.status in (404, 410) else "unreadable", f"cannot open photo {name} ({said})"))])
             if not (300 <= answer.status < 400 and location):
                 return image_items(name, data, max_pixels) if data else None
             url = urljoin(url, location)

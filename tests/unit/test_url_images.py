@@ -108,10 +108,33 @@ def test_videos_animated_gifs_and_live_streams_by_url_stay_videos():
 def test_an_error_status_is_said_as_ffmpeg_s_open_says_it():
     site = Site({})
     try:
-        [item] = iter_frames([f"http://127.0.0.1:{site.port}/missing.jpg"])
+        [item] = iter_frames([f"http://127.0.0.1:{site.port}/missing"])  # no name tells a photo from a video
     finally:
         site.close()
     assert item.error.reason == "unreadable" and "HTTP 404" in item.error.detail, item.error
+
+
+def test_a_photo_s_url_answered_with_an_error_is_a_photo_that_failed_not_a_video():
+    """A URL named as a photo that answers 404 was said as a video: "cannot open video .../missing.jpg
+    (HTTP 404 File not found)", after FFmpeg's open and one more GET to tell why."""
+    def busy(h):
+        h.send_response(503)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    site = Site({"/busy.PNG": busy})
+    try:
+        base = f"http://127.0.0.1:{site.port}"
+        got = {path: list(iter_frames([f"{base}{path}"])) for path in ("/missing.jpg", "/busy.PNG")}
+    finally:
+        site.close()
+    [missing], [busy_item] = got["/missing.jpg"], got["/busy.PNG"]
+    assert (missing.source, missing.frame, missing.page, missing.timestamp_s) == (f"{base}/missing.jpg", 0, 1, None)
+    assert missing.error.reason == "not_found", missing.error
+    assert missing.error.detail == f"cannot open photo {base}/missing.jpg (HTTP 404 Not Found)"
+    assert busy_item.error.reason == "unreadable" and busy_item.error.detail == \
+        f"cannot open photo {base}/busy.PNG (HTTP 503 Service Unavailable)"
+    assert site.hits == {"/missing.jpg": 1, "/busy.PNG": 1}  # asked once each: FFmpeg never opened them
 
 
 def test_a_stop_ends_the_question_at_once_on_a_server_that_never_answers():
