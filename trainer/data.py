@@ -34,14 +34,13 @@ from tqdm import tqdm
 
 from moodstream.shared.errors import DataError
 from moodstream.shared.labels import INDEX, LABELS, NUM_CLASSES, canonical
-from moodstream.shared.media import cannot_read_folder, walk_once
+from moodstream.shared.media import IMAGE_EXTS, cannot_read_folder, walk_once
 
 SPLITS = ("train", "valid", "test")
 FERPLUS_DIRS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 # label.csv vote columns (after image, face_rect) -> our label index, None = dropped class
 FERPLUS_COLUMNS = ("neutrality", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                    "contempt", "unknown", "NF")
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 FOLDER_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 # The folder layout's split: one for every command. It followed `train --seed`, so after `--seed 1`
 # the Test and Valid that `eval` and `balance` read (seed 0) held that run's training images.

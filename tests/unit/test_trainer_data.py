@@ -221,3 +221,26 @@ def test_a_class_folder_that_is_a_broken_link_is_named(tmp_path):
     (tmp_path / "fear").symlink_to(tmp_path / "gone", target_is_directory=True)
     with pytest.raises(DataError, match="fear: a link to .*gone.*which does not exist"):
         load_split(tmp_path, "train")
+
+
+def test_every_image_kind_analyze_reads_is_a_training_image_too(tmp_path):
+    """A class folder of .pgm / .ppm / .pnm / .pbm / .gif faces (FER-2013 exports, old datasets) was
+    "class folder holds no images", and beside PNGs they were left out without a word: the trainer
+    kept its own, shorter list of image suffixes than analyze's (shared.media.IMAGE_EXTS)."""
+    from PIL import Image
+
+    from moodstream.shared.media import IMAGE_EXTS
+
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 255, (48, 48), dtype=np.uint8)
+    kinds = {".pgm": "L", ".ppm": "RGB", ".pnm": "L", ".pbm": "1", ".gif": "L", ".png": "L", ".JPG": "L"}
+    assert {k.lower() for k in kinds} <= IMAGE_EXTS
+    (tmp_path / "test" / "happy").mkdir(parents=True)
+    (tmp_path / "test" / "sad").mkdir(parents=True)
+    for i, (suffix, mode) in enumerate(kinds.items()):
+        Image.fromarray(face).convert(mode).save(tmp_path / "test" / "happy" / f"{i}{suffix}",
+                                                 format="PPM" if suffix == ".pnm" else None)
+    Image.fromarray(face).save(tmp_path / "test" / "sad" / "only.pgm")
+    split = load_split(tmp_path, "test")
+    assert sorted(Path(p).suffix for p in split.paths) == sorted([*kinds, ".pgm"])
+    assert split.images.shape == (len(kinds) + 1, 48, 48)
