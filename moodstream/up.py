@@ -18,7 +18,9 @@ untracked. With ``--summary FILE``, its per-person summary is written as
 ``analyze --summary`` writes it (a CSV of its tracks for a name ending in
 ``.csv``; each run's ``late_frames``: its results that
 came after ``--reorder-wait-ms``, published untracked, in no track; said on
-stderr when any). With the ``dashboard`` extra it also serves
+stderr when any). With ``--report FILE``, the page ``analyze --report`` writes, from
+the results printed and the inputs read again once every frame is answered
+(files and folders only). With the ``dashboard`` extra it also serves
 the live page over this command's streams (``moodstream dashboard``) and
 prints its URL; ``--stay-open`` keeps it open once every frame is answered.
 Ctrl-C stops everything cleanly.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -45,6 +48,7 @@ from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restor
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import legend, plural, printable
+from moodstream.worker.report import report_options
 
 if TYPE_CHECKING:
     from moodstream.producer.results import ResultReader
@@ -88,13 +92,15 @@ def default_sample() -> str:
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file (as CSV "
                    "where its name ends in .csv), as `analyze --summary` does, and print the people table on stderr.")
+@report_options(" Written once every frame is answered, from the results printed and the inputs read again: files and folders, not a camera, a stream or a URL.")
 @click.option("--dashboard/--no-dashboard", "with_dashboard", default=None,
               help="Serve the live page over this run's streams and print its URL (default: on when the "
                    "'dashboard' extra is installed).")
 @setting_option("dashboard_port", type=click.IntRange(0, 65535))
 @click.option("--stay-open", is_flag=True,
               help="Once every frame is answered, keep the dashboard open until Ctrl-C instead of exiting.")
-def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashboard, stay_open, **flags):
+def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_path, report_clip_px, with_dashboard,
+       stay_open, **flags):
     """Start Redis (embedded if none is set), a worker, a producer and a track stage; print tracked results.
 
     PATHS default to the bundled sample clip. Each frame's result is printed
@@ -104,12 +110,17 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
     frame has a result; 1 when a result is an error record (an unreadable
     input: printed, summarised, counted in the last line), one never comes
     (timeout, the worker stopped), an input cannot be sent at all (not
-    found) or a --summary file or picture cannot be written; 130 on Ctrl-C
+    found) or a --summary or --report file cannot be written; 130 on Ctrl-C
     (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the summary of
     what was answered written and marked "interrupted").
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
+    if report_clip_px is not None and report_path is None:
+        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
+    if summary_path is not None and report_path is not None and \
+            os.path.realpath(summary_path) == os.path.realpath(report_path):
+        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
     from moodstream.producer.cli import printer_for
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader
@@ -123,14 +134,17 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
 
     settings = detect_every_frame(Settings.from_env(**flags), "up")  # the summary says what ran
     from moodstream.shared.media import input_files
-    from moodstream.worker.own_outputs import Output, expand_inputs, no_inputs
+    from moodstream.worker.analyze import this_run_writes
+    from moodstream.worker.own_outputs import expand_inputs, no_inputs
 
-    # a folder's files, without the summary's pictures of a run before (a rerun sent them as photos)
+    # a folder's files, without the summary's pictures or the report's clips of a run before (a rerun sent
+    # them as photos and videos)
     named = list(paths) or [default_sample()]
-    specs = expand_inputs(named, [Output("--summary", summary_path)] if summary_path is not None else [], "up")
+    specs = expand_inputs(named, this_run_writes(None, summary_path, report_path), "up")
     if not specs:  # an empty folder: said before Redis starts, exit 1 as analyze's (was "0 results", 0)
-        raise click.ClickException(no_inputs(named, "--summary"))
-    inputs = input_files(specs)  # never written over by the summary
+        raise click.ClickException(no_inputs(named, "--summary, --report"))
+    inputs = input_files(specs)  # never written over by the summary or the report
+    report = _report(report_path, report_clip_px, specs, settings, inputs)  # checked now, not after every frame
     if summary_path is not None:  # found out now, not after every frame
         from moodstream.worker.tracking.summary import check_writable
 
@@ -176,7 +190,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         feed.thread.start()
         # printed: the stage's tracked results; counted: the worker's, on the reply stream
         rows = _Rows(printer_for(fmt),
-                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key))
+                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key), report)
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
         errors = 0  # jobs answered with an error record (an unreadable input): exit 1 at the end, as analyze's
@@ -231,7 +245,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, with_dashb
         if fmt == "table" and rows.faces:
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
         if failure is None:
+            unwritten = report.write(every_n, fps, max_frames) if report is not None else None
             _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
+            if unwritten is not None:
+                raise click.ClickException(unwritten)
         staying_open = board is not None and stay_open and failure is None and not interrupted
         if staying_open:  # SIGTERM and SIGHUP as Ctrl-C while the page stays open, taken straight from held:
             take_stop_signals()  # restored first, a SIGTERM in between ended `up` and left its Redis running
@@ -375,10 +392,11 @@ class _Rows:
     stage did not publish it (it stopped). Jobs on the reply stream always carry a job id (a
     message without one has no reply stream either)."""
 
-    def __init__(self, printer, tracked: ResultReader):
+    def __init__(self, printer, tracked: ResultReader, report: _UpReport | None = None):
         from moodstream.producer.results import FROM_START
 
         self.printer = printer  # a TablePrinter or CsvPrinter, or None for JSON Lines
+        self.report = report  # given what is printed: the tracked results (raw where the stage stopped)
         self.tracked = tracked
         self.tracked_last = FROM_START
         self.waiting: OrderedDict[str, FrameResult] = OrderedDict()  # job id -> answered, not yet printed
@@ -440,10 +458,79 @@ class _Rows:
         if not self.printed.first_time(r.job_id):  # a job's second answer
             return
         self.faces += len(r.faces)
+        if self.report is not None:
+            self.report.answered(r)
         if self.printer is not None:
             self.printer.row(r)
         else:
             click.echo(json.dumps(r.to_json()))
+
+
+def _report(path: Path | None, clip_px: int | None, specs: list[str], settings: Settings,
+            inputs: frozenset[str]) -> _UpReport | None:
+    """``--report``'s page, checked before anything starts: it can be written, and every input can be
+    read again once the run is answered (a file or folder; not a camera, a stream or a URL)."""
+    if path is None:
+        return None
+    from moodstream.shared.media import is_stream_spec
+    from moodstream.worker.report import CLIP_MAX_PX, Report
+    from moodstream.worker.tracking.summary import SummaryConfig
+
+    live = [s for s in specs if s == "-" or is_stream_spec(s)]
+    if live:
+        raise click.UsageError(f"--report reads the inputs again once every frame is answered: {live[0]} is a live "
+                               "source or URL, which cannot be read twice (analyze --report reads it once)")
+    try:
+        page = Report(path, SummaryConfig.from_settings(settings), inputs=inputs,
+                      clip_max_px=CLIP_MAX_PX if clip_px is None else clip_px)
+    except MoodstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    return _UpReport(page, specs, settings)
+
+
+class _UpReport:
+    """``up --report``: the results printed (tracked) kept by frame as they come; once every frame is answered,
+    the inputs read again in order (as the producer read them) and each frame given to the page with
+    its result, as ``analyze --report`` gives it its own (:class:`worker.report.Report`)."""
+
+    def __init__(self, page, specs: list[str], settings: Settings):
+        self.page, self.specs, self.settings = page, specs, settings
+        self.results: dict[tuple[str, int, int | None], FrameResult] = {}
+
+    def answered(self, r: FrameResult) -> None:
+        self.results.setdefault((r.source, r.frame, r.page), r)
+
+    def write(self, every_n: int, fps: float | None, max_frames: int | None) -> str | None:
+        """The page, from the frames answered (an interrupted run's too); why it could not be written, or None."""
+        from moodstream.shared.errors import BadInputError
+        from moodstream.shared.media import iter_frames
+        from moodstream.worker.analyze import error_record
+
+        to_stderr(f"up: writing the report (reading {plural(len(self.specs), 'input')} again)")
+        items = iter_frames(self.specs, every_n, fps, max_frames, max_pixels=self.settings.max_pixels,
+                            max_image_bytes=self.settings.max_message_bytes)
+        for item in items:
+            video = item.timestamp_s is not None
+            r = self.results.pop((item.source, item.frame, item.page), None)
+            if r is None:  # never sent (a read error the producer said itself) or never answered (interrupted)
+                if item.error is not None:
+                    self.page.add(error_record(item, item.error), None, video)
+                continue
+            if r.error is not None:
+                self.page.add(r, None, video)
+                continue
+            try:
+                image = item.decoded(self.settings.max_pixels)
+            except BadInputError as exc:  # changed since it was sent
+                self.page.add(error_record(item, exc), None, video)
+                continue
+            self.page.add(r, image, video, item.rate)
+        try:
+            path = self.page.close()
+        except OSError as exc:
+            return f"up: cannot write the report {self.page.path}: {exc.strerror or exc}"
+        to_stderr(f"up: report in {path}")
+        return None
 
 
 def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None, pipeline, settings,

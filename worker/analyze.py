@@ -40,7 +40,7 @@ from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, face
                                     printable, source_cell)
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.own_outputs import Output, expand_inputs, no_inputs
-from moodstream.worker.report import CLIP_MAX_PX, photo_folder
+from moodstream.worker.report import CLIP_MAX_PX, photo_folder, report_options
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
@@ -309,17 +309,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    "face picture's file name; a cell that starts with = + - @ gets a leading ' (read as text). "
                    "Inside a folder named as an input, those pictures are not read "
                    "(a rerun does not analyse them).")
-@click.option("--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
-              help="Write one HTML page (opens from disk, no network) with a section per video: the "
-                   "annotated clip (a WebM beside the page) and per person the face picture, time span, "
-                   "dominant emotion, episodes and a chart of the probabilities that seeks the clip; and "
-                   "the photos in a grid, each annotated (a JPEG in FILE-photos/ beside the page) with a "
-                   "line per face. Inside a folder named as an input, those clips and photos are not read "
-                   "(a rerun does not analyse them).")
-@click.option("--report-clip-px", type=click.IntRange(min=0), default=None,
-              help="The report's clip: its longer side at most this many pixels (a larger video's clip is "
-                   "scaled down, its boxes and labels drawn at that size; the page shows it at most 640 "
-                   f"wide); 0: the video's own size. With --report.  [default: {CLIP_MAX_PX}]")
+@report_options()
 def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, max_frames: int | None, fmt: str,
             annotate_dir: Path | None, summary_path: Path | None, report_path: Path | None, report_clip_px: int | None,
             **flags) -> None:

@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 
+from moodstream.options import NamedPath
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
@@ -62,6 +64,29 @@ PHOTO_MAX_PX = 640  # a photo's longer side at most in its JPEG beside the page 
 PHOTO_QUALITY = 85  # JPEG quality of those
 CLIP_MAX_PX = 960  # the clip's longer side at most (the page shows it at most 640 pixels wide); 0: the video's
 TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
+
+
+def report_options(note: str = ""):
+    """``--report FILE`` and ``--report-clip-px``, as ``analyze`` and ``up`` take them (``note``: a
+    sentence more for ``--report``'s help)."""
+    def add(command):
+        return _report_options(command, note)
+    return add
+
+
+def _report_options(command, note: str):
+    command = click.option(
+        "--report-clip-px", type=click.IntRange(min=0), default=None,
+        help="The report's clip: its longer side at most this many pixels (a larger video's clip is scaled "
+             "down, its boxes and labels drawn at that size; the page shows it at most 640 wide); 0: the "
+             f"video's own size. With --report.  [default: {CLIP_MAX_PX}]")(command)
+    return click.option(
+        "--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
+        help="Write one HTML page (opens from disk, no network) with a section per video: the annotated clip "
+             "(a WebM beside the page) and per person the face picture, time span, dominant emotion, episodes "
+             "and a chart of the probabilities that seeks the clip; and the photos in a grid, each annotated (a "
+             "JPEG in FILE-photos/ beside the page) with a line per face. Inside a folder named as an input, "
+             "those clips and photos are not read (a rerun does not analyse them)." + note)(command)
 
 
 @dataclass
