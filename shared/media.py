@@ -793,6 +793,8 @@ def opencv_can_name(path: str) -> bool:
 def open_capture(spec: str) -> cv2.VideoCapture:
     if not opencv_can_name(spec):
         raise BadInputError("unsupported", "the file name is not valid UTF-8, which OpenCV cannot open: rename it")
+    if not is_stream_spec(spec) and os.path.isfile(spec) and os.path.getsize(spec) == 0:
+        raise BadInputError("empty", "zero bytes")  # a copy cut before its first byte: said as a photo's is
     cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"

@@ -284,6 +284,21 @@ def test_bad_video_gives_one_error_item(tmp_path):
     assert list(iter_frames([str(tmp_path / "missing.mp4")]))[0].error.reason == "not_found"
 
 
+def test_a_zero_byte_video_is_empty_as_a_zero_byte_photo_is(tmp_path):
+    """A video file of zero bytes (a copy or download cut before its first byte, a camera that
+    wrote nothing) was "unreadable: cannot open video X", where a zero-byte photo says "empty:
+    zero bytes"; the producer and the service dead-letter by that reason."""
+    (tmp_path / "cut.jpg").write_bytes(b"")
+    [photo] = iter_frames([str(tmp_path / "cut.jpg")])
+    with pytest.raises(BadInputError) as said:
+        photo.decoded(10**8)
+    assert (said.value.reason, said.value.detail) == ("empty", "zero bytes")
+    for name in ("cut.mp4", "cut.webm", "cut.avi"):
+        (tmp_path / name).write_bytes(b"")
+        [item] = iter_frames([str(tmp_path / name)])
+        assert (item.source, item.error.reason, item.error.detail) == (str(tmp_path / name), "empty", "zero bytes")
+
+
 def test_a_video_over_the_pixel_limit_is_refused_before_a_frame_is_decoded(tmp_path, monkeypatch):
     """--max-pixels once let a 1.3 MB 8000x8000 MJPG video decode every frame in full (1.08 GB)."""
     path = tmp_path / "big.avi"
