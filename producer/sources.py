@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, image_items, is_video,
+from moodstream.shared.media import (IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, is_video, stills_or_animation,
                                      iter_video)
 
 
@@ -137,5 +137,6 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
         except BadInputError as exc:
             yield FrameItem(path, 0, error=exc)
             continue
-        yield from image_items(path, data, max_pixels)  # a multi-page TIFF: a frame a page
+        # a multi-page TIFF: a frame a page; an animated WebP or PNG: its frames, as a video's
+        yield from stills_or_animation(path, data, every_n, fps, max_frames, max_pixels)
 

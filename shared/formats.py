@@ -102,6 +102,51 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+MAX_ANIMATION_CHUNKS = 1_000_000  # chunks walked at most in an animation's header (a frame is one or two)
+
+
+class Animation(NamedTuple):
+    kind: str  # "webp" or "png" (APNG)
+    frames: int  # as its header counts them
+    width: int  # the canvas
+    height: int
+
+
+def animation_frames(data) -> Animation | None:
+    """An animated WebP's or PNG's (APNG's) frame count and canvas size, from its chunks without
+    decoding (a WebP's ANMF chunks, an APNG's acTL before its image data), or None: a still image,
+    or no WebP or PNG (an animated GIF is a video FFmpeg reads). ``data``: bytes, or a map of a file."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        at, frames, canvas, animated = 12, 0, None, False
+        for _ in range(MAX_ANIMATION_CHUNKS):
+            if at + 8 > len(data):
+                break
+            kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+            if kind == b"VP8X" and at + 18 <= len(data):
+                animated = bool(data[at + 8] & 0x02)
+                canvas = (1 + int.from_bytes(data[at + 12:at + 15], "little"),
+                          1 + int.from_bytes(data[at + 15:at + 18], "little"))
+            elif kind == b"ANMF":
+                frames += 1
+            at += 8 + size + (size & 1)
+        return Animation("webp", frames, *canvas) if animated and canvas and frames > 1 else None
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        at, canvas = 8, None
+        for _ in range(MAX_ANIMATION_CHUNKS):
+            if at + 8 > len(data):
+                break
+            size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+            if kind == b"IHDR" and at + 16 <= len(data):
+                canvas = struct.unpack(">II", data[at + 8:at + 16])
+            elif kind == b"acTL" and at + 12 <= len(data) and canvas:
+                frames = int.from_bytes(data[at + 8:at + 12], "big")
+                return Animation("png", frames, *canvas) if frames > 1 else None
+            elif kind in (b"IDAT", b"IEND"):  # an APNG's acTL comes before its image data
+                break
+            at += 12 + size
+    return None
+
+
 _SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 

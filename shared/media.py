@@ -27,9 +27,9 @@ import numpy as np
 
 from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mp4_missing_index, mpeg_ps_cut, sniff_video
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, TiffChain,
-                                       gif_blocks, gif_frames_beyond_one, image_size, jpeg_end, sniff_format,
-                                       tiff_directories, tiff_page_alone)
+from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
+                                       TiffChain, animation_frames, gif_blocks, gif_frames_beyond_one, image_size,
+                                       jpeg_end, sniff_format, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -535,6 +535,22 @@ def image_records(path: str) -> int:
     return 1 if chain is None else len(chain.pages) + (chain.more or chain.cut)
 
 
+def animation_length(path: str) -> int | None:
+    """The frames an animated WebP or PNG file's header counts (read through a map of the file),
+    or None: no such animation, or no file to read (a progress bar's count)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) not in (b"RIFF", b"\x89PNG"):
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                header = animation_frames(data)
+    except (OSError, ValueError):
+        return None
+    return None if header is None else header.frames
+
+
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 max_frames: int | None = None, stdin: object = None, max_pixels: int | None = None,
                 max_image_bytes: int | None = None) -> Iterator[FrameItem]:
@@ -554,7 +570,7 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 except BadInputError as exc:
                     yield FrameItem("-", 0, error=exc)
                 else:
-                    yield from image_items("-", data, max_pixels)
+                    yield from stills_or_animation("-", data, every_n, fps, max_frames, max_pixels)
             else:
                 yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
         elif os.path.isdir(spec):  # one expand_paths could not list
@@ -574,7 +590,18 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
             except BadInputError as exc:
                 yield FrameItem(spec, 0, error=exc)
             else:
-                yield from image_items(spec, data, max_pixels)
+                yield from stills_or_animation(spec, data, every_n, fps, max_frames, max_pixels)
+
+
+def stills_or_animation(name: str, data: bytes, every_n: int = 1, fps: float | None = None,
+                        max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
+    """An image file's (or stdin's) frames: an animated WebP's or PNG's as a video's
+    (:func:`iter_animation`), any other image's as :func:`image_items` gives them."""
+    header = animation_frames(data)
+    if header is None:
+        yield from image_items(name, data, max_pixels)
+    else:
+        yield from iter_animation(name, data, header, every_n, fps, max_frames, max_pixels)
 
 
 # a URL whose path ends so is read as a video, not asked first whether it is a photo
@@ -929,6 +956,66 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         else:  # after the read in flight, if one is: never inside it
             reads.release()
             reader.close()
+
+
+ANIMATION_DECODE_BYTES = 256 << 20  # an animation's frames decoded at once, at most (its canvas, 4 bytes a pixel)
+DEFAULT_DELAY_MS = 100  # a frame's delay of 0 (or none): as browsers show it
+
+
+def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, fps: float | None = None,
+                   max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
+    """An animated WebP's or PNG's frames (``header``: :func:`shared.formats.animation_frames`), read
+    as a video's are (:func:`iter_video`): every ``every_n``-th, or about ``fps`` a second of its time,
+    each timed by the delays before it, its shot decided by the frame after it; a canvas over
+    ``max_pixels`` fails before a frame is decoded. OpenCV decodes them in runs from the first frame
+    (``imdecodeanimation``: a frame draws over the one before), as many at once as
+    :data:`ANIMATION_DECODE_BYTES` hold; an animation that ends before the frames its header counts
+    gives its frames, then one ``truncated`` record."""
+    w, h = header.width, header.height
+    if max_pixels is not None and w * h > max_pixels:
+        yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
+                                                                  f"{max_pixels}"))
+        return
+    buf = np.frombuffer(data, np.uint8).reshape(1, -1)  # OpenCV's WebP reader takes one row
+    run = max(1, min(header.frames, ANIMATION_DECODE_BYTES // max(1, 4 * w * h)))
+    cap_rate = RateCap(fps) if fps else None
+    shots, held, emitted, index, t = ShotCounter(), None, 0, 0, 0.0
+    rate = None
+    while index < header.frames and (max_frames is None or emitted < max_frames or held is not None):
+        ok, anim = cv2.imdecodeanimation(buf, index, min(run, header.frames - index))
+        if not ok or not anim.frames:
+            if held is not None:
+                held.shot = shots.last()
+                yield held
+                held = None
+            yield FrameItem(name, index, error=BadInputError("unreadable", "no decodable frames") if index == 0 else
+                            BadInputError("truncated", f"the animation ended after {plural(index, 'frame')} of the "
+                                                       f"{header.frames} its header counts: cut short or damaged "
+                                                       "(the frames before were read)"))
+            return
+        if rate is None:  # its frames' rate over the delays of this first run (what an annotated copy plays at)
+            delays = [int(d) if d > 0 else DEFAULT_DELAY_MS for d in anim.durations]
+            native = plausible_fps(1000 * len(delays) / sum(delays))
+            rate = min(fps, native) if fps else native / max(1, every_n)
+        for frame, delay in zip(anim.frames, (int(d) for d in anim.durations)):
+            bgr = frame[:, :, :3] if frame.ndim == 3 and frame.shape[2] == 4 else frame
+            if held is not None:
+                held.shot = shots.see(bgr)
+                yield held
+                held = None
+            else:
+                shots.see(bgr)
+            if (max_frames is None or emitted < max_frames) and \
+                    (cap_rate.keep(t) if cap_rate else index % max(1, every_n) == 0):
+                held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
+                emitted += 1
+            t += (delay if delay > 0 else DEFAULT_DELAY_MS) / 1000
+            index += 1
+            if max_frames is not None and emitted >= max_frames and held is None:
+                return
+    if held is not None:
+        held.shot = shots.last()
+        yield held
 
 
 def damaged(first: int, frames: int, last_s: float) -> str:

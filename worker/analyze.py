@@ -30,8 +30,8 @@ import numpy as np
 
 from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
-                                     iter_frames, no_media, opencv_can_name, plausible_fps)
+from moodstream.shared.media import (FrameItem, animation_length, expand_paths, image_records, input_files,
+                                     is_stream_spec, is_video, iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
@@ -203,6 +203,11 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     total = 0
     for spec in specs:
         if spec == "-" or not is_video(spec):
+            frames = None if spec == "-" else animation_length(spec)  # an animated WebP or PNG: as a video's
+            if frames is not None:
+                n = frames if fps else math.ceil(frames / every_n)  # (its delays are not read: at most every frame)
+                total += min(n, max_frames) if max_frames else n
+                continue
             total += 1 if spec == "-" or not os.path.isfile(spec) else image_records(spec)  # a TIFF's pages
             continue
         if is_stream_spec(spec):
@@ -317,7 +322,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
     PATH is an image (read upright as its EXIF or TIFF orientation says; each
     page of a multi-page TIFF is a frame), a folder (searched recursively for
-    images and videos), a video (an animated GIF is one), a camera index, an
+    images and videos), a video (an animated GIF, WebP or PNG is one), a camera index, an
     rtsp:// or http(s):// URL (an http(s) one that serves an image is read as
     that photo, told by its bytes, as stdin's are; else as a video or live
     stream), or - to read one image or video from stdin.
