@@ -431,7 +431,7 @@ class Producer:
                 return
             # a photo by URL goes as a photo (page 1, no time), not as a live source's frame
             still = url_image_items(spec, self.settings.max_message_bytes, self.settings.max_pixels,
-                                    stopping=self.stop.is_set)
+                                    stopping=self.stop.is_set, every_n=every_n, fps=fps, max_frames=max_frames)
             if still is not None or not is_stream_spec(spec):
                 items = still if still is not None else iter_frames(
                     [spec], every_n=every_n, fps=fps, max_frames=max_frames, max_pixels=self.settings.max_pixels,

@@ -476,7 +476,8 @@ def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int,
         return
     with UrlGuard(allowed_hosts(cfg), count, on_stop=source.stop) as guard:
         # a photo goes as a photo (page 1, no time), as one under media_root does; asked through the guard
-        still = url_image_items(spec, cfg.max_message_bytes, cfg.max_pixels, proxy=guard.proxy_url)
+        still = url_image_items(spec, cfg.max_message_bytes, cfg.max_pixels, proxy=guard.proxy_url, every_n=every_n,
+                                fps=fps, max_frames=max_frames)
         yield (source.frames(), source, guard) if still is None else (still, None, guard)
 
 

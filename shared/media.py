@@ -575,7 +575,8 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
         elif os.path.isdir(spec):  # one expand_paths could not list
             yield FrameItem(spec, 0, error=unreadable_folder(spec))
-        elif (still := url_image_items(spec, max_image_bytes, max_pixels)) is not None:  # a photo by URL
+        elif (still := url_image_items(spec, max_image_bytes, max_pixels, every_n=every_n, fps=fps,
+                                       max_frames=max_frames)) is not None:  # a photo by URL
             yield from still
         elif is_video(spec):
             yield from iter_video(spec, every_n, fps, max_frames, max_pixels)
@@ -615,9 +616,11 @@ MAX_URL_REDIRECTS = 5
 
 
 def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: int | None = None,
-                    proxy: str | None = None, stopping: Callable[[], bool] | None = None) -> Iterator[FrameItem] | None:
+                    proxy: str | None = None, stopping: Callable[[], bool] | None = None, every_n: int = 1,
+                    fps: float | None = None, max_frames: int | None = None) -> Iterator[FrameItem] | None:
     """The frames of an http(s) URL that serves a still image, as :func:`image_items` gives a file's
-    (page 1 and no time; a multi-page TIFF's pages), named by :func:`source_name`; None for any other
+    (page 1 and no time; a multi-page TIFF's pages; an animated WebP's or PNG's frames as a video's,
+    sampled by ``every_n``, ``fps`` and ``max_frames``), named by :func:`source_name`; None for any other
     spec or answer (a video, a live stream, an error status): FFmpeg reads it as a video, as before,
     and says why where it cannot; but an error status (4xx, 5xx) for a URL whose path ends as a
     photo's (:data:`IMAGE_EXTS`) is that photo's error (``not_found`` for 404 and 410), not a video's. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its
@@ -683,7 +686,7 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
                 return iter([FrameItem(name, 0, page=1, error=BadInputError(
                     "not_found" if answer.status in (404, 410) else "unreadable", f"cannot open photo {name} ({said})"))])
             if not (300 <= answer.status < 400 and location):
-                return image_items(name, data, max_pixels) if data else None
+                return stills_or_animation(name, data, every_n, fps, max_frames, max_pixels) if data else None
             url = urljoin(url, location)
             parts = urlsplit(url)
         return None

@@ -95,3 +95,20 @@ def test_analyze_counts_its_frames_for_the_progress_bar_and_the_expander_reads_t
     root = str(animation.parent.resolve())
     got = [(i.source, i.frame, i.timestamp_s) for i in file_items(str(animation), root)]
     assert got == [(str(animation), k, t) for k, t in enumerate(TIMES)]
+
+
+def test_an_animation_by_url_or_stdin_is_read_as_its_file_is(animation):
+    import io
+
+    from tests.support.expanderkit import Site, body
+
+    data = animation.read_bytes()
+    site = Site({"/sticker": body(data, "image/webp")})
+    try:
+        url = f"http://127.0.0.1:{site.port}/sticker"
+        got = [(i.source, i.frame, i.timestamp_s) for i in iter_frames([url], every_n=2)]
+    finally:
+        site.close()
+    assert got == [(url, k, TIMES[k]) for k in range(0, len(DELAYS), 2)]
+    piped = [(i.frame, i.timestamp_s) for i in iter_frames(["-"], stdin=io.BytesIO(data), max_frames=3)]
+    assert piped == [(k, TIMES[k]) for k in range(3)]
