@@ -962,6 +962,9 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
 
 
 ANIMATION_DECODE_BYTES = 256 << 20  # an animation's frames decoded at once, at most (its canvas, 4 bytes a pixel)
+# an animation's frames read at most: each run of frames is decoded from the first frame on, so a long
+# one costs about frames^2 / (2 x run) decodes (1,000 at 1920x1080, runs of 32: 16,000, minutes)
+MAX_ANIMATION_FRAMES = 1000
 DEFAULT_DELAY_MS = 100  # a frame's delay of 0 (or none): as browsers show it
 
 
@@ -973,7 +976,8 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
     ``max_pixels`` fails before a frame is decoded. OpenCV decodes them in runs from the first frame
     (``imdecodeanimation``: a frame draws over the one before), as many at once as
     :data:`ANIMATION_DECODE_BYTES` hold; an animation that ends before the frames its header counts
-    gives its frames, then one ``truncated`` record."""
+    gives its frames, then one ``truncated`` record; one of over :data:`MAX_ANIMATION_FRAMES` frames its
+    first that many, then one ``too_large`` record."""
     w, h = header.width, header.height
     if max_pixels is not None and w * h > max_pixels:
         yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
@@ -984,8 +988,9 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
     cap_rate = RateCap(fps) if fps else None
     shots, held, emitted, index, t = ShotCounter(), None, 0, 0, 0.0
     rate = None
-    while index < header.frames and (max_frames is None or emitted < max_frames or held is not None):
-        ok, anim = cv2.imdecodeanimation(buf, index, min(run, header.frames - index))
+    length = min(header.frames, MAX_ANIMATION_FRAMES)
+    while index < length and (max_frames is None or emitted < max_frames or held is not None):
+        ok, anim = cv2.imdecodeanimation(buf, index, min(run, length - index))
         if not ok or not anim.frames:
             if held is not None:
                 held.shot = shots.last()
@@ -1019,6 +1024,9 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
     if held is not None:
         held.shot = shots.last()
         yield held
+    if index < header.frames and (max_frames is None or emitted < max_frames):
+        yield FrameItem(name, index, error=BadInputError(
+            "too_large", f"an animation of {header.frames} frames: its first {index} were read"))
 
 
 def damaged(first: int, frames: int, last_s: float) -> str:

@@ -112,3 +112,14 @@ def test_an_animation_by_url_or_stdin_is_read_as_its_file_is(animation):
     assert got == [(url, k, TIMES[k]) for k in range(0, len(DELAYS), 2)]
     piped = [(i.frame, i.timestamp_s) for i in iter_frames(["-"], stdin=io.BytesIO(data), max_frames=3)]
     assert piped == [(k, TIMES[k]) for k in range(3)]
+
+
+def test_an_animation_of_more_frames_than_are_read_says_so(animation, monkeypatch):
+    from moodstream.shared import media
+
+    monkeypatch.setattr(media, "MAX_ANIMATION_FRAMES", 5)
+    items = list(iter_frames([str(animation)]))
+    assert [i.frame for i in items] == [0, 1, 2, 3, 4, 5] and all(i.error is None for i in items[:5])
+    assert (items[5].error.reason, items[5].error.detail) == \
+        ("too_large", f"an animation of {len(DELAYS)} frames: its first 5 were read")
+    assert [i.frame for i in iter_frames([str(animation)], max_frames=3)] == [0, 1, 2]  # asked for fewer: no word
