@@ -92,7 +92,8 @@ def default_sample() -> str:
 @click.option("--summary", "summary_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
               help="Write the per-person summary (tracks, episodes, face pictures) as JSON to this file (as CSV "
                    "where its name ends in .csv), as `analyze --summary` does, and print the people table on stderr.")
-@report_options(" Written once every frame is answered, from the results printed and the inputs read again: files and folders, not a camera, a stream or a URL.")
+@report_options(" Written once every frame is answered, from the results printed and the inputs read again: "
+                "files and folders, not a camera, a stream or a URL.")
 @click.option("--dashboard/--no-dashboard", "with_dashboard", default=None,
               help="Serve the live page over this run's streams and print its URL (default: on when the "
                    "'dashboard' extra is installed).")
