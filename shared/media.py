@@ -623,8 +623,9 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
     sampled by ``every_n``, ``fps`` and ``max_frames``), named by :func:`source_name`; None for any other
     spec or answer (a video, a live stream, an error status): FFmpeg reads it as a video, as before,
     and says why where it cannot; but an error status (4xx, 5xx) for a URL whose path ends as a
-    photo's (:data:`IMAGE_EXTS`) is that photo's error (``not_found`` for 404 and 410), not a video's. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its
-    faces "seen in one frame only".)
+    photo's (:data:`IMAGE_EXTS`) is that photo's error (``not_found`` for 404 and 410), not a
+    video's. (FFmpeg read a photo as a one-frame video: time 0.0, shot 0, its faces "seen in one
+    frame only".)
 
     One GET (:func:`shared.capture.http_get`: bounded in time) tells, unless the URL's path ends as a
     video's or a stream's (:data:`STREAM_URL_EXTS`): an answer whose type is a video's or a stream's
@@ -683,8 +684,9 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
             location = answer.getheader("Location")
             if answer.status >= 400 and Path(parts.path).suffix.lower() in IMAGE_EXTS:  # a photo that is not there
                 said = f"HTTP {answer.status} {answer.reason}".strip()
-                return iter([FrameItem(name, 0, page=1, error=BadInputError(
-                    "not_found" if answer.status in (404, 410) else "unreadable", f"cannot open photo {name} ({said})"))])
+                reason = "not_found" if answer.status in (404, 410) else "unreadable"
+                said = BadInputError(reason, f"cannot open photo {name} ({said})")
+                return iter([FrameItem(name, 0, page=1, error=said)])
             if not (300 <= answer.status < 400 and location):
                 return stills_or_animation(name, data, every_n, fps, max_frames, max_pixels) if data else None
             url = urljoin(url, location)
