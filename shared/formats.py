@@ -22,8 +22,8 @@ HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"
 def sniff_format(data: bytes) -> str | None:
     """The image format named by the first bytes, or None if it is none OpenCV decodes.
 
-    Names: jpeg, png, webp, bmp, gif, tiff, pnm (the formats we accept: each has a
-    header :func:`image_size` reads), and avif, jpeg2000, openexr, hdr, sunraster,
+    Names: jpeg, png, webp, bmp, gif, tiff, pnm, avif (the formats we accept: each has a
+    header :func:`image_size` reads), and jpeg2000, openexr, hdr, sunraster,
     pfm, bigtiff (OpenCV decodes them, we refuse them: their sizes are not checked
     before decoding), and heif (HEIC: OpenCV has no decoder for it; named so that
     it is refused as what it is, not taken for a video).
@@ -65,11 +65,12 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm")
+ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm", "avif")
+MAX_BOXES = 4096  # ISO media boxes walked at most to find an AVIF's size
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM header without
+    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF, PNM or AVIF header without
     decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`; None
     where one's size cannot be read). BadInputError for a JPEG of over :data:`MAX_JPEG_SEGMENTS`
     header segments (:func:`jpeg_segments`)."""
@@ -97,9 +98,53 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         if chain is None or any(size is None for _, size in chain.pages):
             return None
         return max((size for _, size in chain.pages), key=lambda wh: wh[0] * wh[1])
-    if sniff_format(data) == "pnm":
+    kind = sniff_format(data)
+    if kind == "pnm":
         return _pnm_size(data)
+    if kind == "avif":
+        return _avif_size(data)
     return None
+
+
+def _boxes(data, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """The ISO media boxes in ``data[start:end]``: (type, where its content starts, where it ends),
+    at most :data:`MAX_BOXES`, none past ``end``."""
+    at = start
+    for _ in range(MAX_BOXES):
+        if at + 8 > end:
+            return
+        size, kind, body = int.from_bytes(data[at:at + 4], "big"), bytes(data[at + 4:at + 8]), at + 8
+        if size == 1 and at + 16 <= end:  # a 64-bit size follows the type
+            size, body = int.from_bytes(data[at + 8:at + 16], "big"), at + 16
+        elif size == 0:  # to the end
+            size = end - at
+        if size < body - at or at + size > end:
+            return
+        yield kind, body, at + size
+        at += size
+
+
+def avif_sequence(data) -> bool:
+    """Whether an AVIF is an image sequence (an animated AVIF: major brand ``avis``)."""
+    return data[8:12] == b"avis"
+
+
+def _avif_size(data) -> tuple[int, int] | None:
+    """An AVIF's (width, height): the largest of its items' ``ispe`` properties (meta > iprp > ipco),
+    which a grid image's output item has too; None where there is none."""
+    sizes = []
+    for kind, body, end in _boxes(data, 0, len(data)):
+        if kind != b"meta":
+            continue
+        for kind2, body2, end2 in _boxes(data, body + 4, end):  # meta is a full box: version and flags first
+            if kind2 != b"iprp":
+                continue
+            for kind3, body3, end3 in _boxes(data, body2, end2):
+                if kind3 != b"ipco":
+                    continue
+                sizes += [struct.unpack(">II", data[b + 4:b + 12]) for k, b, e in _boxes(data, body3, end3)
+                          if k == b"ispe" and e - b >= 12]
+    return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
 
 
 MAX_ANIMATION_CHUNKS = 1_000_000  # chunks walked at most in an animation's header (a frame is one or two)

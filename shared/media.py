@@ -9,6 +9,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -28,8 +29,8 @@ import numpy as np
 from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mp4_missing_index, mpeg_ps_cut, sniff_video
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
-                                       TiffChain, animation_frames, gif_blocks, gif_frames_beyond_one, image_size,
-                                       jpeg_end, sniff_format, tiff_directories, tiff_page_alone)
+                                       TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
+                                       image_size, jpeg_end, sniff_format, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -43,7 +44,8 @@ from moodstream.shared.table import plural, printable
 
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 # a folder's files read as images: every ACCEPTED_FORMATS format by its usual names (PNM: .ppm .pgm .pbm .pnm)
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
+              ".avif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
@@ -118,6 +120,13 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
     return turned(to_rgb8(img), exif_orientation(data, kind))
 
 
+@functools.cache
+def avif_decoder() -> bool:
+    """Whether this OpenCV decodes AVIF (built with libavif, as the wheels are since 4.10)."""
+    return any(line.strip().startswith("AVIF:") and "NO" not in line
+               for line in cv2.getBuildInformation().splitlines())
+
+
 def decode_stored(data: bytes, max_pixels: int) -> np.ndarray:
     """Encoded image bytes -> the array OpenCV decodes, as stored: BGR or grey, 8 or 16-bit, never
     turned (a video's frames, a Motion-JPEG stream's parts, are read as a video reader gives them);
@@ -138,6 +147,12 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
     if kind not in ACCEPTED_FORMATS:
         raise BadInputError("unsupported", f"{kind} images are not accepted (their size cannot be checked "
                                            f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")
+    if kind == "avif" and not avif_decoder():
+        raise BadInputError("unsupported", "this OpenCV build has no AVIF decoder (OpenCV built without libavif); "
+                                           "convert it to JPEG or PNG")
+    if kind == "avif" and avif_sequence(data):
+        raise BadInputError("unsupported", "an AVIF image sequence (an animated AVIF) is not read here: convert it "
+                                           "to a video (or an animated WebP)")
     where, pages_left = "", 0  # "page N: " in the errors of a page asked for; pages not read
     if kind == "tiff":
         chain, size = tiff_directories(data), None

@@ -57,6 +57,18 @@ def _tiff(w: int, h: int, pages: int = 1) -> bytes:
     return bytes(data)
 
 
+def box(kind: bytes, body: bytes) -> bytes:
+    """An ISO media box."""
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def avif_header(width: int, height: int, major: bytes = b"avif") -> bytes:
+    """An AVIF's boxes up to its size: ftyp, then meta > iprp > ipco > ispe (width x height)."""
+    ispe = box(b"ispe", b"\x00" * 4 + struct.pack(">II", width, height))
+    return box(b"ftyp", major + b"\x00\x00\x00\x00avifmif1miaf") + \
+        box(b"meta", b"\x00" * 4 + box(b"hdlr", b"\x00" * 8 + b"pict" + b"\x00" * 13) + box(b"iprp", box(b"ipco", ispe)))
+
+
 def bombs() -> dict[str, bytes]:
     """name -> bytes, one per format OpenCV 4.x decodes (see cv2.getBuildInformation)."""
     bmp = bytearray(cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
@@ -82,7 +94,7 @@ def bombs() -> dict[str, bytes]:
                     + b"\x07\x01\x01" * 3 + b"\x00" * 4096,
         "openexr": b"\x76\x2f\x31\x01\x02\x00\x00\x00" + b"dataWindow\x00box2i\x00\x10\x00\x00\x00"
                    + struct.pack("<iiii", 0, 0, SIDE - 1, SIDE - 1) + b"\x00" * 4096,
-        "avif": b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 4096,
+        "avif": avif_header(SIDE, SIDE) + b"\x00" * 4096,
     }
 
 
@@ -147,6 +159,6 @@ def messages() -> list[tuple[str, bytes, str]]:
         ("trailing-bytes", msgpack.packb(_map()) + b"\x00", "not_msgpack"),
     ]
     for name, data in bombs().items():
-        reason = "unsupported" if name in ("pfm", "hdr", "sunraster", "jpeg2000", "openexr", "avif") else "too_large"
+        reason = "unsupported" if name in ("pfm", "hdr", "sunraster", "jpeg2000", "openexr") else "too_large"
         out.append((f"bomb-{name}", encode_frame(FrameJob(f"bomb-{name}", f"bomb.{name}", 0, image=data)), reason))
     return out

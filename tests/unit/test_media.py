@@ -131,12 +131,36 @@ def test_a_heic_photo_is_refused_by_name_from_a_file_and_from_stdin(tmp_path, ma
         assert err.value.reason == "unsupported" and "HEIF" in err.value.detail and "convert" in err.value.detail
 
 
-def test_an_avif_is_still_refused_as_avif():
-    """AVIF shares HEIF's boxes (and a "mif1" major brand with "avif" among the compatible ones)."""
-    for data in (heif(b"avif", b"mif1avif"), heif(b"mif1", b"avifmiaf")):
+def test_an_avif_photo_is_read_as_a_jpeg_is_judged_by_its_size_first(tmp_path):
+    """An AVIF (what Chrome and Android save photos as) was refused, "avif images are not accepted (their
+    size cannot be checked before decoding)", and a folder's .avif files left out without a word. Its
+    size is its items' ispe properties: one over the limit is refused unread, as a JPEG's."""
+    from PIL import Image, features
+
+    from tests.support.corpus import avif_header
+
+    from moodstream.shared.media import IMAGE_EXTS, avif_decoder
+
+    assert ".avif" in IMAGE_EXTS
+    for data in (heif(b"avif", b"mif1avif"), heif(b"mif1", b"avifmiaf")):  # its brands, and no size
         with pytest.raises(BadInputError) as err:
             decode_image(data, LIMIT)
-        assert err.value.reason == "unsupported" and err.value.detail.startswith("avif images")
+        assert err.value.reason == "unreadable" and err.value.detail == "avif header without a readable image size"
+    with pytest.raises(BadInputError) as err:
+        decode_image(avif_header(20000, 10000) + b"\x00" * 64, LIMIT)
+    assert (err.value.reason, err.value.detail) == ("too_large", f"20000x10000 pixels is over the limit of {LIMIT}")
+    with pytest.raises(BadInputError) as err:  # an animated AVIF: said, not its first frame alone
+        decode_image(avif_header(64, 48, major=b"avis") + b"\x00" * 64, LIMIT)
+    assert err.value.reason == "unsupported" and "animated AVIF" in err.value.detail
+    if not (features.check("avif") and avif_decoder()):
+        pytest.skip("Pillow here writes no AVIF, or OpenCV here decodes none")
+    street = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
+    Image.open(street).save(tmp_path / "street.avif", quality=90)
+    [item] = iter_frames([str(tmp_path)])
+    assert item.source == str(tmp_path / "street.avif") and item.page == 1
+    rgb = item.decoded(LIMIT)
+    want = decode_image(street.read_bytes(), LIMIT)
+    assert rgb.shape == want.shape and np.abs(rgb.astype(int) - want).mean() < 6  # the same picture, lossy twice
 
 
 def test_16bit_png_is_converted(bgr):
