@@ -124,6 +124,59 @@ def _boxes(data, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
         at += size
 
 
+def _avif_ipco_ipma(data) -> tuple[list[tuple[bytes, int, int]], dict[int, list[int]], int | None]:
+    """An AVIF's item properties (ipco's boxes, in order), each item's associated property indices
+    (ipma: 1-based into them) and its primary item (pitm), as far as they can be read."""
+    props, assoc, primary = [], {}, None
+    for kind, body, end in _boxes(data, 0, len(data)):
+        if kind != b"meta":
+            continue
+        for kind2, body2, end2 in _boxes(data, body + 4, end):  # meta is a full box: version and flags first
+            if kind2 == b"pitm" and end2 - body2 >= 6:
+                wide = data[body2] >= 1
+                primary = int.from_bytes(data[body2 + 4:body2 + (8 if wide else 6)], "big")
+            if kind2 != b"iprp":
+                continue
+            for kind3, body3, end3 in _boxes(data, body2, end2):
+                if kind3 == b"ipco":
+                    props = list(_boxes(data, body3, end3))
+                elif kind3 == b"ipma" and end3 - body3 >= 8:
+                    version, flags = data[body3], data[body3 + 3]
+                    at, count = body3 + 8, int.from_bytes(data[body3 + 4:body3 + 8], "big")
+                    for _ in range(min(count, MAX_BOXES)):
+                        width = 4 if version >= 1 else 2
+                        if at + width + 1 > end3:
+                            break
+                        item, n = int.from_bytes(data[at:at + width], "big"), data[at + width]
+                        at += width + 1
+                        step = 2 if flags & 1 else 1
+                        if at + n * step > end3:
+                            break
+                        mask = 0x7FFF if step == 2 else 0x7F  # the top bit says "essential"
+                        assoc[item] = [int.from_bytes(data[at + k * step:at + (k + 1) * step], "big") & mask
+                                       for k in range(n)]
+                        at += n * step
+    return props, assoc, primary
+
+
+def avif_turn(data) -> tuple[int, int | None]:
+    """How a viewer turns an AVIF's primary image: its ``irot`` (quarter turns anticlockwise, 0-3) and
+    ``imir`` (its mode: 0 top and bottom exchanged, 1 left and right; None: no mirror),
+    applied in that order. (0, None) where the properties cannot be read."""
+    props, assoc, primary = _avif_ipco_ipma(data)
+    mine = assoc.get(primary, []) if primary is not None else []
+    turn, mirror = 0, None
+    for index in mine:
+        if not 1 <= index <= len(props):
+            continue
+        kind, body, end = props[index - 1]
+        if kind == b"irot" and end > body:
+            turn = data[body] & 0x3
+        elif kind == b"imir" and end > body:
+            mirror = data[body] & 0x1
+    return turn, mirror
+
+
 def avif_sequence(data) -> bool:
     """Whether an AVIF is an image sequence (an animated AVIF: major brand ``avis``)."""
     return data[8:12] == b"avis"

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import struct
 
-from moodstream.shared.formats import jpeg_segments
+from moodstream.shared.formats import avif_turn, jpeg_segments
 
 ORIENTATION_TAG = 0x0112
+
+
+# an AVIF's (irot quarter turns anticlockwise, imir axis) -> the EXIF orientation that turns it alike
+# (imir's mode 0 exchanges top and bottom, 1 left and right: HEIF's second edition, libavif, browsers)
+AVIF_ORIENTATIONS = {(0, None): 1, (0, 0): 4, (0, 1): 2, (1, None): 8, (1, 0): 5, (1, 1): 7,
+                     (2, None): 3, (2, 0): 2, (2, 1): 4, (3, None): 6, (3, 0): 7, (3, 1): 5}
 
 
 def exif_orientation(data: bytes, kind: str) -> int:
     """The orientation (1-8) that a JPEG's APP1 Exif segment, a PNG's eXIf chunk or a WebP's EXIF
     chunk gives, read as browsers read it (Orientation in IFD0, a SHORT of count 1, 1 to 8); 1 (as
     stored) where there is none or it is malformed, as a viewer then shows the file. A TIFF page's
-    own Orientation tag is not EXIF: OpenCV's TIFF decoder applies it (4.9 to 4.14, whatever the flags)."""
+    own Orientation tag is not EXIF: OpenCV's TIFF decoder applies it (4.9 to 4.14, whatever the flags).
+    An AVIF's turn is its irot / imir properties (:func:`shared.formats.avif_turn`), which OpenCV's
+    decoder does not apply (4.14)."""
+    if kind == "avif":  # not EXIF: its primary item's irot and imir properties, as browsers apply them
+        return AVIF_ORIENTATIONS[avif_turn(data)]
     find = {"jpeg": _jpeg_exif, "png": _png_exif, "webp": _webp_exif}.get(kind)
     block = find(data) if find is not None else None
     return _ifd0_orientation(block) if block else 1

@@ -514,3 +514,22 @@ def test_a_camera_that_cannot_be_opened_is_named_a_camera():
     with pytest.raises(BadInputError) as caught:
         open_capture(str(index))
     assert str(caught.value) == f"unreadable: cannot open camera {index} (no /dev/video{index} on this machine)"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_avif_is_turned_as_its_irot_and_imir_say(tmp_path, orientation):
+    """A phone's AVIF stores its pixels on their side and says how to turn them (irot, imir), as a
+    JPEG's EXIF does: OpenCV decodes them as stored, so the photo was read sideways (or mirrored)."""
+    from PIL import Image, ImageOps, features
+
+    from moodstream.shared.media import avif_decoder
+
+    if not (features.check("avif") and avif_decoder()):
+        pytest.skip("Pillow here writes no AVIF, or OpenCV here decodes none")
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Pillow writes it as the AVIF's irot / imir
+    street = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
+    Image.open(street).save(tmp_path / "p.avif", exif=exif.tobytes(), quality=90)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "p.avif")).convert("RGB"))
+    got = decode_image((tmp_path / "p.avif").read_bytes(), LIMIT)
+    assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 1
