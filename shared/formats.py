@@ -177,6 +177,40 @@ def avif_turn(data) -> tuple[int, int | None]:
     return turn, mirror
 
 
+def _avif_animation(data) -> Animation | None:
+    """An animated AVIF's frames (its first track's samples: moov > trak > mdia > minf > stbl > stsz)
+    and canvas (the largest ispe, else the track header's size)."""
+    frames, canvas = 0, _avif_size(data)
+    for kind, body, end in _boxes(data, 0, len(data)):
+        if kind != b"moov":
+            continue
+        for kind2, body2, end2 in _boxes(data, body, end):
+            if kind2 != b"trak":
+                continue
+            for kind3, body3, end3 in _boxes(data, body2, end2):
+                if kind3 == b"tkhd" and canvas is None and end3 - body3 >= 84:  # 16.16 fixed, its last 8 bytes
+                    canvas = (int.from_bytes(data[end3 - 8:end3 - 6], "big"),
+                              int.from_bytes(data[end3 - 4:end3 - 2], "big"))
+                elif kind3 == b"mdia":
+                    frames = frames or _stsz_count(data, body3, end3)
+            break  # the first track: the colour frames (an alpha track follows)
+    if frames <= 1 or not canvas or min(canvas) <= 0:
+        return None
+    return Animation("avif", frames, *canvas)
+
+
+def _stsz_count(data, body: int, end: int) -> int:
+    """The sample count of the stsz box under mdia (minf > stbl > stsz), or 0."""
+    for kind, b, e in _boxes(data, body, end):
+        if kind == b"minf":
+            for kind2, b2, e2 in _boxes(data, b, e):
+                if kind2 == b"stbl":
+                    for kind3, b3, e3 in _boxes(data, b2, e2):
+                        if kind3 == b"stsz" and e3 - b3 >= 12:
+                            return int.from_bytes(data[b3 + 8:b3 + 12], "big")
+    return 0
+
+
 def avif_sequence(data) -> bool:
     """Whether an AVIF is an image sequence (an animated AVIF: major brand ``avis``)."""
     return data[8:12] == b"avis"
@@ -204,16 +238,17 @@ MAX_ANIMATION_CHUNKS = 1_000_000  # chunks walked at most in an animation's head
 
 
 class Animation(NamedTuple):
-    kind: str  # "webp" or "png" (APNG)
+    kind: str  # "webp", "png" (APNG) or "avif"
     frames: int  # as its header counts them
     width: int  # the canvas
     height: int
 
 
 def animation_frames(data) -> Animation | None:
-    """An animated WebP's or PNG's (APNG's) frame count and canvas size, from its chunks without
-    decoding (a WebP's ANMF chunks, an APNG's acTL before its image data), or None: a still image,
-    or no WebP or PNG (an animated GIF is a video FFmpeg reads). ``data``: bytes, or a map of a file."""
+    """An animated WebP's, PNG's (APNG's) or AVIF's frame count and canvas size, from its chunks or
+    boxes without decoding (a WebP's ANMF chunks, an APNG's acTL before its image data, an AVIF
+    sequence's samples), or None: a still image, or none of those (an animated GIF is a video FFmpeg
+    reads). ``data``: bytes, or a map of a file."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         at, frames, canvas, animated = 12, 0, None, False
         for _ in range(MAX_ANIMATION_CHUNKS):
@@ -228,6 +263,8 @@ def animation_frames(data) -> Animation | None:
                 frames += 1
             at += 8 + size + (size & 1)
         return Animation("webp", frames, *canvas) if animated and canvas and frames > 1 else None
+    if data[4:8] == b"ftyp" and avif_sequence(data):
+        return _avif_animation(data)
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         at, canvas = 8, None
         for _ in range(MAX_ANIMATION_CHUNKS):

@@ -150,9 +150,9 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
     if kind == "avif" and not avif_decoder():
         raise BadInputError("unsupported", "this OpenCV build has no AVIF decoder (OpenCV built without libavif); "
                                            "convert it to JPEG or PNG")
-    if kind == "avif" and avif_sequence(data):
-        raise BadInputError("unsupported", "an AVIF image sequence (an animated AVIF) is not read here: convert it "
-                                           "to a video (or an animated WebP)")
+    if kind == "avif" and avif_sequence(data):  # a file's, stdin's or a URL's is read as a video (iter_animation)
+        raise BadInputError("unsupported", "an AVIF image sequence (an animated AVIF) is one image here, as a job's "
+                                           "bytes: send it as a file (produce reads its frames) or a video")
     where, pages_left = "", 0  # "page N: " in the errors of a page asked for; pages not read
     if kind == "tiff":
         chain, size = tiff_directories(data), None
@@ -551,13 +551,14 @@ def image_records(path: str) -> int:
 
 
 def animation_length(path: str) -> int | None:
-    """The frames an animated WebP or PNG file's header counts (read through a map of the file),
+    """The frames an animated WebP, PNG or AVIF file's header counts (read through a map of the file),
     or None: no such animation, or no file to read (a progress bar's count)."""
     import mmap
 
     try:
         with open(path, "rb") as f:
-            if f.read(4) not in (b"RIFF", b"\x89PNG"):
+            head = f.read(12)
+            if head[:4] not in (b"RIFF", b"\x89PNG") and head[4:12] != b"ftypavis":
                 return None
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 header = animation_frames(data)
@@ -611,7 +612,7 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
 
 def stills_or_animation(name: str, data: bytes, every_n: int = 1, fps: float | None = None,
                         max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
-    """An image file's (or stdin's) frames: an animated WebP's or PNG's as a video's
+    """An image file's (or stdin's) frames: an animated WebP's, PNG's or AVIF's as a video's
     (:func:`iter_animation`), any other image's as :func:`image_items` gives them."""
     header = animation_frames(data)
     if header is None:
@@ -987,7 +988,7 @@ DEFAULT_DELAY_MS = 100  # a frame's delay of 0 (or none): as browsers show it
 
 def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, fps: float | None = None,
                    max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
-    """An animated WebP's or PNG's frames (``header``: :func:`shared.formats.animation_frames`), read
+    """An animated WebP's, PNG's or AVIF's frames (``header``: :func:`shared.formats.animation_frames`), read
     as a video's are (:func:`iter_video`): every ``every_n``-th, or about ``fps`` a second of its time,
     each timed by the delays before it, its shot decided by the frame after it; a canvas over
     ``max_pixels`` fails before a frame is decoded. OpenCV decodes them in runs from the first frame

@@ -1,4 +1,4 @@
-"""Animated WebP and PNG (APNG) files are read as videos, every frame timed by its delay, as an
+"""Animated WebP, PNG (APNG) and AVIF files are read as videos, every frame timed by its delay, as an
 animated GIF is: OpenCV's still decoder gave their first frame alone, and `analyze sticker.webp`
 said "1 frame, 0 errors" for a 20-frame animation (the rest lost without a word)."""
 
@@ -24,8 +24,14 @@ def frames() -> list[Image.Image]:
     return [base.rotate(k * 0.5) for k in range(len(DELAYS))]
 
 
-@pytest.fixture(params=["webp", "png"])
+@pytest.fixture(params=["webp", "png", "avif"])
 def animation(request, tmp_path) -> Path:
+    from PIL import features
+
+    from moodstream.shared.media import avif_decoder
+
+    if request.param == "avif" and not (features.check("avif") and avif_decoder()):
+        pytest.skip("Pillow here writes no AVIF, or OpenCV here decodes none")
     path = tmp_path / f"sticker.{request.param}"
     images = frames()
     images[0].save(path, save_all=True, append_images=images[1:], duration=DELAYS, loop=0,
