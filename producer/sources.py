@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (IMAGE_EXTS, VIDEO_EXTS, FrameItem, animated_gif, is_video, stills_or_animation,
-                                     iter_video)
+from moodstream.shared.media import (FrameItem, animated_gif, is_video, iter_video, media_name,
+                                     stills_or_animation)
 
 
 def inside(real: str, root: str) -> bool:
@@ -81,7 +81,7 @@ def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | N
                 continue
             if e.is_dir():
                 yield from walk(e.path)
-            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTS | VIDEO_EXTS:
+            elif media_name(e.path):
                 yield e.path, None
 
     if os.path.isdir(target):

@@ -20,9 +20,9 @@ ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF (WMV): its
 
 
 def sniff_video(data: bytes) -> str | None:
-    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime,
+    """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
-    ASF), or None (images among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
+    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes), or None (images among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
     :func:`shared.media.container_cut` go by it."""
     head = data[:SNIFF_BYTES]
@@ -36,7 +36,21 @@ def sniff_video(data: bytes) -> str | None:
         return ".mpg"
     if head == ASF_HEADER:
         return ".wmv"
+    if head[:4] == b"FLV\x01":
+        return ".flv"
+    if is_mpeg_ts(data):
+        return ".ts"
     return None
+
+
+def is_mpeg_ts(data: bytes) -> bool:
+    """Whether ``data`` begins as an MPEG transport stream (a camcorder's .mts / .m2ts, a broadcast
+    or IPTV recording): a sync byte 0x47 every 188 bytes (192 in an M2TS, after a 4-byte time code),
+    three packets' worth at least. (Not a TypeScript file named .ts.)"""
+    for start, step in ((0, 188), (4, 192)):
+        if len(data) >= start + 2 * step + 1 and all(data[start + k * step] == 0x47 for k in range(3)):
+            return True
+    return False
 
 
 def _vint(data: bytes, i: int, marker: bool) -> tuple[int, int] | None:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moodstream.shared.containers import SNIFF_BYTES, asf_cut, container_whole, mp4_missing_index, mpeg_ps_cut, sniff_video
+from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole, is_mpeg_ts, mp4_missing_index,
+                                          mpeg_ps_cut, sniff_video)
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
                                        TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
@@ -46,7 +47,10 @@ REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupp
 # a folder's files read as images: every ACCEPTED_FORMATS format by its usual names (PNM: .ppm .pgm .pbm .pnm)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
               ".avif"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+              # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
+              ".mts", ".m2ts", ".ts", ".3gp", ".3g2", ".flv", ".f4v", ".vob", ".ogv", ".mxf", ".asf", ".dv", ".divx",
+              ".qt", ".y4m", ".m2v"}
 
 
 # --- orientation: the pixels turned as a viewer shows them ------------------------------------
@@ -322,7 +326,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         found, left_out, unlisted = [], [], []
         for root, files in walk_once(p, onerror=lambda exc: unlisted.append(Path(exc.filename))):
             for name in files:
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+                if not name.startswith(".") and media_name(Path(root) / name):
                     found.append(Path(root) / name)
                 elif not name.startswith("."):
                     left_out.append(name)
@@ -333,6 +337,20 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         for f in sorted(found + unlisted):
             if f in unlisted_set or f.is_file():
                 yield str(f)
+
+
+def media_name(path: str | os.PathLike) -> bool:
+    """Whether a file found in a folder is read as an image or a video: by its name's suffix
+    (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`), and a ``.ts`` by its first bytes too (an MPEG
+    transport stream, not a TypeScript file: :func:`shared.containers.is_mpeg_ts`)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix != ".ts":
+        return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS
+    try:
+        with open(path, "rb") as f:
+            return is_mpeg_ts(f.read(4 + 2 * 192 + 1))
+    except OSError:  # reading it is the error then, said in its place
+        return True
 
 
 def cannot_read_folder(folder: str, exc: OSError | None) -> str:

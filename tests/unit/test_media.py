@@ -533,3 +533,33 @@ def test_an_avif_is_turned_as_its_irot_and_imir_say(tmp_path, orientation):
     want = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "p.avif")).convert("RGB"))
     got = decode_image((tmp_path / "p.avif").read_bytes(), LIMIT)
     assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 1
+
+
+def test_a_camcorder_s_or_an_old_phone_s_videos_are_videos_in_a_folder_and_on_stdin(tmp_path):
+    """A camcorder's AVCHD .MTS / .m2ts, an old phone's .3gp, a .flv, a DVD's .vob, a broadcast .ts:
+    named, each was read as an image ("not an image (no known image signature)"); in a folder, left
+    out ("no images or videos in X"). A TypeScript file named .ts is still no video."""
+    clip = cv2.VideoCapture(str(Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"))
+    frames = [clip.read()[1] for _ in range(6)]
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for name, fourcc in (("00001.MTS", "mp4v"), ("00002.m2ts", "mp4v"), ("call.3gp", "mp4v"), ("old.flv", "FLV1"),
+                         ("VTS_01_1.VOB", "mp4v"), ("rec.ts", "mp4v")):
+        writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*fourcc), 25, (640, 360))
+        for f in frames:
+            writer.write(f)
+        writer.release()
+    (folder / "app.ts").write_text("export const answer: number = 42;\n")
+    listed = list(expand_paths([str(folder)]))
+    assert sorted(Path(p).name for p in listed) == ["00001.MTS", "00002.m2ts", "VTS_01_1.VOB", "call.3gp", "old.flv",
+                                                    "rec.ts"]
+    from moodstream.producer.sources import media_files
+
+    assert [p for p, _ in media_files(str(folder), str(tmp_path.resolve()))] == sorted(listed)  # the expander's
+    for path in listed:
+        items = list(iter_frames([path]))
+        assert [(i.frame, i.error) for i in items] == [(k, None) for k in range(6)], (path, items[-1].error)
+        assert all(i.timestamp_s is not None and i.image.shape == (360, 640, 3) for i in items)
+    for name in ("00002.m2ts", "rec.ts", "old.flv"):  # told by their bytes on stdin
+        piped = list(iter_frames(["-"], stdin=io.BytesIO((folder / name).read_bytes())))
+        assert len(piped) == 6 and all(i.error is None and i.timestamp_s is not None for i in piped), name
