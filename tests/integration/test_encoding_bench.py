@@ -73,3 +73,7 @@ def test_report_on_the_sample_clip(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "| **png** (default) |" in md and "| jpeg |" in md
     assert "png against its adaptive filter of before" in md
+    ahead = video["encode_ahead"]  # the producer's frames encoded ahead: the same bytes, the rate against one thread
+    assert ahead["encoding"] == "png" and ahead["frames"] == 6 and ahead["threads"] >= 1
+    assert ahead["one_thread_fps"] > 0 and ahead["ahead_fps"] > 0 and ahead["speedup"] > 0
+    assert "encoded ahead on" in md

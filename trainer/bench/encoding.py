@@ -50,6 +50,8 @@ NOTES = [
     "encode: producer side, once a frame (cv2.imencode; png at compression level 1, each row filtered by the "
     "row above). decode: worker side (cv2.imdecode and the colour conversion). raw sends the array itself "
     "(msgpack bytes, no codec).",
+    "encode ahead: a producer reads a file's frames and encodes them on several threads a few frames ahead of "
+    "the one it sends (produce, up, the expander); against one thread, on the same frames, without Redis.",
     "png_vs_adaptive: the png the producer sends against the one it sent before (libpng choosing a filter per "
     "row), both on the same frames in this process, each the best of 3 passes; lossless both (pixels checked).",
 ]
@@ -82,6 +84,37 @@ def png_vs_adaptive(frames: list[np.ndarray], max_pixels: int, passes: int = 3) 
     out["decode_speedup"] = round(before["decode_ms"] / now["decode_ms"], 2)
     out["size_ratio"] = round(now["kib_per_frame"] / before["kib_per_frame"], 3)
     return out
+
+
+def encode_ahead(video: Path, settings: Settings, max_frames: int | None, every_n: int, passes: int = 3) -> dict:
+    """The rate a producer reads and encodes a video's frames as the default encoding, on one thread
+    against the shipped encode-ahead (:data:`producer.client.ENCODE_THREADS` threads), the same
+    frames in this process, each the best of ``passes`` (alternating); the sent bytes checked equal.
+    No Redis: what the producer's CPU allows before the push."""
+    from moodstream.producer import client as producer_client
+
+    shipped = producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD
+    producer = producer_client.Producer(settings.replace(redis_url="redis://127.0.0.1:1/0"))  # never connects
+    best, sent = {}, {}
+    try:
+        for _ in range(passes):
+            for name, threads in (("one_thread", 1), ("ahead", shipped[0])):
+                producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD = threads, 2 * threads
+                items = ((item, False) for item in iter_video(str(video), every_n, None, max_frames,
+                                                             settings.max_pixels))
+                t0 = time.perf_counter()
+                got = [item.data if item.data is not None else encode_pixels(item.image, producer.encoding)
+                       for item, _ in producer._encoded_ahead(items)]
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+                sent[name] = got
+    finally:
+        producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD = shipped
+    if sent["one_thread"] != sent["ahead"]:
+        raise DataError(f"{video.name}: the frames encoded ahead differ from those encoded one at a time")
+    n = len(sent["ahead"])
+    return {"encoding": producer.encoding, "threads": shipped[0], "frames": n,
+            "one_thread_fps": round(n / best["one_thread"], 2), "ahead_fps": round(n / best["ahead"], 2),
+            "speedup": round(best["one_thread"] / best["ahead"], 2)}
 
 
 def run_pipeline(pipeline, frames: list[np.ndarray], batch: int) -> list[FrameResult]:
@@ -146,7 +179,8 @@ def measure(pipeline, settings: Settings, video: Path, max_frames: int | None, e
                          "encode_ms": round(enc_ms, 2), "decode_ms": round(dec_ms, 2),
                          **compare(ref, got)}
     return {"video": video.name, "frames": len(frames), "frame_size": [frames[0].shape[1], frames[0].shape[0]],
-            "every_n": every_n, "encodings": rows, "png_vs_adaptive": png_vs_adaptive(frames, settings.max_pixels)}
+            "every_n": every_n, "encodings": rows, "png_vs_adaptive": png_vs_adaptive(frames, settings.max_pixels),
+            "encode_ahead": encode_ahead(video, settings, max_frames, every_n)}
 
 
 def markdown(report: dict) -> str:
@@ -173,6 +207,10 @@ def markdown(report: dict) -> str:
                       f"{p['shipped']['decode_ms']:.2f} ms ({p['decode_speedup']:.2f}x), "
                       f"{p['adaptive']['kib_per_frame']:.1f} -> {p['shipped']['kib_per_frame']:.1f} KiB "
                       f"({p['size_ratio']:.3f})", ""]
+        a = v["encode_ahead"]
+        lines += [f"A producer reading and encoding its frames ({a['encoding']}, no Redis, best of 3): one thread "
+                  f"{a['one_thread_fps']:.1f} frames/s, encoded ahead on {a['threads']} threads "
+                  f"{a['ahead_fps']:.1f} ({a['speedup']:.2f}x), the same bytes", ""]
     lines += [f"- {n}" for n in report["notes"]]
     return table_text(lines) + "\n"
 
