@@ -90,7 +90,7 @@ PNG_PARAMS = PNG_ADAPTIVE + ([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 # a file's video frames are encoded on this many threads, this many frames ahead of the one sent
-# (Producer._encoded_ahead): cv2.imencode lets go of the GIL
+# (Producer.encoded_ahead): cv2.imencode lets go of the GIL
 ENCODE_THREADS = min(4, os.cpu_count() or 1)
 ENCODE_AHEAD = 2 * ENCODE_THREADS
 
@@ -412,7 +412,7 @@ class Producer:
         def job_id() -> str | None:  # the n-th job sent
             return f"{job_id_prefix}-{n:06d}" if job_id_prefix else None
 
-        for item, live in self._encoded_ahead(self._items(paths, every_n, fps, max_frames)):
+        for item, live in self.encoded_ahead(self._items(paths, every_n, fps, max_frames)):
             # the source before ended (another name, or its frames from the start again: a file named
             # twice): its last drop goes
             if source is not None and (item.source != source or item.frame < last_frame):
@@ -431,7 +431,7 @@ class Producer:
                 yield ref
         self._live = False
 
-    def _encoded_ahead(self, items: Iterator[tuple[FrameItem, bool]]) -> Iterator[tuple[FrameItem, bool]]:
+    def encoded_ahead(self, items: Iterator[tuple[FrameItem, bool]]) -> Iterator[tuple[FrameItem, bool]]:
         """``items`` in their order, a file's decoded frames encoded (png, jpeg, webp) on
         :data:`ENCODE_THREADS` threads up to :data:`ENCODE_AHEAD` frames ahead of the one sent, each
         then carried as its bytes (``data``, what :meth:`submit_array` would send). One thread encoded

@@ -316,6 +316,8 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
         if _stop_pending:
             raise Stopping()
         with _opened(spec, path, cfg, count, every_n, fps, max_frames) as (items, live, guard):
+            if live is None:  # a file's (or a photo URL's) frames: encoded on the cores, a few ahead of the one sent
+                items = (item for item, _ in producer.encoded_ahead((item, False) for item in items))
             for item in items:
                 if (guard is not None and guard.refused) or count.exceeded:
                     break

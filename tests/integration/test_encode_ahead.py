@@ -1,5 +1,5 @@
 """A file's video frames are encoded on several threads, a few frames ahead of the one sent
-(producer/client.py `Producer._encoded_ahead`): one thread encoding each 1920x1080 frame as PNG held
+(producer/client.py `Producer.encoded_ahead`): one thread encoding each 1920x1080 frame as PNG held
 `produce` at 14 frames a second. What is sent must be what one thread sends, in the same order."""
 from pathlib import Path
 

@@ -104,7 +104,7 @@ def encode_ahead(video: Path, settings: Settings, max_frames: int | None, every_
                                                              settings.max_pixels))
                 t0 = time.perf_counter()
                 got = [item.data if item.data is not None else encode_pixels(item.image, producer.encoding)
-                       for item, _ in producer._encoded_ahead(items)]
+                       for item, _ in producer.encoded_ahead(items)]
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
                 sent[name] = got
     finally:
