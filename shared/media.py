@@ -126,7 +126,7 @@ def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None
 
 @functools.cache
 def avif_decoder() -> bool:
-    """Whether this OpenCV decodes AVIF (built with libavif, as the wheels are since 4.10)."""
+    """Whether this OpenCV decodes AVIF (built with libavif, as the 4.14 wheels are)."""
     return any(line.strip().startswith("AVIF:") and "NO" not in line
                for line in cv2.getBuildInformation().splitlines())
 
@@ -633,6 +633,11 @@ def stills_or_animation(name: str, data: bytes, every_n: int = 1, fps: float | N
     """An image file's (or stdin's) frames: an animated WebP's, PNG's or AVIF's as a video's
     (:func:`iter_animation`), any other image's as :func:`image_items` gives them."""
     header = animation_frames(data)
+    if header is not None and not hasattr(cv2, "imdecodeanimation"):  # OpenCV before 4.11: no animation reader
+        log.warning("%s: an animation of %d frames, and this OpenCV (%s) reads only its first: upgrade "
+                    "opencv-python-headless to 4.11 or later for the rest", printable(name), header.frames,
+                    cv2.__version__)
+        header = None
     if header is None:
         yield from image_items(name, data, max_pixels)
     else:
@@ -653,7 +658,7 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
                     proxy: str | None = None, stopping: Callable[[], bool] | None = None, every_n: int = 1,
                     fps: float | None = None, max_frames: int | None = None) -> Iterator[FrameItem] | None:
     """The frames of an http(s) URL that serves a still image, as :func:`image_items` gives a file's
-    (page 1 and no time; a multi-page TIFF's pages; an animated WebP's or PNG's frames as a video's,
+    (page 1 and no time; a multi-page TIFF's pages; an animated WebP's, PNG's or AVIF's frames as a video's,
     sampled by ``every_n``, ``fps`` and ``max_frames``), named by :func:`source_name`; None for any other
     spec or answer (a video, a live stream, an error status): FFmpeg reads it as a video, as before,
     and says why where it cannot; but an error status (4xx, 5xx) for a URL whose path ends as a
@@ -717,10 +722,10 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
             answer, data = got
             location = answer.getheader("Location")
             if answer.status >= 400 and Path(parts.path).suffix.lower() in IMAGE_EXTS:  # a photo that is not there
-                said = f"HTTP {answer.status} {answer.reason}".strip()
+                status = f"HTTP {answer.status} {answer.reason}".strip()
                 reason = "not_found" if answer.status in (404, 410) else "unreadable"
-                said = BadInputError(reason, f"cannot open photo {name} ({said})")
-                return iter([FrameItem(name, 0, page=1, error=said)])
+                return iter([FrameItem(name, 0, page=1, error=BadInputError(reason, f"cannot open photo {name} "
+                                                                                     f"({status})"))])
             if not (300 <= answer.status < 400 and location):
                 return stills_or_animation(name, data, every_n, fps, max_frames, max_pixels) if data else None
             url = urljoin(url, location)

@@ -129,3 +129,15 @@ def test_an_animation_of_more_frames_than_are_read_says_so(animation, monkeypatc
     assert (items[5].error.reason, items[5].error.detail) == \
         ("too_large", f"an animation of {len(DELAYS)} frames: its first 5 were read")
     assert [i.frame for i in iter_frames([str(animation)], max_frames=3)] == [0, 1, 2]  # asked for fewer: no word
+
+
+def test_an_opencv_without_an_animation_reader_reads_the_first_frame_and_says_so(animation, monkeypatch, caplog):
+    """opencv-python-headless 4.9 and 4.10 (the pin admits them) have no imdecodeanimation: a traceback
+    for every animated WebP was the alternative."""
+    import logging
+
+    monkeypatch.delattr(cv2, "imdecodeanimation")
+    with caplog.at_level(logging.WARNING):
+        [item] = iter_frames([str(animation)])
+    assert item.page == 1 and item.error is None and item.data == animation.read_bytes()
+    assert f"an animation of {len(DELAYS)} frames" in caplog.text and "reads only its first" in caplog.text
