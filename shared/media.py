@@ -415,9 +415,38 @@ def source_name(spec: str) -> str:
     return redact(spec)
 
 
+TOLD_BYTES = 4096  # a file's first bytes that tell a video from an image (a transport stream's: 577)
+
+
 def is_video(spec: str) -> bool:
-    suffix = Path(spec).suffix.lower()
-    return is_stream_spec(spec) or suffix in VIDEO_EXTS or (suffix == ".gif" and animated_gif(spec))
+    """Whether ``spec`` is read as a video (by FFmpeg): a camera or a stream URL; a regular file by its
+    first bytes, whatever its name (:func:`told_by_bytes`); anything else (missing, a FIFO, a device)
+    by its name (:data:`VIDEO_EXTS`)."""
+    if is_stream_spec(spec):
+        return True
+    told = told_by_bytes(spec)
+    return told if told is not None else Path(spec).suffix.lower() in VIDEO_EXTS
+
+
+def told_by_bytes(path: str) -> bool | None:
+    """A regular file's first bytes: True for a video container (:func:`shared.containers.sniff_video`)
+    or an animated GIF, False for an image of any other kind (a JPEG named .mp4: FFmpeg read it as a
+    one-frame video), None where they tell neither (a container they do not know: its name decides),
+    or it is no regular file (a FIFO is opened once, by the read itself) or cannot be read. A video
+    saved without an extension, or as .jpg, was "not an image"."""
+    try:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(TOLD_BYTES)
+    except OSError:
+        return None
+    if sniff_video(head) is not None:
+        return True
+    kind = sniff_format(head)
+    if kind == "gif":
+        return animated_gif(path)
+    return None if kind is None else False
 
 
 def animated_gif(path: str) -> bool:

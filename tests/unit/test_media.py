@@ -563,3 +563,28 @@ def test_a_camcorder_s_or_an_old_phone_s_videos_are_videos_in_a_folder_and_on_st
     for name in ("00002.m2ts", "rec.ts", "old.flv"):  # told by their bytes on stdin
         piped = list(iter_frames(["-"], stdin=io.BytesIO((folder / name).read_bytes())))
         assert len(piped) == 6 and all(i.error is None and i.timestamp_s is not None for i in piped), name
+
+
+def test_a_file_is_read_as_what_its_bytes_are_whatever_its_name(tmp_path):
+    """A video saved without an extension (a download named by its hash) or as .jpg was "not an image
+    (no known image signature)", though the same bytes on stdin were read as the video they are; a
+    JPEG named .mp4 was read by FFmpeg as a one-frame video (time 0.0, shot 0), not as the photo it is."""
+    from moodstream.producer.sources import file_items
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    clip, photo = (samples / "hamilton_clip.mp4").read_bytes(), (samples / "street.jpg").read_bytes()
+    for name in ("3f2a9c", "clip.jpg", "clip.png"):
+        (tmp_path / name).write_bytes(clip)
+    (tmp_path / "photo.mp4").write_bytes(photo)
+    (tmp_path / "photo.webm").write_bytes(photo)
+    root = str(tmp_path.resolve())
+    for name in ("3f2a9c", "clip.jpg", "clip.png"):
+        for items in (list(iter_frames([str(tmp_path / name)], max_frames=4)),
+                      list(file_items(str(tmp_path / name), root, max_frames=4))):
+            assert [(i.frame, i.page, i.error) for i in items] == [(k, None, None) for k in range(4)], (name, items)
+            assert all(i.timestamp_s is not None and i.image is not None for i in items)
+    for name in ("photo.mp4", "photo.webm"):
+        for items in (list(iter_frames([str(tmp_path / name)])), list(file_items(str(tmp_path / name), root))):
+            assert [(i.frame, i.page, i.timestamp_s, i.data) for i in items] == [(0, 1, None, photo)], name
+    assert is_video(str(tmp_path / "3f2a9c")) and not is_video(str(tmp_path / "photo.mp4"))
+    assert is_video("missing.mp4") and not is_video("missing.jpg")  # no file: by its name, as before
