@@ -47,6 +47,9 @@ REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupp
 # a folder's files read as images: every ACCEPTED_FORMATS format by its usual names (PNM: .ppm .pgm .pbm .pnm)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
               ".avif"}
+# a folder's photos that cannot be decoded here, listed so that each is refused by name (an iPhone's HEIC:
+# "convert it"), not left out of the folder without a word (a training folder leaves them out)
+SAID_EXTS = {".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
               # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
               ".mts", ".m2ts", ".ts", ".3gp", ".3g2", ".flv", ".f4v", ".vob", ".ogv", ".mxf", ".asf", ".dv", ".divx",
@@ -330,7 +333,7 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
                     found.append(Path(root) / name)
                 elif not name.startswith("."):
                     left_out.append(name)
-        if left_out:  # -v says so: a notes.txt (or a .heic the formats leave out) vanished without a word
+        if left_out:  # -v says so: a notes.txt vanished without a word
             log.info("%s: %s left out, not images or videos by their names (%s%s)", spec,
                      plural(len(left_out), "file"), ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
         unlisted_set = set(unlisted)
@@ -341,11 +344,12 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
 
 def media_name(path: str | os.PathLike) -> bool:
     """Whether a file found in a folder is read as an image or a video: by its name's suffix
-    (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`), and a ``.ts`` by its first bytes too (an MPEG
-    transport stream, not a TypeScript file: :func:`shared.containers.is_mpeg_ts`)."""
+    (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`, and :data:`SAID_EXTS`, read to be refused by name), and a
+    ``.ts`` by its first bytes too (an MPEG transport stream, not a TypeScript file:
+    :func:`shared.containers.is_mpeg_ts`)."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix != ".ts":
-        return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS
+        return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS or suffix in SAID_EXTS
     try:
         with open(path, "rb") as f:
             return is_mpeg_ts(f.read(4 + 2 * 192 + 1))
