@@ -89,9 +89,9 @@ PNG_PARAMS = PNG_ADAPTIVE + ([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
                              if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])
 
 
-# a file's video frames are encoded on this many threads, this many frames ahead of the one sent
-# (Producer.encoded_ahead): cv2.imencode lets go of the GIL
-ENCODE_THREADS = min(4, os.cpu_count() or 1)
+# a file's video frames are encoded on this many threads (the cores this process may run on, at most 4),
+# this many frames ahead of the one sent (Producer.encoded_ahead): cv2.imencode lets go of the GIL
+ENCODE_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 ENCODE_AHEAD = 2 * ENCODE_THREADS
 
 
