@@ -124,38 +124,46 @@ def _boxes(data, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
         at += size
 
 
+def _inside(data, path: tuple[bytes, ...], start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """The boxes at ``path`` (their types, outermost first) in ``data[start:end]``, as :func:`_boxes`
+    gives them, in order; a ``meta`` box's content starts after its version and flags (a full box)."""
+    for kind, body, stop in _boxes(data, start, len(data) if end is None else end):
+        if kind != path[0]:
+            continue
+        if kind == b"meta":
+            body += 4
+        if len(path) == 1:
+            yield kind, body, stop
+        else:
+            yield from _inside(data, path[1:], body, stop)
+
+
 def _avif_ipco_ipma(data) -> tuple[list[tuple[bytes, int, int]], dict[int, list[int]], int | None]:
     """An AVIF's item properties (ipco's boxes, in order), each item's associated property indices
     (ipma: 1-based into them) and its primary item (pitm), as far as they can be read."""
     props, assoc, primary = [], {}, None
-    for kind, body, end in _boxes(data, 0, len(data)):
-        if kind != b"meta":
+    for _, body, end in _inside(data, (b"meta", b"pitm")):
+        if end - body >= 6:
+            wide = data[body] >= 1
+            primary = int.from_bytes(data[body + 4:body + (8 if wide else 6)], "big")
+    for _, body, end in _inside(data, (b"meta", b"iprp", b"ipco")):
+        props = list(_boxes(data, body, end))
+    for _, body, end in _inside(data, (b"meta", b"iprp", b"ipma")):
+        if end - body < 8:
             continue
-        for kind2, body2, end2 in _boxes(data, body + 4, end):  # meta is a full box: version and flags first
-            if kind2 == b"pitm" and end2 - body2 >= 6:
-                wide = data[body2] >= 1
-                primary = int.from_bytes(data[body2 + 4:body2 + (8 if wide else 6)], "big")
-            if kind2 != b"iprp":
-                continue
-            for kind3, body3, end3 in _boxes(data, body2, end2):
-                if kind3 == b"ipco":
-                    props = list(_boxes(data, body3, end3))
-                elif kind3 == b"ipma" and end3 - body3 >= 8:
-                    version, flags = data[body3], data[body3 + 3]
-                    at, count = body3 + 8, int.from_bytes(data[body3 + 4:body3 + 8], "big")
-                    for _ in range(min(count, MAX_BOXES)):
-                        width = 4 if version >= 1 else 2
-                        if at + width + 1 > end3:
-                            break
-                        item, n = int.from_bytes(data[at:at + width], "big"), data[at + width]
-                        at += width + 1
-                        step = 2 if flags & 1 else 1
-                        if at + n * step > end3:
-                            break
-                        mask = 0x7FFF if step == 2 else 0x7F  # the top bit says "essential"
-                        assoc[item] = [int.from_bytes(data[at + k * step:at + (k + 1) * step], "big") & mask
-                                       for k in range(n)]
-                        at += n * step
+        version, flags = data[body], data[body + 3]
+        at, count = body + 8, int.from_bytes(data[body + 4:body + 8], "big")
+        width, step = 4 if version >= 1 else 2, 2 if flags & 1 else 1
+        mask = 0x7FFF if step == 2 else 0x7F  # the top bit says "essential"
+        for _ in range(min(count, MAX_BOXES)):
+            if at + width + 1 > end:
+                break
+            item, n = int.from_bytes(data[at:at + width], "big"), data[at + width]
+            at += width + 1
+            if at + n * step > end:
+                break
+            assoc[item] = [int.from_bytes(data[at + k * step:at + (k + 1) * step], "big") & mask for k in range(n)]
+            at += n * step
     return props, assoc, primary
 
 
@@ -181,34 +189,20 @@ def _avif_animation(data) -> Animation | None:
     """An animated AVIF's frames (its first track's samples: moov > trak > mdia > minf > stbl > stsz)
     and canvas (the largest ispe, else the track header's size)."""
     frames, canvas = 0, _avif_size(data)
-    for kind, body, end in _boxes(data, 0, len(data)):
-        if kind != b"moov":
-            continue
-        for kind2, body2, end2 in _boxes(data, body, end):
-            if kind2 != b"trak":
-                continue
-            for kind3, body3, end3 in _boxes(data, body2, end2):
-                if kind3 == b"tkhd" and canvas is None and end3 - body3 >= 84:  # 16.16 fixed, its last 8 bytes
-                    canvas = (int.from_bytes(data[end3 - 8:end3 - 6], "big"),
-                              int.from_bytes(data[end3 - 4:end3 - 2], "big"))
-                elif kind3 == b"mdia":
-                    frames = frames or _stsz_count(data, body3, end3)
-            break  # the first track: the colour frames (an alpha track follows)
+    trak = next(_inside(data, (b"moov", b"trak")), None)  # the first track: the colour frames (an alpha track follows)
+    if trak is not None:
+        _, body, end = trak
+        if canvas is None:  # 16.16 fixed, the track header's last 8 bytes
+            canvas = next(((int.from_bytes(data[e - 8:e - 6], "big"), int.from_bytes(data[e - 4:e - 2], "big"))
+                           for _, b, e in _inside(data, (b"tkhd",), body, end) if e - b >= 84), None)
+        for _, b, e in _inside(data, (b"mdia",), body, end):
+            frames = next((int.from_bytes(data[b3 + 8:b3 + 12], "big")
+                           for _, b3, e3 in _inside(data, (b"minf", b"stbl", b"stsz"), b, e) if e3 - b3 >= 12), 0)
+            if frames:
+                break
     if frames <= 1 or not canvas or min(canvas) <= 0:
         return None
     return Animation("avif", frames, *canvas)
-
-
-def _stsz_count(data, body: int, end: int) -> int:
-    """The sample count of the stsz box under mdia (minf > stbl > stsz), or 0."""
-    for kind, b, e in _boxes(data, body, end):
-        if kind == b"minf":
-            for kind2, b2, e2 in _boxes(data, b, e):
-                if kind2 == b"stbl":
-                    for kind3, b3, e3 in _boxes(data, b2, e2):
-                        if kind3 == b"stsz" and e3 - b3 >= 12:
-                            return int.from_bytes(data[b3 + 8:b3 + 12], "big")
-    return 0
 
 
 def avif_sequence(data) -> bool:
@@ -219,18 +213,8 @@ def avif_sequence(data) -> bool:
 def _avif_size(data) -> tuple[int, int] | None:
     """An AVIF's (width, height): the largest of its items' ``ispe`` properties (meta > iprp > ipco),
     which a grid image's output item has too; None where there is none."""
-    sizes = []
-    for kind, body, end in _boxes(data, 0, len(data)):
-        if kind != b"meta":
-            continue
-        for kind2, body2, end2 in _boxes(data, body + 4, end):  # meta is a full box: version and flags first
-            if kind2 != b"iprp":
-                continue
-            for kind3, body3, end3 in _boxes(data, body2, end2):
-                if kind3 != b"ipco":
-                    continue
-                sizes += [struct.unpack(">II", data[b + 4:b + 12]) for k, b, e in _boxes(data, body3, end3)
-                          if k == b"ispe" and e - b >= 12]
+    sizes = [struct.unpack(">II", data[b + 4:b + 12])
+             for _, b, e in _inside(data, (b"meta", b"iprp", b"ipco", b"ispe")) if e - b >= 12]
     return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
 
 
