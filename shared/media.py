@@ -584,38 +584,28 @@ def _tiff_pages(data) -> TiffChain | None:
     return chain
 
 
-def image_records(path: str) -> int:
-    """How many records :func:`image_items` gives for the image file at ``path``: a page each
-    of a multi-page TIFF (and one error past its last), else 1. Its directories are read through
-    a map of the file, not the file itself (a progress bar's count)."""
-    import mmap
-
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) not in (b"II*\0", b"MM\0*"):
-                return 1
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                chain = _tiff_pages(data)
-    except (OSError, ValueError):  # unreadable, empty: one error record
-        return 1
-    return 1 if chain is None else len(chain.pages) + (chain.more or chain.cut)
-
-
-def animation_length(path: str) -> int | None:
-    """The frames an animated WebP, PNG or AVIF file's header counts (read through a map of the file),
-    or None: no such animation, or no file to read (a progress bar's count)."""
+def image_records(path: str, every_n: int = 1, fps: float | None = None, max_frames: int | None = None) -> int:
+    """About how many records :func:`stills_or_animation` gives for the image file at ``path``: a
+    page each of a multi-page TIFF (and one error past its last); an animated WebP's, PNG's or AVIF's
+    frames sampled by ``every_n`` / ``max_frames`` (with ``fps`` every frame: its delays are not
+    read), past :data:`MAX_ANIMATION_FRAMES` one record more; else 1. Its directories or chunks are
+    read through a map of the file, not the file itself (a progress bar's count)."""
     import mmap
 
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if head[:4] not in (b"RIFF", b"\x89PNG") and head[4:12] != b"ftypavis":
-                return None
+            if head[:4] not in (b"II*\0", b"MM\0*", b"RIFF", b"\x89PNG") and head[4:12] != b"ftypavis":
+                return 1
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                header = animation_frames(data)
-    except (OSError, ValueError):
-        return None
-    return None if header is None else header.frames
+                chain, animation = _tiff_pages(data), animation_frames(data)
+    except (OSError, ValueError):  # unreadable, empty: one error record
+        return 1
+    if animation is not None and hasattr(cv2, "imdecodeanimation"):
+        frames = min(animation.frames, MAX_ANIMATION_FRAMES + 1)  # the frames read, then a too_large record
+        n = frames if fps else math.ceil(frames / every_n)
+        return min(n, max_frames) if max_frames else n
+    return 1 if chain is None else len(chain.pages) + (chain.more or chain.cut)
 
 
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,

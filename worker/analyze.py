@@ -30,9 +30,8 @@ import numpy as np
 
 from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import (MAX_ANIMATION_FRAMES, FrameItem, animation_length, expand_paths, image_records,
-                                     input_files, is_stream_spec, is_video, iter_frames, no_media, opencv_can_name,
-                                     plausible_fps)
+from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
+                                     iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
@@ -203,14 +202,8 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
     """About how many records the inputs give (for the progress bar); None for a live stream."""
     total = 0
     for spec in specs:
-        if spec == "-" or not is_video(spec):
-            frames = None if spec == "-" else animation_length(spec)  # an animated WebP or PNG: as a video's
-            if frames is not None:  # (its delays are not read: with --fps, at most every frame)
-                frames = min(frames, MAX_ANIMATION_FRAMES + 1)  # the frames read, then a too_large record
-                n = frames if fps else math.ceil(frames / every_n)
-                total += min(n, max_frames) if max_frames else n
-                continue
-            total += 1 if spec == "-" or not os.path.isfile(spec) else image_records(spec)  # a TIFF's pages
+        if spec == "-" or not is_video(spec):  # a TIFF's pages, an animation's frames
+            total += 1 if spec == "-" or not os.path.isfile(spec) else image_records(spec, every_n, fps, max_frames)
             continue
         if is_stream_spec(spec):
             return None
