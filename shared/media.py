@@ -1065,11 +1065,11 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
                                                        f"{header.frames} its header counts: cut short or damaged "
                                                        "(the frames before were read)"))
             return
+        delays = [int(d) if d > 0 else DEFAULT_DELAY_MS for d in anim.durations]
         if rate is None:  # its frames' rate over the delays of this first run (what an annotated copy plays at)
-            delays = [int(d) if d > 0 else DEFAULT_DELAY_MS for d in anim.durations]
             native = plausible_fps(1000 * len(delays) / sum(delays))
             rate = min(fps, native) if fps else native / max(1, every_n)
-        for frame, delay in zip(anim.frames, (int(d) for d in anim.durations)):
+        for frame, delay in zip(anim.frames, delays):
             bgr = frame[:, :, :3] if frame.ndim == 3 and frame.shape[2] == 4 else frame
             if held is not None:
                 held.shot = shots.see(bgr)
@@ -1081,7 +1081,7 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
                     (cap_rate.keep(t) if cap_rate else index % max(1, every_n) == 0):
                 held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
-            t += (delay if delay > 0 else DEFAULT_DELAY_MS) / 1000
+            t += delay / 1000
             index += 1
             if max_frames is not None and emitted >= max_frames and held is None:
                 return
