@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (VIDEO_EXTS, FrameItem, iter_video, media_name, stills_or_animation,
-                                     told_by_bytes)
+from moodstream.shared.media import FrameItem, is_video, iter_video, media_name, stills_or_animation
 
 
 def inside(real: str, root: str) -> bool:
@@ -123,8 +122,7 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                 if count is not None:
                     count.add(size)
                 by_fd = f"/proc/self/fd/{fd}"
-                told = told_by_bytes(by_fd)  # what its bytes are, whatever its name (a clip saved as .jpg)
-                if told if told is not None else os.path.splitext(path)[1].lower() in VIDEO_EXTS:
+                if is_video(path, via=by_fd):  # what its bytes are, whatever its name (a clip saved as .jpg)
                     for item in iter_video(by_fd, every_n, fps, max_frames, max_pixels):
                         item.source = path
                         if isinstance(item.error, BadInputError):  # named by the file, not its descriptor

@@ -422,13 +422,14 @@ def source_name(spec: str) -> str:
 TOLD_BYTES = 4096  # a file's first bytes that tell a video from an image (a transport stream's: 577)
 
 
-def is_video(spec: str) -> bool:
+def is_video(spec: str, via: str | None = None) -> bool:
     """Whether ``spec`` is read as a video (by FFmpeg): a camera or a stream URL; a regular file by its
-    first bytes, whatever its name (:func:`told_by_bytes`); anything else (missing, a FIFO, a device)
-    by its name (:data:`VIDEO_EXTS`)."""
+    first bytes, whatever its name (:func:`told_by_bytes`; read through ``via`` where given, an open
+    descriptor's ``/proc/self/fd/N``); anything else (missing, a FIFO, a device) by its name
+    (:data:`VIDEO_EXTS`)."""
     if is_stream_spec(spec):
         return True
-    told = told_by_bytes(spec)
+    told = told_by_bytes(via or spec)
     return told if told is not None else Path(spec).suffix.lower() in VIDEO_EXTS
 
 
