@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -48,7 +47,7 @@ from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restor
                                             take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import legend, plural, printable
-from moodstream.worker.report import report_options
+from moodstream.worker.report import check_report_usage, report_options
 
 if TYPE_CHECKING:
     from moodstream.producer.results import ResultReader
@@ -117,11 +116,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
-    if report_clip_px is not None and report_path is None:
-        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
-    if summary_path is not None and report_path is not None and \
-            os.path.realpath(summary_path) == os.path.realpath(report_path):
-        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
+    check_report_usage(summary_path, report_path, report_clip_px)
     from moodstream.producer.cli import printer_for
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader

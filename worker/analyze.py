@@ -40,7 +40,7 @@ from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, face
                                     printable, source_cell)
 from moodstream.worker.batching import BatchPolicy
 from moodstream.worker.own_outputs import Output, expand_inputs, no_inputs
-from moodstream.worker.report import CLIP_MAX_PX, photo_folder, report_options
+from moodstream.worker.report import CLIP_MAX_PX, check_report_usage, photo_folder, report_options
 
 if TYPE_CHECKING:  # torch is imported only when a run starts, not for --help
     from moodstream.worker.pipeline import Pipeline
@@ -335,8 +335,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     """
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
-    if report_clip_px is not None and report_path is None:  # said before the models load
-        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
+    check_report_usage(summary_path, report_path, report_clip_px)  # said before the models load
     try:
         settings = Settings.from_env(**flags)
         started = time.perf_counter()
@@ -355,10 +354,6 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if not specs:
         raise click.ClickException(no_inputs(paths, "--annotate, --summary, --report"))
     inputs = input_files(specs)  # never written over by an output
-    if summary_path is not None and report_path is not None and \
-            os.path.realpath(summary_path) == os.path.realpath(report_path):
-        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace "
-                               "the other")
     # the annotated files take no name an input has, nor the summary's or the page's
     taken = inputs | {os.path.realpath(p) for p in (summary_path, report_path) if p is not None}
     expected = expected_frames(specs, every_n or 1, fps, max_frames)

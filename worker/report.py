@@ -70,23 +70,29 @@ def report_options(note: str = ""):
     """``--report FILE`` and ``--report-clip-px``, as ``analyze`` and ``up`` take them (``note``: a
     sentence more for ``--report``'s help)."""
     def add(command):
-        return _report_options(command, note)
+        command = click.option(
+            "--report-clip-px", type=click.IntRange(min=0), default=None,
+            help="The report's clip: its longer side at most this many pixels (a larger video's clip is scaled "
+                 "down, its boxes and labels drawn at that size; the page shows it at most 640 wide); 0: the "
+                 f"video's own size. With --report.  [default: {CLIP_MAX_PX}]")(command)
+        return click.option(
+            "--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
+            help="Write one HTML page (opens from disk, no network) with a section per video: the annotated clip "
+                 "(a WebM beside the page) and per person the face picture, time span, dominant emotion, episodes "
+                 "and a chart of the probabilities that seeks the clip; and the photos in a grid, each annotated "
+                 "(a JPEG in FILE-photos/ beside the page) with a line per face. Inside a folder named as an "
+                 "input, those clips and photos are not read (a rerun does not analyse them)." + note)(command)
     return add
 
 
-def _report_options(command, note: str):
-    command = click.option(
-        "--report-clip-px", type=click.IntRange(min=0), default=None,
-        help="The report's clip: its longer side at most this many pixels (a larger video's clip is scaled "
-             "down, its boxes and labels drawn at that size; the page shows it at most 640 wide); 0: the "
-             f"video's own size. With --report.  [default: {CLIP_MAX_PX}]")(command)
-    return click.option(
-        "--report", "report_path", type=NamedPath(dir_okay=False, path_type=Path), default=None,
-        help="Write one HTML page (opens from disk, no network) with a section per video: the annotated clip "
-             "(a WebM beside the page) and per person the face picture, time span, dominant emotion, episodes "
-             "and a chart of the probabilities that seeks the clip; and the photos in a grid, each annotated (a "
-             "JPEG in FILE-photos/ beside the page) with a line per face. Inside a folder named as an input, "
-             "those clips and photos are not read (a rerun does not analyse them)." + note)(command)
+def check_report_usage(summary_path: Path | None, report_path: Path | None, clip_px: int | None) -> None:
+    """What ``analyze`` and ``up`` refuse of their ``--report`` flags before anything loads (a
+    click.UsageError): ``--report-clip-px`` without a page, a page named as ``--summary``'s file."""
+    if clip_px is not None and report_path is None:
+        raise click.UsageError("--report-clip-px sizes the report's clip: give --report FILE.html too")
+    if summary_path is not None and report_path is not None and \
+            os.path.realpath(summary_path) == os.path.realpath(report_path):
+        raise click.UsageError(f"--summary and --report both name {summary_path}: one would replace the other")
 
 
 @dataclass
