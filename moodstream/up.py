@@ -514,11 +514,11 @@ class _UpReport:
         for item in items:
             video = item.timestamp_s is not None
             kept = self.results.pop((item.source, item.frame, item.page), None)
-            r = None if kept is None else decode_result(kept)
-            if r is None:  # never sent (a read error the producer said itself) or never answered (interrupted)
+            if kept is None:  # never sent (a read error the producer said itself) or never answered (interrupted)
                 if item.error is not None:
                     self.page.add(error_record(item, item.error), None, video)
                 continue
+            r = decode_result(kept)
             if r.error is not None:
                 self.page.add(r, None, video)
                 continue
