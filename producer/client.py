@@ -90,9 +90,8 @@ PNG_PARAMS = PNG_ADAPTIVE + ([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 # a file's video frames are encoded on this many threads (the cores this process may run on, at most 4),
-# this many frames ahead of the one sent (Producer.encoded_ahead): cv2.imencode lets go of the GIL
+# twice as many frames ahead of the one sent (Producer.encoded_ahead): cv2.imencode lets go of the GIL
 ENCODE_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-ENCODE_AHEAD = 2 * ENCODE_THREADS
 
 
 def encode_pixels(rgb: np.ndarray, encoding: str, jpeg_quality: int = 90) -> bytes:
@@ -431,15 +430,17 @@ class Producer:
                 yield ref
         self._live = False
 
-    def encoded_ahead(self, items: Iterator[tuple[FrameItem, bool]]) -> Iterator[tuple[FrameItem, bool]]:
-        """``items`` in their order, a file's decoded frames encoded (png, jpeg, webp) on
-        :data:`ENCODE_THREADS` threads up to :data:`ENCODE_AHEAD` frames ahead of the one sent, each
-        then carried as its bytes (``data``, what :meth:`submit_array` would send). One thread encoded
+    def encoded_ahead(self, items: Iterator[tuple[FrameItem, bool]],
+                      threads: int | None = None) -> Iterator[tuple[FrameItem, bool]]:
+        """``items`` in their order, a file's decoded frames encoded (png, jpeg, webp) on ``threads``
+        threads (:data:`ENCODE_THREADS`; 1: none, each encoded as it is sent) up to twice as many frames
+        ahead of the one sent, each then carried as its bytes (``data``, what :meth:`submit_array` would
+        send). One thread encoded
         a 1920x1080 frame as PNG in 47 ms after reading it in 19: 18.6 frames a second, fewer than two
         CPU workers take; on 2 threads 31.9 (2-core Xeon, ``bench encoding``). A live source's frames
         are encoded as they are sent (a frame dropped under backpressure is never encoded), and raw
         frames never. Closed early (a stop, a job's limit), the frames read and not sent are not encoded."""
-        threads = ENCODE_THREADS if self.encoding != "raw" else 0
+        threads = (ENCODE_THREADS if threads is None else threads) if self.encoding != "raw" else 0
         if threads < 2:
             yield from items
             return
@@ -463,7 +464,7 @@ class Producer:
                         yield item, live
                         continue
                     ahead.append((pool.submit(encoded, item), live))
-                    while len(ahead) > ENCODE_AHEAD or (ahead and ahead[0][0].done()):
+                    while len(ahead) > 2 * threads or (ahead and ahead[0][0].done()):
                         yield ahead[0][0].result(), ahead.popleft()[1]
                 while ahead:
                     yield ahead[0][0].result(), ahead.popleft()[1]

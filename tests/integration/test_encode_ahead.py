@@ -17,7 +17,6 @@ def test_frames_encoded_ahead_are_sent_as_one_thread_sends_them(redis_url, clien
 
     def sent(threads: int) -> list[tuple]:
         monkeypatch.setattr(producer_client, "ENCODE_THREADS", threads)
-        monkeypatch.setattr(producer_client, "ENCODE_AHEAD", 2 * threads)
         client.delete(keys.intake)
         producer = producer_client.Producer(settings_for(redis_url), encoding=encoding)
         refs = list(producer.produce([str(CLIP), str(PHOTO), str(CLIP)], max_frames=9))
@@ -50,7 +49,6 @@ def test_a_frame_that_cannot_be_encoded_is_its_own_error_and_the_rest_go(redis_u
         return real(rgb, encoding, quality)
 
     monkeypatch.setattr(producer_client, "ENCODE_THREADS", 2)
-    monkeypatch.setattr(producer_client, "ENCODE_AHEAD", 4)
     monkeypatch.setattr(producer_client, "encode_pixels", refuse_frame_3)
     said = []
     producer = producer_client.Producer(settings_for(redis_url), notice=said.append)

@@ -93,26 +93,21 @@ def encode_ahead(video: Path, settings: Settings, max_frames: int | None, every_
     No Redis: what the producer's CPU allows before the push."""
     from moodstream.producer import client as producer_client
 
-    shipped = producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD
     producer = producer_client.Producer(settings.replace(redis_url="redis://127.0.0.1:1/0"))  # never connects
+    shipped = producer_client.ENCODE_THREADS
     best, sent = {}, {}
-    try:
-        for _ in range(passes):
-            for name, threads in (("one_thread", 1), ("ahead", shipped[0])):
-                producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD = threads, 2 * threads
-                items = ((item, False) for item in iter_video(str(video), every_n, None, max_frames,
-                                                             settings.max_pixels))
-                t0 = time.perf_counter()
-                got = [item.data if item.data is not None else encode_pixels(item.image, producer.encoding)
-                       for item, _ in producer.encoded_ahead(items)]
-                best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-                sent[name] = got
-    finally:
-        producer_client.ENCODE_THREADS, producer_client.ENCODE_AHEAD = shipped
+    for _ in range(passes):
+        for name, threads in (("one_thread", 1), ("ahead", shipped)):
+            items = ((item, False) for item in iter_video(str(video), every_n, None, max_frames, settings.max_pixels))
+            t0 = time.perf_counter()
+            got = [item.data if item.data is not None else encode_pixels(item.image, producer.encoding)
+                   for item, _ in producer.encoded_ahead(items, threads)]
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+            sent[name] = got
     if sent["one_thread"] != sent["ahead"]:
         raise DataError(f"{video.name}: the frames encoded ahead differ from those encoded one at a time")
     n = len(sent["ahead"])
-    return {"encoding": producer.encoding, "threads": shipped[0], "frames": n,
+    return {"encoding": producer.encoding, "threads": shipped, "frames": n,
             "one_thread_fps": round(n / best["one_thread"], 2), "ahead_fps": round(n / best["ahead"], 2),
             "speedup": round(best["one_thread"] / best["ahead"], 2)}
 
