@@ -117,6 +117,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
     check_report_usage(summary_path, report_path, report_clip_px)
+    from moodstream.shared.media import stdin_refusal
+
+    if (refused := stdin_refusal(paths, command="up")) is not None:
+        raise click.UsageError(refused)
     from moodstream.producer.cli import printer_for
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader

@@ -68,8 +68,10 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         raise click.UsageError("--reply-to does not go with --rq: the expander's frame jobs carry no reply stream "
                                "(read the shared results stream, e.g. `moodstream results --source ...`)")
     if not use_rq:  # --rq's paths are the expander's, under its --media-root
-        from moodstream.shared.media import expand_paths, no_media
+        from moodstream.shared.media import expand_paths, no_media, stdin_refusal
 
+        if (refused := stdin_refusal(paths, command="produce")) is not None:
+            raise click.UsageError(refused)
         if next(expand_paths(list(paths)), None) is None:  # folders without media: as analyze, not "0 jobs", 0
             raise click.ClickException(no_media(paths))
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure,

@@ -315,6 +315,30 @@ def no_media(paths: Iterable[str]) -> str:
             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 
+def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "analyze",
+                  closed: bool | None = None) -> str | None:
+    """Why the inputs cannot name ``-`` (stdin, one image or video, read once) as they do: named more
+    than once (the second read finds it empty), or stdin is a terminal (the command would wait for
+    bytes from the keyboard) or closed; None where they can. ``stdin`` defaults to ``sys.stdin``."""
+    named = sum(1 for p in paths if p == "-")
+    if not named:
+        return None
+    if named > 1:
+        return (f"- (stdin) is named {named} times: stdin holds one image or video and is read once; "
+                "name it once, or the files themselves")
+    stream = sys.stdin if stdin is None and closed is None else stdin
+    if closed or stream is None:
+        return "- reads an image or video from stdin, and stdin is closed: pipe one in, or name the file"
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # a stream without one, or closed
+        terminal = False
+    if terminal:
+        return (f"- reads an image or video from stdin, and stdin is a terminal: pipe one in "
+                f"(cat photo.jpg | moodstream {command} -), or name the file")
+    return None
+
+
 def expand_paths(paths: list[str]) -> Iterator[str]:
     """Files named directly, and image / video files under folders (recursively, sorted).
     ``-`` (stdin) and camera / URL specs pass through unchanged, and so does a folder that cannot be
