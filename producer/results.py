@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Collection, Container, Iterator
+from dataclasses import dataclass
 
 import redis
 
@@ -27,7 +28,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.recent import Recent
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
-from moodstream.shared.transport import as_str, connect, is_fatal
+from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, trimmed_past
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
 
@@ -44,6 +45,37 @@ def is_stream_id(text: str) -> bool:
     return bool(STREAM_ID.fullmatch(text)) and all(int(part) < 2**64 for part in text.split("-"))
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Results a reader may never have seen: the stream (which keeps about ``results_maxlen`` entries) was
+    trimmed past ``after``, the id it read last, before it read on; ``through`` is the oldest entry it
+    still held. ``count``: how many results were removed in between, where Redis 7 can tell (the reader
+    had caught up with the stream at ``after``); None: some may have been (Redis 6.2, or a reader that
+    started at ``after``)."""
+    after: str
+    through: str
+    count: int | None
+
+    def said(self, stream: str, maxlen: int) -> str:
+        span = f"after {self.after} ({id_time(self.after)}) and before {self.through} ({id_time(self.through)})"
+        keeps = (f"it keeps about results_maxlen={maxlen} entries: read sooner, or raise "
+                 "MOODSTREAM_RESULTS_MAXLEN where the workers run")
+        if self.count is not None:
+            return (f"{self.count} {'result' if self.count == 1 else 'results'} {span} "
+                    f"{'was' if self.count == 1 else 'were'} trimmed from {stream} before they were read ({keeps})")
+        return (f"{stream} was trimmed past the result read last: results {span} may have been removed "
+                f"before they were read ({keeps})")
+
+
+def id_time(entry_id: str) -> str:
+    """The UTC time of a stream id's milliseconds, to the second (when the entry was added)."""
+    ms = int(entry_id.partition("-")[0])
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):  # an id typed by hand, past any date
+        return f"{ms} ms"
+
+
 class ResultReader:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, stream: str | None = None,
                  block_ms: int = 1000):
@@ -54,6 +86,10 @@ class ResultReader:
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
         self.skipped = 0  # undecodable entries (logged, not yielded)
+        self.results_maxlen = settings.results_maxlen
+        self.gaps: list[Gap] = []  # results trimmed before they were read (each logged once)
+        self._gap_checks = True  # off for a user refused XINFO STREAM (said once)
+        self._ordinal: tuple[str, int] | None = None  # (an id read, the entries ever added up to it): Redis 7
         self.seen = Recent(SEEN_JOBS)  # job ids of the last SEEN_JOBS results (read())
 
     def last_id(self) -> str:
@@ -135,7 +171,7 @@ class ResultReader:
                     if left_ms <= 0:
                         return
                     block = max(1, min(block, left_ms))
-            resp = retry.call(lambda: self.client.xread({self.stream: last}, count=500, block=block))
+            resp = retry.call(lambda: self._xread(last, block))
             entries = resp[0][1] if resp else []
             if not entries and not waits:
                 return
@@ -159,6 +195,38 @@ class ResultReader:
                 n += 1
                 if count is not None and n >= count:
                     return
+
+    def _xread(self, last: str, block: int | None) -> list:
+        """XREAD after ``last``; in the same round trip, before it, XINFO STREAM, to tell whether entries after
+        ``last`` were trimmed unread (:class:`Gap`: said once, as ``last`` then moves past it). Not from the
+        start ("0": the start of what is held), nor for a user refused XINFO STREAM."""
+        if not self._gap_checks:
+            return self.client.xread({self.stream: last}, count=500, block=block)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xinfo_stream(self.stream)
+        pipe.xread({self.stream: last}, count=500, block=block)
+        info, resp = pipe.execute(raise_on_error=False)
+        if isinstance(resp, Exception):
+            raise resp
+        if isinstance(info, redis.exceptions.NoPermissionError):
+            self._gap_checks = False
+            log.warning("results: this Redis user may not run XINFO STREAM on %s, so results trimmed from it "
+                        "before they were read cannot be told (the ACL rules of deploy/k8s/base/redis/acl/"
+                        "moodstream-reader.rules grant it)", self.stream)
+        elif isinstance(info, Exception):
+            if is_fatal(info):  # not a missing stream
+                raise info
+        else:
+            ordinal = self._ordinal[1] if self._ordinal is not None and self._ordinal[0] == last else None
+            if last not in (FROM_START, "0-0") and (trimmed := trimmed_past(info, last, ordinal)) is not None:
+                gap = Gap(last, *trimmed)
+                self.gaps.append(gap)
+                log.warning("results: %s", gap.said(self.stream, self.results_maxlen))
+            # where this read ends at the stream's newest entry (or finds none after it), that entry's ordinal
+            newest = as_str(resp[0][1][-1][0]) if resp and resp[0][1] else last
+            if (n := ordinal_at(info, newest)) is not None:
+                self._ordinal = (newest, n)
+        return resp
 
     def close(self) -> None:
         self.client.close()

@@ -339,6 +339,30 @@ def _lag_exact(info: dict, group: dict, length: int) -> bool:
     return lag is not None and as_str(info.get("max-deleted-entry-id")) == "0-0" and int(lag) <= length
 
 
+def trimmed_past(info: dict, position: str, ordinal: int | None = None) -> tuple[str, int | None] | None:
+    """Whether entries after ``position`` (the id a reader read last, or was told to read after) were
+    trimmed from the stream its XINFO STREAM ``info`` describes: ``(through, count)``, else None.
+    The oldest entry held, ``through``, comes after ``position``: the stream was trimmed past it, and
+    entries between them may have been removed. ``count``: how many were, where Redis 7 can tell
+    (``ordinal``, the number of entries ever added up to ``position``, is known, and nothing was ever
+    XDELed): entries added, less those held, less ``ordinal``; 0 is no gap. None: it cannot tell."""
+    first = as_str(info.get("recorded-first-entry-id")) or _entry_id(info.get("first-entry"))
+    if not first or parse_id(first) <= parse_id(position) or int(info.get("length") or 0) == 0:
+        return None
+    added, deleted = info.get("entries-added"), as_str(info.get("max-deleted-entry-id"))
+    if ordinal is None or added is None or deleted != "0-0":
+        return first, None
+    count = int(added) - int(info["length"]) - ordinal
+    return (first, count) if count > 0 else None
+
+
+def ordinal_at(info: dict, entry_id: str) -> int | None:
+    """The number of entries ever added to the stream up to ``entry_id``, where ``info`` (XINFO STREAM,
+    Redis 7) says it: ``entry_id`` is its newest entry. None elsewhere (6.2: no ``entries-added``)."""
+    added = info.get("entries-added")
+    return int(added) if added is not None and as_str(info.get("last-generated-id")) == entry_id else None
+
+
 def _entry_id(entry: object) -> str | None:
     return as_str(entry[0]) if entry else None
 
