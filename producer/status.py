@@ -29,7 +29,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.retry import RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import deferred_stop
-from moodstream.shared.table import printable
+from moodstream.shared.table import plural, printable
 from moodstream.shared.transport import (BacklogGauge, as_str, check_connection, connect, group_backlog, group_info,
                                          is_fatal, redact, reported_lag)
 
@@ -216,11 +216,13 @@ def track_stats(client: redis.Redis, keys: Keys) -> dict | None:
         log.debug("status: cannot read %s: %s", keys.track_stats, exc)
         return None
     stats = {as_str(k): _int(as_str(v)) for k, v in raw.items()}  # any writer's: none is trusted to be a count
-    late = stats.get("late") or 0
-    if late <= 0:
+    late = max(0, stats.get("late") or 0)
+    gaps, trimmed = max(0, stats.get("trimmed_gaps") or 0), max(0, stats.get("trimmed_unread") or 0)
+    if late <= 0 and gaps <= 0:
         return None
     since = stats.get("since_ms")
     return {"late": late, "late_after_run_ended": min(late, max(0, stats.get("late_after_run_ended") or 0)),
+            "trimmed_gaps": gaps, "trimmed_unread": trimmed if gaps else 0,
             "since_ms": since if since is not None and 0 < since < MAX_TIME_MS else None}
 
 
@@ -301,6 +303,13 @@ def render(snap: dict) -> str:
         late, after = track["late"], track["late_after_run_ended"]
         since = "" if track.get("since_ms") is None else \
             " since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(track["since_ms"] / 1000))
+        if track.get("trimmed_gaps"):
+            gaps, n = track["trimmed_gaps"], track.get("trimmed_unread") or 0
+            what = f"{plural(n, 'result')} trimmed" if n else "results may have been trimmed"
+            lines.append(f"track stage: {what} from the results stream before it read them{since} "
+                         f"({plural(gaps, 'gap')}): in no track or summary (the stream keeps about results_maxlen "
+                         "entries: run the stage beside the workers, or raise it)")
+    if track and track["late"]:
         where = []
         if after:
             where.append(f"{after} of them after {'its' if after == 1 else 'their'} run's summary was out (in no "

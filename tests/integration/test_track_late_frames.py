@@ -203,7 +203,8 @@ def test_status_shows_a_stats_hash_written_by_anyone(redis_url, client, keys, si
     line = next(x for x in text.output.splitlines() if x.startswith("track stage:"))
     assert line.startswith("track stage: 3 late results published untracked (over") and "since" not in line, line
     assert "3 of them after their run's summary was out" in line, line
-    assert json.loads(as_json.output)["track"] == {"late": 3, "late_after_run_ended": 3, "since_ms": None}
+    assert json.loads(as_json.output)["track"] == {"late": 3, "late_after_run_ended": 3, "trimmed_gaps": 0,
+                                                   "trimmed_unread": 0, "since_ms": None}
 
 
 def test_a_run_s_end_is_logged_in_counts_said_right(redis_url, client, keys, caplog):

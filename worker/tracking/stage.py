@@ -135,7 +135,8 @@ from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import handling
 from moodstream.shared.table import plural, printable
-from moodstream.shared.transport import as_str, check_connection, check_streams, connect, ensure_group
+from moodstream.shared.transport import (as_str, check_connection, check_streams, connect, ensure_group, find_group,
+                                         is_fatal, trimmed_past)
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.tracking.pictures import FramePictures
 from moodstream.worker.tracking.run_numbers import RunNumbers
@@ -199,6 +200,10 @@ class TrackStage:
         self._ended_jobs = Recent(ENDED_JOBS)  # answer_key -> results entry, of ended runs
         self.published = self.late = self.duplicates = self.skipped = self.taken_back = self.read = 0
         self.late_after_run_ended = 0  # of the late results, those whose run's summary was out: in no summary
+        # results trimmed from the stream before the group read them: the gaps seen, and the results in them
+        # where Redis 7 counts them (the group's entries-read); off for a user refused XINFO (said once)
+        self.trimmed_gaps = self.trimmed_unread = 0
+        self._trim_checks = True
         self._stats_unsent: Counter = Counter()  # late counts not yet added to stats_key
         self.summaries_published = 0
         self.summary_ms = 0.0  # time spent summarising (pictures included)
@@ -519,13 +524,61 @@ class TrackStage:
         return self._xreadgroup(">", self.block_ms)
 
     def _xreadgroup(self, start: str, block_ms: int | None) -> list[tuple[str, dict]]:
-        resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.results_key: start},
-                                      count=READ_COUNT, block=block_ms)
+        if start == ">" and self._trim_checks:  # new entries: first, in the same round trip, whether any were trimmed
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xinfo_stream(self.results_key)
+            pipe.xinfo_groups(self.results_key)
+            pipe.xreadgroup(self.keys.track_group, self.name, {self.results_key: start}, count=READ_COUNT,
+                            block=block_ms)
+            info, groups, resp = pipe.execute(raise_on_error=False)
+            if isinstance(resp, Exception):
+                raise resp
+            self._check_trimmed(info, groups)
+        else:
+            resp = self.client.xreadgroup(self.keys.track_group, self.name, {self.results_key: start},
+                                          count=READ_COUNT, block=block_ms)
         # no fields: an entry trimmed from the stream while pending; skipped and acked
         entries = [(as_str(eid), fields or {}) for eid, fields in (resp[0][1] if resp else [])]
         if entries and start == ">":
             self._last_read = entries[-1][0]
         return entries
+
+    def _check_trimmed(self, info: object, groups: object) -> None:
+        """Whether the results stream was trimmed past the group's position before it read on (the stage
+        down, or slower than the fleet, by more than ``results_maxlen``): those results are in no track.
+        Logged, and counted in ``<prefix>:track:stats`` for `moodstream status` (how many where Redis 7
+        tells, from the group's ``entries-read``). A user refused XINFO: said once, checked no more."""
+        refused = next((a for a in (info, groups) if isinstance(a, redis.exceptions.NoPermissionError)), None)
+        if refused is not None:
+            self._trim_checks = False
+            log.warning("%s: this Redis user may not run XINFO on %s (%s), so results trimmed from it before they "
+                        "were tracked cannot be told; what %s grants lets it", self.actor, self.results_key,
+                        refused, STATS_RULES)
+            return
+        for answer in (info, groups):
+            if isinstance(answer, Exception):
+                if is_fatal(answer):
+                    raise answer
+                return  # no stream yet
+        group = find_group(groups, self.keys.track_group)
+        delivered = as_str(group.get("last-delivered-id")) if group else None
+        if not delivered or delivered == "0-0":
+            return  # a new group reads from the start of what is held
+        read = group.get("entries-read")
+        trimmed = trimmed_past(info, delivered, int(read) if read is not None else None)
+        if trimmed is None:
+            return
+        through, count = trimmed
+        self.trimmed_gaps += 1
+        self._stats_unsent["trimmed_gaps"] += 1
+        if count:
+            self.trimmed_unread += count
+            self._stats_unsent["trimmed_unread"] += count
+        what = f"{plural(count, 'result')} {'was' if count == 1 else 'were'}" if count else "results may have been"
+        log.warning("%s: %s trimmed from %s before they were tracked (after %s, before %s; the stream keeps about "
+                    "results_maxlen=%d): their frames are in no track, no summary. Run the stage beside the "
+                    "workers, or raise MOODSTREAM_RESULTS_MAXLEN", self.actor, what, self.results_key, delivered,
+                    through, self.settings.results_maxlen)
 
     def _take_back(self, now_s: float | None) -> list[tuple[str, dict]]:
         """Entries pending longer than reclaim_idle_ms that we do not hold (XAUTOCLAIM), every
@@ -622,7 +675,8 @@ class TrackStage:
         self._stats_unsent.clear()
         refused = next((a for a in answers if isinstance(a, Exception)), None)
         if refused is not None:
-            log.warning("%s: cannot count late results in %s (%s): no more tried; they are in this log only. A key "
+            log.warning("%s: cannot count late or trimmed results in %s (%s): no more tried; they are in this log "
+                        "only. A key "
                         "of another type: delete it; a user without HINCRBY there: grant what %s grants",
                         self.actor, self.stats_key, refused, STATS_RULES)
             self.stats_key = None
