@@ -472,14 +472,15 @@ def _report(path: Path | None, clip_px: int | None, specs: list[str], settings: 
     read again once the run is answered (a file or folder; not a camera, a stream or a URL)."""
     if path is None:
         return None
-    from moodstream.shared.media import is_stream_spec
+    from moodstream.shared.media import is_pipe, is_stream_spec
     from moodstream.worker.report import CLIP_MAX_PX, Report
     from moodstream.worker.tracking.summary import SummaryConfig
 
-    live = [s for s in specs if s == "-" or is_stream_spec(s)]
+    live = [s for s in specs if s == "-" or is_stream_spec(s) or is_pipe(s)]
     if live:
-        raise click.UsageError(f"--report reads the inputs again once every frame is answered: {live[0]} is a live "
-                               "source or URL, which cannot be read twice (analyze --report reads it once)")
+        raise click.UsageError(f"--report reads the inputs again once every frame is answered: {printable(live[0])} "
+                               "is a live source, a pipe or a URL, which cannot be read twice (analyze --report reads "
+                               "it once)")
     try:
         page = Report(path, SummaryConfig.from_settings(settings), inputs=inputs,
                       clip_max_px=CLIP_MAX_PX if clip_px is None else clip_px)

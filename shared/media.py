@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -633,6 +634,32 @@ def image_records(path: str, every_n: int = 1, fps: float | None = None, max_fra
     return 1 if chain is None else len(chain.pages) + (chain.more or chain.cut)
 
 
+def is_pipe(spec: str) -> bool:
+    """A named pipe (a FIFO): what bash's process substitution names ``/dev/fd/63``, or ``mkfifo`` makes.
+    It has no name to tell a video by and can be read once: it is read as stdin is (:func:`piped_items`)."""
+    try:
+        return stat.S_ISFIFO(os.stat(spec).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, max_frames: int | None = None,
+                max_pixels: int | None = None, max_image_bytes: int | None = None) -> Iterator[FrameItem]:
+    """The frames of what a pipe holds (stdin, named ``-``, or a named pipe, by its path), read once: its
+    first bytes tell a video (copied to a temporary file and read by FFmpeg: :func:`iter_piped_video`) from
+    an image or an animation (read whole, within ``max_image_bytes``)."""
+    head, suffix = sniff_head(stream, max_image_bytes)
+    if suffix is None:
+        try:
+            data = read_capped(stream, max_image_bytes, head)
+        except BadInputError as exc:
+            yield FrameItem(name, 0, error=exc)
+        else:
+            yield from stills_or_animation(name, data, every_n, fps, max_frames, max_pixels)
+    else:
+        yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels, name=name)
+
+
 def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 max_frames: int | None = None, stdin: object = None, max_pixels: int | None = None,
                 max_image_bytes: int | None = None) -> Iterator[FrameItem]:
@@ -644,17 +671,16 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
         if not spec:
             yield FrameItem(spec, 0, error=BadInputError("not_found", "an empty path names no file"))
         elif spec == "-":
-            stream = stdin if stdin is not None else sys.stdin.buffer
-            head, suffix = sniff_head(stream, max_image_bytes)
-            if suffix is None:
-                try:
-                    data = read_capped(stream, max_image_bytes, head)
-                except BadInputError as exc:
-                    yield FrameItem("-", 0, error=exc)
-                else:
-                    yield from stills_or_animation("-", data, every_n, fps, max_frames, max_pixels)
-            else:
-                yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels)
+            yield from piped_items("-", stdin if stdin is not None else sys.stdin.buffer, every_n, fps, max_frames,
+                                   max_pixels, max_image_bytes)
+        elif is_pipe(spec):  # process substitution's /dev/fd/63, a mkfifo: read once, as stdin is
+            try:
+                stream = open(spec, "rb")
+            except OSError as exc:
+                yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
+                continue
+            with stream:
+                yield from piped_items(spec, stream, every_n, fps, max_frames, max_pixels, max_image_bytes)
         elif os.path.isdir(spec):  # one expand_paths could not list
             yield FrameItem(spec, 0, error=unreadable_folder(spec))
         elif (still := url_image_items(spec, max_image_bytes, max_pixels, every_n=every_n, fps=fps,
@@ -785,23 +811,24 @@ def url_image_items(spec: str, max_image_bytes: int | None = None, max_pixels: i
 
 def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,
                      max_frames: int | None = None, rest: object = None,
-                     max_pixels: int | None = None) -> Iterator[FrameItem]:
-    """A video read from stdin, as :func:`iter_video` gives a file's frames, named ``-``:
+                     max_pixels: int | None = None, name: str = "-") -> Iterator[FrameItem]:
+    """A video read from stdin (or a named pipe), as :func:`iter_video` gives a file's frames, named ``name``:
     OpenCV opens files, not bytes, so it goes through a temporary file, of at most
     ``MAX_PIPED_VIDEO_BYTES`` and leaving ``MIN_FREE_BYTES`` on its disk (an endless pipe filled
     the disk): past that, one ``too_large`` error."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(prefix="moodstream-stdin-", suffix=suffix) as tmp:
+        said = "stdin" if name == "-" else name
         try:
-            spool(data, rest, tmp)
+            spool(data, rest, tmp, said)
         except BadInputError as exc:
-            yield FrameItem("-", 0, error=exc)
+            yield FrameItem(name, 0, error=exc)
             return
         for item in iter_video(tmp.name, every_n, fps, max_frames, max_pixels):
-            item.source = "-"
-            if item.error is not None:  # name stdin, not the temporary file
-                item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, "stdin"))
+            item.source = name
+            if item.error is not None:  # name stdin (or the pipe), not the temporary file
+                item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, said))
             yield item
 
 
@@ -809,9 +836,10 @@ MAX_PIPED_VIDEO_BYTES = 64 << 30  # a video on stdin is copied to a temporary fi
 MIN_FREE_BYTES = 1 << 30  # ... and while its disk keeps this much free
 
 
-def spool(head: bytes, rest, tmp) -> None:
-    """``head`` and the rest of a pipe into the file ``tmp``, in chunks (never all of it in
-    memory); BadInputError ``too_large`` past the limits above, or when the disk refuses."""
+def spool(head: bytes, rest, tmp, name: str = "stdin") -> None:
+    """``head`` and the rest of a pipe (``name``: stdin, or a named pipe's path) into the file ``tmp``, in
+    chunks (never all of it in memory); BadInputError ``too_large`` past the limits above, or when the disk
+    refuses."""
     written = 0
     chunk = head
     try:
@@ -819,17 +847,17 @@ def spool(head: bytes, rest, tmp) -> None:
             tmp.write(chunk)
             written += len(chunk)
             if written > MAX_PIPED_VIDEO_BYTES:
-                raise BadInputError("too_large", f"stdin: over {MAX_PIPED_VIDEO_BYTES >> 20} MiB of video, copied to a "
-                                                 "temporary file first: pass the file itself, or the stream's URL")
+                raise BadInputError("too_large", f"{name}: over {MAX_PIPED_VIDEO_BYTES >> 20} MiB of video, copied to "
+                                                 "a temporary file first: pass the file itself, or the stream's URL")
             free = shutil.disk_usage(os.path.dirname(tmp.name)).free
             if free < MIN_FREE_BYTES:
-                raise BadInputError("too_large", f"stdin: {written >> 20} MiB of video copied and {free >> 20} MiB free "
-                                                 f"left in {os.path.dirname(tmp.name)} (TMPDIR): pass the file itself, "
-                                                 "or the stream's URL")
+                raise BadInputError("too_large", f"{name}: {written >> 20} MiB of video copied and {free >> 20} MiB "
+                                                 f"free left in {os.path.dirname(tmp.name)} (TMPDIR): pass the file "
+                                                 "itself, or the stream's URL")
             chunk = rest.read(1 << 20) if rest is not None else b""
         tmp.flush()
     except OSError as exc:  # the disk filled anyway (another writer), or the pipe broke
-        raise BadInputError("unreadable", f"stdin: could not copy the video to a temporary file after "
+        raise BadInputError("unreadable", f"{name}: could not copy the video to a temporary file after "
                                           f"{written >> 20} MiB: {exc.strerror or exc}") from None
 
 

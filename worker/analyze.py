@@ -320,7 +320,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     images and videos), a video (an animated GIF, WebP, PNG or AVIF is one), a camera index, an
     rtsp:// or http(s):// URL (an http(s) one that serves an image is read as
     that photo, told by its bytes, as stdin's are; else as a video or live
-    stream), or - to read one image or video from stdin.
+    stream), or - to read one image or video from stdin (a named pipe, such as
+    bash's <(curl -s URL), is read as stdin is).
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}, and
     "page" for a still image, "shot" for a video frame: the same record as

@@ -69,8 +69,8 @@ def test_an_input_that_fails_is_named_on_the_page(embedded, tmp_path):
 @pytest.mark.parametrize("args,said", [
     (["--report-clip-px", "480"], "--report-clip-px sizes the report's clip: give --report FILE.html too"),
     (["--report", "{tmp}/same.json", "--summary", "{tmp}/same.json"], "--summary and --report both name"),
-    (["--report", "{tmp}/r.html", "rtsp://127.0.0.1:1/cam"], "rtsp://127.0.0.1:1/cam is a live source or URL"),
-    (["--report", "{tmp}/r.html", "0"], "0 is a live source or URL"),
+    (["--report", "{tmp}/r.html", "rtsp://127.0.0.1:1/cam"], "rtsp://127.0.0.1:1/cam is a live source, a pipe or a URL"),
+    (["--report", "{tmp}/r.html", "0"], "0 is a live source, a pipe or a URL"),
 ])
 def test_a_report_up_cannot_write_is_refused_before_the_run(embedded, tmp_path, args, said):
     ran = up(PHOTO, *[a.format(tmp=tmp_path) for a in args])
