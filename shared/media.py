@@ -105,6 +105,15 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
+def over_pixel_limit(w: int, h: int, max_pixels: int, where: str = "", what: str = "") -> BadInputError:
+    """The ``too_large`` error of an image (``what``: " a frame" for a video's) over ``max_pixels``, with
+    what to do about it: a 50 MP or 108 MP phone photo (over the 50,000,000 default) was refused with
+    the limit alone, not the setting that raises it."""
+    top = "" if max_pixels >= MAX_PIXELS_CEILING else f", up to {MAX_PIXELS_CEILING}"
+    return BadInputError("too_large", f"{where}{w}x{h} pixels{what} is over the limit of {max_pixels} (max_pixels: "
+                                      f"raise it with MOODSTREAM_MAX_PIXELS{top}, or scale the image down)")
+
+
 def decode_image(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
                  page: int | None = None) -> np.ndarray:
     """Encoded image bytes -> RGB uint8 ``(H, W, 3)``, as a viewer shows it.
@@ -184,7 +193,7 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
             if kind == "tiff" else ""))
     pixels = size[0] * size[1]
     if pixels > max_pixels:
-        raise BadInputError("too_large", f"{where}{size[0]}x{size[1]} pixels is over the limit of {max_pixels}")
+        raise over_pixel_limit(size[0], size[1], max_pixels, where)
     if pixels == 0:
         raise BadInputError("unreadable", f"{where}{kind} header says {size[0]}x{size[1]} pixels")
     if kind == "jpeg":
@@ -215,8 +224,7 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
             raise BadInputError("unreadable", f"{where}not an image OpenCV can decode (corrupt or unsupported "
                                               "format)")
         if img.shape[0] * img.shape[1] > max_pixels:
-            raise BadInputError("too_large", f"{where}{img.shape[1]}x{img.shape[0]} pixels is over the limit of "
-                                             f"{max_pixels}")
+            raise over_pixel_limit(img.shape[1], img.shape[0], max_pixels, where)
         return img, kind
 
 
@@ -228,7 +236,7 @@ def decode_pixels(image: bytes | None, array: np.ndarray | None, max_pixels: int
     if array is not None:
         h, w = array.shape[:2]
         if h * w > max_pixels:
-            raise BadInputError("too_large", f"{w}x{h} pixels is over the limit of {max_pixels}")
+            raise over_pixel_limit(w, h, max_pixels)
         if array.dtype != np.uint8 or array.ndim not in (2, 3):
             raise BadInputError("unsupported", f"a frame must be uint8 (H, W) or (H, W, 3), got {array.dtype} "
                                                f"{tuple(array.shape)}")
@@ -975,7 +983,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         if max_pixels is not None and w * h > max_pixels:
             cap.release()
-            cap, error = None, BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of {max_pixels}")
+            cap, error = None, over_pixel_limit(w, h, max_pixels, what=" a frame")
     except BadInputError as exc:
         error = exc
         if reader is not None and exc.reason == "unreadable":  # a URL: why, as far as can be told
@@ -1097,8 +1105,7 @@ def iter_animation(name: str, data: bytes, header: Animation, every_n: int = 1, 
     first that many, then one ``too_large`` record."""
     w, h = header.width, header.height
     if max_pixels is not None and w * h > max_pixels:
-        yield FrameItem(name, 0, error=BadInputError("too_large", f"{w}x{h} pixels a frame is over the limit of "
-                                                                  f"{max_pixels}"))
+        yield FrameItem(name, 0, error=over_pixel_limit(w, h, max_pixels, what=" a frame"))
         return
     buf = np.frombuffer(data, np.uint8).reshape(1, -1)  # OpenCV's WebP reader takes one row
     run = max(1, min(header.frames, ANIMATION_DECODE_BYTES // max(1, 4 * w * h)))
