@@ -432,14 +432,15 @@ class Producer:
 
     def encoded_ahead(self, items: Iterator[tuple[FrameItem, bool]],
                       threads: int | None = None) -> Iterator[tuple[FrameItem, bool]]:
-        """``items`` in their order, a file's decoded frames encoded (png, jpeg, webp) on ``threads``
-        threads (:data:`ENCODE_THREADS`; 1: none, each encoded as it is sent) up to twice as many frames
-        ahead of the one sent, each then carried as its bytes (``data``, what :meth:`submit_array` would
-        send). One thread encoded
-        a 1920x1080 frame as PNG in 47 ms after reading it in 19: 18.6 frames a second, fewer than two
-        CPU workers take; on 2 threads 31.9 (2-core Xeon, ``bench encoding``). A live source's frames
-        are encoded as they are sent (a frame dropped under backpressure is never encoded), and raw
-        frames never. Closed early (a stop, a job's limit), the frames read and not sent are not encoded."""
+        """``items``, (frame, as is) pairs, in their order, a file's decoded frames encoded (png, jpeg, webp)
+        on ``threads`` threads (:data:`ENCODE_THREADS`; 1: none, each encoded as it is sent) up to twice as
+        many frames ahead of the one sent, each then carried as its bytes (``data``, what
+        :meth:`submit_array` would send). One thread encoded a 1920x1080 frame as PNG in 47 ms after
+        reading it in 19: 18.6 frames a second, fewer than two CPU workers take; on 2 threads 31.9 (2-core
+        Xeon, ``bench encoding``). A frame marked "as is" is passed on unencoded: a live source's, encoded
+        as it is sent (a frame dropped under backpressure is never encoded), or one a resumed expander job
+        skips; raw frames never are. Closed early (a stop, a job's limit), the frames read and not sent
+        are not encoded."""
         threads = (ENCODE_THREADS if threads is None else threads) if self.encoding != "raw" else 0
         if threads < 2:
             yield from items

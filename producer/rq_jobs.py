@@ -316,8 +316,9 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
         if _stop_pending:
             raise Stopping()
         with _opened(spec, path, cfg, count, every_n, fps, max_frames) as (items, live, guard):
-            if live is None:  # a file's (or a photo URL's) frames: encoded on the cores, a few ahead of the one sent
-                items = (item for item, _ in producer.encoded_ahead((item, False) for item in items))
+            if live is None:  # a file's (or a photo URL's) frames: encoded on the cores, a few ahead of the one sent,
+                # but for those an earlier run sent, skipped below unencoded (a resumed job encoded them all)
+                items = (item for item, _ in producer.encoded_ahead(_marked_sent(items, resume_at)))
             for item in items:
                 if (guard is not None and guard.refused) or count.exceeded:
                     break
@@ -399,6 +400,16 @@ def _end_early(job: Job, producer, source: str | None) -> None:
         log.warning("rq job %s: %s: the last %s are not said in its run's summary (its held frame was not sent: "
                     "%s); the job's meta counts them (dropped)", job.id, source_name(source),
                     plural(producer.unsaid(source), "dropped frame"), exc)
+
+
+def _marked_sent(items, resume_at: int):
+    """(item, sent before) for a file's items: the first ``resume_at`` frames read (errors are not counted,
+    as :func:`_expand` counts) were sent by the job's earlier runs, and are passed on unencoded."""
+    read = 0
+    for item in items:
+        if item.error is None:
+            read += 1
+        yield item, item.error is None and read <= resume_at
 
 
 def _resume_points(meta: dict) -> tuple[int, int]:
