@@ -187,8 +187,15 @@ class RedisRetry:
         if deadline_s is not None:
             left_s = first_failure + deadline_s - time.monotonic()
             if left_s <= 0:
-                raise ConfigError(f"{self.actor}: cannot reach Redis at {redact(self.redis_url)} for "
-                                  f"{deadline_s:g} s: {exc}") from None
+                url = redact(self.redis_url)
+                if is_out_of_memory(exc):  # it answered: reached, full
+                    raise ConfigError(f"{self.actor}: Redis at {url} refused writes for {deadline_s:g} s, out of "
+                                      f"memory (its maxmemory; {_one_line(exc)}): free memory there (a stream's "
+                                      "backlog, other programs' keys) or raise its maxmemory") from None
+                if is_busy(exc):
+                    raise ConfigError(f"{self.actor}: Redis at {url} answered BUSY for {deadline_s:g} s (a script "
+                                      f"running; {_one_line(exc)})") from None
+                raise ConfigError(f"{self.actor}: cannot reach Redis at {url} for {deadline_s:g} s: {exc}") from None
             # the last try at the deadline: a backoff that would end past it is cut to it (it gave up when the
             # next one would: after 6 s of the 10 it said, and a Redis back in the other 4 was never asked)
             delay = min(delay, left_s)

@@ -194,3 +194,20 @@ def test_redis_out_of_memory_is_ridden_out():
         retry = RedisRetry("track t", server.url, cap_s=0.3, on_down=seen.append)
         assert retry.call(lambda: client.xadd("k", {"a": "y"})) is not None
         assert seen
+
+
+def test_giving_up_on_a_full_redis_says_full_not_unreachable():
+    """A Redis at its maxmemory answers every write with OOM: after the deadline `produce` said
+    "cannot reach Redis at URL for 60 s", sending the user after a network fault; it was reached
+    all along. Now the last line says what the server answered, and what to do."""
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        for i in range(40):
+            admin.set(f"ballast{i}", "x" * 100_000)
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 100_000)
+        client = redis.Redis.from_url(server.url)
+        with pytest.raises(ConfigError) as err:
+            RedisRetry("producer", server.url, cap_s=0.2, deadline_s=1).call(lambda: client.xadd("k", {"a": "y"}))
+        said = str(err.value)
+        assert "cannot reach" not in said and "out of memory" in said and "maxmemory" in said, said
+        admin.flushall()
