@@ -34,6 +34,22 @@ def to_stderr(line: str) -> None:
     click.echo(printable(line), err=True)
 
 
+def stdout_lost(exc: OSError, command: str, outputs: list[str]) -> str | None:
+    """Standard output failed under a command that writes files too (``outputs``: the flags, e.g.
+    ["--summary"]): its pipe's reader ended (`... --summary s.json | head -1`) or its disk is full. From
+    here what it prints goes to /dev/null (no second error, none at exit) and one line says that the
+    files are still written whole; it went on, where it had stopped at the first record and written them
+    for that one. Returns the error to end with (None for a closed pipe: a reader that had enough)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    closed = isinstance(exc, BrokenPipeError)
+    why = "standard output closed (its reader ended)" if closed else \
+        f"cannot write to standard output ({exc.strerror or exc})"
+    to_stderr(f"{command}: {why}: nothing more is printed; going on for {' and '.join(outputs)}")
+    return None if closed else f"cannot write to standard output: {exc.strerror or exc}"
+
+
 class _EscapedFormatter(logging.Formatter):
     """Log lines as ``to_stderr``'s: the message's control characters escaped (``-v`` logs the folders
     and sources a user named: a newline in one forged a line, ESC [2J cleared the screen); a traceback

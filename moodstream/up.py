@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
+from moodstream.options import FiniteRange, NamedPath, setting_option, stdout_lost, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.recent import Recent
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
@@ -190,7 +190,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         feed.thread.start()
         # printed: the stage's tracked results; counted: the worker's, on the reply stream
         rows = _Rows(printer_for(fmt),
-                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key), report)
+                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key), report,
+                     files=[flag for flag, path in (("--summary", summary_path), ("--report", report_path)) if path])
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
         errors = 0  # jobs answered with an error record (an unreadable input): exit 1 at the end, as analyze's
@@ -249,6 +250,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
             _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
             if unwritten is not None:
                 raise click.ClickException(unwritten)
+            if rows.stdout_error is not None:  # a full disk under the rows: the files written, then said
+                raise click.ClickException(rows.stdout_error)
         staying_open = board is not None and stay_open and failure is None and not interrupted
         if staying_open:  # SIGTERM and SIGHUP as Ctrl-C while the page stays open, taken straight from held:
             take_stop_signals()  # restored first, a SIGTERM in between ended `up` and left its Redis running
@@ -392,10 +395,13 @@ class _Rows:
     stage did not publish it (it stopped). Jobs on the reply stream always carry a job id (a
     message without one has no reply stream either)."""
 
-    def __init__(self, printer, tracked: ResultReader, report: _UpReport | None = None):
+    def __init__(self, printer, tracked: ResultReader, report: _UpReport | None = None, files: list[str] = ()):
         from moodstream.producer.results import FROM_START
 
         self.printer = printer  # a TablePrinter or CsvPrinter, or None for JSON Lines
+        self.files = list(files)  # the flags of the files this run writes: a stdout that fails does not stop them
+        self.printing = True  # False once stdout failed under them (its rows go to /dev/null)
+        self.stdout_error: str | None = None  # a full disk there, said at the end
         self.report = report  # given what is printed: the tracked results (raw where the stage stopped)
         self.tracked = tracked
         self.tracked_last = FROM_START
@@ -460,10 +466,15 @@ class _Rows:
         self.faces += len(r.faces)
         if self.report is not None:
             self.report.answered(r)
-        if self.printer is not None:
-            self.printer.row(r)
-        else:
-            click.echo(json.dumps(r.to_json()))
+        try:
+            if self.printing and self.printer is not None:
+                self.printer.row(r)
+            elif self.printing:
+                click.echo(json.dumps(r.to_json()))
+        except OSError as exc:  # `up ... --summary s.json | head`: the rows stop, the run and its files go on
+            if not self.files:
+                raise
+            self.printing, self.stdout_error = False, stdout_lost(exc, "up", self.files)
 
 
 def _report(path: Path | None, clip_px: int | None, specs: list[str], settings: Settings,

@@ -28,7 +28,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, NamedPath, setting_option, to_stderr
+from moodstream.options import FiniteRange, NamedPath, setting_option, stdout_lost, to_stderr
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
                                      iter_frames, no_media, opencv_can_name, plausible_fps, stdin_refusal)
@@ -404,13 +404,21 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         if fmt == "table":
             click.echo(TABLE_HEADER)
         csv_printer = CsvPrinter() if fmt == "csv" else None
+        files = [flag for flag, out in (("--annotate", annotator), ("--summary", summary), ("--report", report))
+                 if out is not None]
+        printing = True
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
-                if csv_printer is not None:
-                    csv_printer.row(out.record)
-                else:
-                    click.echo(table_row(out.record) if fmt == "table" else
-                               json.dumps(out.record.to_json(service=False)))
+                try:
+                    if printing and csv_printer is not None:
+                        csv_printer.row(out.record)
+                    elif printing:
+                        click.echo(table_row(out.record) if fmt == "table" else
+                                   json.dumps(out.record.to_json(service=False)))
+                except OSError as exc:  # a closed pipe, a full disk: the files go on whole; else stop (below)
+                    if not files:
+                        raise
+                    printing, stdout_error = False, stdout_lost(exc, "analyze", files)
                 progress.update(1)
                 if out.image is None:
                     errors += 1

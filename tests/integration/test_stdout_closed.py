@@ -1,0 +1,65 @@
+"""Standard output closing under a command that also writes files: `analyze clip.mp4 --summary s.json | head -1`
+(a peek at the records while the summary is the point), or stdout on a full disk.
+
+analyze stopped at the first record it could not print and wrote a summary of that one frame of 60, marked
+neither interrupted nor short, exit 0; `up ... --summary s.json | head -1` wrote no summary at all (exit 1,
+nothing said). Now the records go to /dev/null from there, one line on stderr says so, and the files are written
+for every frame. Without a file to write, a closed pipe still stops the command at once, quietly (`| head`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"  # 60 frames
+MOODSTREAM = f'"{sys.executable}" -m moodstream'
+
+
+def _piped(command: str, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``command | head -1``, the command's own exit status kept (PIPESTATUS)."""
+    script = f'{command} 2>"{tmp_path}/err" | head -1 > "{tmp_path}/out"; exit ${{PIPESTATUS[0]}}'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def test_analyze_writes_its_files_whole_when_stdout_closes(tmp_path):
+    summary, annotated = tmp_path / "s.json", tmp_path / "ann"
+    proc = _piped(f'{MOODSTREAM} analyze "{CLIP}" --summary "{summary}" --annotate "{annotated}"', tmp_path)
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    assert len((tmp_path / "out").read_text().splitlines()) == 1
+    written = json.loads(summary.read_text())
+    assert [v["frames"] for v in written["videos"]] == [60] and written["interrupted"] is False
+    assert int(cv2.VideoCapture(str(annotated / "hamilton_clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+    assert "standard output closed" in err and "analyze: 60 frames" in err, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_analyze_without_files_still_stops_at_once(tmp_path):
+    proc = _piped(f'{MOODSTREAM} analyze "{CLIP}" --batch-max 1', tmp_path)
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    assert "analyze: 60 frames" not in err and "standard output closed" not in err, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_analyze_on_a_full_disk_stdout_writes_its_summary_whole_and_says_so(tmp_path):
+    summary = tmp_path / "s.json"
+    proc = subprocess.run(["bash", "-c", f'{MOODSTREAM} analyze "{CLIP}" --summary "{summary}" > /dev/full'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert [v["frames"] for v in json.loads(summary.read_text())["videos"]] == [60]
+    assert "cannot write to standard output" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_up_writes_its_summary_whole_when_stdout_closes(tmp_path):
+    summary = tmp_path / "s.json"
+    proc = _piped(f'{MOODSTREAM} up "{CLIP}" --summary "{summary}" --no-dashboard', tmp_path)
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    written = json.loads(summary.read_text())
+    assert [v["frames"] for v in written["videos"]] == [60] and written["interrupted"] is False, err
+    assert "standard output closed" in err and "Traceback" not in err, err
