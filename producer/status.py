@@ -298,18 +298,26 @@ def render(snap: dict) -> str:
     d = snap["dead_letters"]
     reasons = ", ".join(f"{_cut(k, 60)} {v}" for k, v in d["by_reason"].items()) or "none"
     lines.append(f"dead letters: {d['length']}  ({reasons})" + (f"  [{d['note']}]" if d.get("note") else ""))
-    track = snap.get("track")
-    if track:  # quiet while the track stage counted none
-        late, after = track["late"], track["late_after_run_ended"]
-        since = "" if track.get("since_ms") is None else \
-            " since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(track["since_ms"] / 1000))
-        if track.get("trimmed_gaps"):
-            gaps, n = track["trimmed_gaps"], track.get("trimmed_unread") or 0
-            what = f"{plural(n, 'result')} trimmed" if n else "results may have been trimmed"
-            lines.append(f"track stage: {what} from the results stream before it read them{since} "
-                         f"({plural(gaps, 'gap')}): in no track or summary (the stream keeps about results_maxlen "
-                         "entries: run the stage beside the workers, or raise it)")
-    if track and track["late"]:
+    lines += track_lines(snap.get("track"))
+    return "\n".join(lines)
+
+
+def track_lines(track: dict | None) -> list[str]:
+    """What `status` and the dashboard say of the track stage's figures (:func:`track_stats`): its results
+    trimmed before it read them, and its late ones; nothing while it counted none."""
+    if not track:
+        return []
+    lines = []
+    late, after = track["late"], track["late_after_run_ended"]
+    since = "" if track.get("since_ms") is None else \
+        " since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(track["since_ms"] / 1000))
+    if track.get("trimmed_gaps"):
+        gaps, n = track["trimmed_gaps"], track.get("trimmed_unread") or 0
+        what = f"{plural(n, 'result')} trimmed" if n else "results may have been trimmed"
+        lines.append(f"track stage: {what} from the results stream before it read them{since} "
+                     f"({plural(gaps, 'gap')}): in no track or summary (the stream keeps about results_maxlen "
+                     "entries: run the stage beside the workers, or raise it)")
+    if late:
         where = []
         if after:
             where.append(f"{after} of them after {'its' if after == 1 else 'their'} run's summary was out (in no "
@@ -319,7 +327,7 @@ def render(snap: dict) -> str:
                          "each in its run's summary (late_frames)")
         lines.append(f"track stage: {late} late result{'' if late == 1 else 's'} published untracked{since} (over "
                      f"reorder_wait_ms): {', '.join(where)}")
-    return "\n".join(lines)
+    return lines
 
 
 def _int(v: str | None) -> int | None:

@@ -33,7 +33,8 @@ import redis
 
 from moodstream.producer.dashboard.model import MAX_SOURCES, Model, cut, entry_ms
 from moodstream.worker.tracking.pictures import FramePictures
-from moodstream.producer.status import dead_letter_reasons, live_workers, redis_info, server_time_ms
+from moodstream.producer.status import (dead_letter_reasons, live_workers, redis_info, server_time_ms, track_lines,
+                                        track_stats)
 from moodstream.shared.errors import BadInputError, MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import encode_jpeg
@@ -182,7 +183,8 @@ class Feed:
         self.model.fold(kind, eid, result)
 
     def fleet(self) -> dict:
-        """Workers, backlog, frames/s now, dead letters: :mod:`producer.status`'s figures."""
+        """Workers, backlog, frames/s now, dead letters, the track stage's lines (late results, results
+        trimmed before it read them): :mod:`producer.status`'s figures."""
         now = server_time_ms(self.client)
         while self.arrivals and self.arrivals[0] < now - RATE_WINDOW_S * 1000:
             self.arrivals.popleft()
@@ -204,7 +206,8 @@ class Feed:
                 "frames_per_s": round(len(self.arrivals) / RATE_WINDOW_S, 1),
                 "dead": {"length": dead["length"], "by_reason": {cut(k, 60): v for k, v in
                                                                  list(dead["by_reason"].items())[:20]},
-                         "note": dead.get("note"), "last": last}}
+                         "note": dead.get("note"), "last": last},
+                "track_lines": track_lines(track_stats(self.client, self.keys))}
 
     # --- pictures -------------------------------------------------------------------------
 

@@ -234,3 +234,19 @@ def test_frames_waiting_in_the_intake_are_in_the_backlog_figure(browser, redis_u
     assert wait_js(browser, "return document.body.innerText.includes('backlog (intake + lag + pending)')", 30), \
         body(browser)
     assert "3 = 3 + 0 + 0" in body(browser), body(browser)
+
+
+def test_the_track_stage_s_counts_are_on_the_page(browser, redis_url, dashboard_for):
+    """What `moodstream status` says of the track stage (results trimmed before it read them: frames in no
+    track; late results) was nowhere on the page."""
+    settings = settings_for(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    client.hset(Keys("t").track_stats, mapping={"late": 2, "late_after_run_ended": 0, "trimmed_gaps": 1,
+                                                "trimmed_unread": 5})
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    assert wait_js(browser, "return document.body.innerText.includes('5 results trimmed')", 30), body(browser)
+    lines = browser.execute_script("return [...document.querySelectorAll('p.track-line')].map(e => e.innerText)")
+    assert len(lines) == 2 and lines[0].startswith("track stage: 5 results trimmed from the results stream"), lines
+    assert lines[1].startswith("track stage: 2 late results published untracked"), lines
+    screenshot(browser, "dashboard_track_lines.png")

@@ -654,11 +654,12 @@ def test_a_producer_on_the_rules_before_xlen_measures_by_full_reads_and_says_onc
         assert xlen == [1]  # refused once: not tried again
 
 
-def test_status_as_the_dashboard_user_leaves_out_only_the_track_stats(acl_server):
+def test_status_as_the_dashboard_user_shows_the_track_stage_s_line(acl_server):
     """moodstream-dashboard reads the fleet's figures as `moodstream status` takes them, and status
-    ran as it. <prefix>:track:stats, which status reads since, is not among its keys: status
-    ended at once with "refused us: this user has no permissions ...", exit 1, nothing shown.
-    It shows the rest now, without the track stage's line (as for a key of another type)."""
+    ran as it. <prefix>:track:stats, which status reads since, was not among its keys: status
+    ended at once with "refused us: this user has no permissions ...", exit 1, nothing shown; then it
+    showed the rest without the track stage's line. The page says that line too now (its late results,
+    its results trimmed before it read them), and the user may read the key: status shows it all."""
     from click.testing import CliRunner
 
     from moodstream.cli import cli
@@ -670,7 +671,7 @@ def test_status_as_the_dashboard_user_leaves_out_only_the_track_stats(acl_server
     ran = CliRunner().invoke(cli, ["status", "--redis-url", _url(port, pw, "moodstream-dashboard"),
                                    "--prefix", PREFIX])
     assert ran.exit_code == 0, ran.output
-    assert "workers: " in ran.output and "dead letters: 0" in ran.output and "track stage" not in ran.output
-    # (its EVAL of the frames/s count is refused too, as before: status counts without it)
-    assert {d.split(" (")[0] for d in _denials(port, pw)} <= {f"moodstream-dashboard: {keys.track_stats}",
-                                                              "moodstream-dashboard: eval"}
+    assert "workers: " in ran.output and "dead letters: 0" in ran.output
+    assert "track stage: 2 late results published untracked" in ran.output, ran.output
+    # (its EVAL of the frames/s count is refused, as before: status counts without it)
+    assert {d.split(" (")[0] for d in _denials(port, pw)} <= {"moodstream-dashboard: eval"}

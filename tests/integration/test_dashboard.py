@@ -282,3 +282,19 @@ def test_it_runs_as_the_read_only_acl_user_of_deploy_k8s(client, keys, redis_url
             redis.Redis.from_url(url).xadd(keys.results, {"x": "y"})
     finally:
         client.execute_command("ACL", "DELUSER", "dash-test")
+
+
+def test_the_fleet_figures_say_the_track_stage_s_lines_as_status_does(board, client, keys):
+    """`moodstream status` said what the track stage counted (late results, results trimmed before it read
+    them: frames in no track); the page, the fleet's figures as status takes them, said nothing of it."""
+    from moodstream.producer.status import track_lines, track_stats
+
+    b = board()
+    state = wait_state(b.url, lambda s: s["fleet"] is not None)
+    assert state["fleet"]["track_lines"] == []  # quiet while the stage counted none
+    client.hset(keys.track_stats, mapping={"late": 3, "late_after_run_ended": 1, "trimmed_gaps": 1,
+                                           "trimmed_unread": 5})
+    state = wait_state(b.url, lambda s: s["fleet"]["track_lines"], timeout_s=30)
+    assert state["fleet"]["track_lines"] == track_lines(track_stats(client, keys))
+    assert any("5 results trimmed" in line for line in state["fleet"]["track_lines"])
+    assert any("3 late results" in line for line in state["fleet"]["track_lines"])

@@ -134,6 +134,7 @@
     fig("dead letters", f.dead.length);
     fig("prefix · redis", f.prefix + " · " + ((f.redis && f.redis.version) || "?"));
     box.appendChild(head);
+    for (const line of f.track_lines || []) box.appendChild(el("p", "track-line", line));  // as `moodstream status` says them
     if (f.workers.length) {
       const t = el("table", "workers");
       const hr = el("tr");
