@@ -19,9 +19,11 @@ CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"  # 
 MOODSTREAM = f'"{sys.executable}" -m moodstream'
 
 
-def _piped(command: str, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``command | head -1``, the command's own exit status kept (PIPESTATUS)."""
-    script = f'{command} 2>"{tmp_path}/err" | head -1 > "{tmp_path}/out"; exit ${{PIPESTATUS[0]}}'
+def _piped(command: str, tmp_path: Path, timeout: float = 300,
+           reader: str = "head -1") -> subprocess.CompletedProcess:
+    """``command | head -1``, the command's own exit status kept (PIPESTATUS). ``reader`` "true": a pipe closed
+    before the command's first line (it starts in under a second), for a command that prints only a few."""
+    script = f'{command} 2>"{tmp_path}/err" | {reader} > "{tmp_path}/out"; exit ${{PIPESTATUS[0]}}'
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
@@ -62,4 +64,29 @@ def test_up_writes_its_summary_whole_when_stdout_closes(tmp_path):
     assert proc.returncode == 0, err
     written = json.loads(summary.read_text())
     assert [v["frames"] for v in written["videos"]] == [60] and written["interrupted"] is False, err
+    assert "standard output closed" in err and "Traceback" not in err, err
+
+
+def test_tracks_writes_every_run_s_pictures_when_stdout_closes(tmp_path, redis_url, client, keys):
+    """`tracks --from-start --pictures DIR | head -1`: the pictures of the runs after the pipe closed were never
+    written (click ended the command at the closed pipe, exit 1, nothing said). Here the pipe is closed before
+    the first line, so that none is printed and every picture is at stake."""
+    import base64
+
+    from moodstream.shared.wire import FIELD
+
+    for i in range(3):
+        source = f"/data/cam{i}/video.mp4"
+        summary = {"source": source, "run": 1, "frames": 3, "ended": "idle",
+                   "tracks": [{"track_id": 0, "source": source, "first_timestamp_s": 0.0, "last_timestamp_s": 1.0,
+                               "person": True, "dominant": "happiness", "mean_probabilities": {"happiness": 1.0},
+                               "episodes": []}],
+                   "thumbnails": {"0": base64.b64encode(b"\xff\xd8 picture %d" % i).decode()}}
+        client.xadd(keys.summaries, {FIELD: json.dumps(summary)})
+    pictures = tmp_path / "pics"
+    proc = _piped(f'{MOODSTREAM} tracks --from-start --json --pictures "{pictures}" --redis-url {redis_url} '
+                  f'--prefix {keys.prefix}', tmp_path, reader="true")
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    assert sorted(p.read_bytes() for p in pictures.iterdir()) == [b"\xff\xd8 picture %d" % i for i in range(3)]
     assert "standard output closed" in err and "Traceback" not in err, err
