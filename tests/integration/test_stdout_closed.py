@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import cv2
+from tests.support.streamkit import add_picture_summary
 
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"  # 60 frames
 MOODSTREAM = f'"{sys.executable}" -m moodstream'
@@ -71,18 +72,8 @@ def test_tracks_writes_every_run_s_pictures_when_stdout_closes(tmp_path, redis_u
     """`tracks --from-start --pictures DIR | head -1`: the pictures of the runs after the pipe closed were never
     written (click ended the command at the closed pipe, exit 1, nothing said). Here the pipe is closed before
     the first line, so that none is printed and every picture is at stake."""
-    import base64
-
-    from moodstream.shared.wire import FIELD
-
     for i in range(3):
-        source = f"/data/cam{i}/video.mp4"
-        summary = {"source": source, "run": 1, "frames": 3, "ended": "idle",
-                   "tracks": [{"track_id": 0, "source": source, "first_timestamp_s": 0.0, "last_timestamp_s": 1.0,
-                               "person": True, "dominant": "happiness", "mean_probabilities": {"happiness": 1.0},
-                               "episodes": []}],
-                   "thumbnails": {"0": base64.b64encode(b"\xff\xd8 picture %d" % i).decode()}}
-        client.xadd(keys.summaries, {FIELD: json.dumps(summary)})
+        add_picture_summary(client, keys, f"/data/cam{i}/video.mp4", b"\xff\xd8 picture %d" % i)
     pictures = tmp_path / "pics"
     proc = _piped(f'{MOODSTREAM} tracks --from-start --json --pictures "{pictures}" --redis-url {redis_url} '
                   f'--prefix {keys.prefix}', tmp_path, reader="true")

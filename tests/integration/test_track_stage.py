@@ -378,17 +378,12 @@ def test_a_picture_read_that_fails_costs_the_picture_not_the_tracks(redis_url, c
 def test_tracks_pictures_of_two_sources_with_one_file_name_are_both_kept(redis_url, client, keys, tmp_path):
     """/data/cam1/video.mp4 and /data/cam2/video.mp4 both wrote video-run1-t0.jpg: the second picture
     replaced the first, and both summaries named that one file."""
-    import base64
+    from tests.support.streamkit import add_picture_summary
 
     from moodstream.worker.tracking.reader import tracks
 
     for i, source in enumerate(("/data/cam1/video.mp4", "/data/cam2/video.mp4")):
-        summary = {"source": source, "run": 1, "frames": 3, "ended": "idle",
-                   "tracks": [{"track_id": 0, "source": source, "first_timestamp_s": 0.0, "last_timestamp_s": 1.0,
-                               "person": True, "dominant": "happiness", "mean_probabilities": {"happiness": 1.0},
-                               "episodes": []}],
-                   "thumbnails": {"0": base64.b64encode(b"\xff\xd8 picture %d" % i).decode()}}
-        client.xadd(keys.summaries, {FIELD: json.dumps(summary)})
+        add_picture_summary(client, keys, source, b"\xff\xd8 picture %d" % i)
     ran = CliRunner().invoke(tracks, ["--from-start", "--json", "--pictures", str(tmp_path),
                                       "--redis-url", redis_url, "--prefix", "t"])
     assert ran.exit_code == 0, ran.output

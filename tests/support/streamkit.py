@@ -173,3 +173,16 @@ def pending_count(client: redis.Redis, keys: Keys) -> int:
         return int(client.xpending(keys.frames, keys.group)["pending"])
     except redis.ResponseError:
         return -1
+
+
+def add_picture_summary(client: redis.Redis, keys: Keys, source: str, picture: bytes) -> None:
+    """A run summary of ``source`` (one person, track 0) with ``picture`` as its face picture, on the
+    summaries stream, as the track stage publishes one: what `tracks --pictures` writes out."""
+    import base64
+
+    summary = {"source": source, "run": 1, "frames": 3, "ended": "idle",
+               "tracks": [{"track_id": 0, "source": source, "first_timestamp_s": 0.0, "last_timestamp_s": 1.0,
+                           "person": True, "dominant": "happiness", "mean_probabilities": {"happiness": 1.0},
+                           "episodes": []}],
+               "thumbnails": {"0": base64.b64encode(picture).decode()}}
+    client.xadd(keys.summaries, {FIELD: json.dumps(summary)})
