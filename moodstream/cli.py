@@ -55,8 +55,17 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
+    from moodstream.options import GuardedStdout, StdoutError, stdout_to_null
+
     quiet_native_logs()
-    cli(prog_name="moodstream")
+    if sys.stdout is not None:  # a full disk under stdout: one line, exit 1, not an OSError traceback
+        sys.stdout = GuardedStdout(sys.stdout)
+    try:
+        cli(prog_name="moodstream")
+    except StdoutError as exc:  # (a command that writes files too goes on without stdout: options.stdout_lost)
+        stdout_to_null()
+        click.echo(f"Error: cannot write to standard output: {exc.strerror}", err=True)
+        sys.exit(1)
 
 
 # OpenCV's and FFmpeg's own messages ("[mov,mp4,...] moov atom not found" on a truncated

@@ -34,15 +34,59 @@ def to_stderr(line: str) -> None:
     click.echo(printable(line), err=True)
 
 
+class StdoutError(OSError):
+    """Standard output refused a write (a full disk, a quota, an I/O error; not a closed pipe, which
+    click ends quietly): the root says it in one line, exit 1, where it was an OSError traceback."""
+
+
+class GuardedStdout:
+    """``sys.stdout`` for the command line (:func:`moodstream.cli.main`): a write or flush that fails, but
+    for a closed pipe (click ends that quietly), raises :class:`StdoutError`; whoever says it points the
+    descriptor at /dev/null first (:func:`stdout_to_null`: the interpreter's flush at exit does not fail
+    again). Nothing else changes: click probes a stream with writes whose failure it expects."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc.errno, exc.strerror or str(exc)) from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc.errno, exc.strerror or str(exc)) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def stdout_to_null() -> None:
+    """Standard output's descriptor pointed at /dev/null: what is still buffered for it, and whatever is
+    printed after, goes nowhere, without a second error."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # no descriptor (a program's own stream, a test's)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
 def stdout_lost(exc: OSError, command: str, outputs: list[str]) -> str | None:
     """Standard output failed under a command that writes files too (``outputs``: the flags, e.g.
     ["--summary"]): its pipe's reader ended (`... --summary s.json | head -1`) or its disk is full. From
     here what it prints goes to /dev/null (no second error, none at exit) and one line says that the
     files are still written whole; it went on, where it had stopped at the first record and written them
     for that one. Returns the error to end with (None for a closed pipe: a reader that had enough)."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, sys.stdout.fileno())
-    os.close(null)
+    stdout_to_null()
     closed = isinstance(exc, BrokenPipeError)
     why = "standard output closed (its reader ended)" if closed else \
         f"cannot write to standard output ({exc.strerror or exc})"

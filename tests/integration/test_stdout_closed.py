@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 from tests.support.streamkit import add_picture_summary
 
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"  # 60 frames
@@ -81,3 +82,22 @@ def test_tracks_writes_every_run_s_pictures_when_stdout_closes(tmp_path, redis_u
     assert proc.returncode == 0, err
     assert sorted(p.read_bytes() for p in pictures.iterdir()) == [b"\xff\xd8 picture %d" % i for i in range(3)]
     assert "standard output closed" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["results --from-start", "status", "status --json", "tracks --from-start --json",
+                                     "--version"])
+def test_a_full_disk_under_stdout_is_one_line_not_a_traceback(redis_url, client, keys, command):
+    """`moodstream results --from-start > /dev/full` (stdout on a full disk, a quota) ended in an OSError
+    traceback (ENOSPC) from click.echo; so did `status`, `--version` and `--help`. Now one line, exit 1, as
+    analyze says it."""
+    from moodstream.shared.record import FrameResult
+    from moodstream.shared.wire import FIELD, encode_result
+
+    client.xadd(keys.results, {FIELD: encode_result(FrameResult(source="s", frame=0, job_id="j0"))})
+    add_picture_summary(client, keys, "cam.mp4", b"\xff\xd8 picture")
+    flags = "" if command == "--version" else f" --redis-url {redis_url} --prefix {keys.prefix}"
+    proc = subprocess.run(["bash", "-c", f"{MOODSTREAM} {command}{flags} > /dev/full"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Error: cannot write to standard output: No space left on device" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
