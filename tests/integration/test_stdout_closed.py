@@ -101,3 +101,14 @@ def test_a_full_disk_under_stdout_is_one_line_not_a_traceback(redis_url, client,
     assert proc.returncode == 1, proc.stderr
     assert "Error: cannot write to standard output: No space left on device" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_produce_sends_every_frame_when_stdout_closes(tmp_path, redis_url, client, keys):
+    """`produce clip.mp4 | head -1` (the first job's id is all a script wanted): click ended the command at the
+    closed pipe, exit 1, nothing said, with 1 of the 60 frames sent. The frames are the point: all are sent."""
+    proc = _piped(f'{MOODSTREAM} produce "{CLIP}" --redis-url {redis_url} --prefix {keys.prefix}', tmp_path,
+                  reader="true")
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    assert client.llen(keys.intake) == 60, err
+    assert "standard output closed" in err and "produced 60 jobs" in err and "Traceback" not in err, err
