@@ -52,6 +52,29 @@ def cli(verbose: int) -> None:
     log_to_stderr(level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose >= 2:
         native_logs_on()
+    _say_unknown_variables()
+
+
+# MOODSTREAM_* variables that are no setting but are read: the test suite's (tests/README.md)
+NOT_SETTINGS = {"MOODSTREAM_TEST_SHARED_DATA", "MOODSTREAM_TEST_CHROMIUM", "MOODSTREAM_TEST_CHROMEDRIVER",
+                "MOODSTREAM_SCREENSHOTS", "MOODSTREAM_CHAOS_REPORT"}
+
+
+def _say_unknown_variables() -> None:
+    """Each MOODSTREAM_* variable that is no setting, said once with the setting it is closest to (a typo,
+    MOODSTREAM_BACTH_MAX; MOODSTREAM_REDIS for MOODSTREAM_REDIS_URL): it was ignored without a word."""
+    import difflib
+    import os
+    from dataclasses import fields
+
+    from moodstream.options import to_stderr
+    from moodstream.shared.settings import ENV_PREFIX, Settings
+
+    names = [ENV_PREFIX + f.name.upper() for f in fields(Settings)]
+    for name in sorted(os.environ):
+        if name.startswith(ENV_PREFIX) and name not in names and name not in NOT_SETTINGS:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+            to_stderr(f"moodstream: {name} is no setting (ignored{'; ' + close[0] + '?' if close else ''})")
 
 
 def main() -> None:
