@@ -401,12 +401,17 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
     progress = tqdm(total=expected, unit="frame", file=sys.stderr, disable=not show_progress, leave=False)
     try:
-        if fmt == "table":
-            click.echo(TABLE_HEADER)
-        csv_printer = CsvPrinter() if fmt == "csv" else None
         files = [flag for flag, out in (("--annotate", annotator), ("--summary", summary), ("--report", report))
                  if out is not None]
-        printing = True
+        printing, csv_printer = True, None
+        try:  # the first line: a table's or a CSV's header
+            if fmt == "table":
+                click.echo(TABLE_HEADER)
+            csv_printer = CsvPrinter() if fmt == "csv" else None
+        except OSError as exc:  # the pipe closed before it: the files go on whole; else stop (below)
+            if not files:
+                raise
+            printing, stdout_error = False, stdout_lost(exc, "analyze", files)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
                 try:

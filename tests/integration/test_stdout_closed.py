@@ -112,3 +112,15 @@ def test_produce_sends_every_frame_when_stdout_closes(tmp_path, redis_url, clien
     assert proc.returncode == 0, err
     assert client.llen(keys.intake) == 60, err
     assert "standard output closed" in err and "produced 60 jobs" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "table", "jsonl"])
+def test_analyze_whose_pipe_closed_before_its_first_line_writes_its_summary_whole(tmp_path, fmt):
+    """The pipe closed before anything was printed (`| true`): a CSV's or a table's header is the first line,
+    printed before the first record, and its failure stopped analyze with a summary of no frame."""
+    summary = tmp_path / "s.json"
+    proc = _piped(f'{MOODSTREAM} analyze "{CLIP}" --format {fmt} --summary "{summary}"', tmp_path, reader="true")
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err
+    assert [v["frames"] for v in json.loads(summary.read_text())["videos"]] == [60], err
+    assert "standard output closed" in err and "Traceback" not in err, err
