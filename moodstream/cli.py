@@ -85,7 +85,7 @@ def main() -> None:
         sys.stdout = GuardedStdout(sys.stdout)
     try:
         cli(prog_name="moodstream")
-    except StdoutError as exc:  # (a command that writes files too goes on without stdout: options.stdout_lost)
+    except StdoutError as exc:  # (a command that writes files too goes on without stdout: options.Printing)
         stdout_to_null()
         click.echo(f"Error: cannot write to standard output: {exc.strerror}", err=True)
         sys.exit(1)

@@ -49,16 +49,15 @@ class GuardedStdout:
         self._stream = stream
 
     def write(self, text):
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise StdoutError(exc.errno, exc.strerror or str(exc)) from None
+        return self._guarded(self._stream.write, text)
 
     def flush(self):
+        return self._guarded(self._stream.flush)
+
+    @staticmethod
+    def _guarded(call, *args):
         try:
-            return self._stream.flush()
+            return call(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -80,18 +79,36 @@ def stdout_to_null() -> None:
     os.close(null)
 
 
-def stdout_lost(exc: OSError, command: str, outputs: list[str]) -> str | None:
-    """Standard output failed under a command that writes files too (``outputs``: the flags, e.g.
-    ["--summary"]): its pipe's reader ended (`... --summary s.json | head -1`) or its disk is full. From
-    here what it prints goes to /dev/null (no second error, none at exit) and one line says that the
-    files are still written whole; it went on, where it had stopped at the first record and written them
-    for that one. Returns the error to end with (None for a closed pipe: a reader that had enough)."""
-    stdout_to_null()
-    closed = isinstance(exc, BrokenPipeError)
-    why = "standard output closed (its reader ended)" if closed else \
-        f"cannot write to standard output ({exc.strerror or exc})"
-    to_stderr(f"{command}: {why}: nothing more is printed; going on for {' and '.join(outputs)}")
-    return None if closed else f"cannot write to standard output: {exc.strerror or exc}"
+class Printing:
+    """What a command prints on standard output while it also writes files (``outputs``: their flags, e.g.
+    ["--summary"], or what else it does): each print goes through :meth:`__call__`. Should stdout fail, its
+    pipe's reader gone (`... --summary s.json | head -1`) or its disk full, the command goes on for the
+    files, where it stopped at the first line it could not print and wrote them for what was done: from
+    there what it prints goes to /dev/null (no second error, none at exit) and one line on stderr says so;
+    ``error`` is then what to end with (None for a closed pipe: a reader that had enough). With no
+    ``outputs`` the failure is raised, as before."""
+
+    def __init__(self, command: str, outputs: list[str]):
+        self.command, self.outputs = command, outputs
+        self.on = True  # False once stdout failed under the files
+        self.error: str | None = None
+
+    def __call__(self, write):
+        """``write()``'s value, printed while stdout takes it; None once it failed under the files."""
+        if not self.on:
+            return None
+        try:
+            return write()
+        except OSError as exc:
+            if not self.outputs:
+                raise
+            stdout_to_null()
+            closed = isinstance(exc, BrokenPipeError)
+            why = "standard output closed (its reader ended)" if closed else \
+                f"cannot write to standard output ({exc.strerror or exc})"
+            to_stderr(f"{self.command}: {why}: nothing more is printed; going on for {' and '.join(self.outputs)}")
+            self.on, self.error = False, None if closed else f"cannot write to standard output: {exc.strerror or exc}"
+            return None
 
 
 class _EscapedFormatter(logging.Formatter):

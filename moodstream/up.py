@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from moodstream.options import FiniteRange, NamedPath, setting_option, stdout_lost, to_stderr
+from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.recent import Recent
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
@@ -250,8 +250,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
             _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
             if unwritten is not None:
                 raise click.ClickException(unwritten)
-            if rows.stdout_error is not None:  # a full disk under the rows: the files written, then said
-                raise click.ClickException(rows.stdout_error)
+            if rows.printing.error is not None:  # a full disk under the rows: the files written, then said
+                raise click.ClickException(rows.printing.error)
         staying_open = board is not None and stay_open and failure is None and not interrupted
         if staying_open:  # SIGTERM and SIGHUP as Ctrl-C while the page stays open, taken straight from held:
             take_stop_signals()  # restored first, a SIGTERM in between ended `up` and left its Redis running
@@ -399,9 +399,7 @@ class _Rows:
         from moodstream.producer.results import FROM_START
 
         self.printer = printer  # a TablePrinter or CsvPrinter, or None for JSON Lines
-        self.files = list(files)  # the flags of the files this run writes: a stdout that fails does not stop them
-        self.printing = True  # False once stdout failed under them (its rows go to /dev/null)
-        self.stdout_error: str | None = None  # a full disk there, said at the end
+        self.printing = Printing("up", list(files))  # the files this run writes: a stdout that fails does not stop them
         self.report = report  # given what is printed: the tracked results (raw where the stage stopped)
         self.tracked = tracked
         self.tracked_last = FROM_START
@@ -466,15 +464,10 @@ class _Rows:
         self.faces += len(r.faces)
         if self.report is not None:
             self.report.answered(r)
-        try:
-            if self.printing and self.printer is not None:
-                self.printer.row(r)
-            elif self.printing:
-                click.echo(json.dumps(r.to_json()))
-        except OSError as exc:  # `up ... --summary s.json | head`: the rows stop, the run and its files go on
-            if not self.files:
-                raise
-            self.printing, self.stdout_error = False, stdout_lost(exc, "up", self.files)
+        if self.printer is not None:  # `up ... --summary s.json | head`: the rows stop, the run and its files go on
+            self.printing(lambda: self.printer.row(r))
+        else:
+            self.printing(lambda: click.echo(json.dumps(r.to_json())))
 
 
 def _report(path: Path | None, clip_px: int | None, specs: list[str], settings: Settings,

@@ -17,7 +17,7 @@ import threading
 
 import click
 
-from moodstream.options import FiniteRange, setting_option, stdout_lost, stop_ends_command, to_stderr
+from moodstream.options import FiniteRange, Printing, setting_option, stop_ends_command, to_stderr
 from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import Stopped, exit_code, hold_stop_signals, restore_stop_signals, stopped_by
@@ -105,16 +105,14 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     producer = Producer(settings, client=client, encoding=encoding, reply_to=reply, notice=to_stderr,
                         reached=True)  # checked above: an outage from here on is waited out (retry_for_s)
     stopping, interrupted_by = _StopOnSignal(producer.stop), None
-    printing, stdout_error = True, None
+    printing = Printing("produce", ["the frames it sends"])  # `produce clip.mp4 | head -1`: all are sent
     try:
         for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
-            if not printing:
-                continue
-            try:
+            def line(ref=ref) -> None:
                 click.echo(json.dumps(ref.to_json()))
                 sys.stdout.flush()
-            except OSError as exc:  # `produce clip.mp4 | head -1`: the frames are the point, all are sent
-                printing, stdout_error = False, stdout_lost(exc, "produce", ["the frames it sends"])
+
+            printing(line)
     except KeyboardInterrupt as exc:  # a second signal (or the first, where no handler could be installed)
         interrupted_by = exit_code(exc)
     except RedisGone:  # stopped while Redis was unreachable
@@ -133,8 +131,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         click.get_current_context().exit(128 + stopping.signum)
     if interrupted_by is not None or st.interrupted:
         click.get_current_context().exit(interrupted_by or 130)
-    if stdout_error is not None:  # a full disk under the job lines: every frame sent, then said
-        raise click.ClickException(stdout_error)
+    if printing.error is not None:  # a full disk under the job lines: every frame sent, then said
+        raise click.ClickException(printing.error)
     if st.failed_inputs:
         raise click.ClickException(f"{plural(len(st.failed_inputs), 'input')} failed: "  # names from a folder:
                                    + ", ".join(f"{src} ({reason})"  # escaped by the root (lazy.escape_shown)

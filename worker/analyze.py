@@ -28,7 +28,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, NamedPath, setting_option, stdout_lost, to_stderr
+from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, stdout_to_null, to_stderr
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
                                      iter_frames, no_media, opencv_can_name, plausible_fps, stdin_refusal)
@@ -400,30 +400,20 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     from tqdm import tqdm
 
     progress = tqdm(total=expected, unit="frame", file=sys.stderr, disable=not show_progress, leave=False)
+    # a closed pipe or a full disk under stdout: the files go on whole; without any, stop (below)
+    printing = Printing("analyze", [flag for flag, out in (("--annotate", annotator), ("--summary", summary),
+                                                            ("--report", report)) if out is not None])
     try:
-        files = [flag for flag, out in (("--annotate", annotator), ("--summary", summary), ("--report", report))
-                 if out is not None]
-        printing, csv_printer = True, None
-        try:  # the first line: a table's or a CSV's header
-            if fmt == "table":
-                click.echo(TABLE_HEADER)
-            csv_printer = CsvPrinter() if fmt == "csv" else None
-        except OSError as exc:  # the pipe closed before it: the files go on whole; else stop (below)
-            if not files:
-                raise
-            printing, stdout_error = False, stdout_lost(exc, "analyze", files)
+        if fmt == "table":
+            printing(lambda: click.echo(TABLE_HEADER))
+        csv_printer = printing(CsvPrinter) if fmt == "csv" else None  # (its header printed as it is made)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
-                try:
-                    if printing and csv_printer is not None:
-                        csv_printer.row(out.record)
-                    elif printing:
-                        click.echo(table_row(out.record) if fmt == "table" else
-                                   json.dumps(out.record.to_json(service=False)))
-                except OSError as exc:  # a closed pipe, a full disk: the files go on whole; else stop (below)
-                    if not files:
-                        raise
-                    printing, stdout_error = False, stdout_lost(exc, "analyze", files)
+                if csv_printer is not None:
+                    printing(lambda: csv_printer.row(out.record))
+                else:
+                    printing(lambda: click.echo(table_row(out.record) if fmt == "table" else
+                                                json.dumps(out.record.to_json(service=False))))
                 progress.update(1)
                 if out.image is None:
                     errors += 1
@@ -445,10 +435,10 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
                 if report is not None:
                     report.add(r, out.image, out.video, out.rate)
     except BrokenPipeError:  # `moodstream analyze ... | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_to_null()
     except OSError as exc:  # standard output refused (a full disk, /dev/full): what was done is still written
         stdout_error = f"cannot write to standard output: {exc.strerror or exc}"
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_to_null()
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: what was done is still written below, and said
         interrupted = True
         stop_code = exit_code(exc)
@@ -487,6 +477,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
               + (f"; annotated files in {annotate_dir}" if annotator is not None else "")
               + (f"; summary in {summary_path} ({summary_s:.2f} s)" if summary is not None else "")
               + (f"; report in {report_path}" if report is not None else ""))
+    stdout_error = stdout_error or printing.error  # stdout refused under the files: said once they are written
     if stdout_error is not None:
         unwritten.insert(0, stdout_error)
     if unwritten:

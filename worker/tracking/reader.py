@@ -40,7 +40,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, setting_option, stdout_lost, stop_ends_command, to_stderr
+from moodstream.options import FiniteRange, Printing, setting_option, stop_ends_command, to_stderr
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -174,42 +174,26 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
         sys.stdout.flush()
     fmt = "csv" if as_csv else "json" if as_json else "table"
     # it was killed outright by SIGTERM, and exited 0 on Ctrl-C
-    printing, stdout_error = True, None
+    # `tracks --pictures DIR | head`: the pictures go on
+    printing = Printing("tracks", ["--pictures"] if pictures_dir is not None else [])
     with stop_ends_command():
         try:
             for entry_id, summary in read_summaries(client, Keys.from_settings(settings).summaries,
                                                     "0-0" if from_start else "$", follow, timeout_s, stop, retry):
                 if source is None or summary.get("source") == source:
-                    try:
-                        n += _print_summary(entry_id, summary, fmt, pictures_dir, printing)
-                    except _StdoutFailed as failed:  # `tracks --pictures DIR | head`: the pictures go on
-                        if pictures_dir is None:
-                            raise failed.error from None
-                        printing, stdout_error = False, stdout_lost(failed.error, "tracks", ["--pictures"])
-                        n += 1
+                    n += _print_summary(entry_id, summary, fmt, pictures_dir, printing)
         except RedisGone:
             pass
     if n == 0 and not follow:
         click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
-    if stdout_error is not None:  # a full disk under the lines: the pictures written, then said
-        raise click.ClickException(stdout_error)
+    if printing.error is not None:  # a full disk under the lines: the pictures written, then said
+        raise click.ClickException(printing.error)
 
 
-class _StdoutFailed(Exception):
-    """A summary's lines could not be printed (``error``: the pipe's reader ended, a full disk); its pictures
-    were written."""
-
-    def __init__(self, error: OSError):
-        super().__init__(str(error))
-        self.error = error
-
-
-def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None,
-                   printing: bool = True) -> bool:
-    """One run's summary as `tracks` prints it in ``fmt`` (table, json, csv; its pictures written first), whole
-    before a stop; ``printing`` False: its pictures only (stdout failed). False (said on stderr) for an entry
-    that is no run summary (another program's, or edited); :class:`_StdoutFailed` where its lines could not
-    be printed."""
+def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None, printing: Printing) -> bool:
+    """One run's summary as `tracks` prints it in ``fmt`` (table, json, csv; its pictures written first, its
+    lines through ``printing``), whole before a stop; False (said on stderr) for an entry that is no run
+    summary (another program's, or edited)."""
     from moodstream.shared.stop_signals import deferred_stop
     from moodstream.worker.tracking.summary import people_table
     from moodstream.worker.tracking.summary_csv import service_rows
@@ -230,11 +214,7 @@ def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | 
         if pictures_dir is not None:
             save_pictures(summary, pictures_dir)
             text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
-        if printing:
-            try:
-                _print_lines(summary, fmt, text, table)
-            except OSError as exc:
-                raise _StdoutFailed(exc) from None
+        printing(lambda: _print_lines(summary, fmt, text, table))
     return True
 
 
