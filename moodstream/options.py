@@ -34,6 +34,15 @@ def to_stderr(line: str) -> None:
     click.echo(printable(line), err=True)
 
 
+def check_stdin_usage(paths, command: str) -> None:
+    """A click.UsageError, before anything loads, where the inputs name ``-`` as it cannot be read: twice,
+    or from a terminal or a closed stdin (:func:`shared.media.stdin_refusal`): analyze, produce and up."""
+    from moodstream.shared.media import stdin_refusal
+
+    if (refused := stdin_refusal(paths, command=command)) is not None:
+        raise click.UsageError(refused)
+
+
 class StdoutError(OSError):
     """Standard output refused a write (a full disk, a quota, an I/O error; not a closed pipe, which
     click ends quietly): the root says it in one line, exit 1, where it was an OSError traceback."""

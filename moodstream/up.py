@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, to_stderr
+from moodstream.options import FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.recent import Recent
 from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
@@ -117,10 +117,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
     check_report_usage(summary_path, report_path, report_clip_px)
-    from moodstream.shared.media import stdin_refusal
-
-    if (refused := stdin_refusal(paths, command="up")) is not None:
-        raise click.UsageError(refused)
+    check_stdin_usage(paths, "up")
     from moodstream.producer.cli import printer_for
     from moodstream.producer.client import Producer
     from moodstream.producer.results import FROM_START, ResultReader

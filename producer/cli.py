@@ -17,7 +17,7 @@ import threading
 
 import click
 
-from moodstream.options import FiniteRange, Printing, setting_option, stop_ends_command, to_stderr
+from moodstream.options import FiniteRange, Printing, check_stdin_usage, setting_option, stop_ends_command, to_stderr
 from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import Stopped, exit_code, hold_stop_signals, restore_stop_signals, stopped_by
@@ -68,10 +68,9 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
         raise click.UsageError("--reply-to does not go with --rq: the expander's frame jobs carry no reply stream "
                                "(read the shared results stream, e.g. `moodstream results --source ...`)")
     if not use_rq:  # --rq's paths are the expander's, under its --media-root
-        from moodstream.shared.media import expand_paths, no_media, stdin_refusal
+        from moodstream.shared.media import expand_paths, no_media
 
-        if (refused := stdin_refusal(paths, command="produce")) is not None:
-            raise click.UsageError(refused)
+        check_stdin_usage(paths, "produce")
         if next(expand_paths(list(paths)), None) is None:  # folders without media: as analyze, not "0 jobs", 0
             raise click.ClickException(no_media(paths))
     settings = _settings(redis_url=redis_url, prefix=prefix, lag_limit=lag_limit, backpressure=backpressure,

@@ -324,8 +324,7 @@ def no_media(paths: Iterable[str]) -> str:
             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 
-def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "analyze",
-                  closed: bool | None = None) -> str | None:
+def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "analyze") -> str | None:
     """Why the inputs cannot name ``-`` (stdin, one image or video, read once) as they do: named more
     than once (the second read finds it empty), or stdin is a terminal (the command would wait for
     bytes from the keyboard) or closed; None where they can. ``stdin`` defaults to ``sys.stdin``."""
@@ -335,8 +334,8 @@ def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "an
     if named > 1:
         return (f"- (stdin) is named {named} times: stdin holds one image or video and is read once; "
                 "name it once, or the files themselves")
-    stream = sys.stdin if stdin is None and closed is None else stdin
-    if closed or stream is None:
+    stream = sys.stdin if stdin is None else stdin
+    if stream is None:  # closed (`<&-`): Python has no sys.stdin then
         return "- reads an image or video from stdin, and stdin is closed: pipe one in, or name the file"
     try:
         terminal = stream.isatty()

@@ -28,10 +28,11 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, stdout_to_null, to_stderr
+from moodstream.options import (FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, stdout_to_null,
+                                to_stderr)
 from moodstream.shared.errors import BadInputError, MoodstreamError
 from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
-                                     iter_frames, no_media, opencv_can_name, plausible_fps, stdin_refusal)
+                                     iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
@@ -337,8 +338,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     if every_n is not None and fps is not None:
         raise click.UsageError("use either --every or --fps, not both")
     check_report_usage(summary_path, report_path, report_clip_px)  # said before the models load
-    if (refused := stdin_refusal(paths, command="analyze")) is not None:
-        raise click.UsageError(refused)
+    check_stdin_usage(paths, "analyze")
     try:
         settings = Settings.from_env(**flags)
         started = time.perf_counter()

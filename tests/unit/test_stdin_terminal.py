@@ -24,14 +24,15 @@ class _Terminal(io.BytesIO):
         return True
 
 
-def test_refusal_names_the_terminal_and_the_repeat():
+def test_refusal_names_the_terminal_and_the_repeat(monkeypatch):
     assert stdin_refusal(["a.jpg", "folder"], stdin=_Terminal()) is None  # no "-": stdin is not read
     assert stdin_refusal(["-"], stdin=io.BytesIO(b"x")) is None  # a pipe or a file
     said = stdin_refusal(["-"], stdin=_Terminal(), command="analyze")
     assert "terminal" in said and "cat photo.jpg | moodstream analyze -" in said
     said = stdin_refusal(["-", "a.jpg", "-"], stdin=io.BytesIO(b"x"))
     assert "named 2 times" in said
-    assert "closed" in stdin_refusal(["-"], stdin=None, closed=True)
+    monkeypatch.setattr(sys, "stdin", None)  # `<&-`: no stdin at all
+    assert "closed" in stdin_refusal(["-"])
 
 
 @pytest.mark.parametrize("command", ["analyze", "produce", "up"])
