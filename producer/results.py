@@ -28,7 +28,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.recent import Recent
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
-from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, trimmed_past
+from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, probe_usable, trimmed_past
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
 
@@ -208,15 +208,14 @@ class ResultReader:
         info, resp = pipe.execute(raise_on_error=False)
         if isinstance(resp, Exception):
             raise resp
-        if isinstance(info, redis.exceptions.NoPermissionError):
-            self._gap_checks = False
+        try:
+            usable = probe_usable(info)
+        except redis.exceptions.NoPermissionError:
+            self._gap_checks, usable = False, False
             log.warning("results: this Redis user may not run XINFO STREAM on %s, so results trimmed from it "
                         "before they were read cannot be told (the ACL rules of deploy/k8s/base/redis/acl/"
                         "moodstream-reader.rules grant it)", self.stream)
-        elif isinstance(info, Exception):
-            if is_fatal(info):  # not a missing stream
-                raise info
-        else:
+        if usable:
             ordinal = self._ordinal[1] if self._ordinal is not None and self._ordinal[0] == last else None
             if last not in (FROM_START, "0-0") and (trimmed := trimmed_past(info, last, ordinal)) is not None:
                 gap = Gap(last, *trimmed)

@@ -339,6 +339,22 @@ def _lag_exact(info: dict, group: dict, length: int) -> bool:
     return lag is not None and as_str(info.get("max-deleted-entry-id")) == "0-0" and int(lag) <= length
 
 
+def probe_usable(*answers: object) -> bool:
+    """The XINFO answers of a trim probe (a pipeline's, ``raise_on_error=False``, before a reader's read):
+    True where all came (judge by them, :func:`trimmed_past`), False where the stream or group is not there
+    yet (nothing to judge). A user refused XINFO (NoPermissionError: the caller probes no more) and any
+    other fatal error are raised."""
+    refused = next((a for a in answers if isinstance(a, redis.exceptions.NoPermissionError)), None)
+    if refused is not None:
+        raise refused
+    for answer in answers:
+        if isinstance(answer, Exception):
+            if is_fatal(answer):
+                raise answer
+            return False
+    return True
+
+
 def trimmed_past(info: dict, position: str, ordinal: int | None = None) -> tuple[str, int | None] | None:
     """Whether entries after ``position`` (the id a reader read last, or was told to read after) were
     trimmed from the stream its XINFO STREAM ``info`` describes: ``(through, count)``, else None.

@@ -136,7 +136,7 @@ from moodstream.shared.settings import Settings
 from moodstream.shared.stop_signals import handling
 from moodstream.shared.table import plural, printable
 from moodstream.shared.transport import (as_str, check_connection, check_streams, connect, ensure_group, find_group,
-                                         is_fatal, trimmed_past)
+                                         probe_usable, trimmed_past)
 from moodstream.shared.wire import FIELD, decode_result, encode_result, now_ms
 from moodstream.worker.tracking.pictures import FramePictures
 from moodstream.worker.tracking.run_numbers import RunNumbers
@@ -548,18 +548,15 @@ class TrackStage:
         down, or slower than the fleet, by more than ``results_maxlen``): those results are in no track.
         Logged, and counted in ``<prefix>:track:stats`` for `moodstream status` (how many where Redis 7
         tells, from the group's ``entries-read``). A user refused XINFO: said once, checked no more."""
-        refused = next((a for a in (info, groups) if isinstance(a, redis.exceptions.NoPermissionError)), None)
-        if refused is not None:
+        try:
+            if not probe_usable(info, groups):
+                return  # no stream yet
+        except redis.exceptions.NoPermissionError as refused:
             self._trim_checks = False
             log.warning("%s: this Redis user may not run XINFO on %s (%s), so results trimmed from it before they "
                         "were tracked cannot be told; what %s grants lets it", self.actor, self.results_key,
                         refused, STATS_RULES)
             return
-        for answer in (info, groups):
-            if isinstance(answer, Exception):
-                if is_fatal(answer):
-                    raise answer
-                return  # no stream yet
         group = find_group(groups, self.keys.track_group)
         delivered = as_str(group.get("last-delivered-id")) if group else None
         if not delivered or delivered == "0-0":
