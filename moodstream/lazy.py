@@ -59,14 +59,12 @@ class LazyGroup(click.Group):
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the subcommand's, as typed
         try:
             return super().invoke(ctx)
-        except click.NoSuchOption as exc:  # `analyze -street.jpg`: a file's name read as options
-            dashed = next((a for a in args if a.startswith("-") and a != "-" and not a.startswith("--")
-                           and os.path.isfile(a)), None)
-            if dashed is not None:
-                exc.message = f"{exc.message} ({dashed} is a file here: name it ./{dashed})"
-            escape_shown(exc)
-            raise
         except click.ClickException as exc:  # click's own words (a command's options) and any command's
+            if isinstance(exc, click.NoSuchOption):  # `analyze -street.jpg`: a file's name read as options
+                dashed = next((a for a in args if a.startswith("-") and a != "-" and not a.startswith("--")
+                               and os.path.isfile(a)), None)
+                if dashed is not None:
+                    exc.message = f"{exc.message} ({dashed} is a file here: name it ./{dashed})"
             escape_shown(exc)
             raise
         except MoodstreamError as exc:

@@ -22,7 +22,8 @@ ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF (WMV): its
 def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
-    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes), or None (images among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
+    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes), or None (images
+    among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
     :func:`shared.media.container_cut` go by it."""
     head = data[:SNIFF_BYTES]
