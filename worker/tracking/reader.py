@@ -190,10 +190,11 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
         raise click.ClickException(printing.error)
 
 
-def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None, printing: Printing) -> bool:
+def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None,
+                   printing: Printing | None = None) -> bool:
     """One run's summary as `tracks` prints it in ``fmt`` (table, json, csv; its pictures written first, its
-    lines through ``printing``), whole before a stop; False (said on stderr) for an entry that is no run
-    summary (another program's, or edited)."""
+    lines through ``printing``: None, printed, a failure raised), whole before a stop; False (said on stderr)
+    for an entry that is no run summary (another program's, or edited)."""
     from moodstream.shared.stop_signals import deferred_stop
     from moodstream.worker.tracking.summary import people_table
     from moodstream.worker.tracking.summary_csv import service_rows
@@ -214,6 +215,8 @@ def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | 
         if pictures_dir is not None:
             save_pictures(summary, pictures_dir)
             text = json.dumps({k: v for k, v in summary.items() if k != "thumbnails"}, allow_nan=False)
+        if printing is None:
+            printing = Printing("tracks", [])
         printing(lambda: _print_lines(summary, fmt, text, table))
     return True
 
