@@ -63,16 +63,19 @@ NOT_SETTINGS = {"MOODSTREAM_TEST_SHARED_DATA", "MOODSTREAM_TEST_CHROMIUM", "MOOD
 def _say_unknown_variables() -> None:
     """Each MOODSTREAM_* variable that is no setting, said once with the setting it is closest to (a typo,
     MOODSTREAM_BACTH_MAX; MOODSTREAM_REDIS for MOODSTREAM_REDIS_URL): it was ignored without a word."""
-    import difflib
     import os
     from dataclasses import fields
 
-    from moodstream.options import to_stderr
     from moodstream.shared.settings import ENV_PREFIX, Settings
 
     names = [ENV_PREFIX + f.name.upper() for f in fields(Settings)]
-    for name in sorted(os.environ):
-        if name.startswith(ENV_PREFIX) and name not in names and name not in NOT_SETTINGS:
+    unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in names and n not in NOT_SETTINGS)
+    if unknown:  # (difflib only then: every command starts here)
+        import difflib
+
+        from moodstream.options import to_stderr
+
+        for name in unknown:
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
             to_stderr(f"moodstream: {name} is no setting (ignored{'; ' + close[0] + '?' if close else ''})")
 
