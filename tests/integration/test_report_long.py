@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 from tests.support.clips import read_clip
+from tests.support.memory import Kept
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
@@ -101,15 +101,11 @@ def test_the_reports_memory_does_not_grow_with_each_faces_frames(tmp_path):
     and the summary's median sample up to its bound (MEDIAN_KEEP rows a track)."""
     report = Report(tmp_path / "r.html")
     _long_run(report, 0, 2 * MAX_POINTS + 400)  # every track past its bound
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
+    with Kept(collect=False) as kept:
         _long_run(report, 2 * MAX_POINTS + 400, 2 * MAX_POINTS + 6400)
-        grown = tracemalloc.get_traced_memory()[0] - base
-    finally:
-        tracemalloc.stop()
+    grown = kept.grown
     print(f"6,000 frames x 5 faces: {grown / 2**20:.2f} MiB more")
-    assert grown < 2 * 2**20, f"{grown / 2**20:.2f} MiB for 6,000 frames of 5 faces"
+    assert grown < 2 * 2**20, f"{grown / 2**20:.2f} MiB for 6,000 frames of 5 faces; {kept.where()}"
 
 
 def test_a_long_tracks_chart_averages_its_points_over_the_whole_span(tmp_path):

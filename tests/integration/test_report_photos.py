@@ -9,12 +9,10 @@ image after its JPEG is written, only a few hundred bytes of each photo's faces.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import shutil
 import sys
-import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -29,6 +27,7 @@ from moodstream.shared.table import face_label
 from moodstream.worker.analyze import analyze_cmd
 from moodstream.worker.annotate import COLORS
 from moodstream.worker.report import PHOTO_MAX_PX, Report
+from tests.support.memory import Kept
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
@@ -203,30 +202,6 @@ def held_arrays(root) -> int:
     return total
 
 
-def own_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> tuple[int, int]:
-    """Bytes more held between the snapshots by what this file's calls allocated (a traceback through
-    it), and by the rest of the process: a thread an earlier test left running in the same pytest
-    worker allocates meanwhile (CI once counted 8 MB more, 28 KB a photo, that alone never showed)."""
-    ours = tracemalloc.Filter(True, __file__, all_frames=True)
-
-    def held(snapshot: tracemalloc.Snapshot) -> tuple[int, int]:
-        total = sum(t.size for t in snapshot.traces)
-        mine = sum(t.size for t in snapshot.filter_traces([ours]).traces)
-        return mine, total - mine
-
-    (mine0, rest0), (mine1, rest1) = held(before), held(after)
-    return mine1 - mine0, rest1 - rest0
-
-
-def top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int = 5) -> str:
-    """Where the most memory was allocated and kept between the snapshots (a failure's message)."""
-    def where(trace: tracemalloc.Traceback) -> str:  # the newest frames first, each called by the next
-        return " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(trace[-6:]))
-
-    return "\n".join(f"{d.size_diff / 1024:.0f} KiB in {d.count_diff} blocks at {where(d.traceback)}"
-                     for d in after.compare_to(before, "traceback")[:n])
-
-
 def test_many_photos_hold_no_image_and_keep_the_page_small(tmp_path):
     """300 photos of 400x300 (360 KB each as arrays, 108 MB in all): the report holds none of them and
     grows by about 2 KB a photo of two faces (its name, sizes and the faces' boxes and probabilities as
@@ -234,21 +209,14 @@ def test_many_photos_hold_no_image_and_keep_the_page_small(tmp_path):
     page = tmp_path / "r.html"
     report = Report(page)
     report.add(*_photo(0), False)  # the first: the folder made, imports and caches warmed
-    gc.collect()
-    tracemalloc.start(64)
-    try:
-        before = tracemalloc.take_snapshot()
+    with Kept(__file__) as kept:
         for i in range(1, 300):
             report.add(*_photo(i), False)
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    grown, elsewhere = own_growth(before, after)
+    grown = kept.grown
     print(f"299 photos: {grown / 1024:.0f} KiB more, {grown / 299:.0f} bytes a photo "
-          f"(elsewhere in the process: {elsewhere / 1024:.0f} KiB)")
+          f"(elsewhere in the process: {kept.elsewhere / 1024:.0f} KiB)")
     assert held_arrays(report) == 0
-    assert grown < 299 * 3072, f"{grown / 299:.0f} bytes a photo; most kept at:\n{top_growth(before, after)}"
+    assert grown < 299 * 3072, f"{grown / 299:.0f} bytes a photo; {kept.where()}"
     report.close()
     data = page_data(page)
     assert len(data["photos"]) == 300 and len(list((tmp_path / "r-photos").iterdir())) == 300

@@ -10,11 +10,10 @@ summary. The number of runs held and of source names remembered is bounded too.
 
 from __future__ import annotations
 
-import gc
 import json
-import tracemalloc
 
 import numpy as np
+from tests.support.memory import Kept
 from tests.support.streamkit import move_intake, settings_for, stream_job
 
 from moodstream.producer.client import Producer
@@ -95,18 +94,11 @@ def test_a_live_run_holds_its_ended_tracks_compactly_and_publishes_them_in_parts
     monkeypatch.setattr(stage_mod, "PART_TRACKS", 50)
     monkeypatch.setattr(runs_mod, "RECENT_JOBS", 100)  # bounded apart (20,000 job ids a run): not measured here
     stage, live = started(redis_url, client, keys, tracks=100)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with Kept() as kept:
         live.tracks(300)
         drain(stage, client, keys)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
     # before: ~33 KB a track (10 MB for these 300); now the ended tracks left with their parts
-    assert grown < 1_500_000, f"{grown / 300 / 1024:.1f} KiB a track"
+    assert kept.grown < 1_500_000, f"{kept.grown / 300 / 1024:.1f} KiB a track; {kept.where()}"
     assert len(stage.runs) == 1 and len(stage.runs["camera"].summary.tracks) <= 2  # only what is on screen
 
     parts = summaries(client, keys)

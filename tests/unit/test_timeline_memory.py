@@ -6,10 +6,10 @@ a short video's bucket is one frame, drawn as before."""
 
 from __future__ import annotations
 
-import tracemalloc
 
 import cv2
 import numpy as np
+from tests.support.memory import Kept
 
 from moodstream.shared.labels import LABELS
 from moodstream.shared.record import Face, FrameResult
@@ -33,16 +33,12 @@ def test_a_long_runs_timeline_does_not_grow_with_its_frames():
     summary = SourceSummary("lecture.mp4")  # series=True: analyze --summary's
     for i in range(3000):  # warm up: the tracks, their first buckets
         summary.add(_frame(i, (0, 1, 2)))
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
+    with Kept(collect=False) as kept:
         for i in range(3000, 23_000):
             summary.add(_frame(i, (0, 1, 2)))
-        grown = tracemalloc.get_traced_memory()[0] - base
-    finally:
-        tracemalloc.stop()
+    grown = kept.grown
     print(f"20,000 frames x 3 faces: {grown / 2**20:.2f} MiB more")
-    assert grown < 2 * 2**20, f"{grown / 2**20:.2f} MiB for 20,000 frames of 3 faces"
+    assert grown < 2 * 2**20, f"{grown / 2**20:.2f} MiB for 20,000 frames of 3 faces; {kept.where()}"
 
 
 def _row_colours(png, row: int = 0) -> np.ndarray:
