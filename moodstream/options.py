@@ -203,14 +203,26 @@ class DeviceName(click.ParamType):
 DEVICE = DeviceName()
 
 
+def refuse_dash(kind: click.Path, value, param, ctx) -> None:
+    """'-' for a file or folder a command writes: Unix tools read it as standard output, and so did a
+    user's ``analyze clip.mp4 --summary - | jq``; moodstream wrote a file called '-' (its pictures
+    beside it as ``--audience-t0.jpg``), the records on stdout as ever."""
+    if value == "-":
+        what = "folder" if not kind.file_okay else "file"
+        kind.fail(f"'-' is not standard output here: that carries the command's own output. Name a {what} "
+                  f"(./- for one called '-').", param, ctx)
+
+
 class NamedPath(click.Path):
     """click's Path, refusing what names nothing: '' (``--annotate=`` wrote into the current folder)
-    and, for a file, a name ending in '/' (``--summary=newdir/`` wrote a file called newdir)."""
+    and, for a file, a name ending in '/' (``--summary=newdir/`` wrote a file called newdir); and '-'
+    (:func:`refuse_dash`)."""
 
     def convert(self, value, param, ctx):
         if isinstance(value, str):
             if not value:
                 self.fail("an empty name names no file or folder.", param, ctx)
+            refuse_dash(self, value, param, ctx)
             if not self.dir_okay and value.endswith(("/", os.sep)):
                 self.fail(f"{value!r} names a folder; give a file name.", param, ctx)
         return super().convert(value, param, ctx)
@@ -232,6 +244,7 @@ class OutputFile(click.Path):
 
         if isinstance(value, str) and value.endswith(("/", os.sep)):  # Path("newdir/") is newdir: a file
             self.fail(f"{value!r} names a folder; give a file name.", param, ctx)
+        refuse_dash(self, value, param, ctx)
         path = super().convert(value, param, ctx)
         why = unwritable(path)
         if why:

@@ -46,7 +46,7 @@ import click
 import cv2
 import numpy as np
 
-from moodstream.options import OutputFile, to_stderr
+from moodstream.options import OutputFile, OutputFolder, to_stderr
 from moodstream.shared.errors import DataError
 from moodstream.trainer.bench import distinct_outputs, table_text, write_output
 
@@ -500,7 +500,7 @@ def build(videos: Path, sample: Path, work: Path, only: tuple[str, ...] = ()) ->
 @click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=REPO / "samples" / "hamilton_clip.mp4", show_default=True,
               help="A third video of one shot (the bundled sample clip).")
-@click.option("--work", "work_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--work", "work_dir", type=OutputFolder(), default=None,
               help="Keep the edited videos (and the summaries) in this folder (default: a temporary one, removed).")
 @click.option("--only", multiple=True, metavar="EDIT",
               help="Only this edit (its name as the table gives it, e.g. 'light on'; repeatable), beside the footage "

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, Printing, setting_option, stop_ends_command, to_stderr
+from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, stop_ends_command, to_stderr
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -132,7 +132,7 @@ def save_pictures(summary: dict, folder: Path) -> None:
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print a CSV instead: a header, then a row per track of each summary (people and not), the "
                    "columns of `analyze --summary FILE.csv` with run and part after the source.")
-@click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--pictures", "pictures_dir", type=NamedPath(file_okay=False, path_type=Path),
               help="Write each track's face picture into this folder (the thumbnail of the JSON or CSV names "
                    "the file).")
 @setting_option("redis_url")
