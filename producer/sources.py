@@ -62,7 +62,9 @@ def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | N
     subfolder that leads outside ``root`` as ``(path, error)``, unread."""
     seen: set[str] = set()  # real paths of the folders walked (symlink loops)
 
-    def walk(folder: str) -> Iterator[tuple[str, BadInputError | None]]:
+    def enter(folder: str) -> Iterator[tuple[str, BadInputError | None] | str]:
+        """The folder's files as ``(path, None)``, each subfolder as its path (walked where it comes:
+        the order is sorted names, depth first), or ``(folder, error)`` where it is not read."""
         real = os.path.realpath(folder)
         if not inside(real, root):
             yield folder, _outside(folder)
@@ -79,14 +81,24 @@ def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | N
             if e.name.startswith("."):
                 continue
             if e.is_dir():
-                yield from walk(e.path)
+                yield e.path
             elif media_name(e.path):
                 yield e.path, None
 
-    if os.path.isdir(target):
-        yield from walk(target)
-    else:
+    if not os.path.isdir(target):
         yield target, None
+        return
+    # a loop over a stack of folders being read, not a generator a level: a tree deeper than the
+    # recursion limit (1,000; anyone's upload, as a folder job) was a RecursionError
+    stack = [enter(target)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                stack.append(enter(item))
+                break
+            yield item
+        else:
+            stack.pop()
 
 
 class ByteCount:

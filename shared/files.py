@@ -22,6 +22,19 @@ def umask() -> int:
     return 0o022
 
 
+def make_folders(path: str | Path) -> None:
+    """``Path(path).mkdir(parents=True, exist_ok=True)`` a folder at a time: pathlib (and os.makedirs)
+    recurse a level a missing folder, and an output mirroring an input tree deeper than the recursion
+    limit (``analyze deep/ --annotate OUT``: 1,100 levels) was a RecursionError traceback."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+
+
 @contextmanager
 def writing(path: str | Path):
     """An OSError raised inside (writing ``path``: a full disk, a read-only file system, a file-size

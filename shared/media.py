@@ -415,13 +415,38 @@ def walk_once(folder: str | Path, inside: bool = False,
     it such a folder is left out."""
     top = os.path.realpath(folder)
     seen: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True, onerror=onerror):
+    for root, dirs, files in walk_links(folder, onerror=onerror):
         real = os.path.realpath(root)
         if real in seen or (inside and real != top and (top + os.sep).startswith(real + os.sep)):
             dirs[:] = []
             continue
         seen.add(real)
         yield root, files
+
+
+def walk_links(top: str | os.PathLike, onerror: Callable[[OSError], None] | None = None
+               ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=True, onerror=onerror)``, top-down, in its order, pruned as it is
+    (``dirs[:] = []``), as a loop over a stack: Python 3.11's os.walk recurses a level a folder, and
+    a tree deeper than the recursion limit (1,000) was a RecursionError traceback (3.12's loops)."""
+    stack = [os.fspath(top)]
+    while stack:
+        root = stack.pop()
+        dirs, files = [], []
+        try:
+            with os.scandir(root) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir()  # through a link, as followlinks=True
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError as exc:
+            if onerror is not None:
+                onerror(exc)
+            continue
+        yield root, dirs, files
+        stack.extend(os.path.join(root, d) for d in reversed(dirs))
 
 
 def is_camera_index(spec: str) -> bool:

@@ -22,6 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from moodstream.shared.files import make_folders
 from moodstream.shared.errors import ConfigError
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_camera_index, is_stream_spec
@@ -206,7 +207,7 @@ class Annotator:
         self.folders = sorted((Path(f) for f in folders), key=lambda f: -len(f.parts))  # the deepest first
         self.inputs = inputs
         try:  # found out now, not after the whole video
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            make_folders(self.out_dir)
         except OSError as exc:
             raise ConfigError(f"cannot write the annotated files in {out_dir}: {exc.strerror or exc}") from None
         if not os.access(self.out_dir, os.W_OK | os.X_OK):
@@ -236,7 +237,7 @@ class Annotator:
         self._next[sub, stem, ext] = n
         if sub:
             try:
-                (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+                make_folders(self.out_dir / sub)
             except OSError:  # the write fails, is said and fails the run (close)
                 pass
         return self.out_dir / name
