@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import FrameItem, is_video, iter_video, media_name, stills_or_animation
+from moodstream.shared.media import (TOO_MANY_LINKS, FrameItem, is_video, iter_video, link_nowhere, media_name,
+                                      stills_or_animation)
 
 
 def inside(real: str, root: str) -> bool:
@@ -38,14 +39,18 @@ def open_inside(path: str, root: str) -> Iterator[int]:
     """A read-only descriptor for ``path``, or BadInputError unless what it opened
     is a regular file whose real path is inside ``root`` (checked on the
     descriptor: a symlink swapped in after any earlier check is caught too)."""
-    if not inside(os.path.realpath(path), root):  # do not even open what leads out (devices, FIFOs)
+    try:
+        real = os.path.realpath(path)
+    except RecursionError:  # a chain of links: Python 3.11's realpath recurses a link a level
+        raise BadInputError("unreadable", f"{path}: {TOO_MANY_LINKS}") from None
+    if not inside(real, root):  # do not even open what leads out (devices, FIFOs)
         raise _outside(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
-        raise BadInputError("not_found", f"{path} does not exist") from None
+        raise (link_nowhere(path) or BadInputError("not_found", f"{path} does not exist")) from None
     except OSError as exc:
-        raise BadInputError("unreadable", f"{path}: {exc.strerror or exc}") from None
+        raise (link_nowhere(path) or BadInputError("unreadable", f"{path}: {exc.strerror or exc}")) from None
     try:
         if not inside(os.readlink(f"/proc/self/fd/{fd}"), root):
             raise _outside(path)
@@ -80,7 +85,11 @@ def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | N
         for e in entries:
             if e.name.startswith("."):
                 continue
-            if e.is_dir():
+            try:
+                is_dir = e.is_dir()
+            except OSError:  # a chain of links past the kernel's 40: opening it says so, in its place
+                is_dir = False
+            if is_dir:
                 yield e.path
             elif media_name(e.path):
                 yield e.path, None

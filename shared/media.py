@@ -9,6 +9,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import logging
@@ -369,9 +370,32 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
             log.info("%s: %s left out, not images or videos by their names (%s%s)", spec,
                      plural(len(left_out), "file"), ", ".join(sorted(left_out)[:3]), ", ..." if len(left_out) > 3 else "")
         unlisted_set = set(unlisted)
-        for f in sorted(found + unlisted):
-            if f in unlisted_set or f.is_file():
+        for f in sorted(found + unlisted):  # (not a FIFO named like a photo: opened, it would wait forever)
+            if f in unlisted_set or f.is_file() or link_nowhere(str(f)) is not None:  # reading it says why
                 yield str(f)
+
+
+def link_nowhere(path: str) -> BadInputError | None:
+    """Why ``path``, a symbolic link, leads to no file: ``b.jpg -> /mnt/old/b.jpg`` (a disk unmounted,
+    a photo moved: a folder's was left out without a word), or a chain of links past the kernel's 40
+    (or a loop). None where ``path`` is no link, or leads somewhere."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        target = os.readlink(path)
+        gone = "does not exist" if not os.path.lexists(os.path.join(os.path.dirname(path), target)) \
+            else "leads nowhere"
+        return BadInputError("not_found", f"{path} is a link to {target}, which {gone}")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return BadInputError("unreadable", f"{path}: {TOO_MANY_LINKS}")
+        return BadInputError("unreadable", f"{path}: {exc.strerror or exc}")
+    return None
+
+
+TOO_MANY_LINKS = "too many levels of symbolic links (a chain of links past 40, or a loop)"
 
 
 def media_name(path: str | os.PathLike) -> bool:
@@ -715,6 +739,8 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                 yield from piped_items(spec, stream, every_n, fps, max_frames, max_pixels, max_image_bytes)
         elif os.path.isdir(spec):  # one expand_paths could not list
             yield FrameItem(spec, 0, error=unreadable_folder(spec))
+        elif (nowhere := link_nowhere(spec)) is not None:  # (b.mp4 -> a file gone: no video to open)
+            yield FrameItem(spec, 0, error=nowhere)
         elif (still := url_image_items(spec, max_image_bytes, max_pixels, every_n=every_n, fps=fps,
                                        max_frames=max_frames)) is not None:  # a photo by URL
             yield from still
