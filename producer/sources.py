@@ -30,6 +30,15 @@ def inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def real_path(path: str) -> str | None:
+    """``os.path.realpath(path)``; None for a chain of links Python 3.11's realpath cannot follow (it
+    recurses a link a level: 1,100 links were a RecursionError out of a folder job)."""
+    try:
+        return os.path.realpath(path)
+    except RecursionError:
+        return None
+
+
 def _outside(path: str) -> BadInputError:
     return BadInputError("unsupported", f"{path} leads outside the expander's media_root")
 
@@ -39,10 +48,9 @@ def open_inside(path: str, root: str) -> Iterator[int]:
     """A read-only descriptor for ``path``, or BadInputError unless what it opened
     is a regular file whose real path is inside ``root`` (checked on the
     descriptor: a symlink swapped in after any earlier check is caught too)."""
-    try:
-        real = os.path.realpath(path)
-    except RecursionError:  # a chain of links: Python 3.11's realpath recurses a link a level
-        raise BadInputError("unreadable", f"{path}: {TOO_MANY_LINKS}") from None
+    real = real_path(path)
+    if real is None:
+        raise BadInputError("unreadable", f"{path}: {TOO_MANY_LINKS}")
     if not inside(real, root):  # do not even open what leads out (devices, FIFOs)
         raise _outside(path)
     try:
@@ -91,8 +99,8 @@ def media_files(target: str, root: str) -> Iterator[tuple[str, BadInputError | N
                 is_dir = False
             if is_dir:
                 yield e.path
-            elif media_name(e.path):
-                yield e.path, None
+            elif media_name(e.path, sniff=not e.is_symlink() or inside(real_path(e.path) or "", root)):
+                yield e.path, None  # (a link that leads out is not even read to be told: refused by its name)
 
     if not os.path.isdir(target):
         yield target, None

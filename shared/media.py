@@ -398,17 +398,18 @@ def link_nowhere(path: str) -> BadInputError | None:
 TOO_MANY_LINKS = "too many levels of symbolic links (a chain of links past 40, or a loop)"
 
 
-def media_name(path: str | os.PathLike) -> bool:
+def media_name(path: str | os.PathLike, sniff: bool = True) -> bool:
     """Whether a file found in a folder is read as an image or a video: by its name's suffix
     (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`, and :data:`SAID_EXTS`, read to be refused by name), and a
     ``.ts`` by its first bytes too (an MPEG transport stream, not a TypeScript file:
     :func:`shared.containers.is_mpeg_ts`), and a name with no suffix at all by its first bytes alone
     (:func:`told_by_bytes`: a web app's download named by hash, ``3f2a9c``, was left out, said at -v
-    only; a README stays out)."""
+    only; a README stays out). ``sniff=False``: by the name alone, nothing opened (the expander's
+    link that leads outside its media root: a ``.ts`` is listed, to be refused, a bare name is not)."""
     suffix = os.path.splitext(path)[1].lower()
     if not suffix:
-        return told_by_bytes(os.fspath(path)) is not None
-    if suffix != ".ts":
+        return sniff and told_by_bytes(os.fspath(path)) is not None
+    if suffix != ".ts" or not sniff:
         return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS or suffix in SAID_EXTS
     try:
         with open(path, "rb") as f:

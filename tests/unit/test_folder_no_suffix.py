@@ -41,3 +41,23 @@ def test_files_without_an_extension_are_told_by_their_bytes(tmp_path, caplog):
 def test_the_expander_lists_them_too(tmp_path):
     folder = folder_of(tmp_path)
     assert [Path(p).name for p, _ in media_files(str(folder), str(folder))] == ["3f2a9c", "a.jpg", "clip0"]
+
+
+def test_the_expander_does_not_read_a_link_that_leads_out_to_tell_it(tmp_path, monkeypatch):
+    """A folder job's link to a file outside the media root is refused unopened (open_inside); telling a
+    bare name by its bytes must not read it first."""
+    import moodstream.shared.media as media
+
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    shutil.copy(PHOTO, outside / "secret")
+    shutil.copy(PHOTO, root / "inside")
+    (root / "link").symlink_to(outside / "secret")
+    (root / "clip.ts").symlink_to(outside / "secret")
+    read: list[str] = []
+    told = media.told_by_bytes
+    monkeypatch.setattr(media, "told_by_bytes", lambda p: read.append(Path(p).name) or told(p))
+    listed = [(Path(p).name, e) for p, e in media_files(str(root), str(root))]
+    assert read == ["inside"]
+    assert listed == [("clip.ts", None), ("inside", None)]  # the .ts by its name: refused when opened
