@@ -215,7 +215,8 @@ def expander(media_root, url_hosts, burst, job_max_frames, job_max_bytes, redis_
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new results (default when reading from now).")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N results; exit 1 if fewer arrive in time.")
 @click.option("--timeout-s", type=FiniteRange(min=0), help="Stop waiting after T seconds.")
-@click.option("--source", help="Only results for this source (file path, camera, URL).")
+@click.option("--source", help="Only results for this source, named as it was sent (the path given to produce, a "
+                                "camera index, a URL); where none is, the sources read are named.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
               help="jsonl: one JSON object per result; table: a live readable table; csv: a header, then a "
                    "row per face (the columns of `analyze --format csv`, with job_id), a result without faces "
@@ -261,6 +262,11 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
                 click.echo(json.dumps(r.to_json(), allow_nan=False))
             sys.stdout.flush()
             n += 1
+    if n == 0 and source is not None and reader.other_sources.total:  # a typo, or the path it was sent as
+        to_stderr(reader.other_sources.line("results", "result", "results", reader.stream, source))
+    elif n == 0 and not follow and count is None:  # said, not an empty output and exit 0 alone
+        to_stderr(f"results: no results in {reader.stream}" + (f" after {from_id}" if from_id else "")
+                  + (f" of source {source!r}" if source is not None else ""))
     if count is not None and n < count:
         click.echo(f"results: {n} of {count} arrived within {timeout_s}s", err=True)
         sys.exit(1)

@@ -28,6 +28,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.recent import Recent
 from moodstream.shared.retry import RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
+from moodstream.shared.table import OtherSources
 from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, probe_usable, trimmed_past
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
@@ -91,6 +92,7 @@ class ResultReader:
         self._gap_checks = True  # off for a user refused XINFO STREAM (said once)
         self._ordinal: tuple[str, int] | None = None  # (an id read, the entries ever added up to it): Redis 7
         self.seen = Recent(SEEN_JOBS)  # job ids of the last SEEN_JOBS results (read())
+        self.other_sources = OtherSources()  # read(source=...): the results of other sources, counted
 
     def last_id(self) -> str:
         """Id of the newest entry in the stream, ``0-0`` when empty or absent."""
@@ -160,6 +162,7 @@ class ResultReader:
               source: str | None, job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
         last = retry.call(self.last_id) if start == FROM_NOW else start
         seen = self.seen = Recent(SEEN_JOBS)  # the job ids of the last SEEN_JOBS results, oldest first
+        self.other_sources = OtherSources()
         waits = follow or count is not None
         n = 0
         while count is None or n < count:
@@ -184,6 +187,7 @@ class ResultReader:
                     log.warning("results: skipping entry %s of %s: %s", last, self.stream, exc)
                     continue
                 if source is not None and result.source != source:
+                    self.other_sources.add(result.source)
                     continue
                 if job_ids is not None and result.job_id not in job_ids:
                     continue

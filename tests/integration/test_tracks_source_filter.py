@@ -39,3 +39,40 @@ def test_an_empty_stream_still_says_no_summaries_yet(redis_url, client, keys):
     ran = run(redis_url, "--source", "cam-1")
     assert ran.exit_code == 0
     assert "tracks: no summaries yet" in ran.stderr, ran.stderr
+
+
+# --- `moodstream results --source`: the same, on the results stream ------------------------------
+
+def add_results(client, keys, *sources: str) -> None:
+    from moodstream.shared.record import FrameResult
+    from moodstream.shared.wire import FIELD, encode_result
+
+    for i, name in enumerate(sources):
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(job_id=f"j{i}", source=name, frame=i))})
+
+
+def results_run(redis_url, *args):
+    from moodstream.producer.cli import results
+
+    return CliRunner().invoke(results, ["--from-start", *args, "--redis-url", redis_url, "--prefix", "t"])
+
+
+def test_results_for_a_source_the_stream_holds_none_of_names_those_it_holds(redis_url, client, keys):
+    add_results(client, keys, "cam-1", "samples/hamilton_clip.mp4", "samples/hamilton_clip.mp4")
+    ran = results_run(redis_url, "--source", "hamilton_clip.mp4")
+    assert ran.exit_code == 0 and ran.stdout == "", ran.output
+    assert ("results: none of the 3 results in t:results is of source 'hamilton_clip.mp4'; their sources: "
+            "samples/hamilton_clip.mp4, cam-1" in ran.stderr), ran.stderr
+
+
+def test_results_of_an_empty_stream_say_so(redis_url, client, keys):
+    ran = results_run(redis_url)
+    assert ran.exit_code == 0 and ran.stdout == ""
+    assert "results: no results in t:results" in ran.stderr, ran.stderr
+
+
+def test_results_printed_say_nothing_more(redis_url, client, keys):
+    add_results(client, keys, "cam-1", "cam-2")
+    ran = results_run(redis_url, "--source", "cam-2")
+    assert ran.exit_code == 0 and ran.stderr == "", ran.output
+    assert len(ran.stdout.splitlines()) == 1

@@ -156,7 +156,7 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
-    from moodstream.shared.table import plural
+    from moodstream.shared.table import OtherSources
     from moodstream.shared.transport import check_connection, connect
 
     if as_json and as_csv:
@@ -179,40 +179,24 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
     # `tracks --pictures DIR | head`: the pictures go on
     printing = Printing("tracks", ["--pictures"] if pictures_dir is not None else [])
     stream = Keys.from_settings(settings).summaries
-    others: dict[str, int] = {}  # --source: the sources of the summaries left out, and how many of each
+    others = OtherSources()  # --source: the sources of the summaries left out
     with stop_ends_command():
         try:
             for entry_id, summary in read_summaries(client, stream, "0-0" if from_start else "$", follow,
                                                     timeout_s, stop, retry):
                 if source is None or summary.get("source") == source:
                     n += _print_summary(entry_id, summary, fmt, pictures_dir, printing)
-                elif len(others) < MAX_OTHER_SOURCES or summary.get("source") in others:
-                    name = str(summary.get("source"))
-                    others[name] = others.get(name, 0) + 1
+                else:
+                    others.add(summary.get("source"))
         except RedisGone:
             pass
     if n == 0 and not follow:
-        if others:  # a typo, or the file's name for the path it was sent as: not "no summaries yet"
-            held = plural(sum(others.values()), "summary", "summaries")
-            to_stderr(f"tracks: none of the {held} in {stream} is of source {source!r}; their sources: "
-                      f"{sources_said(others, source)}")
+        if others.total:  # a typo, or the file's name for the path it was sent as: not "no summaries yet"
+            to_stderr(others.line("tracks", "summary", "summaries", stream, source))
         else:
             click.echo("tracks: no summaries yet (`moodstream track` adds one when a source run ends)", err=True)
     if printing.error is not None:  # a full disk under the lines: the pictures written, then said
         raise click.ClickException(printing.error)
-
-
-MAX_OTHER_SOURCES = 1000  # the distinct sources `tracks --source` counts of the summaries it left out
-SOURCES_SAID = 10
-
-
-def sources_said(others: dict[str, int], source: str) -> str:
-    """The sources ``tracks --source SOURCE`` found instead, the closest first (a name ending as SOURCE
-    does: ``samples/clip.mp4`` for ``clip.mp4``), then as they came; at most :data:`SOURCES_SAID`."""
-    names = sorted(others, key=lambda name: not name.endswith(source))
-    more = len(names) - SOURCES_SAID
-    return ", ".join(names[:SOURCES_SAID]) + (f" and {more} more" if more > 0 else "") + \
-        (" (and more: only the first were counted)" if len(others) >= MAX_OTHER_SOURCES else "")
 
 
 def _print_summary(entry_id: str, summary: dict, fmt: str, pictures_dir: Path | None,
