@@ -68,17 +68,35 @@ def draw(image: np.ndarray, faces: list[Face], scale: float = 1.0) -> np.ndarray
     return out
 
 
-def safe_stem(source: str, page: int | None = None) -> str:
+NAME_MAX = 255  # bytes of a file name (ext4, xfs, btrfs, tmpfs): past it, File name too long
+STEM_BYTES = 120  # a source's part of the names built around it (people-<stem>-t0.jpg, page-<stem>.webm)
+
+
+def safe_stem(source: str, page: int | None = None, room: int = STEM_BYTES) -> str:
     """A file-name stem for a source: the file's stem, or a sanitised stream spec; a multi-page
     TIFF's ``page`` (1-based) after the first named by its page (``doc-page2``: its own name, so a
-    rerun writes the same files, never doc-2's)."""
+    rerun writes the same files, never doc-2's). At most ``room`` bytes (:func:`fit_stem`): a
+    246-character download name made ``people-<it>-t0.jpg`` of 260 bytes, not written."""
     if source == "-":
         stem = "stdin"
     elif is_stream_spec(source):
         stem = "camera" + source if is_camera_index(source) else re.sub(r"[^\w.-]+", "_", source).strip("_")
     else:  # bytes that are not UTF-8: '?' (OpenCV writes it)
         stem = (Path(source).stem or "image").encode("utf-8", "replace").decode("utf-8")
-    return stem + (f"-page{page}" if page is not None and page > 1 else "")
+    tail = f"-page{page}" if page is not None and page > 1 else ""
+    return fit_stem(stem, room - len(tail)) + tail
+
+
+def fit_stem(stem: str, room: int) -> str:
+    """``stem`` where its UTF-8 is at most ``room`` bytes; else its start and 8 hex digits of a hash of
+    the whole, ``room`` bytes in all: distinct stems stay distinct, the same one gets the same name."""
+    data = stem.encode("utf-8", "replace")
+    if len(data) <= room:
+        return stem
+    import hashlib
+
+    tag = hashlib.sha256(data).hexdigest()[:8]
+    return data[:max(0, room - len(tag) - 1)].decode("utf-8", "ignore") + "-" + tag
 
 
 MAX_CLIP_FPS = 120.0  # a copy's frames/s at most: frames closer together share one of its frames
@@ -223,16 +241,21 @@ class Annotator:
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
         """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
         after the first is named by its page (``doc-page2.png``)."""
-        stem, sub = safe_stem(source, page + 1), self._sub_folder(source)
+        stem, sub = safe_stem(source, page + 1, NAME_MAX - len(ext.encode())), self._sub_folder(source)
+
+        def named(n: int) -> str:  # the copy keeps its input's name where it fits; a number takes its room
+            return os.path.join(sub, stem + ext if n == 1 else
+                                f"{fit_stem(stem, NAME_MAX - len(ext.encode()) - len(f'-{n}'))}-{n}{ext}")
+
         # where the last search for this name ended: every name below it is taken (a folder of
         # thousands of 0.jpg tried 1, 2, ... k again for the k-th: quadratic in the photos)
         n = self._next.get((sub, stem, ext), 1)
-        name = os.path.join(sub, stem + ext if n == 1 else f"{stem}-{n}{ext}")
+        name = named(n)
         while (name in self.taken or (self.out_dir / name).resolve() == Path(source).resolve()
                or os.path.realpath(self.out_dir / name) in self.inputs
                or (n > 1 and os.path.lexists(self.out_dir / name))):  # a name moved off an input takes no file's
             n += 1
-            name = os.path.join(sub, f"{stem}-{n}{ext}")
+            name = named(n)
         self.taken.add(name)
         self._next[sub, stem, ext] = n
         if sub:
