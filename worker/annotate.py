@@ -22,8 +22,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from moodstream.shared.files import make_folders
 from moodstream.shared.errors import ConfigError
+from moodstream.shared.files import make_folders
 from moodstream.shared.labels import LABELS
 from moodstream.shared.media import is_camera_index, is_stream_spec
 from moodstream.shared.record import Face
