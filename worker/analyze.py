@@ -250,10 +250,11 @@ def this_run_writes(annotate_dir: Path | None, summary_path: Path | None, report
 
 
 def not_written(names: list[str], summary_path) -> str:
-    """One line for the summary's pictures and timelines that could not be written."""
-    shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
-    return (f"{plural(len(names), 'picture')} of the summary not written beside {summary_path} ({shown}): a full disk, "
-            "or a folder of that name; the summary was written without them")
+    """One line for the summary's pictures and timelines that could not be written (``names``: each
+    "name: why", the OS's reason)."""
+    shown = "; ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+    return (f"{plural(len(names), 'picture')} of the summary not written beside {summary_path} ({shown}); the summary "
+            "was written without them")
 
 
 def _closing(close, what: str, path, unwritten: list[str]):

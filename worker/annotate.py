@@ -11,6 +11,7 @@ per track: its face picture, the probabilities over time, its episodes) for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -189,13 +190,26 @@ class TimedClip:
         return opened
 
 
-def write_image(path: str | Path, image: np.ndarray) -> bool:
-    """``cv2.imwrite``, True where it wrote the file: OpenCV raises for some paths it cannot write
-    where it returns False for others."""
+def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> str | None:
+    """``image`` (BGR) encoded by ``path``'s suffix (``params``: OpenCV's, a JPEG's quality) and written
+    there: None where it was, else why not, the OS's reason (``cv2.imwrite`` said only False, and every
+    failure was guessed to be "a full disk, or a folder of that name"); half a file (a full disk) is
+    not left behind."""
+    path = Path(path)
     try:
-        return bool(cv2.imwrite(str(path), image))
+        ok, buf = cv2.imencode(path.suffix or ".png", image, params or [])
     except cv2.error:
-        return False
+        ok = False
+    if not ok:
+        return f"OpenCV cannot encode it as {path.suffix or '.png'}"
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                path.unlink()
+        return exc.strerror or str(exc)
+    return None
 
 
 def readable_video(path: str | Path) -> bool:
@@ -286,8 +300,9 @@ class Annotator:
             self._close_video()
             ext = Path(source).suffix.lower()
             path = self._path(source, ext if ext in WRITABLE_EXTS else ".png", frame)
-            if not write_image(path, annotated):
-                log.warning("annotate: cannot write %s", path)
+            why = write_image(path, annotated)
+            if why is not None:
+                log.warning("annotate: cannot write %s: %s", path, why)
                 self.failed.append(path)
                 return
             self.written.append(path)
@@ -442,9 +457,9 @@ def _stacked(p: np.ndarray | None, length: int) -> list[tuple[tuple[int, int, in
 
 
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
-                   span_s: tuple[float, float, float], still: bool = False) -> bool:
-    """:func:`draw_timeline` written as a PNG; False (and a warning) if it cannot be written."""
-    ok = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s, still), cv2.COLOR_RGB2BGR))
-    if not ok:
-        log.warning("annotate: cannot write the timeline %s", path)
-    return bool(ok)
+                   span_s: tuple[float, float, float], still: bool = False) -> str | None:
+    """:func:`draw_timeline` written as a PNG: None, or why it could not be (and a warning)."""
+    why = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s, still), cv2.COLOR_RGB2BGR))
+    if why is not None:
+        log.warning("annotate: cannot write the timeline %s: %s", path, why)
+    return why

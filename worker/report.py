@@ -31,7 +31,6 @@ the script puts every text (video names, emotions) into the page with
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import html
 import json
@@ -52,7 +51,7 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import face_label, plural
-from moodstream.worker.annotate import MIN_VIDEO_SIDE_PX, TimedClip, draw, readable_video, safe_stem
+from moodstream.worker.annotate import MIN_VIDEO_SIDE_PX, TimedClip, draw, readable_video, safe_stem, write_image
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -259,19 +258,12 @@ class Report:
         k = min(1.0, PHOTO_MAX_PX / max(h, w))
         shown = image if k == 1.0 else cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))),
                                                   interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw(shown, record.faces, k), cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY])
         path = self.photo_dir / name
-        try:
-            if not ok:
-                raise OSError("the JPEG encoder refused it")
-            path.write_bytes(buf.tobytes())
-        except OSError as exc:  # a full disk, a folder of that name: this photo is missing, the run goes on
-            log.warning("report: cannot write the photo %s: %s", path, exc.strerror or exc)
-            self.failed.append(f"{self.photo_dir.name}/{name}: {exc.strerror or exc}")
-            with contextlib.suppress(OSError):  # half a JPEG (a full disk): not left in the page's folder
-                if path.is_file():
-                    path.unlink()
+        why = write_image(path, cv2.cvtColor(draw(shown, record.faces, k), cv2.COLOR_RGB2BGR),
+                          [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY])
+        if why is not None:  # a full disk, a folder of that name: this photo is missing, the run goes on
+            log.warning("report: cannot write the photo %s: %s", path, why)
+            self.failed.append(f"{self.photo_dir.name}/{name}: {why}")
             return None
         return f"{self.photo_dir.name}/{name}", [shown.shape[1], shown.shape[0]]
 

@@ -523,5 +523,8 @@ def test_a_summary_picture_that_cannot_be_written_fails_the_run(tmp_path):
     assert result.exit_code == 1, result.output
     assert "people-hamilton_clip-t0.jpg" in result.output and "people-hamilton_clip.png" in result.output
     assert "Traceback" not in result.output
+    # the OS's reason, not a guess ("a full disk, or a folder of that name" was said whatever it was)
+    assert "people-hamilton_clip-t0.jpg: Is a directory" in result.output, result.output
+    assert "full disk" not in result.output
     written = json.loads(summary.read_text())
     assert written["tracks"] and written["tracks"][0]["thumbnail"] is None

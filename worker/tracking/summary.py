@@ -696,7 +696,7 @@ class SummaryWriter:
         self.timelines, self.inputs = timelines, inputs
         self.taken: set[str] = set()
         self.next_n: dict[str, int] = {}  # stem -> the n its last base took (every base below it is taken)
-        self.failed: list[str] = []  # pictures and timelines not written
+        self.failed: list[str] = []  # pictures and timelines not written: "name: why"
         self.done = 0  # summarizer.runs[:done] are written
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -742,11 +742,12 @@ class SummaryWriter:
             pic = run.pictures.picture(e["track_id"])
             if pic is not None:
                 name = f"{base}-t{e['track_id']}.jpg"
-                if write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)):
+                why = write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+                if why is None:
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
                 else:
-                    self.failed.append(name)
+                    self.failed.append(f"{name}: {why}")
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
                  "frames": run.frames, "late_frames": run.late_frames, "dropped_frames": run.dropped_frames,
                  "tracks": len(entries),
@@ -758,10 +759,11 @@ class SummaryWriter:
             timelines_of = {tid: tr.timeline for tid, tr in run.tracks.items() if tr.timeline is not None}
             rows = [(e, timelines_of[e["track_id"]].columns(span[2]) if e["track_id"] in timelines_of else [],
                      pictures.get(e["track_id"])) for e in entries]
-            if write_timeline(path.with_name(base + ".png"), run.source, rows, span, still=run.page is not None):
+            why = write_timeline(path.with_name(base + ".png"), run.source, rows, span, still=run.page is not None)
+            if why is None:
                 video["timeline"] = base + ".png"
             else:
-                self.failed.append(base + ".png")
+                self.failed.append(f"{base}.png: {why}")
         return entries, video
 
 
