@@ -411,11 +411,17 @@ def media_name(path: str | os.PathLike, sniff: bool = True) -> bool:
         return sniff and told_by_bytes(os.fspath(path)) is not None
     if suffix != ".ts" or not sniff:
         return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS or suffix in SAID_EXTS
-    try:
-        with open(path, "rb") as f:
-            return is_mpeg_ts(f.read(4 + 2 * 192 + 1))
+    try:  # opened without waiting: a FIFO named b.ts waited for a writer, and the folder's listing forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:  # reading it is the error then, said in its place
         return True
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True  # by its name: a FIFO or a device is left out of analyze's list, refused by the expander
+        try:
+            return is_mpeg_ts(f.read(4 + 2 * 192 + 1))
+        except OSError:
+            return True
 
 
 def cannot_read_folder(folder: str, exc: OSError | None) -> str:
