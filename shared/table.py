@@ -18,28 +18,27 @@ if TYPE_CHECKING:
 class OtherSources:
     """The sources a ``--source`` filter left out (``tracks``, ``results``), counted, to name where none
     matched: a typo, or ``clip.mp4`` for a source sent as ``samples/clip.mp4``, was "no summaries yet"
-    or nothing at all. At most :attr:`MAX` distinct names are counted."""
+    or nothing at all. At most :attr:`MAX` distinct names are kept, in the order they came."""
 
     MAX = 1000
     SAID = 10  # names said at most
 
     def __init__(self):
-        self.counts: dict[str, int] = {}
+        self.names: dict[str, None] = {}  # (a dict: its keys in the order they came, each once)
         self.total = 0
 
     def add(self, name: object) -> None:
         self.total += 1
-        name = str(name)
-        if name in self.counts or len(self.counts) < self.MAX:
-            self.counts[name] = self.counts.get(name, 0) + 1
+        if len(self.names) < self.MAX:
+            self.names.setdefault(str(name))
 
     def line(self, command: str, what: str, whats: str, stream: str, source: str) -> str:
         """``tracks: none of the 4 summaries in moodstream:summaries is of source 'x'; their sources: ...``,
         the closest first (a name ending as ``source`` does), then as they came."""
-        names = sorted(self.counts, key=lambda name: not name.endswith(source))
+        names = sorted(self.names, key=lambda name: not name.endswith(source))
         more = len(names) - self.SAID
         listed = ", ".join(names[:self.SAID]) + (f" and {more} more" if more > 0 else "") + \
-            (" (and more: only the first were counted)" if len(self.counts) >= self.MAX else "")
+            (" (and more: only the first were counted)" if len(self.names) >= self.MAX else "")
         return (f"{command}: none of the {plural(self.total, what, whats)} in {stream} is of source {source!r}; "
                 f"their sources: {listed}")
 
