@@ -255,11 +255,11 @@ class Annotator:
     def _path(self, source: str, ext: str, page: int = 0) -> Path:
         """A free name for ``source``'s annotated file; a multi-page TIFF's page (``page``: its frame)
         after the first is named by its page (``doc-page2.png``)."""
-        stem, sub = safe_stem(source, page + 1, NAME_MAX - len(ext.encode())), self._sub_folder(source)
+        room = NAME_MAX - len(ext.encode())  # the copy keeps its input's name where it fits
+        stem, sub = safe_stem(source, page + 1, room), self._sub_folder(source)
 
-        def named(n: int) -> str:  # the copy keeps its input's name where it fits; a number takes its room
-            return os.path.join(sub, stem + ext if n == 1 else
-                                f"{fit_stem(stem, NAME_MAX - len(ext.encode()) - len(f'-{n}'))}-{n}{ext}")
+        def named(n: int) -> str:  # a number takes its room from the stem
+            return os.path.join(sub, stem + ext if n == 1 else f"{fit_stem(stem, room - len(f'-{n}'))}-{n}{ext}")
 
         # where the last search for this name ended: every name below it is taken (a folder of
         # thousands of 0.jpg tried 1, 2, ... k again for the k-th: quadratic in the photos)
