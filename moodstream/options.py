@@ -34,6 +34,18 @@ def to_stderr(line: str) -> None:
     click.echo(printable(line), err=True)
 
 
+def follow_notice(line: str) -> None:
+    """``line`` on stderr where it is a terminal: a command that follows its stream (`results`, `tracks`)
+    says what it waits for, once, so a newcomer at a terminal does not take the wait for a hang; in a pipe
+    or a log it says nothing, as `tail -f`."""
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        terminal = False
+    if terminal:
+        to_stderr(line)
+
+
 def check_stdin_usage(paths, command: str) -> None:
     """A click.UsageError, before anything loads, where the inputs name ``-`` as it cannot be read: twice,
     or from a terminal or a closed stdin (:func:`shared.media.stdin_refusal`): analyze, produce and up."""

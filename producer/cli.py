@@ -17,7 +17,8 @@ import threading
 
 import click
 
-from moodstream.options import FiniteRange, Printing, check_stdin_usage, setting_option, stop_ends_command, to_stderr
+from moodstream.options import (FiniteRange, Printing, check_stdin_usage, follow_notice, setting_option,
+                                stop_ends_command, to_stderr)
 from moodstream.producer.results import is_stream_id
 from moodstream.shared.record import FrameResult
 from moodstream.shared.stop_signals import Stopped, exit_code, hold_stop_signals, restore_stop_signals, stopped_by
@@ -232,8 +233,9 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
 
     JSON Lines (one result object per line, with id, job_id, faces, error...),
     --format table or csv. Without --follow or --count, reading from the start or
-    an id stops at the end of the stream. Ctrl-C (SIGTERM, SIGHUP) stops it, exit
-    130 (143, 129).
+    an id stops at the end of the stream; following, it says so once on stderr
+    where that is a terminal. Ctrl-C (SIGTERM, SIGHUP) stops it, exit 130 (143,
+    129).
     """
     from moodstream.producer.results import FROM_NOW, FROM_START, ResultReader
     from moodstream.shared.keys import Keys
@@ -252,6 +254,9 @@ def results(from_start, from_id, follow, count, timeout_s, source, fmt, reply_to
     start = FROM_START if from_start else from_id or FROM_NOW
     follow = follow or start == FROM_NOW
     printer = printer_for(fmt)
+    if follow:
+        since = "now" if start == FROM_NOW else "the start" if from_start else f"after {from_id}"
+        follow_notice(f"results: following {reader.stream} from {since}: each result as it comes (Ctrl-C stops)")
     n = 0
     with stop_ends_command():
         for r in reader.read(start=start, follow=follow, count=count, timeout_s=timeout_s, source=source,

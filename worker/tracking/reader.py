@@ -40,7 +40,8 @@ from pathlib import Path
 
 import click
 
-from moodstream.options import FiniteRange, NamedPath, Printing, setting_option, stop_ends_command, to_stderr
+from moodstream.options import (FiniteRange, NamedPath, Printing, follow_notice, setting_option, stop_ends_command,
+                                to_stderr)
 from moodstream.shared.settings import Settings
 
 BLOCK_MS = 1000
@@ -151,8 +152,9 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
     and whether they count as a person, and says how many of the run's
     frames came late (after the stage's --reorder-wait-ms: published
     untracked, in no track) when any did. --json prints each summary as
-    JSON, --csv a row per track for a spreadsheet. Ctrl-C (SIGTERM, SIGHUP) stops it,
-    each summary printed whole, exit 130 (143, 129).
+    JSON, --csv a row per track for a spreadsheet. Following, it says so once on
+    stderr where that is a terminal. Ctrl-C (SIGTERM, SIGHUP) stops it, each
+    summary printed whole, exit 130 (143, 129).
     """
     from moodstream.shared.keys import Keys
     from moodstream.shared.retry import RedisGone, RedisRetry
@@ -180,6 +182,9 @@ def tracks(from_start, follow, timeout_s, source, as_json, as_csv, pictures_dir,
     printing = Printing("tracks", ["--pictures"] if pictures_dir is not None else [])
     stream = Keys.from_settings(settings).summaries
     others = OtherSources()  # --source: the sources of the summaries left out
+    if follow:
+        follow_notice(f"tracks: following {stream} from {'the start' if from_start else 'now'}: a run's summary "
+                      "comes when the run ends (`moodstream track` writes them; Ctrl-C stops)")
     with stop_ends_command():
         try:
             for entry_id, summary in read_summaries(client, stream, "0-0" if from_start else "$", follow,
