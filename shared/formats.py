@@ -340,6 +340,24 @@ def jpeg_end(data: bytes) -> int:
     return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
 
 
+def jpeg_one_scan(data: bytes) -> bool:
+    """Whether a JPEG's image is one sequential scan of all its components, as a camera writes it:
+    libjpeg then decodes it a band of rows at a time, so a reduced decode (1/2, 1/4, 1/8) holds only the
+    reduced pixels. A progressive JPEG, or a scan per component, is buffered whole (its DCT coefficients,
+    about 2 bytes a pixel a component) whatever the output's size. An EXIF thumbnail's scan, inside APP1,
+    is not the image's."""
+    frame = None  # (SOF marker, components)
+    for marker, at, _ in jpeg_segments(data):
+        if marker in _SOF_MARKERS and at + 10 <= len(data):
+            frame = (marker, data[at + 9])
+        elif marker == 0xDA:
+            if frame is None or frame[0] not in (0xC0, 0xC1) or at + 5 > len(data) or data[at + 4] != frame[1]:
+                return False
+            end = jpeg_end(data)
+            return end > 0 and data.find(b"\xff\xda", at + 2, end) < 0
+    return False
+
+
 MAX_TIFF_PAGES = 64  # pages of a TIFF sized (and read as frames); a longer one gives an error after them
 # entries in one TIFF directory (a camera's have ~20-60; its EXIF is a directory of its own): libtiff's
 # time to read one grows with the square of its unknown entries (4,000: 0.2 s), once per page read

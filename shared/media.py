@@ -33,7 +33,8 @@ from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole,
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
                                        TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
-                                       image_size, jpeg_end, sniff_format, tiff_directories, tiff_page_alone)
+                                       image_size, jpeg_end, jpeg_one_scan, sniff_format, tiff_directories,
+                                       tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -145,6 +146,32 @@ def avif_decoder() -> bool:
                for line in cv2.getBuildInformation().splitlines())
 
 
+REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def jpeg_reduction(data: bytes, size: tuple[int, int], max_pixels: int) -> int:
+    """The denominator a JPEG of ``size`` (W, H) over ``max_pixels`` is read at: the smallest of 2, 4 and 8 that
+    brings it within (libjpeg rounds each side up); 1 where none does, or where it is not a camera's JPEG of one
+    sequential scan (:func:`shared.formats.jpeg_one_scan`: a progressive one is buffered whole at any scale),
+    or it is over MAX_PIXELS_CEILING whole (libjpeg would still walk every block of a bomb): refused then.
+    A 61 MP camera's JPEG, a 108 MP or 200 MP phone photo, over the 50 M default, were refused whole."""
+    w, h = size
+    if w * h > MAX_PIXELS_CEILING or not jpeg_one_scan(data):
+        return 1
+    return next((d for d in REDUCED_READS if -(-w // d) * -(-h // d) <= max_pixels), 1)
+
+
+def decoded_scale(data: bytes | None, rgb: np.ndarray) -> float | None:
+    """1/2, 1/4 or 1/8 where ``rgb`` is the JPEG ``data`` read reduced (:func:`decode_image`, over max_pixels),
+    None otherwise: what a record's ``scale`` says (its size, boxes and landmarks are in the reduced picture's
+    pixels; divided by it, in the photo's). Told from the JPEG's header against the picture's longer side (a
+    turned photo swaps its sides)."""
+    if not data or sniff_format(data) != "jpeg" or (size := image_size(data)) is None or not rgb.size:
+        return None
+    ratio = max(size) / max(rgb.shape[:2])
+    return 1 / min(REDUCED_READS, key=lambda d: abs(d - ratio)) if ratio >= 1.5 else None
+
+
 def decode_stored(data: bytes, max_pixels: int) -> np.ndarray:
     """Encoded image bytes -> the array OpenCV decodes, as stored: BGR or grey, 8 or 16-bit, never
     turned (a video's frames, a Motion-JPEG stream's parts, are read as a video reader gives them);
@@ -193,8 +220,12 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
             f" (its size missing or given twice, or a directory of over {MAX_TIFF_ENTRIES} entries)"
             if kind == "tiff" else ""))
     pixels = size[0] * size[1]
+    denominator = 1  # a camera's JPEG over max_pixels: read at 1/2, 1/4 or 1/8 (jpeg_reduction)
     if pixels > max_pixels:
-        raise over_pixel_limit(size[0], size[1], max_pixels, where)
+        denominator = jpeg_reduction(data, size, max_pixels) if kind == "jpeg" else 1
+        if denominator == 1:
+            raise over_pixel_limit(size[0], size[1], max_pixels, where)
+        pixels = -(-size[0] // denominator) * -(-size[1] // denominator)
     if pixels == 0:
         raise BadInputError("unreadable", f"{where}{kind} header says {size[0]}x{size[1]} pixels")
     if kind == "jpeg":
@@ -215,6 +246,8 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
             # 4.14 turns it), exif_orientation says how; a TIFF's decoder turns it whatever the flags
             flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION if kind == "jpeg" \
                 else cv2.IMREAD_UNCHANGED
+            if denominator > 1:  # libjpeg's own scaling (its IDCT at that size): only the reduced pixels held
+                flags = REDUCED_READS[denominator] | cv2.IMREAD_IGNORE_ORIENTATION
             img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
         except cv2.error as exc:  # OpenCV's limit or a header it accepts but cannot decode
             text = str(exc)

@@ -55,6 +55,8 @@ Page = Annotated[int, msgspec.Meta(ge=1)]
 Shot = Annotated[int, msgspec.Meta(ge=0)]
 # frames of a source a producer did not send (backpressure "drop") since the one it sent before
 Dropped = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+# a JPEG over max_pixels read at 1/2, 1/4 or 1/8 of its size (shared.media.decoded_scale)
+Scale = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 StreamId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]  # a Redis stream entry id, ms-seq
 
 
@@ -108,6 +110,9 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
     page: Page | None = None  # a still image's page, copied from the job (in JSON only when set)
     shot: Shot | None = None  # a video frame's camera shot, copied from the job (in JSON only when set)
     size: tuple[int, int] | None = None  # (W, H) pixels; None on error
+    # a photo over max_pixels read smaller (a JPEG at 1/2, 1/4 or 1/8): size, boxes and landmarks are in the
+    # pixels it was read at, the photo's times ``scale`` (in JSON only when set)
+    scale: Scale | None = None
     faces: list[Face] = msgspec.field(default_factory=list)
     model_version: str | None = None
     timings_ms: dict[str, float] = msgspec.field(default_factory=dict)
@@ -136,8 +141,8 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
-        drop = ("id", "page", "shot", "frame_entry", "dropped_before", "run") if service else (
-            "id", "page", "shot", "frame_entry", "dropped_before", "run", "job_id", "worker", "enqueued_at_ms",
+        drop = ("id", "page", "shot", "scale", "frame_entry", "dropped_before", "run") if service else (
+            "id", "page", "shot", "scale", "frame_entry", "dropped_before", "run", "job_id", "worker", "enqueued_at_ms",
             "published_at_ms", "error")
         for name in drop:
             if d.get(name) is None:

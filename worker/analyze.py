@@ -31,8 +31,8 @@ import numpy as np
 from moodstream.options import (FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, stdout_to_null,
                                 to_stderr)
 from moodstream.shared.errors import BadInputError, MoodstreamError
-from moodstream.shared.media import (FrameItem, expand_paths, image_records, input_files, is_stream_spec, is_video,
-                                     iter_frames, no_media, opencv_can_name, plausible_fps)
+from moodstream.shared.media import (FrameItem, decoded_scale, expand_paths, image_records, input_files, is_stream_spec,
+                                     is_video, iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
@@ -107,6 +107,7 @@ def _flush(pending: list, analyzer: VideoAnalyzer) -> Iterator[Outcome]:
             continue
         record = next(results)
         record.page = item.page  # a still image's, as a worker copies it from the job
+        record.scale = decoded_scale(item.data, image)  # a JPEG over max_pixels, read smaller
         yield Outcome(record, image, item.timestamp_s is not None, item.rate)
 
 
@@ -229,6 +230,8 @@ def table_row(record: FrameResult) -> str:
         return f"{source:36s} {record.frame:>6d}  {error_cell(record.error)}"
     ts = "-" if record.timestamp_s is None else f"{record.timestamp_s:.2f}"
     size = "x".join(map(str, record.size)) if record.size else "-"
+    if record.scale:  # a photo over max_pixels read smaller: the size is of what was read
+        size += f" (1/{round(1 / record.scale)})"
     return f"{source:36s} {record.frame:>6d} {ts:>8s} {size:>10s} {len(record.faces):>5d}  {faces_cell(record.faces)}"
 
 
@@ -326,7 +329,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     bash's <(curl -s URL), is read as stdin is).
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}, and
-    "page" for a still image, "shot" for a video frame: the same record as
+    "page" for a still image, "shot" for a video frame, "scale" for a photo
+    over max_pixels read smaller (a camera's JPEG, at 1/2, 1/4 or 1/8: its size
+    and boxes in those pixels): the same record as
     `moodstream results`, without the service's fields), or for
     an input that cannot be used {"source", "frame", "faces": [], "error":
     {"reason", "detail"}}. Each face has its "box", "score", raw "emotion" and

@@ -65,7 +65,7 @@ import redis
 
 from moodstream.shared.errors import BadInputError, ConfigError, MessageError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import PixelBudget, decode_pixels
+from moodstream.shared.media import PixelBudget, decode_pixels, decoded_scale
 from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_transient
 from moodstream.shared.settings import Settings
 from moodstream.shared.transport import as_str, check_streams, connect, ensure_group
@@ -572,7 +572,8 @@ class Worker:
             try:
                 timings = {"queue_wait": max(0, start_ms - e.job.enqueued_at_ms), "decode": round(decode_ms, 3),
                            **fr.timings_ms}
-                result = self._result(e, faces=fr.faces, size=fr.size, timings_ms=timings)
+                result = self._result(e, faces=fr.faces, size=fr.size, timings_ms=timings,
+                                      scale=decoded_scale(e.job.image, img))  # a JPEG over max_pixels, read smaller
                 encode_result(result)  # a result that cannot be encoded fails here, alone, not the publish
                 outcomes.append(Outcome(e, result))
             except Exception as exc:  # a record we cannot build is this frame's failure, not the batch's

@@ -9,7 +9,7 @@ import urllib.request
 from collections import Counter
 
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.streamkit import dead_letters, pending_count, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import big_png, dead_letters, pending_count, settings_for, start_worker, tiny_jpeg, wait_for
 
 from moodstream.producer.client import Producer
 from moodstream.shared.wire import FIELD
@@ -38,7 +38,7 @@ def test_scrape_adds_up_to_the_frames_sent(redis_url, client, keys, checkpoint):
     for payload in (b"not msgpack \xc1", b""):
         client.xadd(keys.frames, {FIELD: payload})
     client.xadd(keys.frames, {b"other": b"1"})  # no msg field
-    producer.submit_image(tiny_jpeg(99, size=(200, 200)), source="scrape", frame=99)  # 40,000 px > max_pixels
+    producer.submit_image(big_png(), source="scrape", frame=99)  # 40,000 px > max_pixels (a JPEG is read smaller)
     poison = Counter({"not_msgpack": 2, "missing_field": 1, "too_large": 1})
     sent = good + sum(poison.values())
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 from tests.support.procs import spawn_double
-from tests.support.streamkit import report, settings_for, start_worker, tiny_jpeg, wait_for
+from tests.support.streamkit import big_png, report, settings_for, start_worker, tiny_jpeg, wait_for
 
 import moodstream.producer.status as status_mod
 from moodstream.cli import cli
@@ -92,7 +92,7 @@ def test_dead_letters_counted_by_reason(redis_url, client, keys, checkpoint, mon
     poison = [b"not msgpack \xc1", b"", b"\xc1\xc1", None]  # None: an entry without the msg field
     for payload in poison:
         client.xadd(keys.frames, {FIELD: payload} if payload is not None else {b"other": b"1"})
-    Producer(settings).submit_image(tiny_jpeg(3, size=(200, 200)), source="big")  # 40,000 px: too_large
+    Producer(settings).submit_image(big_png(), source="big")  # 40,000 px: too_large (a JPEG is read smaller)
     w = start_worker(settings, checkpoint, "w-dead")
     try:
         wait_for(lambda: client.xlen(keys.dead) >= len(poison) + 1, 60, what="all dead-lettered")

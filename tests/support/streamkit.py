@@ -24,6 +24,14 @@ def tiny_jpeg(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
     return encode_jpeg(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), quality=80)
 
 
+def big_png(side: int = 200) -> bytes:
+    """A black PNG of ``side`` x ``side`` pixels: over a test's max_pixels (100 x 100), it is refused,
+    too_large (a JPEG over it is read at a reduced size instead: shared.media.jpeg_reduction)."""
+    import cv2
+
+    return cv2.imencode(".png", np.zeros((side, side, 3), np.uint8))[1].tobytes()
+
+
 def settings_for(url: str, **kw) -> Settings:
     """Settings for a test, from explicit values only (the environment is ignored)."""
     base = {"redis_url": url, "prefix": "t", "device": "cpu", "batch_max": 8, "batch_wait_ms": 10,
