@@ -80,3 +80,22 @@ def test_the_service_reads_it_at_half_size_and_says_so(redis_url, checkpoint, bi
         w.stop()
     assert got.job_id == job.job_id and got.error is None, got.error
     assert got.size == (1920, 1080) and got.scale == 0.5 and got.to_json()["scale"] == 0.5
+
+
+@pytest.mark.parametrize("stage_limit", [10_000_000, LIMIT, 1_000_000])
+def test_the_track_stage_crops_its_pictures_from_the_frame_at_the_results_size(client, keys, big_photo, stage_limit):
+    """The track stage reads a frame back for a face picture and crops it at the result's boxes: a stage
+    whose max_pixels is not the worker's (the worker's manifest sets its own) read the photo at another
+    size than the worker did, and cropped its pictures from the wrong place. The frame is now brought to the
+    result's size first."""
+    from moodstream.shared.record import FrameJob, FrameResult
+    from moodstream.shared.wire import FIELD, encode_frame
+    from moodstream.worker.tracking.pictures import FramePictures
+
+    entry = client.xadd(keys.frames, {FIELD: encode_frame(FrameJob("j-big", "big_street.jpg", 0,
+                                                                   image=big_photo.read_bytes()))}).decode()
+    r = FrameResult(job_id="j-big", source="big_street.jpg", frame_entry=entry, size=(1920, 1080), scale=0.5)
+    image = FramePictures(client, keys.frames, stage_limit).frame(r)
+    assert image.shape == (1080, 1920, 3)
+    worker_read = cv2.cvtColor(cv2.imread(str(big_photo), cv2.IMREAD_REDUCED_COLOR_2), cv2.COLOR_BGR2RGB)
+    assert np.abs(image.astype(np.int16) - worker_read.astype(np.int16)).mean() < 4

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 
+import cv2
 import numpy as np
 import redis
 
@@ -52,6 +53,17 @@ SKEW_MS = 250  # how far before its enqueue time an entry is looked for (produce
 # end, not to SKEW_MS after it: a job waits in the intake list until a mover moves it (seconds while the
 # workers start), behind the jobs pushed before it (64: two batches of a run moved together)
 SCANS = ((0, 2), (0, 16), (0, 64), (SKEW_MS, 32))
+
+
+def at_size(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``image`` at the result's ``size`` (W, H), where its boxes are: a photo over max_pixels is read
+    smaller (a JPEG at 1/2, 1/4 or 1/8, shared.media.jpeg_reduction), and a stage whose max_pixels is not
+    the worker's read it at another size than the worker did (its pictures were cropped from the wrong
+    place). None: as it is (the dashboard's frame, whose boxes the page scales)."""
+    if size is None or tuple(image.shape[1::-1]) == tuple(size):
+        return image
+    shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 class FramePictures:
@@ -99,7 +111,7 @@ class FramePictures:
                 return None
             image = decode_pixels(job.image, job.array, self.max_pixels)
             self.found += 1
-            return image
+            return at_size(image, r.size)
         except (MessageError, BadInputError) as exc:
             log.debug("track pictures: frame of job %r unreadable: %s", r.job_id[:80], exc)
             return None
