@@ -120,7 +120,8 @@ def error_cell(error: ErrorInfo) -> str:
 # (its face cells empty), so no frame vanishes from the table. Probabilities by label; page 1-based
 # (a still image's), timestamp_s and shot empty for one.
 CSV_COLUMNS = ("source", "page", "frame", "timestamp_s", "shot", "width", "height", "job_id", "face", "track_id",
-               "x1", "y1", "x2", "y2", "score", "emotion", "smoothed_emotion", *LABELS, "error", "error_detail")
+               "x1", "y1", "x2", "y2", "score", "emotion", "smoothed_emotion", *LABELS, "error", "error_detail",
+               "scale")  # a photo over max_pixels read smaller (0.5, 0.25, 0.125): its size and box in those pixels
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (CSV injection)
 
 
@@ -138,8 +139,9 @@ def csv_rows(record: FrameResult) -> list[list]:
             "" if record.timestamp_s is None else round(record.timestamp_s, 4), "" if record.shot is None else record.shot,
             w, h, text_cell(record.job_id)]
     error = [text_cell(record.error.reason), text_cell(record.error.detail)] if record.error else ["", ""]
+    error.append(record.scale or "")  # the last column, after the error's
     if not record.faces:
-        return [head + [""] * (len(CSV_COLUMNS) - len(head) - 2) + error]
+        return [head + [""] * (len(CSV_COLUMNS) - len(head) - 3) + error]
     rows = []
     for i, f in enumerate(record.faces):
         p = f.probabilities or {}

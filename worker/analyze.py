@@ -284,7 +284,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
                    f"emotion differs and is at least {RAW_SHOWN_MIN:.0%} sure (said again on stderr at the end); "
                    "csv: a header, then a row per face (source, page, frame, timestamp_s, shot, width, height, job_id, "
                    "face, track_id, x1, y1, x2, y2, score, emotion, smoothed_emotion, a column per emotion's "
-                   "probability, error, error_detail), a frame without faces or an input that failed a row of "
+                   "probability, error, error_detail, scale), a frame without faces or an input that failed a row of "
                    "its own.")
 @click.option("--annotate", "annotate_dir", type=NamedPath(file_okay=False, path_type=Path), default=None,
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "

@@ -7,6 +7,8 @@ limit of 3,000,000 pixels stands for a 108 MP photo under 50,000,000."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -65,6 +67,11 @@ def test_the_command_prints_the_scale(big_photo):
     result = CliRunner().invoke(cli, ["analyze", str(big_photo), "--device", "cpu", "--format", "table"],
                                 env={"MOODSTREAM_MAX_PIXELS": str(LIMIT)})
     assert result.exit_code == 0 and "1920x1080 (1/2)" in result.stdout, result.output
+    result = CliRunner().invoke(cli, ["analyze", str(big_photo), "--device", "cpu", "--format", "csv"],
+                                env={"MOODSTREAM_MAX_PIXELS": str(LIMIT)})
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert result.exit_code == 0 and len(rows) >= 3, result.output
+    assert {(r["width"], r["height"], r["scale"]) for r in rows} == {("1920", "1080", "0.5")}
 
 
 def test_the_service_reads_it_at_half_size_and_says_so(redis_url, checkpoint, big_photo):

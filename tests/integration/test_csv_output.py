@@ -98,5 +98,6 @@ def test_the_help_names_the_columns_the_csv_has_and_the_record_its_keys():
     got the wrong ones from the fifth on. The help's list is the header's, in its order."""
     text = " ".join(CliRunner().invoke(analyze, ["--help"]).output.split())  # the wrapping undone
     named = ", ".join(CSV_COLUMNS[:CSV_COLUMNS.index("smoothed_emotion") + 1])
-    assert f"({named}, a column per emotion's probability, error, error_detail)" in text, text
-    assert '"page"' in text and '"shot"' in text, text
+    assert f"({named}, a column per emotion's probability, error, error_detail, scale)" in text, text
+    assert '"page"' in text and '"shot"' in text and '"scale"' in text, text
+    assert CSV_COLUMNS[-3:] == ("error", "error_detail", "scale")
