@@ -65,12 +65,13 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm", "avif")
+# heif: decoded by libheif (pillow-heif) where it is installed (shared.media.heif_decoder), OpenCV the others
+ACCEPTED_FORMATS = ("jpeg", "png", "webp", "bmp", "gif", "tiff", "pnm", "avif", "heif")
 MAX_BOXES = 4096  # ISO media boxes walked at most to find an AVIF's size
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF, PNM or AVIF header without
+    """(width, height) from a JPEG, PNG, WebP, BMP, GIF, TIFF, PNM, AVIF or HEIF header without
     decoding, or None. For a TIFF, the largest page (of the first :data:`MAX_TIFF_PAGES`; None
     where one's size cannot be read). BadInputError for a JPEG of over :data:`MAX_JPEG_SEGMENTS`
     header segments (:func:`jpeg_segments`)."""
@@ -101,7 +102,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     kind = sniff_format(data)
     if kind == "pnm":
         return _pnm_size(data)
-    if kind == "avif":
+    if kind in ("avif", "heif"):  # one container (ISO media's HEIF): its items' ispe properties
         return _avif_size(data)
     return None
 

@@ -50,8 +50,8 @@ REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupp
 # a folder's files read as images: every ACCEPTED_FORMATS format by its usual names (PNM: .ppm .pgm .pbm .pnm)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
               ".avif"}
-# a folder's photos that cannot be decoded here, listed so that each is refused by name (an iPhone's HEIC:
-# "convert it"), not left out of the folder without a word (a training folder leaves them out)
+# a folder's photos decoded by libheif (pillow-heif), or where it is not installed refused by name ("install
+# pillow-heif, or convert it"), never left out of the folder without a word; a training folder leaves them out
 SAID_EXTS = {".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
               # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
@@ -146,6 +146,31 @@ def avif_decoder() -> bool:
                for line in cv2.getBuildInformation().splitlines())
 
 
+@functools.cache
+def heif_decoder() -> bool:
+    """Whether HEIF / HEIC images can be decoded here: pillow-heif (libheif with its HEVC decoder) installed."""
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _decode_heif(data: bytes, where: str) -> np.ndarray:
+    """A HEIF's (an iPhone's HEIC) primary image as OpenCV gives others: BGR, BGRA or grey, 8 bits. libheif
+    turns it as its ``irot`` / ``imir`` properties say, as viewers do (its EXIF orientation is not applied
+    again: :func:`shared.orientation.exif_orientation` gives 1 for it). Its errors are BadInputError."""
+    import pillow_heif
+
+    try:
+        pixels = np.asarray(pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True))
+    except Exception as exc:  # libheif's errors come as ValueError, RuntimeError, OSError...: this image's
+        raise BadInputError("unreadable", f"{where}libheif cannot decode it: {str(exc).strip()[:200]}") from None
+    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    return pixels
+
+
 REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
@@ -186,9 +211,10 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
     kind = sniff_format(data)
     if kind is None:
         raise BadInputError("unreadable", "not an image (no known image signature in its first bytes)")
-    if kind == "heif":
-        raise BadInputError("unsupported", "HEIF / HEIC images (an iPhone's photos) cannot be decoded here: OpenCV "
-                                           "has no HEIF decoder; convert them to JPEG or PNG")
+    if kind == "heif" and not heif_decoder():
+        raise BadInputError("unsupported", "HEIF / HEIC images (an iPhone's photos) are decoded by pillow-heif, which "
+                                           "this install lacks (moodstream's cpu and worker installs have it): pip "
+                                           "install pillow-heif, or convert them to JPEG or PNG")
     if kind not in ACCEPTED_FORMATS:
         raise BadInputError("unsupported", f"{kind} images are not accepted (their size cannot be checked "
                                            f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")
@@ -248,7 +274,8 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
                 else cv2.IMREAD_UNCHANGED
             if denominator > 1:  # libjpeg's own scaling (its IDCT at that size): only the reduced pixels held
                 flags = REDUCED_READS[denominator] | cv2.IMREAD_IGNORE_ORIENTATION
-            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+            img = _decode_heif(data, where) if kind == "heif" else \
+                cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
         except cv2.error as exc:  # OpenCV's limit or a header it accepts but cannot decode
             text = str(exc)
             if "MAX_IMAGE_PIXELS" in text:
@@ -355,7 +382,7 @@ def input_files(specs: list[str]) -> frozenset[str]:
 def no_media(paths: Iterable[str]) -> str:
     """What a command or a call says of inputs that hold no image or video (an empty folder, notes only)."""
     return (f"no images or videos in {printable(', '.join(map(str, paths)))} (looked for "
-            f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+            f"{', '.join(sorted(IMAGE_EXTS | SAID_EXTS | VIDEO_EXTS))})")
 
 
 def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "analyze") -> str | None:

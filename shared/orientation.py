@@ -27,7 +27,8 @@ def exif_orientation(data: bytes, kind: str) -> int:
     stored) where there is none or it is malformed, as a viewer then shows the file. A TIFF page's
     own Orientation tag is not EXIF: OpenCV's TIFF decoder applies it (4.9 to 4.14, whatever the flags).
     An AVIF's turn is its irot / imir properties (:func:`shared.formats.avif_turn`), which OpenCV's
-    decoder does not apply (4.14)."""
+    decoder does not apply (4.14). A HEIF's (HEIC's) are its too, which libheif applies as it decodes: 1
+    for it (its EXIF orientation, beside them, is not applied again)."""
     if kind == "avif":  # not EXIF: its primary item's irot and imir properties, as browsers apply them
         return AVIF_ORIENTATIONS[avif_turn(data)]
     find = {"jpeg": _jpeg_exif, "png": _png_exif, "webp": _webp_exif}.get(kind)

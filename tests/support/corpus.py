@@ -95,6 +95,7 @@ def bombs() -> dict[str, bytes]:
         "openexr": b"\x76\x2f\x31\x01\x02\x00\x00\x00" + b"dataWindow\x00box2i\x00\x10\x00\x00\x00"
                    + struct.pack("<iiii", 0, 0, SIDE - 1, SIDE - 1) + b"\x00" * 4096,
         "avif": avif_header(SIDE, SIDE) + b"\x00" * 4096,
+        "heif": avif_header(SIDE, SIDE, major=b"heic") + b"\x00" * 4096,  # an iPhone's HEIC: one container
     }
 
 

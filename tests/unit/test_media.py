@@ -119,16 +119,24 @@ def heif(major: bytes, compatible: bytes = b"mif1heic") -> bytes:
 
 
 @pytest.mark.parametrize("major", [b"heic", b"heix", b"mif1", b"msf1", b"hevc"])
-def test_a_heic_photo_is_refused_by_name_from_a_file_and_from_stdin(tmp_path, major):
-    """An iPhone's photo (HEIC): OpenCV here has no HEIF decoder. A file was "not an image (no known
-    image signature)"; on stdin its ftyp box made it a video ("cannot open video stdin")."""
+def test_a_heic_photo_is_told_by_its_brand_from_a_file_and_from_stdin(tmp_path, major, monkeypatch):
+    """An iPhone's photo (HEIC): a file was "not an image (no known image signature)"; on stdin its ftyp
+    box made it a video ("cannot open video stdin"). It is a HEIF image (decoded by pillow-heif, in
+    test_heic.py): these bytes have no size, so they are unreadable; without pillow-heif, refused by name."""
+    from moodstream.shared import media
+
     data = heif(major)
     path = tmp_path / "IMG_0001.HEIC"
     path.write_bytes(data)
     for item in iter_frames([str(path), "-"], stdin=io.BytesIO(data)):
         with pytest.raises(BadInputError) as err:
             item.decoded(LIMIT)
-        assert err.value.reason == "unsupported" and "HEIF" in err.value.detail and "convert" in err.value.detail
+        assert str(err.value) == "unreadable: heif header without a readable image size"
+    monkeypatch.setattr(media, "heif_decoder", lambda: False)
+    for item in iter_frames([str(path), "-"], stdin=io.BytesIO(data)):
+        with pytest.raises(BadInputError) as err:
+            item.decoded(LIMIT)
+        assert err.value.reason == "unsupported" and "pillow-heif" in err.value.detail and "convert" in err.value.detail
 
 
 def test_an_avif_photo_is_read_as_a_jpeg_is_judged_by_its_size_first(tmp_path):
@@ -594,12 +602,14 @@ def test_a_file_is_read_as_what_its_bytes_are_whatever_its_name(tmp_path):
     assert is_video("missing.mp4") and not is_video("missing.jpg")  # no file: by its name, as before
 
 
-def test_an_iphone_s_heic_photos_in_a_folder_are_each_said_not_left_out(tmp_path):
+def test_an_iphone_s_heic_photos_in_a_folder_are_each_said_not_left_out(tmp_path, monkeypatch):
     """A folder of an iPhone's photos: its .HEIC files were left out without a word (only -v said
     "left out"), and a folder of them alone was "no images or videos in X (looked for ...)". Each is
-    now read, and refused by name: HEIF, convert it (the decoder OpenCV lacks)."""
+    now read (test_heic.py); where pillow-heif is not installed, refused by name: install it, or convert."""
     from moodstream.producer.sources import media_files
+    from moodstream.shared import media
 
+    monkeypatch.setattr(media, "heif_decoder", lambda: False)
     folder = tmp_path / "DCIM"
     folder.mkdir()
     (folder / "IMG_0001.HEIC").write_bytes(heif(b"heic"))
@@ -611,7 +621,7 @@ def test_an_iphone_s_heic_photos_in_a_folder_are_each_said_not_left_out(tmp_path
     heic = next(iter_frames([listed[0]]))
     with pytest.raises(BadInputError) as err:
         heic.decoded(LIMIT)
-    assert err.value.reason == "unsupported" and "HEIF" in err.value.detail and "convert" in err.value.detail
+    assert err.value.reason == "unsupported" and "pillow-heif" in err.value.detail and "convert" in err.value.detail
     from moodstream.trainer.data import IMAGE_EXTS as TRAINING
 
     assert ".heic" not in TRAINING  # a training folder's HEIC would end the run, not one record

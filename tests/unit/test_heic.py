@@ -1,0 +1,106 @@
+"""An iPhone saves its photos as HEIC (HEIF holding HEVC) by default: every one of them was refused,
+"unsupported: convert them to JPEG or PNG" (OpenCV has no HEIF decoder). They are read now, through
+libheif (the pillow-heif wheel, in the cpu and worker installs), under the same guards as every format:
+the size from the header (its ``ispe`` properties) within max_pixels before a byte is decoded, the pixels
+decoding at once bounded, turned as its ``irot`` / ``imir`` say (as viewers and libheif turn them, not
+again by its EXIF). Where pillow-heif is missing, each is still refused by name, saying what to install.
+
+The HEIC files are made here by libheif's own encoder (x265), from the package's sample photo."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from moodstream.shared.errors import BadInputError
+from moodstream.shared.formats import image_size, sniff_format
+from moodstream.shared.media import decode_image, expand_paths, iter_frames
+from tests.support.corpus import avif_header
+from tests.support.orientation import SHOWN
+
+pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif (the cpu and worker installs' HEIC decoder)")
+
+STREET = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
+LIMIT = 50_000_000
+
+
+def heic(orientation: int = 1, mode: str = "RGB") -> bytes:
+    """samples/street.jpg as an iPhone stores it: its pixels as stored, ``orientation`` written as the HEIF's
+    irot / imir (what libheif's writer makes of an EXIF orientation)."""
+    from PIL import Image
+
+    picture = Image.open(STREET).convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(out, format="HEIF", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def street_rgb() -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(STREET)), cv2.COLOR_BGR2RGB)
+
+
+def test_an_iphone_photo_is_read_as_a_jpeg_is():
+    data = heic()
+    assert sniff_format(data) == "heif" and image_size(data) == (960, 540)
+    rgb = decode_image(data, LIMIT)
+    assert rgb.shape == (540, 960, 3) and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(np.int16) - street_rgb()).mean() < 4  # HEVC's loss at quality 92
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_it_is_turned_as_its_irot_and_imir_say(orientation):
+    rgb = decode_image(heic(orientation), LIMIT)
+    want = SHOWN[orientation](street_rgb())
+    assert rgb.shape == want.shape and np.abs(rgb.astype(np.int16) - want).mean() < 4
+
+
+def test_a_grey_photo_is_read_as_rgb():
+    rgb = decode_image(heic(mode="L"), LIMIT)
+    assert rgb.shape == (540, 960, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_over_max_pixels_it_is_refused_from_its_header(monkeypatch):
+    import pillow_heif as module
+
+    monkeypatch.setattr(module, "open_heif", lambda *a, **k: pytest.fail("decoded despite its header"))
+    with pytest.raises(BadInputError) as err:
+        decode_image(heic(), 960 * 540 - 1)
+    assert err.value.reason == "too_large" and "960x540 pixels is over the limit" in err.value.detail
+    with pytest.raises(BadInputError, match="too_large"):  # a bomb's header: 30,000 x 30,000
+        decode_image(avif_header(30_000, 30_000, major=b"heic") + b"\0" * 4096, LIMIT)
+
+
+def test_damaged_bytes_are_one_unreadable_error():
+    data = heic()
+    with pytest.raises(BadInputError) as err:
+        decode_image(data[: len(data) // 2], LIMIT)
+    assert err.value.reason in ("unreadable", "truncated"), err.value
+    with pytest.raises(BadInputError) as err:  # a header with a size and nothing to decode
+        decode_image(avif_header(64, 64, major=b"heic") + b"\0" * 64, LIMIT)
+    assert err.value.reason == "unreadable", err.value
+
+
+def test_without_pillow_heif_it_is_refused_saying_what_to_install(monkeypatch):
+    from moodstream.shared import media
+
+    monkeypatch.setattr(media, "heif_decoder", lambda: False)
+    with pytest.raises(BadInputError) as err:
+        decode_image(heic(), LIMIT)
+    assert err.value.reason == "unsupported" and "pillow-heif" in err.value.detail and "convert" in err.value.detail
+
+
+def test_an_iphone_folder_is_read_whole(tmp_path):
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    (folder / "IMG_0001.HEIC").write_bytes(heic(6))
+    (folder / "IMG_0002.jpg").write_bytes(STREET.read_bytes())
+    listed = list(expand_paths([str(folder)]))
+    items = [i for p in listed for i in iter_frames([p])]
+    assert [Path(i.source).name for i in items] == ["IMG_0001.HEIC", "IMG_0002.jpg"]
+    assert [i.decoded(LIMIT).shape for i in items] == [(960, 540, 3), (540, 960, 3)]
