@@ -106,3 +106,35 @@ def test_the_track_stage_crops_its_pictures_from_the_frame_at_the_results_size(c
     assert image.shape == (1080, 1920, 3)
     worker_read = cv2.cvtColor(cv2.imread(str(big_photo), cv2.IMREAD_REDUCED_COLOR_2), cv2.COLOR_BGR2RGB)
     assert np.abs(image.astype(np.int16) - worker_read.astype(np.int16)).mean() < 4
+
+
+def test_the_summary_says_its_boxes_are_of_the_photo_read_smaller(big_photo, tmp_path):
+    """`--summary`'s tracks give each face's `box` "in frame pixels": of a photo read at half its size, those
+    of the reduced picture, which the summary did not say (its records did). Each of its tracks, and its
+    entry under `videos`, now has the `scale`; a photo read whole has none."""
+    out = tmp_path / "people.json"
+    result = CliRunner().invoke(cli, ["analyze", str(big_photo), "--device", "cpu", "--summary", str(out)],
+                                env={"MOODSTREAM_MAX_PIXELS": str(LIMIT)})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["tracks"] and all(t["scale"] == 0.5 for t in summary["tracks"])
+    assert all(t["box"][2] <= 1920 and t["box"][3] <= 1080 for t in summary["tracks"])
+    assert [v.get("scale") for v in summary["videos"]] == [0.5]
+    whole = tmp_path / "whole.json"
+    CliRunner().invoke(cli, ["analyze", str(big_photo), "--device", "cpu", "--summary", str(whole)],
+                       env={"MOODSTREAM_MAX_PIXELS": "10000000"})
+    summary = json.loads(whole.read_text())
+    assert summary["tracks"] and not any("scale" in t for t in summary["tracks"] + summary["videos"])
+
+
+def test_the_service_summary_says_it_too(big_photo):
+    """The track stage's summary message of a photo's run (what `tracks --json` prints) has it as well."""
+    from moodstream.shared.record import Face, FrameResult
+    from moodstream.worker.tracking.summary import SourceSummary
+
+    face = Face((100.0, 100.0, 200.0, 220.0), 0.99, emotion="happiness", probabilities={"happiness": 1.0},
+                track_id=0)
+    run = SourceSummary("big_street.jpg", page=1)
+    run.add(FrameResult(source="big_street.jpg", page=1, size=(1920, 1080), scale=0.5, faces=[face]))
+    (entry,) = run.entries()
+    assert entry["scale"] == 0.5

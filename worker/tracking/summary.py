@@ -462,6 +462,7 @@ class SourceSummary:
                  page: int | None = None):
         self.source = source
         self.page = page  # a still image's run (one result): its page, 1-based
+        self.scale: float | None = None  # a photo over max_pixels read smaller: its scale (boxes in those pixels)
         self.config = config or SummaryConfig()
         self.series = series
         self.tracks: dict[int, _Track] = {}
@@ -487,6 +488,7 @@ class SourceSummary:
         else:  # a still image has no time; an untimed sequence's frames are default_fps apart
             t = 0.0 if self.page is not None else result.frame / cfg.default_fps
         self.timed = self.timed or result.timestamp_s is not None
+        self.scale = result.scale or self.scale
         if self.frames == 0:
             self.first_s = t
         else:
@@ -585,6 +587,7 @@ class SourceSummary:
             why = f"detector score {score:.3f} < {cfg.person_score_min:g}"
         dominant = LABELS[int(np.argmax(mean))]
         return {"source": self.source, **({"page": self.page} if self.page is not None else {}),
+                **({"scale": self.scale} if self.scale else {}),
                 "track_id": tr.track_id, **({"shot": tr.shot} if tr.shot is not None else {}),
                 "first_timestamp_s": round(tr.first_s, 4), "last_timestamp_s": round(tr.last_s, 4),
                 "first_frame": tr.first_frame, "last_frame": tr.last_frame, "frames": tr.frames,
@@ -749,6 +752,7 @@ class SummaryWriter:
                 else:
                     self.failed.append(f"{name}: {why}")
         video = {"source": run.source, **({"page": run.page} if run.page is not None else {}),
+                 **({"scale": run.scale} if run.scale else {}),
                  "frames": run.frames, "late_frames": run.late_frames, "dropped_frames": run.dropped_frames,
                  "tracks": len(entries),
                  "people": sum(e["person"] for e in entries)}
