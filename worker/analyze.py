@@ -320,8 +320,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
-    PATH is an image (read upright as its EXIF or TIFF orientation says; each
-    page of a multi-page TIFF is a frame), a folder (searched recursively for
+    PATH is an image (JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF, PNM; read
+    upright as its EXIF, TIFF or HEIF orientation says; each page of a
+    multi-page TIFF is a frame), a folder (searched recursively for
     images and videos), a video (an animated GIF, WebP, PNG or AVIF is one), a camera index, an
     rtsp:// or http(s):// URL (an http(s) one that serves an image is read as
     that photo, told by its bytes, as stdin's are; else as a video or live
