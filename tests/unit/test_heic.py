@@ -104,3 +104,17 @@ def test_an_iphone_folder_is_read_whole(tmp_path):
     items = [i for p in listed for i in iter_frames([p])]
     assert [Path(i.source).name for i in items] == ["IMG_0001.HEIC", "IMG_0002.jpg"]
     assert [i.decoded(LIMIT).shape for i in items] == [(960, 540, 3), (540, 960, 3)]
+
+
+def test_a_header_that_understates_the_picture_is_refused_not_decoded_larger():
+    """The size guard reads the ``ispe`` header; a file whose ``ispe`` says 96 x 54 over a 960 x 540 picture
+    would pass it. libheif holds a decode to its header's size, so it is one unreadable record, never a
+    picture larger than the limit allowed."""
+    import struct
+
+    data = bytearray(heic())
+    at = data.find(b"ispe")
+    data[at + 8:at + 16] = struct.pack(">II", 96, 54)
+    with pytest.raises(BadInputError) as err:
+        decode_image(bytes(data), 96 * 54)
+    assert err.value.reason == "unreadable" and "libheif" in err.value.detail, err.value
