@@ -164,13 +164,10 @@ def _decode_heif(data: bytes, where: str) -> np.ndarray:
     again: :func:`shared.orientation.exif_orientation` gives 1 for it). Its errors are BadInputError."""
     import pillow_heif
 
-    try:
-        pixels = np.asarray(pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True))
+    try:  # BGR(A) as libheif converts it: no copy to reorder
+        return np.asarray(pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True, bgr_mode=True))
     except Exception as exc:  # libheif's errors come as ValueError, RuntimeError, OSError...: this image's
         raise BadInputError("unreadable", f"{where}libheif cannot decode it: {str(exc).strip()[:200]}") from None
-    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
-        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    return pixels
 
 
 REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
