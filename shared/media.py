@@ -33,8 +33,8 @@ from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole,
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
                                        TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
-                                       image_size, jpeg_end, jpeg_one_scan, sniff_format, tiff_directories,
-                                       tiff_page_alone)
+                                       heif_derived_sizes, image_size, jpeg_end, jpeg_one_scan, sniff_format,
+                                       tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -240,6 +240,11 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
         raise BadInputError("unreadable", f"page {page + 1}: only a TIFF has pages, this is a {kind}")
     else:
         size = image_size(data)
+    if size is not None and kind in ("heif", "avif"):  # a grid's or an overlay's own size, where it is larger
+        derived = heif_derived_sizes(data)
+        if derived is None:
+            raise BadInputError("unreadable", f"{where}{kind} with a grid or overlay whose size cannot be read")
+        size = max([size, *derived], key=lambda wh: wh[0] * wh[1])
     if size is None:
         raise BadInputError("unreadable", f"{where}{kind} header without a readable image size" + (
             f" (its size missing or given twice, or a directory of over {MAX_TIFF_ENTRIES} entries)"

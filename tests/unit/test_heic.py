@@ -118,3 +118,38 @@ def test_a_header_that_understates_the_picture_is_refused_not_decoded_larger():
     with pytest.raises(BadInputError) as err:
         decode_image(bytes(data), 96 * 54)
     assert err.value.reason == "unreadable" and "libheif" in err.value.detail, err.value
+
+
+def test_an_honest_grid_is_read_whole():
+    """An iPhone's HEIC is a grid of 512 x 512 tiles: a 2 x 2 grid that says 1024 x 1024, as its ispe does."""
+    from tests.support.heif import derived_heif
+
+    rgb = decode_image(derived_heif(b"grid", (1024, 1024), (1024, 1024), rows=2, columns=2), 2_000_000)
+    assert rgb.shape == (1024, 1024, 3) and rgb.std() > 10
+
+
+@pytest.mark.parametrize("kind, rows", [(b"grid", 3), (b"iovl", 1)])
+def test_a_grid_or_overlay_larger_than_its_ispe_is_refused_from_its_header(kind, rows, monkeypatch):
+    """libheif allocates a grid's picture at the size its own data declares, tiles decoded, before it checks
+    it against the ispe the guard read: 49 tiles saying 28672 x 28672 under an ispe of 1024 x 1024 held
+    1.3 GB and 7.5 s for a message of 258 KB. The guard reads a grid's and an overlay's own size now."""
+    import pillow_heif as module
+
+    from tests.support.heif import derived_heif
+
+    data = derived_heif(kind, (1536, 1536) if kind == b"grid" else (30000, 30000), (256, 256), rows=rows,
+                        columns=rows)
+    monkeypatch.setattr(module, "open_heif", lambda *a, **k: pytest.fail("decoded despite its declared size"))
+    with pytest.raises(BadInputError) as err:
+        decode_image(data, 1_000_000)
+    assert err.value.reason == "too_large", err.value
+    assert ("1536x1536" if kind == b"grid" else "30000x30000") in err.value.detail
+
+
+def test_a_grid_whose_size_cannot_be_read_is_refused():
+    from tests.support.heif import derived_heif
+
+    with pytest.raises(BadInputError) as err:
+        decode_image(derived_heif(b"grid", (1024, 1024), (1024, 1024), rows=2, columns=2, with_place=False),
+                     2_000_000)
+    assert err.value.reason == "unreadable" and "grid or overlay" in err.value.detail, err.value
