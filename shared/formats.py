@@ -180,9 +180,13 @@ def heif_derived_sizes(data) -> list[tuple[int, int]] | None:
     1024 held 1.3 GB and 7.5 s of decoding for a message of 258 KB. [] where there is none; None where one's
     data cannot be read (its ``iloc`` entry or bytes missing): the image is refused then."""
     types = {}  # item id -> item type, from meta > iinf > infe (version 2 and 3)
+    entries = 0  # boxes read in iinf, MAX_BOXES at most in all
     for _, body, end in _inside(data, (b"meta", b"iinf")):
         start = body + 4 + (2 if body < len(data) and data[body] == 0 else 4)  # version, flags, entry count
         for kind, b, e in _boxes(data, start, end):
+            entries += 1
+            if entries > MAX_BOXES:
+                return None
             version, idlen = (data[b] if b < e else 0), (4 if b < e and data[b] == 3 else 2)
             if kind == b"infe" and version >= 2 and b + 4 + idlen + 6 <= e:
                 item = int.from_bytes(data[b + 4:b + 4 + idlen], "big")
@@ -221,7 +225,8 @@ def _derived_size(kind: bytes, head: bytes) -> tuple[int, int] | None:
 
 def _iloc(data) -> dict[int, tuple[int, int, list[tuple[int, int]]]] | None:
     """meta > iloc: item id -> (construction method, base offset, [(extent offset, extent length)]); None where
-    it is cut short."""
+    it is cut short or lists over MAX_BOXES items and extents (an extent of zero-sized fields takes no bytes:
+    4,096 items of 65,535 extents each in 32 KB held this loop 11 s)."""
     box = next(iter(_inside(data, (b"meta", b"iloc"))), None)
     if box is None:
         return {}
@@ -236,20 +241,26 @@ def _iloc(data) -> dict[int, tuple[int, int, list[tuple[int, int]]]] | None:
         value, at = int.from_bytes(data[at:at + n], "big"), at + n
         return value
 
-    places = {}
+    places, steps = {}, 0  # steps: items and extents read, MAX_BOXES at most (an extent may take no bytes)
     try:
         sizes = read(2)
         offset_size, length_size, base_size = sizes >> 12, (sizes >> 8) & 15, (sizes >> 4) & 15
         index_size = sizes & 15 if version in (1, 2) else 0
-        for _ in range(min(read(4 if version == 2 else 2), MAX_BOXES)):
+        for _ in range(read(4 if version == 2 else 2)):
             item = read(4 if version == 2 else 2)
             method = read(2) & 15 if version in (1, 2) else 0
             read(2)  # data reference index
             base = read(base_size)
             extents = []
-            for _ in range(min(read(2), MAX_BOXES)):
+            for _ in range(read(2)):
+                steps += 1
+                if steps > MAX_BOXES:
+                    raise ValueError("iloc of too many extents")
                 read(index_size)
                 extents.append((read(offset_size), read(length_size)))
+            steps += 1
+            if steps > MAX_BOXES:
+                raise ValueError("iloc of too many items")
             places[item] = (method, base, extents)
     except ValueError:
         return None

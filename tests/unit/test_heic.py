@@ -153,3 +153,21 @@ def test_a_grid_whose_size_cannot_be_read_is_refused():
         decode_image(derived_heif(b"grid", (1024, 1024), (1024, 1024), rows=2, columns=2, with_place=False),
                      2_000_000)
     assert err.value.reason == "unreadable" and "grid or overlay" in err.value.detail, err.value
+
+
+def test_an_item_table_of_empty_extents_is_refused_at_once():
+    """The guard's own walk of the item locations: 4,096 items of 65,535 extents whose fields take no bytes
+    (32 KB) held it 11 s. Past 4,096 items and extents it stops: unreadable."""
+    import struct
+
+    from tests.support.heif import box, full_box
+
+    items = b"".join(struct.pack(">HHHH", i, 0, 0, 65535) for i in range(1, 4097))
+    iloc = full_box(b"iloc", 1, 0, b"\0\0" + struct.pack(">H", 4096) + items)
+    infe = full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"grid\0")
+    meta = full_box(b"meta", 0, 0, full_box(b"hdlr", 0, 0, b"\0" * 4 + b"pict" + b"\0" * 13) + iloc
+                    + full_box(b"iinf", 0, 0, struct.pack(">H", 1) + infe)
+                    + box(b"iprp", box(b"ipco", full_box(b"ispe", 0, 0, struct.pack(">II", 64, 64)))))
+    with pytest.raises(BadInputError) as err:  # (before: 11 s walking it, then a size read from nowhere)
+        decode_image(box(b"ftyp", b"heic\0\0\0\0mif1heic") + meta, LIMIT)
+    assert err.value.reason == "unreadable", err.value
