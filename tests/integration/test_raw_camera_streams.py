@@ -8,8 +8,6 @@ parameter sets and its one picture, as Annex B), the picture repeated: a stream 
 
 from __future__ import annotations
 
-import io
-import struct
 from pathlib import Path
 
 import pytest
@@ -17,44 +15,15 @@ import pytest
 import moodstream
 from moodstream.producer.sources import media_files
 from moodstream.shared.media import expand_paths, iter_frames
+from tests.support.heif import annex_b, hevc_picture
 
-pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif (its x265 encoder writes the HEVC here)")
-
-STREET = Path(moodstream.__file__).resolve().parent / "samples" / "street.jpg"
-
-
-def _raw_hevc(frames: int) -> bytes:
-    """An Annex B H.265 stream: the HEIC's VPS, SPS and PPS, then its picture ``frames`` times."""
-    from PIL import Image
-
-    out = io.BytesIO()
-    pillow_heif.from_pillow(Image.open(STREET)).save(out, format="HEIF", quality=80)
-    data = out.getvalue()
-    at = data.find(b"hvcC")
-    config = data[at + 4:at - 4 + struct.unpack(">I", data[at - 4:at])[0]]
-    pos, params = 23, []  # after the 22-byte header and numOfArrays
-    for _ in range(config[22]):
-        count = struct.unpack(">H", config[pos + 1:pos + 3])[0]
-        pos += 3
-        for _ in range(count):
-            size = struct.unpack(">H", config[pos:pos + 2])[0]
-            params.append(config[pos + 2:pos + 2 + size])
-            pos += 2 + size
-    at = data.find(b"mdat")
-    payload = data[at + 4:at - 4 + struct.unpack(">I", data[at - 4:at])[0]]
-    units, pos = [], 0
-    while pos + 4 <= len(payload):  # 4-byte lengths before each NAL unit
-        size = struct.unpack(">I", payload[pos:pos + 4])[0]
-        units.append(payload[pos + 4:pos + 4 + size])
-        pos += 4 + size
-    start = b"\x00\x00\x00\x01"
-    return (b"".join(start + p for p in params) + b"".join(start + u for u in units)) * frames
+pytest.importorskip("pillow_heif", reason="pillow-heif (its x265 encoder writes the HEVC here)")
 
 
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("nvr")
-    stream = _raw_hevc(10)
+    stream = annex_b(*hevc_picture((960, 540), quality=80)) * 10  # its one picture, ten times
     for name in ("cam1.h265", "ch02.hevc", "ch03.265"):
         (folder / name).write_bytes(stream)
     (folder / "index.txt").write_text("channel list\n")

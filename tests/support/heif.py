@@ -21,13 +21,14 @@ def full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
 
 
 @functools.cache
-def hevc_tile(side: int) -> tuple[bytes, bytes]:
-    """(its hvcC box, its coded picture with 4-byte NAL lengths): the sample photo at side x side."""
+def hevc_picture(size: tuple[int, int], quality: int = 50) -> tuple[bytes, bytes]:
+    """(its hvcC box, its coded picture with 4-byte NAL lengths): the sample photo at ``size`` (W, H), as
+    libheif's x265 codes it for a one-picture HEIC."""
     import pillow_heif
     from PIL import Image
 
     out = io.BytesIO()
-    pillow_heif.from_pillow(Image.open(STREET).resize((side, side))).save(out, format="HEIF", quality=50)
+    pillow_heif.from_pillow(Image.open(STREET).resize(size)).save(out, format="HEIF", quality=quality)
     data = out.getvalue()
     at = data.find(b"hvcC")
     config = data[at - 4:at - 4 + struct.unpack(">I", data[at - 4:at])[0]]
@@ -35,12 +36,31 @@ def hevc_tile(side: int) -> tuple[bytes, bytes]:
     return config, data[at + 4:at - 4 + struct.unpack(">I", data[at - 4:at])[0]]
 
 
+def annex_b(config: bytes, picture: bytes) -> bytes:
+    """The picture as a raw H.265 stream (Annex B, what a recorder exports): the parameter sets of its
+    hvcC box (VPS, SPS, PPS), then its NAL units, each after a start code instead of its length."""
+    pos, units = 8 + 23, []  # the box's size and type, its 22-byte header and numOfArrays
+    for _ in range(config[8 + 22]):
+        count = struct.unpack(">H", config[pos + 1:pos + 3])[0]
+        pos += 3
+        for _ in range(count):
+            size = struct.unpack(">H", config[pos:pos + 2])[0]
+            units.append(config[pos + 2:pos + 2 + size])
+            pos += 2 + size
+    pos = 0
+    while pos + 4 <= len(picture):  # 4-byte lengths before each NAL unit
+        size = struct.unpack(">I", picture[pos:pos + 4])[0]
+        units.append(picture[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in units)
+
+
 def derived_heif(kind: bytes, size: tuple[int, int], ispe: tuple[int, int], rows: int = 1, columns: int = 1,
                  tile: int = 512, with_place: bool = True) -> bytes:
     """A HEIC whose primary item is a ``kind`` (b"grid" or b"iovl") declaring ``size`` in its own data, with
     an ``ispe`` of ``ispe``, over rows x columns references to one ``tile`` x ``tile`` HEVC picture; its data
     in ``idat`` (``with_place`` False: no ``iloc`` entry says where)."""
-    config, picture = hevc_tile(tile)
+    config, picture = hevc_picture((tile, tile))
     n = rows * columns
     wide = max(size) > 65535
     sides = struct.pack(">II", *size) if wide else struct.pack(">HH", *size)
