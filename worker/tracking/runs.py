@@ -218,10 +218,10 @@ def summary_message(run: SourceRun, why: str, last: bool = True) -> dict:
             b64 = thumbnail_b64(picture)
         if b64 is not None:
             thumbnails[str(tid)] = b64
-    page = {"page": run.summary.page} if run.summary.page is not None else {}  # a still image's run
+    still = {"page": run.summary.page} if run.summary.page is not None else {}  # a still image's run
     if run.summary.scale:  # a photo read smaller: its tracks' boxes are in those pixels
-        page["scale"] = run.summary.scale
-    return {"source": run.source, **page, "run": run.number, "ended": why, "frames": run.summary.frames,
+        still["scale"] = run.summary.scale
+    return {"source": run.source, **still, "run": run.number, "ended": why, "frames": run.summary.frames,
             "late_frames": run.summary.late_frames, "dropped_frames": run.summary.dropped_frames,
             "part": run.parts + 1, "last_part": last,
             "tracks": tracks, "thumbnails": thumbnails, "summary": summary_settings(run.summary.config)}
