@@ -453,7 +453,7 @@ def jpeg_one_scan(data: bytes) -> bool:
         elif marker == 0xDA:
             if frame is None or frame[0] not in (0xC0, 0xC1) or at + 5 > len(data) or data[at + 4] != frame[1]:
                 return False
-            end = jpeg_end(data)
+            end = data.find(b"\xff\xd9", at + 2)  # the image's end, as jpeg_end finds it from this scan
             return end > 0 and data.find(b"\xff\xda", at + 2, end) < 0
     return False
 
