@@ -40,7 +40,8 @@ across reconnects, and so do camera shots (a broadcast's cuts, :mod:`shared.shot
 each kept frame is held until the next is read, which decides its shot, one frame
 of latency; a read that takes longer than ``hold_s``, or three times the usual read, a
 stall, lets it go on its own, judged without a next frame); a live stream's ``timestamp_s`` is the wall-clock time
-since the iterator started, so tracks and smoothing downstream see one continuous timeline.
+since the iterator started, each frame's later than the one before (:class:`shared.media.Stamps`: parts read
+together are 0.1 ms apart), so tracks and smoothing downstream see one continuous timeline.
 URLs are opened with FFmpeg's open and read timeouts, so a stream that stalls
 without closing counts as a drop too. Frames and log lines name the source by
 :func:`shared.media.source_name` (no credentials). Needs only OpenCV (no torch).
@@ -60,7 +61,7 @@ import cv2
 from moodstream.shared.capture import (HOLD_S, FrameReader, Reader, Reads, open_on, until, why_no_frames,
                                        why_unopened)
 from moodstream.shared.errors import BadInputError
-from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, camera_missing, cut_short, decode_stored,
+from moodstream.shared.media import (FrameItem, FrameTimes, RateCap, Stamps, camera_missing, cut_short, decode_stored,
                                      is_camera_index, is_finite_stream, source_name, to_rgb8)
 from moodstream.shared.settings import MAX_PIXELS_CEILING, Settings
 from moodstream.shared.shots import ShotCounter
@@ -157,6 +158,7 @@ class LiveSource:
         min_gap_s = 1.0 / cfg.max_fps if cfg.max_fps else 0.0
         started = self.clock()
         last_kept: float | None = None
+        stamp = Stamps()  # one timeline across reconnects: never back, never two frames at one time
         failed = 0  # failures in a row: opens that failed, connections with no frame or shorter than stable_s
         down_since: float | None = None
         shots = ShotCounter()
@@ -250,7 +252,7 @@ class LiveSource:
                             continue
                         last_kept = now
                         self.kept += 1
-                        held = FrameItem(name, index, round(now, 4), image=to_rgb8(bgr))
+                        held = FrameItem(name, index, stamp(now), image=to_rgb8(bgr))
                 finally:  # also on Ctrl-C and when the iteration is closed: never released inside a read
                     frames_of.close()
                     reads.release()

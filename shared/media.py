@@ -1036,6 +1036,23 @@ class FrameTimes:
         self.index += frames
 
 
+class Stamps:
+    """Frame times as given (seconds, rounded to 0.1 ms), each later than the one before: frames timed
+    by the clock (a live stream's, a camera's) that are read together (Motion-JPEG parts in one TCP
+    segment) rounded to one time, and one source's frames at one time break its single timeline for
+    tracks and smoothing downstream; such a frame is put 0.1 ms after the one before."""
+
+    def __init__(self):
+        self.last: float | None = None
+
+    def __call__(self, t: float) -> float:
+        stamp = round(t, 4)
+        if self.last is not None and stamp <= self.last:
+            stamp = round(self.last + 1e-4, 4)
+        self.last = stamp
+        return stamp
+
+
 def is_finite_stream(announced: float) -> bool:
     """Whether a URL's capture announcing ``announced`` frames is a file over the network (an mp4 or an
     HLS VOD: read once, timed by its own times); a live stream's count is 0, negative or absurd."""
@@ -1143,6 +1160,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     # a live stream's frames are timed by the clock (its reader gives no time, FFmpeg calls every MJPEG
     # stream 25 fps); a file over a URL, which announces its length, by its own times, as the file's
     clock_from = None if reads is None or finite_stream else time.monotonic()
+    stamp = Stamps()
     try:
         while max_frames is None or emitted < max_frames or held is not None:
             lost = 0
@@ -1194,7 +1212,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
                 t = times.next(cap)
             if (max_frames is None or emitted < max_frames) and \
                     (cap_rate.keep(t) if cap_rate else index % max(1, every_n) == 0):
-                held = FrameItem(name, index, round(t, 4), image=to_rgb8(bgr), rate=rate)
+                held = FrameItem(name, index, stamp(t), image=to_rgb8(bgr), rate=rate)
                 emitted += 1
             index += 1
     except KeyboardInterrupt:  # Ctrl-C: the frame held for its shot was read, so it is given first

@@ -76,6 +76,19 @@ def test_frame_rate_cap_keeps_frames_at_most_max_fps():
     assert [f.frame for f in kept] == list(range(0, 100, 4))
 
 
+def test_frames_read_together_keep_distinct_times():
+    """Motion-JPEG parts that arrive in one TCP segment are read 20 us apart: the clock's times,
+    rounded to 0.1 ms, came out equal (a live stream's frames at 0.0422 and 0.0422, seen in CI), and
+    two frames of one source at one time break "one continuous timeline" for tracks and smoothing
+    downstream. Each frame is now later than the one before it."""
+    clock = FakeClock()
+    cap = FakeCapture(clock, n=20, step_s=0.00002)
+    source = LiveSource("0", LiveConfig(max_reconnects=0), opener=cap.open, sleep=clock.sleep, clock=clock)
+    times = [f.timestamp_s for f in source.frames() if f.error is None]
+    assert len(times) == 20 and all(b > a for a, b in zip(times, times[1:])), times
+    assert times[-1] == pytest.approx(20 * 0.00002, abs=0.003)  # still the clock's time, near enough
+
+
 def test_keyboard_interrupt_ends_the_iteration_quietly(caplog):
     clock = FakeClock()
     cap = FakeCapture(clock, n=5, step_s=0.01, interrupt=True)

@@ -83,6 +83,24 @@ def test_a_live_stream_that_comes_back_as_a_file_keeps_one_timeline():
     assert [t - times[10] for t in times[10:]] == pytest.approx(file_times, abs=1e-3)
 
 
+def test_analyze_of_a_live_stream_gives_each_frame_its_own_time(monkeypatch):
+    """`analyze URL` of a live MJPEG stream times frames by the clock, rounded to 0.1 ms: parts that
+    arrive together were given one time (as the expander gave 0.0422 twice in CI). Here its clock moves
+    1 us a look, so every frame's time rounds to 0: each is now later than the one before."""
+    import types
+
+    import moodstream.shared.media as media
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(media, "time", types.SimpleNamespace(monotonic=lambda: next(ticks) * 1e-6))
+    site = Site({"/cam": mjpeg(8, gap_s=0.0)})
+    try:
+        items = list(iter_video(served(site, "/cam")))
+    finally:
+        site.close()
+    times = [f.timestamp_s for f in items if f.error is None]
+    assert len(times) == 8 and all(b > a for a, b in zip(times, times[1:])), times
+
+
 def test_a_download_cut_short_is_said_as_analyze_says_it(tmp_path):
     """A 10 s mp4 (300 frames) whose server closes the connection half way through its media
     data: `analyze URL` read 150 frames and said the video was truncated; `produce URL` and the
