@@ -25,8 +25,9 @@ def sniff_format(data: bytes) -> str | None:
     Names: jpeg, png, webp, bmp, gif, tiff, pnm, avif (the formats we accept: each has a
     header :func:`image_size` reads), and jpeg2000, openexr, hdr, sunraster,
     pfm, bigtiff (OpenCV decodes them, we refuse them: their sizes are not checked
-    before decoding), and heif (HEIC: OpenCV has no decoder for it; named so that
-    it is refused as what it is, not taken for a video).
+    before decoding), heif (HEIC: OpenCV has no decoder for it, libheif does; named so that
+    it is not taken for a video) and jxl (JPEG XL: no decoder here; named so that it is
+    refused as what it is, not as "not an image").
     """
     head = data[:16]
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -62,6 +63,8 @@ def sniff_format(data: bytes) -> str | None:
         return "hdr"
     if head[:4] == b"\x59\xa6\x6a\x95":
         return "sunraster"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":  # a bare codestream, a container
+        return "jxl"
     return None
 
 

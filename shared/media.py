@@ -49,10 +49,12 @@ from moodstream.shared.table import plural, printable
 REASONS = ("not_found", "empty", "unreadable", "truncated", "too_large", "unsupported")
 # a folder's files read as images: every ACCEPTED_FORMATS format by its usual names (PNM: .ppm .pgm .pbm .pnm)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
-              ".avif"}
+              ".avif",
+              # JPEGs by other names: Chrome's and Edge's "Save image as" on Windows (.jfif), older Windows software's
+              ".jfif", ".jpe", ".jif", ".jfi"}
 # a folder's photos decoded by libheif (pillow-heif), or where it is not installed refused by name ("install
 # pillow-heif, or convert it"), never left out of the folder without a word; a training folder leaves them out
-SAID_EXTS = {".heic", ".heif"}
+SAID_EXTS = {".heic", ".heif", ".hif"}  # .HIF: a Canon, Sony or Fujifilm camera's HEIF photos
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
               # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
               ".mts", ".m2ts", ".ts", ".3gp", ".3g2", ".flv", ".f4v", ".vob", ".ogv", ".mxf", ".asf", ".dv", ".divx",
@@ -214,6 +216,9 @@ def _decode_stored(data: bytes, max_pixels: int, budget: PixelBudget | None = No
         raise BadInputError("unsupported", "HEIF / HEIC images (an iPhone's photos) are decoded by pillow-heif, which "
                                            "this install lacks (moodstream's cpu and worker installs have it): pip "
                                            "install pillow-heif, or convert them to JPEG or PNG")
+    if kind == "jxl":
+        raise BadInputError("unsupported", "JPEG XL images are not read here (neither OpenCV nor pillow-heif decodes "
+                                           "them): convert them to JPEG or PNG")
     if kind not in ACCEPTED_FORMATS:
         raise BadInputError("unsupported", f"{kind} images are not accepted (their size cannot be checked "
                                            f"before decoding); send {', '.join(ACCEPTED_FORMATS)}")

@@ -320,7 +320,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             **flags) -> None:
     """Detect faces and classify their emotions in images, folders and videos.
 
-    PATH is an image (JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF, PNM; read
+    PATH is an image (JPEG incl. .jfif, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF, PNM; read
     upright as its EXIF, TIFF or HEIF orientation says; each page of a
     multi-page TIFF is a frame), a folder (searched recursively for
     images and videos), a video (an animated GIF, WebP, PNG or AVIF is one), a camera index, an
