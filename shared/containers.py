@@ -22,7 +22,8 @@ ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF (WMV): its
 def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
-    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes), or None (images
+    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.h264`` / ``.hevc``
+    for a raw stream with no container, :func:`raw_stream`), or None (images
     among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
     :func:`shared.media.container_cut` go by it."""
@@ -41,6 +42,31 @@ def sniff_video(data: bytes) -> str | None:
         return ".flv"
     if is_mpeg_ts(data):
         return ".ts"
+    return raw_stream(head)
+
+
+# H.264 profile_idc values (Baseline 66 ... High 4:4:4 244, SVC and MVC's): an SPS's second byte
+H264_PROFILES = {66, 77, 88, 100, 110, 122, 244, 44, 83, 86, 118, 128, 134, 135, 138, 139}
+HEVC_FIRST = {32, 33, 34, 35, 39}  # a raw H.265 stream's first NAL unit: VPS, SPS, PPS, AUD, prefix SEI
+
+
+def raw_stream(head: bytes) -> str | None:
+    """``.h264`` or ``.hevc`` where ``head`` begins as a raw H.264 / H.265 stream in Annex B (no
+    container: a security camera recorder's export, ``cat ch01.264 |``): a start code, then a NAL unit
+    such a stream begins with (H.265: a VPS, SPS, PPS, access unit delimiter or SEI of layer 0; H.264:
+    an SPS of a profile there is, an access unit delimiter, an SEI), its forbidden bit clear. None else
+    (an MPEG program stream's or MPEG-2 video's start code is followed by no NAL unit)."""
+    at = 4 if head[:4] == b"\0\0\0\1" else 3 if head[:3] == b"\0\0\1" else 0
+    if not at or len(head) < at + 2:
+        return None
+    first, second = head[at], head[at + 1]
+    if first & 0x81 == 0 and first >> 1 in HEVC_FIRST and 1 <= second <= 7:  # layer 0, temporal id + 1
+        return ".hevc"
+    kind, ref = first & 0x1F, first & 0x60
+    if first & 0x80 == 0 and ((kind == 7 and ref and second in H264_PROFILES)
+                              or (kind == 9 and not ref and second & 0x1F == 0x10)  # primary_pic_type, stop bit
+                              or (kind == 6 and not ref and second)):  # an SEI's payload type
+        return ".h264"
     return None
 
 
