@@ -22,7 +22,8 @@ ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF (WMV): its
 def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
-    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.h264`` / ``.hevc``
+    ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.dav`` for a Dahua
+    recorder's DHAV packets; ``.h264`` / ``.hevc``
     for a raw stream with no container, :func:`raw_stream`), or None (images
     among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
@@ -42,6 +43,8 @@ def sniff_video(data: bytes) -> str | None:
         return ".flv"
     if is_mpeg_ts(data):
         return ".ts"
+    if head[:5] == b"DAHUA" or (head[:4] == b"DHAV" and head[4:5] in (b"\xf0", b"\xf1", b"\xfc", b"\xfd")):
+        return ".dav"  # a Dahua recorder's export: FFmpeg's dhav demuxer starts on these (its probe's)
     return raw_stream(head)
 
 

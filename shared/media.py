@@ -59,8 +59,9 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
               ".mts", ".m2ts", ".ts", ".3gp", ".3g2", ".flv", ".f4v", ".vob", ".ogv", ".mxf", ".asf", ".dv", ".divx",
               ".qt", ".y4m", ".m2v",
-              # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps)
-              ".h264", ".264", ".h265", ".265", ".hevc"}
+              # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps),
+              # or a Dahua recorder's DHAV packets (FFmpeg's dhav demuxer: each frame at its own time)
+              ".h264", ".264", ".h265", ".265", ".hevc", ".dav"}
 
 
 # --- orientation: the pixels turned as a viewer shows them ------------------------------------
