@@ -23,7 +23,7 @@ def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
     ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.dav`` for a Dahua
-    recorder's DHAV packets; ``.h264`` / ``.hevc``
+    recorder's DHAV packets, ``.ivf`` for IVF (VP8 / VP9 / AV1); ``.h264`` / ``.hevc``
     for a raw stream with no container, :func:`raw_stream`), or None (images
     among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
@@ -45,6 +45,8 @@ def sniff_video(data: bytes) -> str | None:
         return ".ts"
     if head[:5] == b"DAHUA" or (head[:4] == b"DHAV" and head[4:5] in (b"\xf0", b"\xf1", b"\xfc", b"\xfd")):
         return ".dav"  # a Dahua recorder's export: FFmpeg's dhav demuxer starts on these (its probe's)
+    if head[:4] == b"DKIF" and head[6:8] == b"\x20\x00":  # IVF (vpxenc, aomenc, WebRTC dumps): its 32-byte header
+        return ".ivf"
     return raw_stream(head)
 
 

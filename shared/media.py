@@ -59,6 +59,8 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               # a camcorder's (AVCHD .mts / .m2ts), an old phone's (.3gp), a broadcast recording's (.ts), a DVD's ...
               ".mts", ".m2ts", ".ts", ".3gp", ".3g2", ".flv", ".f4v", ".vob", ".ogv", ".mxf", ".asf", ".dv", ".divx",
               ".qt", ".y4m", ".m2v",
+              # VP8 / VP9 / AV1 as vpxenc, aomenc and WebRTC recorders write them (IVF)
+              ".ivf",
               # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps),
               # or a Dahua recorder's DHAV packets (FFmpeg's dhav demuxer: each frame at its own time)
               ".h264", ".264", ".h265", ".265", ".hevc", ".dav"}
