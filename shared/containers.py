@@ -23,7 +23,8 @@ def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
     ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.dav`` for a Dahua
-    recorder's DHAV packets, ``.ivf`` for IVF (VP8 / VP9 / AV1); ``.h264`` / ``.hevc``
+    recorder's DHAV packets, ``.ivf`` for IVF (VP8 / VP9 / AV1), ``.mjpg`` for a multipart Motion-JPEG stream (its first
+    1 KB); ``.h264`` / ``.hevc``
     for a raw stream with no container, :func:`raw_stream`), or None (images
     among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
     place a video container's signature is read: :func:`container_whole` and
@@ -45,6 +46,8 @@ def sniff_video(data: bytes) -> str | None:
         return ".ts"
     if head[:5] == b"DAHUA" or (head[:4] == b"DHAV" and head[4:5] in (b"\xf0", b"\xf1", b"\xfc", b"\xfd")):
         return ".dav"  # a Dahua recorder's export: FFmpeg's dhav demuxer starts on these (its probe's)
+    if data.lstrip(b"\r\n")[:2] == b"--" and _MULTIPART_JPEG.search(data, 0, 1024):
+        return ".mjpg"  # an IP camera's multipart stream saved to a file (curl -o cam.mjpg): FFmpeg's mpjpeg
     if head[:4] == b"DKIF" and head[6:8] == b"\x20\x00":  # IVF (vpxenc, aomenc, WebRTC dumps): its 32-byte header
         return ".ivf"
     return raw_stream(head)
@@ -53,6 +56,9 @@ def sniff_video(data: bytes) -> str | None:
 # H.264 profile_idc values (Baseline 66 ... High 4:4:4 244, SVC and MVC's): an SPS's second byte
 H264_PROFILES = {66, 77, 88, 100, 110, 122, 244, 44, 83, 86, 118, 128, 134, 135, 138, 139}
 HEVC_FIRST = {32, 33, 34, 35, 39}  # a raw H.265 stream's first NAL unit: VPS, SPS, PPS, AUD, prefix SEI
+
+
+_MULTIPART_JPEG = re.compile(rb"(?i)\ncontent-type:[ \t]*image/jpeg")  # in a multipart part's header
 
 
 def raw_stream(head: bytes) -> str | None:

@@ -443,6 +443,30 @@ def jpeg_end(data: bytes) -> int:
     return len(data) if data.rstrip(b"\x00")[-2:] == b"\xff\xd9" else -1
 
 
+def jpeg_stream(data, complete: bool = True) -> bool | None:
+    """Whether another JPEG begins where this one ends (zero bytes or line ends between them skipped):
+    Motion-JPEG written to a file or a pipe (``rpicam-vid --codec mjpeg``, ``v4l2-ctl --stream-to``,
+    ``ffmpeg -f mjpeg``), a video, not a photo. Not a JPEG whose own pictures follow it: a multi-picture
+    JPEG (a 3D camera's MPO, an Ultra HDR photo's gain map) names them in an APP2 ``MPF`` segment, and a
+    Motion Photo's MP4 is no JPEG. ``complete`` False (a pipe read so far): None where the data ends
+    before that can be told."""
+    try:
+        segments = list(jpeg_segments(data))
+    except BadInputError:  # (its header refused as a photo's is)
+        return False
+    if any(marker == 0xE2 and data[at + 4:at + 8] == b"MPF\x00" for marker, at, _ in segments):
+        return False
+    if not segments or segments[-1][0] != 0xDA:  # no image data (yet)
+        return None if not complete else False
+    end = data.find(b"\xff\xd9", segments[-1][1] + 2)  # the image's end, as jpeg_end finds it
+    if end < 0:
+        return None if not complete else False
+    after = data[end + 2:end + 2 + 64].lstrip(b"\x00\r\n")
+    if len(after) < 3 and not complete and len(data) < end + 2 + 64:
+        return None
+    return after[:3] == b"\xff\xd8\xff"
+
+
 def jpeg_one_scan(data: bytes) -> bool:
     """Whether a JPEG's image is one sequential scan of all its components, as a camera writes it:
     libjpeg then decodes it a band of rows at a time, so a reduced decode (1/2, 1/4, 1/8) holds only the

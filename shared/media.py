@@ -33,7 +33,8 @@ from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole,
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
                                        TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
-                                       heif_derived_sizes, image_size, jpeg_end, jpeg_one_scan, sniff_format,
+                                       heif_derived_sizes, image_size, jpeg_end, jpeg_one_scan, jpeg_stream,
+                                       sniff_format,
                                        tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
@@ -61,6 +62,8 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               ".qt", ".y4m", ".m2v",
               # VP8 / VP9 / AV1 as vpxenc, aomenc and WebRTC recorders write them (IVF)
               ".ivf",
+              # Motion-JPEG written to a file: JPEGs one after the other (rpicam-vid, v4l2), or a camera's multipart
+              ".mjpg", ".mjpeg",
               # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps),
               # or a Dahua recorder's DHAV packets (FFmpeg's dhav demuxer: each frame at its own time)
               ".h264", ".264", ".h265", ".265", ".hevc", ".dav"}
@@ -602,7 +605,8 @@ def told_by_bytes(path: str) -> bool | None:
     or an animated GIF, False for an image of any other kind (a JPEG named .mp4: FFmpeg read it as a
     one-frame video), None where they tell neither (a container they do not know: its name decides),
     or it is no regular file (a FIFO is opened once, by the read itself) or cannot be read. A video
-    saved without an extension, or as .jpg, was "not an image"."""
+    saved without an extension, or as .jpg, was "not an image". Motion-JPEG (JPEGs one after the other)
+    is a video where its name is no photo's (``cam.mjpeg``, a bare name)."""
     try:
         if not os.path.isfile(path):
             return None
@@ -615,7 +619,21 @@ def told_by_bytes(path: str) -> bool | None:
     kind = sniff_format(head)
     if kind == "gif":
         return animated_gif(path)
+    if kind == "jpeg" and os.path.splitext(path)[1].lower() not in IMAGE_EXTS:
+        return jpeg_stream_file(path)  # (one named as a photo is one: FFmpeg would read it as one, by its name)
     return None if kind is None else False
+
+
+def jpeg_stream_file(path: str) -> bool:
+    """Whether the JPEG file at ``path`` is Motion-JPEG, another JPEG after its first
+    (:func:`shared.formats.jpeg_stream`): read through a map of the file, its header and a search for its end."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return bool(jpeg_stream(data))
+    except (OSError, ValueError):
+        return False
 
 
 def animated_gif(path: str) -> bool:
@@ -701,7 +719,25 @@ def sniff_head(stream, max_image_bytes: int | None) -> tuple[bytes, str | None]:
     if head[:6] in (b"GIF87a", b"GIF89a"):
         head, animated = read_gif_head(head, stream, max_image_bytes)
         suffix = ".gif" if animated else None
+    elif head[:2] == b"\xff\xd8":
+        head, motion = read_jpeg_head(head, stream, max_image_bytes)
+        suffix = ".mjpeg" if motion else None
     return head, suffix
+
+
+def read_jpeg_head(head: bytes, rest, limit: int | None) -> tuple[bytes, bool]:
+    """A JPEG on stdin: as much of it as shows whether another JPEG follows it (Motion-JPEG,
+    ``rpicam-vid --codec mjpeg -o -``: :func:`shared.formats.jpeg_stream`), read in doubling chunks up to
+    ``limit`` bytes (past which it is no image anyway), and whether one does."""
+    data = head
+    while True:
+        motion = jpeg_stream(data, complete=False)
+        if motion is not None:
+            return data, motion
+        more = rest.read(max(len(data), PIPE_HEAD_BYTES)) if limit is None or len(data) <= limit else b""
+        if not more:
+            return data, bool(jpeg_stream(data))
+        data += more
 
 
 def read_capped(stream, limit: int | None, head: bytes = b"") -> bytes:
