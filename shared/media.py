@@ -9,6 +9,7 @@ Every failure is a :class:`BadInputError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -821,8 +822,9 @@ def is_pipe(spec: str) -> bool:
 def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, max_frames: int | None = None,
                 max_pixels: int | None = None, max_image_bytes: int | None = None) -> Iterator[FrameItem]:
     """The frames of what a pipe holds (stdin, named ``-``, or a named pipe, by its path), read once: its
-    first bytes tell a video (copied to a temporary file and read by FFmpeg: :func:`iter_piped_video`) from
-    an image or an animation (read whole, within ``max_image_bytes``)."""
+    first bytes tell a video from an image or an animation (read whole, within ``max_image_bytes``). A video
+    FFmpeg reads front to back (:data:`STREAMED_SUFFIXES`: a camera piped in) is read as it comes
+    (:func:`iter_streamed_video`), any other copied to a temporary file first (:func:`iter_piped_video`)."""
     head, suffix = sniff_head(stream, max_image_bytes)
     if suffix is None:
         try:
@@ -831,6 +833,8 @@ def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, m
             yield FrameItem(name, 0, error=exc)
         else:
             yield from stills_or_animation(name, data, every_n, fps, max_frames, max_pixels)
+    elif suffix in STREAMED_SUFFIXES:
+        yield from iter_streamed_video(head, suffix, every_n, fps, max_frames, stream, max_pixels, name=name)
     else:
         yield from iter_piped_video(head, suffix, every_n, fps, max_frames, stream, max_pixels, name=name)
 
@@ -1009,6 +1013,76 @@ def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | No
             yield item
 
 
+# a pipe's videos FFmpeg reads front to back, never seeking: read as they come (a camera piped in,
+# `rpicam-vid -t 0 --codec mjpeg -o -`, its H.264, ffmpeg's MPEG-TS); the others (an mp4's index may come
+# at its end) are copied to a temporary file first
+STREAMED_SUFFIXES = {".mjpeg", ".mjpg", ".h264", ".hevc", ".ts"}
+# FFmpeg's open of a Motion-JPEG pipe looks at 64 KB (its first picture's header), not its default 5 MB or
+# 5 s of video: a camera's gave no frame for seconds (and a pipe held open with less in it, never). H.264,
+# H.265 and MPEG-TS keep FFmpeg's: their parameters may come later in the stream (a TS joined mid-GOP)
+MJPEG_PIPE_PROBE = "probesize;65536|analyzeduration;0"
+
+
+def iter_streamed_video(data: bytes, suffix: str, every_n: int = 1, fps: float | None = None,
+                        max_frames: int | None = None, rest: object = None,
+                        max_pixels: int | None = None, name: str = "-") -> Iterator[FrameItem]:
+    """A video on stdin (or a named pipe) of a kind FFmpeg reads without seeking (:data:`STREAMED_SUFFIXES`),
+    frame by frame as it comes, as :func:`iter_video` gives a file's, named ``name``: FFmpeg reads a named
+    pipe of our own that a thread fills from ``data`` and then ``rest`` (nothing goes to disk, and a pipe that
+    never ends gives its frames). When its frames are no longer read (``max_frames``, the caller stops, an
+    error), FFmpeg's end is closed and the thread let go."""
+    import tempfile
+
+    said = "stdin" if name == "-" else name
+    with tempfile.TemporaryDirectory(prefix="moodstream-stdin-") as folder:
+        fifo = os.path.join(folder, "stdin" + suffix)
+        os.mkfifo(fifo, 0o600)
+        feeder = PipeFeeder(fifo, data, rest)
+        frames = iter_video(fifo, every_n, fps, max_frames, max_pixels,
+                            options=MJPEG_PIPE_PROBE if suffix in (".mjpeg", ".mjpg") else None)
+        try:
+            for item in frames:
+                item.source = name
+                if item.error is not None:  # name stdin (or the pipe), not ours
+                    item.error = BadInputError(item.error.reason, item.error.detail.replace(fifo, said))
+                yield item
+        finally:
+            frames.close()  # FFmpeg's capture released: its end of the pipe closed
+            feeder.close()
+
+
+class PipeFeeder:
+    """A thread copying ``head``, then what ``rest`` gives as it comes (``read1``: a camera's frame is not
+    held back waiting for more), into the named pipe ``fifo`` for FFmpeg to read, until ``rest`` ends or
+    FFmpeg's end is closed. :meth:`close` lets it go: where FFmpeg never opened the pipe, it is opened and
+    closed here, so the thread's open returns and its next write fails. A thread waiting for stdin's next
+    bytes ends with them (a daemon: it holds no exit)."""
+
+    def __init__(self, fifo: str, head: bytes, rest):
+        self.fifo, self.head, self.rest, self.stopped = fifo, head, rest, False
+        self.thread = threading.Thread(target=self._run, name="stdin to FFmpeg", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        read = getattr(self.rest, "read1", None) or getattr(self.rest, "read", None)
+        try:
+            with open(self.fifo, "wb", buffering=0) as out:  # (waits until FFmpeg opens it)
+                chunk = self.head
+                while chunk and not self.stopped:
+                    out.write(chunk)
+                    chunk = read(1 << 16) if read is not None else b""
+        except (OSError, ValueError):  # FFmpeg hung up (a broken pipe), or stdin was closed under us
+            pass
+
+    def close(self) -> None:
+        self.stopped = True
+        try:  # a reader that opens and goes: an open still waiting returns, a write then fails
+            os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        self.thread.join(timeout=1.0)
+
+
 MAX_PIPED_VIDEO_BYTES = 64 << 30  # a video on stdin is copied to a temporary file up to this size ...
 MIN_FREE_BYTES = 1 << 30  # ... and while its disk keeps this much free
 
@@ -1131,15 +1205,37 @@ def opencv_can_name(path: str) -> bool:
     return True
 
 
-def open_capture(spec: str) -> cv2.VideoCapture:
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # FFmpeg's open options, read by OpenCV at each open
+
+
+@contextlib.contextmanager
+def capture_options(options: str | None) -> Iterator[None]:
+    """FFmpeg's open options (``key;value|key;value``, OpenCV's form) for the captures opened inside,
+    after any the user set; as they were after."""
+    if not options:
+        yield
+        return
+    before = os.environ.get(CAPTURE_OPTIONS)
+    os.environ[CAPTURE_OPTIONS] = f"{before}|{options}" if before else options
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CAPTURE_OPTIONS, None)
+        else:
+            os.environ[CAPTURE_OPTIONS] = before
+
+
+def open_capture(spec: str, options: str | None = None) -> cv2.VideoCapture:
     if not opencv_can_name(spec):
         raise BadInputError("unsupported", "the file name is not valid UTF-8, which OpenCV cannot open: rename it")
     if not is_stream_spec(spec) and os.path.isfile(spec) and os.path.getsize(spec) == 0:
         raise BadInputError("empty", "zero bytes")  # a copy cut before its first byte: said as a photo's is
-    cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
+    with capture_options(options):
+        cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
-        if reason == "unreadable" and not is_stream_spec(spec) and mp4_missing_index(spec):
+        if reason == "unreadable" and not is_stream_spec(spec) and os.path.isfile(spec) and mp4_missing_index(spec):
             raise BadInputError("truncated", f"cannot open video {source_name(spec)}: its index (the moov box, "
                                              "which is written last) is missing or cut, as when a recording stops "
                                              "before it is finished (a crash, a full disk, a card pulled out); no "
@@ -1153,10 +1249,12 @@ def open_capture(spec: str) -> cv2.VideoCapture:
 
 
 def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
-               max_frames: int | None = None, max_pixels: int | None = None) -> Iterator[FrameItem]:
+               max_frames: int | None = None, max_pixels: int | None = None,
+               options: str | None = None) -> Iterator[FrameItem]:
     """Sampled frames of a video file, camera or stream: every ``every_n``-th
     frame, or about ``fps`` frames per second of video time. A video whose frames are over
-    ``max_pixels`` (by its header) fails before one is decoded."""
+    ``max_pixels`` (by its header) fails before one is decoded. ``options``: FFmpeg's for its open
+    (:func:`capture_options`)."""
     from moodstream.shared.capture import FrameReader, Reader, Reads, open_on, why_no_frames, why_unopened
 
     name = source_name(spec)
@@ -1165,7 +1263,7 @@ def iter_video(spec: str, every_n: int = 1, fps: float | None = None,
     reader = Reader(f"read {name}"[:60]) if is_stream_spec(spec) else None
     cap, error, began = None, None, time.monotonic()
     try:
-        cap = open_capture(spec) if reader is None else open_on(reader, lambda: open_capture(spec))
+        cap = open_capture(spec, options) if reader is None else open_on(reader, lambda: open_capture(spec, options))
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         if max_pixels is not None and w * h > max_pixels:
             cap.release()
