@@ -34,8 +34,8 @@ def dhav(frames: int, fps: int = 25) -> bytes:
     for i in range(frames):
         ext = bytes([0x80, 0, SIZE[0] // 8, SIZE[1] // 8, 0x81, 0, 0x0C, fps])
         length = 24 + len(ext) + len(picture) + 8
-        out += (b"DHAV" + bytes([0xFD, 0, 0, 0]) + struct.pack("<III", i, length, when)
-                + struct.pack("<HBB", i * 1000 // fps, len(ext), 0) + ext + picture + b"dhav" + struct.pack("<I", length))
+        head = b"DHAV" + bytes([0xFD, 0, 0, 0]) + struct.pack("<IIIHBB", i, length, when, i * 1000 // fps, len(ext), 0)
+        out += head + ext + picture + b"dhav" + struct.pack("<I", length)
     return out
 
 
