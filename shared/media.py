@@ -597,17 +597,18 @@ def is_video(spec: str, via: str | None = None) -> bool:
     (:data:`VIDEO_EXTS`)."""
     if is_stream_spec(spec):
         return True
-    told = told_by_bytes(via or spec)
+    told = told_by_bytes(via or spec, name=spec)
     return told if told is not None else Path(spec).suffix.lower() in VIDEO_EXTS
 
 
-def told_by_bytes(path: str) -> bool | None:
+def told_by_bytes(path: str, name: str | None = None) -> bool | None:
     """A regular file's first bytes: True for a video container (:func:`shared.containers.sniff_video`)
     or an animated GIF, False for an image of any other kind (a JPEG named .mp4: FFmpeg read it as a
     one-frame video), None where they tell neither (a container they do not know: its name decides),
     or it is no regular file (a FIFO is opened once, by the read itself) or cannot be read. A video
     saved without an extension, or as .jpg, was "not an image". Motion-JPEG (JPEGs one after the other)
-    is a video where its name is no photo's (``cam.mjpeg``, a bare name)."""
+    is a video where its name is no photo's (``cam.mjpeg``, a bare name): ``name``, where ``path`` is
+    another way to the file (its descriptor's ``/proc/self/fd/N``)."""
     try:
         if not os.path.isfile(path):
             return None
@@ -620,7 +621,7 @@ def told_by_bytes(path: str) -> bool | None:
     kind = sniff_format(head)
     if kind == "gif":
         return animated_gif(path)
-    if kind == "jpeg" and os.path.splitext(path)[1].lower() not in IMAGE_EXTS:
+    if kind == "jpeg" and os.path.splitext(name or path)[1].lower() not in IMAGE_EXTS:
         return jpeg_stream_file(path)  # (one named as a photo is one: FFmpeg would read it as one, by its name)
     return None if kind is None else False
 

@@ -106,3 +106,19 @@ def test_a_photo_with_pictures_of_its_own_after_it_stays_one_photo(tmp_path, aft
     assert [(i.frame, i.page, i.error) for i in items] == [(0, 1, None)]
     assert items[0].decoded(50_000_000).shape == (540, 960, 3)
     assert [(i.frame, i.error) for i in piped_items("-", io.BytesIO(data))] == [(0, None)]
+
+
+def test_the_expander_reads_them_as_analyze_does(tmp_path):
+    """The expander opens each file inside its media root and reads it through its descriptor
+    (/proc/self/fd/N, a path with no extension): the file's own name decides, not that path's."""
+    import os
+
+    from moodstream.producer.sources import file_items
+
+    (tmp_path / "cam.mjpeg").write_bytes(b"".join(frames()))
+    (tmp_path / "cam.jpg").write_bytes(b"".join(frames()))
+    by_name: dict[str, list] = {}
+    for item in file_items(str(tmp_path), os.path.realpath(tmp_path)):
+        by_name.setdefault(Path(item.source).name, []).append(item)
+    check_ten(by_name["cam.mjpeg"])
+    assert [(i.frame, i.page, i.error) for i in by_name["cam.jpg"]] == [(0, 1, None)]
