@@ -1232,8 +1232,11 @@ def open_capture(spec: str, options: str | None = None) -> cv2.VideoCapture:
         raise BadInputError("unsupported", "the file name is not valid UTF-8, which OpenCV cannot open: rename it")
     if not is_stream_spec(spec) and os.path.isfile(spec) and os.path.getsize(spec) == 0:
         raise BadInputError("empty", "zero bytes")  # a copy cut before its first byte: said as a photo's is
+    # a named pipe (stdin's, iter_streamed_video) is FFmpeg's alone: where FFmpeg gave up, OpenCV's other
+    # readers opened it again after its writer had gone, an open that waits forever
+    api = cv2.CAP_FFMPEG if is_pipe(spec) else cv2.CAP_ANY
     with capture_options(options):
-        cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec)
+        cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec, api)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
         if reason == "unreadable" and not is_stream_spec(spec) and os.path.isfile(spec) and mp4_missing_index(spec):

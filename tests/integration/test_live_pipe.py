@@ -120,3 +120,26 @@ def test_an_mp4_on_stdin_is_still_read_whole():
     camera.go()
     items = list(piped_items("-", camera.reader))
     assert len(items) == 60 and all(i.error is None for i in items)
+
+
+def test_a_pipe_ffmpeg_cannot_read_is_one_error_not_a_hang():
+    """Bytes that look like an MPEG transport stream (a sync byte every 188) and are noise: FFmpeg gave up
+    on them, and OpenCV went on to its other readers, one of which opened the named pipe again, after the
+    thread feeding it had finished: an open that waits for a writer, forever (analyze hung, and ignored
+    SIGTERM). OpenCV is held to FFmpeg for the pipe."""
+    import random
+
+    noise = random.Random(7)
+    data = b"".join(b"\x47" + noise.randbytes(187) for _ in range(2000))
+    camera = Camera([data], [])
+    camera.go()
+    got, finished = [], threading.Event()
+
+    def consume():
+        got.extend(piped_items("-", camera.reader))
+        finished.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert finished.wait(WAIT_S), "the read hung"
+    assert len(got) == 1 and got[0].error is not None and got[0].error.reason == "unreadable"
+    assert "moodstream-stdin" not in str(got[0].error)  # stdin named, not our pipe
