@@ -327,7 +327,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
     rtsp:// or http(s):// URL (an http(s) one that serves an image is read as
     that photo, told by its bytes, as stdin's are; else as a video or live
     stream), or - to read one image or video from stdin (a named pipe, such as
-    bash's <(curl -s URL), is read as stdin is).
+    bash's <(curl -s URL), is read as stdin is; a camera piped in, Motion-JPEG,
+    H.264 / H.265 or MPEG-TS, is read as it comes).
     Prints one JSON record per frame on stdout ({"source", "frame",
     "timestamp_s", "size": [W, H], "faces", "model_version", "timings_ms"}, and
     "page" for a still image, "shot" for a video frame, "scale" for a photo
