@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole, is_mpeg_ts, mp4_missing_index,
+from moodstream.shared.containers import (SNIFF_BYTES, asf_cut, container_whole, mp4_missing_index,
                                           mpeg_ps_cut, sniff_video)
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
@@ -68,6 +68,11 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps),
               # or a Dahua recorder's DHAV packets (FFmpeg's dhav demuxer: each frame at its own time)
               ".h264", ".264", ".h265", ".265", ".hevc", ".dav"}
+# a folder's files whose name is a video's only where their first bytes are that container (sniff_video's
+# suffix): a transport stream's .ts (a TypeScript file's too), a camcorder's (a JVC Everio's .MOD, an MPEG
+# program stream, an Amiga music module's name too; its .TOD and an HDV camcorder's .m2t), a set-top box's
+# or a DVB card's recordings (.trp, .tp: a template's name too)
+BY_BYTES = {".ts": ".ts", ".m2t": ".ts", ".tod": ".ts", ".trp": ".ts", ".tp": ".ts", ".mod": ".mpg"}
 
 
 # --- orientation: the pixels turned as a viewer shows them ------------------------------------
@@ -398,7 +403,7 @@ def input_files(specs: list[str]) -> frozenset[str]:
 def no_media(paths: Iterable[str]) -> str:
     """What a command or a call says of inputs that hold no image or video (an empty folder, notes only)."""
     return (f"no images or videos in {printable(', '.join(map(str, paths)))} (looked for "
-            f"{', '.join(sorted(IMAGE_EXTS | SAID_EXTS | VIDEO_EXTS))})")
+            f"{', '.join(sorted(IMAGE_EXTS | SAID_EXTS | VIDEO_EXTS | set(BY_BYTES)))})")
 
 
 def stdin_refusal(paths: Iterable[str], stdin: object = None, command: str = "analyze") -> str | None:
@@ -476,17 +481,17 @@ TOO_MANY_LINKS = "too many levels of symbolic links (a chain of links past 40, o
 
 def media_name(path: str | os.PathLike, sniff: bool = True) -> bool:
     """Whether a file found in a folder is read as an image or a video: by its name's suffix
-    (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`, and :data:`SAID_EXTS`, read to be refused by name), and a
-    ``.ts`` by its first bytes too (an MPEG transport stream, not a TypeScript file:
-    :func:`shared.containers.is_mpeg_ts`), and a name with no suffix at all by its first bytes alone
+    (:data:`IMAGE_EXTS`, :data:`VIDEO_EXTS`, and :data:`SAID_EXTS`, read to be refused by name), and
+    the names of :data:`BY_BYTES` by their first bytes too (a ``.ts`` that is an MPEG transport stream, not a
+    TypeScript file: :func:`shared.containers.sniff_video`), and a name with no suffix at all by its first bytes alone
     (:func:`told_by_bytes`: a web app's download named by hash, ``3f2a9c``, was left out, said at -v
     only; a README stays out). ``sniff=False``: by the name alone, nothing opened (the expander's
     link that leads outside its media root: a ``.ts`` is listed, to be refused, a bare name is not)."""
     suffix = os.path.splitext(path)[1].lower()
     if not suffix:
         return sniff and told_by_bytes(os.fspath(path)) is not None
-    if suffix != ".ts" or not sniff:
-        return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS or suffix in SAID_EXTS
+    if suffix not in BY_BYTES or not sniff:
+        return suffix in IMAGE_EXTS or suffix in VIDEO_EXTS or suffix in SAID_EXTS or suffix in BY_BYTES
     try:  # opened without waiting: a FIFO named b.ts waited for a writer, and the folder's listing forever
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:  # reading it is the error then, said in its place
@@ -495,7 +500,7 @@ def media_name(path: str | os.PathLike, sniff: bool = True) -> bool:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return True  # by its name: a FIFO or a device is left out of analyze's list, refused by the expander
         try:
-            return is_mpeg_ts(f.read(4 + 2 * 192 + 1))
+            return sniff_video(f.read(4 + 2 * 192 + 1)) == BY_BYTES[suffix]
         except OSError:
             return True
 
