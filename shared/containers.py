@@ -23,12 +23,11 @@ def sniff_video(data: bytes) -> str | None:
     """The container named by the first bytes of a video (``.mp4`` for MP4 / QuickTime / 3GP,
     ``.webm`` for WebM / Matroska, ``.avi``, ``.mpg`` for an MPEG program stream, ``.wmv`` for
     ASF, ``.flv``, ``.ts`` for an MPEG transport stream: its first 577 bytes; ``.dav`` for a Dahua
-    recorder's DHAV packets, ``.ivf`` for IVF (VP8 / VP9 / AV1), ``.mjpg`` for a multipart Motion-JPEG stream (its first
-    1 KB); ``.h264`` / ``.hevc``
-    for a raw stream with no container, :func:`raw_stream`), or None (images
-    among them; an animated GIF: :func:`shared.media.read_gif_head`). The one
-    place a video container's signature is read: :func:`container_whole` and
-    :func:`shared.media.container_cut` go by it."""
+    recorder's DHAV packets, ``.rm`` for RealMedia, ``.ivf`` for IVF (VP8 / VP9 / AV1), ``.mjpg`` for
+    a multipart Motion-JPEG stream (its first 1 KB), ``.h264`` / ``.hevc`` for a raw stream with no
+    container, :func:`raw_stream`), or None (images among them; an animated GIF:
+    :func:`shared.media.read_gif_head`). The one place a video container's signature is read:
+    :func:`container_whole` and :func:`shared.media.container_cut` go by it."""
     head = data[:SNIFF_BYTES]
     if head[4:8] == b"ftyp" and sniff_format(data) is None:  # ISO media; AVIF images share the box
         return ".mp4"
@@ -48,6 +47,8 @@ def sniff_video(data: bytes) -> str | None:
         return ".dav"  # a Dahua recorder's export: FFmpeg's dhav demuxer starts on these (its probe's)
     if data.lstrip(b"\r\n")[:2] == b"--" and _MULTIPART_JPEG.search(data, 0, 1024):
         return ".mjpg"  # an IP camera's multipart stream saved to a file (curl -o cam.mjpg): FFmpeg's mpjpeg
+    if head[:4] == b".RMF":
+        return ".rm"  # RealMedia (.rm, .rmvb)
     if head[:4] == b"DKIF" and head[6:8] == b"\x20\x00":  # IVF (vpxenc, aomenc, WebRTC dumps): its 32-byte header
         return ".ivf"
     return raw_stream(head)

@@ -63,6 +63,8 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               ".qt", ".y4m", ".m2v",
               # VP8 / VP9 / AV1 as vpxenc, aomenc and WebRTC recorders write them (IVF)
               ".ivf",
+              # RealMedia: the 2000s' downloads and archives
+              ".rm", ".rmvb",
               # Motion-JPEG written to a file: JPEGs one after the other (rpicam-vid, v4l2), or a camera's multipart
               ".mjpg", ".mjpeg",
               # a security camera's (DVR / NVR) export: a raw H.264 or H.265 stream, no container (FFmpeg: 25 fps),
