@@ -54,7 +54,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     PATHS are image files (a multi-page TIFF: a job per page), folders (searched
     recursively), video files, camera indexes, rtsp:// or http(s):// URLs (an
     http(s) one that serves an image is sent as that photo), or - for an image
-    or a video on stdin. An image's job carries its page (1-based):
+    or a video on stdin (a camera piped in, Motion-JPEG, H.264 / H.265 or
+    MPEG-TS, is sent as it comes). An image's job carries its page (1-based):
     the track stage makes each a run of its own, as analyze does. Prints one
     JSON line per job; progress and backpressure notices go to stderr. Ctrl-C or
     SIGTERM: what was read is sent (without waiting for workers) and nothing more
