@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from moodstream.shared.errors import BadInputError
 from moodstream.shared.media import (TOO_MANY_LINKS, FrameItem, is_video, iter_video, link_nowhere, media_name,
-                                      stills_or_animation)
+                                      named_as, stills_or_animation)
 
 
 def inside(real: str, root: str) -> bool:
@@ -152,11 +152,8 @@ def file_items(target: str, root: str, every_n: int = 1, fps: float | None = Non
                     count.add(size)
                 by_fd = f"/proc/self/fd/{fd}"
                 if is_video(path, via=by_fd):  # what its bytes are, whatever its name (a clip saved as .jpg)
-                    for item in iter_video(by_fd, every_n, fps, max_frames, max_pixels):
-                        item.source = path
-                        if isinstance(item.error, BadInputError):  # named by the file, not its descriptor
-                            item.error = BadInputError(item.error.reason, item.error.detail.replace(by_fd, path))
-                        yield item
+                    # named by the file, not its descriptor
+                    yield from named_as(iter_video(by_fd, every_n, fps, max_frames, max_pixels), path, by_fd)
                     continue
                 if max_image_bytes is not None and size > max_image_bytes:
                     raise BadInputError("too_large", f"{path}: {size} bytes is over the limit of {max_image_bytes}")

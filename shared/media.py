@@ -35,8 +35,7 @@ from moodstream.shared.errors import BadInputError
 from moodstream.shared.formats import (ACCEPTED_FORMATS, MAX_JPEG_SCANS, MAX_TIFF_ENTRIES, MAX_TIFF_PAGES, Animation,
                                        TiffChain, animation_frames, avif_sequence, gif_blocks, gif_frames_beyond_one,
                                        heif_derived_sizes, image_size, jpeg_end, jpeg_one_scan, jpeg_stream,
-                                       sniff_format,
-                                       tiff_directories, tiff_page_alone)
+                                       sniff_format, tiff_directories, tiff_page_alone)
 from moodstream.shared.orientation import exif_orientation
 from moodstream.shared.settings import MAX_PIXELS_CEILING
 
@@ -1014,11 +1013,18 @@ def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | No
         except BadInputError as exc:
             yield FrameItem(name, 0, error=exc)
             return
-        for item in iter_video(tmp.name, every_n, fps, max_frames, max_pixels):
-            item.source = name
-            if item.error is not None:  # name stdin (or the pipe), not the temporary file
-                item.error = BadInputError(item.error.reason, item.error.detail.replace(tmp.name, said))
-            yield item
+        yield from named_as(iter_video(tmp.name, every_n, fps, max_frames, max_pixels), name, tmp.name, said)
+
+
+def named_as(items: Iterable[FrameItem], name: str, path: str, said: str | None = None) -> Iterator[FrameItem]:
+    """``items`` of a video read through ``path`` (a temporary file, a named pipe of our own, a descriptor's
+    ``/proc/self/fd/N``) as the input ``name`` gives them: ``name`` their source, ``said`` (``name`` where
+    None: "stdin" for ``-``) for ``path`` in their errors."""
+    for item in items:
+        item.source = name
+        if item.error is not None:
+            item.error = BadInputError(item.error.reason, item.error.detail.replace(path, said or name))
+        yield item
 
 
 # a pipe's videos FFmpeg reads front to back, never seeking: read as they come (a camera piped in,
@@ -1049,11 +1055,7 @@ def iter_streamed_video(data: bytes, suffix: str, every_n: int = 1, fps: float |
         frames = iter_video(fifo, every_n, fps, max_frames, max_pixels,
                             options=MJPEG_PIPE_PROBE if suffix in (".mjpeg", ".mjpg") else None)
         try:
-            for item in frames:
-                item.source = name
-                if item.error is not None:  # name stdin (or the pipe), not ours
-                    item.error = BadInputError(item.error.reason, item.error.detail.replace(fifo, said))
-                yield item
+            yield from named_as(frames, name, fifo, said)
         finally:
             frames.close()  # FFmpeg's capture released: its end of the pipe closed
             feeder.close()
