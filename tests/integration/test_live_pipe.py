@@ -15,20 +15,14 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from moodstream.shared.media import piped_items
 from tests.support.heif import annex_b, hevc_picture
+from tests.support.mjpeg import street_jpegs
 
-STREET = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"
 WAIT_S = 60.0  # a bound for a hang, never reached when it works
-
-
-def jpegs(n: int) -> list[bytes]:
-    picture = cv2.imread(str(STREET))
-    return [cv2.imencode(".jpg", cv2.convertScaleAbs(picture, alpha=1.0, beta=3 * i))[1].tobytes() for i in range(n)]
 
 
 class Camera:
@@ -87,7 +81,7 @@ def first_frames_while_open(camera: Camera, want: int, **kwargs) -> tuple[list, 
 
 
 def test_a_motion_jpeg_camera_pipe_gives_frames_as_they_come():
-    frames = jpegs(12)
+    frames = street_jpegs(12)
     camera = Camera(frames[:8], frames[8:])
     early, items = first_frames_while_open(camera, 4)
     assert len(early) >= 4, "no frame came while the pipe was open: it was copied to its end first"
@@ -106,7 +100,7 @@ def test_a_raw_hevc_camera_pipe_gives_frames_as_they_come():
 
 
 def test_a_pipe_that_never_ends_stops_at_max_frames_and_lets_the_writer_go():
-    camera = Camera(jpegs(6), None)  # then the last picture again and again, until the reader hangs up
+    camera = Camera(street_jpegs(6), None)  # then the last picture again and again, until the reader hangs up
     camera.go()
     items = list(piped_items("-", camera.reader, max_frames=5))
     assert [(i.frame, i.error) for i in items] == [(k, None) for k in range(5)]

@@ -15,27 +15,19 @@ import io
 import json
 from pathlib import Path
 
-import cv2
 import pytest
 from click.testing import CliRunner
 
 from moodstream.cli import cli
 from moodstream.shared.containers import sniff_video
 from moodstream.shared.media import expand_paths, iter_frames, piped_items
+from tests.support.mjpeg import part, street_jpegs
 
-STREET = Path(__file__).resolve().parents[2] / "samples" / "street.jpg"
 CLIP = Path(__file__).resolve().parents[2] / "samples" / "hamilton_clip.mp4"
 
 
-def frames(n: int = 10) -> list[bytes]:
-    """``n`` JPEGs of the sample photo, each a little brighter (no two alike)."""
-    picture = cv2.imread(str(STREET))
-    return [cv2.imencode(".jpg", cv2.convertScaleAbs(picture, alpha=1.0, beta=3 * i))[1].tobytes() for i in range(n)]
-
-
 def multipart(jpegs: list[bytes]) -> bytes:
-    return b"".join(b"--myboundary\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j) + j + b"\r\n"
-                    for j in jpegs)
+    return b"".join(part(j) for j in jpegs)
 
 
 def read(paths: list[str]) -> list:
@@ -50,32 +42,32 @@ def check_ten(items: list) -> None:
 
 
 def test_a_motion_jpeg_recording_is_a_video(tmp_path):
-    (tmp_path / "cam.mjpeg").write_bytes(b"".join(frames()))
+    (tmp_path / "cam.mjpeg").write_bytes(b"".join(street_jpegs(10)))
     check_ten(read([str(tmp_path / "cam.mjpeg")]))
 
 
 @pytest.mark.parametrize("name", ["cam.mjpg", "3f2a9c"])
 def test_it_is_told_by_its_bytes_where_its_name_is_no_photos(tmp_path, name):
-    (tmp_path / name).write_bytes(b"".join(frames()))
+    (tmp_path / name).write_bytes(b"".join(street_jpegs(10)))
     check_ten(read([str(tmp_path)]))  # in a folder: listed (a bare name by its bytes), read as a video
 
 
 def test_one_named_as_a_photo_is_its_first_picture(tmp_path):
     """FFmpeg reads a file named .jpg as one picture whatever follows, so it stays a photo, as before."""
-    (tmp_path / "cam.jpg").write_bytes(b"".join(frames()))
+    (tmp_path / "cam.jpg").write_bytes(b"".join(street_jpegs(10)))
     items = read([str(tmp_path / "cam.jpg")])
     assert [(i.frame, i.page, i.timestamp_s, i.error) for i in items] == [(0, 1, None, None)]
 
 
 def test_a_motion_jpeg_pipe_is_a_video():
     """`rpicam-vid --codec mjpeg -o - | moodstream analyze -`."""
-    items = list(piped_items("-", io.BytesIO(b"".join(frames()))))
+    items = list(piped_items("-", io.BytesIO(b"".join(street_jpegs(10)))))
     check_ten(items)
     assert {i.source for i in items} == {"-"}
 
 
 def test_an_ip_cameras_multipart_stream_saved_to_a_file_is_a_video(tmp_path):
-    data = multipart(frames())
+    data = multipart(street_jpegs(10))
     assert sniff_video(data[:4096]) == ".mjpg" and sniff_video(b"\r\n" + data[:4096]) == ".mjpg"
     (tmp_path / "cam.mjpg").write_bytes(data)
     check_ten(read([str(tmp_path / "cam.mjpg")]))
@@ -83,7 +75,7 @@ def test_an_ip_cameras_multipart_stream_saved_to_a_file_is_a_video(tmp_path):
 
 
 def test_analyze_gives_every_frame_of_it(tmp_path):
-    (tmp_path / "cam.mjpeg").write_bytes(b"".join(frames()))
+    (tmp_path / "cam.mjpeg").write_bytes(b"".join(street_jpegs(10)))
     result = CliRunner().invoke(cli, ["analyze", str(tmp_path / "cam.mjpeg")])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -99,7 +91,7 @@ def with_mpf(jpeg: bytes) -> bytes:
 
 @pytest.mark.parametrize("after", ["mpf", "motion_photo"])
 def test_a_photo_with_pictures_of_its_own_after_it_stays_one_photo(tmp_path, after):
-    first, second = frames(2)
+    first, second = street_jpegs(2)
     data = with_mpf(first) + second if after == "mpf" else first + CLIP.read_bytes()
     (tmp_path / "PXL_20261207.jpg").write_bytes(data)
     items = read([str(tmp_path / "PXL_20261207.jpg")])
@@ -115,8 +107,8 @@ def test_the_expander_reads_them_as_analyze_does(tmp_path):
 
     from moodstream.producer.sources import file_items
 
-    (tmp_path / "cam.mjpeg").write_bytes(b"".join(frames()))
-    (tmp_path / "cam.jpg").write_bytes(b"".join(frames()))
+    (tmp_path / "cam.mjpeg").write_bytes(b"".join(street_jpegs(10)))
+    (tmp_path / "cam.jpg").write_bytes(b"".join(street_jpegs(10)))
     by_name: dict[str, list] = {}
     for item in file_items(str(tmp_path), os.path.realpath(tmp_path)):
         by_name.setdefault(Path(item.source).name, []).append(item)

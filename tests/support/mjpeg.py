@@ -54,6 +54,15 @@ def jpeg(img: np.ndarray, *params: int) -> bytes:
     return cv2.imencode(".jpg", img, list(params))[1].tobytes()
 
 
+def street_jpegs(n: int) -> list[bytes]:
+    """``n`` JPEGs of samples/street.jpg (960 x 540, its faces), each a little brighter than the one before
+    (no two alike): a camera's Motion-JPEG of a real scene."""
+    from pathlib import Path
+
+    photo = cv2.imread(str(Path(__file__).resolve().parents[2] / "samples" / "street.jpg"))
+    return [jpeg(cv2.convertScaleAbs(photo, alpha=1.0, beta=3 * i)) for i in range(n)]
+
+
 def part(body: bytes, content_type: str = "image/jpeg") -> bytes:
     return (b"--frame\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (content_type.encode(), len(body))
             + body + b"\r\n")
