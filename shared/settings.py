@@ -167,6 +167,10 @@ class Settings:
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and not isinstance(raw, str):  # False was 'bool' has no attribute 'strip'; 2.7 was 2
+                raise TypeError(f"{ENV_PREFIX + f.name.upper()} is {type(raw).__name__}: environment variables are "
+                                f"strings (\"2\"); a setting's own value goes as a keyword, "
+                                f"from_env({f.name}=...)")
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, hints[f.name], raw)
         values.update({k: v for k, v in overrides.items() if v is not None})

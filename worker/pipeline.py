@@ -7,6 +7,7 @@ this object; only how frames arrive and where results go differs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import os
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from moodstream.shared import devices
 from moodstream.shared.errors import BadInputError, ConfigError, ModelError
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.pixels import check_rgb
-from moodstream.shared.settings import Settings
+from moodstream.shared.settings import Settings, is_number
 from moodstream.worker import runtime
 from moodstream.worker.calibration import BoxCalibration, load_calibration
 from moodstream.worker.detectors import Detector, build_detector
@@ -83,6 +84,9 @@ class Pipeline:
 
     def __init__(self, settings: Settings, detector: Detector | None = None,
                  checkpoint: Checkpoint | None = None, *, worker: bool = False):
+        if not isinstance(settings, Settings):
+            raise TypeError(f"Pipeline takes Settings (Pipeline(Settings(device=\"cpu\")) or "
+                            f"Pipeline(Settings.from_env())), got {_named(settings)}")
         self.settings = settings
         self.device: str = devices.resolve_device(settings.device)  # the one resolution; passed down
         self.threads: int = resolve_threads(settings, worker)
@@ -176,6 +180,7 @@ class Pipeline:
         each result's ``timings_ms`` before ``classify``. ``resident``: frames
         already on the torch classifier's device (:data:`worker.crop.Resident`)."""
         check_frames(frames, self.settings.max_pixels)
+        check_faces(frames, faces_per_frame)
         if not frames:
             return []
         t1 = time.perf_counter()
@@ -232,7 +237,38 @@ def check_frames(frames: list[np.ndarray], max_pixels: int | None = None) -> Non
                                              f"max_pixels ({max_pixels:,}): scale it down, or raise max_pixels")
 
 
+def check_faces(frames: list[np.ndarray], faces_per_frame: list[list[Face]]) -> None:
+    """What :meth:`Pipeline.classify` takes besides the frames: a list of :class:`Face` lists, one per frame,
+    each box finite, of some width and height, and at least partly on its frame (a TypeError or ValueError
+    naming the first that is not)."""
+    if not isinstance(faces_per_frame, (list, tuple)):
+        raise TypeError(f"faces_per_frame must be a list with a list of Face per frame, got {_named(faces_per_frame)}")
+    if len(faces_per_frame) != len(frames):
+        raise ValueError(f"faces_per_frame has {len(faces_per_frame)} list{'s' * (len(faces_per_frame) != 1)} of "
+                         f"faces for {len(frames)} frame{'s' * (len(frames) != 1)}: one list a frame (empty for none)")
+    for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
+        if not isinstance(faces, (list, tuple)):
+            raise TypeError(f"faces_per_frame[{i}] must be a list of Face, got {_named(faces)}")
+        h, w = frame.shape[:2]
+        for j, face in enumerate(faces):
+            if not isinstance(face, Face):
+                raise TypeError(f"faces_per_frame[{i}][{j}] must be a Face(box=(x1, y1, x2, y2), score=...), got "
+                                f"{_named(face)}")
+            box = face.box
+            fine = isinstance(box, (tuple, list)) and len(box) == 4 and all(is_number(v) and math.isfinite(v)
+                                                                            for v in box)
+            if not fine or not (box[0] < box[2] and box[1] < box[3] and box[2] > 0 and box[3] > 0 and box[0] < w
+                                and box[1] < h):
+                raise ValueError(f"faces_per_frame[{i}][{j}].box must be (x1, y1, x2, y2) with x1 < x2 and y1 < y2, "
+                                 f"finite and at least partly on the {w} x {h} frame, got {face.box!r}")
+
+
+def _named(value: object) -> str:
+    return value.__name__ + " (the class; an instance is wanted)" if isinstance(value, type) else type(value).__name__
+
+
 def _clip(box, w: int, h: int) -> tuple[float, float, float, float]:
     """A box rounded to 0.01 px and clipped to the frame: reported boxes stay inside it."""
     x1, y1, x2, y2 = (round(float(v), 2) for v in box)
-    return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+    return (min(max(0.0, x1), float(w)), min(max(0.0, y1), float(h)),
+            max(min(float(w), x2), 0.0), max(min(float(h), y2), 0.0))

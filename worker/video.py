@@ -33,17 +33,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from moodstream.shared.record import Face, FrameResult
+from moodstream.shared.record import TIME_LIMIT_S, Face, FrameResult
 from moodstream.shared.settings import is_number, is_whole
 from moodstream.shared.table import printable
 from moodstream.worker.pipeline import Pipeline, check_frames
-from moodstream.worker.tracking.flow import FlowConfig, follow_faces
+from moodstream.worker.tracking.flow import FlowConfig, Held, follow_faces, hold
 from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,27 @@ class VideoFrame:
                             f"{type(self.source).__name__}")
         if not isinstance(self.image, np.ndarray):
             raise TypeError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(self.image).__name__}")
-        if self.timestamp_s is not None and (not is_number(self.timestamp_s) or not math.isfinite(self.timestamp_s)):
-            raise ValueError(f"timestamp_s must be a finite number of seconds or None, got {self.timestamp_s!r}")
+        if self.timestamp_s is not None:
+            self.timestamp_s = _seconds(self.timestamp_s)
         if not is_whole(self.frame) or self.frame < 0:
             raise ValueError(f"frame must be a whole number from 0, got {self.frame!r}")
+        self.frame = int(self.frame)  # numpy's integers kept as they came failed the record's JSON
         if self.shot is not None and (not is_whole(self.shot) or self.shot < 0):
             raise ValueError(f"shot must be a whole number from 0 or None, got {self.shot!r}")
+        self.shot = None if self.shot is None else int(self.shot)
+
+
+def _seconds(t: object) -> float:
+    """A frame's time as a float (numpy's, a Fraction), or a ValueError: not a number, not finite, or
+    beyond what a record carries (1e12 s; nanoseconds given as seconds)."""
+    try:
+        seconds = float(t) if is_number(t) else math.nan
+    except OverflowError:  # an int past float's range
+        seconds = math.inf
+    if not abs(seconds) <= TIME_LIMIT_S:
+        raise ValueError(f"timestamp_s must be a finite number of seconds within +-{TIME_LIMIT_S:g} (a time in "
+                         f"ns or us is divided first) or None, got {t!r}")
+    return seconds
 
 
 @dataclass
@@ -83,8 +99,10 @@ class _Source:
     tracker: TrackState
     count: int = 0  # analysed frames so far
     last_frame: int = -1
+    last_t: float | None = None  # the last frame's time: a source's times do not go back
     shot: int | None = None  # of the last frame
-    prev_image: np.ndarray | None = None
+    size: tuple[int, int] | None = None  # (height, width) of the last frame: a new size is detected afresh
+    held: Held | None = None  # what the flow needs of the last frame (its faces' windows, copied)
     prev_faces: list[Face] = field(default_factory=list)
 
 
@@ -110,22 +128,31 @@ class VideoAnalyzer:
 
     def __init__(self, pipeline: Pipeline, detect_every: int = 1, tracker: TrackerConfig | None = None,
                  flow: FlowConfig | None = None, *, max_sources: int = MAX_SOURCES):
-        if detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"VideoAnalyzer takes a Pipeline (VideoAnalyzer(Pipeline(settings))), got "
+                            f"{type(pipeline).__name__}")
+        if not is_whole(detect_every) or detect_every < 1:  # nan was taken, and no face was ever found
+            raise (ValueError if is_number(detect_every) else TypeError)(
+                f"detect_every must be a whole number from 1 (1: every frame detected), got {detect_every!r}")
         if not is_whole(max_sources) or max_sources < 1:
             raise ValueError(f"max_sources must be a whole number from 1, got {max_sources!r}")
         self.pipeline = pipeline
-        self.detect_every = detect_every
+        self.detect_every = int(detect_every)
         base = tracker or TrackerConfig.from_settings(pipeline.settings)
         self.tracker_config = TrackerConfig(**{**base.__dict__, "max_missed": max(base.max_missed, detect_every)})
         self.flow = flow or FlowConfig()
         self.max_sources = int(max_sources)
         self.sources: OrderedDict[str, _Source] = OrderedDict()  # least recently seen first
+        self._lock = threading.Lock()  # over ``sources``: threads share the analyzer, each its own sources
         self.lost = 0  # faces the flow could not follow
         self.evicted = 0  # sources forgotten past max_sources
 
-    def _source(self, f: VideoFrame) -> _Source:
+    def _source(self, f: VideoFrame, touched: dict[str, tuple[_Source, _Source] | None]) -> _Source:
+        """``f``'s source, begun when new or restarted; the first touch of each source in a call is kept in
+        ``touched`` (the source and a copy of its fields, or None for one this call began)."""
         st = self.sources.get(f.source)
+        if f.source not in touched:
+            touched[f.source] = None if st is None else (st, dataclasses.replace(st))  # the fields, not the tracker
         if st is None or f.frame <= st.last_frame:
             st = self.sources[f.source] = _Source(TrackState(self.tracker_config, name=f"tracker of {f.source}"))
         self.sources.move_to_end(f.source)
@@ -143,7 +170,8 @@ class VideoAnalyzer:
 
     def finish(self, source: str) -> None:
         """Forget a source's tracks and previous frame (it has ended)."""
-        self.sources.pop(source, None)
+        with self._lock:
+            self.sources.pop(source, None)
 
     def analyze(self, frames: list[VideoFrame]) -> list[FrameResult]:
         """One result per frame, in order, with the frame's ``source``, ``frame`` and
@@ -155,35 +183,62 @@ class VideoAnalyzer:
                 raise TypeError(f"frames[{k}] must be a VideoFrame(source, frame, timestamp_s, image), got "
                                 f"{type(f).__name__}")
         check_frames([f.image for f in frames], self.pipeline.settings.max_pixels)  # all, before any source moves on
-        # a call that raises all the same (a detector's error) leaves the sources as they were
-        saved = [(name, st, dataclasses.replace(st)) for name, st in self.sources.items()]  # the fields, not the tracker
+        touched: dict[str, tuple[_Source, _Source] | None] = {}
+        with self._lock:  # the sources held are shared by threads; each source's own state is its thread's
+            try:
+                states, key = self._step(frames, touched)
+            except ValueError:
+                self._put_back(touched)
+                raise
         try:
-            results = self._analyze(frames)
-        except BaseException:
-            self.sources = OrderedDict()
-            for name, st, fields in saved:
-                st.count, st.last_frame, st.shot = fields.count, fields.last_frame, fields.shot
-                st.prev_image, st.prev_faces = fields.prev_image, fields.prev_faces
-                self.sources[name] = st
+            results = self._analyze(frames, states, key)
+        except BaseException:  # a call that raises all the same (a detector's error): its sources as they were
+            with self._lock:
+                self._put_back(touched)
             raise
-        self._bound()
+        with self._lock:
+            self._bound()
         return results
 
-    def _analyze(self, frames: list[VideoFrame]) -> list[FrameResult]:
+    def _put_back(self, touched: dict[str, tuple[_Source, _Source] | None]) -> None:
+        """The sources a failed call touched as they were before it (others, another thread's, stay)."""
+        for name, before in touched.items():
+            if before is None:
+                self.sources.pop(name, None)
+                continue
+            st, fields = before
+            for name_ in (fl.name for fl in dataclasses.fields(_Source) if fl.name != "tracker"):
+                setattr(st, name_, getattr(fields, name_))
+            self.sources[name] = st
+
+    def _step(self, frames: list[VideoFrame], touched: dict) -> tuple[list[_Source | None], list[bool]]:
+        """Each frame's source moved on to it, and whether it is a key frame (detected): every
+        ``detect_every``-th of its source, the first of a new shot and the first of a new size."""
         states: list[_Source | None] = []
         key: list[bool] = []
-        for f in frames:  # key frames first, so all of them are detected in one call
-            st = self._source(f) if f.video else None
-            cut = st is not None and f.shot is not None and st.shot is not None and f.shot != st.shot \
-                and self.tracker_config.shot_cuts
-            if cut:  # a new shot is detected afresh, its count from 0: nothing is followed across a cut
-                st.count = 0
+        for f in frames:
+            st = self._source(f, touched) if f.video else None
+            if st is not None and f.timestamp_s is not None and st.last_t is not None and f.timestamp_s < st.last_t:
+                raise ValueError(f"{printable(f.source)[:80]}'s frame {f.frame} at {f.timestamp_s:g} s comes after its "
+                                 f"frame {st.last_frame} at {st.last_t:g} s: a source's times go on with its frames (a "
+                                 "clock that does not go back, time.monotonic(); a frame index that does not go on "
+                                 "starts the source afresh)")
+            if st is not None:
+                cut = f.shot is not None and st.shot is not None and f.shot != st.shot and self.tracker_config.shot_cuts
+                size = f.image.shape[:2]
+                if cut or (st.size is not None and size != st.size):  # nothing is followed across a cut or
+                    st.count = 0  # onto a frame of another size (a camera's new resolution): detected afresh
+                st.size = size
             key.append(st is None or st.count % self.detect_every == 0)
             if st is not None:
                 st.count += 1
                 st.last_frame = f.frame
+                st.last_t = f.timestamp_s if f.timestamp_s is not None else st.last_t
                 st.shot = f.shot if f.shot is not None else st.shot
             states.append(st)
+        return states, key
+
+    def _analyze(self, frames: list[VideoFrame], states: list[_Source | None], key: list[bool]) -> list[FrameResult]:
         if self.detect_every == 1:  # no flow, so no raw faces to keep: today's one call
             results = self.pipeline.process([f.image for f in frames])
             return self._track(frames, states, results)
@@ -195,10 +250,10 @@ class VideoAnalyzer:
             if k:
                 found = next(detected)
             else:
-                found = follow_faces(st.prev_image, f.image, st.prev_faces, self.flow)
+                found = follow_faces(st.held, f.image, st.prev_faces, self.flow)
                 self.lost += len(st.prev_faces) - len(found)
-            if st is not None:
-                st.prev_image, st.prev_faces = f.image, found
+            if st is not None:  # kept for the next frame, copied: the caller may fill this array again
+                st.held, st.prev_faces = hold(f.image, found, self.flow), found
             faces.append(found)
         t2 = time.perf_counter()
         timings = {"detect": round((t1 - t0) * 1e3, 2)}

@@ -35,21 +35,57 @@ def _window(box: tuple[float, ...], margin: float, w: int, h: int) -> tuple[int,
             min(w, math.ceil(x2 + margin * bw)), min(h, math.ceil(y2 + margin * bh)))
 
 
+Cut = tuple[tuple[int, int, int, int], np.ndarray]  # a face's flow window (x1, y1, x2, y2) and its pixels in grey
+
+
+@dataclass(frozen=True)
+class Held:
+    """What following needs of a frame (:func:`hold`): its size and, for each face found on it, the
+    flow window in grey, copied (a camera loop may fill the same array with its next frame)."""
+
+    shape: tuple[int, int]
+    windows: tuple[Cut | None, ...]  # one a face, None for a face too small to follow
+
+
+def _grey_window(image: np.ndarray, face: Face, cfg: FlowConfig) -> Cut | None:
+    """``face``'s flow window on ``image`` and its pixels in grey; None for a box too small to follow."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = face.box
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    wx1, wy1, wx2, wy2 = window = _window(face.box, cfg.margin, w, h)
+    if wx2 - wx1 < 8 or wy2 - wy1 < 8:
+        return None
+    return window, cv2.cvtColor(np.ascontiguousarray(image[wy1:wy2, wx1:wx2]), cv2.COLOR_RGB2GRAY)
+
+
+def hold(image: np.ndarray, faces: list[Face], cfg: FlowConfig = FlowConfig()) -> Held:
+    """What :func:`follow_faces` needs of ``image`` to follow ``faces`` onto the next frame."""
+    return Held(image.shape[:2], tuple(_grey_window(image, face, cfg) for face in faces))
+
+
 def follow_face(prev: np.ndarray, cur: np.ndarray, face: Face, cfg: FlowConfig = FlowConfig()) -> Face | None:
     """``face`` on RGB frame ``prev`` -> the same face on ``cur`` (box shifted by the median
     flow and scaled by the median change of point distances, landmarks moved with it),
     or None when the flow is not trustworthy (too few points, large forward-backward
-    error, box centre off the frame)."""
+    error, box centre off the frame). The frames are of one size (a ValueError if not)."""
+    _same_size(prev.shape[:2], cur)
+    cut = _grey_window(prev, face, cfg)
+    return None if cut is None else _follow(cut, cur, face, cfg)
+
+
+def _same_size(shape: tuple[int, ...], cur: np.ndarray) -> None:
+    if tuple(shape) != cur.shape[:2]:
+        raise ValueError(f"faces are followed between frames of one size: {shape[1]}x{shape[0]} then "
+                         f"{cur.shape[1]}x{cur.shape[0]} (detect afresh on a frame of a new size)")
+
+
+def _follow(cut: Cut, cur: np.ndarray, face: Face, cfg: FlowConfig) -> Face | None:
     h, w = cur.shape[:2]
     x1, y1, x2, y2 = face.box
     bw, bh = x2 - x1, y2 - y1
-    if bw < 2 or bh < 2:
-        return None
     side = math.sqrt(bw * bh)
-    wx1, wy1, wx2, wy2 = _window(face.box, cfg.margin, w, h)
-    if wx2 - wx1 < 8 or wy2 - wy1 < 8:
-        return None
-    a = cv2.cvtColor(np.ascontiguousarray(prev[wy1:wy2, wx1:wx2]), cv2.COLOR_RGB2GRAY)
+    (wx1, wy1, wx2, wy2), a = cut
     b = cv2.cvtColor(np.ascontiguousarray(cur[wy1:wy2, wx1:wx2]), cv2.COLOR_RGB2GRAY)
     mask = np.zeros_like(a)
     mask[max(0, int(y1) - wy1):max(0, math.ceil(y2) - wy1), max(0, int(x1) - wx1):max(0, math.ceil(x2) - wx1)] = 255
@@ -88,6 +124,11 @@ def follow_face(prev: np.ndarray, cur: np.ndarray, face: Face, cfg: FlowConfig =
     return Face(box, face.score, landmarks)
 
 
-def follow_faces(prev: np.ndarray, cur: np.ndarray, faces: list[Face], cfg: FlowConfig = FlowConfig()) -> list[Face]:
-    """:func:`follow_face` for each face; lost faces are left out."""
-    return [f for f in (follow_face(prev, cur, face, cfg) for face in faces) if f is not None]
+def follow_faces(prev: np.ndarray | Held, cur: np.ndarray, faces: list[Face],
+                 cfg: FlowConfig = FlowConfig()) -> list[Face]:
+    """:func:`follow_face` for each face; lost faces are left out. ``prev`` is the previous frame, or
+    what :func:`hold` kept of it for these faces."""
+    held = prev if isinstance(prev, Held) else hold(prev, faces, cfg)
+    _same_size(held.shape, cur)
+    followed = (None if cut is None else _follow(cut, cur, face, cfg) for face, cut in zip(faces, held.windows))
+    return [f for f in followed if f is not None]
