@@ -194,8 +194,10 @@ def train(data_dir, out_dir, preset, arch, epochs, batch_size, lr, input_size, w
         sys.exit(code)
     finally:
         restore_stop_signals(previous)
-    click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "
-               f"{metrics['valid']['accuracy']:.4f}; Test:")
+    served = "flip TTA and the class-prior adjustment" if "balance" in metrics else "flip TTA"
+    click.echo(f"selected epoch {metrics['selected_epoch']} by Valid accuracy "  # the number that chose it
+               f"{metrics['selected_valid_accuracy']:.4f} ({metrics['valid']['accuracy']:.4f} with {served}, "
+               "as served); Test:")
     click.echo(format_report(metrics["test"]))
     click.echo(f"wrote {printable(str(out_dir / 'emotion.pt'))}, metrics.json, history.json, curves.png")
     if install:
@@ -227,12 +229,14 @@ def eval_cmd(data_dir, split, checkpoint, as_json, out, tta, adjust, device):
     import torch
 
     from moodstream.shared.devices import resolve_device
+    from moodstream.shared import models
     from moodstream.shared.models import load_checkpoint
     from moodstream.trainer.data import data_size, load_split
     from moodstream.trainer.metrics import format_report
     from moodstream.trainer.train import DeviceData, evaluate
 
-    if out is not None and checkpoint is not None and Path(out).resolve() == Path(checkpoint).resolve():
+    # the checkpoint evaluated, the shipped one without --checkpoint (its report replaced it, exit 0)
+    if out is not None and Path(out).resolve() == Path(checkpoint or models.SHIPPED_CHECKPOINT).resolve():
         raise click.BadParameter("is the checkpoint itself: the report would replace it", param_hint="'--out'")
     ckpt = load_checkpoint(checkpoint)
     dev = torch.device(resolve_device(device))

@@ -350,7 +350,8 @@ def export_int8(out_dir: Path, ferplus: Path, images: int = INT8_IMAGES, seed: i
     meta = {p.key: p.value for p in source.metadata_props}
     if meta.get("format") != EMOTION_FORMAT:
         raise ModelError(f"{src} is not a moodstream emotion model; write it first with `moodstream export onnx`")
-    train = load_split(ferplus, "train", count=images, pick_seed=seed)
+    # at the model's own input size (train --input-size: 16..512), as the classifier feeds it
+    train = load_split(ferplus, "train", size=int(meta.get("input_size", 48)), count=images, pick_seed=seed)
     if len(train.labels) < images:
         raise DataError(f"{ferplus} has {len(train.labels)} Train faces, fewer than --images {images}")
     mean, std = np.float32(meta["mean"]), np.float32(meta["std"])

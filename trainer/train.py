@@ -291,6 +291,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
         log.info("trainer: resuming %s after epoch %d of %d", out, state["epoch"], cfg.epochs)
     t_start = time.perf_counter() - done_s
+    earlier_outputs = [] if resume else [out / "metrics.json", out / "curves.png"]  # gone with its model
     for epoch in range(first_epoch, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         try:
@@ -316,6 +317,9 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
             if va["accuracy"] > best["accuracy"]:
                 best = {"accuracy": va["accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
                 # An interrupted run still leaves its best epoch behind; the final save replaces it.
+                for stale in earlier_outputs:  # an earlier run's numbers, not this model's (an interrupted
+                    stale.unlink(missing_ok=True)  # --overwrite left them beside its first epoch)
+                earlier_outputs = []
                 save_checkpoint(out / "emotion.pt", model, cfg.model, mean, std,
                                 meta={"version": f"{version or 'run'}-partial-epoch{epoch}", "recipe": cfg.to_dict(),
                                       "selected_epoch": epoch, "valid_accuracy": va["accuracy"], "partial": True})
@@ -338,6 +342,7 @@ def main(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: st
     balance = fit_balance(ckpt, valid, splits["train"].labels, raw["valid"]) if cfg.balance else None
     metrics = {
         "selected_epoch": best["epoch"],
+        "selected_valid_accuracy": best["accuracy"],  # what chose the epoch: one pass, no TTA, no adjustment
         "valid": score(adjust_proba(ckpt, raw["valid"]), valid),
         "test": score(adjust_proba(ckpt, raw["test"]), test),
         "train_seconds": round(train_s, 1),

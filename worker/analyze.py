@@ -290,7 +290,7 @@ def _closing(close, what: str, path, unwritten: list[str]):
               help="Write annotated copies to this folder: images with boxes, labels and confidences, "
                    "and one .mp4 per video, playing in the video's own time; a folder's files under "
                    "their sub-folders, as in it. Inside a folder named as an input, this folder is not read "
-                   "(a rerun does not analyse its copies).")
+                   "(a rerun does not analyse its copies); the input folder itself is refused.")
 @setting_option("detector")
 @setting_option("device")
 @setting_option("backend")
@@ -347,6 +347,13 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
         raise click.UsageError("use either --every or --fps, not both")
     check_report_usage(summary_path, report_path, report_clip_px)  # said before the models load
     check_stdin_usage(paths, "analyze")
+    if annotate_dir is not None:  # its copies went among the inputs, and each rerun copied the copies again
+        same = next((p for p in paths if p != "-" and os.path.isdir(p)
+                     and os.path.realpath(p) == os.path.realpath(annotate_dir)), None)
+        if same is not None:
+            raise click.BadParameter(f"is the input folder {printable(same)} itself: the copies would be among the "
+                                     "inputs, and a rerun would analyse them; give another folder (one inside it "
+                                     "is fine: a rerun leaves it out)", param_hint="'--annotate'")
     try:
         settings = Settings.from_env(**flags)
         started = time.perf_counter()

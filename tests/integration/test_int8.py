@@ -199,3 +199,27 @@ def test_each_rerun_margin_exceeds_the_largest_change_between_two_emotions_on_fe
     assert bench["exit_code"] == 0, bench["output"]
     change = bench["report"]["margin"]["largest_pair_change"]["ferplus_valid"]
     assert 0 < change < CONFIRM_MARGINS[precision], (precision, change)
+
+
+@pytest.mark.parametrize("arch, size", [("vgg", 32), ("resnet", 64)])
+def test_export_int8_calibrates_a_model_of_another_input_size_at_its_size(tmp_path, fixtures_dir, arch, size):
+    """`train --input-size 32` (16..512 taken) then `export onnx` and `export int8`: the calibration
+    faces were read at 48 px whatever the model's input, and ONNX Runtime's traceback ended the
+    command ('Got invalid dimensions for input ... Got: 48 Expected: 32'). Now they are read at the
+    model's size and the int8 file serves faces of it."""
+    import torch
+
+    from moodstream.shared.models import ModelConfig, build_model, save_checkpoint
+
+    cfg = ModelConfig(arch=arch, widths=(8, 16), hidden=16, input_size=size)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "small.pt", build_model(cfg).eval(), cfg, mean=0.5, std=0.25)
+    out = tmp_path / "onnx"
+    res = CliRunner().invoke(export, ["onnx", "--checkpoint", str(tmp_path / "small.pt"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(export, ["int8", "--ferplus", str(fixtures_dir / "ferplus"), "--out", str(out),
+                                      "--images", "16"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    int8 = OnnxEmotionClassifier(out / EMOTION_FILE, runtime="openvino", precision="int8")
+    faces = np.random.default_rng(0).uniform(0, 1, (4, 1, size, size)).astype(np.float32)
+    assert np.allclose(int8.predict_crops(faces).sum(1), 1, atol=1e-5)

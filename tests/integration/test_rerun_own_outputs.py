@@ -125,3 +125,19 @@ def test_a_folder_of_nothing_but_its_outputs_says_so(tmp_path):
     assert ran.exit_code == 1
     assert "but the 1 file this command writes" in ran.stderr and "name them directly" in ran.stderr
     assert "Traceback" not in ran.output
+
+
+def test_annotate_into_the_input_folder_itself_is_refused(tmp_path):
+    """`analyze photos --annotate photos`: the copies went among the inputs (audience-2.jpg beside
+    audience.jpg), and each rerun analysed the last run's copies and copied them again, boxes on boxes:
+    2 photos, then 4, then 8, exit 0 without a word. The folder named as both is refused."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(SAMPLES / "street.jpg", photos / "street.jpg")
+    for named in (str(photos), str(photos) + "/", str(tmp_path / "photos" / ".." / "photos")):
+        res = invoke(str(photos), "--annotate", named)
+        assert res.exit_code == 2, res.output
+        assert "is the input folder" in res.output and "give another folder" in res.output, res.output
+        assert files(photos) == ["street.jpg"]
+    res = invoke(str(photos), "--annotate", str(photos / "annotated"))  # a folder inside it: as before
+    assert res.exit_code == 0, res.output

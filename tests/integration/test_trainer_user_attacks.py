@@ -256,3 +256,54 @@ def test_sigterm_mid_export_leaves_the_folder_as_it_was(tmp_path):
     assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
     assert "export onnx: stopped (SIGTERM)" in err.splitlines()[-1], err[-2000:]
     assert [p.name for p in out.iterdir()] == ["emotion.onnx"] and (out / "emotion.onnx").read_text() == "previous"
+
+
+def test_eval_out_is_refused_where_it_names_the_shipped_model_it_evaluates(tmp_path, monkeypatch):
+    """`eval --data D --out .../shared/weights/emotion.pt` (no --checkpoint: the shipped model is the one
+    evaluated) wrote the JSON report over the shipped model and exited 0; the next eval, analyze or
+    worker found 'a text file, beginning { "n": 24'. --out naming --checkpoint was refused already."""
+    import moodstream.shared.models as models
+
+    shipped = tiny_checkpoint(tmp_path / "weights" / "emotion.pt")
+    monkeypatch.setattr(models, "SHIPPED_CHECKPOINT", shipped)
+    before = digest(shipped)
+    data = folder_dataset(tmp_path / "data")
+    res = CliRunner().invoke(cli, ["eval", "--data", str(data), "--device", "cpu", "--out", str(shipped)])
+    one_line(res, 2, "is the checkpoint itself", "the report would replace it")
+    assert digest(shipped) == before
+
+
+def test_an_interrupted_overwrite_leaves_no_metrics_of_the_model_it_replaced(tmp_path, monkeypatch):
+    """`train --overwrite` over a finished run, stopped after its first epoch: emotion.pt was the new
+    run's best epoch, but metrics.json and curves.png beside it were still the old run's (its recipe,
+    its selected epoch, its Test accuracy): a folder whose numbers describe another model. They go
+    when the new run's first epoch replaces the model; until then the old run is whole."""
+    import json
+
+    data = folder_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), *TINY]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert (run / "metrics.json").is_file() and (run / "curves.png").is_file()
+    interrupt_the_second_epoch(monkeypatch)
+    res = CliRunner().invoke(cli, args + ["--seed", "1", "--overwrite", "--epochs", "3"])  # the last --epochs
+    assert res.exit_code == 130, res.output
+    assert load_checkpoint(run / "emotion.pt").meta["recipe"]["seed"] == 1  # the new run's first epoch
+    assert not (run / "metrics.json").exists() and not (run / "curves.png").exists()
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]
+
+
+def test_the_last_line_names_the_valid_accuracy_that_chose_the_epoch(tmp_path):
+    """'selected epoch 2 by Valid accuracy 0.1750' where history.json gave epoch 2 0.1625: the number
+    printed was Valid's after flip TTA and the class-prior adjustment, not the one that chose."""
+    import json
+
+    data = folder_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--data", str(data), "--out", str(run), *TINY, "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    chose = {h["epoch"]: h["valid_accuracy"] for h in json.loads((run / "history.json").read_text())}
+    epoch = metrics["selected_epoch"]
+    assert f"selected epoch {epoch} by Valid accuracy {chose[epoch]:.4f}" in res.output, res.output
+    assert f"{metrics['valid']['accuracy']:.4f} with " in res.output, res.output
