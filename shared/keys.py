@@ -40,6 +40,11 @@ class Keys:
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"prefix {self.prefix!r} must be 1-64 characters of letters, digits, '_', '.', '-', ':'")
+        if ":reply:" in self.prefix or self.prefix.endswith(":reply"):  # keys a job's reply_to names
+            owner = self.prefix[:self.prefix.find(":reply")]
+            raise ConfigError(f"prefix {self.prefix!r} lies inside deployment {owner!r}'s reply streams "
+                              f"({owner}:reply:*, which its producers name): a job there could write into this "
+                              "deployment's keys; choose a prefix without a ':reply' part")
 
     @classmethod
     def from_settings(cls, settings) -> Keys:

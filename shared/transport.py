@@ -195,18 +195,23 @@ def ensure_group(client: redis.Redis, keys: Keys, *, stream: str | None = None, 
     return True
 
 
-def not_a_stream(key: str, kind: str | None = None) -> str:
-    held = f" (it holds a {kind})" if kind else ""
-    return (f"Redis key {key!r} is not a stream{held}: another program's key, or a moodstream key changed by hand; "
-            "delete or rename it, or use another prefix")
+# TYPE's answers, as a sentence names them
+KIND_NAMES = {"zset": "sorted set"}
 
 
-def check_streams(client: redis.Redis, *keys: str) -> None:
-    """ConfigError, one line, where a key moodstream keeps a stream in holds another type."""
-    for key in keys:
+def not_a_stream(key: str, kind: str | None = None, wanted: str = "stream") -> str:
+    held = f" (it holds a {KIND_NAMES.get(kind, kind)})" if kind else ""
+    return (f"Redis key {key!r} is not a {KIND_NAMES.get(wanted, wanted)}{held}: another program's key, or a "
+            "moodstream key changed by hand; delete or rename it, or use another prefix")
+
+
+def check_streams(client: redis.Redis, *keys: str, **others: str) -> None:
+    """ConfigError, one line, where a key moodstream keeps a stream in holds another type; ``others``:
+    key -> the type it keeps there (``hash``, ``zset``), checked the same way."""
+    for key, wanted in [*((k, "stream") for k in keys), *others.items()]:
         kind = as_str(client.type(key))
-        if kind not in ("stream", "none"):
-            raise ConfigError(not_a_stream(key, kind))
+        if kind not in (wanted, "none"):
+            raise ConfigError(not_a_stream(key, kind, wanted))
 
 
 def find_group(groups: list[dict], group: str) -> dict | None:

@@ -119,7 +119,9 @@ def _decode(raw: object, kind: str):
     if v is msgspec.UNSET:
         raise MessageError("schema_version", "no schema version field 'v'")
     if v != SCHEMA_VERSION or isinstance(v, bool):
-        raise MessageError("schema_version", f"schema version {str(v)[:40]!r}, this code reads {SCHEMA_VERSION}")
+        typed = "" if type(v) is int else f" (a {type(v).__name__}; a number is wanted)"  # "2" looked like 2
+        shown = v if type(v) is int else str(v)[:40]
+        raise MessageError("schema_version", f"schema version {shown!r}{typed}, this code reads {SCHEMA_VERSION}")
     if head_kind != kind:
         raise MessageError("bad_field", f"kind is {str(head_kind)[:40]!r}, expected {kind!r}")
     try:

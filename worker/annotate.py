@@ -82,8 +82,9 @@ def safe_stem(source: str, page: int | None = None, room: int = STEM_BYTES) -> s
         stem = "stdin"
     elif is_stream_spec(source):
         stem = "camera" + source if is_camera_index(source) else re.sub(r"[^\w.-]+", "_", source).strip("_")
-    else:  # bytes that are not UTF-8: '?' (OpenCV writes it)
-        stem = (Path(source).stem or "image").encode("utf-8", "replace").decode("utf-8")
+    else:  # bytes that are not UTF-8: '?' (OpenCV writes it); no file name holds a NUL (a source the API or
+        # the wire named so made writing its pictures a ValueError)
+        stem = (Path(source).stem.replace("\x00", "") or "image").encode("utf-8", "replace").decode("utf-8")
     tail = f"-page{page}" if page is not None and page > 1 else ""
     return fit_stem(stem, room - len(tail)) + tail
 

@@ -68,6 +68,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import PixelBudget, decode_pixels, decoded_scale
 from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_transient
 from moodstream.shared.settings import Settings
+from moodstream.shared.table import printable
 from moodstream.shared.transport import as_str, check_streams, connect, ensure_group
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
 from moodstream.shared.wire import FIELD, HEAD, TOO_LARGE, dead_letter_fields, decode_frame, encode_result, now_ms
@@ -180,6 +181,7 @@ class Worker:
         self._beat_at = 0.0  # time.monotonic() of the last beat
         self._beat_served = 0  # self.served as the last beat said it
         self._indexed = True  # the heartbeat also writes the workers' index (off where the ACL refuses it)
+        self._named = False  # True once it beat under its name (setup refuses one another live worker beats under)
         self._next_claim = 0.0
         self._next_sweep = 0.0
         self._claim_interval_s = min(5.0, max(0.05, settings.reclaim_idle_ms / 2000))
@@ -237,9 +239,12 @@ class Worker:
                               model_version=self.pipeline.model_version)
         self._pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix=f"decode-{self.name}")
         # keys of another type under the prefix: one line before any frame is taken (a results
-        # stream that is not one would have its batches acked without their results)
-        self._retry(lambda: check_streams(self.client, self.keys.frames, self.keys.results, self.keys.dead))
+        # stream that is not one would have its batches acked without their results; an attempts key
+        # that is no hash stopped the worker after each restart's first batch, in words naming no key)
+        self._retry(lambda: check_streams(self.client, self.keys.frames, self.keys.results, self.keys.dead,
+                                          **{self.keys.attempts: "hash", self.keys.heartbeats: "zset"}))
         self._retry(self._ensure_group)
+        self._check_name_free()
         self.status = Status.IDLE
         self._retry(self.heartbeat)
         self._retry(self._take_back_own)
@@ -266,7 +271,7 @@ class Worker:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.retry.down:  # a goodbye to a server that is gone would only wait for timeouts
             log.info("worker %s: Redis unreachable; its heartbeat expires by itself", self.name)
-        else:
+        elif self._named:  # (refused the name: the heartbeat and consumer are another live worker's)
             self._goodbye()
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
@@ -317,6 +322,43 @@ class Worker:
             self._next_sweep = now + min(60.0, max(1.0, self.settings.reclaim_idle_ms / 1000))
             self.forget_dead_consumers()
 
+    def _check_name_free(self) -> None:
+        """A ConfigError where another live worker beats under this consumer name (a second worker started
+        with the first's ``--consumer``: it took the first's pending entries as a dead run's and served them
+        twice). A heartbeat of this host and process id is this worker's before (a container restarted);
+        another one is watched until it beats again (alive: refused) or expires (a worker that died: its
+        name and pending entries are taken, as before), at most ``heartbeat_ttl_s``."""
+        key = self.keys.heartbeat(self.name)
+
+        def beat() -> dict[str, str]:  # HMGET: what the worker's ACL user may read of a hash (HSET, HMGET)
+            values = self.client.hmget(key, ["host", "pid", "beat_at_ms"])
+            return {} if values[2] is None else dict(zip(("host", "pid", "beat_at_ms"), map(as_str, values)))
+
+        try:
+            held = self._retry(beat)
+        except ConfigError as exc:  # ACL rules without HMGET: the name is not checked, as before
+            log.warning("worker %s: cannot check that no live worker holds this name (%s)", self.name, exc)
+            return
+        who = (held.get("host"), held.get("pid"))
+        if not held or who == (socket.gethostname(), str(os.getpid())):
+            return
+        ttl_s = self.settings.heartbeat_ttl_s
+        log.warning("worker %s: a heartbeat under this name from %s (pid %s): waiting up to %d s for its next beat "
+                    "(a live worker under this name) or its end (a worker that died)", self.name,
+                    printable(str(who[0]))[:80], printable(str(who[1]))[:20], ttl_s)
+        deadline = time.monotonic() + ttl_s + 1
+        while time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.2)
+            now = self._retry(beat)
+            if not now:
+                return  # expired (or its worker stopped): the name is free
+            if now.get("beat_at_ms") != held.get("beat_at_ms") or (now.get("host"), now.get("pid")) != who:
+                raise ConfigError(f"worker name {self.name!r} is taken by a live worker on {printable(str(who[0]))[:80]} "
+                                  f"(pid {printable(str(who[1]))[:20]}, beating): two workers under one name take each "
+                                  "other's frames as a dead worker's and serve them twice; give each worker its own "
+                                  "--consumer (the default, <host>-<pid>, is)")
+        log.warning("worker %s: that heartbeat did not beat in %d s: taking the name", self.name, ttl_s)
+
     def heartbeat(self) -> None:
         """The heartbeat hash (expires heartbeat_ttl_s after this beat) and this worker's entry in
         the index of heartbeats (``Keys.heartbeats``), in one MULTI. The index drops the entries
@@ -352,6 +394,7 @@ class Worker:
                         self.name, self.keys.heartbeats, exc)
             return self.heartbeat()
         self._beat_at, self._beat_served = time.monotonic(), self.served
+        self._named = True  # it beats under the name: its goodbye may remove the heartbeat and consumer
         self._next_beat = self._beat_at + self.settings.heartbeat_ttl_s / 3
 
     def reclaim(self) -> None:

@@ -203,3 +203,22 @@ def test_frames_put_back_trim_no_unread_frame(redis_url, client, keys):
     with pytest.raises(ConfigError, match="put back"):
         worker._put_back({0: (keys.results, held)}, [redis.ResponseError("WRONGTYPE Operation against a key")])
     assert client.xlen(keys.frames) == 301
+
+
+@pytest.mark.parametrize("which, holds", [("attempts", "hash"), ("heartbeats", "sorted set")])
+def test_a_worker_s_other_keys_of_another_type_are_one_line_naming_them_before_a_frame(redis_url, client, keys,
+                                                                                        which, holds):
+    """`SET <prefix>:attempts x` (an operator's mistake, another program's key): the worker started,
+    served one batch, then exited 1 with 'a key moodstream keeps a stream in is not a stream', naming
+    no key (the key is a hash), and each restart served one more batch before it exited again;
+    `<prefix>:heartbeats` stopped it at start with the same words. Checked at start now, with the
+    key's name and what it should hold; nothing is taken. (An intake that is no list is said and waited
+    out by the movers: producers push there, tests/integration/test_intake.py.)"""
+    sent = Producer(settings_for(redis_url)).submit_image(tiny_jpeg(0), source="held").job_id
+    key = getattr(keys, which)
+    client.set(key, "blocker")
+    out = _cli(_env(redis_url), "worker", "--detector", "haar", "--threads", "1")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"Redis key {key!r} is not a {holds} (it holds a string)" in out.stderr, out.stderr[-2000:]
+    assert not client.exists(keys.results) and client.get(key) == b"blocker"
+    assert sent

@@ -87,3 +87,22 @@ def test_a_rerun_beside_its_inputs_reads_none_of_its_own_pictures(tmp_path):
     assert again.exit_code == 0, again.output
     assert [json.loads(line)["source"] for line in again.stdout.splitlines() if line.startswith("{")] == [
         str(tmp_path / f"{LONG}.jpg")]
+
+
+@pytest.mark.parametrize("source", ["cam\x00two", "a\x1b[31mred\x00\n\r\u202e", "/videos/\x00.mp4"])
+def test_tracks_pictures_of_a_source_with_a_nul_byte_are_written(redis_url, client, keys, tmp_path, source):
+    """A source name with a NUL byte (the API and the wire take any string): `tracks --pictures` ended in
+    a traceback, ValueError 'embedded null byte' from writing the picture, and no summary after it was
+    printed. No file name holds a NUL; the byte is left out of the picture's name."""
+    from moodstream.worker.tracking.reader import tracks
+    from tests.support.streamkit import add_picture_summary
+
+    add_picture_summary(client, keys, source, b"\xff\xd8\xff\xd9")
+    add_picture_summary(client, keys, "after", b"\xff\xd8\xff\xd9")
+    ran = CliRunner().invoke(tracks, ["--from-start", "--json", "--pictures", str(tmp_path / "p"),
+                                      "--redis-url", redis_url, "--prefix", "t"])
+    assert ran.exit_code == 0, (ran.output, ran.exception)
+    printed = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert [s["source"] for s in printed] == [source, "after"]
+    assert all((tmp_path / "p" / s["tracks"][0]["thumbnail"]).is_file() for s in printed)
+    assert "\x00" not in safe_stem(source)

@@ -60,3 +60,15 @@ def test_passwords_never_reach_errors_or_logs(url):
     except ConfigError as exc:  # the bad-port URL: the error names it without the password
         assert "s3cret" not in str(exc)
     assert redact("redis://localhost:6379/0") == "redis://localhost:6379/0"
+
+
+@pytest.mark.parametrize("prefix", ["moodstream:reply:cam", "moodstream:reply", "a:reply:", "x:reply:y:z"])
+def test_a_prefix_inside_another_deployment_s_replies_is_refused(prefix):
+    """`--prefix moodstream:reply:cam` was taken: its keys lay in deployment moodstream's reply streams,
+    so a job of that deployment with reply_to 'cam:intake' (producers name it) had a worker XADD there
+    and put a 24 h TTL on the other deployment's queue (the WRONGTYPE XADD failed, the EXPIRE in its
+    MULTI ran); 'cam:frames' would have added a result to its frames stream."""
+    with pytest.raises(ConfigError, match="reply"):
+        Keys(prefix)
+    for fine in ("reply", "replies:a", "a:replying", "a:reply_b"):
+        assert Keys(fine).prefix == fine

@@ -355,3 +355,12 @@ def test_frame_entry_is_optional_on_the_wire_and_only_in_the_service_s_json():
     assert served.to_json()["frame_entry"] == "5-0"
     unserved = FrameResult(source="v.mp4", frame=1, faces=[_face()])
     assert "frame_entry" not in unserved.to_json() and "frame_entry" not in unserved.to_json(service=False)
+
+
+def test_a_schema_version_of_another_type_says_what_it_is():
+    """A job with "v": "2" (a string) was dead-lettered 'schema version '2', this code reads 2': the
+    same-looking numbers, no word of the type."""
+    with pytest.raises(MessageError, match=r"schema version '2' \(a str; a number is wanted\), this code reads 2"):
+        decode_frame(msgpack.packb(_frame_map(v="2")))
+    with pytest.raises(MessageError, match=r"schema version 1, this code reads 2"):
+        decode_frame(msgpack.packb(_frame_map(v=1)))
