@@ -167,7 +167,7 @@ def test_photos_show_annotated_with_a_line_per_face(browser, tmp_path):
         for line, face in zip(card["faces"], record["faces"]):  # as the label drawn on the photo says it
             assert line == face_label(msgspec.convert(face, Face))[1]
             assert line.startswith(f"#{face['track_id']} {face['emotion']} ")
-        assert card["src"].startswith("r-photos/") and card["lazy"] == "lazy"
+        assert card["src"].startswith("./r-photos/") and card["lazy"] == "lazy"
         n = len(record["faces"])  # counted as the people table counts: "1 face", "2 faces", not "face(s)"
         assert card["meta"].endswith(" · " + (f"{n} face{'' if n == 1 else 's'}" if n else "no face found")), card
     n_faces = sum(len(r["faces"]) for r in records)
@@ -180,3 +180,25 @@ def test_photos_show_annotated_with_a_line_per_face(browser, tmp_path):
     assert HOSTILE in browser.find_element("tag name", "body").text
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert browser.execute_script("return window.__xss === undefined")
+
+
+def test_a_clip_and_photos_named_with_a_colon_load(browser, tmp_path):
+    """A video named `cam:1.mp4` (a camera's time in its name: 2024-01-01T10:30:00.mp4) or a page named
+    `run:1.html`: the page set its clip's src to `page-cam:1.webm`, which a browser reads as a URL of
+    the scheme 'page-cam:' (the page's policy refused it, error code 4), and the photos under
+    `run:1-photos/` the same: an empty player, broken pictures. Each name is now a relative path."""
+    clips = tmp_path / "in"
+    clips.mkdir()
+    (clips / "cam:1.mp4").write_bytes(SAMPLE.read_bytes())
+    (clips / "10:30 street.jpg").write_bytes(IMAGE.read_bytes())
+    page = tmp_path / "run:1.html"
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", "--max-frames", "10", str(clips),
+                                              "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    browser.get(page.as_uri())
+    state = wait_js(browser, "const v = document.querySelector('video');"
+                             "return v && (v.error || (v.readyState >= 2 && v.duration > 0)) ? "
+                             "{error: v.error ? v.error.code : null, src: v.getAttribute('src')} : null")
+    assert state and state["error"] is None, state
+    cards = loaded_in_view(browser)
+    assert len(cards) == 1 and cards[0]["loaded"], cards

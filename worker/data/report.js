@@ -13,7 +13,9 @@
   const pct = (p) => Math.round(100 * p) + "%";
   const count = (n, one, many) => n + " " + (n === 1 ? one : many);  /* "1 person", "2 people" */
   /* a file beside the page, as a relative URL ('#' and '?' in a name are not its fragment or query) */
-  const fileUrl = (name) => encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
+  /* a file beside the page, as a relative URL: "./" first, or a name with a colon ("cam:1.webm",
+     "2024-01-01T10:30:00.webm") read as a URL of the scheme before it */
+  const fileUrl = (name) => "./" + encodeURI(name).replace(/#/g, "%23").replace(/\?/g, "%3F");
 
   const photos = data.photos || [];
   /* what the run holds, no count of nothing ("2 videos", "1 video, 2 photos"), as the page's title says it */
