@@ -54,6 +54,17 @@ def cut(text: object, n: int = TEXT_CHARS) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def source_key(name: object) -> str:
+    """A source's name as the page's key and label: whole up to TEXT_CHARS, else cut with a short hash of the
+    whole (names cut alone made two sources alike in their first 299 characters one card)."""
+    s = "" if name is None else str(name)
+    if len(s) <= TEXT_CHARS:
+        return s
+    import hashlib
+
+    return s[: TEXT_CHARS - 10] + "…" + hashlib.sha256(s.encode("utf-8", "replace")).hexdigest()[:9]
+
+
 def entry_ms(entry_id: str) -> int:
     """The Redis server time (ms) an entry id was minted at."""
     try:
@@ -127,7 +138,8 @@ class Source:
     def to_json(self, full: bool) -> dict:
         people = [p.to_json(full) for p in self.people.values() if full or p.new or p.replace]
         out = {"name": self.name, "first_ms": self.first_ms, "last_ms": self.last_ms, "results": self.results,
-               "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "latest": self.latest, "people": people}
+               "errors": self.errors, "tracked": self.tracked, "runs": self.runs, "run": self.run, "latest": self.latest,
+               "people": people}
         if full or self.summary_new:
             out["summary"] = self.summary
         return out
@@ -250,7 +262,7 @@ class Model:
         ms = entry_ms(entry_id)
         with self.lock:
             self.last[stream] = entry_id
-            src = self._source(cut(r.source), ms)
+            src = self._source(source_key(r.source), ms)
             src.last_ms = max(src.last_ms, ms)
             tracked = stream == "tracked"
             if not tracked:
@@ -263,9 +275,11 @@ class Model:
             latest = src.latest
             # what the frame shows: tracked results once there are any (they carry the ids), the
             # newest frame (or any frame of a run that restarted), in arrival order
+            # (and a frame's tracked answer over its untracked one, which came first: boxes without ids)
             if (tracked or not src.tracked) and (latest is None or r.frame > latest["frame"]
-                                                 or ms > latest["ms"] + RESTART_MS):
-                src.latest = {"frame": r.frame, "ms": ms, "t": r.timestamp_s, "size": list(r.size) if r.size else None,
+                                                 or ms > latest["ms"] + RESTART_MS
+                                                 or (tracked and not latest["tracked"] and r.frame == latest["frame"])):
+                src.latest = {"frame": r.frame, "ms": ms, "tracked": tracked, "t": r.timestamp_s, "size": list(r.size) if r.size else None,
                               "job": cut(r.job_id, 80), "enq": r.enqueued_at_ms, "entry": r.frame_entry,
                               "faces": [face_view(f) for f in r.faces[:MAX_FACES]],
                               "error": None if r.error is None else cut(f"{r.error.reason}: {r.error.detail}")}
@@ -295,7 +309,7 @@ class Model:
         view = summary_view(summary)
         with self.lock:
             self.last["summaries"] = entry_id
-            src = self._source(cut(source), entry_ms(entry_id))
+            src = self._source(source_key(source), entry_ms(entry_id))
             src.summary = add_part(src.summary, view, summary)
             src.summary_new = True
 

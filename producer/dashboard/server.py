@@ -170,8 +170,9 @@ def create_app(settings: Settings, feed):
 
     middleware = [Middleware(Guard)]
     if is_loopback(settings.dashboard_host):  # a rebound DNS name must not reach a loopback-only page
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "[::1]",
-                                                                              "::1"]))
+        own = settings.dashboard_host.strip("[]")  # 127.0.0.2 is loopback too: answered 'Invalid host header'
+        hosts = {"localhost", "127.0.0.1", "[::1]", "::1", own, f"[{own}]" if ":" in own else own}
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=sorted(hosts)))
     routes = [Route("/", index), Route("/api/state", state), Route("/frame", frame), Route("/events", events),
               Route("/healthz", healthz), Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes, middleware=middleware)

@@ -250,3 +250,41 @@ def test_the_track_stage_s_counts_are_on_the_page(browser, redis_url, dashboard_
     assert len(lines) == 2 and lines[0].startswith("track stage: 5 results trimmed from the results stream"), lines
     assert lines[1].startswith("track stage: 2 late results published untracked"), lines
     screenshot(browser, "dashboard_track_lines.png")
+
+
+def test_a_new_run_s_people_are_not_matched_to_the_run_before_s_summary(browser, redis_url, dashboard_for):
+    """A source's second run (the same file sent again): the page matched its live tracks to the summary
+    it showed by track id alone, the run before's: its #0, a person of 40 frames, was hidden because the
+    first run's #0 was 'not a person: seen in one frame', and that #0 was listed under other tracks,
+    until the new run's summary came (up to source_idle_s, 5 minutes)."""
+    from moodstream.shared.labels import LABELS
+    from moodstream.shared.record import Face, FrameResult, Smoothed
+    from moodstream.shared.wire import encode_result
+
+    settings = settings_for(redis_url)
+    keys = Keys(settings.prefix)
+    client = redis.Redis.from_url(redis_url)
+    probs = {k: 0.3 if k == "happiness" else 0.1 for k in LABELS}
+
+    def frames(run: int, n: int) -> None:
+        for i in range(n):
+            face = Face(box=(10.0, 10.0, 50.0, 60.0), score=0.99, emotion="happiness", probabilities=probs,
+                        track_id=0, smoothed=Smoothed("happiness", probs))
+            r = FrameResult(source="swap.mp4", frame=i, timestamp_s=i / 30, size=(64, 64), faces=[face],
+                            job_id=f"swap-{run}-{i}", run=run)
+            client.xadd(keys.results, {FIELD: encode_result(r)})
+            client.xadd(keys.tracked, {FIELD: encode_result(r)})
+
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    frames(1, 1)
+    summary = {"source": "swap.mp4", "run": 1, "tracks": [
+        {"track_id": 0, "person": False, "not_person_why": "seen in one frame only", "first_timestamp_s": 0.0,
+         "last_timestamp_s": 0.0, "frames": 1, "dominant": "happiness", "mean_probabilities": probs, "episodes": []}]}
+    client.xadd(keys.summaries, {FIELD: json.dumps(summary).encode()})
+    others = "return [...document.querySelectorAll('[data-other-track-id]')].filter(e => e.offsetParent).length"
+    assert wait_until(lambda: browser.execute_script(others) == 1, 30)  # run 1: #0 is no person
+    frames(2, 40)
+    assert wait_until(lambda: browser.execute_script(PAGE_IDS) == [0], 30), (browser.execute_script(PAGE_IDS), body(browser))
+    assert browser.execute_script(others) == 0, body(browser)
+    client.close()

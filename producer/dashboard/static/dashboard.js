@@ -37,9 +37,10 @@
     let cur = prev;
     // an update carries "summary" only when it changed: a new run keeps the one shown until then
     if (!cur || full || (cur.runs !== undefined && s.runs !== cur.runs)) cur = {people: new Map(), summary: full || !prev ? null : prev.summary};
-    for (const k of ["name", "first_ms", "last_ms", "results", "errors", "tracked", "latest", "summary", "runs"]) {
+    for (const k of ["name", "first_ms", "last_ms", "results", "errors", "tracked", "latest", "summary", "runs", "run"]) {
       if (k in s) cur[k] = s[k];
     }
+    if ("summary" in s) cur.summaryRuns = cur.runs;  // the run it came in (a stage of before numbers none)
     for (const p of s.people || []) cur.people.set(p.track_id, mergePerson(full || p.replace ? null : cur.people.get(p.track_id), p));
     if (cur.people.size > MAX_PEOPLE) {
       const keep = [...cur.people.values()].sort((a, b) => b.last_t - a.last_t).slice(0, MAX_PEOPLE);
@@ -192,7 +193,8 @@
     card.meta.textContent = count(s.results, "result", "results") + (s.errors ? " (" + count(s.errors, "error", "errors") + ")" : "") +
       (s.latest ? " · frame " + s.latest.frame + span : "") + " · last seen " + ago(s.last_ms) +
       (s.tracked ? " · tracked" : " · not tracked (run `moodstream track` for people)") +
-      (s.summary ? " · summary published" + (s.summary.missing ? " · " + s.summary.missing : "") : "");
+      (s.summary ? " · summary published" + (summaryOfThisRun(s) ? "" : " (of the run before)") +
+        (s.summary.missing ? " · " + s.summary.missing : "") : "");
   }
 
   function maybeFetchFrame(card, s) {
@@ -234,8 +236,16 @@
     }
   }
 
+  /* is the summary shown the run's that goes on? Its people are matched to the live tracks by id only then:
+     a new run's #0 was hidden as the run before's #0, "not a person" */
+  function summaryOfThisRun(s) {
+    if (!s.summary) return false;
+    if (Number.isInteger(s.summary.run) && Number.isInteger(s.run)) return s.summary.run === s.run;
+    return s.summaryRuns === undefined || s.summaryRuns === s.runs;
+  }
+
   function fillPeople(card, s) {
-    const summaryTracks = s.summary ? s.summary.tracks : [];
+    const summaryTracks = summaryOfThisRun(s) ? s.summary.tracks : [];
     const byId = new Map(summaryTracks.map((t) => [t.track_id, t]));
     const people = [...s.people.values()].filter((p) => !byId.has(p.track_id) || byId.get(p.track_id).person);
     for (const t of summaryTracks) {
