@@ -40,6 +40,7 @@ MAX_THUMB_CHARS = 64_000  # a face picture (base64) larger than this is not show
 MAX_SUMMARY_THUMB_CHARS = 1 << 20  # a summary's pictures together; the tracks after that show none
 RING = 240  # batches kept for resuming (about a minute at 4 batches/s)
 RING_BYTES = 24 << 20  # the kept batches' JSON text together, at most (the newest batch is always kept)
+SNAPSHOT_BYTES = 48 << 20  # snapshots kept as SSE text for pages reading them, at most (the newest always)
 TEXT_CHARS = 300  # text fields from a stream are cut to this
 MAX_FACES = 64  # boxes kept of the latest frame
 RESTART_MS = 5000  # a frame older than the one shown replaces it after this long (a new run of the source)
@@ -238,6 +239,9 @@ class Model:
         self.fleet: dict | None = None
         self.fleet_seq = 0
         self.redis: dict = {"ok": None, "error": None}
+        # seq -> the snapshot as one SSE event, serialised once for every page that asks at that batch and
+        # read by piece (snapshot_piece): a page's own copy, megabytes, stayed in memory while it did not read
+        self.snapshots: OrderedDict[int, str] = OrderedDict()
 
     # --- folding ------------------------------------------------------------------------
 
@@ -360,6 +364,32 @@ class Model:
             return {"seq": seq, "id": bid, "sources": [s.to_json(full=True) for s in reversed(self.sources.values())],
                     "fleet": self.fleet, "redis": self.redis, "limits": {"sources": MAX_SOURCES,
                                                                           "people": MAX_PEOPLE, "points": MAX_POINTS}}
+
+    def snapshot_event(self) -> tuple[int, int]:
+        """The snapshot as the text of one SSE ``snapshot`` event, kept for pages to read by piece
+        (:meth:`snapshot_piece`): (its seq, its length)."""
+        with self.lock:
+            self._commit()
+            seq = self.ring[-1][0] if self.ring else 0
+            kept = self.snapshots.get(seq)
+        if kept is None:
+            snap = self.snapshot()  # (outside the lock: megabytes of JSON; a batch since is a newer seq)
+            kept = (f"event: snapshot\nid: {snap['id']}\ndata: " + json.dumps(snap, separators=(",", ":")) + "\n\n")
+            with self.lock:
+                seq = snap["seq"]
+                kept = self.snapshots.setdefault(seq, kept)
+                self.snapshots.move_to_end(seq)  # the newest kept last: the oldest go first
+                total = sum(map(len, self.snapshots.values()))
+                while total > SNAPSHOT_BYTES and len(self.snapshots) > 1:
+                    total -= len(self.snapshots.popitem(last=False)[1])
+        return seq, len(kept)
+
+    def snapshot_piece(self, seq: int, start: int, size: int) -> str | None:
+        """``size`` characters of snapshot ``seq``'s event from ``start``; None once it is no longer kept
+        (newer ones took its room while a page read it slowly: that page asks again)."""
+        with self.lock:
+            text = self.snapshots.get(seq)
+            return None if text is None else text[start:start + size]
 
     def since(self, seq: int) -> list[tuple[int, str, dict]] | None:
         """Batches after ``seq`` as (seq, id, JSON text), or None when some of them are no longer kept

@@ -45,6 +45,9 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store"}
 MIN_TOKEN_CHARS = 16
+PIECE_CHARS = 1 << 16  # /events is written in pieces this large, each once the page took the one before
+SEND_TIMEOUT_S = 30.0  # a page that takes no piece for this long is dropped (it reconnects when it reads again)
+MAX_CONNECTIONS = 128  # connections at once; past them 503 (each page holds one, /events)
 
 
 def is_loopback(host: str) -> bool:
@@ -74,6 +77,14 @@ def sse(event: str, data: dict | str, event_id: str | None = None) -> str:
     return head + "data: " + text + "\n\n"
 
 
+class _DroppedPages(logging.Filter):
+    """uvicorn's error line for a response left unfinished: the dashboard's own doing for a page it dropped
+    (:data:`SEND_TIMEOUT_S`), said at INFO by the dashboard instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
 def create_app(settings: Settings, feed):
     """The Starlette app over a started :class:`~moodstream.producer.dashboard.feed.Feed`."""
     from starlette.applications import Starlette
@@ -83,6 +94,26 @@ def create_app(settings: Settings, feed):
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
+    class EventStream(StreamingResponse):
+        """/events: each text written in pieces of PIECE_CHARS, each once the page took the one before (the
+        server's write buffer holds one), and a page that takes none for SEND_TIMEOUT_S is dropped: a page
+        that stopped reading held the whole snapshot in the server's memory, each its own copy."""
+
+        async def stream_response(self, send) -> None:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for text in self.body_iterator:
+                for start in range(0, len(text), PIECE_CHARS):
+                    body = text[start:start + PIECE_CHARS].encode()
+                    try:
+                        await asyncio.wait_for(send({"type": "http.response.body", "body": body, "more_body": True}),
+                                               SEND_TIMEOUT_S)
+                    except TimeoutError:  # (uvicorn closes the connection; its unread rest goes with it)
+                        log.info("dashboard: dropped a page that took nothing for %.0f s", SEND_TIMEOUT_S)
+                        return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    if not any(isinstance(f, _DroppedPages) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(_DroppedPages())
     model = feed.model
     token = settings.dashboard_token
     page = (STATIC / "index.html").read_bytes()
@@ -127,10 +158,14 @@ def create_app(settings: Settings, feed):
             fleet_seq, idle = -1, 0.0
             while True:
                 batches = model.since(seq) if seq is not None else None
-                if batches is None:
-                    snap = model.snapshot()
-                    seq = snap["seq"]
-                    yield sse("snapshot", snap, snap["id"])
+                if batches is None:  # the snapshot, serialised once for all pages, read here piece by piece
+                    snap_seq, size = model.snapshot_event()
+                    for start in range(0, size, PIECE_CHARS):
+                        piece = model.snapshot_piece(snap_seq, start, PIECE_CHARS)
+                        if piece is None:  # dropped while this page read it slowly: it reconnects for a newer one
+                            return
+                        yield piece
+                    seq = snap_seq
                     fleet_seq = -1
                 else:
                     for s, bid, batch in batches:
@@ -148,8 +183,7 @@ def create_app(settings: Settings, feed):
                     return
                 await asyncio.sleep(TICK_S)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={**HEADERS, "X-Accel-Buffering": "no"})
+        return EventStream(stream(), media_type="text/event-stream", headers={**HEADERS, "X-Accel-Buffering": "no"})
 
     async def healthz(request):
         return PlainTextResponse("ok")
@@ -198,7 +232,7 @@ class Dashboard:
         check_connection(self.feed.client, settings.redis_url, settings.redis_wait_s, notice=notice)
         config = uvicorn.Config(create_app(settings, self.feed), host=settings.dashboard_host,
                                 port=settings.dashboard_port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=1, limit_concurrency=MAX_CONNECTIONS)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # the command's own handlers (or up's) stop it
         self._thread = None
