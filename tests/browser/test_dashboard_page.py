@@ -288,3 +288,49 @@ def test_a_new_run_s_people_are_not_matched_to_the_run_before_s_summary(browser,
     assert wait_until(lambda: browser.execute_script(PAGE_IDS) == [0], 30), (browser.execute_script(PAGE_IDS), body(browser))
     assert browser.execute_script(others) == 0, body(browser)
     client.close()
+
+
+def test_a_frame_whose_picture_was_trimmed_is_drawn_on_an_empty_frame(browser, redis_url, dashboard_for):
+    """A newer result of a source whose frame the stream no longer holds: the note said 'frame no longer
+    in the frames stream (trimmed)', and the new boxes were drawn over the frame before's picture (a box
+    on a pillar where the face had been). README: the boxes are drawn on an empty frame."""
+    import numpy as np
+
+    from moodstream.shared.labels import LABELS
+    from moodstream.shared.media import encode_jpeg
+    from moodstream.shared.record import Face, FrameResult, Smoothed
+    from moodstream.shared.wire import encode_result
+    from tests.support.streamkit import move_intake, stream_job
+
+    settings = settings_for(redis_url)
+    keys = Keys(settings.prefix)
+    client = redis.Redis.from_url(redis_url)
+    probs = {k: 0.3 if k == "happiness" else 0.1 for k in LABELS}
+    producer = Producer(settings)
+
+    def add(frame: int, job_id: str, enq: int) -> None:
+        face = Face(box=(4.0, 4.0, 20.0, 20.0), score=0.99, emotion="happiness", probabilities=probs, track_id=0,
+                    smoothed=Smoothed("happiness", probs))
+        r = FrameResult(source="cam", frame=frame, timestamp_s=frame / 30, size=(64, 48), faces=[face],
+                        job_id=job_id, enqueued_at_ms=enq)
+        client.xadd(keys.results, {FIELD: encode_result(r)})
+        client.xadd(keys.tracked, {FIELD: encode_result(r)})
+
+    white = np.full((48, 64, 3), 255, np.uint8)
+    ref = producer.submit_image(encode_jpeg(white), source="cam", frame=0)
+    move_intake(settings)
+    add(0, ref.job_id, stream_job(client, keys, ref.job_id)[1].enqueued_at_ms)
+    board = dashboard_for(settings)
+    browser.get(board.url)
+    # the canvas's far corner (no box there): white while the picture is shown
+    corner = ("const c = document.querySelector('canvas'); if (!c) return null;"
+              "return [...c.getContext('2d').getImageData(c.width - 3, c.height - 3, 1, 1).data.slice(0, 3)]")
+    assert wait_until(lambda: (browser.execute_script(corner) or [0])[0] > 200, 30), browser.execute_script(corner)
+    later = producer.submit_image(encode_jpeg(white), source="other", frame=0)
+    move_intake(settings)
+    enq = stream_job(client, keys, later.job_id)[1].enqueued_at_ms
+    client.xtrim(keys.frames, maxlen=0)
+    add(1, "gone", enq)
+    assert wait_until(lambda: "trimmed" in body(browser), 30), body(browser)
+    assert wait_until(lambda: browser.execute_script(corner)[0] < 100, 10), browser.execute_script(corner)
+    client.close()

@@ -204,9 +204,10 @@
     card.fetchedAt = Date.now();
     const job = s.latest.job;
     fetch("frame?source=" + encodeURIComponent(s.name), {credentials: "same-origin"})
+      /* no picture of this frame (trimmed, gone): its boxes on an empty frame, never on the frame before's */
       .then((r) => r.ok ? r.blob().then((b) => createImageBitmap(b)).then((img) => { card.image = img; card.frameNote = ""; })
-        : r.json().then((j) => { card.frameNote = j.error || "no picture"; }))
-      .catch(() => { card.frameNote = "picture unavailable"; })
+        : r.json().then((j) => { card.image = null; card.frameNote = j.error || "no picture"; }))
+      .catch(() => { card.image = null; card.frameNote = "picture unavailable"; })
       .finally(() => { card.imageJob = job; card.fetching = false; changed(); });
   }
 
