@@ -48,7 +48,7 @@ from moodstream.worker.tracking.flow import FlowConfig, Held, follow_faces, hold
 from moodstream.worker.tracking.tracker import TrackerConfig, TrackState
 
 log = logging.getLogger(__name__)
-MAX_SOURCES = 1024  # sources held at once (tracker, last frame): past it the least recently seen is forgotten
+MAX_SOURCES = 1024  # sources held at once (tracker, faces' windows): past it the least recently seen is forgotten
 
 
 # --- the analyzer ----------------------------------------------------------------------------
@@ -111,11 +111,14 @@ class VideoAnalyzer:
 
     ``tracker.max_missed`` is raised to at least ``detect_every`` so a face the
     flow lost keeps its track until the next key frame can find it again.
-    Frames of a source must come in order; a frame index that does not
-    increase starts the source afresh (the same file analysed twice).
+    Frames of a source must come in order, of index and of time (a time that
+    goes back is a ValueError); a frame index that does not increase starts the
+    source afresh (the same file analysed twice); a frame of a new size is a key
+    frame. The caller's arrays are not kept: what the flow needs of a frame (its
+    faces' windows, in grey) is copied, so a camera may fill one buffer again.
 
-    Each source is held (its tracks and, with ``detect_every`` > 1, its last
-    frame) until :meth:`finish` forgets it; at most ``max_sources`` at once,
+    Each source is held (its tracks and, with ``detect_every`` > 1, its faces'
+    windows of the last frame) until :meth:`finish` forgets it; at most ``max_sources`` at once,
     past which the least recently seen is forgotten (logged once, counted in
     ``evicted``; a frame of it later starts it afresh), so a program that names
     every request's frames apart does not grow without bound.
@@ -123,7 +126,8 @@ class VideoAnalyzer:
     Several threads may share one analyzer (and its pipeline), each sending its
     own sources; the frames of one source come from one thread, in order.
     A call that raises (a frame it cannot use: :class:`BadInputError`, or a
-    TypeError for what is no :class:`VideoFrame`) leaves every source as it was.
+    TypeError for what is no :class:`VideoFrame`) leaves the sources it touched as
+    they were (another thread's are its own).
     """
 
     def __init__(self, pipeline: Pipeline, detect_every: int = 1, tracker: TrackerConfig | None = None,
@@ -169,7 +173,7 @@ class VideoAnalyzer:
                             printable(str(source))[:80])
 
     def finish(self, source: str) -> None:
-        """Forget a source's tracks and previous frame (it has ended)."""
+        """Forget a source's tracks and what it held of its last frame (it has ended)."""
         with self._lock:
             self.sources.pop(source, None)
 
@@ -207,8 +211,8 @@ class VideoAnalyzer:
                 self.sources.pop(name, None)
                 continue
             st, fields = before
-            for name_ in (fl.name for fl in dataclasses.fields(_Source) if fl.name != "tracker"):
-                setattr(st, name_, getattr(fields, name_))
+            for kept in (fl.name for fl in dataclasses.fields(_Source) if fl.name != "tracker"):
+                setattr(st, kept, getattr(fields, kept))
             self.sources[name] = st
 
     def _step(self, frames: list[VideoFrame], touched: dict) -> tuple[list[_Source | None], list[bool]]:
