@@ -148,9 +148,9 @@ class RedisRetry:
                 if isinstance(exc, CLUSTER):
                     raise ConfigError(f"{self.actor}: {describe_cluster(self.redis_url)}") from None
                 if isinstance(exc, redis.ResponseError) and _reply(exc).startswith("WRONGTYPE"):
-                    raise ConfigError(f"{self.actor}: a key moodstream uses holds another type of value than it "
-                                      "keeps there (another program's key, or one changed by hand): delete or rename it, "
-                                      f"or use another prefix ({_one_line(exc)[:160]})") from None
+                    raise ConfigError(f"{self.actor}: a key moodstream keeps a stream in is not a stream "
+                                      "(another program's key, or one changed by hand): delete or rename it, or use "
+                                      f"another prefix ({_one_line(exc)[:120]})") from None
                 if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or \
                         isinstance(exc, redis.BusyLoadingError):  # the server replied: the URL is right
                     self.reached = True
