@@ -202,3 +202,20 @@ def test_a_clip_and_photos_named_with_a_colon_load(browser, tmp_path):
     assert state and state["error"] is None, state
     cards = loaded_in_view(browser)
     assert len(cards) == 1 and cards[0]["loaded"], cards
+
+
+def test_a_name_with_a_right_to_left_override_reverses_no_other_text(browser, tmp_path):
+    """A file named `evil\\u202e4pm.jpg` (U+202E, RIGHT-TO-LEFT OVERRIDE: the old trick that shows
+    'gpj.mp4' for a .jpg): the 'Not shown' line read 'r6/evil(setyb tsrif ...) egami na ton :elbadaernu
+    :gpj.mp4', the reason after the name reversed with it. Each name and reason is its own isolated
+    run of text (<bdi>) now."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bad = folder / "evil\u202e4pm.jpg"
+    bad.write_bytes(b"not an image at all")
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(bad), "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 1, result.output
+    browser.get((tmp_path / "r.html").as_uri())
+    parts = wait_js(browser, "const li = document.querySelector('.not-shown li');"
+                             "return li ? [...li.querySelectorAll('bdi')].map(b => b.textContent) : null")
+    assert parts and parts[0] == str(bad), parts

@@ -90,7 +90,11 @@
     const box = el("section", "not-shown");
     box.appendChild(el("h2", null, "Not shown (" + data.not_shown.length + ")"));
     const list = el("ul");
-    for (const n of data.not_shown) list.appendChild(el("li", null, n.source + ": " + n.why));
+    for (const n of data.not_shown) {  /* each its own run of text: a name's RTL override reversed the reason */
+      const li = el("li");
+      li.append(el("bdi", null, n.source), ": ", el("bdi", null, n.why));
+      list.appendChild(li);
+    }
     box.appendChild(list);
     main.appendChild(box);
   }

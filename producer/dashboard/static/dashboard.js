@@ -152,9 +152,20 @@
     }
     const reasons = Object.entries(f.dead.by_reason);
     if (reasons.length) {
-      box.appendChild(el("p", null, "Dead letters by reason: " + reasons.map(([k, v]) => k + " " + v).join(", ") + (f.dead.note ? " (" + f.dead.note + ")" : "")));
+      /* a reason, a detail, a job id, a worker's name: each its own run of text (<bdi>), as a producer or worker
+         named it: an RTL override in one reversed the text after it ("51" for another reason's 15) */
+      const line = el("p", null, "Dead letters by reason: ");
+      reasons.forEach(([k, v], i) => line.append(...(i ? [", "] : []), el("bdi", null, k), " " + v));
+      if (f.dead.note) line.append(" (" + f.dead.note + ")");
+      box.appendChild(line);
       const ul = el("ul", "dead");
-      for (const d of f.dead.last) ul.appendChild(el("li", null, d.reason + ": " + d.detail + (d.job_id ? "  [job " + d.job_id + "]" : "") + (d.worker ? "  [" + d.worker + "]" : "")));
+      for (const d of f.dead.last) {
+        const li = el("li");
+        li.append(el("bdi", null, d.reason), ": ", el("bdi", null, d.detail));
+        if (d.job_id) li.append("  [job ", el("bdi", null, d.job_id), "]");
+        if (d.worker) li.append("  [", el("bdi", null, d.worker), "]");
+        ul.appendChild(li);
+      }
       box.appendChild(ul);
     }
   }
