@@ -36,6 +36,7 @@ connection may add the job twice (same job id).
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import threading
 import time
@@ -54,7 +55,7 @@ from moodstream.shared.keys import Keys
 from moodstream.shared.media import FrameItem, encode_jpeg, is_stream_spec, iter_frames, url_image_items
 from moodstream.shared.pixels import check_rgb
 from moodstream.shared.retry import RedisRetry
-from moodstream.shared.settings import ENCODINGS, Settings
+from moodstream.shared.settings import ENCODINGS, Settings, is_number, is_whole
 from moodstream.shared.transport import MB, BacklogGauge, as_str, connect, frames_within, refuse_cluster
 from moodstream.shared.record import FrameJob, Raw
 from moodstream.shared.table import plural, printable
@@ -169,6 +170,12 @@ class Producer:
         ``stop``: set it to end a wait for Redis at once (:class:`~moodstream.shared.retry.RedisGone`)
         and a live source within 0.1 s, its stalled read or not (what it read is still sent);
         ``encoding``: how video frames travel, ``settings.encoding`` unless given."""
+        if not isinstance(settings, Settings):  # (None was 'NoneType' object has no attribute 'encoding')
+            raise TypeError(f"Producer takes Settings (Producer(Settings.from_env(redis_url=...))), got "
+                            f"{type(settings).__name__}")
+        if not is_whole(jpeg_quality) or not 0 <= jpeg_quality <= 100:  # "90" was OpenCV's error, 500 its warning
+            raise (ValueError if is_number(jpeg_quality) else TypeError)(
+                f"jpeg_quality must be a whole number from 0 to 100, got {jpeg_quality!r}")
         encoding = encoding or settings.encoding
         if encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
@@ -223,12 +230,19 @@ class Producer:
         whole number from 1, a negative frame, a time that is no number, a source of over 4,096
         characters...) raises :class:`RefusedJob` (a ValueError) naming the field, nothing sent: sent, it
         was dead-lettered and the caller told nothing."""
+        for name in ("frame", "page", "shot"):  # numpy's integers as plain ones (np.int64(2) was no page; a
+            value = getattr(job, name)       # reference holding np.int64 failed json.dumps)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value) is not int:
+                setattr(job, name, int(value))
         if job.page is not None and (type(job.page) is not int or job.page < 1):  # (a bool is no page)
             raise RefusedJob("bad_field", f"page must be a whole number from 1 (a still image's, 1-based) or "
                                           f"None, got {job.page!r}: not sent")
         if job.reply_to is None and self.reply_to is not None:
             job.reply_to = self.reply_to
         if not always and not self._backpressure():
+            # what every worker would refuse is refused here too, not counted as a dropped frame of its source
+            # (it took the place of the frame held for end_source): its fields, as a worker reads them
+            self._check_fields(job)
             self.stats.dropped += 1
             self._shedding += 1
             if job.page is None:  # a frame of a sequence (a still image is a run of its own: no later frame)
@@ -268,6 +282,17 @@ class Producer:
             self._dropped_since.pop(job.source, None)
             self._held.pop(job.source, None)
         return JobRef(job.job_id, job.source, job.frame, None)
+
+    @staticmethod
+    def _check_fields(job: FrameJob) -> None:
+        """RefusedJob where a worker would refuse ``job``'s fields (its pixels aside: not copied here)."""
+        probe = msgspec.structs.replace(job, image=b"\xff", raw=None, enqueued_at_ms=now_ms())
+        try:
+            decode_frame(encode_frame(probe))
+        except (MessageError, NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            detail = exc.detail if isinstance(exc, MessageError) else str(exc)
+            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {detail}: "
+                                          "not sent (every worker would refuse it)") from None
 
     def end_source(self, source: str, job_id: str | None = None) -> JobRef | None:
         """``source`` has given its last frame (its file ended, its stream stopped): if its last frame
@@ -405,7 +430,19 @@ class Producer:
         them too: ``wait`` stops reading the source while the workers catch up,
         ``drop`` (what a live camera wants) keeps reading it and does not send
         frames while the backlog is over ``lag_limit``. Yields the jobs sent;
-        dropped frames are counted in ``stats.dropped``."""
+        dropped frames are counted in ``stats.dropped``.
+
+        ``paths`` is one path (str or Path) or camera index, or a list of them; they and the sampling are
+        checked at the call (a TypeError or ValueError, as ``analyze``'s: one path as a str was iterated,
+        its first character "/" walked as a folder, and every image on the machine sent)."""
+        from moodstream.shared.inputs import check_sampling, input_specs
+
+        specs = input_specs(paths, "produce")
+        check_sampling(every_n, fps, max_frames, every_name="every_n")
+        return self._produce(specs, int(every_n), fps, max_frames, job_id_prefix)
+
+    def _produce(self, paths: list[str], every_n: int, fps: float | None, max_frames: int | None,
+                 job_id_prefix: str | None) -> Iterator[JobRef]:
         n, source, last_frame = 0, None, 0
 
         def job_id() -> str | None:  # the n-th job sent

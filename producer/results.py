@@ -80,6 +80,9 @@ def id_time(entry_id: str) -> str:
 class ResultReader:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, stream: str | None = None,
                  block_ms: int = 1000):
+        if not isinstance(settings, Settings):  # (a URL was 'str' object has no attribute 'prefix')
+            raise TypeError(f"ResultReader takes Settings (ResultReader(Settings.from_env(redis_url=...))), got "
+                            f"{type(settings).__name__}")
         self.keys = Keys.from_settings(settings)
         self.redis_url = settings.redis_url
         self.redis_wait_s = settings.redis_wait_s  # how long a read that does not wait waits for Redis
@@ -134,15 +137,24 @@ class ResultReader:
             raise ValueError(f"timeout_s must be a finite number of seconds >= 0, or None: no limit; got {timeout_s!r}")
         if source is not None and not isinstance(source, str):
             raise TypeError(f"source must be a string (a result's source) or None, got {type(source).__name__}")
-        return self._results(start, follow, count, timeout_s, source, _job_ids(job_ids), unique)
-
-    def _results(self, start: str, follow: bool, count: int | None, timeout_s: float | None, source: str | None,
-                 job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
+        job_ids = _job_ids(job_ids)
+        # the call is "now", for the start and the timeout alike, not the first next() (a result answered in
+        # between was never seen, and the timeout began late); a Redis that does not answer now is asked again
+        # by the read itself, as before
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if start == FROM_NOW:
+            try:
+                start = self.last_id()
+            except redis.RedisError:
+                pass
+        return self._results(start, follow, count, timeout_s, deadline, source, job_ids, unique)
+
+    def _results(self, start: str, follow: bool, count: int | None, timeout_s: float | None, deadline: float | None,
+                 source: str | None, job_ids: Container[str] | None, unique: bool) -> Iterator[FrameResult]:
         until = threading.Event()  # set at the deadline: a wait for Redis ends there (RedisGone)
         timer = None
-        if timeout_s is not None:
-            timer = threading.Timer(timeout_s, until.set)
+        if deadline is not None:  # (at most what a Timer takes: 1e10 s overflowed its thread)
+            timer = threading.Timer(min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX / 2), until.set)
             timer.daemon = True
             timer.start()
         waits = follow or count is not None

@@ -141,11 +141,14 @@ class FrameResult(msgspec.Struct, kw_only=True, tag_field="kind", tag="result"):
         is there only for a still image (a video frame's keys are the ones they were)."""
         d = msgspec.to_builtins(self)
         del d["v"], d["kind"]
+        if not service:  # set on a result read from the service too: analyze's form has none of them
+            for name in ("job_id", "worker", "enqueued_at_ms", "published_at_ms", "id", "frame_entry",
+                         "dropped_before", "run"):
+                d.pop(name, None)
         drop = ("id", "page", "shot", "scale", "frame_entry", "dropped_before", "run") if service else (
-            "id", "page", "shot", "scale", "frame_entry", "dropped_before", "run", "job_id", "worker", "enqueued_at_ms",
-            "published_at_ms", "error")
+            "page", "shot", "scale", "error")
         for name in drop:
-            if d.get(name) is None:
+            if name in d and d[name] is None:
                 del d[name]
         return _finite(d)
 

@@ -31,12 +31,13 @@ import numpy as np
 from moodstream.options import (FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, stdout_to_null,
                                 to_stderr)
 from moodstream.shared.errors import BadInputError, MoodstreamError
+from moodstream.shared.inputs import check_sampling, input_specs
 from moodstream.shared.media import (FrameItem, decoded_scale, expand_paths, image_records, input_files, is_stream_spec,
                                      is_video, iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
 from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
                                             stopped_by, take_stop_signals)
-from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings, is_number, is_whole
+from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, plural,
                                     printable, source_cell)
 from moodstream.worker.batching import BatchPolicy
@@ -129,16 +130,8 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
     Frames already in memory go to :meth:`Pipeline.process` or :class:`VideoAnalyzer`."""
     from moodstream.worker.pipeline import Pipeline
 
-    specs = _specs(paths)
-    if not is_whole(every) or every < 1:
-        raise ValueError(f"every must be a whole number from 1 (every N-th frame of a video), got {every!r}")
-    if fps is not None and (not is_number(fps) or not math.isfinite(fps) or fps <= 0):
-        raise ValueError(f"fps must be a finite number above 0 (frames per second of video) or None, got {fps!r}")
-    if max_frames is not None and (not is_whole(max_frames) or max_frames < 1):
-        raise ValueError(f"max_frames must be a whole number from 1 (frames of each video) or None, got "
-                         f"{max_frames!r}")
-    if every != 1 and fps is not None:
-        raise ValueError("use either every or fps, not both")
+    specs = input_specs(paths, "analyze")
+    check_sampling(every, fps, max_frames)
     if settings is not None and not isinstance(settings, Settings):
         raise TypeError(f"settings must be a moodstream Settings (Settings.from_env(...)), got "
                         f"{type(settings).__name__}")
@@ -154,35 +147,6 @@ def analyze(paths: str | os.PathLike | int | Iterable[str | os.PathLike | int], 
     if specs and not files:
         raise ValueError(no_media(specs))
     return _analyze(files, settings, int(every), fps, max_frames, pipeline)
-
-
-def _specs(paths) -> list[str]:
-    """``analyze``'s paths as the command's arguments; a TypeError for what names no input (image bytes
-    were iterated, each byte a camera index; a frame's rows, an open file's lines were taken for paths)."""
-    if isinstance(paths, (bytes, bytearray, memoryview)):
-        raise TypeError(f"analyze takes paths (a file, folder, video, camera index or URL, or a list of them), not "
-                        f"the image's bytes ({len(paths)} bytes): decode them (cv2.imdecode, then BGR to RGB) and "
-                        "pass the frame to Pipeline.process([frame]) or VideoAnalyzer, or write them to a file")
-    if isinstance(paths, np.ndarray):
-        raise TypeError(f"analyze takes paths, not a frame ({paths.dtype} {paths.shape}): frames in memory go to "
-                        "Pipeline.process([frame]) or VideoAnalyzer")
-    if hasattr(paths, "read"):
-        raise TypeError(f"analyze takes paths, not an open file ({type(paths).__name__}): pass its path")
-    if isinstance(paths, (str, os.PathLike)) or _camera_index(paths):
-        paths = [paths]
-    elif not isinstance(paths, Iterable):
-        raise TypeError(f"analyze takes a path (str or Path), a camera index, or an iterable of them, got {paths!r}")
-    specs = []
-    for k, p in enumerate(paths):
-        if not (isinstance(p, (str, os.PathLike)) or _camera_index(p)):
-            raise TypeError(f"analyze takes paths (str or Path) or camera indexes: paths[{k}] is "
-                            f"{type(p).__name__} ({printable(repr(p))[:60]})")
-        specs.append(str(p) if isinstance(p, int) else os.fspath(p))
-    return specs
-
-
-def _camera_index(value) -> bool:
-    return is_whole(value) and value >= 0
 
 
 def _analyze(files: list[str], settings: Settings | None, every: int, fps: float | None, max_frames: int | None,

@@ -84,3 +84,37 @@ def test_a_read_that_does_not_wait_gives_up_on_a_redis_that_is_gone():
     assert not thread.is_alive(), "the read still retries after 8 s"
     assert isinstance(outcome[0], ConfigError) and "cannot reach Redis" in str(outcome[0])
     assert time.monotonic() - t0 < 4
+
+
+def test_from_now_is_the_call_not_the_first_next(redis_url, client, keys):
+    """`results = reader.read(count=1, timeout_s=5)`, then a job submitted and answered, then `next(results)`:
+    FROM_NOW was fixed at the first next(), after the answer: the result was never seen and the read
+    waited out its timeout, which also began only then. README: results added after the call."""
+    reader = ResultReader(settings_for(redis_url))
+    try:
+        results = reader.read(count=1, timeout_s=3)
+        client.xadd(keys.results, {FIELD: encode_result(FrameResult(source="s", frame=0, job_id="after-the-call"))})
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert [r.job_id for r in results] == ["after-the-call"]
+        assert time.monotonic() - started < 2
+        late = reader.read(count=1, timeout_s=1)
+        time.sleep(1.5)
+        started = time.monotonic()
+        assert list(late) == [] and time.monotonic() - started < 0.5  # its time began at the call
+    finally:
+        reader.close()
+
+
+def test_a_timeout_past_what_a_timer_takes_is_no_thread_s_traceback(reader, recwarn):
+    """timeout_s=1e10 (finite, past threading.TIMEOUT_MAX): the Timer thread died with 'OverflowError:
+    timestamp out of range for platform time_t', and with it the end of a wait for Redis at the deadline."""
+    errors = []
+    old = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_type)
+    try:
+        assert [r.job_id for r in reader.read(start=FROM_START, count=1, timeout_s=1e10)] == ["job-0"]
+        time.sleep(0.2)
+    finally:
+        threading.excepthook = old
+    assert errors == []
