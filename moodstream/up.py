@@ -116,6 +116,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
+    if every_n != 1 and fps is not None:  # (--every was dropped without a word; analyze refuses the two too)
+        raise click.UsageError("use either --every or --fps, not both")
     check_report_usage(summary_path, report_path, report_clip_px)
     check_stdin_usage(paths, "up")
     from moodstream.producer.cli import printer_for

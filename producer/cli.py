@@ -108,7 +108,8 @@ def produce(paths, every_n, fps, max_frames, encoding, use_rq, reply_to, redis_u
     stopping, interrupted_by = _StopOnSignal(producer.stop), None
     printing = Printing("produce", ["the frames it sends"])  # `produce clip.mp4 | head -1`: all are sent
     try:
-        for ref in producer.produce(list(paths), every_n=every_n, fps=fps, max_frames=max_frames):
+        for ref in producer.produce(list(paths), every_n=1 if fps is not None else every_n, fps=fps,  # --fps decides
+                                    max_frames=max_frames):
             def line(ref=ref) -> None:
                 click.echo(json.dumps(ref.to_json()))
                 sys.stdout.flush()

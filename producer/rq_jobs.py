@@ -78,7 +78,8 @@ from moodstream.producer.client import ENCODINGS
 from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import is_camera_index, is_stream_spec, source_name, url_image_items
+from moodstream.shared.media import (expand_paths, is_camera_index, is_stream_spec, no_media, source_name,
+                                    url_image_items)
 from moodstream.shared.retry import RedisGone
 from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.table import plural
@@ -239,9 +240,15 @@ def check_source(spec: str, settings: Settings) -> str:
     if settings.media_root is None:
         raise BadInputError("unsupported", "this expander opens no local files (set media_root on the expander)")
     root = Path(settings.media_root).resolve()
-    path = (root / spec).resolve()  # an absolute spec replaces root here; checked below
+    try:
+        path = (root / spec).resolve()  # an absolute spec replaces root here; checked below
+    except (RuntimeError, OSError) as exc:  # a link loop: rq's traceback and "RuntimeError: Symlink loop"
+        raise BadInputError("unreadable", f"{spec}: a symbolic link that leads back to itself (a loop): "
+                                          f"{getattr(exc, 'strerror', None) or exc}") from None
     if not path.is_relative_to(root):
         raise BadInputError("unsupported", f"{spec} is outside the expander's media_root")
+    if path.is_dir() and next(expand_paths([str(path)]), None) is None:  # finished with 0 frames, where the
+        raise BadInputError("unreadable", no_media([spec]))            # commands exit 1
     return str(path)
 
 

@@ -149,3 +149,20 @@ def test_an_allowed_url_host_is_opened(redis_url, client):
     job = Job.fetch(job.id, connection=client, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FINISHED and job.return_value()["frames"] == 3
     assert client.llen(Keys("t").intake) == 3
+
+
+def test_a_job_naming_a_symlink_loop_or_an_empty_folder_fails_in_one_line(redis_url, client, tmp_path):
+    """A job naming a link loop directly (`produce --rq loop/x.jpg`, x.jpg a link to itself): rq's traceback
+    and 'RuntimeError: Symlink loop from ...' (inside a folder job it was a clean 'unreadable'); a job naming
+    an empty folder finished with 0 frames, where produce, up and analyze exit 1 'no images or videos'."""
+    media = tmp_path / "media"
+    (media / "loop").mkdir(parents=True)
+    (media / "loop" / "x.jpg").symlink_to("x.jpg")
+    (media / "empty").mkdir()
+    s = _settings(redis_url)
+    jobs = [enqueue_source(s, client, spec) for spec in ("loop/x.jpg", "empty")]
+    out = _expand(redis_url, "--media-root", str(media), failed=2)
+    assert "Traceback" not in out.stderr and "RuntimeError" not in out.stderr, out.stderr[-3000:]
+    assert "link" in out.stderr and "no images or videos" in out.stderr, out.stderr[-3000:]
+    for job in jobs:
+        assert Job.fetch(job.id, connection=client, serializer=JSONSerializer).get_status() == JobStatus.FAILED

@@ -117,3 +117,19 @@ def test_analyze_s_form_of_a_result_read_from_the_service_has_no_service_fields(
     assert not {"job_id", "worker", "enqueued_at_ms", "published_at_ms", "frame_entry", "run", "id"} & set(d), d
     assert d["page"] == 1 and d["frame"] == 3
     assert r.to_json()["job_id"] == "j"
+
+
+def test_the_produce_command_s_fps_decides_over_every_and_up_refuses_the_two(redis_url, client, keys):
+    """`produce --every 7 --fps 5`: --fps decides, as its --help says (the API refuses the two now, and the
+    command passed both on). `up --every 7 --fps 5` sent frames 0, 6, 12, ... dropping --every without a
+    word, where analyze refuses the two: up refuses them too."""
+    from click.testing import CliRunner
+
+    from moodstream.cli import cli
+
+    for prefix, flags in (("t", ["--every", "7", "--fps", "5"]), ("fps-alone", ["--fps", "5"])):
+        ran = CliRunner().invoke(cli, ["produce", str(CLIP), *flags, "--redis-url", redis_url, "--prefix", prefix])
+        assert ran.exit_code == 0, (ran.output, ran.exception)
+    assert client.llen(keys.intake) == client.llen("fps-alone:intake") > 0
+    ran = CliRunner().invoke(cli, ["up", str(CLIP), "--every", "7", "--fps", "5", "--no-dashboard"])
+    assert ran.exit_code == 2 and "use either --every or --fps, not both" in ran.output, ran.output
