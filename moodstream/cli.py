@@ -92,6 +92,31 @@ def main() -> None:
         stdout_to_null()
         click.echo(f"Error: cannot write to standard output: {exc.strerror}", err=True)
         sys.exit(1)
+    except SystemExit as exc:
+        past_a_stdin_reader(exc.code)
+        raise
+
+
+def past_a_stdin_reader(code) -> None:
+    """The command's end, where another thread still waits in standard input's read (`up -` fed by a camera
+    that has sent nothing, stopped by Ctrl-C): the interpreter's shutdown would wait for that read's lock and
+    abort (exit 134, a core file). Its outputs flushed, the process ends here with the command's code."""
+    import os
+
+    media = sys.modules.get("moodstream.shared.media")
+    if media is None or not media.stdin_in_use():
+        return
+    if not isinstance(code, int):
+        if code is not None:
+            click.echo(str(code), err=True)
+        code = 0 if code is None else 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 # OpenCV's and FFmpeg's own messages ("[mov,mp4,...] moov atom not found" on a truncated

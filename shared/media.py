@@ -826,12 +826,44 @@ def is_pipe(spec: str) -> bool:
         return False
 
 
+_STDIN_READERS: set[threading.Thread] = set()  # threads reading standard input (see stdin_in_use)
+
+
+@contextmanager
+def reading_stdin(stream):
+    """This thread reads ``stream``, standard input where it is sys.stdin's (for :func:`stdin_in_use`)."""
+    if stream is None or stream is not getattr(sys.stdin, "buffer", None):
+        yield
+        return
+    me = threading.current_thread()
+    _STDIN_READERS.add(me)
+    try:
+        yield
+    finally:
+        _STDIN_READERS.discard(me)
+
+
+def stdin_in_use() -> bool:
+    """Whether a thread other than this one reads standard input (it may wait for bytes that never come: a
+    camera piped in that has sent nothing). The interpreter's shutdown then waits for that read's lock and
+    aborts ("Fatal Python error: _enter_buffered_busy", exit 134 and a core file): the command line ends
+    past it (:func:`moodstream.cli.main`)."""
+    me = threading.current_thread()
+    return any(t is not me and t.is_alive() for t in list(_STDIN_READERS))
+
+
 def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, max_frames: int | None = None,
                 max_pixels: int | None = None, max_image_bytes: int | None = None) -> Iterator[FrameItem]:
     """The frames of what a pipe holds (stdin, named ``-``, or a named pipe, by its path), read once: its
     first bytes tell a video from an image or an animation (read whole, within ``max_image_bytes``). A video
     FFmpeg reads front to back (:data:`STREAMED_SUFFIXES`: a camera piped in) is read as it comes
     (:func:`iter_streamed_video`), any other copied to a temporary file first (:func:`iter_piped_video`)."""
+    with reading_stdin(stream):
+        yield from _piped_items(name, stream, every_n, fps, max_frames, max_pixels, max_image_bytes)
+
+
+def _piped_items(name: str, stream, every_n: int, fps: float | None, max_frames: int | None,
+                 max_pixels: int | None, max_image_bytes: int | None) -> Iterator[FrameItem]:
     head, suffix = sniff_head(stream, max_image_bytes)
     if suffix is None:
         try:
@@ -1076,7 +1108,7 @@ class PipeFeeder:
     def _run(self) -> None:
         read = getattr(self.rest, "read1", None) or getattr(self.rest, "read", None)
         try:
-            with open(self.fifo, "wb", buffering=0) as out:  # (waits until FFmpeg opens it)
+            with reading_stdin(self.rest), open(self.fifo, "wb", buffering=0) as out:  # (waits until FFmpeg opens it)
                 chunk = self.head
                 while chunk and not self.stopped:
                     out.write(chunk)
