@@ -36,7 +36,6 @@ connection may add the job twice (same job id).
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import threading
 import time
@@ -232,7 +231,7 @@ class Producer:
         was dead-lettered and the caller told nothing."""
         for name in ("frame", "page", "shot"):  # numpy's integers as plain ones (np.int64(2) was no page; a
             value = getattr(job, name)       # reference holding np.int64 failed json.dumps)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value) is not int:
+            if is_whole(value) and type(value) is not int:
                 setattr(job, name, int(value))
         if job.page is not None and (type(job.page) is not int or job.page < 1):  # (a bool is no page)
             raise RefusedJob("bad_field", f"page must be a whole number from 1 (a still image's, 1-based) or "
@@ -241,8 +240,9 @@ class Producer:
             job.reply_to = self.reply_to
         if not always and not self._backpressure():
             # what every worker would refuse is refused here too, not counted as a dropped frame of its source
-            # (it took the place of the frame held for end_source): its fields, as a worker reads them
-            self._check_fields(job)
+            # (it took the place of the frame held for end_source): its fields, as a worker reads them (its
+            # pixels aside: not copied for a frame that is not sent)
+            self._encoded(msgspec.structs.replace(job, image=b"\xff", raw=None, enqueued_at_ms=now_ms()))
             self.stats.dropped += 1
             self._shedding += 1
             if job.page is None:  # a frame of a sequence (a still image is a run of its own: no later frame)
@@ -257,21 +257,7 @@ class Producer:
         if job.page is None and self._dropped_since.get(job.source):
             job.dropped_before = self._dropped_since[job.source]
         job.enqueued_at_ms = now_ms()
-        try:
-            payload = encode_frame(job)
-        except (NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]} cannot be encoded "
-                                          f"({exc}): options hold plain values (str, numbers up to 64 bits, lists, "
-                                          "dicts with str keys): not sent") from None
-        if len(payload) > self.settings.max_message_bytes:  # the worker would dead-letter it unread
-            raise BadInputError("too_large", f"frame {job.frame}: a message of {len(payload)} bytes once encoded "
-                                             f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
-                                             f"({self.settings.max_message_bytes}): not sent")
-        try:  # as a worker reads it (a copy of the pixels' bytes: well under a millisecond a frame)
-            decode_frame(payload)
-        except MessageError as exc:
-            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: "
-                                          f"not sent (every worker would refuse it)") from None
+        payload = self._encoded(job, self.settings.max_message_bytes)
         if not self._server_checked:  # a job pushed to a cluster no worker could move (the CLI checks at start)
             self.retry.call(lambda: refuse_cluster(self.client, self.settings.redis_url))
             self._server_checked = True
@@ -284,15 +270,26 @@ class Producer:
         return JobRef(job.job_id, job.source, job.frame, None)
 
     @staticmethod
-    def _check_fields(job: FrameJob) -> None:
-        """RefusedJob where a worker would refuse ``job``'s fields (its pixels aside: not copied here)."""
-        probe = msgspec.structs.replace(job, image=b"\xff", raw=None, enqueued_at_ms=now_ms())
+    def _encoded(job: FrameJob, max_bytes: int | None = None) -> bytes:
+        """``job``'s message, read back as a worker reads it (a copy of the pixels' bytes: well under a
+        millisecond a frame); RefusedJob where every worker would refuse it, BadInputError ``too_large``
+        over ``max_bytes`` (the worker would dead-letter it unread)."""
         try:
-            decode_frame(encode_frame(probe))
-        except (MessageError, NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            detail = exc.detail if isinstance(exc, MessageError) else str(exc)
-            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {detail}: "
-                                          "not sent (every worker would refuse it)") from None
+            payload = encode_frame(job)
+        except (NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]} cannot be encoded "
+                                          f"({exc}): options hold plain values (str, numbers up to 64 bits, lists, "
+                                          "dicts with str keys): not sent") from None
+        if max_bytes is not None and len(payload) > max_bytes:
+            raise BadInputError("too_large", f"frame {job.frame}: a message of {len(payload)} bytes once encoded "
+                                             f"({'raw' if job.raw is not None else 'image'}) is over max_message_bytes "
+                                             f"({max_bytes}): not sent")
+        try:
+            decode_frame(payload)
+        except MessageError as exc:
+            raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]}: {exc.detail}: "
+                                          f"not sent (every worker would refuse it)") from None
+        return payload
 
     def end_source(self, source: str, job_id: str | None = None) -> JobRef | None:
         """``source`` has given its last frame (its file ended, its stream stopped): if its last frame

@@ -62,6 +62,7 @@ the description, the result, the log and, once the job has ended, its stored arg
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -78,7 +79,7 @@ from moodstream.producer.client import ENCODINGS
 from moodstream.producer.sources import ByteCount, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
-from moodstream.shared.media import (expand_paths, is_camera_index, is_stream_spec, no_media, source_name,
+from moodstream.shared.media import (TOO_MANY_LINKS, is_camera_index, is_stream_spec, no_media, source_name,
                                     url_image_items)
 from moodstream.shared.retry import RedisGone
 from moodstream.shared.settings import Settings, is_number, is_whole
@@ -243,12 +244,10 @@ def check_source(spec: str, settings: Settings) -> str:
     try:
         path = (root / spec).resolve()  # an absolute spec replaces root here; checked below
     except (RuntimeError, OSError) as exc:  # a link loop: rq's traceback and "RuntimeError: Symlink loop"
-        raise BadInputError("unreadable", f"{spec}: a symbolic link that leads back to itself (a loop): "
-                                          f"{getattr(exc, 'strerror', None) or exc}") from None
+        loop = isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP  # (Python 3.13 raises ELOOP)
+        raise BadInputError("unreadable", f"{spec}: {TOO_MANY_LINKS if loop else exc.strerror or exc}") from None
     if not path.is_relative_to(root):
         raise BadInputError("unsupported", f"{spec} is outside the expander's media_root")
-    if path.is_dir() and next(expand_paths([str(path)]), None) is None:  # finished with 0 frames, where the
-        raise BadInputError("unreadable", no_media([spec]))            # commands exit 1
     return str(path)
 
 
@@ -387,6 +386,8 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     if n == 0 and stats.failed_inputs:
         src, reason = stats.failed_inputs[0]
         raise BadInputError(reason, f"{src}: no frames sent; {len(stats.failed_inputs)} input(s) failed")
+    if source is None and os.path.isdir(path):  # a folder of nothing finished with 0 frames, where the commands
+        raise BadInputError("unreadable", no_media([spec]))  # exit 1
     sent, dropped = _all_runs(earlier, stats)
     return {"source": name, "frames": sent, "first_job_id": first, "last_job_id": last,
             "dropped": dropped, "failed_inputs": [list(f) for f in stats.failed_inputs],

@@ -205,10 +205,15 @@ def not_a_stream(key: str, kind: str | None = None, wanted: str = "stream") -> s
             "moodstream key changed by hand; delete or rename it, or use another prefix")
 
 
-def check_streams(client: redis.Redis, *keys: str, **others: str) -> None:
-    """ConfigError, one line, where a key moodstream keeps a stream in holds another type; ``others``:
-    key -> the type it keeps there (``hash``, ``zset``), checked the same way."""
-    for key, wanted in [*((k, "stream") for k in keys), *others.items()]:
+def check_streams(client: redis.Redis, *keys: str) -> None:
+    """ConfigError, one line, where a key moodstream keeps a stream in holds another type."""
+    check_kinds(client, dict.fromkeys(keys, "stream"))
+
+
+def check_kinds(client: redis.Redis, kinds: dict[str, str]) -> None:
+    """ConfigError, one line, where a key holds another type than ``kinds`` says (TYPE's word for it:
+    ``stream``, ``hash``, ``zset``) moodstream keeps there."""
+    for key, wanted in kinds.items():
         kind = as_str(client.type(key))
         if kind not in (wanted, "none"):
             raise ConfigError(not_a_stream(key, kind, wanted))

@@ -119,9 +119,8 @@ def _decode(raw: object, kind: str):
     if v is msgspec.UNSET:
         raise MessageError("schema_version", "no schema version field 'v'")
     if v != SCHEMA_VERSION or isinstance(v, bool):
-        typed = "" if type(v) is int else f" (a {type(v).__name__}; a number is wanted)"  # "2" looked like 2
-        shown = v if type(v) is int else str(v)[:40]
-        raise MessageError("schema_version", f"schema version {shown!r}{typed}, this code reads {SCHEMA_VERSION}")
+        said = f"{v}" if type(v) is int else f"{str(v)[:40]!r} (a {type(v).__name__}; a number is wanted)"  # "2"
+        raise MessageError("schema_version", f"schema version {said}, this code reads {SCHEMA_VERSION}")
     if head_kind != kind:
         raise MessageError("bad_field", f"kind is {str(head_kind)[:40]!r}, expected {kind!r}")
     try:

@@ -69,7 +69,7 @@ from moodstream.shared.media import PixelBudget, decode_pixels, decoded_scale
 from moodstream.shared.retry import RedisGone, RedisRetry, is_missing_key, is_transient
 from moodstream.shared.settings import Settings
 from moodstream.shared.table import printable
-from moodstream.shared.transport import as_str, check_streams, connect, ensure_group
+from moodstream.shared.transport import as_str, check_kinds, connect, ensure_group
 from moodstream.shared.record import ErrorInfo, FrameJob, FrameResult
 from moodstream.shared.wire import FIELD, HEAD, TOO_LARGE, dead_letter_fields, decode_frame, encode_result, now_ms
 from moodstream.worker.batching import BatchPolicy
@@ -241,8 +241,9 @@ class Worker:
         # keys of another type under the prefix: one line before any frame is taken (a results
         # stream that is not one would have its batches acked without their results; an attempts key
         # that is no hash stopped the worker after each restart's first batch, in words naming no key)
-        self._retry(lambda: check_streams(self.client, self.keys.frames, self.keys.results, self.keys.dead,
-                                          **{self.keys.attempts: "hash", self.keys.heartbeats: "zset"}))
+        k = self.keys
+        self._retry(lambda: check_kinds(self.client, {k.frames: "stream", k.results: "stream", k.dead: "stream",
+                                                      k.attempts: "hash", k.heartbeats: "zset"}))
         self._retry(self._ensure_group)
         self._check_name_free()
         self.status = Status.IDLE

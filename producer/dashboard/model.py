@@ -239,9 +239,9 @@ class Model:
         self.fleet: dict | None = None
         self.fleet_seq = 0
         self.redis: dict = {"ok": None, "error": None}
-        # seq -> the snapshot as one SSE event, serialised once for every page that asks at that batch and
+        # seq -> (its id, the snapshot as JSON text), serialised once for every page that asks at that batch and
         # read by piece (snapshot_piece): a page's own copy, megabytes, stayed in memory while it did not read
-        self.snapshots: OrderedDict[int, str] = OrderedDict()
+        self.snapshots: OrderedDict[int, tuple[str, str]] = OrderedDict()
 
     # --- folding ------------------------------------------------------------------------
 
@@ -365,31 +365,31 @@ class Model:
                     "fleet": self.fleet, "redis": self.redis, "limits": {"sources": MAX_SOURCES,
                                                                           "people": MAX_PEOPLE, "points": MAX_POINTS}}
 
-    def snapshot_event(self) -> tuple[int, int]:
-        """The snapshot as the text of one SSE ``snapshot`` event, kept for pages to read by piece
-        (:meth:`snapshot_piece`): (its seq, its length)."""
+    def snapshot_text(self) -> tuple[int, str, int]:
+        """The snapshot as JSON text, kept for pages to read by piece (:meth:`snapshot_piece`): (its seq,
+        its id, its length)."""
         with self.lock:
             self._commit()
             seq = self.ring[-1][0] if self.ring else 0
             kept = self.snapshots.get(seq)
         if kept is None:
             snap = self.snapshot()  # (outside the lock: megabytes of JSON; a batch since is a newer seq)
-            kept = (f"event: snapshot\nid: {snap['id']}\ndata: " + json.dumps(snap, separators=(",", ":")) + "\n\n")
+            kept = (snap["id"], json.dumps(snap, separators=(",", ":")))
             with self.lock:
                 seq = snap["seq"]
                 kept = self.snapshots.setdefault(seq, kept)
                 self.snapshots.move_to_end(seq)  # the newest kept last: the oldest go first
-                total = sum(map(len, self.snapshots.values()))
+                total = sum(len(text) for _, text in self.snapshots.values())
                 while total > SNAPSHOT_BYTES and len(self.snapshots) > 1:
-                    total -= len(self.snapshots.popitem(last=False)[1])
-        return seq, len(kept)
+                    total -= len(self.snapshots.popitem(last=False)[1][1])
+        return seq, kept[0], len(kept[1])
 
     def snapshot_piece(self, seq: int, start: int, size: int) -> str | None:
-        """``size`` characters of snapshot ``seq``'s event from ``start``; None once it is no longer kept
+        """``size`` characters of snapshot ``seq``'s JSON from ``start``; None once it is no longer kept
         (newer ones took its room while a page read it slowly: that page asks again)."""
         with self.lock:
-            text = self.snapshots.get(seq)
-            return None if text is None else text[start:start + size]
+            kept = self.snapshots.get(seq)
+            return None if kept is None else kept[1][start:start + size]
 
     def since(self, seq: int) -> list[tuple[int, str, dict]] | None:
         """Batches after ``seq`` as (seq, id, JSON text), or None when some of them are no longer kept

@@ -72,9 +72,13 @@ def check_exposure(settings: Settings) -> None:
 
 def sse(event: str, data: dict | str, event_id: str | None = None) -> str:
     """One event; ``data`` a dict or JSON text already (the model keeps batches as text: one line)."""
-    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return head + "data: " + text + "\n\n"
+    return sse_head(event, event_id) + text + "\n\n"
+
+
+def sse_head(event: str, event_id: str | None = None) -> str:
+    """An event's text up to its data (the snapshot's data is written after it in pieces)."""
+    return f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "") + "data: "
 
 
 class _DroppedPages(logging.Filter):
@@ -159,12 +163,14 @@ def create_app(settings: Settings, feed):
             while True:
                 batches = model.since(seq) if seq is not None else None
                 if batches is None:  # the snapshot, serialised once for all pages, read here piece by piece
-                    snap_seq, size = model.snapshot_event()
+                    snap_seq, snap_id, size = model.snapshot_text()
+                    yield sse_head("snapshot", snap_id)
                     for start in range(0, size, PIECE_CHARS):
                         piece = model.snapshot_piece(snap_seq, start, PIECE_CHARS)
                         if piece is None:  # dropped while this page read it slowly: it reconnects for a newer one
                             return
                         yield piece
+                    yield "\n\n"
                     seq = snap_seq
                     fleet_seq = -1
                 else:
