@@ -1277,7 +1277,9 @@ def open_capture(spec: str, options: str | None = None) -> cv2.VideoCapture:
     # readers opened it again after its writer had gone, an open that waits forever
     api = cv2.CAP_FFMPEG if is_pipe(spec) else cv2.CAP_ANY
     with capture_options(options):
-        cap = cv2.VideoCapture(int(spec) if is_camera_index(spec) else spec, api)
+        # a file by its absolute path: FFmpeg reads a relative name's "cam:" (cam:1.mp4) as a protocol
+        target = int(spec) if is_camera_index(spec) else spec if is_stream_spec(spec) else os.path.abspath(spec)
+        cap = cv2.VideoCapture(target, api)
     if not cap.isOpened():
         reason = "not_found" if not is_stream_spec(spec) and not Path(spec).exists() else "unreadable"
         if reason == "unreadable" and not is_stream_spec(spec) and os.path.isfile(spec) and mp4_missing_index(spec):

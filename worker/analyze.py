@@ -176,7 +176,7 @@ def expected_frames(specs: list[str], every_n: int, fps: float | None, max_frame
         if not opencv_can_name(spec) or not os.path.isfile(spec):  # one error record (iter_video says why); a
             total += 1  # FIFO is opened once, by the read itself (this count consumed it, and the read then hung)
             continue
-        cap = cv2.VideoCapture(spec)
+        cap = cv2.VideoCapture(os.path.abspath(spec))  # (a relative name's "cam:" is FFmpeg's protocol)
         count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         if count <= 0:

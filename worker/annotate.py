@@ -216,7 +216,7 @@ def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = 
 def readable_video(path: str | Path) -> bool:
     """Whether a video just written opens and gives a frame (a writer says nothing when the disk
     refuses its bytes)."""
-    check = cv2.VideoCapture(str(path))
+    check = cv2.VideoCapture(os.path.abspath(path))  # (a relative name's "run:" is FFmpeg's protocol)
     try:
         return bool(check.isOpened() and check.read()[0])
     finally:
@@ -322,7 +322,8 @@ class Annotator:
         self._clip.add(annotated, timestamp_s)
 
     def _open_mp4(self, path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        # by its absolute path: FFmpeg reads a relative name's "ann:" (ann:1/clip.mp4) as a protocol
+        writer = cv2.VideoWriter(os.path.abspath(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             log.warning("annotate: cannot open a video writer for %s", path)
             self.failed.append(path)

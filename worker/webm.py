@@ -51,7 +51,8 @@ def open_webm(path: str | Path, fps: float, size: tuple[int, int], codec: str = 
     if codec not in CODECS:
         raise ConfigError(f"WebM codec must be one of {', '.join(CODECS)}, got {codec!r}")
     with _without_tag_notice():
-        writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), float(fps),
+        # by its absolute path: FFmpeg reads a relative name's "run:" (run:1-clip.webm) as a protocol
+        writer = cv2.VideoWriter(os.path.abspath(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), float(fps),
                                  (int(size[0]), int(size[1])))
     if not writer.isOpened():
         folder = Path(path).parent
