@@ -15,8 +15,10 @@ probe, at 1 thread OpenVINO; the choice is timed on 1 thread, whatever a process
 
 What it stands in for, measured (issue 26): on a Zen 4 capped so, the code of 2026-12-03 (d2a59c5)
 gave 2.99x / 3.00x facenet-pytorch at 1080p / 360p; a real AVX2-only Zen 3 gave 3.41x / 3.08x
-on that code (fastest of nine passes each side) and 3.64x / 3.32x (best of three runs). Clock, caches
-and memory are still the newer CPU's: a check between real machines, not a measurement of one.
+on that code (fastest of nine passes each side) and 3.64x / 3.32x (best of three runs). On the code of
+2026-12-07 (a20992c) the stand-in gave 4.19x / 3.99x best of three on a Zen 4, a real Zen 3 5.08x / 4.87x
+and 4.12x / 4.47x in two sets, fastest of nine 4.49x / 4.20x (docs/results/cpu/amd-f25-m1/). Clock,
+caches and memory are still the newer CPU's: a check between real machines, not a measurement of one.
 """
 import os
 import sys
