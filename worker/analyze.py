@@ -363,7 +363,8 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
 
         try:
             report = Report(report_path, SummaryConfig.from_settings(settings), inputs=inputs,
-                            clip_max_px=CLIP_MAX_PX if report_clip_px is None else report_clip_px)
+                            clip_max_px=CLIP_MAX_PX if report_clip_px is None else report_clip_px,
+                            read_again=False)  # it draws the frames it analyses
         except MoodstreamError as exc:
             raise click.ClickException(str(exc)) from None
     # "-" reads sys.stdin.buffer; an image read no further than the service would take it

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable
@@ -44,6 +45,10 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "surprise": (0, 220, 220),
 }
 WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# what a summary's face pictures and timelines carry (a JPEG's comment, a PNG's text): the file is
+# moodstream's own, a rerun may leave it out of its inputs and write over it (worker/own_outputs.py); a
+# user's photo named as one of them does not carry it: it is read, and never written over
+OWN_MARK = b"written by moodstream beside its summary"
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -191,11 +196,26 @@ class TimedClip:
         return opened
 
 
-def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = None) -> str | None:
+def with_mark(data: bytes) -> bytes:
+    """A JPEG or PNG as OpenCV encodes it, with :data:`OWN_MARK` inside: a JPEG's comment (COM) after
+    its JFIF header, a PNG's ``tEXt`` after its IHDR; anything else as it is."""
+    if data[:2] == b"\xff\xd8":  # SOI, then APP0 (JFIF) that must come first
+        at = 2 + (2 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 0)
+        return data[:at] + b"\xff\xfe" + (len(OWN_MARK) + 2).to_bytes(2, "big") + OWN_MARK + data[at:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        at = 8 + 12 + int.from_bytes(data[8:12], "big")  # length, type, data, CRC
+        text = b"tEXt" + b"Comment\0" + OWN_MARK
+        chunk = (len(text) - 4).to_bytes(4, "big") + text + zlib.crc32(text).to_bytes(4, "big")
+        return data[:at] + chunk + data[at:]
+    return data
+
+
+def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = None,
+                mark: bool = False) -> str | None:
     """``image`` (BGR) encoded by ``path``'s suffix (``params``: OpenCV's, a JPEG's quality) and written
     there: None where it was, else why not, the OS's reason (``cv2.imwrite`` said only False, and every
     failure was guessed to be "a full disk, or a folder of that name"); half a file (a full disk) is
-    not left behind."""
+    not left behind. ``mark``: the file carries :data:`OWN_MARK` (:func:`with_mark`)."""
     path = Path(path)
     try:
         ok, buf = cv2.imencode(path.suffix or ".png", image, params or [])
@@ -204,7 +224,7 @@ def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = 
     if not ok:
         return f"OpenCV cannot encode it as {path.suffix or '.png'}"
     try:
-        path.write_bytes(buf.tobytes())
+        path.write_bytes(with_mark(buf.tobytes()) if mark else buf.tobytes())
     except OSError as exc:
         with contextlib.suppress(OSError):
             if path.is_file():
@@ -460,8 +480,9 @@ def _stacked(p: np.ndarray | None, length: int) -> list[tuple[tuple[int, int, in
 
 def write_timeline(path: str | Path, title: str, rows: list[tuple[dict, Columns, np.ndarray | None]],
                    span_s: tuple[float, float, float], still: bool = False) -> str | None:
-    """:func:`draw_timeline` written as a PNG: None, or why it could not be (and a warning)."""
-    why = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s, still), cv2.COLOR_RGB2BGR))
+    """:func:`draw_timeline` written as a PNG that carries :data:`OWN_MARK` (it goes beside a summary): None,
+    or why it could not be (and a warning)."""
+    why = write_image(path, cv2.cvtColor(draw_timeline(title, rows, span_s, still), cv2.COLOR_RGB2BGR), mark=True)
     if why is not None:
         log.warning("annotate: cannot write the timeline %s: %s", path, why)
     return why

@@ -5,6 +5,11 @@ face pictures and timelines in ``photos`` and analysed them as photos (faces of 
 people); ``--report photos/page.html`` its annotated clips (boxes on boxes, twice the time);
 ``--annotate photos/ann`` its annotated copies. :func:`expand_inputs` expands the input paths as
 :func:`shared.media.expand_paths` does, without these files.
+
+A name is no proof: a user's own photo named ``people-street-t0.jpg`` beside ``people.json`` was left out
+and then written over by street.jpg's face picture. A file beside an output is the command's own only
+where it says so (:func:`ours`): the pictures and timelines carry moodstream's mark, a report's clip is
+one its page lists; any other stays an input and is never written over (the output takes another name).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,13 +25,14 @@ from pathlib import Path
 
 from moodstream.shared.media import expand_paths, is_stream_spec, no_media
 from moodstream.shared.table import plural, printable
-from moodstream.worker.annotate import safe_stem
+from moodstream.worker.annotate import OWN_MARK, safe_stem
 
 log = logging.getLogger(__name__)
 
 WRITTEN_BESIDE = (".jpg", ".png", ".webm")  # a summary's face pictures and timelines, a report's clips
 # what the writers add after the input's name: a TIFF's page, the n that spares a taken name, a track id
 TAIL = re.compile(r"(?:-page\d+)?(?:-\d+)?(?:-t\d+)?")
+HEAD_BYTES = 1024  # a picture's mark lies in its first bytes: right after the JPEG's or the PNG's header
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,10 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
       ``<tail>`` what the writers add (``-page<k>``, then ``-<n>``, then ``-t<id>``, each optional)
       and ``<ext>`` ``.jpg``, ``.png`` or ``.webm``, as written: ``people-street-t0.jpg`` and
       ``people-street.png`` beside ``people.json`` when ``street.jpg`` is read, ``page-clip.webm``
-      beside ``page.html`` when ``clip.mp4`` is. A user's ``people-beach.jpg`` there stays an
-      input unless ``beach.*`` is one too.
+      beside ``page.html`` when ``clip.mp4`` is, and that is the command's own (:func:`ours`: it carries
+      moodstream's mark, the page lists it, or it is empty). A user's ``people-beach.jpg`` there stays
+      an input unless ``beach.*`` is one too; a user's ``people-street-t0.jpg`` stays one as well (the
+      summary's picture takes another name).
 
     An output file itself (``--summary people.json``) stays an input (and so is refused as an output:
     a photo named as the summary is not written over). A file named directly is read, and so is a
@@ -62,11 +71,12 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
     if not outputs:
         return [s for _, specs in found for s in specs]
     folders = [(os.path.realpath(o.path), o.option) for o in outputs if o.folder]
-    beside: dict[str, list[tuple[str, str]]] = {}  # real folder -> [(the output's stem + "-", option)]
+    beside: dict[str, list[tuple[str, Output]]] = {}  # real folder -> [(the output's stem + "-", the output)]
     for o in outputs:  # its pictures go beside the name given (a link to elsewhere: beside the link)
         if not o.folder:
-            beside.setdefault(os.path.realpath(o.path.parent), []).append((o.path.stem + "-", o.option))
+            beside.setdefault(os.path.realpath(o.path.parent), []).append((o.path.stem + "-", o))
     names: set[str] | None = None  # the inputs' names, made when a file beside an output needs them
+    listed: dict[Path, frozenset[str]] = {}  # a page -> the clips it lists, read when a clip needs them
 
     def in_folder(real: str) -> str | None:
         return next((option for folder, option in folders
@@ -78,15 +88,24 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
         base, ext = os.path.splitext(os.path.basename(real))
         if stems is None or ext not in WRITTEN_BESIDE:
             return None
-        for prefix, option in stems:
+        for prefix, output in stems:
             if not base.startswith(prefix):
                 continue
             if names is None:
                 names = {safe_stem(s) for _, specs in found for s in specs if s}
             rest = base[len(prefix):]  # <input><tail>: the input's name may hold dashes itself
             ends = [i for i, c in enumerate(rest) if c == "-"] + [len(rest)]
-            if any(rest[:i] in names and TAIL.fullmatch(rest, i) for i in ends):
-                return option
+            if not any(rest[:i] in names and TAIL.fullmatch(rest, i) for i in ends):
+                continue
+            clips: frozenset[str] = frozenset()
+            if ext == ".webm":  # a clip carries no mark: it is ours where the page there lists it
+                if output.path not in listed:
+                    from moodstream.worker.report import clips_on_page  # (cv2, the page's format: when needed)
+
+                    listed[output.path] = clips_on_page(output.path)
+                clips = listed[output.path]
+            if ours(real, clips):
+                return output.option
         return None
 
     kept: list[str] = []
@@ -107,6 +126,30 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
                  "they are read", command, plural(sum(left_out.values()), "file"),
                  ", ".join(f"{option} {n}" for option, n in sorted(left_out.items())))
     return kept
+
+
+def ours(path: str | Path, listed: frozenset[str] = frozenset()) -> bool:
+    """Whether a command may take ``path`` for a file it writes beside its summary or page (and leave it
+    out of its inputs): nothing there, an empty file (nothing to lose), a file that carries moodstream's
+    mark (a summary's face picture or timeline: :data:`worker.annotate.OWN_MARK`, in its first
+    :data:`HEAD_BYTES`) or one whose name ``listed`` holds (a report's clip its page lists: a WebM carries
+    no mark). Anything else is someone else's (a user's photo named ``people-street-t0.jpg``, a folder,
+    a link to a file without the mark, a file that cannot be read): neither left out nor written over."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(found.st_mode):
+        return False
+    if found.st_size == 0 or os.path.basename(path) in listed:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return OWN_MARK in f.read(HEAD_BYTES)
+    except OSError:
+        return False
 
 
 def no_inputs(paths: Sequence[str], options: str) -> str:

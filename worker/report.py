@@ -19,6 +19,13 @@ its longer side and written as a JPEG in a folder beside the page
 photos holds no image in memory and the page only their faces (box, emotion,
 probabilities). Inputs that could not be read are named with why.
 
+**An input read again** (``up --report``: the page is drawn once every frame is answered, from the
+results and the inputs read a second time) is drawn only as it was: the page keeps each input's
+identity (device, inode, size, times) from when it is made, before the run reads anything, and an
+input that differs when its first frame comes again (written over, replaced, deleted) is not drawn
+(its new frames under the first ones' boxes): the page names it as changed during the run, and a
+warning says so. ``analyze --report`` gives the frames it analyses (``read_again=False``).
+
 The page opens from disk with no network: its script and style are inlined (the
 chart is the dashboard's ``chart.js``), the face pictures are data: URIs, the
 clips and photos files beside it, and a Content-Security-Policy allows only those
@@ -52,6 +59,7 @@ from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import face_label, plural
 from moodstream.worker.annotate import MIN_VIDEO_SIDE_PX, TimedClip, draw, readable_video, safe_stem, write_image
+from moodstream.worker.own_outputs import ours
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 
@@ -63,6 +71,8 @@ PHOTO_MAX_PX = 640  # a photo's longer side at most in its JPEG beside the page 
 PHOTO_QUALITY = 85  # JPEG quality of those
 CLIP_MAX_PX = 960  # the clip's longer side at most (the page shows it at most 640 pixels wide); 0: the video's
 TEMPLATE = Path(__file__).resolve().parent / "data" / "report.html"
+DATA_BLOCK = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)  # the template's
+PAGE_MAX_BYTES = 256 << 20  # a page larger is none this module wrote (a page of 20,000 photos: about 10 MB)
 
 
 def report_options(note: str = ""):
@@ -160,10 +170,14 @@ class Report:
     """Feed it ``analyze``'s outcomes in order (:meth:`add`), then :meth:`close` writes the page."""
 
     def __init__(self, path: str | Path, config: SummaryConfig | None = None, codec: str = "VP80",
-                 inputs: frozenset[str] = frozenset(), clip_max_px: int = CLIP_MAX_PX):
+                 inputs: frozenset[str] = frozenset(), clip_max_px: int = CLIP_MAX_PX, read_again: bool = True):
         """``inputs``: the real paths of what the run reads, never written over (the page refused,
         a clip given another name). ``clip_max_px``: a clip's longer side at most (a larger video's
-        clip is scaled down, its boxes and labels drawn at that size); 0: the video's own size."""
+        clip is scaled down, its boxes and labels drawn at that size); 0: the video's own size.
+        ``read_again``: the frames :meth:`add` gets are the ``inputs`` read again after the run
+        (``up``): each one's identity is taken now, before the run reads it, and one that is not the
+        same when its frames come is not drawn (:meth:`_changed`); False: they are the frames analysed
+        (``analyze``), drawn whatever the file is by then."""
         if clip_max_px < 0:
             raise ConfigError(f"the report's clip size must be 0 (the video's) or more pixels, got {clip_max_px}")
         self.path = Path(path)
@@ -184,11 +198,17 @@ class Report:
         self.not_shown: list[dict[str, str]] = []  # inputs that could not be read: [{source, why}]
         self.failed: list[str] = []  # clips and photos not written, and why: close() writes the page, then raises
         self._taken: set[str] = set()
+        # real path -> its identity before the run; source -> why it is not drawn (None: the same file)
+        self._identities = {real: file_identity(real) for real in inputs} if read_again else {}
+        self._checked: dict[str, str | None] = {}
+        self._listed = clips_on_page(self.path)  # the clips of the page there now: this command's to write over
         self._still: tuple[str, int, dict] | None = None  # the image read last: (source, its frame, its first page's)
 
     def add(self, record: FrameResult, image: np.ndarray | None, video: bool, rate: float | None = None) -> None:
         """One frame (``rate``: a video frame's sampled frame rate, from its reader; its clip holds it
         until the next frame's time, :class:`worker.annotate.TimedClip`)."""
+        if self._identities and self._changed(record.source) is not None:
+            return  # named on the page once, its frames not drawn
         if image is None or record.error is not None:
             why = f"{record.error.reason}: {record.error.detail}" if record.error is not None else "not read"
             self.not_shown.append({"source": record.source, "why": why})
@@ -216,6 +236,22 @@ class Report:
                     series = part.series[face.track_id] = ChartSeries()
                 series.add([t, *(100.0 * face.probabilities.get(k, 0.0) for k in LABELS)])
         self.summarizer.add(record, image)
+
+    def _changed(self, source: str) -> str | None:
+        """Why ``source``, read again, is not drawn: it was changed, replaced or deleted since the page
+        was made (its :func:`file_identity` differs); None where it is the same file, or no file among
+        the inputs. Found once a source: the first time it is named on the page and warned of."""
+        if source in self._checked:
+            return self._checked[source]
+        real = os.path.realpath(source)
+        why = None
+        if real in self._identities and file_identity(real) != self._identities[real]:
+            why = ("deleted or moved during the run" if not os.path.exists(real) else "changed during the run")
+            why += ": read again for the page, it may not be what was analysed"
+            self.not_shown.append({"source": source, "why": why})
+            log.warning("report: %s was %s; not shown on the page", source, why)
+        self._checked[source] = why
+        return why
 
     def _add_photo(self, record: FrameResult, image: np.ndarray) -> None:
         """A still image (a TIFF's page): its annotated JPEG written now, its faces kept for the page."""
@@ -281,7 +317,8 @@ class Report:
     def _start(self, source: str, image: np.ndarray, rate: float | None = None) -> VideoPart:
         stem, n = f"{self.path.stem}-{safe_stem(source)}", 1
         name = stem + ".webm"
-        while name in self._taken or os.path.realpath(self.path.with_name(name)) in self.inputs:
+        while (name in self._taken or os.path.realpath(self.path.with_name(name)) in self.inputs
+               or not ours(self.path.with_name(name), self._listed)):  # a user's page-clip.webm: not written over
             n += 1
             name = f"{stem}-{n}.webm"
         self._taken.add(name)
@@ -343,6 +380,30 @@ def photo_folder(page: str | Path) -> Path:
     """Where the report ``page`` writes its photos: ``<page's stem>-photos`` beside it."""
     page = Path(page)
     return page.with_name(f"{page.stem}-photos")
+
+
+def file_identity(path: str) -> tuple[int, ...] | None:
+    """What tells whether the file at ``path`` is still the one it was: its device and inode (another file
+    moved over it), size and modification and change times in ns (written over, its time set back: the
+    change time moves all the same); None where there is no file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def clips_on_page(page: str | Path) -> frozenset[str]:
+    """The names of the clips a page :func:`render` wrote lists (beside it): none where ``page`` is no
+    such page (no file, another file, one that cannot be read)."""
+    try:
+        if os.path.getsize(page) > PAGE_MAX_BYTES:
+            return frozenset()
+        found = DATA_BLOCK.search(Path(page).read_text(encoding="utf-8", errors="replace"))
+        videos = json.loads(found.group(1))["videos"] if found else []
+        return frozenset(v["video"] for v in videos if isinstance(v, dict) and isinstance(v.get("video"), str))
+    except (OSError, ValueError, TypeError, KeyError):
+        return frozenset()
 
 
 def _face_data(face: Face) -> dict:

@@ -692,7 +692,9 @@ class SummaryWriter:
     """The files beside a summary, run by run, in the order of the runs (so the names are the same
     whenever a run is written): :meth:`write_ended` writes the runs no result can reach any more as
     a long ``analyze`` goes (a photo is one; a folder of 20,000 photos held every face picture until
-    the end, 164 kB a photo), keeping only their entries; :func:`write_summary` the others and the JSON."""
+    the end, 164 kB a photo), keeping only their entries; :func:`write_summary` the others and the JSON.
+    The pictures and timelines carry moodstream's mark; a name whose file does not (a user's photo named
+    ``s-street-t0.jpg``: :func:`worker.own_outputs.ours`) is never written over, the run's take the next n."""
 
     def __init__(self, path: str | Path, timelines: bool = True, inputs: frozenset[str] = frozenset()):
         self.path = Path(path)
@@ -724,18 +726,20 @@ class SummaryWriter:
         if run.written is not None:
             return run.written
         from moodstream.worker.annotate import safe_stem, write_image, write_timeline
+        from moodstream.worker.own_outputs import ours
 
         path = self.path
         entries = run.entries()
 
-        def spares_inputs(base: str) -> bool:  # none of its picture and timeline files is an input
+        def free(base: str) -> bool:  # none of its picture and timeline files is an input or someone else's
             names = [base + ".png", *(f"{base}-t{e['track_id']}.jpg" for e in entries)]
-            return not any(os.path.realpath(path.with_name(name)) in self.inputs for name in names)
+            return not any(os.path.realpath(path.with_name(name)) in self.inputs or not ours(path.with_name(name))
+                           for name in names)
 
         stem = f"{path.stem}-{safe_stem(run.source, run.page)}"  # a page by its page: s-scan-page2
         n = self.next_n.get(stem, 1)  # not 1 again: thousands of photos named 0.jpg were quadratic
         base = stem if n == 1 else f"{stem}-{n}"
-        while base in self.taken or not spares_inputs(base):
+        while base in self.taken or not free(base):
             n += 1
             base = f"{stem}-{n}"
         self.taken.add(base)
@@ -745,7 +749,7 @@ class SummaryWriter:
             pic = run.pictures.picture(e["track_id"])
             if pic is not None:
                 name = f"{base}-t{e['track_id']}.jpg"
-                why = write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+                why = write_image(path.with_name(name), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR), mark=True)
                 if why is None:
                     e["thumbnail"] = name
                     pictures[e["track_id"]] = pic
