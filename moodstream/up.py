@@ -23,18 +23,20 @@ the results printed and the inputs read again once every frame is answered
 (files and folders only). With the ``dashboard`` extra it also serves
 the live page over this command's streams (``moodstream dashboard``) and
 prints its URL; ``--stay-open`` keeps it open once every frame is answered.
-Ctrl-C stops everything cleanly.
+Ctrl-C stops everything cleanly, also with its Redis gone (the summary's
+``incomplete`` says why it is not the whole run).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +45,8 @@ import click
 from moodstream.options import FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.recent import Recent
-from moodstream.shared.stop_signals import (exit_code, hold_stop_signals, restore_stop_signals, stopped_by,
-                                            take_stop_signals)
+from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
+                                            stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import legend, plural, printable
 from moodstream.worker.report import check_report_usage, report_options
@@ -112,7 +114,11 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     (timeout, the worker stopped), an input cannot be sent at all (not
     found) or a --summary or --report file cannot be written; 130 on Ctrl-C
     (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the summary of
-    what was answered written and marked "interrupted").
+    what was answered written and marked "interrupted"). Should its Redis go
+    (yours unreachable, the embedded one ended), a Ctrl-C, the timeout or, for
+    the embedded one, at once, stops it in one line, the summary of what was
+    answered written all the same, its "incomplete" saying why. A Ctrl-C in
+    the clean-up at the end lets it finish (a second stops at once).
     """
     if stay_open and with_dashboard is False:
         raise click.UsageError("--stay-open keeps the dashboard open: it cannot go with --no-dashboard")
@@ -151,9 +157,10 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
             check_writable(summary_path, "summary", inputs)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-    with _start_interrupted(), ExitStack() as stack:
+    with _Stops() as stops, ExitStack() as stack:
         previous = take_stop_signals()  # SIGTERM and SIGHUP as Ctrl-C: the embedded server is stopped too
         stack.callback(restore_stop_signals, previous)
+        server = None  # the embedded redis-server, where this run started one
         if settings.redis_url is None:
             server = stack.enter_context(EmbeddedRedis())
             settings = settings.replace(redis_url=server.url)
@@ -188,8 +195,9 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         tracking.thread.start()
         feed.thread.start()
         # printed: the stage's tracked results; counted: the worker's, on the reply stream
-        rows = _Rows(printer_for(fmt),
-                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key), report,
+        rows = _Rows(printer_for(fmt),  # one outage for the two readers: their waits grow together, one warning a try
+                     ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key,
+                                  outage=reader.outage), report,
                      files=[flag for flag, path in (("--summary", summary_path), ("--report", report_path)) if path])
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
@@ -199,7 +207,13 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         try:
             while not (feed.done.is_set() and received >= feed.sent):
                 if time.monotonic() > deadline:
-                    raise click.ClickException(f"up: {received} of {feed.sent} results after {timeout_s:.0f}s")
+                    gone = _unreachable(server, settings.redis_url, reader, feed)
+                    raise click.ClickException(f"up: {gone + ': stopped with ' if gone else ''}"
+                                               f"{max(received, rows.shown)} of {feed.sent} results after "
+                                               f"{timeout_s:.0f}s")
+                if server is not None and server.ended() is not None:  # retried for ever: --timeout-s, an hour
+                    raise click.ClickException(f"up: {_unreachable(server, settings.redis_url, reader, feed)}: "
+                                               f"stopped with {max(received, rows.shown)} of {feed.sent} results")
                 if not worker_thread.is_alive():
                     raise click.ClickException("up: the worker stopped (see the log above)")
                 if feed.error is not None:
@@ -231,31 +245,49 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
             hold_stop_signals(previous)
             failure = exc
             feed.stop.set()
+        # Redis gone (yours unreachable, the embedded server ended): said, the stage not waited for, and the
+        # outputs of what was answered written all the same, marked incomplete
+        gone = _unreachable(server, settings.redis_url, reader, feed) if interrupted or failure is not None else None
         if feed.error is not None and not interrupted and failure is None:  # it failed before sending: loop ended
             failure = click.ClickException(f"up: producer failed: {feed.error}")
+        # a row printed was answered, whether or not the loop had counted its answer (Redis gone in between)
+        answered = max(received, rows.shown)
         if failure is None:
             stopped = f"interrupted ({stopped_by(stop_code)}) after " if interrupted else ""
             staying = board is not None and stay_open and not interrupted  # the page goes on: not "shutting down"
             dropped = feed.producer.stats.dropped  # --backpressure drop: not sent, said by the run's summary too
             shed = f" ({dropped} more dropped: backlog over lag_limit or stream_max_mb)" if dropped else ""
             erred = f" ({plural(errors, 'error')})" if errors else ""
-            click.echo(f"up: {stopped}{plural(received, 'result')} for {plural(feed.sent, 'frame')}{erred}{shed}; "
+            click.echo(f"up: {stopped}{plural(answered, 'result')} for {plural(feed.sent, 'frame')}{erred}{shed}"
+                       f"{', ' + gone if gone else ''}; "
                        f"{'the worker and track stage stop' if staying else 'shutting down'}", err=True)
-        rows.finish(tracking.stop(answers_read))  # what the stage published as it stopped; raw what it did not
+        why = tracking.stop(answers_read, hurry=interrupted or failure is not None)
+        held = tracking.unpublished()  # stopped with Redis unreachable: what it tracked, from memory
+        if interrupted or failure is not None:  # the stage, the producer may have found it since
+            gone = _unreachable(server, settings.redis_url, reader, feed, tracking.stage)
+        rows.finish(why, held, published=gone is None)  # what the stage published as it stopped; raw what it did not
         if fmt == "table" and rows.faces:
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
-        if failure is None:
+        if failure is None or gone is not None:  # the outputs of what was answered
+            answered = max(answered, rows.shown)  # (and those the stage held, printed since)
+            incomplete = (f"{gone} ({answered} of {plural(feed.sent, 'frame')} answered)" if gone else
+                          f"interrupted ({stopped_by(stop_code)}) after {answered} of {plural(feed.sent, 'frame')}"
+                          if interrupted else None)
             unwritten = report.write(every_n, fps, max_frames) if report is not None else None
-            _write_summary(tracking, answers_read, summary_path, pipeline, settings, inputs, interrupted)
-            if unwritten is not None:
-                raise click.ClickException(unwritten)
-            if rows.printing.error is not None:  # a full disk under the rows: the files written, then said
-                raise click.ClickException(rows.printing.error)
+            problems = [p for p in (_summary_problem(tracking, answers_read, summary_path, pipeline, settings,
+                                                     inputs, interrupted, incomplete),
+                                    unwritten, rows.printing.error)  # a full disk under the rows: said last
+                        if p is not None]
+            if problems and failure is None:
+                failure = click.ClickException(problems[0])
+            elif problems:  # the run's own failure is the exit's line
+                for problem in problems:
+                    to_stderr(problem)
         staying_open = board is not None and stay_open and failure is None and not interrupted
         if staying_open:  # SIGTERM and SIGHUP as Ctrl-C while the page stays open, taken straight from held:
             take_stop_signals()  # restored first, a SIGTERM in between ended `up` and left its Redis running
-        else:
-            restore_stop_signals(previous)
+        else:  # the clean-up (the stack): a signal is said and it goes on; a second stops at once
+            stops.finishing(previous, interrupted)
         if failure is not None:
             raise failure
         if interrupted:
@@ -278,17 +310,60 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         click.get_current_context().exit(1)
 
 
-@contextmanager
-def _start_interrupted():
-    """A stop signal before the run's loop handles them (Redis starting, the models loading): what was
-    started is stopped (the stack inside), then exit 130 / 143 / 129 as the help says, not click's
-    'Aborted!' and 1, the code of a failed run."""
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        code = exit_code(exc)
-        click.echo(f"up: interrupted ({stopped_by(code)}) while starting", err=True)
-        raise click.exceptions.Exit(code) from None
+def _unreachable(server, url: str, reader: ResultReader, feed: _Feed, stage=None) -> str | None:
+    """Why this run's Redis is gone, or None: its embedded server ended, or the last try of its reader
+    (of its producer, stopped while it waited; of its track ``stage``) found it unreachable."""
+    from moodstream.shared.transport import redact
+
+    if server is not None and (ended := server.ended()) is not None:
+        return f"its embedded redis-server at {url} {ended}"
+    if reader.outage.down or feed.gone is not None or (stage is not None and stage.retry.down):
+        return f"Redis at {redact(url)} unreachable"
+    return None
+
+
+class _Stops:
+    """Stop signals where the run's loop does not take them (as KeyboardInterrupt) itself.
+
+    Before it (Redis starting, the models loading): what was started is stopped (the stack inside),
+    then exit 130 / 143 / 129 as the help says, not click's 'Aborted!' and 1, the code of a failed run.
+    Once the outputs are written (:meth:`finishing`), the clean-up: the worker's goodbye (its heartbeat
+    and consumer), this run's streams, the embedded server. A signal there was raised out of it ("while
+    starting", the clean-up cut short: on your Redis the heartbeat, the consumer and the streams were
+    left); now the first is said and the clean-up goes on, exit 128 + it; a second (the loop's interrupt
+    counts as the first) stops at once."""
+
+    def __init__(self):
+        self.cleaning = False
+        self.code: int | None = None  # the signal taken while cleaning up
+        self.forcing = False  # a signal was taken: the next one stops at once
+
+    def __enter__(self) -> _Stops:
+        return self
+
+    def finishing(self, previous: dict, interrupted: bool) -> None:
+        """The clean-up begins (signals held until now: the rows and the summary are out)."""
+        self.cleaning, self.forcing = True, interrupted
+        for signum in previous:  # (none: not the main thread, where none was taken)
+            signal.signal(signum, self._take)
+
+    def _take(self, signum: int, frame) -> None:
+        if self.forcing:
+            raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
+        self.code, self.forcing = 128 + signum, True
+        to_stderr(f"up: interrupted ({stopped_by(self.code)}) while finishing: cleaning up first "
+                  f"({stopped_by(self.code)} again stops at once)")
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if isinstance(exc, KeyboardInterrupt):
+            code = exit_code(exc)
+            click.echo(f"up: interrupted ({stopped_by(code)}) "
+                       f"{'again while cleaning up: stopped at once' if self.cleaning else 'while starting'}",
+                       err=True)
+            raise click.exceptions.Exit(code) from None
+        if self.code is not None and exc is None:  # cleaned up: the code says it was interrupted
+            raise click.exceptions.Exit(self.code)
+        return False
 
 
 def _dashboard(settings: Settings, wanted: bool | None, stay_open: bool, streams: dict[str, str]):
@@ -323,17 +398,22 @@ class _Feed:
         self.sent = 0
         self.failed: list[tuple[str, str]] = []
         self.error: Exception | None = None
+        self.gone: Exception | None = None  # stopped while Redis was unreachable (RedisGone): no failure of its own
         self.stop = producer.stop  # the producer's: set, a live source ends too, its stalled read or not (held `up` 5 s)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(specs, every_n, fps, max_frames),
                                        name="producer", daemon=True)
 
     def _run(self, specs, every_n, fps, max_frames) -> None:
+        from moodstream.shared.retry import RedisGone
+
         try:
             for _ in self.producer.produce(specs, every_n=every_n, fps=fps, max_frames=max_frames):
                 self.sent += 1
                 if self.stop.is_set():
                     break
+        except RedisGone as exc:  # stopped (Ctrl-C, the timeout) while Redis was unreachable: the main thread says it
+            self.gone = exc  # (logged as "up: producer failed" with its traceback)
         except MoodstreamError as exc:  # reported by the main thread, one line
             self.error = exc
         except Exception as exc:  # reported by the main thread
@@ -369,13 +449,15 @@ class _Tracking:
             return "the track stage stopped (see the log above)"
         return None
 
-    def stop(self, answers: int) -> str | None:
+    def stop(self, answers: int, hurry: bool = False) -> str | None:
         """Once the stage has read the reply stream's ``answers`` entries (second answers too):
-        stop it (it publishes what it holds and the runs' summaries). Returns why it may not have
-        published all of them, None when it did."""
+        stop it (it publishes what it holds and the runs' summaries). ``hurry`` (interrupted, failed):
+        not waited for while it finds Redis unreachable (it waited 60 s for reads that could not come).
+        Returns why it may not have published all of them, None when it did."""
         stage = self.stage
         deadline = time.monotonic() + 60
-        while stage.read < answers and self.thread.is_alive() and time.monotonic() < deadline:
+        while stage.read < answers and self.thread.is_alive() and time.monotonic() < deadline \
+                and not (hurry and stage.retry.down):
             time.sleep(0.05)
         stage.request_stop()
         self.thread.join(timeout=60)
@@ -386,6 +468,13 @@ class _Tracking:
         if stage.read < answers:
             return f"the track stage read {stage.read} of {answers} results"
         return None
+
+    def unpublished(self) -> list[FrameResult]:
+        """Once it stopped with Redis unreachable (its runs not ended, what it tracked not published):
+        its runs ended in memory (their summaries for --summary) and what it tracked, in order."""
+        if self.thread.is_alive() or self.error is not None:
+            return []
+        return self.stage.end_unpublished("the track stage stopped with Redis unreachable")
 
 
 class _Rows:
@@ -406,6 +495,7 @@ class _Rows:
         self.printed = Recent(PRINTED_KEPT)  # the job ids printed
         self.raw = False  # the stage stopped: the worker's results are printed as they come
         self.faces = 0
+        self.shown = 0  # jobs printed: answered, counted on the reply stream or not yet
 
     def answered(self, r: FrameResult) -> None:
         """A result on the reply stream: printed now once the stage stopped, else held until
@@ -445,13 +535,19 @@ class _Rows:
             self._print(r)
         self.waiting.clear()
 
-    def finish(self, why: str | None) -> None:
-        """After the stage stopped: the rows it published as it stopped; raw, what it did not."""
+    def finish(self, why: str | None, held: list[FrameResult] = (), published: bool = True) -> None:
+        """After the stage stopped: the rows it published as it stopped (unless not ``published``: Redis
+        is gone, not waited for), then those it tracked and ``held`` (Redis unreachable as it stopped);
+        raw, what it did not."""
         if self.raw:
             return
-        self.follow()  # what it published as it stopped (its last runs' frames) comes first
+        if published:
+            self.follow()  # what it published as it stopped (its last runs' frames) comes first
         if self.raw:
             return
+        for r in held:
+            self.waiting.pop(r.job_id, None)
+            self._print(r)
         if why is None and self.waiting:
             why = f"the track stage did not publish {len(self.waiting)} of the results"
         if why is not None:  # read above: what is left is printed raw
@@ -460,6 +556,7 @@ class _Rows:
     def _print(self, r: FrameResult) -> None:
         if not self.printed.first_time(r.job_id):  # a job's second answer
             return
+        self.shown += 1
         self.faces += len(r.faces)
         if self.report is not None:
             self.report.answered(r)
@@ -544,16 +641,29 @@ class _UpReport:
         return None
 
 
+def _summary_problem(tracking: _Tracking, answers: int, summary_path: Path | None, pipeline, settings,
+                     inputs: frozenset[str] = frozenset(), interrupted: bool = False,
+                     incomplete: str | None = None) -> str | None:
+    """:func:`_write_summary`; why it could not be written (whole), or None."""
+    try:
+        _write_summary(tracking, answers, summary_path, pipeline, settings, inputs, interrupted, incomplete)
+    except click.ClickException as exc:
+        return exc.message
+    return None
+
+
 def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None, pipeline, settings,
-                   inputs: frozenset[str] = frozenset(), interrupted: bool = False) -> None:
-    """The summary file, from the runs the stopped stage ended."""
+                   inputs: frozenset[str] = frozenset(), interrupted: bool = False,
+                   incomplete: str | None = None) -> None:
+    """The summary file, from the runs the stopped stage ended. ``incomplete``: why it is not the whole
+    run (interrupted, Redis gone: then what the stage read, however much that is), None when it is."""
     if summary_path is None:
         return
     from moodstream.shared.table import missing_frames_note
     from moodstream.worker.tracking.summary import Summarizer, people_table, write_summary
 
     stage = tracking.stage
-    if tracking.thread.is_alive() or tracking.error is not None or stage.read < answers:
+    if tracking.thread.is_alive() or tracking.error is not None or (stage.read < answers and incomplete is None):
         raise click.ClickException(f"up: the track stage read {stage.read} of {answers} results"
                                    f"{' and failed' if tracking.error is not None else ''}; no summary")
     summarizer = Summarizer(stage.summary_config)
@@ -561,8 +671,8 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
     failed: list[str] = []
     written = write_summary(summary_path, summarizer, {
         "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted}, inputs=inputs,
-        failed=failed)
+        "smoothing_tau_s": stage.tracker_config.smoothing_tau_s, "interrupted": interrupted,
+        "incomplete": incomplete}, inputs=inputs, failed=failed)
     click.echo(people_table(written["tracks"]), err=True)
     # frames the runs are missing: results that came after --reorder-wait-ms (a slow worker), published untracked
     late = missing_frames_note({"late_frames": sum(v["late_frames"] for v in written["videos"])
@@ -570,7 +680,7 @@ def _write_summary(tracking: _Tracking, answers: int, summary_path: Path | None,
                                 "dropped_frames": sum(v["dropped_frames"] for v in written["videos"])})
     to_stderr(f"up: summary in {summary_path} ({plural(len(written['tracks']), 'track')}, "
               f"{plural(sum(t['person'] for t in written['tracks']), 'person', 'people')}"
-              f"{'; ' + late if late else ''})")
+              f"{'; ' + late if late else ''}){'; incomplete: ' + incomplete if incomplete else ''}")
     if failed:
         from moodstream.worker.analyze import not_written
 

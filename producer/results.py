@@ -26,7 +26,7 @@ import redis
 from moodstream.shared.errors import MessageError
 from moodstream.shared.keys import Keys
 from moodstream.shared.recent import Recent
-from moodstream.shared.retry import RedisGone, RedisRetry
+from moodstream.shared.retry import Outage, RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.table import OtherSources
 from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, probe_usable, trimmed_past
@@ -79,7 +79,10 @@ def id_time(entry_id: str) -> str:
 
 class ResultReader:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, stream: str | None = None,
-                 block_ms: int = 1000):
+                 block_ms: int = 1000, outage: Outage | None = None):
+        """``outage``: where Redis is found unreachable, carried from one read to the next (their waits grow
+        to 10 s, and a read waits for the try a read before it scheduled); another reader's on the same client
+        shares its waits (one warning per try, not one per reader)."""
         if not isinstance(settings, Settings):  # (a URL was 'str' object has no attribute 'prefix')
             raise TypeError(f"ResultReader takes Settings (ResultReader(Settings.from_env(redis_url=...))), got "
                             f"{type(settings).__name__}")
@@ -89,6 +92,7 @@ class ResultReader:
         self.client = client if client is not None else connect(settings.redis_url)
         self.stream = stream or self.keys.results
         self.block_ms = block_ms
+        self.outage = outage if outage is not None else Outage(cap_s=10.0)
         self.skipped = 0  # undecodable entries (logged, not yielded)
         self.results_maxlen = settings.results_maxlen
         self.gaps: list[Gap] = []  # results trimmed before they were read (each logged once)
@@ -161,7 +165,8 @@ class ResultReader:
         # a read that stops at the end of the stream, with no timeout of its own, does not wait for ever on a Redis
         # that is gone (it retried with a backoff growing to 10 s, the caller told nothing)
         retry = RedisRetry("results", self.redis_url, until,
-                           deadline_s=self.redis_wait_s if not waits and timeout_s is None else None)
+                           deadline_s=self.redis_wait_s if not waits and timeout_s is None else None,
+                           outage=self.outage)  # a read that ends at its timeout: the next one backs off on
         try:
             yield from self._read(retry, start, follow, count, deadline, source, job_ids, unique)
         except RedisGone:

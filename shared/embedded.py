@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -193,6 +194,21 @@ class EmbeddedRedis:
         except (redis.RedisError, KeyError, ValueError):
             time.sleep(grace_s)
             return self.proc.poll() is None
+
+    def ended(self) -> str | None:
+        """Why the server started is no longer running (``killed by SIGKILL``, ``exited with code 1``), or
+        None while it runs (and before :meth:`start`, after :meth:`stop`): its owner's stages retried it for
+        ever (``up`` waited out its --timeout-s, an hour by default)."""
+        proc = self.proc
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with code {code}"
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown snapshot (only what AOF already has survives)."""

@@ -51,6 +51,20 @@ class RedisGone(Exception):
     """A stop was requested while Redis was unreachable (work stays pending in Redis)."""
 
 
+class Outage:
+    """An unreachable Redis as calls that each end before it is back see it (a reader whose reads end at
+    their timeout, as ``up``'s loop reads): carried from one :class:`RedisRetry` to the next
+    (``RedisRetry(..., outage=...)``), so the waits grow to the cap as one long call's do, and a call
+    made before the next try is due waits for it, without a try or a warning of its own (``up``'s
+    reader began again at 0.1 s at every read: about 6.5 warnings a second). Reset once a call gets
+    through. One thread's (a reader's)."""
+
+    def __init__(self, cap_s: float = 10.0):
+        self.backoff = Backoff(cap_s=cap_s)
+        self.down = False  # the last try failed on an unreachable (or busy) Redis
+        self.next_try_s = 0.0  # time.monotonic() from which the next try is due
+
+
 def _reply(exc: BaseException) -> str:
     """The server's error reply: redis-py prefixes errors inside a pipeline with
     ``Command # N (...) of pipeline caused error: ``."""
@@ -106,14 +120,15 @@ class RedisRetry:
     server replies, ``LOADING`` too), an unreachable Redis is waited for this long
     instead of ``deadline_s``: one never reached is more likely a wrong URL than an
     outage (the commands' ``redis_wait_s`` at start). Set :attr:`reached` where the
-    caller has reached it already.
+    caller has reached it already. ``outage``: an :class:`Outage` the calls carry on from (their
+    backoff, and a try not due yet waited for), where each call ends before Redis is back.
     """
 
     def __init__(self, actor: str, redis_url: str | None, stop: threading.Event | None = None, *,
                  cap_s: float = 10.0, deadline_s: float | None = None, first_deadline_s: float | None = None,
                  recreate: Callable[[], None] | None = None,
                  on_down: Callable[[BaseException], None] | None = None,
-                 on_up: Callable[[], None] | None = None):
+                 on_up: Callable[[], None] | None = None, outage: Outage | None = None):
         self.actor = actor
         self.redis_url = redis_url
         self.stop = stop if stop is not None else threading.Event()
@@ -124,6 +139,7 @@ class RedisRetry:
         self.recreate = recreate
         self.on_down = on_down
         self.on_up = on_up
+        self.outage = outage  # carried from the calls of RedisRetry objects before this one (a reader's)
         self._down = False
         self._recreating = False  # inside recreate(): a missing key there is re-raised, not recursed on
         self.recreated = 0  # times recreate() ran (a missing stream or group)
@@ -134,7 +150,13 @@ class RedisRetry:
         return self._down
 
     def call(self, fn: Callable[[], T]) -> T:
-        backoff = Backoff(cap_s=self.cap_s)
+        outage = self.outage
+        backoff = outage.backoff if outage is not None else Backoff(cap_s=self.cap_s)
+        if outage is not None and outage.down:  # the try a call before this one scheduled: not sooner
+            self._down = True  # (its return is said, as a call that waited itself says it)
+            self.stop.wait(max(0.0, outage.next_try_s - time.monotonic()))
+            if self.stop.is_set():
+                raise RedisGone(f"{self.actor}: stop requested while Redis is unreachable")
         first_failure: float | None = None
         missing_in_a_row = 0
         while True:
@@ -167,6 +189,9 @@ class RedisRetry:
                     continue
                 raise
             self.reached = True
+            if outage is not None:  # through: the next outage starts its waits from the first again
+                outage.down = False
+                outage.backoff.reset()
             if self._down:
                 self._down = False
                 log.info("%s: Redis at %s is back", self.actor, redact(self.redis_url))
@@ -176,6 +201,8 @@ class RedisRetry:
 
     def _wait_out(self, exc: BaseException, backoff: Backoff, first_failure: float) -> None:
         self._down = True
+        if self.outage is not None:
+            self.outage.down = True
         if self.on_down is not None:
             self.on_down(exc)
         if self.stop.is_set():
@@ -202,6 +229,8 @@ class RedisRetry:
         what = ("busy (a script is running)" if is_busy(exc) else
                 "out of memory (maxmemory: writes refused)" if is_out_of_memory(exc) else "unreachable")
         log.warning("%s: Redis %s (%s); retrying in %.2fs", self.actor, what, _one_line(exc), delay)
+        if self.outage is not None:  # a call after this one, should this one end first, tries no sooner
+            self.outage.down, self.outage.next_try_s = True, time.monotonic() + delay
         self.stop.wait(delay)
         if self.stop.is_set():
             raise RedisGone(f"{self.actor}: stop requested while Redis is unreachable ({exc})")

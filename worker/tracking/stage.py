@@ -286,6 +286,18 @@ class TrackStage:
         self._send_stats()
         return len(out)
 
+    def end_unpublished(self, why: str) -> list[FrameResult]:
+        """Once :meth:`run` returned with Redis unreachable (its runs not ended, nothing more published):
+        every run it holds ended here, in memory, without face pictures (their frames are in that Redis);
+        returns the results it tracked and could not publish, in the order it would have published them
+        (with ``keep_summaries`` the runs' summaries are in :attr:`ended`). For ``up``, whose rows and summary
+        keep what was answered when its Redis is gone (the summary said ``"videos": []``)."""
+        self.pictures = None
+        for run in list(self.runs.values()):
+            self._outbox += self._end_run(run, why)
+        out, self._outbox = [r for _, r in self._outbox], []
+        return out
+
     # --- one result -----------------------------------------------------------------
 
     def _accept(self, entry_id: str, r: FrameResult, now_s: float, taken_back: bool) -> list[tuple[str, FrameResult]]:
