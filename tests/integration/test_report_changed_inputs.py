@@ -39,14 +39,6 @@ def warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.endswith(".report")]
 
 
-@pytest.fixture
-def embedded(monkeypatch):
-    """`up` starts its own redis-server (on a free port) without a configured one."""
-    for name in list(os.environ):
-        if name.startswith("MOODSTREAM_"):
-            monkeypatch.delenv(name)
-
-
 def up_with(monkeypatch, meanwhile, *args: str):
     """`up ARGS`, ``meanwhile()`` run once every frame is answered, just before the page reads the inputs again."""
     from moodstream import up as up_module

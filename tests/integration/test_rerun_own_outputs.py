@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from moodstream.worker.analyze import analyze_cmd as analyze
@@ -90,14 +88,6 @@ def test_a_folder_named_with_the_outputs_beside_it_and_a_file_among_them_reads_t
     assert ran.exit_code == 0, ran.output
     assert sources(ran) == [str(photos / "s-street.png"), str(photos / "street.jpg")], sources(ran)
     assert (photos / "s-street.png").read_bytes() == (SAMPLES / "street.jpg").read_bytes()  # an input: spared
-
-
-@pytest.fixture
-def embedded(monkeypatch):
-    """`up` starts its own redis-server (on a free port) without a configured one."""
-    for name in list(os.environ):
-        if name.startswith("MOODSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def test_up_does_not_send_its_summary_s_pictures_on_a_rerun(tmp_path, embedded):

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 import cv2
-import pytest
 from click.testing import CliRunner
 
 from moodstream.worker.analyze import analyze_cmd as analyze
@@ -107,14 +105,6 @@ def test_analyze_reads_and_spares_a_user_s_video_named_as_a_report_clip(tmp_path
     assert second.exit_code == 0, second.output
     assert sources(second) == sources(first) and files(clips) == after
     assert digest(clips / "page-clip.webm") == mine
-
-
-@pytest.fixture
-def embedded(monkeypatch):
-    """`up` starts its own redis-server (on a free port) without a configured one."""
-    for name in list(os.environ):
-        if name.startswith("MOODSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def test_up_reads_and_spares_a_user_s_photo_named_as_a_summary_picture(tmp_path, embedded):

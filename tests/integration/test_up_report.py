@@ -6,7 +6,6 @@ results and the inputs read again (a live source or URL cannot be, and is refuse
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -16,14 +15,6 @@ from click.testing import CliRunner
 REPO = Path(__file__).resolve().parents[2]
 CLIP = str(REPO / "samples" / "hamilton_clip.mp4")
 PHOTO = str(REPO / "samples" / "street.jpg")
-
-
-@pytest.fixture
-def embedded(monkeypatch):
-    """`up` starts its own redis-server (on a free port) without a configured one."""
-    for name in list(os.environ):
-        if name.startswith("MOODSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def page_data(page: Path) -> dict:

@@ -7,7 +7,6 @@ only where the stage could not publish them."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from moodstream.shared.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 CLIP = str(REPO / "samples" / "hamilton_clip.mp4")
 FRAMES = 6
-
-
-@pytest.fixture
-def embedded(monkeypatch):
-    """`up` starts its own redis-server (on a free port) without a configured one."""
-    for name in list(os.environ):
-        if name.startswith("MOODSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def run_up(fmt: str):
