@@ -435,7 +435,9 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             pictures_failed: list[str] = []
             written = _closing(lambda: write_summary(summary_path, summary, {
                 "detect_every": settings.detect_every, "model_version": pipeline.model_version,
-                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted},
+                "smoothing_tau_s": analyzer.tracker_config.smoothing_tau_s, "interrupted": interrupted,
+                "incomplete": (f"interrupted ({stopped_by(stop_code)}) after {plural(frames, 'frame')}"
+                               if interrupted else None)},
                 failed=pictures_failed, writer=summary_files),
                 "the summary", summary_path, unwritten) or {"tracks": []}
             if pictures_failed:

@@ -303,6 +303,9 @@ def test_a_stopped_run_writes_what_it_did_and_says_so(tmp_path, sig, code):
     assert proc.returncode == code and "Traceback" not in err and "Aborted" not in err, err[-2000:]
     written = json.loads(summary.read_text())
     assert written["interrupted"] is True and written["videos"][0]["frames"] < 60
+    # why it is not the whole run, in the words `up`'s summary uses (its Redis gone: the reason there)
+    stopped = "SIGTERM" if code == 143 else "Ctrl-C"
+    assert written["incomplete"].startswith(f"interrupted ({stopped}) after "), written["incomplete"]
     import cv2
     video = next((tmp_path / "ann").iterdir())
     cap = cv2.VideoCapture(str(video))
