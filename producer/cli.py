@@ -164,6 +164,9 @@ class _StopOnSignal:
         self.signum = signum
         self.stop.set()
         to_stderr(f"produce: {stopped_by(128 + signum)}: sending what was read, then stopping (again: at once)")
+        media = sys.modules.get("moodstream.shared.media")
+        if media is not None and media.in_pipe_wait():  # waiting in C for a pipe's writer or bytes (`sleep 1000 |
+            raise media.PipeWaitStopped()  # produce -`): a flag alone was not heard; that input ends, unread
 
     def hold(self) -> None:
         """While the count is said: a signal then does not cut it short."""

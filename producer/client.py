@@ -109,6 +109,18 @@ def encode_pixels(rgb: np.ndarray, encoding: str, jpeg_quality: int = 90) -> byt
     return buf.tobytes()
 
 
+def _unencodable_text(job: FrameJob) -> str | None:
+    """The first of ``job``'s text fields that UTF-8 cannot encode (a lone surrogate), where one is."""
+    for name in ("source", "job_id", "reply_to"):
+        value = getattr(job, name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
 def _not_image_bytes(data: object) -> str:
     """What :meth:`Producer.submit_image` says of ``data`` that is not bytes."""
     head = f"submit_image takes an encoded image's bytes (JPEG, PNG, WebP...), got {type(data).__name__}"
@@ -277,6 +289,12 @@ class Producer:
         try:
             payload = encode_frame(job)
         except (NotImplementedError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            field = _unencodable_text(job)
+            if field is not None:  # a text field, not the options ("options hold plain values" blamed them)
+                raise RefusedJob("bad_field", f"{field} {printable(str(getattr(job, field)))[:80]} holds a character "
+                                              f"UTF-8 cannot encode ({exc}): a lone surrogate, as Python names a file "
+                                              "whose name is not UTF-8: rename the file, or pass the name as text "
+                                              "(os.fsencode(name).decode('utf-8', 'replace')): not sent") from None
             raise RefusedJob("bad_field", f"frame {job.frame} of {printable(str(job.source))[:80]} cannot be encoded "
                                           f"({exc}): options hold plain values (str, numbers up to 64 bits, lists, "
                                           "dicts with str keys): not sent") from None

@@ -39,7 +39,12 @@ frames after it sent again under their ids, a live source's new frames numbered 
 (never under an id the killed run can have used). A job that failed (a stream
 gone for good, a refused redirect) saves the count it failed at, to resume there
 once requeued. A saved count that is no count (meta is any Redis writer's) fails
-the job in one line.
+the job in one line. A file's or folder's count is saved with what its frames were read from
+(``meta["files_read"]``: each file's name, size and modification time, :class:`~producer.sources.FilesRead`):
+a run that resumes where another file was saved over one of them fails the job in one line (``changed``),
+rather than send the rest after the first file's frames as the same source under the same frame ids;
+submitted again, it is a new job, whose ids are its own. (Restarting the job from frame 0 would answer
+the old ids a second time with other pictures, and the results keep first answers.)
 
 Drops (``backpressure="drop"``): a frame sent says how many of its source were
 dropped before it, and each source's last frame, where dropped, is held and sent at
@@ -76,7 +81,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from moodstream.producer.client import ENCODINGS
-from moodstream.producer.sources import ByteCount, file_items
+from moodstream.producer.sources import ByteCount, FilesRead, file_items
 from moodstream.shared.errors import BadInputError, ConfigError
 from moodstream.shared.keys import Keys
 from moodstream.shared.media import (TOO_MANY_LINKS, is_camera_index, is_stream_spec, no_media, source_name,
@@ -307,6 +312,17 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     count = ByteCount(cfg.job_max_bytes)
     resume_at, live_from = _resume_points(job.meta)
     earlier = _earlier_counts(job.meta)  # (frames sent, frames dropped) by the job's runs before this one
+    # a file's or folder's: what the frames counted were read from, saved with the count; a resumed run's
+    # frames, counted as far as an earlier run saved it, must be that run's files' (else the job fails)
+    files = None if is_stream_spec(spec) else FilesRead(path, _files_read(job.meta) if resume_at else None)
+
+    def counted(item) -> None:  # one more frame of a file read
+        if files is not None:
+            files.counted(item, name)
+
+    def save(at: int, exact: bool = False) -> int:
+        return _save_count(job, at, earlier, producer.stats, exact, files)
+
     n, first, last, stopped = 0, None, None, None
     start: int | None = None  # the count this run starts from, saved with its first item
     source: str | None = None  # the source name of the items sent
@@ -321,7 +337,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
     try:
         if _stop_pending:
             raise Stopping()
-        with _opened(spec, path, cfg, count, every_n, fps, max_frames) as (items, live, guard):
+        with _opened(spec, path, cfg, count, every_n, fps, max_frames, files) as (items, live, guard):
             if live is None:  # a file's (or a photo URL's) frames: encoded on the cores, a few ahead of the one sent,
                 # but for those an earlier run sent, skipped below unencoded (a resumed job encoded them all)
                 items = (item for item, _ in producer.encoded_ahead(_marked_sent(items, resume_at)))
@@ -329,13 +345,13 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                 if (guard is not None and guard.refused) or count.exceeded:
                     break
                 if start is None:  # this run's start is a save (a URL is open now: finite or not is known)
-                    start = _save_count(job, resume_at if live is None or live.finite else live_from, earlier,
-                                        producer.stats)
+                    start = save(resume_at if live is None or live.finite else live_from)
                 if item.error is None:
                     if live is not None and max_frames is not None and n >= max_frames:
                         break
                     if n < resume_at and (live is None or live.finite):  # sent before the restart: skip
                         n += 1
+                        counted(item)
                         continue
                     if n >= cfg.job_max_frames:
                         stopped = f"job_max_frames ({cfg.job_max_frames}) reached"
@@ -351,18 +367,21 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
                         first = first or ref.job_id
                         last = ref.job_id
                     n += 1
+                    counted(item)
                     if n % SAVE_EVERY == 0:
-                        _save_count(job, n, earlier, producer.stats)
+                        save(n)
                 elif live is not None:  # a URL that failed for good fails the job
                     raise BadInputError(item.error.reason, f"{item.source}: {item.error.detail} (after {n} frames)")
             if source is not None:
                 end(source)
+            if files is not None and not count.exceeded:  # fewer frames now than an earlier run read
+                files.check(name)
             if guard is not None and guard.refused:  # a redirect or playlist entry off the allow-list
                 raise BadInputError("unsupported", f"{name}: refused a request to {guard.refused[0]} (not on the "
                                                    f"expander's allowed_url_hosts) after {n} frames")
     except Stopping:  # (before its first frame, what earlier runs saved stays as it is)
         _end_early(job, producer, source)
-        n = _save_count(job, max(n, start), earlier, producer.stats, exact=True) if start is not None else resume_at
+        n = save(max(n, start), exact=True) if start is not None else resume_at
         # n: the frames read (where it resumes); of them sent and dropped, by this run and the earlier ones
         sent, dropped = _all_runs(earlier, producer.stats)
         raise Stopping(f"expander stopping: {n} frames of {name} read ({sent} sent, {dropped} dropped), "
@@ -372,7 +391,7 @@ def _expand(job: Job, cfg: Settings, producer, spec: str, path: str, every_n: in
         _end_early(job, producer, source)
         try:
             if start is not None:
-                _save_count(job, max(n, start), earlier, producer.stats, exact=True)
+                save(max(n, start), exact=True)
         except redis.RedisError as exc:  # (Redis gone: the count of the last save stays)
             log.warning("rq job %s: cannot save its count (%d frames read): %s", job.id, n, exc)
         raise
@@ -446,6 +465,18 @@ def _all_runs(earlier: tuple[int, int], stats) -> tuple[int, int]:
     return earlier[0] + stats.sent, earlier[1] + stats.dropped
 
 
+def _files_read(meta: dict) -> dict | None:
+    """What a file job's earlier run saved its first frames were read from (:meth:`FilesRead.state`), None
+    where no run saved it (a job of a release before: resumed by its count alone, as before)."""
+    value = meta.get("files_read")
+    if value is not None and not (isinstance(value, dict) and isinstance(value.get("digest"), str)
+                                  and type(value.get("count")) is int and value["count"] >= 0):
+        raise BadInputError("bad_field", f"the job's meta files_read must be what an expander saved, got "
+                                         f"{str(value)[:60]!r}: delete it (the job then resumes by its count alone), "
+                                         "and requeue the job")
+    return value
+
+
 def _meta_count(meta: dict, key: str) -> int | None:
     value = meta.get(key)
     if value is not None and (type(value) is not int or value < 0):
@@ -454,18 +485,23 @@ def _meta_count(meta: dict, key: str) -> int | None:
     return value
 
 
-def _save_count(job: Job, n: int, earlier: tuple[int, int], stats, exact: bool = False) -> int:
+def _save_count(job: Job, n: int, earlier: tuple[int, int], stats, exact: bool = False,
+                files: FilesRead | None = None) -> int:
     """Where the job resumes, and what its runs sent and dropped so far: ``sent``, the frames read
     (sent or dropped, despite the key's name, kept for the jobs already queued: a killed run's job
     resumes there), with ``frames`` and ``dropped``, of them those sent and those dropped (the
     earlier runs' and this one's); ``exact``: the count a run ends with (stopped or failed), ``resume_at`` too.
     A run's first save (``exact`` False) drops the ``resume_at`` it resumed from: killed before its next
-    save, the job resumes past what it can have sent."""
+    save, the job resumes past what it can have sent. ``files`` (a file job's): what the frames it counted
+    were read from (``files_read``, with its own count), once they are known to be the earlier runs' files
+    (:attr:`FilesRead.trusted`: what an earlier run saved stays until then)."""
     job.meta.pop("resume_at", None)
     if exact:
         job.meta["resume_at"] = n
     frames, dropped = _all_runs(earlier, stats)
     job.meta.update(sent=n, frames=frames, dropped=dropped)
+    if files is not None and files.trusted:
+        job.meta["files_read"] = files.state()
     job.save_meta()
     return n
 
@@ -482,11 +518,13 @@ def _stop_now(signum, frame) -> None:
 
 @contextmanager
 def _opened(spec: str, path: str, cfg: Settings, count: ByteCount, every_n: int, fps: float | None,
-            max_frames: int | None):
-    """(frame items, the LiveSource, the UrlGuard) for a checked source; files have neither."""
+            max_frames: int | None, files: FilesRead | None = None):
+    """(frame items, the LiveSource, the UrlGuard) for a checked source; files have neither (``files`` is
+    told each file opened)."""
     if not is_stream_spec(spec):
         yield file_items(path, os.path.realpath(cfg.media_root), every_n=every_n, fps=fps, max_frames=max_frames,
-                         max_image_bytes=cfg.max_message_bytes, count=count, max_pixels=cfg.max_pixels), None, None
+                         max_image_bytes=cfg.max_message_bytes, count=count, max_pixels=cfg.max_pixels,
+                         opened=files.opened if files is not None else None), None, None
         return
     from moodstream.producer.live import LiveConfig, LiveSource
     from moodstream.producer.url_guard import UrlGuard

@@ -852,6 +852,32 @@ def stdin_in_use() -> bool:
     return any(t is not me and t.is_alive() for t in list(_STDIN_READERS))
 
 
+class PipeWaitStopped(Exception):
+    """Raised by a command's stop handler into a wait for a pipe (:func:`waiting_on_pipe`); that input ends."""
+
+
+_PIPE_WAIT = threading.local()
+
+
+@contextmanager
+def waiting_on_pipe():
+    """A wait, in C, for a pipe's writer or its bytes (`mkfifo p; produce p`; `sleep 1000 | produce -`): an
+    ``open`` or ``read`` that a signal does not end where the handler raises nothing (Python retries it, PEP
+    475), so a first Ctrl-C that only sets a stop flag was not heard. A handler that finds this thread here
+    (:func:`in_pipe_wait`) raises :class:`PipeWaitStopped`, which ends the pipe's input: what it read so far
+    was no frame yet."""
+    try:
+        _PIPE_WAIT.on = True
+        yield
+    finally:
+        _PIPE_WAIT.on = False
+
+
+def in_pipe_wait() -> bool:
+    """Whether this thread (a signal handler's: the main thread) is in :func:`waiting_on_pipe`."""
+    return getattr(_PIPE_WAIT, "on", False)
+
+
 def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, max_frames: int | None = None,
                 max_pixels: int | None = None, max_image_bytes: int | None = None) -> Iterator[FrameItem]:
     """The frames of what a pipe holds (stdin, named ``-``, or a named pipe, by its path), read once: its
@@ -864,10 +890,17 @@ def piped_items(name: str, stream, every_n: int = 1, fps: float | None = None, m
 
 def _piped_items(name: str, stream, every_n: int, fps: float | None, max_frames: int | None,
                  max_pixels: int | None, max_image_bytes: int | None) -> Iterator[FrameItem]:
-    head, suffix = sniff_head(stream, max_image_bytes)
+    try:
+        with waiting_on_pipe():
+            head, suffix = sniff_head(stream, max_image_bytes)
+    except PipeWaitStopped:
+        return
     if suffix is None:
         try:
-            data = read_capped(stream, max_image_bytes, head)
+            with waiting_on_pipe():
+                data = read_capped(stream, max_image_bytes, head)
+        except PipeWaitStopped:
+            return
         except BadInputError as exc:
             yield FrameItem(name, 0, error=exc)
         else:
@@ -893,7 +926,10 @@ def iter_frames(paths: list[str], every_n: int = 1, fps: float | None = None,
                                    max_pixels, max_image_bytes)
         elif is_pipe(spec):  # process substitution's /dev/fd/63, a mkfifo: read once, as stdin is
             try:
-                stream = open(spec, "rb")
+                with waiting_on_pipe():  # (until a writer opens it)
+                    stream = open(spec, "rb")
+            except PipeWaitStopped:
+                continue
             except OSError as exc:
                 yield FrameItem(spec, 0, error=BadInputError("unreadable", exc.strerror or str(exc)))
                 continue
@@ -1041,7 +1077,10 @@ def iter_piped_video(data: bytes, suffix: str, every_n: int = 1, fps: float | No
     with tempfile.NamedTemporaryFile(prefix="moodstream-stdin-", suffix=suffix) as tmp:
         said = "stdin" if name == "-" else name
         try:
-            spool(data, rest, tmp, said)
+            with waiting_on_pipe():
+                spool(data, rest, tmp, said)
+        except PipeWaitStopped:
+            return
         except BadInputError as exc:
             yield FrameItem(name, 0, error=exc)
             return

@@ -42,6 +42,11 @@ ENCODINGS: tuple[str, ...] = typing.get_args(Encoding)
 MAX_PIXELS_CEILING = 16384 * 16384
 MIN_FACE_PX = 12  # min_face_px: MTCNN's smallest window (1 took 16.6 s and 1.18 GB on one street photo)
 MAX_THREADS = 1024  # threads and decode_threads: more than any machine's cores (OpenVINO takes an int32)
+# reclaim_idle_ms at least: an entry is pending (idle, to XAUTOCLAIM) all the time a live worker holds it, its
+# batch filling and then inferred, and reclaimed sooner it is served twice. Two workers, 60 small frames, a
+# batch of 8 on a 2-core CPU: 0 ms gave 120 results, 100 ms 96, 300 ms and 1 s 60 (bigger frames need more:
+# deploy/README.md sizes it from max_pixels)
+MIN_RECLAIM_IDLE_MS = 1000
 
 
 def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
@@ -76,7 +81,9 @@ class Settings:
     # --- worker --------------------------------------------------------------
     batch_max: int = _s(16, "Frames per batch at most.")
     batch_wait_ms: int = _s(20, "A batch goes when full or when its oldest frame has waited this long.")
-    reclaim_idle_ms: int = _s(30_000, "Entries pending longer than this are reclaimed from a dead worker.")
+    reclaim_idle_ms: int = _s(30_000, "Entries pending longer than this are reclaimed from a dead worker (at least "
+                                      "1000, and more than batch_wait_ms: above the time a live worker holds one, its "
+                                      "batch filling and inferred, or it is served twice).")
     max_deliveries: int = _s(3, "Dead-letter an entry after it killed this many workers while served alone.")
     heartbeat_ttl_s: int = _s(15, "A worker's heartbeat key expires this long after its last beat.")
     decode_threads: int = _s(4, "Threads decoding images while the previous batch infers.")
@@ -218,6 +225,12 @@ class Settings:
         for name in ("batch_wait_ms", "reclaim_idle_ms", "redis_wait_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.reclaim_idle_ms < MIN_RECLAIM_IDLE_MS or self.reclaim_idle_ms <= self.batch_wait_ms:
+            raise ConfigError(f"reclaim_idle_ms must be at least {MIN_RECLAIM_IDLE_MS} and more than batch_wait_ms "
+                              f"({self.batch_wait_ms}), got {self.reclaim_idle_ms}: an entry is pending all the time a "
+                              "live worker holds it (its batch filling, then inferred), and one reclaimed sooner is "
+                              "taken from that worker and served twice (size it above a batch's time: "
+                              "deploy/README.md)")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port must be in [0, 65535] (0: a free port), got {self.metrics_port}")
         if not self.metrics_host:

@@ -114,9 +114,27 @@ def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redi
                           "or pass --redis-url; `moodstream up` starts an embedded server instead")
     try:
         return redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=socket_timeout_s,
-                                    health_check_interval=30, decode_responses=False)
+                                    health_check_interval=30, decode_responses=False,
+                                    redis_connect_func=_handshake(redis_url))
     except ValueError as exc:  # the message quotes no URL; ours is redacted (it may hold a password)
         raise ConfigError(f"bad Redis URL {redact(redis_url)}: {str(exc).replace(redis_url, '***')}") from None
+
+
+def _handshake(redis_url: str) -> Callable[[redis.connection.AbstractConnection], None]:
+    """redis-py's own handshake on each new connection (AUTH, HELLO, SELECT), with a database the
+    server does not have said as a ConfigError: the Python API (Producer, ResultReader, Worker made
+    from Settings) raised redis-py's bare "DB index is out of range" from its first command, wherever
+    that was (the CLI's check_connection says it at start, through this too)."""
+    def on_connect(conn) -> None:
+        try:
+            conn.on_connect()
+        except redis.ResponseError as exc:
+            if conn.db and "DB index" in str(exc):  # Redis and Valkey: "ERR DB index is out of range"
+                raise ConfigError(f"Redis at {redact(redis_url)} has no database {conn.db} ({exc}): its databases "
+                                  "are numbered from 0 (16 by default: its `databases` setting); fix the number "
+                                  "at the end of the URL") from None
+            raise
+    return on_connect
 
 
 def check_connection(client: redis.Redis, redis_url: str | None, wait_s: float = 10.0,

@@ -7,14 +7,11 @@ threw away. Now only the frames it sends are encoded. The expander's own job cla
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 
-from rq import SimpleWorker
 from rq.job import JobStatus
-from rq.serializers import JSONSerializer
-from tests.support.expanderkit import settings
+from tests.support.expanderkit import burst_here, settings
 from tests.support.streamkit import pushed
 
 from moodstream.producer import client as producer_client
@@ -42,14 +39,7 @@ def test_a_resumed_job_encodes_only_the_frames_it_sends(redis_url, client, tmp_p
 
     monkeypatch.setattr(producer_client, "encode_pixels", counting)
     monkeypatch.setattr(producer_client, "ENCODE_THREADS", 2)
-    monkeypatch.setattr(rq_jobs, "_expander_settings", s)
-    before = signal.getsignal(rq_jobs.STOP_SIGNAL)
-    try:
-        worker = SimpleWorker([rq_jobs.coarse_queue(s, client)], connection=client, serializer=JSONSerializer,
-                              job_class=rq_jobs.ExpansionJob)
-        worker.work(burst=True)
-    finally:
-        signal.signal(rq_jobs.STOP_SIGNAL, before)
+    burst_here(s, client, monkeypatch)
     job.refresh()
     assert job.get_status() == JobStatus.FINISHED, job.exc_info
     assert job.return_value()["resumed_at"] == 50

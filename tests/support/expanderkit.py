@@ -31,6 +31,23 @@ def settings(url: str, **kw) -> Settings:
     return Settings.from_env(env={}, redis_url=url, prefix=PREFIX, **kw)
 
 
+def burst_here(s: Settings, client, monkeypatch) -> None:
+    """One burst of the expander's own job class in this process (rq's SimpleWorker, so that a test can
+    patch what it calls), on settings ``s``; the expander's stop signal's handler put back after it."""
+    from rq import SimpleWorker
+
+    from moodstream.producer import rq_jobs
+
+    monkeypatch.setattr(rq_jobs, "_expander_settings", s)
+    before = signal.getsignal(rq_jobs.STOP_SIGNAL)
+    try:
+        worker = SimpleWorker([rq_jobs.coarse_queue(s, client)], connection=client, serializer=JSONSerializer,
+                              job_class=rq_jobs.ExpansionJob)
+        worker.work(burst=True)
+    finally:
+        signal.signal(rq_jobs.STOP_SIGNAL, before)
+
+
 def expander(redis_url: str, *flags: str, **env: str) -> subprocess.Popen:
     """A real `moodstream expander` (configured by flags and MOODSTREAM_* variables)."""
     return spawn_cli("expander", *flags, MOODSTREAM_REDIS_URL=redis_url, MOODSTREAM_PREFIX=PREFIX, **env)

@@ -28,9 +28,9 @@ def test_only_dead_idle_consumers_without_entries_are_removed(redis_url):
         client.xreadgroup(KEYS.group, name, {KEYS.frames: "0"}, count=1)  # seen, nothing new delivered
     client.xreadgroup(KEYS.group, "dead-holding", {KEYS.frames: ">"}, count=1)  # holds the entry
     client.hset(KEYS.heartbeat("alive-beating"), "worker", "alive-beating")
-    settings = Settings.from_env(env={}, redis_url=redis_url, prefix="t", reclaim_idle_ms=100)
+    settings = Settings.from_env(env={}, redis_url=redis_url, prefix="t", reclaim_idle_ms=1000)  # (its floor)
     worker = Worker(settings, _NoPipeline(), name="me", client=client, handle_signals=False)
-    time.sleep(0.3)  # everyone idle past 2 x reclaim_idle_ms
+    time.sleep(2.2)  # everyone idle past 2 x reclaim_idle_ms
     worker.forget_dead_consumers()
     left = {c["name"].decode(): int(c["pending"]) for c in client.xinfo_consumers(KEYS.frames, KEYS.group)}
     assert left == {"alive-beating": 0, "dead-holding": 1, "me": 0}
