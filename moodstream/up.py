@@ -35,7 +35,7 @@ import signal
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,7 +112,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
     frame has a result; 1 when a result is an error record (an unreadable
     input: printed, summarised, counted in the last line), one never comes
     (timeout, the worker stopped), an input cannot be sent at all (not
-    found) or a --summary or --report file cannot be written; 130 on Ctrl-C
+    found, unreadable: its error record printed in its place, as analyze
+    prints it) or a --summary or --report file cannot be written; 130 on Ctrl-C
     (143 on SIGTERM, 129 on SIGHUP: stopped the same way, the summary of
     what was answered written and marked "interrupted"). Should its Redis go
     (yours unreachable, the embedded one ended), a Ctrl-C, the timeout or, for
@@ -198,7 +199,8 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         rows = _Rows(printer_for(fmt),  # one outage for the two readers: their waits grow together, one warning a try
                      ResultReader(settings, client=reader.client, stream=tracking.stage.tracked_key,
                                   outage=reader.outage), report,
-                     files=[flag for flag, path in (("--summary", summary_path), ("--report", report_path)) if path])
+                     files=[flag for flag, path in (("--summary", summary_path), ("--report", report_path)) if path],
+                     unread=feed.unread)
         received, last, deadline = 0, FROM_START, time.monotonic() + timeout_s  # received: jobs answered
         answers_read = 0  # entries of the reply stream read, second answers too: what the stage must read
         errors = 0  # jobs answered with an error record (an unreadable input): exit 1 at the end, as analyze's
@@ -218,6 +220,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
                     raise click.ClickException("up: the worker stopped (see the log above)")
                 if feed.error is not None:
                     raise click.ClickException(f"up: producer failed: {feed.error}")
+                rows.print_unread()  # inputs not sent: printed in their place, once the rows before them are
                 if not rows.raw and (why := tracking.failed()) is not None:
                     rows.fall_back(why)
                 if rows.raw:  # the stage stopped: wait on the reply stream, its results printed as they come
@@ -266,6 +269,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         if interrupted or failure is not None:  # the stage, the producer may have found it since
             gone = _unreachable(server, settings.redis_url, reader, feed, tracking.stage)
         rows.finish(why, held, published=gone is None)  # what the stage published as it stopped; raw what it did not
+        rows.print_unread(rest=True)  # every input has its row, the frames before it answered or not
         if fmt == "table" and rows.faces:
             click.echo(legend(tracking.stage.tracker_config.smoothing_tau_s), err=True)
         if failure is None or gone is not None:  # the outputs of what was answered
@@ -400,9 +404,25 @@ class _Feed:
         self.error: Exception | None = None
         self.gone: Exception | None = None  # stopped while Redis was unreachable (RedisGone): no failure of its own
         self.stop = producer.stop  # the producer's: set, a live source ends too, its stalled read or not (held `up` 5 s)
+        # an input the producer could not read (a video no reader opens, a file it may not read): its error
+        # record, as analyze prints it, with the jobs sent before it (where its row goes); appended by the
+        # producer's thread, read by the main thread (which only reads up to the length it sees)
+        self.unread: list[tuple[int, FrameResult]] = []
+        self._submit_item = producer.submit_item
+        producer.submit_item = self._kept_unread  # (the producer says it on stderr and counts it; nothing is sent)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(specs, every_n, fps, max_frames),
                                        name="producer", daemon=True)
+
+    def _kept_unread(self, item, job_id: str | None = None):
+        """The producer's ``submit_item``; an item it does not send for its error (unreadable, not
+        encodable) is kept as its error record."""
+        from moodstream.worker.analyze import error_record
+
+        ref = self._submit_item(item, job_id=job_id)
+        if ref is None and item.error is not None:
+            self.unread.append((self.sent, error_record(item, item.error)))
+        return ref
 
     def _run(self, specs, every_n, fps, max_frames) -> None:
         from moodstream.shared.retry import RedisGone
@@ -483,7 +503,8 @@ class _Rows:
     stage did not publish it (it stopped). Jobs on the reply stream always carry a job id (a
     message without one has no reply stream either)."""
 
-    def __init__(self, printer, tracked: ResultReader, report: _UpReport | None = None, files: list[str] = ()):
+    def __init__(self, printer, tracked: ResultReader, report: _UpReport | None = None, files: list[str] = (),
+                 unread: list[tuple[int, FrameResult]] | None = None):
         from moodstream.producer.results import FROM_START
 
         self.printer = printer  # a TablePrinter or CsvPrinter, or None for JSON Lines
@@ -496,6 +517,11 @@ class _Rows:
         self.raw = False  # the stage stopped: the worker's results are printed as they come
         self.faces = 0
         self.shown = 0  # jobs printed: answered, counted on the reply stream or not yet
+        # inputs the producer could not read (never sent, so never answered): (jobs sent before it, its error
+        # record), printed once the rows of those jobs are (its place among the inputs, as analyze prints it)
+        self.unread_fed = unread if unread is not None else []  # the feed's list (its thread appends to it)
+        self.unread: deque[tuple[int, FrameResult]] = deque()
+        self.unread_taken = 0  # of the feed's list
 
     def answered(self, r: FrameResult) -> None:
         """A result on the reply stream: printed now once the stage stopped, else held until
@@ -553,13 +579,29 @@ class _Rows:
         if why is not None:  # read above: what is left is printed raw
             self._raw(why)
 
+    def print_unread(self, rest: bool = False) -> None:
+        """The error records of the inputs the producer could not read, each once the rows of the jobs
+        sent before it are printed; ``rest``: the run is over, what is left now (the rows before it never
+        come: interrupted, Redis gone)."""
+        while self.unread_taken < len(self.unread_fed):  # the feed's list only grows
+            self.unread.append(self.unread_fed[self.unread_taken])
+            self.unread_taken += 1
+        while self.unread and (rest or self.unread[0][0] <= self.shown):
+            self._emit(self.unread.popleft()[1])
+
     def _print(self, r: FrameResult) -> None:
         if not self.printed.first_time(r.job_id):  # a job's second answer
             return
+        # an input not sent before this job (the producer reads in order: said before this job was sent)
+        self.print_unread()
         self.shown += 1
         self.faces += len(r.faces)
         if self.report is not None:
             self.report.answered(r)
+        self._emit(r)
+        self.print_unread()  # one not sent right after this one: its row next
+
+    def _emit(self, r: FrameResult) -> None:
         if self.printer is not None:  # `up ... --summary s.json | head`: the rows stop, the run and its files go on
             self.printing(lambda: self.printer.row(r))
         else:

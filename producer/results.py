@@ -29,7 +29,8 @@ from moodstream.shared.recent import Recent
 from moodstream.shared.retry import Outage, RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.table import OtherSources
-from moodstream.shared.transport import as_str, connect, is_fatal, ordinal_at, probe_usable, trimmed_past
+from moodstream.shared.transport import (as_str, connect, is_fatal, ordinal_at, parse_id, probe_usable,
+                                         trimmed_past)
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
 
@@ -220,15 +221,18 @@ class ResultReader:
     def _xread(self, last: str, block: int | None) -> list:
         """XREAD after ``last``; in the same round trip, before it, XINFO STREAM, to tell whether entries after
         ``last`` were trimmed unread (:class:`Gap`: said once, as ``last`` then moves past it). Not from the
-        start ("0": the start of what is held), nor for a user refused XINFO STREAM."""
+        start ("0": the start of what is held), nor for a user refused XINFO STREAM. Entries that came while
+        the XREAD blocked are read again with an XINFO of then (a trim in one MULTI during the wait, the one
+        before it could not see)."""
         if not self._gap_checks:
             return self.client.xread({self.stream: last}, count=500, block=block)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xinfo_stream(self.stream)
-        pipe.xread({self.stream: last}, count=500, block=block)
-        info, resp = pipe.execute(raise_on_error=False)
-        if isinstance(resp, Exception):
-            raise resp
+        info, resp = self._probed_xread(last, block)
+        if block is not None and resp and resp[0][1] and _came_while_blocked(info, last):
+            # the XINFO was answered before the wait: a trim within it (one MULTI, as a worker publishes a
+            # batch, adding more than results_maxlen entries) was not in it, and XREAD read on from the oldest
+            # entry held. Asked again, not waiting: XINFO then XREAD from the same id, as a read that finds
+            # entries at once is asked
+            info, resp = self._probed_xread(last, None)
         try:
             usable = probe_usable(info)
         except redis.exceptions.NoPermissionError:
@@ -248,8 +252,30 @@ class ResultReader:
                 self._ordinal = (newest, n)
         return resp
 
+    def _probed_xread(self, last: str, block: int | None) -> tuple[object, list]:
+        """XINFO STREAM (its answer, or the error it gave) and XREAD after ``last``, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xinfo_stream(self.stream)
+        pipe.xread({self.stream: last}, count=500, block=block)
+        info, resp = pipe.execute(raise_on_error=False)
+        if isinstance(resp, Exception):
+            raise resp
+        return info, resp
+
     def close(self) -> None:
         self.client.close()
+
+
+def _came_while_blocked(info: object, last: str) -> bool:
+    """Whether the entries an XREAD after ``last`` returned were added while it blocked: its XINFO STREAM,
+    answered before the wait, held nothing after ``last`` (or no stream yet). A refused XINFO is no such
+    answer (the reader stops asking)."""
+    if isinstance(info, redis.exceptions.NoPermissionError):
+        return False
+    if isinstance(info, Exception):  # no such key when it asked
+        return True
+    newest = as_str(info.get("last-generated-id")) or "0-0"
+    return parse_id(newest) <= parse_id(last)
 
 
 def _start(start: object) -> str:

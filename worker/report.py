@@ -42,6 +42,7 @@ import hashlib
 import html
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -263,8 +264,11 @@ class Report:
             self.images += 1  # image files: a TIFF of 3 pages is one
             first = None
         page = record.page or record.frame + 1
-        entry = {"source": record.source, "page": page, "size": list(record.size or image.shape[1::-1]),
+        size, read = photo_size(record, image)
+        entry = {"source": record.source, "page": page, "size": size,
                  "image": None, "shown": None, "faces": [_face_data(f) for f in record.faces]}
+        if read is not None:  # read smaller (over max_pixels): its faces' boxes are in the pixels it was read at
+            entry["scale"], entry["read_size"] = record.scale, read  # (the page said those as the photo's size)
         if first is None:  # a file's first page: it counts the file's pages
             entry["pages"], first = 1, entry
         self._still = (record.source, record.frame, first)
@@ -404,6 +408,38 @@ def clips_on_page(page: str | Path) -> frozenset[str]:
         return frozenset(v["video"] for v in videos if isinstance(v, dict) and isinstance(v.get("video"), str))
     except (OSError, ValueError, TypeError, KeyError):
         return frozenset()
+
+
+def photo_size(record: FrameResult, image: np.ndarray) -> tuple[list[int], list[int] | None]:
+    """A photo's (W, H) as the page states it, and the (W, H) it was read at where that was smaller (a JPEG
+    over max_pixels, read at its record's ``scale``), else None. The photo's own: the read size divided by
+    the scale, as the record says; from its file's JPEG header where that can be read and agrees (libjpeg
+    reads a side at 1/2 as ceil(side / 2): a 961-pixel side is read as 481, which divided by the scale is 962)."""
+    read = list(record.size or image.shape[1::-1])
+    if not record.scale:
+        return read, None
+    header = _jpeg_header_size(record.source)
+    if header is not None:
+        for w, h in (header, header[::-1]):  # a turned photo (its EXIF orientation) swaps its sides
+            if [math.ceil(w * record.scale), math.ceil(h * record.scale)] == read:
+                return [w, h], read
+    return [round(v / record.scale) for v in read], read
+
+
+def _jpeg_header_size(source: str) -> tuple[int, int] | None:
+    """The (W, H) in the header of the JPEG file ``source`` (its first MiB: a camera's EXIF and ICC
+    segments come before it), or None (no such file: stdin, a URL; no JPEG; no size found)."""
+    from moodstream.shared.errors import BadInputError
+    from moodstream.shared.formats import image_size
+
+    try:
+        if not os.path.isfile(source):
+            return None
+        with open(source, "rb") as f:
+            head = f.read(1 << 20)
+        return image_size(head) if head[:2] == b"\xff\xd8" else None
+    except (OSError, ValueError, BadInputError):  # unreadable now, a name with a NUL: the record's own says it
+        return None
 
 
 def _face_data(face: Face) -> dict:

@@ -219,3 +219,23 @@ def test_a_name_with_a_right_to_left_override_reverses_no_other_text(browser, tm
     parts = wait_js(browser, "const li = document.querySelector('.not-shown li');"
                              "return li ? [...li.querySelectorAll('bdi')].map(b => b.textContent) : null")
     assert parts and parts[0] == str(bad), parts
+
+
+def test_a_photo_read_at_half_size_says_its_own_size_and_how_it_was_read(browser, tmp_path, monkeypatch):
+    # a JPEG over max_pixels is read at 1/2: its card said the size it was read at (480x270 for 960x540)
+    import cv2
+
+    photo, small = tmp_path / "big.jpg", tmp_path / "small.jpg"
+    assert cv2.imwrite(str(photo), cv2.resize(cv2.imread(str(IMAGE)), (960, 540)))
+    assert cv2.imwrite(str(small), cv2.resize(cv2.imread(str(IMAGE)), (400, 225)))  # 90,000 pixels
+    monkeypatch.setenv("MOODSTREAM_MAX_PIXELS", "200000")
+    result = CliRunner().invoke(analyze_cmd, ["--device", "cpu", str(photo), str(small),
+                                              "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0]["scale"] == 0.5 and records[0]["size"] == [480, 270], records[0]
+    browser.get((tmp_path / "r.html").as_uri())
+    cards = loaded_in_view(browser)
+    screenshot(browser, "report_photo_read_at_half")
+    assert cards[0]["meta"].startswith("960x540 (read at 1/2) · "), cards[0]["meta"]
+    assert cards[1]["meta"].startswith("400x225 · "), cards[1]["meta"]  # read whole: no note

@@ -194,7 +194,7 @@
     name.title = ph.source;
     cap.appendChild(name);
     cap.appendChild(el("div", "meta", (pages > 1 ? "page " + ph.page + " of " + pages + " · " : "") +
-      ph.size.join("x") + " · " + (ph.faces.length ? count(ph.faces.length, "face", "faces") : "no face found")));
+      ph.size.join("x") + (ph.scale ? " (read at 1/" + Math.round(1 / ph.scale) + ")" : "") + " · " + (ph.faces.length ? count(ph.faces.length, "face", "faces") : "no face found")));
     const list = el("ol", "faces");
     for (const f of ph.faces.slice(0, FACES_LISTED)) list.appendChild(faceLine(f));
     cap.appendChild(list);
