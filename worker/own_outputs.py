@@ -76,7 +76,7 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
         if not o.folder:
             beside.setdefault(os.path.realpath(o.path.parent), []).append((o.path.stem + "-", o))
     names: set[str] | None = None  # the inputs' names, made when a file beside an output needs them
-    listed: dict[Path, frozenset[str]] = {}  # a page -> the clips it lists, read when a clip needs them
+    listed: dict[Path, frozenset[str]] = {}  # an output -> the files it names, read when a look-alike needs them
 
     def in_folder(real: str) -> str | None:
         return next((option for folder, option in folders
@@ -97,14 +97,9 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
             ends = [i for i, c in enumerate(rest) if c == "-"] + [len(rest)]
             if not any(rest[:i] in names and TAIL.fullmatch(rest, i) for i in ends):
                 continue
-            clips: frozenset[str] = frozenset()
-            if ext == ".webm":  # a clip carries no mark: it is ours where the page there lists it
-                if output.path not in listed:
-                    from moodstream.worker.report import clips_on_page  # (cv2, the page's format: when needed)
-
-                    listed[output.path] = clips_on_page(output.path)
-                clips = listed[output.path]
-            if ours(real, clips):
+            if output.path not in listed:  # what the output file names beside it: a page its clips (a clip
+                listed[output.path] = _named_by(output)  # carries no mark), a summary its pictures (an earlier
+            if ours(real, listed[output.path]):  # version marked none)
                 return output.option
         return None
 
@@ -126,6 +121,19 @@ def expand_inputs(paths: Sequence[str], outputs: Iterable[Output], command: str)
                  "they are read", command, plural(sum(left_out.values()), "file"),
                  ", ".join(f"{option} {n}" for option, n in sorted(left_out.items())))
     return kept
+
+
+def _named_by(output: Output) -> frozenset[str]:
+    """The files beside ``output`` that it names as its own: a report page's clips, a summary's pictures."""
+    if output.option == "--report":
+        from moodstream.worker.report import clips_on_page  # (cv2, the page's format: when needed)
+
+        return clips_on_page(output.path)
+    if output.option == "--summary":
+        from moodstream.worker.tracking.summary import pictures_named
+
+        return pictures_named(output.path)
+    return frozenset()
 
 
 def ours(path: str | Path, listed: frozenset[str] = frozenset()) -> bool:

@@ -73,6 +73,26 @@ def test_analyze_reads_and_spares_a_user_s_photo_named_as_a_summary_picture(tmp_
     assert files(photos) == after and {n: digest(photos / n) for n in mine} == mine
 
 
+def test_a_rerun_takes_the_pictures_an_earlier_version_wrote_for_its_own(tmp_path):
+    """Pictures written before the mark (by an earlier moodstream) are named by the summary beside them:
+    a rerun leaves them out of its inputs (they were read as photos, their faces counted as people) and
+    writes over them under the same names (not s-street-2-t0.jpg beside the old ones)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(SAMPLES / "street.jpg", photos / "street.jpg")
+    first = invoke(str(photos), "--summary", str(photos / "s.json"))
+    assert first.exit_code == 0, first.output
+    written = thumbnails(photos / "s.json")
+    assert written
+    for name in written:  # as an earlier version wrote them: the same pictures, no mark
+        cv2.imwrite(str(photos / name), cv2.imread(str(photos / name)))
+    after = files(photos)
+    second = invoke(str(photos), "--summary", str(photos / "s.json"))
+    assert second.exit_code == 0, second.output
+    assert sources(second) == [str(photos / "street.jpg")]
+    assert thumbnails(photos / "s.json") == written and files(photos) == after
+
+
 def test_analyze_writes_over_no_file_beside_a_summary_outside_the_inputs(tmp_path):
     """The summary's folder is not an input folder: its look-alike is no input, and is still not written over."""
     out = tmp_path / "out"

@@ -5,6 +5,7 @@ lists, or nothing to lose (no file, an empty one). Anything else stays an input 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -68,3 +69,22 @@ def test_look_alikes_beside_the_outputs_are_left_out_only_where_they_are_ours(tm
                          "analyze")
     assert sorted(Path(k).name for k in kept) == ["clip.mp4", "page-clip.webm", "people-street-t1.jpg",
                                                   "people-street.png", "street.jpg"]
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+def test_pictures_an_earlier_version_wrote_are_ours_where_its_summary_lists_them(tmp_path, kind):
+    # pictures written before the mark (an earlier moodstream) were read as photos on a rerun: faces of
+    # faces, counted as people; the summary beside them names them, which says they are the command's
+    image = np.zeros((8, 8, 3), np.uint8)
+    write_image(tmp_path / "street.jpg", image)
+    for name in ("s-street-t0.jpg", "s-street-t1.jpg", "s-street.png"):  # no mark: an earlier version's
+        write_image(tmp_path / name, image)
+    tracks = [{"source": str(tmp_path / "street.jpg"), "track_id": 0, "thumbnail": "s-street-t0.jpg"}]
+    if kind == "json":
+        (tmp_path / "s.json").write_text(json.dumps({"videos": [{"timeline": "s-street.png"}], "tracks": tracks}))
+        expected = ["s-street-t1.jpg", "street.jpg"]  # t1 is named by no track: a user's
+    else:
+        (tmp_path / "s.csv").write_text("source,track_id,thumbnail\n" + f"{tracks[0]['source']},0,s-street-t0.jpg\n")
+        expected = ["s-street-t1.jpg", "s-street.png", "street.jpg"]  # a CSV names no timeline
+    kept = expand_inputs([str(tmp_path)], this_run_writes(None, tmp_path / f"s.{kind}", None), "analyze")
+    assert sorted(Path(k).name for k in kept) == expected

@@ -662,6 +662,31 @@ def check_writable(path: Path, what: str = "summary", inputs: frozenset[str] = f
         raise ConfigError(f"cannot write the {what} {path}: its folder is not writable")
 
 
+SUMMARY_MAX_BYTES = 256 << 20  # a summary file larger is none this module wrote (100,000 tracks: about 60 MB)
+
+
+def pictures_named(path: str | Path) -> frozenset[str]:
+    """The pictures the summary file at ``path`` names (its tracks' ``thumbnail``, its runs' ``timeline``; a
+    CSV's ``thumbnail`` column): the command's own, written beside it, whether they carry its mark or not (an
+    earlier version wrote none). None where there is no such file, or it is no summary."""
+    import csv
+    import io
+
+    try:
+        if os.path.getsize(path) > SUMMARY_MAX_BYTES:
+            return frozenset()
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if is_csv(path):
+            rows = csv.DictReader(io.StringIO(text))
+            return frozenset(r["thumbnail"] for r in rows if isinstance(r.get("thumbnail"), str) and r["thumbnail"])
+        found = json.loads(text)
+        items = [*found.get("tracks", []), *found.get("videos", [])]
+        return frozenset(v for item in items if isinstance(item, dict)
+                         for v in (item.get("thumbnail"), item.get("timeline")) if isinstance(v, str) and v)
+    except (OSError, ValueError, TypeError, AttributeError, csv.Error):
+        return frozenset()
+
+
 def write_summary(path: str | Path, summarizer: Summarizer, extra: dict | None = None,
                   timelines: bool = True, inputs: frozenset[str] = frozenset(),
                   failed: list[str] | None = None, writer: SummaryWriter | None = None) -> dict:
@@ -694,7 +719,8 @@ class SummaryWriter:
     a long ``analyze`` goes (a photo is one; a folder of 20,000 photos held every face picture until
     the end, 164 kB a photo), keeping only their entries; :func:`write_summary` the others and the JSON.
     The pictures and timelines carry moodstream's mark; a name whose file does not (a user's photo named
-    ``s-street-t0.jpg``: :func:`worker.own_outputs.ours`) is never written over, the run's take the next n."""
+    ``s-street-t0.jpg``: :func:`worker.own_outputs.ours`) is never written over, the run's take the next n,
+    unless the summary there names it (:func:`pictures_named`: an earlier version's, which marked none)."""
 
     def __init__(self, path: str | Path, timelines: bool = True, inputs: frozenset[str] = frozenset()):
         self.path = Path(path)
@@ -703,6 +729,7 @@ class SummaryWriter:
         self.next_n: dict[str, int] = {}  # stem -> the n its last base took (every base below it is taken)
         self.failed: list[str] = []  # pictures and timelines not written: "name: why"
         self.done = 0  # summarizer.runs[:done] are written
+        self.named = pictures_named(self.path)  # the summary there before: its pictures are ours, marked or not
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write_ended(self, summarizer: Summarizer) -> None:
@@ -733,7 +760,8 @@ class SummaryWriter:
 
         def free(base: str) -> bool:  # none of its picture and timeline files is an input or someone else's
             names = [base + ".png", *(f"{base}-t{e['track_id']}.jpg" for e in entries)]
-            return not any(os.path.realpath(path.with_name(name)) in self.inputs or not ours(path.with_name(name))
+            return not any(os.path.realpath(path.with_name(name)) in self.inputs
+                           or not ours(path.with_name(name), self.named)
                            for name in names)
 
         stem = f"{path.stem}-{safe_stem(run.source, run.page)}"  # a page by its page: s-scan-page2
