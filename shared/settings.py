@@ -47,6 +47,11 @@ MAX_THREADS = 1024  # threads and decode_threads: more than any machine's cores 
 # batch of 8 on a 2-core CPU: 0 ms gave 120 results, 100 ms 96, 300 ms and 1 s 60 (bigger frames need more:
 # deploy/README.md sizes it from max_pixels)
 MIN_RECLAIM_IDLE_MS = 1000
+# the largest whole-number setting (2^53 - 1: exact in JSON and in Redis's Lua): each reaches Redis as a count
+# (XREADGROUP COUNT, MAXLEN), milliseconds (XAUTOCLAIM) or seconds (EXPIRE, which refuses seconds x 1000 past
+# 2^63): MOODSTREAM_HEARTBEAT_TTL_S=1e16 and --batch-max 1e19 were taken and ended the worker, its models
+# loaded, in a ResponseError traceback
+MAX_WHOLE = 2 ** 53 - 1
 
 
 def _s(default, help: str):  # noqa: A002 (the word the CLI uses)
@@ -268,6 +273,10 @@ class Settings:
             raise ConfigError(f"face_score_min must be in [0, 1], got {self.face_score_min}")
         if not is_device_name(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for f in fields(self):  # last: a setting's own bounds above say more (threads in [0, 1024])
+            value = getattr(self, f.name)
+            if is_whole(value) and value > MAX_WHOLE:
+                raise ConfigError(f"{f.name} must be at most {MAX_WHOLE} (2^53 - 1), got {value}")
 
 
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # ASCII digits: \d takes any script's

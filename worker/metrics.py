@@ -31,6 +31,7 @@ refuses a value that looks like a URL or holds credentials (``://``, ``@``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import socket
@@ -359,6 +360,24 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("metrics http %s: " + fmt, self.client_address[0], *args)
 
 
+def listen_refusal(host: str, port: int, exc: OSError) -> str:
+    """Why the metrics server cannot listen on ``host:port``, naming what to change: every failure said
+    "set MOODSTREAM_METRICS_PORT to a free port", also for an address that is none (``[::1]``, with its
+    brackets; a typo; one of another machine), and named only the variable where a flag was given."""
+    why = exc.strerror or str(exc)
+    where = f"metrics server: cannot listen on {host}:{port} ({why})"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where}: port {port} is in use (another worker or program on this host); give each worker "
+                "its own --metrics-port / MOODSTREAM_METRICS_PORT (0: a free one)")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f"{where}: ports below 1024 need privileges; use a higher --metrics-port / MOODSTREAM_METRICS_PORT"
+    if isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        hint = " (an IPv6 address goes without brackets: ::1, :: for all)" if host.startswith("[") else ""
+        return (f"{where}: {host!r} is no address of this machine{hint}; set --metrics-host / "
+                "MOODSTREAM_METRICS_HOST to one of its IP addresses (127.0.0.1; 0.0.0.0 or :: for all)")
+    return f"{where}; check --metrics-host / MOODSTREAM_METRICS_HOST and --metrics-port / MOODSTREAM_METRICS_PORT"
+
+
 class MetricsServer:
     """Serves ``metrics`` on ``host:port`` (port 0: a free one, see ``.port``) until ``close()``."""
 
@@ -371,8 +390,7 @@ class MetricsServer:
         try:
             self._server = server_cls((host, port), handler)
         except OSError as exc:
-            raise ConfigError(f"metrics server: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                              "set MOODSTREAM_METRICS_PORT to a free port") from None
+            raise ConfigError(listen_refusal(host, port, exc)) from None
         self._server.metrics = metrics
         self._server.liveness_timeout_s = liveness_timeout_s
         self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

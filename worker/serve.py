@@ -62,6 +62,7 @@ def worker(consumer, max_frames, **flags):
     batch in hand and exits; a second exits at once (entries in hand are
     reclaimed by another worker).
     """
+    from moodstream.options import to_stderr
     from moodstream.shared.transport import check_connection, connect
     from moodstream.worker.pipeline import Pipeline
     from moodstream.worker.service import Worker
@@ -70,7 +71,9 @@ def worker(consumer, max_frames, **flags):
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the ready line and the figures, without -v
         logging.getLogger("moodstream.worker.service").setLevel(logging.INFO)
     client = connect(settings.redis_url)
-    check_connection(client, settings.redis_url, settings.redis_wait_s)  # one line for a bad URL, password, host or db, before the models load
+    # one line for a bad URL, password, host or db, before the models load; and, once, what it waits for
+    # (a worker started before its Redis waited redis_wait_s without a word: it looked hung)
+    check_connection(client, settings.redis_url, settings.redis_wait_s, notice=to_stderr)
     pipeline = Pipeline(settings, worker=True)
     w = Worker(settings, pipeline, name=consumer, client=client, max_frames=max_frames, device=str(pipeline.device))
     served = w.run()

@@ -245,7 +245,10 @@ class Worker:
         self._retry(lambda: check_kinds(self.client, {k.frames: "stream", k.results: "stream", k.dead: "stream",
                                                       k.attempts: "hash", k.heartbeats: "zset"}))
         self._retry(self._ensure_group)
-        self._check_name_free()
+        if not self._check_name_free():  # stopped while watching another's heartbeat: leave it its name
+            log.warning("worker %s: stop requested while a heartbeat under this name was watched: leaving "
+                        "without taking the name or its pending entries", self.name)
+            return
         self.status = Status.IDLE
         self._retry(self.heartbeat)
         self._retry(self._take_back_own)
@@ -323,12 +326,14 @@ class Worker:
             self._next_sweep = now + min(60.0, max(1.0, self.settings.reclaim_idle_ms / 1000))
             self.forget_dead_consumers()
 
-    def _check_name_free(self) -> None:
+    def _check_name_free(self) -> bool:
         """A ConfigError where another live worker beats under this consumer name (a second worker started
         with the first's ``--consumer``: it took the first's pending entries as a dead run's and served them
         twice). A heartbeat of this host and process id is this worker's before (a container restarted);
         another one is watched until it beats again (alive: refused) or expires (a worker that died: its
-        name and pending entries are taken, as before), at most ``heartbeat_ttl_s``."""
+        name and pending entries are taken, as before), at most ``heartbeat_ttl_s``. False where a stop
+        came during that watch: the name is not known to be free, so it is not taken (a SIGTERM there took
+        a live worker's name, served its pending entries a second time and deleted its heartbeat)."""
         key = self.keys.heartbeat(self.name)
 
         def beat() -> dict[str, str]:  # HMGET: what the worker's ACL user may read of a hash (HSET, HMGET)
@@ -339,10 +344,10 @@ class Worker:
             held = self._retry(beat)
         except ConfigError as exc:  # ACL rules without HMGET: the name is not checked, as before
             log.warning("worker %s: cannot check that no live worker holds this name (%s)", self.name, exc)
-            return
+            return True
         who = (held.get("host"), held.get("pid"))
         if not held or who == (socket.gethostname(), str(os.getpid())):
-            return
+            return True
         ttl_s = self.settings.heartbeat_ttl_s
         log.warning("worker %s: a heartbeat under this name from %s (pid %s): waiting up to %d s for its next beat "
                     "(a live worker under this name) or its end (a worker that died)", self.name,
@@ -352,13 +357,16 @@ class Worker:
             time.sleep(0.2)
             now = self._retry(beat)
             if not now:
-                return  # expired (or its worker stopped): the name is free
+                return True  # expired (or its worker stopped): the name is free
             if now.get("beat_at_ms") != held.get("beat_at_ms") or (now.get("host"), now.get("pid")) != who:
                 raise ConfigError(f"worker name {self.name!r} is taken by a live worker on {printable(str(who[0]))[:80]} "
                                   f"(pid {printable(str(who[1]))[:20]}, beating): two workers under one name take each "
                                   "other's frames as a dead worker's and serve them twice; give each worker its own "
                                   "--consumer (the default, <host>-<pid>, is)")
+        if self._stop.is_set():  # the watch was cut short: that worker may well be alive
+            return False
         log.warning("worker %s: that heartbeat did not beat in %d s: taking the name", self.name, ttl_s)
+        return True
 
     def heartbeat(self) -> None:
         """The heartbeat hash (expires heartbeat_ttl_s after this beat) and this worker's entry in
