@@ -45,7 +45,7 @@ def detect_every_frame(settings: Settings, command: str) -> Settings:
 @setting_option("checkpoint", type=click.Path(dir_okay=False))
 @setting_option("batch_max", type=click.IntRange(min=1))
 @setting_option("batch_wait_ms", type=click.IntRange(min=0))
-@setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
+@setting_option("reclaim_idle_ms", type=int)  # its floor (1000, above batch_wait_ms): Settings says it
 @setting_option("max_deliveries", type=click.IntRange(min=1))
 @setting_option("metrics_port", type=click.IntRange(0, 65535))
 @setting_option("metrics_host")

@@ -55,3 +55,12 @@ def test_the_commands_say_it_in_one_line(how, command):
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: reclaim_idle_ms must be at least 1000"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "track"])
+def test_the_help_gives_no_range_below_the_floor(command):
+    # `--reclaim-idle-ms INTEGER RANGE ... [x>=0]` offered the values the setting refuses
+    res = CliRunner().invoke(cli, [command, "--help"], env=dict(ENV), terminal_width=200)
+    assert res.exit_code == 0, res.output
+    entry = res.output[res.output.index("--reclaim-idle-ms"):].split("\n  --", 1)[0]
+    assert "at least 1000" in entry and "x>=0" not in entry, entry

@@ -754,7 +754,7 @@ class TrackStage:
                    "(a still image's run ends as soon as it is tracked).")
 @click.option("--pictures/--no-pictures", default=True, show_default=True,
               help="Read frames back from <prefix>:frames for the summaries' face pictures.")
-@setting_option("reclaim_idle_ms", type=click.IntRange(min=0))
+@setting_option("reclaim_idle_ms", type=int)  # its floor (1000, above batch_wait_ms): Settings says it
 def track(consumer, source_idle_s, pictures, **flags):
     """Track faces along each source: results stream in, <prefix>:tracked out.
 
