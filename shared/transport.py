@@ -109,7 +109,7 @@ def connect(redis_url: str | None, socket_timeout_s: float = 30.0) -> redis.Redi
     Binary responses (payloads are msgpack). ``socket_timeout_s`` must exceed the
     longest blocking read, which callers keep to a few seconds.
     """
-    if not redis_url:
+    if not redis_url or not redis_url.strip():  # (only spaces: a YAML value's stray space)
         raise ConfigError("no Redis configured: set MOODSTREAM_REDIS_URL (e.g. redis://localhost:6379/0) "
                           "or pass --redis-url; `moodstream up` starts an embedded server instead")
     try:
