@@ -227,6 +227,8 @@ class Settings:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.min_face_px < MIN_FACE_PX:  # the CLI's bound, for the environment too
             raise ConfigError(f"min_face_px must be >= {MIN_FACE_PX} (MTCNN's smallest window), got {self.min_face_px}")
+        if self.checkpoint is not None and not self.checkpoint.strip():  # `--checkpoint "$UNSET"`: served the shipped
+            raise ConfigError("checkpoint is empty: give the .pt file, or leave it out for the shipped model")  # one
         for name in ("batch_wait_ms", "reclaim_idle_ms", "redis_wait_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
