@@ -29,8 +29,8 @@ from moodstream.shared.recent import Recent
 from moodstream.shared.retry import Outage, RedisGone, RedisRetry
 from moodstream.shared.settings import Settings, is_number, is_whole
 from moodstream.shared.table import OtherSources
-from moodstream.shared.transport import (as_str, connect, is_fatal, ordinal_at, parse_id, probe_usable,
-                                         trimmed_past)
+from moodstream.shared.transport import (as_str, connect, is_fatal, name_wrong_type, ordinal_at, parse_id,
+                                         probe_usable, trimmed_past)
 from moodstream.shared.record import FrameResult
 from moodstream.shared.wire import FIELD, decode_result
 
@@ -192,7 +192,7 @@ class ResultReader:
                     if left_ms <= 0:
                         return
                     block = max(1, min(block, left_ms))
-            resp = retry.call(lambda: self._xread(last, block))
+            resp = retry.call(lambda: self._named_xread(last, block))
             entries = resp[0][1] if resp else []
             if not entries and not waits:
                 return
@@ -217,6 +217,14 @@ class ResultReader:
                 n += 1
                 if count is not None and n >= count:
                     return
+
+    def _named_xread(self, last: str, block: int | None) -> list:
+        """:meth:`_xread`; where the stream's key holds another type, a ConfigError that names it."""
+        try:
+            return self._xread(last, block)
+        except redis.ResponseError as exc:
+            name_wrong_type(self.client, exc, {self.stream: "stream"})
+            raise
 
     def _xread(self, last: str, block: int | None) -> list:
         """XREAD after ``last``; in the same round trip, before it, XINFO STREAM, to tell whether entries after

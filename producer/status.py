@@ -240,6 +240,17 @@ def snapshot(client: redis.Redis, keys: Keys, window_s: float = 60.0, gauge: Bac
     the average over ``window_s``; ``frames_per_s_now`` over the last :data:`NOW_WINDOW_S`
     (both from the results stream's entry ids, which are Redis times). ``gauge``: the backlog
     of a caller that redraws (``--watch``), which reads no frame back between its full reads."""
+    try:
+        return _snapshot(client, keys, window_s, gauge)
+    except redis.ResponseError as exc:  # a key of another type: which one, said (ConfigError)
+        from moodstream.shared.transport import name_wrong_type
+
+        name_wrong_type(client, exc, {keys.frames: "stream", keys.results: "stream", keys.dead: "stream",
+                                      keys.intake: "list"})
+        raise
+
+
+def _snapshot(client: redis.Redis, keys: Keys, window_s: float, gauge: BacklogGauge | None) -> dict:
     now = server_time_ms(client)
     backlog = gauge.read() if gauge is not None else group_backlog(client, keys)
     last, truncated = count_since(client, keys.results, now - int(window_s * 1000))

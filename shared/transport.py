@@ -228,6 +228,17 @@ def check_streams(client: redis.Redis, *keys: str) -> None:
     check_kinds(client, dict.fromkeys(keys, "stream"))
 
 
+def name_wrong_type(client: redis.Redis, exc: redis.ResponseError, kinds: dict[str, str]) -> None:
+    """Where ``exc`` is a WRONGTYPE reply, the ConfigError that names the key of ``kinds`` (key -> the type
+    moodstream keeps there) holding another type, and what it holds (the retry helper's words named no key:
+    "a key moodstream keeps a stream in is not a stream", and `status` reads five); else nothing."""
+    if "WRONGTYPE" in str(exc):
+        try:
+            check_kinds(client, kinds)
+        except redis.RedisError:  # TYPE refused (the ACL users of deploy/k8s have none): the reply as it was
+            pass
+
+
 def check_kinds(client: redis.Redis, kinds: dict[str, str]) -> None:
     """ConfigError, one line, where a key holds another type than ``kinds`` says (TYPE's word for it:
     ``stream``, ``hash``, ``zset``) moodstream keeps there."""

@@ -50,14 +50,39 @@ BLOCK_MS = 1000
 def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: float | None, stop: threading.Event,
                    retry) -> Iterator[tuple[str, dict]]:
     """(entry id, summary dict) from ``stream`` after ``start`` ("$": from now); without ``follow``,
-    until the end of the stream; with it, until ``timeout_s`` or ``stop``."""
-    from moodstream.shared.transport import as_str
+    until the end of the stream; with it, until ``timeout_s`` or ``stop``. ``retry`` is made with ``stop``:
+    at ``timeout_s`` (with ``follow``) ``stop`` is set, so a wait for an unreachable Redis ends there too
+    (:class:`~moodstream.shared.retry.RedisGone`), as ``results --timeout-s`` ends (it retried for ever)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    timer = None
+    if follow and deadline is not None:  # (at most what a Timer takes, as ResultReader's)
+        timer = threading.Timer(min(timeout_s, threading.TIMEOUT_MAX / 2), stop.set)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield from _read_summaries(client, stream, start, follow, deadline, stop, retry)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _read_summaries(client, stream: str, start: str, follow: bool, deadline: float | None, stop: threading.Event,
+                    retry) -> Iterator[tuple[str, dict]]:
+    import redis
+
+    from moodstream.shared.transport import as_str, name_wrong_type
     from moodstream.shared.wire import FIELD
 
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    def named(call):  # a key of another type: the ConfigError that names it (the retry's words named none)
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            name_wrong_type(client, exc, {stream: "stream"})
+            raise
+
     last = start
     if last == "$":  # from now: the id of the newest entry, so nothing is missed between reads
-        info = retry.call(lambda: client.xrevrange(stream, count=1))
+        info = retry.call(lambda: named(lambda: client.xrevrange(stream, count=1)))
         last = as_str(info[0][0]) if info else "0-0"
     while not stop.is_set():
         block = None
@@ -66,7 +91,7 @@ def read_summaries(client, stream: str, start: str, follow: bool, timeout_s: flo
             if left_ms <= 0:
                 return
             block = max(1, min(BLOCK_MS, left_ms))
-        resp = retry.call(lambda: client.xread({stream: last}, count=100, block=block))
+        resp = retry.call(lambda: named(lambda: client.xread({stream: last}, count=100, block=block)))
         entries = resp[0][1] if resp else []
         for eid, fields in entries:
             last = as_str(eid)
