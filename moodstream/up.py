@@ -45,8 +45,8 @@ import click
 from moodstream.options import FiniteRange, NamedPath, Printing, check_stdin_usage, setting_option, to_stderr
 from moodstream.shared.errors import ConfigError, MoodstreamError
 from moodstream.shared.recent import Recent
-from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, restore_stop_signals,
-                                            stopped_by, take_stop_signals)
+from moodstream.shared.stop_signals import (Stopped, exit_code, hold_stop_signals, raise_dropped_stop,
+                                            restore_stop_signals, stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, Settings
 from moodstream.shared.table import legend, plural, printable
 from moodstream.worker.report import check_report_usage, report_options
@@ -208,6 +208,7 @@ def up(paths, every_n, fps, max_frames, fmt, timeout_s, summary_path, report_pat
         interrupted, stop_code, failure = False, 130, None
         try:
             while not (feed.done.is_set() and received >= feed.sent):
+                raise_dropped_stop()  # a SIGTERM whose raise a finalizer dropped (the models loading): not lost
                 if time.monotonic() > deadline:
                     gone = _unreachable(server, settings.redis_url, reader, feed)
                     raise click.ClickException(f"up: {gone + ': stopped with ' if gone else ''}"

@@ -22,6 +22,7 @@ class Stopped(KeyboardInterrupt):
 class _Deferral(threading.local):
     depth = 0  # deferred_stop sections entered
     pending: int | None = None  # a stop signal that came inside one
+    raised: int | None = None  # the last stop raised, in case Python dropped it (raise_dropped_stop)
 
 
 _deferral = _Deferral()
@@ -31,7 +32,19 @@ def _raise(signum, frame) -> None:
     if _deferral.depth:  # inside an output being written: raised as it ends (deferred_stop)
         _deferral.pending = _deferral.pending or signum
         return
+    _deferral.raised = signum
     raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+
+def raise_dropped_stop() -> None:
+    """The stop signal raised where Python drops exceptions, raised again here (a loop's turn calls it): a
+    handler runs at whatever bytecode the main thread is at, a finalizer's too (a redis ConnectionPool's
+    ``__del__`` while `up` loaded its models), and there the exception is printed as "Exception ignored in"
+    and dropped: `up` then ran to its end, exit 0, SIGTERM lost. One raised and caught as it should be
+    (the loop's ``except KeyboardInterrupt``) is spent there: the loop calls this no more."""
+    signum, _deferral.raised = _deferral.raised, None
+    if signum is not None:
+        raise Stopped(signum) if signum != signal.SIGINT else KeyboardInterrupt
 
 
 @contextmanager
@@ -57,7 +70,7 @@ def take_stop_signals() -> dict:
     """Install the handlers (main thread only; elsewhere nothing); returns what to restore."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    _deferral.pending = None
+    _deferral.pending = _deferral.raised = None
     return {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
 
 

@@ -35,8 +35,8 @@ from moodstream.shared.inputs import check_sampling, input_specs
 from moodstream.shared.media import (FrameItem, decoded_scale, expand_paths, image_records, input_files, is_stream_spec,
                                      is_video, iter_frames, no_media, opencv_can_name, plausible_fps)
 from moodstream.shared.record import ErrorInfo, FrameResult
-from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, restore_stop_signals,
-                                            stopped_by, take_stop_signals)
+from moodstream.shared.stop_signals import (deferred_stop, exit_code, hold_stop_signals, raise_dropped_stop,
+                                            restore_stop_signals, stopped_by, take_stop_signals)
 from moodstream.shared.settings import MAX_THREADS, MIN_FACE_PX, Settings
 from moodstream.shared.table import (RAW_SHOWN_MIN, CsvPrinter, error_cell, faces_cell, legend, plural,
                                     printable, source_cell)
@@ -388,6 +388,7 @@ def analyze_cmd(paths: tuple[str, ...], every_n: int | None, fps: float | None, 
             printing(lambda: click.echo(TABLE_HEADER))
         csv_printer = printing(CsvPrinter) if fmt == "csv" else None  # (its header printed as it is made)
         for out in analyze_items(items, analyzer, BatchPolicy.from_settings(settings), settings.max_pixels):
+            raise_dropped_stop()  # a stop whose raise a finalizer dropped: not lost
             with deferred_stop():  # a stop signal waits for this frame's outputs: none is left half written
                 if csv_printer is not None:
                     printing(lambda: csv_printer.row(out.record))

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +50,7 @@ WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # moodstream's own, a rerun may leave it out of its inputs and write over it (worker/own_outputs.py); a
 # user's photo named as one of them does not carry it: it is read, and never written over
 OWN_MARK = b"written by moodstream beside its summary"
+HEAD_BYTES = 1024  # a picture's mark lies in its first bytes: right after the JPEG's or the PNG's header
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -208,6 +210,31 @@ def with_mark(data: bytes) -> bytes:
         chunk = (len(text) - 4).to_bytes(4, "big") + text + zlib.crc32(text).to_bytes(4, "big")
         return data[:at] + chunk + data[at:]
     return data
+
+
+def ours(path: str | Path, listed: frozenset[str] = frozenset()) -> bool:
+    """Whether a command may take ``path`` for a file it writes beside its summary or page (and leave it
+    out of its inputs): nothing there, an empty file (nothing to lose), a file that carries moodstream's
+    mark (a summary's face picture or timeline: :data:`OWN_MARK`, in its first
+    :data:`HEAD_BYTES`) or one whose name ``listed`` holds (a report's clip its page lists: a WebM carries
+    no mark). Anything else is someone else's (a user's photo named ``people-street-t0.jpg``, a folder,
+    a link, whatever it leads to: one to nowhere was written through, where it pointed; a file that cannot
+    be read): neither left out nor written over."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(found.st_mode):
+        return False
+    if found.st_size == 0 or os.path.basename(path) in listed:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return OWN_MARK in f.read(HEAD_BYTES)
+    except OSError:
+        return False
 
 
 def write_image(path: str | Path, image: np.ndarray, params: list[int] | None = None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,14 +24,13 @@ from pathlib import Path
 
 from moodstream.shared.media import expand_paths, is_stream_spec, no_media
 from moodstream.shared.table import plural, printable
-from moodstream.worker.annotate import OWN_MARK, safe_stem
+from moodstream.worker.annotate import ours, safe_stem
 
 log = logging.getLogger(__name__)
 
 WRITTEN_BESIDE = (".jpg", ".png", ".webm")  # a summary's face pictures and timelines, a report's clips
 # what the writers add after the input's name: a TIFF's page, the n that spares a taken name, a track id
 TAIL = re.compile(r"(?:-page\d+)?(?:-\d+)?(?:-t\d+)?")
-HEAD_BYTES = 1024  # a picture's mark lies in its first bytes: right after the JPEG's or the PNG's header
 
 
 @dataclass(frozen=True)
@@ -134,30 +132,6 @@ def _named_by(output: Output) -> frozenset[str]:
 
         return pictures_named(output.path)
     return frozenset()
-
-
-def ours(path: str | Path, listed: frozenset[str] = frozenset()) -> bool:
-    """Whether a command may take ``path`` for a file it writes beside its summary or page (and leave it
-    out of its inputs): nothing there, an empty file (nothing to lose), a file that carries moodstream's
-    mark (a summary's face picture or timeline: :data:`worker.annotate.OWN_MARK`, in its first
-    :data:`HEAD_BYTES`) or one whose name ``listed`` holds (a report's clip its page lists: a WebM carries
-    no mark). Anything else is someone else's (a user's photo named ``people-street-t0.jpg``, a folder,
-    a link to a file without the mark, a file that cannot be read): neither left out nor written over."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    if not stat.S_ISREG(found.st_mode):
-        return False
-    if found.st_size == 0 or os.path.basename(path) in listed:
-        return True
-    try:
-        with open(path, "rb") as f:
-            return OWN_MARK in f.read(HEAD_BYTES)
-    except OSError:
-        return False
 
 
 def no_inputs(paths: Sequence[str], options: str) -> str:

@@ -59,8 +59,8 @@ from moodstream.shared.labels import LABELS
 from moodstream.shared.files import write_text_atomic
 from moodstream.shared.record import Face, FrameResult
 from moodstream.shared.table import face_label, plural
-from moodstream.worker.annotate import MIN_VIDEO_SIDE_PX, TimedClip, draw, readable_video, safe_stem, write_image
-from moodstream.worker.own_outputs import ours
+from moodstream.worker.annotate import (MIN_VIDEO_SIDE_PX, TimedClip, draw, ours, readable_video, safe_stem,
+                                        write_image)
 from moodstream.worker.tracking.summary import Summarizer, SummaryConfig, check_writable
 from moodstream.worker.webm import open_webm
 

@@ -495,36 +495,69 @@ def test_a_piped_video_is_annotated_and_reported_at_its_own_rate(tmp_path):
     cap.release()
 
 
-def test_a_report_clip_that_cannot_be_written_fails_the_run(tmp_path):
-    """The report's clip of a video that could not be written (here its name is taken by a folder;
-    a full disk does the same) was a log line: the run said "report in ..." and exit 0, and the page
-    showed a video that does not play. Now the page is still written and the run ends with one line
-    naming the clip, exit 1, as the annotated files do."""
+def test_a_report_clip_that_cannot_be_written_fails_the_run(tmp_path, monkeypatch):
+    """The report's clip of a video that could not be written (a full disk, a folder that went) was a log
+    line: the run said "report in ..." and exit 0, and the page showed a video that does not play. Now the
+    page is still written and the run ends with one line naming the clip, exit 1, as the annotated files
+    do. (A folder of the clip's name no longer fails it: the clip takes the next name, below.)"""
+    from moodstream.shared.errors import ConfigError
+    from moodstream.worker import report as report_module
+
+    def full(path, *args, **kwargs):
+        raise ConfigError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(report_module, "open_webm", full)
     report = tmp_path / "report.html"
-    (tmp_path / "report-hamilton_clip.webm").mkdir()  # the name the clip takes
     result, records = run([str(CLIP), "--max-frames", "3", "--report", str(report)])
     assert len(records) == 3
     assert result.exit_code == 1, result.output
-    assert "report-hamilton_clip" in result.output and "Traceback" not in result.output
-    assert "a folder has that name" in result.output  # not "this OpenCV cannot write VP80"
+    assert "report-hamilton_clip.webm: cannot write it: No space left on device" in result.output, result.output
+    assert "Traceback" not in result.output
     assert report.is_file()  # the page and its charts are still there
 
 
-def test_a_summary_picture_that_cannot_be_written_fails_the_run(tmp_path):
-    """A face picture or timeline of the summary that could not be written (its name taken by a
-    folder here; a full disk does the same) was dropped without a word: exit 0, a track without its
-    picture. Now the summary JSON and the other files are still written and the run ends with one
-    line naming the file, exit 1."""
+def test_a_folder_named_as_the_report_clip_is_left_and_the_clip_takes_the_next_name(tmp_path):
+    report = tmp_path / "report.html"
+    (tmp_path / "report-hamilton_clip.webm").mkdir()  # the name the clip takes: someone else's
+    result, records = run([str(CLIP), "--max-frames", "3", "--report", str(report)])
+    assert len(records) == 3 and result.exit_code == 0, result.output
+    assert (tmp_path / "report-hamilton_clip.webm").is_dir() and (tmp_path / "report-hamilton_clip-2.webm").is_file()
+    assert "report-hamilton_clip-2.webm" in report.read_text()
+
+
+def test_a_summary_picture_that_cannot_be_written_fails_the_run(tmp_path, monkeypatch):
+    """A face picture or timeline of the summary that could not be written (a full disk here) was dropped
+    without a word: exit 0, a track without its picture. Now the summary JSON and the other files are still
+    written and the run ends with one line naming the file, exit 1, with the OS's reason (not a guess: "a
+    full disk, or a folder of that name" was said whatever it was)."""
+    import errno
+
+    real = Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith("people-hamilton_clip"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
     summary = tmp_path / "people.json"
-    (tmp_path / "people-hamilton_clip-t0.jpg").mkdir()
-    (tmp_path / "people-hamilton_clip.png").mkdir()
     result, records = run([str(CLIP), "--max-frames", "20", "--summary", str(summary)])
     assert len(records) == 20
     assert result.exit_code == 1, result.output
     assert "people-hamilton_clip-t0.jpg" in result.output and "people-hamilton_clip.png" in result.output
     assert "Traceback" not in result.output
-    # the OS's reason, not a guess ("a full disk, or a folder of that name" was said whatever it was)
-    assert "people-hamilton_clip-t0.jpg: Is a directory" in result.output, result.output
-    assert "full disk" not in result.output
+    assert "people-hamilton_clip-t0.jpg: No space left on device" in result.output, result.output
+    assert not (tmp_path / "people-hamilton_clip-t0.jpg").exists()  # no half file left
     written = json.loads(summary.read_text())
     assert written["tracks"] and written["tracks"][0]["thumbnail"] is None
+
+
+def test_folders_named_as_the_summary_pictures_are_left_and_the_pictures_take_the_next_name(tmp_path):
+    summary = tmp_path / "people.json"
+    (tmp_path / "people-hamilton_clip-t0.jpg").mkdir()  # someone else's
+    (tmp_path / "people-hamilton_clip.png").mkdir()
+    result, records = run([str(CLIP), "--max-frames", "20", "--summary", str(summary)])
+    assert len(records) == 20 and result.exit_code == 0, result.output
+    written = json.loads(summary.read_text())
+    assert written["tracks"][0]["thumbnail"] == "people-hamilton_clip-2-t0.jpg", written["tracks"][0]
+    assert (tmp_path / "people-hamilton_clip-t0.jpg").is_dir() and (tmp_path / "people-hamilton_clip-2-t0.jpg").is_file()

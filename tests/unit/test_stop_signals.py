@@ -57,3 +57,26 @@ def test_a_handler_python_cannot_name_is_left_in_place():
     with handling(lambda *a: None, signals=(signal.SIGINT,)):
         pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("signum,raised", [(signal.SIGTERM, Stopped), (signal.SIGINT, KeyboardInterrupt)])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (the drop itself, as Python says it)
+def test_a_stop_raised_inside_a_finalizer_is_raised_again_at_the_next_check(signum, raised):
+    """A signal whose handler runs inside a finalizer (a redis ConnectionPool's __del__ while `up` loaded its
+    models): Python prints "Exception ignored in ..." and drops it, and `up` ran to its end, exit 0, where
+    SIGTERM should have stopped it (143). The loops check for a stop so dropped (`raise_dropped_stop`)."""
+    from moodstream.shared.stop_signals import raise_dropped_stop
+
+    previous = take_stop_signals()
+    try:
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signum)
+                sum(range(1000))  # (the handler runs at the next bytecode: here, inside the finalizer)
+
+        Finalized()
+        with pytest.raises(raised):
+            raise_dropped_stop()
+        raise_dropped_stop()  # said once: nothing more
+    finally:
+        restore_stop_signals(previous)

@@ -40,6 +40,11 @@ def test_a_file_is_ours_only_where_it_says_so(tmp_path):
     os.symlink(tmp_path / "mine.jpg", tmp_path / "link.jpg")
     assert ours(tmp_path / "none.jpg") and ours(tmp_path / "empty.jpg") and ours(tmp_path / "marked.jpg")
     assert not ours(tmp_path / "mine.jpg") and not ours(tmp_path / "folder.jpg") and not ours(tmp_path / "link.jpg")
+    # a link is never ours, whatever it leads to: one that leads nowhere was "nothing there", and the picture
+    # was written through it, where the link pointed (outside the folder)
+    os.symlink(tmp_path / "elsewhere" / "x.jpg", tmp_path / "dangling.jpg")
+    os.symlink(tmp_path / "marked.jpg", tmp_path / "to-marked.jpg")
+    assert not ours(tmp_path / "dangling.jpg") and not ours(tmp_path / "to-marked.jpg")
     (tmp_path / "page-clip.webm").write_bytes(b"\x1a\x45\xdf\xa3 a video")
     assert not ours(tmp_path / "page-clip.webm") and ours(tmp_path / "page-clip.webm", frozenset({"page-clip.webm"}))
 

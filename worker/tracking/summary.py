@@ -752,8 +752,7 @@ class SummaryWriter:
         ``videos`` item. A run :meth:`write_ended` wrote gives what it gave then."""
         if run.written is not None:
             return run.written
-        from moodstream.worker.annotate import safe_stem, write_image, write_timeline
-        from moodstream.worker.own_outputs import ours
+        from moodstream.worker.annotate import ours, safe_stem, write_image, write_timeline
 
         path = self.path
         entries = run.entries()
