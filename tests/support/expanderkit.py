@@ -43,6 +43,10 @@ def burst_here(s: Settings, client, monkeypatch) -> None:
     try:
         worker = SimpleWorker([rq_jobs.coarse_queue(s, client)], connection=client, serializer=JSONSerializer,
                               job_class=rq_jobs.ExpansionJob)
+        # without rq's pubsub thread (its commands to a worker): in this process, after the expander's stop
+        # signal, its teardown waited out the thread's 60 s read (a minute a test; the expander's own process
+        # ends at once)
+        worker.subscribe = worker.unsubscribe = lambda: None
         worker.work(burst=True)
     finally:
         signal.signal(rq_jobs.STOP_SIGNAL, before)
