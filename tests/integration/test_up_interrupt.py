@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.procs import parent_pid
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -189,7 +191,7 @@ def test_a_signal_while_up_starts_exits_as_its_help_says_and_leaves_no_redis(tmp
     try:
         line = proc.stderr.readline()  # said once the server answers, before the models load
         assert "embedded redis-server at" in line, line
-        server = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid]
+        server = [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_pid(int(p)) == proc.pid]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -208,10 +210,3 @@ def _running_redis(pid: int) -> bool:
     except OSError:
         return False
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None

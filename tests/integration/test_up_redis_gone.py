@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.procs import parent_pid
 
 from moodstream.shared.embedded import EmbeddedRedis
 
@@ -128,7 +129,7 @@ def test_up_notices_its_embedded_redis_server_died(tmp_path):
         up.rows(3)
         url = re.search(r"embedded redis-server at (\S+)", up.stderr()).group(1)
         port = url.rsplit(":", 1)[1].split("/")[0]
-        server = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == up.proc.pid
+        server = [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_pid(int(p)) == up.proc.pid
                   and f"{port}" in _cmdline(int(p))]
         assert len(server) == 1, server
         os.kill(server[0], signal.SIGKILL)
@@ -179,11 +180,4 @@ def _cmdline(pid: int) -> str:
     except OSError:
         return ""
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 

@@ -47,6 +47,15 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` (from /proc), None where it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def stop(proc: subprocess.Popen, timeout_s: float = 30) -> tuple[str, str]:
     if proc.poll() is None:
         proc.kill()
